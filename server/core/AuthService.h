@@ -1,0 +1,43 @@
+// Port: check a login (SMTP AUTH, POP3 USER/PASS/AUTH) against the backend chain.
+#pragma once
+
+#include "core/ClientAddress.h"
+
+#include <string>
+#include <vector>
+
+namespace postern::core {
+
+enum class AuthStatus {
+    Ok,
+    BadCredentials,  // wrong password, unknown user or disabled: one answer to the client
+    TempFail,        // a backend could not answer: 454 4.7.0 / -ERR [SYS/TEMP]
+};
+
+struct AuthIdentity {
+    std::string user;                          // canonical login
+    std::vector<std::string> senderAddresses;  // lower-cased addresses MAIL FROM may use
+    std::string mailbox;                       // mailbox location (relative to mail root)
+};
+
+struct AuthRequest {
+    std::string user;
+    std::string password;
+    std::string service;  // "smtp" | "pop3"
+    ClientAddress client;
+    std::string sessionId;
+};
+
+struct AuthResult {
+    AuthStatus status = AuthStatus::TempFail;  // fail closed
+    AuthIdentity identity;
+};
+
+// Thread-safe; blocking. Logs one line per attempt itself (never the password).
+class AuthService {
+public:
+    virtual ~AuthService() = default;
+    virtual AuthResult authenticate(const AuthRequest& request) = 0;
+};
+
+}  // namespace postern::core

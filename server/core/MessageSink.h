@@ -1,0 +1,58 @@
+// Port: where an accepted message goes. Local recipients -> mailboxes (Maildir),
+// remote recipients -> the node's durable outbound queue.
+#pragma once
+
+#include "core/ClientAddress.h"
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace postern::core {
+
+struct Envelope {
+    std::string sessionId;
+    std::string sender;                          // reverse-path; "" = null sender <>
+    std::vector<std::string> localMailboxes;     // mailbox locations (deduplicated by caller)
+    std::vector<std::string> remoteRecipients;   // forward-paths for the outbound queue
+    ClientAddress client;
+    std::string heloName;
+    std::string authUser;                        // "" if not authenticated
+};
+
+enum class SinkStatus {
+    Ok,
+    TempFail,   // I/O error, disk full: 451 4.3.0 (nothing was delivered)
+    QueueFull,  // outbound queue over its size limit: 452 4.3.1
+};
+
+struct SinkResult {
+    SinkStatus status = SinkStatus::TempFail;
+    std::string queueId;  // shown in "250 2.0.0 Ok: queued as <id>"
+};
+
+// One message being received. Not thread-safe (one session owns it).
+// Destroying it without a successful commit() removes every trace (no half-written
+// message is ever visible in a mailbox or in the queue).
+class MessageWriter {
+public:
+    virtual ~MessageWriter() = default;
+    // Appends bytes exactly as they must be stored (CRLF line ends, already unstuffed).
+    // Returns false after an I/O error (sticky); commit() will then fail.
+    virtual bool write(const char* data, std::size_t size) = 0;
+    // Makes the message durable: file fsynced, placed into every mailbox and the
+    // queue, directories fsynced. Only after Ok may the session answer 250.
+    virtual SinkResult commit() = 0;
+};
+using MessageWriterPtr = std::unique_ptr<MessageWriter>;
+
+// Thread-safe factory.
+class MessageSink {
+public:
+    virtual ~MessageSink() = default;
+    // Checks queue limits up front (QueueFull) and opens a temp file; nullptr + status on failure.
+    virtual MessageWriterPtr open(const Envelope& envelope, SinkStatus& status) = 0;
+};
+
+}  // namespace postern::core
