@@ -1,0 +1,56 @@
+// One parsed, immutable copy of a Dovecot-style passwd-file and its aliases file.
+// Formats: "user@domain:{SCHEME}hash[:uid:gid:gecos:home:shell:extra fields]" and
+// "alias@domain: dest1, dest2"; '#' comment lines and blank lines are ignored.
+#pragma once
+
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace postern::plugins::passwdfile {
+
+struct PasswdUser {
+    std::string user;                       // lower-cased "local@domain"
+    std::string passwordHash;               // as written; "" = may not log in
+    std::string mailbox;                    // mailbox=...; "" = default
+    std::vector<std::string> senders;       // login address first, then senders=...
+    bool disabled = false;                  // disabled=yes: no login, no mail
+    bool noLogin = false;                   // nologin=y: no login, still receives mail
+    std::map<std::string, std::string> extra;  // other extra fields, kept as given
+};
+
+// A syntax error, with file and line number; the whole file is refused (fail closed).
+class PasswdFileError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Immutable once built; shared by reader threads through shared_ptr<const PasswdFile>.
+class PasswdFile {
+public:
+    // Parses the texts; name arguments are for error messages only. Duplicate users or
+    // aliases are errors (ambiguity is a failure). Throws PasswdFileError.
+    static PasswdFile parse(const std::string& passwdText, const std::string& passwdName,
+                            const std::string& aliasesText, const std::string& aliasesName,
+                            const std::vector<std::string>& extraDomains);
+
+    // Keys are lower-cased addresses.
+    const PasswdUser* findUser(const std::string& address) const;
+    const std::vector<std::string>* findAlias(const std::string& address) const;
+    bool hasDomain(const std::string& domain) const { return domains_.count(domain) != 0; }
+
+    std::size_t userCount() const { return users_.size(); }
+    std::size_t aliasCount() const { return aliases_.size(); }
+
+private:
+    std::map<std::string, PasswdUser> users_;
+    std::map<std::string, std::vector<std::string>> aliases_;
+    std::set<std::string> domains_;
+};
+
+std::string toLower(std::string s);
+std::string trim(const std::string& s);
+
+}  // namespace postern::plugins::passwdfile

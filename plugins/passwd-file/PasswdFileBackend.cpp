@@ -1,0 +1,295 @@
+// passwd-file auth backend: users from a Dovecot-compatible passwd-file, aliases from an
+// optional "alias: dest, dest" file; both re-read when they change.
+#include "PasswdFileBackend.h"
+
+#include <Poco/Logger.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+namespace postern::plugins::passwdfile {
+
+namespace {
+
+Poco::Logger& logger() {
+    static Poco::Logger& l = Poco::Logger::get("postern.auth.passwd-file");
+    return l;
+}
+
+std::int64_t steadyMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+std::chrono::milliseconds parseDuration(const std::string& key, const std::string& value) {
+    std::size_t used = 0;
+    long long n = -1;
+    try {
+        n = std::stoll(value, &used);
+    } catch (const std::exception&) {
+        n = -1;
+    }
+    std::string unit = value.substr(used);
+    if (n < 0 || (unit != "s" && unit != "ms" && !(unit.empty() && n == 0))) {
+        throw std::invalid_argument("invalid value '" + value + "' for " + key +
+                                    " (use e.g. 1s or 500ms)");
+    }
+    return unit == "s" ? std::chrono::milliseconds(n * 1000) : std::chrono::milliseconds(n);
+}
+
+}  // namespace
+
+PasswdFileConfig PasswdFileConfig::fromMap(const std::map<std::string, std::string>& config) {
+    PasswdFileConfig c;
+    static const std::set<std::string> Known{"path", "aliases", "domains", "check_interval"};
+    for (const auto& [key, value] : config) {
+        if (Known.count(key) == 0) {
+            throw std::invalid_argument("unknown config key '" + key +
+                                        "' (known: path, aliases, domains, check_interval)");
+        }
+    }
+    if (auto it = config.find("path"); it != config.end()) {
+        c.path = trim(it->second);
+    }
+    if (c.path.empty()) {
+        throw std::invalid_argument("config key 'path' is required");
+    }
+    if (auto it = config.find("aliases"); it != config.end()) {
+        c.aliasesPath = trim(it->second);
+    }
+    if (auto it = config.find("domains"); it != config.end()) {
+        std::istringstream in(it->second);
+        std::string d;
+        while (std::getline(in, d, ',')) {
+            d = toLower(trim(d));
+            while (!d.empty() && d.back() == '.') {
+                d.pop_back();
+            }
+            if (!d.empty()) {
+                c.domains.push_back(d);
+            }
+        }
+    }
+    if (auto it = config.find("check_interval"); it != config.end()) {
+        c.checkInterval = parseDuration("check_interval", trim(it->second));
+    }
+    return c;
+}
+
+PasswdFileBackend::PasswdFileBackend(PasswdFileConfig config) : config_(std::move(config)) {
+    snapshot_ = load();
+    nextCheckMs_ = steadyMs() + config_.checkInterval.count();
+    logger().information("passwd-file " + config_.path + ": " +
+                         std::to_string(snapshot_->file.userCount()) + " users, " +
+                         std::to_string(snapshot_->file.aliasCount()) + " aliases");
+}
+
+std::optional<PasswdFileBackend::FileStamp> PasswdFileBackend::statFile(const std::string& path) const {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        return std::nullopt;
+    }
+    return FileStamp{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                     static_cast<std::int64_t>(st.st_size),
+                     static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+// Stamp and text come from the same open file, so a rename in between cannot pair the old
+// stamp with the new text (which would hide the next change).
+std::string PasswdFileBackend::readFile(const std::string& path, FileStamp& stamp) const {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+    }
+    struct stat st {};
+    std::string text;
+    bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    char buf[65536];
+    while (ok) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            ok = false;
+        } else if (n == 0) {
+            break;
+        } else {
+            text.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    int savedErrno = errno;
+    ::close(fd);
+    if (!ok) {
+        throw std::runtime_error("cannot read " + path + ": " +
+                                 (S_ISREG(st.st_mode) ? std::strerror(savedErrno) : "not a regular file"));
+    }
+    stamp = FileStamp{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                      static_cast<std::int64_t>(st.st_size),
+                      static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+    return text;
+}
+
+std::shared_ptr<const PasswdFileBackend::Snapshot> PasswdFileBackend::load() const {
+    FileStamp passwdStamp;
+    FileStamp aliasesStamp;
+    std::string passwd = readFile(config_.path, passwdStamp);
+    std::string aliases;
+    if (!config_.aliasesPath.empty()) {
+        aliases = readFile(config_.aliasesPath, aliasesStamp);
+    }
+    auto s = std::make_shared<Snapshot>(Snapshot{
+        PasswdFile::parse(passwd, config_.path, aliases, config_.aliasesPath, config_.domains),
+        passwdStamp, aliasesStamp});
+    return s;
+}
+
+void PasswdFileBackend::reloadIfChanged() {
+    const std::int64_t now = steadyMs();
+    std::int64_t next = nextCheckMs_.load(std::memory_order_relaxed);
+    // At most one stat per interval, done by the thread that wins the exchange.
+    if (now < next || !nextCheckMs_.compare_exchange_strong(next, now + config_.checkInterval.count())) {
+        return;
+    }
+    std::unique_lock reloadLock(reloadMutex_, std::try_to_lock);
+    if (!reloadLock.owns_lock()) {
+        return;
+    }
+    std::shared_ptr<const Snapshot> old;
+    {
+        std::shared_lock lock(snapshotMutex_);
+        old = snapshot_;
+    }
+    auto passwdStamp = statFile(config_.path);
+    std::optional<FileStamp> aliasesStamp = FileStamp{};
+    if (!config_.aliasesPath.empty()) {
+        aliasesStamp = statFile(config_.aliasesPath);
+    }
+    // A vanished file is most often a moment inside a non-atomic rewrite: keep serving.
+    std::pair<FileStamp, FileStamp> seen{passwdStamp.value_or(FileStamp{}), aliasesStamp.value_or(FileStamp{})};
+    if (passwdStamp && aliasesStamp && *passwdStamp == old->passwdStamp &&
+        *aliasesStamp == old->aliasesStamp) {
+        failedStamps_.reset();
+        return;
+    }
+    if (failedStamps_ && *failedStamps_ == seen) {
+        return;  // already failed on exactly these files and logged it
+    }
+    try {
+        auto fresh = load();
+        {
+            std::unique_lock lock(snapshotMutex_);
+            snapshot_ = fresh;
+        }
+        failedStamps_.reset();
+        logger().information("passwd-file " + config_.path + " reloaded: " +
+                             std::to_string(fresh->file.userCount()) + " users, " +
+                             std::to_string(fresh->file.aliasCount()) + " aliases");
+    } catch (const std::exception& e) {
+        failedStamps_ = seen;
+        logger().error("passwd-file " + config_.path + ": reload failed, keeping the last good copy: " +
+                       e.what());
+    }
+}
+
+std::shared_ptr<const PasswdFileBackend::Snapshot> PasswdFileBackend::current() noexcept {
+    try {
+        reloadIfChanged();
+    } catch (...) {
+        // Keep serving the last good snapshot; a reload problem is logged where it happens.
+    }
+    std::shared_lock lock(snapshotMutex_);
+    return snapshot_;
+}
+
+api::UserRecord PasswdFileBackend::recordOf(const PasswdUser& u) const {
+    api::UserRecord r;
+    r.user = u.user;
+    r.passwordHash = u.passwordHash;
+    r.senderAddresses = u.senders;
+    r.mailbox = u.mailbox;
+    r.extra = u.extra;
+    return r;
+}
+
+api::AuthAnswer PasswdFileBackend::authenticate(const std::string& user, const std::string&,
+                                                const std::string&, const std::string&) noexcept {
+    api::AuthAnswer a;  // TempFail
+    try {
+        auto snap = current();
+        const PasswdUser* u = snap->file.findUser(toLower(user));
+        if (u == nullptr) {
+            a.status = api::Status::UnknownUser;
+            return a;
+        }
+        a.record = recordOf(*u);
+        a.verified = false;
+        if (u->disabled || u->noLogin || u->passwordHash.empty()) {
+            a.status = api::Status::Disabled;
+            a.detail = u->disabled ? "disabled=yes" : u->noLogin ? "nologin" : "no password set";
+            return a;
+        }
+        a.status = api::Status::Ok;
+    } catch (const std::exception& e) {
+        a = {};
+        a.detail = e.what();
+    } catch (...) {
+        a = {};
+        a.detail = "unexpected error";
+    }
+    return a;
+}
+
+api::LookupAnswer PasswdFileBackend::lookup(const std::string& address) noexcept {
+    api::LookupAnswer a;  // TempFail
+    try {
+        auto snap = current();
+        const std::string key = toLower(address);
+        const PasswdUser* u = snap->file.findUser(key);
+        const std::vector<std::string>* alias = snap->file.findAlias(key);
+        if (u != nullptr && u->disabled && alias == nullptr) {
+            a.status = api::Status::Disabled;
+            a.detail = "disabled=yes";
+            return a;
+        }
+        if (u == nullptr && alias == nullptr) {
+            a.status = api::Status::NotFound;
+            return a;
+        }
+        if (u != nullptr && !u->disabled) {
+            a.record = recordOf(*u);
+            a.record.passwordHash.clear();  // a recipient lookup has no use for it
+            a.isMailbox = true;
+        }
+        if (alias != nullptr) {
+            a.aliasDestinations = *alias;
+        }
+        a.status = api::Status::Ok;
+    } catch (const std::exception& e) {
+        a = {};
+        a.detail = e.what();
+    } catch (...) {
+        a = {};
+        a.detail = "unexpected error";
+    }
+    return a;
+}
+
+api::Status PasswdFileBackend::hasDomain(const std::string& domain) noexcept {
+    try {
+        auto snap = current();
+        return snap->file.hasDomain(toLower(domain)) ? api::Status::Ok : api::Status::NotFound;
+    } catch (...) {
+        return api::Status::TempFail;
+    }
+}
+
+}  // namespace postern::plugins::passwdfile

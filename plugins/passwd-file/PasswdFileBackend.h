@@ -1,0 +1,85 @@
+// passwd-file auth backend: users from a Dovecot-compatible passwd-file, aliases from an
+// optional "alias: dest, dest" file; both re-read when they change.
+#pragma once
+
+#include "PasswdFile.h"
+#include "api/PluginApi.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+namespace postern::plugins::passwdfile {
+
+// Config keys (under auth.backend.<instance>.):
+//   path            passwd-file (required)
+//   aliases         aliases file ("" = none)
+//   domains         comma list of extra local domains; users' and aliases' domains always are
+//   check_interval  how often to stat the files for changes: "1s" (default), "500ms", "0"
+struct PasswdFileConfig {
+    std::string path;
+    std::string aliasesPath;
+    std::vector<std::string> domains;
+    std::chrono::milliseconds checkInterval{1000};
+
+    // Throws std::invalid_argument naming the key (unknown key, missing path, bad value).
+    static PasswdFileConfig fromMap(const std::map<std::string, std::string>& config);
+};
+
+// Serves authenticate/lookup/hasDomain from an immutable snapshot. The files are stat'ed at
+// most once per checkInterval (by whichever thread comes first); when inode, size or mtime
+// change they are parsed into a new snapshot that is swapped in under a shared_mutex. A file
+// that cannot be read or parsed later keeps the last good snapshot and logs once per change.
+// Thread-safe. No method throws: any failure answers TempFail.
+class PasswdFileBackend final : public api::Backend {
+public:
+    // Loads the files now; throws std::runtime_error if they cannot be read or parsed.
+    explicit PasswdFileBackend(PasswdFileConfig config);
+
+    // Ok + stored hash (verified = false); UnknownUser; Disabled (disabled=yes, nologin=y or
+    // an empty password field; the record and hash are still returned for timing equalisation).
+    api::AuthAnswer authenticate(const std::string& user, const std::string& password,
+                                 const std::string& service, const std::string& clientIp) noexcept override;
+    // Ok: a user (isMailbox) and/or an alias (aliasDestinations); Disabled: disabled=yes;
+    // NotFound.
+    api::LookupAnswer lookup(const std::string& address) noexcept override;
+    api::Status hasDomain(const std::string& domain) noexcept override;
+
+private:
+    struct FileStamp {
+        std::uint64_t device = 0;
+        std::uint64_t inode = 0;
+        std::int64_t size = -1;
+        std::int64_t mtimeNs = 0;
+        bool operator==(const FileStamp&) const = default;
+    };
+
+    struct Snapshot {
+        PasswdFile file;
+        FileStamp passwdStamp;
+        FileStamp aliasesStamp;
+    };
+
+    std::shared_ptr<const Snapshot> current() noexcept;
+    void reloadIfChanged();
+    std::shared_ptr<const Snapshot> load() const;
+    std::string readFile(const std::string& path, FileStamp& stamp) const;
+    std::optional<FileStamp> statFile(const std::string& path) const;
+    api::UserRecord recordOf(const PasswdUser& user) const;
+
+    const PasswdFileConfig config_;
+    mutable std::shared_mutex snapshotMutex_;
+    std::shared_ptr<const Snapshot> snapshot_;
+    std::atomic<std::int64_t> nextCheckMs_{0};
+    std::mutex reloadMutex_;                      // one reloader at a time
+    std::optional<std::pair<FileStamp, FileStamp>> failedStamps_;  // guarded by reloadMutex_
+};
+
+}  // namespace postern::plugins::passwdfile

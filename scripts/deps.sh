@@ -1,0 +1,32 @@
+# Sourced by scripts/run and scripts/test: installs the Debian 12 packages Postern needs
+# (only what is missing), then configures and builds the tree with ccache.
+# Usage: postern_install_deps [extra packages...]; postern_build [build dir]
+
+POSTERN_PACKAGES=(build-essential cmake ccache pkg-config libpoco-dev libssl-dev libpq-dev libldap-dev
+  libboost-test-dev libargon2-dev libcrypt-dev openssl python3 swaks curl)
+
+postern_install_deps() {
+  local wanted=("${POSTERN_PACKAGES[@]}" "$@") missing=() p
+  for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "postern: installing missing packages: ${missing[*]}"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then sudo=(sudo); else
+      echo "postern: please install as root: apt-get install ${missing[*]}" >&2; return 1
+    fi
+  fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+postern_build() {
+  local dir=${1:-build}
+  export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(pwd)}
+  export CCACHE_NOHASHDIR=1
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${@:2}" >/dev/null
+  cmake --build "$dir" -j"$(nproc)"
+}

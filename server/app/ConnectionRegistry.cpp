@@ -1,0 +1,69 @@
+#include "app/ConnectionRegistry.h"
+
+#include <sys/socket.h>
+
+#include <thread>
+
+namespace postern::app {
+
+namespace {
+// Shut the read side at the OS level (works for plain and TLS sockets alike): the
+// session's blocking read returns at once and it ends cleanly.
+void wake(Poco::Net::StreamSocket& s) {
+    poco_socket_t fd = s.impl()->sockfd();
+    if (fd != POCO_INVALID_SOCKET) ::shutdown(fd, SHUT_RD);
+}
+}  // namespace
+
+ConnectionRegistry::Token ConnectionRegistry::add(const Poco::Net::StreamSocket& socket) {
+    std::lock_guard lock(mutex_);
+    Token t = next_++;
+    entries_.emplace(t, Entry{socket, false});
+    return t;
+}
+
+void ConnectionRegistry::remove(Token token) {
+    std::lock_guard lock(mutex_);
+    entries_.erase(token);
+}
+
+void ConnectionRegistry::update(Token token, const Poco::Net::StreamSocket& socket) {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(token);
+    if (it != entries_.end()) it->second.socket = socket;
+}
+
+bool ConnectionRegistry::setIdle(Token token, bool idle) {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(token);
+    if (it != entries_.end()) it->second.idle = idle;
+    return !shuttingDown_.load();
+}
+
+void ConnectionRegistry::beginShutdown() {
+    std::lock_guard lock(mutex_);
+    shuttingDown_ = true;
+    for (auto& [t, e] : entries_)
+        if (e.idle) wake(e.socket);
+}
+
+std::size_t ConnectionRegistry::waitEmpty(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        std::size_t n = size();
+        if (n == 0 || std::chrono::steady_clock::now() >= deadline) return n;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
+void ConnectionRegistry::abortAll() {
+    std::lock_guard lock(mutex_);
+    for (auto& [t, e] : entries_) wake(e.socket);
+}
+
+std::size_t ConnectionRegistry::size() const {
+    std::lock_guard lock(mutex_);
+    return entries_.size();
+}
+
+}  // namespace postern::app

@@ -1,0 +1,62 @@
+#include "app/ListenerFactory.h"
+
+#include "app/Pop3Connection.h"
+#include "app/SessionLog.h"
+#include "app/SmtpConnection.h"
+
+#include <Poco/Net/StreamSocket.h>
+
+namespace postern::app {
+
+ConnectionFactory::ConnectionFactory(Services& services, const config::ListenerConfig& listener)
+    : services_(services), listener_(listener) {
+    const auto& c = services.config;
+    bool tlsAvailable = services.tls && listener.tls == config::TlsMode::StartTls;
+    smtp_.hostname = c.hostname;
+    smtp_.role = listener.role == config::SmtpRole::Submission ? smtp::Role::Submission : smtp::Role::Mx;
+    smtp_.tlsAvailable = tlsAvailable;
+    smtp_.allowPlaintextAuth = c.smtp.allowPlaintextAuth;
+    smtp_.maxMessageSize = c.smtp.maxMessageSize;
+    smtp_.maxRecipients = c.smtp.maxRecipients;
+    smtp_.maxCommandLength = c.smtp.maxCommandLength;
+    smtp_.maxLineLength = c.smtp.maxLineLength;
+    smtp_.maxHeaderSize = c.smtp.maxHeaderSize;
+    smtp_.maxErrors = c.smtp.maxErrors;
+    smtp_.addMissingHeaders = c.smtp.addMissingHeaders;
+
+    pop3_.allowPlaintextAuth = c.pop3.allowPlaintextAuth;
+    pop3_.tlsAvailable = tlsAvailable;
+    pop3_.greetingHost = c.hostname;
+    pop3_.grantLifetime = std::chrono::duration_cast<std::chrono::seconds>(c.popBeforeSmtp.lifetime);
+    pop3_.maxBadCommands = static_cast<std::size_t>(c.pop3.maxErrors);
+}
+
+Poco::Net::TCPServerConnection* ConnectionFactory::createConnection(const Poco::Net::StreamSocket& socket) {
+    if (listener_.protocol == config::Protocol::Pop3) return new Pop3Connection(socket, services_, listener_, pop3_);
+    return new SmtpConnection(socket, services_, listener_, smtp_);
+}
+
+bool OverloadFilter::accept(const Poco::Net::StreamSocket& socket) {
+    Poco::Net::TCPServer* server = server_.load();
+    if (!server) return true;
+    if (server->currentThreads() < server->maxThreads() || server->queuedConnections() < listener_.maxQueued)
+        return true;
+    try {
+        Poco::Net::StreamSocket s(socket);
+        sessionLogger().warning("event=overload listener=%s ip=%s threads=%d queued=%d", listener_.name,
+                                s.peerAddress().host().toString(), server->currentThreads(),
+                                server->queuedConnections());
+        if (listener_.tls != config::TlsMode::Implicit) {
+            s.setSendTimeout(Poco::Timespan(1, 0));
+            static const std::string smtpBusy = "421 4.3.2 Too many connections, try again later\r\n";
+            static const std::string popBusy = "-ERR [SYS/TEMP] Too many connections, try again later\r\n";
+            const std::string& msg = listener_.protocol == config::Protocol::Pop3 ? popBusy : smtpBusy;
+            s.sendBytes(msg.data(), static_cast<int>(msg.size()));
+        }
+    } catch (...) {
+        // the client went away; nothing to tell it
+    }
+    return false;
+}
+
+}  // namespace postern::app

@@ -1,0 +1,44 @@
+// Creates the session object for each accepted connection of one listener, and
+// answers overload instead of letting POCO close silently.
+#pragma once
+
+#include "app/Services.h"
+#include "config/ServerConfig.h"
+#include "pop3/Pop3Session.h"
+#include "smtp/SmtpSession.h"
+
+#include <Poco/Net/TCPServer.h>
+#include <Poco/Net/TCPServerConnectionFactory.h>
+
+#include <atomic>
+
+namespace postern::app {
+
+// Owned by the listener's TCPServer (which takes ownership of the factory).
+class ConnectionFactory : public Poco::Net::TCPServerConnectionFactory {
+public:
+    ConnectionFactory(Services& services, const config::ListenerConfig& listener);
+    Poco::Net::TCPServerConnection* createConnection(const Poco::Net::StreamSocket& socket) override;
+
+private:
+    Services& services_;
+    const config::ListenerConfig& listener_;
+    smtp::SmtpSettings smtp_;
+    pop3::Pop3Settings pop3_;
+};
+
+// Runs in the listener's acceptor thread before a connection is queued. When every
+// session thread is busy and the wait queue is full, POCO would close the socket
+// without a word; we answer 421 (SMTP) or -ERR [SYS/TEMP] (POP3) and close.
+class OverloadFilter : public Poco::Net::TCPServerConnectionFilter {
+public:
+    explicit OverloadFilter(const config::ListenerConfig& listener) : listener_(listener) {}
+    void attach(Poco::Net::TCPServer* server) { server_ = server; }
+    bool accept(const Poco::Net::StreamSocket& socket) override;
+
+private:
+    const config::ListenerConfig& listener_;
+    std::atomic<Poco::Net::TCPServer*> server_{nullptr};
+};
+
+}  // namespace postern::app

@@ -1,0 +1,237 @@
+#include "app/PosternServer.h"
+
+#include "app/ConnectionRegistry.h"
+#include "app/ListenerFactory.h"
+#include "app/Services.h"
+#include "auth/AuthFacade.h"
+#include "auth/PluginLoader.h"
+#include "config/ServerConfig.h"
+#include "grants/MemoryGrantStore.h"
+#include "net/TlsContext.h"
+#include "queue/OutboundQueue.h"
+#include "store/MaildirStore.h"
+#include "store/SpoolSink.h"
+
+#include <Poco/ErrorHandler.h>
+#include <Poco/File.h>
+#include <Poco/FileStream.h>
+#include <Poco/Logger.h>
+#include <Poco/Net/NetSSL.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/TCPServer.h>
+#include <Poco/Net/TCPServerParams.h>
+#include <Poco/ThreadPool.h>
+#include <Poco/Util/HelpFormatter.h>
+#include <Poco/Util/MapConfiguration.h>
+#include <Poco/Util/Option.h>
+#include <Poco/Util/OptionSet.h>
+#include <Poco/Util/Timer.h>
+#include <Poco/Util/TimerTaskAdapter.h>
+
+#include <Poco/Process.h>
+
+#include <iostream>
+#include <memory>
+
+namespace postern::app {
+
+namespace {
+
+Poco::Logger& serverLog() { return Poco::Logger::get("postern.server"); }
+
+// Anything that escapes a POCO thread (it should not: connections catch everything)
+// is logged instead of vanishing.
+class LoggingErrorHandler : public Poco::ErrorHandler {
+public:
+    void exception(const Poco::Exception& e) override { serverLog().error("event=thread.exception error=\"%s\"", e.displayText()); }
+    void exception(const std::exception& e) override { serverLog().error("event=thread.exception error=\"%s\"", std::string(e.what())); }
+    void exception() override { serverLog().error("event=thread.exception error=unknown"); }
+};
+
+class GrantSweeper : public Poco::Util::TimerTask {
+public:
+    explicit GrantSweeper(grants::MemoryGrantStore& store) : store_(store) {}
+    void run() override { store_.sweep(); }
+
+private:
+    grants::MemoryGrantStore& store_;
+};
+
+struct RunningListener {
+    std::unique_ptr<Poco::ThreadPool> pool;
+    std::unique_ptr<Poco::Net::TCPServer> server;
+};
+
+}  // namespace
+
+void PosternServer::defineOptions(Poco::Util::OptionSet& options) {
+    ServerApplication::defineOptions(options);
+    options.addOption(Poco::Util::Option("help", "h", "Show this help and exit.").required(false).repeatable(false));
+    options.addOption(Poco::Util::Option("version", "v", "Show the version and exit.").required(false).repeatable(false));
+    options.addOption(Poco::Util::Option("config", "c", "Read the configuration from FILE (default: etc/postern.properties).")
+                          .required(false).repeatable(false).argument("FILE"));
+    options.addOption(Poco::Util::Option("define", "D", "Override a configuration key, e.g. -D smtp.max_recipients=50.")
+                          .required(false).repeatable(true).argument("KEY=VALUE"));
+}
+
+void PosternServer::handleOption(const std::string& name, const std::string& value) {
+    ServerApplication::handleOption(name, value);
+    if (name == "help") {
+        helpRequested_ = true;
+        stopOptionsProcessing();
+    } else if (name == "version") {
+        versionRequested_ = true;
+    } else if (name == "config") {
+        configFile_ = value;
+    } else if (name == "define") {
+        auto eq = value.find('=');
+        if (eq == std::string::npos || eq == 0)
+            throw Poco::InvalidArgumentException("--define needs KEY=VALUE, got '" + value + "'");
+        defines_.emplace_back(value.substr(0, eq), value.substr(eq + 1));
+    }
+}
+
+void PosternServer::initialize(Poco::Util::Application& self) {
+    if (!helpRequested_ && !versionRequested_) {
+        std::string file = configFile_;
+        if (file.empty() && Poco::File("etc/postern.properties").exists()) file = "etc/postern.properties";
+        if (!file.empty()) loadConfiguration(file, PRIO_DEFAULT);
+        // Command-line overrides win over the file (lower number = consulted first).
+        Poco::AutoPtr<Poco::Util::MapConfiguration> overrides = new Poco::Util::MapConfiguration;
+        for (const auto& [k, v] : defines_) overrides->setString(k, v);
+        config().add(overrides, PRIO_APPLICATION - 100, false);
+    }
+    // Logging is configured from the logging.* keys by POCO's logging subsystem here.
+    ServerApplication::initialize(self);
+}
+
+void PosternServer::printHelp() {
+    Poco::Util::HelpFormatter help(options());
+    help.setCommand(commandName());
+    help.setUsage("[--config FILE] [-D key=value ...] [--daemon --pidfile=FILE]");
+    help.setHeader(
+        "Postern: ISP mail server (SMTP submission/MX with AUTH and POP-before-SMTP, POP3). "
+        "Every configuration key, its default and meaning is documented in etc/postern.properties.");
+    help.setFooter("Signals: SIGTERM/SIGINT stop accepting and let sessions finish within server.shutdown_grace.");
+    help.format(std::cout);
+}
+
+int PosternServer::main(const std::vector<std::string>&) {
+    if (helpRequested_) {
+        printHelp();
+        return EXIT_OK;
+    }
+    if (versionRequested_) {
+        std::cout << "posternd " << POSTERN_VERSION << std::endl;
+        return EXIT_OK;
+    }
+    try {
+        return serve();
+    } catch (const Poco::Exception& e) {
+        serverLog().fatal("event=startup.fail error=\"%s\"", e.displayText());
+    } catch (const std::exception& e) {
+        serverLog().fatal("event=startup.fail error=\"%s\"", std::string(e.what()));
+    }
+    return EXIT_CONFIG;
+}
+
+int PosternServer::serve() {
+    static LoggingErrorHandler errorHandler;
+    Poco::ErrorHandler::set(&errorHandler);
+
+    const config::ServerConfig cfg = config::ServerConfig::load(config());
+
+    // --- TLS ---------------------------------------------------------------------------
+    Poco::Net::initializeSSL();
+    Poco::Net::Context::Ptr tls;
+    if (cfg.tls.enabled()) tls = net::makeServerContext({cfg.tls.certFile, cfg.tls.keyFile, cfg.tls.minVersion, cfg.tls.ciphers});
+
+    // --- authentication backends (plugins) -----------------------------------------------
+    std::string pluginDir = cfg.pluginDir.empty() ? std::string(POSTERN_PLUGIN_BUILD_DIR) : cfg.pluginDir;
+    auth::PluginLoader loader(pluginDir);
+    std::vector<auth::BackendHandle> handles;
+    std::vector<auth::BackendBinding> chain;
+    for (const auto& b : cfg.backends) {
+        handles.push_back(loader.load(b.plugin, b.name, b.params));
+        chain.push_back({b.name, handles.back().get(), b.domains});
+        serverLog().information("event=backend.loaded name=%s plugin=%s version=%s", b.name, handles.back().pluginName(),
+                             handles.back().pluginVersion());
+    }
+    auth::AuthFacade facade(chain);
+
+    // --- grants, storage, queue ----------------------------------------------------------
+    std::unique_ptr<grants::MemoryGrantStore> grantStore;
+    if (cfg.popBeforeSmtp.lifetime.count() > 0)
+        grantStore = std::make_unique<grants::MemoryGrantStore>(
+            std::chrono::duration_cast<std::chrono::seconds>(cfg.popBeforeSmtp.lifetime), cfg.popBeforeSmtp.ipv6Prefix);
+    Poco::File(cfg.mailRoot).createDirectories();
+    store::MaildirStore mailStore(cfg.mailRoot, cfg.hostname);
+    queue::OutboundQueue outQueue(cfg.queueDir, queue::QueueLimits{cfg.queueMaxSize, cfg.queueMaxMessages});
+    if (auto removed = outQueue.recover()) serverLog().notice("event=queue.recover removed=%z", removed);
+    store::SpoolSink sink(mailStore, outQueue);
+
+    ConnectionRegistry registry;
+    Services services{cfg, tls, facade, facade, grantStore.get(), sink, mailStore, registry};
+
+    Poco::Util::Timer timer;
+    if (grantStore) {
+        timer.scheduleAtFixedRate(new GrantSweeper(*grantStore), 60'000, 60'000);
+    }
+
+    // --- listeners -------------------------------------------------------------------------
+    std::vector<RunningListener> listeners;
+    for (const auto& l : cfg.listeners) {
+        Poco::Net::SocketAddress sa(l.address, l.port);
+        Poco::Net::ServerSocket socket;
+        socket.bind(sa, true);
+        socket.listen(1024);
+        Poco::Net::TCPServerParams::Ptr params = new Poco::Net::TCPServerParams;
+        params->setMaxThreads(l.maxThreads);
+        params->setMaxQueued(l.maxQueued);
+        params->setThreadIdleTime(Poco::Timespan(static_cast<long>(l.idleTime.count() / 1000), 0));
+        RunningListener rl;
+        // Each listener has its own pool: a flood on one port cannot starve the others.
+        rl.pool = std::make_unique<Poco::ThreadPool>(l.name, 1, l.maxThreads + 1,
+                                                     static_cast<int>(l.idleTime.count() / 1000));
+        auto* factory = new ConnectionFactory(services, l);
+        rl.server = std::make_unique<Poco::Net::TCPServer>(factory, *rl.pool, socket, params);
+        Poco::AutoPtr<OverloadFilter> filter = new OverloadFilter(l);
+        filter->attach(rl.server.get());
+        rl.server->setConnectionFilter(filter);
+        rl.server->start();
+        serverLog().information("event=listener.up name=%s address=%s protocol=%s role=%s tls=%s max_threads=%d",
+                             l.name, sa.toString(), std::string(l.protocol == config::Protocol::Pop3 ? "pop3" : "smtp"),
+                             std::string(l.protocol == config::Protocol::Pop3 ? "-" : (l.role == config::SmtpRole::Submission ? "submission" : "mx")),
+                             std::string(l.tls == config::TlsMode::Implicit ? "implicit" : l.tls == config::TlsMode::StartTls ? "starttls" : "none"),
+                             l.maxThreads);
+        listeners.push_back(std::move(rl));
+    }
+    if (!cfg.readyFile.empty()) {
+        Poco::FileOutputStream ready(cfg.readyFile);
+        ready << "ready " << Poco::Process::id() << "\n";
+    }
+    serverLog().information("event=ready listeners=%z hostname=%s", listeners.size(), cfg.hostname);
+
+    waitForTerminationRequest();
+
+    // --- graceful drain --------------------------------------------------------------------
+    serverLog().information("event=shutdown.begin sessions=%z grace_ms=%ld", registry.size(),
+                         static_cast<long>(cfg.shutdownGrace.count()));
+    for (auto& l : listeners) l.server->stop();  // stop accepting
+    registry.beginShutdown();                    // idle sessions say goodbye at once
+    std::size_t left = registry.waitEmpty(cfg.shutdownGrace);
+    if (left > 0) {
+        serverLog().warning("event=shutdown.abort sessions=%z", left);
+        registry.abortAll();
+        registry.waitEmpty(std::chrono::milliseconds(2000));
+    }
+    timer.cancel(true);
+    for (auto& l : listeners) l.pool->joinAll();
+    listeners.clear();
+    if (!cfg.readyFile.empty()) Poco::File(cfg.readyFile).remove();
+    serverLog().information("event=shutdown.done");
+    Poco::Net::uninitializeSSL();
+    return EXIT_OK;
+}
+
+}  // namespace postern::app

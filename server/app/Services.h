@@ -1,0 +1,41 @@
+// The concrete services of one running daemon, wired once by PosternServer and shared
+// (by reference) with every connection. The only place ports meet implementations.
+#pragma once
+
+#include "app/ConnectionRegistry.h"
+#include "config/ServerConfig.h"
+#include "core/AuthService.h"
+#include "core/GrantStore.h"
+#include "core/MaildropService.h"
+#include "core/MessageSink.h"
+#include "core/UserDirectory.h"
+
+#include <Poco/Net/Context.h>
+
+#include <atomic>
+#include <string>
+
+namespace postern::app {
+
+struct Services {
+    Services(const config::ServerConfig& c, Poco::Net::Context::Ptr t, core::AuthService& a, core::UserDirectory& d,
+             core::GrantStore* g, core::MessageSink& s, core::MaildropService& m, ConnectionRegistry& r)
+        : config(c), tls(std::move(t)), auth(a), directory(d), grants(g), sink(s), maildrops(m), registry(r) {}
+
+    const config::ServerConfig& config;
+    Poco::Net::Context::Ptr tls;  // null when no certificate is configured
+    core::AuthService& auth;
+    core::UserDirectory& directory;
+    core::GrantStore* grants;     // null when POP-before-SMTP is off
+    core::MessageSink& sink;
+    core::MaildropService& maildrops;
+    ConnectionRegistry& registry;
+
+    // Short unique session id for log lines ("s=...").
+    std::string nextSessionId();
+
+private:
+    std::atomic<std::uint64_t> counter_{0};
+};
+
+}  // namespace postern::app

@@ -1,0 +1,397 @@
+// The auth core: runs logins and recipient lookups over an ordered chain of backends,
+// verifies stored password hashes, equalises timing for unknown users and logs each attempt.
+#include "auth/AuthFacade.h"
+
+#include "auth/PasswordScheme.h"
+
+#include <Poco/Logger.h>
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+#include <utility>
+
+namespace postern::auth {
+
+namespace api = plugins::api;
+
+namespace {
+
+Poco::Logger& logger() {
+    static Poco::Logger& l = Poco::Logger::get("postern.auth");
+    return l;
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
+        return static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    });
+    return out;
+}
+
+std::string domainOf(const std::string& address) {
+    auto at = address.rfind('@');
+    return at == std::string::npos ? std::string() : address.substr(at + 1);
+}
+
+// Log values come from clients: no spaces, controls or quotes may forge another field or line.
+std::string logValue(std::string_view s) {
+    constexpr std::size_t MaxLogValue = 128;
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : s.substr(0, MaxLogValue)) {
+        if (c <= 0x20 || c == 0x7f || c == '"' || c == '\\' || c == '=') {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 0xf];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    if (s.size() > MaxLogValue) {
+        out += "...";
+    }
+    return out.empty() ? "-" : out;
+}
+
+bool hasControlChars(const std::string& s) {
+    return std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+}
+
+void pushUnique(std::vector<std::string>& v, const std::string& s) {
+    if (std::find(v.begin(), v.end(), s) == v.end()) {
+        v.push_back(s);
+    }
+}
+
+}  // namespace
+
+struct AuthFacade::Expansion {
+    std::set<std::string> visited;
+    std::vector<std::string> mailboxes;
+    std::vector<std::string> forwards;
+    std::string top;
+};
+
+AuthFacade::AuthFacade(std::vector<BackendBinding> chain)
+    : chain_([&chain] {
+          for (auto& b : chain) {
+              for (auto& d : b.domains) {
+                  d = lower(d);
+              }
+          }
+          return std::move(chain);
+      }()) {
+    dummyHash();
+}
+
+std::string AuthFacade::defaultMailbox(const std::string& user) {
+    auto at = user.rfind('@');
+    if (at == std::string::npos) {
+        return user;
+    }
+    return user.substr(at + 1) + "/" + user.substr(0, at);
+}
+
+bool AuthFacade::isAuthoritative(const BackendBinding& binding, const std::string& domain) const {
+    if (binding.backend == nullptr) {
+        return false;
+    }
+    return std::any_of(binding.domains.begin(), binding.domains.end(),
+                       [&](const std::string& d) { return d == "*" || (!domain.empty() && d == domain); });
+}
+
+core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request) {
+    const auto start = std::chrono::steady_clock::now();
+    const std::string login = lower(request.user);
+    core::AuthResult result;  // TempFail until decide() sets Ok or BadCredentials
+    Decision decision;
+    try {
+        decision = decide(request, login, result);
+    } catch (const std::exception& e) {
+        decision = Decision{Outcome::TempFail, decision.backend, std::string("internal error: ") + e.what()};
+    } catch (...) {
+        decision = Decision{Outcome::TempFail, decision.backend, "internal error"};
+    }
+
+    // Fail closed: the status follows only from the outcome, set in one place.
+    const char* resultName = "tempfail";
+    switch (decision.outcome) {
+    case Outcome::Ok:
+        result.status = core::AuthStatus::Ok;
+        resultName = "ok";
+        break;
+    case Outcome::BadPassword:
+        resultName = "bad_password";
+        break;
+    case Outcome::UnknownUser:
+        resultName = "unknown_user";
+        break;
+    case Outcome::Disabled:
+        resultName = "disabled";
+        break;
+    case Outcome::TempFail:
+        break;
+    }
+    if (decision.outcome == Outcome::BadPassword || decision.outcome == Outcome::UnknownUser ||
+        decision.outcome == Outcome::Disabled) {
+        result.status = core::AuthStatus::BadCredentials;
+        result.identity = {};
+    } else if (decision.outcome == Outcome::TempFail) {
+        result.status = core::AuthStatus::TempFail;
+        result.identity = {};
+    }
+
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start).count();
+    std::string line = "s=" + logValue(request.sessionId) +
+                       (decision.outcome == Outcome::Ok ? " event=auth.ok" : " event=auth.fail") +
+                       " svc=" + logValue(request.service) + " ip=" + logValue(request.client.host()) +
+                       " user=" + logValue(login) + " backend=" + logValue(decision.backend) +
+                       " result=" + resultName + " ms=" + std::to_string(ms);
+    if (!decision.detail.empty()) {
+        line += " detail=\"" + logValue(decision.detail) + "\"";
+    }
+    switch (decision.outcome) {
+    case Outcome::Ok: logger().information(line); break;
+    case Outcome::TempFail: logger().error(line); break;
+    default: logger().notice(line); break;
+    }
+    return result;
+}
+
+AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const std::string& login,
+                                        core::AuthResult& result) {
+    Decision d;
+    // A name no backend could hold: still spend the time of a real check.
+    if (login.empty() || login.size() > MaxLoginLength || hasControlChars(login)) {
+        verifyPassword(request.password, dummyHash());
+        d.outcome = Outcome::UnknownUser;
+        d.detail = "invalid user name";
+        return d;
+    }
+    const std::string domain = domainOf(login);
+    const std::string clientIp = request.client.host();
+
+    for (const auto& binding : chain_) {
+        if (!isAuthoritative(binding, domain)) {
+            continue;
+        }
+        d.backend = binding.instance;
+        api::AuthAnswer answer;
+        try {
+            answer = binding.backend->authenticate(login, request.password, request.service, clientIp);
+        } catch (const std::exception& e) {
+            return {Outcome::TempFail, binding.instance, std::string("backend threw: ") + e.what()};
+        } catch (...) {
+            return {Outcome::TempFail, binding.instance, "backend threw"};
+        }
+
+        switch (answer.status) {
+        case api::Status::UnknownUser:
+        case api::Status::NotFound:
+            continue;
+        case api::Status::TempFail:
+            return {Outcome::TempFail, binding.instance, answer.detail};
+        case api::Status::Disabled:
+            // Same cost as a real check, so a disabled account is not told apart by time.
+            verifyPassword(request.password, answer.record.passwordHash.empty()
+                                                 ? std::string_view(dummyHash())
+                                                 : std::string_view(answer.record.passwordHash));
+            return {Outcome::Disabled, binding.instance, answer.detail};
+        case api::Status::BadCredentials:
+            return {Outcome::BadPassword, binding.instance, answer.detail};
+        case api::Status::Ok:
+            break;
+        }
+
+        if (!answer.verified) {
+            VerifyResult v = verifyPassword(request.password, answer.record.passwordHash);
+            if (v == VerifyResult::Mismatch) {
+                return {Outcome::BadPassword, binding.instance, {}};
+            }
+            if (v != VerifyResult::Match) {
+                // A hash we cannot read is the operator's problem, not a wrong password.
+                return {Outcome::TempFail, binding.instance,
+                        "stored password hash: " + std::string(toString(v))};
+            }
+        }
+
+        core::AuthIdentity& id = result.identity;
+        id.user = lower(answer.record.user.empty() ? login : answer.record.user);
+        id.senderAddresses.clear();
+        for (const auto& s : answer.record.senderAddresses) {
+            if (!s.empty()) {
+                pushUnique(id.senderAddresses, lower(s));
+            }
+        }
+        if (id.senderAddresses.empty()) {
+            id.senderAddresses.push_back(id.user);
+        }
+        id.mailbox = answer.record.mailbox.empty() ? defaultMailbox(id.user) : answer.record.mailbox;
+        return {Outcome::Ok, binding.instance, {}};
+    }
+
+    verifyPassword(request.password, dummyHash());
+    return {Outcome::UnknownUser, "-", {}};
+}
+
+core::Answer AuthFacade::isLocalDomain(const std::string& domainIn) {
+    std::string domain = lower(domainIn);
+    while (!domain.empty() && domain.back() == '.') {
+        domain.pop_back();
+    }
+    if (domain.empty()) {
+        return core::Answer::No;
+    }
+    bool tempFail = false;
+    for (const auto& binding : chain_) {
+        if (!isAuthoritative(binding, domain)) {
+            continue;
+        }
+        api::Status status = api::Status::TempFail;
+        try {
+            status = binding.backend->hasDomain(domain);
+        } catch (...) {
+            status = api::Status::TempFail;
+        }
+        if (status == api::Status::Ok) {
+            return core::Answer::Yes;
+        }
+        if (status != api::Status::NotFound && status != api::Status::UnknownUser) {
+            logger().warning("event=auth.domain_tempfail domain=" + logValue(domain) +
+                             " backend=" + logValue(binding.instance));
+            tempFail = true;
+        }
+    }
+    return tempFail ? core::Answer::TempFail : core::Answer::No;
+}
+
+AuthFacade::LookupResult AuthFacade::askLookup(const std::string& address) {
+    const std::string domain = domainOf(address);
+    LookupResult r;
+    r.status = api::Status::NotFound;
+    for (const auto& binding : chain_) {
+        if (!isAuthoritative(binding, domain)) {
+            continue;
+        }
+        r.backend = binding.instance;
+        try {
+            r.answer = binding.backend->lookup(address);
+        } catch (...) {
+            r.answer = {};
+            r.answer.detail = "backend threw";
+        }
+        switch (r.answer.status) {
+        case api::Status::NotFound:
+        case api::Status::UnknownUser:
+            continue;
+        case api::Status::Ok:
+        case api::Status::Disabled:
+            r.status = r.answer.status;
+            return r;
+        default:  // TempFail, or an answer lookup() may not give: fail closed
+            r.status = api::Status::TempFail;
+            return r;
+        }
+    }
+    r.backend.clear();
+    return r;
+}
+
+core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansion& x) {
+    if (!x.visited.insert(address).second) {
+        logger().notice("event=alias.loop rcpt=" + logValue(x.top) + " address=" + logValue(address));
+        return core::Answer::No;
+    }
+    if (depth > MaxAliasDepth) {
+        logger().error("event=alias.too_deep rcpt=" + logValue(x.top) + " address=" +
+                       logValue(address) + " max_depth=" + std::to_string(MaxAliasDepth));
+        return core::Answer::TempFail;
+    }
+    if (depth > 0) {
+        switch (isLocalDomain(domainOf(address))) {
+        case core::Answer::TempFail:
+            return core::Answer::TempFail;
+        case core::Answer::No:
+            pushUnique(x.forwards, address);
+            return core::Answer::Yes;
+        case core::Answer::Yes:
+            break;
+        }
+    }
+
+    LookupResult r = askLookup(address);
+    if (r.status == api::Status::TempFail) {
+        logger().warning("event=rcpt.tempfail rcpt=" + logValue(x.top) + " address=" +
+                         logValue(address) + " backend=" + logValue(r.backend) + " detail=\"" +
+                         logValue(r.answer.detail) + "\"");
+        return core::Answer::TempFail;
+    }
+    if (r.status != api::Status::Ok) {
+        if (depth > 0) {
+            logger().notice("event=alias.dead_end rcpt=" + logValue(x.top) + " address=" +
+                            logValue(address) + (r.status == api::Status::Disabled ? " reason=disabled"
+                                                                                   : " reason=unknown"));
+        }
+        return core::Answer::No;
+    }
+
+    bool deliverable = false;
+    if (r.answer.isMailbox) {
+        const std::string user = lower(r.answer.record.user.empty() ? address : r.answer.record.user);
+        pushUnique(x.mailboxes,
+                   r.answer.record.mailbox.empty() ? defaultMailbox(user) : r.answer.record.mailbox);
+        deliverable = true;
+    }
+    const std::string aliasDomain = domainOf(address);
+    for (const auto& rawDest : r.answer.aliasDestinations) {
+        std::string dest = lower(rawDest);
+        dest.erase(0, dest.find_first_not_of(" \t"));
+        dest.erase(dest.find_last_not_of(" \t") + 1);
+        if (dest.empty()) {
+            continue;
+        }
+        // A bare local part means "in the alias's own domain".
+        if (dest.find('@') == std::string::npos) {
+            dest += "@" + aliasDomain;
+        }
+        switch (resolve(dest, depth + 1, x)) {
+        case core::Answer::TempFail:
+            return core::Answer::TempFail;
+        case core::Answer::Yes:
+            deliverable = true;
+            break;
+        case core::Answer::No:
+            break;
+        }
+    }
+    return deliverable ? core::Answer::Yes : core::Answer::No;
+}
+
+core::RecipientLookup AuthFacade::lookupRecipient(const std::string& addressIn) {
+    core::RecipientLookup out;  // TempFail until resolved
+    const std::string address = lower(addressIn);
+    if (address.empty() || address.size() > MaxLoginLength || hasControlChars(address)) {
+        out.answer = core::Answer::No;
+        return out;
+    }
+    Expansion x;
+    x.top = address;
+    core::Answer answer = core::Answer::TempFail;
+    try {
+        answer = resolve(address, 0, x);
+    } catch (const std::exception& e) {
+        logger().error("event=rcpt.tempfail rcpt=" + logValue(address) + " detail=\"" + logValue(e.what()) + "\"");
+        answer = core::Answer::TempFail;
+    }
+    out.answer = answer;
+    if (answer == core::Answer::Yes) {
+        out.mailboxes = std::move(x.mailboxes);
+        out.forwards = std::move(x.forwards);
+    }
+    return out;
+}
+
+}  // namespace postern::auth

@@ -1,0 +1,88 @@
+// The auth core: runs logins and recipient lookups over an ordered chain of backends,
+// verifies stored password hashes, equalises timing for unknown users and logs each attempt.
+#pragma once
+
+#include "api/PluginApi.h"
+#include "core/AuthService.h"
+#include "core/UserDirectory.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace postern::auth {
+
+// One backend in the chain. The facade does not own the Backend (a BackendHandle does);
+// it must outlive the facade.
+struct BackendBinding {
+    std::string instance;                     // config name, e.g. "users"; used in logs
+    plugins::api::Backend* backend = nullptr;
+    std::vector<std::string> domains;         // domains it is authoritative for; "*" = any
+};
+
+// Implements both ports over the chain. Backends are asked in order, and only those
+// authoritative for the address's domain (a name without '@' matches only "*").
+//
+// authenticate(): the login is lower-cased. UnknownUser/NotFound falls through to the next
+// backend. TempFail or a throw from a backend makes the result TempFail: an outage never
+// looks like a wrong password, and an earlier backend that could not answer may own the user.
+// A found user: verified by the backend -> its status decides; otherwise the stored hash is
+// checked with verifyPassword (Unsupported/Malformed hash -> TempFail, it is a config error).
+// Disabled -> BadCredentials. No backend knows the user -> the password is still verified
+// against dummyHash() so the time does not reveal which users exist -> BadCredentials.
+// One log line per attempt on "postern.auth"; never the password.
+//
+// Thread-safe and lock-free: the chain is immutable after construction, backends are
+// thread-safe by contract. A cache, when added, sits in front of the backend calls in
+// decide() and askLookup().
+class AuthFacade final : public core::AuthService, public core::UserDirectory {
+public:
+    static constexpr int MaxAliasDepth = 8;
+    static constexpr std::size_t MaxLoginLength = 320;  // RFC 5321 4.5.3.1: 64 + '@' + 255
+
+    // Domains are lower-cased here. Makes dummyHash() now, so the first unknown user does not
+    // pay for it (throws std::runtime_error if that fails: start-up only).
+    explicit AuthFacade(std::vector<BackendBinding> chain);
+
+    core::AuthResult authenticate(const core::AuthRequest& request) override;
+
+    // Yes if a backend that may be authoritative for the domain says Ok; else TempFail if
+    // any of them could not answer; else No.
+    core::Answer isLocalDomain(const std::string& domain) override;
+
+    // Resolves aliases recursively (depth <= MaxAliasDepth, deduplicated, loop-safe).
+    // Local mailboxes -> mailboxes (record.mailbox or "<domain>/<localpart>"); destinations in
+    // non-local domains -> forwards. Yes if anything is deliverable; No if the address (or every
+    // destination) is unknown or disabled; TempFail if any backend could not answer or the alias
+    // chain is deeper than MaxAliasDepth (a config error the operator must see).
+    core::RecipientLookup lookupRecipient(const std::string& address) override;
+
+    // "<domain>/<localpart>", or the name itself if it has no '@'.
+    static std::string defaultMailbox(const std::string& user);
+
+private:
+    enum class Outcome { Ok, BadPassword, UnknownUser, Disabled, TempFail };
+
+    struct Decision {
+        Outcome outcome = Outcome::TempFail;
+        std::string backend = "-";
+        std::string detail;
+    };
+
+    struct LookupResult {
+        plugins::api::Status status = plugins::api::Status::TempFail;
+        plugins::api::LookupAnswer answer;
+        std::string backend;
+    };
+
+    struct Expansion;
+
+    Decision decide(const core::AuthRequest& request, const std::string& login, core::AuthResult& result);
+    bool isAuthoritative(const BackendBinding& binding, const std::string& domain) const;
+    LookupResult askLookup(const std::string& address);
+    core::Answer resolve(const std::string& address, int depth, Expansion& expansion);
+
+    const std::vector<BackendBinding> chain_;
+};
+
+}  // namespace postern::auth

@@ -1,0 +1,200 @@
+#include "config/ConfigSchema.h"
+
+#include <algorithm>
+#include <cctype>
+#include <limits>
+#include <stdexcept>
+
+namespace postern::config {
+
+namespace {
+
+using K = ValueKind;
+
+// name, default, kind, doc[, choices]. The default config file in etc/ mirrors this table.
+const std::vector<KeyDef> Keys = {
+    // --- server -------------------------------------------------------------------
+    {"server.hostname", "", K::String, "Name in the greeting, EHLO reply and Received header (empty = system host name)"},
+    {"server.mail_root", "var/mail", K::Path, "Root of the Maildir mailboxes (relative paths are taken from the working directory)"},
+    {"server.queue_dir", "var/queue", K::Path, "Durable outbound queue directory (one per node)"},
+    {"server.plugin_dir", "", K::Path, "Directory of postern-auth-*.so plugins (empty = the build tree's plugins/)"},
+    {"server.shutdown_grace", "30s", K::Duration, "On SIGTERM/SIGINT: how long running sessions may take to finish"},
+    {"server.ready_file", "", K::Path, "If set, written after every listener is up (for tests and service managers)"},
+    // --- outbound queue -------------------------------------------------------------
+    {"queue.max_size", "2G", K::Size, "Total size of queued mail; beyond it new relay mail gets 452 4.3.1 (0 = no limit)"},
+    {"queue.max_messages", "100000", K::Integer, "Number of queued messages; beyond it new relay mail gets 452 4.3.1 (0 = no limit)"},
+    // --- TLS ----------------------------------------------------------------------
+    {"tls.cert_file", "", K::Path, "PEM certificate chain; empty = no TLS (STARTTLS/STLS not offered, implicit listeners refused)"},
+    {"tls.key_file", "", K::Path, "PEM private key for tls.cert_file"},
+    {"tls.min_version", "1.2", K::Enum, "Lowest TLS version accepted", "1.2|1.3"},
+    {"tls.ciphers", "HIGH:!aNULL:!MD5:!RC4:!3DES", K::String, "OpenSSL cipher list for TLS 1.2"},
+    // --- listeners ----------------------------------------------------------------
+    {"listeners", "", K::List, "Names of the listeners to start; each is configured under listener.<name>."},
+    {"listener.*.address", "127.0.0.1", K::String, "IPv4 or IPv6 address to bind (0.0.0.0 or :: for all)"},
+    {"listener.*.port", "0", K::Integer, "TCP port"},
+    {"listener.*.protocol", "smtp", K::Enum, "Protocol spoken", "smtp|pop3"},
+    {"listener.*.role", "mx", K::Enum, "SMTP role: mx (mail for local domains from anyone) or submission (AUTH required)", "mx|submission"},
+    {"listener.*.tls", "none", K::Enum, "TLS mode: none, starttls (STARTTLS/STLS offered) or implicit (TLS from the first byte)", "none|starttls|implicit"},
+    {"listener.*.max_threads", "256", K::Integer, "Session threads of this listener's own pool (concurrent sessions)"},
+    {"listener.*.max_queued", "64", K::Integer, "Accepted connections waiting for a thread; beyond threads+queue new clients get 421 / -ERR [SYS/TEMP]"},
+    {"listener.*.idle_time", "60s", K::Duration, "How long an idle pool thread is kept"},
+    // --- SMTP ---------------------------------------------------------------------
+    {"smtp.max_message_size", "25M", K::Size, "Largest message accepted (SIZE, 552 5.3.4)"},
+    {"smtp.max_recipients", "100", K::Integer, "Recipients per transaction (452 4.5.3 beyond)"},
+    {"smtp.max_command_length", "512", K::Integer, "Longest command line incl. CRLF (RFC 5321 4.5.3.1.4)"},
+    {"smtp.max_line_length", "1000", K::Integer, "Longest message line incl. CRLF (RFC 5321 4.5.3.1.6)"},
+    {"smtp.max_header_size", "1M", K::Size, "Largest header section of a message"},
+    {"smtp.command_timeout", "5m", K::Duration, "Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes)"},
+    {"smtp.data_timeout", "10m", K::Duration, "Wait for the next chunk of message data (RFC 5321 4.5.3.2.5/6)"},
+    {"smtp.allow_plaintext_auth", "false", K::Bool, "Offer and accept AUTH without TLS (off: 538 5.7.11 before STARTTLS)"},
+    {"smtp.max_errors", "20", K::Integer, "Bad commands per session before 421 and disconnect"},
+    {"smtp.add_missing_headers", "true", K::Bool, "Submission: add Date and Message-ID when missing (RFC 6409 8)"},
+    // --- POP3 ---------------------------------------------------------------------
+    {"pop3.allow_plaintext_auth", "false", K::Bool, "Allow USER/PASS and AUTH without TLS (off: -ERR [AUTH] with a hint to use STLS)"},
+    {"pop3.idle_timeout", "10m", K::Duration, "Inactivity timeout (RFC 1939 3: at least 10 minutes)"},
+    {"pop3.max_errors", "10", K::Integer, "Bad commands per session before disconnect"},
+    // --- POP-before-SMTP ------------------------------------------------------------
+    {"pop_before_smtp.lifetime", "600s", K::Duration, "How long a POP3 login lets the client IP relay (0 = feature off)"},
+    {"pop_before_smtp.ipv6_prefix", "128", K::Integer, "IPv6 grants cover this prefix length (128 = exact address)"},
+    {"pop_before_smtp.store", "memory", K::Enum, "Where grants live: memory (this node only)", "memory"},
+    // --- auth ---------------------------------------------------------------------
+    {"auth.backends", "local", K::List, "Backend instances in the order they are asked; each is configured under auth.backend.<name>."},
+    {"auth.backend.*.plugin", "passwd-file", K::String, "Plugin providing this backend: loads postern-auth-<plugin>.so"},
+    {"auth.backend.*.domains", "*", K::List, "Domains this backend is authoritative for (* = any)"},
+    {"auth.default_scheme", "ARGON2ID", K::Enum, "Scheme for new password hashes (posternctl)", "ARGON2ID|BCRYPT|SHA512-CRYPT"},
+};
+
+bool matchesPattern(std::string_view pattern, std::string_view key) {
+    auto star = pattern.find('*');
+    if (star == std::string_view::npos) return pattern == key;
+    auto prefix = pattern.substr(0, star);
+    auto suffix = pattern.substr(star + 1);
+    if (key.size() <= prefix.size() + suffix.size()) return false;
+    if (key.substr(0, prefix.size()) != prefix) return false;
+    if (key.substr(key.size() - suffix.size()) != suffix) return false;
+    auto middle = key.substr(prefix.size(), key.size() - prefix.size() - suffix.size());
+    return middle.find('.') == std::string_view::npos;  // "*" is one name, no dots
+}
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    return s;
+}
+
+std::string trim(const std::string& s) {
+    auto b = s.find_first_not_of(" \t");
+    if (b == std::string::npos) return "";
+    auto e = s.find_last_not_of(" \t");
+    return s.substr(b, e - b + 1);
+}
+
+// Splits "300s" into 300 and "s".
+std::pair<unsigned long long, std::string> splitNumber(const std::string& text) {
+    std::string t = trim(text);
+    std::size_t i = 0;
+    while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) ++i;
+    if (i == 0) throw std::invalid_argument("expected a number, got '" + text + "'");
+    unsigned long long n = 0;
+    for (std::size_t j = 0; j < i; ++j) {
+        unsigned d = static_cast<unsigned>(t[j] - '0');
+        if (n > (std::numeric_limits<unsigned long long>::max() - d) / 10)
+            throw std::invalid_argument("number too large: '" + text + "'");
+        n = n * 10 + d;
+    }
+    return {n, lower(trim(t.substr(i)))};
+}
+
+}  // namespace
+
+const std::vector<KeyDef>& keyTable() { return Keys; }
+
+const KeyDef* findKey(std::string_view key) {
+    for (const auto& k : Keys)
+        if (matchesPattern(k.name, key)) return &k;
+    return nullptr;
+}
+
+long long parseDurationMs(const std::string& text) {
+    auto [n, unit] = splitNumber(text);
+    unsigned long long mult;
+    if (unit == "ms") mult = 1;
+    else if (unit == "s" || unit.empty()) mult = 1000;
+    else if (unit == "m") mult = 60'000;
+    else if (unit == "h") mult = 3'600'000;
+    else if (unit == "d") mult = 86'400'000;
+    else throw std::invalid_argument("bad duration unit in '" + text + "' (use ms, s, m, h or d)");
+    if (n > static_cast<unsigned long long>(std::numeric_limits<long long>::max()) / mult)
+        throw std::invalid_argument("duration too large: '" + text + "'");
+    return static_cast<long long>(n * mult);
+}
+
+unsigned long long parseSize(const std::string& text) {
+    auto [n, unit] = splitNumber(text);
+    unsigned long long mult;
+    if (unit.empty() || unit == "b") mult = 1;
+    else if (unit == "k") mult = 1024ULL;
+    else if (unit == "m") mult = 1024ULL * 1024;
+    else if (unit == "g") mult = 1024ULL * 1024 * 1024;
+    else throw std::invalid_argument("bad size unit in '" + text + "' (use K, M or G)");
+    if (n > std::numeric_limits<unsigned long long>::max() / mult)
+        throw std::invalid_argument("size too large: '" + text + "'");
+    return n * mult;
+}
+
+bool parseBool(const std::string& text) {
+    std::string t = lower(trim(text));
+    if (t == "true" || t == "yes" || t == "on" || t == "1") return true;
+    if (t == "false" || t == "no" || t == "off" || t == "0") return false;
+    throw std::invalid_argument("expected true or false, got '" + text + "'");
+}
+
+std::vector<std::string> parseList(const std::string& text) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (char c : text) {
+        if (c == ',' || c == ' ' || c == '\t') {
+            if (!cur.empty()) out.push_back(cur);
+            cur.clear();
+        } else {
+            cur += c;
+        }
+    }
+    if (!cur.empty()) out.push_back(cur);
+    return out;
+}
+
+std::string validateValue(const KeyDef& def, const std::string& value) {
+    try {
+        switch (def.kind) {
+        case K::Bool: parseBool(value); break;
+        case K::Integer: {
+            auto [n, unit] = splitNumber(value);
+            if (!unit.empty()) return "expected a plain integer, got '" + value + "'";
+            if (n > static_cast<unsigned long long>(std::numeric_limits<int>::max())) return "integer too large";
+            break;
+        }
+        case K::Duration: parseDurationMs(value); break;
+        case K::Size: parseSize(value); break;
+        case K::Enum: {
+            std::string v = trim(value);
+            std::string_view choices = def.choices;
+            std::size_t start = 0;
+            while (start <= choices.size()) {
+                auto end = choices.find('|', start);
+                if (end == std::string_view::npos) end = choices.size();
+                if (choices.substr(start, end - start) == v) return "";
+                start = end + 1;
+            }
+            return "expected one of " + std::string(choices) + ", got '" + value + "'";
+        }
+        case K::String:
+        case K::List:
+        case K::Path: break;
+        }
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace postern::config

@@ -1,0 +1,198 @@
+#include "config/ServerConfig.h"
+
+#include "config/ConfigSchema.h"
+
+#include <Poco/Environment.h>
+#include <Poco/Util/AbstractConfiguration.h>
+
+#include <functional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+namespace postern::config {
+
+namespace {
+
+// Collects every leaf key below `root` ("" = top level).
+void collectKeys(const Poco::Util::AbstractConfiguration& conf, const std::string& root,
+                 std::vector<std::string>& out) {
+    Poco::Util::AbstractConfiguration::Keys keys;
+    conf.keys(root, keys);
+    for (const auto& k : keys) {
+        std::string full = root.empty() ? k : root + "." + k;
+        if (isForeignKey(full)) continue;
+        Poco::Util::AbstractConfiguration::Keys sub;
+        conf.keys(full, sub);
+        if (conf.hasOption(full)) out.push_back(full);
+        if (!sub.empty()) collectKeys(conf, full, out);
+    }
+}
+
+class Reader {
+public:
+    explicit Reader(const Poco::Util::AbstractConfiguration& c) : conf_(c) {}
+
+    std::string raw(const std::string& key, const std::string& pattern) {
+        const KeyDef* def = findKey(pattern);
+        if (!def) throw std::logic_error("undeclared key " + pattern);
+        std::string v = conf_.getRawString(key, std::string(def->defaultValue));
+        std::string err = validateValue(*def, v);
+        if (!err.empty()) errors_.push_back(key + ": " + err);
+        return v;
+    }
+    std::string str(const std::string& key) { return raw(key, key); }
+    bool boolean(const std::string& key, const std::string& pattern = "") {
+        auto v = raw(key, pattern.empty() ? key : pattern);
+        try { return parseBool(v); } catch (...) { return false; }
+    }
+    long long integer(const std::string& key, const std::string& pattern = "") {
+        auto v = raw(key, pattern.empty() ? key : pattern);
+        try { return std::stoll(v); } catch (...) { return 0; }
+    }
+    Millis duration(const std::string& key, const std::string& pattern = "") {
+        auto v = raw(key, pattern.empty() ? key : pattern);
+        try { return Millis(parseDurationMs(v)); } catch (...) { return Millis(0); }
+    }
+    std::uint64_t size(const std::string& key) {
+        auto v = raw(key, key);
+        try { return parseSize(v); } catch (...) { return 0; }
+    }
+    void error(std::string e) { errors_.push_back(std::move(e)); }
+    const std::vector<std::string>& errors() const { return errors_; }
+
+private:
+    const Poco::Util::AbstractConfiguration& conf_;
+    std::vector<std::string> errors_;
+};
+
+}  // namespace
+
+bool isForeignKey(const std::string& key) {
+    static const char* const foreign[] = {"application", "system", "logging", "config"};
+    for (const char* p : foreign) {
+        std::string prefix(p);
+        if (key == prefix || key.rfind(prefix + ".", 0) == 0) return true;
+    }
+    return false;
+}
+
+ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
+    Reader r(conf);
+    ServerConfig c;
+
+    c.hostname = r.str("server.hostname");
+    if (c.hostname.empty()) c.hostname = Poco::Environment::nodeName();
+    c.mailRoot = r.str("server.mail_root");
+    c.queueDir = r.str("server.queue_dir");
+    c.pluginDir = r.str("server.plugin_dir");
+    c.shutdownGrace = r.duration("server.shutdown_grace");
+    c.readyFile = r.str("server.ready_file");
+
+    c.queueMaxSize = r.size("queue.max_size");
+    c.queueMaxMessages = static_cast<std::uint64_t>(r.integer("queue.max_messages"));
+
+    c.tls.certFile = r.str("tls.cert_file");
+    c.tls.keyFile = r.str("tls.key_file");
+    c.tls.minVersion = r.str("tls.min_version");
+    c.tls.ciphers = r.str("tls.ciphers");
+    if (c.tls.certFile.empty() != c.tls.keyFile.empty())
+        r.error("tls.cert_file and tls.key_file must be set together");
+
+    std::set<std::string> listenerNames;
+    for (const auto& name : parseList(r.str("listeners"))) {
+        if (!listenerNames.insert(name).second) r.error("listeners: '" + name + "' named twice");
+        ListenerConfig l;
+        l.name = name;
+        std::string p = "listener." + name + ".";
+        auto pat = [](const char* leaf) { return std::string("listener.*.") + leaf; };
+        l.address = r.raw(p + "address", pat("address"));
+        auto port = r.integer(p + "port", pat("port"));
+        if (port <= 0 || port > 65535) r.error(p + "port: must be 1..65535");
+        l.port = static_cast<std::uint16_t>(port);
+        l.protocol = r.raw(p + "protocol", pat("protocol")) == "pop3" ? Protocol::Pop3 : Protocol::Smtp;
+        l.role = r.raw(p + "role", pat("role")) == "submission" ? SmtpRole::Submission : SmtpRole::Mx;
+        auto tls = r.raw(p + "tls", pat("tls"));
+        l.tls = tls == "implicit" ? TlsMode::Implicit : tls == "starttls" ? TlsMode::StartTls : TlsMode::None;
+        l.maxThreads = static_cast<int>(r.integer(p + "max_threads", pat("max_threads")));
+        l.maxQueued = static_cast<int>(r.integer(p + "max_queued", pat("max_queued")));
+        l.idleTime = r.duration(p + "idle_time", pat("idle_time"));
+        if (l.maxThreads < 1) r.error(p + "max_threads: must be at least 1");
+        if (l.tls != TlsMode::None && !c.tls.enabled())
+            r.error(p + "tls: '" + tls + "' needs tls.cert_file and tls.key_file");
+        c.listeners.push_back(l);
+    }
+    if (c.listeners.empty()) r.error("listeners: no listener configured");
+
+    c.smtp.maxMessageSize = r.size("smtp.max_message_size");
+    c.smtp.maxRecipients = static_cast<std::size_t>(r.integer("smtp.max_recipients"));
+    c.smtp.maxCommandLength = static_cast<std::size_t>(r.integer("smtp.max_command_length"));
+    c.smtp.maxLineLength = static_cast<std::size_t>(r.integer("smtp.max_line_length"));
+    c.smtp.maxHeaderSize = r.size("smtp.max_header_size");
+    c.smtp.commandTimeout = r.duration("smtp.command_timeout");
+    c.smtp.dataTimeout = r.duration("smtp.data_timeout");
+    c.smtp.allowPlaintextAuth = r.boolean("smtp.allow_plaintext_auth");
+    c.smtp.maxErrors = static_cast<int>(r.integer("smtp.max_errors"));
+    c.smtp.addMissingHeaders = r.boolean("smtp.add_missing_headers");
+    if (c.smtp.maxCommandLength < 512) r.error("smtp.max_command_length: RFC 5321 requires at least 512");
+    if (c.smtp.maxLineLength < 1000) r.error("smtp.max_line_length: RFC 5321 requires at least 1000");
+
+    c.pop3.allowPlaintextAuth = r.boolean("pop3.allow_plaintext_auth");
+    c.pop3.idleTimeout = r.duration("pop3.idle_timeout");
+    c.pop3.maxErrors = static_cast<int>(r.integer("pop3.max_errors"));
+
+    c.popBeforeSmtp.lifetime = r.duration("pop_before_smtp.lifetime");
+    c.popBeforeSmtp.ipv6Prefix = static_cast<int>(r.integer("pop_before_smtp.ipv6_prefix"));
+    c.popBeforeSmtp.store = r.str("pop_before_smtp.store");
+    if (c.popBeforeSmtp.ipv6Prefix < 1 || c.popBeforeSmtp.ipv6Prefix > 128)
+        r.error("pop_before_smtp.ipv6_prefix: must be 1..128");
+
+    c.defaultScheme = r.str("auth.default_scheme");
+    std::set<std::string> backendNames;
+    for (const auto& name : parseList(r.str("auth.backends"))) {
+        if (!backendNames.insert(name).second) r.error("auth.backends: '" + name + "' named twice");
+        BackendConfig b;
+        b.name = name;
+        std::string p = "auth.backend." + name;
+        b.plugin = r.raw(p + ".plugin", "auth.backend.*.plugin");
+        b.domains = parseList(r.raw(p + ".domains", "auth.backend.*.domains"));
+        Poco::Util::AbstractConfiguration::Keys keys;
+        conf.keys(p, keys);
+        for (const auto& k : keys)
+            if (k != "plugin" && k != "domains") b.params[k] = conf.getRawString(p + "." + k, "");
+        c.backends.push_back(b);
+    }
+    if (c.backends.empty()) r.error("auth.backends: no backend configured");
+
+    // Unknown keys are rejected by name, so a typo never silently means "default".
+    std::vector<std::string> present;
+    collectKeys(conf, "", present);
+    for (const auto& key : present) {
+        if (key.rfind("auth.backend.", 0) == 0) {
+            auto rest = key.substr(13);
+            auto dot = rest.find('.');
+            if (dot == std::string::npos || !backendNames.count(rest.substr(0, dot)))
+                r.error(key + ": unknown key (backend not listed in auth.backends)");
+            continue;  // the plugin validates its own keys
+        }
+        if (!findKey(key)) {
+            r.error(key + ": unknown key");
+            continue;
+        }
+        if (key.rfind("listener.", 0) == 0) {
+            auto rest = key.substr(9);
+            if (!listenerNames.count(rest.substr(0, rest.find('.'))))
+                r.error(key + ": listener not named in 'listeners'");
+        }
+    }
+
+    if (!r.errors().empty()) {
+        std::ostringstream msg;
+        msg << "configuration errors:";
+        for (const auto& e : r.errors()) msg << "\n  " << e;
+        throw std::runtime_error(msg.str());
+    }
+    return c;
+}
+
+}  // namespace postern::config

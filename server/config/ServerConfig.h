@@ -1,0 +1,100 @@
+// Immutable settings, parsed and validated once at start-up from the layered
+// configuration (config file + command-line overrides) against ConfigSchema.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace Poco::Util {
+class AbstractConfiguration;
+}
+
+namespace postern::config {
+
+using Millis = std::chrono::milliseconds;
+
+enum class Protocol { Smtp, Pop3 };
+enum class SmtpRole { Mx, Submission };
+enum class TlsMode { None, StartTls, Implicit };
+
+struct ListenerConfig {
+    std::string name;
+    std::string address;
+    std::uint16_t port = 0;
+    Protocol protocol = Protocol::Smtp;
+    SmtpRole role = SmtpRole::Mx;
+    TlsMode tls = TlsMode::None;
+    int maxThreads = 256;
+    int maxQueued = 64;
+    Millis idleTime{60'000};
+};
+
+struct TlsConfig {
+    std::string certFile;
+    std::string keyFile;
+    std::string minVersion;
+    std::string ciphers;
+    bool enabled() const { return !certFile.empty(); }
+};
+
+struct SmtpConfig {
+    std::uint64_t maxMessageSize = 0;
+    std::size_t maxRecipients = 0;
+    std::size_t maxCommandLength = 0;
+    std::size_t maxLineLength = 0;
+    std::uint64_t maxHeaderSize = 0;
+    Millis commandTimeout{};
+    Millis dataTimeout{};
+    bool allowPlaintextAuth = false;
+    int maxErrors = 0;
+    bool addMissingHeaders = true;
+};
+
+struct Pop3Config {
+    bool allowPlaintextAuth = false;
+    Millis idleTimeout{};
+    int maxErrors = 0;
+};
+
+struct PopBeforeSmtpConfig {
+    Millis lifetime{};
+    int ipv6Prefix = 128;
+    std::string store;
+};
+
+struct BackendConfig {
+    std::string name;                           // instance name
+    std::string plugin;                         // postern-auth-<plugin>.so
+    std::vector<std::string> domains;           // authoritative for ("*" = any)
+    std::map<std::string, std::string> params;  // every other auth.backend.<name>.* key, prefix stripped
+};
+
+struct ServerConfig {
+    std::string hostname;
+    std::string mailRoot;
+    std::string queueDir;
+    std::string pluginDir;
+    Millis shutdownGrace{};
+    std::string readyFile;
+    std::uint64_t queueMaxSize = 0;
+    std::uint64_t queueMaxMessages = 0;
+    TlsConfig tls;
+    std::vector<ListenerConfig> listeners;
+    SmtpConfig smtp;
+    Pop3Config pop3;
+    PopBeforeSmtpConfig popBeforeSmtp;
+    std::vector<BackendConfig> backends;
+    std::string defaultScheme;
+
+    // Validates every key under our prefixes (unknown key -> error naming it) and
+    // builds the struct. Throws std::runtime_error listing every problem found.
+    static ServerConfig load(const Poco::Util::AbstractConfiguration& conf);
+};
+
+// Key prefixes that belong to POCO itself and are not ours to validate.
+bool isForeignKey(const std::string& key);
+
+}  // namespace postern::config

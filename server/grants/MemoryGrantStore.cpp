@@ -1,0 +1,155 @@
+// POP-before-SMTP grants in memory: sharded map keyed by client address (IPv6 by prefix),
+// lazy expiry plus sweep(). Logs to postern.grants.
+#include "grants/MemoryGrantStore.h"
+
+#include <Poco/Logger.h>
+#include <Poco/Net/IPAddress.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+namespace postern::grants {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.grants"); }
+
+// The address as IPv4 when it is IPv4 or IPv4-mapped IPv6, with its raw bytes.
+struct RawAddress {
+    bool v4 = false;
+    unsigned char bytes[16] = {};
+};
+
+RawAddress rawOf(const Poco::Net::IPAddress& ip) {
+    RawAddress r;
+    const auto* p = static_cast<const unsigned char*>(ip.addr());
+    if (ip.family() == Poco::Net::AddressFamily::IPv4) {
+        r.v4 = true;
+        std::memcpy(r.bytes, p, 4);
+    } else if (ip.isIPv4Mapped()) {
+        // ::ffff:a.b.c.d is the IPv4 client a.b.c.d (a dual-stack socket's spelling):
+        // a grant made over one must match the other.
+        r.v4 = true;
+        std::memcpy(r.bytes, p + 12, 4);
+    } else {
+        std::memcpy(r.bytes, p, 16);
+    }
+    return r;
+}
+
+void maskBits(unsigned char* bytes, unsigned prefix) {
+    for (unsigned i = 0; i < 16; ++i) {
+        unsigned bitsHere = prefix > i * 8 ? prefix - i * 8 : 0;
+        if (bitsHere >= 8)
+            continue;
+        bytes[i] &= static_cast<unsigned char>(0xFF00u >> bitsHere);
+    }
+}
+
+}  // namespace
+
+MemoryGrantStore::MemoryGrantStore(std::chrono::seconds lifetime, unsigned ipv6PrefixLength, Clock clock)
+    : lifetime_(lifetime), ipv6PrefixLength_(ipv6PrefixLength), clock_(std::move(clock)) {
+    if (lifetime_ <= std::chrono::seconds::zero())
+        throw std::invalid_argument("pop_before_smtp.lifetime must be positive");
+    if (ipv6PrefixLength_ > 128)
+        throw std::invalid_argument("pop_before_smtp.ipv6_prefix must be 0..128");
+    if (!clock_)
+        clock_ = [] { return std::chrono::system_clock::now(); };
+}
+
+std::string MemoryGrantStore::key(const core::ClientAddress& client) const {
+    RawAddress r = rawOf(client.ip);
+    if (r.v4)
+        return std::string("4") + std::string(reinterpret_cast<const char*>(r.bytes), 4);
+    maskBits(r.bytes, ipv6PrefixLength_);
+    return std::string("6") + std::string(reinterpret_cast<const char*>(r.bytes), 16);
+}
+
+std::string MemoryGrantStore::keyText(const core::ClientAddress& client) const {
+    RawAddress r = rawOf(client.ip);
+    if (r.v4)
+        return Poco::Net::IPAddress(r.bytes, 4).toString();
+    maskBits(r.bytes, ipv6PrefixLength_);
+    std::string s = Poco::Net::IPAddress(r.bytes, 16).toString();
+    if (ipv6PrefixLength_ < 128)
+        s += "/" + std::to_string(ipv6PrefixLength_);
+    return s;
+}
+
+MemoryGrantStore::Shard& MemoryGrantStore::shardFor(const std::string& k) {
+    return shards_[std::hash<std::string>{}(k) % ShardCount];
+}
+
+bool MemoryGrantStore::grant(const core::ClientAddress& client, const std::string& user) {
+    const std::string k = key(client);
+    Entry e;
+    e.grant.user = user;
+    e.grant.expires = clock_() + lifetime_;
+    e.ipText = keyText(client);
+    const std::string ipText = e.ipText;
+    {
+        Shard& shard = shardFor(k);
+        std::lock_guard<std::mutex> lock(shard.mutex);
+        // A newer login from the same address replaces the older grant (renews it).
+        shard.grants.insert_or_assign(k, std::move(e));
+    }
+    logger().information("event=grant.add ip=" + ipText + " user=" + user +
+                         " ttl=" + std::to_string(lifetime_.count()) + "s");
+    return true;
+}
+
+core::Answer MemoryGrantStore::lookup(const core::ClientAddress& client, core::Grant* out) {
+    const std::string k = key(client);
+    const auto now = clock_();
+    Shard& shard = shardFor(k);
+    std::lock_guard<std::mutex> lock(shard.mutex);
+    auto it = shard.grants.find(k);
+    if (it == shard.grants.end())
+        return core::Answer::No;
+    if (it->second.grant.expires <= now) {
+        // Forgotten lazily; sweep() logs expiries of grants nobody asked about again.
+        shard.grants.erase(it);
+        return core::Answer::No;
+    }
+    if (out)
+        *out = it->second.grant;
+    return core::Answer::Yes;
+}
+
+std::size_t MemoryGrantStore::sweep() {
+    const auto now = clock_();
+    std::size_t removed = 0;
+    for (Shard& shard : shards_) {
+        std::vector<Entry> expired;
+        {
+            std::lock_guard<std::mutex> lock(shard.mutex);
+            for (auto it = shard.grants.begin(); it != shard.grants.end();) {
+                if (it->second.grant.expires <= now) {
+                    expired.push_back(std::move(it->second));
+                    it = shard.grants.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        }
+        // Log outside the lock: a slow log channel must not stall lookups.
+        for (const Entry& e : expired)
+            logger().information("event=grant.expire ip=" + e.ipText + " user=" + e.grant.user);
+        removed += expired.size();
+    }
+    return removed;
+}
+
+std::size_t MemoryGrantStore::size() const {
+    std::size_t n = 0;
+    for (const Shard& shard : shards_) {
+        std::lock_guard<std::mutex> lock(shard.mutex);
+        n += shard.grants.size();
+    }
+    return n;
+}
+
+}  // namespace postern::grants

@@ -1,0 +1,111 @@
+#include "net/LineChannel.h"
+
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Timespan.h>
+
+#include <cstring>
+
+namespace postern::net {
+
+namespace {
+Poco::Timespan toTimespan(std::chrono::milliseconds ms) {
+    return Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(ms.count()) * 1000);
+}
+}  // namespace
+
+LineChannel::LineChannel(Poco::Net::StreamSocket socket, std::size_t bufferSize)
+    : socket_(std::move(socket)), buf_(bufferSize, '\0') {
+    socket_.setNoDelay(true);
+}
+
+ReadStatus LineChannel::readMore(std::chrono::milliseconds timeout) {
+    if (start_ == end_) {
+        start_ = end_ = 0;
+    } else if (end_ == buf_.size()) {
+        if (start_ > 0) {
+            std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
+            end_ -= start_;
+            start_ = 0;
+        } else {
+            buf_.resize(buf_.size() * 2);
+        }
+    }
+    // Replies must not wait in our buffer while we block for the next command.
+    flush();
+    try {
+        socket_.setReceiveTimeout(toTimespan(timeout));
+        int n = socket_.receiveBytes(buf_.data() + end_, static_cast<int>(buf_.size() - end_));
+        if (n <= 0) return ReadStatus::Closed;
+        end_ += static_cast<std::size_t>(n);
+        return ReadStatus::Ok;
+    } catch (const Poco::TimeoutException&) {
+        return ReadStatus::Timeout;
+    } catch (const Poco::Exception&) {
+        return ReadStatus::Closed;
+    }
+}
+
+ReadStatus LineChannel::fill(std::chrono::milliseconds timeout) {
+    if (available() > 0) return ReadStatus::Ok;
+    return readMore(timeout);
+}
+
+ReadStatus LineChannel::readLine(std::string& line, std::size_t maxLength, std::chrono::milliseconds timeout) {
+    bool tooLong = false;
+    std::size_t scanned = 0;
+    for (;;) {
+        const char* p = data();
+        const void* lf = std::memchr(p + scanned, '\n', available() - scanned);
+        if (lf) {
+            std::size_t len = static_cast<const char*>(lf) - p + 1;
+            if (tooLong || len > maxLength) {
+                consume(len);
+                return ReadStatus::TooLong;
+            }
+            std::size_t body = len - 1;
+            if (body > 0 && p[body - 1] == '\r') --body;
+            line.assign(p, body);
+            consume(len);
+            return ReadStatus::Ok;
+        }
+        scanned = available();
+        if (scanned > maxLength) {
+            // Discard what we have of the over-long line; keep reading up to its LF.
+            tooLong = true;
+            consume(scanned);
+            scanned = 0;
+        }
+        ReadStatus st = readMore(timeout);
+        if (st != ReadStatus::Ok) return st;
+    }
+}
+
+void LineChannel::write(std::string_view bytes) {
+    out_.append(bytes);
+    if (out_.size() >= 64 * 1024) flush();
+}
+
+void LineChannel::flush() {
+    std::size_t off = 0;
+    while (off < out_.size()) {
+        int n = socket_.sendBytes(out_.data() + off, static_cast<int>(out_.size() - off));
+        if (n <= 0) throw Poco::Net::ConnectionResetException("send failed");
+        off += static_cast<std::size_t>(n);
+    }
+    out_.clear();
+}
+
+void LineChannel::startTls(Poco::Net::Context::Ptr context, std::chrono::milliseconds timeout) {
+    flush();
+    // CVE-2011-0411: at this point there must not be any pending plaintext; whatever the
+    // client pipelined after STARTTLS/STLS is thrown away, never read as TLS-protected.
+    start_ = end_ = 0;
+    socket_.setReceiveTimeout(toTimespan(timeout));
+    socket_.setSendTimeout(toTimespan(timeout));
+    Poco::Net::SecureStreamSocket secure = Poco::Net::SecureStreamSocket::attach(socket_, context);
+    socket_ = secure;
+    tls_ = true;
+}
+
+}  // namespace postern::net

@@ -1,0 +1,64 @@
+// Buffered socket I/O for one session: line reads with length limits and timeouts,
+// raw buffered bytes for DATA, batched writes (replies to a pipelined group go out
+// together, RFC 2920), and the switch to TLS (STARTTLS/STLS, implicit TLS).
+#pragma once
+
+#include <Poco/Net/Context.h>
+#include <Poco/Net/StreamSocket.h>
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace postern::net {
+
+enum class ReadStatus {
+    Ok,
+    TooLong,  // line exceeded the limit; its remaining bytes up to LF were discarded
+    Timeout,
+    Closed,   // peer closed or connection error
+};
+
+// Not thread-safe: owned by one connection thread.
+class LineChannel {
+public:
+    explicit LineChannel(Poco::Net::StreamSocket socket, std::size_t bufferSize = 16 * 1024);
+
+    // Reads one line ending in LF; `line` gets it without the line end (a CR before
+    // the LF is dropped too). maxLength counts the line end.
+    ReadStatus readLine(std::string& line, std::size_t maxLength, std::chrono::milliseconds timeout);
+
+    // Makes sure at least one unread byte is buffered (reading if needed).
+    ReadStatus fill(std::chrono::milliseconds timeout);
+    const char* data() const { return buf_.data() + start_; }
+    std::size_t available() const { return end_ - start_; }
+    void consume(std::size_t n) { start_ += n; }
+
+    // Queues bytes; they go out at flush() or when the buffer grows large.
+    void write(std::string_view bytes);
+    // Sends everything queued. Throws Poco::Exception on a broken connection.
+    void flush();
+    // True when the client has already sent more input (pipelining): replies can wait.
+    bool hasPendingInput() const { return available() > 0; }
+
+    // Switches to TLS in server mode. Any plaintext bytes the client sent after the
+    // command are discarded first (CVE-2011-0411: they must not be read as if they had
+    // come over TLS). Throws Poco::Exception if the handshake fails.
+    void startTls(Poco::Net::Context::Ptr context, std::chrono::milliseconds timeout);
+    bool isTls() const { return tls_; }
+
+    Poco::Net::StreamSocket& socket() { return socket_; }
+
+private:
+    ReadStatus readMore(std::chrono::milliseconds timeout);
+
+    Poco::Net::StreamSocket socket_;
+    std::string buf_;
+    std::size_t start_ = 0;
+    std::size_t end_ = 0;
+    std::string out_;
+    bool tls_ = false;
+};
+
+}  // namespace postern::net

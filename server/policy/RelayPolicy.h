@@ -1,0 +1,70 @@
+// Relay policy: may this client send to this recipient? Local recipients are looked up;
+// remote ones need SMTP AUTH or a POP-before-SMTP grant (RFC 5321 3.6, 3.9; RFC 6409 5).
+#pragma once
+
+#include "core/ClientAddress.h"
+#include "core/GrantStore.h"
+#include "core/UserDirectory.h"
+#include "smtp/ReplyCode.h"
+#include "smtp/SmtpAddress.h"
+
+#include <string>
+#include <vector>
+
+namespace postern::policy {
+
+// What the policy may ask about the session. References must outlive the decide() call.
+struct RecipientContext {
+    bool authenticated = false;            // SMTP AUTH succeeded in this session
+    const core::ClientAddress& client;     // for the grant lookup
+    core::UserDirectory& directory;        // local domains and recipients
+    core::GrantStore* grants = nullptr;    // nullptr: POP-before-SMTP is off on this listener
+    // Domain whose postmaster the bare "<Postmaster>" forward-path means (RFC 5321 4.5.1):
+    // looked up as "postmaster@<postmasterDomain>". Empty: bare Postmaster is refused (550).
+    std::string postmasterDomain;
+};
+
+struct RcptVerdict {
+    enum class Kind { Accept, Reject, TempFail };
+
+    Kind kind = Kind::TempFail;   // fail closed: only explicit paths accept
+    // Reject: 5xx; TempFail: 451 4.3.0; Accept: 250 2.1.5 (replies::recipientOk()).
+    smtp::Reply reply = smtp::replies::tempFailure();
+    // Short machine reason for the log: "local", "relay_auth", "relay_grant",
+    // "unknown_user", "bad_local_part", "relay_denied", "directory_tempfail",
+    // "grant_tempfail", "no_postmaster".
+    std::string reason;
+
+    bool isLocal = false;                  // the recipient domain is one of ours
+    std::vector<std::string> mailboxes;    // Accept, local: mailbox locations (aliases expanded)
+    // Accept: addresses that go to the outbound queue - for a local alias the remote
+    // targets from the directory, for a relayed recipient the recipient itself.
+    std::vector<std::string> forwards;
+    bool viaGrant = false;                 // relayed because of a POP-before-SMTP grant
+    std::string grantUser;                 // who holds that grant (for the log)
+};
+
+// Pure decision logic over the core ports; blocking (the ports are). Thread-safe.
+class RelayPolicy {
+public:
+    // Rules, in order (only the parsed domain ever decides where mail goes):
+    //  1. bare <Postmaster>: lookup "postmaster@<postmasterDomain>" as in 3.
+    //  2. address-literal domain: remote (no local literals yet) -> 4.
+    //  3. isLocalDomain(domain): TempFail -> 451 4.3.0; Yes ->
+    //       local part containing '%', '!' or '@' (also when it was quoted) -> 550 5.1.1:
+    //       such a local part is never a mailbox of ours, and forwarding it would make us
+    //       an open relay (user%remote@local, remote!user@local, "user@remote"@local);
+    //       lookupRecipient: Yes -> Accept (mailboxes, forwards), No -> 550 5.1.1 User
+    //       unknown, TempFail -> 451 4.3.0.
+    //  4. remote: authenticated -> Accept; else grants && grants->lookup(client):
+    //       Yes -> Accept (viaGrant), TempFail -> 451 4.3.0, No -> 554 5.7.1 Relay access
+    //       denied. The grant store is only asked here, never for local recipients.
+    // `rcpt` must be ok (a parse failure is the command parser's reply); if not: 501 5.1.3.
+    static RcptVerdict decide(const smtp::ParsedPath& rcpt, const RecipientContext& ctx);
+
+    // True if `localPart` routes somewhere else by an old convention (RFC 5321 3.6.1
+    // source routing's heirs: '%' hack, UUCP bang paths, embedded '@').
+    static bool isRoutingLocalPart(const std::string& localPart);
+};
+
+}  // namespace postern::policy

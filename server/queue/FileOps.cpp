@@ -1,0 +1,144 @@
+#include "queue/FileOps.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace postern::queue {
+
+namespace {
+// Closes an fd on scope exit without clobbering the errno the caller reports.
+struct FdGuard {
+    int fd;
+    ~FdGuard() {
+        if (fd >= 0) {
+            int saved = errno;
+            ::close(fd);
+            errno = saved;
+        }
+    }
+};
+}  // namespace
+
+bool writeAll(int fd, const char* data, std::size_t size) {
+    while (size > 0) {
+        ssize_t n = ::write(fd, data, size);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        data += n;
+        size -= static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+bool fsyncDirectory(const std::string& dir) {
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return false;
+    FdGuard guard{fd};
+    return ::fsync(fd) == 0;
+}
+
+bool makeDirectories(const std::string& path, unsigned mode) {
+    if (path.empty()) {
+        errno = ENOENT;
+        return false;
+    }
+    std::size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = path.find('/', pos + 1);
+        std::string prefix = path.substr(0, pos);
+        if (prefix.empty() || prefix.back() == '/') continue;
+        if (::mkdir(prefix.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) return false;
+    }
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0) return false;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return false;
+    }
+    return true;
+}
+
+bool copyFileSynced(const std::string& from, const std::string& to) {
+    int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) return false;
+    FdGuard inGuard{in};
+    int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) return false;
+    bool ok = true;
+    {
+        FdGuard outGuard{out};
+        char buf[65536];
+        for (;;) {
+            ssize_t n = ::read(in, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                ok = false;
+                break;
+            }
+            if (n == 0) break;
+            if (!writeAll(out, buf, static_cast<std::size_t>(n))) {
+                ok = false;
+                break;
+            }
+        }
+        if (ok && ::fsync(out) != 0) ok = false;
+        if (ok) {
+            ok = ::close(out) == 0;
+            outGuard.fd = -1;
+        }
+    }
+    if (!ok) {
+        int saved = errno;
+        ::unlink(to.c_str());
+        errno = saved;
+    }
+    return ok;
+}
+
+bool readFile(const std::string& path, std::string& out) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    FdGuard guard{fd};
+    out.clear();
+    struct stat st{};
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<std::size_t>(st.st_size));
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        if (n == 0) return true;
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
+bool writeFileSynced(const std::string& path, const std::string& data) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    bool ok = writeAll(fd, data.data(), data.size()) && ::fsync(fd) == 0;
+    int saved = errno;
+    if (::close(fd) != 0 && ok) {
+        ok = false;
+        saved = errno;
+    }
+    if (!ok) {
+        ::unlink(path.c_str());
+        errno = saved;
+    }
+    return ok;
+}
+
+std::string errnoText(int err) {
+    const char* name = strerrordesc_np(err);
+    const char* abbrev = strerrorname_np(err);
+    std::string s = abbrev ? abbrev : std::to_string(err);
+    if (name) s += std::string(" (") + name + ")";
+    return s;
+}
+
+}  // namespace postern::queue

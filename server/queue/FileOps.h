@@ -1,0 +1,30 @@
+// Durable file primitives shared by the outbound queue and the Maildir store:
+// write-all, fsync of files and directories, mkdir -p with a mode, durable copy.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace postern::queue {
+
+// Free functions, no state; thread-safe. All return false with errno set on failure
+// (except where noted) and never throw.
+
+// write(2) until everything is written, retrying EINTR.
+bool writeAll(int fd, const char* data, std::size_t size);
+// open(dir, O_RDONLY|O_DIRECTORY) + fsync: makes a link/rename/unlink in `dir` durable.
+bool fsyncDirectory(const std::string& dir);
+// mkdir -p with `mode` for every directory it creates (existing ones are left as they are).
+bool makeDirectories(const std::string& path, unsigned mode);
+// Copies `from` into a new file `to` (O_EXCL, mode 0600) and fsyncs it. On failure the
+// partial `to` is removed. Used when link(2) fails with EXDEV.
+bool copyFileSynced(const std::string& from, const std::string& to);
+// Reads a whole file. false if it cannot be opened or read.
+bool readFile(const std::string& path, std::string& out);
+// Creates `path` (O_EXCL, mode 0600) with `data`, fsynced. Partial file removed on failure.
+bool writeFileSynced(const std::string& path, const std::string& data);
+// "ENOSPC (No space left on device)"-style text for logs.
+std::string errnoText(int err);
+
+}  // namespace postern::queue

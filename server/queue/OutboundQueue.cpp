@@ -1,0 +1,245 @@
+#include "queue/OutboundQueue.h"
+
+#include "queue/FileOps.h"
+
+#include <Poco/Logger.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <dirent.h>
+#include <random>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace postern::queue {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.queue"); }
+
+constexpr unsigned DirMode = 0700;
+
+// Names in a directory, without "." and "..". false if it cannot be read.
+bool listDirectory(const std::string& dir, std::vector<std::string>& names) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return false;
+    names.clear();
+    errno = 0;
+    while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") names.push_back(std::move(n));
+    }
+    bool ok = errno == 0;
+    ::closedir(d);
+    return ok;
+}
+
+std::uint64_t fileSize(const std::string& path) {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+}
+
+}  // namespace
+
+OutboundQueue::OutboundQueue(std::string queueDir, QueueLimits limits)
+    : dir_(std::move(queueDir)), limits_(limits) {
+    while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+    for (const char* sub : {"incoming", "data", "envelope"}) {
+        std::string p = dir_ + "/" + sub;
+        if (!makeDirectories(p, DirMode))
+            throw std::runtime_error("cannot create queue directory " + p + ": " + errnoText(errno));
+    }
+    rescan();
+}
+
+void OutboundQueue::rescan() {
+    std::vector<std::string> names;
+    if (!listDirectory(dir_ + "/envelope", names))
+        throw std::runtime_error("cannot read queue directory " + dir_ + "/envelope: " + errnoText(errno));
+    QueueStats s;
+    for (const auto& n : names) {
+        if (!isValidId(n)) continue;
+        ++s.messages;
+        s.bytes += fileSize(dataPath(n));
+    }
+    std::lock_guard lock(mutex_);
+    stats_ = s;
+}
+
+std::size_t OutboundQueue::recover() {
+    std::size_t removed = 0;
+    std::vector<std::string> names;
+    if (listDirectory(incomingDirectory(), names)) {
+        for (const auto& n : names)
+            if (::unlink((incomingDirectory() + "/" + n).c_str()) == 0) ++removed;
+    }
+    if (listDirectory(dir_ + "/envelope", names)) {
+        for (const auto& n : names)
+            if (n.size() > 4 && n.front() == '.' && n.ends_with(".tmp") &&
+                ::unlink((dir_ + "/envelope/" + n).c_str()) == 0)
+                ++removed;
+    }
+    // A crash between placing data and renaming the envelope leaves data without an
+    // envelope: it was never acknowledged (no 250), so it is garbage.
+    if (listDirectory(dir_ + "/data", names)) {
+        for (const auto& n : names) {
+            if (::access(envelopePath(n).c_str(), F_OK) == 0) continue;
+            if (::unlink(dataPath(n).c_str()) == 0) ++removed;
+        }
+    }
+    if (removed > 0) {
+        fsyncDirectory(dir_ + "/data");
+        logger().information("event=queue.recover dir=" + dir_ + " removed=" + std::to_string(removed));
+    }
+    rescan();
+    return removed;
+}
+
+bool OutboundQueue::isFull() const {
+    std::lock_guard lock(mutex_);
+    return (limits_.maxBytes != 0 && stats_.bytes >= limits_.maxBytes) ||
+           (limits_.maxMessages != 0 && stats_.messages >= limits_.maxMessages);
+}
+
+QueueStats OutboundQueue::stats() const {
+    std::lock_guard lock(mutex_);
+    return stats_;
+}
+
+std::string OutboundQueue::newId() {
+    static std::atomic<std::uint32_t> counter{0};
+    thread_local std::mt19937 rng{std::random_device{}()};
+    auto secs = static_cast<std::uint32_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    std::uint32_t count = counter.fetch_add(1, std::memory_order_relaxed) & 0xffffu;
+    std::uint32_t random = rng() & 0xffffu;
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%08x%04x%04x", secs, count, random);
+    return buf;
+}
+
+bool OutboundQueue::isValidId(std::string_view id) {
+    return id.size() == 16 &&
+           std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::string OutboundQueue::incomingDirectory() const { return dir_ + "/incoming"; }
+std::string OutboundQueue::dataPath(const std::string& id) const { return dir_ + "/data/" + id; }
+std::string OutboundQueue::envelopePath(const std::string& id) const { return dir_ + "/envelope/" + id; }
+
+bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, QueueEnvelope& envelope) {
+    if (!isValidId(envelope.id)) envelope.id = newId();
+    // Place the data under a fresh id; link(2) and O_EXCL fail on a clash, which makes
+    // ids unique without a lock.
+    bool placed = false;
+    for (int tries = 0; tries < 8 && !placed; ++tries) {
+        if (tries > 0) envelope.id = newId();
+        std::string target = dataPath(envelope.id);
+        if (::link(source.c_str(), target.c_str()) == 0) {
+            placed = true;
+        } else if (errno == EXDEV || errno == EPERM) {
+            // Different file system (or a file system without hard links): copy + fsync.
+            if (copyFileSynced(source, target)) placed = true;
+            else if (errno != EEXIST) break;
+        } else if (errno != EEXIST) {
+            break;
+        }
+    }
+    if (!placed) {
+        logger().error("event=queue.enqueue_fail id=" + envelope.id + " step=data error=" + errnoText(errno));
+        return false;
+    }
+    std::string data = dataPath(envelope.id);
+    if (!fsyncDirectory(dir_ + "/data") || !writeEnvelope(envelope)) {
+        logger().error("event=queue.enqueue_fail id=" + envelope.id + " step=envelope error=" + errnoText(errno));
+        ::unlink(data.c_str());
+        return false;
+    }
+    std::lock_guard lock(mutex_);
+    ++stats_.messages;
+    stats_.bytes += size;
+    return true;
+}
+
+bool OutboundQueue::writeEnvelope(const QueueEnvelope& envelope) {
+    auto text = formatQueueEnvelope(envelope);
+    if (!text) {
+        errno = EINVAL;
+        return false;
+    }
+    std::string tmp = dir_ + "/envelope/." + envelope.id + ".tmp";
+    ::unlink(tmp.c_str());  // a leftover of an earlier crash for the same id
+    if (!writeFileSynced(tmp, *text)) return false;
+    // rename(2) is atomic: readers see the old envelope or the new one, never a mix.
+    if (::rename(tmp.c_str(), envelopePath(envelope.id).c_str()) != 0) {
+        int saved = errno;
+        ::unlink(tmp.c_str());
+        errno = saved;
+        return false;
+    }
+    return fsyncDirectory(dir_ + "/envelope");
+}
+
+bool OutboundQueue::remove(const std::string& id) {
+    if (!isValidId(id)) return false;
+    std::uint64_t size = fileSize(dataPath(id));
+    bool existed = true;
+    if (::unlink(envelopePath(id).c_str()) != 0) {
+        if (errno != ENOENT) return false;
+        existed = false;
+    }
+    if (existed && !fsyncDirectory(dir_ + "/envelope")) return false;
+    if (::unlink(dataPath(id).c_str()) != 0 && errno != ENOENT) {
+        logger().warning("event=queue.remove_data_fail id=" + id + " error=" + errnoText(errno));
+    }
+    if (existed) {
+        std::lock_guard lock(mutex_);
+        stats_.messages -= std::min<std::uint64_t>(stats_.messages, 1);
+        stats_.bytes -= std::min(stats_.bytes, size);
+    }
+    return true;
+}
+
+bool OutboundQueue::updateEnvelope(const QueueEnvelope& envelope) {
+    if (!isValidId(envelope.id) || ::access(envelopePath(envelope.id).c_str(), F_OK) != 0) return false;
+    return writeEnvelope(envelope);
+}
+
+std::optional<QueueEnvelope> OutboundQueue::readEnvelope(const std::string& id) const {
+    if (!isValidId(id)) return std::nullopt;
+    std::string text;
+    if (!readFile(envelopePath(id), text)) return std::nullopt;
+    auto e = parseQueueEnvelope(text);
+    if (e && e->id != id) return std::nullopt;  // a file renamed by hand: do not trust it
+    return e;
+}
+
+std::vector<QueueEntry> OutboundQueue::list() const {
+    std::vector<QueueEntry> out;
+    std::vector<std::string> names;
+    if (!listDirectory(dir_ + "/envelope", names)) {
+        logger().error("event=queue.list_fail dir=" + dir_ + " error=" + errnoText(errno));
+        return out;
+    }
+    for (const auto& n : names) {
+        if (!isValidId(n)) continue;
+        auto e = readEnvelope(n);
+        if (!e) {
+            // It may just have been removed by a worker; only complain if it is still there.
+            if (::access(envelopePath(n).c_str(), F_OK) == 0)
+                logger().warning("event=queue.bad_envelope id=" + n);
+            continue;
+        }
+        out.push_back({std::move(*e), fileSize(dataPath(n))});
+    }
+    std::sort(out.begin(), out.end(), [](const QueueEntry& a, const QueueEntry& b) {
+        return a.envelope.arrival != b.envelope.arrival ? a.envelope.arrival < b.envelope.arrival
+                                                        : a.envelope.id < b.envelope.id;
+    });
+    return out;
+}
+
+}  // namespace postern::queue

@@ -1,0 +1,99 @@
+// The node's durable outbound queue: messages for remote recipients wait here for the
+// delivery workers (RFC 5321 4.5.4 retry). One data file plus one envelope file each.
+#pragma once
+
+#include "queue/QueueEnvelope.h"
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace postern::queue {
+
+struct QueueLimits {
+    std::uint64_t maxBytes = 0;     // queue.max_size; 0 = unlimited
+    std::uint64_t maxMessages = 0;  // queue.max_messages; 0 = unlimited
+};
+
+struct QueueStats {
+    std::uint64_t messages = 0;
+    std::uint64_t bytes = 0;
+};
+
+struct QueueEntry {
+    QueueEnvelope envelope;
+    std::uint64_t size = 0;  // bytes of the data file
+};
+
+// Directory layout under queueDir (directories 0700, files 0600):
+//   incoming/        temp files of messages still being received (SpoolSink writes here;
+//                    on the queue's file system so placing a message is a link, not a copy)
+//   data/<id>        message bytes exactly as received (CRLF)
+//   envelope/<id>    the envelope (QueueEnvelope.h); written last, so its presence is the
+//                    commit point: a message is queued iff its envelope exists
+//   envelope/.<id>.tmp   an envelope being written (never read)
+//
+// Thread-safe. Size accounting (isFull, stats) is kept in memory, seeded by a scan at
+// construction and updated by enqueue/remove: every change to a running queue must go
+// through the one OutboundQueue of the daemon. The limits are soft: admission is checked
+// when a message starts (isFull), so concurrent sessions can overshoot by their sizes.
+class OutboundQueue {
+public:
+    // Creates the directories if missing and scans the queue. Throws std::runtime_error
+    // if the directories cannot be created or read (fail closed at start-up).
+    OutboundQueue(std::string queueDir, QueueLimits limits);
+
+    // Daemon start-up only (no writer may be active): removes leftovers of a crash
+    // (incoming/*, data files without an envelope, envelope temp files). Returns the
+    // number of files removed.
+    std::size_t recover();
+
+    // True when the queue is at or over a limit: new messages with remote recipients
+    // are refused (452 4.3.1) until delivery drains it.
+    bool isFull() const;
+    QueueStats stats() const;
+
+    // 16 lower-case hex digits: seconds (8) + process counter (4) + random (4).
+    // Unique per queue because enqueue() places data with link(2), which fails on a clash.
+    static std::string newId();
+    static bool isValidId(std::string_view id);
+
+    const std::string& directory() const { return dir_; }
+    std::string incomingDirectory() const;
+    std::string dataPath(const std::string& id) const;
+    std::string envelopePath(const std::string& id) const;
+
+    // Places the fsynced file `dataPath` (normally in incomingDirectory()) of `size` bytes
+    // into the queue with `envelope`, durably: link (copy+fsync on EXDEV) into data/,
+    // fsync data/, write the envelope temp file, fsync it, rename, fsync envelope/.
+    // envelope.id: used if set and free, else (or on a clash) a new id is chosen and
+    // stored back. The caller still owns and removes dataPath.
+    // true: queued (durable). false: nothing of it is left in the queue (logged).
+    bool enqueue(const std::string& dataPath, std::uint64_t size, QueueEnvelope& envelope);
+
+    // Removes a queued message (envelope first, so it is never half-queued). true if it
+    // was removed or did not exist; false on an I/O error or an invalid id.
+    bool remove(const std::string& id);
+
+    // For the delivery worker: atomically replaces the envelope of a queued message
+    // (attempts, next attempt, last error). false if it is not queued or on I/O error.
+    bool updateEnvelope(const QueueEnvelope& envelope);
+    std::optional<QueueEnvelope> readEnvelope(const std::string& id) const;
+
+    // Every queued message, oldest arrival first (for posternctl and the workers).
+    // Envelopes that cannot be parsed are skipped and logged.
+    std::vector<QueueEntry> list() const;
+
+private:
+    bool writeEnvelope(const QueueEnvelope& envelope);
+    void rescan();
+
+    std::string dir_;
+    QueueLimits limits_;
+    mutable std::mutex mutex_;  // guards stats_
+    QueueStats stats_;
+};
+
+}  // namespace postern::queue

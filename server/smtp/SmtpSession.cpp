@@ -1,0 +1,485 @@
+#include "smtp/SmtpSession.h"
+
+#include "policy/RelayPolicy.h"
+#include "policy/SenderPolicy.h"
+#include "smtp/SmtpCommand.h"
+
+#include <Poco/Logger.h>
+#include <Poco/RandomStream.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <ctime>
+#include <set>
+
+namespace postern::smtp {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.smtp"); }
+
+bool startsWithNoCase(std::string_view s, std::string_view prefix) {
+    if (s.size() < prefix.size()) return false;
+    for (std::size_t i = 0; i < prefix.size(); ++i)
+        if (std::tolower(static_cast<unsigned char>(s[i])) != std::tolower(static_cast<unsigned char>(prefix[i])))
+            return false;
+    return true;
+}
+
+// RFC 5322 3.3 date-time in UTC: "Fri, 27 Nov 2026 21:37:52 +0000".
+std::string rfc5322Date(std::chrono::system_clock::time_point tp) {
+    std::time_t t = std::chrono::system_clock::to_time_t(tp);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    static const char* const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char* const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s, %d %s %d %02d:%02d:%02d +0000", days[tm.tm_wday], tm.tm_mday,
+                  months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return buf;
+}
+
+std::string randomHex(std::size_t bytes) {
+    std::string raw(bytes, '\0');
+    Poco::RandomInputStream rnd;
+    rnd.read(raw.data(), static_cast<std::streamsize>(bytes));
+    static const char* const hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : raw) {
+        out += hex[c >> 4];
+        out += hex[c & 15];
+    }
+    return out;
+}
+
+// Strips CR/LF/control characters from client-supplied text before it goes into a
+// header or a log line (a HELO name must not be able to add header lines).
+std::string sanitize(std::string_view s, std::size_t max = 255) {
+    std::string out;
+    for (char c : s.substr(0, max)) {
+        unsigned char u = static_cast<unsigned char>(c);
+        out += (u < 0x20 || u == 0x7f) ? '?' : c;
+    }
+    return out;
+}
+
+}  // namespace
+
+// Per-message data, apart from the session (OpenSMTPD): exists from MAIL to the end of
+// DATA or RSET, so no envelope state can leak into the next transaction.
+struct SmtpSession::Transaction {
+    ParsedPath sender;
+    std::vector<std::string> recipients;       // forward-paths as accepted (for logs / Received)
+    std::vector<std::string> localMailboxes;   // deduplicated
+    std::vector<std::string> remoteRecipients; // deduplicated
+    std::set<std::string> seenMailboxes;
+    std::set<std::string> seenRemote;
+    bool relayedByGrant = false;
+};
+
+struct SmtpSession::DataState {
+    core::MessageWriterPtr writer;
+    DataReader reader;
+    // The header section is held back until its end so that missing Date / Message-ID
+    // can be added on submission (RFC 6409 8) and its size limited.
+    bool inHeaders = true;
+    bool headerTooBig = false;
+    std::string headerBuf;
+    bool writeFailed = false;
+
+    explicit DataState(const DataReaderLimits& limits) : reader(limits) {}
+};
+
+SmtpSession::SmtpSession(const SmtpSettings& settings, SmtpPorts ports, std::string sessionId,
+                         core::ClientAddress client, bool tls,
+                         std::function<std::chrono::system_clock::time_point()> now)
+    : settings_(settings), ports_(ports), sessionId_(std::move(sessionId)), client_(std::move(client)), tls_(tls),
+      now_(std::move(now)) {}
+
+SmtpSession::~SmtpSession() = default;
+
+SmtpOutput SmtpSession::reply(const Reply& r, SmtpOutput::Action action) {
+    SmtpOutput out;
+    out.bytes = r.format(extended_);
+    out.action = action;
+    if (action == SmtpOutput::Action::Close) closed_ = true;
+    return out;
+}
+
+SmtpOutput SmtpSession::error(const Reply& r) {
+    // A client that keeps sending bad commands is either broken or probing: cut it off
+    // (as Postfix's smtpd_hard_error_limit does).
+    if (++errors_ >= settings_.maxErrors) {
+        logger().notice("s=" + sessionId_ + " event=smtp.too_many_errors ip=" + client_.host());
+        SmtpOutput out = reply(r);
+        out.bytes += replies::tooManyErrors().format(extended_);
+        out.action = SmtpOutput::Action::Close;
+        closed_ = true;
+        return out;
+    }
+    return reply(r);
+}
+
+SmtpOutput SmtpSession::greeting() { return reply(replies::greeting(settings_.hostname)); }
+
+SmtpOutput SmtpSession::onTimeout() {
+    logger().information("s=" + sessionId_ + " event=smtp.timeout ip=" + client_.host() +
+                         (data_ ? " phase=data" : " phase=command"));
+    data_.reset();  // an unfinished message is discarded, never delivered
+    return reply(replies::timeout(), SmtpOutput::Action::Close);
+}
+
+SmtpOutput SmtpSession::onShutdown() {
+    data_.reset();
+    return reply(replies::serviceUnavailable(settings_.hostname), SmtpOutput::Action::Close);
+}
+
+SmtpOutput SmtpSession::onLineTooLong() {
+    if (sasl_) {
+        sasl_.reset();
+        return error(Reply(500, Enhanced::SyntaxError, "Line too long"));
+    }
+    return error(Reply(500, Enhanced::SyntaxError, "Line too long"));
+}
+
+SmtpOutput SmtpSession::onLine(std::string_view line) {
+    if (closed_) return {};
+    if (sasl_) return continueAuth(line);
+
+    CommandOptions opts;
+    opts.maxLineLength = settings_.maxCommandLength;
+    Command cmd = parseCommand(line, opts);
+    if (!cmd.ok()) {
+        // Parameter and address errors of MAIL/RCPT still need the right sequence
+        // answer first (RFC 5321 4.3.2 lists 503 before 501 for a bad sequence).
+        if (cmd.verb == Verb::Mail && !greeted_) return error(replies::needHelo());
+        if (cmd.verb == Verb::Rcpt && !txn_) return error(replies::needMailFirst());
+        return error(cmd.errorReply());
+    }
+
+    switch (cmd.verb) {
+    case Verb::Ehlo: return handleHelo(cmd.argument, true);
+    case Verb::Helo: return handleHelo(cmd.argument, false);
+    case Verb::Mail: return handleMail(line);
+    case Verb::Rcpt: return handleRcpt(line);
+    case Verb::Data: return handleData();
+    case Verb::Rset:
+        resetTransaction();
+        return reply(replies::ok());
+    case Verb::Noop: return reply(replies::ok());
+    case Verb::Vrfy: return reply(replies::cannotVerify());  // RFC 5321 3.5.3: 252, no user enumeration
+    case Verb::Help: return reply(replies::help());
+    case Verb::Quit: return reply(replies::closing(settings_.hostname), SmtpOutput::Action::Close);
+    case Verb::StartTls: return handleStartTls();
+    case Verb::Auth: return handleAuth(line);
+    case Verb::Unknown: break;
+    }
+    return error(replies::commandNotImplemented());
+}
+
+SmtpOutput SmtpSession::handleHelo(std::string_view arg, bool extended) {
+    // RFC 5321 4.1.4: EHLO/HELO in the middle of a session resets it like RSET.
+    resetTransaction();
+    greeted_ = true;
+    extended_ = extended;
+    heloName_ = sanitize(arg);
+    if (!extended) return reply(replies::helo(settings_.hostname));
+    std::vector<std::string> keywords = {"PIPELINING", "SIZE " + std::to_string(settings_.maxMessageSize),
+                                         "8BITMIME", "ENHANCEDSTATUSCODES"};
+    if (settings_.tlsAvailable && !tls_) keywords.emplace_back("STARTTLS");
+    // RFC 4954 4 / RFC 3207 6: AUTH is offered only where credentials cannot be sniffed,
+    // unless the operator allowed plaintext AUTH.
+    if (authAllowed()) keywords.emplace_back("AUTH PLAIN LOGIN");
+    keywords.emplace_back("HELP");
+    return reply(replies::ehlo(settings_.hostname, keywords));
+}
+
+SmtpOutput SmtpSession::handleStartTls() {
+    if (tls_) return error(replies::badSequence("TLS already active"));
+    if (!settings_.tlsAvailable) return error(replies::commandNotImplemented());
+    if (!greeted_) return error(replies::needHelo());
+    return reply(replies::readyToStartTls(), SmtpOutput::Action::StartTls);
+}
+
+void SmtpSession::onTlsStarted() {
+    // RFC 3207 4.2: the server MUST discard any knowledge obtained from the client (the
+    // HELO name, an AUTH, an open transaction) and the client must send EHLO again.
+    tls_ = true;
+    greeted_ = false;
+    extended_ = false;
+    heloName_.clear();
+    identity_.reset();
+    sasl_.reset();
+    txn_.reset();
+    data_.reset();
+}
+
+SmtpOutput SmtpSession::handleAuth(std::string_view line) {
+    if (!greeted_ || !extended_) return error(replies::needHelo());
+    if (!authAllowed()) {
+        // RFC 3207 / RFC 5248: 538 5.7.11 Encryption required for requested authentication mechanism.
+        return error(Reply(538, Enhanced::EncryptionRequired, "Encryption required for requested authentication mechanism"));
+    }
+    if (identity_) return error(replies::authAlreadyDone());
+    // RFC 4954 4: AUTH is not permitted during a mail transaction.
+    if (txn_) return error(replies::badSequence("MAIL transaction in progress"));
+    CommandOptions opts;
+    Command cmd = parseCommand(line, opts);
+    auto mech = sasl::parseMechanism(cmd.authMechanism);
+    if (!mech) return error(replies::authMechanismUnknown());
+    sasl_ = std::make_unique<sasl::SaslExchange>(*mech);
+    std::optional<std::string_view> ir;
+    if (cmd.authInitialResponse) ir = *cmd.authInitialResponse;
+    return finishAuth(sasl_->start(ir));
+}
+
+SmtpOutput SmtpSession::continueAuth(std::string_view line) { return finishAuth(sasl_->respond(line)); }
+
+SmtpOutput SmtpSession::finishAuth(const sasl::Step& step) {
+    using sasl::StepKind;
+    switch (step.kind) {
+    case StepKind::Challenge: return reply(replies::authChallenge(step.challenge));
+    case StepKind::Cancelled: sasl_.reset(); return error(replies::authCancelled());
+    case StepKind::BadBase64:
+    case StepKind::Malformed:
+        sasl_.reset();
+        return error(Reply(501, Enhanced::SyntaxError, "Cannot decode AUTH response"));
+    case StepKind::BadAuthzid:
+        logger().notice("s=" + sessionId_ + " event=auth.fail svc=smtp ip=" + client_.host() +
+                        " user=" + sanitize(sasl_->credentials().user) + " result=authzid_mismatch");
+        sasl_.reset();
+        return error(replies::authInvalid());
+    case StepKind::Done: break;
+    }
+    core::AuthRequest req{sasl_->credentials().user, sasl_->credentials().password, "smtp", client_, sessionId_};
+    sasl_.reset();
+    core::AuthResult result = ports_.auth.authenticate(req);
+    switch (result.status) {
+    case core::AuthStatus::Ok:
+        identity_ = std::move(result.identity);
+        return reply(replies::authSucceeded());
+    case core::AuthStatus::TempFail:
+        // RFC 4954 6: a backend failure is 454 4.7.0, never 535.
+        return reply(replies::authTempFailure());
+    case core::AuthStatus::BadCredentials: break;
+    }
+    return error(replies::authInvalid());
+}
+
+SmtpOutput SmtpSession::handleMail(std::string_view line) {
+    if (!greeted_) return error(replies::needHelo());
+    if (txn_) return error(replies::nestedMail());
+    CommandOptions opts;
+    opts.maxLineLength = settings_.maxCommandLength;
+    Command cmd = parseCommand(line, opts);
+    // RFC 1870 6: a declared size over the limit is refused before any data is sent.
+    if (cmd.size && *cmd.size > settings_.maxMessageSize) return reply(replies::messageTooBig());
+
+    policy::SenderContext sctx{settings_.role == Role::Submission, identity_ ? &*identity_ : nullptr};
+    if (auto refusal = policy::SenderPolicy::check(cmd.path, sctx)) {
+        logger().notice("s=" + sessionId_ + " event=mail.reject ip=" + client_.host() + " from=<" +
+                        sanitize(cmd.path.address()) + "> user=" + (identity_ ? identity_->user : "-") +
+                        " reply=\"" + std::to_string(refusal->code) + " " + refusal->text() + "\"");
+        return error(*refusal);
+    }
+    txn_ = std::make_unique<Transaction>();
+    txn_->sender = cmd.path;
+    return reply(replies::senderOk());
+}
+
+SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
+    if (!txn_) return error(replies::needMailFirst());
+    if (txn_->recipients.size() >= settings_.maxRecipients) return reply(replies::tooManyRecipients());
+    CommandOptions opts;
+    opts.maxLineLength = settings_.maxCommandLength;
+    Command cmd = parseCommand(line, opts);
+
+    policy::RecipientContext rctx{identity_.has_value(), client_, ports_.directory, ports_.grants,
+                                  settings_.hostname};
+    policy::RcptVerdict v = policy::RelayPolicy::decide(cmd.path, rctx);
+    std::string to = sanitize(cmd.path.address());
+    if (v.kind != policy::RcptVerdict::Kind::Accept) {
+        logger().notice("s=" + sessionId_ + " event=rcpt.reject ip=" + client_.host() + " from=<" +
+                        sanitize(txn_->sender.address()) + "> to=<" + to + "> user=" +
+                        (identity_ ? identity_->user : "-") + " reason=" + v.reason + " reply=\"" +
+                        std::to_string(v.reply.code) + " " + v.reply.text() + "\"");
+        if (v.kind == policy::RcptVerdict::Kind::TempFail) return reply(v.reply);
+        return error(v.reply);
+    }
+    for (auto& m : v.mailboxes)
+        if (txn_->seenMailboxes.insert(m).second) txn_->localMailboxes.push_back(m);
+    for (auto& f : v.forwards)
+        if (txn_->seenRemote.insert(f).second) txn_->remoteRecipients.push_back(f);
+    if (v.viaGrant) txn_->relayedByGrant = true;
+    txn_->recipients.push_back(to);
+    return reply(replies::recipientOk());
+}
+
+SmtpOutput SmtpSession::handleData() {
+    if (!txn_) return error(replies::needMailFirst());
+    if (txn_->recipients.empty()) return error(replies::needRcptFirst());
+
+    core::Envelope env;
+    env.sessionId = sessionId_;
+    env.sender = txn_->sender.isNull ? "" : txn_->sender.address();
+    env.localMailboxes = txn_->localMailboxes;
+    env.remoteRecipients = txn_->remoteRecipients;
+    env.client = client_;
+    env.heloName = heloName_;
+    env.authUser = identity_ ? identity_->user : "";
+    core::SinkStatus status = core::SinkStatus::TempFail;
+    core::MessageWriterPtr writer = ports_.sink.open(env, status);
+    if (!writer) {
+        logger().warning("s=" + sessionId_ + " event=data.tempfail ip=" + client_.host() + " reason=" +
+                         (status == core::SinkStatus::QueueFull ? "queue_full" : "sink_open_failed"));
+        resetTransaction();
+        return reply(status == core::SinkStatus::QueueFull ? replies::queueFull() : replies::tempFailure());
+    }
+    DataReaderLimits limits;
+    limits.maxMessageSize = settings_.maxMessageSize;
+    limits.maxLineLength = settings_.maxLineLength;
+    limits.maxHeaderSize = settings_.maxHeaderSize;
+    data_ = std::make_unique<DataState>(limits);
+    data_->writer = std::move(writer);
+    std::string received = receivedHeader();
+    writeData(received.data(), received.size());
+    ++transactions_;
+    return reply(replies::startMailInput());
+}
+
+std::string SmtpSession::protocolKeyword() const {
+    // RFC 3848: ESMTP + S (TLS) + A (authenticated).
+    std::string p = extended_ ? "ESMTP" : "SMTP";
+    if (extended_) {
+        if (tls_) p += "S";
+        if (identity_) p += "A";
+    }
+    return p;
+}
+
+std::string SmtpSession::receivedHeader() const {
+    // RFC 5321 4.4 time-stamp line: from <helo> ([ip]) by <host> with <protocol> id <id>
+    // [for <rcpt>]; <date>. The client address is the session's ClientAddress.
+    std::string ip = client_.host();
+    std::string literal = ip.find(':') != std::string::npos ? "IPv6:" + ip : ip;
+    std::string h = "Received: from " + (heloName_.empty() ? std::string("unknown") : heloName_) + " ([" + literal +
+                    "])\r\n\tby " + settings_.hostname + " (Postern) with " + protocolKeyword() + " id " +
+                    sessionId_ + "." + std::to_string(transactions_ + 1);
+    if (txn_ && txn_->recipients.size() == 1) h += "\r\n\tfor <" + txn_->recipients.front() + ">";
+    h += "; " + rfc5322Date(now_()) + "\r\n";
+    return h;
+}
+
+void SmtpSession::writeData(const char* p, std::size_t n) {
+    if (!data_ || data_->writeFailed) return;
+    if (!data_->writer->write(p, n)) data_->writeFailed = true;
+}
+
+std::size_t SmtpSession::onData(const char* bytes, std::size_t size, SmtpOutput& out) {
+    DataState& d = *data_;
+    std::size_t used = d.reader.feed(bytes, size, [this](const char* p, std::size_t n) {
+        DataState& ds = *data_;
+        if (!ds.inHeaders) {
+            writeData(p, n);
+            return;
+        }
+        ds.headerBuf.append(p, n);
+        // The header section ends at the first empty line (RFC 5322 2.1).
+        std::size_t end = std::string::npos;
+        if (ds.headerBuf.rfind("\r\n", 0) == 0) end = 0;
+        else if (auto pos = ds.headerBuf.find("\r\n\r\n"); pos != std::string::npos) end = pos + 2;
+        if (end == std::string::npos) {
+            if (ds.headerBuf.size() > settings_.maxHeaderSize) {
+                ds.headerTooBig = true;
+                ds.inHeaders = false;
+                writeData(ds.headerBuf.data(), ds.headerBuf.size());
+                ds.headerBuf.clear();
+            }
+            return;
+        }
+        std::string headers = ds.headerBuf.substr(0, end);
+        std::string rest = ds.headerBuf.substr(end);
+        ds.headerBuf.clear();
+        ds.inHeaders = false;
+        writeData(headers.data(), headers.size());
+        std::string extra;
+        if (settings_.role == Role::Submission && settings_.addMissingHeaders) {
+            bool hasDate = false, hasId = false;
+            std::size_t pos = 0;
+            while (pos < headers.size()) {
+                std::string_view l(headers.data() + pos, headers.size() - pos);
+                if (startsWithNoCase(l, "date:")) hasDate = true;
+                if (startsWithNoCase(l, "message-id:")) hasId = true;
+                auto nl = headers.find("\r\n", pos);
+                if (nl == std::string::npos) break;
+                pos = nl + 2;
+            }
+            // RFC 6409 8.2 / 8.3: the MSA may add a missing Date and Message-ID.
+            if (!hasDate) extra += "Date: " + rfc5322Date(now_()) + "\r\n";
+            if (!hasId) extra += "Message-ID: <" + randomHex(12) + "." + sessionId_ + "@" + settings_.hostname + ">\r\n";
+        }
+        writeData(extra.data(), extra.size());
+        writeData(rest.data(), rest.size());
+    });
+    if (d.reader.isDone()) out = finishData();
+    return used;
+}
+
+SmtpOutput SmtpSession::finishData() {
+    std::unique_ptr<DataState> d = std::move(data_);
+    if (d->inHeaders && !d->headerBuf.empty()) {
+        // A message that is all header (no empty line): write what we held.
+        writeData(d->headerBuf.data(), d->headerBuf.size());
+    }
+    std::string from = sanitize(txn_->sender.address());
+    // "s=<id> event=<name>" first, then the details (DESIGN: Logging).
+    std::string who = " ip=" + client_.host() + " from=<" + from + "> user=" + (identity_ ? identity_->user : "-");
+    auto line = [&](const std::string& event) { return "s=" + sessionId_ + " event=" + event + who; };
+    // RFC 5321 2.3.8 / CVE-2023-51764: a bare CR or LF is never a line end here, and a
+    // message carrying one is refused whole, so a smuggled second message cannot exist.
+    // Size, header and line limits are refused the same way, after the end of data.
+    std::optional<Reply> refusal = d->reader.rejection();
+    if (!refusal && d->headerTooBig) refusal = replies::messageTooBig();
+    Reply r = refusal ? *refusal : Reply();
+    std::string reason;
+    if (refusal) {
+        const auto& st = d->reader.status();
+        reason = st.sawBareLineEnding ? "bare_line_ending"
+                 : st.sizeExceeded    ? "size"
+                 : st.lineTooLong     ? "line_length"
+                                      : "header_size";
+    }
+    if (!reason.empty()) {
+        logger().notice(line("message.reject") + " reason=" + reason + " reply=\"" + std::to_string(r.code) + "\"");
+        d.reset();  // nothing was delivered: the writer removes its temp file
+        resetTransaction();
+        return error(r);
+    }
+    core::SinkResult res;
+    if (d->writeFailed) res.status = core::SinkStatus::TempFail;
+    else res = d->writer->commit();
+    std::size_t nrcpt = txn_->recipients.size();
+    bool grant = txn_->relayedByGrant;
+    resetTransaction();
+    switch (res.status) {
+    case core::SinkStatus::Ok:
+        logger().information(line("message.accept") + " id=" + res.queueId + " rcpts=" + std::to_string(nrcpt) +
+                             " size=" + std::to_string(d->reader.status().bytes) + (grant ? " via=pop_before_smtp" : ""));
+        return reply(replies::queued(res.queueId));
+    case core::SinkStatus::QueueFull:
+        logger().warning(line("message.tempfail") + " reason=queue_full");
+        return reply(replies::queueFull());
+    case core::SinkStatus::TempFail: break;
+    }
+    logger().warning(line("message.tempfail") + " reason=write_failed");
+    return reply(replies::tempFailure());
+}
+
+void SmtpSession::resetTransaction() {
+    txn_.reset();
+    data_.reset();
+}
+
+}  // namespace postern::smtp

@@ -1,0 +1,124 @@
+// The SMTP server state machine (RFC 5321, 1870, 2920, 3207, 4954, 6152, 2034, 6409):
+// command lines and DATA bytes in, reply bytes and actions out. No sockets, no files,
+// no SQL: it asks the core ports and maps each answer to a reply.
+#pragma once
+
+#include "core/AuthService.h"
+#include "core/ClientAddress.h"
+#include "core/GrantStore.h"
+#include "core/MessageSink.h"
+#include "core/UserDirectory.h"
+#include "sasl/SaslExchange.h"
+#include "smtp/DataReader.h"
+#include "smtp/ReplyCode.h"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace postern::smtp {
+
+enum class Role { Mx, Submission };
+
+struct SmtpSettings {
+    std::string hostname = "localhost";
+    Role role = Role::Mx;
+    bool tlsAvailable = false;        // listener has a certificate and speaks STARTTLS
+    bool allowPlaintextAuth = false;  // offer AUTH before TLS
+    std::uint64_t maxMessageSize = 25 * 1024 * 1024;
+    std::size_t maxRecipients = 100;
+    std::size_t maxCommandLength = 512;
+    std::size_t maxLineLength = 1000;
+    std::uint64_t maxHeaderSize = 1024 * 1024;
+    int maxErrors = 20;
+    bool addMissingHeaders = true;    // submission: Date / Message-ID (RFC 6409 8.2, 8.3)
+};
+
+struct SmtpPorts {
+    core::AuthService& auth;
+    core::UserDirectory& directory;
+    core::GrantStore* grants;  // nullptr: POP-before-SMTP off
+    core::MessageSink& sink;
+};
+
+struct SmtpOutput {
+    enum class Action { None, StartTls, Close };
+    std::string bytes;  // replies to send (CRLF-terminated)
+    Action action = Action::None;
+};
+
+// One SMTP session. Not thread-safe: owned by its connection thread.
+class SmtpSession {
+public:
+    // `now` gives the clock for Received/Date headers (tests pass a fixed one).
+    SmtpSession(const SmtpSettings& settings, SmtpPorts ports, std::string sessionId,
+                core::ClientAddress client, bool tls,
+                std::function<std::chrono::system_clock::time_point()> now = std::chrono::system_clock::now);
+    ~SmtpSession();
+
+    SmtpOutput greeting();
+    // One command line without its CRLF (or a SASL response line during AUTH).
+    SmtpOutput onLine(std::string_view line);
+    // The command line was longer than maxCommandLength (already discarded).
+    SmtpOutput onLineTooLong();
+    // True while message data is expected: feed raw bytes to onData, not lines.
+    bool inData() const { return data_ != nullptr; }
+    // Feeds DATA bytes; returns how many were consumed (the rest are the next pipelined
+    // commands). When the end-of-data mark is seen, the reply is in `out`.
+    std::size_t onData(const char* bytes, std::size_t size, SmtpOutput& out);
+    // After a successful STARTTLS handshake (RFC 3207 4.2: forget everything).
+    void onTlsStarted();
+    SmtpOutput onTimeout();
+    SmtpOutput onShutdown();
+    bool isClosed() const { return closed_; }
+    bool isTls() const { return tls_; }
+    const std::string& sessionId() const { return sessionId_; }
+
+private:
+    struct Transaction;
+    struct DataState;
+
+    SmtpOutput reply(const Reply& r, SmtpOutput::Action action = SmtpOutput::Action::None);
+    SmtpOutput error(const Reply& r);  // counts towards maxErrors
+    SmtpOutput handleHelo(std::string_view arg, bool extended);
+    SmtpOutput handleMail(std::string_view line);
+    SmtpOutput handleRcpt(std::string_view line);
+    SmtpOutput handleData();
+    SmtpOutput handleStartTls();
+    SmtpOutput handleAuth(std::string_view args);
+    SmtpOutput continueAuth(std::string_view line);
+    SmtpOutput finishAuth(const sasl::Step& step);
+    SmtpOutput finishData();
+    void resetTransaction();
+    void writeData(const char* p, std::size_t n);
+    std::string receivedHeader() const;
+    std::string protocolKeyword() const;
+    bool authAllowed() const { return tls_ || settings_.allowPlaintextAuth; }
+
+    const SmtpSettings& settings_;
+    SmtpPorts ports_;
+    std::string sessionId_;
+    core::ClientAddress client_;
+    bool tls_;
+    std::function<std::chrono::system_clock::time_point()> now_;
+
+    // Session state (RFC 5321 4.1.4): reset by STARTTLS, not by RSET.
+    bool greeted_ = false;
+    bool extended_ = false;  // EHLO (enhanced status codes negotiated) vs HELO
+    std::string heloName_;
+    std::optional<core::AuthIdentity> identity_;
+    std::unique_ptr<sasl::SaslExchange> sasl_;
+    int errors_ = 0;
+    bool closed_ = false;
+    unsigned transactions_ = 0;
+
+    std::unique_ptr<Transaction> txn_;  // from MAIL to end of DATA / RSET
+    std::unique_ptr<DataState> data_;   // while receiving message data
+};
+
+}  // namespace postern::smtp

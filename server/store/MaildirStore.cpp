@@ -1,0 +1,348 @@
+#include "store/MaildirStore.h"
+
+#include "queue/FileOps.h"
+
+#include <Poco/DigestEngine.h>
+#include <Poco/Logger.h>
+#include <Poco/SHA1Engine.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace postern::store {
+
+using queue::errnoText;
+using queue::fsyncDirectory;
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.store"); }
+
+constexpr unsigned DirMode = 0700;
+constexpr const char* LockName = "postern.lock";
+
+std::string sanitizeHostname(std::string host) {
+    // Maildir: '/' and ':' cannot appear in the host part of a name.
+    std::string out;
+    for (char c : host) {
+        if (c == '/') out += "\\057";
+        else if (c == ':') out += "\\072";
+        else if (static_cast<unsigned char>(c) > 0x20 && c != 0x7f) out += c;
+    }
+    return out.empty() ? "localhost" : out;
+}
+
+std::uint64_t leadingNumber(std::string_view s, std::size_t& pos) {
+    std::uint64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data() + pos, s.data() + s.size(), v);
+    pos = static_cast<std::size_t>(p - s.data());
+    return ec == std::errc() ? v : 0;
+}
+
+// RFC 1939 7: a unique-id is 1..70 characters in 0x21..0x7E. Our own names fit unless
+// the host name is very long; anything else gets a stable digest of its base name.
+std::string uidlFor(const std::string& base) {
+    bool fits = !base.empty() && base.size() <= 70 &&
+                std::all_of(base.begin(), base.end(), [](char c) { return c >= 0x21 && c <= 0x7e; });
+    if (fits) return base;
+    Poco::SHA1Engine sha;
+    sha.update(base);
+    return Poco::DigestEngine::digestToHex(sha.digest());
+}
+
+struct CurFile {
+    std::string name;  // file name in cur/
+    std::string base;  // before ':'
+    std::uint64_t seconds = 0;
+    std::uint64_t micros = 0;
+    std::uint64_t counter = 0;
+    core::MaildropEntry entry;
+};
+
+// "<sec>.M<usec>..." -> delivery time for sorting; other Maildir writers' names sort by
+// their leading seconds and then by name.
+void parseTime(CurFile& f) {
+    std::size_t pos = 0;
+    f.seconds = leadingNumber(f.base, pos);
+    if (f.base.compare(pos, 2, ".M") == 0) {
+        pos += 2;
+        f.micros = leadingNumber(f.base, pos);
+        if (f.base.compare(pos, 1, "P") == 0) {
+            ++pos;
+            leadingNumber(f.base, pos);
+        }
+        if (f.base.compare(pos, 1, "Q") == 0) {
+            ++pos;
+            f.counter = leadingNumber(f.base, pos);
+        }
+    }
+}
+
+std::optional<std::uint64_t> sizeFromName(std::string_view base) {
+    auto p = base.find(",S=");
+    if (p == std::string_view::npos) return std::nullopt;
+    std::uint64_t v = 0;
+    const char* b = base.data() + p + 3;
+    const char* e = base.data() + base.size();
+    auto [q, ec] = std::from_chars(b, e, v);
+    if (ec != std::errc() || q == b || (q != e && *q != ',')) return std::nullopt;
+    return v;
+}
+
+// The open, locked maildrop of one POP3 session.
+class MaildirMaildrop : public core::Maildrop {
+public:
+    MaildirMaildrop(std::string maildir, int lockFd, std::vector<CurFile> files)
+        : maildir_(std::move(maildir)), lockFd_(lockFd), files_(std::move(files)) {
+        entries_.reserve(files_.size());
+        for (const auto& f : files_) entries_.push_back(f.entry);
+    }
+    ~MaildirMaildrop() override {
+        // Closing the only descriptor of this open file description drops the flock.
+        ::close(lockFd_);
+    }
+    MaildirMaildrop(const MaildirMaildrop&) = delete;
+    MaildirMaildrop& operator=(const MaildirMaildrop&) = delete;
+
+    const std::vector<core::MaildropEntry>& entries() const override { return entries_; }
+
+    bool read(std::size_t index, std::string& out) override {
+        if (index >= files_.size()) return false;
+        std::string path = maildir_ + "/cur/" + files_[index].name;
+        if (!queue::readFile(path, out)) {
+            logger().error("event=store.read_fail path=" + path + " error=" + errnoText(errno));
+            return false;
+        }
+        return true;
+    }
+
+    bool expunge(const std::vector<std::size_t>& indexes) override {
+        bool ok = true;
+        for (std::size_t i : indexes) {
+            if (i >= files_.size()) continue;
+            std::string path = maildir_ + "/cur/" + files_[i].name;
+            // Already gone (removed by hand or another tool) is what we wanted anyway.
+            if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+                logger().error("event=store.expunge_fail path=" + path + " error=" + errnoText(errno));
+                ok = false;
+            }
+        }
+        // The deletion is acknowledged to the client with +OK: make it durable first.
+        if (!fsyncDirectory(maildir_ + "/cur")) {
+            logger().error("event=store.expunge_fail path=" + maildir_ + "/cur step=fsync error=" + errnoText(errno));
+            ok = false;
+        }
+        return ok;
+    }
+
+private:
+    std::string maildir_;
+    int lockFd_;
+    std::vector<CurFile> files_;
+    std::vector<core::MaildropEntry> entries_;
+};
+
+bool listNames(const std::string& dir, std::vector<std::string>& names) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return false;
+    names.clear();
+    errno = 0;
+    while (dirent* e = ::readdir(d)) {
+        // Maildir: names starting with '.' are not messages (and include "." and "..").
+        if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+    }
+    bool ok = errno == 0;
+    ::closedir(d);
+    return ok;
+}
+
+}  // namespace
+
+MaildirStore::MaildirStore(std::string mailRoot, std::string hostname) : mailRoot_(std::move(mailRoot)) {
+    while (mailRoot_.size() > 1 && mailRoot_.back() == '/') mailRoot_.pop_back();
+    if (hostname.empty()) {
+        char buf[256] = {};
+        if (::gethostname(buf, sizeof buf - 1) == 0) hostname = buf;
+    }
+    hostname_ = sanitizeHostname(hostname);
+}
+
+std::optional<std::string> MaildirStore::maildirPath(const std::string& mailbox) const {
+    // The location comes from a backend (LDAP attribute, SQL column): never let it name
+    // a directory outside the mail root.
+    if (mailbox.empty() || mailbox.front() == '/') return std::nullopt;
+    std::size_t start = 0;
+    while (start <= mailbox.size()) {
+        auto end = mailbox.find('/', start);
+        if (end == std::string::npos) end = mailbox.size();
+        std::string_view part(mailbox.data() + start, end - start);
+        bool last = end == mailbox.size();
+        if (part.empty() ? !last || start == 0 : (part == "." || part == "..")) return std::nullopt;
+        start = end + 1;
+    }
+    for (char c : mailbox)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return std::nullopt;
+    std::string path = mailRoot_ + "/" + mailbox;
+    if (path.back() == '/') path.pop_back();
+    return path;
+}
+
+bool MaildirStore::ensureMaildir(const std::string& maildir) {
+    for (const char* sub : {"/tmp", "/new", "/cur"})
+        if (!queue::makeDirectories(maildir + sub, DirMode)) return false;
+    return true;
+}
+
+std::string MaildirStore::uniqueName(std::uint64_t size) const {
+    static std::atomic<std::uint64_t> counter{0};
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(now);
+    auto usec = std::chrono::duration_cast<std::chrono::microseconds>(now - secs).count();
+    return std::to_string(secs.count()) + ".M" + std::to_string(usec) + "P" + std::to_string(::getpid()) + "Q" +
+           std::to_string(counter.fetch_add(1, std::memory_order_relaxed)) + "." + hostname_ +
+           ",S=" + std::to_string(size);
+}
+
+bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const std::string& mailbox,
+                           std::string& placedPath) {
+    auto maildir = maildirPath(mailbox);
+    if (!maildir) {
+        logger().error("event=store.deliver_fail mailbox=" + mailbox + " error=invalid_location");
+        return false;
+    }
+    if (!ensureMaildir(*maildir)) {
+        logger().error("event=store.deliver_fail maildir=" + *maildir + " step=mkdir error=" + errnoText(errno));
+        return false;
+    }
+    for (int tries = 0; tries < 8; ++tries) {
+        std::string name = uniqueName(size);
+        std::string target = *maildir + "/new/" + name;
+        bool placed = false;
+        if (::link(source.c_str(), target.c_str()) == 0) {
+            placed = true;
+        } else if (errno == EEXIST) {
+            continue;
+        } else if (errno == EXDEV || errno == EPERM) {
+            // Another file system: Maildir's own protocol, write tmp/ then rename into new/.
+            std::string tmp = *maildir + "/tmp/" + name;
+            if (!queue::copyFileSynced(source, tmp)) {
+                if (errno == EEXIST) continue;
+                logger().error("event=store.deliver_fail path=" + tmp + " step=copy error=" + errnoText(errno));
+                return false;
+            }
+            if (::rename(tmp.c_str(), target.c_str()) != 0) {
+                int saved = errno;
+                ::unlink(tmp.c_str());
+                logger().error("event=store.deliver_fail path=" + target + " step=rename error=" + errnoText(saved));
+                return false;
+            }
+            placed = true;
+        } else {
+            logger().error("event=store.deliver_fail path=" + target + " step=link error=" + errnoText(errno));
+            return false;
+        }
+        if (placed) {
+            // The 250 depends on the directory entry being on disk, not just the data.
+            if (!fsyncDirectory(*maildir + "/new")) {
+                int saved = errno;
+                ::unlink(target.c_str());
+                logger().error("event=store.deliver_fail path=" + target + " step=fsync error=" + errnoText(saved));
+                return false;
+            }
+            placedPath = target;
+            return true;
+        }
+    }
+    logger().error("event=store.deliver_fail maildir=" + *maildir + " error=name_clash");
+    return false;
+}
+
+core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::MaildropPtr& out) {
+    auto maildir = maildirPath(mailbox);
+    if (!maildir) {
+        logger().error("event=store.open_fail mailbox=" + mailbox + " error=invalid_location");
+        return core::MaildropStatus::TempFail;
+    }
+    // A mailbox nobody has written to yet opens as empty; creating it here also gives
+    // the lock file a home.
+    if (!ensureMaildir(*maildir)) {
+        logger().error("event=store.open_fail maildir=" + *maildir + " step=mkdir error=" + errnoText(errno));
+        return core::MaildropStatus::TempFail;
+    }
+    std::string lockPath = *maildir + "/" + LockName;
+    int fd = ::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        logger().error("event=store.open_fail path=" + lockPath + " step=lock error=" + errnoText(errno));
+        return core::MaildropStatus::TempFail;
+    }
+    // RFC 1939 4: the server acquires an exclusive-access lock on the maildrop.
+    int rc;
+    do rc = ::flock(fd, LOCK_EX | LOCK_NB);
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        int err = errno;
+        ::close(fd);
+        if (err == EWOULDBLOCK) return core::MaildropStatus::InUse;
+        logger().error("event=store.open_fail path=" + lockPath + " step=flock error=" + errnoText(err));
+        return core::MaildropStatus::TempFail;
+    }
+    auto fail = [&](const std::string& step, const std::string& path) {
+        int err = errno;
+        ::close(fd);
+        logger().error("event=store.open_fail path=" + path + " step=" + step + " error=" + errnoText(err));
+        return core::MaildropStatus::TempFail;
+    };
+
+    // new/ -> cur/ with the "seen by a reader" suffix. A crash in between leaves a file
+    // in new/ or in cur/ (rename is atomic), never neither; no fsync needed.
+    std::vector<std::string> names;
+    std::string newDir = *maildir + "/new", curDir = *maildir + "/cur";
+    if (!listNames(newDir, names)) return fail("scan", newDir);
+    for (const auto& n : names) {
+        std::string to = curDir + "/" + n + (n.find(':') == std::string::npos ? ":2," : "");
+        if (::rename((newDir + "/" + n).c_str(), to.c_str()) != 0 && errno != ENOENT)
+            return fail("rename", newDir + "/" + n);
+    }
+
+    if (!listNames(curDir, names)) return fail("scan", curDir);
+    std::vector<CurFile> files;
+    files.reserve(names.size());
+    for (auto& n : names) {
+        CurFile f;
+        f.base = n.substr(0, n.find(':'));
+        f.name = std::move(n);
+        parseTime(f);
+        auto size = sizeFromName(f.base);
+        if (!size) {
+            // Written by another delivery agent without S=: one stat for this file only.
+            struct stat st{};
+            if (::stat((curDir + "/" + f.name).c_str(), &st) != 0) {
+                if (errno == ENOENT) continue;
+                return fail("stat", curDir + "/" + f.name);
+            }
+            if (!S_ISREG(st.st_mode)) continue;
+            size = static_cast<std::uint64_t>(st.st_size);
+        }
+        f.entry.uidl = uidlFor(f.base);
+        f.entry.size = *size;
+        files.push_back(std::move(f));
+    }
+    std::sort(files.begin(), files.end(), [](const CurFile& a, const CurFile& b) {
+        if (a.seconds != b.seconds) return a.seconds < b.seconds;
+        if (a.micros != b.micros) return a.micros < b.micros;
+        if (a.counter != b.counter) return a.counter < b.counter;
+        return a.base < b.base;
+    });
+    out = std::make_unique<MaildirMaildrop>(*maildir, fd, std::move(files));
+    return core::MaildropStatus::Ok;
+}
+
+}  // namespace postern::store

@@ -1,0 +1,55 @@
+// Mailboxes as Maildirs (<mailRoot>/<location>/{tmp,new,cur}) and the POP3 maildrop
+// over them (RFC 1939: exclusive lock, snapshot at open, UIDL, delete in UPDATE only).
+#pragma once
+
+#include "core/MaildropService.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace postern::store {
+
+// Owns nothing but paths. Thread-safe (all state is in the file system; the name
+// counter is atomic). Directories are created on demand with mode 0700, files 0600.
+//
+// File names follow the Maildir convention
+//   <seconds>.M<usec>P<pid>Q<counter>.<hostname>,S=<size>      (new/)
+//   <same>:2,<flags>                                            (cur/)
+// The size in the name lets a POP3 open list a maildrop without a stat per file; the
+// part before ':' is the UIDL (unique, and stable across renames and restarts).
+//
+// Maildrop lock: flock(LOCK_EX|LOCK_NB) on <maildir>/postern.lock. Each open() has its own
+// open file description, so it excludes other threads of this process as well as other
+// processes on this host, and the kernel drops it if the process dies. (On shared storage
+// across nodes the cluster lock in PostgreSQL is what excludes other nodes.)
+class MaildirStore : public core::MaildropService {
+public:
+    // hostname: for unique names; "" = gethostname().
+    explicit MaildirStore(std::string mailRoot, std::string hostname = "");
+
+    // Ok: locked maildrop in `out` (a missing mailbox is created and opens empty).
+    // InUse: another session holds the lock. TempFail: invalid location or I/O error (logged).
+    core::MaildropStatus open(const std::string& mailbox, core::MaildropPtr& out) override;
+
+    // <mailRoot>/<mailbox>, or nullopt if the location is not a safe relative path
+    // (empty, absolute, "..", "." or empty components, control characters).
+    std::optional<std::string> maildirPath(const std::string& mailbox) const;
+    // Creates <maildir>/{tmp,new,cur} (and the parents) if missing. false on error (errno).
+    static bool ensureMaildir(const std::string& maildir);
+    // A fresh Maildir base name for a message of `size` bytes (see above).
+    std::string uniqueName(std::uint64_t size) const;
+
+    // Places the fsynced file `source` (`size` bytes) into <maildir of mailbox>/new/
+    // durably: link(2) (on EXDEV: copy into tmp/, fsync, rename), then fsync new/.
+    // true: `placedPath` is the new file (for undo). false: nothing placed (logged).
+    bool deliver(const std::string& source, std::uint64_t size, const std::string& mailbox, std::string& placedPath);
+
+    const std::string& mailRoot() const { return mailRoot_; }
+
+private:
+    std::string mailRoot_;
+    std::string hostname_;
+};
+
+}  // namespace postern::store

@@ -1,0 +1,191 @@
+#include "store/SpoolSink.h"
+
+#include "queue/FileOps.h"
+
+#include <Poco/Logger.h>
+
+#include <cerrno>
+#include <chrono>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace postern::store {
+
+using queue::errnoText;
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.store"); }
+
+constexpr std::size_t BufferSize = 64 * 1024;
+
+class SpoolWriter : public core::MessageWriter {
+public:
+    SpoolWriter(MaildirStore& store, queue::OutboundQueue& queue, core::Envelope envelope, std::string tempPath, int fd)
+        : store_(store), queue_(queue), envelope_(std::move(envelope)), tempPath_(std::move(tempPath)), fd_(fd) {
+        buffer_.reserve(BufferSize);
+    }
+    SpoolWriter(const SpoolWriter&) = delete;
+    SpoolWriter& operator=(const SpoolWriter&) = delete;
+
+    ~SpoolWriter() override {
+        if (fd_ >= 0) ::close(fd_);
+        // Uncommitted (or failed): no trace may remain. After an Ok commit the temp is
+        // already gone and this unlink fails harmlessly with ENOENT.
+        if (!committed_) ::unlink(tempPath_.c_str());
+    }
+
+    bool write(const char* data, std::size_t size) override {
+        if (failed_ || fd_ < 0) return false;
+        size_ += size;
+        if (buffer_.size() + size < BufferSize) {
+            buffer_.append(data, size);
+            return true;
+        }
+        if (!flush()) return false;
+        if (size >= BufferSize) {
+            if (!queue::writeAll(fd_, data, size)) return fail("write");
+        } else {
+            buffer_.append(data, size);
+        }
+        return true;
+    }
+
+    core::SinkResult commit() override {
+        core::SinkResult result;  // TempFail until every copy is durable
+        if (failed_ || fd_ < 0 || committed_) return result;
+        if (!flush()) return result;
+        if (::fsync(fd_) != 0) {
+            fail("fsync");
+            return result;
+        }
+        // close(2) can report a deferred write error (NFS): check it before trusting the data.
+        int fd = fd_;
+        fd_ = -1;
+        if (::close(fd) != 0) {
+            fail("close");
+            return result;
+        }
+
+        std::vector<std::string> placed;
+        auto undo = [&] {
+            for (const auto& p : placed) {
+                ::unlink(p.c_str());
+                auto slash = p.rfind('/');
+                queue::fsyncDirectory(p.substr(0, slash));
+            }
+        };
+        for (const auto& mailbox : envelope_.localMailboxes) {
+            std::string path;
+            if (!store_.deliver(tempPath_, size_, mailbox, path)) {
+                undo();
+                return result;
+            }
+            placed.push_back(std::move(path));
+        }
+        queue::QueueEnvelope qe;
+        qe.id = queue::OutboundQueue::newId();
+        if (!envelope_.remoteRecipients.empty()) {
+            qe.arrival = std::chrono::system_clock::now();
+            qe.sender = envelope_.sender;
+            qe.recipients = envelope_.remoteRecipients;
+            qe.clientIp = envelope_.client.host();
+            qe.heloName = envelope_.heloName;
+            qe.authUser = envelope_.authUser;
+            qe.sessionId = envelope_.sessionId;
+            if (!queue_.enqueue(tempPath_, size_, qe)) {
+                undo();
+                return result;
+            }
+        }
+        committed_ = true;
+        if (::unlink(tempPath_.c_str()) != 0)
+            logger().warning("s=" + envelope_.sessionId + " event=store.temp_unlink_fail path=" + tempPath_ +
+                             " error=" + errnoText(errno));
+        logger().information("s=" + envelope_.sessionId + " event=store.accepted id=" + qe.id +
+                             " size=" + std::to_string(size_) + " local=" + std::to_string(placed.size()) +
+                             " remote=" + std::to_string(envelope_.remoteRecipients.size()));
+        result.status = core::SinkStatus::Ok;
+        result.queueId = qe.id;
+        return result;
+    }
+
+private:
+    bool flush() {
+        if (buffer_.empty()) return true;
+        if (!queue::writeAll(fd_, buffer_.data(), buffer_.size())) return fail("write");
+        buffer_.clear();
+        return true;
+    }
+
+    bool fail(const char* step) {
+        if (!failed_)
+            logger().error("s=" + envelope_.sessionId + " event=store.write_fail path=" + tempPath_ + " step=" + step +
+                           " error=" + errnoText(errno));
+        failed_ = true;
+        return false;
+    }
+
+    MaildirStore& store_;
+    queue::OutboundQueue& queue_;
+    core::Envelope envelope_;
+    std::string tempPath_;
+    int fd_;
+    std::string buffer_;
+    std::uint64_t size_ = 0;
+    bool failed_ = false;
+    bool committed_ = false;
+};
+
+}  // namespace
+
+core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::SinkStatus& status) {
+    status = core::SinkStatus::TempFail;
+    if (envelope.localMailboxes.empty() && envelope.remoteRecipients.empty()) {
+        logger().error("s=" + envelope.sessionId + " event=store.open_fail error=no_recipients");
+        return nullptr;
+    }
+    if (!envelope.remoteRecipients.empty() && queue_.isFull()) {
+        status = core::SinkStatus::QueueFull;
+        logger().warning("s=" + envelope.sessionId + " event=store.queue_full");
+        return nullptr;
+    }
+    for (const auto& mailbox : envelope.localMailboxes) {
+        if (!store_.maildirPath(mailbox)) {
+            logger().error("s=" + envelope.sessionId + " event=store.open_fail mailbox=" + mailbox +
+                           " error=invalid_location");
+            return nullptr;
+        }
+    }
+    // Where the temp file lives decides which placements are a cheap link(2) and which a
+    // copy. With remote recipients: the queue's incoming/, because the queue is the copy
+    // that must survive longest and is local to this node. Local-only: tmp/ of the first
+    // mailbox, as Maildir itself prescribes (tmp/ then link into new/); the mail root may be
+    // shared storage on another file system than the queue, and all maildirs are usually
+    // on the same one, so every mailbox then gets a link.
+    std::string dir;
+    if (!envelope.remoteRecipients.empty()) {
+        dir = queue_.incomingDirectory();
+    } else {
+        std::string maildir = *store_.maildirPath(envelope.localMailboxes.front());
+        if (!MaildirStore::ensureMaildir(maildir)) {
+            logger().error("s=" + envelope.sessionId + " event=store.open_fail maildir=" + maildir +
+                           " step=mkdir error=" + errnoText(errno));
+            return nullptr;
+        }
+        dir = maildir + "/tmp";
+    }
+    for (int tries = 0; tries < 8; ++tries) {
+        std::string path = dir + "/" + store_.uniqueName(0) + ".part";
+        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            status = core::SinkStatus::Ok;
+            return std::make_unique<SpoolWriter>(store_, queue_, envelope, path, fd);
+        }
+        if (errno != EEXIST) break;
+    }
+    logger().error("s=" + envelope.sessionId + " event=store.open_fail dir=" + dir + " error=" + errnoText(errno));
+    return nullptr;
+}
+
+}  // namespace postern::store

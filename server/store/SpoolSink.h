@@ -1,0 +1,36 @@
+// Where an accepted SMTP message goes (RFC 5321 4.4/6.1: 250 only once it is durable):
+// local recipients -> Maildir new/ of each mailbox, remote recipients -> outbound queue.
+#pragma once
+
+#include "core/MessageSink.h"
+#include "queue/OutboundQueue.h"
+#include "store/MaildirStore.h"
+
+namespace postern::store {
+
+// Implements the MessageSink port over a MaildirStore and an OutboundQueue, both owned
+// by the caller and outliving the sink and every writer it opened. Thread-safe (state is
+// in the file system and in the thread-safe store/queue); each writer belongs to one session.
+//
+// open():  QueueFull if the envelope has remote recipients and queue.isFull();
+//          TempFail if there is no recipient, a mailbox location is invalid or the temp
+//          file cannot be created; else a writer on a new temp file (mode 0600).
+// write(): buffered; an I/O error (ENOSPC, EIO) is sticky: write() and commit() fail.
+// commit(): fsync the temp file; link it into <maildir>/new/ of every mailbox (copy on
+//          EXDEV) and fsync each new/; queue it for the remote recipients (data, then
+//          envelope by rename, directories fsynced); unlink the temp. Ok with the queue id
+//          (also generated for local-only messages, for the "queued as" reply and logs).
+//          On any failure everything placed so far is removed (best effort) -> TempFail.
+// Destroying a writer without an Ok commit unlinks its temp file.
+class SpoolSink : public core::MessageSink {
+public:
+    SpoolSink(MaildirStore& store, queue::OutboundQueue& queue) : store_(store), queue_(queue) {}
+
+    core::MessageWriterPtr open(const core::Envelope& envelope, core::SinkStatus& status) override;
+
+private:
+    MaildirStore& store_;
+    queue::OutboundQueue& queue_;
+};
+
+}  // namespace postern::store

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Limits: smtp.max_message_size (SIZE advertised, SIZE= in MAIL, DATA over the limit ->
+552 5.3.4), smtp.max_recipients (452 4.5.3), over-long command and text lines."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postern_harness import (Postern, DEFAULT_USERS, assert_stored_equals, check, check_eq,
+                             expect, make_message, run_tests)
+
+ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+LIMITS = {"smtp.max_message_size": "10K", "smtp.max_recipients": "2"}
+
+
+def _big_message(size, marker_hint=""):
+    line = "y" * 76 + "\r\n"
+    marker, head = make_message(sender="someone@remote.example", body="big %s\r\n" % marker_hint)
+    body = line * (size // len(line) + 1)
+    return marker, head + body.encode()
+
+
+def test_size_advertised_and_size_param_552():
+    with Postern(overrides=LIMITS) as p:
+        s = p.smtp("mx")
+        check_eq(s.esmtp_features.get("size"), "10240", "SIZE in EHLO")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example> SIZE=20000"), 552, "5.3.4",
+               what="SIZE= over the limit")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example> SIZE=10241"), 552, "5.3.4",
+               what="SIZE= one over")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example> SIZE=5000"), 250,
+               what="SIZE= under the limit")
+        s.quit()
+
+
+def test_message_over_limit_552():
+    with Postern(overrides=LIMITS) as p:
+        marker, msg = _big_message(20000)
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        expect(s.data(msg), 552, "5.3.4", what="20K message with a 10K limit")
+        check_eq(p.maildir_find(ALICE, marker), [], "oversized message stored")
+        # session still usable, and a small message goes through
+        expect(s.docmd("RSET"), 250)
+        m2, small = make_message(sender="someone@remote.example")
+        check(len(small) < 5000, "test message too big")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        expect(s.data(small), 250)
+        s.quit()
+        assert_stored_equals(p.maildir_find(ALICE, m2)[0], small)
+        check_eq(p.maildir_find(ALICE, marker), [], "oversized message stored")
+
+
+def test_message_over_limit_on_submission():
+    with Postern(overrides=LIMITS) as p:
+        marker, msg = _big_message(11000)
+        s = p.submission(ALICE, ALICE_PW, implicit=True)
+        expect(s.docmd("MAIL", "FROM:<%s>" % ALICE), 250)
+        expect(s.rcpt("friend@remote.example"), 250)
+        expect(s.data(msg), 552, "5.3.4", what="11000-byte message with a 10K limit")
+        s.quit()
+        check_eq(p.queue_files(), [], "queue after oversized relay")
+
+
+def test_too_many_recipients_452():
+    with Postern(overrides=LIMITS) as p:
+        s = p.smtp("mx")
+        expect(s.mail("someone@remote.example"), 250)
+        expect(s.rcpt(ALICE), 250)
+        expect(s.rcpt("bob@example.test"), 250)
+        expect(s.rcpt("carol@example.org"), 452, "4.5.3", what="third recipient")
+        expect(s.rcpt("erin@example.test"), 452, "4.5.3", what="fourth recipient")
+        marker, msg = make_message(sender="someone@remote.example")
+        expect(s.data(msg), 250)
+        s.quit()
+        check_eq(len(p.maildir_find(ALICE, marker)), 1, "alice")
+        check_eq(len(p.maildir_find("bob@example.test", marker)), 1, "bob")
+        check_eq(p.maildir_find("carol@example.org", marker), [], "carol (over the limit)")
+
+
+def test_overlong_command_and_text_lines():
+    with Postern() as p:
+        c = p.raw("mx")
+        c.expect_reply(220)
+        c.send("EHLO client.example\r\n")
+        c.expect_reply(250)
+        c.send("MAIL FROM:<" + "a" * 600 + "@remote.example>\r\n")
+        code, lines = c.read_reply()
+        check(code == 500 or code == 501, "over-long command line: %d %s" % (code, lines))
+        c.send("NOOP\r\n")
+        c.expect_reply(250, what="NOOP after an over-long line (session resynchronised)")
+        c.send("MAIL FROM:<someone@remote.example>\r\nRCPT TO:<%s>\r\nDATA\r\n" % ALICE)
+        c.expect_reply(250)
+        c.expect_reply(250)
+        c.expect_reply(354)
+        c.send("Subject: long line\r\n\r\n" + "z" * 1200 + "\r\n.\r\n")
+        code, lines = c.read_reply()
+        check(code // 100 == 5, "message with a 1202-byte text line: %d %s" % (code, lines))
+        c.send("QUIT\r\n")
+        c.expect_reply(221)
+        check_eq(p.maildir_messages(ALICE), [], "alice's mailbox")
+
+
+if __name__ == "__main__":
+    run_tests(globals())

@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""POP3: CAPA before/after STLS, no plaintext USER before STLS, [AUTH] on a wrong password,
+UIDL stable across sessions and restarts, TOP, DELE only on QUIT (a dropped session keeps the
+mail), [IN-USE] on a locked maildrop, SASL PLAIN."""
+
+import os
+import poplib
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postern_harness import (Postern, DEFAULT_USERS, b64, check, check_eq, expect,
+                             make_message, plain_ir, pop_retr, run_tests, split_received, tls_context,
+                             wait_for)
+
+ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+
+
+def _deliver(p, n, user=ALICE):
+    """n messages to user via MX; returns [(marker, bytes)] in sending order."""
+    out = []
+    s = p.smtp("mx")
+    for _ in range(n):
+        marker, msg = make_message(sender="someone@remote.example", to=user)
+        expect(s.mail("someone@remote.example"), 250)
+        expect(s.rcpt(user), 250)
+        expect(s.data(msg), 250)
+        out.append((marker, msg))
+    s.quit()
+    return out
+
+
+def _capa(p):
+    return {k.upper(): v for k, v in p.capa().items()}
+
+
+def _err(fn, *args):
+    try:
+        r = fn(*args)
+    except poplib.error_proto as e:
+        return e.args[0] if isinstance(e.args[0], bytes) else str(e.args[0]).encode()
+    raise AssertionError("expected -ERR, got %r" % (r,))
+
+
+def test_capa_before_and_after_stls():
+    with Postern() as p:
+        pop = p.pop3("pop3")
+        before = _capa(pop)
+        check("STLS" in before, "STLS missing before TLS: %r" % before)
+        check("USER" not in before, "USER offered before TLS: %r" % before)
+        check("PLAIN" not in before.get("SASL", []), "SASL PLAIN offered before TLS: %r"
+              % before)
+        for k in ("UIDL", "TOP", "RESP-CODES"):
+            check(k in before, "%s missing before TLS: %r" % (k, before))
+        pop.stls(context=tls_context())
+        after = _capa(pop)
+        check("STLS" not in after, "STLS offered inside TLS: %r" % after)
+        check("USER" in after, "USER missing after STLS: %r" % after)
+        check("PLAIN" in after.get("SASL", []), "SASL PLAIN missing after STLS: %r" % after)
+        for k in ("UIDL", "TOP", "RESP-CODES", "AUTH-RESP-CODE"):
+            check(k in after, "%s missing after STLS: %r" % (k, after))
+        pop.quit()
+        pops = p.pop3_ssl()
+        implicit = _capa(pops)
+        check("STLS" not in implicit and "USER" in implicit, "CAPA on pop3s: %r" % implicit)
+        pops.quit()
+
+
+def test_plaintext_user_refused_before_stls():
+    with Postern() as p:
+        pop = p.pop3("pop3")
+        e = _err(pop.user, ALICE)
+        check(e.startswith(b"-ERR [AUTH]"), "USER before STLS: %r" % e)
+        e = _err(pop._shortcmd, "AUTH PLAIN " + plain_ir(ALICE, ALICE_PW))
+        check(e.startswith(b"-ERR [AUTH]"), "AUTH before STLS: %r" % e)
+        # STLS still possible after the refusals, then login works
+        pop.stls(context=tls_context())
+        pop.user(ALICE)
+        pop.pass_(ALICE_PW)
+        pop.quit()
+
+
+def test_wrong_password_auth_code():
+    with Postern() as p:
+        pop = p.pop3_ssl()
+        pop.user(ALICE)
+        e = _err(pop.pass_, "wrong-password")
+        check(e.startswith(b"-ERR [AUTH]"), "wrong password: %r" % e)
+        pop.quit()
+        pop = p.pop3_ssl()
+        try:
+            pop.user("nobody@example.test")
+            e = _err(pop.pass_, "x")
+        except poplib.error_proto as ex:
+            e = ex.args[0]
+        check(e.startswith(b"-ERR [AUTH]"), "unknown user: %r" % e)
+        pop.quit()
+        # SASL PLAIN with a wrong password (RFC 5034 / AUTH-RESP-CODE)
+        pop = p.pop3_ssl()
+        e = _err(pop._shortcmd, "AUTH PLAIN " + plain_ir(ALICE, "nope"))
+        check(e.startswith(b"-ERR [AUTH]"), "AUTH PLAIN wrong password: %r" % e)
+        pop.quit()
+
+
+def test_sasl_plain_login():
+    with Postern() as p:
+        sent = _deliver(p, 1)
+        pop = p.pop3_ssl()
+        r = pop._shortcmd("AUTH PLAIN " + plain_ir(ALICE, ALICE_PW))
+        check(r.startswith(b"+OK"), "AUTH PLAIN: %r" % r)
+        check_eq(pop.stat()[0], 1, "STAT after AUTH PLAIN")
+        pop.quit()
+        pop = p.pop3_ssl()
+        r = pop._shortcmd("AUTH PLAIN")
+        check(r.startswith(b"+ "), "AUTH PLAIN continuation: %r" % r)
+        r = pop._shortcmd(plain_ir(ALICE, ALICE_PW))
+        check(r.startswith(b"+OK"), "AUTH PLAIN (two steps): %r" % r)
+        pop.quit()
+
+
+def test_uidl_stable_across_sessions_and_restart():
+    with Postern() as p:
+        _deliver(p, 3)
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        u1 = pop.uidl()[1]
+        sizes1 = pop.list()[1]
+        pop.quit()
+        check_eq(len(u1), 3, "UIDL lines")
+        uids = [l.split()[1] for l in u1]
+        check_eq(len(set(uids)), 3, "UIDs unique")
+        for u in uids:
+            check(1 <= len(u) <= 70 and all(0x21 <= c <= 0x7e for c in u), "UID syntax %r" % u)
+        pop = p.pop3_login(ALICE, ALICE_PW, tls="stls")
+        check_eq(pop.uidl()[1], u1, "UIDL in a second session")
+        check_eq(pop.list()[1], sizes1, "LIST in a second session")
+        # single-message form
+        check_eq(pop.uidl(2).split()[1:], u1[1].split(), "UIDL 2")
+        pop.quit()
+        p.restart()
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        check_eq(pop.uidl()[1], u1, "UIDL after restart")
+        # deleting one keeps the others' UIDs
+        pop.dele(1)
+        pop.quit()
+        _deliver(p, 1)
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        u2 = [l.split()[1] for l in pop.uidl()[1]]
+        check_eq(u2[:2], uids[1:], "remaining UIDs after DELE 1 and a new message")
+        check(u2[2] not in uids, "new message reuses an old UID")
+        pop.quit()
+
+
+def test_top():
+    with Postern() as p:
+        (marker, msg), = _deliver(p, 1)
+        stored = p.maildir_messages(ALICE)[0]
+        head, body = stored.split(b"\r\n\r\n", 1)
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        resp, lines, _ = pop.top(1, 0)
+        check(resp.startswith(b"+OK"), "TOP: %r" % resp)
+        got = b"".join(l + b"\r\n" for l in lines)
+        check_eq(got, head + b"\r\n\r\n", "TOP 1 0 = header section + blank line")
+        resp, lines, _ = pop.top(1, 3)
+        got = b"".join(l + b"\r\n" for l in lines)
+        want = head + b"\r\n\r\n" + b"".join(l + b"\r\n" for l in body.split(b"\r\n")[:3])
+        check_eq(got, want, "TOP 1 3")
+        # TOP must not mark the message as read/deleted
+        check_eq(pop_retr(pop, 1), stored, "RETR after TOP")
+        e = _err(pop.top, 2, 0)
+        check(e.startswith(b"-ERR"), "TOP of a missing message: %r" % e)
+        pop.quit()
+
+
+def test_dele_then_drop_keeps_message():
+    with Postern() as p:
+        _deliver(p, 2)
+        files_before = sorted(os.path.basename(f) for f in p.maildir_files(ALICE))
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        check(pop.dele(1).startswith(b"+OK"), "DELE")
+        check_eq(pop.stat()[0], 1, "STAT after DELE within the session")
+        pop.sock.close()          # drop without QUIT
+        check_eq(len(p.maildir_files(ALICE)), 2, "files after a dropped session")
+
+        def login():
+            try:
+                return p.pop3_login(ALICE, ALICE_PW)
+            except poplib.error_proto as e:
+                if b"[IN-USE]" in e.args[0]:
+                    return None       # the server has not noticed the drop yet
+                raise
+        pop = wait_for(login, 10, 0.05, "the maildrop lock to be released after a drop")
+        check_eq(pop.stat()[0], 2, "STAT after a dropped session with DELE")
+        pop.quit()
+        check_eq(len(p.maildir_files(ALICE)), 2, "files after a dropped session")
+
+
+def test_dele_quit_removes():
+    with Postern() as p:
+        sent = _deliver(p, 3)
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        uid2 = pop.uidl(2).split()[2]
+        check(pop.dele(2).startswith(b"+OK"), "DELE 2")
+        e = _err(pop.retr, 2)
+        check(e.startswith(b"-ERR"), "RETR of a deleted message: %r" % e)
+        check(pop.rset().startswith(b"+OK"), "RSET")
+        check_eq(pop.stat()[0], 3, "STAT after RSET")
+        pop.dele(2)
+        r = pop.quit()
+        check(r.startswith(b"+OK"), "QUIT: %r" % r)
+        msgs = p.maildir_messages(ALICE)
+        check_eq(len(msgs), 2, "messages on disk after DELE+QUIT")
+        check(not any(sent[1][0].encode() in m for m in msgs), "deleted message still on disk")
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        check_eq(pop.stat()[0], 2, "STAT in the next session")
+        check(uid2 not in [l.split()[1] for l in pop.uidl()[1]], "deleted UID still listed")
+        pop.quit()
+
+
+def test_locked_maildrop_in_use():
+    with Postern() as p:
+        _deliver(p, 1)
+        first = p.pop3_login(ALICE, ALICE_PW)
+        second = p.pop3_ssl()
+        second.user(ALICE)
+        e = _err(second.pass_, ALICE_PW)
+        check(e.startswith(b"-ERR [IN-USE]"), "second session: %r" % e)
+        try:
+            second.quit()
+        except (poplib.error_proto, OSError):
+            pass
+        # the first session is unaffected
+        check_eq(first.stat()[0], 1, "STAT in the first session")
+        first.quit()
+        p.pop3_login(ALICE, ALICE_PW).quit()
+
+
+def test_retr_matches_file_and_list_sizes():
+    with Postern() as p:
+        sent = _deliver(p, 2)
+        pop = p.pop3_login(ALICE, ALICE_PW, tls="stls")
+        stored = p.maildir_messages(ALICE)
+        got = [pop_retr(pop, n) for n in (1, 2)]
+        check_eq(sorted(got), sorted(stored), "RETR vs Maildir files")
+        for (marker, msg) in sent:
+            m = [g for g in got if marker.encode() in g]
+            check_eq(split_received(m[0])[1], msg, "RETR body vs sent")
+        sizes = {int(l.split()[0]): int(l.split()[1]) for l in pop.list()[1]}
+        check_eq(sorted(sizes.values()), sorted(len(s) for s in stored), "LIST sizes")
+        count, total = pop.stat()
+        check_eq((count, total), (2, sum(len(s) for s in stored)), "STAT")
+        pop.quit()
+
+
+if __name__ == "__main__":
+    run_tests(globals())

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""POP-before-SMTP: a successful POP3 login from an IP lets that IP relay through the MX
+listener for pop_before_smtp.lifetime; other IPs, failed logins and expired grants get 554."""
+
+import os
+import poplib
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postern_harness import (Postern, DEFAULT_USERS, check, check_eq, expect, make_message,
+                             run_tests, sleep_until)
+
+ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+REMOTE = "friend@remote.example"
+
+
+def _relay_attempt(p, source, data=True):
+    """MAIL + RCPT to a remote address on MX from `source`; returns the RCPT reply and,
+    when accepted and data=True, sends the message and returns its marker too."""
+    s = p.smtp("mx", source=source)
+    expect(s.mail(ALICE), 250)
+    code, text = s.rcpt(REMOTE)
+    marker = None
+    if code == 250 and data:
+        marker, msg = make_message(to=REMOTE)
+        expect(s.data(msg), 250, what="DATA of granted relay")
+    s.quit()
+    return (code, text), marker
+
+
+def test_grant_from_pop3s_login():
+    with Postern() as p:
+        # Before any login, nobody relays.
+        r, _ = _relay_attempt(p, "127.0.0.2")
+        expect(r, 554, "5.7.1", what="relay from 127.0.0.2 before POP3 login")
+        pop = p.pop3_login(ALICE, ALICE_PW, tls="implicit", source="127.0.0.2")
+        pop.quit()
+        r, marker = _relay_attempt(p, "127.0.0.2")
+        expect(r, 250, "2.1.5", what="relay from 127.0.0.2 after POP3 login")
+        files = p.queue_files()
+        check(files, "no queue file after granted relay")
+        check(any(marker.encode() in open(f, "rb").read() for f in files),
+              "queue files lack the message")
+        n = len(files)
+        r, _ = _relay_attempt(p, "127.0.0.3")
+        expect(r, 554, "5.7.1", what="relay from 127.0.0.3 (no grant)")
+        check_eq(len(p.queue_files()), n, "queue files after denied relay")
+
+
+def test_failed_pop3_login_grants_nothing():
+    with Postern() as p:
+        pop = p.pop3_ssl(source="127.0.0.4")
+        pop.user(ALICE)
+        try:
+            pop.pass_("not-the-password")
+            raise AssertionError("wrong POP3 password accepted")
+        except poplib.error_proto as e:
+            check(str(e).startswith("b'-ERR [AUTH]"), "wrong password reply: %s" % e)
+        try:
+            pop.quit()
+        except (poplib.error_proto, OSError):
+            pass
+        # unknown user too
+        pop = p.pop3_ssl(source="127.0.0.4")
+        try:
+            pop.user("nobody@example.test")
+            pop.pass_("x")
+            raise AssertionError("unknown POP3 user accepted")
+        except poplib.error_proto:
+            pass
+        r, _ = _relay_attempt(p, "127.0.0.4")
+        expect(r, 554, "5.7.1", what="relay after failed POP3 login")
+        check_eq(p.queue_files(), [], "queue")
+
+
+def test_grant_from_pop3_stls_login():
+    with Postern() as p:
+        pop = p.pop3_login(ALICE, ALICE_PW, tls="stls", source="127.0.0.5")
+        pop.quit()
+        r, _ = _relay_attempt(p, "127.0.0.5", data=False)
+        expect(r, 250, what="relay after POP3+STLS login")
+
+
+def test_grant_expires():
+    with Postern(overrides={"pop_before_smtp.lifetime": "2s"}) as p:
+        pop = p.pop3_login(ALICE, ALICE_PW, tls="implicit", source="127.0.0.6")
+        pop.quit()
+        granted_by = time.monotonic()
+        r, _ = _relay_attempt(p, "127.0.0.6", data=False)
+        expect(r, 250, what="relay right after login (lifetime 2s)")
+        # The grant was made before `granted_by`; 2s plus one second of clock granularity.
+        sleep_until(granted_by + 3.0)
+        r, _ = _relay_attempt(p, "127.0.0.6", data=False)
+        expect(r, 554, "5.7.1", what="relay after the grant expired")
+
+
+if __name__ == "__main__":
+    run_tests(globals())

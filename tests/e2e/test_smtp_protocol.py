@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""SMTP wire behaviour on raw sockets: STARTTLS/STLS command injection, SMTP smuggling with
+bare LF end-of-data variants, and PIPELINING reply order."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postern_harness import (Postern, DEFAULT_USERS, assert_stored_equals, b64, check,
+                             check_eq, make_message, plain_ir, run_tests)
+
+ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+
+
+# ---- STARTTLS injection (CVE-2011-0411 class)
+
+def _starttls_injection(p, listener):
+    c = p.raw(listener)
+    c.expect_reply(220, what="greeting")
+    c.send("EHLO client.example\r\n")
+    c.expect_reply(250, what="EHLO")
+    c.send("STARTTLS\r\nRSET\r\n")          # one write
+    c.expect_reply(220, what="STARTTLS")
+    c.starttls()                             # asserts nothing else arrived in plaintext
+    # The first reply inside TLS must belong to the command we send now, and the session
+    # must be reset: MAIL without a new EHLO is a bad sequence.
+    c.send("MAIL FROM:<someone@remote.example>\r\n")
+    code, lines = c.read_reply()
+    check(code == 503, "%s: first reply after the TLS handshake to MAIL-without-EHLO was "
+          "%d %s (250 means the injected RSET was answered or the EHLO state survived)\n%s"
+          % (listener, code, " | ".join(lines), c.dump()))
+    check_eq(c.pending(0.3), b"", "%s: extra data after the reply (injected RSET answered?)"
+             % listener)
+    c.send("EHLO client.example\r\n")
+    lines = c.expect_reply(250, what="EHLO inside TLS")
+    check(any(l.upper().startswith("AUTH") for l in lines),
+          "AUTH not advertised after STARTTLS: %r" % lines)
+    check(not any(l.upper().startswith("STARTTLS") for l in lines),
+          "STARTTLS advertised inside TLS: %r" % lines)
+    c.send("QUIT\r\n")
+    c.expect_reply(221)
+    c.close()
+
+
+def test_starttls_injection_mx():
+    with Postern() as p:
+        _starttls_injection(p, "mx")
+
+
+def test_starttls_injection_submission():
+    with Postern() as p:
+        _starttls_injection(p, "submission")
+
+
+def test_starttls_injection_auth_payload():
+    """An injected AUTH after STARTTLS must not authenticate the TLS session."""
+    with Postern() as p:
+        c = p.raw("submission")
+        c.expect_reply(220)
+        c.send("EHLO client.example\r\n")
+        c.expect_reply(250)
+        c.send("STARTTLS\r\nAUTH PLAIN %s\r\n" % plain_ir(ALICE, ALICE_PW))
+        c.expect_reply(220)
+        c.starttls()
+        c.send("EHLO client.example\r\n")
+        c.expect_reply(250, what="EHLO in TLS (an injected AUTH reply would come first)")
+        c.send("MAIL FROM:<%s>\r\n" % ALICE)
+        c.expect_reply(530, "5.7.0", what="MAIL must still need AUTH")
+        c.close()
+
+
+def test_stls_injection_pop3():
+    with Postern() as p:
+        c = p.raw("pop3")
+        greet = c.read_pop()
+        check(greet.startswith("+OK"), "greeting %r" % greet)
+        c.send("STLS\r\nUSER %s\r\n" % ALICE)     # one write
+        r = c.read_pop()
+        check(r.startswith("+OK"), "STLS: %r" % r)
+        c.starttls()
+        c.send("PASS %s\r\n" % ALICE_PW)
+        r = c.read_pop()
+        check(r.startswith("-ERR"), "PASS after TLS succeeded, so the injected USER was "
+              "processed: %r\n%s" % (r, c.dump()))
+        check_eq(c.pending(0.3), b"", "extra data inside TLS")
+        c.close()
+
+
+# ---- SMTP smuggling
+
+def _smuggle(p, first_end, label):
+    marker = "smuggle-%s-%d" % (label, os.getpid())
+    c = p.raw("mx", source="127.0.0.3")
+    c.expect_reply(220)
+    c.send("EHLO client.example\r\n")
+    c.expect_reply(250)
+    c.send("MAIL FROM:<someone@remote.example>\r\n")
+    c.expect_reply(250)
+    c.send("RCPT TO:<%s>\r\n" % ALICE)
+    c.expect_reply(250)
+    c.send("DATA\r\n")
+    c.expect_reply(354)
+    payload = ("From: <someone@remote.example>\r\nSubject: outer %s\r\n\r\nhello" % marker
+               + first_end
+               + "MAIL FROM:<x@y.example>\r\n"
+               + "RCPT TO:<bob@example.test>\r\n"
+               + "DATA\r\n"
+               + "From: <x@y.example>\r\nSubject: smuggled %s\r\n\r\nevil %s\r\n" % (marker, marker)
+               + ".\r\n")
+    c.send(payload)
+    code, lines = c.read_reply()
+    transcript_note = "%s: reply after the real end of data: %d %s" % (label, code,
+                                                                      " | ".join(lines))
+    c.send("QUIT\r\n")
+    rest = c.read_until_eof(10)
+    replies = [l for l in rest.split(b"\r\n") if l]
+    bob = p.maildir_find("bob@example.test", marker)
+    alice = p.maildir_find(ALICE, marker)
+    check(not bob, "%s: smuggled message delivered to bob:\n%r" % (label, bob))
+    check(len(alice) <= 1, "%s: %d messages for alice" % (label, len(alice)))
+    check(500 <= code < 600, "%s (expected 5xx: bare LF must not end DATA and the message is "
+          "rejected)\nalice got %d message(s)\n%s" % (transcript_note, len(alice), c.dump()))
+    check_eq(len(alice), 0, "%s: message rejected with %d but stored" % (label, code))
+    check(len(replies) == 1 and replies[0].startswith(b"221"),
+          "%s: after the 5xx only QUIT's 221 may follow, got %r\n%s"
+          % (label, replies, c.dump()))
+
+
+def test_smuggling_lf_dot_lf():
+    with Postern() as p:
+        _smuggle(p, "\n.\n", "LF.LF")
+
+
+def test_smuggling_crlf_dot_lf():
+    with Postern() as p:
+        _smuggle(p, "\r\n.\n", "CRLF.LF")
+
+
+def test_smuggling_lf_dot_crlf():
+    with Postern() as p:
+        _smuggle(p, "\n.\r\n", "LF.CRLF")
+
+
+def test_smuggling_cr_dot_cr():
+    with Postern() as p:
+        _smuggle(p, "\r.\r", "CR.CR")
+
+
+# ---- PIPELINING
+
+def test_pipelining_reply_order():
+    with Postern() as p:
+        c = p.raw("mx", source="127.0.0.3")
+        c.expect_reply(220)
+        c.send("EHLO client.example\r\n")
+        ehlo = c.expect_reply(250)
+        check(any(l.upper() == "PIPELINING" for l in ehlo), "PIPELINING not advertised: %r"
+              % ehlo)
+        c.send("MAIL FROM:<someone@remote.example>\r\n"
+               "RCPT TO:<%s>\r\n"
+               "RCPT TO:<nobody@example.test>\r\n"
+               "RCPT TO:<friend@remote.example>\r\n"
+               "RCPT TO:<bob@example.test>\r\n"
+               "DATA\r\n" % ALICE)
+        c.expect_reply(250, "2.1.0", what="MAIL")
+        c.expect_reply(250, "2.1.5", what="RCPT alice")
+        c.expect_reply(550, "5.1.1", what="RCPT nobody")
+        c.expect_reply(554, "5.7.1", what="RCPT remote")
+        c.expect_reply(250, "2.1.5", what="RCPT bob")
+        c.expect_reply(354, what="DATA")
+        m1, msg1 = make_message(sender="someone@remote.example")
+        m2, msg2 = make_message(sender="other@remote.example")
+        # end of data + a whole second transaction + QUIT in one write
+        stuffed1 = msg1.replace(b"\r\n.", b"\r\n..")
+        stuffed2 = msg2.replace(b"\r\n.", b"\r\n..")
+        c.send(stuffed1 + b".\r\n"
+               b"MAIL FROM:<other@remote.example>\r\n"
+               b"RCPT TO:<bob@example.test>\r\n"
+               b"DATA\r\n")
+        c.expect_reply(250, what="end of first message")
+        c.expect_reply(250, what="second MAIL")
+        c.expect_reply(250, what="second RCPT")
+        c.expect_reply(354, what="second DATA")
+        c.send(stuffed2 + b".\r\nMAIL FROM:<x@remote.example>\r\nRCPT TO:<friend@remote.example>\r\n"
+               b"DATA\r\nRSET\r\nQUIT\r\n")
+        c.expect_reply(250, what="end of second message")
+        c.expect_reply(250, what="third MAIL")
+        c.expect_reply(554, "5.7.1", what="third RCPT (relay)")
+        code, lines = c.read_reply()
+        check(code in (503, 554), "DATA without valid recipients: %d %s (want 503 or 554)"
+              % (code, lines))
+        c.expect_reply(250, what="RSET")
+        c.expect_reply(221, what="QUIT")
+        check_eq(c.read_until_eof(5), b"", "data after QUIT")
+        assert_stored_equals(p.maildir_find(ALICE, m1)[0], msg1, "alice copy 1")
+        assert_stored_equals(p.maildir_find("bob@example.test", m1)[0], msg1, "bob copy 1")
+        assert_stored_equals(p.maildir_find("bob@example.test", m2)[0], msg2, "bob copy 2")
+        check_eq(p.maildir_find(ALICE, m2), [], "msg2 must not reach alice")
+        check_eq(p.queue_files(), [], "queue")
+
+
+def test_pipelining_with_ehlo_in_the_same_write():
+    with Postern() as p:
+        c = p.raw("mx", source="127.0.0.3")
+        c.expect_reply(220)
+        c.send("EHLO client.example\r\n"
+               "MAIL FROM:<someone@remote.example>\r\n"
+               "RCPT TO:<%s>\r\n"
+               "RCPT TO:<nobody@example.test>\r\n"
+               "DATA\r\n" % ALICE)
+        c.expect_reply(250, what="EHLO")
+        c.expect_reply(250, what="MAIL")
+        c.expect_reply(250, what="RCPT alice")
+        c.expect_reply(550, "5.1.1", what="RCPT nobody")
+        c.expect_reply(354, what="DATA")
+        m, msg = make_message(sender="someone@remote.example")
+        c.send(msg.replace(b"\r\n.", b"\r\n..") + b".\r\nQUIT\r\n")
+        c.expect_reply(250)
+        c.expect_reply(221)
+        assert_stored_equals(p.maildir_find(ALICE, m)[0], msg)
+
+
+def test_auth_pipelined_with_mail_on_submission():
+    """RFC 4954: AUTH with an initial response may be followed by pipelined MAIL."""
+    with Postern() as p:
+        c = p.raw("submissions")
+        c.expect_reply(220)
+        c.send("EHLO client.example\r\n")
+        c.expect_reply(250)
+        c.send("AUTH PLAIN %s\r\nMAIL FROM:<%s>\r\nRCPT TO:<bob@example.test>\r\n"
+               % (plain_ir(ALICE, ALICE_PW), ALICE))
+        c.expect_reply(235, "2.7.0")
+        c.expect_reply(250)
+        c.expect_reply(250)
+        c.send("QUIT\r\n")
+        c.expect_reply(221)
+
+
+if __name__ == "__main__":
+    run_tests(globals())

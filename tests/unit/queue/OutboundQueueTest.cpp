@@ -1,0 +1,218 @@
+#include "queue/FileOps.h"
+#include "queue/OutboundQueue.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sys/stat.h>
+
+using namespace postern::queue;
+namespace fs = std::filesystem;
+
+BOOST_AUTO_TEST_SUITE(outbound_queue)
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        std::string tmpl = (fs::temp_directory_path() / "postern-queue-XXXXXX").string();
+        path = ::mkdtemp(tmpl.data());
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+std::string writeSource(const fs::path& dir, const std::string& bytes) {
+    std::string p = (dir / "src").string();
+    fs::remove(p);
+    BOOST_REQUIRE(writeFileSynced(p, bytes));
+    return p;
+}
+
+QueueEnvelope envelopeFor(std::vector<std::string> rcpts) {
+    QueueEnvelope e;
+    e.arrival = std::chrono::system_clock::now();
+    e.sender = "bob@example.org";
+    e.recipients = std::move(rcpts);
+    e.clientIp = "192.0.2.7";
+    return e;
+}
+
+std::size_t countFiles(const fs::path& dir) {
+    return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+}
+
+unsigned modeOf(const fs::path& p) {
+    struct stat st{};
+    ::stat(p.c_str(), &st);
+    return st.st_mode & 07777;
+}
+
+std::string slurp(const fs::path& p) {
+    std::string s;
+    BOOST_REQUIRE(readFile(p.string(), s));
+    return s;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(ids_are_16_hex_and_unique) {
+    std::set<std::string> seen;
+    for (int i = 0; i < 5000; ++i) {
+        auto id = OutboundQueue::newId();
+        BOOST_TEST(OutboundQueue::isValidId(id));
+        seen.insert(id);
+    }
+    BOOST_TEST(seen.size() == 5000u);
+    BOOST_TEST(!OutboundQueue::isValidId("../../etc/passwd"));
+    BOOST_TEST(!OutboundQueue::isValidId("65F1C2A0001F3B9C"));
+    BOOST_TEST(!OutboundQueue::isValidId("65f1c2a0001f3b9"));
+}
+
+BOOST_AUTO_TEST_CASE(enqueue_places_data_and_envelope_durably) {
+    TempDir t;
+    OutboundQueue q((t.path / "q").string(), {});
+    BOOST_TEST(modeOf(t.path / "q" / "incoming") == 0700u);
+    BOOST_TEST(modeOf(t.path / "q" / "data") == 0700u);
+    BOOST_TEST(modeOf(t.path / "q" / "envelope") == 0700u);
+
+    std::string body = "Subject: hi\r\n\r\nhello\r\n";
+    auto src = writeSource(t.path, body);
+    auto e = envelopeFor({"alice@example.net"});
+    BOOST_REQUIRE(q.enqueue(src, body.size(), e));
+    BOOST_TEST(OutboundQueue::isValidId(e.id));
+    BOOST_TEST(slurp(q.dataPath(e.id)) == body);
+    BOOST_TEST(modeOf(q.dataPath(e.id)) == 0600u);
+    BOOST_TEST(modeOf(q.envelopePath(e.id)) == 0600u);
+    auto read = q.readEnvelope(e.id);
+    BOOST_REQUIRE(read);
+    BOOST_TEST(read->recipients == std::vector<std::string>{"alice@example.net"});
+    BOOST_TEST(read->sender == "bob@example.org");
+    // No temp envelope left behind.
+    BOOST_TEST(countFiles(t.path / "q" / "envelope") == 1u);
+    BOOST_TEST(q.stats().messages == 1u);
+    BOOST_TEST(q.stats().bytes == body.size());
+}
+
+BOOST_AUTO_TEST_CASE(clashing_id_gets_a_new_one) {
+    TempDir t;
+    OutboundQueue q((t.path / "q").string(), {});
+    auto src = writeSource(t.path, "x\r\n");
+    auto a = envelopeFor({"a@example.net"});
+    a.id = "0000000000000001";
+    BOOST_REQUIRE(q.enqueue(src, 3, a));
+    auto b = envelopeFor({"b@example.net"});
+    b.id = "0000000000000001";
+    BOOST_REQUIRE(q.enqueue(src, 3, b));
+    BOOST_TEST(a.id == "0000000000000001");
+    BOOST_TEST(b.id != a.id);
+    BOOST_TEST(q.list().size() == 2u);
+    BOOST_TEST(q.readEnvelope(a.id)->recipients[0] == "a@example.net");
+}
+
+BOOST_AUTO_TEST_CASE(is_full_by_count_and_by_bytes) {
+    TempDir t;
+    {
+        OutboundQueue q((t.path / "q1").string(), {0, 2});
+        auto src = writeSource(t.path, "12345");
+        auto e1 = envelopeFor({"a@x"}), e2 = envelopeFor({"b@x"});
+        BOOST_TEST(!q.isFull());
+        BOOST_REQUIRE(q.enqueue(src, 5, e1));
+        BOOST_TEST(!q.isFull());
+        BOOST_REQUIRE(q.enqueue(src, 5, e2));
+        BOOST_TEST(q.isFull());
+        BOOST_REQUIRE(q.remove(e1.id));
+        BOOST_TEST(!q.isFull());
+    }
+    {
+        OutboundQueue q((t.path / "q2").string(), {8, 0});
+        auto src = writeSource(t.path, "12345");
+        auto e1 = envelopeFor({"a@x"}), e2 = envelopeFor({"b@x"});
+        BOOST_REQUIRE(q.enqueue(src, 5, e1));
+        BOOST_TEST(!q.isFull());
+        BOOST_REQUIRE(q.enqueue(src, 5, e2));
+        BOOST_TEST(q.isFull());
+        BOOST_TEST(q.stats().bytes == 10u);
+    }
+    // A new instance (restart) counts what is on disk.
+    OutboundQueue again((t.path / "q2").string(), {8, 0});
+    BOOST_TEST(again.stats().messages == 2u);
+    BOOST_TEST(again.stats().bytes == 10u);
+    BOOST_TEST(again.isFull());
+}
+
+BOOST_AUTO_TEST_CASE(remove_and_update) {
+    TempDir t;
+    OutboundQueue q((t.path / "q").string(), {});
+    auto src = writeSource(t.path, "data\r\n");
+    auto e = envelopeFor({"a@example.net"});
+    BOOST_REQUIRE(q.enqueue(src, 6, e));
+
+    e.attempts = 2;
+    e.lastError = "421 4.4.2 timeout";
+    BOOST_REQUIRE(q.updateEnvelope(e));
+    BOOST_TEST(q.readEnvelope(e.id)->attempts == 2u);
+    BOOST_TEST(q.readEnvelope(e.id)->lastError == "421 4.4.2 timeout");
+
+    BOOST_REQUIRE(q.remove(e.id));
+    BOOST_TEST(!fs::exists(q.envelopePath(e.id)));
+    BOOST_TEST(!fs::exists(q.dataPath(e.id)));
+    BOOST_TEST(q.stats().messages == 0u);
+    BOOST_TEST(q.stats().bytes == 0u);
+    BOOST_TEST(q.remove(e.id));               // already gone: fine
+    BOOST_TEST(!q.updateEnvelope(e));         // not queued: no resurrection
+    BOOST_TEST(!fs::exists(q.envelopePath(e.id)));
+    BOOST_TEST(!q.remove("../incoming/x"));  // ids are validated
+}
+
+BOOST_AUTO_TEST_CASE(list_is_oldest_first) {
+    TempDir t;
+    OutboundQueue q((t.path / "q").string(), {});
+    auto src = writeSource(t.path, "abc");
+    auto newer = envelopeFor({"n@x"});
+    newer.arrival = std::chrono::system_clock::time_point(std::chrono::seconds(2000));
+    auto older = envelopeFor({"o@x"});
+    older.arrival = std::chrono::system_clock::time_point(std::chrono::seconds(1000));
+    BOOST_REQUIRE(q.enqueue(src, 3, newer));
+    BOOST_REQUIRE(q.enqueue(src, 3, older));
+    auto l = q.list();
+    BOOST_REQUIRE(l.size() == 2u);
+    BOOST_TEST(l[0].envelope.id == older.id);
+    BOOST_TEST(l[1].envelope.id == newer.id);
+    BOOST_TEST(l[0].size == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(recover_removes_crash_leftovers_only) {
+    TempDir t;
+    OutboundQueue q((t.path / "q").string(), {});
+    auto src = writeSource(t.path, "kept");
+    auto e = envelopeFor({"a@x"});
+    BOOST_REQUIRE(q.enqueue(src, 4, e));
+    // Leftovers: a half-received message, data without envelope, a torn envelope temp.
+    BOOST_REQUIRE(writeFileSynced(q.incomingDirectory() + "/partial", "half"));
+    BOOST_REQUIRE(writeFileSynced(q.dataPath("00000000deadbeef"), "orphan"));
+    BOOST_REQUIRE(writeFileSynced(q.directory() + "/envelope/.00000000deadbeef.tmp", "postern-queue 1\n"));
+    // A constructor (posternctl) must not touch anything.
+    OutboundQueue readOnly(q.directory(), {});
+    BOOST_TEST(fs::exists(q.incomingDirectory() + "/partial"));
+
+    BOOST_TEST(q.recover() == 3u);
+    BOOST_TEST(countFiles(q.incomingDirectory()) == 0u);
+    BOOST_TEST(!fs::exists(q.dataPath("00000000deadbeef")));
+    BOOST_TEST(slurp(q.dataPath(e.id)) == "kept");
+    BOOST_TEST(q.list().size() == 1u);
+    BOOST_TEST(q.stats().messages == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(unwritable_queue_dir_fails_at_construction) {
+    TempDir t;
+    BOOST_REQUIRE(writeFileSynced((t.path / "file").string(), "x"));
+    BOOST_CHECK_THROW(OutboundQueue((t.path / "file" / "q").string(), {}), std::runtime_error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

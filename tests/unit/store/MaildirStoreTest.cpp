@@ -1,0 +1,192 @@
+#include "store/MaildirStore.h"
+
+#include "StoreTestSupport.h"
+
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <thread>
+
+using namespace postern;
+using namespace postern::store;
+using namespace postern::store::test;
+namespace bdata = boost::unit_test::data;
+
+BOOST_AUTO_TEST_SUITE(maildir_store)
+
+namespace {
+// Delivers `bytes` into `mailbox` the way SpoolSink does.
+std::string deliver(MaildirStore& store, const TempDir& t, const std::string& mailbox, const std::string& bytes) {
+    auto src = t.path / "source";
+    fs::remove(src);
+    spit(src, bytes);
+    std::string placed;
+    BOOST_REQUIRE(store.deliver(src.string(), bytes.size(), mailbox, placed));
+    fs::remove(src);
+    return placed;
+}
+}  // namespace
+
+struct LocationCase {
+    const char* location;
+    bool ok;
+};
+std::ostream& operator<<(std::ostream& o, const LocationCase& c) { return o << '"' << c.location << '"'; }
+
+const LocationCase locationCases[] = {
+    {"bob", true},           {"example.org/bob", true}, {"example.org/bob/", true},
+    {"", false},             {"/etc", false},           {"..", false},
+    {"a/../../etc", false},  {"a/./b", false},          {"a//b", false},
+    {"./a", false},          {"a\nb", false},           {"bob/..", false},
+};
+
+BOOST_DATA_TEST_CASE(mailbox_locations_stay_under_the_root, bdata::make(locationCases), c) {
+    MaildirStore store("/srv/mail", "host");
+    auto p = store.maildirPath(c.location);
+    BOOST_TEST(p.has_value() == c.ok);
+    if (p) BOOST_TEST(p->rfind("/srv/mail/", 0) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(unique_names_follow_maildir_rules) {
+    MaildirStore store("/srv/mail", "mx1.example.org:25/x");
+    auto a = store.uniqueName(1234);
+    auto b = store.uniqueName(1234);
+    BOOST_TEST(a != b);
+    BOOST_TEST(a.find(".M") != std::string::npos);
+    BOOST_TEST(a.find("P" + std::to_string(::getpid()) + "Q") != std::string::npos);
+    BOOST_TEST(a.ends_with(".mx1.example.org\\07225\\057x,S=1234"));
+    BOOST_TEST(a.find('/') == std::string::npos);
+    BOOST_TEST(a.find(':') == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(missing_mailbox_opens_empty_and_is_created_0700) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("example.org/bob", md) == core::MaildropStatus::Ok));
+    BOOST_TEST(md->entries().empty());
+    for (const char* sub : {"tmp", "new", "cur"})
+        BOOST_TEST(modeOf(t.path / "example.org/bob" / sub) == 0700u);
+}
+
+BOOST_AUTO_TEST_CASE(open_moves_new_to_cur_lists_in_delivery_order_and_reads_bytes) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    std::string m1 = "Subject: one\r\n\r\nfirst\r\n", m2 = "Subject: two\r\n\r\nsecond message\r\n";
+    auto p1 = deliver(store, t, "bob", m1);
+    auto p2 = deliver(store, t, "bob", m2);
+
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_TEST(filesIn(t.path / "bob/new").empty());
+    auto cur = filesIn(t.path / "bob/cur");
+    BOOST_REQUIRE(cur.size() == 2u);
+    for (auto& f : cur) BOOST_TEST(f.filename().string().ends_with(":2,"));
+
+    const auto& e = md->entries();
+    BOOST_REQUIRE(e.size() == 2u);
+    BOOST_TEST(e[0].uidl == fs::path(p1).filename().string());
+    BOOST_TEST(e[1].uidl == fs::path(p2).filename().string());
+    BOOST_TEST(e[0].size == m1.size());
+    BOOST_TEST(e[1].size == m2.size());
+    std::string out;
+    BOOST_REQUIRE(md->read(0, out));
+    BOOST_TEST(out == m1);
+    BOOST_REQUIRE(md->read(1, out));
+    BOOST_TEST(out == m2);
+    BOOST_TEST(!md->read(2, out));
+}
+
+BOOST_AUTO_TEST_CASE(foreign_names_without_size_are_stat_ed) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "bob").string()));
+    spit(t.path / "bob/cur/1000.12345_1.otherhost:2,S", "abc\r\n");
+    spit(t.path / "bob/new/.hidden", "not a message");
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 1u);
+    BOOST_TEST(md->entries()[0].uidl == "1000.12345_1.otherhost");
+    BOOST_TEST(md->entries()[0].size == 5u);
+}
+
+BOOST_AUTO_TEST_CASE(lock_is_exclusive_between_opens_in_one_process_and_released_on_destroy) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    core::MaildropPtr first, second;
+    BOOST_REQUIRE((store.open("bob", first) == core::MaildropStatus::Ok));
+    BOOST_TEST((store.open("bob", second) == core::MaildropStatus::InUse));
+    BOOST_TEST(!second);
+    // Another thread, same process: still excluded (own open file description).
+    core::MaildropStatus fromThread = core::MaildropStatus::Ok;
+    std::thread([&] {
+        core::MaildropPtr md;
+        fromThread = store.open("bob", md);
+    }).join();
+    BOOST_TEST((fromThread == core::MaildropStatus::InUse));
+    // Other mailboxes are independent.
+    core::MaildropPtr alice;
+    BOOST_TEST((store.open("alice", alice) == core::MaildropStatus::Ok));
+
+    first.reset();
+    BOOST_TEST((store.open("bob", second) == core::MaildropStatus::Ok));
+}
+
+BOOST_AUTO_TEST_CASE(uidl_is_stable_across_reopen_and_new_mail_is_not_in_the_snapshot) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    deliver(store, t, "bob", "a\r\n");
+    deliver(store, t, "bob", "b\r\n");
+    std::vector<std::string> before;
+    {
+        core::MaildropPtr md;
+        BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+        for (auto& e : md->entries()) before.push_back(e.uidl);
+        deliver(store, t, "bob", "c\r\n");  // arrives during the session
+        BOOST_TEST(md->entries().size() == 2u);
+    }
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 3u);
+    BOOST_TEST(md->entries()[0].uidl == before[0]);
+    BOOST_TEST(md->entries()[1].uidl == before[1]);
+    // A fresh store object (daemon restart) sees the same ids.
+    md.reset();
+    MaildirStore restarted(t.path.string(), "otherhost");
+    BOOST_REQUIRE((restarted.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_TEST(md->entries()[0].uidl == before[0]);
+    BOOST_TEST(md->entries()[1].uidl == before[1]);
+}
+
+BOOST_AUTO_TEST_CASE(expunge_removes_exactly_the_given_messages) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    deliver(store, t, "bob", "one\r\n");
+    deliver(store, t, "bob", "two\r\n");
+    deliver(store, t, "bob", "three\r\n");
+    {
+        core::MaildropPtr md;
+        BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+        BOOST_REQUIRE(md->expunge({0, 2}));
+    }
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 1u);
+    std::string out;
+    BOOST_REQUIRE(md->read(0, out));
+    BOOST_TEST(out == "two\r\n");
+    BOOST_TEST(filesIn(t.path / "bob/cur").size() == 1u);
+    // Already gone is not an error.
+    fs::remove(filesIn(t.path / "bob/cur").front());
+    BOOST_TEST(md->expunge({0}));
+}
+
+BOOST_AUTO_TEST_CASE(invalid_location_is_tempfail) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    core::MaildropPtr md;
+    BOOST_TEST((store.open("../escape", md) == core::MaildropStatus::TempFail));
+    BOOST_TEST(!fs::exists(t.path.parent_path() / "escape"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
