@@ -1,7 +1,6 @@
 // SMTP command line parser (RFC 5321 4.1.1, 4.1.2; RFC 1870, 6152, 4954, 6531 parameters).
 #include "smtp/SmtpCommand.h"
 
-#include <algorithm>
 #include <limits>
 #include <utility>
 
@@ -179,11 +178,6 @@ const char* verbName(Verb verb) {
 
 Command parseCommand(std::string_view line, const CommandOptions& options) {
     Command c;
-    // Bound the work before looking at anything: no line may exceed the largest limit.
-    const std::size_t hardLimit = std::max(options.maxAuthLineLength, options.maxLineLength + MailLineExtra);
-    if (line.size() + 2 > hardLimit)
-        return failed(std::move(c), CommandError::LineTooLong);
-
     std::size_t sp = line.find(' ');
     std::string_view verbText = line.substr(0, sp);
     for (const auto& e : VerbTable)

@@ -71,7 +71,8 @@ std::string sanitize(std::string_view s, std::size_t max = 255) {
 // DATA or RSET, so no envelope state can leak into the next transaction.
 struct SmtpSession::Transaction {
     ParsedPath sender;
-    std::vector<std::string> recipients;       // forward-paths as accepted (for logs / Received)
+    std::vector<std::string> recipients;       // distinct forward-paths accepted (for logs / Received)
+    std::size_t accepted = 0;                  // RCPT commands accepted (the limit counts these)
     std::vector<std::string> localMailboxes;   // deduplicated
     std::vector<std::string> remoteRecipients; // deduplicated
     std::set<std::string> seenMailboxes;
@@ -102,7 +103,7 @@ SmtpSession::~SmtpSession() = default;
 
 SmtpOutput SmtpSession::reply(const Reply& r, SmtpOutput::Action action) {
     SmtpOutput out;
-    out.bytes = r.format(extended_);
+    out.bytes = r.format(enhancedCodes_);
     out.action = action;
     if (action == SmtpOutput::Action::Close) closed_ = true;
     return out;
@@ -114,7 +115,7 @@ SmtpOutput SmtpSession::error(const Reply& r) {
     if (++errors_ >= settings_.maxErrors) {
         logger().notice("s=" + sessionId_ + " event=smtp.too_many_errors ip=" + client_.host());
         SmtpOutput out = reply(r);
-        out.bytes += replies::tooManyErrors().format(extended_);
+        out.bytes += replies::tooManyErrors().format(enhancedCodes_);
         out.action = SmtpOutput::Action::Close;
         closed_ = true;
         return out;
@@ -184,6 +185,7 @@ SmtpOutput SmtpSession::handleHelo(std::string_view arg, bool extended) {
     resetTransaction();
     greeted_ = true;
     extended_ = extended;
+    if (extended) enhancedCodes_ = true;
     heloName_ = sanitize(arg);
     if (!extended) return reply(replies::helo(settings_.hostname));
     std::vector<std::string> keywords = {"PIPELINING", "SIZE " + std::to_string(settings_.maxMessageSize),
@@ -240,7 +242,11 @@ SmtpOutput SmtpSession::continueAuth(std::string_view line) { return finishAuth(
 SmtpOutput SmtpSession::finishAuth(const sasl::Step& step) {
     using sasl::StepKind;
     switch (step.kind) {
-    case StepKind::Challenge: return reply(replies::authChallenge(step.challenge));
+    case StepKind::Challenge:
+        // RFC 4954 4: continue-req = "334" SP [base64] CRLF; the space stays even when
+        // the challenge is empty (PLAIN without an initial response).
+        if (step.challenge.empty()) return SmtpOutput{"334 \r\n", SmtpOutput::Action::None};
+        return reply(replies::authChallenge(step.challenge));
     case StepKind::Cancelled: sasl_.reset(); return error(replies::authCancelled());
     case StepKind::BadBase64:
     case StepKind::Malformed:
@@ -291,7 +297,8 @@ SmtpOutput SmtpSession::handleMail(std::string_view line) {
 
 SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
     if (!txn_) return error(replies::needMailFirst());
-    if (txn_->recipients.size() >= settings_.maxRecipients) return reply(replies::tooManyRecipients());
+    // RFC 5321 4.5.3.1.8: 452 4.5.3 past the limit (the client sends the rest later).
+    if (txn_->accepted >= settings_.maxRecipients) return reply(replies::tooManyRecipients());
     CommandOptions opts;
     opts.maxLineLength = settings_.maxCommandLength;
     Command cmd = parseCommand(line, opts);
@@ -313,7 +320,9 @@ SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
     for (auto& f : v.forwards)
         if (txn_->seenRemote.insert(f).second) txn_->remoteRecipients.push_back(f);
     if (v.viaGrant) txn_->relayedByGrant = true;
-    txn_->recipients.push_back(to);
+    ++txn_->accepted;
+    if (std::find(txn_->recipients.begin(), txn_->recipients.end(), to) == txn_->recipients.end())
+        txn_->recipients.push_back(to);
     return reply(replies::recipientOk());
 }
 

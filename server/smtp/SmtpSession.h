@@ -109,7 +109,8 @@ private:
 
     // Session state (RFC 5321 4.1.4): reset by STARTTLS, not by RSET.
     bool greeted_ = false;
-    bool extended_ = false;  // EHLO (enhanced status codes negotiated) vs HELO
+    bool extended_ = false;       // EHLO vs HELO (for the Received protocol keyword)
+    bool enhancedCodes_ = false;  // ENHANCEDSTATUSCODES advertised once: used from then on
     std::string heloName_;
     std::optional<core::AuthIdentity> identity_;
     std::unique_ptr<sasl::SaslExchange> sasl_;

@@ -825,6 +825,25 @@ def pop_find(p, marker):
                       % (marker, count))
 
 
+def drop(client):
+    """Close a poplib/smtplib client's connection abruptly: no QUIT, no TLS close_notify.
+    (Closing only .sock is not enough: the makefile() object keeps the descriptor open.)"""
+    for attr in ("file",):
+        f = getattr(client, attr, None)
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
+    sock = getattr(client, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+
 def run(cmd, timeout=60, input=None, check_rc=True):
     """Run an external client (swaks, curl); return CompletedProcess (bytes)."""
     r = subprocess.run(cmd, capture_output=True, timeout=timeout, input=input)

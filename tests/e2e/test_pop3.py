@@ -8,7 +8,7 @@ import poplib
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from postern_harness import (Postern, DEFAULT_USERS, b64, check, check_eq, expect,
+from postern_harness import (Postern, DEFAULT_USERS, b64, check, check_eq, drop, expect,
                              make_message, plain_ir, pop_retr, run_tests, split_received, tls_context,
                              wait_for)
 
@@ -177,7 +177,7 @@ def test_dele_then_drop_keeps_message():
         pop = p.pop3_login(ALICE, ALICE_PW)
         check(pop.dele(1).startswith(b"+OK"), "DELE")
         check_eq(pop.stat()[0], 1, "STAT after DELE within the session")
-        pop.sock.close()          # drop without QUIT
+        drop(pop)                 # drop without QUIT
         check_eq(len(p.maildir_files(ALICE)), 2, "files after a dropped session")
 
         def login():

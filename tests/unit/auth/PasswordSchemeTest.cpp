@@ -117,6 +117,9 @@ const std::vector<Row> Rows{
 
 }  // namespace
 
+// For Boost.Test's log of the data rows (ADL needs it in the enum's namespace).
+std::ostream& operator<<(std::ostream& out, HashScheme scheme) { return out << schemeName(scheme); }
+
 BOOST_AUTO_TEST_SUITE(PasswordSchemeTest)
 
 BOOST_DATA_TEST_CASE(verifiesEveryScheme, boost::unit_test::data::make(Rows), row) {

@@ -2,7 +2,7 @@
 // missing, group-/world-writable, non-regular, wrong-ABI and misconfigured plugins.
 #include "auth/PluginLoader.h"
 
-#include "auth/AuthTestSupport.h"
+#include "unit/auth/AuthTestSupport.h"
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>

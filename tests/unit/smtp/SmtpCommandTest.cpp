@@ -20,7 +20,9 @@ struct CmdCase {
     int code;               // expected errorReply().code (250 when ok)
     std::string enhanced;   // expected enhanced code text
 };
-std::ostream& operator<<(std::ostream& o, const CmdCase& c) { return o << '"' << c.line << '"'; }
+std::ostream& operator<<(std::ostream& o, const CmdCase& c) {
+    return o << '"' << c.line.substr(0, 60) << (c.line.size() > 60 ? "...\"" : "\"");
+}
 
 const CommandError Ok = CommandError::None;
 
@@ -58,7 +60,7 @@ const CmdCase cmdCases[] = {
     {"", Verb::Unknown, CommandError::UnknownCommand, 500, "5.5.1"},
     {"MAILFROM:<a@b.example>", Verb::Unknown, CommandError::UnknownCommand, 500, "5.5.1"},
     {"GET / HTTP/1.1", Verb::Unknown, CommandError::UnknownCommand, 500, "5.5.1"},
-    {std::string("NOOP\0x", 6), Verb::Noop, CommandError::BadCharacter, 500, "5.5.2"},
+    {std::string("NOOP \0x", 7), Verb::Noop, CommandError::BadCharacter, 500, "5.5.2"},
     {"NOOP a\rb", Verb::Noop, CommandError::BadCharacter, 500, "5.5.2"},
     {"NOOP a\nb", Verb::Noop, CommandError::BadCharacter, 500, "5.5.2"},
     // MAIL
@@ -107,12 +109,12 @@ const CmdCase cmdCases[] = {
     // RFC 5321 4.5.3.1.4: 512 octets with CRLF
     {"NOOP " + std::string(505, 'x'), Verb::Noop, Ok, 250, "2.0.0"},
     {"NOOP " + std::string(506, 'x'), Verb::Noop, CommandError::LineTooLong, 500, "5.5.2"},
-    {"RCPT TO:<a@b.example>" + std::string(490, ' '), Verb::Rcpt, Ok, 250, "2.0.0"},
-    {"RCPT TO:<a@b.example>" + std::string(491, ' '), Verb::Rcpt, CommandError::LineTooLong, 500, "5.5.2"},
+    {"RCPT TO:<a@b.example>" + std::string(489, ' '), Verb::Rcpt, Ok, 250, "2.0.0"},
+    {"RCPT TO:<a@b.example>" + std::string(490, ' '), Verb::Rcpt, CommandError::LineTooLong, 500, "5.5.2"},
     // MAIL gets +26 (SIZE) +500 (AUTH=): 1036 with CRLF
-    {"MAIL FROM:<a@b.example> AUTH=" + std::string(1000, 'x'), Verb::Mail, Ok, 250, "2.0.0"},
-    {"MAIL FROM:<a@b.example> AUTH=" + std::string(1001, 'x'), Verb::Mail, CommandError::LineTooLong, 500, "5.5.2"},
-    {"AUTH PLAIN " + std::string(12000, 'A'), Verb::Auth, Ok, 250, "2.0.0"},
+    {"MAIL FROM:<a@b.example> AUTH=" + std::string(1007, 'x'), Verb::Mail, Ok, 250, "2.0.0"},
+    {"MAIL FROM:<a@b.example> AUTH=" + std::string(1008, 'x'), Verb::Mail, CommandError::LineTooLong, 500, "5.5.2"},
+    {"AUTH PLAIN " + std::string(12275, 'A'), Verb::Auth, Ok, 250, "2.0.0"},
     {"AUTH PLAIN " + std::string(12276, 'A'), Verb::Auth, CommandError::LineTooLong, 500, "5.5.2"},
     {std::string(20000, 'x'), Verb::Unknown, CommandError::LineTooLong, 500, "5.5.2"},
 };

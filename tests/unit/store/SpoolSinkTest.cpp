@@ -210,18 +210,57 @@ BOOST_AUTO_TEST_CASE(write_error_is_sticky_and_commit_fails) {
     ::getrlimit(RLIMIT_FSIZE, &old);
     struct rlimit small = old;
     small.rlim_cur = 1000;
-    std::signal(SIGXFSZ, SIG_IGN);
+    auto oldHandler = std::signal(SIGXFSZ, SIG_IGN);
     ::setrlimit(RLIMIT_FSIZE, &small);
     std::string chunk(100000, 'x');
     bool first = w->write(chunk.data(), chunk.size());
     bool second = w->write("y", 1);
     ::setrlimit(RLIMIT_FSIZE, &old);
+    std::signal(SIGXFSZ, oldHandler);
     BOOST_TEST(!first);
     BOOST_TEST(!second);
     BOOST_TEST((w->commit().status == core::SinkStatus::TempFail));
     w.reset();
     BOOST_TEST(filesIn(t.path / "mail/alice/new").empty());
     BOOST_TEST(filesIn(t.path / "mail/alice/tmp").empty());
+}
+
+BOOST_AUTO_TEST_CASE(mail_root_on_another_file_system_gets_a_copy) {
+    // The queue on the temp dir's file system, the mail root on /dev/shm (tmpfs): the
+    // link into new/ fails with EXDEV and the Maildir tmp/ + rename path is taken.
+    TempDir queueSide;
+    std::string shmTemplate = "/dev/shm/postern-store-XXXXXX";
+    if (!fs::is_directory("/dev/shm") || !::mkdtemp(shmTemplate.data())) {
+        BOOST_TEST_MESSAGE("no /dev/shm: skipped");
+        return;
+    }
+    fs::path mailRoot = shmTemplate;
+    struct stat a{}, b{};
+    ::stat(queueSide.path.c_str(), &a);
+    ::stat(mailRoot.c_str(), &b);
+    if (a.st_dev != b.st_dev) {
+        MaildirStore store(mailRoot.string(), "host");
+        queue::OutboundQueue q((queueSide.path / "queue").string(), {});
+        SpoolSink sink(store, q);
+        core::Envelope e;
+        e.localMailboxes = {"alice"};
+        e.remoteRecipients = {"x@example.net"};
+        core::SinkStatus st;
+        auto w = sink.open(e, st);
+        BOOST_REQUIRE(w);
+        auto r = writeAndCommit(*w, Message);
+        BOOST_TEST((r.status == core::SinkStatus::Ok));
+        auto files = filesIn(mailRoot / "alice/new");
+        BOOST_REQUIRE(files.size() == 1u);
+        BOOST_TEST(slurp(files[0]) == Message);
+        BOOST_TEST(modeOf(files[0]) == 0600u);
+        BOOST_TEST(filesIn(mailRoot / "alice/tmp").empty());
+        BOOST_TEST(slurp(q.dataPath(r.queueId)) == Message);
+    } else {
+        BOOST_TEST_MESSAGE("/dev/shm on the same file system: skipped");
+    }
+    std::error_code ec;
+    fs::remove_all(mailRoot, ec);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

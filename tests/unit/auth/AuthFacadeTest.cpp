@@ -1,0 +1,310 @@
+// Tests for AuthFacade over the real passwd-file plugin (temp files) and fake backends:
+// login outcomes, the one log line, three-way answers, alias expansion, loops and forwards.
+#include "auth/AuthFacade.h"
+
+#include "unit/auth/AuthTestSupport.h"
+#include "auth/PluginLoader.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+namespace postern::auth {
+namespace {
+
+using core::Answer;
+using core::AuthStatus;
+
+const std::string BobHash =  // openssl passwd -6 -salt saltsalt 'S3cret pass!'
+    "{SHA512-CRYPT}$6$saltsalt$e4q5XyxWasPm1crbD4ussuC5VJMqWPurrlVV8ozR0WNqtOMgWFyq9QKIv6N86cWB62W2plZ3Rh1UQ9lhRUW4B1";
+
+std::string name(AuthStatus s) {
+    switch (s) {
+    case AuthStatus::Ok: return "Ok";
+    case AuthStatus::BadCredentials: return "BadCredentials";
+    case AuthStatus::TempFail: return "TempFail";
+    }
+    return "?";
+}
+
+std::string name(Answer a) {
+    switch (a) {
+    case Answer::Yes: return "Yes";
+    case Answer::No: return "No";
+    case Answer::TempFail: return "TempFail";
+    }
+    return "?";
+}
+
+using Strings = std::vector<std::string>;
+
+// The real plugin over a passwd-file and an aliases file in a temp dir.
+struct Fixture {
+    Fixture() {
+        test::writeFile(tmp.file("passwd"),
+                        "alice@example.test:{PLAIN}alicepw::::::mailbox=example.test/a/alice "
+                        "senders=Alias@Example.test,bob@other.test\n"
+                        "Bob@Example.test:" + BobHash + ":1000:1000::/home/bob:/bin/false\n"
+                        "carol@example.test:{PLAIN}carolpw::::::disabled=yes\n"
+                        "dave@example.test:{PLAIN}davepw::::::nologin=y\n"
+                        "eve@example.test:{MD4}0123\n"
+                        "frank@example.test:{PLAIN}frankpw\n");
+        std::string aliases =
+            "postmaster@example.test: alice@example.test\n"
+            "team@example.test: alice, Bob@Example.test, friend@remote.test, alice@example.test\n"
+            "loop1@example.test: loop2@example.test\n"
+            "loop2@example.test: loop1@example.test\n"
+            "frank@example.test: frank@example.test, frank@remote.test\n"
+            "ghost@example.test: nobody@example.test\n"
+            "gone@example.test: carol@example.test\n"
+            "half@example.test: nobody@example.test, bob@example.test\n";
+        for (int i = 0; i < 10; ++i) {
+            aliases += "deep" + std::to_string(i) + "@example.test: deep" + std::to_string(i + 1) + "@example.test\n";
+        }
+        aliases += "deep10@example.test: alice@example.test\n";
+        test::writeFile(tmp.file("aliases"), aliases);
+        handle = loader.load("passwd-file", "users",
+                             {{"path", tmp.file("passwd")}, {"aliases", tmp.file("aliases")}});
+    }
+
+    core::AuthRequest request(const std::string& user, const std::string& password) const {
+        core::AuthRequest r;
+        r.user = user;
+        r.password = password;
+        r.service = "smtp";
+        r.client.ip = Poco::Net::IPAddress("192.0.2.7");
+        r.sessionId = "1f3a";
+        return r;
+    }
+
+    BackendBinding users(Strings domains = {"*"}) { return {"users", handle.get(), std::move(domains)}; }
+
+    test::TempDir tmp;
+    PluginLoader loader{test::pluginDir()};
+    BackendHandle handle;
+    Poco::AutoPtr<test::CaptureChannel> log = test::captureLog("postern.auth");
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(AuthFacadeTest, Fixture)
+
+BOOST_AUTO_TEST_CASE(acceptsTheRightPasswordAndFillsTheIdentity) {
+    AuthFacade facade({users()});
+    auto r = facade.authenticate(request("ALICE@Example.TEST", "alicepw"));
+    BOOST_TEST(name(r.status) == "Ok");
+    BOOST_TEST(r.identity.user == "alice@example.test");
+    BOOST_TEST(r.identity.mailbox == "example.test/a/alice");
+    BOOST_TEST(r.identity.senderAddresses == (Strings{"alice@example.test", "alias@example.test", "bob@other.test"}),
+               boost::test_tools::per_element());
+
+    auto bob = facade.authenticate(request("bob@example.test", "S3cret pass!"));
+    BOOST_TEST(name(bob.status) == "Ok");
+    BOOST_TEST(bob.identity.mailbox == "example.test/bob");
+    BOOST_TEST(bob.identity.senderAddresses == Strings{"bob@example.test"}, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(logsOneLinePerAttemptWithoutThePassword) {
+    AuthFacade facade({users()});
+    log->clear();
+    facade.authenticate(request("alice@example.test", "alicepw"));
+    facade.authenticate(request("alice@example.test", "Wr0ngSecret"));
+    auto lines = log->lines();
+    BOOST_REQUIRE(lines.size() == 2u);
+    BOOST_TEST(lines[0].rfind("s=1f3a event=auth.ok svc=smtp ip=192.0.2.7 user=alice@example.test "
+                              "backend=users result=ok ms=", 0) == 0u, lines[0]);
+    BOOST_TEST(lines[1].rfind("s=1f3a event=auth.fail svc=smtp ip=192.0.2.7 user=alice@example.test "
+                              "backend=users result=bad_password ms=", 0) == 0u, lines[1]);
+    for (const auto& l : lines) {
+        BOOST_TEST(l.find("alicepw") == std::string::npos);
+        BOOST_TEST(l.find("Wr0ngSecret") == std::string::npos);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(aClientCannotForgeLogFields) {
+    AuthFacade facade({users()});
+    log->clear();
+    facade.authenticate(request("x result=ok\nevent=auth.ok", "p"));
+    auto lines = log->lines();
+    BOOST_REQUIRE(lines.size() == 1u);
+    BOOST_TEST(lines[0].find('\n') == std::string::npos);
+    BOOST_TEST(lines[0].find(" result=ok") == std::string::npos, lines[0]);
+    BOOST_TEST(lines[0].find("result=unknown_user") != std::string::npos, lines[0]);
+}
+
+BOOST_AUTO_TEST_CASE(wrongPasswordUnknownUserAndDisabledAreAllBadCredentials) {
+    AuthFacade facade({users()});
+    struct Case {
+        std::string user, password, logResult;
+    };
+    for (const auto& c : std::vector<Case>{
+             {"alice@example.test", "alicepw ", "bad_password"},
+             {"bob@example.test", "s3cret pass!", "bad_password"},
+             {"nobody@example.test", "alicepw", "unknown_user"},
+             {"nobody", "x", "unknown_user"},
+             {"", "x", "unknown_user"},
+             {"carol@example.test", "carolpw", "disabled"},
+             {"dave@example.test", "davepw", "disabled"},
+         }) {
+        log->clear();
+        auto r = facade.authenticate(request(c.user, c.password));
+        BOOST_TEST(name(r.status) == "BadCredentials", c.user);
+        BOOST_TEST(r.identity.user.empty());
+        auto lines = log->lines();
+        BOOST_REQUIRE(lines.size() == 1u);
+        BOOST_TEST(lines[0].find("result=" + c.logResult + " ") != std::string::npos, lines[0]);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(anUnreadableStoredHashIsTempFailNotAWrongPassword) {
+    AuthFacade facade({users()});
+    log->clear();
+    auto r = facade.authenticate(request("eve@example.test", "anything"));
+    BOOST_TEST(name(r.status) == "TempFail");
+    auto lines = log->lines();
+    BOOST_REQUIRE(lines.size() == 1u);
+    BOOST_TEST(lines[0].find("result=tempfail") != std::string::npos, lines[0]);
+    BOOST_TEST(lines[0].find("unsupported") != std::string::npos, lines[0]);
+}
+
+BOOST_AUTO_TEST_CASE(aBackendThatCannotAnswerMakesTheResultTempFail) {
+    test::TempFailBackend down;
+    {
+        // First in the chain and authoritative: never fall through to "no" or to a later "yes".
+        AuthFacade facade({{"ldap", &down, {"*"}}, users()});
+        BOOST_TEST(name(facade.authenticate(request("alice@example.test", "alicepw")).status) == "TempFail");
+        BOOST_TEST(name(facade.authenticate(request("nobody@example.test", "x")).status) == "TempFail");
+        BOOST_TEST(name(facade.isLocalDomain("nowhere.test")) == "TempFail");
+        BOOST_TEST(name(facade.isLocalDomain("example.test")) == "Yes");
+        BOOST_TEST(name(facade.lookupRecipient("alice@example.test").answer) == "TempFail");
+    }
+    {
+        // Later in the chain: a user found earlier is decided there; an unknown one is not "no".
+        AuthFacade facade({users(), {"ldap", &down, {"*"}}});
+        BOOST_TEST(name(facade.authenticate(request("alice@example.test", "alicepw")).status) == "Ok");
+        BOOST_TEST(name(facade.authenticate(request("alice@example.test", "bad")).status) == "BadCredentials");
+        BOOST_TEST(name(facade.authenticate(request("nobody@example.test", "x")).status) == "TempFail");
+        BOOST_TEST(name(facade.lookupRecipient("nobody@example.test").answer) == "TempFail");
+    }
+    {
+        // Not authoritative for the user's domain: never asked.
+        down.calls = 0;
+        AuthFacade facade({{"ldap", &down, {"Corp.test"}}, users()});
+        BOOST_TEST(name(facade.authenticate(request("alice@example.test", "alicepw")).status) == "Ok");
+        BOOST_TEST(name(facade.authenticate(request("nobody@example.test", "x")).status) == "BadCredentials");
+        BOOST_TEST(name(facade.lookupRecipient("alice@example.test").answer) == "Yes");
+        BOOST_TEST(down.calls == 0);
+        BOOST_TEST(name(facade.authenticate(request("x@corp.test", "x")).status) == "TempFail");
+        BOOST_TEST(down.calls == 1);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(aBackendThatVerifiesItselfDecides) {
+    test::VerifyingBackend bind;
+    AuthFacade facade({{"ldap", &bind, {"bind.test"}}, users()});
+    auto ok = facade.authenticate(request("Vera@bind.test", "bindpw"));
+    BOOST_TEST(name(ok.status) == "Ok");
+    BOOST_TEST(ok.identity.user == "vera@bind.test");
+    BOOST_TEST(ok.identity.senderAddresses == Strings{"vera@bind.test"}, boost::test_tools::per_element());
+    BOOST_TEST(ok.identity.mailbox == "bind.test/vera");
+    BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "nope")).status) == "BadCredentials");
+    BOOST_TEST(name(facade.isLocalDomain("bind.test")) == "Yes");
+}
+
+BOOST_AUTO_TEST_CASE(knowsItsDomains) {
+    AuthFacade facade({users()});
+    BOOST_TEST(name(facade.isLocalDomain("example.test")) == "Yes");
+    BOOST_TEST(name(facade.isLocalDomain("EXAMPLE.test.")) == "Yes");
+    BOOST_TEST(name(facade.isLocalDomain("remote.test")) == "No");
+    BOOST_TEST(name(facade.isLocalDomain("")) == "No");
+}
+
+BOOST_AUTO_TEST_CASE(resolvesMailboxesAndAliases) {
+    AuthFacade facade({users()});
+    auto alice = facade.lookupRecipient("Alice@Example.test");
+    BOOST_TEST(name(alice.answer) == "Yes");
+    BOOST_TEST(alice.mailboxes == Strings{"example.test/a/alice"}, boost::test_tools::per_element());
+    BOOST_TEST(alice.forwards.empty());
+
+    auto pm = facade.lookupRecipient("postmaster@example.test");
+    BOOST_TEST(name(pm.answer) == "Yes");
+    BOOST_TEST(pm.mailboxes == Strings{"example.test/a/alice"}, boost::test_tools::per_element());
+
+    // Bare local part = alias's domain; duplicates collapse; remote goes to forwards.
+    auto team = facade.lookupRecipient("team@example.test");
+    BOOST_TEST(name(team.answer) == "Yes");
+    BOOST_TEST(team.mailboxes == (Strings{"example.test/a/alice", "example.test/bob"}), boost::test_tools::per_element());
+    BOOST_TEST(team.forwards == Strings{"friend@remote.test"}, boost::test_tools::per_element());
+
+    // A user that is also an alias keeps a copy and forwards one.
+    auto frank = facade.lookupRecipient("frank@example.test");
+    BOOST_TEST(name(frank.answer) == "Yes");
+    BOOST_TEST(frank.mailboxes == Strings{"example.test/frank"}, boost::test_tools::per_element());
+    BOOST_TEST(frank.forwards == Strings{"frank@remote.test"}, boost::test_tools::per_element());
+
+    // nologin still receives.
+    BOOST_TEST(name(facade.lookupRecipient("dave@example.test").answer) == "Yes");
+
+    // An unknown destination is dropped when another one works.
+    auto half = facade.lookupRecipient("half@example.test");
+    BOOST_TEST(name(half.answer) == "Yes");
+    BOOST_TEST(half.mailboxes == Strings{"example.test/bob"}, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(unknownDisabledAndDeadEndAddressesAreNo) {
+    AuthFacade facade({users()});
+    for (std::string a : {"nobody@example.test", "carol@example.test", "ghost@example.test",
+                          "gone@example.test", "loop1@example.test", "", "no-domain"}) {
+        auto r = facade.lookupRecipient(a);
+        BOOST_TEST(name(r.answer) == "No", a);
+        BOOST_TEST(r.mailboxes.empty());
+        BOOST_TEST(r.forwards.empty());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(boundsAliasDepth) {
+    AuthFacade facade({users()});
+    // deep2 -> deep3 ... -> deep10 -> alice: alice is 9 levels below deep2 (too deep).
+    BOOST_TEST(name(facade.lookupRecipient("deep2@example.test").answer) == "TempFail");
+    // deep3 -> ... -> deep10 -> alice: 8 levels, allowed.
+    auto r = facade.lookupRecipient("deep3@example.test");
+    BOOST_TEST(name(r.answer) == "Yes");
+    BOOST_TEST(r.mailboxes == Strings{"example.test/a/alice"}, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(aRemoteDestinationWhoseDomainCannotBeCheckedIsTempFail) {
+    test::TempFailBackend down;
+    AuthFacade facade({users(), {"ldap", &down, {"remote.test"}}});
+    BOOST_TEST(name(facade.lookupRecipient("team@example.test").answer) == "TempFail");
+    BOOST_TEST(name(facade.lookupRecipient("alice@example.test").answer) == "Yes");
+}
+
+BOOST_AUTO_TEST_CASE(isSafeToCallFromManyThreads) {
+    AuthFacade facade({users()});
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 50; ++i) {
+                bool good = (i + t) % 2 == 0;
+                auto r = facade.authenticate(request("alice@example.test", good ? "alicepw" : "bad"));
+                if ((r.status == AuthStatus::Ok) != good) {
+                    ++wrong;
+                }
+                if (facade.lookupRecipient("team@example.test").mailboxes.size() != 2u) {
+                    ++wrong;
+                }
+            }
+        });
+    }
+    for (auto& th : threads) {
+        th.join();
+    }
+    BOOST_TEST(wrong.load() == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace postern::auth

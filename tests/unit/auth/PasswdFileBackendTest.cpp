@@ -1,0 +1,207 @@
+// Tests for the passwd-file plugin, loaded through PluginLoader as posternd loads it:
+// the file format (table-driven, with the expected error), extra fields and reload on change.
+#include "auth/PluginLoader.h"
+
+#include "unit/auth/AuthTestSupport.h"
+
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <ostream>
+#include <thread>
+
+namespace postern::auth {
+namespace {
+
+namespace api = plugins::api;
+using test::TempDir;
+
+struct FormatRow {
+    std::string passwd;
+    std::string aliases;
+    std::string expectedError;  // "" = loads
+};
+
+std::ostream& operator<<(std::ostream& out, const FormatRow& r) {
+    return out << "[" << r.passwd << "] [" << r.aliases << "] -> [" << r.expectedError << "]";
+}
+
+std::string createError(const TempDir& tmp, const std::string& passwd, const std::string& aliases) {
+    test::writeFile(tmp.file("passwd"), passwd);
+    test::writeFile(tmp.file("aliases"), aliases);
+    PluginLoader loader(test::pluginDir());
+    try {
+        loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}, {"aliases", tmp.file("aliases")}});
+    } catch (const std::runtime_error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+const std::vector<FormatRow> FormatRows{
+    {"", "", ""},
+    {"# comment only\n\n   \n", "# none\n", ""},
+    {"a@x.test:{PLAIN}p\n", "", ""},
+    {"a@x.test:{PLAIN}p:1000:1000:A User:/home/a:/bin/sh:mailbox=x/a senders=b@x.test\r\n", "", ""},
+    {"a@x.test:{PLAIN}p:::::\n", "", ""},
+    {"a@x.test\n", "", "passwd:1: expected user:password"},
+    {"a@x.test:{PLAIN}p\n:nouser\n", "", "passwd:2: invalid user name"},
+    {"a@x.test:{PLAIN}p\nA@X.test:{PLAIN}q\n", "", "passwd:2: duplicate user a@x.test"},
+    {"a@x.test:{PLAIN}p:::::: =x\n", "", "passwd:1: empty extra field name"},
+    {"a@x.test:{PLAIN}p::::::mailbox=\n", "", "passwd:1: mailbox= needs a value"},
+    {"", "list@x.test: a@x.test, b@y.test\n", ""},
+    {"", "list@x.test a@x.test\n", "aliases:1: expected alias: destination"},
+    {"", "list@x.test:\n", "aliases:1: alias list@x.test has no destination"},
+    {"", "list@x.test: a@x.test\nLIST@x.test: b@x.test\n", "aliases:2: duplicate alias list@x.test"},
+    {"", "@x.test: a@x.test\n", "aliases:1: invalid alias address"},
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(PasswdFileBackendTest)
+
+BOOST_DATA_TEST_CASE(parsesTheFileFormat, boost::unit_test::data::make(FormatRows), row) {
+    TempDir tmp;
+    std::string error = createError(tmp, row.passwd, row.aliases);
+    if (row.expectedError.empty()) {
+        BOOST_TEST(error == "");
+    } else {
+        BOOST_TEST(error.find(row.expectedError) != std::string::npos, error);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(returnsTheStoredHashAndExtraFields) {
+    TempDir tmp;
+    test::writeFile(tmp.file("passwd"),
+                    "# users\n"
+                    "Alice@Example.test:{SHA512-CRYPT}$6$x$y:1000:1000:Alice:/home/a:/bin/false:"
+                    "mailbox=example.test/a/alice senders=Sales@Example.test,alice@example.test quota=1G\n"
+                    "carol@example.test:{PLAIN}c::::::disabled=yes\n"
+                    "dave@example.test:{PLAIN}d::::::nologin\n"
+                    "erin@example.test:\n");
+    PluginLoader loader(test::pluginDir());
+    auto b = loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}, {"domains", "Extra.test, more.test."}});
+
+    auto a = b->authenticate("ALICE@example.TEST", "ignored", "smtp", "192.0.2.1");
+    BOOST_TEST((a.status == api::Status::Ok));
+    BOOST_TEST(!a.verified);
+    BOOST_TEST(a.record.user == "alice@example.test");
+    BOOST_TEST(a.record.passwordHash == "{SHA512-CRYPT}$6$x$y");
+    BOOST_TEST(a.record.mailbox == "example.test/a/alice");
+    BOOST_TEST(a.record.senderAddresses == (std::vector<std::string>{"alice@example.test", "sales@example.test"}),
+               boost::test_tools::per_element());
+    BOOST_TEST(a.record.extra.at("quota") == "1G");
+
+    BOOST_TEST((b->authenticate("carol@example.test", "c", "smtp", "").status == api::Status::Disabled));
+    BOOST_TEST((b->authenticate("dave@example.test", "d", "smtp", "").status == api::Status::Disabled));
+    BOOST_TEST((b->authenticate("erin@example.test", "", "smtp", "").status == api::Status::Disabled));
+    BOOST_TEST((b->authenticate("nobody@example.test", "x", "smtp", "").status == api::Status::UnknownUser));
+
+    // nologin and an empty password stop logins only; disabled=yes also stops mail.
+    BOOST_TEST((b->lookup("carol@example.test").status == api::Status::Disabled));
+    auto dave = b->lookup("Dave@Example.test");
+    BOOST_TEST((dave.status == api::Status::Ok));
+    BOOST_TEST(dave.isMailbox);
+    BOOST_TEST(dave.record.passwordHash.empty());
+    BOOST_TEST((b->lookup("erin@example.test").status == api::Status::Ok));
+    BOOST_TEST((b->lookup("nobody@example.test").status == api::Status::NotFound));
+
+    BOOST_TEST((b->hasDomain("example.test") == api::Status::Ok));
+    BOOST_TEST((b->hasDomain("extra.test") == api::Status::Ok));
+    BOOST_TEST((b->hasDomain("more.test") == api::Status::Ok));
+    BOOST_TEST((b->hasDomain("elsewhere.test") == api::Status::NotFound));
+}
+
+BOOST_AUTO_TEST_CASE(reloadsWhenTheFilesChangeAndKeepsTheLastGoodCopy) {
+    TempDir tmp;
+    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\n");
+    test::writeFile(tmp.file("aliases"), "");
+    auto log = test::captureLog("postern.auth.passwd-file");
+    PluginLoader loader(test::pluginDir());
+    auto b = loader.load("passwd-file", "users",
+                         {{"path", tmp.file("passwd")}, {"aliases", tmp.file("aliases")}, {"check_interval", "0"}});
+    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::NotFound));
+
+    // Renamed over (new inode).
+    test::replaceFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nzed@example.test:{PLAIN}z\n");
+    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
+
+    // Rewritten in place (same inode, other size).
+    test::writeFile(tmp.file("passwd"), "zed@example.test:{PLAIN}z\n");
+    BOOST_TEST((b->lookup("alice@example.test").status == api::Status::NotFound));
+
+    // The aliases file counts too, and brings its domain.
+    test::replaceFile(tmp.file("aliases"), "info@other.test: zed@example.test\n");
+    BOOST_TEST((b->lookup("info@other.test").aliasDestinations ==
+                std::vector<std::string>{"zed@example.test"}));
+    BOOST_TEST((b->hasDomain("other.test") == api::Status::Ok));
+
+    // A broken file: keep serving the last good copy, log once.
+    log->clear();
+    test::replaceFile(tmp.file("passwd"), "this line has no password field\n");
+    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
+    BOOST_TEST((b->authenticate("zed@example.test", "z", "pop3", "").status == api::Status::Ok));
+    auto lines = log->lines();
+    BOOST_REQUIRE(lines.size() == 1u);
+    BOOST_TEST(lines[0].find("reload failed, keeping the last good copy") != std::string::npos, lines[0]);
+
+    // A file that disappears: still the last good copy.
+    std::filesystem::remove(tmp.file("passwd"));
+    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
+
+    // Back again, fixed.
+    test::replaceFile(tmp.file("passwd"), "yves@example.test:{PLAIN}y\n");
+    BOOST_TEST((b->lookup("yves@example.test").status == api::Status::Ok));
+    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::NotFound));
+}
+
+BOOST_AUTO_TEST_CASE(defaultIntervalPicksUpAChangeWithinAFewSeconds) {
+    TempDir tmp;
+    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\n");
+    PluginLoader loader(test::pluginDir());
+    auto b = loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}});
+    test::replaceFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nzed@example.test:{PLAIN}z\n");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    api::Status status = api::Status::NotFound;
+    while (std::chrono::steady_clock::now() < deadline) {
+        status = b->lookup("zed@example.test").status;
+        if (status == api::Status::Ok) {
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    BOOST_TEST((status == api::Status::Ok));
+}
+
+BOOST_AUTO_TEST_CASE(servesManyThreadsWhileReloading) {
+    TempDir tmp;
+    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\n");
+    PluginLoader loader(test::pluginDir());
+    auto b = loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}, {"check_interval", "0"}});
+    std::atomic<int> bad{0};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 4; ++t) {
+        readers.emplace_back([&] {
+            for (int i = 0; i < 2000; ++i) {
+                if (b->authenticate("alice@example.test", "a", "smtp", "").status != api::Status::Ok) {
+                    ++bad;
+                }
+            }
+        });
+    }
+    for (int i = 0; i < 50; ++i) {
+        test::replaceFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nu" + std::to_string(i) +
+                                                  "@example.test:{PLAIN}x\n");
+    }
+    for (auto& t : readers) {
+        t.join();
+    }
+    BOOST_TEST(bad.load() == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace postern::auth

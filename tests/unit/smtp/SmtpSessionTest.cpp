@@ -1,0 +1,360 @@
+// SmtpSession fed bytes with fakes of the core ports: asserts exact reply lines and the
+// observable effects (what the sink committed, what the auth port was asked).
+#include "sasl/Base64.h"
+#include "smtp/SmtpSession.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <map>
+#include <set>
+
+using namespace postern;
+using namespace postern::smtp;
+
+namespace {
+
+struct FakeAuth : core::AuthService {
+    std::map<std::string, std::string> passwords{{"alice@example.test", "secret"}};
+    bool down = false;
+    int calls = 0;
+    core::AuthResult authenticate(const core::AuthRequest& r) override {
+        ++calls;
+        core::AuthResult res;
+        if (down) return res;  // TempFail
+        auto it = passwords.find(r.user);
+        if (it == passwords.end() || it->second != r.password) {
+            res.status = core::AuthStatus::BadCredentials;
+            return res;
+        }
+        res.status = core::AuthStatus::Ok;
+        res.identity.user = r.user;
+        res.identity.senderAddresses = {r.user, "alias@example.test"};
+        res.identity.mailbox = "example.test/alice";
+        return res;
+    }
+};
+
+struct FakeDirectory : core::UserDirectory {
+    bool down = false;
+    core::Answer isLocalDomain(const std::string& d) override {
+        if (down) return core::Answer::TempFail;
+        return d == "example.test" ? core::Answer::Yes : core::Answer::No;
+    }
+    core::RecipientLookup lookupRecipient(const std::string& a) override {
+        core::RecipientLookup r;
+        if (down) return r;
+        if (a == "alice@example.test" || a == "bob@example.test") {
+            r.answer = core::Answer::Yes;
+            r.mailboxes = {"example.test/" + a.substr(0, a.find('@'))};
+        } else {
+            r.answer = core::Answer::No;
+        }
+        return r;
+    }
+};
+
+struct FakeGrants : core::GrantStore {
+    std::set<std::string> ips;
+    bool grant(const core::ClientAddress& c, const std::string&) override {
+        ips.insert(c.host());
+        return true;
+    }
+    core::Answer lookup(const core::ClientAddress& c, core::Grant* g) override {
+        if (!ips.count(c.host())) return core::Answer::No;
+        if (g) g->user = "alice@example.test";
+        return core::Answer::Yes;
+    }
+};
+
+struct Committed {
+    core::Envelope env;
+    std::string data;
+};
+
+struct FakeSink : core::MessageSink {
+    std::vector<Committed> committed;
+    int open_ = 0;
+    struct Writer : core::MessageWriter {
+        FakeSink& sink;
+        core::Envelope env;
+        std::string data;
+        Writer(FakeSink& s, core::Envelope e) : sink(s), env(std::move(e)) {}
+        bool write(const char* p, std::size_t n) override {
+            data.append(p, n);
+            return true;
+        }
+        core::SinkResult commit() override {
+            sink.committed.push_back({env, data});
+            return {core::SinkStatus::Ok, "Q" + std::to_string(sink.committed.size())};
+        }
+    };
+    core::MessageWriterPtr open(const core::Envelope& e, core::SinkStatus& st) override {
+        ++open_;
+        st = core::SinkStatus::Ok;
+        return std::make_unique<Writer>(*this, e);
+    }
+};
+
+std::chrono::system_clock::time_point fixedNow() {
+    return std::chrono::system_clock::from_time_t(1795815930);  // Fri, 27 Nov 2026 21:45:30
+}
+
+struct Fixture {
+    FakeAuth auth;
+    FakeDirectory dir;
+    FakeGrants grants;
+    FakeSink sink;
+    SmtpSettings settings;
+    std::unique_ptr<SmtpSession> s;
+
+    Fixture(Role role = Role::Mx, bool tls = false, std::string ip = "192.0.2.7") {
+        settings.hostname = "mx.example.test";
+        settings.role = role;
+        settings.tlsAvailable = true;
+        settings.maxMessageSize = 1000;
+        settings.maxRecipients = 3;
+        start(tls, ip);
+    }
+    void start(bool tls, const std::string& ip) {
+        core::ClientAddress c;
+        c.ip = Poco::Net::IPAddress(ip);
+        c.port = 4000;
+        s = std::make_unique<SmtpSession>(settings, SmtpPorts{auth, dir, &grants, sink}, "sid", c, tls, fixedNow);
+        s->greeting();
+    }
+    std::string cmd(const std::string& line) { return s->onLine(line).bytes; }
+    // Feeds DATA bytes; returns the reply and the unconsumed rest.
+    std::string data(const std::string& bytes, std::string* rest = nullptr) {
+        SmtpOutput out;
+        std::size_t used = s->onData(bytes.data(), bytes.size(), out);
+        if (rest) *rest = bytes.substr(used);
+        return out.bytes;
+    }
+    void login() {
+        std::string ir = sasl::encodeBase64(std::string("\0alice@example.test\0secret", 26));
+        BOOST_REQUIRE_EQUAL(cmd("AUTH PLAIN " + ir), "235 2.7.0 Authentication successful\r\n");
+    }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(smtp_session)
+
+BOOST_AUTO_TEST_CASE(greeting_and_ehlo_without_tls) {
+    Fixture f;
+    core::ClientAddress c;
+    c.ip = Poco::Net::IPAddress("192.0.2.7");
+    SmtpSession s(f.settings, SmtpPorts{f.auth, f.dir, nullptr, f.sink}, "x", c, false, fixedNow);
+    BOOST_TEST(s.greeting().bytes == "220 mx.example.test ESMTP Postern\r\n");
+    std::string ehlo = s.onLine("EHLO client.example").bytes;
+    BOOST_TEST(ehlo.find("250-mx.example.test\r\n") == 0);
+    BOOST_TEST(ehlo.find("PIPELINING") != std::string::npos);
+    BOOST_TEST(ehlo.find("SIZE 1000") != std::string::npos);
+    BOOST_TEST(ehlo.find("8BITMIME") != std::string::npos);
+    BOOST_TEST(ehlo.find("ENHANCEDSTATUSCODES") != std::string::npos);
+    BOOST_TEST(ehlo.find("STARTTLS") != std::string::npos);
+    BOOST_TEST(ehlo.find("AUTH") == std::string::npos);  // not before TLS
+}
+
+BOOST_AUTO_TEST_CASE(auth_before_tls_is_538) {
+    Fixture f;
+    f.cmd("EHLO c");
+    BOOST_TEST(f.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA==") ==
+               "538 5.7.11 Encryption required for requested authentication mechanism\r\n");
+    BOOST_TEST(f.auth.calls == 0);
+}
+
+BOOST_AUTO_TEST_CASE(starttls_resets_state) {
+    Fixture f;
+    f.cmd("EHLO c");
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test>") == "250 2.1.0 Ok\r\n");
+    f.cmd("RSET");
+    SmtpOutput out = f.s->onLine("STARTTLS");
+    BOOST_TEST(out.bytes == "220 2.0.0 Ready to start TLS\r\n");
+    BOOST_TEST((out.action == SmtpOutput::Action::StartTls));
+    f.s->onTlsStarted();
+    // RFC 3207 4.2: EHLO must be sent again.
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test>") == "503 5.5.1 Error: send HELO/EHLO first\r\n");
+    std::string ehlo = f.cmd("EHLO c");
+    BOOST_TEST(ehlo.find("STARTTLS") == std::string::npos);
+    BOOST_TEST(ehlo.find("AUTH PLAIN LOGIN") != std::string::npos);
+    BOOST_TEST(f.cmd("STARTTLS").find("503 5.5.1") == 0);
+}
+
+BOOST_AUTO_TEST_CASE(auth_outcomes) {
+    Fixture f(Role::Submission, true);
+    f.cmd("EHLO c");
+    std::string bad = sasl::encodeBase64(std::string("\0alice@example.test\0wrong", 25));
+    BOOST_TEST(f.cmd("AUTH PLAIN " + bad) == "535 5.7.8 Authentication credentials invalid\r\n");
+    BOOST_TEST(f.cmd("AUTH PLAIN !!!") == "501 5.5.2 Cannot decode AUTH response\r\n");
+    BOOST_TEST(f.cmd("AUTH PLAIN") == "334 \r\n");
+    BOOST_TEST(f.cmd("*") == "501 5.0.0 Authentication cancelled\r\n");
+    std::string other = sasl::encodeBase64(std::string("bob@example.test\0alice@example.test\0secret", 42));
+    BOOST_TEST(f.cmd("AUTH PLAIN " + other) == "535 5.7.8 Authentication credentials invalid\r\n");
+    BOOST_TEST(f.cmd("AUTH CRAM-MD5") == "504 5.5.4 Unrecognized authentication type\r\n");
+    f.auth.down = true;
+    std::string good = sasl::encodeBase64(std::string("\0alice@example.test\0secret", 26));
+    BOOST_TEST(f.cmd("AUTH PLAIN " + good) == "454 4.7.0 Temporary authentication failure\r\n");
+    f.auth.down = false;
+    BOOST_TEST(f.cmd("AUTH LOGIN") == "334 VXNlcm5hbWU6\r\n");
+    BOOST_TEST(f.cmd(sasl::encodeBase64("alice@example.test")) == "334 UGFzc3dvcmQ6\r\n");
+    BOOST_TEST(f.cmd(sasl::encodeBase64("secret")) == "235 2.7.0 Authentication successful\r\n");
+    BOOST_TEST(f.cmd("AUTH PLAIN " + good) == "503 5.5.1 Error: already authenticated\r\n");
+}
+
+BOOST_AUTO_TEST_CASE(submission_requires_auth_and_owned_sender) {
+    Fixture f(Role::Submission, true);
+    f.cmd("EHLO c");
+    BOOST_TEST(f.cmd("MAIL FROM:<alice@example.test>") == "530 5.7.0 Authentication required\r\n");
+    f.login();
+    BOOST_TEST(f.cmd("MAIL FROM:<bob@example.test>").find("553 5.7.1") == 0);
+    BOOST_TEST(f.cmd("MAIL FROM:<>").find("553 5.7.1") == 0);
+    BOOST_TEST(f.cmd("MAIL FROM:<Alias@Example.Test>") == "250 2.1.0 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<someone@remote.test>") == "250 2.1.5 Ok\r\n");
+}
+
+BOOST_AUTO_TEST_CASE(mx_relay_policy) {
+    Fixture f;
+    f.cmd("EHLO c");
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test>") == "250 2.1.0 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<alice@example.test>") == "250 2.1.5 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<nobody@example.test>").find("550 5.1.1") == 0);
+    BOOST_TEST(f.cmd("RCPT TO:<victim@remote.test>") == "554 5.7.1 Relay access denied\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<\"victim@remote.test\"@example.test>").find("550 5.1.1") == 0);
+    BOOST_TEST(f.cmd("RCPT TO:<victim%remote.test@example.test>").find("550 5.1.1") == 0);
+    BOOST_TEST(f.cmd("RCPT TO:<remote.test!victim@example.test>").find("550 5.1.1") == 0);
+    BOOST_TEST(f.cmd("RCPT TO:<@example.test:victim@remote.test>") == "554 5.7.1 Relay access denied\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<victim@remote.test.>").find("501") == 0);
+    f.dir.down = true;
+    BOOST_TEST(f.cmd("RCPT TO:<bob@example.test>").find("451 4.3.0") == 0);
+}
+
+BOOST_AUTO_TEST_CASE(grant_allows_relay_for_that_ip_only) {
+    Fixture f;
+    f.grants.ips.insert("192.0.2.7");
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<alice@example.test>");
+    BOOST_TEST(f.cmd("RCPT TO:<friend@remote.test>") == "250 2.1.5 Ok\r\n");
+    f.start(false, "192.0.2.8");
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<alice@example.test>");
+    BOOST_TEST(f.cmd("RCPT TO:<friend@remote.test>") == "554 5.7.1 Relay access denied\r\n");
+}
+
+BOOST_AUTO_TEST_CASE(sequence_errors) {
+    Fixture f;
+    BOOST_TEST(f.cmd("MAIL FROM:<a@b.test>") == "503 Error: send HELO/EHLO first\r\n");  // before EHLO: no enhanced codes
+    f.cmd("EHLO c");
+    BOOST_TEST(f.cmd("RCPT TO:<alice@example.test>") == "503 5.5.1 Error: need MAIL command\r\n");
+    BOOST_TEST(f.cmd("DATA") == "503 5.5.1 Error: need MAIL command\r\n");
+    f.cmd("MAIL FROM:<a@b.test>");
+    BOOST_TEST(f.cmd("MAIL FROM:<a@b.test>") == "503 5.5.1 Error: nested MAIL command\r\n");
+    BOOST_TEST(f.cmd("DATA") == "503 5.5.1 Error: need RCPT command\r\n");
+    BOOST_TEST(f.cmd("VRFY alice") == "252 2.0.0 Cannot VRFY user, but will accept message\r\n");
+    BOOST_TEST(f.cmd("NOOP") == "250 2.0.0 Ok\r\n");
+    BOOST_TEST(f.cmd("FOO").find("500 5.5.1") == 0);
+    SmtpOutput q = f.s->onLine("QUIT");
+    BOOST_TEST(q.bytes == "221 2.0.0 mx.example.test closing connection\r\n");
+    BOOST_TEST((q.action == SmtpOutput::Action::Close));
+}
+
+BOOST_AUTO_TEST_CASE(helo_gets_plain_codes) {
+    Fixture f;
+    BOOST_TEST(f.cmd("HELO c") == "250 mx.example.test\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<a@b.test>") == "503 Error: need MAIL command\r\n");
+}
+
+BOOST_AUTO_TEST_CASE(data_delivered_with_received_header) {
+    Fixture f;
+    f.cmd("EHLO client.example");
+    f.cmd("MAIL FROM:<x@remote.test>");
+    f.cmd("RCPT TO:<alice@example.test>");
+    f.cmd("RCPT TO:<alice@example.test>");  // duplicate: one copy
+    BOOST_TEST(f.cmd("DATA") == "354 End data with <CR><LF>.<CR><LF>\r\n");
+    std::string rest;
+    BOOST_TEST(f.data("Subject: hi\r\n\r\n..dot\r\nbody\r\n.\r\nQUIT\r\n", &rest) == "250 2.0.0 Ok: queued as Q1\r\n");
+    BOOST_TEST(rest == "QUIT\r\n");
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
+    const auto& m = f.sink.committed[0];
+    BOOST_TEST(m.env.localMailboxes == std::vector<std::string>{"example.test/alice"});
+    BOOST_TEST(m.env.sender == "x@remote.test");
+    BOOST_TEST(m.data ==
+               "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.test (Postern) with ESMTP id sid.1\r\n"
+               "\tfor <alice@example.test>; Fri, 27 Nov 2026 21:45:30 +0000\r\n"
+               "Subject: hi\r\n\r\n.dot\r\nbody\r\n");
+    BOOST_TEST(!f.s->inData());
+}
+
+BOOST_AUTO_TEST_CASE(submission_adds_date_and_message_id) {
+    Fixture f(Role::Submission, true);
+    f.cmd("EHLO c");
+    f.login();
+    f.cmd("MAIL FROM:<alice@example.test>");
+    f.cmd("RCPT TO:<bob@example.test>");
+    f.cmd("DATA");
+    BOOST_TEST(f.data("Subject: hi\r\n\r\nbody\r\n.\r\n").find("250 2.0.0") == 0);
+    const std::string& d = f.sink.committed.at(0).data;
+    BOOST_TEST(d.find("with ESMTPSA id") != std::string::npos);
+    BOOST_TEST(d.find("Subject: hi\r\nDate: Fri, 27 Nov 2026 21:45:30 +0000\r\nMessage-ID: <") != std::string::npos);
+    BOOST_TEST(d.find("@mx.example.test>\r\n\r\nbody\r\n") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(bare_lf_smuggling_rejected_whole) {
+    Fixture f;
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<x@remote.test>");
+    f.cmd("RCPT TO:<alice@example.test>");
+    f.cmd("DATA");
+    std::string rest;
+    std::string reply = f.data("Subject: a\r\n\r\nx\n.\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<bob@example.test>\r\n"
+                               "DATA\r\nsmuggled\r\n.\r\nNOOP\r\n",
+                               &rest);
+    BOOST_TEST(reply.find("554 5.6.0") == 0);
+    BOOST_TEST(rest == "NOOP\r\n");
+    BOOST_TEST(f.sink.committed.empty());
+}
+
+BOOST_AUTO_TEST_CASE(size_limits) {
+    Fixture f;
+    f.cmd("EHLO c");
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test> SIZE=5000") == "552 5.3.4 Message size exceeds fixed limit\r\n");
+    f.cmd("MAIL FROM:<x@remote.test> SIZE=10");
+    f.cmd("RCPT TO:<alice@example.test>");
+    f.cmd("DATA");
+    BOOST_TEST(f.data(std::string(1200, 'a') + "\r\n.\r\n").find("552 5.3.4") == 0);
+    BOOST_TEST(f.sink.committed.empty());
+}
+
+BOOST_AUTO_TEST_CASE(too_many_recipients) {
+    Fixture f;
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<x@remote.test>");
+    for (int i = 0; i < 3; ++i) BOOST_TEST(f.cmd("RCPT TO:<alice@example.test>") == "250 2.1.5 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<bob@example.test>") == "452 4.5.3 Too many recipients\r\n");
+}
+
+BOOST_AUTO_TEST_CASE(too_many_errors_disconnects) {
+    Fixture f;
+    f.settings.maxErrors = 3;
+    f.cmd("EHLO c");
+    f.cmd("BAD1");
+    f.cmd("BAD2");
+    SmtpOutput out = f.s->onLine("BAD3");
+    BOOST_TEST(out.bytes.find("421 4.7.0") != std::string::npos);
+    BOOST_TEST((out.action == SmtpOutput::Action::Close));
+    BOOST_TEST(f.s->isClosed());
+}
+
+BOOST_AUTO_TEST_CASE(timeout_in_data_delivers_nothing) {
+    Fixture f;
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<x@remote.test>");
+    f.cmd("RCPT TO:<alice@example.test>");
+    f.cmd("DATA");
+    f.data("Subject: half\r\n");
+    SmtpOutput out = f.s->onTimeout();
+    BOOST_TEST(out.bytes.find("421 4.4.2") == 0);
+    BOOST_TEST(f.sink.committed.empty());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
