@@ -49,11 +49,11 @@ std::chrono::milliseconds parseDuration(const std::string& key, const std::strin
 
 PasswdFileConfig PasswdFileConfig::fromMap(const std::map<std::string, std::string>& config) {
     PasswdFileConfig c;
-    static const std::set<std::string> Known{"path", "aliases", "domains", "check_interval"};
+    static const std::set<std::string> Known{"path", "aliases", "local_domains", "check_interval"};
     for (const auto& [key, value] : config) {
         if (Known.count(key) == 0) {
             throw std::invalid_argument("unknown config key '" + key +
-                                        "' (known: path, aliases, domains, check_interval)");
+                                        "' (known: path, aliases, local_domains, check_interval)");
         }
     }
     if (auto it = config.find("path"); it != config.end()) {
@@ -65,7 +65,7 @@ PasswdFileConfig PasswdFileConfig::fromMap(const std::map<std::string, std::stri
     if (auto it = config.find("aliases"); it != config.end()) {
         c.aliasesPath = trim(it->second);
     }
-    if (auto it = config.find("domains"); it != config.end()) {
+    if (auto it = config.find("local_domains"); it != config.end()) {
         std::istringstream in(it->second);
         std::string d;
         while (std::getline(in, d, ',')) {

@@ -70,6 +70,8 @@ void PosternServer::defineOptions(Poco::Util::OptionSet& options) {
     options.addOption(Poco::Util::Option("version", "v", "Show the version and exit.").required(false).repeatable(false));
     options.addOption(Poco::Util::Option("config", "c", "Read the configuration from FILE (default: etc/postern.properties).")
                           .required(false).repeatable(false).argument("FILE"));
+    options.addOption(Poco::Util::Option("check", "t", "Validate the configuration and exit (0 = valid).")
+                          .required(false).repeatable(false));
     options.addOption(Poco::Util::Option("define", "D", "Override a configuration key, e.g. -D smtp.max_recipients=50.")
                           .required(false).repeatable(true).argument("KEY=VALUE"));
 }
@@ -81,6 +83,8 @@ void PosternServer::handleOption(const std::string& name, const std::string& val
         stopOptionsProcessing();
     } else if (name == "version") {
         versionRequested_ = true;
+    } else if (name == "check") {
+        checkOnly_ = true;
     } else if (name == "config") {
         configFile_ = value;
     } else if (name == "define") {
@@ -140,6 +144,11 @@ int PosternServer::serve() {
     Poco::ErrorHandler::set(&errorHandler);
 
     const config::ServerConfig cfg = config::ServerConfig::load(config());
+    if (checkOnly_) {
+        std::cout << "configuration OK: " << cfg.listeners.size() << " listeners, " << cfg.backends.size()
+                  << " auth backends" << std::endl;
+        return EXIT_OK;
+    }
 
     // --- TLS ---------------------------------------------------------------------------
     Poco::Net::initializeSSL();

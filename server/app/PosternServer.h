@@ -23,6 +23,7 @@ private:
 
     bool helpRequested_ = false;
     bool versionRequested_ = false;
+    bool checkOnly_ = false;
     std::string configFile_;
     std::vector<std::pair<std::string, std::string>> defines_;
 };

@@ -23,6 +23,8 @@ Reply::Reply(int c, Enhanced e, std::vector<std::string> l) : code(c), enh(e), l
         lines.emplace_back();
 }
 
+Reply::Reply(int c, Enhanced e, std::initializer_list<std::string> l) : Reply(c, e, std::vector<std::string>(l)) {}
+
 const std::string& Reply::text() const {
     static const std::string empty;
     return lines.empty() ? empty : lines.front();
@@ -46,8 +48,8 @@ std::string Reply::format(bool enhancedCodes) const {
             for (char ch : lines[i])
                 out += (ch == '\r' || ch == '\n') ? ' ' : ch;
         }
-        // "250 " with an empty text: RFC 5321 allows "code [SP textstring]"; trim the SP.
-        if (enhText.empty() && !lines.empty() && lines[i].empty() && i + 1 == n)
+        // An empty text: RFC 5321 4.2 allows "code [SP textstring]"; no trailing SP.
+        if ((lines.empty() || lines[i].empty()) && out.back() == ' ')
             out.pop_back();
         out += "\r\n";
     }

@@ -57,6 +57,7 @@ struct Reply {
     Reply() = default;
     Reply(int code, Enhanced enh, std::string text);
     Reply(int code, Enhanced enh, std::vector<std::string> lines);
+    Reply(int code, Enhanced enh, std::initializer_list<std::string> lines);
 
     bool isPositive() const { return code >= 200 && code < 400; }
     bool isTransient() const { return code >= 400 && code < 500; }   // 4xx: try later

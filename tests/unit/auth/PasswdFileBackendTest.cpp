@@ -83,7 +83,7 @@ BOOST_AUTO_TEST_CASE(returnsTheStoredHashAndExtraFields) {
                     "dave@example.test:{PLAIN}d::::::nologin\n"
                     "erin@example.test:\n");
     PluginLoader loader(test::pluginDir());
-    auto b = loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}, {"domains", "Extra.test, more.test."}});
+    auto b = loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}, {"local_domains", "Extra.test, more.test."}});
 
     auto a = b->authenticate("ALICE@example.TEST", "ignored", "smtp", "192.0.2.1");
     BOOST_TEST((a.status == api::Status::Ok));

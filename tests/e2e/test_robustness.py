@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Robustness: 200 SMTP/POP3 connections (plain, STARTTLS, implicit TLS) dropped at random
+points (mid-greeting, mid-AUTH, mid-DATA, mid-handshake, garbage, over-long lines), mixed with
+complete submissions; afterwards the server still works, every session ended, and every file
+in new/ and cur/ is a complete message that was acknowledged with 250 (nothing half-written,
+nothing left in tmp/).
+
+POSTERN_ROBUSTNESS_SEED=<n> replays a run; POSTERN_ROBUSTNESS_N overrides the 200."""
+
+import os
+import random
+import socket
+import ssl
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postern_harness import (Postern, DEFAULT_USERS, RawConn, check, check_eq, drop, expect,
+                             make_message, plain_ir, pop_find, run_tests, split_received,
+                             tls_context, wait_for)
+
+PW = {u: d["password"] for u, d in DEFAULT_USERS.items()}
+ALICE, BOB = "alice@example.test", "bob@example.test"
+SMTP_LISTENERS = ("mx", "submission", "submissions")
+POP_LISTENERS = ("pop3", "pop3s")
+
+
+def client_hello():
+    """The bytes of a real TLS ClientHello (from an in-memory handshake)."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = tls_context().wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+CLIENT_HELLO = client_hello()
+CLIENT_ERRORS = (OSError, EOFError, ssl.SSLError, ConnectionError, socket.timeout)
+
+
+class Ctx:
+    def __init__(self, p, rnd, i):
+        self.p, self.rnd, self.i = p, rnd, i
+        self.partial = "PARTIAL-%d-%d" % (os.getpid(), i)
+
+    def raw(self, listener, tls=None):
+        if tls is None:
+            tls = listener in ("submissions", "pop3s")
+        return RawConn(self.p.port(listener), tls=tls, timeout=10)
+
+    def end(self, c):
+        """Close cleanly or abortively (RST), at random."""
+        if self.rnd.random() < 0.5:
+            c.abort()
+        else:
+            c.close()
+
+
+def _smtp_ready(ctx, listener, tls_upgrade=True):
+    """A raw SMTP connection after the greeting and EHLO (and STARTTLS+EHLO if wanted)."""
+    c = ctx.raw(listener)
+    c.expect_reply(220)
+    c.send("EHLO drop%d.example\r\n" % ctx.i)
+    c.expect_reply(250)
+    if tls_upgrade and listener in ("mx", "submission"):
+        c.send("STARTTLS\r\n")
+        c.expect_reply(220)
+        c.starttls()
+        c.send("EHLO drop%d.example\r\n" % ctx.i)
+        c.expect_reply(250)
+    return c
+
+
+def s_connect_close(ctx):
+    listener = ctx.rnd.choice(SMTP_LISTENERS + POP_LISTENERS)
+    c = RawConn(ctx.p.port(listener), tls=False, timeout=10)
+    if ctx.rnd.random() < 0.5:
+        c.sock.recv(ctx.rnd.randint(1, 5))        # mid-greeting
+    ctx.end(c)
+
+
+def s_garbage(ctx):
+    listener = ctx.rnd.choice(SMTP_LISTENERS + POP_LISTENERS)
+    c = RawConn(ctx.p.port(listener), tls=False, timeout=10)
+    c.send(bytes(ctx.rnd.getrandbits(8) for _ in range(ctx.rnd.randint(1, 3000))))
+    if ctx.rnd.random() < 0.5:
+        c.pending(0.1)
+    ctx.end(c)
+
+
+def s_overlong(ctx):
+    listener = ctx.rnd.choice(SMTP_LISTENERS[:2] + ("pop3",))
+    c = RawConn(ctx.p.port(listener), tls=False, timeout=10)
+    n = ctx.rnd.choice((600, 1100, 5000, 70000, 300000))
+    line = b"NOOP " + b"A" * n
+    if ctx.rnd.random() < 0.5:
+        line += b"\r\n"
+    c.send(line)
+    if ctx.rnd.random() < 0.5:
+        c.pending(0.1)
+    ctx.end(c)
+
+
+def s_mid_tls_handshake(ctx):
+    listener = ctx.rnd.choice(("submissions", "pop3s", "mx", "submission", "pop3"))
+    c = RawConn(ctx.p.port(listener), tls=False, timeout=10)
+    if listener in ("mx", "submission"):
+        c.expect_reply(220)
+        c.send("EHLO hs.example\r\n")
+        c.expect_reply(250)
+        c.send("STARTTLS\r\n")
+        c.expect_reply(220)
+    elif listener == "pop3":
+        c.read_pop()
+        c.send("STLS\r\n")
+        c.read_pop()
+    cut = ctx.rnd.randint(1, len(CLIENT_HELLO))
+    c.send(CLIENT_HELLO[:cut])
+    if cut == len(CLIENT_HELLO) and ctx.rnd.random() < 0.5:
+        c.sock.recv(ctx.rnd.randint(1, 100))       # part of the ServerHello
+    ctx.end(c)
+
+
+def s_mid_auth(ctx):
+    if ctx.rnd.random() < 0.6:
+        listener = ctx.rnd.choice(SMTP_LISTENERS)
+        c = _smtp_ready(ctx, listener)
+        user = ctx.rnd.choice((ALICE, BOB))
+        step = ctx.rnd.randint(0, 3)
+        if step == 0:
+            c.send("AUTH PLAIN " + plain_ir(user, PW[user])[:ctx.rnd.randint(1, 20)])
+        elif step == 1:
+            c.send("AUTH PLAIN\r\n")
+            c.expect_reply(334)
+        elif step == 2:
+            c.send("AUTH LOGIN\r\n")
+            c.expect_reply(334)
+            c.send(plain_ir(user, "")[:6] + "\r\n")
+        else:
+            c.send("AUTH LOGIN\r\n")
+            c.expect_reply(334)
+    else:
+        listener = ctx.rnd.choice(POP_LISTENERS)
+        c = ctx.raw(listener)
+        c.read_pop()
+        if listener == "pop3":
+            c.send("STLS\r\n")
+            c.read_pop()
+            c.starttls()
+        if ctx.rnd.random() < 0.5:
+            c.send("USER %s\r\nPASS %s" % (ALICE, PW[ALICE][:3]))
+        else:
+            c.send("AUTH PLAIN\r\n")
+            c.read_pop()
+            c.send(plain_ir(ALICE, PW[ALICE])[:10])
+    ctx.end(c)
+
+
+def s_mid_data(ctx):
+    listener = ctx.rnd.choice(SMTP_LISTENERS)
+    c = _smtp_ready(ctx, listener, tls_upgrade=(listener != "mx" or ctx.rnd.random() < 0.5))
+    sender = "someone@remote.example"
+    if listener != "mx":
+        c.send("AUTH PLAIN %s\r\n" % plain_ir(ALICE, PW[ALICE]))
+        c.expect_reply(235)
+        sender = ALICE
+    rcpt = ctx.rnd.choice((ALICE, BOB))
+    c.send("MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (sender, rcpt))
+    c.expect_reply(250)
+    c.expect_reply(250)
+    c.expect_reply(354)
+    _, msg = make_message(sender=sender, to=rcpt, marker=ctx.partial)
+    msg = msg * ctx.rnd.randint(1, 40)
+    how = ctx.rnd.randint(0, 3)
+    if how == 0:
+        c.send(msg[:ctx.rnd.randint(0, len(msg))])
+    elif how == 1:
+        c.send(msg + b".")                          # dot without its CRLF
+    elif how == 2:
+        c.send(msg + b"\r\n.\r")                    # almost the end
+    else:
+        c.send(msg[:ctx.rnd.randint(0, len(msg))] + b"\r\n")
+    ctx.end(c)
+
+
+def s_pop3_drop(ctx):
+    listener = ctx.rnd.choice(POP_LISTENERS)
+    user = ctx.rnd.choice((ALICE, BOB))
+    try:
+        pop = (ctx.p.pop3_ssl(listener) if listener == "pop3s"
+               else ctx.p.pop3(listener, stls=True))
+        pop.user(user)
+        pop.pass_(PW[user])
+    except Exception as e:  # noqa: BLE001 - [IN-USE] is expected under concurrency
+        if "[IN-USE]" in str(e):
+            return
+        raise
+    count = pop.stat()[0]
+    if count:
+        n = ctx.rnd.randint(1, count)
+        if ctx.rnd.random() < 0.5:
+            pop.dele(n)
+        else:
+            pop.sock.sendall(b"RETR %d\r\n" % n)      # drop while the server is sending
+    drop(pop)
+
+
+SENT = []
+SENT_LOCK = threading.Lock()
+
+
+def s_complete(ctx):
+    """A normal delivery; must succeed."""
+    rcpt = ctx.rnd.choice((ALICE, BOB))
+    if ctx.rnd.random() < 0.5:
+        s = ctx.p.smtp("mx")
+        sender = "someone@remote.example"
+    else:
+        s = ctx.p.submission(ALICE, PW[ALICE], implicit=ctx.rnd.random() < 0.5)
+        sender = ALICE
+    marker, msg = make_message(sender=sender, to=rcpt)
+    expect(s.mail(sender), 250)
+    expect(s.rcpt(rcpt), 250)
+    expect(s.data(msg), 250)
+    s.quit()
+    with SENT_LOCK:
+        SENT.append((rcpt, marker, msg))
+
+
+SCENARIOS = [
+    (s_connect_close, 3), (s_garbage, 3), (s_overlong, 2), (s_mid_tls_handshake, 3),
+    (s_mid_auth, 3), (s_mid_data, 4), (s_pop3_drop, 2), (s_complete, 2),
+]
+
+
+def test_random_drops_then_normal_service():
+    seed = int(os.environ.get("POSTERN_ROBUSTNESS_SEED", int(time.time())))
+    n = int(os.environ.get("POSTERN_ROBUSTNESS_N", "200"))
+    print("  seed=%d n=%d (POSTERN_ROBUSTNESS_SEED to replay)" % (seed, n), flush=True)
+    master = random.Random(seed)
+    funcs = [f for f, w in SCENARIOS for _ in range(w)]
+    plan = [(i, master.choice(funcs), master.getrandbits(32)) for i in range(n)]
+    unexpected = []
+    with Postern() as p:
+        def one(item):
+            i, fn, s = item
+            ctx = Ctx(p, random.Random(s), i)
+            try:
+                fn(ctx)
+            except CLIENT_ERRORS:
+                if fn is s_complete:
+                    unexpected.append("#%d %s: %r" % (i, fn.__name__, sys.exc_info()[1]))
+            except Exception as e:  # noqa: BLE001
+                unexpected.append("#%d %s: %s: %s" % (i, fn.__name__, type(e).__name__, e))
+        with ThreadPoolExecutor(max_workers=16) as ex:
+            list(ex.map(one, plan))
+        counts = {}
+        for _, fn, _ in plan:
+            counts[fn.__name__] = counts.get(fn.__name__, 0) + 1
+        print("  scenarios: %s" % counts)
+        check(p.running(), "posternd died during the storm\n" + p.tail())
+        check(not unexpected, "unexpected client-side results:\n" + "\n".join(unexpected[:30]))
+
+        # Normal service afterwards.
+        s_complete(Ctx(p, random.Random(1), -1))
+        rcpt, marker, msg = SENT[-1]
+
+        def login():
+            try:
+                return p.pop3_login(rcpt, PW[rcpt], tls="stls")
+            except Exception as e:  # noqa: BLE001
+                if "[IN-USE]" in str(e):
+                    return None
+                raise
+        pop = wait_for(login, 15, 0.05, "POP3 login after the storm (lock released)")
+        _, data = pop_find(pop, marker)
+        check_eq(split_received(data)[1], msg, "message read back after the storm")
+        pop.quit()
+
+        # Every session ended (none hung or leaked).
+        try:
+            wait_for(lambda: p.log_count(r"event=connect\b")
+                     == p.log_count(r"event=disconnect\b"), 20, 0.1, "sessions to end")
+        except AssertionError:
+            raise AssertionError("sessions still open 20s after the storm: connect=%d "
+                                 "disconnect=%d" % (p.log_count(r"event=connect\b"),
+                                                    p.log_count(r"event=disconnect\b")))
+
+        # Nothing half-written: every file is a complete, acknowledged message.
+        sent_by_rcpt = {}
+        for r, m, body in SENT:
+            sent_by_rcpt.setdefault(r, {})[body] = m
+        seen = {}
+        problems = []
+        for path in p.all_mailbox_files():
+            data = open(path, "rb").read()
+            if b"PARTIAL-" in data:
+                problems.append("partial message stored: %s (%d bytes)" % (path, len(data)))
+                continue
+            try:
+                _, rest = split_received(data)
+            except AssertionError as e:
+                problems.append("%s: %s" % (path, e))
+                continue
+            user = "%s@%s" % (os.path.basename(os.path.dirname(os.path.dirname(path))),
+                              os.path.basename(os.path.dirname(os.path.dirname(
+                                  os.path.dirname(path)))))
+            if rest not in sent_by_rcpt.get(user, {}):
+                problems.append("unknown/incomplete content in %s: %r" % (path, rest[:200]))
+            seen[(user, rest)] = seen.get((user, rest), 0) + 1
+        for r, m, body in SENT:
+            c = seen.get((r, body), 0)
+            # POP3 sessions in the storm may have deleted nothing (no QUIT), so every
+            # acknowledged message must still be there exactly once.
+            if c != 1:
+                problems.append("acknowledged message %s for %s stored %d times" % (m, r, c))
+        check(not problems, "\n".join(problems[:30]))
+        print("  checked %d mailbox files against %d acknowledged messages; log: %d warnings, "
+              "%d errors" % (len(p.all_mailbox_files()), len(SENT),
+                             p.log_count(r" Warning "), p.log_count(r" (Error|Critical|Fatal) ")))
+        wait_for(lambda: not p.all_mailbox_files(subdirs=("tmp",)), 10, 0.1,
+                 "tmp/ to be empty (left: %r)" % p.all_mailbox_files(subdirs=("tmp",)))
+        check(p.running(), "posternd died\n" + p.tail())
+
+
+if __name__ == "__main__":
+    run_tests(globals())

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Start-up and shutdown: ready file once every listener answers, SIGTERM -> exit 0 within
+server.shutdown_grace even with idle, logged-in and stuck sessions; no new connections are
+served after SIGTERM; a POP3 session cut by shutdown applies no DELE; restart keeps mail."""
+
+import os
+import signal
+import smtplib
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postern_harness import (LISTENERS, Postern, DEFAULT_USERS, RawConn, check, check_eq,
+                             expect, make_message, plain_ir, run_tests, split_received, wait_for)
+
+ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+SLACK = 3.0     # process exit after the grace period ends (thread joins, log flush)
+
+
+def test_ready_means_all_listeners_answer():
+    with Postern() as p:
+        for name in LISTENERS:
+            c = p.raw(name)
+            first = c.read_line()
+            check(first.startswith(b"220 ") or first.startswith(b"+OK"),
+                  "%s greeting: %r" % (name, first))
+            c.close()
+        p.log_contains(r"event=ready")
+
+
+def test_sigterm_idle_server_exits_0_quickly():
+    p = Postern(overrides={"server.shutdown_grace": "10s"})
+    elapsed = p.stop(expect_code=0, timeout=10 + SLACK)
+    check(elapsed < 3.0, "an idle server took %.1fs to stop" % elapsed)
+
+
+def test_sigterm_with_open_sessions_exit_0_within_grace():
+    grace = 3.0
+    p = Postern(overrides={"server.shutdown_grace": "3s"})
+    s_idle = p.smtp("mx")                                   # idle after EHLO
+    pop = p.pop3_login(ALICE, ALICE_PW)                     # logged in, holds the lock
+    stuck = RawConn(p.port("submissions"), tls=True)        # mid-DATA, never finishes
+    stuck.expect_reply(220)
+    stuck.send("EHLO stuck.example\r\nAUTH PLAIN %s\r\n" % plain_ir(ALICE, ALICE_PW))
+    stuck.expect_reply(250)
+    stuck.expect_reply(235)
+    stuck.send("MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (ALICE, ALICE))
+    stuck.expect_reply(250)
+    stuck.expect_reply(250)
+    stuck.expect_reply(354)
+    stuck.send("Subject: never finished\r\n\r\nPARTIAL")
+    half_open = socket.create_connection(("127.0.0.1", p.port("pop3s")))   # no handshake
+    elapsed = p.stop(expect_code=0, timeout=grace + SLACK + 10)
+    check(elapsed <= grace + SLACK, "exit took %.1fs with shutdown_grace=%ss" % (elapsed, grace))
+    # The idle SMTP client was told (421) or the connection was closed.
+    try:
+        code, msg = s_idle.docmd("NOOP")
+        check(code in (421, -1), "idle SMTP session after shutdown: %s %r" % (code, msg))
+    except (OSError, EOFError, smtplib.SMTPServerDisconnected):
+        pass
+    check_eq(p.maildir_find(ALICE, "never finished"), [], "unfinished message stored")
+    check_eq(p.all_mailbox_files(subdirs=("tmp",)), [], "tmp/ after shutdown")
+    for c in (stuck,):
+        c.close()
+    half_open.close()
+
+
+def test_sigterm_refuses_new_connections():
+    p = Postern(overrides={"server.shutdown_grace": "5s"})
+    keep = p.pop3_login(ALICE, ALICE_PW)     # keeps the server in its grace period
+    proc = p.proc
+    proc.send_signal(signal.SIGTERM)
+    p.log_contains(r"event=shutdown\.begin|shutdown", timeout=5)
+    refused = False
+    try:
+        c = RawConn(p.port("mx"), timeout=3)
+        try:
+            line = c.read_line()
+            refused = line.startswith(b"421")
+            check(refused, "a new SMTP connection during shutdown got %r" % line)
+        except (EOFError, OSError):
+            refused = True
+        c.close()
+    except OSError:
+        refused = True
+    check(refused, "new connection served during shutdown")
+    rc = proc.wait(5 + SLACK + 5)
+    p.proc = None
+    check_eq(rc, 0, "exit code")
+
+
+def test_pop3_dele_not_applied_when_shutdown_cuts_session():
+    p = Postern(overrides={"server.shutdown_grace": "2s"})
+    s = p.smtp("mx")
+    marker, msg = make_message(sender="someone@remote.example")
+    expect(s.mail("someone@remote.example"), 250)
+    expect(s.rcpt(ALICE), 250)
+    expect(s.data(msg), 250)
+    s.quit()
+    pop = p.pop3_login(ALICE, ALICE_PW)
+    pop.dele(1)
+    p.stop(expect_code=0, timeout=2 + SLACK + 10)
+    check_eq(len(p.maildir_find(ALICE, marker)), 1, "message after shutdown without QUIT")
+    p.start(keep_ports=True)
+    pop = p.pop3_login(ALICE, ALICE_PW)
+    check_eq(pop.stat()[0], 1, "STAT after restart")
+    pop.quit()
+    p.stop()
+
+
+def test_message_in_flight_when_sigterm_arrives():
+    """A transaction that finishes within the grace period is either acknowledged and stored,
+    or refused and not stored; never acknowledged and lost."""
+    p = Postern(overrides={"server.shutdown_grace": "5s"})
+    c = p.raw("mx")
+    c.expect_reply(220)
+    c.send("EHLO c.example\r\nMAIL FROM:<someone@remote.example>\r\nRCPT TO:<%s>\r\nDATA\r\n"
+           % ALICE)
+    c.expect_reply(250)
+    c.expect_reply(250)
+    c.expect_reply(250)
+    c.expect_reply(354)
+    marker, msg = make_message(sender="someone@remote.example")
+    c.send(msg[:200])
+    p.proc.send_signal(signal.SIGTERM)
+    p.log_contains(r"shutdown", timeout=5)
+    c.send(msg[200:].replace(b"\r\n.", b"\r\n..") + b".\r\n")
+    try:
+        code, lines = c.read_reply()
+    except (EOFError, OSError):
+        code, lines = None, []
+    rc = p.proc.wait(5 + SLACK + 5)
+    p.proc = None
+    check_eq(rc, 0, "exit code")
+    stored = p.maildir_find(ALICE, marker)
+    print("  reply to the in-flight message: %s %s; stored copies: %d"
+          % (code, " ".join(lines), len(stored)))
+    if code == 250:
+        check_eq(len(stored), 1, "acknowledged but not stored")
+        check_eq(split_received(stored[0])[1], msg, "stored content")
+    else:
+        check_eq(stored, [], "not acknowledged (%s) but stored" % code)
+    # Design: running sessions may finish within the grace period.
+    check_eq(code, 250, "in-flight message finished within the grace period\n" + c.dump())
+
+
+if __name__ == "__main__":
+    run_tests(globals())
