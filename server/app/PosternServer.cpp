@@ -167,6 +167,8 @@ int PosternServer::serve() {
                              handles.back().pluginVersion());
     }
     auth::AuthFacade facade(chain);
+    auth::AuthCache authCache({cfg.authCacheSize, cfg.authCacheTtl, cfg.authCacheNegativeTtl});
+    if (authCache.enabled()) facade.setCache(&authCache);
 
     // --- grants, storage, queue ----------------------------------------------------------
     std::unique_ptr<grants::MemoryGrantStore> grantStore;
@@ -238,7 +240,8 @@ int PosternServer::serve() {
     for (auto& l : listeners) l.pool->joinAll();
     listeners.clear();
     if (!cfg.readyFile.empty()) Poco::File(cfg.readyFile).remove();
-    serverLog().information("event=shutdown.done");
+    serverLog().information("event=shutdown.done auth_cache_hits=%Lu auth_cache_misses=%Lu",
+                            static_cast<Poco::UInt64>(authCache.hits()), static_cast<Poco::UInt64>(authCache.misses()));
     Poco::Net::uninitializeSSL();
     return EXIT_OK;
 }

@@ -107,7 +107,13 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request) {
     const std::string login = lower(request.user);
     core::AuthResult result;  // TempFail until decide() sets Ok or BadCredentials
     Decision decision;
-    try {
+    AuthCache::Hit hit = AuthCache::Hit::Miss;
+    if (cache_) hit = cache_->find(request.service, login, request.password, result.identity);
+    if (hit == AuthCache::Hit::Positive) {
+        decision = Decision{Outcome::Ok, "cache", ""};
+    } else if (hit == AuthCache::Hit::Negative) {
+        decision = Decision{Outcome::BadPassword, "cache", ""};
+    } else try {
         decision = decide(request, login, result);
     } catch (const std::exception& e) {
         decision = Decision{Outcome::TempFail, decision.backend, std::string("internal error: ") + e.what()};
@@ -143,6 +149,14 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request) {
         result.identity = {};
     }
 
+    if (cache_ && hit == AuthCache::Hit::Miss) {
+        // Only definite answers are cached; a TempFail must be asked again next time.
+        if (decision.outcome == Outcome::Ok) cache_->storePositive(request.service, login, request.password, result.identity);
+        else if (decision.outcome != Outcome::TempFail) cache_->storeNegative(request.service, login, request.password);
+    }
+    // A failed login clears the user's cached successes: the password may have changed.
+    if (cache_ && result.status == core::AuthStatus::BadCredentials) cache_->invalidateUser(login);
+
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - start).count();
     std::string line = "s=" + logValue(request.sessionId) +
@@ -150,6 +164,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request) {
                        " svc=" + logValue(request.service) + " ip=" + logValue(request.client.host()) +
                        " user=" + logValue(login) + " backend=" + logValue(decision.backend) +
                        " result=" + resultName + " ms=" + std::to_string(ms);
+    if (cache_) line += hit == AuthCache::Hit::Miss ? " cache=miss" : " cache=hit";
     if (!decision.detail.empty()) {
         line += " detail=\"" + logValue(decision.detail) + "\"";
     }

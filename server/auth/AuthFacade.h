@@ -3,6 +3,7 @@
 #pragma once
 
 #include "api/PluginApi.h"
+#include "auth/AuthCache.h"
 #include "core/AuthService.h"
 #include "core/UserDirectory.h"
 
@@ -44,6 +45,10 @@ public:
     // pay for it (throws std::runtime_error if that fails: start-up only).
     explicit AuthFacade(std::vector<BackendBinding> chain);
 
+    // Optional cache in front of the backend chain (not owned; must outlive the facade).
+    // Hits are logged as backend=cache with cache=hit.
+    void setCache(AuthCache* cache) { cache_ = cache; }
+
     core::AuthResult authenticate(const core::AuthRequest& request) override;
 
     // Yes if a backend that may be authoritative for the domain says Ok; else TempFail if
@@ -61,6 +66,8 @@ public:
     static std::string defaultMailbox(const std::string& user);
 
 private:
+    AuthCache* cache_ = nullptr;
+
     enum class Outcome { Ok, BadPassword, UnknownUser, Disabled, TempFail };
 
     struct Decision {

@@ -61,6 +61,9 @@ const std::vector<KeyDef> Keys = {
     {"auth.backends", "local", K::List, "Backend instances in the order they are asked; each is configured under auth.backend.<name>."},
     {"auth.backend.*.plugin", "passwd-file", K::String, "Plugin providing this backend: loads postern-auth-<plugin>.so"},
     {"auth.backend.*.domains", "*", K::List, "Domains this backend is authoritative for (* = any)"},
+    {"auth.cache.size", "100000", K::Integer, "Entries in the authentication cache (0 = no cache)"},
+    {"auth.cache.ttl", "300s", K::Duration, "How long a successful login is answered from the cache (bounded staleness of password/disable changes)"},
+    {"auth.cache.negative_ttl", "60s", K::Duration, "How long the same failed user+password is answered from the cache"},
     {"auth.default_scheme", "ARGON2ID", K::Enum, "Scheme for new password hashes (posternctl)", "ARGON2ID|BCRYPT|SHA512-CRYPT"},
 };
 

@@ -148,6 +148,9 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         r.error("pop_before_smtp.ipv6_prefix: must be 1..128");
 
     c.defaultScheme = r.str("auth.default_scheme");
+    c.authCacheSize = static_cast<std::size_t>(r.integer("auth.cache.size"));
+    c.authCacheTtl = r.duration("auth.cache.ttl");
+    c.authCacheNegativeTtl = r.duration("auth.cache.negative_ttl");
     std::set<std::string> backendNames;
     for (const auto& name : parseList(r.str("auth.backends"))) {
         if (!backendNames.insert(name).second) r.error("auth.backends: '" + name + "' named twice");

@@ -88,6 +88,9 @@ struct ServerConfig {
     PopBeforeSmtpConfig popBeforeSmtp;
     std::vector<BackendConfig> backends;
     std::string defaultScheme;
+    std::size_t authCacheSize = 0;
+    Millis authCacheTtl{};
+    Millis authCacheNegativeTtl{};
 
     // Validates every key under our prefixes (unknown key -> error naming it) and
     // builds the struct. Throws std::runtime_error listing every problem found.

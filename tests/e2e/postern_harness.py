@@ -268,6 +268,7 @@ def make_message(sender="alice@example.test", to="alice@example.test", subject=N
         body = ("Hello, this is %s.\r\n"
                 ".a line that starts with a dot\r\n"
                 "..two dots\r\n"
+                ".\r\n"
                 ".\tdot tab\r\n"
                 "trailing blanks   \r\n"
                 "\r\n"

@@ -103,5 +103,18 @@ def test_overlong_command_and_text_lines():
         check_eq(p.maildir_messages(ALICE), [], "alice's mailbox")
 
 
+def test_max_errors_421():
+    with Postern(overrides={"smtp.max_errors": "3"}) as p:
+        c = p.raw("mx")
+        c.expect_reply(220)
+        codes = []
+        for i in range(3):
+            c.send("BOGUS%d\r\n" % i)
+            codes.append(c.read_reply()[0])
+        check(all(500 <= x < 600 for x in codes[:2]), "bad commands: %r\n%s" % (codes, c.dump()))
+        check_eq(codes[2], 421, "reply to the 3rd bad command (max_errors=3)\n" + c.dump())
+        check_eq(c.read_until_eof(5), b"", "connection closed after 421")
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -48,6 +48,19 @@ def test_grant_from_pop3s_login():
         check_eq(len(p.queue_files()), n, "queue files after denied relay")
 
 
+def test_grant_does_not_replace_auth_on_submission():
+    with Postern() as p:
+        p.pop3_login(ALICE, ALICE_PW, tls="implicit", source="127.0.0.7").quit()
+        r, _ = _relay_attempt(p, "127.0.0.7", data=False)
+        expect(r, 250, what="MX relay with the grant")
+        s = p.smtp("submission", source="127.0.0.7", starttls=True)
+        expect(s.mail(ALICE), 530, "5.7.0", what="submission MAIL from a granted IP, no AUTH")
+        s.quit()
+        s = p.smtp_ssl("submissions", source="127.0.0.7")
+        expect(s.mail(ALICE), 530, "5.7.0", what="submissions MAIL from a granted IP, no AUTH")
+        s.quit()
+
+
 def test_failed_pop3_login_grants_nothing():
     with Postern() as p:
         pop = p.pop3_ssl(source="127.0.0.4")

@@ -111,6 +111,7 @@ def _smuggle(p, first_end, label):
     code, lines = c.read_reply()
     transcript_note = "%s: reply after the real end of data: %d %s" % (label, code,
                                                                       " | ".join(lines))
+    print("  " + transcript_note)
     c.send("QUIT\r\n")
     rest = c.read_until_eof(10)
     replies = [l for l in rest.split(b"\r\n") if l]

@@ -1,0 +1,131 @@
+#include "auth/AuthCache.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <cstring>
+#include <stdexcept>
+
+namespace postern::auth {
+
+std::size_t AuthCache::KeyHash::operator()(const Key& k) const {
+    std::size_t h;
+    std::memcpy(&h, k.data(), sizeof h);  // the key is already a uniform hash
+    return h;
+}
+
+AuthCache::AuthCache(AuthCacheSettings settings, Clock clock) : settings_(settings), clock_(std::move(clock)) {
+    if (RAND_bytes(secret_.data(), static_cast<int>(secret_.size())) != 1)
+        throw std::runtime_error("auth cache: cannot get random bytes for its key");
+}
+
+AuthCache::Key AuthCache::makeKey(const std::string& service, const std::string& user,
+                                  const std::string& password) const {
+    // Length-prefixed fields so ("ab","c") and ("a","bc") never collide.
+    std::string msg;
+    for (const std::string* f : {&service, &user, &password}) {
+        std::uint32_t n = static_cast<std::uint32_t>(f->size());
+        msg.append(reinterpret_cast<const char*>(&n), sizeof n);
+        msg.append(*f);
+    }
+    Key key{};
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+         reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), key.data(), &len);
+    OPENSSL_cleanse(msg.data(), msg.size());
+    return key;
+}
+
+AuthCache::Shard& AuthCache::shardFor(const std::string& user) {
+    return shards_[std::hash<std::string>{}(user) % Shards];
+}
+
+AuthCache::Hit AuthCache::find(const std::string& service, const std::string& user, const std::string& password,
+                               core::AuthIdentity& identity) {
+    if (!enabled()) return Hit::Miss;
+    Key key = makeKey(service, user, password);
+    Shard& s = shardFor(user);
+    std::lock_guard lock(s.mutex);
+    auto it = s.index.find(key);
+    if (it == s.index.end()) {
+        misses_.fetch_add(1, std::memory_order_relaxed);
+        return Hit::Miss;
+    }
+    Entry& e = *it->second;
+    auto gen = s.generations.find(user);
+    std::uint64_t current = gen == s.generations.end() ? 0 : gen->second;
+    if (e.expires <= clock_() || e.generation != current) {
+        s.lru.erase(it->second);
+        s.index.erase(it);
+        misses_.fetch_add(1, std::memory_order_relaxed);
+        return Hit::Miss;
+    }
+    s.lru.splice(s.lru.begin(), s.lru, it->second);
+    hits_.fetch_add(1, std::memory_order_relaxed);
+    if (!e.positive) return Hit::Negative;
+    identity = e.identity;
+    return Hit::Positive;
+}
+
+void AuthCache::store(const std::string& service, const std::string& user, const std::string& password,
+                      bool positive, const core::AuthIdentity& identity) {
+    if (!enabled()) return;
+    Key key = makeKey(service, user, password);
+    Shard& s = shardFor(user);
+    const std::size_t perShard = std::max<std::size_t>(1, settings_.maxEntries / Shards);
+    std::lock_guard lock(s.mutex);
+    auto gen = s.generations.find(user);
+    std::uint64_t current = gen == s.generations.end() ? 0 : gen->second;
+    auto ttl = positive ? settings_.positiveTtl : settings_.negativeTtl;
+    if (auto it = s.index.find(key); it != s.index.end()) {
+        s.lru.erase(it->second);
+        s.index.erase(it);
+    }
+    s.lru.push_front(Entry{key, user, positive, positive ? identity : core::AuthIdentity{}, clock_() + ttl, current});
+    s.index[key] = s.lru.begin();
+    while (s.lru.size() > perShard) {
+        s.index.erase(s.lru.back().key);
+        s.lru.pop_back();
+    }
+    // Generations of users with no entries left are dropped so the map stays bounded.
+    if (s.generations.size() > perShard * 2) {
+        for (auto g = s.generations.begin(); g != s.generations.end();) {
+            bool used = false;
+            for (const auto& e : s.lru)
+                if (e.user == g->first) {
+                    used = true;
+                    break;
+                }
+            g = used ? std::next(g) : s.generations.erase(g);
+        }
+    }
+}
+
+void AuthCache::storePositive(const std::string& service, const std::string& user, const std::string& password,
+                              const core::AuthIdentity& identity) {
+    store(service, user, password, true, identity);
+}
+
+void AuthCache::storeNegative(const std::string& service, const std::string& user, const std::string& password) {
+    store(service, user, password, false, {});
+}
+
+void AuthCache::invalidateUser(const std::string& user) {
+    if (!enabled()) return;
+    Shard& s = shardFor(user);
+    std::lock_guard lock(s.mutex);
+    ++s.generations[user];
+}
+
+std::size_t AuthCache::size() const {
+    std::size_t n = 0;
+    for (auto& s : const_cast<std::array<Shard, Shards>&>(shards_)) {
+        std::lock_guard lock(s.mutex);
+        n += s.lru.size();
+    }
+    return n;
+}
+
+}  // namespace postern::auth

@@ -1,0 +1,84 @@
+// Authentication cache in the server core (not in each plugin): positive and negative
+// entries keyed by a keyed hash of user and password, so no plaintext password is kept.
+#pragma once
+
+#include "core/AuthService.h"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace postern::auth {
+
+struct AuthCacheSettings {
+    std::size_t maxEntries = 100000;               // 0 = cache off
+    std::chrono::milliseconds positiveTtl{300'000}; // a changed/disabled account is honoured within this
+    std::chrono::milliseconds negativeTtl{60'000};  // the same wrong password is answered from memory
+};
+
+// Thread-safe: 32 shards chosen by user, each with its own mutex and LRU list, so there
+// is no global lock on the hot path. Keys are HMAC-SHA256(process-random key, service,
+// user, password): a memory dump reveals no password and entries cannot be forged.
+class AuthCache {
+public:
+    using Clock = std::function<std::chrono::steady_clock::time_point()>;
+
+    explicit AuthCache(AuthCacheSettings settings, Clock clock = std::chrono::steady_clock::now);
+
+    enum class Hit { Miss, Positive, Negative };
+    // Positive: `identity` is filled. Negative: this exact password failed recently.
+    Hit find(const std::string& service, const std::string& user, const std::string& password,
+             core::AuthIdentity& identity);
+    void storePositive(const std::string& service, const std::string& user, const std::string& password,
+                       const core::AuthIdentity& identity);
+    void storeNegative(const std::string& service, const std::string& user, const std::string& password);
+    // A failed login drops every positive entry of that user (the password may have changed).
+    void invalidateUser(const std::string& user);
+
+    bool enabled() const { return settings_.maxEntries > 0; }
+    std::uint64_t hits() const { return hits_.load(std::memory_order_relaxed); }
+    std::uint64_t misses() const { return misses_.load(std::memory_order_relaxed); }
+    std::size_t size() const;
+
+private:
+    static constexpr std::size_t Shards = 32;
+    using Key = std::array<unsigned char, 32>;
+    struct KeyHash {
+        std::size_t operator()(const Key& k) const;
+    };
+    struct Entry {
+        Key key;
+        std::string user;
+        bool positive;
+        core::AuthIdentity identity;
+        std::chrono::steady_clock::time_point expires;
+        std::uint64_t generation;  // user's generation when stored; stale after invalidateUser
+    };
+    struct Shard {
+        std::mutex mutex;
+        std::list<Entry> lru;  // front = most recent
+        std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index;
+        std::unordered_map<std::string, std::uint64_t> generations;
+    };
+
+    Key makeKey(const std::string& service, const std::string& user, const std::string& password) const;
+    Shard& shardFor(const std::string& user);
+    void store(const std::string& service, const std::string& user, const std::string& password, bool positive,
+               const core::AuthIdentity& identity);
+
+    AuthCacheSettings settings_;
+    Clock clock_;
+    std::array<unsigned char, 32> secret_{};
+    std::array<Shard, Shards> shards_;
+    std::atomic<std::uint64_t> hits_{0};
+    std::atomic<std::uint64_t> misses_{0};
+};
+
+}  // namespace postern::auth

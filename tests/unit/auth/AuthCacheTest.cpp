@@ -1,0 +1,84 @@
+#include "auth/AuthCache.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <thread>
+
+using namespace postern;
+using namespace postern::auth;
+
+namespace {
+struct FakeClock {
+    std::chrono::steady_clock::time_point now{};
+    AuthCache::Clock fn() {
+        return [this] { return now; };
+    }
+};
+core::AuthIdentity ident(const std::string& u) {
+    core::AuthIdentity i;
+    i.user = u;
+    i.senderAddresses = {u};
+    return i;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(auth_cache)
+
+BOOST_AUTO_TEST_CASE(positive_hit_then_expiry) {
+    FakeClock c;
+    AuthCache cache({100, std::chrono::seconds(300), std::chrono::seconds(60)}, c.fn());
+    core::AuthIdentity out;
+    BOOST_TEST((cache.find("smtp", "a@x", "pw", out) == AuthCache::Hit::Miss));
+    cache.storePositive("smtp", "a@x", "pw", ident("a@x"));
+    BOOST_TEST((cache.find("smtp", "a@x", "pw", out) == AuthCache::Hit::Positive));
+    BOOST_TEST(out.user == "a@x");
+    BOOST_TEST((cache.find("smtp", "a@x", "other", out) == AuthCache::Hit::Miss));  // keyed by password
+    BOOST_TEST((cache.find("pop3", "a@x", "pw", out) == AuthCache::Hit::Miss));     // and by service
+    c.now += std::chrono::seconds(301);
+    BOOST_TEST((cache.find("smtp", "a@x", "pw", out) == AuthCache::Hit::Miss));
+    BOOST_TEST(cache.hits() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(negative_ttl_and_invalidate) {
+    FakeClock c;
+    AuthCache cache({100, std::chrono::seconds(300), std::chrono::seconds(60)}, c.fn());
+    core::AuthIdentity out;
+    cache.storeNegative("smtp", "a@x", "bad");
+    BOOST_TEST((cache.find("smtp", "a@x", "bad", out) == AuthCache::Hit::Negative));
+    c.now += std::chrono::seconds(61);
+    BOOST_TEST((cache.find("smtp", "a@x", "bad", out) == AuthCache::Hit::Miss));
+    cache.storePositive("smtp", "a@x", "pw", ident("a@x"));
+    cache.invalidateUser("a@x");  // a failed login clears the user's successes
+    BOOST_TEST((cache.find("smtp", "a@x", "pw", out) == AuthCache::Hit::Miss));
+    cache.storePositive("smtp", "a@x", "pw", ident("a@x"));
+    BOOST_TEST((cache.find("smtp", "a@x", "pw", out) == AuthCache::Hit::Positive));
+}
+
+BOOST_AUTO_TEST_CASE(bounded_size_and_disabled) {
+    AuthCache cache({64, std::chrono::seconds(300), std::chrono::seconds(60)});
+    for (int i = 0; i < 10000; ++i) cache.storePositive("smtp", "u" + std::to_string(i), "pw", ident("u"));
+    BOOST_TEST(cache.size() <= 64u);
+    AuthCache off({0, std::chrono::seconds(300), std::chrono::seconds(60)});
+    off.storePositive("smtp", "a", "pw", ident("a"));
+    core::AuthIdentity out;
+    BOOST_TEST((off.find("smtp", "a", "pw", out) == AuthCache::Hit::Miss));
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_access) {
+    AuthCache cache({1000, std::chrono::seconds(300), std::chrono::seconds(60)});
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 8; ++t)
+        ts.emplace_back([&, t] {
+            core::AuthIdentity out;
+            for (int i = 0; i < 2000; ++i) {
+                std::string u = "u" + std::to_string((i + t) % 50);
+                if (i % 3 == 0) cache.storePositive("smtp", u, "pw", ident(u));
+                else if (i % 7 == 0) cache.invalidateUser(u);
+                else if (cache.find("smtp", u, "pw", out) == AuthCache::Hit::Positive) BOOST_CHECK(out.user == u);
+            }
+        });
+    for (auto& t : ts) t.join();
+    BOOST_TEST(cache.size() <= 1000u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
