@@ -518,6 +518,7 @@ class Postern:
         self.config_path = os.path.join(self.dir, "postern.properties")
         self.cert, self.key = make_test_cert(root)
         self.proc = None
+        self.start_failure = None
         self.exit_codes = []
         self.ports = {}
         self._write_users()
@@ -598,9 +599,10 @@ class Postern:
                 self._write_config()
             if os.path.exists(self.ready_file):
                 os.unlink(self.ready_file)
+            # The command line goes to its own file so log searches never match it.
+            with open(os.path.join(self.dir, "command"), "a") as f:
+                f.write(" ".join(self.command()) + "\n")
             log = open(self.log_path, "ab")
-            log.write(("---- start %s\n" % " ".join(self.command())).encode())
-            log.flush()
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log,
                                          stdin=subprocess.DEVNULL, cwd=self.dir)
             log.close()
@@ -621,6 +623,7 @@ class Postern:
             if re.search(r"(?i)address already in use|EADDRINUSE", self.log_text()) and attempt < 3 \
                     and not keep_ports:
                 continue
+            self.start_failure = rc
             raise TestFailure("posternd exited with %s before it was ready\n%s" % (rc, self.tail()))
         raise TestFailure("could not start posternd")
 
@@ -686,7 +689,8 @@ class Postern:
 
     def tail(self, n=80):
         lines = self.log_text().splitlines()[-n:]
-        return ("---- last %d lines of %s\n" % (len(lines), self.log_path)
+        return ("---- %s\n---- last %d lines of %s\n" % (" ".join(self.command()), len(lines),
+                                                        self.log_path)
                 + "\n".join(lines) + "\n----")
 
     def log_contains(self, pattern, timeout=5.0):

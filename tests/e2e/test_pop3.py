@@ -79,6 +79,43 @@ def test_plaintext_user_refused_before_stls():
         pop.quit()
 
 
+def test_state_errors():
+    with Postern(overrides={"pop3.max_errors": "50"}) as p:
+        _deliver(p, 1)
+        pop = p.pop3_ssl()
+        for cmd in ("STAT", "LIST", "RETR 1", "DELE 1", "UIDL", "TOP 1 0"):
+            e = _err(pop._shortcmd, cmd)
+            check(e.startswith(b"-ERR"), "%s before login: %r" % (cmd, e))
+        e = _err(pop._shortcmd, "PASS " + ALICE_PW)
+        check(e.startswith(b"-ERR"), "PASS without USER: %r" % e)
+        pop.user(ALICE)
+        pop.pass_(ALICE_PW)
+        e = _err(pop._shortcmd, "STLS")
+        check(e.startswith(b"-ERR"), "STLS in TRANSACTION/TLS: %r" % e)
+        e = _err(pop._shortcmd, "USER " + ALICE)
+        check(e.startswith(b"-ERR"), "USER after login: %r" % e)
+        for cmd in ("RETR 0", "RETR 2", "RETR -1", "RETR x", "DELE 99", "TOP 1 -1", "LIST 5"):
+            e = _err(pop._shortcmd, cmd)
+            check(e.startswith(b"-ERR"), "%s: %r" % (cmd, e))
+        check(pop.noop().startswith(b"+OK"), "NOOP")
+        check_eq(pop.stat()[0], 1, "STAT")
+        pop.quit()
+        check_eq(len(p.maildir_messages(ALICE)), 1, "message still there")
+
+
+def test_max_errors_disconnect():
+    with Postern(overrides={"pop3.max_errors": "3"}) as p:
+        c = p.raw("pop3s")
+        check(c.read_pop().startswith("+OK"), "greeting")
+        replies = []
+        for i in range(3):
+            c.send("BOGUS%d\r\n" % i)
+            replies.append(c.read_pop())
+        check(all(r.startswith("-ERR") for r in replies), "replies: %r" % replies)
+        rest = c.read_until_eof(5)
+        check(rest == b"" or rest.startswith(b"-ERR"), "after max_errors: %r" % rest)
+
+
 def test_wrong_password_auth_code():
     with Postern() as p:
         pop = p.pop3_ssl()

@@ -34,9 +34,11 @@ def test_unknown_config_key_rejected():
     p.overrides = {"smtp.no_such_key": "1"}
     try:
         p.start()
-    except AssertionError as e:
+    except AssertionError:
+        check(p.start_failure not in (None, 0), "start-up did not fail with an exit code")
         check("smtp.no_such_key" in p.log_text(), "start-up error does not name the key:\n"
               + p.tail(20))
+        print("  exit %s: %s" % (p.start_failure, p.log_text().strip().splitlines()[-1:]))
         return
     raise AssertionError("posternd started with an unknown key")
 

@@ -147,6 +147,44 @@ def test_smuggling_cr_dot_cr():
         _smuggle(p, "\r.\r", "CR.CR")
 
 
+# ---- command sequence
+
+def test_bad_sequences_503():
+    with Postern() as p:
+        c = p.raw("mx", source="127.0.0.3")
+        c.expect_reply(220)
+        c.send("MAIL FROM:<someone@remote.example>\r\n")
+        c.expect_reply(503, what="MAIL before EHLO")
+        c.send("EHLO client.example\r\n")
+        c.expect_reply(250)
+        c.send("RCPT TO:<%s>\r\n" % ALICE)
+        c.expect_reply(503, "5.5.1", what="RCPT before MAIL")
+        c.send("DATA\r\n")
+        code, _ = c.read_reply()
+        check(code in (503, 554), "DATA before MAIL: %d\n%s" % (code, c.dump()))
+        c.send("MAIL FROM:<someone@remote.example>\r\n")
+        c.expect_reply(250)
+        c.send("MAIL FROM:<someone@remote.example>\r\n")
+        c.expect_reply(503, "5.5.1", what="nested MAIL")
+        c.send("DATA\r\n")
+        code, _ = c.read_reply()
+        check(code in (503, 554), "DATA without RCPT: %d\n%s" % (code, c.dump()))
+        c.send("RCPT TO:<%s>\r\nRSET\r\nDATA\r\n" % ALICE)
+        c.expect_reply(250)
+        c.expect_reply(250, what="RSET")
+        code, _ = c.read_reply()
+        check(code == 503, "DATA after RSET: %d\n%s" % (code, c.dump()))
+        c.send("STARTTLS\r\n")
+        c.expect_reply(220)
+        c.starttls()
+        c.send("EHLO client.example\r\nSTARTTLS\r\n")
+        c.expect_reply(250)
+        c.expect_reply(503, what="STARTTLS inside TLS")
+        c.send("QUIT\r\n")
+        c.expect_reply(221)
+        check_eq(p.maildir_messages(ALICE), [], "alice's mailbox")
+
+
 # ---- PIPELINING
 
 def test_pipelining_reply_order():
