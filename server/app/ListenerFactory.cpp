@@ -11,7 +11,7 @@ namespace postern::app {
 ConnectionFactory::ConnectionFactory(Services& services, const config::ListenerConfig& listener)
     : services_(services), listener_(listener) {
     const auto& c = services.config;
-    bool tlsAvailable = services.tls && listener.tls == config::TlsMode::StartTls;
+    bool tlsAvailable = services.hasTls() && listener.tls == config::TlsMode::StartTls;
     smtp_.hostname = c.hostname;
     smtp_.role = listener.role == config::SmtpRole::Submission ? smtp::Role::Submission : smtp::Role::Mx;
     smtp_.tlsAvailable = tlsAvailable;

@@ -40,7 +40,7 @@ void Pop3Connection::run() {
     try {
         net::LineChannel ch(socket());
         if (listener_.tls == config::TlsMode::Implicit) {
-            ch.startTls(services_.tls, timeout);
+            ch.startTls(services_.tlsContext(), timeout);
             registry.update(token, ch.socket());
         }
         pop3::Pop3Ports ports{services_.auth, services_.maildrops, services_.grants};
@@ -77,7 +77,7 @@ void Pop3Connection::run() {
             pop3::Pop3Output out = session.onLine(line);
             ch.write(out.bytes);
             if (out.action == pop3::Pop3Output::Action::StartTls) {
-                ch.startTls(services_.tls, timeout);
+                ch.startTls(services_.tlsContext(), timeout);
                 registry.update(token, ch.socket());
                 session.onTlsStarted();
                 log.information("s=%s event=stls ip=%s", sid, client.host());

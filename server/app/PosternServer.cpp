@@ -2,6 +2,7 @@
 
 #include "app/ConnectionRegistry.h"
 #include "app/ListenerFactory.h"
+#include "app/Privileges.h"
 #include "app/Services.h"
 #include "auth/AuthFacade.h"
 #include "auth/PluginLoader.h"
@@ -30,7 +31,10 @@
 
 #include <Poco/Process.h>
 
+#include <csignal>
 #include <iostream>
+#include <pthread.h>
+#include <unistd.h>
 #include <memory>
 
 namespace postern::app {
@@ -151,9 +155,23 @@ int PosternServer::serve() {
     }
 
     // --- TLS ---------------------------------------------------------------------------
+    // Fail before binding anything if we would end up serving as root.
+    if (::geteuid() == 0 && cfg.user.empty() && !cfg.allowRoot) dropPrivileges(cfg.user, cfg.group, cfg.allowRoot);
+
+    // Signals are taken synchronously by this thread (sigwait below); every thread
+    // started from here on inherits the blocked mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (int sig : {SIGINT, SIGTERM, SIGQUIT, SIGHUP}) sigaddset(&signals, sig);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
     Poco::Net::initializeSSL();
     Poco::Net::Context::Ptr tls;
-    if (cfg.tls.enabled()) tls = net::makeServerContext({cfg.tls.certFile, cfg.tls.keyFile, cfg.tls.minVersion, cfg.tls.ciphers});
+    const net::TlsSettings tlsSettings{cfg.tls.certFile, cfg.tls.keyFile, cfg.tls.minVersion, cfg.tls.ciphers};
+    if (cfg.tls.enabled()) {
+        checkSecretFile(cfg.tls.keyFile, "tls.key_file");
+        tls = net::makeServerContext(tlsSettings);
+    }
 
     // --- authentication backends (plugins) -----------------------------------------------
     std::string pluginDir = cfg.pluginDir.empty() ? std::string(POSTERN_PLUGIN_BUILD_DIR) : cfg.pluginDir;
@@ -217,13 +235,35 @@ int PosternServer::serve() {
                              l.maxThreads);
         listeners.push_back(std::move(rl));
     }
+    // Ports are bound and secrets read (TLS key, plugin password files): from here on
+    // no root is needed, so give it up before the first client is served. The acceptor
+    // threads are running but every connection waits for the pool threads, which only
+    // touch the network and files the unprivileged user owns.
+    dropPrivileges(cfg.user, cfg.group, cfg.allowRoot);
+
     if (!cfg.readyFile.empty()) {
         Poco::FileOutputStream ready(cfg.readyFile);
         ready << "ready " << Poco::Process::id() << "\n";
     }
     serverLog().information("event=ready listeners=%z hostname=%s", listeners.size(), cfg.hostname);
 
-    waitForTerminationRequest();
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&signals, &sig) != 0) continue;
+        if (sig != SIGHUP) break;
+        // SIGHUP: reload certificate and key without dropping sessions; a bad pair is
+        // refused and the old context stays.
+        if (!cfg.tls.enabled()) continue;
+        try {
+            checkSecretFile(cfg.tls.keyFile, "tls.key_file");
+            services.setTlsContext(net::makeServerContext(tlsSettings));
+            serverLog().notice("event=tls.reload result=ok cert=%s", cfg.tls.certFile);
+        } catch (const Poco::Exception& e) {
+            serverLog().error("event=tls.reload result=fail error=\"%s\"", e.displayText());
+        } catch (const std::exception& e) {
+            serverLog().error("event=tls.reload result=fail error=\"%s\"", std::string(e.what()));
+        }
+    }
 
     // --- graceful drain --------------------------------------------------------------------
     serverLog().information("event=shutdown.begin sessions=%z grace_ms=%ld", registry.size(),

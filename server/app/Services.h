@@ -13,6 +13,7 @@
 #include <Poco/Net/Context.h>
 
 #include <atomic>
+#include <mutex>
 #include <string>
 
 namespace postern::app {
@@ -20,10 +21,9 @@ namespace postern::app {
 struct Services {
     Services(const config::ServerConfig& c, Poco::Net::Context::Ptr t, core::AuthService& a, core::UserDirectory& d,
              core::GrantStore* g, core::MessageSink& s, core::MaildropService& m, ConnectionRegistry& r)
-        : config(c), tls(std::move(t)), auth(a), directory(d), grants(g), sink(s), maildrops(m), registry(r) {}
+        : config(c), auth(a), directory(d), grants(g), sink(s), maildrops(m), registry(r), tls_(std::move(t)) {}
 
     const config::ServerConfig& config;
-    Poco::Net::Context::Ptr tls;  // null when no certificate is configured
     core::AuthService& auth;
     core::UserDirectory& directory;
     core::GrantStore* grants;     // null when POP-before-SMTP is off
@@ -34,7 +34,21 @@ struct Services {
     // Short unique session id for log lines ("s=...").
     std::string nextSessionId();
 
+    // The current server TLS context (null when no certificate is configured). SIGHUP
+    // swaps in a new one; sessions already in TLS keep theirs.
+    Poco::Net::Context::Ptr tlsContext() const {
+        std::lock_guard lock(tlsMutex_);
+        return tls_;
+    }
+    void setTlsContext(Poco::Net::Context::Ptr ctx) {
+        std::lock_guard lock(tlsMutex_);
+        tls_ = std::move(ctx);
+    }
+    bool hasTls() const { return !tlsContext().isNull(); }
+
 private:
+    mutable std::mutex tlsMutex_;
+    Poco::Net::Context::Ptr tls_;
     std::atomic<std::uint64_t> counter_{0};
 };
 

@@ -34,7 +34,7 @@ void SmtpConnection::run() {
     try {
         net::LineChannel ch(socket());
         if (listener_.tls == config::TlsMode::Implicit) {
-            ch.startTls(services_.tls, cfg.commandTimeout);
+            ch.startTls(services_.tlsContext(), cfg.commandTimeout);
             registry.update(token, ch.socket());
         }
         smtp::SmtpPorts ports{services_.auth, services_.directory, services_.grants, services_.sink};
@@ -81,7 +81,7 @@ void SmtpConnection::run() {
             }
             ch.write(out.bytes);
             if (out.action == smtp::SmtpOutput::Action::StartTls) {
-                ch.startTls(services_.tls, cfg.commandTimeout);
+                ch.startTls(services_.tlsContext(), cfg.commandTimeout);
                 registry.update(token, ch.socket());
                 session.onTlsStarted();
                 log.information("s=%s event=starttls ip=%s", sid, client.host());

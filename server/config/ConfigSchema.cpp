@@ -19,6 +19,9 @@ const std::vector<KeyDef> Keys = {
     {"server.queue_dir", "var/queue", K::Path, "Durable outbound queue directory (one per node)"},
     {"server.plugin_dir", "", K::Path, "Directory of postern-auth-*.so plugins (empty = the build tree's plugins/)"},
     {"server.shutdown_grace", "30s", K::Duration, "On SIGTERM/SIGINT: how long running sessions may take to finish"},
+    {"server.user", "", K::String, "Unprivileged user to switch to after binding ports and reading secrets (empty = stay as started)"},
+    {"server.group", "", K::String, "Group to switch to (empty = the user's primary group)"},
+    {"server.allow_root", "false", K::Bool, "Allow serving clients as root (only for throw-away test setups)"},
     {"server.ready_file", "", K::Path, "If set, written after every listener is up (for tests and service managers)"},
     // --- outbound queue -------------------------------------------------------------
     {"queue.max_size", "2G", K::Size, "Total size of queued mail; beyond it new relay mail gets 452 4.3.1 (0 = no limit)"},

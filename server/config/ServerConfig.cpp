@@ -88,6 +88,9 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.pluginDir = r.str("server.plugin_dir");
     c.shutdownGrace = r.duration("server.shutdown_grace");
     c.readyFile = r.str("server.ready_file");
+    c.user = r.str("server.user");
+    c.group = r.str("server.group");
+    c.allowRoot = r.boolean("server.allow_root");
 
     c.queueMaxSize = r.size("queue.max_size");
     c.queueMaxMessages = static_cast<std::uint64_t>(r.integer("queue.max_messages"));

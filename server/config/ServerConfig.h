@@ -79,6 +79,9 @@ struct ServerConfig {
     std::string pluginDir;
     Millis shutdownGrace{};
     std::string readyFile;
+    std::string user;
+    std::string group;
+    bool allowRoot = false;
     std::uint64_t queueMaxSize = 0;
     std::uint64_t queueMaxMessages = 0;
     TlsConfig tls;

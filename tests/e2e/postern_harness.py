@@ -554,6 +554,8 @@ class Postern:
             "server.queue_dir = " + self.queue_dir,
             "server.ready_file = " + self.ready_file,
             "server.shutdown_grace = " + STOP_GRACE,
+            # Test servers run as whoever runs the tests (root in CI): allow it explicitly.
+            "server.allow_root = true",
             "tls.cert_file = " + self.cert,
             "tls.key_file = " + self.key,
             "listeners = " + ", ".join(LISTENERS),

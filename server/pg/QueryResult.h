@@ -1,0 +1,49 @@
+// The outcome of one PostgreSQL statement, copied out of libpq: ok (rows or affected rows),
+// no rows, or an error. Callers map an error to "try later", never to "no".
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace postern::pg {
+
+enum class QueryStatus {
+    Ok,      // the query returned at least one row, or the command affected at least one
+    NoRows,  // it ran and returned / affected nothing
+    Error,   // it did not run: connection, timeout, SQL or constraint error (see sqlState)
+};
+
+// A value: nullopt is SQL NULL.
+using Value = std::optional<std::string>;
+using Row = std::vector<Value>;
+using Params = std::vector<Value>;
+
+struct QueryResult {
+    QueryStatus status = QueryStatus::Error;  // fail closed: only a completed query sets more
+    std::vector<std::string> columns;
+    std::vector<Row> rows;
+    std::size_t affectedRows = 0;  // INSERT/UPDATE/DELETE
+    std::string sqlState;          // Error: five-character SQLSTATE; "" when there was no server answer
+    std::string error;             // Error: one line for the log (never contains parameters)
+
+    bool ok() const { return status == QueryStatus::Ok; }
+    bool noRows() const { return status == QueryStatus::NoRows; }
+    bool failed() const { return status == QueryStatus::Error; }
+
+    // Error classes worth telling apart in callers (posternctl exit codes).
+    bool isUniqueViolation() const { return sqlState == "23505"; }
+    bool isForeignKeyViolation() const { return sqlState == "23503"; }
+    bool isCheckViolation() const { return sqlState == "23514"; }
+
+    // An Error made without a server answer (connect failure, pool timeout, bad use).
+    static QueryResult failure(std::string message, std::string state = {}) {
+        QueryResult r;
+        r.error = std::move(message);
+        r.sqlState = std::move(state);
+        return r;
+    }
+};
+
+}  // namespace postern::pg
