@@ -1,6 +1,8 @@
 // CIDR allow-lists and per-client counter keys.
 #include "abuse/NetworkList.h"
 
+#include <arpa/inet.h>
+
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -67,18 +69,23 @@ NetworkList NetworkList::parse(std::string_view spec) {
                 throw std::invalid_argument("bad network prefix in '" + entry + "'");
             prefix = static_cast<unsigned>(std::stoul(bits));
         }
-        Poco::Net::IPAddress ip;
-        if (addrText.empty() || !Poco::Net::IPAddress::tryParse(addrText, ip))
-            throw std::invalid_argument("bad network address in '" + entry + "'");
+        // inet_pton, not IPAddress::parse: the latter takes inet_aton's short forms
+        // ("192.0.2" = 192.0.0.2), which in an allow-list would silently mean another network.
         Network n;
-        n.v4 = ip.family() == Poco::Net::AddressFamily::IPv4;
+        unsigned char raw[16] = {};
+        if (::inet_pton(AF_INET, addrText.c_str(), raw) == 1) {
+            n.v4 = true;
+        } else if (::inet_pton(AF_INET6, addrText.c_str(), raw) != 1) {
+            throw std::invalid_argument("bad network address in '" + entry + "'");
+        }
         unsigned maxBits = n.v4 ? 32 : 128;
         n.prefix = prefix.value_or(maxBits);
         if (n.prefix > maxBits)
             throw std::invalid_argument("network prefix too long in '" + entry + "'");
-        std::memcpy(n.bytes.data(), ip.addr(), n.v4 ? 4 : 16);
+        std::memcpy(n.bytes.data(), raw, n.v4 ? 4 : 16);
         // "::ffff:192.0.2.0/120" means 192.0.2.0/24: clients are matched as IPv4 (rawOf).
-        if (!n.v4 && ip.isIPv4Mapped() && n.prefix >= 96) {
+        static constexpr unsigned char mappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (!n.v4 && n.prefix >= 96 && std::memcmp(raw, mappedPrefix, 12) == 0) {
             n.v4 = true;
             n.prefix -= 96;
             std::memmove(n.bytes.data(), n.bytes.data() + 12, 4);

@@ -21,8 +21,7 @@ namespace postern::abuse {
 // Value type; not thread-safe (owners lock). Saturates at UINT32_MAX per bucket.
 class SlidingWindow {
 public:
-    // window > 0 and 1 <= buckets <= 3600, window divisible by buckets to the second is not
-    // required (width is window / buckets in milliseconds, at least 1 ms).
+    // window > 0 and 1 <= buckets <= 3600; bucket width is window / buckets (at least 1 ms).
     // Throws std::invalid_argument on a bad window or bucket count.
     SlidingWindow(std::chrono::milliseconds window, unsigned buckets);
 

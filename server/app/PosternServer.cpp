@@ -12,6 +12,7 @@
 #include "queue/OutboundQueue.h"
 #include "store/MaildirStore.h"
 #include "store/SpoolSink.h"
+#include "delivery/DeliveryService.h"
 
 #include <Poco/ErrorHandler.h>
 #include <Poco/File.h>
@@ -198,6 +199,11 @@ int PosternServer::serve() {
     queue::OutboundQueue outQueue(cfg.queueDir, queue::QueueLimits{cfg.queueMaxSize, cfg.queueMaxMessages});
     if (auto removed = outQueue.recover()) serverLog().notice("event=queue.recover removed=%z", removed);
     store::SpoolSink sink(mailStore, outQueue);
+    // Outbound delivery: after the sink (bounces go through it); reads the smarthost
+    // password file now, while still privileged. delivery.enabled=false: nothing is sent.
+    std::unique_ptr<delivery::DeliveryService> deliveryService;
+    if (cfg.delivery.enabled)
+        deliveryService = std::make_unique<delivery::DeliveryService>(cfg.delivery, cfg.hostname, outQueue, sink, facade);
 
     ConnectionRegistry registry;
     Services services{cfg, tls, facade, facade, grantStore.get(), sink, mailStore, registry};
@@ -240,6 +246,7 @@ int PosternServer::serve() {
     // threads are running but every connection waits for the pool threads, which only
     // touch the network and files the unprivileged user owns.
     dropPrivileges(cfg.user, cfg.group, cfg.allowRoot);
+    if (deliveryService) deliveryService->start();  // scans the queue: resumes after a crash
 
     if (!cfg.readyFile.empty()) {
         Poco::FileOutputStream ready(cfg.readyFile);
@@ -276,6 +283,7 @@ int PosternServer::serve() {
         registry.abortAll();
         registry.waitEmpty(std::chrono::milliseconds(2000));
     }
+    if (deliveryService) deliveryService->stop();  // cuts transactions in progress; they stay queued
     timer.cancel(true);
     for (auto& l : listeners) l.pool->joinAll();
     listeners.clear();

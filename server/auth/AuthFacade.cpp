@@ -103,6 +103,11 @@ bool AuthFacade::isAuthoritative(const BackendBinding& binding, const std::strin
 }
 
 core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request) {
+    Explanation ignored;
+    return authenticate(request, ignored);
+}
+
+core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Explanation& explanation) {
     const auto start = std::chrono::steady_clock::now();
     const std::string login = lower(request.user);
     core::AuthResult result;  // TempFail until decide() sets Ok or BadCredentials
@@ -168,6 +173,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request) {
     if (!decision.detail.empty()) {
         line += " detail=\"" + logValue(decision.detail) + "\"";
     }
+    explanation = Explanation{decision.backend, resultName, decision.detail};
     switch (decision.outcome) {
     case Outcome::Ok: logger().information(line); break;
     case Outcome::TempFail: logger().error(line); break;

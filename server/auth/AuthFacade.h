@@ -51,6 +51,16 @@ public:
 
     core::AuthResult authenticate(const core::AuthRequest& request) override;
 
+    // The same call, also telling which backend decided ("cache", an instance name, or "-"
+    // when none knew the user), the result word of the log line and its detail.
+    // For `posternctl auth test`; behaviour, logging and caching are those of authenticate().
+    struct Explanation {
+        std::string backend = "-";
+        std::string result;
+        std::string detail;
+    };
+    core::AuthResult authenticate(const core::AuthRequest& request, Explanation& explanation);
+
     // Yes if a backend that may be authoritative for the domain says Ok; else TempFail if
     // any of them could not answer; else No.
     core::Answer isLocalDomain(const std::string& domain) override;

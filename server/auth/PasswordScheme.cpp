@@ -249,7 +249,12 @@ struct DigestScheme {
     bool salted;
 };
 
-constexpr std::array<DigestScheme, 7> DigestSchemes{{
+// PLAIN-MD5 (hex by default: 32 hex digits), LDAP-MD5 (base64) and SMD5 are what PostfixAdmin
+// and old Dovecot/OpenLDAP setups store; the digest code reads hex or base64 by length.
+constexpr std::array<DigestScheme, 10> DigestSchemes{{
+    {"PLAIN-MD5", &EVP_md5, false},
+    {"LDAP-MD5", &EVP_md5, false},
+    {"SMD5", &EVP_md5, true},
     {"SHA", &EVP_sha1, false},
     {"SHA1", &EVP_sha1, false},
     {"SHA256", &EVP_sha256, false},
@@ -289,6 +294,11 @@ VerifyResult verifyScheme(std::string_view password, const std::string& scheme, 
     }
     if (scheme == "CRYPT") {
         return verifyCrypt(password, value);
+    }
+    // Dovecot's {MD5}: MD5-CRYPT when the value says so ("$1$"), else a plain MD5 digest.
+    if (scheme == "MD5") {
+        return startsWith(value, "$1$") ? verifyCrypt(password, value)
+                                        : verifyDigest(password, value, EVP_md5(), false, Encoding::Default);
     }
     if (scheme == "ARGON2ID") {
         return startsWith(value, "$argon2id$") ? verifyArgon2(password, value, Argon2_id)

@@ -30,7 +30,8 @@ std::string_view toString(VerifyResult result);
 // Verifies password against "{SCHEME}value". Schemes (case-insensitive): SHA512-CRYPT,
 // SHA256-CRYPT, BLF-CRYPT, BCRYPT, MD5-CRYPT, CRYPT (anything crypt_r knows, incl. yescrypt),
 // ARGON2ID, ARGON2I, SSHA512, SSHA256, SSHA, SHA512, SHA256, SHA (base64 by default; ".HEX",
-// ".B64", ".BASE64" suffixes accepted), PLAIN, CLEARTEXT (also ".HEX"/".B64"). A value without
+// ".B64", ".BASE64" suffixes accepted), PLAIN-MD5 (hex), LDAP-MD5, SMD5, MD5 (MD5-CRYPT if the
+// value starts with "$1$", else PLAIN-MD5), PLAIN, CLEARTEXT (also ".HEX"/".B64"). A value without
 // "{SCHEME}" is CRYPT if it starts with '$', otherwise Malformed. Compares in constant time.
 // Thread-safe; never throws.
 VerifyResult verifyPassword(std::string_view password, std::string_view storedWithScheme) noexcept;

@@ -68,11 +68,39 @@ const std::vector<KeyDef> Keys = {
     {"auth.cache.ttl", "300s", K::Duration, "How long a successful login is answered from the cache (bounded staleness of password/disable changes)"},
     {"auth.cache.negative_ttl", "60s", K::Duration, "How long the same failed user+password is answered from the cache"},
     {"auth.default_scheme", "ARGON2ID", K::Enum, "Scheme for new password hashes (posternctl)", "ARGON2ID|BCRYPT|SHA512-CRYPT"},
+    // --- outbound delivery (server/delivery) -----------------------------------------
+    {"delivery.enabled", "true", K::Bool, "Deliver queued mail to other servers (false: mail waits in the queue, nothing is sent)"},
+    {"delivery.max_workers", "16", K::Integer, "Delivery threads (concurrent outbound transactions, all destinations)"},
+    {"delivery.max_per_domain", "4", K::Integer, "Concurrent deliveries to one recipient domain"},
+    {"delivery.retry_schedule", "1m, 5m, 15m, 30m, 1h, 2h, 4h", K::List, "Wait after the 1st, 2nd, ... temporary failure; the last repeats"},
+    {"delivery.max_lifetime", "5d", K::Duration, "Give up (bounce, Status 4.4.7) on recipients still failing temporarily after this long in the queue"},
+    {"delivery.delay_warning", "0", K::Duration, "Send one 'delayed' DSN to the sender after this long in the queue (0 = never)"},
+    {"delivery.scan_interval", "30s", K::Duration, "How often the queue directory is rescanned (picks up posternctl flush/hold/release/delete)"},
+    {"delivery.dns_server", "", K::String, "Resolver for MX/A/AAAA lookups as ip:port (empty = /etc/resolv.conf)"},
+    {"delivery.dns_timeout", "5s", K::Duration, "Wait per DNS query try (two tries per server)"},
+    {"delivery.smtp_port", "25", K::Integer, "TCP port of MX hosts (tests use an unprivileged port)"},
+    {"delivery.relayhost", "", K::String, "Smarthost host:port for all remote mail (empty = direct MX delivery)"},
+    {"delivery.relayhost_tls", "encrypt", K::Enum, "TLS policy towards the smarthost", "none|may|encrypt|verify"},
+    {"delivery.relayhost_auth_file", "", K::Path, "user:password file for AUTH at the smarthost (must not be group/world-readable)"},
+    {"delivery.transport.*", "", K::String, "Per-domain next hop host:port instead of the MX lookup (key: delivery.transport.<domain>)"},
+    {"delivery.tls_policy", "may", K::Enum, "Default TLS policy: none, may (STARTTLS when offered), encrypt (TLS required), verify (TLS + certificate and host name checked)", "none|may|encrypt|verify"},
+    {"delivery.tls_policy.*", "may", K::Enum, "Per-domain TLS policy (key: delivery.tls_policy.<domain>)", "none|may|encrypt|verify"},
+    {"delivery.tls_ca_file", "", K::Path, "CA bundle for the verify policy (empty = the system's default CA store)"},
+    {"delivery.connect_timeout", "30s", K::Duration, "TCP connect to a remote SMTP server"},
+    {"delivery.greeting_timeout", "5m", K::Duration, "Wait for the 220 greeting (RFC 5321 4.5.3.2.1)"},
+    {"delivery.mail_timeout", "5m", K::Duration, "Wait for replies to EHLO/STARTTLS/AUTH/MAIL/RSET (RFC 5321 4.5.3.2.2)"},
+    {"delivery.rcpt_timeout", "5m", K::Duration, "Wait for a RCPT reply (RFC 5321 4.5.3.2.3)"},
+    {"delivery.data_timeout", "2m", K::Duration, "Wait for the 354 reply to DATA (RFC 5321 4.5.3.2.4)"},
+    {"delivery.data_block_timeout", "3m", K::Duration, "Sending one block of message data (RFC 5321 4.5.3.2.5)"},
+    {"delivery.data_done_timeout", "10m", K::Duration, "Wait for the reply to the final dot (RFC 5321 4.5.3.2.6)"},
 };
 
 bool matchesPattern(std::string_view pattern, std::string_view key) {
     auto star = pattern.find('*');
     if (star == std::string_view::npos) return pattern == key;
+    // A trailing ".*" stands for a domain name ("delivery.transport.example.com"): dots allowed.
+    if (star + 1 == pattern.size() && star > 0 && pattern[star - 1] == '.')
+        return key.size() > star && key.substr(0, star) == pattern.substr(0, star);
     auto prefix = pattern.substr(0, star);
     auto suffix = pattern.substr(star + 1);
     if (key.size() <= prefix.size() + suffix.size()) return false;

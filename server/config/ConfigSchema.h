@@ -12,6 +12,7 @@ enum class ValueKind { String, Bool, Integer, Duration, Size, List, Enum, Path }
 
 struct KeyDef {
     std::string_view name;   // dotted key; "*" stands for one listener / backend name
+                             // (a trailing ".*" for a domain name, dots included)
     std::string_view defaultValue;
     ValueKind kind;
     std::string_view doc;

@@ -5,6 +5,7 @@
 #include <Poco/Environment.h>
 #include <Poco/Util/AbstractConfiguration.h>
 
+#include <cctype>
 #include <functional>
 #include <set>
 #include <sstream>
@@ -169,6 +170,80 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         c.backends.push_back(b);
     }
     if (c.backends.empty()) r.error("auth.backends: no backend configured");
+
+    // --- outbound delivery ---------------------------------------------------------
+    {
+        DeliveryConfig& d = c.delivery;
+        auto policy = [](const std::string& v) {
+            return v == "none" ? TlsPolicy::None : v == "encrypt" ? TlsPolicy::Encrypt
+                 : v == "verify" ? TlsPolicy::Verify : TlsPolicy::May;
+        };
+        // "host:port" (or "[v6]:port"); port 1..65535 required.
+        auto checkHostPort = [&r](const std::string& key, const std::string& v) {
+            auto colon = v.rfind(':');
+            bool ok = colon != std::string::npos && colon > 0 && colon + 1 < v.size();
+            if (ok) {
+                try {
+                    std::size_t used = 0;
+                    long port = std::stol(v.substr(colon + 1), &used);
+                    ok = used == v.size() - colon - 1 && port > 0 && port <= 65535;
+                } catch (...) { ok = false; }
+            }
+            if (!ok) r.error(key + ": expected host:port, got '" + v + "'");
+        };
+        d.enabled = r.boolean("delivery.enabled");
+        d.maxWorkers = static_cast<int>(r.integer("delivery.max_workers"));
+        d.maxPerDomain = static_cast<int>(r.integer("delivery.max_per_domain"));
+        if (d.maxWorkers < 1) r.error("delivery.max_workers: must be at least 1");
+        if (d.maxPerDomain < 1) r.error("delivery.max_per_domain: must be at least 1");
+        for (const auto& step : parseList(r.str("delivery.retry_schedule"))) {
+            try {
+                d.retrySchedule.emplace_back(parseDurationMs(step));
+            } catch (const std::exception& e) {
+                r.error(std::string("delivery.retry_schedule: ") + e.what());
+            }
+        }
+        if (d.retrySchedule.empty()) r.error("delivery.retry_schedule: at least one duration");
+        d.maxLifetime = r.duration("delivery.max_lifetime");
+        d.delayWarning = r.duration("delivery.delay_warning");
+        d.scanInterval = r.duration("delivery.scan_interval");
+        if (d.scanInterval.count() < 100) r.error("delivery.scan_interval: must be at least 100ms");
+        d.dnsServer = r.str("delivery.dns_server");
+        if (!d.dnsServer.empty()) checkHostPort("delivery.dns_server", d.dnsServer);
+        d.dnsTimeout = r.duration("delivery.dns_timeout");
+        auto port = r.integer("delivery.smtp_port");
+        if (port <= 0 || port > 65535) r.error("delivery.smtp_port: must be 1..65535");
+        d.smtpPort = static_cast<std::uint16_t>(port);
+        d.relayhost = r.str("delivery.relayhost");
+        if (!d.relayhost.empty()) checkHostPort("delivery.relayhost", d.relayhost);
+        d.relayhostTls = policy(r.str("delivery.relayhost_tls"));
+        d.relayhostAuthFile = r.str("delivery.relayhost_auth_file");
+        d.tlsPolicy = policy(r.str("delivery.tls_policy"));
+        d.tlsCaFile = r.str("delivery.tls_ca_file");
+        d.connectTimeout = r.duration("delivery.connect_timeout");
+        d.greetingTimeout = r.duration("delivery.greeting_timeout");
+        d.mailTimeout = r.duration("delivery.mail_timeout");
+        d.rcptTimeout = r.duration("delivery.rcpt_timeout");
+        d.dataTimeout = r.duration("delivery.data_timeout");
+        d.dataBlockTimeout = r.duration("delivery.data_block_timeout");
+        d.dataDoneTimeout = r.duration("delivery.data_done_timeout");
+        // Per-domain maps: delivery.transport.<domain>, delivery.tls_policy.<domain>.
+        for (const char* root : {"delivery.transport", "delivery.tls_policy"}) {
+            std::vector<std::string> keys;
+            collectKeys(conf, root, keys);
+            for (const auto& key : keys) {
+                std::string domain = key.substr(std::string(root).size() + 1);
+                for (auto& ch : domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+                std::string value = r.raw(key, std::string(root) + ".*");
+                if (root == std::string("delivery.transport")) {
+                    checkHostPort(key, value);
+                    d.transports[domain] = value;
+                } else {
+                    d.tlsPolicies[domain] = policy(value);
+                }
+            }
+        }
+    }
 
     // Unknown keys are rejected by name, so a typo never silently means "default".
     std::vector<std::string> present;

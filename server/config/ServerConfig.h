@@ -72,6 +72,36 @@ struct BackendConfig {
     std::map<std::string, std::string> params;  // every other auth.backend.<name>.* key, prefix stripped
 };
 
+// Outbound delivery (server/delivery): delivery.* keys.
+enum class TlsPolicy { None, May, Encrypt, Verify };
+
+struct DeliveryConfig {
+    bool enabled = true;
+    int maxWorkers = 16;
+    int maxPerDomain = 4;
+    std::vector<Millis> retrySchedule;             // never empty after load()
+    Millis maxLifetime{};
+    Millis delayWarning{};                         // 0 = off
+    Millis scanInterval{};
+    std::string dnsServer;                         // "ip:port"; empty = /etc/resolv.conf
+    Millis dnsTimeout{};
+    std::uint16_t smtpPort = 25;
+    std::string relayhost;                         // "host:port"; empty = MX delivery
+    TlsPolicy relayhostTls = TlsPolicy::Encrypt;
+    std::string relayhostAuthFile;
+    std::map<std::string, std::string> transports; // lower-case domain -> "host:port"
+    TlsPolicy tlsPolicy = TlsPolicy::May;
+    std::map<std::string, TlsPolicy> tlsPolicies;  // lower-case domain -> policy
+    std::string tlsCaFile;
+    Millis connectTimeout{};
+    Millis greetingTimeout{};
+    Millis mailTimeout{};
+    Millis rcptTimeout{};
+    Millis dataTimeout{};
+    Millis dataBlockTimeout{};
+    Millis dataDoneTimeout{};
+};
+
 struct ServerConfig {
     std::string hostname;
     std::string mailRoot;
@@ -94,6 +124,7 @@ struct ServerConfig {
     std::size_t authCacheSize = 0;
     Millis authCacheTtl{};
     Millis authCacheNegativeTtl{};
+    DeliveryConfig delivery;
 
     // Validates every key under our prefixes (unknown key -> error naming it) and
     // builds the struct. Throws std::runtime_error listing every problem found.

@@ -14,9 +14,16 @@ enum ExitCode : int {
     ExitOk = 0,
     ExitFailure = 1,
     ExitUsage = 64,
-    ExitDataError = 65,
+    ExitDataError = 65,    // malformed address, empty or mismatched password
+    ExitNoUser = 67,       // no such user / alias
+    ExitNoHost = 68,       // unknown domain
+    ExitUnavailable = 69,  // a plugin could not be loaded
     ExitSoftware = 70,
+    ExitCantCreate = 73,   // already exists (user, alias, domain)
     ExitIoError = 74,
+    ExitTempFail = 75,     // the database / backend cannot answer now
+    ExitNoPerm = 77,       // auth test: wrong password, unknown or disabled user
+    ExitConfig = 78,       // bad configuration, no suitable backend
 };
 
 struct CommandContext {

@@ -121,4 +121,26 @@ std::optional<std::string> readNewPassword(std::istream& in, std::ostream& err) 
     return first;
 }
 
+std::optional<std::string> readPassword(std::istream& in, std::ostream& err) {
+    std::string pw;
+    if (!::isatty(STDIN_FILENO)) {
+        if (!readLine(in, pw)) {
+            err << "posternctl: no password on stdin\n";
+            return std::nullopt;
+        }
+        return pw;
+    }
+    EchoOff guard;
+    if (!guard.ok()) {
+        err << "posternctl: cannot turn off terminal echo\n";
+        return std::nullopt;
+    }
+    err << "Password: " << std::flush;
+    if (!readLine(in, pw)) {
+        err << "\nposternctl: no password entered\n";
+        return std::nullopt;
+    }
+    return pw;
+}
+
 }  // namespace postern::ctl

@@ -12,4 +12,8 @@ namespace postern::ctl {
 // entries differ, empty password, terminal error). Not thread-safe (touches the terminal).
 std::optional<std::string> readNewPassword(std::istream& in, std::ostream& err);
 
+// One password to check (posternctl auth test): asked once without echo, or the first line of
+// stdin. nullopt after writing the reason to err (end of input, terminal error).
+std::optional<std::string> readPassword(std::istream& in, std::ostream& err);
+
 }  // namespace postern::ctl

@@ -1,6 +1,11 @@
 // posternctl: the admin tool. One table of subcommands; "posternctl --help" lists them.
 #include "Command.h"
+#include "AuthTestCommand.h"
+#include "DbCommands.h"
+#include "DirectoryCommands.h"
 #include "HashPasswordCommand.h"
+#include "QueueCommand.h"
+#include "UserCommands.h"
 
 #include <array>
 #include <iostream>
@@ -13,8 +18,29 @@ namespace {
 using postern::ctl::Command;
 
 // Add new commands here (multi-word names such as "user add" are matched word by word).
-constexpr std::array<Command, 1> Commands{{
+constexpr std::array<Command, 22> Commands{{
     postern::ctl::HashPasswordCommand,
+    postern::ctl::QueueListCommand,
+    postern::ctl::QueueShowCommand,
+    postern::ctl::QueueFlushCommand,
+    postern::ctl::QueueDeleteCommand,
+    postern::ctl::QueueHoldCommand,
+    postern::ctl::QueueReleaseCommand,
+    postern::ctl::DbMigrateCommand,
+    postern::ctl::UserAddCommand,
+    postern::ctl::UserPasswdCommand,
+    postern::ctl::UserDisableCommand,
+    postern::ctl::UserEnableCommand,
+    postern::ctl::UserDeleteCommand,
+    postern::ctl::UserListCommand,
+    postern::ctl::UserShowCommand,
+    postern::ctl::AliasAddCommand,
+    postern::ctl::AliasDeleteCommand,
+    postern::ctl::AliasListCommand,
+    postern::ctl::DomainAddCommand,
+    postern::ctl::DomainDeleteCommand,
+    postern::ctl::DomainListCommand,
+    postern::ctl::AuthTestCommand,
 }};
 
 std::vector<std::string> words(std::string_view name) {

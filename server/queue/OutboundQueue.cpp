@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <random>
 #include <stdexcept>
 #include <sys/stat.h>
@@ -158,10 +160,51 @@ bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, Queue
         ::unlink(data.c_str());
         return false;
     }
-    std::lock_guard lock(mutex_);
-    ++stats_.messages;
-    stats_.bytes += size;
+    {
+        std::lock_guard lock(mutex_);
+        ++stats_.messages;
+        stats_.bytes += size;
+    }
+    std::lock_guard listenerLock(listenerMutex_);
+    if (enqueueListener_) enqueueListener_(envelope);
     return true;
+}
+
+void OutboundQueue::setEnqueueListener(std::function<void(const QueueEnvelope&)> listener) {
+    std::lock_guard lock(listenerMutex_);
+    enqueueListener_ = std::move(listener);
+}
+
+bool OutboundQueue::refreshStats() {
+    try {
+        rescan();
+        return true;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+std::optional<QueueEnvelope> OutboundQueue::modifyEnvelope(const std::string& id,
+                                                           const std::function<bool(QueueEnvelope&)>& change) {
+    if (!isValidId(id)) return std::nullopt;
+    std::lock_guard guard(modifyMutex_);
+    // flock excludes posternctl (another process); the mutex excludes this process's
+    // threads (flock on one open file description would not).
+    int fd = ::open((dir_ + "/envelope.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return std::nullopt;
+    while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
+    std::optional<QueueEnvelope> result;
+    auto e = readEnvelope(id);
+    if (e && change(*e)) {
+        if (e->recipients.empty()) {
+            if (remove(id)) result = *e;
+        } else if (writeEnvelope(*e)) {
+            result = *e;
+        }
+    }
+    ::close(fd);  // releases the flock
+    return result;
 }
 
 bool OutboundQueue::writeEnvelope(const QueueEnvelope& envelope) {

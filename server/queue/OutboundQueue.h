@@ -5,6 +5,7 @@
 #include "queue/QueueEnvelope.h"
 
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -82,6 +83,24 @@ public:
     bool updateEnvelope(const QueueEnvelope& envelope);
     std::optional<QueueEnvelope> readEnvelope(const std::string& id) const;
 
+    // Read-modify-write of one envelope under the queue's envelope lock (a mutex for this
+    // process plus flock(2) on <queueDir>/envelope.lock, shared with posternctl), so the
+    // daemon and posternctl never lose each other's changes. `change` edits the envelope
+    // and returns true to write it (false: leave it). An envelope left without recipients
+    // removes the message. Returns the envelope as written (nullopt: not queued, change
+    // declined, or I/O error).
+    std::optional<QueueEnvelope> modifyEnvelope(const std::string& id,
+                                                const std::function<bool(QueueEnvelope&)>& change);
+
+    // Called after every successful enqueue() with the new envelope (from the enqueuing
+    // thread, under a lock: must be quick and must not call back into the queue). The
+    // delivery runner uses it to pick up new mail at once; an empty function removes it.
+    void setEnqueueListener(std::function<void(const QueueEnvelope&)> listener);
+
+    // Recounts messages and bytes from the directory (another process, posternctl,
+    // may have removed messages). false if the directory cannot be read.
+    bool refreshStats();
+
     // Every queued message, oldest arrival first (for posternctl and the workers).
     // Envelopes that cannot be parsed are skipped and logged.
     std::vector<QueueEntry> list() const;
@@ -94,6 +113,9 @@ private:
     QueueLimits limits_;
     mutable std::mutex mutex_;  // guards stats_
     QueueStats stats_;
+    std::mutex modifyMutex_;    // serialises modifyEnvelope() within this process
+    std::mutex listenerMutex_;  // guards enqueueListener_ (held while it runs)
+    std::function<void(const QueueEnvelope&)> enqueueListener_;
 };
 
 }  // namespace postern::queue

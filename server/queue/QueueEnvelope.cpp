@@ -46,6 +46,8 @@ std::optional<std::string> formatQueueEnvelope(const QueueEnvelope& e) {
     field("attempts", std::to_string(e.attempts));
     field("next-attempt", std::to_string(toUnix(e.nextAttempt)));
     field("last-error", e.lastError);
+    if (e.hold) field("hold", "1");
+    if (e.warned) field("warned", "1");
     if (!ok || e.id.empty() || e.recipients.empty()) return std::nullopt;
     return out;
 }
@@ -100,6 +102,10 @@ std::optional<QueueEnvelope> parseQueueEnvelope(std::string_view text) {
             e.nextAttempt = fromUnix(s);
         } else if (key == "last-error") {
             e.lastError = value;
+        } else if (key == "hold") {
+            e.hold = value == "1";
+        } else if (key == "warned") {
+            e.warned = value == "1";
         }
         // Unknown keywords: ignored, so a newer writer can add fields.
     }

@@ -27,6 +27,8 @@ namespace postern::queue {
 //   attempts 0                            delivery attempts made so far
 //   next-attempt 0                        Unix seconds of the next attempt (0 = now)
 //   last-error                            text of the last temporary failure (may be empty)
+//   hold 1                                optional: posternctl queue hold; the runner skips it
+//   warned 1                              optional: a "delayed" DSN was sent already
 //
 // Readers ignore unknown keywords (a later writer may add fields) but refuse a missing
 // magic line, a different version, a missing id/arrival/sender or no recipient.
@@ -44,6 +46,8 @@ struct QueueEnvelope {
     std::uint32_t attempts = 0;
     std::chrono::system_clock::time_point nextAttempt{};  // epoch = as soon as possible
     std::string lastError;
+    bool hold = false;    // written only when set (older readers ignore the keyword)
+    bool warned = false;  // delay warning sent; written only when set
 };
 
 constexpr int QueueEnvelopeVersion = 1;

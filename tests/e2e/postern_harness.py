@@ -484,6 +484,29 @@ def sha512_crypt(password):
     return _crypt_cache[password]
 
 
+def thread_stacks(pid):
+    """Backtraces of a hung process (gdb if installed, else /proc wchan per thread)."""
+    out = []
+    if shutil.which("gdb"):
+        try:
+            r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx", "-ex",
+                                "thread apply all bt 30"], capture_output=True, text=True,
+                               timeout=60)
+            lines = [l for l in r.stdout.splitlines() if l.startswith(("#", "Thread"))]
+            out.append("---- gdb backtraces of pid %d\n%s" % (pid, "\n".join(lines[-400:])))
+        except (subprocess.SubprocessError, OSError) as e:
+            out.append("gdb failed: %s" % e)
+    try:
+        for tid in sorted(os.listdir("/proc/%d/task" % pid), key=int):
+            base = "/proc/%d/task/%s/" % (pid, tid)
+            comm = open(base + "comm").read().strip()
+            wchan = open(base + "wchan").read().strip()
+            out.append("thread %s %s wchan=%s" % (tid, comm, wchan))
+    except OSError:
+        pass
+    return "\n".join(out)
+
+
 # --------------------------------------------------------------------------------------
 # the daemon
 
@@ -559,6 +582,9 @@ class Postern:
             "tls.cert_file = " + self.cert,
             "tls.key_file = " + self.key,
             "listeners = " + ", ".join(LISTENERS),
+            # Queued mail stays in the queue (tests look at it) unless a test turns
+            # delivery on (tests/e2e/test_delivery.py: -D delivery.enabled=true).
+            "delivery.enabled = false",
         ]
         if os.environ.get("POSTERN_PLUGIN_DIR"):
             c.append("server.plugin_dir = " + os.environ["POSTERN_PLUGIN_DIR"])
@@ -648,10 +674,11 @@ class Postern:
         try:
             rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            stacks = thread_stacks(proc.pid)
             proc.kill()
             proc.wait()
-            raise TestFailure("posternd did not exit within %ss of SIGTERM\n%s"
-                              % (timeout, self.tail()))
+            raise TestFailure("posternd did not exit within %ss of SIGTERM\n%s\n%s"
+                              % (timeout, self.tail(), stacks))
         elapsed = time.monotonic() - t0
         self.exit_codes.append(rc)
         if expect_code is not None and rc != expect_code:

@@ -252,6 +252,28 @@ def test_dele_quit_removes():
         pop.quit()
 
 
+def test_snapshot_and_mail_arriving_during_session():
+    """A session sees the maildrop as it was at login; mail arriving meanwhile is neither
+    shown nor lost by DELE+QUIT."""
+    with Postern() as p:
+        first = _deliver(p, 2)
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        check_eq(pop.stat()[0], 2, "STAT at login")
+        uids = pop.uidl()[1]
+        (late_marker, late_msg), = _deliver(p, 1)
+        check_eq(pop.stat()[0], 2, "STAT after new mail arrived during the session")
+        check_eq(pop.uidl()[1], uids, "UIDL after new mail arrived during the session")
+        pop.dele(1)
+        pop.dele(2)
+        check(pop.quit().startswith(b"+OK"), "QUIT")
+        left = p.maildir_messages(ALICE)
+        check_eq(len(left), 1, "messages left")
+        check_eq(split_received(left[0])[1], late_msg, "the late message survives")
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        check_eq(pop.stat()[0], 1, "STAT in the next session")
+        pop.quit()
+
+
 def test_locked_maildrop_in_use():
     with Postern() as p:
         _deliver(p, 1)

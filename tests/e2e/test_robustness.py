@@ -9,6 +9,7 @@ POSTERN_ROBUSTNESS_SEED=<n> replays a run; POSTERN_ROBUSTNESS_N overrides the 20
 
 import os
 import random
+import re
 import socket
 import ssl
 import sys
@@ -46,11 +47,18 @@ class Ctx:
     def __init__(self, p, rnd, i):
         self.p, self.rnd, self.i = p, rnd, i
         self.partial = "PARTIAL-%d-%d" % (os.getpid(), i)
+        self.conns = []
 
     def raw(self, listener, tls=None):
         if tls is None:
             tls = listener in ("submissions", "pop3s")
-        return RawConn(self.p.port(listener), tls=tls, timeout=10)
+        c = RawConn(self.p.port(listener), tls=tls, timeout=10)
+        self.conns.append(c)
+        return c
+
+    def close_all(self):
+        for c in self.conns:
+            c.close()
 
     def end(self, c):
         """Close cleanly or abortively (RST), at random."""
@@ -77,15 +85,15 @@ def _smtp_ready(ctx, listener, tls_upgrade=True):
 
 def s_connect_close(ctx):
     listener = ctx.rnd.choice(SMTP_LISTENERS + POP_LISTENERS)
-    c = RawConn(ctx.p.port(listener), tls=False, timeout=10)
-    if ctx.rnd.random() < 0.5:
+    c = ctx.raw(listener, tls=False)
+    if ctx.rnd.random() < 0.5 and listener not in ("submissions", "pop3s"):
         c.sock.recv(ctx.rnd.randint(1, 5))        # mid-greeting
     ctx.end(c)
 
 
 def s_garbage(ctx):
     listener = ctx.rnd.choice(SMTP_LISTENERS + POP_LISTENERS)
-    c = RawConn(ctx.p.port(listener), tls=False, timeout=10)
+    c = ctx.raw(listener, tls=False)
     c.send(bytes(ctx.rnd.getrandbits(8) for _ in range(ctx.rnd.randint(1, 3000))))
     if ctx.rnd.random() < 0.5:
         c.pending(0.1)
@@ -94,7 +102,7 @@ def s_garbage(ctx):
 
 def s_overlong(ctx):
     listener = ctx.rnd.choice(SMTP_LISTENERS[:2] + ("pop3",))
-    c = RawConn(ctx.p.port(listener), tls=False, timeout=10)
+    c = ctx.raw(listener, tls=False)
     n = ctx.rnd.choice((600, 1100, 5000, 70000, 300000))
     line = b"NOOP " + b"A" * n
     if ctx.rnd.random() < 0.5:
@@ -107,7 +115,7 @@ def s_overlong(ctx):
 
 def s_mid_tls_handshake(ctx):
     listener = ctx.rnd.choice(("submissions", "pop3s", "mx", "submission", "pop3"))
-    c = RawConn(ctx.p.port(listener), tls=False, timeout=10)
+    c = ctx.raw(listener, tls=False)
     if listener in ("mx", "submission"):
         c.expect_reply(220)
         c.send("EHLO hs.example\r\n")
@@ -174,28 +182,40 @@ def s_mid_data(ctx):
     c.expect_reply(250)
     c.expect_reply(354)
     _, msg = make_message(sender=sender, to=rcpt, marker=ctx.partial)
-    msg = msg * ctx.rnd.randint(1, 40)
+    msg = msg.replace(b"\r\n.", b"\r\n..") * ctx.rnd.randint(1, 40)     # dot-stuffed
     how = ctx.rnd.randint(0, 3)
     if how == 0:
-        c.send(msg[:ctx.rnd.randint(0, len(msg))])
+        tail = msg[:ctx.rnd.randint(0, len(msg))]
     elif how == 1:
-        c.send(msg + b".")                          # dot without its CRLF
+        tail = msg + b"."                           # dot without its CRLF
     elif how == 2:
-        c.send(msg + b"\r\n.\r")                    # almost the end
+        tail = msg + b"\r\n.\r"                     # almost the end
     else:
-        c.send(msg[:ctx.rnd.randint(0, len(msg))] + b"\r\n")
-    ctx.end(c)
+        tail = msg[:ctx.rnd.randint(0, len(msg))]
+        while tail.endswith(b"\r\n."):             # keep "CRLF . CRLF" out of the cut
+            tail = tail[:-1]
+        tail += b"\r\n"
+    check(b"\r\n.\r\n" not in b"\r\n" + tail, "test bug: end of data inside the partial")
+    abort = ctx.rnd.random() < 0.5
+    PARTIALS[ctx.partial] = "%s how=%d sent=%d bytes ending %r, then %s" % (
+        listener, how, len(tail), tail[-12:], "RST" if abort else "FIN")
+    c.send(tail)
+    if abort:
+        c.abort()
+    else:
+        c.close()
 
 
 def s_pop3_drop(ctx):
     listener = ctx.rnd.choice(POP_LISTENERS)
     user = ctx.rnd.choice((ALICE, BOB))
+    pop = (ctx.p.pop3_ssl(listener) if listener == "pop3s"
+           else ctx.p.pop3(listener, stls=True))
     try:
-        pop = (ctx.p.pop3_ssl(listener) if listener == "pop3s"
-               else ctx.p.pop3(listener, stls=True))
         pop.user(user)
         pop.pass_(PW[user])
     except Exception as e:  # noqa: BLE001 - [IN-USE] is expected under concurrency
+        drop(pop)
         if "[IN-USE]" in str(e):
             return
         raise
@@ -209,6 +229,7 @@ def s_pop3_drop(ctx):
     drop(pop)
 
 
+PARTIALS = {}
 SENT = []
 SENT_LOCK = threading.Lock()
 
@@ -250,7 +271,10 @@ def test_random_drops_then_normal_service():
             i, fn, s = item
             ctx = Ctx(p, random.Random(s), i)
             try:
-                fn(ctx)
+                try:
+                    fn(ctx)
+                finally:
+                    ctx.close_all()
             except CLIENT_ERRORS:
                 if fn is s_complete:
                     unexpected.append("#%d %s: %r" % (i, fn.__name__, sys.exc_info()[1]))
@@ -299,7 +323,10 @@ def test_random_drops_then_normal_service():
         for path in p.all_mailbox_files():
             data = open(path, "rb").read()
             if b"PARTIAL-" in data:
-                problems.append("partial message stored: %s (%d bytes)" % (path, len(data)))
+                m = re.search(rb"PARTIAL-\d+-\d+", data).group(0).decode()
+                problems.append("partial message stored: %s (%d bytes, last bytes %r); the "
+                                "client sent: %s" % (path, len(data), data[-40:],
+                                                     PARTIALS.get(m)))
                 continue
             try:
                 _, rest = split_received(data)

@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import (Postern, DEFAULT_USERS, assert_stored_equals, b64, check,
-                             check_eq, make_message, plain_ir, run_tests)
+                             check_eq, expect, make_message, plain_ir, run_tests)
 
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
 
@@ -183,6 +183,26 @@ def test_bad_sequences_503():
         c.send("QUIT\r\n")
         c.expect_reply(221)
         check_eq(p.maildir_messages(ALICE), [], "alice's mailbox")
+
+
+def test_mail_parameters():
+    with Postern() as p:
+        s = p.smtp("mx", source="127.0.0.3")
+        r = lambda arg: s.docmd("MAIL", arg)
+        expect(r("FROM:<someone@remote.example> FOO=bar"), 555, "5.5.4", what="unknown param")
+        expect(r("FROM:<someone@remote.example> SIZE=abc"), 501, "5.5.4", what="bad SIZE")
+        expect(r("FROM:<someone@remote.example> BODY=8BITMIME"), 250, what="BODY=8BITMIME")
+        expect(s.docmd("RSET"), 250)
+        expect(r("FROM:<someone@remote.example> BODY=7BIT SIZE=100"), 250, what="two params")
+        expect(s.docmd("RSET"), 250)
+        code, msg = r("FROM:<someone@remote.example> BODY=BINARYMIME")
+        check(500 <= code < 600, "BODY=BINARYMIME without CHUNKING: %s %r" % (code, msg))
+        expect(s.docmd("RCPT", "TO:<%s> NOTIFY=NEVER" % ALICE), 503, what="RCPT after a "
+               "refused MAIL")
+        expect(r("FROM:<some one@remote.example>"), 501, what="space in address")
+        expect(r("FROM:<someone@remote.example"), 501, what="missing >")
+        expect(r("FROM:<someone@remote.example> SIZE=1 SIZE=2"), 501, what="duplicate SIZE")
+        s.quit()
 
 
 # ---- PIPELINING

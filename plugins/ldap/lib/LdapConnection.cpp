@@ -52,7 +52,6 @@ bool LdapResult::isServerFailure() const {
         case LDAP_TIMELIMIT_EXCEEDED:
         case LDAP_BUSY:
         case LDAP_UNAVAILABLE:
-        case LDAP_OTHER + 0x1000:  // never; keeps the list easy to extend
             return true;
         default:
             return false;

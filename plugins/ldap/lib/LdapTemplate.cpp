@@ -62,6 +62,9 @@ LdapTemplate LdapTemplate::parse(const std::string& key, const std::string& text
         bool closedTop = false;
         for (std::size_t i = 0; i < text.size(); ++i) {
             const char c = text[i];
+            if (c == ')' && depth == 0) {
+                throw std::invalid_argument("config key '" + key + "': unbalanced ')'");
+            }
             if (closedTop && c != ' ') {
                 throw std::invalid_argument("config key '" + key + "': text after the closing ')'");
             }

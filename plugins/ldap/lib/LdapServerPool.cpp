@@ -1,0 +1,220 @@
+// Connections to the configured LDAP servers: per-server pools, health marks, a background
+// probe and ordered fail-over with fail-back.
+#include "LdapServerPool.h"
+
+#include "SigpipeGuard.h"
+
+#include <ldap.h>
+
+#include <Poco/Logger.h>
+
+#include <chrono>
+
+namespace postern::plugins::ldap {
+
+namespace {
+
+Poco::Logger& logger() {
+    static Poco::Logger& l = Poco::Logger::get("postern.auth.ldap");
+    return l;
+}
+
+}  // namespace
+
+LdapServerPool::LdapServerPool(const LdapConfig& config) : config_(config) {
+    for (const auto& uri : config_.uris) {
+        auto s = std::make_unique<Server>();
+        s->uri = uri;
+        servers_.push_back(std::move(s));
+    }
+    probeThread_ = std::thread([this] { probeLoop(); });
+}
+
+LdapServerPool::~LdapServerPool() {
+    {
+        std::lock_guard lock(probeMutex_);
+        stopping_ = true;
+    }
+    probeWake_.notify_all();
+    if (probeThread_.joinable()) {
+        probeThread_.join();
+    }
+    SigpipeGuard guard;  // closing connections writes an unbind request
+    servers_.clear();
+}
+
+bool LdapServerPool::isUp(std::size_t index) const {
+    return index < servers_.size() && servers_[index]->up.load();
+}
+
+LdapServerPool::Lease LdapServerPool::acquire(Server& server, bool fresh, LdapResult& failure) {
+    std::unique_lock lock(server.mutex);
+    const auto deadline = std::chrono::steady_clock::now() + config_.searchTimeout;
+    for (;;) {
+        if (!fresh && !server.idle.empty()) {
+            Lease lease{std::move(server.idle.back()), true};
+            server.idle.pop_back();
+            return lease;
+        }
+        if (server.open < config_.poolSize) {
+            break;
+        }
+        if (fresh && !server.idle.empty()) {
+            server.idle.pop_back();  // make room for the fresh connection we were asked for
+            --server.open;
+            break;
+        }
+        if (server.freed.wait_until(lock, deadline) == std::cv_status::timeout && server.open >= config_.poolSize &&
+            server.idle.empty()) {
+            // Overload, not an outage: the caller answers TempFail, the server stays up.
+            failure = {LDAP_LOCAL_ERROR, "all " + std::to_string(config_.poolSize) + " connections to " +
+                                             server.uri + " are busy (pool_size)"};
+            return {};
+        }
+    }
+    ++server.open;
+    lock.unlock();
+    Lease lease{LdapConnection::open(server.uri, config_, failure), false};
+    if (!lease.connection) {
+        lock.lock();
+        --server.open;
+        server.freed.notify_one();
+    }
+    return lease;
+}
+
+void LdapServerPool::release(Server& server, LdapConnectionPtr connection) {
+    LdapConnectionPtr discard;
+    {
+        std::lock_guard lock(server.mutex);
+        if (connection && server.up.load()) {
+            server.idle.push_back(std::move(connection));
+        } else {
+            discard = std::move(connection);  // closed outside the lock
+            --server.open;
+        }
+    }
+    server.freed.notify_one();
+}
+
+void LdapServerPool::markDown(Server& server, const LdapResult& why) {
+    std::vector<LdapConnectionPtr> idle;
+    {
+        std::lock_guard lock(server.mutex);
+        // Idle connections to a failed server are most likely dead too.
+        idle.swap(server.idle);
+        server.open -= static_cast<int>(idle.size());
+    }
+    server.freed.notify_all();
+    if (server.up.exchange(false)) {
+        logger().warning("event=ldap.server_down uri=" + server.uri + " error=\"" + why.describe() +
+                         "\" probe_interval=" + std::to_string(config_.probeInterval.count()) + "ms");
+    }
+}
+
+void LdapServerPool::markUp(Server& server) {
+    if (!server.up.exchange(true)) {
+        logger().notice("event=ldap.server_up uri=" + server.uri);
+    }
+}
+
+LdapResult LdapServerPool::run(const Operation& op, std::string& serverUri) {
+    SigpipeGuard guard;
+    LdapResult last{LDAP_SERVER_DOWN, "no LDAP server is up (all marked down; probed every " +
+                                          std::to_string(config_.probeInterval.count()) + "ms)"};
+    int serversTried = 0;
+    for (auto& s : servers_) {
+        // One retry on the next healthy server, not a walk over every server: a request
+        // should fail fast while an outage is being detected.
+        if (serversTried == 2) {
+            break;
+        }
+        if (!s->up.load()) {
+            continue;
+        }
+        ++serversTried;
+        serverUri = s->uri;
+        bool fresh = false;
+        for (;;) {
+            LdapResult failure;
+            Lease lease = acquire(*s, fresh, failure);
+            if (!lease.connection) {
+                last = failure;
+                if (!failure.isServerFailure()) {
+                    return failure;  // pool exhausted: TempFail without a fail-over
+                }
+                markDown(*s, failure);
+                break;
+            }
+            LdapResult r = op(*lease.connection);
+            if (r.isServerFailure()) {
+                release(*s, nullptr);
+                if (lease.reused && !fresh && r.code == LDAP_SERVER_DOWN) {
+                    // A pooled connection the server closed (restart, idle timeout): try a
+                    // new one before calling the server down.
+                    fresh = true;
+                    continue;
+                }
+                markDown(*s, r);
+                last = r;
+                break;
+            }
+            // Client-side errors leave the connection in an unknown state: do not reuse it.
+            release(*s, r.code < 0 ? nullptr : std::move(lease.connection));
+            return r;
+        }
+    }
+    return last;
+}
+
+bool LdapServerPool::probe(Server& server) {
+    LdapResult r;
+    LdapConnectionPtr conn = LdapConnection::open(server.uri, config_, r);
+    if (conn && !config_.bindDn.empty()) {
+        r = conn->bind(config_.bindDn, config_.bindPassword, LdapConnection::Identity::Service);
+    } else if (conn) {
+        std::vector<LdapEntry> rootDse;
+        r = conn->search("", LDAP_SCOPE_BASE, "(objectClass=*)", {}, 1, rootDse);
+        if (r.code == LDAP_NO_SUCH_OBJECT || r.code == LDAP_INSUFFICIENT_ACCESS) {
+            r = {};  // it answered: that is all a probe needs
+        }
+    }
+    if (!conn || !r.ok()) {
+        logger().debug("event=ldap.probe_failed uri=" + server.uri + " error=\"" + r.describe() + "\"");
+        return false;
+    }
+    {
+        std::lock_guard lock(server.mutex);
+        if (server.open < config_.poolSize) {
+            ++server.open;
+            server.idle.push_back(std::move(conn));
+        }
+    }
+    server.freed.notify_one();
+    markUp(server);
+    return true;
+}
+
+void LdapServerPool::probeLoop() {
+    std::unique_lock lock(probeMutex_);
+    while (!stopping_) {
+        probeWake_.wait_for(lock, config_.probeInterval, [this] { return stopping_; });
+        if (stopping_) {
+            break;
+        }
+        lock.unlock();
+        SigpipeGuard guard;
+        for (auto& s : servers_) {
+            if (!s->up.load()) {
+                try {
+                    probe(*s);
+                } catch (...) {
+                    // bad_alloc at most; the next round tries again.
+                }
+            }
+        }
+        lock.lock();
+    }
+}
+
+}  // namespace postern::plugins::ldap

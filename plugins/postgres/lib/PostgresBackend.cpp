@@ -1,0 +1,298 @@
+// postgres auth backend: authenticate / lookup / hasDomain over configurable, bound SQL.
+#include "PostgresBackend.h"
+
+#include <Poco/Logger.h>
+
+#include <algorithm>
+
+namespace postern::plugins::postgres {
+
+namespace {
+
+constexpr std::size_t MaxAddressLength = 320;  // RFC 5321 4.5.3.1: 64 + '@' + 255
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
+        return static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    });
+    return s;
+}
+
+std::string trim(const std::string& s) {
+    auto b = s.find_first_not_of(" \t\r\n");
+    if (b == std::string::npos) {
+        return {};
+    }
+    auto e = s.find_last_not_of(" \t\r\n");
+    return s.substr(b, e - b + 1);
+}
+
+// Well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). The connection speaks UTF8;
+// an invalid byte sequence would make the server answer with an error, i.e. a TempFail for
+// what is plainly an unknown name.
+bool isValidUtf8(const std::string& s) {
+    std::size_t i = 0;
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    while (i < s.size()) {
+        unsigned char c = p[i];
+        std::size_t n = 0;
+        unsigned cp = 0;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        for (std::size_t k = 1; k <= n; ++k) {
+            if (i + k >= s.size() || (p[i + k] & 0xC0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF)) {
+            return false;
+        }
+        i += n + 1;
+    }
+    return true;
+}
+
+std::string describe(const pg::QueryResult& r) {
+    return r.error + (r.sqlState.empty() ? "" : " (SQLSTATE " + r.sqlState + ")");
+}
+
+// Appends the comma-separated addresses of a column value (PostfixAdmin's alias.goto).
+void appendList(const pg::Value& value, std::vector<std::string>& out) {
+    if (!value) {
+        return;
+    }
+    std::size_t pos = 0;
+    const std::string& s = *value;
+    while (pos <= s.size()) {
+        auto comma = s.find(',', pos);
+        std::string item = lower(trim(s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos)));
+        if (!item.empty() && std::find(out.begin(), out.end(), item) == out.end()) {
+            out.push_back(item);
+        }
+        if (comma == std::string::npos) {
+            break;
+        }
+        pos = comma + 1;
+    }
+}
+
+}  // namespace
+
+PostgresBackend::PostgresBackend(PostgresConfig config)
+    : PostgresBackend(std::move(config), Executor{}) {}
+
+PostgresBackend::PostgresBackend(PostgresConfig config, Executor executor)
+    : config_(std::move(config)),
+      execute_(std::move(executor)),
+      passwordStatement_{"postern_password", config_.passwordQuery},
+      userStatement_{"postern_user", config_.userQuery},
+      aliasStatement_{"postern_alias", config_.aliasQuery},
+      domainStatement_{"postern_domain", config_.domainQuery},
+      sendersStatement_{"postern_senders", config_.sendersQuery} {
+    if (!execute_) {
+        pool_ = std::make_unique<pg::Pool>(config_.connection);
+        pg::Pool* pool = pool_.get();
+        execute_ = [pool](const pg::Statement& s, const pg::Params& p) { return pool->execute(s, p); };
+    }
+}
+
+std::string PostgresBackend::normaliseKey(const std::string& name) {
+    if (name.empty() || name.size() > MaxAddressLength || !isValidUtf8(name) ||
+        std::any_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+        return {};
+    }
+    return lower(name);
+}
+
+std::optional<bool> PostgresBackend::parseBool(const pg::Value& value) {
+    if (!value) {
+        return std::nullopt;
+    }
+    const std::string v = lower(trim(*value));
+    if (v == "t" || v == "true" || v == "1" || v == "yes" || v == "y" || v == "on") {
+        return true;
+    }
+    if (v == "f" || v == "false" || v == "0" || v == "no" || v == "n" || v == "off") {
+        return false;
+    }
+    return std::nullopt;
+}
+
+api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std::string&,
+                                              const std::string&, const std::string&) noexcept {
+    api::AuthAnswer a;  // TempFail until one explicit path below says otherwise
+    try {
+        const std::string key = normaliseKey(user);
+        if (key.empty()) {
+            a.status = api::Status::UnknownUser;
+            a.detail = "invalid user name";
+            return a;
+        }
+        pg::QueryResult r = execute_(passwordStatement_, {key});
+        if (r.failed()) {
+            a.detail = "password_query: " + describe(r);
+            return a;
+        }
+        if (r.noRows()) {
+            a.status = api::Status::UnknownUser;
+            return a;
+        }
+        // Two rows for one login: which password is right? Neither; the operator must fix it.
+        if (r.rows.size() != 1) {
+            a.detail = "password_query returned " + std::to_string(r.rows.size()) + " rows (ambiguous)";
+            return a;
+        }
+        const pg::Row& row = r.rows[0];
+        if (row.size() < 3) {
+            a.detail = "password_query must return user, password, enabled[, mailbox]";
+            return a;
+        }
+        std::optional<bool> enabled = parseBool(row[2]);
+        if (!row[0] || !enabled) {
+            a.detail = "password_query returned a NULL user or a non-boolean enabled";
+            return a;
+        }
+        a.record.user = lower(*row[0]);
+        a.record.passwordHash = row[1].value_or("");
+        if (row.size() > 3 && row[3]) {
+            a.record.mailbox = trim(*row[3]);
+        }
+        a.verified = false;
+        if (!*enabled || a.record.passwordHash.empty()) {
+            a.status = api::Status::Disabled;
+            a.detail = *enabled ? "no password set" : "disabled";
+            return a;
+        }
+        a.record.senderAddresses.push_back(a.record.user);
+        if (!config_.sendersQuery.empty()) {
+            // Senders are part of the identity: without them the login cannot be completed.
+            pg::QueryResult s = execute_(sendersStatement_, {key});
+            if (s.failed()) {
+                a.record = {};
+                a.detail = "senders_query: " + describe(s);
+                return a;
+            }
+            for (const auto& srow : s.rows) {
+                if (!srow.empty()) {
+                    appendList(srow[0], a.record.senderAddresses);
+                }
+            }
+        }
+        a.status = api::Status::Ok;
+    } catch (const std::exception& e) {
+        a = {};
+        a.detail = e.what();
+    } catch (...) {
+        a = {};
+        a.detail = "unexpected error";
+    }
+    return a;
+}
+
+api::LookupAnswer PostgresBackend::lookup(const std::string& address) noexcept {
+    api::LookupAnswer a;  // TempFail
+    try {
+        const std::string key = normaliseKey(address);
+        if (key.empty()) {
+            a.status = api::Status::NotFound;
+            a.detail = "invalid address";
+            return a;
+        }
+        pg::QueryResult u = execute_(userStatement_, {key});
+        if (u.failed()) {
+            a.detail = "user_query: " + describe(u);
+            return a;
+        }
+        if (u.rows.size() > 1) {
+            a.detail = "user_query returned " + std::to_string(u.rows.size()) + " rows (ambiguous)";
+            return a;
+        }
+        bool userDisabled = false;
+        if (u.ok()) {
+            const pg::Row& row = u.rows[0];
+            std::optional<bool> enabled = row.size() >= 2 ? parseBool(row[1]) : std::nullopt;
+            if (!enabled || !row[0]) {
+                a.detail = "user_query must return user, enabled[, mailbox[, quota]] (non-NULL)";
+                return a;
+            }
+            if (*enabled) {
+                a.isMailbox = true;
+                a.record.user = lower(*row[0]);
+                if (row.size() > 2 && row[2]) {
+                    a.record.mailbox = trim(*row[2]);
+                }
+                if (row.size() > 3 && row[3]) {
+                    a.record.extra["quota"] = *row[3];
+                }
+            } else {
+                userDisabled = true;
+            }
+        }
+        if (!config_.aliasQuery.empty()) {
+            pg::QueryResult al = execute_(aliasStatement_, {key});
+            if (al.failed()) {
+                a = {};
+                a.detail = "alias_query: " + describe(al);
+                return a;
+            }
+            for (const auto& row : al.rows) {
+                if (!row.empty()) {
+                    appendList(row[0], a.aliasDestinations);
+                }
+            }
+        }
+        if (a.isMailbox || !a.aliasDestinations.empty()) {
+            a.status = api::Status::Ok;
+        } else if (userDisabled) {
+            a.status = api::Status::Disabled;
+            a.detail = "disabled";
+        } else {
+            a.status = api::Status::NotFound;
+        }
+    } catch (const std::exception& e) {
+        a = {};
+        a.detail = e.what();
+    } catch (...) {
+        a = {};
+        a.detail = "unexpected error";
+    }
+    return a;
+}
+
+api::Status PostgresBackend::hasDomain(const std::string& domain) noexcept {
+    try {
+        std::string key = normaliseKey(domain);
+        while (!key.empty() && key.back() == '.') {
+            key.pop_back();
+        }
+        if (key.empty()) {
+            return api::Status::NotFound;
+        }
+        pg::QueryResult r = execute_(domainStatement_, {key});
+        if (r.failed()) {
+            // hasDomain has no detail field: say here why the host gets TempFail.
+            Poco::Logger::get("postern.auth.postgres").warning("event=pg.domain_query_failed error=\"" + describe(r) + "\"");
+            return api::Status::TempFail;
+        }
+        return r.ok() ? api::Status::Ok : api::Status::NotFound;
+    } catch (...) {
+        return api::Status::TempFail;
+    }
+}
+
+}  // namespace postern::plugins::postgres

@@ -1,0 +1,67 @@
+// postgres auth backend: answers authenticate / lookup / hasDomain from PostgreSQL with the
+// configured queries over a server/pg connection pool.
+#pragma once
+
+#include "PostgresConfig.h"
+#include "api/PluginApi.h"
+#include "pg/Connection.h"
+#include "pg/Pool.h"
+#include "pg/QueryResult.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace postern::plugins::postgres {
+
+// Three outcomes, kept apart (yes / no / try later):
+//  - a query that ran and matched           -> Ok / Disabled
+//  - a query that ran and matched nothing   -> UnknownUser / NotFound
+//  - anything else -> TempFail: database unreachable or slow (connect_timeout,
+//    statement_timeout), an SQL error, more than one row where one is expected (ambiguous
+//    data fails closed), a value that cannot be read (NULL user, enabled not a boolean).
+// Addresses are lower-cased and always bound as $1. A name that is not valid UTF-8, holds a
+// NUL or control character, or is longer than 320 bytes cannot be in the table: it is
+// unknown without asking (and cannot make the server's encoding check fail with a TempFail).
+//
+// Thread-safe: the pool hands each call its own connection; the object is immutable.
+class PostgresBackend final : public api::Backend {
+public:
+    // Runs one prepared statement; the default is pg::Pool::execute. Tests pass a fake.
+    using Executor = std::function<pg::QueryResult(const pg::Statement&, const pg::Params&)>;
+
+    // Makes the pool (no connection yet: the daemon starts even while PostgreSQL is down).
+    explicit PostgresBackend(PostgresConfig config);
+    PostgresBackend(PostgresConfig config, Executor executor);
+
+    // Ok + stored hash (verified = false) + senders (login first) + mailbox; Disabled
+    // (enabled false, or a NULL/empty password; the hash is still returned so the core spends
+    // the same time); UnknownUser; TempFail.
+    api::AuthAnswer authenticate(const std::string& user, const std::string& password,
+                                 const std::string& service, const std::string& clientIp) noexcept override;
+
+    // Ok: a mailbox (isMailbox, record.user/mailbox, extra["quota"]) and/or alias destinations;
+    // Disabled: a disabled user that is no alias; NotFound; TempFail.
+    api::LookupAnswer lookup(const std::string& address) noexcept override;
+
+    // Ok: domain_query returned a row; NotFound; TempFail.
+    api::Status hasDomain(const std::string& domain) noexcept override;
+
+    // Lower-cases; "" if the name cannot be a key (see the class comment).
+    static std::string normaliseKey(const std::string& name);
+
+private:
+    // Tri-state boolean column: "t"/"true"/"1"/"yes"/"on" and the opposites; else nullopt.
+    static std::optional<bool> parseBool(const pg::Value& value);
+
+    const PostgresConfig config_;
+    std::unique_ptr<pg::Pool> pool_;  // null when a test executor is used
+    Executor execute_;
+    const pg::Statement passwordStatement_;
+    const pg::Statement userStatement_;
+    const pg::Statement aliasStatement_;
+    const pg::Statement domainStatement_;
+    const pg::Statement sendersStatement_;
+};
+
+}  // namespace postern::plugins::postgres

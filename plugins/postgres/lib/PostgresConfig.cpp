@@ -1,0 +1,66 @@
+// Configuration of one postgres auth backend.
+#include "PostgresConfig.h"
+
+#include <set>
+#include <stdexcept>
+
+namespace postern::plugins::postgres {
+
+namespace {
+
+std::string trim(const std::string& s) {
+    auto b = s.find_first_not_of(" \t\r\n");
+    if (b == std::string::npos) {
+        return {};
+    }
+    auto e = s.find_last_not_of(" \t\r\n");
+    return s.substr(b, e - b + 1);
+}
+
+const char* const QueryKeys[] = {"password_query", "user_query", "alias_query", "domain_query", "senders_query"};
+
+}  // namespace
+
+PostgresConfig PostgresConfig::fromMap(const std::map<std::string, std::string>& config) {
+    std::set<std::string> known(std::begin(QueryKeys), std::end(QueryKeys));
+    for (const char* const* k = pg::ConnectSettings::knownKeys(); *k; ++k) {
+        known.insert(*k);
+    }
+    for (const auto& [key, value] : config) {
+        if (known.count(key) == 0) {
+            std::string list;
+            for (const auto& k : known) {
+                list += (list.empty() ? "" : ", ") + k;
+            }
+            throw std::invalid_argument("unknown config key '" + key + "' (known: " + list + ")");
+        }
+    }
+    PostgresConfig c;
+    c.connection = pg::ConnectSettings::fromParams(config);
+
+    auto query = [&](const char* key, const char* fallback, bool optional) {
+        auto it = config.find(key);
+        std::string q = it == config.end() ? std::string(fallback) : trim(it->second);
+        if (q.empty()) {
+            if (optional) {
+                return q;
+            }
+            throw std::invalid_argument(std::string("config key '") + key + "' must not be empty");
+        }
+        // The address is always a bound parameter; a query that ignores it answers for
+        // everyone (fail closed: refuse it at start-up).
+        if (q.find("$1") == std::string::npos) {
+            throw std::invalid_argument(std::string("config key '") + key +
+                                        "' must use $1 (the address, bound as a parameter)");
+        }
+        return q;
+    };
+    c.passwordQuery = query("password_query", DefaultPasswordQuery, false);
+    c.userQuery = query("user_query", DefaultUserQuery, false);
+    c.aliasQuery = query("alias_query", DefaultAliasQuery, true);
+    c.domainQuery = query("domain_query", DefaultDomainQuery, false);
+    c.sendersQuery = query("senders_query", DefaultSendersQuery, true);
+    return c;
+}
+
+}  // namespace postern::plugins::postgres

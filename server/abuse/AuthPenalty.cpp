@@ -1,0 +1,106 @@
+// Failed-authentication penalty: tarpit delays and blocks per address and per account.
+#include "abuse/AuthPenalty.h"
+
+#include "abuse/MemoryPenaltyStore.h"
+
+#include <algorithm>
+#include <cctype>
+#include <stdexcept>
+#include <utility>
+
+namespace postern::abuse {
+
+AuthPenalty::AuthPenalty(const AuthPenaltySettings& settings, PenaltyStorePtr store, Clock clock)
+    : settings_(settings),
+      allow_(NetworkList::parse(settings.allowNetworks)),
+      store_(std::move(store)),
+      clock_(clockOrSystem(std::move(clock))) {
+    if (settings_.window <= std::chrono::milliseconds::zero())
+        throw std::invalid_argument("auth.penalty.window must be positive");
+    if (settings_.baseDelay < std::chrono::milliseconds::zero() || settings_.maxDelay < settings_.baseDelay)
+        throw std::invalid_argument("auth.penalty delays must satisfy 0 <= base_delay <= max_delay");
+    if (settings_.ipv6Prefix > 128)
+        throw std::invalid_argument("auth.penalty.ipv6_prefix must be 0..128");
+    if (!store_)
+        store_ = std::make_unique<MemoryPenaltyStore>();
+}
+
+std::string AuthPenalty::ipKey(const core::ClientAddress& client) const {
+    return "ip:" + addressKey(client.ip, settings_.ipv6Prefix);
+}
+
+std::string AuthPenalty::accountKey(std::string_view account) {
+    std::string key = "user:";
+    key.reserve(key.size() + account.size());
+    for (char c : account)
+        key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return key;
+}
+
+std::chrono::milliseconds AuthPenalty::delayFor(std::uint32_t failures) const {
+    if (failures == 0)
+        return std::chrono::milliseconds::zero();
+    // base * 2^(f-1), computed without overflow: stop doubling once past the cap.
+    auto delay = settings_.baseDelay;
+    for (std::uint32_t i = 1; i < failures && delay < settings_.maxDelay; ++i)
+        delay *= 2;
+    return std::min(delay, settings_.maxDelay);
+}
+
+PenaltyVerdict AuthPenalty::check(const core::ClientAddress& client, std::string_view account) {
+    PenaltyVerdict v;  // TempFail until both counters were read
+    if (isExempt(client)) {
+        v.kind = PenaltyVerdict::Kind::Allow;
+        return v;
+    }
+    const TimePoint now = clock_();
+    auto ip = store_->get(ipKey(client), now);
+    if (!ip)
+        return v;
+    PenaltyCount acct;
+    if (!account.empty()) {
+        auto a = store_->get(accountKey(account), now);
+        if (!a)
+            return v;
+        acct = *a;
+    }
+
+    auto remaining = [now](const PenaltyCount& c) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(c.expires - now);
+    };
+    const bool ipBlocked = settings_.maxFailuresIp > 0 && ip->failures >= settings_.maxFailuresIp;
+    const bool acctBlocked = settings_.maxFailuresAccount > 0 && acct.failures >= settings_.maxFailuresAccount;
+    if (ipBlocked || acctBlocked) {
+        v.kind = PenaltyVerdict::Kind::Blocked;
+        v.delay = settings_.maxDelay;
+        if (ipBlocked && (!acctBlocked || ip->expires >= acct.expires)) {
+            v.blockedBy = "ip";
+            v.retryAfter = remaining(*ip);
+        } else {
+            v.blockedBy = "account";
+            v.retryAfter = remaining(acct);
+        }
+        return v;
+    }
+    v.kind = PenaltyVerdict::Kind::Allow;
+    v.delay = delayFor(std::max(ip->failures, acct.failures));
+    return v;
+}
+
+bool AuthPenalty::recordFailure(const core::ClientAddress& client, std::string_view account) {
+    if (isExempt(client))
+        return true;
+    const TimePoint now = clock_();
+    bool ok = store_->increment(ipKey(client), now, settings_.window).has_value();
+    if (!account.empty())
+        ok = store_->increment(accountKey(account), now, settings_.window).has_value() && ok;
+    return ok;
+}
+
+bool AuthPenalty::recordSuccess(const core::ClientAddress& client, std::string_view account) {
+    if (isExempt(client) || account.empty())
+        return true;
+    return store_->reset(accountKey(account));
+}
+
+}  // namespace postern::abuse

@@ -1,0 +1,94 @@
+// Failed-authentication penalty (SMTP AUTH, RFC 4954; POP3 USER/PASS and AUTH, RFC 1939,
+// RFC 5034): a growing delay per failure (tarpit) and, past a limit, a block per client
+// address and per account until the client has been quiet for a window.
+#pragma once
+
+#include "abuse/Clock.h"
+#include "abuse/NetworkList.h"
+#include "abuse/PenaltyStore.h"
+#include "core/ClientAddress.h"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace postern::abuse {
+
+// Suggested config keys in brackets; every field has its default here.
+struct AuthPenaltySettings {
+    std::chrono::milliseconds window = std::chrono::minutes(15);  // [auth.penalty.window]
+    std::uint32_t maxFailuresIp = 10;       // [auth.penalty.max_failures_ip]; 0 = never block
+    std::uint32_t maxFailuresAccount = 10;  // [auth.penalty.max_failures_account]; 0 = never block
+    std::chrono::milliseconds baseDelay = std::chrono::seconds(1);  // [auth.penalty.base_delay]
+    std::chrono::milliseconds maxDelay = std::chrono::seconds(8);   // [auth.penalty.max_delay]
+    std::string allowNetworks;              // [auth.penalty.allow_networks] CIDR list, "" = none
+    unsigned ipv6Prefix = 64;               // [auth.penalty.ipv6_prefix] IPv6 clients keyed by /N
+};
+
+struct PenaltyVerdict {
+    enum class Kind {
+        Allow,     // wait `delay`, then verify the credentials
+        Blocked,   // wait `delay`, then answer exactly as for a wrong password (SMTP 535 5.7.8,
+                   // POP3 -ERR [AUTH]) without verifying: a correct password must not be
+                   // told apart, or the block becomes a password oracle
+        TempFail,  // the store could not answer: SMTP 454 4.7.0, POP3 -ERR [SYS/TEMP]
+    };
+    Kind kind = Kind::TempFail;  // fail closed
+    std::chrono::milliseconds delay{0};
+    // Blocked: what blocks ("ip" or "account") and how long until it lifts, for the log.
+    std::string blockedBy;
+    std::chrono::milliseconds retryAfter{0};
+
+    bool isAllowed() const { return kind == Kind::Allow; }
+    bool isBlocked() const { return kind == Kind::Blocked; }
+};
+
+// Counters per client address (IPv4 exact, IPv6 by `ipv6Prefix`) and per account (compared
+// lower-cased, so "Bob@X" and "bob@x" share one counter). A failure counts until `window`
+// after the most recent failure of that counter.
+//
+// delay: with f = the larger of the address's and the account's failures, 0 when f == 0,
+// else min(baseDelay * 2^(f-1), maxDelay): 1 s, 2 s, 4 s, 8 s, 8 s, ... by default.
+// Blocked: the address has >= maxFailuresIp failures or the account >= maxFailuresAccount
+// (so the 11th attempt within the window is refused with the defaults); delay is then
+// maxDelay. Clients in allowNetworks are exempt from everything (no delay, no block, no
+// counting), also for the account counter.
+//
+// Thread-safe (the store is); owns the store. Blocking only as far as the store is.
+class AuthPenalty {
+public:
+    // store: nullptr = a MemoryPenaltyStore; clock: default system_clock::now.
+    // Throws std::invalid_argument on bad settings (window <= 0, negative delays, maxDelay <
+    // baseDelay, ipv6Prefix > 128, a bad allow_networks entry).
+    explicit AuthPenalty(const AuthPenaltySettings& settings, PenaltyStorePtr store = nullptr, Clock clock = {});
+
+    // Before verifying a login. `account` as the client sent it ("" if not known yet: only
+    // the address is checked).
+    PenaltyVerdict check(const core::ClientAddress& client, std::string_view account);
+    // After the backend said BadCredentials (not after TempFail: an outage is not the
+    // client's fault; not after Blocked: nothing was verified). false: the store failed.
+    bool recordFailure(const core::ClientAddress& client, std::string_view account);
+    // After a successful login: clears the account's counter; the address keeps its
+    // failures (one good login must not launder a brute force over many accounts).
+    // false: the store failed.
+    bool recordSuccess(const core::ClientAddress& client, std::string_view account);
+
+    bool isExempt(const core::ClientAddress& client) const { return allow_.contains(client.ip); }
+    // Store keys: "ip:192.0.2.7", "ip:2001:db8:1:2::/64", "user:bob@example.test".
+    std::string ipKey(const core::ClientAddress& client) const;
+    static std::string accountKey(std::string_view account);
+
+    const AuthPenaltySettings& settings() const { return settings_; }
+    PenaltyStore& store() { return *store_; }
+
+private:
+    std::chrono::milliseconds delayFor(std::uint32_t failures) const;
+
+    AuthPenaltySettings settings_;
+    NetworkList allow_;
+    PenaltyStorePtr store_;
+    Clock clock_;
+};
+
+}  // namespace postern::abuse

@@ -1,0 +1,44 @@
+// Outbound rate counters in memory (one node).
+#pragma once
+
+#include "abuse/RateStore.h"
+#include "abuse/SlidingWindow.h"
+
+#include <array>
+#include <mutex>
+#include <unordered_map>
+
+namespace postern::abuse {
+
+// Thread-safe: 32 shards chosen by a hash of the key, each with its own mutex; a request
+// over several keys locks their shards in index order (no deadlock, no global lock).
+// Counters that no longer count anything are dropped every 256th call touching a shard and
+// by sweep(). Never fails.
+class MemoryRateStore : public RateStore {
+public:
+    RateStoreResult tryAdd(const std::vector<RateRequest>& requests, TimePoint now) override;
+    std::optional<RateCounts> get(const std::string& key, TimePoint now) override;
+
+    // Drops every counter that is empty at `now`; returns how many.
+    std::size_t sweep(TimePoint now);
+    std::size_t size() const;
+
+private:
+    struct Counter {
+        SlidingWindow hour{std::chrono::hours(1), 12};
+        SlidingWindow day{std::chrono::hours(24), 24};
+    };
+    struct Shard {
+        mutable std::mutex mutex;
+        std::unordered_map<std::string, Counter> counters;
+        std::uint32_t calls = 0;
+    };
+    static constexpr std::size_t ShardCount = 32;
+
+    std::size_t shardIndex(const std::string& key) const;
+    static std::size_t sweepShard(Shard& shard, TimePoint now);  // shard.mutex held
+
+    std::array<Shard, ShardCount> shards_;
+};
+
+}  // namespace postern::abuse

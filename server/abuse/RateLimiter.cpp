@@ -1,0 +1,94 @@
+// Outbound rate limits per user and per client address over sliding hour/day windows.
+#include "abuse/RateLimiter.h"
+
+#include "abuse/MemoryRateStore.h"
+
+#include <cctype>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+namespace postern::abuse {
+
+RateLimiter::RateLimiter(const RateLimiterSettings& settings, RateStorePtr store, Clock clock)
+    : settings_(settings),
+      allow_(NetworkList::parse(settings.allowNetworks)),
+      store_(std::move(store)),
+      clock_(clockOrSystem(std::move(clock))) {
+    if (settings_.ipv6Prefix > 128)
+        throw std::invalid_argument("rate.ipv6_prefix must be 0..128");
+    if (!store_)
+        store_ = std::make_unique<MemoryRateStore>();
+}
+
+std::string RateLimiter::userKey(std::string_view counter, std::string_view user) const {
+    std::string key(counter);
+    key += ":user:";
+    for (char c : user)
+        key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return key;
+}
+
+std::string RateLimiter::ipKey(std::string_view counter, const core::ClientAddress& client) const {
+    std::string key(counter);
+    key += ":ip:";
+    key += addressKey(client.ip, settings_.ipv6Prefix);
+    return key;
+}
+
+RateVerdict RateLimiter::tryAddMessage(const core::ClientAddress& client, std::string_view user,
+                                       const std::optional<RateLimits>& userLimits) {
+    return tryAdd(client, user, true, 1, userLimits);
+}
+
+RateVerdict RateLimiter::tryAddRecipients(const core::ClientAddress& client, std::string_view user,
+                                          std::uint32_t count, const std::optional<RateLimits>& userLimits) {
+    return tryAdd(client, user, false, count, userLimits);
+}
+
+RateVerdict RateLimiter::tryAdd(const core::ClientAddress& client, std::string_view user, bool messages,
+                                std::uint32_t amount, const std::optional<RateLimits>& userLimits) {
+    RateVerdict v;
+    if (amount == 0) {
+        v.kind = RateVerdict::Kind::Allow;
+        return v;
+    }
+    const char* counter = messages ? "msg" : "rcpt";
+    auto request = [&](std::string key, const RateLimits& l) {
+        return RateRequest{std::move(key), amount, messages ? l.messagesPerHour : l.recipientsPerHour,
+                           messages ? l.messagesPerDay : l.recipientsPerDay};
+    };
+    std::vector<RateRequest> requests;
+    std::vector<const char*> scopes;
+    if (!user.empty()) {
+        requests.push_back(request(userKey(counter, user), userLimits.value_or(settings_.user)));
+        scopes.push_back("user");
+    }
+    if (!isExempt(client)) {
+        requests.push_back(request(ipKey(counter, client), settings_.ip));
+        scopes.push_back("ip");
+    }
+    if (requests.empty()) {
+        v.kind = RateVerdict::Kind::Allow;
+        return v;
+    }
+
+    RateStoreResult r = store_->tryAdd(requests, clock_());
+    switch (r.kind) {
+    case RateStoreResult::Kind::Added:
+        v.kind = RateVerdict::Kind::Allow;
+        break;
+    case RateStoreResult::Kind::Limited:
+        v.kind = RateVerdict::Kind::Limited;
+        v.limitedBy = r.index < scopes.size() ? scopes[r.index] : "unknown";
+        v.limit = std::string(messages ? "messages" : "recipients") +
+                  (r.window == RateWindow::Hour ? "_per_hour" : "_per_day");
+        break;
+    case RateStoreResult::Kind::TempFail:
+        v.kind = RateVerdict::Kind::TempFail;
+        break;
+    }
+    return v;
+}
+
+}  // namespace postern::abuse

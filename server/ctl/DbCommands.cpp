@@ -1,0 +1,42 @@
+// posternctl db migrate: applies the schema/postgres migrations not yet recorded.
+#include "DbCommands.h"
+
+#include "CtlSupport.h"
+#include "PgAdmin.h"
+#include "pg/Migrator.h"
+
+#include <ostream>
+
+namespace postern::ctl {
+
+int runDbMigrate(CommandContext& c) {
+    return guarded(c, "db migrate", [&] {
+        Options o = parseOptions(c.args, {"--schema-dir"}, {});
+        expectPositional(o, 0, 0, DbMigrateCommand);
+        const std::string dir = o.value("--schema-dir", POSTERN_SCHEMA_DIR);
+        std::vector<pg::Migration> migrations;
+        try {
+            migrations = pg::Migrator::scan(dir);
+        } catch (const std::exception& e) {
+            throw CtlError(ExitDataError, e.what());
+        }
+        if (migrations.empty()) {
+            throw CtlError(ExitDataError, "no NNN_name.sql files in " + dir);
+        }
+        config::ServerConfig cfg = loadConfig(o);
+        const config::BackendConfig& backend = chooseBackend(cfg, o, {"postgres"});
+        pg::ConnectionPtr conn = openAdminConnection(backend);
+        pg::Migrator migrator(*conn);
+        int applied = 0;
+        try {
+            applied = migrator.migrate(migrations, c.out);
+        } catch (const std::exception& e) {
+            throw CtlError(conn->isOk() ? ExitSoftware : ExitTempFail, e.what());
+        }
+        c.out << (applied == 0 ? "schema up to date" : "applied " + std::to_string(applied) + " migration(s)")
+              << " (backend '" << backend.name << "')\n";
+        return static_cast<int>(ExitOk);
+    });
+}
+
+}  // namespace postern::ctl

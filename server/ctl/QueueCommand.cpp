@@ -1,0 +1,159 @@
+#include "QueueCommand.h"
+
+#include "CtlSupport.h"
+#include "queue/FileOps.h"
+#include "queue/OutboundQueue.h"
+
+#include <ctime>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <sys/stat.h>
+
+namespace postern::ctl {
+
+namespace {
+
+std::string isoTime(std::chrono::system_clock::time_point t) {
+    std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    if (tt <= 0) return "now";
+    std::tm tm{};
+    ::gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+struct QueueAccess {
+    Options options;
+    std::unique_ptr<queue::OutboundQueue> queue;
+};
+
+QueueAccess openQueue(CommandContext& c) {
+    QueueAccess a;
+    a.options = parseOptions(c.args, {"--queue-dir"}, {});
+    std::string dir = a.options.value("--queue-dir");
+    if (dir.empty()) dir = loadConfig(a.options).queueDir;
+    struct stat st{};
+    if (::stat((dir + "/envelope").c_str(), &st) != 0)
+        throw CtlError(ExitIoError, "no queue at " + dir + " (server.queue_dir)");
+    try {
+        // Limits do not matter here: posternctl never enqueues.
+        a.queue = std::make_unique<queue::OutboundQueue>(dir, queue::QueueLimits{});
+    } catch (const std::exception& e) {
+        throw CtlError(ExitIoError, e.what());
+    }
+    return a;
+}
+
+std::string idArgument(const QueueAccess& a, const Command& command) {
+    expectPositional(a.options, 1, 1, command);
+    const std::string& id = a.options.positional.front();
+    if (!queue::OutboundQueue::isValidId(id)) throw CtlError(ExitUsage, "'" + id + "' is not a queue id");
+    return id;
+}
+
+// Locked change of one envelope; 67 if it is not queued.
+int change(CommandContext& c, const Command& command, const char* name,
+           const std::function<void(queue::QueueEnvelope&)>& edit, const char* done) {
+    return guarded(c, name, [&] {
+        QueueAccess a = openQueue(c);
+        std::string id = idArgument(a, command);
+        auto after = a.queue->modifyEnvelope(id, [&](queue::QueueEnvelope& e) {
+            edit(e);
+            return true;
+        });
+        if (!after) {
+            if (!a.queue->readEnvelope(id)) throw CtlError(ExitNoUser, "no queued message " + id);
+            throw CtlError(ExitIoError, "cannot update the envelope of " + id);
+        }
+        c.out << id << ": " << done << "\n";
+        return ExitOk;
+    });
+}
+
+}  // namespace
+
+int runQueueList(CommandContext& c) {
+    return guarded(c, "queue list", [&] {
+        QueueAccess a = openQueue(c);
+        expectPositional(a.options, 0, 0, QueueListCommand);
+        auto entries = a.queue->list();
+        for (const auto& e : entries) {
+            const auto& v = e.envelope;
+            c.out << v.id << " " << isoTime(v.arrival) << " size=" << e.size << " attempts=" << v.attempts
+                  << " next=" << isoTime(v.nextAttempt) << (v.hold ? " hold" : "") << " from=<" << v.sender << "> to=";
+            for (std::size_t i = 0; i < v.recipients.size(); ++i) c.out << (i ? "," : "") << "<" << v.recipients[i] << ">";
+            c.out << "\n";
+            if (!v.lastError.empty()) c.out << "    last-error: " << v.lastError << "\n";
+        }
+        c.out << entries.size() << (entries.size() == 1 ? " message\n" : " messages\n");
+        return ExitOk;
+    });
+}
+
+int runQueueShow(CommandContext& c) {
+    return guarded(c, "queue show", [&] {
+        QueueAccess a = openQueue(c);
+        std::string id = idArgument(a, QueueShowCommand);
+        auto v = a.queue->readEnvelope(id);
+        if (!v) throw CtlError(ExitNoUser, "no queued message " + id);
+        c.out << "id: " << v->id << "\narrival: " << isoTime(v->arrival) << "\nsender: <" << v->sender << ">\n";
+        for (const auto& r : v->recipients) c.out << "recipient: <" << r << ">\n";
+        c.out << "client: " << v->clientIp << "\nhelo: " << v->heloName << "\nauth: " << v->authUser
+              << "\nsession: " << v->sessionId << "\nattempts: " << v->attempts << "\nnext-attempt: "
+              << isoTime(v->nextAttempt) << "\nhold: " << (v->hold ? "yes" : "no") << "\nlast-error: " << v->lastError
+              << "\n";
+        std::string data;
+        if (queue::readFile(a.queue->dataPath(id), data)) {
+            auto end = data.find("\r\n\r\n");
+            c.out << "size: " << data.size() << "\n\n" << data.substr(0, end == std::string::npos ? data.size() : end + 2);
+        }
+        return ExitOk;
+    });
+}
+
+int runQueueFlush(CommandContext& c) {
+    return guarded(c, "queue flush", [&] {
+        QueueAccess a = openQueue(c);
+        expectPositional(a.options, 0, 0, QueueFlushCommand);
+        std::size_t n = 0;
+        for (const auto& e : a.queue->list()) {
+            if (e.envelope.hold) continue;
+            auto after = a.queue->modifyEnvelope(e.envelope.id, [](queue::QueueEnvelope& v) {
+                if (v.hold) return false;
+                v.nextAttempt = {};
+                return true;
+            });
+            if (after) ++n;
+        }
+        c.out << n << (n == 1 ? " message" : " messages") << " due now (posternd picks them up at its next queue scan)\n";
+        return ExitOk;
+    });
+}
+
+int runQueueDelete(CommandContext& c) {
+    return guarded(c, "queue delete", [&] {
+        QueueAccess a = openQueue(c);
+        std::string id = idArgument(a, QueueDeleteCommand);
+        if (!a.queue->readEnvelope(id)) throw CtlError(ExitNoUser, "no queued message " + id);
+        if (!a.queue->remove(id)) throw CtlError(ExitIoError, "cannot remove " + id);
+        c.out << id << ": deleted\n";
+        return ExitOk;
+    });
+}
+
+int runQueueHold(CommandContext& c) {
+    return change(c, QueueHoldCommand, "queue hold", [](queue::QueueEnvelope& e) { e.hold = true; }, "held");
+}
+
+int runQueueRelease(CommandContext& c) {
+    return change(c, QueueReleaseCommand, "queue release",
+                  [](queue::QueueEnvelope& e) {
+                      e.hold = false;
+                      e.nextAttempt = {};
+                  },
+                  "released");
+}
+
+}  // namespace postern::ctl

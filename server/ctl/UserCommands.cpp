@@ -1,0 +1,176 @@
+// posternctl user ...: accounts in the configured PostgreSQL or passwd-file backend.
+#include "UserCommands.h"
+
+#include "CtlSupport.h"
+#include "PasswdFileUserStore.h"
+#include "PasswordPrompt.h"
+#include "PgAdmin.h"
+#include "auth/PasswordScheme.h"
+#include "config/ConfigSchema.h"
+
+#include <openssl/crypto.h>
+
+#include <ostream>
+
+namespace postern::ctl {
+
+namespace {
+
+struct Session {
+    config::ServerConfig config;
+    UserStorePtr store;
+};
+
+Session open(const Options& o) {
+    Session s{loadConfig(o), nullptr};
+    const config::BackendConfig& b = chooseBackend(s.config, o, {"postgres", "passwd-file"});
+    if (b.plugin == "postgres") {
+        s.store = std::make_unique<PgAdmin>(b);
+    } else {
+        s.store = std::make_unique<PasswdFileUserStore>(b);
+    }
+    return s;
+}
+
+// Reads the new password and hashes it with auth.default_scheme; the clear text is wiped.
+std::string newHash(CommandContext& c, const config::ServerConfig& cfg) {
+    auto scheme = auth::parseHashScheme(cfg.defaultScheme);
+    if (!scheme) {
+        throw CtlError(ExitConfig, "auth.default_scheme '" + cfg.defaultScheme + "' is not a scheme for new hashes");
+    }
+    auto password = readNewPassword(c.in, c.err);
+    if (!password) {
+        throw CtlError(ExitDataError, "no password set");
+    }
+    std::string hash;
+    try {
+        hash = auth::makePasswordHash(*scheme, *password);
+    } catch (...) {
+        OPENSSL_cleanse(password->data(), password->size());
+        throw;
+    }
+    OPENSSL_cleanse(password->data(), password->size());
+    return hash;
+}
+
+int simple(CommandContext& c, const Command& command,
+           void (*action)(UserStore&, const std::string&, CommandContext&), const char* done) {
+    const std::string name(command.name);
+    return guarded(c, name.c_str(), [&] {
+        Options o = parseOptions(c.args, {}, {});
+        expectPositional(o, 1, 1, command);
+        const std::string address = checkAddress(o.positional[0]);
+        Session s = open(o);
+        action(*s.store, address, c);
+        c.out << done << " " << address << "\n";
+        return static_cast<int>(ExitOk);
+    });
+}
+
+}  // namespace
+
+int runUserAdd(CommandContext& c) {
+    return guarded(c, "user add", [&] {
+        Options o = parseOptions(c.args, {"--mailbox", "--quota", "--sender"}, {"--disabled"});
+        expectPositional(o, 1, 1, UserAddCommand);
+        NewUser u;
+        u.address = checkAddress(o.positional[0]);
+        u.enabled = !o.has("--disabled");
+        u.mailbox = o.value("--mailbox");
+        if (!u.mailbox.empty() && (u.mailbox[0] == '/' || u.mailbox.find("..") != std::string::npos)) {
+            throw CtlError(ExitDataError, "--mailbox must be a path relative to server.mail_root without '..'");
+        }
+        if (!o.value("--quota").empty()) {
+            try {
+                u.quotaBytes = config::parseSize(o.value("--quota"));
+            } catch (const std::exception& e) {
+                throw CtlError(ExitDataError, std::string("--quota: ") + e.what());
+            }
+        }
+        if (auto it = o.values.find("--sender"); it != o.values.end()) {
+            for (const auto& s : it->second) {
+                u.senders.push_back(checkAddress(s, "sender address"));
+            }
+        }
+        Session s = open(o);
+        s.store->checkCanAdd(u.address);  // before the password is asked for
+        u.passwordHash = newHash(c, s.config);
+        s.store->add(u);
+        c.out << "added " << u.address << " (" << schemeOf(u.passwordHash) << ", " << s.store->describe() << ")\n";
+        return static_cast<int>(ExitOk);
+    });
+}
+
+int runUserPasswd(CommandContext& c) {
+    return guarded(c, "user passwd", [&] {
+        Options o = parseOptions(c.args, {}, {});
+        expectPositional(o, 1, 1, UserPasswdCommand);
+        const std::string address = checkAddress(o.positional[0]);
+        Session s = open(o);
+        s.store->requireUser(address);
+        s.store->setPassword(address, newHash(c, s.config));
+        c.out << "password changed for " << address << "\n";
+        return static_cast<int>(ExitOk);
+    });
+}
+
+int runUserDisable(CommandContext& c) {
+    return simple(c, UserDisableCommand,
+                  [](UserStore& s, const std::string& a, CommandContext&) { s.setEnabled(a, false); }, "disabled");
+}
+
+int runUserEnable(CommandContext& c) {
+    return simple(c, UserEnableCommand,
+                  [](UserStore& s, const std::string& a, CommandContext&) { s.setEnabled(a, true); }, "enabled");
+}
+
+int runUserDelete(CommandContext& c) {
+    return simple(c, UserDeleteCommand,
+                  [](UserStore& s, const std::string& a, CommandContext&) { s.remove(a); }, "deleted");
+}
+
+int runUserList(CommandContext& c) {
+    return guarded(c, "user list", [&] {
+        Options o = parseOptions(c.args, {}, {});
+        expectPositional(o, 0, 1, UserListCommand);
+        const std::string domain = o.positional.empty() ? "" : checkDomain(o.positional[0]);
+        Session s = open(o);
+        for (const auto& u : s.store->list(domain)) {
+            c.out << u.address << "\t" << (u.enabled ? "enabled" : "disabled") << "\t"
+                  << (u.mailbox.empty() ? "-" : u.mailbox) << "\n";
+        }
+        return static_cast<int>(ExitOk);
+    });
+}
+
+int runUserShow(CommandContext& c) {
+    return guarded(c, "user show", [&] {
+        Options o = parseOptions(c.args, {}, {});
+        expectPositional(o, 1, 1, UserShowCommand);
+        const std::string address = checkAddress(o.positional[0]);
+        Session s = open(o);
+        UserInfo u = s.store->show(address);
+        auto join = [](const std::vector<std::string>& v) {
+            std::string out;
+            for (const auto& x : v) {
+                out += (out.empty() ? "" : ",") + x;
+            }
+            return out.empty() ? std::string("-") : out;
+        };
+        c.out << "address: " << u.address << "\n"
+              << "backend: " << s.store->describe() << "\n"
+              << "enabled: " << (u.enabled ? "yes" : "no") << "\n"
+              << "scheme: " << u.scheme << "\n"
+              << "mailbox: " << (u.mailbox.empty() ? "(default)" : u.mailbox) << "\n"
+              << "quota: " << u.quotaBytes << "\n"
+              << "senders: " << join(u.senders) << "\n"
+              << "aliases: " << join(u.aliases) << "\n";
+        if (!u.created.empty()) {
+            c.out << "created: " << u.created << "\n"
+                  << "updated: " << u.updated << "\n";
+        }
+        return static_cast<int>(ExitOk);
+    });
+}
+
+}  // namespace postern::ctl

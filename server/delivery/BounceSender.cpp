@@ -1,0 +1,94 @@
+#include "delivery/BounceSender.h"
+
+#include "queue/FileOps.h"
+
+#include <Poco/Logger.h>
+#include <Poco/Net/IPAddress.h>
+
+#include <algorithm>
+#include <cctype>
+#include <random>
+
+namespace postern::delivery {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.delivery"); }
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    return s;
+}
+
+}  // namespace
+
+BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, const std::string& originalData,
+                                        DsnAction action, const std::vector<DsnRecipient>& recipients,
+                                        std::chrono::system_clock::time_point willRetryUntil) {
+    const char* kind = action == DsnAction::Failed ? "bounce" : "delay";
+    // RFC 5321 4.5.5 / RFC 3464: notifications are about mail from a real sender only;
+    // a DSN (null sender) that fails is dropped, never answered with another DSN.
+    if (original.sender.empty()) {
+        logger().notice("s=" + original.id + " event=dsn.drop kind=" + std::string(kind) + " reason=null_sender");
+        return Result::Dropped;
+    }
+    core::Envelope env;
+    env.sessionId = original.id;
+    env.sender = "";
+    env.client.ip = Poco::Net::IPAddress("127.0.0.1");
+    env.heloName = hostname_;
+    auto at = original.sender.rfind('@');
+    if (at == std::string::npos || at + 1 == original.sender.size()) {
+        logger().warning("s=" + original.id + " event=dsn.drop kind=" + std::string(kind) + " to=<" + original.sender +
+                         "> reason=no_domain");
+        return Result::Dropped;
+    }
+    std::string domain = lower(original.sender.substr(at + 1));
+    std::string address = original.sender.substr(0, at + 1) + domain;
+    switch (directory_.isLocalDomain(domain)) {
+    case core::Answer::TempFail: return Result::TempFail;
+    case core::Answer::No: env.remoteRecipients.push_back(original.sender); break;
+    case core::Answer::Yes: {
+        core::RecipientLookup l = directory_.lookupRecipient(address);
+        if (l.answer == core::Answer::TempFail) return Result::TempFail;
+        if (l.answer == core::Answer::No || (l.mailboxes.empty() && l.forwards.empty())) {
+            logger().warning("s=" + original.id + " event=dsn.drop kind=" + std::string(kind) + " to=<" +
+                             original.sender + "> reason=unknown_local_sender");
+            return Result::Dropped;
+        }
+        env.localMailboxes = l.mailboxes;
+        env.remoteRecipients = l.forwards;
+        break;
+    }
+    }
+
+    std::string data;
+    queue::readFile(originalData, data);  // a missing file only loses the attached headers
+    DsnInput in;
+    in.action = action;
+    in.reportingMta = hostname_;
+    in.queueId = original.id;
+    in.originalSender = original.sender;
+    in.arrival = original.arrival;
+    in.now = std::chrono::system_clock::now();
+    in.willRetryUntil = willRetryUntil;
+    in.recipients = recipients;
+    in.originalHeaders = headerSection(data);
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    do {
+        in.boundary = original.id + "/" + std::to_string(rng()) + "/" + hostname_;
+    } while (in.originalHeaders.find(in.boundary) != std::string::npos);
+    std::string dsn = formatDsn(in);
+
+    core::SinkStatus status = core::SinkStatus::TempFail;
+    core::MessageWriterPtr writer = sink_.open(env, status);
+    if (!writer) return Result::TempFail;
+    if (!writer->write(dsn.data(), dsn.size())) return Result::TempFail;
+    core::SinkResult r = writer->commit();
+    if (r.status != core::SinkStatus::Ok) return Result::TempFail;
+    logger().information("s=" + original.id + " event=dsn.sent kind=" + std::string(kind) + " to=<" +
+                         original.sender + "> id=" + r.queueId + " recipients=" + std::to_string(recipients.size()));
+    return Result::Sent;
+}
+
+}  // namespace postern::delivery

@@ -1,0 +1,40 @@
+// Injects DSNs (Dsn.h) for the envelope sender of a queued message through the
+// MessageSink, like any accepted mail: a local sender gets it in the Maildir, a remote
+// sender gets it queued (from the null sender <>, RFC 5321 4.5.5, so it never bounces).
+#pragma once
+
+#include "core/MessageSink.h"
+#include "core/UserDirectory.h"
+#include "delivery/Dsn.h"
+#include "queue/QueueEnvelope.h"
+
+#include <string>
+
+namespace postern::delivery {
+
+// Thread-safe (the sink and directory are). Both references outlive this object.
+class BounceSender {
+public:
+    BounceSender(core::MessageSink& sink, core::UserDirectory& directory, std::string hostname)
+        : sink_(sink), directory_(directory), hostname_(std::move(hostname)) {}
+    virtual ~BounceSender() = default;
+
+    enum class Result {
+        Sent,        // durably stored / queued
+        Dropped,     // nobody to tell: null sender (never a bounce for a bounce) or the
+                     // local sender no longer exists (logged)
+        TempFail,    // directory or sink could not answer now: keep the recipients, retry
+    };
+
+    // `originalData`: path of the original message (its header section is attached).
+    virtual Result send(const queue::QueueEnvelope& original, const std::string& originalData, DsnAction action,
+                        const std::vector<DsnRecipient>& recipients,
+                        std::chrono::system_clock::time_point willRetryUntil);
+
+private:
+    core::MessageSink& sink_;
+    core::UserDirectory& directory_;
+    std::string hostname_;
+};
+
+}  // namespace postern::delivery

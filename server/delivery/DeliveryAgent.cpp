@@ -1,0 +1,425 @@
+#include "delivery/DeliveryAgent.h"
+
+#include "delivery/RetrySchedule.h"
+#include "queue/FileOps.h"
+
+#include <Poco/Logger.h>
+#include <Poco/Net/SocketAddress.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fcntl.h>
+#include <fstream>
+#include <set>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace postern::delivery {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.delivery"); }
+
+constexpr std::size_t MaxAddressesPerAttempt = 10;  // hosts x addresses tried per route and attempt
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    return s;
+}
+
+std::string domainOf(const std::string& address) {
+    auto at = address.rfind('@');
+    return at == std::string::npos ? std::string() : lower(address.substr(at + 1));
+}
+
+// For log values in quotes: no quotes, no control characters.
+std::string quoteSafe(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (out.size() >= 300) break;
+        out += (c < 0x20 || c == 0x7f || c == '"') ? '?' : static_cast<char>(c);
+    }
+    return out;
+}
+
+bool hasEightBit(const std::string& path, bool& readable) {
+    readable = false;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    readable = true;
+    char buf[64 * 1024];
+    bool eight = false;
+    while (!eight) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n < 0) readable = false;
+            break;
+        }
+        eight = std::any_of(buf, buf + n, [](char c) { return static_cast<unsigned char>(c) > 127; });
+    }
+    ::close(fd);
+    return eight;
+}
+
+std::pair<std::string, std::uint16_t> splitHostPort(const std::string& hp) {
+    auto colon = hp.rfind(':');
+    std::string host = hp.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    return {host, static_cast<std::uint16_t>(std::stoi(hp.substr(colon + 1)))};
+}
+
+const char* policyName(TlsPolicy p) {
+    switch (p) {
+    case TlsPolicy::None: return "none";
+    case TlsPolicy::May: return "may";
+    case TlsPolicy::Encrypt: return "encrypt";
+    case TlsPolicy::Verify: return "verify";
+    }
+    return "?";
+}
+
+}  // namespace
+
+// --- ConnectionCache ---------------------------------------------------------------------
+
+SmtpClient* ConnectionCache::find(const std::string& key) {
+    SmtpClient* c = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = clients_.find(key);
+        if (it == clients_.end()) return nullptr;
+        c = it->second.get();
+    }
+    if (c->usable() && c->reset()) return c;
+    drop(key);
+    return nullptr;
+}
+
+SmtpClient* ConnectionCache::put(const std::string& key, std::unique_ptr<SmtpClient> client) {
+    std::lock_guard lock(mutex_);
+    auto& slot = clients_[key];
+    slot = std::move(client);
+    return slot.get();
+}
+
+void ConnectionCache::drop(const std::string& key) {
+    std::unique_ptr<SmtpClient> gone;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = clients_.find(key);
+        if (it == clients_.end()) return;
+        gone = std::move(it->second);
+        clients_.erase(it);
+    }
+    gone->quit();
+}
+
+void ConnectionCache::closeAll() {
+    std::map<std::string, std::unique_ptr<SmtpClient>> all;
+    {
+        std::lock_guard lock(mutex_);
+        all.swap(clients_);
+    }
+    for (auto& [k, c] : all) c->quit();
+}
+
+void ConnectionCache::abortAll() {
+    std::lock_guard lock(mutex_);
+    for (auto& [k, c] : clients_) c->abort();
+}
+
+// --- DeliveryAgent -----------------------------------------------------------------------
+
+struct DeliveryAgent::Route {
+    bool mx = true;            // MX lookup of `target` (a domain); else A/AAAA of a host
+    std::string target;
+    std::uint16_t port = 25;
+    TlsPolicy policy = TlsPolicy::May;
+    const Credentials* credentials = nullptr;
+    std::string key() const {
+        return std::string(mx ? "mx:" : "host:") + target + ":" + std::to_string(port) + "/" + policyName(policy) +
+               (credentials ? "/auth" : "");
+    }
+};
+
+struct DeliveryAgent::Outcome {
+    enum class Kind { Pending, Delivered, Temp, Perm } kind = Kind::Pending;
+    SmtpReply reply;       // remote reply, or code 0 with a local reason
+    std::string status;    // enhanced status for logs and the DSN
+    std::string relay = "none";
+    std::string remoteHost;
+    bool tls = false;
+};
+
+DeliveryAgent::DeliveryAgent(const config::DeliveryConfig& config, std::string hostname, queue::OutboundQueue& queue,
+                             MxResolver& resolver, BounceSender& bounces, ClientSettings clientSettings,
+                             std::optional<Credentials> relayCredentials)
+    : config_(config),
+      hostname_(std::move(hostname)),
+      queue_(queue),
+      resolver_(resolver),
+      bounces_(bounces),
+      clientSettings_(std::move(clientSettings)),
+      relayCredentials_(std::move(relayCredentials)) {}
+
+Credentials DeliveryAgent::readCredentialsFile(const std::string& path) {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0)
+        throw std::runtime_error("delivery.relayhost_auth_file " + path + ": " + queue::errnoText(errno));
+    // A password file others can read is a leaked password: refuse to start.
+    if (st.st_mode & (S_IRWXG | S_IRWXO))
+        throw std::runtime_error("delivery.relayhost_auth_file " + path + " must not be group/world-accessible (chmod 600)");
+    std::string text;
+    if (!queue::readFile(path, text)) throw std::runtime_error("cannot read " + path);
+    std::string line = text.substr(0, text.find('\n'));
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    auto colon = line.find(':');
+    if (colon == std::string::npos || colon == 0)
+        throw std::runtime_error("delivery.relayhost_auth_file " + path + ": expected user:password");
+    return Credentials{line.substr(0, colon), line.substr(colon + 1)};
+}
+
+DeliveryAgent::Route DeliveryAgent::routeFor(const std::string& domain) const {
+    Route r;
+    auto policy = config_.tlsPolicies.find(domain);
+    r.policy = policy != config_.tlsPolicies.end() ? policy->second : config_.tlsPolicy;
+    if (auto t = config_.transports.find(domain); t != config_.transports.end()) {
+        r.mx = false;
+        std::tie(r.target, r.port) = splitHostPort(t->second);
+    } else if (!config_.relayhost.empty()) {
+        r.mx = false;
+        std::tie(r.target, r.port) = splitHostPort(config_.relayhost);
+        r.policy = config_.relayhostTls;
+        r.credentials = relayCredentials_ ? &*relayCredentials_ : nullptr;
+    } else {
+        r.target = domain;
+        r.port = config_.smtpPort;
+    }
+    return r;
+}
+
+void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope& envelope, const MessageData& message,
+                                 const std::vector<std::size_t>& indexes, std::vector<Outcome>& outcomes,
+                                 ConnectionCache& connections) {
+    auto setAll = [&](Outcome::Kind kind, const SmtpReply& reply, const std::string& status) {
+        for (auto i : indexes) {
+            outcomes[i].kind = kind;
+            outcomes[i].reply = reply;
+            outcomes[i].status = status;
+        }
+    };
+    MxResult where = route.mx ? resolver_.resolveMx(route.target) : resolver_.resolveHost(route.target);
+    if (where.status != LookupStatus::Ok) {
+        setAll(where.status == LookupStatus::PermFail ? Outcome::Kind::Perm : Outcome::Kind::Temp,
+               SmtpReply::local(where.error), where.enhanced);
+        return;
+    }
+    std::vector<std::string> recipients;
+    for (auto i : indexes) recipients.push_back(envelope.recipients[i]);
+
+    SmtpReply lastFailure = SmtpReply::local("no address to try");
+    std::string lastRelay = "none";
+    std::size_t tried = 0;
+    for (const auto& host : where.hosts) {
+        for (const auto& ip : host.addresses) {
+            if (tried++ >= MaxAddressesPerAttempt) break;
+            Poco::Net::SocketAddress address(ip, route.port);
+            std::string key = address.toString() + "/" + host.name + "/" + route.key();
+            SmtpClient* client = connections.find(key);
+            if (!client) {
+                // In the cache before connecting, so a shutdown can abort it mid-way.
+                SmtpClient* fresh = connections.put(key, std::make_unique<SmtpClient>(clientSettings_));
+                SmtpReply r = fresh->open(address, host.name, route.policy, route.credentials);
+                // 'may': a failed handshake leaves the session unusable; try once more in clear.
+                if (!r.isPositive() && fresh->tlsHandshakeFailed() && route.policy == TlsPolicy::May)
+                    r = fresh->open(address, host.name, route.policy, route.credentials, false);
+                if (!r.isPositive()) {
+                    logger().information("s=" + envelope.id + " event=delivery.connect_fail relay=" + fresh->relay() +
+                                         " reply=\"" + quoteSafe(r.text()) + "\"");
+                    lastFailure = r;
+                    lastRelay = fresh->relay();
+                    connections.drop(key);
+                    continue;  // RFC 5321 5.1: try the next address / MX host
+                }
+                client = fresh;
+            }
+            std::vector<SmtpReply> replies = client->send(envelope.sender, recipients, message);
+            for (std::size_t k = 0; k < indexes.size(); ++k) {
+                Outcome& o = outcomes[indexes[k]];
+                o.reply = replies[k];
+                o.status = replies[k].status();
+                o.relay = client->relay();
+                o.remoteHost = host.name;
+                o.tls = client->tlsActive();
+                o.kind = replies[k].isPositive() ? Outcome::Kind::Delivered
+                       : replies[k].isPermanent() ? Outcome::Kind::Perm : Outcome::Kind::Temp;
+            }
+            if (!client->usable()) connections.drop(key);
+            return;
+        }
+    }
+    // No host took the connection: everything is a temporary failure (including a TLS
+    // policy that could not be met: never fall back to clear text under encrypt/verify).
+    for (auto i : indexes) {
+        outcomes[i].kind = Outcome::Kind::Temp;
+        outcomes[i].reply = lastFailure;
+        outcomes[i].status = lastFailure.code >= 400 ? "4" + lastFailure.status().substr(1) : "4.4.1";
+        outcomes[i].relay = lastRelay;
+    }
+}
+
+std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id, ConnectionCache& connections) {
+    std::optional<queue::QueueEnvelope> current = queue_.readEnvelope(id);
+    if (!current) return std::nullopt;
+    queue::QueueEnvelope envelope = *current;
+    if (envelope.hold) return envelope;
+
+    const std::uint32_t attempt = envelope.attempts + 1;
+    MessageData message;
+    message.path = queue_.dataPath(id);
+    bool readable = false;
+    message.eightBit = hasEightBit(message.path, readable);
+    struct stat st{};
+    if (::stat(message.path.c_str(), &st) == 0) message.size = static_cast<std::uint64_t>(st.st_size);
+
+    std::vector<Outcome> outcomes(envelope.recipients.size());
+    if (!readable) {
+        for (auto& o : outcomes) {
+            o.kind = Outcome::Kind::Temp;
+            o.reply = SmtpReply::local("queue file " + message.path + " cannot be read");
+            o.status = "4.3.0";
+        }
+        logger().error("s=" + id + " event=delivery.data_missing path=" + message.path);
+    } else {
+        // Group recipients by route, in envelope order; one transaction per route.
+        std::map<std::string, std::pair<Route, std::vector<std::size_t>>> groups;
+        std::vector<std::string> order;
+        for (std::size_t i = 0; i < envelope.recipients.size(); ++i) {
+            Route r = routeFor(domainOf(envelope.recipients[i]));
+            // A smarthost takes every domain in one transaction; MX routes are per domain.
+            auto [it, inserted] = groups.try_emplace(r.key(), r, std::vector<std::size_t>{});
+            if (inserted) order.push_back(r.key());
+            it->second.second.push_back(i);
+        }
+        for (const auto& key : order) {
+            const auto& [route, indexes] = groups[key];
+            deliverRoute(route, envelope, message, indexes, outcomes, connections);
+            // Record delivered recipients durably before anything else happens, so a crash
+            // from here on never sends them the message again. (The window between the
+            // remote 250 and this rename is unavoidable: RFC 1047.)
+            std::set<std::string> done;
+            for (auto i : indexes)
+                if (outcomes[i].kind == Outcome::Kind::Delivered) done.insert(envelope.recipients[i]);
+            if (!done.empty()) {
+                auto after = queue_.modifyEnvelope(id, [&](queue::QueueEnvelope& e) {
+                    e.recipients.erase(std::remove_if(e.recipients.begin(), e.recipients.end(),
+                                                      [&](const std::string& r) { return done.count(r) > 0; }),
+                                       e.recipients.end());
+                    return true;
+                });
+                if (!after && ::access(queue_.envelopePath(id).c_str(), F_OK) == 0)
+                    logger().error("s=" + id + " event=delivery.record_fail (delivered recipients may be retried)");
+            }
+            for (auto i : indexes) {
+                const Outcome& o = outcomes[i];
+                if (o.kind != Outcome::Kind::Delivered) continue;
+                logger().information("s=" + id + " event=delivery.ok to=<" + envelope.recipients[i] + "> relay=" +
+                                     o.relay + " tls=" + (o.tls ? "yes" : "no") + " status=" + o.status +
+                                     " reply=\"" + quoteSafe(o.reply.text()) + "\" attempt=" + std::to_string(attempt) +
+                                     " delay=" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                                    std::chrono::system_clock::now() - envelope.arrival)
+                                                                    .count()) +
+                                     "s");
+            }
+        }
+    }
+
+    const auto end = std::chrono::system_clock::now();
+    const auto expiry = envelope.arrival + config_.maxLifetime;
+    const bool expired = end >= expiry;
+    const long delay = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(end - envelope.arrival).count());
+
+    // Permanent failures, and temporary ones past the lifetime, are bounced.
+    std::vector<DsnRecipient> failed;
+    std::set<std::string> bounced;
+    std::string lastError;
+    std::vector<DsnRecipient> delayed;
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        Outcome& o = outcomes[i];
+        if (o.kind == Outcome::Kind::Delivered || o.kind == Outcome::Kind::Pending) continue;
+        DsnRecipient d{envelope.recipients[i], o.status, o.remoteHost, o.reply.text(), o.reply.code != 0};
+        if (o.kind == Outcome::Kind::Temp && expired) {
+            d.status = "4.4.7";
+            if (d.diagnostic.empty()) d.diagnostic = "delivery time expired";
+            d.diagnosticIsSmtp = o.reply.code != 0;
+            if (o.reply.code == 0) d.diagnostic = "delivery time expired: " + o.reply.text();
+        }
+        if (o.kind == Outcome::Kind::Perm || expired) {
+            if (d.status.empty() || d.status[0] != '5') d.status = o.kind == Outcome::Kind::Perm ? "5.0.0" : d.status;
+            failed.push_back(d);
+            bounced.insert(envelope.recipients[i]);
+        } else {
+            lastError = o.reply.text();
+            delayed.push_back(d);
+        }
+    }
+    if (!failed.empty()) {
+        BounceSender::Result r = bounces_.send(envelope, message.path, DsnAction::Failed, failed, expiry);
+        if (r == BounceSender::Result::TempFail) {
+            // Nobody was told yet: keep the recipients and try again later.
+            logger().warning("s=" + id + " event=dsn.defer reason=sink_or_directory_unavailable");
+            for (const auto& d : failed) delayed.push_back(d);
+            bounced.clear();
+            if (lastError.empty()) lastError = failed.front().diagnostic;
+        }
+    }
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        const Outcome& o = outcomes[i];
+        if (o.kind == Outcome::Kind::Delivered || o.kind == Outcome::Kind::Pending) continue;
+        bool bounce = bounced.count(envelope.recipients[i]) > 0;
+        logger().information("s=" + id + " event=" + (bounce ? "delivery.bounce" : "delivery.defer") + " to=<" +
+                             envelope.recipients[i] + "> relay=" + o.relay + " tls=" + (o.tls ? "yes" : "no") +
+                             " status=" + (bounce && expired && o.kind == Outcome::Kind::Temp ? "4.4.7" : o.status) +
+                             " reply=\"" + quoteSafe(o.reply.text()) + "\" attempt=" + std::to_string(attempt) +
+                             " delay=" + std::to_string(delay) + "s");
+    }
+
+    // Delay warning (once), for recipients still waiting.
+    bool warnNow = false;
+    if (config_.delayWarning.count() > 0 && !envelope.warned && !delayed.empty() && !envelope.sender.empty() &&
+        end >= envelope.arrival + config_.delayWarning) {
+        warnNow = bounces_.send(envelope, message.path, DsnAction::Delayed, delayed, expiry) ==
+                  BounceSender::Result::Sent;
+    }
+
+    // One durable update: bounced recipients out, retry time and error in.
+    auto after = queue_.modifyEnvelope(id, [&](queue::QueueEnvelope& e) {
+        e.recipients.erase(std::remove_if(e.recipients.begin(), e.recipients.end(),
+                                          [&](const std::string& r) { return bounced.count(r) > 0; }),
+                           e.recipients.end());
+        e.attempts = attempt;
+        e.nextAttempt = nextAttemptTime(config_.retrySchedule, attempt, end, expiry);
+        e.lastError = lastError.substr(0, 500);
+        for (auto& ch : e.lastError)
+            if (ch == '\r' || ch == '\n' || ch == '\0') ch = ' ';
+        if (warnNow) e.warned = true;
+        return true;
+    });
+    if (!after) {
+        if (::access(queue_.envelopePath(id).c_str(), F_OK) == 0) {
+            logger().error("s=" + id + " event=delivery.update_fail");
+            return queue_.readEnvelope(id);
+        }
+        logger().information("s=" + id + " event=queue.done");
+        return std::nullopt;
+    }
+    if (after->recipients.empty()) {
+        logger().information("s=" + id + " event=queue.done");
+        return std::nullopt;
+    }
+    return after;
+}
+
+}  // namespace postern::delivery

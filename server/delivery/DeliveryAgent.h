@@ -1,0 +1,70 @@
+// One delivery attempt of one queued message: route each recipient (transport override,
+// smarthost or MX), talk SMTP, record the results durably in the queue, bounce what
+// failed permanently or expired (RFC 3464), schedule the retry of the rest.
+#pragma once
+
+#include "config/ServerConfig.h"
+#include "delivery/BounceSender.h"
+#include "delivery/MxResolver.h"
+#include "delivery/SmtpClient.h"
+#include "queue/OutboundQueue.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace postern::delivery {
+
+// The open connections of one worker, keyed by "ip:port/policy/auth", reused for the next
+// message to the same place (RSET in between). abortAll() may be called from another
+// thread (shutdown); everything else belongs to the owning worker.
+class ConnectionCache {
+public:
+    // A usable connection for `key` (after a successful RSET), or nullptr.
+    SmtpClient* find(const std::string& key);
+    SmtpClient* put(const std::string& key, std::unique_ptr<SmtpClient> client);
+    void drop(const std::string& key);
+    void closeAll();  // QUIT and close
+    void abortAll();  // shutdown(2) every socket now: blocked reads/writes return at once
+
+private:
+    std::mutex mutex_;
+    std::map<std::string, std::unique_ptr<SmtpClient>> clients_;
+};
+
+// Thread-safe: every worker calls deliver() with its own ConnectionCache. Shares the queue,
+// resolver and bounce sender, which are thread-safe.
+class DeliveryAgent {
+public:
+    DeliveryAgent(const config::DeliveryConfig& config, std::string hostname, queue::OutboundQueue& queue,
+                  MxResolver& resolver, BounceSender& bounces, ClientSettings clientSettings,
+                  std::optional<Credentials> relayCredentials);
+
+    // Attempts every recipient still in the envelope of `id` now. Returns the envelope as
+    // left in the queue (nullopt: the message is gone: all done, or deleted meanwhile).
+    std::optional<queue::QueueEnvelope> deliver(const std::string& id, ConnectionCache& connections);
+
+    // Reads delivery.relayhost_auth_file ("user:password" on the first line). Throws
+    // std::runtime_error if it cannot be read, is malformed, or is group/world-readable.
+    static Credentials readCredentialsFile(const std::string& path);
+
+private:
+    struct Route;
+    struct Outcome;
+    Route routeFor(const std::string& domain) const;
+    void deliverRoute(const Route& route, const queue::QueueEnvelope& envelope, const MessageData& message,
+                      const std::vector<std::size_t>& indexes, std::vector<Outcome>& outcomes,
+                      ConnectionCache& connections);
+
+    const config::DeliveryConfig& config_;
+    std::string hostname_;
+    queue::OutboundQueue& queue_;
+    MxResolver& resolver_;
+    BounceSender& bounces_;
+    ClientSettings clientSettings_;
+    std::optional<Credentials> relayCredentials_;
+};
+
+}  // namespace postern::delivery

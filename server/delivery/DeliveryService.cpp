@@ -1,0 +1,66 @@
+#include "delivery/DeliveryService.h"
+
+#include "delivery/BounceSender.h"
+#include "delivery/DeliveryAgent.h"
+#include "delivery/MxResolver.h"
+#include "delivery/QueueRunner.h"
+
+#include <Poco/Net/Context.h>
+
+#include <stdexcept>
+
+namespace postern::delivery {
+
+namespace {
+
+Poco::Net::Context::Ptr clientContext(bool verify, const std::string& caFile) {
+    Poco::Net::Context::Params p;
+    p.verificationMode = verify ? Poco::Net::Context::VERIFY_STRICT : Poco::Net::Context::VERIFY_NONE;
+    p.caLocation = verify ? caFile : "";
+    p.loadDefaultCAs = verify && caFile.empty();
+    p.cipherList = "HIGH:!aNULL:!MD5:!RC4";
+    Poco::Net::Context::Ptr ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, p);
+    ctx->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
+    // Opportunistic TLS (RFC 7435): encryption without authentication, so a self-signed
+    // or mismatched certificate still beats clear text. 'verify' checks chain and name.
+    ctx->enableExtendedCertificateVerification(verify);
+    return ctx;
+}
+
+}  // namespace
+
+DeliveryService::DeliveryService(const config::DeliveryConfig& config, std::string hostname,
+                                 queue::OutboundQueue& queue, core::MessageSink& sink, core::UserDirectory& directory)
+    : queue_(queue) {
+    resolver_ = std::make_unique<MxResolver>(ResolverSettings{config.dnsServer, config.dnsTimeout});
+    bounces_ = std::make_unique<BounceSender>(sink, directory, hostname);
+    ClientSettings cs;
+    cs.heloName = hostname;
+    cs.connectTimeout = config.connectTimeout;
+    cs.greetingTimeout = config.greetingTimeout;
+    cs.mailTimeout = config.mailTimeout;
+    cs.rcptTimeout = config.rcptTimeout;
+    cs.dataTimeout = config.dataTimeout;
+    cs.dataBlockTimeout = config.dataBlockTimeout;
+    cs.dataDoneTimeout = config.dataDoneTimeout;
+    cs.tlsOpportunistic = clientContext(false, "");
+    cs.tlsVerify = clientContext(true, config.tlsCaFile);
+    std::optional<Credentials> credentials;
+    if (!config.relayhostAuthFile.empty()) credentials = DeliveryAgent::readCredentialsFile(config.relayhostAuthFile);
+    agent_ = std::make_unique<DeliveryAgent>(config, hostname, queue, *resolver_, *bounces_, cs, credentials);
+    runner_ = std::make_unique<QueueRunner>(config, queue, *agent_);
+}
+
+DeliveryService::~DeliveryService() { stop(); }
+
+void DeliveryService::start() {
+    queue_.setEnqueueListener([runner = runner_.get()](const queue::QueueEnvelope& e) { runner->onEnqueued(e); });
+    runner_->start();
+}
+
+void DeliveryService::stop() {
+    queue_.setEnqueueListener({});
+    if (runner_) runner_->stop();
+}
+
+}  // namespace postern::delivery

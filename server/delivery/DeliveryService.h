@@ -1,0 +1,43 @@
+// Outbound delivery as one unit for the daemon: resolver, TLS client contexts, SMTP
+// client settings, bounce sender, delivery agent and queue runner, wired once.
+#pragma once
+
+#include "config/ServerConfig.h"
+#include "core/MessageSink.h"
+#include "core/UserDirectory.h"
+#include "queue/OutboundQueue.h"
+
+#include <memory>
+#include <string>
+
+namespace postern::delivery {
+
+class MxResolver;
+class BounceSender;
+class DeliveryAgent;
+class QueueRunner;
+
+// Owns the delivery machinery; borrows the config, queue, sink and directory, which must
+// outlive it. Construct after the sink (bounces are injected through it), start() after
+// the listeners are up, stop() before the listener pools are joined. Throws
+// std::runtime_error at construction on a bad delivery.relayhost_auth_file or CA file.
+class DeliveryService {
+public:
+    DeliveryService(const config::DeliveryConfig& config, std::string hostname, queue::OutboundQueue& queue,
+                    core::MessageSink& sink, core::UserDirectory& directory);
+    ~DeliveryService();
+
+    // Scans the queue, starts the workers and subscribes to new mail.
+    void start();
+    // Unsubscribes, aborts connections in progress (their recipients stay queued), joins.
+    void stop();
+
+private:
+    queue::OutboundQueue& queue_;
+    std::unique_ptr<MxResolver> resolver_;
+    std::unique_ptr<BounceSender> bounces_;
+    std::unique_ptr<DeliveryAgent> agent_;
+    std::unique_ptr<QueueRunner> runner_;
+};
+
+}  // namespace postern::delivery

@@ -1,0 +1,112 @@
+#include "delivery/Dsn.h"
+
+#include <ctime>
+
+namespace postern::delivery {
+
+namespace {
+
+// Printable ASCII only, at most `max` octets: remote replies may carry anything.
+std::string clean(const std::string& s, std::size_t max = 700) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (out.size() >= max) break;
+        out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string rfc5322Date(std::chrono::system_clock::time_point t) {
+    std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    ::gmtime_r(&tt, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    return buf;
+}
+
+std::string headerSection(const std::string& message, std::size_t maxBytes) {
+    std::size_t end = message.find("\r\n\r\n");
+    std::string h = end == std::string::npos ? message : message.substr(0, end + 2);
+    if (message.rfind("\r\n", 0) == 0) h.clear();  // no header at all
+    if (h.size() > maxBytes) {
+        auto cut = h.rfind("\r\n", maxBytes);
+        h = cut == std::string::npos ? std::string() : h.substr(0, cut + 2);
+    }
+    if (!h.empty() && h.size() >= 2 && h.compare(h.size() - 2, 2, "\r\n") != 0) h += "\r\n";
+    return h;
+}
+
+std::string formatDsn(const DsnInput& in) {
+    const bool failed = in.action == DsnAction::Failed;
+    const std::string crlf = "\r\n";
+    std::string m;
+    m += "From: Mail Delivery System <MAILER-DAEMON@" + in.reportingMta + ">" + crlf;
+    m += "To: <" + clean(in.originalSender) + ">" + crlf;
+    m += std::string("Subject: ") +
+         (failed ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)") + crlf;
+    m += "Date: " + rfc5322Date(in.now) + crlf;
+    m += "Message-ID: <" + in.queueId + "." + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                                 in.now.time_since_epoch()).count()) +
+         (failed ? ".bounce" : ".delay") + "@" + in.reportingMta + ">" + crlf;
+    // RFC 3834 5: automatic responses are marked, so auto-responders do not answer them.
+    m += "Auto-Submitted: auto-replied" + crlf;
+    m += "MIME-Version: 1.0" + crlf;
+    m += "Content-Type: multipart/report; report-type=delivery-status;" + crlf;
+    m += "\tboundary=\"" + in.boundary + "\"" + crlf;
+    m += "Content-Transfer-Encoding: 8bit" + crlf;
+    m += crlf;
+    m += "This is a MIME-encapsulated message." + crlf + crlf;
+
+    // Part 1: for people.
+    m += "--" + in.boundary + crlf;
+    m += "Content-Description: Notification" + crlf;
+    m += "Content-Type: text/plain; charset=us-ascii" + crlf + crlf;
+    m += "This is the mail system at host " + in.reportingMta + "." + crlf + crlf;
+    if (failed) {
+        m += "I'm sorry to have to inform you that your message could not" + crlf;
+        m += "be delivered to one or more recipients. It's attached below." + crlf + crlf;
+    } else {
+        m += "####################################################################" + crlf;
+        m += "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #" + crlf;
+        m += "####################################################################" + crlf + crlf;
+        m += "Your message could not be delivered yet; it is still being retried." + crlf + crlf;
+    }
+    for (const auto& r : in.recipients) {
+        m += "<" + clean(r.address) + ">: " + clean(r.diagnostic) + crlf;
+    }
+    m += crlf;
+
+    // Part 2: for programs (RFC 3464 2.2 per-message, 2.3 per-recipient fields).
+    m += "--" + in.boundary + crlf;
+    m += "Content-Description: Delivery report" + crlf;
+    m += "Content-Type: message/delivery-status" + crlf + crlf;
+    m += "Reporting-MTA: dns; " + in.reportingMta + crlf;
+    m += "X-Postern-Queue-ID: " + in.queueId + crlf;
+    m += "Arrival-Date: " + rfc5322Date(in.arrival) + crlf;
+    for (const auto& r : in.recipients) {
+        m += crlf;
+        m += "Final-Recipient: rfc822; " + clean(r.address) + crlf;
+        m += std::string("Action: ") + (failed ? "failed" : "delayed") + crlf;
+        m += "Status: " + clean(r.status, 16) + crlf;
+        if (!r.remoteMta.empty()) m += "Remote-MTA: dns; " + clean(r.remoteMta, 255) + crlf;
+        if (!r.diagnostic.empty())
+            m += std::string("Diagnostic-Code: ") + (r.diagnosticIsSmtp ? "smtp; " : "X-Postern; ") +
+                 clean(r.diagnostic) + crlf;
+        m += "Last-Attempt-Date: " + rfc5322Date(in.now) + crlf;
+        if (!failed) m += "Will-Retry-Until: " + rfc5322Date(in.willRetryUntil) + crlf;
+    }
+    m += crlf;
+
+    // Part 3: the original header (RFC 6522 / RFC 3462 text/rfc822-headers).
+    m += "--" + in.boundary + crlf;
+    m += "Content-Description: Undelivered Message Headers" + crlf;
+    m += "Content-Type: text/rfc822-headers" + crlf + crlf;
+    m += in.originalHeaders;
+    m += crlf + "--" + in.boundary + "--" + crlf;
+    return m;
+}
+
+}  // namespace postern::delivery

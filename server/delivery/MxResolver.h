@@ -1,0 +1,73 @@
+// Where to deliver mail for a domain: MX lookup (RFC 5321 5.1) through libresolv
+// (res_nquery + ns_initparse/ns_parserr), A/AAAA fallback, null MX (RFC 7505).
+#pragma once
+
+#include <Poco/Net/IPAddress.h>
+
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace postern::delivery {
+
+// Yes / no / try later: every DNS answer is one of these three.
+enum class LookupStatus {
+    Ok,        // hosts found
+    PermFail,  // NXDOMAIN, null MX, no address at all: the mail bounces
+    TempFail,  // SERVFAIL, timeout, unreachable resolver: retried later
+};
+
+struct MxRecord {
+    std::uint16_t preference = 0;
+    std::string host;  // without trailing dot; "" = the root (null MX target ".")
+};
+
+// One host to try, in order, with its addresses (A first, then AAAA).
+struct MxHost {
+    std::string name;
+    std::uint16_t preference = 0;
+    std::vector<Poco::Net::IPAddress> addresses;
+};
+
+struct MxResult {
+    LookupStatus status = LookupStatus::TempFail;  // fail closed
+    std::vector<MxHost> hosts;                     // Ok: at least one host with an address
+    std::string enhanced;                          // failure: "5.1.2", "5.1.10", "4.4.3"
+    std::string error;                             // failure: text for logs and the DSN
+};
+
+struct ResolverSettings {
+    std::string server;                          // "ip:port" (IPv4); "" = /etc/resolv.conf
+    std::chrono::milliseconds timeout{5000};     // per try; two tries
+};
+
+// RFC 5321 5.1: lowest preference first; hosts of equal preference in random order
+// (spreads load). Null-MX records are kept (see isNullMx).
+std::vector<MxRecord> orderMxRecords(std::vector<MxRecord> records, std::mt19937& rng);
+
+// RFC 7505 3: a single MX with target "." (preference 0) says the domain takes no mail.
+// A "." mixed with real MX records is ignored by the caller (it is not a null MX).
+bool isNullMx(const std::vector<MxRecord>& records);
+
+// Stateless apart from settings; thread-safe (each lookup has its own res_state).
+class MxResolver {
+public:
+    explicit MxResolver(ResolverSettings settings);
+    virtual ~MxResolver() = default;
+
+    // Mail for `domain` (lower-case, no trailing dot, or an address literal "[1.2.3.4]"):
+    // Ok with hosts in delivery order; PermFail on NXDOMAIN (5.1.2), null MX (5.1.10) or
+    // no MX host address; TempFail when the DNS cannot answer now (4.4.3).
+    virtual MxResult resolveMx(const std::string& domain);
+
+    // One named host (smarthost, transport override): A/AAAA only, no MX. An IP literal
+    // is returned as is.
+    virtual MxResult resolveHost(const std::string& host);
+
+private:
+    ResolverSettings settings_;
+};
+
+}  // namespace postern::delivery

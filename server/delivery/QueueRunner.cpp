@@ -1,0 +1,230 @@
+#include "delivery/QueueRunner.h"
+
+#include <Poco/Logger.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace postern::delivery {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.delivery"); }
+
+std::vector<std::string> domainsOf(const queue::QueueEnvelope& e) {
+    std::vector<std::string> out;
+    for (const auto& r : e.recipients) {
+        auto at = r.rfind('@');
+        std::string d = at == std::string::npos ? std::string() : r.substr(at + 1);
+        std::transform(d.begin(), d.end(), d.begin(), [](unsigned char c) { return std::tolower(c); });
+        if (std::find(out.begin(), out.end(), d) == out.end()) out.push_back(d);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+}  // namespace
+
+QueueRunner::QueueRunner(const config::DeliveryConfig& config, queue::OutboundQueue& queue, DeliveryAgent& agent)
+    : config_(config), queue_(queue), agent_(agent) {}
+
+QueueRunner::~QueueRunner() { stop(); }
+
+void QueueRunner::start() {
+    {
+        std::lock_guard lock(mutex_);
+        if (started_) return;
+        started_ = true;
+    }
+    rescan();
+    for (int i = 0; i < config_.maxWorkers; ++i) caches_.push_back(std::make_unique<ConnectionCache>());
+    for (int i = 0; i < config_.maxWorkers; ++i)
+        threads_.emplace_back([this, i] { workerLoop(static_cast<std::size_t>(i)); });
+    threads_.emplace_back([this] { scannerLoop(); });
+    logger().information("event=delivery.start workers=" + std::to_string(config_.maxWorkers) +
+                         " per_domain=" + std::to_string(config_.maxPerDomain) + " scheduled=" +
+                         std::to_string(scheduledCount()));
+}
+
+void QueueRunner::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        if (!started_ || stopping_) return;
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    // Connections in progress are cut: their recipients stay in the queue (temporary
+    // failure), which is safe; waiting for a 10-minute data timeout at shutdown is not.
+    for (auto& c : caches_) c->abortAll();
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
+    threads_.clear();
+    for (auto& c : caches_) c->closeAll();
+    logger().information("event=delivery.stop");
+}
+
+std::size_t QueueRunner::scheduledCount() const {
+    std::lock_guard lock(mutex_);
+    return pending_.size() + running_.size();
+}
+
+void QueueRunner::onEnqueued(const queue::QueueEnvelope& envelope) {
+    {
+        std::lock_guard lock(mutex_);
+        schedule(envelope);
+    }
+    wake_.notify_one();
+}
+
+void QueueRunner::schedule(const queue::QueueEnvelope& e) {
+    if (running_.count(e.id)) return;  // the worker reschedules it when done
+    unschedule(e.id);
+    if (e.hold || e.recipients.empty()) return;
+    Item item{e.nextAttempt, domainsOf(e)};
+    byDue_.emplace(item.due, e.id);
+    pending_.emplace(e.id, std::move(item));
+}
+
+void QueueRunner::unschedule(const std::string& id) {
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    byDue_.erase({it->second.due, id});
+    pending_.erase(it);
+}
+
+void QueueRunner::rescan() {
+    queue_.refreshStats();
+    std::vector<queue::QueueEntry> entries = queue_.list();
+    {
+        std::lock_guard lock(mutex_);
+        std::set<std::string> present;
+        for (const auto& entry : entries) {
+            present.insert(entry.envelope.id);
+            schedule(entry.envelope);
+        }
+        // Deleted behind our back (posternctl queue delete): forget them.
+        for (auto it = pending_.begin(); it != pending_.end();) {
+            if (present.count(it->first)) {
+                ++it;
+                continue;
+            }
+            byDue_.erase({it->second.due, it->first});
+            it = pending_.erase(it);
+        }
+    }
+    wake_.notify_all();
+}
+
+void QueueRunner::scannerLoop() {
+    while (true) {
+        {
+            std::unique_lock lock(mutex_);
+            wake_.wait_for(lock, config_.scanInterval, [this] { return stopping_; });
+            if (stopping_) return;
+        }
+        try {
+            rescan();
+        } catch (const std::exception& e) {
+            logger().error("event=delivery.scan_fail error=\"" + std::string(e.what()) + "\"");
+        }
+    }
+}
+
+bool QueueRunner::runnable(const Item& item) const {
+    for (const auto& d : item.domains) {
+        auto it = perDomain_.find(d);
+        if (it != perDomain_.end() && it->second >= config_.maxPerDomain) return false;
+    }
+    return true;
+}
+
+void QueueRunner::acquire(const std::string& id, const Item& item) {
+    for (const auto& d : item.domains) ++perDomain_[d];
+    running_.emplace(id, item);
+}
+
+void QueueRunner::release(const std::string& id) {
+    auto it = running_.find(id);
+    if (it == running_.end()) return;
+    for (const auto& d : it->second.domains)
+        if (--perDomain_[d] <= 0) perDomain_.erase(d);
+    running_.erase(it);
+}
+
+bool QueueRunner::take(std::string& id) {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+        auto now = std::chrono::system_clock::now();
+        for (auto it = byDue_.begin(); it != byDue_.end() && it->first <= now; ++it) {
+            const Item& item = pending_.at(it->second);
+            if (!runnable(item)) continue;
+            id = it->second;
+            Item taken = item;
+            byDue_.erase(it);
+            pending_.erase(id);
+            acquire(id, taken);
+            return true;
+        }
+        // Nothing runnable now: sleep until the next due time, a new message, a finished
+        // delivery (frees a domain slot) or the next scan.
+        Time until = now + config_.scanInterval;
+        for (const auto& [due, pid] : byDue_) {
+            if (due > now) {
+                until = std::min(until, due);
+                break;
+            }
+        }
+        wake_.wait_until(lock, until);
+    }
+    return false;
+}
+
+void QueueRunner::finish(const std::string& id, const std::optional<queue::QueueEnvelope>& after) {
+    release(id);
+    if (after) schedule(*after);
+}
+
+bool QueueRunner::finishAndTakeSame(const std::string& id, const std::optional<queue::QueueEnvelope>& after,
+                                    std::string& next) {
+    std::lock_guard lock(mutex_);
+    auto it = running_.find(id);
+    std::vector<std::string> domains = it != running_.end() ? it->second.domains : std::vector<std::string>{};
+    finish(id, after);
+    wake_.notify_all();
+    if (stopping_) return false;
+    auto now = std::chrono::system_clock::now();
+    for (auto d = byDue_.begin(); d != byDue_.end() && d->first <= now; ++d) {
+        const Item& item = pending_.at(d->second);
+        if (d->second == id || item.domains != domains || !runnable(item)) continue;
+        next = d->second;
+        Item taken = item;
+        byDue_.erase(d);
+        pending_.erase(next);
+        acquire(next, taken);
+        return true;
+    }
+    return false;
+}
+
+void QueueRunner::workerLoop(std::size_t index) {
+    ConnectionCache& connections = *caches_[index];
+    std::string id;
+    while (take(id)) {
+        while (true) {
+            std::optional<queue::QueueEnvelope> after;
+            try {
+                after = agent_.deliver(id, connections);
+            } catch (const std::exception& e) {
+                logger().error("s=" + id + " event=delivery.exception error=\"" + std::string(e.what()) + "\"");
+                after = queue_.readEnvelope(id);
+                if (after) after->nextAttempt = std::chrono::system_clock::now() + config_.retrySchedule.front();
+            }
+            std::string next;
+            if (!finishAndTakeSame(id, after, next)) break;
+            id = next;
+        }
+        connections.closeAll();
+    }
+}
+
+}  // namespace postern::delivery

@@ -1,0 +1,90 @@
+// The scheduler of outbound delivery: an in-memory schedule of the queued messages (by
+// next-attempt time), worker threads that take due messages within the overall and
+// per-domain concurrency limits, and a periodic rescan of the queue directory.
+#pragma once
+
+#include "config/ServerConfig.h"
+#include "delivery/DeliveryAgent.h"
+#include "queue/OutboundQueue.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace postern::delivery {
+
+// Scheduling:
+//  * start() scans envelope/ (so a restart, also after kill -9, resumes every message)
+//    and starts delivery.max_workers threads plus one scanner thread.
+//  * New mail is scheduled at once through OutboundQueue's enqueue listener (onEnqueued).
+//  * A worker takes the earliest due message none of whose recipient domains is at
+//    delivery.max_per_domain, delivers it (DeliveryAgent), and puts it back at its new
+//    next-attempt time (or forgets it when it left the queue). While another due message
+//    for the same domains is waiting it keeps its connections open and takes that one
+//    next (RSET between messages), else it closes them (QUIT).
+//  * Every delivery.scan_interval the scanner re-reads envelope/: the files are the
+//    truth, so posternctl flush (next-attempt 0), hold, release and delete take effect
+//    within one interval. Held messages are not scheduled.
+// Thread-safe. The queue and agent outlive the runner. stop() (and the destructor) abort
+// connections in progress (their recipients stay queued and are retried) and join.
+class QueueRunner {
+public:
+    QueueRunner(const config::DeliveryConfig& config, queue::OutboundQueue& queue, DeliveryAgent& agent);
+    ~QueueRunner();
+    QueueRunner(const QueueRunner&) = delete;
+    QueueRunner& operator=(const QueueRunner&) = delete;
+
+    void start();
+    void stop();
+
+    // A message was just queued (called from OutboundQueue::enqueue; must be quick).
+    void onEnqueued(const queue::QueueEnvelope& envelope);
+
+    // For tests and logs: messages scheduled (not held, not in progress) and in progress.
+    std::size_t scheduledCount() const;
+
+private:
+    using Time = std::chrono::system_clock::time_point;
+    struct Item {
+        Time due;
+        std::vector<std::string> domains;  // distinct, lower-case
+    };
+
+    void workerLoop(std::size_t index);
+    void scannerLoop();
+    void rescan();
+    void schedule(const queue::QueueEnvelope& envelope);  // lock held
+    void unschedule(const std::string& id);                // lock held
+    bool runnable(const Item& item) const;                 // lock held
+    void acquire(const std::string& id, const Item& item); // lock held
+    void release(const std::string& id);                   // lock held
+    // Blocks until a message is due and runnable (true) or the runner stops (false).
+    bool take(std::string& id);
+    // Finishes `id` (reschedules `after`), then takes a due message with the same
+    // domains if there is one (connection reuse).
+    bool finishAndTakeSame(const std::string& id, const std::optional<queue::QueueEnvelope>& after, std::string& next);
+    void finish(const std::string& id, const std::optional<queue::QueueEnvelope>& after);  // lock held
+
+    const config::DeliveryConfig& config_;
+    queue::OutboundQueue& queue_;
+    DeliveryAgent& agent_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stopping_ = false;
+    bool started_ = false;
+    std::map<std::string, Item> pending_;          // id -> scheduled item
+    std::set<std::pair<Time, std::string>> byDue_; // (due, id) of pending_
+    std::map<std::string, Item> running_;          // id -> item being delivered
+    std::map<std::string, int> perDomain_;         // domain -> messages in progress
+
+    std::vector<std::thread> threads_;
+    std::vector<std::unique_ptr<ConnectionCache>> caches_;  // one per worker (abort on stop)
+};
+
+}  // namespace postern::delivery

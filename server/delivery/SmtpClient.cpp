@@ -1,0 +1,397 @@
+#include "delivery/SmtpClient.h"
+
+#include "sasl/Base64.h"
+
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Timespan.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace postern::delivery {
+
+namespace {
+
+constexpr std::size_t MaxReplyLine = 4096;   // longer is a broken server, not a reply
+constexpr std::size_t MaxReplyLines = 100;
+constexpr std::size_t BlockSize = 64 * 1024;
+
+Poco::Timespan span(Millis ms) { return Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(ms.count()) * 1000); }
+
+std::string upper(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
+    return s;
+}
+
+}  // namespace
+
+SmtpClient::SmtpClient(const ClientSettings& settings) : settings_(settings) {}
+
+SmtpClient::~SmtpClient() { close(); }
+
+void SmtpClient::abort() {
+    std::lock_guard lock(fdMutex_);
+    aborted_ = true;
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+}
+
+void SmtpClient::close() {
+    {
+        std::lock_guard lock(fdMutex_);
+        fd_ = -1;
+    }
+    if (usable_ || tls_) {
+        try {
+            socket_.close();
+        } catch (...) {
+        }
+    }
+    socket_ = Poco::Net::StreamSocket();
+    usable_ = false;
+    tls_ = false;
+    buffer_.clear();
+}
+
+SmtpReply SmtpClient::broken(const std::string& what) {
+    close();
+    return SmtpReply::local(what);
+}
+
+bool SmtpClient::readLine(std::string& line, Millis timeout) {
+    try {
+        socket_.setReceiveTimeout(span(timeout));
+        while (true) {
+            auto nl = buffer_.find("\r\n");
+            if (nl != std::string::npos) {
+                line = buffer_.substr(0, nl);
+                buffer_.erase(0, nl + 2);
+                return true;
+            }
+            if (buffer_.size() > MaxReplyLine) return false;
+            char chunk[4096];
+            int n = socket_.receiveBytes(chunk, sizeof chunk);
+            if (n <= 0) return false;
+            buffer_.append(chunk, static_cast<std::size_t>(n));
+        }
+    } catch (const Poco::Exception&) {
+        return false;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+SmtpReply SmtpClient::readReply(Millis timeout) {
+    ReplyParser parser;
+    std::string line;
+    for (std::size_t i = 0; i < MaxReplyLines; ++i) {
+        if (!readLine(line, timeout)) return broken("lost connection with " + relay_ + " (no reply or timeout)");
+        switch (parser.feed(line)) {
+        case ReplyParser::Result::Done: return parser.reply();
+        case ReplyParser::Result::NeedMore: break;
+        case ReplyParser::Result::Malformed: return broken("malformed reply from " + relay_);
+        }
+    }
+    return broken("reply from " + relay_ + " has too many lines");
+}
+
+bool SmtpClient::sendAll(const std::string& data, Millis timeout) {
+    try {
+        socket_.setSendTimeout(span(timeout));
+        std::size_t done = 0;
+        while (done < data.size()) {
+            int n = socket_.sendBytes(data.data() + done, static_cast<int>(data.size() - done));
+            if (n <= 0) return false;
+            done += static_cast<std::size_t>(n);
+        }
+        return true;
+    } catch (const Poco::Exception&) {
+        return false;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+SmtpReply SmtpClient::command(const std::string& line, Millis timeout) {
+    if (!sendAll(line + "\r\n", settings_.mailTimeout)) return broken("lost connection with " + relay_ + " while sending");
+    return readReply(timeout);
+}
+
+SmtpReply SmtpClient::hello() {
+    extended_ = pipelining_ = sizeOffered_ = eightBitMime_ = startTls_ = authPlain_ = authLogin_ = false;
+    sizeLimit_ = 0;
+    SmtpReply r = command("EHLO " + settings_.heloName, settings_.mailTimeout);
+    if (r.code == 0) return r;
+    if (r.isPermanent()) {
+        // RFC 5321 3.2: a server that does not know EHLO answers 5xx; fall back to HELO.
+        r = command("HELO " + settings_.heloName, settings_.mailTimeout);
+        return r;
+    }
+    if (!r.isPositive()) return r;
+    extended_ = true;
+    for (std::size_t i = 1; i < r.lines.size(); ++i) {
+        std::string line = upper(r.lines[i]);
+        std::string keyword = line.substr(0, line.find(' '));
+        std::string params = keyword.size() < line.size() ? line.substr(keyword.size() + 1) : "";
+        if (keyword == "PIPELINING") pipelining_ = true;
+        else if (keyword == "8BITMIME") eightBitMime_ = true;
+        else if (keyword == "STARTTLS") startTls_ = true;
+        else if (keyword == "SIZE") {
+            sizeOffered_ = true;
+            try {
+                sizeLimit_ = params.empty() ? 0 : std::stoull(params);
+            } catch (...) {
+                sizeLimit_ = 0;
+            }
+        } else if (keyword == "AUTH" || keyword.rfind("AUTH=", 0) == 0) {
+            std::string mechs = keyword == "AUTH" ? params : keyword.substr(5) + " " + params;
+            mechs = " " + mechs + " ";
+            if (mechs.find(" PLAIN ") != std::string::npos) authPlain_ = true;
+            if (mechs.find(" LOGIN ") != std::string::npos) authLogin_ = true;
+        }
+    }
+    return r;
+}
+
+SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::string& hostName, TlsPolicy policy,
+                           const Credentials* credentials, bool tryTls) {
+    close();
+    tlsHandshakeFailed_ = false;
+    hostName_ = hostName;
+    relay_ = hostName + "[" + address.host().toString() + "]:" + std::to_string(address.port());
+    try {
+        socket_ = Poco::Net::StreamSocket(address.family());
+        socket_.connect(address, span(settings_.connectTimeout));
+        socket_.setNoDelay(true);
+        std::lock_guard lock(fdMutex_);
+        fd_ = socket_.impl()->sockfd();
+        if (aborted_) ::shutdown(fd_, SHUT_RDWR);  // stop() came while connecting
+    } catch (const Poco::Exception& e) {
+        return broken("connect to " + relay_ + " failed: " + e.displayText());
+    }
+    usable_ = true;
+    SmtpReply greeting = readReply(settings_.greetingTimeout);
+    if (!greeting.isPositive()) {
+        quit();
+        return greeting;
+    }
+    SmtpReply r = hello();
+    if (!r.isPositive()) {
+        quit();
+        return r;
+    }
+    bool required = policy == TlsPolicy::Encrypt || policy == TlsPolicy::Verify;
+    if (policy != TlsPolicy::None && tryTls) {
+        if (!startTls_ || !extended_) {
+            if (required) {
+                quit();
+                return SmtpReply::local("TLS is required for " + relay_ + " but STARTTLS is not offered");
+            }
+        } else {
+            SmtpReply tr = command("STARTTLS", settings_.mailTimeout);
+            if (tr.code == 0) return tr;
+            if (tr.code != 220) {
+                // RFC 3207 4: after a refused STARTTLS the session goes on in clear, which
+                // only the 'may' policy accepts.
+                if (required) {
+                    quit();
+                    return tr;
+                }
+            } else {
+                // At this point there must not be any pending plaintext: bytes sent by the
+                // server before the handshake would be taken as if they came over TLS
+                // (the STARTTLS command injection class of bugs, CVE-2011-0411).
+                if (!buffer_.empty()) return broken("plaintext after 220 to STARTTLS from " + relay_);
+                Poco::Net::Context::Ptr ctx =
+                    policy == TlsPolicy::Verify ? settings_.tlsVerify : settings_.tlsOpportunistic;
+                if (!ctx) return broken("no TLS client context for " + relay_);
+                try {
+                    socket_.setReceiveTimeout(span(settings_.mailTimeout));
+                    socket_.setSendTimeout(span(settings_.mailTimeout));
+                    socket_ = Poco::Net::SecureStreamSocket::attach(socket_, hostName, ctx);
+                    tls_ = true;
+                } catch (const Poco::Exception& e) {
+                    tlsHandshakeFailed_ = true;
+                    return broken("TLS handshake with " + relay_ + " failed: " + e.displayText());
+                }
+                // RFC 3207 4.2: forget everything learned before TLS and ask again.
+                r = hello();
+                if (!r.isPositive()) {
+                    quit();
+                    return r;
+                }
+            }
+        }
+    }
+    if (credentials) {
+        if (!tls_ && policy != TlsPolicy::None) {
+            quit();
+            return SmtpReply::local("not sending credentials to " + relay_ + " without TLS");
+        }
+        SmtpReply ar = authenticate(*credentials);
+        if (!ar.isPositive()) {
+            quit();
+            return ar;
+        }
+    }
+    SmtpReply ready;
+    ready.code = 250;
+    ready.lines.push_back("ready");
+    return ready;
+}
+
+SmtpReply SmtpClient::authenticate(const Credentials& c) {
+    if (authPlain_) {
+        std::string token = std::string(1, '\0') + c.user + std::string(1, '\0') + c.password;
+        return command("AUTH PLAIN " + sasl::encodeBase64(token), settings_.mailTimeout);
+    }
+    if (authLogin_) {
+        SmtpReply r = command("AUTH LOGIN", settings_.mailTimeout);
+        if (r.code != 334) return r;
+        r = command(sasl::encodeBase64(c.user), settings_.mailTimeout);
+        if (r.code != 334) return r;
+        return command(sasl::encodeBase64(c.password), settings_.mailTimeout);
+    }
+    return SmtpReply::local(relay_ + " offers no AUTH mechanism we support (PLAIN, LOGIN)");
+}
+
+bool SmtpClient::sendMessage(const MessageData& message) {
+    int fd = ::open(message.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    std::string out;
+    out.reserve(BlockSize + BlockSize / 8);
+    char in[BlockSize];
+    bool atLineStart = true;
+    char last[2] = {0, 0};
+    bool ok = true;
+    while (ok) {
+        ssize_t n = ::read(fd, in, sizeof in);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            ok = false;
+            break;
+        }
+        if (n == 0) break;
+        for (ssize_t i = 0; i < n; ++i) {
+            char c = in[i];
+            // RFC 5321 4.5.2: a line starting with "." gets one more ".".
+            if (atLineStart && c == '.') out += '.';
+            out += c;
+            atLineStart = c == '\n';
+            last[0] = last[1];
+            last[1] = c;
+        }
+        if (!sendAll(out, settings_.dataBlockTimeout)) ok = false;
+        out.clear();
+    }
+    ::close(fd);
+    if (!ok) return false;
+    // The final dot must start a line: add CRLF if the data does not end with one.
+    std::string end = (last[0] == '\r' && last[1] == '\n') ? ".\r\n" : "\r\n.\r\n";
+    return sendAll(end, settings_.dataBlockTimeout);
+}
+
+std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::vector<std::string>& recipients,
+                                        const MessageData& message) {
+    std::vector<SmtpReply> out(recipients.size());
+    auto all = [&](const SmtpReply& r) {
+        for (auto& o : out) o = r;
+        return out;
+    };
+    if (!usable_) return all(SmtpReply::local("no connection"));
+    // RFC 1870 6: a message over the announced limit is not sent.
+    if (sizeOffered_ && sizeLimit_ > 0 && message.size > sizeLimit_) {
+        SmtpReply big;
+        big.code = 552;
+        big.lines.push_back("5.3.4 message size " + std::to_string(message.size) + " exceeds the limit " +
+                            std::to_string(sizeLimit_) + " announced by " + relay_);
+        return all(big);
+    }
+    std::string mail = "MAIL FROM:<" + sender + ">";
+    if (sizeOffered_) mail += " SIZE=" + std::to_string(message.size);
+    // RFC 6152: declare 8-bit content when the server knows the extension. Without it
+    // the message goes as is (as most MTAs do) rather than being converted.
+    if (message.eightBit && eightBitMime_) mail += " BODY=8BITMIME";
+
+    SmtpReply mailReply, dataReply;
+    std::vector<SmtpReply> rcptReplies;
+    if (pipelining_) {
+        // RFC 2920 3.1: MAIL, RCPT... and DATA in one group; DATA ends the group.
+        std::string batch = mail + "\r\n";
+        for (const auto& r : recipients) batch += "RCPT TO:<" + r + ">\r\n";
+        batch += "DATA\r\n";
+        if (!sendAll(batch, settings_.mailTimeout)) return all(broken("lost connection with " + relay_ + " while sending"));
+        mailReply = readReply(settings_.mailTimeout);
+        for (std::size_t i = 0; i < recipients.size(); ++i)
+            rcptReplies.push_back(usable_ ? readReply(settings_.rcptTimeout) : mailReply);
+        dataReply = usable_ ? readReply(settings_.dataTimeout) : mailReply;
+    } else {
+        mailReply = command(mail, settings_.mailTimeout);
+        if (!mailReply.isPositive()) return all(mailReply);
+        for (const auto& r : recipients) {
+            rcptReplies.push_back(command("RCPT TO:<" + r + ">", settings_.rcptTimeout));
+            if (!usable_) break;
+        }
+        rcptReplies.resize(recipients.size(), rcptReplies.empty() ? mailReply : rcptReplies.back());
+        bool any = std::any_of(rcptReplies.begin(), rcptReplies.end(), [](const SmtpReply& r) { return r.isPositive(); });
+        if (!usable_) return all(rcptReplies.back());
+        if (!any) return rcptReplies;
+        dataReply = command("DATA", settings_.dataTimeout);
+    }
+    if (!usable_) {
+        // The connection broke somewhere in the group: nobody got the message.
+        SmtpReply lost = SmtpReply::local("lost connection with " + relay_ + " during the transaction");
+        for (std::size_t i = 0; i < out.size(); ++i)
+            out[i] = rcptReplies[i].code != 0 && !rcptReplies[i].isPositive() ? rcptReplies[i] : lost;
+        if (!mailReply.isPositive() && mailReply.code != 0) return all(mailReply);
+        return out;
+    }
+    if (!mailReply.isPositive()) {
+        if (dataReply.code == 354) {  // a server that said 354 anyway: end the empty message
+            sendAll(".\r\n", settings_.dataBlockTimeout);
+            readReply(settings_.dataDoneTimeout);
+        }
+        return all(mailReply);
+    }
+    bool any = std::any_of(rcptReplies.begin(), rcptReplies.end(), [](const SmtpReply& r) { return r.isPositive(); });
+    if (!any) {
+        if (dataReply.code == 354) {
+            sendAll(".\r\n", settings_.dataBlockTimeout);
+            readReply(settings_.dataDoneTimeout);
+        }
+        return rcptReplies;
+    }
+    SmtpReply finalReply = dataReply;
+    if (dataReply.code == 354) {
+        if (!sendMessage(message)) {
+            finalReply = broken("lost connection with " + relay_ + " while sending the message");
+        } else {
+            finalReply = readReply(settings_.dataDoneTimeout);
+        }
+    }
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = rcptReplies[i].isPositive() ? finalReply : rcptReplies[i];
+    return out;
+}
+
+bool SmtpClient::reset() {
+    if (!usable_) return false;
+    SmtpReply r = command("RSET", settings_.mailTimeout);
+    if (!r.isPositive()) {
+        close();
+        return false;
+    }
+    return true;
+}
+
+void SmtpClient::quit() {
+    if (usable_) {
+        if (sendAll("QUIT\r\n", std::min(settings_.mailTimeout, Millis(10'000))))
+            readReply(std::min(settings_.mailTimeout, Millis(10'000)));
+    }
+    close();
+}
+
+}  // namespace postern::delivery

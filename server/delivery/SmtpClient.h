@@ -1,0 +1,124 @@
+// The ESMTP client of outbound delivery (RFC 5321): EHLO with HELO fallback, PIPELINING
+// (RFC 2920), SIZE (RFC 1870), 8BITMIME (RFC 6152), STARTTLS (RFC 3207) by policy,
+// AUTH PLAIN/LOGIN (RFC 4954, 4616) for a smarthost, dot-stuffing, 4.5.3.2 timeouts.
+#pragma once
+
+#include "config/ServerConfig.h"
+#include "delivery/SmtpReply.h"
+
+#include <Poco/Net/Context.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace postern::delivery {
+
+using TlsPolicy = config::TlsPolicy;
+using Millis = std::chrono::milliseconds;
+
+struct ClientSettings {
+    std::string heloName;
+    Millis connectTimeout{30'000};
+    Millis greetingTimeout{300'000};  // RFC 5321 4.5.3.2.1
+    Millis mailTimeout{300'000};      // 4.5.3.2.2 (also EHLO, STARTTLS, AUTH, RSET, QUIT)
+    Millis rcptTimeout{300'000};      // 4.5.3.2.3
+    Millis dataTimeout{120'000};      // 4.5.3.2.4 (354)
+    Millis dataBlockTimeout{180'000}; // 4.5.3.2.5 (each block sent)
+    Millis dataDoneTimeout{600'000};  // 4.5.3.2.6 (reply to the final dot)
+    Poco::Net::Context::Ptr tlsOpportunistic;  // may / encrypt: no certificate check
+    Poco::Net::Context::Ptr tlsVerify;         // verify: chain + host name (may be null)
+};
+
+struct Credentials {
+    std::string user;
+    std::string password;
+};
+
+// A queued message file as stored (CRLF line ends, not dot-stuffed).
+struct MessageData {
+    std::string path;
+    std::uint64_t size = 0;
+    bool eightBit = false;  // any octet > 127 (BODY=8BITMIME when offered)
+};
+
+// One connection to one remote host. Not thread-safe (one worker owns it). Blocking; every
+// wait is bounded by a timeout from ClientSettings. No exception leaves a public method.
+class SmtpClient {
+public:
+    explicit SmtpClient(const ClientSettings& settings);
+    ~SmtpClient();
+    SmtpClient(const SmtpClient&) = delete;
+    SmtpClient& operator=(const SmtpClient&) = delete;
+
+    // Connects to `address` of MX/host `hostName`, reads the greeting, says EHLO (HELO on
+    // a 5xx), negotiates STARTTLS by `policy` (none: never; may: when offered, continue in
+    // clear if it is refused; encrypt/verify: required, else failure), says EHLO again
+    // and authenticates with `credentials` if given (only over TLS unless policy is none).
+    // Positive reply: ready for send(). Otherwise the failure (code 0 = local reason: no
+    // connection, timeout, TLS required but missing) and the connection is closed.
+    // tlsHandshakeFailed() then tells whether a retry without TLS makes sense ('may').
+    SmtpReply open(const Poco::Net::SocketAddress& address, const std::string& hostName, TlsPolicy policy,
+                   const Credentials* credentials, bool tryTls = true);
+
+    // One mail transaction: MAIL, RCPT for each recipient, DATA, the message, final dot
+    // (pipelined when offered). Returns one reply per recipient, in order: positive =
+    // delivered (the final-dot reply), else the reply that decided it (MAIL, RCPT, DATA,
+    // final dot, or code 0 when the connection broke). A message over the server's SIZE
+    // limit is not sent: every recipient gets a local 552 5.3.4.
+    std::vector<SmtpReply> send(const std::string& sender, const std::vector<std::string>& recipients,
+                                const MessageData& message);
+
+    // RSET between transactions on a reused connection. false: the connection is unusable.
+    bool reset();
+    // QUIT (best effort) and close.
+    void quit();
+    // From another thread (shutdown): shutdown(2) the socket so a blocked read or write
+    // returns at once; the owner then sees a broken connection.
+    void abort();
+
+    bool usable() const { return usable_; }
+    bool tlsActive() const { return tls_; }
+    bool tlsHandshakeFailed() const { return tlsHandshakeFailed_; }
+    // "mx1.example.net[192.0.2.1]:25" for logs and DSN Remote-MTA.
+    const std::string& relay() const { return relay_; }
+    const std::string& hostName() const { return hostName_; }
+
+private:
+    SmtpReply hello();
+    SmtpReply authenticate(const Credentials& credentials);
+    SmtpReply command(const std::string& line, Millis timeout);
+    SmtpReply readReply(Millis timeout);
+    bool readLine(std::string& line, Millis timeout);
+    bool sendAll(const std::string& data, Millis timeout);
+    bool sendMessage(const MessageData& message);
+    void close();
+    SmtpReply broken(const std::string& what);
+
+    ClientSettings settings_;
+    Poco::Net::StreamSocket socket_;
+    std::mutex fdMutex_;  // guards fd_ between abort() and close()
+    int fd_ = -1;
+    bool aborted_ = false;  // guarded by fdMutex_
+    std::string buffer_;  // received, not yet consumed
+    std::string relay_;
+    std::string hostName_;
+    bool usable_ = false;
+    bool tls_ = false;
+    bool tlsHandshakeFailed_ = false;
+    // EHLO extensions (RFC 5321 4.1.1.1), reset on every EHLO.
+    bool extended_ = false;
+    bool pipelining_ = false;
+    bool sizeOffered_ = false;
+    std::uint64_t sizeLimit_ = 0;  // 0 = no fixed limit
+    bool eightBitMime_ = false;
+    bool startTls_ = false;
+    bool authPlain_ = false;
+    bool authLogin_ = false;
+};
+
+}  // namespace postern::delivery

@@ -1,0 +1,153 @@
+// A fixed-size, thread-safe pool of PostgreSQL connections that replaces broken ones.
+#include "pg/Pool.h"
+
+#include <Poco/Logger.h>
+
+#include <algorithm>
+
+namespace postern::pg {
+
+namespace {
+
+Poco::Logger& logger() {
+    static Poco::Logger& l = Poco::Logger::get("postern.pg");
+    return l;
+}
+
+// Log values may carry server text: keep them on one line without quotes.
+std::string logValue(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s.substr(0, 200)) {
+        out += (c < 0x20 || c == '"' || c == 0x7f) ? '_' : static_cast<char>(c);
+    }
+    return out;
+}
+
+}  // namespace
+
+Pool::Pool(ConnectSettings settings) : settings_(std::move(settings)) {
+    const std::size_t n = settings_.poolSize == 0 ? 1 : settings_.poolSize;
+    slots_.resize(n);
+    free_.reserve(n);
+    for (std::size_t i = n; i > 0; --i) {
+        free_.push_back(i - 1);
+    }
+}
+
+Pool::~Pool() = default;
+
+std::size_t Pool::openConnections() const {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    // Only free slots can be read safely; a borrowed slot counts as open.
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+        bool isFree = std::find(free_.begin(), free_.end(), i) != free_.end();
+        if (!isFree || (slots_[i] && slots_[i]->isOk())) {
+            ++n;
+        }
+    }
+    return n;
+}
+
+std::size_t Pool::acquire() {
+    std::unique_lock lock(mutex_);
+    // Waiting longer than a connect would take only piles up sessions during an outage.
+    if (!available_.wait_for(lock, settings_.connectTimeout, [this] { return !free_.empty(); })) {
+        return slots_.size();
+    }
+    // LIFO: the most recently used connection is the most likely to be alive and warm.
+    std::size_t slot = free_.back();
+    free_.pop_back();
+    return slot;
+}
+
+void Pool::release(std::size_t slot) {
+    {
+        std::lock_guard lock(mutex_);
+        free_.push_back(slot);
+    }
+    available_.notify_one();
+}
+
+void Pool::noteDown(const std::string& why) {
+    if (!down_.exchange(true)) {
+        logger().error("event=pg.down error=\"" + logValue(why) + "\"");
+    }
+}
+
+void Pool::noteUp(const Connection& c) {
+    if (down_.exchange(false)) {
+        logger().notice("event=pg.up server=" + logValue(c.peer()));
+    }
+}
+
+bool Pool::ensureConnected(std::size_t slot, std::string& error) {
+    ConnectionPtr& c = slots_[slot];
+    if (c && c->isOk()) {
+        return true;
+    }
+    c.reset();
+    c = Connection::open(settings_, error);
+    if (!c) {
+        noteDown(error);
+        return false;
+    }
+    noteUp(*c);
+    return true;
+}
+
+QueryResult Pool::execute(const Statement& statement, const Params& params) {
+    const std::size_t slot = acquire();
+    if (slot == slots_.size()) {
+        return QueryResult::failure("no free database connection within connect_timeout", "08000");
+    }
+    QueryResult r;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        std::string error;
+        if (!ensureConnected(slot, error)) {
+            r = QueryResult::failure("cannot connect: " + error, "08001");
+            break;
+        }
+        r = slots_[slot]->execPrepared(statement, params);
+        if (!slots_[slot]->isBroken(r)) {
+            if (!r.failed()) {
+                noteUp(*slots_[slot]);
+            }
+            break;
+        }
+        // The server went away under us (restart, failover, idle cut): a fresh connection
+        // gets one more try, so a blip costs the caller nothing.
+        noteDown(r.error);
+        slots_[slot].reset();
+    }
+    release(slot);
+    return r;
+}
+
+QueryResult Pool::withConnection(const std::function<QueryResult(Connection&)>& fn) {
+    const std::size_t slot = acquire();
+    if (slot == slots_.size()) {
+        return QueryResult::failure("no free database connection within connect_timeout", "08000");
+    }
+    QueryResult r;
+    std::string error;
+    if (!ensureConnected(slot, error)) {
+        r = QueryResult::failure("cannot connect: " + error, "08001");
+    } else {
+        try {
+            r = fn(*slots_[slot]);
+        } catch (...) {
+            slots_[slot].reset();  // unknown state (maybe inside a transaction): do not reuse
+            release(slot);
+            throw;
+        }
+        // Broken, or left inside a transaction: the next caller must get a clean session.
+        if (!slots_[slot]->isOk() || !slots_[slot]->isIdle()) {
+            slots_[slot].reset();
+        }
+    }
+    release(slot);
+    return r;
+}
+
+}  // namespace postern::pg

@@ -1,0 +1,325 @@
+// Failed-authentication penalty: growing delays, blocks per address and per account,
+// expiry with a fake clock, allow-lists (IPv4/IPv6 CIDR), IPv6 prefixes, store failures,
+// and invariants under threads hammering one counter.
+#include "abuse/AuthPenalty.h"
+#include "abuse/MemoryPenaltyStore.h"
+#include "AbuseTestSupport.h"
+
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <ostream>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+using namespace postern::abuse;
+using postern::abuse::test::addr;
+using postern::abuse::test::FakeClock;
+using namespace std::chrono_literals;
+namespace bdata = boost::unit_test::data;
+using Kind = PenaltyVerdict::Kind;
+
+namespace {
+
+struct Fixture {
+    FakeClock clock;
+    AuthPenaltySettings settings;
+    AuthPenalty make() { return AuthPenalty(settings, nullptr, clock.fn()); }
+};
+
+// A store that is down: every call fails.
+class BrokenStore : public PenaltyStore {
+public:
+    std::optional<PenaltyCount> increment(const std::string&, TimePoint, std::chrono::milliseconds) override {
+        return std::nullopt;
+    }
+    std::optional<PenaltyCount> get(const std::string&, TimePoint) override { return std::nullopt; }
+    bool reset(const std::string&) override { return false; }
+};
+
+struct DelayCase {
+    unsigned failures;
+    long long delayMs;
+};
+std::ostream& operator<<(std::ostream& o, const DelayCase& c) { return o << c.failures << " failures"; }
+
+// Defaults: base 1 s doubling, capped at 8 s.
+const DelayCase delayCases[] = {{0, 0}, {1, 1000}, {2, 2000}, {3, 4000}, {4, 8000}, {5, 8000}, {9, 8000}};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(auth_penalty)
+
+BOOST_DATA_TEST_CASE(delay_grows_with_failures, bdata::make(delayCases), c) {
+    Fixture f;
+    AuthPenalty p = f.make();
+    for (unsigned i = 0; i < c.failures; ++i)
+        BOOST_TEST(p.recordFailure(addr("192.0.2.7"), "bob@example.test"));
+    PenaltyVerdict v = p.check(addr("192.0.2.7"), "bob@example.test");
+    BOOST_TEST(v.isAllowed());
+    BOOST_TEST(v.delay.count() == c.delayMs);
+}
+
+BOOST_AUTO_TEST_CASE(delay_cap_and_base_configurable_without_overflow) {
+    Fixture f;
+    f.settings.baseDelay = 300ms;
+    f.settings.maxDelay = 1000ms;
+    f.settings.maxFailuresIp = 0;  // never block: delays only
+    f.settings.maxFailuresAccount = 0;
+    AuthPenalty p = f.make();
+    for (int i = 0; i < 200; ++i)
+        p.recordFailure(addr("192.0.2.7"), "");
+    PenaltyVerdict v = p.check(addr("192.0.2.7"), "");
+    BOOST_TEST(v.isAllowed());
+    BOOST_TEST(v.delay.count() == 1000);
+}
+
+BOOST_AUTO_TEST_CASE(ip_blocked_after_max_failures_then_unblocked_after_window) {
+    Fixture f;
+    AuthPenalty p = f.make();
+    const auto ip = addr("192.0.2.7");
+    // Ten failures over different accounts (a spray): the address is what blocks.
+    for (int i = 0; i < 9; ++i) {
+        p.recordFailure(ip, "user" + std::to_string(i) + "@example.test");
+        f.clock.advance(1min);
+    }
+    BOOST_TEST(p.check(ip, "other@example.test").isAllowed());
+    p.recordFailure(ip, "user9@example.test");
+    PenaltyVerdict v = p.check(ip, "other@example.test");
+    BOOST_TEST(v.isBlocked());
+    BOOST_TEST(v.blockedBy == "ip");
+    BOOST_TEST(v.delay.count() == 8000);
+    BOOST_TEST(v.retryAfter.count() == std::chrono::milliseconds(15min).count());
+    // Other addresses are not affected.
+    BOOST_TEST(p.check(addr("192.0.2.8"), "other@example.test").isAllowed());
+    // Still blocked just before the window after the last failure passes...
+    f.clock.advance(15min - 1ms);
+    BOOST_TEST(p.check(ip, "").isBlocked());
+    // ...and free when it has.
+    f.clock.advance(1ms);
+    PenaltyVerdict after = p.check(ip, "");
+    BOOST_TEST(after.isAllowed());
+    BOOST_TEST(after.delay.count() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(failures_keep_a_blocked_counter_alive) {
+    Fixture f;
+    f.settings.maxFailuresIp = 3;
+    AuthPenalty p = f.make();
+    const auto ip = addr("192.0.2.7");
+    for (int i = 0; i < 3; ++i)
+        p.recordFailure(ip, "");
+    f.clock.advance(10min);
+    p.recordFailure(ip, "");  // e.g. from another node that had not seen the block yet
+    f.clock.advance(10min);   // 20 min after the first failure, 10 after the last
+    BOOST_TEST(p.check(ip, "").isBlocked());
+    f.clock.advance(5min);
+    BOOST_TEST(p.check(ip, "").isAllowed());
+}
+
+BOOST_AUTO_TEST_CASE(account_blocked_from_any_address) {
+    Fixture f;
+    AuthPenalty p = f.make();
+    // A distributed guess at one account: every failure from a new address.
+    for (int i = 0; i < 10; ++i)
+        p.recordFailure(addr("198.51.100." + std::to_string(i + 1)), "Bob@Example.test");
+    PenaltyVerdict v = p.check(addr("203.0.113.5"), "bob@example.TEST");  // case-insensitive
+    BOOST_TEST(v.isBlocked());
+    BOOST_TEST(v.blockedBy == "account");
+    BOOST_TEST(p.check(addr("203.0.113.5"), "alice@example.test").isAllowed());
+    BOOST_TEST(p.check(addr("203.0.113.5"), "").isAllowed());
+}
+
+BOOST_AUTO_TEST_CASE(success_clears_account_not_ip) {
+    Fixture f;
+    AuthPenalty p = f.make();
+    const auto ip = addr("192.0.2.7");
+    for (int i = 0; i < 3; ++i)
+        p.recordFailure(ip, "bob@example.test");
+    BOOST_TEST(p.check(ip, "bob@example.test").delay.count() == 4000);
+    BOOST_TEST(p.recordSuccess(ip, "BOB@example.test"));
+    // The address keeps its three failures (delay 4 s), the account is clean.
+    BOOST_TEST(p.check(ip, "bob@example.test").delay.count() == 4000);
+    BOOST_TEST(p.check(addr("192.0.2.8"), "bob@example.test").delay.count() == 0);
+    auto ipCount = p.store().get(p.ipKey(ip), f.clock.now());
+    BOOST_REQUIRE(ipCount);
+    BOOST_TEST(ipCount->failures == 3u);
+    auto acct = p.store().get(AuthPenalty::accountKey("bob@example.test"), f.clock.now());
+    BOOST_REQUIRE(acct);
+    BOOST_TEST(acct->failures == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(blocked_ip_refuses_even_after_a_success_elsewhere) {
+    // No oracle: the caller checks before verifying; a block holds whatever the password.
+    Fixture f;
+    f.settings.maxFailuresIp = 2;
+    AuthPenalty p = f.make();
+    const auto ip = addr("192.0.2.7");
+    p.recordFailure(ip, "a@example.test");
+    p.recordFailure(ip, "b@example.test");
+    p.recordSuccess(ip, "bob@example.test");
+    BOOST_TEST(p.check(ip, "bob@example.test").isBlocked());
+}
+
+struct ExemptCase {
+    std::string allow;
+    std::string ip;
+    bool exempt;
+};
+std::ostream& operator<<(std::ostream& o, const ExemptCase& c) { return o << c.allow << " ? " << c.ip; }
+const ExemptCase exemptCases[] = {
+    {"192.0.2.0/24", "192.0.2.99", true},
+    {"192.0.2.0/24", "192.0.3.1", false},
+    {"192.0.2.0/24", "::ffff:192.0.2.99", true},
+    {"10.0.0.0/8, 2001:db8:aa::/48", "2001:db8:aa:1::5", true},
+    {"10.0.0.0/8, 2001:db8:aa::/48", "2001:db8:ab::5", false},
+    {"2001:db8::1", "2001:db8::1", true},
+    {"2001:db8::1", "2001:db8::2", false},
+};
+
+BOOST_DATA_TEST_CASE(allow_list_is_exempt, bdata::make(exemptCases), c) {
+    Fixture f;
+    f.settings.allowNetworks = c.allow;
+    f.settings.maxFailuresIp = 2;
+    f.settings.maxFailuresAccount = 2;
+    AuthPenalty p = f.make();
+    const auto ip = addr(c.ip);
+    BOOST_TEST(p.isExempt(ip) == c.exempt);
+    for (int i = 0; i < 5; ++i)
+        p.recordFailure(ip, "bob@example.test");
+    PenaltyVerdict v = p.check(ip, "bob@example.test");
+    if (c.exempt) {
+        BOOST_TEST(v.isAllowed());
+        BOOST_TEST(v.delay.count() == 0);
+        BOOST_TEST(p.store().get(AuthPenalty::accountKey("bob@example.test"), f.clock.now())->failures == 0u);
+    } else {
+        BOOST_TEST(v.isBlocked());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(ipv6_keyed_by_prefix) {
+    Fixture f;
+    f.settings.maxFailuresIp = 4;
+    AuthPenalty p = f.make();
+    // Privacy addresses rotating inside one /64 share a counter.
+    for (int i = 1; i <= 4; ++i)
+        p.recordFailure(addr("2001:db8:1:2::" + std::to_string(i)), "");
+    BOOST_TEST(p.check(addr("2001:db8:1:2:ffff:ffff:ffff:ffff"), "").isBlocked());
+    BOOST_TEST(p.check(addr("2001:db8:1:3::1"), "").isAllowed());
+    BOOST_TEST(p.ipKey(addr("2001:db8:1:2::77")) == "ip:2001:db8:1:2::/64");
+    BOOST_TEST(p.ipKey(addr("::ffff:192.0.2.7")) == "ip:192.0.2.7");
+}
+
+BOOST_AUTO_TEST_CASE(ipv6_prefix_128_is_exact) {
+    Fixture f;
+    f.settings.maxFailuresIp = 2;
+    f.settings.ipv6Prefix = 128;
+    AuthPenalty p = f.make();
+    p.recordFailure(addr("2001:db8::1"), "");
+    p.recordFailure(addr("2001:db8::1"), "");
+    BOOST_TEST(p.check(addr("2001:db8::1"), "").isBlocked());
+    BOOST_TEST(p.check(addr("2001:db8::2"), "").isAllowed());
+}
+
+BOOST_AUTO_TEST_CASE(store_failure_is_tempfail_not_allow) {
+    FakeClock clock;
+    AuthPenalty p(AuthPenaltySettings{}, std::make_unique<BrokenStore>(), clock.fn());
+    PenaltyVerdict v = p.check(addr("192.0.2.7"), "bob@example.test");
+    BOOST_TEST(static_cast<int>(v.kind) == static_cast<int>(Kind::TempFail));
+    BOOST_TEST(!v.isAllowed());
+    BOOST_TEST(!p.recordFailure(addr("192.0.2.7"), "bob@example.test"));
+    BOOST_TEST(!p.recordSuccess(addr("192.0.2.7"), "bob@example.test"));
+}
+
+BOOST_AUTO_TEST_CASE(default_verdict_fails_closed) {
+    PenaltyVerdict v;
+    BOOST_TEST(!v.isAllowed());
+    BOOST_TEST(!v.isBlocked());
+}
+
+BOOST_AUTO_TEST_CASE(bad_settings_throw) {
+    AuthPenaltySettings s;
+    s.window = 0ms;
+    BOOST_CHECK_THROW(AuthPenalty{s}, std::invalid_argument);
+    s = {};
+    s.maxDelay = 500ms;  // below base_delay
+    BOOST_CHECK_THROW(AuthPenalty{s}, std::invalid_argument);
+    s = {};
+    s.ipv6Prefix = 129;
+    BOOST_CHECK_THROW(AuthPenalty{s}, std::invalid_argument);
+    s = {};
+    s.allowNetworks = "192.0.2.0/33";
+    BOOST_CHECK_THROW(AuthPenalty{s}, std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(memory_store_sweeps_expired_counters) {
+    FakeClock clock;
+    MemoryPenaltyStore store;
+    for (int i = 0; i < 100; ++i)
+        store.increment("k" + std::to_string(i), clock.now(), 1min);
+    BOOST_TEST(store.size() == 100u);
+    BOOST_TEST(store.sweep(clock.now() + 59s) == 0u);
+    BOOST_TEST(store.sweep(clock.now() + 1min) == 100u);
+    BOOST_TEST(store.size() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_failures_are_all_counted) {
+    FakeClock clock;
+    AuthPenaltySettings s;
+    s.maxFailuresIp = 0;
+    s.maxFailuresAccount = 0;
+    AuthPenalty p(s, nullptr, clock.fn());
+    constexpr int Threads = 8;
+    constexpr int PerThread = 2000;
+    std::atomic<int> notAllowed{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < Threads; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < PerThread; ++i) {
+                // Shared address and account, plus one address per thread.
+                p.recordFailure(addr("192.0.2.1"), "shared@example.test");
+                p.recordFailure(addr("198.51.100." + std::to_string(t + 1)), "");
+                if (!p.check(addr("192.0.2.1"), "shared@example.test").isAllowed())
+                    notAllowed++;
+            }
+        });
+    }
+    for (auto& th : threads)
+        th.join();
+    BOOST_TEST(notAllowed.load() == 0);
+    BOOST_TEST(p.store().get("ip:192.0.2.1", clock.now())->failures == unsigned(Threads * PerThread));
+    BOOST_TEST(p.store().get("user:shared@example.test", clock.now())->failures == unsigned(Threads * PerThread));
+    for (int t = 0; t < Threads; ++t)
+        BOOST_TEST(p.store().get("ip:198.51.100." + std::to_string(t + 1), clock.now())->failures == unsigned(PerThread));
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_block_holds_for_everyone) {
+    FakeClock clock;
+    AuthPenaltySettings s;
+    s.maxFailuresIp = 50;
+    AuthPenalty p(s, nullptr, clock.fn());
+    // Threads race as attackers do: check, then record a failure only if allowed. Each
+    // check-then-record pair is not atomic, so a few extra failures may slip in, but once
+    // the limit is reached every later check must be Blocked.
+    std::vector<std::thread> threads;
+    std::atomic<int> allowed{0};
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&] {
+            for (int i = 0; i < 500; ++i) {
+                if (p.check(addr("192.0.2.66"), "").isAllowed()) {
+                    allowed++;
+                    p.recordFailure(addr("192.0.2.66"), "");
+                }
+            }
+        });
+    }
+    for (auto& th : threads)
+        th.join();
+    BOOST_TEST(allowed.load() >= 50);
+    BOOST_TEST(allowed.load() < 50 + 8);  // at most one in-flight overshoot per thread
+    BOOST_TEST(p.check(addr("192.0.2.66"), "").isBlocked());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,140 @@
+// HealthServer over real HTTP on an ephemeral loopback port: /healthz, /readyz (ready,
+// draining, throwing check), /metrics content type and body, 404, 405, HEAD, stop().
+#include "metrics/HealthServer.h"
+
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/StreamCopier.h>
+
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <sstream>
+#include <string>
+
+using namespace postern::metrics;
+
+namespace {
+
+struct Answer {
+    int status = 0;
+    std::string contentType;
+    std::string body;
+};
+
+Answer request(const Poco::Net::SocketAddress& at, const std::string& path,
+               const std::string& method = Poco::Net::HTTPRequest::HTTP_GET) {
+    Poco::Net::HTTPClientSession session(at);
+    session.setTimeout(Poco::Timespan(5, 0));
+    Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+    session.sendRequest(req);
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = session.receiveResponse(resp);
+    Answer a;
+    a.status = resp.getStatus();
+    a.contentType = resp.getContentType();
+    std::ostringstream body;
+    Poco::StreamCopier::copyStream(in, body);
+    a.body = body.str();
+    return a;
+}
+
+struct Fixture {
+    Registry registry;
+    std::atomic<bool> draining{false};
+    HealthServer server{registry, [this] {
+                            return draining ? Readiness{false, "draining"} : Readiness{true, {}};
+                        }};
+    Fixture() { server.start(); }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(health_server, Fixture)
+
+BOOST_AUTO_TEST_CASE(bindsAnEphemeralLoopbackPort) {
+    BOOST_TEST(server.address().port() != 0);
+    BOOST_TEST(server.address().host().isLoopback());
+}
+
+BOOST_AUTO_TEST_CASE(healthz) {
+    Answer a = request(server.address(), "/healthz");
+    BOOST_TEST(a.status == 200);
+    BOOST_TEST(a.body == "ok\n");
+    BOOST_TEST(a.contentType == "text/plain; charset=utf-8");
+}
+
+BOOST_AUTO_TEST_CASE(readyzFollowsTheCheck) {
+    Answer ready = request(server.address(), "/readyz");
+    BOOST_TEST(ready.status == 200);
+    BOOST_TEST(ready.body == "ok\n");
+
+    draining = true;  // shutdown drain begins
+    Answer drain = request(server.address(), "/readyz");
+    BOOST_TEST(drain.status == 503);
+    BOOST_TEST(drain.body == "not ready: draining\n");
+    // Still alive while draining.
+    BOOST_TEST(request(server.address(), "/healthz").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(metricsInTextFormat) {
+    registry.counter("postern_smtp_connections_total", "Accepted SMTP connections.").inc(2);
+    registry.counterFamily("postern_auth_results_total", "Auth results.", {"result"}).labels({"ok"}).inc();
+    Answer a = request(server.address(), "/metrics");
+    BOOST_TEST(a.status == 200);
+    BOOST_TEST(a.contentType == "text/plain; version=0.0.4; charset=utf-8");
+    BOOST_TEST(a.body == registry.render());
+    BOOST_TEST(a.body.find("postern_smtp_connections_total 2\n") != std::string::npos);
+    BOOST_TEST(a.body.find("postern_auth_results_total{result=\"ok\"} 1\n") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(queryStringIsIgnored) {
+    BOOST_TEST(request(server.address(), "/healthz?verbose=1").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(unknownPathIs404) {
+    BOOST_TEST(request(server.address(), "/").status == 404);
+    BOOST_TEST(request(server.address(), "/healthz/").status == 404);
+    BOOST_TEST(request(server.address(), "/metricsx").status == 404);
+}
+
+BOOST_AUTO_TEST_CASE(onlyGetAndHead) {
+    BOOST_TEST(request(server.address(), "/healthz", Poco::Net::HTTPRequest::HTTP_POST).status == 405);
+    Answer head = request(server.address(), "/healthz", Poco::Net::HTTPRequest::HTTP_HEAD);
+    BOOST_TEST(head.status == 200);
+    BOOST_TEST(head.body.empty());
+}
+
+BOOST_AUTO_TEST_CASE(stopClosesTheListener) {
+    const auto at = server.address();
+    server.stop();
+    server.stop();  // idempotent
+    BOOST_CHECK_THROW(request(at, "/healthz"), Poco::Exception);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(readinessFailsClosed) {
+    Registry registry;
+    HealthServer throwing(registry, []() -> Readiness { throw std::runtime_error("boom"); });
+    throwing.start();
+    Answer a = request(throwing.address(), "/readyz");
+    BOOST_TEST(a.status == 503);
+    BOOST_TEST(a.body == "not ready: readiness check failed\n");
+
+    HealthServer none(registry, nullptr);
+    none.start();
+    BOOST_TEST(request(none.address(), "/readyz").status == 503);
+}
+
+BOOST_AUTO_TEST_CASE(refusesAnAddressInUse) {
+    Registry registry;
+    HealthServer first(registry, nullptr);
+    HealthServerOptions o;
+    o.port = first.address().port();
+    // The first one binds with SO_REUSEADDR but is listening: a second bind must fail
+    // loudly, not serve nothing.
+    BOOST_CHECK_THROW(HealthServer(registry, nullptr, o), Poco::Exception);
+}
