@@ -36,26 +36,36 @@ Poco::Net::TCPServerConnection* ConnectionFactory::createConnection(const Poco::
     return new SmtpConnection(socket, services_, listener_, smtp_);
 }
 
+void OverloadFilter::refuse(Poco::Net::StreamSocket& s, const char* smtpText, const char* popText) {
+    // Implicit-TLS listeners cannot say anything before the handshake: just close.
+    if (listener_.tls == config::TlsMode::Implicit) return;
+    try {
+        s.setSendTimeout(Poco::Timespan(1, 0));
+        std::string msg = listener_.protocol == config::Protocol::Pop3 ? popText : smtpText;
+        s.sendBytes(msg.data(), static_cast<int>(msg.size()));
+    } catch (...) {
+        // the client went away; nothing to tell it
+    }
+}
+
 bool OverloadFilter::accept(const Poco::Net::StreamSocket& socket) {
+    Poco::Net::StreamSocket s(socket);
+    if (registry_.isShuttingDown()) {
+        refuse(s, "421 4.3.2 Server shutting down, try again later\r\n", "-ERR [SYS/TEMP] Server shutting down\r\n");
+        return false;
+    }
     Poco::Net::TCPServer* server = server_.load();
     if (!server) return true;
     if (server->currentThreads() < server->maxThreads() || server->queuedConnections() < listener_.maxQueued)
         return true;
     try {
-        Poco::Net::StreamSocket s(socket);
         sessionLogger().warning("event=overload listener=%s ip=%s threads=%d queued=%d", listener_.name,
                                 s.peerAddress().host().toString(), server->currentThreads(),
                                 server->queuedConnections());
-        if (listener_.tls != config::TlsMode::Implicit) {
-            s.setSendTimeout(Poco::Timespan(1, 0));
-            static const std::string smtpBusy = "421 4.3.2 Too many connections, try again later\r\n";
-            static const std::string popBusy = "-ERR [SYS/TEMP] Too many connections, try again later\r\n";
-            const std::string& msg = listener_.protocol == config::Protocol::Pop3 ? popBusy : smtpBusy;
-            s.sendBytes(msg.data(), static_cast<int>(msg.size()));
-        }
     } catch (...) {
-        // the client went away; nothing to tell it
     }
+    refuse(s, "421 4.3.2 Too many connections, try again later\r\n",
+           "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
     return false;
 }
 

@@ -32,12 +32,16 @@ private:
 // without a word; we answer 421 (SMTP) or -ERR [SYS/TEMP] (POP3) and close.
 class OverloadFilter : public Poco::Net::TCPServerConnectionFilter {
 public:
-    explicit OverloadFilter(const config::ListenerConfig& listener) : listener_(listener) {}
+    OverloadFilter(const config::ListenerConfig& listener, ConnectionRegistry& registry)
+        : listener_(listener), registry_(registry) {}
     void attach(Poco::Net::TCPServer* server) { server_ = server; }
     bool accept(const Poco::Net::StreamSocket& socket) override;
 
 private:
+    void refuse(Poco::Net::StreamSocket& s, const char* smtpText, const char* popText);
+
     const config::ListenerConfig& listener_;
+    ConnectionRegistry& registry_;
     std::atomic<Poco::Net::TCPServer*> server_{nullptr};
 };
 

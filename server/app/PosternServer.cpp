@@ -230,7 +230,7 @@ int PosternServer::serve() {
                                                      static_cast<int>(l.idleTime.count() / 1000));
         auto* factory = new ConnectionFactory(services, l);
         rl.server = std::make_unique<Poco::Net::TCPServer>(factory, *rl.pool, socket, params);
-        Poco::AutoPtr<OverloadFilter> filter = new OverloadFilter(l);
+        Poco::AutoPtr<OverloadFilter> filter = new OverloadFilter(l, registry);
         filter->attach(rl.server.get());
         rl.server->setConnectionFilter(filter);
         rl.server->start();
@@ -275,8 +275,11 @@ int PosternServer::serve() {
     // --- graceful drain --------------------------------------------------------------------
     serverLog().information("event=shutdown.begin sessions=%z grace_ms=%ld", registry.size(),
                          static_cast<long>(cfg.shutdownGrace.count()));
+    // Mark the drain first: from now on the acceptor answers new clients 421 / -ERR at once
+    // (the acceptor thread may still take a connection before stop() returns), and idle
+    // sessions say goodbye.
+    registry.beginShutdown();
     for (auto& l : listeners) l.server->stop();  // stop accepting
-    registry.beginShutdown();                    // idle sessions say goodbye at once
     std::size_t left = registry.waitEmpty(cfg.shutdownGrace);
     if (left > 0) {
         serverLog().warning("event=shutdown.abort sessions=%z", left);
@@ -285,7 +288,14 @@ int PosternServer::serve() {
     }
     if (deliveryService) deliveryService->stop();  // cuts transactions in progress; they stay queued
     timer.cancel(true);
-    for (auto& l : listeners) l.pool->joinAll();
+    // Every session has ended. POCO 1.11's TCPServerDispatcher can leave a pool thread in a
+    // timed wait (up to the thread idle time) after stop(), so joining the pools could
+    // stall the exit; the threads hold no work, so the servers and pools are left to the
+    // process exit instead of being joined.
+    for (auto& l : listeners) {
+        (void)l.server.release();
+        (void)l.pool.release();
+    }
     listeners.clear();
     if (!cfg.readyFile.empty()) Poco::File(cfg.readyFile).remove();
     serverLog().information("event=shutdown.done auth_cache_hits=%Lu auth_cache_misses=%Lu",

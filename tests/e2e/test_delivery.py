@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""Outbound delivery end to end: a real posternd relays to local SMTP sinks (aiosmtpd)
+found through a local dnsmasq. MX preference and fallback, A fallback, null MX, retries,
+RFC 3464 bounces read back over POP3, lifetime expiry, STARTTLS and the encrypt policy,
+kill -9 during delivery (exactly once afterwards), and posternctl queue commands."""
+
+import email
+import email.policy
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postern_harness import (BUILD_DIR, DEFAULT_USERS, Postern, assert_stored_equals, check,
+                             check_eq, expect, make_message, pop_find, run_tests, sleep_until,
+                             wait_for)
+from delivery_support import DnsServer, Sink, delivery_overrides, sink_port
+
+ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+POSTERNCTL = os.path.join(BUILD_DIR, "bin", "posternctl")
+
+MX1, MX2, MX3, MX4, NOMX = "127.0.0.10", "127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14"
+
+# One DNS zone for every test: a.test (one MX), pref.test (two MX, both up), fall.test (the
+# preferred MX is down), nomx.test (A only), nullmx.test (RFC 7505).
+DNS_MX = {
+    "a.test": [(10, "mx1.a.test")],
+    "pref.test": [(10, "mx.pref.test"), (20, "backup.pref.test")],
+    "fall.test": [(10, "dead.fall.test"), (20, "alive.fall.test")],
+    "nullmx.test": [(0, ".")],
+}
+DNS_HOSTS = {
+    "mx1.a.test": MX1,
+    "mx.pref.test": MX2,
+    "backup.pref.test": MX3,
+    "dead.fall.test": "127.0.0.15",   # nothing listens there
+    "alive.fall.test": MX4,
+    "nomx.test": NOMX,
+}
+
+
+def submit(p, to, sender=ALICE, password=ALICE_PW, **kw):
+    """Relay one message through submission with AUTH; returns (marker, bytes)."""
+    marker, msg = make_message(sender=sender, to=to if isinstance(to, str) else to[0], **kw)
+    s = p.submission(sender, password)
+    try:
+        s.sendmail(sender, [to] if isinstance(to, str) else to, msg)
+    finally:
+        s.quit()
+    return marker, msg
+
+
+def wait_queue_empty(p, timeout=20.0):
+    wait_for(lambda: not [f for f in p.queue_files() if "/envelope/" in f and
+                          not os.path.basename(f).startswith(".") and
+                          not f.endswith(".lock")],
+             timeout, what="empty queue in " + p.queue_dir)
+
+
+def dsn_from_maildir(p, user, marker, timeout=20.0):
+    msgs = wait_for(lambda: p.maildir_find(user, marker), timeout,
+                    what="DSN with %r in %s's Maildir" % (marker, user))
+    return msgs[0]
+
+
+def parse_dsn(raw):
+    """(message, [per-message fields], [per-recipient field dicts], headers part text)."""
+    m = email.message_from_bytes(raw, policy=email.policy.compat32)
+    check_eq(m.get_content_type(), "multipart/report", "DSN content type")
+    check_eq(m.get_param("report-type"), "delivery-status", "DSN report-type")
+    parts = m.get_payload()
+    check_eq([x.get_content_type() for x in parts],
+             ["text/plain", "message/delivery-status", "text/rfc822-headers"], "DSN parts")
+    # message/delivery-status: email parses the field groups as sub-messages.
+    groups = parts[1].get_payload()
+    fields = [dict((k.lower(), v) for k, v in g.items()) for g in groups]
+    headers = parts[2].get_payload()
+    return m, fields[0], fields[1:], headers
+
+
+def ctl(p, *args, check_rc=True):
+    r = subprocess.run([POSTERNCTL, "queue"] + list(args) + ["--config", p.config_path],
+                       capture_output=True, text=True, timeout=30)
+    if check_rc and r.returncode != 0:
+        raise AssertionError("posternctl queue %s: rc=%d\n%s%s" % (" ".join(args), r.returncode,
+                                                                   r.stdout, r.stderr))
+    return r
+
+
+def queue_id_for(p, rcpt):
+    out = ctl(p, "list").stdout
+    for line in out.splitlines():
+        if "<%s>" % rcpt in line:
+            return line.split()[0]
+    raise AssertionError("no queued message for %s in:\n%s" % (rcpt, out))
+
+
+# ---------------------------------------------------------------------------------------
+
+def test_relay_arrives_byte_identical_at_the_mx():
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port) as sink:
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            marker, msg = submit(p, "friend@a.test")
+            got = sink.wait_for(marker)[0]
+            received = assert_stored_equals(got.content, msg, "message at the remote MX")
+            check(b"by mail.example.test (Postern)" in received, "Postern's Received: %r" % received)
+            check_eq(got.mail_from, ALICE, "MAIL FROM at the MX")
+            check_eq(got.rcpt_tos, ["friend@a.test"], "RCPT TO at the MX")
+            check("BODY=8BITMIME" in got.mail_options, "8-bit message declared: %r" % got.mail_options)
+            p.log_contains(r"s=[0-9a-f]{16} event=delivery\.ok to=<friend@a\.test> "
+                           r"relay=mx1\.a\.test\[127\.0\.0\.10\]:%d tls=no status=2\.0\.0 "
+                           r"reply=\"250 2\.0\.0 Ok: queued\" attempt=1 delay=\d+s" % port)
+            wait_queue_empty(p)
+
+
+def test_mx_preference_and_fallback_to_next_mx():
+    port = sink_port((MX2, MX3, MX4))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX2, port) as best, \
+            Sink(MX3, port) as backup, Sink(MX4, port) as alive:
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            markers = [submit(p, "u%d@pref.test" % i)[0] for i in range(3)]
+            for m in markers:
+                best.wait_for(m)
+            check_eq(backup.count(), 0, "messages at the less preferred MX")
+            # fall.test: the preferred MX refuses connections; the next one gets the mail
+            # in the same attempt.
+            marker, msg = submit(p, "someone@fall.test")
+            got = alive.wait_for(marker)[0]
+            assert_stored_equals(got.content, msg, "message at the fallback MX")
+            p.log_contains(r"event=delivery\.connect_fail relay=dead\.fall\.test\[127\.0\.0\.15\]")
+            p.log_contains(r"event=delivery\.ok to=<someone@fall\.test> "
+                           r"relay=alive\.fall\.test\[127\.0\.0\.13\]:\d+ .* attempt=1 ")
+
+
+def test_no_mx_falls_back_to_address_record():
+    port = sink_port((NOMX,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(NOMX, port) as sink:
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            marker, _ = submit(p, "x@nomx.test")
+            sink.wait_for(marker)
+            p.log_contains(r"event=delivery\.ok to=<x@nomx\.test> relay=nomx\.test\[127\.0\.0\.14\]")
+
+
+def test_null_mx_bounces_at_once():
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns:
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            marker, _ = submit(p, "nobody@nullmx.test")
+            raw = dsn_from_maildir(p, ALICE, marker)
+            _, per_msg, rcpts, headers = parse_dsn(raw)
+            check_eq(len(rcpts), 1, "recipients in the DSN")
+            check_eq(rcpts[0]["final-recipient"], "rfc822; nobody@nullmx.test", "Final-Recipient")
+            check_eq(rcpts[0]["action"], "failed", "Action")
+            check_eq(rcpts[0]["status"], "5.1.10", "Status for a null MX (RFC 7505)")
+            check(marker in headers, "original header attached")
+            p.log_contains(r"event=delivery\.bounce to=<nobody@nullmx\.test> relay=none tls=no "
+                           r"status=5\.1\.10 .* attempt=1 ")
+            wait_queue_empty(p)
+
+
+def test_temporary_failure_is_retried_then_delivered():
+    port = sink_port((MX1,))
+    answers = ["451 4.3.0 try again later"]
+
+    def data_reply(content):
+        return answers.pop(0) if answers else "250 2.0.0 Ok: queued"
+
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port, data_reply=data_reply) as sink:
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            marker, msg = submit(p, "retry@a.test")
+            got = sink.wait_for(marker, timeout=30)
+            check_eq(len(got), 1, "accepted copies")
+            assert_stored_equals(got[0].content, msg)
+            p.log_contains(r"event=delivery\.defer to=<retry@a\.test> relay=mx1\.a\.test\[127\.0\.0\.10\]:\d+ "
+                           r"tls=no status=4\.3\.0 reply=\"451 4\.3\.0 try again later\" attempt=1 ")
+            p.log_contains(r"event=delivery\.ok to=<retry@a\.test> .* attempt=2 ")
+            wait_queue_empty(p)
+
+
+def test_permanent_failure_bounces_dsn_read_over_pop3():
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, \
+            Sink(MX1, port, rcpt={"bad@a.test": "550 5.1.1 <bad@a.test>: no such user"}) as sink:
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            marker, msg = submit(p, ["good@a.test", "bad@a.test"])
+            sink.wait_for(marker)
+            check_eq(sink.find(marker)[0].rcpt_tos, ["good@a.test"], "accepted recipients")
+            dsn_from_maildir(p, ALICE, marker)
+            pop = p.pop3_login(ALICE, ALICE_PW)
+            _, raw = pop_find(pop, "Undelivered Mail Returned to Sender")
+            pop.quit()
+            m, per_msg, rcpts, headers = parse_dsn(raw)
+            check_eq(m["From"], "Mail Delivery System <MAILER-DAEMON@mail.example.test>", "DSN From")
+            check_eq(m["To"], "<%s>" % ALICE, "DSN To")
+            check_eq(m["Auto-Submitted"], "auto-replied", "Auto-Submitted")
+            check_eq(per_msg["reporting-mta"], "dns; mail.example.test", "Reporting-MTA")
+            check("arrival-date" in per_msg, "Arrival-Date present: %r" % per_msg)
+            check_eq(len(rcpts), 1, "only the failed recipient is reported")
+            r = rcpts[0]
+            check_eq(r["final-recipient"], "rfc822; bad@a.test", "Final-Recipient")
+            check_eq(r["action"], "failed", "Action")
+            check_eq(r["status"], "5.1.1", "Status")
+            check_eq(r["remote-mta"], "dns; mx1.a.test", "Remote-MTA")
+            check_eq(r["diagnostic-code"], "smtp; 550 5.1.1 <bad@a.test>: no such user", "Diagnostic-Code")
+            check("X-Test-Marker: %s" % marker in headers, "original headers: %r" % headers[:300])
+            check("hello, this is" not in headers.lower(), "only the header is returned")
+            p.log_contains(r"event=delivery\.bounce to=<bad@a\.test> relay=mx1\.a\.test\[127\.0\.0\.10\]:\d+ "
+                           r"tls=no status=5\.1\.1 reply=\"550 5\.1\.1 <bad@a\.test>: no such user\" attempt=1 ")
+            p.log_contains(r"event=delivery\.ok to=<good@a\.test>")
+            wait_queue_empty(p)
+
+
+def test_bounce_to_remote_sender_is_queued_from_null_sender_and_never_bounced_again():
+    """A forward (alias -> remote) fails with 5xx: the DSN goes to the remote sender from <>;
+    when that DSN fails too, it is dropped, not bounced."""
+    port = sink_port((MX1, NOMX))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, \
+            Sink(MX1, port, rcpt={"*": "550 5.1.1 no such user"}) as target, \
+            Sink(NOMX, port) as sender_mx:
+        aliases = {"fwd@example.test": ["gone@a.test"], "fwd2@example.test": ["gone2@a.test"]}
+        with Postern(overrides=delivery_overrides(dns, port), aliases=aliases) as p:
+            marker, msg = make_message(sender="writer@nomx.test", to="fwd@example.test")
+            s = p.smtp("mx")
+            s.sendmail("writer@nomx.test", ["fwd@example.test"], msg)
+            s.quit()
+            dsn = sender_mx.wait_for(marker)[0]
+            check(dsn.mail_from in ("", "<>"), "DSN envelope sender is <>: %r" % dsn.mail_from)
+            check_eq(dsn.rcpt_tos, ["writer@nomx.test"], "DSN recipient")
+            _, _, rcpts, _ = parse_dsn(dsn.content)
+            check_eq(rcpts[0]["final-recipient"], "rfc822; gone@a.test", "Final-Recipient")
+            # Now a bounce whose own delivery fails permanently: logged and dropped.
+            marker2, msg2 = make_message(sender="writer@a.test", to="fwd2@example.test")
+            s = p.smtp("mx")
+            s.sendmail("writer@a.test", ["fwd2@example.test"], msg2)
+            s.quit()
+            p.log_contains(r"event=dsn\.drop kind=bounce reason=null_sender", timeout=20)
+            wait_queue_empty(p)
+            check_eq(target.count(), 0, "nothing accepted at the refusing MX")
+
+
+def test_lifetime_expiry_bounces_with_4_4_7():
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, \
+            Sink(MX1, port, data_reply="451 4.4.1 still not ready") as sink:
+        o = delivery_overrides(dns, port)
+        o["delivery.max_lifetime"] = "3s"
+        with Postern(overrides=o) as p:
+            t0 = time.monotonic()
+            marker, _ = submit(p, "slow@a.test")
+            raw = dsn_from_maildir(p, ALICE, marker, timeout=30)
+            # Arrival is kept in whole seconds, so the lifetime may end up to 1 s early.
+            check(time.monotonic() - t0 >= 1.9, "bounced long before the lifetime was over")
+            _, _, rcpts, _ = parse_dsn(raw)
+            check_eq(rcpts[0]["action"], "failed", "Action")
+            check_eq(rcpts[0]["status"], "4.4.7", "Status of an expired message")
+            check_eq(rcpts[0]["diagnostic-code"], "smtp; 451 4.4.1 still not ready", "last reply")
+            p.log_contains(r"event=delivery\.bounce to=<slow@a\.test> .* status=4\.4\.7 ")
+            wait_queue_empty(p)
+            check_eq(sink.count(), 0, "accepted messages")
+
+
+def test_starttls_is_used_when_offered():
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port, tls=True) as sink:
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            marker, msg = submit(p, "secret@a.test")
+            got = sink.wait_for(marker)[0]
+            check(got.tls, "message went over TLS")
+            assert_stored_equals(got.content, msg)
+            p.log_contains(r"event=delivery\.ok to=<secret@a\.test> relay=mx1\.a\.test\[127\.0\.0\.10\]:\d+ tls=yes ")
+
+
+def test_encrypt_policy_defers_instead_of_sending_in_clear():
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port) as sink:
+        o = delivery_overrides(dns, port)
+        o["delivery.tls_policy.a.test"] = "encrypt"
+        with Postern(overrides=o) as p:
+            marker, _ = submit(p, "private@a.test")
+            p.log_contains(r"event=delivery\.defer to=<private@a\.test> .*STARTTLS is not offered.* attempt=2 ",
+                           timeout=20)
+            check_eq(sink.data_seen, [], "message data sent in clear")
+            check_eq(ctl(p, "list").stdout.count("<private@a.test>"), 1, "still queued")
+
+
+def test_kill9_during_delivery_then_exactly_once():
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns:
+        sink = Sink(MX1, port)
+        # The first two messages are answered; from the third on the final dot is never
+        # answered, so posternd is killed in the middle of a transaction.
+        sink.stall = lambda content: sink.count() >= 2
+        with sink:
+            o = delivery_overrides(dns, port)
+            o["delivery.max_per_domain"] = "1"
+            o["delivery.enabled"] = "false"
+            p = Postern(overrides=o)
+            sent = [submit(p, "n%d@a.test" % i) for i in range(5)]
+            p.restart(overrides=dict(o, **{"delivery.enabled": "true"}))
+            wait_for(lambda: sink.stalled and p.log_count(r"event=delivery\.ok") >= 2, 20,
+                     what="two deliveries recorded and the third stalled")
+            p.kill()
+            check_eq(sink.count(), 2, "accepted before the kill")
+            sink.stall = None
+            p.start(keep_ports=True)
+            for marker, msg in sent:
+                sink.wait_for(marker)
+            wait_queue_empty(p)
+            for marker, msg in sent:
+                copies = sink.find(marker)
+                check_eq(len(copies), 1, "copies of %s accepted by the sink" % marker)
+                assert_stored_equals(copies[0].content, msg)
+            p.stop()
+
+
+def test_posternctl_queue_list_show_hold_release_delete_flush():
+    port = sink_port((MX1,))
+    accept = threading.Event()
+
+    def data_reply(content):
+        return "250 2.0.0 Ok" if accept.is_set() else "451 4.3.0 not now"
+
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port, data_reply=data_reply) as sink:
+        o = delivery_overrides(dns, port)
+        o["delivery.retry_schedule"] = "1h"
+        with Postern(overrides=o) as p:
+            m1, _ = submit(p, "held@a.test")
+            m2, _ = submit(p, "flushed@a.test")
+            m3, _ = submit(p, "deleted@a.test")
+            for r in ("held", "flushed", "deleted"):
+                p.log_contains(r"event=delivery\.defer to=<%s@a\.test> .* attempt=1 " % r)
+            out = ctl(p, "list").stdout
+            check("3 messages" in out, out)
+            check(re.search(r"attempts=1 next=\S+ from=<alice@example\.test> to=<held@a\.test>", out), out)
+            check("last-error: 451 4.3.0 not now" in out, out)
+            id1, id3 = queue_id_for(p, "held@a.test"), queue_id_for(p, "deleted@a.test")
+            check_eq(ctl(p, "hold", id1).stdout.strip(), id1 + ": held", "hold")
+            show = ctl(p, "show", id1).stdout
+            check("hold: yes" in show and "recipient: <held@a.test>" in show and
+                  "X-Test-Marker: " + m1 in show, show)
+            check_eq(ctl(p, "delete", id3).stdout.strip(), id3 + ": deleted", "delete")
+            check_eq(ctl(p, "show", id3, check_rc=False).returncode, 67, "show of a deleted message")
+            accept.set()
+            check("1 message due now" in ctl(p, "flush").stdout, "flush skips held messages")
+            sink.wait_for(m2)
+            # Two more scans: the held message must not move.
+            deadline = time.monotonic() + 2.5
+            sleep_until(deadline)
+            check_eq(sink.find(m1), [], "held message delivered")
+            check_eq(p.log_count(r"to=<held@a\.test>"), 1, "attempts on the held message")
+            check_eq(ctl(p, "release", id1).stdout.strip(), id1 + ": released", "release")
+            sink.wait_for(m1)
+            wait_queue_empty(p)
+            check("0 messages" in ctl(p, "list").stdout, "queue after everything")
+            check_eq(sink.find(m3), [], "deleted message was delivered")
+
+
+if __name__ == "__main__":
+    run_tests(globals())

@@ -1,0 +1,98 @@
+#include "delivery/Dsn.h"
+
+#include <boost/test/unit_test.hpp>
+
+using namespace postern::delivery;
+
+BOOST_AUTO_TEST_SUITE(dsn)
+
+namespace {
+DsnInput sample() {
+    DsnInput in;
+    in.reportingMta = "mail.example.test";
+    in.queueId = "65f1c2a0001f3b9c";
+    in.originalSender = "alice@example.test";
+    in.arrival = std::chrono::system_clock::time_point(std::chrono::seconds(1710342816));
+    in.now = std::chrono::system_clock::time_point(std::chrono::seconds(1710346416));
+    in.willRetryUntil = in.now;
+    in.recipients.push_back({"bad@a.test", "5.1.1", "mx1.a.test", "550 5.1.1 <bad@a.test>: no such user", true});
+    in.recipients.push_back({"gone@nullmx.test", "5.1.10", "", "domain nullmx.test does not accept mail (null MX)", false});
+    in.originalHeaders = "Subject: hi\r\nX-Test: 1\r\n";
+    in.boundary = "B0UND";
+    return in;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(bounce_is_multipart_report_with_the_rfc3464_fields) {
+    std::string m = formatDsn(sample());
+    BOOST_TEST(m.find("From: Mail Delivery System <MAILER-DAEMON@mail.example.test>\r\n") == 0);
+    BOOST_TEST(m.find("\r\nTo: <alice@example.test>\r\n") != std::string::npos);
+    BOOST_TEST(m.find("\r\nAuto-Submitted: auto-replied\r\n") != std::string::npos);
+    BOOST_TEST(m.find("Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"B0UND\"\r\n") !=
+               std::string::npos);
+    const char* status =
+        "--B0UND\r\n"
+        "Content-Description: Delivery report\r\n"
+        "Content-Type: message/delivery-status\r\n"
+        "\r\n"
+        "Reporting-MTA: dns; mail.example.test\r\n"
+        "X-Postern-Queue-ID: 65f1c2a0001f3b9c\r\n"
+        "Arrival-Date: Wed, 13 Mar 2024 15:13:36 +0000\r\n"
+        "\r\n"
+        "Final-Recipient: rfc822; bad@a.test\r\n"
+        "Action: failed\r\n"
+        "Status: 5.1.1\r\n"
+        "Remote-MTA: dns; mx1.a.test\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 <bad@a.test>: no such user\r\n"
+        "Last-Attempt-Date: Wed, 13 Mar 2024 16:13:36 +0000\r\n"
+        "\r\n"
+        "Final-Recipient: rfc822; gone@nullmx.test\r\n"
+        "Action: failed\r\n"
+        "Status: 5.1.10\r\n"
+        "Diagnostic-Code: X-Postern; domain nullmx.test does not accept mail (null MX)\r\n"
+        "Last-Attempt-Date: Wed, 13 Mar 2024 16:13:36 +0000\r\n"
+        "\r\n";
+    BOOST_TEST(m.find(status) != std::string::npos, m);
+    const char* headers =
+        "--B0UND\r\n"
+        "Content-Description: Undelivered Message Headers\r\n"
+        "Content-Type: text/rfc822-headers\r\n"
+        "\r\n"
+        "Subject: hi\r\nX-Test: 1\r\n"
+        "\r\n--B0UND--\r\n";
+    BOOST_TEST(m.size() >= std::strlen(headers));
+    BOOST_TEST(m.compare(m.size() - std::strlen(headers), std::string::npos, headers) == 0, m);
+    // Every line is CRLF-terminated: no bare LF anywhere.
+    for (std::size_t i = 0; i < m.size(); ++i)
+        if (m[i] == '\n') BOOST_TEST_REQUIRE((i > 0 && m[i - 1] == '\r'));
+}
+
+BOOST_AUTO_TEST_CASE(delay_warning_says_delayed_and_until_when) {
+    DsnInput in = sample();
+    in.action = DsnAction::Delayed;
+    in.recipients.resize(1);
+    in.recipients[0].status = "4.4.1";
+    in.willRetryUntil = std::chrono::system_clock::time_point(std::chrono::seconds(1710774816));
+    std::string m = formatDsn(in);
+    BOOST_TEST(m.find("Subject: Delayed Mail (still being retried)\r\n") != std::string::npos);
+    BOOST_TEST(m.find("Action: delayed\r\nStatus: 4.4.1\r\n") != std::string::npos);
+    BOOST_TEST(m.find("Will-Retry-Until: Mon, 18 Mar 2024 15:13:36 +0000\r\n") != std::string::npos);
+    BOOST_TEST(m.find("Action: failed") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(remote_text_cannot_inject_fields) {
+    DsnInput in = sample();
+    in.recipients.resize(1);
+    in.recipients[0].diagnostic = "550 evil\r\nAction: delivered\x01";
+    std::string m = formatDsn(in);
+    BOOST_TEST(m.find("Diagnostic-Code: smtp; 550 evil??Action: delivered?\r\n") != std::string::npos, m);
+    BOOST_TEST(m.find("\r\nAction: delivered") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(header_section_stops_at_the_empty_line_and_at_the_cap) {
+    BOOST_TEST(headerSection("A: 1\r\nB: 2\r\n\r\nbody\r\n") == "A: 1\r\nB: 2\r\n");
+    BOOST_TEST(headerSection("\r\nbody only\r\n") == "");
+    BOOST_TEST(headerSection("A: 1\r\nB: 2\r\nC: 3\r\n\r\n", 14) == "A: 1\r\nB: 2\r\n");
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,76 @@
+// Tests for server/pg without a database: ConnectSettings parsing, the password file rules,
+// and the pool answering Error quickly (not hanging) when nothing listens.
+#include "pg/ConnectSettings.h"
+#include "pg/Pool.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+namespace postern::pg {
+namespace {
+
+BOOST_AUTO_TEST_SUITE(pg_pool)
+
+BOOST_AUTO_TEST_CASE(durations) {
+    BOOST_TEST(parseDuration("k", "5s").count() == 5000);
+    BOOST_TEST(parseDuration("k", "5").count() == 5000);
+    BOOST_TEST(parseDuration("k", "250ms").count() == 250);
+    BOOST_TEST(parseDuration("k", "2m").count() == 120000);
+    BOOST_CHECK_THROW(parseDuration("k", "-1s"), std::invalid_argument);
+    BOOST_CHECK_THROW(parseDuration("k", "5 parsecs"), std::invalid_argument);
+    BOOST_CHECK_THROW(parseDuration("k", ""), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(settings_defaults_and_values) {
+    auto s = ConnectSettings::fromParams({{"conninfo", " host=a,b target_session_attrs=read-write "}, {"other", "x"}});
+    BOOST_TEST(s.conninfo == "host=a,b target_session_attrs=read-write");  // passed through
+    BOOST_TEST(s.poolSize == 4u);
+    BOOST_TEST(s.connectTimeout.count() == 5000);
+    BOOST_TEST(s.statementTimeout.count() == 5000);
+    s = ConnectSettings::fromParams({{"conninfo", "x"}, {"pool_size", "9"}, {"statement_timeout", "0"}});
+    BOOST_TEST(s.poolSize == 9u);
+    BOOST_TEST(s.statementTimeout.count() == 0);
+    BOOST_CHECK_THROW(ConnectSettings::fromParams({{"conninfo", "x"}, {"pool_size", "4x"}}), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(password_file_must_be_private) {
+    char path[] = "/tmp/postern-pg-pwXXXXXX";
+    int fd = ::mkstemp(path);
+    BOOST_REQUIRE(fd >= 0);
+    BOOST_REQUIRE(::write(fd, "s3cret\nsecond line\n", 19) == 19);
+    ::close(fd);
+    ::chmod(path, 0600);
+    BOOST_TEST(readPasswordFile(path) == "s3cret");
+    ::chmod(path, 0640);
+    BOOST_CHECK_THROW(readPasswordFile(path), std::invalid_argument);
+    ::chmod(path, 0604);
+    BOOST_CHECK_THROW(readPasswordFile(path), std::invalid_argument);
+    ::unlink(path);
+    BOOST_CHECK_THROW(readPasswordFile(path), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(unreachable_database_is_a_quick_error) {
+    ConnectSettings s;
+    // Port 1 on loopback: refused at once. The pool must answer Error, not hang or throw.
+    s.conninfo = "host=127.0.0.1 port=1 dbname=x user=x";
+    s.poolSize = 2;
+    s.connectTimeout = std::chrono::milliseconds(2000);
+    Pool pool(s);
+    auto t0 = std::chrono::steady_clock::now();
+    QueryResult r = pool.execute({"q", "SELECT $1"}, {std::string("a")});
+    BOOST_TEST(r.failed());
+    BOOST_TEST(r.sqlState == "08001");
+    BOOST_TEST((std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3)));
+    BOOST_TEST(pool.openConnections() == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace
+}  // namespace postern::pg
