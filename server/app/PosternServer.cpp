@@ -33,6 +33,7 @@
 #include <Poco/Process.h>
 
 #include <csignal>
+#include <cstdio>
 #include <iostream>
 #include <pthread.h>
 #include <unistd.h>
@@ -297,7 +298,7 @@ int PosternServer::serve() {
         (void)l.pool.release();
     }
     listeners.clear();
-    if (!cfg.readyFile.empty()) Poco::File(cfg.readyFile).remove();
+    if (!cfg.readyFile.empty()) std::remove(cfg.readyFile.c_str());  // gone already is fine
     serverLog().information("event=shutdown.done auth_cache_hits=%Lu auth_cache_misses=%Lu",
                             static_cast<Poco::UInt64>(authCache.hits()), static_cast<Poco::UInt64>(authCache.misses()));
     Poco::Net::uninitializeSSL();

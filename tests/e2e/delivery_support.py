@@ -30,7 +30,7 @@ try:
 except ImportError:  # pyenv/venv Python: use the Debian package
     sys.path.append("/usr/lib/python3/dist-packages")
 from aiosmtpd.controller import Controller  # noqa: E402
-from aiosmtpd.smtp import SMTP as AioSMTP  # noqa: E402
+from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------
@@ -149,7 +149,8 @@ def sink_port(addresses=("127.0.0.1",)):
 
 
 class Received:
-    def __init__(self, mail_from, rcpt_tos, content, tls, mail_options):
+    def __init__(self, mail_from, rcpt_tos, content, tls, mail_options, auth_user=None):
+        self.auth_user = auth_user
         self.mail_from = mail_from
         self.rcpt_tos = list(rcpt_tos)
         self.content = content
@@ -182,8 +183,10 @@ class _Handler:
         reply = sink.data_reply(content) if callable(sink.data_reply) else sink.data_reply
         if reply.startswith("2"):
             with sink.lock:
+                user = session.auth_data if session.authenticated else None
                 sink.messages.append(Received(envelope.mail_from, envelope.rcpt_tos, content,
-                                              session.ssl is not None, envelope.mail_options))
+                                              session.ssl is not None, envelope.mail_options,
+                                              user))
         return reply
 
 
@@ -194,10 +197,12 @@ class Sink:
     data_reply: "250 ..." or a callable(content) -> reply for the final dot;
     stall: callable(content) -> True to never answer that message's final dot;
     tls: offer STARTTLS with the harness's test certificate; require_tls: refuse MAIL
-    before STARTTLS. messages: what was accepted (answered 2xx), in order."""
+    before STARTTLS; auth: {user: password} offers AUTH PLAIN/LOGIN (after STARTTLS) and
+    requires it. messages: what was accepted (answered 2xx), in order."""
 
     def __init__(self, address, port, rcpt=None, data_reply="250 2.0.0 Ok: queued", stall=None,
-                 tls=False, require_tls=False, greeting=None):
+                 tls=False, require_tls=False, auth=None):
+        self.auth = auth
         self.address = address
         self.port = port
         self.rcpt = dict(rcpt or {})
@@ -224,6 +229,14 @@ class Sink:
             ctx.load_cert_chain(cert, key)
             kwargs["tls_context"] = ctx
             kwargs["require_starttls"] = self.require_tls
+        if self.auth:
+            def authenticator(server, session, envelope, mechanism, auth_data):
+                ok = (isinstance(auth_data, LoginPassword) and
+                      self.auth.get(auth_data.login.decode()) == auth_data.password.decode())
+                return AuthResult(success=ok, auth_data=auth_data.login.decode() if ok else None)
+            kwargs["authenticator"] = authenticator
+            kwargs["auth_required"] = True
+            kwargs["auth_require_tls"] = True
         self.controller = Controller(_Handler(self), hostname=self.address, port=self.port,
                                      server_hostname="sink-%s" % self.address, **kwargs)
         self.controller.start()

@@ -287,6 +287,77 @@ def test_encrypt_policy_defers_instead_of_sending_in_clear():
             check_eq(ctl(p, "list").stdout.count("<private@a.test>"), 1, "still queued")
 
 
+def test_delay_warning_is_sent_once():
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, \
+            Sink(MX1, port, data_reply="451 4.4.1 not yet") as sink:
+        o = delivery_overrides(dns, port)
+        o["delivery.delay_warning"] = "1s"
+        with Postern(overrides=o) as p:
+            marker, _ = submit(p, "late@a.test")
+            raw = dsn_from_maildir(p, ALICE, marker)
+            m, _, rcpts, _ = parse_dsn(raw)
+            check_eq(m["Subject"], "Delayed Mail (still being retried)", "Subject")
+            check_eq(rcpts[0]["action"], "delayed", "Action")
+            check_eq(rcpts[0]["status"], "4.4.1", "Status")
+            check("will-retry-until" in rcpts[0], "Will-Retry-Until: %r" % rcpts[0])
+            p.log_contains(r"event=delivery\.defer to=<late@a\.test> .* attempt=4 ", timeout=20)
+            check_eq(len(p.maildir_find(ALICE, marker)), 1, "delay warnings sent")
+            check_eq(sink.count(), 0, "accepted")
+
+
+def test_smarthost_with_auth_over_tls():
+    port = sink_port(("127.0.0.1",))
+    with Sink("127.0.0.1", port, tls=True, auth={"relayuser": "relay-Secret9"}) as smarthost:
+        with DnsServer(DNS_MX, DNS_HOSTS) as dns:
+            o = delivery_overrides(dns, 1)
+            o["delivery.relayhost"] = "127.0.0.1:%d" % port
+            o["delivery.relayhost_tls"] = "encrypt"
+            with Postern(overrides=o, start=False) as p:
+                auth_file = os.path.join(p.dir, "relay.auth")
+                with open(auth_file, "w") as f:
+                    f.write("relayuser:relay-Secret9\n")
+                os.chmod(auth_file, 0o644)
+                p.overrides["delivery.relayhost_auth_file"] = auth_file
+                try:
+                    p.start()
+                except Exception:
+                    pass
+                check("must not be group/world-accessible" in p.log_text(), "a readable password file is refused")
+                os.chmod(auth_file, 0o600)
+                p.start()
+                # One transaction for two domains through the smarthost.
+                marker, msg = submit(p, ["x@nowhere.example", "y@a.test"])
+                got = smarthost.wait_for(marker)[0]
+                check(got.tls, "smarthost session over TLS")
+                check_eq(got.auth_user, "relayuser", "authenticated at the smarthost")
+                check_eq(sorted(got.rcpt_tos), ["x@nowhere.example", "y@a.test"], "recipients")
+                assert_stored_equals(got.content, msg)
+                check("relay-Secret9" not in p.log_text(), "password in the log")
+
+
+def test_verify_policy_checks_the_certificate_name():
+    port = sink_port(("127.0.0.1", MX1))
+    with DnsServer(DNS_MX, dict(DNS_HOSTS, localhost="127.0.0.1")) as dns, \
+            Sink("127.0.0.1", port, tls=True) as good, \
+            Sink(MX1, port, tls=True) as wrong_name:
+        o = delivery_overrides(dns, port)
+        # localhost matches the test certificate; mx1.a.test does not.
+        o["delivery.transport.v.test"] = "localhost:%d" % port
+        o["delivery.tls_policy.v.test"] = "verify"
+        o["delivery.tls_policy.a.test"] = "verify"
+        with Postern(overrides=o, start=False) as p:
+            p.overrides["delivery.tls_ca_file"] = p.cert
+            p.start()
+            marker, msg = submit(p, "ok@v.test")
+            got = good.wait_for(marker)[0]
+            check(got.tls, "verified TLS")
+            marker2, _ = submit(p, "mismatch@a.test")
+            p.log_contains(r"event=delivery\.defer to=<mismatch@a\.test> .*TLS handshake .*Unacceptable certificate.* attempt=1 ",
+                           timeout=20)
+            check_eq(wrong_name.find(marker2), [], "sent to a host whose name does not match")
+
+
 def test_kill9_during_delivery_then_exactly_once():
     port = sink_port((MX1,))
     with DnsServer(DNS_MX, DNS_HOSTS) as dns:
