@@ -9,7 +9,8 @@
 namespace postern::app {
 
 ConnectionFactory::ConnectionFactory(Services& services, const config::ListenerConfig& listener)
-    : services_(services), listener_(listener) {
+    : services_(services), listener_(listener),
+      runtime_{listener, listener.proxyProtocol ? net::NetworkList::parse(listener.proxyTrusted) : net::NetworkList()} {
     const auto& c = services.config;
     bool tlsAvailable = services.hasTls() && listener.tls == config::TlsMode::StartTls;
     smtp_.hostname = c.hostname;
@@ -32,8 +33,8 @@ ConnectionFactory::ConnectionFactory(Services& services, const config::ListenerC
 }
 
 Poco::Net::TCPServerConnection* ConnectionFactory::createConnection(const Poco::Net::StreamSocket& socket) {
-    if (listener_.protocol == config::Protocol::Pop3) return new Pop3Connection(socket, services_, listener_, pop3_);
-    return new SmtpConnection(socket, services_, listener_, smtp_);
+    if (listener_.protocol == config::Protocol::Pop3) return new Pop3Connection(socket, services_, runtime_, pop3_);
+    return new SmtpConnection(socket, services_, runtime_, smtp_);
 }
 
 void OverloadFilter::refuse(Poco::Net::StreamSocket& s, const char* smtpText, const char* popText) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "app/Services.h"
+#include "app/SessionPrologue.h"
 #include "config/ServerConfig.h"
 #include "pop3/Pop3Session.h"
 #include "smtp/SmtpSession.h"
@@ -23,6 +24,7 @@ public:
 private:
     Services& services_;
     const config::ListenerConfig& listener_;
+    ListenerRuntime runtime_;
     smtp::SmtpSettings smtp_;
     pop3::Pop3Settings pop3_;
 };

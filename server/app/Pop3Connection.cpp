@@ -17,21 +17,25 @@ constexpr std::size_t MaxPop3Line = 8192;
 }  // namespace
 
 Pop3Connection::Pop3Connection(const Poco::Net::StreamSocket& socket, Services& services,
-                               const config::ListenerConfig& listener, const pop3::Pop3Settings& settings)
+                               const ListenerRuntime& listener, const pop3::Pop3Settings& settings)
     : TCPServerConnection(socket), services_(services), listener_(listener), settings_(settings) {}
 
 void Pop3Connection::run() {
     const auto started = std::chrono::steady_clock::now();
     const std::string sid = services_.nextSessionId();
-    core::ClientAddress client;
-    try {
-        client = core::ClientAddress::fromSocket(socket().peerAddress());
-    } catch (const Poco::Exception&) {
+    Prologue prologue = runPrologue(socket(), services_, listener_, sid);
+    const core::ClientAddress& client = prologue.client;
+    const config::ListenerConfig& lc = listener_.config;
+    if (services_.telemetry) services_.telemetry->connectionOpened(lc.name);
+    auto& log = sessionLogger();
+    log.information("s=%s event=connect svc=pop3 listener=%s ip=%s port=%hu", sid, lc.name, client.host(),
+                    client.port);
+
+    if (!prologue.proceed) {
+        log.information("s=%s event=disconnect svc=%s ip=%s reason=\"%s\" ms=0", sid, std::string("pop3"), client.host(),
+                        prologue.reason);
         return;
     }
-    auto& log = sessionLogger();
-    log.information("s=%s event=connect svc=pop3 listener=%s ip=%s port=%hu", sid, listener_.name, client.host(),
-                    client.port);
 
     auto& registry = services_.registry;
     const auto token = registry.add(socket());
@@ -39,7 +43,7 @@ void Pop3Connection::run() {
     std::string reason = "quit";
     try {
         net::LineChannel ch(socket());
-        if (listener_.tls == config::TlsMode::Implicit) {
+        if (lc.tls == config::TlsMode::Implicit) {
             ch.startTls(services_.tlsContext(), timeout);
             registry.update(token, ch.socket());
         }
@@ -94,6 +98,7 @@ void Pop3Connection::run() {
     }
     registry.remove(token);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+    if (services_.telemetry) services_.telemetry->sessionEnded("pop3", static_cast<double>(ms) / 1000.0);
     log.information("s=%s event=disconnect svc=pop3 ip=%s reason=\"%s\" ms=%ld", sid, client.host(), reason,
                     static_cast<long>(ms));
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "app/Services.h"
+#include "app/SessionPrologue.h"
 #include "pop3/Pop3Session.h"
 
 #include <Poco/Net/TCPServerConnection.h>
@@ -12,12 +13,12 @@ namespace postern::app {
 class Pop3Connection : public Poco::Net::TCPServerConnection {
 public:
     Pop3Connection(const Poco::Net::StreamSocket& socket, Services& services,
-                   const config::ListenerConfig& listener, const pop3::Pop3Settings& settings);
+                   const ListenerRuntime& listener, const pop3::Pop3Settings& settings);
     void run() override;
 
 private:
     Services& services_;
-    const config::ListenerConfig& listener_;
+    const ListenerRuntime& listener_;
     const pop3::Pop3Settings& settings_;
 };
 

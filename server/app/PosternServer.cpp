@@ -1,7 +1,15 @@
 #include "app/PosternServer.h"
 
 #include "app/ConnectionRegistry.h"
+#include "abuse/AuthPenalty.h"
+#include "abuse/ConnectionGate.h"
+#include "abuse/OutboundLimits.h"
+#include "abuse/PenalizedAuthService.h"
+#include "abuse/RateLimiter.h"
+#include "app/CountingGrantStore.h"
 #include "app/ListenerFactory.h"
+#include "app/Telemetry.h"
+#include "metrics/HealthServer.h"
 #include "app/Privileges.h"
 #include "app/Services.h"
 #include "auth/AuthFacade.h"
@@ -56,11 +64,12 @@ public:
 
 class GrantSweeper : public Poco::Util::TimerTask {
 public:
-    explicit GrantSweeper(grants::MemoryGrantStore& store) : store_(store) {}
-    void run() override { store_.sweep(); }
+    GrantSweeper(grants::MemoryGrantStore& store, Telemetry& telemetry) : store_(store), telemetry_(telemetry) {}
+    void run() override { telemetry_.grantsExpired(store_.sweep()); }
 
 private:
     grants::MemoryGrantStore& store_;
+    Telemetry& telemetry_;
 };
 
 struct RunningListener {
@@ -186,9 +195,49 @@ int PosternServer::serve() {
         serverLog().information("event=backend.loaded name=%s plugin=%s version=%s", b.name, handles.back().pluginName(),
                              handles.back().pluginVersion());
     }
+    Telemetry telemetry;
     auth::AuthFacade facade(chain);
     auth::AuthCache authCache({cfg.authCacheSize, cfg.authCacheTtl, cfg.authCacheNegativeTtl});
     if (authCache.enabled()) facade.setCache(&authCache);
+    facade.setObserver([&telemetry](std::string_view svc, std::string_view backend, std::string_view result, double s) {
+        telemetry.authResult(svc, backend, result, s);
+    });
+
+    // --- abuse controls ------------------------------------------------------------------
+    abuse::AuthPenaltySettings ps;
+    ps.window = cfg.penalty.window;
+    ps.maxFailuresIp = static_cast<std::uint32_t>(cfg.penalty.maxFailuresIp);
+    ps.maxFailuresAccount = static_cast<std::uint32_t>(cfg.penalty.maxFailuresAccount);
+    ps.baseDelay = cfg.penalty.baseDelay;
+    ps.maxDelay = cfg.penalty.maxDelay;
+    ps.allowNetworks = cfg.penalty.allowNetworks;
+    ps.ipv6Prefix = static_cast<unsigned>(cfg.penalty.ipv6Prefix);
+    abuse::AuthPenalty penalty(ps);
+    abuse::PenalizedAuthService guardedAuth(facade, penalty);
+
+    abuse::RateLimiterSettings rs;
+    auto toLimits = [](const config::RateLimitValues& v) {
+        return abuse::RateLimits{static_cast<std::uint32_t>(v.messagesPerHour), static_cast<std::uint32_t>(v.recipientsPerHour),
+                                 static_cast<std::uint32_t>(v.messagesPerDay), static_cast<std::uint32_t>(v.recipientsPerDay)};
+    };
+    rs.user = toLimits(cfg.limits.user);
+    rs.ip = toLimits(cfg.limits.ip);
+    rs.allowNetworks = cfg.limits.allowNetworks;
+    rs.ipv6Prefix = static_cast<unsigned>(cfg.limits.ipv6Prefix);
+    abuse::RateLimiter rateLimiter(rs);
+    abuse::OutboundLimits outboundLimits(rateLimiter);
+
+    abuse::ConnectionGateSettings gs;
+    gs.defaults = {static_cast<std::uint32_t>(cfg.connections.maxPerIp), static_cast<std::uint32_t>(cfg.connections.ratePerIp)};
+    for (const auto& l : cfg.listeners) {
+        gs.listeners[l.name] = {
+            static_cast<std::uint32_t>(l.maxConnectionsPerIp ? l.maxConnectionsPerIp : cfg.connections.maxPerIp),
+            static_cast<std::uint32_t>(l.connectionRatePerIp ? l.connectionRatePerIp : cfg.connections.ratePerIp)};
+    }
+    gs.maxConcurrentTotal = static_cast<std::uint32_t>(cfg.connections.maxTotal);
+    gs.allowNetworks = cfg.connections.allowNetworks;
+    gs.ipv6Prefix = static_cast<unsigned>(cfg.connections.ipv6Prefix);
+    abuse::ConnectionGate gate(gs);
 
     // --- grants, storage, queue ----------------------------------------------------------
     std::unique_ptr<grants::MemoryGrantStore> grantStore;
@@ -206,12 +255,31 @@ int PosternServer::serve() {
     if (cfg.delivery.enabled)
         deliveryService = std::make_unique<delivery::DeliveryService>(cfg.delivery, cfg.hostname, outQueue, sink, facade);
 
+    std::unique_ptr<CountingGrantStore> countedGrants;
+    if (grantStore) countedGrants = std::make_unique<CountingGrantStore>(*grantStore, telemetry);
+
     ConnectionRegistry registry;
-    Services services{cfg, tls, facade, facade, grantStore.get(), sink, mailStore, registry};
+    Services services{cfg, tls, guardedAuth, facade, countedGrants.get(), sink, mailStore, registry};
+    services.gate = &gate;
+    services.limiter = &outboundLimits;
+    services.telemetry = &telemetry;
+    services.events = &telemetry;
+
+    auto& reg = telemetry.registry();
+    reg.gaugeCallback("postern_sessions_active", "Sessions in progress (all listeners)",
+                      [&registry] { return static_cast<double>(registry.size()); });
+    reg.gaugeCallback("postern_queue_messages", "Messages in the outbound queue",
+                      [&outQueue] { return static_cast<double>(outQueue.stats().messages); });
+    reg.gaugeCallback("postern_queue_bytes", "Bytes in the outbound queue",
+                      [&outQueue] { return static_cast<double>(outQueue.stats().bytes); });
+    reg.gaugeCallback("postern_auth_cache_hits", "Authentication cache hits since start",
+                      [&authCache] { return static_cast<double>(authCache.hits()); });
+    reg.gaugeCallback("postern_auth_cache_misses", "Authentication cache misses since start",
+                      [&authCache] { return static_cast<double>(authCache.misses()); });
 
     Poco::Util::Timer timer;
     if (grantStore) {
-        timer.scheduleAtFixedRate(new GrantSweeper(*grantStore), 60'000, 60'000);
+        timer.scheduleAtFixedRate(new GrantSweeper(*grantStore, telemetry), 60'000, 60'000);
     }
 
     // --- listeners -------------------------------------------------------------------------
@@ -219,7 +287,7 @@ int PosternServer::serve() {
     for (const auto& l : cfg.listeners) {
         Poco::Net::SocketAddress sa(l.address, l.port);
         Poco::Net::ServerSocket socket;
-        socket.bind(sa, true);
+        socket.bind(sa, true, false);  // SO_REUSEADDR, never SO_REUSEPORT: a second daemon must fail
         socket.listen(1024);
         Poco::Net::TCPServerParams::Ptr params = new Poco::Net::TCPServerParams;
         params->setMaxThreads(l.maxThreads);
@@ -227,14 +295,15 @@ int PosternServer::serve() {
         params->setThreadIdleTime(Poco::Timespan(static_cast<long>(l.idleTime.count() / 1000), 0));
         RunningListener rl;
         // Each listener has its own pool: a flood on one port cannot starve the others.
+        // Small stacks: an idle session costs little more than its stack (S5: 10,000 idle).
         rl.pool = std::make_unique<Poco::ThreadPool>(l.name, 1, l.maxThreads + 1,
-                                                     static_cast<int>(l.idleTime.count() / 1000));
+                                                     static_cast<int>(l.idleTime.count() / 1000),
+                                                     static_cast<int>(l.stackSize));
         auto* factory = new ConnectionFactory(services, l);
         rl.server = std::make_unique<Poco::Net::TCPServer>(factory, *rl.pool, socket, params);
         Poco::AutoPtr<OverloadFilter> filter = new OverloadFilter(l, registry);
         filter->attach(rl.server.get());
         rl.server->setConnectionFilter(filter);
-        rl.server->start();
         serverLog().information("event=listener.up name=%s address=%s protocol=%s role=%s tls=%s max_threads=%d",
                              l.name, sa.toString(), std::string(l.protocol == config::Protocol::Pop3 ? "pop3" : "smtp"),
                              std::string(l.protocol == config::Protocol::Pop3 ? "-" : (l.role == config::SmtpRole::Submission ? "submission" : "mx")),
@@ -243,10 +312,29 @@ int PosternServer::serve() {
         listeners.push_back(std::move(rl));
     }
     // Ports are bound and secrets read (TLS key, plugin password files): from here on
-    // no root is needed, so give it up before the first client is served. The acceptor
-    // threads are running but every connection waits for the pool threads, which only
-    // touch the network and files the unprivileged user owns.
+    // no root is needed, so give it up before the first client is served (the servers
+    // are started only after the drop).
     dropPrivileges(cfg.user, cfg.group, cfg.allowRoot);
+    for (auto& l : listeners) l.server->start();
+
+    std::unique_ptr<metrics::HealthServer> health;
+    if (cfg.healthPort != 0) {
+        metrics::HealthServerOptions ho;
+        ho.address = cfg.healthAddress;
+        ho.port = cfg.healthPort;
+        // Ready: listeners up, not draining, and the auth backends can answer.
+        health = std::make_unique<metrics::HealthServer>(
+            telemetry.registry(),
+            [&registry, &facade]() -> metrics::Readiness {
+                if (registry.isShuttingDown()) return {false, "shutting down"};
+                if (facade.isLocalDomain("readyz.invalid") == core::Answer::TempFail)
+                    return {false, "an authentication backend cannot answer"};
+                return {true, ""};
+            },
+            ho);
+        health->start();
+        serverLog().information("event=health.up address=%s", health->address().toString());
+    }
     if (deliveryService) deliveryService->start();  // scans the queue: resumes after a crash
 
     if (!cfg.readyFile.empty()) {
@@ -279,7 +367,7 @@ int PosternServer::serve() {
     // Mark the drain first: from now on the acceptor answers new clients 421 / -ERR at once
     // (the acceptor thread may still take a connection before stop() returns), and idle
     // sessions say goodbye.
-    registry.beginShutdown();
+    registry.beginShutdown();                    // /readyz turns 503 from here
     for (auto& l : listeners) l.server->stop();  // stop accepting
     std::size_t left = registry.waitEmpty(cfg.shutdownGrace);
     if (left > 0) {
@@ -289,6 +377,7 @@ int PosternServer::serve() {
     }
     if (deliveryService) deliveryService->stop();  // cuts transactions in progress; they stay queued
     timer.cancel(true);
+    if (health) health->stop();
     // Every session has ended. POCO 1.11's TCPServerDispatcher can leave a pool thread in a
     // timed wait (up to the thread idle time) after stop(), so joining the pools could
     // stall the exit; the threads hold no work, so the servers and pools are left to the

@@ -1,5 +1,6 @@
 #include "app/Services.h"
 
+#include <Poco/Logger.h>
 #include <Poco/RandomStream.h>
 
 #include <cstdio>
@@ -20,6 +21,15 @@ std::string Services::nextSessionId() {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%06x%06llx", prefix & 0xffffff, static_cast<unsigned long long>(n & 0xffffffULL));
     return buf;
+}
+
+void Services::logOnce(const std::string& key, const std::string& line) {
+    {
+        std::lock_guard lock(onceMutex_);
+        if (logged_.size() > 10000) return;  // bounded: a flood of sources is not a config error
+        if (!logged_.insert(key).second) return;
+    }
+    Poco::Logger::get("postern.session").warning(line);
 }
 
 }  // namespace postern::app

@@ -2,9 +2,13 @@
 // (by reference) with every connection. The only place ports meet implementations.
 #pragma once
 
+#include "abuse/ConnectionGate.h"
 #include "app/ConnectionRegistry.h"
+#include "app/Telemetry.h"
 #include "config/ServerConfig.h"
 #include "core/AuthService.h"
+#include "core/EventCounters.h"
+#include "core/OutboundLimiter.h"
 #include "core/GrantStore.h"
 #include "core/MaildropService.h"
 #include "core/MessageSink.h"
@@ -14,6 +18,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <string>
 
 namespace postern::app {
@@ -30,6 +35,14 @@ struct Services {
     core::MessageSink& sink;
     core::MaildropService& maildrops;
     ConnectionRegistry& registry;
+    abuse::ConnectionGate* gate = nullptr;       // per-IP connection limits
+    core::OutboundLimiter* limiter = nullptr;    // outbound rate limits (SMTP)
+    Telemetry* telemetry = nullptr;              // metrics (always set by PosternServer)
+    core::EventCounters* events = nullptr;       // = telemetry, as the sessions see it
+
+    // Logs `line` at warning level the first time `key` is seen (misconfiguration
+    // reports such as "balancer sends no PROXY header": loud once, not once per connection).
+    void logOnce(const std::string& key, const std::string& line);
 
     // Short unique session id for log lines ("s=...").
     std::string nextSessionId();
@@ -47,6 +60,8 @@ struct Services {
     bool hasTls() const { return !tlsContext().isNull(); }
 
 private:
+    std::mutex onceMutex_;
+    std::set<std::string> logged_;
     mutable std::mutex tlsMutex_;
     Poco::Net::Context::Ptr tls_;
     std::atomic<std::uint64_t> counter_{0};

@@ -6,26 +6,31 @@
 
 #include <Poco/Exception.h>
 
+#include <algorithm>
 #include <chrono>
 
 namespace postern::app {
 
 SmtpConnection::SmtpConnection(const Poco::Net::StreamSocket& socket, Services& services,
-                               const config::ListenerConfig& listener, const smtp::SmtpSettings& settings)
+                               const ListenerRuntime& listener, const smtp::SmtpSettings& settings)
     : TCPServerConnection(socket), services_(services), listener_(listener), settings_(settings) {}
 
 void SmtpConnection::run() {
     const auto started = std::chrono::steady_clock::now();
     const std::string sid = services_.nextSessionId();
-    core::ClientAddress client;
-    try {
-        client = core::ClientAddress::fromSocket(socket().peerAddress());
-    } catch (const Poco::Exception&) {
-        return;  // the client is already gone
-    }
+    Prologue prologue = runPrologue(socket(), services_, listener_, sid);
+    const core::ClientAddress& client = prologue.client;
+    const config::ListenerConfig& lc = listener_.config;
+    if (services_.telemetry) services_.telemetry->connectionOpened(lc.name);
     auto& log = sessionLogger();
-    log.information("s=%s event=connect svc=smtp listener=%s ip=%s port=%hu", sid, listener_.name, client.host(),
+    log.information("s=%s event=connect svc=smtp listener=%s ip=%s port=%hu", sid, lc.name, client.host(),
                     client.port);
+
+    if (!prologue.proceed) {
+        log.information("s=%s event=disconnect svc=%s ip=%s reason=\"%s\" ms=0", sid, std::string("smtp"), client.host(),
+                        prologue.reason);
+        return;
+    }
 
     auto& registry = services_.registry;
     const auto token = registry.add(socket());
@@ -33,12 +38,14 @@ void SmtpConnection::run() {
     std::string reason = "quit";
     try {
         net::LineChannel ch(socket());
-        if (listener_.tls == config::TlsMode::Implicit) {
+        if (lc.tls == config::TlsMode::Implicit) {
             ch.startTls(services_.tlsContext(), cfg.commandTimeout);
             registry.update(token, ch.socket());
         }
-        smtp::SmtpPorts ports{services_.auth, services_.directory, services_.grants, services_.sink};
-        smtp::SmtpSession session(settings_, ports, sid, client, ch.isTls());
+        smtp::SmtpPorts ports{services_.auth,    services_.directory, services_.grants,
+                              services_.sink,    services_.limiter,   services_.events};
+        // TLS terminated by a trusted balancer (PROXY v2 SSL TLV) counts when configured.
+        smtp::SmtpSession session(settings_, ports, sid, client, ch.isTls() || prologue.balancerTls);
         ch.write(session.greeting().bytes);
         std::string line;
         while (!session.isClosed()) {
@@ -61,7 +68,10 @@ void SmtpConnection::run() {
                     out = session.onShutdown();
                     reason = "shutdown";
                 } else {
-                    auto st = ch.readLine(line, settings_.maxCommandLength, cfg.commandTimeout);
+                    // RFC 4954 4: an AUTH line may be 12288 octets; the command parser applies the
+                    // 512-octet limit (smtp.max_command_length) to every other command.
+                    auto st = ch.readLine(line, std::max<std::size_t>(settings_.maxCommandLength, 12290),
+                                          cfg.commandTimeout);
                     registry.setIdle(token, false);
                     if (st == net::ReadStatus::Ok) {
                         out = session.onLine(line);
@@ -97,6 +107,7 @@ void SmtpConnection::run() {
     }
     registry.remove(token);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+    if (services_.telemetry) services_.telemetry->sessionEnded("smtp", static_cast<double>(ms) / 1000.0);
     log.information("s=%s event=disconnect svc=smtp ip=%s reason=\"%s\" ms=%ld", sid, client.host(), reason,
                     static_cast<long>(ms));
 }

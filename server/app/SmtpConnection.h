@@ -3,6 +3,7 @@
 #pragma once
 
 #include "app/Services.h"
+#include "app/SessionPrologue.h"
 #include "smtp/SmtpSession.h"
 
 #include <Poco/Net/TCPServerConnection.h>
@@ -12,12 +13,12 @@ namespace postern::app {
 class SmtpConnection : public Poco::Net::TCPServerConnection {
 public:
     SmtpConnection(const Poco::Net::StreamSocket& socket, Services& services,
-                   const config::ListenerConfig& listener, const smtp::SmtpSettings& settings);
+                   const ListenerRuntime& listener, const smtp::SmtpSettings& settings);
     void run() override;
 
 private:
     Services& services_;
-    const config::ListenerConfig& listener_;
+    const ListenerRuntime& listener_;
     const smtp::SmtpSettings& settings_;
 };
 

@@ -179,6 +179,10 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     case Outcome::TempFail: logger().error(line); break;
     default: logger().notice(line); break;
     }
+    if (observer_) {
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        observer_(request.service, decision.backend, resultName, seconds);
+    }
     return result;
 }
 
@@ -251,6 +255,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
             id.senderAddresses.push_back(id.user);
         }
         id.mailbox = answer.record.mailbox.empty() ? defaultMailbox(id.user) : answer.record.mailbox;
+        id.attributes = answer.record.extra;  // e.g. per-user rate limits
         return {Outcome::Ok, binding.instance, {}};
     }
 

@@ -7,7 +7,9 @@
 #include "core/AuthService.h"
 #include "core/UserDirectory.h"
 
+#include <functional>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -49,6 +51,11 @@ public:
     // Hits are logged as backend=cache with cache=hit.
     void setCache(AuthCache* cache) { cache_ = cache; }
 
+    // Called once per attempt after the log line (metrics). Set before serving.
+    using Observer = std::function<void(std::string_view service, std::string_view backend, std::string_view result,
+                                        double seconds)>;
+    void setObserver(Observer observer) { observer_ = std::move(observer); }
+
     core::AuthResult authenticate(const core::AuthRequest& request) override;
 
     // The same call, also telling which backend decided ("cache", an instance name, or "-"
@@ -77,6 +84,7 @@ public:
 
 private:
     AuthCache* cache_ = nullptr;
+    Observer observer_;
 
     enum class Outcome { Ok, BadPassword, UnknownUser, Disabled, TempFail };
 

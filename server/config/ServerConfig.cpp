@@ -55,8 +55,9 @@ public:
         auto v = raw(key, pattern.empty() ? key : pattern);
         try { return Millis(parseDurationMs(v)); } catch (...) { return Millis(0); }
     }
-    std::uint64_t size(const std::string& key) {
-        auto v = raw(key, key);
+    std::uint64_t size(const std::string& key) { return sizeAt(key, key); }
+    std::uint64_t sizeAt(const std::string& key, const std::string& pattern) {
+        auto v = raw(key, pattern);
         try { return parseSize(v); } catch (...) { return 0; }
     }
     void error(std::string e) { errors_.push_back(std::move(e)); }
@@ -89,6 +90,35 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.pluginDir = r.str("server.plugin_dir");
     c.shutdownGrace = r.duration("server.shutdown_grace");
     c.readyFile = r.str("server.ready_file");
+    c.proxyTimeout = r.duration("server.proxy_timeout");
+    c.healthAddress = r.str("health.address");
+    {
+        auto hp = r.integer("health.port");
+        if (hp < 0 || hp > 65535) r.error("health.port: must be 0..65535");
+        c.healthPort = static_cast<std::uint16_t>(hp);
+    }
+    c.connections.maxTotal = static_cast<int>(r.integer("connections.max_total"));
+    c.connections.maxPerIp = static_cast<int>(r.integer("connections.max_per_ip"));
+    c.connections.ratePerIp = static_cast<int>(r.integer("connections.rate_per_ip"));
+    c.connections.allowNetworks = r.str("connections.allow_networks");
+    c.connections.ipv6Prefix = static_cast<int>(r.integer("connections.ipv6_prefix"));
+    c.penalty.window = r.duration("auth.penalty.window");
+    c.penalty.maxFailuresIp = static_cast<int>(r.integer("auth.penalty.max_failures_ip"));
+    c.penalty.maxFailuresAccount = static_cast<int>(r.integer("auth.penalty.max_failures_account"));
+    c.penalty.baseDelay = r.duration("auth.penalty.base_delay");
+    c.penalty.maxDelay = r.duration("auth.penalty.max_delay");
+    c.penalty.allowNetworks = r.str("auth.penalty.allow_networks");
+    c.penalty.ipv6Prefix = static_cast<int>(r.integer("auth.penalty.ipv6_prefix"));
+    auto rates = [&](const std::string& who, RateLimitValues& v) {
+        v.messagesPerHour = static_cast<int>(r.integer("limits." + who + ".messages_per_hour"));
+        v.recipientsPerHour = static_cast<int>(r.integer("limits." + who + ".recipients_per_hour"));
+        v.messagesPerDay = static_cast<int>(r.integer("limits." + who + ".messages_per_day"));
+        v.recipientsPerDay = static_cast<int>(r.integer("limits." + who + ".recipients_per_day"));
+    };
+    rates("user", c.limits.user);
+    rates("ip", c.limits.ip);
+    c.limits.allowNetworks = r.str("limits.allow_networks");
+    c.limits.ipv6Prefix = static_cast<int>(r.integer("limits.ipv6_prefix"));
     c.user = r.str("server.user");
     c.group = r.str("server.group");
     c.allowRoot = r.boolean("server.allow_root");
@@ -121,6 +151,15 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         l.maxThreads = static_cast<int>(r.integer(p + "max_threads", pat("max_threads")));
         l.maxQueued = static_cast<int>(r.integer(p + "max_queued", pat("max_queued")));
         l.idleTime = r.duration(p + "idle_time", pat("idle_time"));
+        l.stackSize = static_cast<std::size_t>(r.sizeAt(p + "stack_size", pat("stack_size")));
+        l.maxConnectionsPerIp = static_cast<int>(r.integer(p + "max_connections_per_ip", pat("max_connections_per_ip")));
+        l.connectionRatePerIp = static_cast<int>(r.integer(p + "connection_rate_per_ip", pat("connection_rate_per_ip")));
+        l.proxyProtocol = r.boolean(p + "proxy_protocol", pat("proxy_protocol"));
+        l.proxyTrusted = r.raw(p + "proxy_trusted", pat("proxy_trusted"));
+        l.proxyTlsCounts = r.boolean(p + "proxy_tls_counts", pat("proxy_tls_counts"));
+        if (l.proxyProtocol && parseList(l.proxyTrusted).empty())
+            r.error(p + "proxy_trusted: proxy_protocol is on but no balancer network is trusted (an empty list trusts nobody)");
+        if (l.stackSize != 0 && l.stackSize < 64 * 1024) r.error(p + "stack_size: at least 64K");
         if (l.maxThreads < 1) r.error(p + "max_threads: must be at least 1");
         if (l.tls != TlsMode::None && !c.tls.enabled())
             r.error(p + "tls: '" + tls + "' needs tls.cert_file and tls.key_file");
@@ -134,6 +173,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.smtp.maxLineLength = static_cast<std::size_t>(r.integer("smtp.max_line_length"));
     c.smtp.maxHeaderSize = r.size("smtp.max_header_size");
     c.smtp.commandTimeout = r.duration("smtp.command_timeout");
+    c.smtp.earlyTalkerWait = r.duration("smtp.early_talker_wait");
     c.smtp.dataTimeout = r.duration("smtp.data_timeout");
     c.smtp.allowPlaintextAuth = r.boolean("smtp.allow_plaintext_auth");
     c.smtp.maxErrors = static_cast<int>(r.integer("smtp.max_errors"));

@@ -30,6 +30,44 @@ struct ListenerConfig {
     int maxThreads = 256;
     int maxQueued = 64;
     Millis idleTime{60'000};
+    std::size_t stackSize = 256 * 1024;
+    int maxConnectionsPerIp = 0;   // 0 = connections.max_per_ip
+    int connectionRatePerIp = 0;   // 0 = connections.rate_per_ip
+    bool proxyProtocol = false;
+    std::string proxyTrusted;      // network list text (validated at load)
+    bool proxyTlsCounts = false;
+};
+
+struct ConnectionLimitsConfig {
+    int maxTotal = 0;
+    int maxPerIp = 0;
+    int ratePerIp = 0;
+    std::string allowNetworks;
+    int ipv6Prefix = 64;
+};
+
+struct PenaltyConfig {
+    Millis window{};
+    int maxFailuresIp = 0;
+    int maxFailuresAccount = 0;
+    Millis baseDelay{};
+    Millis maxDelay{};
+    std::string allowNetworks;
+    int ipv6Prefix = 64;
+};
+
+struct RateLimitValues {
+    int messagesPerHour = 0;
+    int recipientsPerHour = 0;
+    int messagesPerDay = 0;
+    int recipientsPerDay = 0;
+};
+
+struct LimitsConfig {
+    RateLimitValues user;
+    RateLimitValues ip;
+    std::string allowNetworks;
+    int ipv6Prefix = 64;
 };
 
 struct TlsConfig {
@@ -48,6 +86,7 @@ struct SmtpConfig {
     std::uint64_t maxHeaderSize = 0;
     Millis commandTimeout{};
     Millis dataTimeout{};
+    Millis earlyTalkerWait{};
     bool allowPlaintextAuth = false;
     int maxErrors = 0;
     bool addMissingHeaders = true;
@@ -109,6 +148,12 @@ struct ServerConfig {
     std::string pluginDir;
     Millis shutdownGrace{};
     std::string readyFile;
+    Millis proxyTimeout{};
+    std::string healthAddress;
+    std::uint16_t healthPort = 0;
+    ConnectionLimitsConfig connections;
+    PenaltyConfig penalty;
+    LimitsConfig limits;
     std::string user;
     std::string group;
     bool allowRoot = false;

@@ -3,6 +3,7 @@
 
 #include "core/ClientAddress.h"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -12,12 +13,15 @@ enum class AuthStatus {
     Ok,
     BadCredentials,  // wrong password, unknown user or disabled: one answer to the client
     TempFail,        // a backend could not answer: 454 4.7.0 / -ERR [SYS/TEMP]
+    Blocked,         // too many failures from this IP or for this account: 454 4.7.0 /
+                     // -ERR [SYS/TEMP], then disconnect; the password was not checked
 };
 
 struct AuthIdentity {
     std::string user;                          // canonical login
     std::vector<std::string> senderAddresses;  // lower-cased addresses MAIL FROM may use
     std::string mailbox;                       // mailbox location (relative to mail root)
+    std::map<std::string, std::string> attributes;  // backend extras (e.g. per-user rate limits)
 };
 
 struct AuthRequest {

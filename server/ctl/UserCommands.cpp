@@ -2,6 +2,7 @@
 #include "UserCommands.h"
 
 #include "CtlSupport.h"
+#include "GrantCommands.h"
 #include "PasswdFileUserStore.h"
 #include "PasswordPrompt.h"
 #include "PgAdmin.h"
@@ -10,6 +11,7 @@
 
 #include <openssl/crypto.h>
 
+#include <optional>
 #include <ostream>
 
 namespace postern::ctl {
@@ -51,6 +53,27 @@ std::string newHash(CommandContext& c, const config::ServerConfig& cfg) {
     }
     OPENSSL_cleanse(password->data(), password->size());
     return hash;
+}
+
+// A disabled account or a changed password must not keep relaying on an earlier POP3
+// login: delete the user's POP-before-SMTP grants from the shared table (PostgreSQL
+// backends, once schema 002 is applied). Nodes may still honour a cached grant for
+// pop_before_smtp.cache_ttl. Prints a line only when something was revoked.
+void revokeGrants(UserStore& store, const std::string& address, CommandContext& c) {
+    auto* pgStore = dynamic_cast<PgAdmin*>(&store);
+    if (pgStore == nullptr) {
+        return;
+    }
+    std::optional<std::size_t> n;
+    try {
+        n = revokeUserGrants(pgStore->connection(), address);
+    } catch (const CtlError& e) {
+        throw CtlError(e.code(), "the account was changed, but revoking its POP-before-SMTP grants failed: " +
+                                     std::string(e.what()));
+    }
+    if (n && *n > 0) {
+        c.out << "revoked " << *n << " POP-before-SMTP grant(s) of " << address << "\n";
+    }
 }
 
 int simple(CommandContext& c, const Command& command,
@@ -110,13 +133,18 @@ int runUserPasswd(CommandContext& c) {
         s.store->requireUser(address);
         s.store->setPassword(address, newHash(c, s.config));
         c.out << "password changed for " << address << "\n";
+        revokeGrants(*s.store, address, c);
         return static_cast<int>(ExitOk);
     });
 }
 
 int runUserDisable(CommandContext& c) {
     return simple(c, UserDisableCommand,
-                  [](UserStore& s, const std::string& a, CommandContext&) { s.setEnabled(a, false); }, "disabled");
+                  [](UserStore& s, const std::string& a, CommandContext& c) {
+                      s.setEnabled(a, false);
+                      revokeGrants(s, a, c);
+                  },
+                  "disabled");
 }
 
 int runUserEnable(CommandContext& c) {

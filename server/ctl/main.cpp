@@ -3,6 +3,7 @@
 #include "AuthTestCommand.h"
 #include "DbCommands.h"
 #include "DirectoryCommands.h"
+#include "GrantCommands.h"
 #include "HashPasswordCommand.h"
 #include "QueueCommand.h"
 #include "UserCommands.h"
@@ -18,7 +19,7 @@ namespace {
 using postern::ctl::Command;
 
 // Add new commands here (multi-word names such as "user add" are matched word by word).
-constexpr std::array<Command, 22> Commands{{
+constexpr std::array<Command, 26> Commands{{
     postern::ctl::HashPasswordCommand,
     postern::ctl::QueueListCommand,
     postern::ctl::QueueShowCommand,
@@ -41,6 +42,10 @@ constexpr std::array<Command, 22> Commands{{
     postern::ctl::DomainDeleteCommand,
     postern::ctl::DomainListCommand,
     postern::ctl::AuthTestCommand,
+    postern::ctl::GrantListCommand,
+    postern::ctl::GrantAddCommand,
+    postern::ctl::GrantRevokeCommand,
+    postern::ctl::GrantFlushCommand,
 }};
 
 std::vector<std::string> words(std::string_view name) {

@@ -2,6 +2,8 @@
 // lazy expiry plus sweep(). Logs to postern.grants.
 #include "grants/MemoryGrantStore.h"
 
+#include "grants/GrantKey.h"
+
 #include <Poco/Logger.h>
 #include <Poco/Net/IPAddress.h>
 
@@ -69,14 +71,7 @@ std::string MemoryGrantStore::key(const core::ClientAddress& client) const {
 }
 
 std::string MemoryGrantStore::keyText(const core::ClientAddress& client) const {
-    RawAddress r = rawOf(client.ip);
-    if (r.v4)
-        return Poco::Net::IPAddress(r.bytes, 4).toString();
-    maskBits(r.bytes, ipv6PrefixLength_);
-    std::string s = Poco::Net::IPAddress(r.bytes, 16).toString();
-    if (ipv6PrefixLength_ < 128)
-        s += "/" + std::to_string(ipv6PrefixLength_);
-    return s;
+    return grantKeyText(client.ip, ipv6PrefixLength_);
 }
 
 MemoryGrantStore::Shard& MemoryGrantStore::shardFor(const std::string& k) {

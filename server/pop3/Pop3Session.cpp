@@ -244,6 +244,10 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
         return bad(errLine("[AUTH] Authentication failed"));
     case core::AuthStatus::TempFail:
         return reply(errLine("[SYS/TEMP] Authentication temporarily unavailable, try again later"));
+    case core::AuthStatus::Blocked:
+        // Too many failures from this address or for this account: refuse without
+        // checking the password (no oracle) and hang up.
+        return close(errLine("[SYS/TEMP] Too many failed logins, try again later"));
     case core::AuthStatus::Ok:
         break;
     }

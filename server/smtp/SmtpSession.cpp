@@ -269,6 +269,11 @@ SmtpOutput SmtpSession::finishAuth(const sasl::Step& step) {
     case core::AuthStatus::TempFail:
         // RFC 4954 6: a backend failure is 454 4.7.0, never 535.
         return reply(replies::authTempFailure());
+    case core::AuthStatus::Blocked:
+        // Too many failures from this address or for this account: a temporary refusal
+        // whatever the password was (no oracle), then hang up.
+        return reply(Reply(454, Enhanced::OtherSecurity, "Too many failed authentication attempts, try again later"),
+                     SmtpOutput::Action::Close);
     case core::AuthStatus::BadCredentials: break;
     }
     return error(replies::authInvalid());
@@ -289,6 +294,19 @@ SmtpOutput SmtpSession::handleMail(std::string_view line) {
                         sanitize(cmd.path.address()) + "> user=" + (identity_ ? identity_->user : "-") +
                         " reply=\"" + std::to_string(refusal->code) + " " + refusal->text() + "\"");
         return error(*refusal);
+    }
+    // Outbound limits for authenticated senders (a stolen password must not turn into a
+    // spam run): one message counted per MAIL.
+    if (identity_ && ports_.limiter) {
+        std::string what;
+        core::LimitAnswer la = ports_.limiter->addMessage(client_, &*identity_, what);
+        if (la != core::LimitAnswer::Allow) {
+            logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" + identity_->user +
+                             " limit=" + what + " stage=mail");
+            count("smtp_reject", "rate_limit");
+            if (la == core::LimitAnswer::TempFail) return reply(replies::tempFailure());
+            return reply(Reply(450, Enhanced::DeliveryNotAuthorized, "Message rate limit exceeded, try again later"));
+        }
     }
     txn_ = std::make_unique<Transaction>();
     txn_->sender = cmd.path;
@@ -312,8 +330,22 @@ SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
                         sanitize(txn_->sender.address()) + "> to=<" + to + "> user=" +
                         (identity_ ? identity_->user : "-") + " reason=" + v.reason + " reply=\"" +
                         std::to_string(v.reply.code) + " " + v.reply.text() + "\"");
+        count("smtp_reject", v.reason.empty() ? "recipient" : v.reason);
         if (v.kind == policy::RcptVerdict::Kind::TempFail) return reply(v.reply);
         return error(v.reply);
+    }
+    // Outbound limits: every recipient of an authenticated session, and recipients
+    // relayed on a POP-before-SMTP grant (counted against the client IP).
+    if (ports_.limiter && (identity_ || v.viaGrant)) {
+        std::string what;
+        core::LimitAnswer la = ports_.limiter->addRecipients(client_, identity_ ? &*identity_ : nullptr, 1, what);
+        if (la != core::LimitAnswer::Allow) {
+            logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" +
+                             (identity_ ? identity_->user : "-") + " to=<" + to + "> limit=" + what + " stage=rcpt");
+            count("smtp_reject", "rate_limit");
+            if (la == core::LimitAnswer::TempFail) return reply(replies::tempFailure());
+            return reply(Reply(452, Enhanced::DeliveryNotAuthorized, "Recipient rate limit exceeded, try again later"));
+        }
     }
     for (auto& m : v.mailboxes)
         if (txn_->seenMailboxes.insert(m).second) txn_->localMailboxes.push_back(m);
@@ -461,6 +493,7 @@ SmtpOutput SmtpSession::finishData() {
                                       : "header_size";
     }
     if (!reason.empty()) {
+        count("smtp_reject", reason);
         logger().notice(line("message.reject") + " reason=" + reason + " reply=\"" + std::to_string(r.code) + "\"");
         d.reset();  // nothing was delivered: the writer removes its temp file
         resetTransaction();
@@ -474,6 +507,7 @@ SmtpOutput SmtpSession::finishData() {
     resetTransaction();
     switch (res.status) {
     case core::SinkStatus::Ok:
+        count("smtp_message", settings_.role == Role::Submission ? "submission" : "mx");
         logger().information(line("message.accept") + " id=" + res.queueId + " rcpts=" + std::to_string(nrcpt) +
                              " size=" + std::to_string(d->reader.status().bytes) + (grant ? " via=pop_before_smtp" : ""));
         return reply(replies::queued(res.queueId));

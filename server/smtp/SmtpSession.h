@@ -6,7 +6,9 @@
 #include "core/AuthService.h"
 #include "core/ClientAddress.h"
 #include "core/GrantStore.h"
+#include "core/EventCounters.h"
 #include "core/MessageSink.h"
+#include "core/OutboundLimiter.h"
 #include "core/UserDirectory.h"
 #include "sasl/SaslExchange.h"
 #include "smtp/DataReader.h"
@@ -44,6 +46,8 @@ struct SmtpPorts {
     core::UserDirectory& directory;
     core::GrantStore* grants;  // nullptr: POP-before-SMTP off
     core::MessageSink& sink;
+    core::OutboundLimiter* limiter = nullptr;  // nullptr: no outbound rate limits
+    core::EventCounters* events = nullptr;     // nullptr: nothing counted
 };
 
 struct SmtpOutput {
@@ -98,6 +102,9 @@ private:
     void writeData(const char* p, std::size_t n);
     std::string receivedHeader() const;
     std::string protocolKeyword() const;
+    void count(std::string_view event, std::string_view label) {
+        if (ports_.events) ports_.events->count(event, label);
+    }
     bool authAllowed() const { return tls_ || settings_.allowPlaintextAuth; }
 
     const SmtpSettings& settings_;

@@ -585,6 +585,21 @@ class Postern:
             # Queued mail stays in the queue (tests look at it) unless a test turns
             # delivery on (tests/e2e/test_delivery.py: -D delivery.enabled=true).
             "delivery.enabled = false",
+            # Abuse controls off by default: most tests make many logins and connections
+            # from 127.0.0.1 on purpose. tests/e2e/test_abuse.py turns them on.
+            "auth.penalty.max_failures_ip = 0",
+            "auth.penalty.max_failures_account = 0",
+            "auth.penalty.base_delay = 0s",
+            "connections.max_per_ip = 100000",
+            "connections.rate_per_ip = 1000000",
+            "limits.ip.messages_per_hour = 0",
+            "limits.ip.recipients_per_hour = 0",
+            "limits.ip.messages_per_day = 0",
+            "limits.ip.recipients_per_day = 0",
+            "limits.user.messages_per_hour = 0",
+            "limits.user.recipients_per_hour = 0",
+            "limits.user.messages_per_day = 0",
+            "limits.user.recipients_per_day = 0",
         ]
         if os.environ.get("POSTERN_PLUGIN_DIR"):
             c.append("server.plugin_dir = " + os.environ["POSTERN_PLUGIN_DIR"])

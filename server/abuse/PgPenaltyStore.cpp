@@ -1,0 +1,109 @@
+// Failed-authentication counters in PostgreSQL: one atomic upsert per failure.
+#include "abuse/PgPenaltyStore.h"
+
+#include "abuse/PgTime.h"
+
+#include <Poco/Logger.h>
+
+namespace postern::abuse {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.abuse"); }
+
+// $2 = now, $3 = window, both in microseconds. An expired counter starts again at 1; a live
+// one counts on (saturating at integer's maximum) and its expiry moves to now + window.
+// The row lock taken by ON CONFLICT DO UPDATE makes concurrent increments queue up.
+const pg::Statement PenaltyIncrement{
+    "postern_penalty_increment",
+    "INSERT INTO auth_penalties AS p (key, failures, expires)"
+    " VALUES ($1, 1, 'epoch'::timestamptz + ($2::bigint + $3::bigint) * interval '1 microsecond')"
+    " ON CONFLICT (key) DO UPDATE SET"
+    "  failures = CASE WHEN p.expires <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond' THEN 1"
+    "                  WHEN p.failures >= 2147483647 THEN p.failures ELSE p.failures + 1 END,"
+    "  expires = EXCLUDED.expires"
+    " RETURNING p.failures, (extract(epoch FROM p.expires) * 1000000)::bigint"};
+
+const pg::Statement PenaltyGet{
+    "postern_penalty_get",
+    "SELECT failures, (extract(epoch FROM expires) * 1000000)::bigint FROM auth_penalties"
+    " WHERE key = $1 AND expires > 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'"};
+
+const pg::Statement PenaltyReset{"postern_penalty_reset", "DELETE FROM auth_penalties WHERE key = $1"};
+
+const pg::Statement PenaltySweep{
+    "postern_penalty_sweep",
+    "DELETE FROM auth_penalties WHERE ctid = ANY (ARRAY("
+    "   SELECT ctid FROM auth_penalties WHERE expires <= 'epoch'::timestamptz + $1::bigint * interval '1 microsecond'"
+    "   LIMIT $2::integer FOR UPDATE SKIP LOCKED))"
+    " AND expires <= 'epoch'::timestamptz + $1::bigint * interval '1 microsecond'"};
+
+std::optional<PenaltyCount> toCount(const pg::QueryResult& r) {
+    if (r.rows.size() != 1 || r.rows[0].size() != 2 || !r.rows[0][0] || !r.rows[0][1])
+        return std::nullopt;
+    try {
+        PenaltyCount c;
+        c.failures = static_cast<std::uint32_t>(std::stoul(*r.rows[0][0]));
+        c.expires = fromPgMicros(std::stoll(*r.rows[0][1]));
+        return c;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+void logFailure(const char* what, const pg::QueryResult& r) {
+    logger().warning(std::string("event=penalty.store_fail op=") + what + " store=postgres error=\"" +
+                     pgLogText(r.failed() ? r.error : "unexpected result") + "\"");
+}
+
+}  // namespace
+
+PgPenaltyStore::PgPenaltyStore(pg::Pool& pool) : pool_(pool) {}
+
+std::optional<PenaltyCount> PgPenaltyStore::increment(const std::string& key, TimePoint now,
+                                                      std::chrono::milliseconds window) {
+    const auto windowUs = std::chrono::duration_cast<std::chrono::microseconds>(window).count();
+    pg::QueryResult r = pool_.execute(PenaltyIncrement, {key, std::to_string(toPgMicros(now)), std::to_string(windowUs)});
+    auto c = r.ok() ? toCount(r) : std::nullopt;
+    if (!c)
+        logFailure("increment", r);
+    return c;
+}
+
+std::optional<PenaltyCount> PgPenaltyStore::get(const std::string& key, TimePoint now) {
+    pg::QueryResult r = pool_.execute(PenaltyGet, {key, std::to_string(toPgMicros(now))});
+    if (r.noRows())
+        return PenaltyCount{};
+    auto c = r.ok() ? toCount(r) : std::nullopt;
+    if (!c)
+        logFailure("get", r);
+    return c;
+}
+
+bool PgPenaltyStore::reset(const std::string& key) {
+    pg::QueryResult r = pool_.execute(PenaltyReset, {key});
+    if (r.failed()) {
+        logFailure("reset", r);
+        return false;
+    }
+    return true;
+}
+
+std::optional<std::size_t> PgPenaltyStore::sweep(TimePoint now, std::size_t batch) {
+    if (batch == 0)
+        batch = 1000;
+    std::size_t removed = 0;
+    for (int round = 0; round < 100; ++round) {
+        pg::QueryResult r = pool_.execute(PenaltySweep, {std::to_string(toPgMicros(now)), std::to_string(batch)});
+        if (r.failed()) {
+            logFailure("sweep", r);
+            return std::nullopt;
+        }
+        removed += r.affectedRows;
+        if (r.affectedRows < batch)
+            break;
+    }
+    return removed;
+}
+
+}  // namespace postern::abuse

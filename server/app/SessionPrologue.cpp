@@ -1,0 +1,121 @@
+#include "app/SessionPrologue.h"
+
+#include "app/SessionLog.h"
+
+#include <Poco/Net/NetException.h>
+
+#include <sys/socket.h>
+
+namespace postern::app {
+
+namespace {
+
+void sayAndClose(Poco::Net::StreamSocket& socket, const config::ListenerConfig& l, const char* smtp, const char* pop) {
+    // Implicit-TLS listeners cannot say anything in clear text: just close.
+    if (l.tls == config::TlsMode::Implicit) return;
+    try {
+        socket.setSendTimeout(Poco::Timespan(2, 0));
+        std::string msg = l.protocol == config::Protocol::Pop3 ? pop : smtp;
+        socket.sendBytes(msg.data(), static_cast<int>(msg.size()));
+    } catch (...) {
+        // the client is gone; nothing to tell it
+    }
+}
+
+// Bytes the client has already sent (without waiting beyond `wait`), peeked, not consumed.
+std::string peekEarly(Poco::Net::StreamSocket& socket, std::chrono::milliseconds wait) {
+    try {
+        if (!socket.poll(Poco::Timespan(static_cast<long>(wait.count()) * 1000), Poco::Net::Socket::SELECT_READ))
+            return {};
+        char buf[16];
+        int n = socket.receiveBytes(buf, sizeof buf, MSG_PEEK);
+        return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("\0", 1);
+    } catch (...) {
+        return {};
+    }
+}
+
+bool looksLikeProxyHeader(const std::string& b) {
+    static const std::string v2("\r\n\r\n\0\r\nQUIT\n", 12);  // PROXY v2 signature
+    if (b.rfind("PROXY ", 0) == 0) return true;
+    std::size_t n = std::min(b.size(), v2.size());
+    return n >= 4 && b.compare(0, n, v2, 0, n) == 0;
+}
+
+}  // namespace
+
+Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
+                     const std::string& sid) {
+    Prologue p;
+    const config::ListenerConfig& l = listener.config;
+    auto& log = sessionLogger();
+    core::ClientAddress peer;
+    try {
+        peer = core::ClientAddress::fromSocket(socket.peerAddress());
+    } catch (const Poco::Exception&) {
+        p.reason = "gone";
+        return p;
+    }
+    p.client = peer;
+
+    if (l.proxyProtocol) {
+        if (listener.trusted.contains(peer.ip)) {
+            // A trusted balancer must start with a valid header; the header is read before
+            // any TLS handshake and nothing beyond it is consumed.
+            net::ProxyHeaderReader reader;
+            net::ProxyReadResult r = reader.read(socket, services.config.proxyTimeout);
+            if (r.status != net::ProxyReadStatus::Ok) {
+                services.logOnce("proxy-missing:" + peer.host(),
+                                 "event=proxy.invalid listener=" + l.name + " balancer=" + peer.host() + " error=\"" +
+                                     (r.status == net::ProxyReadStatus::Timeout ? std::string("no header in time")
+                                                                                : r.error) +
+                                     "\" fix=\"enable send-proxy-v2 (or send-proxy) for this server on the balancer\"");
+                p.reason = "proxy header invalid";
+                return p;
+            }
+            if (r.header.local) {
+                // LOCAL command (balancer health check) or UNKNOWN family: never let the
+                // balancer's own address stand in for a client; answer nothing and close.
+                p.reason = "proxy local (health check)";
+                return p;
+            }
+            p.client = core::ClientAddress::fromSocket(r.header.source);
+            p.balancerTls = l.proxyTlsCounts && r.header.ssl && r.header.ssl->isTls();
+        } else if (looksLikeProxyHeader(peekEarly(socket, std::chrono::milliseconds(0)))) {
+            services.logOnce("proxy-untrusted:" + peer.host(),
+                             "event=proxy.untrusted listener=" + l.name + " source=" + peer.host() +
+                                 " fix=\"if this is your balancer, add it to listener." + l.name + ".proxy_trusted\"");
+            p.reason = "proxy header from untrusted source";
+            return p;
+        }
+    }
+
+    p.admission = services.gate->admit(l.name, p.client);
+    if (!p.admission) {
+        std::string why = abuse::refusalName(p.admission.refusal());
+        log.warning("s=%s event=conn.refuse listener=%s ip=%s reason=%s", sid, l.name, p.client.host(), why);
+        if (services.telemetry) services.telemetry->connectionRefused(l.name, why);
+        sayAndClose(socket, l, "421 4.7.0 Too many connections from your address, try again later\r\n",
+                    "-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n");
+        p.reason = "refused: " + why;
+        return p;
+    }
+
+    // postscreen's pregreet test: a client that talks before the greeting is a bot that
+    // does not wait for the server (RFC 5321 4.3.1: the client waits for the 220).
+    if (l.protocol == config::Protocol::Smtp && l.role == config::SmtpRole::Mx && l.tls != config::TlsMode::Implicit &&
+        !p.balancerTls) {
+        std::string early = peekEarly(socket, services.config.smtp.earlyTalkerWait);
+        if (!early.empty()) {
+            log.warning("s=%s event=conn.refuse listener=%s ip=%s reason=early_talker", sid, l.name, p.client.host());
+            if (services.telemetry) services.telemetry->connectionRefused(l.name, "early_talker");
+            sayAndClose(socket, l, "554 5.5.1 Protocol error: data sent before the greeting\r\n", "");
+            p.reason = "early talker";
+            return p;
+        }
+    }
+    p.proceed = true;
+    return p;
+}
+
+}  // namespace postern::app

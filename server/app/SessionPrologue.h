@@ -1,0 +1,36 @@
+// What happens on a new connection before any protocol is spoken: the real client
+// address (PROXY header from a trusted balancer), the per-IP connection gate and, for
+// SMTP MX listeners, the early-talker check. Shared by SMTP and POP3 connections.
+#pragma once
+
+#include "abuse/ConnectionGate.h"
+#include "app/Services.h"
+#include "config/ServerConfig.h"
+#include "core/ClientAddress.h"
+#include "net/ProxyProtocol.h"
+
+#include <Poco/Net/StreamSocket.h>
+
+#include <string>
+
+namespace postern::app {
+
+// Per-listener state built once by the ConnectionFactory.
+struct ListenerRuntime {
+    const config::ListenerConfig& config;
+    net::NetworkList trusted;  // balancers allowed to send a PROXY header
+};
+
+struct Prologue {
+    bool proceed = false;         // false: the connection was answered/closed; stop here
+    core::ClientAddress client;   // from the socket or the PROXY header
+    bool balancerTls = false;     // v2 header says the balancer terminated TLS (and that counts)
+    abuse::Admission admission;   // holds the per-IP slot for the session's lifetime
+    std::string reason;           // why not proceeding (for the disconnect log line)
+};
+
+// Never throws for client behaviour; returns proceed=false with a reason instead.
+Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
+                     const std::string& sessionId);
+
+}  // namespace postern::app

@@ -1,0 +1,160 @@
+// posternctl grant ...: the shared POP-before-SMTP grants in PostgreSQL.
+#include "GrantCommands.h"
+
+#include "CtlSupport.h"
+#include "PgAdmin.h"
+#include "config/ConfigSchema.h"
+#include "grants/GrantKey.h"
+
+#include <algorithm>
+#include <ostream>
+
+namespace postern::ctl {
+
+namespace {
+
+constexpr const char* IsoUtc = "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'";
+
+struct GrantSession {
+    config::ServerConfig config;
+    pg::ConnectionPtr connection;
+};
+
+GrantSession open(const Options& o) {
+    GrantSession s{loadConfig(o), nullptr};
+    s.connection = openAdminConnection(chooseBackend(s.config, o, {"postgres"}));
+    return s;
+}
+
+pg::QueryResult run(pg::Connection& c, const std::string& sql, const pg::Params& params, const std::string& what) {
+    pg::QueryResult r = c.execParams(sql, params);
+    if (!r.failed()) {
+        return r;
+    }
+    if (r.sqlState == "42P01") {
+        throw CtlError(ExitConfig, what + ": the grants table is missing (run 'posternctl db migrate' first)");
+    }
+    if (c.isBroken(r) || r.sqlState == "57014") {
+        throw CtlError(ExitTempFail, what + ": " + r.error);
+    }
+    if (r.sqlState.rfind("22", 0) == 0 || r.sqlState.rfind("23", 0) == 0) {
+        throw CtlError(ExitDataError, what + ": " + r.error);
+    }
+    throw CtlError(ExitSoftware, what + ": " + r.error + " (SQLSTATE " + r.sqlState + ")");
+}
+
+unsigned prefixOf(const config::ServerConfig& cfg) {
+    return cfg.popBeforeSmtp.ipv6Prefix < 0 || cfg.popBeforeSmtp.ipv6Prefix > 128
+               ? 128u
+               : static_cast<unsigned>(cfg.popBeforeSmtp.ipv6Prefix);
+}
+
+std::string keyOf(const std::string& text, const config::ServerConfig& cfg) {
+    auto key = grants::parseGrantKey(text, prefixOf(cfg));
+    if (!key) {
+        throw CtlError(ExitDataError, "'" + text + "' is not an IP address or a grant key such as 2001:db8:1:2::/64");
+    }
+    return *key;
+}
+
+}  // namespace
+
+std::optional<std::size_t> revokeUserGrants(pg::Connection& c, const std::string& user) {
+    pg::QueryResult exists = run(c, "SELECT to_regclass('pop_before_smtp_grants') IS NOT NULL", {}, "grants table");
+    if (exists.rows.empty() || exists.rows[0].empty() || exists.rows[0][0].value_or("f") != "t") {
+        return std::nullopt;
+    }
+    pg::QueryResult r = run(c, "DELETE FROM pop_before_smtp_grants WHERE user_name = $1", {user}, "revoke grants");
+    return r.affectedRows;
+}
+
+int runGrantList(CommandContext& c) {
+    return guarded(c, "grant list", [&] {
+        Options o = parseOptions(c.args, {}, {"--all"});
+        expectPositional(o, 0, 0, GrantListCommand);
+        GrantSession s = open(o);
+        pg::QueryResult r = run(
+            *s.connection,
+            std::string("SELECT key, user_name, to_char(expires AT TIME ZONE 'UTC', ") + IsoUtc +
+                "), COALESCE(to_char(last_used AT TIME ZONE 'UTC', " + IsoUtc + "), '-'),"
+                " CASE WHEN expires > now() THEN 'live' ELSE 'expired' END"
+                " FROM pop_before_smtp_grants WHERE $1::boolean OR expires > now() ORDER BY key",
+            {o.has("--all") ? "true" : "false"}, "list grants");
+        for (const auto& row : r.rows) {
+            for (std::size_t i = 0; i < row.size(); ++i) {
+                c.out << (i ? "\t" : "") << row[i].value_or("-");
+            }
+            c.out << "\n";
+        }
+        return static_cast<int>(ExitOk);
+    });
+}
+
+int runGrantAdd(CommandContext& c) {
+    return guarded(c, "grant add", [&] {
+        Options o = parseOptions(c.args, {"--lifetime"}, {});
+        expectPositional(o, 2, 2, GrantAddCommand);
+        const std::string& user = o.positional[1];
+        if (user.empty() || user.size() > 320 ||
+            std::any_of(user.begin(), user.end(), [](unsigned char ch) { return ch <= 0x20 || ch == 0x7f; })) {
+            throw CtlError(ExitDataError, "USER must be 1..320 characters without spaces or control characters");
+        }
+        GrantSession s = open(o);
+        const std::string key = keyOf(o.positional[0], s.config);
+        long long ms = s.config.popBeforeSmtp.lifetime.count() > 0 ? s.config.popBeforeSmtp.lifetime.count() : 600'000;
+        if (!o.value("--lifetime").empty()) {
+            try {
+                ms = config::parseDurationMs(o.value("--lifetime"));
+            } catch (const std::exception& e) {
+                throw CtlError(ExitDataError, std::string("--lifetime: ") + e.what());
+            }
+        }
+        if (ms < 1000) {
+            throw CtlError(ExitDataError, "--lifetime must be at least 1s");
+        }
+        const long long secs = (ms + 999) / 1000;
+        // The daemon's upsert: a grant for the key is replaced (user and lifetime).
+        pg::QueryResult r = run(
+            *s.connection,
+            std::string("INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used)"
+                        " VALUES ($1, $2, now(), now() + $3::bigint * interval '1 second', NULL)"
+                        " ON CONFLICT (key) DO UPDATE SET user_name = EXCLUDED.user_name, created = EXCLUDED.created,"
+                        " expires = EXCLUDED.expires, last_used = NULL"
+                        " RETURNING to_char(g.expires AT TIME ZONE 'UTC', ") + IsoUtc + ")",
+            {key, user, std::to_string(secs)}, "add grant");
+        c.out << "granted " << key << " to " << user << " until "
+              << (r.rows.empty() ? std::string("?") : r.rows[0][0].value_or("?")) << "\n";
+        return static_cast<int>(ExitOk);
+    });
+}
+
+int runGrantRevoke(CommandContext& c) {
+    return guarded(c, "grant revoke", [&] {
+        Options o = parseOptions(c.args, {}, {});
+        expectPositional(o, 1, 1, GrantRevokeCommand);
+        GrantSession s = open(o);
+        const std::string key = keyOf(o.positional[0], s.config);
+        pg::QueryResult r = run(*s.connection, "DELETE FROM pop_before_smtp_grants WHERE key = $1 RETURNING user_name",
+                                {key}, "revoke grant");
+        if (r.rows.empty()) {
+            throw CtlError(ExitNoUser, "no grant for " + key);
+        }
+        c.out << "revoked " << key << " (user " << r.rows[0][0].value_or("?") << ")\n";
+        return static_cast<int>(ExitOk);
+    });
+}
+
+int runGrantFlush(CommandContext& c) {
+    return guarded(c, "grant flush", [&] {
+        Options o = parseOptions(c.args, {}, {"--expired"});
+        expectPositional(o, 0, 0, GrantFlushCommand);
+        GrantSession s = open(o);
+        pg::QueryResult r = run(*s.connection,
+                                "DELETE FROM pop_before_smtp_grants WHERE NOT $1::boolean OR expires <= now()",
+                                {o.has("--expired") ? "true" : "false"}, "flush grants");
+        c.out << "flushed " << r.affectedRows << (o.has("--expired") ? " expired" : "") << " grant(s)\n";
+        return static_cast<int>(ExitOk);
+    });
+}
+
+}  // namespace postern::ctl

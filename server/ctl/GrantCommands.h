@@ -1,0 +1,43 @@
+// posternctl grant list|add|revoke|flush: the POP-before-SMTP grants every clustered node
+// shares (table pop_before_smtp_grants, schema/postgres/002_cluster.sql).
+#pragma once
+
+#include "Command.h"
+#include "UserCommands.h"
+#include "pg/Connection.h"
+
+#include <cstddef>
+#include <optional>
+#include <string>
+
+namespace postern::ctl {
+
+// The grants live in the database of the postgres backend (--backend NAME, default the
+// first postgres backend). IP arguments are keyed as the daemon keys a login from them
+// (IPv4 exact, IPv6 masked to pop_before_smtp.ipv6_prefix; see grants/GrantKey.h); revoke
+// also takes a key as list shows it ("2001:db8:1:2::/64"). Nodes may keep answering from
+// their cache for pop_before_smtp.cache_ttl after a revoke or flush.
+// Exit: 0 done; 64 usage; 65 malformed address, user or lifetime; 67 no such grant (revoke);
+// 75 database unreachable; 78 configuration (no postgres backend, schema not migrated).
+int runGrantList(CommandContext& context);
+int runGrantAdd(CommandContext& context);
+int runGrantRevoke(CommandContext& context);
+int runGrantFlush(CommandContext& context);
+
+inline constexpr Command GrantListCommand{
+    "grant list", "[--all] " POSTERN_CTL_COMMON,
+    "list POP-before-SMTP grants: key, user, expires, last used, live|expired (--all: expired too)", &runGrantList};
+inline constexpr Command GrantAddCommand{
+    "grant add", "IP USER [--lifetime 600s] " POSTERN_CTL_COMMON,
+    "let IP relay as USER for the lifetime (default pop_before_smtp.lifetime), as a POP3 login would", &runGrantAdd};
+inline constexpr Command GrantRevokeCommand{"grant revoke", "IP|KEY " POSTERN_CTL_COMMON,
+                                            "delete the grant covering IP (or the key as listed)", &runGrantRevoke};
+inline constexpr Command GrantFlushCommand{"grant flush", "[--expired] " POSTERN_CTL_COMMON,
+                                           "delete every grant (--expired: only expired ones)", &runGrantFlush};
+
+// Deletes every grant of `user` (user disable / passwd). nullopt if the grants table does
+// not exist (schema 002 not applied: nothing to revoke). Throws CtlError(ExitTempFail) if
+// the database fails.
+std::optional<std::size_t> revokeUserGrants(pg::Connection& connection, const std::string& user);
+
+}  // namespace postern::ctl

@@ -1,0 +1,220 @@
+// POP-before-SMTP grants in PostgreSQL: upsert on login, lookup by key with expiry, batched
+// concurrent sweep, revoke per user, and a short positive cache per node.
+#include "grants/PgGrantStore.h"
+
+#include "grants/GrantKey.h"
+
+#include <Poco/Logger.h>
+
+#include <stdexcept>
+
+namespace postern::grants {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.grants"); }
+
+// Expiry travels as microseconds since the epoch: exact both ways, no time-zone text.
+const pg::Statement GrantUpsert{
+    "postern_grant_upsert",
+    "INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used)"
+    " VALUES ($1, $2, now(), now() + $3::bigint * interval '1 second', NULL)"
+    " ON CONFLICT (key) DO UPDATE SET user_name = EXCLUDED.user_name, created = EXCLUDED.created,"
+    " expires = EXCLUDED.expires, last_used = NULL"
+    " RETURNING (extract(epoch FROM g.expires) * 1000000)::bigint"};
+
+// One round trip: the live row, and (in a data-modifying CTE, which runs whether or not it
+// is read) last_used stamped when it is older than a minute, so a busy relaying client
+// does not turn every lookup into a write.
+const pg::Statement GrantLookup{
+    "postern_grant_lookup",
+    "WITH live AS (SELECT key, user_name, expires, last_used FROM pop_before_smtp_grants"
+    "              WHERE key = $1 AND expires > now()),"
+    " used AS (UPDATE pop_before_smtp_grants g SET last_used = now() FROM live"
+    "          WHERE g.key = live.key AND (live.last_used IS NULL OR live.last_used < now() - interval '60 seconds')"
+    "          RETURNING 1)"
+    " SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint FROM live"};
+
+// Rows are picked and locked with SKIP LOCKED: a row another node's sweep (or a renewing
+// upsert) holds is left to it, so concurrent sweeps neither wait nor collide. ctid = ANY
+// (ARRAY(...)) makes a TID scan of exactly the picked rows; the expiry is checked again on
+// the locked row version.
+const pg::Statement GrantSweep{
+    "postern_grant_sweep",
+    "DELETE FROM pop_before_smtp_grants WHERE ctid = ANY (ARRAY("
+    "   SELECT ctid FROM pop_before_smtp_grants WHERE expires <= now()"
+    "   ORDER BY expires LIMIT $1::integer FOR UPDATE SKIP LOCKED))"
+    " AND expires <= now() RETURNING key, user_name"};
+
+const pg::Statement GrantRevokeUser{"postern_grant_revoke_user",
+                                    "DELETE FROM pop_before_smtp_grants WHERE user_name = $1 RETURNING key"};
+
+std::chrono::system_clock::time_point fromMicros(const pg::Value& v) {
+    long long us = 0;
+    try {
+        us = v ? std::stoll(*v) : 0;
+    } catch (const std::exception&) {
+        us = 0;  // a past instant: treated as expired by the caller's checks
+    }
+    return std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::microseconds(us)));
+}
+
+// Log values are ours (key text) or a login name already accepted by the auth layer;
+// still keep them on one line.
+std::string logSafe(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s.substr(0, 320))
+        out += (c <= 0x20 || c == 0x7f) ? '_' : static_cast<char>(c);
+    return out;
+}
+
+}  // namespace
+
+PgGrantStore::PgGrantStore(pg::Pool& pool, PgGrantSettings settings) : pool_(pool), settings_(settings) {
+    if (settings_.lifetime <= std::chrono::seconds::zero())
+        throw std::invalid_argument("pop_before_smtp.lifetime must be positive");
+    if (settings_.ipv6PrefixLength > 128)
+        throw std::invalid_argument("pop_before_smtp.ipv6_prefix must be 0..128");
+    if (settings_.cacheTtl < std::chrono::milliseconds::zero())
+        throw std::invalid_argument("pop_before_smtp.cache_ttl must not be negative");
+    if (settings_.sweepBatch == 0)
+        throw std::invalid_argument("grant sweep batch must be positive");
+}
+
+std::string PgGrantStore::keyText(const core::ClientAddress& client) const {
+    return grantKeyText(client.ip, settings_.ipv6PrefixLength);
+}
+
+PgGrantStore::Shard& PgGrantStore::shardFor(const std::string& key) {
+    return cache_[std::hash<std::string>{}(key) % ShardCount];
+}
+
+bool PgGrantStore::cachedLookup(const std::string& key, core::Grant* out) {
+    if (settings_.cacheTtl.count() == 0)
+        return false;
+    Shard& shard = shardFor(key);
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.entries.find(key);
+    if (it == shard.entries.end())
+        return false;
+    // Both bounds: no older than cache_ttl, and never past the grant's own expiry.
+    if (std::chrono::steady_clock::now() - it->second.fetched >= settings_.cacheTtl ||
+        it->second.grant.expires <= std::chrono::system_clock::now()) {
+        shard.entries.erase(it);
+        return false;
+    }
+    if (out)
+        *out = it->second.grant;
+    return true;
+}
+
+void PgGrantStore::remember(const std::string& key, const core::Grant& grant) {
+    if (settings_.cacheTtl.count() == 0)
+        return;
+    Shard& shard = shardFor(key);
+    const std::size_t perShard = settings_.cacheSize / ShardCount + 1;
+    std::lock_guard lock(shard.mutex);
+    if (shard.entries.size() >= perShard && shard.entries.count(key) == 0)
+        shard.entries.clear();  // entries live seconds: dropping them all costs a few queries
+    shard.entries.insert_or_assign(key, Cached{grant, std::chrono::steady_clock::now()});
+}
+
+void PgGrantStore::forget(const std::string& key) {
+    Shard& shard = shardFor(key);
+    std::lock_guard lock(shard.mutex);
+    shard.entries.erase(key);
+}
+
+void PgGrantStore::clearCache() {
+    for (Shard& shard : cache_) {
+        std::lock_guard lock(shard.mutex);
+        shard.entries.clear();
+    }
+}
+
+bool PgGrantStore::grant(const core::ClientAddress& client, const std::string& user) {
+    const std::string key = keyText(client);
+    // Idempotent, so the pool's one retry after a dropped connection is harmless.
+    pg::QueryResult r = pool_.execute(GrantUpsert, {key, user, std::to_string(settings_.lifetime.count())});
+    if (!r.ok() || r.rows.empty() || r.rows[0].empty()) {
+        forget(key);
+        logger().error("event=grant.fail ip=" + key + " user=" + logSafe(user) + " error=\"" +
+                       logSafe(r.failed() ? r.error : std::string("no row returned")) + "\"");
+        return false;
+    }
+    remember(key, core::Grant{user, fromMicros(r.rows[0][0])});
+    logger().information("event=grant.add ip=" + key + " user=" + logSafe(user) +
+                         " ttl=" + std::to_string(settings_.lifetime.count()) + "s store=postgres");
+    return true;
+}
+
+core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant* out) {
+    const std::string key = keyText(client);
+    core::Grant g;
+    if (cachedLookup(key, &g)) {
+        if (out)
+            *out = g;
+        logger().information("event=grant.use ip=" + key + " user=" + logSafe(g.user) + " src=cache");
+        return core::Answer::Yes;
+    }
+    pg::QueryResult r = pool_.execute(GrantLookup, {key});
+    if (r.failed()) {
+        // Fail closed both ways: not "no grant" (that would be a permanent relay refusal)
+        // and never "yes".
+        logger().warning("event=grant.lookup_fail ip=" + key + " error=\"" + logSafe(r.error) + "\"");
+        return core::Answer::TempFail;
+    }
+    if (r.noRows())
+        return core::Answer::No;
+    // key is the primary key: more than one row cannot happen; if it did, it is ambiguous.
+    if (r.rows.size() != 1 || r.rows[0].size() != 2 || !r.rows[0][0]) {
+        logger().error("event=grant.lookup_fail ip=" + key + " error=\"unexpected result shape\"");
+        return core::Answer::TempFail;
+    }
+    g.user = *r.rows[0][0];
+    g.expires = fromMicros(r.rows[0][1]);
+    remember(key, g);
+    if (out)
+        *out = g;
+    logger().information("event=grant.use ip=" + key + " user=" + logSafe(g.user) + " src=db");
+    return core::Answer::Yes;
+}
+
+std::optional<std::size_t> PgGrantStore::sweep() {
+    std::size_t removed = 0;
+    // Bounded: a backlog larger than this is left to the next run (or another node).
+    for (int round = 0; round < 100; ++round) {
+        pg::QueryResult r = pool_.execute(GrantSweep, {std::to_string(settings_.sweepBatch)});
+        if (r.failed()) {
+            logger().warning("event=grant.sweep_fail error=\"" + logSafe(r.error) + "\"");
+            return std::nullopt;
+        }
+        for (const auto& row : r.rows) {
+            const std::string key = row.size() > 0 && row[0] ? *row[0] : "?";
+            forget(key);
+            logger().information("event=grant.expire ip=" + key + " user=" +
+                                 logSafe(row.size() > 1 && row[1] ? *row[1] : "?") + " store=postgres");
+        }
+        removed += r.rows.size();
+        if (r.rows.size() < settings_.sweepBatch)
+            break;
+    }
+    return removed;
+}
+
+std::optional<std::size_t> PgGrantStore::revokeUser(const std::string& user) {
+    pg::QueryResult r = pool_.execute(GrantRevokeUser, {user});
+    if (r.failed()) {
+        logger().warning("event=grant.revoke_fail user=" + logSafe(user) + " error=\"" + logSafe(r.error) + "\"");
+        return std::nullopt;
+    }
+    for (const auto& row : r.rows) {
+        const std::string key = !row.empty() && row[0] ? *row[0] : "?";
+        forget(key);
+        logger().notice("event=grant.revoke ip=" + key + " user=" + logSafe(user));
+    }
+    return r.rows.size();
+}
+
+}  // namespace postern::grants

@@ -1,0 +1,92 @@
+// POP-before-SMTP grants shared by every node of a cluster through PostgreSQL
+// (table pop_before_smtp_grants, schema/postgres/002_cluster.sql).
+#pragma once
+
+#include "core/GrantStore.h"
+#include "pg/Pool.h"
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace postern::grants {
+
+struct PgGrantSettings {
+    // pop_before_smtp.lifetime: how long one POP3 login lets its address relay (> 0).
+    std::chrono::seconds lifetime{600};
+    // pop_before_smtp.ipv6_prefix: IPv6 grants cover this prefix (0..128; 128 = exact).
+    unsigned ipv6PrefixLength = 128;
+    // pop_before_smtp.cache_ttl: how long this node may answer Yes from its own memory
+    // without asking PostgreSQL (0 = always ask). This is the bounded staleness of the
+    // cluster: a grant revoked (posternctl grant revoke / user disable) on another node, or
+    // flushed, may still be honoured here for up to cache_ttl; never past its own expiry.
+    // Only Yes answers are cached: a fresh grant made on another node is seen at once.
+    std::chrono::milliseconds cacheTtl{5000};
+    // Upper bound on cached grants (spread over 16 shards); a full shard is emptied.
+    std::size_t cacheSize = 16384;
+    // Rows deleted per sweep statement (each a short transaction).
+    std::size_t sweepBatch = 1000;
+};
+
+// Outcomes (core::GrantStore): grant() true once the row is written; lookup() Yes with the
+// grant while a row for the client's key has expires > now() (the database's clock, the one
+// clock every node shares), No when there is none, TempFail when PostgreSQL cannot answer
+// (never Yes, never No: the SMTP side answers 451 4.3.0).
+//
+// Thread-safe: the pool hands each call its own connection; the positive cache is sharded
+// with a mutex per shard (no global lock on the lookup path). The pool must outlive this.
+// Logs event=grant.add|grant.use|grant.expire|grant.revoke|grant.fail on "postern.grants".
+class PgGrantStore : public core::GrantStore {
+public:
+    // Throws std::invalid_argument on a lifetime <= 0 or a prefix > 128 (fail at start-up).
+    PgGrantStore(pg::Pool& pool, PgGrantSettings settings);
+
+    // Upsert: a newer login from the same key replaces the user and restarts the lifetime.
+    // false (logged) if PostgreSQL failed.
+    bool grant(const core::ClientAddress& client, const std::string& user) override;
+    // See the class comment. A Yes from PostgreSQL also stamps last_used (at most once a
+    // minute per grant, in the same statement).
+    core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override;
+
+    // Deletes expired rows in batches of settings.sweepBatch (DELETE of rows picked with
+    // FOR UPDATE SKIP LOCKED, so every node may sweep at the same time without waiting on
+    // or deleting twice what another node deletes). Logs event=grant.expire per row.
+    // Returns the rows this call deleted, or nullopt if PostgreSQL failed.
+    std::optional<std::size_t> sweep();
+
+    // Deletes every grant of `user` (posternctl on disable / password change). Returns how
+    // many, or nullopt on failure. Other nodes may honour a cached one for cache_ttl more.
+    std::optional<std::size_t> revokeUser(const std::string& user);
+
+    // Forgets this node's cached answers (tests; after an administrative flush).
+    void clearCache();
+
+    // "192.0.2.7", "2001:db8::1" or "2001:db8:1:2::/64": the row's key (see GrantKey.h).
+    std::string keyText(const core::ClientAddress& client) const;
+
+private:
+    struct Cached {
+        core::Grant grant;
+        std::chrono::steady_clock::time_point fetched;
+    };
+    struct Shard {
+        std::mutex mutex;
+        std::unordered_map<std::string, Cached> entries;
+    };
+    static constexpr std::size_t ShardCount = 16;
+
+    Shard& shardFor(const std::string& key);
+    bool cachedLookup(const std::string& key, core::Grant* out);
+    void remember(const std::string& key, const core::Grant& grant);
+    void forget(const std::string& key);
+
+    pg::Pool& pool_;
+    const PgGrantSettings settings_;
+    std::array<Shard, ShardCount> cache_;
+};
+
+}  // namespace postern::grants

@@ -1,0 +1,73 @@
+// POP3 maildrops for clustered nodes: PostgreSQL lease first, then the local maildrop.
+#include "store/ClusterMaildropService.h"
+
+#include <Poco/Logger.h>
+
+namespace postern::store {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.store"); }
+
+// The local maildrop plus the lease; destruction releases them in that order, so the lease
+// (what other nodes wait for) is the last thing to go.
+class ClusterMaildrop : public core::Maildrop {
+public:
+    ClusterMaildrop(core::MaildropPtr inner, PgMaildropLock& lock, std::string token, std::string mailbox)
+        : inner_(std::move(inner)), lock_(lock), token_(std::move(token)), mailbox_(std::move(mailbox)) {}
+    ~ClusterMaildrop() override {
+        inner_.reset();
+        lock_.release(token_);
+    }
+    ClusterMaildrop(const ClusterMaildrop&) = delete;
+    ClusterMaildrop& operator=(const ClusterMaildrop&) = delete;
+
+    const std::vector<core::MaildropEntry>& entries() const override { return inner_->entries(); }
+    bool read(std::size_t index, std::string& out) override { return inner_->read(index, out); }
+
+    bool expunge(const std::vector<std::size_t>& indexes) override {
+        // Deleting is irreversible: only while the lease is provably ours (renewed just now).
+        const core::Answer held = lock_.verify(token_);
+        if (held != core::Answer::Yes) {
+            logger().error("event=store.expunge_refused mailbox=" + mailbox_ + " reason=" +
+                           (held == core::Answer::No ? "lease_lost" : "lease_unverifiable"));
+            return false;
+        }
+        return inner_->expunge(indexes);
+    }
+
+private:
+    core::MaildropPtr inner_;
+    PgMaildropLock& lock_;
+    std::string token_;
+    std::string mailbox_;
+};
+
+}  // namespace
+
+ClusterMaildropService::ClusterMaildropService(core::MaildropService& local, PgMaildropLock& lock, std::string nodeId)
+    : local_(local), lock_(lock), nodeId_(std::move(nodeId)) {}
+
+core::MaildropStatus ClusterMaildropService::open(const std::string& mailbox, core::MaildropPtr& out) {
+    PgMaildropLock::Acquisition a = lock_.acquire(mailbox, nodeId_);
+    if (a.status == PgMaildropLock::Status::InUse)
+        return core::MaildropStatus::InUse;
+    if (a.status != PgMaildropLock::Status::Acquired)
+        return core::MaildropStatus::TempFail;
+    core::MaildropPtr inner;
+    core::MaildropStatus s = core::MaildropStatus::TempFail;
+    try {
+        s = local_.open(mailbox, inner);
+    } catch (...) {
+        lock_.release(a.token);
+        throw;
+    }
+    if (s != core::MaildropStatus::Ok || !inner) {
+        lock_.release(a.token);
+        return s == core::MaildropStatus::Ok ? core::MaildropStatus::TempFail : s;
+    }
+    out = std::make_unique<ClusterMaildrop>(std::move(inner), lock_, a.token, mailbox);
+    return core::MaildropStatus::Ok;
+}
+
+}  // namespace postern::store

@@ -1,0 +1,225 @@
+// The cluster-wide POP3 maildrop lock: lease rows in PostgreSQL, renewed by one thread.
+#include "store/PgMaildropLock.h"
+
+#include <Poco/Logger.h>
+#include <Poco/UUIDGenerator.h>
+
+#include <algorithm>
+#include <set>
+#include <stdexcept>
+#include <vector>
+
+namespace postern::store {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.store"); }
+
+constexpr std::size_t RenewChunk = 500;
+
+// Takes a free or expired row. "OR l.token = EXCLUDED.token": a retry of this very
+// statement (the pool retries once after a dropped connection) finds its own row.
+const pg::Statement LeaseAcquire{
+    "postern_lease_acquire",
+    "INSERT INTO maildrop_leases AS l (mailbox, node_id, token, acquired, expires)"
+    " VALUES ($1, $2, $3::uuid, now(), now() + $4::bigint * interval '1 millisecond')"
+    " ON CONFLICT (mailbox) DO UPDATE SET node_id = EXCLUDED.node_id, token = EXCLUDED.token,"
+    "  acquired = EXCLUDED.acquired, expires = EXCLUDED.expires"
+    " WHERE l.expires < now() OR l.token = EXCLUDED.token"
+    " RETURNING l.token"};
+
+// Renews only rows that still carry our token. No "expires > now()" condition: a lease that
+// expired but that nobody took is still exclusively ours, and renewing it is right.
+const pg::Statement LeaseRenew{
+    "postern_lease_renew",
+    "UPDATE maildrop_leases SET expires = now() + $3::bigint * interval '1 millisecond'"
+    " WHERE mailbox = ANY ($1::text[]) AND token = ANY ($2::uuid[]) RETURNING token"};
+
+const pg::Statement LeaseRelease{"postern_lease_release",
+                                 "DELETE FROM maildrop_leases WHERE mailbox = $1 AND token = $2::uuid"};
+
+std::string textArray(const std::vector<std::string>& items) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        out += i ? ",\"" : "\"";
+        for (char c : items[i]) {
+            if (c == '\\' || c == '"')
+                out += '\\';
+            out += c;
+        }
+        out += '"';
+    }
+    return out + "}";
+}
+
+std::string logSafe(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s.substr(0, 200))
+        out += (c <= 0x20 || c == '"' || c == 0x7f) ? '_' : static_cast<char>(c);
+    return out;
+}
+
+}  // namespace
+
+PgMaildropLock::PgMaildropLock(pg::Pool& pool, std::chrono::milliseconds lease, std::chrono::milliseconds renewInterval)
+    : pool_(pool), lease_(lease), renewInterval_(renewInterval.count() > 0 ? renewInterval : lease / 3) {
+    if (lease_ < std::chrono::seconds(3))
+        throw std::invalid_argument("pop3.lock_lease must be at least 3s");
+    thread_ = std::thread([this] { run(); });
+}
+
+PgMaildropLock::~PgMaildropLock() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+}
+
+void PgMaildropLock::run() {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+        wake_.wait_for(lock, renewInterval_, [this] { return stopping_; });
+        if (stopping_)
+            break;
+        lock.unlock();
+        try {
+            renewAll();
+        } catch (const std::exception& e) {
+            logger().error(std::string("event=lease.renew_fail error=\"") + logSafe(e.what()) + "\"");
+        }
+        lock.lock();
+    }
+}
+
+PgMaildropLock::Acquisition PgMaildropLock::acquire(const std::string& mailbox, const std::string& nodeId) {
+    Acquisition a;
+    const std::string token = Poco::UUIDGenerator::defaultGenerator().createRandom().toString();
+    pg::QueryResult r = pool_.execute(LeaseAcquire, {mailbox, nodeId, token, std::to_string(lease_.count())});
+    if (r.failed()) {
+        logger().warning("event=lease.fail mailbox=" + logSafe(mailbox) + " error=\"" + logSafe(r.error) + "\"");
+        return a;  // TempFail
+    }
+    if (r.noRows()) {
+        logger().information("event=lease.busy mailbox=" + logSafe(mailbox) + " node=" + logSafe(nodeId));
+        a.status = Status::InUse;
+        return a;
+    }
+    {
+        std::lock_guard lock(mutex_);
+        held_[token] = Held{mailbox, false};
+    }
+    a.status = Status::Acquired;
+    a.token = token;
+    return a;
+}
+
+void PgMaildropLock::markLost(const std::string& token, const char* why) {
+    std::string mailbox;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = held_.find(token);
+        if (it == held_.end() || it->second.lost)
+            return;
+        it->second.lost = true;
+        mailbox = it->second.mailbox;
+    }
+    logger().error("event=lease.lost mailbox=" + logSafe(mailbox) + " reason=" + why);
+}
+
+std::size_t PgMaildropLock::renewAll() {
+    std::vector<std::pair<std::string, std::string>> live;  // token, mailbox
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto& [token, h] : held_)
+            if (!h.lost)
+                live.emplace_back(token, h.mailbox);
+    }
+    std::size_t renewed = 0;
+    for (std::size_t start = 0; start < live.size(); start += RenewChunk) {
+        const std::size_t end = std::min(live.size(), start + RenewChunk);
+        std::vector<std::string> tokens, mailboxes;
+        for (std::size_t i = start; i < end; ++i) {
+            tokens.push_back(live[i].first);
+            mailboxes.push_back(live[i].second);
+        }
+        pg::QueryResult r = pool_.execute(LeaseRenew, {textArray(mailboxes), textArray(tokens), std::to_string(lease_.count())});
+        if (r.failed()) {
+            // Not known to be lost: the row keeps its expiry; the next round tries again.
+            logger().warning("event=lease.renew_fail leases=" + std::to_string(tokens.size()) + " error=\"" +
+                             logSafe(r.error) + "\"");
+            continue;
+        }
+        std::set<std::string> back;
+        for (const auto& row : r.rows)
+            if (!row.empty() && row[0])
+                back.insert(*row[0]);
+        for (const auto& t : tokens) {
+            if (back.count(t)) {
+                ++renewed;
+                continue;
+            }
+            // Released meanwhile by its session: not lost, just gone from held_.
+            bool stillHeld = false;
+            {
+                std::lock_guard lock(mutex_);
+                stillHeld = held_.count(t) != 0;
+            }
+            if (stillHeld)
+                markLost(t, "renew_found_no_row");
+        }
+    }
+    return renewed;
+}
+
+core::Answer PgMaildropLock::verify(const std::string& token) {
+    std::string mailbox;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = held_.find(token);
+        if (it == held_.end() || it->second.lost)
+            return core::Answer::No;
+        mailbox = it->second.mailbox;
+    }
+    pg::QueryResult r = pool_.execute(LeaseRenew, {textArray({mailbox}), textArray({token}), std::to_string(lease_.count())});
+    if (r.failed()) {
+        logger().warning("event=lease.verify_fail mailbox=" + logSafe(mailbox) + " error=\"" + logSafe(r.error) + "\"");
+        return core::Answer::TempFail;
+    }
+    if (r.noRows()) {
+        markLost(token, "verify_found_no_row");
+        return core::Answer::No;
+    }
+    return core::Answer::Yes;
+}
+
+bool PgMaildropLock::release(const std::string& token) {
+    std::string mailbox;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = held_.find(token);
+        if (it == held_.end())
+            return false;
+        mailbox = it->second.mailbox;
+        held_.erase(it);
+    }
+    pg::QueryResult r = pool_.execute(LeaseRelease, {mailbox, token});
+    if (r.failed()) {
+        logger().warning("event=lease.release_fail mailbox=" + logSafe(mailbox) + " error=\"" + logSafe(r.error) +
+                         "\" note=lapses_within_lease");
+        return false;
+    }
+    return true;
+}
+
+std::size_t PgMaildropLock::heldCount() const {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const auto& [token, h] : held_)
+        if (!h.lost)
+            ++n;
+    return n;
+}
+
+}  // namespace postern::store

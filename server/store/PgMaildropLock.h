@@ -1,0 +1,93 @@
+// The cluster-wide POP3 maildrop lock: a lease row per mailbox in PostgreSQL (table
+// maildrop_leases, schema/postgres/002_cluster.sql), so that two nodes sharing one mail root
+// never open the same maildrop at once (RFC 1939 3: exclusive access to the maildrop).
+#pragma once
+
+#include "core/UserDirectory.h"
+#include "pg/Pool.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace postern::store {
+
+// A lease is held by whoever wrote the mailbox's row while expires > now() (the database's
+// clock). acquire() takes a free or expired row; a background thread renews every held lease
+// every lease/3 (one statement per 500 leases), so a lease outlives any session however idle;
+// release() deletes it. A node that dies stops renewing: its leases lapse within one lease
+// time (pop3.lock_lease), and then another node may open the maildrop.
+//
+// A lease found gone at renewal (expired during a long outage and taken by another node, or
+// deleted by an operator) is marked lost and logged (event=lease.lost); holders check with
+// verify() before anything irreversible.
+//
+// Thread-safe. Owns one renewal thread (started by the constructor, stopped and joined by
+// the destructor). Destroying it while leases are held does not release them: they lapse
+// like a crashed node's. The pool must outlive this object.
+class PgMaildropLock {
+public:
+    enum class Status {
+        Acquired,  // token is set; release(token) when done
+        InUse,     // another session (this node or another) holds a live lease: -ERR [IN-USE]
+        TempFail,  // PostgreSQL cannot answer: -ERR [SYS/TEMP]
+    };
+    struct Acquisition {
+        Status status = Status::TempFail;  // fail closed
+        std::string token;
+    };
+
+    // lease: pop3.lock_lease (default 60s, at least 3s so lease/3 leaves time to renew).
+    // renewInterval: 0 = lease / 3. Throws std::invalid_argument on a bad lease.
+    explicit PgMaildropLock(pg::Pool& pool, std::chrono::milliseconds lease = std::chrono::seconds(60),
+                            std::chrono::milliseconds renewInterval = std::chrono::milliseconds(0));
+    ~PgMaildropLock();
+    PgMaildropLock(const PgMaildropLock&) = delete;
+    PgMaildropLock& operator=(const PgMaildropLock&) = delete;
+
+    // Takes the lease of `mailbox` for `nodeId` (kept in the row for operators). The token
+    // is random (a UUID) and chosen before the statement, so the pool's retry after a lost
+    // reply finds its own row instead of answering InUse.
+    Acquisition acquire(const std::string& mailbox, const std::string& nodeId);
+
+    // Renews the lease now and says whether it is still ours: Yes (renewed), No (lost, or not
+    // a token of this object), TempFail (PostgreSQL cannot answer).
+    core::Answer verify(const std::string& token);
+
+    // Deletes the lease (only if it still carries this token) and stops renewing it. false if
+    // PostgreSQL could not be told (the lease then lapses within one lease time) or the
+    // token is unknown.
+    bool release(const std::string& token);
+
+    // One renewal round (what the thread runs every renewInterval). Returns the leases
+    // renewed; public for tests.
+    std::size_t renewAll();
+
+    // Leases this object holds and still believes valid (tests, metrics).
+    std::size_t heldCount() const;
+    std::chrono::milliseconds lease() const { return lease_; }
+
+private:
+    struct Held {
+        std::string mailbox;
+        bool lost = false;
+    };
+
+    void run();
+    void markLost(const std::string& token, const char* why);
+
+    pg::Pool& pool_;
+    const std::chrono::milliseconds lease_;
+    const std::chrono::milliseconds renewInterval_;
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stopping_ = false;                 // guarded by mutex_
+    std::map<std::string, Held> held_;      // token -> lease; guarded by mutex_
+    std::thread thread_;
+};
+
+}  // namespace postern::store

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Cluster state in a real PostgreSQL (initdb + pg_ctl, schema migrated by `posternctl db
+migrate`, 002_cluster included): runs the PostgreSQL cases of the C++ unit tests
+(PgGrantStore, PgPenaltyStore, PgRateStore, PgMaildropLock, ClusterMaildropService), which
+skip without POSTERN_TEST_PG_CONNINFO, against it; then the same stores with PostgreSQL
+stopped (TempFail, never yes or no); and `posternctl grant list|add|revoke|flush` plus the
+grant revocation of `user disable` / `user passwd`."""
+
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from postern_harness import BUILD_DIR, TestFailure, check, check_eq, run_tests  # noqa: E402
+import pg_support as P  # noqa: E402
+
+# unit executable -> (Boost.Test suites, PostgreSQL cases that must pass, not skip)
+UNIT = {
+    "unit_grants": ("pg_grant_store", 4),
+    "unit_abuse": ("pg_penalty_store,pg_rate_store", 7),
+    "unit_store": ("pg_maildrop_lock", 4),
+}
+
+_pg = []
+
+
+def pg():
+    if not _pg:
+        _pg.append(P.PgServer())
+    return _pg[0]
+
+
+def conninfo(s):
+    return s.conninfo() + " password=" + P.APP_PASSWORD
+
+
+def run_unit(exe, suites, env_extra):
+    path = os.path.join(BUILD_DIR, "tests", exe)
+    if not os.access(path, os.X_OK):
+        raise TestFailure("%s not built at %s" % (exe, path))
+    env = dict(os.environ)
+    env.pop("POSTERN_TEST_PG_CONNINFO", None)
+    env.pop("POSTERN_TEST_PG_DOWN_CONNINFO", None)
+    env.update(env_extra)
+    r = subprocess.run([path, "--run_test=" + suites, "--report_level=short", "--color_output=no",
+                        "--log_level=test_suite"], capture_output=True, text=True, env=env, timeout=300)
+    out = r.stdout + r.stderr
+    if r.returncode != 0:
+        raise TestFailure("%s --run_test=%s exited %d\n%s" % (exe, suites, r.returncode, out[-6000:]))
+    m = re.search(r"(\d+) test cases? out of (\d+) passed", out)
+    return int(m.group(1)) if m else 0, out
+
+
+def ctl(*args, config=None, password=None):
+    return P.posternctl(list(args), config or pg().ctl_config,
+                        input=(password + "\n") if password else "")
+
+
+def ok(r, what):
+    check(r.returncode == 0, "%s: exit %d\n%s%s" % (what, r.returncode, r.stdout, r.stderr))
+    return r.stdout
+
+
+def grants():
+    return pg().sql("SELECT key || ' ' || user_name FROM pop_before_smtp_grants ORDER BY key")
+
+
+# ---------------------------------------------------------------------------------------
+
+def test_schema_has_the_cluster_tables():
+    s = pg()
+    check_eq(s.sql("SELECT version FROM schema_migrations ORDER BY version"), ["1", "2"], "migrations applied")
+    check_eq(s.sql("SELECT string_agg(relname || ':' || relpersistence::text, ',' ORDER BY relname) FROM pg_class"
+                   " WHERE relname IN ('pop_before_smtp_grants', 'auth_penalties', 'rate_counters',"
+                   " 'maildrop_leases')"),
+             ["auth_penalties:p,maildrop_leases:p,pop_before_smtp_grants:p,rate_counters:p"],
+             "all four tables exist and are logged (see the migration's comment)")
+    r = P.migrate(s.ctl_config)
+    check("schema up to date" in r.stdout, "a second migrate applies nothing: " + r.stdout)
+
+
+def test_cpp_stores_against_postgres():
+    env = {"POSTERN_TEST_PG_CONNINFO": conninfo(pg())}
+    for exe, (suites, want) in UNIT.items():
+        passed, out = run_unit(exe, suites, env)
+        check(passed >= want, "%s: only %d PostgreSQL cases passed (want >= %d)\n%s" % (exe, passed, want, out[-4000:]))
+
+
+def test_stopped_database_is_tempfail():
+    s = pg()
+    s.sql("INSERT INTO pop_before_smtp_grants (key, user_name, expires) VALUES"
+          " ('192.0.2.99', 'down@example.test', now() + interval '1 hour')"
+          " ON CONFLICT (key) DO NOTHING")
+    info = conninfo(s)
+    s.stop()
+    try:
+        env = {"POSTERN_TEST_PG_DOWN_CONNINFO": info}
+        for exe, (suites, _) in UNIT.items():
+            passed, out = run_unit(exe, suites, env)
+            check(passed >= 1 and 'Leaving test case "stopped_database' in out, "%s: the outage case did not run\n%s" % (exe, out[-3000:]))
+        r = ctl("grant", "list")
+        check_eq(r.returncode, 75, "grant list while PostgreSQL is down: " + r.stderr)
+    finally:
+        s.start()
+    ok(ctl("grant", "list"), "grant list after the restart")
+
+
+def test_posternctl_grant_commands():
+    s = pg()
+    s.sql("TRUNCATE pop_before_smtp_grants")
+    out = ok(ctl("grant", "add", "192.0.2.7", "bob@example.test"), "grant add")
+    check(out.startswith("granted 192.0.2.7 to bob@example.test until "), out)
+    # the configured lifetime (pop_before_smtp.lifetime, 600s by default)
+    check_eq(s.sql("SELECT round(extract(epoch FROM expires - created)) FROM pop_before_smtp_grants"), ["600"])
+    ok(ctl("grant", "add", "192.0.2.7", "ann@example.test", "--lifetime", "2h"), "grant add (replace)")
+    check_eq(grants(), ["192.0.2.7 ann@example.test"], "a second grant for the key replaces the first")
+    check_eq(s.sql("SELECT round(extract(epoch FROM expires - created)) FROM pop_before_smtp_grants"), ["7200"])
+    # IPv6 keyed by the configured prefix, as the daemon keys a login from it
+    ok(ctl("grant", "add", "2001:db8:1:2::99", "v6@example.test", "-D", "pop_before_smtp.ipv6_prefix=64"), "v6 add")
+    ok(ctl("grant", "add", "::ffff:198.51.100.4", "mapped@example.test"), "mapped add")
+    check_eq(grants(), ["192.0.2.7 ann@example.test", "198.51.100.4 mapped@example.test",
+                        "2001:db8:1:2::/64 v6@example.test"])
+    lines = ok(ctl("grant", "list"), "grant list").splitlines()
+    check_eq([l.split("\t")[:2] for l in lines],
+             [["192.0.2.7", "ann@example.test"], ["198.51.100.4", "mapped@example.test"],
+              ["2001:db8:1:2::/64", "v6@example.test"]], "list: key and user")
+    check(all(len(l.split("\t")) == 5 and l.endswith("\tlive") and l.split("\t")[3] == "-" for l in lines),
+          "list: expires, last used, state: %r" % lines)
+    # an expired row shows only with --all, and flush --expired removes only it
+    s.sql("INSERT INTO pop_before_smtp_grants (key, user_name, created, expires) VALUES"
+          " ('203.0.113.1', 'old@example.test', now() - interval '2 hours', now() - interval '1 hour')")
+    check("203.0.113.1" not in ok(ctl("grant", "list"), "list"), "expired rows hidden by default")
+    check("203.0.113.1\told@example.test" in ok(ctl("grant", "list", "--all"), "list --all"), "--all shows them")
+    check_eq(ok(ctl("grant", "flush", "--expired"), "flush --expired").strip(), "flushed 1 expired grant(s)")
+    # revoke by IP (keyed like a login) and by the key as listed
+    check_eq(ok(ctl("grant", "revoke", "2001:db8:1:2::1", "-D", "pop_before_smtp.ipv6_prefix=64"), "revoke v6").strip(),
+             "revoked 2001:db8:1:2::/64 (user v6@example.test)")
+    ok(ctl("grant", "add", "2001:db8:1:2::99", "v6@example.test", "-D", "pop_before_smtp.ipv6_prefix=64"), "v6 add")
+    ok(ctl("grant", "revoke", "2001:db8:1:2::/64"), "revoke by key")
+    r = ctl("grant", "revoke", "192.0.2.200")
+    check(r.returncode == 67 and "no grant for 192.0.2.200" in r.stderr, "revoke of nothing: %d %s" % (r.returncode, r.stderr))
+    for args, code in [(["grant", "add", "not-an-ip", "bob@example.test"], 65),
+                       (["grant", "add", "192.0.2.1", "bad user"], 65),
+                       (["grant", "add", "192.0.2.1", "bob@example.test", "--lifetime", "soon"], 65),
+                       (["grant", "add", "192.0.2.1", "bob@example.test", "--lifetime", "0s"], 65),
+                       (["grant", "revoke", "2001:db8:1:2::1/64"], 65),  # not the canonical key
+                       (["grant", "add", "192.0.2.1"], 64)]:
+        r = ctl(*args)
+        check_eq(r.returncode, code, "posternctl %s: %s" % (" ".join(args), r.stderr))
+    check_eq(ok(ctl("grant", "flush"), "flush").strip(), "flushed 2 grant(s)")
+    check_eq(grants(), [], "flush empties the table")
+
+
+def test_user_disable_and_passwd_revoke_grants():
+    s = pg()
+    s.sql("TRUNCATE pop_before_smtp_grants")
+    ok(ctl("domain", "add", "cluster.test"), "domain add")
+    ok(ctl("user", "add", "carl@cluster.test", password="carl-Cl-Secret1"), "user add")
+    ok(ctl("user", "add", "dora@cluster.test", password="dora-Cl-Secret2"), "user add")
+    ok(ctl("grant", "add", "192.0.2.31", "carl@cluster.test"), "grant")
+    ok(ctl("grant", "add", "192.0.2.32", "carl@cluster.test"), "grant")
+    ok(ctl("grant", "add", "192.0.2.33", "dora@cluster.test"), "grant")
+    out = ok(ctl("user", "passwd", "carl@cluster.test", password="carl-Cl-Secret3"), "user passwd")
+    check("password changed for carl@cluster.test" in out and
+          "revoked 2 POP-before-SMTP grant(s) of carl@cluster.test" in out, out)
+    check_eq(grants(), ["192.0.2.33 dora@cluster.test"], "only carl's grants were revoked")
+    out = ok(ctl("user", "disable", "dora@cluster.test"), "user disable")
+    check("disabled dora@cluster.test" in out and "revoked 1 POP-before-SMTP grant(s)" in out, out)
+    check_eq(grants(), [], "dora's grant was revoked")
+    # nothing to revoke: the usual single line
+    check_eq(ok(ctl("user", "disable", "carl@cluster.test"), "user disable").strip(), "disabled carl@cluster.test")
+
+
+if __name__ == "__main__":
+    run_tests(globals())

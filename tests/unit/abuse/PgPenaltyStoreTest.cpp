@@ -1,0 +1,193 @@
+// PgPenaltyStore against a real PostgreSQL (see tests/unit/grants/PgGrantStoreTest.cpp for
+// how the database is chosen; skipped without POSTERN_TEST_PG_CONNINFO).
+#include "abuse/MemoryPenaltyStore.h"
+#include "abuse/PgPenaltyStore.h"
+
+#include "pg/Connection.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace postern;
+using namespace postern::abuse;
+using namespace std::chrono_literals;
+
+namespace {
+
+const char* envOrNull(const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v ? v : nullptr;
+}
+
+struct WithPg {
+    boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+        boost::test_tools::assertion_result r(envOrNull("POSTERN_TEST_PG_CONNINFO") != nullptr);
+        r.message() << "POSTERN_TEST_PG_CONNINFO is not set: skipped (tests/e2e/test_cluster_stores.py runs these)";
+        return r;
+    }
+};
+
+struct WithPgDown {
+    boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+        boost::test_tools::assertion_result r(envOrNull("POSTERN_TEST_PG_DOWN_CONNINFO") != nullptr);
+        r.message() << "POSTERN_TEST_PG_DOWN_CONNINFO is not set: skipped (tests/e2e/test_cluster_stores.py runs it)";
+        return r;
+    }
+};
+
+pg::ConnectSettings settingsFor(const char* conninfo, std::size_t poolSize = 4) {
+    pg::ConnectSettings s;
+    s.conninfo = conninfo;
+    s.poolSize = poolSize;
+    s.connectTimeout = 2s;
+    s.statementTimeout = 10s;
+    s.applicationName = "postern-test";
+    return s;
+}
+
+pg::ConnectSettings settings(std::size_t poolSize = 4) {
+    return settingsFor(envOrNull("POSTERN_TEST_PG_CONNINFO"), poolSize);
+}
+
+// Direct SQL for set-up and for checking rows (the observable effect).
+struct Db {
+    pg::ConnectionPtr c;
+    Db() {
+        std::string error;
+        c = pg::Connection::open(settings(), error);
+        BOOST_REQUIRE_MESSAGE(c, "connect: " + error);
+    }
+    pg::QueryResult sql(const std::string& q, const pg::Params& p = {}) {
+        pg::QueryResult r = c->execParams(q, p);
+        BOOST_REQUIRE_MESSAGE(!r.failed(), q + ": " + r.error);
+        return r;
+    }
+    std::string one(const std::string& q, const pg::Params& p = {}) {
+        pg::QueryResult r = sql(q, p);
+        BOOST_REQUIRE(r.rows.size() == 1);
+        return r.rows[0][0].value_or("NULL");
+    }
+};
+
+
+const TimePoint T0 = TimePoint(1700000000s);
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(pg_penalty_store)
+
+BOOST_AUTO_TEST_CASE(counters_are_shared_between_nodes, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE auth_penalties");
+    pg::Pool poolA(settings(2)), poolB(settings(2));
+    PgPenaltyStore nodeA(poolA), nodeB(poolB);
+    const auto window = 15min;
+
+    auto c = nodeA.increment("ip:192.0.2.7", T0, window);
+    BOOST_REQUIRE(c.has_value());
+    BOOST_TEST(c->failures == 1u);
+    BOOST_TEST((c->expires == T0 + window));
+    c = nodeB.increment("ip:192.0.2.7", T0 + 1s, window);
+    BOOST_REQUIRE(c.has_value());
+    BOOST_TEST(c->failures == 2u);  // node B counts on from node A's failure
+    BOOST_TEST((c->expires == T0 + 1s + window));
+    c = nodeA.get("ip:192.0.2.7", T0 + 2s);
+    BOOST_REQUIRE(c.has_value());
+    BOOST_TEST(c->failures == 2u);
+    BOOST_TEST(db.one("SELECT failures FROM auth_penalties WHERE key = 'ip:192.0.2.7'") == "2");
+    // Another key is independent.
+    c = nodeA.get("user:bob@example.test", T0);
+    BOOST_REQUIRE(c.has_value());
+    BOOST_TEST(c->failures == 0u);
+
+    // Window: each failure pushes the expiry; once it passes, the count starts again at 1.
+    const TimePoint expiry = T0 + 1s + window;
+    c = nodeA.get("ip:192.0.2.7", expiry - 1ms);
+    BOOST_TEST(c->failures == 2u);
+    c = nodeB.get("ip:192.0.2.7", expiry);
+    BOOST_TEST(c->failures == 0u);
+    c = nodeA.increment("ip:192.0.2.7", expiry, window);
+    BOOST_TEST(c->failures == 1u);
+    BOOST_TEST((c->expires == expiry + window));
+
+    BOOST_TEST(nodeB.reset("ip:192.0.2.7"));
+    BOOST_TEST(nodeA.get("ip:192.0.2.7", expiry)->failures == 0u);
+    BOOST_TEST(db.one("SELECT count(*) FROM auth_penalties") == "0");
+}
+
+BOOST_AUTO_TEST_CASE(same_answers_as_the_memory_store, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE auth_penalties");
+    pg::Pool pool(settings(2));
+    PgPenaltyStore pgStore(pool);
+    MemoryPenaltyStore memStore;
+    const std::vector<std::pair<std::string, std::chrono::seconds>> steps{
+        {"a", 0s}, {"a", 10s}, {"b", 20s}, {"a", 69s}, {"a", 130s}, {"b", 200s}, {"a", 300s}, {"a", 301s}};
+    for (const auto& [key, at] : steps) {
+        auto p = pgStore.increment(key, T0 + at, 60s);
+        auto m = memStore.increment(key, T0 + at, 60s);
+        BOOST_REQUIRE(p.has_value());
+        BOOST_TEST(p->failures == m->failures, key << " at " << at.count() << "s");
+        BOOST_TEST((p->expires == m->expires));
+        for (const char* k : {"a", "b"}) {
+            BOOST_TEST(pgStore.get(k, T0 + at + 30s)->failures == memStore.get(k, T0 + at + 30s)->failures);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_increments_lose_nothing, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE auth_penalties");
+    pg::Pool poolA(settings(2)), poolB(settings(2));
+    PgPenaltyStore nodeA(poolA), nodeB(poolB);
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            PgPenaltyStore& s = t % 2 ? nodeB : nodeA;
+            for (int i = 0; i < 50; ++i)
+                if (!s.increment("user:hot@example.test", T0 + std::chrono::milliseconds(i), 15min))
+                    ++failures;
+        });
+    }
+    for (auto& th : threads)
+        th.join();
+    BOOST_TEST(failures.load() == 0);
+    BOOST_TEST(nodeA.get("user:hot@example.test", T0)->failures == 200u);
+}
+
+BOOST_AUTO_TEST_CASE(sweep_removes_only_expired, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE auth_penalties");
+    pg::Pool pool(settings(2));
+    PgPenaltyStore store(pool);
+    for (int i = 0; i < 30; ++i)
+        store.increment("old" + std::to_string(i), T0, 1min);
+    store.increment("live", T0 + 5min, 15min);
+    auto n = store.sweep(T0 + 2min, 7);
+    BOOST_REQUIRE(n.has_value());
+    BOOST_TEST(*n == 30u);
+    BOOST_TEST(db.one("SELECT string_agg(key, ',') FROM auth_penalties") == "live");
+}
+
+BOOST_AUTO_TEST_CASE(unreachable_database_is_a_failure_not_zero) {
+    pg::Pool pool(settingsFor("host=127.0.0.1 port=1 dbname=x user=x", 1));
+    PgPenaltyStore store(pool);
+    BOOST_TEST(!store.increment("ip:192.0.2.7", T0, 15min).has_value());
+    BOOST_TEST(!store.get("ip:192.0.2.7", T0).has_value());
+    BOOST_TEST(!store.reset("ip:192.0.2.7"));
+}
+
+BOOST_AUTO_TEST_CASE(stopped_database_is_a_failure_not_zero, *boost::unit_test::precondition(WithPgDown())) {
+    pg::Pool pool(settingsFor(envOrNull("POSTERN_TEST_PG_DOWN_CONNINFO"), 1));
+    PgPenaltyStore store(pool);
+    BOOST_TEST(!store.increment("ip:192.0.2.7", T0, 15min).has_value());
+    BOOST_TEST(!store.get("ip:192.0.2.7", T0).has_value());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

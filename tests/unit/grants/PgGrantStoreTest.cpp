@@ -1,0 +1,261 @@
+// PgGrantStore against a real PostgreSQL (schema/postgres applied). The database comes from
+// POSTERN_TEST_PG_CONNINFO; without it these cases are skipped with a message (ctest's
+// unit.grants). tests/e2e/test_cluster_stores.py starts PostgreSQL, migrates it and runs
+// them with the variable set; with POSTERN_TEST_PG_DOWN_CONNINFO (a stopped server) it runs
+// the outage case.
+#include "grants/PgGrantStore.h"
+
+#include "pg/Connection.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace postern;
+using grants::PgGrantSettings;
+using grants::PgGrantStore;
+using namespace std::chrono_literals;
+
+namespace {
+
+const char* envOrNull(const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v ? v : nullptr;
+}
+
+struct WithPg {
+    boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+        boost::test_tools::assertion_result r(envOrNull("POSTERN_TEST_PG_CONNINFO") != nullptr);
+        r.message() << "POSTERN_TEST_PG_CONNINFO is not set: skipped (tests/e2e/test_cluster_stores.py runs these)";
+        return r;
+    }
+};
+
+struct WithPgDown {
+    boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+        boost::test_tools::assertion_result r(envOrNull("POSTERN_TEST_PG_DOWN_CONNINFO") != nullptr);
+        r.message() << "POSTERN_TEST_PG_DOWN_CONNINFO is not set: skipped (tests/e2e/test_cluster_stores.py runs it)";
+        return r;
+    }
+};
+
+pg::ConnectSettings settingsFor(const char* conninfo, std::size_t poolSize = 4) {
+    pg::ConnectSettings s;
+    s.conninfo = conninfo;
+    s.poolSize = poolSize;
+    s.connectTimeout = 2s;
+    s.statementTimeout = 10s;
+    s.applicationName = "postern-test";
+    return s;
+}
+
+pg::ConnectSettings settings(std::size_t poolSize = 4) {
+    return settingsFor(envOrNull("POSTERN_TEST_PG_CONNINFO"), poolSize);
+}
+
+// Direct SQL for set-up and for checking rows (the observable effect).
+struct Db {
+    pg::ConnectionPtr c;
+    Db() {
+        std::string error;
+        c = pg::Connection::open(settings(), error);
+        BOOST_REQUIRE_MESSAGE(c, "connect: " + error);
+    }
+    pg::QueryResult sql(const std::string& q, const pg::Params& p = {}) {
+        pg::QueryResult r = c->execParams(q, p);
+        BOOST_REQUIRE_MESSAGE(!r.failed(), q + ": " + r.error);
+        return r;
+    }
+    std::string one(const std::string& q, const pg::Params& p = {}) {
+        pg::QueryResult r = sql(q, p);
+        BOOST_REQUIRE(r.rows.size() == 1);
+        return r.rows[0][0].value_or("NULL");
+    }
+};
+
+core::ClientAddress addr(const std::string& ip) {
+    core::ClientAddress c;
+    c.ip = Poco::Net::IPAddress(ip);
+    return c;
+}
+
+PgGrantSettings grantSettings(std::chrono::seconds lifetime, unsigned prefix = 128,
+                              std::chrono::milliseconds cacheTtl = 0ms) {
+    PgGrantSettings s;
+    s.lifetime = lifetime;
+    s.ipv6PrefixLength = prefix;
+    s.cacheTtl = cacheTtl;
+    return s;
+}
+
+template <typename F>
+bool eventually(F cond, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (cond())
+            return true;
+        std::this_thread::sleep_for(50ms);
+    }
+    return cond();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(pg_grant_store)
+
+BOOST_AUTO_TEST_CASE(upsert_lookup_and_expiry, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE pop_before_smtp_grants");
+    pg::Pool pool(settings());
+    PgGrantStore store(pool, grantSettings(600s));
+
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), nullptr) == core::Answer::No));
+    BOOST_TEST(store.grant(addr("192.0.2.7"), "bob@example.test"));
+    core::Grant g;
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "bob@example.test");
+    const auto left = g.expires - std::chrono::system_clock::now();
+    BOOST_TEST((left > 590s && left <= 601s));
+    // The row itself, and last_used stamped by the lookup.
+    BOOST_TEST(db.one("SELECT user_name || ' ' || (last_used IS NOT NULL) FROM pop_before_smtp_grants WHERE key = '192.0.2.7'") ==
+               "bob@example.test true");
+
+    // A newer login from the same address replaces the grant (one row, new user, no last_used).
+    BOOST_TEST(store.grant(addr("192.0.2.7"), "alice@example.test"));
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "alice@example.test");
+    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants") == "1");
+    BOOST_TEST((store.lookup(addr("192.0.2.8"), nullptr) == core::Answer::No));
+
+    // Expiry on the database's clock: a 1 s grant answers No once it lapsed.
+    PgGrantStore shortLived(pool, grantSettings(1s));
+    BOOST_TEST(shortLived.grant(addr("198.51.100.1"), "carol@example.test"));
+    BOOST_TEST((shortLived.lookup(addr("198.51.100.1"), nullptr) == core::Answer::Yes));
+    BOOST_TEST(eventually([&] { return shortLived.lookup(addr("198.51.100.1"), nullptr) == core::Answer::No; }, 3000ms));
+    // Expired rows stay until a sweep removes them (and only them).
+    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants") == "2");
+    auto swept = store.sweep();
+    BOOST_REQUIRE(swept.has_value());
+    BOOST_TEST(*swept == 1u);
+    BOOST_TEST(db.one("SELECT string_agg(key, ',') FROM pop_before_smtp_grants") == "192.0.2.7");
+}
+
+BOOST_AUTO_TEST_CASE(ipv6_prefix_and_mapped_keys, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE pop_before_smtp_grants");
+    pg::Pool pool(settings());
+    PgGrantStore store(pool, grantSettings(600s, 64));
+
+    BOOST_TEST(store.grant(addr("2001:db8:1:2::5"), "bob@example.test"));
+    BOOST_TEST(db.one("SELECT key FROM pop_before_smtp_grants") == "2001:db8:1:2::/64");
+    BOOST_TEST((store.lookup(addr("2001:db8:1:2:ffff:eeee:dddd:1"), nullptr) == core::Answer::Yes));
+    BOOST_TEST((store.lookup(addr("2001:db8:1:3::5"), nullptr) == core::Answer::No));
+
+    // IPv4-mapped IPv6 is the IPv4 client: one key for both spellings.
+    BOOST_TEST(store.grant(addr("::ffff:192.0.2.9"), "dual@example.test"));
+    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants WHERE key = '192.0.2.9'") == "1");
+    BOOST_TEST((store.lookup(addr("192.0.2.9"), nullptr) == core::Answer::Yes));
+
+    // An exact-address store does not see the /64 grant.
+    PgGrantStore exact(pool, grantSettings(600s, 128));
+    BOOST_TEST(exact.keyText(addr("2001:db8:1:2::5")) == "2001:db8:1:2::5");
+    BOOST_TEST((exact.lookup(addr("2001:db8:1:2::5"), nullptr) == core::Answer::No));
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_grants_lookups_and_sweeps, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE pop_before_smtp_grants");
+    // 5000 expired rows, then 4 threads on 2 "nodes" (own pools) grant, look up and sweep
+    // at once: nothing fails, and the sweeps together delete each expired row exactly once.
+    db.sql("INSERT INTO pop_before_smtp_grants (key, user_name, created, expires)"
+           " SELECT '10.9.' || (i / 256) || '.' || (i % 256), 'old' || i || '@example.test',"
+           " now() - interval '1 hour', now() - interval '1 second' FROM generate_series(0, 4999) AS i");
+    pg::Pool poolA(settings(2)), poolB(settings(2));
+    PgGrantSettings s = grantSettings(600s);
+    s.sweepBatch = 100;
+    PgGrantStore nodeA(poolA, s), nodeB(poolB, s);
+
+    std::atomic<int> failures{0};
+    std::atomic<std::size_t> swept{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            PgGrantStore& store = t % 2 ? nodeB : nodeA;
+            auto r = store.sweep();
+            if (!r)
+                ++failures;
+            else
+                swept += *r;
+            for (int i = 0; i < 100; ++i) {
+                const std::string ip = "192.0.2." + std::to_string(i % 25);
+                const std::string user = "u" + std::to_string(t) + "@example.test";
+                if (!store.grant(addr(ip), user))
+                    ++failures;
+                core::Grant g;
+                // Another thread may have replaced the user, but a grant for the key exists.
+                if (store.lookup(addr(ip), &g) != core::Answer::Yes || g.user.empty())
+                    ++failures;
+            }
+        });
+    }
+    for (auto& th : threads)
+        th.join();
+    BOOST_TEST(failures.load() == 0);
+    BOOST_TEST(swept.load() == 5000u);
+    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants") == "25");
+    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants WHERE expires <= now()") == "0");
+}
+
+BOOST_AUTO_TEST_CASE(revoke_user_and_bounded_cache, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE pop_before_smtp_grants");
+    pg::Pool pool(settings());
+    PgGrantStore node(pool, grantSettings(600s));
+    BOOST_TEST(node.grant(addr("192.0.2.1"), "bob@example.test"));
+    BOOST_TEST(node.grant(addr("192.0.2.2"), "bob@example.test"));
+    BOOST_TEST(node.grant(addr("192.0.2.3"), "ann@example.test"));
+
+    // A caching node keeps answering Yes for at most cache_ttl after another node revokes.
+    PgGrantStore caching(pool, grantSettings(600s, 128, 400ms));
+    BOOST_TEST((caching.lookup(addr("192.0.2.1"), nullptr) == core::Answer::Yes));
+    auto n = node.revokeUser("bob@example.test");
+    BOOST_REQUIRE(n.has_value());
+    BOOST_TEST(*n == 2u);
+    BOOST_TEST((node.lookup(addr("192.0.2.1"), nullptr) == core::Answer::No));
+    BOOST_TEST((node.lookup(addr("192.0.2.2"), nullptr) == core::Answer::No));
+    BOOST_TEST((node.lookup(addr("192.0.2.3"), nullptr) == core::Answer::Yes));
+    const auto revokedAt = std::chrono::steady_clock::now();
+    BOOST_TEST((caching.lookup(addr("192.0.2.1"), nullptr) == core::Answer::Yes));  // stale, within the bound
+    BOOST_TEST(eventually([&] { return caching.lookup(addr("192.0.2.1"), nullptr) == core::Answer::No; }, 2000ms));
+    BOOST_TEST((std::chrono::steady_clock::now() - revokedAt < 1000ms));
+    // No negative caching: a grant made elsewhere is seen at once.
+    BOOST_TEST(node.grant(addr("192.0.2.1"), "bob@example.test"));
+    BOOST_TEST((caching.lookup(addr("192.0.2.1"), nullptr) == core::Answer::Yes));
+}
+
+BOOST_AUTO_TEST_CASE(unreachable_database_is_tempfail) {
+    // Runs everywhere: nothing listens on port 1.
+    pg::Pool pool(settingsFor("host=127.0.0.1 port=1 dbname=x user=x", 1));
+    PgGrantStore store(pool, grantSettings(600s));
+    BOOST_TEST(!store.grant(addr("192.0.2.7"), "bob@example.test"));
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), nullptr) == core::Answer::TempFail));
+    BOOST_TEST(!store.sweep().has_value());
+    BOOST_TEST(!store.revokeUser("bob@example.test").has_value());
+    BOOST_CHECK_THROW(PgGrantStore(pool, grantSettings(0s)), std::invalid_argument);
+    BOOST_CHECK_THROW(PgGrantStore(pool, grantSettings(60s, 129)), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(stopped_database_is_tempfail, *boost::unit_test::precondition(WithPgDown())) {
+    pg::Pool pool(settingsFor(envOrNull("POSTERN_TEST_PG_DOWN_CONNINFO"), 1));
+    PgGrantStore store(pool, grantSettings(600s, 128, 5000ms));
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), nullptr) == core::Answer::TempFail));
+    BOOST_TEST(!store.grant(addr("192.0.2.7"), "bob@example.test"));
+    // A failed grant is not cached: still TempFail, never Yes.
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), nullptr) == core::Answer::TempFail));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,221 @@
+// PgMaildropLock and ClusterMaildropService against a real PostgreSQL (see
+// tests/unit/grants/PgGrantStoreTest.cpp for how the database is chosen; skipped without
+// POSTERN_TEST_PG_CONNINFO). Two lock objects on two pools play two nodes.
+#include "store/ClusterMaildropService.h"
+#include "store/MaildirStore.h"
+#include "store/PgMaildropLock.h"
+
+#include "StoreTestSupport.h"
+#include "pg/Connection.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+
+using namespace postern;
+using namespace postern::store;
+using namespace std::chrono_literals;
+using Status = PgMaildropLock::Status;
+
+namespace {
+
+const char* envOrNull(const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v ? v : nullptr;
+}
+
+struct WithPg {
+    boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+        boost::test_tools::assertion_result r(envOrNull("POSTERN_TEST_PG_CONNINFO") != nullptr);
+        r.message() << "POSTERN_TEST_PG_CONNINFO is not set: skipped (tests/e2e/test_cluster_stores.py runs these)";
+        return r;
+    }
+};
+
+struct WithPgDown {
+    boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+        boost::test_tools::assertion_result r(envOrNull("POSTERN_TEST_PG_DOWN_CONNINFO") != nullptr);
+        r.message() << "POSTERN_TEST_PG_DOWN_CONNINFO is not set: skipped (tests/e2e/test_cluster_stores.py runs it)";
+        return r;
+    }
+};
+
+pg::ConnectSettings settingsFor(const char* conninfo, std::size_t poolSize = 4) {
+    pg::ConnectSettings s;
+    s.conninfo = conninfo;
+    s.poolSize = poolSize;
+    s.connectTimeout = 2s;
+    s.statementTimeout = 10s;
+    s.applicationName = "postern-test";
+    return s;
+}
+
+pg::ConnectSettings settings(std::size_t poolSize = 4) {
+    return settingsFor(envOrNull("POSTERN_TEST_PG_CONNINFO"), poolSize);
+}
+
+// Direct SQL for set-up and for checking rows (the observable effect).
+struct Db {
+    pg::ConnectionPtr c;
+    Db() {
+        std::string error;
+        c = pg::Connection::open(settings(), error);
+        BOOST_REQUIRE_MESSAGE(c, "connect: " + error);
+    }
+    pg::QueryResult sql(const std::string& q, const pg::Params& p = {}) {
+        pg::QueryResult r = c->execParams(q, p);
+        BOOST_REQUIRE_MESSAGE(!r.failed(), q + ": " + r.error);
+        return r;
+    }
+    std::string one(const std::string& q, const pg::Params& p = {}) {
+        pg::QueryResult r = sql(q, p);
+        BOOST_REQUIRE(r.rows.size() == 1);
+        return r.rows[0][0].value_or("NULL");
+    }
+};
+
+
+template <typename F>
+bool eventually(F cond, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (cond())
+            return true;
+        std::this_thread::sleep_for(50ms);
+    }
+    return cond();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(pg_maildrop_lock)
+
+BOOST_AUTO_TEST_CASE(acquire_in_use_release, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE maildrop_leases");
+    pg::Pool poolA(settings(2)), poolB(settings(2));
+    PgMaildropLock nodeA(poolA), nodeB(poolB);
+    auto a = nodeA.acquire("example.test/bob", "node-a");
+    BOOST_REQUIRE((a.status == Status::Acquired));
+    BOOST_TEST(!a.token.empty());
+    BOOST_TEST(db.one("SELECT node_id || ' ' || token FROM maildrop_leases WHERE mailbox = 'example.test/bob'") ==
+               "node-a " + a.token);
+    BOOST_TEST((nodeB.acquire("example.test/bob", "node-b").status == Status::InUse));
+    BOOST_TEST((nodeA.acquire("example.test/bob", "node-a").status == Status::InUse));  // this node too
+    BOOST_TEST((nodeB.acquire("example.test/ann", "node-b").status == Status::Acquired));  // other mailbox
+    BOOST_TEST((nodeA.verify(a.token) == core::Answer::Yes));
+    BOOST_TEST(nodeA.release(a.token));
+    BOOST_TEST(!nodeA.release(a.token));  // once
+    auto b = nodeB.acquire("example.test/bob", "node-b");
+    BOOST_TEST((b.status == Status::Acquired));
+    BOOST_TEST(db.one("SELECT node_id FROM maildrop_leases WHERE mailbox = 'example.test/bob'") == "node-b");
+}
+
+BOOST_AUTO_TEST_CASE(crashed_node_lease_lapses, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE maildrop_leases");
+    pg::Pool poolA(settings(2)), poolB(settings(2));
+    PgMaildropLock nodeB(poolB, 3s);
+    std::chrono::steady_clock::time_point acquiredAt;
+    {
+        // "Crash": the node stops renewing without releasing.
+        PgMaildropLock nodeA(poolA, 3s);
+        BOOST_REQUIRE((nodeA.acquire("example.test/bob", "node-a").status == Status::Acquired));
+        acquiredAt = std::chrono::steady_clock::now();
+    }
+    BOOST_TEST((nodeB.acquire("example.test/bob", "node-b").status == Status::InUse));
+    BOOST_TEST(eventually([&] { return nodeB.acquire("example.test/bob", "node-b").status == Status::Acquired; }, 6000ms));
+    const auto waited = std::chrono::steady_clock::now() - acquiredAt;
+    BOOST_TEST((waited >= 2500ms), "the lease was honoured until it lapsed");
+    BOOST_TEST((waited < 5000ms), "and not much longer");
+}
+
+BOOST_AUTO_TEST_CASE(renewal_keeps_a_lease_and_notices_loss, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE maildrop_leases");
+    pg::Pool poolA(settings(2)), poolB(settings(2));
+    PgMaildropLock nodeA(poolA, 3s), nodeB(poolB, 3s);
+    auto a = nodeA.acquire("example.test/bob", "node-a");
+    BOOST_REQUIRE((a.status == Status::Acquired));
+    // Twice the lease: the renewal thread (every 1 s) keeps it.
+    std::this_thread::sleep_for(6s);
+    BOOST_TEST((nodeB.acquire("example.test/bob", "node-b").status == Status::InUse));
+    BOOST_TEST(db.one("SELECT expires > now() + interval '1 second' FROM maildrop_leases") == "t");
+    BOOST_TEST((nodeA.verify(a.token) == core::Answer::Yes));
+    BOOST_TEST(nodeA.heldCount() == 1u);
+
+    // An operator deletes the row: the next renewal marks the lease lost.
+    db.sql("DELETE FROM maildrop_leases");
+    BOOST_TEST(nodeA.renewAll() == 0u);
+    BOOST_TEST(nodeA.heldCount() == 0u);
+    BOOST_TEST((nodeA.verify(a.token) == core::Answer::No));
+}
+
+BOOST_AUTO_TEST_CASE(cluster_maildrop_service, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE maildrop_leases");
+    test::TempDir root;
+    MaildirStore storeA(root.path.string(), "node-a"), storeB(root.path.string(), "node-b");
+    pg::Pool poolA(settings(2)), poolB(settings(2));
+    PgMaildropLock lockA(poolA), lockB(poolB);
+    ClusterMaildropService nodeA(storeA, lockA, "node-a"), nodeB(storeB, lockB, "node-b");
+
+    // One message in the maildrop.
+    const std::string mailbox = "example.test/bob";
+    BOOST_REQUIRE(MaildirStore::ensureMaildir((root.path / mailbox).string()));
+    const std::string message = "Subject: x\r\n\r\nbody\r\n";
+    test::spit(root.path / "msg", message);
+    std::string placed;
+    BOOST_REQUIRE(storeA.deliver((root.path / "msg").string(), message.size(), mailbox, placed));
+
+    core::MaildropPtr dropA;
+    BOOST_REQUIRE((nodeA.open(mailbox, dropA) == core::MaildropStatus::Ok));
+    BOOST_TEST(dropA->entries().size() == 1u);
+    core::MaildropPtr dropB;
+    BOOST_TEST((nodeB.open(mailbox, dropB) == core::MaildropStatus::InUse));
+    BOOST_TEST(db.one("SELECT node_id FROM maildrop_leases") == "node-a");
+
+    // Lease lost (an operator, or a lapse during an outage): nothing is deleted.
+    db.sql("DELETE FROM maildrop_leases");
+    BOOST_TEST(!dropA->expunge({0}));
+    BOOST_TEST(test::filesIn(root.path / mailbox / "cur").size() == 1u);
+    dropA.reset();
+
+    // Closing releases both the local lock and the lease; the other node then opens it
+    // and may delete.
+    BOOST_REQUIRE((nodeA.open(mailbox, dropA) == core::MaildropStatus::Ok));
+    dropA.reset();
+    BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "0");
+    BOOST_REQUIRE((nodeB.open(mailbox, dropB) == core::MaildropStatus::Ok));
+    BOOST_TEST(dropB->expunge({0}));
+    BOOST_TEST(test::filesIn(root.path / mailbox / "cur").empty());
+    // The local flock still excludes a second session on the same node when the lease
+    // is taken by this node's first session.
+    BOOST_TEST((nodeB.open(mailbox, dropA) == core::MaildropStatus::InUse));
+    dropB.reset();
+    BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "0");
+}
+
+BOOST_AUTO_TEST_CASE(unreachable_database_is_tempfail) {
+    pg::Pool pool(settingsFor("host=127.0.0.1 port=1 dbname=x user=x", 1));
+    PgMaildropLock lock(pool, 3s);
+    BOOST_TEST((lock.acquire("example.test/bob", "node-a").status == Status::TempFail));
+    test::TempDir root;
+    MaildirStore local(root.path.string(), "node-a");
+    ClusterMaildropService service(local, lock, "node-a");
+    core::MaildropPtr drop;
+    BOOST_TEST((service.open("example.test/bob", drop) == core::MaildropStatus::TempFail));
+    BOOST_TEST(!drop);
+    BOOST_CHECK_THROW(PgMaildropLock(pool, 1s), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(stopped_database_is_tempfail, *boost::unit_test::precondition(WithPgDown())) {
+    pg::Pool pool(settingsFor(envOrNull("POSTERN_TEST_PG_DOWN_CONNINFO"), 1));
+    PgMaildropLock lock(pool, 3s);
+    BOOST_TEST((lock.acquire("example.test/bob", "node-a").status == Status::TempFail));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
