@@ -17,6 +17,13 @@ void sayAndClose(Poco::Net::StreamSocket& socket, const config::ListenerConfig& 
         socket.setSendTimeout(Poco::Timespan(2, 0));
         std::string msg = l.protocol == config::Protocol::Pop3 ? pop : smtp;
         socket.sendBytes(msg.data(), static_cast<int>(msg.size()));
+        // Lingering close: if the client already sent data, closing with it unread makes
+        // the kernel send RST, which can destroy our reply before the client reads it.
+        socket.shutdownSend();
+        socket.setReceiveTimeout(Poco::Timespan(1, 0));
+        char sink[4096];
+        for (int i = 0; i < 16 && socket.receiveBytes(sink, sizeof sink) > 0; ++i) {
+        }
     } catch (...) {
         // the client is gone; nothing to tell it
     }

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Abuse resistance with real clients: the failed-login penalty (growing delays, block,
+no oracle, window expiry, another IP unaffected), outbound recipient limits, per-IP
+connection limits, the early-talker check, and service for others throughout."""
+
+import os
+import smtplib
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postern_harness import (Postern, DEFAULT_USERS, b64, check, check_eq, expect, make_message,
+                             plain_ir, run_tests, smtp_auth, tls_context, wait_for)
+
+ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+BOB, BOB_PW = "bob@example.test", DEFAULT_USERS["bob@example.test"]["password"]
+
+PENALTY = {
+    "auth.penalty.window": "6s",
+    "auth.penalty.max_failures_ip": "5",
+    "auth.penalty.max_failures_account": "100",
+    "auth.penalty.base_delay": "200ms",
+    "auth.penalty.max_delay": "800ms",
+    "auth.cache.size": "0",
+}
+
+
+def timed_auth(p, source, user, password):
+    """One STARTTLS + AUTH PLAIN attempt; returns (code, text, seconds for the AUTH reply)."""
+    s = p.smtp("submission", source=source, starttls=True)
+    t0 = time.monotonic()
+    code, text = s.docmd("AUTH", "PLAIN " + plain_ir(user, password))
+    took = time.monotonic() - t0
+    try:
+        s.quit()
+    except (smtplib.SMTPServerDisconnected, OSError):
+        pass
+    return code, text.decode(errors="replace"), took
+
+
+def test_wrong_passwords_growing_delay_then_block_then_lift():
+    with Postern(overrides=PENALTY) as p:
+        delays = []
+        for i in range(5):
+            code, text, took = timed_auth(p, "127.0.0.2", ALICE, "wrong-%d" % i)
+            check_eq(code, 535, "attempt %d: wrong password (%s)" % (i + 1, text))
+            delays.append(took)
+        # Delay before answering grows with the failures: 0, 0.2, 0.4, 0.8, 0.8 s.
+        check(delays[0] < 0.15, "first failure answered at once: %r" % delays)
+        check(delays[2] >= 0.35 and delays[3] >= 0.7, "growing tarpit delays: %r" % delays)
+        check(delays[3] >= delays[1], "delays do not shrink: %r" % delays)
+        # Blocked now: further attempts, even with the right password, get 454 and a hang-up.
+        for pw in ("wrong-again", ALICE_PW):
+            s = p.smtp("submission", source="127.0.0.2", starttls=True)
+            code, text = s.docmd("AUTH", "PLAIN " + plain_ir(ALICE, pw))
+            check_eq(code, 454, "blocked IP (%s)" % text)
+            check(b"4.7.0" in text, "enhanced 4.7.0: %r" % text)
+            try:
+                s.noop()
+                raise AssertionError("connection should be closed after the block reply")
+            except (smtplib.SMTPServerDisconnected, OSError):
+                pass
+        check(p.log_count("event=auth.blocked") >= 2, "block logged with ip and account")
+        check(p.log_contains("event=auth.blocked svc=smtp ip=127.0.0.2 user=" + ALICE), "fail2ban-style line")
+        # POP3 from the blocked IP is refused too ([SYS/TEMP]) ...
+        pop = p.pop3_ssl(source="127.0.0.2")
+        pop.user(BOB)
+        try:
+            pop.pass_(BOB_PW)
+            raise AssertionError("POP3 login from a blocked IP must fail")
+        except Exception as e:  # poplib.error_proto
+            check("[SYS/TEMP]" in str(e), "POP3 block answer: %s" % e)
+        # ... while another IP logs in normally: another user at once; alice too, only
+        # with her account's tarpit delay (the account is under attack, not blocked).
+        code, text, took = timed_auth(p, "127.0.0.3", BOB, BOB_PW)
+        check_eq(code, 235, "other IP unaffected (%s)" % text)
+        check(took < 0.5, "other IP and user not delayed: %.2fs" % took)
+        code, text, took = timed_auth(p, "127.0.0.3", ALICE, ALICE_PW)
+        check_eq(code, 235, "alice from another IP (%s)" % text)
+        # The block lifts once a whole window passes without failures.
+        deadline = time.monotonic() + 6.5
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+        code, text, _ = timed_auth(p, "127.0.0.2", ALICE, ALICE_PW)
+        check_eq(code, 235, "block lifted after the window (%s)" % text)
+
+
+def test_pop3_failures_count_too():
+    with Postern(overrides=PENALTY) as p:
+        for i in range(5):
+            pop = p.pop3_ssl(source="127.0.0.4")
+            pop.user(BOB)
+            try:
+                pop.pass_("nope-%d" % i)
+                raise AssertionError("wrong password accepted")
+            except Exception as e:
+                check("[AUTH]" in str(e), "wrong password over POP3: %s" % e)
+            pop.quit()
+        code, text, _ = timed_auth(p, "127.0.0.4", BOB, BOB_PW)
+        check_eq(code, 454, "POP3 failures block SMTP AUTH from the same IP (%s)" % text)
+
+
+def test_allow_listed_network_is_exempt():
+    with Postern(overrides=dict(PENALTY, **{"auth.penalty.allow_networks": "127.0.0.5/32"})) as p:
+        for i in range(7):
+            code, text, took = timed_auth(p, "127.0.0.5", ALICE, "bad-%d" % i)
+            check_eq(code, 535, "allow-listed IP never blocked (%s)" % text)
+            check(took < 0.15, "allow-listed IP not delayed: %.2f" % took)
+        code, _, _ = timed_auth(p, "127.0.0.5", ALICE, ALICE_PW)
+        check_eq(code, 235, "allow-listed IP logs in")
+
+
+def test_hourly_recipient_limit_per_user():
+    with Postern(overrides={"limits.user.recipients_per_hour": "3"}) as p:
+        s = p.submission(ALICE, ALICE_PW)
+        expect(s.mail(ALICE), 250)
+        for i in range(3):
+            expect(s.rcpt("r%d@remote.example" % i), 250, what="recipient %d within the limit" % i)
+        expect(s.rcpt("r3@remote.example"), 452, "4.7.1", what="over the hourly recipient limit")
+        s.rset()
+        expect(s.mail(ALICE), 250)
+        expect(s.rcpt("r4@remote.example"), 452, "4.7.1", what="still over the limit")
+        s.quit()
+        check(p.log_contains("event=limit.hit ip=127.0.0.1 user=" + ALICE), "limit hit logged")
+        # Another user is not affected.
+        s = p.submission(BOB, BOB_PW)
+        expect(s.mail(BOB), 250)
+        expect(s.rcpt("friend@remote.example"), 250, what="other user under the limit")
+        marker, msg = make_message(sender=BOB, to="friend@remote.example")
+        expect(s.data(msg), 250)
+        s.quit()
+
+
+def test_per_user_override_from_backend():
+    users = dict(DEFAULT_USERS)
+    users["erin@example.test"] = {"password": "erin-Secret5", "extra": "recipients_per_hour=1"}
+    with Postern(users=users, overrides={"limits.user.recipients_per_hour": "100"}) as p:
+        s = p.submission("erin@example.test", "erin-Secret5")
+        expect(s.mail("erin@example.test"), 250)
+        expect(s.rcpt("x1@remote.example"), 250)
+        expect(s.rcpt("x2@remote.example"), 452, "4.7.1", what="per-user override of 1 recipient/hour")
+        s.quit()
+
+
+def test_per_ip_connection_limit_and_others_served():
+    with Postern(overrides={"connections.max_per_ip": "3"}) as p:
+        held = [p.raw("mx", source="127.0.0.6") for _ in range(3)]
+        for c in held:
+            c.expect_reply(220)
+        extra = p.raw("mx", source="127.0.0.6")
+        extra.expect_reply(421, "4.7.0", what="4th concurrent connection from one IP")
+        extra.close()
+        # Another IP is served normally meanwhile.
+        other = p.smtp("mx", source="127.0.0.7")
+        expect(other.noop(), 250)
+        other.quit()
+        # Freeing a slot lets the IP in again.
+        held[0].cmd("QUIT")
+        held[0].close()
+        wait_for(lambda: _greets(p, "127.0.0.6"), timeout=5, what="slot freed")
+        for c in held[1:]:
+            c.close()
+
+
+def _greets(p, source):
+    c = p.raw("mx", source=source)
+    try:
+        line = c.read_line()
+        return line.startswith(b"220")
+    finally:
+        c.close()
+
+
+def test_connection_rate_limit():
+    with Postern(overrides={"connections.rate_per_ip": "5"}) as p:
+        codes = []
+        for _ in range(7):
+            c = p.raw("mx", source="127.0.0.8")
+            codes.append(c.read_line()[:3])
+            c.close()
+        check_eq(codes[:5], [b"220"] * 5, "first five within the rate")
+        check_eq(codes[5:], [b"421"] * 2, "then 421 for the rest of the minute")
+
+
+def test_early_talker_refused():
+    with Postern(overrides={"smtp.early_talker_wait": "700ms"}) as p:
+        sock = socket.create_connection(("127.0.0.1", p.port("mx")), timeout=10,
+                                        source_address=("127.0.0.9", 0))
+        sock.sendall(b"EHLO bot.example\r\n")  # before the greeting
+        data = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        sock.close()
+        check(data.startswith(b"554 5.5.1"), "early talker refused: %r" % data)
+        check(p.log_contains("reason=early_talker"), "early talker logged")
+        # A polite client waits for the greeting and is served.
+        s = p.smtp("mx", source="127.0.0.10")
+        expect(s.mail("x@remote.example"), 250)
+        expect(s.rcpt(ALICE), 250)
+        s.quit()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
