@@ -15,7 +15,13 @@
 #include "auth/AuthFacade.h"
 #include "auth/PluginLoader.h"
 #include "config/ServerConfig.h"
+#include "abuse/PgPenaltyStore.h"
+#include "abuse/PgRateStore.h"
 #include "grants/MemoryGrantStore.h"
+#include "grants/PgGrantStore.h"
+#include "pg/Pool.h"
+#include "store/ClusterMaildropService.h"
+#include "store/PgMaildropLock.h"
 #include "net/TlsContext.h"
 #include "queue/OutboundQueue.h"
 #include "store/MaildirStore.h"
@@ -70,6 +76,21 @@ public:
 private:
     grants::MemoryGrantStore& store_;
     Telemetry& telemetry_;
+};
+
+// Deletes expired shared rows (grants, penalty and rate counters) in small batches.
+struct ClusterSweeper {
+    grants::PgGrantStore* grants;
+    abuse::PgPenaltyStore* penalties;
+    abuse::PgRateStore* rates;
+    Telemetry* telemetry;
+    void onTimer(Poco::Util::TimerTask&) {
+        auto now = std::chrono::system_clock::now();
+        if (grants)
+            if (auto n = grants->sweep()) telemetry->grantsExpired(*n);
+        if (penalties) penalties->sweep(now);
+        if (rates) rates->sweep(now);
+    }
 };
 
 struct RunningListener {
@@ -203,6 +224,20 @@ int PosternServer::serve() {
         telemetry.authResult(svc, backend, result, s);
     });
 
+    // --- cluster: shared PostgreSQL (grants, maildrop leases, penalties, rate counters) ----
+    std::unique_ptr<pg::Pool> clusterPool;
+    if (cfg.cluster.enabled()) {
+        std::map<std::string, std::string> params{{"conninfo", cfg.cluster.conninfo},
+                                                  {"pool_size", std::to_string(cfg.cluster.poolSize)},
+                                                  {"connect_timeout", std::to_string(cfg.cluster.connectTimeout.count()) + "ms"},
+                                                  {"statement_timeout", std::to_string(cfg.cluster.statementTimeout.count()) + "ms"}};
+        if (!cfg.cluster.passwordFile.empty()) params["password_file"] = cfg.cluster.passwordFile;
+        pg::ConnectSettings cs = pg::ConnectSettings::fromParams(params);  // reads the secret now, still privileged
+        cs.applicationName = "postern-cluster";
+        clusterPool = std::make_unique<pg::Pool>(cs);
+        serverLog().information("event=cluster.on pool_size=%d", cfg.cluster.poolSize);
+    }
+
     // --- abuse controls ------------------------------------------------------------------
     abuse::AuthPenaltySettings ps;
     ps.window = cfg.penalty.window;
@@ -212,7 +247,14 @@ int PosternServer::serve() {
     ps.maxDelay = cfg.penalty.maxDelay;
     ps.allowNetworks = cfg.penalty.allowNetworks;
     ps.ipv6Prefix = static_cast<unsigned>(cfg.penalty.ipv6Prefix);
-    abuse::AuthPenalty penalty(ps);
+    abuse::PgPenaltyStore* pgPenalty = nullptr;
+    abuse::PenaltyStorePtr penaltyStore;
+    if (clusterPool) {
+        auto st = std::make_unique<abuse::PgPenaltyStore>(*clusterPool);
+        pgPenalty = st.get();
+        penaltyStore = std::move(st);  // a bot spreading guesses over nodes is still counted
+    }
+    abuse::AuthPenalty penalty(ps, std::move(penaltyStore));
     abuse::PenalizedAuthService guardedAuth(facade, penalty);
 
     abuse::RateLimiterSettings rs;
@@ -224,7 +266,14 @@ int PosternServer::serve() {
     rs.ip = toLimits(cfg.limits.ip);
     rs.allowNetworks = cfg.limits.allowNetworks;
     rs.ipv6Prefix = static_cast<unsigned>(cfg.limits.ipv6Prefix);
-    abuse::RateLimiter rateLimiter(rs);
+    abuse::PgRateStore* pgRates = nullptr;
+    abuse::RateStorePtr rateStore;
+    if (clusterPool) {
+        auto st = std::make_unique<abuse::PgRateStore>(*clusterPool);
+        pgRates = st.get();
+        rateStore = std::move(st);
+    }
+    abuse::RateLimiter rateLimiter(rs, std::move(rateStore));
     abuse::OutboundLimits outboundLimits(rateLimiter);
 
     abuse::ConnectionGateSettings gs;
@@ -240,12 +289,37 @@ int PosternServer::serve() {
     abuse::ConnectionGate gate(gs);
 
     // --- grants, storage, queue ----------------------------------------------------------
-    std::unique_ptr<grants::MemoryGrantStore> grantStore;
-    if (cfg.popBeforeSmtp.lifetime.count() > 0)
-        grantStore = std::make_unique<grants::MemoryGrantStore>(
-            std::chrono::duration_cast<std::chrono::seconds>(cfg.popBeforeSmtp.lifetime), cfg.popBeforeSmtp.ipv6Prefix);
+    std::unique_ptr<grants::MemoryGrantStore> memoryGrants;
+    std::unique_ptr<grants::PgGrantStore> pgGrants;
+    core::GrantStore* grantStore = nullptr;
+    if (cfg.popBeforeSmtp.lifetime.count() > 0) {
+        auto lifetime = std::chrono::duration_cast<std::chrono::seconds>(cfg.popBeforeSmtp.lifetime);
+        if (clusterPool) {
+            grants::PgGrantSettings gsett;
+            gsett.lifetime = lifetime;
+            gsett.ipv6PrefixLength = static_cast<unsigned>(cfg.popBeforeSmtp.ipv6Prefix);
+            gsett.cacheTtl = cfg.cluster.grantCacheTtl;
+            pgGrants = std::make_unique<grants::PgGrantStore>(*clusterPool, gsett);
+            grantStore = pgGrants.get();
+        } else {
+            memoryGrants = std::make_unique<grants::MemoryGrantStore>(lifetime, cfg.popBeforeSmtp.ipv6Prefix);
+            grantStore = memoryGrants.get();
+        }
+    }
     Poco::File(cfg.mailRoot).createDirectories();
     store::MaildirStore mailStore(cfg.mailRoot, cfg.hostname);
+    // In a cluster two nodes must never open one mailbox: a lease row in PostgreSQL in
+    // front of the local flock; a crashed node's leases lapse after cluster.lock_lease.
+    std::unique_ptr<store::PgMaildropLock> maildropLock;
+    std::unique_ptr<store::ClusterMaildropService> clusterMaildrops;
+    core::MaildropService* maildrops = &mailStore;
+    if (clusterPool) {
+        std::string nodeId = cfg.cluster.nodeId.empty() ? cfg.hostname + "/" + std::to_string(Poco::Process::id())
+                                                         : cfg.cluster.nodeId;
+        maildropLock = std::make_unique<store::PgMaildropLock>(*clusterPool, cfg.cluster.lockLease);
+        clusterMaildrops = std::make_unique<store::ClusterMaildropService>(mailStore, *maildropLock, nodeId);
+        maildrops = clusterMaildrops.get();
+    }
     queue::OutboundQueue outQueue(cfg.queueDir, queue::QueueLimits{cfg.queueMaxSize, cfg.queueMaxMessages});
     if (auto removed = outQueue.recover()) serverLog().notice("event=queue.recover removed=%z", removed);
     store::SpoolSink sink(mailStore, outQueue);
@@ -259,7 +333,7 @@ int PosternServer::serve() {
     if (grantStore) countedGrants = std::make_unique<CountingGrantStore>(*grantStore, telemetry);
 
     ConnectionRegistry registry;
-    Services services{cfg, tls, guardedAuth, facade, countedGrants.get(), sink, mailStore, registry};
+    Services services{cfg, tls, guardedAuth, facade, countedGrants.get(), sink, *maildrops, registry};
     services.gate = &gate;
     services.limiter = &outboundLimits;
     services.telemetry = &telemetry;
@@ -277,9 +351,14 @@ int PosternServer::serve() {
     reg.gaugeCallback("postern_auth_cache_misses", "Authentication cache misses since start",
                       [&authCache] { return static_cast<double>(authCache.misses()); });
 
+    ClusterSweeper clusterSweeper{pgGrants.get(), pgPenalty, pgRates, &telemetry};
     Poco::Util::Timer timer;
-    if (grantStore) {
-        timer.scheduleAtFixedRate(new GrantSweeper(*grantStore, telemetry), 60'000, 60'000);
+    if (memoryGrants) timer.scheduleAtFixedRate(new GrantSweeper(*memoryGrants, telemetry), 60'000, 60'000);
+    if (clusterPool) {
+        // Every node sweeps; the statements skip rows another node is deleting.
+        const long every = static_cast<long>(cfg.cluster.sweepInterval.count());
+        timer.scheduleAtFixedRate(
+            new Poco::Util::TimerTaskAdapter<ClusterSweeper>(clusterSweeper, &ClusterSweeper::onTimer), every, every);
     }
 
     // --- listeners -------------------------------------------------------------------------
@@ -325,10 +404,12 @@ int PosternServer::serve() {
         // Ready: listeners up, not draining, and the auth backends can answer.
         health = std::make_unique<metrics::HealthServer>(
             telemetry.registry(),
-            [&registry, &facade]() -> metrics::Readiness {
+            [&registry, &facade, &clusterPool]() -> metrics::Readiness {
                 if (registry.isShuttingDown()) return {false, "shutting down"};
                 if (facade.isLocalDomain("readyz.invalid") == core::Answer::TempFail)
                     return {false, "an authentication backend cannot answer"};
+                if (clusterPool && clusterPool->execute({"postern_ready", "SELECT 1"}, {}).failed())
+                    return {false, "the shared PostgreSQL cannot answer"};
                 return {true, ""};
             },
             ho);

@@ -76,7 +76,16 @@ const std::vector<KeyDef> Keys = {
     // --- POP-before-SMTP ------------------------------------------------------------
     {"pop_before_smtp.lifetime", "600s", K::Duration, "How long a POP3 login lets the client IP relay (0 = feature off)"},
     {"pop_before_smtp.ipv6_prefix", "128", K::Integer, "IPv6 grants cover this prefix length (128 = exact address)"},
-    {"pop_before_smtp.store", "memory", K::Enum, "Where grants live: memory (this node only)", "memory"},
+    // --- cluster (shared state in PostgreSQL) ----------------------------------------------
+    {"cluster.conninfo", "", K::String, "libpq conninfo of the shared PostgreSQL (empty = single node: grants, locks and counters in memory)"},
+    {"cluster.password_file", "", K::Path, "File holding the PostgreSQL password (must not be group/world-readable)"},
+    {"cluster.pool_size", "8", K::Integer, "Connections to the shared PostgreSQL"},
+    {"cluster.connect_timeout", "3s", K::Duration, "Connect timeout to the shared PostgreSQL"},
+    {"cluster.statement_timeout", "3s", K::Duration, "Statement timeout on the shared PostgreSQL"},
+    {"cluster.node_id", "", K::String, "This node's name in maildrop leases (empty = server.hostname + pid)"},
+    {"cluster.grant_cache_ttl", "5s", K::Duration, "How long a node may answer a grant lookup from memory (bounded staleness; 0 = always ask)"},
+    {"cluster.lock_lease", "60s", K::Duration, "POP3 maildrop lease; a crashed node's mailboxes are free again after at most this long"},
+    {"cluster.sweep_interval", "60s", K::Duration, "How often expired grants and counters are deleted (safe on every node at once)"},
     // --- auth ---------------------------------------------------------------------
     {"auth.backends", "local", K::List, "Backend instances in the order they are asked; each is configured under auth.backend.<name>."},
     {"auth.backend.*.plugin", "passwd-file", K::String, "Plugin providing this backend: loads postern-auth-<plugin>.so"},

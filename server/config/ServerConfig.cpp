@@ -187,7 +187,17 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
 
     c.popBeforeSmtp.lifetime = r.duration("pop_before_smtp.lifetime");
     c.popBeforeSmtp.ipv6Prefix = static_cast<int>(r.integer("pop_before_smtp.ipv6_prefix"));
-    c.popBeforeSmtp.store = r.str("pop_before_smtp.store");
+    c.cluster.conninfo = r.str("cluster.conninfo");
+    c.cluster.passwordFile = r.str("cluster.password_file");
+    c.cluster.poolSize = static_cast<int>(r.integer("cluster.pool_size"));
+    c.cluster.connectTimeout = r.duration("cluster.connect_timeout");
+    c.cluster.statementTimeout = r.duration("cluster.statement_timeout");
+    c.cluster.nodeId = r.str("cluster.node_id");
+    c.cluster.grantCacheTtl = r.duration("cluster.grant_cache_ttl");
+    c.cluster.lockLease = r.duration("cluster.lock_lease");
+    c.cluster.sweepInterval = r.duration("cluster.sweep_interval");
+    if (c.cluster.lockLease < Millis(3000)) r.error("cluster.lock_lease: at least 3s");
+    if (c.cluster.sweepInterval < Millis(1000)) r.error("cluster.sweep_interval: at least 1s");
     if (c.popBeforeSmtp.ipv6Prefix < 1 || c.popBeforeSmtp.ipv6Prefix > 128)
         r.error("pop_before_smtp.ipv6_prefix: must be 1..128");
 

@@ -101,7 +101,19 @@ struct Pop3Config {
 struct PopBeforeSmtpConfig {
     Millis lifetime{};
     int ipv6Prefix = 128;
-    std::string store;
+};
+
+struct ClusterConfig {
+    std::string conninfo;  // empty: single node
+    std::string passwordFile;
+    int poolSize = 8;
+    Millis connectTimeout{};
+    Millis statementTimeout{};
+    std::string nodeId;
+    Millis grantCacheTtl{};
+    Millis lockLease{};
+    Millis sweepInterval{};
+    bool enabled() const { return !conninfo.empty(); }
 };
 
 struct BackendConfig {
@@ -164,6 +176,7 @@ struct ServerConfig {
     SmtpConfig smtp;
     Pop3Config pop3;
     PopBeforeSmtpConfig popBeforeSmtp;
+    ClusterConfig cluster;
     std::vector<BackendConfig> backends;
     std::string defaultScheme;
     std::size_t authCacheSize = 0;
