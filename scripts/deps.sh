@@ -28,5 +28,5 @@ postern_build() {
   export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(pwd)}
   export CCACHE_NOHASHDIR=1
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${@:2}" >/dev/null
-  cmake --build "$dir" -j"$(nproc)"
+  cmake --build "$dir" -j"${JOBS:-$(nproc)}"
 }
