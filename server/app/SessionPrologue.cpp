@@ -88,7 +88,12 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
             }
             p.client = core::ClientAddress::fromSocket(r.header.source);
             p.balancerTls = l.proxyTlsCounts && r.header.ssl && r.header.ssl->isTls();
-        } else if (looksLikeProxyHeader(peekEarly(socket, std::chrono::milliseconds(0)))) {
+        } else if (looksLikeProxyHeader(peekEarly(
+                       socket, l.tls == config::TlsMode::Implicit ? services.config.proxyTimeout
+                                                                   : services.config.proxyDetectWait))) {
+            // A balancer we do not trust (or a spoofing client): a header here must never be
+            // believed, and a misconfigured balancer must be loud. Wait a little: on plain
+            // listeners the server speaks first, so a direct client sends nothing meanwhile.
             services.logOnce("proxy-untrusted:" + peer.host(),
                              "event=proxy.untrusted listener=" + l.name + " source=" + peer.host() +
                                  " fix=\"if this is your balancer, add it to listener." + l.name + ".proxy_trusted\"");

@@ -54,6 +54,7 @@ const std::vector<KeyDef> Keys = {
     {"connections.allow_networks", "", K::List, "Networks exempt from the per-IP connection limits"},
     {"connections.ipv6_prefix", "64", K::Integer, "IPv6 clients are counted per prefix of this length"},
     {"server.proxy_timeout", "5s", K::Duration, "Wait for the PROXY header from a trusted balancer"},
+    {"server.proxy_detect_wait", "250ms", K::Duration, "PROXY listeners: watch a connection from an untrusted source this long for a stray PROXY header before greeting"},
     // --- health and metrics --------------------------------------------------------------
     {"health.address", "127.0.0.1", K::String, "Address of the HTTP endpoint for /healthz, /readyz and /metrics"},
     {"health.port", "0", K::Integer, "Port of the HTTP endpoint (0 = off)"},

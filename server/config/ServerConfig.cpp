@@ -91,6 +91,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.shutdownGrace = r.duration("server.shutdown_grace");
     c.readyFile = r.str("server.ready_file");
     c.proxyTimeout = r.duration("server.proxy_timeout");
+    c.proxyDetectWait = r.duration("server.proxy_detect_wait");
     c.healthAddress = r.str("health.address");
     {
         auto hp = r.integer("health.port");

@@ -161,6 +161,7 @@ struct ServerConfig {
     Millis shutdownGrace{};
     std::string readyFile;
     Millis proxyTimeout{};
+    Millis proxyDetectWait{};
     std::string healthAddress;
     std::uint16_t healthPort = 0;
     ConnectionLimitsConfig connections;

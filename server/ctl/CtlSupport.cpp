@@ -100,6 +100,18 @@ config::ServerConfig loadConfig(const Options& options) {
     }
 }
 
+config::BackendConfig clusterDatabase(const config::ServerConfig& cfg, const Options& options) {
+    if (options.backend.empty() && cfg.cluster.enabled()) {
+        config::BackendConfig b;
+        b.name = "cluster";
+        b.plugin = "postgres";
+        b.params["conninfo"] = cfg.cluster.conninfo;
+        if (!cfg.cluster.passwordFile.empty()) b.params["password_file"] = cfg.cluster.passwordFile;
+        return b;
+    }
+    return chooseBackend(cfg, options, {"postgres"});
+}
+
 const config::BackendConfig& chooseBackend(const config::ServerConfig& cfg, const Options& options,
                                            const std::vector<std::string>& plugins) {
     auto names = [&] {

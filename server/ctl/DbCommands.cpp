@@ -24,17 +24,34 @@ int runDbMigrate(CommandContext& c) {
             throw CtlError(ExitDataError, "no NNN_name.sql files in " + dir);
         }
         config::ServerConfig cfg = loadConfig(o);
-        const config::BackendConfig& backend = chooseBackend(cfg, o, {"postgres"});
-        pg::ConnectionPtr conn = openAdminConnection(backend);
-        pg::Migrator migrator(*conn);
-        int applied = 0;
-        try {
-            applied = migrator.migrate(migrations, c.out);
-        } catch (const std::exception& e) {
-            throw CtlError(conn->isOk() ? ExitSoftware : ExitTempFail, e.what());
+        // The cluster database and every postgres backend's database (each once).
+        std::vector<config::BackendConfig> targets;
+        if (!o.backend.empty()) {
+            targets.push_back(chooseBackend(cfg, o, {"postgres"}));
+        } else {
+            if (cfg.cluster.enabled()) targets.push_back(clusterDatabase(cfg, o));
+            for (const auto& b : cfg.backends) {
+                if (b.plugin != "postgres") continue;
+                auto it = b.params.find("conninfo");
+                bool seen = false;
+                for (const auto& t : targets) seen = seen || (it != b.params.end() && t.params.at("conninfo") == it->second);
+                if (!seen) targets.push_back(b);
+            }
+            if (targets.empty()) targets.push_back(chooseBackend(cfg, o, {"postgres"}));  // throws the usual error
         }
-        c.out << (applied == 0 ? "schema up to date" : "applied " + std::to_string(applied) + " migration(s)")
-              << " (backend '" << backend.name << "')\n";
+        for (const auto& backend : targets) {
+            pg::ConnectionPtr conn = openAdminConnection(backend);
+            pg::Migrator migrator(*conn);
+            int applied = 0;
+            try {
+                applied = migrator.migrate(migrations, c.out);
+            } catch (const std::exception& e) {
+                throw CtlError(conn->isOk() ? ExitSoftware : ExitTempFail, e.what());
+            }
+            c.out << (applied == 0 ? "schema up to date" : "applied " + std::to_string(applied) + " migration(s)")
+                  << " (" << (backend.name == "cluster" ? std::string("cluster database") : "backend '" + backend.name + "'")
+                  << ")\n";
+        }
         return static_cast<int>(ExitOk);
     });
 }

@@ -22,7 +22,7 @@ struct GrantSession {
 
 GrantSession open(const Options& o) {
     GrantSession s{loadConfig(o), nullptr};
-    s.connection = openAdminConnection(chooseBackend(s.config, o, {"postgres"}));
+    s.connection = openAdminConnection(clusterDatabase(s.config, o));
     return s;
 }
 

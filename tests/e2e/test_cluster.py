@@ -1,0 +1,495 @@
+#!/usr/bin/env python3
+"""Clustered nodes behind a load balancer: a real HAProxy (TCP mode, send-proxy-v2, health
+checks on /readyz) in front of two real posternd nodes sharing one PostgreSQL
+(cluster.conninfo, schema by `posternctl db migrate`) and one mail root.
+
+Every listener has proxy_protocol = true, proxy_trusted = 127.0.0.1 (HAProxy connects from
+127.0.0.1). Clients bind to 127.0.0.2, 127.0.0.3, ... so each is a different client; a client
+connecting directly to a node from such an address is untrusted and speaks plain SMTP/POP3.
+
+Covered: POP-before-SMTP earned on one node honoured on the other (directly and through the
+balancer) for that client only, expiry across nodes; one POP3 session per mailbox across
+nodes ([IN-USE]); SIGKILL of a node loses no acknowledged mail and its leases lapse within
+cluster.lock_lease; a PostgreSQL restart gives temporary failures only and full recovery
+without restarting the nodes; /healthz, /readyz, /metrics; /readyz 503 while draining; the
+real client address in Received and the logs; failed-login penalties shared by the nodes;
+the example files etc/haproxy.cfg, etc/postern-cluster.properties, etc/posternd.service.
+"""
+
+import os
+import poplib
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from postern_harness import (DEFAULT_USERS, POSTERND, SOURCE_DIR, TestFailure, check,  # noqa: E402
+                             check_eq, expect, make_message, plain_ir, run_tests, sleep_until,
+                             split_received, wait_for)
+import pg_support as P  # noqa: E402
+from cluster_support import (HAPROXY, HAProxy, http_get, metric_value, new_mail_root,  # noqa: E402
+                             routes, sigkill, start_node, truncate_cluster_tables)
+
+ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+BOB, BOB_PW = "bob@example.test", DEFAULT_USERS["bob@example.test"]["password"]
+ERIN, ERIN_PW = "erin@example.test", DEFAULT_USERS["erin@example.test"]["password"]
+REMOTE = "friend@remote.example"
+
+_pg = []
+
+
+def pg():
+    """One PostgreSQL for the file; the cluster tables are emptied for every test."""
+    if not _pg:
+        _pg.append(P.PgServer())
+    if not _pg[0].running:
+        _pg[0].start()
+    truncate_cluster_tables(_pg[0])
+    return _pg[0]
+
+
+class Cluster:
+    """Two nodes (a, b) on one PostgreSQL and one mail root, and HAProxy in front."""
+
+    def __init__(self, extra=None, overrides=None, balancer=True):
+        self.pg = pg()
+        self.mail_root = new_mail_root()
+        self.a = start_node(self.pg, "node-a", self.mail_root, extra=extra, overrides=overrides)
+        self.b = start_node(self.pg, "node-b", self.mail_root, extra=extra, overrides=overrides)
+        self.lb = None
+        if balancer:
+            self.lb = HAProxy(routes(self.a, self.b))
+            self.lb.wait_servers_up()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if self.lb:
+            if et is not None:
+                print("---- haproxy log (tail)\n" + self.lb.log_text()[-3000:])
+            self.lb.stop()
+        for n in (self.a, self.b):
+            if et is None:
+                if n.running():
+                    n.stop()
+            else:
+                n.kill()
+        return False
+
+
+def quit_quietly(client):
+    try:
+        client.quit()
+    except (smtplib.SMTPException, poplib.error_proto, OSError, EOFError):
+        pass
+
+
+def relay_rcpt(s, to=REMOTE):
+    """MAIL + RCPT for a remote recipient on an open SMTP session; (mail reply, rcpt reply)."""
+    m = s.docmd("MAIL", "FROM:<someone@example.test>")
+    r = s.docmd("RCPT", "TO:<%s>" % to)
+    return m, r
+
+
+def relay_attempt(smtp_factory, to=REMOTE):
+    s = smtp_factory()
+    try:
+        m, r = relay_rcpt(s, to)
+        expect(m, 250, what="MAIL FROM")
+        return r
+    finally:
+        quit_quietly(s)
+
+
+def pop_login_answer(factory, user, password):
+    """'+OK ...' or the -ERR line of a POP3 login (the session is closed afterwards)."""
+    c = factory()
+    try:
+        c.user(user)
+        return c.pass_(password).decode("utf-8", "replace")
+    except poplib.error_proto as e:
+        return e.args[0].decode("utf-8", "replace") if isinstance(e.args[0], bytes) else str(e)
+    finally:
+        quit_quietly(c)
+
+
+def send_via(s, sender, rcpt, data):
+    expect(s.docmd("MAIL", "FROM:<%s>" % sender), 250, what="MAIL")
+    expect(s.docmd("RCPT", "TO:<%s>" % rcpt), 250, what="RCPT %s" % rcpt)
+    expect(s.docmd("DATA"), 354, what="DATA")
+    s.send(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+    return s.getreply()
+
+
+# ---------------------------------------------------------------------------------------
+
+def test_health_endpoints_and_balancer_checks():
+    with Cluster() as c:
+        for n in (c.a, c.b):
+            check_eq(http_get(n.health_port, "/healthz"), (200, "ok\n"), "%s /healthz" % n.node_id)
+            check_eq(http_get(n.health_port, "/readyz"), (200, "ok\n"), "%s /readyz" % n.node_id)
+            status, _ = http_get(n.health_port, "/nope")
+            check_eq(status, 404, "%s unknown path" % n.node_id)
+        # HAProxy's checks (GET /readyz on the health port, no PROXY header) say UP.
+        check(all(v == "UP" for v in c.lb.server_states().values()), "servers: %r" % c.lb.server_states())
+        # Traffic through the balancer is counted on the node that served it.
+        for route, node in (("mx_a", c.a), ("mx_b", c.b), ("pop3s_b", c.b)):
+            if route.startswith("pop3"):
+                cl = c.lb.pop3_ssl(route, "127.0.0.2")
+            else:
+                cl = c.lb.smtp(route, "127.0.0.2")
+            quit_quietly(cl)
+        for n, want in ((c.a, {"mx": 1}), (c.b, {"mx": 1, "pop3s": 1})):
+            status, text = http_get(n.health_port, "/metrics")
+            check_eq(status, 200, "%s /metrics" % n.node_id)
+            for name in ("postern_connections_total", "postern_sessions_active", "postern_queue_messages",
+                         "postern_auth_cache_hits"):
+                check(("# TYPE %s " % name) in text, "%s /metrics lacks %s:\n%s" % (n.node_id, name, text[:3000]))
+            check("# TYPE postern_connections_total counter" in text, "counter TYPE line:\n" + text[:2000])
+            for listener, count in want.items():
+                got = wait_for(lambda: metric_value(http_get(n.health_port, "/metrics")[1],
+                                                    "postern_connections_total", {"listener": listener}),
+                               timeout=5, what="postern_connections_total{listener=%s} on %s" % (listener, n.node_id))
+                check(got >= count, "%s postern_connections_total{listener=%s} = %s" % (n.node_id, listener, got))
+
+
+def test_pop_before_smtp_across_nodes_and_expiry():
+    with Cluster() as c:
+        # POP3 login through the balancer, served by node A (the backend has only A).
+        t_login = time.monotonic()
+        answer = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_a", "127.0.0.2"), ALICE, ALICE_PW)
+        t_logged = time.monotonic()
+        check(answer.startswith("+OK"), "POP3 login via the balancer: %s" % answer)
+        c.a.log_contains(r"event=pop3\.login user=%s ip=127\.0\.0\.2 " % ALICE)
+        c.a.log_contains(r"event=grant\.add ip=127\.0\.0\.2 user=%s .*store=postgres" % ALICE)
+        check_eq(c.pg.sql("SELECT key || ' ' || user_name FROM pop_before_smtp_grants"),
+                 ["127.0.0.2 " + ALICE], "the grant is in the shared table")
+
+        # Node B directly from 127.0.0.2 (untrusted source: a plain client, its own address).
+        r = relay_attempt(lambda: c.b.smtp("mx", source="127.0.0.2"))
+        expect(r, 250, "2.1.5", what="relay on node B directly, grant earned on node A")
+        # Through the balancer to node B: accepted, and the message is queued on node B.
+        s = c.lb.smtp("mx_b", "127.0.0.2")
+        marker, data = make_message(sender="someone@example.test", to=REMOTE)
+        expect(send_via(s, "someone@example.test", REMOTE, data), 250, what="relayed message via B")
+        quit_quietly(s)
+        check(time.monotonic() - t_login < 3.0, "the relays took longer than the 3s grant lifetime; "
+                                                "the test cannot tell expiry from success")
+        qfiles = wait_for(lambda: [f for f in c.b.queue_files()
+                                   if marker.encode() in open(f, "rb").read()], timeout=5,
+                          what="queue file on node B")
+        check(qfiles, "queued on B")
+        check_eq([f for f in c.a.queue_files() if marker.encode() in open(f, "rb").read()], [],
+                 "nothing queued on A")
+        c.b.log_contains(r"event=grant\.use ip=127\.0\.0\.2 user=%s" % ALICE)
+
+        # Another client through the same balancer is refused.
+        r = relay_attempt(lambda: c.lb.smtp("mx_b", "127.0.0.3"))
+        expect(r, 554, "5.7.1", what="relay for 127.0.0.3 (no grant) via B")
+        r = relay_attempt(lambda: c.lb.smtp("mx_a", "127.0.0.3"))
+        expect(r, 554, "5.7.1", what="relay for 127.0.0.3 (no grant) via A")
+        c.b.log_contains(r"event=rcpt\.reject ip=127\.0\.0\.3 .*reason=relay_denied")
+
+        # Expiry (lifetime 3s) is honoured on both nodes, whatever they cached (1s).
+        sleep_until(t_logged + 3.0 + 0.3)
+        for route in ("mx_a", "mx_b"):
+            r = relay_attempt(lambda: c.lb.smtp(route, "127.0.0.2"))
+            expect(r, 554, "5.7.1", what="relay via %s after the grant expired" % route)
+        r = relay_attempt(lambda: c.b.smtp("mx", source="127.0.0.2"))
+        expect(r, 554, "5.7.1", what="relay on B directly after the grant expired")
+
+
+def test_real_client_address_in_received_and_logs():
+    with Cluster() as c:
+        s = c.lb.smtp("mx_a", "127.0.0.2", helo_name="real-client.example")
+        marker, data = make_message(sender="someone@remote.example", to=ALICE)
+        expect(send_via(s, "someone@remote.example", ALICE, data), 250, what="local delivery via A")
+        quit_quietly(s)
+        stored = wait_for(lambda: [m for m in (open(f, "rb").read() for f in c.a.maildir_files(ALICE))
+                                   if marker.encode() in m], timeout=5, what="stored message")[0]
+        received, _ = split_received(stored)
+        check(b"([127.0.0.2])" in received, "Received names the real client: %r" % received)
+        check(b"127.0.0.1" not in received, "Received names the balancer: %r" % received)
+        # pop3s through the balancer, then a message through the implicit-TLS submission port.
+        p = c.lb.pop3_ssl("pop3s_b", "127.0.0.3")
+        p.user(BOB)
+        p.pass_(BOB_PW)
+        quit_quietly(p)
+        s = c.lb.smtp_ssl("submissions_b", "127.0.0.3")
+        s.login(BOB, BOB_PW)
+        marker2, data2 = make_message(sender=BOB, to=ALICE)
+        expect(send_via(s, BOB, ALICE, data2), 250, what="submission via B (implicit TLS)")
+        quit_quietly(s)
+        stored2 = wait_for(lambda: [m for m in (open(f, "rb").read() for f in c.b.maildir_files(ALICE))
+                                    if marker2.encode() in m], timeout=5, what="stored message 2")[0]
+        check(b"([127.0.0.3])" in split_received(stored2)[0], "Received via 465: %r" % stored2[:300])
+
+        c.a.log_contains(r"event=connect svc=smtp listener=mx ip=127\.0\.0\.2 ")
+        c.b.log_contains(r"event=connect svc=pop3 listener=pop3s ip=127\.0\.0\.3 ")
+        c.b.log_contains(r"event=pop3\.login user=%s ip=127\.0\.0\.3 " % BOB)
+        c.b.log_contains(r"event=connect svc=smtp listener=submissions ip=127\.0\.0\.3 ")
+        for n in (c.a, c.b):
+            check_eq(n.log_count(r"event=connect svc=\w+ listener=\w+ ip=127\.0\.0\.1 "), 0,
+                     "%s logged the balancer's address as a client:\n%s" % (n.node_id, n.tail(30)))
+            check_eq(n.log_count(r"event=proxy\."), 0, "%s PROXY problems:\n%s" % (n.node_id, n.tail(30)))
+
+
+def test_pop3_session_on_one_node_locks_the_mailbox_on_the_other():
+    with Cluster() as c:
+        held = c.lb.pop3_ssl("pop3s_a", "127.0.0.2")
+        held.user(ERIN)
+        check(held.pass_(ERIN_PW).startswith(b"+OK"), "login on A")
+        answer = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_b", "127.0.0.3"), ERIN, ERIN_PW)
+        check(answer.startswith("-ERR [IN-USE]"), "second session via B: %s" % answer)
+        answer = pop_login_answer(lambda: c.b.pop3_ssl(source="127.0.0.4"), ERIN, ERIN_PW)
+        check(answer.startswith("-ERR [IN-USE]"), "second session on B directly: %s" % answer)
+        c.b.log_contains(r"event=pop3\.in_use user=%s ip=127\.0\.0\.3" % ERIN)
+        check_eq(c.pg.sql("SELECT node_id FROM maildrop_leases"), ["node-a"], "the lease row")
+        # Held past a renewal (lease 4s, renewed every ~1.3s): still exclusive.
+        time.sleep(2.0)
+        answer = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_b", "127.0.0.3"), ERIN, ERIN_PW)
+        check(answer.startswith("-ERR [IN-USE]"), "after a renewal: %s" % answer)
+        held.quit()
+        # QUIT releases the lease at once.
+        answer = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_b", "127.0.0.3"), ERIN, ERIN_PW)
+        check(answer.startswith("+OK"), "after QUIT on A, B opens the mailbox: %s" % answer)
+
+
+def test_sigkill_loses_no_acknowledged_mail_and_leases_lapse():
+    lease = 4.0
+    with Cluster() as c:
+        # A POP3 session on A holds bob's maildrop lease.
+        held = c.lb.pop3_ssl("pop3s_a", "127.0.0.2")
+        held.user(BOB)
+        held.pass_(BOB_PW)
+        # Mail for alice streams into A through the balancer; A is killed in the middle.
+        acked, errors = [], []
+        stop = threading.Event()
+
+        def sender():
+            try:
+                s = c.lb.smtp("mx_a", "127.0.0.3")
+                while not stop.is_set():
+                    marker, data = make_message(sender="someone@remote.example", to=ALICE)
+                    code, _ = send_via(s, "someone@remote.example", ALICE, data)
+                    if code == 250:
+                        acked.append(marker)
+            except Exception as e:  # noqa: BLE001 - the node dies under it
+                errors.append(repr(e))
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        wait_for(lambda: len(acked) >= 10, timeout=20, what="10 acknowledged messages")
+        sigkill(c.a)
+        t_kill = time.monotonic()
+        stop.set()
+        t.join(15)
+        check(not t.is_alive(), "sender thread stuck")
+        acked_now = list(acked)
+        print("  %d messages acknowledged before SIGKILL; sender ended with %s" % (len(acked_now), errors[:1]))
+
+        # Every acknowledged message is in the shared Maildir (exactly once).
+        files = [open(f, "rb").read() for f in c.b.maildir_files(ALICE)]
+        for m in acked_now:
+            n = sum(1 for d in files if m.encode() in d)
+            check_eq(n, 1, "acknowledged message %s in alice's Maildir" % m)
+
+        # bob's lease (held by the dead node) lapses within cluster.lock_lease; until then
+        # node B answers [IN-USE] (never a second session on the same maildrop).
+        answers = []
+        opened = None
+        while time.monotonic() - t_kill < lease + 4.0:
+            a = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_b", "127.0.0.4"), BOB, BOB_PW)
+            answers.append((round(time.monotonic() - t_kill, 2), a[:30]))
+            if a.startswith("+OK"):
+                opened = time.monotonic() - t_kill
+                break
+            check(a.startswith("-ERR [IN-USE]"), "while the lease lives: %s" % a)
+            time.sleep(0.2)
+        check(opened is not None, "bob's maildrop still locked %.1fs after SIGKILL: %r" % (lease + 4, answers))
+        check(opened >= lease / 2, "the dead node's lease vanished after only %.2fs: %r" % (opened, answers))
+        check(opened <= lease + 2.0, "lease released after %.2fs (lease %ss): %r" % (opened, lease, answers))
+        print("  maildrop free again %.2fs after SIGKILL (lease %ss)" % (opened, lease))
+
+        # Node B serves every acknowledged message over POP3.
+        p = c.lb.pop3_ssl("pop3s_b", "127.0.0.4")
+        p.user(ALICE)
+        p.pass_(ALICE_PW)
+        listing = b"".join(b"".join(p.retr(i + 1)[1]) for i in range(p.stat()[0]))
+        quit_quietly(p)
+        for m in acked_now:
+            check(m.encode() in listing, "message %s readable via node B" % m)
+        try:
+            held.close()
+        except OSError:
+            pass
+
+
+def test_postgres_restart_tempfails_then_recovers_without_node_restart():
+    # A longer grant lifetime here: the grant must outlive the outage.
+    with Cluster(extra={"pop_before_smtp.lifetime": "120s", "auth.cache.size": "0"}) as c:
+        answer = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_a", "127.0.0.2"), ALICE, ALICE_PW)
+        check(answer.startswith("+OK"), "login before the outage: %s" % answer)
+        expect(relay_attempt(lambda: c.b.smtp("mx", source="127.0.0.2")), 250, what="relay before the outage")
+
+        c.pg.stop()
+        t_down = time.monotonic()
+        try:
+            sleep_until(t_down + 1.3)        # past cluster.grant_cache_ttl: B must ask PostgreSQL
+            r = relay_attempt(lambda: c.b.smtp("mx", source="127.0.0.2"))
+            expect(r, 451, "4.3.0", what="relay needing a grant while PostgreSQL is down (B)")
+            r = relay_attempt(lambda: c.a.smtp("mx", source="127.0.0.2"))
+            expect(r, 451, "4.3.0", what="relay needing a grant while PostgreSQL is down (A)")
+            c.b.log_contains(r"event=grant\.lookup_fail ip=127\.0\.0\.2")
+            # A client without any grant is not told "no" either: the store cannot answer.
+            r = relay_attempt(lambda: c.b.smtp("mx", source="127.0.0.3"))
+            expect(r, 451, "4.3.0", what="relay without a grant while PostgreSQL is down")
+            # Local mail needs no shared state: still accepted (into the shared Maildir).
+            s = c.a.smtp("mx", source="127.0.0.3")
+            marker, data = make_message(sender="someone@remote.example", to=BOB)
+            expect(send_via(s, "someone@remote.example", BOB, data), 250, what="local delivery during the outage")
+            quit_quietly(s)
+            check(c.b.maildir_find(BOB, marker), "delivered during the outage")
+            # POP3: the password is right (passwd-file), but the maildrop lease needs
+            # PostgreSQL: a temporary error, never "wrong password".
+            for node in (c.a, c.b):
+                answer = pop_login_answer(lambda: node.pop3_ssl(source="127.0.0.2"), ALICE, ALICE_PW)
+                check(answer.startswith("-ERR [SYS/TEMP]"), "POP3 login on %s while PostgreSQL is down: %s"
+                      % (node.node_id, answer))
+            # SMTP AUTH with the right password: never 535.
+            s = c.b.smtp("submission", source="127.0.0.2", starttls=True)
+            code, text = s.docmd("AUTH", "PLAIN " + plain_ir(ALICE, ALICE_PW))
+            quit_quietly(s)
+            check(code in (235, 454), "AUTH during the outage: %s %r" % (code, text))
+            print("  SMTP AUTH during the outage: %s %s" % (code, text.decode(errors="replace")))
+            # /readyz 503 on both nodes; HAProxy takes them out.
+            for n in (c.a, c.b):
+                status, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(
+                    http_get(n.health_port, "/readyz")), timeout=10, what="/readyz 503 on %s" % n.node_id)
+                check("PostgreSQL" in body, "%s /readyz body: %r" % (n.node_id, body))
+                check_eq(http_get(n.health_port, "/healthz")[0], 200, "alive while not ready")
+            c.lb.wait_servers("DOWN", timeout=10)
+            check(c.a.running() and c.b.running(), "nodes survive the outage")
+        finally:
+            c.pg.start()
+        t_up = time.monotonic()
+        for n in (c.a, c.b):
+            wait_for(lambda: http_get(n.health_port, "/readyz")[0] == 200, timeout=15,
+                     what="/readyz 200 on %s after PostgreSQL is back" % n.node_id)
+        print("  /readyz 200 again %.1fs after PostgreSQL restarted" % (time.monotonic() - t_up))
+        c.lb.wait_servers_up(timeout=15)
+        # Same processes, full service: the old grant (logged table) still counts, new
+        # logins and grants work on both nodes.
+        r = relay_attempt(lambda: c.lb.smtp("mx_b", "127.0.0.2"))
+        expect(r, 250, what="relay with the pre-outage grant after recovery")
+        answer = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_b", "127.0.0.3"), BOB, BOB_PW)
+        check(answer.startswith("+OK"), "POP3 login after recovery: %s" % answer)
+        expect(relay_attempt(lambda: c.lb.smtp("mx_a", "127.0.0.3")), 250, what="new grant after recovery")
+        check_eq(len(c.a.exit_codes) + len(c.b.exit_codes), 0, "no node was restarted")
+
+
+def test_readyz_503_while_draining():
+    with Cluster(overrides={"server.shutdown_grace": "5s"}) as c:
+        # A session in the middle of DATA keeps node A draining.
+        s = c.lb.smtp("mx_a", "127.0.0.2")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.docmd("RCPT", "TO:<%s>" % ALICE), 250)
+        expect(s.docmd("DATA"), 354)
+        marker, data = make_message(sender="someone@remote.example", to=ALICE)
+        s.send(data[:200])
+        proc = c.a.proc
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        status, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(
+            http_get(c.a.health_port, "/readyz")), timeout=3, what="/readyz 503 during the drain")
+        check("shutting down" in body, "/readyz body: %r" % body)
+        check(time.monotonic() - t0 < 2.0, "/readyz turned 503 only after %.1fs" % (time.monotonic() - t0))
+        check_eq(http_get(c.b.health_port, "/readyz")[0], 200, "node B stays ready")
+        c.lb.wait_servers("DOWN", node_id="node-a", timeout=5)
+        # New clients through the balancer reach node B only.
+        r = c.lb.smtp("mx_all", "127.0.0.3")
+        quit_quietly(r)
+        c.b.log_contains(r"event=connect svc=smtp listener=mx ip=127\.0\.0\.3 ")
+        # The held session still finishes its message; then the node exits 0 in the grace.
+        s.send(data[200:].replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        expect(s.getreply(), 250, what="the message in flight at SIGTERM")
+        quit_quietly(s)
+        rc = proc.wait(10)
+        c.a.proc = None
+        check_eq(rc, 0, "exit code after the drain")
+        check(time.monotonic() - t0 < 5.0 + 3.0, "drain took %.1fs" % (time.monotonic() - t0))
+        check(c.b.maildir_find(ALICE, marker), "the drained message was delivered")
+
+
+def test_failed_login_penalty_shared_between_nodes():
+    extra = {"auth.penalty.max_failures_ip": "4", "auth.penalty.max_failures_account": "0",
+             "auth.penalty.window": "60s", "auth.penalty.base_delay": "0s", "auth.penalty.max_delay": "100ms",
+             "auth.cache.size": "0"}
+    with Cluster(extra=extra) as c:
+        def pop_fail(route):
+            a = pop_login_answer(lambda: c.lb.pop3_ssl(route, "127.0.0.4"), ALICE, "wrong-password")
+            check(a.startswith("-ERR [AUTH]"), "wrong password via %s: %s" % (route, a))
+
+        def smtp_auth(route, source, password):
+            s = c.lb.smtp(route, source, starttls=True)
+            code, text = s.docmd("AUTH", "PLAIN " + plain_ir(ALICE, password))
+            quit_quietly(s)
+            return code, text.decode(errors="replace")
+
+        # Four failures spread over both nodes (two each, POP3 and SMTP).
+        pop_fail("pop3s_a")
+        check_eq(smtp_auth("submission_b", "127.0.0.4", "wrong-1")[0], 535, "SMTP failure on B")
+        pop_fail("pop3s_b")
+        check_eq(smtp_auth("submission_a", "127.0.0.4", "wrong-2")[0], 535, "SMTP failure on A")
+        rows = c.pg.sql("SELECT key || '=' || failures FROM auth_penalties WHERE key LIKE 'ip:%'")
+        check_eq(rows, ["ip:127.0.0.4=4"], "the shared counter")
+        # Now blocked on both nodes, even with the right password.
+        for route in ("submission_a", "submission_b"):
+            code, text = smtp_auth(route, "127.0.0.4", ALICE_PW)
+            check(code == 454 and "4.7.0" in text, "blocked via %s: %s %s" % (route, code, text))
+        for route in ("pop3s_a", "pop3s_b"):
+            a = pop_login_answer(lambda: c.lb.pop3_ssl(route, "127.0.0.4"), ALICE, ALICE_PW)
+            check(a.startswith("-ERR [SYS/TEMP]"), "POP3 blocked via %s: %s" % (route, a))
+        # Another client is not affected on either node.
+        for route in ("submission_a", "submission_b"):
+            code, text = smtp_auth(route, "127.0.0.5", ALICE_PW)
+            check_eq(code, 235, "other client via %s (%s)" % (route, text))
+        c.a.log_contains(r"event=auth\.blocked svc=\w+ ip=127\.0\.0\.4")
+        c.b.log_contains(r"event=auth\.blocked svc=\w+ ip=127\.0\.0\.4")
+
+
+def test_example_files_are_valid():
+    etc = os.path.join(SOURCE_DIR, "etc")
+    r = subprocess.run([HAPROXY, "-c", "-f", os.path.join(etc, "haproxy.cfg")], capture_output=True, text=True)
+    check(r.returncode == 0, "haproxy -c etc/haproxy.cfg: %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
+    cfg = open(os.path.join(etc, "haproxy.cfg")).read()
+    for port in (25, 587, 465, 110, 995):
+        check(":%d" % port in cfg, "etc/haproxy.cfg binds :%d" % port)
+    check(cfg.count("send-proxy-v2") >= 5 and "option httpchk" in cfg and "/readyz" in cfg
+          and "check port 2080" in cfg, "send-proxy-v2 and /readyz checks in etc/haproxy.cfg")
+
+    r = subprocess.run([POSTERND, "--check", "--config", os.path.join(etc, "postern-cluster.properties")],
+                       capture_output=True, text=True, cwd=SOURCE_DIR)
+    check(r.returncode == 0, "posternd --check etc/postern-cluster.properties: %d\n%s%s"
+          % (r.returncode, r.stdout, r.stderr))
+
+    unit = open(os.path.join(etc, "posternd.service")).read()
+    for needle in ("Type=simple", "ExecStart=", "--config", "ExecReload=/bin/kill -HUP $MAINPID",
+                   "KillSignal=SIGTERM", "TimeoutStopSec="):
+        check(needle in unit, "etc/posternd.service has %s" % needle)
+    if shutil.which("systemd-analyze"):
+        r = subprocess.run(["systemd-analyze", "verify", os.path.join(etc, "posternd.service")],
+                           capture_output=True, text=True)
+        # Only the unit's own syntax matters here (the binary path may not exist on a build box).
+        bad = [l for l in (r.stdout + r.stderr).splitlines()
+               if "posternd.service" in l and "Unknown" in l]
+        check(not bad, "systemd-analyze verify: %s" % "\n".join(bad))
+
+
+if __name__ == "__main__":
+    run_tests(globals())
