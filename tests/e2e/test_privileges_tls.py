@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Privilege separation and TLS operations: serving as root is refused unless allowed; the
+daemon binds, reads its key, then drops to server.user and still delivers and serves mail;
+a world-readable key is refused; SIGHUP reloads certificate and key without dropping the
+sessions in progress; an IPv6 listener on ::1 works."""
+
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postern_harness import (Postern, DEFAULT_USERS, TestFailure, check, check_eq, expect,
+                             make_message, run_tests, smtp_auth, tls_context, wait_for)
+
+ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+IS_ROOT = os.geteuid() == 0
+
+
+def new_cert(d, cn):
+    cert, key = os.path.join(d, cn + ".crt"), os.path.join(d, cn + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=" + cn,
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def served_cert_digest(port):
+    """SHA-256 of the certificate the implicit-TLS listener presents."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with tls_context().wrap_socket(raw, server_hostname="localhost") as t:
+            return hashlib.sha256(t.getpeercert(binary_form=True)).hexdigest()
+
+
+def file_digest(cert_path):
+    pem = open(cert_path).read()
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+def test_refuses_to_serve_as_root_unless_allowed():
+    if not IS_ROOT:
+        print("  (not root: nothing to refuse)")
+        return
+    p = Postern(overrides={"server.allow_root": "false"}, start=False)
+    try:
+        p.start()
+        raise AssertionError("posternd served as root without server.user or server.allow_root")
+    except TestFailure:
+        pass
+    check_eq(p.start_failure, 78, "exit code EX_CONFIG")
+    check("refusing to serve clients as root" in p.log_text(), "clear message:\n" + p.tail())
+
+
+def test_drops_to_server_user_and_still_serves():
+    if not IS_ROOT:
+        print("  (not root: cannot switch users)")
+        return
+    nobody = pwd.getpwnam("nobody")
+    p = Postern(overrides={"server.allow_root": "false", "server.user": "nobody"}, start=False)
+    # The unprivileged user must reach its own files: mail root, queue, ready file; the key
+    # stays root-only (read before the drop).
+    d = p.dir
+    while d != "/":
+        os.chmod(d, os.stat(d).st_mode | 0o711)
+        d = os.path.dirname(d)
+    os.chmod(p.dir, 0o777)
+    for sub in (p.mail_root, p.queue_dir):
+        os.makedirs(sub, exist_ok=True)
+        os.chown(sub, nobody.pw_uid, nobody.pw_gid)
+    os.chmod(p.passwd_path, 0o644)
+    os.chmod(p.aliases_path, 0o644)
+    with p.start():
+        status = open("/proc/%d/status" % p.proc.pid).read()
+        uid_line = [l for l in status.splitlines() if l.startswith("Uid:")][0].split()[1:]
+        gid_line = [l for l in status.splitlines() if l.startswith("Gid:")][0].split()[1:]
+        check_eq(uid_line, [str(nobody.pw_uid)] * 4, "every uid is nobody's")
+        check_eq(gid_line, [str(nobody.pw_gid)] * 4, "every gid is nobody's group")
+        s = p.submission(ALICE, ALICE_PW, implicit=True)
+        marker, msg = make_message(sender=ALICE, to=ALICE)
+        expect(s.sendmail(ALICE, [ALICE], msg) or (250, b""), 250)
+        s.quit()
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        count, _ = pop.stat()
+        check_eq(count, 1, "message delivered by the unprivileged daemon")
+        pop.quit()
+        files = p.all_mailbox_files()
+        check(files, "a message file in the Maildir")
+        check_eq(os.stat(files[0]).st_uid, nobody.pw_uid, "mail owned by the server user")
+
+
+def test_world_readable_key_refused():
+    p = Postern(start=False)
+    key = os.path.join(p.dir, "open.key")
+    shutil.copy(p.key, key)
+    os.chmod(key, 0o644)
+    p.overrides["tls.key_file"] = key
+    try:
+        p.start()
+        raise AssertionError("a world-readable key was accepted")
+    except TestFailure:
+        pass
+    check("readable by every user" in p.log_text(), "names the problem and the fix:\n" + p.tail())
+
+
+def test_sighup_reloads_certificate_without_dropping_sessions():
+    p = Postern(start=False)
+    cert1, key1 = new_cert(p.dir, "first")
+    p.overrides.update({"tls.cert_file": cert1, "tls.key_file": key1})
+    with p.start():
+        check_eq(served_cert_digest(p.port("submissions")), file_digest(cert1), "first certificate served")
+        held = p.submission(ALICE, ALICE_PW)  # a TLS session in progress
+        cert2, key2 = new_cert(p.dir, "second")
+        shutil.copy(cert2, cert1)
+        shutil.copy(key2, key1)
+        p.proc.send_signal(signal.SIGHUP)
+        p.log_contains(r"event=tls\.reload result=ok")
+        check_eq(served_cert_digest(p.port("submissions")), file_digest(cert2), "new certificate after SIGHUP")
+        # The session that started before the reload carries on.
+        marker, msg = make_message(sender=ALICE, to=ALICE)
+        held.sendmail(ALICE, [ALICE], msg)
+        held.quit()
+        check_eq(len(p.maildir_find(ALICE, marker)), 1, "message over the old session delivered")
+        # A broken pair is refused and the current one stays.
+        with open(key1, "w") as f:
+            f.write("not a key\n")
+        p.proc.send_signal(signal.SIGHUP)
+        p.log_contains(r"event=tls\.reload result=fail")
+        check_eq(served_cert_digest(p.port("submissions")), file_digest(cert2), "still the good certificate")
+
+
+def test_ipv6_listener():
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        print("  (no ::1 here)")
+        return
+    p = Postern(start=False)
+    with socket.socket(socket.AF_INET6) as t:
+        t.bind(("::1", 0))
+        port = t.getsockname()[1]
+    p.extra_config.update({"listeners": "mx, submission, submissions, pop3, pop3s, mx6",
+                           "listener.mx6.address": "::1", "listener.mx6.port": str(port),
+                           "listener.mx6.protocol": "smtp", "listener.mx6.role": "mx"})
+    with p.start():
+        import smtplib
+        s = smtplib.SMTP("::1", port, timeout=10)
+        expect(s.ehlo("v6.example"), 250)
+        expect(s.mail("x@remote.example"), 250)
+        expect(s.rcpt(ALICE), 250)
+        marker, msg = make_message(sender="x@remote.example", to=ALICE)
+        expect(s.data(msg), 250)
+        s.quit()
+        found = p.maildir_find(ALICE, marker)
+        check_eq(len(found), 1, "delivered over IPv6")
+        check(b"[IPv6:::1]" in found[0], "IPv6 client literal in Received")
+
+
+if __name__ == "__main__":
+    run_tests(globals())
