@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""The server's authentication cache: a repeated login is answered from the cache (visible
+in the log and in /metrics), a failed login clears the user's cached success, and the
+cache never turns a wrong password into a success."""
+
+import os
+import sys
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postern_harness import (Postern, DEFAULT_USERS, check, check_eq, free_port, plain_ir, run_tests)
+
+BOB, BOB_PW = "bob@example.test", DEFAULT_USERS["bob@example.test"]["password"]  # SHA512-CRYPT
+
+
+def auth(p, user, password):
+    s = p.smtp("submission", starttls=True)
+    code, _ = s.docmd("AUTH", "PLAIN " + plain_ir(user, password))
+    s.quit()
+    return code
+
+
+def metric(port, name):
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_repeat_login_hits_cache_and_failure_clears_it():
+    hport = free_port()
+    with Postern(config={"health.port": str(hport)}) as p:
+        check_eq(auth(p, BOB, BOB_PW), 235, "first login")
+        check_eq(auth(p, BOB, BOB_PW), 235, "second login")
+        p.log_contains(r"event=auth\.ok svc=smtp ip=127\.0\.0\.1 user=bob@example\.test backend=cache result=ok .*cache=hit")
+        check(metric(hport, "postern_auth_cache_hits") >= 1, "cache hits in /metrics")
+        check_eq(auth(p, BOB, "wrong-password"), 535, "wrong password never from a cached success")
+        before = p.log_count(r"user=bob@example\.test backend=cache result=ok")
+        check_eq(auth(p, BOB, BOB_PW), 235, "login after a failure")
+        check_eq(p.log_count(r"user=bob@example\.test backend=cache result=ok"), before,
+                 "a failed login cleared the cached success: this one asked the backend")
+        check(metric(hport, 'postern_auth_results_total{service="smtp",backend="local",result="ok"}') >= 2,
+              "auth results by backend in /metrics")
+
+
+if __name__ == "__main__":
+    run_tests(globals())
