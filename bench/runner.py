@@ -508,6 +508,8 @@ def report(rdir):
     L.append(f"Run `{os.path.basename(rdir)}`: {meta.get('mode', '')}, {meta.get('reps', '?')} repetition(s), "
              f"medians; S1/S2/S4 {meta.get('duration', '?')} s per run, S3 one session per mailbox "
              f"({meta.get('s3_users', '?')} mailboxes), S5 ramp to {meta.get('s5_max', '?')}.")
+    if meta.get("git"):
+        L.append(f"Source: `{meta['git']}`; {meta.get('nproc')} CPUs, kernel {meta.get('kernel')}.")
     L.append("")
     hdr = ("| scenario | c | target | rate | p50 ms | p99 ms | errors | srv CPU s/1000 ops | PSS/session KiB | "
            "peak PSS MiB | other CPU s |")
@@ -623,7 +625,11 @@ def main():
         if os.geteuid() != 0:
             raise SystemExit("bench: --reference needs root (reference/up.sh)")
         targets.append(Reference(a))
+    git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True).stdout.count("\n")
     meta = {"mode": "quick" if a.quick else "full", **plan, "start": time.strftime("%F %T"),
+            "git": f"{git} + {dirty} modified files" if dirty else git,
             "nproc": os.cpu_count(), "kernel": os.uname().release, "targets": {}}
     t0 = time.monotonic()
     for t in targets:

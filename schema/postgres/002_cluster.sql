@@ -31,6 +31,7 @@ CREATE TABLE pop_before_smtp_grants (
     created     timestamptz NOT NULL DEFAULT now(),  -- the login that made (or renewed) it
     expires     timestamptz NOT NULL,
     last_used   timestamptz,                         -- last relay allowed by it (at most ~1/min)
+    senders     text        NOT NULL DEFAULT '',     -- the user's MAIL FROM addresses, one per line
     CONSTRAINT pop_before_smtp_grants_lifetime CHECK (expires > created)
 ) WITH (fillfactor = 80);  -- free room per page: last_used (not indexed) is updated in place (HOT)
 CREATE INDEX pop_before_smtp_grants_expires_idx ON pop_before_smtp_grants (expires);  -- sweep

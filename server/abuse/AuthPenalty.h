@@ -19,7 +19,7 @@ namespace postern::abuse {
 struct AuthPenaltySettings {
     std::chrono::milliseconds window = std::chrono::minutes(15);  // [auth.penalty.window]
     std::uint32_t maxFailuresIp = 10;       // [auth.penalty.max_failures_ip]; 0 = never block
-    std::uint32_t maxFailuresAccount = 10;  // [auth.penalty.max_failures_account]; 0 = never block
+    std::uint32_t maxFailuresAccount = 20;  // [auth.penalty.max_failures_account]; 0 = never block
     std::chrono::milliseconds baseDelay = std::chrono::seconds(1);  // [auth.penalty.base_delay]
     std::chrono::milliseconds maxDelay = std::chrono::seconds(8);   // [auth.penalty.max_delay]
     std::string allowNetworks;              // [auth.penalty.allow_networks] CIDR list, "" = none

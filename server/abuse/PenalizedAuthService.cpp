@@ -30,10 +30,9 @@ core::AuthResult PenalizedAuthService::authenticate(const core::AuthRequest& req
                        " backend=penalty result=tempfail detail=\"penalty store unavailable\"");
         return result;
     }
-    // The delay comes before any answer, success included, so the answer time does not
-    // tell a bot whether its guess was right.
-    if (v.delay.count() > 0) sleep_(v.delay);
     if (v.kind == PenaltyVerdict::Kind::Blocked) {
+        // A blocked client waits the longest delay, then gets the refusal.
+        if (v.delay.count() > 0) sleep_(v.delay);
         // One line per refused attempt, with IP and account: what fail2ban watches.
         logger().warning("s=" + request.sessionId + " event=auth.blocked svc=" + request.service +
                          " ip=" + request.client.host() + " user=" + clean(request.user) + " by=" + v.blockedBy +
@@ -45,6 +44,11 @@ core::AuthResult PenalizedAuthService::authenticate(const core::AuthRequest& req
     if (result.status == core::AuthStatus::BadCredentials) {
         if (!penalty_.recordFailure(request.client, request.user))
             logger().error("s=" + request.sessionId + " event=penalty.store_fail ip=" + request.client.host());
+        // Tarpit: only failures wait (as Dovecot's auth_failure_delay), growing with the
+        // earlier failures of this IP or account. A correct password is never slowed down,
+        // so a bot guessing one account cannot make its owner's logins slow; the reply code
+        // tells success anyway, so delaying it would hide nothing.
+        if (v.delay.count() > 0) sleep_(v.delay);
     } else if (result.status == core::AuthStatus::Ok) {
         penalty_.recordSuccess(request.client, request.user);
     }

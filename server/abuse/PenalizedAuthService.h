@@ -12,9 +12,10 @@
 namespace postern::abuse {
 
 // Decorator over another AuthService (not owned). Thread-safe if the inner service is.
-// Outcomes: penalty Blocked -> AuthStatus::Blocked (the inner service is not asked);
-// penalty store TempFail -> TempFail; otherwise waits the verdict's delay, asks the inner
-// service, and records a failure only for BadCredentials (an outage is no guess).
+// Outcomes: penalty Blocked -> AuthStatus::Blocked after the longest delay (the inner
+// service is not asked: no oracle); penalty store TempFail -> TempFail; otherwise asks the
+// inner service; BadCredentials is recorded and answered after the verdict's delay (an
+// outage is no guess and is not delayed; a success is never delayed).
 class PenalizedAuthService final : public core::AuthService {
 public:
     using Sleeper = std::function<void(std::chrono::milliseconds)>;

@@ -10,8 +10,10 @@ namespace postern::app {
 class CountingGrantStore final : public core::GrantStore {
 public:
     CountingGrantStore(core::GrantStore& inner, Telemetry& telemetry) : inner_(inner), telemetry_(telemetry) {}
-    bool grant(const core::ClientAddress& client, const std::string& user) override {
-        bool ok = inner_.grant(client, user);
+    using core::GrantStore::grant;
+    bool grant(const core::ClientAddress& client, const std::string& user,
+               const std::vector<std::string>& senders) override {
+        bool ok = inner_.grant(client, user, senders);
         telemetry_.count("grant", ok ? "created" : "failed");
         return ok;
     }

@@ -24,6 +24,7 @@ ConnectionFactory::ConnectionFactory(Services& services, const config::ListenerC
     smtp_.maxHeaderSize = c.smtp.maxHeaderSize;
     smtp_.maxErrors = c.smtp.maxErrors;
     smtp_.addMissingHeaders = c.smtp.addMissingHeaders;
+    smtp_.grantOwnSendersOnly = c.popBeforeSmtp.ownSendersOnly;
 
     pop3_.allowPlaintextAuth = c.pop3.allowPlaintextAuth;
     pop3_.tlsAvailable = tlsAvailable;

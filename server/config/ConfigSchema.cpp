@@ -76,6 +76,7 @@ const std::vector<KeyDef> Keys = {
     {"pop3.max_errors", "10", K::Integer, "Bad commands per session before disconnect"},
     // --- POP-before-SMTP ------------------------------------------------------------
     {"pop_before_smtp.lifetime", "600s", K::Duration, "How long a POP3 login lets the client IP relay (0 = feature off)"},
+    {"pop_before_smtp.own_senders_only", "true", K::Bool, "Relay on a grant only with a MAIL FROM of the user who earned it (subscribers sharing one NAT address cannot ride on each other's grants)"},
     {"pop_before_smtp.ipv6_prefix", "128", K::Integer, "IPv6 grants cover this prefix length (128 = exact address)"},
     // --- cluster (shared state in PostgreSQL) ----------------------------------------------
     {"cluster.conninfo", "", K::String, "libpq conninfo of the shared PostgreSQL (empty = single node: grants, locks and counters in memory)"},
@@ -96,7 +97,7 @@ const std::vector<KeyDef> Keys = {
     {"auth.cache.negative_ttl", "60s", K::Duration, "How long the same failed user+password is answered from the cache"},
     {"auth.penalty.window", "15m", K::Duration, "Failed logins are counted over this window; a block lasts until a whole window passes without failures"},
     {"auth.penalty.max_failures_ip", "10", K::Integer, "Failures from one client IP before further logins are refused (454 4.7.0 / -ERR [SYS/TEMP]; 0 = never)"},
-    {"auth.penalty.max_failures_account", "10", K::Integer, "Failures for one account before further logins are refused (0 = never)"},
+    {"auth.penalty.max_failures_account", "20", K::Integer, "Failures for one account before further logins are refused (0 = never)"},
     {"auth.penalty.base_delay", "1s", K::Duration, "Delay before answering after the first failure; doubles per failure (0 = no tarpit)"},
     {"auth.penalty.max_delay", "8s", K::Duration, "Longest tarpit delay"},
     {"auth.penalty.allow_networks", "", K::List, "Networks exempt from the failed-login penalty"},

@@ -188,6 +188,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
 
     c.popBeforeSmtp.lifetime = r.duration("pop_before_smtp.lifetime");
     c.popBeforeSmtp.ipv6Prefix = static_cast<int>(r.integer("pop_before_smtp.ipv6_prefix"));
+    c.popBeforeSmtp.ownSendersOnly = r.boolean("pop_before_smtp.own_senders_only");
     c.cluster.conninfo = r.str("cluster.conninfo");
     c.cluster.passwordFile = r.str("cluster.password_file");
     c.cluster.poolSize = static_cast<int>(r.integer("cluster.pool_size"));

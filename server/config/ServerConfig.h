@@ -101,6 +101,7 @@ struct Pop3Config {
 struct PopBeforeSmtpConfig {
     Millis lifetime{};
     int ipv6Prefix = 128;
+    bool ownSendersOnly = true;
 };
 
 struct ClusterConfig {

@@ -6,11 +6,13 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 namespace postern::core {
 
 struct Grant {
     std::string user;
+    std::vector<std::string> senders;  // MAIL FROM addresses of that user (lower-cased)
     std::chrono::system_clock::time_point expires;
 };
 
@@ -18,9 +20,13 @@ struct Grant {
 class GrantStore {
 public:
     virtual ~GrantStore() = default;
-    // Record that `user` logged in over POP3 from `client`; lifetime from config.
-    // Returns false if the grant could not be recorded (logged by the caller).
-    virtual bool grant(const ClientAddress& client, const std::string& user) = 0;
+    // Record that `user` (who may send as `senders`) logged in over POP3 from `client`;
+    // lifetime from config. Returns false if the grant could not be recorded (logged by
+    // the caller).
+    virtual bool grant(const ClientAddress& client, const std::string& user,
+                       const std::vector<std::string>& senders) = 0;
+    // A grant whose only sender address is the login itself.
+    bool grant(const ClientAddress& client, const std::string& user) { return grant(client, user, {user}); }
     // Yes (with the grant), No, or TempFail (store unreachable: 451 4.3.0, never relay).
     virtual Answer lookup(const ClientAddress& client, Grant* out) = 0;
 };

@@ -78,10 +78,12 @@ MemoryGrantStore::Shard& MemoryGrantStore::shardFor(const std::string& k) {
     return shards_[std::hash<std::string>{}(k) % ShardCount];
 }
 
-bool MemoryGrantStore::grant(const core::ClientAddress& client, const std::string& user) {
+bool MemoryGrantStore::grant(const core::ClientAddress& client, const std::string& user,
+                             const std::vector<std::string>& senders) {
     const std::string k = key(client);
     Entry e;
     e.grant.user = user;
+    e.grant.senders = senders;
     e.grant.expires = clock_() + lifetime_;
     e.ipText = keyText(client);
     const std::string ipText = e.ipText;

@@ -31,7 +31,9 @@ public:
 
     // Records or renews the grant (expires = now + lifetime). Logs event=grant.add.
     // Always true (memory cannot fail short of bad_alloc).
-    bool grant(const core::ClientAddress& client, const std::string& user) override;
+    using core::GrantStore::grant;
+    bool grant(const core::ClientAddress& client, const std::string& user,
+               const std::vector<std::string>& senders) override;
     // Yes and *out (if out != nullptr) while a grant for the key exists and has not expired
     // (expires > now); No otherwise. Never TempFail.
     core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override;

@@ -17,9 +17,10 @@ Poco::Logger& logger() { return Poco::Logger::get("postern.grants"); }
 // Expiry travels as microseconds since the epoch: exact both ways, no time-zone text.
 const pg::Statement GrantUpsert{
     "postern_grant_upsert",
-    "INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used)"
-    " VALUES ($1, $2, now(), now() + $3::bigint * interval '1 second', NULL)"
+    "INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used, senders)"
+    " VALUES ($1, $2, now(), now() + $3::bigint * interval '1 second', NULL, $4)"
     " ON CONFLICT (key) DO UPDATE SET user_name = EXCLUDED.user_name, created = EXCLUDED.created,"
+    " senders = EXCLUDED.senders,"
     " expires = EXCLUDED.expires, last_used = NULL"
     " RETURNING (extract(epoch FROM g.expires) * 1000000)::bigint"};
 
@@ -28,12 +29,35 @@ const pg::Statement GrantUpsert{
 // does not turn every lookup into a write.
 const pg::Statement GrantLookup{
     "postern_grant_lookup",
-    "WITH live AS (SELECT key, user_name, expires, last_used FROM pop_before_smtp_grants"
+    "WITH live AS (SELECT key, user_name, expires, last_used, senders FROM pop_before_smtp_grants"
     "              WHERE key = $1 AND expires > now()),"
     " used AS (UPDATE pop_before_smtp_grants g SET last_used = now() FROM live"
     "          WHERE g.key = live.key AND (live.last_used IS NULL OR live.last_used < now() - interval '60 seconds')"
     "          RETURNING 1)"
-    " SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint FROM live"};
+    " SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders FROM live"};
+
+// Sender addresses are stored one per line (an address never contains a line break).
+std::string joinSenders(const std::vector<std::string>& senders) {
+    std::string out;
+    for (const auto& s : senders) {
+        if (s.find('\n') != std::string::npos) continue;
+        if (!out.empty()) out += '\n';
+        out += s;
+    }
+    return out;
+}
+
+std::vector<std::string> splitSenders(const std::string& text) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start < text.size()) {
+        auto nl = text.find('\n', start);
+        if (nl == std::string::npos) nl = text.size();
+        if (nl > start) out.push_back(text.substr(start, nl - start));
+        start = nl + 1;
+    }
+    return out;
+}
 
 // Rows are picked and locked with SKIP LOCKED: a row another node's sweep (or a renewing
 // upsert) holds is left to it, so concurrent sweeps neither wait nor collide. ctid = ANY
@@ -133,17 +157,18 @@ void PgGrantStore::clearCache() {
     }
 }
 
-bool PgGrantStore::grant(const core::ClientAddress& client, const std::string& user) {
+bool PgGrantStore::grant(const core::ClientAddress& client, const std::string& user,
+                         const std::vector<std::string>& senders) {
     const std::string key = keyText(client);
     // Idempotent, so the pool's one retry after a dropped connection is harmless.
-    pg::QueryResult r = pool_.execute(GrantUpsert, {key, user, std::to_string(settings_.lifetime.count())});
+    pg::QueryResult r = pool_.execute(GrantUpsert, {key, user, std::to_string(settings_.lifetime.count()), joinSenders(senders)});
     if (!r.ok() || r.rows.empty() || r.rows[0].empty()) {
         forget(key);
         logger().error("event=grant.fail ip=" + key + " user=" + logSafe(user) + " error=\"" +
                        logSafe(r.failed() ? r.error : std::string("no row returned")) + "\"");
         return false;
     }
-    remember(key, core::Grant{user, fromMicros(r.rows[0][0])});
+    remember(key, core::Grant{user, senders, fromMicros(r.rows[0][0])});
     logger().information("event=grant.add ip=" + key + " user=" + logSafe(user) +
                          " ttl=" + std::to_string(settings_.lifetime.count()) + "s store=postgres");
     return true;
@@ -168,12 +193,13 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant
     if (r.noRows())
         return core::Answer::No;
     // key is the primary key: more than one row cannot happen; if it did, it is ambiguous.
-    if (r.rows.size() != 1 || r.rows[0].size() != 2 || !r.rows[0][0]) {
+    if (r.rows.size() != 1 || r.rows[0].size() != 3 || !r.rows[0][0]) {
         logger().error("event=grant.lookup_fail ip=" + key + " error=\"unexpected result shape\"");
         return core::Answer::TempFail;
     }
     g.user = *r.rows[0][0];
     g.expires = fromMicros(r.rows[0][1]);
+    g.senders = r.rows[0][2] ? splitSenders(*r.rows[0][2]) : std::vector<std::string>{g.user};
     remember(key, g);
     if (out)
         *out = g;

@@ -98,6 +98,7 @@ RcptVerdict RelayPolicy::decide(const smtp::ParsedPath& rcpt, const RecipientCon
             v.forwards.push_back(rcpt.address());
             v.viaGrant = true;
             v.grantUser = grant.user;
+            v.grantSenders = grant.senders;
             return v;
         }
         case core::Answer::TempFail:

@@ -41,7 +41,8 @@ struct RcptVerdict {
     // targets from the directory, for a relayed recipient the recipient itself.
     std::vector<std::string> forwards;
     bool viaGrant = false;                 // relayed because of a POP-before-SMTP grant
-    std::string grantUser;                 // who holds that grant (for the log)
+    std::string grantUser;
+    std::vector<std::string> grantSenders;  // the grant holder's MAIL FROM addresses                 // who holds that grant (for the log)
 };
 
 // Pure decision logic over the core ports; blocking (the ports are). Thread-safe.

@@ -270,6 +270,7 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
     for (const auto& e : maildrop->entries()) total += e.size;
     std::size_t count = maildrop->entries().size();
     std::string who = result.identity.user;
+    std::vector<std::string> senders = result.identity.senderAddresses;
     Transaction t{std::move(result.identity), std::move(maildrop), std::vector<bool>(count, false)};
     transition(std::move(t));
 
@@ -281,7 +282,7 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
     if (ports_.grants && settings_.grantLifetime.count() > 0) {
         bool granted = false;
         try {
-            granted = ports_.grants->grant(context_.client, who);
+            granted = ports_.grants->grant(context_.client, who, senders);
         } catch (const std::exception&) {
             granted = false;
         }

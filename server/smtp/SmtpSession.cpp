@@ -334,6 +334,22 @@ SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
         if (v.kind == policy::RcptVerdict::Kind::TempFail) return reply(v.reply);
         return error(v.reply);
     }
+    // A grant belongs to the user who earned it: behind carrier-grade NAT many subscribers
+    // share one address, and one POP3 login must not let all of them relay as anyone.
+    if (v.viaGrant && settings_.grantOwnSendersOnly) {
+        std::string from = txn_->sender.isNull ? "" : txn_->sender.address();
+        std::transform(from.begin(), from.end(), from.begin(), [](unsigned char c) { return std::tolower(c); });
+        bool own = !from.empty() && (from == v.grantUser || std::find(v.grantSenders.begin(), v.grantSenders.end(),
+                                                                      from) != v.grantSenders.end());
+        if (!own) {
+            logger().notice("s=" + sessionId_ + " event=rcpt.reject ip=" + client_.host() + " from=<" +
+                            sanitize(from) + "> to=<" + to + "> user=- reason=grant_sender_mismatch grant_user=" +
+                            v.grantUser + " reply=\"554 5.7.1\"");
+            count("smtp_reject", "grant_sender_mismatch");
+            return error(Reply(554, Enhanced::DeliveryNotAuthorized,
+                               "Relay access denied: sender is not the POP-before-SMTP user of this address"));
+        }
+    }
     // Outbound limits: every recipient of an authenticated session, and recipients
     // relayed on a POP-before-SMTP grant (counted against the client IP).
     if (ports_.limiter && (identity_ || v.viaGrant)) {

@@ -39,6 +39,7 @@ struct SmtpSettings {
     std::uint64_t maxHeaderSize = 1024 * 1024;
     int maxErrors = 20;
     bool addMissingHeaders = true;    // submission: Date / Message-ID (RFC 6409 8.2, 8.3)
+    bool grantOwnSendersOnly = true;  // relay on a POP-before-SMTP grant only as the grant holder
 };
 
 struct SmtpPorts {

@@ -90,17 +90,18 @@ def quit_quietly(client):
         pass
 
 
-def relay_rcpt(s, to=REMOTE):
-    """MAIL + RCPT for a remote recipient on an open SMTP session; (mail reply, rcpt reply)."""
-    m = s.docmd("MAIL", "FROM:<someone@example.test>")
+def relay_rcpt(s, to=REMOTE, sender=ALICE):
+    """MAIL + RCPT for a remote recipient on an open SMTP session; (mail reply, rcpt reply).
+    The sender is the grant holder (pop_before_smtp.own_senders_only is on)."""
+    m = s.docmd("MAIL", "FROM:<%s>" % sender)
     r = s.docmd("RCPT", "TO:<%s>" % to)
     return m, r
 
 
-def relay_attempt(smtp_factory, to=REMOTE):
+def relay_attempt(smtp_factory, to=REMOTE, sender=ALICE):
     s = smtp_factory()
     try:
-        m, r = relay_rcpt(s, to)
+        m, r = relay_rcpt(s, to, sender)
         expect(m, 250, what="MAIL FROM")
         return r
     finally:
@@ -176,8 +177,8 @@ def test_pop_before_smtp_across_nodes_and_expiry():
         expect(r, 250, "2.1.5", what="relay on node B directly, grant earned on node A")
         # Through the balancer to node B: accepted, and the message is queued on node B.
         s = c.lb.smtp("mx_b", "127.0.0.2")
-        marker, data = make_message(sender="someone@example.test", to=REMOTE)
-        expect(send_via(s, "someone@example.test", REMOTE, data), 250, what="relayed message via B")
+        marker, data = make_message(sender=ALICE, to=REMOTE)
+        expect(send_via(s, ALICE, REMOTE, data), 250, what="relayed message via B")
         quit_quietly(s)
         check(time.monotonic() - t_login < 3.0, "the relays took longer than the 3s grant lifetime; "
                                                 "the test cannot tell expiry from success")
@@ -389,7 +390,7 @@ def test_postgres_restart_tempfails_then_recovers_without_node_restart():
         expect(r, 250, what="relay with the pre-outage grant after recovery")
         answer = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_b", "127.0.0.3"), BOB, BOB_PW)
         check(answer.startswith("+OK"), "POP3 login after recovery: %s" % answer)
-        expect(relay_attempt(lambda: c.lb.smtp("mx_a", "127.0.0.3")), 250, what="new grant after recovery")
+        expect(relay_attempt(lambda: c.lb.smtp("mx_a", "127.0.0.3"), sender=BOB), 250, what="new grant after recovery")
         check_eq(len(c.a.exit_codes) + len(c.b.exit_codes), 0, "no node was restarted")
 
 

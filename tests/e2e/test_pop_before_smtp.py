@@ -48,6 +48,33 @@ def test_grant_from_pop3s_login():
         check_eq(len(p.queue_files()), n, "queue files after denied relay")
 
 
+def test_grant_belongs_to_the_user_who_earned_it():
+    """Subscribers sharing one public address (carrier-grade NAT): alice's POP3 login lets
+    that address relay only with alice's own sender addresses."""
+    dave, dave_pw = "dave@example.test", DEFAULT_USERS["dave@example.test"]["password"]
+    with Postern() as p:
+        pop = p.pop3_login(dave, dave_pw, tls="implicit", source="127.0.0.6")
+        pop.quit()
+        for sender in (dave, "team@example.test"):  # dave's login and his extra sender address
+            s = p.smtp("mx", source="127.0.0.6")
+            expect(s.mail(sender), 250)
+            expect(s.rcpt(REMOTE), 250, "2.1.5", what="grant holder's own sender %s" % sender)
+            s.quit()
+        s = p.smtp("mx", source="127.0.0.6")
+        expect(s.mail(ALICE), 250)
+        expect(s.rcpt(REMOTE), 554, "5.7.1", what="another subscriber riding on dave's grant")
+        expect(s.rcpt(ALICE), 250, what="mail for local users is still accepted")
+        s.quit()
+        p.log_contains("reason=grant_sender_mismatch grant_user=dave@example.test")
+    with Postern(overrides={"pop_before_smtp.own_senders_only": "false"}) as p:
+        pop = p.pop3_login(dave, dave_pw, tls="implicit", source="127.0.0.6")
+        pop.quit()
+        s = p.smtp("mx", source="127.0.0.6")
+        expect(s.mail(ALICE), 250)
+        expect(s.rcpt(REMOTE), 250, what="option off: any sender on the grant")
+        s.quit()
+
+
 def test_grant_does_not_replace_auth_on_submission():
     with Postern() as p:
         p.pop3_login(ALICE, ALICE_PW, tls="implicit", source="127.0.0.7").quit()

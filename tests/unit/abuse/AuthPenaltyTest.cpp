@@ -122,8 +122,8 @@ BOOST_AUTO_TEST_CASE(failures_keep_a_blocked_counter_alive) {
 BOOST_AUTO_TEST_CASE(account_blocked_from_any_address) {
     Fixture f;
     AuthPenalty p = f.make();
-    // A distributed guess at one account: every failure from a new address.
-    for (int i = 0; i < 10; ++i)
+    // A distributed guess at one account: every failure from a new address (default limit 20).
+    for (int i = 0; i < 20; ++i)
         p.recordFailure(addr("198.51.100." + std::to_string(i + 1)), "Bob@Example.test");
     PenaltyVerdict v = p.check(addr("203.0.113.5"), "bob@example.TEST");  // case-insensitive
     BOOST_TEST(v.isBlocked());

@@ -95,7 +95,8 @@ inline bool FakeMaildrop::expunge(const std::vector<std::size_t>& indexes) {
 
 class FakeGrants : public core::GrantStore {
 public:
-    bool grant(const core::ClientAddress& client, const std::string& user) override {
+    using core::GrantStore::grant;
+    bool grant(const core::ClientAddress& client, const std::string& user, const std::vector<std::string>&) override {
         grants.emplace_back(client.host(), user);
         return result;
     }

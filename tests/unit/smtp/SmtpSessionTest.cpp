@@ -55,13 +55,16 @@ struct FakeDirectory : core::UserDirectory {
 
 struct FakeGrants : core::GrantStore {
     std::set<std::string> ips;
-    bool grant(const core::ClientAddress& c, const std::string&) override {
+    bool grant(const core::ClientAddress& c, const std::string&, const std::vector<std::string>&) override {
         ips.insert(c.host());
         return true;
     }
     core::Answer lookup(const core::ClientAddress& c, core::Grant* g) override {
         if (!ips.count(c.host())) return core::Answer::No;
-        if (g) g->user = "alice@example.test";
+        if (g) {
+            g->user = "alice@example.test";
+            g->senders = {"alice@example.test", "alias@example.test"};
+        }
         return core::Answer::Yes;
     }
 };
@@ -239,6 +242,25 @@ BOOST_AUTO_TEST_CASE(grant_allows_relay_for_that_ip_only) {
     f.cmd("EHLO c");
     f.cmd("MAIL FROM:<alice@example.test>");
     BOOST_TEST(f.cmd("RCPT TO:<friend@remote.test>") == "554 5.7.1 Relay access denied\r\n");
+}
+
+BOOST_AUTO_TEST_CASE(grant_only_for_the_grant_holders_senders) {
+    Fixture f;
+    f.grants.ips.insert("192.0.2.7");
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<Alias@Example.Test>");
+    BOOST_TEST(f.cmd("RCPT TO:<friend@remote.test>") == "250 2.1.5 Ok\r\n");
+    f.cmd("RSET");
+    f.cmd("MAIL FROM:<bob@example.test>");  // another subscriber behind the same NAT address
+    BOOST_TEST(f.cmd("RCPT TO:<friend@remote.test>").find("554 5.7.1") == 0);
+    BOOST_TEST(f.cmd("RCPT TO:<alice@example.test>") == "250 2.1.5 Ok\r\n");  // local mail is fine
+    f.cmd("RSET");
+    f.cmd("MAIL FROM:<>");
+    BOOST_TEST(f.cmd("RCPT TO:<friend@remote.test>").find("554 5.7.1") == 0);
+    f.settings.grantOwnSendersOnly = false;
+    f.cmd("RSET");
+    f.cmd("MAIL FROM:<bob@example.test>");
+    BOOST_TEST(f.cmd("RCPT TO:<friend@remote.test>") == "250 2.1.5 Ok\r\n");
 }
 
 BOOST_AUTO_TEST_CASE(sequence_errors) {

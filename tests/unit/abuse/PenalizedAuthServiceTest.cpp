@@ -1,0 +1,88 @@
+// The penalty in front of the auth service: failures are delayed and counted, a success
+// is never delayed, a block is answered without asking the backend, an outage is no guess.
+#include "abuse/PenalizedAuthService.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <vector>
+
+using namespace postern;
+using namespace postern::abuse;
+using namespace std::chrono_literals;
+
+namespace {
+struct FakeAuth : core::AuthService {
+    int calls = 0;
+    bool down = false;
+    core::AuthResult authenticate(const core::AuthRequest& r) override {
+        ++calls;
+        core::AuthResult res;
+        if (down) return res;
+        res.status = r.password == "right" ? core::AuthStatus::Ok : core::AuthStatus::BadCredentials;
+        return res;
+    }
+};
+
+core::AuthRequest req(const std::string& ip, const std::string& pw) {
+    core::AuthRequest r;
+    r.user = "alice@example.test";
+    r.password = pw;
+    r.service = "smtp";
+    r.client.ip = Poco::Net::IPAddress(ip);
+    r.sessionId = "t";
+    return r;
+}
+
+struct Fixture {
+    FakeAuth inner;
+    std::vector<std::chrono::milliseconds> sleeps;
+    AuthPenaltySettings settings;
+    std::unique_ptr<AuthPenalty> penalty;
+    std::unique_ptr<PenalizedAuthService> svc;
+    Fixture() {
+        settings.window = 10min;
+        settings.maxFailuresIp = 3;
+        settings.maxFailuresAccount = 100;
+        settings.baseDelay = 1s;
+        settings.maxDelay = 8s;
+        penalty = std::make_unique<AuthPenalty>(settings);
+        svc = std::make_unique<PenalizedAuthService>(inner, *penalty,
+                                                     [this](std::chrono::milliseconds d) { sleeps.push_back(d); });
+    }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(penalized_auth_service)
+
+BOOST_AUTO_TEST_CASE(failures_delayed_success_not_then_block) {
+    Fixture f;
+    BOOST_TEST((f.svc->authenticate(req("192.0.2.1", "bad")).status == core::AuthStatus::BadCredentials));
+    BOOST_TEST(f.sleeps.empty());  // first failure: nothing earlier to count
+    f.svc->authenticate(req("192.0.2.1", "bad"));
+    BOOST_REQUIRE_EQUAL(f.sleeps.size(), 1u);
+    BOOST_TEST(f.sleeps.back().count() == 1000);
+    // A correct password from a penalised IP is answered at once (the IP is not blocked yet).
+    BOOST_TEST((f.svc->authenticate(req("192.0.2.1", "right")).status == core::AuthStatus::Ok));
+    BOOST_TEST(f.sleeps.size() == 1u);
+    f.svc->authenticate(req("192.0.2.1", "bad"));
+    BOOST_TEST(f.sleeps.back().count() == 2000);
+    // Third failure from the IP reached: blocked, even with the right password, and the
+    // backend is not asked (no oracle).
+    int before = f.inner.calls;
+    BOOST_TEST((f.svc->authenticate(req("192.0.2.1", "right")).status == core::AuthStatus::Blocked));
+    BOOST_TEST(f.inner.calls == before);
+    // Another IP is unaffected.
+    BOOST_TEST((f.svc->authenticate(req("192.0.2.2", "right")).status == core::AuthStatus::Ok));
+}
+
+BOOST_AUTO_TEST_CASE(backend_outage_is_not_a_guess) {
+    Fixture f;
+    f.inner.down = true;
+    for (int i = 0; i < 5; ++i)
+        BOOST_TEST((f.svc->authenticate(req("192.0.2.3", "bad")).status == core::AuthStatus::TempFail));
+    f.inner.down = false;
+    BOOST_TEST((f.svc->authenticate(req("192.0.2.3", "right")).status == core::AuthStatus::Ok));
+    BOOST_TEST(f.sleeps.empty());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
