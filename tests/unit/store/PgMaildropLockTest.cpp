@@ -8,6 +8,8 @@
 #include "StoreTestSupport.h"
 #include "pg/Connection.h"
 
+#include "support/PgTestSupport.h"
+
 #include <boost/test/unit_test.hpp>
 
 #include <cstdlib>
@@ -22,60 +24,8 @@ using Status = PgMaildropLock::Status;
 
 namespace {
 
-const char* envOrNull(const char* name) {
-    const char* v = std::getenv(name);
-    return v && *v ? v : nullptr;
-}
+using namespace postern::testing;
 
-struct WithPg {
-    boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-        boost::test_tools::assertion_result r(envOrNull("POSTERN_TEST_PG_CONNINFO") != nullptr);
-        r.message() << "POSTERN_TEST_PG_CONNINFO is not set: skipped (tests/e2e/test_cluster_stores.py runs these)";
-        return r;
-    }
-};
-
-struct WithPgDown {
-    boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-        boost::test_tools::assertion_result r(envOrNull("POSTERN_TEST_PG_DOWN_CONNINFO") != nullptr);
-        r.message() << "POSTERN_TEST_PG_DOWN_CONNINFO is not set: skipped (tests/e2e/test_cluster_stores.py runs it)";
-        return r;
-    }
-};
-
-pg::ConnectSettings settingsFor(const char* conninfo, std::size_t poolSize = 4) {
-    pg::ConnectSettings s;
-    s.conninfo = conninfo;
-    s.poolSize = poolSize;
-    s.connectTimeout = 2s;
-    s.statementTimeout = 10s;
-    s.applicationName = "postern-test";
-    return s;
-}
-
-pg::ConnectSettings settings(std::size_t poolSize = 4) {
-    return settingsFor(envOrNull("POSTERN_TEST_PG_CONNINFO"), poolSize);
-}
-
-// Direct SQL for set-up and for checking rows (the observable effect).
-struct Db {
-    pg::ConnectionPtr c;
-    Db() {
-        std::string error;
-        c = pg::Connection::open(settings(), error);
-        BOOST_REQUIRE_MESSAGE(c, "connect: " + error);
-    }
-    pg::QueryResult sql(const std::string& q, const pg::Params& p = {}) {
-        pg::QueryResult r = c->execParams(q, p);
-        BOOST_REQUIRE_MESSAGE(!r.failed(), q + ": " + r.error);
-        return r;
-    }
-    std::string one(const std::string& q, const pg::Params& p = {}) {
-        pg::QueryResult r = sql(q, p);
-        BOOST_REQUIRE(r.rows.size() == 1);
-        return r.rows[0][0].value_or("NULL");
-    }
-};
 
 
 template <typename F>
