@@ -3,6 +3,7 @@
 #include "app/ConnectionRegistry.h"
 #include "abuse/AuthPenalty.h"
 #include "abuse/ConnectionGate.h"
+#include "abuse/DegradingStores.h"
 #include "abuse/OutboundLimits.h"
 #include "abuse/PenalizedAuthService.h"
 #include "abuse/RateLimiter.h"
@@ -247,12 +248,15 @@ int PosternServer::serve() {
     ps.maxDelay = cfg.penalty.maxDelay;
     ps.allowNetworks = cfg.penalty.allowNetworks;
     ps.ipv6Prefix = static_cast<unsigned>(cfg.penalty.ipv6Prefix);
+    // In a cluster the counters are shared (a bot spreading guesses over nodes is still
+    // counted); while the shared PostgreSQL is down each node counts on its own.
+    std::unique_ptr<abuse::PgPenaltyStore> pgPenaltyStore;
     abuse::PgPenaltyStore* pgPenalty = nullptr;
     abuse::PenaltyStorePtr penaltyStore;
     if (clusterPool) {
-        auto st = std::make_unique<abuse::PgPenaltyStore>(*clusterPool);
-        pgPenalty = st.get();
-        penaltyStore = std::move(st);  // a bot spreading guesses over nodes is still counted
+        pgPenaltyStore = std::make_unique<abuse::PgPenaltyStore>(*clusterPool);
+        pgPenalty = pgPenaltyStore.get();
+        penaltyStore = std::make_unique<abuse::DegradingPenaltyStore>(*pgPenaltyStore);
     }
     abuse::AuthPenalty penalty(ps, std::move(penaltyStore));
     abuse::PenalizedAuthService guardedAuth(facade, penalty);
@@ -266,12 +270,13 @@ int PosternServer::serve() {
     rs.ip = toLimits(cfg.limits.ip);
     rs.allowNetworks = cfg.limits.allowNetworks;
     rs.ipv6Prefix = static_cast<unsigned>(cfg.limits.ipv6Prefix);
+    std::unique_ptr<abuse::PgRateStore> pgRateStore;
     abuse::PgRateStore* pgRates = nullptr;
     abuse::RateStorePtr rateStore;
     if (clusterPool) {
-        auto st = std::make_unique<abuse::PgRateStore>(*clusterPool);
-        pgRates = st.get();
-        rateStore = std::move(st);
+        pgRateStore = std::make_unique<abuse::PgRateStore>(*clusterPool);
+        pgRates = pgRateStore.get();
+        rateStore = std::make_unique<abuse::DegradingRateStore>(*pgRateStore);
     }
     abuse::RateLimiter rateLimiter(rs, std::move(rateStore));
     abuse::OutboundLimits outboundLimits(rateLimiter);

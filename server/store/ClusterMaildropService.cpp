@@ -17,7 +17,7 @@ public:
         : inner_(std::move(inner)), lock_(lock), token_(std::move(token)), mailbox_(std::move(mailbox)) {}
     ~ClusterMaildrop() override {
         inner_.reset();
-        lock_.release(token_);
+        if (!token_.empty()) lock_.release(token_);
     }
     ClusterMaildrop(const ClusterMaildrop&) = delete;
     ClusterMaildrop& operator=(const ClusterMaildrop&) = delete;
@@ -27,7 +27,9 @@ public:
 
     bool expunge(const std::vector<std::size_t>& indexes) override {
         // Deleting is irreversible: only while the lease is provably ours (renewed just now).
-        const core::Answer held = lock_.verify(token_);
+        // A maildrop opened without a lease (shared PostgreSQL down) never deletes.
+        if (indexes.empty()) return true;
+        const core::Answer held = token_.empty() ? core::Answer::TempFail : lock_.verify(token_);
         if (held != core::Answer::Yes) {
             logger().error("event=store.expunge_refused mailbox=" + mailbox_ + " reason=" +
                            (held == core::Answer::No ? "lease_lost" : "lease_unverifiable"));
@@ -52,18 +54,23 @@ core::MaildropStatus ClusterMaildropService::open(const std::string& mailbox, co
     PgMaildropLock::Acquisition a = lock_.acquire(mailbox, nodeId_);
     if (a.status == PgMaildropLock::Status::InUse)
         return core::MaildropStatus::InUse;
-    if (a.status != PgMaildropLock::Status::Acquired)
-        return core::MaildropStatus::TempFail;
+    if (a.status != PgMaildropLock::Status::Acquired) {
+        // The shared PostgreSQL cannot answer: the user may still read mail (under the local
+        // lock only), but nothing is deleted without the cluster-wide lease (expunge refuses,
+        // QUIT answers -ERR [SYS/TEMP] and the messages stay).
+        logger().warning("event=store.lease_unavailable mailbox=" + mailbox + " detail=\"read-only session\"");
+        a.token.clear();
+    }
     core::MaildropPtr inner;
     core::MaildropStatus s = core::MaildropStatus::TempFail;
     try {
         s = local_.open(mailbox, inner);
     } catch (...) {
-        lock_.release(a.token);
+        if (!a.token.empty()) lock_.release(a.token);
         throw;
     }
     if (s != core::MaildropStatus::Ok || !inner) {
-        lock_.release(a.token);
+        if (!a.token.empty()) lock_.release(a.token);
         return s == core::MaildropStatus::Ok ? core::MaildropStatus::TempFail : s;
     }
     out = std::make_unique<ClusterMaildrop>(std::move(inner), lock_, a.token, mailbox);

@@ -11,7 +11,9 @@ namespace postern::store {
 
 // A decorator over the local MaildropService (normally the MaildirStore on the shared mail
 // root). open():
-//   1. takes the mailbox's lease:  InUse -> InUse ([IN-USE]); TempFail -> TempFail
+//   1. takes the mailbox's lease:  InUse -> InUse ([IN-USE]); TempFail (PostgreSQL down) ->
+//      a read-only maildrop under the local lock only: users can still log in and read
+//      mail during an outage of the shared database, but nothing is deleted
 //   2. opens the local maildrop:   anything but Ok releases the lease and is returned as is
 //   3. Ok: the maildrop returned releases the local lock, then the lease, when destroyed.
 // Before expunge() (the UPDATE state's deletions, RFC 1939 6) the lease is verified in
