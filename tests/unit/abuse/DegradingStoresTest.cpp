@@ -1,0 +1,68 @@
+// Shared counter stores falling back to this node's memory while the primary (PostgreSQL)
+// cannot answer, and using the primary again when it can.
+#include "abuse/DegradingStores.h"
+
+#include <boost/test/unit_test.hpp>
+
+using namespace postern::abuse;
+using namespace std::chrono_literals;
+
+namespace {
+// A primary that can be switched off: answers like the memory store, or fails.
+struct FlakyPenaltyStore : PenaltyStore {
+    MemoryPenaltyStore inner;
+    bool down = false;
+    std::optional<PenaltyCount> increment(const std::string& k, TimePoint now, std::chrono::milliseconds w) override {
+        if (down) return std::nullopt;
+        return inner.increment(k, now, w);
+    }
+    std::optional<PenaltyCount> get(const std::string& k, TimePoint now) override {
+        if (down) return std::nullopt;
+        return inner.get(k, now);
+    }
+    bool reset(const std::string& k) override { return !down && inner.reset(k); }
+};
+struct FlakyRateStore : RateStore {
+    MemoryRateStore inner;
+    bool down = false;
+    RateStoreResult tryAdd(const std::vector<RateRequest>& r, TimePoint now) override {
+        if (down) return {};
+        return inner.tryAdd(r, now);
+    }
+    std::optional<RateCounts> get(const std::string& k, TimePoint now) override {
+        if (down) return std::nullopt;
+        return inner.get(k, now);
+    }
+};
+const TimePoint T0 = TimePoint(1700000000s);
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(degrading_stores)
+
+BOOST_AUTO_TEST_CASE(penalty_counts_locally_during_an_outage) {
+    FlakyPenaltyStore primary;
+    DegradingPenaltyStore store(primary);
+    BOOST_TEST(store.increment("ip:a", T0, 15min)->failures == 1u);
+    primary.down = true;
+    BOOST_TEST(store.increment("ip:a", T0, 15min)->failures == 1u);  // local count starts anew
+    BOOST_TEST(store.increment("ip:a", T0, 15min)->failures == 2u);
+    BOOST_TEST(store.get("ip:a", T0)->failures == 2u);
+    primary.down = false;
+    // Back: the larger of the shared and the local count is used, so outage failures count.
+    BOOST_TEST(store.get("ip:a", T0)->failures == 2u);
+    BOOST_TEST(store.increment("ip:a", T0, 15min)->failures == 2u);  // shared count goes on
+}
+
+BOOST_AUTO_TEST_CASE(rates_limited_locally_during_an_outage) {
+    FlakyRateStore primary;
+    DegradingRateStore store(primary);
+    primary.down = true;
+    std::vector<RateRequest> one{{"rcpt:user:a", 1, 2, 0}};
+    BOOST_TEST((store.tryAdd(one, T0).kind == RateStoreResult::Kind::Added));
+    BOOST_TEST((store.tryAdd(one, T0).kind == RateStoreResult::Kind::Added));
+    BOOST_TEST((store.tryAdd(one, T0).kind == RateStoreResult::Kind::Limited));  // limits still hold
+    primary.down = false;
+    BOOST_TEST((store.tryAdd(one, T0).kind == RateStoreResult::Kind::Added));  // the shared store again
+}
+
+BOOST_AUTO_TEST_SUITE_END()
