@@ -351,6 +351,8 @@ int PosternServer::serve() {
                       [&outQueue] { return static_cast<double>(outQueue.stats().messages); });
     reg.gaugeCallback("postern_queue_bytes", "Bytes in the outbound queue",
                       [&outQueue] { return static_cast<double>(outQueue.stats().bytes); });
+    reg.gaugeCallback("postern_queue_oldest_age_seconds", "Age of the oldest message waiting for delivery",
+                      [&deliveryService] { return deliveryService ? deliveryService->oldestAgeSeconds() : 0.0; });
     reg.gaugeCallback("postern_auth_cache_hits", "Authentication cache hits since start",
                       [&authCache] { return static_cast<double>(authCache.hits()); });
     reg.gaugeCallback("postern_auth_cache_misses", "Authentication cache misses since start",

@@ -63,4 +63,6 @@ void DeliveryService::stop() {
     if (runner_) runner_->stop();
 }
 
+double DeliveryService::oldestAgeSeconds() const { return runner_ ? runner_->oldestAgeSeconds() : 0.0; }
+
 }  // namespace postern::delivery

@@ -31,6 +31,8 @@ public:
     void start();
     // Unsubscribes, aborts connections in progress (their recipients stay queued), joins.
     void stop();
+    // Age of the oldest message waiting for delivery, in seconds (metrics).
+    double oldestAgeSeconds() const;
 
 private:
     queue::OutboundQueue& queue_;

@@ -227,4 +227,26 @@ void QueueRunner::workerLoop(std::size_t index) {
     }
 }
 
+double QueueRunner::oldestAgeSeconds() const {
+    std::uint32_t oldest = 0;
+    auto consider = [&oldest](const std::string& id) {
+        if (id.size() < 8) return;
+        std::uint32_t secs = 0;
+        for (std::size_t k = 0; k < 8; ++k) {
+            char ch = id[k];
+            std::uint32_t v = (ch >= '0' && ch <= '9') ? std::uint32_t(ch - '0') : std::uint32_t(ch - 'a' + 10);
+            secs = (secs << 4) | (v & 0xf);
+        }
+        if (oldest == 0 || secs < oldest) oldest = secs;
+    };
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto& [id, item] : pending_) consider(id);
+        for (const auto& [id, item] : running_) consider(id);
+    }
+    if (oldest == 0) return 0.0;
+    auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    return now > static_cast<long long>(oldest) ? static_cast<double>(now - oldest) : 0.0;
+}
+
 }  // namespace postern::delivery

@@ -47,6 +47,9 @@ public:
 
     // For tests and logs: messages scheduled (not held, not in progress) and in progress.
     std::size_t scheduledCount() const;
+    // Seconds since the oldest message waiting for (or in) delivery arrived; 0 if none.
+    // (Queue ids start with their arrival time, see OutboundQueue::newId.)
+    double oldestAgeSeconds() const;
 
 private:
     using Time = std::chrono::system_clock::time_point;

@@ -42,6 +42,12 @@ def test_repeat_login_hits_cache_and_failure_clears_it():
                  "a failed login cleared the cached success: this one asked the backend")
         check(metric(hport, 'postern_auth_results_total{service="smtp",backend="local",result="ok"}') >= 2,
               "auth results by backend in /metrics")
+        # Queue size and age are exported too (delivery is off here: queued mail waits).
+        s = p.submission(BOB, BOB_PW)
+        s.sendmail(BOB, ["friend@remote.example"], b"Subject: q\r\n\r\nqueued\r\n")
+        s.quit()
+        check_eq(metric(hport, "postern_queue_messages"), 1.0, "queue size in /metrics")
+        check(metric(hport, "postern_queue_oldest_age_seconds") is not None, "queue age gauge in /metrics")
 
 
 if __name__ == "__main__":
