@@ -22,11 +22,18 @@ void checkRoundTrip(const ParsedPath& p, const PathOptions& po) {
         for (char c : p.domain)
             FUZZ_CHECK(!(c >= 'A' && c <= 'Z'));
     const std::string address = p.address();
+    // A mailbox (local part <= 64, domain <= 255) can be longer than a path may be
+    // (RFC 5321 4.5.3.1.3: 256 octets with the angle brackets): only then the path form is
+    // refused, as PathTooLong.
     ParsedPath again = parsePath("<" + address + ">", PathKind::Forward, po);
-    FUZZ_CHECK(again.ok);
-    FUZZ_CHECK(again.localPart == p.localPart);
-    FUZZ_CHECK(again.domain == p.domain);
-    FUZZ_CHECK(again.address() == address);
+    if (address.size() + 2 > 256) {
+        FUZZ_CHECK(!again.ok && again.error == PathError::PathTooLong);
+    } else {
+        FUZZ_CHECK(again.ok);
+        FUZZ_CHECK(again.localPart == p.localPart);
+        FUZZ_CHECK(again.domain == p.domain);
+        FUZZ_CHECK(again.address() == address);
+    }
     ParsedPath mailbox = parseMailbox(address, po);
     FUZZ_CHECK(mailbox.ok);
     FUZZ_CHECK(mailbox.localPart == p.localPart);

@@ -8,7 +8,8 @@ bin=$1 seeds=$2 work=$3 secs=$4 maxlen=${5:-4096}
 mkdir -p "$work/corpus" "$work/artifacts"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-if "$bin" "$work/corpus" "$seeds" -max_total_time="$secs" -max_len="$maxlen" -timeout=10 \
+# A fixed seed (FUZZ_SEED) makes a CI run repeatable; long runs may vary it.
+if "$bin" "$work/corpus" "$seeds" -seed="${FUZZ_SEED:-1}" -max_total_time="$secs" -max_len="$maxlen" -timeout=10 \
      -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/artifacts/" >"$work/log" 2>&1; then
   grep -E '^stat::(number_of_executed_units|new_units_added)' "$work/log" | tr '\n' ' '; echo
   exit 0
