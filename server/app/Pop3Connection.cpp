@@ -21,26 +21,16 @@ Pop3Connection::Pop3Connection(const Poco::Net::StreamSocket& socket, Services& 
     : TCPServerConnection(socket), services_(services), listener_(listener), settings_(settings) {}
 
 void Pop3Connection::run() {
-    const auto started = std::chrono::steady_clock::now();
-    const std::string sid = services_.nextSessionId();
-    Prologue prologue = runPrologue(socket(), services_, listener_, sid);
-    const core::ClientAddress& client = prologue.client;
+    SessionScope scope(socket(), services_, listener_, "pop3");
+    if (!scope.proceed()) return;
+    const std::string& sid = scope.id();
+    const core::ClientAddress& client = scope.client();
     const config::ListenerConfig& lc = listener_.config;
-    if (services_.telemetry) services_.telemetry->connectionOpened(lc.name);
     auto& log = sessionLogger();
-    log.information("s=%s event=connect svc=pop3 listener=%s ip=%s port=%hu", sid, lc.name, client.host(),
-                    client.port);
-
-    if (!prologue.proceed) {
-        log.information("s=%s event=disconnect svc=%s ip=%s reason=\"%s\" ms=0", sid, std::string("pop3"), client.host(),
-                        prologue.reason);
-        return;
-    }
-
     auto& registry = services_.registry;
-    const auto token = registry.add(socket());
+    const auto token = scope.token();
     const auto timeout = services_.config.pop3.idleTimeout;
-    std::string reason = "quit";
+    std::string& reason = scope.reason;
     try {
         net::LineChannel ch(socket());
         if (lc.tls == config::TlsMode::Implicit) {
@@ -96,11 +86,6 @@ void Pop3Connection::run() {
     } catch (const std::exception& e) {
         reason = std::string("error: ") + e.what();
     }
-    registry.remove(token);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
-    if (services_.telemetry) services_.telemetry->sessionEnded("pop3", static_cast<double>(ms) / 1000.0);
-    log.information("s=%s event=disconnect svc=pop3 ip=%s reason=\"%s\" ms=%ld", sid, client.host(), reason,
-                    static_cast<long>(ms));
 }
 
 }  // namespace postern::app

@@ -130,4 +130,32 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
     return p;
 }
 
+SessionScope::SessionScope(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
+                           const char* service)
+    : services_(services),
+      service_(service),
+      started_(std::chrono::steady_clock::now()),
+      id_(services.nextSessionId()),
+      prologue_(runPrologue(socket, services, listener, id_)) {
+    const std::string& name = listener.config.name;
+    if (services_.telemetry) services_.telemetry->connectionOpened(name);
+    sessionLogger().information("s=%s event=connect svc=%s listener=%s ip=%s port=%hu", id_, std::string(service_),
+                                name, prologue_.client.host(), prologue_.client.port);
+    if (prologue_.proceed) token_ = services_.registry.add(socket);
+}
+
+SessionScope::~SessionScope() {
+    auto& log = sessionLogger();
+    if (!prologue_.proceed) {
+        log.information("s=%s event=disconnect svc=%s ip=%s reason=\"%s\" ms=0", id_, std::string(service_),
+                        prologue_.client.host(), prologue_.reason);
+        return;
+    }
+    services_.registry.remove(token_);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
+    if (services_.telemetry) services_.telemetry->sessionEnded(service_, static_cast<double>(ms) / 1000.0);
+    log.information("s=%s event=disconnect svc=%s ip=%s reason=\"%s\" ms=%ld", id_, std::string(service_),
+                    prologue_.client.host(), reason, static_cast<long>(ms));
+}
+
 }  // namespace postern::app

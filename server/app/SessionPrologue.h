@@ -11,6 +11,7 @@
 
 #include <Poco/Net/StreamSocket.h>
 
+#include <chrono>
 #include <string>
 
 namespace postern::app {
@@ -32,5 +33,33 @@ struct Prologue {
 // Never throws for client behaviour; returns proceed=false with a reason instead.
 Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
                      const std::string& sessionId);
+
+// One session's bookkeeping, the same for SMTP and POP3: a session id, the prologue, the
+// connect line, the drain registry while the session runs, and at the end the disconnect
+// line (with `reason`) and the session-length metric. Owned by the connection's run().
+class SessionScope {
+public:
+    SessionScope(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
+                 const char* service);
+    ~SessionScope();
+    SessionScope(const SessionScope&) = delete;
+    SessionScope& operator=(const SessionScope&) = delete;
+
+    bool proceed() const { return prologue_.proceed; }
+    const std::string& id() const { return id_; }
+    const core::ClientAddress& client() const { return prologue_.client; }
+    bool balancerTls() const { return prologue_.balancerTls; }
+    ConnectionRegistry::Token token() const { return token_; }
+
+    std::string reason = "quit";  // why the session ended, for the disconnect line
+
+private:
+    Services& services_;
+    const char* service_;
+    const std::chrono::steady_clock::time_point started_;
+    const std::string id_;
+    Prologue prologue_;
+    ConnectionRegistry::Token token_ = 0;
+};
 
 }  // namespace postern::app

@@ -16,26 +16,16 @@ SmtpConnection::SmtpConnection(const Poco::Net::StreamSocket& socket, Services& 
     : TCPServerConnection(socket), services_(services), listener_(listener), settings_(settings) {}
 
 void SmtpConnection::run() {
-    const auto started = std::chrono::steady_clock::now();
-    const std::string sid = services_.nextSessionId();
-    Prologue prologue = runPrologue(socket(), services_, listener_, sid);
-    const core::ClientAddress& client = prologue.client;
+    SessionScope scope(socket(), services_, listener_, "smtp");
+    if (!scope.proceed()) return;
+    const std::string& sid = scope.id();
+    const core::ClientAddress& client = scope.client();
     const config::ListenerConfig& lc = listener_.config;
-    if (services_.telemetry) services_.telemetry->connectionOpened(lc.name);
     auto& log = sessionLogger();
-    log.information("s=%s event=connect svc=smtp listener=%s ip=%s port=%hu", sid, lc.name, client.host(),
-                    client.port);
-
-    if (!prologue.proceed) {
-        log.information("s=%s event=disconnect svc=%s ip=%s reason=\"%s\" ms=0", sid, std::string("smtp"), client.host(),
-                        prologue.reason);
-        return;
-    }
-
     auto& registry = services_.registry;
-    const auto token = registry.add(socket());
+    const auto token = scope.token();
     const auto& cfg = services_.config.smtp;
-    std::string reason = "quit";
+    std::string& reason = scope.reason;
     try {
         net::LineChannel ch(socket());
         if (lc.tls == config::TlsMode::Implicit) {
@@ -45,7 +35,7 @@ void SmtpConnection::run() {
         smtp::SmtpPorts ports{services_.auth,    services_.directory, services_.grants,
                               services_.sink,    services_.limiter,   services_.events};
         // TLS terminated by a trusted balancer (PROXY v2 SSL TLV) counts when configured.
-        smtp::SmtpSession session(settings_, ports, sid, client, ch.isTls() || prologue.balancerTls);
+        smtp::SmtpSession session(settings_, ports, sid, client, ch.isTls() || scope.balancerTls());
         ch.write(session.greeting().bytes);
         std::string line;
         while (!session.isClosed()) {
@@ -105,11 +95,6 @@ void SmtpConnection::run() {
     } catch (const std::exception& e) {
         reason = std::string("error: ") + e.what();
     }
-    registry.remove(token);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
-    if (services_.telemetry) services_.telemetry->sessionEnded("smtp", static_cast<double>(ms) / 1000.0);
-    log.information("s=%s event=disconnect svc=smtp ip=%s reason=\"%s\" ms=%ld", sid, client.host(), reason,
-                    static_cast<long>(ms));
 }
 
 }  // namespace postern::app
