@@ -1,9 +1,12 @@
 # Sourced by scripts/run and scripts/test: installs the Debian 12 packages Postern needs
 # (only what is missing), then configures and builds the tree with ccache.
-# Usage: postern_install_deps [extra packages...]; postern_build [build dir]
+# Usage: postern_install_deps [extra packages...]; postern_build [build dir] [cmake -D options...]
+# POSTERN_TARGETS (optional): build only these targets (scripts/run: "programs").
 
 POSTERN_PACKAGES=(build-essential cmake ccache pkg-config libpoco-dev libssl-dev libpq-dev libldap-dev
-  libboost-test-dev libargon2-dev libcrypt-dev openssl python3 swaks curl)
+  libboost-test-dev libargon2-dev libcrypt-dev openssl python3 swaks libnet-ssleay-perl curl)
+# swaks needs libnet-ssleay-perl for --tls / --tlsc (a recommends, not a dependency, and
+# installs here run without recommends).
 
 postern_install_deps() {
   local wanted=("${POSTERN_PACKAGES[@]}" "$@") missing=() p
@@ -28,5 +31,7 @@ postern_build() {
   export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(pwd)}
   export CCACHE_NOHASHDIR=1
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${@:2}" >/dev/null
-  cmake --build "$dir" -j"${JOBS:-$(nproc)}"
+  local targets=()
+  [ -n "${POSTERN_TARGETS:-}" ] && targets=(--target ${POSTERN_TARGETS})
+  cmake --build "$dir" -j"${JOBS:-$(nproc)}" "${targets[@]}"
 }

@@ -20,18 +20,19 @@
 
 namespace postern::abuse {
 
-// Per listener; 0 = no limit.
+// Per listener; 0 = no limit. The values come from the configuration (defaults live in the
+// key table, server/config/ConfigSchema.cpp, only).
 struct ConnectionLimits {
-    std::uint32_t maxConcurrentPerIp = 20;  // [listener.<name>.max_connections_per_ip]
-    std::uint32_t maxPerMinutePerIp = 60;   // [listener.<name>.max_connection_rate_per_ip]
+    std::uint32_t maxConcurrentPerIp = 0;  // [connections.max_per_ip, listener.<name>.max_connections_per_ip]
+    std::uint32_t maxPerMinutePerIp = 0;   // [connections.rate_per_ip, listener.<name>.connection_rate_per_ip]
 };
 
 struct ConnectionGateSettings {
     ConnectionLimits defaults;                                      // listeners not named below
     std::map<std::string, ConnectionLimits, std::less<>> listeners; // per-listener limits
-    std::uint32_t maxConcurrentTotal = 1000;  // [server.max_sessions] all listeners; 0 = no cap
-    std::string allowNetworks;                // [server.connection_allow_networks] CIDR list
-    unsigned ipv6Prefix = 64;                 // [server.connection_ipv6_prefix] IPv6 keyed by /N
+    std::uint32_t maxConcurrentTotal = 0;  // [connections.max_total] all listeners; 0 = no cap
+    std::string allowNetworks;             // [connections.allow_networks] CIDR list
+    unsigned ipv6Prefix = 64;              // [connections.ipv6_prefix] IPv6 keyed by /N
 };
 
 enum class Refusal {

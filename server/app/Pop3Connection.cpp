@@ -14,6 +14,10 @@ namespace {
 // RFC 2449 4: command lines are at most 255 octets, but SASL responses (RFC 5034 4)
 // may be longer; the session rejects over-long commands itself.
 constexpr std::size_t MaxPop3Line = 8192;
+// After a line past that limit: how long and how much more input is read and thrown away so
+// the client can read the -ERR before the connection closes (LineChannel::closeGracefully).
+constexpr std::chrono::milliseconds LingerOnRefusal{2000};
+constexpr std::size_t LingerMaxBytes = 1024 * 1024;
 }  // namespace
 
 Pop3Connection::Pop3Connection(const Poco::Net::StreamSocket& socket, Services& services,
@@ -51,8 +55,12 @@ void Pop3Connection::run() {
             auto st = ch.readLine(line, MaxPop3Line, timeout);
             registry.setIdle(token, false);
             if (st == net::ReadStatus::TooLong) {
+                // The rest of the line is never read: answer, then end the session.
                 ch.write("-ERR Line too long\r\n");
-                continue;
+                log.notice("s=%s event=pop3.line_too_long ip=%s", sid, client.host());
+                reason = "line too long";
+                ch.closeGracefully(LingerOnRefusal, LingerMaxBytes);
+                break;
             }
             if (st == net::ReadStatus::Timeout) {
                 ch.write("-ERR Autologout; idle for too long\r\n");

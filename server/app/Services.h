@@ -3,6 +3,7 @@
 #pragma once
 
 #include "abuse/ConnectionGate.h"
+#include "abuse/LogThrottle.h"
 #include "app/ConnectionRegistry.h"
 #include "app/Telemetry.h"
 #include "config/ServerConfig.h"
@@ -43,6 +44,9 @@ struct Services {
     // Logs `line` at warning level the first time `key` is seen (misconfiguration
     // reports such as "balancer sends no PROXY header": loud once, not once per connection).
     void logOnce(const std::string& key, const std::string& line);
+
+    // Refused connections are logged once per listener, reason and client per minute.
+    abuse::LogThrottle refusalLog{std::chrono::minutes(1)};
 
     // Short unique session id for log lines ("s=...").
     std::string nextSessionId();

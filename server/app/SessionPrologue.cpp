@@ -1,6 +1,7 @@
 #include "app/SessionPrologue.h"
 
 #include "app/SessionLog.h"
+#include "net/LineChannel.h"
 
 #include <Poco/Net/NetException.h>
 
@@ -10,12 +11,29 @@ namespace postern::app {
 
 namespace {
 
-void sayAndClose(Poco::Net::StreamSocket& socket, const config::ListenerConfig& l, const char* smtp, const char* pop) {
-    // Implicit-TLS listeners cannot say anything in clear text: just close.
-    if (l.tls == config::TlsMode::Implicit) return;
+// Tells a refused client why, in a way it can read, then closes. On implicit-TLS listeners
+// the handshake is completed first (bounded by connections.refusal_timeout): a TLS client
+// would otherwise see only an EOF and report "connection lost" instead of the reason.
+void sayAndClose(Poco::Net::StreamSocket& socket, Services& services, const config::ListenerConfig& l,
+                 const char* smtp, const char* pop) {
+    const std::string msg = l.protocol == config::Protocol::Pop3 ? pop : smtp;
+    if (msg.empty()) return;
+    const auto wait = services.config.connections.refusalTimeout;
+    if (l.tls == config::TlsMode::Implicit) {
+        auto ctx = services.tlsContext();
+        if (ctx.isNull()) return;
+        try {
+            net::LineChannel ch(socket);
+            ch.startTls(ctx, wait);
+            ch.write(msg);
+            ch.closeGracefully(std::chrono::milliseconds(1000), 64 * 1024);
+        } catch (...) {
+            // handshake failed or timed out: nothing more we can say
+        }
+        return;
+    }
     try {
-        socket.setSendTimeout(Poco::Timespan(2, 0));
-        std::string msg = l.protocol == config::Protocol::Pop3 ? pop : smtp;
+        socket.setSendTimeout(Poco::Timespan(static_cast<long>(wait.count()) * 1000));
         socket.sendBytes(msg.data(), static_cast<int>(msg.size()));
         // Lingering close: if the client already sent data, closing with it unread makes
         // the kernel send RST, which can destroy our reply before the client reads it.
@@ -104,11 +122,23 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
 
     p.admission = services.gate->admit(l.name, p.client);
     if (!p.admission) {
-        std::string why = abuse::refusalName(p.admission.refusal());
-        log.warning("s=%s event=conn.refuse listener=%s ip=%s reason=%s", sid, l.name, p.client.host(), why);
+        const abuse::Refusal refusal = p.admission.refusal();
+        std::string why = abuse::refusalName(refusal);
+        // One line per listener, reason and client per minute, naming how many were not logged.
+        if (auto suppressed = services.refusalLog.admit(l.name + ' ' + why + ' ' + p.client.host()))
+            log.warning("s=%s event=conn.refuse listener=%s ip=%s reason=%s suppressed=%s", sid, l.name,
+                        p.client.host(), why, std::to_string(*suppressed));
         if (services.telemetry) services.telemetry->connectionRefused(l.name, why);
-        sayAndClose(socket, l, "421 4.7.0 Too many connections from your address, try again later\r\n",
-                    "-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n");
+        const bool global = refusal == abuse::Refusal::TooManySessions;
+        sayAndClose(socket, services, l,
+                    global ? "421 4.7.0 Server busy, too many connections, try again later\r\n"
+                    : refusal == abuse::Refusal::RateFromIp
+                        ? "421 4.7.0 Too many new connections from your address, try again later\r\n"
+                        : "421 4.7.0 Too many connections from your address, try again later\r\n",
+                    global ? "-ERR [SYS/TEMP] Server busy, too many connections, try again later\r\n"
+                    : refusal == abuse::Refusal::RateFromIp
+                        ? "-ERR [SYS/TEMP] Too many new connections from your address, try again later\r\n"
+                        : "-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n");
         p.reason = "refused: " + why;
         return p;
     }
@@ -121,7 +151,7 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
         if (!early.empty()) {
             log.warning("s=%s event=conn.refuse listener=%s ip=%s reason=early_talker", sid, l.name, p.client.host());
             if (services.telemetry) services.telemetry->connectionRefused(l.name, "early_talker");
-            sayAndClose(socket, l, "554 5.5.1 Protocol error: data sent before the greeting\r\n", "");
+            sayAndClose(socket, services, l, "554 5.5.1 Protocol error: data sent before the greeting\r\n", "");
             p.reason = "early talker";
             return p;
         }

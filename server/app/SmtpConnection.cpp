@@ -11,6 +11,13 @@
 
 namespace postern::app {
 
+namespace {
+// After refusing a flood: how long and how much more input is read and thrown away so the
+// client can read the refusal before the connection closes (see LineChannel::closeGracefully).
+constexpr std::chrono::milliseconds LingerOnRefusal{2000};
+constexpr std::size_t LingerMaxBytes = 1024 * 1024;
+}  // namespace
+
 SmtpConnection::SmtpConnection(const Poco::Net::StreamSocket& socket, Services& services,
                                const ListenerRuntime& listener, const smtp::SmtpSettings& settings)
     : TCPServerConnection(socket), services_(services), listener_(listener), settings_(settings) {}
@@ -67,6 +74,7 @@ void SmtpConnection::run() {
                         out = session.onLine(line);
                     } else if (st == net::ReadStatus::TooLong) {
                         out = session.onLineTooLong();
+                        reason = "line too long";
                     } else if (st == net::ReadStatus::Timeout) {
                         out = session.onTimeout();
                         reason = "timeout";
@@ -89,7 +97,10 @@ void SmtpConnection::run() {
                 break;
             }
         }
-        ch.flush();
+        if (reason == "line too long")
+            ch.closeGracefully(LingerOnRefusal, LingerMaxBytes);  // the client may still be sending
+        else
+            ch.flush();
     } catch (const Poco::Exception& e) {
         reason = "error: " + e.displayText();
     } catch (const std::exception& e) {

@@ -102,6 +102,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.connections.maxPerIp = static_cast<int>(r.integer("connections.max_per_ip"));
     c.connections.ratePerIp = static_cast<int>(r.integer("connections.rate_per_ip"));
     c.connections.allowNetworks = r.str("connections.allow_networks");
+    c.connections.refusalTimeout = r.duration("connections.refusal_timeout");
     c.connections.ipv6Prefix = static_cast<int>(r.integer("connections.ipv6_prefix"));
     c.penalty.window = r.duration("auth.penalty.window");
     c.penalty.maxFailuresIp = static_cast<int>(r.integer("auth.penalty.max_failures_ip"));

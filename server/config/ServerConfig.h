@@ -44,6 +44,7 @@ struct ConnectionLimitsConfig {
     int ratePerIp = 0;
     std::string allowNetworks;
     int ipv6Prefix = 64;
+    Millis refusalTimeout{};  // TLS handshake + reading the refusal, for refused clients
 };
 
 struct PenaltyConfig {

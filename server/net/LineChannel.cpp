@@ -52,14 +52,13 @@ ReadStatus LineChannel::fill(std::chrono::milliseconds timeout) {
 }
 
 ReadStatus LineChannel::readLine(std::string& line, std::size_t maxLength, std::chrono::milliseconds timeout) {
-    bool tooLong = false;
     std::size_t scanned = 0;
     for (;;) {
         const char* p = data();
         const void* lf = std::memchr(p + scanned, '\n', available() - scanned);
         if (lf) {
-            std::size_t len = static_cast<const char*>(lf) - p + 1;
-            if (tooLong || len > maxLength) {
+            std::size_t len = static_cast<std::size_t>(static_cast<const char*>(lf) - p) + 1;
+            if (len > maxLength) {
                 consume(len);
                 return ReadStatus::TooLong;
             }
@@ -70,15 +69,36 @@ ReadStatus LineChannel::readLine(std::string& line, std::size_t maxLength, std::
             return ReadStatus::Ok;
         }
         scanned = available();
-        if (scanned > maxLength) {
-            // Discard what we have of the over-long line; keep reading up to its LF.
-            tooLong = true;
+        if (scanned >= maxLength) {
+            // No line end within the limit: stop here. The rest of the line is neither read
+            // nor waited for; the caller answers and ends the session.
             consume(scanned);
-            scanned = 0;
+            return ReadStatus::TooLong;
         }
         ReadStatus st = readMore(timeout);
         if (st != ReadStatus::Ok) return st;
     }
+}
+
+void LineChannel::closeGracefully(std::chrono::milliseconds linger, std::size_t maxBytes) {
+    try {
+        flush();
+        if (!tls_) socket_.shutdownSend();  // TLS: close_notify comes with the socket's close
+        const auto deadline = std::chrono::steady_clock::now() + linger;
+        std::size_t drained = 0;
+        char sink[16 * 1024];
+        while (drained < maxBytes) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) break;
+            socket_.setReceiveTimeout(toTimespan(left));
+            int n = socket_.receiveBytes(sink, sizeof sink);
+            if (n <= 0) break;
+            drained += static_cast<std::size_t>(n);
+        }
+    } catch (...) {
+        // timeout, reset or gone: nothing more to do
+    }
+    start_ = end_ = 0;
 }
 
 void LineChannel::write(std::string_view bytes) {

@@ -15,7 +15,8 @@ namespace postern::net {
 
 enum class ReadStatus {
     Ok,
-    TooLong,  // line exceeded the limit; its remaining bytes up to LF were discarded
+    TooLong,  // the line passed the limit: nothing more of it is read (the caller ends the
+              // session; a flood without LF is never buffered or waited for)
     Timeout,
     Closed,   // peer closed or connection error
 };
@@ -39,6 +40,12 @@ public:
     void write(std::string_view bytes);
     // Sends everything queued. Throws Poco::Exception on a broken connection.
     void flush();
+    // Ends the session so that the client can read our last reply even while it is still
+    // sending: flush, half-close (FIN after the reply), then read and discard what arrives
+    // for at most `linger` or `maxBytes`, whichever comes first. Closing a socket with
+    // unread input makes the kernel send RST, which can destroy the reply in flight.
+    // Never throws.
+    void closeGracefully(std::chrono::milliseconds linger, std::size_t maxBytes);
     // True when the client has already sent more input (pipelining): replies can wait.
     bool hasPendingInput() const { return available() > 0; }
 

@@ -37,6 +37,7 @@ enum class Enhanced {
     SyntaxError = 502,              // x.5.2 syntax error
     TooManyRecipients = 503,        // x.5.3 too many recipients
     InvalidArguments = 504,         // x.5.4 invalid command arguments
+    LineTooLong = 506,              // x.5.6 line too long (RFC 4954 registered it for AUTH lines)
     OtherMedia = 600,               // x.6.0 other or undefined media error
     OtherSecurity = 700,            // x.7.0 other or undefined security status
     DeliveryNotAuthorized = 701,    // x.7.1 delivery not authorized, message refused

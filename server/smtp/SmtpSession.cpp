@@ -138,11 +138,12 @@ SmtpOutput SmtpSession::onShutdown() {
 }
 
 SmtpOutput SmtpSession::onLineTooLong() {
-    if (sasl_) {
-        sasl_.reset();
-        return error(Reply(500, Enhanced::SyntaxError, "Line too long"));
-    }
-    return error(Reply(500, Enhanced::SyntaxError, "Line too long"));
+    // A line past the limit (a flood, or a client that never sends CRLF) ends the session:
+    // the rest of it is never read, so nothing after it can be trusted to be a command.
+    sasl_.reset();
+    data_.reset();
+    logger().notice("s=" + sessionId_ + " event=smtp.line_too_long ip=" + client_.host());
+    return reply(Reply(500, Enhanced::LineTooLong, "Line too long"), SmtpOutput::Action::Close);
 }
 
 SmtpOutput SmtpSession::onLine(std::string_view line) {

@@ -69,7 +69,8 @@ public:
     SmtpOutput greeting();
     // One command line without its CRLF (or a SASL response line during AUTH).
     SmtpOutput onLine(std::string_view line);
-    // The command line was longer than maxCommandLength (already discarded).
+    // The command line passed the line limit (the rest of it is not read): 500 5.5.6 and
+    // the session ends.
     SmtpOutput onLineTooLong();
     // True while message data is expected: feed raw bytes to onData, not lines.
     bool inData() const { return data_ != nullptr; }

@@ -48,6 +48,8 @@ def _default_build_dir():
 
 
 BUILD_DIR = _default_build_dir()
+# Every test server starts from the configuration the project ships.
+SHIPPED_CONFIG = os.path.join(SOURCE_DIR, "etc", "postern.properties")
 POSTERND = os.path.join(BUILD_DIR, "bin", "posternd")
 
 LISTENERS = ("mx", "submission", "submissions", "pop3", "pop3s")
@@ -568,41 +570,40 @@ class Postern:
                 f.write("%s: %s\n" % (a, ", ".join(dests)))
 
     def _write_config(self):
-        ports = free_ports(len(LISTENERS))
+        """The shipped etc/postern.properties, unchanged, followed by the test's changes: only
+        what a test needs (ports, paths, users, the test certificate, the log format) plus
+        whatever the test itself asks for. Later keys override earlier ones, so every value
+        not named below is the shipped default, abuse controls included."""
+        ports = free_ports(len(LISTENERS) + 1)
         self.ports = dict(zip(LISTENERS, ports))
+        # A health port the test chose itself wins over the free one picked here.
+        chosen = self.overrides.get("health.port") or self.extra_config.get("health.port")
+        self.health_port = int(chosen) if chosen else ports[-1]
+        with open(SHIPPED_CONFIG) as f:
+            shipped = f.read()
         c = [
-            "# written by tests/e2e/postern_harness.py",
-            "server.hostname = " + HOSTNAME,
+            "",
+            "# ---- test changes (tests/e2e/postern_harness.py) -------------------------------",
+            # Paths: everything lives in this server's temp dir.
             "server.mail_root = " + self.mail_root,
             "server.queue_dir = " + self.queue_dir,
             "server.ready_file = " + self.ready_file,
+            # Tests stop servers often; a short grace keeps them fast.
             "server.shutdown_grace = " + STOP_GRACE,
             # Test servers run as whoever runs the tests (root in CI): allow it explicitly.
             "server.allow_root = true",
             "tls.cert_file = " + self.cert,
             "tls.key_file = " + self.key,
-            "listeners = " + ", ".join(LISTENERS),
+            # Health endpoint on a free port (the shipped 2080 would clash between tests).
+            "health.port = %d" % self.health_port,
             # Queued mail stays in the queue (tests look at it) unless a test turns
             # delivery on (tests/e2e/test_delivery.py: -D delivery.enabled=true).
             "delivery.enabled = false",
-            # Abuse controls off by default: most tests make many logins and connections
-            # from 127.0.0.1 on purpose. tests/e2e/test_abuse.py turns them on.
-            "auth.penalty.max_failures_ip = 0",
-            "auth.penalty.max_failures_account = 0",
-            "auth.penalty.base_delay = 0s",
-            "connections.max_per_ip = 100000",
-            "connections.rate_per_ip = 1000000",
-            "limits.ip.messages_per_hour = 0",
-            "limits.ip.recipients_per_hour = 0",
-            "limits.ip.messages_per_day = 0",
-            "limits.ip.recipients_per_day = 0",
-            "limits.user.messages_per_hour = 0",
-            "limits.user.recipients_per_hour = 0",
-            "limits.user.messages_per_day = 0",
-            "limits.user.recipients_per_day = 0",
         ]
         if os.environ.get("POSTERN_PLUGIN_DIR"):
             c.append("server.plugin_dir = " + os.environ["POSTERN_PLUGIN_DIR"])
+        # Listeners: the shipped five, on free ports.
+        c.append("listeners = " + ", ".join(LISTENERS))
         for name in LISTENERS:
             proto, role, tls = LISTENER_SPEC[name]
             c.append("listener.%s.address = 127.0.0.1" % name)
@@ -612,20 +613,19 @@ class Postern:
                 c.append("listener.%s.role = %s" % (name, role))
             c.append("listener.%s.tls = %s" % (name, tls))
         c += [
+            # Users: the test's passwd-file and aliases.
             "auth.backends = local",
             "auth.backend.local.plugin = passwd-file",
             "auth.backend.local.domains = *",
             "auth.backend.local.path = " + self.passwd_path,
             "auth.backend.local.aliases = " + self.aliases_path,
-            "logging.loggers.root.channel = console",
-            "logging.loggers.root.level = information",
-            "logging.channels.console.class = ConsoleChannel",
-            "logging.channels.console.pattern = %Y-%m-%dT%H:%M:%S.%iZ %p %s: %t",
         ]
+        if self.extra_config:
+            c.append("# ---- this test's own changes")
         for k, v in self.extra_config.items():
             c.append("%s = %s" % (k, v))
         with open(self.config_path, "w") as f:
-            f.write("\n".join(c) + "\n")
+            f.write(shipped.rstrip("\n") + "\n" + "\n".join(c) + "\n")
 
     # ---- process
     def command(self):

@@ -19,9 +19,17 @@ namespace bdata = boost::unit_test::data;
 
 namespace {
 
+// The limits these tests exercise (the shipped defaults differ: see the key table).
+ConnectionGateSettings testSettings() {
+    ConnectionGateSettings s;
+    s.defaults = ConnectionLimits{20, 60};
+    s.maxConcurrentTotal = 1000;
+    return s;
+}
+
 struct Fixture {
     FakeClock clock;
-    ConnectionGateSettings settings;
+    ConnectionGateSettings settings = testSettings();
 };
 
 bool refusedWith(const Admission& a, Refusal r) { return !a && a.refusal() == r; }
@@ -31,10 +39,11 @@ bool refusedWith(const Admission& a, Refusal r) { return !a && a.refusal() == r;
 BOOST_AUTO_TEST_SUITE(connection_gate)
 
 BOOST_AUTO_TEST_CASE(defaults) {
+    // Nothing is limited unless configured (the configured defaults live in the key table).
     ConnectionGateSettings s;
-    BOOST_TEST(s.defaults.maxConcurrentPerIp == 20u);
-    BOOST_TEST(s.defaults.maxPerMinutePerIp == 60u);
-    BOOST_TEST(s.maxConcurrentTotal == 1000u);
+    BOOST_TEST(s.defaults.maxConcurrentPerIp == 0u);
+    BOOST_TEST(s.defaults.maxPerMinutePerIp == 0u);
+    BOOST_TEST(s.maxConcurrentTotal == 0u);
     BOOST_TEST(s.ipv6Prefix == 64u);
     BOOST_TEST(std::string(refusalName(Refusal::RateFromIp)) == "rate_from_ip");
 }
