@@ -8,6 +8,7 @@ Clients are real: poplib, smtplib, raw sockets for the floods.
 import os
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -209,6 +210,62 @@ def test_long_but_bounded_command_keeps_the_session():
         check_eq(code, 500, "over-long command: %r" % msg)
         expect(s.docmd("NOOP"), 250, what="session still usable")
         s.quit()
+
+
+def test_msmtp_and_mpop_on_the_defaults():
+    # Real mail programs: msmtp submits over STARTTLS (587's role) and implicit TLS (465's),
+    # mpop fetches over POP3S and over POP3 with STLS. Nothing changed but ports and users.
+    with Postern() as p:
+        d = p.dir
+        markers = []
+        for i, (port, starttls) in enumerate(((p.port("submission"), "on"), (p.port("submissions"), "off"))):
+            rc = os.path.join(d, "msmtprc-%d" % i)
+            with open(rc, "w") as f:
+                f.write("defaults\nauth plain\ntls on\ntls_certcheck off\ntls_starttls %s\n"
+                        "account default\nhost 127.0.0.1\nport %d\nfrom %s\nuser %s\npassword %s\n"
+                        % (starttls, port, USER, USER, PASSWORD))
+            os.chmod(rc, 0o600)
+            marker, msg = make_message(sender=USER, to=USER)
+            markers.append(marker)
+            r = subprocess.run(["msmtp", "-C", rc, USER], input=msg, capture_output=True, timeout=60)
+            check(r.returncode == 0, "msmtp (starttls=%s) exit %d: %s" % (starttls, r.returncode, r.stderr))
+        for i, (port, tls_mode) in enumerate(((p.port("pop3s"), "off"), (p.port("pop3"), "on"))):
+            rc = os.path.join(d, "mpoprc-%d" % i)
+            dest = os.path.join(d, "fetched-%d.mbox" % i)
+            open(dest, "w").close()
+            with open(rc, "w") as f:
+                f.write("defaults\ntls on\ntls_certcheck off\ntls_starttls %s\nauth user\n"
+                        "account default\nhost 127.0.0.1\nport %d\nuser %s\npassword %s\n"
+                        "keep on\nuidls_file %s.uidls\ndelivery mbox %s\n"
+                        % (tls_mode, port, USER, PASSWORD, dest, dest))
+            os.chmod(rc, 0o600)
+            r = subprocess.run(["mpop", "-C", rc, "-a", "-q"], capture_output=True, timeout=60)
+            check(r.returncode == 0, "mpop (stls=%s) exit %d: %s %s" % (tls_mode, r.returncode, r.stdout, r.stderr))
+            got = open(dest, "rb").read()
+            for m in markers:
+                check(m.encode() in got, "mpop fetched %s over port %d" % (m, port))
+
+
+def test_old_tls_versions_refused_readably():
+    # TLS 1.0 and 1.1 are refused on every TLS port (tls.min_version = 1.2 by default); the
+    # client gets a protocol-version alert. openssl s_client is told to allow old versions
+    # (SECLEVEL=0) so that the refusal is the server's; TLS 1.2 with the same options works.
+    with Postern() as p:
+        for listener, extra in (("pop3s", []), ("submissions", []), ("submission", ["-starttls", "smtp"]),
+                                ("pop3", ["-starttls", "pop3"])):
+            base = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % p.port(listener),
+                    "-cipher", "DEFAULT:@SECLEVEL=0"] + extra
+            ok = subprocess.run(base + ["-tls1_2"], input=b"", capture_output=True, timeout=30)
+            check(b"Protocol  : TLSv1.2" in ok.stdout or b"TLSv1.2" in ok.stdout,
+                  "%s: TLS 1.2 works: %r" % (listener, ok.stdout[-600:]))
+            for v in ("-tls1", "-tls1_1"):
+                r = subprocess.run(base + [v], input=b"", capture_output=True, timeout=30)
+                out = r.stdout + r.stderr
+                check(r.returncode != 0 and b"Cipher is (NONE)" in out or b"alert protocol version" in out
+                      or b"unsupported protocol" in out or b"no protocols available" in out,
+                      "%s %s refused: %r" % (listener, v, out[-800:]))
+                check(b"no protocols available" not in out, "%s %s: the client refused itself, not the server: %r"
+                      % (listener, v, out[-400:]))
 
 
 run_tests(globals())
