@@ -51,6 +51,12 @@ LdapServerPool::Lease LdapServerPool::acquire(Server& server, bool fresh, LdapRe
     std::unique_lock lock(server.mutex);
     const auto deadline = std::chrono::steady_clock::now() + config_.searchTimeout;
     for (;;) {
+        if (!server.up.load()) {
+            // Marked down while we waited (the requests holding its connections timed out):
+            // do not queue behind a dead or frozen server, fail over at once.
+            failure = {LDAP_SERVER_DOWN, server.uri + " was marked down"};
+            return {};
+        }
         if (!fresh && !server.idle.empty()) {
             Lease lease{std::move(server.idle.back()), true};
             server.idle.pop_back();
