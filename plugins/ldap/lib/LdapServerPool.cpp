@@ -154,14 +154,17 @@ LdapResult LdapServerPool::run(const Operation& op, std::string& serverUri) {
             }
             LdapResult r = op(*lease.connection);
             if (r.isServerFailure()) {
-                release(*s, nullptr);
                 if (lease.reused && !fresh && r.code == LDAP_SERVER_DOWN) {
                     // A pooled connection the server closed (restart, idle timeout): try a
                     // new one before calling the server down.
+                    release(*s, nullptr);
                     fresh = true;
                     continue;
                 }
+                // Down first, then free the slot: a request woken by the free slot must see
+                // the mark and fail over, not open a new connection to the same dead server.
                 markDown(*s, r);
+                release(*s, nullptr);  // missed its deadline or lost: closed, never pooled
                 last = r;
                 break;
             }
