@@ -268,6 +268,35 @@ def test_frozen_slapd_costs_each_login_one_deadline_and_recovers():
         p.stop()
 
 
+def test_readyz_finds_a_frozen_slapd_itself_within_the_deadline():
+    # No login has found the freeze yet (the server is still marked up): the readiness
+    # probe's own bind must time out, say so, and not hang /readyz.
+    with L.Slapd(_root_dir(), "frozen2") as a:
+        p = postern_ldap([a.uri])
+        wait_ready(p, True)
+        pid = a.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            answers = []
+
+            def cond():
+                (status, body), dt = timed(http_get, p.health_port, "/readyz")
+                answers.append((status, body, dt))
+                return status == 503
+
+            wait_for(cond, 30, interval=0.2, what="/readyz 503 on a frozen slapd")
+            status, body, _ = answers[-1]
+            check("backend ldap1: ldap ldap://127.0.0.1:%d/" % a.port in body and "Timed out" in body,
+                  "/readyz names the backend, server and timeout: %r" % body)
+            slow = [x for x in answers if x[2] >= ANSWER_WITHIN]
+            check(not slow, "/readyz answers on a frozen slapd took too long: %r" % slow)
+            print("frozen, readiness: %d answers, slowest %.1fs" % (len(answers), max(x[2] for x in answers)))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_ready(p, True, timeout=40)
+        p.stop()
+
+
 def test_killed_slapd_is_a_temporary_failure_and_recovers():
     with L.Slapd(_root_dir(), "killed") as a:
         p = postern_ldap([a.uri])

@@ -46,7 +46,8 @@ public:
     // Readiness: through the pool (first healthy server, fail-over, down marks), a bind as
     // bind_dn, or without one a base search of the root DSE. Ok if a server answered;
     // TempFail with the server and error otherwise (also at once while every server is
-    // marked down). Bounded by the pool's deadlines.
+    // marked down). Bounded by the pool's deadlines: per server tried, at most the wait for
+    // a pooled connection (search_timeout) + connect (network_timeout) + bind_timeout.
     api::ProbeAnswer probe() noexcept override;
 
     const LdapConfig& config() const { return config_; }
