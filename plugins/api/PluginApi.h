@@ -12,7 +12,8 @@ namespace postern::plugins::api {
 // Bump on any change to the types or virtual functions below. The host reads the
 // plugin's exported postern_plugin_abi_version before running any of its code and
 // refuses a mismatch with one line naming both versions.
-inline constexpr std::uint32_t AbiVersion = 1;
+// 2: Backend::probe() (readiness).
+inline constexpr std::uint32_t AbiVersion = 2;
 
 // Every answer keeps its causes apart (Dovecot's passdb results). TempFail means
 // "cannot answer now" (backend down, timeout, ambiguous data): the host turns it
@@ -52,6 +53,12 @@ struct LookupAnswer {
     std::string detail;
 };
 
+// probe(): can this backend answer a real query right now? Ok or TempFail (nothing else).
+struct ProbeAnswer {
+    Status status = Status::TempFail;  // fail closed
+    std::string detail;                // why not (for /readyz and the log); never a secret
+};
+
 struct PasswordUpdate {
     std::string user;
     std::string newHash;  // "{SCHEME}hash"
@@ -74,6 +81,13 @@ public:
 
     // Is this domain served by this backend? Ok = yes, NotFound = no, TempFail.
     virtual Status hasDomain(const std::string& domain) noexcept = 0;
+
+    // Readiness: Ok if the backend can answer a real query now (it asks its store: a bind
+    // or search on a live directory connection, a query through the database pool, the
+    // file readable), TempFail + detail if not. Answers from configuration alone do not
+    // count. Bounded by the backend's own timeouts; the host calls it at most about once
+    // a second (it caches the answer), never on a session's path.
+    virtual ProbeAnswer probe() noexcept = 0;
 };
 
 // Config: every key under auth.backend.<instance>. with the prefix stripped

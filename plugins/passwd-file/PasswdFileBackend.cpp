@@ -292,4 +292,41 @@ api::Status PasswdFileBackend::hasDomain(const std::string& domain) noexcept {
     }
 }
 
+// Opens the file and reads a byte: what the next reload would need. "" if that works.
+std::string PasswdFileBackend::unreadable(const std::string& path) const {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        return "cannot open " + path + ": " + std::strerror(errno);
+    }
+    std::string problem;
+    struct stat st {};
+    char c = 0;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        problem = path + " is not a regular file";
+    } else if (::pread(fd, &c, 1, 0) < 0) {
+        problem = "cannot read " + path + ": " + std::strerror(errno);
+    }
+    ::close(fd);
+    return problem;
+}
+
+api::ProbeAnswer PasswdFileBackend::probe() noexcept {
+    api::ProbeAnswer a;  // TempFail
+    try {
+        std::string problem = unreadable(config_.path);
+        if (problem.empty() && !config_.aliasesPath.empty()) {
+            problem = unreadable(config_.aliasesPath);
+        }
+        if (problem.empty()) {
+            a.status = api::Status::Ok;
+        } else {
+            a.detail = "passwd-file: " + problem;
+        }
+    } catch (...) {
+        a = {};
+        a.detail = "passwd-file: unexpected error";
+    }
+    return a;
+}
+
 }  // namespace postern::plugins::passwdfile

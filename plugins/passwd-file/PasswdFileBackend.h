@@ -51,8 +51,13 @@ public:
     // NotFound.
     api::LookupAnswer lookup(const std::string& address) noexcept override;
     api::Status hasDomain(const std::string& domain) noexcept override;
+    // Ok if the passwd-file (and the aliases file, if configured) can be opened and read now;
+    // TempFail naming the file and the error otherwise (the last good copy still answers
+    // logins, but the next change could not be loaded: the operator must see it).
+    api::ProbeAnswer probe() noexcept override;
 
 private:
+    std::string unreadable(const std::string& path) const;
     struct FileStamp {
         std::uint64_t device = 0;
         std::uint64_t inode = 0;

@@ -408,13 +408,28 @@ int PosternServer::serve() {
         metrics::HealthServerOptions ho;
         ho.address = cfg.healthAddress;
         ho.port = cfg.healthPort;
-        // Ready: listeners up, not draining, and the auth backends can answer.
+        // One series per auth backend: did its readiness probe (a real query) answer?
+        // Shares the probes' short cache with /readyz.
+        telemetry.registry().gaugeFamilyCallback(
+            "postern_backend_up", "1 if the auth backend answered its readiness probe (a real query), else 0",
+            {"backend"}, [&facade] {
+                std::vector<metrics::LabeledValue> out;
+                for (const auto& h : facade.probeBackends()) out.push_back({{h.backend}, h.up ? 1.0 : 0.0});
+                return out;
+            });
+        // Ready: listeners up, not draining, every auth backend can answer a real query
+        // (a configured domain list is no proof that the directory behind it answers).
         health = std::make_unique<metrics::HealthServer>(
             telemetry.registry(),
             [&registry, &facade, &clusterPool]() -> metrics::Readiness {
                 if (registry.isShuttingDown()) return {false, "shutting down"};
-                if (facade.isLocalDomain("readyz.invalid") == core::Answer::TempFail)
-                    return {false, "an authentication backend cannot answer"};
+                std::string down;
+                for (const auto& h : facade.probeBackends()) {
+                    if (h.up) continue;
+                    if (!down.empty()) down += "; ";
+                    down += "backend " + h.backend + ": " + h.detail;
+                }
+                if (!down.empty()) return {false, down};
                 if (clusterPool && clusterPool->execute({"postern_ready", "SELECT 1"}, {}).failed())
                     return {false, "the shared PostgreSQL cannot answer"};
                 return {true, ""};

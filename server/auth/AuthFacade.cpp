@@ -82,6 +82,13 @@ AuthFacade::AuthFacade(std::vector<BackendBinding> chain)
               }
           }
           return std::move(chain);
+      }()),
+      probes_([this] {
+          std::vector<std::pair<std::string, api::Backend*>> backends;
+          for (const auto& b : chain_) {
+              backends.emplace_back(b.instance, b.backend);
+          }
+          return backends;
       }()) {
     dummyHash();
 }

@@ -4,6 +4,7 @@
 
 #include "api/PluginApi.h"
 #include "auth/AuthCache.h"
+#include "auth/BackendProbes.h"
 #include "core/AuthService.h"
 #include "core/UserDirectory.h"
 
@@ -35,9 +36,9 @@ struct BackendBinding {
 // against dummyHash() so the time does not reveal which users exist -> BadCredentials.
 // One log line per attempt on "postern.auth"; never the password.
 //
-// Thread-safe and lock-free: the chain is immutable after construction, backends are
-// thread-safe by contract. A cache, when added, sits in front of the backend calls in
-// decide() and askLookup().
+// Thread-safe and lock-free on the session paths: the chain is immutable after construction,
+// backends are thread-safe by contract (probeBackends() locks per backend, readiness only).
+// A cache, when added, sits in front of the backend calls in decide() and askLookup().
 class AuthFacade final : public core::AuthService, public core::UserDirectory {
 public:
     static constexpr int MaxAliasDepth = 8;
@@ -79,6 +80,11 @@ public:
     // chain is deeper than MaxAliasDepth (a config error the operator must see).
     core::RecipientLookup lookupRecipient(const std::string& address) override;
 
+    // Readiness: can each backend of the chain answer a real query now (its probe(), cached
+    // for BackendProbes::DefaultMaxAge, at most one probe per backend at a time)? In chain
+    // order. May wait for a probe in progress, at most the backend's own timeout.
+    std::vector<BackendHealth> probeBackends() { return probes_.check(); }
+
     // "<domain>/<localpart>", or the name itself if it has no '@'.
     static std::string defaultMailbox(const std::string& user);
 
@@ -108,6 +114,7 @@ private:
     core::Answer resolve(const std::string& address, int depth, Expansion& expansion);
 
     const std::vector<BackendBinding> chain_;
+    BackendProbes probes_;  // after chain_: built from it
 };
 
 }  // namespace postern::auth

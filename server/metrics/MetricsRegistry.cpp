@@ -139,6 +139,30 @@ private:
     std::function<double()> read_;
 };
 
+// Gauges with labels whose series are all read when rendering.
+class CallbackGaugeFamily final : public FamilyBase {
+public:
+    CallbackGaugeFamily(std::string name, std::string help, std::vector<std::string> labelNames,
+                        Registry::LabeledRead read)
+        : FamilyBase(std::move(name), std::move(help), std::move(labelNames)), read_(std::move(read)) {}
+    std::string_view type() const override { return "gauge"; }
+    void renderSamples(std::string& out) const override {
+        std::vector<LabeledValue> values;
+        try {
+            values = read_();
+        } catch (...) {
+            return;  // no samples rather than made-up ones
+        }
+        for (const auto& v : values) {
+            if (v.labels.size() != labelNames().size()) continue;  // a bad series is left out
+            appendSample(out, name(), labelText(labelNames(), v.labels), formatValue(v.value));
+        }
+    }
+
+private:
+    Registry::LabeledRead read_;
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -264,6 +288,18 @@ void Registry::gaugeCallback(const std::string& name, const std::string& help, s
     // Two callbacks for one name would be ambiguous: which one is the truth?
     if (byName_.count(name)) throw Poco::InvalidArgumentException("metric registered twice", name);
     auto f = std::make_unique<CallbackGauge>(name, help, std::move(read));
+    byName_[name] = f.get();
+    families_.push_back(std::move(f));
+}
+
+void Registry::gaugeFamilyCallback(const std::string& name, const std::string& help,
+                                   std::vector<std::string> labelNames, LabeledRead read) {
+    validateMetricName(name);
+    validateLabelNames(name, labelNames, false);
+    if (!read) throw Poco::InvalidArgumentException("empty gauge callback", name);
+    std::lock_guard lock(mutex_);
+    if (byName_.count(name)) throw Poco::InvalidArgumentException("metric registered twice", name);
+    auto f = std::make_unique<CallbackGaugeFamily>(name, help, std::move(labelNames), std::move(read));
     byName_[name] = f.get();
     families_.push_back(std::move(f));
 }

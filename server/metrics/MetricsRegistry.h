@@ -131,6 +131,12 @@ extern template class Family<Counter>;
 extern template class Family<Gauge>;
 extern template class Family<Histogram>;
 
+// One series of a callback gauge family: label values and the value.
+struct LabeledValue {
+    std::vector<std::string> labels;
+    double value = 0;
+};
+
 // The metrics of one process. Registration is rare (start-up) and takes a mutex;
 // updates go straight to the returned metric's atomics. Thread-safe.
 //
@@ -154,6 +160,12 @@ public:
     // and quick, and what it captures must outlive every render (stop the HealthServer
     // first). A throwing callback's sample is left out.
     void gaugeCallback(const std::string& name, const std::string& help, std::function<double()> read);
+    // The same with labels: read() returns every series (label values in labelNames order)
+    // at render time, e.g. postern_backend_up{backend} from the backends' readiness probes.
+    // A series with the wrong number of values is left out; a throwing read() leaves out all.
+    using LabeledRead = std::function<std::vector<LabeledValue>()>;
+    void gaugeFamilyCallback(const std::string& name, const std::string& help, std::vector<std::string> labelNames,
+                             LabeledRead read);
 
     Histogram& histogram(const std::string& name, const std::string& help, std::vector<double> bounds);
     Family<Histogram>& histogramFamily(const std::string& name, const std::string& help,

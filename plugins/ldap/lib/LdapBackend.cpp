@@ -429,4 +429,41 @@ api::Status LdapBackend::hasDomain(const std::string& domainIn) noexcept {
     }
 }
 
+api::ProbeAnswer LdapBackend::probe() noexcept {
+    api::ProbeAnswer answer;  // TempFail
+    try {
+        auto op = [&](LdapConnection& conn) -> LdapResult {
+            if (!config_.bindDn.empty()) {
+                LdapResult r = conn.bind(config_.bindDn, config_.bindPassword, LdapConnection::Identity::Service);
+                if (!r.ok() && !r.isServerFailure()) {
+                    r.text = "service bind as " + config_.bindDn + " failed: " + r.describe();
+                    r.code = LDAP_OTHER;
+                }
+                return r;
+            }
+            std::vector<LdapEntry> rootDse;
+            LdapResult r = conn.search("", LDAP_SCOPE_BASE, "(objectClass=*)", {}, 1, rootDse);
+            if (r.code == LDAP_NO_SUCH_OBJECT || r.code == LDAP_INSUFFICIENT_ACCESS) {
+                return {};  // it answered: that is all readiness needs
+            }
+            return r;
+        };
+        std::string server;
+        const LdapResult r = pool_->run(op, server);
+        if (r.ok()) {
+            answer.status = api::Status::Ok;
+            answer.detail = "server=" + server;
+        } else {
+            answer.detail = (server.empty() ? std::string("ldap: ") : "ldap " + server + ": ") + r.describe();
+        }
+    } catch (const std::exception& e) {
+        answer = {};
+        answer.detail = std::string("ldap: ") + e.what();
+    } catch (...) {
+        answer = {};
+        answer.detail = "ldap: unexpected error";
+    }
+    return answer;
+}
+
 }  // namespace postern::plugins::ldap

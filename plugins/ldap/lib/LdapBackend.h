@@ -43,6 +43,13 @@ public:
     // TempFail if the search fails.
     api::Status hasDomain(const std::string& domain) noexcept override;
 
+    // Readiness: through the pool (first healthy server, fail-over, down marks), a bind as
+    // bind_dn, or without one a base search of the root DSE. Ok if a server answered;
+    // TempFail with the server and error otherwise (also at once while every server is
+    // marked down). Bounded by the pool's deadlines: per server tried, at most the wait for
+    // a pooled connection (search_timeout) + connect (network_timeout) + bind_timeout.
+    api::ProbeAnswer probe() noexcept override;
+
     const LdapConfig& config() const { return config_; }
 
 private:

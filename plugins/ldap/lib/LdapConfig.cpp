@@ -58,8 +58,24 @@ const std::set<std::string>& knownKeys() {
         "recipient_filter", "alias_filter", "alias_attribute", "mail_attributes", "user_attribute",
         "mailbox_attribute", "disabled_filter", "disabled_attribute", "disabled_value", "local_domains",
         "domain_filter", "starttls", "ca_file", "tls_require_cert", "network_timeout", "bind_timeout",
-        "search_timeout", "pool_size", "probe_interval", "referrals"};
+        "search_timeout", "pool_size", "probe_interval", "referrals", "keepalive_idle", "keepalive_interval",
+        "keepalive_probes"};
     return k;
+}
+
+int parseInt(const std::string& key, const std::string& value, int min, int max) {
+    std::size_t used = 0;
+    int n = 0;
+    try {
+        n = std::stoi(value, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != value.size() || n < min || n > max) {
+        throw std::invalid_argument("invalid value '" + value + "' for " + key + " (" + std::to_string(min) + ".." +
+                                    std::to_string(max) + ")");
+    }
+    return n;
 }
 
 }  // namespace
@@ -276,18 +292,16 @@ LdapConfig LdapConfig::fromMap(const std::map<std::string, std::string>& raw) {
             throw std::invalid_argument(std::string(key) + " must be greater than 0");
         }
     }
-    const std::string pool = get("pool_size", "4");
-    std::size_t used = 0;
-    int n = 0;
-    try {
-        n = std::stoi(pool, &used);
-    } catch (const std::exception&) {
-        used = 0;
+    c.poolSize = parseInt("pool_size", get("pool_size", "4"), 1, 256);
+    // TCP keepalive (whole seconds: the socket options count seconds).
+    c.keepaliveIdle = parseLdapDuration("keepalive_idle", get("keepalive_idle", "60s"));
+    c.keepaliveInterval = parseLdapDuration("keepalive_interval", get("keepalive_interval", "10s"));
+    for (auto [key, value] : {std::pair{"keepalive_idle", c.keepaliveIdle}, std::pair{"keepalive_interval", c.keepaliveInterval}}) {
+        if (value.count() < 1000 || value.count() % 1000 != 0) {
+            throw std::invalid_argument(std::string(key) + " must be a whole number of seconds, at least 1s");
+        }
     }
-    if (used != pool.size() || n < 1 || n > 256) {
-        throw std::invalid_argument("invalid value '" + pool + "' for pool_size (1..256)");
-    }
-    c.poolSize = n;
+    c.keepaliveProbes = parseInt("keepalive_probes", get("keepalive_probes", "3"), 1, 100);
     c.referrals = parseBool("referrals", get("referrals", "no"));
     return c;
 }

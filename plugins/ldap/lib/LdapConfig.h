@@ -42,6 +42,9 @@ enum class TlsRequireCert { Demand, Allow, Never };
 //   pool_size          4   (connections per server)
 //   probe_interval     5s  (how often a server marked down is probed)
 //   referrals          no
+//   keepalive_idle     60s (TCP keepalive: idle time before the first probe; whole seconds)
+//   keepalive_interval 10s (between keepalive probes; whole seconds)
+//   keepalive_probes   3   (unanswered probes before the kernel drops the connection)
 // (The host consumes auth.backend.<name>.domains itself, so the local domain list is
 // local_domains, as in the passwd-file plugin.)
 struct LdapConfig {
@@ -72,6 +75,9 @@ struct LdapConfig {
     int poolSize = 4;
     std::chrono::milliseconds probeInterval{5000};
     bool referrals = false;
+    std::chrono::milliseconds keepaliveIdle{60000};
+    std::chrono::milliseconds keepaliveInterval{10000};
+    int keepaliveProbes = 3;
 
     // Throws std::invalid_argument naming the key (unknown key, missing or bad value, a
     // secret file that is group/world-accessible or unreadable).

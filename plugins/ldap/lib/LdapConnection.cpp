@@ -95,13 +95,22 @@ std::unique_ptr<LdapConnection> LdapConnection::open(const std::string& uri, con
     int requireCert = config.tlsRequireCert == TlsRequireCert::Demand  ? LDAP_OPT_X_TLS_DEMAND
                       : config.tlsRequireCert == TlsRequireCert::Allow ? LDAP_OPT_X_TLS_ALLOW
                                                                        : LDAP_OPT_X_TLS_NEVER;
+    // TCP keepalive finds a peer that vanished (host down, network cut) on an idle pooled
+    // connection; libldap turns SO_KEEPALIVE on and applies these when it makes the socket.
+    const int keepIdle = static_cast<int>(config.keepaliveIdle.count() / 1000);
+    const int keepInterval = static_cast<int>(config.keepaliveInterval.count() / 1000);
+    const int keepProbes = config.keepaliveProbes;
     int newCtx = 0;
     bool ok = ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &version) == LDAP_OPT_SUCCESS &&
               // Referrals would send the user's password to whatever server a referral names.
               ldap_set_option(ld, LDAP_OPT_REFERRALS, config.referrals ? LDAP_OPT_ON : LDAP_OPT_OFF) ==
                   LDAP_OPT_SUCCESS &&
               ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &network) == LDAP_OPT_SUCCESS &&
+              // Synchronous calls (StartTLS, and any *_s call) give up after this.
               ldap_set_option(ld, LDAP_OPT_TIMEOUT, &sync) == LDAP_OPT_SUCCESS &&
+              ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_IDLE, &keepIdle) == LDAP_OPT_SUCCESS &&
+              ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_INTERVAL, &keepInterval) == LDAP_OPT_SUCCESS &&
+              ldap_set_option(ld, LDAP_OPT_X_KEEPALIVE_PROBES, &keepProbes) == LDAP_OPT_SUCCESS &&
               ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_ON) == LDAP_OPT_SUCCESS &&
               ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &requireCert) == LDAP_OPT_SUCCESS &&
               (config.caFile.empty() ||

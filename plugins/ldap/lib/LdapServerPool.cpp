@@ -51,6 +51,12 @@ LdapServerPool::Lease LdapServerPool::acquire(Server& server, bool fresh, LdapRe
     std::unique_lock lock(server.mutex);
     const auto deadline = std::chrono::steady_clock::now() + config_.searchTimeout;
     for (;;) {
+        if (!server.up.load()) {
+            // Marked down while we waited (the requests holding its connections timed out):
+            // do not queue behind a dead or frozen server, fail over at once.
+            failure = {LDAP_SERVER_DOWN, server.uri + " was marked down"};
+            return {};
+        }
         if (!fresh && !server.idle.empty()) {
             Lease lease{std::move(server.idle.back()), true};
             server.idle.pop_back();
@@ -148,14 +154,17 @@ LdapResult LdapServerPool::run(const Operation& op, std::string& serverUri) {
             }
             LdapResult r = op(*lease.connection);
             if (r.isServerFailure()) {
-                release(*s, nullptr);
                 if (lease.reused && !fresh && r.code == LDAP_SERVER_DOWN) {
                     // A pooled connection the server closed (restart, idle timeout): try a
                     // new one before calling the server down.
+                    release(*s, nullptr);
                     fresh = true;
                     continue;
                 }
+                // Down first, then free the slot: a request woken by the free slot must see
+                // the mark and fail over, not open a new connection to the same dead server.
                 markDown(*s, r);
+                release(*s, nullptr);  // missed its deadline or lost: closed, never pooled
                 last = r;
                 break;
             }

@@ -29,7 +29,12 @@ namespace postern::plugins::ldap {
 // - If no server is up the request fails at once with TempFail (no connect storm); the
 //   probe brings a server back within probe_interval.
 // - Each server has at most pool_size connections; a request waits up to search_timeout
-//   for a free one, then fails with TempFail (overload, not an outage: no down mark).
+//   for a free one, then fails with TempFail (overload, not an outage: no down mark). A
+//   request waiting for a server that gets marked down meanwhile stops waiting at once.
+// - Deadlines: connect network_timeout, bind bind_timeout, search search_timeout, StartTLS
+//   max(bind, search) (LDAP_OPT_TIMEOUT). A connection that missed one is abandoned and
+//   closed (never pooled again) and its server is marked down, so a frozen server (the
+//   kernel still accepts connections, nothing answers) costs a request one deadline.
 // Thread-safe. Owns its connections and the probe thread (joined in the destructor).
 class LdapServerPool {
 public:

@@ -295,4 +295,25 @@ api::Status PostgresBackend::hasDomain(const std::string& domain) noexcept {
     }
 }
 
+api::ProbeAnswer PostgresBackend::probe() noexcept {
+    api::ProbeAnswer answer;  // TempFail
+    try {
+        // A trivial statement through the same pool and deadlines as every lookup.
+        static const pg::Statement probeStatement{"postern_probe", "SELECT 1"};
+        const pg::QueryResult r = execute_(probeStatement, {});
+        if (r.ok()) {
+            answer.status = api::Status::Ok;
+        } else {
+            answer.detail = "postgres: " + (r.failed() ? describe(r) : std::string("SELECT 1 returned no row"));
+        }
+    } catch (const std::exception& e) {
+        answer = {};
+        answer.detail = std::string("postgres: ") + e.what();
+    } catch (...) {
+        answer = {};
+        answer.detail = "postgres: unexpected error";
+    }
+    return answer;
+}
+
 }  // namespace postern::plugins::postgres

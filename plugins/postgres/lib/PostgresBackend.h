@@ -47,6 +47,10 @@ public:
     // Ok: domain_query returned a row; NotFound; TempFail.
     api::Status hasDomain(const std::string& domain) noexcept override;
 
+    // Readiness: Ok if "SELECT 1" runs through the pool (bounded by connect_timeout and
+    // statement_timeout); TempFail with the error otherwise.
+    api::ProbeAnswer probe() noexcept override;
+
     // Lower-cases; "" if the name cannot be a key (see the class comment).
     static std::string normaliseKey(const std::string& name);
 

@@ -11,6 +11,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -110,7 +111,12 @@ public:
         ++calls;
         return api::Status::TempFail;
     }
+    api::ProbeAnswer probe() noexcept override {
+        ++probes;
+        return {api::Status::TempFail, "server down"};
+    }
     int calls = 0;
+    std::atomic<int> probes{0};
 };
 
 // A backend that checks the password itself (like an LDAP bind).
@@ -136,6 +142,7 @@ public:
     api::Status hasDomain(const std::string& d) noexcept override {
         return d == "bind.test" ? api::Status::Ok : api::Status::NotFound;
     }
+    api::ProbeAnswer probe() noexcept override { return {api::Status::Ok, ""}; }
 };
 
 }  // namespace postern::auth::test

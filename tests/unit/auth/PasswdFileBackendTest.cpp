@@ -202,6 +202,38 @@ BOOST_AUTO_TEST_CASE(servesManyThreadsWhileReloading) {
     BOOST_TEST(bad.load() == 0);
 }
 
+// Readiness: the files must be readable now, not just once at start-up. (Tests may run as
+// root, which reads any file whatever its mode: so the file is taken away, or replaced by
+// a directory, rather than chmod'ed.)
+BOOST_AUTO_TEST_CASE(probeSaysTempFailWhenAFileCannotBeRead) {
+    TempDir tmp;
+    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\n");
+    test::writeFile(tmp.file("aliases"), "");
+    PluginLoader loader(test::pluginDir());
+    auto b = loader.load("passwd-file", "users",
+                         {{"path", tmp.file("passwd")}, {"aliases", tmp.file("aliases")}, {"check_interval", "0"}});
+    api::ProbeAnswer a = b->probe();
+    BOOST_TEST((a.status == api::Status::Ok), a.detail);
+
+    std::filesystem::rename(tmp.file("passwd"), tmp.file("passwd.away"));
+    a = b->probe();
+    BOOST_TEST((a.status == api::Status::TempFail));
+    BOOST_TEST(a.detail.find("cannot open " + tmp.file("passwd")) != std::string::npos, a.detail);
+    BOOST_TEST(a.detail.find("No such file") != std::string::npos, a.detail);
+    // Logins still come from the last good copy: only readiness says the file is gone.
+    BOOST_TEST((b->authenticate("alice@example.test", "a", "smtp", "").status == api::Status::Ok));
+
+    std::filesystem::rename(tmp.file("passwd.away"), tmp.file("passwd"));
+    BOOST_TEST((b->probe().status == api::Status::Ok));
+
+    // The aliases file counts too; a directory in its place is not a readable file.
+    std::filesystem::remove(tmp.file("aliases"));
+    std::filesystem::create_directory(tmp.file("aliases"));
+    a = b->probe();
+    BOOST_TEST((a.status == api::Status::TempFail));
+    BOOST_TEST(a.detail.find(tmp.file("aliases") + " is not a regular file") != std::string::npos, a.detail);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace postern::auth

@@ -61,6 +61,9 @@ BOOST_AUTO_TEST_CASE(defaults) {
     BOOST_TEST(c.networkTimeout.count() == 5000);
     BOOST_TEST(c.bindTimeout.count() == 5000);
     BOOST_TEST(c.searchTimeout.count() == 5000);
+    BOOST_TEST(c.keepaliveIdle.count() == 60000);
+    BOOST_TEST(c.keepaliveInterval.count() == 10000);
+    BOOST_TEST(c.keepaliveProbes == 3);
 }
 
 BOOST_AUTO_TEST_CASE(fullConfig) {
@@ -80,6 +83,9 @@ BOOST_AUTO_TEST_CASE(fullConfig) {
     m["pool_size"] = "2";
     m["probe_interval"] = "200ms";
     m["referrals"] = "yes";
+    m["keepalive_idle"] = "2m";
+    m["keepalive_interval"] = "5s";
+    m["keepalive_probes"] = "5";
     auto c = LdapConfig::fromMap(m);
     BOOST_TEST(c.uris.size() == 3U);
     BOOST_TEST(c.uris[2] == "ldap://c");
@@ -93,6 +99,9 @@ BOOST_AUTO_TEST_CASE(fullConfig) {
     BOOST_TEST(c.searchTimeout.count() == 60000);
     BOOST_TEST(c.poolSize == 2);
     BOOST_TEST(c.referrals);
+    BOOST_TEST(c.keepaliveIdle.count() == 120000);
+    BOOST_TEST(c.keepaliveInterval.count() == 5000);
+    BOOST_TEST(c.keepaliveProbes == 5);
 }
 
 struct BadRow {
@@ -129,6 +138,10 @@ const BadRow BadRows[] = {
     {{{"pool_size", "3x"}}, "pool_size"},
     {{{"probe_interval", "soon"}}, "probe_interval"},
     {{{"referrals", "sometimes"}}, "referrals"},
+    {{{"keepalive_idle", "500ms"}}, "keepalive_idle must be a whole number of seconds"},
+    {{{"keepalive_interval", "1500ms"}}, "keepalive_interval must be a whole number of seconds"},
+    {{{"keepalive_probes", "0"}}, "keepalive_probes"},
+    {{{"keepalive_probes", ""}}, "keepalive_probes"},
 };
 
 BOOST_DATA_TEST_CASE(rejects, bdata::make(BadRows), row) {

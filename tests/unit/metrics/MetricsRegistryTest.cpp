@@ -167,6 +167,28 @@ BOOST_AUTO_TEST_CASE(callbackGauge) {
     BOOST_TEST(!contains(out, "postern_broken 0"));
 }
 
+BOOST_AUTO_TEST_CASE(callbackGaugeFamiliesAreReadAtRenderTime) {
+    Registry r;
+    double ldap = 1;
+    r.gaugeFamilyCallback("postern_backend_up", "Backend answers.", {"backend"}, [&] {
+        return std::vector<LabeledValue>{{{"local"}, 1}, {{"ldap1"}, ldap}, {{"too", "many"}, 5}};
+    });
+    r.gaugeFamilyCallback("postern_broken_family", "Throws.", {"b"},
+                          []() -> std::vector<LabeledValue> { throw std::runtime_error("x"); });
+    BOOST_TEST(contains(r.render(), "postern_backend_up{backend=\"ldap1\"} 1\n"));
+    ldap = 0;
+    const std::string out = r.render();
+    BOOST_TEST(contains(out, "# TYPE postern_backend_up gauge\n"));
+    BOOST_TEST(contains(out, "postern_backend_up{backend=\"local\"} 1\n"));
+    BOOST_TEST(contains(out, "postern_backend_up{backend=\"ldap1\"} 0\n"));
+    BOOST_TEST(!contains(out, " 5\n"));  // a series with the wrong number of labels is left out
+    BOOST_TEST(!contains(out, "postern_broken_family{"));
+    BOOST_CHECK_THROW(r.gaugeFamilyCallback("postern_backend_up", "x", {"backend"}, [] { return std::vector<LabeledValue>{}; }),
+                      Poco::InvalidArgumentException);
+    BOOST_CHECK_THROW(r.gaugeFamilyCallback("postern_other", "x", {"__x"}, [] { return std::vector<LabeledValue>{}; }),
+                      Poco::InvalidArgumentException);
+}
+
 BOOST_AUTO_TEST_CASE(registeringAgainReturnsTheSameMetric) {
     Registry r;
     Counter& a = r.counter("postern_x_total", "x");
