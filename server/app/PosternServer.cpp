@@ -20,6 +20,7 @@
 #include "abuse/PgRateStore.h"
 #include "grants/MemoryGrantStore.h"
 #include "grants/PgGrantStore.h"
+#include "grants/WriteBehindGrantStore.h"
 #include "pg/Pool.h"
 #include "store/ClusterMaildropService.h"
 #include "store/PgMaildropLock.h"
@@ -296,6 +297,7 @@ int PosternServer::serve() {
     // --- grants, storage, queue ----------------------------------------------------------
     std::unique_ptr<grants::MemoryGrantStore> memoryGrants;
     std::unique_ptr<grants::PgGrantStore> pgGrants;
+    std::unique_ptr<grants::WriteBehindGrantStore> heldGrants;
     core::GrantStore* grantStore = nullptr;
     if (cfg.popBeforeSmtp.lifetime.count() > 0) {
         auto lifetime = std::chrono::duration_cast<std::chrono::seconds>(cfg.popBeforeSmtp.lifetime);
@@ -305,7 +307,14 @@ int PosternServer::serve() {
             gsett.ipv6PrefixLength = static_cast<unsigned>(cfg.popBeforeSmtp.ipv6Prefix);
             gsett.cacheTtl = cfg.cluster.grantCacheTtl;
             pgGrants = std::make_unique<grants::PgGrantStore>(*clusterPool, gsett);
-            grantStore = pgGrants.get();
+            // A grant PostgreSQL cannot store is held (and honoured) here and written
+            // through when it is back: an outage must not turn into a 5xx relay refusal.
+            grants::WriteBehindSettings wb;
+            wb.queueLimit = static_cast<std::size_t>(cfg.cluster.grantRetryQueue);
+            wb.retryMax = cfg.cluster.grantRetryBackoffMax;
+            heldGrants = std::make_unique<grants::WriteBehindGrantStore>(*pgGrants, wb, telemetry);
+            heldGrants->start();
+            grantStore = heldGrants.get();
         } else {
             memoryGrants = std::make_unique<grants::MemoryGrantStore>(lifetime, cfg.popBeforeSmtp.ipv6Prefix);
             grantStore = memoryGrants.get();
@@ -353,6 +362,9 @@ int PosternServer::serve() {
                       [&outQueue] { return static_cast<double>(outQueue.stats().bytes); });
     reg.gaugeCallback("postern_queue_oldest_age_seconds", "Age of the oldest message waiting for delivery",
                       [&deliveryService] { return deliveryService ? deliveryService->oldestAgeSeconds() : 0.0; });
+    if (heldGrants)
+        reg.gaugeCallback("postern_grants_queued", "POP-before-SMTP grants held on this node until PostgreSQL stores them",
+                          [&heldGrants] { return static_cast<double>(heldGrants->queued()); });
     reg.gaugeCallback("postern_auth_cache_hits", "Authentication cache hits since start",
                       [&authCache] { return static_cast<double>(authCache.hits()); });
     reg.gaugeCallback("postern_auth_cache_misses", "Authentication cache misses since start",

@@ -12,7 +12,7 @@ Telemetry::Telemetry()
       smtpMessages_(registry_.counterFamily("postern_smtp_messages_accepted_total",
                                             "Messages accepted (250 after DATA) by listener role", {"role"})),
       smtpRejects_(registry_.counterFamily("postern_smtp_rejects_total", "SMTP refusals by reason", {"reason"})),
-      grants_(registry_.counterFamily("postern_grants_total", "POP-before-SMTP grants created, used and expired",
+      grants_(registry_.counterFamily("postern_grants_total", "POP-before-SMTP grants created, used, expired, queued (held through a PostgreSQL outage), written_through and dropped_*",
                                       {"event"})),
       pop3_(registry_.counterFamily("postern_pop3_events_total", "POP3 logins and deletions", {"event"})),
       other_(registry_.counterFamily("postern_events_total", "Other operator events", {"event", "label"})),

@@ -197,10 +197,14 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.cluster.statementTimeout = r.duration("cluster.statement_timeout");
     c.cluster.nodeId = r.str("cluster.node_id");
     c.cluster.grantCacheTtl = r.duration("cluster.grant_cache_ttl");
+    c.cluster.grantRetryQueue = r.integer("cluster.grant_retry_queue");
+    c.cluster.grantRetryBackoffMax = r.duration("cluster.grant_retry_backoff_max");
     c.cluster.lockLease = r.duration("cluster.lock_lease");
     c.cluster.sweepInterval = r.duration("cluster.sweep_interval");
     if (c.cluster.lockLease < Millis(3000)) r.error("cluster.lock_lease: at least 3s");
     if (c.cluster.sweepInterval < Millis(1000)) r.error("cluster.sweep_interval: at least 1s");
+    if (c.cluster.grantRetryQueue < 0) r.error("cluster.grant_retry_queue: must not be negative");
+    if (c.cluster.grantRetryBackoffMax < Millis(1000)) r.error("cluster.grant_retry_backoff_max: at least 1s");
     if (c.popBeforeSmtp.ipv6Prefix < 1 || c.popBeforeSmtp.ipv6Prefix > 128)
         r.error("pop_before_smtp.ipv6_prefix: must be 1..128");
 

@@ -113,6 +113,8 @@ struct ClusterConfig {
     Millis statementTimeout{};
     std::string nodeId;
     Millis grantCacheTtl{};
+    long long grantRetryQueue = 10000;
+    Millis grantRetryBackoffMax{};
     Millis lockLease{};
     Millis sweepInterval{};
     bool enabled() const { return !conninfo.empty(); }

@@ -16,18 +16,21 @@ struct Grant {
     std::chrono::system_clock::time_point expires;
 };
 
-// Thread-safe. Implementations: memory (one node), PostgreSQL (cluster).
+// Thread-safe. Implementations: memory (one node), PostgreSQL (cluster), the latter behind
+// a write-behind layer (grants/WriteBehindGrantStore.h) that holds grants PostgreSQL cannot
+// store yet.
 class GrantStore {
 public:
     virtual ~GrantStore() = default;
     // Record that `user` (who may send as `senders`) logged in over POP3 from `client`;
-    // lifetime from config. Returns false if the grant could not be recorded (logged by
-    // the caller).
+    // lifetime from config. True once the grant is in effect (stored, or held by this node
+    // until it can be stored); false if it is lost (logged by the caller).
     virtual bool grant(const ClientAddress& client, const std::string& user,
                        const std::vector<std::string>& senders) = 0;
     // A grant whose only sender address is the login itself.
     bool grant(const ClientAddress& client, const std::string& user) { return grant(client, user, {user}); }
-    // Yes (with the grant), No, or TempFail (store unreachable: 451 4.3.0, never relay).
+    // Yes (with the grant), No (there is none: 554 5.7.1), or TempFail (the store cannot
+    // tell: 451 4.3.0, never relay, never a 5xx).
     virtual Answer lookup(const ClientAddress& client, Grant* out) = 0;
 };
 

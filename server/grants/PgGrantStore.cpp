@@ -3,6 +3,7 @@
 #include "grants/PgGrantStore.h"
 
 #include "grants/GrantKey.h"
+#include "grants/GrantLog.h"
 
 #include <Poco/Logger.h>
 
@@ -23,6 +24,19 @@ const pg::Statement GrantUpsert{
     " senders = EXCLUDED.senders,"
     " expires = EXCLUDED.expires, last_used = NULL"
     " RETURNING (extract(epoch FROM g.expires) * 1000000)::bigint"};
+
+// A grant made while PostgreSQL was down, written later with the times of the login (the
+// expiry is never extended). A row that expires later (a newer login, maybe on another
+// node) wins: then no row is returned.
+const pg::Statement GrantWriteThrough{
+    "postern_grant_write_through",
+    "INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used, senders)"
+    " VALUES ($1, $2, 'epoch'::timestamptz + $3::bigint * interval '1 microsecond',"
+    "         'epoch'::timestamptz + $4::bigint * interval '1 microsecond', NULL, $5)"
+    " ON CONFLICT (key) DO UPDATE SET user_name = EXCLUDED.user_name, created = EXCLUDED.created,"
+    " senders = EXCLUDED.senders, expires = EXCLUDED.expires, last_used = NULL"
+    " WHERE g.expires < EXCLUDED.expires"
+    " RETURNING 1"};
 
 // One round trip: the live row, and (in a data-modifying CTE, which runs whether or not it
 // is read) last_used stamped when it is older than a minute, so a busy relaying client
@@ -73,6 +87,10 @@ const pg::Statement GrantSweep{
 const pg::Statement GrantRevokeUser{"postern_grant_revoke_user",
                                     "DELETE FROM pop_before_smtp_grants WHERE user_name = $1 RETURNING key"};
 
+long long toMicros(std::chrono::system_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
 std::chrono::system_clock::time_point fromMicros(const pg::Value& v) {
     long long us = 0;
     try {
@@ -82,15 +100,6 @@ std::chrono::system_clock::time_point fromMicros(const pg::Value& v) {
     }
     return std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::microseconds(us)));
-}
-
-// Log values are ours (key text) or a login name already accepted by the auth layer;
-// still keep them on one line.
-std::string logSafe(const std::string& s) {
-    std::string out;
-    for (unsigned char c : s.substr(0, 320))
-        out += (c <= 0x20 || c == 0x7f) ? '_' : static_cast<char>(c);
-    return out;
 }
 
 }  // namespace
@@ -172,6 +181,23 @@ bool PgGrantStore::grant(const core::ClientAddress& client, const std::string& u
     logger().information("event=grant.add ip=" + key + " user=" + logSafe(user) +
                          " ttl=" + std::to_string(settings_.lifetime.count()) + "s store=postgres");
     return true;
+}
+
+DurableGrantStore::WriteResult PgGrantStore::writeThrough(const std::string& key, const core::Grant& grant,
+                                                          std::chrono::system_clock::time_point created) {
+    // Idempotent (the same times again), so the pool's retry after a dropped connection is
+    // harmless.
+    pg::QueryResult r = pool_.execute(GrantWriteThrough, {key, grant.user, std::to_string(toMicros(created)),
+                                                          std::to_string(toMicros(grant.expires)),
+                                                          joinSenders(grant.senders)});
+    if (r.failed())
+        return WriteResult::Failed;
+    if (r.rows.empty()) {
+        forget(key);  // the stored grant is another one: ask PostgreSQL next time
+        return WriteResult::Superseded;
+    }
+    remember(key, grant);
+    return WriteResult::Written;
 }
 
 core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant* out) {

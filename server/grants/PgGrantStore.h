@@ -2,7 +2,7 @@
 // (table pop_before_smtp_grants, schema/postgres/002_cluster.sql).
 #pragma once
 
-#include "core/GrantStore.h"
+#include "grants/DurableGrantStore.h"
 #include "pg/Pool.h"
 
 #include <array>
@@ -40,7 +40,7 @@ struct PgGrantSettings {
 // Thread-safe: the pool hands each call its own connection; the positive cache is sharded
 // with a mutex per shard (no global lock on the lookup path). The pool must outlive this.
 // Logs event=grant.add|grant.use|grant.expire|grant.revoke|grant.fail on "postern.grants".
-class PgGrantStore : public core::GrantStore {
+class PgGrantStore : public DurableGrantStore {
 public:
     // Throws std::invalid_argument on a lifetime <= 0 or a prefix > 128 (fail at start-up).
     PgGrantStore(pg::Pool& pool, PgGrantSettings settings);
@@ -68,7 +68,13 @@ public:
     void clearCache();
 
     // "192.0.2.7", "2001:db8::1" or "2001:db8:1:2::/64": the row's key (see GrantKey.h).
-    std::string keyText(const core::ClientAddress& client) const;
+    std::string keyText(const core::ClientAddress& client) const override;
+    std::chrono::seconds lifetime() const override { return settings_.lifetime; }
+    // Upsert with the given created/expires (a grant queued while PostgreSQL was down, see
+    // WriteBehindGrantStore); a row expiring later is left alone (Superseded). Failed is
+    // not logged here (the caller retries; one line per event).
+    WriteResult writeThrough(const std::string& key, const core::Grant& grant,
+                             std::chrono::system_clock::time_point created) override;
 
 private:
     struct Cached {

@@ -1,0 +1,256 @@
+// Write-behind for POP-before-SMTP grants: queue on a failed write, honour the queue
+// locally, write it through with the original expiry once the shared store is back.
+#include "grants/WriteBehindGrantStore.h"
+
+#include "grants/GrantLog.h"
+
+#include <Poco/Logger.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+namespace postern::grants {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.grants"); }
+
+}  // namespace
+
+WriteBehindGrantStore::WriteBehindGrantStore(DurableGrantStore& durable, WriteBehindSettings settings,
+                                             core::EventCounters& counters, Clock clock)
+    : durable_(durable), settings_(settings), counters_(counters), clock_(std::move(clock)) {
+    if (settings_.retryFirst <= std::chrono::milliseconds::zero() || settings_.retryMax <= std::chrono::milliseconds::zero())
+        throw std::invalid_argument("grant retry intervals must be positive");
+    if (!clock_)
+        clock_ = [] { return std::chrono::system_clock::now(); };
+}
+
+WriteBehindGrantStore::~WriteBehindGrantStore() {
+    stop();
+    std::unordered_map<std::string, Pending> left;
+    {
+        std::lock_guard lock(mutex_);
+        left.swap(pending_);
+        size_ = 0;
+    }
+    const auto now = clock_();
+    for (const auto& [key, p] : left) {
+        if (p.grant.expires <= now) {
+            counters_.count("grant", "dropped_expired");
+            continue;
+        }
+        counters_.count("grant", "dropped_shutdown");
+        logger().warning("event=grant.dropped ip=" + logSafe(key) + " user=" + logSafe(p.grant.user) +
+                         " expires=" + isoUtc(p.grant.expires) + " reason=shutdown");
+    }
+}
+
+bool WriteBehindGrantStore::grant(const core::ClientAddress& client, const std::string& user,
+                                  const std::vector<std::string>& senders) {
+    const std::string key = durable_.keyText(client);
+    const auto now = clock_();
+    if (durable_.grant(client, user, senders)) {
+        if (size_.load() > 0) {
+            {
+                // The newer login is stored: a queued older grant for the key is obsolete.
+                std::lock_guard lock(mutex_);
+                if (pending_.erase(key))
+                    size_ = pending_.size();
+            }
+            kick();  // the store answers again: write the rest of the queue now
+        }
+        return true;
+    }
+    if (settings_.queueLimit == 0)
+        return false;
+
+    Pending p;
+    p.grant = core::Grant{user, senders, now + durable_.lifetime()};
+    p.created = now;
+    std::size_t queuedNow = 0;
+    std::size_t expired = 0;
+    bool full = false;
+    {
+        std::lock_guard lock(mutex_);
+        p.seq = ++nextSeq_;
+        if (pending_.count(key) == 0 && pending_.size() >= settings_.queueLimit) {
+            expired = dropExpiredLocked(now);
+            full = pending_.size() >= settings_.queueLimit;
+        }
+        if (!full) {
+            // A newer login from the same key replaces the queued grant (one entry per key).
+            pending_.insert_or_assign(key, p);
+            wake_.notify_all();
+        }
+        size_ = pending_.size();
+        queuedNow = pending_.size();
+    }
+    for (std::size_t i = 0; i < expired; ++i)
+        counters_.count("grant", "dropped_expired");
+    if (full) {
+        counters_.count("grant", "dropped_full");
+        logger().error("event=grant.dropped ip=" + logSafe(key) + " user=" + logSafe(user) +
+                       " reason=queue_full queued=" + std::to_string(queuedNow) +
+                       " limit=" + std::to_string(settings_.queueLimit));
+        return false;
+    }
+    counters_.count("grant", "queued");
+    logger().warning("event=grant.queued ip=" + logSafe(key) + " user=" + logSafe(user) +
+                     " expires=" + isoUtc(p.grant.expires) + " queued=" + std::to_string(queuedNow) +
+                     " state=pending_write_through");
+    return true;
+}
+
+bool WriteBehindGrantStore::takeIfLive(const std::string& key, core::Grant* out) {
+    bool expired = false;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = pending_.find(key);
+        if (it == pending_.end())
+            return false;
+        if (it->second.grant.expires > clock_()) {
+            if (out)
+                *out = it->second.grant;
+            return true;
+        }
+        pending_.erase(it);
+        size_ = pending_.size();
+        expired = true;
+    }
+    if (expired)
+        counters_.count("grant", "dropped_expired");
+    return false;
+}
+
+core::Answer WriteBehindGrantStore::lookup(const core::ClientAddress& client, core::Grant* out) {
+    if (size_.load() > 0) {
+        const std::string key = durable_.keyText(client);
+        core::Grant g;
+        if (takeIfLive(key, &g)) {
+            logger().information("event=grant.use ip=" + logSafe(key) + " user=" + logSafe(g.user) + " src=pending");
+            if (out)
+                *out = std::move(g);
+            return core::Answer::Yes;
+        }
+    }
+    const core::Answer a = durable_.lookup(client, out);
+    if (a != core::Answer::TempFail && size_.load() > 0)
+        kick();
+    return a;
+}
+
+std::size_t WriteBehindGrantStore::dropExpiredLocked(std::chrono::system_clock::time_point now) {
+    std::size_t n = 0;
+    for (auto it = pending_.begin(); it != pending_.end();) {
+        if (it->second.grant.expires <= now) {
+            it = pending_.erase(it);
+            ++n;
+        } else {
+            ++it;
+        }
+    }
+    size_ = pending_.size();
+    return n;
+}
+
+WriteBehindGrantStore::FlushResult WriteBehindGrantStore::flush() {
+    FlushResult result;
+    std::vector<std::pair<std::string, Pending>> batch;
+    {
+        std::lock_guard lock(mutex_);
+        batch.assign(pending_.begin(), pending_.end());
+    }
+    // Soonest expiry first: those are the grants a long outage is about to cost.
+    std::sort(batch.begin(), batch.end(),
+              [](const auto& a, const auto& b) { return a.second.grant.expires < b.second.grant.expires; });
+    // Removes the entry unless a newer login replaced it meanwhile (that one is written next).
+    auto settle = [this](const std::string& key, std::uint64_t seq) {
+        std::lock_guard lock(mutex_);
+        auto it = pending_.find(key);
+        if (it != pending_.end() && it->second.seq == seq)
+            pending_.erase(it);
+        size_ = pending_.size();
+    };
+    for (const auto& [key, p] : batch) {
+        if (p.grant.expires <= clock_()) {
+            settle(key, p.seq);
+            ++result.expired;
+            counters_.count("grant", "dropped_expired");
+            continue;
+        }
+        const DurableGrantStore::WriteResult r = durable_.writeThrough(key, p.grant, p.created);
+        if (r == DurableGrantStore::WriteResult::Failed) {
+            result.failed = true;
+            break;
+        }
+        settle(key, p.seq);
+        ++result.written;
+        counters_.count("grant", "written_through");
+        const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - p.created);
+        logger().notice("event=grant.written_through ip=" + logSafe(key) + " user=" + logSafe(p.grant.user) +
+                        " expires=" + isoUtc(p.grant.expires) + " delay=" + std::to_string(late.count() / 1000) + "s" +
+                        (r == DurableGrantStore::WriteResult::Superseded ? " result=superseded" : " result=written"));
+    }
+    return result;
+}
+
+std::size_t WriteBehindGrantStore::queued() const { return size_.load(); }
+
+void WriteBehindGrantStore::kick() {
+    std::lock_guard lock(mutex_);
+    kicked_ = true;
+    wake_.notify_all();
+}
+
+void WriteBehindGrantStore::start() {
+    std::lock_guard lock(mutex_);
+    if (thread_.joinable())
+        return;
+    stopping_ = false;
+    thread_ = std::thread([this] { run(); });
+}
+
+void WriteBehindGrantStore::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+        wake_.notify_all();
+    }
+    if (thread_.joinable())
+        thread_.join();
+}
+
+void WriteBehindGrantStore::run() {
+    const auto first = std::min(settings_.retryFirst, settings_.retryMax);
+    auto backoff = first;
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+        wake_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+        if (stopping_)
+            break;
+        // Never closer together than `first` (a store that answers lookups but refuses
+        // the write must not turn kicks into a busy loop)...
+        if (wake_.wait_for(lock, first, [this] { return stopping_; }))
+            break;
+        // ...then the rest of the backoff, cut short when the store is seen answering again.
+        if (backoff > first &&
+            wake_.wait_for(lock, backoff - first, [this] { return stopping_ || kicked_; }) && stopping_)
+            break;
+        kicked_ = false;
+        lock.unlock();
+        FlushResult r;
+        try {
+            r = flush();
+        } catch (const std::exception& e) {
+            logger().error(std::string("event=grant.retry_error error=\"") + logSafe(e.what()) + "\"");
+            r.failed = true;
+        }
+        lock.lock();
+        backoff = r.failed ? std::min(backoff * 2, settings_.retryMax) : first;
+    }
+}
+
+}  // namespace postern::grants

@@ -1,0 +1,105 @@
+// POP-before-SMTP grants that survive an outage of the shared store: a grant that cannot be
+// written is held on this node (and honoured here at once) and written through later.
+#pragma once
+
+#include "core/EventCounters.h"
+#include "core/GrantStore.h"
+#include "grants/DurableGrantStore.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+namespace postern::grants {
+
+struct WriteBehindSettings {
+    // cluster.grant_retry_queue: grants held for a later write at most (0 = none: a grant
+    // that cannot be written is lost, the login's address may not relay).
+    std::size_t queueLimit = 10000;
+    // First retry this long after a grant is queued, doubling after each failed attempt up
+    // to retryMax (cluster.grant_retry_backoff_max); never closer together than retryFirst.
+    std::chrono::milliseconds retryFirst{1000};
+    std::chrono::milliseconds retryMax{30000};
+};
+
+// Decorates the durable (shared) store:
+//  grant():  written to the durable store as before; if that fails, the grant (expiry
+//            now + lifetime, fixed now) is queued on this node: logged event=grant.queued,
+//            true (the login's address may relay through this node at once). A queue full
+//            of live grants: event=grant.dropped reason=queue_full, false (as before).
+//            A grant written directly replaces a queued one for the same key.
+//  lookup(): a queued live grant for the key answers Yes (even while the store is down);
+//            otherwise the durable store answers (Yes, No, or TempFail when it cannot tell).
+//  flush():  writes queued grants through with their original expiry (never extended; a
+//            later grant already stored wins). event=grant.written_through per grant; a
+//            grant that expired while queued is dropped without a log line (counted).
+//            Called by the retry thread (start()) with backoff, and at once when the
+//            durable store answers again.
+// Counters (core::EventCounters, event "grant"): queued, written_through, dropped_full,
+// dropped_expired, dropped_shutdown. Thread-safe. Logs on "postern.grants".
+class WriteBehindGrantStore final : public core::GrantStore {
+public:
+    using Clock = std::function<std::chrono::system_clock::time_point()>;
+
+    // `durable` and `counters` must outlive this object. Throws std::invalid_argument on
+    // retry intervals <= 0.
+    WriteBehindGrantStore(DurableGrantStore& durable, WriteBehindSettings settings,
+                          core::EventCounters& counters = core::NullEventCounters::instance(), Clock clock = {});
+    // Stops the retry thread; grants still queued are logged as dropped (reason=shutdown).
+    ~WriteBehindGrantStore() override;
+
+    using core::GrantStore::grant;
+    bool grant(const core::ClientAddress& client, const std::string& user,
+               const std::vector<std::string>& senders) override;
+    core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override;
+
+    struct FlushResult {
+        std::size_t written = 0;   // written through (or superseded by a later stored grant)
+        std::size_t expired = 0;   // dropped: expired while queued
+        bool failed = false;       // the store could not be reached; the rest stays queued
+    };
+    // One pass over the queue (stops at the first failed write).
+    FlushResult flush();
+
+    // The retry thread: start() once; stop() (or the destructor) ends it.
+    void start();
+    void stop();
+
+    // Grants held for a later write (the postern_grants_queued gauge).
+    std::size_t queued() const;
+
+private:
+    struct Pending {
+        core::Grant grant;
+        std::chrono::system_clock::time_point created;
+        std::uint64_t seq = 0;  // which login queued it (a newer one may replace it mid-write)
+    };
+
+    bool takeIfLive(const std::string& key, core::Grant* out);
+    std::size_t dropExpiredLocked(std::chrono::system_clock::time_point now);
+    void kick();
+    void run();
+
+    DurableGrantStore& durable_;
+    const WriteBehindSettings settings_;
+    core::EventCounters& counters_;
+    Clock clock_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;
+    std::unordered_map<std::string, Pending> pending_;
+    std::atomic<std::size_t> size_{0};  // pending_.size(), read without the lock on the lookup path
+    std::uint64_t nextSeq_ = 0;
+    bool kicked_ = false;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+}  // namespace postern::grants

@@ -1,0 +1,158 @@
+// PgGrantStore::writeThrough (a grant held through an outage, written later) against a real
+// PostgreSQL: the login's times are stored as given (the expiry is never extended), a row that
+// expires later is never shortened; and WriteBehindGrantStore over a real PgGrantStore whose
+// database is first unreachable (libpq's real connection failure) and then reachable.
+// Part of the pg_grant_store suite, so tests/e2e/test_cluster_stores.py runs these too.
+#include "grants/PgGrantStore.h"
+#include "grants/WriteBehindGrantStore.h"
+
+#include "support/PgTestSupport.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <string>
+
+using namespace postern;
+using grants::DurableGrantStore;
+using grants::PgGrantSettings;
+using grants::PgGrantStore;
+using grants::WriteBehindGrantStore;
+using namespace std::chrono_literals;
+using TimePoint = std::chrono::system_clock::time_point;
+
+namespace {
+
+using namespace postern::testing;
+
+core::ClientAddress ip(const std::string& text) {
+    core::ClientAddress c;
+    c.ip = Poco::Net::IPAddress(text);
+    return c;
+}
+
+PgGrantSettings noCache() {
+    PgGrantSettings s;
+    s.lifetime = 600s;
+    s.cacheTtl = 0ms;
+    return s;
+}
+
+long long micros(TimePoint t) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+// The row's created and expires as microseconds since the epoch.
+std::string times(Db& db, const std::string& key) {
+    return db.one("SELECT (extract(epoch FROM created) * 1000000)::bigint || ' ' ||"
+                  " (extract(epoch FROM expires) * 1000000)::bigint || ' ' || user_name"
+                  " FROM pop_before_smtp_grants WHERE key = $1",
+                  {key});
+}
+
+// Answers with `down` (a pool to a port nothing listens on) until switched to `up`: the same
+// real PgGrantStore code on both sides, as when one database goes away and comes back.
+class Switch final : public DurableGrantStore {
+public:
+    Switch(PgGrantStore& down, PgGrantStore& up) : down_(down), up_(up) {}
+    std::atomic<bool> isUp{false};
+    using core::GrantStore::grant;
+    bool grant(const core::ClientAddress& c, const std::string& u, const std::vector<std::string>& s) override {
+        return cur().grant(c, u, s);
+    }
+    core::Answer lookup(const core::ClientAddress& c, core::Grant* out) override { return cur().lookup(c, out); }
+    std::string keyText(const core::ClientAddress& c) const override { return up_.keyText(c); }
+    std::chrono::seconds lifetime() const override { return up_.lifetime(); }
+    WriteResult writeThrough(const std::string& k, const core::Grant& g, TimePoint created) override {
+        return cur().writeThrough(k, g, created);
+    }
+
+private:
+    PgGrantStore& cur() { return isUp ? up_ : down_; }
+    PgGrantStore& down_;
+    PgGrantStore& up_;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(pg_grant_store)
+
+BOOST_AUTO_TEST_CASE(write_through_keeps_the_login_times_and_never_shortens, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE pop_before_smtp_grants");
+    pg::Pool pool(settings());
+    PgGrantStore store(pool, noCache());
+
+    // A login 200 s ago, held since: written with its own times (microseconds exact).
+    const TimePoint created = TimePoint(std::chrono::duration_cast<TimePoint::duration>(
+        std::chrono::microseconds(micros(std::chrono::system_clock::now() - 200s))));
+    const core::Grant held{"bob@example.test", {"bob@example.test", "b@example.test"}, created + 600s};
+    BOOST_TEST((store.writeThrough("192.0.2.7", held, created) == DurableGrantStore::WriteResult::Written));
+    BOOST_TEST(times(db, "192.0.2.7") ==
+               std::to_string(micros(created)) + " " + std::to_string(micros(created + 600s)) + " bob@example.test");
+    core::Grant g;
+    BOOST_TEST((store.lookup(ip("192.0.2.7"), &g) == core::Answer::Yes));
+    BOOST_TEST((g.expires == created + 600s));
+    BOOST_TEST(g.senders.size() == 2u);
+
+    // Writing it again is harmless (the pool may retry a statement): same row.
+    BOOST_TEST((store.writeThrough("192.0.2.7", held, created) == DurableGrantStore::WriteResult::Superseded));
+    BOOST_TEST(times(db, "192.0.2.7") ==
+               std::to_string(micros(created)) + " " + std::to_string(micros(created + 600s)) + " bob@example.test");
+
+    // A newer login stored since wins over an older held grant.
+    BOOST_TEST(store.grant(ip("192.0.2.8"), "new@example.test"));
+    const std::string newer = times(db, "192.0.2.8");
+    const core::Grant older{"old@example.test", {"old@example.test"}, created + 600s};
+    BOOST_TEST((store.writeThrough("192.0.2.8", older, created) == DurableGrantStore::WriteResult::Superseded));
+    BOOST_TEST(times(db, "192.0.2.8") == newer);
+    BOOST_TEST((store.lookup(ip("192.0.2.8"), &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "new@example.test");
+}
+
+BOOST_AUTO_TEST_CASE(write_behind_over_postgres_through_an_outage, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE pop_before_smtp_grants");
+    pg::Pool downPool(settingsFor("host=127.0.0.1 port=1 dbname=x user=x", 1));
+    pg::Pool upPool(settings());
+    PgGrantStore down(downPool, noCache());
+    PgGrantStore up(upPool, noCache());
+    Switch db2(down, up);
+    WriteBehindGrantStore store(db2, grants::WriteBehindSettings{});
+
+    const auto before = std::chrono::system_clock::now();
+    BOOST_TEST(store.grant(ip("192.0.2.9"), "bob@example.test"));  // held
+    const auto after = std::chrono::system_clock::now();
+    BOOST_TEST(store.queued() == 1u);
+    BOOST_TEST((store.lookup(ip("192.0.2.9"), nullptr) == core::Answer::Yes));
+    BOOST_TEST((store.lookup(ip("192.0.2.10"), nullptr) == core::Answer::TempFail));
+    BOOST_TEST(store.flush().failed);
+    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants") == "0");
+
+    db2.isUp = true;
+    auto r = store.flush();
+    BOOST_TEST(!r.failed);
+    BOOST_TEST(r.written == 1u);
+    BOOST_TEST(store.queued() == 0u);
+    const long long expires = std::stoll(db.one(
+        "SELECT (extract(epoch FROM expires) * 1000000)::bigint FROM pop_before_smtp_grants WHERE key = '192.0.2.9'"));
+    BOOST_TEST(expires >= micros(before + 600s));
+    BOOST_TEST(expires <= micros(after + 600s));
+    // Another node (its own store on the same database) now honours it.
+    pg::Pool otherPool(settings());
+    PgGrantStore other(otherPool, noCache());
+    core::Grant g;
+    BOOST_TEST((other.lookup(ip("192.0.2.9"), &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "bob@example.test");
+}
+
+BOOST_AUTO_TEST_CASE(write_through_to_an_unreachable_database_fails) {
+    // Runs everywhere: nothing listens on port 1.
+    pg::Pool pool(settingsFor("host=127.0.0.1 port=1 dbname=x user=x", 1));
+    PgGrantStore store(pool, noCache());
+    const core::Grant g{"bob@example.test", {"bob@example.test"}, std::chrono::system_clock::now() + 600s};
+    BOOST_TEST((store.writeThrough("192.0.2.7", g, std::chrono::system_clock::now()) ==
+                DurableGrantStore::WriteResult::Failed));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
