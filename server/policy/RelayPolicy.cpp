@@ -102,8 +102,12 @@ RcptVerdict RelayPolicy::decide(const smtp::ParsedPath& rcpt, const RecipientCon
             return v;
         }
         case core::Answer::TempFail:
-            // The store is unreachable: try later, never relay and never a hard "no".
-            return tempFail("grant_tempfail");
+            // The store is unreachable: try later, never relay and never a hard "no". 4.7.1:
+            // the answer is about permission to relay (RFC 3463), which cannot be told now.
+            return make(Kind::TempFail,
+                        smtp::Reply(451, smtp::Enhanced::DeliveryNotAuthorized,
+                                    "Cannot check relay permission now, try again later"),
+                        "grant_tempfail");
         case core::Answer::No:
             break;
         }

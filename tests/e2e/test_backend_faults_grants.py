@@ -8,7 +8,7 @@ in the customer's mail program, caused by a transient outage). Now:
   - the login says +OK and its node holds the grant (event=grant.queued) and honours it at
     once: a relay from that address through the same node is accepted while the database is
     still down;
-  - a relay that needs a grant the node cannot see gets 451 4.3.0 (try later), never 5xx;
+  - a relay that needs a grant the node cannot see gets 451 4.7.1 (try later), never 5xx;
   - when PostgreSQL is back the grant is written through with the expiry of the login
     (event=grant.written_through, postern_grants_total{event="written_through"}), and the
     other node honours it from the table;
@@ -180,10 +180,10 @@ def test_grant_made_during_outage_is_honoured_then_written_through():
             expect(relay(a, "127.0.0.5", sender=BOB), 554, "5.7.1", what="someone else's sender on the held grant")
             # Another address without a grant: the node cannot tell -> 451, never 5xx.
             r = never_5xx(relay(a, "127.0.0.6"), "relay without a grant, database down")
-            expect(r, 451, "4.3.0", what="relay without a grant while PostgreSQL is down")
+            expect(r, 451, "4.7.1", what="relay without a grant while PostgreSQL is down")
             # The other node does not hold it and cannot ask: 451 as well, never 5xx.
             r = never_5xx(relay(b, "127.0.0.5"), "relay on node B, database down")
-            expect(r, 451, "4.3.0", what="relay on the other node while PostgreSQL is down")
+            expect(r, 451, "4.7.1", what="relay on the other node while PostgreSQL is down")
 
             body = metrics(a)
             check_eq(metric_value(body, "postern_grants_queued"), 1.0, "queued gauge while down")
@@ -237,7 +237,7 @@ def test_full_queue_and_expired_hold_are_never_5xx():
             a.log_contains(r"event=grant\.dropped ip=127\.0\.0\.8 user=%s reason=queue_full queued=1 limit=1"
                            % re.escape(ALICE))
             a.log_contains(r"event=pop3\.grant_fail user=%s ip=127\.0\.0\.8" % re.escape(ALICE))
-            expect(never_5xx(relay(a, "127.0.0.8"), "dropped grant"), 451, "4.3.0", what="relay on a dropped grant")
+            expect(never_5xx(relay(a, "127.0.0.8"), "dropped grant"), 451, "4.7.1", what="relay on a dropped grant")
             expect(relay(a, "127.0.0.7"), 250, what="relay on the held grant")
             # The held grant expires during the outage: the relay turns to 451 (the node can
             # no longer tell), and the grant is dropped, counted, not written later.

@@ -343,13 +343,13 @@ def test_postgres_restart_tempfails_then_recovers_without_node_restart():
         try:
             sleep_until(t_down + 1.3)        # past cluster.grant_cache_ttl: B must ask PostgreSQL
             r = relay_attempt(lambda: c.b.smtp("mx", source="127.0.0.2"))
-            expect(r, 451, "4.3.0", what="relay needing a grant while PostgreSQL is down (B)")
+            expect(r, 451, "4.7.1", what="relay needing a grant while PostgreSQL is down (B)")
             r = relay_attempt(lambda: c.a.smtp("mx", source="127.0.0.2"))
-            expect(r, 451, "4.3.0", what="relay needing a grant while PostgreSQL is down (A)")
+            expect(r, 451, "4.7.1", what="relay needing a grant while PostgreSQL is down (A)")
             c.b.log_contains(r"event=grant\.lookup_fail ip=127\.0\.0\.2")
             # A client without any grant is not told "no" either: the store cannot answer.
             r = relay_attempt(lambda: c.b.smtp("mx", source="127.0.0.3"))
-            expect(r, 451, "4.3.0", what="relay without a grant while PostgreSQL is down")
+            expect(r, 451, "4.7.1", what="relay without a grant while PostgreSQL is down")
             # Local mail needs no shared state: still accepted (into the shared Maildir).
             s = c.a.smtp("mx", source="127.0.0.3")
             marker, data = make_message(sender="someone@remote.example", to=BOB)

@@ -206,7 +206,7 @@ std::ostream& operator<<(std::ostream& o, const GrantCase& c) { return o << stat
 const GrantCase grantCases[] = {
     {core::Answer::Yes, Kind::Accept, "250 2.1.5 Ok\r\n"},
     {core::Answer::No, Kind::Reject, "554 5.7.1 Relay access denied\r\n"},
-    {core::Answer::TempFail, Kind::TempFail, "451 4.3.0 Temporary failure, try again later\r\n"},
+    {core::Answer::TempFail, Kind::TempFail, "451 4.7.1 Cannot check relay permission now, try again later\r\n"},
 };
 
 BOOST_DATA_TEST_CASE(pop_before_smtp_grant, bdata::make(grantCases), c) {
