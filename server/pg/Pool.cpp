@@ -109,6 +109,13 @@ QueryResult Pool::execute(const Statement& statement, const Params& params) {
             break;
         }
         r = slots_[slot]->execPrepared(statement, params);
+        if (r.timedOut) {
+            // The server did not answer within the deadline: the connection is closed and
+            // the statement is not retried (a second try would double the caller's wait).
+            noteDown(r.error);
+            slots_[slot].reset();
+            break;
+        }
         if (!slots_[slot]->isBroken(r)) {
             if (!r.failed()) {
                 noteUp(*slots_[slot]);
@@ -141,7 +148,11 @@ QueryResult Pool::withConnection(const std::function<QueryResult(Connection&)>& 
             release(slot);
             throw;
         }
-        // Broken, or left inside a transaction: the next caller must get a clean session.
+        if (slots_[slot]->timedOut()) {
+            noteDown("no answer from the server within the client deadline");
+        }
+        // Broken, timed out, or left inside a transaction: the next caller must get a clean
+        // session.
         if (!slots_[slot]->isOk() || !slots_[slot]->isIdle()) {
             slots_[slot].reset();
         }

@@ -23,8 +23,13 @@ namespace postern::pg {
 //  - the statement fails with Connection::isBroken()      -> the connection is replaced and
 //    the statement retried once on the new one (a server restart, failover or idle cut costs
 //    the caller nothing); a second failure -> Error
+//  - no answer within the client-side deadline (Connection: statement_timeout + grace) ->
+//    Error with timedOut (SQLSTATE 57014); the connection is discarded, never returned to
+//    the pool, and the statement is NOT retried
 //
 // So while PostgreSQL is unreachable every call returns Error within about connect_timeout,
+// while it is frozen (accepts TCP, never answers) within connect_timeout (waiting for a
+// slot) plus connect_timeout (a new connection) or the statement deadline (an open one),
 // and the first call after it is back succeeds: no restart needed. Up/down transitions are
 // logged once each on "postern.pg" (never the password or the parameters).
 //
