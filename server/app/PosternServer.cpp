@@ -408,6 +408,7 @@ int PosternServer::serve() {
         metrics::HealthServerOptions ho;
         ho.address = cfg.healthAddress;
         ho.port = cfg.healthPort;
+        ho.readyTimeout = cfg.healthReadyTimeout;  // the check below runs on a probe thread, bounded by this
         // Ready: listeners up, not draining, and the auth backends can answer.
         health = std::make_unique<metrics::HealthServer>(
             telemetry.registry(),
