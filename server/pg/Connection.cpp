@@ -117,6 +117,21 @@ std::string Connection::peer() const {
     return std::string(host ? host : "?") + ":" + (port ? port : "?");
 }
 
+std::string Connection::option(const std::string& keyword) const {
+    if (!conn_) {
+        return {};
+    }
+    std::string value;
+    PQconninfoOption* opts = PQconninfo(conn_.get());
+    for (auto* o = opts; o && o->keyword; ++o) {
+        if (keyword == o->keyword && o->val) {
+            value = o->val;
+        }
+    }
+    PQconninfoFree(opts);
+    return value;
+}
+
 Connection::Clock::time_point Connection::deadlineFromNow() const {
     return callTimeout_.count() > 0 ? Clock::now() + callTimeout_ : Clock::time_point::max();
 }

@@ -96,6 +96,9 @@ public:
     // Server host:port this connection reached (for logs).
     std::string peer() const;
 
+    // The value libpq uses for a connection option (PQconninfo), "" if unset or closed.
+    std::string option(const std::string& keyword) const;
+
 private:
     using Clock = std::chrono::steady_clock;
 

@@ -256,9 +256,9 @@ def test_cpp_deadline_tests_against_postgres():
     out = r.stdout + r.stderr
     check(r.returncode == 0, "unit_pg --run_test=pg_deadline exited %d\n%s" % (r.returncode, out[-6000:]))
     m = re.search(r"(\d+) test cases? out of (\d+) passed", out)
-    # All six ran and passed (none skipped for want of a database; the "skipped" count of
+    # All seven ran and passed (none skipped for want of a database; the "skipped" count of
     # the report is the other suites, filtered out).
-    check(m and int(m.group(1)) == 6, "pg_deadline cases:\n" + out[-3000:])
+    check(m and int(m.group(1)) == 7, "pg_deadline cases:\n" + out[-3000:])
 
 
 def test_frozen_auth_database_gives_temporary_failures_and_recovers():
@@ -267,6 +267,12 @@ def test_frozen_auth_database_gives_temporary_failures_and_recovers():
         warm_up(p)
         with frozen(s) as pids:
             check(len(pids) >= 3, "postmaster and backends stopped: %r" % pids)
+            # /readyz first, while the pool still holds open connections: its check waits on
+            # one (statement deadline 2.5 s), longer than health.ready_timeout.
+            status, body, took = readyz(p.health_port)
+            print("  frozen, first /readyz: %d %r after %.1f s" % (status, body.strip(), took))
+            check(took < READY_TIMEOUT + 3, "first /readyz answered after %.1f s" % took)
+            check_eq(status, 503, "first /readyz while frozen (%r)" % body)
             check_temp_failures(p, "frozen")
             check("event=pg.down" in p.log_text(), "the outage is logged\n" + p.tail(20))
         check_recovery(p, "after SIGCONT")

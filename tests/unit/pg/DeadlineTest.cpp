@@ -266,6 +266,24 @@ BOOST_AUTO_TEST_CASE(statement_on_a_frozen_server_hits_the_client_deadline, *boo
     proxy.thaw();
 }
 
+BOOST_AUTO_TEST_CASE(tcp_keepalives_are_set_unless_the_conninfo_sets_them, *boost::unit_test::precondition(testing::WithPg())) {
+    std::string error;
+    ConnectionPtr c = Connection::open(testing::settings(1), error);
+    BOOST_REQUIRE_MESSAGE(c, error);
+    BOOST_TEST(c->option("keepalives") == "1");
+    BOOST_TEST(c->option("keepalives_idle") == "30");
+    BOOST_TEST(c->option("keepalives_interval") == "10");
+    BOOST_TEST(c->option("keepalives_count") == "3");
+    BOOST_TEST(c->option("tcp_user_timeout") == "30000");
+    ConnectSettings own = testing::settings(1);
+    own.conninfo += " keepalives_idle=77 tcp_user_timeout=12345";
+    c = Connection::open(own, error);
+    BOOST_REQUIRE_MESSAGE(c, error);
+    BOOST_TEST(c->option("keepalives_idle") == "77");  // the operator's value wins
+    BOOST_TEST(c->option("tcp_user_timeout") == "12345");
+    BOOST_TEST(c->option("keepalives_count") == "3");
+}
+
 BOOST_AUTO_TEST_CASE(a_live_servers_statement_timeout_keeps_the_connection, *boost::unit_test::precondition(testing::WithPg())) {
     ConnectSettings s = testing::settings(1);
     s.statementTimeout = 1s;
