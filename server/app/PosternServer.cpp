@@ -420,6 +420,7 @@ int PosternServer::serve() {
         metrics::HealthServerOptions ho;
         ho.address = cfg.healthAddress;
         ho.port = cfg.healthPort;
+        ho.readyTimeout = cfg.healthReadyTimeout;  // the check below runs on a probe thread, bounded by this
         // One series per auth backend: did its readiness probe (a real query) answer?
         // Shares the probes' short cache with /readyz.
         telemetry.registry().gaugeFamilyCallback(

@@ -98,6 +98,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         if (hp < 0 || hp > 65535) r.error("health.port: must be 0..65535");
         c.healthPort = static_cast<std::uint16_t>(hp);
     }
+    c.healthReadyTimeout = r.duration("health.ready_timeout");
+    if (c.healthReadyTimeout.count() <= 0) r.error("health.ready_timeout: must be more than 0");
     c.connections.maxTotal = static_cast<int>(r.integer("connections.max_total"));
     c.connections.maxPerIp = static_cast<int>(r.integer("connections.max_per_ip"));
     c.connections.ratePerIp = static_cast<int>(r.integer("connections.rate_per_ip"));

@@ -168,6 +168,7 @@ struct ServerConfig {
     Millis proxyDetectWait{};
     std::string healthAddress;
     std::uint16_t healthPort = 0;
+    Millis healthReadyTimeout{};
     ConnectionLimitsConfig connections;
     PenaltyConfig penalty;
     LimitsConfig limits;

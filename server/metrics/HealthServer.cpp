@@ -11,7 +11,83 @@
 #include <Poco/ThreadPool.h>
 #include <Poco/URI.h>
 
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+
 namespace postern::metrics {
+
+// Runs the readiness check on a thread of its own (started on the first request), one run at
+// a time; requests wait for a run at most readyTimeout.
+class HealthServer::Probe {
+public:
+    Probe(ReadinessCheck check, std::chrono::milliseconds timeout) : check_(std::move(check)), timeout_(timeout) {}
+    ~Probe() { stop(); }
+    Probe(const Probe&) = delete;
+    Probe& operator=(const Probe&) = delete;
+
+    Readiness get() {
+        std::unique_lock lock(mutex_);
+        if (stopping_) return {false, "shutting down"};
+        if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+        // Nothing requested or running: ask for a run. Otherwise the pending or running one
+        // answers this request too (a check hung on a frozen database is not run twice).
+        if (requested_ == finished_) {
+            ++requested_;
+            wake_.notify_all();
+        }
+        const std::uint64_t want = requested_;
+        if (!done_.wait_for(lock, timeout_, [&] { return finished_ >= want || stopping_; }) || finished_ < want) {
+            return {false, "probe timed out after " + std::to_string(timeout_.count()) + "ms"};
+        }
+        return last_;
+    }
+
+    // Waits for a run in progress (the check is expected to be bounded), then ends the thread.
+    void stop() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        done_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+
+private:
+    void loop() {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            wake_.wait(lock, [&] { return stopping_ || requested_ > finished_; });
+            if (stopping_) return;
+            const std::uint64_t run = requested_;
+            lock.unlock();
+            // Fail closed: no check, or a check that throws, means not ready.
+            Readiness r{false, "no readiness check"};
+            try {
+                if (check_) r = check_();
+            } catch (...) {
+                r = {false, "readiness check failed"};
+            }
+            lock.lock();
+            last_ = std::move(r);
+            finished_ = run;
+            done_.notify_all();
+        }
+    }
+
+    const ReadinessCheck check_;
+    const std::chrono::milliseconds timeout_;
+    std::mutex mutex_;
+    std::condition_variable wake_;  // a run was requested, or stop
+    std::condition_variable done_;  // a run finished, or stop
+    std::uint64_t requested_ = 0;   // number of the latest run asked for
+    std::uint64_t finished_ = 0;    // number of the latest run finished (runs are in order)
+    Readiness last_;
+    bool stopping_ = false;
+    std::thread thread_;
+};
 
 namespace {
 
@@ -30,8 +106,7 @@ void reply(Poco::Net::HTTPServerResponse& response, HTTPResponse::HTTPStatus sta
 
 class HealthHandler final : public Poco::Net::HTTPRequestHandler {
 public:
-    HealthHandler(const Registry& registry, const HealthServer::ReadinessCheck& readiness)
-        : registry_(registry), readiness_(readiness) {}
+    HealthHandler(const Registry& registry, HealthServer::Probe& probe) : registry_(registry), probe_(probe) {}
 
     void handleRequest(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response) override {
         static const std::string Text = "text/plain; charset=utf-8";
@@ -53,12 +128,11 @@ public:
             if (path == "/healthz") {
                 reply(response, HTTPResponse::HTTP_OK, Text, "ok\n");
             } else if (path == "/readyz") {
-                // Fail closed: no check, or a check that throws, means not ready.
-                Readiness r{false, "no readiness check"};
+                // Bounded by readyTimeout whatever the check does (fail closed).
+                Readiness r{false, "readiness check failed"};
                 try {
-                    if (readiness_) r = readiness_();
+                    r = probe_.get();
                 } catch (...) {
-                    r = {false, "readiness check failed"};
                 }
                 if (r.ready) reply(response, HTTPResponse::HTTP_OK, Text, "ok\n");
                 else reply(response, HTTPResponse::HTTP_SERVICE_UNAVAILABLE, Text, "not ready: " + r.reason + "\n");
@@ -74,21 +148,21 @@ public:
 
 private:
     const Registry& registry_;
-    const HealthServer::ReadinessCheck& readiness_;
+    HealthServer::Probe& probe_;
 };
 
 class HealthHandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
 public:
-    HealthHandlerFactory(const Registry& registry, HealthServer::ReadinessCheck readiness)
-        : registry_(registry), readiness_(std::move(readiness)) {}
+    HealthHandlerFactory(const Registry& registry, std::shared_ptr<HealthServer::Probe> probe)
+        : registry_(registry), probe_(std::move(probe)) {}
 
     Poco::Net::HTTPRequestHandler* createRequestHandler(const Poco::Net::HTTPServerRequest&) override {
-        return new HealthHandler(registry_, readiness_);
+        return new HealthHandler(registry_, *probe_);
     }
 
 private:
     const Registry& registry_;
-    HealthServer::ReadinessCheck readiness_;  // owned here; the factory lives as long as the server
+    std::shared_ptr<HealthServer::Probe> probe_;  // shared: the factory lives as long as the server
 };
 
 }  // namespace
@@ -111,8 +185,8 @@ HealthServer::HealthServer(const Registry& registry, ReadinessCheck readiness, c
     // Its own pool: a stuck scraper cannot take threads from a mail listener, and POCO's
     // shared default pool is never used (DESIGN: Threads).
     pool_ = std::make_unique<Poco::ThreadPool>("health", 1, options.maxThreads + 1, 60);
-    server_ = std::make_unique<Poco::Net::HTTPServer>(new HealthHandlerFactory(registry, std::move(readiness)), *pool_,
-                                                      socket, params);
+    probe_ = std::make_shared<Probe>(std::move(readiness), options.readyTimeout);
+    server_ = std::make_unique<Poco::Net::HTTPServer>(new HealthHandlerFactory(registry, probe_), *pool_, socket, params);
 }
 
 HealthServer::~HealthServer() {
@@ -133,6 +207,7 @@ void HealthServer::stop() {
     stopped_ = true;
     if (started_) server_->stopAll(true);
     pool_->joinAll();
+    probe_->stop();  // after the requests: none waits on it any more
 }
 
 }  // namespace postern::metrics

@@ -28,6 +28,10 @@ struct HealthServerOptions {
     int maxThreads = 2;                  // its own pool, never POCO's default one
     int maxQueued = 16;                  // beyond: POCO closes the connection (scrapers retry)
     std::chrono::milliseconds timeout{5000};  // per request, read and write
+    // Longest a /readyz request waits for the readiness check (health.ready_timeout); past
+    // it the answer is 503 "not ready: probe timed out" and the check finishes in the
+    // background. Keep it below the balancer's own probe timeout.
+    std::chrono::milliseconds readyTimeout{2000};
 };
 
 struct Readiness {
@@ -38,11 +42,17 @@ struct Readiness {
 // Serves:
 //   GET /healthz  200 "ok"                     while the process can answer at all
 //   GET /readyz   200 "ok" when the readiness check says so, else 503 "not ready: <reason>"
-//                 (also 503 if the check throws: fail closed)
+//                 (also 503 if the check throws: fail closed), within readyTimeout: the
+//                 check runs on one probe thread of its own, never on the request's; a
+//                 request starts a run (or joins the one in progress) and waits for it at
+//                 most readyTimeout, else 503 "not ready: probe timed out". A check that
+//                 hangs (a frozen database) thus costs no HTTP thread and never more than
+//                 one probe thread, and concurrent requests share one run.
 //   GET /metrics  200, Content-Type "text/plain; version=0.0.4; charset=utf-8"
 //   other paths 404; methods other than GET/HEAD 405.
-// The registry and the check must outlive the server; the check runs on the server's
-// threads and must be thread-safe and quick. start()/stop() from one thread.
+// The registry and the check must outlive the server; the check runs on the probe thread,
+// one run at a time, and should itself be bounded (stop() waits for a run in progress).
+// start()/stop() from one thread.
 class HealthServer {
 public:
     using ReadinessCheck = std::function<Readiness()>;
@@ -60,7 +70,10 @@ public:
     // The bound address (the real port when options.port was 0).
     Poco::Net::SocketAddress address() const { return address_; }
 
+    class Probe;  // the probe thread (HealthServer.cpp)
+
 private:
+    std::shared_ptr<Probe> probe_;
     std::unique_ptr<Poco::ThreadPool> pool_;
     std::unique_ptr<Poco::Net::HTTPServer> server_;
     Poco::Net::SocketAddress address_;

@@ -15,8 +15,10 @@ namespace postern::pg {
 //   password_file      file whose first line is the database password; it must be a regular
 //                      file without group or world permissions ("" = none, libpq's own ways)
 //   pool_size          connections kept open (default 4)
-//   connect_timeout    per-host connect timeout (default 5s; libpq counts whole seconds, min 2)
-//   statement_timeout  SET statement_timeout on every connection (default 5s; 0 = none)
+//   connect_timeout    per-host connect timeout (default 5s; libpq counts whole seconds, min 2);
+//                      also the pool's longest wait for a free connection
+//   statement_timeout  SET statement_timeout on every connection, and the client-side deadline
+//                      of each call (+ Connection::ClientDeadlineGrace) (default 5s; 0 = none)
 struct ConnectSettings {
     std::string conninfo;
     std::string password;  // read from password_file; never logged

@@ -70,10 +70,47 @@ void Pool::release(std::size_t slot) {
 }
 
 void Pool::noteDown(const std::string& why) {
+    {
+        std::lock_guard lock(mutex_);
+        retryAt_ = Clock::now() + settings_.connectTimeout;
+    }
     if (!down_.exchange(true)) {
         logger().error("event=pg.down error=\"" + logValue(why) + "\"");
     }
 }
+
+bool Pool::admit(bool& probe) {
+    probe = false;
+    if (!down_) {
+        return true;
+    }
+    std::lock_guard lock(mutex_);
+    if (!down_) {
+        return true;
+    }
+    if (probing_ || Clock::now() < retryAt_) {
+        return false;
+    }
+    probing_ = true;
+    probe = true;
+    return true;
+}
+
+void Pool::endProbe(bool probe) {
+    if (probe) {
+        std::lock_guard lock(mutex_);
+        probing_ = false;
+    }
+}
+
+namespace {
+
+QueryResult unavailable() {
+    return QueryResult::failure("database unavailable (the last attempt failed; retried at most once per connect_timeout)",
+                                "08006");
+}
+
+}  // namespace
 
 void Pool::noteUp(const Connection& c) {
     if (down_.exchange(false)) {
@@ -97,8 +134,13 @@ bool Pool::ensureConnected(std::size_t slot, std::string& error) {
 }
 
 QueryResult Pool::execute(const Statement& statement, const Params& params) {
+    bool probe = false;
+    if (!admit(probe)) {
+        return unavailable();
+    }
     const std::size_t slot = acquire();
     if (slot == slots_.size()) {
+        endProbe(probe);
         return QueryResult::failure("no free database connection within connect_timeout", "08000");
     }
     QueryResult r;
@@ -109,6 +151,13 @@ QueryResult Pool::execute(const Statement& statement, const Params& params) {
             break;
         }
         r = slots_[slot]->execPrepared(statement, params);
+        if (r.timedOut) {
+            // The server did not answer within the deadline: the connection is closed and
+            // the statement is not retried (a second try would double the caller's wait).
+            noteDown(r.error);
+            slots_[slot].reset();
+            break;
+        }
         if (!slots_[slot]->isBroken(r)) {
             if (!r.failed()) {
                 noteUp(*slots_[slot]);
@@ -121,12 +170,18 @@ QueryResult Pool::execute(const Statement& statement, const Params& params) {
         slots_[slot].reset();
     }
     release(slot);
+    endProbe(probe);
     return r;
 }
 
 QueryResult Pool::withConnection(const std::function<QueryResult(Connection&)>& fn) {
+    bool probe = false;
+    if (!admit(probe)) {
+        return unavailable();
+    }
     const std::size_t slot = acquire();
     if (slot == slots_.size()) {
+        endProbe(probe);
         return QueryResult::failure("no free database connection within connect_timeout", "08000");
     }
     QueryResult r;
@@ -139,14 +194,22 @@ QueryResult Pool::withConnection(const std::function<QueryResult(Connection&)>& 
         } catch (...) {
             slots_[slot].reset();  // unknown state (maybe inside a transaction): do not reuse
             release(slot);
+            endProbe(probe);
             throw;
         }
-        // Broken, or left inside a transaction: the next caller must get a clean session.
+        if (slots_[slot]->timedOut()) {
+            noteDown("no answer from the server within the client deadline");
+        } else if (slots_[slot]->isOk()) {
+            noteUp(*slots_[slot]);  // the server answered
+        }
+        // Broken, timed out, or left inside a transaction: the next caller must get a clean
+        // session.
         if (!slots_[slot]->isOk() || !slots_[slot]->isIdle()) {
             slots_[slot].reset();
         }
     }
     release(slot);
+    endProbe(probe);
     return r;
 }
 

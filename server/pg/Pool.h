@@ -6,6 +6,7 @@
 #include "pg/QueryResult.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -23,8 +24,18 @@ namespace postern::pg {
 //  - the statement fails with Connection::isBroken()      -> the connection is replaced and
 //    the statement retried once on the new one (a server restart, failover or idle cut costs
 //    the caller nothing); a second failure -> Error
+//  - no answer within the client-side deadline (Connection: statement_timeout + grace) ->
+//    Error with timedOut (SQLSTATE 57014); the connection is discarded, never returned to
+//    the pool, and the statement is NOT retried
+//  - while the database is down (the last attempt failed to connect, broke or timed out),
+//    one caller at a time, and at most one per connect_timeout, tries to reach it; every
+//    other caller gets Error at once (SQLSTATE 08006) instead of waiting out its own
+//    timeout. A session making several calls, or many sessions, thus do not each pay the
+//    full timeout during an outage; the first call that gets through again ends it.
 //
 // So while PostgreSQL is unreachable every call returns Error within about connect_timeout,
+// while it is frozen (accepts TCP, never answers) within connect_timeout (waiting for a
+// slot) plus connect_timeout (a new connection) or the statement deadline (an open one),
 // and the first call after it is back succeeds: no restart needed. Up/down transitions are
 // logged once each on "postern.pg" (never the password or the parameters).
 //
@@ -51,6 +62,11 @@ public:
     std::size_t openConnections() const;
 
 private:
+    using Clock = std::chrono::steady_clock;
+
+    // False: the database is down and this caller is not the one to try it now.
+    bool admit(bool& probe);
+    void endProbe(bool probe);
     std::size_t acquire();  // slot index, or size() on timeout
     void release(std::size_t slot);
     bool ensureConnected(std::size_t slot, std::string& error);
@@ -63,6 +79,8 @@ private:
     std::vector<ConnectionPtr> slots_;  // a slot is touched only by the thread that holds it
     std::vector<std::size_t> free_;     // guarded by mutex_
     std::atomic<bool> down_{false};
+    Clock::time_point retryAt_{};  // guarded by mutex_: while down, no try before this
+    bool probing_ = false;         // guarded by mutex_: a caller is trying the database now
 };
 
 }  // namespace postern::pg

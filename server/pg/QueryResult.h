@@ -27,6 +27,8 @@ struct QueryResult {
     std::size_t affectedRows = 0;  // INSERT/UPDATE/DELETE
     std::string sqlState;          // Error: five-character SQLSTATE; "" when there was no server answer
     std::string error;             // Error: one line for the log (never contains parameters)
+    bool timedOut = false;         // Error: no answer within the client-side deadline (sqlState
+                                   // 57014); the connection was closed, the statement not retried
 
     bool ok() const { return status == QueryStatus::Ok; }
     bool noRows() const { return status == QueryStatus::NoRows; }
@@ -36,6 +38,9 @@ struct QueryResult {
     bool isUniqueViolation() const { return sqlState == "23505"; }
     bool isForeignKeyViolation() const { return sqlState == "23503"; }
     bool isCheckViolation() const { return sqlState == "23514"; }
+    // The statement was cancelled: by the server's statement_timeout, or by Postern's own
+    // client-side deadline when the server did not answer at all (timedOut).
+    bool isTimeout() const { return sqlState == "57014"; }
 
     // An Error made without a server answer (connect failure, pool timeout, bad use).
     static QueryResult failure(std::string message, std::string state = {}) {

@@ -1,5 +1,5 @@
 // HealthServer over real HTTP on an ephemeral loopback port: /healthz, /readyz (ready,
-// draining, throwing check), /metrics content type and body, 404, 405, HEAD, stop().
+// draining, throwing check, hanging check), /metrics content type and body, 404, 405, HEAD, stop().
 #include "metrics/HealthServer.h"
 
 #include <Poco/Net/HTTPClientSession.h>
@@ -11,6 +11,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <sstream>
 #include <string>
 
@@ -127,6 +130,48 @@ BOOST_AUTO_TEST_CASE(readinessFailsClosed) {
     HealthServer none(registry, nullptr);
     none.start();
     BOOST_TEST(request(none.address(), "/readyz").status == 503);
+}
+
+BOOST_AUTO_TEST_CASE(aHangingCheckIsAnsweredWithinReadyTimeout) {
+    // A check stuck on a frozen database: /readyz still answers, 503, within readyTimeout;
+    // requests meanwhile share the one run in progress; once the check answers, so does
+    // /readyz.
+    Registry registry;
+    std::mutex m;
+    std::condition_variable cv;
+    bool release = false;
+    std::atomic<int> runs{0};
+    HealthServerOptions o;
+    o.readyTimeout = std::chrono::milliseconds(300);
+    HealthServer hanging(
+        registry,
+        [&]() -> Readiness {
+            ++runs;
+            std::unique_lock lock(m);
+            cv.wait(lock, [&] { return release; });
+            return {true, {}};
+        },
+        o);
+    hanging.start();
+    for (int i = 0; i < 3; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        Answer a = request(hanging.address(), "/readyz");
+        BOOST_TEST(a.status == 503);
+        BOOST_TEST(a.body == "not ready: probe timed out after 300ms\n");
+        BOOST_TEST((std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3)));
+    }
+    BOOST_TEST(runs == 1);  // not one stuck run per request
+    BOOST_TEST(request(hanging.address(), "/healthz").status == 200);
+    {
+        std::lock_guard lock(m);
+        release = true;
+    }
+    cv.notify_all();
+    // The finished run answered nobody; the next request asks for a fresh one.
+    Answer a = request(hanging.address(), "/readyz");
+    BOOST_TEST(a.status == 200);
+    BOOST_TEST(runs <= 2);  // run 1 may still have been finishing
+    hanging.stop();
 }
 
 BOOST_AUTO_TEST_CASE(refusesAnAddressInUse) {
