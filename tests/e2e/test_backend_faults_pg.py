@@ -161,6 +161,20 @@ def readyz(port, timeout=READY_TIMEOUT + 5):
         return e.code, e.read().decode(), time.monotonic() - t0
 
 
+def readyz_503(port, label):
+    """Polls /readyz until it says 503; every answer must come within READY_TIMEOUT + 3 s and
+    the 503 within that plus a second (the backend probes' answers are cached for 1 s, so the
+    first request after the fault may still be answered from before it). (status, body, took)."""
+    t0 = time.monotonic()
+    while True:
+        status, body, took = readyz(port)
+        check(took < READY_TIMEOUT + 3, "%s: /readyz answered after %.1f s" % (label, took))
+        if status == 503:
+            return status, body, time.monotonic() - t0
+        check(time.monotonic() - t0 < READY_TIMEOUT + 4, "%s: /readyz still %d %r" % (label, status, body))
+        time.sleep(0.2)
+
+
 def check_answer(got, code, enhanced, took, what):
     check(took < ANSWER_BOUND, "%s: answered after %.1f s (bound %.1f s)" % (what, took, ANSWER_BOUND))
     expect(got, code, enhanced, what=what)
@@ -225,10 +239,8 @@ def check_temp_failures(p, label):
     got, took = timed(rcpt, p, ANN[0])
     times.append(took)
     check_answer(got, 451, "4.3.0", took, "%s: MX RCPT to a local user" % label)
-    status, body, took = readyz(p.health_port)
+    status, body, took = readyz_503(p.health_port, label)
     times.append(took)
-    check(took < READY_TIMEOUT + 3, "%s: /readyz answered after %.1f s" % (label, took))
-    check_eq(status, 503, "%s: /readyz status (%r)" % (label, body))
     print("  %s: AUTH %.1f s, POP3 %.1f s, RCPT %.1f s, /readyz %.1f s (%s)"
           % ((label,) + tuple(times) + (body.strip(),)))
 
@@ -269,10 +281,8 @@ def test_frozen_auth_database_gives_temporary_failures_and_recovers():
             check(len(pids) >= 3, "postmaster and backends stopped: %r" % pids)
             # /readyz first, while the pool still holds open connections: its check waits on
             # one (statement deadline 2.5 s), longer than health.ready_timeout.
-            status, body, took = readyz(p.health_port)
+            status, body, took = readyz_503(p.health_port, "frozen, first /readyz")
             print("  frozen, first /readyz: %d %r after %.1f s" % (status, body.strip(), took))
-            check(took < READY_TIMEOUT + 3, "first /readyz answered after %.1f s" % took)
-            check_eq(status, 503, "first /readyz while frozen (%r)" % body)
             check_temp_failures(p, "frozen")
             check("event=pg.down" in p.log_text(), "the outage is logged\n" + p.tail(20))
         check_recovery(p, "after SIGCONT")
@@ -363,9 +373,7 @@ def test_frozen_cluster_database_does_not_hang_pop3_or_relay():
             # The rate counters fall back to this node (store.degraded) or the RCPT is deferred.
             check(got[0] == 250 or 400 <= got[0] < 500, "cluster frozen: relay RCPT: %r" % (got,))
             check("event=rate.store_fail" in p.log_text(), "the relay asked the frozen database\n" + p.tail(20))
-            status, body, took = readyz(health)
-            check(took < READY_TIMEOUT + 3, "cluster frozen: /readyz answered after %.1f s" % took)
-            check_eq(status, 503, "cluster frozen: /readyz (%r)" % body)
+            readyz_503(health, "cluster frozen")
 
         # Recovery without a restart.
         wait_for(lambda: pop_login(p, user, password).startswith("+OK"), timeout=30,
