@@ -2,6 +2,8 @@
 // verifies stored password hashes, equalises timing for unknown users and logs each attempt.
 #include "auth/AuthFacade.h"
 
+#include "core/LogValue.h"
+
 #include "auth/PasswordScheme.h"
 
 #include <Poco/Logger.h>
@@ -35,25 +37,7 @@ std::string domainOf(const std::string& address) {
     return at == std::string::npos ? std::string() : address.substr(at + 1);
 }
 
-// Log values come from clients: no spaces, controls or quotes may forge another field or line.
-std::string logValue(std::string_view s) {
-    constexpr std::size_t MaxLogValue = 128;
-    static const char* hex = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : s.substr(0, MaxLogValue)) {
-        if (c <= 0x20 || c == 0x7f || c == '"' || c == '\\' || c == '=') {
-            out += "\\x";
-            out += hex[c >> 4];
-            out += hex[c & 0xf];
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    if (s.size() > MaxLogValue) {
-        out += "...";
-    }
-    return out.empty() ? "-" : out;
-}
+using core::logValue;
 
 bool hasControlChars(const std::string& s) {
     return std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });

@@ -1,5 +1,7 @@
 #include "pop3/Pop3Session.h"
 
+#include "core/LogValue.h"
+
 #include <Poco/Logger.h>
 
 #include <exception>
@@ -255,11 +257,11 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
     core::MaildropPtr maildrop;
     switch (ports_.maildrops.open(result.identity.mailbox, maildrop)) {
     case core::MaildropStatus::InUse:
-        log(true, "event=pop3.in_use user=" + result.identity.user + " ip=" + context_.client.host());
+        log(true, "event=pop3.in_use user=" + core::logValue(result.identity.user) + " ip=" + context_.client.host());
         // RFC 2449 8.1.1 / RFC 1939 7 (PASS): the maildrop could not be locked.
         return reply(errLine("[IN-USE] Maildrop is locked by another session"));
     case core::MaildropStatus::TempFail:
-        log(true, "event=pop3.maildrop_fail user=" + result.identity.user + " ip=" + context_.client.host());
+        log(true, "event=pop3.maildrop_fail user=" + core::logValue(result.identity.user) + " ip=" + context_.client.host());
         return reply(errLine("[SYS/TEMP] Unable to open maildrop, try again later"));
     case core::MaildropStatus::Ok:
         break;
@@ -274,7 +276,7 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
     Transaction t{std::move(result.identity), std::move(maildrop), std::vector<bool>(count, false)};
     transition(std::move(t));
 
-    log(false, "event=pop3.login user=" + who + " ip=" + context_.client.host() + " mech=" + std::string(mechanism) +
+    log(false, "event=pop3.login user=" + core::logValue(who) + " ip=" + context_.client.host() + " mech=" + std::string(mechanism) +
                    " tls=" + (tls_ ? "yes" : "no") + " msgs=" + std::to_string(count) + " size=" + std::to_string(total));
 
     // POP-before-SMTP: a successful login lets this address relay for a while. Failing to
@@ -286,7 +288,7 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
         } catch (const std::exception&) {
             granted = false;
         }
-        if (!granted) log(true, "event=pop3.grant_fail user=" + who + " ip=" + context_.client.host());
+        if (!granted) log(true, "event=pop3.grant_fail user=" + core::logValue(who) + " ip=" + context_.client.host());
     }
     return reply(okLine("Logged in, " + std::to_string(count) + " messages (" + std::to_string(total) + " octets)"));
 }
@@ -302,17 +304,17 @@ Pop3Output Pop3Session::handleQuit() {
     std::string user = t->identity.user;
     bool ok = indexes.empty() || t->maildrop->expunge(indexes);
     if (!ok) {
-        log(true, "event=pop3.expunge_fail user=" + user + " deleted=" + std::to_string(indexes.size()));
+        log(true, "event=pop3.expunge_fail user=" + core::logValue(user) + " deleted=" + std::to_string(indexes.size()));
         // RFC 1939 6: "-ERR some deleted messages not removed"; the lock is still released.
         return close(errLine("[SYS/TEMP] Some deleted messages not removed"));
     }
-    log(false, "event=pop3.quit user=" + user + " deleted=" + std::to_string(indexes.size()));
+    log(false, "event=pop3.quit user=" + core::logValue(user) + " deleted=" + std::to_string(indexes.size()));
     return close(okLine("Postern POP3 server signing off (" + std::to_string(indexes.size()) + " messages deleted)"));
 }
 
 void Pop3Session::onDisconnect() {
     if (auto* t = std::get_if<Transaction>(&state_))
-        log(false, "event=pop3.disconnect user=" + t->identity.user + " deleted=0");
+        log(false, "event=pop3.disconnect user=" + core::logValue(t->identity.user) + " deleted=0");
     // No UPDATE state without QUIT (RFC 1939 6): marks are dropped with the maildrop.
     closed_ = true;
     if (!std::holds_alternative<Update>(state_)) transition(Update{});
@@ -371,7 +373,7 @@ Pop3Output Pop3Session::handleTransaction(Transaction& t, const Pop3Command& c) 
         if (auto e = checkMessage(t, *c.message)) return *e;
         std::string data;
         if (!t.maildrop->read(*c.message - 1, data)) {
-            log(true, "event=pop3.read_fail user=" + t.identity.user + " msg=" + std::to_string(*c.message));
+            log(true, "event=pop3.read_fail user=" + core::logValue(t.identity.user) + " msg=" + std::to_string(*c.message));
             return reply(errLine("[SYS/TEMP] Unable to read message, try again later"));
         }
         std::string_view body = data;

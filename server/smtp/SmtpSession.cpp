@@ -1,5 +1,7 @@
 #include "smtp/SmtpSession.h"
 
+#include "core/LogValue.h"
+
 #include "policy/RelayPolicy.h"
 #include "policy/SenderPolicy.h"
 #include "smtp/SmtpCommand.h"
@@ -56,6 +58,9 @@ std::string randomHex(std::size_t bytes) {
 
 // Strips CR/LF/control characters from client-supplied text before it goes into a
 // header or a log line (a HELO name must not be able to add header lines).
+// An address for a log line's from=<...> / to=<...>: the null sender stays "<>".
+std::string logAddress(std::string_view a) { return a.empty() ? std::string() : core::logValue(a); }
+
 std::string sanitize(std::string_view s, std::size_t max = 255) {
     std::string out;
     for (char c : s.substr(0, max)) {
@@ -255,7 +260,7 @@ SmtpOutput SmtpSession::finishAuth(const sasl::Step& step) {
         return error(Reply(501, Enhanced::SyntaxError, "Cannot decode AUTH response"));
     case StepKind::BadAuthzid:
         logger().notice("s=" + sessionId_ + " event=auth.fail svc=smtp ip=" + client_.host() +
-                        " user=" + sanitize(sasl_->credentials().user) + " result=authzid_mismatch");
+                        " user=" + core::logValue(sasl_->credentials().user) + " result=authzid_mismatch");
         sasl_.reset();
         return error(replies::authInvalid());
     case StepKind::Done: break;
@@ -292,7 +297,7 @@ SmtpOutput SmtpSession::handleMail(std::string_view line) {
     policy::SenderContext sctx{settings_.role == Role::Submission, identity_ ? &*identity_ : nullptr};
     if (auto refusal = policy::SenderPolicy::check(cmd.path, sctx)) {
         logger().notice("s=" + sessionId_ + " event=mail.reject ip=" + client_.host() + " from=<" +
-                        sanitize(cmd.path.address()) + "> user=" + (identity_ ? identity_->user : "-") +
+                        logAddress(cmd.path.address()) + "> user=" + core::logValue(identity_ ? identity_->user : "") +
                         " reply=\"" + std::to_string(refusal->code) + " " + refusal->text() + "\"");
         return error(*refusal);
     }
@@ -302,7 +307,7 @@ SmtpOutput SmtpSession::handleMail(std::string_view line) {
         std::string what;
         core::LimitAnswer la = ports_.limiter->addMessage(client_, &*identity_, what);
         if (la != core::LimitAnswer::Allow) {
-            logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" + identity_->user +
+            logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" + core::logValue(identity_->user) +
                              " limit=" + what + " stage=mail");
             count("smtp_reject", "rate_limit");
             if (la == core::LimitAnswer::TempFail) return reply(replies::tempFailure());
@@ -325,11 +330,11 @@ SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
     policy::RecipientContext rctx{identity_.has_value(), client_, ports_.directory, ports_.grants,
                                   settings_.hostname};
     policy::RcptVerdict v = policy::RelayPolicy::decide(cmd.path, rctx);
-    std::string to = sanitize(cmd.path.address());
+    std::string to = logAddress(cmd.path.address());
     if (v.kind != policy::RcptVerdict::Kind::Accept) {
         logger().notice("s=" + sessionId_ + " event=rcpt.reject ip=" + client_.host() + " from=<" +
-                        sanitize(txn_->sender.address()) + "> to=<" + to + "> user=" +
-                        (identity_ ? identity_->user : "-") + " reason=" + v.reason + " reply=\"" +
+                        logAddress(txn_->sender.address()) + "> to=<" + to + "> user=" +
+                        core::logValue(identity_ ? identity_->user : "") + " reason=" + v.reason + " reply=\"" +
                         std::to_string(v.reply.code) + " " + v.reply.text() + "\"");
         count("smtp_reject", v.reason.empty() ? "recipient" : v.reason);
         if (v.kind == policy::RcptVerdict::Kind::TempFail) return reply(v.reply);
@@ -344,8 +349,8 @@ SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
                                                                       from) != v.grantSenders.end());
         if (!own) {
             logger().notice("s=" + sessionId_ + " event=rcpt.reject ip=" + client_.host() + " from=<" +
-                            sanitize(from) + "> to=<" + to + "> user=- reason=grant_sender_mismatch grant_user=" +
-                            v.grantUser + " reply=\"554 5.7.1\"");
+                            logAddress(from) + "> to=<" + to + "> user=- reason=grant_sender_mismatch grant_user=" +
+                            core::logValue(v.grantUser) + " reply=\"554 5.7.1\"");
             count("smtp_reject", "grant_sender_mismatch");
             return error(Reply(554, Enhanced::DeliveryNotAuthorized,
                                "Relay access denied: sender is not the POP-before-SMTP user of this address"));
@@ -358,7 +363,7 @@ SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
         core::LimitAnswer la = ports_.limiter->addRecipients(client_, identity_ ? &*identity_ : nullptr, 1, what);
         if (la != core::LimitAnswer::Allow) {
             logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" +
-                             (identity_ ? identity_->user : "-") + " to=<" + to + "> limit=" + what + " stage=rcpt");
+                             core::logValue(identity_ ? identity_->user : "") + " to=<" + to + "> limit=" + what + " stage=rcpt");
             count("smtp_reject", "rate_limit");
             if (la == core::LimitAnswer::TempFail) return reply(replies::tempFailure());
             return reply(Reply(452, Enhanced::DeliveryNotAuthorized, "Recipient rate limit exceeded, try again later"));
@@ -491,9 +496,10 @@ SmtpOutput SmtpSession::finishData() {
         // A message that is all header (no empty line): write what we held.
         writeData(d->headerBuf.data(), d->headerBuf.size());
     }
-    std::string from = sanitize(txn_->sender.address());
-    // "s=<id> event=<name>" first, then the details (DESIGN: Logging).
-    std::string who = " ip=" + client_.host() + " from=<" + from + "> user=" + (identity_ ? identity_->user : "-");
+    std::string from = logAddress(txn_->sender.address());
+    // "s=<id> event=<name>" first, then the details (DESIGN: Logging). Client-supplied values
+    // go through core::logValue: one token each, nothing forged.
+    std::string who = " ip=" + client_.host() + " from=<" + from + "> user=" + core::logValue(identity_ ? identity_->user : "");
     auto line = [&](const std::string& event) { return "s=" + sessionId_ + " event=" + event + who; };
     // RFC 5321 2.3.8 / CVE-2023-51764: a bare CR or LF is never a line end here, and a
     // message carrying one is refused whole, so a smuggled second message cannot exist.

@@ -163,5 +163,19 @@ def test_null_sender_with_auth_553():
         s.quit()
 
 
+def test_log_values_cannot_forge_fields():
+    # A user name with a space, '=' and a line break must stay one escaped token in the log
+    # (fail2ban and log parsers split on spaces and '='). Shipped defaults.
+    with Postern() as p:
+        s = p.smtp("submission", starttls=True)
+        evil = "x user=admin@example.test result=ok\nevent=auth.ok"
+        code, _ = s.docmd("AUTH", "PLAIN " + plain_ir(evil, "wrong-password"))
+        check_eq(code, 535, "AUTH with a forged-looking user name")
+        s.quit()
+        line = p.log_contains(r"event=auth\.fail[^\n]*user=x\\x20user\\x3dadmin").group(0)
+        check(" result=ok" not in line.split("user=", 1)[1].split(" ", 1)[0], "one token: %r" % line)
+        check_eq(p.log_count(r"event=auth\.ok"), 0, "no forged auth.ok line")
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -1,0 +1,33 @@
+// One token per value in operator log lines, whatever the client sent.
+#include "core/LogValue.h"
+
+#include <boost/test/unit_test.hpp>
+
+using postern::core::logValue;
+
+BOOST_AUTO_TEST_SUITE(log_value)
+
+BOOST_AUTO_TEST_CASE(plain_values_unchanged) {
+    BOOST_TEST(logValue("alice@example.test") == "alice@example.test");
+    BOOST_TEST(logValue("gr\xc3\xbc\xc3\x9f" "e@example.test") == "gr\xc3\xbc\xc3\x9f" "e@example.test");
+}
+
+BOOST_AUTO_TEST_CASE(separators_and_controls_cannot_forge_fields_or_lines) {
+    BOOST_TEST(logValue("a b") == "a\\x20b");
+    BOOST_TEST(logValue("x result=ok") == "x\\x20result\\x3dok");
+    BOOST_TEST(logValue("q\"uote") == "q\\x22uote");
+    BOOST_TEST(logValue("back\\slash") == "back\\x5cslash");
+    BOOST_TEST(logValue("line\r\nevent=auth.ok") == "line\\x0d\\x0aevent\\x3dauth.ok");
+    BOOST_TEST(logValue(std::string("nul\0x", 5)) == "nul\\x00x");
+    BOOST_TEST(logValue("\x7f") == "\\x7f");
+    BOOST_TEST(logValue("tab\t") == "tab\\x09");
+}
+
+BOOST_AUTO_TEST_CASE(empty_is_a_dash_and_long_values_are_cut) {
+    BOOST_TEST(logValue("") == "-");
+    std::string longValue(500, 'a');
+    std::string got = logValue(longValue);
+    BOOST_TEST(got == std::string(128, 'a') + "...");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
