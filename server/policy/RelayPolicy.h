@@ -5,8 +5,8 @@
 #include "core/ClientAddress.h"
 #include "core/GrantStore.h"
 #include "core/UserDirectory.h"
-#include "smtp/ReplyCode.h"
-#include "smtp/SmtpAddress.h"
+#include "smtpproto/ReplyCode.h"
+#include "smtpproto/SmtpAddress.h"
 
 #include <string>
 #include <vector>

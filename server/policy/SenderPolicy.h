@@ -3,8 +3,8 @@
 #pragma once
 
 #include "core/AuthService.h"
-#include "smtp/ReplyCode.h"
-#include "smtp/SmtpAddress.h"
+#include "smtpproto/ReplyCode.h"
+#include "smtpproto/SmtpAddress.h"
 
 #include <optional>
 

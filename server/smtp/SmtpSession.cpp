@@ -4,7 +4,7 @@
 
 #include "policy/RelayPolicy.h"
 #include "policy/SenderPolicy.h"
-#include "smtp/SmtpCommand.h"
+#include "smtpproto/SmtpCommand.h"
 
 #include <Poco/Logger.h>
 #include <Poco/RandomStream.h>

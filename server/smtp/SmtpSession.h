@@ -11,8 +11,8 @@
 #include "core/OutboundLimiter.h"
 #include "core/UserDirectory.h"
 #include "sasl/SaslExchange.h"
-#include "smtp/DataReader.h"
-#include "smtp/ReplyCode.h"
+#include "smtpproto/DataReader.h"
+#include "smtpproto/ReplyCode.h"
 
 #include <chrono>
 #include <cstdint>

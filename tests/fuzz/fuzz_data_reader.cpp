@@ -5,7 +5,7 @@
 // and, dot-stuffed again, reads back to the same content ending at the same place
 // (no SMTP smuggling: CVE-2023-51764/51765/51766).
 #include "FuzzAssert.h"
-#include "smtp/DataReader.h"
+#include "smtpproto/DataReader.h"
 
 #include <cstddef>
 #include <cstdint>

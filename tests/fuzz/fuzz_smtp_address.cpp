@@ -3,7 +3,7 @@
 // the input and ends at '>'; an ok path's address() parses again (as a mailbox and as a
 // forward-path) to the same local part and domain; a domain name is lower-case.
 #include "FuzzAssert.h"
-#include "smtp/SmtpAddress.h"
+#include "smtpproto/SmtpAddress.h"
 
 #include <cctype>
 #include <cstddef>

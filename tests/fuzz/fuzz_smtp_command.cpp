@@ -2,7 +2,7 @@
 // Invariants: never crashes; a line with NUL, CR or LF or over the AUTH line limit is never
 // ok; an ok MAIL/RCPT has an ok path whose address() parses again to the same address.
 #include "FuzzAssert.h"
-#include "smtp/SmtpCommand.h"
+#include "smtpproto/SmtpCommand.h"
 
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,5 @@
 // SMTP reply formatting (RFC 5321 4.2) with enhanced status codes (RFC 3463, RFC 2034).
-#include "smtp/ReplyCode.h"
+#include "smtpproto/ReplyCode.h"
 
 #include <utility>
 

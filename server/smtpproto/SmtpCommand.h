@@ -2,8 +2,8 @@
 // 4.1.2 esmtp-param, 4.5.3.1.4 line limit; RFC 1870 SIZE, RFC 6152 BODY, RFC 4954 AUTH=).
 #pragma once
 
-#include "smtp/ReplyCode.h"
-#include "smtp/SmtpAddress.h"
+#include "smtpproto/ReplyCode.h"
+#include "smtpproto/SmtpAddress.h"
 
 #include <cstddef>
 #include <cstdint>

@@ -1,6 +1,6 @@
 // The SMTP DATA phase: end-of-data detection and dot-unstuffing (RFC 5321 4.1.1.4, 4.5.2)
 // that never treats a bare CR or LF as a line end (RFC 5321 2.3.8; CVE-2023-51764 family).
-#include "smtp/DataReader.h"
+#include "smtpproto/DataReader.h"
 
 #include <cstring>
 

@@ -1,6 +1,6 @@
 // Reverse-path / Forward-path parser: a recursive-descent reading of the RFC 5321 4.1.2
 // grammar (Path, A-d-l, Mailbox, Dot-string, Quoted-string, Domain, address-literal).
-#include "smtp/SmtpAddress.h"
+#include "smtpproto/SmtpAddress.h"
 
 #include <arpa/inet.h>
 

@@ -2,7 +2,7 @@
 // (RFC 5321 4.1.1.4, 4.5.2, 2.3.8, 4.5.3.1.6/7; SMTP smuggling, CVE-2023-51764/51765/51766).
 #pragma once
 
-#include "smtp/ReplyCode.h"
+#include "smtpproto/ReplyCode.h"
 
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,5 @@
 // Reply formatting with enhanced status codes (RFC 5321 4.2, RFC 3463, RFC 2034).
-#include "smtp/ReplyCode.h"
+#include "smtpproto/ReplyCode.h"
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>

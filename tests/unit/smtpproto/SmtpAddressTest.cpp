@@ -1,5 +1,5 @@
 // RFC 5321 4.1.2 path parser: one row per case, including the expected error.
-#include "smtp/SmtpAddress.h"
+#include "smtpproto/SmtpAddress.h"
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>

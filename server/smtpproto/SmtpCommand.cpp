@@ -1,5 +1,5 @@
 // SMTP command line parser (RFC 5321 4.1.1, 4.1.2; RFC 1870, 6152, 4954, 6531 parameters).
-#include "smtp/SmtpCommand.h"
+#include "smtpproto/SmtpCommand.h"
 
 #include <limits>
 #include <utility>

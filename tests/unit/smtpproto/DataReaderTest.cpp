@@ -1,7 +1,7 @@
 // DATA phase reader: unstuffing, end-of-data detection (including every SMTP smuggling
 // variant, CVE-2023-51764/51765/51766), pipelined bytes, limits. Each row runs fed in one
 // chunk, byte by byte, and in chunks of 2..7 bytes; all must agree.
-#include "smtp/DataReader.h"
+#include "smtpproto/DataReader.h"
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>

@@ -1,5 +1,5 @@
 // SMTP command parser: verbs, MAIL/RCPT syntax, ESMTP parameters, limits. One row per case.
-#include "smtp/SmtpCommand.h"
+#include "smtpproto/SmtpCommand.h"
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
