@@ -41,8 +41,9 @@ struct RcptVerdict {
     // targets from the directory, for a relayed recipient the recipient itself.
     std::vector<std::string> forwards;
     bool viaGrant = false;                 // relayed because of a POP-before-SMTP grant
-    std::string grantUser;
-    std::vector<std::string> grantSenders;  // the grant holder's MAIL FROM addresses                 // who holds that grant (for the log)
+    std::string grantUser;                  // who holds that grant (for the log)
+    std::vector<std::string> grantSenders;  // the grant holder's MAIL FROM addresses
+    std::string limit;                      // TransactionPolicy: which outbound limit was hit
 };
 
 // Pure decision logic over the core ports; blocking (the ports are). Thread-safe.

@@ -2,8 +2,7 @@
 
 #include "core/LogValue.h"
 
-#include "policy/RelayPolicy.h"
-#include "policy/SenderPolicy.h"
+#include "policy/TransactionPolicy.h"
 #include "smtpproto/SmtpCommand.h"
 
 #include <Poco/Logger.h>
@@ -294,25 +293,22 @@ SmtpOutput SmtpSession::handleMail(std::string_view line) {
     // RFC 1870 6: a declared size over the limit is refused before any data is sent.
     if (cmd.size && *cmd.size > settings_.maxMessageSize) return reply(replies::messageTooBig());
 
-    policy::SenderContext sctx{settings_.role == Role::Submission, identity_ ? &*identity_ : nullptr};
-    if (auto refusal = policy::SenderPolicy::check(cmd.path, sctx)) {
-        logger().notice("s=" + sessionId_ + " event=mail.reject ip=" + client_.host() + " from=<" +
-                        logAddress(cmd.path.address()) + "> user=" + core::logValue(identity_ ? identity_->user : "") +
-                        " reply=\"" + std::to_string(refusal->code) + " " + refusal->text() + "\"");
-        return error(*refusal);
-    }
-    // Outbound limits for authenticated senders (a stolen password must not turn into a
-    // spam run): one message counted per MAIL.
-    if (identity_ && ports_.limiter) {
-        std::string what;
-        core::LimitAnswer la = ports_.limiter->addMessage(client_, &*identity_, what);
-        if (la != core::LimitAnswer::Allow) {
-            logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" + core::logValue(identity_->user) +
-                             " limit=" + what + " stage=mail");
-            count("smtp_reject", "rate_limit");
-            if (la == core::LimitAnswer::TempFail) return reply(replies::tempFailure());
-            return reply(Reply(450, Enhanced::DeliveryNotAuthorized, "Message rate limit exceeded, try again later"));
+    // Sender rules and the outbound message limit (a stolen password must not turn into a
+    // spam run), decided in one call.
+    const core::AuthIdentity* who = identity_ ? &*identity_ : nullptr;
+    policy::SenderVerdict sv = policy::TransactionPolicy::decideSender(
+        cmd.path, policy::SenderRequest{settings_.role == Role::Submission, who, client_, ports_.limiter});
+    if (!sv.accepted) {
+        if (sv.reason == "sender") {
+            logger().notice("s=" + sessionId_ + " event=mail.reject ip=" + client_.host() + " from=<" +
+                            logAddress(cmd.path.address()) + "> user=" + core::logValue(who ? who->user : "") +
+                            " reply=\"" + std::to_string(sv.reply.code) + " " + sv.reply.text() + "\"");
+            return error(sv.reply);
         }
+        logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" +
+                         core::logValue(who ? who->user : "") + " limit=" + core::logValue(sv.limit) + " stage=mail");
+        count("smtp_reject", "rate_limit");
+        return reply(sv.reply);
     }
     txn_ = std::make_unique<Transaction>();
     txn_->sender = cmd.path;
@@ -327,47 +323,29 @@ SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
     opts.maxLineLength = settings_.maxCommandLength;
     Command cmd = parseCommand(line, opts);
 
-    policy::RecipientContext rctx{identity_.has_value(), client_, ports_.directory, ports_.grants,
-                                  settings_.hostname};
-    policy::RcptVerdict v = policy::RelayPolicy::decide(cmd.path, rctx);
+    // Relay rules, the grant's own-senders rule and the outbound recipient limit, in one call.
+    const core::AuthIdentity* who = identity_ ? &*identity_ : nullptr;
+    policy::RecipientRequest req{
+        policy::RecipientContext{identity_.has_value(), client_, ports_.directory, ports_.grants, settings_.hostname},
+        txn_->sender, settings_.grantOwnSendersOnly, who, ports_.limiter};
+    policy::RcptVerdict v = policy::TransactionPolicy::decideRecipient(cmd.path, req);
     std::string to = logAddress(cmd.path.address());
     if (v.kind != policy::RcptVerdict::Kind::Accept) {
+        if (v.reason == "rate_limit" || v.reason == "rate_tempfail") {
+            logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" +
+                             core::logValue(who ? who->user : "") + " to=<" + to + "> limit=" +
+                             core::logValue(v.limit) + " stage=rcpt");
+            count("smtp_reject", "rate_limit");
+            return reply(v.reply);
+        }
         logger().notice("s=" + sessionId_ + " event=rcpt.reject ip=" + client_.host() + " from=<" +
                         logAddress(txn_->sender.address()) + "> to=<" + to + "> user=" +
-                        core::logValue(identity_ ? identity_->user : "") + " reason=" + v.reason + " reply=\"" +
-                        std::to_string(v.reply.code) + " " + v.reply.text() + "\"");
+                        core::logValue(who ? who->user : "") + " reason=" + v.reason +
+                        (v.reason == "grant_sender_mismatch" ? " grant_user=" + core::logValue(v.grantUser) : "") +
+                        " reply=\"" + std::to_string(v.reply.code) + " " + v.reply.text() + "\"");
         count("smtp_reject", v.reason.empty() ? "recipient" : v.reason);
         if (v.kind == policy::RcptVerdict::Kind::TempFail) return reply(v.reply);
         return error(v.reply);
-    }
-    // A grant belongs to the user who earned it: behind carrier-grade NAT many subscribers
-    // share one address, and one POP3 login must not let all of them relay as anyone.
-    if (v.viaGrant && settings_.grantOwnSendersOnly) {
-        std::string from = txn_->sender.isNull ? "" : txn_->sender.address();
-        std::transform(from.begin(), from.end(), from.begin(), [](unsigned char c) { return std::tolower(c); });
-        bool own = !from.empty() && (from == v.grantUser || std::find(v.grantSenders.begin(), v.grantSenders.end(),
-                                                                      from) != v.grantSenders.end());
-        if (!own) {
-            logger().notice("s=" + sessionId_ + " event=rcpt.reject ip=" + client_.host() + " from=<" +
-                            logAddress(from) + "> to=<" + to + "> user=- reason=grant_sender_mismatch grant_user=" +
-                            core::logValue(v.grantUser) + " reply=\"554 5.7.1\"");
-            count("smtp_reject", "grant_sender_mismatch");
-            return error(Reply(554, Enhanced::DeliveryNotAuthorized,
-                               "Relay access denied: sender is not the POP-before-SMTP user of this address"));
-        }
-    }
-    // Outbound limits: every recipient of an authenticated session, and recipients
-    // relayed on a POP-before-SMTP grant (counted against the client IP).
-    if (ports_.limiter && (identity_ || v.viaGrant)) {
-        std::string what;
-        core::LimitAnswer la = ports_.limiter->addRecipients(client_, identity_ ? &*identity_ : nullptr, 1, what);
-        if (la != core::LimitAnswer::Allow) {
-            logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" +
-                             core::logValue(identity_ ? identity_->user : "") + " to=<" + to + "> limit=" + what + " stage=rcpt");
-            count("smtp_reject", "rate_limit");
-            if (la == core::LimitAnswer::TempFail) return reply(replies::tempFailure());
-            return reply(Reply(452, Enhanced::DeliveryNotAuthorized, "Recipient rate limit exceeded, try again later"));
-        }
     }
     for (auto& m : v.mailboxes)
         if (txn_->seenMailboxes.insert(m).second) txn_->localMailboxes.push_back(m);
@@ -375,8 +353,9 @@ SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
         if (txn_->seenRemote.insert(f).second) txn_->remoteRecipients.push_back(f);
     if (v.viaGrant) txn_->relayedByGrant = true;
     ++txn_->accepted;
-    if (std::find(txn_->recipients.begin(), txn_->recipients.end(), to) == txn_->recipients.end())
-        txn_->recipients.push_back(to);
+    const std::string rcptText = sanitize(cmd.path.address());  // for the Received header
+    if (std::find(txn_->recipients.begin(), txn_->recipients.end(), rcptText) == txn_->recipients.end())
+        txn_->recipients.push_back(rcptText);
     return reply(replies::recipientOk());
 }
 

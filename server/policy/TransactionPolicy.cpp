@@ -1,0 +1,86 @@
+#include "policy/TransactionPolicy.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace postern::policy {
+
+namespace {
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+}
+
+RcptVerdict refused(RcptVerdict v, RcptVerdict::Kind kind, smtp::Reply reply, const char* reason) {
+    v.kind = kind;
+    v.reply = std::move(reply);
+    v.reason = reason;
+    v.mailboxes.clear();
+    v.forwards.clear();
+    return v;
+}
+
+}  // namespace
+
+SenderVerdict TransactionPolicy::decideSender(const smtp::ParsedPath& sender, const SenderRequest& req) {
+    SenderVerdict v;
+    if (auto refusal = SenderPolicy::check(sender, SenderContext{req.submission, req.identity})) {
+        v.reply = *refusal;
+        v.reason = "sender";
+        return v;
+    }
+    if (req.identity && req.limiter) {
+        core::LimitAnswer la = req.limiter->addMessage(req.client, req.identity, v.limit);
+        if (la == core::LimitAnswer::TempFail) {
+            v.reply = smtp::replies::tempFailure();
+            v.reason = "rate_tempfail";
+            return v;
+        }
+        if (la == core::LimitAnswer::Limited) {
+            v.reply = smtp::Reply(450, smtp::Enhanced::DeliveryNotAuthorized,
+                                  "Message rate limit exceeded, try again later");
+            v.reason = "rate_limit";
+            return v;
+        }
+    }
+    v.accepted = true;
+    v.reply = smtp::replies::senderOk();
+    return v;
+}
+
+RcptVerdict TransactionPolicy::decideRecipient(const smtp::ParsedPath& rcpt, const RecipientRequest& req) {
+    RcptVerdict v = RelayPolicy::decide(rcpt, req.relay);
+    if (v.kind != RcptVerdict::Kind::Accept) return v;
+    if (v.viaGrant && req.grantOwnSendersOnly) {
+        const std::string from = req.sender.isNull ? std::string() : lower(req.sender.address());
+        const bool own = !from.empty() &&
+                         (from == v.grantUser ||
+                          std::find(v.grantSenders.begin(), v.grantSenders.end(), from) != v.grantSenders.end());
+        if (!own)
+            return refused(std::move(v), RcptVerdict::Kind::Reject,
+                           smtp::Reply(554, smtp::Enhanced::DeliveryNotAuthorized,
+                                       "Relay access denied: sender is not the POP-before-SMTP user of this address"),
+                           "grant_sender_mismatch");
+    }
+    if (req.limiter && (req.identity || v.viaGrant)) {
+        std::string what;
+        core::LimitAnswer la = req.limiter->addRecipients(req.relay.client, req.identity, 1, what);
+        if (la == core::LimitAnswer::TempFail) {
+            v = refused(std::move(v), RcptVerdict::Kind::TempFail, smtp::replies::tempFailure(), "rate_tempfail");
+            v.limit = what;
+            return v;
+        }
+        if (la == core::LimitAnswer::Limited) {
+            v = refused(std::move(v), RcptVerdict::Kind::TempFail,
+                        smtp::Reply(452, smtp::Enhanced::DeliveryNotAuthorized,
+                                    "Recipient rate limit exceeded, try again later"),
+                        "rate_limit");
+            v.limit = what;
+            return v;
+        }
+    }
+    return v;
+}
+
+}  // namespace postern::policy

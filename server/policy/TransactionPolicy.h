@@ -1,0 +1,58 @@
+// The whole verdict on one MAIL or RCPT command, in one call, so the session only parses,
+// asks and answers: sender rules (SenderPolicy), relay rules (RelayPolicy), the rule that a
+// POP-before-SMTP grant belongs to its user, and the outbound rate limits.
+#pragma once
+
+#include "core/AuthService.h"
+#include "core/ClientAddress.h"
+#include "core/OutboundLimiter.h"
+#include "policy/RelayPolicy.h"
+#include "policy/SenderPolicy.h"
+#include "smtpproto/ReplyCode.h"
+#include "smtpproto/SmtpAddress.h"
+
+#include <string>
+
+namespace postern::policy {
+
+struct SenderRequest {
+    bool submission = false;                       // listener role is submission (587/465)
+    const core::AuthIdentity* identity = nullptr;  // nullptr: not authenticated
+    const core::ClientAddress& client;
+    core::OutboundLimiter* limiter = nullptr;      // nullptr: no outbound limits
+};
+
+struct SenderVerdict {
+    bool accepted = false;
+    smtp::Reply reply = smtp::replies::tempFailure();  // 250 2.1.0 when accepted
+    // "" when accepted; "sender" (SenderPolicy refused), "rate_limit" (450 4.7.1),
+    // "rate_tempfail" (counter store unreachable, 451 4.3.0).
+    std::string reason;
+    std::string limit;  // which limit was hit, for the log ("user_messages_per_hour", ...)
+};
+
+struct RecipientRequest {
+    RecipientContext relay;                        // what RelayPolicy needs
+    const smtp::ParsedPath& sender;                // this transaction's MAIL FROM
+    bool grantOwnSendersOnly = true;               // [pop_before_smtp.own_senders_only]
+    const core::AuthIdentity* identity = nullptr;  // nullptr: not authenticated
+    core::OutboundLimiter* limiter = nullptr;      // nullptr: no outbound limits
+};
+
+class TransactionPolicy {
+public:
+    // MAIL: SenderPolicy::check, then (authenticated senders only) one message counted
+    // against the user's and the client's limits.
+    static SenderVerdict decideSender(const smtp::ParsedPath& sender, const SenderRequest& req);
+
+    // RCPT: RelayPolicy::decide; then, for a recipient relayed on a grant with
+    // grantOwnSendersOnly, the MAIL FROM must be the grant user's own address (else 554 5.7.1,
+    // reason "grant_sender_mismatch": behind carrier-grade NAT one POP3 login must not let
+    // every subscriber on that address relay as anyone); then every recipient of an
+    // authenticated session or relayed on a grant is counted against the limits (452 4.7.1,
+    // reason "rate_limit", RcptVerdict::limit says which; store unreachable: 451,
+    // "rate_tempfail"). Anything not accepted carries no mailboxes or forwards.
+    static RcptVerdict decideRecipient(const smtp::ParsedPath& rcpt, const RecipientRequest& req);
+};
+
+}  // namespace postern::policy

@@ -1,0 +1,182 @@
+// The one-call verdicts for MAIL and RCPT: sender rules, relay rules, the grant's own-senders
+// rule and the outbound limits, with fake ports.
+#include "policy/TransactionPolicy.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <string>
+#include <vector>
+
+using namespace postern;
+using policy::RcptVerdict;
+using policy::RecipientContext;
+using policy::RecipientRequest;
+using policy::SenderRequest;
+using policy::TransactionPolicy;
+
+namespace {
+
+class Directory : public core::UserDirectory {
+public:
+    core::Answer isLocalDomain(const std::string& d) override {
+        return d == "local.example" ? core::Answer::Yes : core::Answer::No;
+    }
+    core::RecipientLookup lookupRecipient(const std::string& a) override {
+        core::RecipientLookup r;
+        r.answer = a == "bob@local.example" ? core::Answer::Yes : core::Answer::No;
+        if (r.answer == core::Answer::Yes) r.mailboxes = {"local.example/bob"};
+        return r;
+    }
+};
+
+class Grants : public core::GrantStore {
+public:
+    core::Answer answer = core::Answer::Yes;
+    bool grant(const core::ClientAddress&, const std::string&, const std::vector<std::string>&) override { return true; }
+    core::Answer lookup(const core::ClientAddress&, core::Grant* out) override {
+        if (answer == core::Answer::Yes && out) {
+            out->user = "ann@local.example";
+            out->senders = {"ann@local.example", "sales@local.example"};
+        }
+        return answer;
+    }
+};
+
+class Limiter : public core::OutboundLimiter {
+public:
+    core::LimitAnswer answer = core::LimitAnswer::Allow;
+    int messages = 0, recipients = 0;
+    const core::AuthIdentity* lastIdentity = nullptr;
+    core::LimitAnswer addMessage(const core::ClientAddress&, const core::AuthIdentity* id, std::string& what) override {
+        ++messages;
+        lastIdentity = id;
+        if (answer != core::LimitAnswer::Allow) what = "user_messages_per_hour";
+        return answer;
+    }
+    core::LimitAnswer addRecipients(const core::ClientAddress&, const core::AuthIdentity* id, std::uint32_t n,
+                                    std::string& what) override {
+        recipients += static_cast<int>(n);
+        lastIdentity = id;
+        if (answer != core::LimitAnswer::Allow) what = "ip_recipients_per_hour";
+        return answer;
+    }
+};
+
+smtp::ParsedPath path(const std::string& p, smtp::PathKind kind = smtp::PathKind::Forward) {
+    smtp::ParsedPath r = smtp::parsePath(p, kind);
+    BOOST_REQUIRE_MESSAGE(r.ok, p);
+    return r;
+}
+
+core::ClientAddress client() {
+    core::ClientAddress c;
+    c.ip = Poco::Net::IPAddress("192.0.2.7");
+    return c;
+}
+
+struct World {
+    Directory dir;
+    Grants grants;
+    Limiter limiter;
+    core::ClientAddress addr = client();
+    core::AuthIdentity alice{"alice@local.example", {"alice@local.example"}, "", {}};
+
+    RcptVerdict rcpt(const std::string& to, const std::string& from, bool authenticated, bool ownOnly = true) {
+        smtp::ParsedPath sender = path(from, smtp::PathKind::Reverse);
+        RecipientRequest req{RecipientContext{authenticated, addr, dir, &grants, "local.example"}, sender, ownOnly,
+                             authenticated ? &alice : nullptr, &limiter};
+        return TransactionPolicy::decideRecipient(path(to), req);
+    }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(transaction_policy)
+
+BOOST_AUTO_TEST_CASE(sender_rules_then_message_limit) {
+    World w;
+    // Submission without AUTH: refused by the sender rules, nothing counted.
+    auto v = TransactionPolicy::decideSender(path("<x@remote.example>", smtp::PathKind::Reverse),
+                                             SenderRequest{true, nullptr, w.addr, &w.limiter});
+    BOOST_TEST(!v.accepted);
+    BOOST_TEST(v.reason == "sender");
+    BOOST_TEST(v.reply.code == 530);
+    BOOST_TEST(w.limiter.messages == 0);
+    // Authenticated, own address: counted once, accepted.
+    v = TransactionPolicy::decideSender(path("<alice@local.example>", smtp::PathKind::Reverse),
+                                        SenderRequest{true, &w.alice, w.addr, &w.limiter});
+    BOOST_TEST(v.accepted);
+    BOOST_TEST(v.reply.format(true) == "250 2.1.0 Ok\r\n");
+    BOOST_TEST(w.limiter.messages == 1);
+    // Over the limit: 450 4.7.1 with the limit named; store down: 451.
+    w.limiter.answer = core::LimitAnswer::Limited;
+    v = TransactionPolicy::decideSender(path("<alice@local.example>", smtp::PathKind::Reverse),
+                                        SenderRequest{true, &w.alice, w.addr, &w.limiter});
+    BOOST_TEST(!v.accepted);
+    BOOST_TEST(v.reason == "rate_limit");
+    BOOST_TEST(v.limit == "user_messages_per_hour");
+    BOOST_TEST(v.reply.format(true) == "450 4.7.1 Message rate limit exceeded, try again later\r\n");
+    w.limiter.answer = core::LimitAnswer::TempFail;
+    v = TransactionPolicy::decideSender(path("<alice@local.example>", smtp::PathKind::Reverse),
+                                        SenderRequest{true, &w.alice, w.addr, &w.limiter});
+    BOOST_TEST(v.reason == "rate_tempfail");
+    BOOST_TEST(v.reply.code == 451);
+    // MX without AUTH: anyone may send to us; nothing counted.
+    w.limiter = Limiter{};
+    v = TransactionPolicy::decideSender(path("<x@remote.example>", smtp::PathKind::Reverse),
+                                        SenderRequest{false, nullptr, w.addr, &w.limiter});
+    BOOST_TEST(v.accepted);
+    BOOST_TEST(w.limiter.messages == 0);
+}
+
+BOOST_AUTO_TEST_CASE(local_recipients_are_not_counted) {
+    World w;
+    auto v = w.rcpt("<bob@local.example>", "<x@remote.example>", false);
+    BOOST_TEST((v.kind == RcptVerdict::Kind::Accept));
+    BOOST_TEST(w.limiter.recipients == 0);
+}
+
+BOOST_AUTO_TEST_CASE(grant_belongs_to_its_user) {
+    World w;
+    auto v = w.rcpt("<carol@remote.example>", "<ann@local.example>", false);
+    BOOST_TEST((v.kind == RcptVerdict::Kind::Accept));
+    BOOST_TEST(v.viaGrant);
+    BOOST_TEST(w.limiter.recipients == 1);  // grant relaying counts against the client IP
+    BOOST_TEST(w.limiter.lastIdentity == nullptr);
+    v = w.rcpt("<carol@remote.example>", "<SALES@local.example>", false);  // the user's other address
+    BOOST_TEST((v.kind == RcptVerdict::Kind::Accept));
+    v = w.rcpt("<carol@remote.example>", "<mallory@local.example>", false);
+    BOOST_TEST((v.kind == RcptVerdict::Kind::Reject));
+    BOOST_TEST(v.reason == "grant_sender_mismatch");
+    BOOST_TEST(v.reply.code == 554);
+    BOOST_TEST(v.forwards.empty());
+    BOOST_TEST(w.limiter.recipients == 2);  // refused recipients are not counted
+    v = w.rcpt("<carol@remote.example>", "<>", false);  // a bounce cannot ride on a grant either
+    BOOST_TEST(v.reason == "grant_sender_mismatch");
+    v = w.rcpt("<carol@remote.example>", "<mallory@local.example>", false, /*ownOnly=*/false);
+    BOOST_TEST((v.kind == RcptVerdict::Kind::Accept));
+}
+
+BOOST_AUTO_TEST_CASE(recipient_limits_for_authenticated_and_granted_relays) {
+    World w;
+    w.limiter.answer = core::LimitAnswer::Limited;
+    auto v = w.rcpt("<carol@remote.example>", "<alice@local.example>", true);
+    BOOST_TEST((v.kind == RcptVerdict::Kind::TempFail));
+    BOOST_TEST(v.reason == "rate_limit");
+    BOOST_TEST(v.limit == "ip_recipients_per_hour");
+    BOOST_TEST(v.reply.format(true) == "452 4.7.1 Recipient rate limit exceeded, try again later\r\n");
+    BOOST_TEST(v.forwards.empty());
+    BOOST_TEST(w.limiter.lastIdentity == &w.alice);
+    w.limiter.answer = core::LimitAnswer::TempFail;
+    v = w.rcpt("<carol@remote.example>", "<ann@local.example>", false);
+    BOOST_TEST(v.reason == "rate_tempfail");
+    BOOST_TEST(v.reply.code == 451);
+    // An unauthenticated relay without a grant is refused before any counting.
+    w.grants.answer = core::Answer::No;
+    w.limiter = Limiter{};
+    v = w.rcpt("<carol@remote.example>", "<ann@local.example>", false);
+    BOOST_TEST(v.reason == "relay_denied");
+    BOOST_TEST(w.limiter.recipients == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
