@@ -109,7 +109,7 @@ SmtpOutput SmtpSession::reply(const Reply& r, SmtpOutput::Action action) {
     SmtpOutput out;
     out.bytes = r.format(enhancedCodes_);
     out.action = action;
-    if (action == SmtpOutput::Action::Close) closed_ = true;
+    if (action == SmtpOutput::Action::Close) state_ = SmtpState::Closed;
     return out;
 }
 
@@ -121,7 +121,7 @@ SmtpOutput SmtpSession::error(const Reply& r) {
         SmtpOutput out = reply(r);
         out.bytes += replies::tooManyErrors().format(enhancedCodes_);
         out.action = SmtpOutput::Action::Close;
-        closed_ = true;
+        state_ = SmtpState::Closed;
         return out;
     }
     return reply(r);
@@ -150,45 +150,105 @@ SmtpOutput SmtpSession::onLineTooLong() {
     return reply(Reply(500, Enhanced::LineTooLong, "Line too long"), SmtpOutput::Action::Close);
 }
 
+// One row per verb: the handler, the states in which the verb is in sequence, and what an
+// out-of-sequence client is told (RFC 5321 4.3.2). `sequenceFirst`: a syntax error of this
+// verb is answered with the sequence error when both apply (503 before 501: MAIL, RCPT).
+struct SmtpSession::CommandRule {
+    Verb verb;
+    SmtpOutput (SmtpSession::*handler)(const Command&);
+    unsigned allowed;  // bit set of SmtpState
+    Reply (*outOfSequence)(SmtpState);
+    bool sequenceFirst;
+};
+
+namespace {
+
+constexpr unsigned bit(SmtpState s) { return 1u << static_cast<unsigned>(s); }
+constexpr unsigned AnyState = bit(SmtpState::Connected) | bit(SmtpState::Greeted) | bit(SmtpState::Mail) |
+                              bit(SmtpState::Rcpt);
+constexpr unsigned AfterHelo = bit(SmtpState::Greeted) | bit(SmtpState::Mail) | bit(SmtpState::Rcpt);
+
+Reply noSequenceError(SmtpState) { return replies::badSequence("Bad sequence of commands"); }
+Reply mailSequence(SmtpState s) { return s == SmtpState::Connected ? replies::needHelo() : replies::nestedMail(); }
+Reply rcptSequence(SmtpState) { return replies::needMailFirst(); }
+Reply dataSequence(SmtpState s) { return s == SmtpState::Mail ? replies::needRcptFirst() : replies::needMailFirst(); }
+Reply needHelo(SmtpState) { return replies::needHelo(); }
+Reply authSequence(SmtpState s) {
+    // RFC 4954 4: AUTH is not permitted during a mail transaction.
+    return s == SmtpState::Connected ? replies::needHelo() : replies::badSequence("MAIL transaction in progress");
+}
+
+}  // namespace
+
+const SmtpSession::CommandRule* SmtpSession::ruleFor(Verb verb) {
+    static const CommandRule Commands[] = {
+        {Verb::Ehlo, &SmtpSession::handleEhlo, AnyState, noSequenceError, false},
+        {Verb::Helo, &SmtpSession::handleHelo, AnyState, noSequenceError, false},
+        {Verb::Mail, &SmtpSession::handleMail, bit(SmtpState::Greeted), mailSequence, true},
+        {Verb::Rcpt, &SmtpSession::handleRcpt, bit(SmtpState::Mail) | bit(SmtpState::Rcpt), rcptSequence, true},
+        {Verb::Data, &SmtpSession::handleData, bit(SmtpState::Rcpt), dataSequence, false},
+        {Verb::Rset, &SmtpSession::handleRset, AnyState, noSequenceError, false},
+        {Verb::Noop, &SmtpSession::handleNoop, AnyState, noSequenceError, false},
+        {Verb::Vrfy, &SmtpSession::handleVrfy, AnyState, noSequenceError, false},
+        {Verb::Help, &SmtpSession::handleHelp, AnyState, noSequenceError, false},
+        {Verb::Quit, &SmtpSession::handleQuit, AnyState, noSequenceError, false},
+        {Verb::StartTls, &SmtpSession::handleStartTls, AfterHelo, needHelo, false},
+        {Verb::Auth, &SmtpSession::handleAuth, bit(SmtpState::Greeted), authSequence, false},
+    };
+    for (const auto& r : Commands)
+        if (r.verb == verb) return &r;
+    return nullptr;
+}
+
+const char* stateName(SmtpState state) {
+    switch (state) {
+    case SmtpState::Connected: return "connected";
+    case SmtpState::Greeted: return "greeted";
+    case SmtpState::Mail: return "mail";
+    case SmtpState::Rcpt: return "rcpt";
+    case SmtpState::Data: return "data";
+    case SmtpState::Closed: return "closed";
+    }
+    return "?";
+}
+
 SmtpOutput SmtpSession::onLine(std::string_view line) {
-    if (closed_) return {};
+    if (state_ == SmtpState::Closed) return {};
     if (sasl_) return continueAuth(line);
 
     CommandOptions opts;
     opts.maxLineLength = settings_.maxCommandLength;
-    Command cmd = parseCommand(line, opts);
+    const Command cmd = parseCommand(line, opts);  // the only parse of this line
+    const CommandRule* rule = ruleFor(cmd.verb);
+    const bool inSequence = rule && (rule->allowed & bit(state_)) != 0;
     if (!cmd.ok()) {
-        // Parameter and address errors of MAIL/RCPT still need the right sequence
-        // answer first (RFC 5321 4.3.2 lists 503 before 501 for a bad sequence).
-        if (cmd.verb == Verb::Mail && !greeted_) return error(replies::needHelo());
-        if (cmd.verb == Verb::Rcpt && !txn_) return error(replies::needMailFirst());
+        if (rule && rule->sequenceFirst && !inSequence) return error(rule->outOfSequence(state_));
         return error(cmd.errorReply());
     }
-
-    switch (cmd.verb) {
-    case Verb::Ehlo: return handleHelo(cmd.argument, true);
-    case Verb::Helo: return handleHelo(cmd.argument, false);
-    case Verb::Mail: return handleMail(line);
-    case Verb::Rcpt: return handleRcpt(line);
-    case Verb::Data: return handleData();
-    case Verb::Rset:
-        resetTransaction();
-        return reply(replies::ok());
-    case Verb::Noop: return reply(replies::ok());
-    case Verb::Vrfy: return reply(replies::cannotVerify());  // RFC 5321 3.5.3: 252, no user enumeration
-    case Verb::Help: return reply(replies::help());
-    case Verb::Quit: return reply(replies::closing(settings_.hostname), SmtpOutput::Action::Close);
-    case Verb::StartTls: return handleStartTls();
-    case Verb::Auth: return handleAuth(line);
-    case Verb::Unknown: break;
-    }
-    return error(replies::commandNotImplemented());
+    if (!rule) return error(replies::commandNotImplemented());
+    if (!inSequence) return error(rule->outOfSequence(state_));
+    return (this->*rule->handler)(cmd);
 }
 
-SmtpOutput SmtpSession::handleHelo(std::string_view arg, bool extended) {
+SmtpOutput SmtpSession::handleEhlo(const Command& cmd) { return greet(cmd.argument, true); }
+SmtpOutput SmtpSession::handleHelo(const Command& cmd) { return greet(cmd.argument, false); }
+
+SmtpOutput SmtpSession::handleRset(const Command&) {
+    resetTransaction();
+    return reply(replies::ok());
+}
+SmtpOutput SmtpSession::handleNoop(const Command&) { return reply(replies::ok()); }
+// RFC 5321 3.5.3: 252, no user enumeration.
+SmtpOutput SmtpSession::handleVrfy(const Command&) { return reply(replies::cannotVerify()); }
+SmtpOutput SmtpSession::handleHelp(const Command&) { return reply(replies::help()); }
+SmtpOutput SmtpSession::handleQuit(const Command&) {
+    return reply(replies::closing(settings_.hostname), SmtpOutput::Action::Close);
+}
+
+SmtpOutput SmtpSession::greet(std::string_view arg, bool extended) {
     // RFC 5321 4.1.4: EHLO/HELO in the middle of a session resets it like RSET.
     resetTransaction();
-    greeted_ = true;
+    state_ = SmtpState::Greeted;
     extended_ = extended;
     if (extended) enhancedCodes_ = true;
     heloName_ = sanitize(arg);
@@ -203,10 +263,9 @@ SmtpOutput SmtpSession::handleHelo(std::string_view arg, bool extended) {
     return reply(replies::ehlo(settings_.hostname, keywords));
 }
 
-SmtpOutput SmtpSession::handleStartTls() {
+SmtpOutput SmtpSession::handleStartTls(const Command&) {
     if (tls_) return error(replies::badSequence("TLS already active"));
     if (!settings_.tlsAvailable) return error(replies::commandNotImplemented());
-    if (!greeted_) return error(replies::needHelo());
     return reply(replies::readyToStartTls(), SmtpOutput::Action::StartTls);
 }
 
@@ -214,7 +273,7 @@ void SmtpSession::onTlsStarted() {
     // RFC 3207 4.2: the server MUST discard any knowledge obtained from the client (the
     // HELO name, an AUTH, an open transaction) and the client must send EHLO again.
     tls_ = true;
-    greeted_ = false;
+    state_ = SmtpState::Connected;
     extended_ = false;
     heloName_.clear();
     identity_.reset();
@@ -223,17 +282,13 @@ void SmtpSession::onTlsStarted() {
     data_.reset();
 }
 
-SmtpOutput SmtpSession::handleAuth(std::string_view line) {
-    if (!greeted_ || !extended_) return error(replies::needHelo());
+SmtpOutput SmtpSession::handleAuth(const Command& cmd) {
+    if (!extended_) return error(replies::needHelo());
     if (!authAllowed()) {
         // RFC 3207 / RFC 5248: 538 5.7.11 Encryption required for requested authentication mechanism.
         return error(Reply(538, Enhanced::EncryptionRequired, "Encryption required for requested authentication mechanism"));
     }
     if (identity_) return error(replies::authAlreadyDone());
-    // RFC 4954 4: AUTH is not permitted during a mail transaction.
-    if (txn_) return error(replies::badSequence("MAIL transaction in progress"));
-    CommandOptions opts;
-    Command cmd = parseCommand(line, opts);
     auto mech = sasl::parseMechanism(cmd.authMechanism);
     if (!mech) return error(replies::authMechanismUnknown());
     sasl_ = std::make_unique<sasl::SaslExchange>(*mech);
@@ -284,12 +339,7 @@ SmtpOutput SmtpSession::finishAuth(const sasl::Step& step) {
     return error(replies::authInvalid());
 }
 
-SmtpOutput SmtpSession::handleMail(std::string_view line) {
-    if (!greeted_) return error(replies::needHelo());
-    if (txn_) return error(replies::nestedMail());
-    CommandOptions opts;
-    opts.maxLineLength = settings_.maxCommandLength;
-    Command cmd = parseCommand(line, opts);
+SmtpOutput SmtpSession::handleMail(const Command& cmd) {
     // RFC 1870 6: a declared size over the limit is refused before any data is sent.
     if (cmd.size && *cmd.size > settings_.maxMessageSize) return reply(replies::messageTooBig());
 
@@ -312,16 +362,13 @@ SmtpOutput SmtpSession::handleMail(std::string_view line) {
     }
     txn_ = std::make_unique<Transaction>();
     txn_->sender = cmd.path;
+    state_ = SmtpState::Mail;
     return reply(replies::senderOk());
 }
 
-SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
-    if (!txn_) return error(replies::needMailFirst());
+SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     // RFC 5321 4.5.3.1.8: 452 4.5.3 past the limit (the client sends the rest later).
     if (txn_->accepted >= settings_.maxRecipients) return reply(replies::tooManyRecipients());
-    CommandOptions opts;
-    opts.maxLineLength = settings_.maxCommandLength;
-    Command cmd = parseCommand(line, opts);
 
     // Relay rules, the grant's own-senders rule and the outbound recipient limit, in one call.
     const core::AuthIdentity* who = identity_ ? &*identity_ : nullptr;
@@ -356,12 +403,11 @@ SmtpOutput SmtpSession::handleRcpt(std::string_view line) {
     const std::string rcptText = sanitize(cmd.path.address());  // for the Received header
     if (std::find(txn_->recipients.begin(), txn_->recipients.end(), rcptText) == txn_->recipients.end())
         txn_->recipients.push_back(rcptText);
+    state_ = SmtpState::Rcpt;
     return reply(replies::recipientOk());
 }
 
-SmtpOutput SmtpSession::handleData() {
-    if (!txn_) return error(replies::needMailFirst());
-    if (txn_->recipients.empty()) return error(replies::needRcptFirst());
+SmtpOutput SmtpSession::handleData(const Command&) {
 
     core::Envelope env;
     env.sessionId = sessionId_;
@@ -384,6 +430,7 @@ SmtpOutput SmtpSession::handleData() {
     limits.maxLineLength = settings_.maxLineLength;
     limits.maxHeaderSize = settings_.maxHeaderSize;
     data_ = std::make_unique<DataState>(limits);
+    state_ = SmtpState::Data;
     data_->writer = std::move(writer);
     std::string received = receivedHeader();
     writeData(received.data(), received.size());
@@ -525,6 +572,8 @@ SmtpOutput SmtpSession::finishData() {
 void SmtpSession::resetTransaction() {
     txn_.reset();
     data_.reset();
+    if (state_ == SmtpState::Mail || state_ == SmtpState::Rcpt || state_ == SmtpState::Data)
+        state_ = SmtpState::Greeted;
 }
 
 }  // namespace postern::smtp

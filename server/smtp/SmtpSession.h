@@ -13,6 +13,7 @@
 #include "sasl/SaslExchange.h"
 #include "smtpproto/DataReader.h"
 #include "smtpproto/ReplyCode.h"
+#include "smtpproto/SmtpCommand.h"
 
 #include <chrono>
 #include <cstdint>
@@ -57,6 +58,19 @@ struct SmtpOutput {
     Action action = Action::None;
 };
 
+// Where a session is in RFC 5321's command sequence (4.1.4, 4.3.2). AUTH in progress and
+// STARTTLS are not states of their own: a SASL exchange is held apart (sasl_), and STARTTLS
+// returns the session to Connected.
+enum class SmtpState {
+    Connected,  // greeting sent; EHLO/HELO expected
+    Greeted,    // EHLO/HELO done, no transaction
+    Mail,       // MAIL accepted, no recipient yet
+    Rcpt,       // at least one recipient accepted
+    Data,       // receiving message data (bytes go to onData)
+    Closed,     // the last reply said goodbye
+};
+const char* stateName(SmtpState state);
+
 // One SMTP session. Not thread-safe: owned by its connection thread.
 class SmtpSession {
 public:
@@ -73,7 +87,7 @@ public:
     // the session ends.
     SmtpOutput onLineTooLong();
     // True while message data is expected: feed raw bytes to onData, not lines.
-    bool inData() const { return data_ != nullptr; }
+    bool inData() const { return state_ == SmtpState::Data; }
     // Feeds DATA bytes; returns how many were consumed (the rest are the next pipelined
     // commands). When the end-of-data mark is seen, the reply is in `out`.
     std::size_t onData(const char* bytes, std::size_t size, SmtpOutput& out);
@@ -81,7 +95,8 @@ public:
     void onTlsStarted();
     SmtpOutput onTimeout();
     SmtpOutput onShutdown();
-    bool isClosed() const { return closed_; }
+    bool isClosed() const { return state_ == SmtpState::Closed; }
+    SmtpState state() const { return state_; }
     bool isTls() const { return tls_; }
     const std::string& sessionId() const { return sessionId_; }
 
@@ -91,12 +106,24 @@ private:
 
     SmtpOutput reply(const Reply& r, SmtpOutput::Action action = SmtpOutput::Action::None);
     SmtpOutput error(const Reply& r);  // counts towards maxErrors
-    SmtpOutput handleHelo(std::string_view arg, bool extended);
-    SmtpOutput handleMail(std::string_view line);
-    SmtpOutput handleRcpt(std::string_view line);
-    SmtpOutput handleData();
-    SmtpOutput handleStartTls();
-    SmtpOutput handleAuth(std::string_view args);
+    // Command handlers, dispatched from one table (SmtpSession.cpp: Commands) that says in
+    // which states each verb is allowed and what a client gets out of sequence. Each command
+    // line is parsed once, in onLine.
+    SmtpOutput handleEhlo(const Command& cmd);
+    SmtpOutput handleHelo(const Command& cmd);
+    SmtpOutput greet(std::string_view arg, bool extended);
+    SmtpOutput handleMail(const Command& cmd);
+    SmtpOutput handleRcpt(const Command& cmd);
+    SmtpOutput handleData(const Command& cmd);
+    SmtpOutput handleRset(const Command& cmd);
+    SmtpOutput handleNoop(const Command& cmd);
+    SmtpOutput handleVrfy(const Command& cmd);
+    SmtpOutput handleHelp(const Command& cmd);
+    SmtpOutput handleQuit(const Command& cmd);
+    SmtpOutput handleStartTls(const Command& cmd);
+    SmtpOutput handleAuth(const Command& cmd);
+    struct CommandRule;
+    static const CommandRule* ruleFor(Verb verb);
     SmtpOutput continueAuth(std::string_view line);
     SmtpOutput finishAuth(const sasl::Step& step);
     SmtpOutput finishData();
@@ -117,14 +144,13 @@ private:
     std::function<std::chrono::system_clock::time_point()> now_;
 
     // Session state (RFC 5321 4.1.4): reset by STARTTLS, not by RSET.
-    bool greeted_ = false;
+    SmtpState state_ = SmtpState::Connected;
     bool extended_ = false;       // EHLO vs HELO (for the Received protocol keyword)
     bool enhancedCodes_ = false;  // ENHANCEDSTATUSCODES advertised once: used from then on
     std::string heloName_;
     std::optional<core::AuthIdentity> identity_;
     std::unique_ptr<sasl::SaslExchange> sasl_;
     int errors_ = 0;
-    bool closed_ = false;
     unsigned transactions_ = 0;
 
     std::unique_ptr<Transaction> txn_;  // from MAIL to end of DATA / RSET

@@ -280,6 +280,49 @@ BOOST_AUTO_TEST_CASE(sequence_errors) {
     BOOST_TEST((q.action == SmtpOutput::Action::Close));
 }
 
+BOOST_AUTO_TEST_CASE(explicit_state_follows_the_command_sequence) {
+    Fixture f;
+    BOOST_TEST((f.s->state() == SmtpState::Connected));
+    BOOST_TEST(f.cmd("STARTTLS") == "503 Error: send HELO/EHLO first\r\n");
+    f.cmd("EHLO c");
+    BOOST_TEST((f.s->state() == SmtpState::Greeted));
+    f.cmd("MAIL FROM:<a@remote.test>");
+    BOOST_TEST((f.s->state() == SmtpState::Mail));
+    // A bad MAIL inside a transaction is a sequence error first (RFC 5321 4.3.2: 503 before 501).
+    BOOST_TEST(f.cmd("MAIL FROM:<bad") == "503 5.5.1 Error: nested MAIL command\r\n");
+    BOOST_TEST((f.s->state() == SmtpState::Mail));
+    BOOST_TEST(f.cmd("RCPT TO:<alice@example.test>") == "250 2.1.5 Ok\r\n");
+    BOOST_TEST((f.s->state() == SmtpState::Rcpt));
+    // AUTH is not allowed in a transaction (RFC 4954 4).
+    BOOST_TEST(f.cmd("AUTH PLAIN").find("503 5.5.1") == 0);
+    BOOST_TEST(f.cmd("DATA").find("354") == 0);
+    BOOST_TEST((f.s->state() == SmtpState::Data));
+    BOOST_TEST(f.s->inData());
+    BOOST_TEST(f.data("Subject: x\r\n\r\nhi\r\n.\r\n").find("250 2.0.0") == 0);
+    BOOST_TEST((f.s->state() == SmtpState::Greeted));
+    f.cmd("MAIL FROM:<a@remote.test>");
+    f.cmd("RSET");
+    BOOST_TEST((f.s->state() == SmtpState::Greeted));
+    f.cmd("MAIL FROM:<a@remote.test>");
+    f.cmd("EHLO again");  // EHLO resets a transaction like RSET (RFC 5321 4.1.4)
+    BOOST_TEST((f.s->state() == SmtpState::Greeted));
+    f.cmd("QUIT");
+    BOOST_TEST((f.s->state() == SmtpState::Closed));
+    BOOST_TEST(f.s->isClosed());
+    BOOST_TEST(f.cmd("NOOP").empty());  // nothing after goodbye
+    BOOST_TEST(std::string(stateName(SmtpState::Rcpt)) == "rcpt");
+}
+
+BOOST_AUTO_TEST_CASE(starttls_returns_to_connected) {
+    Fixture f;
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<a@remote.test>");
+    BOOST_TEST(f.cmd("STARTTLS").find("220") == 0);
+    f.s->onTlsStarted();
+    BOOST_TEST((f.s->state() == SmtpState::Connected));
+    BOOST_TEST(f.cmd("MAIL FROM:<a@remote.test>").find("503") == 0);
+}
+
 BOOST_AUTO_TEST_CASE(helo_gets_plain_codes) {
     Fixture f;
     BOOST_TEST(f.cmd("HELO c") == "250 mx.example.test\r\n");
