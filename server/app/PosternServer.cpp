@@ -200,7 +200,11 @@ int PosternServer::serve() {
 
     Poco::Net::initializeSSL();
     Poco::Net::Context::Ptr tls;
-    const net::TlsSettings tlsSettings{cfg.tls.certFile, cfg.tls.keyFile, cfg.tls.minVersion, cfg.tls.ciphers};
+    const net::TlsSettings tlsSettings{cfg.tls.certFile, cfg.tls.keyFile, cfg.tls.minVersion, cfg.tls.ciphers,
+                                       cfg.tls.ciphersuites, cfg.tls.groups,
+                                       std::chrono::duration_cast<std::chrono::seconds>(cfg.tls.sessionLifetime),
+                                       cfg.tls.sessionCacheSize,
+                                       std::chrono::duration_cast<std::chrono::seconds>(cfg.tls.ticketKeyRotation)};
     if (cfg.tls.enabled()) {
         checkSecretFile(cfg.tls.keyFile, "tls.key_file");
         tls = net::makeServerContext(tlsSettings);

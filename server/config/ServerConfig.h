@@ -76,6 +76,11 @@ struct TlsConfig {
     std::string keyFile;
     std::string minVersion;
     std::string ciphers;
+    std::string ciphersuites;
+    std::string groups;
+    Millis sessionLifetime{};
+    std::size_t sessionCacheSize = 0;
+    Millis ticketKeyRotation{};
     bool enabled() const { return !certFile.empty(); }
 };
 
