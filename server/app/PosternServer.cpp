@@ -317,6 +317,8 @@ int PosternServer::serve() {
     }
     Poco::File(cfg.mailRoot).createDirectories();
     store::MaildirStore mailStore(cfg.mailRoot, cfg.hostname);
+    mailStore.setTmpCleanupAge(std::chrono::duration_cast<std::chrono::seconds>(cfg.storeTmpCleanupAge));
+    store::MailSpool mailSpool(cfg.mailRoot, cfg.hostname);  // started after the privilege drop
     // In a cluster two nodes must never open one mailbox: a lease row in PostgreSQL in
     // front of the local flock; a crashed node's leases lapse after cluster.lock_lease.
     std::unique_ptr<store::PgMaildropLock> maildropLock;
@@ -405,6 +407,9 @@ int PosternServer::serve() {
     // no root is needed, so give it up before the first client is served (the servers
     // are started only after the drop).
     dropPrivileges(cfg.user, cfg.group, cfg.allowRoot);
+    // The spool belongs to the user that writes mail; it clears what a crash left before
+    // the first message (and before delivery threads, which may write bounces).
+    if (std::size_t removed = 0; mailSpool.start(removed)) mailStore.setSpool(&mailSpool);
     for (auto& l : listeners) l.server->start();
 
     std::unique_ptr<metrics::HealthServer> health;

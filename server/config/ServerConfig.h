@@ -179,6 +179,7 @@ struct ServerConfig {
     bool allowRoot = false;
     std::uint64_t queueMaxSize = 0;
     std::uint64_t queueMaxMessages = 0;
+    Millis storeTmpCleanupAge{};  // store.tmp_cleanup_age
     TlsConfig tls;
     std::vector<ListenerConfig> listeners;
     SmtpConfig smtp;
