@@ -12,6 +12,7 @@ testssl.sh (Debian package testssl.sh, command `testssl`) is installed by script
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -39,7 +40,7 @@ CERT_TRUST_IDS = {
 # with a client that waits for the greeting.
 SEVERITY_ORDER = ["DEBUG", "INFO", "OK", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
 
-SCAN_TIMEOUT = 240  # seconds per testssl run (typically ~60 s on a loaded 2-core machine)
+SCAN_TIMEOUT = 420  # seconds per testssl run (~60-100 s; 4 min seen on a 2-core machine at load 10)
 
 
 def testssl_binary():
@@ -270,16 +271,25 @@ def run_testssl(binary, target, out_dir, tag, starttls=None):
         cmd += ["-t", starttls]
     cmd.append(target)
     t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, timeout=SCAN_TIMEOUT, stdin=subprocess.DEVNULL,
-                       cwd=out_dir)
+    # Its own process group: on a timeout the openssl children go too.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            cwd=out_dir, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=SCAN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise TestFailure("testssl %s did not finish within %d s\n%s"
+                          % (tag, SCAN_TIMEOUT, out.decode("utf-8", "replace")[-4000:]))
     elapsed = time.monotonic() - t0
-    text = r.stdout.decode("utf-8", "replace")
+    text = out.decode("utf-8", "replace")
     if not os.path.exists(json_path):
         raise TestFailure("testssl wrote no JSON (exit %d)\n%s\n%s"
-                          % (r.returncode, text[-4000:], r.stderr.decode("utf-8", "replace")[-2000:]))
+                          % (proc.returncode, text[-4000:], err.decode("utf-8", "replace")[-2000:]))
     with open(json_path) as f:
         findings = json.load(f)
-    print("  testssl %s: %.0f s, %d findings, exit %d" % (tag, elapsed, len(findings), r.returncode), flush=True)
+    print("  testssl %s: %.0f s, %d findings, exit %d" % (tag, elapsed, len(findings), proc.returncode),
+          flush=True)
     return findings, text
 
 
