@@ -201,7 +201,11 @@ int PosternServer::serve() {
 
     Poco::Net::initializeSSL();
     Poco::Net::Context::Ptr tls;
-    const net::TlsSettings tlsSettings{cfg.tls.certFile, cfg.tls.keyFile, cfg.tls.minVersion, cfg.tls.ciphers};
+    const net::TlsSettings tlsSettings{cfg.tls.certFile, cfg.tls.keyFile, cfg.tls.minVersion, cfg.tls.ciphers,
+                                       cfg.tls.ciphersuites, cfg.tls.groups,
+                                       std::chrono::duration_cast<std::chrono::seconds>(cfg.tls.sessionLifetime),
+                                       cfg.tls.sessionCacheSize,
+                                       std::chrono::duration_cast<std::chrono::seconds>(cfg.tls.ticketKeyRotation)};
     if (cfg.tls.enabled()) {
         checkSecretFile(cfg.tls.keyFile, "tls.key_file");
         tls = net::makeServerContext(tlsSettings);
@@ -322,6 +326,8 @@ int PosternServer::serve() {
     }
     Poco::File(cfg.mailRoot).createDirectories();
     store::MaildirStore mailStore(cfg.mailRoot, cfg.hostname);
+    mailStore.setTmpCleanupAge(std::chrono::duration_cast<std::chrono::seconds>(cfg.storeTmpCleanupAge));
+    store::MailSpool mailSpool(cfg.mailRoot, cfg.hostname);  // started after the privilege drop
     // In a cluster two nodes must never open one mailbox: a lease row in PostgreSQL in
     // front of the local flock; a crashed node's leases lapse after cluster.lock_lease.
     std::unique_ptr<store::PgMaildropLock> maildropLock;
@@ -413,6 +419,9 @@ int PosternServer::serve() {
     // no root is needed, so give it up before the first client is served (the servers
     // are started only after the drop).
     dropPrivileges(cfg.user, cfg.group, cfg.allowRoot);
+    // The spool belongs to the user that writes mail; it clears what a crash left before
+    // the first message (and before delivery threads, which may write bounces).
+    if (std::size_t removed = 0; mailSpool.start(removed)) mailStore.setSpool(&mailSpool);
     for (auto& l : listeners) l.server->start();
 
     std::unique_ptr<metrics::HealthServer> health;

@@ -26,11 +26,21 @@ const std::vector<KeyDef> Keys = {
     // --- outbound queue -------------------------------------------------------------
     {"queue.max_size", "2G", K::Size, "Total size of queued mail; beyond it new relay mail gets 452 4.3.1 (0 = no limit)"},
     {"queue.max_messages", "100000", K::Integer, "Number of queued messages; beyond it new relay mail gets 452 4.3.1 (0 = no limit)"},
+    // --- mail store -----------------------------------------------------------------
+    {"store.tmp_cleanup_age", "36h", K::Duration, "Files in a Maildir tmp/ older than this are removed when the mailbox is opened (0 = never)"},
     // --- TLS ----------------------------------------------------------------------
     {"tls.cert_file", "", K::Path, "PEM certificate chain; empty = no TLS (STARTTLS/STLS not offered, implicit listeners refused)"},
     {"tls.key_file", "", K::Path, "PEM private key for tls.cert_file"},
     {"tls.min_version", "1.2", K::Enum, "Lowest TLS version accepted", "1.2|1.3"},
-    {"tls.ciphers", "HIGH:!aNULL:!MD5:!RC4:!3DES", K::String, "OpenSSL cipher list for TLS 1.2"},
+    {"tls.ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
+     K::String, "OpenSSL cipher list for TLS 1.2 (default: ECDHE key exchange with AEAD ciphers only)"},
+    {"tls.ciphersuites", "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256", K::String,
+     "TLS 1.3 cipher suites (OpenSSL syntax)"},
+    {"tls.groups", "X25519:P-256:P-384", K::String, "Key exchange groups (ECDHE curves), in order of preference"},
+    {"tls.session_lifetime", "5m", K::Duration, "How long a TLS session can be resumed (session cache entries and tickets)"},
+    {"tls.session_cache_size", "20480", K::Integer, "Sessions kept for resumption by session ID (0 = no cache)"},
+    {"tls.ticket_key_rotation", "12h", K::Duration, "Session ticket keys are replaced this often; the previous key still decrypts for one more period (0 = no tickets)"},
     // --- listeners ----------------------------------------------------------------
     {"listeners", "", K::List, "Names of the listeners to start; each is configured under listener.<name>."},
     {"listener.*.address", "127.0.0.1", K::String, "IPv4 or IPv6 address to bind (0.0.0.0 or :: for all)"},

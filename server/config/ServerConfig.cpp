@@ -129,11 +129,23 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
 
     c.queueMaxSize = r.size("queue.max_size");
     c.queueMaxMessages = static_cast<std::uint64_t>(r.integer("queue.max_messages"));
+    c.storeTmpCleanupAge = r.duration("store.tmp_cleanup_age");
 
     c.tls.certFile = r.str("tls.cert_file");
     c.tls.keyFile = r.str("tls.key_file");
     c.tls.minVersion = r.str("tls.min_version");
     c.tls.ciphers = r.str("tls.ciphers");
+    c.tls.ciphersuites = r.str("tls.ciphersuites");
+    c.tls.groups = r.str("tls.groups");
+    c.tls.sessionLifetime = r.duration("tls.session_lifetime");
+    c.tls.sessionCacheSize = static_cast<std::size_t>(r.integer("tls.session_cache_size"));
+    c.tls.ticketKeyRotation = r.duration("tls.ticket_key_rotation");
+    if (c.tls.sessionLifetime < std::chrono::seconds(1) || c.tls.sessionLifetime > std::chrono::hours(24))
+        r.error("tls.session_lifetime must be between 1s and 24h (forward secrecy: resumable secrets are kept that long)");
+    // A ticket must stay decryptable for its whole lifetime; a key decrypts for up to two
+    // rotation periods after it was made but is used for new tickets only during the first.
+    if (c.tls.ticketKeyRotation.count() != 0 && c.tls.ticketKeyRotation < c.tls.sessionLifetime)
+        r.error("tls.ticket_key_rotation must be 0 or at least tls.session_lifetime");
     if (c.tls.certFile.empty() != c.tls.keyFile.empty())
         r.error("tls.cert_file and tls.key_file must be set together");
 

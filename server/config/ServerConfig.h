@@ -76,6 +76,11 @@ struct TlsConfig {
     std::string keyFile;
     std::string minVersion;
     std::string ciphers;
+    std::string ciphersuites;
+    std::string groups;
+    Millis sessionLifetime{};
+    std::size_t sessionCacheSize = 0;
+    Millis ticketKeyRotation{};
     bool enabled() const { return !certFile.empty(); }
 };
 
@@ -177,6 +182,7 @@ struct ServerConfig {
     bool allowRoot = false;
     std::uint64_t queueMaxSize = 0;
     std::uint64_t queueMaxMessages = 0;
+    Millis storeTmpCleanupAge{};  // store.tmp_cleanup_age
     TlsConfig tls;
     std::vector<ListenerConfig> listeners;
     SmtpConfig smtp;

@@ -83,6 +83,7 @@ int runAuthTest(CommandContext& c) {
         switch (result.status) {
         case core::AuthStatus::Ok: return static_cast<int>(ExitOk);
         case core::AuthStatus::BadCredentials: return static_cast<int>(ExitNoPerm);
+        case core::AuthStatus::Blocked:  // a login block is temporary, like a backend outage
         case core::AuthStatus::TempFail: break;
         }
         return static_cast<int>(ExitTempFail);

@@ -1,8 +1,150 @@
 #include "net/TlsContext.h"
 
-#include <Poco/Net/SSLManager.h>
+#include <Poco/Exception.h>
+#include <Poco/Logger.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <optional>
 
 namespace postern::net {
+
+namespace {
+
+std::string opensslError() {
+    unsigned long e = ERR_get_error();
+    ERR_clear_error();
+    if (e == 0) return "unknown error";
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    return buf;
+}
+
+// --- session ticket keys ------------------------------------------------------------
+// Tickets (RFC 5077; TLS 1.3 PSK tickets) keep no state per session in the server, so no
+// cache lock is shared by the session threads and resumption works for any number of
+// clients. Their weakness is the key: with OpenSSL's built-in one (made once per context,
+// never changed) whoever steals it can decrypt every recorded session of the process's
+// lifetime. So the keys here are replaced on a schedule and wiped when dropped.
+
+struct TicketKey {
+    unsigned char name[16];
+    unsigned char aes[32];   // AES-256-CBC: the ticket's own encryption (RFC 5077 4)
+    unsigned char hmac[32];  // HMAC-SHA256 over it
+    std::chrono::steady_clock::time_point created;
+};
+
+class TicketKeyRing {
+public:
+    void setRotation(std::chrono::seconds period) { rotation_.store(period.count()); }
+
+    // The key to encrypt a new ticket with (rotated first when due).
+    bool current(TicketKey& out) {
+        std::lock_guard lock(mutex_);
+        if (!rotateIfDue()) return false;
+        out = *current_;
+        return true;
+    }
+
+    // 0: unknown (or dropped) key -> full handshake; 1: the current key; 2: the previous
+    // key (valid, but the client gets a new ticket under the current one).
+    int find(const unsigned char name[16], TicketKey& out) {
+        std::lock_guard lock(mutex_);
+        if (!rotateIfDue()) return 0;
+        if (std::memcmp(current_->name, name, sizeof current_->name) == 0) {
+            out = *current_;
+            return 1;
+        }
+        if (previous_ && std::memcmp(previous_->name, name, sizeof previous_->name) == 0) {
+            out = *previous_;
+            return 2;
+        }
+        return 0;
+    }
+
+private:
+    bool rotateIfDue() {
+        auto now = std::chrono::steady_clock::now();
+        std::chrono::seconds period(rotation_.load());
+        if (current_ && now - current_->created < period) return true;
+        TicketKey fresh{};
+        if (RAND_priv_bytes(fresh.name, sizeof fresh.name) != 1 || RAND_priv_bytes(fresh.aes, sizeof fresh.aes) != 1 ||
+            RAND_priv_bytes(fresh.hmac, sizeof fresh.hmac) != 1) {
+            Poco::Logger::get("postern.tls").error("event=tls.ticket_key_fail error=\"" + opensslError() + "\"");
+            OPENSSL_cleanse(&fresh, sizeof fresh);
+            return current_.has_value();  // keep serving with the old key rather than none
+        }
+        fresh.created = now;
+        // The outgoing key may decrypt for one more period (so no key is used past two);
+        // after a long idle time it is too old for that and is dropped as well.
+        wipe(previous_);
+        if (current_ && now - current_->created < 2 * period) previous_ = current_;
+        else wipe(current_);
+        current_ = fresh;
+        OPENSSL_cleanse(&fresh, sizeof fresh);
+        return true;
+    }
+
+    static void wipe(std::optional<TicketKey>& k) {
+        if (k) OPENSSL_cleanse(&*k, sizeof *k);
+        k.reset();
+    }
+
+    std::mutex mutex_;
+    std::atomic<long long> rotation_{12 * 3600};
+    std::optional<TicketKey> current_;
+    std::optional<TicketKey> previous_;
+};
+
+TicketKeyRing& ticketKeys() {
+    static TicketKeyRing ring;
+    return ring;
+}
+
+bool setMacKey(EVP_MAC_CTX* hctx, unsigned char* key, std::size_t size) {
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key, size),
+                           OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    return EVP_MAC_CTX_set_params(hctx, params) == 1;
+}
+
+// SSL_CTX_set_tlsext_ticket_key_evp_cb: enc=1 -> fill name, IV and contexts for a new
+// ticket (1 ok, -1 error); enc=0 -> set up decryption for the named key (0 unknown key,
+// 1 ok, 2 ok and renew the ticket).
+int ticketKeyCallback(SSL*, unsigned char* keyName, unsigned char* iv, EVP_CIPHER_CTX* cctx, EVP_MAC_CTX* hctx,
+                      int enc) {
+    TicketKey k;
+    int rc;
+    if (enc) {
+        if (!ticketKeys().current(k)) return -1;
+        rc = RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) == 1 &&
+                     EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), nullptr, k.aes, iv) == 1 &&
+                     setMacKey(hctx, k.hmac, sizeof k.hmac)
+                 ? 1
+                 : -1;
+        std::memcpy(keyName, k.name, sizeof k.name);
+    } else {
+        int which = ticketKeys().find(keyName, k);
+        if (which == 0) return 0;
+        rc = EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), nullptr, k.aes, iv) == 1 &&
+                     setMacKey(hctx, k.hmac, sizeof k.hmac)
+                 ? which
+                 : -1;
+    }
+    OPENSSL_cleanse(&k, sizeof k);
+    return rc;
+}
+
+}  // namespace
 
 Poco::Net::Context::Ptr makeServerContext(const TlsSettings& s) {
     Poco::Net::Context::Params params;
@@ -10,16 +152,47 @@ Poco::Net::Context::Ptr makeServerContext(const TlsSettings& s) {
     params.certificateFile = s.certFile;
     params.verificationMode = Poco::Net::Context::VERIFY_NONE;  // clients are authenticated by SASL
     params.loadDefaultCAs = false;
-    params.cipherList = s.ciphers.empty() ? "HIGH:!aNULL:!MD5" : s.ciphers;
+    params.cipherList = s.ciphers.empty() ? DefaultCiphers : s.ciphers;
+    // Only used by DHE suites, which the default list does not have; if an operator adds
+    // them, at least not with 1024-bit parameters.
+    params.dhUse2048Bits = true;
+    params.ecdhCurve = s.groups.empty() ? DefaultGroups : s.groups;
     Poco::Net::Context::Ptr ctx = new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, params);
+    SSL_CTX* ssl = ctx->sslContext();
     ctx->requireMinimumProtocol(s.minVersion == "1.3" ? Poco::Net::Context::PROTO_TLSV1_3
                                                       : Poco::Net::Context::PROTO_TLSV1_2);
     ctx->preferServerCiphers();
+    std::string suites = s.ciphersuites.empty() ? DefaultCipherSuites : s.ciphersuites;
+    if (SSL_CTX_set_ciphersuites(ssl, suites.c_str()) != 1)
+        throw Poco::InvalidArgumentException("tls.ciphersuites: no usable TLS 1.3 suite in '" + suites + "'",
+                                             opensslError());
+    // POCO passes the groups too, but check them here for a readable error.
+    std::string groups = params.ecdhCurve;
+    if (SSL_CTX_set1_groups_list(ssl, groups.c_str()) != 1)
+        throw Poco::InvalidArgumentException("tls.groups: unknown group in '" + groups + "'", opensslError());
+    // No TLS compression (CRIME) and no renegotiation at all: mail clients never need it,
+    // and a client-initiated one costs the server a full handshake per request.
+    SSL_CTX_set_options(ssl, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+
     // Session resumption saves a full handshake for clients that reconnect often
-    // (mail programs polling POP3, submission bursts).
-    ctx->enableSessionCache(true, "postern");
-    ctx->setSessionCacheSize(20480);
-    ctx->setSessionTimeout(300);
+    // (mail programs polling POP3, submission bursts): tickets with rotated keys for
+    // clients that take them, the session-ID cache for the others.
+    if (s.sessionCacheSize > 0) {
+        ctx->enableSessionCache(true, "postern");
+        ctx->setSessionCacheSize(s.sessionCacheSize);
+    } else {
+        ctx->enableSessionCache(false);
+    }
+    ctx->setSessionTimeout(static_cast<long>(s.sessionLifetime.count()));  // also the ticket lifetime hint
+    if (s.ticketKeyRotation.count() > 0) {
+        ticketKeys().setRotation(s.ticketKeyRotation);
+        SSL_CTX_clear_options(ssl, SSL_OP_NO_TICKET);
+        if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ssl, ticketKeyCallback) != 1)
+            throw Poco::IllegalStateException("cannot install the session ticket key callback", opensslError());
+    } else {
+        // TLS 1.2: no tickets; TLS 1.3: OpenSSL then issues stateful tickets (cache entries).
+        SSL_CTX_set_options(ssl, SSL_OP_NO_TICKET);
+    }
     return ctx;
 }
 

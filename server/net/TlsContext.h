@@ -1,21 +1,47 @@
 // Server-side TLS context (POCO NetSSL over OpenSSL 3) built once from the config:
-// certificate, key, minimum version, cipher list, server cipher preference.
+// certificate, key, minimum version, TLS 1.2 cipher list, TLS 1.3 cipher suites, key
+// exchange groups, server cipher preference, no compression, no renegotiation, and
+// session resumption (tickets with rotated keys, plus a session-ID cache).
 #pragma once
 
 #include <Poco/Net/Context.h>
 
+#include <chrono>
+#include <cstddef>
 #include <string>
 
 namespace postern::net {
 
+// Defaults here are only for tests; the daemon passes the configured values (the one
+// documented default of each lives in ConfigSchema.cpp / etc/postern.properties).
 struct TlsSettings {
     std::string certFile;
     std::string keyFile;
     std::string minVersion = "1.2";  // "1.2" | "1.3"
-    std::string ciphers;
+    std::string ciphers;             // TLS 1.2 cipher list (OpenSSL syntax); empty = DefaultCiphers
+    std::string ciphersuites;        // TLS 1.3 suites; empty = DefaultCipherSuites
+    std::string groups;              // key exchange groups; empty = DefaultGroups
+    std::chrono::seconds sessionLifetime{300};         // session / ticket lifetime
+    std::size_t sessionCacheSize = 20480;              // session-ID cache entries (0 = no cache)
+    std::chrono::seconds ticketKeyRotation{12 * 3600};  // 0 = no tickets
 };
 
-// Throws Poco::Exception with a readable message if the files cannot be used.
+// ECDHE key exchange with AEAD ciphers only (Mozilla "intermediate" minus DHE):
+// no CBC (LUCKY13, padding oracles), no RSA key exchange (no forward secrecy, ROBOT).
+inline constexpr const char* DefaultCiphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+inline constexpr const char* DefaultCipherSuites =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+inline constexpr const char* DefaultGroups = "X25519:P-256:P-384";
+
+// Throws Poco::Exception with a readable message if the files or settings cannot be used.
+//
+// Session tickets: the ticket keys are process-wide (a SIGHUP reload builds a new context
+// but keeps them, so tickets issued before stay valid). A new key is made every
+// ticketKeyRotation (lazily, by the first handshake after that time); the previous key
+// only decrypts (a ticket under it is renewed), and no key is older than two rotation
+// periods. Keys live only in memory: a restart makes every ticket invalid (full handshake).
 Poco::Net::Context::Ptr makeServerContext(const TlsSettings& settings);
 
 }  // namespace postern::net

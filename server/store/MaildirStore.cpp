@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -190,6 +191,9 @@ std::optional<std::string> MaildirStore::maildirPath(const std::string& mailbox)
     }
     for (char c : mailbox)
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return std::nullopt;
+    // The server's spool is not a mailbox.
+    std::string_view first(mailbox.data(), std::min(mailbox.find('/'), mailbox.size()));
+    if (first == MailSpool::DirName) return std::nullopt;
     std::string path = mailRoot_ + "/" + mailbox;
     if (path.back() == '/') path.pop_back();
     return path;
@@ -230,8 +234,27 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
             placed = true;
         } else if (errno == EEXIST) {
             continue;
+        } else if ((errno == EXDEV || errno == EPERM) && spool_ && !spool_->directory().empty() &&
+                   source.compare(0, spool_->directory().size() + 1, spool_->directory() + "/") != 0) {
+            // Another file system than the source: a synced copy in the spool (on the mail
+            // root's file system), linked from there; a crash leaves the copy only in the
+            // spool, which the next start clears.
+            std::string copy = spool_->directory() + "/" + name + ".part";
+            if (!queue::copyFileSynced(source, copy)) {
+                if (errno == EEXIST) continue;
+                logger().error("event=store.deliver_fail path=" + copy + " step=copy error=" + errnoText(errno));
+                return false;
+            }
+            std::string placed;
+            bool ok = deliver(copy, size, mailbox, placed);
+            ::unlink(copy.c_str());
+            if (ok) placedPath = placed;
+            return ok;
         } else if (errno == EXDEV || errno == EPERM) {
-            // Another file system: Maildir's own protocol, write tmp/ then rename into new/.
+            // The maildir is on another file system than the spool (or there is no spool):
+            // Maildir's own protocol, write tmp/ then rename into new/. A crash in between
+            // leaves the file in tmp/ until cleanTmp() finds it old enough.
+            cleanTmp(*maildir);
             std::string tmp = *maildir + "/tmp/" + name;
             if (!queue::copyFileSynced(source, tmp)) {
                 if (errno == EEXIST) continue;
@@ -263,6 +286,27 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
     }
     logger().error("event=store.deliver_fail maildir=" + *maildir + " error=name_clash");
     return false;
+}
+
+std::size_t MaildirStore::cleanTmp(const std::string& maildir) const {
+    if (tmpCleanupAge_.count() <= 0) return 0;
+    std::string tmpDir = maildir + "/tmp";
+    DIR* d = ::opendir(tmpDir.c_str());
+    if (!d) return 0;
+    auto cutoff = std::chrono::system_clock::now() - tmpCleanupAge_;
+    std::size_t removed = 0;
+    while (dirent* e = ::readdir(d)) {
+        if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+        struct stat st{};
+        if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) continue;
+        // mtime: a writer still at work keeps touching its file; a dead one does not.
+        if (std::chrono::system_clock::from_time_t(st.st_mtime) > cutoff) continue;
+        if (::unlinkat(::dirfd(d), e->d_name, 0) == 0) ++removed;
+    }
+    ::closedir(d);
+    if (removed > 0)
+        logger().notice("event=store.tmp_cleanup maildir=" + maildir + " removed=" + std::to_string(removed));
+    return removed;
 }
 
 core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::MaildropPtr& out) {
@@ -300,6 +344,10 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
         logger().error("event=store.open_fail path=" + path + " step=" + step + " error=" + errnoText(err));
         return core::MaildropStatus::TempFail;
     };
+
+    // Like Dovecot when it syncs a mailbox: what a crashed writer left in tmp/ goes. One
+    // readdir of a directory that is normally empty, only for mailboxes in use.
+    cleanTmp(*maildir);
 
     // new/ -> cur/ with the "seen by a reader" suffix. A crash in between leaves a file
     // in new/ or in cur/ (rename is atomic), never neither; no fsync needed.

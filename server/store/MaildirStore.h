@@ -3,7 +3,9 @@
 #pragma once
 
 #include "core/MaildropService.h"
+#include "store/MailSpool.h"
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -41,15 +43,31 @@ public:
     std::string uniqueName(std::uint64_t size) const;
 
     // Places the fsynced file `source` (`size` bytes) into <maildir of mailbox>/new/
-    // durably: link(2) (on EXDEV: copy into tmp/, fsync, rename), then fsync new/.
+    // durably: link(2), then fsync new/. On EXDEV (source on another file system, e.g. the
+    // outbound queue): a synced copy in the spool, linked from there (then removed); only
+    // if the maildir is on yet another file system than the spool (or there is no spool):
+    // Maildir's own tmp/ then rename. Nothing half-written is ever in new/.
     // true: `placedPath` is the new file (for undo). false: nothing placed (logged).
     bool deliver(const std::string& source, std::uint64_t size, const std::string& mailbox, std::string& placedPath);
+
+    // Setup, before any other thread uses the store. The spool (started, outliving the
+    // store) is where deliveries write; without one they use Maildir tmp/.
+    void setSpool(const MailSpool* spool) { spool_ = spool; }
+    const MailSpool* spool() const { return spool_; }
+    // Files in a Maildir's tmp/ older than this are leftovers of a crashed writer (ours
+    // before the spool, or another delivery agent's) and are removed when the mailbox is
+    // opened for POP3 and when a delivery has to use tmp/. 0 = never.
+    void setTmpCleanupAge(std::chrono::seconds age) { tmpCleanupAge_ = age; }
+    // Removes files in <maildir>/tmp older than the cleanup age; returns how many (logged).
+    std::size_t cleanTmp(const std::string& maildir) const;
 
     const std::string& mailRoot() const { return mailRoot_; }
 
 private:
     std::string mailRoot_;
     std::string hostname_;
+    const MailSpool* spool_ = nullptr;
+    std::chrono::seconds tmpCleanupAge_{0};
 };
 
 }  // namespace postern::store

@@ -6,7 +6,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <atomic>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace postern::store {
@@ -158,11 +160,13 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
         }
     }
     // Where the temp file lives decides which placements are a cheap link(2) and which a
-    // copy. With remote recipients: the queue's incoming/, because the queue is the copy
-    // that must survive longest and is local to this node. Local-only: tmp/ of the first
-    // mailbox, as Maildir itself prescribes (tmp/ then link into new/); the mail root may be
-    // shared storage on another file system than the queue, and all maildirs are usually
-    // on the same one, so every mailbox then gets a link.
+    // copy, and what a crash leaves behind. With remote recipients: the queue's incoming/,
+    // because the queue is the copy that must survive longest and is local to this node
+    // (local copies are then linked, or copied through the spool on EXDEV). Local-only: the
+    // server's spool on the mail root's file system, so every mailbox gets a link and a
+    // failed or killed delivery leaves nothing in any Maildir (the next start clears the
+    // spool). Only if the first mailbox is on another file system than the spool (or there
+    // is no spool) does the temp file go to its Maildir tmp/, as Maildir itself prescribes.
     std::string dir;
     if (!envelope.remoteRecipients.empty()) {
         dir = queue_.incomingDirectory();
@@ -173,7 +177,19 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
                            " step=mkdir error=" + errnoText(errno));
             return nullptr;
         }
-        dir = maildir + "/tmp";
+        const MailSpool* spool = store_.spool();
+        struct stat st{};
+        if (spool && !spool->directory().empty() && ::stat(maildir.c_str(), &st) == 0 && st.st_dev == spool->device()) {
+            dir = spool->directory();
+        } else {
+            static std::atomic<bool> warned{false};
+            if (spool && !warned.exchange(true))
+                logger().warning("s=" + envelope.sessionId + " event=store.spool_cross_device maildir=" + maildir +
+                                 " spool=" + spool->directory() +
+                                 " note=\"temp files go to Maildir tmp/ on this file system (logged once)\"");
+            store_.cleanTmp(maildir);
+            dir = maildir + "/tmp";
+        }
     }
     for (int tries = 0; tries < 8; ++tries) {
         std::string path = dir + "/" + store_.uniqueName(0) + ".part";

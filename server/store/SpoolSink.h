@@ -14,7 +14,9 @@ namespace postern::store {
 //
 // open():  QueueFull if the envelope has remote recipients and queue.isFull();
 //          TempFail if there is no recipient, a mailbox location is invalid or the temp
-//          file cannot be created; else a writer on a new temp file (mode 0600).
+//          file cannot be created; else a writer on a new temp file (mode 0600) in the
+//          queue's incoming/ (remote recipients), else in the store's MailSpool (Maildir
+//          tmp/ of the first mailbox only if that is on another file system).
 // write(): buffered; an I/O error (ENOSPC, EIO) is sticky: write() and commit() fail.
 // commit(): fsync the temp file; link it into <maildir>/new/ of every mailbox (copy on
 //          EXDEV) and fsync each new/; queue it for the remote recipients (data, then

@@ -25,6 +25,7 @@ std::string name(AuthStatus s) {
     case AuthStatus::Ok: return "Ok";
     case AuthStatus::BadCredentials: return "BadCredentials";
     case AuthStatus::TempFail: return "TempFail";
+    case AuthStatus::Blocked: return "Blocked";
     }
     return "?";
 }

@@ -1,0 +1,180 @@
+#include "store/MailSpool.h"
+
+#include "queue/FileOps.h"
+
+#include <Poco/Logger.h>
+
+#include <cerrno>
+#include <chrono>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+namespace postern::store {
+
+using queue::errnoText;
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.store"); }
+
+constexpr unsigned DirMode = 0700;
+constexpr const char* LockName = "lock";
+// A directory without a lock file is a process between mkdir and creating the lock (a
+// moment), or one that died right there: removed once it is this old.
+constexpr auto LocklessGrace = std::chrono::minutes(10);
+
+bool listAll(const std::string& dir, std::vector<std::string>& names) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return false;
+    names.clear();
+    errno = 0;
+    while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") names.push_back(std::move(n));
+    }
+    bool ok = errno == 0;
+    ::closedir(d);
+    return ok;
+}
+
+std::string safeName(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_';
+        out += ok ? c : '_';
+    }
+    return out.empty() ? "localhost" : out;
+}
+
+int lockExclusive(int fd) {
+    int rc;
+    do rc = ::flock(fd, LOCK_EX | LOCK_NB);
+    while (rc != 0 && errno == EINTR);
+    return rc;
+}
+
+// Removes the files in `dir` (the lock file last) and the directory. Returns files removed
+// (the lock file not counted).
+std::size_t removeTree(const std::string& dir) {
+    std::size_t removed = 0;
+    std::vector<std::string> names;
+    if (listAll(dir, names)) {
+        for (const auto& n : names) {
+            if (n == LockName) continue;
+            if (::unlink((dir + "/" + n).c_str()) == 0) ++removed;
+        }
+    }
+    ::unlink((dir + "/" + LockName).c_str());
+    ::rmdir(dir.c_str());
+    return removed;
+}
+
+}  // namespace
+
+MailSpool::MailSpool(std::string mailRoot, std::string hostname)
+    : root_(std::move(mailRoot)), hostname_(safeName(hostname)) {
+    while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+    root_ += "/";
+    root_ += DirName;
+}
+
+MailSpool::~MailSpool() {
+    if (lockFd_ < 0) return;
+    // Clean stop: nothing in here is needed any more (every writer is gone).
+    removeTree(dir_);
+    ::close(lockFd_);
+}
+
+bool MailSpool::start(std::size_t& removed) {
+    removed = 0;
+    if (!queue::makeDirectories(root_, DirMode)) {
+        logger().error("event=store.spool_fail dir=" + root_ + " step=mkdir error=" + errnoText(errno));
+        return false;
+    }
+    if (!createOwn()) return false;
+    removed = removeDead();
+    queue::fsyncDirectory(root_);
+    return true;
+}
+
+bool MailSpool::createOwn() {
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+    for (int attempt = 0; attempt < 8; ++attempt) {
+        std::string dir = root_ + "/" + hostname_ + "-" + std::to_string(::getpid()) + "-" +
+                          std::to_string(secs.count()) + "-" + std::to_string(attempt);
+        if (::mkdir(dir.c_str(), DirMode) != 0) {
+            if (errno == EEXIST) continue;
+            logger().error("event=store.spool_fail dir=" + dir + " step=mkdir error=" + errnoText(errno));
+            return false;
+        }
+        std::string lock = dir + "/" + LockName;
+        int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            // Another starting process may have judged the lockless directory dead already.
+            if (errno == ENOENT) continue;
+            logger().error("event=store.spool_fail path=" + lock + " step=open error=" + errnoText(errno));
+            ::rmdir(dir.c_str());
+            return false;
+        }
+        if (lockExclusive(fd) != 0) {
+            // Someone else is removing it as dead (between our open and flock).
+            ::close(fd);
+            continue;
+        }
+        struct stat st{};
+        if (::fstat(fd, &st) != 0 || st.st_nlink == 0) {
+            ::close(fd);  // removed before we got the lock: take another name
+            continue;
+        }
+        dir_ = dir;
+        device_ = st.st_dev;
+        lockFd_ = fd;
+        return true;
+    }
+    logger().error("event=store.spool_fail dir=" + root_ + " error=no_directory_after_retries");
+    return false;
+}
+
+std::size_t MailSpool::removeDead() {
+    std::size_t removed = 0, dirs = 0;
+    std::vector<std::string> names;
+    if (!listAll(root_, names)) {
+        logger().warning("event=store.spool_recover_fail dir=" + root_ + " error=" + errnoText(errno));
+        return 0;
+    }
+    auto ownName = dir_.substr(dir_.rfind('/') + 1);
+    for (const auto& n : names) {
+        if (n == ownName) continue;
+        std::string path = root_ + "/" + n;
+        struct stat st{};
+        if (::lstat(path.c_str(), &st) != 0) continue;
+        if (!S_ISDIR(st.st_mode)) {  // not ours to keep: a stray file
+            if (::unlink(path.c_str()) == 0) ++removed;
+            continue;
+        }
+        int fd = ::open((path + "/" + LockName).c_str(), O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            auto age = std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(st.st_mtime);
+            if (errno == ENOENT && age > LocklessGrace) {
+                removed += removeTree(path);
+                ++dirs;
+            }
+            continue;
+        }
+        if (lockExclusive(fd) == 0) {  // nobody holds it: its process is gone
+            removed += removeTree(path);
+            ++dirs;
+        }
+        ::close(fd);
+    }
+    if (dirs > 0 || removed > 0)
+        logger().notice("event=store.spool_recover dir=" + root_ + " directories=" + std::to_string(dirs) +
+                        " removed=" + std::to_string(removed));
+    return removed;
+}
+
+}  // namespace postern::store
