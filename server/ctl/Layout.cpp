@@ -32,7 +32,9 @@ Layout decide() {
     l.installed = true;
     const std::string prefix = parentOf(exeDir);  // /usr for /usr/bin/posternctl
     const std::string root = prefix == "/" ? "" : prefix;
-    l.configFile = (prefix == "/usr" ? std::string() : root) + "/etc/postern/postern.properties";
+    // /usr -> /etc (also DIR/usr -> DIR/etc, a package extracted into DIR); /opt/x -> /opt/x/etc.
+    const bool usr = prefix.size() >= 4 && prefix.compare(prefix.size() - 4, 4, "/usr") == 0;
+    l.configFile = (usr ? root.substr(0, root.size() - 4) : root) + "/etc/postern/postern.properties";
     l.schemaDir = root + "/" POSTERN_INSTALL_DATADIR "/postern/schema/postgres";
     l.pluginDir = root + "/" POSTERN_INSTALL_LIBDIR "/postern";
     return l;

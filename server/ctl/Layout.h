@@ -15,7 +15,8 @@ struct Layout {
 };
 
 // Decided once from /proc/self/exe: the build tree's bin/ (POSTERN_BUILD_BIN_DIR) means the work
-// tree; otherwise <prefix>/bin/posternctl means the files under <prefix> (and /etc for /usr).
+// tree; otherwise <prefix>/bin/posternctl means the files under <prefix> (and /etc for /usr,
+// DIR/etc for DIR/usr: the package extracted into DIR).
 const Layout& layout();
 
 }  // namespace postern::ctl
