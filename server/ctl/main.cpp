@@ -142,7 +142,10 @@ int unknownCommand(const std::vector<std::string>& args, bool help) {
     auto group = args.empty() ? std::vector<const Command*>{} : commandsOf(args[0]);
     std::ostream& out = help ? std::cout : std::cerr;
     if (!group.empty()) {
-        if (!help) {
+        if (!help && args.size() > 1 && !args[1].empty() && args[1][0] != '-') {
+            out << "posternctl: unknown command '" << args[0] << " " << args[1] << "'; the " << args[0]
+                << " commands are:\n";
+        } else if (!help) {
             out << "posternctl: '" << args[0] << "' needs a subcommand:\n";
         }
         for (const auto* c : group) {

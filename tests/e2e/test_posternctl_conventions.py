@@ -103,6 +103,8 @@ def test_help_for_every_command():
                                     for w in ("list", "show", "flush", "delete", "hold", "release")), r.stdout)
     r = run(["user"])
     check(r.returncode == 64 and "'user' needs a subcommand" in r.stderr and "user add" in r.stderr, r.stderr)
+    r = run(["user", "frobnicate"])
+    check(r.returncode == 64 and "unknown command 'user frobnicate'" in r.stderr and "user add" in r.stderr, r.stderr)
     for args in (["help", "nosuch"], ["help", "user", "frobnicate"], ["nosuch"], ["nosuch", "--help"], []):
         r = run(args)
         check_eq(r.returncode, 64, "posternctl %s" % " ".join(args))
