@@ -16,7 +16,8 @@ function(postern_version out base source_dir)
   set(v "${base}")
   find_program(POSTERN_GIT git)
   if(POSTERN_GIT AND EXISTS "${source_dir}/.git")
-    execute_process(COMMAND "${POSTERN_GIT}" describe --tags --always --dirty
+    # --long: a tag is always "TAG-N-gHASH", so a bare hash (no tag) cannot pass for a version.
+    execute_process(COMMAND "${POSTERN_GIT}" describe --tags --always --dirty --long
                     WORKING_DIRECTORY "${source_dir}" OUTPUT_VARIABLE d RESULT_VARIABLE rc
                     OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
     if(rc EQUAL 0 AND d)
@@ -25,10 +26,10 @@ function(postern_version out base source_dir)
         set(dirty ".dirty")
         string(REGEX REPLACE "-dirty$" "" d "${d}")
       endif()
-      if(d MATCHES "^v?([0-9][0-9A-Za-z.+~]*)-([0-9]+)-g([0-9a-f]+)$")
-        set(v "${CMAKE_MATCH_1}+${CMAKE_MATCH_2}.g${CMAKE_MATCH_3}")
-      elseif(d MATCHES "^v?([0-9][0-9A-Za-z.+~]*)$")
+      if(d MATCHES "^v?([0-9][0-9A-Za-z.+~]*)-0-g[0-9a-f]+$")
         set(v "${CMAKE_MATCH_1}")
+      elseif(d MATCHES "^v?([0-9][0-9A-Za-z.+~]*)-([0-9]+)-g([0-9a-f]+)$")
+        set(v "${CMAKE_MATCH_1}+${CMAKE_MATCH_2}.g${CMAKE_MATCH_3}")
       elseif(d MATCHES "^[0-9a-f]+$")
         set(v "${base}+g${d}")
       endif()  # a tag that is no version: keep the base version

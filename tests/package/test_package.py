@@ -11,6 +11,10 @@ does, into a temporary directory), then checked without installing it on this ma
   configuration's server.plugin_dir, the installed posternctl's defaults, and posternd
   started from the extracted tree on the packaged configuration, serving AUTH and POP3 with
   only the overrides a machine without the package's postinst and ports needs (each named);
+- the maintainer scripts run for real in a private mount namespace over copies of /etc,
+  /var/lib and /var/spool (postinst: user, directories, certificate; an upgrade keeps what the
+  administrator changed; posternd started as root drops to that user and delivers into those
+  directories; prerm; postrm purge keeps non-empty mailboxes);
 - the systemd unit's hardening, the man pages (exit codes), the bash completion, lintian.
 """
 
@@ -312,6 +316,159 @@ def test_posternd_from_the_package_serves():
         proc.terminate()
         proc.wait(timeout=30)
     check_eq(proc.returncode, 0, "posternd exit after SIGTERM")
+
+
+NS_MOUNTS = """set -e
+mount --make-rprivate /
+mount --bind {t}/etc /etc
+mount --bind {t}/varlib /var/lib
+mount --bind {t}/varspool /var/spool
+"""
+
+
+def in_namespace(t, body, popen=False, **kw):
+    """Runs a shell script in a private mount namespace where /etc, /var/lib and /var/spool are
+    the test's copies under t: the maintainer scripts run for real (adduser, install -d,
+    openssl) without touching this machine's files."""
+    cmd = ["unshare", "-m", "sh", "-c", NS_MOUNTS.format(t=t) + body]
+    if popen:
+        return subprocess.Popen(cmd, **kw)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_maintainer_scripts_and_the_installed_server():
+    """postinst (configure, then again as an upgrade), posternd started as root from the
+    packaged configuration in the directories postinst made (it drops to the postern user it
+    made, reads postinst's certificate, delivers into /var/lib/postern/mail), prerm, postrm
+    purge. All in a private mount namespace over copies of /etc, /var/lib and /var/spool."""
+    _, root = build_package()
+    if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
+        print("    needs root and unshare -m (a private mount namespace): check skipped")
+        return
+    t = tempfile.mkdtemp(prefix="postern-ns-", dir=_pkg["work"])
+    os.chmod(_pkg["work"], 0o755)
+    os.chmod(t, 0o755)
+    subprocess.run(["cp", "-a", "/etc", os.path.join(t, "etc")], check=True)
+    for d in ("varlib", "varspool"):
+        os.makedirs(os.path.join(t, d))
+    # What dpkg unpacks into /etc before postinst runs.
+    shutil.rmtree(os.path.join(t, "etc", "postern"), ignore_errors=True)
+    os.makedirs(os.path.join(t, "etc", "postern"))
+    shutil.copy(packaged_config(root), os.path.join(t, "etc", "postern", "postern.properties"))
+    ctrl = os.path.join(_pkg["work"], "control-ns")
+    subprocess.run(["dpkg-deb", "-e", _pkg["deb"], ctrl], check=True)
+
+    r = in_namespace(t, "sh %s/postinst configure ''\n" % ctrl)
+    check(r.returncode == 0, "postinst configure: %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
+    check("self-signed certificate" in r.stdout, "postinst made a certificate: " + r.stdout)
+    entry = [line for line in open(os.path.join(t, "etc", "passwd")) if line.startswith("postern:")]
+    check_eq(len(entry), 1, "postern user added")
+    uid, gid, home, shell = (lambda f: (int(f[2]), int(f[3]), f[5], f[6].strip()))(entry[0].split(":"))
+    check(uid < 1000 and shell.endswith("nologin") and home == "/var/lib/postern", "system user: " + entry[0])
+    check(any(line.startswith("postern:") for line in open(os.path.join(t, "etc", "group"))), "postern group")
+    check(not any(line.startswith("postern:") for line in open("/etc/passwd")), "this machine's /etc untouched")
+
+    def owner_mode(path):
+        st = os.stat(path)
+        return (st.st_uid, st.st_gid, oct(st.st_mode & 0o7777))
+    want = {
+        "varlib/postern": (uid, gid, "0o750"), "varlib/postern/mail": (uid, gid, "0o750"),
+        "varspool/postern": (uid, gid, "0o750"), "etc/postern/tls": (0, gid, "0o750"),
+        "etc/postern/users.passwd": (0, gid, "0o640"), "etc/postern/tls/privkey.pem": (0, gid, "0o640"),
+        "etc/postern/tls/fullchain.pem": (0, gid, "0o644"),
+    }
+    for path, w in want.items():
+        check_eq(owner_mode(os.path.join(t, path)), w, "owner, group, mode of /" + path.replace("var", "var/", 1)
+                 if path.startswith("var") else "owner, group, mode of /" + path)
+    # An upgrade's configure changes nothing an administrator changed.
+    os.chmod(os.path.join(t, "varlib/postern/mail"), 0o700)
+    cert_before = open(os.path.join(t, "etc/postern/tls/fullchain.pem")).read()
+    r = in_namespace(t, "sh %s/postinst configure 0.0.1\n" % ctrl)
+    check(r.returncode == 0, "postinst upgrade: %s" % r.stderr)
+    check_eq(owner_mode(os.path.join(t, "varlib/postern/mail"))[2], "0o700", "administrator's mode kept")
+    check_eq(open(os.path.join(t, "etc/postern/tls/fullchain.pem")).read(), cert_before, "certificate kept")
+    os.chmod(os.path.join(t, "varlib/postern/mail"), 0o750)
+
+    # posternd as systemd would run it, except started as root (no systemd here): it binds,
+    # reads the key, drops to server.user = postern. Overrides, and why:
+    ports = free_ports(6)
+    ready_dir = os.path.join(t, "ready")
+    os.makedirs(ready_dir)
+    os.chmod(ready_dir, 0o777)
+    overrides = {
+        # the plugins are in the extracted tree, not at /usr/lib/<multiarch>/postern here.
+        "server.plugin_dir": os.path.join(root, PLUGIN_DIR[1:]),
+        # ports 25/587/465/110/995 and 2080 may be taken: free loopback ports.
+        "listener.mx.port": ports[0], "listener.submission.port": ports[1],
+        "listener.submissions.port": ports[2], "listener.pop3.port": ports[3], "listener.pop3s.port": ports[4],
+        "health.port": ports[5],
+        # the test waits for this file and reads the log (a build box may have no syslog).
+        "server.ready_file": os.path.join(ready_dir, "ready"), "logging.loggers.root.channel": "console",
+        "logging.channels.console.class": "ConsoleChannel",
+        # a shorter stop for the test (the packaged 60s is for real sessions).
+        "server.shutdown_grace": "2s",
+    }
+    for name in ("mx", "submission", "submissions", "pop3", "pop3s"):
+        overrides["listener.%s.address" % name] = "127.0.0.1"
+    args = " ".join("-D '%s=%s'" % kv for kv in overrides.items())
+    log = open(os.path.join(t, "posternd.log"), "w+")
+    proc = in_namespace(t, "exec %s/usr/sbin/posternd --config /etc/postern/postern.properties %s\n" % (root, args),
+                        popen=True, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        ready = os.path.join(ready_dir, "ready")
+        wait_for(lambda: os.path.exists(ready) or proc.poll() is not None, timeout=30, what="posternd ready")
+        log.seek(0)
+        check(proc.poll() is None, "posternd exited %s:\n%s" % (proc.returncode, log.read()[-3000:]))
+        check_eq(os.stat("/proc/%d" % proc.pid).st_uid, uid, "posternd runs as postern")
+        ctl = os.path.join(root, "usr/bin/posternctl")
+        users = os.path.join(t, "etc/postern/users.passwd")
+        r = subprocess.run([ctl, "-c", os.path.join(t, "etc/postern/postern.properties"),
+                            # the namespace's /etc/postern/users.passwd, seen from outside it.
+                            "-D", "auth.backend.customers.path=" + users, "user", "add", "erin@example.net"],
+                           input="erin-Pw-5\n", capture_output=True, text=True)
+        check_eq(r.returncode, 0, "posternctl user add: " + r.stderr)
+        check_eq(owner_mode(users), (0, gid, "0o640"), "user file keeps root:postern 0640")
+        def accepted():  # the passwd-file backend notices the new user within its check interval
+            # (a new session per probe: refused RCPTs count toward the session's error cap)
+            with smtplib.SMTP("127.0.0.1", ports[0], timeout=15) as probe:
+                probe.ehlo("client.example")
+                probe.docmd("MAIL", "FROM:<x@remote.example>")
+                return probe.docmd("RCPT", "TO:<erin@example.net>")[0] == 250
+        try:
+            wait_for(accepted, timeout=20, interval=0.3, what="erin@example.net accepted")
+        except TestFailure:
+            log.seek(0)
+            raise TestFailure("RCPT refused; posternd log:\n" + log.read()[-3000:])
+        s = smtplib.SMTP("127.0.0.1", ports[0], timeout=15)
+        s.ehlo("client.example")
+        s.starttls(context=tls_context())
+        s.ehlo("client.example")
+        s.sendmail("x@remote.example", ["erin@example.net"], b"Subject: packaged\r\n\r\nhello from the test\r\n")
+        s.quit()
+        p = poplib.POP3_SSL("127.0.0.1", ports[4], context=tls_context(), timeout=15)
+        p.user("erin@example.net")
+        p.pass_("erin-Pw-5")
+        check(b"hello from the test" in b"\n".join(p.retr(1)[1]), "message read back over POP3S")
+        p.quit()
+        stored = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(t, "varlib/postern/mail")) for f in fs]
+        check(stored and all(os.stat(f).st_uid == uid for f in stored), "mail stored by postern: %r" % stored)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    check_eq(proc.returncode, 0, "posternd exit after SIGTERM")
+
+    r = in_namespace(t, "sh %s/prerm remove && sh %s/postrm remove && sh %s/postrm purge\n" % (ctrl, ctrl, ctrl))
+    check(r.returncode == 0, "prerm/postrm: %s" % r.stderr)
+    check("kept /var/lib/postern/mail" in r.stderr, "purge names the kept mailboxes: " + r.stderr)
+    for gone in ("varspool/postern", "etc/postern/tls", "etc/postern/users.passwd"):
+        check(not os.path.exists(os.path.join(t, gone)), "purge removed /" + gone)
+    check(os.path.isdir(os.path.join(t, "varlib/postern/mail")) and stored and os.path.exists(stored[0]),
+          "purge keeps non-empty mailboxes")
+    shutil.rmtree(os.path.join(t, "varlib/postern/mail"))
+    os.makedirs(os.path.join(t, "varlib/postern/mail"))
+    r = in_namespace(t, "sh %s/postrm purge\n" % ctrl)
+    check(r.returncode == 0 and not os.path.exists(os.path.join(t, "varlib/postern")),
+          "purge with empty mailboxes removes /var/lib/postern: %s" % r.stderr)
 
 
 def test_systemd_unit_is_hardened():
