@@ -38,7 +38,7 @@ int runAuthTest(CommandContext& c) {
         }
         config::ServerConfig cfg = loadConfig(o);
 
-        const std::string pluginDir = cfg.pluginDir.empty() ? std::string(POSTERN_PLUGIN_BUILD_DIR) : cfg.pluginDir;
+        const std::string pluginDir = cfg.pluginDir.empty() ? layout().pluginDir : cfg.pluginDir;
         auth::PluginLoader loader(pluginDir);
         std::vector<auth::BackendHandle> handles;
         std::vector<auth::BackendBinding> chain;

@@ -25,6 +25,13 @@ Options parseOptions(const std::vector<std::string>& args, const std::set<std::s
     withValue.insert({"--config", "--backend"});
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
+        if (a == "-c") {  // short for --config
+            if (i + 1 >= args.size()) {
+                throw CtlError(ExitUsage, "-c needs a FILE");
+            }
+            o.configFile = args[++i];
+            continue;
+        }
         if (a == "-D") {
             if (i + 1 >= args.size()) {
                 throw CtlError(ExitUsage, "-D needs key=value");
@@ -212,6 +219,27 @@ std::string checkAddress(const std::string& addressIn, const std::string& what) 
         throw CtlError(ExitDataError, "malformed " + what + " '" + addressIn + "' (bad domain)");
     }
     return a;
+}
+
+Poco::JSON::Object::Ptr jsonObject() {
+    return new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+}
+
+Poco::JSON::Array::Ptr jsonArray(const std::vector<std::string>& values) {
+    Poco::JSON::Array::Ptr a = new Poco::JSON::Array;
+    for (const auto& v : values) {
+        a->add(v);
+    }
+    return a;
+}
+
+void writeJson(std::ostream& out, const Poco::Dynamic::Var& document) {
+    if (document.type() == typeid(Poco::JSON::Array::Ptr)) {
+        document.extract<Poco::JSON::Array::Ptr>()->stringify(out);
+    } else {
+        document.extract<Poco::JSON::Object::Ptr>()->stringify(out);
+    }
+    out << "\n";
 }
 
 void expectPositional(const Options& options, std::size_t min, std::size_t max, const Command& command) {

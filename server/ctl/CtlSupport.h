@@ -4,7 +4,11 @@
 #pragma once
 
 #include "Command.h"
+#include "Layout.h"
 #include "config/ServerConfig.h"
+
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
 
 #include <functional>
 #include <map>
@@ -26,9 +30,11 @@ private:
 };
 
 // Options every configuration-driven command takes, plus the command's own.
-// "--name value" and "--name=value"; flags take no value; "-D key=value" overrides a config key.
+// "--name value" and "--name=value"; flags take no value; "-D key=value" overrides a config key;
+// "-c FILE" is --config. posternctl's main() moves global options given before the command
+// word(s) in front of the command's arguments, so they land here either way.
 struct Options {
-    std::string configFile = "etc/postern.properties";
+    std::string configFile = layout().configFile;  // etc/postern.properties in the work tree
     std::string backend;                          // --backend NAME ("" = choose)
     std::map<std::string, std::string> defines;   // -D key=value
     std::map<std::string, std::vector<std::string>> values;  // command options with a value
@@ -68,6 +74,12 @@ std::string domainOf(const std::string& address);
 // Wraps a command body: CtlError -> its code, other exceptions -> ExitSoftware, each with one
 // line "posternctl <name>: <message>" on err.
 int guarded(CommandContext& context, const char* name, const std::function<int()>& body);
+
+// Machine-readable output (--json): one JSON document and a newline on out. Objects keep
+// their keys in insertion order.
+Poco::JSON::Object::Ptr jsonObject();
+void writeJson(std::ostream& out, const Poco::Dynamic::Var& document);
+Poco::JSON::Array::Ptr jsonArray(const std::vector<std::string>& values);
 
 // Expects min..max positional arguments; otherwise CtlError(ExitUsage) with the usage.
 void expectPositional(const Options& options, std::size_t min, std::size_t max, const Command& command);

@@ -13,7 +13,7 @@ int runDbMigrate(CommandContext& c) {
     return guarded(c, "db migrate", [&] {
         Options o = parseOptions(c.args, {"--schema-dir"}, {});
         expectPositional(o, 0, 0, DbMigrateCommand);
-        const std::string dir = o.value("--schema-dir", POSTERN_SCHEMA_DIR);
+        const std::string dir = o.value("--schema-dir", layout().schemaDir);
         std::vector<pg::Migration> migrations;
         try {
             migrations = pg::Migrator::scan(dir);

@@ -7,7 +7,8 @@
 
 namespace postern::ctl {
 
-// Options: --schema-dir DIR (default: the source tree's schema/postgres, POSTERN_SCHEMA_DIR),
+// Options: --schema-dir DIR (default: the source tree's schema/postgres from the build tree,
+// /usr/share/postern/schema/postgres installed; Layout.h),
 // plus --config, --backend NAME (a postgres backend), -D.
 // Exit: 0 up to date; 64 usage; 65 bad schema directory or file name; 70 a migration failed
 // (it is rolled back, earlier ones stay; the server's error is printed); 75 database

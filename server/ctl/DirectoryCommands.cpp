@@ -53,7 +53,7 @@ int runAliasDelete(CommandContext& c) {
 
 int runAliasList(CommandContext& c) {
     return guarded(c, "alias list", [&] {
-        Options o = parseOptions(c.args, {}, {});
+        Options o = parseOptions(c.args, {}, {"--json"});
         expectPositional(o, 0, 1, AliasListCommand);
         std::string filter;
         if (!o.positional.empty()) {
@@ -61,7 +61,19 @@ int runAliasList(CommandContext& c) {
                                                                     : checkDomain(o.positional[0]);
         }
         PgAdmin pg = openPg(o);
-        for (const auto& [a, d] : pg.listAliases(filter)) {
+        const auto aliases = pg.listAliases(filter);
+        if (o.has("--json")) {
+            Poco::JSON::Array::Ptr out = new Poco::JSON::Array;
+            for (const auto& [a, d] : aliases) {
+                auto j = jsonObject();
+                j->set("alias", a);
+                j->set("destination", d);
+                out->add(j);
+            }
+            writeJson(c.out, out);
+            return static_cast<int>(ExitOk);
+        }
+        for (const auto& [a, d] : aliases) {
             c.out << a << " -> " << d << "\n";
         }
         return static_cast<int>(ExitOk);
@@ -94,10 +106,24 @@ int runDomainDelete(CommandContext& c) {
 
 int runDomainList(CommandContext& c) {
     return guarded(c, "domain list", [&] {
-        Options o = parseOptions(c.args, {}, {});
+        Options o = parseOptions(c.args, {}, {"--json"});
         expectPositional(o, 0, 0, DomainListCommand);
         PgAdmin pg = openPg(o);
-        for (const auto& d : pg.listDomains()) {
+        const auto domains = pg.listDomains();
+        if (o.has("--json")) {
+            Poco::JSON::Array::Ptr out = new Poco::JSON::Array;
+            for (const auto& d : domains) {
+                auto j = jsonObject();
+                j->set("domain", d.name);
+                j->set("enabled", d.enabled);
+                j->set("users", d.users);
+                j->set("aliases", d.aliases);
+                out->add(j);
+            }
+            writeJson(c.out, out);
+            return static_cast<int>(ExitOk);
+        }
+        for (const auto& d : domains) {
             c.out << d.name << "\t" << (d.enabled ? "enabled" : "disabled") << "\t" << d.users << " users\t"
                   << d.aliases << " aliases\n";
         }

@@ -23,14 +23,14 @@ inline constexpr Command AliasAddCommand{"alias add", "ALIAS DESTINATION... " PO
                                          &runAliasAdd};
 inline constexpr Command AliasDeleteCommand{"alias delete", "ALIAS [DESTINATION...] " POSTERN_CTL_COMMON,
                                             "remove the alias, or only the given destinations", &runAliasDelete};
-inline constexpr Command AliasListCommand{"alias list", "[ALIAS|DOMAIN] " POSTERN_CTL_COMMON,
+inline constexpr Command AliasListCommand{"alias list", "[ALIAS|DOMAIN] [--json] " POSTERN_CTL_COMMON,
                                           "list aliases as 'alias -> destination'", &runAliasList};
 inline constexpr Command DomainAddCommand{"domain add", "DOMAIN " POSTERN_CTL_COMMON,
                                           "accept mail and accounts for DOMAIN", &runDomainAdd};
 inline constexpr Command DomainDeleteCommand{"domain delete", "DOMAIN [--force] " POSTERN_CTL_COMMON,
                                              "remove DOMAIN (--force: with its users and aliases)",
                                              &runDomainDelete};
-inline constexpr Command DomainListCommand{"domain list", POSTERN_CTL_COMMON,
+inline constexpr Command DomainListCommand{"domain list", "[--json] " POSTERN_CTL_COMMON,
                                            "list domains: name, enabled|disabled, users, aliases", &runDomainList};
 
 }  // namespace postern::ctl

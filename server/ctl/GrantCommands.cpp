@@ -70,7 +70,7 @@ std::optional<std::size_t> revokeUserGrants(pg::Connection& c, const std::string
 
 int runGrantList(CommandContext& c) {
     return guarded(c, "grant list", [&] {
-        Options o = parseOptions(c.args, {}, {"--all"});
+        Options o = parseOptions(c.args, {}, {"--all", "--json"});
         expectPositional(o, 0, 0, GrantListCommand);
         GrantSession s = open(o);
         pg::QueryResult r = run(
@@ -80,6 +80,20 @@ int runGrantList(CommandContext& c) {
                 " CASE WHEN expires > now() THEN 'live' ELSE 'expired' END"
                 " FROM pop_before_smtp_grants WHERE $1::boolean OR expires > now() ORDER BY key",
             {o.has("--all") ? "true" : "false"}, "list grants");
+        if (o.has("--json")) {
+            static const char* const names[] = {"key", "user", "expires", "last_used", "state"};
+            Poco::JSON::Array::Ptr out = new Poco::JSON::Array;
+            for (const auto& row : r.rows) {
+                auto j = jsonObject();
+                for (std::size_t i = 0; i < row.size() && i < 5; ++i) {
+                    const bool none = !row[i] || (i == 3 && *row[i] == "-");
+                    j->set(names[i], none ? Poco::Dynamic::Var() : Poco::Dynamic::Var(*row[i]));
+                }
+                out->add(j);
+            }
+            writeJson(c.out, out);
+            return static_cast<int>(ExitOk);
+        }
         for (const auto& row : r.rows) {
             for (std::size_t i = 0; i < row.size(); ++i) {
                 c.out << (i ? "\t" : "") << row[i].value_or("-");

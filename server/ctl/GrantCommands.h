@@ -25,7 +25,7 @@ int runGrantRevoke(CommandContext& context);
 int runGrantFlush(CommandContext& context);
 
 inline constexpr Command GrantListCommand{
-    "grant list", "[--all] " POSTERN_CTL_COMMON,
+    "grant list", "[--all] [--json] " POSTERN_CTL_COMMON,
     "list POP-before-SMTP grants: key, user, expires, last used, live|expired (--all: expired too)", &runGrantList};
 inline constexpr Command GrantAddCommand{
     "grant add", "IP USER [--lifetime 600s] " POSTERN_CTL_COMMON,

@@ -1,6 +1,7 @@
 // posternctl hash-password: prints a "{SCHEME}hash" for a passwd-file or the users table.
 #include "HashPasswordCommand.h"
 
+#include "CtlSupport.h"
 #include "PasswordPrompt.h"
 #include "auth/PasswordScheme.h"
 
@@ -11,47 +12,36 @@
 namespace postern::ctl {
 
 int runHashPassword(CommandContext& c) {
-    auth::HashScheme scheme = auth::DefaultHashScheme;
-    const auto& args = c.args;
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        std::string value;
-        if (args[i] == "--scheme" && i + 1 < args.size()) {
-            value = args[++i];
-        } else if (args[i].rfind("--scheme=", 0) == 0) {
-            value = args[i].substr(9);
-        } else if (args[i] == "--scheme") {
-            c.err << "posternctl hash-password: --scheme needs a value\n";
-            return ExitUsage;
-        } else if (!args[i].empty() && args[i][0] != '-') {
-            c.err << "posternctl hash-password: the password is read from the terminal or stdin, "
-                     "never from the command line\n";
-            return ExitUsage;
-        } else {
-            c.err << "posternctl hash-password: unknown option " << args[i] << "\n";
-            return ExitUsage;
+    return guarded(c, "hash-password", [&] {
+        // Global options (-c, --backend, -D) are accepted and have no effect: no configuration
+        // is read, the scheme is the argument or ARGON2ID.
+        Options o = parseOptions(c.args, {"--scheme"}, {});
+        if (!o.positional.empty()) {
+            throw CtlError(ExitUsage, "the password is read from the terminal or stdin, never from the command line");
         }
-        auto parsed = auth::parseHashScheme(value);
-        if (!parsed) {
-            c.err << "posternctl hash-password: unknown scheme '" << value
-                  << "' (use ARGON2ID, BCRYPT or SHA512-CRYPT)\n";
-            return ExitUsage;
+        auth::HashScheme scheme = auth::DefaultHashScheme;
+        if (auto it = o.values.find("--scheme"); it != o.values.end()) {
+            const std::string& value = it->second.back();
+            auto parsed = auth::parseHashScheme(value);
+            if (!parsed) {
+                throw CtlError(ExitUsage, "unknown scheme '" + value + "' (use ARGON2ID, BCRYPT or SHA512-CRYPT)");
+            }
+            scheme = *parsed;
         }
-        scheme = *parsed;
-    }
-
-    auto password = readNewPassword(c.in, c.err);
-    if (!password) {
-        return ExitDataError;
-    }
-    int rc = ExitOk;
-    try {
-        c.out << auth::makePasswordHash(scheme, *password) << "\n";
-    } catch (const std::exception& e) {
-        c.err << "posternctl hash-password: " << e.what() << "\n";
-        rc = ExitSoftware;
-    }
-    OPENSSL_cleanse(password->data(), password->size());
-    return rc;
+        auto password = readNewPassword(c.in, c.err);
+        if (!password) {
+            return static_cast<int>(ExitDataError);
+        }
+        int rc = ExitOk;
+        try {
+            c.out << auth::makePasswordHash(scheme, *password) << "\n";
+        } catch (...) {
+            OPENSSL_cleanse(password->data(), password->size());
+            throw;  // guarded(): ExitSoftware with the message
+        }
+        OPENSSL_cleanse(password->data(), password->size());
+        return rc;
+    });
 }
 
 }  // namespace postern::ctl

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <functional>
 #include <memory>
+#include <set>
 #include <ostream>
 #include <sys/stat.h>
 
@@ -29,9 +30,9 @@ struct QueueAccess {
     std::unique_ptr<queue::OutboundQueue> queue;
 };
 
-QueueAccess openQueue(CommandContext& c) {
+QueueAccess openQueue(CommandContext& c, const std::set<std::string>& flags = {}) {
     QueueAccess a;
-    a.options = parseOptions(c.args, {"--queue-dir"}, {});
+    a.options = parseOptions(c.args, {"--queue-dir"}, flags);
     std::string dir = a.options.value("--queue-dir");
     if (dir.empty()) dir = loadConfig(a.options).queueDir;
     struct stat st{};
@@ -72,13 +73,36 @@ int change(CommandContext& c, const Command& command, const char* name,
     });
 }
 
+Poco::JSON::Object::Ptr envelopeJson(const queue::QueueEnvelope& v) {
+    auto j = jsonObject();
+    j->set("id", v.id);
+    j->set("arrival", isoTime(v.arrival));
+    j->set("sender", v.sender);
+    j->set("recipients", jsonArray(v.recipients));
+    j->set("attempts", v.attempts);
+    j->set("next_attempt", isoTime(v.nextAttempt));
+    j->set("hold", v.hold);
+    j->set("last_error", v.lastError.empty() ? Poco::Dynamic::Var() : Poco::Dynamic::Var(v.lastError));
+    return j;
+}
+
 }  // namespace
 
 int runQueueList(CommandContext& c) {
     return guarded(c, "queue list", [&] {
-        QueueAccess a = openQueue(c);
+        QueueAccess a = openQueue(c, {"--json"});
         expectPositional(a.options, 0, 0, QueueListCommand);
         auto entries = a.queue->list();
+        if (a.options.has("--json")) {
+            Poco::JSON::Array::Ptr out = new Poco::JSON::Array;
+            for (const auto& e : entries) {
+                auto j = envelopeJson(e.envelope);
+                j->set("size", e.size);
+                out->add(j);
+            }
+            writeJson(c.out, out);
+            return ExitOk;
+        }
         for (const auto& e : entries) {
             const auto& v = e.envelope;
             c.out << v.id << " " << isoTime(v.arrival) << " size=" << e.size << " attempts=" << v.attempts
@@ -94,10 +118,25 @@ int runQueueList(CommandContext& c) {
 
 int runQueueShow(CommandContext& c) {
     return guarded(c, "queue show", [&] {
-        QueueAccess a = openQueue(c);
+        QueueAccess a = openQueue(c, {"--json"});
         std::string id = idArgument(a, QueueShowCommand);
         auto v = a.queue->readEnvelope(id);
         if (!v) throw CtlError(ExitNoUser, "no queued message " + id);
+        if (a.options.has("--json")) {
+            auto j = envelopeJson(*v);
+            j->set("client", v->clientIp);
+            j->set("helo", v->heloName);
+            j->set("auth", v->authUser.empty() ? Poco::Dynamic::Var() : Poco::Dynamic::Var(v->authUser));
+            j->set("session", v->sessionId);
+            std::string data;
+            if (queue::readFile(a.queue->dataPath(id), data)) {
+                auto end = data.find("\r\n\r\n");
+                j->set("size", static_cast<std::uint64_t>(data.size()));
+                j->set("header", data.substr(0, end == std::string::npos ? data.size() : end + 2));
+            }
+            writeJson(c.out, j);
+            return ExitOk;
+        }
         c.out << "id: " << v->id << "\narrival: " << isoTime(v->arrival) << "\nsender: <" << v->sender << ">\n";
         for (const auto& r : v->recipients) c.out << "recipient: <" << r << ">\n";
         c.out << "client: " << v->clientIp << "\nhelo: " << v->heloName << "\nauth: " << v->authUser

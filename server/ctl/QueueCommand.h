@@ -7,7 +7,7 @@
 
 namespace postern::ctl {
 
-// Options: --config FILE (default etc/postern.properties) and -D key=value to find
+// Options: -c/--config FILE (default: see Layout.h) and -D key=value to find
 // server.queue_dir, or --queue-dir DIR directly.
 // A running posternd notices flush/hold/release/delete at its next queue scan
 // (delivery.scan_interval, 30 s by default).
@@ -19,12 +19,12 @@ int runQueueDelete(CommandContext& context);
 int runQueueHold(CommandContext& context);
 int runQueueRelease(CommandContext& context);
 
-#define POSTERN_CTL_QUEUE_OPTS "[--config FILE] [-D key=value] [--queue-dir DIR]"
+#define POSTERN_CTL_QUEUE_OPTS "[-c FILE] [-D key=value] [--queue-dir DIR]"
 
-inline constexpr Command QueueListCommand{"queue list", POSTERN_CTL_QUEUE_OPTS,
+inline constexpr Command QueueListCommand{"queue list", "[--json] " POSTERN_CTL_QUEUE_OPTS,
                                           "list queued messages: id, arrival, size, attempts, next attempt, hold, sender, recipients",
                                           &runQueueList};
-inline constexpr Command QueueShowCommand{"queue show", "ID " POSTERN_CTL_QUEUE_OPTS,
+inline constexpr Command QueueShowCommand{"queue show", "ID [--json] " POSTERN_CTL_QUEUE_OPTS,
                                           "show one message's envelope and header", &runQueueShow};
 inline constexpr Command QueueFlushCommand{"queue flush", POSTERN_CTL_QUEUE_OPTS,
                                            "make every message (not held) due now", &runQueueFlush};

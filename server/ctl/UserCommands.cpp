@@ -159,11 +159,24 @@ int runUserDelete(CommandContext& c) {
 
 int runUserList(CommandContext& c) {
     return guarded(c, "user list", [&] {
-        Options o = parseOptions(c.args, {}, {});
+        Options o = parseOptions(c.args, {}, {"--json"});
         expectPositional(o, 0, 1, UserListCommand);
         const std::string domain = o.positional.empty() ? "" : checkDomain(o.positional[0]);
         Session s = open(o);
-        for (const auto& u : s.store->list(domain)) {
+        const auto users = s.store->list(domain);
+        if (o.has("--json")) {
+            Poco::JSON::Array::Ptr a = new Poco::JSON::Array;
+            for (const auto& u : users) {
+                auto j = jsonObject();
+                j->set("address", u.address);
+                j->set("enabled", u.enabled);
+                j->set("mailbox", u.mailbox.empty() ? Poco::Dynamic::Var() : Poco::Dynamic::Var(u.mailbox));
+                a->add(j);
+            }
+            writeJson(c.out, a);
+            return static_cast<int>(ExitOk);
+        }
+        for (const auto& u : users) {
             c.out << u.address << "\t" << (u.enabled ? "enabled" : "disabled") << "\t"
                   << (u.mailbox.empty() ? "-" : u.mailbox) << "\n";
         }
@@ -173,11 +186,26 @@ int runUserList(CommandContext& c) {
 
 int runUserShow(CommandContext& c) {
     return guarded(c, "user show", [&] {
-        Options o = parseOptions(c.args, {}, {});
+        Options o = parseOptions(c.args, {}, {"--json"});
         expectPositional(o, 1, 1, UserShowCommand);
         const std::string address = checkAddress(o.positional[0]);
         Session s = open(o);
         UserInfo u = s.store->show(address);
+        if (o.has("--json")) {
+            auto j = jsonObject();
+            j->set("address", u.address);
+            j->set("backend", s.store->describe());
+            j->set("enabled", u.enabled);
+            j->set("scheme", u.scheme);
+            j->set("mailbox", u.mailbox.empty() ? Poco::Dynamic::Var() : Poco::Dynamic::Var(u.mailbox));
+            j->set("quota", u.quotaBytes);
+            j->set("senders", jsonArray(u.senders));
+            j->set("aliases", jsonArray(u.aliases));
+            j->set("created", u.created.empty() ? Poco::Dynamic::Var() : Poco::Dynamic::Var(u.created));
+            j->set("updated", u.updated.empty() ? Poco::Dynamic::Var() : Poco::Dynamic::Var(u.updated));
+            writeJson(c.out, j);
+            return static_cast<int>(ExitOk);
+        }
         auto join = [](const std::vector<std::string>& v) {
             std::string out;
             for (const auto& x : v) {

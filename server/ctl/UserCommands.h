@@ -6,7 +6,8 @@
 
 namespace postern::ctl {
 
-// Common options: --config FILE (default etc/postern.properties), --backend NAME (default: the
+// Common options: -c/--config FILE (default etc/postern.properties in the work tree,
+// /etc/postern/postern.properties installed; see Layout.h), --backend NAME (default: the
 // first postgres backend, else the first passwd-file backend), -D key=value.
 // Passwords come from readNewPassword() (no-echo prompt, or the first line of stdin), never
 // from argv; new hashes use auth.default_scheme.
@@ -21,7 +22,7 @@ int runUserDelete(CommandContext& context);
 int runUserList(CommandContext& context);
 int runUserShow(CommandContext& context);
 
-#define POSTERN_CTL_COMMON "[--config FILE] [--backend NAME] [-D key=value]"
+#define POSTERN_CTL_COMMON "[-c FILE] [--backend NAME] [-D key=value]"
 
 inline constexpr Command UserAddCommand{
     "user add", "ADDRESS [--mailbox PATH] [--quota SIZE] [--sender ADDRESS]... [--disabled] " POSTERN_CTL_COMMON,
@@ -34,9 +35,9 @@ inline constexpr Command UserEnableCommand{"user enable", "ADDRESS " POSTERN_CTL
                                            "allow logins and mail again", &runUserEnable};
 inline constexpr Command UserDeleteCommand{"user delete", "ADDRESS " POSTERN_CTL_COMMON,
                                            "delete the account (its Maildir stays on disk)", &runUserDelete};
-inline constexpr Command UserListCommand{"user list", "[DOMAIN] " POSTERN_CTL_COMMON,
+inline constexpr Command UserListCommand{"user list", "[DOMAIN] [--json] " POSTERN_CTL_COMMON,
                                          "list accounts: address, enabled|disabled, mailbox", &runUserList};
-inline constexpr Command UserShowCommand{"user show", "ADDRESS " POSTERN_CTL_COMMON,
+inline constexpr Command UserShowCommand{"user show", "ADDRESS [--json] " POSTERN_CTL_COMMON,
                                          "show one account (never its hash, only the scheme)", &runUserShow};
 
 }  // namespace postern::ctl
