@@ -135,7 +135,13 @@ bool Network::contains(const Poco::Net::IPAddress& client) const {
     return b == bytesOf(address_);
 }
 
-std::string Network::toString() const { return address_.toString() + "/" + std::to_string(prefix_); }
+std::string Network::toString() const {
+    // inet_ntop, not IPAddress::toString: Poco prints some IPv4-compatible addresses wrongly
+    // ("::8f" as "::"), and this text must parse back to the same network.
+    char buf[INET6_ADDRSTRLEN];
+    ::inet_ntop(isIPv4() ? AF_INET : AF_INET6, address_.addr(), buf, sizeof buf);
+    return std::string(buf) + "/" + std::to_string(prefix_);
+}
 
 // ---------------------------------------------------------------------------------------
 // NetworkList
@@ -180,6 +186,8 @@ std::string addressKey(const Poco::Net::IPAddress& client, unsigned ipv6Prefix) 
     const Poco::Net::IPAddress ip = unmapped(client);
     Bytes b = bytesOf(ip);
     // Rebuilt from bytes: drops an IPv6 scope id, so "fe80::1%eth0" and "fe80::1" are one key.
+    // IPAddress::toString, not inet_ntop: these texts are stored keys and must not change
+    // (Poco writes the deprecated IPv4-compatible "::8f" as "::", a harmless collision).
     if (ip.family() == Poco::Net::AddressFamily::IPv4) return Poco::Net::IPAddress(b.data(), 4).toString();
     const unsigned prefix = ipv6Prefix > 128 ? 128 : ipv6Prefix;
     maskBits(b, prefix);

@@ -106,6 +106,10 @@ BOOST_AUTO_TEST_CASE(counts_and_canonical_form) {
     BOOST_TEST(NetworkList::parse("10.0.0.0/8,2001:DB8::/32 127.0.0.1 ::ffff:10.0.0.0/104").toString() ==
                "10.0.0.0/8, 2001:db8::/32, 127.0.0.1/32, 10.0.0.0/8");
     BOOST_TEST(NetworkList::parse("").toString() == "");
+    // IPv4-compatible addresses print as inet_ntop does (IPAddress::toString says "::" for
+    // "::8f"; found by fuzz_network_list).
+    BOOST_TEST(Network::parse("::8f").toString() == "::8f/128");
+    BOOST_TEST(Network::parse("::102:304").toString() == "::1.2.3.4/128");
 }
 
 // --- refused entries ------------------------------------------------------------------------
