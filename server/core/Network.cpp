@@ -17,18 +17,6 @@ using Bytes = std::array<unsigned char, 16>;
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 bool isHex(char c) { return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
-// Decimal 0..max without leading zeros (no octal look-alikes), at most 3 digits.
-std::optional<unsigned> smallDecimal(std::string_view s, unsigned max) {
-    if (s.empty() || s.size() > 3 || (s.size() > 1 && s[0] == '0')) return std::nullopt;
-    unsigned v = 0;
-    for (char c : s) {
-        if (!isDigit(c)) return std::nullopt;
-        v = v * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (v > max) return std::nullopt;
-    return v;
-}
-
 // Copies the address's bytes (4 or 16) into a zeroed 16-byte array.
 Bytes bytesOf(const Poco::Net::IPAddress& ip) {
     Bytes b{};
@@ -52,6 +40,17 @@ bool isSeparator(char c) { return c == ',' || c == ' ' || c == '\t' || c == '\n'
 
 }  // namespace
 
+std::optional<unsigned> parseDecimal(std::string_view s, unsigned max) {
+    if (s.empty() || s.size() > 5 || (s.size() > 1 && s[0] == '0')) return std::nullopt;
+    unsigned v = 0;
+    for (char c : s) {
+        if (!isDigit(c)) return std::nullopt;
+        v = v * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (v > max) return std::nullopt;
+    return v;
+}
+
 std::optional<Poco::Net::IPAddress> parseIpv4(std::string_view s) {
     std::array<unsigned char, 4> bytes{};
     std::size_t part = 0;
@@ -60,7 +59,7 @@ std::optional<Poco::Net::IPAddress> parseIpv4(std::string_view s) {
         const std::size_t dot = s.find('.', pos);
         const std::string_view tok = s.substr(pos, dot == std::string_view::npos ? std::string_view::npos : dot - pos);
         if (part >= 4) return std::nullopt;
-        auto v = smallDecimal(tok, 255);
+        auto v = parseDecimal(tok, 255);
         if (!v) return std::nullopt;
         bytes[part++] = static_cast<unsigned char>(*v);
         if (dot == std::string_view::npos) break;
@@ -107,7 +106,7 @@ Network Network::parse(std::string_view text) {
     const unsigned maxPrefix = v4 ? 32 : 128;
     unsigned prefix = maxPrefix;
     if (slash != std::string_view::npos) {
-        auto p = smallDecimal(text.substr(slash + 1), maxPrefix);
+        auto p = parseDecimal(text.substr(slash + 1), maxPrefix);
         if (!p) bad(text, "the prefix length must be a number 0.." + std::to_string(maxPrefix));
         prefix = *p;
     }
@@ -204,7 +203,7 @@ std::optional<std::string> parseAddressKey(std::string_view text, unsigned ipv6P
         return addressKey(*ip, ipv6Prefix);
     }
     auto ip = parseIpv6(text.substr(0, slash));
-    auto prefix = smallDecimal(text.substr(slash + 1), 128);
+    auto prefix = parseDecimal(text.substr(slash + 1), 128);
     if (!ip || !prefix || ip->isIPv4Mapped()) return std::nullopt;
     std::string key = addressKey(*ip, *prefix);
     // Only the canonical spelling: another one would name a row that can never match.

@@ -14,6 +14,10 @@
 
 namespace postern::core {
 
+// A decimal number 0..max (max <= 99999) without sign or leading zeros ("08" could be read
+// as octal elsewhere): prefix lengths, octets, ports. nullopt otherwise.
+std::optional<unsigned> parseDecimal(std::string_view text, unsigned max);
+
 // Strict address text, never inet_aton's forms ("10", "0x0a.1", octal "010.0.0.1", "10.1"
 // would silently mean another address in a trust list):
 // - IPv4: exactly four decimal numbers 0..255 without leading zeros, separated by one dot;

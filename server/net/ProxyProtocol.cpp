@@ -38,24 +38,12 @@ std::uint32_t be32(const unsigned char* p) {
     return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]};
 }
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
-
-// Decimal without heading zeroes (spec 2.1: "to avoid any possible confusion with octal").
-std::optional<unsigned> parseDecimal(std::string_view s, unsigned max) {
-    if (s.empty() || s.size() > 5) return std::nullopt;
-    if (s.size() > 1 && s[0] == '0') return std::nullopt;
-    unsigned v = 0;
-    for (char c : s) {
-        if (!isDigit(c)) return std::nullopt;
-        v = v * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (v > max) return std::nullopt;
-    return v;
-}
 
 // Addresses (spec 2.1: IPv4 "exactly 4 integers in the range [0..255] ... separated by exactly
 // one dot", no heading zeroes; IPv6 hex groups as inet_ntop writes them, no zone id) are read by
-// core::parseIpv4 / core::parseIpv6, the same strict parsers the trust lists use.
+// core::parseIpv4 / core::parseIpv6, the same strict parsers the trust lists use; ports by
+// core::parseDecimal (spec 2.1: no heading zeroes, "to avoid any possible confusion with octal").
+using core::parseDecimal;
 using core::parseIpv4;
 using core::parseIpv6;
 

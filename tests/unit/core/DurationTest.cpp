@@ -1,6 +1,8 @@
 // The one duration syntax (core/Duration.h): every unit, blanks and case, bad inputs, overflow.
 #include "core/Duration.h"
 
+#include "unit/core/ErrorText.h"
+
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -69,12 +71,7 @@ const BadCase badCases[] = {
 };
 
 BOOST_DATA_TEST_CASE(refused_with_a_clear_error, bdata::make(badCases), c) {
-    std::string error;
-    try {
-        parseDuration(c.text);
-    } catch (const std::invalid_argument& e) {
-        error = e.what();
-    }
+    const std::string error = postern::test::errorOf([&] { parseDuration(c.text); });
     BOOST_TEST(error.find(c.message) != std::string::npos, "'" << error << "' should contain '" << c.message << "'");
 }
 

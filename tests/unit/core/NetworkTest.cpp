@@ -3,6 +3,8 @@
 // address keys stored in the shared PostgreSQL tables.
 #include "core/Network.h"
 
+#include "unit/core/ErrorText.h"
+
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -14,19 +16,9 @@
 using namespace postern::core;
 namespace bdata = boost::unit_test::data;
 using Poco::Net::IPAddress;
+using postern::test::errorOf;
 
 namespace {
-
-// The message of the std::invalid_argument `f` throws ("" if it does not throw).
-template <class F>
-std::string errorOf(F&& f) {
-    try {
-        f();
-    } catch (const std::invalid_argument& e) {
-        return e.what();
-    }
-    return "";
-}
 
 // --- matching -----------------------------------------------------------------------------
 
