@@ -10,11 +10,11 @@
 
 namespace postern::abuse {
 
-AuthPenalty::AuthPenalty(const AuthPenaltySettings& settings, PenaltyStorePtr store, Clock clock)
+AuthPenalty::AuthPenalty(const AuthPenaltySettings& settings, PenaltyStorePtr store, core::Clock clock)
     : settings_(settings),
-      allow_(NetworkList::parse(settings.allowNetworks)),
+      allow_(core::NetworkList::parse(settings.allowNetworks)),
       store_(std::move(store)),
-      clock_(clockOrSystem(std::move(clock))) {
+      clock_(core::clockOrSystem(std::move(clock))) {
     if (settings_.window <= std::chrono::milliseconds::zero())
         throw std::invalid_argument("auth.penalty.window must be positive");
     if (settings_.baseDelay < std::chrono::milliseconds::zero() || settings_.maxDelay < settings_.baseDelay)
@@ -26,7 +26,7 @@ AuthPenalty::AuthPenalty(const AuthPenaltySettings& settings, PenaltyStorePtr st
 }
 
 std::string AuthPenalty::ipKey(const core::ClientAddress& client) const {
-    return "ip:" + addressKey(client.ip, settings_.ipv6Prefix);
+    return "ip:" + core::addressKey(client.ip, settings_.ipv6Prefix);
 }
 
 std::string AuthPenalty::accountKey(std::string_view account) {
@@ -53,7 +53,7 @@ PenaltyVerdict AuthPenalty::check(const core::ClientAddress& client, std::string
         v.kind = PenaltyVerdict::Kind::Allow;
         return v;
     }
-    const TimePoint now = clock_();
+    const core::TimePoint now = clock_();
     auto ip = store_->get(ipKey(client), now);
     if (!ip)
         return v;
@@ -90,7 +90,7 @@ PenaltyVerdict AuthPenalty::check(const core::ClientAddress& client, std::string
 bool AuthPenalty::recordFailure(const core::ClientAddress& client, std::string_view account) {
     if (isExempt(client))
         return true;
-    const TimePoint now = clock_();
+    const core::TimePoint now = clock_();
     bool ok = store_->increment(ipKey(client), now, settings_.window).has_value();
     if (!account.empty())
         ok = store_->increment(accountKey(account), now, settings_.window).has_value() && ok;

@@ -3,8 +3,8 @@
 // address and per account until the client has been quiet for a window.
 #pragma once
 
-#include "abuse/Clock.h"
-#include "abuse/NetworkList.h"
+#include "core/Clock.h"
+#include "core/Network.h"
 #include "abuse/PenaltyStore.h"
 #include "core/ClientAddress.h"
 
@@ -61,7 +61,7 @@ public:
     // store: nullptr = a MemoryPenaltyStore; clock: default system_clock::now.
     // Throws std::invalid_argument on bad settings (window <= 0, negative delays, maxDelay <
     // baseDelay, ipv6Prefix > 128, a bad allow_networks entry).
-    explicit AuthPenalty(const AuthPenaltySettings& settings, PenaltyStorePtr store = nullptr, Clock clock = {});
+    explicit AuthPenalty(const AuthPenaltySettings& settings, PenaltyStorePtr store = nullptr, core::Clock clock = {});
 
     // Before verifying a login. `account` as the client sent it ("" if not known yet: only
     // the address is checked).
@@ -86,9 +86,9 @@ private:
     std::chrono::milliseconds delayFor(std::uint32_t failures) const;
 
     AuthPenaltySettings settings_;
-    NetworkList allow_;
+    core::NetworkList allow_;
     PenaltyStorePtr store_;
-    Clock clock_;
+    core::Clock clock_;
 };
 
 }  // namespace postern::abuse

@@ -35,10 +35,10 @@ void Admission::release() {
     key_.clear();
 }
 
-ConnectionGate::ConnectionGate(const ConnectionGateSettings& settings, Clock clock)
-    : settings_(settings), allow_(NetworkList::parse(settings.allowNetworks)), clock_(clockOrSystem(std::move(clock))) {
+ConnectionGate::ConnectionGate(const ConnectionGateSettings& settings, core::Clock clock)
+    : settings_(settings), allow_(core::NetworkList::parse(settings.allowNetworks)), clock_(core::clockOrSystem(std::move(clock))) {
     if (settings_.ipv6Prefix > 128)
-        throw std::invalid_argument("connection ipv6 prefix must be 0..128");
+        throw std::invalid_argument("connections.ipv6_prefix must be 0..128");
 }
 
 const ConnectionLimits& ConnectionGate::limitsFor(std::string_view listener) const {
@@ -49,7 +49,7 @@ const ConnectionLimits& ConnectionGate::limitsFor(std::string_view listener) con
 std::string ConnectionGate::key(std::string_view listener, const core::ClientAddress& client) const {
     std::string k(listener);
     k += ' ';  // listener names are config leaves: no spaces
-    k += addressKey(client.ip, settings_.ipv6Prefix);
+    k += core::addressKey(client.ip, settings_.ipv6Prefix);
     return k;
 }
 
@@ -57,7 +57,7 @@ ConnectionGate::Shard& ConnectionGate::shardFor(const std::string& key) {
     return shards_[std::hash<std::string>{}(key) % ShardCount];
 }
 
-std::size_t ConnectionGate::sweepShard(Shard& shard, TimePoint now) {
+std::size_t ConnectionGate::sweepShard(Shard& shard, core::TimePoint now) {
     std::size_t removed = 0;
     for (auto it = shard.entries.begin(); it != shard.entries.end();) {
         if (it->second.concurrent == 0 && it->second.rate.isEmpty(now)) {
@@ -71,7 +71,7 @@ std::size_t ConnectionGate::sweepShard(Shard& shard, TimePoint now) {
 }
 
 std::size_t ConnectionGate::sweep() {
-    const TimePoint now = clock_();
+    const core::TimePoint now = clock_();
     std::size_t removed = 0;
     for (Shard& shard : shards_) {
         std::lock_guard lock(shard.mutex);
@@ -94,7 +94,7 @@ Admission ConnectionGate::admit(std::string_view listener, const core::ClientAdd
     const ConnectionLimits& limits = limitsFor(listener);
     std::string k = key(listener, client);
     Shard& shard = shardFor(k);
-    const TimePoint now = clock_();
+    const core::TimePoint now = clock_();
     std::lock_guard lock(shard.mutex);
     if (++shard.admits % 256 == 0)
         sweepShard(shard, now);
@@ -118,7 +118,7 @@ Admission ConnectionGate::admit(std::string_view listener, const core::ClientAdd
 void ConnectionGate::release(const std::string& key) {
     if (!key.empty()) {
         Shard& shard = shardFor(key);
-        const TimePoint now = clock_();
+        const core::TimePoint now = clock_();
         std::lock_guard lock(shard.mutex);
         auto it = shard.entries.find(key);
         if (it != shard.entries.end()) {

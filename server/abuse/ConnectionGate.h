@@ -3,8 +3,8 @@
 // A refusal is answered 421 4.7.0 (SMTP) / -ERR [SYS/TEMP] (POP3) and the socket closed.
 #pragma once
 
-#include "abuse/Clock.h"
-#include "abuse/NetworkList.h"
+#include "core/Clock.h"
+#include "core/Network.h"
 #include "abuse/SlidingWindow.h"
 #include "core/ClientAddress.h"
 
@@ -86,7 +86,7 @@ class ConnectionGate {
 public:
     // clock: default system_clock::now. Throws std::invalid_argument on ipv6Prefix > 128
     // or a bad allow_networks entry.
-    explicit ConnectionGate(const ConnectionGateSettings& settings, Clock clock = {});
+    explicit ConnectionGate(const ConnectionGateSettings& settings, core::Clock clock = {});
     ConnectionGate(const ConnectionGate&) = delete;
     ConnectionGate& operator=(const ConnectionGate&) = delete;
 
@@ -120,12 +120,12 @@ private:
 
     std::string key(std::string_view listener, const core::ClientAddress& client) const;
     Shard& shardFor(const std::string& key);
-    static std::size_t sweepShard(Shard& shard, TimePoint now);  // shard.mutex held
+    static std::size_t sweepShard(Shard& shard, core::TimePoint now);  // shard.mutex held
     void release(const std::string& key);
 
     ConnectionGateSettings settings_;
-    NetworkList allow_;
-    Clock clock_;
+    core::NetworkList allow_;
+    core::Clock clock_;
     std::atomic<std::uint32_t> active_{0};
     std::array<Shard, ShardCount> shards_;
 };

@@ -18,7 +18,7 @@ void transition(std::atomic<bool>& degraded, bool down, const char* what) {
 }
 }  // namespace
 
-std::optional<PenaltyCount> DegradingPenaltyStore::increment(const std::string& key, TimePoint now,
+std::optional<PenaltyCount> DegradingPenaltyStore::increment(const std::string& key, core::TimePoint now,
                                                              std::chrono::milliseconds window) {
     if (auto r = primary_.increment(key, now, window)) {
         transition(degraded_, false, "penalty");
@@ -28,7 +28,7 @@ std::optional<PenaltyCount> DegradingPenaltyStore::increment(const std::string& 
     return local_.increment(key, now, window);
 }
 
-std::optional<PenaltyCount> DegradingPenaltyStore::get(const std::string& key, TimePoint now) {
+std::optional<PenaltyCount> DegradingPenaltyStore::get(const std::string& key, core::TimePoint now) {
     auto r = primary_.get(key, now);
     if (r) {
         transition(degraded_, false, "penalty");
@@ -45,7 +45,7 @@ bool DegradingPenaltyStore::reset(const std::string& key) {
     return primary_.reset(key);
 }
 
-RateStoreResult DegradingRateStore::tryAdd(const std::vector<RateRequest>& requests, TimePoint now) {
+RateStoreResult DegradingRateStore::tryAdd(const std::vector<RateRequest>& requests, core::TimePoint now) {
     RateStoreResult r = primary_.tryAdd(requests, now);
     if (r.kind != RateStoreResult::Kind::TempFail) {
         transition(degraded_, false, "rate");
@@ -55,7 +55,7 @@ RateStoreResult DegradingRateStore::tryAdd(const std::vector<RateRequest>& reque
     return local_.tryAdd(requests, now);
 }
 
-std::optional<RateCounts> DegradingRateStore::get(const std::string& key, TimePoint now) {
+std::optional<RateCounts> DegradingRateStore::get(const std::string& key, core::TimePoint now) {
     if (auto r = primary_.get(key, now)) return r;
     return local_.get(key, now);
 }

@@ -18,8 +18,8 @@ namespace postern::abuse {
 class DegradingPenaltyStore final : public PenaltyStore {
 public:
     explicit DegradingPenaltyStore(PenaltyStore& primary) : primary_(primary) {}
-    std::optional<PenaltyCount> increment(const std::string& key, TimePoint now, std::chrono::milliseconds window) override;
-    std::optional<PenaltyCount> get(const std::string& key, TimePoint now) override;
+    std::optional<PenaltyCount> increment(const std::string& key, core::TimePoint now, std::chrono::milliseconds window) override;
+    std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) override;
     bool reset(const std::string& key) override;
 
 private:
@@ -34,8 +34,8 @@ private:
 class DegradingRateStore final : public RateStore {
 public:
     explicit DegradingRateStore(RateStore& primary) : primary_(primary) {}
-    RateStoreResult tryAdd(const std::vector<RateRequest>& requests, TimePoint now) override;
-    std::optional<RateCounts> get(const std::string& key, TimePoint now) override;
+    RateStoreResult tryAdd(const std::vector<RateRequest>& requests, core::TimePoint now) override;
+    std::optional<RateCounts> get(const std::string& key, core::TimePoint now) override;
 
 private:
     RateStore& primary_;

@@ -2,11 +2,11 @@
 
 namespace postern::abuse {
 
-LogThrottle::LogThrottle(std::chrono::seconds interval, std::size_t maxKeys, Clock clock)
-    : interval_(interval), maxKeys_(maxKeys == 0 ? 1 : maxKeys), clock_(clockOrSystem(std::move(clock))) {}
+LogThrottle::LogThrottle(std::chrono::seconds interval, std::size_t maxKeys, core::Clock clock)
+    : interval_(interval), maxKeys_(maxKeys == 0 ? 1 : maxKeys), clock_(core::clockOrSystem(std::move(clock))) {}
 
 std::optional<std::uint64_t> LogThrottle::admit(const std::string& key) {
-    const TimePoint now = clock_();
+    const core::TimePoint now = clock_();
     std::lock_guard lock(mutex_);
     if (++calls_ % 1024 == 0 || entries_.size() >= maxKeys_) sweep(now);
     auto it = entries_.find(key);
@@ -25,7 +25,7 @@ std::optional<std::uint64_t> LogThrottle::admit(const std::string& key) {
     return std::nullopt;
 }
 
-void LogThrottle::sweep(TimePoint now) {
+void LogThrottle::sweep(core::TimePoint now) {
     for (auto it = entries_.begin(); it != entries_.end();) {
         if (now - it->second.lastLogged >= interval_)
             it = entries_.erase(it);

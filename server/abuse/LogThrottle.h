@@ -3,7 +3,7 @@
 // once per interval with the number of events not logged since (suppressed=N).
 #pragma once
 
-#include "abuse/Clock.h"
+#include "core/Clock.h"
 
 #include <chrono>
 #include <cstdint>
@@ -19,7 +19,7 @@ namespace postern::abuse {
 // distinct sources; a source whose entry was dropped is simply logged again.
 class LogThrottle {
 public:
-    explicit LogThrottle(std::chrono::seconds interval, std::size_t maxKeys = 65536, Clock clock = {});
+    explicit LogThrottle(std::chrono::seconds interval, std::size_t maxKeys = 65536, core::Clock clock = {});
 
     // Returns the number of events suppressed for `key` since its last logged line when the
     // caller should log now (0 for the first), or nullopt when this event is to be counted
@@ -30,14 +30,14 @@ public:
 
 private:
     struct Entry {
-        TimePoint lastLogged;
+        core::TimePoint lastLogged;
         std::uint64_t suppressed = 0;
     };
-    void sweep(TimePoint now);  // mutex_ held
+    void sweep(core::TimePoint now);  // mutex_ held
 
     const std::chrono::seconds interval_;
     const std::size_t maxKeys_;
-    const Clock clock_;
+    const core::Clock clock_;
     mutable std::mutex mutex_;
     std::unordered_map<std::string, Entry> entries_;
     std::uint64_t calls_ = 0;

@@ -10,11 +10,11 @@ MemoryPenaltyStore::Shard& MemoryPenaltyStore::shardFor(const std::string& key) 
     return shards_[std::hash<std::string>{}(key) % ShardCount];
 }
 
-std::size_t MemoryPenaltyStore::sweepShard(Shard& shard, TimePoint now) {
+std::size_t MemoryPenaltyStore::sweepShard(Shard& shard, core::TimePoint now) {
     return std::erase_if(shard.counters, [now](const auto& kv) { return kv.second.expires <= now; });
 }
 
-std::optional<PenaltyCount> MemoryPenaltyStore::increment(const std::string& key, TimePoint now,
+std::optional<PenaltyCount> MemoryPenaltyStore::increment(const std::string& key, core::TimePoint now,
                                                           std::chrono::milliseconds window) {
     Shard& shard = shardFor(key);
     std::lock_guard lock(shard.mutex);
@@ -29,7 +29,7 @@ std::optional<PenaltyCount> MemoryPenaltyStore::increment(const std::string& key
     return c;
 }
 
-std::optional<PenaltyCount> MemoryPenaltyStore::get(const std::string& key, TimePoint now) {
+std::optional<PenaltyCount> MemoryPenaltyStore::get(const std::string& key, core::TimePoint now) {
     Shard& shard = shardFor(key);
     std::lock_guard lock(shard.mutex);
     auto it = shard.counters.find(key);
@@ -49,7 +49,7 @@ bool MemoryPenaltyStore::reset(const std::string& key) {
     return true;
 }
 
-std::size_t MemoryPenaltyStore::sweep(TimePoint now) {
+std::size_t MemoryPenaltyStore::sweep(core::TimePoint now) {
     std::size_t removed = 0;
     for (Shard& shard : shards_) {
         std::lock_guard lock(shard.mutex);

@@ -15,13 +15,13 @@ namespace postern::abuse {
 // within one window). Never fails.
 class MemoryPenaltyStore : public PenaltyStore {
 public:
-    std::optional<PenaltyCount> increment(const std::string& key, TimePoint now,
+    std::optional<PenaltyCount> increment(const std::string& key, core::TimePoint now,
                                           std::chrono::milliseconds window) override;
-    std::optional<PenaltyCount> get(const std::string& key, TimePoint now) override;
+    std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) override;
     bool reset(const std::string& key) override;
 
     // Removes every counter expired at `now`; returns how many.
-    std::size_t sweep(TimePoint now);
+    std::size_t sweep(core::TimePoint now);
     // Counters held (expired ones not yet dropped included).
     std::size_t size() const;
 
@@ -34,7 +34,7 @@ private:
     static constexpr std::size_t ShardCount = 32;
 
     Shard& shardFor(const std::string& key);
-    static std::size_t sweepShard(Shard& shard, TimePoint now);  // shard.mutex held
+    static std::size_t sweepShard(Shard& shard, core::TimePoint now);  // shard.mutex held
 
     std::array<Shard, ShardCount> shards_;
 };

@@ -10,7 +10,7 @@ std::size_t MemoryRateStore::shardIndex(const std::string& key) const {
     return std::hash<std::string>{}(key) % ShardCount;
 }
 
-std::size_t MemoryRateStore::sweepShard(Shard& shard, TimePoint now) {
+std::size_t MemoryRateStore::sweepShard(Shard& shard, core::TimePoint now) {
     std::size_t removed = 0;
     for (auto it = shard.counters.begin(); it != shard.counters.end();) {
         if (it->second.day.isEmpty(now)) {
@@ -23,7 +23,7 @@ std::size_t MemoryRateStore::sweepShard(Shard& shard, TimePoint now) {
     return removed;
 }
 
-RateStoreResult MemoryRateStore::tryAdd(const std::vector<RateRequest>& requests, TimePoint now) {
+RateStoreResult MemoryRateStore::tryAdd(const std::vector<RateRequest>& requests, core::TimePoint now) {
     // Lock every shard involved, in ascending index order, so that two requests over the
     // same keys can never wait on each other crosswise.
     std::vector<std::size_t> indexes;
@@ -74,7 +74,7 @@ RateStoreResult MemoryRateStore::tryAdd(const std::vector<RateRequest>& requests
     return result;
 }
 
-std::optional<RateCounts> MemoryRateStore::get(const std::string& key, TimePoint now) {
+std::optional<RateCounts> MemoryRateStore::get(const std::string& key, core::TimePoint now) {
     Shard& shard = shards_[shardIndex(key)];
     std::lock_guard lock(shard.mutex);
     auto it = shard.counters.find(key);
@@ -83,7 +83,7 @@ std::optional<RateCounts> MemoryRateStore::get(const std::string& key, TimePoint
     return RateCounts{it->second.hour.total(now), it->second.day.total(now)};
 }
 
-std::size_t MemoryRateStore::sweep(TimePoint now) {
+std::size_t MemoryRateStore::sweep(core::TimePoint now) {
     std::size_t removed = 0;
     for (Shard& shard : shards_) {
         std::lock_guard lock(shard.mutex);

@@ -16,11 +16,11 @@ namespace postern::abuse {
 // by sweep(). Never fails.
 class MemoryRateStore : public RateStore {
 public:
-    RateStoreResult tryAdd(const std::vector<RateRequest>& requests, TimePoint now) override;
-    std::optional<RateCounts> get(const std::string& key, TimePoint now) override;
+    RateStoreResult tryAdd(const std::vector<RateRequest>& requests, core::TimePoint now) override;
+    std::optional<RateCounts> get(const std::string& key, core::TimePoint now) override;
 
     // Drops every counter that is empty at `now`; returns how many.
-    std::size_t sweep(TimePoint now);
+    std::size_t sweep(core::TimePoint now);
     std::size_t size() const;
 
 private:
@@ -36,7 +36,7 @@ private:
     static constexpr std::size_t ShardCount = 32;
 
     std::size_t shardIndex(const std::string& key) const;
-    static std::size_t sweepShard(Shard& shard, TimePoint now);  // shard.mutex held
+    static std::size_t sweepShard(Shard& shard, core::TimePoint now);  // shard.mutex held
 
     std::array<Shard, ShardCount> shards_;
 };

@@ -2,7 +2,7 @@
 // (MemoryPenaltyStore); a PostgreSQL implementation shares them across a cluster.
 #pragma once
 
-#include "abuse/Clock.h"
+#include "core/Clock.h"
 
 #include <chrono>
 #include <cstdint>
@@ -15,7 +15,7 @@ namespace postern::abuse {
 // One counter: failures since the counter was last empty, and when it empties again.
 struct PenaltyCount {
     std::uint32_t failures = 0;
-    TimePoint expires{};  // meaningless when failures == 0
+    core::TimePoint expires{};  // meaningless when failures == 0
 };
 
 // A counter is forgotten `window` after its most recent increment (every failure pushes
@@ -29,10 +29,10 @@ public:
     virtual ~PenaltyStore() = default;
     // Adds one failure to `key` at `now` (starting from 0 if the counter expired) and sets
     // its expiry to now + window. Returns the new count, or nullopt if the store failed.
-    virtual std::optional<PenaltyCount> increment(const std::string& key, TimePoint now,
+    virtual std::optional<PenaltyCount> increment(const std::string& key, core::TimePoint now,
                                                   std::chrono::milliseconds window) = 0;
     // The counter at `now` ({0, {}} if absent or expired), or nullopt if the store failed.
-    virtual std::optional<PenaltyCount> get(const std::string& key, TimePoint now) = 0;
+    virtual std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) = 0;
     // Forgets `key`. false if the store failed.
     virtual bool reset(const std::string& key) = 0;
 };

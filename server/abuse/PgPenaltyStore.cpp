@@ -60,7 +60,7 @@ void logFailure(const char* what, const pg::QueryResult& r) {
 
 PgPenaltyStore::PgPenaltyStore(pg::Pool& pool) : pool_(pool) {}
 
-std::optional<PenaltyCount> PgPenaltyStore::increment(const std::string& key, TimePoint now,
+std::optional<PenaltyCount> PgPenaltyStore::increment(const std::string& key, core::TimePoint now,
                                                       std::chrono::milliseconds window) {
     const auto windowUs = std::chrono::duration_cast<std::chrono::microseconds>(window).count();
     pg::QueryResult r = pool_.execute(PenaltyIncrement, {key, std::to_string(toPgMicros(now)), std::to_string(windowUs)});
@@ -70,7 +70,7 @@ std::optional<PenaltyCount> PgPenaltyStore::increment(const std::string& key, Ti
     return c;
 }
 
-std::optional<PenaltyCount> PgPenaltyStore::get(const std::string& key, TimePoint now) {
+std::optional<PenaltyCount> PgPenaltyStore::get(const std::string& key, core::TimePoint now) {
     pg::QueryResult r = pool_.execute(PenaltyGet, {key, std::to_string(toPgMicros(now))});
     if (r.noRows())
         return PenaltyCount{};
@@ -89,7 +89,7 @@ bool PgPenaltyStore::reset(const std::string& key) {
     return true;
 }
 
-std::optional<std::size_t> PgPenaltyStore::sweep(TimePoint now, std::size_t batch) {
+std::optional<std::size_t> PgPenaltyStore::sweep(core::TimePoint now, std::size_t batch) {
     if (batch == 0)
         batch = 1000;
     std::size_t removed = 0;

@@ -25,14 +25,14 @@ class PgPenaltyStore : public PenaltyStore {
 public:
     explicit PgPenaltyStore(pg::Pool& pool);
 
-    std::optional<PenaltyCount> increment(const std::string& key, TimePoint now,
+    std::optional<PenaltyCount> increment(const std::string& key, core::TimePoint now,
                                           std::chrono::milliseconds window) override;
-    std::optional<PenaltyCount> get(const std::string& key, TimePoint now) override;
+    std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) override;
     bool reset(const std::string& key) override;
 
     // Deletes counters expired at `now` in batches of `batch` (FOR UPDATE SKIP LOCKED: safe
     // when every node sweeps at once). Returns how many this call deleted, nullopt on failure.
-    std::optional<std::size_t> sweep(TimePoint now, std::size_t batch = 1000);
+    std::optional<std::size_t> sweep(core::TimePoint now, std::size_t batch = 1000);
 
 private:
     pg::Pool& pool_;

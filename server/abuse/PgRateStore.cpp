@@ -34,7 +34,7 @@ struct Cutoffs {
     std::int64_t dayStart;   // oldest hour bucket the day counts
 };
 
-Cutoffs cutoffs(TimePoint now) {
+Cutoffs cutoffs(core::TimePoint now) {
     const std::int64_t us = toPgMicros(now);
     const std::int64_t b = floorDiv(us, BucketUs);
     const std::int64_t h = floorDiv(us, HourUs);
@@ -116,7 +116,7 @@ void logFailure(const char* what, const std::string& error) {
 
 PgRateStore::PgRateStore(pg::Pool& pool) : pool_(pool) {}
 
-RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, TimePoint now) {
+RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, core::TimePoint now) {
     RateStoreResult result;  // TempFail until one path says otherwise
     if (requests.empty()) {
         result.kind = RateStoreResult::Kind::Added;
@@ -201,7 +201,7 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, Ti
     return result;
 }
 
-std::optional<RateCounts> PgRateStore::get(const std::string& key, TimePoint now) {
+std::optional<RateCounts> PgRateStore::get(const std::string& key, core::TimePoint now) {
     const Cutoffs cut = cutoffs(now);
     pg::QueryResult r = pool_.execute(RateSums, {textArray({key}), std::to_string(cut.hourStart),
                                                  std::to_string(cut.dayStart)});
@@ -214,7 +214,7 @@ std::optional<RateCounts> PgRateStore::get(const std::string& key, TimePoint now
     return it == sums.end() ? RateCounts{} : it->second;
 }
 
-std::optional<std::size_t> PgRateStore::sweep(TimePoint now, std::size_t batch) {
+std::optional<std::size_t> PgRateStore::sweep(core::TimePoint now, std::size_t batch) {
     if (batch == 0)
         batch = 1000;
     // Older than (start of this hour - 24 h) counts for nothing; one bucket of slack more.

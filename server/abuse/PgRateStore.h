@@ -28,12 +28,12 @@ class PgRateStore : public RateStore {
 public:
     explicit PgRateStore(pg::Pool& pool);
 
-    RateStoreResult tryAdd(const std::vector<RateRequest>& requests, TimePoint now) override;
-    std::optional<RateCounts> get(const std::string& key, TimePoint now) override;
+    RateStoreResult tryAdd(const std::vector<RateRequest>& requests, core::TimePoint now) override;
+    std::optional<RateCounts> get(const std::string& key, core::TimePoint now) override;
 
     // Deletes rows that count for nothing at `now` (older than 25 hours) in batches (FOR
     // UPDATE SKIP LOCKED: safe on every node at once). Rows deleted, or nullopt on failure.
-    std::optional<std::size_t> sweep(TimePoint now, std::size_t batch = 1000);
+    std::optional<std::size_t> sweep(core::TimePoint now, std::size_t batch = 1000);
 
 private:
     pg::Pool& pool_;

@@ -3,7 +3,7 @@
 // time-zone text, no floating point.
 #pragma once
 
-#include "abuse/Clock.h"
+#include "core/Clock.h"
 
 #include <chrono>
 #include <cstdint>
@@ -11,12 +11,12 @@
 
 namespace postern::abuse {
 
-inline std::int64_t toPgMicros(TimePoint t) {
+inline std::int64_t toPgMicros(core::TimePoint t) {
     return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
 
-inline TimePoint fromPgMicros(std::int64_t us) {
-    return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::microseconds(us)));
+inline core::TimePoint fromPgMicros(std::int64_t us) {
+    return core::TimePoint(std::chrono::duration_cast<core::TimePoint::duration>(std::chrono::microseconds(us)));
 }
 
 // Server error text for a log value: one line, no quotes, bounded.

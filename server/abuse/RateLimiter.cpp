@@ -10,13 +10,13 @@
 
 namespace postern::abuse {
 
-RateLimiter::RateLimiter(const RateLimiterSettings& settings, RateStorePtr store, Clock clock)
+RateLimiter::RateLimiter(const RateLimiterSettings& settings, RateStorePtr store, core::Clock clock)
     : settings_(settings),
-      allow_(NetworkList::parse(settings.allowNetworks)),
+      allow_(core::NetworkList::parse(settings.allowNetworks)),
       store_(std::move(store)),
-      clock_(clockOrSystem(std::move(clock))) {
+      clock_(core::clockOrSystem(std::move(clock))) {
     if (settings_.ipv6Prefix > 128)
-        throw std::invalid_argument("rate.ipv6_prefix must be 0..128");
+        throw std::invalid_argument("limits.ipv6_prefix must be 0..128");
     if (!store_)
         store_ = std::make_unique<MemoryRateStore>();
 }
@@ -32,7 +32,7 @@ std::string RateLimiter::userKey(std::string_view counter, std::string_view user
 std::string RateLimiter::ipKey(std::string_view counter, const core::ClientAddress& client) const {
     std::string key(counter);
     key += ":ip:";
-    key += addressKey(client.ip, settings_.ipv6Prefix);
+    key += core::addressKey(client.ip, settings_.ipv6Prefix);
     return key;
 }
 

@@ -2,8 +2,8 @@
 // recipients per hour and per day, per authenticated user and per client address.
 #pragma once
 
-#include "abuse/Clock.h"
-#include "abuse/NetworkList.h"
+#include "core/Clock.h"
+#include "core/Network.h"
 #include "abuse/RateStore.h"
 #include "core/ClientAddress.h"
 
@@ -22,12 +22,12 @@ struct RateLimits {
     std::uint32_t recipientsPerDay = 5000;
 };
 
-// Suggested config keys in brackets ([rate.user.messages_per_hour], [rate.ip.recipients_per_day], ...).
+// The config keys in brackets ([limits.user.messages_per_hour], [limits.ip.recipients_per_day], ...).
 struct RateLimiterSettings {
-    RateLimits user;              // [rate.user.*] per authenticated user
-    RateLimits ip;                // [rate.ip.*]   per client address
-    std::string allowNetworks;    // [rate.allow_networks] CIDR list exempt from the per-address limits
-    unsigned ipv6Prefix = 64;     // [rate.ipv6_prefix] IPv6 clients keyed by /N
+    RateLimits user;              // [limits.user.*] per authenticated user
+    RateLimits ip;                // [limits.ip.*]   per client address
+    std::string allowNetworks;    // [limits.allow_networks] CIDR list exempt from the per-address limits
+    unsigned ipv6Prefix = 64;     // [limits.ipv6_prefix] IPv6 clients keyed by /N
 };
 
 struct RateVerdict {
@@ -62,7 +62,7 @@ class RateLimiter {
 public:
     // store: nullptr = a MemoryRateStore; clock: default system_clock::now.
     // Throws std::invalid_argument on ipv6Prefix > 128 or a bad allow_networks entry.
-    explicit RateLimiter(const RateLimiterSettings& settings, RateStorePtr store = nullptr, Clock clock = {});
+    explicit RateLimiter(const RateLimiterSettings& settings, RateStorePtr store = nullptr, core::Clock clock = {});
 
     RateVerdict tryAddMessage(const core::ClientAddress& client, std::string_view user,
                               const std::optional<RateLimits>& userLimits = std::nullopt);
@@ -82,9 +82,9 @@ private:
                        std::uint32_t amount, const std::optional<RateLimits>& userLimits);
 
     RateLimiterSettings settings_;
-    NetworkList allow_;
+    core::NetworkList allow_;
     RateStorePtr store_;
-    Clock clock_;
+    core::Clock clock_;
 };
 
 }  // namespace postern::abuse

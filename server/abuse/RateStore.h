@@ -2,7 +2,7 @@
 // RateLimiter. Memory on one node (MemoryRateStore); PostgreSQL shares them across a cluster.
 #pragma once
 
-#include "abuse/Clock.h"
+#include "core/Clock.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -49,9 +49,9 @@ public:
     virtual ~RateStore() = default;
     // All or nothing: either every request is added or none (so a user and an address
     // limit checked together never consume one without the other).
-    virtual RateStoreResult tryAdd(const std::vector<RateRequest>& requests, TimePoint now) = 0;
+    virtual RateStoreResult tryAdd(const std::vector<RateRequest>& requests, core::TimePoint now) = 0;
     // The counts of `key` at `now` (zeros if unknown), or nullopt if the store failed.
-    virtual std::optional<RateCounts> get(const std::string& key, TimePoint now) = 0;
+    virtual std::optional<RateCounts> get(const std::string& key, core::TimePoint now) = 0;
 };
 using RateStorePtr = std::unique_ptr<RateStore>;
 

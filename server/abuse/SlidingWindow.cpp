@@ -18,7 +18,7 @@ SlidingWindow::SlidingWindow(std::chrono::milliseconds window, unsigned buckets)
     buckets_.assign(buckets + 1, 0);
 }
 
-void SlidingWindow::advance(TimePoint now) {
+void SlidingWindow::advance(core::TimePoint now) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
     std::int64_t bucket = ms >= 0 ? ms / width_.count() : -((-ms + width_.count() - 1) / width_.count());
     const auto size = static_cast<std::int64_t>(buckets_.size());
@@ -38,7 +38,7 @@ void SlidingWindow::advance(TimePoint now) {
     head_ = bucket;
 }
 
-std::uint64_t SlidingWindow::total(TimePoint now) {
+std::uint64_t SlidingWindow::total(core::TimePoint now) {
     advance(now);
     std::uint64_t sum = 0;
     for (auto b : buckets_)
@@ -46,7 +46,7 @@ std::uint64_t SlidingWindow::total(TimePoint now) {
     return sum;
 }
 
-void SlidingWindow::add(TimePoint now, std::uint32_t amount) {
+void SlidingWindow::add(core::TimePoint now, std::uint32_t amount) {
     advance(now);
     const auto size = static_cast<std::int64_t>(buckets_.size());
     auto& slot = buckets_[static_cast<std::size_t>(((head_ % size) + size) % size)];

@@ -2,7 +2,7 @@
 // hourly/daily counters, ConnectionGate's connections per minute).
 #pragma once
 
-#include "abuse/Clock.h"
+#include "core/Clock.h"
 
 #include <chrono>
 #include <cstdint>
@@ -26,15 +26,15 @@ public:
     SlidingWindow(std::chrono::milliseconds window, unsigned buckets);
 
     // Events counted at `now` (see above).
-    std::uint64_t total(TimePoint now);
-    void add(TimePoint now, std::uint32_t amount);
+    std::uint64_t total(core::TimePoint now);
+    void add(core::TimePoint now, std::uint32_t amount);
     // True when nothing counts any more at `now` (the owner may forget the counter).
-    bool isEmpty(TimePoint now) { return total(now) == 0; }
+    bool isEmpty(core::TimePoint now) { return total(now) == 0; }
 
     std::chrono::milliseconds window() const { return window_; }
 
 private:
-    void advance(TimePoint now);
+    void advance(core::TimePoint now);
 
     std::chrono::milliseconds window_;
     std::chrono::milliseconds width_;

@@ -10,7 +10,7 @@ namespace postern::app {
 
 ConnectionFactory::ConnectionFactory(Services& services, const config::ListenerConfig& listener)
     : services_(services), listener_(listener),
-      runtime_{listener, listener.proxyProtocol ? net::NetworkList::parse(listener.proxyTrusted) : net::NetworkList()} {
+      runtime_{listener, listener.proxyProtocol ? core::NetworkList::parse(listener.proxyTrusted) : core::NetworkList()} {
     const auto& c = services.config;
     bool tlsAvailable = services.hasTls() && listener.tls == config::TlsMode::StartTls;
     smtp_.hostname = c.hostname;

@@ -233,12 +233,13 @@ int PosternServer::serve() {
     // --- cluster: shared PostgreSQL (grants, maildrop leases, penalties, rate counters) ----
     std::unique_ptr<pg::Pool> clusterPool;
     if (cfg.cluster.enabled()) {
-        std::map<std::string, std::string> params{{"conninfo", cfg.cluster.conninfo},
-                                                  {"pool_size", std::to_string(cfg.cluster.poolSize)},
-                                                  {"connect_timeout", std::to_string(cfg.cluster.connectTimeout.count()) + "ms"},
-                                                  {"statement_timeout", std::to_string(cfg.cluster.statementTimeout.count()) + "ms"}};
-        if (!cfg.cluster.passwordFile.empty()) params["password_file"] = cfg.cluster.passwordFile;
-        pg::ConnectSettings cs = pg::ConnectSettings::fromParams(params);  // reads the secret now, still privileged
+        pg::ConnectSettings cs;
+        cs.conninfo = cfg.cluster.conninfo;
+        if (!cfg.cluster.passwordFile.empty())
+            cs.password = pg::readPasswordFile(cfg.cluster.passwordFile);  // read now, still privileged
+        cs.poolSize = static_cast<std::size_t>(cfg.cluster.poolSize);
+        cs.connectTimeout = cfg.cluster.connectTimeout;
+        cs.statementTimeout = cfg.cluster.statementTimeout;
         cs.applicationName = "postern-cluster";
         clusterPool = std::make_unique<pg::Pool>(cs);
         serverLog().information("event=cluster.on pool_size=%d", cfg.cluster.poolSize);

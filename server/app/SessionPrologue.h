@@ -7,6 +7,7 @@
 #include "app/Services.h"
 #include "config/ServerConfig.h"
 #include "core/ClientAddress.h"
+#include "core/Network.h"
 #include "net/ProxyProtocol.h"
 
 #include <Poco/Net/StreamSocket.h>
@@ -19,7 +20,7 @@ namespace postern::app {
 // Per-listener state built once by the ConnectionFactory.
 struct ListenerRuntime {
     const config::ListenerConfig& config;
-    net::NetworkList trusted;  // balancers allowed to send a PROXY header
+    core::NetworkList trusted;  // balancers allowed to send a PROXY header (proxy_trusted)
 };
 
 struct Prologue {

@@ -1,5 +1,7 @@
 #include "config/ConfigSchema.h"
 
+#include "core/Duration.h"
+
 #include <algorithm>
 #include <cctype>
 #include <limits>
@@ -207,20 +209,6 @@ const KeyDef* findKey(std::string_view key) {
     return nullptr;
 }
 
-long long parseDurationMs(const std::string& text) {
-    auto [n, unit] = splitNumber(text);
-    unsigned long long mult;
-    if (unit == "ms") mult = 1;
-    else if (unit == "s" || unit.empty()) mult = 1000;
-    else if (unit == "m") mult = 60'000;
-    else if (unit == "h") mult = 3'600'000;
-    else if (unit == "d") mult = 86'400'000;
-    else throw std::invalid_argument("bad duration unit in '" + text + "' (use ms, s, m, h or d)");
-    if (n > static_cast<unsigned long long>(std::numeric_limits<long long>::max()) / mult)
-        throw std::invalid_argument("duration too large: '" + text + "'");
-    return static_cast<long long>(n * mult);
-}
-
 unsigned long long parseSize(const std::string& text) {
     auto [n, unit] = splitNumber(text);
     unsigned long long mult;
@@ -266,7 +254,7 @@ std::string validateValue(const KeyDef& def, const std::string& value) {
             if (n > static_cast<unsigned long long>(std::numeric_limits<int>::max())) return "integer too large";
             break;
         }
-        case K::Duration: parseDurationMs(value); break;
+        case K::Duration: core::parseDuration(value); break;
         case K::Size: parseSize(value); break;
         case K::Enum: {
             std::string v = trim(value);

@@ -30,8 +30,8 @@ const KeyDef* findKey(std::string_view key);
 // Validates a value for a definition; returns an error text or "" when valid.
 std::string validateValue(const KeyDef& def, const std::string& value);
 
-// Parsers shared by the loader (throw std::invalid_argument with a helpful text).
-long long parseDurationMs(const std::string& text);    // "300s", "10m", "1h", "250ms", "5d"
+// Parsers shared by the loader (throw std::invalid_argument with a helpful text). Durations:
+// core::parseDuration ("300s", "10m", "1h", "250ms", "5d").
 unsigned long long parseSize(const std::string& text); // "25M", "512K", "1G", "1000"
 bool parseBool(const std::string& text);               // true/false/yes/no/on/off/1/0
 std::vector<std::string> parseList(const std::string& text);  // comma/space separated

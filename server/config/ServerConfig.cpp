@@ -1,6 +1,8 @@
 #include "config/ServerConfig.h"
 
 #include "config/ConfigSchema.h"
+#include "core/Duration.h"
+#include "core/Network.h"
 
 #include <Poco/Environment.h>
 #include <Poco/Util/AbstractConfiguration.h>
@@ -53,12 +55,29 @@ public:
     }
     Millis duration(const std::string& key, const std::string& pattern = "") {
         auto v = raw(key, pattern.empty() ? key : pattern);
-        try { return Millis(parseDurationMs(v)); } catch (...) { return Millis(0); }
+        try { return core::parseDuration(v); } catch (...) { return Millis(0); }
     }
     std::uint64_t size(const std::string& key) { return sizeAt(key, key); }
     std::uint64_t sizeAt(const std::string& key, const std::string& pattern) {
         auto v = raw(key, pattern);
         try { return parseSize(v); } catch (...) { return 0; }
+    }
+    // A network list key (allow-lists, proxy_trusted): the value, checked with the parser
+    // its user applies later, so a bad entry fails start-up naming the key.
+    std::string networks(const std::string& key, const std::string& pattern = "") {
+        auto v = raw(key, pattern.empty() ? key : pattern);
+        try {
+            core::NetworkList::parse(v);
+        } catch (const std::invalid_argument& e) {
+            error(key + ": " + e.what());
+        }
+        return v;
+    }
+    // An IPv6 prefix length for address keys (0..128).
+    int ipv6Prefix(const std::string& key) {
+        auto n = integer(key);
+        if (n < 0 || n > 128) error(key + ": must be 0..128");
+        return static_cast<int>(n);
     }
     void error(std::string e) { errors_.push_back(std::move(e)); }
     const std::vector<std::string>& errors() const { return errors_; }
@@ -103,16 +122,16 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.connections.maxTotal = static_cast<int>(r.integer("connections.max_total"));
     c.connections.maxPerIp = static_cast<int>(r.integer("connections.max_per_ip"));
     c.connections.ratePerIp = static_cast<int>(r.integer("connections.rate_per_ip"));
-    c.connections.allowNetworks = r.str("connections.allow_networks");
+    c.connections.allowNetworks = r.networks("connections.allow_networks");
     c.connections.refusalTimeout = r.duration("connections.refusal_timeout");
-    c.connections.ipv6Prefix = static_cast<int>(r.integer("connections.ipv6_prefix"));
+    c.connections.ipv6Prefix = r.ipv6Prefix("connections.ipv6_prefix");
     c.penalty.window = r.duration("auth.penalty.window");
     c.penalty.maxFailuresIp = static_cast<int>(r.integer("auth.penalty.max_failures_ip"));
     c.penalty.maxFailuresAccount = static_cast<int>(r.integer("auth.penalty.max_failures_account"));
     c.penalty.baseDelay = r.duration("auth.penalty.base_delay");
     c.penalty.maxDelay = r.duration("auth.penalty.max_delay");
-    c.penalty.allowNetworks = r.str("auth.penalty.allow_networks");
-    c.penalty.ipv6Prefix = static_cast<int>(r.integer("auth.penalty.ipv6_prefix"));
+    c.penalty.allowNetworks = r.networks("auth.penalty.allow_networks");
+    c.penalty.ipv6Prefix = r.ipv6Prefix("auth.penalty.ipv6_prefix");
     auto rates = [&](const std::string& who, RateLimitValues& v) {
         v.messagesPerHour = static_cast<int>(r.integer("limits." + who + ".messages_per_hour"));
         v.recipientsPerHour = static_cast<int>(r.integer("limits." + who + ".recipients_per_hour"));
@@ -121,8 +140,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     };
     rates("user", c.limits.user);
     rates("ip", c.limits.ip);
-    c.limits.allowNetworks = r.str("limits.allow_networks");
-    c.limits.ipv6Prefix = static_cast<int>(r.integer("limits.ipv6_prefix"));
+    c.limits.allowNetworks = r.networks("limits.allow_networks");
+    c.limits.ipv6Prefix = r.ipv6Prefix("limits.ipv6_prefix");
     c.user = r.str("server.user");
     c.group = r.str("server.group");
     c.allowRoot = r.boolean("server.allow_root");
@@ -171,7 +190,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         l.maxConnectionsPerIp = static_cast<int>(r.integer(p + "max_connections_per_ip", pat("max_connections_per_ip")));
         l.connectionRatePerIp = static_cast<int>(r.integer(p + "connection_rate_per_ip", pat("connection_rate_per_ip")));
         l.proxyProtocol = r.boolean(p + "proxy_protocol", pat("proxy_protocol"));
-        l.proxyTrusted = r.raw(p + "proxy_trusted", pat("proxy_trusted"));
+        l.proxyTrusted = r.networks(p + "proxy_trusted", pat("proxy_trusted"));
         l.proxyTlsCounts = r.boolean(p + "proxy_tls_counts", pat("proxy_tls_counts"));
         if (l.proxyProtocol && parseList(l.proxyTrusted).empty())
             r.error(p + "proxy_trusted: proxy_protocol is on but no balancer network is trusted (an empty list trusts nobody)");
@@ -202,6 +221,9 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.pop3.maxErrors = static_cast<int>(r.integer("pop3.max_errors"));
 
     c.popBeforeSmtp.lifetime = r.duration("pop_before_smtp.lifetime");
+    // The grant stores count whole seconds (PostgreSQL: "expires = now() + N seconds").
+    if (c.popBeforeSmtp.lifetime.count() % 1000 != 0)
+        r.error("pop_before_smtp.lifetime: must be 0 (off) or a whole number of seconds, e.g. 600s");
     c.popBeforeSmtp.ipv6Prefix = static_cast<int>(r.integer("pop_before_smtp.ipv6_prefix"));
     c.popBeforeSmtp.ownSendersOnly = r.boolean("pop_before_smtp.own_senders_only");
     c.cluster.conninfo = r.str("cluster.conninfo");
@@ -215,6 +237,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.cluster.grantRetryBackoffMax = r.duration("cluster.grant_retry_backoff_max");
     c.cluster.lockLease = r.duration("cluster.lock_lease");
     c.cluster.sweepInterval = r.duration("cluster.sweep_interval");
+    if (c.cluster.poolSize < 1 || c.cluster.poolSize > 1000) r.error("cluster.pool_size: must be 1..1000");
+    if (c.cluster.connectTimeout <= Millis(0)) r.error("cluster.connect_timeout: must be more than 0 (an outage must fail fast)");
     if (c.cluster.lockLease < Millis(3000)) r.error("cluster.lock_lease: at least 3s");
     if (c.cluster.sweepInterval < Millis(1000)) r.error("cluster.sweep_interval: at least 1s");
     if (c.cluster.grantRetryQueue < 0) r.error("cluster.grant_retry_queue: must not be negative");
@@ -269,7 +293,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         if (d.maxPerDomain < 1) r.error("delivery.max_per_domain: must be at least 1");
         for (const auto& step : parseList(r.str("delivery.retry_schedule"))) {
             try {
-                d.retrySchedule.emplace_back(parseDurationMs(step));
+                d.retrySchedule.push_back(core::parseDuration(step));
             } catch (const std::exception& e) {
                 r.error(std::string("delivery.retry_schedule: ") + e.what());
             }

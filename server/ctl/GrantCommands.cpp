@@ -3,8 +3,8 @@
 
 #include "CtlSupport.h"
 #include "PgAdmin.h"
-#include "config/ConfigSchema.h"
-#include "grants/GrantKey.h"
+#include "core/Duration.h"
+#include "core/Network.h"
 
 #include <algorithm>
 #include <ostream>
@@ -50,7 +50,7 @@ unsigned prefixOf(const config::ServerConfig& cfg) {
 }
 
 std::string keyOf(const std::string& text, const config::ServerConfig& cfg) {
-    auto key = grants::parseGrantKey(text, prefixOf(cfg));
+    auto key = core::parseAddressKey(text, prefixOf(cfg));
     if (!key) {
         throw CtlError(ExitDataError, "'" + text + "' is not an IP address or a grant key such as 2001:db8:1:2::/64");
     }
@@ -118,7 +118,7 @@ int runGrantAdd(CommandContext& c) {
         long long ms = s.config.popBeforeSmtp.lifetime.count() > 0 ? s.config.popBeforeSmtp.lifetime.count() : 600'000;
         if (!o.value("--lifetime").empty()) {
             try {
-                ms = config::parseDurationMs(o.value("--lifetime"));
+                ms = core::parseDuration(o.value("--lifetime")).count();
             } catch (const std::exception& e) {
                 throw CtlError(ExitDataError, std::string("--lifetime: ") + e.what());
             }

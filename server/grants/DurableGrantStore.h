@@ -18,7 +18,7 @@ public:
         Failed,      // the store could not be reached (logged by the implementation)
     };
 
-    // The key text of `client` ("192.0.2.7", "2001:db8:1:2::/64"): see GrantKey.h.
+    // The key text of `client` ("192.0.2.7", "2001:db8:1:2::/64"): core::addressKey.
     virtual std::string keyText(const core::ClientAddress& client) const = 0;
     // pop_before_smtp.lifetime.
     virtual std::chrono::seconds lifetime() const = 0;

@@ -2,7 +2,7 @@
 // lazy expiry plus sweep(). Logs to postern.grants.
 #include "grants/MemoryGrantStore.h"
 
-#include "grants/GrantKey.h"
+#include "core/Network.h"
 
 #include <Poco/Logger.h>
 #include <Poco/Net/IPAddress.h>
@@ -53,13 +53,11 @@ void maskBits(unsigned char* bytes, unsigned prefix) {
 }  // namespace
 
 MemoryGrantStore::MemoryGrantStore(std::chrono::seconds lifetime, unsigned ipv6PrefixLength, Clock clock)
-    : lifetime_(lifetime), ipv6PrefixLength_(ipv6PrefixLength), clock_(std::move(clock)) {
+    : lifetime_(lifetime), ipv6PrefixLength_(ipv6PrefixLength), clock_(core::clockOrSystem(std::move(clock))) {
     if (lifetime_ <= std::chrono::seconds::zero())
         throw std::invalid_argument("pop_before_smtp.lifetime must be positive");
     if (ipv6PrefixLength_ > 128)
         throw std::invalid_argument("pop_before_smtp.ipv6_prefix must be 0..128");
-    if (!clock_)
-        clock_ = [] { return std::chrono::system_clock::now(); };
 }
 
 std::string MemoryGrantStore::key(const core::ClientAddress& client) const {
@@ -71,7 +69,7 @@ std::string MemoryGrantStore::key(const core::ClientAddress& client) const {
 }
 
 std::string MemoryGrantStore::keyText(const core::ClientAddress& client) const {
-    return grantKeyText(client.ip, ipv6PrefixLength_);
+    return core::addressKey(client.ip, ipv6PrefixLength_);
 }
 
 MemoryGrantStore::Shard& MemoryGrantStore::shardFor(const std::string& k) {

@@ -2,6 +2,7 @@
 // that address may relay through SMTP until the grant expires.
 #pragma once
 
+#include "core/Clock.h"
 #include "core/GrantStore.h"
 
 #include <array>
@@ -22,7 +23,7 @@ namespace postern::grants {
 // clients that rotate privacy addresses). IPv4-mapped IPv6 is keyed as IPv4.
 class MemoryGrantStore : public core::GrantStore {
 public:
-    using Clock = std::function<std::chrono::system_clock::time_point()>;
+    using Clock = core::Clock;
 
     // pop_before_smtp.lifetime (must be > 0), pop_before_smtp.ipv6_prefix (0..128, default
     // 128), clock (default std::chrono::system_clock::now). Throws std::invalid_argument

@@ -2,7 +2,7 @@
 // concurrent sweep, revoke per user, and a short positive cache per node.
 #include "grants/PgGrantStore.h"
 
-#include "grants/GrantKey.h"
+#include "core/Network.h"
 #include "grants/GrantLog.h"
 
 #include <Poco/Logger.h>
@@ -110,13 +110,13 @@ PgGrantStore::PgGrantStore(pg::Pool& pool, PgGrantSettings settings) : pool_(poo
     if (settings_.ipv6PrefixLength > 128)
         throw std::invalid_argument("pop_before_smtp.ipv6_prefix must be 0..128");
     if (settings_.cacheTtl < std::chrono::milliseconds::zero())
-        throw std::invalid_argument("pop_before_smtp.cache_ttl must not be negative");
+        throw std::invalid_argument("cluster.grant_cache_ttl must not be negative");
     if (settings_.sweepBatch == 0)
         throw std::invalid_argument("grant sweep batch must be positive");
 }
 
 std::string PgGrantStore::keyText(const core::ClientAddress& client) const {
-    return grantKeyText(client.ip, settings_.ipv6PrefixLength);
+    return core::addressKey(client.ip, settings_.ipv6PrefixLength);
 }
 
 PgGrantStore::Shard& PgGrantStore::shardFor(const std::string& key) {

@@ -20,7 +20,7 @@ struct PgGrantSettings {
     std::chrono::seconds lifetime{600};
     // pop_before_smtp.ipv6_prefix: IPv6 grants cover this prefix (0..128; 128 = exact).
     unsigned ipv6PrefixLength = 128;
-    // pop_before_smtp.cache_ttl: how long this node may answer Yes from its own memory
+    // cluster.grant_cache_ttl: how long this node may answer Yes from its own memory
     // without asking PostgreSQL (0 = always ask). This is the bounded staleness of the
     // cluster: a grant revoked (posternctl grant revoke / user disable) on another node, or
     // flushed, may still be honoured here for up to cache_ttl; never past its own expiry.
@@ -67,7 +67,7 @@ public:
     // Forgets this node's cached answers (tests; after an administrative flush).
     void clearCache();
 
-    // "192.0.2.7", "2001:db8::1" or "2001:db8:1:2::/64": the row's key (see GrantKey.h).
+    // "192.0.2.7", "2001:db8::1" or "2001:db8:1:2::/64": the row's key (core::addressKey).
     std::string keyText(const core::ClientAddress& client) const override;
     std::chrono::seconds lifetime() const override { return settings_.lifetime; }
     // Upsert with the given created/expires (a grant queued while PostgreSQL was down, see

@@ -21,11 +21,9 @@ Poco::Logger& logger() { return Poco::Logger::get("postern.grants"); }
 
 WriteBehindGrantStore::WriteBehindGrantStore(DurableGrantStore& durable, WriteBehindSettings settings,
                                              core::EventCounters& counters, Clock clock)
-    : durable_(durable), settings_(settings), counters_(counters), clock_(std::move(clock)) {
+    : durable_(durable), settings_(settings), counters_(counters), clock_(core::clockOrSystem(std::move(clock))) {
     if (settings_.retryFirst <= std::chrono::milliseconds::zero() || settings_.retryMax <= std::chrono::milliseconds::zero())
         throw std::invalid_argument("grant retry intervals must be positive");
-    if (!clock_)
-        clock_ = [] { return std::chrono::system_clock::now(); };
 }
 
 WriteBehindGrantStore::~WriteBehindGrantStore() {

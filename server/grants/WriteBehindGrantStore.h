@@ -2,6 +2,7 @@
 // written is held on this node (and honoured here at once) and written through later.
 #pragma once
 
+#include "core/Clock.h"
 #include "core/EventCounters.h"
 #include "core/GrantStore.h"
 #include "grants/DurableGrantStore.h"
@@ -46,7 +47,7 @@ struct WriteBehindSettings {
 // dropped_expired, dropped_shutdown. Thread-safe. Logs on "postern.grants".
 class WriteBehindGrantStore final : public core::GrantStore {
 public:
-    using Clock = std::function<std::chrono::system_clock::time_point()>;
+    using Clock = core::Clock;
 
     // `durable` and `counters` must outlive this object. Throws std::invalid_argument on
     // retry intervals <= 0.

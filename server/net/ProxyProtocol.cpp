@@ -2,6 +2,8 @@
 
 #include "net/LineChannel.h"
 
+#include "core/Network.h"
+
 #include <Poco/Exception.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Timespan.h>
@@ -36,56 +38,14 @@ std::uint32_t be32(const unsigned char* p) {
     return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]};
 }
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
-bool isHex(char c) { return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
-// Decimal without heading zeroes (spec 2.1: "to avoid any possible confusion with octal").
-std::optional<unsigned> parseDecimal(std::string_view s, unsigned max) {
-    if (s.empty() || s.size() > 5) return std::nullopt;
-    if (s.size() > 1 && s[0] == '0') return std::nullopt;
-    unsigned v = 0;
-    for (char c : s) {
-        if (!isDigit(c)) return std::nullopt;
-        v = v * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (v > max) return std::nullopt;
-    return v;
-}
-
-// Spec 2.1: "exactly 4 integers in the range [0..255] ... separated by exactly one dot",
-// no heading zeroes. (inet_aton would take "10", "0x0a.1" or octal "010.0.0.1".)
-std::optional<Poco::Net::IPAddress> parseIpv4Strict(std::string_view s) {
-    std::array<unsigned char, 4> bytes{};
-    std::size_t part = 0;
-    std::size_t pos = 0;
-    for (;;) {
-        std::size_t dot = s.find('.', pos);
-        std::string_view tok = s.substr(pos, dot == std::string_view::npos ? std::string_view::npos : dot - pos);
-        if (tok.size() > 3 || part >= 4) return std::nullopt;
-        auto v = parseDecimal(tok, 255);
-        if (!v) return std::nullopt;
-        bytes[part++] = static_cast<unsigned char>(*v);
-        if (dot == std::string_view::npos) break;
-        pos = dot + 1;
-    }
-    if (part != 4) return std::nullopt;
-    return Poco::Net::IPAddress(bytes.data(), 4);
-}
-
-// Spec 2.1: hex groups with at most one "::", 128 bits in total. Short groups ("2001:db8::1")
-// are accepted, as senders print with inet_ntop, which also writes IPv4-mapped addresses
-// as "::ffff:192.0.2.1". Zone ids ("%eth0") are refused.
-std::optional<Poco::Net::IPAddress> parseIpv6Strict(std::string_view s) {
-    if (s.empty() || s.size() > 45) return std::nullopt;
-    for (char c : s)
-        if (!isHex(c) && c != ':' && c != '.') return std::nullopt;
-    char buf[46];
-    std::memcpy(buf, s.data(), s.size());
-    buf[s.size()] = '\0';
-    unsigned char out[16];
-    if (::inet_pton(AF_INET6, buf, out) != 1) return std::nullopt;
-    return Poco::Net::IPAddress(out, 16);
-}
+// Addresses (spec 2.1: IPv4 "exactly 4 integers in the range [0..255] ... separated by exactly
+// one dot", no heading zeroes; IPv6 hex groups as inet_ntop writes them, no zone id) are read by
+// core::parseIpv4 / core::parseIpv6, the same strict parsers the trust lists use; ports by
+// core::parseDecimal (spec 2.1: no heading zeroes, "to avoid any possible confusion with octal").
+using core::parseDecimal;
+using core::parseIpv4;
+using core::parseIpv6;
 
 // ---------------------------------------------------------------------------------------
 // Version 1 (spec 2.1)
@@ -144,7 +104,7 @@ std::optional<std::string> checkV1(std::string_view line, bool complete, ProxyHe
         if (n >= 4) return "v1: too many fields";
         if (tokComplete && t.empty()) return "v1: empty field";
         if (tokComplete) {
-            bool ok = n < 2 ? (v6 ? parseIpv6Strict(t).has_value() : parseIpv4Strict(t).has_value())
+            bool ok = n < 2 ? (v6 ? parseIpv6(t).has_value() : parseIpv4(t).has_value())
                             : parseDecimal(t, 65535).has_value();
             if (!ok) return n < 2 ? "v1: bad address" : "v1: bad port";
         }
@@ -155,8 +115,8 @@ std::optional<std::string> checkV1(std::string_view line, bool complete, ProxyHe
     if (!complete) return std::nullopt;
     if (n != 4) return "v1: missing fields";
     if (out) {
-        auto src = v6 ? parseIpv6Strict(tok[0]) : parseIpv4Strict(tok[0]);
-        auto dst = v6 ? parseIpv6Strict(tok[1]) : parseIpv4Strict(tok[1]);
+        auto src = v6 ? parseIpv6(tok[0]) : parseIpv4(tok[0]);
+        auto dst = v6 ? parseIpv6(tok[1]) : parseIpv4(tok[1]);
         out->version = ProxyVersion::V1;
         out->command = ProxyCommand::Proxy;
         out->family = v6 ? ProxyFamily::Inet6 : ProxyFamily::Inet;
@@ -504,92 +464,6 @@ ProxyReadResult ProxyHeaderReader::read(LineChannel& channel, std::chrono::milli
         channel.consume(channel.available());
     }
     return readSocket(channel.socket(), std::move(prefix), deadline);
-}
-
-// ---------------------------------------------------------------------------------------
-// NetworkList
-// ---------------------------------------------------------------------------------------
-
-namespace {
-
-// Turns ::ffff:a.b.c.d into a.b.c.d; other addresses unchanged.
-Poco::Net::IPAddress unmap(const Poco::Net::IPAddress& ip) {
-    if (ip.family() == Poco::Net::IPAddress::IPv6 && ip.isIPv4Mapped()) {
-        const auto* b = static_cast<const unsigned char*>(ip.addr());
-        return Poco::Net::IPAddress(b + 12, 4);
-    }
-    return ip;
-}
-
-bool matches(const unsigned char* a, const unsigned char* net, unsigned prefix) {
-    const unsigned full = prefix / 8;
-    if (std::memcmp(a, net, full) != 0) return false;
-    const unsigned bits = prefix % 8;
-    if (bits == 0) return true;
-    const unsigned char mask = static_cast<unsigned char>(0xFF << (8 - bits));
-    return (a[full] & mask) == (net[full] & mask);
-}
-
-}  // namespace
-
-NetworkList NetworkList::parse(std::string_view text) {
-    NetworkList list;
-    std::size_t pos = 0;
-    auto isSep = [](char c) { return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
-    while (pos < text.size()) {
-        while (pos < text.size() && isSep(text[pos])) ++pos;
-        std::size_t end = pos;
-        while (end < text.size() && !isSep(text[end])) ++end;
-        if (end == pos) break;
-        const std::string_view entry = text.substr(pos, end - pos);
-        pos = end;
-
-        const std::size_t slash = entry.find('/');
-        const std::string_view host = entry.substr(0, slash);
-        std::optional<Poco::Net::IPAddress> ip =
-            host.find(':') != std::string_view::npos ? parseIpv6Strict(host) : parseIpv4Strict(host);
-        if (!ip) throw Poco::SyntaxException("bad network address", std::string(entry));
-        const unsigned maxPrefix = ip->family() == Poco::Net::IPAddress::IPv4 ? 32 : 128;
-        unsigned prefix = maxPrefix;
-        if (slash != std::string_view::npos) {
-            auto p = parseDecimal(entry.substr(slash + 1), maxPrefix);
-            if (!p) throw Poco::SyntaxException("bad network prefix length", std::string(entry));
-            prefix = *p;
-        }
-        // "::ffff:10.0.0.0/104" is the IPv4 network 10.0.0.0/8: store it so.
-        if (ip->family() == Poco::Net::IPAddress::IPv6 && ip->isIPv4Mapped() && prefix >= 96) {
-            ip = unmap(*ip);
-            prefix -= 96;
-        }
-        const auto* b = static_cast<const unsigned char*>(ip->addr());
-        const unsigned len = ip->family() == Poco::Net::IPAddress::IPv4 ? 4 : 16;
-        for (unsigned bit = prefix; bit < len * 8; ++bit)
-            if (b[bit / 8] & (0x80 >> (bit % 8)))
-                throw Poco::SyntaxException("host bits set beyond the prefix length", std::string(entry));
-        list.networks_.push_back({*ip, prefix});
-    }
-    return list;
-}
-
-bool NetworkList::contains(const Poco::Net::IPAddress& address) const {
-    const Poco::Net::IPAddress ip = unmap(address);
-    const auto* a = static_cast<const unsigned char*>(ip.addr());
-    for (const auto& n : networks_) {
-        if (n.address.family() != ip.family()) continue;
-        if (matches(a, static_cast<const unsigned char*>(n.address.addr()), n.prefix)) return true;
-    }
-    return false;
-}
-
-std::string NetworkList::toString() const {
-    std::string s;
-    for (const auto& n : networks_) {
-        if (!s.empty()) s += ", ";
-        s += n.address.toString();
-        s += '/';
-        s += std::to_string(n.prefix);
-    }
-    return s;
 }
 
 }  // namespace postern::net

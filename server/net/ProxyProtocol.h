@@ -1,7 +1,7 @@
 // HAProxy PROXY protocol (versions 1 and 2, proxy-protocol.txt of 2020/03/05): a pure
 // incremental parser, a reader that takes exactly the header off a connection (the TLS
-// ClientHello or the first SMTP command that follows stays unread), and the list of
-// trusted balancer networks that may send it (spec section 5: never auto-detect).
+// ClientHello or the first SMTP command that follows stays unread). Who may send one (spec
+// section 5: never auto-detect) is a core::NetworkList (listener.<name>.proxy_trusted).
 #pragma once
 
 #include <Poco/Net/IPAddress.h>
@@ -141,35 +141,6 @@ private:
                                std::chrono::steady_clock::time_point deadline) const;
 
     std::size_t maxV2Length_;
-};
-
-// The networks allowed to send a PROXY header (and, elsewhere, other trust lists).
-// Immutable after parse(); const methods are thread-safe.
-class NetworkList {
-public:
-    // Trusts nobody. An empty list never means "everyone" (maddy's mistake).
-    NetworkList() = default;
-
-    // Parses entries separated by commas and/or white space: "10.0.0.0/8, 2001:db8::/32,
-    // 127.0.0.1, ::1". A bare address is a /32 or /128. Strict: dotted-quad IPv4 without
-    // leading zeros (no inet_aton forms like "10" or "010.0.0.1"), no IPv6 zone, prefix
-    // within the family, no host bits set beyond the prefix ("10.1.2.3/8" is refused as a
-    // likely typo). Throws Poco::SyntaxException naming the offending entry.
-    static NetworkList parse(std::string_view text);
-
-    // True if ip lies in one of the networks. IPv4-mapped IPv6 (::ffff:a.b.c.d) matches
-    // as the IPv4 address, so a dual-stack listener and an IPv4 list agree.
-    bool contains(const Poco::Net::IPAddress& ip) const;
-    bool empty() const { return networks_.empty(); }
-    // Canonical form, e.g. "10.0.0.0/8, 2001:db8::/32".
-    std::string toString() const;
-
-private:
-    struct Network {
-        Poco::Net::IPAddress address;  // host bits zero
-        unsigned prefix = 0;
-    };
-    std::vector<Network> networks_;
 };
 
 }  // namespace postern::net

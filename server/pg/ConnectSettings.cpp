@@ -1,6 +1,8 @@
 // How to reach PostgreSQL: conninfo, password file, pool size and timeouts.
 #include "pg/ConnectSettings.h"
 
+#include "core/Duration.h"
+
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -21,6 +23,15 @@ std::string trim(const std::string& s) {
     return s.substr(b, e - b + 1);
 }
 
+// A duration key's value (core::parseDuration), the error naming the key.
+std::chrono::milliseconds durationOf(const char* key, const std::string& value) {
+    try {
+        return core::parseDuration(value);
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string(key) + ": " + e.what());
+    }
+}
+
 const char* const Known[] = {"conninfo", "password_file", "pool_size", "connect_timeout",
                              "statement_timeout", nullptr};
 
@@ -28,24 +39,6 @@ const char* const Known[] = {"conninfo", "password_file", "pool_size", "connect_
 
 const char* const* ConnectSettings::knownKeys() {
     return Known;
-}
-
-std::chrono::milliseconds parseDuration(const std::string& key, const std::string& valueIn) {
-    const std::string value = trim(valueIn);
-    std::size_t i = 0;
-    while (i < value.size() && value[i] >= '0' && value[i] <= '9') {
-        ++i;
-    }
-    const std::string unit = value.substr(i);
-    long long mult = 0;
-    if (unit.empty() || unit == "s") mult = 1000;
-    else if (unit == "ms") mult = 1;
-    else if (unit == "m") mult = 60'000;
-    else if (unit == "h") mult = 3'600'000;
-    if (i == 0 || i > 9 || mult == 0) {
-        throw std::invalid_argument("invalid value '" + valueIn + "' for " + key + " (use e.g. 5s or 500ms)");
-    }
-    return std::chrono::milliseconds(std::stoll(value.substr(0, i)) * mult);
 }
 
 std::string readPasswordFile(const std::string& path) {
@@ -101,13 +94,13 @@ ConnectSettings ConnectSettings::fromParams(const std::map<std::string, std::str
         s.poolSize = static_cast<std::size_t>(n);
     }
     if (auto it = params.find("connect_timeout"); it != params.end()) {
-        s.connectTimeout = parseDuration("connect_timeout", it->second);
+        s.connectTimeout = durationOf("connect_timeout", it->second);
         if (s.connectTimeout.count() == 0) {
             throw std::invalid_argument("connect_timeout must be more than 0 (an outage must fail fast)");
         }
     }
     if (auto it = params.find("statement_timeout"); it != params.end()) {
-        s.statementTimeout = parseDuration("statement_timeout", it->second);
+        s.statementTimeout = durationOf("statement_timeout", it->second);
     }
     return s;
 }

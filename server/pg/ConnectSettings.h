@@ -1,5 +1,6 @@
-// How to reach PostgreSQL: the libpq conninfo plus Postern's timeouts and pool size, parsed
-// from the keys of one auth.backend.<name> block (shared by the plugin and posternctl).
+// How to reach PostgreSQL: the libpq conninfo plus Postern's timeouts and pool size, typed.
+// fromParams() reads them from the keys of one auth.backend.<name> block (the plugin and
+// posternctl); the daemon's cluster fills the fields from its typed cluster.* config.
 #pragma once
 
 #include <chrono>
@@ -15,6 +16,7 @@ namespace postern::pg {
 //   password_file      file whose first line is the database password; it must be a regular
 //                      file without group or world permissions ("" = none, libpq's own ways)
 //   pool_size          connections kept open (default 4)
+//   (durations as core::parseDuration: "5s", "500ms", "2m")
 //   connect_timeout    per-host connect timeout (default 5s; libpq counts whole seconds, min 2);
 //                      also the pool's longest wait for a free connection
 //   statement_timeout  SET statement_timeout on every connection, and the client-side deadline
@@ -35,9 +37,6 @@ struct ConnectSettings {
     // The keys fromParams() reads, for the caller's unknown-key check.
     static const char* const* knownKeys();
 };
-
-// "5s", "500ms", "2m", "1h", or a bare number of seconds. Throws std::invalid_argument.
-std::chrono::milliseconds parseDuration(const std::string& key, const std::string& value);
 
 // Reads the first line of a password file after checking it is a regular file with no group
 // or world permission bits (a database password readable by others is refused, not used).

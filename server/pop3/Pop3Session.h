@@ -23,8 +23,10 @@ struct Pop3Settings {
     bool allowPlaintextAuth = false;       // pop3.allow_plaintext_auth: USER/PASS, PLAIN, LOGIN without TLS
     bool tlsAvailable = false;             // a TLS context is configured: offer STLS
     std::string greetingHost;              // shown in the greeting
-    std::chrono::seconds grantLifetime{600};  // pop_before_smtp.lifetime; 0 = POP-before-SMTP off
-    std::size_t maxBadCommands = 10;       // pop3.max_bad_commands; 0 = unlimited
+    // The defaults of the keys below live in the key table (server/config/ConfigSchema.cpp);
+    // the app fills these fields from the loaded config.
+    std::chrono::seconds grantLifetime{0};  // pop_before_smtp.lifetime; 0 = POP-before-SMTP off
+    std::size_t maxBadCommands = 0;         // pop3.max_errors; 0 = unlimited
 };
 
 // The ports a session asks; all owned by the caller and outliving the session.

@@ -1,6 +1,8 @@
 // Configuration of one LDAP backend instance, validated once at start-up.
 #include "LdapConfig.h"
 
+#include "core/Duration.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -81,19 +83,15 @@ int parseInt(const std::string& key, const std::string& value, int min, int max)
 }  // namespace
 
 std::chrono::milliseconds parseLdapDuration(const std::string& key, const std::string& value) {
-    std::size_t used = 0;
-    long long n = -1;
+    std::chrono::milliseconds d;
     try {
-        n = std::stoll(value, &used);
-    } catch (const std::exception&) {
-        n = -1;
+        d = core::parseDuration(value);
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(key + ": " + e.what());
     }
-    const std::string unit = value.substr(std::min(used, value.size()));
-    if (n < 0 || n > 86400000 || (unit != "s" && unit != "ms" && unit != "m")) {
-        throw std::invalid_argument("invalid value '" + value + "' for " + key + " (use e.g. 5s or 500ms)");
-    }
-    const long long ms = unit == "m" ? n * 60000 : unit == "s" ? n * 1000 : n;
-    return std::chrono::milliseconds(ms);
+    // A timeout past a day is a typo; it would also overflow deadlines (now + timeout).
+    if (d > std::chrono::hours(24)) throw std::invalid_argument(key + ": at most 1d, got '" + value + "'");
+    return d;
 }
 
 std::vector<std::string> splitList(const std::string& value) {

@@ -85,6 +85,7 @@ struct LdapConfig {
 };
 
 // Helpers shared with the tests.
+// core::parseDuration ("5s", "500ms", "1m"), at most 1d; the error names the key.
 std::chrono::milliseconds parseLdapDuration(const std::string& key, const std::string& value);
 std::vector<std::string> splitList(const std::string& value);  // on commas and blanks
 // Reads the secret file (first line, trailing CR/LF removed). Throws std::invalid_argument

@@ -1,7 +1,7 @@
 // Shared helpers for the abuse module tests: a thread-safe fake clock and address parsing.
 #pragma once
 
-#include "abuse/Clock.h"
+#include "core/Clock.h"
 #include "core/ClientAddress.h"
 
 #include <atomic>
@@ -13,9 +13,9 @@ namespace postern::abuse::test {
 // Starts at a fixed instant; advance() moves it. Safe to read from many threads.
 class FakeClock {
 public:
-    TimePoint now() const { return TimePoint(std::chrono::milliseconds(ms_.load())); }
+    core::TimePoint now() const { return core::TimePoint(std::chrono::milliseconds(ms_.load())); }
     void advance(std::chrono::milliseconds d) { ms_ += d.count(); }
-    Clock fn() {
+    core::Clock fn() {
         return [this] { return now(); };
     }
 

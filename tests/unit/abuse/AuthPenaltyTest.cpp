@@ -32,10 +32,10 @@ struct Fixture {
 // A store that is down: every call fails.
 class BrokenStore : public PenaltyStore {
 public:
-    std::optional<PenaltyCount> increment(const std::string&, TimePoint, std::chrono::milliseconds) override {
+    std::optional<PenaltyCount> increment(const std::string&, postern::core::TimePoint, std::chrono::milliseconds) override {
         return std::nullopt;
     }
-    std::optional<PenaltyCount> get(const std::string&, TimePoint) override { return std::nullopt; }
+    std::optional<PenaltyCount> get(const std::string&, postern::core::TimePoint) override { return std::nullopt; }
     bool reset(const std::string&) override { return false; }
 };
 

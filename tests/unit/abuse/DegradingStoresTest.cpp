@@ -12,11 +12,11 @@ namespace {
 struct FlakyPenaltyStore : PenaltyStore {
     MemoryPenaltyStore inner;
     bool down = false;
-    std::optional<PenaltyCount> increment(const std::string& k, TimePoint now, std::chrono::milliseconds w) override {
+    std::optional<PenaltyCount> increment(const std::string& k, postern::core::TimePoint now, std::chrono::milliseconds w) override {
         if (down) return std::nullopt;
         return inner.increment(k, now, w);
     }
-    std::optional<PenaltyCount> get(const std::string& k, TimePoint now) override {
+    std::optional<PenaltyCount> get(const std::string& k, postern::core::TimePoint now) override {
         if (down) return std::nullopt;
         return inner.get(k, now);
     }
@@ -25,16 +25,16 @@ struct FlakyPenaltyStore : PenaltyStore {
 struct FlakyRateStore : RateStore {
     MemoryRateStore inner;
     bool down = false;
-    RateStoreResult tryAdd(const std::vector<RateRequest>& r, TimePoint now) override {
+    RateStoreResult tryAdd(const std::vector<RateRequest>& r, postern::core::TimePoint now) override {
         if (down) return {};
         return inner.tryAdd(r, now);
     }
-    std::optional<RateCounts> get(const std::string& k, TimePoint now) override {
+    std::optional<RateCounts> get(const std::string& k, postern::core::TimePoint now) override {
         if (down) return std::nullopt;
         return inner.get(k, now);
     }
 };
-const TimePoint T0 = TimePoint(1700000000s);
+const postern::core::TimePoint T0 = postern::core::TimePoint(1700000000s);
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(degrading_stores)

@@ -25,7 +25,7 @@ using namespace postern::testing;
 
 
 
-const TimePoint T0 = TimePoint(1700000000s);
+const postern::core::TimePoint T0 = postern::core::TimePoint(1700000000s);
 
 }  // namespace
 
@@ -56,7 +56,7 @@ BOOST_AUTO_TEST_CASE(counters_are_shared_between_nodes, *boost::unit_test::preco
     BOOST_TEST(c->failures == 0u);
 
     // Window: each failure pushes the expiry; once it passes, the count starts again at 1.
-    const TimePoint expiry = T0 + 1s + window;
+    const postern::core::TimePoint expiry = T0 + 1s + window;
     c = nodeA.get("ip:192.0.2.7", expiry - 1ms);
     BOOST_TEST(c->failures == 2u);
     c = nodeB.get("ip:192.0.2.7", expiry);

@@ -25,7 +25,7 @@ using namespace postern::testing;
 
 
 
-const TimePoint T0 = TimePoint(1700000000s);
+const postern::core::TimePoint T0 = postern::core::TimePoint(1700000000s);
 using Kind = RateStoreResult::Kind;
 
 }  // namespace
@@ -74,7 +74,7 @@ BOOST_AUTO_TEST_CASE(same_windows_as_the_memory_store, *boost::unit_test::precon
     for (int m = 0; m < 60 * 50; m += 37)
         at.emplace_back(m);
     for (auto m : at) {
-        const TimePoint now = T0 + m;
+        const postern::core::TimePoint now = T0 + m;
         const std::vector<RateRequest> req{{"u", 3, 20, 60}, {"i", 2, 12, 0}};
         RateStoreResult p = pgStore.tryAdd(req, now);
         RateStoreResult q = memStore.tryAdd(req, now);

@@ -30,8 +30,8 @@ struct Fixture {
 
 class BrokenStore : public RateStore {
 public:
-    RateStoreResult tryAdd(const std::vector<RateRequest>&, TimePoint) override { return {}; }
-    std::optional<RateCounts> get(const std::string&, TimePoint) override { return std::nullopt; }
+    RateStoreResult tryAdd(const std::vector<RateRequest>&, postern::core::TimePoint) override { return {}; }
+    std::optional<RateCounts> get(const std::string&, postern::core::TimePoint) override { return std::nullopt; }
 };
 
 // Which counter is exhausted first with tight limits, and the verdict's labels.

@@ -12,7 +12,7 @@ using namespace std::chrono_literals;
 
 namespace {
 // Aligned to a 5-minute bucket boundary so bucket arithmetic in the tests is exact.
-const TimePoint T0 = TimePoint(std::chrono::seconds(1700000100));
+const postern::core::TimePoint T0 = postern::core::TimePoint(std::chrono::seconds(1700000100));
 }
 
 BOOST_AUTO_TEST_SUITE(sliding_window)
@@ -38,7 +38,7 @@ BOOST_AUTO_TEST_CASE(never_undercounts_any_window) {
     // true number of events in the last 60 minutes and at most that plus one bucket's worth.
     SlidingWindow w(1h, 12);
     for (int m = 0; m < 180; ++m) {
-        TimePoint t = T0 + std::chrono::minutes(m);
+        postern::core::TimePoint t = T0 + std::chrono::minutes(m);
         w.add(t, 1);
         std::uint64_t trueCount = static_cast<std::uint64_t>(std::min(m + 1, 60));
         std::uint64_t total = w.total(t);

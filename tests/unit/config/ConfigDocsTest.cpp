@@ -71,12 +71,61 @@ BOOST_AUTO_TEST_CASE(unknown_and_bad_keys_are_named) {
 }
 
 BOOST_AUTO_TEST_CASE(units_parse) {
-    BOOST_TEST(parseDurationMs("300s") == 300000);
-    BOOST_TEST(parseDurationMs("10m") == 600000);
-    BOOST_TEST(parseDurationMs("250ms") == 250);
+    const KeyDef* timeout = findKey("smtp.command_timeout");
+    BOOST_REQUIRE(timeout);
+    BOOST_TEST(validateValue(*timeout, "10m") == "");  // durations: core::parseDuration
+    BOOST_TEST(validateValue(*timeout, "5 parsecs").find("bad duration '5 parsecs'") != std::string::npos);
     BOOST_TEST(parseSize("25M") == 25ull * 1024 * 1024);
     BOOST_CHECK_THROW(parseSize("12Q"), std::invalid_argument);
     BOOST_TEST(parseBool("yes"));
+}
+
+// Values the components would refuse later are refused at load, naming the key.
+struct BadValue {
+    const char* key;
+    const char* value;
+    const char* message;  // part of the error text
+};
+std::ostream& operator<<(std::ostream& o, const BadValue& b) { return o << b.key << " = " << b.value; }
+
+BOOST_AUTO_TEST_CASE(component_limits_are_checked_at_load) {
+    const BadValue bad[] = {
+        {"connections.allow_networks", "10.0.0.0/8, 10.1.2.3/8",
+         "connections.allow_networks: bad network '10.1.2.3/8': address bits are set below the /8 prefix (did you mean 10.0.0.0/8?)"},
+        {"auth.penalty.allow_networks", "192.0.2", "auth.penalty.allow_networks: bad network '192.0.2'"},
+        {"limits.allow_networks", "2001:db8::/129", "limits.allow_networks: bad network '2001:db8::/129'"},
+        {"listener.mx.proxy_trusted", "10.0.0.5/24", "listener.mx.proxy_trusted: bad network '10.0.0.5/24'"},
+        {"connections.ipv6_prefix", "129", "connections.ipv6_prefix: must be 0..128"},
+        {"auth.penalty.ipv6_prefix", "200", "auth.penalty.ipv6_prefix: must be 0..128"},
+        {"limits.ipv6_prefix", "129", "limits.ipv6_prefix: must be 0..128"},
+        {"pop_before_smtp.lifetime", "500ms", "pop_before_smtp.lifetime: must be 0 (off) or a whole number of seconds"},
+        {"pop_before_smtp.lifetime", "1500ms", "pop_before_smtp.lifetime: must be 0 (off) or a whole number of seconds"},
+        {"cluster.pool_size", "0", "cluster.pool_size: must be 1..1000"},
+        {"cluster.connect_timeout", "0s", "cluster.connect_timeout: must be more than 0"},
+    };
+    for (const auto& b : bad) {
+        BOOST_TEST_CONTEXT(b) {
+            Poco::AutoPtr<Poco::Util::PropertyFileConfiguration> conf =
+                new Poco::Util::PropertyFileConfiguration(std::string(POSTERN_SOURCE_DIR) + "/etc/postern.properties");
+            conf->setString(b.key, b.value);
+            std::string error;
+            try {
+                ServerConfig::load(*conf);
+            } catch (const std::runtime_error& e) {
+                error = e.what();
+            }
+            BOOST_TEST(error.find(b.message) != std::string::npos, error);
+        }
+    }
+    // Accepted: whole seconds, 0 = off, canonical networks.
+    Poco::AutoPtr<Poco::Util::PropertyFileConfiguration> conf =
+        new Poco::Util::PropertyFileConfiguration(std::string(POSTERN_SOURCE_DIR) + "/etc/postern.properties");
+    conf->setString("pop_before_smtp.lifetime", "0");
+    conf->setString("connections.allow_networks", "10.0.0.0/8, ::ffff:192.0.2.0/120 2001:db8::/32");
+    conf->setString("limits.ipv6_prefix", "0");
+    BOOST_CHECK_NO_THROW(ServerConfig::load(*conf));
+    conf->setString("pop_before_smtp.lifetime", "2000ms");
+    BOOST_TEST(ServerConfig::load(*conf).popBeforeSmtp.lifetime.count() == 2000);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -5,7 +5,7 @@
 // and recovery in tests/e2e/test_backend_faults_grants.py.)
 #include "grants/WriteBehindGrantStore.h"
 
-#include "grants/GrantKey.h"
+#include "core/Network.h"
 
 #include <boost/test/unit_test.hpp>
 
@@ -70,7 +70,7 @@ public:
         if (out) *out = it->second.grant;
         return core::Answer::Yes;
     }
-    std::string keyText(const core::ClientAddress& client) const override { return grants::grantKeyText(client.ip, 128); }
+    std::string keyText(const core::ClientAddress& client) const override { return core::addressKey(client.ip, 128); }
     std::chrono::seconds lifetime() const override { return 600s; }
     WriteResult writeThrough(const std::string& key, const core::Grant& g, TimePoint created) override {
         ++writeAttempts;

@@ -17,14 +17,24 @@ namespace {
 
 BOOST_AUTO_TEST_SUITE(pg_pool)
 
-BOOST_AUTO_TEST_CASE(durations) {
-    BOOST_TEST(parseDuration("k", "5s").count() == 5000);
-    BOOST_TEST(parseDuration("k", "5").count() == 5000);
-    BOOST_TEST(parseDuration("k", "250ms").count() == 250);
-    BOOST_TEST(parseDuration("k", "2m").count() == 120000);
-    BOOST_CHECK_THROW(parseDuration("k", "-1s"), std::invalid_argument);
-    BOOST_CHECK_THROW(parseDuration("k", "5 parsecs"), std::invalid_argument);
-    BOOST_CHECK_THROW(parseDuration("k", ""), std::invalid_argument);
+BOOST_AUTO_TEST_CASE(duration_keys) {
+    // The syntax is core::parseDuration's; the error names the key.
+    auto with = [](const char* key, const char* value) { return ConnectSettings::fromParams({{"conninfo", "x"}, {key, value}}); };
+    BOOST_TEST(with("connect_timeout", "5s").connectTimeout.count() == 5000);
+    BOOST_TEST(with("connect_timeout", "5").connectTimeout.count() == 5000);
+    BOOST_TEST(with("statement_timeout", "250ms").statementTimeout.count() == 250);
+    BOOST_TEST(with("statement_timeout", "2m").statementTimeout.count() == 120000);
+    BOOST_TEST(with("statement_timeout", "1d").statementTimeout.count() == 86400000);
+    for (const char* bad : {"-1s", "5 parsecs", ""}) {
+        std::string error;
+        try {
+            with("statement_timeout", bad);
+        } catch (const std::invalid_argument& e) {
+            error = e.what();
+        }
+        BOOST_TEST(error.rfind("statement_timeout: bad duration '", 0) == 0, error);
+    }
+    BOOST_CHECK_THROW(with("connect_timeout", "0s"), std::invalid_argument);
 }
 
 BOOST_AUTO_TEST_CASE(settings_defaults_and_values) {

@@ -118,6 +118,8 @@ struct Pop3Fixture {
 
     Pop3Fixture() {
         settings.greetingHost = "pop.example.org";
+        settings.grantLifetime = std::chrono::seconds(600);  // POP-before-SMTP on (the struct's default is off)
+        settings.maxBadCommands = 10;                         // pop3.max_errors' shipped value
         maildrops.boxes["bob"] = {{"uid-one", Message1}, {"uid-two", Message2}};
     }
     SessionContext context(bool tls = false) {

@@ -1,12 +1,12 @@
-// The injectable wall clock of the abuse module (penalties, rate and connection limits).
-// Wall-clock time (not steady) because counters may be shared with other nodes through
+// The injectable wall clock (penalties, rate and connection limits, grants). Wall-clock time
+// (not steady) because counters and grants may be shared with other nodes through
 // PostgreSQL, where only wall-clock instants mean the same thing everywhere.
 #pragma once
 
 #include <chrono>
 #include <functional>
 
-namespace postern::abuse {
+namespace postern::core {
 
 using TimePoint = std::chrono::system_clock::time_point;
 // Must be thread-safe when the object using it is (a plain function or lambda is).
@@ -19,4 +19,4 @@ inline Clock clockOrSystem(Clock clock) {
     return [] { return std::chrono::system_clock::now(); };
 }
 
-}  // namespace postern::abuse
+}  // namespace postern::core
