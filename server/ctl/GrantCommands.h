@@ -16,7 +16,7 @@ namespace postern::ctl {
 // first postgres backend). IP arguments are keyed as the daemon keys a login from them
 // (IPv4 exact, IPv6 masked to pop_before_smtp.ipv6_prefix; see grants/GrantKey.h); revoke
 // also takes a key as list shows it ("2001:db8:1:2::/64"). Nodes may keep answering from
-// their cache for pop_before_smtp.cache_ttl after a revoke or flush.
+// their cache for cluster.grant_cache_ttl after a revoke or flush.
 // Exit: 0 done; 64 usage; 65 malformed address, user or lifetime; 67 no such grant (revoke);
 // 75 database unreachable; 78 configuration (no postgres backend, schema not migrated).
 int runGrantList(CommandContext& context);

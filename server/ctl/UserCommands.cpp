@@ -58,7 +58,7 @@ std::string newHash(CommandContext& c, const config::ServerConfig& cfg) {
 // A disabled account or a changed password must not keep relaying on an earlier POP3
 // login: delete the user's POP-before-SMTP grants from the shared table (PostgreSQL
 // backends, once schema 002 is applied). Nodes may still honour a cached grant for
-// pop_before_smtp.cache_ttl. Prints a line only when something was revoked.
+// cluster.grant_cache_ttl. Prints a line only when something was revoked.
 void revokeGrants(UserStore& store, const std::string& address, CommandContext& c) {
     auto* pgStore = dynamic_cast<PgAdmin*>(&store);
     if (pgStore == nullptr) {

@@ -64,7 +64,7 @@ std::string logSafe(const std::string& s) {
 PgMaildropLock::PgMaildropLock(pg::Pool& pool, std::chrono::milliseconds lease, std::chrono::milliseconds renewInterval)
     : pool_(pool), lease_(lease), renewInterval_(renewInterval.count() > 0 ? renewInterval : lease / 3) {
     if (lease_ < std::chrono::seconds(3))
-        throw std::invalid_argument("pop3.lock_lease must be at least 3s");
+        throw std::invalid_argument("cluster.lock_lease must be at least 3s");
     thread_ = std::thread([this] { run(); });
 }
 

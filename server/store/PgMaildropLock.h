@@ -20,7 +20,7 @@ namespace postern::store {
 // clock). acquire() takes a free or expired row; a background thread renews every held lease
 // every lease/3 (one statement per 500 leases), so a lease outlives any session however idle;
 // release() deletes it. A node that dies stops renewing: its leases lapse within one lease
-// time (pop3.lock_lease), and then another node may open the maildrop.
+// time (cluster.lock_lease), and then another node may open the maildrop.
 //
 // A lease found gone at renewal (expired during a long outage and taken by another node, or
 // deleted by an operator) is marked lost and logged (event=lease.lost); holders check with
@@ -41,7 +41,7 @@ public:
         std::string token;
     };
 
-    // lease: pop3.lock_lease (default 60s, at least 3s so lease/3 leaves time to renew).
+    // lease: cluster.lock_lease (default 60s, at least 3s so lease/3 leaves time to renew).
     // renewInterval: 0 = lease / 3. Throws std::invalid_argument on a bad lease.
     explicit PgMaildropLock(pg::Pool& pool, std::chrono::milliseconds lease = std::chrono::seconds(60),
                             std::chrono::milliseconds renewInterval = std::chrono::milliseconds(0));
