@@ -99,9 +99,10 @@ private:
                 fds.push_back({b, POLLIN, 0});
             }
             if (::poll(fds.data(), fds.size(), 20) <= 0 || frozen_) continue;
+            const std::size_t polled = pairs_.size();  // accept() may add one not in fds
             if (fds[0].revents & POLLIN) accept();
             std::vector<std::size_t> dead;
-            for (std::size_t i = 0; i < pairs_.size(); ++i) {
+            for (std::size_t i = 0; i < polled; ++i) {
                 auto [a, b] = pairs_[i];
                 if ((fds[1 + 2 * i].revents && !pump(a, b)) || (fds[2 + 2 * i].revents && !pump(b, a))) {
                     dead.push_back(i);
