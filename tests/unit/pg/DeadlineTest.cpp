@@ -205,7 +205,9 @@ BOOST_AUTO_TEST_CASE(connect_to_a_server_that_never_answers_is_bounded) {
     const double took = secondsSince(t0);
     BOOST_TEST(!c);
     BOOST_TEST_MESSAGE("connect gave up after " << took << " s: " << error);
-    BOOST_TEST(took >= 1.5);  // it did wait for the server (libpq's timeout, not a refusal)
+    // It did wait for the server (libpq's timeout, not a refusal). libpq counts
+    // connect_timeout in whole seconds of time(), so "2 s" may end just after 1 s.
+    BOOST_TEST(took >= 0.9);
     BOOST_TEST(took < 6.0);   // connect_timeout 2 s + generous margin
 }
 
