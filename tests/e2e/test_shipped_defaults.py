@@ -6,6 +6,7 @@ Clients are real: poplib, smtplib, raw sockets for the floods.
 """
 
 import os
+import select
 import socket
 import ssl
 import subprocess
@@ -117,8 +118,8 @@ def test_allow_networks_are_exempt_from_per_ip_limits():
 
 
 def flood(port, greeting_prefix, wrap_tls=False, before=()):
-    """Send `before` lines, then a 10 MiB line without a line end from a sender thread while
-    this thread reads. Returns (everything read, seconds from the first flood byte until
+    """Send `before` lines, then a 10 MiB line without a line end, reading while writing.
+    Returns (everything read, seconds from the first flood byte until
     the server closed, bytes the sender got out)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
     if wrap_tls:
@@ -132,34 +133,40 @@ def flood(port, greeting_prefix, wrap_tls=False, before=()):
             r = f.readline()
             if len(r) < 4 or r[3:4] != b"-":
                 break
+    # One thread, non-blocking, writing and reading as the socket allows: an SSL object must
+    # not be used by two threads at once (a reader thread beside a writer breaks over TLS).
+    chunk = b"A" * 65536
     sent = [0]
-
-    def sender():
-        chunk = b"A" * 65536
-        try:
-            while sent[0] < FLOOD:
-                sock.sendall(chunk)
-                sent[0] += len(chunk)
-        except (OSError, ssl.SSLError):
-            pass
-
-    t0 = time.monotonic()
-    th = threading.Thread(target=sender, daemon=True)
-    th.start()
+    sending = True
     got = b""
-    sock.settimeout(20.0)
-    try:
-        while True:
-            d = sock.recv(4096)
-            if not d:
+    sock.setblocking(False)
+    t0 = time.monotonic()
+    closed_after = None
+    while time.monotonic() - t0 < 20.0:
+        want_write = [sock] if sending and sent[0] < FLOOD else []
+        readable, writable, _ = select.select([sock], want_write, [], 0.5)
+        if readable or (wrap_tls and sock.pending()):
+            try:
+                d = sock.recv(4096)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                d = None
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLError, OSError):
+                closed_after = time.monotonic() - t0
                 break
-            got += d
-    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
-        pass
-    except socket.timeout:
+            if d == b"":
+                closed_after = time.monotonic() - t0
+                break
+            if d:
+                got += d
+        if writable:
+            try:
+                sent[0] += sock.send(chunk)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                pass
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLError, OSError):
+                sending = False  # the server closed its side; read what it said
+    if closed_after is None:
         raise TestFailure("the server kept the connection open 20 s into the flood (read %r)" % got)
-    closed_after = time.monotonic() - t0
-    th.join(20)
     try:
         sock.close()
     except OSError:
