@@ -1,5 +1,7 @@
 #include "queue/FileOps.h"
 
+#include <dirent.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -139,6 +141,20 @@ std::string errnoText(int err) {
     std::string s = abbrev ? abbrev : std::to_string(err);
     if (name) s += std::string(" (") + name + ")";
     return s;
+}
+
+bool listDirectory(const std::string& dir, std::vector<std::string>& names) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return false;
+    names.clear();
+    errno = 0;
+    while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") names.push_back(std::move(n));
+    }
+    bool ok = errno == 0;
+    ::closedir(d);
+    return ok;
 }
 
 }  // namespace postern::queue

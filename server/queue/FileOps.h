@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace postern::queue {
 
@@ -15,6 +16,8 @@ namespace postern::queue {
 bool writeAll(int fd, const char* data, std::size_t size);
 // open(dir, O_RDONLY|O_DIRECTORY) + fsync: makes a link/rename/unlink in `dir` durable.
 bool fsyncDirectory(const std::string& dir);
+// Names in a directory, without "." and "..". false if it cannot be read.
+bool listDirectory(const std::string& dir, std::vector<std::string>& names);
 // mkdir -p with `mode` for every directory it creates (existing ones are left as they are).
 bool makeDirectories(const std::string& path, unsigned mode);
 // Copies `from` into a new file `to` (O_EXCL, mode 0600) and fsyncs it. On failure the

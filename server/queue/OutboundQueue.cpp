@@ -24,21 +24,6 @@ Poco::Logger& logger() { return Poco::Logger::get("postern.queue"); }
 
 constexpr unsigned DirMode = 0700;
 
-// Names in a directory, without "." and "..". false if it cannot be read.
-bool listDirectory(const std::string& dir, std::vector<std::string>& names) {
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) return false;
-    names.clear();
-    errno = 0;
-    while (dirent* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") names.push_back(std::move(n));
-    }
-    bool ok = errno == 0;
-    ::closedir(d);
-    return ok;
-}
-
 std::uint64_t fileSize(const std::string& path) {
     struct stat st{};
     return ::stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;

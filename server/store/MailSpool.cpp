@@ -16,6 +16,7 @@
 namespace postern::store {
 
 using queue::errnoText;
+using queue::listDirectory;
 
 namespace {
 
@@ -26,20 +27,6 @@ constexpr const char* LockName = "lock";
 // A directory without a lock file is a process between mkdir and creating the lock (a
 // moment), or one that died right there: removed once it is this old.
 constexpr auto LocklessGrace = std::chrono::minutes(10);
-
-bool listAll(const std::string& dir, std::vector<std::string>& names) {
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) return false;
-    names.clear();
-    errno = 0;
-    while (dirent* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") names.push_back(std::move(n));
-    }
-    bool ok = errno == 0;
-    ::closedir(d);
-    return ok;
-}
 
 std::string safeName(const std::string& s) {
     std::string out;
@@ -62,7 +49,7 @@ int lockExclusive(int fd) {
 std::size_t removeTree(const std::string& dir) {
     std::size_t removed = 0;
     std::vector<std::string> names;
-    if (listAll(dir, names)) {
+    if (listDirectory(dir, names)) {
         for (const auto& n : names) {
             if (n == LockName) continue;
             if (::unlink((dir + "/" + n).c_str()) == 0) ++removed;
@@ -142,7 +129,7 @@ bool MailSpool::createOwn() {
 std::size_t MailSpool::removeDead() {
     std::size_t removed = 0, dirs = 0;
     std::vector<std::string> names;
-    if (!listAll(root_, names)) {
+    if (!listDirectory(root_, names)) {
         logger().warning("event=store.spool_recover_fail dir=" + root_ + " error=" + errnoText(errno));
         return 0;
     }
