@@ -133,6 +133,18 @@ class Postern:
         else:
             self.extra["tls"] = "own self-signed RSA-2048 (same parameters as the reference's)"
         os.chmod(key, 0o600)
+        if getattr(self.a, "ecdsa", False):
+            # --ecdsa: an ECDSA P-256 chain beside the RSA one (tls.ecdsa_cert_file); clients
+            # that support it (the load generators do) get it.
+            ec, ek = os.path.join(d, "ecdsa-cert.pem"), os.path.join(d, "ecdsa-key.pem")
+            if not (os.path.exists(ec) and os.path.exists(ek)):
+                subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                                "-nodes", "-days", "3650", "-sha256", "-subj", "/CN=mx.example.test",
+                                "-addext", "subjectAltName=DNS:mx.example.test,DNS:localhost,IP:127.0.0.1",
+                                "-keyout", ek, "-out", ec], check=True, capture_output=True)
+            os.chmod(ek, 0o600)
+            self.tls_extra = {"tls.ecdsa_cert_file": ec, "tls.ecdsa_key_file": ek}
+            self.extra["tls"] += " + ECDSA P-256 beside it (--ecdsa)"
 
     def start_sink(self):
         port = self.ports["sink"]
@@ -206,6 +218,7 @@ class Postern:
             "logging.channels.file.path": f"{WORK}/posternd.log",
             "logging.channels.file.pattern": "%Y-%m-%dT%H:%M:%S.%iZ %p %s: %t",
         }
+        o.update(getattr(self, "tls_extra", {}))
         o.update(getattr(self, "optional", {}))
         o.update(overrides or {})
         self.conf = os.path.join(WORK, name)
@@ -592,6 +605,7 @@ def main():
     ap.add_argument("--reference", action="store_true", help="also measure the reference stack, same sitting")
     ap.add_argument("--reference-only", action="store_true")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--ecdsa", action="store_true", help="Postern: serve an ECDSA P-256 chain beside the RSA one")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--conc", help="e.g. 1,8,32")
     ap.add_argument("--duration", type=float)

@@ -201,13 +201,15 @@ int PosternServer::serve() {
 
     Poco::Net::initializeSSL();
     Poco::Net::Context::Ptr tls;
-    const net::TlsSettings tlsSettings{cfg.tls.certFile, cfg.tls.keyFile, cfg.tls.minVersion, cfg.tls.ciphers,
+    const net::TlsSettings tlsSettings{cfg.tls.certFile, cfg.tls.keyFile, cfg.tls.ecdsaCertFile, cfg.tls.ecdsaKeyFile,
+                                       cfg.tls.minVersion, cfg.tls.ciphers,
                                        cfg.tls.ciphersuites, cfg.tls.groups,
                                        std::chrono::duration_cast<std::chrono::seconds>(cfg.tls.sessionLifetime),
                                        cfg.tls.sessionCacheSize,
                                        std::chrono::duration_cast<std::chrono::seconds>(cfg.tls.ticketKeyRotation)};
     if (cfg.tls.enabled()) {
         checkSecretFile(cfg.tls.keyFile, "tls.key_file");
+        if (!cfg.tls.ecdsaKeyFile.empty()) checkSecretFile(cfg.tls.ecdsaKeyFile, "tls.ecdsa_key_file");
         tls = net::makeServerContext(tlsSettings);
     }
 
@@ -478,6 +480,7 @@ int PosternServer::serve() {
         if (!cfg.tls.enabled()) continue;
         try {
             checkSecretFile(cfg.tls.keyFile, "tls.key_file");
+            if (!cfg.tls.ecdsaKeyFile.empty()) checkSecretFile(cfg.tls.ecdsaKeyFile, "tls.ecdsa_key_file");
             services.setTlsContext(net::makeServerContext(tlsSettings));
             serverLog().notice("event=tls.reload result=ok cert=%s", cfg.tls.certFile);
         } catch (const Poco::Exception& e) {

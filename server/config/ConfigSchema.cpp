@@ -33,6 +33,8 @@ const std::vector<KeyDef> Keys = {
     // --- TLS ----------------------------------------------------------------------
     {"tls.cert_file", "", K::Path, "PEM certificate chain; empty = no TLS (STARTTLS/STLS not offered, implicit listeners refused)"},
     {"tls.key_file", "", K::Path, "PEM private key for tls.cert_file"},
+    {"tls.ecdsa_cert_file", "", K::Path, "Optional second PEM chain with an ECDSA key, served to clients that support it (cheaper handshakes)"},
+    {"tls.ecdsa_key_file", "", K::Path, "PEM private key for tls.ecdsa_cert_file"},
     {"tls.min_version", "1.2", K::Enum, "Lowest TLS version accepted", "1.2|1.3"},
     {"tls.ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
                     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",

@@ -152,6 +152,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
 
     c.tls.certFile = r.str("tls.cert_file");
     c.tls.keyFile = r.str("tls.key_file");
+    c.tls.ecdsaCertFile = r.str("tls.ecdsa_cert_file");
+    c.tls.ecdsaKeyFile = r.str("tls.ecdsa_key_file");
     c.tls.minVersion = r.str("tls.min_version");
     c.tls.ciphers = r.str("tls.ciphers");
     c.tls.ciphersuites = r.str("tls.ciphersuites");
@@ -167,6 +169,10 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         r.error("tls.ticket_key_rotation must be 0 or at least tls.session_lifetime");
     if (c.tls.certFile.empty() != c.tls.keyFile.empty())
         r.error("tls.cert_file and tls.key_file must be set together");
+    if (c.tls.ecdsaCertFile.empty() != c.tls.ecdsaKeyFile.empty())
+        r.error("tls.ecdsa_cert_file and tls.ecdsa_key_file must be set together");
+    if (!c.tls.ecdsaCertFile.empty() && c.tls.certFile.empty())
+        r.error("tls.ecdsa_cert_file needs tls.cert_file (the ECDSA chain stands beside the main one)");
 
     std::set<std::string> listenerNames;
     for (const auto& name : parseList(r.str("listeners"))) {

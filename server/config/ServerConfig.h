@@ -74,6 +74,8 @@ struct LimitsConfig {
 struct TlsConfig {
     std::string certFile;
     std::string keyFile;
+    std::string ecdsaCertFile;
+    std::string ecdsaKeyFile;
     std::string minVersion;
     std::string ciphers;
     std::string ciphersuites;

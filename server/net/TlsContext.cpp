@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <atomic>
 #include <cstring>
@@ -144,6 +145,22 @@ int ticketKeyCallback(SSL*, unsigned char* keyName, unsigned char* iv, EVP_CIPHE
     return rc;
 }
 
+// Loads the second (ECDSA) chain into its own slot of the context. Refuses a chain whose
+// key is not EC (it would replace the RSA chain instead of standing beside it) and a key
+// that does not match the certificate.
+void addEcdsaChain(SSL_CTX* ssl, const std::string& certFile, const std::string& keyFile) {
+    if (SSL_CTX_use_certificate_chain_file(ssl, certFile.c_str()) != 1)
+        throw Poco::InvalidArgumentException("tls.ecdsa_cert_file: cannot load '" + certFile + "'", opensslError());
+    X509* leaf = SSL_CTX_get0_certificate(ssl);  // the chain just loaded is the current one
+    EVP_PKEY* pub = leaf ? X509_get0_pubkey(leaf) : nullptr;
+    if (!pub || EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC)
+        throw Poco::InvalidArgumentException("tls.ecdsa_cert_file: '" + certFile + "' is not an ECDSA certificate");
+    if (SSL_CTX_use_PrivateKey_file(ssl, keyFile.c_str(), SSL_FILETYPE_PEM) != 1)
+        throw Poco::InvalidArgumentException("tls.ecdsa_key_file: cannot load '" + keyFile + "'", opensslError());
+    if (SSL_CTX_check_private_key(ssl) != 1)
+        throw Poco::InvalidArgumentException("tls.ecdsa_key_file does not match tls.ecdsa_cert_file", opensslError());
+}
+
 }  // namespace
 
 Poco::Net::Context::Ptr makeServerContext(const TlsSettings& s) {
@@ -166,6 +183,7 @@ Poco::Net::Context::Ptr makeServerContext(const TlsSettings& s) {
     if (SSL_CTX_set_ciphersuites(ssl, suites.c_str()) != 1)
         throw Poco::InvalidArgumentException("tls.ciphersuites: no usable TLS 1.3 suite in '" + suites + "'",
                                              opensslError());
+    if (!s.ecdsaCertFile.empty()) addEcdsaChain(ssl, s.ecdsaCertFile, s.ecdsaKeyFile);
     // POCO passes the groups too, but check them here for a readable error.
     std::string groups = params.ecdhCurve;
     if (SSL_CTX_set1_groups_list(ssl, groups.c_str()) != 1)

@@ -17,6 +17,8 @@ namespace postern::net {
 struct TlsSettings {
     std::string certFile;
     std::string keyFile;
+    std::string ecdsaCertFile;       // optional second chain with an ECDSA key ("" = none)
+    std::string ecdsaKeyFile;
     std::string minVersion = "1.2";  // "1.2" | "1.3"
     std::string ciphers;             // TLS 1.2 cipher list (OpenSSL syntax); empty = DefaultCiphers
     std::string ciphersuites;        // TLS 1.3 suites; empty = DefaultCipherSuites
@@ -35,6 +37,12 @@ inline constexpr const char* DefaultCipherSuites =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 inline constexpr const char* DefaultGroups = "X25519:P-256:P-384";
 
+// Certificates: the RSA (or any) chain of certFile/keyFile, and optionally an ECDSA chain
+// beside it (ecdsaCertFile/ecdsaKeyFile). OpenSSL keeps one chain per key type and picks,
+// per handshake, the one the client's signature algorithms allow (ECDSA first: a P-256
+// signature costs the server a fraction of an RSA-2048 one); old RSA-only clients still
+// get the RSA chain.
+//
 // Throws Poco::Exception with a readable message if the files or settings cannot be used.
 //
 // Session tickets: the ticket keys are process-wide (a SIGHUP reload builds a new context

@@ -2,7 +2,8 @@
 """Privilege separation and TLS operations: serving as root is refused unless allowed; the
 daemon binds, reads its key, then drops to server.user and still delivers and serves mail;
 a world-readable key is refused; SIGHUP reloads certificate and key without dropping the
-sessions in progress; an IPv6 listener on ::1 works."""
+sessions in progress; an ECDSA chain beside the RSA one is served to the clients that
+support it; an IPv6 listener on ::1 works."""
 
 import hashlib
 import os
@@ -22,9 +23,10 @@ ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["pas
 IS_ROOT = os.geteuid() == 0
 
 
-def new_cert(d, cn):
+def new_cert(d, cn, rsa=False):
     cert, key = os.path.join(d, cn + ".crt"), os.path.join(d, cn + ".key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+    keyspec = ["-newkey", "rsa:2048"] if rsa else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    subprocess.run(["openssl", "req", "-x509"] + keyspec + [
                     "-nodes", "-days", "2", "-subj", "/CN=" + cn,
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
                     "-keyout", key, "-out", cert], check=True, stdout=subprocess.DEVNULL,
@@ -33,11 +35,33 @@ def new_cert(d, cn):
     return cert, key
 
 
-def served_cert_digest(port):
+def served_cert_digest(port, context=None):
     """SHA-256 of the certificate the implicit-TLS listener presents."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with tls_context().wrap_socket(raw, server_hostname="localhost") as t:
+        with (context or tls_context()).wrap_socket(raw, server_hostname="localhost") as t:
             return hashlib.sha256(t.getpeercert(binary_form=True)).hexdigest()
+
+
+def tls12_context(ciphers):
+    """A TLS 1.2 client offering only `ciphers`: the cipher's authentication (ECDSA or
+    RSA) decides which of the server's chains it can accept."""
+    ctx = tls_context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def openssl_sigalgs_cert_digest(port, sigalgs):
+    """TLS 1.3 handshake with openssl s_client limited to `sigalgs`; SHA-256 of the
+    certificate it was sent."""
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_3",
+                        "-sigalgs", sigalgs, "-servername", "localhost"],
+                       input=b"", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=20)
+    pem = r.stdout.decode("ascii", "replace")
+    begin = pem.find("-----BEGIN CERTIFICATE-----")
+    end = pem.find("-----END CERTIFICATE-----")
+    check(begin >= 0 and end > begin, "s_client got a certificate:\n" + pem[-2000:])
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem[begin:end + 25])).hexdigest()
 
 
 def file_digest(cert_path):
@@ -134,6 +158,54 @@ def test_sighup_reloads_certificate_without_dropping_sessions():
         p.proc.send_signal(signal.SIGHUP)
         p.log_contains(r"event=tls\.reload result=fail")
         check_eq(served_cert_digest(p.port("submissions")), file_digest(cert2), "still the good certificate")
+
+
+def test_ecdsa_chain_beside_rsa():
+    """tls.ecdsa_cert_file/tls.ecdsa_key_file (test change): an RSA and an ECDSA chain
+    configured together; each client gets the one it supports, ECDSA first; SIGHUP
+    reloads both; a non-ECDSA certificate in the ECDSA slot is refused at start-up."""
+    p = Postern(start=False)
+    rsa_cert, rsa_key = new_cert(p.dir, "rsa", rsa=True)
+    ec_cert, ec_key = new_cert(p.dir, "ecdsa")
+    p.overrides.update({"tls.cert_file": rsa_cert, "tls.key_file": rsa_key,
+                        "tls.ecdsa_cert_file": ec_cert, "tls.ecdsa_key_file": ec_key})
+    with p.start():
+        port = p.port("submissions")
+        check_eq(served_cert_digest(port), file_digest(ec_cert), "a modern client gets the ECDSA chain")
+        check_eq(served_cert_digest(port, tls12_context("ECDHE-RSA-AES128-GCM-SHA256")), file_digest(rsa_cert),
+                 "an RSA-only TLS 1.2 client gets the RSA chain")
+        check_eq(served_cert_digest(port, tls12_context("ECDHE-ECDSA-AES128-GCM-SHA256")), file_digest(ec_cert),
+                 "an ECDSA TLS 1.2 client gets the ECDSA chain")
+        check_eq(openssl_sigalgs_cert_digest(port, "rsa_pss_rsae_sha256:rsa_pkcs1_sha256"), file_digest(rsa_cert),
+                 "TLS 1.3 with RSA signatures only: RSA chain")
+        check_eq(openssl_sigalgs_cert_digest(port, "ecdsa_secp256r1_sha256"), file_digest(ec_cert),
+                 "TLS 1.3 with ECDSA signatures: ECDSA chain")
+        # Mail flows over both (STARTTLS on submission, full session).
+        s = p.submission(ALICE, ALICE_PW)
+        marker, msg = make_message(sender=ALICE, to=ALICE)
+        s.sendmail(ALICE, [ALICE], msg)
+        s.quit()
+        check_eq(len(p.maildir_find(ALICE, marker)), 1, "delivered over the dual-certificate listener")
+        # SIGHUP reloads the ECDSA pair too.
+        ec2_cert, ec2_key = new_cert(p.dir, "ecdsa2")
+        shutil.copy(ec2_cert, ec_cert)
+        shutil.copy(ec2_key, ec_key)
+        p.proc.send_signal(signal.SIGHUP)
+        p.log_contains(r"event=tls\.reload result=ok")
+        check_eq(served_cert_digest(port), file_digest(ec2_cert), "new ECDSA certificate after SIGHUP")
+        check_eq(served_cert_digest(port, tls12_context("ECDHE-RSA-AES128-GCM-SHA256")), file_digest(rsa_cert),
+                 "RSA chain still served after SIGHUP")
+
+    # An RSA certificate in the ECDSA slot would silently replace the RSA chain: refused.
+    q = Postern(start=False)
+    r2_cert, r2_key = new_cert(q.dir, "rsa2", rsa=True)
+    q.overrides.update({"tls.ecdsa_cert_file": r2_cert, "tls.ecdsa_key_file": r2_key})
+    try:
+        q.start()
+        raise AssertionError("an RSA certificate was accepted as tls.ecdsa_cert_file")
+    except TestFailure:
+        pass
+    check("is not an ECDSA certificate" in q.log_text(), "names the problem:\n" + q.tail())
 
 
 def test_ipv6_listener():
