@@ -29,6 +29,7 @@
 #include "store/MaildirStore.h"
 #include "store/SpoolSink.h"
 #include "delivery/DeliveryService.h"
+#include "delivery/BounceSender.h"
 
 #include <Poco/ErrorHandler.h>
 #include <Poco/File.h>
@@ -346,6 +347,12 @@ int PosternServer::serve() {
     queue::OutboundQueue outQueue(cfg.queueDir, queue::QueueLimits{cfg.queueMaxSize, cfg.queueMaxMessages});
     if (auto removed = outQueue.recover()) serverLog().notice("event=queue.recover removed=%z", removed);
     store::SpoolSink sink(mailStore, outQueue);
+    // DSN "delivered" reports (RFC 3461 NOTIFY=SUCCESS) for local recipients, through the
+    // sink once the message is stored (also with delivery.enabled=false).
+    delivery::BounceSender successReports(sink, facade, cfg.hostname);
+    sink.setDeliveredHook([&successReports](const core::Envelope& e, const std::string& id, const std::string& path) {
+        successReports.sendDelivered(e, id, path);
+    });
     // Outbound delivery: after the sink (bounces go through it); reads the smarthost
     // password file now, while still privileged. delivery.enabled=false: nothing is sent.
     std::unique_ptr<delivery::DeliveryService> deliveryService;

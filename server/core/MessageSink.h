@@ -3,8 +3,10 @@
 #pragma once
 
 #include "core/ClientAddress.h"
+#include "core/DsnRequest.h"
 
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +21,12 @@ struct Envelope {
     ClientAddress client;
     std::string heloName;
     std::string authUser;                        // "" if not authenticated
+    // DSN requests (RFC 3461): RET/ENVID; NOTIFY/ORCPT per remote recipient (only those
+    // that have any); the local recipients that asked for a success report, as
+    // (RCPT address, its NOTIFY/ORCPT): told "delivered" once the message is stored.
+    MessageDsn dsn;
+    std::map<std::string, RecipientDsn> remoteDsn;
+    std::vector<std::pair<std::string, RecipientDsn>> localSuccessDsn;
 };
 
 enum class SinkStatus {

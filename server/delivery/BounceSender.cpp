@@ -25,7 +25,10 @@ std::string lower(std::string s) {
 BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, const std::string& originalData,
                                         DsnAction action, const std::vector<DsnRecipient>& recipients,
                                         std::chrono::system_clock::time_point willRetryUntil) {
-    const char* kind = action == DsnAction::Failed ? "bounce" : "delay";
+    const char* kind = action == DsnAction::Failed    ? "bounce"
+                       : action == DsnAction::Delayed ? "delay"
+                       : action == DsnAction::Relayed ? "relayed"
+                                                      : "delivered";
     // RFC 5321 4.5.5 / RFC 3464: notifications are about mail from a real sender only;
     // a DSN (null sender) that fails is dropped, never answered with another DSN.
     if (original.sender.empty()) {
@@ -73,11 +76,19 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     in.now = std::chrono::system_clock::now();
     in.willRetryUntil = willRetryUntil;
     in.recipients = recipients;
+    for (auto& r : in.recipients) {
+        core::RecipientDsn d = original.dsnFor(r.address);
+        if (r.originalRecipient.empty() && !d.orcptType.empty()) r.originalRecipient = d.orcptType + ";" + d.orcpt;
+    }
+    in.envelopeId = original.dsn.envid;
     in.originalHeaders = headerSection(data);
+    // RFC 3461 4.3: RET=FULL returns the whole message; HDRS and no RET the header section.
+    if (original.dsn.ret == core::DsnRet::Full && !data.empty()) in.originalMessage = data;
+    const std::string& attached = in.originalMessage.empty() ? in.originalHeaders : in.originalMessage;
     thread_local std::mt19937_64 rng{std::random_device{}()};
     do {
         in.boundary = original.id + "/" + std::to_string(rng()) + "/" + hostname_;
-    } while (in.originalHeaders.find(in.boundary) != std::string::npos);
+    } while (attached.find(in.boundary) != std::string::npos);
     std::string dsn = formatDsn(in);
 
     core::SinkStatus status = core::SinkStatus::TempFail;
@@ -89,6 +100,33 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     logger().information("s=" + original.id + " event=dsn.sent kind=" + std::string(kind) + " to=<" +
                          original.sender + "> id=" + r.queueId + " recipients=" + std::to_string(recipients.size()));
     return Result::Sent;
+}
+
+BounceSender::Result BounceSender::sendDelivered(const core::Envelope& envelope, const std::string& queueId,
+                                                 const std::string& dataPath) {
+    queue::QueueEnvelope original;
+    original.id = queueId;
+    original.arrival = std::chrono::system_clock::now();
+    original.sender = envelope.sender;
+    original.sessionId = envelope.sessionId;
+    original.dsn = envelope.dsn;
+    std::vector<DsnRecipient> recipients;
+    for (const auto& [address, d] : envelope.localSuccessDsn) {
+        original.recipients.push_back(address);
+        original.recipientDsn[address] = d;
+        DsnRecipient r;
+        r.address = address;
+        r.status = "2.0.0";
+        r.diagnostic = "delivered to mailbox";
+        r.diagnosticIsSmtp = false;
+        recipients.push_back(std::move(r));
+    }
+    if (recipients.empty()) return Result::Dropped;
+    Result r = send(original, dataPath, DsnAction::Delivered, recipients, original.arrival);
+    if (r == Result::TempFail)
+        logger().error("s=" + queueId + " event=dsn.fail kind=delivered to=<" + envelope.sender +
+                       "> (the message is delivered; its success report is lost)");
+    return r;
 }
 
 }  // namespace postern::delivery

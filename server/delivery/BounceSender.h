@@ -26,10 +26,16 @@ public:
         TempFail,    // directory or sink could not answer now: keep the recipients, retry
     };
 
-    // `originalData`: path of the original message (its header section is attached).
+    // `originalData`: path of the original message (its header section is attached, or
+    // the whole message for RET=FULL). ENVID and each recipient's ORCPT come from the
+    // original's DSN request (the caller filters the recipients by NOTIFY).
     virtual Result send(const queue::QueueEnvelope& original, const std::string& originalData, DsnAction action,
                         const std::vector<DsnRecipient>& recipients,
                         std::chrono::system_clock::time_point willRetryUntil);
+
+    // SpoolSink's delivered hook: the "delivered" report (RFC 3461 NOTIFY=SUCCESS) for the
+    // local recipients of `envelope` that asked for it, stored at `queueId`.
+    Result sendDelivered(const core::Envelope& envelope, const std::string& queueId, const std::string& dataPath);
 
 private:
     core::MessageSink& sink_;

@@ -151,6 +151,7 @@ struct DeliveryAgent::Outcome {
     std::string relay = "none";
     std::string remoteHost;
     bool tls = false;
+    bool dsnPassedOn = false;  // the next hop offers DSN and got NOTIFY/ORCPT (RFC 3461 5.2)
 };
 
 DeliveryAgent::DeliveryAgent(const config::DeliveryConfig& config, std::string hostname, queue::OutboundQueue& queue,
@@ -217,7 +218,12 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
         return;
     }
     std::vector<std::string> recipients;
-    for (auto i : indexes) recipients.push_back(envelope.recipients[i]);
+    OutboundDsn dsn;
+    dsn.message = envelope.dsn;
+    for (auto i : indexes) {
+        recipients.push_back(envelope.recipients[i]);
+        dsn.recipients.push_back(envelope.dsnFor(envelope.recipients[i]));
+    }
 
     SmtpReply lastFailure = SmtpReply::local("no address to try");
     std::string lastRelay = "none";
@@ -245,7 +251,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                 }
                 client = fresh;
             }
-            std::vector<SmtpReply> replies = client->send(envelope.sender, recipients, message);
+            std::vector<SmtpReply> replies = client->send(envelope.sender, recipients, message, &dsn);
             for (std::size_t k = 0; k < indexes.size(); ++k) {
                 Outcome& o = outcomes[indexes[k]];
                 o.reply = replies[k];
@@ -253,6 +259,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                 o.relay = client->relay();
                 o.remoteHost = host.name;
                 o.tls = client->tlsActive();
+                o.dsnPassedOn = client->dsnOffered();
                 o.kind = replies[k].isPositive() ? Outcome::Kind::Delivered
                        : replies[k].isPermanent() ? Outcome::Kind::Perm : Outcome::Kind::Temp;
             }
@@ -349,7 +356,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
         Outcome& o = outcomes[i];
         if (o.kind == Outcome::Kind::Delivered || o.kind == Outcome::Kind::Pending) continue;
-        DsnRecipient d{envelope.recipients[i], o.status, o.remoteHost, o.reply.text(), o.reply.code != 0};
+        DsnRecipient d{envelope.recipients[i], o.status, o.remoteHost, o.reply.text(), o.reply.code != 0, {}};
         if (o.kind == Outcome::Kind::Temp && expired) {
             d.status = "4.4.7";
             if (d.diagnostic.empty()) d.diagnostic = "delivery time expired";
@@ -365,14 +372,24 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
             delayed.push_back(d);
         }
     }
-    if (!failed.empty()) {
-        BounceSender::Result r = bounces_.send(envelope, message.path, DsnAction::Failed, failed, expiry);
+    // RFC 3461 4.1: a failure report only for recipients whose NOTIFY has FAILURE (or
+    // who gave no NOTIFY); the others are dropped from the queue all the same.
+    std::vector<DsnRecipient> toReport;
+    for (const auto& d : failed)
+        if (envelope.dsnFor(d.address).wantsFailure()) toReport.push_back(d);
+    if (toReport.size() < failed.size())
+        logger().information("s=" + id + " event=dsn.skip kind=bounce reason=notify recipients=" +
+                             std::to_string(failed.size() - toReport.size()));
+    if (!toReport.empty()) {
+        BounceSender::Result r = bounces_.send(envelope, message.path, DsnAction::Failed, toReport, expiry);
         if (r == BounceSender::Result::TempFail) {
             // Nobody was told yet: keep the recipients and try again later.
             logger().warning("s=" + id + " event=dsn.defer reason=sink_or_directory_unavailable");
-            for (const auto& d : failed) delayed.push_back(d);
-            bounced.clear();
-            if (lastError.empty()) lastError = failed.front().diagnostic;
+            for (const auto& d : toReport) {
+                delayed.push_back(d);
+                bounced.erase(d.address);
+            }
+            if (lastError.empty()) lastError = toReport.front().diagnostic;
         }
     }
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
@@ -386,13 +403,31 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                              " delay=" + std::to_string(delay) + "s");
     }
 
-    // Delay warning (once), for recipients still waiting.
+    // Delay warning (once), for recipients still waiting whose NOTIFY has DELAY (or who
+    // gave no NOTIFY, RFC 3461 4.1).
+    delayed.erase(std::remove_if(delayed.begin(), delayed.end(),
+                                 [&](const DsnRecipient& d) { return !envelope.dsnFor(d.address).wantsDelay(); }),
+                  delayed.end());
     bool warnNow = false;
     if (config_.delayWarning.count() > 0 && !envelope.warned && !delayed.empty() && !envelope.sender.empty() &&
         end >= envelope.arrival + config_.delayWarning) {
         warnNow = bounces_.send(envelope, message.path, DsnAction::Delayed, delayed, expiry) ==
                   BounceSender::Result::Sent;
     }
+
+    // NOTIFY=SUCCESS to a next hop without DSN: we report "relayed" (RFC 3461 5.2.2);
+    // a next hop with DSN got NOTIFY and reports itself.
+    std::vector<DsnRecipient> relayed;
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        const Outcome& o = outcomes[i];
+        if (o.kind != Outcome::Kind::Delivered || o.dsnPassedOn) continue;
+        if (!envelope.dsnFor(envelope.recipients[i]).wantsSuccess()) continue;
+        relayed.push_back(DsnRecipient{envelope.recipients[i], o.status.empty() || o.status[0] != '2' ? "2.0.0" : o.status,
+                                       o.remoteHost, o.reply.text(), o.reply.code != 0, {}});
+    }
+    if (!relayed.empty() &&
+        bounces_.send(envelope, message.path, DsnAction::Relayed, relayed, expiry) == BounceSender::Result::TempFail)
+        logger().error("s=" + id + " event=dsn.fail kind=relayed (the message is delivered; its success report is lost)");
 
     // One durable update: bounced recipients out, retry time and error in.
     auto after = queue_.modifyEnvelope(id, [&](queue::QueueEnvelope& e) {

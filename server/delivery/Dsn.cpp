@@ -1,5 +1,7 @@
 #include "delivery/Dsn.h"
 
+#include "smtpproto/Xtext.h"
+
 #include <ctime>
 
 namespace postern::delivery {
@@ -14,6 +16,43 @@ std::string clean(const std::string& s, std::size_t max = 700) {
         out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
     }
     return out;
+}
+
+// ENVID / ORCPT values: as they are when printable ASCII, else in xtext (RFC 3461 4.2).
+std::string reportValue(const std::string& s, std::size_t max = 600) {
+    bool printable = true;
+    for (unsigned char c : s) printable = printable && c >= 0x20 && c < 0x7f;
+    return clean(printable ? s : smtp::encodeXtext(s), max);
+}
+
+const char* actionName(DsnAction a) {
+    switch (a) {
+    case DsnAction::Failed: return "failed";
+    case DsnAction::Delayed: return "delayed";
+    case DsnAction::Delivered: return "delivered";
+    case DsnAction::Relayed: return "relayed";
+    }
+    return "failed";
+}
+
+const char* subjectFor(DsnAction a) {
+    switch (a) {
+    case DsnAction::Failed: return "Undelivered Mail Returned to Sender";
+    case DsnAction::Delayed: return "Delayed Mail (still being retried)";
+    case DsnAction::Delivered:
+    case DsnAction::Relayed: return "Successful Mail Delivery Report";
+    }
+    return "";
+}
+
+const char* idSuffix(DsnAction a) {
+    switch (a) {
+    case DsnAction::Failed: return ".bounce";
+    case DsnAction::Delayed: return ".delay";
+    case DsnAction::Delivered: return ".delivered";
+    case DsnAction::Relayed: return ".relayed";
+    }
+    return "";
 }
 
 }  // namespace
@@ -41,16 +80,16 @@ std::string headerSection(const std::string& message, std::size_t maxBytes) {
 
 std::string formatDsn(const DsnInput& in) {
     const bool failed = in.action == DsnAction::Failed;
+    const bool success = in.action == DsnAction::Delivered || in.action == DsnAction::Relayed;
     const std::string crlf = "\r\n";
     std::string m;
     m += "From: Mail Delivery System <MAILER-DAEMON@" + in.reportingMta + ">" + crlf;
     m += "To: <" + clean(in.originalSender) + ">" + crlf;
-    m += std::string("Subject: ") +
-         (failed ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)") + crlf;
+    m += std::string("Subject: ") + subjectFor(in.action) + crlf;
     m += "Date: " + rfc5322Date(in.now) + crlf;
     m += "Message-ID: <" + in.queueId + "." + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
                                                                  in.now.time_since_epoch()).count()) +
-         (failed ? ".bounce" : ".delay") + "@" + in.reportingMta + ">" + crlf;
+         idSuffix(in.action) + "@" + in.reportingMta + ">" + crlf;
     // RFC 3834 5: automatic responses are marked, so auto-responders do not answer them.
     m += "Auto-Submitted: auto-replied" + crlf;
     m += "MIME-Version: 1.0" + crlf;
@@ -68,6 +107,13 @@ std::string formatDsn(const DsnInput& in) {
     if (failed) {
         m += "I'm sorry to have to inform you that your message could not" + crlf;
         m += "be delivered to one or more recipients. It's attached below." + crlf + crlf;
+    } else if (in.action == DsnAction::Delivered) {
+        m += "Your message was successfully delivered to the destination(s)" + crlf;
+        m += "listed below, as you asked for with NOTIFY=SUCCESS." + crlf + crlf;
+    } else if (in.action == DsnAction::Relayed) {
+        m += "Your message was successfully relayed to the destination(s) listed" + crlf;
+        m += "below. The next system does not offer delivery status notifications," + crlf;
+        m += "so you may not hear of the final delivery." + crlf + crlf;
     } else {
         m += "####################################################################" + crlf;
         m += "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #" + crlf;
@@ -83,28 +129,40 @@ std::string formatDsn(const DsnInput& in) {
     m += "--" + in.boundary + crlf;
     m += "Content-Description: Delivery report" + crlf;
     m += "Content-Type: message/delivery-status" + crlf + crlf;
+    if (!in.envelopeId.empty()) m += "Original-Envelope-Id: " + reportValue(in.envelopeId, 200) + crlf;
     m += "Reporting-MTA: dns; " + in.reportingMta + crlf;
     m += "X-Postern-Queue-ID: " + in.queueId + crlf;
     m += "Arrival-Date: " + rfc5322Date(in.arrival) + crlf;
     for (const auto& r : in.recipients) {
         m += crlf;
+        if (!r.originalRecipient.empty()) m += "Original-Recipient: " + reportValue(r.originalRecipient) + crlf;
         m += "Final-Recipient: rfc822; " + clean(r.address) + crlf;
-        m += std::string("Action: ") + (failed ? "failed" : "delayed") + crlf;
+        m += std::string("Action: ") + actionName(in.action) + crlf;
         m += "Status: " + clean(r.status, 16) + crlf;
         if (!r.remoteMta.empty()) m += "Remote-MTA: dns; " + clean(r.remoteMta, 255) + crlf;
         if (!r.diagnostic.empty())
             m += std::string("Diagnostic-Code: ") + (r.diagnosticIsSmtp ? "smtp; " : "X-Postern; ") +
                  clean(r.diagnostic) + crlf;
         m += "Last-Attempt-Date: " + rfc5322Date(in.now) + crlf;
-        if (!failed) m += "Will-Retry-Until: " + rfc5322Date(in.willRetryUntil) + crlf;
+        if (in.action == DsnAction::Delayed) m += "Will-Retry-Until: " + rfc5322Date(in.willRetryUntil) + crlf;
     }
     m += crlf;
 
-    // Part 3: the original header (RFC 6522 / RFC 3462 text/rfc822-headers).
+    // Part 3: the original header (RFC 6522 / RFC 3462 text/rfc822-headers), or the whole
+    // message for RET=FULL (RFC 3461 4.3, RFC 3464 2: message/rfc822).
+    const char* what = failed ? "Undelivered Message" : success ? "Message" : "Delayed Message";
     m += "--" + in.boundary + crlf;
-    m += "Content-Description: Undelivered Message Headers" + crlf;
-    m += "Content-Type: text/rfc822-headers" + crlf + crlf;
-    m += in.originalHeaders;
+    if (!in.originalMessage.empty()) {
+        m += std::string("Content-Description: ") + what + crlf;
+        m += "Content-Type: message/rfc822" + crlf + crlf;
+        m += in.originalMessage;
+        if (in.originalMessage.size() < 2 || in.originalMessage.compare(in.originalMessage.size() - 2, 2, crlf) != 0)
+            m += crlf;
+    } else {
+        m += std::string("Content-Description: ") + what + " Headers" + crlf;
+        m += "Content-Type: text/rfc822-headers" + crlf + crlf;
+        m += in.originalHeaders;
+    }
     m += crlf + "--" + in.boundary + "--" + crlf;
     return m;
 }

@@ -1,6 +1,8 @@
 // Delivery status notifications (RFC 3464) as sent by this MTA: multipart/report with a
 // human-readable part, message/delivery-status and the original header as
-// text/rfc822-headers (RFC 6522). Bounces (Action: failed) and delay warnings (delayed).
+// text/rfc822-headers (RFC 6522) or, for RET=FULL, the whole message as message/rfc822.
+// Bounces (Action: failed), delay warnings (delayed) and, for NOTIFY=SUCCESS (RFC 3461),
+// success reports: delivered (stored here) and relayed (passed to a next hop without DSN).
 #pragma once
 
 #include <chrono>
@@ -9,7 +11,7 @@
 
 namespace postern::delivery {
 
-enum class DsnAction { Failed, Delayed };
+enum class DsnAction { Failed, Delayed, Delivered, Relayed };
 
 struct DsnRecipient {
     std::string address;      // Final-Recipient: rfc822; <address>
@@ -17,6 +19,7 @@ struct DsnRecipient {
     std::string remoteMta;    // host name for Remote-MTA: dns; (empty: none)
     std::string diagnostic;   // remote reply "550 5.1.1 ..." (Diagnostic-Code: smtp;) or
     bool diagnosticIsSmtp = true;  //   a local reason (Diagnostic-Code: X-Postern;)
+    std::string originalRecipient; // ORCPT: "rfc822;a@b" (Original-Recipient:; empty: none)
 };
 
 struct DsnInput {
@@ -29,11 +32,16 @@ struct DsnInput {
     std::chrono::system_clock::time_point willRetryUntil;  // Delayed only: arrival + lifetime
     std::vector<DsnRecipient> recipients;
     std::string originalHeaders;   // header section of the original, CRLF lines
+    std::string envelopeId;        // ENVID, decoded (Original-Envelope-Id:; empty: none)
+    // RET=FULL: the whole original message (attached as message/rfc822 instead of its
+    // header section); empty: the header section is attached.
+    std::string originalMessage;
     std::string boundary;          // MIME boundary; must not occur in the headers
 };
 
 // The complete message (CRLF line ends), ready to be stored. Every header and
-// delivery-status field is ASCII; control characters in remote replies are replaced.
+// delivery-status field is ASCII; control characters in remote replies are replaced;
+// an ENVID or ORCPT that is not printable ASCII is shown as xtext.
 std::string formatDsn(const DsnInput& input);
 
 // RFC 5322 3.3 date-time ("Fri, 27 Nov 2026 12:00:00 +0000").

@@ -1,6 +1,8 @@
 #include "delivery/SmtpClient.h"
 
 #include "sasl/Base64.h"
+#include "smtpproto/DsnParams.h"
+#include "smtpproto/Xtext.h"
 
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SecureStreamSocket.h>
@@ -25,6 +27,22 @@ Poco::Timespan span(Millis ms) { return Poco::Timespan(static_cast<Poco::Timespa
 std::string upper(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
     return s;
+}
+
+// " RET=HDRS ENVID=..." for MAIL (RFC 3461 4.3, 4.4); "" when nothing was asked.
+std::string dsnMailParams(const core::MessageDsn& d) {
+    std::string out;
+    if (d.ret != core::DsnRet::Unspecified) out += " RET=" + smtp::formatRet(d.ret);
+    if (!d.envid.empty()) out += " ENVID=" + smtp::encodeXtext(d.envid);
+    return out;
+}
+
+// " NOTIFY=... ORCPT=type;xtext" for RCPT (RFC 3461 4.1, 4.2).
+std::string dsnRcptParams(const core::RecipientDsn& d) {
+    std::string out;
+    if (d.notify != 0) out += " NOTIFY=" + smtp::formatNotify(d.notify);
+    if (!d.orcptType.empty()) out += " ORCPT=" + d.orcptType + ";" + smtp::encodeXtext(d.orcpt);
+    return out;
 }
 
 }  // namespace
@@ -122,6 +140,7 @@ SmtpReply SmtpClient::command(const std::string& line, Millis timeout) {
 
 SmtpReply SmtpClient::hello() {
     extended_ = pipelining_ = sizeOffered_ = eightBitMime_ = startTls_ = authPlain_ = authLogin_ = false;
+    dsn_ = false;
     sizeLimit_ = 0;
     SmtpReply r = command("EHLO " + settings_.heloName, settings_.mailTimeout);
     if (r.code == 0) return r;
@@ -138,6 +157,7 @@ SmtpReply SmtpClient::hello() {
         std::string params = keyword.size() < line.size() ? line.substr(keyword.size() + 1) : "";
         if (keyword == "PIPELINING") pipelining_ = true;
         else if (keyword == "8BITMIME") eightBitMime_ = true;
+        else if (keyword == "DSN") dsn_ = true;
         else if (keyword == "STARTTLS") startTls_ = true;
         else if (keyword == "SIZE") {
             sizeOffered_ = true;
@@ -295,7 +315,7 @@ bool SmtpClient::sendMessage(const MessageData& message) {
 }
 
 std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::vector<std::string>& recipients,
-                                        const MessageData& message) {
+                                        const MessageData& message, const OutboundDsn* dsn) {
     std::vector<SmtpReply> out(recipients.size());
     auto all = [&](const SmtpReply& r) {
         for (auto& o : out) o = r;
@@ -315,13 +335,20 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
     // RFC 6152: declare 8-bit content when the server knows the extension. Without it
     // the message goes as is (as most MTAs do) rather than being converted.
     if (message.eightBit && eightBitMime_) mail += " BODY=8BITMIME";
+    const bool passDsn = dsn && dsn_;
+    if (passDsn) mail += dsnMailParams(dsn->message);
+    auto rcptLine = [&](std::size_t i) {
+        std::string line = "RCPT TO:<" + recipients[i] + ">";
+        if (passDsn && i < dsn->recipients.size()) line += dsnRcptParams(dsn->recipients[i]);
+        return line;
+    };
 
     SmtpReply mailReply, dataReply;
     std::vector<SmtpReply> rcptReplies;
     if (pipelining_) {
         // RFC 2920 3.1: MAIL, RCPT... and DATA in one group; DATA ends the group.
         std::string batch = mail + "\r\n";
-        for (const auto& r : recipients) batch += "RCPT TO:<" + r + ">\r\n";
+        for (std::size_t i = 0; i < recipients.size(); ++i) batch += rcptLine(i) + "\r\n";
         batch += "DATA\r\n";
         if (!sendAll(batch, settings_.mailTimeout)) return all(broken("lost connection with " + relay_ + " while sending"));
         mailReply = readReply(settings_.mailTimeout);
@@ -331,8 +358,8 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
     } else {
         mailReply = command(mail, settings_.mailTimeout);
         if (!mailReply.isPositive()) return all(mailReply);
-        for (const auto& r : recipients) {
-            rcptReplies.push_back(command("RCPT TO:<" + r + ">", settings_.rcptTimeout));
+        for (std::size_t i = 0; i < recipients.size(); ++i) {
+            rcptReplies.push_back(command(rcptLine(i), settings_.rcptTimeout));
             if (!usable_) break;
         }
         rcptReplies.resize(recipients.size(), rcptReplies.empty() ? mailReply : rcptReplies.back());

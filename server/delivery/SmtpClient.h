@@ -4,6 +4,7 @@
 #pragma once
 
 #include "config/ServerConfig.h"
+#include "core/DsnRequest.h"
 #include "delivery/SmtpReply.h"
 
 #include <Poco/Net/Context.h>
@@ -46,6 +47,13 @@ struct MessageData {
     bool eightBit = false;  // any octet > 127 (BODY=8BITMIME when offered)
 };
 
+// DSN requests to pass on (RFC 3461 5.2.1): RET/ENVID on MAIL, NOTIFY/ORCPT on each RCPT,
+// sent only to a next hop that offers DSN.
+struct OutboundDsn {
+    core::MessageDsn message;
+    std::vector<core::RecipientDsn> recipients;  // parallel to send()'s recipients, or empty
+};
+
 // One connection to one remote host. Not thread-safe (one worker owns it). Blocking; every
 // wait is bounded by a timeout from ClientSettings. No exception leaves a public method.
 class SmtpClient {
@@ -70,8 +78,9 @@ public:
     // delivered (the final-dot reply), else the reply that decided it (MAIL, RCPT, DATA,
     // final dot, or code 0 when the connection broke). A message over the server's SIZE
     // limit is not sent: every recipient gets a local 552 5.3.4.
+    // `dsn`: DSN parameters, added to MAIL/RCPT when the server offers DSN (dsnOffered()).
     std::vector<SmtpReply> send(const std::string& sender, const std::vector<std::string>& recipients,
-                                const MessageData& message);
+                                const MessageData& message, const OutboundDsn* dsn = nullptr);
 
     // RSET between transactions on a reused connection. false: the connection is unusable.
     bool reset();
@@ -84,6 +93,7 @@ public:
     bool usable() const { return usable_; }
     bool tlsActive() const { return tls_; }
     bool tlsHandshakeFailed() const { return tlsHandshakeFailed_; }
+    bool dsnOffered() const { return dsn_; }  // EHLO listed DSN (RFC 3461)
     // "mx1.example.net[192.0.2.1]:25" for logs and DSN Remote-MTA.
     const std::string& relay() const { return relay_; }
     const std::string& hostName() const { return hostName_; }
@@ -116,6 +126,7 @@ private:
     bool sizeOffered_ = false;
     std::uint64_t sizeLimit_ = 0;  // 0 = no fixed limit
     bool eightBitMime_ = false;
+    bool dsn_ = false;
     bool startTls_ = false;
     bool authPlain_ = false;
     bool authLogin_ = false;

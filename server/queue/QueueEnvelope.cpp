@@ -1,5 +1,8 @@
 #include "queue/QueueEnvelope.h"
 
+#include "smtpproto/DsnParams.h"
+#include "smtpproto/Xtext.h"
+
 #include <charconv>
 
 namespace postern::queue {
@@ -25,6 +28,43 @@ bool parseNumber(std::string_view s, T& out) {
     return ec == std::errc() && p == s.data() + s.size();
 }
 
+// "notify=SUCCESS,FAILURE orcpt=rfc822;a+40b" (attributes optional, space-separated).
+std::string formatRecipientDsn(const core::RecipientDsn& d) {
+    std::string out;
+    if (d.notify != 0) out += "notify=" + smtp::formatNotify(d.notify);
+    if (!d.orcptType.empty()) {
+        if (!out.empty()) out += ' ';
+        out += "orcpt=" + smtp::encodeXtext(d.orcptType) + ";" + smtp::encodeXtext(d.orcpt);
+    }
+    return out;
+}
+
+// "<index> <attributes>"; false if malformed (the line is then ignored).
+bool parseRecipientDsn(std::string_view value, std::size_t& index, core::RecipientDsn& d) {
+    auto sp = value.find(' ');
+    if (!parseNumber(value.substr(0, sp), index)) return false;
+    std::string_view rest = sp == std::string_view::npos ? std::string_view() : value.substr(sp + 1);
+    while (!rest.empty()) {
+        auto end = rest.find(' ');
+        std::string_view attr = rest.substr(0, end);
+        rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
+        if (attr.rfind("notify=", 0) == 0) {
+            d.notify = smtp::parseNotify(attr.substr(7));
+            if (d.notify == 0) return false;
+        } else if (attr.rfind("orcpt=", 0) == 0) {
+            std::string_view v = attr.substr(6);
+            auto semi = v.find(';');
+            if (semi == std::string_view::npos) return false;
+            auto type = smtp::decodeXtext(v.substr(0, semi));
+            auto addr = smtp::decodeXtext(v.substr(semi + 1));
+            if (!type || !addr || type->empty()) return false;
+            d.orcptType = *type;
+            d.orcpt = *addr;
+        }  // unknown attributes: ignored (a later writer may add some)
+    }
+    return true;
+}
+
 }  // namespace
 
 std::optional<std::string> formatQueueEnvelope(const QueueEnvelope& e) {
@@ -48,12 +88,20 @@ std::optional<std::string> formatQueueEnvelope(const QueueEnvelope& e) {
     field("last-error", e.lastError);
     if (e.hold) field("hold", "1");
     if (e.warned) field("warned", "1");
+    if (e.dsn.ret != core::DsnRet::Unspecified) field("dsn-ret", smtp::formatRet(e.dsn.ret));
+    if (!e.dsn.envid.empty()) field("dsn-envid", smtp::encodeXtext(e.dsn.envid));
+    for (std::size_t i = 0; i < e.recipients.size(); ++i) {
+        auto it = e.recipientDsn.find(e.recipients[i]);
+        if (it != e.recipientDsn.end() && !it->second.empty())
+            field("dsn-rcpt", std::to_string(i) + " " + formatRecipientDsn(it->second));
+    }
     if (!ok || e.id.empty() || e.recipients.empty()) return std::nullopt;
     return out;
 }
 
 std::optional<QueueEnvelope> parseQueueEnvelope(std::string_view text) {
     QueueEnvelope e;
+    std::vector<std::pair<std::size_t, core::RecipientDsn>> rcptDsn;
     bool sawMagic = false, sawId = false, sawArrival = false, sawSender = false;
     bool first = true;
     while (!text.empty()) {
@@ -106,10 +154,23 @@ std::optional<QueueEnvelope> parseQueueEnvelope(std::string_view text) {
             e.hold = value == "1";
         } else if (key == "warned") {
             e.warned = value == "1";
+        } else if (key == "dsn-ret") {
+            e.dsn.ret = value == "FULL" ? core::DsnRet::Full
+                      : value == "HDRS" ? core::DsnRet::Headers
+                                        : core::DsnRet::Unspecified;
+        } else if (key == "dsn-envid") {
+            // A DSN request that cannot be read is dropped, never the message.
+            if (auto envid = smtp::decodeXtext(value)) e.dsn.envid = *envid;
+        } else if (key == "dsn-rcpt") {
+            std::size_t index = 0;
+            core::RecipientDsn d;
+            if (parseRecipientDsn(value, index, d)) rcptDsn.emplace_back(index, std::move(d));
         }
         // Unknown keywords: ignored, so a newer writer can add fields.
     }
     if (!sawMagic || !sawId || !sawArrival || !sawSender || e.recipients.empty()) return std::nullopt;
+    for (auto& [index, d] : rcptDsn)
+        if (index < e.recipients.size() && !d.empty()) e.recipientDsn[e.recipients[index]] = std::move(d);
     return e;
 }
 

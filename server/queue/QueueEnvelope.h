@@ -2,8 +2,11 @@
 // next to the data file; see OutboundQueue.h for the directory layout).
 #pragma once
 
+#include "core/DsnRequest.h"
+
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,7 +32,18 @@ namespace postern::queue {
 //   last-error                            text of the last temporary failure (may be empty)
 //   hold 1                                optional: posternctl queue hold; the runner skips it
 //   warned 1                              optional: a "delayed" DSN was sent already
+//   dsn-ret HDRS                          optional: RET= of MAIL (FULL or HDRS), RFC 3461
+//   dsn-envid abc+2Bdef                   optional: ENVID= of MAIL, as xtext
+//   dsn-rcpt 0 notify=SUCCESS,FAILURE orcpt=rfc822;a+40b
+//                                         optional, per recipient: NOTIFY/ORCPT of the
+//                                         recipient line number <n> (0 = first "recipient"
+//                                         line of this file); each attribute optional
 //
+// The DSN lines are separate optional keywords, so a version-1 reader without them still
+// reads the file (it delivers without the DSN requests) and the version stays 1. A
+// recipient is named by its index rather than by its address: an address may contain
+// spaces (quoted local part), an index is one token; the writer numbers the recipients
+// it writes, so removing delivered ones renumbers consistently.
 // Readers ignore unknown keywords (a later writer may add fields) but refuse a missing
 // magic line, a different version, a missing id/arrival/sender or no recipient.
 // A delivery worker updates attempts/next-attempt/last-error by writing a new envelope
@@ -48,6 +62,15 @@ struct QueueEnvelope {
     std::string lastError;
     bool hold = false;    // written only when set (older readers ignore the keyword)
     bool warned = false;  // delay warning sent; written only when set
+    core::MessageDsn dsn;  // RET/ENVID; written only when set
+    // NOTIFY/ORCPT by recipient address; entries for addresses not in `recipients` are
+    // ignored (not written).
+    std::map<std::string, core::RecipientDsn> recipientDsn;
+    // The DSN request of `recipient` (empty: none given).
+    core::RecipientDsn dsnFor(const std::string& recipient) const {
+        auto it = recipientDsn.find(recipient);
+        return it == recipientDsn.end() ? core::RecipientDsn{} : it->second;
+    }
 };
 
 constexpr int QueueEnvelopeVersion = 1;

@@ -82,6 +82,9 @@ struct SmtpSession::Transaction {
     std::set<std::string> seenMailboxes;
     std::set<std::string> seenRemote;
     bool relayedByGrant = false;
+    core::MessageDsn dsn;                                    // RET/ENVID of MAIL
+    std::map<std::string, core::RecipientDsn> remoteDsn;     // NOTIFY/ORCPT by forward-path
+    std::vector<std::pair<std::string, core::RecipientDsn>> localSuccessDsn;
 };
 
 struct SmtpSession::DataState {
@@ -218,6 +221,7 @@ SmtpOutput SmtpSession::onLine(std::string_view line) {
 
     CommandOptions opts;
     opts.maxLineLength = settings_.maxCommandLength;
+    opts.dsn = extended_;  // DSN parameters only after EHLO, where DSN is advertised
     const Command cmd = parseCommand(line, opts);  // the only parse of this line
     const CommandRule* rule = ruleFor(cmd.verb);
     const bool inSequence = rule && (rule->allowed & bit(state_)) != 0;
@@ -254,7 +258,7 @@ SmtpOutput SmtpSession::greet(std::string_view arg, bool extended) {
     heloName_ = sanitize(arg);
     if (!extended) return reply(replies::helo(settings_.hostname));
     std::vector<std::string> keywords = {"PIPELINING", "SIZE " + std::to_string(settings_.maxMessageSize),
-                                         "8BITMIME", "ENHANCEDSTATUSCODES"};
+                                         "8BITMIME", "ENHANCEDSTATUSCODES", "DSN"};
     if (settings_.tlsAvailable && !tls_) keywords.emplace_back("STARTTLS");
     // RFC 4954 4 / RFC 3207 6: AUTH is offered only where credentials cannot be sniffed,
     // unless the operator allowed plaintext AUTH.
@@ -362,6 +366,7 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
     }
     txn_ = std::make_unique<Transaction>();
     txn_->sender = cmd.path;
+    txn_->dsn = cmd.dsn;
     state_ = SmtpState::Mail;
     return reply(replies::senderOk());
 }
@@ -399,6 +404,7 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     for (auto& f : v.forwards)
         if (txn_->seenRemote.insert(f).second) txn_->remoteRecipients.push_back(f);
     if (v.viaGrant) txn_->relayedByGrant = true;
+    noteRecipientDsn(cmd, v.mailboxes.empty() ? 0 : 1, v.forwards);
     ++txn_->accepted;
     const std::string rcptText = sanitize(cmd.path.address());  // for the Received header
     if (std::find(txn_->recipients.begin(), txn_->recipients.end(), rcptText) == txn_->recipients.end())
@@ -417,6 +423,9 @@ SmtpOutput SmtpSession::handleData(const Command&) {
     env.client = client_;
     env.heloName = heloName_;
     env.authUser = identity_ ? identity_->user : "";
+    env.dsn = txn_->dsn;
+    env.remoteDsn = txn_->remoteDsn;
+    env.localSuccessDsn = txn_->localSuccessDsn;
     core::SinkStatus status = core::SinkStatus::TempFail;
     core::MessageWriterPtr writer = ports_.sink.open(env, status);
     if (!writer) {
@@ -567,6 +576,24 @@ SmtpOutput SmtpSession::finishData() {
     }
     logger().warning(line("message.tempfail") + " reason=write_failed");
     return reply(replies::tempFailure());
+}
+
+// RFC 3461: the recipient's NOTIFY/ORCPT go with every forward-path it expanded to (an
+// alias also gets ORCPT = the address the client gave, 4.2); a local mailbox and NOTIFY
+// with SUCCESS -> a "delivered" report once stored.
+void SmtpSession::noteRecipientDsn(const Command& cmd, std::size_t localMailboxes,
+                                   const std::vector<std::string>& forwards) {
+    const std::string rcpt = cmd.path.address();
+    for (const auto& f : forwards) {
+        core::RecipientDsn d = cmd.rcptDsn;
+        if (d.orcptType.empty() && f != rcpt) {
+            d.orcptType = "rfc822";
+            d.orcpt = rcpt;
+        }
+        if (!d.empty()) txn_->remoteDsn.try_emplace(f, std::move(d));
+    }
+    if (localMailboxes > 0 && cmd.rcptDsn.wantsSuccess())
+        txn_->localSuccessDsn.emplace_back(rcpt, cmd.rcptDsn);
 }
 
 void SmtpSession::resetTransaction() {

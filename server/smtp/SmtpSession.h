@@ -128,6 +128,7 @@ private:
     SmtpOutput finishAuth(const sasl::Step& step);
     SmtpOutput finishData();
     void resetTransaction();
+    void noteRecipientDsn(const Command& cmd, std::size_t localMailboxes, const std::vector<std::string>& forwards);
     void writeData(const char* p, std::size_t n);
     std::string receivedHeader() const;
     std::string protocolKeyword() const;

@@ -1,6 +1,8 @@
 // SMTP command line parser (RFC 5321 4.1.1, 4.1.2; RFC 1870, 6152, 4954, 6531 parameters).
 #include "smtpproto/SmtpCommand.h"
 
+#include "smtpproto/DsnParams.h"
+
 #include <limits>
 #include <utility>
 
@@ -19,8 +21,10 @@ constexpr VerbEntry VerbTable[] = {
     {"VRFY", Verb::Vrfy}, {"HELP", Verb::Help}, {"STARTTLS", Verb::StartTls}, {"AUTH", Verb::Auth},
 };
 
-// RFC 1870 6: SIZE adds 26 octets to the MAIL line; RFC 4954 5: AUTH= adds 500.
-constexpr std::size_t MailLineExtra = 26 + 500;
+// RFC 1870 6: SIZE adds 26 octets to the MAIL line; RFC 4954 5: AUTH= adds 500;
+// RFC 3461 5: RET= and ENVID= add 110 to MAIL, NOTIFY= and ORCPT= 530 to RCPT.
+constexpr std::size_t MailLineExtra = 26 + 500 + 110;
+constexpr std::size_t RcptLineExtra = 530;
 
 char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
 
@@ -118,7 +122,16 @@ Command parseMailRcpt(Command c, std::string_view arg, const CommandOptions& opt
         if (!keyOk)
             return failed(std::move(c), CommandError::BadParamValue, "malformed parameter " + std::string(param));
 
-        // RFC 5321 4.1.1.11: parameters not supported (all of them on RCPT) -> 555.
+        if (options.dsn) {
+            std::string why;
+            DsnParamResult d = isMail ? parseMailDsnParam(key, value, c.dsn, why)
+                                      : parseRcptDsnParam(key, value, c.rcptDsn, why);
+            if (d == DsnParamResult::Bad)
+                return failed(std::move(c), CommandError::BadParamValue, why);
+            if (d == DsnParamResult::Ok)
+                continue;
+        }
+        // RFC 5321 4.1.1.11: parameters not supported (all others on RCPT) -> 555.
         if (!isMail)
             return failed(std::move(c), CommandError::UnknownParam, std::string(key));
         if (equalsNoCase(key, "SIZE")) {
@@ -191,6 +204,8 @@ Command parseCommand(std::string_view line, const CommandOptions& options) {
         limit = options.maxAuthLineLength;
     else if (c.verb == Verb::Mail)
         limit = options.maxLineLength + MailLineExtra;
+    else if (c.verb == Verb::Rcpt && options.dsn)
+        limit = options.maxLineLength + RcptLineExtra;
     if (line.size() + 2 > limit)
         return failed(std::move(c), CommandError::LineTooLong);
 

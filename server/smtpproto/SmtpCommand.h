@@ -2,6 +2,7 @@
 // 4.1.2 esmtp-param, 4.5.3.1.4 line limit; RFC 1870 SIZE, RFC 6152 BODY, RFC 4954 AUTH=).
 #pragma once
 
+#include "core/DsnRequest.h"
 #include "smtpproto/ReplyCode.h"
 #include "smtpproto/SmtpAddress.h"
 
@@ -45,6 +46,8 @@ struct CommandOptions {
     std::size_t maxAuthLineLength = 12288;
     // SMTPUTF8 (RFC 6531) is advertised: MAIL may carry SMTPUTF8 and UTF-8 local parts.
     bool smtpUtf8 = false;
+    // DSN (RFC 3461) is advertised: MAIL takes RET/ENVID, RCPT takes NOTIFY/ORCPT.
+    bool dsn = true;
 };
 
 // One parsed command. ok() false: send errorReply() and keep the session state unchanged.
@@ -62,6 +65,9 @@ struct Command {
     BodyType body = BodyType::Unspecified;
     std::optional<std::string> authParam;  // AUTH= value as sent (xtext or "<>"); ignored by us
     bool smtpUtf8 = false;                 // SMTPUTF8 parameter present (only with options.smtpUtf8)
+    core::MessageDsn dsn;                  // MAIL: RET=, ENVID= (smtpproto/DsnParams.h)
+    // RCPT parameters.
+    core::RecipientDsn rcptDsn;            // NOTIFY=, ORCPT=
     // AUTH: mechanism as sent (compare case-insensitively) and optional initial response.
     std::string authMechanism;
     std::optional<std::string> authInitialResponse;
@@ -75,8 +81,9 @@ struct Command {
 //  - verbs are case-insensitive; "MAIL FROM:" / "RCPT TO:" case-insensitive, one optional
 //    space before "<" tolerated;
 //  - HELO/EHLO: any single token without spaces or control characters (lenient, as Postfix);
-//  - MAIL: SIZE=digits, BODY=7BIT|8BITMIME, AUTH=xtext|<>, SMTPUTF8 (when enabled); any other
-//    keyword -> UnknownParam; RCPT: no parameters supported -> UnknownParam;
+//  - MAIL: SIZE=digits, BODY=7BIT|8BITMIME, AUTH=xtext|<>, SMTPUTF8 (when enabled), RET= and
+//    ENVID= (when options.dsn); any other keyword -> UnknownParam; RCPT: NOTIFY= and ORCPT=
+//    (when options.dsn), any other -> UnknownParam;
 //  - DATA, RSET, QUIT, STARTTLS take no argument (BadArguments); NOOP ignores its argument
 //    (RFC 5321 4.1.1.9); VRFY needs one; HELP's is optional; AUTH needs a mechanism.
 Command parseCommand(std::string_view line, const CommandOptions& options = {});

@@ -23,8 +23,10 @@ constexpr std::size_t BufferSize = 64 * 1024;
 
 class SpoolWriter : public core::MessageWriter {
 public:
-    SpoolWriter(MaildirStore& store, queue::OutboundQueue& queue, core::Envelope envelope, std::string tempPath, int fd)
-        : store_(store), queue_(queue), envelope_(std::move(envelope)), tempPath_(std::move(tempPath)), fd_(fd) {
+    SpoolWriter(MaildirStore& store, queue::OutboundQueue& queue, core::Envelope envelope, std::string tempPath, int fd,
+                const SpoolSink::DeliveredHook* delivered)
+        : store_(store), queue_(queue), envelope_(std::move(envelope)), tempPath_(std::move(tempPath)), fd_(fd),
+          delivered_(delivered) {
         buffer_.reserve(BufferSize);
     }
     SpoolWriter(const SpoolWriter&) = delete;
@@ -95,12 +97,18 @@ public:
             qe.heloName = envelope_.heloName;
             qe.authUser = envelope_.authUser;
             qe.sessionId = envelope_.sessionId;
+            qe.dsn = envelope_.dsn;
+            qe.recipientDsn = envelope_.remoteDsn;
             if (!queue_.enqueue(tempPath_, size_, qe)) {
                 undo();
                 return result;
             }
         }
         committed_ = true;
+        // Every copy is durable: now the "delivered" reports (RFC 3461 NOTIFY=SUCCESS),
+        // themselves stored through the sink, while the temp file still holds the message.
+        if (!placed.empty() && !envelope_.localSuccessDsn.empty() && delivered_ && *delivered_)
+            (*delivered_)(envelope_, qe.id, tempPath_);
         if (::unlink(tempPath_.c_str()) != 0)
             logger().warning("s=" + envelope_.sessionId + " event=store.temp_unlink_fail path=" + tempPath_ +
                              " error=" + errnoText(errno));
@@ -137,6 +145,7 @@ private:
     std::uint64_t size_ = 0;
     bool failed_ = false;
     bool committed_ = false;
+    const SpoolSink::DeliveredHook* delivered_;
 };
 
 }  // namespace
@@ -196,7 +205,7 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
         int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0) {
             status = core::SinkStatus::Ok;
-            return std::make_unique<SpoolWriter>(store_, queue_, envelope, path, fd);
+            return std::make_unique<SpoolWriter>(store_, queue_, envelope, path, fd, &delivered_);
         }
         if (errno != EEXIST) break;
     }

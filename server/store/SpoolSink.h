@@ -6,6 +6,9 @@
 #include "queue/OutboundQueue.h"
 #include "store/MaildirStore.h"
 
+#include <functional>
+#include <string>
+
 namespace postern::store {
 
 // Implements the MessageSink port over a MaildirStore and an OutboundQueue, both owned
@@ -24,15 +27,26 @@ namespace postern::store {
 //          (also generated for local-only messages, for the "queued as" reply and logs).
 //          On any failure everything placed so far is removed (best effort) -> TempFail.
 // Destroying a writer without an Ok commit unlinks its temp file.
+// DSN (RFC 3461): the queued envelope keeps RET/ENVID and each remote recipient's
+// NOTIFY/ORCPT. Local recipients that asked for NOTIFY=SUCCESS: once every copy is durable
+// (and before commit() returns) the delivered hook is called with the envelope, the queue
+// id and the still present temp file; it injects the "delivered" report (BounceSender).
 class SpoolSink : public core::MessageSink {
 public:
+    using DeliveredHook = std::function<void(const core::Envelope& envelope, const std::string& queueId,
+                                             const std::string& dataPath)>;
+
     SpoolSink(MaildirStore& store, queue::OutboundQueue& queue) : store_(store), queue_(queue) {}
 
     core::MessageWriterPtr open(const core::Envelope& envelope, core::SinkStatus& status) override;
 
+    // Set once at startup, before the first open() (not synchronised).
+    void setDeliveredHook(DeliveredHook hook) { delivered_ = std::move(hook); }
+
 private:
     MaildirStore& store_;
     queue::OutboundQueue& queue_;
+    DeliveredHook delivered_;
 };
 
 }  // namespace postern::store

@@ -2,6 +2,10 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <cstring>
+#include <string>
+#include <vector>
+
 using namespace postern::delivery;
 
 BOOST_AUTO_TEST_SUITE(dsn)
@@ -15,8 +19,8 @@ DsnInput sample() {
     in.arrival = std::chrono::system_clock::time_point(std::chrono::seconds(1710342816));
     in.now = std::chrono::system_clock::time_point(std::chrono::seconds(1710346416));
     in.willRetryUntil = in.now;
-    in.recipients.push_back({"bad@a.test", "5.1.1", "mx1.a.test", "550 5.1.1 <bad@a.test>: no such user", true});
-    in.recipients.push_back({"gone@nullmx.test", "5.1.10", "", "domain nullmx.test does not accept mail (null MX)", false});
+    in.recipients.push_back({"bad@a.test", "5.1.1", "mx1.a.test", "550 5.1.1 <bad@a.test>: no such user", true, {}});
+    in.recipients.push_back({"gone@nullmx.test", "5.1.10", "", "domain nullmx.test does not accept mail (null MX)", false, {}});
     in.originalHeaders = "Subject: hi\r\nX-Test: 1\r\n";
     in.boundary = "B0UND";
     return in;
@@ -87,6 +91,79 @@ BOOST_AUTO_TEST_CASE(remote_text_cannot_inject_fields) {
     std::string m = formatDsn(in);
     BOOST_TEST(m.find("Diagnostic-Code: smtp; 550 evil??Action: delivered?\r\n") != std::string::npos, m);
     BOOST_TEST(m.find("\r\nAction: delivered") == std::string::npos);
+}
+
+// The structure of a report, checked part by part: boundaries, content types, field
+// groups separated by one empty line (RFC 3464 2.1), each field exactly once.
+namespace {
+std::vector<std::string> partsOf(const std::string& m, const std::string& boundary) {
+    std::vector<std::string> parts;
+    const std::string sep = "\r\n--" + boundary;
+    std::size_t pos = m.find(sep);
+    while (pos != std::string::npos) {
+        std::size_t start = pos + sep.size();
+        if (m.compare(start, 2, "--") == 0) break;  // closing delimiter
+        start += 2;                                  // CRLF after the delimiter
+        std::size_t next = m.find(sep, start);
+        parts.push_back(m.substr(start, next == std::string::npos ? std::string::npos : next - start));
+        pos = next;
+    }
+    return parts;
+}
+std::size_t count(const std::string& s, const std::string& what) {
+    std::size_t n = 0;
+    for (auto p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+    return n;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(success_report_has_envid_orcpt_and_the_whole_message_for_ret_full) {
+    DsnInput in = sample();
+    in.action = DsnAction::Delivered;
+    in.recipients.resize(1);
+    in.recipients[0] = {"bob@example.test", "2.0.0", "", "delivered to mailbox", false, "rfc822;b@x.test"};
+    in.envelopeId = "abc+def";
+    in.originalMessage = "Subject: hi\r\n\r\nthe body\r\n";
+    std::string m = formatDsn(in);
+    BOOST_TEST(m.find("Subject: Successful Mail Delivery Report\r\n") != std::string::npos);
+    auto parts = partsOf(m, "B0UND");
+    BOOST_TEST_REQUIRE(parts.size() == 3u, m);
+    BOOST_TEST(parts[0].find("Content-Type: text/plain; charset=us-ascii\r\n\r\n") != std::string::npos);
+    BOOST_TEST(parts[1].rfind("Content-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n", 0) == 0);
+    // Per-message group first, then one group per recipient.
+    std::string body = parts[1].substr(parts[1].find("\r\n\r\n") + 4);
+    auto groupEnd = body.find("\r\n\r\n");
+    std::string perMessage = body.substr(0, groupEnd + 2);
+    std::string perRecipient = body.substr(groupEnd + 4);
+    BOOST_TEST(perMessage.rfind("Original-Envelope-Id: abc+def\r\nReporting-MTA: dns; mail.example.test\r\n", 0) == 0,
+               perMessage);
+    BOOST_TEST(count(perMessage, "Arrival-Date: ") == 1u);
+    BOOST_TEST(perRecipient.rfind("Original-Recipient: rfc822;b@x.test\r\n"
+                                  "Final-Recipient: rfc822; bob@example.test\r\n"
+                                  "Action: delivered\r\n"
+                                  "Status: 2.0.0\r\n"
+                                  "Diagnostic-Code: X-Postern; delivered to mailbox\r\n", 0) == 0,
+               perRecipient);
+    BOOST_TEST(count(perRecipient, "Action: ") == 1u);
+    BOOST_TEST(perRecipient.find("Will-Retry-Until") == std::string::npos);
+    BOOST_TEST(parts[2] == "Content-Description: Message\r\nContent-Type: message/rfc822\r\n\r\n"
+                           "Subject: hi\r\n\r\nthe body\r\n",
+               parts[2]);
+}
+
+BOOST_AUTO_TEST_CASE(relayed_report_and_unprintable_envid_shown_as_xtext) {
+    DsnInput in = sample();
+    in.action = DsnAction::Relayed;
+    in.recipients.resize(1);
+    in.recipients[0].status = "2.0.0";
+    in.recipients[0].originalRecipient = "rfc822;a\r\nAction: x";
+    in.envelopeId = "id\r\nX: y";
+    std::string m = formatDsn(in);
+    BOOST_TEST(m.find("Action: relayed\r\n") != std::string::npos);
+    BOOST_TEST(m.find("Original-Envelope-Id: id+0D+0AX:+20y\r\n") != std::string::npos, m);
+    BOOST_TEST(m.find("Original-Recipient: rfc822;a+0D+0AAction:+20x\r\n") != std::string::npos, m);
+    BOOST_TEST(m.find("\r\nX: y") == std::string::npos);
+    BOOST_TEST(m.find("Content-Type: text/rfc822-headers\r\n") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(header_section_stops_at_the_empty_line_and_at_the_cap) {
