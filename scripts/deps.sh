@@ -21,6 +21,11 @@ postern_install_deps() {
       echo "postern: please install as root: apt-get install ${missing[*]}" >&2; return 1
     fi
   fi
+  # Postfix (a peer in the e2e tests): "No configuration" leaves the system instance
+  # unconfigured, so it never starts or takes port 25; the tests run private instances.
+  case " ${missing[*]} " in *" postfix "*)
+    echo "postfix postfix/main_mailer_type select No configuration" | "${sudo[@]}" debconf-set-selections ;;
+  esac
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }

@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import (DEFAULT_USERS, Postern, check, check_eq, expect, make_message,
                              run_tests, wait_for)
 from delivery_support import DnsServer, Sink, _Handler, delivery_overrides, sink_port
+import postfix_support
 
 from aiosmtpd.controller import Controller  # noqa: E402 (delivery_support set the path)
 from aiosmtpd.smtp import SMTP as AioSMTP  # noqa: E402
@@ -303,6 +304,33 @@ def test_parameters_survive_a_restart_and_go_to_a_dsn_peer():
             check_eq(reports(p, ALICE, marker, "Successful Mail Delivery Report"), [],
                      "no relayed report after a DSN peer")
             check_eq(p.log_count(r"event=dsn\.sent kind=relayed"), 0, "relayed reports sent")
+
+
+def test_relay_to_postfix_passes_dsn_parameters():
+    """A real Postfix as the next hop (delivery.relayhost, test change): it records the
+    DSN parameters it received in its queue file (read with postcat)."""
+    if not postfix_support.available():
+        raise AssertionError("needs root and the postfix package (scripts/test installs it)")
+    with postfix_support.PostfixPeer() as pf:
+        o = {"delivery.enabled": "true",  # test change: outbound delivery on
+             "delivery.relayhost": "127.0.0.1:%d" % pf.port,  # test change: the Postfix peer
+             "delivery.relayhost_tls": "none",  # test change: the peer offers no STARTTLS
+             "delivery.scan_interval": "1s"}
+        with Postern(overrides=o) as p:
+            marker, msg = send(p, ALICE, ["far@remote.test"], mail_options=["RET=FULL", "ENVID=env+2Bid-1"],
+                               rcpt_options=["NOTIFY=SUCCESS,DELAY", "ORCPT=rfc822;orig+40remote.test"])
+            held = pf.wait_held(lambda m: marker in m.text)
+            p.log_contains(r"event=delivery\.ok to=<far@remote\.test>", timeout=20)
+            r = held.records
+            check_eq(r.get("sender"), ALICE, "envelope sender at Postfix:\n" + held.text)
+            check_eq(held.all("recipient"), ["far@remote.test"], "recipient at Postfix")
+            check_eq(r.get("envelope_id"), "env+id-1", "ENVID decoded by Postfix")
+            check_eq(r.get("dsn_orig_rcpt"), "rfc822;orig@remote.test", "ORCPT at Postfix")
+            # Postfix's notify bits: SUCCESS = 2, FAILURE = 4, DELAY = 8; RET: FULL = 1, HDRS = 2.
+            check_eq(r.get("notify_flags"), "10", "NOTIFY=SUCCESS,DELAY at Postfix")
+            check_eq(r.get("ret_flags"), "1", "RET=FULL at Postfix")
+        # The next hop offered DSN: the success report is its job, not ours.
+        check_eq(p.log_count(r"event=dsn\.sent kind=relayed"), 0, "no relayed report from Postern")
 
 
 if __name__ == "__main__":
