@@ -29,6 +29,7 @@
 #include "store/MaildirStore.h"
 #include "store/SpoolSink.h"
 #include "delivery/DeliveryService.h"
+#include "policyd/PolicyDelegation.h"
 
 #include <Poco/ErrorHandler.h>
 #include <Poco/File.h>
@@ -182,6 +183,7 @@ int PosternServer::serve() {
     Poco::ErrorHandler::set(&errorHandler);
 
     const config::ServerConfig cfg = config::ServerConfig::load(config());
+    auto policyDelegation = policyd::PolicyDelegation::fromConfig(cfg.policy);  // validates; null when off
     if (checkOnly_) {
         std::cout << "configuration OK: " << cfg.listeners.size() << " listeners, " << cfg.backends.size()
                   << " auth backends" << std::endl;
@@ -359,6 +361,7 @@ int PosternServer::serve() {
     services.limiter = &outboundLimits;
     services.telemetry = &telemetry;
     services.events = &telemetry;
+    services.delegate = policyDelegation.get();
 
     auto& reg = telemetry.registry();
     reg.gaugeCallback("postern_sessions_active", "Sessions in progress (all listeners)",

@@ -19,6 +19,7 @@ struct Envelope {
     ClientAddress client;
     std::string heloName;
     std::string authUser;                        // "" if not authenticated
+    bool hold = false;                           // the queued copy waits on hold (policy HOLD)
 };
 
 enum class SinkStatus {

@@ -95,6 +95,7 @@ public:
             qe.heloName = envelope_.heloName;
             qe.authUser = envelope_.authUser;
             qe.sessionId = envelope_.sessionId;
+            qe.hold = envelope_.hold;
             if (!queue_.enqueue(tempPath_, size_, qe)) {
                 undo();
                 return result;
