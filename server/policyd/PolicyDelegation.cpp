@@ -14,7 +14,8 @@ namespace {
 
 Poco::Logger& logger() { return Poco::Logger::get("postern.policyd"); }
 
-std::string quoted(const std::string& s) { return "\"" + core::logValue(s) + "\""; }
+// One log token (core::logValue escapes blanks and control characters).
+std::string token(const std::string& s) { return core::logValue(s); }
 
 }  // namespace
 
@@ -60,7 +61,7 @@ std::unique_ptr<PolicyDelegation> PolicyDelegation::fromConfig(const config::Pol
     logger().information("event=policy.on service=" + endpoint->describe() + " roles=" +
                          std::string(c.mx ? "mx" : "") + (c.mx && c.submission ? "," : "") +
                          (c.submission ? "submission" : "") + " timeout_ms=" + std::to_string(c.timeout.count()) +
-                         " default_action=\"" + core::logValue(c.defaultAction) + "\"");
+                         " default_action=" + core::logValue(c.defaultAction));
     return d;
 }
 
@@ -81,7 +82,7 @@ core::PolicyDecision PolicyDelegation::check(const core::PolicyFacts& facts) {
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
     core::PolicyDecision d = fallback();
     if (!q.ok) {
-        logger().warning(head + "policy.fail" + who + " error=" + quoted(q.error) + " tries=" +
+        logger().warning(head + "policy.fail" + who + " error=" + token(q.error) + " tries=" +
                          std::to_string(q.tries) + " elapsed_ms=" + std::to_string(ms) + " result=default_action");
         return d;
     }
@@ -93,17 +94,17 @@ core::PolicyDecision PolicyDelegation::check(const core::PolicyFacts& facts) {
     ActionResult a = interpretAction(resp.action);
     switch (a.status) {
     case ActionStatus::Known:
-        if (!a.note.empty()) logger().notice(head + "policy.warn" + who + " text=" + quoted(a.note));
+        if (!a.note.empty()) logger().notice(head + "policy.warn" + who + " text=" + token(a.note));
         return a.decision;
     case ActionStatus::Unsupported:
-        logger().notice(head + "policy.unsupported" + who + " action=" + quoted(a.decision.action) +
+        logger().notice(head + "policy.unsupported" + who + " action=" + token(a.decision.action) +
                         " result=dunno");
         return {};
     case ActionStatus::Unknown:
     case ActionStatus::Malformed: break;
     }
-    logger().warning(head + "policy.bad_action" + who + " action=" + quoted(a.decision.action) + " error=" +
-                     quoted(a.note) + " result=default_action");
+    logger().warning(head + "policy.bad_action" + who + " action=" + token(a.decision.action) + " error=" +
+                     token(a.note) + " result=default_action");
     return d;
 }
 

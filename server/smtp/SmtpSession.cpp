@@ -311,6 +311,7 @@ SmtpOutput SmtpSession::handleAuth(const Command& cmd) {
     if (!mech) return error(replies::authMechanismUnknown());
     sasl_ = std::make_unique<sasl::SaslExchange>(*mech);
     saslMethod_ = cmd.authMechanism;
+    for (char& c : saslMethod_) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     std::optional<std::string_view> ir;
     if (cmd.authInitialResponse) ir = *cmd.authInitialResponse;
     return finishAuth(sasl_->start(ir));
@@ -432,7 +433,7 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
                         core::logValue(who ? who->user : "") + " reason=" + v.reason +
                         (v.reason == "grant_sender_mismatch" ? " grant_user=" + core::logValue(v.grantUser) : "") +
                         (v.reason == "policy" || v.reason == "policy_default"
-                             ? " policy_action=\"" + core::logValue(v.delegated.action) + "\""
+                             ? " policy_action=" + core::logValue(v.delegated.action)
                              : "") +
                         " reply=\"" + std::to_string(v.reply.code) + " " + v.reply.text() + "\"");
         count("smtp_reject", v.reason.empty() ? "recipient" : v.reason);
@@ -461,8 +462,8 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     case core::PolicyDecision::Kind::Refuse: break;
     }
     if (v.delegated.kind != core::PolicyDecision::Kind::Continue)
-        logger().information("s=" + sessionId_ + " event=policy.action to=<" + to + "> action=\"" +
-                             core::logValue(v.delegated.action) + "\"");
+        logger().information("s=" + sessionId_ + " event=policy.action to=<" + to + "> action=" +
+                             core::logValue(v.delegated.action));
     ++txn_->accepted;
     const std::string rcptText = sanitize(cmd.path.address());  // for the Received header
     if (std::find(txn_->recipients.begin(), txn_->recipients.end(), rcptText) == txn_->recipients.end())
@@ -484,8 +485,9 @@ SmtpOutput SmtpSession::handleData(const Command&) {
     env.hold = txn_->hold;
     core::SinkStatus status = core::SinkStatus::TempFail;
     // DISCARD: nothing is opened in the store or the queue; the data is still read and checked.
-    core::MessageWriterPtr writer =
-        txn_->discard ? std::make_unique<DiscardWriter>() : ports_.sink.open(env, status);
+    core::MessageWriterPtr writer;
+    if (txn_->discard) writer = std::make_unique<DiscardWriter>();
+    else writer = ports_.sink.open(env, status);
     if (!writer) {
         logger().warning("s=" + sessionId_ + " event=data.tempfail ip=" + client_.host() + " reason=" +
                          (status == core::SinkStatus::QueueFull ? "queue_full" : "sink_open_failed"));
@@ -632,14 +634,14 @@ SmtpOutput SmtpSession::finishData() {
     resetTransaction();
     if (res.status == core::SinkStatus::Ok && discard) {
         logger().notice(line("message.discard") + " id=" + res.queueId + " rcpts=" + std::to_string(nrcpt) +
-                        " size=" + std::to_string(d->reader.status().bytes) + " reason=\"" + why + "\"");
+                        " size=" + std::to_string(d->reader.status().bytes) + " reason=" + why);
         return reply(replies::queued(res.queueId));
     }
     if (res.status == core::SinkStatus::Ok && hold)
         // Only the queued copy (remote recipients) can wait on hold: local mailboxes have no
         // queue of their own and get their copy now.
         logger().notice(line("message.hold") + " id=" + res.queueId + " held=" + std::to_string(remote) +
-                        " local_delivered=" + std::to_string(local) + " reason=\"" + why + "\"");
+                        " local_delivered=" + std::to_string(local) + " reason=" + why);
     switch (res.status) {
     case core::SinkStatus::Ok:
         count("smtp_message", settings_.role == Role::Submission ? "submission" : "mx");
