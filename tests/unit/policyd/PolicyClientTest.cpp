@@ -9,6 +9,8 @@
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/StreamSocket.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -27,8 +29,9 @@ class FakePolicyServer {
 public:
     enum class Mode { Answer, Silent, CloseAfterReply };
 
-    explicit FakePolicyServer(std::string reply, Mode mode = Mode::Answer)
-        : reply_(std::move(reply)), mode_(mode), server_(Poco::Net::SocketAddress("127.0.0.1", 0)) {
+    explicit FakePolicyServer(std::string reply, Mode mode = Mode::Answer,
+                              const Poco::Net::SocketAddress& at = Poco::Net::SocketAddress("127.0.0.1", 0))
+        : reply_(std::move(reply)), mode_(mode), server_(at) {
         server_.setReceiveTimeout(Poco::Timespan(0, 100'000));
         acceptor_ = std::thread([this] { acceptLoop(); });
     }
@@ -120,6 +123,28 @@ BOOST_AUTO_TEST_CASE(one_connection_serves_many_requests) {
     BOOST_TEST(server.connections() == 1);
     BOOST_TEST(server.requests() == 5);
     BOOST_TEST(client.idleConnections() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(unix_domain_socket) {
+    std::string path = "/tmp/postern-policyd-test-" + std::to_string(::getpid()) + ".sock";
+    ::unlink(path.c_str());
+    {
+        FakePolicyServer server("action=REJECT no\n\n", FakePolicyServer::Mode::Answer,
+                                Poco::Net::SocketAddress(Poco::Net::SocketAddress::UNIX_LOCAL, path));
+        std::string error;
+        auto endpoint = PolicyEndpoint::parse("unix:" + path, error);
+        BOOST_REQUIRE(endpoint.has_value());
+        PolicyClientSettings s;
+        s.endpoint = *endpoint;
+        PolicyClient client(s);
+        for (int i = 0; i < 3; ++i) {
+            QueryResult r = client.query(Request);
+            BOOST_REQUIRE_MESSAGE(r.ok, r.error);
+            BOOST_TEST(r.response == "action=REJECT no\n\n");
+        }
+        BOOST_TEST(server.connections() == 1);
+    }
+    ::unlink(path.c_str());
 }
 
 BOOST_AUTO_TEST_CASE(concurrent_queries_use_their_own_connections) {
