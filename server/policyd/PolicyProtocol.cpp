@@ -24,7 +24,7 @@ bool equalsNoCase(std::string_view a, std::string_view b) {
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 
-// Reply text: control characters (CR, LF, NUL, ...) become spaces-free '?' so a text can
+// Reply text: control characters (CR, LF, NUL, ...) become "?" so a text can
 // never split a reply line or a log line.
 std::string cleanText(std::string_view s) {
     std::string out;
