@@ -30,6 +30,7 @@
 #include "store/SpoolSink.h"
 #include "delivery/DeliveryService.h"
 #include "delivery/BounceSender.h"
+#include "policyd/PolicyDelegation.h"
 
 #include <Poco/ErrorHandler.h>
 #include <Poco/File.h>
@@ -183,6 +184,7 @@ int PosternServer::serve() {
     Poco::ErrorHandler::set(&errorHandler);
 
     const config::ServerConfig cfg = config::ServerConfig::load(config());
+    auto policyDelegation = policyd::PolicyDelegation::fromConfig(cfg.policy);  // validates; null when off
     if (checkOnly_) {
         std::cout << "configuration OK: " << cfg.listeners.size() << " listeners, " << cfg.backends.size()
                   << " auth backends" << std::endl;
@@ -368,6 +370,7 @@ int PosternServer::serve() {
     services.limiter = &outboundLimits;
     services.telemetry = &telemetry;
     services.events = &telemetry;
+    services.delegate = policyDelegation.get();
 
     auto& reg = telemetry.registry();
     reg.gaugeCallback("postern_sessions_active", "Sessions in progress (all listeners)",

@@ -10,6 +10,7 @@
 #include "core/AuthService.h"
 #include "core/EventCounters.h"
 #include "core/OutboundLimiter.h"
+#include "core/PolicyDelegate.h"
 #include "core/GrantStore.h"
 #include "core/MaildropService.h"
 #include "core/MessageSink.h"
@@ -40,6 +41,7 @@ struct Services {
     core::OutboundLimiter* limiter = nullptr;    // outbound rate limits (SMTP)
     Telemetry* telemetry = nullptr;              // metrics (always set by PosternServer)
     core::EventCounters* events = nullptr;       // = telemetry, as the sessions see it
+    core::PolicyDelegate* delegate = nullptr;    // policy delegation (policy.service); null when off
 
     // Logs `line` at warning level the first time `key` is seen (misconfiguration
     // reports such as "balancer sends no PROXY header": loud once, not once per connection).

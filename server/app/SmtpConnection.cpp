@@ -40,9 +40,10 @@ void SmtpConnection::run() {
             registry.update(token, ch.socket());
         }
         smtp::SmtpPorts ports{services_.auth,    services_.directory, services_.grants,
-                              services_.sink,    services_.limiter,   services_.events};
+                              services_.sink,    services_.limiter,   services_.events, services_.delegate};
         // TLS terminated by a trusted balancer (PROXY v2 SSL TLV) counts when configured.
         smtp::SmtpSession session(settings_, ports, sid, client, ch.isTls() || scope.balancerTls());
+        session.setServerAddress(socket().address().host().toString(), socket().address().port());
         ch.write(session.greeting().bytes);
         std::string line;
         while (!session.isClosed()) {

@@ -70,6 +70,16 @@ const std::vector<KeyDef> Keys = {
     {"connections.ipv6_prefix", "64", K::Integer, "IPv6 clients are counted per prefix of this length"},
     {"server.proxy_timeout", "5s", K::Duration, "Wait for the PROXY header from a trusted balancer"},
     {"server.proxy_detect_wait", "250ms", K::Duration, "PROXY listeners: watch a connection from an untrusted source this long for a stray PROXY header before greeting"},
+    // --- policy delegation (Postfix check_policy_service) ---------------------------------
+    {"policy.service", "", K::String, "Policy server asked about every accepted recipient: inet:host:port or unix:/path (empty = off)"},
+    {"policy.roles", "mx,submission", K::List, "Listener roles whose recipients are checked (mx, submission)"},
+    {"policy.timeout", "10s", K::Duration, "Longest wait for one answer, connect and retries included; past it the default action applies"},
+    {"policy.default_action", "451 4.3.5 Server configuration problem", K::String, "Action when the policy server is down, times out or answers nonsense (Postfix smtpd_policy_service_default_action)"},
+    {"policy.max_idle", "300s", K::Duration, "An unused pooled connection is closed after this long"},
+    {"policy.max_ttl", "1000s", K::Duration, "A connection is not reused past this age"},
+    {"policy.request_limit", "0", K::Integer, "Requests per connection before it is closed (0 = no limit)"},
+    {"policy.try_limit", "2", K::Integer, "Attempts per request when the connection fails (within policy.timeout)"},
+    {"policy.pool_size", "8", K::Integer, "Idle connections kept open for reuse (busier moments open extra ones, closed after use)"},
     // --- health and metrics --------------------------------------------------------------
     {"health.address", "127.0.0.1", K::String, "Address of the HTTP endpoint for /healthz, /readyz and /metrics"},
     {"health.port", "0", K::Integer, "Port of the HTTP endpoint (0 = off)"},

@@ -272,6 +272,29 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     }
     if (c.backends.empty()) r.error("auth.backends: no backend configured");
 
+    // --- policy delegation ---------------------------------------------------------
+    {
+        PolicyServiceConfig& p = c.policy;
+        p.service = r.str("policy.service");
+        if (!p.service.empty() && p.service.rfind("inet:", 0) != 0 && p.service.rfind("unix:", 0) != 0)
+            r.error("policy.service: expected inet:host:port or unix:/path, got '" + p.service + "'");
+        p.mx = p.submission = false;
+        for (const auto& role : parseList(r.str("policy.roles"))) {
+            if (role == "mx") p.mx = true;
+            else if (role == "submission") p.submission = true;
+            else r.error("policy.roles: '" + role + "' is not a role (mx, submission)");
+        }
+        p.timeout = r.duration("policy.timeout");
+        if (p.timeout < Millis(100)) r.error("policy.timeout: at least 100ms");
+        p.defaultAction = r.str("policy.default_action");
+        p.maxIdle = r.duration("policy.max_idle");
+        p.maxTtl = r.duration("policy.max_ttl");
+        p.requestLimit = static_cast<int>(r.integer("policy.request_limit"));
+        p.tryLimit = static_cast<int>(r.integer("policy.try_limit"));
+        p.poolSize = static_cast<int>(r.integer("policy.pool_size"));
+        if (p.tryLimit < 1) r.error("policy.try_limit: at least 1");
+    }
+
     // --- outbound delivery ---------------------------------------------------------
     {
         DeliveryConfig& d = c.delivery;

@@ -164,6 +164,20 @@ struct DeliveryConfig {
     Millis dataDoneTimeout{};
 };
 
+// policy.*: the policy delegation client (server/policyd).
+struct PolicyServiceConfig {
+    std::string service;  // "" = off
+    bool mx = true;
+    bool submission = true;
+    Millis timeout{};
+    std::string defaultAction;
+    Millis maxIdle{};
+    Millis maxTtl{};
+    int requestLimit = 0;
+    int tryLimit = 2;
+    int poolSize = 8;
+};
+
 struct ServerConfig {
     std::string hostname;
     std::string mailRoot;
@@ -197,6 +211,7 @@ struct ServerConfig {
     Millis authCacheTtl{};
     Millis authCacheNegativeTtl{};
     DeliveryConfig delivery;
+    PolicyServiceConfig policy;
 
     // Validates every key under our prefixes (unknown key -> error naming it) and
     // builds the struct. Throws std::runtime_error listing every problem found.

@@ -27,6 +27,7 @@ struct Envelope {
     MessageDsn dsn;
     std::map<std::string, RecipientDsn> remoteDsn;
     std::vector<std::pair<std::string, RecipientDsn>> localSuccessDsn;
+    bool hold = false;                           // the queued copy waits on hold (policy HOLD)
 };
 
 enum class SinkStatus {

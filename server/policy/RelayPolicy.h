@@ -4,6 +4,7 @@
 
 #include "core/ClientAddress.h"
 #include "core/GrantStore.h"
+#include "core/PolicyDelegate.h"
 #include "core/UserDirectory.h"
 #include "smtpproto/ReplyCode.h"
 #include "smtpproto/SmtpAddress.h"
@@ -44,6 +45,9 @@ struct RcptVerdict {
     std::string grantUser;                  // who holds that grant (for the log)
     std::vector<std::string> grantSenders;  // the grant holder's MAIL FROM addresses
     std::string limit;                      // TransactionPolicy: which outbound limit was hit
+    // TransactionPolicy: the policy service's answer (Accept: Continue, Prepend, Hold or
+    // Discard for the transaction; refused: the Refuse that decided it).
+    core::PolicyDecision delegated;
 };
 
 // Pure decision logic over the core ports; blocking (the ports are). Thread-safe.

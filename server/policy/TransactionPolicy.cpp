@@ -18,6 +18,7 @@ RcptVerdict refused(RcptVerdict v, RcptVerdict::Kind kind, smtp::Reply reply, co
     v.reason = reason;
     v.mailboxes.clear();
     v.forwards.clear();
+    v.delegated = {};  // nothing the policy service asked for applies to a refused recipient
     return v;
 }
 
@@ -62,6 +63,19 @@ RcptVerdict TransactionPolicy::decideRecipient(const smtp::ParsedPath& rcpt, con
                            smtp::Reply(554, smtp::Enhanced::DeliveryNotAuthorized,
                                        "Relay access denied: sender is not the POP-before-SMTP user of this address"),
                            "grant_sender_mismatch");
+    }
+    if (req.delegate && req.facts) {
+        core::PolicyDecision d = req.delegate->check(*req.facts);
+        if (d.kind == core::PolicyDecision::Kind::Refuse) {
+            const bool failed = d.action == "default";
+            smtp::Reply reply(d.code, d.enhanced < 0 ? smtp::Enhanced::None : static_cast<smtp::Enhanced>(d.enhanced),
+                              d.text);
+            v = refused(std::move(v), d.code >= 500 ? RcptVerdict::Kind::Reject : RcptVerdict::Kind::TempFail,
+                        std::move(reply), failed ? "policy_default" : "policy");
+            v.delegated = std::move(d);
+            return v;
+        }
+        v.delegated = std::move(d);
     }
     if (req.limiter && (req.identity || v.viaGrant)) {
         std::string what;

@@ -6,6 +6,7 @@
 #include "core/AuthService.h"
 #include "core/ClientAddress.h"
 #include "core/OutboundLimiter.h"
+#include "core/PolicyDelegate.h"
 #include "policy/RelayPolicy.h"
 #include "policy/SenderPolicy.h"
 #include "smtpproto/ReplyCode.h"
@@ -37,6 +38,8 @@ struct RecipientRequest {
     bool grantOwnSendersOnly = true;               // [pop_before_smtp.own_senders_only]
     const core::AuthIdentity* identity = nullptr;  // nullptr: not authenticated
     core::OutboundLimiter* limiter = nullptr;      // nullptr: no outbound limits
+    core::PolicyDelegate* delegate = nullptr;      // nullptr: no policy delegation
+    const core::PolicyFacts* facts = nullptr;      // what the delegate is told (with delegate)
 };
 
 class TransactionPolicy {
@@ -48,7 +51,11 @@ public:
     // RCPT: RelayPolicy::decide; then, for a recipient relayed on a grant with
     // grantOwnSendersOnly, the MAIL FROM must be the grant user's own address (else 554 5.7.1,
     // reason "grant_sender_mismatch": behind carrier-grade NAT one POP3 login must not let
-    // every subscriber on that address relay as anyone); then every recipient of an
+    // every subscriber on that address relay as anyone); then the policy service is asked
+    // (delegate, only for a recipient our own rules accepted: its OK never overrides a
+    // refusal): Refuse -> its reply (4xx TempFail, 5xx Reject), reason "policy" (or
+    // "policy_default" when the default action answered for a failed service); PREPEND /
+    // HOLD / DISCARD ride along in RcptVerdict::delegated; then every recipient of an
     // authenticated session or relayed on a grant is counted against the limits (452 4.7.1,
     // reason "rate_limit", RcptVerdict::limit says which; store unreachable: 451,
     // "rate_tempfail"). Anything not accepted carries no mailboxes or forwards.

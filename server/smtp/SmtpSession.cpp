@@ -69,6 +69,14 @@ std::string sanitize(std::string_view s, std::size_t max = 255) {
     return out;
 }
 
+// DISCARD from the policy service: the message is read and checked like any other, then
+// dropped; the client gets the usual 250 with an id to quote.
+class DiscardWriter : public core::MessageWriter {
+public:
+    bool write(const char*, std::size_t) override { return true; }
+    core::SinkResult commit() override { return {core::SinkStatus::Ok, randomHex(8)}; }
+};
+
 }  // namespace
 
 // Per-message data, apart from the session (OpenSMTPD): exists from MAIL to the end of
@@ -85,6 +93,15 @@ struct SmtpSession::Transaction {
     core::MessageDsn dsn;                                    // RET/ENVID of MAIL
     std::map<std::string, core::RecipientDsn> remoteDsn;     // NOTIFY/ORCPT by forward-path
     std::vector<std::pair<std::string, core::RecipientDsn>> localSuccessDsn;
+    std::uint64_t declaredSize = 0;            // MAIL FROM SIZE=
+    std::string instance;                      // policy service: same for every RCPT of this transaction
+    // What the policy service asked for (whole message, as in Postfix): headers to prepend
+    // (each once), hold the queued copy, or accept and discard.
+    std::vector<std::string> prepend;
+    bool hold = false;
+    std::string holdReason;
+    bool discard = false;
+    std::string discardReason;
 };
 
 struct SmtpSession::DataState {
@@ -281,6 +298,7 @@ void SmtpSession::onTlsStarted() {
     extended_ = false;
     heloName_.clear();
     identity_.reset();
+    saslMethod_.clear();
     sasl_.reset();
     txn_.reset();
     data_.reset();
@@ -296,6 +314,8 @@ SmtpOutput SmtpSession::handleAuth(const Command& cmd) {
     auto mech = sasl::parseMechanism(cmd.authMechanism);
     if (!mech) return error(replies::authMechanismUnknown());
     sasl_ = std::make_unique<sasl::SaslExchange>(*mech);
+    saslMethod_ = cmd.authMechanism;
+    for (char& c : saslMethod_) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     std::optional<std::string_view> ir;
     if (cmd.authInitialResponse) ir = *cmd.authInitialResponse;
     return finishAuth(sasl_->start(ir));
@@ -367,6 +387,8 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
     txn_ = std::make_unique<Transaction>();
     txn_->sender = cmd.path;
     txn_->dsn = cmd.dsn;
+    txn_->declaredSize = cmd.size ? *cmd.size : 0;
+    txn_->instance = sessionId_ + "." + std::to_string(++mailCommands_);
     state_ = SmtpState::Mail;
     return reply(replies::senderOk());
 }
@@ -380,6 +402,27 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     policy::RecipientRequest req{
         policy::RecipientContext{identity_.has_value(), client_, ports_.directory, ports_.grants, settings_.hostname},
         txn_->sender, settings_.grantOwnSendersOnly, who, ports_.limiter};
+    core::PolicyFacts facts;
+    if (ports_.delegate) {
+        facts.sessionId = sessionId_;
+        facts.submission = settings_.role == Role::Submission;
+        facts.extended = extended_;
+        facts.heloName = heloName_;
+        facts.sender = txn_->sender.isNull ? std::string() : txn_->sender.address();
+        facts.recipient = cmd.path.address();
+        facts.instance = txn_->instance;
+        facts.client = client_;
+        facts.serverAddress = serverHost_;
+        facts.serverPort = serverPort_;
+        if (identity_) {
+            facts.saslMethod = saslMethod_;
+            facts.saslUsername = identity_->user;
+        }
+        facts.size = txn_->declaredSize;
+        facts.tls = tls_;
+        req.delegate = ports_.delegate;
+        req.facts = &facts;
+    }
     policy::RcptVerdict v = policy::TransactionPolicy::decideRecipient(cmd.path, req);
     std::string to = logAddress(cmd.path.address());
     if (v.kind != policy::RcptVerdict::Kind::Accept) {
@@ -394,6 +437,9 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
                         logAddress(txn_->sender.address()) + "> to=<" + to + "> user=" +
                         core::logValue(who ? who->user : "") + " reason=" + v.reason +
                         (v.reason == "grant_sender_mismatch" ? " grant_user=" + core::logValue(v.grantUser) : "") +
+                        (v.reason == "policy" || v.reason == "policy_default"
+                             ? " policy_action=" + core::logValue(v.delegated.action)
+                             : "") +
                         " reply=\"" + std::to_string(v.reply.code) + " " + v.reply.text() + "\"");
         count("smtp_reject", v.reason.empty() ? "recipient" : v.reason);
         if (v.kind == policy::RcptVerdict::Kind::TempFail) return reply(v.reply);
@@ -405,6 +451,25 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
         if (txn_->seenRemote.insert(f).second) txn_->remoteRecipients.push_back(f);
     if (v.viaGrant) txn_->relayedByGrant = true;
     noteRecipientDsn(cmd, v.mailboxes.empty() ? 0 : 1, v.forwards);
+    switch (v.delegated.kind) {
+    case core::PolicyDecision::Kind::Prepend:
+        if (std::find(txn_->prepend.begin(), txn_->prepend.end(), v.delegated.header) == txn_->prepend.end())
+            txn_->prepend.push_back(v.delegated.header);
+        break;
+    case core::PolicyDecision::Kind::Hold:
+        if (!txn_->hold) txn_->holdReason = v.delegated.text;
+        txn_->hold = true;
+        break;
+    case core::PolicyDecision::Kind::Discard:
+        if (!txn_->discard) txn_->discardReason = v.delegated.text;
+        txn_->discard = true;
+        break;
+    case core::PolicyDecision::Kind::Continue:
+    case core::PolicyDecision::Kind::Refuse: break;
+    }
+    if (v.delegated.kind != core::PolicyDecision::Kind::Continue)
+        logger().information("s=" + sessionId_ + " event=policy.action to=<" + to + "> action=" +
+                             core::logValue(v.delegated.action));
     ++txn_->accepted;
     const std::string rcptText = sanitize(cmd.path.address());  // for the Received header
     if (std::find(txn_->recipients.begin(), txn_->recipients.end(), rcptText) == txn_->recipients.end())
@@ -426,8 +491,12 @@ SmtpOutput SmtpSession::handleData(const Command&) {
     env.dsn = txn_->dsn;
     env.remoteDsn = txn_->remoteDsn;
     env.localSuccessDsn = txn_->localSuccessDsn;
+    env.hold = txn_->hold;
     core::SinkStatus status = core::SinkStatus::TempFail;
-    core::MessageWriterPtr writer = ports_.sink.open(env, status);
+    // DISCARD: nothing is opened in the store or the queue; the data is still read and checked.
+    core::MessageWriterPtr writer;
+    if (txn_->discard) writer = std::make_unique<DiscardWriter>();
+    else writer = ports_.sink.open(env, status);
     if (!writer) {
         logger().warning("s=" + sessionId_ + " event=data.tempfail ip=" + client_.host() + " reason=" +
                          (status == core::SinkStatus::QueueFull ? "queue_full" : "sink_open_failed"));
@@ -441,6 +510,12 @@ SmtpOutput SmtpSession::handleData(const Command&) {
     data_ = std::make_unique<DataState>(limits);
     state_ = SmtpState::Data;
     data_->writer = std::move(writer);
+    // PREPEND headers from the policy service go above our Received line (as Postfix's smtpd
+    // writes them), each once.
+    for (const auto& h : txn_->prepend) {
+        std::string line = sanitize(h, 998) + "\r\n";
+        writeData(line.data(), line.size());
+    }
     std::string received = receivedHeader();
     writeData(received.data(), received.size());
     ++transactions_;
@@ -562,7 +637,20 @@ SmtpOutput SmtpSession::finishData() {
     else res = d->writer->commit();
     std::size_t nrcpt = txn_->recipients.size();
     bool grant = txn_->relayedByGrant;
+    const bool discard = txn_->discard, hold = txn_->hold;
+    const std::string why = core::logValue(discard ? txn_->discardReason : txn_->holdReason);
+    const std::size_t local = txn_->localMailboxes.size(), remote = txn_->remoteRecipients.size();
     resetTransaction();
+    if (res.status == core::SinkStatus::Ok && discard) {
+        logger().notice(line("message.discard") + " id=" + res.queueId + " rcpts=" + std::to_string(nrcpt) +
+                        " size=" + std::to_string(d->reader.status().bytes) + " reason=" + why);
+        return reply(replies::queued(res.queueId));
+    }
+    if (res.status == core::SinkStatus::Ok && hold)
+        // Only the queued copy (remote recipients) can wait on hold: local mailboxes have no
+        // queue of their own and get their copy now.
+        logger().notice(line("message.hold") + " id=" + res.queueId + " held=" + std::to_string(remote) +
+                        " local_delivered=" + std::to_string(local) + " reason=" + why);
     switch (res.status) {
     case core::SinkStatus::Ok:
         count("smtp_message", settings_.role == Role::Submission ? "submission" : "mx");

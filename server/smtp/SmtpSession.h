@@ -9,6 +9,7 @@
 #include "core/EventCounters.h"
 #include "core/MessageSink.h"
 #include "core/OutboundLimiter.h"
+#include "core/PolicyDelegate.h"
 #include "core/UserDirectory.h"
 #include "sasl/SaslExchange.h"
 #include "smtpproto/DataReader.h"
@@ -50,6 +51,7 @@ struct SmtpPorts {
     core::MessageSink& sink;
     core::OutboundLimiter* limiter = nullptr;  // nullptr: no outbound rate limits
     core::EventCounters* events = nullptr;     // nullptr: nothing counted
+    core::PolicyDelegate* delegate = nullptr;  // nullptr: no policy delegation
 };
 
 struct SmtpOutput {
@@ -99,6 +101,11 @@ public:
     SmtpState state() const { return state_; }
     bool isTls() const { return tls_; }
     const std::string& sessionId() const { return sessionId_; }
+    // The local end of the connection (the policy service's server_address / server_port).
+    void setServerAddress(std::string host, std::uint16_t port) {
+        serverHost_ = std::move(host);
+        serverPort_ = port;
+    }
 
 private:
     struct Transaction;
@@ -150,6 +157,10 @@ private:
     bool enhancedCodes_ = false;  // ENHANCEDSTATUSCODES advertised once: used from then on
     std::string heloName_;
     std::optional<core::AuthIdentity> identity_;
+    std::string saslMethod_;      // mechanism of the successful AUTH (policy service's sasl_method)
+    unsigned mailCommands_ = 0;   // MAIL commands accepted (the policy service's instance)
+    std::string serverHost_;
+    std::uint16_t serverPort_ = 0;
     std::unique_ptr<sasl::SaslExchange> sasl_;
     int errors_ = 0;
     unsigned transactions_ = 0;

@@ -99,6 +99,7 @@ public:
             qe.sessionId = envelope_.sessionId;
             qe.dsn = envelope_.dsn;
             qe.recipientDsn = envelope_.remoteDsn;
+            qe.hold = envelope_.hold;
             if (!queue_.enqueue(tempPath_, size_, qe)) {
                 undo();
                 return result;
