@@ -130,6 +130,14 @@ def test_bad_write_query_settings():
                 "user", "list")
         check(r.returncode == 78 and "no_such_table" in r.stderr and "db migrate" in r.stderr,
               "missing table: %d %s" % (r.returncode, r.stderr))
+        # A read-only backend (LDAP; the plugin is loaded, nothing connects) says so: 78.
+        ldap = ["-D", "auth.backends=local, pg, dir", "-D", "auth.backend.dir.plugin=ldap",
+                "-D", "auth.backend.dir.uris=ldap://127.0.0.1:1", "-D", "auth.backend.dir.base=dc=wq,dc=test",
+                "--backend", "dir"]
+        for args in (["user", "list"], ["user", "disable", "wendy@wq.test"], ["user", "add", "new@wq.test"]):
+            r = ctl(p, *(ldap + args), password="x-Pw-1")
+            check(r.returncode == 78 and "backend 'dir' (plugin ldap) cannot administer users" in r.stderr,
+                  "%s on LDAP: %d %s" % (" ".join(args), r.returncode, r.stderr))
 
 
 if __name__ == "__main__":
