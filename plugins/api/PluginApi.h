@@ -1,6 +1,11 @@
-// Public ABI between posternd and its authentication backends (postern-auth-<name>.so).
-// Only this header and std types cross the boundary: no POCO types, no exceptions.
+// The C++ view of an authentication backend, compiled into BOTH sides but never crossing the
+// binary boundary: plugins implement api::Backend and expose it through the C table of
+// postern_plugin.h (PluginAdapter.h does that); the host wraps the C table back into an
+// api::Backend (server/auth/PluginBackend.h). Each side has its own copy of these types, so
+// the compiler and standard library of a plugin need not match posternd's.
 #pragma once
+
+#include "api/postern_plugin.h"
 
 #include <cstdint>
 #include <map>
@@ -9,11 +14,8 @@
 
 namespace postern::plugins::api {
 
-// Bump on any change to the types or virtual functions below. The host reads the
-// plugin's exported postern_plugin_abi_version before running any of its code and
-// refuses a mismatch with one line naming both versions.
-// 2: Backend::probe() (readiness).
-inline constexpr std::uint32_t AbiVersion = 2;
+// The ABI version of the C boundary (postern_plugin.h), not of these C++ types.
+inline constexpr std::uint32_t AbiVersion = POSTERN_PLUGIN_ABI_VERSION;
 
 // Every answer keeps its causes apart (Dovecot's passdb results). TempFail means
 // "cannot answer now" (backend down, timeout, ambiguous data): the host turns it
@@ -59,10 +61,56 @@ struct ProbeAnswer {
     std::string detail;                // why not (for /readyz and the log); never a secret
 };
 
-struct PasswordUpdate {
-    std::string user;
-    std::string newHash;  // "{SCHEME}hash"
+// Outcome of a write or an administration call.
+enum class WriteStatus : std::uint8_t {
+    Ok,
+    UnknownUser,    // no such user
+    UnknownDomain,  // add: the store has no such domain
+    Exists,         // add: the user exists already
+    Invalid,        // a value the store refuses
+    Unsupported,    // this backend cannot do that (read-only, or an option it has no place for)
+    TempFail,       // store unreachable or too slow
+    IoError,        // a file could not be read or written
+    ConfigError,    // the store is not set up for this (e.g. schema missing)
+    Failed,         // anything else
 };
+
+struct WriteAnswer {
+    WriteStatus status = WriteStatus::Failed;
+    std::string detail;  // one line for the operator; never a password or hash
+};
+
+struct NewUser {
+    std::string address;                 // checked, lower-cased
+    std::string passwordHash;            // "{SCHEME}hash"
+    bool enabled = true;
+    std::string mailbox;                 // "" = default
+    std::uint64_t quotaBytes = 0;        // 0 = none
+    std::vector<std::string> senders;    // extra MAIL FROM addresses
+};
+
+struct UserInfo {
+    std::string address;
+    bool enabled = true;
+    std::string scheme;                  // "SHA512-CRYPT" (never the hash)
+    std::string mailbox;                 // as stored ("" = default)
+    std::uint64_t quotaBytes = 0;
+    std::vector<std::string> senders;
+    std::vector<std::string> aliases;    // aliases delivering to this user (if known)
+    std::string created;
+    std::string updated;
+};
+
+// "{SHA512-CRYPT}$6$..." -> "SHA512-CRYPT"; "$2y$..." -> "CRYPT"; otherwise "?".
+inline std::string schemeOfHash(const std::string& hash) {
+    if (!hash.empty() && hash[0] == '{') {
+        auto close = hash.find('}');
+        if (close != std::string::npos) {
+            return hash.substr(1, close - 1);
+        }
+    }
+    return !hash.empty() && hash[0] == '$' ? "CRYPT" : "?";
+}
 
 // One configured backend instance. Methods are called concurrently from many
 // session threads: implementations must be thread-safe. They must not throw
@@ -88,32 +136,46 @@ public:
     // count. Bounded by the backend's own timeouts; the host calls it at most about once
     // a second (it caches the answer), never on a session's path.
     virtual ProbeAnswer probe() noexcept = 0;
-};
 
-// Config: every key under auth.backend.<instance>. with the prefix stripped
-// ("path", "scheme", ...). create() returns nullptr and fills error on bad config;
-// it must reject keys it does not know.
-using CreateFn = Backend* (*)(const std::map<std::string, std::string>& config, std::string& error) noexcept;
-using DestroyFn = void (*)(Backend*) noexcept;
+    // Writes. A backend that cannot write keeps these defaults: Unsupported.
+    // Replaces the stored hash (posternctl user passwd; rehash after a login with an old
+    // scheme). May be called concurrently with the reads.
+    virtual WriteAnswer setPassword(const std::string& user, const std::string& newHash) noexcept {
+        (void)user, (void)newHash;
+        return unsupported();
+    }
+    // User administration (posternctl, one call at a time).
+    // Could addUser succeed? Ok, Exists, UnknownDomain (asked before the password prompt).
+    virtual WriteAnswer checkNewUser(const std::string& address) noexcept {
+        (void)address;
+        return unsupported();
+    }
+    virtual WriteAnswer addUser(const NewUser& user) noexcept {
+        (void)user;
+        return unsupported();
+    }
+    virtual WriteAnswer setEnabled(const std::string& user, bool enabled) noexcept {
+        (void)user, (void)enabled;
+        return unsupported();
+    }
+    virtual WriteAnswer removeUser(const std::string& user) noexcept {
+        (void)user;
+        return unsupported();
+    }
+    // domain "" = all; sorted by address.
+    virtual WriteAnswer listUsers(const std::string& domain, std::vector<UserInfo>& out) noexcept {
+        (void)domain, (void)out;
+        return unsupported();
+    }
+    virtual WriteAnswer showUser(const std::string& address, UserInfo& out) noexcept {
+        (void)address, (void)out;
+        return unsupported();
+    }
 
-struct Descriptor {
-    const char* name;     // "passwd-file"
-    const char* version;  // plugin's own version string
-    CreateFn create;
-    DestroyFn destroy;
+protected:
+    static WriteAnswer unsupported() {
+        return {WriteStatus::Unsupported, "this backend is read-only"};
+    }
 };
 
 }  // namespace postern::plugins::api
-
-// The two symbols every plugin exports (define them with POSTERN_PLUGIN_EXPORT).
-#define POSTERN_PLUGIN_ABI_SYMBOL "postern_plugin_abi_version"
-#define POSTERN_PLUGIN_DESCRIPTOR_SYMBOL "postern_plugin_descriptor"
-
-#define POSTERN_PLUGIN_EXPORT(descriptorExpr)                                                      \
-    extern "C" __attribute__((visibility("default"))) const std::uint32_t postern_plugin_abi_version = \
-        ::postern::plugins::api::AbiVersion;                                                       \
-    extern "C" __attribute__((visibility("default"))) const ::postern::plugins::api::Descriptor*   \
-    postern_plugin_descriptor() noexcept {                                                         \
-        static const ::postern::plugins::api::Descriptor d = descriptorExpr;                       \
-        return &d;                                                                                 \
-    }

@@ -1,30 +1,25 @@
-// Entry points of postern-auth-ldap.so: the ABI version and the descriptor. The backend
-// lives in the postern_ldap library (plugins/ldap/lib). Nothing may throw across this boundary.
+// Entry points of postern-auth-ldap.so: the C table of api/postern_plugin.h around LdapBackend
+// (plugins/ldap/lib; api/PluginAdapter.h). Read-only: the write entry points answer
+// UNSUPPORTED. Nothing may throw across this boundary.
 #include "LdapBackend.h"
+#include "api/PluginAdapter.h"
 
-#include <new>
+#include <stdexcept>
 
 namespace {
 
-using postern::plugins::api::Backend;
 using postern::plugins::ldap::LdapBackend;
 using postern::plugins::ldap::LdapConfig;
 
-Backend* create(const std::map<std::string, std::string>& config, std::string& error) noexcept {
+std::unique_ptr<postern::plugins::api::Backend> makeBackend(const std::map<std::string, std::string>& config,
+                                                            std::uint32_t) {
     try {
-        return new LdapBackend(LdapConfig::fromMap(config));
+        return std::make_unique<LdapBackend>(LdapConfig::fromMap(config));
     } catch (const std::exception& e) {
-        error = std::string("ldap: ") + e.what();
-    } catch (...) {
-        error = "ldap: unexpected error";
+        throw std::runtime_error(std::string("ldap: ") + e.what());
     }
-    return nullptr;
-}
-
-void destroy(Backend* backend) noexcept {
-    delete backend;
 }
 
 }  // namespace
 
-POSTERN_PLUGIN_EXPORT((postern::plugins::api::Descriptor{"ldap", "1.0.0", &create, &destroy}))
+POSTERN_PLUGIN_EXPORT("ldap", "1.1.0", makeBackend)

@@ -1,30 +1,25 @@
-// Entry points of postern-auth-passwd-file.so: the ABI version and the descriptor.
-// Nothing may throw across this boundary.
+// Entry points of postern-auth-passwd-file.so: the C table of api/postern_plugin.h around
+// PasswdFileBackend (api/PluginAdapter.h). Nothing may throw across this boundary.
 #include "PasswdFileBackend.h"
+#include "api/PluginAdapter.h"
 
-#include <new>
+#include <stdexcept>
 
 namespace {
 
-using postern::plugins::api::Backend;
 using postern::plugins::passwdfile::PasswdFileBackend;
 using postern::plugins::passwdfile::PasswdFileConfig;
 
-Backend* create(const std::map<std::string, std::string>& config, std::string& error) noexcept {
+std::unique_ptr<postern::plugins::api::Backend> makeBackend(const std::map<std::string, std::string>& config,
+                                                            std::uint32_t flags) {
     try {
-        return new PasswdFileBackend(PasswdFileConfig::fromMap(config));
+        return std::make_unique<PasswdFileBackend>(PasswdFileConfig::fromMap(config),
+                                                   (flags & POSTERN_CREATE_ADMIN) != 0);
     } catch (const std::exception& e) {
-        error = std::string("passwd-file: ") + e.what();
-    } catch (...) {
-        error = "passwd-file: unexpected error";
+        throw std::runtime_error(std::string("passwd-file: ") + e.what());
     }
-    return nullptr;
-}
-
-void destroy(Backend* backend) noexcept {
-    delete backend;
 }
 
 }  // namespace
 
-POSTERN_PLUGIN_EXPORT((postern::plugins::api::Descriptor{"passwd-file", "1.0.0", &create, &destroy}))
+POSTERN_PLUGIN_EXPORT("passwd-file", "1.1.0", makeBackend)

@@ -1,30 +1,24 @@
-// Entry points of postern-auth-postgres.so: the ABI version and the descriptor.
-// Nothing may throw across this boundary.
+// Entry points of postern-auth-postgres.so: the C table of api/postern_plugin.h around
+// PostgresBackend (api/PluginAdapter.h). Nothing may throw across this boundary.
 #include "PostgresBackend.h"
+#include "api/PluginAdapter.h"
 
-#include <new>
+#include <stdexcept>
 
 namespace {
 
-using postern::plugins::api::Backend;
 using postern::plugins::postgres::PostgresBackend;
 using postern::plugins::postgres::PostgresConfig;
 
-Backend* create(const std::map<std::string, std::string>& config, std::string& error) noexcept {
+std::unique_ptr<postern::plugins::api::Backend> makeBackend(const std::map<std::string, std::string>& config,
+                                                            std::uint32_t) {
     try {
-        return new PostgresBackend(PostgresConfig::fromMap(config));
+        return std::make_unique<PostgresBackend>(PostgresConfig::fromMap(config));
     } catch (const std::exception& e) {
-        error = std::string("postgres: ") + e.what();
-    } catch (...) {
-        error = "postgres: unexpected error";
+        throw std::runtime_error(std::string("postgres: ") + e.what());
     }
-    return nullptr;
-}
-
-void destroy(Backend* backend) noexcept {
-    delete backend;
 }
 
 }  // namespace
 
-POSTERN_PLUGIN_EXPORT((postern::plugins::api::Descriptor{"postgres", "1.0.0", &create, &destroy}))
+POSTERN_PLUGIN_EXPORT("postgres", "1.1.0", makeBackend)

@@ -1,5 +1,6 @@
 // Loads authentication backends (postern-auth-<name>.so) at start-up and checks them before
-// running any of their code: file permissions, then the exported ABI version.
+// running any of their code: file permissions, then the exported ABI version; then the C
+// function table (api/postern_plugin.h).
 #include "auth/PluginLoader.h"
 
 #include <Poco/Exception.h>
@@ -14,24 +15,20 @@
 
 namespace postern::auth {
 
-namespace api = plugins::api;
-
-BackendHandle::BackendHandle(std::shared_ptr<Poco::SharedLibrary> library,
-                             const api::Descriptor* descriptor, api::Backend* backend,
-                             std::string instance)
-    : library_(std::move(library)), descriptor_(descriptor), backend_(backend),
-      instance_(std::move(instance)) {}
+BackendHandle::BackendHandle(std::shared_ptr<Poco::SharedLibrary> library, const postern_plugin_table* table,
+                             std::unique_ptr<PluginBackend> backend, std::string instance)
+    : library_(std::move(library)), table_(table), backend_(std::move(backend)), instance_(std::move(instance)) {}
 
 BackendHandle::BackendHandle(BackendHandle&& other) noexcept
-    : library_(std::move(other.library_)), descriptor_(std::exchange(other.descriptor_, nullptr)),
-      backend_(std::exchange(other.backend_, nullptr)), instance_(std::move(other.instance_)) {}
+    : library_(std::move(other.library_)), table_(std::exchange(other.table_, nullptr)),
+      backend_(std::move(other.backend_)), instance_(std::move(other.instance_)) {}
 
 BackendHandle& BackendHandle::operator=(BackendHandle&& other) noexcept {
     if (this != &other) {
         reset();
         library_ = std::move(other.library_);
-        descriptor_ = std::exchange(other.descriptor_, nullptr);
-        backend_ = std::exchange(other.backend_, nullptr);
+        table_ = std::exchange(other.table_, nullptr);
+        backend_ = std::move(other.backend_);
         instance_ = std::move(other.instance_);
     }
     return *this;
@@ -40,20 +37,16 @@ BackendHandle& BackendHandle::operator=(BackendHandle&& other) noexcept {
 BackendHandle::~BackendHandle() { reset(); }
 
 void BackendHandle::reset() noexcept {
-    // The object was made by the plugin's allocator and vtable: only its destroy() may free it.
-    if (backend_ != nullptr && descriptor_ != nullptr && descriptor_->destroy != nullptr) {
-        descriptor_->destroy(backend_);
-    }
-    backend_ = nullptr;
-    descriptor_ = nullptr;
+    backend_.reset();  // the plugin's destroy(), while its library is still held
+    table_ = nullptr;
 }
 
 std::string BackendHandle::pluginName() const {
-    return descriptor_ && descriptor_->name ? descriptor_->name : "";
+    return table_ && table_->name ? table_->name : "";
 }
 
 std::string BackendHandle::pluginVersion() const {
-    return descriptor_ && descriptor_->version ? descriptor_->version : "";
+    return table_ && table_->version ? table_->version : "";
 }
 
 PluginLoader::PluginLoader(std::string directory, std::uint32_t hostAbiVersion)
@@ -71,7 +64,7 @@ std::string PluginLoader::pathFor(const std::string& pluginName) const {
     return dir + "postern-auth-" + pluginName + ".so";
 }
 
-std::shared_ptr<Poco::SharedLibrary> PluginLoader::open(const std::string& pluginName) {
+PluginLoader::Loaded PluginLoader::open(const std::string& pluginName) {
     // The name becomes part of a path: no '/', no "..", nothing surprising.
     bool nameOk = !pluginName.empty() && pluginName.size() <= 64;
     for (char c : pluginName) {
@@ -119,31 +112,46 @@ std::shared_ptr<Poco::SharedLibrary> PluginLoader::open(const std::string& plugi
         throw std::runtime_error("plugin " + pluginName + " was built for ABI " + std::to_string(*abi) +
                                  ", posternd speaks ABI " + std::to_string(hostAbiVersion_));
     }
-    if (!library->hasSymbol(POSTERN_PLUGIN_DESCRIPTOR_SYMBOL)) {
+    if (!library->hasSymbol(POSTERN_PLUGIN_ENTRY_SYMBOL)) {
         throw std::runtime_error("plugin " + pluginName + " (" + path + ") does not export " +
-                                 POSTERN_PLUGIN_DESCRIPTOR_SYMBOL);
+                                 POSTERN_PLUGIN_ENTRY_SYMBOL);
     }
-    libraries_.emplace(pluginName, library);
-    return library;
+    auto entry = reinterpret_cast<postern_plugin_entry_fn>(library->getSymbol(POSTERN_PLUGIN_ENTRY_SYMBOL));
+    const postern_plugin_table* table = entry();
+    if (table == nullptr) {
+        throw std::runtime_error("plugin " + pluginName + " returned no function table");
+    }
+    if (table->abi_version != hostAbiVersion_) {
+        throw std::runtime_error("plugin " + pluginName + " has a function table for ABI " +
+                                 std::to_string(table->abi_version) + ", posternd speaks ABI " +
+                                 std::to_string(hostAbiVersion_));
+    }
+    // A table is only ever extended at its end: a smaller one lacks functions this host calls.
+    if (table->table_size < sizeof(postern_plugin_table)) {
+        throw std::runtime_error("plugin " + pluginName + " has a function table of " +
+                                 std::to_string(table->table_size) + " bytes, posternd needs " +
+                                 std::to_string(sizeof(postern_plugin_table)) + " (ABI " +
+                                 std::to_string(hostAbiVersion_) + ")");
+    }
+    if (table->create == nullptr || table->destroy == nullptr || table->authenticate == nullptr ||
+        table->lookup == nullptr || table->has_domain == nullptr || table->probe == nullptr) {
+        throw std::runtime_error("plugin " + pluginName + " returned an incomplete function table");
+    }
+    Loaded loaded{library, table};
+    libraries_.emplace(pluginName, loaded);
+    return loaded;
 }
 
 BackendHandle PluginLoader::load(const std::string& pluginName, const std::string& instance,
-                                 const std::map<std::string, std::string>& config) {
-    auto library = open(pluginName);
-    using DescriptorFn = const api::Descriptor* (*)() noexcept;
-    auto descriptorFn =
-        reinterpret_cast<DescriptorFn>(library->getSymbol(POSTERN_PLUGIN_DESCRIPTOR_SYMBOL));
-    const api::Descriptor* descriptor = descriptorFn();
-    if (descriptor == nullptr || descriptor->create == nullptr || descriptor->destroy == nullptr) {
-        throw std::runtime_error("plugin " + pluginName + " returned an incomplete descriptor");
+                                 const std::map<std::string, std::string>& config, std::uint32_t flags) {
+    Loaded loaded = open(pluginName);
+    std::unique_ptr<PluginBackend> backend;
+    try {
+        backend = std::make_unique<PluginBackend>(loaded.table, config, flags);
+    } catch (const std::exception& e) {
+        throw std::runtime_error("auth backend " + instance + " (plugin " + pluginName + "): " + e.what());
     }
-    std::string error;
-    api::Backend* backend = descriptor->create(config, error);
-    if (backend == nullptr) {
-        throw std::runtime_error("auth backend " + instance + " (plugin " + pluginName +
-                                 "): " + (error.empty() ? std::string("create() failed") : error));
-    }
-    return BackendHandle(std::move(library), descriptor, backend, instance);
+    return BackendHandle(std::move(loaded.library), loaded.table, std::move(backend), instance);
 }
 
 }  // namespace postern::auth

@@ -1,4 +1,4 @@
-// posternctl's PostgreSQL side: users, aliases and domains in the default schema.
+// posternctl's PostgreSQL side: aliases and domains in the default schema.
 #include "PgAdmin.h"
 
 #include "CtlSupport.h"
@@ -23,16 +23,6 @@ std::uint64_t toU64(const pg::Value& v) {
 }
 
 }  // namespace
-
-std::string schemeOf(const std::string& hash) {
-    if (!hash.empty() && hash[0] == '{') {
-        auto close = hash.find('}');
-        if (close != std::string::npos) {
-            return hash.substr(1, close - 1);
-        }
-    }
-    return !hash.empty() && hash[0] == '$' ? "CRYPT" : "?";
-}
 
 pg::ConnectionPtr openAdminConnection(const config::BackendConfig& backend) {
     pg::ConnectSettings settings;
@@ -91,104 +81,6 @@ void PgAdmin::transaction(const std::function<void()>& body) {
         connection_->exec("ROLLBACK");
         throw;
     }
-}
-
-void PgAdmin::checkCanAdd(const std::string& address) {
-    const std::string domain = domainOf(address);
-    if (run("SELECT 1 FROM domains WHERE name = $1", {domain}, "domain").noRows()) {
-        throw CtlError(ExitNoHost, "unknown domain " + domain + " (add it with 'posternctl domain add " + domain + "')");
-    }
-    if (run("SELECT 1 FROM users WHERE address = $1", {address}, "user").ok()) {
-        throw CtlError(ExitCantCreate, "user " + address + " already exists");
-    }
-}
-
-void PgAdmin::add(const NewUser& u) {
-    transaction([&] {
-        run("INSERT INTO users (address, domain, password, enabled, mailbox, quota_bytes) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
-            {u.address, domainOf(u.address), u.passwordHash, u.enabled ? "true" : "false", u.mailbox,
-             std::to_string(u.quotaBytes)},
-            "user " + u.address);
-        for (const auto& s : u.senders) {
-            run("INSERT INTO user_senders (user_id, address) SELECT id, $2 FROM users WHERE address = $1",
-                {u.address, s}, "sender " + s);
-        }
-    });
-}
-
-void PgAdmin::requireUser(const std::string& address) {
-    if (run("SELECT 1 FROM users WHERE address = $1", {address}, "user").noRows()) {
-        throw CtlError(ExitNoUser, "no such user " + address);
-    }
-}
-
-void PgAdmin::setPassword(const std::string& address, const std::string& hash) {
-    if (run("UPDATE users SET password = $2 WHERE address = $1", {address, hash}, "user " + address).noRows()) {
-        throw CtlError(ExitNoUser, "no such user " + address);
-    }
-}
-
-void PgAdmin::setEnabled(const std::string& address, bool enabled) {
-    if (run("UPDATE users SET enabled = $2 WHERE address = $1", {address, enabled ? "true" : "false"},
-            "user " + address)
-            .noRows()) {
-        throw CtlError(ExitNoUser, "no such user " + address);
-    }
-}
-
-void PgAdmin::remove(const std::string& address) {
-    if (run("DELETE FROM users WHERE address = $1", {address}, "user " + address).noRows()) {
-        throw CtlError(ExitNoUser, "no such user " + address);
-    }
-}
-
-std::vector<UserInfo> PgAdmin::list(const std::string& domain) {
-    pg::QueryResult r = domain.empty()
-        ? run("SELECT address, enabled, mailbox, quota_bytes FROM users ORDER BY address", {}, "users")
-        : run("SELECT address, enabled, mailbox, quota_bytes FROM users WHERE domain = $1 ORDER BY address",
-              {domain}, "users");
-    std::vector<UserInfo> out;
-    for (const auto& row : r.rows) {
-        UserInfo u;
-        u.address = row[0].value_or("");
-        u.enabled = isTrue(row[1]);
-        u.mailbox = row[2].value_or("");
-        u.quotaBytes = toU64(row[3]);
-        out.push_back(std::move(u));
-    }
-    return out;
-}
-
-UserInfo PgAdmin::show(const std::string& address) {
-    pg::QueryResult r = run(
-        "SELECT address, enabled, password, mailbox, quota_bytes, created_at::text, updated_at::text "
-        "FROM users WHERE address = $1",
-        {address}, "user");
-    if (r.noRows()) {
-        throw CtlError(ExitNoUser, "no such user " + address);
-    }
-    const auto& row = r.rows[0];
-    UserInfo u;
-    u.address = row[0].value_or("");
-    u.enabled = isTrue(row[1]);
-    u.scheme = schemeOf(row[2].value_or(""));
-    u.mailbox = row[3].value_or("");
-    u.quotaBytes = toU64(row[4]);
-    u.created = row[5].value_or("");
-    u.updated = row[6].value_or("");
-    for (const auto& s : run("SELECT s.address FROM user_senders s JOIN users u ON u.id = s.user_id "
-                             "WHERE u.address = $1 ORDER BY s.address",
-                             {address}, "senders")
-                             .rows) {
-        u.senders.push_back(s[0].value_or(""));
-    }
-    for (const auto& a : run("SELECT address FROM aliases WHERE destination = $1 ORDER BY address", {address},
-                             "aliases")
-                             .rows) {
-        u.aliases.push_back(a[0].value_or(""));
-    }
-    return u;
 }
 
 void PgAdmin::addDomain(const std::string& domain) {

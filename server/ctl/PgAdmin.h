@@ -1,8 +1,8 @@
-// posternctl's PostgreSQL side: users, aliases and domains in the default schema
-// (schema/postgres), over one pg::Connection with bound parameters.
+// posternctl's PostgreSQL side for domains and aliases in the default schema
+// (schema/postgres), over one pg::Connection with bound parameters. Users are not here: the
+// user commands go through the backend's plugin (UserStore.h) and its configurable queries.
 #pragma once
 
-#include "UserStore.h"
 #include "config/ServerConfig.h"
 #include "pg/Connection.h"
 
@@ -13,23 +13,15 @@
 
 namespace postern::ctl {
 
-// Works on the tables of schema/postgres; custom *_query settings of the backend are for
-// reading and do not change what is written here. Not thread-safe (one command at a time).
-class PgAdmin final : public UserStore {
+// Works on the domains and aliases tables of schema/postgres. Not thread-safe (one command
+// at a time).
+class PgAdmin final {
 public:
     // Connects with the backend's conninfo, password_file and timeouts.
     // Throws CtlError(ExitConfig) on bad settings, CtlError(ExitTempFail) if it cannot connect.
     explicit PgAdmin(const config::BackendConfig& backend);
 
-    std::string describe() const override;
-    void checkCanAdd(const std::string& address) override;
-    void add(const NewUser& user) override;
-    void requireUser(const std::string& address) override;
-    void setPassword(const std::string& address, const std::string& hash) override;
-    void setEnabled(const std::string& address, bool enabled) override;
-    void remove(const std::string& address) override;
-    std::vector<UserInfo> list(const std::string& domain) override;
-    UserInfo show(const std::string& address) override;
+    std::string describe() const;
 
     // Domains: add (ExitCantCreate if present), remove (ExitNoHost if absent; refuses a domain
     // that still has users or aliases unless force), list (name, enabled, users, aliases).

@@ -3,13 +3,18 @@
 
 #include "CtlSupport.h"
 #include "GrantCommands.h"
-#include "PasswdFileUserStore.h"
 #include "PasswordPrompt.h"
 #include "PgAdmin.h"
+#include "UserStore.h"
 #include "auth/PasswordScheme.h"
 #include "config/ConfigSchema.h"
 
+#include <Poco/Logger.h>
+#include <Poco/Message.h>
+
 #include <openssl/crypto.h>
+
+#include <memory>
 
 #include <optional>
 #include <ostream>
@@ -20,17 +25,24 @@ namespace {
 
 struct Session {
     config::ServerConfig config;
-    UserStorePtr store;
+    std::unique_ptr<UserStore> store;
 };
 
+// The backend's plugin does the work (as posternd loads it). Without --backend: the first
+// postgres backend, else the first passwd-file backend; --backend may name any backend (a
+// read-only one, such as LDAP, then answers with a clear error). The plugins' own log lines
+// stay quiet: what matters comes back as the command's message.
 Session open(const Options& o) {
     Session s{loadConfig(o), nullptr};
-    const config::BackendConfig& b = chooseBackend(s.config, o, {"postgres", "passwd-file"});
-    if (b.plugin == "postgres") {
-        s.store = std::make_unique<PgAdmin>(b);
-    } else {
-        s.store = std::make_unique<PasswdFileUserStore>(b);
+    std::vector<std::string> plugins{"postgres", "passwd-file"};
+    if (!o.backend.empty()) {
+        for (const auto& b : s.config.backends) {
+            plugins.push_back(b.plugin);
+        }
     }
+    const config::BackendConfig& b = chooseBackend(s.config, o, plugins);
+    Poco::Logger::setLevel("", Poco::Message::PRIO_FATAL);
+    s.store = std::make_unique<UserStore>(s.config, b);
     return s;
 }
 
@@ -60,13 +72,13 @@ std::string newHash(CommandContext& c, const config::ServerConfig& cfg) {
 // backends, once schema 002 is applied). Nodes may still honour a cached grant for
 // cluster.grant_cache_ttl. Prints a line only when something was revoked.
 void revokeGrants(UserStore& store, const std::string& address, CommandContext& c) {
-    auto* pgStore = dynamic_cast<PgAdmin*>(&store);
-    if (pgStore == nullptr) {
+    if (store.backend().plugin != "postgres") {
         return;
     }
     std::optional<std::size_t> n;
     try {
-        n = revokeUserGrants(pgStore->connection(), address);
+        pg::ConnectionPtr connection = openAdminConnection(store.backend());
+        n = revokeUserGrants(*connection, address);
     } catch (const CtlError& e) {
         throw CtlError(e.code(), "the account was changed, but revoking its POP-before-SMTP grants failed: " +
                                      std::string(e.what()));

@@ -1,5 +1,6 @@
 // posternctl user add|passwd|disable|enable|delete|list|show: accounts in the configured
-// PostgreSQL backend (default schema) or passwd-file backend.
+// backend, through its plugin (UserStore.h): PostgreSQL with the backend's write queries, a
+// passwd-file with the plugin's format code. A read-only backend (LDAP) is refused (78).
 #pragma once
 
 #include "Command.h"
@@ -8,7 +9,7 @@ namespace postern::ctl {
 
 // Common options: -c/--config FILE (default etc/postern.properties in the work tree,
 // /etc/postern/postern.properties installed; see Layout.h), --backend NAME (default: the
-// first postgres backend, else the first passwd-file backend), -D key=value.
+// first postgres backend, else the first passwd-file backend; any backend by name), -D key=value.
 // Passwords come from readNewPassword() (no-echo prompt, or the first line of stdin), never
 // from argv; new hashes use auth.default_scheme.
 // Exit: 0 done; 64 usage; 65 malformed address / bad password input / refused value;

@@ -1,56 +1,56 @@
-// What posternctl's user commands need from a user directory; PostgreSQL (PgAdmin) and the
-// passwd-file (PasswdFileUserStore) each implement it.
+// posternctl's user commands talk to the configured backend through its plugin, exactly as
+// posternd loads it: PostgreSQL writes use the backend's configurable *_query keys, a
+// passwd-file is edited by the plugin's own format code. This class maps the plugin's
+// answers to posternctl's exit codes and messages.
 #pragma once
 
-#include <cstdint>
+#include "api/PluginApi.h"
+#include "auth/PluginLoader.h"
+#include "config/ServerConfig.h"
+
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace postern::ctl {
 
-struct NewUser {
-    std::string address;                 // checked, lower-cased
-    std::string passwordHash;            // "{SCHEME}hash"
-    bool enabled = true;
-    std::string mailbox;                 // "" = default
-    std::uint64_t quotaBytes = 0;        // 0 = none
-    std::vector<std::string> senders;    // extra MAIL FROM addresses
-};
-
-struct UserInfo {
-    std::string address;
-    bool enabled = true;
-    std::string scheme;                  // "SHA512-CRYPT" (never the hash)
-    std::string mailbox;                 // as stored ("" = default)
-    std::uint64_t quotaBytes = 0;
-    std::vector<std::string> senders;
-    std::vector<std::string> aliases;    // aliases delivering to this user (PostgreSQL only)
-    std::string created;
-    std::string updated;
-};
+using NewUser = plugins::api::NewUser;
+using UserInfo = plugins::api::UserInfo;
 
 // Every method throws CtlError with the exit code: ExitNoUser (no such user), ExitNoHost
-// (unknown domain), ExitCantCreate (exists), ExitDataError (refused by a constraint),
-// ExitTempFail (database unreachable), ExitIoError (file).
+// (unknown domain), ExitCantCreate (exists), ExitDataError (refused value), ExitTempFail
+// (store unreachable), ExitIoError (file), ExitConfig (the backend cannot administer users,
+// e.g. LDAP; schema missing), ExitUsage (an option this backend has no place for, --quota on
+// a passwd-file), ExitSoftware (anything else).
 class UserStore {
 public:
-    virtual ~UserStore() = default;
-    virtual std::string describe() const = 0;  // "postgres backend 'pg'"
+    // Loads the backend's plugin from server.plugin_dir (POSTERN_CREATE_ADMIN).
+    // Throws CtlError(ExitConfig) if it cannot be loaded or refuses the configuration.
+    UserStore(const config::ServerConfig& cfg, const config::BackendConfig& backend);
+    ~UserStore();
+
+    const config::BackendConfig& backend() const { return backend_; }
+    std::string describe() const;  // "postgres backend 'pg'"
     // Checked before asking for a password: the domain exists and the user does not.
-    virtual void checkCanAdd(const std::string& address) = 0;
-    virtual void add(const NewUser& user) = 0;
-    virtual void requireUser(const std::string& address) = 0;
-    virtual void setPassword(const std::string& address, const std::string& hash) = 0;
-    virtual void setEnabled(const std::string& address, bool enabled) = 0;
-    virtual void remove(const std::string& address) = 0;
-    virtual std::vector<UserInfo> list(const std::string& domain) = 0;  // "" = all
-    virtual UserInfo show(const std::string& address) = 0;
+    void checkCanAdd(const std::string& address);
+    void add(const NewUser& user);
+    void requireUser(const std::string& address);
+    void setPassword(const std::string& address, const std::string& hash);
+    void setEnabled(const std::string& address, bool enabled);
+    void remove(const std::string& address);
+    std::vector<UserInfo> list(const std::string& domain);  // "" = all
+    UserInfo show(const std::string& address);
+
+private:
+    [[noreturn]] void fail(const plugins::api::WriteAnswer& answer, const std::string& address) const;
+    void check(const plugins::api::WriteAnswer& answer, const std::string& address) const;
+
+    config::BackendConfig backend_;
+    std::unique_ptr<auth::PluginLoader> loader_;
+    auth::BackendHandle handle_;
 };
 
-using UserStorePtr = std::unique_ptr<UserStore>;
-
 // "{SHA512-CRYPT}$6$..." -> "SHA512-CRYPT"; "$2y$..." -> "CRYPT"; otherwise "?".
-std::string schemeOf(const std::string& hash);
+inline std::string schemeOf(const std::string& hash) { return plugins::api::schemeOfHash(hash); }
 
 }  // namespace postern::ctl

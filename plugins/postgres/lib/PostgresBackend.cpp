@@ -91,6 +91,64 @@ void appendList(const pg::Value& value, std::vector<std::string>& out) {
     }
 }
 
+// Highest $N in sql (0 if none): PostgreSQL refuses more bound values than a statement uses.
+std::size_t highestParam(const std::string& sql) {
+    std::size_t highest = 0;
+    for (std::size_t i = 0; i + 1 < sql.size(); ++i) {
+        if (sql[i] != '$' || sql[i + 1] < '0' || sql[i + 1] > '9') {
+            continue;
+        }
+        std::size_t n = 0;
+        std::size_t j = i + 1;
+        while (j < sql.size() && sql[j] >= '0' && sql[j] <= '9' && n < 1000) {
+            n = n * 10 + static_cast<std::size_t>(sql[j] - '0');
+            ++j;
+        }
+        highest = std::max(highest, n);
+    }
+    return highest;
+}
+
+// A failed statement of a write, already mapped (thrown out of the body, caught in write()).
+struct WriteFailure {
+    api::WriteAnswer answer;
+};
+
+api::WriteAnswer mapWriteError(const pg::QueryResult& r, bool broken, const std::string& what) {
+    const std::string& s = r.sqlState;
+    const std::string msg = what + ": " + r.error;
+    if (broken || r.isTimeout() || r.timedOut || s.empty() || s.rfind("08", 0) == 0) {
+        return {api::WriteStatus::TempFail, msg};
+    }
+    if (r.isUniqueViolation()) {
+        return {api::WriteStatus::Exists, what + ": already exists"};
+    }
+    if (r.isForeignKeyViolation()) {
+        return {api::WriteStatus::UnknownDomain, what + ": unknown domain"};
+    }
+    if (r.isCheckViolation() || s.rfind("22", 0) == 0 || s.rfind("23", 0) == 0) {
+        return {api::WriteStatus::Invalid, msg};
+    }
+    if (s == "42P01") {
+        return {api::WriteStatus::ConfigError, msg + " (run 'posternctl db migrate' first)"};
+    }
+    return {api::WriteStatus::Failed, msg + " (SQLSTATE " + s + ")"};
+}
+
+std::uint64_t toU64(const pg::Value& v) {
+    try {
+        return v ? std::stoull(*v) : 0;
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
+api::WriteAnswer okAnswer() { return {api::WriteStatus::Ok, ""}; }
+
+api::WriteAnswer noSuchUser(const std::string& address) {
+    return {api::WriteStatus::UnknownUser, "no such user " + address};
+}
+
 }  // namespace
 
 PostgresBackend::PostgresBackend(PostgresConfig config)
@@ -314,6 +372,184 @@ api::ProbeAnswer PostgresBackend::probe() noexcept {
         answer.detail = "postgres: unexpected error";
     }
     return answer;
+}
+
+api::WriteAnswer PostgresBackend::write(const std::function<api::WriteAnswer(const Runner&)>& body) noexcept {
+    try {
+        api::WriteAnswer answer{api::WriteStatus::Failed, "postgres: no answer"};
+        auto runBody = [&](const Runner& runner) {
+            try {
+                answer = body(runner);
+            } catch (const WriteFailure& f) {
+                answer = f.answer;
+            }
+        };
+        if (!pool_) {
+            // Tests: statements through the executor, one by one.
+            runBody([this](const std::string& what, const std::string& sql, pg::Params params) {
+                params.resize(std::min(params.size(), highestParam(sql)));
+                pg::QueryResult r = execute_(pg::Statement{"postern_write", sql}, params);
+                if (r.failed()) {
+                    throw WriteFailure{mapWriteError(r, false, what)};
+                }
+                return r;
+            });
+            return answer;
+        }
+        bool ran = false;
+        pg::QueryResult last = pool_->withConnection([&](pg::Connection& c) {
+            ran = true;
+            runBody([&c](const std::string& what, const std::string& sql, pg::Params params) {
+                params.resize(std::min(params.size(), highestParam(sql)));
+                pg::QueryResult r = c.execParams(sql, params);
+                if (r.failed()) {
+                    throw WriteFailure{mapWriteError(r, c.isBroken(r), what)};
+                }
+                return r;
+            });
+            pg::QueryResult done;
+            done.status = pg::QueryStatus::Ok;
+            return done;
+        });
+        if (!ran) {
+            return {api::WriteStatus::TempFail, "cannot connect to PostgreSQL: " + last.error};
+        }
+        return answer;
+    } catch (const std::exception& e) {
+        return {api::WriteStatus::Failed, std::string("postgres: ") + e.what()};
+    } catch (...) {
+        return {api::WriteStatus::Failed, "postgres: unexpected error"};
+    }
+}
+
+api::WriteAnswer PostgresBackend::setPassword(const std::string& user, const std::string& newHash) noexcept {
+    return write([&](const Runner& run) {
+        const std::string key = normaliseKey(user);
+        if (key.empty() || run("user " + key, config_.setPasswordQuery, {key, newHash}).noRows()) {
+            return noSuchUser(user);
+        }
+        return okAnswer();
+    });
+}
+
+api::WriteAnswer PostgresBackend::checkNewUser(const std::string& address) noexcept {
+    return write([&](const Runner& run) -> api::WriteAnswer {
+        const std::string key = normaliseKey(address);
+        if (key.empty()) {
+            return {api::WriteStatus::Invalid, "invalid address"};
+        }
+        const auto at = key.rfind('@');
+        const std::string domain = at == std::string::npos ? std::string() : key.substr(at + 1);
+        if (!config_.domainExistsQuery.empty() && run("domain", config_.domainExistsQuery, {domain}).noRows()) {
+            return {api::WriteStatus::UnknownDomain, "unknown domain " + domain};
+        }
+        if (run("user", config_.showUserQuery, {key}).ok()) {
+            return {api::WriteStatus::Exists, "user " + key + " already exists"};
+        }
+        return okAnswer();
+    });
+}
+
+api::WriteAnswer PostgresBackend::addUser(const api::NewUser& u) noexcept {
+    if (!u.senders.empty() && config_.addSenderQuery.empty()) {
+        return {api::WriteStatus::Unsupported, "--sender needs add_sender_query, which is empty for this backend"};
+    }
+    return write([&](const Runner& run) {
+        const std::string key = normaliseKey(u.address);
+        if (key.empty()) {
+            return api::WriteAnswer{api::WriteStatus::Invalid, "invalid address"};
+        }
+        const auto at = key.rfind('@');
+        const std::string domain = at == std::string::npos ? std::string() : key.substr(at + 1);
+        run("begin", "BEGIN", {});
+        try {
+            run("user " + key, config_.addUserQuery,
+                {key, domain, u.passwordHash, u.enabled ? "true" : "false", u.mailbox, std::to_string(u.quotaBytes)});
+            for (const auto& s : u.senders) {
+                run("sender " + s, config_.addSenderQuery, {key, s});
+            }
+            run("commit", "COMMIT", {});
+        } catch (...) {
+            try {
+                run("rollback", "ROLLBACK", {});
+            } catch (...) {
+                // The first failure is the one to report; a broken connection is dropped.
+            }
+            throw;
+        }
+        return okAnswer();
+    });
+}
+
+api::WriteAnswer PostgresBackend::setEnabled(const std::string& user, bool enabled) noexcept {
+    return write([&](const Runner& run) {
+        const std::string key = normaliseKey(user);
+        if (key.empty() || run("user " + key, config_.setEnabledQuery, {key, enabled ? "true" : "false"}).noRows()) {
+            return noSuchUser(user);
+        }
+        return okAnswer();
+    });
+}
+
+api::WriteAnswer PostgresBackend::removeUser(const std::string& user) noexcept {
+    return write([&](const Runner& run) {
+        const std::string key = normaliseKey(user);
+        if (key.empty() || run("user " + key, config_.deleteUserQuery, {key}).noRows()) {
+            return noSuchUser(user);
+        }
+        return okAnswer();
+    });
+}
+
+api::WriteAnswer PostgresBackend::listUsers(const std::string& domain, std::vector<api::UserInfo>& out) noexcept {
+    return write([&](const Runner& run) {
+        pg::QueryResult r = run("users", config_.listUsersQuery, {lower(domain)});
+        out.clear();
+        for (const auto& row : r.rows) {
+            api::UserInfo u;
+            u.address = row.size() > 0 ? row[0].value_or("") : "";
+            u.enabled = row.size() > 1 && parseBool(row[1]).value_or(false);
+            u.mailbox = row.size() > 2 ? row[2].value_or("") : "";
+            u.quotaBytes = row.size() > 3 ? toU64(row[3]) : 0;
+            out.push_back(std::move(u));
+        }
+        return okAnswer();
+    });
+}
+
+api::WriteAnswer PostgresBackend::showUser(const std::string& address, api::UserInfo& out) noexcept {
+    return write([&](const Runner& run) {
+        const std::string key = normaliseKey(address);
+        if (key.empty()) {
+            return noSuchUser(address);
+        }
+        pg::QueryResult r = run("user", config_.showUserQuery, {key});
+        if (r.noRows()) {
+            return noSuchUser(address);
+        }
+        const auto& row = r.rows[0];
+        auto col = [&](std::size_t i) { return row.size() > i ? row[i].value_or("") : std::string(); };
+        api::UserInfo u;
+        u.address = col(0);
+        u.enabled = row.size() > 1 && parseBool(row[1]).value_or(false);
+        u.scheme = api::schemeOfHash(col(2));
+        u.mailbox = col(3);
+        u.quotaBytes = row.size() > 4 ? toU64(row[4]) : 0;
+        u.created = col(5);
+        u.updated = col(6);
+        if (!config_.sendersQuery.empty()) {
+            for (const auto& s : run("senders", config_.sendersQuery, {key}).rows) {
+                u.senders.push_back(s.empty() ? "" : s[0].value_or(""));
+            }
+        }
+        if (!config_.userAliasesQuery.empty()) {
+            for (const auto& a : run("aliases", config_.userAliasesQuery, {key}).rows) {
+                u.aliases.push_back(a.empty() ? "" : a[0].value_or(""));
+            }
+        }
+        out = std::move(u);
+        return okAnswer();
+    });
 }
 
 }  // namespace postern::plugins::postgres

@@ -51,10 +51,29 @@ public:
     // statement_timeout); TempFail with the error otherwise.
     api::ProbeAnswer probe() noexcept override;
 
+    // Writes with the *_query keys of PostgresConfig, each on one pooled connection without
+    // the pool's retry (an INSERT must not run twice); add_user and its senders in one
+    // transaction. Errors: unreachable / timeout -> TempFail; unique violation -> Exists;
+    // foreign key -> UnknownDomain; check or data error -> Invalid; missing table ->
+    // ConfigError; no row affected by an UPDATE/DELETE -> UnknownUser.
+    api::WriteAnswer setPassword(const std::string& user, const std::string& newHash) noexcept override;
+    api::WriteAnswer checkNewUser(const std::string& address) noexcept override;
+    api::WriteAnswer addUser(const api::NewUser& user) noexcept override;
+    api::WriteAnswer setEnabled(const std::string& user, bool enabled) noexcept override;
+    api::WriteAnswer removeUser(const std::string& user) noexcept override;
+    api::WriteAnswer listUsers(const std::string& domain, std::vector<api::UserInfo>& out) noexcept override;
+    api::WriteAnswer showUser(const std::string& address, api::UserInfo& out) noexcept override;
+
     // Lower-cases; "" if the name cannot be a key (see the class comment).
     static std::string normaliseKey(const std::string& name);
 
 private:
+    // Runs one statement of a write (params trimmed to the highest $N the SQL uses).
+    using Runner = std::function<pg::QueryResult(const std::string& what, const std::string& sql, pg::Params params)>;
+    // Calls body with a runner on one connection; a failed statement ends body (it throws
+    // the answer) and is mapped to a WriteAnswer.
+    api::WriteAnswer write(const std::function<api::WriteAnswer(const Runner&)>& body) noexcept;
+
     // Tri-state boolean column: "t"/"true"/"1"/"yes"/"on" and the opposites; else nullopt.
     static std::optional<bool> parseBool(const pg::Value& value);
 

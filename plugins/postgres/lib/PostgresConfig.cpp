@@ -17,7 +17,11 @@ std::string trim(const std::string& s) {
     return s.substr(b, e - b + 1);
 }
 
-const char* const QueryKeys[] = {"password_query", "user_query", "alias_query", "domain_query", "senders_query"};
+const char* const QueryKeys[] = {"password_query",     "user_query",         "alias_query",
+                                 "domain_query",       "senders_query",      "add_user_query",
+                                 "add_sender_query",   "set_password_query", "set_enabled_query",
+                                 "delete_user_query",  "domain_exists_query", "list_users_query",
+                                 "show_user_query",    "user_aliases_query"};
 
 }  // namespace
 
@@ -38,7 +42,7 @@ PostgresConfig PostgresConfig::fromMap(const std::map<std::string, std::string>&
     PostgresConfig c;
     c.connection = pg::ConnectSettings::fromParams(config);
 
-    auto query = [&](const char* key, const char* fallback, bool optional) {
+    auto query = [&](const char* key, const char* fallback, bool optional, const char* needs = "$1") {
         auto it = config.find(key);
         std::string q = it == config.end() ? std::string(fallback) : trim(it->second);
         if (q.empty()) {
@@ -53,6 +57,10 @@ PostgresConfig PostgresConfig::fromMap(const std::map<std::string, std::string>&
             throw std::invalid_argument(std::string("config key '") + key +
                                         "' must use $1 (the address, bound as a parameter)");
         }
+        // A write that ignores the value it is asked to store would report success and do nothing.
+        if (q.find(needs) == std::string::npos) {
+            throw std::invalid_argument(std::string("config key '") + key + "' must use " + needs);
+        }
         return q;
     };
     c.passwordQuery = query("password_query", DefaultPasswordQuery, false);
@@ -60,6 +68,15 @@ PostgresConfig PostgresConfig::fromMap(const std::map<std::string, std::string>&
     c.aliasQuery = query("alias_query", DefaultAliasQuery, true);
     c.domainQuery = query("domain_query", DefaultDomainQuery, false);
     c.sendersQuery = query("senders_query", DefaultSendersQuery, true);
+    c.addUserQuery = query("add_user_query", DefaultAddUserQuery, false, "$3");
+    c.addSenderQuery = query("add_sender_query", DefaultAddSenderQuery, true, "$2");
+    c.setPasswordQuery = query("set_password_query", DefaultSetPasswordQuery, false, "$2");
+    c.setEnabledQuery = query("set_enabled_query", DefaultSetEnabledQuery, false, "$2");
+    c.deleteUserQuery = query("delete_user_query", DefaultDeleteUserQuery, false);
+    c.domainExistsQuery = query("domain_exists_query", DefaultDomainExistsQuery, true);
+    c.listUsersQuery = query("list_users_query", DefaultListUsersQuery, false);
+    c.showUserQuery = query("show_user_query", DefaultShowUserQuery, false);
+    c.userAliasesQuery = query("user_aliases_query", DefaultUserAliasesQuery, true);
     return c;
 }
 

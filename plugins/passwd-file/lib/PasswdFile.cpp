@@ -22,6 +22,29 @@ std::string trim(const std::string& s) {
     return s.substr(b, e - b + 1);
 }
 
+std::vector<std::string> splitFields(const std::string& line) {
+    std::vector<std::string> fields;
+    std::size_t pos = 0;
+    while (fields.size() < 7) {
+        auto colon = line.find(':', pos);
+        if (colon == std::string::npos) {
+            break;
+        }
+        fields.push_back(line.substr(pos, colon - pos));
+        pos = colon + 1;
+    }
+    fields.push_back(line.substr(pos));
+    return fields;
+}
+
+std::string userOfLine(const std::string& line) {
+    const std::string t = trim(line);
+    if (t.empty() || t[0] == '#') {
+        return {};
+    }
+    return toLower(trim(splitFields(line)[0]));
+}
+
 namespace {
 
 std::string domainOf(const std::string& address) {
@@ -73,6 +96,7 @@ void parseExtraFields(const std::string& text, PasswdUser& u, const std::string&
             }
             u.mailbox = value;
         } else if (key == "senders") {
+            u.sendersGiven = true;
             for (auto& s : splitList(value)) {
                 if (std::find(u.senders.begin(), u.senders.end(), s) == u.senders.end()) {
                     u.senders.push_back(s);
@@ -106,17 +130,7 @@ PasswdFile PasswdFile::parse(const std::string& passwdText, const std::string& p
             continue;
         }
         // user:password:uid:gid:gecos:home:shell:extra fields (the rest may contain ':')
-        std::vector<std::string> fields;
-        std::size_t pos = 0;
-        while (fields.size() < 7) {
-            auto colon = line.find(':', pos);
-            if (colon == std::string::npos) {
-                break;
-            }
-            fields.push_back(line.substr(pos, colon - pos));
-            pos = colon + 1;
-        }
-        fields.push_back(line.substr(pos));
+        std::vector<std::string> fields = splitFields(line);
         if (fields.size() < 2) {
             fail(passwdName, lineNo, "expected user:password");
         }

@@ -84,7 +84,16 @@ PasswdFileConfig PasswdFileConfig::fromMap(const std::map<std::string, std::stri
     return c;
 }
 
-PasswdFileBackend::PasswdFileBackend(PasswdFileConfig config) : config_(std::move(config)) {
+PasswdFileBackend::PasswdFileBackend(PasswdFileConfig config, bool admin)
+    : config_(std::move(config)), editor_(config_.path) {
+    struct stat st {};
+    if (admin && ::stat(config_.path.c_str(), &st) != 0 && errno == ENOENT) {
+        // posternctl's first "user add" creates the file.
+        snapshot_ = std::make_shared<Snapshot>(Snapshot{
+            PasswdFile::parse("", config_.path, "", config_.aliasesPath, config_.domains), FileStamp{}, FileStamp{}});
+        nextCheckMs_ = steadyMs() + config_.checkInterval.count();
+        return;
+    }
     snapshot_ = load();
     nextCheckMs_ = steadyMs() + config_.checkInterval.count();
     logger().information("passwd-file " + config_.path + ": " +
@@ -327,6 +336,46 @@ api::ProbeAnswer PasswdFileBackend::probe() noexcept {
         a.detail = "passwd-file: unexpected error";
     }
     return a;
+}
+
+template <typename F>
+api::WriteAnswer PasswdFileBackend::edit(F&& f) noexcept {
+    try {
+        std::lock_guard lock(editMutex_);
+        return f();
+    } catch (const std::exception& e) {
+        return {api::WriteStatus::Failed, std::string("passwd-file: ") + e.what()};
+    } catch (...) {
+        return {api::WriteStatus::Failed, "passwd-file: unexpected error"};
+    }
+}
+
+api::WriteAnswer PasswdFileBackend::setPassword(const std::string& user, const std::string& newHash) noexcept {
+    return edit([&] { return editor_.setPassword(toLower(user), newHash); });
+}
+
+api::WriteAnswer PasswdFileBackend::checkNewUser(const std::string& address) noexcept {
+    return edit([&] { return editor_.checkNewUser(toLower(address)); });
+}
+
+api::WriteAnswer PasswdFileBackend::addUser(const api::NewUser& user) noexcept {
+    return edit([&] { return editor_.addUser(user); });
+}
+
+api::WriteAnswer PasswdFileBackend::setEnabled(const std::string& user, bool enabled) noexcept {
+    return edit([&] { return editor_.setEnabled(toLower(user), enabled); });
+}
+
+api::WriteAnswer PasswdFileBackend::removeUser(const std::string& user) noexcept {
+    return edit([&] { return editor_.removeUser(toLower(user)); });
+}
+
+api::WriteAnswer PasswdFileBackend::listUsers(const std::string& domain, std::vector<api::UserInfo>& out) noexcept {
+    return edit([&] { return editor_.listUsers(toLower(domain), out); });
+}
+
+api::WriteAnswer PasswdFileBackend::showUser(const std::string& address, api::UserInfo& out) noexcept {
+    return edit([&] { return editor_.showUser(toLower(address), out); });
 }
 
 }  // namespace postern::plugins::passwdfile

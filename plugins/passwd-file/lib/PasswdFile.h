@@ -16,6 +16,7 @@ struct PasswdUser {
     std::string passwordHash;               // as written; "" = may not log in
     std::string mailbox;                    // mailbox=...; "" = default
     std::vector<std::string> senders;       // login address first, then senders=...
+    bool sendersGiven = false;              // the line has a senders= field
     bool disabled = false;                  // disabled=yes: no login, no mail
     bool noLogin = false;                   // nologin=y: no login, still receives mail
     std::map<std::string, std::string> extra;  // other extra fields, kept as given
@@ -42,6 +43,13 @@ public:
     bool hasDomain(const std::string& domain) const { return domains_.count(domain) != 0; }
 
     std::size_t userCount() const { return users_.size(); }
+    // Every user, in address order.
+    template <typename F>
+    void forEachUser(F&& f) const {
+        for (const auto& [key, user] : users_) {
+            f(user);
+        }
+    }
     std::size_t aliasCount() const { return aliases_.size(); }
 
 private:
@@ -52,5 +60,11 @@ private:
 
 std::string toLower(std::string s);
 std::string trim(const std::string& s);
+
+// One passwd-file line split into its fields: user:password:uid:gid:gecos:home:shell:extra
+// (at most 8; the extra fields, 8th on, may contain ':'). Shared by the parser and the editor.
+std::vector<std::string> splitFields(const std::string& line);
+// The lower-cased user of a line; "" for a blank or comment line.
+std::string userOfLine(const std::string& line);
 
 }  // namespace postern::plugins::passwdfile

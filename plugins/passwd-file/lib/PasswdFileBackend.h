@@ -3,6 +3,7 @@
 #pragma once
 
 #include "PasswdFile.h"
+#include "PasswdFileEditor.h"
 #include "api/PluginApi.h"
 
 #include <atomic>
@@ -41,7 +42,8 @@ struct PasswdFileConfig {
 class PasswdFileBackend final : public api::Backend {
 public:
     // Loads the files now; throws std::runtime_error if they cannot be read or parsed.
-    explicit PasswdFileBackend(PasswdFileConfig config);
+    // admin (posternctl's user commands): a passwd-file that does not exist yet is empty.
+    explicit PasswdFileBackend(PasswdFileConfig config, bool admin = false);
 
     // Ok + stored hash (verified = false); UnknownUser; Disabled (disabled=yes, nologin=y or
     // an empty password field; the record and hash are still returned for timing equalisation).
@@ -56,7 +58,19 @@ public:
     // logins, but the next change could not be loaded: the operator must see it).
     api::ProbeAnswer probe() noexcept override;
 
+    // Writes through PasswdFileEditor (line-preserving, atomic, flock'ed); serialised by a
+    // mutex. Readers see a change at the next stat check, like any other edit of the file.
+    api::WriteAnswer setPassword(const std::string& user, const std::string& newHash) noexcept override;
+    api::WriteAnswer checkNewUser(const std::string& address) noexcept override;
+    api::WriteAnswer addUser(const api::NewUser& user) noexcept override;
+    api::WriteAnswer setEnabled(const std::string& user, bool enabled) noexcept override;
+    api::WriteAnswer removeUser(const std::string& user) noexcept override;
+    api::WriteAnswer listUsers(const std::string& domain, std::vector<api::UserInfo>& out) noexcept override;
+    api::WriteAnswer showUser(const std::string& address, api::UserInfo& out) noexcept override;
+
 private:
+    template <typename F>
+    api::WriteAnswer edit(F&& f) noexcept;
     std::string unreadable(const std::string& path) const;
     struct FileStamp {
         std::uint64_t device = 0;
@@ -85,6 +99,8 @@ private:
     std::atomic<std::int64_t> nextCheckMs_{0};
     std::mutex reloadMutex_;                      // one reloader at a time
     std::optional<std::pair<FileStamp, FileStamp>> failedStamps_;  // guarded by reloadMutex_
+    std::mutex editMutex_;
+    PasswdFileEditor editor_;
 };
 
 }  // namespace postern::plugins::passwdfile

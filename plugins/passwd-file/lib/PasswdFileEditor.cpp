@@ -1,0 +1,357 @@
+// Line-preserving, atomic edits of a Dovecot-style passwd-file.
+#include "PasswdFileEditor.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+namespace postern::plugins::passwdfile {
+
+namespace {
+
+using api::WriteAnswer;
+using api::WriteStatus;
+
+std::string dirOf(const std::string& path) {
+    auto slash = path.rfind('/');
+    return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string domainOf(const std::string& address) {
+    auto at = address.rfind('@');
+    return at == std::string::npos ? std::string() : address.substr(at + 1);
+}
+
+std::string errnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// Closes a descriptor on every path.
+struct Fd {
+    int fd = -1;
+    explicit Fd(int f) : fd(f) {}
+    ~Fd() {
+        if (fd >= 0) {
+            ::close(fd);
+        }
+    }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+};
+
+std::string joinFields(const std::vector<std::string>& f) {
+    std::string text;
+    for (std::size_t i = 0; i < f.size(); ++i) {
+        text += (i ? ":" : "") + f[i];
+    }
+    return text;
+}
+
+WriteAnswer noSuchUser(const std::string& address) { return {WriteStatus::UnknownUser, "no such user " + address}; }
+
+}  // namespace
+
+PasswdFileEditor::PasswdFileEditor(std::string path) : path_(std::move(path)) {}
+
+std::string PasswdFileEditor::setExtra(const std::string& extra, const std::string& key, const std::string& value,
+                                       bool present) {
+    std::istringstream in(extra);
+    std::string token;
+    std::string out;
+    while (in >> token) {
+        if (toLower(token.substr(0, token.find('='))) == key) {
+            continue;
+        }
+        out += (out.empty() ? "" : " ") + token;
+    }
+    if (present) {
+        out += (out.empty() ? "" : " ") + key + "=" + value;
+    }
+    return out;
+}
+
+bool PasswdFileEditor::read(std::vector<std::string>& lines, std::string& error) const {
+    lines.clear();
+    Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.fd < 0) {
+        if (errno == ENOENT) {
+            return true;  // a new file
+        }
+        error = errnoText("cannot read " + path_);
+        return false;
+    }
+    std::string text;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(fd.fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            error = errnoText("cannot read " + path_);
+            return false;
+        }
+        if (n == 0) {
+            break;
+        }
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        lines.push_back(line);
+    }
+    return true;
+}
+
+bool PasswdFileEditor::write(const std::vector<std::string>& lines, std::string& error) const {
+    std::string data;
+    for (const auto& l : lines) {
+        data += l + "\n";
+    }
+    struct stat old {};
+    const bool hadOld = ::stat(path_.c_str(), &old) == 0;
+    std::string tmp = path_ + ".tmpXXXXXX";
+    Fd fd(::mkstemp(tmp.data()));
+    if (fd.fd < 0) {
+        error = errnoText("cannot create a temporary file next to " + path_);
+        return false;
+    }
+    auto fail = [&](const std::string& what) {
+        error = errnoText(what);
+        ::unlink(tmp.c_str());
+        return false;
+    };
+    // Same mode and owner as before (a passwd-file is often 0640 root:postern); else 0600.
+    if (::fchmod(fd.fd, hadOld ? (old.st_mode & 07777) : 0600) != 0) {
+        return fail("chmod " + tmp);
+    }
+    if (hadOld && (old.st_uid != ::geteuid() || old.st_gid != ::getegid()) &&
+        ::fchown(fd.fd, old.st_uid, old.st_gid) != 0) {
+        return fail("chown " + tmp);
+    }
+    std::size_t done = 0;
+    while (done < data.size()) {
+        ssize_t n = ::write(fd.fd, data.data() + done, data.size() - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return fail("write " + tmp);
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    // Data on disk before the name points at it, and the rename itself made durable.
+    if (::fsync(fd.fd) != 0) {
+        return fail("fsync " + tmp);
+    }
+    if (::rename(tmp.c_str(), path_.c_str()) != 0) {
+        return fail("rename " + tmp + " to " + path_);
+    }
+    Fd dir(::open(dirOf(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.fd < 0 || ::fsync(dir.fd) != 0) {
+        error = errnoText("fsync directory of " + path_);
+        return false;
+    }
+    return true;
+}
+
+template <typename Edit>
+WriteAnswer PasswdFileEditor::modify(Edit edit) {
+    // The lock is on the directory: the file itself is replaced by every edit.
+    Fd dir(::open(dirOf(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.fd < 0) {
+        return {WriteStatus::IoError, errnoText("cannot open the directory of " + path_)};
+    }
+    if (::flock(dir.fd, LOCK_EX) != 0) {
+        return {WriteStatus::IoError, errnoText("cannot lock the directory of " + path_)};
+    }
+    std::vector<std::string> lines;
+    std::string error;
+    if (!read(lines, error)) {
+        return {WriteStatus::IoError, error};
+    }
+    WriteAnswer refused = edit(lines);
+    if (refused.status != WriteStatus::Ok) {
+        return refused;
+    }
+    // Never write a file the backend would refuse to load (it would keep the old copy).
+    std::string text;
+    for (const auto& l : lines) {
+        text += l + "\n";
+    }
+    try {
+        (void)PasswdFile::parse(text, path_, "", "", {});
+    } catch (const std::exception& e) {
+        return {WriteStatus::Invalid, std::string("refusing the edit, the result would not load: ") + e.what()};
+    }
+    if (!write(lines, error)) {
+        return {WriteStatus::IoError, error};
+    }
+    return {WriteStatus::Ok, ""};
+}
+
+bool PasswdFileEditor::parsed(PasswdFile& file, WriteAnswer& answer) const {
+    std::vector<std::string> lines;
+    std::string error;
+    if (!read(lines, error)) {
+        answer = {WriteStatus::IoError, error};
+        return false;
+    }
+    std::string text;
+    for (const auto& l : lines) {
+        text += l + "\n";
+    }
+    try {
+        file = PasswdFile::parse(text, path_, "", "", {});
+    } catch (const std::exception& e) {
+        answer = {WriteStatus::Invalid, e.what()};
+        return false;
+    }
+    return true;
+}
+
+api::UserInfo PasswdFileEditor::infoOf(const PasswdUser& u) {
+    api::UserInfo info;
+    info.address = u.user;
+    info.enabled = !u.passwordHash.empty() && !u.disabled && !u.noLogin;
+    info.scheme = api::schemeOfHash(u.passwordHash);
+    info.mailbox = u.mailbox;
+    if (u.sendersGiven) {
+        info.senders = u.senders;
+    }
+    return info;
+}
+
+WriteAnswer PasswdFileEditor::checkNewUser(const std::string& address) const {
+    // No domain table: any domain is accepted (the file defines the domains).
+    std::vector<std::string> lines;
+    std::string error;
+    if (!read(lines, error)) {
+        return {WriteStatus::IoError, error};
+    }
+    for (const auto& l : lines) {
+        if (userOfLine(l) == address) {
+            return {WriteStatus::Exists, "user " + address + " already exists"};
+        }
+    }
+    return {WriteStatus::Ok, ""};
+}
+
+WriteAnswer PasswdFileEditor::addUser(const api::NewUser& u) {
+    if (u.quotaBytes != 0) {
+        return {WriteStatus::Unsupported, "--quota is not supported by the passwd-file backend"};
+    }
+    std::string extra;
+    if (!u.mailbox.empty()) {
+        extra = setExtra(extra, "mailbox", u.mailbox, true);
+    }
+    if (!u.senders.empty()) {
+        std::string list = u.address;
+        for (const auto& s : u.senders) {
+            list += "," + s;
+        }
+        extra = setExtra(extra, "senders", list, true);
+    }
+    if (!u.enabled) {
+        extra = setExtra(extra, "disabled", "yes", true);
+    }
+    return modify([&](std::vector<std::string>& lines) -> WriteAnswer {
+        for (const auto& l : lines) {
+            if (userOfLine(l) == u.address) {
+                return {WriteStatus::Exists, "user " + u.address + " already exists"};
+            }
+        }
+        lines.push_back(u.address + ":" + u.passwordHash + "::::::" + extra);
+        return {WriteStatus::Ok, ""};
+    });
+}
+
+WriteAnswer PasswdFileEditor::setPassword(const std::string& address, const std::string& hash) {
+    if (hash.find_first_of(":\n\r") != std::string::npos) {
+        return {WriteStatus::Invalid, "a hash must not contain ':' or a line break"};
+    }
+    return modify([&](std::vector<std::string>& lines) -> WriteAnswer {
+        for (auto& l : lines) {
+            if (userOfLine(l) != address) {
+                continue;
+            }
+            auto f = splitFields(l);
+            if (f.size() < 2) {
+                f.push_back("");
+            }
+            f[1] = hash;
+            l = joinFields(f);
+            return {WriteStatus::Ok, ""};
+        }
+        return noSuchUser(address);
+    });
+}
+
+WriteAnswer PasswdFileEditor::setEnabled(const std::string& address, bool enabled) {
+    return modify([&](std::vector<std::string>& lines) -> WriteAnswer {
+        for (auto& l : lines) {
+            if (userOfLine(l) != address) {
+                continue;
+            }
+            auto f = splitFields(l);
+            while (f.size() < 8) {
+                f.push_back("");
+            }
+            // enable clears both ways an account is switched off here.
+            f[7] = setExtra(f[7], "disabled", "yes", !enabled);
+            if (enabled) {
+                f[7] = setExtra(f[7], "nologin", "", false);
+            }
+            l = joinFields(f);
+            return {WriteStatus::Ok, ""};
+        }
+        return noSuchUser(address);
+    });
+}
+
+WriteAnswer PasswdFileEditor::removeUser(const std::string& address) {
+    return modify([&](std::vector<std::string>& lines) -> WriteAnswer {
+        auto it = std::find_if(lines.begin(), lines.end(), [&](const std::string& l) { return userOfLine(l) == address; });
+        if (it == lines.end()) {
+            return noSuchUser(address);
+        }
+        lines.erase(it);
+        return {WriteStatus::Ok, ""};
+    });
+}
+
+WriteAnswer PasswdFileEditor::listUsers(const std::string& domain, std::vector<api::UserInfo>& out) const {
+    PasswdFile file;
+    WriteAnswer a{WriteStatus::Ok, ""};
+    if (!parsed(file, a)) {
+        return a;
+    }
+    out.clear();
+    file.forEachUser([&](const PasswdUser& u) {
+        if (domain.empty() || domainOf(u.user) == domain) {
+            out.push_back(infoOf(u));
+        }
+    });
+    return a;  // forEachUser walks in address order
+}
+
+WriteAnswer PasswdFileEditor::showUser(const std::string& address, api::UserInfo& out) const {
+    PasswdFile file;
+    WriteAnswer a{WriteStatus::Ok, ""};
+    if (!parsed(file, a)) {
+        return a;
+    }
+    const PasswdUser* u = file.findUser(address);
+    if (u == nullptr) {
+        return noSuchUser(address);
+    }
+    out = infoOf(*u);
+    return a;
+}
+
+}  // namespace postern::plugins::passwdfile
