@@ -214,16 +214,17 @@ void Daemon::registerGauges() {
 }
 
 void Daemon::startSweepers() {
+    timer_ = std::make_unique<Poco::Util::Timer>();
     if (memoryGrants_) {
         const long every = static_cast<long>(settings_.grants.memorySweepInterval.count());
-        timer_.scheduleAtFixedRate(new GrantSweeper(*memoryGrants_, telemetry_), every, every);
+        timer_->scheduleAtFixedRate(new GrantSweeper(*memoryGrants_, telemetry_), every, every);
     }
     if (clusterPool_) {
         // Every node sweeps; the statements skip rows another node is deleting.
         clusterSweeper_ = std::make_unique<ClusterSweeper>(
             ClusterSweeper{pgGrants_.get(), pgPenalty_.get(), pgRates_.get(), &telemetry_});
         const long every = static_cast<long>(settings_.cluster.sweepInterval.count());
-        timer_.scheduleAtFixedRate(
+        timer_->scheduleAtFixedRate(
             new Poco::Util::TimerTaskAdapter<ClusterSweeper>(*clusterSweeper_, &ClusterSweeper::onTimer), every, every);
     }
 }
@@ -345,7 +346,7 @@ void Daemon::drain() {
         registry_.waitEmpty(std::chrono::milliseconds(2000));
     }
     if (delivery_) delivery_->stop();  // cuts transactions in progress; they stay queued
-    timer_.cancel(true);
+    if (timer_) timer_->cancel(true);
     if (health_) health_->stop();
     // Every session has ended. POCO 1.11's TCPServerDispatcher can leave a pool thread in a
     // timed wait (up to the thread idle time) after stop(), so joining the pools could

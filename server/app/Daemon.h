@@ -137,13 +137,13 @@ private:
     std::unique_ptr<Services> services_;
     struct ClusterSweeper;
     std::unique_ptr<ClusterSweeper> clusterSweeper_;
-    Poco::Util::Timer timer_;
+    std::unique_ptr<Poco::Util::Timer> timer_;  // its thread starts with the timer: made in startSweepers()
     std::vector<RunningListener> listeners_;
     std::unique_ptr<metrics::HealthServer> health_;
 };
 
 // Signals are taken synchronously by the main thread (sigwait); call before any thread is
-// started so every thread inherits the blocked mask.
+// started (the Daemon's constructor starts none) so every thread inherits the blocked mask.
 sigset_t blockDaemonSignals();
 
 // Waits for SIGTERM/SIGINT/SIGQUIT; SIGHUP reloads the TLS certificate and key.

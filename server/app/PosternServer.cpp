@@ -119,7 +119,7 @@ int PosternServer::serve() {
         return EXIT_OK;
     }
 
-    Daemon daemon(daemonSettings(cfg));  // from here on only module settings travel
+    Daemon daemon(daemonSettings(cfg));  // from here on only module settings travel; no thread yet
     daemon.refuseRootWithoutUser();
     const sigset_t signals = blockDaemonSignals();  // before the first thread is started
     Poco::Net::initializeSSL();

@@ -1,4 +1,4 @@
-// The concrete services of one running daemon, wired once by PosternServer and shared
+// The concrete services of one running daemon, wired once by app/Daemon and shared
 // (by reference) with every connection. The only place ports meet implementations.
 #pragma once
 

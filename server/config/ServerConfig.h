@@ -1,5 +1,7 @@
 // Immutable settings, parsed and validated once at start-up from the layered
 // configuration (config file + command-line overrides) against ConfigSchema.
+// Defaults live in the key table only: the members here value-initialise, load() sets them
+// all. The daemon turns this into module settings in app/ModuleSettings, nowhere else.
 #pragma once
 
 #include <chrono>
