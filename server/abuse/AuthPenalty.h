@@ -24,6 +24,8 @@ struct AuthPenaltySettings {
     std::chrono::milliseconds maxDelay = std::chrono::seconds(8);   // [auth.penalty.max_delay]
     std::string allowNetworks;              // [auth.penalty.allow_networks] CIDR list, "" = none
     unsigned ipv6Prefix = 64;               // [auth.penalty.ipv6_prefix] IPv6 clients keyed by /N
+
+    bool operator==(const AuthPenaltySettings&) const = default;
 };
 
 struct PenaltyVerdict {

@@ -25,6 +25,8 @@ namespace postern::abuse {
 struct ConnectionLimits {
     std::uint32_t maxConcurrentPerIp = 0;  // [connections.max_per_ip, listener.<name>.max_connections_per_ip]
     std::uint32_t maxPerMinutePerIp = 0;   // [connections.rate_per_ip, listener.<name>.connection_rate_per_ip]
+
+    bool operator==(const ConnectionLimits&) const = default;
 };
 
 struct ConnectionGateSettings {
@@ -33,6 +35,8 @@ struct ConnectionGateSettings {
     std::uint32_t maxConcurrentTotal = 0;  // [connections.max_total] all listeners; 0 = no cap
     std::string allowNetworks;             // [connections.allow_networks] CIDR list
     unsigned ipv6Prefix = 64;              // [connections.ipv6_prefix] IPv6 keyed by /N
+
+    bool operator==(const ConnectionGateSettings&) const = default;
 };
 
 enum class Refusal {

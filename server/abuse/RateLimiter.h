@@ -20,6 +20,8 @@ struct RateLimits {
     std::uint32_t recipientsPerHour = 1000;
     std::uint32_t messagesPerDay = 1000;
     std::uint32_t recipientsPerDay = 5000;
+
+    bool operator==(const RateLimits&) const = default;
 };
 
 // The config keys in brackets ([limits.user.messages_per_hour], [limits.ip.recipients_per_day], ...).
@@ -28,6 +30,8 @@ struct RateLimiterSettings {
     RateLimits ip;                // [limits.ip.*]   per client address
     std::string allowNetworks;    // [limits.allow_networks] CIDR list exempt from the per-address limits
     unsigned ipv6Prefix = 64;     // [limits.ipv6_prefix] IPv6 clients keyed by /N
+
+    bool operator==(const RateLimiterSettings&) const = default;
 };
 
 struct RateVerdict {

@@ -8,30 +8,13 @@
 
 namespace postern::app {
 
-ConnectionFactory::ConnectionFactory(Services& services, const config::ListenerConfig& listener)
-    : services_(services), listener_(listener),
-      runtime_{listener, listener.proxyProtocol ? core::NetworkList::parse(listener.proxyTrusted) : core::NetworkList()} {
-    const auto& c = services.config;
-    bool tlsAvailable = services.hasTls() && listener.tls == config::TlsMode::StartTls;
-    smtp_.hostname = c.hostname;
-    smtp_.role = listener.role == config::SmtpRole::Submission ? smtp::Role::Submission : smtp::Role::Mx;
-    smtp_.tlsAvailable = tlsAvailable;
-    smtp_.allowPlaintextAuth = c.smtp.allowPlaintextAuth;
-    smtp_.maxMessageSize = c.smtp.maxMessageSize;
-    smtp_.maxRecipients = c.smtp.maxRecipients;
-    smtp_.maxCommandLength = c.smtp.maxCommandLength;
-    smtp_.maxLineLength = c.smtp.maxLineLength;
-    smtp_.maxHeaderSize = c.smtp.maxHeaderSize;
-    smtp_.maxErrors = c.smtp.maxErrors;
-    smtp_.addMissingHeaders = c.smtp.addMissingHeaders;
-    smtp_.grantOwnSendersOnly = c.popBeforeSmtp.ownSendersOnly;
-
-    pop3_.allowPlaintextAuth = c.pop3.allowPlaintextAuth;
-    pop3_.tlsAvailable = tlsAvailable;
-    pop3_.greetingHost = c.hostname;
-    pop3_.grantLifetime = std::chrono::duration_cast<std::chrono::seconds>(c.popBeforeSmtp.lifetime);
-    pop3_.maxBadCommands = static_cast<std::size_t>(c.pop3.maxErrors);
-}
+ConnectionFactory::ConnectionFactory(Services& services, const ListenerSettings& settings)
+    : services_(services), listener_(settings.listener),
+      runtime_{settings.listener,
+               settings.listener.proxyProtocol ? core::NetworkList::parse(settings.listener.proxyTrusted)
+                                               : core::NetworkList(),
+               settings.timeouts},
+      smtp_(settings.smtp), pop3_(settings.pop3) {}
 
 Poco::Net::TCPServerConnection* ConnectionFactory::createConnection(const Poco::Net::StreamSocket& socket) {
     if (listener_.protocol == config::Protocol::Pop3) return new Pop3Connection(socket, services_, runtime_, pop3_);

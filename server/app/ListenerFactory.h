@@ -2,6 +2,7 @@
 // answers overload instead of letting POCO close silently.
 #pragma once
 
+#include "app/ModuleSettings.h"
 #include "app/Services.h"
 #include "app/SessionPrologue.h"
 #include "config/ServerConfig.h"
@@ -18,15 +19,16 @@ namespace postern::app {
 // Owned by the listener's TCPServer (which takes ownership of the factory).
 class ConnectionFactory : public Poco::Net::TCPServerConnectionFactory {
 public:
-    ConnectionFactory(Services& services, const config::ListenerConfig& listener);
+    // `settings` must outlive the factory (the daemon owns it).
+    ConnectionFactory(Services& services, const ListenerSettings& settings);
     Poco::Net::TCPServerConnection* createConnection(const Poco::Net::StreamSocket& socket) override;
 
 private:
     Services& services_;
     const config::ListenerConfig& listener_;
     ListenerRuntime runtime_;
-    smtp::SmtpSettings smtp_;
-    pop3::Pop3Settings pop3_;
+    const smtp::SmtpSettings smtp_;
+    const pop3::Pop3Settings pop3_;
 };
 
 // Runs in the listener's acceptor thread before a connection is queued. When every

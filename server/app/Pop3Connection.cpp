@@ -33,7 +33,7 @@ void Pop3Connection::run() {
     auto& log = sessionLogger();
     auto& registry = services_.registry;
     const auto token = scope.token();
-    const auto timeout = services_.config.pop3.idleTimeout;
+    const auto timeout = listener_.timeouts.pop3Idle;
     std::string& reason = scope.reason;
     try {
         net::LineChannel ch(socket());

@@ -1,4 +1,4 @@
-// The concrete services of one running daemon, wired once by PosternServer and shared
+// The concrete services of one running daemon, wired once by app/Daemon and shared
 // (by reference) with every connection. The only place ports meet implementations.
 #pragma once
 
@@ -6,7 +6,6 @@
 #include "abuse/LogThrottle.h"
 #include "app/ConnectionRegistry.h"
 #include "app/Telemetry.h"
-#include "config/ServerConfig.h"
 #include "core/AuthService.h"
 #include "core/EventCounters.h"
 #include "core/OutboundLimiter.h"
@@ -25,23 +24,30 @@
 
 namespace postern::app {
 
+// Complete at construction: every port is a reference, except `grants` and `delegate`
+// (optional features: null = off).
 struct Services {
-    Services(const config::ServerConfig& c, Poco::Net::Context::Ptr t, core::AuthService& a, core::UserDirectory& d,
-             core::GrantStore* g, core::MessageSink& s, core::MaildropService& m, ConnectionRegistry& r)
-        : config(c), auth(a), directory(d), grants(g), sink(s), maildrops(m), registry(r), tls_(std::move(t)) {}
+    Services(Poco::Net::Context::Ptr t, core::AuthService& a, core::UserDirectory& d, core::GrantStore* g,
+             core::MessageSink& s, core::MaildropService& m, ConnectionRegistry& r, abuse::ConnectionGate& gt,
+             core::OutboundLimiter& l, Telemetry& tm, core::PolicyDelegate* pd)
+        : auth(a), directory(d), grants(g), sink(s), maildrops(m), registry(r), gate(gt), limiter(l), telemetry(tm),
+          events(tm), delegate(pd), tls_(std::move(t)) {}
 
-    const config::ServerConfig& config;
     core::AuthService& auth;
     core::UserDirectory& directory;
-    core::GrantStore* grants;     // null when POP-before-SMTP is off
+    // Null when POP-before-SMTP is off (pop_before_smtp.lifetime = 0). Kept an explicit
+    // optional rather than a no-op store: the sessions already treat "no store" as "feature
+    // off" (POP3 records no grant, SMTP never consults one and cannot answer 4xx for an
+    // unreachable store), which a stand-in object would have to imitate.
+    core::GrantStore* grants;
     core::MessageSink& sink;
     core::MaildropService& maildrops;
     ConnectionRegistry& registry;
-    abuse::ConnectionGate* gate = nullptr;       // per-IP connection limits
-    core::OutboundLimiter* limiter = nullptr;    // outbound rate limits (SMTP)
-    Telemetry* telemetry = nullptr;              // metrics (always set by PosternServer)
-    core::EventCounters* events = nullptr;       // = telemetry, as the sessions see it
-    core::PolicyDelegate* delegate = nullptr;    // policy delegation (policy.service); null when off
+    abuse::ConnectionGate& gate;       // per-IP connection limits
+    core::OutboundLimiter& limiter;    // outbound rate limits (SMTP)
+    Telemetry& telemetry;              // metrics
+    core::EventCounters& events;       // = telemetry, as the sessions see it
+    core::PolicyDelegate* delegate;    // policy delegation (policy.service); null when off
 
     // Logs `line` at warning level the first time `key` is seen (misconfiguration
     // reports such as "balancer sends no PROXY header": loud once, not once per connection).

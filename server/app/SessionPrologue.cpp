@@ -14,11 +14,12 @@ namespace {
 // Tells a refused client why, in a way it can read, then closes. On implicit-TLS listeners
 // the handshake is completed first (bounded by connections.refusal_timeout): a TLS client
 // would otherwise see only an EOF and report "connection lost" instead of the reason.
-void sayAndClose(Poco::Net::StreamSocket& socket, Services& services, const config::ListenerConfig& l,
+void sayAndClose(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
                  const char* smtp, const char* pop) {
+    const config::ListenerConfig& l = listener.config;
     const std::string msg = l.protocol == config::Protocol::Pop3 ? pop : smtp;
     if (msg.empty()) return;
-    const auto wait = services.config.connections.refusalTimeout;
+    const auto wait = listener.timeouts.refusal;
     if (l.tls == config::TlsMode::Implicit) {
         auto ctx = services.tlsContext();
         if (ctx.isNull()) return;
@@ -88,7 +89,7 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
             // A trusted balancer must start with a valid header; the header is read before
             // any TLS handshake and nothing beyond it is consumed.
             net::ProxyHeaderReader reader;
-            net::ProxyReadResult r = reader.read(socket, services.config.proxyTimeout);
+            net::ProxyReadResult r = reader.read(socket, listener.timeouts.proxyHeader);
             if (r.status != net::ProxyReadStatus::Ok) {
                 services.logOnce("proxy-missing:" + peer.host(),
                                  "event=proxy.invalid listener=" + l.name + " balancer=" + peer.host() + " error=\"" +
@@ -107,8 +108,8 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
             p.client = core::ClientAddress::fromSocket(r.header.source);
             p.balancerTls = l.proxyTlsCounts && r.header.ssl && r.header.ssl->isTls();
         } else if (looksLikeProxyHeader(peekEarly(
-                       socket, l.tls == config::TlsMode::Implicit ? services.config.proxyTimeout
-                                                                   : services.config.proxyDetectWait))) {
+                       socket, l.tls == config::TlsMode::Implicit ? listener.timeouts.proxyHeader
+                                                                   : listener.timeouts.proxyDetectWait))) {
             // A balancer we do not trust (or a spoofing client): a header here must never be
             // believed, and a misconfigured balancer must be loud. Wait a little: on plain
             // listeners the server speaks first, so a direct client sends nothing meanwhile.
@@ -120,7 +121,7 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
         }
     }
 
-    p.admission = services.gate->admit(l.name, p.client);
+    p.admission = services.gate.admit(l.name, p.client);
     if (!p.admission) {
         const abuse::Refusal refusal = p.admission.refusal();
         std::string why = abuse::refusalName(refusal);
@@ -128,9 +129,9 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
         if (auto suppressed = services.refusalLog.admit(l.name + ' ' + why + ' ' + p.client.host()))
             log.warning("s=%s event=conn.refuse listener=%s ip=%s reason=%s suppressed=%s", sid, l.name,
                         p.client.host(), why, std::to_string(*suppressed));
-        if (services.telemetry) services.telemetry->connectionRefused(l.name, why);
+        services.telemetry.connectionRefused(l.name, why);
         const bool global = refusal == abuse::Refusal::TooManySessions;
-        sayAndClose(socket, services, l,
+        sayAndClose(socket, services, listener,
                     global ? "421 4.7.0 Server busy, too many connections, try again later\r\n"
                     : refusal == abuse::Refusal::RateFromIp
                         ? "421 4.7.0 Too many new connections from your address, try again later\r\n"
@@ -147,11 +148,11 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
     // does not wait for the server (RFC 5321 4.3.1: the client waits for the 220).
     if (l.protocol == config::Protocol::Smtp && l.role == config::SmtpRole::Mx && l.tls != config::TlsMode::Implicit &&
         !p.balancerTls) {
-        std::string early = peekEarly(socket, services.config.smtp.earlyTalkerWait);
+        std::string early = peekEarly(socket, listener.timeouts.earlyTalkerWait);
         if (!early.empty()) {
             log.warning("s=%s event=conn.refuse listener=%s ip=%s reason=early_talker", sid, l.name, p.client.host());
-            if (services.telemetry) services.telemetry->connectionRefused(l.name, "early_talker");
-            sayAndClose(socket, services, l, "554 5.5.1 Protocol error: data sent before the greeting\r\n", "");
+            services.telemetry.connectionRefused(l.name, "early_talker");
+            sayAndClose(socket, services, listener, "554 5.5.1 Protocol error: data sent before the greeting\r\n", "");
             p.reason = "early talker";
             return p;
         }
@@ -168,7 +169,7 @@ SessionScope::SessionScope(Poco::Net::StreamSocket& socket, Services& services, 
       id_(services.nextSessionId()),
       prologue_(runPrologue(socket, services, listener, id_)) {
     const std::string& name = listener.config.name;
-    if (services_.telemetry) services_.telemetry->connectionOpened(name);
+    services_.telemetry.connectionOpened(name);
     sessionLogger().information("s=%s event=connect svc=%s listener=%s ip=%s port=%hu", id_, std::string(service_),
                                 name, prologue_.client.host(), prologue_.client.port);
     if (prologue_.proceed) token_ = services_.registry.add(socket);
@@ -183,7 +184,7 @@ SessionScope::~SessionScope() {
     }
     services_.registry.remove(token_);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
-    if (services_.telemetry) services_.telemetry->sessionEnded(service_, static_cast<double>(ms) / 1000.0);
+    services_.telemetry.sessionEnded(service_, static_cast<double>(ms) / 1000.0);
     log.information("s=%s event=disconnect svc=%s ip=%s reason=\"%s\" ms=%ld", id_, std::string(service_),
                     prologue_.client.host(), reason, static_cast<long>(ms));
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "abuse/ConnectionGate.h"
+#include "app/ModuleSettings.h"
 #include "app/Services.h"
 #include "config/ServerConfig.h"
 #include "core/ClientAddress.h"
@@ -21,6 +22,7 @@ namespace postern::app {
 struct ListenerRuntime {
     const config::ListenerConfig& config;
     core::NetworkList trusted;  // balancers allowed to send a PROXY header (proxy_trusted)
+    SessionTimeouts timeouts;   // applied by the connection around the protocol session
 };
 
 struct Prologue {

@@ -31,16 +31,16 @@ void SmtpConnection::run() {
     auto& log = sessionLogger();
     auto& registry = services_.registry;
     const auto token = scope.token();
-    const auto& cfg = services_.config.smtp;
+    const SessionTimeouts& timeouts = listener_.timeouts;
     std::string& reason = scope.reason;
     try {
         net::LineChannel ch(socket());
         if (lc.tls == config::TlsMode::Implicit) {
-            ch.startTls(services_.tlsContext(), cfg.commandTimeout);
+            ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
             registry.update(token, ch.socket());
         }
-        smtp::SmtpPorts ports{services_.auth,    services_.directory, services_.grants,
-                              services_.sink,    services_.limiter,   services_.events, services_.delegate};
+        smtp::SmtpPorts ports{services_.auth, services_.directory, services_.grants,
+                              services_.sink, &services_.limiter,  &services_.events, services_.delegate};
         // TLS terminated by a trusted balancer (PROXY v2 SSL TLV) counts when configured.
         smtp::SmtpSession session(settings_, ports, sid, client, ch.isTls() || scope.balancerTls());
         session.setServerAddress(socket().address().host().toString(), socket().address().port());
@@ -49,7 +49,7 @@ void SmtpConnection::run() {
         while (!session.isClosed()) {
             smtp::SmtpOutput out;
             if (session.inData()) {
-                auto st = ch.fill(cfg.dataTimeout);
+                auto st = ch.fill(timeouts.smtpData);
                 if (st == net::ReadStatus::Timeout) {
                     out = session.onTimeout();
                     reason = "timeout";
@@ -69,7 +69,7 @@ void SmtpConnection::run() {
                     // RFC 4954 4: an AUTH line may be 12288 octets; the command parser applies the
                     // 512-octet limit (smtp.max_command_length) to every other command.
                     auto st = ch.readLine(line, std::max<std::size_t>(settings_.maxCommandLength, 12290),
-                                          cfg.commandTimeout);
+                                          timeouts.smtpCommand);
                     registry.setIdle(token, false);
                     if (st == net::ReadStatus::Ok) {
                         out = session.onLine(line);
@@ -90,7 +90,7 @@ void SmtpConnection::run() {
             }
             ch.write(out.bytes);
             if (out.action == smtp::SmtpOutput::Action::StartTls) {
-                ch.startTls(services_.tlsContext(), cfg.commandTimeout);
+                ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
                 registry.update(token, ch.socket());
                 session.onTlsStarted();
                 log.information("s=%s event=starttls ip=%s", sid, client.host());

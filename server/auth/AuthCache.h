@@ -18,9 +18,12 @@
 namespace postern::auth {
 
 struct AuthCacheSettings {
-    std::size_t maxEntries = 100000;               // 0 = cache off
-    std::chrono::milliseconds positiveTtl{300'000}; // a changed/disabled account is honoured within this
-    std::chrono::milliseconds negativeTtl{60'000};  // the same wrong password is answered from memory
+    // Set from auth.cache.size / .ttl / .negative_ttl (defaults: the key table only).
+    std::size_t maxEntries = 0;                // 0 = cache off
+    std::chrono::milliseconds positiveTtl{};   // a changed/disabled account is honoured within this
+    std::chrono::milliseconds negativeTtl{};   // the same wrong password is answered from memory
+
+    bool operator==(const AuthCacheSettings&) const = default;
 };
 
 // Thread-safe: 32 shards chosen by user, each with its own mutex and LRU list, so there

@@ -41,7 +41,10 @@ public:
         if (!def) throw std::logic_error("undeclared key " + pattern);
         std::string v = conf_.getRawString(key, std::string(def->defaultValue));
         std::string err = validateValue(*def, v);
-        if (!err.empty()) errors_.push_back(key + ": " + err);
+        if (!err.empty()) {
+            errors_.push_back(key + ": " + err);
+            bad_.insert(key);
+        }
         return v;
     }
     std::string str(const std::string& key) { return raw(key, key); }
@@ -79,12 +82,18 @@ public:
         if (n < 0 || n > 128) error(key + ": must be 0..128");
         return static_cast<int>(n);
     }
-    void error(std::string e) { errors_.push_back(std::move(e)); }
+    // A range check on a key whose value did not even parse adds nothing: every bad key is
+    // reported once ("key: why"; the key is the text before the first ':' or ' ').
+    void error(std::string e) {
+        if (bad_.count(e.substr(0, e.find_first_of(": ")))) return;
+        errors_.push_back(std::move(e));
+    }
     const std::vector<std::string>& errors() const { return errors_; }
 
 private:
     const Poco::Util::AbstractConfiguration& conf_;
     std::vector<std::string> errors_;
+    std::set<std::string> bad_;  // keys whose value failed validateValue()
 };
 
 }  // namespace
@@ -132,6 +141,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.penalty.maxDelay = r.duration("auth.penalty.max_delay");
     c.penalty.allowNetworks = r.networks("auth.penalty.allow_networks");
     c.penalty.ipv6Prefix = r.ipv6Prefix("auth.penalty.ipv6_prefix");
+    if (c.penalty.window <= Millis(0)) r.error("auth.penalty.window: must be more than 0");
+    if (c.penalty.maxDelay < c.penalty.baseDelay) r.error("auth.penalty.max_delay: must be at least auth.penalty.base_delay");
     auto rates = [&](const std::string& who, RateLimitValues& v) {
         v.messagesPerHour = static_cast<int>(r.integer("limits." + who + ".messages_per_hour"));
         v.recipientsPerHour = static_cast<int>(r.integer("limits." + who + ".recipients_per_hour"));

@@ -1,5 +1,7 @@
 // Immutable settings, parsed and validated once at start-up from the layered
 // configuration (config file + command-line overrides) against ConfigSchema.
+// Defaults live in the key table only: the members here value-initialise, load() sets them
+// all. The daemon turns this into module settings in app/ModuleSettings, nowhere else.
 #pragma once
 
 #include <chrono>
@@ -27,15 +29,18 @@ struct ListenerConfig {
     Protocol protocol = Protocol::Smtp;
     SmtpRole role = SmtpRole::Mx;
     TlsMode tls = TlsMode::None;
-    int maxThreads = 256;
-    int maxQueued = 64;
-    Millis idleTime{60'000};
-    std::size_t stackSize = 256 * 1024;
+    // Defaults live in the key table (ConfigSchema.cpp) only; load() sets every field.
+    int maxThreads = 0;
+    int maxQueued = 0;
+    Millis idleTime{};
+    std::size_t stackSize = 0;
     int maxConnectionsPerIp = 0;   // 0 = connections.max_per_ip
     int connectionRatePerIp = 0;   // 0 = connections.rate_per_ip
     bool proxyProtocol = false;
     std::string proxyTrusted;      // network list text (validated at load)
     bool proxyTlsCounts = false;
+
+    bool operator==(const ListenerConfig&) const = default;
 };
 
 struct ConnectionLimitsConfig {
@@ -43,7 +48,7 @@ struct ConnectionLimitsConfig {
     int maxPerIp = 0;
     int ratePerIp = 0;
     std::string allowNetworks;
-    int ipv6Prefix = 64;
+    int ipv6Prefix = 0;
     Millis refusalTimeout{};  // TLS handshake + reading the refusal, for refused clients
 };
 
@@ -54,7 +59,7 @@ struct PenaltyConfig {
     Millis baseDelay{};
     Millis maxDelay{};
     std::string allowNetworks;
-    int ipv6Prefix = 64;
+    int ipv6Prefix = 0;
 };
 
 struct RateLimitValues {
@@ -68,7 +73,7 @@ struct LimitsConfig {
     RateLimitValues user;
     RateLimitValues ip;
     std::string allowNetworks;
-    int ipv6Prefix = 64;
+    int ipv6Prefix = 0;
 };
 
 struct TlsConfig {
@@ -97,7 +102,7 @@ struct SmtpConfig {
     Millis earlyTalkerWait{};
     bool allowPlaintextAuth = false;
     int maxErrors = 0;
-    bool addMissingHeaders = true;
+    bool addMissingHeaders = false;
 };
 
 struct Pop3Config {
@@ -108,19 +113,19 @@ struct Pop3Config {
 
 struct PopBeforeSmtpConfig {
     Millis lifetime{};
-    int ipv6Prefix = 128;
-    bool ownSendersOnly = true;
+    int ipv6Prefix = 0;
+    bool ownSendersOnly = false;
 };
 
 struct ClusterConfig {
     std::string conninfo;  // empty: single node
     std::string passwordFile;
-    int poolSize = 8;
+    int poolSize = 0;
     Millis connectTimeout{};
     Millis statementTimeout{};
     std::string nodeId;
     Millis grantCacheTtl{};
-    long long grantRetryQueue = 10000;
+    long long grantRetryQueue = 0;
     Millis grantRetryBackoffMax{};
     Millis lockLease{};
     Millis sweepInterval{};
@@ -132,27 +137,30 @@ struct BackendConfig {
     std::string plugin;                         // postern-auth-<plugin>.so
     std::vector<std::string> domains;           // authoritative for ("*" = any)
     std::map<std::string, std::string> params;  // every other auth.backend.<name>.* key, prefix stripped
+
+    bool operator==(const BackendConfig&) const = default;
 };
 
 // Outbound delivery (server/delivery): delivery.* keys.
 enum class TlsPolicy { None, May, Encrypt, Verify };
 
+// Defaults live in the key table (ConfigSchema.cpp) only; load() sets every field.
 struct DeliveryConfig {
-    bool enabled = true;
-    int maxWorkers = 16;
-    int maxPerDomain = 4;
+    bool enabled = false;
+    int maxWorkers = 0;
+    int maxPerDomain = 0;
     std::vector<Millis> retrySchedule;             // never empty after load()
     Millis maxLifetime{};
     Millis delayWarning{};                         // 0 = off
     Millis scanInterval{};
     std::string dnsServer;                         // "ip:port"; empty = /etc/resolv.conf
     Millis dnsTimeout{};
-    std::uint16_t smtpPort = 25;
+    std::uint16_t smtpPort = 0;
     std::string relayhost;                         // "host:port"; empty = MX delivery
-    TlsPolicy relayhostTls = TlsPolicy::Encrypt;
+    TlsPolicy relayhostTls = TlsPolicy::None;
     std::string relayhostAuthFile;
     std::map<std::string, std::string> transports; // lower-case domain -> "host:port"
-    TlsPolicy tlsPolicy = TlsPolicy::May;
+    TlsPolicy tlsPolicy = TlsPolicy::None;
     std::map<std::string, TlsPolicy> tlsPolicies;  // lower-case domain -> policy
     std::string tlsCaFile;
     Millis connectTimeout{};
@@ -162,6 +170,8 @@ struct DeliveryConfig {
     Millis dataTimeout{};
     Millis dataBlockTimeout{};
     Millis dataDoneTimeout{};
+
+    bool operator==(const DeliveryConfig&) const = default;
 };
 
 // policy.*: the policy delegation client (server/policyd).
@@ -176,6 +186,7 @@ struct PolicyServiceConfig {
     int requestLimit = 0;
     int tryLimit = 2;
     int poolSize = 8;
+    bool operator==(const PolicyServiceConfig&) const = default;
 };
 
 struct ServerConfig {

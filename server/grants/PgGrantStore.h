@@ -17,7 +17,7 @@ namespace postern::grants {
 
 struct PgGrantSettings {
     // pop_before_smtp.lifetime: how long one POP3 login lets its address relay (> 0).
-    std::chrono::seconds lifetime{600};
+    std::chrono::seconds lifetime{};
     // pop_before_smtp.ipv6_prefix: IPv6 grants cover this prefix (0..128; 128 = exact).
     unsigned ipv6PrefixLength = 128;
     // cluster.grant_cache_ttl: how long this node may answer Yes from its own memory
@@ -25,11 +25,13 @@ struct PgGrantSettings {
     // cluster: a grant revoked (posternctl grant revoke / user disable) on another node, or
     // flushed, may still be honoured here for up to cache_ttl; never past its own expiry.
     // Only Yes answers are cached: a fresh grant made on another node is seen at once.
-    std::chrono::milliseconds cacheTtl{5000};
+    std::chrono::milliseconds cacheTtl{};
     // Upper bound on cached grants (spread over 16 shards); a full shard is emptied.
     std::size_t cacheSize = 16384;
     // Rows deleted per sweep statement (each a short transaction).
     std::size_t sweepBatch = 1000;
+
+    bool operator==(const PgGrantSettings&) const = default;
 };
 
 // Outcomes (core::GrantStore): grant() true once the row is written; lookup() Yes with the

@@ -28,6 +28,8 @@ struct WriteBehindSettings {
     // to retryMax (cluster.grant_retry_backoff_max); never closer together than retryFirst.
     std::chrono::milliseconds retryFirst{1000};
     std::chrono::milliseconds retryMax{30000};
+
+    bool operator==(const WriteBehindSettings&) const = default;
 };
 
 // Decorates the durable (shared) store:

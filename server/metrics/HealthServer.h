@@ -32,6 +32,8 @@ struct HealthServerOptions {
     // it the answer is 503 "not ready: probe timed out" and the check finishes in the
     // background. Keep it below the balancer's own probe timeout.
     std::chrono::milliseconds readyTimeout{2000};
+
+    bool operator==(const HealthServerOptions&) const = default;
 };
 
 struct Readiness {

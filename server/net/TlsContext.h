@@ -19,13 +19,17 @@ struct TlsSettings {
     std::string keyFile;
     std::string ecdsaCertFile;       // optional second chain with an ECDSA key ("" = none)
     std::string ecdsaKeyFile;
-    std::string minVersion = "1.2";  // "1.2" | "1.3"
+    // Every field is set from the tls.* key of the same name; the defaults live in the key
+    // table (server/config/ConfigSchema.cpp) only.
+    std::string minVersion;          // tls.min_version: "1.2" | "1.3" (anything else: 1.2)
     std::string ciphers;             // TLS 1.2 cipher list (OpenSSL syntax); empty = DefaultCiphers
     std::string ciphersuites;        // TLS 1.3 suites; empty = DefaultCipherSuites
     std::string groups;              // key exchange groups; empty = DefaultGroups
-    std::chrono::seconds sessionLifetime{300};         // session / ticket lifetime
-    std::size_t sessionCacheSize = 20480;              // session-ID cache entries (0 = no cache)
-    std::chrono::seconds ticketKeyRotation{12 * 3600};  // 0 = no tickets
+    std::chrono::seconds sessionLifetime{};    // tls.session_lifetime: session / ticket lifetime
+    std::size_t sessionCacheSize = 0;          // tls.session_cache_size: session-ID cache entries (0 = no cache)
+    std::chrono::seconds ticketKeyRotation{};  // tls.ticket_key_rotation: 0 = no tickets
+
+    bool operator==(const TlsSettings&) const = default;
 };
 
 // ECDHE key exchange with AEAD ciphers only (Mozilla "intermediate" minus DHE):

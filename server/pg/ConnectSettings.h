@@ -36,6 +36,8 @@ struct ConnectSettings {
 
     // The keys fromParams() reads, for the caller's unknown-key check.
     static const char* const* knownKeys();
+
+    bool operator==(const ConnectSettings&) const = default;
 };
 
 // Reads the first line of a password file after checking it is a regular file with no group

@@ -27,6 +27,8 @@ struct Pop3Settings {
     // the app fills these fields from the loaded config.
     std::chrono::seconds grantLifetime{0};  // pop_before_smtp.lifetime; 0 = POP-before-SMTP off
     std::size_t maxBadCommands = 0;         // pop3.max_errors; 0 = unlimited
+
+    bool operator==(const Pop3Settings&) const = default;
 };
 
 // The ports a session asks; all owned by the caller and outliving the session.

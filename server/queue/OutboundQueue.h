@@ -16,6 +16,8 @@ namespace postern::queue {
 struct QueueLimits {
     std::uint64_t maxBytes = 0;     // queue.max_size; 0 = unlimited
     std::uint64_t maxMessages = 0;  // queue.max_messages; 0 = unlimited
+
+    bool operator==(const QueueLimits&) const = default;
 };
 
 struct QueueStats {

@@ -42,6 +42,8 @@ struct SmtpSettings {
     int maxErrors = 20;
     bool addMissingHeaders = true;    // submission: Date / Message-ID (RFC 6409 8.2, 8.3)
     bool grantOwnSendersOnly = true;  // relay on a POP-before-SMTP grant only as the grant holder
+
+    bool operator==(const SmtpSettings&) const = default;
 };
 
 struct SmtpPorts {

@@ -1,0 +1,397 @@
+#include "app/Daemon.h"
+
+#include "abuse/AuthPenalty.h"
+#include "abuse/ConnectionGate.h"
+#include "abuse/DegradingStores.h"
+#include "abuse/OutboundLimits.h"
+#include "abuse/PenalizedAuthService.h"
+#include "abuse/PgPenaltyStore.h"
+#include "abuse/PgRateStore.h"
+#include "abuse/RateLimiter.h"
+#include "app/ListenerFactory.h"
+#include "app/Privileges.h"
+#include "auth/AuthCache.h"
+#include "auth/AuthFacade.h"
+#include "auth/PluginLoader.h"
+#include "delivery/BounceSender.h"
+#include "delivery/DeliveryService.h"
+#include "grants/MemoryGrantStore.h"
+#include "grants/PgGrantStore.h"
+#include "grants/WriteBehindGrantStore.h"
+#include "metrics/HealthServer.h"
+#include "net/TlsContext.h"
+#include "pg/Pool.h"
+#include "policyd/PolicyDelegation.h"
+#include "queue/OutboundQueue.h"
+#include "store/ClusterMaildropService.h"
+#include "store/MailSpool.h"
+#include "store/MaildirStore.h"
+#include "store/PgMaildropLock.h"
+#include "store/SpoolSink.h"
+
+#include <Poco/File.h>
+#include <Poco/FileStream.h>
+#include <Poco/Logger.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/TCPServer.h>
+#include <Poco/Net/TCPServerParams.h>
+#include <Poco/Process.h>
+#include <Poco/ThreadPool.h>
+#include <Poco/Util/TimerTaskAdapter.h>
+
+#include <cstdio>
+#include <pthread.h>
+#include <unistd.h>
+
+namespace postern::app {
+
+namespace {
+
+Poco::Logger& serverLog() { return Poco::Logger::get("postern.server"); }
+
+class GrantSweeper : public Poco::Util::TimerTask {
+public:
+    GrantSweeper(grants::MemoryGrantStore& store, Telemetry& telemetry) : store_(store), telemetry_(telemetry) {}
+    void run() override { telemetry_.grantsExpired(store_.sweep()); }
+
+private:
+    grants::MemoryGrantStore& store_;
+    Telemetry& telemetry_;
+};
+
+const char* protocolName(const config::ListenerConfig& l) {
+    return l.protocol == config::Protocol::Pop3 ? "pop3" : "smtp";
+}
+const char* roleName(const config::ListenerConfig& l) {
+    if (l.protocol == config::Protocol::Pop3) return "-";
+    return l.role == config::SmtpRole::Submission ? "submission" : "mx";
+}
+const char* tlsName(const config::ListenerConfig& l) {
+    return l.tls == config::TlsMode::Implicit ? "implicit" : l.tls == config::TlsMode::StartTls ? "starttls" : "none";
+}
+
+}  // namespace
+
+// Deletes expired shared rows (grants, penalty and rate counters) in small batches.
+struct Daemon::ClusterSweeper {
+    grants::PgGrantStore* grants;
+    abuse::PgPenaltyStore* penalties;
+    abuse::PgRateStore* rates;
+    Telemetry* telemetry;
+    void onTimer(Poco::Util::TimerTask&) {
+        auto now = std::chrono::system_clock::now();
+        if (grants)
+            if (auto n = grants->sweep()) telemetry->grantsExpired(*n);
+        if (penalties) penalties->sweep(now);
+        if (rates) rates->sweep(now);
+    }
+};
+
+Daemon::Daemon(DaemonSettings settings) : settings_(std::move(settings)) {}
+
+Daemon::~Daemon() = default;
+
+void Daemon::refuseRootWithoutUser() const {
+    // Fail before binding anything if we would end up serving as root.
+    const auto& p = settings_.process;
+    if (::geteuid() == 0 && p.user.empty() && !p.allowRoot) app::dropPrivileges(p.user, p.group, p.allowRoot);
+}
+
+void Daemon::checkSecretFiles() const {
+    checkSecretFile(settings_.tls.keyFile, "tls.key_file");
+    if (!settings_.tls.ecdsaKeyFile.empty()) checkSecretFile(settings_.tls.ecdsaKeyFile, "tls.ecdsa_key_file");
+}
+
+void Daemon::buildTls() {
+    if (!settings_.tlsEnabled) return;
+    checkSecretFiles();
+    tls_ = net::makeServerContext(settings_.tls);
+}
+
+void Daemon::buildAuth() {
+    const AuthSettings& a = settings_.auth;
+    loader_ = std::make_unique<auth::PluginLoader>(a.pluginDir);
+    std::vector<auth::BackendBinding> chain;
+    handles_.reserve(a.backends.size());  // the chain points into the handles
+    for (const auto& b : a.backends) {
+        handles_.push_back(loader_->load(b.plugin, b.name, b.params));
+        chain.push_back({b.name, handles_.back().get(), b.domains});
+        serverLog().information("event=backend.loaded name=%s plugin=%s version=%s", b.name,
+                                handles_.back().pluginName(), handles_.back().pluginVersion());
+    }
+    facade_ = std::make_unique<auth::AuthFacade>(chain);
+    authCache_ = std::make_unique<auth::AuthCache>(a.cache);
+    if (authCache_->enabled()) facade_->setCache(authCache_.get());
+    facade_->setObserver([this](std::string_view svc, std::string_view backend, std::string_view result, double s) {
+        telemetry_.authResult(svc, backend, result, s);
+    });
+}
+
+void Daemon::buildCluster() {
+    const ClusterSettings& c = settings_.cluster;
+    if (!c.enabled) return;
+    pg::ConnectSettings cs = c.connect;
+    if (!c.passwordFile.empty()) cs.password = pg::readPasswordFile(c.passwordFile);  // read now, still privileged
+    clusterPool_ = std::make_unique<pg::Pool>(cs);
+    // In a cluster the penalty and rate counters are shared (a bot spreading guesses over
+    // nodes is still counted); while the shared PostgreSQL is down each node counts alone.
+    pgPenalty_ = std::make_unique<abuse::PgPenaltyStore>(*clusterPool_);
+    pgRates_ = std::make_unique<abuse::PgRateStore>(*clusterPool_);
+    serverLog().information("event=cluster.on pool_size=%z", cs.poolSize);
+}
+
+void Daemon::buildAbuse() {
+    abuse::PenaltyStorePtr penaltyStore;
+    if (pgPenalty_) penaltyStore = std::make_unique<abuse::DegradingPenaltyStore>(*pgPenalty_);
+    penalty_ = std::make_unique<abuse::AuthPenalty>(settings_.penalty, std::move(penaltyStore));
+    guardedAuth_ = std::make_unique<abuse::PenalizedAuthService>(*facade_, *penalty_);
+
+    abuse::RateStorePtr rateStore;
+    if (pgRates_) rateStore = std::make_unique<abuse::DegradingRateStore>(*pgRates_);
+    rateLimiter_ = std::make_unique<abuse::RateLimiter>(settings_.limits, std::move(rateStore));
+    outboundLimits_ = std::make_unique<abuse::OutboundLimits>(*rateLimiter_);
+
+    gate_ = std::make_unique<abuse::ConnectionGate>(settings_.gate);
+    // Policy delegation (policy.service; validated at load, connects to nothing yet).
+    policy_ = policyd::PolicyDelegation::fromConfig(settings_.policy);
+}
+
+void Daemon::buildGrants() {
+    const GrantSettings& g = settings_.grants;
+    if (!g.enabled) return;
+    if (clusterPool_) {
+        pgGrants_ = std::make_unique<grants::PgGrantStore>(*clusterPool_, g.pg);
+        // A grant PostgreSQL cannot store is held (and honoured) here and written
+        // through when it is back: an outage must not turn into a 5xx relay refusal.
+        heldGrants_ = std::make_unique<grants::WriteBehindGrantStore>(*pgGrants_, g.writeBehind, telemetry_);
+        heldGrants_->start();
+        grantStore_ = heldGrants_.get();
+    } else {
+        memoryGrants_ = std::make_unique<grants::MemoryGrantStore>(g.lifetime, g.ipv6Prefix);
+        grantStore_ = memoryGrants_.get();
+    }
+}
+
+void Daemon::buildStorage() {
+    const StoreSettings& s = settings_.store;
+    Poco::File(s.mailRoot).createDirectories();
+    mailStore_ = std::make_unique<store::MaildirStore>(s.mailRoot, s.hostname);
+    mailStore_->setTmpCleanupAge(s.tmpCleanupAge);
+    mailSpool_ = std::make_unique<store::MailSpool>(s.mailRoot, s.hostname);  // started after the privilege drop
+    // In a cluster two nodes must never open one mailbox: a lease row in PostgreSQL in
+    // front of the local flock; a crashed node's leases lapse after cluster.lock_lease.
+    maildrops_ = mailStore_.get();
+    if (clusterPool_) {
+        maildropLock_ = std::make_unique<store::PgMaildropLock>(*clusterPool_, settings_.cluster.lockLease);
+        clusterMaildrops_ =
+            std::make_unique<store::ClusterMaildropService>(*mailStore_, *maildropLock_, settings_.cluster.nodeId);
+        maildrops_ = clusterMaildrops_.get();
+    }
+    queue_ = std::make_unique<queue::OutboundQueue>(settings_.queue.dir, settings_.queue.limits);
+    if (auto removed = queue_->recover()) serverLog().notice("event=queue.recover removed=%z", removed);
+    sink_ = std::make_unique<store::SpoolSink>(*mailStore_, *queue_);
+    // DSN "delivered" reports (RFC 3461 NOTIFY=SUCCESS) for local recipients, through the
+    // sink once the message is stored (also with delivery.enabled=false).
+    successReports_ = std::make_unique<delivery::BounceSender>(*sink_, *facade_, settings_.process.hostname);
+    sink_->setDeliveredHook([this](const core::Envelope& e, const std::string& id, const std::string& path) {
+        successReports_->sendDelivered(e, id, path);
+    });
+    // Outbound delivery: after the sink (bounces go through it); reads the smarthost
+    // password file now, while still privileged. delivery.enabled=false: nothing is sent.
+    if (settings_.delivery.enabled)
+        delivery_ = std::make_unique<delivery::DeliveryService>(settings_.delivery, settings_.process.hostname,
+                                                                *queue_, *sink_, *facade_);
+}
+
+void Daemon::buildServices() {
+    if (grantStore_) countedGrants_ = std::make_unique<CountingGrantStore>(*grantStore_, telemetry_);
+    services_ = std::make_unique<Services>(tls_, *guardedAuth_, *facade_, countedGrants_.get(), *sink_, *maildrops_,
+                                           registry_, *gate_, *outboundLimits_, telemetry_, policy_.get());
+}
+
+void Daemon::registerGauges() {
+    auto& reg = telemetry_.registry();
+    reg.gaugeCallback("postern_sessions_active", "Sessions in progress (all listeners)",
+                      [this] { return static_cast<double>(registry_.size()); });
+    reg.gaugeCallback("postern_queue_messages", "Messages in the outbound queue",
+                      [this] { return static_cast<double>(queue_->stats().messages); });
+    reg.gaugeCallback("postern_queue_bytes", "Bytes in the outbound queue",
+                      [this] { return static_cast<double>(queue_->stats().bytes); });
+    reg.gaugeCallback("postern_queue_oldest_age_seconds", "Age of the oldest message waiting for delivery",
+                      [this] { return delivery_ ? delivery_->oldestAgeSeconds() : 0.0; });
+    if (heldGrants_)
+        reg.gaugeCallback("postern_grants_queued", "POP-before-SMTP grants held on this node until PostgreSQL stores them",
+                          [this] { return static_cast<double>(heldGrants_->queued()); });
+    reg.gaugeCallback("postern_auth_cache_hits", "Authentication cache hits since start",
+                      [this] { return static_cast<double>(authCache_->hits()); });
+    reg.gaugeCallback("postern_auth_cache_misses", "Authentication cache misses since start",
+                      [this] { return static_cast<double>(authCache_->misses()); });
+}
+
+void Daemon::startSweepers() {
+    timer_ = std::make_unique<Poco::Util::Timer>();
+    if (memoryGrants_) {
+        const long every = static_cast<long>(settings_.grants.memorySweepInterval.count());
+        timer_->scheduleAtFixedRate(new GrantSweeper(*memoryGrants_, telemetry_), every, every);
+    }
+    if (clusterPool_) {
+        // Every node sweeps; the statements skip rows another node is deleting.
+        clusterSweeper_ = std::make_unique<ClusterSweeper>(
+            ClusterSweeper{pgGrants_.get(), pgPenalty_.get(), pgRates_.get(), &telemetry_});
+        const long every = static_cast<long>(settings_.cluster.sweepInterval.count());
+        timer_->scheduleAtFixedRate(
+            new Poco::Util::TimerTaskAdapter<ClusterSweeper>(*clusterSweeper_, &ClusterSweeper::onTimer), every, every);
+    }
+}
+
+void Daemon::bindListeners() {
+    for (const auto& ls : settings_.listeners) {
+        const config::ListenerConfig& l = ls.listener;
+        Poco::Net::SocketAddress sa(l.address, l.port);
+        Poco::Net::ServerSocket socket;
+        socket.bind(sa, true, false);  // SO_REUSEADDR, never SO_REUSEPORT: a second daemon must fail
+        socket.listen(1024);
+        Poco::Net::TCPServerParams::Ptr params = new Poco::Net::TCPServerParams;
+        params->setMaxThreads(l.maxThreads);
+        params->setMaxQueued(l.maxQueued);
+        params->setThreadIdleTime(Poco::Timespan(static_cast<long>(l.idleTime.count() / 1000), 0));
+        RunningListener rl;
+        rl.name = l.name;
+        // Each listener has its own pool: a flood on one port cannot starve the others.
+        // Small stacks: an idle session costs little more than its stack (S5: 10,000 idle).
+        rl.pool = std::make_unique<Poco::ThreadPool>(l.name, 1, l.maxThreads + 1,
+                                                     static_cast<int>(l.idleTime.count() / 1000),
+                                                     static_cast<int>(l.stackSize));
+        auto* factory = new ConnectionFactory(*services_, ls);
+        rl.server = std::make_unique<Poco::Net::TCPServer>(factory, *rl.pool, socket, params);
+        Poco::AutoPtr<OverloadFilter> filter = new OverloadFilter(l, registry_);
+        filter->attach(rl.server.get());
+        rl.server->setConnectionFilter(filter);
+        serverLog().information("event=listener.up name=%s address=%s protocol=%s role=%s tls=%s max_threads=%d",
+                                l.name, sa.toString(), std::string(protocolName(l)), std::string(roleName(l)),
+                                std::string(tlsName(l)), l.maxThreads);
+        listeners_.push_back(std::move(rl));
+    }
+}
+
+void Daemon::dropPrivileges() const {
+    // Ports are bound and secrets read (TLS key, plugin and cluster password files): from
+    // here on no root is needed, so give it up before the first client is served.
+    const auto& p = settings_.process;
+    app::dropPrivileges(p.user, p.group, p.allowRoot);
+}
+
+void Daemon::startServing() {
+    // The spool belongs to the user that writes mail; it clears what a crash left before
+    // the first message (and before delivery threads, which may write bounces).
+    if (std::size_t removed = 0; mailSpool_->start(removed)) mailStore_->setSpool(mailSpool_.get());
+    for (auto& l : listeners_) l.server->start();
+    startHealth();
+    if (delivery_) delivery_->start();  // scans the queue: resumes after a crash
+    writeReadyFile();
+    serverLog().information("event=ready listeners=%z hostname=%s", listeners_.size(), settings_.process.hostname);
+}
+
+void Daemon::startHealth() {
+    if (!settings_.health.enabled) return;
+    // One series per auth backend: did its readiness probe (a real query) answer?
+    // Shares the probes' short cache with /readyz.
+    telemetry_.registry().gaugeFamilyCallback(
+        "postern_backend_up", "1 if the auth backend answered its readiness probe (a real query), else 0",
+        {"backend"}, [this] {
+            std::vector<metrics::LabeledValue> out;
+            for (const auto& h : facade_->probeBackends()) out.push_back({{h.backend}, h.up ? 1.0 : 0.0});
+            return out;
+        });
+    // Ready: listeners up, not draining, every auth backend can answer a real query
+    // (a configured domain list is no proof that the directory behind it answers).
+    health_ = std::make_unique<metrics::HealthServer>(
+        telemetry_.registry(),
+        [this]() -> metrics::Readiness {
+            if (registry_.isShuttingDown()) return {false, "shutting down"};
+            std::string down;
+            for (const auto& h : facade_->probeBackends()) {
+                if (h.up) continue;
+                if (!down.empty()) down += "; ";
+                down += "backend " + h.backend + ": " + h.detail;
+            }
+            if (!down.empty()) return {false, down};
+            if (clusterPool_ && clusterPool_->execute({"postern_ready", "SELECT 1"}, {}).failed())
+                return {false, "the shared PostgreSQL cannot answer"};
+            return {true, ""};
+        },
+        settings_.health.options);
+    health_->start();
+    serverLog().information("event=health.up address=%s", health_->address().toString());
+}
+
+void Daemon::writeReadyFile() const {
+    if (settings_.process.readyFile.empty()) return;
+    Poco::FileOutputStream ready(settings_.process.readyFile);
+    ready << "ready " << Poco::Process::id() << "\n";
+}
+
+void Daemon::reloadTls() {
+    // A bad pair is refused and the old context stays; sessions already in TLS keep theirs.
+    if (!settings_.tlsEnabled) return;
+    try {
+        checkSecretFiles();
+        services_->setTlsContext(net::makeServerContext(settings_.tls));
+        serverLog().notice("event=tls.reload result=ok cert=%s", settings_.tls.certFile);
+    } catch (const Poco::Exception& e) {
+        serverLog().error("event=tls.reload result=fail error=\"%s\"", e.displayText());
+    } catch (const std::exception& e) {
+        serverLog().error("event=tls.reload result=fail error=\"%s\"", std::string(e.what()));
+    }
+}
+
+void Daemon::drain() {
+    const auto grace = settings_.process.shutdownGrace;
+    serverLog().information("event=shutdown.begin sessions=%z grace_ms=%ld", registry_.size(),
+                            static_cast<long>(grace.count()));
+    // Mark the drain first: from now on the acceptor answers new clients 421 / -ERR at once
+    // (the acceptor thread may still take a connection before stop() returns), and idle
+    // sessions say goodbye.
+    registry_.beginShutdown();                    // /readyz turns 503 from here
+    for (auto& l : listeners_) l.server->stop();  // stop accepting
+    std::size_t left = registry_.waitEmpty(grace);
+    if (left > 0) {
+        serverLog().warning("event=shutdown.abort sessions=%z", left);
+        registry_.abortAll();
+        registry_.waitEmpty(std::chrono::milliseconds(2000));
+    }
+    if (delivery_) delivery_->stop();  // cuts transactions in progress; they stay queued
+    if (timer_) timer_->cancel(true);
+    if (health_) health_->stop();
+    // Every session has ended. POCO 1.11's TCPServerDispatcher can leave a pool thread in a
+    // timed wait (up to the thread idle time) after stop(), so joining the pools could
+    // stall the exit; the threads hold no work, so the servers and pools are left to the
+    // process exit instead of being joined.
+    for (auto& l : listeners_) {
+        (void)l.server.release();
+        (void)l.pool.release();
+    }
+    listeners_.clear();
+    if (!settings_.process.readyFile.empty()) std::remove(settings_.process.readyFile.c_str());  // gone already is fine
+    serverLog().information("event=shutdown.done auth_cache_hits=%Lu auth_cache_misses=%Lu",
+                            static_cast<Poco::UInt64>(authCache_->hits()), static_cast<Poco::UInt64>(authCache_->misses()));
+}
+
+sigset_t blockDaemonSignals() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (int sig : {SIGINT, SIGTERM, SIGQUIT, SIGHUP}) sigaddset(&signals, sig);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    return signals;
+}
+
+void runSignalLoop(Daemon& daemon, const sigset_t& signals) {
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&signals, &sig) != 0) continue;
+        if (sig != SIGHUP) return;
+        daemon.reloadTls();  // SIGHUP: reload certificate and key without dropping sessions
+    }
+}
+
+}  // namespace postern::app

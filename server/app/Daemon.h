@@ -1,0 +1,159 @@
+// The running daemon's objects, built step by step from DaemonSettings (ModuleSettings.h)
+// by small builders, one per area, in start-up order. The members are declared in that
+// order, so they are destroyed in reverse: listeners before the services they use, the
+// services before the stores, the stores before the cluster pool, the auth facade before
+// the plugins. PosternServer::serve() calls the builders; nothing here reads the config.
+#pragma once
+
+#include "app/ConnectionRegistry.h"
+#include "app/CountingGrantStore.h"
+#include "app/ModuleSettings.h"
+#include "app/Services.h"
+#include "app/Telemetry.h"
+
+#include <Poco/Net/Context.h>
+#include <Poco/Util/Timer.h>
+
+#include <csignal>
+#include <memory>
+#include <vector>
+
+namespace Poco {
+class ThreadPool;
+namespace Net {
+class TCPServer;
+}
+}  // namespace Poco
+
+namespace postern {
+namespace auth {
+class PluginLoader;
+class BackendHandle;
+class AuthFacade;
+class AuthCache;
+}  // namespace auth
+namespace pg {
+class Pool;
+}
+namespace abuse {
+class PgPenaltyStore;
+class PgRateStore;
+class AuthPenalty;
+class PenalizedAuthService;
+class RateLimiter;
+class OutboundLimits;
+class ConnectionGate;
+}  // namespace abuse
+namespace grants {
+class MemoryGrantStore;
+class PgGrantStore;
+class WriteBehindGrantStore;
+}  // namespace grants
+namespace store {
+class MaildirStore;
+class MailSpool;
+class PgMaildropLock;
+class ClusterMaildropService;
+class SpoolSink;
+}  // namespace store
+namespace queue {
+class OutboundQueue;
+}
+namespace delivery {
+class BounceSender;
+class DeliveryService;
+}
+namespace policyd {
+class PolicyDelegation;
+}
+namespace metrics {
+class HealthServer;
+}
+}  // namespace postern
+
+namespace postern::app {
+
+struct RunningListener {
+    std::unique_ptr<Poco::ThreadPool> pool;
+    std::unique_ptr<Poco::Net::TCPServer> server;
+    std::string name;
+};
+
+class Daemon {
+public:
+    explicit Daemon(DaemonSettings settings);
+    ~Daemon();
+    Daemon(const Daemon&) = delete;
+    Daemon& operator=(const Daemon&) = delete;
+
+    // Start-up, in this order (each builder needs the ones before it).
+    void refuseRootWithoutUser() const;  // before anything is bound or read
+    void buildTls();                     // server TLS context (key file checked)
+    void buildAuth();                    // plugins, backend chain, facade, cache
+    void buildCluster();                 // shared PostgreSQL pool and its penalty/rate stores
+    void buildAbuse();                   // failed-login penalty, outbound limits, connection gate
+    void buildGrants();                  // POP-before-SMTP grant store (memory or PostgreSQL)
+    void buildStorage();                 // Maildir store, spool, maildrop lock, queue, sink, delivery
+    void buildServices();                // the Services the connections share
+    void registerGauges();               // metrics read from the objects above
+    void startSweepers();                // expired grants and counters
+    void bindListeners();                // sockets bound, servers built (not started)
+    void dropPrivileges() const;         // server.user / server.group
+    void startServing();                 // spool, listeners, health endpoint, delivery, ready file
+    void reloadTls();                    // SIGHUP: new certificate/key, old context kept on error
+    void drain();                        // SIGTERM: stop accepting, let sessions finish
+
+    const DaemonSettings& settings() const { return settings_; }
+
+private:
+    void startHealth();
+    void checkSecretFiles() const;  // TLS keys not readable by every user
+    void writeReadyFile() const;
+
+    const DaemonSettings settings_;
+    Poco::Net::Context::Ptr tls_;
+    std::unique_ptr<auth::PluginLoader> loader_;
+    std::vector<auth::BackendHandle> handles_;
+    Telemetry telemetry_;
+    std::unique_ptr<auth::AuthFacade> facade_;
+    std::unique_ptr<auth::AuthCache> authCache_;
+    std::unique_ptr<pg::Pool> clusterPool_;
+    std::unique_ptr<abuse::PgPenaltyStore> pgPenalty_;
+    std::unique_ptr<abuse::PgRateStore> pgRates_;
+    std::unique_ptr<abuse::AuthPenalty> penalty_;
+    std::unique_ptr<abuse::PenalizedAuthService> guardedAuth_;
+    std::unique_ptr<abuse::RateLimiter> rateLimiter_;
+    std::unique_ptr<abuse::OutboundLimits> outboundLimits_;
+    std::unique_ptr<abuse::ConnectionGate> gate_;
+    std::unique_ptr<policyd::PolicyDelegation> policy_;  // null when policy.service is empty
+    std::unique_ptr<grants::MemoryGrantStore> memoryGrants_;
+    std::unique_ptr<grants::PgGrantStore> pgGrants_;
+    std::unique_ptr<grants::WriteBehindGrantStore> heldGrants_;
+    core::GrantStore* grantStore_ = nullptr;  // one of the three above, or null (feature off)
+    std::unique_ptr<store::MaildirStore> mailStore_;
+    std::unique_ptr<store::MailSpool> mailSpool_;
+    std::unique_ptr<store::PgMaildropLock> maildropLock_;
+    std::unique_ptr<store::ClusterMaildropService> clusterMaildrops_;
+    core::MaildropService* maildrops_ = nullptr;  // mailStore_ or clusterMaildrops_
+    std::unique_ptr<queue::OutboundQueue> queue_;
+    std::unique_ptr<store::SpoolSink> sink_;
+    std::unique_ptr<delivery::BounceSender> successReports_;  // DSN "delivered" reports (sink hook)
+    std::unique_ptr<delivery::DeliveryService> delivery_;
+    std::unique_ptr<CountingGrantStore> countedGrants_;
+    ConnectionRegistry registry_;
+    std::unique_ptr<Services> services_;
+    struct ClusterSweeper;
+    std::unique_ptr<ClusterSweeper> clusterSweeper_;
+    std::unique_ptr<Poco::Util::Timer> timer_;  // its thread starts with the timer: made in startSweepers()
+    std::vector<RunningListener> listeners_;
+    std::unique_ptr<metrics::HealthServer> health_;
+};
+
+// Signals are taken synchronously by the main thread (sigwait); call before any thread is
+// started (the Daemon's constructor starts none) so every thread inherits the blocked mask.
+sigset_t blockDaemonSignals();
+
+// Waits for SIGTERM/SIGINT/SIGQUIT; SIGHUP reloads the TLS certificate and key.
+void runSignalLoop(Daemon& daemon, const sigset_t& signals);
+
+}  // namespace postern::app

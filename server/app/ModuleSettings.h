@@ -1,0 +1,156 @@
+// The one place configuration turns into module settings: pure functions from the loaded
+// config::ServerConfig (typed, validated once by ServerConfig::load against the key table)
+// to the Settings struct each module takes. No other code in the daemon reads a config key
+// or knows its default; the builders (Daemon.cpp) and connections get only these structs.
+// tests/unit/app/ModuleSettingsTest.cpp walks the key table and checks that every key
+// reaches at least one of them.
+#pragma once
+
+#include "abuse/AuthPenalty.h"
+#include "abuse/ConnectionGate.h"
+#include "abuse/RateLimiter.h"
+#include "auth/AuthCache.h"
+#include "config/ServerConfig.h"
+#include "grants/PgGrantStore.h"
+#include "grants/WriteBehindGrantStore.h"
+#include "metrics/HealthServer.h"
+#include "net/TlsContext.h"
+#include "pg/ConnectSettings.h"
+#include "pop3/Pop3Session.h"
+#include "queue/OutboundQueue.h"
+#include "smtp/SmtpSession.h"
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace postern::app {
+
+using Millis = std::chrono::milliseconds;
+
+// Authentication: plugin directory, backend chain (auth.backends, auth.backend.*) and cache.
+struct AuthSettings {
+    std::string pluginDir;                      // server.plugin_dir (empty: the build tree's plugins/)
+    std::vector<config::BackendConfig> backends;
+    auth::AuthCacheSettings cache;              // auth.cache.*
+    bool operator==(const AuthSettings&) const = default;
+};
+
+// Cluster state in the shared PostgreSQL (cluster.*). connect.password stays empty here: the
+// builder reads cluster.password_file itself (a file read, still privileged).
+struct ClusterSettings {
+    bool enabled = false;      // cluster.conninfo set
+    pg::ConnectSettings connect;
+    std::string passwordFile;  // cluster.password_file
+    std::string nodeId;        // cluster.node_id, or server.hostname/pid
+    Millis lockLease{};        // cluster.lock_lease
+    Millis sweepInterval{};    // cluster.sweep_interval
+    bool operator==(const ClusterSettings&) const = default;
+};
+
+// POP-before-SMTP grant stores (pop_before_smtp.*, cluster.grant_*).
+struct GrantSettings {
+    bool enabled = false;                  // pop_before_smtp.lifetime > 0
+    std::chrono::seconds lifetime{};       // pop_before_smtp.lifetime (memory store)
+    unsigned ipv6Prefix = 0;               // pop_before_smtp.ipv6_prefix (memory store)
+    Millis memorySweepInterval{};          // single node: expired grants are dropped this often
+    grants::PgGrantSettings pg;            // cluster: PostgreSQL store
+    grants::WriteBehindSettings writeBehind;
+    bool operator==(const GrantSettings&) const = default;
+};
+
+// Mailboxes (server.mail_root, store.*) and the outbound queue (server.queue_dir, queue.*).
+struct StoreSettings {
+    std::string mailRoot;
+    std::string hostname;                 // server.hostname, in Maildir file names
+    std::chrono::seconds tmpCleanupAge{};  // store.tmp_cleanup_age
+    bool operator==(const StoreSettings&) const = default;
+};
+struct QueueSettings {
+    std::string dir;
+    queue::QueueLimits limits;
+    bool operator==(const QueueSettings&) const = default;
+};
+
+// The health/metrics endpoint (health.*); off when health.port is 0.
+struct HealthSettings {
+    bool enabled = false;
+    metrics::HealthServerOptions options;
+    bool operator==(const HealthSettings&) const = default;
+};
+
+// The timeouts a connection applies itself (around the protocol sessions).
+struct SessionTimeouts {
+    Millis smtpCommand{};      // smtp.command_timeout (also the implicit-TLS handshake)
+    Millis smtpData{};         // smtp.data_timeout
+    Millis pop3Idle{};         // pop3.idle_timeout
+    Millis refusal{};          // connections.refusal_timeout
+    Millis proxyHeader{};      // server.proxy_timeout
+    Millis proxyDetectWait{};  // server.proxy_detect_wait
+    Millis earlyTalkerWait{};  // smtp.early_talker_wait (MX listeners)
+    bool operator==(const SessionTimeouts&) const = default;
+};
+
+// One listener: its own keys (listener.<name>.*), and the session settings it hands to
+// every connection.
+struct ListenerSettings {
+    config::ListenerConfig listener;
+    smtp::SmtpSettings smtp;
+    pop3::Pop3Settings pop3;
+    SessionTimeouts timeouts;
+    bool operator==(const ListenerSettings&) const = default;
+};
+
+// The process around the modules: identity, privilege drop, drain.
+struct ProcessSettings {
+    std::string hostname;    // server.hostname (log lines)
+    std::string user;        // server.user
+    std::string group;       // server.group
+    bool allowRoot = false;  // server.allow_root
+    Millis shutdownGrace{};  // server.shutdown_grace
+    std::string readyFile;   // server.ready_file
+    bool operator==(const ProcessSettings&) const = default;
+};
+
+net::TlsSettings tlsSettings(const config::ServerConfig& cfg);
+bool tlsEnabled(const config::ServerConfig& cfg);
+AuthSettings authSettings(const config::ServerConfig& cfg);
+pg::ConnectSettings clusterConnect(const config::ServerConfig& cfg);
+ClusterSettings clusterSettings(const config::ServerConfig& cfg);
+abuse::AuthPenaltySettings penaltySettings(const config::ServerConfig& cfg);
+abuse::RateLimiterSettings rateLimiterSettings(const config::ServerConfig& cfg);
+abuse::ConnectionGateSettings gateSettings(const config::ServerConfig& cfg);
+GrantSettings grantSettings(const config::ServerConfig& cfg);
+StoreSettings storeSettings(const config::ServerConfig& cfg);
+QueueSettings queueSettings(const config::ServerConfig& cfg);
+config::DeliveryConfig deliverySettings(const config::ServerConfig& cfg);
+HealthSettings healthSettings(const config::ServerConfig& cfg);
+SessionTimeouts sessionTimeouts(const config::ServerConfig& cfg);
+smtp::SmtpSettings smtpSettings(const config::ServerConfig& cfg, const config::ListenerConfig& listener);
+pop3::Pop3Settings pop3Settings(const config::ServerConfig& cfg, const config::ListenerConfig& listener);
+ListenerSettings listenerSettings(const config::ServerConfig& cfg, const config::ListenerConfig& listener);
+ProcessSettings processSettings(const config::ServerConfig& cfg);
+
+// Everything the daemon's modules take, built by the functions above.
+struct DaemonSettings {
+    bool tlsEnabled = false;
+    net::TlsSettings tls;
+    AuthSettings auth;
+    ClusterSettings cluster;
+    abuse::AuthPenaltySettings penalty;
+    abuse::RateLimiterSettings limits;
+    abuse::ConnectionGateSettings gate;
+    GrantSettings grants;
+    StoreSettings store;
+    QueueSettings queue;
+    config::DeliveryConfig delivery;
+    HealthSettings health;
+    std::vector<ListenerSettings> listeners;
+    ProcessSettings process;
+    config::PolicyServiceConfig policy;  // policy.*: turned into the delegation by policyd::PolicyDelegation::fromConfig
+    bool operator==(const DaemonSettings&) const = default;
+};
+
+DaemonSettings daemonSettings(const config::ServerConfig& cfg);
+
+}  // namespace postern::app
