@@ -25,6 +25,9 @@ ConnectionFactory::ConnectionFactory(Services& services, const config::ListenerC
     smtp_.maxErrors = c.smtp.maxErrors;
     smtp_.addMissingHeaders = c.smtp.addMissingHeaders;
     smtp_.grantOwnSendersOnly = c.popBeforeSmtp.ownSendersOnly;
+    smtp_.roles.postmaster = c.smtp.postmasterAddress;
+    smtp_.roles.abuse = c.smtp.abuseAddress;
+    smtp_.maxTransactions = c.smtp.maxTransactions;
 
     pop3_.allowPlaintextAuth = c.pop3.allowPlaintextAuth;
     pop3_.tlsAvailable = tlsAvailable;

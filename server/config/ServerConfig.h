@@ -96,6 +96,9 @@ struct SmtpConfig {
     bool allowPlaintextAuth = false;
     int maxErrors = 0;
     bool addMissingHeaders = true;
+    std::string postmasterAddress;       // "" = <domain>/postmaster mailbox
+    std::string abuseAddress;            // "" = off
+    std::size_t maxTransactions = 0;     // per session; 0 = no limit
 };
 
 struct Pop3Config {
