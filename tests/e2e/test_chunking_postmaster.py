@@ -385,6 +385,78 @@ def test_existing_postmaster_account_wins():
         check_eq(len(p.maildir_find("postmaster@example.test", marker)), 1, "the account's own mailbox")
         check_eq(p.maildir_find("alice@example.test", marker), [], "not redirected")
 
+# ------------------------------------------------------------------------------------------
+# outbound: BDAT to a next hop that offers CHUNKING (a private Postfix 3.7)
+
+def outbound_overrides(peer):
+    return {
+        # Outbound delivery on (the harness turns it off), to the private Postfix for
+        # remote.test, retried and scanned quickly so the test does not wait minutes.
+        "delivery.enabled": "true",
+        "delivery.transport.remote.test": "127.0.0.1:%d" % peer.port,
+        "delivery.retry_schedule": "1s",
+        "delivery.scan_interval": "1s",
+        "delivery.connect_timeout": "5s",
+        # The peer has no certificate: plain SMTP to it (the shipped 'may' would also fall
+        # back, but the test should not depend on that).
+        "delivery.tls_policy.remote.test": "none",
+    }
+
+
+def submit_bdat(p, rcpt, msg, body_param=""):
+    import base64
+    c = p.raw("submissions")
+    ehlo_raw(c)
+    c.send("AUTH PLAIN %s\r\n" % base64.b64encode(b"\0" + ALICE[0].encode() + b"\0" + ALICE[1].encode()).decode())
+    c.expect_reply(235)
+    c.send("MAIL FROM:<alice@example.test>%s\r\nRCPT TO:<%s>\r\n" % (body_param, rcpt))
+    c.expect_reply(250)
+    c.expect_reply(250)
+    c.send(b"BDAT %d LAST\r\n" % len(msg) + msg)
+    c.expect_reply(250, "2.0.0")
+    c.send("QUIT\r\n")
+    c.expect_reply(221)
+
+
+def test_outbound_uses_bdat_when_the_next_hop_offers_chunking():
+    import postfix_peer
+    if not postfix_peer.available():
+        print("SKIP: needs root and Debian's postfix (the next hop that speaks CHUNKING)")
+        return
+    with postfix_peer.PostfixPeer() as peer, Postern(overrides=outbound_overrides(peer)) as p:
+        marker, msg = make_message(sender="alice@example.test", to="friend@remote.test")
+        submit_bdat(p, "friend@remote.test", msg)
+        wait_for(lambda: any(marker.encode() in m for m in peer.messages("friend")), timeout=60,
+                 what="the message in the Postfix peer's Maildir")
+        got = [m for m in peer.messages("friend") if marker.encode() in m][0]
+        # Postfix stores LF line ends and adds its own headers: compare the body lines.
+        sent_body = msg.split(b"\r\n\r\n", 1)[1].replace(b"\r\n", b"\n")
+        check(got.endswith(sent_body), "body relayed unchanged:\n%r\n%r" % (sent_body[-200:], got[-200:]))
+        # Postfix counts the commands of each session: BDAT was used, DATA was not.
+        line = wait_for(lambda: next((l for l in peer.log_text().splitlines()
+                                      if "disconnect from" in l and "mail=1" in l), None),
+                        timeout=20, what="Postfix's disconnect line")
+        check(" bdat=" in line and " data=" not in line, "Postfix saw BDAT, not DATA: " + line)
+
+
+def test_binary_message_to_hop_without_binarymime_bounces_563():
+    import postfix_peer
+    if not postfix_peer.available():
+        print("SKIP: needs root and Debian's postfix")
+        return
+    # Postfix offers CHUNKING but not BINARYMIME: the binary message cannot go there.
+    with postfix_peer.PostfixPeer() as peer, Postern(overrides=outbound_overrides(peer)) as p:
+        marker = b"bin-out-%d" % os.getpid()
+        msg = binary_message(marker).replace(b"\r\n\r\n", b"\r\nDate: Thu, 1 Jan 2026 00:00:00 +0000\r\n"
+                                             b"Message-ID: <bin@example.test>\r\n\r\n", 1)
+        submit_bdat(p, "friend@remote.test", msg, " BODY=BINARYMIME")
+        bounce = wait_for(lambda: next((m for m in p.maildir_messages("alice@example.test")
+                                        if b"5.6.3" in m), None), timeout=60,
+                          what="the 5.6.3 bounce in alice's Maildir")
+        check(b"friend@remote.test" in bounce, "the bounce names the recipient")
+        check_eq(peer.messages("friend"), [], "nothing reached the peer")
+        check(p.log_contains(r"5\.6\.3"), "the failure is logged")
+
 
 if __name__ == "__main__":
     run_tests(globals())
