@@ -535,11 +535,14 @@ void SmtpSession::writeContent(const char* p, std::size_t n) {
         writeData(p, n);
         return;
     }
+    // Only the new octets (and the 3 before them) can complete the empty line: a client
+    // that sends its header one octet per read or per BDAT chunk costs linear time.
+    const std::size_t from = ds.headerBuf.size() >= 3 ? ds.headerBuf.size() - 3 : 0;
     ds.headerBuf.append(p, n);
     // The header section ends at the first empty line (RFC 5322 2.1).
     std::size_t end = std::string::npos;
     if (ds.headerBuf.rfind("\r\n", 0) == 0) end = 0;
-    else if (auto pos = ds.headerBuf.find("\r\n\r\n"); pos != std::string::npos) end = pos + 2;
+    else if (auto pos = ds.headerBuf.find("\r\n\r\n", from); pos != std::string::npos) end = pos + 2;
     if (end == std::string::npos) {
         if (ds.headerBuf.size() > settings_.maxHeaderSize) {
             ds.headerTooBig = true;

@@ -273,6 +273,7 @@ def test_dropped_connection_before_last_delivers_nothing():
         before = p.log_count("event=disconnect svc=smtp")
         c.abort()
         wait_disconnect_logged(p, before)
+        check(p.log_contains(r'event=disconnect svc=smtp .*reason="dropped in BDAT"'), "the drop is logged")
         check_eq(p.maildir_find("alice@example.test", marker), [], "nothing in the Maildir")
         check_eq(p.all_mailbox_files(), [], "no message in any mailbox")
         spool = os.path.join(p.mail_root, ".postern-spool")

@@ -555,6 +555,22 @@ BOOST_AUTO_TEST_CASE(bdat_bad_syntax_closes) {
     BOOST_TEST(f.s->isClosed());
 }
 
+BOOST_AUTO_TEST_CASE(bdat_one_octet_chunks_on_submission_get_date_and_message_id) {
+    Fixture f(Role::Submission, /*tls=*/true);
+    f.cmd("EHLO c");
+    f.login();
+    f.cmd("MAIL FROM:<alice@example.test>");
+    f.cmd("RCPT TO:<bob@example.test>");
+    const std::string msg = "Subject: s\r\n\r\nbody\r\n";
+    for (char c : msg) BOOST_TEST(bdat(f, "BDAT 1", std::string(1, c)) == "250 2.0.0 1 octets received\r\n");
+    BOOST_TEST(f.cmd("BDAT 0 LAST") == "250 2.0.0 Ok: queued as Q1\r\n");
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
+    const std::string& d = f.sink.committed[0].data;
+    const auto subject = d.find("Subject: s\r\nDate: Fri, 27 Nov 2026 21:45:30 +0000\r\nMessage-ID: <");
+    BOOST_TEST(subject != std::string::npos);
+    BOOST_TEST(d.ends_with(">\r\n\r\nbody\r\n"));
+}
+
 BOOST_AUTO_TEST_CASE(timeout_between_chunks_delivers_nothing) {
     Fixture f;
     envelope(f);
