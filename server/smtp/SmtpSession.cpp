@@ -696,7 +696,8 @@ SmtpOutput SmtpSession::finishChunk() {
     std::unique_ptr<ChunkState> c = std::move(chunk_);
     if (c->refusal) {
         state_ = c->returnTo;
-        return error(*c->refusal);
+        // A temporary failure of the sink (451/452) is no client error.
+        return c->refusal->isTransient() ? reply(*c->refusal) : error(*c->refusal);
     }
     std::string who = " ip=" + client_.host() + " from=<" + logAddress(txn_->sender.address()) +
                       "> user=" + core::logValue(identity_ ? identity_->user : "");
