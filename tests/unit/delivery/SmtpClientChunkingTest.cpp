@@ -154,7 +154,7 @@ BOOST_AUTO_TEST_CASE(text_message_goes_in_bdat_chunks_unchanged) {
 
 BOOST_AUTO_TEST_CASE(binary_message_declares_binarymime) {
     BdatServer server(ChunkingEhlo);
-    const std::string body("Subject: b\r\n\r\n\0nul\rbare CR\nbare LF\r\n", 37);
+    const std::string body = std::string("Subject: b\r\n\r\n") + '\0' + "nul\rbare CR\nbare LF\r\n";
     TempMessage m(body);
     BOOST_TEST(SmtpClient::needsBinaryMime(m.path));
     auto replies = sendVia(server, m);

@@ -476,11 +476,11 @@ BOOST_AUTO_TEST_CASE(mailmax_is_enforced) {
 BOOST_AUTO_TEST_CASE(bdat_chunks_stored_byte_exact) {
     Fixture f;
     envelope(f);
-    const std::string part1("Subject: bin\r\n\r\n.dot\n\0bare\rCR", 31);
+    const std::string part1 = std::string("Subject: bin\r\n\r\n.dot\n") + '\0' + "bare\rCR";
     const std::string part2("\r\n.\r\nend\r\n");
     std::string rest;
     BOOST_TEST(bdat(f, "BDAT " + std::to_string(part1.size()), part1 + "BDAT", &rest) ==
-               "250 2.0.0 31 octets received\r\n");
+               "250 2.0.0 " + std::to_string(part1.size()) + " octets received\r\n");
     BOOST_TEST(rest == "BDAT");  // exactly n octets consumed
     BOOST_TEST((f.s->state() == SmtpState::Bdat));
     BOOST_TEST(bdat(f, "BDAT " + std::to_string(part2.size()) + " LAST", part2) == "250 2.0.0 Ok: queued as Q1\r\n");
