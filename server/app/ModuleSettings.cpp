@@ -161,6 +161,9 @@ smtp::SmtpSettings smtpSettings(const config::ServerConfig& cfg, const config::L
     s.maxErrors = cfg.smtp.maxErrors;
     s.addMissingHeaders = cfg.smtp.addMissingHeaders;
     s.grantOwnSendersOnly = cfg.popBeforeSmtp.ownSendersOnly;
+    s.roles.postmaster = cfg.smtp.postmasterAddress;
+    s.roles.abuse = cfg.smtp.abuseAddress;
+    s.maxTransactions = cfg.smtp.maxTransactions;
     return s;
 }
 

@@ -54,7 +54,8 @@ void SmtpConnection::run() {
                     out = session.onTimeout();
                     reason = "timeout";
                 } else if (st != net::ReadStatus::Ok) {
-                    reason = "dropped in DATA";  // nothing is delivered: the writer is discarded
+                    // Nothing is delivered: the writer is discarded (DATA, or a BDAT chunk).
+                    reason = session.state() == smtp::SmtpState::Chunk ? "dropped in BDAT" : "dropped in DATA";
                     break;
                 } else {
                     std::size_t used = session.onData(ch.data(), ch.available(), out);

@@ -96,6 +96,10 @@ const std::vector<KeyDef> Keys = {
     {"smtp.max_errors", "20", K::Integer, "Bad commands per session before 421 and disconnect"},
     {"smtp.early_talker_wait", "0s", K::Duration, "MX role: wait this long before the greeting; a client that talks first is refused (0 = only data already sent)"},
     {"smtp.add_missing_headers", "true", K::Bool, "Submission: add Date and Message-ID when missing (RFC 6409 8)"},
+    // --- postmaster and abuse addresses ---------------------------------------------
+    {"smtp.postmaster_address", "", K::String, "Where postmaster@<local domain> and <Postmaster> go when the user backend has no such account (empty = the domain's own mailbox <domain>/postmaster)"},
+    {"smtp.abuse_address", "", K::String, "Where abuse@<local domain> goes when the user backend has no such account (empty = off)"},
+    {"smtp.max_transactions_per_session", "1000", K::Integer, "Mail transactions (MAIL commands) per SMTP session, advertised as LIMITS MAILMAX (RFC 9422; 421 4.7.0 and disconnect beyond; 0 = no limit)"},
     // --- POP3 ---------------------------------------------------------------------
     {"pop3.allow_plaintext_auth", "false", K::Bool, "Allow USER/PASS and AUTH without TLS (off: -ERR [AUTH] with a hint to use STLS)"},
     {"pop3.idle_timeout", "10m", K::Duration, "Inactivity timeout (RFC 1939 3: at least 10 minutes)"},

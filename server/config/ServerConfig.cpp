@@ -232,6 +232,17 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.smtp.addMissingHeaders = r.boolean("smtp.add_missing_headers");
     if (c.smtp.maxCommandLength < 512) r.error("smtp.max_command_length: RFC 5321 requires at least 512");
     if (c.smtp.maxLineLength < 1000) r.error("smtp.max_line_length: RFC 5321 requires at least 1000");
+    // --- postmaster and abuse addresses
+    c.smtp.postmasterAddress = r.str("smtp.postmaster_address");
+    c.smtp.abuseAddress = r.str("smtp.abuse_address");
+    c.smtp.maxTransactions = static_cast<std::size_t>(r.integer("smtp.max_transactions_per_session"));
+    for (const char* key : {"smtp.postmaster_address", "smtp.abuse_address"}) {
+        const std::string& a = std::string(key) == "smtp.abuse_address" ? c.smtp.abuseAddress : c.smtp.postmasterAddress;
+        const auto at = a.rfind('@');
+        if (!a.empty() && (at == std::string::npos || at == 0 || at + 1 == a.size() ||
+                           a.find_first_of(" \t<>,") != std::string::npos))
+            r.error(std::string(key) + ": '" + a + "' is not an address local@domain");
+    }
 
     c.pop3.allowPlaintextAuth = r.boolean("pop3.allow_plaintext_auth");
     c.pop3.idleTimeout = r.duration("pop3.idle_timeout");

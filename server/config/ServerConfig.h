@@ -103,6 +103,9 @@ struct SmtpConfig {
     bool allowPlaintextAuth = false;
     int maxErrors = 0;
     bool addMissingHeaders = false;
+    std::string postmasterAddress;       // "" = <domain>/postmaster mailbox
+    std::string abuseAddress;            // "" = off
+    std::size_t maxTransactions = 0;     // per session; 0 = no limit
 };
 
 struct Pop3Config {

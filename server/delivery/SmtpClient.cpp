@@ -141,6 +141,7 @@ SmtpReply SmtpClient::command(const std::string& line, Millis timeout) {
 SmtpReply SmtpClient::hello() {
     extended_ = pipelining_ = sizeOffered_ = eightBitMime_ = startTls_ = authPlain_ = authLogin_ = false;
     dsn_ = false;
+    chunking_ = binaryMime_ = false;
     sizeLimit_ = 0;
     SmtpReply r = command("EHLO " + settings_.heloName, settings_.mailTimeout);
     if (r.code == 0) return r;
@@ -159,6 +160,8 @@ SmtpReply SmtpClient::hello() {
         else if (keyword == "8BITMIME") eightBitMime_ = true;
         else if (keyword == "DSN") dsn_ = true;
         else if (keyword == "STARTTLS") startTls_ = true;
+        else if (keyword == "CHUNKING") chunking_ = true;
+        else if (keyword == "BINARYMIME") binaryMime_ = true;
         else if (keyword == "SIZE") {
             sizeOffered_ = true;
             try {
@@ -332,9 +335,19 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
     }
     std::string mail = "MAIL FROM:<" + sender + ">";
     if (sizeOffered_) mail += " SIZE=" + std::to_string(message.size);
+    // RFC 3030 3: a binary message needs BDAT and BINARYMIME; it cannot be converted.
+    const bool binary = needsBinaryMime(message.path);
+    if (binary && !(chunking_ && binaryMime_)) {
+        SmtpReply refused;
+        refused.code = 554;
+        refused.lines.push_back("5.6.3 binary message (BINARYMIME) and " + relay_ +
+                                " does not offer CHUNKING and BINARYMIME");
+        return all(refused);
+    }
+    if (binary) mail += " BODY=BINARYMIME";
     // RFC 6152: declare 8-bit content when the server knows the extension. Without it
     // the message goes as is (as most MTAs do) rather than being converted.
-    if (message.eightBit && eightBitMime_) mail += " BODY=8BITMIME";
+    else if (message.eightBit && eightBitMime_) mail += " BODY=8BITMIME";
     const bool passDsn = dsn && dsn_;
     if (passDsn) mail += dsnMailParams(dsn->message);
     auto rcptLine = [&](std::size_t i) {
@@ -342,6 +355,7 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
         if (passDsn && i < dsn->recipients.size()) line += dsnRcptParams(dsn->recipients[i]);
         return line;
     };
+    if (chunking_) return sendChunked(mail, recipients, message, rcptLine);
 
     SmtpReply mailReply, dataReply;
     std::vector<SmtpReply> rcptReplies;
@@ -401,6 +415,120 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
     }
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = rcptReplies[i].isPositive() ? finalReply : rcptReplies[i];
     return out;
+}
+
+bool SmtpClient::needsBinaryMime(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[BlockSize];
+    char prev = '\0';
+    bool binary = false;
+    while (!binary) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        for (ssize_t i = 0; i < n && !binary; ++i) {
+            const char c = buf[i];
+            if (c == '\0' || (c == '\n' && prev != '\r') || (prev == '\r' && c != '\n')) binary = true;
+            prev = c;
+        }
+    }
+    ::close(fd);
+    return binary || prev == '\r';  // a CR as the very last octet is bare too
+}
+
+std::vector<SmtpReply> SmtpClient::sendChunked(const std::string& mail, const std::vector<std::string>& recipients,
+                                               const MessageData& message,
+                                               const std::function<std::string(std::size_t)>& rcptLine) {
+    std::vector<SmtpReply> out(recipients.size());
+    auto all = [&](const SmtpReply& r) {
+        for (auto& o : out) o = r;
+        return out;
+    };
+    SmtpReply mailReply;
+    std::vector<SmtpReply> rcptReplies;
+    if (pipelining_) {
+        // RFC 2920 3.1 / RFC 3030 4.2: MAIL and RCPT in one group; the chunks follow once
+        // the replies say there is someone to send to.
+        std::string batch = mail + "\r\n";
+        for (std::size_t i = 0; i < recipients.size(); ++i) batch += rcptLine(i) + "\r\n";
+        if (!sendAll(batch, settings_.mailTimeout)) return all(broken("lost connection with " + relay_ + " while sending"));
+        mailReply = readReply(settings_.mailTimeout);
+        for (std::size_t i = 0; i < recipients.size(); ++i)
+            rcptReplies.push_back(usable_ ? readReply(settings_.rcptTimeout) : mailReply);
+        if (!usable_) {
+            SmtpReply lost = SmtpReply::local("lost connection with " + relay_ + " during the transaction");
+            if (!mailReply.isPositive() && mailReply.code != 0) return all(mailReply);
+            for (std::size_t i = 0; i < out.size(); ++i)
+                out[i] = rcptReplies[i].code != 0 && !rcptReplies[i].isPositive() ? rcptReplies[i] : lost;
+            return out;
+        }
+        if (!mailReply.isPositive()) return all(mailReply);
+    } else {
+        mailReply = command(mail, settings_.mailTimeout);
+        if (!mailReply.isPositive()) return all(mailReply);
+        for (std::size_t i = 0; i < recipients.size(); ++i) {
+            rcptReplies.push_back(command(rcptLine(i), settings_.rcptTimeout));
+            if (!usable_) return all(rcptReplies.back());
+        }
+    }
+    bool any = std::any_of(rcptReplies.begin(), rcptReplies.end(), [](const SmtpReply& r) { return r.isPositive(); });
+    if (!any) return rcptReplies;
+    SmtpReply finalReply = sendChunks(message);
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = rcptReplies[i].isPositive() ? finalReply : rcptReplies[i];
+    return out;
+}
+
+SmtpReply SmtpClient::sendChunks(const MessageData& message) {
+    // One chunk per read block, "BDAT 0 LAST" at the end (the size of the file is not
+    // trusted: a chunk says exactly what was read). With PIPELINING the chunks go out
+    // without waiting and the replies are read at the end (RFC 3030 4.2); a chunk reply is
+    // a few octets, so they cannot fill the socket buffers while we write.
+    int fd = ::open(message.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return broken("cannot read " + message.path + " for " + relay_);
+    std::string block(BlockSize * 16, '\0');
+    std::size_t chunks = 0;
+    SmtpReply decided;  // the first negative chunk reply
+    bool ok = true;
+    while (ok) {
+        ssize_t n = ::read(fd, block.data(), block.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            ok = false;
+            break;
+        }
+        if (n == 0) break;
+        std::string out = "BDAT " + std::to_string(n) + "\r\n";
+        out.append(block.data(), static_cast<std::size_t>(n));
+        if (!sendAll(out, settings_.dataBlockTimeout)) {
+            ok = false;
+            break;
+        }
+        ++chunks;
+        if (!pipelining_) {
+            SmtpReply r = readReply(settings_.dataBlockTimeout);
+            --chunks;
+            if (!usable_) break;
+            if (!r.isPositive()) {
+                decided = r;
+                break;  // the server ended the transaction: no more chunks
+            }
+        }
+    }
+    ::close(fd);
+    if (!usable_) return SmtpReply::local("lost connection with " + relay_ + " while sending the message");
+    if (!ok) return broken("lost connection with " + relay_ + " while sending the message");
+    if (decided.code != 0) return decided;
+    if (!sendAll("BDAT 0 LAST\r\n", settings_.dataBlockTimeout))
+        return broken("lost connection with " + relay_ + " while sending the message");
+    for (std::size_t i = 0; i < chunks; ++i) {
+        SmtpReply r = readReply(settings_.dataBlockTimeout);
+        if (!usable_) return r;
+        if (!r.isPositive() && decided.code == 0) decided = r;
+    }
+    SmtpReply last = readReply(settings_.dataDoneTimeout);
+    if (decided.code != 0 && usable_) return decided;
+    return last;
 }
 
 bool SmtpClient::reset() {

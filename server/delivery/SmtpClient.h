@@ -1,6 +1,7 @@
 // The ESMTP client of outbound delivery (RFC 5321): EHLO with HELO fallback, PIPELINING
 // (RFC 2920), SIZE (RFC 1870), 8BITMIME (RFC 6152), STARTTLS (RFC 3207) by policy,
-// AUTH PLAIN/LOGIN (RFC 4954, 4616) for a smarthost, dot-stuffing, 4.5.3.2 timeouts.
+// AUTH PLAIN/LOGIN (RFC 4954, 4616) for a smarthost, dot-stuffing, 4.5.3.2 timeouts,
+// CHUNKING/BINARYMIME (RFC 3030): BDAT when the server offers it.
 #pragma once
 
 #include "config/ServerConfig.h"
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -58,6 +60,10 @@ struct OutboundDsn {
 // wait is bounded by a timeout from ClientSettings. No exception leaves a public method.
 class SmtpClient {
 public:
+    // True if the file holds octets only a BINARYMIME transfer may carry: NUL, or a CR or
+    // LF that is not part of CRLF (RFC 3030 3, RFC 5321 2.3.8). false if unreadable.
+    static bool needsBinaryMime(const std::string& path);
+
     explicit SmtpClient(const ClientSettings& settings);
     ~SmtpClient();
     SmtpClient(const SmtpClient&) = delete;
@@ -79,6 +85,10 @@ public:
     // final dot, or code 0 when the connection broke). A message over the server's SIZE
     // limit is not sent: every recipient gets a local 552 5.3.4.
     // `dsn`: DSN parameters, added to MAIL/RCPT when the server offers DSN (dsnOffered()).
+    // CHUNKING offered: the message goes unchanged in BDAT chunks (no dot-stuffing), with
+    // BODY=BINARYMIME when it is binary (NUL, bare CR or LF) and the server offers it. A
+    // binary message to a server without CHUNKING and BINARYMIME is not sent: every
+    // recipient gets a local 554 5.6.3 (RFC 3030 3: it cannot be converted).
     std::vector<SmtpReply> send(const std::string& sender, const std::vector<std::string>& recipients,
                                 const MessageData& message, const OutboundDsn* dsn = nullptr);
 
@@ -106,6 +116,13 @@ private:
     bool readLine(std::string& line, Millis timeout);
     bool sendAll(const std::string& data, Millis timeout);
     bool sendMessage(const MessageData& message);
+    // RFC 3030: the transaction with BDAT chunks instead of DATA.
+    std::vector<SmtpReply> sendChunked(const std::string& mail, const std::vector<std::string>& recipients,
+                                       const MessageData& message,
+                                       const std::function<std::string(std::size_t)>& rcptLine);
+    // The message file as BDAT chunks; the reply that decides the message (the first
+    // negative chunk reply, else the one to LAST).
+    SmtpReply sendChunks(const MessageData& message);
     void close();
     SmtpReply broken(const std::string& what);
 
@@ -127,6 +144,8 @@ private:
     std::uint64_t sizeLimit_ = 0;  // 0 = no fixed limit
     bool eightBitMime_ = false;
     bool dsn_ = false;
+    bool chunking_ = false;    // RFC 3030 CHUNKING
+    bool binaryMime_ = false;  // RFC 3030 BINARYMIME
     bool startTls_ = false;
     bool authPlain_ = false;
     bool authLogin_ = false;

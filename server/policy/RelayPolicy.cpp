@@ -57,8 +57,11 @@ RcptVerdict RelayPolicy::decide(const smtp::ParsedPath& rcpt, const RecipientCon
     // RFC 5321 4.5.1: "<Postmaster>" without a domain must be accepted.
     if (rcpt.isPostmaster) {
         if (ctx.postmasterDomain.empty())
-            return make(Kind::Reject, smtp::replies::userUnknown(), "no_postmaster");
-        return lookupLocal(ctx.directory, "postmaster@" + ctx.postmasterDomain);
+            return RoleAddressPolicy::redirect(RoleKind::Postmaster, "", ctx.roles, ctx.directory);
+        RcptVerdict v = lookupLocal(ctx.directory, "postmaster@" + ctx.postmasterDomain);
+        if (v.kind == Kind::Reject)
+            return RoleAddressPolicy::redirect(RoleKind::Postmaster, ctx.postmasterDomain, ctx.roles, ctx.directory);
+        return v;
     }
 
     // Only the parsed domain decides whether mail stays here or leaves (never anything
@@ -76,7 +79,15 @@ RcptVerdict RelayPolicy::decide(const smtp::ParsedPath& rcpt, const RecipientCon
                 v.isLocal = true;
                 return v;
             }
-            return lookupLocal(ctx.directory, rcpt.address());
+            {
+                RcptVerdict v = lookupLocal(ctx.directory, rcpt.address());
+                // RFC 5321 4.5.1, RFC 2142: postmaster@ (and abuse@ when configured) every
+                // local domain is accepted even without such an account.
+                const RoleKind role = RoleAddressPolicy::roleOf(rcpt.localPart, ctx.roles);
+                if (v.kind == Kind::Reject && role != RoleKind::None)
+                    return RoleAddressPolicy::redirect(role, rcpt.domain, ctx.roles, ctx.directory);
+                return v;
+            }
         case core::Answer::No:
             break;
         }

@@ -6,6 +6,7 @@
 #include "core/GrantStore.h"
 #include "core/PolicyDelegate.h"
 #include "core/UserDirectory.h"
+#include "policy/RoleAddressPolicy.h"
 #include "smtpproto/ReplyCode.h"
 #include "smtpproto/SmtpAddress.h"
 
@@ -23,6 +24,9 @@ struct RecipientContext {
     // Domain whose postmaster the bare "<Postmaster>" forward-path means (RFC 5321 4.5.1):
     // looked up as "postmaster@<postmasterDomain>". Empty: bare Postmaster is refused (550).
     std::string postmasterDomain;
+    // Role addresses (RoleAddressPolicy): where postmaster@ / abuse@ a local domain go when
+    // the directory has no such recipient.
+    RoleAddresses roles = {};
 };
 
 struct RcptVerdict {
@@ -54,14 +58,16 @@ struct RcptVerdict {
 class RelayPolicy {
 public:
     // Rules, in order (only the parsed domain ever decides where mail goes):
-    //  1. bare <Postmaster>: lookup "postmaster@<postmasterDomain>" as in 3.
+    //  1. bare <Postmaster>: lookup "postmaster@<postmasterDomain>" as in 3 (No -> as the
+    //     role address of 3).
     //  2. address-literal domain: remote (no local literals yet) -> 4.
     //  3. isLocalDomain(domain): TempFail -> 451 4.3.0; Yes ->
     //       local part containing '%', '!' or '@' (also when it was quoted) -> 550 5.1.1:
     //       such a local part is never a mailbox of ours, and forwarding it would make us
     //       an open relay (user%remote@local, remote!user@local, "user@remote"@local);
-    //       lookupRecipient: Yes -> Accept (mailboxes, forwards), No -> 550 5.1.1 User
-    //       unknown, TempFail -> 451 4.3.0.
+    //       lookupRecipient: Yes -> Accept (mailboxes, forwards), No -> postmaster (any case)
+    //       and, when configured, abuse: RoleAddressPolicy::redirect (RFC 5321 4.5.1, RFC
+    //       2142: always accepted); anything else 550 5.1.1 User unknown; TempFail -> 451 4.3.0.
     //  4. remote: authenticated -> Accept; else grants && grants->lookup(client):
     //       Yes -> Accept (viaGrant), TempFail -> 451 4.3.0, No -> 554 5.7.1 Relay access
     //       denied. The grant store is only asked here, never for local recipients.

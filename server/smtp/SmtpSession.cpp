@@ -102,6 +102,7 @@ struct SmtpSession::Transaction {
     std::string holdReason;
     bool discard = false;
     std::string discardReason;
+    bool binaryMime = false;                   // MAIL BODY=BINARYMIME: only BDAT (RFC 3030 3)
 };
 
 struct SmtpSession::DataState {
@@ -113,8 +114,20 @@ struct SmtpSession::DataState {
     bool headerTooBig = false;
     std::string headerBuf;
     bool writeFailed = false;
+    std::uint64_t chunkBytes = 0;  // BDAT: octets of content received so far
+    bool chunkTooBig = false;      // BDAT: more than maxMessageSize
 
     explicit DataState(const DataReaderLimits& limits) : reader(limits) {}
+};
+
+// The BDAT chunk being read (RFC 3030 2): its octets are consumed whatever the answer, so
+// the session stays in sync with a client that pipelined them behind the command.
+struct SmtpSession::ChunkState {
+    std::uint64_t size = 0;          // chunk-size as sent
+    std::uint64_t left = 0;          // octets still to read
+    bool last = false;               // BDAT ... LAST
+    std::optional<Reply> refusal;    // the chunk is read and dropped, then this is the answer
+    SmtpState returnTo = SmtpState::Greeted;  // state after a refused chunk
 };
 
 SmtpSession::SmtpSession(const SmtpSettings& settings, SmtpPorts ports, std::string sessionId,
@@ -153,11 +166,13 @@ SmtpOutput SmtpSession::onTimeout() {
     logger().information("s=" + sessionId_ + " event=smtp.timeout ip=" + client_.host() +
                          (data_ ? " phase=data" : " phase=command"));
     data_.reset();  // an unfinished message is discarded, never delivered
+    chunk_.reset();
     return reply(replies::timeout(), SmtpOutput::Action::Close);
 }
 
 SmtpOutput SmtpSession::onShutdown() {
     data_.reset();
+    chunk_.reset();
     return reply(replies::serviceUnavailable(settings_.hostname), SmtpOutput::Action::Close);
 }
 
@@ -185,13 +200,19 @@ namespace {
 
 constexpr unsigned bit(SmtpState s) { return 1u << static_cast<unsigned>(s); }
 constexpr unsigned AnyState = bit(SmtpState::Connected) | bit(SmtpState::Greeted) | bit(SmtpState::Mail) |
-                              bit(SmtpState::Rcpt);
+                              bit(SmtpState::Rcpt) | bit(SmtpState::Bdat);
 constexpr unsigned AfterHelo = bit(SmtpState::Greeted) | bit(SmtpState::Mail) | bit(SmtpState::Rcpt);
 
 Reply noSequenceError(SmtpState) { return replies::badSequence("Bad sequence of commands"); }
 Reply mailSequence(SmtpState s) { return s == SmtpState::Connected ? replies::needHelo() : replies::nestedMail(); }
-Reply rcptSequence(SmtpState) { return replies::needMailFirst(); }
-Reply dataSequence(SmtpState s) { return s == SmtpState::Mail ? replies::needRcptFirst() : replies::needMailFirst(); }
+Reply dataSequence(SmtpState s) {
+    // RFC 3030 2: DATA and BDAT must not be mixed in one transaction.
+    if (s == SmtpState::Bdat) return replies::badSequence("DATA not allowed after BDAT");
+    return s == SmtpState::Mail ? replies::needRcptFirst() : replies::needMailFirst();
+}
+Reply rcptSequence(SmtpState s) {
+    return s == SmtpState::Bdat ? replies::badSequence("RCPT not allowed after BDAT") : replies::needMailFirst();
+}
 Reply needHelo(SmtpState) { return replies::needHelo(); }
 Reply authSequence(SmtpState s) {
     // RFC 4954 4: AUTH is not permitted during a mail transaction.
@@ -214,6 +235,8 @@ const SmtpSession::CommandRule* SmtpSession::ruleFor(Verb verb) {
         {Verb::Quit, &SmtpSession::handleQuit, AnyState, noSequenceError, false},
         {Verb::StartTls, &SmtpSession::handleStartTls, AfterHelo, needHelo, false},
         {Verb::Auth, &SmtpSession::handleAuth, bit(SmtpState::Greeted), authSequence, false},
+        // In every state: out of sequence, the chunk's octets are still read (handleBdat).
+        {Verb::Bdat, &SmtpSession::handleBdat, AnyState, noSequenceError, false},
     };
     for (const auto& r : Commands)
         if (r.verb == verb) return &r;
@@ -227,6 +250,8 @@ const char* stateName(SmtpState state) {
     case SmtpState::Mail: return "mail";
     case SmtpState::Rcpt: return "rcpt";
     case SmtpState::Data: return "data";
+    case SmtpState::Bdat: return "bdat";
+    case SmtpState::Chunk: return "chunk";
     case SmtpState::Closed: return "closed";
     }
     return "?";
@@ -243,6 +268,13 @@ SmtpOutput SmtpSession::onLine(std::string_view line) {
     const CommandRule* rule = ruleFor(cmd.verb);
     const bool inSequence = rule && (rule->allowed & bit(state_)) != 0;
     if (!cmd.ok()) {
+        if (cmd.verb == Verb::Bdat) {
+            // Without a valid chunk-size the octets that follow cannot be told apart from
+            // commands: answer and end the session (RFC 3030 2).
+            logger().notice("s=" + sessionId_ + " event=smtp.bdat_syntax ip=" + client_.host());
+            data_.reset();
+            return reply(cmd.errorReply(), SmtpOutput::Action::Close);
+        }
         if (rule && rule->sequenceFirst && !inSequence) return error(rule->outOfSequence(state_));
         return error(cmd.errorReply());
     }
@@ -274,14 +306,26 @@ SmtpOutput SmtpSession::greet(std::string_view arg, bool extended) {
     if (extended) enhancedCodes_ = true;
     heloName_ = sanitize(arg);
     if (!extended) return reply(replies::helo(settings_.hostname));
+    return reply(replies::ehlo(settings_.hostname, ehloKeywords()));
+}
+
+std::vector<std::string> SmtpSession::ehloKeywords() const {
     std::vector<std::string> keywords = {"PIPELINING", "SIZE " + std::to_string(settings_.maxMessageSize),
                                          "8BITMIME", "ENHANCEDSTATUSCODES", "DSN"};
+    // RFC 3030: BDAT, and BODY=BINARYMIME with it.
+    keywords.emplace_back("CHUNKING");
+    keywords.emplace_back("BINARYMIME");
+    // RFC 9422: the limits this session enforces (RCPTMAX: 452 4.5.3 beyond; MAILMAX:
+    // 421 4.7.0 beyond).
+    std::string limits = "LIMITS RCPTMAX=" + std::to_string(settings_.maxRecipients);
+    if (settings_.maxTransactions > 0) limits += " MAILMAX=" + std::to_string(settings_.maxTransactions);
+    keywords.push_back(limits);
     if (settings_.tlsAvailable && !tls_) keywords.emplace_back("STARTTLS");
     // RFC 4954 4 / RFC 3207 6: AUTH is offered only where credentials cannot be sniffed,
     // unless the operator allowed plaintext AUTH.
     if (authAllowed()) keywords.emplace_back("AUTH PLAIN LOGIN");
     keywords.emplace_back("HELP");
-    return reply(replies::ehlo(settings_.hostname, keywords));
+    return keywords;
 }
 
 SmtpOutput SmtpSession::handleStartTls(const Command&) {
@@ -302,6 +346,7 @@ void SmtpSession::onTlsStarted() {
     sasl_.reset();
     txn_.reset();
     data_.reset();
+    chunk_.reset();
 }
 
 SmtpOutput SmtpSession::handleAuth(const Command& cmd) {
@@ -364,6 +409,15 @@ SmtpOutput SmtpSession::finishAuth(const sasl::Step& step) {
 }
 
 SmtpOutput SmtpSession::handleMail(const Command& cmd) {
+    // RFC 9422 MAILMAX: the advertised number of transactions per session is enforced; the
+    // client opens a new session for the rest.
+    if (settings_.maxTransactions > 0 && mailCommands_ >= settings_.maxTransactions) {
+        logger().notice("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() +
+                        " limit=max_transactions_per_session stage=mail");
+        count("smtp_reject", "mailmax");
+        return reply(Reply(421, Enhanced::OtherSecurity, "Too many transactions in this session, closing"),
+                     SmtpOutput::Action::Close);
+    }
     // RFC 1870 6: a declared size over the limit is refused before any data is sent.
     if (cmd.size && *cmd.size > settings_.maxMessageSize) return reply(replies::messageTooBig());
 
@@ -389,6 +443,7 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
     txn_->dsn = cmd.dsn;
     txn_->declaredSize = cmd.size ? *cmd.size : 0;
     txn_->instance = sessionId_ + "." + std::to_string(++mailCommands_);
+    txn_->binaryMime = cmd.body == BodyType::BinaryMime;
     state_ = SmtpState::Mail;
     return reply(replies::senderOk());
 }
@@ -423,6 +478,7 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
         req.delegate = ports_.delegate;
         req.facts = &facts;
     }
+    req.relay.roles = settings_.roles;
     policy::RcptVerdict v = policy::TransactionPolicy::decideRecipient(cmd.path, req);
     std::string to = logAddress(cmd.path.address());
     if (v.kind != policy::RcptVerdict::Kind::Accept) {
@@ -479,7 +535,14 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
 }
 
 SmtpOutput SmtpSession::handleData(const Command&) {
+    // RFC 3030 3: a BINARYMIME message can only be sent with BDAT.
+    if (txn_->binaryMime) return error(replies::badSequence("BODY=BINARYMIME requires BDAT"));
+    if (auto refusal = openMessage()) return reply(*refusal);
+    state_ = SmtpState::Data;
+    return reply(replies::startMailInput());
+}
 
+std::optional<Reply> SmtpSession::openMessage() {
     core::Envelope env;
     env.sessionId = sessionId_;
     env.sender = txn_->sender.isNull ? "" : txn_->sender.address();
@@ -501,14 +564,13 @@ SmtpOutput SmtpSession::handleData(const Command&) {
         logger().warning("s=" + sessionId_ + " event=data.tempfail ip=" + client_.host() + " reason=" +
                          (status == core::SinkStatus::QueueFull ? "queue_full" : "sink_open_failed"));
         resetTransaction();
-        return reply(status == core::SinkStatus::QueueFull ? replies::queueFull() : replies::tempFailure());
+        return status == core::SinkStatus::QueueFull ? replies::queueFull() : replies::tempFailure();
     }
     DataReaderLimits limits;
     limits.maxMessageSize = settings_.maxMessageSize;
     limits.maxLineLength = settings_.maxLineLength;
     limits.maxHeaderSize = settings_.maxHeaderSize;
     data_ = std::make_unique<DataState>(limits);
-    state_ = SmtpState::Data;
     data_->writer = std::move(writer);
     // PREPEND headers from the policy service go above our Received line (as Postfix's smtpd
     // writes them), each once.
@@ -519,7 +581,7 @@ SmtpOutput SmtpSession::handleData(const Command&) {
     std::string received = receivedHeader();
     writeData(received.data(), received.size());
     ++transactions_;
-    return reply(replies::startMailInput());
+    return std::nullopt;
 }
 
 std::string SmtpSession::protocolKeyword() const {
@@ -550,62 +612,64 @@ void SmtpSession::writeData(const char* p, std::size_t n) {
     if (!data_->writer->write(p, n)) data_->writeFailed = true;
 }
 
+void SmtpSession::writeContent(const char* p, std::size_t n) {
+    DataState& ds = *data_;
+    if (!ds.inHeaders) {
+        writeData(p, n);
+        return;
+    }
+    // Only the new octets (and the 3 before them) can complete the empty line: a client
+    // that sends its header one octet per read or per BDAT chunk costs linear time.
+    const std::size_t from = ds.headerBuf.size() >= 3 ? ds.headerBuf.size() - 3 : 0;
+    ds.headerBuf.append(p, n);
+    // The header section ends at the first empty line (RFC 5322 2.1).
+    std::size_t end = std::string::npos;
+    if (ds.headerBuf.rfind("\r\n", 0) == 0) end = 0;
+    else if (auto pos = ds.headerBuf.find("\r\n\r\n", from); pos != std::string::npos) end = pos + 2;
+    if (end == std::string::npos) {
+        if (ds.headerBuf.size() > settings_.maxHeaderSize) {
+            ds.headerTooBig = true;
+            ds.inHeaders = false;
+            writeData(ds.headerBuf.data(), ds.headerBuf.size());
+            ds.headerBuf.clear();
+        }
+        return;
+    }
+    std::string headers = ds.headerBuf.substr(0, end);
+    std::string rest = ds.headerBuf.substr(end);
+    ds.headerBuf.clear();
+    ds.inHeaders = false;
+    writeData(headers.data(), headers.size());
+    std::string extra;
+    if (settings_.role == Role::Submission && settings_.addMissingHeaders) {
+        bool hasDate = false, hasId = false;
+        std::size_t pos = 0;
+        while (pos < headers.size()) {
+            std::string_view l(headers.data() + pos, headers.size() - pos);
+            if (startsWithNoCase(l, "date:")) hasDate = true;
+            if (startsWithNoCase(l, "message-id:")) hasId = true;
+            auto nl = headers.find("\r\n", pos);
+            if (nl == std::string::npos) break;
+            pos = nl + 2;
+        }
+        // RFC 6409 8.2 / 8.3: the MSA may add a missing Date and Message-ID.
+        if (!hasDate) extra += "Date: " + rfc5322Date(now_()) + "\r\n";
+        if (!hasId) extra += "Message-ID: <" + randomHex(12) + "." + sessionId_ + "@" + settings_.hostname + ">\r\n";
+    }
+    writeData(extra.data(), extra.size());
+    writeData(rest.data(), rest.size());
+}
+
 std::size_t SmtpSession::onData(const char* bytes, std::size_t size, SmtpOutput& out) {
+    if (state_ == SmtpState::Chunk) return onChunk(bytes, size, out);
     DataState& d = *data_;
-    std::size_t used = d.reader.feed(bytes, size, [this](const char* p, std::size_t n) {
-        DataState& ds = *data_;
-        if (!ds.inHeaders) {
-            writeData(p, n);
-            return;
-        }
-        ds.headerBuf.append(p, n);
-        // The header section ends at the first empty line (RFC 5322 2.1).
-        std::size_t end = std::string::npos;
-        if (ds.headerBuf.rfind("\r\n", 0) == 0) end = 0;
-        else if (auto pos = ds.headerBuf.find("\r\n\r\n"); pos != std::string::npos) end = pos + 2;
-        if (end == std::string::npos) {
-            if (ds.headerBuf.size() > settings_.maxHeaderSize) {
-                ds.headerTooBig = true;
-                ds.inHeaders = false;
-                writeData(ds.headerBuf.data(), ds.headerBuf.size());
-                ds.headerBuf.clear();
-            }
-            return;
-        }
-        std::string headers = ds.headerBuf.substr(0, end);
-        std::string rest = ds.headerBuf.substr(end);
-        ds.headerBuf.clear();
-        ds.inHeaders = false;
-        writeData(headers.data(), headers.size());
-        std::string extra;
-        if (settings_.role == Role::Submission && settings_.addMissingHeaders) {
-            bool hasDate = false, hasId = false;
-            std::size_t pos = 0;
-            while (pos < headers.size()) {
-                std::string_view l(headers.data() + pos, headers.size() - pos);
-                if (startsWithNoCase(l, "date:")) hasDate = true;
-                if (startsWithNoCase(l, "message-id:")) hasId = true;
-                auto nl = headers.find("\r\n", pos);
-                if (nl == std::string::npos) break;
-                pos = nl + 2;
-            }
-            // RFC 6409 8.2 / 8.3: the MSA may add a missing Date and Message-ID.
-            if (!hasDate) extra += "Date: " + rfc5322Date(now_()) + "\r\n";
-            if (!hasId) extra += "Message-ID: <" + randomHex(12) + "." + sessionId_ + "@" + settings_.hostname + ">\r\n";
-        }
-        writeData(extra.data(), extra.size());
-        writeData(rest.data(), rest.size());
-    });
+    std::size_t used = d.reader.feed(bytes, size, [this](const char* p, std::size_t n) { writeContent(p, n); });
     if (d.reader.isDone()) out = finishData();
     return used;
 }
 
 SmtpOutput SmtpSession::finishData() {
     std::unique_ptr<DataState> d = std::move(data_);
-    if (d->inHeaders && !d->headerBuf.empty()) {
-        // A message that is all header (no empty line): write what we held.
-        writeData(d->headerBuf.data(), d->headerBuf.size());
-    }
     std::string from = logAddress(txn_->sender.address());
     // "s=<id> event=<name>" first, then the details (DESIGN: Logging). Client-supplied values
     // go through core::logValue: one token each, nothing forged.
@@ -632,6 +696,18 @@ SmtpOutput SmtpSession::finishData() {
         resetTransaction();
         return error(r);
     }
+    const std::uint64_t size = d->reader.status().bytes;
+    return commitMessage(std::move(d), size);
+}
+
+SmtpOutput SmtpSession::commitMessage(std::unique_ptr<DataState> d, std::uint64_t size) {
+    if (d->inHeaders && !d->headerBuf.empty() && !d->writeFailed) {
+        // A message that is all header (no empty line): write what we held.
+        if (!d->writer->write(d->headerBuf.data(), d->headerBuf.size())) d->writeFailed = true;
+    }
+    std::string from = logAddress(txn_->sender.address());
+    std::string who = " ip=" + client_.host() + " from=<" + from + "> user=" + core::logValue(identity_ ? identity_->user : "");
+    auto line = [&](const std::string& event) { return "s=" + sessionId_ + " event=" + event + who; };
     core::SinkResult res;
     if (d->writeFailed) res.status = core::SinkStatus::TempFail;
     else res = d->writer->commit();
@@ -655,7 +731,7 @@ SmtpOutput SmtpSession::finishData() {
     case core::SinkStatus::Ok:
         count("smtp_message", settings_.role == Role::Submission ? "submission" : "mx");
         logger().information(line("message.accept") + " id=" + res.queueId + " rcpts=" + std::to_string(nrcpt) +
-                             " size=" + std::to_string(d->reader.status().bytes) + (grant ? " via=pop_before_smtp" : ""));
+                             " size=" + std::to_string(size) + (grant ? " via=pop_before_smtp" : ""));
         return reply(replies::queued(res.queueId));
     case core::SinkStatus::QueueFull:
         logger().warning(line("message.tempfail") + " reason=queue_full");
@@ -687,8 +763,74 @@ void SmtpSession::noteRecipientDsn(const Command& cmd, std::size_t localMailboxe
 void SmtpSession::resetTransaction() {
     txn_.reset();
     data_.reset();
-    if (state_ == SmtpState::Mail || state_ == SmtpState::Rcpt || state_ == SmtpState::Data)
+    if (state_ == SmtpState::Mail || state_ == SmtpState::Rcpt || state_ == SmtpState::Data ||
+        state_ == SmtpState::Bdat || state_ == SmtpState::Chunk)
         state_ = SmtpState::Greeted;
+}
+
+// RFC 3030 2: BDAT <chunk-size> [LAST]. The chunk's octets follow the command line and are
+// read in every case (also when the command is refused), so the session stays in step
+// with a client that pipelined them. The content is stored exactly as sent: no
+// dot-unstuffing, no line-end checks (BINARYMIME), only the Received header in front.
+SmtpOutput SmtpSession::handleBdat(const Command& cmd) {
+    auto chunk = std::make_unique<ChunkState>();
+    chunk->size = chunk->left = cmd.chunkSize;
+    chunk->last = cmd.lastChunk;
+    chunk->returnTo = state_;
+    if (state_ == SmtpState::Rcpt) {
+        // The first chunk of the message opens it, as DATA does.
+        if (auto refusal = openMessage()) {
+            chunk->refusal = *refusal;
+            chunk->returnTo = state_;  // openMessage reset the transaction
+        }
+    } else if (state_ != SmtpState::Bdat) {
+        chunk->refusal = state_ == SmtpState::Connected ? replies::needHelo() : dataSequence(state_);
+    }
+    chunk_ = std::move(chunk);
+    state_ = SmtpState::Chunk;
+    if (chunk_->left == 0) return finishChunk();  // "BDAT 0 LAST" ends a message
+    return {};
+}
+
+std::size_t SmtpSession::onChunk(const char* bytes, std::size_t size, SmtpOutput& out) {
+    ChunkState& c = *chunk_;
+    const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(c.left, size));
+    if (!c.refusal && data_ && !data_->chunkTooBig) {
+        data_->chunkBytes += take;
+        // The size limit applies while the chunks arrive: nothing past it is written.
+        if (data_->chunkBytes > settings_.maxMessageSize) data_->chunkTooBig = true;
+        else writeContent(bytes, take);
+    }
+    c.left -= take;
+    if (c.left == 0) out = finishChunk();
+    return take;
+}
+
+SmtpOutput SmtpSession::finishChunk() {
+    std::unique_ptr<ChunkState> c = std::move(chunk_);
+    if (c->refusal) {
+        state_ = c->returnTo;
+        // A temporary failure of the sink (451/452) is no client error.
+        return c->refusal->isTransient() ? reply(*c->refusal) : error(*c->refusal);
+    }
+    std::string who = " ip=" + client_.host() + " from=<" + logAddress(txn_->sender.address()) +
+                      "> user=" + core::logValue(identity_ ? identity_->user : "");
+    std::string reason = data_->chunkTooBig ? "size" : (c->last && data_->headerTooBig) ? "header_size" : "";
+    if (!reason.empty()) {
+        // 552 5.3.4 and the transaction is over: chunks that follow get 503.
+        count("smtp_reject", reason);
+        logger().notice("s=" + sessionId_ + " event=message.reject" + who + " reason=" + reason +
+                        " reply=\"552\" proto=bdat");
+        resetTransaction();
+        return error(reason == "size" ? replies::messageTooBig()
+                                      : Reply(552, Enhanced::MessageTooBig, "Message header section too large"));
+    }
+    if (!c->last) {
+        state_ = SmtpState::Bdat;
+        return reply(Reply(250, Enhanced::Other, std::to_string(c->size) + " octets received"));
+    }
+    const std::uint64_t size = data_->chunkBytes;
+    return commitMessage(std::move(data_), size);
 }
 
 }  // namespace postern::smtp

@@ -1,4 +1,5 @@
-// The SMTP server state machine (RFC 5321, 1870, 2920, 3207, 4954, 6152, 2034, 6409):
+// The SMTP server state machine (RFC 5321, 1870, 2920, 3207, 4954, 6152, 2034, 6409,
+// 3030 CHUNKING/BINARYMIME, 9422 LIMITS):
 // command lines and DATA bytes in, reply bytes and actions out. No sockets, no files,
 // no SQL: it asks the core ports and maps each answer to a reply.
 #pragma once
@@ -11,6 +12,7 @@
 #include "core/OutboundLimiter.h"
 #include "core/PolicyDelegate.h"
 #include "core/UserDirectory.h"
+#include "policy/RoleAddressPolicy.h"
 #include "sasl/SaslExchange.h"
 #include "smtpproto/DataReader.h"
 #include "smtpproto/ReplyCode.h"
@@ -42,6 +44,10 @@ struct SmtpSettings {
     int maxErrors = 20;
     bool addMissingHeaders = true;    // submission: Date / Message-ID (RFC 6409 8.2, 8.3)
     bool grantOwnSendersOnly = true;  // relay on a POP-before-SMTP grant only as the grant holder
+    policy::RoleAddresses roles;      // smtp.postmaster_address / smtp.abuse_address
+    // smtp.max_transactions_per_session: MAIL commands accepted per session, advertised as
+    // LIMITS MAILMAX (RFC 9422); 0 = no limit (and no MAILMAX).
+    std::size_t maxTransactions = 0;
 
     bool operator==(const SmtpSettings&) const = default;
 };
@@ -71,6 +77,9 @@ enum class SmtpState {
     Mail,       // MAIL accepted, no recipient yet
     Rcpt,       // at least one recipient accepted
     Data,       // receiving message data (bytes go to onData)
+    Bdat,       // RFC 3030: BDAT chunks accepted, no LAST yet (only BDAT, RSET and the
+                // session commands; DATA, MAIL, RCPT are out of sequence)
+    Chunk,      // reading the octets of one BDAT chunk (bytes go to onData)
     Closed,     // the last reply said goodbye
 };
 const char* stateName(SmtpState state);
@@ -91,9 +100,10 @@ public:
     // the session ends.
     SmtpOutput onLineTooLong();
     // True while message data is expected: feed raw bytes to onData, not lines.
-    bool inData() const { return state_ == SmtpState::Data; }
-    // Feeds DATA bytes; returns how many were consumed (the rest are the next pipelined
-    // commands). When the end-of-data mark is seen, the reply is in `out`.
+    bool inData() const { return state_ == SmtpState::Data || state_ == SmtpState::Chunk; }
+    // Feeds DATA bytes or the octets of a BDAT chunk; returns how many were consumed (the
+    // rest are the next pipelined commands). When the end-of-data mark is seen or the chunk
+    // is complete, the reply is in `out`.
     std::size_t onData(const char* bytes, std::size_t size, SmtpOutput& out);
     // After a successful STARTTLS handshake (RFC 3207 4.2: forget everything).
     void onTlsStarted();
@@ -112,6 +122,7 @@ public:
 private:
     struct Transaction;
     struct DataState;
+    struct ChunkState;
 
     SmtpOutput reply(const Reply& r, SmtpOutput::Action action = SmtpOutput::Action::None);
     SmtpOutput error(const Reply& r);  // counts towards maxErrors
@@ -131,11 +142,23 @@ private:
     SmtpOutput handleQuit(const Command& cmd);
     SmtpOutput handleStartTls(const Command& cmd);
     SmtpOutput handleAuth(const Command& cmd);
+    SmtpOutput handleBdat(const Command& cmd);
     struct CommandRule;
     static const CommandRule* ruleFor(Verb verb);
     SmtpOutput continueAuth(std::string_view line);
     SmtpOutput finishAuth(const sasl::Step& step);
     SmtpOutput finishData();
+    // Opens the sink for the message and writes the Received header (DATA and first BDAT);
+    // on failure the transaction is reset and the reply (451/452) returned.
+    std::optional<Reply> openMessage();
+    // Message content after the Received header (DATA: unstuffed; BDAT: as sent): the
+    // header section is held back to its end (size limit; Date / Message-ID on submission).
+    void writeContent(const char* p, std::size_t n);
+    // Makes the message durable (MessageWriter::commit) and answers 250 only then.
+    SmtpOutput commitMessage(std::unique_ptr<DataState> d, std::uint64_t size);
+    std::size_t onChunk(const char* bytes, std::size_t size, SmtpOutput& out);
+    SmtpOutput finishChunk();
+    std::vector<std::string> ehloKeywords() const;
     void resetTransaction();
     void noteRecipientDsn(const Command& cmd, std::size_t localMailboxes, const std::vector<std::string>& forwards);
     void writeData(const char* p, std::size_t n);
@@ -166,9 +189,11 @@ private:
     std::unique_ptr<sasl::SaslExchange> sasl_;
     int errors_ = 0;
     unsigned transactions_ = 0;
+    std::size_t mailCommands_ = 0;  // MAIL commands accepted (LIMITS MAILMAX)
 
     std::unique_ptr<Transaction> txn_;  // from MAIL to end of DATA / RSET
     std::unique_ptr<DataState> data_;   // while receiving message data
+    std::unique_ptr<ChunkState> chunk_; // while reading the octets of one BDAT chunk
 };
 
 }  // namespace postern::smtp

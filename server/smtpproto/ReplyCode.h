@@ -30,6 +30,7 @@ enum class Enhanced {
     SystemFull = 301,               // x.3.1 mail system full
     SystemNotAccepting = 302,       // x.3.2 system not accepting network messages
     MessageTooBig = 304,            // x.3.4 message too big for system
+    SystemMisconfigured = 305,      // x.3.5 system incorrectly configured
     OtherNetwork = 400,             // x.4.0 other or undefined network or routing status
     BadConnection = 402,            // x.4.2 bad connection (timeouts, dropped sessions)
     OtherProtocol = 500,            // x.5.0 other or undefined protocol status
@@ -39,6 +40,7 @@ enum class Enhanced {
     InvalidArguments = 504,         // x.5.4 invalid command arguments
     LineTooLong = 506,              // x.5.6 line too long (RFC 4954 registered it for AUTH lines)
     OtherMedia = 600,               // x.6.0 other or undefined media error
+    ConversionRequired = 603,       // x.6.3 conversion required but not supported (RFC 3030 3)
     OtherSecurity = 700,            // x.7.0 other or undefined security status
     DeliveryNotAuthorized = 701,    // x.7.1 delivery not authorized, message refused
     AuthCredentialsInvalid = 708,   // x.7.8 authentication credentials invalid (RFC 4954)

@@ -19,6 +19,7 @@ constexpr VerbEntry VerbTable[] = {
     {"HELO", Verb::Helo}, {"EHLO", Verb::Ehlo}, {"MAIL", Verb::Mail},         {"RCPT", Verb::Rcpt},
     {"DATA", Verb::Data}, {"RSET", Verb::Rset}, {"NOOP", Verb::Noop},         {"QUIT", Verb::Quit},
     {"VRFY", Verb::Vrfy}, {"HELP", Verb::Help}, {"STARTTLS", Verb::StartTls}, {"AUTH", Verb::Auth},
+    {"BDAT", Verb::Bdat},
 };
 
 // RFC 1870 6: SIZE adds 26 octets to the MAIL line; RFC 4954 5: AUTH= adds 500;
@@ -148,13 +149,15 @@ Command parseMailRcpt(Command c, std::string_view arg, const CommandOptions& opt
             }
             c.size = n;
         } else if (equalsNoCase(key, "BODY")) {
-            // RFC 6152 2: BODY=7BIT / BODY=8BITMIME (BINARYMIME, RFC 3030, is not offered).
+            // RFC 6152 2: BODY=7BIT / BODY=8BITMIME; RFC 3030 3: BODY=BINARYMIME.
             if (c.body != BodyType::Unspecified || !value)
                 return failed(std::move(c), CommandError::BadParamValue, "BODY");
             if (equalsNoCase(*value, "7BIT"))
                 c.body = BodyType::SevenBit;
             else if (equalsNoCase(*value, "8BITMIME"))
                 c.body = BodyType::EightBitMime;
+            else if (equalsNoCase(*value, "BINARYMIME"))
+                c.body = BodyType::BinaryMime;
             else
                 return failed(std::move(c), CommandError::BadParamValue, "BODY");
         } else if (equalsNoCase(key, "AUTH")) {
@@ -178,6 +181,34 @@ Command parseMailRcpt(Command c, std::string_view arg, const CommandOptions& opt
         return failed(std::move(c), CommandError::BadSenderAddress, "UTF-8 address without SMTPUTF8");
     c.error = CommandError::None;
     return c;
+}
+
+// RFC 3030 2: bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CR LF;
+// chunk-size = 1*DIGIT; end-marker = "LAST". Exactly one space between the parts (trailing
+// spaces tolerated, as for every command here).
+bool parseBdat(Command& c, std::string_view arg) {
+    arg = trimTrailingSpaces(arg);
+    std::size_t sp = arg.find(' ');
+    std::string_view digits = arg.substr(0, sp);
+    if (digits.empty() || digits.size() > 20)
+        return false;
+    std::uint64_t n = 0;
+    constexpr std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
+    for (char ch : digits) {
+        if (ch < '0' || ch > '9')
+            return false;
+        unsigned d = static_cast<unsigned>(ch - '0');
+        if (n > (max - d) / 10)
+            return false;
+        n = n * 10 + d;
+    }
+    c.chunkSize = n;
+    if (sp == std::string_view::npos)
+        return true;
+    if (!equalsNoCase(arg.substr(sp + 1), "LAST"))
+        return false;
+    c.lastChunk = true;
+    return true;
 }
 
 }  // namespace
@@ -243,6 +274,10 @@ Command parseCommand(std::string_view line, const CommandOptions& options) {
         if (!trimmed.empty())
             return failed(std::move(c), CommandError::BadArguments);
         break;
+    case Verb::Bdat:
+        if (!parseBdat(c, arg))
+            return failed(std::move(c), CommandError::BadArguments);
+        break;
     case Verb::Noop:
         // RFC 5321 4.1.1.9: a parameter string is ignored.
     case Verb::Help:
@@ -293,6 +328,7 @@ Reply Command::errorReply() const {
         case Verb::Ehlo: return {501, Enhanced::InvalidArguments, "Syntax: EHLO hostname"};
         case Verb::Vrfy: return {501, Enhanced::InvalidArguments, "Syntax: VRFY address"};
         case Verb::Auth: return {501, Enhanced::InvalidArguments, "Syntax: AUTH mechanism [initial-response]"};
+        case Verb::Bdat: return {501, Enhanced::InvalidArguments, "Syntax: BDAT chunk-size [LAST]"};
         default: return {501, Enhanced::InvalidArguments, std::string("Syntax: ") + verbName(verb)};
         }
     case CommandError::BadSenderAddress:

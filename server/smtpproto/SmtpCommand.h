@@ -14,7 +14,7 @@
 
 namespace postern::smtp {
 
-enum class Verb { Helo, Ehlo, Mail, Rcpt, Data, Rset, Noop, Quit, Vrfy, Help, StartTls, Auth, Unknown };
+enum class Verb { Helo, Ehlo, Mail, Rcpt, Data, Rset, Noop, Quit, Vrfy, Help, StartTls, Auth, Bdat, Unknown };
 
 // Upper-case name of a verb ("STARTTLS"; "UNKNOWN" for Unknown), for logs.
 const char* verbName(Verb verb);
@@ -23,6 +23,7 @@ enum class BodyType {
     Unspecified,   // no BODY= parameter (7BIT by RFC 6152 3)
     SevenBit,      // BODY=7BIT
     EightBitMime,  // BODY=8BITMIME (RFC 6152)
+    BinaryMime,    // BODY=BINARYMIME (RFC 3030 3; only with BDAT)
 };
 
 // Why a line was refused; Command::errorReply() is the reply to send.
@@ -71,6 +72,10 @@ struct Command {
     // AUTH: mechanism as sent (compare case-insensitively) and optional initial response.
     std::string authMechanism;
     std::optional<std::string> authInitialResponse;
+    // BDAT (RFC 3030 2): chunk-size octets follow the line; LAST ends the message. A size
+    // of more than 20 digits or beyond UINT64_MAX is BadArguments.
+    std::uint64_t chunkSize = 0;
+    bool lastChunk = false;
 
     bool ok() const { return error == CommandError::None; }
     // The reply for `error` (see CommandError); replies::ok() when ok().
@@ -81,9 +86,11 @@ struct Command {
 //  - verbs are case-insensitive; "MAIL FROM:" / "RCPT TO:" case-insensitive, one optional
 //    space before "<" tolerated;
 //  - HELO/EHLO: any single token without spaces or control characters (lenient, as Postfix);
-//  - MAIL: SIZE=digits, BODY=7BIT|8BITMIME, AUTH=xtext|<>, SMTPUTF8 (when enabled), RET= and
-//    ENVID= (when options.dsn); any other keyword -> UnknownParam; RCPT: NOTIFY= and ORCPT=
-//    (when options.dsn), any other -> UnknownParam;
+//  - MAIL: SIZE=digits, BODY=7BIT|8BITMIME|BINARYMIME, AUTH=xtext|<>, SMTPUTF8 (when enabled),
+//    RET= and ENVID= (when options.dsn); any other keyword -> UnknownParam; RCPT: NOTIFY= and
+//    ORCPT= (when options.dsn), any other -> UnknownParam;
+//  - BDAT: chunk-size (1*DIGIT) [SP "LAST"] (RFC 3030 2; LAST case-insensitive), else
+//    BadArguments (501 5.5.4);
 //  - DATA, RSET, QUIT, STARTTLS take no argument (BadArguments); NOOP ignores its argument
 //    (RFC 5321 4.1.1.9); VRFY needs one; HELP's is optional; AUTH needs a mechanism.
 Command parseCommand(std::string_view line, const CommandOptions& options = {});

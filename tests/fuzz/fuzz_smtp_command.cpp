@@ -1,6 +1,7 @@
 // Fuzz target: SMTP command line parser (smtp::parseCommand), with and without SMTPUTF8.
 // Invariants: never crashes; a line with NUL, CR or LF or over the AUTH line limit is never
-// ok; an ok MAIL/RCPT has an ok path whose address() parses again to the same address.
+// ok; an ok MAIL/RCPT has an ok path whose address() parses again to the same address; an
+// ok BDAT's chunk-size and LAST, written out again, parse to the same values.
 #include "FuzzAssert.h"
 #include "smtpproto/SmtpCommand.h"
 
@@ -43,5 +44,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             FUZZ_CHECK(p.domain == cmd.path.domain);
         }
     }
+    if (cmd.ok() && cmd.verb == Verb::Bdat) {
+        Command again = parseCommand("BDAT " + std::to_string(cmd.chunkSize) + (cmd.lastChunk ? " LAST" : ""));
+        FUZZ_CHECK(again.ok());
+        FUZZ_CHECK(again.chunkSize == cmd.chunkSize);
+        FUZZ_CHECK(again.lastChunk == cmd.lastChunk);
+    }
+    if (!cmd.ok() && cmd.verb == Verb::Bdat)
+        FUZZ_CHECK(cmd.chunkSize == 0 || cmd.error == CommandError::BadArguments);
     return 0;
 }

@@ -234,8 +234,80 @@ BOOST_AUTO_TEST_CASE(postmaster) {
     v = decide("<postmaster>", false, dir, nullptr, "");
     BOOST_TEST((v.kind == Kind::Reject));
     BOOST_TEST(v.reply.code == 550);
+    // RFC 5321 4.5.1: always accepted, also when the directory has no postmaster of that
+    // domain: the domain's own postmaster mailbox (no address configured).
     v = decide("<postmaster>", false, dir, nullptr, "nowhere.example");
+    BOOST_TEST((v.kind == Kind::Accept));
+    BOOST_TEST(v.mailboxes == std::vector<std::string>{"nowhere.example/postmaster"});
+}
+
+namespace {
+RcptVerdict decideRoles(const std::string& path, bool authenticated, FakeDirectory& dir,
+                        const policy::RoleAddresses& roles) {
+    smtp::ParsedPath p = smtp::parsePath(path, smtp::PathKind::Forward);
+    BOOST_REQUIRE_MESSAGE(p.ok, path << ": " << p.message);
+    core::ClientAddress c = client();
+    RecipientContext ctx{authenticated, c, dir, nullptr, "local.example"};
+    ctx.roles = roles;
+    return RelayPolicy::decide(p, ctx);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(postmaster_of_every_local_domain) {
+    FakeDirectory dir;  // has postmaster@local.example, not postmaster@other-local.example
+    policy::RoleAddresses none;
+    // The directory's own postmaster wins.
+    RcptVerdict v = decideRoles("<postmaster@local.example>", false, dir, none);
+    BOOST_TEST((v.kind == Kind::Accept));
+    BOOST_TEST(v.mailboxes == std::vector<std::string>{"local.example/admin"});
+    // No such account: the domain's own mailbox.
+    v = decideRoles("<POSTMASTER@other-local.example>", false, dir, none);
+    BOOST_TEST((v.kind == Kind::Accept));
+    BOOST_TEST(v.reason == "postmaster");
+    BOOST_TEST(v.mailboxes == std::vector<std::string>{"other-local.example/postmaster"});
+    // Configured local address: looked up (aliases expanded).
+    policy::RoleAddresses roles{"team@local.example", "bob@local.example"};
+    v = decideRoles("<postmaster@other-local.example>", false, dir, roles);
+    BOOST_TEST((v.kind == Kind::Accept));
+    BOOST_TEST(v.mailboxes == std::vector<std::string>{"local.example/bob"});
+    BOOST_TEST(v.forwards == std::vector<std::string>{"carol@remote.example"});
+    // abuse: configured -> there; not configured -> an ordinary unknown user.
+    v = decideRoles("<Abuse@other-local.example>", false, dir, roles);
+    BOOST_TEST((v.kind == Kind::Accept));
+    BOOST_TEST(v.reason == "abuse");
+    BOOST_TEST(v.mailboxes == std::vector<std::string>{"local.example/bob"});
+    v = decideRoles("<abuse@other-local.example>", false, dir, none);
     BOOST_TEST((v.kind == Kind::Reject));
+    BOOST_TEST(v.reply.code == 550);
+    // A remote configured address is forwarded.
+    policy::RoleAddresses remote{"noc@remote.example", ""};
+    v = decideRoles("<postmaster@other-local.example>", false, dir, remote);
+    BOOST_TEST((v.kind == Kind::Accept));
+    BOOST_TEST(v.forwards == std::vector<std::string>{"noc@remote.example"});
+    BOOST_TEST(v.mailboxes.empty());
+    // A configured local address that does not exist: 451 4.3.5, never a bounce.
+    policy::RoleAddresses broken{"nobody@local.example", ""};
+    v = decideRoles("<postmaster@other-local.example>", false, dir, broken);
+    BOOST_TEST((v.kind == Kind::TempFail));
+    BOOST_TEST(v.reply.format(true) == "451 4.3.5 Temporary local problem, try again later\r\n");
+    BOOST_TEST(v.reason == "role_target_unknown");
+    // Directory down: 451 4.3.0, not the role address.
+    dir.unknownAnswer = core::Answer::TempFail;
+    v = decideRoles("<postmaster@other-local.example>", false, dir, roles);
+    BOOST_TEST((v.kind == Kind::TempFail));
+    BOOST_TEST(v.reason == "directory_tempfail");
+}
+
+BOOST_AUTO_TEST_CASE(role_addresses_are_never_a_relay_path) {
+    FakeDirectory dir;
+    policy::RoleAddresses roles{"bob@local.example", "bob@local.example"};
+    for (const char* path : {"<postmaster@foreign.example>", "<abuse@foreign.example>",
+                             "<postmaster%foreign.example@local.example>", "<\"postmaster@foreign.example\"@local.example>"}) {
+        RcptVerdict v = decideRoles(path, false, dir, roles);
+        BOOST_TEST((v.kind == Kind::Reject), path);
+        BOOST_TEST(v.mailboxes.empty());
+        BOOST_TEST(v.forwards.empty());
+    }
 }
 
 BOOST_AUTO_TEST_CASE(bad_path_is_rejected) {

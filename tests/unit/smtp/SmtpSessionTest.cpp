@@ -422,4 +422,193 @@ BOOST_AUTO_TEST_CASE(timeout_in_data_delivers_nothing) {
     BOOST_TEST(f.sink.committed.empty());
 }
 
+// ---- CHUNKING / BDAT (RFC 3030), BINARYMIME, LIMITS (RFC 9422), postmaster ------------
+
+namespace {
+const std::string kReceived =
+    "Received: from c ([192.0.2.7])\r\n\tby mx.example.test (Postern) with ESMTP id sid.1\r\n"
+    "\tfor <alice@example.test>; Fri, 27 Nov 2026 21:45:30 +0000\r\n";
+// One BDAT command and its octets, as a client pipelines them: the reply of the chunk and
+// what was not consumed.
+std::string bdat(Fixture& f, const std::string& line, const std::string& octets, std::string* rest = nullptr) {
+    std::string out = f.cmd(line);
+    if (!f.s->inData()) {
+        if (rest) *rest = octets;
+        return out;
+    }
+    std::string r;
+    out += f.data(octets, &r);
+    if (rest) *rest = r;
+    return out;
+}
+void envelope(Fixture& f, const std::string& mailParams = "") {
+    f.cmd("EHLO c");
+    BOOST_REQUIRE_EQUAL(f.cmd("MAIL FROM:<x@remote.test>" + mailParams), "250 2.1.0 Ok\r\n");
+    BOOST_REQUIRE_EQUAL(f.cmd("RCPT TO:<alice@example.test>"), "250 2.1.5 Ok\r\n");
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(ehlo_offers_chunking_binarymime_limits) {
+    Fixture f;
+    f.settings.maxTransactions = 7;
+    std::string ehlo = f.cmd("EHLO c");
+    BOOST_TEST(ehlo.find("250-CHUNKING\r\n") != std::string::npos);
+    BOOST_TEST(ehlo.find("250-BINARYMIME\r\n") != std::string::npos);
+    BOOST_TEST(ehlo.find("250-LIMITS RCPTMAX=3 MAILMAX=7\r\n") != std::string::npos);
+    f.settings.maxTransactions = 0;  // no limit: no MAILMAX
+    ehlo = f.cmd("EHLO c");
+    BOOST_TEST(ehlo.find("250-LIMITS RCPTMAX=3\r\n") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(mailmax_is_enforced) {
+    Fixture f;
+    f.settings.maxTransactions = 2;
+    f.cmd("EHLO c");
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test>") == "250 2.1.0 Ok\r\n");
+    f.cmd("RSET");
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test>") == "250 2.1.0 Ok\r\n");
+    f.cmd("RSET");
+    SmtpOutput out = f.s->onLine("MAIL FROM:<x@remote.test>");
+    BOOST_TEST(out.bytes == "421 4.7.0 Too many transactions in this session, closing\r\n");
+    BOOST_TEST((out.action == SmtpOutput::Action::Close));
+}
+
+BOOST_AUTO_TEST_CASE(bdat_chunks_stored_byte_exact) {
+    Fixture f;
+    envelope(f);
+    const std::string part1 = std::string("Subject: bin\r\n\r\n.dot\n") + '\0' + "bare\rCR";
+    const std::string part2("\r\n.\r\nend\r\n");
+    std::string rest;
+    BOOST_TEST(bdat(f, "BDAT " + std::to_string(part1.size()), part1 + "BDAT", &rest) ==
+               "250 2.0.0 " + std::to_string(part1.size()) + " octets received\r\n");
+    BOOST_TEST(rest == "BDAT");  // exactly n octets consumed
+    BOOST_TEST((f.s->state() == SmtpState::Bdat));
+    BOOST_TEST(bdat(f, "BDAT " + std::to_string(part2.size()) + " LAST", part2) == "250 2.0.0 Ok: queued as Q1\r\n");
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
+    BOOST_TEST(f.sink.committed[0].data == kReceived + part1 + part2);
+    BOOST_TEST((f.s->state() == SmtpState::Greeted));
+}
+
+BOOST_AUTO_TEST_CASE(bdat_zero_last_ends_the_message) {
+    Fixture f;
+    envelope(f);
+    BOOST_TEST(bdat(f, "BDAT 3", "a\r\n") == "250 2.0.0 3 octets received\r\n");
+    BOOST_TEST(f.cmd("BDAT 0 LAST") == "250 2.0.0 Ok: queued as Q1\r\n");
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
+    BOOST_TEST(f.sink.committed[0].data == kReceived + "a\r\n");
+    // An empty message by BDAT 0 LAST alone is a message too.
+    envelope(f);
+    BOOST_TEST(f.cmd("BDAT 0 LAST") == "250 2.0.0 Ok: queued as Q2\r\n");
+}
+
+BOOST_AUTO_TEST_CASE(bdat_sequence_rules) {
+    Fixture f;
+    // Without MAIL/RCPT: 503, and the octets are still consumed.
+    f.cmd("EHLO c");
+    std::string rest;
+    BOOST_TEST(bdat(f, "BDAT 6", "NOOP\r\nNOOP\r\n", &rest) == "503 5.5.1 Error: need MAIL command\r\n");
+    BOOST_TEST(rest == "NOOP\r\n");
+    f.cmd("MAIL FROM:<x@remote.test>");
+    BOOST_TEST(bdat(f, "BDAT 2 LAST", "xy") == "503 5.5.1 Error: need RCPT command\r\n");
+    BOOST_TEST((f.s->state() == SmtpState::Mail));
+    f.cmd("RCPT TO:<alice@example.test>");
+    BOOST_TEST(bdat(f, "BDAT 2", "xy") == "250 2.0.0 2 octets received\r\n");
+    // DATA, RCPT and MAIL after BDAT: out of sequence.
+    BOOST_TEST(f.cmd("DATA") == "503 5.5.1 Error: DATA not allowed after BDAT\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<bob@example.test>") == "503 5.5.1 Error: RCPT not allowed after BDAT\r\n");
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test>") == "503 5.5.1 Error: nested MAIL command\r\n");
+    BOOST_TEST(f.cmd("NOOP") == "250 2.0.0 Ok\r\n");
+    // RSET drops the unfinished message.
+    BOOST_TEST(f.cmd("RSET") == "250 2.0.0 Ok\r\n");
+    BOOST_TEST(bdat(f, "BDAT 1 LAST", "z") == "503 5.5.1 Error: need MAIL command\r\n");
+    BOOST_TEST(f.sink.committed.empty());
+}
+
+BOOST_AUTO_TEST_CASE(binarymime_only_with_bdat) {
+    Fixture f;
+    envelope(f, " BODY=BINARYMIME");
+    BOOST_TEST(f.cmd("DATA") == "503 5.5.1 Error: BODY=BINARYMIME requires BDAT\r\n");
+    BOOST_TEST(bdat(f, "BDAT 4 LAST", std::string("a\0\n\r", 4)) == "250 2.0.0 Ok: queued as Q1\r\n");
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
+    BOOST_TEST(f.sink.committed[0].data == kReceived + std::string("a\0\n\r", 4));
+}
+
+BOOST_AUTO_TEST_CASE(bdat_size_limit_while_chunks_arrive) {
+    Fixture f;  // maxMessageSize 1000
+    envelope(f);
+    BOOST_TEST(bdat(f, "BDAT 600", std::string(600, 'a')) == "250 2.0.0 600 octets received\r\n");
+    std::string rest;
+    BOOST_TEST(bdat(f, "BDAT 600", std::string(600, 'b') + "NOOP\r\n", &rest) ==
+               "552 5.3.4 Message size exceeds fixed limit\r\n");
+    BOOST_TEST(rest == "NOOP\r\n");
+    BOOST_TEST((f.s->state() == SmtpState::Greeted));
+    BOOST_TEST(bdat(f, "BDAT 5 LAST", "ccccc") == "503 5.5.1 Error: need MAIL command\r\n");
+    BOOST_TEST(f.sink.committed.empty());
+}
+
+BOOST_AUTO_TEST_CASE(bdat_bad_syntax_closes) {
+    Fixture f;
+    envelope(f);
+    SmtpOutput out = f.s->onLine("BDAT x");
+    BOOST_TEST(out.bytes == "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n");
+    BOOST_TEST((out.action == SmtpOutput::Action::Close));
+    BOOST_TEST(f.s->isClosed());
+}
+
+BOOST_AUTO_TEST_CASE(bdat_one_octet_chunks_on_submission_get_date_and_message_id) {
+    Fixture f(Role::Submission, /*tls=*/true);
+    f.cmd("EHLO c");
+    f.login();
+    f.cmd("MAIL FROM:<alice@example.test>");
+    f.cmd("RCPT TO:<bob@example.test>");
+    const std::string msg = "Subject: s\r\n\r\nbody\r\n";
+    for (char c : msg) BOOST_TEST(bdat(f, "BDAT 1", std::string(1, c)) == "250 2.0.0 1 octets received\r\n");
+    BOOST_TEST(f.cmd("BDAT 0 LAST") == "250 2.0.0 Ok: queued as Q1\r\n");
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
+    const std::string& d = f.sink.committed[0].data;
+    const auto subject = d.find("Subject: s\r\nDate: Fri, 27 Nov 2026 21:45:30 +0000\r\nMessage-ID: <");
+    BOOST_TEST(subject != std::string::npos);
+    BOOST_TEST(d.ends_with(">\r\n\r\nbody\r\n"));
+}
+
+BOOST_AUTO_TEST_CASE(timeout_between_chunks_delivers_nothing) {
+    Fixture f;
+    envelope(f);
+    bdat(f, "BDAT 3", "abc");
+    SmtpOutput out = f.s->onTimeout();
+    BOOST_TEST(out.bytes.find("421 4.4.2") == 0);
+    BOOST_TEST(f.sink.committed.empty());
+}
+
+BOOST_AUTO_TEST_CASE(postmaster_always_accepted) {
+    Fixture f;
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<x@remote.test>");
+    BOOST_TEST(f.cmd("RCPT TO:<Postmaster>") == "250 2.1.5 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<POSTMASTER@example.test>") == "250 2.1.5 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<postmaster@remote.test>") == "554 5.7.1 Relay access denied\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<abuse@example.test>") == "550 5.1.1 User unknown\r\n");
+    f.cmd("DATA");
+    f.data("Subject: pm\r\n\r\nhi\r\n.\r\n");
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
+    BOOST_TEST(f.sink.committed[0].env.localMailboxes ==
+               (std::vector<std::string>{"mx.example.test/postmaster", "example.test/postmaster"}));
+}
+
+BOOST_AUTO_TEST_CASE(postmaster_and_abuse_to_configured_address) {
+    Fixture f;
+    f.settings.roles.postmaster = "bob@example.test";
+    f.settings.roles.abuse = "Alice@example.test";
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<x@remote.test>");
+    BOOST_TEST(f.cmd("RCPT TO:<postmaster>") == "250 2.1.5 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<PostMaster@example.test>") == "250 2.1.5 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<aBuse@example.test>") == "250 2.1.5 Ok\r\n");
+    f.cmd("DATA");
+    f.data("Subject: pm\r\n\r\nhi\r\n.\r\n");
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
+    BOOST_TEST(f.sink.committed[0].env.localMailboxes ==
+               (std::vector<std::string>{"example.test/bob", "example.test/alice"}));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

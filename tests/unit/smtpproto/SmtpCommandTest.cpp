@@ -83,7 +83,8 @@ const CmdCase cmdCases[] = {
     {"MAIL FROM:<a@b.example> SIZE=12a", Verb::Mail, CommandError::BadParamValue, 501, "5.5.4"},
     {"MAIL FROM:<a@b.example> SIZE=-1", Verb::Mail, CommandError::BadParamValue, 501, "5.5.4"},
     {"MAIL FROM:<a@b.example> SIZE=1 SIZE=2", Verb::Mail, CommandError::BadParamValue, 501, "5.5.4"},
-    {"MAIL FROM:<a@b.example> BODY=BINARYMIME", Verb::Mail, CommandError::BadParamValue, 501, "5.5.4"},
+    {"MAIL FROM:<a@b.example> BODY=BINARYMIME", Verb::Mail, Ok, 250, "2.0.0"},  // RFC 3030 3
+    {"MAIL FROM:<a@b.example> BODY=binarymime", Verb::Mail, Ok, 250, "2.0.0"},
     {"MAIL FROM:<a@b.example> BODY=", Verb::Mail, CommandError::BadParamValue, 501, "5.5.4"},
     {"MAIL FROM:<a@b.example> AUTH=<>", Verb::Mail, Ok, 250, "2.0.0"},
     {"MAIL FROM:<a@b.example> AUTH=bob+40example.com", Verb::Mail, Ok, 250, "2.0.0"},
@@ -128,11 +129,46 @@ const CmdCase cmdCases[] = {
     {"AUTH PLAIN " + std::string(12275, 'A'), Verb::Auth, Ok, 250, "2.0.0"},
     {"AUTH PLAIN " + std::string(12276, 'A'), Verb::Auth, CommandError::LineTooLong, 500, "5.5.2"},
     {std::string(20000, 'x'), Verb::Unknown, CommandError::LineTooLong, 500, "5.5.2"},
+    // BDAT (RFC 3030 2): chunk-size [SP LAST]
+    {"BDAT 0", Verb::Bdat, Ok, 250, "2.0.0"},
+    {"BDAT 0 LAST", Verb::Bdat, Ok, 250, "2.0.0"},
+    {"bdat 12 last", Verb::Bdat, Ok, 250, "2.0.0"},
+    {"BDAT 18446744073709551615 LAST", Verb::Bdat, Ok, 250, "2.0.0"},
+    {"BDAT 1 LAST  ", Verb::Bdat, Ok, 250, "2.0.0"},
+    {"BDAT", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},
+    {"BDAT ", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},
+    {"BDAT x", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},
+    {"BDAT -1", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},
+    {"BDAT +1", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},
+    {"BDAT 1x", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},
+    {"BDAT 18446744073709551616", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},  // > UINT64_MAX
+    {"BDAT 000000000000000000001", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},  // 21 digits
+    {"BDAT 5 FIRST", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},
+    {"BDAT 5 LAST x", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},
+    {"BDAT 5  LAST", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},
+    {"BDAT LAST", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},
+    {"BDAT 5\tLAST", Verb::Bdat, CommandError::BadArguments, 501, "5.5.4"},
 };
 
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(smtp_command)
+
+BOOST_AUTO_TEST_CASE(bdat_size_and_last) {
+    Command c = parseCommand("BDAT 1234");
+    BOOST_TEST(c.ok());
+    BOOST_TEST(c.chunkSize == 1234u);
+    BOOST_TEST(!c.lastChunk);
+    c = parseCommand("BDAT 0 LaSt");
+    BOOST_TEST(c.ok());
+    BOOST_TEST(c.chunkSize == 0u);
+    BOOST_TEST(c.lastChunk);
+    c = parseCommand("BDAT 18446744073709551615");
+    BOOST_TEST(c.chunkSize == std::numeric_limits<std::uint64_t>::max());
+    BOOST_TEST((parseCommand("MAIL FROM:<a@b.example> BODY=BINARYMIME").body == BodyType::BinaryMime));
+    BOOST_TEST(c.errorReply().text().empty() == false);
+    BOOST_TEST(parseCommand("BDAT x").errorReply().text() == "Syntax: BDAT chunk-size [LAST]");
+}
 
 BOOST_DATA_TEST_CASE(parse_command, bdata::make(cmdCases), c) {
     Command cmd = parseCommand(c.line);
