@@ -183,13 +183,12 @@ private:
     std::string heloName_;
     std::optional<core::AuthIdentity> identity_;
     std::string saslMethod_;      // mechanism of the successful AUTH (policy service's sasl_method)
-    unsigned mailCommands_ = 0;   // MAIL commands accepted (the policy service's instance)
     std::string serverHost_;
     std::uint16_t serverPort_ = 0;
     std::unique_ptr<sasl::SaslExchange> sasl_;
     int errors_ = 0;
     unsigned transactions_ = 0;
-    std::size_t mailCommands_ = 0;  // MAIL commands accepted (LIMITS MAILMAX)
+    std::size_t mailCommands_ = 0;  // MAIL commands accepted (LIMITS MAILMAX; the policy service's instance)
 
     std::unique_ptr<Transaction> txn_;  // from MAIL to end of DATA / RSET
     std::unique_ptr<DataState> data_;   // while receiving message data
