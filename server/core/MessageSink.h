@@ -19,6 +19,8 @@ struct Envelope {
     ClientAddress client;
     std::string heloName;
     std::string authUser;                        // "" if not authenticated
+    bool smtpUtf8 = false;                       // MAIL ... SMTPUTF8 (RFC 6531)
+    bool requireTls = false;                     // MAIL ... REQUIRETLS (RFC 8689)
 };
 
 enum class SinkStatus {

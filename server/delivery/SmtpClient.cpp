@@ -122,6 +122,7 @@ SmtpReply SmtpClient::command(const std::string& line, Millis timeout) {
 
 SmtpReply SmtpClient::hello() {
     extended_ = pipelining_ = sizeOffered_ = eightBitMime_ = startTls_ = authPlain_ = authLogin_ = false;
+    smtpUtf8_ = requireTls_ = false;
     sizeLimit_ = 0;
     SmtpReply r = command("EHLO " + settings_.heloName, settings_.mailTimeout);
     if (r.code == 0) return r;
@@ -138,6 +139,8 @@ SmtpReply SmtpClient::hello() {
         std::string params = keyword.size() < line.size() ? line.substr(keyword.size() + 1) : "";
         if (keyword == "PIPELINING") pipelining_ = true;
         else if (keyword == "8BITMIME") eightBitMime_ = true;
+        else if (keyword == "SMTPUTF8") smtpUtf8_ = true;
+        else if (keyword == "REQUIRETLS") requireTls_ = true;
         else if (keyword == "STARTTLS") startTls_ = true;
         else if (keyword == "SIZE") {
             sizeOffered_ = true;
@@ -160,6 +163,8 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                            const Credentials* credentials, bool tryTls) {
     close();
     tlsHandshakeFailed_ = false;
+    tlsRequirementFailed_ = false;
+    tlsVerified_ = false;
     hostName_ = hostName;
     relay_ = hostName + "[" + address.host().toString() + "]:" + std::to_string(address.port());
     try {
@@ -188,6 +193,7 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
         if (!startTls_ || !extended_) {
             if (required) {
                 quit();
+                tlsRequirementFailed_ = true;
                 return SmtpReply::local("TLS is required for " + relay_ + " but STARTTLS is not offered");
             }
         } else {
@@ -198,6 +204,7 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                 // only the 'may' policy accepts.
                 if (required) {
                     quit();
+                    tlsRequirementFailed_ = true;
                     return tr;
                 }
             } else {
@@ -213,8 +220,10 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                     socket_.setSendTimeout(span(settings_.mailTimeout));
                     socket_ = Poco::Net::SecureStreamSocket::attach(socket_, hostName, ctx);
                     tls_ = true;
+                    tlsVerified_ = policy == TlsPolicy::Verify;
                 } catch (const Poco::Exception& e) {
                     tlsHandshakeFailed_ = true;
+                    tlsRequirementFailed_ = required;
                     return broken("TLS handshake with " + relay_ + " failed: " + e.displayText());
                 }
                 // RFC 3207 4.2: forget everything learned before TLS and ask again.
@@ -315,6 +324,10 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
     // RFC 6152: declare 8-bit content when the server knows the extension. Without it
     // the message goes as is (as most MTAs do) rather than being converted.
     if (message.eightBit && eightBitMime_) mail += " BODY=8BITMIME";
+    // RFC 6531 3.4: SMTPUTF8 goes on when the next hop offers it (the caller bounced a
+    // message that needs it where it is not offered). RFC 8689 4.2.1: REQUIRETLS likewise.
+    if (message.smtpUtf8 && smtpUtf8_) mail += " SMTPUTF8";
+    if (message.requireTls && requireTls_) mail += " REQUIRETLS";
 
     SmtpReply mailReply, dataReply;
     std::vector<SmtpReply> rcptReplies;

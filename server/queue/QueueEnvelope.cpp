@@ -48,6 +48,8 @@ std::optional<std::string> formatQueueEnvelope(const QueueEnvelope& e) {
     field("last-error", e.lastError);
     if (e.hold) field("hold", "1");
     if (e.warned) field("warned", "1");
+    if (e.smtpUtf8) field("smtputf8", "1");
+    if (e.requireTls) field("requiretls", "1");
     if (!ok || e.id.empty() || e.recipients.empty()) return std::nullopt;
     return out;
 }
@@ -106,6 +108,10 @@ std::optional<QueueEnvelope> parseQueueEnvelope(std::string_view text) {
             e.hold = value == "1";
         } else if (key == "warned") {
             e.warned = value == "1";
+        } else if (key == "smtputf8") {
+            e.smtpUtf8 = value == "1";
+        } else if (key == "requiretls") {
+            e.requireTls = value == "1";
         }
         // Unknown keywords: ignored, so a newer writer can add fields.
     }

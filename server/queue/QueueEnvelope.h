@@ -29,6 +29,8 @@ namespace postern::queue {
 //   last-error                            text of the last temporary failure (may be empty)
 //   hold 1                                optional: posternctl queue hold; the runner skips it
 //   warned 1                              optional: a "delayed" DSN was sent already
+//   smtputf8 1                            optional: MAIL had SMTPUTF8 (RFC 6531)
+//   requiretls 1                          optional: MAIL had REQUIRETLS (RFC 8689)
 //
 // Readers ignore unknown keywords (a later writer may add fields) but refuse a missing
 // magic line, a different version, a missing id/arrival/sender or no recipient.
@@ -48,6 +50,8 @@ struct QueueEnvelope {
     std::string lastError;
     bool hold = false;    // written only when set (older readers ignore the keyword)
     bool warned = false;  // delay warning sent; written only when set
+    bool smtpUtf8 = false;    // MAIL ... SMTPUTF8; written only when set
+    bool requireTls = false;  // MAIL ... REQUIRETLS; written only when set
 };
 
 constexpr int QueueEnvelopeVersion = 1;

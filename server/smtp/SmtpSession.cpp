@@ -82,6 +82,8 @@ struct SmtpSession::Transaction {
     std::set<std::string> seenMailboxes;
     std::set<std::string> seenRemote;
     bool relayedByGrant = false;
+    bool smtpUtf8 = false;    // MAIL ... SMTPUTF8 (RFC 6531)
+    bool requireTls = false;  // MAIL ... REQUIRETLS (RFC 8689)
 };
 
 struct SmtpSession::DataState {
@@ -218,6 +220,7 @@ SmtpOutput SmtpSession::onLine(std::string_view line) {
 
     CommandOptions opts;
     opts.maxLineLength = settings_.maxCommandLength;
+    opts.smtpUtf8 = true;  // SMTPUTF8 is always offered (RFC 6531)
     const Command cmd = parseCommand(line, opts);  // the only parse of this line
     const CommandRule* rule = ruleFor(cmd.verb);
     const bool inSequence = rule && (rule->allowed & bit(state_)) != 0;
@@ -259,6 +262,9 @@ SmtpOutput SmtpSession::greet(std::string_view arg, bool extended) {
     // RFC 4954 4 / RFC 3207 6: AUTH is offered only where credentials cannot be sniffed,
     // unless the operator allowed plaintext AUTH.
     if (authAllowed()) keywords.emplace_back("AUTH PLAIN LOGIN");
+    keywords.emplace_back("SMTPUTF8");  // RFC 6531
+    // RFC 8689 4: REQUIRETLS is offered only on a TLS session.
+    if (tls_) keywords.emplace_back("REQUIRETLS");
     keywords.emplace_back("HELP");
     return reply(replies::ehlo(settings_.hostname, keywords));
 }
@@ -360,8 +366,11 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
         count("smtp_reject", "rate_limit");
         return reply(sv.reply);
     }
+    if (auto refusal = mailExtensionRefusal(cmd)) return error(*refusal);
     txn_ = std::make_unique<Transaction>();
     txn_->sender = cmd.path;
+    txn_->smtpUtf8 = cmd.smtpUtf8;
+    txn_->requireTls = cmd.requireTls;
     state_ = SmtpState::Mail;
     return reply(replies::senderOk());
 }
@@ -369,6 +378,7 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
 SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     // RFC 5321 4.5.3.1.8: 452 4.5.3 past the limit (the client sends the rest later).
     if (txn_->accepted >= settings_.maxRecipients) return reply(replies::tooManyRecipients());
+    if (auto refusal = rcptExtensionRefusal(cmd)) return error(*refusal);
 
     // Relay rules, the grant's own-senders rule and the outbound recipient limit, in one call.
     const core::AuthIdentity* who = identity_ ? &*identity_ : nullptr;
@@ -417,6 +427,8 @@ SmtpOutput SmtpSession::handleData(const Command&) {
     env.client = client_;
     env.heloName = heloName_;
     env.authUser = identity_ ? identity_->user : "";
+    env.smtpUtf8 = txn_->smtpUtf8;
+    env.requireTls = txn_->requireTls;
     core::SinkStatus status = core::SinkStatus::TempFail;
     core::MessageWriterPtr writer = ports_.sink.open(env, status);
     if (!writer) {
@@ -438,9 +450,25 @@ SmtpOutput SmtpSession::handleData(const Command&) {
     return reply(replies::startMailInput());
 }
 
+std::optional<Reply> SmtpSession::mailExtensionRefusal(const Command& cmd) const {
+    // RFC 8689 4: REQUIRETLS only on a TLS session ("530 5.7.10 REQUIRETLS needed" is the
+    // reply the RFC's registry text names for MAIL ... REQUIRETLS in clear).
+    if (cmd.requireTls && !tls_) return Reply(530, Enhanced::EncryptionNeeded, "REQUIRETLS needs a TLS session");
+    return std::nullopt;
+}
+
+std::optional<Reply> SmtpSession::rcptExtensionRefusal(const Command& cmd) const {
+    // RFC 6531 3.5: a non-ASCII forward-path in a transaction without SMTPUTF8.
+    if (cmd.path.hasUtf8 && !txn_->smtpUtf8)
+        return Reply(553, Enhanced::NonAsciiAddress, "Non-ASCII address requires the SMTPUTF8 parameter");
+    return std::nullopt;
+}
+
 std::string SmtpSession::protocolKeyword() const {
-    // RFC 3848: ESMTP + S (TLS) + A (authenticated).
+    // RFC 3848: ESMTP + S (TLS) + A (authenticated); RFC 6531 4.3: UTF8SMTP[S][A] for an
+    // SMTPUTF8 transaction.
     std::string p = extended_ ? "ESMTP" : "SMTP";
+    if (extended_ && txn_ && txn_->smtpUtf8) p = "UTF8SMTP";
     if (extended_) {
         if (tls_) p += "S";
         if (identity_) p += "A";

@@ -36,6 +36,7 @@ enum class CommandError {
     BadRecipientAddress, // 501 5.1.3 Bad recipient address syntax (ParsedPath error in RCPT)
     BadParamValue,       // 501 5.5.4 Bad parameter value (SIZE=abc, BODY=x, bad xtext, duplicate)
     UnknownParam,        // 555 5.5.4 Unsupported parameter (RFC 5321 4.1.1.11)
+    NeedsSmtpUtf8,       // 553 5.6.7 non-ASCII address without the SMTPUTF8 parameter (RFC 6531 3.5)
 };
 
 struct CommandOptions {
@@ -62,6 +63,8 @@ struct Command {
     BodyType body = BodyType::Unspecified;
     std::optional<std::string> authParam;  // AUTH= value as sent (xtext or "<>"); ignored by us
     bool smtpUtf8 = false;                 // SMTPUTF8 parameter present (only with options.smtpUtf8)
+    bool requireTls = false;               // REQUIRETLS parameter present (RFC 8689 4; the session
+                                           // refuses it outside TLS)
     // AUTH: mechanism as sent (compare case-insensitively) and optional initial response.
     std::string authMechanism;
     std::optional<std::string> authInitialResponse;
@@ -75,7 +78,8 @@ struct Command {
 //  - verbs are case-insensitive; "MAIL FROM:" / "RCPT TO:" case-insensitive, one optional
 //    space before "<" tolerated;
 //  - HELO/EHLO: any single token without spaces or control characters (lenient, as Postfix);
-//  - MAIL: SIZE=digits, BODY=7BIT|8BITMIME, AUTH=xtext|<>, SMTPUTF8 (when enabled); any other
+//  - MAIL: SIZE=digits, BODY=7BIT|8BITMIME, AUTH=xtext|<>, SMTPUTF8 (when enabled), REQUIRETLS
+//    (no value; whether TLS is active is the session's question); any other
 //    keyword -> UnknownParam; RCPT: no parameters supported -> UnknownParam;
 //  - DATA, RSET, QUIT, STARTTLS take no argument (BadArguments); NOOP ignores its argument
 //    (RFC 5321 4.1.1.9); VRFY needs one; HELP's is optional; AUTH needs a mechanism.

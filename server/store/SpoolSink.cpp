@@ -95,6 +95,8 @@ public:
             qe.heloName = envelope_.heloName;
             qe.authUser = envelope_.authUser;
             qe.sessionId = envelope_.sessionId;
+            qe.smtpUtf8 = envelope_.smtpUtf8;
+            qe.requireTls = envelope_.requireTls;
             if (!queue_.enqueue(tempPath_, size_, qe)) {
                 undo();
                 return result;
