@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import (DEFAULT_USERS, Postern, _root_dir, assert_stored_equals, check,
-                             check_eq, expect, make_test_cert, pop_find, received_protocol,
+                             check_eq, expect, make_test_cert, plain_ir, pop_find, received_protocol,
                              run_tests, smtp_auth, wait_for)
 from delivery_support import DnsServer, Sink, _Handler, delivery_overrides, sink_port
 from aiosmtpd.controller import Controller  # noqa: E402  (path set up by delivery_support)
@@ -39,7 +39,10 @@ DNS_HOSTS = {"mx1.a.test": MX1, "mx2.b.test": MX2, "localhost": "127.0.0.1"}
 
 def utf8_message(marker, sender, to, extra=""):
     """A message with UTF-8 header fields (RFC 6532) and body, as bytes."""
-    return ("From: J\u00f6rg M\u00fcller <%s>\r\n"
+    # Date and Message-ID present: submission would add them (RFC 6409 8).
+    return ("Date: Fri, 27 Nov 2026 12:00:00 +0000\r\n"
+            "Message-ID: <%s@client.example>\r\n"
+            "From: J\u00f6rg M\u00fcller <%s>\r\n"
             "To: <%s>\r\n"
             "Subject: Gr\u00fc\u00dfe aus K\u00f6ln \u2013 %s\r\n"
             "X-Test-Marker: %s\r\n"
@@ -49,7 +52,7 @@ def utf8_message(marker, sender, to, extra=""):
             "Content-Transfer-Encoding: 8bit\r\n"
             "\r\n"
             "K\u00e4se, \u00e9t\u00e9, \u65e5\u672c\u8a9e, \U0001F600.\r\n"
-            ".leading dot\r\n" % (sender, to, marker, marker, extra)).encode("utf-8")
+            ".leading dot\r\n" % (marker, sender, to, marker, marker, extra)).encode("utf-8")
 
 
 _n = [0]
@@ -136,9 +139,17 @@ def bounce_for(p, user, marker, timeout=30.0):
     return msgs[0]
 
 
-def relay(p, sender, password, rcpts, msg, options=("SMTPUTF8",), tls_session=True):
-    """Submit with AUTH (STARTTLS) and the given MAIL parameters; returns the DATA reply."""
-    s = p.submission(sender, password) if tls_session else p.smtp("submission")
+def submission_utf8(p, user, password):
+    """Submission with STARTTLS and AUTH PLAIN of a UTF-8 user name (RFC 4616 is UTF-8;
+    smtplib's auth() encodes as ASCII, so the initial response is built here)."""
+    s = p.smtp("submission", starttls=True)
+    expect(s.docmd("AUTH", "PLAIN " + plain_ir(user, password)), 235, "2.7.0", what="AUTH as %r" % user)
+    return s
+
+
+def relay(p, sender, password, rcpts, msg, options=("SMTPUTF8",)):
+    """Submit with STARTTLS + AUTH and the given MAIL parameters."""
+    s = submission_utf8(p, sender, password)
     try:
         s.sendmail(sender, rcpts, msg, mail_options=list(options))
     finally:
@@ -439,8 +450,7 @@ def test_postgres_utf8_user_login_and_delivery():
             _, raw = pop_find(pop, marker)
             pop.quit()
             check_eq(raw, got[0], "POP3 RETR byte for byte")
-            s = p.submission(user, pw)
-            s.quit()
+            submission_utf8(p, user, pw).quit()
     finally:
         pg.destroy()
 
