@@ -262,7 +262,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     std::size_t tried = 0;
     // A next hop that answered but cannot meet the message's requirements (REQUIRETLS,
     // SMTPUTF8): the next one is tried; when every host failed that way, the message bounces.
-    const bool needsUtf8 = message.smtpUtf8 && envelopeNeedsSmtpUtf8(envelope.sender, recipients);
+    const bool needsUtf8 = envelopeNeedsSmtpUtf8(envelope.sender, recipients);
     std::string requirementStatus;
     bool otherFailure = false;
     for (const auto& host : where.hosts) {
@@ -351,7 +351,8 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     message.path = queue_.dataPath(id);
     bool readable = false;
     message.eightBit = hasEightBit(message.path, readable);
-    message.smtpUtf8 = envelope.smtpUtf8;
+    // A non-ASCII envelope needs SMTPUTF8 even without the flag (a bounce to a UTF-8 sender).
+    message.smtpUtf8 = envelope.smtpUtf8 || envelopeNeedsSmtpUtf8(envelope.sender, envelope.recipients);
     message.requireTls = envelope.requireTls;
     const bool tlsNotRequired = !envelope.requireTls && fileSaysTlsNotRequired(message.path);
     struct stat st{};
