@@ -29,12 +29,10 @@ bool hasALabel(std::string_view domain) {
     return false;
 }
 
-std::optional<std::string> domainToAscii(std::string_view domain) {
-    if (domain.empty() || domain.find('\0') != std::string_view::npos) return std::nullopt;
-    const bool ascii = isAscii(domain);
-    if (ascii && !hasALabel(domain)) return asciiLower(domain);
-    if (!ascii && !isValidUtf8(domain)) return std::nullopt;
-    const std::string input(domain);
+namespace {
+
+// libidn2's lookup (UTS #46 non-transitional mapping, then the IDNA2008 rules), lower-cased.
+std::optional<std::string> lookup(const std::string& input) {
     char* raw = nullptr;
     const int rc = idn2_lookup_u8(reinterpret_cast<const uint8_t*>(input.c_str()), reinterpret_cast<uint8_t**>(&raw),
                                   IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
@@ -45,15 +43,47 @@ std::optional<std::string> domainToAscii(std::string_view domain) {
     return result;
 }
 
-std::optional<std::string> domainToUnicode(std::string_view domain) {
-    if (!hasALabel(domain) || !isAscii(domain) || domain.find('\0') != std::string_view::npos) return std::nullopt;
-    auto ascii = domainToAscii(domain);  // refuses bad A-labels first
-    if (!ascii) return std::nullopt;
+std::optional<std::string> toUnicode(const std::string& ascii) {
     char* raw = nullptr;
-    const int rc = idn2_to_unicode_8z8z(ascii->c_str(), &raw, 0);
+    const int rc = idn2_to_unicode_8z8z(ascii.c_str(), &raw, 0);
     std::unique_ptr<char, FreeDeleter> out(raw);
     if (rc != IDN2_OK || !out) return std::nullopt;
     return std::string(out.get());
+}
+
+bool hasControl(std::string_view s) {
+    for (char c : s)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
+    return false;
+}
+
+}  // namespace
+
+std::optional<std::string> domainToAscii(std::string_view domain) {
+    if (domain.empty() || hasControl(domain)) return std::nullopt;
+    const bool ascii = isAscii(domain);
+    if (ascii && !hasALabel(domain)) return asciiLower(domain);
+    if (!ascii && !isValidUtf8(domain)) return std::nullopt;
+    std::optional<std::string> result = lookup(std::string(domain));
+    // UTS #46 maps some code points to nothing (U+200B): a label must not vanish.
+    if (!result || result->empty() || result->front() == '.' || result->find("..") != std::string::npos)
+        return std::nullopt;
+    // An A-label is valid only if it is what its own U-label encodes to (RFC 5891 5.4):
+    // libidn2 lets some through that decode to mapped or differently placed code points.
+    if (hasALabel(*result)) {
+        std::optional<std::string> u = toUnicode(*result);
+        if (!u || hasControl(*u)) return std::nullopt;
+        std::optional<std::string> again = lookup(*u);
+        if (!again || *again != *result) return std::nullopt;
+    }
+    return result;
+}
+
+std::optional<std::string> domainToUnicode(std::string_view domain) {
+    if (!hasALabel(domain) || !isAscii(domain)) return std::nullopt;
+    auto ascii = domainToAscii(domain);  // refuses bad A-labels first
+    if (!ascii) return std::nullopt;
+    return toUnicode(*ascii);
 }
 
 std::string normalizeAddressDomain(std::string_view address) {
