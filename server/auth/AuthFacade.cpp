@@ -2,6 +2,7 @@
 // verifies stored password hashes, equalises timing for unknown users and logs each attempt.
 #include "auth/AuthFacade.h"
 
+#include "core/Idna.h"
 #include "core/LogValue.h"
 
 #include "auth/PasswordScheme.h"
@@ -30,6 +31,22 @@ std::string lower(std::string_view s) {
         return static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
     });
     return out;
+}
+
+// Domains are compared in one form, A-labels lower-case (core/Idna.h); the address's local
+// part is only ASCII-lower-cased (UTF-8 octets untouched).
+std::string asciiDomain(const std::string& domain) {
+    auto a = postern::core::domainToAscii(domain);
+    return a ? *a : domain;
+}
+
+// The same address with its domain in U-label form, for a backend that stores it so; empty
+// when there is no such other spelling.
+std::string unicodeSpelling(const std::string& address) {
+    auto at = address.rfind('@');
+    if (at == std::string::npos) return {};
+    auto u = postern::core::domainToUnicode(address.substr(at + 1));
+    return u ? address.substr(0, at + 1) + *u : std::string();
 }
 
 std::string domainOf(const std::string& address) {
@@ -62,7 +79,7 @@ AuthFacade::AuthFacade(std::vector<BackendBinding> chain)
     : chain_([&chain] {
           for (auto& b : chain) {
               for (auto& d : b.domains) {
-                  d = lower(d);
+                  d = d == "*" ? d : asciiDomain(lower(d));
               }
           }
           return std::move(chain);
@@ -187,7 +204,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         d.detail = "invalid user name";
         return d;
     }
-    const std::string domain = domainOf(login);
+    const std::string domain = asciiDomain(domainOf(login));  // binding domains are A-labels
     const std::string clientIp = request.client.host();
 
     for (const auto& binding : chain_) {
@@ -239,11 +256,11 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         id.senderAddresses.clear();
         for (const auto& s : answer.record.senderAddresses) {
             if (!s.empty()) {
-                pushUnique(id.senderAddresses, lower(s));
+                pushUnique(id.senderAddresses, core::normalizeAddressDomain(lower(s)));
             }
         }
         if (id.senderAddresses.empty()) {
-            id.senderAddresses.push_back(id.user);
+            id.senderAddresses.push_back(core::normalizeAddressDomain(id.user));
         }
         id.mailbox = answer.record.mailbox.empty() ? defaultMailbox(id.user) : answer.record.mailbox;
         id.attributes = answer.record.extra;  // e.g. per-user rate limits
@@ -259,6 +276,8 @@ core::Answer AuthFacade::isLocalDomain(const std::string& domainIn) {
     while (!domain.empty() && domain.back() == '.') {
         domain.pop_back();
     }
+    domain = asciiDomain(domain);
+    const auto unicode = core::domainToUnicode(domain);
     if (domain.empty()) {
         return core::Answer::No;
     }
@@ -270,6 +289,9 @@ core::Answer AuthFacade::isLocalDomain(const std::string& domainIn) {
         api::Status status = api::Status::TempFail;
         try {
             status = binding.backend->hasDomain(domain);
+            if (status == api::Status::NotFound && unicode) {
+                status = binding.backend->hasDomain(*unicode);  // stored as U-labels
+            }
         } catch (...) {
             status = api::Status::TempFail;
         }
@@ -294,8 +316,16 @@ AuthFacade::LookupResult AuthFacade::askLookup(const std::string& address) {
             continue;
         }
         r.backend = binding.instance;
+        r.address = address;
         try {
             r.answer = binding.backend->lookup(address);
+            if (r.answer.status == api::Status::NotFound || r.answer.status == api::Status::UnknownUser) {
+                // The backend may hold the U-label spelling of the domain.
+                if (const std::string other = unicodeSpelling(address); !other.empty()) {
+                    r.answer = binding.backend->lookup(other);
+                    r.address = other;
+                }
+            }
         } catch (...) {
             r.answer = {};
             r.answer.detail = "backend threw";
@@ -357,7 +387,7 @@ core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansio
 
     bool deliverable = false;
     if (r.answer.isMailbox) {
-        const std::string user = lower(r.answer.record.user.empty() ? address : r.answer.record.user);
+        const std::string user = lower(r.answer.record.user.empty() ? r.address : r.answer.record.user);
         pushUnique(x.mailboxes,
                    r.answer.record.mailbox.empty() ? defaultMailbox(user) : r.answer.record.mailbox);
         deliverable = true;
@@ -370,6 +400,7 @@ core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansio
         if (dest.empty()) {
             continue;
         }
+        dest = core::normalizeAddressDomain(dest);
         // A bare local part means "in the alias's own domain".
         if (dest.find('@') == std::string::npos) {
             dest += "@" + aliasDomain;
@@ -389,7 +420,7 @@ core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansio
 
 core::RecipientLookup AuthFacade::lookupRecipient(const std::string& addressIn) {
     core::RecipientLookup out;  // TempFail until resolved
-    const std::string address = lower(addressIn);
+    const std::string address = core::normalizeAddressDomain(lower(addressIn));
     if (address.empty() || address.size() > MaxLoginLength || hasControlChars(address)) {
         out.answer = core::Answer::No;
         return out;

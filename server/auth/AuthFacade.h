@@ -104,6 +104,7 @@ private:
         plugins::api::Status status = plugins::api::Status::TempFail;
         plugins::api::LookupAnswer answer;
         std::string backend;
+        std::string address;  // the spelling the backend answered for (A- or U-label domain)
     };
 
     struct Expansion;

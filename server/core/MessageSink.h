@@ -28,6 +28,8 @@ struct Envelope {
     std::map<std::string, RecipientDsn> remoteDsn;
     std::vector<std::pair<std::string, RecipientDsn>> localSuccessDsn;
     bool hold = false;                           // the queued copy waits on hold (policy HOLD)
+    bool smtpUtf8 = false;                       // MAIL ... SMTPUTF8 (RFC 6531)
+    bool requireTls = false;                     // MAIL ... REQUIRETLS (RFC 8689)
 };
 
 enum class SinkStatus {

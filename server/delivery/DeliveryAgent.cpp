@@ -1,5 +1,6 @@
 #include "delivery/DeliveryAgent.h"
 
+#include "delivery/MessageExtensions.h"
 #include "delivery/RetrySchedule.h"
 #include "queue/FileOps.h"
 
@@ -138,11 +139,48 @@ struct DeliveryAgent::Route {
     std::uint16_t port = 25;
     TlsPolicy policy = TlsPolicy::May;
     const Credentials* credentials = nullptr;
+    bool requireTls = false;  // RFC 8689: verified TLS to a next hop offering REQUIRETLS, else 5.7.30
     std::string key() const {
         return std::string(mx ? "mx:" : "host:") + target + ":" + std::to_string(port) + "/" + policyName(policy) +
-               (credentials ? "/auth" : "");
+               (credentials ? "/auth" : "") + (requireTls ? "/requiretls" : "");
     }
 };
+
+namespace {
+
+// RFC 8689: REQUIRETLS raises any route to 'verify'; "TLS-Required: No" (only without the
+// REQUIRETLS parameter, which takes precedence) lowers 'encrypt'/'verify' to 'may': TLS is
+// still tried, but the message may go in clear (section 5).
+template <typename RouteT>
+void applyTlsRequirements(RouteT& route, bool requireTls, bool tlsNotRequired) {
+    if (requireTls) {
+        route.requireTls = true;
+        route.policy = TlsPolicy::Verify;
+    } else if (tlsNotRequired && (route.policy == TlsPolicy::Encrypt || route.policy == TlsPolicy::Verify)) {
+        route.policy = TlsPolicy::May;
+    }
+}
+
+// Why a connected next hop cannot take this transaction (empty: it can): RFC 8689 4.2.1
+// (REQUIRETLS needs a verified TLS session and the offer) and RFC 6531 3.4 (a non-ASCII
+// envelope needs SMTPUTF8). Sets `status` to the enhanced code of the bounce.
+std::string missingExtension(const SmtpClient& client, bool requireTls, bool needsUtf8, std::string& status) {
+    if (requireTls && !client.tlsVerified()) {
+        status = "5.7.30";
+        return "REQUIRETLS: the session with " + client.relay() + " is not TLS with a verified certificate";
+    }
+    if (requireTls && !client.offersRequireTls()) {
+        status = "5.7.30";
+        return "REQUIRETLS: " + client.relay() + " does not offer REQUIRETLS";
+    }
+    if (needsUtf8 && !client.offersSmtpUtf8()) {
+        status = "5.6.7";
+        return "non-ASCII address and " + client.relay() + " does not offer SMTPUTF8";
+    }
+    return {};
+}
+
+}  // namespace
 
 struct DeliveryAgent::Outcome {
     enum class Kind { Pending, Delivered, Temp, Perm } kind = Kind::Pending;
@@ -228,6 +266,11 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     SmtpReply lastFailure = SmtpReply::local("no address to try");
     std::string lastRelay = "none";
     std::size_t tried = 0;
+    // A next hop that answered but cannot meet the message's requirements (REQUIRETLS,
+    // SMTPUTF8): the next one is tried; when every host failed that way, the message bounces.
+    const bool needsUtf8 = envelopeNeedsSmtpUtf8(envelope.sender, recipients);
+    std::string requirementStatus;
+    bool otherFailure = false;
     for (const auto& host : where.hosts) {
         for (const auto& ip : host.addresses) {
             if (tried++ >= MaxAddressesPerAttempt) break;
@@ -246,10 +289,26 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                                          " reply=\"" + quoteSafe(r.text()) + "\"");
                     lastFailure = r;
                     lastRelay = fresh->relay();
+                    if (route.requireTls && fresh->tlsRequirementFailed()) {
+                        requirementStatus = "5.7.30";
+                        lastFailure = SmtpReply::local("REQUIRETLS: no verified TLS with " + fresh->relay() + ": " + r.text());
+                    } else {
+                        otherFailure = true;
+                    }
                     connections.drop(key);
                     continue;  // RFC 5321 5.1: try the next address / MX host
                 }
                 client = fresh;
+            }
+            std::string status;
+            std::string missing = missingExtension(*client, route.requireTls, needsUtf8, status);
+            if (!missing.empty()) {
+                logger().information("s=" + envelope.id + " event=delivery.extension_missing relay=" + client->relay() +
+                                     " status=" + status + " reason=\"" + quoteSafe(missing) + "\"");
+                requirementStatus = status;
+                lastFailure = SmtpReply::local(missing);
+                lastRelay = client->relay();
+                continue;  // another MX host may offer it
             }
             std::vector<SmtpReply> replies = client->send(envelope.sender, recipients, message, &dsn);
             for (std::size_t k = 0; k < indexes.size(); ++k) {
@@ -266,6 +325,17 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
             if (!client->usable()) connections.drop(key);
             return;
         }
+    }
+    // Every host that answered lacked what the message requires: a permanent failure
+    // (RFC 8689 5.7.30, RFC 6531 3.4 5.6.7). A host that could not be reached keeps it temporary.
+    if (!requirementStatus.empty() && !otherFailure) {
+        for (auto i : indexes) {
+            outcomes[i].kind = Outcome::Kind::Perm;
+            outcomes[i].reply = lastFailure;
+            outcomes[i].status = requirementStatus;
+            outcomes[i].relay = lastRelay;
+        }
+        return;
     }
     // No host took the connection: everything is a temporary failure (including a TLS
     // policy that could not be met: never fall back to clear text under encrypt/verify).
@@ -288,6 +358,10 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     message.path = queue_.dataPath(id);
     bool readable = false;
     message.eightBit = hasEightBit(message.path, readable);
+    // A non-ASCII envelope needs SMTPUTF8 even without the flag (a bounce to a UTF-8 sender).
+    message.smtpUtf8 = envelope.smtpUtf8 || envelopeNeedsSmtpUtf8(envelope.sender, envelope.recipients);
+    message.requireTls = envelope.requireTls;
+    const bool tlsNotRequired = !envelope.requireTls && fileSaysTlsNotRequired(message.path);
     struct stat st{};
     if (::stat(message.path.c_str(), &st) == 0) message.size = static_cast<std::uint64_t>(st.st_size);
 
@@ -305,6 +379,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         std::vector<std::string> order;
         for (std::size_t i = 0; i < envelope.recipients.size(); ++i) {
             Route r = routeFor(domainOf(envelope.recipients[i]));
+            applyTlsRequirements(r, envelope.requireTls, tlsNotRequired);
             // A smarthost takes every domain in one transaction; MX routes are per domain.
             auto [it, inserted] = groups.try_emplace(r.key(), r, std::vector<std::size_t>{});
             if (inserted) order.push_back(r.key());

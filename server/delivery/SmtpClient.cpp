@@ -142,6 +142,7 @@ SmtpReply SmtpClient::hello() {
     extended_ = pipelining_ = sizeOffered_ = eightBitMime_ = startTls_ = authPlain_ = authLogin_ = false;
     dsn_ = false;
     chunking_ = binaryMime_ = false;
+    smtpUtf8_ = requireTls_ = false;
     sizeLimit_ = 0;
     SmtpReply r = command("EHLO " + settings_.heloName, settings_.mailTimeout);
     if (r.code == 0) return r;
@@ -159,6 +160,8 @@ SmtpReply SmtpClient::hello() {
         if (keyword == "PIPELINING") pipelining_ = true;
         else if (keyword == "8BITMIME") eightBitMime_ = true;
         else if (keyword == "DSN") dsn_ = true;
+        else if (keyword == "SMTPUTF8") smtpUtf8_ = true;
+        else if (keyword == "REQUIRETLS") requireTls_ = true;
         else if (keyword == "STARTTLS") startTls_ = true;
         else if (keyword == "CHUNKING") chunking_ = true;
         else if (keyword == "BINARYMIME") binaryMime_ = true;
@@ -183,6 +186,8 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                            const Credentials* credentials, bool tryTls) {
     close();
     tlsHandshakeFailed_ = false;
+    tlsRequirementFailed_ = false;
+    tlsVerified_ = false;
     hostName_ = hostName;
     relay_ = hostName + "[" + address.host().toString() + "]:" + std::to_string(address.port());
     try {
@@ -211,6 +216,7 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
         if (!startTls_ || !extended_) {
             if (required) {
                 quit();
+                tlsRequirementFailed_ = true;
                 return SmtpReply::local("TLS is required for " + relay_ + " but STARTTLS is not offered");
             }
         } else {
@@ -221,6 +227,7 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                 // only the 'may' policy accepts.
                 if (required) {
                     quit();
+                    tlsRequirementFailed_ = true;
                     return tr;
                 }
             } else {
@@ -236,8 +243,10 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                     socket_.setSendTimeout(span(settings_.mailTimeout));
                     socket_ = Poco::Net::SecureStreamSocket::attach(socket_, hostName, ctx);
                     tls_ = true;
+                    tlsVerified_ = policy == TlsPolicy::Verify;
                 } catch (const Poco::Exception& e) {
                     tlsHandshakeFailed_ = true;
+                    tlsRequirementFailed_ = required;
                     return broken("TLS handshake with " + relay_ + " failed: " + e.displayText());
                 }
                 // RFC 3207 4.2: forget everything learned before TLS and ask again.
@@ -355,6 +364,10 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
         if (passDsn && i < dsn->recipients.size()) line += dsnRcptParams(dsn->recipients[i]);
         return line;
     };
+    // RFC 6531 3.4: SMTPUTF8 goes on when the next hop offers it (the caller bounced a
+    // message that needs it where it is not offered). RFC 8689 4.2.1: REQUIRETLS likewise.
+    if (message.smtpUtf8 && smtpUtf8_) mail += " SMTPUTF8";
+    if (message.requireTls && requireTls_) mail += " REQUIRETLS";
     if (chunking_) return sendChunked(mail, recipients, message, rcptLine);
 
     SmtpReply mailReply, dataReply;

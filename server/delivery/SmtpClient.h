@@ -47,6 +47,8 @@ struct MessageData {
     std::string path;
     std::uint64_t size = 0;
     bool eightBit = false;  // any octet > 127 (BODY=8BITMIME when offered)
+    bool smtpUtf8 = false;    // MAIL ... SMTPUTF8 when the server offers it (RFC 6531 3.4)
+    bool requireTls = false;  // MAIL ... REQUIRETLS (RFC 8689 4.2.1; the caller checked the offer)
 };
 
 // DSN requests to pass on (RFC 3461 5.2.1): RET/ENVID on MAIL, NOTIFY/ORCPT on each RCPT,
@@ -104,6 +106,13 @@ public:
     bool tlsActive() const { return tls_; }
     bool tlsHandshakeFailed() const { return tlsHandshakeFailed_; }
     bool dsnOffered() const { return dsn_; }  // EHLO listed DSN (RFC 3461)
+    // open() failed because TLS was required (encrypt/verify) and could not be had: STARTTLS
+    // not offered or refused, handshake or certificate check failed.
+    bool tlsRequirementFailed() const { return tlsRequirementFailed_; }
+    // The session is TLS with the certificate verified (policy verify: chain + host name).
+    bool tlsVerified() const { return tls_ && tlsVerified_; }
+    bool offersSmtpUtf8() const { return smtpUtf8_; }      // RFC 6531
+    bool offersRequireTls() const { return requireTls_; }  // RFC 8689
     // "mx1.example.net[192.0.2.1]:25" for logs and DSN Remote-MTA.
     const std::string& relay() const { return relay_; }
     const std::string& hostName() const { return hostName_; }
@@ -137,6 +146,8 @@ private:
     bool usable_ = false;
     bool tls_ = false;
     bool tlsHandshakeFailed_ = false;
+    bool tlsRequirementFailed_ = false;
+    bool tlsVerified_ = false;
     // EHLO extensions (RFC 5321 4.1.1.1), reset on every EHLO.
     bool extended_ = false;
     bool pipelining_ = false;
@@ -146,6 +157,8 @@ private:
     bool dsn_ = false;
     bool chunking_ = false;    // RFC 3030 CHUNKING
     bool binaryMime_ = false;  // RFC 3030 BINARYMIME
+    bool smtpUtf8_ = false;
+    bool requireTls_ = false;
     bool startTls_ = false;
     bool authPlain_ = false;
     bool authLogin_ = false;

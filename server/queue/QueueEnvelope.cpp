@@ -95,6 +95,8 @@ std::optional<std::string> formatQueueEnvelope(const QueueEnvelope& e) {
         if (it != e.recipientDsn.end() && !it->second.empty())
             field("dsn-rcpt", std::to_string(i) + " " + formatRecipientDsn(it->second));
     }
+    if (e.smtpUtf8) field("smtputf8", "1");
+    if (e.requireTls) field("requiretls", "1");
     if (!ok || e.id.empty() || e.recipients.empty()) return std::nullopt;
     return out;
 }
@@ -165,6 +167,10 @@ std::optional<QueueEnvelope> parseQueueEnvelope(std::string_view text) {
             std::size_t index = 0;
             core::RecipientDsn d;
             if (parseRecipientDsn(value, index, d)) rcptDsn.emplace_back(index, std::move(d));
+        } else if (key == "smtputf8") {
+            e.smtpUtf8 = value == "1";
+        } else if (key == "requiretls") {
+            e.requireTls = value == "1";
         }
         // Unknown keywords: ignored, so a newer writer can add fields.
     }

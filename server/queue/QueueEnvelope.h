@@ -38,6 +38,8 @@ namespace postern::queue {
 //                                         optional, per recipient: NOTIFY/ORCPT of the
 //                                         recipient line number <n> (0 = first "recipient"
 //                                         line of this file); each attribute optional
+//   smtputf8 1                            optional: MAIL had SMTPUTF8 (RFC 6531)
+//   requiretls 1                          optional: MAIL had REQUIRETLS (RFC 8689)
 //
 // The DSN lines are separate optional keywords, so a version-1 reader without them still
 // reads the file (it delivers without the DSN requests) and the version stays 1. A
@@ -71,6 +73,8 @@ struct QueueEnvelope {
         auto it = recipientDsn.find(recipient);
         return it == recipientDsn.end() ? core::RecipientDsn{} : it->second;
     }
+    bool smtpUtf8 = false;    // MAIL ... SMTPUTF8; written only when set
+    bool requireTls = false;  // MAIL ... REQUIRETLS; written only when set
 };
 
 constexpr int QueueEnvelopeVersion = 1;

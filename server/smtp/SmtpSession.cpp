@@ -103,6 +103,8 @@ struct SmtpSession::Transaction {
     bool discard = false;
     std::string discardReason;
     bool binaryMime = false;                   // MAIL BODY=BINARYMIME: only BDAT (RFC 3030 3)
+    bool smtpUtf8 = false;    // MAIL ... SMTPUTF8 (RFC 6531)
+    bool requireTls = false;  // MAIL ... REQUIRETLS (RFC 8689)
 };
 
 struct SmtpSession::DataState {
@@ -264,6 +266,7 @@ SmtpOutput SmtpSession::onLine(std::string_view line) {
     CommandOptions opts;
     opts.maxLineLength = settings_.maxCommandLength;
     opts.dsn = extended_;  // DSN parameters only after EHLO, where DSN is advertised
+    opts.smtpUtf8 = true;  // SMTPUTF8 is always offered (RFC 6531)
     const Command cmd = parseCommand(line, opts);  // the only parse of this line
     const CommandRule* rule = ruleFor(cmd.verb);
     const bool inSequence = rule && (rule->allowed & bit(state_)) != 0;
@@ -324,6 +327,9 @@ std::vector<std::string> SmtpSession::ehloKeywords() const {
     // RFC 4954 4 / RFC 3207 6: AUTH is offered only where credentials cannot be sniffed,
     // unless the operator allowed plaintext AUTH.
     if (authAllowed()) keywords.emplace_back("AUTH PLAIN LOGIN");
+    keywords.emplace_back("SMTPUTF8");  // RFC 6531
+    // RFC 8689 4: REQUIRETLS is offered only on a TLS session.
+    if (tls_) keywords.emplace_back("REQUIRETLS");
     keywords.emplace_back("HELP");
     return keywords;
 }
@@ -438,12 +444,15 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
         count("smtp_reject", "rate_limit");
         return reply(sv.reply);
     }
+    if (auto refusal = mailExtensionRefusal(cmd)) return error(*refusal);
     txn_ = std::make_unique<Transaction>();
     txn_->sender = cmd.path;
     txn_->dsn = cmd.dsn;
     txn_->declaredSize = cmd.size ? *cmd.size : 0;
     txn_->instance = sessionId_ + "." + std::to_string(++mailCommands_);
     txn_->binaryMime = cmd.body == BodyType::BinaryMime;
+    txn_->smtpUtf8 = cmd.smtpUtf8;
+    txn_->requireTls = cmd.requireTls;
     state_ = SmtpState::Mail;
     return reply(replies::senderOk());
 }
@@ -451,6 +460,7 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
 SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     // RFC 5321 4.5.3.1.8: 452 4.5.3 past the limit (the client sends the rest later).
     if (txn_->accepted >= settings_.maxRecipients) return reply(replies::tooManyRecipients());
+    if (auto refusal = rcptExtensionRefusal(cmd)) return error(*refusal);
 
     // Relay rules, the grant's own-senders rule and the outbound recipient limit, in one call.
     const core::AuthIdentity* who = identity_ ? &*identity_ : nullptr;
@@ -555,6 +565,8 @@ std::optional<Reply> SmtpSession::openMessage() {
     env.remoteDsn = txn_->remoteDsn;
     env.localSuccessDsn = txn_->localSuccessDsn;
     env.hold = txn_->hold;
+    env.smtpUtf8 = txn_->smtpUtf8;
+    env.requireTls = txn_->requireTls;
     core::SinkStatus status = core::SinkStatus::TempFail;
     // DISCARD: nothing is opened in the store or the queue; the data is still read and checked.
     core::MessageWriterPtr writer;
@@ -584,9 +596,25 @@ std::optional<Reply> SmtpSession::openMessage() {
     return std::nullopt;
 }
 
+std::optional<Reply> SmtpSession::mailExtensionRefusal(const Command& cmd) const {
+    // RFC 8689 4: REQUIRETLS only on a TLS session ("530 5.7.10 REQUIRETLS needed" is the
+    // reply the RFC's registry text names for MAIL ... REQUIRETLS in clear).
+    if (cmd.requireTls && !tls_) return Reply(530, Enhanced::EncryptionNeeded, "REQUIRETLS needs a TLS session");
+    return std::nullopt;
+}
+
+std::optional<Reply> SmtpSession::rcptExtensionRefusal(const Command& cmd) const {
+    // RFC 6531 3.5: a non-ASCII forward-path in a transaction without SMTPUTF8.
+    if (cmd.path.hasUtf8 && !txn_->smtpUtf8)
+        return Reply(553, Enhanced::NonAsciiAddress, "Non-ASCII address requires the SMTPUTF8 parameter");
+    return std::nullopt;
+}
+
 std::string SmtpSession::protocolKeyword() const {
-    // RFC 3848: ESMTP + S (TLS) + A (authenticated).
+    // RFC 3848: ESMTP + S (TLS) + A (authenticated); RFC 6531 4.3: UTF8SMTP[S][A] for an
+    // SMTPUTF8 transaction.
     std::string p = extended_ ? "ESMTP" : "SMTP";
+    if (extended_ && txn_ && txn_->smtpUtf8) p = "UTF8SMTP";
     if (extended_) {
         if (tls_) p += "S";
         if (identity_) p += "A";

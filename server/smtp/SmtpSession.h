@@ -163,6 +163,9 @@ private:
     void noteRecipientDsn(const Command& cmd, std::size_t localMailboxes, const std::vector<std::string>& forwards);
     void writeData(const char* p, std::size_t n);
     std::string receivedHeader() const;
+    // SMTPUTF8 / REQUIRETLS checks of MAIL and RCPT (nullopt: go on).
+    std::optional<Reply> mailExtensionRefusal(const Command& cmd) const;
+    std::optional<Reply> rcptExtensionRefusal(const Command& cmd) const;
     std::string protocolKeyword() const;
     void count(std::string_view event, std::string_view label) {
         if (ports_.events) ports_.events->count(event, label);

@@ -41,11 +41,14 @@ enum class Enhanced {
     LineTooLong = 506,              // x.5.6 line too long (RFC 4954 registered it for AUTH lines)
     OtherMedia = 600,               // x.6.0 other or undefined media error
     ConversionRequired = 603,       // x.6.3 conversion required but not supported (RFC 3030 3)
+    NonAsciiAddress = 607,          // x.6.7 non-ASCII address without SMTPUTF8 (RFC 6531 3.5)
     OtherSecurity = 700,            // x.7.0 other or undefined security status
     DeliveryNotAuthorized = 701,    // x.7.1 delivery not authorized, message refused
     AuthCredentialsInvalid = 708,   // x.7.8 authentication credentials invalid (RFC 4954)
     AuthMechanismWeak = 709,        // x.7.9 authentication mechanism is too weak (RFC 4954)
+    EncryptionNeeded = 710,         // x.7.10 encryption needed (RFC 5248; REQUIRETLS outside TLS, RFC 8689 4)
     EncryptionRequired = 711,       // x.7.11 encryption required (RFC 5248)
+    RequireTlsNotMet = 730,         // x.7.30 REQUIRETLS support required (RFC 8689 5)
 };
 
 // "2.1.5" for (250, DestinationValid); "" for Enhanced::None or a code outside 2xx/4xx/5xx.

@@ -2,9 +2,13 @@
 // grammar (Path, A-d-l, Mailbox, Dot-string, Quoted-string, Domain, address-literal).
 #include "smtpproto/SmtpAddress.h"
 
+#include "core/Idna.h"
+#include "core/Utf8.h"
+
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <optional>
 
 namespace postern::smtp {
 
@@ -30,28 +34,7 @@ bool isAtext(unsigned char c) {
 
 // Length of the well-formed UTF-8 sequence (RFC 3629 4) starting at s[pos], 0 if ill-formed
 // (overlong forms, surrogates, code points above U+10FFFF and truncation all count).
-std::size_t utf8Length(std::string_view s, std::size_t pos) {
-    auto at = [&](std::size_t i) -> unsigned char { return i < s.size() ? s[i] : 0; };
-    unsigned char c = at(pos);
-    auto cont = [](unsigned char b) { return b >= 0x80 && b <= 0xBF; };
-    if (c >= 0xC2 && c <= 0xDF)
-        return cont(at(pos + 1)) ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned char c1 = at(pos + 1);
-        bool ok1 = (c == 0xE0) ? (c1 >= 0xA0 && c1 <= 0xBF)
-                 : (c == 0xED) ? (c1 >= 0x80 && c1 <= 0x9F)
-                               : cont(c1);
-        return ok1 && cont(at(pos + 2)) ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned char c1 = at(pos + 1);
-        bool ok1 = (c == 0xF0) ? (c1 >= 0x90 && c1 <= 0xBF)
-                 : (c == 0xF4) ? (c1 >= 0x80 && c1 <= 0x8F)
-                               : cont(c1);
-        return ok1 && cont(at(pos + 2)) && cont(at(pos + 3)) ? 4 : 0;
-    }
-    return 0;
-}
+std::size_t utf8Length(std::string_view s, std::size_t pos) { return core::utf8SequenceLength(s, pos); }
 
 class PathParser {
 public:
@@ -274,10 +257,61 @@ private:
         }
         std::string domain;
         bool literal = peek() == '[';
-        if (literal ? !parseAddressLiteral(domain) : !parseDomainName(domain))
+        if (literal ? !parseAddressLiteral(domain) : !parseAnyDomain(domain))
             return false;
         r_.domain = std::move(domain);
         r_.isAddressLiteral = literal;
+        return true;
+    }
+
+    // The mailbox's domain: an ASCII Domain (A-labels checked), or with SMTPUTF8 (RFC 6531
+    // 3.3: sub-domain =/ U-label) a UTF-8 domain, converted to A-labels. Either way `out` is
+    // the lower-case A-label form, so every comparison later sees one spelling.
+    bool parseAnyDomain(std::string& out) {
+        std::size_t end = pos_;
+        bool eightBit = false;
+        while (end < s_.size()) {
+            unsigned char c = static_cast<unsigned char>(s_[end]);
+            if (isLetDig(c) || c == '-' || c == '.')
+                ++end;
+            else if (c >= 0x80 && opt_.allowUtf8)
+                eightBit = true, ++end;
+            else
+                break;
+        }
+        if (!eightBit) {
+            if (!parseDomainName(out))
+                return false;
+            if (core::hasALabel(out) && !core::domainToAscii(out)) {
+                fail(PathError::BadDomain, "invalid A-label in domain");
+                return false;
+            }
+            return true;
+        }
+        std::string_view raw = s_.substr(pos_, end - pos_);
+        if (!core::isValidUtf8(raw)) {
+            fail(PathError::EightBitNotAllowed, "invalid UTF-8 in domain");
+            return false;
+        }
+        if (raw.size() > MaxDomain) {
+            fail(PathError::DomainTooLong, "domain longer than 255 octets");
+            return false;
+        }
+        std::optional<std::string> ascii = core::domainToAscii(raw);
+        if (!ascii) {
+            fail(PathError::BadDomain, "invalid internationalized domain name");
+            return false;
+        }
+        PathParser sub(*ascii, opt_);
+        std::string converted;
+        if (!sub.parseDomainName(converted) || !sub.atEnd()) {
+            PathError e = sub.r_.error == PathError::DomainTooLong ? PathError::DomainTooLong : PathError::BadDomain;
+            fail(e, e == PathError::DomainTooLong ? "domain too long" : "invalid internationalized domain name");
+            return false;
+        }
+        out = std::move(converted);
+        pos_ = end;
+        r_.hasUtf8 = true;
         return true;
     }
 

@@ -21,7 +21,7 @@ enum class PathError {
     BadLocalPart,       // not a Dot-string or Quoted-string
     LocalPartTooLong,   // > 64 octets as sent (RFC 5321 4.5.3.1.1)
     MissingDomain,      // no "@domain" (and not the bare Postmaster forward-path)
-    BadDomain,          // label grammar, empty label, trailing dot, 8-bit
+    BadDomain,          // label grammar, empty label, trailing dot, 8-bit, bad IDN (A-/U-label)
     DomainTooLong,      // label > 63 or domain > 255 octets (RFC 5321 4.5.3.1.2, RFC 1035 2.3.4)
     BadAddressLiteral,  // "[...]" is neither a valid IPv4 nor "IPv6:" literal
     PathTooLong,        // > 256 octets including "<" and ">" (RFC 5321 4.5.3.1.3)
@@ -44,7 +44,8 @@ struct ParsedPath {
     // the client meant it, so `"user@remote"@local` has localPart `user@remote`: callers
     // that route must look at `domain` only and treat such local parts as invalid mailboxes.
     std::string localPart;
-    // Lower-cased ASCII domain without trailing dot, or an address literal in canonical
+    // Lower-cased ASCII domain without trailing dot (U-labels converted to A-labels, IDNA2008
+    // via core::domainToAscii: "bücher.example" -> "xn--bcher-kva.example"), or an address literal in canonical
     // form "[192.0.2.1]" / "[IPv6:2001:db8::1]" (see isAddressLiteral). Empty for <> and
     // for bare <Postmaster>.
     std::string domain;
@@ -52,7 +53,9 @@ struct ParsedPath {
     bool isPostmaster = false;    // bare "<Postmaster>" forward-path (any case); localPart
                                   // is "postmaster", domain is empty
     bool isAddressLiteral = false;
-    bool hasUtf8 = false;         // local part has non-ASCII octets (only with allowUtf8)
+    bool hasUtf8 = false;         // the path as sent had non-ASCII octets: a UTF-8 local part
+                                  // or U-label domain (only with allowUtf8; RFC 6531 3.4 then
+                                  // needs the SMTPUTF8 parameter)
 
     // "local@domain" with the local part re-quoted when it is not a valid Dot-string
     // (so it can be sent again on the wire); "" for the null path; "postmaster" for bare

@@ -171,6 +171,11 @@ Command parseMailRcpt(Command c, std::string_view arg, const CommandOptions& opt
             if (c.smtpUtf8 || value)
                 return failed(std::move(c), CommandError::BadParamValue, "SMTPUTF8");
             c.smtpUtf8 = true;
+        } else if (equalsNoCase(key, "REQUIRETLS")) {
+            // RFC 8689 4: REQUIRETLS takes no value.
+            if (c.requireTls || value)
+                return failed(std::move(c), CommandError::BadParamValue, "REQUIRETLS");
+            c.requireTls = true;
         } else {
             return failed(std::move(c), CommandError::UnknownParam, std::string(key));
         }
@@ -178,7 +183,7 @@ Command parseMailRcpt(Command c, std::string_view arg, const CommandOptions& opt
     // RFC 6531 3.4: a UTF-8 reverse-path needs the SMTPUTF8 parameter. (RCPT's check
     // depends on the transaction: the session compares path.hasUtf8 with MAIL's flag.)
     if (isMail && c.path.hasUtf8 && !c.smtpUtf8)
-        return failed(std::move(c), CommandError::BadSenderAddress, "UTF-8 address without SMTPUTF8");
+        return failed(std::move(c), CommandError::NeedsSmtpUtf8, "UTF-8 address without SMTPUTF8");
     c.error = CommandError::None;
     return c;
 }
@@ -339,6 +344,8 @@ Reply Command::errorReply() const {
         return {501, Enhanced::InvalidArguments, "Bad parameter value"};
     case CommandError::UnknownParam:
         return {555, Enhanced::InvalidArguments, "Unsupported parameter"};
+    case CommandError::NeedsSmtpUtf8:
+        return {553, Enhanced::NonAsciiAddress, "Non-ASCII address requires the SMTPUTF8 parameter"};
     }
     return replies::tempFailure();
 }

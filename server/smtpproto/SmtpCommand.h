@@ -38,6 +38,7 @@ enum class CommandError {
     BadRecipientAddress, // 501 5.1.3 Bad recipient address syntax (ParsedPath error in RCPT)
     BadParamValue,       // 501 5.5.4 Bad parameter value (SIZE=abc, BODY=x, bad xtext, duplicate)
     UnknownParam,        // 555 5.5.4 Unsupported parameter (RFC 5321 4.1.1.11)
+    NeedsSmtpUtf8,       // 553 5.6.7 non-ASCII address without the SMTPUTF8 parameter (RFC 6531 3.5)
 };
 
 struct CommandOptions {
@@ -69,6 +70,8 @@ struct Command {
     core::MessageDsn dsn;                  // MAIL: RET=, ENVID= (smtpproto/DsnParams.h)
     // RCPT parameters.
     core::RecipientDsn rcptDsn;            // NOTIFY=, ORCPT=
+    bool requireTls = false;               // REQUIRETLS parameter present (RFC 8689 4; the session
+                                           // refuses it outside TLS)
     // AUTH: mechanism as sent (compare case-insensitively) and optional initial response.
     std::string authMechanism;
     std::optional<std::string> authInitialResponse;
@@ -87,8 +90,9 @@ struct Command {
 //    space before "<" tolerated;
 //  - HELO/EHLO: any single token without spaces or control characters (lenient, as Postfix);
 //  - MAIL: SIZE=digits, BODY=7BIT|8BITMIME|BINARYMIME, AUTH=xtext|<>, SMTPUTF8 (when enabled),
-//    RET= and ENVID= (when options.dsn); any other keyword -> UnknownParam; RCPT: NOTIFY= and
-//    ORCPT= (when options.dsn), any other -> UnknownParam;
+//    REQUIRETLS (no value; whether TLS is active is the session's question), RET= and ENVID=
+//    (when options.dsn); any other keyword -> UnknownParam; RCPT: NOTIFY= and ORCPT= (when
+//    options.dsn), any other -> UnknownParam;
 //  - BDAT: chunk-size (1*DIGIT) [SP "LAST"] (RFC 3030 2; LAST case-insensitive), else
 //    BadArguments (501 5.5.4);
 //  - DATA, RSET, QUIT, STARTTLS take no argument (BadArguments); NOOP ignores its argument

@@ -100,6 +100,8 @@ public:
             qe.dsn = envelope_.dsn;
             qe.recipientDsn = envelope_.remoteDsn;
             qe.hold = envelope_.hold;
+            qe.smtpUtf8 = envelope_.smtpUtf8;
+            qe.requireTls = envelope_.requireTls;
             if (!queue_.enqueue(tempPath_, size_, qe)) {
                 undo();
                 return result;

@@ -33,7 +33,8 @@ LdapResult resultOf(LDAP* ld, int code, const std::string& what) {
 }
 
 std::string lowerAscii(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::transform(s.begin(), s.end(), s.begin(),  // ASCII only: UTF-8 octets (RFC 6531) never change
+                   [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); });
     return s;
 }
 

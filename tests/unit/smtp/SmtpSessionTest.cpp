@@ -43,7 +43,7 @@ struct FakeDirectory : core::UserDirectory {
     core::RecipientLookup lookupRecipient(const std::string& a) override {
         core::RecipientLookup r;
         if (down) return r;
-        if (a == "alice@example.test" || a == "bob@example.test") {
+        if (a == "alice@example.test" || a == "bob@example.test" || a == "j\xC3\xB6rg@example.test") {
             r.answer = core::Answer::Yes;
             r.mailboxes = {"example.test/" + a.substr(0, a.find('@'))};
         } else {
@@ -609,6 +609,56 @@ BOOST_AUTO_TEST_CASE(postmaster_and_abuse_to_configured_address) {
     BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
     BOOST_TEST(f.sink.committed[0].env.localMailboxes ==
                (std::vector<std::string>{"example.test/bob", "example.test/alice"}));
+// RFC 6531: SMTPUTF8 is always offered; a UTF-8 address needs the MAIL parameter.
+BOOST_AUTO_TEST_CASE(smtputf8_offered_and_required_for_utf8_addresses) {
+    Fixture f;
+    BOOST_TEST(f.cmd("EHLO c").find("250-SMTPUTF8\r\n") != std::string::npos);
+    BOOST_TEST(f.cmd("MAIL FROM:<j\xC3\xB6rg@remote.test>") ==
+               "553 5.6.7 Non-ASCII address requires the SMTPUTF8 parameter\r\n");
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test>") == "250 2.1.0 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<j\xC3\xB6rg@example.test>") ==
+               "553 5.6.7 Non-ASCII address requires the SMTPUTF8 parameter\r\n");
+    BOOST_TEST(f.cmd("RSET") == "250 2.0.0 Ok\r\n");
+    // Invalid UTF-8 is a syntax error of the path (RFC 6531 3.3 grammar): 501.
+    BOOST_TEST(f.cmd("MAIL FROM:<j\xC0\xAFrg@remote.test> SMTPUTF8") == "501 5.1.7 Bad sender address syntax\r\n");
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test> SMTPUTF8") == "250 2.1.0 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<j\xED\xA0\x80rg@example.test>") == "501 5.1.3 Bad recipient address syntax\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<j\xC3\xB6rg@example.test>") == "250 2.1.5 Ok\r\n");
+    BOOST_TEST(f.cmd("DATA").find("354") == 0);
+    const std::string body = "Subject: gr\xC3\xBC\xC3\x9F" "e\r\n\r\nK\xC3\xA4se\r\n.\r\n";
+    BOOST_TEST(f.data(body).find("250 2.0.0") == 0);
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
+    BOOST_TEST(f.sink.committed[0].env.smtpUtf8);
+    BOOST_TEST(!f.sink.committed[0].env.requireTls);
+    const std::string& d = f.sink.committed[0].data;
+    BOOST_TEST(d.find("with UTF8SMTP id") != std::string::npos);  // RFC 6531 4.3
+    BOOST_TEST(d.find("for <j\xC3\xB6rg@example.test>") != std::string::npos);
+    BOOST_TEST(d.find("Subject: gr\xC3\xBC\xC3\x9F" "e\r\n\r\nK\xC3\xA4se\r\n") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(u_label_domain_is_looked_up_as_a_label) {
+    Fixture f;
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<x@b\xC3\xBC" "cher.example> SMTPUTF8");
+    // Domain not local: relay denied (unauthenticated), but parsed: the reply is policy, not syntax.
+    BOOST_TEST(f.cmd("RCPT TO:<u@b\xC3\xBC" "cher.example>").find("554 5.7.1") == 0);
+    BOOST_TEST(f.cmd("RCPT TO:<u@xn--zz.example>") == "501 5.1.3 Bad recipient address syntax\r\n");
+}
+
+// RFC 8689 4: REQUIRETLS only on TLS sessions, kept with the message.
+BOOST_AUTO_TEST_CASE(requiretls_only_over_tls) {
+    Fixture f;
+    BOOST_TEST(f.cmd("EHLO c").find("REQUIRETLS") == std::string::npos);
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test> REQUIRETLS") == "530 5.7.10 REQUIRETLS needs a TLS session\r\n");
+    Fixture t(Role::Mx, true);
+    BOOST_TEST(t.cmd("EHLO c").find("250-REQUIRETLS\r\n") != std::string::npos);
+    BOOST_TEST(t.cmd("MAIL FROM:<x@remote.test> REQUIRETLS") == "250 2.1.0 Ok\r\n");
+    BOOST_TEST(t.cmd("RCPT TO:<alice@example.test>") == "250 2.1.5 Ok\r\n");
+    t.cmd("DATA");
+    BOOST_TEST(t.data("Subject: x\r\n\r\nx\r\n.\r\n").find("250") == 0);
+    BOOST_REQUIRE_EQUAL(t.sink.committed.size(), 1u);
+    BOOST_TEST(t.sink.committed[0].env.requireTls);
+    BOOST_TEST(!t.sink.committed[0].env.smtpUtf8);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

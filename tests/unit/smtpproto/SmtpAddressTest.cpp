@@ -115,7 +115,17 @@ const PathCase pathCases[] = {
     {"label 64", "<u@" + Label64 + ".example>", F, false, PathError::DomainTooLong, "", "", ""},
     {"domain 255", "<u@" + Domain255 + ">", F, false, PathError::PathTooLong, "", "", ""},
     {"domain 257", "<u@" + Domain257 + ">", F, false, PathError::DomainTooLong, "", "", ""},
-    {"8-bit domain", "<u@ex\xC3\xA4mple.com>", F, true, PathError::BadDomain, "", "", ""},
+    {"8-bit domain off", "<u@ex\xC3\xA4mple.com>", F, false, PathError::BadDomain, "", "", ""},
+    // RFC 6531 3.3: U-labels with SMTPUTF8, kept as lower-case A-labels (one spelling)
+    {"u-label domain on", "<u@ex\xC3\xA4mple.com>", F, true, Ok, "u", "xn--exmple-cua.com", "u@xn--exmple-cua.com"},
+    {"u-label upper on", "<u@B\xC3\x9c" "CHER.example>", F, true, Ok, "u", "xn--bcher-kva.example",
+     "u@xn--bcher-kva.example"},
+    {"a-label domain", "<u@XN--BCHER-KVA.example>", F, false, Ok, "u", "xn--bcher-kva.example", "u@xn--bcher-kva.example"},
+    {"bad a-label", "<u@xn--zz.example>", F, false, PathError::BadDomain, "", "", ""},
+    {"bad utf8 domain on", "<u@b\xC3(cher.example>", F, true, PathError::EightBitNotAllowed, "", "", ""},
+    {"overlong domain on", "<u@b\xC0\xAF.example>", F, true, PathError::EightBitNotAllowed, "", "", ""},
+    {"disallowed u-label on", "<u@\xE2\x80\x8Dx.example>", F, true, PathError::BadDomain, "", "", ""},
+    {"u-label empty label on", "<u@b\xC3\xBC..example>", F, true, PathError::BadDomain, "", "", ""},
     // address literals
     {"ipv4 literal", "<u@[192.0.2.1]>", F, false, Ok, "u", "[192.0.2.1]", "u@[192.0.2.1]"},
     {"ipv4 literal 256", "<u@[192.0.2.256]>", F, false, PathError::BadAddressLiteral, "", "", ""},

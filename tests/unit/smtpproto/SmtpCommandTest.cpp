@@ -239,12 +239,29 @@ BOOST_AUTO_TEST_CASE(smtputf8_when_enabled) {
     BOOST_TEST(c.ok());
     BOOST_TEST(c.smtpUtf8);
     c = parseCommand("MAIL FROM:<j\xC3\xB6rg@b.example>", opts);
+    BOOST_TEST((c.error == CommandError::NeedsSmtpUtf8));  // RFC 6531 3.5: 553 5.6.7
+    BOOST_TEST(c.errorReply().code == 553);
+    BOOST_TEST(formatEnhanced(c.errorReply().code, c.errorReply().enh) == "5.6.7");
+    c = parseCommand("MAIL FROM:<a@b\xC3\xBC" "cher.example>", opts);  // U-label domain alike
+    BOOST_TEST((c.error == CommandError::NeedsSmtpUtf8));
+    c = parseCommand("MAIL FROM:<j\xC0\xAFrg@b.example> SMTPUTF8", opts);  // overlong: a syntax error
     BOOST_TEST((c.error == CommandError::BadSenderAddress));
+    BOOST_TEST(c.errorReply().code == 501);
     c = parseCommand("MAIL FROM:<a@b.example> SMTPUTF8=yes", opts);
     BOOST_TEST((c.error == CommandError::BadParamValue));
     c = parseCommand("RCPT TO:<j\xC3\xB6rg@b.example>", opts);
     BOOST_TEST(c.ok());
     BOOST_TEST(c.path.hasUtf8);
+}
+
+BOOST_AUTO_TEST_CASE(requiretls_parameter) {
+    Command c = parseCommand("MAIL FROM:<a@b.example> REQUIRETLS");
+    BOOST_TEST(c.ok());
+    BOOST_TEST(c.requireTls);
+    BOOST_TEST(!parseCommand("MAIL FROM:<a@b.example>").requireTls);
+    BOOST_TEST((parseCommand("MAIL FROM:<a@b.example> REQUIRETLS=1").error == CommandError::BadParamValue));
+    BOOST_TEST((parseCommand("MAIL FROM:<a@b.example> REQUIRETLS requiretls").error == CommandError::BadParamValue));
+    BOOST_TEST((parseCommand("RCPT TO:<a@b.example> REQUIRETLS").error == CommandError::UnknownParam));
 }
 
 BOOST_AUTO_TEST_CASE(configurable_line_limit) {
