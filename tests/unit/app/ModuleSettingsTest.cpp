@@ -56,6 +56,8 @@ const std::map<std::string, Values> Special = {
     {"tls.ecdsa_key_file", {{"tls.ecdsa_key_file", "/nonexistent/ec.key"}, {"tls.ecdsa_cert_file", "/nonexistent/ec.pem"}}},
     {"policy.service", {{"policy.service", "inet:127.0.0.1:10040"}}},
     {"policy.roles", {{"policy.roles", "mx"}}},
+    {"smtp.postmaster_address", {{"smtp.postmaster_address", "root@example.org"}}},
+    {"smtp.abuse_address", {{"smtp.abuse_address", "abuse-desk@example.org"}}},
     {"pop_before_smtp.ipv6_prefix", {{"pop_before_smtp.ipv6_prefix", "64"}}},
     {"cluster.conninfo", {{"cluster.conninfo", "host=db.example.org dbname=postern"}}},
     {"delivery.retry_schedule", {{"delivery.retry_schedule", "2m, 10m"}}},

@@ -609,6 +609,8 @@ BOOST_AUTO_TEST_CASE(postmaster_and_abuse_to_configured_address) {
     BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
     BOOST_TEST(f.sink.committed[0].env.localMailboxes ==
                (std::vector<std::string>{"example.test/bob", "example.test/alice"}));
+}
+
 // RFC 6531: SMTPUTF8 is always offered; a UTF-8 address needs the MAIL parameter.
 BOOST_AUTO_TEST_CASE(smtputf8_offered_and_required_for_utf8_addresses) {
     Fixture f;
