@@ -1,10 +1,16 @@
 """A private Postfix (Debian's postfix package) as the next hop of outbound delivery: the
 real MTA most of the Internet's mail meets. It runs from its own config directory in a
-temporary directory (`postfix -c DIR`, as /work/shared/reference/up.sh does), listens on
-127.0.0.1:<free port>, accepts mail from loopback for any domain and puts every message
-on HOLD, so a test reads what Postfix recorded for it with postcat: the envelope sender,
-the recipients, the DSN attributes (envelope_id, ret_flags, notify_flags, dsn_orig_rcpt),
-the SMTPUTF8 flag and the message. Postfix's own log goes to a file in the same directory (maillog_file).
+temporary directory (`postfix -c DIR`, as /work/shared/reference/up.sh does) and listens on
+127.0.0.1:<free port>. Its smtpd offers PIPELINING, DSN, SMTPUTF8 and CHUNKING (not
+BINARYMIME) and logs per-session command counts ("bdat=2") in its own log file.
+
+Two modes:
+- hold (the default): accepts mail from loopback for any domain and puts every message on
+  HOLD, so a test reads what Postfix recorded for it with postcat: the envelope sender, the
+  recipients, the DSN attributes (envelope_id, ret_flags, notify_flags, dsn_orig_rcpt), the
+  SMTPUTF8 flag and the message;
+- mailboxes (users=...): delivers <user>@<domain> to Maildirs through virtual(8), read with
+  messages(user); other domains are refused.
 
     with PostfixPeer() as pf:
         Postern(overrides={"delivery.relayhost": "127.0.0.1:%d" % pf.port, ...})
@@ -64,11 +70,14 @@ class HeldMessage:
 
 
 class PostfixPeer:
-    def __init__(self, smtputf8=True):
+    def __init__(self, smtputf8=True, domain="remote.test", users=None):
         # Its own temporary directory, traversable by the postfix user (the harness's is 0700).
         self.dir = tempfile.mkdtemp(prefix="postern-postfix-")
         os.chmod(self.dir, 0o755)
         self.smtputf8 = smtputf8
+        self.domain = domain
+        self.users = list(users or [])  # empty: hold mode
+        self.mail = os.path.join(self.dir, "mail")
         self.port = None
         self.started = False
 
@@ -126,17 +135,21 @@ class PostfixPeer:
             "alias_maps =",
             "alias_database =",
             "mynetworks = 127.0.0.0/8",
+        ] + (self._mailbox_cf(etc) if self.users else [
             # Relay anything from loopback, then hold it: nothing leaves, everything is
             # left in the queue for postcat.
             "smtpd_relay_restrictions = permit_mynetworks, reject",
             "smtpd_recipient_restrictions =",
             "smtpd_end_of_data_restrictions = check_client_access static:HOLD",
+        ]) + [
             "smtputf8_enable = " + ("yes" if self.smtputf8 else "no"),
             "smtpd_tls_security_level = none",
             "",
         ])
         with open(os.path.join(etc, "main.cf"), "w") as f:
             f.write(main_cf)
+        if self.users:
+            self._run("/usr/sbin/postmap", "-c", etc, "hash:" + os.path.join(etc, "vmailbox"))
         master = [
             "127.0.0.1:%d inet n - n - - smtpd" % self.port,
             "pickup unix n - n 60 1 pickup",
@@ -158,6 +171,7 @@ class PostfixPeer:
             "anvil unix - - n - 1 anvil",
             "scache unix - - n - 1 scache",
             "postlog unix-dgram n - n - 1 postlogd",
+            "virtual unix - n n - - virtual",
             "",
         ]
         with open(os.path.join(etc, "master.cf"), "w") as f:
@@ -176,10 +190,48 @@ class PostfixPeer:
         wait_for(listening, 30, what="Postfix on 127.0.0.1:%d" % self.port)
         return self
 
+    MAIL_UID = 5000
+
+    def _mailbox_cf(self, etc):
+        os.makedirs(self.mail, mode=0o770, exist_ok=True)
+        os.chown(self.mail, self.MAIL_UID, self.MAIL_UID)
+        vmailbox = os.path.join(etc, "vmailbox")
+        with open(vmailbox, "w") as f:
+            for u in self.users:
+                f.write("%s@%s %s/%s/\n" % (u, self.domain, self.domain, u))
+        return ["virtual_mailbox_domains = " + self.domain,
+                "virtual_mailbox_base = " + self.mail,
+                "virtual_mailbox_maps = hash:" + vmailbox,
+                "virtual_uid_maps = static:%d" % self.MAIL_UID,
+                "virtual_gid_maps = static:%d" % self.MAIL_UID,
+                "smtpd_relay_restrictions = reject_unauth_destination"]
+
+    def messages(self, user):
+        """Mailboxes mode: the messages in <user>@<domain>'s Maildir, oldest first."""
+        out = []
+        for sub in ("new", "cur"):
+            d = os.path.join(self.mail, self.domain, user, sub)
+            if os.path.isdir(d):
+                for name in sorted(os.listdir(d)):
+                    with open(os.path.join(d, name), "rb") as f:
+                        out.append(f.read())
+        return out
+
     def stop(self):
         if self.started:
             self._run(POSTFIX, "-c", self.config_dir, "stop", check=False)
             self.started = False
+            # master exits asynchronously: wait until its pid is gone before removing its files.
+            pid_file = os.path.join(self.dir, "spool", "pid", "master.pid")
+
+            def gone():
+                try:
+                    with open(pid_file) as f:
+                        os.kill(int(f.read().strip()), 0)
+                    return False
+                except (OSError, ValueError):
+                    return True
+            wait_for(gone, 20, what="Postfix master to exit")
         if not os.environ.get("POSTERN_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -420,11 +420,10 @@ def submit_bdat(p, rcpt, msg, body_param=""):
 
 
 def test_outbound_uses_bdat_when_the_next_hop_offers_chunking():
-    import postfix_peer
-    if not postfix_peer.available():
-        print("SKIP: needs root and Debian's postfix (the next hop that speaks CHUNKING)")
-        return
-    with postfix_peer.PostfixPeer() as peer, Postern(overrides=outbound_overrides(peer)) as p:
+    import postfix_support
+    if not postfix_support.available():
+        raise AssertionError("needs root and Debian's postfix (scripts/test installs it): the next hop that speaks CHUNKING")
+    with postfix_support.PostfixPeer(users=["friend"]) as peer, Postern(overrides=outbound_overrides(peer)) as p:
         marker, msg = make_message(sender="alice@example.test", to="friend@remote.test")
         submit_bdat(p, "friend@remote.test", msg)
         wait_for(lambda: any(marker.encode() in m for m in peer.messages("friend")), timeout=60,
@@ -441,12 +440,11 @@ def test_outbound_uses_bdat_when_the_next_hop_offers_chunking():
 
 
 def test_binary_message_to_hop_without_binarymime_bounces_563():
-    import postfix_peer
-    if not postfix_peer.available():
-        print("SKIP: needs root and Debian's postfix")
-        return
+    import postfix_support
+    if not postfix_support.available():
+        raise AssertionError("needs root and Debian's postfix (scripts/test installs it)")
     # Postfix offers CHUNKING but not BINARYMIME: the binary message cannot go there.
-    with postfix_peer.PostfixPeer() as peer, Postern(overrides=outbound_overrides(peer)) as p:
+    with postfix_support.PostfixPeer(users=["friend"]) as peer, Postern(overrides=outbound_overrides(peer)) as p:
         marker = b"bin-out-%d" % os.getpid()
         msg = binary_message(marker).replace(b"\r\n\r\n", b"\r\nDate: Thu, 1 Jan 2026 00:00:00 +0000\r\n"
                                              b"Message-ID: <bin@example.test>\r\n\r\n", 1)

@@ -18,6 +18,7 @@ from postern_harness import (DEFAULT_USERS, Postern, _root_dir, assert_stored_eq
                              check_eq, expect, make_test_cert, plain_ir, pop_find, received_protocol,
                              run_tests, smtp_auth, wait_for)
 from delivery_support import DnsServer, Sink, _Handler, delivery_overrides, sink_port
+import postfix_support
 from aiosmtpd.controller import Controller  # noqa: E402  (path set up by delivery_support)
 from aiosmtpd.smtp import SMTP  # noqa: E402
 
@@ -280,6 +281,33 @@ def test_relay_passes_smtputf8_and_8bitmime_byte_exact():
             check("SMTPUTF8" in got.mail_options, "SMTPUTF8 passed on: %r" % got.mail_options)
             check("BODY=8BITMIME" in got.mail_options, "BODY=8BITMIME passed on: %r" % got.mail_options)
             assert_stored_equals(got.content, msg, "message at the peer")
+
+
+def test_relay_to_postfix_with_smtputf8():
+    """A real Postfix as the next hop (delivery.relayhost, test change): it takes the UTF-8
+    envelope only because SMTPUTF8 was passed on (it would answer 553 5.6.7 otherwise),
+    records the SMTPUTF8 flag in its queue file and has the UTF-8 header fields unchanged."""
+    if not postfix_support.available():
+        raise AssertionError("needs root and the postfix package (scripts/test installs it)")
+    with postfix_support.PostfixPeer() as pf:
+        o = {"delivery.enabled": "true",  # test change: outbound delivery on
+             "delivery.relayhost": "127.0.0.1:%d" % pf.port,  # test change: the Postfix peer
+             "delivery.relayhost_tls": "none",  # test change: the peer offers no STARTTLS
+             "delivery.scan_interval": "1s"}
+        with Postern(users=USERS, overrides=o) as p:
+            marker = new_marker("postfix")
+            rcpt = "\u00fcser@b\u00fccher-remote.test"
+            msg = utf8_message(marker, JOERG, rcpt)
+            relay(p, JOERG, JOERG_PW, [rcpt], msg)
+            held = pf.wait_held(lambda m: marker in m.text)
+            p.log_contains(r"event=delivery\.ok", timeout=20)
+            check_eq(held.records.get("sender"), JOERG, "UTF-8 sender at Postfix:\n" + held.text)
+            # Postern keeps the local part byte-exact and sends the domain as an A-label.
+            a_label = "b\u00fccher-remote".encode("idna").decode("ascii")  # Python's codec: same label here
+            check_eq(held.all("recipient"), ["\u00fcser@%s.test" % a_label], "recipient at Postfix")
+            check(held.smtputf8_flags is not None and held.smtputf8_flags & 1,
+                  "Postfix recorded MAIL ... SMTPUTF8 (flags %r):\n%s" % (held.smtputf8_flags, held.text))
+            check("Gr\u00fc\u00dfe aus K\u00f6ln" in held.text, "UTF-8 Subject unchanged at Postfix")
 
 
 def test_relay_to_peer_without_smtputf8_bounces_5_6_7_only_when_needed():
