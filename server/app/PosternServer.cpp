@@ -10,6 +10,7 @@
 #include "app/CountingGrantStore.h"
 #include "app/ListenerFactory.h"
 #include "app/Telemetry.h"
+#include "core/EventLine.h"
 #include "metrics/HealthServer.h"
 #include "app/Privileges.h"
 #include "app/Services.h"
@@ -65,9 +66,13 @@ Poco::Logger& serverLog() { return Poco::Logger::get("postern.server"); }
 // is logged instead of vanishing.
 class LoggingErrorHandler : public Poco::ErrorHandler {
 public:
-    void exception(const Poco::Exception& e) override { serverLog().error("event=thread.exception error=\"%s\"", e.displayText()); }
-    void exception(const std::exception& e) override { serverLog().error("event=thread.exception error=\"%s\"", std::string(e.what())); }
-    void exception() override { serverLog().error("event=thread.exception error=unknown"); }
+    void exception(const Poco::Exception& e) override {
+        serverLog().error(core::EventLine("thread.exception").text("error", e.displayText()).str());
+    }
+    void exception(const std::exception& e) override {
+        serverLog().error(core::EventLine("thread.exception").text("error", e.what()).str());
+    }
+    void exception() override { serverLog().error(core::EventLine("thread.exception").add("error", "unknown").str()); }
 };
 
 class GrantSweeper : public Poco::Util::TimerTask {
@@ -170,9 +175,9 @@ int PosternServer::main(const std::vector<std::string>&) {
     try {
         return serve();
     } catch (const Poco::Exception& e) {
-        serverLog().fatal("event=startup.fail error=\"%s\"", e.displayText());
+        serverLog().fatal(core::EventLine("startup.fail").text("error", e.displayText()).str());
     } catch (const std::exception& e) {
-        serverLog().fatal("event=startup.fail error=\"%s\"", std::string(e.what()));
+        serverLog().fatal(core::EventLine("startup.fail").text("error", e.what()).str());
     }
     return EXIT_CONFIG;
 }
@@ -219,8 +224,11 @@ int PosternServer::serve() {
     for (const auto& b : cfg.backends) {
         handles.push_back(loader.load(b.plugin, b.name, b.params));
         chain.push_back({b.name, handles.back().get(), b.domains});
-        serverLog().information("event=backend.loaded name=%s plugin=%s version=%s", b.name, handles.back().pluginName(),
-                             handles.back().pluginVersion());
+        serverLog().information(core::EventLine("backend.loaded")
+                                    .add("name", b.name)
+                                    .add("plugin", handles.back().pluginName())
+                                    .add("version", handles.back().pluginVersion())
+                                    .str());
     }
     Telemetry telemetry;
     auth::AuthFacade facade(chain);
@@ -242,7 +250,7 @@ int PosternServer::serve() {
         cs.statementTimeout = cfg.cluster.statementTimeout;
         cs.applicationName = "postern-cluster";
         clusterPool = std::make_unique<pg::Pool>(cs);
-        serverLog().information("event=cluster.on pool_size=%d", cfg.cluster.poolSize);
+        serverLog().information(core::EventLine("cluster.on").add("pool_size", cfg.cluster.poolSize).str());
     }
 
     // --- abuse controls ------------------------------------------------------------------
@@ -342,7 +350,8 @@ int PosternServer::serve() {
         maildrops = clusterMaildrops.get();
     }
     queue::OutboundQueue outQueue(cfg.queueDir, queue::QueueLimits{cfg.queueMaxSize, cfg.queueMaxMessages});
-    if (auto removed = outQueue.recover()) serverLog().notice("event=queue.recover removed=%z", removed);
+    if (auto removed = outQueue.recover())
+        serverLog().notice(core::EventLine("queue.recover").add("removed", removed).str());
     store::SpoolSink sink(mailStore, outQueue);
     // Outbound delivery: after the sink (bounces go through it); reads the smarthost
     // password file now, while still privileged. delivery.enabled=false: nothing is sent.
@@ -409,11 +418,18 @@ int PosternServer::serve() {
         Poco::AutoPtr<OverloadFilter> filter = new OverloadFilter(l, registry);
         filter->attach(rl.server.get());
         rl.server->setConnectionFilter(filter);
-        serverLog().information("event=listener.up name=%s address=%s protocol=%s role=%s tls=%s max_threads=%d",
-                             l.name, sa.toString(), std::string(l.protocol == config::Protocol::Pop3 ? "pop3" : "smtp"),
-                             std::string(l.protocol == config::Protocol::Pop3 ? "-" : (l.role == config::SmtpRole::Submission ? "submission" : "mx")),
-                             std::string(l.tls == config::TlsMode::Implicit ? "implicit" : l.tls == config::TlsMode::StartTls ? "starttls" : "none"),
-                             l.maxThreads);
+        serverLog().information(core::EventLine("listener.up")
+                                    .add("name", l.name)
+                                    .add("address", sa.toString())
+                                    .add("protocol", l.protocol == config::Protocol::Pop3 ? "pop3" : "smtp")
+                                    .add("role", l.protocol == config::Protocol::Pop3
+                                                     ? "-"
+                                                     : (l.role == config::SmtpRole::Submission ? "submission" : "mx"))
+                                    .add("tls", l.tls == config::TlsMode::Implicit   ? "implicit"
+                                                : l.tls == config::TlsMode::StartTls ? "starttls"
+                                                                                     : "none")
+                                    .add("max_threads", l.maxThreads)
+                                    .str());
         listeners.push_back(std::move(rl));
     }
     // Ports are bound and secrets read (TLS key, plugin password files): from here on
@@ -459,7 +475,7 @@ int PosternServer::serve() {
             },
             ho);
         health->start();
-        serverLog().information("event=health.up address=%s", health->address().toString());
+        serverLog().information(core::EventLine("health.up").add("address", health->address().toString()).str());
     }
     if (deliveryService) deliveryService->start();  // scans the queue: resumes after a crash
 
@@ -467,7 +483,8 @@ int PosternServer::serve() {
         Poco::FileOutputStream ready(cfg.readyFile);
         ready << "ready " << Poco::Process::id() << "\n";
     }
-    serverLog().information("event=ready listeners=%z hostname=%s", listeners.size(), cfg.hostname);
+    serverLog().information(
+        core::EventLine("ready").add("listeners", listeners.size()).add("hostname", cfg.hostname).str());
 
     for (;;) {
         int sig = 0;
@@ -479,17 +496,19 @@ int PosternServer::serve() {
         try {
             checkSecretFile(cfg.tls.keyFile, "tls.key_file");
             services.setTlsContext(net::makeServerContext(tlsSettings));
-            serverLog().notice("event=tls.reload result=ok cert=%s", cfg.tls.certFile);
+            serverLog().notice(core::EventLine("tls.reload").add("result", "ok").add("cert", cfg.tls.certFile).str());
         } catch (const Poco::Exception& e) {
-            serverLog().error("event=tls.reload result=fail error=\"%s\"", e.displayText());
+            serverLog().error(core::EventLine("tls.reload").add("result", "fail").text("error", e.displayText()).str());
         } catch (const std::exception& e) {
-            serverLog().error("event=tls.reload result=fail error=\"%s\"", std::string(e.what()));
+            serverLog().error(core::EventLine("tls.reload").add("result", "fail").text("error", e.what()).str());
         }
     }
 
     // --- graceful drain --------------------------------------------------------------------
-    serverLog().information("event=shutdown.begin sessions=%z grace_ms=%ld", registry.size(),
-                         static_cast<long>(cfg.shutdownGrace.count()));
+    serverLog().information(core::EventLine("shutdown.begin")
+                                .add("sessions", registry.size())
+                                .add("grace_ms", static_cast<long>(cfg.shutdownGrace.count()))
+                                .str());
     // Mark the drain first: from now on the acceptor answers new clients 421 / -ERR at once
     // (the acceptor thread may still take a connection before stop() returns), and idle
     // sessions say goodbye.
@@ -497,7 +516,7 @@ int PosternServer::serve() {
     for (auto& l : listeners) l.server->stop();  // stop accepting
     std::size_t left = registry.waitEmpty(cfg.shutdownGrace);
     if (left > 0) {
-        serverLog().warning("event=shutdown.abort sessions=%z", left);
+        serverLog().warning(core::EventLine("shutdown.abort").add("sessions", left).str());
         registry.abortAll();
         registry.waitEmpty(std::chrono::milliseconds(2000));
     }
@@ -514,8 +533,10 @@ int PosternServer::serve() {
     }
     listeners.clear();
     if (!cfg.readyFile.empty()) std::remove(cfg.readyFile.c_str());  // gone already is fine
-    serverLog().information("event=shutdown.done auth_cache_hits=%Lu auth_cache_misses=%Lu",
-                            static_cast<Poco::UInt64>(authCache.hits()), static_cast<Poco::UInt64>(authCache.misses()));
+    serverLog().information(core::EventLine("shutdown.done")
+                                .add("auth_cache_hits", static_cast<Poco::UInt64>(authCache.hits()))
+                                .add("auth_cache_misses", static_cast<Poco::UInt64>(authCache.misses()))
+                                .str());
     Poco::Net::uninitializeSSL();
     return EXIT_OK;
 }

@@ -1,6 +1,6 @@
 #include "delivery/Dsn.h"
 
-#include <ctime>
+#include "core/MailDate.h"
 
 namespace postern::delivery {
 
@@ -17,15 +17,6 @@ std::string clean(const std::string& s, std::size_t max = 700) {
 }
 
 }  // namespace
-
-std::string rfc5322Date(std::chrono::system_clock::time_point t) {
-    std::time_t tt = std::chrono::system_clock::to_time_t(t);
-    std::tm tm{};
-    ::gmtime_r(&tt, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    return buf;
-}
 
 std::string headerSection(const std::string& message, std::size_t maxBytes) {
     std::size_t end = message.find("\r\n\r\n");
@@ -47,7 +38,7 @@ std::string formatDsn(const DsnInput& in) {
     m += "To: <" + clean(in.originalSender) + ">" + crlf;
     m += std::string("Subject: ") +
          (failed ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)") + crlf;
-    m += "Date: " + rfc5322Date(in.now) + crlf;
+    m += "Date: " + core::rfc5322Date(in.now) + crlf;
     m += "Message-ID: <" + in.queueId + "." + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
                                                                  in.now.time_since_epoch()).count()) +
          (failed ? ".bounce" : ".delay") + "@" + in.reportingMta + ">" + crlf;
@@ -85,7 +76,7 @@ std::string formatDsn(const DsnInput& in) {
     m += "Content-Type: message/delivery-status" + crlf + crlf;
     m += "Reporting-MTA: dns; " + in.reportingMta + crlf;
     m += "X-Postern-Queue-ID: " + in.queueId + crlf;
-    m += "Arrival-Date: " + rfc5322Date(in.arrival) + crlf;
+    m += "Arrival-Date: " + core::rfc5322Date(in.arrival) + crlf;
     for (const auto& r : in.recipients) {
         m += crlf;
         m += "Final-Recipient: rfc822; " + clean(r.address) + crlf;
@@ -95,8 +86,8 @@ std::string formatDsn(const DsnInput& in) {
         if (!r.diagnostic.empty())
             m += std::string("Diagnostic-Code: ") + (r.diagnosticIsSmtp ? "smtp; " : "X-Postern; ") +
                  clean(r.diagnostic) + crlf;
-        m += "Last-Attempt-Date: " + rfc5322Date(in.now) + crlf;
-        if (!failed) m += "Will-Retry-Until: " + rfc5322Date(in.willRetryUntil) + crlf;
+        m += "Last-Attempt-Date: " + core::rfc5322Date(in.now) + crlf;
+        if (!failed) m += "Will-Retry-Until: " + core::rfc5322Date(in.willRetryUntil) + crlf;
     }
     m += crlf;
 

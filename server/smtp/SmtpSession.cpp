@@ -1,6 +1,7 @@
 #include "smtp/SmtpSession.h"
 
-#include "core/LogValue.h"
+#include "core/EventLine.h"
+#include "core/MailDate.h"
 
 #include "policy/TransactionPolicy.h"
 #include "smtpproto/SmtpCommand.h"
@@ -28,20 +29,6 @@ bool startsWithNoCase(std::string_view s, std::string_view prefix) {
     return true;
 }
 
-// RFC 5322 3.3 date-time in UTC: "Fri, 27 Nov 2026 21:37:52 +0000".
-std::string rfc5322Date(std::chrono::system_clock::time_point tp) {
-    std::time_t t = std::chrono::system_clock::to_time_t(tp);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    static const char* const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char* const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%s, %d %s %d %02d:%02d:%02d +0000", days[tm.tm_wday], tm.tm_mday,
-                  months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    return buf;
-}
-
 std::string randomHex(std::size_t bytes) {
     std::string raw(bytes, '\0');
     Poco::RandomInputStream rnd;
@@ -57,9 +44,6 @@ std::string randomHex(std::size_t bytes) {
 
 // Strips CR/LF/control characters from client-supplied text before it goes into a
 // header or a log line (a HELO name must not be able to add header lines).
-// An address for a log line's from=<...> / to=<...>: the null sender stays "<>".
-std::string logAddress(std::string_view a) { return a.empty() ? std::string() : core::logValue(a); }
-
 std::string sanitize(std::string_view s, std::size_t max = 255) {
     std::string out;
     for (char c : s.substr(0, max)) {
@@ -117,7 +101,7 @@ SmtpOutput SmtpSession::error(const Reply& r) {
     // A client that keeps sending bad commands is either broken or probing: cut it off
     // (as Postfix's smtpd_hard_error_limit does).
     if (++errors_ >= settings_.maxErrors) {
-        logger().notice("s=" + sessionId_ + " event=smtp.too_many_errors ip=" + client_.host());
+        logger().notice(core::EventLine::inSession(sessionId_, "smtp.too_many_errors").add("ip", client_.host()).str());
         SmtpOutput out = reply(r);
         out.bytes += replies::tooManyErrors().format(enhancedCodes_);
         out.action = SmtpOutput::Action::Close;
@@ -130,8 +114,10 @@ SmtpOutput SmtpSession::error(const Reply& r) {
 SmtpOutput SmtpSession::greeting() { return reply(replies::greeting(settings_.hostname)); }
 
 SmtpOutput SmtpSession::onTimeout() {
-    logger().information("s=" + sessionId_ + " event=smtp.timeout ip=" + client_.host() +
-                         (data_ ? " phase=data" : " phase=command"));
+    logger().information(core::EventLine::inSession(sessionId_, "smtp.timeout")
+                             .add("ip", client_.host())
+                             .add("phase", data_ ? "data" : "command")
+                             .str());
     data_.reset();  // an unfinished message is discarded, never delivered
     return reply(replies::timeout(), SmtpOutput::Action::Close);
 }
@@ -146,7 +132,7 @@ SmtpOutput SmtpSession::onLineTooLong() {
     // the rest of it is never read, so nothing after it can be trusted to be a command.
     sasl_.reset();
     data_.reset();
-    logger().notice("s=" + sessionId_ + " event=smtp.line_too_long ip=" + client_.host());
+    logger().notice(core::EventLine::inSession(sessionId_, "smtp.line_too_long").add("ip", client_.host()).str());
     return reply(Reply(500, Enhanced::LineTooLong, "Line too long"), SmtpOutput::Action::Close);
 }
 
@@ -313,8 +299,12 @@ SmtpOutput SmtpSession::finishAuth(const sasl::Step& step) {
         sasl_.reset();
         return error(Reply(501, Enhanced::SyntaxError, "Cannot decode AUTH response"));
     case StepKind::BadAuthzid:
-        logger().notice("s=" + sessionId_ + " event=auth.fail svc=smtp ip=" + client_.host() +
-                        " user=" + core::logValue(sasl_->credentials().user) + " result=authzid_mismatch");
+        logger().notice(core::EventLine::inSession(sessionId_, "auth.fail")
+                            .add("svc", "smtp")
+                            .add("ip", client_.host())
+                            .add("user", sasl_->credentials().user)
+                            .add("result", "authzid_mismatch")
+                            .str());
         sasl_.reset();
         return error(replies::authInvalid());
     case StepKind::Done: break;
@@ -350,13 +340,20 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
         cmd.path, policy::SenderRequest{settings_.role == Role::Submission, who, client_, ports_.limiter});
     if (!sv.accepted) {
         if (sv.reason == "sender") {
-            logger().notice("s=" + sessionId_ + " event=mail.reject ip=" + client_.host() + " from=<" +
-                            logAddress(cmd.path.address()) + "> user=" + core::logValue(who ? who->user : "") +
-                            " reply=\"" + std::to_string(sv.reply.code) + " " + sv.reply.text() + "\"");
+            logger().notice(core::EventLine::inSession(sessionId_, "mail.reject")
+                                .add("ip", client_.host())
+                                .address("from", cmd.path.address())
+                                .add("user", who ? who->user : "")
+                                .text("reply", std::to_string(sv.reply.code) + " " + sv.reply.text())
+                                .str());
             return error(sv.reply);
         }
-        logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" +
-                         core::logValue(who ? who->user : "") + " limit=" + core::logValue(sv.limit) + " stage=mail");
+        logger().warning(core::EventLine::inSession(sessionId_, "limit.hit")
+                             .add("ip", client_.host())
+                             .add("user", who ? who->user : "")
+                             .add("limit", sv.limit)
+                             .add("stage", "mail")
+                             .str());
         count("smtp_reject", "rate_limit");
         return reply(sv.reply);
     }
@@ -376,20 +373,27 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
         policy::RecipientContext{identity_.has_value(), client_, ports_.directory, ports_.grants, settings_.hostname},
         txn_->sender, settings_.grantOwnSendersOnly, who, ports_.limiter};
     policy::RcptVerdict v = policy::TransactionPolicy::decideRecipient(cmd.path, req);
-    std::string to = logAddress(cmd.path.address());
+    const std::string to(cmd.path.address());
     if (v.kind != policy::RcptVerdict::Kind::Accept) {
         if (v.reason == "rate_limit" || v.reason == "rate_tempfail") {
-            logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" +
-                             core::logValue(who ? who->user : "") + " to=<" + to + "> limit=" +
-                             core::logValue(v.limit) + " stage=rcpt");
+            logger().warning(core::EventLine::inSession(sessionId_, "limit.hit")
+                                 .add("ip", client_.host())
+                                 .add("user", who ? who->user : "")
+                                 .address("to", to)
+                                 .add("limit", v.limit)
+                                 .add("stage", "rcpt")
+                                 .str());
             count("smtp_reject", "rate_limit");
             return reply(v.reply);
         }
-        logger().notice("s=" + sessionId_ + " event=rcpt.reject ip=" + client_.host() + " from=<" +
-                        logAddress(txn_->sender.address()) + "> to=<" + to + "> user=" +
-                        core::logValue(who ? who->user : "") + " reason=" + v.reason +
-                        (v.reason == "grant_sender_mismatch" ? " grant_user=" + core::logValue(v.grantUser) : "") +
-                        " reply=\"" + std::to_string(v.reply.code) + " " + v.reply.text() + "\"");
+        core::EventLine rejected = core::EventLine::inSession(sessionId_, "rcpt.reject");
+        rejected.add("ip", client_.host())
+            .address("from", txn_->sender.address())
+            .address("to", to)
+            .add("user", who ? who->user : "")
+            .add("reason", v.reason);
+        if (v.reason == "grant_sender_mismatch") rejected.add("grant_user", v.grantUser);
+        logger().notice(rejected.text("reply", std::to_string(v.reply.code) + " " + v.reply.text()).str());
         count("smtp_reject", v.reason.empty() ? "recipient" : v.reason);
         if (v.kind == policy::RcptVerdict::Kind::TempFail) return reply(v.reply);
         return error(v.reply);
@@ -420,8 +424,10 @@ SmtpOutput SmtpSession::handleData(const Command&) {
     core::SinkStatus status = core::SinkStatus::TempFail;
     core::MessageWriterPtr writer = ports_.sink.open(env, status);
     if (!writer) {
-        logger().warning("s=" + sessionId_ + " event=data.tempfail ip=" + client_.host() + " reason=" +
-                         (status == core::SinkStatus::QueueFull ? "queue_full" : "sink_open_failed"));
+        logger().warning(core::EventLine::inSession(sessionId_, "data.tempfail")
+                             .add("ip", client_.host())
+                             .add("reason", (status == core::SinkStatus::QueueFull ? "queue_full" : "sink_open_failed"))
+                             .str());
         resetTransaction();
         return reply(status == core::SinkStatus::QueueFull ? replies::queueFull() : replies::tempFailure());
     }
@@ -457,7 +463,7 @@ std::string SmtpSession::receivedHeader() const {
                     "])\r\n\tby " + settings_.hostname + " (Postern) with " + protocolKeyword() + " id " +
                     sessionId_ + "." + std::to_string(transactions_ + 1);
     if (txn_ && txn_->recipients.size() == 1) h += "\r\n\tfor <" + txn_->recipients.front() + ">";
-    h += "; " + rfc5322Date(now_()) + "\r\n";
+    h += "; " + core::rfc5322Date(now_()) + "\r\n";
     return h;
 }
 
@@ -506,7 +512,7 @@ std::size_t SmtpSession::onData(const char* bytes, std::size_t size, SmtpOutput&
                 pos = nl + 2;
             }
             // RFC 6409 8.2 / 8.3: the MSA may add a missing Date and Message-ID.
-            if (!hasDate) extra += "Date: " + rfc5322Date(now_()) + "\r\n";
+            if (!hasDate) extra += "Date: " + core::rfc5322Date(now_()) + "\r\n";
             if (!hasId) extra += "Message-ID: <" + randomHex(12) + "." + sessionId_ + "@" + settings_.hostname + ">\r\n";
         }
         writeData(extra.data(), extra.size());
@@ -522,11 +528,15 @@ SmtpOutput SmtpSession::finishData() {
         // A message that is all header (no empty line): write what we held.
         writeData(d->headerBuf.data(), d->headerBuf.size());
     }
-    std::string from = logAddress(txn_->sender.address());
-    // "s=<id> event=<name>" first, then the details (DESIGN: Logging). Client-supplied values
-    // go through core::logValue: one token each, nothing forged.
-    std::string who = " ip=" + client_.host() + " from=<" + from + "> user=" + core::logValue(identity_ ? identity_->user : "");
-    auto line = [&](const std::string& event) { return "s=" + sessionId_ + " event=" + event + who; };
+    // "s=<id> event=<name>" first, then the details (DESIGN: Logging); core::EventLine escapes
+    // client-supplied values: one token each, nothing forged. Copied: the transaction ends first.
+    const std::string from(txn_->sender.address());
+    const std::string user = identity_ ? identity_->user : "";
+    auto line = [&](std::string_view event) {
+        core::EventLine l = core::EventLine::inSession(sessionId_, event);
+        l.add("ip", client_.host()).address("from", from).add("user", user);
+        return l;
+    };
     // RFC 5321 2.3.8 / CVE-2023-51764: a bare CR or LF is never a line end here, and a
     // message carrying one is refused whole, so a smuggled second message cannot exist.
     // Size, header and line limits are refused the same way, after the end of data.
@@ -543,7 +553,7 @@ SmtpOutput SmtpSession::finishData() {
     }
     if (!reason.empty()) {
         count("smtp_reject", reason);
-        logger().notice(line("message.reject") + " reason=" + reason + " reply=\"" + std::to_string(r.code) + "\"");
+        logger().notice(line("message.reject").add("reason", reason).text("reply", std::to_string(r.code)).str());
         d.reset();  // nothing was delivered: the writer removes its temp file
         resetTransaction();
         return error(r);
@@ -557,15 +567,17 @@ SmtpOutput SmtpSession::finishData() {
     switch (res.status) {
     case core::SinkStatus::Ok:
         count("smtp_message", settings_.role == Role::Submission ? "submission" : "mx");
-        logger().information(line("message.accept") + " id=" + res.queueId + " rcpts=" + std::to_string(nrcpt) +
-                             " size=" + std::to_string(d->reader.status().bytes) + (grant ? " via=pop_before_smtp" : ""));
+        core::EventLine accepted = line("message.accept");
+        accepted.add("id", res.queueId).add("rcpts", nrcpt).add("size", d->reader.status().bytes);
+        if (grant) accepted.add("via", "pop_before_smtp");
+        logger().information(accepted.str());
         return reply(replies::queued(res.queueId));
     case core::SinkStatus::QueueFull:
-        logger().warning(line("message.tempfail") + " reason=queue_full");
+        logger().warning(line("message.tempfail").add("reason", "queue_full").str());
         return reply(replies::queueFull());
     case core::SinkStatus::TempFail: break;
     }
-    logger().warning(line("message.tempfail") + " reason=write_failed");
+    logger().warning(line("message.tempfail").add("reason", "write_failed").str());
     return reply(replies::tempFailure());
 }
 
