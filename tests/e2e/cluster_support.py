@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 import time
 
+import pg_support as P
 from postern_harness import (IO_TIMEOUT, LISTENERS, LISTENER_SPEC, POP3Src, POP3SSLSrc, Postern,
                              RawConn, TestFailure, _root_dir, expect, free_port, free_ports,
                              tls_context, wait_for)
@@ -421,3 +422,13 @@ def proxied_raw(port, header, source="127.0.0.1", tls=False):
     if tls:
         c.starttls()
     return c
+
+
+def cluster_pg():
+    """One PostgreSQL for the test file (pg_support.shared_server), running again if a test
+    stopped it, with the cluster tables emptied for every test."""
+    s = P.shared_server()
+    if not s.running:
+        s.start()
+    truncate_cluster_tables(s)
+    return s

@@ -33,8 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from postern_harness import (DEFAULT_USERS, TestFailure, check, check_eq, expect,  # noqa: E402
                              run_tests, wait_for)
-import pg_support as P  # noqa: E402
-from cluster_support import http_get, metric_value, new_mail_root, start_node, truncate_cluster_tables  # noqa: E402
+from cluster_support import cluster_pg, http_get, metric_value, new_mail_root, start_node  # noqa: E402
 
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
 BOB, BOB_PW = "bob@example.test", DEFAULT_USERS["bob@example.test"]["password"]
@@ -65,16 +64,8 @@ BASE = {
     "limits.ip.messages_per_day": "0",
 }
 
-_pg = []
-
-
 def pg():
-    if not _pg:
-        _pg.append(P.PgServer())
-    if not _pg[0].running:
-        _pg[0].start()
-    truncate_cluster_tables(_pg[0])
-    return _pg[0]
+    return cluster_pg()
 
 
 def node(name, root, **extra):
