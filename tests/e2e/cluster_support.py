@@ -21,6 +21,7 @@ subprocess on free loopback ports, with its admin socket in its temp dir for `sh
 
 import http.client
 import os
+import poplib
 import re
 import shutil
 import signal
@@ -432,3 +433,17 @@ def cluster_pg():
         s.start()
     truncate_cluster_tables(s)
     return s
+
+
+def pop_answer(client, user, password):
+    """The answer to PASS on `client` ('+OK ...' or the -ERR line); the session is closed afterwards."""
+    try:
+        client.user(user)
+        return client.pass_(password).decode("utf-8", "replace")
+    except poplib.error_proto as e:
+        return e.args[0].decode("utf-8", "replace") if isinstance(e.args[0], bytes) else str(e)
+    finally:
+        try:
+            client.quit()
+        except (poplib.error_proto, OSError, EOFError):
+            pass

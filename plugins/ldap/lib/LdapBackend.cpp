@@ -11,6 +11,17 @@ namespace postern::plugins::ldap {
 
 namespace {
 
+// In a catch block: the answer's detail for what was thrown.
+std::string thrownDetail() {
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        return std::string("ldap: ") + e.what();
+    } catch (...) {
+        return "ldap: unexpected error";
+    }
+}
+
 std::string lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return s;
@@ -279,14 +290,10 @@ api::AuthAnswer LdapBackend::authenticate(const std::string& user, const std::st
         }
         answer.status = api::Status::Ok;
         answer.detail = "server=" + server;
-    } catch (const std::exception& e) {
-        answer = {};
-        answer.verified = true;
-        answer.detail = std::string("ldap: ") + e.what();
     } catch (...) {
         answer = {};
         answer.verified = true;
-        answer.detail = "ldap: unexpected error";
+        answer.detail = thrownDetail();
     }
     return answer;
 }
@@ -374,12 +381,9 @@ api::LookupAnswer LdapBackend::lookup(const std::string& address) noexcept {
         }
         answer.aliasDestinations = std::move(destinations);
         answer.status = api::Status::Ok;
-    } catch (const std::exception& e) {
-        answer = {};
-        answer.detail = std::string("ldap: ") + e.what();
     } catch (...) {
         answer = {};
-        answer.detail = "ldap: unexpected error";
+        answer.detail = thrownDetail();
     }
     return answer;
 }
@@ -456,12 +460,9 @@ api::ProbeAnswer LdapBackend::probe() noexcept {
         } else {
             answer.detail = (server.empty() ? std::string("ldap: ") : "ldap " + server + ": ") + r.describe();
         }
-    } catch (const std::exception& e) {
-        answer = {};
-        answer.detail = std::string("ldap: ") + e.what();
     } catch (...) {
         answer = {};
-        answer.detail = "ldap: unexpected error";
+        answer.detail = thrownDetail();
     }
     return answer;
 }
