@@ -565,13 +565,14 @@ SmtpOutput SmtpSession::finishData() {
     bool grant = txn_->relayedByGrant;
     resetTransaction();
     switch (res.status) {
-    case core::SinkStatus::Ok:
+    case core::SinkStatus::Ok: {
         count("smtp_message", settings_.role == Role::Submission ? "submission" : "mx");
         core::EventLine accepted = line("message.accept");
         accepted.add("id", res.queueId).add("rcpts", nrcpt).add("size", d->reader.status().bytes);
         if (grant) accepted.add("via", "pop_before_smtp");
         logger().information(accepted.str());
         return reply(replies::queued(res.queueId));
+    }
     case core::SinkStatus::QueueFull:
         logger().warning(line("message.tempfail").add("reason", "queue_full").str());
         return reply(replies::queueFull());
