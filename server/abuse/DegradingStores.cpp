@@ -1,5 +1,7 @@
 #include "abuse/DegradingStores.h"
 
+#include "core/EventLine.h"
+
 #include <Poco/Logger.h>
 
 namespace postern::abuse {
@@ -11,10 +13,12 @@ void transition(std::atomic<bool>& degraded, bool down, const char* what) {
     bool was = degraded.exchange(down);
     if (was == down) return;
     if (down)
-        logger().warning(std::string("event=store.degraded store=") + what +
-                         " detail=\"shared PostgreSQL unavailable: counting on this node until it is back\"");
+        logger().warning(core::EventLine("store.degraded")
+                             .add("store", what)
+                             .text("detail", "shared PostgreSQL unavailable: counting on this node until it is back")
+                             .str());
     else
-        logger().notice(std::string("event=store.recovered store=") + what);
+        logger().notice(core::EventLine("store.recovered").add("store", what).str());
 }
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include "abuse/PenalizedAuthService.h"
 
+#include "core/EventLine.h"
+
 #include <Poco/Logger.h>
 
 #include <thread>
@@ -9,12 +11,6 @@ namespace postern::abuse {
 namespace {
 Poco::Logger& logger() { return Poco::Logger::get("postern.auth"); }
 
-// Client-supplied names go into the log: keep them on one line and short.
-std::string clean(const std::string& s) {
-    std::string out;
-    for (char c : s.substr(0, 128)) out += (static_cast<unsigned char>(c) < 0x21 || c == '"') ? '?' : c;
-    return out;
-}
 }  // namespace
 
 PenalizedAuthService::PenalizedAuthService(core::AuthService& inner, AuthPenalty& penalty, Sleeper sleeper)
@@ -26,24 +22,36 @@ core::AuthResult PenalizedAuthService::authenticate(const core::AuthRequest& req
     core::AuthResult result;  // TempFail
     PenaltyVerdict v = penalty_.check(request.client, request.user);
     if (v.kind == PenaltyVerdict::Kind::TempFail) {
-        logger().error("s=" + request.sessionId + " event=auth.fail svc=" + request.service + " ip=" + request.client.host() + " user=" + clean(request.user) +
-                       " backend=penalty result=tempfail detail=\"penalty store unavailable\"");
+        logger().error(core::EventLine::inSession(request.sessionId, "auth.fail")
+                           .add("svc", request.service)
+                           .add("ip", request.client.host())
+                           .add("user", request.user)
+                           .add("backend", "penalty")
+                           .add("result", "tempfail")
+                           .text("detail", "penalty store unavailable")
+                           .str());
         return result;
     }
     if (v.kind == PenaltyVerdict::Kind::Blocked) {
         // A blocked client waits the longest delay, then gets the refusal.
         if (v.delay.count() > 0) sleep_(v.delay);
         // One line per refused attempt, with IP and account: what fail2ban watches.
-        logger().warning("s=" + request.sessionId + " event=auth.blocked svc=" + request.service +
-                         " ip=" + request.client.host() + " user=" + clean(request.user) + " by=" + v.blockedBy +
-                         " retry_after_s=" + std::to_string(v.retryAfter.count() / 1000));
+        logger().warning(core::EventLine::inSession(request.sessionId, "auth.blocked")
+                             .add("svc", request.service)
+                             .add("ip", request.client.host())
+                             .add("user", request.user)
+                             .add("by", v.blockedBy)
+                             .add("retry_after_s", v.retryAfter.count() / 1000)
+                             .str());
         result.status = core::AuthStatus::Blocked;
         return result;
     }
     result = inner_.authenticate(request);
     if (result.status == core::AuthStatus::BadCredentials) {
         if (!penalty_.recordFailure(request.client, request.user))
-            logger().error("s=" + request.sessionId + " event=penalty.store_fail ip=" + request.client.host());
+            logger().error(core::EventLine::inSession(request.sessionId, "penalty.store_fail")
+                               .add("ip", request.client.host())
+                               .str());
         // Tarpit: only failures wait (as Dovecot's auth_failure_delay), growing with the
         // earlier failures of this IP or account. A correct password is never slowed down,
         // so a bot guessing one account cannot make its owner's logins slow; the reply code

@@ -2,6 +2,7 @@
 #include "abuse/PgPenaltyStore.h"
 
 #include "abuse/PgTime.h"
+#include "core/EventLine.h"
 
 #include <Poco/Logger.h>
 
@@ -52,8 +53,11 @@ std::optional<PenaltyCount> toCount(const pg::QueryResult& r) {
 }
 
 void logFailure(const char* what, const pg::QueryResult& r) {
-    logger().warning(std::string("event=penalty.store_fail op=") + what + " store=postgres error=\"" +
-                     pgLogText(r.failed() ? r.error : "unexpected result") + "\"");
+    logger().warning(core::EventLine("penalty.store_fail")
+                         .add("op", what)
+                         .add("store", "postgres")
+                         .text("error", r.failed() ? r.error : std::string("unexpected result"))
+                         .str());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "abuse/PgRateStore.h"
 
 #include "abuse/PgTime.h"
+#include "core/EventLine.h"
 
 #include <Poco/Logger.h>
 
@@ -108,8 +109,8 @@ bool parseSums(const pg::QueryResult& r, std::map<std::string, RateCounts>& out)
 }
 
 void logFailure(const char* what, const std::string& error) {
-    logger().warning(std::string("event=rate.store_fail op=") + what + " store=postgres error=\"" +
-                     pgLogText(error) + "\"");
+    logger().warning(
+        core::EventLine("rate.store_fail").add("op", what).add("store", "postgres").text("error", error).str());
 }
 
 }  // namespace

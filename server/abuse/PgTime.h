@@ -19,12 +19,4 @@ inline core::TimePoint fromPgMicros(std::int64_t us) {
     return core::TimePoint(std::chrono::duration_cast<core::TimePoint::duration>(std::chrono::microseconds(us)));
 }
 
-// Server error text for a log value: one line, no quotes, bounded.
-inline std::string pgLogText(const std::string& s) {
-    std::string out;
-    for (unsigned char c : s.substr(0, 200))
-        out += (c < 0x20 || c == '"' || c == 0x7f) ? '_' : static_cast<char>(c);
-    return out;
-}
-
 }  // namespace postern::abuse

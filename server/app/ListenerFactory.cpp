@@ -3,6 +3,7 @@
 #include "app/Pop3Connection.h"
 #include "app/SessionLog.h"
 #include "app/SmtpConnection.h"
+#include "core/EventLine.h"
 
 #include <Poco/Net/StreamSocket.h>
 
@@ -44,9 +45,12 @@ bool OverloadFilter::accept(const Poco::Net::StreamSocket& socket) {
     if (server->currentThreads() < server->maxThreads() || server->queuedConnections() < listener_.maxQueued)
         return true;
     try {
-        sessionLogger().warning("event=overload listener=%s ip=%s threads=%d queued=%d", listener_.name,
-                                s.peerAddress().host().toString(), server->currentThreads(),
-                                server->queuedConnections());
+        sessionLogger().warning(core::EventLine("overload")
+                                    .add("listener", listener_.name)
+                                    .add("ip", s.peerAddress().host().toString())
+                                    .add("threads", server->currentThreads())
+                                    .add("queued", server->queuedConnections())
+                                    .str());
     } catch (...) {
     }
     refuse(s, "421 4.3.2 Too many connections, try again later\r\n",

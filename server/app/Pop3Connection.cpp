@@ -2,6 +2,7 @@
 
 #include "app/SessionLog.h"
 #include "core/ClientAddress.h"
+#include "core/EventLine.h"
 #include "net/LineChannel.h"
 
 #include <Poco/Exception.h>
@@ -57,7 +58,7 @@ void Pop3Connection::run() {
             if (st == net::ReadStatus::TooLong) {
                 // The rest of the line is never read: answer, then end the session.
                 ch.write("-ERR Line too long\r\n");
-                log.notice("s=%s event=pop3.line_too_long ip=%s", sid, client.host());
+                log.notice(core::EventLine::inSession(sid, "pop3.line_too_long").add("ip", client.host()).str());
                 reason = "line too long";
                 ch.closeGracefully(LingerOnRefusal, LingerMaxBytes);
                 break;
@@ -82,7 +83,7 @@ void Pop3Connection::run() {
                 ch.startTls(services_.tlsContext(), timeout);
                 registry.update(token, ch.socket());
                 session.onTlsStarted();
-                log.information("s=%s event=stls ip=%s", sid, client.host());
+                log.information(core::EventLine::inSession(sid, "stls").add("ip", client.host()).str());
             } else if (out.action == pop3::Pop3Output::Action::Close) {
                 break;
             }

@@ -1,6 +1,7 @@
 #include "app/SessionPrologue.h"
 
 #include "app/SessionLog.h"
+#include "core/EventLine.h"
 #include "net/LineChannel.h"
 
 #include <Poco/Net/NetException.h>
@@ -91,11 +92,15 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
             net::ProxyHeaderReader reader;
             net::ProxyReadResult r = reader.read(socket, listener.timeouts.proxyHeader);
             if (r.status != net::ProxyReadStatus::Ok) {
-                services.logOnce("proxy-missing:" + peer.host(),
-                                 "event=proxy.invalid listener=" + l.name + " balancer=" + peer.host() + " error=\"" +
-                                     (r.status == net::ProxyReadStatus::Timeout ? std::string("no header in time")
-                                                                                : r.error) +
-                                     "\" fix=\"enable send-proxy-v2 (or send-proxy) for this server on the balancer\"");
+                services.logOnce(
+                    "proxy-missing:" + peer.host(),
+                    core::EventLine("proxy.invalid")
+                        .add("listener", l.name)
+                        .add("balancer", peer.host())
+                        .text("error",
+                              r.status == net::ProxyReadStatus::Timeout ? std::string("no header in time") : r.error)
+                        .text("fix", "enable send-proxy-v2 (or send-proxy) for this server on the balancer")
+                        .str());
                 p.reason = "proxy header invalid";
                 return p;
             }
@@ -113,9 +118,13 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
             // A balancer we do not trust (or a spoofing client): a header here must never be
             // believed, and a misconfigured balancer must be loud. Wait a little: on plain
             // listeners the server speaks first, so a direct client sends nothing meanwhile.
-            services.logOnce("proxy-untrusted:" + peer.host(),
-                             "event=proxy.untrusted listener=" + l.name + " source=" + peer.host() +
-                                 " fix=\"if this is your balancer, add it to listener." + l.name + ".proxy_trusted\"");
+            services.logOnce(
+                "proxy-untrusted:" + peer.host(),
+                core::EventLine("proxy.untrusted")
+                    .add("listener", l.name)
+                    .add("source", peer.host())
+                    .text("fix", "if this is your balancer, add it to listener." + l.name + ".proxy_trusted")
+                    .str());
             p.reason = "proxy header from untrusted source";
             return p;
         }
@@ -127,8 +136,12 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
         std::string why = abuse::refusalName(refusal);
         // One line per listener, reason and client per minute, naming how many were not logged.
         if (auto suppressed = services.refusalLog.admit(l.name + ' ' + why + ' ' + p.client.host()))
-            log.warning("s=%s event=conn.refuse listener=%s ip=%s reason=%s suppressed=%s", sid, l.name,
-                        p.client.host(), why, std::to_string(*suppressed));
+            log.warning(core::EventLine::inSession(sid, "conn.refuse")
+                            .add("listener", l.name)
+                            .add("ip", p.client.host())
+                            .add("reason", why)
+                            .add("suppressed", *suppressed)
+                            .str());
         services.telemetry.connectionRefused(l.name, why);
         const bool global = refusal == abuse::Refusal::TooManySessions;
         sayAndClose(socket, services, listener,
@@ -150,7 +163,11 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
         !p.balancerTls) {
         std::string early = peekEarly(socket, listener.timeouts.earlyTalkerWait);
         if (!early.empty()) {
-            log.warning("s=%s event=conn.refuse listener=%s ip=%s reason=early_talker", sid, l.name, p.client.host());
+            log.warning(core::EventLine::inSession(sid, "conn.refuse")
+                            .add("listener", l.name)
+                            .add("ip", p.client.host())
+                            .add("reason", "early_talker")
+                            .str());
             services.telemetry.connectionRefused(l.name, "early_talker");
             sayAndClose(socket, services, listener, "554 5.5.1 Protocol error: data sent before the greeting\r\n", "");
             p.reason = "early talker";
@@ -170,23 +187,35 @@ SessionScope::SessionScope(Poco::Net::StreamSocket& socket, Services& services, 
       prologue_(runPrologue(socket, services, listener, id_)) {
     const std::string& name = listener.config.name;
     services_.telemetry.connectionOpened(name);
-    sessionLogger().information("s=%s event=connect svc=%s listener=%s ip=%s port=%hu", id_, std::string(service_),
-                                name, prologue_.client.host(), prologue_.client.port);
+    sessionLogger().information(core::EventLine::inSession(id_, "connect")
+                                    .add("svc", service_)
+                                    .add("listener", name)
+                                    .add("ip", prologue_.client.host())
+                                    .add("port", prologue_.client.port)
+                                    .str());
     if (prologue_.proceed) token_ = services_.registry.add(socket);
 }
 
 SessionScope::~SessionScope() {
     auto& log = sessionLogger();
     if (!prologue_.proceed) {
-        log.information("s=%s event=disconnect svc=%s ip=%s reason=\"%s\" ms=0", id_, std::string(service_),
-                        prologue_.client.host(), prologue_.reason);
+        log.information(core::EventLine::inSession(id_, "disconnect")
+                            .add("svc", service_)
+                            .add("ip", prologue_.client.host())
+                            .text("reason", prologue_.reason)
+                            .add("ms", 0)
+                            .str());
         return;
     }
     services_.registry.remove(token_);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
     services_.telemetry.sessionEnded(service_, static_cast<double>(ms) / 1000.0);
-    log.information("s=%s event=disconnect svc=%s ip=%s reason=\"%s\" ms=%ld", id_, std::string(service_),
-                    prologue_.client.host(), reason, static_cast<long>(ms));
+    log.information(core::EventLine::inSession(id_, "disconnect")
+                        .add("svc", service_)
+                        .add("ip", prologue_.client.host())
+                        .text("reason", reason)
+                        .add("ms", static_cast<long>(ms))
+                        .str());
 }
 
 }  // namespace postern::app

@@ -2,6 +2,7 @@
 
 #include "app/SessionLog.h"
 #include "core/ClientAddress.h"
+#include "core/EventLine.h"
 #include "net/LineChannel.h"
 
 #include <Poco/Exception.h>
@@ -94,7 +95,7 @@ void SmtpConnection::run() {
                 ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
                 registry.update(token, ch.socket());
                 session.onTlsStarted();
-                log.information("s=%s event=starttls ip=%s", sid, client.host());
+                log.information(core::EventLine::inSession(sid, "starttls").add("ip", client.host()).str());
             } else if (out.action == smtp::SmtpOutput::Action::Close) {
                 break;
             }

@@ -4,6 +4,7 @@
 
 #include "core/Idna.h"
 #include "core/LogValue.h"
+#include "core/EventLine.h"
 
 #include "auth/PasswordScheme.h"
 
@@ -53,8 +54,6 @@ std::string domainOf(const std::string& address) {
     auto at = address.rfind('@');
     return at == std::string::npos ? std::string() : address.substr(at + 1);
 }
-
-using core::logValue;
 
 bool hasControlChars(const std::string& s) {
     return std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
@@ -172,15 +171,17 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
 
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - start).count();
-    std::string line = "s=" + logValue(request.sessionId) +
-                       (decision.outcome == Outcome::Ok ? " event=auth.ok" : " event=auth.fail") +
-                       " svc=" + logValue(request.service) + " ip=" + logValue(request.client.host()) +
-                       " user=" + logValue(login) + " backend=" + logValue(decision.backend) +
-                       " result=" + resultName + " ms=" + std::to_string(ms);
-    if (cache_) line += hit == AuthCache::Hit::Miss ? " cache=miss" : " cache=hit";
-    if (!decision.detail.empty()) {
-        line += " detail=\"" + logValue(decision.detail) + "\"";
-    }
+    core::EventLine event =
+        core::EventLine::inSession(request.sessionId, decision.outcome == Outcome::Ok ? "auth.ok" : "auth.fail");
+    event.add("svc", request.service)
+        .add("ip", request.client.host())
+        .add("user", login)
+        .add("backend", decision.backend)
+        .add("result", resultName)
+        .add("ms", ms);
+    if (cache_) event.add("cache", hit == AuthCache::Hit::Miss ? "miss" : "hit");
+    if (!decision.detail.empty()) event.text("detail", decision.detail);
+    const std::string& line = event.str();
     explanation = Explanation{decision.backend, resultName, decision.detail};
     switch (decision.outcome) {
     case Outcome::Ok: logger().information(line); break;
@@ -299,8 +300,8 @@ core::Answer AuthFacade::isLocalDomain(const std::string& domainIn) {
             return core::Answer::Yes;
         }
         if (status != api::Status::NotFound && status != api::Status::UnknownUser) {
-            logger().warning("event=auth.domain_tempfail domain=" + logValue(domain) +
-                             " backend=" + logValue(binding.instance));
+            logger().warning(
+                core::EventLine("auth.domain_tempfail").add("domain", domain).add("backend", binding.instance).str());
             tempFail = true;
         }
     }
@@ -349,12 +350,15 @@ AuthFacade::LookupResult AuthFacade::askLookup(const std::string& address) {
 
 core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansion& x) {
     if (!x.visited.insert(address).second) {
-        logger().notice("event=alias.loop rcpt=" + logValue(x.top) + " address=" + logValue(address));
+        logger().notice(core::EventLine("alias.loop").add("rcpt", x.top).add("address", address).str());
         return core::Answer::No;
     }
     if (depth > MaxAliasDepth) {
-        logger().error("event=alias.too_deep rcpt=" + logValue(x.top) + " address=" +
-                       logValue(address) + " max_depth=" + std::to_string(MaxAliasDepth));
+        logger().error(core::EventLine("alias.too_deep")
+                           .add("rcpt", x.top)
+                           .add("address", address)
+                           .add("max_depth", MaxAliasDepth)
+                           .str());
         return core::Answer::TempFail;
     }
     if (depth > 0) {
@@ -371,16 +375,21 @@ core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansio
 
     LookupResult r = askLookup(address);
     if (r.status == api::Status::TempFail) {
-        logger().warning("event=rcpt.tempfail rcpt=" + logValue(x.top) + " address=" +
-                         logValue(address) + " backend=" + logValue(r.backend) + " detail=\"" +
-                         logValue(r.answer.detail) + "\"");
+        logger().warning(core::EventLine("rcpt.tempfail")
+                             .add("rcpt", x.top)
+                             .add("address", address)
+                             .add("backend", r.backend)
+                             .text("detail", r.answer.detail)
+                             .str());
         return core::Answer::TempFail;
     }
     if (r.status != api::Status::Ok) {
         if (depth > 0) {
-            logger().notice("event=alias.dead_end rcpt=" + logValue(x.top) + " address=" +
-                            logValue(address) + (r.status == api::Status::Disabled ? " reason=disabled"
-                                                                                   : " reason=unknown"));
+            logger().notice(core::EventLine("alias.dead_end")
+                                .add("rcpt", x.top)
+                                .add("address", address)
+                                .add("reason", r.status == api::Status::Disabled ? "disabled" : "unknown")
+                                .str());
         }
         return core::Answer::No;
     }
@@ -431,7 +440,7 @@ core::RecipientLookup AuthFacade::lookupRecipient(const std::string& addressIn) 
     try {
         answer = resolve(address, 0, x);
     } catch (const std::exception& e) {
-        logger().error("event=rcpt.tempfail rcpt=" + logValue(address) + " detail=\"" + logValue(e.what()) + "\"");
+        logger().error(core::EventLine("rcpt.tempfail").add("rcpt", address).text("detail", e.what()).str());
         answer = core::Answer::TempFail;
     }
     out.answer = answer;

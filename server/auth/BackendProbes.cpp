@@ -1,6 +1,8 @@
 // Readiness of the auth backends: cached probe() answers, one probe per backend at a time.
 #include "auth/BackendProbes.h"
 
+#include "core/EventLine.h"
+
 #include <Poco/Logger.h>
 
 namespace postern::auth {
@@ -12,15 +14,6 @@ namespace {
 Poco::Logger& logger() {
     static Poco::Logger& l = Poco::Logger::get("postern.auth");
     return l;
-}
-
-// The detail comes from a backend (server names, error text): keep it on one log line.
-std::string oneLine(const std::string& s) {
-    std::string out;
-    for (char c : s.substr(0, 300)) {
-        out += (c == '\r' || c == '\n' || c == '"') ? '\'' : c;
-    }
-    return out;
 }
 
 }  // namespace
@@ -62,10 +55,10 @@ BackendHealth BackendProbes::checkOne(Slot& slot) {
         }
         const bool up = answer.status == api::Status::Ok;
         if (!up && (slot.up || !slot.probed)) {
-            logger().warning("event=backend.down backend=" + slot.instance + " detail=\"" + oneLine(answer.detail) +
-                             "\"");
+            logger().warning(
+                core::EventLine("backend.down").add("backend", slot.instance).text("detail", answer.detail).str());
         } else if (up && slot.probed && !slot.up) {
-            logger().notice("event=backend.up backend=" + slot.instance);
+            logger().notice(core::EventLine("backend.up").add("backend", slot.instance).str());
         }
         slot.probed = true;
         slot.up = up;

@@ -1,5 +1,6 @@
 #include "delivery/BounceSender.h"
 
+#include "core/EventLine.h"
 #include "queue/FileOps.h"
 
 #include <Poco/Logger.h>
@@ -32,7 +33,8 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     // RFC 5321 4.5.5 / RFC 3464: notifications are about mail from a real sender only;
     // a DSN (null sender) that fails is dropped, never answered with another DSN.
     if (original.sender.empty()) {
-        logger().notice("s=" + original.id + " event=dsn.drop kind=" + std::string(kind) + " reason=null_sender");
+        logger().notice(
+            core::EventLine::inSession(original.id, "dsn.drop").add("kind", kind).add("reason", "null_sender").str());
         return Result::Dropped;
     }
     core::Envelope env;
@@ -42,8 +44,11 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     env.heloName = hostname_;
     auto at = original.sender.rfind('@');
     if (at == std::string::npos || at + 1 == original.sender.size()) {
-        logger().warning("s=" + original.id + " event=dsn.drop kind=" + std::string(kind) + " to=<" + original.sender +
-                         "> reason=no_domain");
+        logger().warning(core::EventLine::inSession(original.id, "dsn.drop")
+                             .add("kind", kind)
+                             .address("to", original.sender)
+                             .add("reason", "no_domain")
+                             .str());
         return Result::Dropped;
     }
     std::string domain = lower(original.sender.substr(at + 1));
@@ -55,8 +60,11 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
         core::RecipientLookup l = directory_.lookupRecipient(address);
         if (l.answer == core::Answer::TempFail) return Result::TempFail;
         if (l.answer == core::Answer::No || (l.mailboxes.empty() && l.forwards.empty())) {
-            logger().warning("s=" + original.id + " event=dsn.drop kind=" + std::string(kind) + " to=<" +
-                             original.sender + "> reason=unknown_local_sender");
+            logger().warning(core::EventLine::inSession(original.id, "dsn.drop")
+                                 .add("kind", kind)
+                                 .address("to", original.sender)
+                                 .add("reason", "unknown_local_sender")
+                                 .str());
             return Result::Dropped;
         }
         env.localMailboxes = l.mailboxes;
@@ -97,8 +105,12 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     if (!writer->write(dsn.data(), dsn.size())) return Result::TempFail;
     core::SinkResult r = writer->commit();
     if (r.status != core::SinkStatus::Ok) return Result::TempFail;
-    logger().information("s=" + original.id + " event=dsn.sent kind=" + std::string(kind) + " to=<" +
-                         original.sender + "> id=" + r.queueId + " recipients=" + std::to_string(recipients.size()));
+    logger().information(core::EventLine::inSession(original.id, "dsn.sent")
+                             .add("kind", kind)
+                             .address("to", original.sender)
+                             .add("id", r.queueId)
+                             .add("recipients", recipients.size())
+                             .str());
     return Result::Sent;
 }
 

@@ -1,6 +1,7 @@
 #include "delivery/DeliveryAgent.h"
 
 #include "delivery/MessageExtensions.h"
+#include "core/EventLine.h"
 #include "delivery/RetrySchedule.h"
 #include "queue/FileOps.h"
 
@@ -32,16 +33,6 @@ std::string lower(std::string s) {
 std::string domainOf(const std::string& address) {
     auto at = address.rfind('@');
     return at == std::string::npos ? std::string() : lower(address.substr(at + 1));
-}
-
-// For log values in quotes: no quotes, no control characters.
-std::string quoteSafe(const std::string& s) {
-    std::string out;
-    for (unsigned char c : s) {
-        if (out.size() >= 300) break;
-        out += (c < 0x20 || c == 0x7f || c == '"') ? '?' : static_cast<char>(c);
-    }
-    return out;
 }
 
 bool hasEightBit(const std::string& path, bool& readable) {
@@ -285,8 +276,10 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                 if (!r.isPositive() && fresh->tlsHandshakeFailed() && route.policy == TlsPolicy::May)
                     r = fresh->open(address, host.name, route.policy, route.credentials, false);
                 if (!r.isPositive()) {
-                    logger().information("s=" + envelope.id + " event=delivery.connect_fail relay=" + fresh->relay() +
-                                         " reply=\"" + quoteSafe(r.text()) + "\"");
+                    logger().information(core::EventLine::inSession(envelope.id, "delivery.connect_fail")
+                                             .add("relay", fresh->relay())
+                                             .text("reply", r.text())
+                                             .str());
                     lastFailure = r;
                     lastRelay = fresh->relay();
                     if (route.requireTls && fresh->tlsRequirementFailed()) {
@@ -303,8 +296,11 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
             std::string status;
             std::string missing = missingExtension(*client, route.requireTls, needsUtf8, status);
             if (!missing.empty()) {
-                logger().information("s=" + envelope.id + " event=delivery.extension_missing relay=" + client->relay() +
-                                     " status=" + status + " reason=\"" + quoteSafe(missing) + "\"");
+                logger().information(core::EventLine::inSession(envelope.id, "delivery.extension_missing")
+                                         .add("relay", client->relay())
+                                         .add("status", status)
+                                         .text("reason", missing)
+                                         .str());
                 requirementStatus = status;
                 lastFailure = SmtpReply::local(missing);
                 lastRelay = client->relay();
@@ -372,7 +368,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
             o.reply = SmtpReply::local("queue file " + message.path + " cannot be read");
             o.status = "4.3.0";
         }
-        logger().error("s=" + id + " event=delivery.data_missing path=" + message.path);
+        logger().error(core::EventLine::inSession(id, "delivery.data_missing").add("path", message.path).str());
     } else {
         // Group recipients by route, in envelope order; one transaction per route.
         std::map<std::string, std::pair<Route, std::vector<std::size_t>>> groups;
@@ -402,18 +398,26 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                     return true;
                 });
                 if (!after && ::access(queue_.envelopePath(id).c_str(), F_OK) == 0)
-                    logger().error("s=" + id + " event=delivery.record_fail (delivered recipients may be retried)");
+                    logger().error(core::EventLine::inSession(id, "delivery.record_fail")
+                                       .text("note", "delivered recipients may be retried")
+                                       .str());
             }
             for (auto i : indexes) {
                 const Outcome& o = outcomes[i];
                 if (o.kind != Outcome::Kind::Delivered) continue;
-                logger().information("s=" + id + " event=delivery.ok to=<" + envelope.recipients[i] + "> relay=" +
-                                     o.relay + " tls=" + (o.tls ? "yes" : "no") + " status=" + o.status +
-                                     " reply=\"" + quoteSafe(o.reply.text()) + "\" attempt=" + std::to_string(attempt) +
-                                     " delay=" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                                                    std::chrono::system_clock::now() - envelope.arrival)
-                                                                    .count()) +
-                                     "s");
+                logger().information(core::EventLine::inSession(id, "delivery.ok")
+                                         .address("to", envelope.recipients[i])
+                                         .add("relay", o.relay)
+                                         .add("tls", (o.tls ? "yes" : "no"))
+                                         .add("status", o.status)
+                                         .text("reply", o.reply.text())
+                                         .add("attempt", attempt)
+                                         .add("delay",
+                                              std::chrono::duration_cast<std::chrono::seconds>(
+                                                  std::chrono::system_clock::now() - envelope.arrival)
+                                                  .count(),
+                                              "s")
+                                         .str());
             }
         }
     }
@@ -459,7 +463,8 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         BounceSender::Result r = bounces_.send(envelope, message.path, DsnAction::Failed, toReport, expiry);
         if (r == BounceSender::Result::TempFail) {
             // Nobody was told yet: keep the recipients and try again later.
-            logger().warning("s=" + id + " event=dsn.defer reason=sink_or_directory_unavailable");
+            logger().warning(
+                core::EventLine::inSession(id, "dsn.defer").add("reason", "sink_or_directory_unavailable").str());
             for (const auto& d : toReport) {
                 delayed.push_back(d);
                 bounced.erase(d.address);
@@ -471,11 +476,16 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         const Outcome& o = outcomes[i];
         if (o.kind == Outcome::Kind::Delivered || o.kind == Outcome::Kind::Pending) continue;
         bool bounce = bounced.count(envelope.recipients[i]) > 0;
-        logger().information("s=" + id + " event=" + (bounce ? "delivery.bounce" : "delivery.defer") + " to=<" +
-                             envelope.recipients[i] + "> relay=" + o.relay + " tls=" + (o.tls ? "yes" : "no") +
-                             " status=" + (bounce && expired && o.kind == Outcome::Kind::Temp ? "4.4.7" : o.status) +
-                             " reply=\"" + quoteSafe(o.reply.text()) + "\" attempt=" + std::to_string(attempt) +
-                             " delay=" + std::to_string(delay) + "s");
+        logger().information(
+            core::EventLine::inSession(id, (bounce ? "delivery.bounce" : "delivery.defer"))
+                .address("to", envelope.recipients[i])
+                .add("relay", o.relay)
+                .add("tls", (o.tls ? "yes" : "no"))
+                .add("status", (bounce && expired && o.kind == Outcome::Kind::Temp ? "4.4.7" : o.status))
+                .text("reply", o.reply.text())
+                .add("attempt", attempt)
+                .add("delay", delay, "s")
+                .str());
     }
 
     // Delay warning (once), for recipients still waiting whose NOTIFY has DELAY (or who
@@ -519,14 +529,14 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     });
     if (!after) {
         if (::access(queue_.envelopePath(id).c_str(), F_OK) == 0) {
-            logger().error("s=" + id + " event=delivery.update_fail");
+            logger().error(core::EventLine::inSession(id, "delivery.update_fail").str());
             return queue_.readEnvelope(id);
         }
-        logger().information("s=" + id + " event=queue.done");
+        logger().information(core::EventLine::inSession(id, "queue.done").str());
         return std::nullopt;
     }
     if (after->recipients.empty()) {
-        logger().information("s=" + id + " event=queue.done");
+        logger().information(core::EventLine::inSession(id, "queue.done").str());
         return std::nullopt;
     }
     return after;

@@ -2,7 +2,7 @@
 
 #include "smtpproto/Xtext.h"
 
-#include <ctime>
+#include "core/MailDate.h"
 
 namespace postern::delivery {
 
@@ -57,15 +57,6 @@ const char* idSuffix(DsnAction a) {
 
 }  // namespace
 
-std::string rfc5322Date(std::chrono::system_clock::time_point t) {
-    std::time_t tt = std::chrono::system_clock::to_time_t(t);
-    std::tm tm{};
-    ::gmtime_r(&tt, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    return buf;
-}
-
 std::string headerSection(const std::string& message, std::size_t maxBytes) {
     std::size_t end = message.find("\r\n\r\n");
     std::string h = end == std::string::npos ? message : message.substr(0, end + 2);
@@ -86,7 +77,7 @@ std::string formatDsn(const DsnInput& in) {
     m += "From: Mail Delivery System <MAILER-DAEMON@" + in.reportingMta + ">" + crlf;
     m += "To: <" + clean(in.originalSender) + ">" + crlf;
     m += std::string("Subject: ") + subjectFor(in.action) + crlf;
-    m += "Date: " + rfc5322Date(in.now) + crlf;
+    m += "Date: " + core::rfc5322Date(in.now) + crlf;
     m += "Message-ID: <" + in.queueId + "." + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
                                                                  in.now.time_since_epoch()).count()) +
          idSuffix(in.action) + "@" + in.reportingMta + ">" + crlf;
@@ -132,7 +123,7 @@ std::string formatDsn(const DsnInput& in) {
     if (!in.envelopeId.empty()) m += "Original-Envelope-Id: " + reportValue(in.envelopeId, 200) + crlf;
     m += "Reporting-MTA: dns; " + in.reportingMta + crlf;
     m += "X-Postern-Queue-ID: " + in.queueId + crlf;
-    m += "Arrival-Date: " + rfc5322Date(in.arrival) + crlf;
+    m += "Arrival-Date: " + core::rfc5322Date(in.arrival) + crlf;
     for (const auto& r : in.recipients) {
         m += crlf;
         if (!r.originalRecipient.empty()) m += "Original-Recipient: " + reportValue(r.originalRecipient) + crlf;
@@ -143,8 +134,8 @@ std::string formatDsn(const DsnInput& in) {
         if (!r.diagnostic.empty())
             m += std::string("Diagnostic-Code: ") + (r.diagnosticIsSmtp ? "smtp; " : "X-Postern; ") +
                  clean(r.diagnostic) + crlf;
-        m += "Last-Attempt-Date: " + rfc5322Date(in.now) + crlf;
-        if (in.action == DsnAction::Delayed) m += "Will-Retry-Until: " + rfc5322Date(in.willRetryUntil) + crlf;
+        m += "Last-Attempt-Date: " + core::rfc5322Date(in.now) + crlf;
+        if (in.action == DsnAction::Delayed) m += "Will-Retry-Until: " + core::rfc5322Date(in.willRetryUntil) + crlf;
     }
     m += crlf;
 

@@ -44,9 +44,6 @@ struct DsnInput {
 // an ENVID or ORCPT that is not printable ASCII is shown as xtext.
 std::string formatDsn(const DsnInput& input);
 
-// RFC 5322 3.3 date-time ("Fri, 27 Nov 2026 12:00:00 +0000").
-std::string rfc5322Date(std::chrono::system_clock::time_point t);
-
 // The header section (up to and including the empty line's preceding CRLF) of a
 // message, at most maxBytes (cut at a line end).
 std::string headerSection(const std::string& message, std::size_t maxBytes = 64 * 1024);

@@ -1,5 +1,7 @@
 #include "delivery/QueueRunner.h"
 
+#include "core/EventLine.h"
+
 #include <Poco/Logger.h>
 
 #include <algorithm>
@@ -41,9 +43,11 @@ void QueueRunner::start() {
     for (int i = 0; i < config_.maxWorkers; ++i)
         threads_.emplace_back([this, i] { workerLoop(static_cast<std::size_t>(i)); });
     threads_.emplace_back([this] { scannerLoop(); });
-    logger().information("event=delivery.start workers=" + std::to_string(config_.maxWorkers) +
-                         " per_domain=" + std::to_string(config_.maxPerDomain) + " scheduled=" +
-                         std::to_string(scheduledCount()));
+    logger().information(core::EventLine("delivery.start")
+                             .add("workers", config_.maxWorkers)
+                             .add("per_domain", config_.maxPerDomain)
+                             .add("scheduled", scheduledCount())
+                             .str());
 }
 
 void QueueRunner::stop() {
@@ -60,7 +64,7 @@ void QueueRunner::stop() {
         if (t.joinable()) t.join();
     threads_.clear();
     for (auto& c : caches_) c->closeAll();
-    logger().information("event=delivery.stop");
+    logger().information(core::EventLine("delivery.stop").str());
 }
 
 std::size_t QueueRunner::scheduledCount() const {
@@ -125,7 +129,7 @@ void QueueRunner::scannerLoop() {
         try {
             rescan();
         } catch (const std::exception& e) {
-            logger().error("event=delivery.scan_fail error=\"" + std::string(e.what()) + "\"");
+            logger().error(core::EventLine("delivery.scan_fail").text("error", e.what()).str());
         }
     }
 }
@@ -215,7 +219,7 @@ void QueueRunner::workerLoop(std::size_t index) {
             try {
                 after = agent_.deliver(id, connections);
             } catch (const std::exception& e) {
-                logger().error("s=" + id + " event=delivery.exception error=\"" + std::string(e.what()) + "\"");
+                logger().error(core::EventLine::inSession(id, "delivery.exception").text("error", e.what()).str());
                 after = queue_.readEnvelope(id);
                 if (after) after->nextAttempt = std::chrono::system_clock::now() + config_.retrySchedule.front();
             }

@@ -1,4 +1,4 @@
-// Log helpers shared by the grant stores (one line per event, key=value).
+// Log helpers shared by the grant stores (lines are written with core::EventLine).
 #pragma once
 
 #include <chrono>
@@ -7,16 +7,6 @@
 #include <string>
 
 namespace postern::grants {
-
-// Keeps a value on one line and one token: control characters and spaces become '_',
-// at most 320 bytes. Values are our key text, a login already accepted by the auth layer,
-// or a database error.
-inline std::string logSafe(const std::string& s) {
-    std::string out;
-    for (unsigned char c : s.substr(0, 320))
-        out += (c <= 0x20 || c == 0x7f) ? '_' : static_cast<char>(c);
-    return out;
-}
 
 // "2026-12-05T01:50:00.123456Z" (UTC, microseconds): an expiry in a log line.
 inline std::string isoUtc(std::chrono::system_clock::time_point t) {

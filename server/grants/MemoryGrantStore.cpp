@@ -2,6 +2,7 @@
 // lazy expiry plus sweep(). Logs to postern.grants.
 #include "grants/MemoryGrantStore.h"
 
+#include "core/EventLine.h"
 #include "core/Network.h"
 
 #include <Poco/Logger.h>
@@ -91,8 +92,8 @@ bool MemoryGrantStore::grant(const core::ClientAddress& client, const std::strin
         // A newer login from the same address replaces the older grant (renews it).
         shard.grants.insert_or_assign(k, std::move(e));
     }
-    logger().information("event=grant.add ip=" + ipText + " user=" + user +
-                         " ttl=" + std::to_string(lifetime_.count()) + "s");
+    logger().information(
+        core::EventLine("grant.add").add("ip", ipText).add("user", user).add("ttl", lifetime_.count(), "s").str());
     return true;
 }
 
@@ -132,7 +133,7 @@ std::size_t MemoryGrantStore::sweep() {
         }
         // Log outside the lock: a slow log channel must not stall lookups.
         for (const Entry& e : expired)
-            logger().information("event=grant.expire ip=" + e.ipText + " user=" + e.grant.user);
+            logger().information(core::EventLine("grant.expire").add("ip", e.ipText).add("user", e.grant.user).str());
         removed += expired.size();
     }
     return removed;

@@ -2,8 +2,8 @@
 // concurrent sweep, revoke per user, and a short positive cache per node.
 #include "grants/PgGrantStore.h"
 
+#include "core/EventLine.h"
 #include "core/Network.h"
-#include "grants/GrantLog.h"
 
 #include <Poco/Logger.h>
 
@@ -173,13 +173,20 @@ bool PgGrantStore::grant(const core::ClientAddress& client, const std::string& u
     pg::QueryResult r = pool_.execute(GrantUpsert, {key, user, std::to_string(settings_.lifetime.count()), joinSenders(senders)});
     if (!r.ok() || r.rows.empty() || r.rows[0].empty()) {
         forget(key);
-        logger().error("event=grant.fail ip=" + key + " user=" + logSafe(user) + " error=\"" +
-                       logSafe(r.failed() ? r.error : std::string("no row returned")) + "\"");
+        logger().error(core::EventLine("grant.fail")
+                           .add("ip", key)
+                           .add("user", user)
+                           .text("error", r.failed() ? r.error : std::string("no row returned"))
+                           .str());
         return false;
     }
     remember(key, core::Grant{user, senders, fromMicros(r.rows[0][0])});
-    logger().information("event=grant.add ip=" + key + " user=" + logSafe(user) +
-                         " ttl=" + std::to_string(settings_.lifetime.count()) + "s store=postgres");
+    logger().information(core::EventLine("grant.add")
+                             .add("ip", key)
+                             .add("user", user)
+                             .add("ttl", settings_.lifetime.count(), "s")
+                             .add("store", "postgres")
+                             .str());
     return true;
 }
 
@@ -206,21 +213,22 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant
     if (cachedLookup(key, &g)) {
         if (out)
             *out = g;
-        logger().information("event=grant.use ip=" + key + " user=" + logSafe(g.user) + " src=cache");
+        logger().information(core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", "cache").str());
         return core::Answer::Yes;
     }
     pg::QueryResult r = pool_.execute(GrantLookup, {key});
     if (r.failed()) {
         // Fail closed both ways: not "no grant" (that would be a permanent relay refusal)
         // and never "yes".
-        logger().warning("event=grant.lookup_fail ip=" + key + " error=\"" + logSafe(r.error) + "\"");
+        logger().warning(core::EventLine("grant.lookup_fail").add("ip", key).text("error", r.error).str());
         return core::Answer::TempFail;
     }
     if (r.noRows())
         return core::Answer::No;
     // key is the primary key: more than one row cannot happen; if it did, it is ambiguous.
     if (r.rows.size() != 1 || r.rows[0].size() != 3 || !r.rows[0][0]) {
-        logger().error("event=grant.lookup_fail ip=" + key + " error=\"unexpected result shape\"");
+        logger().error(
+            core::EventLine("grant.lookup_fail").add("ip", key).text("error", "unexpected result shape").str());
         return core::Answer::TempFail;
     }
     g.user = *r.rows[0][0];
@@ -229,7 +237,7 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant
     remember(key, g);
     if (out)
         *out = g;
-    logger().information("event=grant.use ip=" + key + " user=" + logSafe(g.user) + " src=db");
+    logger().information(core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", "db").str());
     return core::Answer::Yes;
 }
 
@@ -239,14 +247,17 @@ std::optional<std::size_t> PgGrantStore::sweep() {
     for (int round = 0; round < 100; ++round) {
         pg::QueryResult r = pool_.execute(GrantSweep, {std::to_string(settings_.sweepBatch)});
         if (r.failed()) {
-            logger().warning("event=grant.sweep_fail error=\"" + logSafe(r.error) + "\"");
+            logger().warning(core::EventLine("grant.sweep_fail").text("error", r.error).str());
             return std::nullopt;
         }
         for (const auto& row : r.rows) {
             const std::string key = row.size() > 0 && row[0] ? *row[0] : "?";
             forget(key);
-            logger().information("event=grant.expire ip=" + key + " user=" +
-                                 logSafe(row.size() > 1 && row[1] ? *row[1] : "?") + " store=postgres");
+            logger().information(core::EventLine("grant.expire")
+                                     .add("ip", key)
+                                     .add("user", row.size() > 1 && row[1] ? *row[1] : "?")
+                                     .add("store", "postgres")
+                                     .str());
         }
         removed += r.rows.size();
         if (r.rows.size() < settings_.sweepBatch)
@@ -258,13 +269,13 @@ std::optional<std::size_t> PgGrantStore::sweep() {
 std::optional<std::size_t> PgGrantStore::revokeUser(const std::string& user) {
     pg::QueryResult r = pool_.execute(GrantRevokeUser, {user});
     if (r.failed()) {
-        logger().warning("event=grant.revoke_fail user=" + logSafe(user) + " error=\"" + logSafe(r.error) + "\"");
+        logger().warning(core::EventLine("grant.revoke_fail").add("user", user).text("error", r.error).str());
         return std::nullopt;
     }
     for (const auto& row : r.rows) {
         const std::string key = !row.empty() && row[0] ? *row[0] : "?";
         forget(key);
-        logger().notice("event=grant.revoke ip=" + key + " user=" + logSafe(user));
+        logger().notice(core::EventLine("grant.revoke").add("ip", key).add("user", user).str());
     }
     return r.rows.size();
 }

@@ -2,6 +2,7 @@
 // locally, write it through with the original expiry once the shared store is back.
 #include "grants/WriteBehindGrantStore.h"
 
+#include "core/EventLine.h"
 #include "grants/GrantLog.h"
 
 #include <Poco/Logger.h>
@@ -41,8 +42,12 @@ WriteBehindGrantStore::~WriteBehindGrantStore() {
             continue;
         }
         counters_.count("grant", "dropped_shutdown");
-        logger().warning("event=grant.dropped ip=" + logSafe(key) + " user=" + logSafe(p.grant.user) +
-                         " expires=" + isoUtc(p.grant.expires) + " reason=shutdown");
+        logger().warning(core::EventLine("grant.dropped")
+                             .add("ip", key)
+                             .add("user", p.grant.user)
+                             .add("expires", isoUtc(p.grant.expires))
+                             .add("reason", "shutdown")
+                             .str());
     }
 }
 
@@ -90,15 +95,23 @@ bool WriteBehindGrantStore::grant(const core::ClientAddress& client, const std::
         counters_.count("grant", "dropped_expired");
     if (full) {
         counters_.count("grant", "dropped_full");
-        logger().error("event=grant.dropped ip=" + logSafe(key) + " user=" + logSafe(user) +
-                       " reason=queue_full queued=" + std::to_string(queuedNow) +
-                       " limit=" + std::to_string(settings_.queueLimit));
+        logger().error(core::EventLine("grant.dropped")
+                           .add("ip", key)
+                           .add("user", user)
+                           .add("reason", "queue_full")
+                           .add("queued", queuedNow)
+                           .add("limit", settings_.queueLimit)
+                           .str());
         return false;
     }
     counters_.count("grant", "queued");
-    logger().warning("event=grant.queued ip=" + logSafe(key) + " user=" + logSafe(user) +
-                     " expires=" + isoUtc(p.grant.expires) + " queued=" + std::to_string(queuedNow) +
-                     " state=pending_write_through");
+    logger().warning(core::EventLine("grant.queued")
+                         .add("ip", key)
+                         .add("user", user)
+                         .add("expires", isoUtc(p.grant.expires))
+                         .add("queued", queuedNow)
+                         .add("state", "pending_write_through")
+                         .str());
     return true;
 }
 
@@ -128,7 +141,8 @@ core::Answer WriteBehindGrantStore::lookup(const core::ClientAddress& client, co
         const std::string key = durable_.keyText(client);
         core::Grant g;
         if (takeIfLive(key, &g)) {
-            logger().information("event=grant.use ip=" + logSafe(key) + " user=" + logSafe(g.user) + " src=pending");
+            logger().information(
+                core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", "pending").str());
             if (out)
                 *out = std::move(g);
             return core::Answer::Yes;
@@ -188,9 +202,13 @@ WriteBehindGrantStore::FlushResult WriteBehindGrantStore::flush() {
         ++result.written;
         counters_.count("grant", "written_through");
         const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - p.created);
-        logger().notice("event=grant.written_through ip=" + logSafe(key) + " user=" + logSafe(p.grant.user) +
-                        " expires=" + isoUtc(p.grant.expires) + " delay=" + std::to_string(late.count() / 1000) + "s" +
-                        (r == DurableGrantStore::WriteResult::Superseded ? " result=superseded" : " result=written"));
+        logger().notice(core::EventLine("grant.written_through")
+                            .add("ip", key)
+                            .add("user", p.grant.user)
+                            .add("expires", isoUtc(p.grant.expires))
+                            .add("delay", late.count() / 1000, "s")
+                            .add("result", r == DurableGrantStore::WriteResult::Superseded ? "superseded" : "written")
+                            .str());
     }
     return result;
 }
@@ -243,7 +261,7 @@ void WriteBehindGrantStore::run() {
         try {
             r = flush();
         } catch (const std::exception& e) {
-            logger().error(std::string("event=grant.retry_error error=\"") + logSafe(e.what()) + "\"");
+            logger().error(core::EventLine("grant.retry_error").text("error", e.what()).str());
             r.failed = true;
         }
         lock.lock();

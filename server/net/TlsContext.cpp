@@ -1,5 +1,7 @@
 #include "net/TlsContext.h"
 
+#include "core/EventLine.h"
+
 #include <Poco/Exception.h>
 #include <Poco/Logger.h>
 
@@ -79,7 +81,8 @@ private:
         TicketKey fresh{};
         if (RAND_priv_bytes(fresh.name, sizeof fresh.name) != 1 || RAND_priv_bytes(fresh.aes, sizeof fresh.aes) != 1 ||
             RAND_priv_bytes(fresh.hmac, sizeof fresh.hmac) != 1) {
-            Poco::Logger::get("postern.tls").error("event=tls.ticket_key_fail error=\"" + opensslError() + "\"");
+            Poco::Logger::get("postern.tls")
+                .error(core::EventLine("tls.ticket_key_fail").text("error", opensslError()).str());
             OPENSSL_cleanse(&fresh, sizeof fresh);
             return current_.has_value();  // keep serving with the old key rather than none
         }

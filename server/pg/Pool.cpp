@@ -1,6 +1,8 @@
 // A fixed-size, thread-safe pool of PostgreSQL connections that replaces broken ones.
 #include "pg/Pool.h"
 
+#include "core/EventLine.h"
+
 #include <Poco/Logger.h>
 
 #include <algorithm>
@@ -12,15 +14,6 @@ namespace {
 Poco::Logger& logger() {
     static Poco::Logger& l = Poco::Logger::get("postern.pg");
     return l;
-}
-
-// Log values may carry server text: keep them on one line without quotes.
-std::string logValue(const std::string& s) {
-    std::string out;
-    for (unsigned char c : s.substr(0, 200)) {
-        out += (c < 0x20 || c == '"' || c == 0x7f) ? '_' : static_cast<char>(c);
-    }
-    return out;
 }
 
 }  // namespace
@@ -75,7 +68,7 @@ void Pool::noteDown(const std::string& why) {
         retryAt_ = Clock::now() + settings_.connectTimeout;
     }
     if (!down_.exchange(true)) {
-        logger().error("event=pg.down error=\"" + logValue(why) + "\"");
+        logger().error(core::EventLine("pg.down").text("error", why).str());
     }
 }
 
@@ -114,7 +107,7 @@ QueryResult unavailable() {
 
 void Pool::noteUp(const Connection& c) {
     if (down_.exchange(false)) {
-        logger().notice("event=pg.up server=" + logValue(c.peer()));
+        logger().notice(core::EventLine("pg.up").add("server", c.peer()).str());
     }
 }
 

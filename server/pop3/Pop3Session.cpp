@@ -1,6 +1,6 @@
 #include "pop3/Pop3Session.h"
 
-#include "core/LogValue.h"
+#include "core/EventLine.h"
 
 #include <Poco/Logger.h>
 
@@ -76,12 +76,13 @@ void Pop3Session::transition(State next) {
     // Assigning destroys the old state: leaving Transaction releases the maildrop lock.
     state_ = std::move(next);
     if (logger().debug())
-        logger().debug("s=" + context_.sessionId + " event=pop3.state " + stateNameOf(from) + " -> " +
-                       stateNameOf(state_.index()));
+        logger().debug(core::EventLine::inSession(context_.sessionId, "pop3.state")
+                           .add("from", stateNameOf(from))
+                           .add("to", stateNameOf(state_.index()))
+                           .str());
 }
 
-void Pop3Session::log(bool warning, const std::string& text) const {
-    std::string line = "s=" + context_.sessionId + " " + text;
+void Pop3Session::log(bool warning, const std::string& line) const {
     if (warning) logger().warning(line);
     else logger().information(line);
 }
@@ -100,7 +101,10 @@ Pop3Output Pop3Session::close(std::string bytes) {
 Pop3Output Pop3Session::bad(std::string bytes) {
     ++badCommands_;
     if (settings_.maxBadCommands != 0 && badCommands_ >= settings_.maxBadCommands) {
-        log(true, "event=pop3.too_many_errors ip=" + context_.client.host() + " errors=" + std::to_string(badCommands_));
+        log(true, core::EventLine::inSession(context_.sessionId, "pop3.too_many_errors")
+                      .add("ip", context_.client.host())
+                      .add("errors", badCommands_)
+                      .str());
         // Not a QUIT: nothing is deleted, the maildrop lock is released.
         return close(errLine("too many errors"));
     }
@@ -257,11 +261,17 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
     core::MaildropPtr maildrop;
     switch (ports_.maildrops.open(result.identity.mailbox, maildrop)) {
     case core::MaildropStatus::InUse:
-        log(true, "event=pop3.in_use user=" + core::logValue(result.identity.user) + " ip=" + context_.client.host());
+        log(true, core::EventLine::inSession(context_.sessionId, "pop3.in_use")
+                      .add("user", result.identity.user)
+                      .add("ip", context_.client.host())
+                      .str());
         // RFC 2449 8.1.1 / RFC 1939 7 (PASS): the maildrop could not be locked.
         return reply(errLine("[IN-USE] Maildrop is locked by another session"));
     case core::MaildropStatus::TempFail:
-        log(true, "event=pop3.maildrop_fail user=" + core::logValue(result.identity.user) + " ip=" + context_.client.host());
+        log(true, core::EventLine::inSession(context_.sessionId, "pop3.maildrop_fail")
+                      .add("user", result.identity.user)
+                      .add("ip", context_.client.host())
+                      .str());
         return reply(errLine("[SYS/TEMP] Unable to open maildrop, try again later"));
     case core::MaildropStatus::Ok:
         break;
@@ -276,8 +286,14 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
     Transaction t{std::move(result.identity), std::move(maildrop), std::vector<bool>(count, false)};
     transition(std::move(t));
 
-    log(false, "event=pop3.login user=" + core::logValue(who) + " ip=" + context_.client.host() + " mech=" + std::string(mechanism) +
-                   " tls=" + (tls_ ? "yes" : "no") + " msgs=" + std::to_string(count) + " size=" + std::to_string(total));
+    log(false, core::EventLine::inSession(context_.sessionId, "pop3.login")
+                   .add("user", who)
+                   .add("ip", context_.client.host())
+                   .add("mech", mechanism)
+                   .add("tls", (tls_ ? "yes" : "no"))
+                   .add("msgs", count)
+                   .add("size", total)
+                   .str());
 
     // POP-before-SMTP: a successful login lets this address relay for a while. Failing to
     // record it does not fail the login (the user can still read mail).
@@ -288,7 +304,11 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
         } catch (const std::exception&) {
             granted = false;
         }
-        if (!granted) log(true, "event=pop3.grant_fail user=" + core::logValue(who) + " ip=" + context_.client.host());
+        if (!granted)
+            log(true, core::EventLine::inSession(context_.sessionId, "pop3.grant_fail")
+                          .add("user", who)
+                          .add("ip", context_.client.host())
+                          .str());
     }
     return reply(okLine("Logged in, " + std::to_string(count) + " messages (" + std::to_string(total) + " octets)"));
 }
@@ -304,17 +324,26 @@ Pop3Output Pop3Session::handleQuit() {
     std::string user = t->identity.user;
     bool ok = indexes.empty() || t->maildrop->expunge(indexes);
     if (!ok) {
-        log(true, "event=pop3.expunge_fail user=" + core::logValue(user) + " deleted=" + std::to_string(indexes.size()));
+        log(true, core::EventLine::inSession(context_.sessionId, "pop3.expunge_fail")
+                      .add("user", user)
+                      .add("deleted", indexes.size())
+                      .str());
         // RFC 1939 6: "-ERR some deleted messages not removed"; the lock is still released.
         return close(errLine("[SYS/TEMP] Some deleted messages not removed"));
     }
-    log(false, "event=pop3.quit user=" + core::logValue(user) + " deleted=" + std::to_string(indexes.size()));
+    log(false, core::EventLine::inSession(context_.sessionId, "pop3.quit")
+                   .add("user", user)
+                   .add("deleted", indexes.size())
+                   .str());
     return close(okLine("Postern POP3 server signing off (" + std::to_string(indexes.size()) + " messages deleted)"));
 }
 
 void Pop3Session::onDisconnect() {
     if (auto* t = std::get_if<Transaction>(&state_))
-        log(false, "event=pop3.disconnect user=" + core::logValue(t->identity.user) + " deleted=0");
+        log(false, core::EventLine::inSession(context_.sessionId, "pop3.disconnect")
+                       .add("user", t->identity.user)
+                       .add("deleted", 0)
+                       .str());
     // No UPDATE state without QUIT (RFC 1939 6): marks are dropped with the maildrop.
     closed_ = true;
     if (!std::holds_alternative<Update>(state_)) transition(Update{});
@@ -373,7 +402,10 @@ Pop3Output Pop3Session::handleTransaction(Transaction& t, const Pop3Command& c) 
         if (auto e = checkMessage(t, *c.message)) return *e;
         std::string data;
         if (!t.maildrop->read(*c.message - 1, data)) {
-            log(true, "event=pop3.read_fail user=" + core::logValue(t.identity.user) + " msg=" + std::to_string(*c.message));
+            log(true, core::EventLine::inSession(context_.sessionId, "pop3.read_fail")
+                          .add("user", t.identity.user)
+                          .add("msg", *c.message)
+                          .str());
             return reply(errLine("[SYS/TEMP] Unable to read message, try again later"));
         }
         std::string_view body = data;

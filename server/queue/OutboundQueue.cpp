@@ -1,5 +1,6 @@
 #include "queue/OutboundQueue.h"
 
+#include "core/EventLine.h"
 #include "queue/FileOps.h"
 
 #include <Poco/Logger.h>
@@ -79,7 +80,7 @@ std::size_t OutboundQueue::recover() {
     }
     if (removed > 0) {
         fsyncDirectory(dir_ + "/data");
-        logger().information("event=queue.recover dir=" + dir_ + " removed=" + std::to_string(removed));
+        logger().information(core::EventLine("queue.recover").add("dir", dir_).add("removed", removed).str());
     }
     rescan();
     return removed;
@@ -136,12 +137,20 @@ bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, Queue
         }
     }
     if (!placed) {
-        logger().error("event=queue.enqueue_fail id=" + envelope.id + " step=data error=" + errnoText(errno));
+        logger().error(core::EventLine("queue.enqueue_fail")
+                           .add("id", envelope.id)
+                           .add("step", "data")
+                           .text("error", errnoText(errno))
+                           .str());
         return false;
     }
     std::string data = dataPath(envelope.id);
     if (!fsyncDirectory(dir_ + "/data") || !writeEnvelope(envelope)) {
-        logger().error("event=queue.enqueue_fail id=" + envelope.id + " step=envelope error=" + errnoText(errno));
+        logger().error(core::EventLine("queue.enqueue_fail")
+                           .add("id", envelope.id)
+                           .add("step", "envelope")
+                           .text("error", errnoText(errno))
+                           .str());
         ::unlink(data.c_str());
         return false;
     }
@@ -221,7 +230,7 @@ bool OutboundQueue::remove(const std::string& id) {
     }
     if (existed && !fsyncDirectory(dir_ + "/envelope")) return false;
     if (::unlink(dataPath(id).c_str()) != 0 && errno != ENOENT) {
-        logger().warning("event=queue.remove_data_fail id=" + id + " error=" + errnoText(errno));
+        logger().warning(core::EventLine("queue.remove_data_fail").add("id", id).text("error", errnoText(errno)).str());
     }
     if (existed) {
         std::lock_guard lock(mutex_);
@@ -249,7 +258,7 @@ std::vector<QueueEntry> OutboundQueue::list() const {
     std::vector<QueueEntry> out;
     std::vector<std::string> names;
     if (!listDirectory(dir_ + "/envelope", names)) {
-        logger().error("event=queue.list_fail dir=" + dir_ + " error=" + errnoText(errno));
+        logger().error(core::EventLine("queue.list_fail").add("dir", dir_).text("error", errnoText(errno)).str());
         return out;
     }
     for (const auto& n : names) {
@@ -258,7 +267,7 @@ std::vector<QueueEntry> OutboundQueue::list() const {
         if (!e) {
             // It may just have been removed by a worker; only complain if it is still there.
             if (::access(envelopePath(n).c_str(), F_OK) == 0)
-                logger().warning("event=queue.bad_envelope id=" + n);
+                logger().warning(core::EventLine("queue.bad_envelope").add("id", n).str());
             continue;
         }
         out.push_back({std::move(*e), fileSize(dataPath(n))});

@@ -1,6 +1,8 @@
 // POP3 maildrops for clustered nodes: PostgreSQL lease first, then the local maildrop.
 #include "store/ClusterMaildropService.h"
 
+#include "core/EventLine.h"
+
 #include <Poco/Logger.h>
 
 namespace postern::store {
@@ -31,8 +33,10 @@ public:
         if (indexes.empty()) return true;
         const core::Answer held = token_.empty() ? core::Answer::TempFail : lock_.verify(token_);
         if (held != core::Answer::Yes) {
-            logger().error("event=store.expunge_refused mailbox=" + mailbox_ + " reason=" +
-                           (held == core::Answer::No ? "lease_lost" : "lease_unverifiable"));
+            logger().error(core::EventLine("store.expunge_refused")
+                               .add("mailbox", mailbox_)
+                               .add("reason", (held == core::Answer::No ? "lease_lost" : "lease_unverifiable"))
+                               .str());
             return false;
         }
         return inner_->expunge(indexes);
@@ -58,7 +62,10 @@ core::MaildropStatus ClusterMaildropService::open(const std::string& mailbox, co
         // The shared PostgreSQL cannot answer: the user may still read mail (under the local
         // lock only), but nothing is deleted without the cluster-wide lease (expunge refuses,
         // QUIT answers -ERR [SYS/TEMP] and the messages stay).
-        logger().warning("event=store.lease_unavailable mailbox=" + mailbox + " detail=\"read-only session\"");
+        logger().warning(core::EventLine("store.lease_unavailable")
+                             .add("mailbox", mailbox)
+                             .text("detail", "read-only session")
+                             .str());
         a.token.clear();
     }
     core::MaildropPtr inner;

@@ -1,5 +1,6 @@
 #include "store/MailSpool.h"
 
+#include "core/EventLine.h"
 #include "queue/FileOps.h"
 
 #include <Poco/Logger.h>
@@ -79,7 +80,11 @@ MailSpool::~MailSpool() {
 bool MailSpool::start(std::size_t& removed) {
     removed = 0;
     if (!queue::makeDirectories(root_, DirMode)) {
-        logger().error("event=store.spool_fail dir=" + root_ + " step=mkdir error=" + errnoText(errno));
+        logger().error(core::EventLine("store.spool_fail")
+                           .add("dir", root_)
+                           .add("step", "mkdir")
+                           .text("error", errnoText(errno))
+                           .str());
         return false;
     }
     if (!createOwn()) return false;
@@ -95,7 +100,11 @@ bool MailSpool::createOwn() {
                           std::to_string(secs.count()) + "-" + std::to_string(attempt);
         if (::mkdir(dir.c_str(), DirMode) != 0) {
             if (errno == EEXIST) continue;
-            logger().error("event=store.spool_fail dir=" + dir + " step=mkdir error=" + errnoText(errno));
+            logger().error(core::EventLine("store.spool_fail")
+                               .add("dir", dir)
+                               .add("step", "mkdir")
+                               .text("error", errnoText(errno))
+                               .str());
             return false;
         }
         std::string lock = dir + "/" + LockName;
@@ -103,7 +112,11 @@ bool MailSpool::createOwn() {
         if (fd < 0) {
             // Another starting process may have judged the lockless directory dead already.
             if (errno == ENOENT) continue;
-            logger().error("event=store.spool_fail path=" + lock + " step=open error=" + errnoText(errno));
+            logger().error(core::EventLine("store.spool_fail")
+                               .add("path", lock)
+                               .add("step", "open")
+                               .text("error", errnoText(errno))
+                               .str());
             ::rmdir(dir.c_str());
             return false;
         }
@@ -122,7 +135,8 @@ bool MailSpool::createOwn() {
         lockFd_ = fd;
         return true;
     }
-    logger().error("event=store.spool_fail dir=" + root_ + " error=no_directory_after_retries");
+    logger().error(
+        core::EventLine("store.spool_fail").add("dir", root_).add("error", "no_directory_after_retries").str());
     return false;
 }
 
@@ -130,7 +144,8 @@ std::size_t MailSpool::removeDead() {
     std::size_t removed = 0, dirs = 0;
     std::vector<std::string> names;
     if (!listDirectory(root_, names)) {
-        logger().warning("event=store.spool_recover_fail dir=" + root_ + " error=" + errnoText(errno));
+        logger().warning(
+            core::EventLine("store.spool_recover_fail").add("dir", root_).text("error", errnoText(errno)).str());
         return 0;
     }
     auto ownName = dir_.substr(dir_.rfind('/') + 1);
@@ -159,8 +174,11 @@ std::size_t MailSpool::removeDead() {
         ::close(fd);
     }
     if (dirs > 0 || removed > 0)
-        logger().notice("event=store.spool_recover dir=" + root_ + " directories=" + std::to_string(dirs) +
-                        " removed=" + std::to_string(removed));
+        logger().notice(core::EventLine("store.spool_recover")
+                            .add("dir", root_)
+                            .add("directories", dirs)
+                            .add("removed", removed)
+                            .str());
     return removed;
 }
 

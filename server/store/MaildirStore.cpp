@@ -1,5 +1,6 @@
 #include "store/MaildirStore.h"
 
+#include "core/EventLine.h"
 #include "queue/FileOps.h"
 
 #include <Poco/DigestEngine.h>
@@ -119,7 +120,7 @@ public:
         if (index >= files_.size()) return false;
         std::string path = maildir_ + "/cur/" + files_[index].name;
         if (!queue::readFile(path, out)) {
-            logger().error("event=store.read_fail path=" + path + " error=" + errnoText(errno));
+            logger().error(core::EventLine("store.read_fail").add("path", path).text("error", errnoText(errno)).str());
             return false;
         }
         return true;
@@ -132,13 +133,18 @@ public:
             std::string path = maildir_ + "/cur/" + files_[i].name;
             // Already gone (removed by hand or another tool) is what we wanted anyway.
             if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-                logger().error("event=store.expunge_fail path=" + path + " error=" + errnoText(errno));
+                logger().error(
+                    core::EventLine("store.expunge_fail").add("path", path).text("error", errnoText(errno)).str());
                 ok = false;
             }
         }
         // The deletion is acknowledged to the client with +OK: make it durable first.
         if (!fsyncDirectory(maildir_ + "/cur")) {
-            logger().error("event=store.expunge_fail path=" + maildir_ + "/cur step=fsync error=" + errnoText(errno));
+            logger().error(core::EventLine("store.expunge_fail")
+                               .add("path", maildir_ + "/cur")
+                               .add("step", "fsync")
+                               .text("error", errnoText(errno))
+                               .str());
             ok = false;
         }
         return ok;
@@ -219,11 +225,16 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
                            std::string& placedPath) {
     auto maildir = maildirPath(mailbox);
     if (!maildir) {
-        logger().error("event=store.deliver_fail mailbox=" + mailbox + " error=invalid_location");
+        logger().error(
+            core::EventLine("store.deliver_fail").add("mailbox", mailbox).add("error", "invalid_location").str());
         return false;
     }
     if (!ensureMaildir(*maildir)) {
-        logger().error("event=store.deliver_fail maildir=" + *maildir + " step=mkdir error=" + errnoText(errno));
+        logger().error(core::EventLine("store.deliver_fail")
+                           .add("maildir", *maildir)
+                           .add("step", "mkdir")
+                           .text("error", errnoText(errno))
+                           .str());
         return false;
     }
     for (int tries = 0; tries < 8; ++tries) {
@@ -242,7 +253,11 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
             std::string copy = spool_->directory() + "/" + name + ".part";
             if (!queue::copyFileSynced(source, copy)) {
                 if (errno == EEXIST) continue;
-                logger().error("event=store.deliver_fail path=" + copy + " step=copy error=" + errnoText(errno));
+                logger().error(core::EventLine("store.deliver_fail")
+                                   .add("path", copy)
+                                   .add("step", "copy")
+                                   .text("error", errnoText(errno))
+                                   .str());
                 return false;
             }
             std::string placed;
@@ -258,18 +273,30 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
             std::string tmp = *maildir + "/tmp/" + name;
             if (!queue::copyFileSynced(source, tmp)) {
                 if (errno == EEXIST) continue;
-                logger().error("event=store.deliver_fail path=" + tmp + " step=copy error=" + errnoText(errno));
+                logger().error(core::EventLine("store.deliver_fail")
+                                   .add("path", tmp)
+                                   .add("step", "copy")
+                                   .text("error", errnoText(errno))
+                                   .str());
                 return false;
             }
             if (::rename(tmp.c_str(), target.c_str()) != 0) {
                 int saved = errno;
                 ::unlink(tmp.c_str());
-                logger().error("event=store.deliver_fail path=" + target + " step=rename error=" + errnoText(saved));
+                logger().error(core::EventLine("store.deliver_fail")
+                                   .add("path", target)
+                                   .add("step", "rename")
+                                   .text("error", errnoText(saved))
+                                   .str());
                 return false;
             }
             placed = true;
         } else {
-            logger().error("event=store.deliver_fail path=" + target + " step=link error=" + errnoText(errno));
+            logger().error(core::EventLine("store.deliver_fail")
+                               .add("path", target)
+                               .add("step", "link")
+                               .text("error", errnoText(errno))
+                               .str());
             return false;
         }
         if (placed) {
@@ -277,14 +304,18 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
             if (!fsyncDirectory(*maildir + "/new")) {
                 int saved = errno;
                 ::unlink(target.c_str());
-                logger().error("event=store.deliver_fail path=" + target + " step=fsync error=" + errnoText(saved));
+                logger().error(core::EventLine("store.deliver_fail")
+                                   .add("path", target)
+                                   .add("step", "fsync")
+                                   .text("error", errnoText(saved))
+                                   .str());
                 return false;
             }
             placedPath = target;
             return true;
         }
     }
-    logger().error("event=store.deliver_fail maildir=" + *maildir + " error=name_clash");
+    logger().error(core::EventLine("store.deliver_fail").add("maildir", *maildir).add("error", "name_clash").str());
     return false;
 }
 
@@ -305,26 +336,35 @@ std::size_t MaildirStore::cleanTmp(const std::string& maildir) const {
     }
     ::closedir(d);
     if (removed > 0)
-        logger().notice("event=store.tmp_cleanup maildir=" + maildir + " removed=" + std::to_string(removed));
+        logger().notice(core::EventLine("store.tmp_cleanup").add("maildir", maildir).add("removed", removed).str());
     return removed;
 }
 
 core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::MaildropPtr& out) {
     auto maildir = maildirPath(mailbox);
     if (!maildir) {
-        logger().error("event=store.open_fail mailbox=" + mailbox + " error=invalid_location");
+        logger().error(
+            core::EventLine("store.open_fail").add("mailbox", mailbox).add("error", "invalid_location").str());
         return core::MaildropStatus::TempFail;
     }
     // A mailbox nobody has written to yet opens as empty; creating it here also gives
     // the lock file a home.
     if (!ensureMaildir(*maildir)) {
-        logger().error("event=store.open_fail maildir=" + *maildir + " step=mkdir error=" + errnoText(errno));
+        logger().error(core::EventLine("store.open_fail")
+                           .add("maildir", *maildir)
+                           .add("step", "mkdir")
+                           .text("error", errnoText(errno))
+                           .str());
         return core::MaildropStatus::TempFail;
     }
     std::string lockPath = *maildir + "/" + LockName;
     int fd = ::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        logger().error("event=store.open_fail path=" + lockPath + " step=lock error=" + errnoText(errno));
+        logger().error(core::EventLine("store.open_fail")
+                           .add("path", lockPath)
+                           .add("step", "lock")
+                           .text("error", errnoText(errno))
+                           .str());
         return core::MaildropStatus::TempFail;
     }
     // RFC 1939 4: the server acquires an exclusive-access lock on the maildrop.
@@ -335,13 +375,18 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
         int err = errno;
         ::close(fd);
         if (err == EWOULDBLOCK) return core::MaildropStatus::InUse;
-        logger().error("event=store.open_fail path=" + lockPath + " step=flock error=" + errnoText(err));
+        logger().error(core::EventLine("store.open_fail")
+                           .add("path", lockPath)
+                           .add("step", "flock")
+                           .text("error", errnoText(err))
+                           .str());
         return core::MaildropStatus::TempFail;
     }
     auto fail = [&](const std::string& step, const std::string& path) {
         int err = errno;
         ::close(fd);
-        logger().error("event=store.open_fail path=" + path + " step=" + step + " error=" + errnoText(err));
+        logger().error(
+            core::EventLine("store.open_fail").add("path", path).add("step", step).text("error", errnoText(err)).str());
         return core::MaildropStatus::TempFail;
     };
 

@@ -1,6 +1,8 @@
 // The cluster-wide POP3 maildrop lock: lease rows in PostgreSQL, renewed by one thread.
 #include "store/PgMaildropLock.h"
 
+#include "core/EventLine.h"
+
 #include <Poco/Logger.h>
 #include <Poco/UUIDGenerator.h>
 
@@ -52,13 +54,6 @@ std::string textArray(const std::vector<std::string>& items) {
     return out + "}";
 }
 
-std::string logSafe(const std::string& s) {
-    std::string out;
-    for (unsigned char c : s.substr(0, 200))
-        out += (c <= 0x20 || c == '"' || c == 0x7f) ? '_' : static_cast<char>(c);
-    return out;
-}
-
 }  // namespace
 
 PgMaildropLock::PgMaildropLock(pg::Pool& pool, std::chrono::milliseconds lease, std::chrono::milliseconds renewInterval)
@@ -87,7 +82,7 @@ void PgMaildropLock::run() {
         try {
             renewAll();
         } catch (const std::exception& e) {
-            logger().error(std::string("event=lease.renew_fail error=\"") + logSafe(e.what()) + "\"");
+            logger().error(core::EventLine("lease.renew_fail").text("error", e.what()).str());
         }
         lock.lock();
     }
@@ -98,11 +93,11 @@ PgMaildropLock::Acquisition PgMaildropLock::acquire(const std::string& mailbox, 
     const std::string token = Poco::UUIDGenerator::defaultGenerator().createRandom().toString();
     pg::QueryResult r = pool_.execute(LeaseAcquire, {mailbox, nodeId, token, std::to_string(lease_.count())});
     if (r.failed()) {
-        logger().warning("event=lease.fail mailbox=" + logSafe(mailbox) + " error=\"" + logSafe(r.error) + "\"");
+        logger().warning(core::EventLine("lease.fail").add("mailbox", mailbox).text("error", r.error).str());
         return a;  // TempFail
     }
     if (r.noRows()) {
-        logger().information("event=lease.busy mailbox=" + logSafe(mailbox) + " node=" + logSafe(nodeId));
+        logger().information(core::EventLine("lease.busy").add("mailbox", mailbox).add("node", nodeId).str());
         a.status = Status::InUse;
         return a;
     }
@@ -125,7 +120,7 @@ void PgMaildropLock::markLost(const std::string& token, const char* why) {
         it->second.lost = true;
         mailbox = it->second.mailbox;
     }
-    logger().error("event=lease.lost mailbox=" + logSafe(mailbox) + " reason=" + why);
+    logger().error(core::EventLine("lease.lost").add("mailbox", mailbox).add("reason", why).str());
 }
 
 std::size_t PgMaildropLock::renewAll() {
@@ -147,8 +142,8 @@ std::size_t PgMaildropLock::renewAll() {
         pg::QueryResult r = pool_.execute(LeaseRenew, {textArray(mailboxes), textArray(tokens), std::to_string(lease_.count())});
         if (r.failed()) {
             // Not known to be lost: the row keeps its expiry; the next round tries again.
-            logger().warning("event=lease.renew_fail leases=" + std::to_string(tokens.size()) + " error=\"" +
-                             logSafe(r.error) + "\"");
+            logger().warning(
+                core::EventLine("lease.renew_fail").add("leases", tokens.size()).text("error", r.error).str());
             continue;
         }
         std::set<std::string> back;
@@ -184,7 +179,7 @@ core::Answer PgMaildropLock::verify(const std::string& token) {
     }
     pg::QueryResult r = pool_.execute(LeaseRenew, {textArray({mailbox}), textArray({token}), std::to_string(lease_.count())});
     if (r.failed()) {
-        logger().warning("event=lease.verify_fail mailbox=" + logSafe(mailbox) + " error=\"" + logSafe(r.error) + "\"");
+        logger().warning(core::EventLine("lease.verify_fail").add("mailbox", mailbox).text("error", r.error).str());
         return core::Answer::TempFail;
     }
     if (r.noRows()) {
@@ -206,8 +201,11 @@ bool PgMaildropLock::release(const std::string& token) {
     }
     pg::QueryResult r = pool_.execute(LeaseRelease, {mailbox, token});
     if (r.failed()) {
-        logger().warning("event=lease.release_fail mailbox=" + logSafe(mailbox) + " error=\"" + logSafe(r.error) +
-                         "\" note=lapses_within_lease");
+        logger().warning(core::EventLine("lease.release_fail")
+                             .add("mailbox", mailbox)
+                             .text("error", r.error)
+                             .add("note", "lapses_within_lease")
+                             .str());
         return false;
     }
     return true;

@@ -1,5 +1,6 @@
 #include "store/SpoolSink.h"
 
+#include "core/EventLine.h"
 #include "queue/FileOps.h"
 
 #include <Poco/Logger.h>
@@ -113,11 +114,16 @@ public:
         if (!placed.empty() && !envelope_.localSuccessDsn.empty() && delivered_ && *delivered_)
             (*delivered_)(envelope_, qe.id, tempPath_);
         if (::unlink(tempPath_.c_str()) != 0)
-            logger().warning("s=" + envelope_.sessionId + " event=store.temp_unlink_fail path=" + tempPath_ +
-                             " error=" + errnoText(errno));
-        logger().information("s=" + envelope_.sessionId + " event=store.accepted id=" + qe.id +
-                             " size=" + std::to_string(size_) + " local=" + std::to_string(placed.size()) +
-                             " remote=" + std::to_string(envelope_.remoteRecipients.size()));
+            logger().warning(core::EventLine::inSession(envelope_.sessionId, "store.temp_unlink_fail")
+                                 .add("path", tempPath_)
+                                 .text("error", errnoText(errno))
+                                 .str());
+        logger().information(core::EventLine::inSession(envelope_.sessionId, "store.accepted")
+                                 .add("id", qe.id)
+                                 .add("size", size_)
+                                 .add("local", placed.size())
+                                 .add("remote", envelope_.remoteRecipients.size())
+                                 .str());
         result.status = core::SinkStatus::Ok;
         result.queueId = qe.id;
         return result;
@@ -133,8 +139,11 @@ private:
 
     bool fail(const char* step) {
         if (!failed_)
-            logger().error("s=" + envelope_.sessionId + " event=store.write_fail path=" + tempPath_ + " step=" + step +
-                           " error=" + errnoText(errno));
+            logger().error(core::EventLine::inSession(envelope_.sessionId, "store.write_fail")
+                               .add("path", tempPath_)
+                               .add("step", step)
+                               .text("error", errnoText(errno))
+                               .str());
         failed_ = true;
         return false;
     }
@@ -156,18 +165,21 @@ private:
 core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::SinkStatus& status) {
     status = core::SinkStatus::TempFail;
     if (envelope.localMailboxes.empty() && envelope.remoteRecipients.empty()) {
-        logger().error("s=" + envelope.sessionId + " event=store.open_fail error=no_recipients");
+        logger().error(
+            core::EventLine::inSession(envelope.sessionId, "store.open_fail").add("error", "no_recipients").str());
         return nullptr;
     }
     if (!envelope.remoteRecipients.empty() && queue_.isFull()) {
         status = core::SinkStatus::QueueFull;
-        logger().warning("s=" + envelope.sessionId + " event=store.queue_full");
+        logger().warning(core::EventLine::inSession(envelope.sessionId, "store.queue_full").str());
         return nullptr;
     }
     for (const auto& mailbox : envelope.localMailboxes) {
         if (!store_.maildirPath(mailbox)) {
-            logger().error("s=" + envelope.sessionId + " event=store.open_fail mailbox=" + mailbox +
-                           " error=invalid_location");
+            logger().error(core::EventLine::inSession(envelope.sessionId, "store.open_fail")
+                               .add("mailbox", mailbox)
+                               .add("error", "invalid_location")
+                               .str());
             return nullptr;
         }
     }
@@ -185,8 +197,11 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
     } else {
         std::string maildir = *store_.maildirPath(envelope.localMailboxes.front());
         if (!MaildirStore::ensureMaildir(maildir)) {
-            logger().error("s=" + envelope.sessionId + " event=store.open_fail maildir=" + maildir +
-                           " step=mkdir error=" + errnoText(errno));
+            logger().error(core::EventLine::inSession(envelope.sessionId, "store.open_fail")
+                               .add("maildir", maildir)
+                               .add("step", "mkdir")
+                               .text("error", errnoText(errno))
+                               .str());
             return nullptr;
         }
         const MailSpool* spool = store_.spool();
@@ -196,9 +211,11 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
         } else {
             static std::atomic<bool> warned{false};
             if (spool && !warned.exchange(true))
-                logger().warning("s=" + envelope.sessionId + " event=store.spool_cross_device maildir=" + maildir +
-                                 " spool=" + spool->directory() +
-                                 " note=\"temp files go to Maildir tmp/ on this file system (logged once)\"");
+                logger().warning(core::EventLine::inSession(envelope.sessionId, "store.spool_cross_device")
+                                     .add("maildir", maildir)
+                                     .add("spool", spool->directory())
+                                     .text("note", "temp files go to Maildir tmp/ on this file system (logged once)")
+                                     .str());
             store_.cleanTmp(maildir);
             dir = maildir + "/tmp";
         }
@@ -212,7 +229,10 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
         }
         if (errno != EEXIST) break;
     }
-    logger().error("s=" + envelope.sessionId + " event=store.open_fail dir=" + dir + " error=" + errnoText(errno));
+    logger().error(core::EventLine::inSession(envelope.sessionId, "store.open_fail")
+                       .add("dir", dir)
+                       .text("error", errnoText(errno))
+                       .str());
     return nullptr;
 }
 

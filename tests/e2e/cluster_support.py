@@ -21,6 +21,7 @@ subprocess on free loopback ports, with its admin socket in its temp dir for `sh
 
 import http.client
 import os
+import poplib
 import re
 import shutil
 import signal
@@ -31,6 +32,7 @@ import subprocess
 import tempfile
 import time
 
+import pg_support as P
 from postern_harness import (IO_TIMEOUT, LISTENERS, LISTENER_SPEC, POP3Src, POP3SSLSrc, Postern,
                              RawConn, TestFailure, _root_dir, expect, free_port, free_ports,
                              tls_context, wait_for)
@@ -421,3 +423,27 @@ def proxied_raw(port, header, source="127.0.0.1", tls=False):
     if tls:
         c.starttls()
     return c
+
+
+def cluster_pg():
+    """One PostgreSQL for the test file (pg_support.shared_server), running again if a test
+    stopped it, with the cluster tables emptied for every test."""
+    s = P.shared_server()
+    if not s.running:
+        s.start()
+    truncate_cluster_tables(s)
+    return s
+
+
+def pop_answer(client, user, password):
+    """The answer to PASS on `client` ('+OK ...' or the -ERR line); the session is closed afterwards."""
+    try:
+        client.user(user)
+        return client.pass_(password).decode("utf-8", "replace")
+    except poplib.error_proto as e:
+        return e.args[0].decode("utf-8", "replace") if isinstance(e.args[0], bytes) else str(e)
+    finally:
+        try:
+            client.quit()
+        except (poplib.error_proto, OSError, EOFError):
+            pass

@@ -158,3 +158,17 @@ def migrate(config):
     if r.returncode != 0:
         raise TestFailure("posternctl db migrate failed (%d)\n%s%s" % (r.returncode, r.stdout, r.stderr))
     return r
+
+
+_shared = []
+
+
+def shared_server(setup_sql=""):
+    """One PostgreSQL for the whole test file (each file runs in its own process): created on
+    first use, schema migrated, `setup_sql` run once."""
+    if not _shared:
+        s = PgServer()
+        if setup_sql:
+            s.sql(setup_sql)
+        _shared.append(s)
+    return _shared[0]

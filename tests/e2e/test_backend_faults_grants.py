@@ -33,8 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from postern_harness import (DEFAULT_USERS, TestFailure, check, check_eq, expect,  # noqa: E402
                              run_tests, wait_for)
-import pg_support as P  # noqa: E402
-from cluster_support import http_get, metric_value, new_mail_root, start_node, truncate_cluster_tables  # noqa: E402
+from cluster_support import (cluster_pg, http_get, metric_value, new_mail_root, pop_answer,  # noqa: E402
+                             start_node)
 
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
 BOB, BOB_PW = "bob@example.test", DEFAULT_USERS["bob@example.test"]["password"]
@@ -65,16 +65,8 @@ BASE = {
     "limits.ip.messages_per_day": "0",
 }
 
-_pg = []
-
-
 def pg():
-    if not _pg:
-        _pg.append(P.PgServer())
-    if not _pg[0].running:
-        _pg[0].start()
-    truncate_cluster_tables(_pg[0])
-    return _pg[0]
+    return cluster_pg()
 
 
 def node(name, root, **extra):
@@ -98,14 +90,7 @@ def quiet_quit(c):
 
 def pop_login(n, source, user=ALICE, password=ALICE_PW):
     """The answer to PASS ('+OK ...' or the -ERR line); the session is closed afterwards."""
-    c = n.pop3_ssl(source=source)
-    try:
-        c.user(user)
-        return c.pass_(password).decode("utf-8", "replace")
-    except poplib.error_proto as e:
-        return e.args[0].decode("utf-8", "replace") if isinstance(e.args[0], bytes) else str(e)
-    finally:
-        quiet_quit(c)
+    return pop_answer(n.pop3_ssl(source=source), user, password)
 
 
 def relay(n, source, sender=ALICE):

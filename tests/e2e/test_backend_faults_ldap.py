@@ -11,7 +11,6 @@ the tests accept answers within 2 s + 8 s."""
 
 import http.client
 import os
-import poplib
 import re
 import signal
 import sys
@@ -21,8 +20,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from postern_harness import (Postern, _root_dir, check, check_eq, expect, free_port,  # noqa: E402
-                             plain_ir, run_tests, wait_for)
+                             run_tests, wait_for)
 import ldap_support as L  # noqa: E402
+from backend_support import pop_login, rcpt, smtp_auth  # noqa: E402
 
 ALICE = ("alice@ldap.test", "alice-Ldap1")
 BOB = ("bob@ldap.test", "bob-Ldap2")
@@ -119,17 +119,6 @@ def postern_ldap(slapd_uris):
     return p
 
 
-def smtp_auth(p, user, password):
-    """(code, text) of AUTH PLAIN on the submission listener after STARTTLS."""
-    s = p.smtp("submission", starttls=True)
-    try:
-        code, msg = s.docmd("AUTH", "PLAIN " + plain_ir(user, password))
-        return code, msg.decode("utf-8", "replace")
-    finally:
-        try:
-            s.quit()
-        except Exception:  # noqa: BLE001 - the server may have closed after a failure
-            pass
 
 
 def timed(fn, *args):
@@ -138,34 +127,8 @@ def timed(fn, *args):
     return r, time.monotonic() - t0
 
 
-def pop_login(p, user, password):
-    """'+OK...' or the -ERR line of a POP3S USER/PASS login."""
-    c = p.pop3_ssl()
-    try:
-        c.user(user)
-        resp = c.pass_(password).decode("utf-8", "replace")
-        c.quit()
-        return resp
-    except poplib.error_proto as e:
-        return e.args[0].decode("utf-8", "replace") if isinstance(e.args[0], bytes) else str(e)
-    finally:
-        try:
-            c.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
-def rcpt(p, address, sender="someone@remote.example"):
-    s = p.smtp("mx")
-    try:
-        expect(s.docmd("MAIL", "FROM:<%s>" % sender), 250)
-        code, msg = s.docmd("RCPT", "TO:<%s>" % address)
-        return code, msg.decode("utf-8", "replace")
-    finally:
-        try:
-            s.quit()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def expect_ldap_down(p, what):

@@ -12,7 +12,6 @@ the C++ deadline tests of server/pg (unit_pg, suite pg_deadline) against this Po
 import concurrent.futures
 import contextlib
 import os
-import poplib
 import re
 import signal
 import subprocess
@@ -24,8 +23,9 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from postern_harness import (BUILD_DIR, Postern, TestFailure, check, check_eq, expect,  # noqa: E402
-                             free_port, make_message, plain_ir, run_tests, wait_for)
+                             free_port, make_message, run_tests, wait_for)
 import pg_support as P  # noqa: E402
+from backend_support import pop_login, rcpt, smtp_auth as auth_code  # noqa: E402
 
 DOMAIN = "faults.test"
 ANN = ("ann@faults.test", "ann-Fault-Secret1")
@@ -37,17 +37,11 @@ READY_TIMEOUT = 2.0       # health.ready_timeout
 # (statement_timeout + 0.5 s grace); plus a generous margin for a loaded CI machine.
 ANSWER_BOUND = 8.0
 
-_pg = []
-
 
 def pg():
-    if not _pg:
-        s = P.PgServer()
-        s.sql("INSERT INTO domains (name) VALUES ('%s');"
-              "INSERT INTO users (address, domain, password) VALUES ('%s', '%s', '{PLAIN}%s');"
-              % (DOMAIN, ANN[0], DOMAIN, ANN[1]))
-        _pg.append(s)
-    return _pg[0]
+    return P.shared_server("INSERT INTO domains (name) VALUES ('%s');"
+                           "INSERT INTO users (address, domain, password) VALUES ('%s', '%s', '{PLAIN}%s');"
+                           % (DOMAIN, ANN[0], DOMAIN, ANN[1]))
 
 
 # ---- freezing PostgreSQL ---------------------------------------------------------------
@@ -115,40 +109,10 @@ def timed(fn, *args):
     return r, time.monotonic() - t0
 
 
-def auth_code(p, user, password):
-    s = p.smtp("submission", starttls=True)
-    try:
-        code, msg = s.docmd("AUTH", "PLAIN " + plain_ir(user, password))
-        return code, msg.decode("utf-8", "replace")
-    finally:
-        with contextlib.suppress(Exception):
-            s.quit()
 
 
-def pop_login(p, user, password):
-    c = p.pop3_ssl()
-    try:
-        c.user(user)
-        resp = c.pass_(password).decode("utf-8", "replace")
-        with contextlib.suppress(Exception):
-            c.quit()
-        return resp
-    except poplib.error_proto as e:
-        return e.args[0].decode("utf-8", "replace") if isinstance(e.args[0], bytes) else str(e)
-    finally:
-        with contextlib.suppress(Exception):
-            c.close()
 
 
-def rcpt(p, address):
-    s = p.smtp("mx")
-    try:
-        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
-        code, msg = s.docmd("RCPT", "TO:<%s>" % address)
-        return code, msg.decode("utf-8", "replace")
-    finally:
-        with contextlib.suppress(Exception):
-            s.quit()
 
 
 def readyz(port, timeout=READY_TIMEOUT + 5):

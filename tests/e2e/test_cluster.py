@@ -31,26 +31,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import (DEFAULT_USERS, POSTERND, SOURCE_DIR, TestFailure, check,  # noqa: E402
                              check_eq, expect, make_message, plain_ir, run_tests, sleep_until,
                              split_received, wait_for)
-import pg_support as P  # noqa: E402
-from cluster_support import (HAPROXY, HAProxy, http_get, metric_value, new_mail_root,  # noqa: E402
-                             routes, sigkill, start_node, truncate_cluster_tables)
+from cluster_support import (HAPROXY, HAProxy, cluster_pg, http_get, metric_value, new_mail_root,  # noqa: E402
+                             pop_answer, routes, sigkill, start_node)
 
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
 BOB, BOB_PW = "bob@example.test", DEFAULT_USERS["bob@example.test"]["password"]
 ERIN, ERIN_PW = "erin@example.test", DEFAULT_USERS["erin@example.test"]["password"]
 REMOTE = "friend@remote.example"
 
-_pg = []
-
-
 def pg():
-    """One PostgreSQL for the file; the cluster tables are emptied for every test."""
-    if not _pg:
-        _pg.append(P.PgServer())
-    if not _pg[0].running:
-        _pg[0].start()
-    truncate_cluster_tables(_pg[0])
-    return _pg[0]
+    return cluster_pg()
 
 
 class Cluster:
@@ -110,14 +100,7 @@ def relay_attempt(smtp_factory, to=REMOTE, sender=ALICE):
 
 def pop_login_answer(factory, user, password):
     """'+OK ...' or the -ERR line of a POP3 login (the session is closed afterwards)."""
-    c = factory()
-    try:
-        c.user(user)
-        return c.pass_(password).decode("utf-8", "replace")
-    except poplib.error_proto as e:
-        return e.args[0].decode("utf-8", "replace") if isinstance(e.args[0], bytes) else str(e)
-    finally:
-        quit_quietly(c)
+    return pop_answer(factory(), user, password)
 
 
 def send_via(s, sender, rcpt, data):

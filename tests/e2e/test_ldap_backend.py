@@ -3,14 +3,14 @@ mailboxes and aliases, LDAP injection, empty passwords, fail-over / fail-back, t
 and recovery, direct bind, TLS (ldaps:// and StartTLS with certificate verification)."""
 
 import os
-import poplib
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from postern_harness import (Postern, TestFailure, _root_dir, check, check_eq, expect,  # noqa: E402
-                             make_message, plain_ir, pop_find, run_tests, wait_for)
+                             make_message, pop_find, run_tests, wait_for)
 import ldap_support as L  # noqa: E402
+from backend_support import pop_login, rcpt, smtp_auth  # noqa: E402
 
 ALICE = ("alice@ldap.test", "alice-Ldap1")
 BOB = ("bob@ldap.test", "bob-Ldap2")
@@ -34,17 +34,6 @@ def postern_for(uris, extra=None, secret_mode=0o600, start=True, name="srv", ove
     return Postern(overrides=ov, config=cfg, start=start, name=name)
 
 
-def smtp_auth(p, user, password):
-    """(code, text) of AUTH PLAIN on the submission listener after STARTTLS."""
-    s = p.smtp("submission", starttls=True)
-    try:
-        code, msg = s.docmd("AUTH", "PLAIN " + plain_ir(user, password))
-        return code, msg.decode("utf-8", "replace")
-    finally:
-        try:
-            s.quit()
-        except Exception:  # noqa: BLE001 - the server may have closed after a failure
-            pass
 
 
 def expect_auth(p, user, password, code, enhanced):
@@ -52,31 +41,8 @@ def expect_auth(p, user, password, code, enhanced):
     expect(got, code, enhanced, what="AUTH PLAIN as %r" % user)
 
 
-def pop_login(p, user, password):
-    """'+OK...' or the -ERR line of a POP3S USER/PASS login."""
-    c = p.pop3_ssl()
-    try:
-        c.user(user)
-        resp = c.pass_(password).decode("utf-8", "replace")
-        c.quit()
-        return resp
-    except poplib.error_proto as e:
-        return e.args[0].decode("utf-8", "replace") if isinstance(e.args[0], bytes) else str(e)
-    finally:
-        try:
-            c.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
-def rcpt(p, address, sender="someone@remote.example"):
-    s = p.smtp("mx")
-    try:
-        expect(s.docmd("MAIL", "FROM:<%s>" % sender), 250)
-        code, msg = s.docmd("RCPT", "TO:<%s>" % address)
-        return code, msg.decode("utf-8", "replace")
-    finally:
-        s.quit()
 
 
 def deliver(p, recipients, sender="someone@remote.example"):

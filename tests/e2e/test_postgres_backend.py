@@ -8,7 +8,6 @@ recovery without restarting posternd, the posternctl round trip and its error ex
 import base64
 import hashlib
 import os
-import poplib
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import crypt  # noqa: E402 - deprecated in 3.11, still the stdlib's way to reach
 from postern_harness import (Postern, TestFailure, check, check_eq, expect,  # noqa: E402
                              make_message, plain_ir, b64, run_tests, smtp_auth, wait_for)
 import pg_support as P  # noqa: E402
+from backend_support import pop_login, rcpt  # noqa: E402
 
 DOMAIN = "pg.test"
 NO_CACHE = {"auth.cache.size": "0"}
@@ -30,24 +30,18 @@ ANN = ("ann@pg.test", "ann-Pg-Secret1")
 DIS = ("dis@pg.test", "dis-Pg-Secret2")        # enabled = false
 MBX = ("mbx@pg.test", "mbx-Pg-Secret3")        # mailbox = pg.test/custom-box
 
-_pg = []
-
 
 def pg():
     """One PostgreSQL for the whole file (schema migrated, base rows inserted)."""
-    if not _pg:
-        s = P.PgServer()
-        s.sql("INSERT INTO domains (name) VALUES ('pg.test'), ('rt.test');"
-              "INSERT INTO users (address, domain, password) VALUES (%s, 'pg.test', %s);"
-              "INSERT INTO users (address, domain, password, enabled) VALUES (%s, 'pg.test', %s, false);"
-              "INSERT INTO users (address, domain, password, mailbox) VALUES (%s, 'pg.test', %s, 'pg.test/custom-box');"
-              "INSERT INTO aliases (address, domain, destination) VALUES ('sales@pg.test', 'pg.test', 'ann@pg.test'),"
-              " ('sales@pg.test', 'pg.test', 'mbx@pg.test'), ('gone@pg.test', 'pg.test', 'dis@pg.test');"
-              "INSERT INTO user_senders (user_id, address) SELECT id, 'team@pg.test' FROM users WHERE address = 'ann@pg.test';"
-              % (q(ANN[0]), q("{PLAIN}" + ANN[1]), q(DIS[0]), q("{PLAIN}" + DIS[1]), q(MBX[0]),
-                 q("{PLAIN}" + MBX[1])))
-        _pg.append(s)
-    return _pg[0]
+    return P.shared_server("INSERT INTO domains (name) VALUES ('pg.test'), ('rt.test');"
+                           "INSERT INTO users (address, domain, password) VALUES (%s, 'pg.test', %s);"
+                           "INSERT INTO users (address, domain, password, enabled) VALUES (%s, 'pg.test', %s, false);"
+                           "INSERT INTO users (address, domain, password, mailbox) VALUES (%s, 'pg.test', %s, 'pg.test/custom-box');"
+                           "INSERT INTO aliases (address, domain, destination) VALUES ('sales@pg.test', 'pg.test', 'ann@pg.test'),"
+                           " ('sales@pg.test', 'pg.test', 'mbx@pg.test'), ('gone@pg.test', 'pg.test', 'dis@pg.test');"
+                           "INSERT INTO user_senders (user_id, address) SELECT id, 'team@pg.test' FROM users WHERE address = 'ann@pg.test';"
+                           % (q(ANN[0]), q("{PLAIN}" + ANN[1]), q(DIS[0]), q("{PLAIN}" + DIS[1]), q(MBX[0]),
+                              q("{PLAIN}" + MBX[1])))
 
 
 def q(s):
@@ -83,30 +77,8 @@ def expect_auth(p, user, password, code, enhanced):
     expect(smtp_auth_code(p, user, password), code, enhanced, what="AUTH PLAIN as %r" % (user,))
 
 
-def pop_login(p, user, password):
-    c = p.pop3_ssl()
-    try:
-        c.user(user)
-        resp = c.pass_(password).decode("utf-8", "replace")
-        c.quit()
-        return resp
-    except poplib.error_proto as e:
-        return e.args[0].decode("utf-8", "replace") if isinstance(e.args[0], bytes) else str(e)
-    finally:
-        try:
-            c.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
-def rcpt(p, address):
-    s = p.smtp("mx")
-    try:
-        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
-        code, msg = s.docmd("RCPT", "TO:<%s>" % address)
-        return code, msg.decode("utf-8", "replace")
-    finally:
-        s.quit()
 
 
 def ctl(p, *args, password=None):

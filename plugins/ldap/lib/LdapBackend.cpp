@@ -11,6 +11,17 @@ namespace postern::plugins::ldap {
 
 namespace {
 
+// In a catch block: the answer's detail for what was thrown.
+std::string thrownDetail() {
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        return std::string("ldap: ") + e.what();
+    } catch (...) {
+        return "ldap: unexpected error";
+    }
+}
+
 std::string lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(),  // ASCII only: UTF-8 octets (RFC 6531) never change
                    [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); });
@@ -280,14 +291,10 @@ api::AuthAnswer LdapBackend::authenticate(const std::string& user, const std::st
         }
         answer.status = api::Status::Ok;
         answer.detail = "server=" + server;
-    } catch (const std::exception& e) {
-        answer = {};
-        answer.verified = true;
-        answer.detail = std::string("ldap: ") + e.what();
     } catch (...) {
         answer = {};
         answer.verified = true;
-        answer.detail = "ldap: unexpected error";
+        answer.detail = thrownDetail();
     }
     return answer;
 }
@@ -375,12 +382,9 @@ api::LookupAnswer LdapBackend::lookup(const std::string& address) noexcept {
         }
         answer.aliasDestinations = std::move(destinations);
         answer.status = api::Status::Ok;
-    } catch (const std::exception& e) {
-        answer = {};
-        answer.detail = std::string("ldap: ") + e.what();
     } catch (...) {
         answer = {};
-        answer.detail = "ldap: unexpected error";
+        answer.detail = thrownDetail();
     }
     return answer;
 }
@@ -457,12 +461,9 @@ api::ProbeAnswer LdapBackend::probe() noexcept {
         } else {
             answer.detail = (server.empty() ? std::string("ldap: ") : "ldap " + server + ": ") + r.describe();
         }
-    } catch (const std::exception& e) {
-        answer = {};
-        answer.detail = std::string("ldap: ") + e.what();
     } catch (...) {
         answer = {};
-        answer.detail = "ldap: unexpected error";
+        answer.detail = thrownDetail();
     }
     return answer;
 }

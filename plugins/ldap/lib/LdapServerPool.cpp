@@ -3,6 +3,7 @@
 #include "LdapServerPool.h"
 
 #include "SigpipeGuard.h"
+#include "core/EventLine.h"
 
 #include <ldap.h>
 
@@ -113,14 +114,17 @@ void LdapServerPool::markDown(Server& server, const LdapResult& why) {
     }
     server.freed.notify_all();
     if (server.up.exchange(false)) {
-        logger().warning("event=ldap.server_down uri=" + server.uri + " error=\"" + why.describe() +
-                         "\" probe_interval=" + std::to_string(config_.probeInterval.count()) + "ms");
+        logger().warning(core::EventLine("ldap.server_down")
+                             .add("uri", server.uri)
+                             .text("error", why.describe())
+                             .add("probe_interval", config_.probeInterval.count(), "ms")
+                             .str());
     }
 }
 
 void LdapServerPool::markUp(Server& server) {
     if (!server.up.exchange(true)) {
-        logger().notice("event=ldap.server_up uri=" + server.uri);
+        logger().notice(core::EventLine("ldap.server_up").add("uri", server.uri).str());
     }
 }
 
@@ -189,7 +193,7 @@ bool LdapServerPool::probe(Server& server) {
         }
     }
     if (!conn || !r.ok()) {
-        logger().debug("event=ldap.probe_failed uri=" + server.uri + " error=\"" + r.describe() + "\"");
+        logger().debug(core::EventLine("ldap.probe_failed").add("uri", server.uri).text("error", r.describe()).str());
         return false;
     }
     {

@@ -1,6 +1,8 @@
 // postgres auth backend: authenticate / lookup / hasDomain over configurable, bound SQL.
 #include "PostgresBackend.h"
 
+#include "core/EventLine.h"
+
 #include <Poco/Logger.h>
 
 #include <algorithm>
@@ -344,7 +346,8 @@ api::Status PostgresBackend::hasDomain(const std::string& domain) noexcept {
         pg::QueryResult r = execute_(domainStatement_, {key});
         if (r.failed()) {
             // hasDomain has no detail field: say here why the host gets TempFail.
-            Poco::Logger::get("postern.auth.postgres").warning("event=pg.domain_query_failed error=\"" + describe(r) + "\"");
+            Poco::Logger::get("postern.auth.postgres")
+                .warning(core::EventLine("pg.domain_query_failed").text("error", describe(r)).str());
             return api::Status::TempFail;
         }
         return r.ok() ? api::Status::Ok : api::Status::NotFound;
