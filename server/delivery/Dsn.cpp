@@ -25,6 +25,47 @@ std::string reportValue(const std::string& s, std::size_t max = 600) {
     return clean(printable ? s : smtp::encodeXtext(s), max);
 }
 
+// RFC 5322 2.1.1 / RFC 5321 4.5.3.1.6: at most 998 octets before each CRLF.
+constexpr std::size_t kMaxLine = 998;
+
+// True when `s` is a sequence of CRLF-ended lines (or ends without one) with no bare CR
+// or LF, no NUL and no line over kMaxLine octets: it can be attached as it is.
+bool wellFormedLines(const std::string& s) {
+    std::size_t lineStart = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '\r') {
+            if (i + 1 >= s.size() || s[i + 1] != '\n' || i - lineStart > kMaxLine) return false;
+            lineStart = i + 2;
+            ++i;
+        } else if (s[i] == '\n' || s[i] == '\0') {
+            return false;
+        }
+    }
+    return s.size() - lineStart <= kMaxLine;
+}
+
+// A header section as attachable text: a bare CR or LF ends a line (CRLF), NUL becomes
+// '?', a line over kMaxLine octets is cut, and the last line gets its CRLF. A message
+// stored byte-exact (BDAT, BINARYMIME) may carry any of these; the DSN must not.
+std::string asCrlfLines(const std::string& s) {
+    std::string out;
+    std::size_t lineLen = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        char c = s[i];
+        if (c == '\r' || c == '\n') {
+            if (c == '\r' && i + 1 < s.size() && s[i + 1] == '\n') ++i;
+            out += "\r\n";
+            lineLen = 0;
+            continue;
+        }
+        if (lineLen >= kMaxLine) continue;
+        out += c == '\0' ? '?' : c;
+        ++lineLen;
+    }
+    if (lineLen > 0) out += "\r\n";
+    return out;
+}
+
 const char* actionName(DsnAction a) {
     switch (a) {
     case DsnAction::Failed: return "failed";
@@ -112,7 +153,9 @@ std::string formatDsn(const DsnInput& in) {
         m += "Your message could not be delivered yet; it is still being retried." + crlf + crlf;
     }
     for (const auto& r : in.recipients) {
-        m += "<" + clean(r.address) + ">: " + clean(r.diagnostic) + crlf;
+        std::string line = "<" + clean(r.address) + ">: " + clean(r.diagnostic);
+        if (line.size() > kMaxLine) line.resize(kMaxLine);
+        m += line + crlf;
     }
     m += crlf;
 
@@ -143,7 +186,10 @@ std::string formatDsn(const DsnInput& in) {
     // message for RET=FULL (RFC 3461 4.3, RFC 3464 2: message/rfc822).
     const char* what = failed ? "Undelivered Message" : success ? "Message" : "Delayed Message";
     m += "--" + in.boundary + crlf;
-    if (!in.originalMessage.empty()) {
+    // RET=FULL of a message that is not CRLF lines of at most 998 octets (stored
+    // byte-exact from BDAT/BINARYMIME) cannot go into this 8bit report: its header
+    // section is returned instead (RFC 3461 4.3 lets the MTA return less than asked).
+    if (!in.originalMessage.empty() && wellFormedLines(in.originalMessage)) {
         m += std::string("Content-Description: ") + what + crlf;
         m += "Content-Type: message/rfc822" + crlf + crlf;
         m += in.originalMessage;
@@ -152,7 +198,7 @@ std::string formatDsn(const DsnInput& in) {
     } else {
         m += std::string("Content-Description: ") + what + " Headers" + crlf;
         m += "Content-Type: text/rfc822-headers" + crlf + crlf;
-        m += in.originalHeaders;
+        m += asCrlfLines(in.originalHeaders);
     }
     m += crlf + "--" + in.boundary + "--" + crlf;
     return m;

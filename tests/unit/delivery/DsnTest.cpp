@@ -172,4 +172,57 @@ BOOST_AUTO_TEST_CASE(header_section_stops_at_the_empty_line_and_at_the_cap) {
     BOOST_TEST(headerSection("A: 1\r\nB: 2\r\nC: 3\r\n\r\n", 14) == "A: 1\r\nB: 2\r\n");
 }
 
+// Found by fuzz_dsn_report: a message stored byte-exact (BDAT, BINARYMIME) may have bare
+// CR/LF, NUL and long lines; the report must still be CRLF lines of at most 998 octets.
+namespace {
+void checkLines(const std::string& m) {
+    std::size_t lineStart = 0;
+    for (std::size_t i = 0; i < m.size(); ++i) {
+        if (m[i] == '\r') {
+            BOOST_REQUIRE(i + 1 < m.size());
+            BOOST_TEST(m[i + 1] == '\n');
+            BOOST_TEST(i - lineStart <= 998u);
+            lineStart = i + 2;
+            ++i;
+        } else {
+            BOOST_TEST(m[i] != '\n');
+        }
+    }
+    BOOST_TEST(lineStart == m.size());
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(attached_headers_are_crlf_lines_of_at_most_998_octets) {
+    DsnInput in = sample();
+    in.originalHeaders = "Subject: bare lf\nX-Cr: a\rX-Nul: a" + std::string(1, '\0') + "b\r\nX-Long: " +
+                         std::string(2000, 'x') + "\r\nX-Last: no crlf";
+    std::string m = formatDsn(in);
+    checkLines(m);
+    BOOST_TEST(m.find("Subject: bare lf\r\nX-Cr: a\r\nX-Nul: a?b\r\nX-Long: xxx") != std::string::npos, m);
+    BOOST_TEST(m.find("\r\nX-Long: " + std::string(990, 'x') + "\r\nX-Last: no crlf\r\n\r\n--B0UND--\r\n") !=
+               std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(ret_full_of_a_binary_message_returns_its_header_section) {
+    DsnInput in = sample();
+    in.originalMessage = "Subject: hi\r\nX-Test: 1\r\n\r\nbinary\nbody\r" + std::string(1500, 'y') + "\r\n";
+    std::string m = formatDsn(in);
+    checkLines(m);
+    BOOST_TEST(m.find("Content-Type: message/rfc822") == std::string::npos);
+    BOOST_TEST(m.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: hi\r\nX-Test: 1\r\n\r\n--B0UND--\r\n") !=
+               std::string::npos, m);
+    // A conforming message is still returned whole.
+    in.originalMessage = "Subject: hi\r\n\r\nthe body\r\n";
+    BOOST_TEST(formatDsn(in).find("Content-Type: message/rfc822\r\n\r\nSubject: hi\r\n\r\nthe body\r\n") !=
+               std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(notification_line_of_a_long_address_and_reply_is_cut_at_998) {
+    DsnInput in = sample();
+    in.recipients.resize(1);
+    in.recipients[0].address = std::string(700, 'a');
+    in.recipients[0].diagnostic = "550 " + std::string(900, 'd');
+    checkLines(formatDsn(in));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
