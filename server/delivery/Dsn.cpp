@@ -3,6 +3,7 @@
 #include "smtpproto/Xtext.h"
 
 #include "core/MailDate.h"
+#include "core/Utf8.h"
 
 namespace postern::delivery {
 
@@ -16,6 +17,21 @@ std::string clean(const std::string& s, std::size_t max = 700) {
         out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
     }
     return out;
+}
+
+// An address for a report: printable ASCII as it is; in a global report (RFC 6533) also
+// valid UTF-8 as it is (utf-8-addr-unitext); anything else cleaned.
+std::string reportAddress(const std::string& s, bool global, std::size_t max = 700) {
+    if (!global || core::isAscii(s) || !core::isValidUtf8(s) || s.size() > max) return clean(s, max);
+    for (unsigned char c : s)
+        if (c < 0x20 || c == 0x7f) return clean(s, max);
+    return s;
+}
+
+// "rfc822; a@b", or for a non-ASCII address in a global report "utf-8; jörg@b" (RFC 6533 3).
+std::string typedAddress(const std::string& s, bool global) {
+    bool utf8 = global && !core::isAscii(s) && core::isValidUtf8(s);
+    return std::string(utf8 ? "utf-8; " : "rfc822; ") + reportAddress(s, global);
 }
 
 // ENVID / ORCPT values: as they are when printable ASCII, else in xtext (RFC 3461 4.2).
@@ -66,6 +82,18 @@ std::string asCrlfLines(const std::string& s) {
     return out;
 }
 
+// ORCPT as given ("rfc822;a@b"); a non-ASCII value in a global report as "utf-8; <value>"
+// (RFC 6533 3), else ASCII/xtext as RFC 3461 4.2 has it.
+std::string originalRecipient(const std::string& orcpt, bool global) {
+    if (global && !core::isAscii(orcpt) && core::isValidUtf8(orcpt)) {
+        auto semi = orcpt.find(';');
+        std::string value = semi == std::string::npos ? orcpt : orcpt.substr(semi + 1);
+        while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+        return "utf-8; " + reportAddress(value, true, 600);
+    }
+    return reportValue(orcpt);
+}
+
 const char* actionName(DsnAction a) {
     switch (a) {
     case DsnAction::Failed: return "failed";
@@ -111,12 +139,20 @@ std::string headerSection(const std::string& message, std::size_t maxBytes) {
 }
 
 std::string formatDsn(const DsnInput& in) {
+    // RFC 6533: when an address of the report is not ASCII (SMTPUTF8 mail), the report is a
+    // global one (message/global-delivery-status, utf-8 address type, message/global and
+    // message/global-headers for the returned content) and carries the UTF-8 unchanged;
+    // such a report itself travels only with SMTPUTF8.
+    bool global = !core::isAscii(in.originalSender) && core::isValidUtf8(in.originalSender);
+    for (const auto& r : in.recipients)
+        global = global || (!core::isAscii(r.address) && core::isValidUtf8(r.address)) ||
+                 (!core::isAscii(r.originalRecipient) && core::isValidUtf8(r.originalRecipient));
     const bool failed = in.action == DsnAction::Failed;
     const bool success = in.action == DsnAction::Delivered || in.action == DsnAction::Relayed;
     const std::string crlf = "\r\n";
     std::string m;
     m += "From: Mail Delivery System <MAILER-DAEMON@" + in.reportingMta + ">" + crlf;
-    m += "To: <" + clean(in.originalSender) + ">" + crlf;
+    m += "To: <" + reportAddress(in.originalSender, global) + ">" + crlf;
     m += std::string("Subject: ") + subjectFor(in.action) + crlf;
     m += "Date: " + core::rfc5322Date(in.now) + crlf;
     m += "Message-ID: <" + in.queueId + "." + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
@@ -134,7 +170,7 @@ std::string formatDsn(const DsnInput& in) {
     // Part 1: for people.
     m += "--" + in.boundary + crlf;
     m += "Content-Description: Notification" + crlf;
-    m += "Content-Type: text/plain; charset=us-ascii" + crlf + crlf;
+    m += std::string("Content-Type: text/plain; charset=") + (global ? "utf-8" : "us-ascii") + crlf + crlf;
     m += "This is the mail system at host " + in.reportingMta + "." + crlf + crlf;
     if (failed) {
         m += "I'm sorry to have to inform you that your message could not" + crlf;
@@ -153,7 +189,7 @@ std::string formatDsn(const DsnInput& in) {
         m += "Your message could not be delivered yet; it is still being retried." + crlf + crlf;
     }
     for (const auto& r : in.recipients) {
-        std::string line = "<" + clean(r.address) + ">: " + clean(r.diagnostic);
+        std::string line = "<" + reportAddress(r.address, global) + ">: " + clean(r.diagnostic);
         if (line.size() > kMaxLine) line.resize(kMaxLine);
         m += line + crlf;
     }
@@ -162,15 +198,15 @@ std::string formatDsn(const DsnInput& in) {
     // Part 2: for programs (RFC 3464 2.2 per-message, 2.3 per-recipient fields).
     m += "--" + in.boundary + crlf;
     m += "Content-Description: Delivery report" + crlf;
-    m += "Content-Type: message/delivery-status" + crlf + crlf;
+    m += std::string("Content-Type: message/") + (global ? "global-" : "") + "delivery-status" + crlf + crlf;
     if (!in.envelopeId.empty()) m += "Original-Envelope-Id: " + reportValue(in.envelopeId, 200) + crlf;
     m += "Reporting-MTA: dns; " + in.reportingMta + crlf;
     m += "X-Postern-Queue-ID: " + in.queueId + crlf;
     m += "Arrival-Date: " + core::rfc5322Date(in.arrival) + crlf;
     for (const auto& r : in.recipients) {
         m += crlf;
-        if (!r.originalRecipient.empty()) m += "Original-Recipient: " + reportValue(r.originalRecipient) + crlf;
-        m += "Final-Recipient: rfc822; " + clean(r.address) + crlf;
+        if (!r.originalRecipient.empty()) m += "Original-Recipient: " + originalRecipient(r.originalRecipient, global) + crlf;
+        m += "Final-Recipient: " + typedAddress(r.address, global) + crlf;
         m += std::string("Action: ") + actionName(in.action) + crlf;
         m += "Status: " + clean(r.status, 16) + crlf;
         if (!r.remoteMta.empty()) m += "Remote-MTA: dns; " + clean(r.remoteMta, 255) + crlf;
@@ -191,13 +227,13 @@ std::string formatDsn(const DsnInput& in) {
     // section is returned instead (RFC 3461 4.3 lets the MTA return less than asked).
     if (!in.originalMessage.empty() && wellFormedLines(in.originalMessage)) {
         m += std::string("Content-Description: ") + what + crlf;
-        m += "Content-Type: message/rfc822" + crlf + crlf;
+        m += std::string("Content-Type: message/") + (global ? "global" : "rfc822") + crlf + crlf;
         m += in.originalMessage;
         if (in.originalMessage.size() < 2 || in.originalMessage.compare(in.originalMessage.size() - 2, 2, crlf) != 0)
             m += crlf;
     } else {
         m += std::string("Content-Description: ") + what + " Headers" + crlf;
-        m += "Content-Type: text/rfc822-headers" + crlf + crlf;
+        m += std::string("Content-Type: ") + (global ? "message/global-headers" : "text/rfc822-headers") + crlf + crlf;
         m += asCrlfLines(in.originalHeaders);
     }
     m += crlf + "--" + in.boundary + "--" + crlf;

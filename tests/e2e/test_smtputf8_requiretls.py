@@ -122,15 +122,27 @@ class Peer(Sink):
         return self
 
 
-def parse_dsn(raw):
-    """(message, per-message fields, [per-recipient field dicts]) of an RFC 3464 report."""
+def parse_dsn(raw, global_report=False):
+    """(message, per-message fields, [per-recipient field dicts]) of an RFC 3464 report; with
+    global_report, of an RFC 6533 one (message/global-delivery-status, UTF-8 addresses).
+    Python's email package parses message/delivery-status into field groups but treats
+    message/global-delivery-status as one embedded message: its groups are split here."""
     m = email.message_from_bytes(raw, policy=email.policy.compat32)
     check_eq(m.get_content_type(), "multipart/report", "DSN content type")
     check_eq(m.get_param("report-type"), "delivery-status", "DSN report-type")
     parts = m.get_payload()
-    check_eq(parts[1].get_content_type(), "message/delivery-status", "DSN second part")
-    groups = parts[1].get_payload()
-    fields = [dict((k.lower(), v) for k, v in g.items()) for g in groups]
+    want = "message/global-delivery-status" if global_report else "message/delivery-status"
+    check_eq(parts[1].get_content_type(), want, "DSN second part")
+    if not global_report:
+        groups = parts[1].get_payload()
+        fields = [dict((k.lower(), v) for k, v in g.items()) for g in groups]
+        return m, fields[0], fields[1:]
+    boundary = m.get_boundary().encode()
+    body = raw.split(b"--" + boundary)[2].split(b"\r\n\r\n", 1)[1]
+    fields = []
+    for block in body.decode("utf-8").strip("\r\n").split("\r\n\r\n"):
+        fields.append(dict((k.lower(), v) for k, v in
+                           email.message_from_string(block + "\r\n\r\n", policy=email.policy.compat32).items()))
     return m, fields[0], fields[1:]
 
 
@@ -319,8 +331,9 @@ def test_relay_to_peer_without_smtputf8_bounces_5_6_7_only_when_needed():
             rcpt = "\u00fcser@a.test"
             relay(p, ALICE, ALICE_PW, [rcpt], utf8_message(marker, ALICE, rcpt))
             raw = bounce_for(p, ALICE, marker)
-            m, per_msg, rcpts = parse_dsn(raw)
+            m, per_msg, rcpts = parse_dsn(raw, global_report=True)  # about a UTF-8 address: RFC 6533
             check_eq(len(rcpts), 1, "one failed recipient")
+            check_eq(rcpts[0]["final-recipient"], "utf-8; " + rcpt, "Final-Recipient keeps the UTF-8 address")
             check_eq(rcpts[0]["status"], "5.6.7", "Status (RFC 6531 3.4)")
             check_eq(rcpts[0]["action"], "failed", "Action")
             check("SMTPUTF8" in rcpts[0].get("diagnostic-code", ""), "Diagnostic-Code: %r" % rcpts[0])

@@ -7,6 +7,7 @@
 // parameter and the four delimiter lines, and the message/delivery-status part has
 // Reporting-MTA and, per recipient, Final-Recipient, Action and Status (RFC 3464 2.2, 2.3).
 #include "FuzzAssert.h"
+#include "core/Utf8.h"
 #include "delivery/Dsn.h"
 
 #include <fuzzer/FuzzedDataProvider.h>
@@ -91,13 +92,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
     }
 
-    // The header section: ASCII, no NUL.
+    // A report about a UTF-8 address is a global one (RFC 6533): UTF-8 allowed where the
+    // address appears, and it must be valid; otherwise everything is ASCII.
+    const bool global = m.find("Content-Type: message/global-delivery-status\r\n") != std::string::npos;
+    // The header section: ASCII (global: valid UTF-8), no NUL.
     const auto headerEnd = m.find("\r\n\r\n");
     FUZZ_CHECK(headerEnd != std::string::npos);
     for (std::size_t i = 0; i < headerEnd; ++i) {
         const unsigned char c = static_cast<unsigned char>(m[i]);
-        FUZZ_CHECK(c != 0 && c < 0x80);
+        FUZZ_CHECK(c != 0 && (global || c < 0x80));
     }
+    FUZZ_CHECK(postern::core::isValidUtf8(std::string_view(m.data(), headerEnd)));
 
     // The boundary: once in the Content-Type parameter, then --B three times and --B-- last.
     const std::string delim = "\r\n--" + in.boundary + "\r\n";
@@ -113,14 +118,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto p3 = m.find(delim, p2 + 1);
     FUZZ_CHECK(p1 != std::string::npos && p2 != std::string::npos && p3 != std::string::npos);
     const std::string report = m.substr(p2 + delim.size(), p3 - p2 - delim.size());
-    FUZZ_CHECK(report.find("Content-Type: message/delivery-status\r\n\r\n") != std::string::npos);
-    for (unsigned char c : report) FUZZ_CHECK(c != 0 && c < 0x80);
+    FUZZ_CHECK(report.find(global ? "Content-Type: message/global-delivery-status\r\n\r\n"
+                                  : "Content-Type: message/delivery-status\r\n\r\n") != std::string::npos);
+    for (unsigned char c : report) FUZZ_CHECK(c != 0 && (global || c < 0x80));
+    FUZZ_CHECK(postern::core::isValidUtf8(report));
     const auto fields = report.substr(report.find("\r\n\r\n") + 4);
     FUZZ_CHECK(countLines(fields, "Reporting-MTA: dns; ") == 1);
     FUZZ_CHECK(countLines(fields, "Arrival-Date: ") == 1);
     FUZZ_CHECK(countLines(fields, "Original-Envelope-Id: ") == (in.envelopeId.empty() ? 0u : 1u));
     const std::size_t rcpts = in.recipients.size();
-    FUZZ_CHECK(countLines(fields, "Final-Recipient: rfc822; ") == rcpts);
+    FUZZ_CHECK(countLines(fields, "Final-Recipient: rfc822; ") + countLines(fields, "Final-Recipient: utf-8; ") == rcpts);
     FUZZ_CHECK(countLines(fields, "Action: ") == rcpts);
     FUZZ_CHECK(countLines(fields, "Status: ") == rcpts);
     // Per-message block and one block per recipient, separated by empty lines.

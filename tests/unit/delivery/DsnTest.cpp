@@ -225,4 +225,30 @@ BOOST_AUTO_TEST_CASE(notification_line_of_a_long_address_and_reply_is_cut_at_998
     checkLines(formatDsn(in));
 }
 
+// RFC 6533: a report about a UTF-8 address is a global one and keeps the address as it is;
+// an ASCII-only report stays message/delivery-status with rfc822 addresses.
+BOOST_AUTO_TEST_CASE(utf8_addresses_make_a_global_report) {
+    DsnInput in = sample();
+    in.originalSender = "j\xC3\xB6rg@example.test";
+    in.recipients.resize(1);
+    in.recipients[0].address = "\xC3\xBCser@a.test";
+    in.recipients[0].originalRecipient = "utf-8;\xC3\xBCser@a.test";
+    std::string m = formatDsn(in);
+    BOOST_TEST(m.find("To: <j\xC3\xB6rg@example.test>\r\n") != std::string::npos);
+    BOOST_TEST(m.find("Content-Type: text/plain; charset=utf-8\r\n") != std::string::npos);
+    BOOST_TEST(m.find("Content-Type: message/global-delivery-status\r\n") != std::string::npos);
+    BOOST_TEST(m.find("Final-Recipient: utf-8; \xC3\xBCser@a.test\r\n") != std::string::npos);
+    BOOST_TEST(m.find("Original-Recipient: utf-8; \xC3\xBCser@a.test\r\n") != std::string::npos);
+    BOOST_TEST(m.find("Content-Type: message/global-headers\r\n") != std::string::npos);
+    BOOST_TEST(m.find("report-type=delivery-status") != std::string::npos);
+    // Invalid UTF-8 is never copied: cleaned, and the report stays an ASCII one.
+    DsnInput bad = sample();
+    bad.recipients[0].address = "x\xC0\xAF@a.test";
+    std::string b = formatDsn(bad);
+    BOOST_TEST(b.find("Content-Type: message/delivery-status\r\n") != std::string::npos);
+    BOOST_TEST(b.find("Final-Recipient: rfc822; x??@a.test\r\n") != std::string::npos);
+    // ASCII only: unchanged.
+    BOOST_TEST(formatDsn(sample()).find("Final-Recipient: rfc822; bad@a.test\r\n") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
