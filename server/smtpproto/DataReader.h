@@ -50,7 +50,7 @@ public:
     // Receives content; the pointer is only valid during the call.
     using Sink = std::function<void(const char* data, std::size_t size)>;
 
-    explicit DataReader(const DataReaderLimits& limits = {});
+    explicit DataReader(const DataReaderLimits& limits);
 
     // Consumes bytes up to and including the end-of-data marker, passing content to
     // `sink`. Returns the number of bytes used: n unless isDone() became true, in which
