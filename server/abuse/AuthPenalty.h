@@ -15,15 +15,16 @@
 
 namespace postern::abuse {
 
-// Suggested config keys in brackets; every field has its default here.
+// Set from the auth.penalty.* keys (app/ModuleSettings.cpp); their one default lives in the
+// key table (server/config/ConfigSchema.cpp), so the members here are value-initialised.
 struct AuthPenaltySettings {
-    std::chrono::milliseconds window = std::chrono::minutes(15);  // [auth.penalty.window]
-    std::uint32_t maxFailuresIp = 10;       // [auth.penalty.max_failures_ip]; 0 = never block
-    std::uint32_t maxFailuresAccount = 20;  // [auth.penalty.max_failures_account]; 0 = never block
-    std::chrono::milliseconds baseDelay = std::chrono::seconds(1);  // [auth.penalty.base_delay]
-    std::chrono::milliseconds maxDelay = std::chrono::seconds(8);   // [auth.penalty.max_delay]
-    std::string allowNetworks;              // [auth.penalty.allow_networks] CIDR list, "" = none
-    unsigned ipv6Prefix = 64;               // [auth.penalty.ipv6_prefix] IPv6 clients keyed by /N
+    std::chrono::milliseconds window{};      // set from auth.penalty.window
+    std::uint32_t maxFailuresIp = 0;         // set from auth.penalty.max_failures_ip; 0 = never block
+    std::uint32_t maxFailuresAccount = 0;    // set from auth.penalty.max_failures_account; 0 = never block
+    std::chrono::milliseconds baseDelay{};   // set from auth.penalty.base_delay
+    std::chrono::milliseconds maxDelay{};    // set from auth.penalty.max_delay
+    std::string allowNetworks;               // set from auth.penalty.allow_networks: CIDR list, "" = none
+    unsigned ipv6Prefix = 0;                 // set from auth.penalty.ipv6_prefix: IPv6 clients keyed by /N
 
     bool operator==(const AuthPenaltySettings&) const = default;
 };

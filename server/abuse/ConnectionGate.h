@@ -34,7 +34,7 @@ struct ConnectionGateSettings {
     std::map<std::string, ConnectionLimits, std::less<>> listeners; // per-listener limits
     std::uint32_t maxConcurrentTotal = 0;  // [connections.max_total] all listeners; 0 = no cap
     std::string allowNetworks;             // [connections.allow_networks] CIDR list
-    unsigned ipv6Prefix = 64;              // [connections.ipv6_prefix] IPv6 keyed by /N
+    unsigned ipv6Prefix = 0;               // set from connections.ipv6_prefix: IPv6 keyed by /N
 
     bool operator==(const ConnectionGateSettings&) const = default;
 };

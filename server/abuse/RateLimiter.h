@@ -14,12 +14,13 @@
 
 namespace postern::abuse {
 
-// One set of limits; 0 = no limit for that counter.
+// One set of limits; 0 = no limit for that counter. Set from limits.user.* / limits.ip.*
+// (app/ModuleSettings.cpp); their one default lives in the key table (ConfigSchema.cpp).
 struct RateLimits {
-    std::uint32_t messagesPerHour = 200;
-    std::uint32_t recipientsPerHour = 1000;
-    std::uint32_t messagesPerDay = 1000;
-    std::uint32_t recipientsPerDay = 5000;
+    std::uint32_t messagesPerHour = 0;   // set from limits.<user|ip>.messages_per_hour
+    std::uint32_t recipientsPerHour = 0; // set from limits.<user|ip>.recipients_per_hour
+    std::uint32_t messagesPerDay = 0;    // set from limits.<user|ip>.messages_per_day
+    std::uint32_t recipientsPerDay = 0;  // set from limits.<user|ip>.recipients_per_day
 
     bool operator==(const RateLimits&) const = default;
 };
@@ -29,7 +30,7 @@ struct RateLimiterSettings {
     RateLimits user;              // [limits.user.*] per authenticated user
     RateLimits ip;                // [limits.ip.*]   per client address
     std::string allowNetworks;    // [limits.allow_networks] CIDR list exempt from the per-address limits
-    unsigned ipv6Prefix = 64;     // [limits.ipv6_prefix] IPv6 clients keyed by /N
+    unsigned ipv6Prefix = 0;      // set from limits.ipv6_prefix: IPv6 clients keyed by /N
 
     bool operator==(const RateLimiterSettings&) const = default;
 };

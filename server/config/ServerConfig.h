@@ -179,16 +179,17 @@ struct DeliveryConfig {
 
 // policy.*: the policy delegation client (server/policyd).
 struct PolicyServiceConfig {
+    // Defaults live in the key table (ConfigSchema.cpp) only; load() sets every field.
     std::string service;  // "" = off
-    bool mx = true;
-    bool submission = true;
+    bool mx = false;      // policy.roles
+    bool submission = false;
     Millis timeout{};
     std::string defaultAction;
     Millis maxIdle{};
     Millis maxTtl{};
     int requestLimit = 0;
-    int tryLimit = 2;
-    int poolSize = 8;
+    int tryLimit = 0;
+    int poolSize = 0;
     bool operator==(const PolicyServiceConfig&) const = default;
 };
 

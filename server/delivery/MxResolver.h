@@ -39,8 +39,8 @@ struct MxResult {
 };
 
 struct ResolverSettings {
-    std::string server;                          // "ip:port" (IPv4); "" = /etc/resolv.conf
-    std::chrono::milliseconds timeout{5000};     // per try; two tries
+    std::string server;                   // set from delivery.dns_server: "ip:port" (IPv4); "" = /etc/resolv.conf
+    std::chrono::milliseconds timeout{};  // set from delivery.dns_timeout: per try; two tries
 };
 
 // RFC 5321 5.1: lowest preference first; hosts of equal preference in random order

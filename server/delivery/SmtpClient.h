@@ -26,13 +26,15 @@ using Millis = std::chrono::milliseconds;
 
 struct ClientSettings {
     std::string heloName;
-    Millis connectTimeout{30'000};
-    Millis greetingTimeout{300'000};  // RFC 5321 4.5.3.2.1
-    Millis mailTimeout{300'000};      // 4.5.3.2.2 (also EHLO, STARTTLS, AUTH, RSET, QUIT)
-    Millis rcptTimeout{300'000};      // 4.5.3.2.3
-    Millis dataTimeout{120'000};      // 4.5.3.2.4 (354)
-    Millis dataBlockTimeout{180'000}; // 4.5.3.2.5 (each block sent)
-    Millis dataDoneTimeout{600'000};  // 4.5.3.2.6 (reply to the final dot)
+    // The timeouts are set from the delivery.*_timeout keys (DeliveryService); their one
+    // default lives in the key table (server/config/ConfigSchema.cpp).
+    Millis connectTimeout{};    // delivery.connect_timeout
+    Millis greetingTimeout{};   // delivery.greeting_timeout: RFC 5321 4.5.3.2.1
+    Millis mailTimeout{};       // delivery.mail_timeout: 4.5.3.2.2 (also EHLO, STARTTLS, AUTH, RSET, QUIT)
+    Millis rcptTimeout{};       // delivery.rcpt_timeout: 4.5.3.2.3
+    Millis dataTimeout{};       // delivery.data_timeout: 4.5.3.2.4 (354)
+    Millis dataBlockTimeout{};  // delivery.data_block_timeout: 4.5.3.2.5 (each block sent)
+    Millis dataDoneTimeout{};   // delivery.data_done_timeout: 4.5.3.2.6 (reply to the final dot)
     Poco::Net::Context::Ptr tlsOpportunistic;  // may / encrypt: no certificate check
     Poco::Net::Context::Ptr tlsVerify;         // verify: chain + host name (may be null)
 };

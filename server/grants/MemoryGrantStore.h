@@ -25,10 +25,10 @@ class MemoryGrantStore : public core::GrantStore {
 public:
     using Clock = core::Clock;
 
-    // pop_before_smtp.lifetime (must be > 0), pop_before_smtp.ipv6_prefix (0..128, default
-    // 128), clock (default std::chrono::system_clock::now). Throws std::invalid_argument
+    // pop_before_smtp.lifetime (must be > 0), pop_before_smtp.ipv6_prefix (0..128; its
+    // default lives in the key table only), clock (default std::chrono::system_clock::now). Throws std::invalid_argument
     // on a bad lifetime or prefix (fail at start-up, not at the first login).
-    explicit MemoryGrantStore(std::chrono::seconds lifetime, unsigned ipv6PrefixLength = 128, Clock clock = {});
+    explicit MemoryGrantStore(std::chrono::seconds lifetime, unsigned ipv6PrefixLength, Clock clock = {});
 
     // Records or renews the grant (expires = now + lifetime). Logs event=grant.add.
     // Always true (memory cannot fail short of bad_alloc).

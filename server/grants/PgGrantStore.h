@@ -19,7 +19,7 @@ struct PgGrantSettings {
     // pop_before_smtp.lifetime: how long one POP3 login lets its address relay (> 0).
     std::chrono::seconds lifetime{};
     // pop_before_smtp.ipv6_prefix: IPv6 grants cover this prefix (0..128; 128 = exact).
-    unsigned ipv6PrefixLength = 128;
+    unsigned ipv6PrefixLength = 0;  // set from pop_before_smtp.ipv6_prefix
     // cluster.grant_cache_ttl: how long this node may answer Yes from its own memory
     // without asking PostgreSQL (0 = always ask). This is the bounded staleness of the
     // cluster: a grant revoked (posternctl grant revoke / user disable) on another node, or

@@ -23,11 +23,12 @@ namespace postern::grants {
 struct WriteBehindSettings {
     // cluster.grant_retry_queue: grants held for a later write at most (0 = none: a grant
     // that cannot be written is lost, the login's address may not relay).
-    std::size_t queueLimit = 10000;
+    std::size_t queueLimit = 0;  // set from cluster.grant_retry_queue
     // First retry this long after a grant is queued, doubling after each failed attempt up
     // to retryMax (cluster.grant_retry_backoff_max); never closer together than retryFirst.
+    // retryFirst is not a key (the key's doc says "from 1s"); retryMax is.
     std::chrono::milliseconds retryFirst{1000};
-    std::chrono::milliseconds retryMax{30000};
+    std::chrono::milliseconds retryMax{};  // set from cluster.grant_retry_backoff_max
 
     bool operator==(const WriteBehindSettings&) const = default;
 };

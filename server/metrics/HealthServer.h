@@ -23,7 +23,7 @@ class HTTPServer;
 namespace postern::metrics {
 
 struct HealthServerOptions {
-    std::string address = "127.0.0.1";  // IPv4 or IPv6 literal; loopback unless told otherwise
+    std::string address;                 // set from health.address: IPv4 or IPv6 literal
     std::uint16_t port = 0;              // 0: an ephemeral port (tests); see address()
     int maxThreads = 2;                  // its own pool, never POCO's default one
     int maxQueued = 16;                  // beyond: POCO closes the connection (scrapers retry)
@@ -31,7 +31,7 @@ struct HealthServerOptions {
     // Longest a /readyz request waits for the readiness check (health.ready_timeout); past
     // it the answer is 503 "not ready: probe timed out" and the check finishes in the
     // background. Keep it below the balancer's own probe timeout.
-    std::chrono::milliseconds readyTimeout{2000};
+    std::chrono::milliseconds readyTimeout{};  // set from health.ready_timeout
 
     bool operator==(const HealthServerOptions&) const = default;
 };
@@ -61,7 +61,7 @@ public:
 
     // Binds the listener at once (throws Poco::Net::NetException if it cannot); serving
     // starts with start().
-    HealthServer(const Registry& registry, ReadinessCheck readiness, const HealthServerOptions& options = {});
+    HealthServer(const Registry& registry, ReadinessCheck readiness, const HealthServerOptions& options);
     ~HealthServer();  // stop()
     HealthServer(const HealthServer&) = delete;
     HealthServer& operator=(const HealthServer&) = delete;

@@ -31,12 +31,14 @@ struct PolicyEndpoint {
 
 struct PolicyClientSettings {
     PolicyEndpoint endpoint;
-    std::chrono::milliseconds timeout{10'000};  // whole query: connect, write, read, retries
-    std::chrono::milliseconds maxIdle{300'000};  // an idle connection older than this is closed
-    std::chrono::milliseconds maxTtl{1'000'000}; // a connection is not reused past this age
-    unsigned requestLimit = 0;                   // requests per connection (0 = no limit)
-    unsigned tryLimit = 2;                       // attempts when the connection fails
-    std::size_t poolSize = 8;                    // idle connections kept for reuse
+    // Set from the policy.* keys (PolicyDelegation::fromConfig); their one default lives in
+    // the key table (server/config/ConfigSchema.cpp).
+    std::chrono::milliseconds timeout{};  // policy.timeout: whole query: connect, write, read, retries
+    std::chrono::milliseconds maxIdle{};  // policy.max_idle: an idle connection older than this is closed
+    std::chrono::milliseconds maxTtl{};   // policy.max_ttl: a connection is not reused past this age
+    unsigned requestLimit = 0;            // policy.request_limit: requests per connection (0 = no limit)
+    unsigned tryLimit = 0;                // policy.try_limit: attempts when the connection fails
+    std::size_t poolSize = 0;             // policy.pool_size: idle connections kept for reuse
 };
 
 struct QueryResult {

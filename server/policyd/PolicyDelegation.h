@@ -17,9 +17,9 @@ namespace postern::policyd {
 
 struct PolicyDelegationSettings {
     PolicyClientSettings client;
-    std::string defaultAction = "451 4.3.5 Server configuration problem";
-    bool mx = true;          // consult it for recipients on mx listeners
-    bool submission = true;  // ... and on submission listeners
+    std::string defaultAction;  // set from policy.default_action
+    bool mx = false;            // set from policy.roles: consult it for recipients on mx listeners
+    bool submission = false;    // set from policy.roles: ... and on submission listeners
 };
 
 // Thread-safe (the client is).

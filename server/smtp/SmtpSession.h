@@ -32,18 +32,21 @@ namespace postern::smtp {
 enum class Role { Mx, Submission };
 
 struct SmtpSettings {
-    std::string hostname = "localhost";
-    Role role = Role::Mx;
+    // Every key's one default lives in the key table (server/config/ConfigSchema.cpp);
+    // app/ModuleSettings.cpp fills every field from the loaded config. The members are
+    // value-initialised so a forgotten copy shows up as 0/empty, not as a second default.
+    std::string hostname;             // set from server.hostname (empty there = system host name)
+    Role role{};                      // set from listener.<name>.role
     bool tlsAvailable = false;        // listener has a certificate and speaks STARTTLS
-    bool allowPlaintextAuth = false;  // offer AUTH before TLS
-    std::uint64_t maxMessageSize = 25 * 1024 * 1024;
-    std::size_t maxRecipients = 100;
-    std::size_t maxCommandLength = 512;
-    std::size_t maxLineLength = 1000;
-    std::uint64_t maxHeaderSize = 1024 * 1024;
-    int maxErrors = 20;
-    bool addMissingHeaders = true;    // submission: Date / Message-ID (RFC 6409 8.2, 8.3)
-    bool grantOwnSendersOnly = true;  // relay on a POP-before-SMTP grant only as the grant holder
+    bool allowPlaintextAuth = false;  // set from smtp.allow_plaintext_auth: offer AUTH before TLS
+    std::uint64_t maxMessageSize = 0; // set from smtp.max_message_size
+    std::size_t maxRecipients = 0;    // set from smtp.max_recipients
+    std::size_t maxCommandLength = 0; // set from smtp.max_command_length
+    std::size_t maxLineLength = 0;    // set from smtp.max_line_length
+    std::uint64_t maxHeaderSize = 0;  // set from smtp.max_header_size
+    int maxErrors = 0;                // set from smtp.max_errors
+    bool addMissingHeaders = false;   // set from smtp.add_missing_headers: submission Date / Message-ID (RFC 6409 8.2, 8.3)
+    bool grantOwnSendersOnly = false; // set from pop_before_smtp.own_senders_only: relay on a grant only as its holder
     policy::RoleAddresses roles;      // smtp.postmaster_address / smtp.abuse_address
     // smtp.max_transactions_per_session: MAIL commands accepted per session, advertised as
     // LIMITS MAILMAX (RFC 9422); 0 = no limit (and no MAILMAX).

@@ -12,13 +12,14 @@
 namespace postern::smtp {
 
 struct DataReaderLimits {
-    // smtp.max_message_size: stored octets (after unstuffing). Default as Postfix.
-    std::uint64_t maxMessageSize = 10240000;
+    // Set from SmtpSettings (the smtp.max_* keys, whose one default lives in the key table).
+    // smtp.max_message_size: stored octets (after unstuffing).
+    std::uint64_t maxMessageSize = 0;
     // smtp.max_line_length: octets per line including CRLF, leading stuffed dot not
     // counted (RFC 5321 4.5.3.1.6: 1000).
-    std::size_t maxLineLength = 1000;
+    std::size_t maxLineLength = 0;
     // smtp.max_header_size: octets of the header section (before the first empty line).
-    std::uint64_t maxHeaderSize = 102400;
+    std::uint64_t maxHeaderSize = 0;
 };
 
 // Sticky results of one DATA phase; final once DataReader::isDone().
@@ -49,7 +50,7 @@ public:
     // Receives content; the pointer is only valid during the call.
     using Sink = std::function<void(const char* data, std::size_t size)>;
 
-    explicit DataReader(const DataReaderLimits& limits = {});
+    explicit DataReader(const DataReaderLimits& limits);
 
     // Consumes bytes up to and including the end-of-data marker, passing content to
     // `sink`. Returns the number of bytes used: n unless isDone() became true, in which

@@ -41,9 +41,10 @@ public:
         std::string token;
     };
 
-    // lease: cluster.lock_lease (default 60s, at least 3s so lease/3 leaves time to renew).
+    // lease: cluster.lock_lease (its default lives in the key table only; at least 3s so
+    // lease/3 leaves time to renew).
     // renewInterval: 0 = lease / 3. Throws std::invalid_argument on a bad lease.
-    explicit PgMaildropLock(pg::Pool& pool, std::chrono::milliseconds lease = std::chrono::seconds(60),
+    explicit PgMaildropLock(pg::Pool& pool, std::chrono::milliseconds lease,
                             std::chrono::milliseconds renewInterval = std::chrono::milliseconds(0));
     ~PgMaildropLock();
     PgMaildropLock(const PgMaildropLock&) = delete;

@@ -26,6 +26,16 @@ struct Run {
 };
 
 // Feeds `input` in chunks whose sizes cycle through `splits` (empty: one piece).
+// The limits a run uses unless the input asks for small ones (DataReaderLimits has no
+// defaults of its own: the smtp.max_* keys set it in the server).
+DataReaderLimits roomyLimits() {
+    DataReaderLimits l;
+    l.maxMessageSize = 10240000;
+    l.maxLineLength = 1000;  // RFC 5321 4.5.3.1.6
+    l.maxHeaderSize = 102400;
+    return l;
+}
+
 Run feedAll(std::string_view input, const std::vector<std::size_t>& splits, const DataReaderLimits& limits) {
     Run run;
     DataReader reader(limits);
@@ -89,7 +99,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         splits.push_back(static_cast<std::size_t>(data[1 + i]) + 1);
     std::string_view input(reinterpret_cast<const char*>(data + 1 + nSplits), size - 1 - nSplits);
 
-    DataReaderLimits limits;
+    DataReaderLimits limits = roomyLimits();
     if (data[0] & 8) {  // small limits so the limit paths are reached with short inputs
         limits.maxMessageSize = 200;
         limits.maxLineLength = 40;
@@ -136,7 +146,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // What we store, sent on again by dot-stuffing, is the same message and ends where
         // its terminator is - nothing hidden in it can end the data early.
         std::string resent = stuff(c) + ".\r\nRSET\r\n";
-        Run again = feedAll(resent, {}, DataReaderLimits{});
+        Run again = feedAll(resent, {}, roomyLimits());
         FUZZ_CHECK(again.done);
         FUZZ_CHECK(again.consumed == resent.size() - 6);
         FUZZ_CHECK(again.content == c);

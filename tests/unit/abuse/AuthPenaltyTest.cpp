@@ -17,6 +17,7 @@
 using namespace postern::abuse;
 using postern::abuse::test::addr;
 using postern::abuse::test::FakeClock;
+using postern::abuse::test::penaltyTestSettings;
 using namespace std::chrono_literals;
 namespace bdata = boost::unit_test::data;
 using Kind = PenaltyVerdict::Kind;
@@ -25,7 +26,7 @@ namespace {
 
 struct Fixture {
     FakeClock clock;
-    AuthPenaltySettings settings;
+    AuthPenaltySettings settings = penaltyTestSettings();
     AuthPenalty make() { return AuthPenalty(settings, nullptr, clock.fn()); }
 };
 
@@ -45,7 +46,7 @@ struct DelayCase {
 };
 std::ostream& operator<<(std::ostream& o, const DelayCase& c) { return o << c.failures << " failures"; }
 
-// Defaults: base 1 s doubling, capped at 8 s.
+// penaltyTestSettings(): base 1 s doubling, capped at 8 s.
 const DelayCase delayCases[] = {{0, 0}, {1, 1000}, {2, 2000}, {3, 4000}, {4, 8000}, {5, 8000}, {9, 8000}};
 
 }  // namespace
@@ -225,7 +226,7 @@ BOOST_AUTO_TEST_CASE(ipv6_prefix_128_is_exact) {
 
 BOOST_AUTO_TEST_CASE(store_failure_is_tempfail_not_allow) {
     FakeClock clock;
-    AuthPenalty p(AuthPenaltySettings{}, std::make_unique<BrokenStore>(), clock.fn());
+    AuthPenalty p(penaltyTestSettings(), std::make_unique<BrokenStore>(), clock.fn());
     PenaltyVerdict v = p.check(addr("192.0.2.7"), "bob@example.test");
     BOOST_TEST(static_cast<int>(v.kind) == static_cast<int>(Kind::TempFail));
     BOOST_TEST(!v.isAllowed());
@@ -240,16 +241,16 @@ BOOST_AUTO_TEST_CASE(default_verdict_fails_closed) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_settings_throw) {
-    AuthPenaltySettings s;
+    AuthPenaltySettings s = penaltyTestSettings();
     s.window = 0ms;
     BOOST_CHECK_THROW(AuthPenalty{s}, std::invalid_argument);
-    s = {};
+    s = penaltyTestSettings();
     s.maxDelay = 500ms;  // below base_delay
     BOOST_CHECK_THROW(AuthPenalty{s}, std::invalid_argument);
-    s = {};
+    s = penaltyTestSettings();
     s.ipv6Prefix = 129;
     BOOST_CHECK_THROW(AuthPenalty{s}, std::invalid_argument);
-    s = {};
+    s = penaltyTestSettings();
     s.allowNetworks = "192.0.2.0/33";
     BOOST_CHECK_THROW(AuthPenalty{s}, std::invalid_argument);
 }
@@ -267,7 +268,7 @@ BOOST_AUTO_TEST_CASE(memory_store_sweeps_expired_counters) {
 
 BOOST_AUTO_TEST_CASE(concurrent_failures_are_all_counted) {
     FakeClock clock;
-    AuthPenaltySettings s;
+    AuthPenaltySettings s = penaltyTestSettings();
     s.maxFailuresIp = 0;
     s.maxFailuresAccount = 0;
     AuthPenalty p(s, nullptr, clock.fn());
@@ -297,7 +298,7 @@ BOOST_AUTO_TEST_CASE(concurrent_failures_are_all_counted) {
 
 BOOST_AUTO_TEST_CASE(concurrent_block_holds_for_everyone) {
     FakeClock clock;
-    AuthPenaltySettings s;
+    AuthPenaltySettings s = penaltyTestSettings();
     s.maxFailuresIp = 50;
     AuthPenalty p(s, nullptr, clock.fn());
     // Threads race as attackers do: check, then record a failure only if allowed. Each

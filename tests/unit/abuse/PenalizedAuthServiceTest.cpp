@@ -45,6 +45,7 @@ struct Fixture {
         settings.maxFailuresAccount = 100;
         settings.baseDelay = 1s;
         settings.maxDelay = 8s;
+        settings.ipv6Prefix = 64;
         penalty = std::make_unique<AuthPenalty>(settings);
         svc = std::make_unique<PenalizedAuthService>(inner, *penalty,
                                                      [this](std::chrono::milliseconds d) { sleeps.push_back(d); });

@@ -126,7 +126,7 @@ BOOST_AUTO_TEST_CASE(sweep_removes_only_expired) {
 }
 
 BOOST_AUTO_TEST_CASE(key_text) {
-    MemoryGrantStore exact(60s);
+    MemoryGrantStore exact(60s, 128);
     BOOST_TEST(exact.keyText(addr("::ffff:192.0.2.7")) == "192.0.2.7");
     BOOST_TEST(exact.keyText(addr("2001:db8::1")) == "2001:db8::1");
     MemoryGrantStore net(60s, 64);
@@ -134,8 +134,8 @@ BOOST_AUTO_TEST_CASE(key_text) {
 }
 
 BOOST_AUTO_TEST_CASE(invalid_configuration_throws) {
-    BOOST_CHECK_THROW(MemoryGrantStore(0s), std::invalid_argument);
-    BOOST_CHECK_THROW(MemoryGrantStore(-5s), std::invalid_argument);
+    BOOST_CHECK_THROW(MemoryGrantStore(0s, 128), std::invalid_argument);
+    BOOST_CHECK_THROW(MemoryGrantStore(-5s, 128), std::invalid_argument);
     BOOST_CHECK_THROW(MemoryGrantStore(60s, 129), std::invalid_argument);
 }
 

@@ -31,10 +31,21 @@ core::ClientAddress ip(const std::string& text) {
     return c;
 }
 
+// 10-minute grants on exact addresses, no cache.
 PgGrantSettings noCache() {
     PgGrantSettings s;
     s.lifetime = 600s;
+    s.ipv6PrefixLength = 128;
     s.cacheTtl = 0ms;
+    return s;
+}
+
+// Holds up to 10000 grants; retries from 1 s doubling up to 30 s.
+grants::WriteBehindSettings writeBehindSettings() {
+    grants::WriteBehindSettings s;
+    s.queueLimit = 10000;
+    s.retryFirst = 1000ms;
+    s.retryMax = 30000ms;
     return s;
 }
 
@@ -118,7 +129,7 @@ BOOST_AUTO_TEST_CASE(write_behind_over_postgres_through_an_outage, *boost::unit_
     PgGrantStore down(downPool, noCache());
     PgGrantStore up(upPool, noCache());
     Switch db2(down, up);
-    WriteBehindGrantStore store(db2, grants::WriteBehindSettings{});
+    WriteBehindGrantStore store(db2, writeBehindSettings());
 
     const auto before = std::chrono::system_clock::now();
     BOOST_TEST(store.grant(ip("192.0.2.9"), "bob@example.test"));  // held

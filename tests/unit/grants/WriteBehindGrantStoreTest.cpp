@@ -114,9 +114,13 @@ core::ClientAddress addr(const std::string& ip) {
     return c;
 }
 
+// Holds up to n grants; retries from 1 s doubling up to 30 s (WriteBehindSettings has no
+// defaults of its own for the cluster.grant_retry_* keys: the app fills it).
 WriteBehindSettings limit(std::size_t n) {
     WriteBehindSettings s;
     s.queueLimit = n;
+    s.retryFirst = std::chrono::milliseconds(1000);
+    s.retryMax = std::chrono::milliseconds(30000);
     return s;
 }
 

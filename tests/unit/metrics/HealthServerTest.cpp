@@ -44,12 +44,23 @@ Answer request(const Poco::Net::SocketAddress& at, const std::string& path,
     return a;
 }
 
+// Loopback, an ephemeral port, readiness answered within 2 s (HealthServerOptions has no
+// defaults of its own for the health.* keys: the app fills it).
+HealthServerOptions testOptions() {
+    HealthServerOptions o;
+    o.address = "127.0.0.1";
+    o.port = 0;
+    o.readyTimeout = std::chrono::milliseconds(2000);
+    return o;
+}
+
 struct Fixture {
     Registry registry;
     std::atomic<bool> draining{false};
     HealthServer server{registry, [this] {
                             return draining ? Readiness{false, "draining"} : Readiness{true, {}};
-                        }};
+                        },
+                        testOptions()};
     Fixture() { server.start(); }
 };
 
@@ -121,13 +132,13 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_CASE(readinessFailsClosed) {
     Registry registry;
-    HealthServer throwing(registry, []() -> Readiness { throw std::runtime_error("boom"); });
+    HealthServer throwing(registry, []() -> Readiness { throw std::runtime_error("boom"); }, testOptions());
     throwing.start();
     Answer a = request(throwing.address(), "/readyz");
     BOOST_TEST(a.status == 503);
     BOOST_TEST(a.body == "not ready: readiness check failed\n");
 
-    HealthServer none(registry, nullptr);
+    HealthServer none(registry, nullptr, testOptions());
     none.start();
     BOOST_TEST(request(none.address(), "/readyz").status == 503);
 }
@@ -141,7 +152,7 @@ BOOST_AUTO_TEST_CASE(aHangingCheckIsAnsweredWithinReadyTimeout) {
     std::condition_variable cv;
     bool release = false;
     std::atomic<int> runs{0};
-    HealthServerOptions o;
+    HealthServerOptions o = testOptions();
     o.readyTimeout = std::chrono::milliseconds(300);
     HealthServer hanging(
         registry,
@@ -176,8 +187,8 @@ BOOST_AUTO_TEST_CASE(aHangingCheckIsAnsweredWithinReadyTimeout) {
 
 BOOST_AUTO_TEST_CASE(refusesAnAddressInUse) {
     Registry registry;
-    HealthServer first(registry, nullptr);
-    HealthServerOptions o;
+    HealthServer first(registry, nullptr, testOptions());
+    HealthServerOptions o = testOptions();
     o.port = first.address().port();
     // The first one binds with SO_REUSEADDR but is listening: a second bind must fail
     // loudly, not serve nothing.

@@ -96,12 +96,25 @@ private:
     std::thread acceptor_;
 };
 
-PolicyClientSettings settingsFor(std::uint16_t port, std::chrono::milliseconds timeout = 2000ms) {
+// The pool behaviour these tests rely on, as the shipped policy.* values (PolicyClientSettings
+// has no defaults of its own: PolicyDelegation::fromConfig fills it from the keys); the
+// endpoint is the caller's.
+PolicyClientSettings testSettings(std::chrono::milliseconds timeout = 2000ms) {
     PolicyClientSettings s;
+    s.timeout = timeout;
+    s.maxIdle = 300s;
+    s.maxTtl = 1000s;
+    s.requestLimit = 0;
+    s.tryLimit = 2;
+    s.poolSize = 8;
+    return s;
+}
+
+PolicyClientSettings settingsFor(std::uint16_t port, std::chrono::milliseconds timeout = 2000ms) {
+    PolicyClientSettings s = testSettings(timeout);
     s.endpoint.kind = PolicyEndpoint::Kind::Inet;
     s.endpoint.host = "127.0.0.1";
     s.endpoint.port = port;
-    s.timeout = timeout;
     return s;
 }
 
@@ -134,7 +147,7 @@ BOOST_AUTO_TEST_CASE(unix_domain_socket) {
         std::string error;
         auto endpoint = PolicyEndpoint::parse("unix:" + path, error);
         BOOST_REQUIRE(endpoint.has_value());
-        PolicyClientSettings s;
+        PolicyClientSettings s = testSettings();
         s.endpoint = *endpoint;
         PolicyClient client(s);
         for (int i = 0; i < 3; ++i) {

@@ -102,6 +102,27 @@ std::chrono::system_clock::time_point fixedNow() {
     return std::chrono::system_clock::from_time_t(1795815930);  // Fri, 27 Nov 2026 21:45:30
 }
 
+// The settings every session test starts from (SmtpSettings has no defaults of its own: the
+// app fills it from the smtp.* keys). Small message and recipient limits so the limit paths
+// are reached with short inputs; the rest as the shipped smtp.* values.
+SmtpSettings testSettings(Role role) {
+    SmtpSettings s;
+    s.hostname = "mx.example.test";
+    s.role = role;
+    s.tlsAvailable = true;
+    s.allowPlaintextAuth = false;
+    s.maxMessageSize = 1000;
+    s.maxRecipients = 3;
+    s.maxCommandLength = 512;      // RFC 5321 4.5.3.1.4
+    s.maxLineLength = 1000;        // RFC 5321 4.5.3.1.6
+    s.maxHeaderSize = 1024 * 1024;
+    s.maxErrors = 20;
+    s.addMissingHeaders = true;
+    s.grantOwnSendersOnly = true;
+    s.maxTransactions = 0;         // no limit unless a test sets one
+    return s;
+}
+
 struct Fixture {
     FakeAuth auth;
     FakeDirectory dir;
@@ -110,12 +131,8 @@ struct Fixture {
     SmtpSettings settings;
     std::unique_ptr<SmtpSession> s;
 
-    Fixture(Role role = Role::Mx, bool tls = false, std::string ip = "192.0.2.7") {
-        settings.hostname = "mx.example.test";
-        settings.role = role;
-        settings.tlsAvailable = true;
-        settings.maxMessageSize = 1000;
-        settings.maxRecipients = 3;
+    Fixture(Role role = Role::Mx, bool tls = false, std::string ip = "192.0.2.7")
+        : settings(testSettings(role)) {
         start(tls, ip);
     }
     void start(bool tls, const std::string& ip) {

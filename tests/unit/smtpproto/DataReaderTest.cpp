@@ -63,6 +63,16 @@ const DataCase dataCases[] = {
     {"bare LF before real end", "a\n\r\n.\r\n", "", 7, true},
 };
 
+// The limits these tests run with unless a case narrows one (DataReaderLimits has no
+// defaults of its own: the smtp.max_* keys set it). Line length as RFC 5321 4.5.3.1.6.
+DataReaderLimits testLimits() {
+    DataReaderLimits l;
+    l.maxMessageSize = 10240000;
+    l.maxLineLength = 1000;
+    l.maxHeaderSize = 102400;
+    return l;
+}
+
 struct Result {
     std::string content;
     std::size_t consumed = 0;
@@ -70,7 +80,7 @@ struct Result {
     DataStatus status;
 };
 
-Result run(const std::string& input, std::size_t chunk, const DataReaderLimits& limits = {}) {
+Result run(const std::string& input, std::size_t chunk, const DataReaderLimits& limits = testLimits()) {
     DataReader reader(limits);
     Result r;
     DataReader::Sink sink = [&](const char* p, std::size_t n) {
@@ -123,7 +133,7 @@ BOOST_DATA_TEST_CASE(end_detection_and_unstuffing, bdata::make(dataCases), c) {
 }
 
 BOOST_AUTO_TEST_CASE(one_chunk_calls_sink_once) {
-    DataReader reader;
+    DataReader reader(testLimits());
     int calls = 0;
     std::string in = "line one\r\nline two\r\nline three\r\n.\r\n";
     reader.feed(in.data(), in.size(), [&](const char*, std::size_t) { ++calls; });
@@ -132,7 +142,7 @@ BOOST_AUTO_TEST_CASE(one_chunk_calls_sink_once) {
 }
 
 BOOST_AUTO_TEST_CASE(feed_after_done_consumes_nothing) {
-    DataReader reader;
+    DataReader reader(testLimits());
     std::string in = ".\r\n";
     DataReader::Sink sink = [](const char*, std::size_t) {};
     BOOST_TEST(reader.feed(in.data(), in.size(), sink) == 3u);
@@ -140,7 +150,7 @@ BOOST_AUTO_TEST_CASE(feed_after_done_consumes_nothing) {
 }
 
 BOOST_AUTO_TEST_CASE(size_limit) {
-    DataReaderLimits limits;
+    DataReaderLimits limits = testLimits();
     limits.maxMessageSize = 10;
     // Exactly 10 stored octets (the stuffed dot is not counted).
     Result ok = run("..2345678\r\n.\r\n", 64, limits);
@@ -159,20 +169,20 @@ BOOST_AUTO_TEST_CASE(size_limit) {
 }
 
 BOOST_AUTO_TEST_CASE(line_limit) {
-    DataReaderLimits limits;
+    DataReaderLimits limits = testLimits();
     limits.maxLineLength = 10;  // including CRLF
     Result ok = run("12345678\r\n..2345678\r\n.\r\n", 1000, limits);
     BOOST_TEST(!ok.status.lineTooLong);  // 10 with CRLF; the stuffed dot does not count
     Result bad = run("123456789\r\n.\r\n", 1000, limits);
     BOOST_TEST(bad.done);
     BOOST_TEST(bad.status.lineTooLong);
-    // Default: RFC 5321 4.5.3.1.6, 1000 octets with CRLF.
+    // testLimits(): RFC 5321 4.5.3.1.6, 1000 octets with CRLF.
     BOOST_TEST(!run(std::string(998, 'x') + "\r\n.\r\n", 1000).status.lineTooLong);
     BOOST_TEST(run(std::string(999, 'x') + "\r\n.\r\n", 1000).status.lineTooLong);
 }
 
 BOOST_AUTO_TEST_CASE(header_limit) {
-    DataReaderLimits limits;
+    DataReaderLimits limits = testLimits();
     limits.maxHeaderSize = 20;
     // 20 octets of header, then a long body: fine.
     Result ok = run("A: 123456789012345\r\n\r\n" + std::string(100, 'b') + "\r\n.\r\n", 7, limits);
@@ -189,7 +199,7 @@ BOOST_AUTO_TEST_CASE(header_limit) {
 }
 
 BOOST_AUTO_TEST_CASE(rejection_replies) {
-    DataReaderLimits limits;
+    DataReaderLimits limits = testLimits();
     auto reply = [&](const std::string& in) {
         DataReader r(limits);
         r.feed(in.data(), in.size(), [](const char*, std::size_t) {});
@@ -204,7 +214,7 @@ BOOST_AUTO_TEST_CASE(rejection_replies) {
     BOOST_TEST(reply("abcdef\r\n.\r\n") == "552 5.3.4 Message size exceeds fixed limit\r\n");
     // Bare line endings win over every other problem.
     BOOST_TEST(reply("abc\rdef\r\n.\r\n") == "554 5.6.0 Message contains bare CR or LF\r\n");
-    limits = {};
+    limits = testLimits();
     limits.maxHeaderSize = 4;
     BOOST_TEST(reply("Subject: x\r\n\r\n.\r\n") == "552 5.3.4 Message header section too large\r\n");
 }

@@ -47,7 +47,7 @@ BOOST_AUTO_TEST_CASE(acquire_in_use_release, *boost::unit_test::precondition(Wit
     Db db;
     db.sql("TRUNCATE maildrop_leases");
     pg::Pool poolA(settings(2)), poolB(settings(2));
-    PgMaildropLock nodeA(poolA), nodeB(poolB);
+    PgMaildropLock nodeA(poolA, 60s), nodeB(poolB, 60s);  // the shipped cluster.lock_lease
     auto a = nodeA.acquire("example.test/bob", "node-a");
     BOOST_REQUIRE((a.status == Status::Acquired));
     BOOST_TEST(!a.token.empty());
@@ -110,7 +110,7 @@ BOOST_AUTO_TEST_CASE(cluster_maildrop_service, *boost::unit_test::precondition(W
     test::TempDir root;
     MaildirStore storeA(root.path.string(), "node-a"), storeB(root.path.string(), "node-b");
     pg::Pool poolA(settings(2)), poolB(settings(2));
-    PgMaildropLock lockA(poolA), lockB(poolB);
+    PgMaildropLock lockA(poolA, 60s), lockB(poolB, 60s);
     ClusterMaildropService nodeA(storeA, lockA, "node-a"), nodeB(storeB, lockB, "node-b");
 
     // One message in the maildrop.
