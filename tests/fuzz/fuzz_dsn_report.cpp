@@ -94,7 +94,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     // A report about a UTF-8 address is a global one (RFC 6533): UTF-8 allowed where the
     // address appears, and it must be valid; otherwise everything is ASCII.
-    const bool global = m.find("Content-Type: message/global-delivery-status\r\n") != std::string::npos;
+    // Decided from the input (the oracle: any valid, non-ASCII UTF-8 address), not from the
+    // output, which may quote anything inside the returned header section.
+    auto utf8Address = [](const std::string& a) {
+        return !postern::core::isAscii(a) && postern::core::isValidUtf8(a);
+    };
+    bool global = utf8Address(in.originalSender);
+    for (const auto& r : in.recipients) global = global || utf8Address(r.address) || utf8Address(r.originalRecipient);
     // The header section: ASCII (global: valid UTF-8), no NUL.
     const auto headerEnd = m.find("\r\n\r\n");
     FUZZ_CHECK(headerEnd != std::string::npos);
