@@ -13,6 +13,7 @@
 #include "auth/AuthCache.h"
 #include "auth/AuthFacade.h"
 #include "auth/PluginLoader.h"
+#include "core/EventLine.h"
 #include "delivery/BounceSender.h"
 #include "delivery/DeliveryService.h"
 #include "grants/MemoryGrantStore.h"
@@ -116,8 +117,11 @@ void Daemon::buildAuth() {
     for (const auto& b : a.backends) {
         handles_.push_back(loader_->load(b.plugin, b.name, b.params));
         chain.push_back({b.name, handles_.back().get(), b.domains});
-        serverLog().information("event=backend.loaded name=%s plugin=%s version=%s", b.name,
-                                handles_.back().pluginName(), handles_.back().pluginVersion());
+        serverLog().information(core::EventLine("backend.loaded")
+                                    .add("name", b.name)
+                                    .add("plugin", handles_.back().pluginName())
+                                    .add("version", handles_.back().pluginVersion())
+                                    .str());
     }
     facade_ = std::make_unique<auth::AuthFacade>(chain);
     authCache_ = std::make_unique<auth::AuthCache>(a.cache);
@@ -137,7 +141,7 @@ void Daemon::buildCluster() {
     // nodes is still counted); while the shared PostgreSQL is down each node counts alone.
     pgPenalty_ = std::make_unique<abuse::PgPenaltyStore>(*clusterPool_);
     pgRates_ = std::make_unique<abuse::PgRateStore>(*clusterPool_);
-    serverLog().information("event=cluster.on pool_size=%z", cs.poolSize);
+    serverLog().information(core::EventLine("cluster.on").add("pool_size", cs.poolSize).str());
 }
 
 void Daemon::buildAbuse() {
@@ -188,7 +192,8 @@ void Daemon::buildStorage() {
         maildrops_ = clusterMaildrops_.get();
     }
     queue_ = std::make_unique<queue::OutboundQueue>(settings_.queue.dir, settings_.queue.limits);
-    if (auto removed = queue_->recover()) serverLog().notice("event=queue.recover removed=%z", removed);
+    if (auto removed = queue_->recover())
+        serverLog().notice(core::EventLine("queue.recover").add("removed", removed).str());
     sink_ = std::make_unique<store::SpoolSink>(*mailStore_, *queue_);
     // DSN "delivered" reports (RFC 3461 NOTIFY=SUCCESS) for local recipients, through the
     // sink once the message is stored (also with delivery.enabled=false).
@@ -267,9 +272,14 @@ void Daemon::bindListeners() {
         Poco::AutoPtr<OverloadFilter> filter = new OverloadFilter(l, registry_);
         filter->attach(rl.server.get());
         rl.server->setConnectionFilter(filter);
-        serverLog().information("event=listener.up name=%s address=%s protocol=%s role=%s tls=%s max_threads=%d",
-                                l.name, sa.toString(), std::string(protocolName(l)), std::string(roleName(l)),
-                                std::string(tlsName(l)), l.maxThreads);
+        serverLog().information(core::EventLine("listener.up")
+                                    .add("name", l.name)
+                                    .add("address", sa.toString())
+                                    .add("protocol", protocolName(l))
+                                    .add("role", roleName(l))
+                                    .add("tls", tlsName(l))
+                                    .add("max_threads", l.maxThreads)
+                                    .str());
         listeners_.push_back(std::move(rl));
     }
 }
@@ -289,7 +299,8 @@ void Daemon::startServing() {
     startHealth();
     if (delivery_) delivery_->start();  // scans the queue: resumes after a crash
     writeReadyFile();
-    serverLog().information("event=ready listeners=%z hostname=%s", listeners_.size(), settings_.process.hostname);
+    serverLog().information(
+        core::EventLine("ready").add("listeners", listeners_.size()).add("hostname", settings_.process.hostname).str());
 }
 
 void Daemon::startHealth() {
@@ -322,7 +333,7 @@ void Daemon::startHealth() {
         },
         settings_.health.options);
     health_->start();
-    serverLog().information("event=health.up address=%s", health_->address().toString());
+    serverLog().information(core::EventLine("health.up").add("address", health_->address().toString()).str());
 }
 
 void Daemon::writeReadyFile() const {
@@ -337,18 +348,20 @@ void Daemon::reloadTls() {
     try {
         checkSecretFiles();
         services_->setTlsContext(net::makeServerContext(settings_.tls));
-        serverLog().notice("event=tls.reload result=ok cert=%s", settings_.tls.certFile);
+        serverLog().notice(core::EventLine("tls.reload").add("result", "ok").add("cert", settings_.tls.certFile).str());
     } catch (const Poco::Exception& e) {
-        serverLog().error("event=tls.reload result=fail error=\"%s\"", e.displayText());
+        serverLog().error(core::EventLine("tls.reload").add("result", "fail").text("error", e.displayText()).str());
     } catch (const std::exception& e) {
-        serverLog().error("event=tls.reload result=fail error=\"%s\"", std::string(e.what()));
+        serverLog().error(core::EventLine("tls.reload").add("result", "fail").text("error", e.what()).str());
     }
 }
 
 void Daemon::drain() {
     const auto grace = settings_.process.shutdownGrace;
-    serverLog().information("event=shutdown.begin sessions=%z grace_ms=%ld", registry_.size(),
-                            static_cast<long>(grace.count()));
+    serverLog().information(core::EventLine("shutdown.begin")
+                                .add("sessions", registry_.size())
+                                .add("grace_ms", static_cast<long>(grace.count()))
+                                .str());
     // Mark the drain first: from now on the acceptor answers new clients 421 / -ERR at once
     // (the acceptor thread may still take a connection before stop() returns), and idle
     // sessions say goodbye.
@@ -356,7 +369,7 @@ void Daemon::drain() {
     for (auto& l : listeners_) l.server->stop();  // stop accepting
     std::size_t left = registry_.waitEmpty(grace);
     if (left > 0) {
-        serverLog().warning("event=shutdown.abort sessions=%z", left);
+        serverLog().warning(core::EventLine("shutdown.abort").add("sessions", left).str());
         registry_.abortAll();
         registry_.waitEmpty(std::chrono::milliseconds(2000));
     }
@@ -373,8 +386,10 @@ void Daemon::drain() {
     }
     listeners_.clear();
     if (!settings_.process.readyFile.empty()) std::remove(settings_.process.readyFile.c_str());  // gone already is fine
-    serverLog().information("event=shutdown.done auth_cache_hits=%Lu auth_cache_misses=%Lu",
-                            static_cast<Poco::UInt64>(authCache_->hits()), static_cast<Poco::UInt64>(authCache_->misses()));
+    serverLog().information(core::EventLine("shutdown.done")
+                                .add("auth_cache_hits", static_cast<Poco::UInt64>(authCache_->hits()))
+                                .add("auth_cache_misses", static_cast<Poco::UInt64>(authCache_->misses()))
+                                .str());
 }
 
 sigset_t blockDaemonSignals() {

@@ -4,6 +4,7 @@
 #include "policyd/PolicyDelegation.h"
 #include "app/ModuleSettings.h"
 #include "config/ServerConfig.h"
+#include "core/EventLine.h"
 
 #include <Poco/ErrorHandler.h>
 #include <Poco/File.h>
@@ -27,9 +28,13 @@ Poco::Logger& serverLog() { return Poco::Logger::get("postern.server"); }
 // is logged instead of vanishing.
 class LoggingErrorHandler : public Poco::ErrorHandler {
 public:
-    void exception(const Poco::Exception& e) override { serverLog().error("event=thread.exception error=\"%s\"", e.displayText()); }
-    void exception(const std::exception& e) override { serverLog().error("event=thread.exception error=\"%s\"", std::string(e.what())); }
-    void exception() override { serverLog().error("event=thread.exception error=unknown"); }
+    void exception(const Poco::Exception& e) override {
+        serverLog().error(core::EventLine("thread.exception").text("error", e.displayText()).str());
+    }
+    void exception(const std::exception& e) override {
+        serverLog().error(core::EventLine("thread.exception").text("error", e.what()).str());
+    }
+    void exception() override { serverLog().error(core::EventLine("thread.exception").add("error", "unknown").str()); }
 };
 
 }  // namespace
@@ -102,9 +107,9 @@ int PosternServer::main(const std::vector<std::string>&) {
     try {
         return serve();
     } catch (const Poco::Exception& e) {
-        serverLog().fatal("event=startup.fail error=\"%s\"", e.displayText());
+        serverLog().fatal(core::EventLine("startup.fail").text("error", e.displayText()).str());
     } catch (const std::exception& e) {
-        serverLog().fatal("event=startup.fail error=\"%s\"", std::string(e.what()));
+        serverLog().fatal(core::EventLine("startup.fail").text("error", e.what()).str());
     }
     return EXIT_CONFIG;
 }

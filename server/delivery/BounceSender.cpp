@@ -136,8 +136,11 @@ BounceSender::Result BounceSender::sendDelivered(const core::Envelope& envelope,
     if (recipients.empty()) return Result::Dropped;
     Result r = send(original, dataPath, DsnAction::Delivered, recipients, original.arrival);
     if (r == Result::TempFail)
-        logger().error("s=" + queueId + " event=dsn.fail kind=delivered to=<" + envelope.sender +
-                       "> (the message is delivered; its success report is lost)");
+        logger().error(core::EventLine::inSession(queueId, "dsn.fail")
+                           .add("kind", "delivered")
+                           .address("to", envelope.sender)
+                           .text("note", "the message is delivered; its success report is lost")
+                           .str());
     return r;
 }
 

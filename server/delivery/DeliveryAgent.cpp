@@ -457,8 +457,11 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     for (const auto& d : failed)
         if (envelope.dsnFor(d.address).wantsFailure()) toReport.push_back(d);
     if (toReport.size() < failed.size())
-        logger().information("s=" + id + " event=dsn.skip kind=bounce reason=notify recipients=" +
-                             std::to_string(failed.size() - toReport.size()));
+        logger().information(core::EventLine::inSession(id, "dsn.skip")
+                                 .add("kind", "bounce")
+                                 .add("reason", "notify")
+                                 .add("recipients", failed.size() - toReport.size())
+                                 .str());
     if (!toReport.empty()) {
         BounceSender::Result r = bounces_.send(envelope, message.path, DsnAction::Failed, toReport, expiry);
         if (r == BounceSender::Result::TempFail) {
@@ -512,7 +515,10 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     }
     if (!relayed.empty() &&
         bounces_.send(envelope, message.path, DsnAction::Relayed, relayed, expiry) == BounceSender::Result::TempFail)
-        logger().error("s=" + id + " event=dsn.fail kind=relayed (the message is delivered; its success report is lost)");
+        logger().error(core::EventLine::inSession(id, "dsn.fail")
+                           .add("kind", "relayed")
+                           .text("note", "the message is delivered; its success report is lost")
+                           .str());
 
     // One durable update: bounced recipients out, retry time and error in.
     auto after = queue_.modifyEnvelope(id, [&](queue::QueueEnvelope& e) {

@@ -1,6 +1,6 @@
 #include "policyd/PolicyDelegation.h"
 
-#include "core/LogValue.h"
+#include "core/EventLine.h"
 
 #include <Poco/Logger.h>
 
@@ -13,9 +13,6 @@ namespace postern::policyd {
 namespace {
 
 Poco::Logger& logger() { return Poco::Logger::get("postern.policyd"); }
-
-// One log token (core::logValue escapes blanks and control characters).
-std::string token(const std::string& s) { return core::logValue(s); }
 
 }  // namespace
 
@@ -58,10 +55,13 @@ std::unique_ptr<PolicyDelegation> PolicyDelegation::fromConfig(const config::Pol
     s.mx = c.mx;
     s.submission = c.submission;
     auto d = std::make_unique<PolicyDelegation>(std::move(s));
-    logger().information("event=policy.on service=" + endpoint->describe() + " roles=" +
-                         std::string(c.mx ? "mx" : "") + (c.mx && c.submission ? "," : "") +
-                         (c.submission ? "submission" : "") + " timeout_ms=" + std::to_string(c.timeout.count()) +
-                         " default_action=" + core::logValue(c.defaultAction));
+    logger().information(core::EventLine("policy.on")
+                             .add("service", endpoint->describe())
+                             .add("roles", std::string(c.mx ? "mx" : "") + (c.mx && c.submission ? "," : "") +
+                                               (c.submission ? "submission" : ""))
+                             .add("timeout_ms", static_cast<long long>(c.timeout.count()))
+                             .add("default_action", c.defaultAction)
+                             .str());
     return d;
 }
 
@@ -73,38 +73,49 @@ core::PolicyDecision PolicyDelegation::fallback() const {
 
 core::PolicyDecision PolicyDelegation::check(const core::PolicyFacts& facts) {
     if (facts.submission ? !settings_.submission : !settings_.mx) return {};
-    const std::string head = "s=" + facts.sessionId + " event=";
-    const std::string who = " service=" + settings_.client.endpoint.describe() + " to=<" +
-                            core::logValue(facts.recipient) + ">";
+    // "s=<session> event=<name> service=... to=<...>": the head of every line below. The
+    // error and text values stay one token each (fail2ban-style patterns read them as \S+).
+    auto line = [&](std::string_view event) {
+        core::EventLine l = core::EventLine::inSession(facts.sessionId, event);
+        l.add("service", settings_.client.endpoint.describe()).address("to", facts.recipient);
+        return l;
+    };
     const auto start = std::chrono::steady_clock::now();
     QueryResult q = client_.query(formatRequest(requestAttributes(facts)));
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
     core::PolicyDecision d = fallback();
     if (!q.ok) {
-        logger().warning(head + "policy.fail" + who + " error=" + token(q.error) + " tries=" +
-                         std::to_string(q.tries) + " elapsed_ms=" + std::to_string(ms) + " result=default_action");
+        logger().warning(line("policy.fail")
+                             .add("error", q.error)
+                             .add("tries", q.tries)
+                             .add("elapsed_ms", static_cast<long long>(ms))
+                             .add("result", "default_action")
+                             .str());
         return d;
     }
     Response resp = parseResponse(q.response);
     if (!resp.ok) {
-        logger().warning(head + "policy.bad_response" + who + " error=" + resp.error + " result=default_action");
+        logger().warning(
+            line("policy.bad_response").add("error", resp.error).add("result", "default_action").str());
         return d;
     }
     ActionResult a = interpretAction(resp.action);
     switch (a.status) {
     case ActionStatus::Known:
-        if (!a.note.empty()) logger().notice(head + "policy.warn" + who + " text=" + token(a.note));
+        if (!a.note.empty()) logger().notice(line("policy.warn").add("text", a.note).str());
         return a.decision;
     case ActionStatus::Unsupported:
-        logger().notice(head + "policy.unsupported" + who + " action=" + token(a.decision.action) +
-                        " result=dunno");
+        logger().notice(line("policy.unsupported").add("action", a.decision.action).add("result", "dunno").str());
         return {};
     case ActionStatus::Unknown:
     case ActionStatus::Malformed: break;
     }
-    logger().warning(head + "policy.bad_action" + who + " action=" + token(a.decision.action) + " error=" +
-                     token(a.note) + " result=default_action");
+    logger().warning(line("policy.bad_action")
+                         .add("action", a.decision.action)
+                         .add("error", a.note)
+                         .add("result", "default_action")
+                         .str());
     return d;
 }
 

@@ -1,6 +1,6 @@
 #include "smtp/SmtpSession.h"
 
-#include "core/LogValue.h"
+#include "core/EventLine.h"
 
 #include "policy/TransactionPolicy.h"
 #include "smtpproto/SmtpCommand.h"
@@ -55,11 +55,26 @@ std::string randomHex(std::size_t bytes) {
     return out;
 }
 
-// Strips CR/LF/control characters from client-supplied text before it goes into a
-// header or a log line (a HELO name must not be able to add header lines).
-// An address for a log line's from=<...> / to=<...>: the null sender stays "<>".
-std::string logAddress(std::string_view a) { return a.empty() ? std::string() : core::logValue(a); }
+// "s=<session> event=<name> ip=<client>": the head of every session line (DESIGN: Logging);
+// the details are added through core::EventLine, which escapes every value.
+core::EventLine clientLine(const std::string& sessionId, std::string_view event, const core::ClientAddress& client) {
+    core::EventLine l = core::EventLine::inSession(sessionId, event);
+    l.add("ip", client.host());
+    return l;
+}
 
+// ... then from=<sender> user=<authenticated user or "-">: a line about one transaction.
+core::EventLine transactionLine(const std::string& sessionId, std::string_view event,
+                                const core::ClientAddress& client, std::string_view sender, std::string_view user) {
+    core::EventLine l = clientLine(sessionId, event, client);
+    l.address("from", sender).add("user", user);
+    return l;
+}
+
+std::string replyText(const Reply& r) { return std::to_string(r.code) + " " + r.text(); }
+
+// Strips CR/LF/control characters from client-supplied text before it goes into a
+// header (a HELO name must not be able to add header lines).
 std::string sanitize(std::string_view s, std::size_t max = 255) {
     std::string out;
     for (char c : s.substr(0, max)) {
@@ -152,7 +167,7 @@ SmtpOutput SmtpSession::error(const Reply& r) {
     // A client that keeps sending bad commands is either broken or probing: cut it off
     // (as Postfix's smtpd_hard_error_limit does).
     if (++errors_ >= settings_.maxErrors) {
-        logger().notice("s=" + sessionId_ + " event=smtp.too_many_errors ip=" + client_.host());
+        logger().notice(clientLine(sessionId_, "smtp.too_many_errors", client_).str());
         SmtpOutput out = reply(r);
         out.bytes += replies::tooManyErrors().format(enhancedCodes_);
         out.action = SmtpOutput::Action::Close;
@@ -165,8 +180,7 @@ SmtpOutput SmtpSession::error(const Reply& r) {
 SmtpOutput SmtpSession::greeting() { return reply(replies::greeting(settings_.hostname)); }
 
 SmtpOutput SmtpSession::onTimeout() {
-    logger().information("s=" + sessionId_ + " event=smtp.timeout ip=" + client_.host() +
-                         (data_ ? " phase=data" : " phase=command"));
+    logger().information(clientLine(sessionId_, "smtp.timeout", client_).add("phase", data_ ? "data" : "command").str());
     data_.reset();  // an unfinished message is discarded, never delivered
     chunk_.reset();
     return reply(replies::timeout(), SmtpOutput::Action::Close);
@@ -183,7 +197,7 @@ SmtpOutput SmtpSession::onLineTooLong() {
     // the rest of it is never read, so nothing after it can be trusted to be a command.
     sasl_.reset();
     data_.reset();
-    logger().notice("s=" + sessionId_ + " event=smtp.line_too_long ip=" + client_.host());
+    logger().notice(clientLine(sessionId_, "smtp.line_too_long", client_).str());
     return reply(Reply(500, Enhanced::LineTooLong, "Line too long"), SmtpOutput::Action::Close);
 }
 
@@ -274,7 +288,7 @@ SmtpOutput SmtpSession::onLine(std::string_view line) {
         if (cmd.verb == Verb::Bdat) {
             // Without a valid chunk-size the octets that follow cannot be told apart from
             // commands: answer and end the session (RFC 3030 2).
-            logger().notice("s=" + sessionId_ + " event=smtp.bdat_syntax ip=" + client_.host());
+            logger().notice(clientLine(sessionId_, "smtp.bdat_syntax", client_).str());
             data_.reset();
             return reply(cmd.errorReply(), SmtpOutput::Action::Close);
         }
@@ -388,8 +402,12 @@ SmtpOutput SmtpSession::finishAuth(const sasl::Step& step) {
         sasl_.reset();
         return error(Reply(501, Enhanced::SyntaxError, "Cannot decode AUTH response"));
     case StepKind::BadAuthzid:
-        logger().notice("s=" + sessionId_ + " event=auth.fail svc=smtp ip=" + client_.host() +
-                        " user=" + core::logValue(sasl_->credentials().user) + " result=authzid_mismatch");
+        logger().notice(core::EventLine::inSession(sessionId_, "auth.fail")
+                            .add("svc", "smtp")
+                            .add("ip", client_.host())
+                            .add("user", sasl_->credentials().user)
+                            .add("result", "authzid_mismatch")
+                            .str());
         sasl_.reset();
         return error(replies::authInvalid());
     case StepKind::Done: break;
@@ -418,8 +436,10 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
     // RFC 9422 MAILMAX: the advertised number of transactions per session is enforced; the
     // client opens a new session for the rest.
     if (settings_.maxTransactions > 0 && mailCommands_ >= settings_.maxTransactions) {
-        logger().notice("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() +
-                        " limit=max_transactions_per_session stage=mail");
+        logger().notice(clientLine(sessionId_, "limit.hit", client_)
+                            .add("limit", "max_transactions_per_session")
+                            .add("stage", "mail")
+                            .str());
         count("smtp_reject", "mailmax");
         return reply(Reply(421, Enhanced::OtherSecurity, "Too many transactions in this session, closing"),
                      SmtpOutput::Action::Close);
@@ -434,13 +454,16 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
         cmd.path, policy::SenderRequest{settings_.role == Role::Submission, who, client_, ports_.limiter});
     if (!sv.accepted) {
         if (sv.reason == "sender") {
-            logger().notice("s=" + sessionId_ + " event=mail.reject ip=" + client_.host() + " from=<" +
-                            logAddress(cmd.path.address()) + "> user=" + core::logValue(who ? who->user : "") +
-                            " reply=\"" + std::to_string(sv.reply.code) + " " + sv.reply.text() + "\"");
+            logger().notice(transactionLine(sessionId_, "mail.reject", client_, cmd.path.address(), who ? who->user : "")
+                                .text("reply", replyText(sv.reply))
+                                .str());
             return error(sv.reply);
         }
-        logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" +
-                         core::logValue(who ? who->user : "") + " limit=" + core::logValue(sv.limit) + " stage=mail");
+        logger().warning(clientLine(sessionId_, "limit.hit", client_)
+                             .add("user", who ? who->user : "")
+                             .add("limit", sv.limit)
+                             .add("stage", "mail")
+                             .str());
         count("smtp_reject", "rate_limit");
         return reply(sv.reply);
     }
@@ -490,23 +513,26 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     }
     req.relay.roles = settings_.roles;
     policy::RcptVerdict v = policy::TransactionPolicy::decideRecipient(cmd.path, req);
-    std::string to = logAddress(cmd.path.address());
+    const std::string& to = cmd.path.address();
     if (v.kind != policy::RcptVerdict::Kind::Accept) {
         if (v.reason == "rate_limit" || v.reason == "rate_tempfail") {
-            logger().warning("s=" + sessionId_ + " event=limit.hit ip=" + client_.host() + " user=" +
-                             core::logValue(who ? who->user : "") + " to=<" + to + "> limit=" +
-                             core::logValue(v.limit) + " stage=rcpt");
+            logger().warning(clientLine(sessionId_, "limit.hit", client_)
+                                 .add("user", who ? who->user : "")
+                                 .address("to", to)
+                                 .add("limit", v.limit)
+                                 .add("stage", "rcpt")
+                                 .str());
             count("smtp_reject", "rate_limit");
             return reply(v.reply);
         }
-        logger().notice("s=" + sessionId_ + " event=rcpt.reject ip=" + client_.host() + " from=<" +
-                        logAddress(txn_->sender.address()) + "> to=<" + to + "> user=" +
-                        core::logValue(who ? who->user : "") + " reason=" + v.reason +
-                        (v.reason == "grant_sender_mismatch" ? " grant_user=" + core::logValue(v.grantUser) : "") +
-                        (v.reason == "policy" || v.reason == "policy_default"
-                             ? " policy_action=" + core::logValue(v.delegated.action)
-                             : "") +
-                        " reply=\"" + std::to_string(v.reply.code) + " " + v.reply.text() + "\"");
+        core::EventLine l = clientLine(sessionId_, "rcpt.reject", client_);
+        l.address("from", txn_->sender.address())
+            .address("to", to)
+            .add("user", who ? who->user : "")
+            .add("reason", v.reason);
+        if (v.reason == "grant_sender_mismatch") l.add("grant_user", v.grantUser);
+        if (v.reason == "policy" || v.reason == "policy_default") l.add("policy_action", v.delegated.action);
+        logger().notice(l.text("reply", replyText(v.reply)).str());
         count("smtp_reject", v.reason.empty() ? "recipient" : v.reason);
         if (v.kind == policy::RcptVerdict::Kind::TempFail) return reply(v.reply);
         return error(v.reply);
@@ -534,8 +560,10 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     case core::PolicyDecision::Kind::Refuse: break;
     }
     if (v.delegated.kind != core::PolicyDecision::Kind::Continue)
-        logger().information("s=" + sessionId_ + " event=policy.action to=<" + to + "> action=" +
-                             core::logValue(v.delegated.action));
+        logger().information(core::EventLine::inSession(sessionId_, "policy.action")
+                                 .address("to", to)
+                                 .add("action", v.delegated.action)
+                                 .str());
     ++txn_->accepted;
     const std::string rcptText = sanitize(cmd.path.address());  // for the Received header
     if (std::find(txn_->recipients.begin(), txn_->recipients.end(), rcptText) == txn_->recipients.end())
@@ -573,8 +601,9 @@ std::optional<Reply> SmtpSession::openMessage() {
     if (txn_->discard) writer = std::make_unique<DiscardWriter>();
     else writer = ports_.sink.open(env, status);
     if (!writer) {
-        logger().warning("s=" + sessionId_ + " event=data.tempfail ip=" + client_.host() + " reason=" +
-                         (status == core::SinkStatus::QueueFull ? "queue_full" : "sink_open_failed"));
+        logger().warning(clientLine(sessionId_, "data.tempfail", client_)
+                             .add("reason", status == core::SinkStatus::QueueFull ? "queue_full" : "sink_open_failed")
+                             .str());
         resetTransaction();
         return status == core::SinkStatus::QueueFull ? replies::queueFull() : replies::tempFailure();
     }
@@ -698,11 +727,6 @@ std::size_t SmtpSession::onData(const char* bytes, std::size_t size, SmtpOutput&
 
 SmtpOutput SmtpSession::finishData() {
     std::unique_ptr<DataState> d = std::move(data_);
-    std::string from = logAddress(txn_->sender.address());
-    // "s=<id> event=<name>" first, then the details (DESIGN: Logging). Client-supplied values
-    // go through core::logValue: one token each, nothing forged.
-    std::string who = " ip=" + client_.host() + " from=<" + from + "> user=" + core::logValue(identity_ ? identity_->user : "");
-    auto line = [&](const std::string& event) { return "s=" + sessionId_ + " event=" + event + who; };
     // RFC 5321 2.3.8 / CVE-2023-51764: a bare CR or LF is never a line end here, and a
     // message carrying one is refused whole, so a smuggled second message cannot exist.
     // Size, header and line limits are refused the same way, after the end of data.
@@ -719,7 +743,11 @@ SmtpOutput SmtpSession::finishData() {
     }
     if (!reason.empty()) {
         count("smtp_reject", reason);
-        logger().notice(line("message.reject") + " reason=" + reason + " reply=\"" + std::to_string(r.code) + "\"");
+        logger().notice(transactionLine(sessionId_, "message.reject", client_, txn_->sender.address(),
+                                        identity_ ? identity_->user : "")
+                            .add("reason", reason)
+                            .text("reply", std::to_string(r.code))
+                            .str());
         d.reset();  // nothing was delivered: the writer removes its temp file
         resetTransaction();
         return error(r);
@@ -733,40 +761,51 @@ SmtpOutput SmtpSession::commitMessage(std::unique_ptr<DataState> d, std::uint64_
         // A message that is all header (no empty line): write what we held.
         if (!d->writer->write(d->headerBuf.data(), d->headerBuf.size())) d->writeFailed = true;
     }
-    std::string from = logAddress(txn_->sender.address());
-    std::string who = " ip=" + client_.host() + " from=<" + from + "> user=" + core::logValue(identity_ ? identity_->user : "");
-    auto line = [&](const std::string& event) { return "s=" + sessionId_ + " event=" + event + who; };
+    // Taken before the transaction is reset below.
+    const std::string sender = txn_->sender.address(), user = identity_ ? identity_->user : "";
+    auto line = [&](std::string_view event) { return transactionLine(sessionId_, event, client_, sender, user); };
     core::SinkResult res;
     if (d->writeFailed) res.status = core::SinkStatus::TempFail;
     else res = d->writer->commit();
     std::size_t nrcpt = txn_->recipients.size();
     bool grant = txn_->relayedByGrant;
     const bool discard = txn_->discard, hold = txn_->hold;
-    const std::string why = core::logValue(discard ? txn_->discardReason : txn_->holdReason);
+    const std::string why = discard ? txn_->discardReason : txn_->holdReason;
     const std::size_t local = txn_->localMailboxes.size(), remote = txn_->remoteRecipients.size();
     resetTransaction();
     if (res.status == core::SinkStatus::Ok && discard) {
-        logger().notice(line("message.discard") + " id=" + res.queueId + " rcpts=" + std::to_string(nrcpt) +
-                        " size=" + std::to_string(d->reader.status().bytes) + " reason=" + why);
+        logger().notice(line("message.discard")
+                            .add("id", res.queueId)
+                            .add("rcpts", nrcpt)
+                            .add("size", d->reader.status().bytes)
+                            .add("reason", why)
+                            .str());
         return reply(replies::queued(res.queueId));
     }
     if (res.status == core::SinkStatus::Ok && hold)
         // Only the queued copy (remote recipients) can wait on hold: local mailboxes have no
         // queue of their own and get their copy now.
-        logger().notice(line("message.hold") + " id=" + res.queueId + " held=" + std::to_string(remote) +
-                        " local_delivered=" + std::to_string(local) + " reason=" + why);
+        logger().notice(line("message.hold")
+                            .add("id", res.queueId)
+                            .add("held", remote)
+                            .add("local_delivered", local)
+                            .add("reason", why)
+                            .str());
     switch (res.status) {
-    case core::SinkStatus::Ok:
+    case core::SinkStatus::Ok: {
         count("smtp_message", settings_.role == Role::Submission ? "submission" : "mx");
-        logger().information(line("message.accept") + " id=" + res.queueId + " rcpts=" + std::to_string(nrcpt) +
-                             " size=" + std::to_string(size) + (grant ? " via=pop_before_smtp" : ""));
+        core::EventLine l = line("message.accept");
+        l.add("id", res.queueId).add("rcpts", nrcpt).add("size", size);
+        if (grant) l.add("via", "pop_before_smtp");
+        logger().information(l.str());
         return reply(replies::queued(res.queueId));
+    }
     case core::SinkStatus::QueueFull:
-        logger().warning(line("message.tempfail") + " reason=queue_full");
+        logger().warning(line("message.tempfail").add("reason", "queue_full").str());
         return reply(replies::queueFull());
     case core::SinkStatus::TempFail: break;
     }
-    logger().warning(line("message.tempfail") + " reason=write_failed");
+    logger().warning(line("message.tempfail").add("reason", "write_failed").str());
     return reply(replies::tempFailure());
 }
 
@@ -841,14 +880,16 @@ SmtpOutput SmtpSession::finishChunk() {
         // A temporary failure of the sink (451/452) is no client error.
         return c->refusal->isTransient() ? reply(*c->refusal) : error(*c->refusal);
     }
-    std::string who = " ip=" + client_.host() + " from=<" + logAddress(txn_->sender.address()) +
-                      "> user=" + core::logValue(identity_ ? identity_->user : "");
     std::string reason = data_->chunkTooBig ? "size" : (c->last && data_->headerTooBig) ? "header_size" : "";
     if (!reason.empty()) {
         // 552 5.3.4 and the transaction is over: chunks that follow get 503.
         count("smtp_reject", reason);
-        logger().notice("s=" + sessionId_ + " event=message.reject" + who + " reason=" + reason +
-                        " reply=\"552\" proto=bdat");
+        logger().notice(transactionLine(sessionId_, "message.reject", client_, txn_->sender.address(),
+                                        identity_ ? identity_->user : "")
+                            .add("reason", reason)
+                            .text("reply", "552")
+                            .add("proto", "bdat")
+                            .str());
         resetTransaction();
         return error(reason == "size" ? replies::messageTooBig()
                                       : Reply(552, Enhanced::MessageTooBig, "Message header section too large"));
