@@ -115,6 +115,15 @@ BOOST_AUTO_TEST_CASE(hostile_user_sender_and_helo_cannot_forge_a_key) {
     settings.hostname = "mx.example.test";
     settings.role = Role::Submission;
     settings.tlsAvailable = true;
+    // Every limit explicitly (the struct has no defaults: they live in the key table).
+    settings.maxMessageSize = 10 * 1024 * 1024;
+    settings.maxRecipients = 100;
+    settings.maxCommandLength = 512;   // RFC 5321 4.5.3.1.4
+    settings.maxLineLength = 1000;     // RFC 5321 4.5.3.1.6
+    settings.maxHeaderSize = 1024 * 1024;
+    settings.maxErrors = 20;
+    settings.addMissingHeaders = true;
+    settings.grantOwnSendersOnly = true;
     core::ClientAddress client;
     client.ip = Poco::Net::IPAddress("192.0.2.7");
     client.port = 4000;
