@@ -424,7 +424,11 @@ def test_maintainer_scripts_and_the_installed_server():
         users = os.path.join(t, "etc/postern/users.passwd")
         r = subprocess.run([ctl, "-c", os.path.join(t, "etc/postern/postern.properties"),
                             # the namespace's /etc/postern/users.passwd, seen from outside it.
-                            "-D", "auth.backend.customers.path=" + users, "user", "add", "erin@example.net"],
+                            "-D", "auth.backend.customers.path=" + users,
+                            # posternctl writes through the backend plugin, which is in the
+                            # extracted tree here, not at /usr/lib/<multiarch>/postern.
+                            "-D", "server.plugin_dir=" + os.path.join(root, PLUGIN_DIR[1:]),
+                            "user", "add", "erin@example.net"],
                            input="erin-Pw-5\n", capture_output=True, text=True)
         check_eq(r.returncode, 0, "posternctl user add: " + r.stderr)
         check_eq(owner_mode(users), (0, gid, "0o640"), "user file keeps root:postern 0640")
