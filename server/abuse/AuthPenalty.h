@@ -42,6 +42,8 @@ struct PenaltyVerdict {
     // Blocked: what blocks ("ip" or "account") and how long until it lifts, for the log.
     std::string blockedBy;
     std::chrono::milliseconds retryAfter{0};
+    // The account's live failures when checked (0 = nothing to clear after a success).
+    std::uint32_t accountFailures = 0;
 
     bool isAllowed() const { return kind == Kind::Allow; }
     bool isBlocked() const { return kind == Kind::Blocked; }
@@ -76,6 +78,10 @@ public:
     // failures (one good login must not launder a brute force over many accounts).
     // false: the store failed.
     bool recordSuccess(const core::ClientAddress& client, std::string_view account);
+    // The same after check() gave `verdict`: writes only when the account had failures then
+    // (no write where nothing changes). A failure counted on another node between check()
+    // and here is not cleared; it expires with its window (errs toward blocking).
+    bool recordSuccess(const core::ClientAddress& client, std::string_view account, const PenaltyVerdict& verdict);
 
     bool isExempt(const core::ClientAddress& client) const { return allow_.contains(client.ip); }
     // Store keys: "ip:192.0.2.7", "ip:2001:db8:1:2::/64", "user:bob@example.test".
@@ -87,6 +93,18 @@ public:
 
 private:
     std::chrono::milliseconds delayFor(std::uint32_t failures) const;
+    // The verdict for the counters of the address and the account (check()'s rules).
+    PenaltyVerdict verdictFor(const PenaltyCount& ip, const PenaltyCount& account, core::TimePoint now) const;
+
+public:
+    // The verdict for counters read elsewhere (ClusterPop3Login reads them in its own
+    // statement): the same rules as check().
+    PenaltyVerdict verdictFromCounts(const PenaltyCount& ip, const PenaltyCount& account) const {
+        return verdictFor(ip, account, clock_());
+    }
+    core::TimePoint now() const { return clock_(); }
+
+private:
 
     AuthPenaltySettings settings_;
     core::NetworkList allow_;

@@ -44,6 +44,22 @@ std::optional<PenaltyCount> DegradingPenaltyStore::get(const std::string& key, c
     return local_.get(key, now);
 }
 
+std::optional<std::pair<PenaltyCount, PenaltyCount>> DegradingPenaltyStore::getPair(const std::string& first,
+                                                                                    const std::string& second,
+                                                                                    core::TimePoint now) {
+    auto r = primary_.getPair(first, second, now);
+    if (!r) {
+        transition(degraded_, true, "penalty");
+        return local_.getPair(first, second, now);
+    }
+    transition(degraded_, false, "penalty");
+    // Failures counted here during an outage still count after it.
+    if (auto l = local_.get(first, now); l && l->failures > r->first.failures) r->first = *l;
+    if (!second.empty())
+        if (auto l = local_.get(second, now); l && l->failures > r->second.failures) r->second = *l;
+    return r;
+}
+
 bool DegradingPenaltyStore::reset(const std::string& key) {
     local_.reset(key);
     return primary_.reset(key);

@@ -15,7 +15,8 @@ namespace postern::abuse {
 // Outcomes: penalty Blocked -> AuthStatus::Blocked after the longest delay (the inner
 // service is not asked: no oracle); penalty store TempFail -> TempFail; otherwise asks the
 // inner service; BadCredentials is recorded and answered after the verdict's delay (an
-// outage is no guess and is not delayed; a success is never delayed).
+// outage is no guess and is not delayed; a success is never delayed). A request with
+// penaltyCheckedByCaller is verified first and checked only when it failed (see AuthRequest).
 class PenalizedAuthService final : public core::AuthService {
 public:
     using Sleeper = std::function<void(std::chrono::milliseconds)>;
@@ -23,7 +24,15 @@ public:
     PenalizedAuthService(core::AuthService& inner, AuthPenalty& penalty, Sleeper sleeper = {});
     core::AuthResult authenticate(const core::AuthRequest& request) override;
 
+    // Refuses a blocked attempt as authenticate() does (the longest delay, the auth.blocked
+    // line); for a caller that found the block itself (request.penaltyCheckedByCaller).
+    void refuseBlocked(const core::AuthRequest& request, const PenaltyVerdict& v);
+
 private:
+    core::AuthResult authenticateChecked(const core::AuthRequest& request);
+    void logStoreTempFail(const core::AuthRequest& request);
+    void recordFailure(const core::AuthRequest& request, const PenaltyVerdict& v);
+
     core::AuthService& inner_;
     AuthPenalty& penalty_;
     Sleeper sleep_;

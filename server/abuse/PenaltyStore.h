@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace postern::abuse {
 
@@ -35,6 +36,24 @@ public:
     virtual std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) = 0;
     // Forgets `key`. false if the store failed.
     virtual bool reset(const std::string& key) = 0;
+    // Both counters of one login (client address, account) at once: one round trip for a
+    // shared store. `second` may be "" (not asked: {0, {}}). nullopt if the store failed.
+    // Default: two get() calls.
+    virtual std::optional<std::pair<PenaltyCount, PenaltyCount>> getPair(const std::string& first,
+                                                                         const std::string& second,
+                                                                         core::TimePoint now) {
+        auto a = get(first, now);
+        if (!a)
+            return std::nullopt;
+        PenaltyCount b;
+        if (!second.empty()) {
+            auto got = get(second, now);
+            if (!got)
+                return std::nullopt;
+            b = *got;
+        }
+        return std::make_pair(*a, b);
+    }
 };
 using PenaltyStorePtr = std::unique_ptr<PenaltyStore>;
 

@@ -30,6 +30,12 @@ const pg::Statement PenaltyGet{
     "SELECT failures, (extract(epoch FROM expires) * 1000000)::bigint FROM auth_penalties"
     " WHERE key = $1 AND expires > 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'"};
 
+// Both counters of a login in one round trip ($2 may be '': no row has that key).
+const pg::Statement PenaltyGetPair{
+    "postern_penalty_get_pair",
+    "SELECT key, failures, (extract(epoch FROM expires) * 1000000)::bigint FROM auth_penalties"
+    " WHERE key IN ($1, $2) AND expires > 'epoch'::timestamptz + $3::bigint * interval '1 microsecond'"};
+
 const pg::Statement PenaltyReset{"postern_penalty_reset", "DELETE FROM auth_penalties WHERE key = $1"};
 
 const pg::Statement PenaltySweep{
@@ -82,6 +88,32 @@ std::optional<PenaltyCount> PgPenaltyStore::get(const std::string& key, core::Ti
     if (!c)
         logFailure("get", r);
     return c;
+}
+
+std::optional<std::pair<PenaltyCount, PenaltyCount>> PgPenaltyStore::getPair(const std::string& first,
+                                                                             const std::string& second,
+                                                                             core::TimePoint now) {
+    pg::QueryResult r = pool_.execute(PenaltyGetPair, {first, second, std::to_string(toPgMicros(now))});
+    if (r.failed()) {
+        logFailure("get", r);
+        return std::nullopt;
+    }
+    std::pair<PenaltyCount, PenaltyCount> out;
+    for (const auto& row : r.rows) {
+        pg::QueryResult one;
+        one.status = r.status;
+        one.rows.push_back(row.size() == 3 ? pg::Row{row[1], row[2]} : pg::Row{});
+        auto c = toCount(one);
+        if (!c || !row[0]) {
+            logFailure("get", r);
+            return std::nullopt;
+        }
+        if (*row[0] == first)
+            out.first = *c;
+        else if (!second.empty() && *row[0] == second)
+            out.second = *c;
+    }
+    return out;
 }
 
 bool PgPenaltyStore::reset(const std::string& key) {

@@ -29,6 +29,9 @@ public:
                                           std::chrono::milliseconds window) override;
     std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) override;
     bool reset(const std::string& key) override;
+    // One SELECT for both keys.
+    std::optional<std::pair<PenaltyCount, PenaltyCount>> getPair(const std::string& first, const std::string& second,
+                                                                 core::TimePoint now) override;
 
     // Deletes counters expired at `now` in batches of `batch` (FOR UPDATE SKIP LOCKED: safe
     // when every node sweeps at once). Returns how many this call deleted, nullopt on failure.

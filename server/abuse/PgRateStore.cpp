@@ -1,5 +1,5 @@
 // Outbound rate counters in PostgreSQL: 5-minute rows, all-or-nothing checks in one
-// transaction under per-key advisory locks.
+// statement (postern_rate_take, schema 005) under per-key advisory locks.
 #include "abuse/PgRateStore.h"
 
 #include "abuse/PgTime.h"
@@ -65,12 +65,13 @@ std::string bigintArray(const std::vector<std::uint64_t>& items) {
     return out + "}";
 }
 
-// Locks are taken in hash order inside a non-flattened sorted subquery, so every
-// transaction takes them in the same order. Held until COMMIT/ROLLBACK.
-const pg::Statement RateLock{
-    "postern_rate_lock",
-    std::string("SELECT count(pg_advisory_xact_lock(") + LockClass + ", h) ) FROM"
-    " (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS t(k) ORDER BY h OFFSET 0) s"};
+// The whole check-and-add in one statement (schema/postgres/005_round_trips.sql): per-key
+// transaction advisory locks in hash order, the sums, the comparison, the add. Run inside
+// BEGIN/COMMIT so a connection lost before COMMIT provably added nothing (and may be retried).
+const pg::Statement RateTake{
+    "postern_rate_take",
+    "SELECT outcome, idx, win FROM postern_rate_take($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],"
+    " $5::bigint, $6::bigint, $7::bigint)"};
 
 const pg::Statement RateSums{
     "postern_rate_sums",
@@ -80,14 +81,6 @@ const pg::Statement RateSums{
     " FROM rate_counters WHERE key = ANY ($1::text[])"
     " AND bucket_start >= 'epoch'::timestamptz + $3::bigint * interval '1 microsecond'"
     " GROUP BY key"};
-
-// One row per key (amounts of a key summed: ON CONFLICT may touch a row only once).
-const pg::Statement RateAdd{
-    "postern_rate_add",
-    "INSERT INTO rate_counters AS c (key, bucket_start, count)"
-    " SELECT k, 'epoch'::timestamptz + $3::bigint * interval '1 microsecond', sum(a)"
-    " FROM unnest($1::text[], $2::bigint[]) AS t(k, a) GROUP BY k"
-    " ON CONFLICT (key, bucket_start) DO UPDATE SET count = c.count + EXCLUDED.count"};
 
 const pg::Statement RateSweep{
     "postern_rate_sweep",
@@ -125,10 +118,12 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, co
     }
     const Cutoffs cut = cutoffs(now);
     std::vector<std::string> keys;
-    std::vector<std::uint64_t> amounts;
+    std::vector<std::uint64_t> amounts, perHour, perDay;
     for (const auto& r : requests) {
         keys.push_back(r.key);
         amounts.push_back(r.amount);
+        perHour.push_back(r.perHour);
+        perDay.push_back(r.perDay);
     }
     const std::string keyArray = textArray(keys);
 
@@ -149,38 +144,36 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, co
             pg::QueryResult r = c.exec("BEGIN");
             if (r.failed())
                 return fail(r, "begin");
-            r = c.execPrepared(RateLock, {keyArray});
+            r = c.execPrepared(RateTake, {keyArray, bigintArray(amounts), bigintArray(perHour), bigintArray(perDay),
+                                          std::to_string(cut.bucket), std::to_string(cut.hourStart),
+                                          std::to_string(cut.dayStart)});
             if (r.failed())
-                return fail(r, "lock");
-            r = c.execPrepared(RateSums, {keyArray, std::to_string(cut.hourStart), std::to_string(cut.dayStart)});
-            std::map<std::string, RateCounts> sums;
-            if (r.failed())
-                return fail(r, "read");
-            if (!parseSums(r, sums)) {
+                return fail(r, "take");
+            if (r.rows.size() != 1 || r.rows[0].size() != 3 || !r.rows[0][0]) {
                 pg::QueryResult bad = pg::QueryResult::failure("unexpected result shape", "XX000");
-                return fail(bad, "read");
+                return fail(bad, "take");
             }
-            // The memory store's check, request by request.
-            for (std::size_t i = 0; i < requests.size(); ++i) {
-                const RateRequest& q = requests[i];
-                std::uint64_t amount = 0;
-                for (std::size_t j = 0; j <= i; ++j)
-                    if (requests[j].key == q.key)
-                        amount += requests[j].amount;
-                const RateCounts have = sums.count(q.key) ? sums[q.key] : RateCounts{};
-                const bool overHour = q.perHour > 0 && have.lastHour + amount > q.perHour;
-                const bool overDay = q.perDay > 0 && have.lastDay + amount > q.perDay;
-                if (overHour || overDay) {
-                    c.exec("ROLLBACK");
-                    result.kind = RateStoreResult::Kind::Limited;
-                    result.index = i;
-                    result.window = overHour ? RateWindow::Hour : RateWindow::Day;
-                    return r;
+            if (*r.rows[0][0] == "limited") {
+                c.exec("ROLLBACK");
+                std::size_t index = 0;
+                try {
+                    index = static_cast<std::size_t>(std::stoul(r.rows[0][1].value_or("0")));
+                } catch (const std::exception&) {
+                    index = requests.size();
                 }
+                if (index >= requests.size()) {
+                    error = "take: unexpected request index";  // rolled back above: nothing added
+                    return pg::QueryResult::failure(error, "XX000");
+                }
+                result.kind = RateStoreResult::Kind::Limited;
+                result.index = index;
+                result.window = r.rows[0][2].value_or("") == "day" ? RateWindow::Day : RateWindow::Hour;
+                return r;
             }
-            r = c.execPrepared(RateAdd, {keyArray, bigintArray(amounts), std::to_string(cut.bucket)});
-            if (r.failed())
-                return fail(r, "add");
+            if (*r.rows[0][0] != "added") {
+                pg::QueryResult bad = pg::QueryResult::failure("unexpected outcome " + *r.rows[0][0], "XX000");
+                return fail(bad, "take");
+            }
             r = c.exec("COMMIT");
             if (r.failed()) {
                 // Lost during COMMIT: maybe added, maybe not. Never retried (could double).

@@ -14,13 +14,15 @@ namespace postern::abuse {
 // "last hour" sums the 13 newest 5-minute buckets and "last day" the 25 newest hour buckets,
 // exactly the buckets SlidingWindow counts, so the limits hold in every hour and day.
 //
-// tryAdd() is one transaction: BEGIN; a transaction advisory lock per distinct key, taken
-// in one fixed order (so two nodes checking overlapping keys queue, never deadlock); read
-// the sums; compare as MemoryRateStore does (amounts of one key add up within a request);
-// then either ROLLBACK (Limited, nothing added) or add every amount and COMMIT (Added).
-// Any failure before COMMIT is rolled back: TempFail with nothing added. A connection lost
-// before COMMIT was sent is retried once on a fresh one. If it is lost during COMMIT the
-// outcome is unknown: TempFail ("nothing is known to be added"), as RateStore allows.
+// tryAdd() is one transaction around ONE statement, the server-side function
+// postern_rate_take (schema/postgres/005_round_trips.sql): a transaction advisory lock per
+// distinct key, taken in one fixed order (so two nodes checking overlapping keys queue, never
+// deadlock); read the sums; compare as MemoryRateStore does (amounts of one key add up within
+// a request); then either nothing (Limited; rolled back) or add every amount (Added; COMMIT).
+// The explicit BEGIN/COMMIT (not counted as statements) keep the retry safe: any failure
+// before COMMIT is rolled back, TempFail with nothing added, and a connection lost before
+// COMMIT was sent is retried once on a fresh one. If it is lost during COMMIT the outcome is
+// unknown: TempFail ("nothing is known to be added"), as RateStore allows.
 //
 // Instants are the caller's `now` (see PgPenaltyStore). Thread-safe; the pool must outlive
 // this.

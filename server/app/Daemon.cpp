@@ -1,6 +1,7 @@
 #include "app/Daemon.h"
 
 #include "abuse/AuthPenalty.h"
+#include "app/ClusterPop3Login.h"
 #include "abuse/ConnectionGate.h"
 #include "abuse/DegradingStores.h"
 #include "abuse/OutboundLimits.h"
@@ -212,6 +213,13 @@ void Daemon::buildServices() {
     if (grantStore_) countedGrants_ = std::make_unique<CountingGrantStore>(*grantStore_, telemetry_);
     services_ = std::make_unique<Services>(tls_, *guardedAuth_, *facade_, countedGrants_.get(), *sink_, *maildrops_,
                                            registry_, *gate_, *outboundLimits_, telemetry_, policy_.get());
+    if (clusterMaildrops_) {
+        // Penalty check, lease and grant of a POP3 login in one statement (schema 005).
+        pop3Login_ = std::make_unique<ClusterPop3Login>(
+            *clusterPool_, *penalty_, *guardedAuth_, *clusterMaildrops_, pgGrants_.get(), countedGrants_.get(),
+            [this](bool ok) { telemetry_.count("grant", ok ? "created" : "failed"); });
+        services_->pop3Login = pop3Login_.get();
+    }
 }
 
 void Daemon::registerGauges() {

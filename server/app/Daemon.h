@@ -73,6 +73,8 @@ class HealthServer;
 
 namespace postern::app {
 
+class ClusterPop3Login;
+
 struct RunningListener {
     std::unique_ptr<Poco::ThreadPool> pool;
     std::unique_ptr<Poco::Net::TCPServer> server;
@@ -140,6 +142,7 @@ private:
     std::unique_ptr<delivery::BounceSender> successReports_;  // DSN "delivered" reports (sink hook)
     std::unique_ptr<delivery::DeliveryService> delivery_;
     std::unique_ptr<CountingGrantStore> countedGrants_;
+    std::unique_ptr<ClusterPop3Login> pop3Login_;  // cluster: POP3 login in one statement
     ConnectionRegistry registry_;
     std::unique_ptr<Services> services_;
     struct ClusterSweeper;

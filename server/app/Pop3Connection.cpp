@@ -42,7 +42,7 @@ void Pop3Connection::run() {
             ch.startTls(services_.tlsContext(), timeout);
             registry.update(token, ch.socket());
         }
-        pop3::Pop3Ports ports{services_.auth, services_.maildrops, services_.grants};
+        pop3::Pop3Ports ports{services_.auth, services_.maildrops, services_.grants, services_.pop3Login};
         pop3::Pop3Session session(settings_, ports, pop3::SessionContext{sid, client, ch.isTls()});
         ch.write(session.greeting().bytes);
         std::string line;

@@ -17,6 +17,8 @@
 
 #include <Poco/Net/Context.h>
 
+#include "core/Pop3Login.h"
+
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -48,6 +50,8 @@ struct Services {
     Telemetry& telemetry;              // metrics
     core::EventCounters& events;       // = telemetry, as the sessions see it
     core::PolicyDelegate* delegate;    // policy delegation (policy.service); null when off
+    // Cluster: a POP3 login's penalty check, lease and grant in one statement; null = apart.
+    core::Pop3Login* pop3Login = nullptr;
 
     // Logs `line` at warning level the first time `key` is seen (misconfiguration
     // reports such as "balancer sends no PROXY header": loud once, not once per connection).

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -69,6 +70,10 @@ void pushUnique(std::vector<std::string>& v, const std::string& s) {
 
 struct AuthFacade::Expansion {
     std::set<std::string> visited;
+    // Domains already known in this expansion: asked once each, and a domain whose address
+    // a backend just resolved is local (its lookup answered for it) - so an alias to a
+    // mailbox of its own domain costs no second domain query.
+    std::map<std::string, core::Answer> domains;
     std::vector<std::string> mailboxes;
     std::vector<std::string> forwards;
     std::string top;
@@ -362,7 +367,11 @@ core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansio
         return core::Answer::TempFail;
     }
     if (depth > 0) {
-        switch (isLocalDomain(domainOf(address))) {
+        const std::string domain = domainOf(address);
+        auto known = x.domains.find(domain);
+        const core::Answer local = known != x.domains.end() ? known->second : isLocalDomain(domain);
+        x.domains.emplace(domain, local);
+        switch (local) {
         case core::Answer::TempFail:
             return core::Answer::TempFail;
         case core::Answer::No:
@@ -394,6 +403,7 @@ core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansio
         return core::Answer::No;
     }
 
+    x.domains.emplace(domainOf(address), core::Answer::Yes);
     bool deliverable = false;
     if (r.answer.isMailbox) {
         const std::string user = lower(r.answer.record.user.empty() ? r.address : r.answer.record.user);

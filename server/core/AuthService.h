@@ -30,6 +30,11 @@ struct AuthRequest {
     std::string service;  // "smtp" | "pop3"
     ClientAddress client;
     std::string sessionId;
+    // The caller checks the failed-login penalty itself after a success, in the same
+    // statement that takes the maildrop lease (app/ClusterPop3Login: POP3 in a cluster).
+    // The penalty decorator then checks only after a failure (still before answering, so a
+    // blocked client gets the same answer whatever its password).
+    bool penaltyCheckedByCaller = false;
 };
 
 struct AuthResult {

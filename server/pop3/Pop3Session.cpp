@@ -240,6 +240,7 @@ Pop3Output Pop3Session::handleSaslStep(sasl::SaslExchange exchange, const sasl::
 
 Pop3Output Pop3Session::login(const std::string& user, const std::string& password, std::string_view mechanism) {
     core::AuthRequest request{user, password, "pop3", context_.client, context_.sessionId};
+    request.penaltyCheckedByCaller = ports_.login != nullptr;
     core::AuthResult result = ports_.auth.authenticate(request);
     // RFC 3206 / 2449 8: [AUTH] means the credentials are wrong, [SYS/TEMP] that trying
     // again later may work. A backend outage must never look like a wrong password.
@@ -258,8 +259,25 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
         break;
     }
 
+    const bool wantGrant = ports_.grants && settings_.grantLifetime.count() > 0;
     core::MaildropPtr maildrop;
-    switch (ports_.maildrops.open(result.identity.mailbox, maildrop)) {
+    core::MaildropStatus opened = core::MaildropStatus::TempFail;
+    bool grantFailed = false;
+    if (ports_.login) {
+        const core::Pop3LoginOutcome o = ports_.login->open(request, result.identity, wantGrant, maildrop);
+        switch (o.status) {
+        case core::Pop3LoginOutcome::Status::Blocked:
+            // As AuthStatus::Blocked above (the penalty was checked in the same step).
+            return close(errLine("[SYS/TEMP] Too many failed logins, try again later"));
+        case core::Pop3LoginOutcome::Status::Ok: opened = core::MaildropStatus::Ok; break;
+        case core::Pop3LoginOutcome::Status::InUse: opened = core::MaildropStatus::InUse; break;
+        case core::Pop3LoginOutcome::Status::TempFail: opened = core::MaildropStatus::TempFail; break;
+        }
+        grantFailed = o.grantFailed;
+    } else {
+        opened = ports_.maildrops.open(result.identity.mailbox, maildrop);
+    }
+    switch (opened) {
     case core::MaildropStatus::InUse:
         log(true, core::EventLine::inSession(context_.sessionId, "pop3.in_use")
                       .add("user", result.identity.user)
@@ -297,12 +315,14 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
 
     // POP-before-SMTP: a successful login lets this address relay for a while. Failing to
     // record it does not fail the login (the user can still read mail).
-    if (ports_.grants && settings_.grantLifetime.count() > 0) {
-        bool granted = false;
-        try {
-            granted = ports_.grants->grant(context_.client, who, senders);
-        } catch (const std::exception&) {
-            granted = false;
+    if (wantGrant) {
+        bool granted = !grantFailed;
+        if (!ports_.login) {
+            try {
+                granted = ports_.grants->grant(context_.client, who, senders);
+            } catch (const std::exception&) {
+                granted = false;
+            }
         }
         if (!granted)
             log(true, core::EventLine::inSession(context_.sessionId, "pop3.grant_fail")

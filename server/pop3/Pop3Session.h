@@ -6,6 +6,7 @@
 #include "core/ClientAddress.h"
 #include "core/GrantStore.h"
 #include "core/MaildropService.h"
+#include "core/Pop3Login.h"
 #include "pop3/Pop3Command.h"
 #include "sasl/SaslExchange.h"
 
@@ -36,6 +37,9 @@ struct Pop3Ports {
     core::AuthService& auth;
     core::MaildropService& maildrops;
     core::GrantStore* grants;  // nullptr = POP-before-SMTP off
+    // Cluster: penalty check, maildrop lease and grant of a verified login in one step
+    // (then `maildrops` and `grants` are not asked by the session); nullptr = separately.
+    core::Pop3Login* login = nullptr;
 };
 
 struct SessionContext {

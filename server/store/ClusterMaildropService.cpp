@@ -68,6 +68,12 @@ core::MaildropStatus ClusterMaildropService::open(const std::string& mailbox, co
                              .str());
         a.token.clear();
     }
+    return openHeld(mailbox, a.token, out);
+}
+
+core::MaildropStatus ClusterMaildropService::openHeld(const std::string& mailbox, const std::string& token,
+                                                      core::MaildropPtr& out) {
+    const PgMaildropLock::Acquisition a{PgMaildropLock::Status::Acquired, token};
     core::MaildropPtr inner;
     core::MaildropStatus s = core::MaildropStatus::TempFail;
     try {

@@ -28,6 +28,10 @@ public:
     ClusterMaildropService(core::MaildropService& local, PgMaildropLock& lock, std::string nodeId);
 
     core::MaildropStatus open(const std::string& mailbox, core::MaildropPtr& out) override;
+    // Step 2 and 3 for a lease already taken (and adopted by the lock) with `token`.
+    core::MaildropStatus openHeld(const std::string& mailbox, const std::string& token, core::MaildropPtr& out);
+    PgMaildropLock& lock() { return lock_; }
+    const std::string& nodeId() const { return nodeId_; }
 
 private:
     core::MaildropService& local_;

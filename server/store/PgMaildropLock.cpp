@@ -110,6 +110,11 @@ PgMaildropLock::Acquisition PgMaildropLock::acquire(const std::string& mailbox, 
     return a;
 }
 
+void PgMaildropLock::adopt(const std::string& token, const std::string& mailbox) {
+    std::lock_guard lock(mutex_);
+    held_[token] = Held{mailbox, false};
+}
+
 void PgMaildropLock::markLost(const std::string& token, const char* why) {
     std::string mailbox;
     {

@@ -55,6 +55,10 @@ public:
     // reply finds its own row instead of answering InUse.
     Acquisition acquire(const std::string& mailbox, const std::string& nodeId);
 
+    // Holds (renews, verifies, releases) a lease the caller wrote itself with `token` in
+    // another statement (app/ClusterPop3Login: the login's one statement takes it).
+    void adopt(const std::string& token, const std::string& mailbox);
+
     // Renews the lease now and says whether it is still ours: Yes (renewed), No (lost, or not
     // a token of this object), TempFail (PostgreSQL cannot answer).
     core::Answer verify(const std::string& token);

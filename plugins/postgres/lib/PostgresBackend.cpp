@@ -93,6 +93,52 @@ void appendList(const pg::Value& value, std::vector<std::string>& out) {
     }
 }
 
+// A list column: a PostgreSQL array literal ({a,"b c",NULL}, as text[] comes back in text
+// format) or a comma-separated list. Array elements are split on unquoted commas and
+// unquoted; NULL elements are skipped. Anything else goes through appendList.
+void appendListOrArray(const pg::Value& value, std::vector<std::string>& out) {
+    if (!value || value->size() < 2 || value->front() != '{' || value->back() != '}') {
+        appendList(value, out);
+        return;
+    }
+    const std::string& s = *value;
+    std::string item;
+    bool quoted = false;  // this element was quoted (so "NULL" is a string)
+    bool inQuotes = false;
+    auto flush = [&] {
+        if (!(quoted == false && item == "NULL")) {
+            std::string v = lower(trim(item));
+            if (!v.empty() && std::find(out.begin(), out.end(), v) == out.end()) {
+                out.push_back(v);
+            }
+        }
+        item.clear();
+        quoted = false;
+    };
+    for (std::size_t i = 1; i + 1 < s.size(); ++i) {
+        const char c = s[i];
+        if (inQuotes) {
+            if (c == '\\' && i + 2 < s.size()) {
+                item += s[++i];
+            } else if (c == '"') {
+                inQuotes = false;
+            } else {
+                item += c;
+            }
+        } else if (c == '"') {
+            inQuotes = true;
+            quoted = true;
+        } else if (c == ',') {
+            flush();
+        } else {
+            item += c;
+        }
+    }
+    if (s.size() > 2) {
+        flush();
+    }
+}
+
 // Highest $N in sql (0 if none): PostgreSQL refuses more bound values than a statement uses.
 std::size_t highestParam(const std::string& sql) {
     std::size_t highest = 0;
@@ -239,7 +285,10 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
             return a;
         }
         a.record.senderAddresses.push_back(a.record.user);
-        if (!config_.sendersQuery.empty()) {
+        if (row.size() > 4) {
+            // The password query brought the senders along (5th column): no second statement.
+            appendListOrArray(row[4], a.record.senderAddresses);
+        } else if (!config_.sendersQuery.empty()) {
             // Senders are part of the identity: without them the login cannot be completed.
             pg::QueryResult s = execute_(sendersStatement_, {key});
             if (s.failed()) {
@@ -283,7 +332,12 @@ api::LookupAnswer PostgresBackend::lookup(const std::string& address) noexcept {
             return a;
         }
         bool userDisabled = false;
-        if (u.ok()) {
+        // A 5th column carries the alias destinations: a NULL user there means no mailbox.
+        const bool combined = u.ok() && u.rows[0].size() > 4;
+        if (combined) {
+            appendListOrArray(u.rows[0][4], a.aliasDestinations);
+        }
+        if (u.ok() && !(combined && !u.rows[0][0])) {
             const pg::Row& row = u.rows[0];
             std::optional<bool> enabled = row.size() >= 2 ? parseBool(row[1]) : std::nullopt;
             if (!enabled || !row[0]) {
@@ -303,7 +357,7 @@ api::LookupAnswer PostgresBackend::lookup(const std::string& address) noexcept {
                 userDisabled = true;
             }
         }
-        if (!config_.aliasQuery.empty()) {
+        if (!combined && !config_.aliasQuery.empty()) {
             pg::QueryResult al = execute_(aliasStatement_, {key});
             if (al.failed()) {
                 a = {};

@@ -14,8 +14,15 @@ namespace postern::plugins::postgres {
 // (conninfo, password_file, pool_size, connect_timeout, statement_timeout) and:
 //
 //   password_query  $1 = login. Columns by position: user, password ({SCHEME}hash),
-//                   enabled (boolean)[, mailbox]. More than one row is ambiguous -> TempFail.
-//   user_query      $1 = address. Columns: user, enabled[, mailbox[, quota]]. One row at most.
+//                   enabled (boolean)[, mailbox[, senders]]. More than one row is ambiguous
+//                   -> TempFail. senders (5th column): the extra MAIL FROM addresses as an
+//                   array (text[]) or a comma-separated list; when present, senders_query is
+//                   not run (one statement per login instead of two).
+//   user_query      $1 = address. Columns: user, enabled[, mailbox[, quota[, aliases]]]. One
+//                   row at most. aliases (5th column): the address's alias destinations as
+//                   an array or a comma-separated list; when present, alias_query is not run
+//                   and a row with a NULL user (and enabled) means "no mailbox here" - so the
+//                   query returns one row for an alias-only address too.
 //   alias_query     $1 = address. Column 1 of every row: destinations (a row may hold a
 //                   comma-separated list, as PostfixAdmin's alias.goto does).
 //   domain_query    $1 = domain. Any row = the domain is ours.
@@ -62,12 +69,20 @@ struct PostgresConfig {
     static PostgresConfig fromMap(const std::map<std::string, std::string>& config);
 };
 
+// Password and sender addresses in one statement (the senders_query default stays for
+// `posternctl user show` and for custom password queries without a 5th column).
 inline constexpr const char* DefaultPasswordQuery =
-    "SELECT u.address, u.password, u.enabled AND d.enabled, u.mailbox "
+    "SELECT u.address, u.password, u.enabled AND d.enabled, u.mailbox, "
+    "ARRAY(SELECT s.address FROM user_senders s WHERE s.user_id = u.id ORDER BY s.address) "
     "FROM users u JOIN domains d ON d.name = u.domain WHERE u.address = $1";
+// Mailbox and alias destinations in one statement: always one row (user NULL when the
+// address has no mailbox); alias_query's default stays for custom 4-column user queries.
 inline constexpr const char* DefaultUserQuery =
-    "SELECT u.address, u.enabled AND d.enabled, u.mailbox, u.quota_bytes "
-    "FROM users u JOIN domains d ON d.name = u.domain WHERE u.address = $1";
+    "SELECT u.address, u.enabled AND d.enabled, u.mailbox, u.quota_bytes, "
+    "ARRAY(SELECT a.destination FROM aliases a JOIN domains ad ON ad.name = a.domain "
+    "WHERE a.address = $1 AND a.enabled AND ad.enabled ORDER BY a.destination) "
+    "FROM (SELECT $1::text AS address) k LEFT JOIN users u ON u.address = k.address "
+    "LEFT JOIN domains d ON d.name = u.domain";
 inline constexpr const char* DefaultAliasQuery =
     "SELECT a.destination FROM aliases a JOIN domains d ON d.name = a.domain "
     "WHERE a.address = $1 AND a.enabled AND d.enabled ORDER BY a.destination";

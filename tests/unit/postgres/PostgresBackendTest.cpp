@@ -103,6 +103,62 @@ BOOST_AUTO_TEST_CASE(senders_failure_is_tempfail) {
     BOOST_TEST(a.record.passwordHash.empty());
 }
 
+// A 5th password_query column carries the senders (text[] as PostgreSQL prints it, or a
+// comma list): one statement per login, senders_query not run.
+BOOST_AUTO_TEST_CASE(password_query_with_senders_column_needs_no_second_statement) {
+    Fake f;
+    f.answers["postern_password"] =
+        rows({{"ann@pg.test", "{PLAIN}x", "t", "", "{Team@pg.test,\"odd,one\"@pg.test,NULL,\"NULL\"}"}});
+    f.answers["postern_senders"] = error("57P01");  // would fail the login if it were asked
+    PostgresBackend b(config(), f.executor());
+    auto a = b.authenticate("ann@pg.test", "pw", "smtp", "");
+    BOOST_TEST(static_cast<int>(a.status) == static_cast<int>(Status::Ok));
+    std::vector<std::string> senders{"ann@pg.test", "team@pg.test", "odd,one@pg.test", "null"};
+    BOOST_TEST(a.record.senderAddresses == senders, boost::test_tools::per_element());
+    BOOST_TEST(f.calls.size() == 1u);
+
+    Fake g;
+    g.answers["postern_password"] = rows({{"ann@pg.test", "{PLAIN}x", "t", "", "{}"}});
+    PostgresBackend c(config(), g.executor());
+    auto e = c.authenticate("ann@pg.test", "pw", "smtp", "");
+    BOOST_TEST(static_cast<int>(e.status) == static_cast<int>(Status::Ok));
+    BOOST_TEST(e.record.senderAddresses == std::vector<std::string>{"ann@pg.test"}, boost::test_tools::per_element());
+    BOOST_TEST(g.calls.size() == 1u);
+}
+
+// A 5th user_query column carries the alias destinations: alias_query is not run, and a
+// NULL user means "no mailbox" (an alias-only address).
+BOOST_AUTO_TEST_CASE(user_query_with_aliases_column_needs_no_second_statement) {
+    Fake f;
+    f.answers["postern_user"] = rows({{std::nullopt, std::nullopt, std::nullopt, std::nullopt, "{ann@pg.test,b@x}"}});
+    f.answers["postern_alias"] = error("57P01");  // would fail the lookup if it were asked
+    PostgresBackend b(config(), f.executor());
+    auto a = b.lookup("sales@pg.test");
+    BOOST_TEST(static_cast<int>(a.status) == static_cast<int>(Status::Ok));
+    BOOST_TEST(!a.isMailbox);
+    BOOST_TEST(a.aliasDestinations == (std::vector<std::string>{"ann@pg.test", "b@x"}), boost::test_tools::per_element());
+    BOOST_TEST(f.calls.size() == 1u);
+
+    Fake g;
+    g.answers["postern_user"] = rows({{"bob@pg.test", "t", "pg.test/bob", "0", "{}"}});
+    PostgresBackend c(config(), g.executor());
+    auto m = c.lookup("bob@pg.test");
+    BOOST_TEST(static_cast<int>(m.status) == static_cast<int>(Status::Ok));
+    BOOST_TEST(m.isMailbox);
+    BOOST_TEST(m.record.mailbox == "pg.test/bob");
+    BOOST_TEST(m.aliasDestinations.empty());
+
+    Fake h;
+    h.answers["postern_user"] = rows({{std::nullopt, std::nullopt, std::nullopt, std::nullopt, "{}"}});
+    PostgresBackend d(config(), h.executor());
+    BOOST_TEST(static_cast<int>(d.lookup("nobody@pg.test").status) == static_cast<int>(Status::NotFound));
+
+    Fake k;
+    k.answers["postern_user"] = rows({{"dis@pg.test", "f", "", "0", "{}"}});
+    PostgresBackend e(config(), k.executor());
+    BOOST_TEST(static_cast<int>(e.lookup("dis@pg.test").status) == static_cast<int>(Status::Disabled));
+}
+
 BOOST_AUTO_TEST_CASE(names_that_cannot_be_keys_are_unknown_without_a_query) {
     Fake f;
     PostgresBackend b(config(), f.executor());

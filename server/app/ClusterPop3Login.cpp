@@ -1,0 +1,175 @@
+// POP3 login in a cluster: penalty, lease and grant in one statement (postern_pop3_login).
+#include "app/ClusterPop3Login.h"
+
+#include "abuse/PgTime.h"
+#include "core/EventLine.h"
+
+#include <Poco/Logger.h>
+#include <Poco/UUIDGenerator.h>
+
+namespace postern::app {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.pop3"); }
+
+const pg::Statement Pop3LoginStatement{
+    "postern_pop3_login",
+    "SELECT outcome, ip_failures, ip_expires_us, user_failures, user_expires_us FROM postern_pop3_login("
+    "$1, $2, $3::bigint, $4::integer, $5::integer, $6, $7, $8::uuid, $9::bigint, $10, $11, $12::bigint, $13)"};
+
+// Sender addresses one per line, as PgGrantStore stores them.
+std::string joinSenders(const std::vector<std::string>& senders) {
+    std::string out;
+    for (const auto& s : senders) {
+        if (s.find('\n') != std::string::npos) continue;
+        if (!out.empty()) out += '\n';
+        out += s;
+    }
+    return out;
+}
+
+abuse::PenaltyCount countOf(const pg::Value& failures, const pg::Value& expiresUs) {
+    abuse::PenaltyCount c;
+    try {
+        c.failures = failures ? static_cast<std::uint32_t>(std::stoul(*failures)) : 0;
+        c.expires = abuse::fromPgMicros(expiresUs ? std::stoll(*expiresUs) : 0);
+    } catch (const std::exception&) {
+        c = {};
+    }
+    return c;
+}
+
+}  // namespace
+
+ClusterPop3Login::ClusterPop3Login(pg::Pool& pool, abuse::AuthPenalty& penalty, abuse::PenalizedAuthService& guarded,
+                                   store::ClusterMaildropService& maildrops, grants::PgGrantStore* pgGrants,
+                                   core::GrantStore* grants, std::function<void(bool)> onGrant)
+    : pool_(pool),
+      penalty_(penalty),
+      guarded_(guarded),
+      maildrops_(maildrops),
+      pgGrants_(pgGrants),
+      grants_(grants),
+      onGrant_(std::move(onGrant)) {}
+
+core::Pop3LoginOutcome ClusterPop3Login::open(const core::AuthRequest& request, const core::AuthIdentity& identity,
+                                              bool grant, core::MaildropPtr& out) {
+    core::Pop3LoginOutcome outcome;
+    const bool exempt = penalty_.isExempt(request.client);
+    const bool withGrant = grant && pgGrants_ != nullptr;
+    const auto& ps = penalty_.settings();
+    const std::string token = Poco::UUIDGenerator::defaultGenerator().createRandom().toString();
+    const std::string grantKey = withGrant ? pgGrants_->keyText(request.client) : std::string();
+    pg::Params params{
+        exempt ? pg::Value() : pg::Value(penalty_.ipKey(request.client)),
+        exempt || request.user.empty() ? pg::Value() : pg::Value(abuse::AuthPenalty::accountKey(request.user)),
+        std::to_string(abuse::toPgMicros(penalty_.now())),
+        std::to_string(ps.maxFailuresIp),
+        std::to_string(ps.maxFailuresAccount),
+        identity.mailbox,
+        maildrops_.nodeId(),
+        token,
+        std::to_string(maildrops_.lock().lease().count()),
+        withGrant ? pg::Value(grantKey) : pg::Value(),
+        identity.user,
+        std::to_string(withGrant ? pgGrants_->lifetime().count() : 0),
+        joinSenders(identity.senderAddresses),
+    };
+    // Retried once by the pool after a dropped connection: harmless (the lease statement
+    // finds its own token, the grant upsert and the counter delete are idempotent).
+    pg::QueryResult r = pool_.execute(Pop3LoginStatement, params);
+    if (!r.ok() || r.rows.size() != 1 || r.rows[0].size() != 5 || !r.rows[0][0]) {
+        logger().warning(core::EventLine::inSession(request.sessionId, "pop3.login_statement_fail")
+                             .add("user", identity.user)
+                             .text("error", r.failed() ? r.error : std::string("unexpected result"))
+                             .add("fallback", "separate_statements")
+                             .str());
+        return fallback(request, identity, grant, out);
+    }
+    const pg::Row& row = r.rows[0];
+    const std::string& what = *row[0];
+    if (what == "blocked") {
+        abuse::PenaltyVerdict v = penalty_.verdictFromCounts(countOf(row[1], row[2]), countOf(row[3], row[4]));
+        if (!v.isBlocked()) {  // the host's settings say otherwise: refuse anyway (fail closed)
+            v.kind = abuse::PenaltyVerdict::Kind::Blocked;
+            v.delay = ps.maxDelay;
+            v.blockedBy = "ip";
+        }
+        guarded_.refuseBlocked(request, v);
+        outcome.status = core::Pop3LoginOutcome::Status::Blocked;
+        return outcome;
+    }
+    if (what == "in_use") {
+        logger().information(
+            core::EventLine("lease.busy").add("mailbox", identity.mailbox).add("node", maildrops_.nodeId()).str());
+        outcome.status = core::Pop3LoginOutcome::Status::InUse;
+        return outcome;
+    }
+    if (what != "ok") {
+        logger().error(core::EventLine::inSession(request.sessionId, "pop3.login_statement_fail")
+                           .add("user", identity.user)
+                           .text("error", "unexpected outcome " + what)
+                           .str());
+        return outcome;  // TempFail
+    }
+    maildrops_.lock().adopt(token, identity.mailbox);
+    if (withGrant) {
+        Poco::Logger::get("postern.grants")
+            .information(core::EventLine("grant.add")
+                             .add("ip", grantKey)
+                             .add("user", identity.user)
+                             .add("ttl", pgGrants_->lifetime().count(), "s")
+                             .add("store", "postgres")
+                             .str());
+        if (onGrant_) onGrant_(true);
+    }
+    switch (maildrops_.openHeld(identity.mailbox, token, out)) {
+    case core::MaildropStatus::Ok:
+        outcome.status = core::Pop3LoginOutcome::Status::Ok;
+        break;
+    case core::MaildropStatus::InUse:
+        outcome.status = core::Pop3LoginOutcome::Status::InUse;
+        break;
+    case core::MaildropStatus::TempFail:
+        outcome.status = core::Pop3LoginOutcome::Status::TempFail;
+        break;
+    }
+    return outcome;
+}
+
+core::Pop3LoginOutcome ClusterPop3Login::fallback(const core::AuthRequest& request, const core::AuthIdentity& identity,
+                                                  bool grant, core::MaildropPtr& out) {
+    core::Pop3LoginOutcome outcome;
+    abuse::PenaltyVerdict v = penalty_.check(request.client, request.user);
+    if (v.kind == abuse::PenaltyVerdict::Kind::TempFail)
+        return outcome;
+    if (v.isBlocked()) {
+        guarded_.refuseBlocked(request, v);
+        outcome.status = core::Pop3LoginOutcome::Status::Blocked;
+        return outcome;
+    }
+    penalty_.recordSuccess(request.client, request.user, v);
+    switch (maildrops_.open(identity.mailbox, out)) {
+    case core::MaildropStatus::Ok:
+        break;
+    case core::MaildropStatus::InUse:
+        outcome.status = core::Pop3LoginOutcome::Status::InUse;
+        return outcome;
+    case core::MaildropStatus::TempFail:
+        return outcome;
+    }
+    outcome.status = core::Pop3LoginOutcome::Status::Ok;
+    if (grant && grants_) {
+        bool granted = false;
+        try {
+            granted = grants_->grant(request.client, identity.user, identity.senderAddresses);
+        } catch (const std::exception&) {
+            granted = false;
+        }
+        outcome.grantFailed = !granted;
+    }
+    return outcome;
+}
+
+}  // namespace postern::app
