@@ -344,9 +344,9 @@ def test_rate_limit_shared_between_nodes():
         for i, node in enumerate([c.a, c.b, c.a]):
             expect(submit(node, CAT, BOB, "127.0.0.21", marker="rate %d" % i), 250, what="message %d" % (i + 1))
         code, msg = submit(c.b, CAT, BOB, "127.0.0.22", marker="rate 4")
-        check(code == 451 and "4.7.1" in msg, "4th message (limit 3 per hour) via node B: %d %s" % (code, msg))
+        check(code in (450, 451) and "4.7.1" in msg, "4th message (limit 3 per hour) via node B: %d %s" % (code, msg))
         code, msg = submit(c.a, CAT, BOB, "127.0.0.23", marker="rate 5")
-        check(code == 451 and "4.7.1" in msg, "5th message via node A: %d %s" % (code, msg))
+        check(code in (450, 451) and "4.7.1" in msg, "5th message via node A: %d %s" % (code, msg))
         check_eq(c.pg.sql("SELECT sum(count) FROM rate_counters WHERE key = 'msg:user:%s'" % CAT), ["3"],
                  "refused messages are not counted")
 

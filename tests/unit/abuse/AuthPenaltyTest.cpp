@@ -152,6 +152,50 @@ BOOST_AUTO_TEST_CASE(success_clears_account_not_ip) {
     BOOST_TEST(acct->failures == 0u);
 }
 
+// A store that counts calls (round trips, for a shared store).
+class CountingStore : public PenaltyStore {
+public:
+    MemoryPenaltyStore inner;
+    int gets = 0, pairs = 0, resets = 0;
+    std::optional<PenaltyCount> increment(const std::string& k, postern::core::TimePoint now,
+                                          std::chrono::milliseconds w) override {
+        return inner.increment(k, now, w);
+    }
+    std::optional<PenaltyCount> get(const std::string& k, postern::core::TimePoint now) override {
+        ++gets;
+        return inner.get(k, now);
+    }
+    std::optional<std::pair<PenaltyCount, PenaltyCount>> getPair(const std::string& a, const std::string& b,
+                                                                 postern::core::TimePoint now) override {
+        ++pairs;
+        return inner.getPair(a, b, now);
+    }
+    bool reset(const std::string& k) override {
+        ++resets;
+        return inner.reset(k);
+    }
+};
+
+BOOST_AUTO_TEST_CASE(one_read_per_check_and_no_write_without_failures) {
+    Fixture f;
+    auto store = std::make_unique<CountingStore>();
+    CountingStore& s = *store;
+    AuthPenalty p(f.settings, std::move(store), f.clock.fn());
+    const auto ip = addr("192.0.2.7");
+    PenaltyVerdict v = p.check(ip, "bob@example.test");
+    BOOST_TEST(s.pairs == 1);
+    BOOST_TEST(s.gets == 0);
+    BOOST_TEST(v.accountFailures == 0u);
+    BOOST_TEST(p.recordSuccess(ip, "bob@example.test", v));
+    BOOST_TEST(s.resets == 0);  // nothing to clear: no write
+    p.recordFailure(addr("192.0.2.8"), "bob@example.test");
+    v = p.check(ip, "bob@example.test");
+    BOOST_TEST(v.accountFailures == 1u);
+    BOOST_TEST(p.recordSuccess(ip, "bob@example.test", v));
+    BOOST_TEST(s.resets == 1);
+    BOOST_TEST(p.check(ip, "bob@example.test").accountFailures == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(blocked_ip_refuses_even_after_a_success_elsewhere) {
     // No oracle: the caller checks before verifying; a block holds whatever the password.
     Fixture f;

@@ -53,6 +53,12 @@ struct Fixture {
 };
 }  // namespace
 
+core::ClientAddress addr_of(const std::string& ip) {
+    core::ClientAddress a;
+    a.ip = Poco::Net::IPAddress(ip);
+    return a;
+}
+
 BOOST_AUTO_TEST_SUITE(penalized_auth_service)
 
 BOOST_AUTO_TEST_CASE(failures_delayed_success_not_then_block) {
@@ -74,6 +80,29 @@ BOOST_AUTO_TEST_CASE(failures_delayed_success_not_then_block) {
     BOOST_TEST(f.inner.calls == before);
     // Another IP is unaffected.
     BOOST_TEST((f.svc->authenticate(req("192.0.2.2", "right")).status == core::AuthStatus::Ok));
+}
+
+// penaltyCheckedByCaller (POP3 in a cluster: the login statement checks a success): the
+// backend is asked first; a failure is checked before the answer - blocked gives the blocked
+// answer (not BadCredentials, not counted), otherwise it is counted and delayed as usual.
+BOOST_AUTO_TEST_CASE(caller_checked_success_is_not_checked_here_failures_are) {
+    Fixture f;
+    auto checked = [](const std::string& ip, const std::string& pw) {
+        core::AuthRequest r = req(ip, pw);
+        r.penaltyCheckedByCaller = true;
+        return r;
+    };
+    for (int i = 0; i < 3; ++i)
+        BOOST_TEST((f.svc->authenticate(checked("192.0.2.1", "bad")).status == core::AuthStatus::BadCredentials));
+    BOOST_TEST(f.penalty->check(addr_of("192.0.2.1"), "").isBlocked());
+    // Blocked now: a wrong password gets the blocked answer after the longest delay and is
+    // not counted; a right one is Ok here (the caller's statement refuses it).
+    const std::size_t sleeps = f.sleeps.size();
+    BOOST_TEST((f.svc->authenticate(checked("192.0.2.1", "bad")).status == core::AuthStatus::Blocked));
+    BOOST_REQUIRE_EQUAL(f.sleeps.size(), sleeps + 1);
+    BOOST_TEST(f.sleeps.back().count() == 8000);
+    BOOST_TEST(f.penalty->store().get("ip:192.0.2.1", std::chrono::system_clock::now())->failures == 3u);
+    BOOST_TEST((f.svc->authenticate(checked("192.0.2.1", "right")).status == core::AuthStatus::Ok));
 }
 
 BOOST_AUTO_TEST_CASE(backend_outage_is_not_a_guess) {

@@ -70,6 +70,34 @@ BOOST_AUTO_TEST_CASE(counters_are_shared_between_nodes, *boost::unit_test::preco
     BOOST_TEST(db.one("SELECT count(*) FROM auth_penalties") == "0");
 }
 
+// Both counters of a login in one statement: the same answers as two get() calls.
+BOOST_AUTO_TEST_CASE(get_pair_reads_both_keys_in_one_statement, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE auth_penalties");
+    pg::Pool pool(settings(2));
+    PgPenaltyStore store(pool);
+    const auto window = 15min;
+    BOOST_REQUIRE(store.increment("ip:192.0.2.7", T0, window));
+    BOOST_REQUIRE(store.increment("ip:192.0.2.7", T0, window));
+    BOOST_REQUIRE(store.increment("user:bob@example.test", T0 + 1s, window));
+    auto both = store.getPair("ip:192.0.2.7", "user:bob@example.test", T0 + 2s);
+    BOOST_REQUIRE(both.has_value());
+    BOOST_TEST(both->first.failures == 2u);
+    BOOST_TEST((both->first.expires == T0 + window));
+    BOOST_TEST(both->second.failures == 1u);
+    BOOST_TEST((both->second.expires == T0 + 1s + window));
+    // Order of the arguments, not of the rows; "" = not asked; expired = 0.
+    auto swapped = store.getPair("user:bob@example.test", "ip:192.0.2.7", T0 + 2s);
+    BOOST_TEST(swapped->first.failures == 1u);
+    BOOST_TEST(swapped->second.failures == 2u);
+    auto one = store.getPair("ip:192.0.2.7", "", T0 + 2s);
+    BOOST_TEST(one->first.failures == 2u);
+    BOOST_TEST(one->second.failures == 0u);
+    auto later = store.getPair("ip:192.0.2.7", "user:bob@example.test", T0 + window + 500ms);
+    BOOST_TEST(later->first.failures == 0u);
+    BOOST_TEST(later->second.failures == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(same_answers_as_the_memory_store, *boost::unit_test::precondition(WithPg())) {
     Db db;
     db.sql("TRUNCATE auth_penalties");
