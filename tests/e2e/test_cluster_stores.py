@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from postern_harness import BUILD_DIR, TestFailure, check, check_eq, run_tests  # noqa: E402
+from postern_harness import BUILD_DIR, SOURCE_DIR, TestFailure, check, check_eq, run_tests  # noqa: E402
 import pg_support as P  # noqa: E402
 
 # unit executable -> (Boost.Test suites, PostgreSQL cases that must pass, not skip)
@@ -71,7 +71,11 @@ def grants():
 
 def test_schema_has_the_cluster_tables():
     s = pg()
-    check_eq(s.sql("SELECT version FROM schema_migrations ORDER BY version"), ["1", "2"], "migrations applied")
+    schema = os.path.join(SOURCE_DIR, "schema", "postgres")
+    shipped = sorted((int(f.split("_", 1)[0]) for f in os.listdir(schema) if re.match(r"^\d{3,6}_[a-z0-9_]+\.sql$", f)))
+    check(shipped[:2] == [1, 2], "001 and 002 are shipped: %r" % shipped)
+    check_eq(s.sql("SELECT version FROM schema_migrations ORDER BY version"), [str(v) for v in shipped],
+             "every shipped migration applied")
     check_eq(s.sql("SELECT string_agg(relname || ':' || relpersistence::text, ',' ORDER BY relname) FROM pg_class"
                    " WHERE relname IN ('pop_before_smtp_grants', 'auth_penalties', 'rate_counters',"
                    " 'maildrop_leases')"),
