@@ -325,6 +325,9 @@ def test_penalty_shared_between_nodes():
         a = pop_answer(c.b, DAN, USERS[DAN], "127.0.0.12")
         check(a.startswith("-ERR") and "[AUTH]" not in a and "Too many" in a,
               "POP3 on node B with the right password after 3 failures on A: %r" % a)
+        # No oracle: a wrong password gets exactly the same answer, and is not counted.
+        w = pop_answer(c.b, DAN, "yet-another-wrong-one", "127.0.0.12")
+        check_eq(w, a, "blocked POP3 answer with a wrong password = with the right one")
         code, msg = auth_code(c.b, DAN, USERS[DAN], "127.0.0.13")
         check(code == 454 or code == 535, "SMTP AUTH on node B blocked too: %d %s" % (code, msg))
         check(code != 235, "SMTP AUTH on node B must not succeed while blocked")

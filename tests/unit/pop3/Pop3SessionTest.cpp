@@ -561,4 +561,88 @@ BOOST_AUTO_TEST_CASE(sasl_responses_may_exceed_the_command_limit) {
     BOOST_TEST(out.bytes == "+OK Logged in, 2 messages (94 octets)\r\n");
 }
 
+
+
+// ---- the cluster's one-step login port (core::Pop3Login): the session asks it instead of
+// the maildrop service and the grant store, and flags the auth request for it.
+namespace {
+class FakeLogin : public core::Pop3Login {
+public:
+    core::Pop3LoginOutcome open(const core::AuthRequest& r, const core::AuthIdentity& id, bool grant,
+                                core::MaildropPtr& out) override {
+        calls.push_back({r.user, id.mailbox, grant});
+        core::Pop3LoginOutcome o;
+        o.status = status;
+        o.grantFailed = grantFailed;
+        if (status == core::Pop3LoginOutcome::Status::Ok) maildrops.open(id.mailbox, out);
+        return o;
+    }
+    struct Call {
+        std::string user, mailbox;
+        bool grant;
+    };
+    std::vector<Call> calls;
+    core::Pop3LoginOutcome::Status status = core::Pop3LoginOutcome::Status::Ok;
+    bool grantFailed = false;
+    FakeMaildrops maildrops;
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(login_port_takes_lease_and_grant_in_one_step) {
+    settings.allowPlaintextAuth = true;
+    FakeLogin login;
+    login.maildrops.boxes["bob"] = {{"uid-one", Message1}};
+    Pop3Session s(settings, Pop3Ports{auth, maildrops, &grants, &login}, context(true));
+    run(s, R"(
+        S: +OK pop.example.org Postern POP3 server ready
+        C: USER bob
+        S: +OK Send PASS
+        C: PASS secret
+        S: +OK Logged in, 1 messages (65 octets)
+    )");
+    BOOST_REQUIRE(auth.requests.size() == 1u);
+    BOOST_TEST(auth.requests[0].penaltyCheckedByCaller);
+    BOOST_REQUIRE(login.calls.size() == 1u);
+    BOOST_TEST(login.calls[0].mailbox == "bob");
+    BOOST_TEST(login.calls[0].grant);
+    BOOST_TEST(maildrops.opened.empty());  // not asked: the port opened it
+    BOOST_TEST(grants.grants.empty());     // not asked: the port made the grant
+}
+
+BOOST_AUTO_TEST_CASE(login_port_blocked_in_use_tempfail) {
+    settings.allowPlaintextAuth = true;
+    FakeLogin login;
+    login.status = core::Pop3LoginOutcome::Status::Blocked;
+    Pop3Session blocked(settings, Pop3Ports{auth, maildrops, &grants, &login}, context(true));
+    run(blocked, R"(
+        S: +OK pop.example.org Postern POP3 server ready
+        C: USER bob
+        S: +OK Send PASS
+        C: PASS secret
+        S: -ERR [SYS/TEMP] Too many failed logins, try again later
+    )");
+    BOOST_TEST((outputs.back().action == Action::Close));
+
+    login.status = core::Pop3LoginOutcome::Status::InUse;
+    Pop3Session inUse(settings, Pop3Ports{auth, maildrops, &grants, &login}, context(true));
+    run(inUse, R"(
+        S: +OK pop.example.org Postern POP3 server ready
+        C: USER bob
+        S: +OK Send PASS
+        C: PASS secret
+        S: -ERR [IN-USE] Maildrop is locked by another session
+    )");
+
+    login.status = core::Pop3LoginOutcome::Status::TempFail;
+    Pop3Session temp(settings, Pop3Ports{auth, maildrops, &grants, &login}, context(true));
+    run(temp, R"(
+        S: +OK pop.example.org Postern POP3 server ready
+        C: USER bob
+        S: +OK Send PASS
+        C: PASS secret
+        S: -ERR [SYS/TEMP] Unable to open maildrop, try again later
+    )");
+    BOOST_TEST(grants.grants.empty());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
