@@ -246,5 +246,41 @@ def test_world_readable_key_refused_at_start():
         check("chmod o-rwx" in p.log_text(), "start-up error names the fix:\n" + p.tail())
 
 
+
+def test_cluster_nodes_sign_with_the_database_key():
+    """Keys in PostgreSQL (keygen --db, dkim.keys_in_database): two nodes sign with the same key."""
+    pg = P.PgServer()  # schema migrated by posternctl db migrate, 006_dkim included
+    try:
+        # The shared database and the key source (explicit: the shipped defaults are off).
+        cluster = {"cluster.conninfo": pg.conninfo(), "cluster.password_file": pg.password_file,
+                   "dkim.keys_in_database": "true"}
+        a = Postern(config=cluster, name="node-a")
+        with a:
+            out = ok(ctl(a, "dkim", "keygen", "example.test", "--db", "--selector", "c1",
+                         "--algorithm", "ed25519"), "dkim keygen --db")
+            m = [TXT_LINE.match(l) for l in out.splitlines()]
+            m = [x for x in m if x]
+            check(len(m) == 1, "keygen --db printed one record:\n" + out)
+            records = {"c1._domainkey.example.test.": "".join(re.findall(r'"([^"]*)"', m[0].group(3)))}
+            check_eq(pg.sql("SELECT domain || ' ' || selector || ' ' || algorithm FROM dkim_keys"),
+                     ["example.test c1 ed25519"], "dkim_keys rows")
+            r = ctl(a, "dkim", "keygen", "example.test", "--db", "--selector", "c1")
+            check_eq(r.returncode, 73, "a second key c1 is refused:\n" + r.stderr)
+            check("example.test\tc1\ted25519\tdb" in ok(ctl(a, "dkim", "list"), "dkim list"), "list shows db key")
+            a.proc.send_signal(signal.SIGHUP)
+            a.log_contains(r"event=dkim\.reload result=ok keys=1", timeout=15)
+            b = Postern(config=cluster, name="node-b")  # reads the key at start-up
+            with b:
+                b.log_contains(r"event=dkim\.keys result=ok keys=1")
+                for node in (a, b):
+                    s = node.submission(ALICE, ALICE_PW)
+                    marker, msg = make_message(sender=ALICE, to=REMOTE)
+                    s.sendmail(ALICE, [REMOTE], msg)
+                    s.quit()
+                    check_eq(verify_all(queued_message(node, marker), records), ["ed25519-sha256"],
+                             "signature of " + node.dir)
+    finally:
+        pg.destroy()
+
 if __name__ == "__main__":
     run_tests(globals())
