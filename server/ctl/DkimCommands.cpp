@@ -208,18 +208,32 @@ int runDkimList(CommandContext& c) {
 
 int runDkimShow(CommandContext& c) {
     return guarded(c, "dkim show", [&] {
-        Options o = parseOptions(c.args, {}, {"--db"});
+        Options o = parseOptions(c.args, {}, {"--db", "--json"});
         expectPositional(o, 1, 1, DkimShowCommand);
         const std::string domain = keyDomain(o.positional[0]);
-        std::size_t n = 0;
-        for (const auto& l : allKeys(loadConfig(o), o)) {
-            if (l.key.domain != domain) continue;
-            ++n;
+        std::vector<Listed> mine;
+        for (auto& l : allKeys(loadConfig(o), o))
+            if (l.key.domain == domain) mine.push_back(std::move(l));
+        if (mine.empty()) throw CtlError(ExitNoUser, "no DKIM key for " + domain);
+        if (o.has("--json")) {
+            Poco::JSON::Array::Ptr arr = new Poco::JSON::Array;
+            for (const auto& l : mine) {
+                auto j = jsonObject();
+                j->set("domain", l.key.domain);
+                j->set("selector", l.key.selector);
+                j->set("algorithm", std::string(dkim::algorithmName(l.key.algorithm)));
+                j->set("source", l.source);
+                j->set("dns_name", l.key.selector + "._domainkey." + l.key.domain + ".");
+                j->set("txt", dkim::txtRecordText(l.key));
+                arr->add(j);
+            }
+            writeJson(c.out, arr);
+            return static_cast<int>(ExitOk);
+        }
+        for (const auto& l : mine)
             c.out << "selector " << l.key.selector << " (" << dkim::signatureAlgorithm(l.key.algorithm) << ", " << l.source
                   << ")\n"
                   << dkim::txtRecordLine(l.key) << "\n";
-        }
-        if (n == 0) throw CtlError(ExitNoUser, "no DKIM key for " + domain);
         return static_cast<int>(ExitOk);
     });
 }

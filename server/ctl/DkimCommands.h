@@ -25,7 +25,7 @@ inline constexpr Command DkimKeygenCommand{
     &runDkimKeygen};
 inline constexpr Command DkimListCommand{"dkim list", "[--db] [--json] " POSTERN_CTL_COMMON,
                                          "list DKIM keys: domain, selector, algorithm, source", &runDkimList};
-inline constexpr Command DkimShowCommand{"dkim show", "DOMAIN [--db] " POSTERN_CTL_COMMON,
+inline constexpr Command DkimShowCommand{"dkim show", "DOMAIN [--db] [--json] " POSTERN_CTL_COMMON,
                                          "show DOMAIN's DKIM keys and the DNS TXT records to publish", &runDkimShow};
 
 }  // namespace postern::ctl

@@ -7,6 +7,7 @@ PRINTED. Unauthenticated MX mail and mail whose From domain has no key are not s
 the log and /metrics name each outcome."""
 
 import base64
+import json
 import os
 import re
 import signal
@@ -132,6 +133,9 @@ def test_authenticated_submission_signed_with_rsa_and_ed25519():
             show = ok(ctl(p, "dkim", "show", "example.test"), "dkim show")
             for name, text in records.items():
                 check(text[:60] in show.replace('" "', ""), "dkim show lacks " + name)
+            shown = json.loads(ok(ctl(p, "dkim", "show", "example.test", "--json"), "dkim show --json"))
+            check_eq({k["dns_name"]: k["txt"] for k in shown}, records, "dkim show --json = the keygen records")
+            check_eq(ctl(p, "dkim", "show", "example.org").returncode, 67, "dkim show of a domain without keys")
             s = p.submission(ALICE, ALICE_PW)
             marker, msg = make_message(sender=ALICE, to=REMOTE)
             s.sendmail(ALICE, [REMOTE], msg)
