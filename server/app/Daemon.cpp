@@ -30,6 +30,7 @@
 #include "store/MaildirStore.h"
 #include "store/PgMaildropLock.h"
 #include "store/SpoolSink.h"
+#include "dkim/SigningSink.h"
 
 #include <Poco/File.h>
 #include <Poco/FileStream.h>
@@ -209,9 +210,44 @@ void Daemon::buildStorage() {
                                                                 *queue_, *sink_, *facade_);
 }
 
+// DKIM (dkim.*): keys from the key directory and/or the shared PostgreSQL; a bad key file
+// fails start-up naming it. Only the sessions' sink signs (bounces and reports do not).
+void Daemon::buildDkim() {
+    const config::DkimConfig& d = settings_.dkim;
+    if (d.keyDir.empty() && !d.keysInDatabase) return;
+    dkimKeys_ = std::make_unique<dkim::KeyStore>();
+    dkim::KeyMap keys;
+    if (!d.keyDir.empty()) keys = dkim::loadKeyDir(d.keyDir);
+    if (d.keysInDatabase && clusterPool_) {
+        try {
+            dkim::mergeKeys(keys, dkim::loadKeyTable(*clusterPool_));
+        } catch (const dkim::KeyError& e) {  // the database may be down: sign with the files, retry on SIGHUP
+            serverLog().error(core::EventLine("dkim.keys").add("result", "fail").text("error", e.what()).str());
+        }
+    }
+    dkimKeys_->replace(std::move(keys));
+    dkimSink_ = std::make_unique<dkim::SigningSink>(*sink_, *dkimKeys_, telemetry_);
+    serverLog().information(core::EventLine("dkim.keys").add("result", "ok").add("keys", dkimKeys_->keyCount()).str());
+}
+
+void Daemon::reloadDkim() {
+    if (!dkimKeys_) return;
+    const config::DkimConfig& d = settings_.dkim;
+    try {
+        dkim::KeyMap keys;
+        if (!d.keyDir.empty()) keys = dkim::loadKeyDir(d.keyDir);
+        if (d.keysInDatabase && clusterPool_) dkim::mergeKeys(keys, dkim::loadKeyTable(*clusterPool_));
+        dkimKeys_->replace(std::move(keys));
+        serverLog().notice(core::EventLine("dkim.reload").add("result", "ok").add("keys", dkimKeys_->keyCount()).str());
+    } catch (const std::exception& e) {
+        serverLog().error(core::EventLine("dkim.reload").add("result", "fail").text("error", e.what()).str());
+    }
+}
+
 void Daemon::buildServices() {
     if (grantStore_) countedGrants_ = std::make_unique<CountingGrantStore>(*grantStore_, telemetry_);
-    services_ = std::make_unique<Services>(tls_, *guardedAuth_, *facade_, countedGrants_.get(), *sink_, *maildrops_,
+    core::MessageSink& sessionSink = dkimSink_ ? static_cast<core::MessageSink&>(*dkimSink_) : *sink_;
+    services_ = std::make_unique<Services>(tls_, *guardedAuth_, *facade_, countedGrants_.get(), sessionSink, *maildrops_,
                                            registry_, *gate_, *outboundLimits_, telemetry_, policy_.get());
     if (clusterMaildrops_) {
         // Penalty check, lease and grant of a POP3 login in one statement (schema 005).
@@ -414,6 +450,7 @@ void runSignalLoop(Daemon& daemon, const sigset_t& signals) {
         if (sigwait(&signals, &sig) != 0) continue;
         if (sig != SIGHUP) return;
         daemon.reloadTls();  // SIGHUP: reload certificate and key without dropping sessions
+        daemon.reloadDkim();
     }
 }
 

@@ -59,6 +59,10 @@ class SpoolSink;
 namespace queue {
 class OutboundQueue;
 }
+namespace dkim {
+class KeyStore;
+class SigningSink;
+}
 namespace delivery {
 class BounceSender;
 class DeliveryService;
@@ -96,6 +100,7 @@ public:
     void buildAbuse();                   // failed-login penalty, outbound limits, connection gate
     void buildGrants();                  // POP-before-SMTP grant store (memory or PostgreSQL)
     void buildStorage();                 // Maildir store, spool, maildrop lock, queue, sink, delivery
+    void buildDkim();                    // DKIM keys and the signing sink in front of the spool
     void buildServices();                // the Services the connections share
     void registerGauges();               // metrics read from the objects above
     void startSweepers();                // expired grants and counters
@@ -103,6 +108,7 @@ public:
     void dropPrivileges() const;         // server.user / server.group
     void startServing();                 // spool, listeners, health endpoint, delivery, ready file
     void reloadTls();                    // SIGHUP: new certificate/key, old context kept on error
+    void reloadDkim();                   // SIGHUP: DKIM keys read again, old set kept on error
     void drain();                        // SIGTERM: stop accepting, let sessions finish
 
     const DaemonSettings& settings() const { return settings_; }
@@ -139,6 +145,8 @@ private:
     core::MaildropService* maildrops_ = nullptr;  // mailStore_ or clusterMaildrops_
     std::unique_ptr<queue::OutboundQueue> queue_;
     std::unique_ptr<store::SpoolSink> sink_;
+    std::unique_ptr<dkim::KeyStore> dkimKeys_;       // null: DKIM signing not configured
+    std::unique_ptr<dkim::SigningSink> dkimSink_;    // sessions' sink when signing (wraps sink_)
     std::unique_ptr<delivery::BounceSender> successReports_;  // DSN "delivered" reports (sink hook)
     std::unique_ptr<delivery::DeliveryService> delivery_;
     std::unique_ptr<CountingGrantStore> countedGrants_;

@@ -202,6 +202,7 @@ DaemonSettings daemonSettings(const config::ServerConfig& cfg) {
     for (const auto& l : cfg.listeners) s.listeners.push_back(listenerSettings(cfg, l));
     s.process = processSettings(cfg);
     s.policy = cfg.policy;
+    s.dkim = cfg.dkim;
     return s;
 }
 

@@ -147,6 +147,7 @@ struct DaemonSettings {
     HealthSettings health;
     std::vector<ListenerSettings> listeners;
     ProcessSettings process;
+    config::DkimConfig dkim;              // dkim.*: signing keys (Daemon::buildDkim)
     config::PolicyServiceConfig policy;  // policy.*: turned into the delegation by policyd::PolicyDelegation::fromConfig
     bool operator==(const DaemonSettings&) const = default;
 };

@@ -136,6 +136,7 @@ int PosternServer::serve() {
     daemon.buildAbuse();
     daemon.buildGrants();
     daemon.buildStorage();
+    daemon.buildDkim();
     daemon.buildServices();
     daemon.registerGauges();
     daemon.startSweepers();

@@ -170,6 +170,9 @@ const std::vector<KeyDef> Keys = {
     {"delivery.data_timeout", "2m", K::Duration, "Wait for the 354 reply to DATA (RFC 5321 4.5.3.2.4)"},
     {"delivery.data_block_timeout", "3m", K::Duration, "Sending one block of message data (RFC 5321 4.5.3.2.5)"},
     {"delivery.data_done_timeout", "10m", K::Duration, "Wait for the reply to the final dot (RFC 5321 4.5.3.2.6)"},
+    // --- DKIM signing (RFC 6376, RFC 8463) --------------------------------------------
+    {"dkim.key_dir", "", K::Path, "DKIM private keys as <domain>/<selector>.key (posternctl dkim keygen; must not be world-readable; empty = no key files). Mail from authenticated users and grant holders is signed with every key of its From domain"},
+    {"dkim.keys_in_database", "false", K::Bool, "Also sign with the keys in the shared PostgreSQL (table dkim_keys, posternctl dkim keygen --db), so every cluster node signs alike; needs cluster.conninfo"},
 };
 
 bool matchesPattern(std::string_view pattern, std::string_view key) {

@@ -413,6 +413,12 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         }
     }
 
+    // --- DKIM signing ---------------------------------------------------------------
+    c.dkim.keyDir = r.str("dkim.key_dir");
+    c.dkim.keysInDatabase = r.boolean("dkim.keys_in_database");
+    if (c.dkim.keysInDatabase && c.cluster.conninfo.empty())
+        r.error("dkim.keys_in_database: needs the shared PostgreSQL (cluster.conninfo)");
+
     if (!r.errors().empty()) {
         std::ostringstream msg;
         msg << "configuration errors:";

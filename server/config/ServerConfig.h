@@ -193,6 +193,13 @@ struct PolicyServiceConfig {
     bool operator==(const PolicyServiceConfig&) const = default;
 };
 
+// dkim.*: DKIM signing keys (server/dkim).
+struct DkimConfig {
+    std::string keyDir;           // "" = no key files
+    bool keysInDatabase = false;  // keys from dkim_keys in the cluster database too
+    bool operator==(const DkimConfig&) const = default;
+};
+
 struct ServerConfig {
     std::string hostname;
     std::string mailRoot;
@@ -227,6 +234,7 @@ struct ServerConfig {
     Millis authCacheNegativeTtl{};
     DeliveryConfig delivery;
     PolicyServiceConfig policy;
+    DkimConfig dkim;
 
     // Validates every key under our prefixes (unknown key -> error naming it) and
     // builds the struct. Throws std::runtime_error listing every problem found.

@@ -21,6 +21,7 @@ struct Envelope {
     ClientAddress client;
     std::string heloName;
     std::string authUser;                        // "" if not authenticated
+    bool viaGrant = false;                       // a recipient was relayed on a POP-before-SMTP grant
     // DSN requests (RFC 3461): RET/ENVID; NOTIFY/ORCPT per remote recipient (only those
     // that have any); the local recipients that asked for a success report, as
     // (RCPT address, its NOTIFY/ORCPT): told "delivered" once the message is stored.

@@ -589,6 +589,7 @@ std::optional<Reply> SmtpSession::openMessage() {
     env.client = client_;
     env.heloName = heloName_;
     env.authUser = identity_ ? identity_->user : "";
+    env.viaGrant = txn_->relayedByGrant;
     env.dsn = txn_->dsn;
     env.remoteDsn = txn_->remoteDsn;
     env.localSuccessDsn = txn_->localSuccessDsn;

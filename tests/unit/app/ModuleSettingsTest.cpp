@@ -64,6 +64,7 @@ const std::map<std::string, Values> Special = {
     {"delivery.dns_server", {{"delivery.dns_server", "127.0.0.1:53"}}},
     {"delivery.relayhost", {{"delivery.relayhost", "relay.example.org:587"}}},
     {"delivery.transport.*", {{"delivery.transport.example.org", "mx.example.org:2525"}}},
+    {"dkim.keys_in_database", {{"dkim.keys_in_database", "true"}, {"cluster.conninfo", "host=db.example.org dbname=postern"}}},
 };
 
 std::string concrete(std::string_view pattern) {

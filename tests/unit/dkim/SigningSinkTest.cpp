@@ -1,0 +1,131 @@
+// The signing decision and the sink decorator: who gets signed, with which keys, and that
+// the signatures are written in front of the stored message before the inner commit.
+#include "dkim/Signer.h"
+#include "dkim/SigningSink.h"
+
+#include <boost/test/unit_test.hpp>
+
+using namespace postern;
+using namespace postern::dkim;
+
+namespace {
+
+KeyMap twoKeyMap() {
+    KeyMap m;
+    m["example.com"].push_back(parsePrivateKey(privateKeyPem(generateKey(Algorithm::Rsa)), "example.com", "r1"));
+    m["example.com"].push_back(parsePrivateKey(privateKeyPem(generateKey(Algorithm::Ed25519)), "example.com", "e1"));
+    return m;
+}
+
+const std::string Msg = "Received: from x\r\nFrom: Alice <alice@EXAMPLE.com>\r\nSubject: s\r\n\r\nhello\r\n";
+
+struct MemoryWriter : core::MessageWriter {
+    std::string* out;
+    bool* committed;
+    bool write(const char* d, std::size_t n) override {
+        out->append(d, n);
+        return true;
+    }
+    core::SinkResult commit() override {
+        *committed = true;
+        return {core::SinkStatus::Ok, "id"};
+    }
+};
+
+struct MemorySink : core::MessageSink {
+    std::string stored;
+    bool committed = false;
+    core::MessageWriterPtr open(const core::Envelope&, core::SinkStatus& st) override {
+        st = core::SinkStatus::Ok;
+        auto w = std::make_unique<MemoryWriter>();
+        w->out = &stored;
+        w->committed = &committed;
+        return w;
+    }
+};
+
+struct Counted : core::EventCounters {
+    std::vector<std::string> labels;
+    void count(std::string_view e, std::string_view l) override { labels.push_back(std::string(e) + "/" + std::string(l)); }
+    void observe(std::string_view, double) override {}
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(dkim_signing_sink)
+
+BOOST_AUTO_TEST_CASE(authorised_with_keys_gets_both_signatures) {
+    KeyStore ks;
+    ks.replace(twoKeyMap());
+    SignOutcome o = signIfWanted(Msg, true, ks, 1700000000);
+    BOOST_TEST(o.skipReason == "");
+    BOOST_TEST(o.domain == "example.com");
+    BOOST_TEST(o.used.size() == 2u);
+    BOOST_TEST(o.prefix.find("a=rsa-sha256") != std::string::npos);
+    BOOST_TEST(o.prefix.find("a=ed25519-sha256") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(skip_reasons) {
+    KeyStore ks;
+    ks.replace(twoKeyMap());
+    BOOST_TEST(signIfWanted(Msg, false, ks, 0).skipReason == "not_authenticated");
+    BOOST_TEST(signIfWanted("From: a@other.example\r\n\r\nx\r\n", true, ks, 0).skipReason == "no_key");
+    BOOST_TEST(signIfWanted("Subject: x\r\n\r\nx\r\n", true, ks, 0).skipReason == "no_from");
+    BOOST_TEST(signIfWanted("From: a@example.com, b@example.com\r\n\r\nx\r\n", true, ks, 0).skipReason == "multiple_from");
+    BOOST_TEST(signIfWanted("From: a@example.com\r\n\r\nbare\nlf\r\n", true, ks, 0).skipReason == "bare_line_ending");
+}
+
+BOOST_AUTO_TEST_CASE(sink_prepends_signatures_before_commit) {
+    KeyStore ks;
+    ks.replace(twoKeyMap());
+    MemorySink inner;
+    Counted counters;
+    SigningSink sink(inner, ks, counters, [] { return std::time_t(1700000000); });
+    core::Envelope env;
+    env.authUser = "alice@example.com";
+    core::SinkStatus st;
+    auto w = sink.open(env, st);
+    BOOST_REQUIRE(w);
+    BOOST_TEST(w->write(Msg.data(), 10));
+    BOOST_TEST(w->write(Msg.data() + 10, Msg.size() - 10));
+    BOOST_TEST(inner.stored.empty());  // held until the end of data
+    BOOST_TEST((w->commit().status == core::SinkStatus::Ok));
+    BOOST_TEST(inner.committed);
+    BOOST_TEST(inner.stored.rfind("DKIM-Signature: v=1; a=rsa-sha256;", 0) == 0);
+    BOOST_TEST(inner.stored.size() > Msg.size());
+    BOOST_TEST(inner.stored.substr(inner.stored.size() - Msg.size()) == Msg);
+    BOOST_TEST(counters.labels == std::vector<std::string>{"dkim/signed"}, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(sink_streams_unauthenticated_mail_untouched) {
+    KeyStore ks;
+    ks.replace(twoKeyMap());
+    MemorySink inner;
+    Counted counters;
+    SigningSink sink(inner, ks, counters);
+    core::Envelope env;  // MX mail: nobody authenticated, no grant
+    core::SinkStatus st;
+    auto w = sink.open(env, st);
+    BOOST_TEST(w->write(Msg.data(), Msg.size()));
+    BOOST_TEST(inner.stored == Msg);  // passed straight through
+    BOOST_TEST((w->commit().status == core::SinkStatus::Ok));
+    BOOST_TEST(inner.stored == Msg);
+    BOOST_TEST(counters.labels == std::vector<std::string>{"dkim/not_authenticated"}, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(grant_holder_is_signed) {
+    KeyStore ks;
+    ks.replace(twoKeyMap());
+    MemorySink inner;
+    Counted counters;
+    SigningSink sink(inner, ks, counters);
+    core::Envelope env;
+    env.viaGrant = true;
+    core::SinkStatus st;
+    auto w = sink.open(env, st);
+    w->write(Msg.data(), Msg.size());
+    w->commit();
+    BOOST_TEST(inner.stored.find("a=ed25519-sha256") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
