@@ -22,6 +22,7 @@
 #include "metrics/HealthServer.h"
 #include "net/TlsContext.h"
 #include "pg/Pool.h"
+#include "milter/MilterChain.h"
 #include "policyd/PolicyDelegation.h"
 #include "queue/OutboundQueue.h"
 #include "store/ClusterMaildropService.h"
@@ -212,6 +213,10 @@ void Daemon::buildServices() {
     if (grantStore_) countedGrants_ = std::make_unique<CountingGrantStore>(*grantStore_, telemetry_);
     services_ = std::make_unique<Services>(tls_, *guardedAuth_, *facade_, countedGrants_.get(), *sink_, *maildrops_,
                                            registry_, *gate_, *outboundLimits_, telemetry_, policy_.get());
+    // Milters (milter.smtpd_milters / listener.*.milters): connected per session, not now.
+    milters_ = std::make_unique<milter::MilterFactoryImpl>(settings_.milter, &telemetry_);
+    if (milters_->empty()) milters_.reset();
+    services_->milters = milters_.get();
 }
 
 void Daemon::registerGauges() {
