@@ -68,8 +68,8 @@ void SmtpConnection::run() {
             milters = services_.milters->open(lc.name, settings_.role == smtp::Role::Submission);
         ports.milter = milters.get();
         smtp::SmtpSession session(settings_, ports, sid, client, ch.isTls() || scope.balancerTls());
-        auto tlsInfo = ch.isTls() ? tlsMacros(ch.socket()) : std::pair<std::string, std::string>{};
-        session.setMilterInfo(lc.name, tlsInfo.first, tlsInfo.second);
+        session.setMilterInfo(lc.name, "", "");
+        bool tlsKnown = false;  // {tls_version}/{cipher} taken once the handshake is done (first read)
         session.setServerAddress(socket().address().host().toString(), socket().address().port());
         ch.write(session.greeting().bytes);
         std::string line;
@@ -100,6 +100,11 @@ void SmtpConnection::run() {
                                           timeouts.smtpCommand);
                     registry.setIdle(token, false);
                     if (st == net::ReadStatus::Ok) {
+                        if (milters && ch.isTls() && !tlsKnown) {
+                            auto info = tlsMacros(ch.socket());
+                            session.setMilterInfo(lc.name, info.first, info.second);
+                            tlsKnown = true;
+                        }
                         out = session.onLine(line);
                     } else if (st == net::ReadStatus::TooLong) {
                         out = session.onLineTooLong();
@@ -121,10 +126,6 @@ void SmtpConnection::run() {
                 ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
                 registry.update(token, ch.socket());
                 session.onTlsStarted();
-                if (milters) {
-                    auto info = tlsMacros(ch.socket());
-                    session.setMilterInfo(lc.name, info.first, info.second);
-                }
                 log.information(core::EventLine::inSession(sid, "starttls").add("ip", client.host()).str());
             } else if (out.action == smtp::SmtpOutput::Action::Close) {
                 break;

@@ -152,7 +152,8 @@ BOOST_AUTO_TEST_CASE(steps_in_order_and_sink_opened_after_the_milters) {
     f.start();
     BOOST_TEST(f.send().find("250 2.0.0") == 0);
     BOOST_TEST(f.milter.steps ==
-               (std::vector<std::string>{"connect", "helo", "mail", "rcpt:alice@example.test", "data", "eom"}));
+               (std::vector<std::string>{"connect", "helo", "mail", "rcpt:alice@example.test", "data", "eom",
+                                         "abort"}));  // every transaction end; a no-op after eom
     BOOST_TEST(f.milter.sinkOpenedAtEom == 0);  // nothing stored or queued before the milters decide
     BOOST_REQUIRE(f.sink.stored.size() == 1u);
     BOOST_TEST(f.sink.stored[0].data.find("Subject: hi\r\n\r\nbody\r\n") != std::string::npos);
