@@ -99,8 +99,7 @@ def test_header_envelope_and_body_actions_are_applied_before_storing():
             check(m0.startswith(b"X-First: top\r\n"), "inserted header first:\n%r" % m0[:200])
             check(b"\r\nX-Milter: added\r\n" in m0, "added header")
             check(b"\r\nSubject: rewritten by milter\r\n" in m0, "changed Subject")
-            check(marker.encode() not in m0.split(b"\r\n\r\n", 1)[0] or b"X-Test-Marker" not in m0,
-                  "X-Test-Marker deleted")
+            check(b"X-Test-Marker:" not in m0.split(b"\r\n\r\n", 1)[0], "X-Test-Marker deleted")
             check(m0.endswith(b"\r\n\r\nreplaced body\r\nline two\r\n"), "body replaced:\n%r" % m0[-80:])
         check_eq(p.maildir_messages(ALICE), [], "deleted recipient got the message")
         p.log_contains(r"event=milter\.action .*action=delete_rcpt stage=eom to=<alice@example\.test>")
@@ -247,7 +246,7 @@ def test_rspamd_rejects_gtube_at_end_of_data():
         marker, msg = make_message(sender="someone@remote.example", to=ALICE,
                                    body="This is spam.\r\n%s\r\n" % GTUBE)
         code, text = s.data(msg)
-        check(500 <= code < 600, "GTUBE got %d %r\nrspamd:\n%s" % (code, text, r.logs()))
+        check(500 <= code < 600 and b"Gtube" in text, "GTUBE got %d %r\nrspamd:\n%s" % (code, text, r.logs()))
         # A clean message in the same session goes through.
         expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
         expect(s.rcpt(ALICE), 250)
@@ -258,6 +257,7 @@ def test_rspamd_rejects_gtube_at_end_of_data():
         check_eq([f for f in p.queue_files() if "/envelope/" in f], [], "GTUBE message queued")
         check_eq(code2, 250, "clean message: %r" % text2)
         check(p.maildir_find(ALICE, marker2), "clean message stored")
+        p.log_contains(r"event=milter\.action milter=inet:127\.0\.0\.1:\d+ action=(reply_code|reject) stage=eom")
         p.log_contains(r"event=message\.reject .*reason=milter")
 
 

@@ -238,6 +238,21 @@ BOOST_AUTO_TEST_CASE(envelope_and_content_actions_reach_the_sink) {
     BOOST_TEST(st.env.hold);
 }
 
+BOOST_AUTO_TEST_CASE(bdat_is_filtered_like_data) {
+    Fixture f;
+    f.milter.verdicts["eom"] = verdict(Kind::Reject, "550 5.7.1 No chunks");
+    f.start();
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<x@remote.test>");
+    f.cmd("RCPT TO:<alice@example.test>");
+    BOOST_TEST(f.cmd("BDAT 11").empty());
+    BOOST_TEST(f.data("Subject: x\r\n").find("250 2.0.0 11 octets") == 0);
+    BOOST_TEST(f.cmd("BDAT 6 LAST").empty());
+    BOOST_TEST(f.data("\r\nb\r\n") == "550 5.7.1 No chunks\r\n");
+    BOOST_TEST(f.sink.opened == 0);
+    BOOST_TEST(f.milter.steps.at(4) == "data");  // the first chunk is the DATA step
+}
+
 BOOST_AUTO_TEST_CASE(rset_aborts_the_milter_transaction) {
     Fixture f;
     f.start();
