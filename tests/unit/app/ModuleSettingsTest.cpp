@@ -64,6 +64,9 @@ const std::map<std::string, Values> Special = {
     {"delivery.dns_server", {{"delivery.dns_server", "127.0.0.1:53"}}},
     {"delivery.relayhost", {{"delivery.relayhost", "relay.example.org:587"}}},
     {"delivery.transport.*", {{"delivery.transport.example.org", "mx.example.org:2525"}}},
+    {"milter.smtpd_milters", {{"milter.smtpd_milters", "inet:127.0.0.1:11332"}}},
+    {"listener.*.milters", {{"listener.mx.milters", "unix:/run/milter.sock"}}},
+    {"milter.protocol", {{"milter.protocol", "5"}}},
 };
 
 std::string concrete(std::string_view pattern) {

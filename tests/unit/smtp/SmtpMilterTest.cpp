@@ -245,9 +245,9 @@ BOOST_AUTO_TEST_CASE(bdat_is_filtered_like_data) {
     f.cmd("EHLO c");
     f.cmd("MAIL FROM:<x@remote.test>");
     f.cmd("RCPT TO:<alice@example.test>");
-    BOOST_TEST(f.cmd("BDAT 11").empty());
-    BOOST_TEST(f.data("Subject: x\r\n").find("250 2.0.0 11 octets") == 0);
-    BOOST_TEST(f.cmd("BDAT 6 LAST").empty());
+    BOOST_TEST(f.cmd("BDAT 12").empty());
+    BOOST_TEST(f.data("Subject: x\r\n").find("250 2.0.0 12 octets") == 0);
+    BOOST_TEST(f.cmd("BDAT 5 LAST").empty());
     BOOST_TEST(f.data("\r\nb\r\n") == "550 5.7.1 No chunks\r\n");
     BOOST_TEST(f.sink.opened == 0);
     BOOST_TEST(f.milter.steps.at(4) == "data");  // the first chunk is the DATA step
