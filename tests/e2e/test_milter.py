@@ -70,6 +70,22 @@ def test_macros_and_steps_reach_the_milter():
         check(p.maildir_find(BOB, marker), "message stored")
 
 
+def test_negotiation_skips_steps_the_milter_does_not_want():
+    # SMFIP_NOCONNECT | NOHELO | NOBODY | NR_HDR: no connect, HELO or body steps; headers
+    # are sent without waiting for a reply.
+    with ms.ScriptedMilter(protocol=0x1 | 0x2 | 0x10 | 0x80) as m, \
+            Postern(overrides=milter_overrides(m.spec)) as p:
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        marker, msg = make_message(sender="someone@remote.example", to=ALICE)
+        expect(s.data(msg), 250)
+        s.quit()
+        c = m.last()
+        check(re.fullmatch(r"OMRTL+NEQ?", c.cmds()), "steps: " + c.cmds())
+        check(p.maildir_find(ALICE, marker), "message stored")
+
+
 def test_header_envelope_and_body_actions_are_applied_before_storing():
     def decide(cmd, data, conn):
         if cmd != "E":
