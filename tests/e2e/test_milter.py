@@ -14,12 +14,13 @@ that is down) getting milter.default_action. posternd is the real daemon; client
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from postern_harness import (Postern, DEFAULT_USERS, check, check_eq, expect, free_port,
+from postern_harness import (BUILD_DIR, Postern, DEFAULT_USERS, check, check_eq, expect, free_port,
                              make_message, run_tests, wait_for)
 import milter_support as ms
 
@@ -27,6 +28,7 @@ ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["pas
 BOB = "bob@example.test"
 ERIN = "erin@example.test"
 MARGIN = 5.0  # seconds an answer may come after a milter timeout
+POSTERNCTL = os.path.join(BUILD_DIR, "bin", "posternctl")
 
 
 def milter_overrides(*specs, **extra):
@@ -193,6 +195,21 @@ def test_quarantine_holds_the_queued_copy():
         with open(envelopes[0]) as f:
             text = f.read()
         check(re.search(r"(?m)^hold 1$", text), "envelope not on hold:\n" + text)
+        # Released by the operator like any held message.
+        listing = ctl(p, "list")
+        check(" hold " in listing, "posternctl queue list shows the hold:\n" + listing)
+        qid = listing.split()[0]
+        check_eq(ctl(p, "release", qid).strip(), qid + ": released", "release")
+        check("\nhold: no\n" in ctl(p, "show", qid), "still on hold after release")
+
+
+def ctl(p, *args):
+    r = subprocess.run([POSTERNCTL, "queue"] + list(args) + ["--config", p.config_path],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("posternctl queue %s: rc=%d\n%s%s" % (" ".join(args), r.returncode,
+                                                                   r.stdout, r.stderr))
+    return r.stdout
 
 
 def test_silent_milter_gets_tempfail_within_the_timeout():
