@@ -231,8 +231,7 @@ core::MilterVerdict MilterConnection::verdict(const core::MilterFacts& f, const 
         // At connect or HELO: nothing more for this session; later: for this message.
         if (session) state_ = State::Off;
         else offForMessage_ = true;
-        if (stage == "eom") return v;
-        v.kind = Kind::Continue;
+        v.kind = Kind::Continue;  // logged: an accept ends what this milter is asked
         break;
     case Reply::Kind::Reject: v.kind = Kind::Reject; break;
     case Reply::Kind::TempFail: v.kind = Kind::TempFail; break;
