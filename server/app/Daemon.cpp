@@ -23,6 +23,7 @@
 #include "metrics/HealthServer.h"
 #include "net/TlsContext.h"
 #include "pg/Pool.h"
+#include "milter/MilterChain.h"
 #include "policyd/PolicyDelegation.h"
 #include "queue/OutboundQueue.h"
 #include "store/ClusterMaildropService.h"
@@ -256,6 +257,10 @@ void Daemon::buildServices() {
             [this](bool ok) { telemetry_.count("grant", ok ? "created" : "failed"); });
         services_->pop3Login = pop3Login_.get();
     }
+    // Milters (milter.smtpd_milters / listener.*.milters): connected per session, not now.
+    milters_ = std::make_unique<milter::MilterFactoryImpl>(settings_.milter, &telemetry_);
+    if (milters_->empty()) milters_.reset();
+    services_->milters = milters_.get();
 }
 
 void Daemon::registerGauges() {

@@ -67,6 +67,9 @@ namespace delivery {
 class BounceSender;
 class DeliveryService;
 }
+namespace milter {
+class MilterFactoryImpl;
+}
 namespace policyd {
 class PolicyDelegation;
 }
@@ -134,6 +137,7 @@ private:
     std::unique_ptr<abuse::OutboundLimits> outboundLimits_;
     std::unique_ptr<abuse::ConnectionGate> gate_;
     std::unique_ptr<policyd::PolicyDelegation> policy_;  // null when policy.service is empty
+    std::unique_ptr<milter::MilterFactoryImpl> milters_;  // null when no milter is configured
     std::unique_ptr<grants::MemoryGrantStore> memoryGrants_;
     std::unique_ptr<grants::PgGrantStore> pgGrants_;
     std::unique_ptr<grants::WriteBehindGrantStore> heldGrants_;

@@ -185,6 +185,21 @@ ProcessSettings processSettings(const config::ServerConfig& cfg) {
     return {cfg.hostname, cfg.user, cfg.group, cfg.allowRoot, cfg.shutdownGrace, cfg.readyFile};
 }
 
+milter::MilterSettings milterSettings(const config::ServerConfig& cfg) {
+    milter::MilterSettings s;
+    const config::MilterConfig& m = cfg.milter;
+    s.milters = m.milters;
+    s.perListener = m.perListener;
+    s.connectTimeout = m.connectTimeout;
+    s.commandTimeout = m.commandTimeout;
+    s.contentTimeout = m.contentTimeout;
+    s.defaultAction = m.defaultAction == "accept"   ? milter::DefaultAction::Accept
+                      : m.defaultAction == "reject" ? milter::DefaultAction::Reject
+                                                    : milter::DefaultAction::TempFail;
+    s.protocolVersion = static_cast<std::uint32_t>(m.protocol);
+    return s;
+}
+
 DaemonSettings daemonSettings(const config::ServerConfig& cfg) {
     DaemonSettings s;
     s.tlsEnabled = tlsEnabled(cfg);
@@ -203,6 +218,7 @@ DaemonSettings daemonSettings(const config::ServerConfig& cfg) {
     s.process = processSettings(cfg);
     s.policy = cfg.policy;
     s.dkim = cfg.dkim;
+    s.milter = milterSettings(cfg);
     return s;
 }
 

@@ -6,6 +6,8 @@
 // reaches at least one of them.
 #pragma once
 
+#include "milter/MilterChain.h"
+
 #include "abuse/AuthPenalty.h"
 #include "abuse/ConnectionGate.h"
 #include "abuse/RateLimiter.h"
@@ -149,9 +151,11 @@ struct DaemonSettings {
     ProcessSettings process;
     config::DkimConfig dkim;              // dkim.*: signing keys (Daemon::buildDkim)
     config::PolicyServiceConfig policy;  // policy.*: turned into the delegation by policyd::PolicyDelegation::fromConfig
+    milter::MilterSettings milter;       // milter.*, listener.*.milters
     bool operator==(const DaemonSettings&) const = default;
 };
 
+milter::MilterSettings milterSettings(const config::ServerConfig& cfg);
 DaemonSettings daemonSettings(const config::ServerConfig& cfg);
 
 }  // namespace postern::app

@@ -9,6 +9,7 @@
 #include "core/AuthService.h"
 #include "core/EventCounters.h"
 #include "core/OutboundLimiter.h"
+#include "core/MilterPort.h"
 #include "core/PolicyDelegate.h"
 #include "core/GrantStore.h"
 #include "core/MaildropService.h"
@@ -52,6 +53,7 @@ struct Services {
     core::PolicyDelegate* delegate;    // policy delegation (policy.service); null when off
     // Cluster: a POP3 login's penalty check, lease and grant in one statement; null = apart.
     core::Pop3Login* pop3Login = nullptr;
+    core::MilterFactory* milters = nullptr;  // milters (milter.*); null when none is configured
 
     // Logs `line` at warning level the first time `key` is seen (misconfiguration
     // reports such as "balancer sends no PROXY header": loud once, not once per connection).

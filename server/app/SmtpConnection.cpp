@@ -6,6 +6,9 @@
 #include "net/LineChannel.h"
 
 #include <Poco/Exception.h>
+#include <Poco/Net/SecureStreamSocket.h>
+
+#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <chrono>
@@ -17,6 +20,22 @@ namespace {
 // client can read the refusal before the connection closes (see LineChannel::closeGracefully).
 constexpr std::chrono::milliseconds LingerOnRefusal{2000};
 constexpr std::size_t LingerMaxBytes = 1024 * 1024;
+// {tls_version} and {cipher} for the milters ("TLSv1.3", "TLS_AES_128_GCM_SHA256").
+std::pair<std::string, std::string> tlsMacros(Poco::Net::StreamSocket& socket) {
+    try {
+        Poco::Net::SecureStreamSocket secure(socket);
+        Poco::Net::Session::Ptr session = secure.currentSession();
+        if (!session || !session->sslSession()) return {};
+        SSL_SESSION* s = session->sslSession();
+        const int v = SSL_SESSION_get_protocol_version(s);
+        std::string version = v == TLS1_3_VERSION ? "TLSv1.3" : v == TLS1_2_VERSION ? "TLSv1.2" : "TLS";
+        const SSL_CIPHER* c = SSL_SESSION_get0_cipher(s);
+        return {version, c ? SSL_CIPHER_get_name(c) : ""};
+    } catch (...) {
+        return {};
+    }
+}
+
 }  // namespace
 
 SmtpConnection::SmtpConnection(const Poco::Net::StreamSocket& socket, Services& services,
@@ -43,7 +62,14 @@ void SmtpConnection::run() {
         smtp::SmtpPorts ports{services_.auth, services_.directory, services_.grants,
                               services_.sink, &services_.limiter,  &services_.events, services_.delegate};
         // TLS terminated by a trusted balancer (PROXY v2 SSL TLV) counts when configured.
+        // Milters of this listener (one connection each for this session), asked from the greeting on.
+        std::unique_ptr<core::MilterSession> milters;
+        if (services_.milters)
+            milters = services_.milters->open(lc.name, settings_.role == smtp::Role::Submission);
+        ports.milter = milters.get();
         smtp::SmtpSession session(settings_, ports, sid, client, ch.isTls() || scope.balancerTls());
+        session.setMilterInfo(lc.name, "", "");
+        bool tlsKnown = false;  // {tls_version}/{cipher} taken once the handshake is done (first read)
         session.setServerAddress(socket().address().host().toString(), socket().address().port());
         ch.write(session.greeting().bytes);
         std::string line;
@@ -74,6 +100,11 @@ void SmtpConnection::run() {
                                           timeouts.smtpCommand);
                     registry.setIdle(token, false);
                     if (st == net::ReadStatus::Ok) {
+                        if (milters && ch.isTls() && !tlsKnown) {
+                            auto info = tlsMacros(ch.socket());
+                            session.setMilterInfo(lc.name, info.first, info.second);
+                            tlsKnown = true;
+                        }
                         out = session.onLine(line);
                     } else if (st == net::ReadStatus::TooLong) {
                         out = session.onLineTooLong();

@@ -80,6 +80,14 @@ const std::vector<KeyDef> Keys = {
     {"policy.request_limit", "0", K::Integer, "Requests per connection before it is closed (0 = no limit)"},
     {"policy.try_limit", "2", K::Integer, "Attempts per request when the connection fails (within policy.timeout)"},
     {"policy.pool_size", "8", K::Integer, "Idle connections kept open for reuse (busier moments open extra ones, closed after use)"},
+    // --- milters (Sendmail milter protocol 6, as Postfix's smtpd_milters) -------------------
+    {"milter.smtpd_milters", "", K::List, "Milters asked about every SMTP session, in order: inet:host:port or unix:/path (empty = none)"},
+    {"listener.*.milters", "", K::List, "This listener's milters instead of milter.smtpd_milters (set, even empty, = override; 'none' = no milters)"},
+    {"milter.connect_timeout", "30s", K::Duration, "Connecting to a milter and option negotiation (Postfix milter_connect_timeout)"},
+    {"milter.command_timeout", "30s", K::Duration, "Answer to one SMTP-stage command: connect, HELO, MAIL, RCPT, DATA (milter_command_timeout)"},
+    {"milter.content_timeout", "300s", K::Duration, "Answer to one header, body chunk or end of message (milter_content_timeout)"},
+    {"milter.default_action", "tempfail", K::Enum, "What a milter that fails, times out or speaks nonsense means: tempfail (451 4.7.1), accept (skip it), reject (550 5.7.1)", "tempfail|accept|reject"},
+    {"milter.protocol", "6", K::Integer, "Milter protocol version offered (2..6; Postfix milter_protocol)"},
     // --- health and metrics --------------------------------------------------------------
     {"health.address", "127.0.0.1", K::String, "Address of the HTTP endpoint for /healthz, /readyz and /metrics"},
     {"health.port", "0", K::Integer, "Port of the HTTP endpoint (0 = off)"},

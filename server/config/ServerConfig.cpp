@@ -317,6 +317,33 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         if (p.tryLimit < 1) r.error("policy.try_limit: at least 1");
     }
 
+    // --- milters --------------------------------------------------------------------
+    {
+        MilterConfig& m = c.milter;
+        auto milterList = [&r](const std::string& key, const std::string& pattern) {
+            std::vector<std::string> out;
+            for (const auto& spec : parseList(r.raw(key, pattern))) {
+                if (spec == "none") continue;
+                if (spec.rfind("inet:", 0) != 0 && spec.rfind("unix:/", 0) != 0)
+                    r.error(key + ": expected inet:host:port or unix:/path, got '" + spec + "'");
+                out.push_back(spec);
+            }
+            return out;
+        };
+        m.milters = milterList("milter.smtpd_milters", "milter.smtpd_milters");
+        for (const auto& l : c.listeners)
+            if (conf.hasProperty("listener." + l.name + ".milters"))
+                m.perListener[l.name] = milterList("listener." + l.name + ".milters", "listener.*.milters");
+        m.connectTimeout = r.duration("milter.connect_timeout");
+        m.commandTimeout = r.duration("milter.command_timeout");
+        m.contentTimeout = r.duration("milter.content_timeout");
+        for (const char* k : {"milter.connect_timeout", "milter.command_timeout", "milter.content_timeout"})
+            if (r.duration(k) < Millis(100)) r.error(std::string(k) + ": at least 100ms");
+        m.defaultAction = r.str("milter.default_action");
+        m.protocol = static_cast<int>(r.integer("milter.protocol"));
+        if (m.protocol < 2 || m.protocol > 6) r.error("milter.protocol: must be 2..6");
+    }
+
     // --- outbound delivery ---------------------------------------------------------
     {
         DeliveryConfig& d = c.delivery;

@@ -200,6 +200,19 @@ struct DkimConfig {
     bool operator==(const DkimConfig&) const = default;
 };
 
+// milter.*: the milter client (server/milter).
+struct MilterConfig {
+    // Defaults live in the key table (ConfigSchema.cpp) only; load() sets every field.
+    std::vector<std::string> milters;                             // milter.smtpd_milters
+    std::map<std::string, std::vector<std::string>> perListener;  // listener.<name>.milters, when set
+    Millis connectTimeout{};
+    Millis commandTimeout{};
+    Millis contentTimeout{};
+    std::string defaultAction;  // tempfail|accept|reject
+    int protocol = 0;
+    bool operator==(const MilterConfig&) const = default;
+};
+
 struct ServerConfig {
     std::string hostname;
     std::string mailRoot;
@@ -235,6 +248,7 @@ struct ServerConfig {
     DeliveryConfig delivery;
     PolicyServiceConfig policy;
     DkimConfig dkim;
+    MilterConfig milter;
 
     // Validates every key under our prefixes (unknown key -> error naming it) and
     // builds the struct. Throws std::runtime_error listing every problem found.

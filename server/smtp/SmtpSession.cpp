@@ -2,6 +2,7 @@
 
 #include "core/EventLine.h"
 
+#include "policy/RelayPolicy.h"
 #include "policy/TransactionPolicy.h"
 #include "smtpproto/SmtpCommand.h"
 
@@ -92,6 +93,18 @@ public:
     core::SinkResult commit() override { return {core::SinkStatus::Ok, randomHex(8)}; }
 };
 
+// Milters: the message is held in memory (at most smtp.max_message_size) until they have
+// seen it; nothing is opened in the store or the queue before that.
+class BufferWriter : public core::MessageWriter {
+public:
+    bool write(const char* p, std::size_t n) override {
+        bytes.append(p, n);
+        return true;
+    }
+    core::SinkResult commit() override { return {}; }  // never committed: the content is taken
+    std::string bytes;
+};
+
 }  // namespace
 
 // Per-message data, apart from the session (OpenSMTPD): exists from MAIL to the end of
@@ -120,6 +133,9 @@ struct SmtpSession::Transaction {
     bool binaryMime = false;                   // MAIL BODY=BINARYMIME: only BDAT (RFC 3030 3)
     bool smtpUtf8 = false;    // MAIL ... SMTPUTF8 (RFC 6531)
     bool requireTls = false;  // MAIL ... REQUIRETLS (RFC 8689)
+    // Milters: each accepted RCPT address with what it expanded to (mailboxes, forwards),
+    // so that a milter's delete/add recipient can rebuild the envelope.
+    std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>> rcptTargets;
 };
 
 struct SmtpSession::DataState {
@@ -133,6 +149,10 @@ struct SmtpSession::DataState {
     bool writeFailed = false;
     std::uint64_t chunkBytes = 0;  // BDAT: octets of content received so far
     bool chunkTooBig = false;      // BDAT: more than maxMessageSize
+    // Milters: the message is held here (not in the sink) until they have seen it; the
+    // sink is opened with `envelope` (as the milters changed it) at the end.
+    core::Envelope envelope;
+    std::string* buffer = nullptr;  // owned by `writer` (a BufferWriter) when set
 
     explicit DataState(const DataReaderLimits& limits) : reader(limits) {}
 };
@@ -177,7 +197,10 @@ SmtpOutput SmtpSession::error(const Reply& r) {
     return reply(r);
 }
 
-SmtpOutput SmtpSession::greeting() { return reply(replies::greeting(settings_.hostname)); }
+SmtpOutput SmtpSession::greeting() {
+    if (ports_.milter) milterSessionRefusal_ = milterReply(ports_.milter->connect(milterFacts()), "connect");
+    return reply(replies::greeting(settings_.hostname));
+}
 
 SmtpOutput SmtpSession::onTimeout() {
     logger().information(clientLine(sessionId_, "smtp.timeout", client_).add("phase", data_ ? "data" : "command").str());
@@ -322,6 +345,8 @@ SmtpOutput SmtpSession::greet(std::string_view arg, bool extended) {
     extended_ = extended;
     if (extended) enhancedCodes_ = true;
     heloName_ = sanitize(arg);
+    if (ports_.milter && !milterSessionRefusal_)
+        milterSessionRefusal_ = milterReply(ports_.milter->helo(milterFacts()), "helo");
     if (!extended) return reply(replies::helo(settings_.hostname));
     return reply(replies::ehlo(settings_.hostname, ehloKeywords()));
 }
@@ -468,6 +493,7 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
         return reply(sv.reply);
     }
     if (auto refusal = mailExtensionRefusal(cmd)) return error(*refusal);
+    if (milterSessionRefusal_) return reply(*milterSessionRefusal_);
     txn_ = std::make_unique<Transaction>();
     txn_->sender = cmd.path;
     txn_->dsn = cmd.dsn;
@@ -476,6 +502,15 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
     txn_->binaryMime = cmd.body == BodyType::BinaryMime;
     txn_->smtpUtf8 = cmd.smtpUtf8;
     txn_->requireTls = cmd.requireTls;
+    if (ports_.milter) {
+        core::MilterVerdict mv = ports_.milter->mail(milterFacts());
+        if (auto r = milterReply(mv, "mail")) {
+            txn_.reset();
+            count("smtp_reject", "milter");
+            return reply(*r);
+        }
+        if (mv.kind == core::MilterVerdict::Kind::Discard) txn_->discard = true, txn_->discardReason = "milter";
+    }
     state_ = SmtpState::Mail;
     return reply(replies::senderOk());
 }
@@ -537,6 +572,24 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
         if (v.kind == policy::RcptVerdict::Kind::TempFail) return reply(v.reply);
         return error(v.reply);
     }
+    if (ports_.milter) {
+        core::MilterFacts mf = milterFacts();
+        mf.recipient = to;
+        core::MilterVerdict mv = ports_.milter->rcpt(mf);
+        if (auto r = milterReply(mv, "rcpt")) {
+            logger().notice(clientLine(sessionId_, "rcpt.reject", client_)
+                                .address("from", txn_->sender.address())
+                                .address("to", to)
+                                .add("user", who ? who->user : "")
+                                .add("reason", "milter")
+                                .text("reply", replyText(*r))
+                                .str());
+            count("smtp_reject", "milter");
+            return reply(*r);
+        }
+        if (mv.kind == core::MilterVerdict::Kind::Discard) txn_->discard = true, txn_->discardReason = "milter";
+        txn_->rcptTargets.push_back({to, {v.mailboxes, v.forwards}});
+    }
     for (auto& m : v.mailboxes)
         if (txn_->seenMailboxes.insert(m).second) txn_->localMailboxes.push_back(m);
     for (auto& f : v.forwards)
@@ -597,10 +650,24 @@ std::optional<Reply> SmtpSession::openMessage() {
     env.smtpUtf8 = txn_->smtpUtf8;
     env.requireTls = txn_->requireTls;
     core::SinkStatus status = core::SinkStatus::TempFail;
+    if (ports_.milter && !txn_->discard) {
+        core::MilterVerdict mv = ports_.milter->data(milterFacts());
+        if (auto r = milterReply(mv, "data")) {
+            count("smtp_reject", "milter");
+            resetTransaction();
+            return r;
+        }
+        if (mv.kind == core::MilterVerdict::Kind::Discard) txn_->discard = true, txn_->discardReason = "milter";
+    }
     // DISCARD: nothing is opened in the store or the queue; the data is still read and checked.
     core::MessageWriterPtr writer;
+    std::string* buffer = nullptr;
     if (txn_->discard) writer = std::make_unique<DiscardWriter>();
-    else writer = ports_.sink.open(env, status);
+    else if (ports_.milter) {
+        auto b = std::make_unique<BufferWriter>();
+        buffer = &b->bytes;
+        writer = std::move(b);
+    } else writer = ports_.sink.open(env, status);
     if (!writer) {
         logger().warning(clientLine(sessionId_, "data.tempfail", client_)
                              .add("reason", status == core::SinkStatus::QueueFull ? "queue_full" : "sink_open_failed")
@@ -614,6 +681,8 @@ std::optional<Reply> SmtpSession::openMessage() {
     limits.maxHeaderSize = settings_.maxHeaderSize;
     data_ = std::make_unique<DataState>(limits);
     data_->writer = std::move(writer);
+    data_->buffer = buffer;
+    if (buffer) data_->envelope = env;
     // PREPEND headers from the policy service go above our Received line (as Postfix's smtpd
     // writes them), each once.
     for (const auto& h : txn_->prepend) {
@@ -766,6 +835,28 @@ SmtpOutput SmtpSession::commitMessage(std::unique_ptr<DataState> d, std::uint64_
     const std::string sender = txn_->sender.address(), user = identity_ ? identity_->user : "";
     auto line = [&](std::string_view event) { return transactionLine(sessionId_, event, client_, sender, user); };
     core::SinkResult res;
+    if (d->buffer && !d->writeFailed) {
+        // Milters see the message before it is stored; a refusal is the answer to DATA.
+        std::string content = std::move(*d->buffer);
+        if (auto r = runMilters(*d, d->envelope, content)) {
+            resetTransaction();
+            return r->isPositive() ? reply(*r) : r->isTransient() ? reply(*r) : error(*r);
+        }
+        core::SinkStatus status = core::SinkStatus::TempFail;
+        core::MessageWriterPtr w;
+        if (txn_->discard) w = std::make_unique<DiscardWriter>();
+        else w = ports_.sink.open(d->envelope, status);
+        if (!w) {
+            logger().warning(line("message.tempfail")
+                                 .add("reason", status == core::SinkStatus::QueueFull ? "queue_full" : "sink_open_failed")
+                                 .str());
+            resetTransaction();
+            return reply(status == core::SinkStatus::QueueFull ? replies::queueFull() : replies::tempFailure());
+        }
+        d->writer = std::move(w);
+        d->buffer = nullptr;
+        if (!d->writer->write(content.data(), content.size())) d->writeFailed = true;
+    }
     if (d->writeFailed) res.status = core::SinkStatus::TempFail;
     else res = d->writer->commit();
     std::size_t nrcpt = txn_->recipients.size();
@@ -829,6 +920,7 @@ void SmtpSession::noteRecipientDsn(const Command& cmd, std::size_t localMailboxe
 }
 
 void SmtpSession::resetTransaction() {
+    if (txn_ && ports_.milter) ports_.milter->abort();  // no-op after the end of message
     txn_.reset();
     data_.reset();
     if (state_ == SmtpState::Mail || state_ == SmtpState::Rcpt || state_ == SmtpState::Data ||
@@ -901,6 +993,143 @@ SmtpOutput SmtpSession::finishChunk() {
     }
     const std::uint64_t size = data_->chunkBytes;
     return commitMessage(std::move(data_), size);
+}
+
+// --- milters (Sendmail milter protocol through core::MilterSession) ------------------
+
+core::MilterFacts SmtpSession::milterFacts() const {
+    core::MilterFacts f;
+    f.sessionId = sessionId_;
+    f.hostname = settings_.hostname;
+    f.daemonName = milterListener_;
+    f.client = client_;
+    f.clientName = "[" + client_.host() + "]";  // no reverse lookups: the address literal
+    f.serverAddr = serverHost_;
+    f.serverPort = serverPort_;
+    f.heloName = heloName_;
+    if (identity_) {
+        f.authUser = identity_->user;
+        f.authType = saslMethod_;
+    }
+    if (tls_) {
+        f.tlsVersion = milterTlsVersion_;
+        f.cipher = milterCipher_;
+    }
+    if (txn_) {
+        f.sender = txn_->sender.isNull ? std::string() : txn_->sender.address();
+        f.queueId = txn_->instance;
+    }
+    return f;
+}
+
+std::optional<Reply> SmtpSession::milterReply(const core::MilterVerdict& v, std::string_view stage) const {
+    using K = core::MilterVerdict::Kind;
+    if (v.kind != K::Reject && v.kind != K::TempFail) return std::nullopt;
+    if (!v.reply.empty()) {
+        // SMFIR_REPLYCODE, checked by the parser: "xyz[ x.y.z] text", lines joined by CRLF.
+        Reply r;
+        r.code = std::stoi(v.reply.substr(0, 3));
+        r.enh = Enhanced::None;
+        r.lines.clear();
+        std::size_t pos = 0;
+        bool first = true;
+        while (pos <= v.reply.size()) {
+            auto end = v.reply.find("\r\n", pos);
+            std::string l = v.reply.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+            l = l.size() > 4 ? l.substr(4) : std::string();
+            // "5.7.1 text": the enhanced code is kept in the reply's own field.
+            unsigned a = 0, b = 0, c = 0;
+            int used = 0;
+            if (std::sscanf(l.c_str(), "%1u.%3u.%3u%n", &a, &b, &c, &used) == 3 && (used == (int)l.size() || l[used] == ' ') &&
+                a == static_cast<unsigned>(r.code / 100) && c < 100) {
+                if (first) r.enh = static_cast<Enhanced>(b * 100 + c);
+                l = used < (int)l.size() ? l.substr(used + 1) : std::string();
+            }
+            r.lines.push_back(l);
+            first = false;
+            if (end == std::string::npos) break;
+            pos = end + 2;
+        }
+        return r;
+    }
+    const bool content = stage == "data" || stage == "eom";
+    if (v.kind == K::TempFail) return Reply(451, Enhanced::DeliveryNotAuthorized, "Service unavailable - try again later");
+    return Reply(550, Enhanced::DeliveryNotAuthorized, content ? "Message content rejected" : "Command rejected");
+}
+
+std::optional<Reply> SmtpSession::runMilters(DataState&, core::Envelope& env, std::string& content) {
+    core::MilterMessage m;
+    m.sender = env.sender;
+    for (const auto& [rcpt, targets] : txn_->rcptTargets) m.recipients.push_back(rcpt);
+    m.content = std::move(content);
+    core::MilterVerdict v = ports_.milter->message(milterFacts(), m);
+    content = std::move(m.content);
+    const std::string sender = txn_->sender.address(), user = identity_ ? identity_->user : "";
+    if (auto r = milterReply(v, "eom")) {
+        count("smtp_reject", "milter");
+        logger().notice(transactionLine(sessionId_, "message.reject", client_, sender, user)
+                            .add("reason", "milter")
+                            .add("milter", v.milter)
+                            .text("reply", replyText(*r))
+                            .str());
+        return r;
+    }
+    if (v.kind == core::MilterVerdict::Kind::Discard && !txn_->discard) {
+        txn_->discard = true;
+        txn_->discardReason = "milter";
+    }
+    if (m.quarantine) {
+        // Held in the queue (posternctl queue release); see README "filters" for local recipients.
+        txn_->hold = true;
+        txn_->holdReason = "milter quarantine: " + m.quarantineReason;
+        env.hold = true;
+    }
+    if (m.senderChanged) env.sender = m.sender;
+    if (!m.deletedRecipients.empty() || !m.addedRecipients.empty()) {
+        auto& targets = txn_->rcptTargets;
+        for (const auto& gone : m.deletedRecipients)
+            targets.erase(std::remove_if(targets.begin(), targets.end(),
+                                         [&](const auto& t) {
+                                             return t.first.size() == gone.size() &&
+                                                    std::equal(t.first.begin(), t.first.end(), gone.begin(),
+                                                               [](char a, char b) {
+                                                                   return std::tolower(static_cast<unsigned char>(a)) ==
+                                                                          std::tolower(static_cast<unsigned char>(b));
+                                                               });
+                                         }),
+                          targets.end());
+        for (const auto& added : m.addedRecipients) {
+            // A milter's recipient is trusted like an authenticated client's (it may relay),
+            // but local addresses are still looked up (aliases, unknown users).
+            ParsedPath path = parseMailbox(added);
+            policy::RecipientContext ctx{true, client_, ports_.directory, nullptr, settings_.hostname};
+            ctx.roles = settings_.roles;
+            policy::RcptVerdict rv = path.ok ? policy::RelayPolicy::decide(path, ctx) : policy::RcptVerdict{};
+            if (rv.kind != policy::RcptVerdict::Kind::Accept) {
+                logger().warning(core::EventLine::inSession(sessionId_, "milter.add_rcpt_refused")
+                                     .address("to", added)
+                                     .add("reason", path.ok ? rv.reason : "syntax")
+                                     .str());
+                continue;
+            }
+            targets.push_back({added, {rv.mailboxes, rv.forwards}});
+        }
+        std::set<std::string> seenM, seenR;
+        env.localMailboxes.clear();
+        env.remoteRecipients.clear();
+        for (const auto& [rcpt, t] : targets) {
+            for (const auto& mb : t.first)
+                if (seenM.insert(mb).second) env.localMailboxes.push_back(mb);
+            for (const auto& f : t.second)
+                if (seenR.insert(f).second) env.remoteRecipients.push_back(f);
+        }
+        if (env.localMailboxes.empty() && env.remoteRecipients.empty()) {
+            // Every recipient deleted: nothing to deliver (as a discard).
+            txn_->discard = true;
+            txn_->discardReason = "milter: no recipients left";
+        }
+    }
+    return std::nullopt;
 }
 
 }  // namespace postern::smtp

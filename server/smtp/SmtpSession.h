@@ -9,6 +9,7 @@
 #include "core/GrantStore.h"
 #include "core/EventCounters.h"
 #include "core/MessageSink.h"
+#include "core/MilterPort.h"
 #include "core/OutboundLimiter.h"
 #include "core/PolicyDelegate.h"
 #include "core/UserDirectory.h"
@@ -63,6 +64,7 @@ struct SmtpPorts {
     core::OutboundLimiter* limiter = nullptr;  // nullptr: no outbound rate limits
     core::EventCounters* events = nullptr;     // nullptr: nothing counted
     core::PolicyDelegate* delegate = nullptr;  // nullptr: no policy delegation
+    core::MilterSession* milter = nullptr;     // nullptr: no milters on this listener
 };
 
 struct SmtpOutput {
@@ -120,6 +122,13 @@ public:
     void setServerAddress(std::string host, std::uint16_t port) {
         serverHost_ = std::move(host);
         serverPort_ = port;
+    }
+
+    // Milter macros the session cannot know itself ({daemon_name}, TLS).
+    void setMilterInfo(std::string listener, std::string tlsVersion, std::string cipher) {
+        milterListener_ = std::move(listener);
+        milterTlsVersion_ = std::move(tlsVersion);
+        milterCipher_ = std::move(cipher);
     }
 
 private:
@@ -195,6 +204,16 @@ private:
     int errors_ = 0;
     unsigned transactions_ = 0;
     std::size_t mailCommands_ = 0;  // MAIL commands accepted (LIMITS MAILMAX; the policy service's instance)
+
+    // Milters (SmtpMilter.cpp): the facts they are told; a refusal at connect or HELO is
+    // the answer to every MAIL of the session.
+    core::MilterFacts milterFacts() const;
+    std::optional<Reply> milterReply(const core::MilterVerdict& v, std::string_view stage) const;
+    // End of message: the milters see the buffered message; their actions are applied to
+    // the envelope and content. nullopt: go on and store; a reply: the answer (refusal).
+    std::optional<Reply> runMilters(DataState& d, core::Envelope& env, std::string& content);
+    std::optional<Reply> milterSessionRefusal_;
+    std::string milterListener_, milterTlsVersion_, milterCipher_;
 
     std::unique_ptr<Transaction> txn_;  // from MAIL to end of DATA / RSET
     std::unique_ptr<DataState> data_;   // while receiving message data

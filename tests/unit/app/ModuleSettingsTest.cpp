@@ -65,6 +65,9 @@ const std::map<std::string, Values> Special = {
     {"delivery.relayhost", {{"delivery.relayhost", "relay.example.org:587"}}},
     {"delivery.transport.*", {{"delivery.transport.example.org", "mx.example.org:2525"}}},
     {"dkim.keys_in_database", {{"dkim.keys_in_database", "true"}, {"cluster.conninfo", "host=db.example.org dbname=postern"}}},
+    {"milter.smtpd_milters", {{"milter.smtpd_milters", "inet:127.0.0.1:11332"}}},
+    {"listener.*.milters", {{"listener.mx.milters", "unix:/run/milter.sock"}}},
+    {"milter.protocol", {{"milter.protocol", "5"}}},
 };
 
 std::string concrete(std::string_view pattern) {

@@ -1,0 +1,157 @@
+#include "milter/MessageEdit.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace postern::milter {
+
+namespace {
+
+bool equalNoCase(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+bool fieldName(std::string_view line, std::size_t& colon) {
+    colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return false;
+    for (std::size_t i = 0; i < colon; ++i) {
+        unsigned char c = static_cast<unsigned char>(line[i]);
+        if (c <= 32 || c >= 127) return false;  // RFC 5322 2.2 ftext
+    }
+    return true;
+}
+
+// " value" for a value a milter gave (folded lines get CRLF).
+std::string storedValue(std::string_view v) { return " " + toCrlf(v); }
+
+}  // namespace
+
+std::string toCrlf(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + s.size() / 32);
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        char c = s[i];
+        if (c == '\r') {
+            out += "\r\n";
+            if (i + 1 < s.size() && s[i + 1] == '\n') ++i;
+        } else if (c == '\n') {
+            out += "\r\n";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+MessageParts splitMessage(std::string_view raw) {
+    MessageParts m;
+    std::size_t pos = 0;
+    while (pos < raw.size()) {
+        auto eol = raw.find("\r\n", pos);
+        std::size_t next = eol == std::string_view::npos ? raw.size() : eol + 2;
+        std::string_view line = raw.substr(pos, (eol == std::string_view::npos ? raw.size() : eol) - pos);
+        if (line.empty() && eol != std::string_view::npos) {
+            m.hasSeparator = true;
+            m.body = std::string(raw.substr(next));
+            return m;
+        }
+        std::size_t colon = 0;
+        if ((line[0] == ' ' || line[0] == '\t') && !m.headers.empty()) {
+            m.headers.back().second += "\r\n";
+            m.headers.back().second += line;
+        } else if (fieldName(line, colon)) {
+            m.headers.emplace_back(std::string(line.substr(0, colon)), std::string(line.substr(colon + 1)));
+        } else {
+            m.body = std::string(raw.substr(pos));  // not a header field: the body starts here
+            return m;
+        }
+        pos = next;
+    }
+    return m;
+}
+
+std::string joinMessage(const MessageParts& m) {
+    std::string out;
+    std::size_t size = m.body.size() + 2;
+    for (const auto& [n, v] : m.headers) size += n.size() + v.size() + 3;
+    out.reserve(size);
+    for (const auto& [n, v] : m.headers) {
+        out += n;
+        out += ':';
+        out += v;
+        out += "\r\n";
+    }
+    if (m.hasSeparator) out += "\r\n";
+    out += m.body;
+    return out;
+}
+
+std::string_view valueForMilter(std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    return v;
+}
+
+void applyModification(const Reply& r, MessageParts& m, core::MilterMessage& env, bool& bodyStarted) {
+    using K = Reply::Kind;
+    switch (r.kind) {
+    case K::AddHeader:
+        m.headers.emplace_back(r.name, storedValue(r.text));
+        m.changed = true;
+        break;
+    case K::InsHeader: {
+        auto at = std::min<std::size_t>(r.index, m.headers.size());
+        m.headers.insert(m.headers.begin() + static_cast<std::ptrdiff_t>(at), {r.name, storedValue(r.text)});
+        m.changed = true;
+        break;
+    }
+    case K::ChgHeader: {
+        // The index-th field of that name (1-based; 0 is taken as 1); an empty value deletes
+        // it; a missing one is added (Sendmail's and Postfix's behaviour).
+        std::uint32_t want = r.index == 0 ? 1 : r.index, seen = 0;
+        auto it = std::find_if(m.headers.begin(), m.headers.end(),
+                               [&](const auto& h) { return equalNoCase(h.first, r.name) && ++seen == want; });
+        if (it == m.headers.end()) {
+            if (!r.text.empty()) m.headers.emplace_back(r.name, storedValue(r.text));
+        } else if (r.text.empty()) {
+            m.headers.erase(it);
+        } else {
+            it->second = storedValue(r.text);
+        }
+        m.changed = true;
+        break;
+    }
+    case K::AddRcpt:
+        if (std::find(env.recipients.begin(), env.recipients.end(), r.text) == env.recipients.end()) {
+            env.recipients.push_back(r.text);
+            env.addedRecipients.push_back(r.text);
+        }
+        break;
+    case K::DelRcpt: {
+        auto before = env.recipients.size();
+        env.recipients.erase(std::remove_if(env.recipients.begin(), env.recipients.end(),
+                                          [&](const std::string& a) { return equalNoCase(a, r.text); }),
+                           env.recipients.end());
+        if (env.recipients.size() != before) env.deletedRecipients.push_back(r.text);
+        break;
+    }
+    case K::ChgFrom:
+        env.sender = r.text;
+        env.senderChanged = true;
+        break;
+    case K::ReplBody:
+        if (!bodyStarted) m.body.clear();
+        bodyStarted = true;
+        m.body += r.text;  // line ends are made CRLF once the body is complete (a CRLF may span chunks)
+        m.changed = true;
+        break;
+    case K::Quarantine:
+        env.quarantine = true;
+        env.quarantineReason = r.text;
+        break;
+    default: break;
+    }
+}
+
+}  // namespace postern::milter

@@ -1,0 +1,35 @@
+// The message as a milter sees it: split into header fields and body, the milter's
+// modification actions applied in the order they arrive (Postfix's cleanup order), and
+// joined again. Pure: strings in, strings out.
+#pragma once
+
+#include "core/MilterPort.h"
+#include "milter/MilterProtocol.h"
+
+#include <string>
+#include <string_view>
+
+namespace postern::milter {
+
+struct MessageParts {
+    std::vector<std::pair<std::string, std::string>> headers;  // name, value (after ':', folding CRLF kept)
+    std::string body;                                          // CRLF lines
+    bool hasSeparator = false;                                 // an empty line ends the header
+    bool changed = false;
+};
+
+// Splits a message (CRLF lines) into header fields and body. A line in the header
+// section that is neither a field nor a continuation starts the body.
+MessageParts splitMessage(std::string_view raw);
+// The message again: unchanged fields byte for byte.
+std::string joinMessage(const MessageParts& m);
+// The header value as libmilter passes it: leading blanks removed.
+std::string_view valueForMilter(std::string_view rawValue);
+// Applies one modification reply (AddHeader ... Quarantine); `bodyStarted` tells
+// ReplBody whether this is the first chunk (the body is replaced, then appended to;
+// the caller makes its line ends CRLF with toCrlf once every chunk is in).
+void applyModification(const Reply& r, MessageParts& m, core::MilterMessage& envelope, bool& bodyStarted);
+// Bare LF (or CR) line ends -> CRLF.
+std::string toCrlf(std::string_view s);
+
+}  // namespace postern::milter

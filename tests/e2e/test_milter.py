@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""Milters (Sendmail milter protocol 6; milter.* and listener.*.milters keys).
+
+Real third-party milters started by the test: rspamd's proxy worker in milter mode
+(self_scan) rejects the GTUBE message at the end of DATA; OpenDKIM signs mail from the
+submission listener (the DKIM-Signature header is the milter's add-header action) and a
+second OpenDKIM in verify mode on the MX listener passes that signature. Every other action
+against a scripted milter speaking the real wire protocol (milter_support.ScriptedMilter):
+the macros it is sent, header/envelope/body actions, per-recipient reject at RCPT, custom
+reply codes, discard, quarantine (queued copy on hold), and failures (a silent milter, one
+that is down) getting milter.default_action. posternd is the real daemon; clients are smtplib.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postern_harness import (BUILD_DIR, Postern, DEFAULT_USERS, check, check_eq, expect, free_port,
+                             make_message, run_tests, wait_for)
+import milter_support as ms
+
+ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+BOB = "bob@example.test"
+ERIN = "erin@example.test"
+MARGIN = 5.0  # seconds an answer may come after a milter timeout
+POSTERNCTL = os.path.join(BUILD_DIR, "bin", "posternctl")
+
+
+def milter_overrides(*specs, **extra):
+    o = {
+        # The milters under test, for every listener.
+        "milter.smtpd_milters": ", ".join(specs),
+        # Short enough for the timeout test, long enough for a loaded machine otherwise.
+        "milter.command_timeout": extra.pop("command_timeout", "20s"),
+        "milter.content_timeout": extra.pop("content_timeout", "30s"),
+    }
+    o.update(extra)
+    return o
+
+
+def test_macros_and_steps_reach_the_milter():
+    with ms.ScriptedMilter() as m, Postern(overrides=milter_overrides(m.spec)) as p:
+        s = p.submission(ALICE, ALICE_PW)
+        expect(s.docmd("MAIL", "FROM:<%s>" % ALICE), 250)
+        expect(s.rcpt(BOB), 250)
+        marker, msg = make_message(sender=ALICE, to=BOB)
+        expect(s.data(msg), 250)
+        s.quit()
+        c = m.last()
+        # Negotiation, connect, HELO (twice: before and after STARTTLS), MAIL, RCPT, DATA,
+        # headers, end of header, body, end of message (then QUIT when the session ends).
+        check(re.fullmatch(r"OCHHMRTL+NB+EQ?", c.cmds()), "steps: " + c.cmds())
+        mac = c.all_macros()
+        check_eq(mac.get("{client_addr}"), "127.0.0.1", "client_addr")
+        check_eq(mac.get("{daemon_name}"), "submission", "daemon_name")
+        check_eq(mac.get("{auth_authen}"), ALICE, "auth_authen")
+        check_eq(mac.get("{auth_type}"), "PLAIN", "auth_type")
+        check_eq(mac.get("{mail_addr}"), ALICE, "mail_addr")
+        check_eq(mac.get("{rcpt_addr}"), BOB, "rcpt_addr")
+        check(mac.get("{tls_version}", "").startswith("TLSv1."), "tls_version: %r" % mac)
+        check(mac.get("{cipher}"), "cipher: %r" % mac)
+        check(mac.get("j"), "j macro: %r" % mac)
+        check(mac.get("i"), "i macro: %r" % mac)
+        names = [h[0] for h in c.headers()]
+        check("X-Test-Marker" in names and "Received" in names, "headers: %r" % names)
+        check(marker.encode() in c.body(), "body sent to the milter")
+        check(p.maildir_find(BOB, marker), "message stored")
+
+
+def test_negotiation_skips_steps_the_milter_does_not_want():
+    # SMFIP_NOCONNECT | NOHELO | NOBODY | NR_HDR: no connect, HELO or body steps; headers
+    # are sent without waiting for a reply.
+    with ms.ScriptedMilter(protocol=0x1 | 0x2 | 0x10 | 0x80) as m, \
+            Postern(overrides=milter_overrides(m.spec)) as p:
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        marker, msg = make_message(sender="someone@remote.example", to=ALICE)
+        expect(s.data(msg), 250)
+        s.quit()
+        c = m.last()
+        check(re.fullmatch(r"OMRTL+NEQ?", c.cmds()), "steps: " + c.cmds())
+        check(p.maildir_find(ALICE, marker), "message stored")
+
+
+def test_header_envelope_and_body_actions_are_applied_before_storing():
+    def decide(cmd, data, conn):
+        if cmd != "E":
+            return [ms.CONTINUE]
+        return [ms.add_header("X-Milter", "added"),
+                ms.insert_header(0, "X-First", "top"),
+                ms.change_header(1, "Subject", "rewritten by milter"),
+                ms.change_header(1, "X-Test-Marker", ""),  # deleted
+                ms.del_rcpt(ALICE),
+                ms.add_rcpt(ERIN),
+                ms.change_from("bounces@example.test"),
+                ms.replace_body("replaced body\r\nline two\r\n"),
+                ms.CONTINUE]
+    with ms.ScriptedMilter(decide) as m, Postern(overrides=milter_overrides(m.spec)) as p:
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        expect(s.rcpt(BOB), 250)
+        marker, msg = make_message(sender="someone@remote.example", to=BOB)
+        expect(s.data(msg), 250)
+        s.quit()
+        wait_for(lambda: p.maildir_messages(ERIN), what="message for the added recipient")
+        for who in (BOB, ERIN):
+            msgs = p.maildir_messages(who)
+            check_eq(len(msgs), 1, "messages for " + who)
+            m0 = msgs[0]
+            check(m0.startswith(b"X-First: top\r\n"), "inserted header first:\n%r" % m0[:200])
+            check(b"\r\nX-Milter: added\r\n" in m0, "added header")
+            check(b"\r\nSubject: rewritten by milter\r\n" in m0, "changed Subject")
+            check(b"X-Test-Marker:" not in m0.split(b"\r\n\r\n", 1)[0], "X-Test-Marker deleted")
+            check(m0.endswith(b"\r\n\r\nreplaced body\r\nline two\r\n"), "body replaced:\n%r" % m0[-80:])
+        check_eq(p.maildir_messages(ALICE), [], "deleted recipient got the message")
+        p.log_contains(r"event=milter\.action .*action=delete_rcpt stage=eom to=<alice@example\.test>")
+        p.log_contains(r"event=milter\.action .*action=add_rcpt stage=eom to=<erin@example\.test>")
+        p.log_contains(r"event=milter\.action .*action=change_from stage=eom from=<bounces@example\.test>")
+        p.log_contains(r"event=milter\.action .*action=replace_body stage=eom")
+
+
+def test_reject_at_rcpt_is_per_recipient_and_custom_reply_at_eom():
+    def decide(cmd, data, conn):
+        if cmd == "R" and b"bob@" in data:
+            return [ms.reply_code("550 5.7.1 Bob does not want this")]
+        if cmd == "E":
+            return [ms.reply_code("554 5.7.0 Content refused by policy")]
+        return [ms.CONTINUE]
+    with ms.ScriptedMilter(decide) as m, Postern(overrides=milter_overrides(m.spec)) as p:
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(BOB), 550, "5.7.1", what="milter refuses this recipient")
+        check("Bob does not want this" in s.rcpt(BOB)[1].decode(), "custom text at RCPT")
+        expect(s.rcpt(ALICE), 250, what="the other recipient is accepted")
+        marker, msg = make_message(sender="someone@remote.example", to=ALICE)
+        code, text = s.data(msg)
+        check_eq(code, 554, "reject at end of DATA")
+        check(b"5.7.0 Content refused by policy" in text, "custom reply: %r" % text)
+        # The session goes on: a second message, refused the same way (not a bounce).
+        expect(s.docmd("RSET"), 250)
+        s.quit()
+        check_eq(p.maildir_messages(ALICE), [], "rejected message stored")
+        check_eq(p.queue_files(), [], "rejected message queued")
+        p.log_contains(r"event=milter\.action .*action=reply_code stage=rcpt to=<bob@example\.test>")
+        p.log_contains(r"event=message\.reject .*reason=milter")
+
+
+def test_reject_tempfail_and_discard_verdicts():
+    verdicts = {"rej": ms.REJECT, "tmp": ms.TEMPFAIL, "dis": ms.DISCARD}
+
+    def decide(cmd, data, conn):
+        if cmd == "E":
+            for key, v in verdicts.items():
+                if ("Subject\0" + key).encode() in b"".join(d for c, d in conn.commands[-50:]):
+                    return [v]
+        return [ms.CONTINUE]
+    with ms.ScriptedMilter(decide) as m, Postern(overrides=milter_overrides(m.spec)) as p:
+        for key, want in (("rej", 550), ("tmp", 451), ("dis", 250)):
+            s = p.smtp("mx")
+            expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+            expect(s.rcpt(ALICE), 250)
+            marker, msg = make_message(sender="someone@remote.example", to=ALICE, subject=key)
+            code, text = s.data(msg)
+            check_eq(code, want, "verdict %s: %r" % (key, text))
+            if key == "rej":
+                check(b"5.7.1" in text, "reject is 550 5.7.1: %r" % text)
+            if key == "tmp":
+                check(b"4.7.1" in text, "tempfail is 451 4.7.1: %r" % text)
+            s.quit()
+            check_eq(p.maildir_find(ALICE, marker), [], "stored after " + key)
+        p.log_contains(r"event=message\.discard .*reason=milter")
+
+
+def test_quarantine_holds_the_queued_copy():
+    def decide(cmd, data, conn):
+        return [ms.quarantine("looks odd"), ms.CONTINUE] if cmd == "E" else [ms.CONTINUE]
+    with ms.ScriptedMilter(decide) as m, Postern(overrides=milter_overrides(m.spec)) as p:
+        s = p.submission(ALICE, ALICE_PW)
+        expect(s.docmd("MAIL", "FROM:<%s>" % ALICE), 250)
+        expect(s.rcpt("x@remote.example"), 250)
+        marker, msg = make_message(sender=ALICE, to="x@remote.example")
+        expect(s.data(msg), 250)
+        s.quit()
+        p.log_contains(r"event=milter\.action .*action=quarantine stage=eom reason=\"looks odd\"")
+        p.log_contains(r"event=message\.hold .*held=1")
+        envelopes = [f for f in p.queue_files() if "/envelope/" in f]
+        check_eq(len(envelopes), 1, "queued envelopes")
+        with open(envelopes[0]) as f:
+            text = f.read()
+        check(re.search(r"(?m)^hold 1$", text), "envelope not on hold:\n" + text)
+        # Released by the operator like any held message.
+        listing = ctl(p, "list")
+        check(" hold " in listing, "posternctl queue list shows the hold:\n" + listing)
+        qid = listing.split()[0]
+        check_eq(ctl(p, "release", qid).strip(), qid + ": released", "release")
+        check("\nhold: no\n" in ctl(p, "show", qid), "still on hold after release")
+
+
+def ctl(p, *args):
+    r = subprocess.run([POSTERNCTL, "queue"] + list(args) + ["--config", p.config_path],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("posternctl queue %s: rc=%d\n%s%s" % (" ".join(args), r.returncode,
+                                                                   r.stdout, r.stderr))
+    return r.stdout
+
+
+def test_silent_milter_gets_tempfail_within_the_timeout():
+    with ms.ScriptedMilter(hang_on="E") as m, \
+            Postern(overrides=milter_overrides(m.spec, content_timeout="2s")) as p:
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        marker, msg = make_message(sender="someone@remote.example", to=ALICE)
+        t0 = time.monotonic()
+        code, text = s.data(msg)
+        took = time.monotonic() - t0
+        check_eq(code, 451, "milter timeout: %r" % text)
+        check(b"4.7.1" in text, "451 4.7.1: %r" % text)
+        check(took < 2 + MARGIN, "answered after %.2fs" % took)
+        s.quit()
+        check_eq(p.maildir_find(ALICE, marker), [], "stored despite the failed milter")
+        p.log_contains(r"event=milter\.fail .*stage=eom reason=\"timeout\" action=tempfail")
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % p.health_port, timeout=10).read().decode()
+        check(re.search(r'postern_events_total\{event="milter_fail",label="tempfail"\} 1', body),
+              "milter failure in /metrics:\n" + "\n".join(l for l in body.splitlines() if "milter" in l))
+
+
+def test_milter_down_default_action():
+    down = "inet:127.0.0.1:%d" % free_port()  # nothing listens there
+    with Postern(overrides=milter_overrides(down)) as p:
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 451, "4.7.1",
+               what="default_action=tempfail")
+        s.quit()
+        p.log_contains(r"event=milter\.fail .*stage=connect .*action=tempfail")
+    with Postern(overrides=milter_overrides(down, **{"milter.default_action": "accept"})) as p:
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        marker, msg = make_message(sender="someone@remote.example", to=ALICE)
+        expect(s.data(msg), 250, what="default_action=accept: mail flows without the milter")
+        s.quit()
+        check(p.maildir_find(ALICE, marker), "stored")
+
+
+def test_per_listener_milters_override():
+    def decide(cmd, data, conn):
+        return [ms.REJECT] if cmd == "M" else [ms.CONTINUE]
+    with ms.ScriptedMilter(decide) as m, \
+            Postern(overrides=milter_overrides(m.spec, **{
+                # Only the MX listener asks this milter; submission has none.
+                "listener.submission.milters": "none"})) as p:
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 550, "5.7.1")
+        s.quit()
+        s = p.submission(ALICE, ALICE_PW)
+        expect(s.docmd("MAIL", "FROM:<%s>" % ALICE), 250)
+        s.quit()
+
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+def test_rspamd_rejects_gtube_at_end_of_data():
+    if not shutil.which("rspamd"):
+        raise AssertionError("rspamd is not installed (scripts/test installs it)")
+    with ms.Rspamd() as r, Postern(overrides=milter_overrides(r.spec)) as p:
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        marker, msg = make_message(sender="someone@remote.example", to=ALICE,
+                                   body="This is spam.\r\n%s\r\n" % GTUBE)
+        code, text = s.data(msg)
+        check(500 <= code < 600 and b"Gtube" in text, "GTUBE got %d %r\nrspamd:\n%s" % (code, text, r.logs()))
+        # A clean message in the same session goes through.
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        marker2, msg2 = make_message(sender="someone@remote.example", to=ALICE)
+        code2, text2 = s.data(msg2)
+        s.quit()
+        check_eq(p.maildir_find(ALICE, marker), [], "GTUBE message stored")
+        check_eq([f for f in p.queue_files() if "/envelope/" in f], [], "GTUBE message queued")
+        check_eq(code2, 250, "clean message: %r" % text2)
+        check(p.maildir_find(ALICE, marker2), "clean message stored")
+        p.log_contains(r"event=milter\.action milter=inet:127\.0\.0\.1:\d+ action=(reply_code|reject) stage=eom")
+        p.log_contains(r"event=message\.reject .*reason=milter")
+
+
+def dkim_txt(txt_path):
+    with open(txt_path) as f:
+        return "".join(re.findall(r'"([^"]*)"', f.read()))
+
+
+def test_opendkim_signs_and_verifies():
+    if not shutil.which("opendkim"):
+        raise AssertionError("opendkim is not installed (scripts/test installs it)")
+    with ms.OpenDkim("example.test", mode="s") as signer:
+        verifier = ms.OpenDkim("example.test", mode="v")
+        os.makedirs(verifier.dir, exist_ok=True)
+        with open(os.path.join(verifier.dir, "keys"), "w") as f:
+            f.write("test._domainkey.example.test %s\n" % dkim_txt(signer.txt))
+        with verifier, Postern(overrides=milter_overrides(
+                # Submission signs (OpenDKIM Mode s), the MX listener verifies (Mode v).
+                **{"listener.submission.milters": signer.spec,
+                   "listener.mx.milters": verifier.spec})) as p:
+            s = p.submission(ALICE, ALICE_PW)
+            expect(s.docmd("MAIL", "FROM:<%s>" % ALICE), 250)
+            expect(s.rcpt(BOB), 250)
+            marker, msg = make_message(sender=ALICE, to=BOB)
+            expect(s.data(msg), 250)
+            s.quit()
+            stored = p.maildir_find(BOB, marker)
+            check_eq(len(stored), 1, "signed message stored")
+            head = stored[0].split(b"\r\n\r\n", 1)[0]
+            check(re.search(rb"(?m)^DKIM-Signature: v=1; a=rsa-sha256; .*d=example\.test", head),
+                  "no DKIM-Signature from OpenDKIM:\n%s\nopendkim:\n%s" % (head.decode(errors="replace"),
+                                                                         signer.logs()))
+            p.log_contains(r"event=milter\.action .*action=insert_header stage=eom header=DKIM-Signature|"
+                           r"event=milter\.action .*action=add_header stage=eom header=DKIM-Signature")
+            # The signed message (as stored, with our Received on top) sent to the MX
+            # listener: the verifying OpenDKIM adds Authentication-Results dkim=pass.
+            s = p.smtp("mx")
+            expect(s.docmd("MAIL", "FROM:<%s>" % ALICE), 250)
+            expect(s.rcpt(ERIN), 250)
+            expect(s.data(stored[0]), 250)
+            s.quit()
+            got = p.maildir_find(ERIN, marker)
+            check_eq(len(got), 1, "verified message stored")
+            head = got[0].split(b"\r\n\r\n", 1)[0]
+            check(re.search(rb"Authentication-Results: [^\r]*(\r\n\s[^\r]*)*dkim=pass", head),
+                  "no dkim=pass:\n%s\nopendkim:\n%s" % (head.decode(errors="replace"), verifier.logs()))
+
+
+if __name__ == "__main__":
+    run_tests(globals())
