@@ -259,6 +259,7 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
             a.appPasswordIpBound = !e.networks.empty();
             a.appPasswordLastUsed = row.size() > 10 ? static_cast<std::int64_t>(toU64(row[10])) : 0;
             a.appPasswordLastIp = row.size() > 11 ? row[11].value_or("") : "";
+            e.revoked = row.size() > 12 ? static_cast<std::int64_t>(toU64(row[12])) : 0;
             a.refusal = api::apppw::refusal(e, service, clientIp, static_cast<std::int64_t>(::time(nullptr)));
         } else if (requireApp) {
             a.refusal = api::apppw::MainPasswordRefused;

@@ -83,9 +83,10 @@ struct PostgresConfig {
 inline constexpr const char* DefaultPasswordQuery =
     "SELECT u.address, u.password, u.enabled AND d.enabled, u.mailbox, u.require_app_password, "
     "ap.public_id, ap.password, array_to_string(ap.scopes, ','), extract(epoch FROM ap.expires_at)::bigint, "
-    "array_to_string(ap.networks, ','), extract(epoch FROM ap.last_used_at)::bigint, host(ap.last_used_ip) "
+    "array_to_string(ap.networks, ','), extract(epoch FROM ap.last_used_at)::bigint, host(ap.last_used_ip), "
+    "extract(epoch FROM ap.revoked_at)::bigint "
     "FROM users u JOIN domains d ON d.name = u.domain "
-    "LEFT JOIN app_passwords ap ON ap.user_id = u.id AND ap.public_id = $2 AND ap.revoked_at IS NULL "
+    "LEFT JOIN app_passwords ap ON ap.user_id = u.id AND ap.public_id = $2 "
     "WHERE u.address = $1";
 inline constexpr const char* DefaultUserQuery =
     "SELECT u.address, u.enabled AND d.enabled, u.mailbox, u.quota_bytes "
