@@ -137,7 +137,7 @@ BOOST_AUTO_TEST_CASE(fieldsParseOrTheFileIsRefused) {
     BOOST_TEST(loadError("app_password.abcdefgh=smtp,pop3;1;1800000000;10.0.0.0/8,::1;;" + Hash) == "");
     BOOST_TEST(loadError("require_app_password=yes") == "");
     const std::vector<std::pair<std::string, std::string>> bad{
-        {"app_password.ABCDEFGH=smtp;1;0;;;" + Hash, "bad id"},
+        {"app_password.abcdefg1=smtp;1;0;;;" + Hash, "bad id"},  // keys are case-insensitive; 1 is not base32
         {"app_password.abc=smtp;1;0;;;" + Hash, "bad id"},
         {"app_password.abcdefgh=imap;1;0;;;" + Hash, "bad scopes"},
         {"app_password.abcdefgh=smtp;x;0;;;" + Hash, "bad created time"},
