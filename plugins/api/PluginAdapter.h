@@ -168,7 +168,10 @@ struct Table {
             std::fill(pw.begin(), pw.end(), '\0');
             if (sink != nullptr && sink->auth != nullptr) {
                 RecordViews rv;
-                postern_auth_answer out{readStatus(a.status), a.verified ? 1 : 0, rv.fill(a.record), view(a.detail)};
+                postern_auth_answer out{readStatus(a.status), a.verified ? 1 : 0, rv.fill(a.record), view(a.detail),
+                                        view(a.refusal), view(a.appPasswordId), a.appPasswordExpires,
+                                        a.appPasswordIpBound ? 1 : 0, a.appPasswordLastUsed,
+                                        view(a.appPasswordLastIp)};
                 sink->auth(sink->ctx, &out);
             }
             return readStatus(a.status);
@@ -265,11 +268,68 @@ struct Table {
         });
     }
 
+    // ABI 4: app passwords.
+    static postern_status addAppPassword(postern_backend* b, const postern_new_app_password* p,
+                                         const postern_sink* sink) noexcept {
+        return guardedWrite(sink, [&] {
+            if (p == nullptr) {
+                return WriteAnswer{WriteStatus::Invalid, "no app password"};
+            }
+            NewAppPassword n;
+            n.user = str(p->user);
+            n.id = str(p->id);
+            n.label = str(p->label);
+            n.passwordHash = str(p->password_hash);
+            n.scopes = str(p->scopes);
+            n.expires = p->expires;
+            n.networks = str(p->networks);
+            n.created = p->created;
+            return backendOf(b)->addAppPassword(n);
+        });
+    }
+    static postern_status listAppPasswords(postern_backend* b, postern_str user, const postern_sink* sink) noexcept {
+        return guardedWrite(sink, [&] {
+            std::vector<AppPasswordInfo> list;
+            bool require = false;
+            WriteAnswer a = backendOf(b)->listAppPasswords(str(user), require, list);
+            if (a.status == WriteStatus::Ok && sink != nullptr) {
+                if (sink->require_app_password != nullptr) {
+                    sink->require_app_password(sink->ctx, require ? 1 : 0);
+                }
+                for (const auto& i : list) {
+                    if (sink->app_password == nullptr) {
+                        break;
+                    }
+                    postern_app_password_info info{view(i.id), view(i.label), view(i.scopes), i.expires,
+                                                   view(i.networks), i.created, i.lastUsed, view(i.lastIp),
+                                                   i.revoked};
+                    sink->app_password(sink->ctx, &info);
+                }
+            }
+            return a;
+        });
+    }
+    static postern_status revokeAppPassword(postern_backend* b, postern_str user, postern_str id,
+                                            const postern_sink* sink) noexcept {
+        return guardedWrite(sink, [&] { return backendOf(b)->revokeAppPassword(str(user), str(id)); });
+    }
+    static postern_status setRequireAppPassword(postern_backend* b, postern_str user, int32_t on,
+                                                const postern_sink* sink) noexcept {
+        return guardedWrite(sink, [&] { return backendOf(b)->setRequireAppPassword(str(user), on != 0); });
+    }
+    static postern_status touchAppPassword(postern_backend* b, postern_str user, postern_str id, postern_str ip,
+                                           const postern_sink* sink) noexcept {
+        return guardedWrite(sink, [&] { return backendOf(b)->touchAppPassword(str(user), str(id), str(ip)); });
+    }
+
     static const postern_plugin_table* make(const char* name, const char* version) noexcept {
         static const postern_plugin_table t{POSTERN_PLUGIN_ABI_VERSION, sizeof(postern_plugin_table), name, version,
                                             &create, &destroy, &authenticate, &lookup, &hasDomain, &probe,
                                             &setPassword, &checkNewUser, &addUser, &setEnabled, &removeUser,
-                                            &listUsers, &showUser};
+                                            &listUsers, &showUser,
+                                            // ABI 4: app passwords
+                                            &addAppPassword, &listAppPasswords, &revokeAppPassword,
+                                            &setRequireAppPassword, &touchAppPassword};
         return &t;
     }
 };

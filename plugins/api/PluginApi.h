@@ -43,6 +43,15 @@ struct AuthAnswer {
     bool verified = false;             // true: the backend checked the password (e.g. LDAP bind)
     UserRecord record;
     std::string detail;                // for the log only, never shown to clients
+
+    // App passwords (ABI 4; see postern_auth_answer). refusal: the backend refuses this login
+    // even if the password matches (the host verifies it anyway, then fails it).
+    std::string refusal;
+    std::string appPasswordId;         // non-empty: record.passwordHash is this app password's hash
+    std::int64_t appPasswordExpires = 0;
+    bool appPasswordIpBound = false;
+    std::int64_t appPasswordLastUsed = 0;
+    std::string appPasswordLastIp;
 };
 
 struct LookupAnswer {
@@ -99,6 +108,30 @@ struct UserInfo {
     std::vector<std::string> aliases;    // aliases delivering to this user (if known)
     std::string created;
     std::string updated;
+};
+
+// One app password as posternctl lists it (never the hash).
+struct AppPasswordInfo {
+    std::string id;
+    std::string label;
+    std::string scopes;          // "smtp", "pop3", "smtp,pop3"
+    std::int64_t expires = 0;    // unix seconds; 0 = never
+    std::string networks;        // comma-separated; "" = any
+    std::int64_t created = 0;
+    std::int64_t lastUsed = 0;   // 0 = never / not recorded
+    std::string lastIp;
+    std::int64_t revoked = 0;    // 0 = live
+};
+
+struct NewAppPassword {
+    std::string user;
+    std::string id;
+    std::string label;
+    std::string passwordHash;    // of the whole "<id>-<secret>"
+    std::string scopes;
+    std::int64_t expires = 0;
+    std::string networks;
+    std::int64_t created = 0;
 };
 
 // "{SHA512-CRYPT}$6$..." -> "SHA512-CRYPT"; "$2y$..." -> "CRYPT"; otherwise "?".
@@ -172,7 +205,36 @@ public:
         return unsupported();
     }
 
+    // App passwords (ABI 4). Administration from posternctl; touchAppPassword from posternd
+    // after a login (concurrently with the reads).
+    virtual WriteAnswer addAppPassword(const NewAppPassword& app) noexcept {
+        (void)app;
+        return unsupportedAppPasswords();
+    }
+    virtual WriteAnswer listAppPasswords(const std::string& user, bool& requireAppPassword,
+                                         std::vector<AppPasswordInfo>& out) noexcept {
+        (void)user, (void)requireAppPassword, (void)out;
+        return unsupportedAppPasswords();
+    }
+    // UnknownUser also for an id the user has no live app password with.
+    virtual WriteAnswer revokeAppPassword(const std::string& user, const std::string& id) noexcept {
+        (void)user, (void)id;
+        return unsupportedAppPasswords();
+    }
+    virtual WriteAnswer setRequireAppPassword(const std::string& user, bool on) noexcept {
+        (void)user, (void)on;
+        return unsupportedAppPasswords();
+    }
+    virtual WriteAnswer touchAppPassword(const std::string& user, const std::string& id,
+                                         const std::string& clientIp) noexcept {
+        (void)user, (void)id, (void)clientIp;
+        return unsupportedAppPasswords();
+    }
+
 protected:
+    static WriteAnswer unsupportedAppPasswords() {
+        return {WriteStatus::Unsupported, "this backend has no app passwords"};
+    }
     static WriteAnswer unsupported() {
         return {WriteStatus::Unsupported, "this backend is read-only"};
     }

@@ -27,8 +27,9 @@
 extern "C" {
 #endif
 
-/* 3: the C boundary (postern_plugin_table); write entry points. (1, 2: C++ classes.) */
-#define POSTERN_PLUGIN_ABI_VERSION 3u
+/* 4: app passwords (fields appended to postern_auth_answer, postern_sink, postern_plugin_table).
+ * 3: the C boundary (postern_plugin_table); write entry points. (1, 2: C++ classes.) */
+#define POSTERN_PLUGIN_ABI_VERSION 4u
 
 /* The two symbols every plugin exports. */
 #define POSTERN_PLUGIN_ABI_SYMBOL "postern_plugin_abi_version"
@@ -81,6 +82,23 @@ typedef struct postern_auth_answer {
     int32_t verified; /* non-zero: the backend checked the password itself (LDAP bind) */
     postern_user_record record;
     postern_str detail; /* for the log only, never shown to clients */
+
+    /* ABI 4: app passwords. All zero/empty for a login with the main password that the
+     * backend does not refuse. */
+    /* Non-empty: the backend refuses this login even if the password matches (wrong scope,
+     * expired, client outside the app password's networks, or the main password of an account
+     * that requires app passwords). The host still verifies the password (same time), then
+     * fails the login as a wrong password and logs this reason. */
+    postern_str refusal;
+    /* Non-empty: the password presented is this app password (its id); record.password_hash
+     * is the app password's hash, not the account's. */
+    postern_str app_password_id;
+    int64_t app_password_expires;   /* unix seconds; 0 = never: a cached success ends then */
+    int32_t app_password_ip_bound;  /* non-zero: restricted to networks; a cached success holds
+                                       only for the same client IP */
+    int64_t app_password_last_used; /* unix seconds of the recorded last use; 0 = never/unknown */
+    postern_str app_password_last_ip; /* recorded last client IP; empty = none */
+    /* end ABI 4 app passwords */
 } postern_auth_answer;
 
 typedef struct postern_lookup_answer {
@@ -117,6 +135,30 @@ typedef struct postern_new_user {
     size_t sender_count;
 } postern_new_user;
 
+/* ABI 4: one app password as posternctl lists it: never the hash. */
+typedef struct postern_app_password_info {
+    postern_str id;       /* public id: the part before '-' of the password */
+    postern_str label;
+    postern_str scopes;   /* "smtp", "pop3" or "smtp,pop3" */
+    int64_t expires;      /* unix seconds; 0 = never */
+    postern_str networks; /* comma-separated CIDRs; empty = any */
+    int64_t created;      /* unix seconds; 0 = unknown */
+    int64_t last_used;    /* unix seconds; 0 = never / not recorded */
+    postern_str last_ip;
+    int64_t revoked;      /* unix seconds; 0 = live */
+} postern_app_password_info;
+
+typedef struct postern_new_app_password {
+    postern_str user;
+    postern_str id;
+    postern_str label;
+    postern_str password_hash; /* "{SCHEME}hash" of the whole password "<id>-<secret>" */
+    postern_str scopes;        /* "smtp", "pop3" or "smtp,pop3" */
+    int64_t expires;           /* unix seconds; 0 = never */
+    postern_str networks;      /* comma-separated CIDRs; empty = any */
+    int64_t created;           /* unix seconds */
+} postern_new_app_password;
+
 /* Host callbacks; each may be NULL when the host does not want that kind of answer. The
  * plugin calls the one its operation produces (auth: once; lookup: once; user: once per
  * account for list_users, once for show_user) and message with a one-line detail of a
@@ -127,6 +169,9 @@ typedef struct postern_sink {
     void (*lookup)(void* ctx, const postern_lookup_answer* answer);
     void (*user)(void* ctx, const postern_user_info* info);
     void (*message)(void* ctx, postern_str text);
+    /* ABI 4: list_app_passwords, once per app password; require_app_password once. */
+    void (*app_password)(void* ctx, const postern_app_password_info* info);
+    void (*require_app_password)(void* ctx, int32_t on);
 } postern_sink;
 
 /* create() flags. ADMIN: the instance serves posternctl's user administration, not the
@@ -170,6 +215,23 @@ typedef struct postern_plugin_table {
     postern_status (*list_users)(postern_backend* backend, postern_str domain, const postern_sink* sink);
     /* sink->user once; UNKNOWN_USER. */
     postern_status (*show_user)(postern_backend* backend, postern_str address, const postern_sink* sink);
+
+    /* ABI 4: app passwords (posternctl, one call at a time; touch: posternd, concurrently).
+     * UNSUPPORTED from a backend without a place for them (LDAP). UNKNOWN_USER. */
+    postern_status (*add_app_password)(postern_backend* backend, const postern_new_app_password* app,
+                                       const postern_sink* sink);
+    /* sink->require_app_password once, then sink->app_password per app password (by creation). */
+    postern_status (*list_app_passwords)(postern_backend* backend, postern_str user, const postern_sink* sink);
+    /* UNKNOWN_USER also when the user has no live app password with that id (message says). */
+    postern_status (*revoke_app_password)(postern_backend* backend, postern_str user, postern_str id,
+                                          const postern_sink* sink);
+    postern_status (*set_require_app_password)(postern_backend* backend, postern_str user, int32_t on,
+                                               const postern_sink* sink);
+    /* After a successful login with an app password whose recorded last use is older than
+     * auth.app_password_last_used_interval or from another IP: record now + client_ip. */
+    postern_status (*touch_app_password)(postern_backend* backend, postern_str user, postern_str id,
+                                         postern_str client_ip, const postern_sink* sink);
+    /* end ABI 4 app passwords */
 } postern_plugin_table;
 
 /* Exported by the plugin (visibility default, C linkage):

@@ -129,6 +129,7 @@ void Daemon::buildAuth() {
     facade_ = std::make_unique<auth::AuthFacade>(chain);
     authCache_ = std::make_unique<auth::AuthCache>(a.cache);
     if (authCache_->enabled()) facade_->setCache(authCache_.get());
+    facade_->setAppPasswordLastUsedInterval(a.appPasswordLastUsedInterval);
     facade_->setObserver([this](std::string_view svc, std::string_view backend, std::string_view result, double s) {
         telemetry_.authResult(svc, backend, result, s);
     });

@@ -41,6 +41,7 @@ AuthSettings authSettings(const config::ServerConfig& cfg) {
     s.pluginDir = cfg.pluginDir.empty() ? std::string(POSTERN_PLUGIN_BUILD_DIR) : cfg.pluginDir;
     s.backends = cfg.backends;
     s.cache = {cfg.authCacheSize, cfg.authCacheTtl, cfg.authCacheNegativeTtl};
+    s.appPasswordLastUsedInterval = cfg.appPasswordLastUsedInterval;
     return s;
 }
 

@@ -35,6 +35,7 @@ struct AuthSettings {
     std::string pluginDir;                      // server.plugin_dir (empty: the build tree's plugins/)
     std::vector<config::BackendConfig> backends;
     auth::AuthCacheSettings cache;              // auth.cache.*
+    Millis appPasswordLastUsedInterval{};       // auth.app_password_last_used_interval
     bool operator==(const AuthSettings&) const = default;
 };
 

@@ -43,7 +43,7 @@ AuthCache::Shard& AuthCache::shardFor(const std::string& user) {
 }
 
 AuthCache::Hit AuthCache::find(const std::string& service, const std::string& user, const std::string& password,
-                               core::AuthIdentity& identity) {
+                               core::AuthIdentity& identity, const std::string& clientIp) {
     if (!enabled()) return Hit::Miss;
     Key key = makeKey(service, user, password);
     Shard& s = shardFor(user);
@@ -62,6 +62,10 @@ AuthCache::Hit AuthCache::find(const std::string& service, const std::string& us
         misses_.fetch_add(1, std::memory_order_relaxed);
         return Hit::Miss;
     }
+    if (!e.boundIp.empty() && e.boundIp != clientIp) {
+        misses_.fetch_add(1, std::memory_order_relaxed);
+        return Hit::Miss;  // holds for another client only: ask the backend
+    }
     s.lru.splice(s.lru.begin(), s.lru, it->second);
     hits_.fetch_add(1, std::memory_order_relaxed);
     if (!e.positive) return Hit::Negative;
@@ -70,7 +74,7 @@ AuthCache::Hit AuthCache::find(const std::string& service, const std::string& us
 }
 
 void AuthCache::store(const std::string& service, const std::string& user, const std::string& password,
-                      bool positive, const core::AuthIdentity& identity) {
+                      bool positive, const core::AuthIdentity& identity, const Limits& limits) {
     if (!enabled()) return;
     Key key = makeKey(service, user, password);
     Shard& s = shardFor(user);
@@ -79,11 +83,13 @@ void AuthCache::store(const std::string& service, const std::string& user, const
     auto gen = s.generations.find(user);
     std::uint64_t current = gen == s.generations.end() ? 0 : gen->second;
     auto ttl = positive ? settings_.positiveTtl : settings_.negativeTtl;
+    if (limits.maxAge && *limits.maxAge < ttl) ttl = std::max(std::chrono::milliseconds(0), *limits.maxAge);
     if (auto it = s.index.find(key); it != s.index.end()) {
         s.lru.erase(it->second);
         s.index.erase(it);
     }
-    s.lru.push_front(Entry{key, user, positive, positive ? identity : core::AuthIdentity{}, clock_() + ttl, current});
+    s.lru.push_front(Entry{key, user, positive, positive ? identity : core::AuthIdentity{}, clock_() + ttl, current,
+                         limits.boundIp});
     s.index[key] = s.lru.begin();
     while (s.lru.size() > perShard) {
         s.index.erase(s.lru.back().key);
@@ -104,12 +110,12 @@ void AuthCache::store(const std::string& service, const std::string& user, const
 }
 
 void AuthCache::storePositive(const std::string& service, const std::string& user, const std::string& password,
-                              const core::AuthIdentity& identity) {
-    store(service, user, password, true, identity);
+                              const core::AuthIdentity& identity, const Limits& limits) {
+    store(service, user, password, true, identity, limits);
 }
 
 void AuthCache::storeNegative(const std::string& service, const std::string& user, const std::string& password) {
-    store(service, user, password, false, {});
+    store(service, user, password, false, {}, {});
 }
 
 void AuthCache::invalidateUser(const std::string& user) {

@@ -37,10 +37,18 @@ public:
 
     enum class Hit { Miss, Positive, Negative };
     // Positive: `identity` is filled. Negative: this exact password failed recently.
+    // clientIp: a positive entry stored with a bound IP (an app password restricted to
+    // networks) is a hit only for that IP.
     Hit find(const std::string& service, const std::string& user, const std::string& password,
-             core::AuthIdentity& identity);
+             core::AuthIdentity& identity, const std::string& clientIp = {});
+    // A success that holds only under conditions (an app password): boundIp non-empty = only
+    // for that client IP; maxAge = never longer than this (its expiry), even if ttl is longer.
+    struct Limits {
+        std::string boundIp;
+        std::optional<std::chrono::milliseconds> maxAge;
+    };
     void storePositive(const std::string& service, const std::string& user, const std::string& password,
-                       const core::AuthIdentity& identity);
+                       const core::AuthIdentity& identity, const Limits& limits = {});
     void storeNegative(const std::string& service, const std::string& user, const std::string& password);
     // A failed login drops every positive entry of that user (the password may have changed).
     void invalidateUser(const std::string& user);
@@ -63,6 +71,7 @@ private:
         core::AuthIdentity identity;
         std::chrono::steady_clock::time_point expires;
         std::uint64_t generation;  // user's generation when stored; stale after invalidateUser
+        std::string boundIp;       // "" = any client
     };
     struct Shard {
         std::mutex mutex;
@@ -74,7 +83,7 @@ private:
     Key makeKey(const std::string& service, const std::string& user, const std::string& password) const;
     Shard& shardFor(const std::string& user);
     void store(const std::string& service, const std::string& user, const std::string& password, bool positive,
-               const core::AuthIdentity& identity);
+               const core::AuthIdentity& identity, const Limits& limits);
 
     AuthCacheSettings settings_;
     Clock clock_;

@@ -125,7 +125,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     core::AuthResult result;  // TempFail until decide() sets Ok or BadCredentials
     Decision decision;
     AuthCache::Hit hit = AuthCache::Hit::Miss;
-    if (cache_) hit = cache_->find(request.service, login, request.password, result.identity);
+    if (cache_) hit = cache_->find(request.service, login, request.password, result.identity, request.client.host());
     if (hit == AuthCache::Hit::Positive) {
         decision = Decision{Outcome::Ok, "cache", ""};
     } else if (hit == AuthCache::Hit::Negative) {
@@ -168,8 +168,19 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
 
     if (cache_ && hit == AuthCache::Hit::Miss) {
         // Only definite answers are cached; a TempFail must be asked again next time.
-        if (decision.outcome == Outcome::Ok) cache_->storePositive(request.service, login, request.password, result.identity);
-        else if (decision.outcome != Outcome::TempFail) cache_->storeNegative(request.service, login, request.password);
+        if (decision.outcome == Outcome::Ok) {
+            AuthCache::Limits limits;
+            if (decision.appPasswordIpBound) limits.boundIp = request.client.host();
+            if (decision.appPasswordExpires != 0) {
+                const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                                     std::chrono::system_clock::now().time_since_epoch()).count();
+                limits.maxAge = std::chrono::seconds(std::max<std::int64_t>(0, decision.appPasswordExpires - now));
+            }
+            cache_->storePositive(request.service, login, request.password, result.identity, limits);
+        } else if (decision.outcome != Outcome::TempFail && !decision.refused) {
+            // A refusal may depend on the client IP or the time: not remembered.
+            cache_->storeNegative(request.service, login, request.password);
+        }
     }
     // A failed login clears the user's cached successes: the password may have changed.
     if (cache_ && result.status == core::AuthStatus::BadCredentials) cache_->invalidateUser(login);
@@ -185,6 +196,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
         .add("result", resultName)
         .add("ms", ms);
     if (cache_) event.add("cache", hit == AuthCache::Hit::Miss ? "miss" : "hit");
+    if (!decision.appPasswordId.empty()) event.add("app_password", decision.appPasswordId);
     if (!decision.detail.empty()) event.text("detail", decision.detail);
     const std::string& line = event.str();
     explanation = Explanation{decision.backend, resultName, decision.detail};
@@ -245,16 +257,33 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
             break;
         }
 
+        Decision ok{Outcome::Ok, binding.instance, {}};
+        ok.appPasswordId = answer.appPasswordId;
+        ok.appPasswordExpires = answer.appPasswordExpires;
+        ok.appPasswordIpBound = answer.appPasswordIpBound;
         if (!answer.verified) {
             VerifyResult v = verifyPassword(request.password, answer.record.passwordHash);
             if (v == VerifyResult::Mismatch) {
-                return {Outcome::BadPassword, binding.instance, {}};
+                Decision bad{Outcome::BadPassword, binding.instance, {}};
+                bad.appPasswordId = answer.appPasswordId;
+                return bad;
             }
             if (v != VerifyResult::Match) {
                 // A hash we cannot read is the operator's problem, not a wrong password.
                 return {Outcome::TempFail, binding.instance,
                         "stored password hash: " + std::string(toString(v))};
             }
+        }
+        // The password matched but the backend refuses it here (app password scope, expiry,
+        // networks; a main password where app passwords are required): a failed login.
+        if (!answer.refusal.empty()) {
+            Decision refused{Outcome::BadPassword, binding.instance, answer.refusal};
+            refused.appPasswordId = answer.appPasswordId;
+            refused.refused = true;
+            return refused;
+        }
+        if (!answer.appPasswordId.empty()) {
+            touchAppPassword(binding, login, clientIp, answer);
         }
 
         core::AuthIdentity& id = result.identity;
@@ -270,11 +299,37 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         }
         id.mailbox = answer.record.mailbox.empty() ? defaultMailbox(id.user) : answer.record.mailbox;
         id.attributes = answer.record.extra;  // e.g. per-user rate limits
-        return {Outcome::Ok, binding.instance, {}};
+        return ok;
     }
 
     verifyPassword(request.password, dummyHash());
     return {Outcome::UnknownUser, "-", {}};
+}
+
+void AuthFacade::touchAppPassword(const BackendBinding& binding, const std::string& login,
+                                  const std::string& clientIp, const api::AuthAnswer& answer) {
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch());
+    const auto last = std::chrono::milliseconds(std::chrono::seconds(answer.appPasswordLastUsed));
+    // Only a material change is a write: a new IP, or the recorded use older than the interval.
+    if (answer.appPasswordLastUsed != 0 && answer.appPasswordLastIp == clientIp && now - last < lastUsedInterval_) {
+        return;
+    }
+    api::WriteAnswer w;
+    try {
+        w = binding.backend->touchAppPassword(login, answer.appPasswordId, clientIp);
+    } catch (...) {
+        w = {api::WriteStatus::Failed, "backend threw"};
+    }
+    if (w.status != api::WriteStatus::Ok && w.status != api::WriteStatus::Unsupported) {
+        // The login stands; only the bookkeeping failed.
+        logger().warning(core::EventLine("auth.app_password_touch_failed")
+                             .add("user", login)
+                             .add("backend", binding.instance)
+                             .add("app_password", answer.appPasswordId)
+                             .text("detail", w.detail)
+                             .str());
+    }
 }
 
 core::Answer AuthFacade::isLocalDomain(const std::string& domainIn) {

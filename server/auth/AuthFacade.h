@@ -8,10 +8,13 @@
 #include "core/AuthService.h"
 #include "core/UserDirectory.h"
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string_view>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace postern::auth {
@@ -52,6 +55,11 @@ public:
     // Hits are logged as backend=cache with cache=hit.
     void setCache(AuthCache* cache) { cache_ = cache; }
 
+    // auth.app_password_last_used_interval: after a login with an app password, its last use
+    // is written to the backend only if the recorded one is older than this or from another
+    // IP (0 = on every login). Set before serving.
+    void setAppPasswordLastUsedInterval(std::chrono::milliseconds interval) { lastUsedInterval_ = interval; }
+
     // Called once per attempt after the log line (metrics). Set before serving.
     using Observer = std::function<void(std::string_view service, std::string_view backend, std::string_view result,
                                         double seconds)>;
@@ -91,14 +99,25 @@ public:
 private:
     AuthCache* cache_ = nullptr;
     Observer observer_;
+    std::chrono::milliseconds lastUsedInterval_{std::chrono::minutes(15)};
 
     enum class Outcome { Ok, BadPassword, UnknownUser, Disabled, TempFail };
 
     struct Decision {
+        Decision() = default;
+        Decision(Outcome o, std::string b, std::string d) : outcome(o), backend(std::move(b)), detail(std::move(d)) {}
         Outcome outcome = Outcome::TempFail;
         std::string backend = "-";
         std::string detail;
+        // App passwords: the id of the one used (log, cache limits), or a refusal.
+        std::string appPasswordId;
+        std::int64_t appPasswordExpires = 0;
+        bool appPasswordIpBound = false;
+        bool refused = false;
     };
+    // After a login with an app password: record its use if that changes materially.
+    void touchAppPassword(const BackendBinding& binding, const std::string& login, const std::string& clientIp,
+                          const plugins::api::AuthAnswer& answer);
 
     struct LookupResult {
         plugins::api::Status status = plugins::api::Status::TempFail;

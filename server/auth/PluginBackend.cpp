@@ -57,9 +57,11 @@ struct Collector {
     api::LookupAnswer lookup;
     std::vector<api::UserInfo> users;
     std::string message;
+    std::vector<api::AppPasswordInfo> appPasswords;  // ABI 4
+    bool requireAppPassword = false;
 
     postern_sink sink() {
-        return postern_sink{this, &onAuth, &onLookup, &onUser, &onMessage};
+        return postern_sink{this, &onAuth, &onLookup, &onUser, &onMessage, &onAppPassword, &onRequireAppPassword};
     }
 
     static Collector& of(void* ctx) { return *static_cast<Collector*>(ctx); }
@@ -72,6 +74,13 @@ struct Collector {
                 c.auth.verified = a->verified != 0;
                 c.auth.record = recordOf(a->record);
                 c.auth.detail = str(a->detail);
+                // ABI 4: app passwords
+                c.auth.refusal = str(a->refusal);
+                c.auth.appPasswordId = str(a->app_password_id);
+                c.auth.appPasswordExpires = a->app_password_expires;
+                c.auth.appPasswordIpBound = a->app_password_ip_bound != 0;
+                c.auth.appPasswordLastUsed = a->app_password_last_used;
+                c.auth.appPasswordLastIp = str(a->app_password_last_ip);
                 c.gotAuth = true;
             }
         } catch (...) {
@@ -103,6 +112,27 @@ struct Collector {
             c.failed = true;
         }
     }
+    static void onAppPassword(void* ctx, const postern_app_password_info* i) {
+        Collector& c = of(ctx);
+        try {
+            if (i != nullptr) {
+                api::AppPasswordInfo out;
+                out.id = str(i->id);
+                out.label = str(i->label);
+                out.scopes = str(i->scopes);
+                out.expires = i->expires;
+                out.networks = str(i->networks);
+                out.created = i->created;
+                out.lastUsed = i->last_used;
+                out.lastIp = str(i->last_ip);
+                out.revoked = i->revoked;
+                c.appPasswords.push_back(std::move(out));
+            }
+        } catch (...) {
+            c.failed = true;
+        }
+    }
+    static void onRequireAppPassword(void* ctx, int32_t on) { of(ctx).requireAppPassword = on != 0; }
     static void onMessage(void* ctx, postern_str text) {
         Collector& c = of(ctx);
         try {
@@ -187,7 +217,9 @@ api::AuthAnswer PluginBackend::authenticate(const std::string& user, const std::
         const postern_status s =
             table_->authenticate(backend_, view(user), view(password), view(service), view(clientIp), &sink);
         if (c.failed || !c.gotAuth || readStatus(s) != c.auth.status) {
-            return api::AuthAnswer{api::Status::TempFail, false, {}, "plugin gave no consistent answer"};
+            api::AuthAnswer a;  // TempFail
+            a.detail = "plugin gave no consistent answer";
+            return a;
         }
         return std::move(c.auth);
     } catch (...) {
@@ -261,7 +293,55 @@ api::WriteAnswer PluginBackend::removeUser(const std::string& user) noexcept {
     POSTERN_WRITE_CALL(remove_user, view(user))
 }
 
+// ABI 4: app passwords.
+api::WriteAnswer PluginBackend::revokeAppPassword(const std::string& user, const std::string& id) noexcept {
+    POSTERN_WRITE_CALL(revoke_app_password, view(user), view(id))
+}
+
+api::WriteAnswer PluginBackend::setRequireAppPassword(const std::string& user, bool on) noexcept {
+    POSTERN_WRITE_CALL(set_require_app_password, view(user), on ? 1 : 0)
+}
+
+api::WriteAnswer PluginBackend::touchAppPassword(const std::string& user, const std::string& id,
+                                                 const std::string& clientIp) noexcept {
+    POSTERN_WRITE_CALL(touch_app_password, view(user), view(id), view(clientIp))
+}
+
 #undef POSTERN_WRITE_CALL
+
+api::WriteAnswer PluginBackend::addAppPassword(const api::NewAppPassword& p) noexcept {
+    try {
+        if (table_->add_app_password == nullptr) {
+            return missing();
+        }
+        const postern_new_app_password n{view(p.user),   view(p.id),      view(p.label),    view(p.passwordHash),
+                                         view(p.scopes), p.expires,       view(p.networks), p.created};
+        Collector c;
+        const postern_sink sink = c.sink();
+        return writeAnswer(table_->add_app_password(backend_, &n, &sink), c);
+    } catch (...) {
+        return {api::WriteStatus::Failed, "unexpected error"};
+    }
+}
+
+api::WriteAnswer PluginBackend::listAppPasswords(const std::string& user, bool& requireAppPassword,
+                                                 std::vector<api::AppPasswordInfo>& out) noexcept {
+    try {
+        if (table_->list_app_passwords == nullptr) {
+            return missing();
+        }
+        Collector c;
+        const postern_sink sink = c.sink();
+        api::WriteAnswer a = writeAnswer(table_->list_app_passwords(backend_, view(user), &sink), c);
+        if (a.status == api::WriteStatus::Ok) {
+            requireAppPassword = c.requireAppPassword;
+            out = std::move(c.appPasswords);
+        }
+        return a;
+    } catch (...) {
+        return {api::WriteStatus::Failed, "unexpected error"};
+    }
+}
 
 api::WriteAnswer PluginBackend::addUser(const api::NewUser& u) noexcept {
     try {

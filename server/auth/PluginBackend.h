@@ -41,6 +41,15 @@ public:
                                         std::vector<plugins::api::UserInfo>& out) noexcept override;
     plugins::api::WriteAnswer showUser(const std::string& address, plugins::api::UserInfo& out) noexcept override;
 
+    // ABI 4: app passwords.
+    plugins::api::WriteAnswer addAppPassword(const plugins::api::NewAppPassword& app) noexcept override;
+    plugins::api::WriteAnswer listAppPasswords(const std::string& user, bool& requireAppPassword,
+                                               std::vector<plugins::api::AppPasswordInfo>& out) noexcept override;
+    plugins::api::WriteAnswer revokeAppPassword(const std::string& user, const std::string& id) noexcept override;
+    plugins::api::WriteAnswer setRequireAppPassword(const std::string& user, bool on) noexcept override;
+    plugins::api::WriteAnswer touchAppPassword(const std::string& user, const std::string& id,
+                                               const std::string& clientIp) noexcept override;
+
     // Status numbers of the C ABI -> api:: (unknown numbers fail closed).
     static plugins::api::Status readStatus(postern_status s);
     static plugins::api::WriteStatus writeStatus(postern_status s);

@@ -153,6 +153,8 @@ const std::vector<KeyDef> Keys = {
     {"limits.allow_networks", "", K::List, "Networks exempt from the per-IP outbound limits (user limits still apply)"},
     {"limits.ipv6_prefix", "64", K::Integer, "IPv6 clients are counted per prefix of this length"},
     {"auth.default_scheme", "ARGON2ID", K::Enum, "Scheme for new password hashes (posternctl)", "ARGON2ID|BCRYPT|SHA512-CRYPT"},
+    // --- app passwords -----------------------------------------------------------------
+    {"auth.app_password_last_used_interval", "15m", K::Duration, "An app password's last use (time, IP) is written to the backend at most this often, or when the client IP changes (0 = every login)"},
     // --- outbound delivery (server/delivery) -----------------------------------------
     {"delivery.enabled", "true", K::Bool, "Deliver queued mail to other servers (false: mail waits in the queue, nothing is sent)"},
     {"delivery.max_workers", "16", K::Integer, "Delivery threads (concurrent outbound transactions, all destinations)"},

@@ -245,6 +245,7 @@ struct ServerConfig {
     std::size_t authCacheSize = 0;
     Millis authCacheTtl{};
     Millis authCacheNegativeTtl{};
+    Millis appPasswordLastUsedInterval{};  // auth.app_password_last_used_interval
     DeliveryConfig delivery;
     PolicyServiceConfig policy;
     DkimConfig dkim;

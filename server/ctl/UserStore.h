@@ -41,9 +41,13 @@ public:
     std::vector<UserInfo> list(const std::string& domain);  // "" = all
     UserInfo show(const std::string& address);
 
+    // The backend itself, for commands kept in their own files (AppPasswordCommands.cpp);
+    // check() maps a non-Ok answer to CtlError as above.
+    plugins::api::Backend& backendApi() { return *handle_.get(); }
+    void check(const plugins::api::WriteAnswer& answer, const std::string& address) const;
+
 private:
     [[noreturn]] void fail(const plugins::api::WriteAnswer& answer, const std::string& address) const;
-    void check(const plugins::api::WriteAnswer& answer, const std::string& address) const;
 
     config::BackendConfig backend_;
     std::unique_ptr<auth::PluginLoader> loader_;

@@ -5,6 +5,7 @@
 // the build's version; exit codes are sysexits(3) (Command.h); list and show commands take
 // --json for scripts.
 #include "Command.h"
+#include "AppPasswordCommands.h"
 #include "AuthTestCommand.h"
 #include "DbCommands.h"
 #include "DirectoryCommands.h"
@@ -30,7 +31,7 @@ using postern::ctl::Command;
 namespace ctl = postern::ctl;
 
 // Add new commands here (multi-word names such as "user add" are matched word by word).
-constexpr std::array<Command, 29> Commands{{
+constexpr std::array<Command, 33> Commands{{
     postern::ctl::HashPasswordCommand,
     postern::ctl::QueueListCommand,
     postern::ctl::QueueShowCommand,
@@ -46,6 +47,8 @@ constexpr std::array<Command, 29> Commands{{
     postern::ctl::UserDeleteCommand,
     postern::ctl::UserListCommand,
     postern::ctl::UserShowCommand,
+    postern::ctl::AppPasswordAddCommand, postern::ctl::AppPasswordListCommand,
+    postern::ctl::AppPasswordRevokeCommand, postern::ctl::RequireAppPasswordCommand,
     postern::ctl::AliasAddCommand,
     postern::ctl::AliasDeleteCommand,
     postern::ctl::AliasListCommand,

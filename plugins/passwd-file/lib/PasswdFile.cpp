@@ -2,6 +2,8 @@
 #include "PasswdFile.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <stdexcept>
 #include <sstream>
 
 namespace postern::plugins::passwdfile {
@@ -106,6 +108,15 @@ void parseExtraFields(const std::string& text, PasswdUser& u, const std::string&
             u.disabled = isTrue(value);
         } else if (key == "nologin") {
             u.noLogin = isTrue(value);
+        } else if (key == "require_app_password") {
+            u.requireAppPassword = isTrue(value);
+        } else if (key.rfind(AppPasswordFieldPrefix, 0) == 0) {
+            const std::string id = key.substr(std::string(AppPasswordFieldPrefix).size());
+            try {
+                u.appPasswords[id] = parseAppPasswordField(id, value);
+            } catch (const std::exception& e) {
+                fail(name, lineNo, e.what());
+            }
         } else {
             u.extra[key] = value;
         }
@@ -113,6 +124,62 @@ void parseExtraFields(const std::string& text, PasswdUser& u, const std::string&
 }
 
 }  // namespace
+
+namespace {
+
+std::int64_t parseSeconds(const std::string& text, const char* what) {
+    if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos) {
+        throw std::invalid_argument(std::string("app password: bad ") + what + " '" + text + "'");
+    }
+    return std::stoll(text);
+}
+
+}  // namespace
+
+api::apppw::Entry parseAppPasswordField(const std::string& id, const std::string& value) {
+    namespace ap = api::apppw;
+    if (!ap::validId(id)) {
+        throw std::invalid_argument("app password: bad id '" + id + "'");
+    }
+    std::vector<std::string> parts;
+    std::size_t pos = 0;
+    while (parts.size() < 5) {
+        auto semi = value.find(';', pos);
+        if (semi == std::string::npos) {
+            throw std::invalid_argument("app password " + id +
+                                        ": expected scopes;created;expires;networks;label;hash");
+        }
+        parts.push_back(value.substr(pos, semi - pos));
+        pos = semi + 1;
+    }
+    parts.push_back(value.substr(pos));
+    ap::Entry e;
+    e.id = id;
+    e.scopes = ap::parseScopes(parts[0]);
+    if (e.scopes == 0) {
+        throw std::invalid_argument("app password " + id + ": bad scopes '" + parts[0] + "'");
+    }
+    e.created = parseSeconds(parts[1], "created time");
+    e.expires = parseSeconds(parts[2], "expiry time");
+    if (!ap::validNetworks(parts[3])) {
+        throw std::invalid_argument("app password " + id + ": bad networks '" + parts[3] + "'");
+    }
+    e.networks = parts[3];
+    if (!parts[4].empty() && !ap::validLabel(parts[4])) {
+        throw std::invalid_argument("app password " + id + ": bad label");
+    }
+    e.label = parts[4];
+    if (parts[5].empty() || parts[5][0] != '{') {
+        throw std::invalid_argument("app password " + id + ": the hash must be {SCHEME}hash");
+    }
+    e.hash = parts[5];
+    return e;
+}
+
+std::string formatAppPasswordField(const api::apppw::Entry& e) {
+    return api::apppw::scopesText(e.scopes) + ";" + std::to_string(e.created) + ";" + std::to_string(e.expires) +
+           ";" + e.networks + ";" + e.label + ";" + e.hash;
+}
 
 PasswdFile PasswdFile::parse(const std::string& passwdText, const std::string& passwdName,
                              const std::string& aliasesText, const std::string& aliasesName,

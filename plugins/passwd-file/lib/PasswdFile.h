@@ -3,6 +3,8 @@
 // "alias@domain: dest1, dest2"; '#' comment lines and blank lines are ignored.
 #pragma once
 
+#include "api/AppPassword.h"
+
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -20,7 +22,20 @@ struct PasswdUser {
     bool disabled = false;                  // disabled=yes: no login, no mail
     bool noLogin = false;                   // nologin=y: no login, still receives mail
     std::map<std::string, std::string> extra;  // other extra fields, kept as given
+    // App passwords: require_app_password=yes, and one field per app password (see
+    // parseAppPasswordField); never in `extra` (no hash leaks into the user's attributes).
+    bool requireAppPassword = false;
+    std::map<std::string, api::apppw::Entry> appPasswords;  // by id
 };
+
+// One app password as an extra field (no whitespace; the hash last, it may hold anything else):
+//   app_password.<id>=<scopes>;<created>;<expires>;<networks>;<label>;<{SCHEME}hash>
+// scopes "smtp", "pop3" or "smtp,pop3"; created/expires unix seconds (expires 0 = never);
+// networks comma-separated CIDRs ("" = any); label [A-Za-z0-9._@+-] or "".
+// Throws std::invalid_argument naming what is wrong.
+api::apppw::Entry parseAppPasswordField(const std::string& id, const std::string& value);
+std::string formatAppPasswordField(const api::apppw::Entry& e);  // the value part
+inline constexpr const char* AppPasswordFieldPrefix = "app_password.";
 
 // A syntax error, with file and line number; the whole file is refused (fail closed).
 class PasswdFileError : public std::runtime_error {

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -229,8 +230,8 @@ api::UserRecord PasswdFileBackend::recordOf(const PasswdUser& u) const {
     return r;
 }
 
-api::AuthAnswer PasswdFileBackend::authenticate(const std::string& user, const std::string&,
-                                                const std::string&, const std::string&) noexcept {
+api::AuthAnswer PasswdFileBackend::authenticate(const std::string& user, const std::string& password,
+                                                const std::string& service, const std::string& clientIp) noexcept {
     api::AuthAnswer a;  // TempFail
     try {
         auto snap = current();
@@ -245,6 +246,19 @@ api::AuthAnswer PasswdFileBackend::authenticate(const std::string& user, const s
             a.status = api::Status::Disabled;
             a.detail = u->disabled ? "disabled=yes" : u->noLogin ? "nologin" : "no password set";
             return a;
+        }
+        // An app password is found by its id (the part before '-'); only its hash is verified.
+        const auto id = api::apppw::idOf(password);
+        const auto app = id ? u->appPasswords.find(*id) : u->appPasswords.end();
+        if (app != u->appPasswords.end()) {
+            const api::apppw::Entry& e = app->second;
+            a.record.passwordHash = e.hash;
+            a.appPasswordId = e.id;
+            a.appPasswordExpires = e.expires;
+            a.appPasswordIpBound = !e.networks.empty();
+            a.refusal = api::apppw::refusal(e, service, clientIp, static_cast<std::int64_t>(::time(nullptr)));
+        } else if (u->requireAppPassword) {
+            a.refusal = api::apppw::MainPasswordRefused;
         }
         a.status = api::Status::Ok;
     } catch (const std::exception& e) {
@@ -376,6 +390,27 @@ api::WriteAnswer PasswdFileBackend::listUsers(const std::string& domain, std::ve
 
 api::WriteAnswer PasswdFileBackend::showUser(const std::string& address, api::UserInfo& out) noexcept {
     return edit([&] { return editor_.showUser(toLower(address), out); });
+}
+
+}  // namespace postern::plugins::passwdfile
+
+namespace postern::plugins::passwdfile {
+
+api::WriteAnswer PasswdFileBackend::addAppPassword(const api::NewAppPassword& app) noexcept {
+    return edit([&] { return editor_.addAppPassword(app); });
+}
+
+api::WriteAnswer PasswdFileBackend::listAppPasswords(const std::string& user, bool& requireAppPassword,
+                                                     std::vector<api::AppPasswordInfo>& out) noexcept {
+    return edit([&] { return editor_.listAppPasswords(toLower(user), requireAppPassword, out); });
+}
+
+api::WriteAnswer PasswdFileBackend::revokeAppPassword(const std::string& user, const std::string& id) noexcept {
+    return edit([&] { return editor_.revokeAppPassword(toLower(user), id); });
+}
+
+api::WriteAnswer PasswdFileBackend::setRequireAppPassword(const std::string& user, bool on) noexcept {
+    return edit([&] { return editor_.setRequireAppPassword(toLower(user), on); });
 }
 
 }  // namespace postern::plugins::passwdfile

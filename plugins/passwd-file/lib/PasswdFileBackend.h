@@ -68,6 +68,17 @@ public:
     api::WriteAnswer listUsers(const std::string& domain, std::vector<api::UserInfo>& out) noexcept override;
     api::WriteAnswer showUser(const std::string& address, api::UserInfo& out) noexcept override;
 
+    // App passwords in extra fields (PasswdFile.h). touchAppPassword keeps nothing: the file
+    // is configuration, not written on logins (the auth.ok log line records the use).
+    api::WriteAnswer addAppPassword(const api::NewAppPassword& app) noexcept override;
+    api::WriteAnswer listAppPasswords(const std::string& user, bool& requireAppPassword,
+                                      std::vector<api::AppPasswordInfo>& out) noexcept override;
+    api::WriteAnswer revokeAppPassword(const std::string& user, const std::string& id) noexcept override;
+    api::WriteAnswer setRequireAppPassword(const std::string& user, bool on) noexcept override;
+    api::WriteAnswer touchAppPassword(const std::string&, const std::string&, const std::string&) noexcept override {
+        return {api::WriteStatus::Ok, ""};
+    }
+
 private:
     template <typename F>
     api::WriteAnswer edit(F&& f) noexcept;

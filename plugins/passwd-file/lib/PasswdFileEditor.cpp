@@ -325,6 +325,104 @@ WriteAnswer PasswdFileEditor::removeUser(const std::string& address) {
     });
 }
 
+template <typename Change>
+WriteAnswer PasswdFileEditor::modifyExtra(const std::string& address, Change change) {
+    return modify([&](std::vector<std::string>& lines) -> WriteAnswer {
+        for (auto& l : lines) {
+            if (userOfLine(l) != address) {
+                continue;
+            }
+            auto f = splitFields(l);
+            while (f.size() < 8) {
+                f.push_back("");
+            }
+            WriteAnswer a = change(f[7]);
+            if (a.status == WriteStatus::Ok) {
+                l = joinFields(f);
+            }
+            return a;
+        }
+        return noSuchUser(address);
+    });
+}
+
+WriteAnswer PasswdFileEditor::addAppPassword(const api::NewAppPassword& app) {
+    namespace ap = api::apppw;
+    ap::Entry e;
+    e.id = app.id;
+    e.label = app.label;
+    e.scopes = ap::parseScopes(app.scopes);
+    e.expires = app.expires;
+    e.created = app.created;
+    e.hash = app.passwordHash;
+    for (const auto& n : ap::splitList(app.networks)) {
+        e.networks += (e.networks.empty() ? "" : ",") + n;
+    }
+    if (!ap::validId(e.id) || e.scopes == 0 || !ap::validNetworks(e.networks) ||
+        (!e.label.empty() && !ap::validLabel(e.label)) || e.hash.empty() || e.hash[0] != '{' ||
+        e.hash.find_first_of(" \t\r\n:") != std::string::npos || e.expires < 0) {
+        return {WriteStatus::Invalid, "app password: invalid id, scope, networks, label or hash"};
+    }
+    const std::string key = std::string(AppPasswordFieldPrefix) + e.id;
+    return modifyExtra(toLower(app.user), [&](std::string& extra) -> WriteAnswer {
+        std::istringstream in(extra);
+        std::string token;
+        while (in >> token) {
+            if (toLower(token.substr(0, token.find('='))) == key) {
+                return {WriteStatus::Exists, "app password " + e.id + " already exists"};
+            }
+        }
+        extra = setExtra(extra, key, formatAppPasswordField(e), true);
+        return {WriteStatus::Ok, ""};
+    });
+}
+
+WriteAnswer PasswdFileEditor::revokeAppPassword(const std::string& address, const std::string& id) {
+    const std::string key = std::string(AppPasswordFieldPrefix) + toLower(id);
+    return modifyExtra(address, [&](std::string& extra) -> WriteAnswer {
+        const std::string changed = setExtra(extra, key, "", false);
+        if (changed == extra) {
+            return {WriteStatus::UnknownUser, "no app password " + id + " for " + address};
+        }
+        extra = changed;
+        return {WriteStatus::Ok, ""};
+    });
+}
+
+WriteAnswer PasswdFileEditor::setRequireAppPassword(const std::string& address, bool on) {
+    return modifyExtra(address, [&](std::string& extra) -> WriteAnswer {
+        extra = setExtra(extra, "require_app_password", "yes", on);
+        return {WriteStatus::Ok, ""};
+    });
+}
+
+WriteAnswer PasswdFileEditor::listAppPasswords(const std::string& address, bool& requireAppPassword,
+                                               std::vector<api::AppPasswordInfo>& out) const {
+    PasswdFile file;
+    WriteAnswer a{WriteStatus::Ok, ""};
+    if (!parsed(file, a)) {
+        return a;
+    }
+    const PasswdUser* u = file.findUser(address);
+    if (u == nullptr) {
+        return noSuchUser(address);
+    }
+    requireAppPassword = u->requireAppPassword;
+    out.clear();
+    for (const auto& [id, e] : u->appPasswords) {
+        api::AppPasswordInfo i;
+        i.id = id;
+        i.label = e.label;
+        i.scopes = api::apppw::scopesText(e.scopes);
+        i.expires = e.expires;
+        i.networks = e.networks;
+        i.created = e.created;
+        out.push_back(std::move(i));
+    }
+    std::stable_sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.created < y.created; });
+    return a;
+}
+
 WriteAnswer PasswdFileEditor::listUsers(const std::string& domain, std::vector<api::UserInfo>& out) const {
     PasswdFile file;
     WriteAnswer a{WriteStatus::Ok, ""};

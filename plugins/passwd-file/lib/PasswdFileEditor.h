@@ -33,6 +33,15 @@ public:
     api::WriteAnswer listUsers(const std::string& domain, std::vector<api::UserInfo>& out) const;
     api::WriteAnswer showUser(const std::string& address, api::UserInfo& out) const;
 
+    // App passwords: extra fields app_password.<id>=... and require_app_password=yes
+    // (PasswdFile.h). Revoking deletes the field. No last-use record (posternd does not write
+    // this file on logins; the auth.ok log line names the app password and the client IP).
+    api::WriteAnswer addAppPassword(const api::NewAppPassword& app);
+    api::WriteAnswer listAppPasswords(const std::string& address, bool& requireAppPassword,
+                                      std::vector<api::AppPasswordInfo>& out) const;
+    api::WriteAnswer revokeAppPassword(const std::string& address, const std::string& id);
+    api::WriteAnswer setRequireAppPassword(const std::string& address, bool on);
+
     // Extra fields ("k=v k2=v2"): sets key=value (present) or drops key; other tokens kept.
     static std::string setExtra(const std::string& extra, const std::string& key, const std::string& value,
                                 bool present);
@@ -45,6 +54,9 @@ private:
     // result parses, writes.
     template <typename Edit>
     api::WriteAnswer modify(Edit edit);
+    // Runs change(extra fields) on the user's line.
+    template <typename Change>
+    api::WriteAnswer modifyExtra(const std::string& address, Change change);
     bool parsed(PasswdFile& file, api::WriteAnswer& answer) const;
     static api::UserInfo infoOf(const PasswdUser& user);
 

@@ -5,7 +5,10 @@
 
 #include <Poco/Logger.h>
 
+#include "api/AppPassword.h"
+
 #include <algorithm>
+#include <ctime>
 
 namespace postern::plugins::postgres {
 
@@ -239,8 +242,8 @@ std::optional<bool> PostgresBackend::parseBool(const pg::Value& value) {
     return std::nullopt;
 }
 
-api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std::string&,
-                                              const std::string&, const std::string&) noexcept {
+api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std::string& password,
+                                              const std::string& service, const std::string& clientIp) noexcept {
     api::AuthAnswer a;  // TempFail until one explicit path below says otherwise
     try {
         const std::string key = normaliseKey(user);
@@ -249,7 +252,10 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
             a.detail = "invalid user name";
             return a;
         }
-        pg::QueryResult r = execute_(passwordStatement_, {key});
+        // $2: the id of the app password the password would be ("" = not in that format).
+        pg::Params params{key, api::apppw::idOf(password).value_or("")};
+        params.resize(std::min(params.size(), std::max<std::size_t>(1, highestParam(config_.passwordQuery))));
+        pg::QueryResult r = execute_(passwordStatement_, params);
         if (r.failed()) {
             a.detail = "password_query: " + describe(r);
             return a;
@@ -283,6 +289,26 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
             a.status = api::Status::Disabled;
             a.detail = *enabled ? "no password set" : "disabled";
             return a;
+        }
+        // App passwords: column 5 the senders (below), 6 the account's flag, 7.. the app password with id $2 (if any).
+        const bool requireApp = row.size() > 5 && parseBool(row[5]).value_or(false);
+        if (row.size() > 7 && row[6] && row[7]) {
+            api::apppw::Entry e;
+            e.id = *row[6];
+            e.hash = *row[7];
+            e.scopes = row.size() > 8 && row[8] ? api::apppw::parseScopes(*row[8]) : 0;
+            e.expires = row.size() > 9 ? static_cast<std::int64_t>(toU64(row[9])) : 0;
+            e.networks = row.size() > 10 ? row[10].value_or("") : "";
+            a.record.passwordHash = e.hash;
+            a.appPasswordId = e.id;
+            a.appPasswordExpires = e.expires;
+            a.appPasswordIpBound = !e.networks.empty();
+            a.appPasswordLastUsed = row.size() > 11 ? static_cast<std::int64_t>(toU64(row[11])) : 0;
+            a.appPasswordLastIp = row.size() > 12 ? row[12].value_or("") : "";
+            e.revoked = row.size() > 13 ? static_cast<std::int64_t>(toU64(row[13])) : 0;
+            a.refusal = api::apppw::refusal(e, service, clientIp, static_cast<std::int64_t>(::time(nullptr)));
+        } else if (requireApp) {
+            a.refusal = api::apppw::MainPasswordRefused;
         }
         a.record.senderAddresses.push_back(a.record.user);
         if (row.size() > 4) {
@@ -605,6 +631,103 @@ api::WriteAnswer PostgresBackend::showUser(const std::string& address, api::User
             }
         }
         out = std::move(u);
+        return okAnswer();
+    });
+}
+
+}  // namespace postern::plugins::postgres
+
+namespace postern::plugins::postgres {
+
+namespace {
+
+api::WriteAnswer noAppPasswords() {
+    return {api::WriteStatus::Unsupported, "app passwords are not configured for this backend (*_app_password*_query empty)"};
+}
+
+std::int64_t toI64(const pg::Value& v) { return static_cast<std::int64_t>(toU64(v)); }
+
+}  // namespace
+
+api::WriteAnswer PostgresBackend::addAppPassword(const api::NewAppPassword& app) noexcept {
+    if (config_.addAppPasswordQuery.empty()) return noAppPasswords();
+    return write([&](const Runner& run) {
+        const std::string key = normaliseKey(app.user);
+        if (key.empty() || run("app password " + app.id, config_.addAppPasswordQuery,
+                               {key, app.id, app.label, app.passwordHash, app.scopes, std::to_string(app.expires),
+                                app.networks})
+                               .noRows()) {
+            return noSuchUser(app.user);
+        }
+        return okAnswer();
+    });
+}
+
+api::WriteAnswer PostgresBackend::listAppPasswords(const std::string& user, bool& requireAppPassword,
+                                                   std::vector<api::AppPasswordInfo>& out) noexcept {
+    if (config_.listAppPasswordsQuery.empty()) return noAppPasswords();
+    return write([&](const Runner& run) {
+        const std::string key = normaliseKey(user);
+        if (key.empty()) {
+            return noSuchUser(user);
+        }
+        // The account's flag comes with its password row (the same query as a login, no app id).
+        pg::QueryResult u = run("user", config_.passwordQuery,
+                                {key, std::string()});
+        if (u.noRows()) {
+            return noSuchUser(user);
+        }
+        requireAppPassword = u.rows[0].size() > 5 && parseBool(u.rows[0][5]).value_or(false);
+        out.clear();
+        for (const auto& row : run("app passwords", config_.listAppPasswordsQuery, {key}).rows) {
+            auto col = [&](std::size_t i) { return row.size() > i ? row[i].value_or("") : std::string(); };
+            api::AppPasswordInfo i;
+            i.id = col(0);
+            i.label = col(1);
+            i.scopes = col(2);
+            i.expires = row.size() > 3 ? toI64(row[3]) : 0;
+            i.networks = col(4);
+            i.created = row.size() > 5 ? toI64(row[5]) : 0;
+            i.lastUsed = row.size() > 6 ? toI64(row[6]) : 0;
+            i.lastIp = col(7);
+            i.revoked = row.size() > 8 ? toI64(row[8]) : 0;
+            out.push_back(std::move(i));
+        }
+        return okAnswer();
+    });
+}
+
+api::WriteAnswer PostgresBackend::revokeAppPassword(const std::string& user, const std::string& id) noexcept {
+    if (config_.revokeAppPasswordQuery.empty()) return noAppPasswords();
+    return write([&](const Runner& run) -> api::WriteAnswer {
+        const std::string key = normaliseKey(user);
+        if (key.empty() || run("app password " + id, config_.revokeAppPasswordQuery, {key, id}).noRows()) {
+            return {api::WriteStatus::UnknownUser, "no live app password " + id + " for " + user};
+        }
+        return okAnswer();
+    });
+}
+
+api::WriteAnswer PostgresBackend::setRequireAppPassword(const std::string& user, bool on) noexcept {
+    if (config_.requireAppPasswordQuery.empty()) return noAppPasswords();
+    return write([&](const Runner& run) {
+        const std::string key = normaliseKey(user);
+        if (key.empty() ||
+            run("user " + key, config_.requireAppPasswordQuery, {key, on ? "true" : "false"}).noRows()) {
+            return noSuchUser(user);
+        }
+        return okAnswer();
+    });
+}
+
+api::WriteAnswer PostgresBackend::touchAppPassword(const std::string& user, const std::string& id,
+                                                   const std::string& clientIp) noexcept {
+    if (config_.touchAppPasswordQuery.empty()) return okAnswer();
+    return write([&](const Runner& run) {
+        const std::string key = normaliseKey(user);
+        if (!key.empty()) {
+            run("app password " + id, config_.touchAppPasswordQuery, {key, id, clientIp});
+        }
         return okAnswer();
     });
 }

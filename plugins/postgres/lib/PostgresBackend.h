@@ -64,6 +64,16 @@ public:
     api::WriteAnswer listUsers(const std::string& domain, std::vector<api::UserInfo>& out) noexcept override;
     api::WriteAnswer showUser(const std::string& address, api::UserInfo& out) noexcept override;
 
+    // App passwords (schema 003) with the *_app_password*_query keys; the login side is
+    // part of password_query (one statement per login).
+    api::WriteAnswer addAppPassword(const api::NewAppPassword& app) noexcept override;
+    api::WriteAnswer listAppPasswords(const std::string& user, bool& requireAppPassword,
+                                      std::vector<api::AppPasswordInfo>& out) noexcept override;
+    api::WriteAnswer revokeAppPassword(const std::string& user, const std::string& id) noexcept override;
+    api::WriteAnswer setRequireAppPassword(const std::string& user, bool on) noexcept override;
+    api::WriteAnswer touchAppPassword(const std::string& user, const std::string& id,
+                                      const std::string& clientIp) noexcept override;
+
     // Lower-cases; "" if the name cannot be a key (see the class comment).
     static std::string normaliseKey(const std::string& name);
 

@@ -21,7 +21,11 @@ const char* const QueryKeys[] = {"password_query",     "user_query",         "al
                                  "domain_query",       "senders_query",      "add_user_query",
                                  "add_sender_query",   "set_password_query", "set_enabled_query",
                                  "delete_user_query",  "domain_exists_query", "list_users_query",
-                                 "show_user_query",    "user_aliases_query"};
+                                 "show_user_query",    "user_aliases_query",
+                                 // app passwords
+                                 "add_app_password_query", "list_app_passwords_query",
+                                 "revoke_app_password_query", "require_app_password_query",
+                                 "touch_app_password_query"};
 
 }  // namespace
 
@@ -77,6 +81,11 @@ PostgresConfig PostgresConfig::fromMap(const std::map<std::string, std::string>&
     c.listUsersQuery = query("list_users_query", DefaultListUsersQuery, false);
     c.showUserQuery = query("show_user_query", DefaultShowUserQuery, false);
     c.userAliasesQuery = query("user_aliases_query", DefaultUserAliasesQuery, true);
+    c.addAppPasswordQuery = query("add_app_password_query", DefaultAddAppPasswordQuery, true, "$4");
+    c.listAppPasswordsQuery = query("list_app_passwords_query", DefaultListAppPasswordsQuery, true);
+    c.revokeAppPasswordQuery = query("revoke_app_password_query", DefaultRevokeAppPasswordQuery, true, "$2");
+    c.requireAppPasswordQuery = query("require_app_password_query", DefaultRequireAppPasswordQuery, true, "$2");
+    c.touchAppPasswordQuery = query("touch_app_password_query", DefaultTouchAppPasswordQuery, true, "$2");
     return c;
 }
 

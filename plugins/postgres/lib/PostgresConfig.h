@@ -46,6 +46,16 @@ namespace postern::plugins::postgres {
 //                        from senders_query.
 //   user_aliases_query   $1 address. Column 1: aliases delivering to it ("" = none shown).
 //
+// App passwords (schema/postgres/003_app_passwords.sql; "" = this backend has none):
+//   add_app_password_query      $1 address, $2 id, $3 label, $4 {SCHEME}hash, $5 scopes
+//                               ("smtp,pop3"), $6 expires (unix s, 0 = never), $7 networks
+//                               ("cidr,cidr" or ""). No row affected = no such user.
+//   list_app_passwords_query    $1 address. Columns: id, label, scopes, expires, networks,
+//                               created, last used, last IP, revoked (unix s or NULL).
+//   revoke_app_password_query   $1 address, $2 id. No row affected = no such live app password.
+//   require_app_password_query  $1 address, $2 true/false. No row = no such user.
+//   touch_app_password_query    $1 address, $2 id, $3 client IP: the last use (posternd).
+//
 // The defaults match schema/postgres/001_initial.sql.
 struct PostgresConfig {
     pg::ConnectSettings connection;
@@ -63,18 +73,32 @@ struct PostgresConfig {
     std::string listUsersQuery;
     std::string showUserQuery;
     std::string userAliasesQuery;
+    // App passwords.
+    std::string addAppPasswordQuery;
+    std::string listAppPasswordsQuery;
+    std::string revokeAppPasswordQuery;
+    std::string requireAppPasswordQuery;
+    std::string touchAppPasswordQuery;
 
     // Throws std::invalid_argument naming the key (unknown key, missing conninfo, bad value,
     // empty required query, a query without $1, a too permissive password_file).
     static PostgresConfig fromMap(const std::map<std::string, std::string>& config);
 };
 
-// Password and sender addresses in one statement (the senders_query default stays for
-// `posternctl user show` and for custom password queries without a 5th column).
+// One statement per login: the account, its sender addresses (5th column) and, when the
+// password has an app password's form, that one app password (by its id, index
+// app_passwords_user_public_id_key). The senders_query default stays for `posternctl user show`
+// and for custom password queries without the 5th column.
 inline constexpr const char* DefaultPasswordQuery =
     "SELECT u.address, u.password, u.enabled AND d.enabled, u.mailbox, "
-    "ARRAY(SELECT s.address FROM user_senders s WHERE s.user_id = u.id ORDER BY s.address) "
-    "FROM users u JOIN domains d ON d.name = u.domain WHERE u.address = $1";
+    "ARRAY(SELECT s.address FROM user_senders s WHERE s.user_id = u.id ORDER BY s.address), "
+    "u.require_app_password, "
+    "ap.public_id, ap.password, array_to_string(ap.scopes, ','), extract(epoch FROM ap.expires_at)::bigint, "
+    "array_to_string(ap.networks, ','), extract(epoch FROM ap.last_used_at)::bigint, host(ap.last_used_ip), "
+    "extract(epoch FROM ap.revoked_at)::bigint "
+    "FROM users u JOIN domains d ON d.name = u.domain "
+    "LEFT JOIN app_passwords ap ON ap.user_id = u.id AND ap.public_id = $2 "
+    "WHERE u.address = $1";
 // Mailbox and alias destinations in one statement: always one row (user NULL when the
 // address has no mailbox); alias_query's default stays for custom 4-column user queries.
 inline constexpr const char* DefaultUserQuery =
@@ -107,5 +131,23 @@ inline constexpr const char* DefaultShowUserQuery =
     "FROM users WHERE address = $1";
 inline constexpr const char* DefaultUserAliasesQuery =
     "SELECT address FROM aliases WHERE destination = $1 ORDER BY address";
+
+inline constexpr const char* DefaultAddAppPasswordQuery =
+    "INSERT INTO app_passwords (user_id, public_id, label, password, scopes, expires_at, networks) "
+    "SELECT id, $2, $3, $4, string_to_array($5, ','), CASE WHEN $6::bigint = 0 THEN NULL ELSE to_timestamp($6::bigint) END, "
+    "COALESCE(string_to_array(NULLIF($7, ''), ','), '{}')::cidr[] FROM users WHERE address = $1";
+inline constexpr const char* DefaultListAppPasswordsQuery =
+    "SELECT ap.public_id, ap.label, array_to_string(ap.scopes, ','), extract(epoch FROM ap.expires_at)::bigint, "
+    "array_to_string(ap.networks, ','), extract(epoch FROM ap.created_at)::bigint, "
+    "extract(epoch FROM ap.last_used_at)::bigint, host(ap.last_used_ip), extract(epoch FROM ap.revoked_at)::bigint "
+    "FROM app_passwords ap JOIN users u ON u.id = ap.user_id WHERE u.address = $1 ORDER BY ap.created_at, ap.id";
+inline constexpr const char* DefaultRevokeAppPasswordQuery =
+    "UPDATE app_passwords ap SET revoked_at = now() FROM users u "
+    "WHERE u.id = ap.user_id AND u.address = $1 AND ap.public_id = $2 AND ap.revoked_at IS NULL";
+inline constexpr const char* DefaultRequireAppPasswordQuery =
+    "UPDATE users SET require_app_password = $2 WHERE address = $1";
+inline constexpr const char* DefaultTouchAppPasswordQuery =
+    "UPDATE app_passwords ap SET last_used_at = now(), last_used_ip = $3::inet FROM users u "
+    "WHERE u.id = ap.user_id AND u.address = $1 AND ap.public_id = $2";
 
 }  // namespace postern::plugins::postgres
