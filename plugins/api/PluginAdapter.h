@@ -168,7 +168,13 @@ struct Table {
             std::fill(pw.begin(), pw.end(), '\0');
             if (sink != nullptr && sink->auth != nullptr) {
                 RecordViews rv;
-                postern_auth_answer out{readStatus(a.status), a.verified ? 1 : 0, rv.fill(a.record), view(a.detail)};
+                // A backend that hands out its hash names the scheme too (the host reads it
+                // from the hash anyway; a verifying backend sets storedScheme itself).
+                const std::string scheme = !a.storedScheme.empty()        ? a.storedScheme
+                                           : a.record.passwordHash.empty() ? std::string()
+                                                                           : schemeOfHash(a.record.passwordHash);
+                postern_auth_answer out{readStatus(a.status), a.verified ? 1 : 0, rv.fill(a.record), view(a.detail),
+                                        view(scheme), a.appPassword ? 1 : 0};
                 sink->auth(sink->ctx, &out);
             }
             return readStatus(a.status);

@@ -43,6 +43,10 @@ struct AuthAnswer {
     bool verified = false;             // true: the backend checked the password (e.g. LDAP bind)
     UserRecord record;
     std::string detail;                // for the log only, never shown to clients
+    // Rehash on login (ABI 4): the stored hash's scheme when the backend verified itself
+    // ("" = unknown), and whether an application password matched (never rehashed).
+    std::string storedScheme;
+    bool appPassword = false;
 };
 
 struct LookupAnswer {

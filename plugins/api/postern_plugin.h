@@ -27,8 +27,9 @@
 extern "C" {
 #endif
 
-/* 3: the C boundary (postern_plugin_table); write entry points. (1, 2: C++ classes.) */
-#define POSTERN_PLUGIN_ABI_VERSION 3u
+/* 4: postern_auth_answer grew (stored_scheme, app_password: rehash on login).
+ * 3: the C boundary (postern_plugin_table); write entry points. (1, 2: C++ classes.) */
+#define POSTERN_PLUGIN_ABI_VERSION 4u
 
 /* The two symbols every plugin exports. */
 #define POSTERN_PLUGIN_ABI_SYMBOL "postern_plugin_abi_version"
@@ -81,6 +82,18 @@ typedef struct postern_auth_answer {
     int32_t verified; /* non-zero: the backend checked the password itself (LDAP bind) */
     postern_user_record record;
     postern_str detail; /* for the log only, never shown to clients */
+
+    /* --- ABI 4: rehash on login (issue 13.2). Appended; the host reads them only from an
+     * ABI-4 plugin. --- */
+    /* The scheme of the stored hash the password is checked against, Dovecot name
+     * ("MD5-CRYPT", "SSHA", "PLAIN"; empty = unknown). For verified = 0 the host reads the
+     * scheme from record.password_hash itself; a backend that verifies (verified = 1) sets
+     * this if it knows, so the host can replace an old scheme through set_password. */
+    postern_str stored_scheme;
+    /* Non-zero: the password matched an application password, not the account's own hash
+     * (the host never rehashes such a login). */
+    int32_t app_password;
+    /* --- end of the rehash block --- */
 } postern_auth_answer;
 
 typedef struct postern_lookup_answer {

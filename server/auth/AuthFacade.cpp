@@ -7,6 +7,7 @@
 #include "core/EventLine.h"
 
 #include "auth/PasswordScheme.h"
+#include "auth/RehashPolicy.h"
 
 #include <Poco/Logger.h>
 
@@ -119,6 +120,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     const std::string login = lower(request.user);
     core::AuthResult result;  // TempFail until decide() sets Ok or BadCredentials
     Decision decision;
+    std::optional<RehashDue> rehash;  // set by decide() for an Ok login with an old-scheme hash
     AuthCache::Hit hit = AuthCache::Hit::Miss;
     if (cache_) hit = cache_->find(request.service, login, request.password, result.identity);
     if (hit == AuthCache::Hit::Positive) {
@@ -126,7 +128,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     } else if (hit == AuthCache::Hit::Negative) {
         decision = Decision{Outcome::BadPassword, "cache", ""};
     } else try {
-        decision = decide(request, login, result);
+        decision = decide(request, login, result, rehash);
     } catch (const std::exception& e) {
         decision = Decision{Outcome::TempFail, decision.backend, std::string("internal error: ") + e.what()};
     } catch (...) {
@@ -188,6 +190,12 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     case Outcome::TempFail: logger().error(line); break;
     default: logger().notice(line); break;
     }
+    // Rehash on login: only now that the outcome is a success (never for a failed login).
+    if (rehasher_ && decision.outcome == Outcome::Ok && rehash) {
+        RehashDue& r = *rehash;
+        rehasher_->submit(Rehasher::Job{decision.backend, r.backend, std::move(r.user), request.password,
+                                        std::move(r.oldHash), std::move(r.fromScheme), r.verifiedByBackend});
+    }
     if (observer_) {
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         observer_(request.service, decision.backend, resultName, seconds);
@@ -196,7 +204,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
 }
 
 AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const std::string& login,
-                                        core::AuthResult& result) {
+                                        core::AuthResult& result, std::optional<RehashDue>& rehash) {
     Decision d;
     // A name no backend could hold: still spend the time of a real check.
     if (login.empty() || login.size() > MaxLoginLength || hasControlChars(login)) {
@@ -265,6 +273,12 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         }
         id.mailbox = answer.record.mailbox.empty() ? defaultMailbox(id.user) : answer.record.mailbox;
         id.attributes = answer.record.extra;  // e.g. per-user rate limits
+        if (rehasher_ && binding.rehashOnLogin) {
+            if (auto from = rehashFrom(RehashCandidate{true, &answer}, rehasher_->target())) {
+                rehash = RehashDue{binding.backend, answer.record.user.empty() ? login : answer.record.user,
+                                   answer.record.passwordHash, std::move(*from), answer.verified};
+            }
+        }
         return {Outcome::Ok, binding.instance, {}};
     }
 

@@ -72,6 +72,8 @@ struct Collector {
                 c.auth.verified = a->verified != 0;
                 c.auth.record = recordOf(a->record);
                 c.auth.detail = str(a->detail);
+                c.auth.storedScheme = str(a->stored_scheme);
+                c.auth.appPassword = a->app_password != 0;
                 c.gotAuth = true;
             }
         } catch (...) {
@@ -187,7 +189,9 @@ api::AuthAnswer PluginBackend::authenticate(const std::string& user, const std::
         const postern_status s =
             table_->authenticate(backend_, view(user), view(password), view(service), view(clientIp), &sink);
         if (c.failed || !c.gotAuth || readStatus(s) != c.auth.status) {
-            return api::AuthAnswer{api::Status::TempFail, false, {}, "plugin gave no consistent answer"};
+            api::AuthAnswer a;  // TempFail
+            a.detail = "plugin gave no consistent answer";
+            return a;
         }
         return std::move(c.auth);
     } catch (...) {
