@@ -148,7 +148,7 @@ def test_passwd_file_wrong_password_changes_nothing():
         before = f.read()
     for _ in range(3):
         login_fails(p, "md5@example.test", WRONG)
-        login_fails(p, "plain@example.test", "")
+        login_fails(p, "plain@example.test", PASSWORD.lower())
         login_fails(p, "plain@example.test", PASSWORD + " ")
     # The failed logins are all answered; nothing was queued for them.
     p.log_contains(r"event=auth\.fail .*user=plain@example\.test .*result=bad_password")
