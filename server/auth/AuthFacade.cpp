@@ -193,8 +193,12 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     // Rehash on login: only now that the outcome is a success (never for a failed login).
     if (rehasher_ && decision.outcome == Outcome::Ok && rehash) {
         RehashDue& r = *rehash;
-        rehasher_->submit(Rehasher::Job{decision.backend, r.backend, std::move(r.user), request.password,
-                                        std::move(r.oldHash), std::move(r.fromScheme), r.verifiedByBackend});
+        try {
+            rehasher_->submit(Rehasher::Job{decision.backend, r.backend, std::move(r.user), request.password,
+                                            std::move(r.oldHash), std::move(r.fromScheme), r.verifiedByBackend});
+        } catch (...) {
+            // Out of memory queueing it: the login has succeeded regardless; the next one retries.
+        }
     }
     if (observer_) {
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -70,8 +70,14 @@ bool Rehasher::submit(Job job) {
         std::lock_guard lock(mutex_);
         const auto key = std::make_pair(job.backendName, job.user);
         if (!stopping_ && queue_.size() < settings_.queueLimit && pending_.count(key) == 0) {
-            pending_.insert(key);
             queue_.push_back(std::move(job));
+            try {
+                pending_.insert(key);
+            } catch (...) {
+                wipe(queue_.back().password);
+                queue_.pop_back();
+                throw;
+            }
             wake_.notify_one();
             return true;
         }
