@@ -168,10 +168,15 @@ struct Table {
             std::fill(pw.begin(), pw.end(), '\0');
             if (sink != nullptr && sink->auth != nullptr) {
                 RecordViews rv;
+                // A backend that hands out its hash names the scheme too (the host reads it
+                // from the hash anyway; a verifying backend sets storedScheme itself).
+                const std::string scheme = !a.storedScheme.empty()        ? a.storedScheme
+                                           : a.record.passwordHash.empty() ? std::string()
+                                                                           : schemeOfHash(a.record.passwordHash);
                 postern_auth_answer out{readStatus(a.status), a.verified ? 1 : 0, rv.fill(a.record), view(a.detail),
                                         view(a.refusal), view(a.appPasswordId), a.appPasswordExpires,
                                         a.appPasswordIpBound ? 1 : 0, a.appPasswordLastUsed,
-                                        view(a.appPasswordLastIp)};
+                                        view(a.appPasswordLastIp), view(scheme)};
                 sink->auth(sink->ctx, &out);
             }
             return readStatus(a.status);

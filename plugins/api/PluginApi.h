@@ -52,6 +52,9 @@ struct AuthAnswer {
     bool appPasswordIpBound = false;
     std::int64_t appPasswordLastUsed = 0;
     std::string appPasswordLastIp;
+    // Rehash on login (ABI 4): the stored hash's scheme when the backend verified itself
+    // ("" = unknown). A login with an app password (appPasswordId set) is never rehashed.
+    std::string storedScheme;
 };
 
 struct LookupAnswer {

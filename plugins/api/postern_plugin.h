@@ -27,7 +27,8 @@
 extern "C" {
 #endif
 
-/* 4: app passwords (fields appended to postern_auth_answer, postern_sink, postern_plugin_table).
+/* 4: app passwords (fields appended to postern_auth_answer, postern_sink, postern_plugin_table);
+ *    stored_scheme appended to postern_auth_answer (rehash on login).
  * 3: the C boundary (postern_plugin_table); write entry points. (1, 2: C++ classes.) */
 #define POSTERN_PLUGIN_ABI_VERSION 4u
 
@@ -99,6 +100,14 @@ typedef struct postern_auth_answer {
     int64_t app_password_last_used; /* unix seconds of the recorded last use; 0 = never/unknown */
     postern_str app_password_last_ip; /* recorded last client IP; empty = none */
     /* end ABI 4 app passwords */
+    /* --- ABI 4: rehash on login (issue 13.2). --- */
+    /* The scheme of the stored hash the password is checked against, Dovecot name
+     * ("MD5-CRYPT", "SSHA", "PLAIN"; empty = unknown). For verified = 0 the host reads the
+     * scheme from record.password_hash itself; a backend that verifies (verified = 1) sets
+     * this if it knows, so the host can replace an old scheme through set_password. A login
+     * with an app password (app_password_id set) is never rehashed. */
+    postern_str stored_scheme;
+    /* --- end of the rehash block --- */
 } postern_auth_answer;
 
 typedef struct postern_lookup_answer {

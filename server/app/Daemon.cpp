@@ -14,6 +14,7 @@
 #include "auth/AuthCache.h"
 #include "auth/AuthFacade.h"
 #include "auth/PluginLoader.h"
+#include "auth/Rehasher.h"
 #include "core/EventLine.h"
 #include "delivery/BounceSender.h"
 #include "delivery/DeliveryService.h"
@@ -43,6 +44,7 @@
 #include <Poco/ThreadPool.h>
 #include <Poco/Util/TimerTaskAdapter.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <pthread.h>
 #include <unistd.h>
@@ -119,14 +121,20 @@ void Daemon::buildAuth() {
     handles_.reserve(a.backends.size());  // the chain points into the handles
     for (const auto& b : a.backends) {
         handles_.push_back(loader_->load(b.plugin, b.name, b.params));
-        chain.push_back({b.name, handles_.back().get(), b.domains});
+        const bool rehash = a.rehashBackends.count(b.name) != 0 && a.rehashBackends.at(b.name);
+        chain.push_back({b.name, handles_.back().get(), b.domains, rehash});
         serverLog().information(core::EventLine("backend.loaded")
                                     .add("name", b.name)
                                     .add("plugin", handles_.back().pluginName())
                                     .add("version", handles_.back().pluginVersion())
+                                    .add("rehash_on_login", rehash ? "true" : "false")
                                     .str());
     }
     facade_ = std::make_unique<auth::AuthFacade>(chain);
+    if (std::any_of(chain.begin(), chain.end(), [](const auth::BackendBinding& b) { return b.rehashOnLogin; })) {
+        rehasher_ = std::make_unique<auth::Rehasher>(a.rehash, telemetry_);
+        facade_->setRehasher(rehasher_.get());
+    }
     authCache_ = std::make_unique<auth::AuthCache>(a.cache);
     if (authCache_->enabled()) facade_->setCache(authCache_.get());
     facade_->setAppPasswordLastUsedInterval(a.appPasswordLastUsedInterval);

@@ -31,6 +31,7 @@ class PluginLoader;
 class BackendHandle;
 class AuthFacade;
 class AuthCache;
+class Rehasher;
 }  // namespace auth
 namespace pg {
 class Pool;
@@ -128,6 +129,7 @@ private:
     Telemetry telemetry_;
     std::unique_ptr<auth::AuthFacade> facade_;
     std::unique_ptr<auth::AuthCache> authCache_;
+    std::unique_ptr<auth::Rehasher> rehasher_;  // after the facade and handles: stopped first
     std::unique_ptr<pg::Pool> clusterPool_;
     std::unique_ptr<abuse::PgPenaltyStore> pgPenalty_;
     std::unique_ptr<abuse::PgRateStore> pgRates_;

@@ -42,6 +42,15 @@ AuthSettings authSettings(const config::ServerConfig& cfg) {
     s.backends = cfg.backends;
     s.cache = {cfg.authCacheSize, cfg.authCacheTtl, cfg.authCacheNegativeTtl};
     s.appPasswordLastUsedInterval = cfg.appPasswordLastUsedInterval;
+    // auth.default_scheme is validated at load against the same three names.
+    s.rehash.target = auth::parseHashScheme(cfg.defaultScheme).value_or(auth::DefaultHashScheme);
+    s.rehash.queueLimit = cfg.rehashQueue;
+    s.rehashOnLogin = cfg.rehashOnLogin;
+    for (const auto& b : cfg.backends) {
+        // An LDAP directory is usually someone else's to write: off unless asked for.
+        s.rehashBackends[b.name] = b.rehashOnLogin == "true" ||
+                                   (b.rehashOnLogin == "auto" && cfg.rehashOnLogin && b.plugin != "ldap");
+    }
     return s;
 }
 

@@ -12,6 +12,7 @@
 #include "abuse/ConnectionGate.h"
 #include "abuse/RateLimiter.h"
 #include "auth/AuthCache.h"
+#include "auth/Rehasher.h"
 #include "config/ServerConfig.h"
 #include "grants/PgGrantStore.h"
 #include "grants/WriteBehindGrantStore.h"
@@ -23,6 +24,7 @@
 #include "smtp/SmtpSession.h"
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,12 @@ struct AuthSettings {
     std::vector<config::BackendConfig> backends;
     auth::AuthCacheSettings cache;              // auth.cache.*
     Millis appPasswordLastUsedInterval{};       // auth.app_password_last_used_interval
+    // Rehash on login: target scheme (auth.default_scheme), queue (auth.rehash_queue), and
+    // per backend instance whether it is on (auth.rehash_on_login and
+    // auth.backend.<name>.rehash_on_login, auto = the global key, but off for ldap).
+    auth::RehashSettings rehash;
+    bool rehashOnLogin = false;                 // auth.rehash_on_login (the global default)
+    std::map<std::string, bool> rehashBackends;
     bool operator==(const AuthSettings&) const = default;
 };
 

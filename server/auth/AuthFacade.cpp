@@ -7,6 +7,7 @@
 #include "core/EventLine.h"
 
 #include "auth/PasswordScheme.h"
+#include "auth/RehashPolicy.h"
 
 #include <Poco/Logger.h>
 
@@ -124,6 +125,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     const std::string login = lower(request.user);
     core::AuthResult result;  // TempFail until decide() sets Ok or BadCredentials
     Decision decision;
+    std::optional<RehashDue> rehash;  // set by decide() for an Ok login with an old-scheme hash
     AuthCache::Hit hit = AuthCache::Hit::Miss;
     if (cache_) hit = cache_->find(request.service, login, request.password, result.identity, request.client.host());
     if (hit == AuthCache::Hit::Positive) {
@@ -131,7 +133,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     } else if (hit == AuthCache::Hit::Negative) {
         decision = Decision{Outcome::BadPassword, "cache", ""};
     } else try {
-        decision = decide(request, login, result);
+        decision = decide(request, login, result, rehash);
     } catch (const std::exception& e) {
         decision = Decision{Outcome::TempFail, decision.backend, std::string("internal error: ") + e.what()};
     } catch (...) {
@@ -205,6 +207,16 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     case Outcome::TempFail: logger().error(line); break;
     default: logger().notice(line); break;
     }
+    // Rehash on login: only now that the outcome is a success (never for a failed login).
+    if (rehasher_ && decision.outcome == Outcome::Ok && rehash) {
+        RehashDue& r = *rehash;
+        try {
+            rehasher_->submit(Rehasher::Job{decision.backend, r.backend, std::move(r.user), request.password,
+                                            std::move(r.oldHash), std::move(r.fromScheme), r.verifiedByBackend});
+        } catch (...) {
+            // Out of memory queueing it: the login has succeeded regardless; the next one retries.
+        }
+    }
     if (observer_) {
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         observer_(request.service, decision.backend, resultName, seconds);
@@ -213,7 +225,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
 }
 
 AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const std::string& login,
-                                        core::AuthResult& result) {
+                                        core::AuthResult& result, std::optional<RehashDue>& rehash) {
     Decision d;
     // A name no backend could hold: still spend the time of a real check.
     if (login.empty() || login.size() > MaxLoginLength || hasControlChars(login)) {
@@ -299,6 +311,12 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         }
         id.mailbox = answer.record.mailbox.empty() ? defaultMailbox(id.user) : answer.record.mailbox;
         id.attributes = answer.record.extra;  // e.g. per-user rate limits
+        if (rehasher_ && binding.rehashOnLogin) {
+            if (auto from = rehashFrom(RehashCandidate{true, &answer}, rehasher_->target())) {
+                rehash = RehashDue{binding.backend, answer.record.user.empty() ? login : answer.record.user,
+                                   answer.record.passwordHash, std::move(*from), answer.verified};
+            }
+        }
         return ok;
     }
 

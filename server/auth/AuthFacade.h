@@ -5,6 +5,7 @@
 #include "api/PluginApi.h"
 #include "auth/AuthCache.h"
 #include "auth/BackendProbes.h"
+#include "auth/Rehasher.h"
 #include "core/AuthService.h"
 #include "core/UserDirectory.h"
 
@@ -25,6 +26,7 @@ struct BackendBinding {
     std::string instance;                     // config name, e.g. "users"; used in logs
     plugins::api::Backend* backend = nullptr;
     std::vector<std::string> domains;         // domains it is authoritative for; "*" = any
+    bool rehashOnLogin = false;               // replace an old-scheme hash after a login (Rehasher)
 };
 
 // Implements both ports over the chain. Backends are asked in order, and only those
@@ -59,6 +61,11 @@ public:
     // is written to the backend only if the recorded one is older than this or from another
     // IP (0 = on every login). Set before serving.
     void setAppPasswordLastUsedInterval(std::chrono::milliseconds interval) { lastUsedInterval_ = interval; }
+    // Optional rehash on login (not owned; must outlive the facade): after a successful login
+    // against a backend with rehashOnLogin whose stored hash is in another scheme than the
+    // rehasher's target (RehashPolicy.h), the password is handed to it. Never for a failed
+    // login, a cache hit or an application password. Set before serving.
+    void setRehasher(Rehasher* rehasher) { rehasher_ = rehasher; }
 
     // Called once per attempt after the log line (metrics). Set before serving.
     using Observer = std::function<void(std::string_view service, std::string_view backend, std::string_view result,
@@ -98,10 +105,20 @@ public:
 
 private:
     AuthCache* cache_ = nullptr;
+    Rehasher* rehasher_ = nullptr;
     Observer observer_;
     std::chrono::milliseconds lastUsedInterval_{std::chrono::minutes(15)};
 
     enum class Outcome { Ok, BadPassword, UnknownUser, Disabled, TempFail };
+
+    // A rehash the login qualifies for, handed to the rehasher only if the outcome is Ok.
+    struct RehashDue {
+        plugins::api::Backend* backend = nullptr;
+        std::string user;
+        std::string oldHash;
+        std::string fromScheme;
+        bool verifiedByBackend = false;
+    };
 
     struct Decision {
         Decision() = default;
@@ -128,7 +145,8 @@ private:
 
     struct Expansion;
 
-    Decision decide(const core::AuthRequest& request, const std::string& login, core::AuthResult& result);
+    Decision decide(const core::AuthRequest& request, const std::string& login, core::AuthResult& result,
+                    std::optional<RehashDue>& rehash);
     bool isAuthoritative(const BackendBinding& binding, const std::string& domain) const;
     LookupResult askLookup(const std::string& address);
     core::Answer resolve(const std::string& address, int depth, Expansion& expansion);

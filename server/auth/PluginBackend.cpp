@@ -81,6 +81,7 @@ struct Collector {
                 c.auth.appPasswordIpBound = a->app_password_ip_bound != 0;
                 c.auth.appPasswordLastUsed = a->app_password_last_used;
                 c.auth.appPasswordLastIp = str(a->app_password_last_ip);
+                c.auth.storedScheme = str(a->stored_scheme);
                 c.gotAuth = true;
             }
         } catch (...) {

@@ -152,9 +152,13 @@ const std::vector<KeyDef> Keys = {
     {"limits.ip.recipients_per_day", "0", K::Integer, "Outbound recipients per client IP and day (0 = no limit)"},
     {"limits.allow_networks", "", K::List, "Networks exempt from the per-IP outbound limits (user limits still apply)"},
     {"limits.ipv6_prefix", "64", K::Integer, "IPv6 clients are counted per prefix of this length"},
-    {"auth.default_scheme", "ARGON2ID", K::Enum, "Scheme for new password hashes (posternctl)", "ARGON2ID|BCRYPT|SHA512-CRYPT"},
+    {"auth.default_scheme", "ARGON2ID", K::Enum, "Scheme for new password hashes (posternctl, and posternd's rehash on login)", "ARGON2ID|BCRYPT|SHA512-CRYPT"},
     // --- app passwords -----------------------------------------------------------------
     {"auth.app_password_last_used_interval", "15m", K::Duration, "An app password's last use (time, IP) is written to the backend at most this often, or when the client IP changes (0 = every login)"},
+    // --- rehash on login (issue 13.2) ---------------------------------------------------
+    {"auth.rehash_on_login", "true", K::Bool, "After a successful login with a hash in another scheme than auth.default_scheme, store a new hash in that scheme (backends that can write: passwd-file, postgres)"},
+    {"auth.backend.*.rehash_on_login", "auto", K::Enum, "Rehash on login for this backend: auto (auth.rehash_on_login; always off for ldap), true or false", "auto|true|false"},
+    {"auth.rehash_queue", "1000", K::Integer, "Rehashes waiting for the background thread; beyond it a login's rehash is skipped (the next login tries again)"},
     // --- outbound delivery (server/delivery) -----------------------------------------
     {"delivery.enabled", "true", K::Bool, "Deliver queued mail to other servers (false: mail waits in the queue, nothing is sent)"},
     {"delivery.max_workers", "16", K::Integer, "Delivery threads (concurrent outbound transactions, all destinations)"},

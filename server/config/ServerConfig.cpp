@@ -275,6 +275,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         r.error("pop_before_smtp.ipv6_prefix: must be 1..128");
 
     c.defaultScheme = r.str("auth.default_scheme");
+    c.rehashOnLogin = r.boolean("auth.rehash_on_login");
+    c.rehashQueue = static_cast<std::size_t>(r.integer("auth.rehash_queue"));
     c.authCacheSize = static_cast<std::size_t>(r.integer("auth.cache.size"));
     c.authCacheTtl = r.duration("auth.cache.ttl");
     c.authCacheNegativeTtl = r.duration("auth.cache.negative_ttl");
@@ -287,10 +289,11 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         std::string p = "auth.backend." + name;
         b.plugin = r.raw(p + ".plugin", "auth.backend.*.plugin");
         b.domains = parseList(r.raw(p + ".domains", "auth.backend.*.domains"));
+        b.rehashOnLogin = r.raw(p + ".rehash_on_login", "auth.backend.*.rehash_on_login");
         Poco::Util::AbstractConfiguration::Keys keys;
         conf.keys(p, keys);
         for (const auto& k : keys)
-            if (k != "plugin" && k != "domains") b.params[k] = conf.getRawString(p + "." + k, "");
+            if (k != "plugin" && k != "domains" && k != "rehash_on_login") b.params[k] = conf.getRawString(p + "." + k, "");
         c.backends.push_back(b);
     }
     if (c.backends.empty()) r.error("auth.backends: no backend configured");

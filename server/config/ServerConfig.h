@@ -140,6 +140,7 @@ struct BackendConfig {
     std::string plugin;                         // postern-auth-<plugin>.so
     std::vector<std::string> domains;           // authoritative for ("*" = any)
     std::map<std::string, std::string> params;  // every other auth.backend.<name>.* key, prefix stripped
+    std::string rehashOnLogin;                  // auth.backend.<name>.rehash_on_login: auto|true|false
 
     bool operator==(const BackendConfig&) const = default;
 };
@@ -242,6 +243,8 @@ struct ServerConfig {
     ClusterConfig cluster;
     std::vector<BackendConfig> backends;
     std::string defaultScheme;
+    bool rehashOnLogin = false;      // auth.rehash_on_login
+    std::size_t rehashQueue = 0;     // auth.rehash_queue
     std::size_t authCacheSize = 0;
     Millis authCacheTtl{};
     Millis authCacheNegativeTtl{};

@@ -352,6 +352,24 @@ api::ProbeAnswer PasswdFileBackend::probe() noexcept {
     return a;
 }
 
+// Our own write: read it back now, whatever the stat check would say (same-size file in the
+// same clock tick), so readers never see the hash that was just replaced.
+void PasswdFileBackend::reloadAfterWrite() noexcept {
+    try {
+        std::lock_guard reloadLock(reloadMutex_);
+        auto fresh = load();
+        {
+            std::unique_lock lock(snapshotMutex_);
+            snapshot_ = fresh;
+        }
+        failedStamps_.reset();
+    } catch (const std::exception& e) {
+        // The next stat check tries again (and logs if it keeps failing).
+        logger().warning("passwd-file " + config_.path + ": cannot re-read after a write: " + e.what());
+    } catch (...) {
+    }
+}
+
 template <typename F>
 api::WriteAnswer PasswdFileBackend::edit(F&& f) noexcept {
     try {
@@ -365,7 +383,13 @@ api::WriteAnswer PasswdFileBackend::edit(F&& f) noexcept {
 }
 
 api::WriteAnswer PasswdFileBackend::setPassword(const std::string& user, const std::string& newHash) noexcept {
-    return edit([&] { return editor_.setPassword(toLower(user), newHash); });
+    return edit([&] {
+        api::WriteAnswer a = editor_.setPassword(toLower(user), newHash);
+        if (a.status == api::WriteStatus::Ok) {
+            reloadAfterWrite();  // under editMutex_: the next write waits until readers see this one
+        }
+        return a;
+    });
 }
 
 api::WriteAnswer PasswdFileBackend::checkNewUser(const std::string& address) noexcept {

@@ -59,7 +59,8 @@ public:
     api::ProbeAnswer probe() noexcept override;
 
     // Writes through PasswdFileEditor (line-preserving, atomic, flock'ed); serialised by a
-    // mutex. Readers see a change at the next stat check, like any other edit of the file.
+    // mutex. A successful write reloads the snapshot at once (the daemon's rehash on login:
+    // the next login reads the new hash, not the old one until the next stat check).
     api::WriteAnswer setPassword(const std::string& user, const std::string& newHash) noexcept override;
     api::WriteAnswer checkNewUser(const std::string& address) noexcept override;
     api::WriteAnswer addUser(const api::NewUser& user) noexcept override;
@@ -99,6 +100,7 @@ private:
 
     std::shared_ptr<const Snapshot> current() noexcept;
     void reloadIfChanged();
+    void reloadAfterWrite() noexcept;
     std::shared_ptr<const Snapshot> load() const;
     std::string readFile(const std::string& path, FileStamp& stamp) const;
     std::optional<FileStamp> statFile(const std::string& path) const;

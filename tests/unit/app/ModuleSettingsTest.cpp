@@ -25,9 +25,8 @@ namespace {
 using Values = std::vector<std::pair<std::string, std::string>>;
 
 // Keys the daemon does not use, with the reason. Keep this list short.
-const std::map<std::string, std::string> Exempt = {
-    {"auth.default_scheme", "read by posternctl only (scheme of new password hashes)"},
-};
+// (auth.default_scheme is no longer one: posternd's rehash on login reads it too.)
+const std::map<std::string, std::string> Exempt = {};
 
 // The smallest valid configuration with every pattern expanded once: listener "mx", auth
 // backend "local" (the default auth.backends), domain "example.org". TLS files are set (paths

@@ -39,10 +39,10 @@ struct Fake {
 
 const std::string Password = "abcdefgh-" + std::string(24, 'q');
 
-// user, password, enabled, mailbox, require, id, hash, scopes, expires, networks, last used, last ip, revoked
+// user, password, enabled, mailbox, senders, require, id, hash, scopes, expires, networks, last used, last ip, revoked
 pg::Row row(pg::Value require, pg::Value id, pg::Value scopes = "smtp", pg::Value expires = std::nullopt,
             pg::Value networks = "", pg::Value revoked = std::nullopt) {
-    return {"ann@pg.test", "{PLAIN}main", "t", "", require, id,
+    return {"ann@pg.test", "{PLAIN}main", "t", "", "{}", require, id,
             id ? pg::Value("{PLAIN}" + Password) : std::nullopt,
             id ? scopes : std::nullopt, expires, id ? networks : std::nullopt,
             id ? pg::Value("1700000000") : std::nullopt, id ? pg::Value("192.0.2.1") : std::nullopt, revoked};

@@ -1,0 +1,38 @@
+// Rehash on login, the decision: which scheme a stored hash is in, and whether a successful
+// login should replace it with a new hash in the configured scheme (auth.default_scheme).
+// Pure functions; the work itself is done by auth::Rehasher, off the session's path.
+#pragma once
+
+#include "api/PluginApi.h"
+#include "auth/PasswordScheme.h"
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace postern::auth {
+
+// One name per scheme, Dovecot spelling, upper case: "{MD5}$1$..", "{CRYPT}$1$.." and "$1$.."
+// are all "MD5-CRYPT"; "{BCRYPT}" and "$2y$.." are "BLF-CRYPT"; "{CLEARTEXT}" is "PLAIN";
+// "{SHA1}" is "SHA"; encoding suffixes (".HEX", ".B64") are dropped; "{ARGON2ID}$argon2id$.."
+// and "$argon2id$.." are "ARGON2ID". A crypt value whose method is not known here is "CRYPT".
+// "" for an empty or unreadable value.
+std::string storedSchemeOf(std::string_view stored);
+
+// The same normalisation for a bare scheme name a backend reports ("bcrypt" -> "BLF-CRYPT",
+// "cleartext" -> "PLAIN", "md5-crypt" -> "MD5-CRYPT"). "" stays "".
+std::string canonicalSchemeName(std::string_view name);
+
+// What a login told the facade, as far as rehashing is concerned.
+struct RehashCandidate {
+    bool loginSucceeded = false;  // the final outcome was Ok (never true for a failed login)
+    const plugins::api::AuthAnswer* answer = nullptr;  // the deciding backend's answer
+};
+
+// The scheme the login's stored hash is in (canonical name) if it should be replaced by a
+// new hash in `target`; nullopt if not: the login failed, an application password matched,
+// the scheme is unknown (a backend that verified itself and did not say), or it is the
+// target already.
+std::optional<std::string> rehashFrom(const RehashCandidate& candidate, HashScheme target);
+
+}  // namespace postern::auth
