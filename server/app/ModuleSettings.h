@@ -6,6 +6,7 @@
 // reaches at least one of them.
 #pragma once
 
+#include "abuse/AccountSecurityStore.h"
 #include "abuse/AuthPenalty.h"
 #include "abuse/ConnectionGate.h"
 #include "abuse/RateLimiter.h"
@@ -130,6 +131,7 @@ smtp::SmtpSettings smtpSettings(const config::ServerConfig& cfg, const config::L
 pop3::Pop3Settings pop3Settings(const config::ServerConfig& cfg, const config::ListenerConfig& listener);
 ListenerSettings listenerSettings(const config::ServerConfig& cfg, const config::ListenerConfig& listener);
 ProcessSettings processSettings(const config::ServerConfig& cfg);
+abuse::AccountSecuritySettings accountSecuritySettings(const config::ServerConfig& cfg);
 
 // Everything the daemon's modules take, built by the functions above.
 struct DaemonSettings {
@@ -147,6 +149,7 @@ struct DaemonSettings {
     HealthSettings health;
     std::vector<ListenerSettings> listeners;
     ProcessSettings process;
+    abuse::AccountSecuritySettings accountSecurity;  // account_security.*
     config::PolicyServiceConfig policy;  // policy.*: turned into the delegation by policyd::PolicyDelegation::fromConfig
     bool operator==(const DaemonSettings&) const = default;
 };

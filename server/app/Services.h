@@ -6,6 +6,7 @@
 #include "abuse/LogThrottle.h"
 #include "app/ConnectionRegistry.h"
 #include "app/Telemetry.h"
+#include "core/AccountSecurity.h"
 #include "core/AuthService.h"
 #include "core/EventCounters.h"
 #include "core/OutboundLimiter.h"
@@ -48,6 +49,7 @@ struct Services {
     Telemetry& telemetry;              // metrics
     core::EventCounters& events;       // = telemetry, as the sessions see it
     core::PolicyDelegate* delegate;    // policy delegation (policy.service); null when off
+    core::AccountHold* hold = nullptr; // compromised-account holds (account_security.*); null when off
 
     // Logs `line` at warning level the first time `key` is seen (misconfiguration
     // reports such as "balancer sends no PROXY header": loud once, not once per connection).

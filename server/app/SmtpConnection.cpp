@@ -41,10 +41,14 @@ void SmtpConnection::run() {
             registry.update(token, ch.socket());
         }
         smtp::SmtpPorts ports{services_.auth, services_.directory, services_.grants,
-                              services_.sink, &services_.limiter,  &services_.events, services_.delegate};
+                              services_.sink, &services_.limiter,  &services_.events, services_.delegate,
+                              services_.hold};
         // TLS terminated by a trusted balancer (PROXY v2 SSL TLV) counts when configured.
         smtp::SmtpSession session(settings_, ports, sid, client, ch.isTls() || scope.balancerTls());
         session.setServerAddress(socket().address().host().toString(), socket().address().port());
+        // The TLS version (login log) is read once the handshake is surely done: at the
+        // first command read over TLS.
+        bool tlsVersionPending = ch.isTls();
         ch.write(session.greeting().bytes);
         std::string line;
         while (!session.isClosed()) {
@@ -74,6 +78,10 @@ void SmtpConnection::run() {
                                           timeouts.smtpCommand);
                     registry.setIdle(token, false);
                     if (st == net::ReadStatus::Ok) {
+                        if (tlsVersionPending) {
+                            session.setTlsVersion(ch.tlsVersion());
+                            tlsVersionPending = false;
+                        }
                         out = session.onLine(line);
                     } else if (st == net::ReadStatus::TooLong) {
                         out = session.onLineTooLong();
@@ -95,6 +103,7 @@ void SmtpConnection::run() {
                 ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
                 registry.update(token, ch.socket());
                 session.onTlsStarted();
+                tlsVersionPending = true;
                 log.information(core::EventLine::inSession(sid, "starttls").add("ip", client.host()).str());
             } else if (out.action == smtp::SmtpOutput::Action::Close) {
                 break;

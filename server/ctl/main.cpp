@@ -8,6 +8,7 @@
 #include "AuthTestCommand.h"
 #include "DbCommands.h"
 #include "DirectoryCommands.h"
+#include "AccountSecurityCommands.h"
 #include "GrantCommands.h"
 #include "HashPasswordCommand.h"
 #include "Layout.h"
@@ -29,7 +30,7 @@ using postern::ctl::Command;
 namespace ctl = postern::ctl;
 
 // Add new commands here (multi-word names such as "user add" are matched word by word).
-constexpr std::array<Command, 26> Commands{{
+constexpr std::array<Command, 28> Commands{{
     postern::ctl::HashPasswordCommand,
     postern::ctl::QueueListCommand,
     postern::ctl::QueueShowCommand,
@@ -56,6 +57,8 @@ constexpr std::array<Command, 26> Commands{{
     postern::ctl::GrantAddCommand,
     postern::ctl::GrantRevokeCommand,
     postern::ctl::GrantFlushCommand,
+    postern::ctl::UserReleaseCommand,
+    postern::ctl::UserLoginsCommand,
 }};
 
 // The exit codes every command may return (also in posternctl(1)).

@@ -63,6 +63,7 @@ struct SmtpPorts {
     core::OutboundLimiter* limiter = nullptr;  // nullptr: no outbound rate limits
     core::EventCounters* events = nullptr;     // nullptr: nothing counted
     core::PolicyDelegate* delegate = nullptr;  // nullptr: no policy delegation
+    const core::AccountHold* hold = nullptr;   // nullptr: no compromised-account holds
 };
 
 struct SmtpOutput {
@@ -115,6 +116,8 @@ public:
     bool isClosed() const { return state_ == SmtpState::Closed; }
     SmtpState state() const { return state_; }
     bool isTls() const { return tls_; }
+    // The TLS version for the login log (after the handshake; default "yes").
+    void setTlsVersion(std::string version) { tlsVersion_ = std::move(version); }
     const std::string& sessionId() const { return sessionId_; }
     // The local end of the connection (the policy service's server_address / server_port).
     void setServerAddress(std::string host, std::uint16_t port) {
@@ -180,6 +183,7 @@ private:
     std::string sessionId_;
     core::ClientAddress client_;
     bool tls_;
+    std::string tlsVersion_ = "yes";  // login log: the version when tls_
     std::function<std::chrono::system_clock::time_point()> now_;
 
     // Session state (RFC 5321 4.1.4): reset by STARTTLS, not by RSET.
