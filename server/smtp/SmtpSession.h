@@ -10,6 +10,7 @@
 #include "core/EventCounters.h"
 #include "core/MessageSink.h"
 #include "core/OutboundLimiter.h"
+#include "core/AccountSecurity.h"
 #include "core/PolicyDelegate.h"
 #include "core/UserDirectory.h"
 #include "policy/RoleAddressPolicy.h"

@@ -57,9 +57,8 @@ def detection_overrides(sink_port_number, max_ips="3"):
 
 def submit(node, source, user=ALICE, password=ALICE_PW, to=REMOTE):
     """Submits one message over STARTTLS + AUTH PLAIN from `source`; returns its marker."""
-    marker = "acct-sec-%s-%d" % (source, int(time.monotonic() * 1e6))
     s = node.submission(user, password, source=source)
-    msg = make_message(sender=user, to=to, subject=marker, body="marker " + marker)
+    marker, msg = make_message(sender=user, to=to)
     s.sendmail(user, [to], msg)
     s.quit()
     return marker

@@ -116,7 +116,8 @@ BOOST_AUTO_TEST_CASE(distinct_ips_and_networks_in_the_window) {
 BOOST_AUTO_TEST_CASE(many_threads_recording_while_flushing_lose_nothing) {
     MemoryAccountSecurityStore store;
     AccountSecuritySettings s = quiet();
-    AccountSecurity security(s, store);
+    ManualClock clock;  // entries are stamped T0: the age bound must not prune them
+    AccountSecurity security(s, store, {}, clock.fn());
     constexpr int Threads = 8, PerThread = 2000, Users = 5;
     std::atomic<bool> done{false};
     std::thread flusher([&] {
@@ -221,7 +222,8 @@ BOOST_AUTO_TEST_CASE(disabled_detection_holds_nobody_but_keeps_the_login_log) {
     AccountSecuritySettings s = quiet();
     s.enabled = false;
     s.maxIps = 1;
-    AccountSecurity security(s, store);
+    ManualClock clock;  // the entries are stamped T0: not pruned as 30 days old
+    AccountSecurity security(s, store, {}, clock.fn());
     for (const char* ip : {"192.0.2.1", "192.0.2.2", "192.0.2.3"}) security.recordLogin(login("ann", ip));
     security.flushNow();
     BOOST_TEST(!security.isHeld("ann"));
@@ -257,7 +259,8 @@ BOOST_AUTO_TEST_CASE(a_failing_store_keeps_the_batch_and_the_held_set) {
     FlakyStore store;
     AccountSecuritySettings s = quiet();
     s.maxIps = 1;
-    AccountSecurity security(s, store);
+    ManualClock clock;
+    AccountSecurity security(s, store, {}, clock.fn());
     security.recordLogin(login("ann", "192.0.2.1"));
     security.recordLogin(login("ann", "192.0.2.2"));
     security.flushNow();
