@@ -32,8 +32,8 @@ struct AuthRequest {
     std::string sessionId;
     // For the login log (abuse/AccountSecurity): the SASL mechanism or "USER"/"APOP", and
     // the TLS version of the session ("" = no TLS; "yes" when the version is unknown).
-    std::string mechanism;
-    std::string tls;
+    std::string mechanism{};
+    std::string tls{};
 };
 
 struct AuthResult {

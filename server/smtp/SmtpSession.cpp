@@ -412,9 +412,8 @@ SmtpOutput SmtpSession::finishAuth(const sasl::Step& step) {
         return error(replies::authInvalid());
     case StepKind::Done: break;
     }
-    core::AuthRequest req{sasl_->credentials().user, sasl_->credentials().password, "smtp", client_, sessionId_};
-    req.mechanism = saslMethod_;
-    req.tls = tls_ ? tlsVersion_ : "";
+    core::AuthRequest req{sasl_->credentials().user, sasl_->credentials().password, "smtp", client_, sessionId_,
+                          saslMethod_, tls_ ? tlsVersion_ : ""};
     sasl_.reset();
     core::AuthResult result = ports_.auth.authenticate(req);
     switch (result.status) {

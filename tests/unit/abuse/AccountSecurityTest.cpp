@@ -313,7 +313,11 @@ BOOST_AUTO_TEST_CASE(logins_are_recorded_with_protocol_mechanism_tls_and_result)
     MemoryAccountSecurityStore store;
     AccountSecurity security(quiet(), store);
     LoginRecordingAuthService auth(inner, security);
-    core::AuthRequest req{"Ann@Example.Test", "secret", "pop3", {}, "s1"};
+    core::AuthRequest req;
+    req.user = "Ann@Example.Test";
+    req.password = "secret";
+    req.service = "pop3";
+    req.sessionId = "s1";
     req.client.ip = Poco::Net::IPAddress("192.0.2.7");
     req.mechanism = "USER";
     req.tls = "TLSv1.2";
