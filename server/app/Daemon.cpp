@@ -1,9 +1,12 @@
 #include "app/Daemon.h"
 
+#include "abuse/AccountSecurity.h"
 #include "abuse/AuthPenalty.h"
 #include "app/ClusterPop3Login.h"
 #include "abuse/ConnectionGate.h"
 #include "abuse/DegradingStores.h"
+#include "abuse/LoginRecordingAuthService.h"
+#include "abuse/PgAccountSecurityStore.h"
 #include "abuse/OutboundLimits.h"
 #include "abuse/PenalizedAuthService.h"
 #include "abuse/PgPenaltyStore.h"
@@ -170,6 +173,26 @@ void Daemon::buildAbuse() {
     gate_ = std::make_unique<abuse::ConnectionGate>(settings_.gate);
     // Policy delegation (policy.service; validated at load, connects to nothing yet).
     policy_ = policyd::PolicyDelegation::fromConfig(settings_.policy);
+    buildAccountSecurity();
+}
+
+void Daemon::buildAccountSecurity() {
+    const abuse::AccountSecuritySettings& a = settings_.accountSecurity;
+    if (!a.enabled && a.loginLogMaxEntries == 0) return;
+    // In a cluster the counters, flags and login log are shared (a flag holds the account on
+    // every node); a single node keeps them in memory. Either way nothing is written per login.
+    if (clusterPool_)
+        accountStore_ = std::make_unique<abuse::PgAccountSecurityStore>(*clusterPool_);
+    else
+        accountStore_ = std::make_unique<abuse::MemoryAccountSecurityStore>();
+    auto* flagged = &telemetry_.registry().counterFamily(
+        "postern_accounts_flagged_total", "Accounts this node flagged as compromised (outbound mail held), by reason",
+        {"reason"});
+    accountSecurity_ = std::make_unique<abuse::AccountSecurity>(
+        a, *accountStore_, [flagged](const abuse::AccountFlag& f) { flagged->labels({f.reason}).inc(); });
+    recordedAuth_ = std::make_unique<abuse::LoginRecordingAuthService>(*guardedAuth_, *accountSecurity_);
+    telemetry_.registry().gaugeCallback("postern_accounts_held", "Accounts whose outbound mail is held (this node's view)",
+                                        [this] { return static_cast<double>(accountSecurity_->heldCount()); });
 }
 
 void Daemon::buildGrants() {
@@ -218,6 +241,8 @@ void Daemon::buildStorage() {
     if (settings_.delivery.enabled)
         delivery_ = std::make_unique<delivery::DeliveryService>(settings_.delivery, settings_.process.hostname,
                                                                 *queue_, *sink_, *facade_);
+    if (delivery_ && accountSecurity_)
+        delivery_->setAccountSecurity(accountSecurity_.get(), accountSecurity_.get());
 }
 
 // DKIM (dkim.*): keys from the key directory and/or the shared PostgreSQL; a bad key file
@@ -256,13 +281,16 @@ void Daemon::reloadDkim() {
 
 void Daemon::buildServices() {
     if (grantStore_) countedGrants_ = std::make_unique<CountingGrantStore>(*grantStore_, telemetry_);
+    core::AuthService& auth = recordedAuth_ ? static_cast<core::AuthService&>(*recordedAuth_) : *guardedAuth_;
     core::MessageSink& sessionSink = dkimSink_ ? static_cast<core::MessageSink&>(*dkimSink_) : *sink_;
-    services_ = std::make_unique<Services>(tls_, *guardedAuth_, *facade_, countedGrants_.get(), sessionSink, *maildrops_,
+    services_ = std::make_unique<Services>(tls_, auth, *facade_, countedGrants_.get(), sessionSink, *maildrops_,
                                            registry_, *gate_, *outboundLimits_, telemetry_, policy_.get());
+    if (accountSecurity_ && settings_.accountSecurity.enabled) services_->hold = accountSecurity_.get();
     if (clusterMaildrops_) {
-        // Penalty check, lease and grant of a POP3 login in one statement (schema 005).
+        // Penalty check, lease and grant of a POP3 login in one statement (schema 005). Its
+        // logins go through the same login recording as every other (account_security.*).
         pop3Login_ = std::make_unique<ClusterPop3Login>(
-            *clusterPool_, *penalty_, *guardedAuth_, *clusterMaildrops_, pgGrants_.get(), countedGrants_.get(),
+            *clusterPool_, *penalty_, auth, *clusterMaildrops_, pgGrants_.get(), countedGrants_.get(),
             [this](bool ok) { telemetry_.count("grant", ok ? "created" : "failed"); });
         services_->pop3Login = pop3Login_.get();
     }
@@ -353,6 +381,13 @@ void Daemon::startServing() {
     // The spool belongs to the user that writes mail; it clears what a crash left before
     // the first message (and before delivery threads, which may write bounces).
     if (std::size_t removed = 0; mailSpool_->start(removed)) mailStore_->setSpool(mailSpool_.get());
+    if (accountSecurity_) {
+        // Made here, as the serving user: posternctl user release (single node) drops files in
+        // it and this process deletes them.
+        if (!settings_.accountSecurity.releaseDir.empty()) Poco::File(settings_.accountSecurity.releaseDir).createDirectories();
+        accountSecurity_->flushNow();  // the flagged set before delivery starts: held mail stays held
+        accountSecurity_->start();
+    }
     for (auto& l : listeners_) l.server->start();
     startHealth();
     if (delivery_) delivery_->start();  // scans the queue: resumes after a crash
@@ -432,6 +467,7 @@ void Daemon::drain() {
         registry_.waitEmpty(std::chrono::milliseconds(2000));
     }
     if (delivery_) delivery_->stop();  // cuts transactions in progress; they stay queued
+    if (accountSecurity_) accountSecurity_->stop();  // writes what is still recorded
     if (timer_) timer_->cancel(true);
     if (health_) health_->stop();
     // Every session has ended. POCO 1.11's TCPServerDispatcher can leave a pool thread in a

@@ -44,6 +44,9 @@ class PenalizedAuthService;
 class RateLimiter;
 class OutboundLimits;
 class ConnectionGate;
+class AccountSecurityStore;
+class AccountSecurity;
+class LoginRecordingAuthService;
 }  // namespace abuse
 namespace grants {
 class MemoryGrantStore;
@@ -119,6 +122,7 @@ public:
 
 private:
     void startHealth();
+    void buildAccountSecurity();  // compromised-account detection + login log (end of buildAbuse)
     void checkSecretFiles() const;  // TLS keys not readable by every user
     void writeReadyFile() const;
 
@@ -140,6 +144,9 @@ private:
     std::unique_ptr<abuse::ConnectionGate> gate_;
     std::unique_ptr<policyd::PolicyDelegation> policy_;  // null when policy.service is empty
     std::unique_ptr<milter::MilterFactoryImpl> milters_;  // null when no milter is configured
+    std::unique_ptr<abuse::AccountSecurityStore> accountStore_;          // PostgreSQL or memory
+    std::unique_ptr<abuse::AccountSecurity> accountSecurity_;            // holds, login log
+    std::unique_ptr<abuse::LoginRecordingAuthService> recordedAuth_;     // in front of guardedAuth_
     std::unique_ptr<grants::MemoryGrantStore> memoryGrants_;
     std::unique_ptr<grants::PgGrantStore> pgGrants_;
     std::unique_ptr<grants::WriteBehindGrantStore> heldGrants_;

@@ -210,6 +210,25 @@ milter::MilterSettings milterSettings(const config::ServerConfig& cfg) {
     return s;
 }
 
+abuse::AccountSecuritySettings accountSecuritySettings(const config::ServerConfig& cfg) {
+    abuse::AccountSecuritySettings s;
+    const auto& a = cfg.accountSecurity;
+    s.enabled = a.enabled;
+    s.flushInterval = a.flushInterval;
+    s.window = a.window;
+    s.maxIps = u32(a.maxIps);
+    s.maxNetworks = u32(a.maxNetworks);
+    s.maxRemoteRejected = u32(a.maxRemoteRejected);
+    s.maxBounces = u32(a.maxBounces);
+    s.loginLogMaxEntries = u32(a.loginLogMaxEntries);
+    s.loginLogMaxAge = a.loginLogMaxAge;
+    // A single node: posternctl user release drops a request file here (AccountSecurity
+    // picks it up at its next flush). In a cluster the release goes through PostgreSQL.
+    if (!cfg.cluster.enabled()) s.releaseDir = cfg.queueDir + "/account-release";
+    s.nodeId = clusterSettings(cfg).nodeId;
+    return s;
+}
+
 DaemonSettings daemonSettings(const config::ServerConfig& cfg) {
     DaemonSettings s;
     s.tlsEnabled = tlsEnabled(cfg);
@@ -229,6 +248,7 @@ DaemonSettings daemonSettings(const config::ServerConfig& cfg) {
     s.policy = cfg.policy;
     s.dkim = cfg.dkim;
     s.milter = milterSettings(cfg);
+    s.accountSecurity = accountSecuritySettings(cfg);
     return s;
 }
 

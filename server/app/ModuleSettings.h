@@ -7,6 +7,7 @@
 #pragma once
 
 #include "milter/MilterChain.h"
+#include "abuse/AccountSecurityStore.h"
 
 #include "abuse/AuthPenalty.h"
 #include "abuse/ConnectionGate.h"
@@ -141,6 +142,7 @@ smtp::SmtpSettings smtpSettings(const config::ServerConfig& cfg, const config::L
 pop3::Pop3Settings pop3Settings(const config::ServerConfig& cfg, const config::ListenerConfig& listener);
 ListenerSettings listenerSettings(const config::ServerConfig& cfg, const config::ListenerConfig& listener);
 ProcessSettings processSettings(const config::ServerConfig& cfg);
+abuse::AccountSecuritySettings accountSecuritySettings(const config::ServerConfig& cfg);
 
 // Everything the daemon's modules take, built by the functions above.
 struct DaemonSettings {
@@ -159,6 +161,7 @@ struct DaemonSettings {
     std::vector<ListenerSettings> listeners;
     ProcessSettings process;
     config::DkimConfig dkim;              // dkim.*: signing keys (Daemon::buildDkim)
+    abuse::AccountSecuritySettings accountSecurity;  // account_security.*
     config::PolicyServiceConfig policy;  // policy.*: turned into the delegation by policyd::PolicyDelegation::fromConfig
     milter::MilterSettings milter;       // milter.*, listener.*.milters
     bool operator==(const DaemonSettings&) const = default;

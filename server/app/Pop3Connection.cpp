@@ -45,6 +45,7 @@ void Pop3Connection::run() {
         pop3::Pop3Ports ports{services_.auth, services_.maildrops, services_.grants, services_.pop3Login};
         pop3::Pop3Session session(settings_, ports, pop3::SessionContext{sid, client, ch.isTls()});
         ch.write(session.greeting().bytes);
+        bool tlsVersionPending = ch.isTls();  // login log: read at the first command over TLS
         std::string line;
         while (!session.isClosed()) {
             bool mayWait = ch.hasPendingInput() || registry.setIdle(token, true);
@@ -77,12 +78,17 @@ void Pop3Connection::run() {
                 }
                 break;
             }
+            if (tlsVersionPending) {
+                session.setTlsVersion(ch.tlsVersion());
+                tlsVersionPending = false;
+            }
             pop3::Pop3Output out = session.onLine(line);
             ch.write(out.bytes);
             if (out.action == pop3::Pop3Output::Action::StartTls) {
                 ch.startTls(services_.tlsContext(), timeout);
                 registry.update(token, ch.socket());
                 session.onTlsStarted();
+                tlsVersionPending = true;
                 log.information(core::EventLine::inSession(sid, "stls").add("ip", client.host()).str());
             } else if (out.action == pop3::Pop3Output::Action::Close) {
                 break;

@@ -6,6 +6,7 @@
 #include "abuse/LogThrottle.h"
 #include "app/ConnectionRegistry.h"
 #include "app/Telemetry.h"
+#include "core/AccountSecurity.h"
 #include "core/AuthService.h"
 #include "core/EventCounters.h"
 #include "core/OutboundLimiter.h"
@@ -54,6 +55,7 @@ struct Services {
     // Cluster: a POP3 login's penalty check, lease and grant in one statement; null = apart.
     core::Pop3Login* pop3Login = nullptr;
     core::MilterFactory* milters = nullptr;  // milters (milter.*); null when none is configured
+    core::AccountHold* hold = nullptr; // compromised-account holds (account_security.*); null when off
 
     // Logs `line` at warning level the first time `key` is seen (misconfiguration
     // reports such as "balancer sends no PROXY header": loud once, not once per connection).

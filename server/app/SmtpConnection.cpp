@@ -60,7 +60,8 @@ void SmtpConnection::run() {
             registry.update(token, ch.socket());
         }
         smtp::SmtpPorts ports{services_.auth, services_.directory, services_.grants,
-                              services_.sink, &services_.limiter,  &services_.events, services_.delegate};
+                              services_.sink, &services_.limiter,  &services_.events, services_.delegate,
+                              services_.hold};
         // TLS terminated by a trusted balancer (PROXY v2 SSL TLV) counts when configured.
         // Milters of this listener (one connection each for this session), asked from the greeting on.
         std::unique_ptr<core::MilterSession> milters;
@@ -71,6 +72,9 @@ void SmtpConnection::run() {
         session.setMilterInfo(lc.name, "", "");
         bool tlsKnown = false;  // {tls_version}/{cipher} taken once the handshake is done (first read)
         session.setServerAddress(socket().address().host().toString(), socket().address().port());
+        // The TLS version (login log) is read once the handshake is surely done: at the
+        // first command read over TLS.
+        bool tlsVersionPending = ch.isTls();
         ch.write(session.greeting().bytes);
         std::string line;
         while (!session.isClosed()) {
@@ -105,6 +109,10 @@ void SmtpConnection::run() {
                             session.setMilterInfo(lc.name, info.first, info.second);
                             tlsKnown = true;
                         }
+                        if (tlsVersionPending) {
+                            session.setTlsVersion(ch.tlsVersion());
+                            tlsVersionPending = false;
+                        }
                         out = session.onLine(line);
                     } else if (st == net::ReadStatus::TooLong) {
                         out = session.onLineTooLong();
@@ -126,6 +134,7 @@ void SmtpConnection::run() {
                 ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
                 registry.update(token, ch.socket());
                 session.onTlsStarted();
+                tlsVersionPending = true;
                 log.information(core::EventLine::inSession(sid, "starttls").add("ip", client.host()).str());
             } else if (out.action == smtp::SmtpOutput::Action::Close) {
                 break;

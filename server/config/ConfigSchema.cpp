@@ -152,6 +152,16 @@ const std::vector<KeyDef> Keys = {
     {"limits.ip.recipients_per_day", "0", K::Integer, "Outbound recipients per client IP and day (0 = no limit)"},
     {"limits.allow_networks", "", K::List, "Networks exempt from the per-IP outbound limits (user limits still apply)"},
     {"limits.ipv6_prefix", "64", K::Integer, "IPv6 clients are counted per prefix of this length"},
+    // --- compromised-account detection and login log (server/abuse AccountSecurity) ------
+    {"account_security.enabled", "true", K::Bool, "Hold an account's outbound mail (queued, not sent; MAIL gets 451 4.7.1) when its activity passes a threshold below, until posternctl user release"},
+    {"account_security.flush_interval", "5s", K::Duration, "Events are recorded in memory and written (cluster: one multi-row statement) this often; also the detection latency"},
+    {"account_security.window", "1h", K::Duration, "The thresholds count over this sliding window"},
+    {"account_security.max_ips", "20", K::Integer, "Distinct client IPs with a successful login per account and window before it is held (0 = off)"},
+    {"account_security.max_networks", "10", K::Integer, "Distinct networks (IPv4 /24, IPv6 /48) among those IPs before the account is held (0 = off)"},
+    {"account_security.max_remote_rejected", "50", K::Integer, "Recipients of the account's mail refused by remote servers (5xx) per window before it is held (0 = off)"},
+    {"account_security.max_bounces", "30", K::Integer, "Bounces generated for the account's mail per window before it is held (0 = off)"},
+    {"account_security.login_log_max_entries", "100", K::Integer, "Login log entries kept per account (posternctl user logins; 0 = no login log)"},
+    {"account_security.login_log_max_age", "30d", K::Duration, "Login log entries older than this are deleted"},
     {"auth.default_scheme", "ARGON2ID", K::Enum, "Scheme for new password hashes (posternctl, and posternd's rehash on login)", "ARGON2ID|BCRYPT|SHA512-CRYPT"},
     // --- app passwords -----------------------------------------------------------------
     {"auth.app_password_last_used_interval", "15m", K::Duration, "An app password's last use (time, IP) is written to the backend at most this often, or when the client IP changes (0 = every login)"},

@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 namespace postern::config {
 
@@ -423,6 +424,30 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     }
 
     // Unknown keys are rejected by name, so a typo never silently means "default".
+    {
+        AccountSecurityConfig& a = c.accountSecurity;
+        a.enabled = r.boolean("account_security.enabled");
+        a.flushInterval = r.duration("account_security.flush_interval");
+        a.window = r.duration("account_security.window");
+        a.maxIps = r.integer("account_security.max_ips");
+        a.maxNetworks = r.integer("account_security.max_networks");
+        a.maxRemoteRejected = r.integer("account_security.max_remote_rejected");
+        a.maxBounces = r.integer("account_security.max_bounces");
+        a.loginLogMaxEntries = r.integer("account_security.login_log_max_entries");
+        a.loginLogMaxAge = r.duration("account_security.login_log_max_age");
+        if (a.flushInterval < Millis(100) || a.flushInterval > Millis(3600000))
+            r.error("account_security.flush_interval: must be 100ms..1h");
+        if (a.window < Millis(60000)) r.error("account_security.window: must be at least 1m");
+        using Limit = std::pair<const char*, long long>;
+        for (auto [key, v] : std::initializer_list<Limit>{{"account_security.max_ips", a.maxIps},
+                                                          {"account_security.max_networks", a.maxNetworks},
+                                                          {"account_security.max_remote_rejected", a.maxRemoteRejected},
+                                                          {"account_security.max_bounces", a.maxBounces},
+                                                          {"account_security.login_log_max_entries", a.loginLogMaxEntries}})
+            if (v < 0 || v > 1000000000) r.error(std::string(key) + ": must be 0..1000000000");
+        if (a.loginLogMaxAge < Millis(60000)) r.error("account_security.login_log_max_age: must be at least 1m");
+    }
+
     std::vector<std::string> present;
     collectKeys(conf, "", present);
     for (const auto& key : present) {

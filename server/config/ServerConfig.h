@@ -62,6 +62,20 @@ struct PenaltyConfig {
     int ipv6Prefix = 0;
 };
 
+// Compromised-account detection and the login log (account_security.*).
+struct AccountSecurityConfig {
+    bool enabled = false;
+    Millis flushInterval{};
+    Millis window{};
+    long long maxIps = 0;
+    long long maxNetworks = 0;
+    long long maxRemoteRejected = 0;
+    long long maxBounces = 0;
+    long long loginLogMaxEntries = 0;
+    Millis loginLogMaxAge{};
+    bool operator==(const AccountSecurityConfig&) const = default;
+};
+
 struct RateLimitValues {
     int messagesPerHour = 0;
     int recipientsPerHour = 0;
@@ -253,6 +267,7 @@ struct ServerConfig {
     PolicyServiceConfig policy;
     DkimConfig dkim;
     MilterConfig milter;
+    AccountSecurityConfig accountSecurity;
 
     // Validates every key under our prefixes (unknown key -> error naming it) and
     // builds the struct. Throws std::runtime_error listing every problem found.

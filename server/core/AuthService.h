@@ -30,6 +30,10 @@ struct AuthRequest {
     std::string service;  // "smtp" | "pop3"
     ClientAddress client;
     std::string sessionId;
+    // For the login log (abuse/AccountSecurity): the SASL mechanism or "USER"/"APOP", and
+    // the TLS version of the session ("" = no TLS; "yes" when the version is unknown).
+    std::string mechanism{};
+    std::string tls{};
     // The caller checks the failed-login penalty itself after a success, in the same
     // statement that takes the maildrop lease (app/ClusterPop3Login: POP3 in a cluster).
     // The penalty decorator then checks only after a failure (still before answering, so a

@@ -10,6 +10,7 @@
 #include "DbCommands.h"
 #include "DirectoryCommands.h"
 #include "DkimCommands.h"
+#include "AccountSecurityCommands.h"
 #include "GrantCommands.h"
 #include "HashPasswordCommand.h"
 #include "Layout.h"
@@ -31,7 +32,7 @@ using postern::ctl::Command;
 namespace ctl = postern::ctl;
 
 // Add new commands here (multi-word names such as "user add" are matched word by word).
-constexpr std::array<Command, 33> Commands{{
+constexpr std::array<Command, 35> Commands{{
     postern::ctl::HashPasswordCommand,
     postern::ctl::QueueListCommand,
     postern::ctl::QueueShowCommand,
@@ -61,6 +62,8 @@ constexpr std::array<Command, 33> Commands{{
     postern::ctl::GrantRevokeCommand,
     postern::ctl::GrantFlushCommand,
     postern::ctl::DkimKeygenCommand, postern::ctl::DkimListCommand, postern::ctl::DkimShowCommand,
+    postern::ctl::UserReleaseCommand,
+    postern::ctl::UserLoginsCommand,
 }};
 
 // The exit codes every command may return (also in posternctl(1)).

@@ -462,8 +462,18 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                                  .add("reason", "notify")
                                  .add("recipients", failed.size() - toReport.size())
                                  .str());
+    // Compromised-account detection counts, per submitting account, the recipients a remote
+    // server refused with a 5xx and the bounces generated (abuse/AccountSecurity).
+    if (report_ && !envelope.authUser.empty()) {
+        std::size_t refused = 0;
+        for (const auto& o : outcomes)
+            if (o.kind == Outcome::Kind::Perm && o.reply.code >= 500) ++refused;
+        report_->remoteRejected(envelope.authUser, refused);
+    }
     if (!toReport.empty()) {
         BounceSender::Result r = bounces_.send(envelope, message.path, DsnAction::Failed, toReport, expiry);
+        if (report_ && !envelope.authUser.empty() && r == BounceSender::Result::Sent)
+            report_->bounced(envelope.authUser, 1);
         if (r == BounceSender::Result::TempFail) {
             // Nobody was told yet: keep the recipients and try again later.
             logger().warning(

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "config/ServerConfig.h"
+#include "core/AccountSecurity.h"
 #include "delivery/BounceSender.h"
 #include "delivery/MxResolver.h"
 #include "delivery/SmtpClient.h"
@@ -46,6 +47,10 @@ public:
     // left in the queue (nullopt: the message is gone: all done, or deleted meanwhile).
     std::optional<queue::QueueEnvelope> deliver(const std::string& id, ConnectionCache& connections);
 
+    // Where remote 5xx refusals and bounces are reported per submitting account (null: not
+    // reported). Set before the first deliver().
+    void setReport(core::DeliveryReport* report) { report_ = report; }
+
     // Reads delivery.relayhost_auth_file ("user:password" on the first line). Throws
     // std::runtime_error if it cannot be read, is malformed, or is group/world-readable.
     static Credentials readCredentialsFile(const std::string& path);
@@ -65,6 +70,7 @@ private:
     BounceSender& bounces_;
     ClientSettings clientSettings_;
     std::optional<Credentials> relayCredentials_;
+    core::DeliveryReport* report_ = nullptr;
 };
 
 }  // namespace postern::delivery

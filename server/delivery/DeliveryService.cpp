@@ -53,6 +53,11 @@ DeliveryService::DeliveryService(const config::DeliveryConfig& config, std::stri
 
 DeliveryService::~DeliveryService() { stop(); }
 
+void DeliveryService::setAccountSecurity(const core::AccountHold* hold, core::DeliveryReport* report) {
+    runner_->setHold(hold);
+    agent_->setReport(report);
+}
+
 void DeliveryService::start() {
     queue_.setEnqueueListener([runner = runner_.get()](const queue::QueueEnvelope& e) { runner->onEnqueued(e); });
     runner_->start();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "config/ServerConfig.h"
+#include "core/AccountSecurity.h"
 #include "core/MessageSink.h"
 #include "core/UserDirectory.h"
 #include "queue/OutboundQueue.h"
@@ -26,6 +27,10 @@ public:
     DeliveryService(const config::DeliveryConfig& config, std::string hostname, queue::OutboundQueue& queue,
                     core::MessageSink& sink, core::UserDirectory& directory);
     ~DeliveryService();
+
+    // Compromised-account detection: held submitters' mail waits, delivery outcomes are
+    // reported per submitting account. Call before start() (either may be null).
+    void setAccountSecurity(const core::AccountHold* hold, core::DeliveryReport* report);
 
     // Scans the queue, starts the workers and subscribes to new mail.
     void start();

@@ -84,7 +84,7 @@ void QueueRunner::schedule(const queue::QueueEnvelope& e) {
     if (running_.count(e.id)) return;  // the worker reschedules it when done
     unschedule(e.id);
     if (e.hold || e.recipients.empty()) return;
-    Item item{e.nextAttempt, domainsOf(e)};
+    Item item{e.nextAttempt, domainsOf(e), e.authUser};
     byDue_.emplace(item.due, e.id);
     pending_.emplace(e.id, std::move(item));
 }
@@ -161,7 +161,7 @@ bool QueueRunner::take(std::string& id) {
         auto now = std::chrono::system_clock::now();
         for (auto it = byDue_.begin(); it != byDue_.end() && it->first <= now; ++it) {
             const Item& item = pending_.at(it->second);
-            if (!runnable(item)) continue;
+            if (!runnable(item) || held(item)) continue;
             id = it->second;
             Item taken = item;
             byDue_.erase(it);
@@ -170,7 +170,7 @@ bool QueueRunner::take(std::string& id) {
             return true;
         }
         // Nothing runnable now: sleep until the next due time, a new message, a finished
-        // delivery (frees a domain slot) or the next scan.
+        // delivery (frees a domain slot) or the next scan (a released hold is seen then).
         Time until = now + config_.scanInterval;
         for (const auto& [due, pid] : byDue_) {
             if (due > now) {
@@ -199,7 +199,7 @@ bool QueueRunner::finishAndTakeSame(const std::string& id, const std::optional<q
     auto now = std::chrono::system_clock::now();
     for (auto d = byDue_.begin(); d != byDue_.end() && d->first <= now; ++d) {
         const Item& item = pending_.at(d->second);
-        if (d->second == id || item.domains != domains || !runnable(item)) continue;
+        if (d->second == id || item.domains != domains || !runnable(item) || held(item)) continue;
         next = d->second;
         Item taken = item;
         byDue_.erase(d);

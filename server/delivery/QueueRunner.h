@@ -4,6 +4,7 @@
 #pragma once
 
 #include "config/ServerConfig.h"
+#include "core/AccountSecurity.h"
 #include "delivery/DeliveryAgent.h"
 #include "queue/OutboundQueue.h"
 
@@ -39,6 +40,10 @@ public:
     QueueRunner(const QueueRunner&) = delete;
     QueueRunner& operator=(const QueueRunner&) = delete;
 
+    // Messages whose submitter (envelope "auth") is held (compromised-account detection)
+    // stay queued and are not taken until the hold is lifted. Set before start().
+    void setHold(const core::AccountHold* hold) { hold_ = hold; }
+
     void start();
     void stop();
 
@@ -56,7 +61,9 @@ private:
     struct Item {
         Time due;
         std::vector<std::string> domains;  // distinct, lower-case
+        std::string submitter;             // envelope "auth" (empty: not authenticated)
     };
+    bool held(const Item& item) const { return hold_ && !item.submitter.empty() && hold_->isHeld(item.submitter); }
 
     void workerLoop(std::size_t index);
     void scannerLoop();
@@ -76,6 +83,7 @@ private:
     const config::DeliveryConfig& config_;
     queue::OutboundQueue& queue_;
     DeliveryAgent& agent_;
+    const core::AccountHold* hold_ = nullptr;
 
     mutable std::mutex mutex_;
     std::condition_variable wake_;

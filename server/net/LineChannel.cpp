@@ -2,9 +2,12 @@
 
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/Session.h>
 #include <Poco/Timespan.h>
 
 #include <cstring>
+
+#include <openssl/ssl.h>
 
 namespace postern::net {
 
@@ -126,6 +129,25 @@ void LineChannel::startTls(Poco::Net::Context::Ptr context, std::chrono::millise
     Poco::Net::SecureStreamSocket secure = Poco::Net::SecureStreamSocket::attach(socket_, context);
     socket_ = secure;
     tls_ = true;
+}
+
+std::string LineChannel::tlsVersion() {
+    if (!tls_) return "";
+    try {
+        Poco::Net::SecureStreamSocket secure(socket_);
+        Poco::Net::Session::Ptr session = secure.currentSession();
+        if (!session.isNull() && session->sslSession()) {
+            switch (SSL_SESSION_get_protocol_version(session->sslSession())) {
+            case TLS1_3_VERSION: return "TLSv1.3";
+            case TLS1_2_VERSION: return "TLSv1.2";
+            case TLS1_1_VERSION: return "TLSv1.1";
+            case TLS1_VERSION: return "TLSv1.0";
+            default: break;
+            }
+        }
+    } catch (const Poco::Exception&) {
+    }
+    return "yes";
 }
 
 }  // namespace postern::net

@@ -54,6 +54,8 @@ public:
     // come over TLS). Throws Poco::Exception if the handshake fails.
     void startTls(Poco::Net::Context::Ptr context, std::chrono::milliseconds timeout);
     bool isTls() const { return tls_; }
+    // The negotiated protocol ("TLSv1.3", "TLSv1.2"); "" without TLS; "yes" if unknown.
+    std::string tlsVersion();
 
     Poco::Net::StreamSocket& socket() { return socket_; }
 

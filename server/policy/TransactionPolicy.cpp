@@ -1,5 +1,7 @@
 #include "policy/TransactionPolicy.h"
 
+#include "policy/AccountHoldPolicy.h"
+
 #include <algorithm>
 #include <cctype>
 
@@ -29,6 +31,11 @@ SenderVerdict TransactionPolicy::decideSender(const smtp::ParsedPath& sender, co
     if (auto refusal = SenderPolicy::check(sender, SenderContext{req.submission, req.identity})) {
         v.reply = *refusal;
         v.reason = "sender";
+        return v;
+    }
+    if (auto held = AccountHoldPolicy::check(req.identity, req.hold)) {
+        v.reply = *held;
+        v.reason = "account_held";
         return v;
     }
     if (req.identity && req.limiter) {

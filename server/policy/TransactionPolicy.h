@@ -3,6 +3,7 @@
 // POP-before-SMTP grant belongs to its user, and the outbound rate limits.
 #pragma once
 
+#include "core/AccountSecurity.h"
 #include "core/AuthService.h"
 #include "core/ClientAddress.h"
 #include "core/OutboundLimiter.h"
@@ -21,13 +22,14 @@ struct SenderRequest {
     const core::AuthIdentity* identity = nullptr;  // nullptr: not authenticated
     const core::ClientAddress& client;
     core::OutboundLimiter* limiter = nullptr;      // nullptr: no outbound limits
+    const core::AccountHold* hold = nullptr;       // nullptr: no compromised-account holds
 };
 
 struct SenderVerdict {
     bool accepted = false;
     smtp::Reply reply = smtp::replies::tempFailure();  // 250 2.1.0 when accepted
     // "" when accepted; "sender" (SenderPolicy refused), "rate_limit" (450 4.7.1),
-    // "rate_tempfail" (counter store unreachable, 451 4.3.0).
+    // "rate_tempfail" (counter store unreachable, 451 4.3.0), "account_held" (451 4.7.1).
     std::string reason;
     std::string limit;  // which limit was hit, for the log ("user_messages_per_hour", ...)
 };
@@ -44,8 +46,9 @@ struct RecipientRequest {
 
 class TransactionPolicy {
 public:
-    // MAIL: SenderPolicy::check, then (authenticated senders only) one message counted
-    // against the user's and the client's limits.
+    // MAIL: SenderPolicy::check, then AccountHoldPolicy (a flagged account: 451 4.7.1),
+    // then (authenticated senders only) one message counted against the user's and the
+    // client's limits.
     static SenderVerdict decideSender(const smtp::ParsedPath& sender, const SenderRequest& req);
 
     // RCPT: RelayPolicy::decide; then, for a recipient relayed on a grant with

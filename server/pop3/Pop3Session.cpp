@@ -239,7 +239,8 @@ Pop3Output Pop3Session::handleSaslStep(sasl::SaslExchange exchange, const sasl::
 }
 
 Pop3Output Pop3Session::login(const std::string& user, const std::string& password, std::string_view mechanism) {
-    core::AuthRequest request{user, password, "pop3", context_.client, context_.sessionId};
+    core::AuthRequest request{user, password, "pop3", context_.client, context_.sessionId,
+                              std::string(mechanism), tls_ ? tlsVersion_ : ""};
     request.penaltyCheckedByCaller = ports_.login != nullptr;
     core::AuthResult result = ports_.auth.authenticate(request);
     // RFC 3206 / 2449 8: [AUTH] means the credentials are wrong, [SYS/TEMP] that trying

@@ -77,6 +77,8 @@ public:
     Pop3Output onLine(std::string_view line);
     // After the STLS handshake succeeded: back to a fresh AUTHORIZATION state, tls = true.
     void onTlsStarted();
+    // The TLS version for the login log (after the handshake; default "yes").
+    void setTlsVersion(std::string version) { tlsVersion_ = std::move(version); }
     // The connection dropped without QUIT: nothing is deleted, the lock is released.
     void onDisconnect();
     bool isClosed() const { return closed_; }
@@ -122,6 +124,7 @@ private:
     Pop3Ports ports_;
     SessionContext context_;
     bool tls_;
+    std::string tlsVersion_ = "yes";  // login log: the version when tls_
     State state_;
     bool closed_ = false;
     bool awaitingTls_ = false;

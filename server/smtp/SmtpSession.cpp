@@ -437,7 +437,8 @@ SmtpOutput SmtpSession::finishAuth(const sasl::Step& step) {
         return error(replies::authInvalid());
     case StepKind::Done: break;
     }
-    core::AuthRequest req{sasl_->credentials().user, sasl_->credentials().password, "smtp", client_, sessionId_};
+    core::AuthRequest req{sasl_->credentials().user, sasl_->credentials().password, "smtp", client_, sessionId_,
+                          saslMethod_, tls_ ? tlsVersion_ : ""};
     sasl_.reset();
     core::AuthResult result = ports_.auth.authenticate(req);
     switch (result.status) {
@@ -476,8 +477,16 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
     // spam run), decided in one call.
     const core::AuthIdentity* who = identity_ ? &*identity_ : nullptr;
     policy::SenderVerdict sv = policy::TransactionPolicy::decideSender(
-        cmd.path, policy::SenderRequest{settings_.role == Role::Submission, who, client_, ports_.limiter});
+        cmd.path, policy::SenderRequest{settings_.role == Role::Submission, who, client_, ports_.limiter, ports_.hold});
     if (!sv.accepted) {
+        if (sv.reason == "account_held") {
+            logger().warning(transactionLine(sessionId_, "mail.reject", client_, cmd.path.address(), who->user)
+                                 .add("reason", "account_held")
+                                 .text("reply", replyText(sv.reply))
+                                 .str());
+            count("smtp_reject", "account_held");
+            return reply(sv.reply);
+        }
         if (sv.reason == "sender") {
             logger().notice(transactionLine(sessionId_, "mail.reject", client_, cmd.path.address(), who ? who->user : "")
                                 .text("reply", replyText(sv.reply))

@@ -11,6 +11,7 @@
 #include "core/MessageSink.h"
 #include "core/MilterPort.h"
 #include "core/OutboundLimiter.h"
+#include "core/AccountSecurity.h"
 #include "core/PolicyDelegate.h"
 #include "core/UserDirectory.h"
 #include "policy/RoleAddressPolicy.h"
@@ -65,6 +66,7 @@ struct SmtpPorts {
     core::EventCounters* events = nullptr;     // nullptr: nothing counted
     core::PolicyDelegate* delegate = nullptr;  // nullptr: no policy delegation
     core::MilterSession* milter = nullptr;     // nullptr: no milters on this listener
+    const core::AccountHold* hold = nullptr;   // nullptr: no compromised-account holds
 };
 
 struct SmtpOutput {
@@ -117,6 +119,8 @@ public:
     bool isClosed() const { return state_ == SmtpState::Closed; }
     SmtpState state() const { return state_; }
     bool isTls() const { return tls_; }
+    // The TLS version for the login log (after the handshake; default "yes").
+    void setTlsVersion(std::string version) { tlsVersion_ = std::move(version); }
     const std::string& sessionId() const { return sessionId_; }
     // The local end of the connection (the policy service's server_address / server_port).
     void setServerAddress(std::string host, std::uint16_t port) {
@@ -189,6 +193,7 @@ private:
     std::string sessionId_;
     core::ClientAddress client_;
     bool tls_;
+    std::string tlsVersion_ = "yes";  // login log: the version when tls_
     std::function<std::chrono::system_clock::time_point()> now_;
 
     // Session state (RFC 5321 4.1.4): reset by STARTTLS, not by RSET.

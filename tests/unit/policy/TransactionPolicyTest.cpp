@@ -179,4 +179,26 @@ BOOST_AUTO_TEST_CASE(recipient_limits_for_authenticated_and_granted_relays) {
     BOOST_TEST(w.limiter.recipients == 0);
 }
 
+BOOST_AUTO_TEST_CASE(held_account_gets_451_4_7_1_at_mail_before_any_limit_is_counted) {
+    struct Held final : core::AccountHold {
+        bool isHeld(std::string_view user) const override { return user == "alice@local.example"; }
+    } held;
+    World w;
+    auto v = TransactionPolicy::decideSender(path("<alice@local.example>", smtp::PathKind::Reverse),
+                                             SenderRequest{true, &w.alice, w.addr, &w.limiter, &held});
+    BOOST_TEST(!v.accepted);
+    BOOST_TEST(v.reason == "account_held");
+    BOOST_TEST(v.reply.format(true) ==
+               "451 4.7.1 Account held after unusual activity, contact your administrator\r\n");
+    BOOST_TEST(w.limiter.messages == 0);  // a held account's attempts are not counted
+    // Another account, and unauthenticated MX mail, are not affected.
+    core::AuthIdentity bob{"bob@local.example", {"bob@local.example"}, "", {}};
+    v = TransactionPolicy::decideSender(path("<bob@local.example>", smtp::PathKind::Reverse),
+                                        SenderRequest{true, &bob, w.addr, &w.limiter, &held});
+    BOOST_TEST(v.accepted);
+    v = TransactionPolicy::decideSender(path("<alice@local.example>", smtp::PathKind::Reverse),
+                                        SenderRequest{false, nullptr, w.addr, &w.limiter, &held});
+    BOOST_TEST(v.accepted);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

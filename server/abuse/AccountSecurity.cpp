@@ -1,0 +1,173 @@
+#include "abuse/AccountSecurity.h"
+
+#include "core/EventLine.h"
+
+#include <Poco/DirectoryIterator.h>
+#include <Poco/File.h>
+#include <Poco/Logger.h>
+
+#include <algorithm>
+
+namespace postern::abuse {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.abuse"); }
+
+// A release request file is named after the user; only names a login can have.
+bool plausibleUser(const std::string& u) {
+    return !u.empty() && u.size() <= 320 && u[0] != '.' &&
+           std::none_of(u.begin(), u.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7f || c == '/'; });
+}
+
+}  // namespace
+
+AccountSecurity::AccountSecurity(AccountSecuritySettings settings, AccountSecurityStore& store, FlagHook onFlag,
+                                 core::Clock clock)
+    : settings_(std::move(settings)), store_(store), onFlag_(std::move(onFlag)),
+      clock_(core::clockOrSystem(std::move(clock))) {}
+
+AccountSecurity::~AccountSecurity() { stop(); }
+
+void AccountSecurity::start() {
+    {
+        std::lock_guard lock(threadMutex_);
+        if (started_) return;
+        started_ = true;
+    }
+    thread_ = std::thread([this] { loop(); });
+}
+
+void AccountSecurity::stop() {
+    {
+        std::lock_guard lock(threadMutex_);
+        if (!started_ || stopping_) return;
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    flushNow();  // what was recorded since the last cycle (best effort)
+}
+
+void AccountSecurity::loop() {
+    flushNow();  // reads the flagged set at start: a restart keeps holding
+    std::unique_lock lock(threadMutex_);
+    while (!stopping_) {
+        wake_.wait_for(lock, settings_.flushInterval, [this] { return stopping_; });
+        if (stopping_) break;
+        lock.unlock();
+        try {
+            flushNow();
+        } catch (const std::exception& e) {
+            logger().error(core::EventLine("account_security.flush_fail").text("error", e.what()).str());
+        }
+        lock.lock();
+    }
+}
+
+void AccountSecurity::recordLogin(LoginEvent e) {
+    const bool ok = e.result == "ok";
+    if (!ok && settings_.loginLogMaxEntries == 0) return;
+    std::lock_guard lock(pendingMutex_);
+    if (ok && settings_.enabled) pending_.loginIps[e.user].insert(e.ip);
+    if (settings_.loginLogMaxEntries == 0) return;
+    if (pending_.logins.size() >= settings_.maxPending) {
+        dropped_.fetch_add(1);
+        return;
+    }
+    pending_.logins.push_back(std::move(e));
+}
+
+void AccountSecurity::remoteRejected(const std::string& user, std::size_t recipients) {
+    if (!settings_.enabled || user.empty() || recipients == 0) return;
+    std::lock_guard lock(pendingMutex_);
+    pending_.counts[user].remoteRejected += recipients;
+}
+
+void AccountSecurity::bounced(const std::string& user, std::size_t bounces) {
+    if (!settings_.enabled || user.empty() || bounces == 0) return;
+    std::lock_guard lock(pendingMutex_);
+    pending_.counts[user].bounces += bounces;
+}
+
+bool AccountSecurity::isHeld(std::string_view user) const {
+    if (!settings_.enabled || user.empty()) return false;
+    std::shared_lock lock(heldMutex_);
+    return held_.find(user) != held_.end();
+}
+
+std::size_t AccountSecurity::heldCount() const {
+    std::shared_lock lock(heldMutex_);
+    return held_.size();
+}
+
+void AccountSecurity::applyReleaseRequests() {
+    if (settings_.releaseDir.empty()) return;
+    std::vector<std::string> names;
+    try {
+        Poco::File dir(settings_.releaseDir);
+        if (!dir.exists()) return;
+        for (Poco::DirectoryIterator it(dir), end; it != end; ++it) names.push_back(it.name());
+    } catch (const std::exception& e) {
+        logger().warning(core::EventLine("account_security.release_dir_fail").text("error", e.what()).str());
+        return;
+    }
+    for (const auto& name : names) {
+        const std::string path = settings_.releaseDir + "/" + name;
+        if (!plausibleUser(name)) continue;
+        if (store_.release(name)) {
+            logger().notice(core::EventLine("account.released").add("user", name).add("by", "posternctl").str());
+            try {
+                Poco::File(path).remove();
+            } catch (const std::exception&) {
+            }
+        }
+    }
+}
+
+bool AccountSecurity::flushNow() {
+    std::lock_guard flushLock(flushMutex_);
+    ActivityBatch batch;
+    {
+        std::lock_guard lock(pendingMutex_);
+        std::swap(batch, pending_);
+    }
+    const core::TimePoint now = clock_();
+    bool ok = true;
+    if (!batch.empty()) {
+        std::vector<AccountFlag> flagged;
+        if (store_.flush(batch, now, settings_, flagged)) {
+            for (const auto& f : flagged) {
+                logger().warning(core::EventLine("account.flagged")
+                                     .add("user", f.user)
+                                     .add("reason", f.reason)
+                                     .add("value", static_cast<Poco::UInt64>(f.value))
+                                     .add("threshold", static_cast<Poco::UInt64>(f.threshold))
+                                     .add("window_s", static_cast<long>(settings_.window.count() / 1000))
+                                     .str());
+                if (onFlag_) onFlag_(f);
+            }
+        } else {
+            ok = false;
+            std::lock_guard lock(pendingMutex_);
+            std::size_t lost = pending_.absorb(std::move(batch), settings_.maxPending);
+            if (lost) dropped_.fetch_add(lost);
+        }
+    }
+    applyReleaseRequests();
+    if (now - lastPrune_ >= std::chrono::minutes(1)) {
+        if (store_.prune(now, settings_)) lastPrune_ = now;
+    }
+    if (settings_.enabled) {
+        if (auto list = store_.flagged()) {
+            StringSet fresh(list->begin(), list->end());
+            std::unique_lock lock(heldMutex_);
+            held_.swap(fresh);
+        } else {
+            ok = false;  // the last known set stays: a database outage does not release anyone
+        }
+    }
+    return ok;
+}
+
+}  // namespace postern::abuse

@@ -1,0 +1,103 @@
+// Compromised-account detection and the per-account login log (account_security.*).
+//
+// Sessions and delivery workers only RECORD events in memory (a mutex and a push: no
+// statement per login or delivery). A background thread writes what was recorded every
+// account_security.flush_interval in one batch (AccountSecurityStore::flush: one multi-row
+// write in PostgreSQL, or the in-memory store on a standalone node), evaluates the
+// thresholds for the accounts in that batch, and reads back the set of flagged accounts
+// into a node-local cache that isHeld() answers from. Detection latency is therefore one
+// flush interval (plus the other nodes' flush interval to see a flag set elsewhere).
+//
+// Counted per account over a sliding account_security.window (default 1h): distinct
+// client IPs with a successful login, distinct networks among them (IPv4 /24, IPv6 /48),
+// recipients refused by remote servers with a 5xx, and bounces generated. Past a
+// threshold (value > max; 0 = that threshold is off) the account is flagged: its queued
+// outbound mail is held (not sent, not lost), MAIL from it gets 451 4.7.1, one line
+// event=account.flagged is logged by the node that flagged it. `posternctl user release`
+// clears the flag and the account's counters.
+#pragma once
+
+#include "abuse/AccountSecurityStore.h"
+#include "core/AccountSecurity.h"
+#include "core/Clock.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_set>
+
+namespace postern::abuse {
+
+class AccountSecurity final : public core::AccountHold, public core::DeliveryReport {
+public:
+    using FlagHook = std::function<void(const AccountFlag&)>;
+
+    // `store` must outlive this object; `onFlag` is called (flush thread) once per account
+    // this node flagged, after the event line is logged (metrics).
+    AccountSecurity(AccountSecuritySettings settings, AccountSecurityStore& store, FlagHook onFlag = {},
+                    core::Clock clock = {});
+    ~AccountSecurity() override;
+    AccountSecurity(const AccountSecurity&) = delete;
+    AccountSecurity& operator=(const AccountSecurity&) = delete;
+
+    // Starts the flush thread (one flush at once: reads the flagged set). stop() flushes
+    // what is still recorded and joins; both idempotent.
+    void start();
+    void stop();
+
+    // A login attempt (any result) for the login log; a successful one (result "ok") also
+    // counts its IP for detection. Never blocks on I/O.
+    void recordLogin(LoginEvent event);
+    void remoteRejected(const std::string& user, std::size_t recipients) override;
+    void bounced(const std::string& user, std::size_t bounces) override;
+
+    bool isHeld(std::string_view user) const override;
+    std::size_t heldCount() const;
+
+    // One flush cycle now (the thread's body; for tests): writes the batch, evaluates,
+    // applies standalone release requests, refreshes the held set. False if the store
+    // failed (the batch is kept, up to max_pending login entries, for the next cycle).
+    bool flushNow();
+
+    // Login entries dropped because the store stayed unreachable past max_pending.
+    std::uint64_t droppedLogins() const { return dropped_.load(); }
+    const AccountSecuritySettings& settings() const { return settings_; }
+
+private:
+    struct StringHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    using StringSet = std::unordered_set<std::string, StringHash, std::equal_to<>>;
+
+    void loop();
+    void applyReleaseRequests();
+
+    const AccountSecuritySettings settings_;
+    AccountSecurityStore& store_;
+    FlagHook onFlag_;
+    core::Clock clock_;
+
+    std::mutex pendingMutex_;  // guards pending_ (recorders and the swap)
+    ActivityBatch pending_;
+    std::atomic<std::uint64_t> dropped_{0};
+
+    std::mutex flushMutex_;  // one flush at a time
+    core::TimePoint lastPrune_{};
+
+    mutable std::shared_mutex heldMutex_;
+    StringSet held_;
+
+    std::mutex threadMutex_;
+    std::condition_variable wake_;
+    bool stopping_ = false;
+    bool started_ = false;
+    std::thread thread_;
+};
+
+}  // namespace postern::abuse

@@ -1,0 +1,225 @@
+#include "abuse/PgAccountSecurityStore.h"
+
+#include "abuse/PgTime.h"
+#include "core/EventLine.h"
+#include "core/Network.h"
+
+#include <Poco/Logger.h>
+
+namespace postern::abuse {
+
+namespace {
+
+Poco::Logger& logger() { return Poco::Logger::get("postern.abuse"); }
+
+// $1..$7: the login log (account, at in us, ip, protocol, mechanism, tls, result);
+// $8, $9: (account, ip) of successful logins; $10: now in us; $11..$13: (account, rejected,
+// bounces). Data-modifying CTEs all run to completion whether or not the SELECT reads them.
+const pg::Statement FlushWrite{
+    "postern_account_security_flush",
+    "WITH l AS (INSERT INTO account_logins (account, at, ip, protocol, mechanism, tls, result)"
+    "   SELECT a, 'epoch'::timestamptz + t * interval '1 microsecond', ip::inet, p, m, tl, r"
+    "   FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
+    "        AS x(a, t, ip, p, m, tl, r) RETURNING 1),"
+    " i AS (INSERT INTO account_security_ips AS s (account, ip, last_seen)"
+    "   SELECT a, ip::inet, 'epoch'::timestamptz + $10::bigint * interval '1 microsecond'"
+    "   FROM unnest($8::text[], $9::text[]) AS x(a, ip)"
+    "   ON CONFLICT (account, ip) DO UPDATE SET last_seen = greatest(s.last_seen, EXCLUDED.last_seen) RETURNING 1),"
+    " c AS (INSERT INTO account_security_counts AS s (account, bucket, rejected, bounces)"
+    "   SELECT a, date_trunc('minute', 'epoch'::timestamptz + $10::bigint * interval '1 microsecond'), rj, bn"
+    "   FROM unnest($11::text[], $12::bigint[], $13::bigint[]) AS x(a, rj, bn)"
+    "   ON CONFLICT (account, bucket) DO UPDATE SET rejected = s.rejected + EXCLUDED.rejected,"
+    "      bounces = s.bounces + EXCLUDED.bounces RETURNING 1)"
+    " SELECT (SELECT count(*) FROM l), (SELECT count(*) FROM i), (SELECT count(*) FROM c)"};
+
+// $1 accounts, $2 now (us), $3 window (us), $4..$7 max ips, networks, remote_rejected,
+// bounces (0 = off), $8 login log entries kept per account, $9 node id, $10 evaluate?
+// Trims the login log of these accounts to its count bound and flags, once, each account
+// past a threshold (the worst reason); returns only the flags this statement inserted.
+const pg::Statement FlushEvaluate{
+    "postern_account_security_evaluate",
+    "WITH since AS (SELECT 'epoch'::timestamptz + ($2::bigint - $3::bigint) * interval '1 microsecond' AS t),"
+    " trimmed AS (DELETE FROM account_logins WHERE id IN ("
+    "   SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY account ORDER BY at DESC, id DESC) AS n"
+    "                   FROM account_logins WHERE account = ANY ($1::text[])) AS ranked WHERE n > $8::bigint)"
+    "   RETURNING 1),"
+    " ips AS (SELECT account, count(*) AS ips,"
+    "   count(DISTINCT network(set_masklen(ip, CASE WHEN family(ip) = 4 THEN 24 ELSE 48 END))) AS nets"
+    "   FROM account_security_ips, since WHERE account = ANY ($1::text[]) AND last_seen > since.t GROUP BY account),"
+    " cnt AS (SELECT account, sum(rejected) AS rej, sum(bounces) AS bnc"
+    "   FROM account_security_counts, since WHERE account = ANY ($1::text[]) AND bucket > since.t GROUP BY account),"
+    " cand AS (SELECT DISTINCT ON (a.account) a.account, r.reason, r.value, r.threshold"
+    "   FROM unnest($1::text[]) AS a(account) LEFT JOIN ips USING (account) LEFT JOIN cnt USING (account)"
+    "   CROSS JOIN LATERAL (VALUES (1, 'ips', coalesce(ips.ips, 0), $4::bigint),"
+    "                              (2, 'networks', coalesce(ips.nets, 0), $5::bigint),"
+    "                              (3, 'remote_rejected', coalesce(cnt.rej, 0)::bigint, $6::bigint),"
+    "                              (4, 'bounces', coalesce(cnt.bnc, 0)::bigint, $7::bigint))"
+    "        AS r(k, reason, value, threshold)"
+    "   WHERE $10::boolean AND r.threshold > 0 AND r.value > r.threshold"
+    "   ORDER BY a.account, r.value::numeric / r.threshold DESC, r.k),"
+    " ins AS (INSERT INTO account_flags (account, reason, value, threshold, node_id)"
+    "   SELECT account, reason, value, threshold, $9 FROM cand ON CONFLICT (account) DO NOTHING"
+    "   RETURNING account, reason, value, threshold)"
+    " SELECT account, reason, value, threshold, (SELECT count(*) FROM trimmed) FROM ins"};
+
+const pg::Statement Flagged{"postern_account_security_flagged", "SELECT account FROM account_flags"};
+
+const pg::Statement Release{
+    "postern_account_security_release",
+    "WITH f AS (DELETE FROM account_flags WHERE account = $1 RETURNING 1),"
+    " i AS (DELETE FROM account_security_ips WHERE account = $1 RETURNING 1),"
+    " c AS (DELETE FROM account_security_counts WHERE account = $1 RETURNING 1)"
+    " SELECT (SELECT count(*) FROM f)"};
+
+// $1 window start (us), $2 login log start (us). Small batches, skipping locked rows (every
+// node prunes).
+const pg::Statement Prune{
+    "postern_account_security_prune",
+    "WITH i AS (DELETE FROM account_security_ips WHERE ctid = ANY (ARRAY("
+    "   SELECT ctid FROM account_security_ips WHERE last_seen <= 'epoch'::timestamptz + $1::bigint * interval '1 microsecond'"
+    "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1),"
+    " c AS (DELETE FROM account_security_counts WHERE ctid = ANY (ARRAY("
+    "   SELECT ctid FROM account_security_counts WHERE bucket <= 'epoch'::timestamptz + $1::bigint * interval '1 microsecond'"
+    "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1),"
+    " l AS (DELETE FROM account_logins WHERE ctid = ANY (ARRAY("
+    "   SELECT ctid FROM account_logins WHERE at <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'"
+    "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1)"
+    " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM c), (SELECT count(*) FROM l)"};
+
+void logFailure(const char* op, const pg::QueryResult& r) {
+    logger().warning(core::EventLine("account_security.store_fail")
+                         .add("op", op)
+                         .add("store", "postgres")
+                         .text("error", r.failed() ? r.error : std::string("unexpected result"))
+                         .str());
+}
+
+// inet accepts what ClientAddress::host() writes; a scoped address ("fe80::1%eth0") loses
+// its zone, anything else unparsable is left out (it would fail the whole batch).
+std::optional<std::string> inetText(const std::string& ip) {
+    std::string s = ip.substr(0, ip.find('%'));
+    if (!core::parseAddress(s)) return std::nullopt;
+    return s;
+}
+
+std::uint64_t toU64(const pg::Value& v) {
+    try {
+        return v ? std::stoull(*v) : 0;
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
+}  // namespace
+
+std::string pgTextArray(const std::vector<std::string>& values) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        if (i) out += ',';
+        out += '"';
+        for (char ch : values[i]) {
+            if (ch == '"' || ch == '\\') out += '\\';
+            out += ch;
+        }
+        out += '"';
+    }
+    out += '}';
+    return out;
+}
+
+bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint now,
+                                   const AccountSecuritySettings& settings, std::vector<AccountFlag>& newlyFlagged) {
+    std::vector<std::string> la, lt, lip, lp, lm, ltl, lr;
+    if (settings.loginLogMaxEntries > 0)
+        for (const auto& e : batch.logins) {
+            auto ip = inetText(e.ip);
+            if (!ip || e.user.empty() || e.user.size() > 320) continue;
+            la.push_back(e.user);
+            lt.push_back(std::to_string(toPgMicros(e.at)));
+            lip.push_back(*ip);
+            lp.push_back(e.protocol);
+            lm.push_back(e.mechanism);
+            ltl.push_back(e.tls);
+            lr.push_back(e.result);
+        }
+    std::vector<std::string> ia, iip;
+    for (const auto& [user, ips] : batch.loginIps) {
+        if (user.empty() || user.size() > 320) continue;
+        std::set<std::string> seen;  // one row per (account, ip) in one upsert
+        for (const auto& ip : ips)
+            if (auto t = inetText(ip); t && seen.insert(*t).second) {
+                ia.push_back(user);
+                iip.push_back(*t);
+            }
+    }
+    std::vector<std::string> ca, crj, cbn;
+    for (const auto& [user, c] : batch.counts) {
+        if (user.empty() || user.size() > 320) continue;
+        ca.push_back(user);
+        crj.push_back(std::to_string(c.remoteRejected));
+        cbn.push_back(std::to_string(c.bounces));
+    }
+    const std::string nowUs = std::to_string(toPgMicros(now));
+    pg::QueryResult w = pool_.execute(FlushWrite, {pgTextArray(la), pgTextArray(lt), pgTextArray(lip), pgTextArray(lp),
+                                                   pgTextArray(lm), pgTextArray(ltl), pgTextArray(lr), pgTextArray(ia),
+                                                   pgTextArray(iip), nowUs, pgTextArray(ca), pgTextArray(crj),
+                                                   pgTextArray(cbn)});
+    if (w.failed()) {
+        logFailure("flush", w);
+        return false;
+    }
+    std::set<std::string> touched(la.begin(), la.end());
+    touched.insert(ia.begin(), ia.end());
+    touched.insert(ca.begin(), ca.end());
+    if (touched.empty()) return true;
+    const auto windowUs = std::chrono::duration_cast<std::chrono::microseconds>(settings.window).count();
+    pg::QueryResult e = pool_.execute(
+        FlushEvaluate,
+        {pgTextArray(std::vector<std::string>(touched.begin(), touched.end())), nowUs, std::to_string(windowUs),
+         std::to_string(settings.maxIps), std::to_string(settings.maxNetworks),
+         std::to_string(settings.maxRemoteRejected), std::to_string(settings.maxBounces),
+         std::to_string(settings.loginLogMaxEntries), settings.nodeId, settings.enabled ? "true" : "false"});
+    if (e.failed()) {
+        // The batch is written; the next flush touching these accounts evaluates them again.
+        logFailure("evaluate", e);
+        return true;
+    }
+    for (const auto& row : e.rows) {
+        if (row.size() < 4 || !row[0] || !row[1]) continue;
+        newlyFlagged.push_back({*row[0], *row[1], toU64(row[2]), toU64(row[3])});
+    }
+    return true;
+}
+
+std::optional<std::vector<std::string>> PgAccountSecurityStore::flagged() {
+    pg::QueryResult r = pool_.execute(Flagged, {});
+    if (r.failed()) {
+        logFailure("flagged", r);
+        return std::nullopt;
+    }
+    std::vector<std::string> out;
+    for (const auto& row : r.rows)
+        if (!row.empty() && row[0]) out.push_back(*row[0]);
+    return out;
+}
+
+bool PgAccountSecurityStore::release(const std::string& user) {
+    pg::QueryResult r = pool_.execute(Release, {user});
+    if (r.failed()) {
+        logFailure("release", r);
+        return false;
+    }
+    return true;
+}
+
+bool PgAccountSecurityStore::prune(core::TimePoint now, const AccountSecuritySettings& settings) {
+    pg::QueryResult r = pool_.execute(
+        Prune, {std::to_string(toPgMicros(now - settings.window)), std::to_string(toPgMicros(now - settings.loginLogMaxAge))});
+    if (r.failed()) {
+        logFailure("prune", r);
+        return false;
+    }
+    return true;
+}
+
+}  // namespace postern::abuse

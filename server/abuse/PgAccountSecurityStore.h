@@ -1,0 +1,31 @@
+// Compromised-account counters, flags and the login log in the shared PostgreSQL
+// (schema/postgres/004_account_security.sql). Per flush: one multi-row write statement
+// (login log rows, IPs, delivery counters, as data-modifying CTEs over unnest()ed arrays),
+// one statement evaluating the thresholds of the accounts in the batch (inserting flags,
+// trimming those accounts' login log to its count bound), one reading the flagged set.
+// Nothing runs per login or per delivery.
+#pragma once
+
+#include "abuse/AccountSecurityStore.h"
+#include "pg/Pool.h"
+
+namespace postern::abuse {
+
+class PgAccountSecurityStore final : public AccountSecurityStore {
+public:
+    explicit PgAccountSecurityStore(pg::Pool& pool) : pool_(pool) {}
+
+    bool flush(const ActivityBatch& batch, core::TimePoint now, const AccountSecuritySettings& settings,
+               std::vector<AccountFlag>& newlyFlagged) override;
+    std::optional<std::vector<std::string>> flagged() override;
+    bool release(const std::string& user) override;
+    bool prune(core::TimePoint now, const AccountSecuritySettings& settings) override;
+
+private:
+    pg::Pool& pool_;
+};
+
+// A PostgreSQL array literal ('{"a","b\"c"}') of `values`, for $n::text[] parameters.
+std::string pgTextArray(const std::vector<std::string>& values);
+
+}  // namespace postern::abuse

@@ -1,0 +1,12 @@
+#include "policy/AccountHoldPolicy.h"
+
+namespace postern::policy {
+
+std::optional<smtp::Reply> AccountHoldPolicy::check(const core::AuthIdentity* identity, const core::AccountHold* hold) {
+    if (!identity || !hold || !hold->isHeld(identity->user)) return std::nullopt;
+    // RFC 3463 X.7.1: delivery not authorized; 451: try again later (after the release).
+    return smtp::Reply(451, smtp::Enhanced::DeliveryNotAuthorized,
+                       "Account held after unusual activity, contact your administrator");
+}
+
+}  // namespace postern::policy

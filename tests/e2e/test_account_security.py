@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Compromised-account detection and the login log (account_security.*), with real clients.
+
+Cluster: two real posternd nodes on one real PostgreSQL (schema by `posternctl db migrate`),
+delivery through a smarthost (an aiosmtpd sink). Logins of one account from several client
+addresses (127.0.0.x, bound by the client), spread over both nodes, pass
+account_security.max_ips: the account is flagged cluster-wide; a message it submitted just
+before stays in the queue (not sent to the sink, not lost); new MAIL FROM gets 451 4.7.1 on
+both nodes; the flag is counted in /metrics and logged once; `posternctl user release` lets
+the held message go and new mail in; `posternctl user logins` shows the login log (time, IP,
+protocol, mechanism, TLS version, result).
+
+Single node (no PostgreSQL): the same detection in memory, released by `posternctl user
+release` through the request file posternd picks up.
+"""
+
+import json
+import os
+import smtplib
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from postern_harness import (DEFAULT_USERS, Postern, TestFailure, check, check_eq, expect,  # noqa: E402
+                             make_message, run_tests, sleep_until, smtp_auth, wait_for)
+from cluster_support import cluster_pg, http_get, metric_value, start_node, new_mail_root  # noqa: E402
+from delivery_support import Sink, sink_port  # noqa: E402
+import pg_support as P  # noqa: E402
+
+ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+BOB, BOB_PW = "bob@example.test", DEFAULT_USERS["bob@example.test"]["password"]
+REMOTE = "friend@remote.example"
+FLUSH = "300ms"
+
+
+def detection_overrides(sink_port_number, max_ips="3"):
+    return {
+        # Fast detection for the test: events are written (and the flag read back) this often.
+        "account_security.flush_interval": FLUSH,
+        # 4 distinct client IPs with a successful login flag the account (shipped: 20).
+        "account_security.max_ips": max_ips,
+        # Every 127.0.0.x is one /24: the network count must not interfere (shipped: 10).
+        "account_security.max_networks": "0",
+        # Outbound mail goes to the sink as smarthost (no DNS), retried every second and the
+        # queue rescanned every second, so "held" and "released" show within seconds.
+        "delivery.enabled": "true",
+        "delivery.relayhost": "127.0.0.1:%d" % sink_port_number,
+        "delivery.relayhost_tls": "none",
+        "delivery.retry_schedule": "1s",
+        "delivery.scan_interval": "1s",
+        "delivery.connect_timeout": "3s",
+        # Several logins from 127.0.0.x within seconds: keep the connection limits out of it.
+        "connections.rate_per_ip": "0",
+    }
+
+
+def submit(node, source, user=ALICE, password=ALICE_PW, to=REMOTE):
+    """Submits one message over STARTTLS + AUTH PLAIN from `source`; returns its marker."""
+    s = node.submission(user, password, source=source)
+    marker, msg = make_message(sender=user, to=to)
+    s.sendmail(user, [to], msg)
+    s.quit()
+    return marker
+
+
+def mail_from_reply(node, source, user=ALICE, password=ALICE_PW):
+    """(code, text) of MAIL FROM in an authenticated submission session from `source`."""
+    s = node.submission(user, password, source=source)
+    try:
+        code, text = s.docmd("MAIL", "FROM:<%s>" % user)
+        return code, text.decode("utf-8", "replace")
+    finally:
+        try:
+            s.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+
+
+def pop_login(node, source, user=ALICE, password=ALICE_PW):
+    p = node.pop3_login(user, password, tls="stls", source=source)
+    p.quit()
+
+
+def queued_envelopes(node):
+    d = os.path.join(node.queue_dir, "envelope")
+    return [f for f in os.listdir(d) if not f.startswith(".")] if os.path.isdir(d) else []
+
+
+def metrics(node):
+    status, body = http_get(node.health_port, "/metrics")
+    check_eq(status, 200, "/metrics status")
+    return body
+
+
+def one(pg, sql):
+    """The first row of a query ('' when there is none)."""
+    rows = pg.sql(sql)
+    return rows[0] if rows else ""
+
+
+def truncate(pg):
+    pg.sql("TRUNCATE account_security_ips, account_security_counts, account_flags, account_logins")
+
+
+def test_cluster_flag_hold_release_and_login_log():
+    pg = cluster_pg()
+    truncate(pg)
+    port = sink_port()
+    o = detection_overrides(port)
+    shared = new_mail_root()
+    a = start_node(pg, "node-a", shared, overrides=o)
+    b = start_node(pg, "node-b", shared, overrides=o)
+    try:
+        # 1. The sink is not up yet: a message alice submits now waits in node a's queue
+        #    (the smarthost refuses connections: a temporary failure, retried every second).
+        marker = submit(a, "127.0.0.2")
+        wait_for(lambda: queued_envelopes(a), 10, what="message queued on node a")
+        check_eq(one(pg, "SELECT count(*) FROM account_flags"), "0", "no flag after one IP")
+
+        # 2. Logins from three more addresses, on both nodes, over SMTP and POP3: four
+        #    distinct IPs > max_ips = 3. A failed login does not count as an IP.
+        s = a.smtp("submission", source="127.0.0.6", starttls=True)
+        s.user, s.password = ALICE, "wrong-password"
+        try:
+            s.auth("PLAIN", s.auth_plain)  # one attempt (smtplib's login() would try LOGIN too)
+            raise TestFailure("a wrong password was accepted")
+        except smtplib.SMTPAuthenticationError as e:
+            check_eq(e.smtp_code, 535, "wrong password")
+        s.close()
+        s = a.submission(ALICE, ALICE_PW, source="127.0.0.3")
+        s.quit()
+        pop_login(b, "127.0.0.4")
+        # Not yet past the threshold (3 distinct IPs): nobody is held. (Both nodes have
+        # flushed at least once when the logins from .3 and .4 are in PostgreSQL.)
+        wait_for(lambda: one(pg, "SELECT count(DISTINCT ip) FROM account_security_ips"
+                                " WHERE account = '%s'" % ALICE) == "3", 10,
+                 what="three IPs counted in PostgreSQL")
+        check_eq(one(pg, "SELECT count(*) FROM account_flags"), "0", "no flag at 3 IPs")
+        pop_login(b, "127.0.0.5")
+
+        # 3. Flagged cluster-wide: both nodes hold alice within a flush interval or two.
+        wait_for(lambda: one(pg, "SELECT reason || ' ' || value || ' ' || threshold FROM account_flags"
+                                " WHERE account = '%s'" % ALICE) == "ips 4 3", 15,
+                 what="alice flagged in PostgreSQL")
+        for n in (a, b):
+            wait_for(lambda n=n: metric_value(metrics(n), "postern_accounts_held") == 1.0, 15,
+                     what="%s holds alice" % n.node_id)
+        # Counted and logged exactly once in the cluster, by the node that flagged it.
+        flagged = sum(metric_value(metrics(n), "postern_accounts_flagged_total", {"reason": "ips"}) or 0
+                      for n in (a, b))
+        check_eq(flagged, 1.0, "postern_accounts_flagged_total{reason=ips} over both nodes")
+        lines = [l for n in (a, b) for l in n.log_text().splitlines() if "event=account.flagged" in l]
+        check_eq(len(lines), 1, "account.flagged lines over both nodes")
+        for needle in ("user=alice@example.test", "reason=ips", "value=4", "threshold=3"):
+            check(needle in lines[0], "%s in %s" % (needle, lines[0]))
+
+        # 4. New submissions from alice: 451 4.7.1 on both nodes; bob is not affected.
+        for n, src in ((a, "127.0.0.2"), (b, "127.0.0.3")):
+            code, text = mail_from_reply(n, src)
+            check_eq(code, 451, "MAIL FROM of a held account on %s (%s)" % (n.node_id, text))
+            check(text.startswith("4.7.1"), "enhanced status 4.7.1: %r" % text)
+        code, text = mail_from_reply(a, "127.0.0.7", BOB, BOB_PW)
+        check_eq(code, 250, "bob's MAIL FROM (%s)" % text)
+
+        # 5. The held message is not sent once the smarthost is up, and not lost: over
+        #    several retry and rescan intervals it stays in the queue.
+        with Sink("127.0.0.1", port) as sink:
+            sleep_until(time.monotonic() + 4.0)  # 4 x delivery.scan_interval / retry_schedule
+            check_eq(sink.count(), 0, "messages sent for a held account")
+            check(queued_envelopes(a), "the held message is still queued on node a")
+
+            # 6. Release: the flag and alice's counters go; the held message is sent, new
+            #    mail is accepted again.
+            r = P.posternctl(["user", "release", ALICE], a.config_path)
+            check_eq(r.returncode, 0, "posternctl user release: %s%s" % (r.stdout, r.stderr))
+            check("released alice@example.test (was held for ips)" in r.stdout, r.stdout)
+            got = sink.wait_for(marker, timeout=30)
+            check_eq(got[0].mail_from, ALICE, "envelope sender of the released message")
+            wait_for(lambda: not queued_envelopes(a), 15, what="queue of node a empty")
+            for n in (a, b):
+                wait_for(lambda n=n: metric_value(metrics(n), "postern_accounts_held") == 0.0, 15,
+                         what="%s released alice" % n.node_id)
+            code, text = mail_from_reply(b, "127.0.0.2")
+            check_eq(code, 250, "MAIL FROM after the release (%s)" % text)
+            # Releasing an account that is not held says so (and succeeds).
+            r = P.posternctl(["user", "release", ALICE], a.config_path)
+            check_eq(r.returncode, 0, "second release")
+            check("was not held" in r.stdout, r.stdout)
+
+        # 7. The login log: newest first, every attempt with IP, protocol, mechanism, TLS
+        #    version and result (the failure under the name given).
+        def entries():
+            r = P.posternctl(["user", "logins", ALICE, "--json", "--limit", "50"], a.config_path)
+            check_eq(r.returncode, 0, "posternctl user logins: %s" % r.stderr)
+            return json.loads(r.stdout)
+        wait_for(lambda: len(entries()) >= 8, 10, what="login log entries written")
+        log = entries()
+        times = [e["time"] for e in log]
+        check_eq(times, sorted(times, reverse=True), "newest first")
+        by_ip = {}
+        for e in log:
+            by_ip.setdefault(e["ip"], []).append(e)
+        check(set(by_ip) >= {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"}, by_ip.keys())
+        pop = by_ip["127.0.0.4"][0]
+        check_eq((pop["protocol"], pop["mechanism"], pop["result"], pop["tls"]), ("pop3", "USER", "ok", True),
+                 "POP3 login entry")
+        check(pop["tls_version"] in ("TLSv1.2", "TLSv1.3"), "TLS version recorded: %r" % pop)
+        smtp_ok = [e for e in by_ip["127.0.0.3"] if e["protocol"] == "smtp" and e["result"] == "ok"]
+        check(smtp_ok and smtp_ok[0]["mechanism"] == "PLAIN", "SMTP AUTH PLAIN entry: %r" % by_ip["127.0.0.3"])
+        failed = by_ip["127.0.0.6"]
+        check_eq([e["result"] for e in failed], ["fail"], "the wrong password is logged as a failure")
+        # Text output and --limit.
+        r = P.posternctl(["user", "logins", ALICE, "--limit", "2"], a.config_path)
+        check_eq(r.returncode, 0, "text output")
+        rows = [l.split("\t") for l in r.stdout.splitlines()]
+        check_eq(len(rows), 2, "--limit 2 rows")
+        check_eq(len(rows[0]), 6, "time, ip, protocol, mechanism, tls, result")
+        r = P.posternctl(["user", "logins", ALICE, "--limit", "0"], a.config_path)
+        check_eq(r.returncode, 65, "--limit 0 is refused")
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_cluster_login_log_is_bounded_per_account():
+    pg = cluster_pg()
+    truncate(pg)
+    o = detection_overrides(sink_port(), max_ips="0")
+    # Only the 3 newest entries per account are kept (shipped: 100).
+    o["account_security.login_log_max_entries"] = "3"
+    node = start_node(pg, "node-a", new_mail_root(), overrides=o)
+    try:
+        for i in range(2, 8):
+            pop_login(node, "127.0.0.%d" % i, BOB, BOB_PW)
+        wait_for(lambda: one(pg, "SELECT string_agg(host(ip), ',' ORDER BY at DESC) FROM account_logins"
+                                " WHERE account = '%s'" % BOB) == "127.0.0.7,127.0.0.6,127.0.0.5",
+                 15, what="bob's login log trimmed to the 3 newest")
+        check_eq(one(pg, "SELECT count(*) FROM account_flags"), "0", "max_ips = 0 flags nobody")
+    finally:
+        node.stop()
+
+
+def test_single_node_hold_and_release_in_memory():
+    port = sink_port()
+    o = detection_overrides(port, max_ips="2")
+    with Sink("127.0.0.1", port) as sink, Postern(overrides=o) as p:
+        for src in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+            s = p.submission(ALICE, ALICE_PW, source=src)
+            s.quit()
+        wait_for(lambda: mail_from_reply(p, "127.0.0.2")[0] == 451, 15, what="alice held (451 at MAIL)")
+        code, text = mail_from_reply(p, "127.0.0.2")
+        check(text.startswith("4.7.1"), "enhanced status: %r" % text)
+        check_eq(p.log_count(r"event=account\.flagged user=alice@example\.test reason=ips value=3 threshold=2"), 1,
+                 "account.flagged logged once")
+        status, body = http_get(p.health_port, "/metrics")
+        check_eq(metric_value(body, "postern_accounts_flagged_total", {"reason": "ips"}), 1.0, "flag counted")
+        # No cluster database: the release is a request file posternd applies at its next flush.
+        r = P.posternctl(["user", "release", ALICE], p.config_path)
+        check_eq(r.returncode, 0, "posternctl user release: %s%s" % (r.stdout, r.stderr))
+        wait_for(lambda: mail_from_reply(p, "127.0.0.2")[0] == 250, 15, what="alice released")
+        p.log_contains(r"event=account\.released user=alice@example\.test", timeout=5)
+        check(not os.listdir(os.path.join(p.queue_dir, "account-release")), "the request file is consumed")
+        # Mail flows again.
+        marker = submit(p, "127.0.0.2")
+        sink.wait_for(marker, timeout=30)
+        # The login log needs the cluster database; posternctl says so.
+        r = P.posternctl(["user", "logins", ALICE], p.config_path)
+        check_eq(r.returncode, 78, "user logins without a cluster database")
+        check("cluster" in r.stderr, r.stderr)
+
+
+if __name__ == "__main__":
+    run_tests(globals())

@@ -1,0 +1,345 @@
+// Compromised-account detection: recording from many threads while the flush thread runs
+// (nothing lost, nothing counted twice), distinct IPs and /24, /48 networks over the window,
+// flagging once, release, the login log bounds, a failing store keeping its batch, and the
+// standalone release request file.
+#include "abuse/AccountSecurity.h"
+#include "abuse/AccountSecurityStore.h"
+#include "abuse/LoginRecordingAuthService.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <Poco/File.h>
+#include <Poco/FileStream.h>
+#include <Poco/Path.h>
+#include <Poco/TemporaryFile.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace postern;
+using namespace postern::abuse;
+using namespace std::chrono_literals;
+
+namespace {
+
+const core::TimePoint T0 = core::TimePoint(1700000000s);
+
+struct ManualClock {
+    std::mutex m;
+    core::TimePoint now = T0;
+    core::Clock fn() {
+        return [this] {
+            std::lock_guard l(m);
+            return now;
+        };
+    }
+    void advance(std::chrono::milliseconds d) {
+        std::lock_guard l(m);
+        now += d;
+    }
+};
+
+AccountSecuritySettings quiet() {
+    AccountSecuritySettings s;
+    s.maxIps = 0;
+    s.maxNetworks = 0;
+    s.maxRemoteRejected = 0;
+    s.maxBounces = 0;
+    s.loginLogMaxEntries = 1000000;
+    return s;
+}
+
+LoginEvent login(const std::string& user, const std::string& ip, const std::string& result = "ok") {
+    return LoginEvent{T0, user, ip, "smtp", "PLAIN", "TLSv1.3", result};
+}
+
+// Fails while `down` is set (a database outage).
+class FlakyStore final : public AccountSecurityStore {
+public:
+    std::atomic<bool> down{false};
+    MemoryAccountSecurityStore inner;
+    bool flush(const ActivityBatch& b, core::TimePoint now, const AccountSecuritySettings& s,
+               std::vector<AccountFlag>& f) override {
+        return down ? false : inner.flush(b, now, s, f);
+    }
+    std::optional<std::vector<std::string>> flagged() override {
+        if (down) return std::nullopt;
+        return inner.flagged();
+    }
+    bool release(const std::string& u) override { return !down && inner.release(u); }
+    bool prune(core::TimePoint now, const AccountSecuritySettings& s) override { return !down && inner.prune(now, s); }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(account_security)
+
+BOOST_AUTO_TEST_CASE(networks_are_ipv4_24_and_ipv6_48) {
+    BOOST_TEST(networkOf("192.0.2.7").value() == "192.0.2.0/24");
+    BOOST_TEST(networkOf("192.0.2.250").value() == "192.0.2.0/24");
+    BOOST_TEST(networkOf("198.51.100.1").value() == "198.51.100.0/24");
+    BOOST_TEST(networkOf("2001:db8:1:2::7").value() == "2001:db8:1::/48");
+    BOOST_TEST(networkOf("2001:db8:1:ffff::1").value() == "2001:db8:1::/48");
+    BOOST_TEST(networkOf("2001:db8:2::1").value() == "2001:db8:2::/48");
+    BOOST_TEST(networkOf("::ffff:192.0.2.9").value() == "192.0.2.0/24");  // mapped counts as IPv4
+    BOOST_TEST(!networkOf("not-an-ip").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(distinct_ips_and_networks_in_the_window) {
+    MemoryAccountSecurityStore store;
+    AccountSecuritySettings s = quiet();
+    ActivityBatch b;
+    b.loginIps["ann"] = {"192.0.2.1", "192.0.2.2", "192.0.2.3", "198.51.100.4", "2001:db8:1:1::1",
+                         "2001:db8:1:2::1", "2001:db8:9::1"};
+    std::vector<AccountFlag> flagged;
+    BOOST_REQUIRE(store.flush(b, T0, s, flagged));
+    AccountTotals t = store.totals("ann", T0, 1h);
+    BOOST_TEST(t.ips == 7u);
+    BOOST_TEST(t.networks == 4u);  // 192.0.2/24, 198.51.100/24, 2001:db8:1::/48, 2001:db8:9::/48
+    // The same IPs again later: still 7 distinct, now counted from the later login.
+    BOOST_REQUIRE(store.flush(b, T0 + 50min, s, flagged));
+    BOOST_TEST(store.totals("ann", T0 + 50min, 1h).ips == 7u);
+    // One new IP after the window of the others passed... they are still seen at +50min.
+    ActivityBatch one;
+    one.loginIps["ann"] = {"203.0.113.5"};
+    BOOST_REQUIRE(store.flush(one, T0 + 115min, s, flagged));
+    t = store.totals("ann", T0 + 115min, 1h);
+    BOOST_TEST(t.ips == 1u);  // the seven were last seen at +50min: out of the window
+    BOOST_TEST(t.networks == 1u);
+    BOOST_TEST(flagged.empty());
+}
+
+BOOST_AUTO_TEST_CASE(many_threads_recording_while_flushing_lose_nothing) {
+    MemoryAccountSecurityStore store;
+    AccountSecuritySettings s = quiet();
+    ManualClock clock;  // entries are stamped T0: the age bound must not prune them
+    AccountSecurity security(s, store, {}, clock.fn());
+    constexpr int Threads = 8, PerThread = 2000, Users = 5;
+    std::atomic<bool> done{false};
+    std::thread flusher([&] {
+        while (!done) security.flushNow();
+    });
+    std::vector<std::thread> workers;
+    for (int t = 0; t < Threads; ++t)
+        workers.emplace_back([&, t] {
+            for (int i = 0; i < PerThread; ++i) {
+                const std::string user = "user" + std::to_string(i % Users);
+                // Thread t uses IPs 10.t.(i%50).1: 50 distinct per thread and user set.
+                security.recordLogin(login(user, "10." + std::to_string(t) + "." + std::to_string(i % 50) + ".1"));
+                security.remoteRejected(user, 1);
+                if (i % 4 == 0) security.bounced(user, 1);
+            }
+        });
+    for (auto& w : workers) w.join();
+    done = true;
+    flusher.join();
+    security.flushNow();  // whatever the last cycle did not take
+    std::uint64_t logins = 0, rejected = 0, bounces = 0;
+    for (int u = 0; u < Users; ++u) {
+        const std::string user = "user" + std::to_string(u);
+        AccountTotals t = store.totals(user, T0 + 1s, 1h);
+        // user u gets i = u, u+5, ...: i%50 takes 10 values per thread -> 10 IPs x 8 threads.
+        BOOST_TEST(t.ips == 80u);
+        BOOST_TEST(t.networks == 80u);  // every 10.t.x.1 is its own /24
+        rejected += t.remoteRejected;
+        bounces += t.bounces;
+        logins += store.logins(user, 0).size();
+    }
+    BOOST_TEST(logins == std::uint64_t(Threads) * PerThread);
+    BOOST_TEST(rejected == std::uint64_t(Threads) * PerThread);
+    BOOST_TEST(bounces == std::uint64_t(Threads) * (PerThread / 4));
+    BOOST_TEST(security.droppedLogins() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(past_a_threshold_the_account_is_held_once_until_released) {
+    ManualClock clock;
+    MemoryAccountSecurityStore store;
+    AccountSecuritySettings s = quiet();
+    s.maxIps = 3;
+    std::vector<AccountFlag> hooked;
+    AccountSecurity security(s, store, [&](const AccountFlag& f) { hooked.push_back(f); }, clock.fn());
+    for (const char* ip : {"192.0.2.1", "192.0.2.2", "192.0.2.3"}) security.recordLogin(login("ann", ip));
+    security.recordLogin(login("ann", "192.0.2.9", "fail"));  // failures do not count as IPs
+    security.flushNow();
+    BOOST_TEST(!security.isHeld("ann"));  // 3 is the maximum allowed, not past it
+    security.recordLogin(login("ann", "192.0.2.4"));
+    security.recordLogin(login("bob", "192.0.2.4"));
+    security.flushNow();
+    BOOST_TEST(security.isHeld("ann"));
+    BOOST_TEST(!security.isHeld("bob"));
+    BOOST_REQUIRE(hooked.size() == 1u);
+    BOOST_TEST(hooked[0].user == "ann");
+    BOOST_TEST(hooked[0].reason == "ips");
+    BOOST_TEST(hooked[0].value == 4u);
+    BOOST_TEST(hooked[0].threshold == 3u);
+    // More logins: still one flag, no second event.
+    security.recordLogin(login("ann", "192.0.2.5"));
+    security.flushNow();
+    BOOST_TEST(hooked.size() == 1u);
+    BOOST_TEST(security.heldCount() == 1u);
+    // Release clears the counters too: one more login does not flag again at once.
+    BOOST_REQUIRE(store.release("ann"));
+    security.recordLogin(login("ann", "192.0.2.6"));
+    security.flushNow();
+    BOOST_TEST(!security.isHeld("ann"));
+    BOOST_TEST(hooked.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(networks_remote_rejections_and_bounces_flag_with_their_reason) {
+    MemoryAccountSecurityStore store;
+    AccountSecuritySettings s = quiet();
+    s.maxNetworks = 2;
+    s.maxRemoteRejected = 10;
+    s.maxBounces = 2;
+    std::vector<AccountFlag> hooked;
+    AccountSecurity security(s, store, [&](const AccountFlag& f) { hooked.push_back(f); });
+    // Many IPs in one /24 and one /48: two networks, not past 2.
+    for (int i = 1; i <= 30; ++i) security.recordLogin(login("net", "192.0.2." + std::to_string(i)));
+    security.recordLogin(login("net", "2001:db8:1::1"));
+    security.recordLogin(login("net", "2001:db8:1:ff::1"));
+    security.remoteRejected("rej", 10);
+    security.bounced("bnc", 2);
+    security.flushNow();
+    BOOST_TEST(hooked.empty());
+    security.recordLogin(login("net", "2001:db8:2::1"));  // a third network
+    security.remoteRejected("rej", 1);
+    security.bounced("bnc", 1);
+    security.flushNow();
+    BOOST_REQUIRE(hooked.size() == 3u);
+    std::map<std::string, std::string> reasons;
+    for (const auto& f : hooked) reasons[f.user] = f.reason;
+    BOOST_TEST(reasons["net"] == "networks");
+    BOOST_TEST(reasons["rej"] == "remote_rejected");
+    BOOST_TEST(reasons["bnc"] == "bounces");
+}
+
+BOOST_AUTO_TEST_CASE(disabled_detection_holds_nobody_but_keeps_the_login_log) {
+    MemoryAccountSecurityStore store;
+    AccountSecuritySettings s = quiet();
+    s.enabled = false;
+    s.maxIps = 1;
+    ManualClock clock;  // the entries are stamped T0: not pruned as 30 days old
+    AccountSecurity security(s, store, {}, clock.fn());
+    for (const char* ip : {"192.0.2.1", "192.0.2.2", "192.0.2.3"}) security.recordLogin(login("ann", ip));
+    security.flushNow();
+    BOOST_TEST(!security.isHeld("ann"));
+    BOOST_TEST(store.logins("ann", 0).size() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(login_log_is_bounded_by_count_and_age) {
+    ManualClock clock;
+    MemoryAccountSecurityStore store;
+    AccountSecuritySettings s = quiet();
+    s.loginLogMaxEntries = 5;
+    s.loginLogMaxAge = 1h;
+    AccountSecurity security(s, store, {}, clock.fn());
+    for (int i = 0; i < 8; ++i) {
+        LoginEvent e = login("ann", "192.0.2." + std::to_string(i + 1), i % 2 ? "fail" : "ok");
+        e.at = T0 + std::chrono::seconds(i);
+        security.recordLogin(e);
+    }
+    security.flushNow();
+    auto log = store.logins("ann", 0);
+    BOOST_REQUIRE(log.size() == 5u);
+    BOOST_TEST(log.front().ip == "192.0.2.8");  // newest first
+    BOOST_TEST(log.back().ip == "192.0.2.4");
+    BOOST_TEST(log.front().tls == "TLSv1.3");
+    BOOST_TEST(log.front().mechanism == "PLAIN");
+    BOOST_TEST(store.logins("ann", 2).size() == 2u);
+    clock.advance(2h);
+    security.flushNow();  // prunes (at most once a minute)
+    BOOST_TEST(store.logins("ann", 0).empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_store_keeps_the_batch_and_the_held_set) {
+    FlakyStore store;
+    AccountSecuritySettings s = quiet();
+    s.maxIps = 1;
+    ManualClock clock;
+    AccountSecurity security(s, store, {}, clock.fn());
+    security.recordLogin(login("ann", "192.0.2.1"));
+    security.recordLogin(login("ann", "192.0.2.2"));
+    security.flushNow();
+    BOOST_REQUIRE(security.isHeld("ann"));
+    store.down = true;
+    security.recordLogin(login("bob", "192.0.2.1"));
+    security.recordLogin(login("bob", "192.0.2.2"));
+    BOOST_TEST(!security.flushNow());
+    BOOST_TEST(security.isHeld("ann"));  // an outage releases nobody
+    BOOST_TEST(!security.isHeld("bob"));
+    store.down = false;
+    BOOST_TEST(security.flushNow());  // the kept batch is written now
+    BOOST_TEST(security.isHeld("bob"));
+    BOOST_TEST(store.inner.logins("bob", 0).size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(standalone_release_request_file_is_applied_and_removed) {
+    Poco::Path dir(Poco::TemporaryFile::tempName());
+    Poco::File(dir).createDirectories();
+    MemoryAccountSecurityStore store;
+    AccountSecuritySettings s = quiet();
+    s.maxIps = 1;
+    s.releaseDir = dir.toString();
+    AccountSecurity security(s, store);
+    security.recordLogin(login("ann@example.test", "192.0.2.1"));
+    security.recordLogin(login("ann@example.test", "192.0.2.2"));
+    security.flushNow();
+    BOOST_REQUIRE(security.isHeld("ann@example.test"));
+    const std::string request = dir.toString() + "/ann@example.test";
+    {
+        Poco::FileOutputStream f(request);
+        f << "release\n";
+    }
+    security.flushNow();
+    BOOST_TEST(!security.isHeld("ann@example.test"));
+    BOOST_TEST(!Poco::File(request).exists());
+    Poco::File(dir).remove(true);
+}
+
+BOOST_AUTO_TEST_CASE(logins_are_recorded_with_protocol_mechanism_tls_and_result) {
+    struct Fixed final : core::AuthService {
+        core::AuthStatus status = core::AuthStatus::Ok;
+        core::AuthResult authenticate(const core::AuthRequest&) override {
+            core::AuthResult r;
+            r.status = status;
+            if (status == core::AuthStatus::Ok) r.identity.user = "ann@example.test";
+            return r;
+        }
+    } inner;
+    MemoryAccountSecurityStore store;
+    AccountSecurity security(quiet(), store);
+    LoginRecordingAuthService auth(inner, security);
+    core::AuthRequest req;
+    req.user = "Ann@Example.Test";
+    req.password = "secret";
+    req.service = "pop3";
+    req.sessionId = "s1";
+    req.client.ip = Poco::Net::IPAddress("192.0.2.7");
+    req.mechanism = "USER";
+    req.tls = "TLSv1.2";
+    BOOST_TEST((auth.authenticate(req).status == core::AuthStatus::Ok));
+    inner.status = core::AuthStatus::BadCredentials;
+    req.tls = "";
+    BOOST_TEST((auth.authenticate(req).status == core::AuthStatus::BadCredentials));
+    security.flushNow();
+    auto ok = store.logins("ann@example.test", 0);  // a success under the canonical login
+    BOOST_REQUIRE(ok.size() == 1u);
+    BOOST_TEST(ok[0].ip == "192.0.2.7");
+    BOOST_TEST(ok[0].protocol == "pop3");
+    BOOST_TEST(ok[0].mechanism == "USER");
+    BOOST_TEST(ok[0].tls == "TLSv1.2");
+    BOOST_TEST(ok[0].result == "ok");
+    auto failed = store.logins("Ann@Example.Test", 0);  // a failure under the name given
+    BOOST_REQUIRE(failed.size() == 1u);
+    BOOST_TEST(failed[0].result == "fail");
+    BOOST_TEST(failed[0].tls == "");
+    // Only the success counts its IP for detection.
+    BOOST_TEST(store.totals("ann@example.test", std::chrono::system_clock::now(), 1h).ips == 1u);
+    BOOST_TEST(store.totals("Ann@Example.Test", std::chrono::system_clock::now(), 1h).ips == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,190 @@
+// PgAccountSecurityStore against a real PostgreSQL (skipped without POSTERN_TEST_PG_CONNINFO;
+// tests/e2e/test_cluster_stores.py runs it): two "nodes" adding up one account's IPs, the
+// flag inserted once, /24 and /48 grouping in SQL, many nodes flushing at once, release, and
+// the login log trimmed to its count bound.
+#include "abuse/PgAccountSecurityStore.h"
+
+#include "support/PgTestSupport.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace postern;
+using namespace postern::abuse;
+using namespace postern::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+const core::TimePoint T0 = core::TimePoint(1700000000s);
+
+AccountSecuritySettings thresholds(std::uint32_t maxIps, std::uint32_t maxNetworks = 0) {
+    AccountSecuritySettings s;
+    s.maxIps = maxIps;
+    s.maxNetworks = maxNetworks;
+    s.maxRemoteRejected = 0;
+    s.maxBounces = 0;
+    s.nodeId = "test";
+    return s;
+}
+
+ActivityBatch ips(const std::string& user, std::vector<std::string> list) {
+    ActivityBatch b;
+    b.loginIps[user].insert(list.begin(), list.end());
+    return b;
+}
+
+void clean(Db& db) {
+    db.sql("TRUNCATE account_security_ips, account_security_counts, account_flags, account_logins");
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(pg_account_security_store)
+
+BOOST_AUTO_TEST_CASE(text_arrays_escape_quotes_and_backslashes) {
+    BOOST_TEST(pgTextArray({}) == "{}");
+    BOOST_TEST(pgTextArray({"a", "b c"}) == "{\"a\",\"b c\"}");
+    BOOST_TEST(pgTextArray({"x\"y", "p\\q", ""}) == "{\"x\\\"y\",\"p\\\\q\",\"\"}");
+}
+
+BOOST_AUTO_TEST_CASE(two_nodes_add_up_and_flag_once, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    clean(db);
+    pg::Pool poolA(settings(2)), poolB(settings(2));
+    PgAccountSecurityStore a(poolA), b(poolB);
+    const auto s = thresholds(3);
+    std::vector<AccountFlag> flagged;
+    BOOST_REQUIRE(a.flush(ips("ann", {"192.0.2.1", "192.0.2.2"}), T0, s, flagged));
+    BOOST_REQUIRE(b.flush(ips("ann", {"192.0.2.2", "192.0.2.3"}), T0 + 1s, s, flagged));
+    BOOST_TEST(flagged.empty());  // 3 distinct: not past 3
+    BOOST_REQUIRE(b.flush(ips("ann", {"192.0.2.4"}), T0 + 2s, s, flagged));
+    BOOST_REQUIRE(flagged.size() == 1u);
+    BOOST_TEST(flagged[0].user == "ann");
+    BOOST_TEST(flagged[0].reason == "ips");
+    BOOST_TEST(flagged[0].value == 4u);
+    BOOST_TEST(flagged[0].threshold == 3u);
+    flagged.clear();
+    BOOST_REQUIRE(a.flush(ips("ann", {"192.0.2.5"}), T0 + 3s, s, flagged));
+    BOOST_TEST(flagged.empty());  // already flagged: no second event
+    auto listA = a.flagged(), listB = b.flagged();
+    BOOST_REQUIRE(listA && listB);
+    BOOST_TEST(*listA == std::vector<std::string>{"ann"});
+    BOOST_TEST(*listB == std::vector<std::string>{"ann"});
+    // Release: flag and counters gone, one more IP does not flag again.
+    BOOST_REQUIRE(b.release("ann"));
+    BOOST_TEST(a.flagged()->empty());
+    BOOST_REQUIRE(a.flush(ips("ann", {"192.0.2.6"}), T0 + 4s, s, flagged));
+    BOOST_TEST(flagged.empty());
+    // The window: IPs older than it count for nothing.
+    BOOST_REQUIRE(a.flush(ips("ann", {"192.0.2.7", "192.0.2.8", "192.0.2.9"}), T0 + 4s + 1h + 1s, s, flagged));
+    BOOST_TEST(flagged.empty());  // .6 is out of the window: 3 distinct
+}
+
+BOOST_AUTO_TEST_CASE(networks_are_ipv4_24_and_ipv6_48_in_sql, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    clean(db);
+    pg::Pool pool(settings(2));
+    PgAccountSecurityStore store(pool);
+    const auto s = thresholds(0, 3);
+    std::vector<AccountFlag> flagged;
+    // 2 networks: 192.0.2.0/24 (three IPs) and 2001:db8:1::/48 (two IPs).
+    BOOST_REQUIRE(store.flush(ips("bob", {"192.0.2.1", "192.0.2.200", "192.0.2.7", "2001:db8:1:1::1",
+                                          "2001:db8:1:ff00::1"}),
+                              T0, s, flagged));
+    BOOST_REQUIRE(store.flush(ips("bob", {"198.51.100.1"}), T0 + 1s, s, flagged));  // 3
+    BOOST_TEST(flagged.empty());
+    BOOST_REQUIRE(store.flush(ips("bob", {"2001:db8:2::1"}), T0 + 2s, s, flagged));  // 4
+    BOOST_REQUIRE(flagged.size() == 1u);
+    BOOST_TEST(flagged[0].reason == "networks");
+    BOOST_TEST(flagged[0].value == 4u);
+}
+
+BOOST_AUTO_TEST_CASE(remote_rejections_and_bounces_add_up, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    clean(db);
+    pg::Pool pool(settings(2));
+    PgAccountSecurityStore store(pool);
+    AccountSecuritySettings s = thresholds(0);
+    s.maxRemoteRejected = 5;
+    s.maxBounces = 100;
+    std::vector<AccountFlag> flagged;
+    ActivityBatch b;
+    b.counts["carl"] = {3, 1};
+    BOOST_REQUIRE(store.flush(b, T0, s, flagged));
+    BOOST_REQUIRE(store.flush(b, T0 + 1s, s, flagged));  // same minute: added into one row
+    BOOST_TEST(db.one("SELECT rejected || '/' || bounces FROM account_security_counts WHERE account = 'carl'") == "6/2");
+    BOOST_REQUIRE(flagged.size() == 1u);
+    BOOST_TEST(flagged[0].reason == "remote_rejected");
+    BOOST_TEST(flagged[0].value == 6u);
+}
+
+BOOST_AUTO_TEST_CASE(many_nodes_flushing_at_once_count_exactly, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    clean(db);
+    constexpr int Nodes = 6, Rounds = 20;
+    std::atomic<int> failures{0}, flags{0};
+    std::vector<std::thread> threads;
+    for (int n = 0; n < Nodes; ++n)
+        threads.emplace_back([&, n] {
+            pg::Pool pool(settings(1));
+            PgAccountSecurityStore store(pool);
+            const auto s = thresholds(50);
+            for (int r = 0; r < Rounds; ++r) {
+                ActivityBatch b;
+                // Overlapping IPs between nodes (10.0.r.0..9): the upserts meet on the same rows.
+                for (int i = 0; i < 10; ++i) b.loginIps["dora"].insert("10.0." + std::to_string(r) + "." + std::to_string(i));
+                b.counts["dora"] = {1, 0};
+                b.logins.push_back({T0 + std::chrono::milliseconds(n * 1000 + r), "dora", "10.9.9.9", "pop3", "USER",
+                                    "", "ok"});
+                std::vector<AccountFlag> f;
+                if (!store.flush(b, T0 + std::chrono::milliseconds(r), s, f)) ++failures;
+                flags += static_cast<int>(f.size());
+            }
+        });
+    for (auto& t : threads) t.join();
+    BOOST_TEST(failures.load() == 0);
+    BOOST_TEST(db.one("SELECT count(*) FROM account_security_ips WHERE account = 'dora'") == "200");
+    BOOST_TEST(db.one("SELECT sum(rejected) FROM account_security_counts WHERE account = 'dora'") ==
+               std::to_string(Nodes * Rounds));
+    BOOST_TEST(flags.load() == 1);  // 200 IPs > 50: exactly one node's statement flagged dora
+    // Concurrent trims may each miss the others' rows; the next flush for dora trims to the bound.
+    pg::Pool pool(settings(1));
+    PgAccountSecurityStore store(pool);
+    ActivityBatch last;
+    last.logins.push_back({T0 + 1h, "dora", "10.9.9.9", "pop3", "USER", "", "ok"});
+    std::vector<AccountFlag> f;
+    BOOST_REQUIRE(store.flush(last, T0 + 1h, thresholds(50), f));
+    BOOST_TEST(db.one("SELECT count(*) FROM account_logins WHERE account = 'dora'") == "100");  // the default bound
+}
+
+BOOST_AUTO_TEST_CASE(login_log_is_trimmed_per_account_and_by_age, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    clean(db);
+    pg::Pool pool(settings(2));
+    PgAccountSecurityStore store(pool);
+    AccountSecuritySettings s = thresholds(0);
+    s.loginLogMaxEntries = 3;
+    s.loginLogMaxAge = 1h;
+    ActivityBatch b;
+    for (int i = 0; i < 5; ++i)
+        b.logins.push_back({T0 + std::chrono::seconds(i), "eve", "192.0.2." + std::to_string(i + 1), "smtp", "PLAIN",
+                            "TLSv1.3", i == 4 ? "fail" : "ok"});
+    b.logins.push_back({T0, "fay", "2001:db8::1", "pop3", "USER", "", "ok"});
+    std::vector<AccountFlag> flagged;
+    BOOST_REQUIRE(store.flush(b, T0 + 5s, s, flagged));
+    BOOST_TEST(db.one("SELECT string_agg(host(ip), ',' ORDER BY at DESC) FROM account_logins WHERE account = 'eve'") ==
+               "192.0.2.5,192.0.2.4,192.0.2.3");
+    BOOST_TEST(db.one("SELECT result || ' ' || tls || ' ' || mechanism || ' ' || protocol FROM account_logins"
+                      " WHERE account = 'eve' AND ip = '192.0.2.5'") == "fail TLSv1.3 PLAIN smtp");
+    BOOST_TEST(db.one("SELECT count(*) FROM account_logins WHERE account = 'fay'") == "1");
+    BOOST_REQUIRE(store.prune(T0 + 1h + 2500ms, s));  // an hour old: eve's .3 (T0+2s) and fay's go
+    BOOST_TEST(db.one("SELECT count(*) FROM account_logins WHERE account = 'eve'") == "2");
+    BOOST_TEST(db.one("SELECT count(*) FROM account_logins WHERE account = 'fay'") == "0");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
