@@ -34,6 +34,7 @@ class AuthCache;
 }  // namespace auth
 namespace pg {
 class Pool;
+class ReadRouter;
 }
 namespace abuse {
 class PgPenaltyStore;
@@ -118,6 +119,7 @@ private:
     std::unique_ptr<auth::AuthFacade> facade_;
     std::unique_ptr<auth::AuthCache> authCache_;
     std::unique_ptr<pg::Pool> clusterPool_;
+    std::unique_ptr<pg::ReadRouter> clusterReads_;  // cluster.read_conninfo (null = none)
     std::unique_ptr<abuse::PgPenaltyStore> pgPenalty_;
     std::unique_ptr<abuse::PgRateStore> pgRates_;
     std::unique_ptr<abuse::AuthPenalty> penalty_;

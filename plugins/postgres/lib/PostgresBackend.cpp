@@ -168,7 +168,22 @@ PostgresBackend::PostgresBackend(PostgresConfig config, Executor executor)
         pool_ = std::make_unique<pg::Pool>(config_.connection);
         pg::Pool* pool = pool_.get();
         execute_ = [pool](const pg::Statement& s, const pg::Params& p) { return pool->execute(s, p); };
+        if (!config_.readConninfo.empty()) {
+            // Same password, pool size and timeouts; only the servers differ.
+            pg::ConnectSettings rs = config_.connection;
+            rs.conninfo = config_.readConninfo;
+            rs.applicationName = "postern-replica";
+            reads_ = std::make_unique<pg::ReadRouter>(*pool_, std::make_unique<pg::Pool>(rs), config_.replicaMaxLag,
+                                                      "auth.postgres");
+        }
     }
+}
+
+pg::QueryResult PostgresBackend::read(const pg::Statement& statement, const pg::Params& params, bool confirmMiss) {
+    if (reads_) {
+        return reads_->read(statement, params, confirmMiss);
+    }
+    return execute_(statement, params);
 }
 
 std::string PostgresBackend::normaliseKey(const std::string& name) {
@@ -203,7 +218,7 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
             a.detail = "invalid user name";
             return a;
         }
-        pg::QueryResult r = execute_(passwordStatement_, {key});
+        pg::QueryResult r = read(passwordStatement_, {key}, true);
         if (r.failed()) {
             a.detail = "password_query: " + describe(r);
             return a;
@@ -241,7 +256,7 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
         a.record.senderAddresses.push_back(a.record.user);
         if (!config_.sendersQuery.empty()) {
             // Senders are part of the identity: without them the login cannot be completed.
-            pg::QueryResult s = execute_(sendersStatement_, {key});
+            pg::QueryResult s = read(sendersStatement_, {key}, false);
             if (s.failed()) {
                 a.record = {};
                 a.detail = "senders_query: " + describe(s);
@@ -273,7 +288,7 @@ api::LookupAnswer PostgresBackend::lookup(const std::string& address) noexcept {
             a.detail = "invalid address";
             return a;
         }
-        pg::QueryResult u = execute_(userStatement_, {key});
+        pg::QueryResult u = read(userStatement_, {key}, true);
         if (u.failed()) {
             a.detail = "user_query: " + describe(u);
             return a;
@@ -304,7 +319,7 @@ api::LookupAnswer PostgresBackend::lookup(const std::string& address) noexcept {
             }
         }
         if (!config_.aliasQuery.empty()) {
-            pg::QueryResult al = execute_(aliasStatement_, {key});
+            pg::QueryResult al = read(aliasStatement_, {key}, !u.ok());
             if (al.failed()) {
                 a = {};
                 a.detail = "alias_query: " + describe(al);
@@ -343,7 +358,7 @@ api::Status PostgresBackend::hasDomain(const std::string& domain) noexcept {
         if (key.empty()) {
             return api::Status::NotFound;
         }
-        pg::QueryResult r = execute_(domainStatement_, {key});
+        pg::QueryResult r = read(domainStatement_, {key}, true);
         if (r.failed()) {
             // hasDomain has no detail field: say here why the host gets TempFail.
             Poco::Logger::get("postern.auth.postgres")

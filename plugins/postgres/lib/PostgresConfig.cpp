@@ -1,6 +1,8 @@
 // Configuration of one postgres auth backend.
 #include "PostgresConfig.h"
 
+#include "core/Duration.h"
+
 #include <set>
 #include <stdexcept>
 
@@ -21,7 +23,8 @@ const char* const QueryKeys[] = {"password_query",     "user_query",         "al
                                  "domain_query",       "senders_query",      "add_user_query",
                                  "add_sender_query",   "set_password_query", "set_enabled_query",
                                  "delete_user_query",  "domain_exists_query", "list_users_query",
-                                 "show_user_query",    "user_aliases_query"};
+                                 "show_user_query",    "user_aliases_query", "read_conninfo",
+                                 "replica_max_lag"};
 
 }  // namespace
 
@@ -41,6 +44,16 @@ PostgresConfig PostgresConfig::fromMap(const std::map<std::string, std::string>&
     }
     PostgresConfig c;
     c.connection = pg::ConnectSettings::fromParams(config);
+    if (auto it = config.find("read_conninfo"); it != config.end()) {
+        c.readConninfo = trim(it->second);
+    }
+    if (auto it = config.find("replica_max_lag"); it != config.end()) {
+        try {
+            c.replicaMaxLag = core::parseDuration(it->second);
+        } catch (const std::invalid_argument& e) {
+            throw std::invalid_argument(std::string("replica_max_lag: ") + e.what());
+        }
+    }
 
     auto query = [&](const char* key, const char* fallback, bool optional, const char* needs = "$1") {
         auto it = config.find(key);
