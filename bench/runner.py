@@ -6,6 +6,8 @@
                               /work/shared/reference/up.sh), same matrix, one table side by side
     bench/run --quick         smoke run: c = 1, 8; 1 repetition; small counts (< 3 minutes)
     bench/run --report DIR    re-print the table of an earlier run
+    bench/run --pg            users and cluster state in a PostgreSQL the bench starts; every
+                              run also reports database statements / writes per operation
 
 Results: bench/results/<label>-<timestamp>/{results.jsonl,commands.sh,report.md,meta.json}.
 """
@@ -24,6 +26,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LOADGEN = os.path.join(HERE, "loadgen.py")
+sys.path.insert(0, HERE)
+import pgmode  # noqa: E402  (bench/run --pg)
+from loadgen import ServerTree  # noqa: E402
 REFDIR = os.environ.get("BENCH_REFERENCE_SCRIPTS", "/work/shared/reference")
 REFSTACK = os.environ.get("REFSTACK_DIR", "/tmp/refstack")
 WORK = os.environ.get("BENCH_WORKDIR", "/tmp/postern-bench")
@@ -81,6 +86,7 @@ class Postern:
         self.sink = None
         self.users = os.path.join(WORK, "users.txt")
         self.extra = {}
+        self.pg = None  # pgmode.BenchPg with --pg
 
     # ---- one-time setup
     def prepare(self):
@@ -93,6 +99,14 @@ class Postern:
         self.make_tls()
         self.ports = {k: free_port() for k in ("mx", "sub", "pop3", "sink", "plain")}
         self.start_sink()
+        if getattr(self.a, "pg", False):
+            self.pg = pgmode.BenchPg(WORK, free_port(), os.path.join(self.a.build_dir, "bin", "posternctl"))
+            self.pg.stop()
+            log("setup: PostgreSQL for --pg (users + cluster stores, pg_stat_statements)")
+            self.pg.start()
+            self.pg.migrate_and_load(self.write_config(), os.path.join(WORK, "users.passwd"))
+            self.extra["database"] = (f"PostgreSQL 15 on 127.0.0.1:{self.pg.port} (fsync on), users and cluster "
+                                      "stores (grants, penalties, rate counters, maildrop leases)")
         self.penalty = self.detect_penalty()
         self.optional = self.accepted(OPTIONAL)
 
@@ -218,6 +232,10 @@ class Postern:
             "logging.channels.file.path": f"{WORK}/posternd.log",
             "logging.channels.file.pattern": "%Y-%m-%dT%H:%M:%S.%iZ %p %s: %t",
         }
+        if self.pg:
+            for k in [k for k in o if k.startswith("auth.backend.local.")]:
+                del o[k]  # the users are in PostgreSQL (auth.backends = pg)
+            o.update(self.pg.config())
         o.update(getattr(self, "tls_extra", {}))
         o.update(getattr(self, "optional", {}))
         o.update(overrides or {})
@@ -275,6 +293,8 @@ class Postern:
 
     def close(self):
         self.stop()
+        if self.pg:
+            self.pg.stop()
         if self.sink and self.sink.poll() is None:
             self.sink.terminate()
             try:
@@ -294,6 +314,10 @@ class Postern:
         self.start_retrying()
 
     def fresh_state(self):
+        if self.pg:
+            # With --pg the penalty and rate counters outlive the process: start them afresh too.
+            self.stop()
+            self.pg.sql("TRUNCATE auth_penalties, rate_counters, pop_before_smtp_grants, maildrop_leases")
         self.start_retrying()
         time.sleep(1)
 
@@ -364,6 +388,10 @@ class Session:
         self.cmds.write(" ".join(shlex.quote(x) for x in cmd) + "\n")
         self.cmds.flush()
         tag = f"[{target.name} rep {rep}] {args[0]} " + " ".join(str(x) for x in args[1:4])
+        pg = getattr(target, "pg", None)
+        if pg:
+            pg_tree = ServerTree([pg.pid()], [])
+            snap0, cpu0 = pg.snapshot(), pg_tree.cpu_s()
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -375,10 +403,14 @@ class Session:
             return None
         r = json.loads(lines[-1])
         r.update(rep=rep, target=target.name)
+        if pg:
+            # Database work of this run per completed operation (bench/pgmode.py).
+            r.update(pgmode.BenchPg.delta(snap0, pg.snapshot(), r.get("ok") or 0, pg_tree.cpu_s() - cpu0))
         with open(self.jsonl, "a") as f:
             f.write(json.dumps(r) + "\n")
         keys = ("ok", "errors", "rate", "good_rate", "lat_p50_ms", "lat_p99_ms", "server_cpu_s_per_1000",
-                "held", "peak_pss_kib", "incomplete", "other_cpu_s")
+                "held", "peak_pss_kib", "incomplete", "other_cpu_s", "db_stmts_per_op", "db_writes_per_op",
+                "db_cpu_s_per_1000")
         log(f"{tag}: " + " ".join(f"{k}={r[k]}" for k in keys if r.get(k) is not None))
         if not target.alive():
             log(f"!! {target.name} is no longer running after this step; restarting")
@@ -496,11 +528,13 @@ def summarize(rows):
                   "good_p99_ms", "bad_p50_ms", "server_cpu_s_per_1000", "server_cpu_s_per_1000_msgs",
                   "pss_kib_per_session", "server_peak_pss_kib", "held", "peak_pss_kib", "idle_pss_kib",
                   "pss_kib_per_session", "ramp_s", "other_cpu_s", "client_cpu_ms_per_op", "drain_s",
-                  "server_cpu_s", "ok", "peak_threads", "peak_procs"):
+                  "server_cpu_s", "ok", "peak_threads", "peak_procs", "db_stmts_per_op", "db_writes_per_op",
+                  "db_rows_per_op", "db_wal_kib_per_op", "db_cpu_s_per_1000"):
             m[k] = med([r.get(k) for r in rs])
         m["errors"] = sum(r.get("errors", 0) for r in rs)
         m["reps"] = len(rs)
         m["stop"] = rs[0].get("stop")
+        m["db_top"] = rs[-1].get("db_top")
         out[key] = m
     return out
 
@@ -559,6 +593,7 @@ def report(rdir):
                     else:
                         row += " | |"
                 L.append(row)
+    L += db_report(S)
     s5 = [(t, S[k]) for t in targets for k in S if k[0] == t and k[1] == "s5"]
     if s5:
         L.append("")
@@ -599,6 +634,35 @@ def report(rdir):
     return txt
 
 
+def db_report(S):
+    """bench/run --pg: database work per operation beside rate and CPU (medians)."""
+    keys = sorted(k for k in S if k[0] == "postern" and S[k].get("db_stmts_per_op") is not None)
+    if not keys:
+        return []
+    L = ["", "Database work per operation (--pg: postgres auth backend + cluster stores; pg_stat_statements of the "
+             "postern database, background sweeps included; writes = INSERT/UPDATE/DELETE and statements that wrote WAL):", "",
+         "| scenario | c | rate | stmts/op | writes/op | rows written/op | WAL KiB/op | srv CPU s/1000 | DB CPU s/1000 |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    for k in keys:
+        m = S[k]
+        rate = m["good_rate"] if k[1] in ("s4", "s4x") else m["rate"]
+        L.append(f"| {NAMES.get(k[1], k[1])} | {k[2]} | {f1(rate)} | {f1(m['db_stmts_per_op'], 2)} | "
+                 f"{f1(m['db_writes_per_op'], 2)} | {f1(m['db_rows_per_op'], 2)} | {f1(m['db_wal_kib_per_op'], 2)} | "
+                 f"{f1(m['server_cpu_s_per_1000'], 2)} | {f1(m['db_cpu_s_per_1000'], 2)} |")
+    seen = set()
+    for k in keys:
+        if k[1] in seen or not S[k].get("db_top"):
+            continue
+        seen.add(k[1])
+        L.append("")
+        L.append(f"Statements per operation, {NAMES.get(k[1], k[1])} (c={k[2]}, last repetition; W = write):")
+        L.append("")
+        for per_op, kind, q in S[k]["db_top"]:
+            if per_op >= 0.01:
+                L.append(f"- {per_op:.2f} {kind} `{q.strip()}`")
+    return L
+
+
 # ============================================================================ main
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -606,6 +670,9 @@ def main():
     ap.add_argument("--reference-only", action="store_true")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--ecdsa", action="store_true", help="Postern: serve an ECDSA P-256 chain beside the RSA one")
+    ap.add_argument("--pg", action="store_true",
+                    help="Postern: users (postgres plugin) and cluster stores in a PostgreSQL the bench starts; "
+                         "reports database statements and writes per operation")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--conc", help="e.g. 1,8,32")
     ap.add_argument("--duration", type=float)

@@ -28,6 +28,7 @@
 #include "net/TlsContext.h"
 #include "pg/Pool.h"
 #include "milter/MilterChain.h"
+#include "pg/ReadRouter.h"
 #include "policyd/PolicyDelegation.h"
 #include "queue/OutboundQueue.h"
 #include "store/ClusterMaildropService.h"
@@ -152,6 +153,14 @@ void Daemon::buildCluster() {
     pg::ConnectSettings cs = c.connect;
     if (!c.passwordFile.empty()) cs.password = pg::readPasswordFile(c.passwordFile);  // read now, still privileged
     clusterPool_ = std::make_unique<pg::Pool>(cs);
+    if (!c.readConninfo.empty()) {
+        // Grant lookups on streaming replicas: same password, pool size and timeouts.
+        pg::ConnectSettings rs = cs;
+        rs.conninfo = c.readConninfo;
+        rs.applicationName = "postern-cluster-replica";
+        clusterReads_ = std::make_unique<pg::ReadRouter>(*clusterPool_, std::make_unique<pg::Pool>(rs),
+                                                         c.replicaMaxLag, "cluster");
+    }
     // In a cluster the penalty and rate counters are shared (a bot spreading guesses over
     // nodes is still counted); while the shared PostgreSQL is down each node counts alone.
     pgPenalty_ = std::make_unique<abuse::PgPenaltyStore>(*clusterPool_);
@@ -199,7 +208,7 @@ void Daemon::buildGrants() {
     const GrantSettings& g = settings_.grants;
     if (!g.enabled) return;
     if (clusterPool_) {
-        pgGrants_ = std::make_unique<grants::PgGrantStore>(*clusterPool_, g.pg);
+        pgGrants_ = std::make_unique<grants::PgGrantStore>(*clusterPool_, g.pg, clusterReads_.get());
         // A grant PostgreSQL cannot store is held (and honoured) here and written
         // through when it is back: an outage must not turn into a 5xx relay refusal.
         heldGrants_ = std::make_unique<grants::WriteBehindGrantStore>(*pgGrants_, g.writeBehind, telemetry_);
@@ -313,6 +322,13 @@ void Daemon::registerGauges() {
     if (heldGrants_)
         reg.gaugeCallback("postern_grants_queued", "POP-before-SMTP grants held on this node until PostgreSQL stores them",
                           [this] { return static_cast<double>(heldGrants_->queued()); });
+    if (clusterReads_) {
+        reg.gaugeCallback("postern_cluster_replica_reads", "Grant lookups answered by a cluster read replica since start",
+                          [this] { return static_cast<double>(clusterReads_->counts().replicaReads); });
+        reg.gaugeCallback("postern_cluster_replica_fallbacks",
+                          "Grant lookups sent to the primary because the replica was down or lagging, since start",
+                          [this] { return static_cast<double>(clusterReads_->counts().fallbacks); });
+    }
     reg.gaugeCallback("postern_auth_cache_hits", "Authentication cache hits since start",
                       [this] { return static_cast<double>(authCache_->hits()); });
     reg.gaugeCallback("postern_auth_cache_misses", "Authentication cache misses since start",

@@ -35,6 +35,7 @@ class Rehasher;
 }  // namespace auth
 namespace pg {
 class Pool;
+class ReadRouter;
 }
 namespace abuse {
 class PgPenaltyStore;
@@ -135,6 +136,7 @@ private:
     std::unique_ptr<auth::AuthCache> authCache_;
     std::unique_ptr<auth::Rehasher> rehasher_;  // after the facade and handles: stopped first
     std::unique_ptr<pg::Pool> clusterPool_;
+    std::unique_ptr<pg::ReadRouter> clusterReads_;  // cluster.read_conninfo (null = none)
     std::unique_ptr<abuse::PgPenaltyStore> pgPenalty_;
     std::unique_ptr<abuse::PgRateStore> pgRates_;
     std::unique_ptr<abuse::AuthPenalty> penalty_;

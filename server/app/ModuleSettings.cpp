@@ -73,6 +73,8 @@ ClusterSettings clusterSettings(const config::ServerConfig& cfg) {
                                           : cfg.cluster.nodeId;
     s.lockLease = cfg.cluster.lockLease;
     s.sweepInterval = cfg.cluster.sweepInterval;
+    s.readConninfo = cfg.cluster.readConninfo;
+    s.replicaMaxLag = cfg.cluster.replicaMaxLag;
     return s;
 }
 

@@ -57,6 +57,8 @@ struct ClusterSettings {
     std::string nodeId;        // cluster.node_id, or server.hostname/pid
     Millis lockLease{};        // cluster.lock_lease
     Millis sweepInterval{};    // cluster.sweep_interval
+    std::string readConninfo;  // cluster.read_conninfo ("" = no replica)
+    Millis replicaMaxLag{};    // cluster.replica_max_lag
     bool operator==(const ClusterSettings&) const = default;
 };
 

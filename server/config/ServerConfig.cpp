@@ -266,6 +266,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.cluster.grantRetryBackoffMax = r.duration("cluster.grant_retry_backoff_max");
     c.cluster.lockLease = r.duration("cluster.lock_lease");
     c.cluster.sweepInterval = r.duration("cluster.sweep_interval");
+    c.cluster.readConninfo = r.str("cluster.read_conninfo");
+    c.cluster.replicaMaxLag = r.duration("cluster.replica_max_lag");
     if (c.cluster.poolSize < 1 || c.cluster.poolSize > 1000) r.error("cluster.pool_size: must be 1..1000");
     if (c.cluster.connectTimeout <= Millis(0)) r.error("cluster.connect_timeout: must be more than 0 (an outage must fail fast)");
     if (c.cluster.lockLease < Millis(3000)) r.error("cluster.lock_lease: at least 3s");

@@ -146,6 +146,8 @@ struct ClusterConfig {
     Millis grantRetryBackoffMax{};
     Millis lockLease{};
     Millis sweepInterval{};
+    std::string readConninfo;  // cluster.read_conninfo: empty = every read on conninfo
+    Millis replicaMaxLag{};    // cluster.replica_max_lag
     bool enabled() const { return !conninfo.empty(); }
 };
 

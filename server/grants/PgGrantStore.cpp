@@ -50,6 +50,14 @@ const pg::Statement GrantLookup{
     "          RETURNING 1)"
     " SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders FROM live"};
 
+// The read-only lookup a streaming replica can run (no last_used stamp, which is a write):
+// the live row and whether its stamp is due (then the primary is asked with GrantLookup).
+const pg::Statement GrantReplicaLookup{
+    "postern_grant_replica_lookup",
+    "SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders,"
+    " (last_used IS NULL OR last_used < now() - interval '60 seconds')"
+    " FROM pop_before_smtp_grants WHERE key = $1 AND expires > now()"};
+
 // Sender addresses are stored one per line (an address never contains a line break).
 std::string joinSenders(const std::vector<std::string>& senders) {
     std::string out;
@@ -104,7 +112,8 @@ std::chrono::system_clock::time_point fromMicros(const pg::Value& v) {
 
 }  // namespace
 
-PgGrantStore::PgGrantStore(pg::Pool& pool, PgGrantSettings settings) : pool_(pool), settings_(settings) {
+PgGrantStore::PgGrantStore(pg::Pool& pool, PgGrantSettings settings, pg::ReadRouter* reads)
+    : pool_(pool), reads_(reads && reads->hasReplica() ? reads : nullptr), settings_(settings) {
     if (settings_.lifetime <= std::chrono::seconds::zero())
         throw std::invalid_argument("pop_before_smtp.lifetime must be positive");
     if (settings_.ipv6PrefixLength > 128)
@@ -216,7 +225,17 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant
         logger().information(core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", "cache").str());
         return core::Answer::Yes;
     }
-    pg::QueryResult r = pool_.execute(GrantLookup, {key});
+    std::optional<pg::QueryResult> replica;
+    if (reads_) {
+        // A miss is re-asked on the primary while the replica lags (a grant just written on
+        // another node); a hit due for its last_used stamp is asked there too (a write).
+        replica = reads_->readReplica(GrantReplicaLookup, {key}, true);
+        if (replica && replica->ok() && replica->rows.size() == 1 && replica->rows[0].size() == 4 &&
+            replica->rows[0][3].value_or("t") != "f")
+            replica.reset();
+    }
+    const bool fromReplica = replica.has_value();
+    pg::QueryResult r = replica ? std::move(*replica) : pool_.execute(GrantLookup, {key});
     if (r.failed()) {
         // Fail closed both ways: not "no grant" (that would be a permanent relay refusal)
         // and never "yes".
@@ -226,7 +245,7 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant
     if (r.noRows())
         return core::Answer::No;
     // key is the primary key: more than one row cannot happen; if it did, it is ambiguous.
-    if (r.rows.size() != 1 || r.rows[0].size() != 3 || !r.rows[0][0]) {
+    if (r.rows.size() != 1 || r.rows[0].size() < 3 || !r.rows[0][0]) {
         logger().error(
             core::EventLine("grant.lookup_fail").add("ip", key).text("error", "unexpected result shape").str());
         return core::Answer::TempFail;
@@ -237,7 +256,7 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant
     remember(key, g);
     if (out)
         *out = g;
-    logger().information(core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", "db").str());
+    logger().information(core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", fromReplica ? "replica" : "db").str());
     return core::Answer::Yes;
 }
 

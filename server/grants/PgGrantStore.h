@@ -4,6 +4,7 @@
 
 #include "grants/DurableGrantStore.h"
 #include "pg/Pool.h"
+#include "pg/ReadRouter.h"
 
 #include <array>
 #include <chrono>
@@ -45,7 +46,10 @@ struct PgGrantSettings {
 class PgGrantStore : public DurableGrantStore {
 public:
     // Throws std::invalid_argument on a lifetime <= 0 or a prefix > 128 (fail at start-up).
-    PgGrantStore(pg::Pool& pool, PgGrantSettings settings);
+    // reads (optional, cluster.read_conninfo): lookups are asked on its replica first; a miss
+    // while the replica lags more than cluster.replica_max_lag, a replica that is down, and a
+    // hit whose last_used is due for its once-a-minute stamp go to the primary (pool).
+    PgGrantStore(pg::Pool& pool, PgGrantSettings settings, pg::ReadRouter* reads = nullptr);
 
     // Upsert: a newer login from the same key replaces the user and restarts the lifetime.
     // false (logged) if PostgreSQL failed.
@@ -95,6 +99,7 @@ private:
     void forget(const std::string& key);
 
     pg::Pool& pool_;
+    pg::ReadRouter* reads_;  // may be null: every lookup on the primary
     const PgGrantSettings settings_;
     std::array<Shard, ShardCount> cache_;
 };

@@ -217,7 +217,23 @@ PostgresBackend::PostgresBackend(PostgresConfig config, Executor executor)
         pool_ = std::make_unique<pg::Pool>(config_.connection);
         pg::Pool* pool = pool_.get();
         execute_ = [pool](const pg::Statement& s, const pg::Params& p) { return pool->execute(s, p); };
+        if (!config_.readConninfo.empty()) {
+            // Same password, pool size and timeouts; only the servers differ.
+            pg::ConnectSettings rs = config_.connection;
+            rs.conninfo = config_.readConninfo;
+            rs.applicationName = "postern-replica";
+            reads_ = std::make_unique<pg::ReadRouter>(*pool_, std::make_unique<pg::Pool>(rs), config_.replicaMaxLag,
+                                                      "auth.postgres");
+        }
     }
+}
+
+pg::QueryResult PostgresBackend::read(const pg::Statement& statement, const pg::Params& params, bool confirmMiss,
+                                      pg::ReadRouter::MissTest isMiss) {
+    if (reads_) {
+        return reads_->read(statement, params, confirmMiss, isMiss);
+    }
+    return execute_(statement, params);
 }
 
 std::string PostgresBackend::normaliseKey(const std::string& name) {
@@ -255,7 +271,7 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
         // $2: the id of the app password the password would be ("" = not in that format).
         pg::Params params{key, api::apppw::idOf(password).value_or("")};
         params.resize(std::min(params.size(), std::max<std::size_t>(1, highestParam(config_.passwordQuery))));
-        pg::QueryResult r = execute_(passwordStatement_, params);
+        pg::QueryResult r = read(passwordStatement_, params, true);
         if (r.failed()) {
             a.detail = "password_query: " + describe(r);
             return a;
@@ -316,7 +332,7 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
             appendListOrArray(row[4], a.record.senderAddresses);
         } else if (!config_.sendersQuery.empty()) {
             // Senders are part of the identity: without them the login cannot be completed.
-            pg::QueryResult s = execute_(sendersStatement_, {key});
+            pg::QueryResult s = read(sendersStatement_, {key}, false);
             if (s.failed()) {
                 a.record = {};
                 a.detail = "senders_query: " + describe(s);
@@ -348,7 +364,14 @@ api::LookupAnswer PostgresBackend::lookup(const std::string& address) noexcept {
             a.detail = "invalid address";
             return a;
         }
-        pg::QueryResult u = execute_(userStatement_, {key});
+        // A miss is no row, or (user_query with the aliases column) one row with neither a
+        // user nor an alias: either way a lagging replica's "no" is re-asked on the primary.
+        pg::QueryResult u = read(userStatement_, {key}, true, [](const pg::QueryResult& r) {
+            if (r.noRows()) return true;
+            if (!r.ok() || r.rows.size() != 1 || r.rows[0].size() <= 4 || r.rows[0][0]) return false;
+            const pg::Value& aliases = r.rows[0][4];
+            return !aliases || aliases->empty() || *aliases == "{}";
+        });
         if (u.failed()) {
             a.detail = "user_query: " + describe(u);
             return a;
@@ -384,7 +407,7 @@ api::LookupAnswer PostgresBackend::lookup(const std::string& address) noexcept {
             }
         }
         if (!combined && !config_.aliasQuery.empty()) {
-            pg::QueryResult al = execute_(aliasStatement_, {key});
+            pg::QueryResult al = read(aliasStatement_, {key}, !u.ok());
             if (al.failed()) {
                 a = {};
                 a.detail = "alias_query: " + describe(al);
@@ -423,7 +446,7 @@ api::Status PostgresBackend::hasDomain(const std::string& domain) noexcept {
         if (key.empty()) {
             return api::Status::NotFound;
         }
-        pg::QueryResult r = execute_(domainStatement_, {key});
+        pg::QueryResult r = read(domainStatement_, {key}, true);
         if (r.failed()) {
             // hasDomain has no detail field: say here why the host gets TempFail.
             Poco::Logger::get("postern.auth.postgres")

@@ -6,6 +6,7 @@
 #include "api/PluginApi.h"
 #include "pg/Connection.h"
 #include "pg/Pool.h"
+#include "pg/ReadRouter.h"
 #include "pg/QueryResult.h"
 
 #include <functional>
@@ -84,12 +85,18 @@ private:
     // the answer) and is mapped to a WriteAnswer.
     api::WriteAnswer write(const std::function<api::WriteAnswer(const Runner&)>& body) noexcept;
 
+    // A lookup: on the replica (read_conninfo) when it may answer, else on conninfo.
+    // confirmMiss: no row from a lagging replica is re-asked on conninfo (pg::ReadRouter).
+    pg::QueryResult read(const pg::Statement& statement, const pg::Params& params, bool confirmMiss,
+                         pg::ReadRouter::MissTest isMiss = nullptr);
+
     // Tri-state boolean column: "t"/"true"/"1"/"yes"/"on" and the opposites; else nullopt.
     static std::optional<bool> parseBool(const pg::Value& value);
 
     const PostgresConfig config_;
     std::unique_ptr<pg::Pool> pool_;  // null when a test executor is used
     Executor execute_;
+    std::unique_ptr<pg::ReadRouter> reads_;  // null without read_conninfo (or with a test executor)
     const pg::Statement passwordStatement_;
     const pg::Statement userStatement_;
     const pg::Statement aliasStatement_;

@@ -1,6 +1,8 @@
 // Configuration of one postgres auth backend.
 #include "PostgresConfig.h"
 
+#include "core/Duration.h"
+
 #include <set>
 #include <stdexcept>
 
@@ -25,7 +27,7 @@ const char* const QueryKeys[] = {"password_query",     "user_query",         "al
                                  // app passwords
                                  "add_app_password_query", "list_app_passwords_query",
                                  "revoke_app_password_query", "require_app_password_query",
-                                 "touch_app_password_query"};
+                                 "touch_app_password_query", "read_conninfo", "replica_max_lag"};
 
 }  // namespace
 
@@ -45,6 +47,16 @@ PostgresConfig PostgresConfig::fromMap(const std::map<std::string, std::string>&
     }
     PostgresConfig c;
     c.connection = pg::ConnectSettings::fromParams(config);
+    if (auto it = config.find("read_conninfo"); it != config.end()) {
+        c.readConninfo = trim(it->second);
+    }
+    if (auto it = config.find("replica_max_lag"); it != config.end()) {
+        try {
+            c.replicaMaxLag = core::parseDuration(it->second);
+        } catch (const std::invalid_argument& e) {
+            throw std::invalid_argument(std::string("replica_max_lag: ") + e.what());
+        }
+    }
 
     auto query = [&](const char* key, const char* fallback, bool optional, const char* needs = "$1") {
         auto it = config.find(key);

@@ -5,6 +5,7 @@
 
 #include "pg/ConnectSettings.h"
 
+#include <chrono>
 #include <map>
 #include <string>
 
@@ -28,6 +29,15 @@ namespace postern::plugins::postgres {
 //   domain_query    $1 = domain. Any row = the domain is ours.
 //   senders_query   $1 = login. Column 1 of every row: an extra MAIL FROM address the user
 //                   may use ("" = only the login address).
+//
+// Read replica (lookups only: password, user, alias, domain and senders queries):
+//   read_conninfo    libpq conninfo of a streaming replica, e.g. with several standbys and
+//                    target_session_attrs=prefer-standby ("" = every query on conninfo).
+//                    Same password_file, pool_size and timeouts as conninfo. A replica that
+//                    is down, fails a query or lags more than replica_max_lag is not asked;
+//                    a login or address it does not know is re-asked on conninfo while it
+//                    lags (pg::ReadRouter). Writes always go to conninfo.
+//   replica_max_lag  replay lag the replica may have and still answer (default 1s).
 //
 // Writes (posternctl user ..., and set_password for a new hash after a login), bound like
 // the reads; a query may use fewer trailing parameters than offered ($1..$N without gaps):
@@ -59,6 +69,8 @@ namespace postern::plugins::postgres {
 // The defaults match schema/postgres/001_initial.sql.
 struct PostgresConfig {
     pg::ConnectSettings connection;
+    std::string readConninfo;  // "" = no replica
+    std::chrono::milliseconds replicaMaxLag{1000};
     std::string passwordQuery;
     std::string userQuery;
     std::string aliasQuery;

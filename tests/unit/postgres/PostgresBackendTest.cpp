@@ -240,6 +240,8 @@ const ConfigRow ConfigRows[] = {
     {"zero connect timeout", {{"conninfo", "x"}, {"connect_timeout", "0"}}, "connect_timeout"},
     {"ms timeout", {{"conninfo", "x"}, {"statement_timeout", "1500ms"}}, ""},
     {"missing password file", {{"conninfo", "x"}, {"password_file", "/nonexistent/pw"}}, "password_file"},
+    {"read replica", {{"conninfo", "x"}, {"read_conninfo", "host=r target_session_attrs=prefer-standby"}, {"replica_max_lag", "250ms"}}, ""},
+    {"bad replica lag", {{"conninfo", "x"}, {"replica_max_lag", "soon"}}, "replica_max_lag"},
 };
 
 BOOST_DATA_TEST_CASE(config_keys, boost::unit_test::data::make(ConfigRows), row) {
