@@ -296,10 +296,10 @@ void Daemon::buildServices() {
                                            registry_, *gate_, *outboundLimits_, telemetry_, policy_.get());
     if (accountSecurity_ && settings_.accountSecurity.enabled) services_->hold = accountSecurity_.get();
     if (clusterMaildrops_) {
-        // Penalty check, lease and grant of a POP3 login in one statement (schema 005). Its
-        // logins go through the same login recording as every other (account_security.*).
+        // Penalty check, lease and grant of a POP3 login in one statement (schema 005). The
+        // password itself was checked through `auth` (login recording included) before.
         pop3Login_ = std::make_unique<ClusterPop3Login>(
-            *clusterPool_, *penalty_, auth, *clusterMaildrops_, pgGrants_.get(), countedGrants_.get(),
+            *clusterPool_, *penalty_, *guardedAuth_, *clusterMaildrops_, pgGrants_.get(), countedGrants_.get(),
             [this](bool ok) { telemetry_.count("grant", ok ? "created" : "failed"); });
         services_->pop3Login = pop3Login_.get();
     }

@@ -399,7 +399,7 @@ BOOST_AUTO_TEST_CASE(theWarningIsLoggedOncePerBackendAndKind) {
 BOOST_AUTO_TEST_CASE(anAppPasswordLoginIsNotRehashed) {
     auto log = test::captureLog("postern.auth");
     MemoryBackend mem(Md5Crypt);
-    mem.appPasswordId = "apppwid1";
+    mem.appPassword = true;
     Rehasher rehasher(settings());
     AuthFacade facade({{"mem", &mem, {"*"}, true}});
     facade.setRehasher(&rehasher);
