@@ -31,13 +31,11 @@ NUSERS = 1000
 S3_USERS = 300          # bench0..299: POP3 mailboxes; bench300..999: S1 recipients, S2/S4 logins
 
 FULL = dict(reps=3, conc=[1, 8, 32], duration=10.0, s3_users=S3_USERS, s5_max=10000, login_n=4000,
-            login_reps=3, s1p_scale=1.0)
-QUICK = dict(reps=1, conc=[1, 8], duration=4.0, s3_users=60, s5_max=2000, login_n=400, login_reps=1,
-             s1p_scale=0.2)
-# S1' (smtp-source) messages per run by concurrency: several seconds at the expected rates
-# (smtp-source has no time bound of its own; loadgen kills it after -d).
-S1P_MESSAGES = {1: 2000, 8: 10000}
-S1P_MESSAGES_DEFAULT = 20000
+            login_reps=3)
+QUICK = dict(reps=1, conc=[1, 8], duration=4.0, s3_users=60, s5_max=2000, login_n=400, login_reps=1)
+# S1' (smtp-source): bounded by -d like S1 (loadgen stops smtp-source then and counts the
+# completed DATAs) and by this many messages.
+S1P_MESSAGES = 200000
 
 
 def log(*a):
@@ -413,9 +411,8 @@ class Session:
                         self.loadgen(t, ["s1", "--port", e["mx"], "-c", c, "-n", 50000, "-d", d] + common + rest,
                                      rep, d + 180)
                     elif s == "s1p":
-                        n = max(100, int(S1P_MESSAGES.get(c, S1P_MESSAGES_DEFAULT) * pl["s1p_scale"]))
-                        self.loadgen(t, ["s1p", "--port", e["mx"], "-c", c, "-n", n, "-d", 120] + common + rest,
-                                     rep, 300)
+                        self.loadgen(t, ["s1p", "--port", e["mx"], "-c", c, "-n", S1P_MESSAGES, "-d", d]
+                                     + common + rest, rep, d + 180)
                     elif s == "s2":
                         self.loadgen(t, ["s2", "--port", e["sub"], "--tls", e["sub_tls"], "-c", c, "-n", 50000,
                                          "-d", d] + common + rest, rep, d + 180)

@@ -407,10 +407,17 @@ void Daemon::drain() {
     }
     listeners_.clear();
     if (!settings_.process.readyFile.empty()) std::remove(settings_.process.readyFile.c_str());  // gone already is fine
-    serverLog().information(core::EventLine("shutdown.done")
-                                .add("auth_cache_hits", static_cast<Poco::UInt64>(authCache_->hits()))
-                                .add("auth_cache_misses", static_cast<Poco::UInt64>(authCache_->misses()))
-                                .str());
+    core::EventLine done("shutdown.done");
+    done.add("auth_cache_hits", static_cast<Poco::UInt64>(authCache_->hits()))
+        .add("auth_cache_misses", static_cast<Poco::UInt64>(authCache_->misses()));
+    if (groupCommit_) {
+        // How much the group commit shared: syncs run vs. waits served (two per message).
+        auto gc = groupCommit_->stats();
+        done.add("group_commit_syncs", static_cast<Poco::UInt64>(gc.syncs))
+            .add("group_commit_waits", static_cast<Poco::UInt64>(gc.waiters))
+            .add("group_commit_failures", static_cast<Poco::UInt64>(gc.failures));
+    }
+    serverLog().information(done.str());
 }
 
 sigset_t blockDaemonSignals() {
