@@ -86,6 +86,35 @@ BOOST_FIXTURE_TEST_CASE(local_message_waits_for_two_shared_syncs, Fixture) {
     BOOST_TEST(filesIn(mailDir("alice", "tmp")).empty());
 }
 
+BOOST_AUTO_TEST_CASE(no_name_in_new_before_the_data_barrier_and_links_before_the_second) {
+    // What the barrier sees when it runs: phase 1 must find new/ still empty (the data is
+    // made durable before any name of it can be), phase 2 must find the link (it makes it durable).
+    TempDir t;
+    MaildirStore store{(t.path / "mail").string(), "host"};
+    queue::OutboundQueue queue{(t.path / "queue").string(), {0, 0}};
+    SpoolSink sink{store, queue};
+    std::vector<std::size_t> seen;
+    GroupCommit gc{[&] {
+        seen.push_back(filesIn(t.path / "mail" / "alice" / "new").size());
+        return 0;
+    }};
+    struct stat st{};
+    BOOST_REQUIRE(::stat(t.path.c_str(), &st) == 0);
+    sink.setGroupCommit(&gc, st.st_dev);
+    core::Envelope e;
+    e.sessionId = "s1";
+    e.sender = "bob@example.org";
+    e.localMailboxes = {"alice"};
+    core::SinkStatus status;
+    auto w = sink.open(e, status);
+    BOOST_REQUIRE(w);
+    BOOST_REQUIRE(w->write(Message.data(), Message.size()));
+    BOOST_TEST((w->commit().status == core::SinkStatus::Ok));
+    BOOST_REQUIRE(seen.size() == 2u);
+    BOOST_TEST(seen[0] == 0u);
+    BOOST_TEST(seen[1] == 1u);
+}
+
 BOOST_FIXTURE_TEST_CASE(failed_data_sync_fails_the_message_and_publishes_nothing, Fixture) {
     failOn = 1;
     core::MessageWriterPtr w;
