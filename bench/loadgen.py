@@ -24,6 +24,11 @@ Scenarios (one operation = one whole session; latency = connect() .. reply to QU
   login  login cost: EHLO, [STARTTLS, EHLO], AUTH PLAIN, QUIT with ONE credential
          (--user-index) every time -> with an auth cache every login after the first is a hit
   hello  baseline for `login`: EHLO, [STARTTLS, EHLO], QUIT (no AUTH)
+  s1p    S1' (cross-check with a C client): Postfix's smtp-source -c -s C -m N -l --size, all
+         to one local user (the first bench user after --first), from 127.0.0.1, stopped after
+         -d seconds if N is not reached (completed DATAs counted with -c); wall-clock msg/s
+         only (no latencies); also the load average and block-device cache flushes
+         (/proc/diskstats, whole machine) per message
 
 Server accounting (Linux /proc): --pid / --pidfile name the server's root process(es); the
 whole process tree is summed. CPU = utime+stime (+cutime+cstime of reaped children) of all
@@ -38,6 +43,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import ssl
 import statistics
 import sys
@@ -448,7 +454,77 @@ async def measured(opt, res, tally, session, count, seconds, workers):
     return res
 
 
+def disk_flushes():
+    """Completed cache-flush requests of all whole disks (/proc/diskstats field 19, Linux >= 5.5)."""
+    total = 0
+    try:
+        with open("/proc/diskstats") as f:
+            for line in f:
+                v = line.split()
+                name = v[2]
+                if len(v) >= 20 and not name.startswith(("loop", "ram", "dm-")) and \
+                        os.path.exists(f"/sys/block/{name}"):
+                    total += int(v[18])
+    except OSError:
+        return None
+    return total
+
+
 # ---------------------------------------------------------------------------- scenarios
+async def run_s1p(opt, res):
+    """S1': the C load generator from Postfix (smtp-source), bounded by -n and -d."""
+    exe = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    users = read_users(opt.users, opt.first, 1)
+    n = opt.count or 1000000
+    cmd = [exe, "-c", "-s", str(opt.concurrency), "-m", str(n), "-l", str(opt.size), "-f", opt.sender, "-t", users[0][0],
+           "-M", "client.smtp-source.test", f"{opt.host}:{opt.port}"]
+    res["argv"] = " ".join(cmd)
+    srv = opt.server
+    res["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
+    c0, m0, f0 = srv.cpu_s(), machine_busy_s(), disk_flushes()
+    ch0 = os.times()
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out = bytearray()
+
+    async def pump():  # -c: a running count of completed DATA commands on stdout
+        while chunk := await proc.stdout.read(65536):
+            out.extend(chunk)
+
+    reader = asyncio.create_task(pump())
+    stopped = False
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=opt.duration)
+    except asyncio.TimeoutError:
+        stopped = True  # the time bound: count what completed so far
+        proc.kill()
+        await proc.wait()
+    elapsed = time.perf_counter() - t0
+    await reader
+    err = await proc.stderr.read()
+    rc = proc.returncode
+    counts = [int(x) for x in bytes(out).replace(b"\r", b"\n").split() if x.isdigit()]
+    done = counts[-1] if counts else 0
+    res["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    res["drain_s"] = round(await srv.wait_idle(opt.settle), 2) if srv else 0
+    c1, m1, f1 = srv.cpu_s(), machine_busy_s(), disk_flushes()
+    ch1 = os.times()
+    cli = (ch1.children_user - ch0.children_user) + (ch1.children_system - ch0.children_system)
+    failed = not stopped and rc != 0
+    ok = 0 if failed else (n if rc == 0 else done)
+    res.update(ok=ok, errors=1 if failed else 0, rc=rc, stopped_by_time=stopped, elapsed_s=round(elapsed, 2),
+               rate=round(ok / elapsed, 2) if ok else 0.0, client_cpu_ms_per_op=round(cli * 1000 / max(1, ok), 3))
+    if failed:
+        res["stderr"] = err.decode(errors="replace")[-400:]
+    if f0 is not None and f1 is not None and ok:
+        res["disk_flushes_per_msg"] = round((f1 - f0) / ok, 3)
+    if srv:
+        res["server_cpu_s"] = round(c1 - c0, 3)
+        res["server_cpu_s_per_1000"] = round((c1 - c0) * 1000 / max(1, ok), 3)
+        res["other_cpu_s"] = round((m1 - m0) - (c1 - c0) - cli, 2)
+    return res
+
+
 async def run_s1(opt, res):
     users = read_users(opt.users, opt.first, opt.limit)
     rcpt, src, t = RoundRobin([u for u, _ in users]), RoundRobin(opt.src), Tally()
@@ -661,7 +737,7 @@ async def run_fill(opt, res):
 # ---------------------------------------------------------------------------- CLI
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", choices=["s1", "s2", "s3", "s4", "s4x", "s5", "fill", "login", "hello"])
+    ap.add_argument("scenario", choices=["s1", "s1p", "s2", "s3", "s4", "s4x", "s5", "fill", "login", "hello"])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--tls", default="none", help="none | starttls | implicit (POP3: stls = starttls)")
@@ -707,7 +783,7 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
     res = {"scenario": opt.scenario, "label": opt.label, "concurrency": opt.concurrency,
            "port": opt.port, "tls": opt.tls, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    fn = {"s1": run_s1, "s2": run_s2, "s3": run_s3, "s4": run_s4, "s4x": run_s4, "s5": run_s5, "fill": run_fill,
+    fn = {"s1": run_s1, "s1p": run_s1p, "s2": run_s2, "s3": run_s3, "s4": run_s4, "s4x": run_s4, "s5": run_s5, "fill": run_fill,
           "login": run_login, "hello": lambda o, r: run_login(o, r, with_auth=False)}[opt.scenario]
     if opt.scenario == "s5":
         res["concurrency"] = opt.max

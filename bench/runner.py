@@ -38,6 +38,9 @@ S3_USERS = 300          # bench0..299: POP3 mailboxes; bench300..999: S1 recipie
 FULL = dict(reps=3, conc=[1, 8, 32], duration=10.0, s3_users=S3_USERS, s5_max=10000, login_n=4000,
             login_reps=3)
 QUICK = dict(reps=1, conc=[1, 8], duration=4.0, s3_users=60, s5_max=2000, login_n=400, login_reps=1)
+# S1' (smtp-source): bounded by -d like S1 (loadgen stops smtp-source then and counts the
+# completed DATAs) and by this many messages.
+S1P_MESSAGES = 200000
 
 
 def log(*a):
@@ -238,6 +241,7 @@ class Postern:
             o.update(self.pg.config())
         o.update(getattr(self, "tls_extra", {}))
         o.update(getattr(self, "optional", {}))
+        o.update(getattr(self.a, "set_overrides", {}) or {})  # --set KEY=VALUE
         o.update(overrides or {})
         self.conf = os.path.join(WORK, name)
         with open(self.conf, "w") as f:
@@ -410,7 +414,7 @@ class Session:
             f.write(json.dumps(r) + "\n")
         keys = ("ok", "errors", "rate", "good_rate", "lat_p50_ms", "lat_p99_ms", "server_cpu_s_per_1000",
                 "held", "peak_pss_kib", "incomplete", "other_cpu_s", "db_stmts_per_op", "db_writes_per_op",
-                "db_cpu_s_per_1000")
+                "db_cpu_s_per_1000", "disk_flushes_per_msg", "loadavg_before")
         log(f"{tag}: " + " ".join(f"{k}={r[k]}" for k in keys if r.get(k) is not None))
         if not target.alive():
             log(f"!! {target.name} is no longer running after this step; restarting")
@@ -429,7 +433,7 @@ class Session:
             # S4's attackers would otherwise slow the next runs' logins (S2, S3, S4) of the
             # same accounts. Every repetition and every S4 run starts on a fresh process.
             t.fresh_state()
-            for s in ("s1", "s2", "s3", "s4"):
+            for s in ("s1", "s1p", "s2", "s3", "s4"):
                 if s not in scen:
                     continue
                 for c in pl["conc"]:
@@ -438,6 +442,9 @@ class Session:
                     if s == "s1":
                         self.loadgen(t, ["s1", "--port", e["mx"], "-c", c, "-n", 50000, "-d", d] + common + rest,
                                      rep, d + 180)
+                    elif s == "s1p":
+                        self.loadgen(t, ["s1p", "--port", e["mx"], "-c", c, "-n", S1P_MESSAGES, "-d", d]
+                                     + common + rest, rep, d + 180)
                     elif s == "s2":
                         self.loadgen(t, ["s2", "--port", e["sub"], "--tls", e["sub_tls"], "-c", c, "-n", 50000,
                                          "-d", d] + common + rest, rep, d + 180)
@@ -529,20 +536,21 @@ def summarize(rows):
                   "pss_kib_per_session", "server_peak_pss_kib", "held", "peak_pss_kib", "idle_pss_kib",
                   "pss_kib_per_session", "ramp_s", "other_cpu_s", "client_cpu_ms_per_op", "drain_s",
                   "server_cpu_s", "ok", "peak_threads", "peak_procs", "db_stmts_per_op", "db_writes_per_op",
-                  "db_rows_per_op", "db_wal_kib_per_op", "db_cpu_s_per_1000"):
+                  "db_rows_per_op", "db_wal_kib_per_op", "db_cpu_s_per_1000", "disk_flushes_per_msg"):
             m[k] = med([r.get(k) for r in rs])
         m["errors"] = sum(r.get("errors", 0) for r in rs)
         m["reps"] = len(rs)
         m["stop"] = rs[0].get("stop")
         m["db_top"] = rs[-1].get("db_top")
+        m["loadavg"] = [r.get("loadavg_before", [None])[0] for r in rs]
         out[key] = m
     return out
 
 
-NAMES = {"s1": "S1 MX inbound, plain, 10 KiB", "s2": "S2 submission STARTTLS+AUTH, 10 KiB relayed",
+NAMES = {"s1": "S1 MX inbound, plain, 10 KiB", "s1p": "S1' same via smtp-source (C client)", "s2": "S2 submission STARTTLS+AUTH, 10 KiB relayed",
          "s3": "S3 POP3 STLS, 5×10 KiB RETR+DELE", "s4": "S4 auth storm (½ wrong passwords)",
          "s4x": "S4' storm on other accounts (diagnostic)", "s5": "S5 idle SMTP sessions"}
-UNITS = {"s1": "msg/s", "s2": "msg/s", "s3": "sess/s", "s4": "good/s", "s4x": "good/s"}
+UNITS = {"s1": "msg/s", "s1p": "msg/s", "s2": "msg/s", "s3": "sess/s", "s4": "good/s", "s4x": "good/s"}
 
 
 def report(rdir):
@@ -557,6 +565,8 @@ def report(rdir):
              f"({meta.get('s3_users', '?')} mailboxes), S5 ramp to {meta.get('s5_max', '?')}.")
     if meta.get("git"):
         L.append(f"Source: `{meta['git']}`; {meta.get('nproc')} CPUs, kernel {meta.get('kernel')}.")
+    if meta.get("overrides"):
+        L.append("Postern config overrides (--set): " + ", ".join(f"`{k} = {v}`" for k, v in meta["overrides"].items()))
     L.append("")
     hdr = ("| scenario | c | target | rate | p50 ms | p99 ms | errors | srv CPU s/1000 ops | PSS/session KiB | "
            "peak PSS MiB | other CPU s |")
@@ -564,7 +574,7 @@ def report(rdir):
         hdr += " rate × ref | CPU ÷ ref |"
     L.append(hdr)
     L.append("|" + "---|" * (hdr.count("|") - 1))
-    for s in ("s1", "s2", "s3", "s4", "s4x"):
+    for s in ("s1", "s1p", "s2", "s3", "s4", "s4x"):
         concs = sorted({k[2] for k in S if k[1] == s})
         for c in concs:
             for t in targets:
@@ -594,6 +604,17 @@ def report(rdir):
                         row += " | |"
                 L.append(row)
     L += db_report(S)
+    s1p = sorted((k, m) for k, m in S.items() if k[1] == "s1p")
+    if s1p:
+        L.append("")
+        L.append("S1' detail (load average = 1-min loadavg before each run; flushes = block-device cache "
+                 "flushes of the whole machine per message, /proc/diskstats):")
+        L.append("")
+        L.append("| target | c | msg/s (median) | flushes/msg | load avg per rep |")
+        L.append("|---|---|---|---|---|")
+        for (t, _, c), m in s1p:
+            L.append(f"| {t} | {c} | {f1(m['rate'])} | {f1(m['disk_flushes_per_msg'], 2)} | "
+                     f"{', '.join(f1(x, 2) for x in m['loadavg'])} |")
     s5 = [(t, S[k]) for t in targets for k in S if k[0] == t and k[1] == "s5"]
     if s5:
         L.append("")
@@ -676,7 +697,9 @@ def main():
     ap.add_argument("--reps", type=int)
     ap.add_argument("--conc", help="e.g. 1,8,32")
     ap.add_argument("--duration", type=float)
-    ap.add_argument("--scenarios", default="s1,s2,s3,s4,s4x,s5,login")
+    ap.add_argument("--scenarios", default="s1,s1p,s2,s3,s4,s4x,s5,login")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="Postern config override, e.g. --set store.group_commit=false (repeatable)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-release"))
     ap.add_argument("--label")
     ap.add_argument("--out")
@@ -693,6 +716,7 @@ def main():
     if a.duration:
         plan["duration"] = a.duration
     a.scenarios = set(a.scenarios.split(","))
+    a.set_overrides = dict(kv.split("=", 1) for kv in a.set)
     a.label = a.label or ("quick" if a.quick else ("side-by-side" if a.reference else "postern"))
     nofile = raise_nofile()
     if nofile[0] < plan["s5_max"] + 2000:
@@ -711,7 +735,8 @@ def main():
                            text=True).stdout.count("\n")
     meta = {"mode": "quick" if a.quick else "full", **plan, "start": time.strftime("%F %T"),
             "git": f"{git} + {dirty} modified files" if dirty else git,
-            "nproc": os.cpu_count(), "kernel": os.uname().release, "targets": {}}
+            "nproc": os.cpu_count(), "kernel": os.uname().release, "targets": {},
+            "overrides": a.set_overrides}
     t0 = time.monotonic()
     for t in targets:
         try:

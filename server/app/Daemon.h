@@ -60,6 +60,7 @@ class MailSpool;
 class PgMaildropLock;
 class ClusterMaildropService;
 class SpoolSink;
+class GroupCommit;
 }  // namespace store
 namespace queue {
 class OutboundQueue;
@@ -115,6 +116,7 @@ public:
     void bindListeners();                // sockets bound, servers built (not started)
     void dropPrivileges() const;         // server.user / server.group
     void startServing();                 // spool, listeners, health endpoint, delivery, ready file
+    void startGroupCommit();             // store.group_commit, after the spool started
     void reloadTls();                    // SIGHUP: new certificate/key, old context kept on error
     void reloadDkim();                   // SIGHUP: DKIM keys read again, old set kept on error
     void drain();                        // SIGTERM: stop accepting, let sessions finish
@@ -155,6 +157,7 @@ private:
     core::GrantStore* grantStore_ = nullptr;  // one of the three above, or null (feature off)
     std::unique_ptr<store::MaildirStore> mailStore_;
     std::unique_ptr<store::MailSpool> mailSpool_;
+    std::unique_ptr<store::GroupCommit> groupCommit_;  // store.group_commit; outlives sink_
     std::unique_ptr<store::PgMaildropLock> maildropLock_;
     std::unique_ptr<store::ClusterMaildropService> clusterMaildrops_;
     core::MaildropService* maildrops_ = nullptr;  // mailStore_ or clusterMaildrops_

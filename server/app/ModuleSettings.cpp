@@ -129,7 +129,7 @@ GrantSettings grantSettings(const config::ServerConfig& cfg) {
 }
 
 StoreSettings storeSettings(const config::ServerConfig& cfg) {
-    return {cfg.mailRoot, cfg.hostname, duration_cast<seconds>(cfg.storeTmpCleanupAge)};
+    return {cfg.mailRoot, cfg.hostname, duration_cast<seconds>(cfg.storeTmpCleanupAge), cfg.storeGroupCommit};
 }
 
 QueueSettings queueSettings(const config::ServerConfig& cfg) {

@@ -78,6 +78,7 @@ struct StoreSettings {
     std::string mailRoot;
     std::string hostname;                 // server.hostname, in Maildir file names
     std::chrono::seconds tmpCleanupAge{};  // store.tmp_cleanup_age
+    bool groupCommit = true;               // store.group_commit
     bool operator==(const StoreSettings&) const = default;
 };
 struct QueueSettings {

@@ -30,6 +30,8 @@ const std::vector<KeyDef> Keys = {
     {"queue.max_messages", "100000", K::Integer, "Number of queued messages; beyond it new relay mail gets 452 4.3.1 (0 = no limit)"},
     // --- mail store -----------------------------------------------------------------
     {"store.tmp_cleanup_age", "36h", K::Duration, "Files in a Maildir tmp/ older than this are removed when the mailbox is opened (0 = never)"},
+    // --- mail store: group commit ---------------------------------------------------
+    {"store.group_commit", "true", K::Bool, "Concurrent local deliveries share one syncfs of the mail root's file system per batch instead of fsyncing each file and new/ (false = per message)"},
     // --- TLS ----------------------------------------------------------------------
     {"tls.cert_file", "", K::Path, "PEM certificate chain; empty = no TLS (STARTTLS/STLS not offered, implicit listeners refused)"},
     {"tls.key_file", "", K::Path, "PEM private key for tls.cert_file"},

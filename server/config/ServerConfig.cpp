@@ -161,6 +161,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.queueMaxSize = r.size("queue.max_size");
     c.queueMaxMessages = static_cast<std::uint64_t>(r.integer("queue.max_messages"));
     c.storeTmpCleanupAge = r.duration("store.tmp_cleanup_age");
+    c.storeGroupCommit = r.boolean("store.group_commit");
 
     c.tls.certFile = r.str("tls.cert_file");
     c.tls.keyFile = r.str("tls.key_file");

@@ -251,6 +251,7 @@ struct ServerConfig {
     std::uint64_t queueMaxSize = 0;
     std::uint64_t queueMaxMessages = 0;
     Millis storeTmpCleanupAge{};  // store.tmp_cleanup_age
+    bool storeGroupCommit = true;  // store.group_commit
     TlsConfig tls;
     std::vector<ListenerConfig> listeners;
     SmtpConfig smtp;

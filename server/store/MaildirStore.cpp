@@ -222,7 +222,7 @@ std::string MaildirStore::uniqueName(std::uint64_t size) const {
 }
 
 bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const std::string& mailbox,
-                           std::string& placedPath) {
+                           std::string& placedPath, bool syncDirectory) {
     auto maildir = maildirPath(mailbox);
     if (!maildir) {
         logger().error(
@@ -241,8 +241,10 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
         std::string name = uniqueName(size);
         std::string target = *maildir + "/new/" + name;
         bool placed = false;
+        bool linked = false;  // same file system as `source`
         if (::link(source.c_str(), target.c_str()) == 0) {
             placed = true;
+            linked = true;
         } else if (errno == EEXIST) {
             continue;
         } else if ((errno == EXDEV || errno == EPERM) && spool_ && !spool_->directory().empty() &&
@@ -261,7 +263,7 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
                 return false;
             }
             std::string placed;
-            bool ok = deliver(copy, size, mailbox, placed);
+            bool ok = deliver(copy, size, mailbox, placed, syncDirectory);
             ::unlink(copy.c_str());
             if (ok) placedPath = placed;
             return ok;
@@ -300,8 +302,9 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
             return false;
         }
         if (placed) {
-            // The 250 depends on the directory entry being on disk, not just the data.
-            if (!fsyncDirectory(*maildir + "/new")) {
+            // The 250 depends on the directory entry being on disk, not just the data. With
+            // group commit the caller's shared sync of source's file system does that.
+            if ((syncDirectory || !linked) && !fsyncDirectory(*maildir + "/new")) {
                 int saved = errno;
                 ::unlink(target.c_str());
                 logger().error(core::EventLine("store.deliver_fail")

@@ -48,7 +48,12 @@ public:
     // if the maildir is on yet another file system than the spool (or there is no spool):
     // Maildir's own tmp/ then rename. Nothing half-written is ever in new/.
     // true: `placedPath` is the new file (for undo). false: nothing placed (logged).
-    bool deliver(const std::string& source, std::uint64_t size, const std::string& mailbox, std::string& placedPath);
+    // syncDirectory = false (group commit): when the file is placed by link(2) -- i.e. on the
+    // file system of `source` -- new/ is not fsynced here; the caller must make the link
+    // durable (GroupCommit on source's file system) before acknowledging. Copies to other
+    // file systems are always synced here.
+    bool deliver(const std::string& source, std::uint64_t size, const std::string& mailbox, std::string& placedPath,
+                 bool syncDirectory = true);
 
     // Setup, before any other thread uses the store. The spool (started, outliving the
     // store) is where deliveries write; without one they use Maildir tmp/.

@@ -25,9 +25,9 @@ constexpr std::size_t BufferSize = 64 * 1024;
 class SpoolWriter : public core::MessageWriter {
 public:
     SpoolWriter(MaildirStore& store, queue::OutboundQueue& queue, core::Envelope envelope, std::string tempPath, int fd,
-                const SpoolSink::DeliveredHook* delivered)
+                const SpoolSink::DeliveredHook* delivered, GroupCommit* groupCommit)
         : store_(store), queue_(queue), envelope_(std::move(envelope)), tempPath_(std::move(tempPath)), fd_(fd),
-          delivered_(delivered) {
+          delivered_(delivered), groupCommit_(groupCommit) {
         buffer_.reserve(BufferSize);
     }
     SpoolWriter(const SpoolWriter&) = delete;
@@ -60,7 +60,10 @@ public:
         core::SinkResult result;  // TempFail until every copy is durable
         if (failed_ || fd_ < 0 || committed_) return result;
         if (!flush()) return result;
-        if (::fsync(fd_) != 0) {
+        if (groupCommit_) {
+            // Phase 1 of the group commit: the data must be durable before any name of it is.
+            if (!shareDataSync()) return result;
+        } else if (::fsync(fd_) != 0) {
             fail("fsync");
             return result;
         }
@@ -82,11 +85,20 @@ public:
         };
         for (const auto& mailbox : envelope_.localMailboxes) {
             std::string path;
-            if (!store_.deliver(tempPath_, size_, mailbox, path)) {
+            if (!store_.deliver(tempPath_, size_, mailbox, path, /*syncDirectory=*/groupCommit_ == nullptr)) {
                 undo();
                 return result;
             }
             placed.push_back(std::move(path));
+        }
+        if (groupCommit_) {
+            // Phase 2: the links into new/ are durable before the 250.
+            if (auto r = groupCommit_->sync(); r.error != 0) {
+                errno = r.error;
+                fail("group_commit_links");
+                undo();
+                return result;
+            }
         }
         queue::QueueEnvelope qe;
         qe.id = queue::OutboundQueue::newId();
@@ -130,6 +142,22 @@ public:
     }
 
 private:
+    // Waits for a shared sync of the file system that started after this file was written,
+    // then collects this file's own write-back error (syncfs reports errors of the whole
+    // file system since its previous call, which another batch may have consumed).
+    bool shareDataSync() {
+        // Start write-back now: the shared sync then mostly waits for I/O already under way.
+        ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+        if (auto r = groupCommit_->sync(); r.error != 0) {
+            errno = r.error;
+            return fail("group_commit");
+        }
+        if (::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) !=
+            0)
+            return fail("writeback");
+        return true;
+    }
+
     bool flush() {
         if (buffer_.empty()) return true;
         if (!queue::writeAll(fd_, buffer_.data(), buffer_.size())) return fail("write");
@@ -158,6 +186,7 @@ private:
     bool failed_ = false;
     bool committed_ = false;
     const SpoolSink::DeliveredHook* delivered_;
+    GroupCommit* groupCommit_;  // nullptr: fsync file and directories per message
 };
 
 }  // namespace
@@ -225,7 +254,14 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
         int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0) {
             status = core::SinkStatus::Ok;
-            return std::make_unique<SpoolWriter>(store_, queue_, envelope, path, fd, &delivered_);
+            // Group commit covers local-only messages on the committer's file system (the
+            // queue path keeps its own per-message fsyncs).
+            GroupCommit* gc = nullptr;
+            struct stat fst{};
+            if (groupCommit_ && envelope.remoteRecipients.empty() && ::fstat(fd, &fst) == 0 &&
+                fst.st_dev == groupDevice_)
+                gc = groupCommit_;
+            return std::make_unique<SpoolWriter>(store_, queue_, envelope, path, fd, &delivered_, gc);
         }
         if (errno != EEXIST) break;
     }

@@ -4,7 +4,10 @@
 
 #include "core/MessageSink.h"
 #include "queue/OutboundQueue.h"
+#include "store/GroupCommit.h"
 #include "store/MaildirStore.h"
+
+#include <sys/types.h>
 
 #include <functional>
 #include <string>
@@ -26,6 +29,15 @@ namespace postern::store {
 //          envelope by rename, directories fsynced); unlink the temp. Ok with the queue id
 //          (also generated for local-only messages, for the "queued as" reply and logs).
 //          On any failure everything placed so far is removed (best effort) -> TempFail.
+// Group commit (setGroupCommit, store.group_commit): for local-only messages whose temp
+//          file is on the committer's file system, commit() does not fsync the file and
+//          each new/ itself; it waits for the shared barrier twice instead: (1) the temp
+//          file's data is durable (and its own write-back error state checked), only then
+//          (2) linked into every new/ and the links made durable -- then Ok. A failed barrier
+//          fails this message (TempFail: 451 4.3.0) with everything placed removed. A crash
+//          before (1) leaves only the temp file (spool, cleared at start); between (1) and (2)
+//          at worst a complete, durable message in new/ that was never acknowledged (the
+//          client retries: a duplicate, as with the per-message fsync path).
 // Destroying a writer without an Ok commit unlinks its temp file.
 // DSN (RFC 3461): the queued envelope keeps RET/ENVID and each remote recipient's
 // NOTIFY/ORCPT. Local recipients that asked for NOTIFY=SUCCESS: once every copy is durable
@@ -42,11 +54,20 @@ public:
 
     // Set once at startup, before the first open() (not synchronised).
     void setDeliveredHook(DeliveredHook hook) { delivered_ = std::move(hook); }
+    // Set once at startup, before the first open(): local-only messages whose temp file is
+    // on file system `device` share the durability barrier `gc` (which must sync that file
+    // system and outlive the sink). nullptr: every message fsyncs its own file and new/.
+    void setGroupCommit(GroupCommit* gc, dev_t device) {
+        groupCommit_ = gc;
+        groupDevice_ = device;
+    }
 
 private:
     MaildirStore& store_;
     queue::OutboundQueue& queue_;
     DeliveredHook delivered_;
+    GroupCommit* groupCommit_ = nullptr;
+    dev_t groupDevice_ = 0;
 };
 
 }  // namespace postern::store

@@ -1,0 +1,72 @@
+// Group commit: concurrent sessions share one durability barrier (syncfs(2) of the mail
+// root's file system) instead of each paying its own fsync of file and directory.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace postern::store {
+
+// A barrier many threads wait on together. sync() returns once a run of the sync operation
+// that STARTED AFTER sync() was called has finished: everything the caller wrote to the file
+// system before calling sync() is then as durable as the operation makes it.
+//
+// Batching (no timer): the first caller while no operation runs becomes the leader and runs
+// it at once, on its own thread; callers arriving while it runs form the next batch, whose
+// first waiter runs the operation as soon as the previous one returns. So a lone session
+// pays one operation and no waiting, and under load one operation serves every session that
+// arrived during the previous one. Batches are bounded by the number of concurrent callers.
+//
+// A failed operation fails exactly the callers of its batch (they get its errno); later
+// batches run a fresh operation. Thread-safe; the object must outlive every caller.
+class GroupCommit {
+public:
+    // Returns 0 on success, else an errno value.
+    using SyncOp = std::function<int()>;
+
+    struct Result {
+        int error = 0;            // 0: durable; else the operation's errno
+        std::uint64_t batch = 0;  // sequence number of the operation that served the call (1, 2, ...)
+    };
+
+    struct Stats {
+        std::uint64_t syncs = 0;    // operations run
+        std::uint64_t waiters = 0;  // sync() calls served
+        std::uint64_t failures = 0; // operations that failed
+    };
+
+    explicit GroupCommit(SyncOp op);
+    GroupCommit(const GroupCommit&) = delete;
+    GroupCommit& operator=(const GroupCommit&) = delete;
+
+    // One syncfs(2) per batch on the file system that holds `directory` (an O_DIRECTORY
+    // descriptor kept open for the committer's life; syncfs reports write-back errors of the
+    // file system since the previous call on it, Linux >= 5.8). nullptr if the directory
+    // cannot be opened (errno set).
+    static std::unique_ptr<GroupCommit> forFileSystemOf(const std::string& directory);
+
+    Result sync();
+    Stats stats() const;
+
+private:
+    struct Batch {
+        bool done = false;
+        int error = 0;
+        std::uint64_t seq = 0;
+    };
+
+    SyncOp op_;
+    mutable std::mutex mutex_;
+    std::condition_variable done_;
+    std::shared_ptr<Batch> open_;  // the batch new callers join
+    bool running_ = false;         // an operation is in progress
+    std::uint64_t nextSeq_ = 1;
+    Stats stats_;
+    std::shared_ptr<void> keep_;  // resources of op_ (the directory descriptor)
+};
+
+}  // namespace postern::store
