@@ -524,10 +524,11 @@ def test_man_pages_and_completion():
                          text=True).stdout
     for code in codes:
         check(".B %s\n" % code in man, "posternctl(1) lists exit code %s" % code)
-    # Bash completion: loads and completes commands and options with the packaged posternctl.
+    # Bash completion: loads and completes commands and options with the packaged posternctl
+    # ("user li": "user l" has two answers, list and logins).
     comp = os.path.join(root, "usr/share/bash-completion/completions/posternctl")
     script = ('source %s\nt() { COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); COMPREPLY=(); _posternctl; '
-              'echo "${COMPREPLY[*]}"; }\nt %s us\nt %s user l\nt %s user list --j\n' % (comp, ctl, ctl, ctl))
+              'echo "${COMPREPLY[*]}"; }\nt %s us\nt %s user li\nt %s user list --j\n' % (comp, ctl, ctl, ctl))
     r = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
     check_eq(r.stdout.splitlines(), ["user", "list", "--json"], "completion (stderr: %s)" % r.stderr)
 
