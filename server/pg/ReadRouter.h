@@ -24,8 +24,9 @@ namespace postern::pg {
 //  - for a read that must be fresh (confirmMiss) and found nothing: the lag measured again
 //    right now is within maxLag. A miss on a lagging replica (a grant or a user written a
 //    moment ago on another node) is thus re-asked on the primary; a hit is trusted.
-// A lag above maxLag is measured a second time SecondLookDelay later before it counts: a
-// standby that has by then replayed all the WAL it had received at the first look keeps up
+// A lag above maxLag is looked at again every LookAgainEvery, for up to secondLookWindow()
+// (maxLag / 2 within 50 ms .. 500 ms), before it counts: a standby that has by then
+// replayed all the WAL it had received at the first look keeps up
 // (on a quiet system a record received but not yet replayed would otherwise look as old as
 // the previous commit). Lag is 0 on a server that is not in recovery (prefer-standby fell back to the primary) and
 // on a standby that has replayed all the WAL it received while its WAL receiver runs;
@@ -66,7 +67,9 @@ public:
 
     // The statement measuring the replay lag in milliseconds (-1 = unknown), for tests/docs.
     static const Statement& lagStatement();
-    static constexpr std::chrono::milliseconds SecondLookDelay{50};
+    static constexpr std::chrono::milliseconds LookAgainEvery{25};
+    // How long a lag above maxLag is looked at again before it counts (see the class comment).
+    std::chrono::milliseconds secondLookWindow() const;
 
     // How often the lag is measured for ordinary reads: maxLag / 2, within 100 ms .. 1 s.
     std::chrono::milliseconds lagCheckInterval() const { return lagCheckEvery_; }

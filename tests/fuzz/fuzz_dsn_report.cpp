@@ -67,13 +67,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     in.originalHeaders = headerSection(original);
     if (retFull && !original.empty()) in.originalMessage = original;
     // BounceSender picks a boundary that is not in the attachment; remote text could in
-    // principle carry it too (it is not guessable there): skip such inputs.
-    if (original.find(in.boundary) != std::string::npos || in.originalSender.find(in.boundary) != std::string::npos ||
-        in.envelopeId.find(in.boundary) != std::string::npos)
+    // principle carry it too (it is not guessable there): skip such inputs. The test is on
+    // the random middle of the boundary, not the whole of it: the report encodes some fields
+    // (xtext "+16", escapes), and an input byte before that middle can turn into the
+    // boundary's first characters in the output (found by this target in CI: 0x16 followed
+    // by "5f1c2a0001f3b9c/..." became "+165f1c2a0001f3b9c/...").
+    const std::string unguessable = "/1234567890123/";
+    if (original.find(unguessable) != std::string::npos || in.originalSender.find(unguessable) != std::string::npos ||
+        in.envelopeId.find(unguessable) != std::string::npos)
         return 0;
     for (const auto& r : in.recipients)
         if ((r.address + '\n' + r.status + '\n' + r.remoteMta + '\n' + r.diagnostic + '\n' + r.originalRecipient)
-                .find(in.boundary) != std::string::npos)
+                .find(unguessable) != std::string::npos)
             return 0;
 
     const std::string m = formatDsn(in);
