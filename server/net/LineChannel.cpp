@@ -22,6 +22,13 @@ LineChannel::LineChannel(Poco::Net::StreamSocket socket, std::size_t bufferSize)
     socket_.setNoDelay(true);
 }
 
+void LineChannel::setReceiveTimeout(std::chrono::milliseconds timeout) {
+    if (timeout == receiveTimeout_) return;
+    receiveTimeout_ = Unknown;  // if the call throws
+    socket_.setReceiveTimeout(toTimespan(timeout));
+    receiveTimeout_ = timeout;
+}
+
 ReadStatus LineChannel::readMore(std::chrono::milliseconds timeout) {
     if (start_ == end_) {
         start_ = end_ = 0;
@@ -37,7 +44,7 @@ ReadStatus LineChannel::readMore(std::chrono::milliseconds timeout) {
     // Replies must not wait in our buffer while we block for the next command.
     flush();
     try {
-        socket_.setReceiveTimeout(toTimespan(timeout));
+        setReceiveTimeout(timeout);
         int n = socket_.receiveBytes(buf_.data() + end_, static_cast<int>(buf_.size() - end_));
         if (n <= 0) return ReadStatus::Closed;
         end_ += static_cast<std::size_t>(n);
@@ -93,7 +100,7 @@ void LineChannel::closeGracefully(std::chrono::milliseconds linger, std::size_t 
         while (drained < maxBytes) {
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
             if (left.count() <= 0) break;
-            socket_.setReceiveTimeout(toTimespan(left));
+            setReceiveTimeout(left);
             int n = socket_.receiveBytes(sink, sizeof sink);
             if (n <= 0) break;
             drained += static_cast<std::size_t>(n);
@@ -128,6 +135,7 @@ void LineChannel::startTls(Poco::Net::Context::Ptr context, std::chrono::millise
     socket_.setSendTimeout(toTimespan(timeout));
     Poco::Net::SecureStreamSocket secure = Poco::Net::SecureStreamSocket::attach(socket_, context);
     socket_ = secure;
+    receiveTimeout_ = Unknown;  // a new socket object: set it again before the next read
     tls_ = true;
 }
 

@@ -57,10 +57,21 @@ public:
     // The negotiated protocol ("TLSv1.3", "TLSv1.2"); "" without TLS; "yes" if unknown.
     std::string tlsVersion();
 
-    Poco::Net::StreamSocket& socket() { return socket_; }
+    // The socket itself: whoever takes it may change its timeouts, so the receive timeout
+    // is set again before the next read.
+    Poco::Net::StreamSocket& socket() {
+        receiveTimeout_ = Unknown;
+        return socket_;
+    }
 
 private:
     ReadStatus readMore(std::chrono::milliseconds timeout);
+    // SO_RCVTIMEO only when it changes: one setsockopt(2) per read was 8 system calls per
+    // message in S1'.
+    void setReceiveTimeout(std::chrono::milliseconds timeout);
+
+    static constexpr std::chrono::milliseconds Unknown{-1};
+    std::chrono::milliseconds receiveTimeout_ = Unknown;  // as last set on socket_
 
     Poco::Net::StreamSocket socket_;
     std::string buf_;

@@ -49,14 +49,26 @@ bool makeDirectories(const std::string& path, unsigned mode) {
         errno = ENOENT;
         return false;
     }
-    std::size_t pos = 0;
-    while (pos != std::string::npos) {
-        pos = path.find('/', pos + 1);
-        std::string prefix = path.substr(0, pos);
-        if (prefix.empty() || prefix.back() == '/') continue;
-        if (::mkdir(prefix.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) return false;
-    }
+    // The common case (every delivery to an existing Maildir) costs one stat(2): mkdir(2) is
+    // tried only for what is missing, deepest existing ancestor first (it was one mkdir per
+    // path component on every call: 36 system calls per delivered message in S1').
     struct stat st{};
+    if (::stat(path.c_str(), &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            return false;
+        }
+        return true;
+    }
+    if (errno != ENOENT) return false;
+    std::string parent = path;
+    while (!parent.empty() && parent.back() == '/') parent.pop_back();
+    const auto slash = parent.rfind('/');
+    if (slash != std::string::npos && slash > 0) {
+        parent.resize(slash);
+        if (!makeDirectories(parent, mode)) return false;
+    }
+    if (::mkdir(path.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) return false;
     if (::stat(path.c_str(), &st) != 0) return false;
     if (!S_ISDIR(st.st_mode)) {
         errno = ENOTDIR;

@@ -215,4 +215,24 @@ BOOST_AUTO_TEST_CASE(unwritable_queue_dir_fails_at_construction) {
     BOOST_CHECK_THROW(OutboundQueue((t.path / "file" / "q").string(), {}), std::runtime_error);
 }
 
+BOOST_AUTO_TEST_CASE(make_directories_creates_what_is_missing_and_refuses_a_file) {
+    TempDir t;
+    const std::string deep = (t.path / "a" / "b" / "c").string();
+    BOOST_TEST(makeDirectories(deep, 0750));
+    BOOST_TEST(fs::is_directory(deep));
+    struct stat st{};
+    BOOST_REQUIRE(::stat((t.path / "a").c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == (0750 & ~[] { mode_t m = ::umask(0); ::umask(m); return m; }()));
+    BOOST_TEST(makeDirectories(deep, 0750));                        // exists: fine
+    BOOST_TEST(makeDirectories(deep + "/", 0750));                  // trailing slash
+    BOOST_TEST(makeDirectories((t.path / "a" / "x" / "y").string(), 0700));  // partly there
+    BOOST_TEST(fs::is_directory(t.path / "a" / "x" / "y"));
+    { std::ofstream((t.path / "file").string()) << "x"; }
+    errno = 0;
+    BOOST_TEST(!makeDirectories((t.path / "file").string(), 0700));
+    BOOST_TEST(errno == ENOTDIR);
+    BOOST_TEST(!makeDirectories((t.path / "file" / "sub").string(), 0700));
+    BOOST_TEST(!makeDirectories("", 0700));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
