@@ -13,6 +13,7 @@ Results: bench/results/<label>-<timestamp>/{results.jsonl,commands.sh,report.md,
 """
 import argparse
 import json
+import re
 import os
 import shlex
 import shutil
@@ -100,7 +101,7 @@ class Postern:
             os.makedirs(os.path.join(WORK, d))
         self.make_users()
         self.make_tls()
-        self.ports = {k: free_port() for k in ("mx", "sub", "pop3", "sink", "plain")}
+        self.ports = {k: free_port() for k in ("mx", "sub", "pop3", "sink", "plain", "smtps")}
         self.start_sink()
         if getattr(self.a, "pg", False):
             self.pg = pgmode.BenchPg(WORK, free_port(), os.path.join(self.a.build_dir, "bin", "posternctl"))
@@ -514,6 +515,54 @@ class Session:
         log(f"login-cost: auth.ok log lines since start: cache=hit {hits}, cache=miss {misses}")
         t.start_retrying()
 
+    def handshake_cost(self, t):
+        """Server CPU of one TLS handshake (Postern only): `openssl s_time` against an implicit-TLS
+        submission listener, full handshakes (TLS 1.3 with the client's default signature
+        algorithms, TLS 1.2 with an RSA and, with --ecdsa, an ECDSA cipher suite) and TLS 1.2
+        resumed sessions (-reuse: the session ticket / ID of the first connection). Each
+        connection is a handshake, the greeting read by nobody, and a close: the cost of the
+        connection itself is in every row (compare the rows, not the absolute figures)."""
+        if not shutil.which("openssl"):
+            log("tls: no openssl binary; skipped")
+            return
+        port = t.ports["smtps"]
+        t.start_retrying({"listeners": "mx, submission, pop3, smtps", "listener.smtps.port": port,
+                          "listener.smtps.role": "submission", "listener.smtps.tls": "implicit",
+                          "listener.smtps.max_threads": 64})
+        time.sleep(1)
+        variants = [("tls13-full", ["-tls1_3", "-new"]),
+                    ("tls12-rsa-full", ["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256", "-new"])]
+        if getattr(t, "tls_extra", None):
+            variants.append(("tls12-ecdsa-full", ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256", "-new"]))
+        variants.append(("tls12-resumed", ["-tls1_2", "-reuse"]))
+        secs = 5 if self.plan["reps"] == 1 else 8
+        for rep in range(1, self.plan["reps"] + 1):
+            for label, args in variants:
+                pid = t.proc.pid
+                def ticks():
+                    with open(f"/proc/{pid}/stat") as f:
+                        v = f.read().rsplit(")", 1)[1].split()
+                    return int(v[11]) + int(v[12])
+                c0 = ticks()
+                cmd = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-time", str(secs)] + args
+                self.cmds.write(" ".join(shlex.quote(x) for x in cmd) + "\n")
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60)
+                c1 = ticks()
+                m = re.findall(r"(\d+) connections in (\d+) real seconds", p.stdout)
+                if not m:
+                    log(f"tls {label}: no result: {p.stdout[-300:]} {p.stderr[-300:]}")
+                    continue
+                n, real = int(m[-1][0]), int(m[-1][1])
+                r = {"scenario": f"tls-{label}", "concurrency": 1, "ok": n, "errors": 0,
+                     "rate": round(n / max(1, real), 1), "server_cpu_s": (c1 - c0) / os.sysconf("SC_CLK_TCK"),
+                     "server_cpu_s_per_1000": round((c1 - c0) / os.sysconf("SC_CLK_TCK") * 1000 / max(1, n), 3),
+                     "rep": rep, "target": t.name}
+                with open(self.jsonl, "a") as f:
+                    f.write(json.dumps(r) + "\n")
+                log(f"[{t.name} rep {rep}] tls {label}: {n} handshakes, {r['rate']}/s, "
+                    f"server {r['server_cpu_s_per_1000']} ms each")
+        t.start_retrying()
+
 
 # ============================================================================ report
 def med(v):
@@ -650,6 +699,20 @@ def report(rdir):
             L.append(f"Cached login ÷ fresh verification: **{100 * cost['cache'] / cost['nocache']:.1f} %** "
                      f"(target < 1 %; the CPU clock has 10 ms ticks over ~{meta.get('login_n', '?')} sessions, "
                      f"so ±{10 / max(1, meta.get('login_n', 1000)):.3f} ms per session).")
+    hs = {k[1]: m for k, m in S.items() if k[0] == "postern" and k[1].startswith("tls-")}
+    if hs:
+        L.append("")
+        L.append("TLS handshake cost (Postern, `openssl s_time` on an implicit-TLS listener, one client; "
+                 "server CPU per connection: handshake + greeting + close):")
+        L.append("")
+        L.append("| handshake | connections/s | srv CPU ms/connection |")
+        L.append("|---|---|---|")
+        names = {"tls-tls13-full": "TLS 1.3 full (client's default signature algorithms)",
+                 "tls-tls12-rsa-full": "TLS 1.2 full, RSA-2048", "tls-tls12-ecdsa-full": "TLS 1.2 full, ECDSA P-256",
+                 "tls-tls12-resumed": "TLS 1.2 resumed (ticket)"}
+        for k in ("tls-tls13-full", "tls-tls12-rsa-full", "tls-tls12-ecdsa-full", "tls-tls12-resumed"):
+            if k in hs:
+                L.append(f"| {names[k]} | {f1(hs[k]['rate'])} | {f1(hs[k]['server_cpu_s_per_1000'], 3)} |")
     if meta.get("targets"):
         L.append("")
         for t, d in meta["targets"].items():
@@ -702,7 +765,7 @@ def main():
     ap.add_argument("--reps", type=int)
     ap.add_argument("--conc", help="e.g. 1,8,32")
     ap.add_argument("--duration", type=float)
-    ap.add_argument("--scenarios", default="s1,s1p,s2,s3,s4,s4x,s5,login")
+    ap.add_argument("--scenarios", default="s1,s1p,s2,s3,s4,s4x,s5,login,tls")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="Postern config override, e.g. --set store.group_commit=false (repeatable)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-release"))
@@ -754,6 +817,8 @@ def main():
                 json.dump(meta, f, indent=1)
             if isinstance(t, Postern) and "login" in a.scenarios:
                 sess.login_cost(t)
+            if isinstance(t, Postern) and "tls" in a.scenarios:
+                sess.handshake_cost(t)
             sess.matrix(t)
         finally:
             t.close()
