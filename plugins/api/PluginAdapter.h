@@ -17,6 +17,7 @@
 #include <exception>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,27 @@ postern_status guardedWrite(const postern_sink* sink, F&& f) noexcept {
     return POSTERN_FAILED;
 }
 
+// Runs a read entry point; everything thrown becomes TEMPFAIL (the host answers "try later").
+template <typename F>
+postern_status guarded(F&& f) noexcept {
+    try {
+        return f();
+    } catch (...) {
+        return POSTERN_TEMPFAIL;
+    }
+}
+
+// For a plugin's factory: runs make(), and an exception comes back as
+// std::runtime_error("<name>: <what>") (create() hands that text to the host).
+template <typename Make>
+std::unique_ptr<Backend> namedErrors(const char* name, Make&& make) {
+    try {
+        return make();
+    } catch (const std::exception& e) {
+        throw std::runtime_error(std::string(name) + ": " + e.what());
+    }
+}
+
 template <auto Factory>
 struct Table {
     static postern_backend* create(const postern_kv* config, size_t count, uint32_t flags, char* error,
@@ -162,7 +184,7 @@ struct Table {
 
     static postern_status authenticate(postern_backend* b, postern_str user, postern_str password,
                                        postern_str service, postern_str clientIp, const postern_sink* sink) noexcept {
-        try {
+        return guarded([&] {
             std::string pw = str(password);
             AuthAnswer a = backendOf(b)->authenticate(str(user), pw, str(service), str(clientIp));
             std::fill(pw.begin(), pw.end(), '\0');
@@ -180,13 +202,11 @@ struct Table {
                 sink->auth(sink->ctx, &out);
             }
             return readStatus(a.status);
-        } catch (...) {
-            return POSTERN_TEMPFAIL;
-        }
+        });
     }
 
     static postern_status lookup(postern_backend* b, postern_str address, const postern_sink* sink) noexcept {
-        try {
+        return guarded([&] {
             LookupAnswer a = backendOf(b)->lookup(str(address));
             if (sink != nullptr && sink->lookup != nullptr) {
                 RecordViews rv;
@@ -196,29 +216,21 @@ struct Table {
                 sink->lookup(sink->ctx, &out);
             }
             return readStatus(a.status);
-        } catch (...) {
-            return POSTERN_TEMPFAIL;
-        }
+        });
     }
 
     static postern_status hasDomain(postern_backend* b, postern_str domain) noexcept {
-        try {
-            return readStatus(backendOf(b)->hasDomain(str(domain)));
-        } catch (...) {
-            return POSTERN_TEMPFAIL;
-        }
+        return guarded([&] { return readStatus(backendOf(b)->hasDomain(str(domain))); });
     }
 
     static postern_status probe(postern_backend* b, const postern_sink* sink) noexcept {
-        try {
+        return guarded([&] {
             ProbeAnswer a = backendOf(b)->probe();
             if (a.status != Status::Ok) {
                 message(sink, a.detail);
             }
             return readStatus(a.status);
-        } catch (...) {
-            return POSTERN_TEMPFAIL;
-        }
+        });
     }
 
     static postern_status setPassword(postern_backend* b, postern_str user, postern_str hash,

@@ -4,8 +4,6 @@
 #include "LdapBackend.h"
 #include "api/PluginAdapter.h"
 
-#include <stdexcept>
-
 namespace {
 
 using postern::plugins::ldap::LdapBackend;
@@ -13,11 +11,8 @@ using postern::plugins::ldap::LdapConfig;
 
 std::unique_ptr<postern::plugins::api::Backend> makeBackend(const std::map<std::string, std::string>& config,
                                                             std::uint32_t) {
-    try {
-        return std::make_unique<LdapBackend>(LdapConfig::fromMap(config));
-    } catch (const std::exception& e) {
-        throw std::runtime_error(std::string("ldap: ") + e.what());
-    }
+    return postern::plugins::api::adapter::namedErrors(
+        "ldap", [&] { return std::make_unique<LdapBackend>(LdapConfig::fromMap(config)); });
 }
 
 }  // namespace

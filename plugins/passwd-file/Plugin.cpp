@@ -3,8 +3,6 @@
 #include "PasswdFileBackend.h"
 #include "api/PluginAdapter.h"
 
-#include <stdexcept>
-
 namespace {
 
 using postern::plugins::passwdfile::PasswdFileBackend;
@@ -12,12 +10,10 @@ using postern::plugins::passwdfile::PasswdFileConfig;
 
 std::unique_ptr<postern::plugins::api::Backend> makeBackend(const std::map<std::string, std::string>& config,
                                                             std::uint32_t flags) {
-    try {
+    return postern::plugins::api::adapter::namedErrors("passwd-file", [&] {
         return std::make_unique<PasswdFileBackend>(PasswdFileConfig::fromMap(config),
                                                    (flags & POSTERN_CREATE_ADMIN) != 0);
-    } catch (const std::exception& e) {
-        throw std::runtime_error(std::string("passwd-file: ") + e.what());
-    }
+    });
 }
 
 }  // namespace

@@ -3,8 +3,6 @@
 #include "PostgresBackend.h"
 #include "api/PluginAdapter.h"
 
-#include <stdexcept>
-
 namespace {
 
 using postern::plugins::postgres::PostgresBackend;
@@ -12,11 +10,8 @@ using postern::plugins::postgres::PostgresConfig;
 
 std::unique_ptr<postern::plugins::api::Backend> makeBackend(const std::map<std::string, std::string>& config,
                                                             std::uint32_t) {
-    try {
-        return std::make_unique<PostgresBackend>(PostgresConfig::fromMap(config));
-    } catch (const std::exception& e) {
-        throw std::runtime_error(std::string("postgres: ") + e.what());
-    }
+    return postern::plugins::api::adapter::namedErrors(
+        "postgres", [&] { return std::make_unique<PostgresBackend>(PostgresConfig::fromMap(config)); });
 }
 
 }  // namespace

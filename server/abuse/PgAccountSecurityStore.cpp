@@ -1,16 +1,14 @@
 #include "abuse/PgAccountSecurityStore.h"
 
+#include "abuse/PgStoreSupport.h"
 #include "abuse/PgTime.h"
-#include "core/EventLine.h"
 #include "core/Network.h"
-
-#include <Poco/Logger.h>
 
 namespace postern::abuse {
 
 namespace {
 
-Poco::Logger& logger() { return Poco::Logger::get("postern.abuse"); }
+constexpr const char* FailEvent = "account_security.store_fail";
 
 // $1..$7: the login log (account, at in us, ip, protocol, mechanism, tls, result);
 // $8, $9: (account, ip) of successful logins; $10: now in us; $11..$13: (account, rejected,
@@ -86,14 +84,6 @@ const pg::Statement Prune{
     "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1)"
     " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM c), (SELECT count(*) FROM l)"};
 
-void logFailure(const char* op, const pg::QueryResult& r) {
-    logger().warning(core::EventLine("account_security.store_fail")
-                         .add("op", op)
-                         .add("store", "postgres")
-                         .text("error", r.failed() ? r.error : std::string("unexpected result"))
-                         .str());
-}
-
 // inet accepts what ClientAddress::host() writes; a scoped address ("fe80::1%eth0") loses
 // its zone, anything else unparsable is left out (it would fail the whole batch).
 std::optional<std::string> inetText(const std::string& ip) {
@@ -165,7 +155,7 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
                                                    pgTextArray(iip), nowUs, pgTextArray(ca), pgTextArray(crj),
                                                    pgTextArray(cbn)});
     if (w.failed()) {
-        logFailure("flush", w);
+        logStoreFailure(FailEvent, "flush", w);
         return false;
     }
     std::set<std::string> touched(la.begin(), la.end());
@@ -181,7 +171,7 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
          std::to_string(settings.loginLogMaxEntries), settings.nodeId, settings.enabled ? "true" : "false"});
     if (e.failed()) {
         // The batch is written; the next flush touching these accounts evaluates them again.
-        logFailure("evaluate", e);
+        logStoreFailure(FailEvent, "evaluate", e);
         return true;
     }
     for (const auto& row : e.rows) {
@@ -194,7 +184,7 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
 std::optional<std::vector<std::string>> PgAccountSecurityStore::flagged() {
     pg::QueryResult r = pool_.execute(Flagged, {});
     if (r.failed()) {
-        logFailure("flagged", r);
+        logStoreFailure(FailEvent, "flagged", r);
         return std::nullopt;
     }
     std::vector<std::string> out;
@@ -204,22 +194,14 @@ std::optional<std::vector<std::string>> PgAccountSecurityStore::flagged() {
 }
 
 bool PgAccountSecurityStore::release(const std::string& user) {
-    pg::QueryResult r = pool_.execute(Release, {user});
-    if (r.failed()) {
-        logFailure("release", r);
-        return false;
-    }
-    return true;
+    return executeLogged(pool_, Release, {user}, FailEvent, "release");
 }
 
 bool PgAccountSecurityStore::prune(core::TimePoint now, const AccountSecuritySettings& settings) {
-    pg::QueryResult r = pool_.execute(
-        Prune, {std::to_string(toPgMicros(now - settings.window)), std::to_string(toPgMicros(now - settings.loginLogMaxAge))});
-    if (r.failed()) {
-        logFailure("prune", r);
-        return false;
-    }
-    return true;
+    return executeLogged(pool_, Prune,
+                         {std::to_string(toPgMicros(now - settings.window)),
+                          std::to_string(toPgMicros(now - settings.loginLogMaxAge))},
+                         FailEvent, "prune");
 }
 
 }  // namespace postern::abuse

@@ -1,16 +1,14 @@
 // Failed-authentication counters in PostgreSQL: one atomic upsert per failure.
 #include "abuse/PgPenaltyStore.h"
 
+#include "abuse/PgStoreSupport.h"
 #include "abuse/PgTime.h"
-#include "core/EventLine.h"
-
-#include <Poco/Logger.h>
 
 namespace postern::abuse {
 
 namespace {
 
-Poco::Logger& logger() { return Poco::Logger::get("postern.abuse"); }
+constexpr const char* FailEvent = "penalty.store_fail";
 
 // $2 = now, $3 = window, both in microseconds. An expired counter starts again at 1; a live
 // one counts on (saturating at integer's maximum) and its expiry moves to now + window.
@@ -58,14 +56,6 @@ std::optional<PenaltyCount> toCount(const pg::QueryResult& r) {
     }
 }
 
-void logFailure(const char* what, const pg::QueryResult& r) {
-    logger().warning(core::EventLine("penalty.store_fail")
-                         .add("op", what)
-                         .add("store", "postgres")
-                         .text("error", r.failed() ? r.error : std::string("unexpected result"))
-                         .str());
-}
-
 }  // namespace
 
 PgPenaltyStore::PgPenaltyStore(pg::Pool& pool) : pool_(pool) {}
@@ -76,7 +66,7 @@ std::optional<PenaltyCount> PgPenaltyStore::increment(const std::string& key, co
     pg::QueryResult r = pool_.execute(PenaltyIncrement, {key, std::to_string(toPgMicros(now)), std::to_string(windowUs)});
     auto c = r.ok() ? toCount(r) : std::nullopt;
     if (!c)
-        logFailure("increment", r);
+        logStoreFailure(FailEvent, "increment", r);
     return c;
 }
 
@@ -86,7 +76,7 @@ std::optional<PenaltyCount> PgPenaltyStore::get(const std::string& key, core::Ti
         return PenaltyCount{};
     auto c = r.ok() ? toCount(r) : std::nullopt;
     if (!c)
-        logFailure("get", r);
+        logStoreFailure(FailEvent, "get", r);
     return c;
 }
 
@@ -95,7 +85,7 @@ std::optional<std::pair<PenaltyCount, PenaltyCount>> PgPenaltyStore::getPair(con
                                                                              core::TimePoint now) {
     pg::QueryResult r = pool_.execute(PenaltyGetPair, {first, second, std::to_string(toPgMicros(now))});
     if (r.failed()) {
-        logFailure("get", r);
+        logStoreFailure(FailEvent, "get", r);
         return std::nullopt;
     }
     std::pair<PenaltyCount, PenaltyCount> out;
@@ -105,7 +95,7 @@ std::optional<std::pair<PenaltyCount, PenaltyCount>> PgPenaltyStore::getPair(con
         one.rows.push_back(row.size() == 3 ? pg::Row{row[1], row[2]} : pg::Row{});
         auto c = toCount(one);
         if (!c || !row[0]) {
-            logFailure("get", r);
+            logStoreFailure(FailEvent, "get", r);
             return std::nullopt;
         }
         if (*row[0] == first)
@@ -117,29 +107,11 @@ std::optional<std::pair<PenaltyCount, PenaltyCount>> PgPenaltyStore::getPair(con
 }
 
 bool PgPenaltyStore::reset(const std::string& key) {
-    pg::QueryResult r = pool_.execute(PenaltyReset, {key});
-    if (r.failed()) {
-        logFailure("reset", r);
-        return false;
-    }
-    return true;
+    return executeLogged(pool_, PenaltyReset, {key}, FailEvent, "reset");
 }
 
 std::optional<std::size_t> PgPenaltyStore::sweep(core::TimePoint now, std::size_t batch) {
-    if (batch == 0)
-        batch = 1000;
-    std::size_t removed = 0;
-    for (int round = 0; round < 100; ++round) {
-        pg::QueryResult r = pool_.execute(PenaltySweep, {std::to_string(toPgMicros(now)), std::to_string(batch)});
-        if (r.failed()) {
-            logFailure("sweep", r);
-            return std::nullopt;
-        }
-        removed += r.affectedRows;
-        if (r.affectedRows < batch)
-            break;
-    }
-    return removed;
+    return sweepInBatches(pool_, PenaltySweep, std::to_string(toPgMicros(now)), batch, FailEvent);
 }
 
 }  // namespace postern::abuse

@@ -2,10 +2,8 @@
 // statement (postern_rate_take, schema 005) under per-key advisory locks.
 #include "abuse/PgRateStore.h"
 
+#include "abuse/PgStoreSupport.h"
 #include "abuse/PgTime.h"
-#include "core/EventLine.h"
-
-#include <Poco/Logger.h>
 
 #include <algorithm>
 #include <map>
@@ -15,7 +13,7 @@ namespace postern::abuse {
 
 namespace {
 
-Poco::Logger& logger() { return Poco::Logger::get("postern.abuse"); }
+constexpr const char* FailEvent = "rate.store_fail";
 
 constexpr std::int64_t BucketUs = 5LL * 60 * 1000000;  // SlidingWindow's hour: 12 buckets of 5 min
 constexpr std::int64_t HourUs = 60LL * 60 * 1000000;   // its day: 24 buckets of 1 hour
@@ -101,11 +99,6 @@ bool parseSums(const pg::QueryResult& r, std::map<std::string, RateCounts>& out)
     return true;
 }
 
-void logFailure(const char* what, const std::string& error) {
-    logger().warning(
-        core::EventLine("rate.store_fail").add("op", what).add("store", "postgres").text("error", error).str());
-}
-
 }  // namespace
 
 PgRateStore::PgRateStore(pg::Pool& pool) : pool_(pool) {}
@@ -188,7 +181,7 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, co
         if (error.empty())
             error = "no database connection";
         if (!retry || attempt == 1) {
-            logFailure("try_add", error);
+            logStoreFailure(FailEvent, "try_add", error);
             return result;
         }
     }
@@ -201,7 +194,7 @@ std::optional<RateCounts> PgRateStore::get(const std::string& key, core::TimePoi
                                                  std::to_string(cut.dayStart)});
     std::map<std::string, RateCounts> sums;
     if (r.failed() || !parseSums(r, sums)) {
-        logFailure("get", r.failed() ? r.error : "unexpected result shape");
+        logStoreFailure(FailEvent, "get", r.failed() ? r.error : "unexpected result shape");
         return std::nullopt;
     }
     auto it = sums.find(key);
@@ -209,22 +202,9 @@ std::optional<RateCounts> PgRateStore::get(const std::string& key, core::TimePoi
 }
 
 std::optional<std::size_t> PgRateStore::sweep(core::TimePoint now, std::size_t batch) {
-    if (batch == 0)
-        batch = 1000;
     // Older than (start of this hour - 24 h) counts for nothing; one bucket of slack more.
     const std::int64_t cutoff = cutoffs(now).dayStart - HourUs;
-    std::size_t removed = 0;
-    for (int round = 0; round < 100; ++round) {
-        pg::QueryResult r = pool_.execute(RateSweep, {std::to_string(cutoff), std::to_string(batch)});
-        if (r.failed()) {
-            logFailure("sweep", r.error);
-            return std::nullopt;
-        }
-        removed += r.affectedRows;
-        if (r.affectedRows < batch)
-            break;
-    }
-    return removed;
+    return sweepInBatches(pool_, RateSweep, std::to_string(cutoff), batch, FailEvent);
 }
 
 }  // namespace postern::abuse

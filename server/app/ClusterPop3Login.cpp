@@ -3,6 +3,7 @@
 
 #include "abuse/PgTime.h"
 #include "core/EventLine.h"
+#include "grants/SenderList.h"
 
 #include <Poco/Logger.h>
 #include <Poco/UUIDGenerator.h>
@@ -17,17 +18,6 @@ const pg::Statement Pop3LoginStatement{
     "postern_pop3_login",
     "SELECT outcome, ip_failures, ip_expires_us, user_failures, user_expires_us FROM postern_pop3_login("
     "$1, $2, $3::bigint, $4::integer, $5::integer, $6, $7, $8::uuid, $9::bigint, $10, $11, $12::bigint, $13)"};
-
-// Sender addresses one per line, as PgGrantStore stores them.
-std::string joinSenders(const std::vector<std::string>& senders) {
-    std::string out;
-    for (const auto& s : senders) {
-        if (s.find('\n') != std::string::npos) continue;
-        if (!out.empty()) out += '\n';
-        out += s;
-    }
-    return out;
-}
 
 abuse::PenaltyCount countOf(const pg::Value& failures, const pg::Value& expiresUs) {
     abuse::PenaltyCount c;
@@ -74,7 +64,7 @@ core::Pop3LoginOutcome ClusterPop3Login::open(const core::AuthRequest& request, 
         withGrant ? pg::Value(grantKey) : pg::Value(),
         identity.user,
         std::to_string(withGrant ? pgGrants_->lifetime().count() : 0),
-        joinSenders(identity.senderAddresses),
+        grants::joinSenders(identity.senderAddresses),
     };
     // Retried once by the pool after a dropped connection: harmless (the lease statement
     // finds its own token, the grant upsert and the counter delete are idempotent).

@@ -8,9 +8,6 @@
 #include "auth/PasswordScheme.h"
 #include "core/Duration.h"
 
-#include <Poco/Logger.h>
-#include <Poco/Message.h>
-
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -26,27 +23,6 @@ namespace {
 
 namespace api = plugins::api;
 namespace ap = plugins::api::apppw;
-
-struct Session {
-    config::ServerConfig config;
-    std::unique_ptr<UserStore> store;
-};
-
-// As the user commands: the first postgres backend, else the first passwd-file backend, or
-// --backend NAME (LDAP then answers that it has no app passwords).
-Session open(const Options& o) {
-    Session s{loadConfig(o), nullptr};
-    std::vector<std::string> plugins{"postgres", "passwd-file"};
-    if (!o.backend.empty()) {
-        for (const auto& b : s.config.backends) {
-            plugins.push_back(b.plugin);
-        }
-    }
-    const config::BackendConfig& b = chooseBackend(s.config, o, plugins);
-    Poco::Logger::setLevel("", Poco::Message::PRIO_FATAL);
-    s.store = std::make_unique<UserStore>(s.config, b);
-    return s;
-}
 
 // n characters of lower-case base32 from the kernel's CSPRNG (256 % 32 == 0: unbiased).
 std::string randomBase32(std::size_t n) {
@@ -133,16 +109,12 @@ int runAppPasswordAdd(CommandContext& c) {
         if (!app.label.empty() && !ap::validLabel(app.label)) {
             throw CtlError(ExitDataError, "--label: 1 to 64 of A-Z a-z 0-9 . _ @ + -");
         }
-        Session s = open(o);
-        auto scheme = auth::parseHashScheme(s.config.defaultScheme);
-        if (!scheme) {
-            throw CtlError(ExitConfig,
-                           "auth.default_scheme '" + s.config.defaultScheme + "' is not a scheme for new hashes");
-        }
+        UserSession s = openUserSession(o);
+        const auth::HashScheme scheme = newHashScheme(s.config);
         app.id = randomBase32(ap::IdLength);
         std::string password = app.id + "-" + randomBase32(ap::SecretLength);
         try {
-            app.passwordHash = auth::makePasswordHash(*scheme, password);
+            app.passwordHash = auth::makePasswordHash(scheme, password);
             check(*s.store, s.store->backendApi().addAppPassword(app), app.user);
         } catch (...) {
             OPENSSL_cleanse(password.data(), password.size());
@@ -162,7 +134,7 @@ int runAppPasswordList(CommandContext& c) {
         Options o = parseOptions(c.args, {}, {"--json"});
         expectPositional(o, 1, 1, AppPasswordListCommand);
         const std::string address = checkAddress(o.positional[0]);
-        Session s = open(o);
+        UserSession s = openUserSession(o);
         bool require = false;
         std::vector<api::AppPasswordInfo> list;
         check(*s.store, s.store->backendApi().listAppPasswords(address, require, list), address);
@@ -215,7 +187,7 @@ int runAppPasswordRevoke(CommandContext& c) {
         if (!ap::validId(id)) {
             throw CtlError(ExitDataError, "'" + id + "' is not an app password id (8 of a-z, 2-7)");
         }
-        Session s = open(o);
+        UserSession s = openUserSession(o);
         check(*s.store, s.store->backendApi().revokeAppPassword(address, id), address);
         c.out << "revoked app password " << id << " of " << address << "\n";
         return static_cast<int>(ExitOk);
@@ -231,7 +203,7 @@ int runRequireAppPassword(CommandContext& c) {
         if (v != "on" && v != "off") {
             throw CtlError(ExitUsage, "expected on or off, not '" + v + "'");
         }
-        Session s = open(o);
+        UserSession s = openUserSession(o);
         check(*s.store, s.store->backendApi().setRequireAppPassword(address, v == "on"), address);
         c.out << "require-app-password " << v << " for " << address << "\n";
         return static_cast<int>(ExitOk);

@@ -9,9 +9,6 @@
 #include "auth/PasswordScheme.h"
 #include "config/ConfigSchema.h"
 
-#include <Poco/Logger.h>
-#include <Poco/Message.h>
-
 #include <openssl/crypto.h>
 
 #include <memory>
@@ -23,42 +20,16 @@ namespace postern::ctl {
 
 namespace {
 
-struct Session {
-    config::ServerConfig config;
-    std::unique_ptr<UserStore> store;
-};
-
-// The backend's plugin does the work (as posternd loads it). Without --backend: the first
-// postgres backend, else the first passwd-file backend; --backend may name any backend (a
-// read-only one, such as LDAP, then answers with a clear error). The plugins' own log lines
-// stay quiet: what matters comes back as the command's message.
-Session open(const Options& o) {
-    Session s{loadConfig(o), nullptr};
-    std::vector<std::string> plugins{"postgres", "passwd-file"};
-    if (!o.backend.empty()) {
-        for (const auto& b : s.config.backends) {
-            plugins.push_back(b.plugin);
-        }
-    }
-    const config::BackendConfig& b = chooseBackend(s.config, o, plugins);
-    Poco::Logger::setLevel("", Poco::Message::PRIO_FATAL);
-    s.store = std::make_unique<UserStore>(s.config, b);
-    return s;
-}
-
 // Reads the new password and hashes it with auth.default_scheme; the clear text is wiped.
 std::string newHash(CommandContext& c, const config::ServerConfig& cfg) {
-    auto scheme = auth::parseHashScheme(cfg.defaultScheme);
-    if (!scheme) {
-        throw CtlError(ExitConfig, "auth.default_scheme '" + cfg.defaultScheme + "' is not a scheme for new hashes");
-    }
+    const auth::HashScheme scheme = newHashScheme(cfg);
     auto password = readNewPassword(c.in, c.err);
     if (!password) {
         throw CtlError(ExitDataError, "no password set");
     }
     std::string hash;
     try {
-        hash = auth::makePasswordHash(*scheme, *password);
+        hash = auth::makePasswordHash(scheme, *password);
     } catch (...) {
         OPENSSL_cleanse(password->data(), password->size());
         throw;
@@ -95,7 +66,7 @@ int simple(CommandContext& c, const Command& command,
         Options o = parseOptions(c.args, {}, {});
         expectPositional(o, 1, 1, command);
         const std::string address = checkAddress(o.positional[0]);
-        Session s = open(o);
+        UserSession s = openUserSession(o);
         action(*s.store, address, c);
         c.out << done << " " << address << "\n";
         return static_cast<int>(ExitOk);
@@ -127,7 +98,7 @@ int runUserAdd(CommandContext& c) {
                 u.senders.push_back(checkAddress(s, "sender address"));
             }
         }
-        Session s = open(o);
+        UserSession s = openUserSession(o);
         s.store->checkCanAdd(u.address);  // before the password is asked for
         u.passwordHash = newHash(c, s.config);
         s.store->add(u);
@@ -141,7 +112,7 @@ int runUserPasswd(CommandContext& c) {
         Options o = parseOptions(c.args, {}, {});
         expectPositional(o, 1, 1, UserPasswdCommand);
         const std::string address = checkAddress(o.positional[0]);
-        Session s = open(o);
+        UserSession s = openUserSession(o);
         s.store->requireUser(address);
         s.store->setPassword(address, newHash(c, s.config));
         c.out << "password changed for " << address << "\n";
@@ -174,7 +145,7 @@ int runUserList(CommandContext& c) {
         Options o = parseOptions(c.args, {}, {"--json"});
         expectPositional(o, 0, 1, UserListCommand);
         const std::string domain = o.positional.empty() ? "" : checkDomain(o.positional[0]);
-        Session s = open(o);
+        UserSession s = openUserSession(o);
         const auto users = s.store->list(domain);
         if (o.has("--json")) {
             Poco::JSON::Array::Ptr a = new Poco::JSON::Array;
@@ -201,7 +172,7 @@ int runUserShow(CommandContext& c) {
         Options o = parseOptions(c.args, {}, {"--json"});
         expectPositional(o, 1, 1, UserShowCommand);
         const std::string address = checkAddress(o.positional[0]);
-        Session s = open(o);
+        UserSession s = openUserSession(o);
         UserInfo u = s.store->show(address);
         if (o.has("--json")) {
             auto j = jsonObject();

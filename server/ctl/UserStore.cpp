@@ -3,6 +3,9 @@
 
 #include "CtlSupport.h"
 
+#include <Poco/Logger.h>
+#include <Poco/Message.h>
+
 namespace postern::ctl {
 
 namespace api = plugins::api;
@@ -104,6 +107,28 @@ UserInfo UserStore::show(const std::string& address) {
     UserInfo u;
     check(handle_->showUser(address, u), address);
     return u;
+}
+
+UserSession openUserSession(const Options& o) {
+    UserSession s{loadConfig(o), nullptr};
+    std::vector<std::string> plugins{"postgres", "passwd-file"};
+    if (!o.backend.empty()) {
+        for (const auto& b : s.config.backends) {
+            plugins.push_back(b.plugin);
+        }
+    }
+    const config::BackendConfig& b = chooseBackend(s.config, o, plugins);
+    Poco::Logger::setLevel("", Poco::Message::PRIO_FATAL);
+    s.store = std::make_unique<UserStore>(s.config, b);
+    return s;
+}
+
+auth::HashScheme newHashScheme(const config::ServerConfig& cfg) {
+    auto scheme = auth::parseHashScheme(cfg.defaultScheme);
+    if (!scheme) {
+        throw CtlError(ExitConfig, "auth.default_scheme '" + cfg.defaultScheme + "' is not a scheme for new hashes");
+    }
+    return *scheme;
 }
 
 }  // namespace postern::ctl

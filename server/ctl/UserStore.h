@@ -5,6 +5,7 @@
 #pragma once
 
 #include "api/PluginApi.h"
+#include "auth/PasswordScheme.h"
 #include "auth/PluginLoader.h"
 #include "config/ServerConfig.h"
 
@@ -53,6 +54,23 @@ private:
     std::unique_ptr<auth::PluginLoader> loader_;
     auth::BackendHandle handle_;
 };
+
+struct Options;  // CtlSupport.h
+
+// The loaded configuration and the user store of the user and app-password commands.
+struct UserSession {
+    config::ServerConfig config;
+    std::unique_ptr<UserStore> store;
+};
+
+// The backend's plugin does the work (as posternd loads it). Without --backend: the first
+// postgres backend, else the first passwd-file backend; --backend may name any backend (a
+// read-only one, such as LDAP, then answers with a clear error). The plugins' own log lines
+// stay quiet: what matters comes back as the command's message.
+UserSession openUserSession(const Options& options);
+
+// auth.default_scheme as the scheme of new hashes; CtlError(ExitConfig) if it is none.
+auth::HashScheme newHashScheme(const config::ServerConfig& cfg);
 
 // "{SHA512-CRYPT}$6$..." -> "SHA512-CRYPT"; "$2y$..." -> "CRYPT"; otherwise "?".
 inline std::string schemeOf(const std::string& hash) { return plugins::api::schemeOfHash(hash); }

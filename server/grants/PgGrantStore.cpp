@@ -4,6 +4,7 @@
 
 #include "core/EventLine.h"
 #include "core/Network.h"
+#include "grants/SenderList.h"
 
 #include <Poco/Logger.h>
 
@@ -57,29 +58,6 @@ const pg::Statement GrantReplicaLookup{
     "SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders,"
     " (last_used IS NULL OR last_used < now() - interval '60 seconds')"
     " FROM pop_before_smtp_grants WHERE key = $1 AND expires > now()"};
-
-// Sender addresses are stored one per line (an address never contains a line break).
-std::string joinSenders(const std::vector<std::string>& senders) {
-    std::string out;
-    for (const auto& s : senders) {
-        if (s.find('\n') != std::string::npos) continue;
-        if (!out.empty()) out += '\n';
-        out += s;
-    }
-    return out;
-}
-
-std::vector<std::string> splitSenders(const std::string& text) {
-    std::vector<std::string> out;
-    std::size_t start = 0;
-    while (start < text.size()) {
-        auto nl = text.find('\n', start);
-        if (nl == std::string::npos) nl = text.size();
-        if (nl > start) out.push_back(text.substr(start, nl - start));
-        start = nl + 1;
-    }
-    return out;
-}
 
 // Rows are picked and locked with SKIP LOCKED: a row another node's sweep (or a renewing
 // upsert) holds is left to it, so concurrent sweeps neither wait nor collide. ctid = ANY

@@ -203,7 +203,31 @@ def port_open(port):
         return False
 
 
-class Rspamd:
+class _MilterDaemon:
+    """A milter daemon the test starts (self.proc) in its own temp dir (self.dir): a
+    context manager that starts it and, at the end, terminates it (kills it after 15 s)
+    and removes the dir."""
+
+    proc = None
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.stop()
+
+
+class Rspamd(_MilterDaemon):
     """rspamd with only a proxy worker in milter mode (self_scan), on a free loopback port,
     from a private config dir in a temp dir. No redis is needed for GTUBE."""
 
@@ -276,24 +300,8 @@ worker "rspamd_proxy" {
                     out += f.read()[-4000:]
         return out
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *a):
-        self.stop()
-
-
-class OpenDkim:
+class OpenDkim(_MilterDaemon):
     """opendkim as a milter on a free loopback port, from a private config in a temp dir.
     mode "s": signs mail from `domain` with a fresh key (opendkim-genkey); mode "v":
     verifies, with the public key served from a KeyTable-free test file (TrustAnchor-free
@@ -368,19 +376,3 @@ class OpenDkim:
             with open(p, errors="replace") as f:
                 return f.read()[-4000:]
         return ""
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *a):
-        self.stop()

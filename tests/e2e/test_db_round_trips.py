@@ -23,8 +23,8 @@ Clients connect directly to the nodes from 127.0.0.x: untrusted for the PROXY pr
 each speaks plain SMTP/POP3 with its own address (see cluster_support).
 """
 
+import contextlib
 import os
-import poplib
 import re
 import smtplib
 import sys
@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import (POP3Src, TestFailure, check, check_eq, expect, make_message,  # noqa: E402
                              plain_ir, run_tests, tls_context, wait_for)
 from cluster_support import new_mail_root, start_node, truncate_cluster_tables  # noqa: E402
+from cluster_support import pop_answer as pass_answer  # noqa: E402
 import pg_support as P  # noqa: E402
 
 DOMAIN = "rt.test"
@@ -133,21 +134,24 @@ class Cluster:
 
 # ------------------------------------------------------------------- statement counting
 
+def read_log(pgs, offset=0):
+    """The server log from byte `offset` on."""
+    with open(pgs.logfile, "rb") as f:
+        f.seek(offset)
+        return f.read().decode("utf-8", "replace")
+
+
 def log_text(pgs):
     try:
-        with open(pgs.logfile, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        return read_log(pgs)
     except FileNotFoundError:
         return ""
 
 
 def statements_since(pgs, offset):
     """[(name, sql)] of the application's statements logged after byte `offset`."""
-    with open(pgs.logfile, "rb") as f:
-        f.seek(offset)
-        text = f.read().decode("utf-8", "replace")
     out = []
-    for line in text.splitlines():
+    for line in read_log(pgs, offset).splitlines():
         m = LOG_RE.search(line)
         if not m:
             continue
@@ -213,30 +217,22 @@ def pop_login_stat_quit(node, user, source):
 
 
 def pop_answer(node, user, password, source):
-    """'+OK ...' or the -ERR line of PASS; the session is closed afterwards."""
+    """'+OK ...' or the -ERR line of PASS (after STLS); the session is closed afterwards."""
     p = POP3Src("127.0.0.1", node.port("pop3"), source=source)
     try:
         p.stls(context=tls_context())
-        p.user(user)
-        return p.pass_(password).decode("utf-8", "replace")
-    except poplib.error_proto as e:
-        return e.args[0].decode("utf-8", "replace") if isinstance(e.args[0], bytes) else str(e)
-    finally:
-        try:
-            p.quit()
-        except (poplib.error_proto, OSError, EOFError):
-            pass
+    except BaseException:
+        p.close()
+        raise
+    return pass_answer(p, user, password)
 
 
-def submission(node, source):
-    return node.smtp("submission", source=source, starttls=True)
-
-
-def auth_code(node, user, password, source):
-    s = submission(node, source)
+@contextlib.contextmanager
+def smtp_session(node, listener, source, **kw):
+    """An SMTP session on the node's `listener`, closed (QUIT, errors ignored) at the end."""
+    s = node.smtp(listener, source=source, **kw)
     try:
-        code, msg = s.docmd("AUTH", "PLAIN " + plain_ir(user, password))
-        return code, msg.decode("utf-8", "replace")
+        yield s
     finally:
         try:
             s.quit()
@@ -244,11 +240,23 @@ def auth_code(node, user, password, source):
             pass
 
 
+def send_data(s, sender, rcpt, subject):
+    """DATA's content (a test message) and the end of data; returns the reply."""
+    _, data = make_message(sender=sender, to=rcpt, subject=subject)
+    s.send(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+    return s.getreply()
+
+
+def auth_code(node, user, password, source):
+    with smtp_session(node, "submission", source, starttls=True) as s:
+        code, msg = s.docmd("AUTH", "PLAIN " + plain_ir(user, password))
+        return code, msg.decode("utf-8", "replace")
+
+
 def submit(node, user, rcpt, source, marker="round-trips"):
     """AUTH + one message to rcpt; returns the reply to the end of DATA (or the first
     refusal as (code, text))."""
-    s = submission(node, source)
-    try:
+    with smtp_session(node, "submission", source, starttls=True) as s:
         expect(s.docmd("AUTH", "PLAIN " + plain_ir(user, USERS[user])), 235, what="AUTH as %s" % user)
         code, msg = s.docmd("MAIL", "FROM:<%s>" % user)
         if code != 250:
@@ -257,31 +265,16 @@ def submit(node, user, rcpt, source, marker="round-trips"):
         if code != 250:
             return code, msg.decode("utf-8", "replace")
         expect(s.docmd("DATA"), 354, what="DATA")
-        _, data = make_message(sender=user, to=rcpt, subject=marker)
-        s.send(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
-        code, msg = s.getreply()
+        code, msg = send_data(s, user, rcpt, marker)
         return code, msg.decode("utf-8", "replace")
-    finally:
-        try:
-            s.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
 
 
 def mx_deliver(node, rcpt, source):
-    s = node.smtp("mx", source=source)
-    try:
+    with smtp_session(node, "mx", source) as s:
         expect(s.docmd("MAIL", "FROM:<%s>" % REMOTE), 250, what="MX MAIL")
         expect(s.docmd("RCPT", "TO:<%s>" % rcpt), 250, what="MX RCPT %s" % rcpt)
         expect(s.docmd("DATA"), 354, what="MX DATA")
-        _, data = make_message(sender=REMOTE, to=rcpt, subject="mx round trips")
-        s.send(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
-        expect(s.getreply(), 250, what="MX end of DATA")
-    finally:
-        try:
-            s.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
+        expect(send_data(s, REMOTE, rcpt, "mx round trips"), 250, what="MX end of DATA")
 
 
 # ------------------------------------------------------------------- tests

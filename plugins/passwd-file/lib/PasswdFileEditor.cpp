@@ -195,6 +195,32 @@ WriteAnswer PasswdFileEditor::modify(Edit edit) {
     return {WriteStatus::Ok, ""};
 }
 
+template <typename Change>
+WriteAnswer PasswdFileEditor::modifyFields(const std::string& address, std::size_t minFields, Change change) {
+    return modify([&](std::vector<std::string>& lines) -> WriteAnswer {
+        for (auto& l : lines) {
+            if (userOfLine(l) != address) {
+                continue;
+            }
+            auto f = splitFields(l);
+            while (f.size() < minFields) {
+                f.push_back("");
+            }
+            WriteAnswer a = change(f);
+            if (a.status == WriteStatus::Ok) {
+                l = joinFields(f);
+            }
+            return a;
+        }
+        return noSuchUser(address);
+    });
+}
+
+template <typename Change>
+WriteAnswer PasswdFileEditor::modifyExtra(const std::string& address, Change change) {
+    return modifyFields(address, 8, [&](std::vector<std::string>& f) -> WriteAnswer { return change(f[7]); });
+}
+
 bool PasswdFileEditor::parsed(PasswdFile& file, WriteAnswer& answer) const {
     std::vector<std::string> lines;
     std::string error;
@@ -275,42 +301,20 @@ WriteAnswer PasswdFileEditor::setPassword(const std::string& address, const std:
     if (hash.find_first_of(":\n\r") != std::string::npos) {
         return {WriteStatus::Invalid, "a hash must not contain ':' or a line break"};
     }
-    return modify([&](std::vector<std::string>& lines) -> WriteAnswer {
-        for (auto& l : lines) {
-            if (userOfLine(l) != address) {
-                continue;
-            }
-            auto f = splitFields(l);
-            if (f.size() < 2) {
-                f.push_back("");
-            }
-            f[1] = hash;
-            l = joinFields(f);
-            return {WriteStatus::Ok, ""};
-        }
-        return noSuchUser(address);
+    return modifyFields(address, 2, [&](std::vector<std::string>& f) -> WriteAnswer {
+        f[1] = hash;
+        return {WriteStatus::Ok, ""};
     });
 }
 
 WriteAnswer PasswdFileEditor::setEnabled(const std::string& address, bool enabled) {
-    return modify([&](std::vector<std::string>& lines) -> WriteAnswer {
-        for (auto& l : lines) {
-            if (userOfLine(l) != address) {
-                continue;
-            }
-            auto f = splitFields(l);
-            while (f.size() < 8) {
-                f.push_back("");
-            }
-            // enable clears both ways an account is switched off here.
-            f[7] = setExtra(f[7], "disabled", "yes", !enabled);
-            if (enabled) {
-                f[7] = setExtra(f[7], "nologin", "", false);
-            }
-            l = joinFields(f);
-            return {WriteStatus::Ok, ""};
+    return modifyExtra(address, [&](std::string& extra) -> WriteAnswer {
+        // enable clears both ways an account is switched off here.
+        extra = setExtra(extra, "disabled", "yes", !enabled);
+        if (enabled) {
+            extra = setExtra(extra, "nologin", "", false);
         }
-        return noSuchUser(address);
+        return {WriteStatus::Ok, ""};
     });
 }
 
@@ -322,27 +326,6 @@ WriteAnswer PasswdFileEditor::removeUser(const std::string& address) {
         }
         lines.erase(it);
         return {WriteStatus::Ok, ""};
-    });
-}
-
-template <typename Change>
-WriteAnswer PasswdFileEditor::modifyExtra(const std::string& address, Change change) {
-    return modify([&](std::vector<std::string>& lines) -> WriteAnswer {
-        for (auto& l : lines) {
-            if (userOfLine(l) != address) {
-                continue;
-            }
-            auto f = splitFields(l);
-            while (f.size() < 8) {
-                f.push_back("");
-            }
-            WriteAnswer a = change(f[7]);
-            if (a.status == WriteStatus::Ok) {
-                l = joinFields(f);
-            }
-            return a;
-        }
-        return noSuchUser(address);
     });
 }
 

@@ -54,6 +54,10 @@ private:
     // result parses, writes.
     template <typename Edit>
     api::WriteAnswer modify(Edit edit);
+    // Runs change(fields) on the user's line, its fields padded with empty ones to at least
+    // minFields; the line is rewritten when change answers Ok. No such user: that answer.
+    template <typename Change>
+    api::WriteAnswer modifyFields(const std::string& address, std::size_t minFields, Change change);
     // Runs change(extra fields) on the user's line.
     template <typename Change>
     api::WriteAnswer modifyExtra(const std::string& address, Change change);

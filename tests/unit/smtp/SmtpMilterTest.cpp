@@ -3,6 +3,7 @@
 // are the end-of-data reply and nothing reaches the sink), that the sink is opened only
 // after the milters have seen the message, and that envelope and content actions reach
 // the stored message.
+#include "SmtpFakes.h"
 #include "smtp/SmtpSession.h"
 
 #include <boost/test/unit_test.hpp>
@@ -35,34 +36,6 @@ struct Directory : core::UserDirectory {
     }
 };
 
-struct Sink : core::MessageSink {
-    struct Stored {
-        core::Envelope env;
-        std::string data;
-    };
-    std::vector<Stored> stored;
-    int opened = 0;
-    struct Writer : core::MessageWriter {
-        Sink& sink;
-        core::Envelope env;
-        std::string data;
-        Writer(Sink& s, core::Envelope e) : sink(s), env(std::move(e)) {}
-        bool write(const char* p, std::size_t n) override {
-            data.append(p, n);
-            return true;
-        }
-        core::SinkResult commit() override {
-            sink.stored.push_back({env, data});
-            return {core::SinkStatus::Ok, "Q1"};
-        }
-    };
-    core::MessageWriterPtr open(const core::Envelope& e, core::SinkStatus& st) override {
-        ++opened;
-        st = core::SinkStatus::Ok;
-        return std::make_unique<Writer>(*this, e);
-    }
-};
-
 // Answers each step with what the test set; records the steps.
 struct FakeMilter : core::MilterSession {
     std::map<std::string, core::MilterVerdict> verdicts;  // step -> verdict (default continue)
@@ -70,7 +43,7 @@ struct FakeMilter : core::MilterSession {
     std::vector<std::string> steps;
     core::MilterFacts lastFacts;
     int sinkOpenedAtEom = -1;
-    Sink* sink = nullptr;
+    test::RecordingSink* sink = nullptr;
     core::MilterVerdict at(const std::string& step, const core::MilterFacts& f) {
         steps.push_back(step);
         lastFacts = f;
@@ -101,7 +74,7 @@ core::MilterVerdict verdict(Kind k, std::string reply = "") {
 struct Fixture {
     NoAuth auth;
     Directory dir;
-    Sink sink;
+    test::RecordingSink sink;
     FakeMilter milter;
     SmtpSettings settings;
     std::unique_ptr<SmtpSession> s;
@@ -155,8 +128,8 @@ BOOST_AUTO_TEST_CASE(steps_in_order_and_sink_opened_after_the_milters) {
                (std::vector<std::string>{"connect", "helo", "mail", "rcpt:alice@example.test", "data", "eom",
                                          "abort"}));  // every transaction end; a no-op after eom
     BOOST_TEST(f.milter.sinkOpenedAtEom == 0);  // nothing stored or queued before the milters decide
-    BOOST_REQUIRE(f.sink.stored.size() == 1u);
-    BOOST_TEST(f.sink.stored[0].data.find("Subject: hi\r\n\r\nbody\r\n") != std::string::npos);
+    BOOST_REQUIRE(f.sink.committed.size() == 1u);
+    BOOST_TEST(f.sink.committed[0].data.find("Subject: hi\r\n\r\nbody\r\n") != std::string::npos);
     BOOST_TEST(f.milter.lastFacts.daemonName == "mx");
     BOOST_TEST(f.milter.lastFacts.client.host() == "192.0.2.7");
     BOOST_TEST(f.milter.lastFacts.sender == "x@remote.test");
@@ -185,8 +158,8 @@ BOOST_AUTO_TEST_CASE(rcpt_refusal_is_per_recipient) {
     BOOST_TEST(f.cmd("RCPT TO:<alice@example.test>") == "250 2.1.5 Ok\r\n");
     f.cmd("DATA");
     BOOST_TEST(f.data("Subject: x\r\n\r\nb\r\n.\r\n").find("250 2.0.0") == 0);
-    BOOST_REQUIRE(f.sink.stored.size() == 1u);
-    BOOST_TEST(f.sink.stored[0].env.localMailboxes == std::vector<std::string>{"example.test/alice"});
+    BOOST_REQUIRE(f.sink.committed.size() == 1u);
+    BOOST_TEST(f.sink.committed[0].env.localMailboxes == std::vector<std::string>{"example.test/alice"});
 }
 
 BOOST_AUTO_TEST_CASE(refusals_at_the_end_are_the_data_reply_and_store_nothing) {
@@ -229,8 +202,8 @@ BOOST_AUTO_TEST_CASE(envelope_and_content_actions_reach_the_sink) {
     };
     f.start();
     BOOST_TEST(f.send().find("250 2.0.0") == 0);
-    BOOST_REQUIRE(f.sink.stored.size() == 1u);
-    const auto& st = f.sink.stored[0];
+    BOOST_REQUIRE(f.sink.committed.size() == 1u);
+    const auto& st = f.sink.committed[0];
     BOOST_TEST(st.data.rfind("X-Milter: yes\r\nReceived: ", 0) == 0);
     BOOST_TEST(st.env.sender == "new@example.test");
     BOOST_TEST(st.env.localMailboxes == std::vector<std::string>{"example.test/erin"});  // nobody@ is unknown

@@ -1,5 +1,6 @@
 // SmtpSession fed bytes with fakes of the core ports: asserts exact reply lines and the
 // observable effects (what the sink committed, what the auth port was asked).
+#include "SmtpFakes.h"
 #include "sasl/Base64.h"
 #include "smtp/SmtpSession.h"
 
@@ -69,35 +70,6 @@ struct FakeGrants : core::GrantStore {
     }
 };
 
-struct Committed {
-    core::Envelope env;
-    std::string data;
-};
-
-struct FakeSink : core::MessageSink {
-    std::vector<Committed> committed;
-    int open_ = 0;
-    struct Writer : core::MessageWriter {
-        FakeSink& sink;
-        core::Envelope env;
-        std::string data;
-        Writer(FakeSink& s, core::Envelope e) : sink(s), env(std::move(e)) {}
-        bool write(const char* p, std::size_t n) override {
-            data.append(p, n);
-            return true;
-        }
-        core::SinkResult commit() override {
-            sink.committed.push_back({env, data});
-            return {core::SinkStatus::Ok, "Q" + std::to_string(sink.committed.size())};
-        }
-    };
-    core::MessageWriterPtr open(const core::Envelope& e, core::SinkStatus& st) override {
-        ++open_;
-        st = core::SinkStatus::Ok;
-        return std::make_unique<Writer>(*this, e);
-    }
-};
-
 std::chrono::system_clock::time_point fixedNow() {
     return std::chrono::system_clock::from_time_t(1795815930);  // Fri, 27 Nov 2026 21:45:30
 }
@@ -127,7 +99,7 @@ struct Fixture {
     FakeAuth auth;
     FakeDirectory dir;
     FakeGrants grants;
-    FakeSink sink;
+    test::RecordingSink sink;
     SmtpSettings settings;
     std::unique_ptr<SmtpSession> s;
 
