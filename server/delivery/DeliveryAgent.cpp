@@ -436,7 +436,6 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                                          .address("to", envelope.recipients[i])
                                          .add("relay", o.relay)
                                          .add("tls", (o.tls ? "yes" : "no"))
-                                         .add("tls_policy", o.tlsPolicy)
                                          .add("status", o.status)
                                          .text("reply", o.reply.text())
                                          .add("attempt", attempt)
@@ -445,6 +444,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                                                   std::chrono::system_clock::now() - envelope.arrival)
                                                   .count(),
                                               "s")
+                                         .add("tls_policy", o.tlsPolicy)
                                          .str());
             }
         }
@@ -519,15 +519,15 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         bool bounce = bounced.count(envelope.recipients[i]) > 0;
         core::EventLine line = core::EventLine::inSession(id, (bounce ? "delivery.bounce" : "delivery.defer"));
         line.address("to", envelope.recipients[i]).add("relay", o.relay).add("tls", (o.tls ? "yes" : "no"));
+        if (tlsOutcomes_) tlsOutcomes_(o.tlsPolicy.empty() ? "none" : o.tlsPolicy, "fail", o.daneFailure);
+        line.add("status", (bounce && expired && o.kind == Outcome::Kind::Temp ? "4.4.7" : o.status))
+            .text("reply", o.reply.text())
+            .add("attempt", attempt)
+            .add("delay", delay, "s");
+        // Appended, so the fields before keep their places for log readers.
         line.add("tls_policy", o.tlsPolicy.empty() ? "none" : o.tlsPolicy);
         if (!o.daneFailure.empty()) line.add("dane_fail", o.daneFailure);
-        if (tlsOutcomes_) tlsOutcomes_(o.tlsPolicy.empty() ? "none" : o.tlsPolicy, "fail", o.daneFailure);
-        logger().information(
-            line.add("status", (bounce && expired && o.kind == Outcome::Kind::Temp ? "4.4.7" : o.status))
-                .text("reply", o.reply.text())
-                .add("attempt", attempt)
-                .add("delay", delay, "s")
-                .str());
+        logger().information(line.str());
     }
 
     // Delay warning (once), for recipients still waiting whose NOTIFY has DELAY (or who
