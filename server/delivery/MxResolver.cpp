@@ -16,6 +16,8 @@ namespace {
 
 enum class QueryOutcome { Answer, NoData, NxDomain, TempFail };
 
+constexpr int TypeTlsa = 52;  // RFC 6698 7.1
+
 // One resolver state per lookup: res_state is not shared between threads.
 class Resolver {
 public:
@@ -250,6 +252,16 @@ MxResult MxResolver::resolveMx(const std::string& domainIn) {
     return failure(LookupStatus::PermFail, "5.4.4", "no MX host of " + domain + " has an address");
 }
 
+bool parseTlsaAnswer(const unsigned char* msg, std::size_t len, std::vector<TlsaRecord>& out) {
+    std::vector<unsigned char> answer(msg, msg + len);
+    return forEachAnswer(answer, TypeTlsa, [&](const ns_msg&, const ns_rr& rr) {
+        auto rec = parseTlsaRdata(ns_rr_rdata(rr), ns_rr_rdlen(rr));
+        // A malformed record is there but unusable (RFC 7672 2.2: "usable TLSA none").
+        out.push_back(rec ? *rec : TlsaRecord{255, 255, 255, {}});
+        return true;
+    });
+}
+
 TlsaResult MxResolver::resolveTlsa(const std::string& host, std::uint16_t port) {
     TlsaResult t;
     Resolver res(settings_);
@@ -258,7 +270,6 @@ TlsaResult MxResolver::resolveTlsa(const std::string& host, std::uint16_t port) 
         return t;
     }
     const std::string name = "_" + std::to_string(port) + "._tcp." + lowerNoDot(host);
-    constexpr int TypeTlsa = 52;  // RFC 6698 7.1
     std::vector<unsigned char> answer;
     QueryOutcome o = res.query(name, TypeTlsa, answer);
     if (o == QueryOutcome::TempFail) {
@@ -270,13 +281,7 @@ TlsaResult MxResolver::resolveTlsa(const std::string& host, std::uint16_t port) 
     t.status = LookupStatus::Ok;
     t.secure = res.authenticated();
     if (o != QueryOutcome::Answer) return t;
-    bool parsed = forEachAnswer(answer, TypeTlsa, [&](const ns_msg&, const ns_rr& rr) {
-        auto rec = parseTlsaRdata(ns_rr_rdata(rr), ns_rr_rdlen(rr));
-        // A malformed record is there but unusable (RFC 7672 2.2: "usable TLSA none").
-        t.records.push_back(rec ? *rec : TlsaRecord{255, 255, 255, {}});
-        return true;
-    });
-    if (!parsed) {
+    if (!parseTlsaAnswer(answer.data(), answer.size(), t.records)) {
         t.status = LookupStatus::TempFail;
         t.records.clear();
         t.error = "malformed TLSA answer for " + name;

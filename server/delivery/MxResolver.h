@@ -66,6 +66,11 @@ std::vector<MxRecord> orderMxRecords(std::vector<MxRecord> records, std::mt19937
 // A "." mixed with real MX records is ignored by the caller (it is not a null MX).
 bool isNullMx(const std::vector<MxRecord>& records);
 
+// The TLSA records in the answer section of DNS message `msg` (wire format, untrusted):
+// false if the message is malformed. A record whose RDATA is malformed is kept as an
+// unusable one (usage 255), so "records present, none usable" stays visible.
+bool parseTlsaAnswer(const unsigned char* msg, std::size_t len, std::vector<TlsaRecord>& out);
+
 // Stateless apart from settings; thread-safe (each lookup has its own res_state).
 class MxResolver {
 public:
