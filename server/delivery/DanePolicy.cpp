@@ -38,12 +38,14 @@ HostTls hostTlsPolicy(MxResolver& resolver, TlsPolicy routePolicy, const MxResul
     if (!where.mxSecure || !host.secure) return fallback("insecure_dns");
     TlsaResult tlsa = resolver.resolveTlsa(host.name, port);
     if (tlsa.status != LookupStatus::Ok) {
+        t.tlsaSecure = true;  // unknown: treated as present (fail closed)
         t.usable = false;
         t.label = "dane";
         t.failure = "tlsa_lookup_failed";
         return t;
     }
     if (!tlsa.secure || tlsa.records.empty()) return fallback("no_tlsa");
+    t.tlsaSecure = true;
     DaneTarget target;
     std::copy_if(tlsa.records.begin(), tlsa.records.end(), std::back_inserter(target.tlsa), tlsaUsable);
     if (target.tlsa.empty()) {

@@ -17,7 +17,12 @@ struct HostTls {
     bool usable = true;                 // false: do not connect (deferred, 4.7.5)
     std::string label;                  // tls_policy= in logs and metrics: dane|encrypt|may|...
     std::string failure;                // !usable: dane_fail= reason (no_tlsa, tlsa_lookup_failed, ...)
+    bool tlsaSecure = false;            // secure TLSA records exist (usable or not), or their lookup failed
 };
+
+// RFC 8461 2: where DANE applies to a host (secure TLSA records: usable ones, or all
+// unusable, or a failed lookup; or dane-only), MTA-STS is not applied to it.
+inline bool daneGoverns(const HostTls& t) { return t.tlsaSecure || !t.usable; }
 
 // The log/metrics name of a configured policy.
 const char* tlsPolicyName(TlsPolicy p);
