@@ -14,7 +14,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import DEFAULT_USERS, Postern, check, check_eq, make_message, run_tests  # noqa: E402
-from delivery_support import delivery_overrides, sink_port  # noqa: E402
+from delivery_support import Sink, delivery_overrides, sink_port  # noqa: E402
 from dane_support import Certs, CertSink, SignedDns, tlsa_rdata  # noqa: E402
 
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
@@ -203,6 +203,39 @@ def test_dane_only_without_tlsa_is_deferred():
                                r"tls_policy=dane dane_fail=no_tlsa", timeout=20)
                 time.sleep(1.5)  # another retry (1s) would have connected if it were going to
                 check_eq(sink.data_seen, [], "no message without TLSA under dane-only")
+    finally:
+        certs.close()
+
+
+def test_unusable_tlsa_means_tls_without_authentication():
+    certs = Certs()
+    try:
+        cert, key = certs.self_signed("mx1", "mx1.dane.test")
+        other, _ = certs.self_signed("other", "mx1.dane.test")
+        port = sink_port((MX1,))
+        # PKIX-EE(1) only: not usable for SMTP (RFC 7672 3.1.3): "usable TLSA none".
+        z = zone(port, [(10, "mx1", MX1)], [("mx1", tlsa_rdata(other, 1, 1, 1))])
+        with SignedDns({"dane.test": z}) as dns, CertSink(MX1, port, cert, key) as sink:
+            with Postern(overrides=dane_overrides(dns, port)) as p:
+                marker = submit(p, "friend@d.dane.test")
+                check(sink.wait_for(marker)[0].tls, "delivered over TLS")
+                p.log_contains(r"event=delivery\.ok to=<friend@d\.dane\.test> .*tls=yes .* tls_policy=encrypt")
+    finally:
+        certs.close()
+
+
+def test_dane_without_starttls_is_deferred():
+    certs = Certs()
+    try:
+        cert, _ = certs.self_signed("mx1", "mx1.dane.test")
+        port = sink_port((MX1,))
+        z = zone(port, [(10, "mx1", MX1)], [("mx1", tlsa_rdata(cert, 3, 1, 1))])
+        with SignedDns({"dane.test": z}) as dns, Sink(MX1, port) as sink:  # no STARTTLS offered
+            with Postern(overrides=dane_overrides(dns, port)) as p:
+                submit(p, "friend@d.dane.test")
+                p.log_contains(r"event=delivery\.defer to=<friend@d\.dane\.test> .*status=4\.7\.5 .*"
+                               r"tls_policy=dane dane_fail=no_starttls", timeout=20)
+                check_eq(sink.data_seen, [], "nothing sent in clear to a DANE host")
     finally:
         certs.close()
 
