@@ -255,6 +255,19 @@ void Daemon::buildStorage() {
                                                                 *queue_, *sink_, *facade_);
     if (delivery_ && accountSecurity_)
         delivery_->setAccountSecurity(accountSecurity_.get(), accountSecurity_.get());
+    if (delivery_) {
+        // Outbound TLS policy outcomes (dane, mta-sts, verify, encrypt, may, none) and why DANE refused.
+        auto* tls = &telemetry_.registry().counterFamily(
+            "postern_delivery_tls_total", "Delivery attempts per recipient by TLS policy in force and result (ok|fail)",
+            {"policy", "result"});
+        auto* dane = &telemetry_.registry().counterFamily(
+            "postern_delivery_dane_failures_total", "Deliveries deferred by DANE (RFC 7672), by reason", {"reason"});
+        delivery_->setTlsOutcomeSink([tls, dane](const std::string& policy, const std::string& result,
+                                                 const std::string& daneFailure) {
+            tls->labels({policy, result}).inc();
+            if (!daneFailure.empty()) dane->labels({daneFailure}).inc();
+        });
+    }
 }
 
 // DKIM (dkim.*): keys from the key directory and/or the shared PostgreSQL; a bad key file

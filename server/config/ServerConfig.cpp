@@ -357,7 +357,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         DeliveryConfig& d = c.delivery;
         auto policy = [](const std::string& v) {
             return v == "none" ? TlsPolicy::None : v == "encrypt" ? TlsPolicy::Encrypt
-                 : v == "verify" ? TlsPolicy::Verify : TlsPolicy::May;
+                 : v == "verify" ? TlsPolicy::Verify : v == "dane" ? TlsPolicy::Dane
+                 : v == "dane-only" ? TlsPolicy::DaneOnly : TlsPolicy::May;
         };
         // "host:port" (or "[v6]:port"); port 1..65535 required.
         auto checkHostPort = [&r](const std::string& key, const std::string& v) {

@@ -162,7 +162,9 @@ struct BackendConfig {
 };
 
 // Outbound delivery (server/delivery): delivery.* keys.
-enum class TlsPolicy { None, May, Encrypt, Verify };
+// Dane: RFC 7672 where the MX host has secure usable TLSA records, else as May;
+// DaneOnly: secure usable TLSA records required, else the delivery is deferred.
+enum class TlsPolicy { None, May, Encrypt, Verify, Dane, DaneOnly };
 
 // Defaults live in the key table (ConfigSchema.cpp) only; load() sets every field.
 struct DeliveryConfig {

@@ -1,5 +1,6 @@
 #include "delivery/DeliveryAgent.h"
 
+#include "delivery/DanePolicy.h"
 #include "delivery/MessageExtensions.h"
 #include "core/EventLine.h"
 #include "delivery/RetrySchedule.h"
@@ -62,15 +63,7 @@ std::pair<std::string, std::uint16_t> splitHostPort(const std::string& hp) {
     return {host, static_cast<std::uint16_t>(std::stoi(hp.substr(colon + 1)))};
 }
 
-const char* policyName(TlsPolicy p) {
-    switch (p) {
-    case TlsPolicy::None: return "none";
-    case TlsPolicy::May: return "may";
-    case TlsPolicy::Encrypt: return "encrypt";
-    case TlsPolicy::Verify: return "verify";
-    }
-    return "?";
-}
+const char* policyName(TlsPolicy p) { return tlsPolicyName(p); }
 
 }  // namespace
 
@@ -180,6 +173,8 @@ struct DeliveryAgent::Outcome {
     std::string relay = "none";
     std::string remoteHost;
     bool tls = false;
+    std::string tlsPolicy;     // tls_policy=: the policy in force with the host (DanePolicy.h)
+    std::string daneFailure;   // dane_fail=: why DANE refused the (last) host
     bool dsnPassedOn = false;  // the next hop offers DSN and got NOTIFY/ORCPT (RFC 3461 5.2)
 };
 
@@ -238,6 +233,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
             outcomes[i].kind = kind;
             outcomes[i].reply = reply;
             outcomes[i].status = status;
+            outcomes[i].tlsPolicy = policyName(route.policy);
         }
     };
     MxResult where = route.mx ? resolver_.resolveMx(route.target) : resolver_.resolveHost(route.target);
@@ -262,26 +258,49 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     const bool needsUtf8 = envelopeNeedsSmtpUtf8(envelope.sender, recipients);
     std::string requirementStatus;
     bool otherFailure = false;
+    std::string lastTlsPolicy = policyName(route.policy);
+    std::string lastDaneFailure;
+    bool lastWasDane = false;  // the last failure is DANE's: deferred with 4.7.5
     for (const auto& host : where.hosts) {
+        if (tried >= MaxAddressesPerAttempt) break;
+        // RFC 7672: the policy in force for this host (TLSA lookup under dane/dane-only).
+        HostTls hostTls = hostTlsPolicy(resolver_, route.policy, where, host, route.port);
+        lastTlsPolicy = hostTls.label;
+        if (!hostTls.usable) {
+            logger().information(core::EventLine::inSession(envelope.id, "delivery.dane_skip")
+                                     .add("host", host.name)
+                                     .add("tls_policy", hostTls.label)
+                                     .add("dane_fail", hostTls.failure)
+                                     .str());
+            lastFailure = SmtpReply::local("DANE: " + host.name + " is not usable (" + hostTls.failure + ")");
+            lastRelay = host.name;
+            lastDaneFailure = hostTls.failure;
+            lastWasDane = true;
+            otherFailure = true;
+            continue;  // the next MX host; never clear text
+        }
+        const DaneTarget* dane = hostTls.dane ? &*hostTls.dane : nullptr;
         for (const auto& ip : host.addresses) {
             if (tried++ >= MaxAddressesPerAttempt) break;
             Poco::Net::SocketAddress address(ip, route.port);
-            std::string key = address.toString() + "/" + host.name + "/" + route.key();
+            std::string key = address.toString() + "/" + host.name + "/" + route.key() + "/" + hostTls.label;
             SmtpClient* client = connections.find(key);
             if (!client) {
                 // In the cache before connecting, so a shutdown can abort it mid-way.
                 SmtpClient* fresh = connections.put(key, std::make_unique<SmtpClient>(clientSettings_));
-                SmtpReply r = fresh->open(address, host.name, route.policy, route.credentials);
+                SmtpReply r = fresh->open(address, host.name, hostTls.policy, route.credentials, true, dane);
                 // 'may': a failed handshake leaves the session unusable; try once more in clear.
-                if (!r.isPositive() && fresh->tlsHandshakeFailed() && route.policy == TlsPolicy::May)
-                    r = fresh->open(address, host.name, route.policy, route.credentials, false);
+                if (!r.isPositive() && fresh->tlsHandshakeFailed() && hostTls.policy == TlsPolicy::May)
+                    r = fresh->open(address, host.name, hostTls.policy, route.credentials, false);
                 if (!r.isPositive()) {
-                    logger().information(core::EventLine::inSession(envelope.id, "delivery.connect_fail")
-                                             .add("relay", fresh->relay())
-                                             .text("reply", r.text())
-                                             .str());
+                    core::EventLine line = core::EventLine::inSession(envelope.id, "delivery.connect_fail");
+                    line.add("relay", fresh->relay()).add("tls_policy", hostTls.label);
+                    if (!fresh->daneFailure().empty()) line.add("dane_fail", fresh->daneFailure());
+                    logger().information(line.text("reply", r.text()).str());
                     lastFailure = r;
                     lastRelay = fresh->relay();
+                    lastDaneFailure = fresh->daneFailure();
+                    lastWasDane = dane && !fresh->daneFailure().empty();
                     if (route.requireTls && fresh->tlsRequirementFailed()) {
                         requirementStatus = "5.7.30";
                         lastFailure = SmtpReply::local("REQUIRETLS: no verified TLS with " + fresh->relay() + ": " + r.text());
@@ -314,6 +333,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                 o.relay = client->relay();
                 o.remoteHost = host.name;
                 o.tls = client->tlsActive();
+                o.tlsPolicy = hostTls.label;
                 o.dsnPassedOn = client->dsnOffered();
                 o.kind = replies[k].isPositive() ? Outcome::Kind::Delivered
                        : replies[k].isPermanent() ? Outcome::Kind::Perm : Outcome::Kind::Temp;
@@ -330,6 +350,8 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
             outcomes[i].reply = lastFailure;
             outcomes[i].status = requirementStatus;
             outcomes[i].relay = lastRelay;
+            outcomes[i].tlsPolicy = lastTlsPolicy;
+            outcomes[i].daneFailure = lastDaneFailure;
         }
         return;
     }
@@ -338,8 +360,12 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     for (auto i : indexes) {
         outcomes[i].kind = Outcome::Kind::Temp;
         outcomes[i].reply = lastFailure;
-        outcomes[i].status = lastFailure.code >= 400 ? "4" + lastFailure.status().substr(1) : "4.4.1";
+        outcomes[i].status = lastFailure.code >= 400 ? "4" + lastFailure.status().substr(1)
+                           : lastWasDane                ? "4.7.5"  // RFC 7672: cryptographic failure
+                                                        : "4.4.1";
         outcomes[i].relay = lastRelay;
+        outcomes[i].tlsPolicy = lastTlsPolicy;
+        outcomes[i].daneFailure = lastDaneFailure;
     }
 }
 
@@ -405,6 +431,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
             for (auto i : indexes) {
                 const Outcome& o = outcomes[i];
                 if (o.kind != Outcome::Kind::Delivered) continue;
+                if (tlsOutcomes_) tlsOutcomes_(o.tlsPolicy, "ok", "");
                 logger().information(core::EventLine::inSession(id, "delivery.ok")
                                          .address("to", envelope.recipients[i])
                                          .add("relay", o.relay)
@@ -417,6 +444,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                                                   std::chrono::system_clock::now() - envelope.arrival)
                                                   .count(),
                                               "s")
+                                         .add("tls_policy", o.tlsPolicy)
                                          .str());
             }
         }
@@ -489,16 +517,17 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         const Outcome& o = outcomes[i];
         if (o.kind == Outcome::Kind::Delivered || o.kind == Outcome::Kind::Pending) continue;
         bool bounce = bounced.count(envelope.recipients[i]) > 0;
-        logger().information(
-            core::EventLine::inSession(id, (bounce ? "delivery.bounce" : "delivery.defer"))
-                .address("to", envelope.recipients[i])
-                .add("relay", o.relay)
-                .add("tls", (o.tls ? "yes" : "no"))
-                .add("status", (bounce && expired && o.kind == Outcome::Kind::Temp ? "4.4.7" : o.status))
-                .text("reply", o.reply.text())
-                .add("attempt", attempt)
-                .add("delay", delay, "s")
-                .str());
+        core::EventLine line = core::EventLine::inSession(id, (bounce ? "delivery.bounce" : "delivery.defer"));
+        line.address("to", envelope.recipients[i]).add("relay", o.relay).add("tls", (o.tls ? "yes" : "no"));
+        if (tlsOutcomes_) tlsOutcomes_(o.tlsPolicy.empty() ? "none" : o.tlsPolicy, "fail", o.daneFailure);
+        line.add("status", (bounce && expired && o.kind == Outcome::Kind::Temp ? "4.4.7" : o.status))
+            .text("reply", o.reply.text())
+            .add("attempt", attempt)
+            .add("delay", delay, "s");
+        // Appended, so the fields before keep their places for log readers.
+        line.add("tls_policy", o.tlsPolicy.empty() ? "none" : o.tlsPolicy);
+        if (!o.daneFailure.empty()) line.add("dane_fail", o.daneFailure);
+        logger().information(line.str());
     }
 
     // Delay warning (once), for recipients still waiting whose NOTIFY has DELAY (or who

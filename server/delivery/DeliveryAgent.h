@@ -10,6 +10,7 @@
 #include "delivery/SmtpClient.h"
 #include "queue/OutboundQueue.h"
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,13 @@ public:
     // reported). Set before the first deliver().
     void setReport(core::DeliveryReport* report) { report_ = report; }
 
+    // Called once per route attempt and recipient group with the TLS policy in force
+    // (tls_policy= of the log lines), "ok" or "fail", and the DANE failure reason ("" if
+    // none): the /metrics counters. Set before the first deliver(); thread-safe callee.
+    using TlsOutcomeSink = std::function<void(const std::string& policy, const std::string& result,
+                                              const std::string& daneFailure)>;
+    void setTlsOutcomeSink(TlsOutcomeSink sink) { tlsOutcomes_ = std::move(sink); }
+
     // Reads delivery.relayhost_auth_file ("user:password" on the first line). Throws
     // std::runtime_error if it cannot be read, is malformed, or is group/world-readable.
     static Credentials readCredentialsFile(const std::string& path);
@@ -71,6 +79,7 @@ private:
     ClientSettings clientSettings_;
     std::optional<Credentials> relayCredentials_;
     core::DeliveryReport* report_ = nullptr;
+    TlsOutcomeSink tlsOutcomes_;
 };
 
 }  // namespace postern::delivery

@@ -1,12 +1,14 @@
 #include "delivery/DeliveryService.h"
 
 #include "delivery/BounceSender.h"
+#include "delivery/Dane.h"
 #include "delivery/DeliveryAgent.h"
 #include "delivery/MxResolver.h"
 #include "delivery/QueueRunner.h"
 
 #include <Poco/Net/Context.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace postern::delivery {
@@ -27,12 +29,19 @@ Poco::Net::Context::Ptr clientContext(bool verify, const std::string& caFile) {
     return ctx;
 }
 
+// Any policy dane/dane-only: DNSSEC-aware lookups (DO bit, trusted AD bit).
+bool usesDane(const config::DeliveryConfig& c) {
+    auto dane = [](TlsPolicy p) { return p == TlsPolicy::Dane || p == TlsPolicy::DaneOnly; };
+    if (dane(c.tlsPolicy) || dane(c.relayhostTls)) return true;
+    return std::any_of(c.tlsPolicies.begin(), c.tlsPolicies.end(), [&](const auto& kv) { return dane(kv.second); });
+}
+
 }  // namespace
 
 DeliveryService::DeliveryService(const config::DeliveryConfig& config, std::string hostname,
                                  queue::OutboundQueue& queue, core::MessageSink& sink, core::UserDirectory& directory)
     : queue_(queue) {
-    resolver_ = std::make_unique<MxResolver>(ResolverSettings{config.dnsServer, config.dnsTimeout});
+    resolver_ = std::make_unique<MxResolver>(ResolverSettings{config.dnsServer, config.dnsTimeout, usesDane(config)});
     bounces_ = std::make_unique<BounceSender>(sink, directory, hostname);
     ClientSettings cs;
     cs.heloName = hostname;
@@ -45,6 +54,7 @@ DeliveryService::DeliveryService(const config::DeliveryConfig& config, std::stri
     cs.dataDoneTimeout = config.dataDoneTimeout;
     cs.tlsOpportunistic = clientContext(false, "");
     cs.tlsVerify = clientContext(true, config.tlsCaFile);
+    cs.tlsDane = makeDaneContext();
     std::optional<Credentials> credentials;
     if (!config.relayhostAuthFile.empty()) credentials = DeliveryAgent::readCredentialsFile(config.relayhostAuthFile);
     agent_ = std::make_unique<DeliveryAgent>(config, hostname, queue, *resolver_, *bounces_, cs, credentials);
@@ -56,6 +66,11 @@ DeliveryService::~DeliveryService() { stop(); }
 void DeliveryService::setAccountSecurity(const core::AccountHold* hold, core::DeliveryReport* report) {
     runner_->setHold(hold);
     agent_->setReport(report);
+}
+
+void DeliveryService::setTlsOutcomeSink(
+    std::function<void(const std::string&, const std::string&, const std::string&)> sink) {
+    agent_->setTlsOutcomeSink(std::move(sink));
 }
 
 void DeliveryService::start() {

@@ -8,6 +8,7 @@
 #include "core/UserDirectory.h"
 #include "queue/OutboundQueue.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,10 @@ public:
     // Compromised-account detection: held submitters' mail waits, delivery outcomes are
     // reported per submitting account. Call before start() (either may be null).
     void setAccountSecurity(const core::AccountHold* hold, core::DeliveryReport* report);
+
+    // TLS policy outcomes per delivery (policy, ok|fail, DANE failure reason) for /metrics.
+    // Call before start().
+    void setTlsOutcomeSink(std::function<void(const std::string&, const std::string&, const std::string&)> sink);
 
     // Scans the queue, starts the workers and subscribes to new mail.
     void start();

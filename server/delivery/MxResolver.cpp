@@ -16,6 +16,8 @@ namespace {
 
 enum class QueryOutcome { Answer, NoData, NxDomain, TempFail };
 
+constexpr int TypeTlsa = 52;  // RFC 6698 7.1
+
 // One resolver state per lookup: res_state is not shared between threads.
 class Resolver {
 public:
@@ -26,6 +28,9 @@ public:
         auto secs = static_cast<int>(std::max<long long>(1, (s.timeout.count() + 999) / 1000));
         state_.retrans = secs;
         state_.retry = 2;
+        // DO bit, and keep the AD bit of the (trusted, validating) resolver's answer: glibc
+        // clears it without RES_TRUSTAD (2.31+).
+        if (s.dnssec) state_.options |= RES_USE_DNSSEC | RES_USE_EDNS0 | RES_TRUSTAD;
         if (!s.server.empty()) {
             auto colon = s.server.rfind(':');
             std::string host = s.server.substr(0, colon);
@@ -48,10 +53,15 @@ public:
     Resolver& operator=(const Resolver&) = delete;
 
     bool ok() const { return ok_; }
+    // The last query's answer carried the AD bit (meaningful only with settings.dnssec).
+    bool authenticated() const { return authenticated_; }
 
     QueryOutcome query(const std::string& name, int type, std::vector<unsigned char>& answer) {
-        answer.resize(65535);
+        answer.assign(65535, 0);
         int len = ::res_nquery(&state_, name.c_str(), ns_c_in, type, answer.data(), static_cast<int>(answer.size()));
+        // The header's AD bit (RFC 4035 3.2.3), also of a negative answer: glibc leaves the
+        // response in the buffer when it maps NXDOMAIN/NODATA to -1 (zeroed above otherwise).
+        authenticated_ = (answer[3] & 0x20) != 0;
         if (len < 0) {
             // glibc maps the rcode: NXDOMAIN -> HOST_NOT_FOUND, NOERROR without answer ->
             // NO_DATA, SERVFAIL and timeouts -> TRY_AGAIN, REFUSED/FORMERR -> NO_RECOVERY.
@@ -68,6 +78,7 @@ public:
 private:
     struct __res_state state_;
     bool ok_ = false;
+    bool authenticated_ = false;
 };
 
 // Records of `type` in the answer section (CNAMEs on the way are skipped).
@@ -92,14 +103,20 @@ std::string lowerNoDot(std::string s) {
 }
 
 // A then AAAA of `name`. Ok with addresses, PermFail (NXDOMAIN / no address), TempFail.
-LookupStatus addressesOf(Resolver& r, const std::string& name, std::vector<Poco::Net::IPAddress>& out) {
+// `secure`: every answer holding addresses was authenticated.
+LookupStatus addressesOf(Resolver& r, const std::string& name, std::vector<Poco::Net::IPAddress>& out,
+                         bool& secure) {
     std::vector<unsigned char> answer;
     bool temp = false;
+    bool anyAnswer = false;
+    secure = true;
     for (int type : {static_cast<int>(ns_t_a), static_cast<int>(ns_t_aaaa)}) {
         QueryOutcome o = r.query(name, type, answer);
         if (o == QueryOutcome::TempFail) temp = true;
         if (o == QueryOutcome::NxDomain) break;  // the AAAA query would say the same
         if (o != QueryOutcome::Answer) continue;
+        anyAnswer = true;
+        secure = secure && r.authenticated();
         bool parsed = forEachAnswer(answer, type, [&](const ns_msg&, const ns_rr& rr) {
             if (type == ns_t_a && ns_rr_rdlen(rr) == 4)
                 out.emplace_back(ns_rr_rdata(rr), 4);
@@ -109,6 +126,7 @@ LookupStatus addressesOf(Resolver& r, const std::string& name, std::vector<Poco:
         });
         if (!parsed) temp = true;
     }
+    if (!anyAnswer) secure = false;
     if (!out.empty()) return LookupStatus::Ok;
     return temp ? LookupStatus::TempFail : LookupStatus::PermFail;
 }
@@ -157,11 +175,12 @@ MxResult MxResolver::resolveHost(const std::string& host) {
     Resolver res(settings_);
     if (!res.ok()) return failure(LookupStatus::TempFail, "4.4.3", "resolver initialisation failed");
     MxHost h{lowerNoDot(host), 0, {}};
-    LookupStatus s = addressesOf(res, h.name, h.addresses);
+    LookupStatus s = addressesOf(res, h.name, h.addresses, h.secure);
     if (s == LookupStatus::PermFail) return failure(s, "5.1.2", "host " + h.name + " not found");
     if (s == LookupStatus::TempFail) return failure(s, "4.4.3", "DNS lookup of " + h.name + " failed (try again)");
     MxResult r;
     r.status = LookupStatus::Ok;
+    r.mxSecure = h.secure;  // no MX involved: the name is as secure as its addresses
     r.hosts.push_back(std::move(h));
     return r;
 }
@@ -180,6 +199,7 @@ MxResult MxResolver::resolveMx(const std::string& domainIn) {
 
     std::vector<unsigned char> answer;
     QueryOutcome o = res.query(domain, ns_t_mx, answer);
+    const bool mxSecure = res.authenticated();
     if (o == QueryOutcome::NxDomain)
         return failure(LookupStatus::PermFail, "5.1.2", "domain " + domain + " not found (NXDOMAIN)");
     if (o == QueryOutcome::TempFail)
@@ -209,16 +229,18 @@ MxResult MxResolver::resolveMx(const std::string& domainIn) {
         MxResult r = resolveHost(domain);
         if (r.status == LookupStatus::PermFail)
             return failure(LookupStatus::PermFail, "5.1.2", "domain " + domain + " has no MX and no address");
+        r.mxSecure = r.mxSecure && mxSecure;  // the absence of MX records must be secure too
         return r;
     }
     thread_local std::mt19937 rng{std::random_device{}()};
     records = orderMxRecords(std::move(records), rng);
 
     MxResult r;
+    r.mxSecure = mxSecure;
     bool temp = false;
     for (const auto& m : records) {
         MxHost h{m.host, m.preference, {}};
-        LookupStatus s = addressesOf(res, m.host, h.addresses);
+        LookupStatus s = addressesOf(res, m.host, h.addresses, h.secure);
         if (s == LookupStatus::TempFail) temp = true;
         if (s == LookupStatus::Ok) r.hosts.push_back(std::move(h));
     }
@@ -228,6 +250,43 @@ MxResult MxResolver::resolveMx(const std::string& domainIn) {
     }
     if (temp) return failure(LookupStatus::TempFail, "4.4.3", "address lookup of the MX hosts of " + domain + " failed");
     return failure(LookupStatus::PermFail, "5.4.4", "no MX host of " + domain + " has an address");
+}
+
+bool parseTlsaAnswer(const unsigned char* msg, std::size_t len, std::vector<TlsaRecord>& out) {
+    std::vector<unsigned char> answer(msg, msg + len);
+    return forEachAnswer(answer, TypeTlsa, [&](const ns_msg&, const ns_rr& rr) {
+        auto rec = parseTlsaRdata(ns_rr_rdata(rr), ns_rr_rdlen(rr));
+        // A malformed record is there but unusable (RFC 7672 2.2: "usable TLSA none").
+        out.push_back(rec ? *rec : TlsaRecord{255, 255, 255, {}});
+        return true;
+    });
+}
+
+TlsaResult MxResolver::resolveTlsa(const std::string& host, std::uint16_t port) {
+    TlsaResult t;
+    Resolver res(settings_);
+    if (!res.ok()) {
+        t.error = "resolver initialisation failed";
+        return t;
+    }
+    const std::string name = "_" + std::to_string(port) + "._tcp." + lowerNoDot(host);
+    std::vector<unsigned char> answer;
+    QueryOutcome o = res.query(name, TypeTlsa, answer);
+    if (o == QueryOutcome::TempFail) {
+        // RFC 7672 2.2: SERVFAIL (a validating resolver's answer to bogus data too) leaves
+        // the host unusable under DANE, never to be taken as "no TLSA".
+        t.error = "TLSA lookup of " + name + " failed (try again)";
+        return t;
+    }
+    t.status = LookupStatus::Ok;
+    t.secure = res.authenticated();
+    if (o != QueryOutcome::Answer) return t;
+    if (!parseTlsaAnswer(answer.data(), answer.size(), t.records)) {
+        t.status = LookupStatus::TempFail;
+        t.records.clear();
+        t.error = "malformed TLSA answer for " + name;
+    }
+    return t;
 }
 
 }  // namespace postern::delivery

@@ -2,6 +2,8 @@
 // (res_nquery + ns_initparse/ns_parserr), A/AAAA fallback, null MX (RFC 7505).
 #pragma once
 
+#include "delivery/Dane.h"
+
 #include <Poco/Net/IPAddress.h>
 
 #include <chrono>
@@ -29,6 +31,7 @@ struct MxHost {
     std::string name;
     std::uint16_t preference = 0;
     std::vector<Poco::Net::IPAddress> addresses;
+    bool secure = false;  // every address answer was DNSSEC-authenticated (AD bit, RFC 7672 2.2)
 };
 
 struct MxResult {
@@ -36,11 +39,23 @@ struct MxResult {
     std::vector<MxHost> hosts;                     // Ok: at least one host with an address
     std::string enhanced;                          // failure: "5.1.2", "5.1.10", "4.4.3"
     std::string error;                             // failure: text for logs and the DSN
+    bool mxSecure = false;  // the MX RRset (or its secure absence) was DNSSEC-authenticated
+};
+
+// TLSA records of one service name (RFC 6698, RFC 7672 2.2).
+struct TlsaResult {
+    LookupStatus status = LookupStatus::TempFail;  // Ok also when there are no records
+    bool secure = false;                           // the answer had the AD bit
+    std::vector<TlsaRecord> records;               // as published (usable or not)
+    std::string error;                             // TempFail: text for logs
 };
 
 struct ResolverSettings {
     std::string server;                   // set from delivery.dns_server: "ip:port" (IPv4); "" = /etc/resolv.conf
     std::chrono::milliseconds timeout{};  // set from delivery.dns_timeout: per try; two tries
+    // Some TLS policy is dane/dane-only: queries carry the DO bit (RES_USE_DNSSEC) and the
+    // resolver's AD bit is trusted (RES_TRUSTAD), as Postfix's smtp_dns_support_level=dnssec.
+    bool dnssec = false;
 };
 
 // RFC 5321 5.1: lowest preference first; hosts of equal preference in random order
@@ -50,6 +65,11 @@ std::vector<MxRecord> orderMxRecords(std::vector<MxRecord> records, std::mt19937
 // RFC 7505 3: a single MX with target "." (preference 0) says the domain takes no mail.
 // A "." mixed with real MX records is ignored by the caller (it is not a null MX).
 bool isNullMx(const std::vector<MxRecord>& records);
+
+// The TLSA records in the answer section of DNS message `msg` (wire format, untrusted):
+// false if the message is malformed. A record whose RDATA is malformed is kept as an
+// unusable one (usage 255), so "records present, none usable" stays visible.
+bool parseTlsaAnswer(const unsigned char* msg, std::size_t len, std::vector<TlsaRecord>& out);
 
 // Stateless apart from settings; thread-safe (each lookup has its own res_state).
 class MxResolver {
@@ -65,6 +85,10 @@ public:
     // One named host (smarthost, transport override): A/AAAA only, no MX. An IP literal
     // is returned as is.
     virtual MxResult resolveHost(const std::string& host);
+
+    // TLSA RRset of `_<port>._tcp.<host>`: Ok (possibly no records: NXDOMAIN/NODATA),
+    // TempFail when the DNS cannot answer (SERVFAIL, which includes bogus data).
+    virtual TlsaResult resolveTlsa(const std::string& host, std::uint16_t port);
 
 private:
     ResolverSettings settings_;

@@ -183,8 +183,10 @@ SmtpReply SmtpClient::hello() {
 }
 
 SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::string& hostName, TlsPolicy policy,
-                           const Credentials* credentials, bool tryTls) {
+                           const Credentials* credentials, bool tryTls, const DaneTarget* dane) {
     close();
+    daneFailure_.clear();
+    daneMatched_.clear();
     tlsHandshakeFailed_ = false;
     tlsRequirementFailed_ = false;
     tlsVerified_ = false;
@@ -211,12 +213,15 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
         quit();
         return r;
     }
-    bool required = policy == TlsPolicy::Encrypt || policy == TlsPolicy::Verify;
+    bool required = policy == TlsPolicy::Encrypt || policy == TlsPolicy::Verify || policy == TlsPolicy::Dane ||
+                    policy == TlsPolicy::DaneOnly;
+    const bool daneCheckWanted = dane && (policy == TlsPolicy::Dane || policy == TlsPolicy::DaneOnly);
     if (policy != TlsPolicy::None && tryTls) {
         if (!startTls_ || !extended_) {
             if (required) {
                 quit();
                 tlsRequirementFailed_ = true;
+                if (daneCheckWanted) daneFailure_ = "no_starttls";
                 return SmtpReply::local("TLS is required for " + relay_ + " but STARTTLS is not offered");
             }
         } else {
@@ -228,6 +233,7 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                 if (required) {
                     quit();
                     tlsRequirementFailed_ = true;
+                    if (daneCheckWanted) daneFailure_ = "starttls_refused";
                     return tr;
                 }
             } else {
@@ -235,19 +241,36 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                 // server before the handshake would be taken as if they came over TLS
                 // (the STARTTLS command injection class of bugs, CVE-2011-0411).
                 if (!buffer_.empty()) return broken("plaintext after 220 to STARTTLS from " + relay_);
-                Poco::Net::Context::Ptr ctx =
-                    policy == TlsPolicy::Verify ? settings_.tlsVerify : settings_.tlsOpportunistic;
+                Poco::Net::Context::Ptr ctx = daneCheckWanted              ? settings_.tlsDane
+                                            : policy == TlsPolicy::Verify ? settings_.tlsVerify
+                                                                          : settings_.tlsOpportunistic;
                 if (!ctx) return broken("no TLS client context for " + relay_);
+                DaneCapture capture;  // the chain of this handshake (same thread)
                 try {
                     socket_.setReceiveTimeout(span(settings_.mailTimeout));
                     socket_.setSendTimeout(span(settings_.mailTimeout));
+                    // SNI: the MX host name (RFC 7672 8.1).
                     socket_ = Poco::Net::SecureStreamSocket::attach(socket_, hostName, ctx);
                     tls_ = true;
                     tlsVerified_ = policy == TlsPolicy::Verify;
                 } catch (const Poco::Exception& e) {
                     tlsHandshakeFailed_ = true;
                     tlsRequirementFailed_ = required;
+                    if (daneCheckWanted) daneFailure_ = "handshake";
                     return broken("TLS handshake with " + relay_ + " failed: " + e.displayText());
+                }
+                if (daneCheckWanted) {
+                    DaneResult d = daneCheck(capture.chain(), dane->tlsa, dane->names);
+                    if (!d.ok) {
+                        // Nothing but QUIT goes to a server that failed authentication.
+                        daneFailure_ = d.reason;
+                        tlsRequirementFailed_ = true;
+                        quit();
+                        return SmtpReply::local("DANE: the certificate of " + relay_ +
+                                                " does not match its TLSA records (" + d.reason + ")");
+                    }
+                    daneMatched_ = d.matched;
+                    tlsVerified_ = true;  // authenticated by DNSSEC (RFC 7672), e.g. for REQUIRETLS
                 }
                 // RFC 3207 4.2: forget everything learned before TLS and ask again.
                 r = hello();

@@ -6,6 +6,7 @@
 
 #include "config/ServerConfig.h"
 #include "core/DsnRequest.h"
+#include "delivery/Dane.h"
 #include "delivery/SmtpReply.h"
 
 #include <Poco/Net/Context.h>
@@ -37,6 +38,14 @@ struct ClientSettings {
     Millis dataDoneTimeout{};   // delivery.data_done_timeout: 4.5.3.2.6 (reply to the final dot)
     Poco::Net::Context::Ptr tlsOpportunistic;  // may / encrypt: no certificate check
     Poco::Net::Context::Ptr tlsVerify;         // verify: chain + host name (may be null)
+    Poco::Net::Context::Ptr tlsDane;           // dane: makeDaneContext(), chain checked by TLSA
+};
+
+// What a DANE session must match (RFC 7672 3): the host's usable TLSA records and the
+// names a DANE-TA(2) chain's leaf may carry.
+struct DaneTarget {
+    std::vector<TlsaRecord> tlsa;
+    std::vector<std::string> names;
 };
 
 struct Credentials {
@@ -80,8 +89,11 @@ public:
     // Positive reply: ready for send(). Otherwise the failure (code 0 = local reason: no
     // connection, timeout, TLS required but missing) and the connection is closed.
     // tlsHandshakeFailed() then tells whether a retry without TLS makes sense ('may').
+    // `dane` (with policy Dane): TLS is required and, after the handshake, the server's chain
+    // must match one of dane->tlsa (daneCheck), else the session is closed before any mail
+    // command (tlsRequirementFailed(), daneFailure()). SNI is always `hostName`.
     SmtpReply open(const Poco::Net::SocketAddress& address, const std::string& hostName, TlsPolicy policy,
-                   const Credentials* credentials, bool tryTls = true);
+                   const Credentials* credentials, bool tryTls = true, const DaneTarget* dane = nullptr);
 
     // One mail transaction: MAIL, RCPT for each recipient, DATA, the message, final dot
     // (pipelined when offered). Returns one reply per recipient, in order: positive =
@@ -113,6 +125,9 @@ public:
     bool tlsRequirementFailed() const { return tlsRequirementFailed_; }
     // The session is TLS with the certificate verified (policy verify: chain + host name).
     bool tlsVerified() const { return tls_ && tlsVerified_; }
+    // DANE: why the last open() failed its TLSA check ("" = it did not), and what matched.
+    const std::string& daneFailure() const { return daneFailure_; }
+    const std::string& daneMatched() const { return daneMatched_; }
     bool offersSmtpUtf8() const { return smtpUtf8_; }      // RFC 6531
     bool offersRequireTls() const { return requireTls_; }  // RFC 8689
     // "mx1.example.net[192.0.2.1]:25" for logs and DSN Remote-MTA.
@@ -150,6 +165,8 @@ private:
     bool tlsHandshakeFailed_ = false;
     bool tlsRequirementFailed_ = false;
     bool tlsVerified_ = false;
+    std::string daneFailure_;
+    std::string daneMatched_;
     // EHLO extensions (RFC 5321 4.1.1.1), reset on every EHLO.
     bool extended_ = false;
     bool pipelining_ = false;
