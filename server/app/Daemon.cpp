@@ -255,6 +255,7 @@ void Daemon::buildStorage() {
                                                                 *queue_, *sink_, *facade_);
     if (delivery_ && accountSecurity_)
         delivery_->setAccountSecurity(accountSecurity_.get(), accountSecurity_.get());
+    if (delivery_) delivery_->setCounters(&telemetry_);
 }
 
 // DKIM (dkim.*): keys from the key directory and/or the shared PostgreSQL; a bad key file

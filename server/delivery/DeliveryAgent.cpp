@@ -1,6 +1,7 @@
 #include "delivery/DeliveryAgent.h"
 
 #include "delivery/MessageExtensions.h"
+#include "delivery/MtaStsRoute.h"
 #include "core/EventLine.h"
 #include "delivery/RetrySchedule.h"
 #include "queue/FileOps.h"
@@ -131,6 +132,7 @@ struct DeliveryAgent::Route {
     TlsPolicy policy = TlsPolicy::May;
     const Credentials* credentials = nullptr;
     bool requireTls = false;  // RFC 8689: verified TLS to a next hop offering REQUIRETLS, else 5.7.30
+    bool mtaSts = false;      // MX route without an explicit per-domain TLS policy: MTA-STS may apply
     std::string key() const {
         return std::string(mx ? "mx:" : "host:") + target + ":" + std::to_string(port) + "/" + policyName(policy) +
                (credentials ? "/auth" : "") + (requireTls ? "/requiretls" : "");
@@ -181,6 +183,8 @@ struct DeliveryAgent::Outcome {
     std::string remoteHost;
     bool tls = false;
     bool dsnPassedOn = false;  // the next hop offers DSN and got NOTIFY/ORCPT (RFC 3461 5.2)
+    std::string tlsPolicy;     // the TLS policy applied: mta-sts, verify, encrypt, may, none
+    std::string mtaSts;        // why MTA-STS deferred it (empty: it did not)
 };
 
 DeliveryAgent::DeliveryAgent(const config::DeliveryConfig& config, std::string hostname, queue::OutboundQueue& queue,
@@ -226,6 +230,7 @@ DeliveryAgent::Route DeliveryAgent::routeFor(const std::string& domain) const {
     } else {
         r.target = domain;
         r.port = config_.smtpPort;
+        r.mtaSts = policy == config_.tlsPolicies.end();  // an explicit delivery.tls_policy.<domain> wins
     }
     return r;
 }
@@ -233,11 +238,14 @@ DeliveryAgent::Route DeliveryAgent::routeFor(const std::string& domain) const {
 void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope& envelope, const MessageData& message,
                                  const std::vector<std::size_t>& indexes, std::vector<Outcome>& outcomes,
                                  ConnectionCache& connections) {
+    Route effective = route;  // MTA-STS may raise the TLS policy
+    StsVerdict sts;
     auto setAll = [&](Outcome::Kind kind, const SmtpReply& reply, const std::string& status) {
         for (auto i : indexes) {
             outcomes[i].kind = kind;
             outcomes[i].reply = reply;
             outcomes[i].status = status;
+            outcomes[i].tlsPolicy = sts.enforce() ? "mta-sts" : policyName(effective.policy);
         }
     };
     MxResult where = route.mx ? resolver_.resolveMx(route.target) : resolver_.resolveHost(route.target);
@@ -245,6 +253,18 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
         setAll(where.status == LookupStatus::PermFail ? Outcome::Kind::Perm : Outcome::Kind::Temp,
                SmtpReply::local(where.error), where.enhanced);
         return;
+    }
+    // RFC 8461: the recipient domain's MTA-STS policy, for MX routes only. DANE, where it
+    // applies to these hosts, takes precedence (RFC 8461 2): check it before this point.
+    if (route.mx && route.mtaSts && mtaSts_) {
+        sts = applyMtaSts(*mtaSts_, route.target, where.hosts, envelope.id, *counters_);
+        if (sts.enforce()) effective.policy = TlsPolicy::Verify;
+        if (!sts.deferReason.empty()) {
+            setAll(Outcome::Kind::Temp, SmtpReply::local("MTA-STS: " + sts.deferReason), "4.4.4");
+            for (auto i : indexes) outcomes[i].mtaSts = "no matching MX";
+            counters_->count("mta_sts_defer", "no_matching_mx");
+            return;
+        }
     }
     std::vector<std::string> recipients;
     OutboundDsn dsn;
@@ -262,19 +282,32 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     const bool needsUtf8 = envelopeNeedsSmtpUtf8(envelope.sender, recipients);
     std::string requirementStatus;
     bool otherFailure = false;
+    bool stsTlsFailed = false;  // MTA-STS enforce: a host failed the verified-TLS requirement
     for (const auto& host : where.hosts) {
         for (const auto& ip : host.addresses) {
             if (tried++ >= MaxAddressesPerAttempt) break;
-            Poco::Net::SocketAddress address(ip, route.port);
-            std::string key = address.toString() + "/" + host.name + "/" + route.key();
+            Poco::Net::SocketAddress address(ip, effective.port);
+            std::string key = address.toString() + "/" + host.name + "/" + effective.key();
             SmtpClient* client = connections.find(key);
             if (!client) {
                 // In the cache before connecting, so a shutdown can abort it mid-way.
                 SmtpClient* fresh = connections.put(key, std::make_unique<SmtpClient>(clientSettings_));
-                SmtpReply r = fresh->open(address, host.name, route.policy, route.credentials);
+                // MTA-STS testing: try what enforce would require; on failure log it and go on as usual.
+                const bool probe = sts.testing() && effective.policy != TlsPolicy::Verify;
+                SmtpReply r = fresh->open(address, host.name, probe ? TlsPolicy::Verify : effective.policy,
+                                          effective.credentials);
+                if (probe && !r.isPositive() && fresh->tlsRequirementFailed()) {
+                    logger().information(core::EventLine::inSession(envelope.id, "mta_sts.testing_fail")
+                                             .add("domain", route.target)
+                                             .add("relay", fresh->relay())
+                                             .text("reason", r.text())
+                                             .str());
+                    counters_->count("mta_sts_testing_fail", "tls");
+                    r = fresh->open(address, host.name, effective.policy, effective.credentials);
+                }
                 // 'may': a failed handshake leaves the session unusable; try once more in clear.
-                if (!r.isPositive() && fresh->tlsHandshakeFailed() && route.policy == TlsPolicy::May)
-                    r = fresh->open(address, host.name, route.policy, route.credentials, false);
+                if (!r.isPositive() && fresh->tlsHandshakeFailed() && effective.policy == TlsPolicy::May)
+                    r = fresh->open(address, host.name, effective.policy, effective.credentials, false);
                 if (!r.isPositive()) {
                     logger().information(core::EventLine::inSession(envelope.id, "delivery.connect_fail")
                                              .add("relay", fresh->relay())
@@ -282,6 +315,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                                              .str());
                     lastFailure = r;
                     lastRelay = fresh->relay();
+                    if (sts.enforce() && fresh->tlsRequirementFailed()) stsTlsFailed = true;
                     if (route.requireTls && fresh->tlsRequirementFailed()) {
                         requirementStatus = "5.7.30";
                         lastFailure = SmtpReply::local("REQUIRETLS: no verified TLS with " + fresh->relay() + ": " + r.text());
@@ -315,6 +349,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                 o.remoteHost = host.name;
                 o.tls = client->tlsActive();
                 o.dsnPassedOn = client->dsnOffered();
+                o.tlsPolicy = sts.enforce() ? "mta-sts" : policyName(effective.policy);
                 o.kind = replies[k].isPositive() ? Outcome::Kind::Delivered
                        : replies[k].isPermanent() ? Outcome::Kind::Perm : Outcome::Kind::Temp;
             }
@@ -340,7 +375,13 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
         outcomes[i].reply = lastFailure;
         outcomes[i].status = lastFailure.code >= 400 ? "4" + lastFailure.status().substr(1) : "4.4.1";
         outcomes[i].relay = lastRelay;
+        outcomes[i].tlsPolicy = sts.enforce() ? "mta-sts" : policyName(effective.policy);
+        if (stsTlsFailed) {
+            outcomes[i].mtaSts = "no verified TLS";
+            outcomes[i].status = "4.7.5";
+        }
     }
+    if (stsTlsFailed) counters_->count("mta_sts_defer", "no_verified_tls");
 }
 
 std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id, ConnectionCache& connections) {
@@ -405,6 +446,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
             for (auto i : indexes) {
                 const Outcome& o = outcomes[i];
                 if (o.kind != Outcome::Kind::Delivered) continue;
+                counters_->count("delivery_tls_policy", o.tlsPolicy);
                 logger().information(core::EventLine::inSession(id, "delivery.ok")
                                          .address("to", envelope.recipients[i])
                                          .add("relay", o.relay)
@@ -417,6 +459,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                                                   std::chrono::system_clock::now() - envelope.arrival)
                                                   .count(),
                                               "s")
+                                         .add("tls_policy", o.tlsPolicy)
                                          .str());
             }
         }
@@ -489,16 +532,17 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         const Outcome& o = outcomes[i];
         if (o.kind == Outcome::Kind::Delivered || o.kind == Outcome::Kind::Pending) continue;
         bool bounce = bounced.count(envelope.recipients[i]) > 0;
-        logger().information(
-            core::EventLine::inSession(id, (bounce ? "delivery.bounce" : "delivery.defer"))
-                .address("to", envelope.recipients[i])
-                .add("relay", o.relay)
-                .add("tls", (o.tls ? "yes" : "no"))
-                .add("status", (bounce && expired && o.kind == Outcome::Kind::Temp ? "4.4.7" : o.status))
-                .text("reply", o.reply.text())
-                .add("attempt", attempt)
-                .add("delay", delay, "s")
-                .str());
+        core::EventLine line = core::EventLine::inSession(id, (bounce ? "delivery.bounce" : "delivery.defer"));
+        line.address("to", envelope.recipients[i])
+            .add("relay", o.relay)
+            .add("tls", (o.tls ? "yes" : "no"))
+            .add("status", (bounce && expired && o.kind == Outcome::Kind::Temp ? "4.4.7" : o.status))
+            .text("reply", o.reply.text())
+            .add("attempt", attempt)
+            .add("delay", delay, "s")
+            .add("tls_policy", o.tlsPolicy.empty() ? "none" : o.tlsPolicy);
+        if (!o.mtaSts.empty()) line.text("mta_sts", o.mtaSts);  // why MTA-STS deferred it
+        logger().information(line.str());
     }
 
     // Delay warning (once), for recipients still waiting whose NOTIFY has DELAY (or who

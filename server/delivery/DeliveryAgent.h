@@ -7,6 +7,8 @@
 #include "core/AccountSecurity.h"
 #include "delivery/BounceSender.h"
 #include "delivery/MxResolver.h"
+#include "core/EventCounters.h"
+#include "mtasts/MtaSts.h"
 #include "delivery/SmtpClient.h"
 #include "queue/OutboundQueue.h"
 
@@ -50,6 +52,9 @@ public:
     // Where remote 5xx refusals and bounces are reported per submitting account (null: not
     // reported). Set before the first deliver().
     void setReport(core::DeliveryReport* report) { report_ = report; }
+    // MTA-STS for MX routes (null: off), and where per-delivery outcomes are counted.
+    void setMtaSts(mtasts::Engine* engine) { mtaSts_ = engine; }
+    void setCounters(core::EventCounters* counters) { counters_ = counters ? counters : counters_; }
 
     // Reads delivery.relayhost_auth_file ("user:password" on the first line). Throws
     // std::runtime_error if it cannot be read, is malformed, or is group/world-readable.
@@ -71,6 +76,8 @@ private:
     ClientSettings clientSettings_;
     std::optional<Credentials> relayCredentials_;
     core::DeliveryReport* report_ = nullptr;
+    mtasts::Engine* mtaSts_ = nullptr;
+    core::EventCounters* counters_ = &core::NullEventCounters::instance();
 };
 
 }  // namespace postern::delivery

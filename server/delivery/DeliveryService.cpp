@@ -4,6 +4,7 @@
 #include "delivery/DeliveryAgent.h"
 #include "delivery/MxResolver.h"
 #include "delivery/QueueRunner.h"
+#include "mtasts/MtaSts.h"
 
 #include <Poco/Net/Context.h>
 
@@ -48,6 +49,25 @@ DeliveryService::DeliveryService(const config::DeliveryConfig& config, std::stri
     std::optional<Credentials> credentials;
     if (!config.relayhostAuthFile.empty()) credentials = DeliveryAgent::readCredentialsFile(config.relayhostAuthFile);
     agent_ = std::make_unique<DeliveryAgent>(config, hostname, queue, *resolver_, *bounces_, cs, credentials);
+    if (config.mtaSts.enabled) {
+        // The policy host is resolved like the MX hosts (delivery.dns_server).
+        mtasts::Settings ms;
+        ms.fetch = {config.mtaSts.fetchTimeout, static_cast<std::size_t>(config.mtaSts.maxPolicySize),
+                    config.mtaSts.caFile, config.mtaSts.httpsPort};
+        ms.dnsServer = config.dnsServer;
+        ms.dnsTimeout = config.dnsTimeout;
+        ms.cacheFile = config.mtaSts.cacheFile;
+        MxResolver* resolver = resolver_.get();
+        mtaSts_ = std::make_unique<mtasts::Engine>(
+            ms, [resolver](const std::string& host, std::string& error) {
+                MxResult r = resolver->resolveHost(host);
+                std::vector<Poco::Net::IPAddress> out;
+                for (const auto& h : r.hosts) out.insert(out.end(), h.addresses.begin(), h.addresses.end());
+                if (out.empty()) error = r.error;
+                return out;
+            });
+        agent_->setMtaSts(mtaSts_.get());
+    }
     runner_ = std::make_unique<QueueRunner>(config, queue, *agent_);
 }
 
@@ -56,6 +76,11 @@ DeliveryService::~DeliveryService() { stop(); }
 void DeliveryService::setAccountSecurity(const core::AccountHold* hold, core::DeliveryReport* report) {
     runner_->setHold(hold);
     agent_->setReport(report);
+}
+
+void DeliveryService::setCounters(core::EventCounters* counters) {
+    agent_->setCounters(counters);
+    if (mtaSts_) mtaSts_->setCounters(counters);
 }
 
 void DeliveryService::start() {

@@ -4,12 +4,17 @@
 
 #include "config/ServerConfig.h"
 #include "core/AccountSecurity.h"
+#include "core/EventCounters.h"
 #include "core/MessageSink.h"
 #include "core/UserDirectory.h"
 #include "queue/OutboundQueue.h"
 
 #include <memory>
 #include <string>
+
+namespace postern::mtasts {
+class Engine;
+}
 
 namespace postern::delivery {
 
@@ -31,6 +36,9 @@ public:
     // Compromised-account detection: held submitters' mail waits, delivery outcomes are
     // reported per submitting account. Call before start() (either may be null).
     void setAccountSecurity(const core::AccountHold* hold, core::DeliveryReport* report);
+    // Where delivery outcomes (TLS policy used, MTA-STS fetches and deferrals) are counted.
+    // Call before start().
+    void setCounters(core::EventCounters* counters);
 
     // Scans the queue, starts the workers and subscribes to new mail.
     void start();
@@ -43,6 +51,7 @@ private:
     queue::OutboundQueue& queue_;
     std::unique_ptr<MxResolver> resolver_;
     std::unique_ptr<BounceSender> bounces_;
+    std::unique_ptr<mtasts::Engine> mtaSts_;  // null: delivery.mta_sts off
     std::unique_ptr<DeliveryAgent> agent_;
     std::unique_ptr<QueueRunner> runner_;
 };
