@@ -62,8 +62,8 @@ class DnsServer:
             for name, ip in self.hosts.items():
                 cmd.append("--host-record=%s,%s" % (name, ip))
             for name, texts in self.txt.items():
-                for text in texts:
-                    cmd.append('--txt-record=%s,"%s"' % (name, text))
+                for text in texts:  # no commas: dnsmasq splits the strings there
+                    cmd.append("--txt-record=%s,%s" % (name, text))
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 wait_for(lambda: self.proc.poll() is not None or _udp_answers(self.port), 5.0,
