@@ -256,6 +256,7 @@ void Daemon::buildStorage() {
     if (delivery_ && accountSecurity_)
         delivery_->setAccountSecurity(accountSecurity_.get(), accountSecurity_.get());
     if (delivery_) delivery_->setCounters(&telemetry_);
+    if (delivery_ && clusterPool_) delivery_->shareMtaStsPolicies(*clusterPool_);  // MTA-STS cache, table 007
 }
 
 // DKIM (dkim.*): keys from the key directory and/or the shared PostgreSQL; a bad key file

@@ -5,6 +5,7 @@
 #include "delivery/MxResolver.h"
 #include "delivery/QueueRunner.h"
 #include "mtasts/MtaSts.h"
+#include "mtasts/PgPolicyStore.h"
 
 #include <Poco/Net/Context.h>
 
@@ -81,6 +82,12 @@ void DeliveryService::setAccountSecurity(const core::AccountHold* hold, core::De
 void DeliveryService::setCounters(core::EventCounters* counters) {
     agent_->setCounters(counters);
     if (mtaSts_) mtaSts_->setCounters(counters);
+}
+
+void DeliveryService::shareMtaStsPolicies(pg::Pool& pool) {
+    if (!mtaSts_) return;
+    mtaStsShared_ = std::make_unique<mtasts::PgPolicyStore>(pool);
+    mtaSts_->cache().setShared(mtaStsShared_.get());
 }
 
 void DeliveryService::start() {

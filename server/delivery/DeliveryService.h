@@ -14,6 +14,10 @@
 
 namespace postern::mtasts {
 class Engine;
+class SharedPolicyStore;
+}
+namespace postern::pg {
+class Pool;
 }
 
 namespace postern::delivery {
@@ -39,6 +43,9 @@ public:
     // Where delivery outcomes (TLS policy used, MTA-STS fetches and deferrals) are counted.
     // Call before start().
     void setCounters(core::EventCounters* counters);
+    // Clustered: MTA-STS policies are shared with the other nodes in this database (table
+    // mta_sts_policies). Call before start(); the pool must outlive the service.
+    void shareMtaStsPolicies(pg::Pool& pool);
 
     // Scans the queue, starts the workers and subscribes to new mail.
     void start();
@@ -51,6 +58,7 @@ private:
     queue::OutboundQueue& queue_;
     std::unique_ptr<MxResolver> resolver_;
     std::unique_ptr<BounceSender> bounces_;
+    std::unique_ptr<mtasts::SharedPolicyStore> mtaStsShared_;
     std::unique_ptr<mtasts::Engine> mtaSts_;  // null: delivery.mta_sts off
     std::unique_ptr<DeliveryAgent> agent_;
     std::unique_ptr<QueueRunner> runner_;

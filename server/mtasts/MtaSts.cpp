@@ -44,6 +44,14 @@ Lookup Engine::policyFor(const std::string& domain, const std::string& sessionId
     // No (usable) record, or the DNS cannot answer now: an unexpired cached policy stays.
     if (!id) return useCached();
     if (cached && cached->id == *id) return useCached();
+    // Another cluster node may have fetched this id already (shared store): no fetch then.
+    if (auto shared = cache_.fromShared(domain); shared && shared->id == *id && shared->expires > now) {
+        std::string error;
+        if (!cache_.put(*shared, &error, false))
+            logger().error(core::EventLine::inSession(sessionId, "mta_sts.cache_write_fail").text("error", error).str());
+        cached = shared;
+        return useCached();
+    }
 
     FetchResult f = fetch_(domain);
     std::optional<Policy> policy;

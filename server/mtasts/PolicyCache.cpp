@@ -74,8 +74,12 @@ std::vector<CachedPolicy> PolicyCache::all() {
     return out;
 }
 
-bool PolicyCache::put(const CachedPolicy& entry, std::string* error) {
-    if (shared_) shared_->save(entry);
+std::optional<CachedPolicy> PolicyCache::fromShared(const std::string& domain) {
+    return shared_ ? shared_->load(domain) : std::nullopt;
+}
+
+bool PolicyCache::put(const CachedPolicy& entry, std::string* error, bool toShared) {
+    if (shared_ && toShared) shared_->save(entry);
     std::lock_guard lock(mutex_);
     entries_[entry.domain] = entry;
     return writeLocked(error);

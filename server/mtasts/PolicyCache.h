@@ -51,7 +51,9 @@ public:
     std::optional<CachedPolicy> get(const std::string& domain);
     // Stores and writes the state file; false if the file could not be written (the
     // memory copy is kept all the same). `error` says why.
-    bool put(const CachedPolicy& entry, std::string* error = nullptr);
+    bool put(const CachedPolicy& entry, std::string* error = nullptr, bool toShared = true);
+    // The shared store's entry for `domain` (nullopt: none, or no shared store).
+    std::optional<CachedPolicy> fromShared(const std::string& domain);
     std::vector<CachedPolicy> all();
 
     const std::string& file() const { return file_; }

@@ -11,13 +11,14 @@ policy of deliveries."""
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from postern_harness import DEFAULT_USERS, Postern, check, check_eq, make_message, run_tests, wait_for
+from postern_harness import BUILD_DIR, DEFAULT_USERS, Postern, check, check_eq, make_message, run_tests, wait_for
 from delivery_support import DnsServer, Sink, delivery_overrides
 from mta_sts_support import PolicyServer, TestCa, free_port_on, policy_text
 
@@ -25,6 +26,7 @@ ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["pas
 DOMAIN = "sts.test"
 WEB_IP = "127.0.0.30"  # mta-sts.sts.test
 MX_IP = "127.0.0.31"   # mx1.sts.test
+POSTERNCTL = os.path.join(BUILD_DIR, "bin", "posternctl")
 
 
 def submit(p, to):
@@ -150,6 +152,14 @@ def test_cached_policy_survives_restart_while_policy_server_is_down():
             with open(cache) as f:
                 text = f.read()
             check("sts.test 1 " in text and " enforce 3600 mx1.sts.test" in text, "cache file:\n" + text)
+            show = subprocess.run([POSTERNCTL, "mta-sts", "show", "STS.test", "--config", p.config_path],
+                                  capture_output=True, text=True, timeout=30)
+            check_eq(show.returncode, 0, "posternctl mta-sts show: " + show.stderr)
+            for want in ("id       1\n", "mode     enforce\n", "max_age  3600\n", "mx       mx1.sts.test\n"):
+                check(want in show.stdout, "%r in:\n%s" % (want, show.stdout))
+            none = subprocess.run([POSTERNCTL, "mta-sts", "show", "other.test", "--config", p.config_path],
+                                  capture_output=True, text=True, timeout=30)
+            check_eq(none.returncode, 67, "no cached policy: " + none.stderr)
             w["web"].stop()  # the policy server is gone from here on
             p.restart()
             fetches = p.log_count(r"event=mta_sts\.fetch ")
