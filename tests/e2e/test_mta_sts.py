@@ -255,5 +255,33 @@ def test_explicit_domain_tls_policy_wins_over_mta_sts():
             check_eq(w["web"].requests, [], "policy fetches")
 
 
+def test_cluster_nodes_share_the_policy_in_postgresql():
+    """Node a fetches the policy; node b (its own queue and state file, the policy server down
+    by then) enforces it from table mta_sts_policies without a fetch of its own."""
+    import pg_support as P
+    pg = P.PgServer()  # schema migrated by posternctl db migrate, 007_mta_sts included
+    try:
+        with world(policy_text("enforce", ["mx1.sts.test"], max_age=3600)) as w:
+            cluster = {"cluster.conninfo": pg.conninfo(), "cluster.password_file": pg.password_file}
+            a = Postern(config=cluster, overrides=w["overrides"], name="node-a")
+            with a:
+                marker = submit(a, "bob@sts.test")
+                w["sink"].wait_for(marker)
+                a.log_contains(r"event=delivery\.ok to=<bob@sts\.test> .*tls_policy=mta-sts")
+            rows = pg.sql("SELECT domain || ' ' || policy_id || ' ' || mode || ' ' || max_age || ' ' || mx "
+                          "FROM mta_sts_policies")
+            check_eq(rows, ["sts.test 1 enforce 3600 mx1.sts.test"], "mta_sts_policies rows")
+            w["web"].stop()
+            b = Postern(config=cluster, overrides=w["overrides"], name="node-b")
+            with b:
+                marker = submit(b, "bob@sts.test")
+                w["sink"].wait_for(marker)
+                b.log_contains(r"event=delivery\.ok to=<bob@sts\.test> .*tls_policy=mta-sts")
+                check_eq(b.log_count(r"event=mta_sts\.fetch "), 0, "fetches on node b")
+            check_eq(len(w["web"].requests), 1, "policy fetches in the cluster")
+    finally:
+        pg.destroy()
+
+
 if __name__ == "__main__":
     run_tests(globals())
