@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <filesystem>
+#include <map>
 #include <unistd.h>
 
 using namespace postern::mtasts;
@@ -133,6 +134,42 @@ BOOST_FIXTURE_TEST_CASE(state_file_survives_restart, Fixture) {
     BOOST_REQUIRE(l.policy);
     BOOST_TEST(l.policy->mx.front() == "mx.a.test");
     BOOST_TEST(fetches == 1);
+}
+
+namespace {
+struct FakeShared final : SharedPolicyStore {
+    std::map<std::string, CachedPolicy> rows;
+    int saves = 0;
+    std::optional<CachedPolicy> load(const std::string& d) override {
+        auto it = rows.find(d);
+        return it == rows.end() ? std::nullopt : std::optional<CachedPolicy>(it->second);
+    }
+    void save(const CachedPolicy& p) override {
+        ++saves;
+        rows[p.domain] = p;
+    }
+};
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(shared_store_spares_the_fetch, Fixture) {
+    FakeShared shared;
+    {
+        auto a = engine();  // node a fetches and saves to the shared store
+        a->cache().setShared(&shared);
+        BOOST_REQUIRE(a->policyFor("a.test", "q").policy);
+        BOOST_TEST(shared.saves == 1);
+    }
+    std::filesystem::remove(dir + "/cache");  // node b: no state file of its own
+    auto b = engine();
+    b->cache().setShared(&shared);
+    Lookup l = b->policyFor("a.test", "q");
+    BOOST_REQUIRE(l.policy);
+    BOOST_TEST(fetches == 1);
+    BOOST_TEST(shared.saves == 1);  // adopted, not written back
+    txt = "v=STSv1; id=two";        // a newer id than the shared row: fetched
+    BOOST_REQUIRE(b->policyFor("a.test", "q").policy);
+    BOOST_TEST(fetches == 2);
+    BOOST_TEST(shared.rows["a.test"].id == "two");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
