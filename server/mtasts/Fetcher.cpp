@@ -215,6 +215,7 @@ FetchResult Fetcher::fetch(const std::string& domain) const {
         std::string response;
         const std::size_t limit = MaxHeadSize + settings_.maxSize + 64;  // head + body (+ chunk framing)
         char buf[8192];
+        bool cleanClose = false;  // close_notify seen: the body cannot have been cut short
         while (true) {
             if (!io()) return failed("timeout after " + std::to_string(settings_.timeout.count()) + "ms");
             errno = 0;
@@ -224,9 +225,12 @@ FetchResult Fetcher::fetch(const std::string& domain) const {
                 int err = ::SSL_get_error(ssl, n);
                 if (saved == EAGAIN || saved == EWOULDBLOCK)  // SO_RCVTIMEO: the deadline passed
                     return failed("timeout after " + std::to_string(settings_.timeout.count()) + "ms");
-                if (err == SSL_ERROR_ZERO_RETURN) break;
+                if (err == SSL_ERROR_ZERO_RETURN) {
+                    cleanClose = true;
+                    break;
+                }
                 // A peer that closes without close_notify (common with HTTP/1.0): the body
-                // is then delimited by Content-Length, checked below.
+                // must then be delimited by Content-Length (or chunked), checked below.
                 if (err == SSL_ERROR_SYSCALL && ::ERR_peek_error() == 0 && errno == 0) break;
                 if (left().count() <= 0)
                     return failed("timeout after " + std::to_string(settings_.timeout.count()) + "ms");
@@ -239,6 +243,15 @@ FetchResult Fetcher::fetch(const std::string& domain) const {
                 return failed("policy larger than " + std::to_string(settings_.maxSize) + " bytes");
         }
         ::SSL_shutdown(ssl);
+        if (!cleanClose) {
+            // Without close_notify a truncation (by anyone on the path) is invisible unless
+            // the response says how long it is.
+            std::string head = response.substr(0, response.find("\r\n\r\n"));
+            std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return std::tolower(c); });
+            if (head.find("\ncontent-length:") == std::string::npos &&
+                head.find("\ntransfer-encoding:") == std::string::npos)
+                return failed("connection closed without close_notify and without Content-Length");
+        }
         return parseHttpResponse(response, settings_.maxSize);
     }
     return failed(lastError);
