@@ -173,6 +173,7 @@ struct MtaStsConfig {
     std::string caFile;
     std::uint16_t httpsPort = 0;
     std::string cacheFile;  // "" = <server.queue_dir>/mta-sts.cache
+    Millis fetchRetry{};
     bool operator==(const MtaStsConfig&) const = default;
 };
 

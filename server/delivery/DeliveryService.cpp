@@ -58,6 +58,7 @@ DeliveryService::DeliveryService(const config::DeliveryConfig& config, std::stri
         ms.dnsServer = config.dnsServer;
         ms.dnsTimeout = config.dnsTimeout;
         ms.cacheFile = config.mtaSts.cacheFile;
+        ms.fetchRetry = std::chrono::duration_cast<std::chrono::seconds>(config.mtaSts.fetchRetry);
         MxResolver* resolver = resolver_.get();
         mtaSts_ = std::make_unique<mtasts::Engine>(
             ms, [resolver](const std::string& host, std::string& error) {

@@ -53,12 +53,23 @@ Lookup Engine::policyFor(const std::string& domain, const std::string& sessionId
         return useCached();
     }
 
+    {
+        std::lock_guard lock(failedMutex_);
+        auto it = failed_.find(domain);
+        if (it != failed_.end() && it->second.first == *id && now < it->second.second + settings_.fetchRetry.count())
+            return useCached();
+    }
     FetchResult f = fetch_(domain);
     std::optional<Policy> policy;
     std::string parseError;
     if (f.ok) {
         policy = parsePolicy(f.body, &parseError);
         if (!policy) f.error = "invalid policy: " + parseError;
+    }
+    {
+        std::lock_guard lock(failedMutex_);
+        if (policy) failed_.erase(domain);
+        else failed_[domain] = {*id, now};
     }
     if (!policy) {
         counters_->count("mta_sts_fetch", "fail");
@@ -68,6 +79,7 @@ Lookup Engine::policyFor(const std::string& domain, const std::string& sessionId
                              .add("result", "fail")
                              .add("cached", cached ? "yes" : "no")
                              .text("error", f.error)
+                             .add("retry", settings_.fetchRetry.count(), "s")
                              .str());
         return useCached();
     }

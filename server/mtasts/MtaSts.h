@@ -13,7 +13,9 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -24,6 +26,7 @@ struct Settings {
     std::string dnsServer;                   // delivery.dns_server
     std::chrono::milliseconds dnsTimeout{};  // delivery.dns_timeout
     std::string cacheFile;                   // "" = memory only
+    std::chrono::seconds fetchRetry{};       // delivery.mta_sts.fetch_retry: after a failed fetch
 };
 
 struct Lookup {
@@ -58,6 +61,10 @@ private:
     TxtFunction txt_;
     std::function<std::int64_t()> now_;
     std::function<FetchResult(const std::string&)> fetch_;
+    // domain -> (id, unix seconds) of its last failed fetch: not tried again before
+    // fetchRetry has passed (a broken policy server must not slow every delivery down).
+    std::mutex failedMutex_;
+    std::map<std::string, std::pair<std::string, std::int64_t>> failed_;
 };
 
 }  // namespace postern::mtasts

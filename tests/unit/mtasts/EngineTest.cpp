@@ -33,6 +33,7 @@ struct Fixture {
         s.fetch.timeout = std::chrono::seconds(1);
         s.fetch.maxSize = 65536;
         s.cacheFile = dir + "/cache";
+        s.fetchRetry = std::chrono::seconds(300);
         auto e = std::make_unique<Engine>(s, [](const std::string&, std::string& error) {
             error = "unused";
             return std::vector<Poco::Net::IPAddress>{};
@@ -105,6 +106,21 @@ BOOST_FIXTURE_TEST_CASE(failed_fetch_keeps_cached_until_expiry, Fixture) {
     BOOST_TEST(e->policyFor("a.test", "q").policy.has_value());
     now += 60;                         // past max_age (100 s after the fetch)
     BOOST_TEST(!e->policyFor("a.test", "q").policy.has_value());
+}
+
+BOOST_FIXTURE_TEST_CASE(failed_fetch_not_retried_before_fetch_retry, Fixture) {
+    fetchOk = false;
+    auto e = engine();
+    BOOST_TEST(!e->policyFor("a.test", "q").policy);
+    BOOST_TEST(!e->policyFor("a.test", "q").policy);
+    BOOST_TEST(fetches == 1);  // within fetch_retry: not asked again
+    txt = "v=STSv1; id=two";   // a new id is fetched at once
+    BOOST_TEST(!e->policyFor("a.test", "q").policy);
+    BOOST_TEST(fetches == 2);
+    now += 301;
+    fetchOk = true;
+    BOOST_TEST(e->policyFor("a.test", "q").policy.has_value());
+    BOOST_TEST(fetches == 3);
 }
 
 BOOST_FIXTURE_TEST_CASE(invalid_body_is_a_failed_fetch, Fixture) {
