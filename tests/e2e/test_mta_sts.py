@@ -216,6 +216,11 @@ def test_policy_fetch_timeout_counts_as_no_policy():
             p.log_contains(r"event=mta_sts\.fetch domain=sts\.test id=1 result=fail cached=no "
                            r"error=\"timeout after 1000ms\"")
             check(took < 7.5, "delivered before the slow policy server answered (%.1fs)" % took)
+            # delivery.mta_sts.fetch_retry (shipped 5m): the next message does not wait again.
+            marker2 = submit(p, "bob@sts.test")
+            w["sink"].wait_for(marker2, timeout=30)
+            check_eq(len(w["web"].requests), 1, "policy fetches within fetch_retry")
+            check_eq(p.log_count(r"event=mta_sts\.fetch "), 1, "fetch log lines")
 
 
 def test_redirect_and_wrong_content_type_are_failed_fetches():
