@@ -152,6 +152,7 @@ void applyTlsRequirements(RouteT& route, bool requireTls, bool tlsNotRequired) {
     } else if (tlsNotRequired && (route.policy == TlsPolicy::Encrypt || route.policy == TlsPolicy::Verify)) {
         route.policy = TlsPolicy::May;
     }
+    if (!requireTls && tlsNotRequired) route.mtaSts = false;  // RFC 8689 5: MTA-STS is ignored too
 }
 
 // Why a connected next hop cannot take this transaction (empty: it can): RFC 8689 4.2.1

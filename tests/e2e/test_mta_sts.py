@@ -29,8 +29,8 @@ MX_IP = "127.0.0.31"   # mx1.sts.test
 POSTERNCTL = os.path.join(BUILD_DIR, "bin", "posternctl")
 
 
-def submit(p, to):
-    marker, msg = make_message(sender=ALICE, to=to)
+def submit(p, to, extra_headers=()):
+    marker, msg = make_message(sender=ALICE, to=to, extra_headers=extra_headers)
     s = p.submission(ALICE, ALICE_PW)
     try:
         s.sendmail(ALICE, [to], msg)
@@ -248,6 +248,16 @@ def test_policy_server_certificate_must_be_valid():
             w["sink"].wait_for(marker)
             p.log_contains(r"event=mta_sts\.fetch domain=sts\.test id=1 result=fail cached=no "
                            r"error=\"certificate of mta-sts\.sts\.test not valid")
+
+
+def test_tls_required_no_header_overrides_enforce():
+    # RFC 8689 5: "TLS-Required: No" asks to deliver regardless of MTA-STS.
+    with world(policy_text("enforce", ["mail.elsewhere.test"])) as w:
+        with Postern(overrides=w["overrides"]) as p:
+            marker = submit(p, "bob@sts.test", extra_headers=("TLS-Required: No",))
+            w["sink"].wait_for(marker)
+            p.log_contains(r"event=delivery\.ok to=<bob@sts\.test> .*tls_policy=may")
+            check_eq(w["web"].requests, [], "policy fetches")
 
 
 def test_explicit_domain_tls_policy_wins_over_mta_sts():
