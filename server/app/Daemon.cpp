@@ -268,6 +268,8 @@ void Daemon::buildStorage() {
             if (!daneFailure.empty()) dane->labels({daneFailure}).inc();
         });
     }
+    if (delivery_) delivery_->setCounters(&telemetry_);
+    if (delivery_ && clusterPool_) delivery_->shareMtaStsPolicies(*clusterPool_);  // MTA-STS cache, table 007
 }
 
 // DKIM (dkim.*): keys from the key directory and/or the shared PostgreSQL; a bad key file

@@ -199,6 +199,14 @@ const std::vector<KeyDef> Keys = {
     {"delivery.data_timeout", "2m", K::Duration, "Wait for the 354 reply to DATA (RFC 5321 4.5.3.2.4)"},
     {"delivery.data_block_timeout", "3m", K::Duration, "Sending one block of message data (RFC 5321 4.5.3.2.5)"},
     {"delivery.data_done_timeout", "10m", K::Duration, "Wait for the reply to the final dot (RFC 5321 4.5.3.2.6)"},
+    // --- MTA-STS (RFC 8461) -------------------------------------------------------------
+    {"delivery.mta_sts", "on", K::Bool, "Apply the MTA-STS policies of recipient domains to MX delivery (enforce: only the policy's MX hosts, verified TLS, else deferred)"},
+    {"delivery.mta_sts.fetch_timeout", "10s", K::Duration, "Whole HTTPS fetch of one policy (connect, TLS, request, body)"},
+    {"delivery.mta_sts.max_policy_size", "64K", K::Size, "Largest policy body accepted (larger = failed fetch)"},
+    {"delivery.mta_sts.ca_file", "", K::Path, "CA bundle for the policy servers' certificates (empty = the system's default CA store)"},
+    {"delivery.mta_sts.fetch_retry", "5m", K::Duration, "After a failed fetch, the same policy id is not fetched again for this long (meanwhile: the cached policy, or none)"},
+    {"delivery.mta_sts.https_port", "443", K::Integer, "TCP port of the policy servers (tests use an unprivileged port)"},
+    {"delivery.mta_sts.cache_file", "", K::Path, "Fetched policies, kept until max_age ends across restarts (empty = mta-sts.cache in server.queue_dir)"},
     // --- DKIM signing (RFC 6376, RFC 8463) --------------------------------------------
     {"dkim.key_dir", "", K::Path, "DKIM private keys as <domain>/<selector>.key (posternctl dkim keygen; must not be world-readable; empty = no key files). Mail from authenticated users and grant holders is signed with every key of its From domain"},
     {"dkim.keys_in_database", "false", K::Bool, "Also sign with the keys in the shared PostgreSQL (table dkim_keys, posternctl dkim keygen --db), so every cluster node signs alike; needs cluster.conninfo"},

@@ -409,6 +409,20 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         d.dataTimeout = r.duration("delivery.data_timeout");
         d.dataBlockTimeout = r.duration("delivery.data_block_timeout");
         d.dataDoneTimeout = r.duration("delivery.data_done_timeout");
+        // MTA-STS (RFC 8461).
+        d.mtaSts.enabled = r.boolean("delivery.mta_sts");
+        d.mtaSts.fetchTimeout = r.duration("delivery.mta_sts.fetch_timeout");
+        if (d.mtaSts.fetchTimeout < Millis(100)) r.error("delivery.mta_sts.fetch_timeout: at least 100ms");
+        d.mtaSts.maxPolicySize = r.size("delivery.mta_sts.max_policy_size");
+        if (d.mtaSts.maxPolicySize < 64 || d.mtaSts.maxPolicySize > 16 * 1024 * 1024)
+            r.error("delivery.mta_sts.max_policy_size: must be 64..16M");
+        d.mtaSts.caFile = r.str("delivery.mta_sts.ca_file");
+        auto stsPort = r.integer("delivery.mta_sts.https_port");
+        if (stsPort <= 0 || stsPort > 65535) r.error("delivery.mta_sts.https_port: must be 1..65535");
+        d.mtaSts.httpsPort = static_cast<std::uint16_t>(stsPort);
+        d.mtaSts.fetchRetry = r.duration("delivery.mta_sts.fetch_retry");
+        d.mtaSts.cacheFile = r.str("delivery.mta_sts.cache_file");
+        if (d.mtaSts.cacheFile.empty()) d.mtaSts.cacheFile = c.queueDir + "/mta-sts.cache";
         // Per-domain maps: delivery.transport.<domain>, delivery.tls_policy.<domain>.
         for (const char* root : {"delivery.transport", "delivery.tls_policy"}) {
             std::vector<std::string> keys;

@@ -167,6 +167,18 @@ struct BackendConfig {
 enum class TlsPolicy { None, May, Encrypt, Verify, Dane, DaneOnly };
 
 // Defaults live in the key table (ConfigSchema.cpp) only; load() sets every field.
+// delivery.mta_sts*: MTA-STS for MX delivery (server/mtasts).
+struct MtaStsConfig {
+    bool enabled = false;
+    Millis fetchTimeout{};
+    std::uint64_t maxPolicySize = 0;
+    std::string caFile;
+    std::uint16_t httpsPort = 0;
+    std::string cacheFile;  // "" = <server.queue_dir>/mta-sts.cache
+    Millis fetchRetry{};
+    bool operator==(const MtaStsConfig&) const = default;
+};
+
 struct DeliveryConfig {
     bool enabled = false;
     int maxWorkers = 0;
@@ -192,6 +204,7 @@ struct DeliveryConfig {
     Millis dataTimeout{};
     Millis dataBlockTimeout{};
     Millis dataDoneTimeout{};
+    MtaStsConfig mtaSts;
 
     bool operator==(const DeliveryConfig&) const = default;
 };

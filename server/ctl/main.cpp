@@ -13,6 +13,7 @@
 #include "AccountSecurityCommands.h"
 #include "GrantCommands.h"
 #include "HashPasswordCommand.h"
+#include "MtaStsCommands.h"
 #include "Layout.h"
 #include "QueueCommand.h"
 #include "UserCommands.h"
@@ -32,7 +33,7 @@ using postern::ctl::Command;
 namespace ctl = postern::ctl;
 
 // Add new commands here (multi-word names such as "user add" are matched word by word).
-constexpr std::array<Command, 35> Commands{{
+constexpr std::array<Command, 36> Commands{{
     postern::ctl::HashPasswordCommand,
     postern::ctl::QueueListCommand,
     postern::ctl::QueueShowCommand,
@@ -64,6 +65,7 @@ constexpr std::array<Command, 35> Commands{{
     postern::ctl::DkimKeygenCommand, postern::ctl::DkimListCommand, postern::ctl::DkimShowCommand,
     postern::ctl::UserReleaseCommand,
     postern::ctl::UserLoginsCommand,
+    postern::ctl::MtaStsShowCommand,
 }};
 
 // The exit codes every command may return (also in posternctl(1)).

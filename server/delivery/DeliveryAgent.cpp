@@ -2,6 +2,7 @@
 
 #include "delivery/DanePolicy.h"
 #include "delivery/MessageExtensions.h"
+#include "delivery/MtaStsRoute.h"
 #include "core/EventLine.h"
 #include "delivery/RetrySchedule.h"
 #include "queue/FileOps.h"
@@ -124,6 +125,7 @@ struct DeliveryAgent::Route {
     TlsPolicy policy = TlsPolicy::May;
     const Credentials* credentials = nullptr;
     bool requireTls = false;  // RFC 8689: verified TLS to a next hop offering REQUIRETLS, else 5.7.30
+    bool mtaSts = false;      // MX route without an explicit per-domain TLS policy: MTA-STS may apply
     std::string key() const {
         return std::string(mx ? "mx:" : "host:") + target + ":" + std::to_string(port) + "/" + policyName(policy) +
                (credentials ? "/auth" : "") + (requireTls ? "/requiretls" : "");
@@ -143,6 +145,7 @@ void applyTlsRequirements(RouteT& route, bool requireTls, bool tlsNotRequired) {
     } else if (tlsNotRequired && (route.policy == TlsPolicy::Encrypt || route.policy == TlsPolicy::Verify)) {
         route.policy = TlsPolicy::May;
     }
+    if (!requireTls && tlsNotRequired) route.mtaSts = false;  // RFC 8689 5: MTA-STS is ignored too
 }
 
 // Why a connected next hop cannot take this transaction (empty: it can): RFC 8689 4.2.1
@@ -176,6 +179,8 @@ struct DeliveryAgent::Outcome {
     std::string tlsPolicy;     // tls_policy=: the policy in force with the host (DanePolicy.h)
     std::string daneFailure;   // dane_fail=: why DANE refused the (last) host
     bool dsnPassedOn = false;  // the next hop offers DSN and got NOTIFY/ORCPT (RFC 3461 5.2)
+    std::string tlsPolicy;     // the TLS policy applied: mta-sts, verify, encrypt, may, none
+    std::string mtaSts;        // why MTA-STS deferred it (empty: it did not)
 };
 
 DeliveryAgent::DeliveryAgent(const config::DeliveryConfig& config, std::string hostname, queue::OutboundQueue& queue,
@@ -221,6 +226,7 @@ DeliveryAgent::Route DeliveryAgent::routeFor(const std::string& domain) const {
     } else {
         r.target = domain;
         r.port = config_.smtpPort;
+        r.mtaSts = policy == config_.tlsPolicies.end();  // an explicit delivery.tls_policy.<domain> wins
     }
     return r;
 }
@@ -228,12 +234,13 @@ DeliveryAgent::Route DeliveryAgent::routeFor(const std::string& domain) const {
 void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope& envelope, const MessageData& message,
                                  const std::vector<std::size_t>& indexes, std::vector<Outcome>& outcomes,
                                  ConnectionCache& connections) {
+    StsVerdict sts;
     auto setAll = [&](Outcome::Kind kind, const SmtpReply& reply, const std::string& status) {
         for (auto i : indexes) {
             outcomes[i].kind = kind;
             outcomes[i].reply = reply;
             outcomes[i].status = status;
-            outcomes[i].tlsPolicy = policyName(route.policy);
+            outcomes[i].tlsPolicy = sts.enforce() ? "mta-sts" : policyName(route.policy);
         }
     };
     MxResult where = route.mx ? resolver_.resolveMx(route.target) : resolver_.resolveHost(route.target);
@@ -241,6 +248,25 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
         setAll(where.status == LookupStatus::PermFail ? Outcome::Kind::Perm : Outcome::Kind::Temp,
                SmtpReply::local(where.error), where.enhanced);
         return;
+    }
+    // RFC 7672: the policy in force per host (TLSA lookups under dane/dane-only only), first:
+    // where DANE applies to a host of the domain, MTA-STS is not applied (RFC 8461 2).
+    std::map<std::string, HostTls> hostPolicies;
+    bool daneApplies = false;
+    for (const auto& host : where.hosts) {
+        HostTls t = hostTlsPolicy(resolver_, route.policy, where, host, route.port);
+        daneApplies = daneApplies || daneGoverns(t);
+        hostPolicies.emplace(host.name, std::move(t));
+    }
+    // RFC 8461: the recipient domain's MTA-STS policy, for MX routes only.
+    if (!daneApplies && route.mx && route.mtaSts && mtaSts_) {
+        sts = applyMtaSts(*mtaSts_, route.target, where.hosts, envelope.id, *counters_);
+        if (!sts.deferReason.empty()) {
+            setAll(Outcome::Kind::Temp, SmtpReply::local("MTA-STS: " + sts.deferReason), "4.4.4");
+            for (auto i : indexes) outcomes[i].mtaSts = "no matching MX";
+            counters_->count("mta_sts_defer", "no_matching_mx");
+            return;
+        }
     }
     std::vector<std::string> recipients;
     OutboundDsn dsn;
@@ -258,13 +284,17 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     const bool needsUtf8 = envelopeNeedsSmtpUtf8(envelope.sender, recipients);
     std::string requirementStatus;
     bool otherFailure = false;
-    std::string lastTlsPolicy = policyName(route.policy);
+    std::string lastTlsPolicy = sts.enforce() ? "mta-sts" : policyName(route.policy);
     std::string lastDaneFailure;
-    bool lastWasDane = false;  // the last failure is DANE's: deferred with 4.7.5
+    bool lastWasDane = false;    // the last failure is DANE's: deferred with 4.7.5
+    bool stsTlsFailed = false;  // MTA-STS enforce: a host failed the verified-TLS requirement
     for (const auto& host : where.hosts) {
         if (tried >= MaxAddressesPerAttempt) break;
-        // RFC 7672: the policy in force for this host (TLSA lookup under dane/dane-only).
-        HostTls hostTls = hostTlsPolicy(resolver_, route.policy, where, host, route.port);
+        HostTls hostTls = hostPolicies.at(host.name);
+        if (sts.enforce()) {  // only hosts the policy lists are left; each with verified TLS
+            hostTls.policy = TlsPolicy::Verify;
+            hostTls.label = "mta-sts";
+        }
         lastTlsPolicy = hostTls.label;
         if (!hostTls.usable) {
             logger().information(core::EventLine::inSession(envelope.id, "delivery.dane_skip")
@@ -288,7 +318,19 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
             if (!client) {
                 // In the cache before connecting, so a shutdown can abort it mid-way.
                 SmtpClient* fresh = connections.put(key, std::make_unique<SmtpClient>(clientSettings_));
-                SmtpReply r = fresh->open(address, host.name, hostTls.policy, route.credentials, true, dane);
+                // MTA-STS testing: try what enforce would require; on failure log it and go on as usual.
+                const bool probe = sts.testing() && hostTls.policy != TlsPolicy::Verify;
+                SmtpReply r = fresh->open(address, host.name, probe ? TlsPolicy::Verify : hostTls.policy,
+                                          route.credentials, true, dane);
+                if (probe && !r.isPositive() && fresh->tlsRequirementFailed()) {
+                    logger().information(core::EventLine::inSession(envelope.id, "mta_sts.testing_fail")
+                                             .add("domain", route.target)
+                                             .add("relay", fresh->relay())
+                                             .text("reason", r.text())
+                                             .str());
+                    counters_->count("mta_sts_testing_fail", "tls");
+                    r = fresh->open(address, host.name, hostTls.policy, route.credentials, true, dane);
+                }
                 // 'may': a failed handshake leaves the session unusable; try once more in clear.
                 if (!r.isPositive() && fresh->tlsHandshakeFailed() && hostTls.policy == TlsPolicy::May)
                     r = fresh->open(address, host.name, hostTls.policy, route.credentials, false);
@@ -301,6 +343,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                     lastRelay = fresh->relay();
                     lastDaneFailure = fresh->daneFailure();
                     lastWasDane = dane && !fresh->daneFailure().empty();
+                    if (sts.enforce() && fresh->tlsRequirementFailed()) stsTlsFailed = true;
                     if (route.requireTls && fresh->tlsRequirementFailed()) {
                         requirementStatus = "5.7.30";
                         lastFailure = SmtpReply::local("REQUIRETLS: no verified TLS with " + fresh->relay() + ": " + r.text());
@@ -366,7 +409,12 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
         outcomes[i].relay = lastRelay;
         outcomes[i].tlsPolicy = lastTlsPolicy;
         outcomes[i].daneFailure = lastDaneFailure;
+        if (stsTlsFailed) {
+            outcomes[i].mtaSts = "no verified TLS";
+            outcomes[i].status = "4.7.5";
+        }
     }
+    if (stsTlsFailed) counters_->count("mta_sts_defer", "no_verified_tls");
 }
 
 std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id, ConnectionCache& connections) {
@@ -527,6 +575,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         // Appended, so the fields before keep their places for log readers.
         line.add("tls_policy", o.tlsPolicy.empty() ? "none" : o.tlsPolicy);
         if (!o.daneFailure.empty()) line.add("dane_fail", o.daneFailure);
+        if (!o.mtaSts.empty()) line.text("mta_sts", o.mtaSts);  // why MTA-STS deferred it
         logger().information(line.str());
     }
 

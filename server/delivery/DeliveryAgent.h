@@ -7,6 +7,8 @@
 #include "core/AccountSecurity.h"
 #include "delivery/BounceSender.h"
 #include "delivery/MxResolver.h"
+#include "core/EventCounters.h"
+#include "mtasts/MtaSts.h"
 #include "delivery/SmtpClient.h"
 #include "queue/OutboundQueue.h"
 
@@ -51,6 +53,9 @@ public:
     // Where remote 5xx refusals and bounces are reported per submitting account (null: not
     // reported). Set before the first deliver().
     void setReport(core::DeliveryReport* report) { report_ = report; }
+    // MTA-STS for MX routes (null: off), and where per-delivery outcomes are counted.
+    void setMtaSts(mtasts::Engine* engine) { mtaSts_ = engine; }
+    void setCounters(core::EventCounters* counters) { counters_ = counters ? counters : counters_; }
 
     // Called once per route attempt and recipient group with the TLS policy in force
     // (tls_policy= of the log lines), "ok" or "fail", and the DANE failure reason ("" if
@@ -80,6 +85,8 @@ private:
     std::optional<Credentials> relayCredentials_;
     core::DeliveryReport* report_ = nullptr;
     TlsOutcomeSink tlsOutcomes_;
+    mtasts::Engine* mtaSts_ = nullptr;
+    core::EventCounters* counters_ = &core::NullEventCounters::instance();
 };
 
 }  // namespace postern::delivery

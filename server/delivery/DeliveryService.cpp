@@ -5,6 +5,8 @@
 #include "delivery/DeliveryAgent.h"
 #include "delivery/MxResolver.h"
 #include "delivery/QueueRunner.h"
+#include "mtasts/MtaSts.h"
+#include "mtasts/PgPolicyStore.h"
 
 #include <Poco/Net/Context.h>
 
@@ -58,6 +60,26 @@ DeliveryService::DeliveryService(const config::DeliveryConfig& config, std::stri
     std::optional<Credentials> credentials;
     if (!config.relayhostAuthFile.empty()) credentials = DeliveryAgent::readCredentialsFile(config.relayhostAuthFile);
     agent_ = std::make_unique<DeliveryAgent>(config, hostname, queue, *resolver_, *bounces_, cs, credentials);
+    if (config.mtaSts.enabled) {
+        // The policy host is resolved like the MX hosts (delivery.dns_server).
+        mtasts::Settings ms;
+        ms.fetch = {config.mtaSts.fetchTimeout, static_cast<std::size_t>(config.mtaSts.maxPolicySize),
+                    config.mtaSts.caFile, config.mtaSts.httpsPort};
+        ms.dnsServer = config.dnsServer;
+        ms.dnsTimeout = config.dnsTimeout;
+        ms.cacheFile = config.mtaSts.cacheFile;
+        ms.fetchRetry = std::chrono::duration_cast<std::chrono::seconds>(config.mtaSts.fetchRetry);
+        MxResolver* resolver = resolver_.get();
+        mtaSts_ = std::make_unique<mtasts::Engine>(
+            ms, [resolver](const std::string& host, std::string& error) {
+                MxResult r = resolver->resolveHost(host);
+                std::vector<Poco::Net::IPAddress> out;
+                for (const auto& h : r.hosts) out.insert(out.end(), h.addresses.begin(), h.addresses.end());
+                if (out.empty()) error = r.error;
+                return out;
+            });
+        agent_->setMtaSts(mtaSts_.get());
+    }
     runner_ = std::make_unique<QueueRunner>(config, queue, *agent_);
 }
 
@@ -71,6 +93,17 @@ void DeliveryService::setAccountSecurity(const core::AccountHold* hold, core::De
 void DeliveryService::setTlsOutcomeSink(
     std::function<void(const std::string&, const std::string&, const std::string&)> sink) {
     agent_->setTlsOutcomeSink(std::move(sink));
+}
+
+void DeliveryService::setCounters(core::EventCounters* counters) {
+    agent_->setCounters(counters);
+    if (mtaSts_) mtaSts_->setCounters(counters);
+}
+
+void DeliveryService::shareMtaStsPolicies(pg::Pool& pool) {
+    if (!mtaSts_) return;
+    mtaStsShared_ = std::make_unique<mtasts::PgPolicyStore>(pool);
+    mtaSts_->cache().setShared(mtaStsShared_.get());
 }
 
 void DeliveryService::start() {

@@ -4,6 +4,7 @@
 
 #include "config/ServerConfig.h"
 #include "core/AccountSecurity.h"
+#include "core/EventCounters.h"
 #include "core/MessageSink.h"
 #include "core/UserDirectory.h"
 #include "queue/OutboundQueue.h"
@@ -11,6 +12,14 @@
 #include <functional>
 #include <memory>
 #include <string>
+
+namespace postern::mtasts {
+class Engine;
+class SharedPolicyStore;
+}
+namespace postern::pg {
+class Pool;
+}
 
 namespace postern::delivery {
 
@@ -32,6 +41,12 @@ public:
     // Compromised-account detection: held submitters' mail waits, delivery outcomes are
     // reported per submitting account. Call before start() (either may be null).
     void setAccountSecurity(const core::AccountHold* hold, core::DeliveryReport* report);
+    // Where delivery outcomes (TLS policy used, MTA-STS fetches and deferrals) are counted.
+    // Call before start().
+    void setCounters(core::EventCounters* counters);
+    // Clustered: MTA-STS policies are shared with the other nodes in this database (table
+    // mta_sts_policies). Call before start(); the pool must outlive the service.
+    void shareMtaStsPolicies(pg::Pool& pool);
 
     // TLS policy outcomes per delivery (policy, ok|fail, DANE failure reason) for /metrics.
     // Call before start().
@@ -48,6 +63,8 @@ private:
     queue::OutboundQueue& queue_;
     std::unique_ptr<MxResolver> resolver_;
     std::unique_ptr<BounceSender> bounces_;
+    std::unique_ptr<mtasts::SharedPolicyStore> mtaStsShared_;
+    std::unique_ptr<mtasts::Engine> mtaSts_;  // null: delivery.mta_sts off
     std::unique_ptr<DeliveryAgent> agent_;
     std::unique_ptr<QueueRunner> runner_;
 };

@@ -38,11 +38,13 @@ from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
 
 class DnsServer:
     """dnsmasq on 127.0.0.1:<free port>. mx: {domain: [(pref, host), ...]} (host "." = null
-    MX); hosts: {name: ip}. Names under .test that are not given are NXDOMAIN."""
+    MX); hosts: {name: ip}; txt: {name: [text, ...]} (one TXT record per text). Names under
+    .test that are not given are NXDOMAIN."""
 
-    def __init__(self, mx=None, hosts=None):
+    def __init__(self, mx=None, hosts=None, txt=None):
         self.mx = dict(mx or {})
         self.hosts = dict(hosts or {})
+        self.txt = dict(txt or {})
         self.proc = None
         self.port = None
 
@@ -59,6 +61,9 @@ class DnsServer:
                     cmd.append("--mx-host=%s,%s,%d" % (domain, host, pref))
             for name, ip in self.hosts.items():
                 cmd.append("--host-record=%s,%s" % (name, ip))
+            for name, texts in self.txt.items():
+                for text in texts:  # no commas: dnsmasq splits the strings there
+                    cmd.append("--txt-record=%s,%s" % (name, text))
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 wait_for(lambda: self.proc.poll() is not None or _udp_answers(self.port), 5.0,
@@ -201,7 +206,8 @@ class Sink:
     requires it. messages: what was accepted (answered 2xx), in order."""
 
     def __init__(self, address, port, rcpt=None, data_reply="250 2.0.0 Ok: queued", stall=None,
-                 tls=False, require_tls=False, auth=None):
+                 tls=False, require_tls=False, auth=None, cert=None):
+        self.cert = cert  # (cert, key) files for STARTTLS; None: the harness's test certificate
         self.auth = auth
         self.address = address
         self.port = port
@@ -224,7 +230,7 @@ class Sink:
     def start(self):
         kwargs = {}
         if self.tls or self.require_tls:
-            cert, key = make_test_cert(_root_dir())
+            cert, key = self.cert or make_test_cert(_root_dir())
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(cert, key)
             kwargs["tls_context"] = ctx
