@@ -19,6 +19,7 @@ penalty (checked in the login statement after the password) is logged as `blocke
 
 import json
 import os
+import re
 import smtplib
 import sys
 import time
@@ -354,6 +355,20 @@ def test_single_node_corrupt_state_file_is_kept_aside():
         read_state(p)
         code, text = mail_from_reply(p, "127.0.0.2")
         check_eq(code, 250, "nobody held after a corrupt file (%s)" % text)
+
+
+def test_single_node_unreadable_state_file_refuses_to_start():
+    # Starting without the flags would send held mail: a state file that exists but cannot
+    # be read (here a directory in its place: unreadable even as root) stops posternd.
+    with Postern(start=False) as p:
+        os.makedirs(os.path.join(p.queue_dir, "account-security.state"))
+        try:
+            p.start()
+            raise AssertionError("posternd started without its account security state")
+        except TestFailure:
+            pass
+        check(p.start_failure not in (None, 0), "exit code %r" % p.start_failure)
+        check(re.search(r"event=startup\.fail .*account-security\.state", p.log_text()), p.log_text()[-2000:])
 
 
 def test_cluster_pop3_login_refused_by_the_penalty_is_logged_blocked():
