@@ -101,28 +101,27 @@ std::size_t AccountSecurity::heldCount() const {
     return held_.size();
 }
 
-void AccountSecurity::applyReleaseRequests() {
-    if (settings_.releaseDir.empty()) return;
+std::vector<std::string> AccountSecurity::applyReleaseRequests() {
+    std::vector<std::string> done;
+    if (settings_.releaseDir.empty()) return done;
     std::vector<std::string> names;
     try {
         Poco::File dir(settings_.releaseDir);
-        if (!dir.exists()) return;
+        if (!dir.exists()) return done;
         for (Poco::DirectoryIterator it(dir), end; it != end; ++it) names.push_back(it.name());
     } catch (const std::exception& e) {
         logger().warning(core::EventLine("account_security.release_dir_fail").text("error", e.what()).str());
-        return;
+        return done;
     }
     for (const auto& name : names) {
         const std::string path = settings_.releaseDir + "/" + name;
         if (!plausibleUser(name)) continue;
         if (store_.release(name)) {
             logger().notice(core::EventLine("account.released").add("user", name).add("by", "posternctl").str());
-            try {
-                Poco::File(path).remove();
-            } catch (const std::exception&) {
-            }
+            done.push_back(path);
         }
     }
+    return done;
 }
 
 bool AccountSecurity::flushNow() {
@@ -154,9 +153,21 @@ bool AccountSecurity::flushNow() {
             if (lost) dropped_.fetch_add(lost);
         }
     }
-    applyReleaseRequests();
+    const std::vector<std::string> released = applyReleaseRequests();
     if (now - lastPrune_ >= std::chrono::minutes(1)) {
         if (store_.prune(now, settings_)) lastPrune_ = now;
+    }
+    // A single node's state file: written before the release requests are deleted, so a
+    // crash in between applies a request again rather than forgetting it.
+    if (store_.persist()) {
+        for (const auto& path : released) {
+            try {
+                Poco::File(path).remove();
+            } catch (const std::exception&) {
+            }
+        }
+    } else {
+        ok = false;
     }
     if (settings_.enabled) {
         if (auto list = store_.flagged()) {

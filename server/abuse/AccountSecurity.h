@@ -30,6 +30,7 @@
 #include <string>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 namespace postern::abuse {
 
@@ -76,7 +77,9 @@ private:
     using StringSet = std::unordered_set<std::string, StringHash, std::equal_to<>>;
 
     void loop();
-    void applyReleaseRequests();
+    // Applies the standalone release requests; returns the request files to delete once
+    // the store has persisted the release.
+    std::vector<std::string> applyReleaseRequests();
 
     const AccountSecuritySettings settings_;
     AccountSecurityStore& store_;

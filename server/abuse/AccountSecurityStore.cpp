@@ -1,6 +1,11 @@
 #include "abuse/AccountSecurityStore.h"
 
+#include "abuse/AccountSecurityStateFile.h"
+#include "core/EventLine.h"
 #include "core/Network.h"
+
+#include <Poco/File.h>
+#include <Poco/Logger.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -60,6 +65,80 @@ std::vector<AccountFlag> exceeded(const std::string& user, const AccountTotals& 
     return out;
 }
 
+MemoryAccountSecurityStore::MemoryAccountSecurityStore(std::string statePath) : statePath_(std::move(statePath)) {
+    if (statePath_.empty()) return;
+    Poco::Logger& log = Poco::Logger::get("postern.abuse");
+    StateFileLoad loaded = loadAccountSecurityState(statePath_);  // throws when unreadable
+    switch (loaded.status) {
+    case StateFileLoad::Status::Missing:
+        break;
+    case StateFileLoad::Status::Loaded:
+        state_ = std::move(loaded.state);
+        log.information(core::EventLine("account_security.state_loaded")
+                            .add("path", statePath_)
+                            .add("accounts", static_cast<Poco::UInt64>(state_.accounts.size()))
+                            .add("held", static_cast<Poco::UInt64>(state_.flags.size()))
+                            .str());
+        break;
+    case StateFileLoad::Status::Corrupt: {
+        // Kept aside for the operator; starting empty means the accounts it held are no
+        // longer held, which the error line says in so many words.
+        const std::string aside = statePath_ + ".corrupt";
+        std::string moved = aside;
+        try {
+            Poco::File(statePath_).renameTo(aside);
+        } catch (const std::exception& e) {
+            moved = std::string("failed: ") + e.what();
+        }
+        log.error(core::EventLine("account_security.state_corrupt")
+                      .add("path", statePath_)
+                      .text("error", loaded.error)
+                      .text("moved_to", moved)
+                      .text("detail", "starting with no held accounts: check posternctl queue list and the "
+                                      "account.flagged lines of the log")
+                      .str());
+        dirty_ = true;  // write a valid file at the first flush
+        break;
+    }
+    }
+}
+
+bool MemoryAccountSecurityStore::persist() {
+    if (statePath_.empty()) return true;
+    std::string text;
+    {
+        std::lock_guard lock(mutex_);
+        if (!dirty_) return true;
+        text = formatAccountSecurityState(state_);
+        dirty_ = false;
+    }
+    try {
+        writeFileAtomically(statePath_, text);
+    } catch (const std::exception& e) {
+        std::lock_guard lock(mutex_);
+        dirty_ = true;
+        if (!writeFailing_)
+            Poco::Logger::get("postern.abuse")
+                .error(core::EventLine("account_security.state_write_fail")
+                           .add("path", statePath_)
+                           .text("error", e.what())
+                           .str());
+        writeFailing_ = true;
+        return false;
+    }
+    std::lock_guard lock(mutex_);
+    if (writeFailing_)
+        Poco::Logger::get("postern.abuse")
+            .notice(core::EventLine("account_security.state_write_ok").add("path", statePath_).str());
+    writeFailing_ = false;
+    return true;
+}
+
+AccountSecurityState MemoryAccountSecurityStore::snapshot() const {
+    std::lock_guard lock(mutex_);
+    return state_;
+}
+
 AccountTotals MemoryAccountSecurityStore::totalsLocked(const Account& a, core::TimePoint now,
                                                        std::chrono::milliseconds window) const {
     AccountTotals t;
@@ -83,6 +162,7 @@ bool MemoryAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoi
                                        const AccountSecuritySettings& settings,
                                        std::vector<AccountFlag>& newlyFlagged) {
     std::lock_guard lock(mutex_);
+    if (!batch.empty()) dirty_ = true;
     if (settings.loginLogMaxEntries > 0)
         for (const auto& e : batch.logins) {
             auto& log = accounts_[e.user].logins;
@@ -118,9 +198,10 @@ std::optional<std::vector<std::string>> MemoryAccountSecurityStore::flagged() {
 
 bool MemoryAccountSecurityStore::release(const std::string& user) {
     std::lock_guard lock(mutex_);
-    flags_.erase(user);
+    if (flags_.erase(user)) dirty_ = true;
     auto it = accounts_.find(user);
     if (it != accounts_.end()) {
+        if (!it->second.ips.empty() || !it->second.counts.empty()) dirty_ = true;
         it->second.ips.clear();
         it->second.counts.clear();
     }
@@ -133,9 +214,16 @@ bool MemoryAccountSecurityStore::prune(core::TimePoint now, const AccountSecurit
     const core::TimePoint logSince = now - settings.loginLogMaxAge;
     for (auto it = accounts_.begin(); it != accounts_.end();) {
         Account& a = it->second;
-        std::erase_if(a.ips, [&](const auto& kv) { return kv.second <= since; });
-        std::erase_if(a.counts, [&](const auto& c) { return c.first <= since; });
-        std::erase_if(a.logins, [&](const LoginRecord& r) { return r.at <= logSince; });
+        std::size_t erased = std::erase_if(a.ips, [&](const auto& kv) { return kv.second <= since; });
+        erased += std::erase_if(a.counts, [&](const auto& c) { return c.first <= since; });
+        erased += std::erase_if(a.logins, [&](const LoginRecord& r) { return r.at <= logSince; });
+        // A log loaded from a file written under a larger login_log_max_entries.
+        if (a.logins.size() > settings.loginLogMaxEntries) {
+            erased += a.logins.size() - settings.loginLogMaxEntries;
+            a.logins.erase(a.logins.begin(),
+                           a.logins.begin() + static_cast<std::ptrdiff_t>(a.logins.size() - settings.loginLogMaxEntries));
+        }
+        if (erased) dirty_ = true;
         if (a.ips.empty() && a.counts.empty() && a.logins.empty())
             it = accounts_.erase(it);
         else

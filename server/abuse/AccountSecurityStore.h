@@ -1,7 +1,8 @@
 // Where compromised-account counters, flags and the login log live: PostgreSQL in a
 // cluster (PgAccountSecurityStore: every node's batches meet there, a flag set by one node
 // holds the account on all), or memory on a standalone node (MemoryAccountSecurityStore,
-// same rules). Both are written by AccountSecurity's flush thread only.
+// same rules, kept in a state file: AccountSecurityStateFile.h). Both are written by
+// AccountSecurity's flush thread only.
 #pragma once
 
 #include "core/Clock.h"
@@ -29,6 +30,7 @@ struct AccountSecuritySettings {
     std::chrono::milliseconds loginLogMaxAge{std::chrono::hours(24 * 30)};  // account_security.login_log_max_age
     std::size_t maxPending = 100000;       // login entries kept in memory while the store is down
     std::string releaseDir;                // standalone: posternctl user release drops a file here
+    std::string statePath;                 // standalone: the state file (AccountSecurityStateFile.h)
     std::string nodeId;                    // written with a flag (which node flagged)
     bool operator==(const AccountSecuritySettings&) const = default;
 };
@@ -47,11 +49,13 @@ struct LoginEvent {
 struct LoginRecord {
     core::TimePoint at;
     std::string ip, protocol, mechanism, tls, result;
+    bool operator==(const LoginRecord&) const = default;
 };
 
 struct AccountCounts {
     std::uint64_t remoteRejected = 0;
     std::uint64_t bounces = 0;
+    bool operator==(const AccountCounts&) const = default;
 };
 
 // What one node recorded since its last flush.
@@ -72,6 +76,20 @@ struct AccountFlag {
     std::string reason;  // "ips" | "networks" | "remote_rejected" | "bounces"
     std::uint64_t value = 0;
     std::uint64_t threshold = 0;
+    bool operator==(const AccountFlag&) const = default;
+};
+
+// What a single node keeps (MemoryAccountSecurityStore; its state file).
+struct AccountSecurityState {
+    struct Account {
+        std::map<std::string, core::TimePoint> ips;  // ip -> last successful login
+        std::vector<std::pair<core::TimePoint, AccountCounts>> counts;
+        std::vector<LoginRecord> logins;  // oldest first
+        bool operator==(const Account&) const = default;
+    };
+    std::map<std::string, Account> accounts;
+    std::map<std::string, AccountFlag> flags;
+    bool operator==(const AccountSecurityState&) const = default;
 };
 
 // The IPv4 /24 or IPv6 /48 an address belongs to, as text ("192.0.2.0/24",
@@ -99,35 +117,52 @@ public:
     virtual bool release(const std::string& user) = 0;
     // Drops counters older than the window and login entries past the age/count bounds.
     virtual bool prune(core::TimePoint now, const AccountSecuritySettings& settings) = 0;
+    // Makes what the calls above changed durable where the store is not already (the
+    // single node's state file); called at the end of every flush cycle. False on failure
+    // (the state stays in memory and is written at the next cycle).
+    virtual bool persist() { return true; }
 };
 
 // One node: the same rules in memory. Thread-safe (one mutex; only the flush thread and
-// tests call it). Flags do not survive a restart (held mail is then sent: a restart is an
-// operator action; the queue keeps the mail either way).
+// tests call it). With a state path, the state is loaded at construction and persist()
+// rewrites the file (atomically) when something changed since the last write, so flags,
+// counters and the login log survive a restart; a crash loses at most one flush interval.
 class MemoryAccountSecurityStore final : public AccountSecurityStore {
 public:
+    MemoryAccountSecurityStore() = default;
+    // Loads `statePath` if it exists. A file that does not parse is renamed to
+    // `<statePath>.corrupt` and the store starts empty (event=account_security.state_corrupt,
+    // at error level: the held accounts it named are no longer held). A file that exists but
+    // cannot be read throws std::runtime_error (posternd refuses to start rather than send
+    // held mail).
+    explicit MemoryAccountSecurityStore(std::string statePath);
+
     bool flush(const ActivityBatch& batch, core::TimePoint now, const AccountSecuritySettings& settings,
                std::vector<AccountFlag>& newlyFlagged) override;
     std::optional<std::vector<std::string>> flagged() override;
     bool release(const std::string& user) override;
     bool prune(core::TimePoint now, const AccountSecuritySettings& settings) override;
+    bool persist() override;
 
     // The login log of `user`, newest first (at most `limit`; 0 = all).
     std::vector<LoginRecord> logins(const std::string& user, std::size_t limit) const;
     // For tests: the current totals of `user` within the window ending at `now`.
     AccountTotals totals(const std::string& user, core::TimePoint now, std::chrono::milliseconds window) const;
 
+    // For tests: a copy of everything kept.
+    AccountSecurityState snapshot() const;
+
 private:
-    struct Account {
-        std::map<std::string, core::TimePoint> ips;  // ip -> last successful login
-        std::vector<std::pair<core::TimePoint, AccountCounts>> counts;
-        std::vector<LoginRecord> logins;  // oldest first
-    };
+    using Account = AccountSecurityState::Account;
     AccountTotals totalsLocked(const Account& a, core::TimePoint now, std::chrono::milliseconds window) const;
 
     mutable std::mutex mutex_;
-    std::map<std::string, Account> accounts_;
-    std::map<std::string, AccountFlag> flags_;
+    AccountSecurityState state_;
+    std::map<std::string, Account>& accounts_ = state_.accounts;
+    std::map<std::string, AccountFlag>& flags_ = state_.flags;
+    const std::string statePath_;  // "" = memory only
+    bool dirty_ = false;           // changed since the last write of the state file
+    bool writeFailing_ = false;    // the last write failed (logged once per streak)
 };
 
 }  // namespace postern::abuse

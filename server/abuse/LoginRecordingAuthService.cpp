@@ -18,19 +18,28 @@ const char* resultName(core::AuthStatus s) {
 
 core::AuthResult LoginRecordingAuthService::authenticate(const core::AuthRequest& request) {
     core::AuthResult result = inner_.authenticate(request);
-    LoginEvent e;
-    e.at = clock_();
+    // The caller decides after its own penalty check whether this success was blocked.
+    if (result.status == core::AuthStatus::Ok && request.penaltyCheckedByCaller) return result;
     // A success is logged under the canonical login (what release, the queue and the
     // detection use); a failure under the name given (there is no other).
-    e.user = result.status == core::AuthStatus::Ok && !result.identity.user.empty() ? result.identity.user
-                                                                                     : request.user;
+    record(request,
+           result.status == core::AuthStatus::Ok && !result.identity.user.empty() ? result.identity.user : request.user,
+           result.status);
+    return result;
+}
+
+void LoginRecordingAuthService::record(const core::AuthRequest& request, const std::string& user,
+                                       core::AuthStatus status) {
+    if (user.empty()) return;
+    LoginEvent e;
+    e.at = clock_();
+    e.user = user;
     e.ip = request.client.host();
     e.protocol = request.service;
     e.mechanism = request.mechanism;
     e.tls = request.tls;
-    e.result = resultName(result.status);
-    if (!e.user.empty()) security_.recordLogin(std::move(e));
-    return result;
+    e.result = resultName(status);
+    security_.recordLogin(std::move(e));
 }
 
 }  // namespace postern::abuse

@@ -2,6 +2,10 @@
 // for the login log and compromised-account detection; in front of the penalty decorator
 // so refused (blocked) attempts are logged too. Adds no I/O to a login: recording is a
 // push into memory, written in the background.
+//
+// A success whose caller checks the penalty itself (AuthRequest::penaltyCheckedByCaller:
+// POP3 in a cluster, app/ClusterPop3Login) is NOT recorded here: the caller records it with
+// record() once it knows whether the penalty refused the login ("blocked") or not ("ok").
 #pragma once
 
 #include "abuse/AccountSecurity.h"
@@ -15,6 +19,8 @@ public:
     LoginRecordingAuthService(core::AuthService& inner, AccountSecurity& security, core::Clock clock = {})
         : inner_(inner), security_(security), clock_(core::clockOrSystem(std::move(clock))) {}
     core::AuthResult authenticate(const core::AuthRequest& request) override;
+    // Records one attempt: `user` is the canonical login of a success (else request.user).
+    void record(const core::AuthRequest& request, const std::string& user, core::AuthStatus status);
 
 private:
     core::AuthService& inner_;

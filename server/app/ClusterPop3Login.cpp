@@ -45,6 +45,16 @@ ClusterPop3Login::ClusterPop3Login(pg::Pool& pool, abuse::AuthPenalty& penalty, 
 
 core::Pop3LoginOutcome ClusterPop3Login::open(const core::AuthRequest& request, const core::AuthIdentity& identity,
                                               bool grant, core::MaildropPtr& out) {
+    core::Pop3LoginOutcome outcome = decide(request, identity, grant, out);
+    if (recordLogin_)
+        recordLogin_(request, identity.user.empty() ? request.user : identity.user,
+                     outcome.status == core::Pop3LoginOutcome::Status::Blocked ? core::AuthStatus::Blocked
+                                                                               : core::AuthStatus::Ok);
+    return outcome;
+}
+
+core::Pop3LoginOutcome ClusterPop3Login::decide(const core::AuthRequest& request, const core::AuthIdentity& identity,
+                                                bool grant, core::MaildropPtr& out) {
     core::Pop3LoginOutcome outcome;
     const bool exempt = penalty_.isExempt(request.client);
     const bool withGrant = grant && pgGrants_ != nullptr;

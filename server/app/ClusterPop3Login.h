@@ -39,7 +39,15 @@ public:
     core::Pop3LoginOutcome open(const core::AuthRequest& request, const core::AuthIdentity& identity, bool grant,
                                 core::MaildropPtr& out) override;
 
+    // The login log (abuse/LoginRecordingAuthService::record): the password was right, so
+    // the recorder left the attempt to this class; it is recorded once the penalty verdict
+    // is known: Blocked if the statement (or the fallback) refused it, else Ok.
+    using LoginRecorder = std::function<void(const core::AuthRequest&, const std::string& user, core::AuthStatus)>;
+    void setLoginRecorder(LoginRecorder recorder) { recordLogin_ = std::move(recorder); }
+
 private:
+    core::Pop3LoginOutcome decide(const core::AuthRequest& request, const core::AuthIdentity& identity, bool grant,
+                                  core::MaildropPtr& out);
     core::Pop3LoginOutcome fallback(const core::AuthRequest& request, const core::AuthIdentity& identity, bool grant,
                                     core::MaildropPtr& out);
 
@@ -50,6 +58,7 @@ private:
     grants::PgGrantStore* pgGrants_;
     core::GrantStore* grants_;
     std::function<void(bool)> onGrant_;
+    LoginRecorder recordLogin_;
 };
 
 }  // namespace postern::app

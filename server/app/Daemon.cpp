@@ -196,7 +196,7 @@ void Daemon::buildAccountSecurity() {
     if (clusterPool_)
         accountStore_ = std::make_unique<abuse::PgAccountSecurityStore>(*clusterPool_);
     else
-        accountStore_ = std::make_unique<abuse::MemoryAccountSecurityStore>();
+        accountStore_ = std::make_unique<abuse::MemoryAccountSecurityStore>(a.statePath);  // loads the state file
     auto* flagged = &telemetry_.registry().counterFamily(
         "postern_accounts_flagged_total", "Accounts this node flagged as compromised (outbound mail held), by reason",
         {"reason"});
@@ -320,6 +320,9 @@ void Daemon::buildServices() {
             *clusterPool_, *penalty_, *guardedAuth_, *clusterMaildrops_, pgGrants_.get(), countedGrants_.get(),
             [this](bool ok) { telemetry_.count("grant", ok ? "created" : "failed"); });
         services_->pop3Login = pop3Login_.get();
+        if (recordedAuth_)  // the login log records this login after the penalty verdict (blocked or ok)
+            pop3Login_->setLoginRecorder([this](const core::AuthRequest& r, const std::string& user,
+                                                core::AuthStatus s) { recordedAuth_->record(r, user, s); });
     }
     // Milters (milter.smtpd_milters / listener.*.milters): connected per session, not now.
     milters_ = std::make_unique<milter::MilterFactoryImpl>(settings_.milter, &telemetry_);

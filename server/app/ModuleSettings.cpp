@@ -1,5 +1,7 @@
 #include "app/ModuleSettings.h"
 
+#include "abuse/AccountSecurityStateFile.h"
+
 #include <Poco/Process.h>
 
 namespace postern::app {
@@ -227,6 +229,8 @@ abuse::AccountSecuritySettings accountSecuritySettings(const config::ServerConfi
     // A single node: posternctl user release drops a request file here (AccountSecurity
     // picks it up at its next flush). In a cluster the release goes through PostgreSQL.
     if (!cfg.cluster.enabled()) s.releaseDir = cfg.queueDir + "/account-release";
+    // A single node keeps flags, counters and the login log in this file (a restart keeps holding).
+    if (!cfg.cluster.enabled()) s.statePath = cfg.queueDir + "/" + abuse::AccountSecurityStateName;
     s.nodeId = clusterSettings(cfg).nodeId;
     return s;
 }

@@ -4,10 +4,14 @@
 #include "CtlSupport.h"
 #include "PgAdmin.h"
 
+#include "abuse/AccountSecurityStateFile.h"
+
 #include <Poco/File.h>
 #include <Poco/FileStream.h>
 
 #include <algorithm>
+#include <chrono>
+#include <ctime>
 #include <ostream>
 
 namespace postern::ctl {
@@ -32,6 +36,32 @@ pg::QueryResult run(pg::Connection& c, const std::string& sql, const pg::Params&
     throw CtlError(ExitSoftware, what + ": " + r.error + " (SQLSTATE " + r.sqlState + ")");
 }
 
+// A single node's login log, from the state file posternd writes at every flush (newest first).
+std::vector<pg::Row> localLogins(const config::ServerConfig& cfg, const std::string& user, long long limit) {
+    const std::string path = cfg.queueDir + "/" + abuse::AccountSecurityStateName;
+    abuse::StateFileLoad loaded;
+    try {
+        loaded = abuse::loadAccountSecurityState(path);
+    } catch (const std::exception& e) {
+        throw CtlError(ExitIoError, e.what());
+    }
+    if (loaded.status == abuse::StateFileLoad::Status::Corrupt)
+        throw CtlError(ExitDataError, path + " is damaged: " + loaded.error);
+    std::vector<pg::Row> rows;
+    auto it = loaded.state.accounts.find(user);
+    if (it == loaded.state.accounts.end()) return rows;  // also: no file yet (nothing flushed)
+    const auto& log = it->second.logins;
+    for (auto r = log.rbegin(); r != log.rend() && static_cast<long long>(rows.size()) < limit; ++r) {
+        const std::time_t t = std::chrono::system_clock::to_time_t(r->at);
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        char when[32];
+        std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        rows.push_back({std::string(when), r->ip, r->protocol, r->mechanism, r->tls, r->result});
+    }
+    return rows;
+}
+
 pg::ConnectionPtr clusterConnection(const config::ServerConfig& cfg, const Options& o) {
     return openAdminConnection(clusterDatabase(cfg, o));
 }
@@ -45,8 +75,8 @@ int runUserRelease(CommandContext& c) {
         const std::string user = checkUser(o.positional[0]);
         config::ServerConfig cfg = loadConfig(o);
         if (!cfg.cluster.enabled()) {
-            // A single node keeps its flags in memory: posternd applies this request at its
-            // next flush (account_security.flush_interval) and deletes the file.
+            // A single node: posternd applies this request at its next flush
+            // (account_security.flush_interval), writes its state file, then deletes the request.
             const std::string dir = cfg.queueDir + "/account-release";
             try {
                 Poco::File(dir).createDirectories();
@@ -97,16 +127,21 @@ int runUserLogins(CommandContext& c) {
             if (limit < 1 || limit > 100000) throw CtlError(ExitDataError, "--limit must be 1..100000");
         }
         config::ServerConfig cfg = loadConfig(o);
-        if (!cfg.cluster.enabled())
-            throw CtlError(ExitConfig,
-                           "the login log is kept in the cluster database (cluster.conninfo); a single node keeps it "
-                           "in memory only (see the auth.ok / auth.fail lines of its log)");
-        pg::ConnectionPtr db = clusterConnection(cfg, o);
-        pg::QueryResult r = run(*db,
-                                std::string("SELECT to_char(at AT TIME ZONE 'UTC', ") + IsoUtc +
-                                    "), host(ip), protocol, mechanism, tls, result FROM account_logins"
-                                    " WHERE account = $1 ORDER BY at DESC, id DESC LIMIT $2::bigint",
-                                {user, std::to_string(limit)}, "list logins");
+        struct {
+            std::vector<pg::Row> rows;
+        } r;
+        if (!cfg.cluster.enabled()) {
+            // A single node: the state file in the queue directory (up to one flush interval old).
+            r.rows = localLogins(cfg, user, limit);
+        } else {
+            pg::ConnectionPtr db = clusterConnection(cfg, o);
+            r.rows = run(*db,
+                         std::string("SELECT to_char(at AT TIME ZONE 'UTC', ") + IsoUtc +
+                             "), host(ip), protocol, mechanism, tls, result FROM account_logins"
+                             " WHERE account = $1 ORDER BY at DESC, id DESC LIMIT $2::bigint",
+                         {user, std::to_string(limit)}, "list logins")
+                         .rows;
+        }
         if (o.has("--json")) {
             static const char* const names[] = {"time", "ip", "protocol", "mechanism", "tls", "result"};
             Poco::JSON::Array::Ptr out = new Poco::JSON::Array;

@@ -16,8 +16,11 @@ namespace postern::ctl {
 // 65 malformed user; 74 request file not written; 75 database unreachable; 78 configuration
 // or schema not migrated.
 int runUserRelease(CommandContext& context);
-// user logins USER [--limit N] [--json]: newest first (default 20 entries).
-// Exit: 0; 64 usage; 65 bad --limit; 75 database unreachable; 78 no cluster database.
+// user logins USER [--limit N] [--json]: newest first (default 20 entries). In a cluster from
+// PostgreSQL; on a single node from posternd's state file <server.queue_dir>/account-security.state
+// (as of its last flush).
+// Exit: 0; 64 usage; 65 bad --limit or a damaged state file; 74 state file unreadable;
+// 75 database unreachable; 78 configuration or schema not migrated.
 int runUserLogins(CommandContext& context);
 
 inline constexpr Command UserReleaseCommand{

@@ -176,10 +176,9 @@ struct DeliveryAgent::Outcome {
     std::string relay = "none";
     std::string remoteHost;
     bool tls = false;
-    std::string tlsPolicy;     // tls_policy=: the policy in force with the host (DanePolicy.h)
+    std::string tlsPolicy;     // tls_policy=: the policy in force with the host: dane, mta-sts, verify, ...
     std::string daneFailure;   // dane_fail=: why DANE refused the (last) host
     bool dsnPassedOn = false;  // the next hop offers DSN and got NOTIFY/ORCPT (RFC 3461 5.2)
-    std::string tlsPolicy;     // the TLS policy applied: mta-sts, verify, encrypt, may, none
     std::string mtaSts;        // why MTA-STS deferred it (empty: it did not)
 };
 
