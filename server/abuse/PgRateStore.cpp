@@ -19,9 +19,9 @@ constexpr std::int64_t BucketUs = 5LL * 60 * 1000000;  // SlidingWindow's hour: 
 constexpr std::int64_t HourUs = 60LL * 60 * 1000000;   // its day: 24 buckets of 1 hour
 constexpr std::int64_t HourBuckets = 12;
 constexpr std::int64_t DayBuckets = 24;
-// First key of the two-int advisory lock space used for rate keys ("rate" in ASCII); the
-// one-bigint space (the migrator's lock) never conflicts with it.
-constexpr const char* LockClass = "1918989413";
+// The per-key advisory locks are taken inside postern_rate_take() (schema 005): first key
+// 1918989413 ("rate" in ASCII) of the two-int lock space; the one-bigint space (the
+// migrator's lock) never conflicts with it.
 
 std::int64_t floorDiv(std::int64_t a, std::int64_t b) {
     return a >= 0 ? a / b : -((-a + b - 1) / b);
