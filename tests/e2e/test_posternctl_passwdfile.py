@@ -74,8 +74,12 @@ def test_user_commands_edit_the_file_atomically():
         check(BOB[0] + "\tdisabled" in r.stdout and ALICE[0] + "\tenabled" in r.stdout, "list: " + r.stdout)
         check_eq(ctl(p, "user", "enable", BOB[0]).returncode, 0, "user enable")
         eventually(p, *BOB, 235)
+        # The shipped auth.rehash_on_login=true re-hashes bob's SHA512-CRYPT to ARGON2ID in the
+        # background after that login; wait for it so the file is settled before "delete".
+        wait_for(lambda: "bob@example.test:{ARGON2ID}$argon2id$" in read(p), timeout=20,
+                 what="rehash of bob's SHA512-CRYPT hash after his login")
         r = ctl(p, "user", "show", BOB[0])
-        check("scheme: SHA512-CRYPT" in r.stdout and "enabled: yes" in r.stdout and "$6$" not in r.stdout,
+        check("scheme: ARGON2ID" in r.stdout and "enabled: yes" in r.stdout and "$argon2id$" not in r.stdout,
               "show: " + r.stdout)
 
         # delete keeps every other line
