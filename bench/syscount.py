@@ -7,6 +7,7 @@ to one local user, stops posternd and prints each call's count per accepted mess
 strace slows the server down a lot: the counts are what matters, not the rate.
 
     bench/syscount.py [--build-dir build-release] [-m 2000] [-s 32] [--set store.group_commit=false]
+    bench/syscount.py --all      # every system call, not only the durability ones
 """
 import argparse
 import os
@@ -29,6 +30,7 @@ def main():
     ap.add_argument("-m", type=int, default=2000, help="messages")
     ap.add_argument("-s", type=int, default=32, help="concurrent sessions")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--all", action="store_true", help="count every system call")
     a = ap.parse_args()
     a.set_overrides = dict(kv.split("=", 1) for kv in a.set)
     t = runner.Postern(a)
@@ -38,7 +40,7 @@ def main():
     ready = os.path.join(runner.WORK, "ready")
     if os.path.exists(ready):
         os.unlink(ready)
-    p = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-e", "trace=" + CALLS, t.bin, "--config", conf],
+    p = subprocess.Popen(["strace", "-f", "-c", "-o", out] + ([] if a.all else ["-e", "trace=" + CALLS]) + [t.bin, "--config", conf],
                          cwd=runner.WORK, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         end = time.monotonic() + 60
@@ -66,7 +68,10 @@ def main():
         m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
         if m:
             counts[m.group(2)] = int(m.group(1))
-    for c in CALLS.split(","):
+    names = sorted(counts, key=lambda c: -counts[c]) if a.all else CALLS.split(",")
+    if a.all:
+        print(f"  {'all':16s} {sum(counts.values()):8d}  {sum(counts.values()) / max(1, accepted):6.3f} per message")
+    for c in names:
         n = counts.get(c, 0)
         print(f"  {c:16s} {n:8d}  {n / max(1, accepted):6.3f} per message")
 

@@ -6,6 +6,9 @@
 
 #include <Poco/Net/NetException.h>
 
+#include <cerrno>
+
+#include <poll.h>
 #include <sys/socket.h>
 
 namespace postern::app {
@@ -52,8 +55,13 @@ void sayAndClose(Poco::Net::StreamSocket& socket, Services& services, const List
 // Bytes the client has already sent (without waiting beyond `wait`), peeked, not consumed.
 std::string peekEarly(Poco::Net::StreamSocket& socket, std::chrono::milliseconds wait) {
     try {
-        if (!socket.poll(Poco::Timespan(static_cast<long>(wait.count()) * 1000), Poco::Net::Socket::SELECT_READ))
-            return {};
+        // poll(2) on the descriptor: POCO's Socket::poll makes (and closes) an epoll
+        // instance per call, four system calls where one does.
+        pollfd p{socket.impl()->sockfd(), POLLIN, 0};
+        int rc;
+        do rc = ::poll(&p, 1, static_cast<int>(wait.count()));
+        while (rc < 0 && errno == EINTR);
+        if (rc <= 0) return {};
         char buf[16];
         int n = socket.receiveBytes(buf, sizeof buf, MSG_PEEK);
         return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("\0", 1);

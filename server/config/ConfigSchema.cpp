@@ -1,6 +1,8 @@
 #include "config/ConfigSchema.h"
 
 #include "core/Duration.h"
+#include "core/Text.h"
+#include "core/Utf8.h"
 
 #include <algorithm>
 #include <cctype>
@@ -227,21 +229,9 @@ bool matchesPattern(std::string_view pattern, std::string_view key) {
     return middle.find('.') == std::string_view::npos;  // "*" is one name, no dots
 }
 
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-    return s;
-}
-
-std::string trim(const std::string& s) {
-    auto b = s.find_first_not_of(" \t");
-    if (b == std::string::npos) return "";
-    auto e = s.find_last_not_of(" \t");
-    return s.substr(b, e - b + 1);
-}
-
 // Splits "300s" into 300 and "s".
 std::pair<unsigned long long, std::string> splitNumber(const std::string& text) {
-    std::string t = trim(text);
+    std::string t(core::trimBlanks(text));
     std::size_t i = 0;
     while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) ++i;
     if (i == 0) throw std::invalid_argument("expected a number, got '" + text + "'");
@@ -252,7 +242,7 @@ std::pair<unsigned long long, std::string> splitNumber(const std::string& text) 
             throw std::invalid_argument("number too large: '" + text + "'");
         n = n * 10 + d;
     }
-    return {n, lower(trim(t.substr(i)))};
+    return {n, core::asciiLower(core::trimBlanks(std::string_view(t).substr(i)))};
 }
 
 }  // namespace
@@ -279,7 +269,7 @@ unsigned long long parseSize(const std::string& text) {
 }
 
 bool parseBool(const std::string& text) {
-    std::string t = lower(trim(text));
+    std::string t = core::asciiLower(core::trimBlanks(text));
     if (t == "true" || t == "yes" || t == "on" || t == "1") return true;
     if (t == "false" || t == "no" || t == "off" || t == "0") return false;
     throw std::invalid_argument("expected true or false, got '" + text + "'");
@@ -313,7 +303,7 @@ std::string validateValue(const KeyDef& def, const std::string& value) {
         case K::Duration: core::parseDuration(value); break;
         case K::Size: parseSize(value); break;
         case K::Enum: {
-            std::string v = trim(value);
+            std::string v(core::trimBlanks(value));
             std::string_view choices = def.choices;
             std::size_t start = 0;
             while (start <= choices.size()) {

@@ -1,5 +1,6 @@
 #include "delivery/MessageExtensions.h"
 
+#include "core/Text.h"
 #include "core/Utf8.h"
 
 #include <fcntl.h>
@@ -12,14 +13,6 @@ namespace postern::delivery {
 namespace {
 
 constexpr std::size_t MaxHeaderBytes = 1024 * 1024;
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-        s.remove_suffix(1);
-    return s;
-}
 
 }  // namespace
 
@@ -37,7 +30,7 @@ bool headerSaysTlsNotRequired(std::string_view text) {
         std::size_t eol = text.find('\n', pos);
         std::size_t next = eol == std::string_view::npos ? text.size() : eol + 1;
         std::string_view line = text.substr(pos, next - pos);
-        if (trim(line).empty()) return false;  // end of the header section
+        if (core::trimSpace(line).empty()) return false;  // end of the header section
         // An unfolded field: the first line plus its continuation lines (RFC 5322 2.2.3).
         while (next < text.size() && (text[next] == ' ' || text[next] == '\t')) {
             std::size_t e2 = text.find('\n', next);
@@ -46,8 +39,8 @@ bool headerSaysTlsNotRequired(std::string_view text) {
         std::string_view field = text.substr(pos, next - pos);
         auto colon = field.find(':');
         if (colon != std::string_view::npos &&
-            core::asciiLower(trim(field.substr(0, colon))) == "tls-required" &&
-            core::asciiLower(trim(field.substr(colon + 1))) == "no")
+            core::asciiLower(core::trimSpace(field.substr(0, colon))) == "tls-required" &&
+            core::asciiLower(core::trimSpace(field.substr(colon + 1))) == "no")
             return true;
         pos = next;
     }

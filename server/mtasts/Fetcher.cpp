@@ -1,5 +1,8 @@
 #include "mtasts/Fetcher.h"
 
+#include "core/Text.h"
+#include "core/Utf8.h"
+
 #include <Poco/Exception.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
@@ -20,17 +23,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t MaxHeadSize = 16 * 1024;
-
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-    return s;
-}
-
-std::string trim(const std::string& s) {
-    auto b = s.find_first_not_of(" \t");
-    if (b == std::string::npos) return "";
-    return s.substr(b, s.find_last_not_of(" \t") - b + 1);
-}
 
 std::string sslError() {
     unsigned long e = ::ERR_get_error();
@@ -88,10 +80,10 @@ FetchResult parseHttpResponse(const std::string& response, std::size_t maxSize) 
     for (std::size_t i = 1; i < lines.size(); ++i) {
         auto colon = lines[i].find(':');
         if (colon == std::string::npos) continue;
-        std::string name = lower(trim(lines[i].substr(0, colon)));
-        std::string value = trim(lines[i].substr(colon + 1));
-        if (name == "content-type") contentType = lower(value);
-        else if (name == "transfer-encoding") chunked = lower(value).find("chunked") != std::string::npos;
+        std::string name = core::asciiLower(core::trimBlanks(lines[i].substr(0, colon)));
+        std::string value(core::trimBlanks(lines[i].substr(colon + 1)));
+        if (name == "content-type") contentType = core::asciiLower(value);
+        else if (name == "transfer-encoding") chunked = core::asciiLower(value).find("chunked") != std::string::npos;
         else if (name == "content-length") {
             if (value.empty() || value.size() > 18 ||
                 !std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isdigit(c); }))
@@ -100,7 +92,7 @@ FetchResult parseHttpResponse(const std::string& response, std::size_t maxSize) 
         }
     }
     // RFC 8461 3.2: media type "text/plain" (parameters such as charset allowed).
-    std::string mediaType = trim(contentType.substr(0, contentType.find(';')));
+    std::string mediaType(core::trimBlanks(std::string_view(contentType).substr(0, contentType.find(';'))));
     if (mediaType != "text/plain") return failed("Content-Type is not text/plain");
     std::string body = response.substr(headEnd + sepLen);
     if (chunked) {
@@ -246,8 +238,7 @@ FetchResult Fetcher::fetch(const std::string& domain) const {
         if (!cleanClose) {
             // Without close_notify a truncation (by anyone on the path) is invisible unless
             // the response says how long it is.
-            std::string head = response.substr(0, response.find("\r\n\r\n"));
-            std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return std::tolower(c); });
+            const std::string head = core::asciiLower(response.substr(0, response.find("\r\n\r\n")));
             if (head.find("\ncontent-length:") == std::string::npos &&
                 head.find("\ntransfer-encoding:") == std::string::npos)
                 return failed("connection closed without close_notify and without Content-Length");

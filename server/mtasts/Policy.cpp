@@ -1,5 +1,8 @@
 #include "mtasts/Policy.h"
 
+#include "core/Text.h"
+#include "core/Utf8.h"
+
 #include <algorithm>
 #include <cctype>
 
@@ -8,18 +11,6 @@ namespace postern::mtasts {
 namespace {
 
 bool isWsp(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && isWsp(s.front())) s.remove_prefix(1);
-    while (!s.empty() && isWsp(s.back())) s.remove_suffix(1);
-    return s;
-}
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-    return out;
-}
 
 bool isAlnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
 
@@ -40,7 +31,7 @@ bool isDomain(std::string_view d) {
 }
 
 std::string stripDot(std::string_view s) {
-    std::string out = lower(s);
+    std::string out = core::asciiLower(s);
     if (!out.empty() && out.back() == '.') out.pop_back();
     return out;
 }
@@ -70,7 +61,7 @@ std::optional<Policy> parsePolicy(std::string_view body, std::string* error) {
         std::string_view line = body.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
         pos = nl == std::string_view::npos ? body.size() : nl + 1;
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        if (trim(line).empty()) continue;
+        if (core::trimBlanks(line).empty()) continue;
         auto colon = line.find(':');
         if (colon == std::string_view::npos) {
             fail(error, "line without ':'");
@@ -78,7 +69,7 @@ std::optional<Policy> parsePolicy(std::string_view body, std::string* error) {
         }
         // sts-policy-field-name: no white space before the colon.
         std::string_view key = line.substr(0, colon);
-        std::string value(trim(line.substr(colon + 1)));
+        std::string value(core::trimBlanks(line.substr(colon + 1)));
         if (key == "version") {
             if (!version) version = value;
         } else if (key == "mode") {

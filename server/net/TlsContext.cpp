@@ -210,6 +210,9 @@ Poco::Net::Context::Ptr makeServerContext(const TlsSettings& s) {
         SSL_CTX_clear_options(ssl, SSL_OP_NO_TICKET);
         if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ssl, ticketKeyCallback) != 1)
             throw Poco::IllegalStateException("cannot install the session ticket key callback", opensslError());
+        // TLS 1.3: one ticket per handshake (OpenSSL's default is two). A mail program
+        // reconnects one connection at a time, and every resumption brings it a new ticket.
+        SSL_CTX_set_num_tickets(ssl, 1);
     } else {
         // TLS 1.2: no tickets; TLS 1.3: OpenSSL then issues stateful tickets (cache entries).
         SSL_CTX_set_options(ssl, SSL_OP_NO_TICKET);

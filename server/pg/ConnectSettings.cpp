@@ -2,6 +2,7 @@
 #include "pg/ConnectSettings.h"
 
 #include "core/Duration.h"
+#include "core/Text.h"
 
 #include <sys/stat.h>
 
@@ -13,15 +14,6 @@
 namespace postern::pg {
 
 namespace {
-
-std::string trim(const std::string& s) {
-    auto b = s.find_first_not_of(" \t\r\n");
-    if (b == std::string::npos) {
-        return {};
-    }
-    auto e = s.find_last_not_of(" \t\r\n");
-    return s.substr(b, e - b + 1);
-}
 
 // A duration key's value (core::parseDuration), the error naming the key.
 std::chrono::milliseconds durationOf(const char* key, const std::string& value) {
@@ -71,16 +63,16 @@ std::string readPasswordFile(const std::string& path) {
 ConnectSettings ConnectSettings::fromParams(const std::map<std::string, std::string>& params) {
     ConnectSettings s;
     if (auto it = params.find("conninfo"); it != params.end()) {
-        s.conninfo = trim(it->second);
+        s.conninfo = core::trimSpace(it->second);
     }
     if (s.conninfo.empty()) {
         throw std::invalid_argument("config key 'conninfo' is required (a libpq conninfo or postgresql:// URI)");
     }
-    if (auto it = params.find("password_file"); it != params.end() && !trim(it->second).empty()) {
-        s.password = readPasswordFile(trim(it->second));
+    if (auto it = params.find("password_file"); it != params.end() && !core::trimSpace(it->second).empty()) {
+        s.password = readPasswordFile(std::string(core::trimSpace(it->second)));
     }
     if (auto it = params.find("pool_size"); it != params.end()) {
-        const std::string v = trim(it->second);
+        const std::string v(core::trimSpace(it->second));
         std::size_t used = 0;
         long n = -1;
         try {

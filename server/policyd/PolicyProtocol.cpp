@@ -1,5 +1,7 @@
 #include "policyd/PolicyProtocol.h"
 
+#include "core/Text.h"
+
 #include <cctype>
 
 namespace postern::policyd {
@@ -7,12 +9,6 @@ namespace postern::policyd {
 namespace {
 
 bool isSpace(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (isSpace(s.front()) || s.front() == '\r' || s.front() == '\n')) s.remove_prefix(1);
-    while (!s.empty() && (isSpace(s.back()) || s.back() == '\r' || s.back() == '\n')) s.remove_suffix(1);
-    return s;
-}
 
 bool equalsNoCase(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
@@ -52,7 +48,7 @@ bool leadingEnhanced(std::string_view text, int& cls, int& subject, int& detail,
     if (i >= text.size() || text[i++] != '.') return false;
     if (!number(detail, 3)) return false;
     if (i < text.size() && !isSpace(text[i])) return false;
-    rest = trim(text.substr(i));
+    rest = core::trimSpace(text.substr(i));
     return true;
 }
 
@@ -182,7 +178,7 @@ Response parseResponse(std::string_view block) {
 ActionResult interpretAction(std::string_view raw) {
     using Kind = core::PolicyDecision::Kind;
     ActionResult r;
-    const std::string_view action = trim(raw);
+    const std::string_view action = core::trimSpace(raw);
     r.decision.action = cleanText(action);
     if (action.empty()) {
         r.status = ActionStatus::Malformed;
@@ -192,7 +188,7 @@ ActionResult interpretAction(std::string_view raw) {
     std::size_t sp = 0;
     while (sp < action.size() && !isSpace(action[sp])) ++sp;
     const std::string_view word = action.substr(0, sp);
-    const std::string_view rest = trim(action.substr(sp));
+    const std::string_view rest = core::trimSpace(action.substr(sp));
     auto known = [&](core::PolicyDecision d) {
         d.action = r.decision.action;
         r.decision = std::move(d);

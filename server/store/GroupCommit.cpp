@@ -22,31 +22,45 @@ std::unique_ptr<GroupCommit> GroupCommit::forFileSystemOf(const std::string& dir
 }
 
 GroupCommit::Result GroupCommit::sync() {
-    std::unique_lock lock(mutex_);
-    // Join the batch that has not started yet: its operation starts after this point.
-    std::shared_ptr<Batch> mine = open_;
-    ++stats_.waiters;
-    for (;;) {
-        if (mine->done) return {mine->error, mine->seq};
-        if (!running_ && mine == open_) {
-            // Nobody is syncing: lead this batch now (no timer, no waiting for company).
-            running_ = true;
-            mine->seq = nextSeq_++;
-            open_ = std::make_shared<Batch>();  // later callers form the next batch
-            lock.unlock();
-            int err = op_();
-            lock.lock();
-            mine->done = true;
-            mine->error = err;
-            running_ = false;
-            ++stats_.syncs;
-            if (err != 0) ++stats_.failures;
-            // Wakes this batch's waiters and the next batch (one of which leads it).
-            done_.notify_all();
-            return {err, mine->seq};
-        }
-        done_.wait(lock);
+    std::shared_ptr<Batch> mine;
+    {
+        std::unique_lock lock(mutex_);
+        // Join the batch that has not started yet: its operation starts after this point.
+        mine = open_;
+        ++stats_.waiters;
+        // Nobody is syncing: lead this batch now (no timer, no waiting for company).
+        if (!running_) return lead(lock, mine);
     }
+    for (;;) {
+        const int state = mine->state.load(std::memory_order_acquire);
+        if (state == Done) return {mine->error, mine->seq};
+        if (state == Startable) {
+            std::unique_lock lock(mutex_);
+            if (!running_ && mine == open_) return lead(lock, mine);
+            // Another caller of this batch (or a newcomer) leads it: wait for Done.
+        }
+        mine->state.wait(state, std::memory_order_acquire);
+    }
+}
+
+GroupCommit::Result GroupCommit::lead(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Batch>& mine) {
+    running_ = true;
+    mine->seq = nextSeq_++;
+    open_ = std::make_shared<Batch>();  // later callers form the next batch
+    lock.unlock();
+    const int err = op_();
+    lock.lock();
+    mine->error = err;
+    running_ = false;
+    ++stats_.syncs;
+    if (err != 0) ++stats_.failures;
+    std::shared_ptr<Batch> next = open_;
+    next->state.store(Startable, std::memory_order_release);
+    lock.unlock();
+    mine->state.store(Done, std::memory_order_release);
+    mine->state.notify_all();  // this batch's callers return
+    next->state.notify_one();  // one caller of the next batch leads it
+    return {err, mine->seq};
 }
 
 GroupCommit::Stats GroupCommit::stats() const {

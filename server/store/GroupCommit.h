@@ -2,7 +2,7 @@
 // root's file system) instead of each paying its own fsync of file and directory.
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -20,6 +20,12 @@ namespace postern::store {
 // first waiter runs the operation as soon as the previous one returns. So a lone session
 // pays one operation and no waiting, and under load one operation serves every session that
 // arrived during the previous one. Batches are bounded by the number of concurrent callers.
+//
+// Waiting costs one futex wait per caller and one wake per batch: each batch has its own
+// atomic state that its callers wait on without holding the mutex (std::atomic::wait), the
+// leader wakes its whole batch with one notify_all and exactly one caller of the next batch
+// (to lead it). A shared condition variable would wake every waiter of both batches, each
+// then fighting for the mutex (that was half of posternd's futex calls under S1' c=32).
 //
 // A failed operation fails exactly the callers of its batch (they get its errno); later
 // batches run a fresh operation. Thread-safe; the object must outlive every caller.
@@ -53,15 +59,18 @@ public:
     Stats stats() const;
 
 private:
+    enum State : int { Waiting = 0, Startable = 1, Done = 2 };
     struct Batch {
-        bool done = false;
-        int error = 0;
-        std::uint64_t seq = 0;
+        std::atomic<int> state{Waiting};  // Startable: the previous operation has returned
+        int error = 0;                    // written before state becomes Done
+        std::uint64_t seq = 0;            // set when its operation starts
     };
+
+    // Runs the operation for `mine` (== open_, no operation running); `lock` is held on entry.
+    Result lead(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Batch>& mine);
 
     SyncOp op_;
     mutable std::mutex mutex_;
-    std::condition_variable done_;
     std::shared_ptr<Batch> open_;  // the batch new callers join
     bool running_ = false;         // an operation is in progress
     std::uint64_t nextSeq_ = 1;

@@ -225,7 +225,11 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
         dir = queue_.incomingDirectory();
     } else {
         std::string maildir = *store_.maildirPath(envelope.localMailboxes.front());
-        if (!MaildirStore::ensureMaildir(maildir)) {
+        // One stat(2) for an existing Maildir (its device decides where the temp file goes);
+        // a missing one is made first.
+        struct stat st{};
+        const bool exists = ::stat(maildir.c_str(), &st) == 0;
+        if (!exists && (!MaildirStore::ensureMaildir(maildir) || ::stat(maildir.c_str(), &st) != 0)) {
             logger().error(core::EventLine::inSession(envelope.sessionId, "store.open_fail")
                                .add("maildir", maildir)
                                .add("step", "mkdir")
@@ -234,8 +238,7 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
             return nullptr;
         }
         const MailSpool* spool = store_.spool();
-        struct stat st{};
-        if (spool && !spool->directory().empty() && ::stat(maildir.c_str(), &st) == 0 && st.st_dev == spool->device()) {
+        if (spool && !spool->directory().empty() && st.st_dev == spool->device()) {
             dir = spool->directory();
         } else {
             static std::atomic<bool> warned{false};
@@ -245,6 +248,14 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
                                      .add("spool", spool->directory())
                                      .text("note", "temp files go to Maildir tmp/ on this file system (logged once)")
                                      .str());
+            if (exists && !MaildirStore::ensureMaildir(maildir)) {  // tmp/ is written to here
+                logger().error(core::EventLine::inSession(envelope.sessionId, "store.open_fail")
+                                   .add("maildir", maildir)
+                                   .add("step", "mkdir")
+                                   .text("error", errnoText(errno))
+                                   .str());
+                return nullptr;
+            }
             store_.cleanTmp(maildir);
             dir = maildir + "/tmp";
         }

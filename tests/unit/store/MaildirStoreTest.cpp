@@ -69,6 +69,28 @@ BOOST_AUTO_TEST_CASE(missing_mailbox_opens_empty_and_is_created_0700) {
         BOOST_TEST(modeOf(t.path / "example.org/bob" / sub) == 0700u);
 }
 
+BOOST_AUTO_TEST_CASE(delivery_makes_a_missing_maildir_or_a_removed_new_directory) {
+    // deliver() no longer stats the Maildir first: a missing directory shows up as link(2)'s
+    // ENOENT and is made then, 0700, with tmp/ and cur/ too.
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    auto p1 = deliver(store, t, "example.org/new.user", "Subject: a\r\n\r\na\r\n");
+    BOOST_TEST(fs::exists(p1));
+    for (const char* sub : {"tmp", "new", "cur"})
+        BOOST_TEST(modeOf(t.path / "example.org/new.user" / sub) == 0700u);
+    fs::remove_all(t.path / "example.org/new.user/new");
+    fs::remove_all(t.path / "example.org/new.user/cur");
+    auto p2 = deliver(store, t, "example.org/new.user", "Subject: b\r\n\r\nb\r\n");
+    BOOST_TEST(fs::exists(p2));
+    BOOST_TEST(modeOf(t.path / "example.org/new.user/cur") == 0700u);
+    // A file where the Maildir should be: a clear failure, not a loop.
+    spit(t.path / "blocked", "x");
+    auto src = t.path / "source";
+    spit(src, "x");
+    std::string placed;
+    BOOST_TEST(!store.deliver(src.string(), 1, "blocked", placed));
+}
+
 BOOST_AUTO_TEST_CASE(open_moves_new_to_cur_lists_in_delivery_order_and_reads_bytes) {
     TempDir t;
     MaildirStore store(t.path.string(), "host");
