@@ -22,7 +22,6 @@ subprocess on free loopback ports, with its admin socket in its temp dir for `sh
 import http.client
 import os
 import poplib
-import re
 import shutil
 import signal
 import smtplib
@@ -35,7 +34,7 @@ import time
 import pg_support as P
 from postern_harness import (IO_TIMEOUT, LISTENERS, LISTENER_SPEC, POP3Src, POP3SSLSrc, Postern,
                              RawConn, TestFailure, _root_dir, expect, free_port, free_ports,
-                             tls_context, wait_for)
+                             metric_value, tls_context, wait_for)  # noqa: F401 (metric_value: re-exported)
 
 HAPROXY = os.environ.get("POSTERN_HAPROXY") or shutil.which("haproxy") or "/usr/sbin/haproxy"
 BALANCER_IP = "127.0.0.1"
@@ -122,23 +121,6 @@ def http_get(port, path, host="127.0.0.1", timeout=5.0):
         return r.status, body
     except (OSError, http.client.HTTPException) as e:
         return None, str(e)
-
-
-def metric_value(metrics_text, name, labels=None):
-    """Sum of the samples of `name` whose labels include `labels` (dict); None if none."""
-    total, seen = 0.0, False
-    for line in metrics_text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
-        if not m or m.group(1) != name:
-            continue
-        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        if labels and any(got.get(k) != v for k, v in labels.items()):
-            continue
-        total += float(m.group(3))
-        seen = True
-    return total if seen else None
 
 
 # --------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.request
 import poplib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -456,6 +457,23 @@ _cert_lock = threading.Lock()
 _cert_cache = {}
 
 
+def metric_value(metrics_text, name, labels=None):
+    """Sum of the samples of `name` whose labels include `labels` (dict); None if none."""
+    total, seen = 0.0, False
+    for line in metrics_text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if labels and any(got.get(k) != v for k, v in labels.items()):
+            continue
+        total += float(m.group(3))
+        seen = True
+    return total if seen else None
+
+
 def make_test_cert(workdir_root):
     """(cert, key) for CN=localhost, SAN DNS:localhost, IP:127.0.0.1, via the openssl CLI."""
     with _cert_lock:
@@ -722,6 +740,17 @@ class Postern:
         else:
             self.kill()
         return False
+
+    # ---- metrics
+    def metrics_text(self):
+        """The health listener's /metrics page."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.health_port, timeout=10) as r:
+            return r.read().decode()
+
+    def metric(self, name, labels=None, default=0.0):
+        """Sum of the samples of `name` whose labels include `labels` (a dict); `default` if none."""
+        v = metric_value(self.metrics_text(), name, labels)
+        return default if v is None else v
 
     # ---- logs
     def log_text(self):

@@ -11,7 +11,6 @@ the tests accept answers within 2 s + 8 s."""
 
 import http.client
 import os
-import re
 import signal
 import sys
 import threading
@@ -20,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from postern_harness import (Postern, _root_dir, check, check_eq, expect, free_port,  # noqa: E402
-                             run_tests, wait_for)
+                             metric_value, run_tests, wait_for)
 import ldap_support as L  # noqa: E402
 from backend_support import pop_login, rcpt, smtp_auth  # noqa: E402
 
@@ -63,20 +62,8 @@ def http_get(port, path, timeout=30.0):
         c.close()
 
 
-def metric(text, name, labels):
-    """Value of the sample `name{labels...}` in a /metrics text, or None."""
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        if all(got.get(k) == v for k, v in labels.items()):
-            return float(m.group(3))
-    return None
-
-
 def backend_up(p, backend):
-    return metric(http_get(p.health_port, "/metrics")[1], "postern_backend_up", {"backend": backend})
+    return metric_value(http_get(p.health_port, "/metrics")[1], "postern_backend_up", {"backend": backend})
 
 
 def wait_ready(p, ready, contains=None, timeout=30.0):

@@ -7,10 +7,8 @@ nothing sent), an insecure zone (opportunistic TLS), dane-only without TLSA, a T
 the resolver finds bogus, and the tls_policy= log field and /metrics counters."""
 
 import os
-import re
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import DEFAULT_USERS, Postern, check, check_eq, make_message, run_tests  # noqa: E402
@@ -39,12 +37,6 @@ def dane_overrides(dns, port, **extra):
     return o
 
 
-def metric(p, name, labels):
-    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % p.health_port, timeout=10).read().decode()
-    m = re.search(r"^%s\{%s\} (\S+)$" % (re.escape(name), re.escape(labels)), body, re.M)
-    return float(m.group(1)) if m else 0.0
-
-
 def zone(port, mx, tlsa):
     """Lines of a zone: d MX -> hosts mx1/mx2 with addresses, TLSA of each host given."""
     lines = []
@@ -70,7 +62,7 @@ def test_dane_ee_match_is_delivered_with_sni():
                 check_eq(sink.sni, ["mx1.dane.test"], "SNI = the MX host name (RFC 7672 8.1)")
                 p.log_contains(r"event=delivery\.ok to=<friend@d\.dane\.test> relay=mx1\.dane\.test\[127\.0\.0\.20\]"
                                r":%d tls=yes status=2\.0\.0 .* tls_policy=dane" % port)
-                check_eq(metric(p, "postern_delivery_tls_total", 'policy="dane",result="ok"'), 1.0,
+                check_eq(p.metric("postern_delivery_tls_total", {"policy": "dane", "result": "ok"}), 1.0,
                          "/metrics counts the DANE delivery")
     finally:
         certs.close()
@@ -115,9 +107,9 @@ def test_dane_mismatch_only_mx_is_deferred_never_clear():
                                r"status=4\.7\.5 reply=\"DANE: .*attempt=2 .* tls_policy=dane dane_fail=no_match",
                                timeout=30)
                 check_eq(sink.data_seen, [], "the MX got no message")
-                check(metric(p, "postern_delivery_dane_failures_total", 'reason="no_match"') >= 2,
+                check(p.metric("postern_delivery_dane_failures_total", {"reason": "no_match"}) >= 2,
                       "/metrics counts the DANE failures")
-                check(metric(p, "postern_delivery_tls_total", 'policy="dane",result="fail"') >= 2,
+                check(p.metric("postern_delivery_tls_total", {"policy": "dane", "result": "fail"}) >= 2,
                       "/metrics counts the failed DANE deliveries")
     finally:
         certs.close()

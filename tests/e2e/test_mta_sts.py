@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import BUILD_DIR, DEFAULT_USERS, Postern, check, check_eq, make_message, run_tests, wait_for
@@ -72,11 +71,6 @@ def world(policy, mx_cert_name="mx1.sts.test", txt_id="1", web=True, **web_kw):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def metrics(p):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % p.health_port, timeout=10) as r:
-        return r.read().decode()
-
-
 # ---------------------------------------------------------------------------------------
 
 def test_enforce_matching_mx_with_valid_certificate_is_delivered():
@@ -90,7 +84,7 @@ def test_enforce_matching_mx_with_valid_certificate_is_delivered():
             p.log_contains(r"event=delivery\.ok to=<bob@sts\.test> relay=mx1\.sts\.test\[127\.0\.0\.31\]:\d+ "
                            r"tls=yes .* tls_policy=mta-sts")
             check_eq(w["web"].requests, ["/.well-known/mta-sts.txt"], "one policy fetch")
-            m = metrics(p)
+            m = p.metrics_text()
             check('postern_events_total{event="mta_sts_fetch",label="ok"} 1' in m, "fetch counted:\n" + m)
             check('postern_delivery_tls_total{policy="mta-sts",result="ok"} 1' in m,
                   "delivery policy counted")
@@ -112,7 +106,7 @@ def test_enforce_mx_not_in_policy_is_deferred():
             wait_for(lambda: p.log_count(r"event=delivery\.defer to=<bob@sts\.test>") >= 2, 20,
                      what="a second deferral")
             check_eq(len(w["sink"].data_seen), 0, "messages at the unlisted MX")
-            check('postern_events_total{event="mta_sts_defer",label="no_matching_mx"}' in metrics(p),
+            check('postern_events_total{event="mta_sts_defer",label="no_matching_mx"}' in p.metrics_text(),
                   "deferral counted")
 
 
@@ -125,7 +119,7 @@ def test_enforce_certificate_not_valid_for_mx_is_deferred_never_clear_text():
             wait_for(lambda: p.log_count(r"event=delivery\.defer to=<bob@sts\.test>") >= 2, 20,
                      what="a second deferral")
             check_eq(len(w["sink"].data_seen), 0, "messages sent despite the bad certificate")
-            check('postern_events_total{event="mta_sts_defer",label="no_verified_tls"}' in metrics(p),
+            check('postern_events_total{event="mta_sts_defer",label="no_verified_tls"}' in p.metrics_text(),
                   "deferral counted")
 
 
@@ -202,7 +196,7 @@ def test_policy_too_large_counts_as_no_policy():
             p.log_contains(r"event=mta_sts\.fetch domain=sts\.test id=1 result=fail cached=no "
                            r"error=\"policy larger than 1024 bytes\"")
             p.log_contains(r"event=delivery\.ok to=<bob@sts\.test> .*tls_policy=may")
-            check('postern_events_total{event="mta_sts_fetch",label="fail"} 1' in metrics(p), "failure counted")
+            check('postern_events_total{event="mta_sts_fetch",label="fail"} 1' in p.metrics_text(), "failure counted")
 
 
 def test_policy_fetch_timeout_counts_as_no_policy():

@@ -14,7 +14,6 @@ import pwd
 import re
 import subprocess
 import sys
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -100,12 +99,6 @@ def file_hash(p, user):
     return None
 
 
-def metric(p, event, label):
-    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % p.health_port, timeout=10).read().decode()
-    m = re.search(r'^postern_events_total\{event="%s",label="%s"\} (\d+)' % (event, label), text, re.M)
-    return int(m.group(1)) if m else 0
-
-
 # ------------------------------------------------------------------------------------------
 # passwd-file
 
@@ -132,7 +125,7 @@ def test_passwd_file_old_schemes_become_argon2id_and_still_log_in():
         lines = f.read().splitlines()
     check_eq(len(lines), 3, "lines in the passwd-file")
     check(all(l.count(":") == 7 and l.split(":")[1].startswith(ARGON2ID_PREFIX) for l in lines), lines)
-    check(metric(p, "auth_rehash", "ok") == 3, "auth_rehash ok counter")
+    check(p.metric("postern_events_total", {"event": "auth_rehash", "label": "ok"}) == 3, "auth_rehash ok counter")
     # The password never appears in the log.
     check(PASSWORD not in p.log_text(), "the password is in the log")
     p.stop()
@@ -212,7 +205,7 @@ def test_passwd_file_directory_not_writable_warns_once_and_logins_work():
     with p.start():
         for user in users:
             login_ok(p, user, PASSWORD, "smtp")
-        wait_for(lambda: metric(p, "auth_rehash", "failed") == 2, REHASH_TIMEOUT,
+        wait_for(lambda: p.metric("postern_events_total", {"event": "auth_rehash", "label": "failed"}) == 2, REHASH_TIMEOUT,
                  what="both rehashes tried and failed")
         line = p.log_contains(r"event=auth\.rehash_failed user=\S+ backend=local from=\S+ to=ARGON2ID "
                               r"status=io_error detail=\"cannot create a temporary file next to %s: "
@@ -277,7 +270,7 @@ def test_postgres_old_schemes_become_argon2id_and_still_log_in():
         login_fails(p, user, WRONG)
         check_eq(pg_hash(pg, user), new, "stored hash of %s after more logins" % user)
         check_eq(pg_version(pg, user), version, "row version of %s after logins in the target scheme" % user)
-    check(metric(p, "auth_rehash", "ok") == 3, "auth_rehash ok counter")
+    check(p.metric("postern_events_total", {"event": "auth_rehash", "label": "ok"}) == 3, "auth_rehash ok counter")
     # The passwd-file users of the same server are untouched (no login there).
     check(file_hash(p, "alice@example.test").startswith("{PLAIN}"), "alice's hash")
     p.stop()
