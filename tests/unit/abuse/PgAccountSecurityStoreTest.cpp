@@ -1,7 +1,8 @@
 // PgAccountSecurityStore against a real PostgreSQL (skipped without POSTERN_TEST_PG_CONNINFO;
 // tests/e2e/test_cluster_stores.py runs it): two "nodes" adding up one account's IPs, the
-// flag inserted once, /24 and /48 grouping in SQL, many nodes flushing at once, release, and
-// the login log trimmed to its count bound.
+// flag inserted once, /24 and /48 grouping in SQL, many nodes flushing at once, release, the
+// login log trimmed to its count bound, failures for untracked (sprayed) names writing no
+// rows, and the prune capping the accounts with a login log (max_tracked_accounts).
 #include "abuse/PgAccountSecurityStore.h"
 
 #include "support/PgTestSupport.h"
