@@ -19,7 +19,8 @@ penalty (checked in the login statement after the password) is logged as `blocke
 Username spraying (single node): a few hundred failed SMTP AUTH and POP3 logins with random
 user names from several client addresses leave no entry for those names in the state file
 (they are counted in postern_events_total{event="account_security",label="untracked_login"}),
-while a real account's failures and successes stay in its login log.
+while a real account's failures and successes stay in its login log; with
+account_security.max_tracked_accounts = 1 a second account's login drops the first one's log.
 """
 
 import base64
@@ -558,6 +559,29 @@ def test_single_node_username_spraying_leaves_no_per_name_state():
         check_eq((r.returncode, json.loads(r.stdout or "[]")), (0, []),
                  "a sprayed name has no login log (%s)" % r.stderr)
         check(time.monotonic() - started < 60, "spray and checks within 60 s")
+
+
+def state_logins(node, user):
+    """The login records of `user` in the state file ([] before the first write)."""
+    if not os.path.exists(os.path.join(node.queue_dir, "account-security.state")):
+        return []
+    return [l for l in read_state(node) if l.startswith("login %s " % user)]
+
+
+def test_single_node_max_tracked_accounts_drops_the_least_recent_log():
+    with Postern(overrides={
+            # Writes the state file quickly for the test (shipped: 5s).
+            "account_security.flush_interval": FLUSH,
+            # One account keeps a login log (shipped: 100000): bob's login evicts alice's log.
+            "account_security.max_tracked_accounts": "1"}) as p:
+        p.submission(ALICE, ALICE_PW, source="127.0.0.2").quit()
+        wait_for(lambda: state_logins(p, ALICE), 10, what="alice's login in the state file")
+        pop_login(p, "127.0.0.3", BOB, BOB_PW)
+        wait_for(lambda: state_logins(p, BOB), 10, what="bob's login in the state file")
+        check_eq(state_logins(p, ALICE), [], "alice's (least recently active) login log is dropped")
+        p.log_contains(r"event=account_security\.login_logs_evicted accounts=1 max_tracked_accounts=1", timeout=5)
+        check_eq(p.metric("postern_events_total", {"event": "account_security", "label": "login_log_evicted"}), 1.0,
+                 "eviction counted")
 
 
 if __name__ == "__main__":
