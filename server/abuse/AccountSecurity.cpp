@@ -169,6 +169,19 @@ bool AccountSecurity::flushNow() {
     } else {
         ok = false;
     }
+    const AccountStoreCounters counted = store_.counters();
+    if (counted.evictedLogs > reported_.evictedLogs)
+        logger().notice(core::EventLine("account_security.login_logs_evicted")
+                            .add("accounts", static_cast<Poco::UInt64>(counted.evictedLogs - reported_.evictedLogs))
+                            .add("max_tracked_accounts", static_cast<Poco::UInt64>(settings_.maxTrackedAccounts))
+                            .str());
+    if (onCount_) {
+        if (counted.untrackedLogins > reported_.untrackedLogins)
+            onCount_("untracked_login", counted.untrackedLogins - reported_.untrackedLogins);
+        if (counted.evictedLogs > reported_.evictedLogs)
+            onCount_("login_log_evicted", counted.evictedLogs - reported_.evictedLogs);
+    }
+    reported_ = counted;
     if (settings_.enabled) {
         if (auto list = store_.flagged()) {
             StringSet fresh(list->begin(), list->end());

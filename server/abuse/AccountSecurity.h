@@ -15,6 +15,12 @@
 // outbound mail is held (not sent, not lost), MAIL from it gets 451 4.7.1, one line
 // event=account.flagged is logged by the node that flagged it. `posternctl user release`
 // clears the flag and the account's counters.
+//
+// The login log is bounded against username spraying: a failed (blocked, tempfailed)
+// attempt is kept only for a name the store already tracks (it logged in successfully, or
+// has counters or a flag); attempts for other names are only counted, and at most
+// account_security.max_tracked_accounts accounts keep a login log (the least recently
+// active lose theirs first). See AccountSecurityStore::flush.
 #pragma once
 
 #include "abuse/AccountSecurityStore.h"
@@ -28,6 +34,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -37,6 +44,9 @@ namespace postern::abuse {
 class AccountSecurity final : public core::AccountHold, public core::DeliveryReport {
 public:
     using FlagHook = std::function<void(const AccountFlag&)>;
+    // (label, n): the store dropped n more login entries for untracked names
+    // ("untracked_login") or n more accounts' login logs past the cap ("login_log_evicted").
+    using CountHook = std::function<void(std::string_view label, std::uint64_t n)>;
 
     // `store` must outlive this object; `onFlag` is called (flush thread) once per account
     // this node flagged, after the event line is logged (metrics).
@@ -49,10 +59,14 @@ public:
     // Starts the flush thread (one flush at once: reads the flagged set). stop() flushes
     // what is still recorded and joins; both idempotent.
     void start();
+    // Before start(): called from the flush thread after a cycle in which the store's
+    // AccountStoreCounters grew (metrics).
+    void setCountHook(CountHook hook) { onCount_ = std::move(hook); }
     void stop();
 
     // A login attempt (any result) for the login log; a successful one (result "ok") also
-    // counts its IP for detection. Never blocks on I/O.
+    // counts its IP for detection. Never blocks on I/O. Whether a failure is kept for its
+    // name is decided at the flush (untracked names are counted only).
     void recordLogin(LoginEvent event);
     void remoteRejected(const std::string& user, std::size_t recipients) override;
     void bounced(const std::string& user, std::size_t bounces) override;
@@ -84,6 +98,8 @@ private:
     const AccountSecuritySettings settings_;
     AccountSecurityStore& store_;
     FlagHook onFlag_;
+    CountHook onCount_;
+    AccountStoreCounters reported_;  // what onCount_ was told so far (flush thread)
     core::Clock clock_;
 
     std::mutex pendingMutex_;  // guards pending_ (recorders and the swap)

@@ -163,13 +163,22 @@ bool MemoryAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoi
                                        std::vector<AccountFlag>& newlyFlagged) {
     std::lock_guard lock(mutex_);
     if (!batch.empty()) dirty_ = true;
-    if (settings.loginLogMaxEntries > 0)
+    if (settings.loginLogMaxEntries > 0) {
+        // Names with a successful login in this batch: their earlier failures in it count.
+        std::set<std::string_view> okNow;
+        for (const auto& e : batch.logins)
+            if (e.result == "ok" || e.verified) okNow.insert(e.user);
         for (const auto& e : batch.logins) {
+            if (!okNow.count(e.user) && !accounts_.count(e.user) && !flags_.count(e.user)) {
+                ++counters_.untrackedLogins;  // not an account we know: no per-name state
+                continue;
+            }
             auto& log = accounts_[e.user].logins;
             log.push_back({e.at, e.ip, e.protocol, e.mechanism, e.tls, e.result});
             if (log.size() > settings.loginLogMaxEntries)
                 log.erase(log.begin(), log.begin() + static_cast<std::ptrdiff_t>(log.size() - settings.loginLogMaxEntries));
         }
+    }
     for (const auto& [user, ips] : batch.loginIps) {
         auto& a = accounts_[user];
         for (const auto& ip : ips) {
@@ -178,6 +187,7 @@ bool MemoryAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoi
         }
     }
     for (const auto& [user, c] : batch.counts) accounts_[user].counts.push_back({now, c});
+    evictLocked(settings);
     if (!settings.enabled) return true;
     for (const auto& user : batch.accounts()) {
         if (flags_.count(user)) continue;
@@ -229,7 +239,47 @@ bool MemoryAccountSecurityStore::prune(core::TimePoint now, const AccountSecurit
         else
             ++it;
     }
+    evictLocked(settings);  // a state file written under a larger max_tracked_accounts
     return true;
+}
+
+void MemoryAccountSecurityStore::evictLocked(const AccountSecuritySettings& settings) {
+    const std::size_t cap = std::max<std::size_t>(settings.maxTrackedAccounts, 1);
+    std::size_t withLog = 0;
+    for (const auto& [user, a] : accounts_)
+        if (!a.logins.empty()) ++withLog;
+    if (withLog <= cap) return;
+    // The last activity of each account with a log: its newest login entry, IP or counter.
+    using Entry = std::pair<core::TimePoint, std::map<std::string, Account>::iterator>;
+    std::vector<Entry> byActivity;
+    byActivity.reserve(withLog);
+    for (auto it = accounts_.begin(); it != accounts_.end(); ++it) {
+        const Account& a = it->second;
+        if (a.logins.empty()) continue;
+        core::TimePoint last{};
+        for (const auto& r : a.logins) last = std::max(last, r.at);
+        for (const auto& [ip, at] : a.ips) last = std::max(last, at);
+        for (const auto& [at, c] : a.counts) last = std::max(last, at);
+        byActivity.emplace_back(last, it);
+    }
+    const std::size_t drop = withLog - cap;
+    // Oldest first; ties by name (map order) so the choice is deterministic.
+    std::nth_element(byActivity.begin(), byActivity.begin() + static_cast<std::ptrdiff_t>(drop - 1), byActivity.end(),
+                     [](const Entry& x, const Entry& y) {
+                         return x.first != y.first ? x.first < y.first : x.second->first < y.second->first;
+                     });
+    for (std::size_t i = 0; i < drop; ++i) {
+        auto it = byActivity[i].second;
+        it->second.logins.clear();
+        if (it->second.ips.empty() && it->second.counts.empty()) accounts_.erase(it);
+    }
+    counters_.evictedLogs += drop;
+    dirty_ = true;
+}
+
+AccountStoreCounters MemoryAccountSecurityStore::counters() const {
+    std::lock_guard lock(mutex_);
+    return counters_;
 }
 
 std::vector<LoginRecord> MemoryAccountSecurityStore::logins(const std::string& user, std::size_t limit) const {

@@ -28,6 +28,9 @@ struct AccountSecuritySettings {
     std::uint32_t maxBounces = 30;         // account_security.max_bounces (0 = off)
     std::uint32_t loginLogMaxEntries = 100;                      // account_security.login_log_max_entries (0 = no log)
     std::chrono::milliseconds loginLogMaxAge{std::chrono::hours(24 * 30)};  // account_security.login_log_max_age
+    // account_security.max_tracked_accounts: accounts with a login log at most; past it the
+    // least recently active accounts' login logs go first (never a flag or a hold).
+    std::size_t maxTrackedAccounts = 100000;
     std::size_t maxPending = 100000;       // login entries kept in memory while the store is down
     std::string releaseDir;                // standalone: posternctl user release drops a file here
     std::string statePath;                 // standalone: the state file (AccountSecurityStateFile.h)
@@ -44,6 +47,10 @@ struct LoginEvent {
     std::string mechanism;  // "PLAIN", "LOGIN", "USER", "APOP", ...
     std::string tls;        // "" = no TLS, else the version ("TLSv1.3") or "yes"
     std::string result;     // "ok" | "fail" | "blocked" | "tempfail"
+    // The password was right (`user` is a canonical login), whatever the result: a success,
+    // or one the caller's penalty check refused ("blocked"). Such an entry makes its name
+    // tracked; an unverified failure is kept only for a name already tracked.
+    bool verified = false;
 };
 
 struct LoginRecord {
@@ -69,6 +76,17 @@ struct ActivityBatch {
     // Adds `older` (a batch that could not be written) in front of this one; keeps at most
     // maxLogins login entries (the newest); returns how many were dropped.
     std::size_t absorb(ActivityBatch&& older, std::size_t maxLogins);
+};
+
+// What a store dropped rather than kept (cumulative since it was made; AccountSecurity
+// reports the growth after each cycle as postern_events_total{event="account_security"}).
+struct AccountStoreCounters {
+    // Failed, blocked or tempfailed attempts for a name that is not a tracked account (no
+    // successful login, no state): counted, not logged per name (username spraying).
+    std::uint64_t untrackedLogins = 0;
+    // Accounts whose login log was dropped to stay within max_tracked_accounts.
+    std::uint64_t evictedLogs = 0;
+    bool operator==(const AccountStoreCounters&) const = default;
 };
 
 struct AccountFlag {
@@ -107,7 +125,12 @@ class AccountSecurityStore {
 public:
     virtual ~AccountSecurityStore() = default;
     // Writes `batch` (stamped `now`) and, if settings.enabled, evaluates the thresholds of
-    // the accounts in it; appends to `newlyFlagged` the accounts THIS call flagged (one
+    // the accounts in it. A login entry that is not a success ("ok") nor verified is kept only
+    // for a TRACKED name: one that already has state in the store (a login log, counters, a
+    // flag) or a successful or verified login in the same batch; the others are only counted (counters().untrackedLogins), so
+    // a client spraying random user names creates no per-name state. Decided here, in the
+    // flush thread, from what the store already holds: no directory lookup per failed login.
+    // Then appends to `newlyFlagged` the accounts THIS call flagged (one
     // per account, the worst reason). False if the store could not be written.
     virtual bool flush(const ActivityBatch& batch, core::TimePoint now, const AccountSecuritySettings& settings,
                        std::vector<AccountFlag>& newlyFlagged) = 0;
@@ -115,8 +138,11 @@ public:
     virtual std::optional<std::vector<std::string>> flagged() = 0;
     // Clears the flag and the counters of `user`; false if the store failed.
     virtual bool release(const std::string& user) = 0;
-    // Drops counters older than the window and login entries past the age/count bounds.
+    // Drops counters older than the window, login entries past the age/count bounds, and
+    // the login logs of the least recently active accounts past settings.maxTrackedAccounts.
     virtual bool prune(core::TimePoint now, const AccountSecuritySettings& settings) = 0;
+    // What this store dropped so far (AccountStoreCounters).
+    virtual AccountStoreCounters counters() const { return {}; }
     // Makes what the calls above changed durable where the store is not already (the
     // single node's state file); called at the end of every flush cycle. False on failure
     // (the state stays in memory and is written at the next cycle).
@@ -143,6 +169,7 @@ public:
     bool release(const std::string& user) override;
     bool prune(core::TimePoint now, const AccountSecuritySettings& settings) override;
     bool persist() override;
+    AccountStoreCounters counters() const override;
 
     // The login log of `user`, newest first (at most `limit`; 0 = all).
     std::vector<LoginRecord> logins(const std::string& user, std::size_t limit) const;
@@ -155,6 +182,9 @@ public:
 private:
     using Account = AccountSecurityState::Account;
     AccountTotals totalsLocked(const Account& a, core::TimePoint now, std::chrono::milliseconds window) const;
+    // Past settings.maxTrackedAccounts accounts with a login log: drops the logs of the least
+    // recently active (an account left with no counters is forgotten; flags are separate).
+    void evictLocked(const AccountSecuritySettings& settings);
 
     mutable std::mutex mutex_;
     AccountSecurityState state_;
@@ -163,6 +193,7 @@ private:
     const std::string statePath_;  // "" = memory only
     bool dirty_ = false;           // changed since the last write of the state file
     bool writeFailing_ = false;    // the last write failed (logged once per streak)
+    AccountStoreCounters counters_;
 };
 
 }  // namespace postern::abuse

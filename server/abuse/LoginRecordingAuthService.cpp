@@ -24,12 +24,12 @@ core::AuthResult LoginRecordingAuthService::authenticate(const core::AuthRequest
     // detection use); a failure under the name given (there is no other).
     record(request,
            result.status == core::AuthStatus::Ok && !result.identity.user.empty() ? result.identity.user : request.user,
-           result.status);
+           result.status, result.status == core::AuthStatus::Ok);
     return result;
 }
 
 void LoginRecordingAuthService::record(const core::AuthRequest& request, const std::string& user,
-                                       core::AuthStatus status) {
+                                       core::AuthStatus status, bool verified) {
     if (user.empty()) return;
     LoginEvent e;
     e.at = clock_();
@@ -39,6 +39,7 @@ void LoginRecordingAuthService::record(const core::AuthRequest& request, const s
     e.mechanism = request.mechanism;
     e.tls = request.tls;
     e.result = resultName(status);
+    e.verified = verified;
     security_.recordLogin(std::move(e));
 }
 

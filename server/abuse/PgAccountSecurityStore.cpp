@@ -4,21 +4,31 @@
 #include "abuse/PgTime.h"
 #include "core/Network.h"
 
+#include <algorithm>
+#include <set>
+#include <string_view>
+
 namespace postern::abuse {
 
 namespace {
 
 constexpr const char* FailEvent = "account_security.store_fail";
 
-// $1..$7: the login log (account, at in us, ip, protocol, mechanism, tls, result);
-// $8, $9: (account, ip) of successful logins; $10: now in us; $11..$13: (account, rejected,
-// bounces). Data-modifying CTEs all run to completion whether or not the SELECT reads them.
+// $1..$7: the login log (account, at in us, ip, protocol, mechanism, tls, result), $14
+// (known): the name has a success or a verified entry in this batch; $8, $9: (account, ip)
+// of successful logins; $10: now in us; $11..$13: (account, rejected, bounces). An entry
+// that is not known is written only for a tracked name (one with a login log or a flag:
+// index lookups, in this same statement), so sprayed user names leave no rows.
+// Answers (account, login rows written) per account written. Data-modifying CTEs all run
+// to completion whether or not the SELECT reads them.
 const pg::Statement FlushWrite{
     "postern_account_security_flush",
     "WITH l AS (INSERT INTO account_logins (account, at, ip, protocol, mechanism, tls, result)"
     "   SELECT a, 'epoch'::timestamptz + t * interval '1 microsecond', ip::inet, p, m, tl, r"
-    "   FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
-    "        AS x(a, t, ip, p, m, tl, r) RETURNING 1),"
+    "   FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+    "               $14::boolean[]) AS x(a, t, ip, p, m, tl, r, k)"
+    "   WHERE k OR EXISTS (SELECT 1 FROM account_logins AS o WHERE o.account = x.a)"
+    "      OR EXISTS (SELECT 1 FROM account_flags AS f WHERE f.account = x.a) RETURNING account),"
     " i AS (INSERT INTO account_security_ips AS s (account, ip, last_seen)"
     "   SELECT a, ip::inet, 'epoch'::timestamptz + $10::bigint * interval '1 microsecond'"
     "   FROM unnest($8::text[], $9::text[]) AS x(a, ip)"
@@ -28,7 +38,7 @@ const pg::Statement FlushWrite{
     "   FROM unnest($11::text[], $12::bigint[], $13::bigint[]) AS x(a, rj, bn)"
     "   ON CONFLICT (account, bucket) DO UPDATE SET rejected = s.rejected + EXCLUDED.rejected,"
     "      bounces = s.bounces + EXCLUDED.bounces RETURNING 1)"
-    " SELECT (SELECT count(*) FROM l), (SELECT count(*) FROM i), (SELECT count(*) FROM c)"};
+    " SELECT account, count(*) FROM l GROUP BY account"};
 
 // $1 accounts, $2 now (us), $3 window (us), $4..$7 max ips, networks, remote_rejected,
 // bounces (0 = off), $8 login log entries kept per account, $9 node id, $10 evaluate?
@@ -69,8 +79,10 @@ const pg::Statement Release{
     " c AS (DELETE FROM account_security_counts WHERE account = $1 RETURNING 1)"
     " SELECT (SELECT count(*) FROM f)"};
 
-// $1 window start (us), $2 login log start (us). Small batches, skipping locked rows (every
-// node prunes).
+// $1 window start (us), $2 login log start (us), $3 account_security.max_tracked_accounts:
+// the login log rows of the accounts past that many, least recently active (newest entry)
+// first. Small batches, skipping locked rows (every node prunes); the last column counts the
+// accounts whose rows this round deleted past the cap.
 const pg::Statement Prune{
     "postern_account_security_prune",
     "WITH i AS (DELETE FROM account_security_ips WHERE ctid = ANY (ARRAY("
@@ -81,8 +93,13 @@ const pg::Statement Prune{
     "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1),"
     " l AS (DELETE FROM account_logins WHERE ctid = ANY (ARRAY("
     "   SELECT ctid FROM account_logins WHERE at <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'"
-    "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1)"
-    " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM c), (SELECT count(*) FROM l)"};
+    "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1),"
+    " e AS (DELETE FROM account_logins WHERE ctid = ANY (ARRAY("
+    "   SELECT ctid FROM account_logins WHERE account IN ("
+    "     SELECT account FROM account_logins GROUP BY account ORDER BY max(at) DESC, account OFFSET $3::bigint)"
+    "   LIMIT 50000 FOR UPDATE SKIP LOCKED)) RETURNING account)"
+    " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM c), (SELECT count(*) FROM l),"
+    "        (SELECT count(DISTINCT account) FROM e)"};
 
 // inet accepts what ClientAddress::host() writes; a scoped address ("fe80::1%eth0") loses
 // its zone, anything else unparsable is left out (it would fail the whole batch).
@@ -119,7 +136,10 @@ std::string pgTextArray(const std::vector<std::string>& values) {
 
 bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint now,
                                    const AccountSecuritySettings& settings, std::vector<AccountFlag>& newlyFlagged) {
-    std::vector<std::string> la, lt, lip, lp, lm, ltl, lr;
+    std::vector<std::string> la, lt, lip, lp, lm, ltl, lr, lk;
+    std::set<std::string_view> okNow;  // names with a success in this batch: their failures count
+    for (const auto& e : batch.logins)
+        if (e.result == "ok" || e.verified) okNow.insert(e.user);
     if (settings.loginLogMaxEntries > 0)
         for (const auto& e : batch.logins) {
             auto ip = inetText(e.ip);
@@ -131,6 +151,7 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
             lm.push_back(e.mechanism);
             ltl.push_back(e.tls);
             lr.push_back(e.result);
+            lk.push_back(okNow.count(e.user) ? "t" : "f");
         }
     std::vector<std::string> ia, iip;
     for (const auto& [user, ips] : batch.loginIps) {
@@ -153,12 +174,20 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
     pg::QueryResult w = pool_.execute(FlushWrite, {pgTextArray(la), pgTextArray(lt), pgTextArray(lip), pgTextArray(lp),
                                                    pgTextArray(lm), pgTextArray(ltl), pgTextArray(lr), pgTextArray(ia),
                                                    pgTextArray(iip), nowUs, pgTextArray(ca), pgTextArray(crj),
-                                                   pgTextArray(cbn)});
+                                                   pgTextArray(cbn), pgTextArray(lk)});
     if (w.failed()) {
         logStoreFailure(FailEvent, "flush", w);
         return false;
     }
-    std::set<std::string> touched(la.begin(), la.end());
+    // Evaluated (and their login log trimmed): the accounts written, not every name tried.
+    std::set<std::string> touched;
+    std::uint64_t written = 0;
+    for (const auto& row : w.rows) {
+        if (row.size() < 2 || !row[0]) continue;
+        touched.insert(*row[0]);
+        written += toU64(row[1]);
+    }
+    if (written < la.size()) untracked_ += la.size() - written;
     touched.insert(ia.begin(), ia.end());
     touched.insert(ca.begin(), ca.end());
     if (touched.empty()) return true;
@@ -198,10 +227,22 @@ bool PgAccountSecurityStore::release(const std::string& user) {
 }
 
 bool PgAccountSecurityStore::prune(core::TimePoint now, const AccountSecuritySettings& settings) {
-    return executeLogged(pool_, Prune,
-                         {std::to_string(toPgMicros(now - settings.window)),
-                          std::to_string(toPgMicros(now - settings.loginLogMaxAge))},
-                         FailEvent, "prune");
+    pg::QueryResult r = pool_.execute(Prune, {std::to_string(toPgMicros(now - settings.window)),
+                                              std::to_string(toPgMicros(now - settings.loginLogMaxAge)),
+                                              std::to_string(std::max<std::size_t>(settings.maxTrackedAccounts, 1))});
+    if (r.failed()) {
+        logStoreFailure(FailEvent, "prune", r);
+        return false;
+    }
+    if (!r.rows.empty() && r.rows[0].size() >= 4) evicted_ += toU64(r.rows[0][3]);
+    return true;
+}
+
+AccountStoreCounters PgAccountSecurityStore::counters() const {
+    AccountStoreCounters c;
+    c.untrackedLogins = untracked_.load();
+    c.evictedLogs = evicted_.load();
+    return c;
 }
 
 }  // namespace postern::abuse

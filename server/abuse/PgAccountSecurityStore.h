@@ -3,11 +3,16 @@
 // (login log rows, IPs, delivery counters, as data-modifying CTEs over unnest()ed arrays),
 // one statement evaluating the thresholds of the accounts in the batch (inserting flags,
 // trimming those accounts' login log to its count bound), one reading the flagged set.
+// Failed attempts are written only for tracked names (decided inside the write statement);
+// the prune also caps the number of accounts with a login log (max_tracked_accounts).
 // Nothing runs per login or per delivery.
 #pragma once
 
 #include "abuse/AccountSecurityStore.h"
 #include "pg/Pool.h"
+
+#include <atomic>
+#include <cstdint>
 
 namespace postern::abuse {
 
@@ -20,9 +25,12 @@ public:
     std::optional<std::vector<std::string>> flagged() override;
     bool release(const std::string& user) override;
     bool prune(core::TimePoint now, const AccountSecuritySettings& settings) override;
+    AccountStoreCounters counters() const override;
 
 private:
     pg::Pool& pool_;
+    std::atomic<std::uint64_t> untracked_{0};
+    std::atomic<std::uint64_t> evicted_{0};
 };
 
 // A PostgreSQL array literal ('{"a","b\"c"}') of `values`, for $n::text[] parameters.

@@ -203,6 +203,12 @@ void Daemon::buildAccountSecurity() {
         {"reason"});
     accountSecurity_ = std::make_unique<abuse::AccountSecurity>(
         a, *accountStore_, [flagged](const abuse::AccountFlag& f) { flagged->labels({f.reason}).inc(); });
+    // Login entries the store did not keep (untracked names, logs past max_tracked_accounts).
+    auto* events = &telemetry_.registry().counterFamily("postern_events_total", "Other operator events",
+                                                         {"event", "label"});
+    accountSecurity_->setCountHook([events](std::string_view label, std::uint64_t n) {
+        events->labels({"account_security", label}).inc(n);
+    });
     recordedAuth_ = std::make_unique<abuse::LoginRecordingAuthService>(*guardedAuth_, *accountSecurity_);
     telemetry_.registry().gaugeCallback("postern_accounts_held", "Accounts whose outbound mail is held (this node's view)",
                                         [this] { return static_cast<double>(accountSecurity_->heldCount()); });

@@ -453,6 +453,9 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         a.maxBounces = r.integer("account_security.max_bounces");
         a.loginLogMaxEntries = r.integer("account_security.login_log_max_entries");
         a.loginLogMaxAge = r.duration("account_security.login_log_max_age");
+        a.maxTrackedAccounts = r.integer("account_security.max_tracked_accounts");
+        if (a.maxTrackedAccounts < 1 || a.maxTrackedAccounts > 1000000000)
+            r.error("account_security.max_tracked_accounts: must be 1..1000000000");
         if (a.flushInterval < Millis(100) || a.flushInterval > Millis(3600000))
             r.error("account_security.flush_interval: must be 100ms..1h");
         if (a.window < Millis(60000)) r.error("account_security.window: must be at least 1m");

@@ -73,6 +73,7 @@ struct AccountSecurityConfig {
     long long maxBounces = 0;
     long long loginLogMaxEntries = 0;
     Millis loginLogMaxAge{};
+    long long maxTrackedAccounts = 0;
     bool operator==(const AccountSecurityConfig&) const = default;
 };
 

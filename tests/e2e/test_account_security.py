@@ -15,13 +15,24 @@ a restart (and a SIGKILL between flushes) keeps holding the account and its logi
 `posternctl user logins` reads the file, `posternctl user release` goes through the request
 file posternd picks up; a damaged file is kept aside. Cluster: a POP3 login refused by the
 penalty (checked in the login statement after the password) is logged as `blocked`.
+
+Username spraying (single node): a few hundred failed SMTP AUTH and POP3 logins with random
+user names from several client addresses leave no entry for those names in the state file
+(they are counted in postern_events_total{event="account_security",label="untracked_login"}),
+while a real account's failures and successes stay in its login log; with
+account_security.max_tracked_accounts = 1 a second account's login drops the first one's log.
 """
 
+import base64
 import json
 import os
+import poplib
+import random
 import re
 import smtplib
+import string
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -382,6 +393,11 @@ def test_cluster_pop3_login_refused_by_the_penalty_is_logged_blocked():
     o["auth.penalty.max_delay"] = "200ms"
     node = start_node(pg, "node-a", new_mail_root(), overrides=o)
     try:
+        # Bob logs in once first: failures are logged only for an account with a login log
+        # (a name that never logged in is not tracked: username spraying).
+        pop_login(node, "127.0.0.4", BOB, BOB_PW)
+        wait_for(lambda: one(pg, "SELECT count(*) FROM account_logins WHERE account = '%s'" % BOB) == "1", 15,
+                 what="bob's successful login logged")
         for _ in range(2):
             try:
                 node.pop3_login(BOB, "wrong-password", tls="stls", source="127.0.0.2").quit()
@@ -405,11 +421,167 @@ def test_cluster_pop3_login_refused_by_the_penalty_is_logged_blocked():
                  what="the refused login logged as blocked")
         check_eq(one(pg, "SELECT string_agg(result, ',') FROM account_logins WHERE account = '%s'"
                          " AND ip = '127.0.0.2'" % BOB), "fail,fail", "the failures")
-        check_eq(one(pg, "SELECT count(*) FROM account_security_ips WHERE account = '%s'" % BOB), "0",
+        check_eq(one(pg, "SELECT count(*) FROM account_security_ips WHERE account = '%s'"
+                         " AND ip = '127.0.0.3'" % BOB), "0",
                  "a blocked login does not count as a login from that address")
     finally:
         node.stop()
         pg.sql("DELETE FROM auth_penalties")
+
+
+def _random_name(rng):
+    local = "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(12))
+    return "spray-%s@%s" % (local, rng.choice(["example.test", "other.example"]))
+
+
+def _spray_smtp(p, source, names, results):
+    """Failed AUTH PLAIN for each name (wrong passwords), several per STARTTLS session,
+    reconnecting when the server hangs up (smtp.max_errors, or the per-IP block)."""
+    todo = list(names)
+    while todo:
+        try:
+            s = p.smtp("submission", source=source, starttls=True)
+        except (smtplib.SMTPException, OSError) as e:
+            results.append(("connect", repr(e)))
+            todo.pop(0)
+            continue
+        try:
+            for _ in range(8):
+                if not todo:
+                    break
+                name = todo.pop(0)
+                blob = base64.b64encode(("\0%s\0wrong-%s" % (name, name)).encode()).decode()
+                code, _ = s.docmd("AUTH", "PLAIN " + blob)
+                results.append(("smtp", code))
+                if code == 454:  # blocked: the server hangs up
+                    break
+            try:
+                s.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+        except (smtplib.SMTPException, OSError) as e:
+            results.append(("smtp-drop", repr(e)))
+
+
+def _spray_pop3(p, source, names, results):
+    """Failed USER/PASS for each name over POP3S, one name per connection."""
+    for name in names:
+        try:
+            c = p.pop3_ssl(source=source)
+        except (poplib.error_proto, OSError) as e:
+            results.append(("connect", repr(e)))
+            continue
+        try:
+            c.user(name)
+            c.pass_("wrong-" + name)
+            results.append(("pop3", "accepted"))
+        except poplib.error_proto as e:
+            results.append(("pop3", e.args[0][:12] if e.args else b""))
+        except OSError as e:
+            results.append(("pop3-drop", repr(e)))
+        try:
+            c.close()
+        except OSError:
+            pass
+
+
+def test_single_node_username_spraying_leaves_no_per_name_state():
+    with Postern(overrides={
+            # Writes the state file quickly for the test (shipped: 5s).
+            "account_security.flush_interval": FLUSH,
+            # The shipped tarpit (1s doubling to 8s per failing IP) would make a few hundred
+            # failures take minutes; 10 ms keeps it on but short.
+            "auth.penalty.base_delay": "10ms",
+            "auth.penalty.max_delay": "20ms",
+            # Past 40 failures an IP is blocked (shipped: 100): some of the spray is then
+            # refused as "blocked", which must not create per-name state either.
+            "auth.penalty.max_failures_ip": "40",
+            # Many short sessions from each 127.0.0.x within seconds.
+            "connections.rate_per_ip": "0"}) as p:
+        # A real account: one success, then one wrong password (a tracked name: logged).
+        p.submission(ALICE, ALICE_PW, source="127.0.0.2").quit()
+        s = p.smtp("submission", source="127.0.0.3", starttls=True)
+        code, _ = s.docmd("AUTH", "PLAIN " + base64.b64encode(("\0%s\0wrong" % ALICE).encode()).decode())
+        check_eq(code, 535, "alice's wrong password")
+        s.quit()
+
+        rng = random.Random(20261205)
+        smtp_sources = ["127.0.0.%d" % i for i in range(10, 15)]  # 5 addresses x 50 names
+        pop_sources = ["127.0.0.%d" % i for i in range(20, 23)]   # 3 addresses x 30 names
+        jobs, names, results = [], [], []
+        for src in smtp_sources:
+            batch = [_random_name(rng) for _ in range(50)]
+            names += batch
+            jobs.append(threading.Thread(target=_spray_smtp, args=(p, src, batch, results)))
+        for src in pop_sources:
+            batch = [_random_name(rng) for _ in range(30)]
+            names += batch
+            jobs.append(threading.Thread(target=_spray_pop3, args=(p, src, batch, results)))
+        started = time.monotonic()
+        for j in jobs:
+            j.start()
+        for j in jobs:
+            j.join(60)
+        check(not any(j.is_alive() for j in jobs), "spray finished within 60 s")
+        smtp_codes = [r[1] for r in results if r[0] == "smtp"]
+        pop_answers = [r[1] for r in results if r[0] == "pop3"]
+        check("accepted" not in pop_answers, "no sprayed POP3 login accepted")
+        check(235 not in smtp_codes, "no sprayed SMTP login accepted")
+        check(smtp_codes.count(535) >= 150, "SMTP failures answered 535: %d (%r)" % (smtp_codes.count(535),
+                                                                                   results[:5]))
+        check(smtp_codes.count(454) >= 1, "some IP was blocked (max_failures_ip = 40): %r" % sorted(set(smtp_codes)))
+        check(len(pop_answers) >= 60, "POP3 failures answered: %d" % len(pop_answers))
+        attempts = len(smtp_codes) + len(pop_answers)
+
+        # The attempts are in the log (one event=auth.fail line each) and counted, after a
+        # flush, as untracked logins.
+        wait_for(lambda: p.metric("postern_events_total", {"event": "account_security",
+                                                           "label": "untracked_login"}) >= attempts, 15,
+                 what="untracked logins counted (%d attempts)" % attempts)
+        check(p.log_count(r"event=auth\.fail .*user=spray-") >= 150, "auth.fail lines for the spray")
+
+        # The state file after that flush: no entry names a sprayed user; alice's are there.
+        state = read_state(p)
+        sprayed = set(names)
+        leaked = [l for l in state if any(w in sprayed for w in l.split(" "))]
+        check_eq(leaked, [], "state file entries for sprayed names")
+        check(not any("spray-" in l for l in state), "no spray- name in the state file")
+        alice_lines = [l for l in state if l.startswith("login %s " % ALICE)]
+        check_eq(len(alice_lines), 2, "alice's two login entries in the state file: %r" % alice_lines)
+        check(len(state) < 20, "the state file stays small: %d records" % len(state))
+
+        r = P.posternctl(["user", "logins", ALICE, "--json"], p.config_path)
+        check_eq(r.returncode, 0, "posternctl user logins: %s" % r.stderr)
+        log = json.loads(r.stdout)
+        check_eq([(e["ip"], e["result"]) for e in log], [("127.0.0.3", "fail"), ("127.0.0.2", "ok")],
+                 "alice's login log, newest first")
+        r = P.posternctl(["user", "logins", names[0], "--json"], p.config_path)
+        check_eq((r.returncode, json.loads(r.stdout or "[]")), (0, []),
+                 "a sprayed name has no login log (%s)" % r.stderr)
+        check(time.monotonic() - started < 60, "spray and checks within 60 s")
+
+
+def state_logins(node, user):
+    """The login records of `user` in the state file ([] before the first write)."""
+    if not os.path.exists(os.path.join(node.queue_dir, "account-security.state")):
+        return []
+    return [l for l in read_state(node) if l.startswith("login %s " % user)]
+
+
+def test_single_node_max_tracked_accounts_drops_the_least_recent_log():
+    with Postern(overrides={
+            # Writes the state file quickly for the test (shipped: 5s).
+            "account_security.flush_interval": FLUSH,
+            # One account keeps a login log (shipped: 100000): bob's login evicts alice's log.
+            "account_security.max_tracked_accounts": "1"}) as p:
+        p.submission(ALICE, ALICE_PW, source="127.0.0.2").quit()
+        wait_for(lambda: state_logins(p, ALICE), 10, what="alice's login in the state file")
+        pop_login(p, "127.0.0.3", BOB, BOB_PW)
+        wait_for(lambda: state_logins(p, BOB), 10, what="bob's login in the state file")
+        check_eq(state_logins(p, ALICE), [], "alice's (least recently active) login log is dropped")
+        p.log_contains(r"event=account_security\.login_logs_evicted accounts=1 max_tracked_accounts=1", timeout=5)
+        check_eq(p.metric("postern_events_total", {"event": "account_security", "label": "login_log_evicted"}), 1.0,
+                 "eviction counted")
 
 
 if __name__ == "__main__":

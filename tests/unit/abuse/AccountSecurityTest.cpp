@@ -1,7 +1,8 @@
 // Compromised-account detection: recording from many threads while the flush thread runs
 // (nothing lost, nothing counted twice), distinct IPs and /24, /48 networks over the window,
-// flagging once, release, the login log bounds, a failing store keeping its batch, and the
-// standalone release request file.
+// flagging once, release, the login log bounds, a failing store keeping its batch, the
+// standalone release request file, and the bounds against username spraying (failures kept
+// only for tracked accounts, max_tracked_accounts evicting the least recently active).
 #include "abuse/AccountSecurity.h"
 #include "abuse/AccountSecurityStore.h"
 #include "abuse/LoginRecordingAuthService.h"
@@ -54,7 +55,7 @@ AccountSecuritySettings quiet() {
 }
 
 LoginEvent login(const std::string& user, const std::string& ip, const std::string& result = "ok") {
-    return LoginEvent{T0, user, ip, "smtp", "PLAIN", "TLSv1.3", result};
+    return LoginEvent{T0, user, ip, "smtp", "PLAIN", "TLSv1.3", result, result == "ok"};
 }
 
 // Fails while `down` is set (a database outage).
@@ -333,13 +334,166 @@ BOOST_AUTO_TEST_CASE(logins_are_recorded_with_protocol_mechanism_tls_and_result)
     BOOST_TEST(ok[0].mechanism == "USER");
     BOOST_TEST(ok[0].tls == "TLSv1.2");
     BOOST_TEST(ok[0].result == "ok");
-    auto failed = store.logins("Ann@Example.Test", 0);  // a failure under the name given
-    BOOST_REQUIRE(failed.size() == 1u);
+    // A failure is recorded under the name given; "Ann@Example.Test" is no tracked account
+    // (only its canonical login is), so it is counted, not kept.
+    BOOST_TEST(store.logins("Ann@Example.Test", 0).empty());
+    BOOST_TEST(store.counters().untrackedLogins == 1u);
+    req.user = "ann@example.test";  // the canonical name: tracked since its success
+    BOOST_TEST((auth.authenticate(req).status == core::AuthStatus::BadCredentials));
+    security.flushNow();
+    auto failed = store.logins("ann@example.test", 0);
+    BOOST_REQUIRE(failed.size() == 2u);
     BOOST_TEST(failed[0].result == "fail");
     BOOST_TEST(failed[0].tls == "");
     // Only the success counts its IP for detection.
     BOOST_TEST(store.totals("ann@example.test", std::chrono::system_clock::now(), 1h).ips == 1u);
     BOOST_TEST(store.totals("Ann@Example.Test", std::chrono::system_clock::now(), 1h).ips == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(spraying_unknown_names_leaves_no_per_name_state) {
+    ManualClock clock;
+    MemoryAccountSecurityStore store;
+    AccountSecurity security(quiet(), store, {}, clock.fn());
+    std::map<std::string, std::uint64_t> counted;
+    security.setCountHook([&](std::string_view label, std::uint64_t n) { counted[std::string(label)] += n; });
+    security.recordLogin(login("ann", "192.0.2.1"));  // a real account
+    for (int i = 0; i < 5000; ++i)
+        security.recordLogin(login("sprayed" + std::to_string(i), "198.51.100." + std::to_string(i % 250 + 1),
+                                   i % 3 == 0 ? "blocked" : (i % 3 == 1 ? "fail" : "tempfail")));
+    BOOST_TEST(security.flushNow());
+    const AccountSecurityState st = store.snapshot();
+    BOOST_TEST(st.accounts.size() == 1u);  // ann only
+    BOOST_TEST(st.accounts.count("ann") == 1u);
+    BOOST_TEST(store.logins("sprayed7", 0).empty());
+    BOOST_TEST(store.counters().untrackedLogins == 5000u);
+    BOOST_TEST(counted["untracked_login"] == 5000u);
+    security.flushNow();  // nothing new: nothing counted twice
+    BOOST_TEST(counted["untracked_login"] == 5000u);
+}
+
+BOOST_AUTO_TEST_CASE(failures_are_logged_for_an_account_that_logged_in) {
+    ManualClock clock;
+    MemoryAccountSecurityStore store;
+    AccountSecurity security(quiet(), store, {}, clock.fn());
+    // Before any success: a failure for bob is not kept.
+    security.recordLogin(login("bob", "192.0.2.1", "fail"));
+    security.flushNow();
+    BOOST_TEST(store.logins("bob", 0).empty());
+    BOOST_TEST(store.counters().untrackedLogins == 1u);
+    // A failure then a success in one batch: the success makes the name tracked, both kept.
+    LoginEvent typo = login("bob", "192.0.2.1", "fail");
+    LoginEvent ok = login("bob", "192.0.2.1");
+    ok.at = T0 + 1s;
+    security.recordLogin(typo);
+    security.recordLogin(ok);
+    security.flushNow();
+    BOOST_TEST(store.logins("bob", 0).size() == 2u);
+    // Later failures and blocks for bob (a brute force against a real account) are kept.
+    LoginEvent bad = login("bob", "203.0.113.9", "fail");
+    bad.at = T0 + 2s;
+    LoginEvent blocked = login("bob", "203.0.113.9", "blocked");
+    blocked.at = T0 + 3s;
+    security.recordLogin(bad);
+    security.recordLogin(blocked);
+    security.flushNow();
+    auto log = store.logins("bob", 0);
+    BOOST_REQUIRE(log.size() == 4u);
+    BOOST_TEST(log[0].result == "blocked");
+    BOOST_TEST(log[1].result == "fail");
+    BOOST_TEST(log[1].ip == "203.0.113.9");
+    BOOST_TEST(store.counters().untrackedLogins == 1u);
+    // Once the log has aged out, bob is untracked again until his next success.
+    clock.advance(24h * 31);
+    security.flushNow();
+    BOOST_TEST(store.snapshot().accounts.count("bob") == 0u);
+    security.recordLogin(login("bob", "203.0.113.9", "fail"));
+    security.flushNow();
+    BOOST_TEST(store.logins("bob", 0).empty());
+    BOOST_TEST(store.counters().untrackedLogins == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_flagged_account_keeps_its_failures_logged) {
+    MemoryAccountSecurityStore store;
+    AccountSecuritySettings s = quiet();
+    s.maxIps = 1;
+    ManualClock clock;
+    AccountSecurity security(s, store, {}, clock.fn());
+    security.recordLogin(login("cat", "192.0.2.1"));
+    security.recordLogin(login("cat", "192.0.2.2"));
+    security.flushNow();
+    BOOST_REQUIRE(security.isHeld("cat"));
+    clock.advance(24h * 31);  // counters and log age out; the flag stays
+    security.flushNow();
+    BOOST_TEST(store.logins("cat", 0).empty());
+    BOOST_TEST(security.isHeld("cat"));
+    LoginEvent bad = login("cat", "203.0.113.1", "fail");
+    bad.at = T0 + 24h * 31;
+    security.recordLogin(bad);
+    security.flushNow();
+    BOOST_TEST(store.logins("cat", 0).size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(past_max_tracked_accounts_the_least_recently_active_lose_their_log) {
+    ManualClock clock;
+    MemoryAccountSecurityStore store;
+    AccountSecuritySettings s = quiet();
+    s.maxIps = 1;  // "held" will be flagged: its flag must survive the eviction of its log
+    s.maxTrackedAccounts = 3;
+    std::map<std::string, std::uint64_t> counted;
+    AccountSecurity security(s, store, {}, clock.fn());
+    security.setCountHook([&](std::string_view label, std::uint64_t n) { counted[std::string(label)] += n; });
+    LoginEvent h1 = login("held", "192.0.2.1");
+    LoginEvent h2 = login("held", "192.0.2.2");
+    security.recordLogin(h1);
+    security.recordLogin(h2);
+    security.flushNow();
+    BOOST_REQUIRE(security.isHeld("held"));
+    clock.advance(2h);  // held's IPs leave the window: only its log remains
+    security.flushNow();
+    // Four more accounts, each active later than the one before.
+    for (int i = 0; i < 4; ++i) {
+        LoginEvent e = login("u" + std::to_string(i), "192.0.2.9");
+        e.at = T0 + 2h + std::chrono::seconds(i + 1);
+        security.recordLogin(e);
+        clock.advance(1s);
+        security.flushNow();
+    }
+    const AccountSecurityState st = store.snapshot();
+    std::size_t withLog = 0;
+    for (const auto& [user, a] : st.accounts)
+        if (!a.logins.empty()) ++withLog;
+    BOOST_TEST(withLog == 3u);
+    BOOST_TEST(store.logins("held", 0).empty());  // least recently active: evicted first
+    BOOST_TEST(store.logins("u0", 0).empty());    // then the oldest of the others
+    BOOST_TEST(store.logins("u1", 0).size() == 1u);
+    BOOST_TEST(store.logins("u3", 0).size() == 1u);
+    BOOST_TEST(security.isHeld("held"));  // the flag is never evicted
+    BOOST_TEST(st.flags.count("held") == 1u);
+    BOOST_TEST(store.counters().evictedLogs == 2u);
+    BOOST_TEST(counted["login_log_evicted"] == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_state_loaded_past_the_cap_is_cut_at_the_next_prune) {
+    ManualClock clock;
+    MemoryAccountSecurityStore store;
+    AccountSecuritySettings big = quiet();
+    std::vector<AccountFlag> f;
+    ActivityBatch b;
+    for (int i = 0; i < 50; ++i) {
+        LoginEvent e = login("acct" + std::to_string(i), "192.0.2.1");
+        e.at = T0 + std::chrono::seconds(i);
+        b.logins.push_back(e);
+    }
+    BOOST_REQUIRE(store.flush(b, T0, big, f));
+    BOOST_TEST(store.snapshot().accounts.size() == 50u);
+    AccountSecuritySettings small = big;
+    small.maxTrackedAccounts = 10;
+    BOOST_REQUIRE(store.prune(T0 + 1min, small));
+    const AccountSecurityState st = store.snapshot();
+    BOOST_TEST(st.accounts.size() == 10u);
+    BOOST_TEST(st.accounts.count("acct49") == 1u);  // the newest stay
+    BOOST_TEST(st.accounts.count("acct40") == 1u);
+    BOOST_TEST(st.accounts.count("acct39") == 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

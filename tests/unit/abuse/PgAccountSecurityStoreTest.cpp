@@ -1,7 +1,8 @@
 // PgAccountSecurityStore against a real PostgreSQL (skipped without POSTERN_TEST_PG_CONNINFO;
 // tests/e2e/test_cluster_stores.py runs it): two "nodes" adding up one account's IPs, the
-// flag inserted once, /24 and /48 grouping in SQL, many nodes flushing at once, release, and
-// the login log trimmed to its count bound.
+// flag inserted once, /24 and /48 grouping in SQL, many nodes flushing at once, release, the
+// login log trimmed to its count bound, failures for untracked (sprayed) names writing no
+// rows, and the prune capping the accounts with a login log (max_tracked_accounts).
 #include "abuse/PgAccountSecurityStore.h"
 
 #include "support/PgTestSupport.h"
@@ -140,7 +141,7 @@ BOOST_AUTO_TEST_CASE(many_nodes_flushing_at_once_count_exactly, *boost::unit_tes
                 for (int i = 0; i < 10; ++i) b.loginIps["dora"].insert("10.0." + std::to_string(r) + "." + std::to_string(i));
                 b.counts["dora"] = {1, 0};
                 b.logins.push_back({T0 + std::chrono::milliseconds(n * 1000 + r), "dora", "10.9.9.9", "pop3", "USER",
-                                    "", "ok"});
+                                    "", "ok", true});
                 std::vector<AccountFlag> f;
                 if (!store.flush(b, T0 + std::chrono::milliseconds(r), s, f)) ++failures;
                 flags += static_cast<int>(f.size());
@@ -156,7 +157,7 @@ BOOST_AUTO_TEST_CASE(many_nodes_flushing_at_once_count_exactly, *boost::unit_tes
     pg::Pool pool(settings(1));
     PgAccountSecurityStore store(pool);
     ActivityBatch last;
-    last.logins.push_back({T0 + 1h, "dora", "10.9.9.9", "pop3", "USER", "", "ok"});
+    last.logins.push_back({T0 + 1h, "dora", "10.9.9.9", "pop3", "USER", "", "ok", true});
     std::vector<AccountFlag> f;
     BOOST_REQUIRE(store.flush(last, T0 + 1h, thresholds(50), f));
     BOOST_TEST(db.one("SELECT count(*) FROM account_logins WHERE account = 'dora'") == "100");  // the default bound
@@ -173,8 +174,8 @@ BOOST_AUTO_TEST_CASE(login_log_is_trimmed_per_account_and_by_age, *boost::unit_t
     ActivityBatch b;
     for (int i = 0; i < 5; ++i)
         b.logins.push_back({T0 + std::chrono::seconds(i), "eve", "192.0.2." + std::to_string(i + 1), "smtp", "PLAIN",
-                            "TLSv1.3", i == 4 ? "fail" : "ok"});
-    b.logins.push_back({T0, "fay", "2001:db8::1", "pop3", "USER", "", "ok"});
+                            "TLSv1.3", i == 4 ? "fail" : "ok", i != 4});
+    b.logins.push_back({T0, "fay", "2001:db8::1", "pop3", "USER", "", "ok", true});
     std::vector<AccountFlag> flagged;
     BOOST_REQUIRE(store.flush(b, T0 + 5s, s, flagged));
     BOOST_TEST(db.one("SELECT string_agg(host(ip), ',' ORDER BY at DESC) FROM account_logins WHERE account = 'eve'") ==
@@ -185,6 +186,55 @@ BOOST_AUTO_TEST_CASE(login_log_is_trimmed_per_account_and_by_age, *boost::unit_t
     BOOST_REQUIRE(store.prune(T0 + 1h + 2500ms, s));  // an hour old: eve's .3 (T0+2s) and fay's go
     BOOST_TEST(db.one("SELECT count(*) FROM account_logins WHERE account = 'eve'") == "2");
     BOOST_TEST(db.one("SELECT count(*) FROM account_logins WHERE account = 'fay'") == "0");
+}
+
+BOOST_AUTO_TEST_CASE(sprayed_names_write_no_rows_and_tracked_accounts_keep_their_failures,
+                     *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    clean(db);
+    pg::Pool pool(settings(2));
+    PgAccountSecurityStore store(pool);
+    AccountSecuritySettings s = thresholds(0);
+    ActivityBatch first;  // gus logs in; hal only fails (an unknown name)
+    first.logins.push_back({T0, "gus", "192.0.2.1", "smtp", "PLAIN", "", "ok", true});
+    first.logins.push_back({T0, "hal", "192.0.2.1", "smtp", "PLAIN", "", "fail", false});
+    std::vector<AccountFlag> f;
+    BOOST_REQUIRE(store.flush(first, T0, s, f));
+    ActivityBatch spray;
+    for (int i = 0; i < 2000; ++i)
+        spray.logins.push_back({T0 + 1s, "spray" + std::to_string(i), "198.51.100." + std::to_string(i % 250 + 1), "pop3",
+                                "USER", "", i % 2 ? "fail" : "blocked", false});
+    spray.logins.push_back({T0 + 2s, "gus", "203.0.113.5", "smtp", "LOGIN", "", "fail", false});  // tracked
+    BOOST_REQUIRE(store.flush(spray, T0 + 2s, s, f));
+    BOOST_TEST(db.one("SELECT count(DISTINCT account) FROM account_logins") == "1");
+    BOOST_TEST(db.one("SELECT string_agg(result, ',' ORDER BY at DESC) FROM account_logins WHERE account = 'gus'") ==
+               "fail,ok");
+    BOOST_TEST(store.counters().untrackedLogins == 2001u);  // hal + the spray
+}
+
+BOOST_AUTO_TEST_CASE(prune_caps_the_accounts_with_a_login_log, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    clean(db);
+    pg::Pool pool(settings(2));
+    PgAccountSecurityStore store(pool);
+    AccountSecuritySettings s = thresholds(0);
+    ActivityBatch b;
+    for (int i = 0; i < 30; ++i)
+        for (int k = 0; k < 3; ++k)
+            b.logins.push_back({T0 + std::chrono::seconds(i * 10 + k), "acct" + std::to_string(i), "192.0.2.1", "smtp",
+                                "PLAIN", "", "ok", true});
+    std::vector<AccountFlag> f;
+    BOOST_REQUIRE(store.flush(b, T0 + 1h, s, f));
+    db.sql("INSERT INTO account_flags (account, reason, value, threshold) VALUES ('acct0', 'ips', 9, 1)");
+    s.maxTrackedAccounts = 10;
+    BOOST_REQUIRE(store.prune(T0 + 1h, s));
+    BOOST_TEST(db.one("SELECT count(DISTINCT account) FROM account_logins") == "10");
+    BOOST_TEST(db.one("SELECT min(account) FROM account_logins") == "acct20");  // the 10 most recently active
+    BOOST_TEST(db.one("SELECT count(*) FROM account_logins") == "30");          // whole logs kept
+    BOOST_TEST(db.one("SELECT count(*) FROM account_flags WHERE account = 'acct0'") == "1");  // flags never go
+    BOOST_TEST(store.counters().evictedLogs == 20u);
+    BOOST_REQUIRE(store.prune(T0 + 1h, s));  // nothing more past the cap
+    BOOST_TEST(store.counters().evictedLogs == 20u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
