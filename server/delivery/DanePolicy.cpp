@@ -36,7 +36,17 @@ HostTls hostTlsPolicy(MxResolver& resolver, TlsPolicy routePolicy, const MxResul
     };
     // RFC 7672 2.2.1/2.2.2: DANE only when the MX RRset and the host's addresses are secure.
     if (!where.mxSecure || !host.secure) return fallback("insecure_dns");
-    TlsaResult tlsa = resolver.resolveTlsa(host.name, port);
+    // RFC 7672 2.2.2 / RFC 7671 7: an alias MX host (its CNAME chain secure, as its address
+    // answers were) has its TLSA records looked up at the fully expanded name first, then,
+    // without secure ones there, at the original name. The name they are found at is the
+    // TLSA base domain.
+    const bool alias = !host.expanded.empty() && host.expanded != host.name;
+    std::string base = alias ? host.expanded : host.name;
+    TlsaResult tlsa = resolver.resolveTlsa(base, port);
+    if (alias && tlsa.status == LookupStatus::Ok && (!tlsa.secure || tlsa.records.empty())) {
+        base = host.name;
+        tlsa = resolver.resolveTlsa(base, port);
+    }
     if (tlsa.status != LookupStatus::Ok) {
         t.tlsaSecure = true;  // unknown: treated as present (fail closed)
         t.usable = false;
@@ -60,9 +70,10 @@ HostTls hostTlsPolicy(MxResolver& resolver, TlsPolicy routePolicy, const MxResul
         t.label = "encrypt";
         return t;
     }
-    // Reference identifiers of a DANE-TA chain (RFC 7672 3.2.2): the TLSA base domain, which
-    // is the MX host name here (CNAMEs are followed by the resolver, not expanded by us).
-    target.names = {host.name};
+    // SNI and reference identifiers of a DANE-TA chain (RFC 7672 2.2.2, 3.2.3, 8.1): the
+    // TLSA base domain first (the SNI), and for an alias the other of expanded and original.
+    target.names = {base};
+    if (alias) target.names.push_back(base == host.name ? host.expanded : host.name);
     t.policy = TlsPolicy::Dane;
     t.label = "dane";
     t.dane = std::move(target);

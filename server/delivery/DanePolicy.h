@@ -28,7 +28,8 @@ inline bool daneGoverns(const HostTls& t) { return t.tlsaSecure || !t.usable; }
 const char* tlsPolicyName(TlsPolicy p);
 
 // For a route policy other than dane/dane-only: that policy as is, no lookup. Otherwise:
-// MX RRset and host addresses secure -> TLSA lookup of _<port>._tcp.<host>:
+// MX RRset and host addresses secure -> TLSA lookup of _<port>._tcp.<host> (an alias host:
+// of its CNAME-expanded name, then of its own name if no secure records were there):
 //   secure, some usable      -> Dane with those records (label "dane")
 //   secure, none usable      -> Encrypt (RFC 7672 2.2; dane-only: unusable, "tlsa_unusable")
 //   none / insecure answer   -> May (dane-only: unusable, "no_tlsa")

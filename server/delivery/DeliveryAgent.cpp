@@ -134,14 +134,16 @@ struct DeliveryAgent::Route {
 
 namespace {
 
-// RFC 8689: REQUIRETLS raises any route to 'verify'; "TLS-Required: No" (only without the
+// RFC 8689: REQUIRETLS raises any route to 'verify', except dane/dane-only, which stay (a
+// DANE-authenticated session satisfies REQUIRETLS, RFC 8689 4.2.1; each host without DANE
+// is raised to 'verify' in deliverRoute); "TLS-Required: No" (only without the
 // REQUIRETLS parameter, which takes precedence) lowers 'encrypt'/'verify' to 'may': TLS is
 // still tried, but the message may go in clear (section 5).
 template <typename RouteT>
 void applyTlsRequirements(RouteT& route, bool requireTls, bool tlsNotRequired) {
     if (requireTls) {
         route.requireTls = true;
-        route.policy = TlsPolicy::Verify;
+        if (route.policy != TlsPolicy::Dane && route.policy != TlsPolicy::DaneOnly) route.policy = TlsPolicy::Verify;
     } else if (tlsNotRequired && (route.policy == TlsPolicy::Encrypt || route.policy == TlsPolicy::Verify)) {
         route.policy = TlsPolicy::May;
     }
@@ -254,6 +256,11 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     bool daneApplies = false;
     for (const auto& host : where.hosts) {
         HostTls t = hostTlsPolicy(resolver_, route.policy, where, host, route.port);
+        // REQUIRETLS: a host DANE does not authenticate needs a PKIX-verified certificate.
+        if (route.requireTls && t.usable && t.policy != TlsPolicy::Dane) {
+            t.policy = TlsPolicy::Verify;
+            t.label = tlsPolicyName(TlsPolicy::Verify);
+        }
         daneApplies = daneApplies || daneGoverns(t);
         hostPolicies.emplace(host.name, std::move(t));
     }

@@ -103,9 +103,10 @@ std::string lowerNoDot(std::string s) {
 }
 
 // A then AAAA of `name`. Ok with addresses, PermFail (NXDOMAIN / no address), TempFail.
-// `secure`: every answer holding addresses was authenticated.
+// `secure`: every answer holding addresses was authenticated. `expanded`: the CNAME-expanded
+// name the first answer showed ("" if none could be read).
 LookupStatus addressesOf(Resolver& r, const std::string& name, std::vector<Poco::Net::IPAddress>& out,
-                         bool& secure) {
+                         bool& secure, std::string& expanded) {
     std::vector<unsigned char> answer;
     bool temp = false;
     bool anyAnswer = false;
@@ -117,6 +118,7 @@ LookupStatus addressesOf(Resolver& r, const std::string& name, std::vector<Poco:
         if (o != QueryOutcome::Answer) continue;
         anyAnswer = true;
         secure = secure && r.authenticated();
+        if (expanded.empty()) expanded = cnameExpanded(answer.data(), answer.size(), name);
         bool parsed = forEachAnswer(answer, type, [&](const ns_msg&, const ns_rr& rr) {
             if (type == ns_t_a && ns_rr_rdlen(rr) == 4)
                 out.emplace_back(ns_rr_rdata(rr), 4);
@@ -175,7 +177,7 @@ MxResult MxResolver::resolveHost(const std::string& host) {
     Resolver res(settings_);
     if (!res.ok()) return failure(LookupStatus::TempFail, "4.4.3", "resolver initialisation failed");
     MxHost h{lowerNoDot(host), 0, {}};
-    LookupStatus s = addressesOf(res, h.name, h.addresses, h.secure);
+    LookupStatus s = addressesOf(res, h.name, h.addresses, h.secure, h.expanded);
     if (s == LookupStatus::PermFail) return failure(s, "5.1.2", "host " + h.name + " not found");
     if (s == LookupStatus::TempFail) return failure(s, "4.4.3", "DNS lookup of " + h.name + " failed (try again)");
     MxResult r;
@@ -240,7 +242,7 @@ MxResult MxResolver::resolveMx(const std::string& domainIn) {
     bool temp = false;
     for (const auto& m : records) {
         MxHost h{m.host, m.preference, {}};
-        LookupStatus s = addressesOf(res, m.host, h.addresses, h.secure);
+        LookupStatus s = addressesOf(res, m.host, h.addresses, h.secure, h.expanded);
         if (s == LookupStatus::TempFail) temp = true;
         if (s == LookupStatus::Ok) r.hosts.push_back(std::move(h));
     }
@@ -260,6 +262,26 @@ bool parseTlsaAnswer(const unsigned char* msg, std::size_t len, std::vector<Tlsa
         out.push_back(rec ? *rec : TlsaRecord{255, 255, 255, {}});
         return true;
     });
+}
+
+std::string cnameExpanded(const unsigned char* msg, std::size_t len, const std::string& qname) {
+    std::vector<unsigned char> answer(msg, msg + len);
+    std::vector<std::pair<std::string, std::string>> links;  // owner -> target
+    bool parsed = forEachAnswer(answer, ns_t_cname, [&](const ns_msg& m, const ns_rr& rr) {
+        char target[NS_MAXDNAME];
+        if (::dn_expand(ns_msg_base(m), ns_msg_end(m), ns_rr_rdata(rr), target, sizeof target) < 0) return false;
+        links.emplace_back(lowerNoDot(ns_rr_name(rr)), lowerNoDot(target));
+        return true;
+    });
+    if (!parsed) return {};
+    std::string name = lowerNoDot(qname);
+    // Each step uses one record: more steps than records means a loop.
+    for (std::size_t steps = 0;; ++steps) {
+        auto next = std::find_if(links.begin(), links.end(), [&](const auto& l) { return l.first == name; });
+        if (next == links.end()) return name;
+        if (steps == links.size()) return {};
+        name = next->second;
+    }
 }
 
 TlsaResult MxResolver::resolveTlsa(const std::string& host, std::uint16_t port) {

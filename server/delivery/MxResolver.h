@@ -32,6 +32,10 @@ struct MxHost {
     std::uint16_t preference = 0;
     std::vector<Poco::Net::IPAddress> addresses;
     bool secure = false;  // every address answer was DNSSEC-authenticated (AD bit, RFC 7672 2.2)
+    // The fully CNAME-expanded name of `name` as the address answers showed it ("" or equal
+    // to `name`: not an alias). With `secure`, the whole CNAME chain was authenticated (the
+    // AD bit covers every RRset of the answer, CNAMEs included).
+    std::string expanded{};
 };
 
 struct MxResult {
@@ -70,6 +74,12 @@ bool isNullMx(const std::vector<MxRecord>& records);
 // false if the message is malformed. A record whose RDATA is malformed is kept as an
 // unusable one (usage 255), so "records present, none usable" stays visible.
 bool parseTlsaAnswer(const unsigned char* msg, std::size_t len, std::vector<TlsaRecord>& out);
+
+// The CNAME chain from `qname` in the answer section of DNS message `msg` (wire format,
+// untrusted), followed to its end: the fully expanded name (lower-case, no trailing dot),
+// `qname` itself when it is not an alias, "" when the message is malformed or the chain
+// loops. RFC 7672 2.2.2.
+std::string cnameExpanded(const unsigned char* msg, std::size_t len, const std::string& qname);
 
 // Stateless apart from settings; thread-safe (each lookup has its own res_state).
 class MxResolver {

@@ -249,8 +249,9 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                 try {
                     socket_.setReceiveTimeout(span(settings_.mailTimeout));
                     socket_.setSendTimeout(span(settings_.mailTimeout));
-                    // SNI: the MX host name (RFC 7672 8.1).
-                    socket_ = Poco::Net::SecureStreamSocket::attach(socket_, hostName, ctx);
+                    // SNI: the TLSA base domain under DANE, else the MX host name (RFC 7672 8.1).
+                    const std::string& sni = daneCheckWanted && !dane->names.empty() ? dane->names.front() : hostName;
+                    socket_ = Poco::Net::SecureStreamSocket::attach(socket_, sni, ctx);
                     tls_ = true;
                     tlsVerified_ = policy == TlsPolicy::Verify;
                 } catch (const Poco::Exception& e) {

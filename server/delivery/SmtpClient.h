@@ -42,7 +42,7 @@ struct ClientSettings {
 };
 
 // What a DANE session must match (RFC 7672 3): the host's usable TLSA records and the
-// names a DANE-TA(2) chain's leaf may carry.
+// names a DANE-TA(2) chain's leaf may carry, the TLSA base domain first (it is the SNI).
 struct DaneTarget {
     std::vector<TlsaRecord> tlsa;
     std::vector<std::string> names;
@@ -91,7 +91,7 @@ public:
     // tlsHandshakeFailed() then tells whether a retry without TLS makes sense ('may').
     // `dane` (with policy Dane): TLS is required and, after the handshake, the server's chain
     // must match one of dane->tlsa (daneCheck), else the session is closed before any mail
-    // command (tlsRequirementFailed(), daneFailure()). SNI is always `hostName`.
+    // command (tlsRequirementFailed(), daneFailure()). SNI: dane->names[0], else `hostName`.
     SmtpReply open(const Poco::Net::SocketAddress& address, const std::string& hostName, TlsPolicy policy,
                    const Credentials* credentials, bool tryTls = true, const DaneTarget* dane = nullptr);
 

@@ -94,6 +94,7 @@ Lookup Engine::policyFor(const std::string& domain, const std::string& sessionId
                              .add("mode", modeName(policy->mode))
                              .add("max_age", policy->maxAge)
                              .add("mx", mx.empty() ? "-" : mx)
+                             .add("max_age_capped", policy->maxAgeCapped ? "yes" : "no")
                              .str());
     std::string error;
     if (!cache_.put(entry, &error))

@@ -102,11 +102,9 @@ std::optional<Policy> parsePolicy(std::string_view body, std::string* error) {
         return std::nullopt;
     }
     unsigned long long age = std::stoull(*maxAge);
-    if (age > MaxMaxAge) {
-        fail(error, "max_age above 31557600");
-        return std::nullopt;
-    }
-    p.maxAge = static_cast<std::uint32_t>(age);
+    // RFC 8461 3.2 gives 31557600 as the maximum: a larger value is capped, not an error.
+    p.maxAgeCapped = age > MaxMaxAge;
+    p.maxAge = static_cast<std::uint32_t>(std::min<unsigned long long>(age, MaxMaxAge));
     for (const auto& m : mx) {
         std::string pattern = stripDot(m);
         std::string_view domain = pattern;

@@ -21,14 +21,18 @@ struct Policy {
     Mode mode = Mode::None;
     std::uint32_t maxAge = 0;       // seconds
     std::vector<std::string> mx;    // lower-case patterns, "mail.example.net" or "*.example.net"
-    bool operator==(const Policy&) const = default;
+    // The published max_age was above MaxMaxAge and maxAge was capped to it (for the log;
+    // a note about this fetch, not part of the policy: not compared, not cached).
+    bool maxAgeCapped = false;
+    bool operator==(const Policy& o) const { return mode == o.mode && maxAge == o.maxAge && mx == o.mx; }
 };
 
 // Parses a policy body (lines ending in LF or CRLF, "key: value"). Unknown keys are
 // ignored; for version, mode and max_age the first occurrence counts; mx may repeat.
 // nullopt (= the domain has no usable policy) when: version is not "STSv1", mode is
-// missing or not enforce|testing|none, max_age is missing, not 1..10 digits or above
-// MaxMaxAge, an mx pattern is malformed, or enforce/testing has no mx line.
+// missing or not enforce|testing|none, max_age is missing or not 1..10 digits, an mx
+// pattern is malformed, or enforce/testing has no mx line. A max_age above MaxMaxAge is
+// capped to it (maxAgeCapped), as other implementations do, not a reason to reject.
 // `error` (if given) says why, for the log.
 std::optional<Policy> parsePolicy(std::string_view body, std::string* error = nullptr);
 

@@ -330,15 +330,19 @@ def tlsa_rdata(cert_path, usage, selector, mtype):
 
 
 class CertSink(Sink):
-    """A Sink offering STARTTLS with the given certificate (file may hold a chain) and key."""
+    """A Sink offering STARTTLS with the given certificate (file may hold a chain) and key;
+    requiretls=True: it also offers REQUIRETLS (RFC 8689) after STARTTLS and accepts the
+    MAIL parameter (it stays in Received.mail_options)."""
 
-    def __init__(self, address, port, cert, key, **kw):
+    def __init__(self, address, port, cert, key, requiretls=False, **kw):
         super().__init__(address, port, **kw)
         self.cert_file, self.key_file = cert, key
+        self.requiretls = requiretls
         self.sni = []  # server names the client sent
 
     def start(self):
         from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import SMTP
         from delivery_support import _Handler
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert_file, self.key_file)
@@ -347,7 +351,28 @@ class CertSink(Sink):
             with self.lock:
                 self.sni.append(server_name)
         ctx.sni_callback = sni_cb
-        self.controller = Controller(_Handler(self), hostname=self.address, port=self.port,
-                                     server_hostname="sink-%s" % self.address, tls_context=ctx)
+        requiretls = self.requiretls
+
+        class Handler(_Handler):
+            async def handle_EHLO(self, server, session, envelope, hostname, responses):
+                session.host_name = hostname
+                if requiretls and session.ssl is not None:  # RFC 8689 4: only over TLS
+                    responses.insert(len(responses) - 1, "250-REQUIRETLS")
+                return responses
+
+        class RequireTlsSMTP(SMTP):
+            def _getparams(self, params):
+                result = super()._getparams(params)
+                # RFC 8689 4: REQUIRETLS takes no value; accepted (it stays in mail_options).
+                if requiretls and result is not None and result.get("REQUIRETLS") is True:
+                    del result["REQUIRETLS"]
+                return result
+
+        class Ctl(Controller):
+            def factory(self):
+                return RequireTlsSMTP(self.handler, **self.SMTP_kwargs)
+
+        self.controller = Ctl(Handler(self), hostname=self.address, port=self.port,
+                              server_hostname="sink-%s" % self.address, tls_context=ctx)
         self.controller.start()
         return self

@@ -4,14 +4,15 @@ validating unbound (trust anchor = the test zone's KSK) in front of nsd serving 
 signed by ldns-signzone, to SMTP sinks whose certificates do or do not match the TLSA
 records. DANE-EE(3) and DANE-TA(2) matches, a mismatch (next MX, or deferred with 4.7.5 and
 nothing sent), an insecure zone (opportunistic TLS), dane-only without TLSA, a TLSA lookup
-the resolver finds bogus, and the tls_policy= log field and /metrics counters."""
+the resolver finds bogus, and the tls_policy= log field and /metrics counters; an alias
+(CNAME) MX host's TLSA base domain (RFC 7672 2.2.2); REQUIRETLS met by DANE (RFC 8689 4.2.1)."""
 
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from postern_harness import DEFAULT_USERS, Postern, check, check_eq, make_message, run_tests  # noqa: E402
+from postern_harness import DEFAULT_USERS, Postern, check, check_eq, make_message, run_tests, wait_for  # noqa: E402
 from delivery_support import Sink, delivery_overrides, sink_port  # noqa: E402
 from dane_support import Certs, CertSink, SignedDns, tlsa_rdata  # noqa: E402
 
@@ -19,11 +20,11 @@ ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["pas
 MX1, MX2 = "127.0.0.20", "127.0.0.21"
 
 
-def submit(p, to):
+def submit(p, to, mail_options=()):
     marker, msg = make_message(sender=ALICE, to=to)
-    s = p.submission(ALICE, ALICE_PW)
+    s = p.submission(ALICE, ALICE_PW)  # STARTTLS + AUTH
     try:
-        s.sendmail(ALICE, [to], msg)
+        s.sendmail(ALICE, [to], msg, mail_options=list(mail_options))
     finally:
         s.quit()
     return marker
@@ -246,6 +247,169 @@ def test_bogus_tlsa_is_deferred():
                 p.log_contains(r"event=delivery\.defer to=<friend@d\.dane\.test> .*status=4\.7\.5 .*"
                                r"tls_policy=dane dane_fail=tlsa_lookup_failed", timeout=20)
                 check_eq(sink.data_seen, [], "no message when the TLSA lookup fails")
+    finally:
+        certs.close()
+
+
+def test_requiretls_is_satisfied_by_dane():
+    """RFC 8689 4.2.1: a certificate authenticated by DANE (here self-signed, so not PKIX
+    valid) satisfies REQUIRETLS; REQUIRETLS is passed on."""
+    certs = Certs()
+    try:
+        cert, key = certs.self_signed("mx1", "mx1.dane.test")
+        port = sink_port((MX1,))
+        z = zone(port, [(10, "mx1", MX1)], [("mx1", tlsa_rdata(cert, 3, 1, 1))])
+        with SignedDns({"dane.test": z}) as dns, CertSink(MX1, port, cert, key, requiretls=True) as sink:
+            with Postern(overrides=dane_overrides(dns, port)) as p:
+                marker = submit(p, "friend@d.dane.test", mail_options=["REQUIRETLS"])
+                got = sink.wait_for(marker)[0]
+                check(got.tls, "delivered over TLS")
+                check("REQUIRETLS" in got.mail_options, "REQUIRETLS passed on: %r" % got.mail_options)
+                p.log_contains(r"event=delivery\.ok to=<friend@d\.dane\.test> .*tls=yes .* tls_policy=dane")
+    finally:
+        certs.close()
+
+
+def test_requiretls_with_tlsa_mismatch_bounces():
+    """The same peer (offering REQUIRETLS) whose TLSA names another key: nothing is sent,
+    the message bounces with 5.7.30 as before (no fallback to unauthenticated TLS)."""
+    certs = Certs()
+    try:
+        cert, key = certs.self_signed("mx1", "mx1.dane.test")
+        other, _ = certs.self_signed("other", "mx1.dane.test")
+        port = sink_port((MX1,))
+        z = zone(port, [(10, "mx1", MX1)], [("mx1", tlsa_rdata(other, 3, 1, 1))])
+        with SignedDns({"dane.test": z}) as dns, CertSink(MX1, port, cert, key, requiretls=True) as sink:
+            with Postern(overrides=dane_overrides(dns, port)) as p:
+                marker = submit(p, "friend@d.dane.test", mail_options=["REQUIRETLS"])
+                p.log_contains(r"event=delivery\.bounce to=<friend@d\.dane\.test> .*status=5\.7\.30", timeout=30)
+                bounce = wait_for(lambda: p.maildir_find(ALICE, marker), 30, what="bounce to alice")[0]
+                check(b"5.7.30" in bounce, "the bounce says 5.7.30")
+                check_eq(sink.data_seen, [], "nothing sent to the peer whose certificate DANE refused")
+    finally:
+        certs.close()
+
+
+def test_requiretls_without_tlsa_needs_pkix():
+    """A signed zone without TLSA (dane falls back to opportunistic TLS): REQUIRETLS still
+    needs a PKIX-verified certificate, which a self-signed one is not: 5.7.30, nothing sent."""
+    certs = Certs()
+    try:
+        cert, key = certs.self_signed("mx1", "mx1.dane.test")
+        port = sink_port((MX1,))
+        z = zone(port, [(10, "mx1", MX1)], [])
+        with SignedDns({"dane.test": z}) as dns, CertSink(MX1, port, cert, key, requiretls=True) as sink:
+            with Postern(overrides=dane_overrides(dns, port)) as p:
+                submit(p, "friend@d.dane.test", mail_options=["REQUIRETLS"])
+                p.log_contains(r"event=delivery\.bounce to=<friend@d\.dane\.test> .*status=5\.7\.30"
+                               r".*tls_policy=verify", timeout=30)
+                check_eq(sink.data_seen, [], "nothing sent over unauthenticated TLS")
+    finally:
+        certs.close()
+
+
+def cname_zone(port, tlsa):
+    """d MX 10 mx1, mx1 CNAME real1 (in the same signed zone), real1 A MX1; TLSA lines given
+    as (owner, rdata) with owner "mx1" (original name) or "real1" (expanded name)."""
+    return ["d MX 10 mx1", "mx1 CNAME real1", "real1 A %s" % MX1] + \
+        ["_%d._tcp.%s TLSA %s" % (port, owner, rdata) for owner, rdata in tlsa]
+
+
+def test_cname_mx_tlsa_at_expanded_name():
+    """RFC 7672 2.2.2: the MX host is an alias; TLSA at the CNAME-expanded name is used, the
+    SNI is that name (the TLSA base domain)."""
+    certs = Certs()
+    try:
+        cert, key = certs.self_signed("real1", "real1.dane.test")
+        port = sink_port((MX1,))
+        z = cname_zone(port, [("real1", tlsa_rdata(cert, 3, 1, 1))])
+        with SignedDns({"dane.test": z}) as dns, CertSink(MX1, port, cert, key) as sink:
+            check_eq(dns.query("mx1.dane.test", 1), (0, True), "the CNAME chain is secure")
+            with Postern(overrides=dane_overrides(dns, port)) as p:
+                marker = submit(p, "friend@d.dane.test")
+                check(sink.wait_for(marker)[0].tls, "delivered over TLS")
+                check_eq(sink.sni, ["real1.dane.test"], "SNI = the expanded name (TLSA base domain)")
+                p.log_contains(r"event=delivery\.ok to=<friend@d\.dane\.test> relay=mx1\.dane\.test\S+ "
+                               r"tls=yes .* tls_policy=dane")
+    finally:
+        certs.close()
+
+
+def test_cname_mx_tlsa_only_at_original_name():
+    """No TLSA at the expanded name: those of the original MX host name are used, and the SNI
+    is the original name."""
+    certs = Certs()
+    try:
+        cert, key = certs.self_signed("mx1", "mx1.dane.test")
+        port = sink_port((MX1,))
+        z = cname_zone(port, [("mx1", tlsa_rdata(cert, 3, 1, 1))])
+        with SignedDns({"dane.test": z}) as dns, CertSink(MX1, port, cert, key) as sink:
+            check_eq(dns.query("_%d._tcp.real1.dane.test" % port, 52)[1], True, "secure absence at the expanded name")
+            with Postern(overrides=dane_overrides(dns, port)) as p:
+                marker = submit(p, "friend@d.dane.test")
+                check(sink.wait_for(marker)[0].tls, "delivered over TLS")
+                check_eq(sink.sni, ["mx1.dane.test"], "SNI = the original name (TLSA base domain)")
+                p.log_contains(r"event=delivery\.ok to=<friend@d\.dane\.test> .*tls=yes .* tls_policy=dane")
+    finally:
+        certs.close()
+
+
+def test_cname_mx_mismatch_at_expanded_name_is_deferred():
+    """A mismatching TLSA at the expanded name wins over a matching one at the original name:
+    deferred with 4.7.5, nothing received."""
+    certs = Certs()
+    try:
+        cert, key = certs.self_signed("real1", "real1.dane.test")
+        other, _ = certs.self_signed("other", "real1.dane.test")
+        port = sink_port((MX1,))
+        z = cname_zone(port, [("real1", tlsa_rdata(other, 3, 1, 1)), ("mx1", tlsa_rdata(cert, 3, 1, 1))])
+        with SignedDns({"dane.test": z}) as dns, CertSink(MX1, port, cert, key) as sink:
+            with Postern(overrides=dane_overrides(dns, port)) as p:
+                submit(p, "friend@d.dane.test")
+                p.log_contains(r"event=delivery\.defer to=<friend@d\.dane\.test> relay=mx1\.dane\.test\S+ tls=no "
+                               r"status=4\.7\.5 .* tls_policy=dane dane_fail=no_match", timeout=30)
+                check_eq(sink.data_seen, [], "the MX got no message")
+                check_eq(sink.count(), 0, "nothing accepted")
+    finally:
+        certs.close()
+
+
+def test_cname_mx_ta_name_check_accepts_original_name():
+    """DANE-TA at the expanded name: a leaf naming the original MX host name (a reference
+    identifier too, RFC 7672 3.2.3) is accepted."""
+    certs = Certs()
+    try:
+        ca = certs.ca("Test DANE CA")
+        leaf = certs.leaf("mx1", "mx1.dane.test", ca)
+        port = sink_port((MX1,))
+        z = cname_zone(port, [("real1", tlsa_rdata(ca[0], 2, 0, 1))])
+        with SignedDns({"dane.test": z}) as dns, CertSink(MX1, port, *leaf) as sink:
+            with Postern(overrides=dane_overrides(dns, port)) as p:
+                marker = submit(p, "friend@d.dane.test")
+                sink.wait_for(marker)
+                check_eq(sink.sni, ["real1.dane.test"], "SNI = the expanded name")
+                p.log_contains(r"event=delivery\.ok to=<friend@d\.dane\.test> .* tls_policy=dane")
+    finally:
+        certs.close()
+
+
+def test_cname_mx_into_insecure_zone_is_not_dane():
+    """The CNAME chain leads into an unsigned zone: the host is not DANE-protected (its
+    mismatching TLSA there is ignored), opportunistic TLS as for any insecure host."""
+    certs = Certs()
+    try:
+        cert, key = certs.self_signed("real1", "real1.plain.test")
+        other, _ = certs.self_signed("other", "real1.plain.test")
+        port = sink_port((MX1,))
+        signed = ["d MX 10 mx1", "mx1 CNAME real1.plain.test."]
+        unsigned = ["real1 A %s" % MX1, "_%d._tcp.real1 TLSA %s" % (port, tlsa_rdata(other, 3, 1, 1))]
+        with SignedDns({"dane.test": signed}, unsigned={"plain.test": unsigned}) as dns, \
+                CertSink(MX1, port, cert, key) as sink:
+            check_eq(dns.query("mx1.dane.test", 1), (0, False), "the chain is insecure")
+            with Postern(overrides=dane_overrides(dns, port)) as p:
+                marker = submit(p, "friend@d.dane.test")
+                check(sink.wait_for(marker)[0].tls, "opportunistic TLS still used")
+                p.log_contains(r"event=delivery\.ok to=<friend@d\.dane\.test> .*tls=yes .* tls_policy=may")
     finally:
         certs.close()
 

@@ -292,5 +292,16 @@ def test_cluster_nodes_share_the_policy_in_postgresql():
         pg.destroy()
 
 
+def test_max_age_above_rfc_maximum_is_capped_not_rejected():
+    # RFC 8461 3.2: max_age is at most 31557600; a larger value is capped, the policy applies.
+    with world(policy_text("enforce", ["mx1.sts.test"], max_age=40000000)) as w:
+        with Postern(overrides=w["overrides"]) as p:
+            marker = submit(p, "bob@sts.test")
+            check(w["sink"].wait_for(marker)[0].tls, "delivered over TLS")
+            p.log_contains(r"event=mta_sts\.fetch domain=sts\.test id=1 result=ok mode=enforce "
+                           r"max_age=31557600 mx=mx1\.sts\.test max_age_capped=yes")
+            p.log_contains(r"event=delivery\.ok to=<bob@sts\.test> .* tls_policy=mta-sts")
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -20,6 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto p = parsePolicy(in, &error);
     if (p) {
         FUZZ_CHECK(p->maxAge <= MaxMaxAge);
+        FUZZ_CHECK(!p->maxAgeCapped || p->maxAge == MaxMaxAge);  // above the maximum: capped to it
         FUZZ_CHECK(p->mode == Mode::None || !p->mx.empty());
         for (const auto& m : p->mx) {
             FUZZ_CHECK(!m.empty());

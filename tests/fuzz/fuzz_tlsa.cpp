@@ -1,9 +1,11 @@
 // Fuzz target: TLSA records from DNS wire data (a resolver's answer, untrusted):
 // parseTlsaAnswer (libresolv's message parser + parseTlsaRdata), parseTlsaRdata on the raw
-// bytes, and daneCheck of the parsed records against a fixed certificate.
+// bytes, daneCheck of the parsed records against a fixed certificate, and cnameExpanded (the
+// CNAME chain of an address answer, RFC 7672 2.2.2).
 // Invariants: never crashes; a parsed record with matching type 1/2 has a 32/64-octet
 // digest; a record that is not usable never authenticates; only a record whose data is the
-// certificate's own (impossible by chance) could match.
+// certificate's own (impossible by chance) could match; an expanded name is lower-case
+// without a trailing dot (or empty).
 #include "FuzzAssert.h"
 #include "delivery/Dane.h"
 #include "delivery/MxResolver.h"
@@ -11,8 +13,10 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 using namespace postern::delivery;
@@ -61,5 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         DaneResult d = daneCheck({fixedCert(), fixedCert()}, records, {"mx.example"});
         FUZZ_CHECK(d.ok || !d.reason.empty());
     }
+    std::string expanded = cnameExpanded(data, size, "mx.example");
+    if (!expanded.empty()) FUZZ_CHECK(expanded.back() != '.');
+    for (char c : expanded) FUZZ_CHECK(!std::isupper(static_cast<unsigned char>(c)));
     return 0;
 }

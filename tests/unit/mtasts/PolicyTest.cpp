@@ -52,7 +52,14 @@ BOOST_AUTO_TEST_CASE(max_age_bounds) {
     };
     BOOST_TEST(with("31557600").has_value());
     BOOST_TEST(with("31557600")->maxAge == 31557600u);
-    BOOST_TEST(!with("31557601").has_value());
+    BOOST_TEST(!with("31557600")->maxAgeCapped);
+    // Above the RFC 8461 3.2 maximum: capped to it, not rejected.
+    BOOST_TEST(with("31557601").has_value());
+    BOOST_TEST(with("31557601")->maxAge == 31557600u);
+    BOOST_TEST(with("31557601")->maxAgeCapped);
+    BOOST_TEST(with("9999999999")->maxAge == 31557600u);  // 10 digits, above 2^32 too
+    BOOST_TEST(with("9999999999")->maxAgeCapped);
+    BOOST_TEST(with("4294967296")->maxAge == 31557600u);  // 2^32: no wrap-around
     BOOST_TEST(!with("99999999999").has_value());  // 11 digits
     BOOST_TEST(!with("-1").has_value());
     BOOST_TEST(!with("1d").has_value());
