@@ -54,7 +54,6 @@
 #include <cstdio>
 #include <cstring>
 #include <pthread.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 namespace postern::app {
@@ -427,13 +426,6 @@ void Daemon::startGroupCommit() {
         return;
     }
     sink_->setGroupCommit(groupCommit_.get(), mailSpool_->device());
-    // The queue shares the barrier when it is on the same file system (the usual layout:
-    // queue_dir and mail_root under one /var/spool/postern); elsewhere it keeps its fsyncs.
-    struct stat st{};
-    if (::stat(queue_->directory().c_str(), &st) == 0 && st.st_dev == mailSpool_->device()) {
-        store::GroupCommit* gc = groupCommit_.get();
-        queue_->setSyncBarrier([gc] { return gc->sync().error; });
-    }
 }
 
 void Daemon::dropPrivileges() const {

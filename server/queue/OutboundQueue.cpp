@@ -145,9 +145,7 @@ bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, Queue
         return false;
     }
     std::string data = dataPath(envelope.id);
-    const bool durable = barrier_ ? placeEnvelopeShared(envelope)
-                                  : fsyncDirectory(dir_ + "/data") && writeEnvelope(envelope);
-    if (!durable) {
+    if (!fsyncDirectory(dir_ + "/data") || !writeEnvelope(envelope)) {
         logger().error(core::EventLine("queue.enqueue_fail")
                            .add("id", envelope.id)
                            .add("step", "envelope")
@@ -222,53 +220,6 @@ bool OutboundQueue::writeEnvelope(const QueueEnvelope& envelope) {
     return fsyncDirectory(dir_ + "/envelope");
 }
 
-bool OutboundQueue::barrier(const char* step) {
-    const int err = barrier_();
-    if (err == 0) return true;
-    logger().error(core::EventLine("queue.sync_fail").add("dir", dir_).add("step", step).text("error", errnoText(err)).str());
-    errno = err;
-    return false;
-}
-
-bool OutboundQueue::placeEnvelopeShared(const QueueEnvelope& envelope) {
-    auto text = formatQueueEnvelope(envelope);
-    if (!text) {
-        errno = EINVAL;
-        return false;
-    }
-    std::string tmp = dir_ + "/envelope/." + envelope.id + ".tmp";
-    ::unlink(tmp.c_str());  // a leftover of an earlier crash for the same id
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return false;
-    auto failed = [&] {
-        int saved = errno;
-        if (fd >= 0) ::close(fd);
-        ::unlink(tmp.c_str());
-        errno = saved;
-        return false;
-    };
-    if (!writeAll(fd, text->data(), text->size())) return failed();
-    ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);  // the barrier then mostly waits for I/O under way
-    // (1) data/ link and envelope contents durable; the barrier's syncfs reports errors of
-    // the whole file system once, so the temp file's own write-back error is asked for too.
-    if (!barrier("data")) return failed();
-    if (::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0)
-        return failed();
-    const int closing = fd;
-    fd = -1;
-    if (::close(closing) != 0) return failed();
-    // (2) the name: rename(2) is atomic, then durable.
-    if (::rename(tmp.c_str(), envelopePath(envelope.id).c_str()) != 0) return failed();
-    if (!barrier("envelope")) {
-        // Not known to be durable: take it back (the caller removes the data and answers 4xx).
-        int saved = errno;
-        ::unlink(envelopePath(envelope.id).c_str());
-        errno = saved;
-        return false;
-    }
-    return true;
-}
-
 bool OutboundQueue::remove(const std::string& id) {
     if (!isValidId(id)) return false;
     std::uint64_t size = fileSize(dataPath(id));
@@ -277,7 +228,7 @@ bool OutboundQueue::remove(const std::string& id) {
         if (errno != ENOENT) return false;
         existed = false;
     }
-    if (existed && !(barrier_ ? barrier("remove") : fsyncDirectory(dir_ + "/envelope"))) return false;
+    if (existed && !fsyncDirectory(dir_ + "/envelope")) return false;
     if (::unlink(dataPath(id).c_str()) != 0 && errno != ENOENT) {
         logger().warning(core::EventLine("queue.remove_data_fail").add("id", id).text("error", errnoText(errno)).str());
     }

@@ -71,26 +71,14 @@ public:
     // Places the fsynced file `dataPath` (normally in incomingDirectory()) of `size` bytes
     // into the queue with `envelope`, durably: link (copy+fsync on EXDEV) into data/,
     // fsync data/, write the envelope temp file, fsync it, rename, fsync envelope/.
-    // With a sync barrier (setSyncBarrier): link into data/ and write the envelope temp
-    // file, one barrier (both durable, the temp file's own write-back error checked), rename,
-    // a second barrier -- the same order of durable states, two shared waits instead of
-    // three fsyncs.
     // envelope.id: used if set and free, else (or on a clash) a new id is chosen and
     // stored back. The caller still owns and removes dataPath.
     // true: queued (durable). false: nothing of it is left in the queue (logged).
     bool enqueue(const std::string& dataPath, std::uint64_t size, QueueEnvelope& envelope);
 
     // Removes a queued message (envelope first, so it is never half-queued). true if it
-    // was removed or did not exist; false on an I/O error or an invalid id. The envelope's
-    // removal is made durable (fsync of envelope/, or the sync barrier) before the data goes.
+    // was removed or did not exist; false on an I/O error or an invalid id.
     bool remove(const std::string& id);
-
-    // Group commit (store.group_commit, when the queue shares the mail root's file system):
-    // `barrier` returns once everything written to that file system before the call is
-    // durable (0) or with an errno; concurrent callers share one run (store::GroupCommit).
-    // enqueue() and remove() then wait for it instead of fsyncing. Set before the first
-    // enqueue (not synchronised); an empty function restores the fsyncs.
-    void setSyncBarrier(std::function<int()> barrier) { barrier_ = std::move(barrier); }
 
     // For the delivery worker: atomically replaces the envelope of a queued message
     // (attempts, next attempt, last error). false if it is not queued or on I/O error.
@@ -121,8 +109,6 @@ public:
 
 private:
     bool writeEnvelope(const QueueEnvelope& envelope);
-    bool placeEnvelopeShared(const QueueEnvelope& envelope);  // enqueue()'s path with barrier_
-    bool barrier(const char* step);                            // barrier_(), errno set on failure
     void rescan();
 
     std::string dir_;
@@ -132,7 +118,6 @@ private:
     std::mutex modifyMutex_;    // serialises modifyEnvelope() within this process
     std::mutex listenerMutex_;  // guards enqueueListener_ (held while it runs)
     std::function<void(const QueueEnvelope&)> enqueueListener_;
-    std::function<int()> barrier_;  // setSyncBarrier
 };
 
 }  // namespace postern::queue

@@ -91,7 +91,7 @@ public:
             }
             placed.push_back(std::move(path));
         }
-        if (groupCommit_ && !placed.empty()) {
+        if (groupCommit_) {
             // Phase 2: the links into new/ are durable before the 250.
             if (auto r = groupCommit_->sync(); r.error != 0) {
                 errno = r.error;
@@ -265,12 +265,13 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
         int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0) {
             status = core::SinkStatus::Ok;
-            // Group commit covers messages whose temp file is on the committer's file system
-            // (the spool, or the queue's incoming/ when the queue shares it: the queue then
-            // waits for the same barrier, see Daemon::startGroupCommit).
+            // Group commit covers local-only messages on the committer's file system (the
+            // queue path keeps its own per-message fsyncs).
             GroupCommit* gc = nullptr;
             struct stat fst{};
-            if (groupCommit_ && ::fstat(fd, &fst) == 0 && fst.st_dev == groupDevice_) gc = groupCommit_;
+            if (groupCommit_ && envelope.remoteRecipients.empty() && ::fstat(fd, &fst) == 0 &&
+                fst.st_dev == groupDevice_)
+                gc = groupCommit_;
             return std::make_unique<SpoolWriter>(store_, queue_, envelope, path, fd, &delivered_, gc);
         }
         if (errno != EEXIST) break;

@@ -1,6 +1,5 @@
 // SpoolSink with a GroupCommit: two shared barriers per local message (data, then links),
-// failures fail the message with nothing left in new/; remote mail shares them through the
-// queue's sync barrier (two more: data/ + envelope contents, then the envelope's name).
+// failures fail the message with nothing left in new/, remote mail keeps its own fsyncs.
 #include "store/SpoolSink.h"
 
 #include "StoreTestSupport.h"
@@ -140,53 +139,12 @@ BOOST_FIXTURE_TEST_CASE(failed_link_sync_removes_every_placed_copy, Fixture) {
     BOOST_TEST(filesIn(mailDir("alice", "tmp")).empty());
 }
 
-BOOST_FIXTURE_TEST_CASE(queue_without_a_barrier_keeps_its_fsyncs, Fixture) {
-    // Mixed message: the temp file (queue incoming/) shares phases 1 and 2; the queue, with
-    // no barrier set, fsyncs data/, the envelope and envelope/ itself.
+BOOST_FIXTURE_TEST_CASE(remote_recipients_keep_per_message_fsyncs, Fixture) {
     auto r = deliver(envelope({"alice"}, {"x@example.net"}));
     BOOST_TEST((r.status == core::SinkStatus::Ok));
     BOOST_TEST(queue.list().size() == 1u);
     BOOST_TEST(filesIn(mailDir("alice", "new")).size() == 1u);
-    BOOST_TEST(gc.stats().waiters == 2u);
-}
-
-BOOST_FIXTURE_TEST_CASE(remote_recipients_share_the_barrier_with_the_queue, Fixture) {
-    queue.setSyncBarrier([this] { return gc.sync().error; });
-    // Remote only: data (1), then the queue's data/ link + envelope contents (2), then the
-    // envelope's name (3).
-    auto r = deliver(envelope({}, {"x@example.net"}));
-    BOOST_TEST((r.status == core::SinkStatus::Ok));
-    BOOST_TEST(gc.stats().waiters == 3u);
-    // Mixed: + the links into new/.
-    r = deliver(envelope({"alice"}, {"y@example.net"}));
-    BOOST_TEST((r.status == core::SinkStatus::Ok));
-    BOOST_TEST(gc.stats().waiters == 7u);
-    auto listed = queue.list();
-    BOOST_REQUIRE(listed.size() == 2u);
-    BOOST_TEST(filesIn(mailDir("alice", "new")).size() == 1u);
-    BOOST_TEST(filesIn(t.path / "queue" / "incoming").empty());
-    // remove(): one barrier for the envelope's removal, then the data goes.
-    BOOST_TEST(queue.remove(listed[0].envelope.id));
-    BOOST_TEST(gc.stats().waiters == 8u);
-    BOOST_TEST(queue.list().size() == 1u);
-    BOOST_TEST(filesIn(t.path / "queue" / "data").size() == 1u);
-}
-
-BOOST_FIXTURE_TEST_CASE(a_failed_queue_barrier_fails_the_message_and_leaves_nothing_queued, Fixture) {
-    queue.setSyncBarrier([this] { return gc.sync().error; });
-    for (int failing : {2, 3}) {  // the data/envelope-contents barrier, then the envelope-name one
-        runs = 0;
-        failOn = failing;
-        auto r = deliver(envelope({}, {"x@example.net"}));
-        BOOST_TEST((r.status == core::SinkStatus::TempFail), "barrier " << failing);
-        BOOST_TEST(queue.list().empty());
-        BOOST_TEST(filesIn(t.path / "queue" / "envelope").empty());  // no name, no temp file
-        BOOST_TEST(filesIn(t.path / "queue" / "data").empty());
-        BOOST_TEST(filesIn(t.path / "queue" / "incoming").empty());
-    }
-    failOn = 0;
-    BOOST_TEST((deliver(envelope({}, {"x@example.net"})).status == core::SinkStatus::Ok));
-    BOOST_TEST(queue.list().size() == 1u);
+    BOOST_TEST(gc.stats().waiters == 0u);
 }
 
 BOOST_FIXTURE_TEST_CASE(other_file_system_than_the_committer_keeps_per_message_fsyncs, Fixture) {
