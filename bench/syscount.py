@@ -66,7 +66,7 @@ def main():
     counts = {}
     for line in open(out):
         m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
-        if m:
+        if m and m.group(2) != "total":
             counts[m.group(2)] = int(m.group(1))
     names = sorted(counts, key=lambda c: -counts[c]) if a.all else CALLS.split(",")
     if a.all:
