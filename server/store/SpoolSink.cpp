@@ -227,16 +227,18 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
         std::string maildir = *store_.maildirPath(envelope.localMailboxes.front());
         // One stat(2) for an existing Maildir (its device decides where the temp file goes);
         // a missing one is made first.
-        struct stat st{};
-        const bool exists = ::stat(maildir.c_str(), &st) == 0;
-        if (!exists && (!MaildirStore::ensureMaildir(maildir) || ::stat(maildir.c_str(), &st) != 0)) {
+        auto mkdirFailed = [&] {
             logger().error(core::EventLine::inSession(envelope.sessionId, "store.open_fail")
                                .add("maildir", maildir)
                                .add("step", "mkdir")
                                .text("error", errnoText(errno))
                                .str());
             return nullptr;
-        }
+        };
+        struct stat st{};
+        const bool exists = ::stat(maildir.c_str(), &st) == 0;
+        if (!exists && (!MaildirStore::ensureMaildir(maildir) || ::stat(maildir.c_str(), &st) != 0))
+            return mkdirFailed();
         const MailSpool* spool = store_.spool();
         if (spool && !spool->directory().empty() && st.st_dev == spool->device()) {
             dir = spool->directory();
@@ -248,14 +250,7 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
                                      .add("spool", spool->directory())
                                      .text("note", "temp files go to Maildir tmp/ on this file system (logged once)")
                                      .str());
-            if (exists && !MaildirStore::ensureMaildir(maildir)) {  // tmp/ is written to here
-                logger().error(core::EventLine::inSession(envelope.sessionId, "store.open_fail")
-                                   .add("maildir", maildir)
-                                   .add("step", "mkdir")
-                                   .text("error", errnoText(errno))
-                                   .str());
-                return nullptr;
-            }
+            if (exists && !MaildirStore::ensureMaildir(maildir)) return mkdirFailed();  // tmp/ is written to here
             store_.cleanTmp(maildir);
             dir = maildir + "/tmp";
         }
