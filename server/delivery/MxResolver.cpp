@@ -104,7 +104,8 @@ std::string lowerNoDot(std::string s) {
 
 // A then AAAA of `name`. Ok with addresses, PermFail (NXDOMAIN / no address), TempFail.
 // `secure`: every answer holding addresses was authenticated. `expanded`: the CNAME-expanded
-// name the first answer showed ("" if none could be read).
+// name the first answer showed, read only while the answers are authenticated ("" otherwise,
+// or if none could be read).
 LookupStatus addressesOf(Resolver& r, const std::string& name, std::vector<Poco::Net::IPAddress>& out,
                          bool& secure, std::string& expanded) {
     std::vector<unsigned char> answer;
@@ -118,7 +119,8 @@ LookupStatus addressesOf(Resolver& r, const std::string& name, std::vector<Poco:
         if (o != QueryOutcome::Answer) continue;
         anyAnswer = true;
         secure = secure && r.authenticated();
-        if (expanded.empty()) expanded = cnameExpanded(answer.data(), answer.size(), name);
+        // Only DANE uses it, and only for secure hosts: no second parse of every answer otherwise.
+        if (expanded.empty() && secure) expanded = cnameExpanded(answer.data(), answer.size(), name);
         bool parsed = forEachAnswer(answer, type, [&](const ns_msg&, const ns_rr& rr) {
             if (type == ns_t_a && ns_rr_rdlen(rr) == 4)
                 out.emplace_back(ns_rr_rdata(rr), 4);
