@@ -70,7 +70,7 @@ public:
 
     // Places the fsynced file `dataPath` (normally in incomingDirectory()) of `size` bytes
     // into the queue with `envelope`, durably: link (copy+fsync on EXDEV) into data/,
-    // fsync data/, write the envelope temp file, fsync it, rename, fsync envelope/.
+    // write the envelope temp file, fsync it, fsync data/, rename, fsync envelope/.
     // envelope.id: used if set and free, else (or on a clash) a new id is chosen and
     // stored back. The caller still owns and removes dataPath.
     // true: queued (durable). false: nothing of it is left in the queue (logged).
@@ -78,7 +78,9 @@ public:
 
     // Removes a queued message (envelope first, so it is never half-queued). true if it
     // was removed or did not exist; false on an I/O error or an invalid id.
-    bool remove(const std::string& id);
+    // syncDirectory: fsync envelope/ so the removal survives a crash (posternctl queue
+    // delete); false after delivery, where a crash may at worst deliver the message again.
+    bool remove(const std::string& id, bool syncDirectory = true);
 
     // For the delivery worker: atomically replaces the envelope of a queued message
     // (attempts, next attempt, last error). false if it is not queued or on I/O error.
@@ -89,7 +91,7 @@ public:
     // process plus flock(2) on <queueDir>/envelope.lock, shared with posternctl), so the
     // daemon and posternctl never lose each other's changes. `change` edits the envelope
     // and returns true to write it (false: leave it). An envelope left without recipients
-    // removes the message. Returns the envelope as written (nullopt: not queued, change
+    // removes the message (remove() without the directory fsync: nothing is left to deliver). Returns the envelope as written (nullopt: not queued, change
     // declined, or I/O error).
     std::optional<QueueEnvelope> modifyEnvelope(const std::string& id,
                                                 const std::function<bool(QueueEnvelope&)>& change);
@@ -109,6 +111,10 @@ public:
 
 private:
     bool writeEnvelope(const QueueEnvelope& envelope);
+    // The envelope in its fsynced temp file (`tmp` set on success), then renamed into place
+    // and envelope/ fsynced; publishEnvelope removes `tmp` on failure.
+    bool writeEnvelopeTemp(const QueueEnvelope& envelope, std::string& tmp);
+    bool publishEnvelope(const std::string& id, const std::string& tmp);
     void rescan();
 
     std::string dir_;

@@ -22,7 +22,7 @@ namespace postern::store {
 // arrived during the previous one. Batches are bounded by the number of concurrent callers.
 //
 // Waiting costs one futex wait per caller and one wake per batch: each batch has its own
-// atomic state that its callers wait on without holding the mutex (std::atomic::wait), the
+// state word that its callers wait on with futex(2) without holding the mutex, the
 // leader wakes its whole batch with one notify_all and exactly one caller of the next batch
 // (to lead it). A shared condition variable would wake every waiter of both batches, each
 // then fighting for the mutex (that was half of posternd's futex calls under S1' c=32).
@@ -61,7 +61,9 @@ public:
 private:
     enum State : int { Waiting = 0, Startable = 1, Done = 2 };
     struct Batch {
-        std::atomic<int> state{Waiting};  // Startable: the previous operation has returned
+        // Startable: the previous operation has returned. Accessed only through
+        // std::atomic_ref and futex(2) (which needs the plain int's address).
+        alignas(std::atomic_ref<int>::required_alignment) int state = Waiting;
         int error = 0;                    // written before state becomes Done
         std::uint64_t seq = 0;            // set when its operation starts
     };
