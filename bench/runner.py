@@ -467,7 +467,7 @@ class Session:
                         # warm-up logs in all 700 users first, unmeasured: up to 120 s more)
                         log_args = ["--server-log", e["log"]] if e.get("log") else []
                         self.loadgen(t, ["s2r", "--port", e["sub"], "--tls", e["sub_tls"], "-c", c, "-n", 50000,
-                                         "-d", d] + log_args + common + rest, rep, d + 320)
+                                         "-d", d] + log_args + common + rest, rep, d + 400)
                     elif s == "s3":
                         f = self.loadgen(t, ["fill", "--port", e["mx"], "--pop3-port", e["pop3"], "--pop3-tls",
                                              e["pop3_tls"], "-c", 16, "--limit", pl["s3_users"], "-d", 120,
