@@ -602,6 +602,7 @@ async def run_s2r(opt, res):
             so = c.ssl_object()
             tally.extra["tls"] += 1
             tally.extra["resumed"] += bool(so.session_reused)
+            tally.extra[f"tls {so.version()}"] += 1
             # TLS 1.3: the server's tickets come after the handshake; by now they have been read
             if so.session is not None:
                 tickets[user] = so.session
@@ -645,6 +646,7 @@ async def run_s2r(opt, res):
     res = await measured(opt, res, t, session, opt.count, opt.duration, opt.concurrency)
     res["tls_connections"], res["tls_resumed"] = t.extra["tls"], t.extra["resumed"]
     res["tls_resumed_ratio"] = round(t.extra["resumed"] / t.extra["tls"], 3) if t.extra["tls"] else None
+    res["tls_versions"] = {k[4:]: v for k, v in t.extra.items() if k.startswith("tls ")}
     if log_at is not None:
         hits = misses = 0
         with open(opt.server_log, "rb") as f:
