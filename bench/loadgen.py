@@ -11,6 +11,11 @@ Scenarios (one operation = one whole session; latency = connect() .. reply to QU
   s1     MX inbound: EHLO, MAIL, RCPT (one local user), DATA --size bytes, QUIT; plain
   s2     submission: EHLO, STARTTLS (or implicit TLS), EHLO, AUTH PLAIN, MAIL FROM = own
          address, RCPT rcpt<N>@--rcpt-domain, DATA --size bytes, QUIT
+  s2r    S2 as a returning mail program: the same session, but every user's client resumes
+         the TLS session (ticket) of its previous connection, and an unmeasured warm-up pass
+         first logs in every user once (auth cache warm, tickets issued), as in steady
+         state; reports tls_resumed_ratio (resumed / TLS connections in the measured window)
+         and, with --server-log, the server's auth cache hits / misses in that window
   s3     POP3: [STLS], USER, PASS, STAT, UIDL, RETR every message, DELE every message, QUIT;
          one session per mailbox
   s4     auth storm: EHLO, STARTTLS, EHLO, AUTH PLAIN, QUIT; the odd-numbered workers are
@@ -47,6 +52,7 @@ import shutil
 import ssl
 import statistics
 import sys
+import contextvars
 import time
 from collections import Counter
 
@@ -226,6 +232,27 @@ class Fail(Exception):
 
 
 # ---------------------------------------------------------------------------- wire
+# s2r: the TLS session to resume on the next handshake of the current task. asyncio's
+# start_tls() has no session parameter, but it wraps the connection with
+# SSLContext.wrap_bio() synchronously inside the call, in the calling task's context.
+RESUME = contextvars.ContextVar("RESUME", default=None)
+
+
+class ResumingContext(ssl.SSLContext):
+    """An SSLContext whose client connections offer the session in RESUME (ticket / ID)."""
+
+    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):
+        return super().wrap_bio(incoming, outgoing, server_side=server_side, server_hostname=server_hostname,
+                                session=session or RESUME.get())
+
+
+def resuming_context():
+    ctx = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 class Conn:
     """A client connection with line-oriented helpers for SMTP and POP3."""
 
@@ -252,8 +279,11 @@ class Conn:
         except Exception:  # noqa: BLE001
             pass
 
-    async def tls(self, opt):
-        await self.w.start_tls(opt.sslctx, server_hostname=None)
+    async def tls(self, opt, ctx=None):
+        await self.w.start_tls(ctx or opt.sslctx, server_hostname=None)
+
+    def ssl_object(self):
+        return self.w.get_extra_info("ssl_object")
 
     def send(self, data):
         self.w.write(data)
@@ -304,12 +334,12 @@ def plain(user, pw):
     return b"AUTH PLAIN " + base64.b64encode(f"\0{user}\0{pw}".encode()) + b"\r\n"
 
 
-async def smtp_hello(opt, c, tls):
+async def smtp_hello(opt, c, tls, ctx=None):
     await c.reply("greeting", 2)
     await c.cmd(opt.ehlo, "ehlo", 2)
     if tls == "starttls":
         await c.cmd(b"STARTTLS\r\n", "starttls", 2)
-        await c.tls(opt)
+        await c.tls(opt, ctx)
         await c.cmd(opt.ehlo, "ehlo-tls", 2)
 
 
@@ -548,6 +578,100 @@ async def run_s2(opt, res):
     return await measured(opt, res, t, session, opt.count, opt.duration, opt.concurrency)
 
 
+async def run_s2r(opt, res):
+    """S2 as a returning mail program: TLS resumed with the user's previous ticket, auth cache warm."""
+    if opt.tls != "starttls":
+        sys.exit("loadgen: s2r needs --tls starttls")
+    users = read_users(opt.users, opt.first, opt.limit)
+    ctx, tickets, srv, src = resuming_context(), {}, opt.server, RoundRobin(opt.src)
+
+    async def submit(user, pw, n, tally, send):
+        """One session with the user's last TLS session offered; keeps the newest one."""
+        RESUME.set(tickets.get(user))
+        c = await Conn.open(opt, opt.port, src(), False)
+        try:
+            await smtp_hello(opt, c, "starttls", ctx)
+            await c.cmd(plain(user, pw), "auth", 2)
+            if send:
+                to = f"rcpt{n}@{opt.rcpt_domain}"
+                await c.cmd(f"MAIL FROM:<{user}>\r\n".encode(), "mail", 2)
+                await c.cmd(f"RCPT TO:<{to}>\r\n".encode(), "rcpt", 2)
+                await c.cmd(b"DATA\r\n", "data", 3)
+                await c.cmd(message(opt.size, user, to, n) + b".\r\n", "dot", 2)
+            await smtp_quit(c)
+            so = c.ssl_object()
+            tally.extra["tls"] += 1
+            tally.extra["resumed"] += bool(so.session_reused)
+            tally.extra[f"tls {so.version()}"] += 1
+            # TLS 1.3: the server's tickets come after the handshake; by now they have been read
+            if so.session is not None:
+                tickets[user] = so.session
+        finally:
+            await c.close()
+
+    # Warm-up (not measured): every user this run can use logs in once over TLS: the server's
+    # auth cache then holds every credential and every user's client holds a ticket.
+    warm = Tally()
+
+    async def warm_session(n, wid):
+        await submit(*users[n], n, warm, False)
+
+    cw0, tw0 = srv.cpu_s(), time.monotonic()
+    await closed_loop(opt, warm, warm_session, len(users), max(opt.duration, 120.0), opt.concurrency)
+    if srv:
+        await srv.wait_idle(opt.settle)
+    res.update(warmup_sessions=warm.ok, warmup_errors=sum(warm.errors.values()),
+               warmup_s=round(time.monotonic() - tw0, 2), warmup_server_cpu_s=round(srv.cpu_s() - cw0, 3),
+               warmup_tls_resumed=warm.extra["resumed"])
+    if warm.examples:
+        res["warmup_error_examples"] = warm.examples
+    say(f"s2r: warm-up {warm.ok} logins of {len(users)} users, {res['warmup_errors']} errors, "
+        f"{res['warmup_s']} s (not measured)")
+    if opt.warmup_done:  # bench/profile starts perf on this signal
+        with open(opt.warmup_done, "w") as f:
+            f.write(f"{warm.ok}\n")
+
+    pick, t = RoundRobin(users), Tally()
+    log_at = None
+    if opt.server_log:
+        try:
+            log_at = os.path.getsize(opt.server_log)
+        except OSError:
+            say(f"loadgen: cannot read {opt.server_log}; no auth cache counts")
+
+    async def session(n, wid):
+        user, pw = pick()
+        await submit(user, pw, n, t, True)
+
+    res = await measured(opt, res, t, session, opt.count, opt.duration, opt.concurrency)
+    res["tls_connections"], res["tls_resumed"] = t.extra["tls"], t.extra["resumed"]
+    res["tls_resumed_ratio"] = round(t.extra["resumed"] / t.extra["tls"], 3) if t.extra["tls"] else None
+    res["tls_versions"] = {k[4:]: v for k, v in t.extra.items() if k.startswith("tls ")}
+    if log_at is not None:
+        hits = misses = 0
+        with open(opt.server_log, "rb") as f:
+            f.seek(log_at)
+            for line in f:
+                if b"event=auth.ok" in line:
+                    hits += b"cache=hit" in line
+                    misses += b"cache=miss" in line
+        res.update(auth_cache_hits=hits, auth_cache_misses=misses)
+    problems = []
+    if not t.extra["tls"]:
+        problems.append("no TLS connection completed")
+    elif res["tls_resumed_ratio"] < 0.9:
+        problems.append(f"TLS resumption NOT working: {t.extra['resumed']} of {t.extra['tls']} connections resumed")
+    if res.get("auth_cache_misses"):
+        problems.append(f"auth cache not warm: {res['auth_cache_misses']} cache misses in the measured window")
+    if warm.ok < len(users):
+        problems.append(f"warm-up incomplete: {warm.ok} of {len(users)} users logged in "
+                        f"({res['warmup_errors']} errors)")
+    if problems:
+        res["warning"] = "; ".join(problems)
+        say("s2r: WARNING: " + res["warning"])
+    return res
+
+
 async def run_s3(opt, res):
     users = read_users(opt.users, opt.first, opt.limit)
     pick, src, t = RoundRobin(users), RoundRobin(opt.src), Tally()
@@ -737,7 +861,7 @@ async def run_fill(opt, res):
 # ---------------------------------------------------------------------------- CLI
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenario", choices=["s1", "s1p", "s2", "s3", "s4", "s4x", "s5", "fill", "login", "hello"])
+    ap.add_argument("scenario", choices=["s1", "s1p", "s2", "s2r", "s3", "s4", "s4x", "s5", "fill", "login", "hello"])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--tls", default="none", help="none | starttls | implicit (POP3: stls = starttls)")
@@ -768,6 +892,8 @@ def main():
     ap.add_argument("--pop3-tls", default="stls")
     ap.add_argument("--pid", type=int, action="append", default=[])
     ap.add_argument("--pidfile", action="append", default=[])
+    ap.add_argument("--server-log", default="", help="s2r: the server's log file (auth cache hits/misses)")
+    ap.add_argument("--warmup-done", default="", help="s2r: create this file when the warm-up is over")
     ap.add_argument("--mem-every", type=float, default=2.0, help="seconds between memory samples (0 = off)")
     ap.add_argument("--label", default="")
     opt = ap.parse_args()
@@ -783,7 +909,7 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
     res = {"scenario": opt.scenario, "label": opt.label, "concurrency": opt.concurrency,
            "port": opt.port, "tls": opt.tls, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    fn = {"s1": run_s1, "s1p": run_s1p, "s2": run_s2, "s3": run_s3, "s4": run_s4, "s4x": run_s4, "s5": run_s5, "fill": run_fill,
+    fn = {"s1": run_s1, "s1p": run_s1p, "s2": run_s2, "s2r": run_s2r, "s3": run_s3, "s4": run_s4, "s4x": run_s4, "s5": run_s5, "fill": run_fill,
           "login": run_login, "hello": lambda o, r: run_login(o, r, with_auth=False)}[opt.scenario]
     if opt.scenario == "s5":
         res["concurrency"] = opt.max

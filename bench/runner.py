@@ -323,7 +323,7 @@ class Postern:
     def endpoints(self):
         p = self.ports
         return dict(mx=p["mx"], sub=p["sub"], sub_tls="starttls", pop3=p["pop3"], pop3_tls="stls",
-                    users=self.users)
+                    users=self.users, log=os.path.join(WORK, "posternd.log"))
 
     def restart_for_s5(self):
         self.start_retrying()
@@ -425,8 +425,11 @@ class Session:
             f.write(json.dumps(r) + "\n")
         keys = ("ok", "errors", "rate", "good_rate", "lat_p50_ms", "lat_p99_ms", "server_cpu_s_per_1000",
                 "held", "peak_pss_kib", "incomplete", "other_cpu_s", "db_stmts_per_op", "db_writes_per_op",
-                "db_cpu_s_per_1000", "disk_flushes_per_msg", "loadavg_before")
+                "db_cpu_s_per_1000", "disk_flushes_per_msg", "loadavg_before", "tls_resumed_ratio",
+                "auth_cache_hits", "auth_cache_misses", "warmup_sessions", "warmup_errors")
         log(f"{tag}: " + " ".join(f"{k}={r[k]}" for k in keys if r.get(k) is not None))
+        if r.get("warning"):
+            log(f"!! {tag}: {r['warning']}")
         if not target.alive():
             log(f"!! {target.name} is no longer running after this step; restarting")
             target.start_retrying()
@@ -444,7 +447,7 @@ class Session:
             # S4's attackers would otherwise slow the next runs' logins (S2, S3, S4) of the
             # same accounts. Every repetition and every S4 run starts on a fresh process.
             t.fresh_state()
-            for s in ("s1", "s1p", "s2", "s3", "s4"):
+            for s in ("s1", "s1p", "s2", "s2r", "s3", "s4"):
                 if s not in scen:
                     continue
                 for c in pl["conc"]:
@@ -459,6 +462,12 @@ class Session:
                     elif s == "s2":
                         self.loadgen(t, ["s2", "--port", e["sub"], "--tls", e["sub_tls"], "-c", c, "-n", 50000,
                                          "-d", d] + common + rest, rep, d + 180)
+                    elif s == "s2r":
+                        # S2 as a returning mail program: resumed TLS, warm auth cache (the
+                        # warm-up logs in all 700 users first, unmeasured: up to 120 s more)
+                        log_args = ["--server-log", e["log"]] if e.get("log") else []
+                        self.loadgen(t, ["s2r", "--port", e["sub"], "--tls", e["sub_tls"], "-c", c, "-n", 50000,
+                                         "-d", d] + log_args + common + rest, rep, d + 400)
                     elif s == "s3":
                         f = self.loadgen(t, ["fill", "--port", e["mx"], "--pop3-port", e["pop3"], "--pop3-tls",
                                              e["pop3_tls"], "-c", 16, "--limit", pl["s3_users"], "-d", 120,
@@ -595,21 +604,24 @@ def summarize(rows):
                   "pss_kib_per_session", "server_peak_pss_kib", "held", "peak_pss_kib", "idle_pss_kib",
                   "pss_kib_per_session", "ramp_s", "other_cpu_s", "client_cpu_ms_per_op", "drain_s",
                   "server_cpu_s", "ok", "peak_threads", "peak_procs", "db_stmts_per_op", "db_writes_per_op",
-                  "db_rows_per_op", "db_wal_kib_per_op", "db_cpu_s_per_1000", "disk_flushes_per_msg"):
+                  "db_rows_per_op", "db_wal_kib_per_op", "db_cpu_s_per_1000", "disk_flushes_per_msg",
+                  "tls_resumed_ratio", "auth_cache_hits", "auth_cache_misses", "warmup_server_cpu_s"):
             m[k] = med([r.get(k) for r in rs])
         m["errors"] = sum(r.get("errors", 0) for r in rs)
         m["reps"] = len(rs)
         m["stop"] = rs[0].get("stop")
         m["db_top"] = rs[-1].get("db_top")
+        m["warnings"] = [r["warning"] for r in rs if r.get("warning")]
         m["loadavg"] = [r.get("loadavg_before", [None])[0] for r in rs]
         out[key] = m
     return out
 
 
 NAMES = {"s1": "S1 MX inbound, plain, 10 KiB", "s1p": "S1' same via smtp-source (C client)", "s2": "S2 submission STARTTLS+AUTH, 10 KiB relayed",
+         "s2r": "S2r submission, resumed TLS + warm auth cache",
          "s3": "S3 POP3 STLS, 5×10 KiB RETR+DELE", "s4": "S4 auth storm (½ wrong passwords)",
          "s4x": "S4' storm on other accounts (diagnostic)", "s5": "S5 idle SMTP sessions"}
-UNITS = {"s1": "msg/s", "s1p": "msg/s", "s2": "msg/s", "s3": "sess/s", "s4": "good/s", "s4x": "good/s"}
+UNITS = {"s1": "msg/s", "s1p": "msg/s", "s2": "msg/s", "s2r": "msg/s", "s3": "sess/s", "s4": "good/s", "s4x": "good/s"}
 
 
 def report(rdir):
@@ -633,7 +645,7 @@ def report(rdir):
         hdr += " rate × ref | CPU ÷ ref |"
     L.append(hdr)
     L.append("|" + "---|" * (hdr.count("|") - 1))
-    for s in ("s1", "s1p", "s2", "s3", "s4", "s4x"):
+    for s in ("s1", "s1p", "s2", "s2r", "s3", "s4", "s4x"):
         concs = sorted({k[2] for k in S if k[1] == s})
         for c in concs:
             for t in targets:
@@ -647,6 +659,8 @@ def report(rdir):
                     rate_s += f" ({f1(m['msg_rate'])} msg/s)"
                 if s4:
                     rate_s += f" (bad {f1(m['bad_rate'])}/s)"
+                if m["warnings"]:
+                    rate_s += " **(see warning below)**"
                 p50, p99 = (m["good_p50_ms"], m["good_p99_ms"]) if s4 else (m["lat_p50_ms"], m["lat_p99_ms"])
                 row = (f"| {NAMES[s] if t == targets[0] else ''} | {c} | {t} | {rate_s} | {f1(p50)} | {f1(p99)} | "
                        f"{m['errors']} | {f1(m['server_cpu_s_per_1000'], 2)} | {f1(m['pss_kib_per_session'], 0)} | "
@@ -662,6 +676,7 @@ def report(rdir):
                     else:
                         row += " | |"
                 L.append(row)
+    L += s2r_report(S)
     L += db_report(S)
     s1p = sorted((k, m) for k, m in S.items() if k[1] == "s1p")
     if s1p:
@@ -728,6 +743,26 @@ def report(rdir):
     return txt
 
 
+def s2r_report(S):
+    """S2r's checks: did the clients really resume TLS, was the auth cache really warm?"""
+    keys = sorted(k for k in S if k[1] == "s2r")
+    if not keys:
+        return []
+    L = ["", "S2r = S2 from returning mail programs: each user's client resumes the TLS session (ticket) of its "
+             "previous connection, and an unmeasured warm-up logs in every user once first (auth cache warm, "
+             "tickets issued). Checks in the measured window (medians):", ""]
+    for k in keys:
+        m = S[k]
+        r = m["tls_resumed_ratio"]
+        hm = (f", auth cache hits / misses {f1(m['auth_cache_hits'], 0)} / {f1(m['auth_cache_misses'], 0)}"
+              if m["auth_cache_hits"] is not None else "")
+        L.append(f"- {k[0]}, c={k[2]}: TLS resumed {'–' if r is None else f'{100 * r:.1f} %'} of connections{hm}; "
+                 f"warm-up server CPU {f1(m['warmup_server_cpu_s'], 2)} s (not counted)")
+        for w in m["warnings"]:
+            L.append(f"  - **WARNING: {w}** (the S2r figures above do not show the returning-client case)")
+    return L
+
+
 def db_report(S):
     """bench/run --pg: database work per operation beside rate and CPU (medians)."""
     keys = sorted(k for k in S if k[0] == "postern" and S[k].get("db_stmts_per_op") is not None)
@@ -770,7 +805,7 @@ def main():
     ap.add_argument("--reps", type=int)
     ap.add_argument("--conc", help="e.g. 1,8,32")
     ap.add_argument("--duration", type=float)
-    ap.add_argument("--scenarios", default="s1,s1p,s2,s3,s4,s4x,s5,login,tls")
+    ap.add_argument("--scenarios", default="s1,s1p,s2,s2r,s3,s4,s4x,s5,login,tls")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="Postern config override, e.g. --set store.group_commit=false (repeatable)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-release"))
