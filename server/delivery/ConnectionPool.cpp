@@ -9,6 +9,7 @@ std::unique_ptr<SmtpClient> ConnectionPool::take(const std::string& key, Clock::
     std::unique_ptr<SmtpClient> found;
     {
         std::lock_guard lock(mutex_);
+        if (closed_) return nullptr;
         auto now = Clock::now();
         auto [it, last] = idle_.equal_range(key);
         auto newest = idle_.end();  // the one least likely to have been closed by the server meanwhile

@@ -36,7 +36,7 @@ public:
 
     // The most recently parked idle connection for `key` still within both limits (its
     // opening time in `opened`), or nullptr. The caller still has to RSET it. Expired
-    // connections met on the way are closed.
+    // connections met on the way are closed. nullptr after shutdown (abortAll/closeAll).
     std::unique_ptr<SmtpClient> take(const std::string& key, Clock::time_point& opened);
     // Keeps a usable connection idle; closes it (QUIT) instead when the pool is off or shut
     // down, or the connection is unusable or past the reuse limit. True when the pool had
