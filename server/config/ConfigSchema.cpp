@@ -202,6 +202,9 @@ const std::vector<KeyDef> Keys = {
     {"delivery.data_timeout", "2m", K::Duration, "Wait for the 354 reply to DATA (RFC 5321 4.5.3.2.4)"},
     {"delivery.data_block_timeout", "3m", K::Duration, "Sending one block of message data (RFC 5321 4.5.3.2.5)"},
     {"delivery.data_done_timeout", "10m", K::Duration, "Wait for the reply to the final dot (RFC 5321 4.5.3.2.6)"},
+    // --- outbound connection cache (server/delivery/ConnectionPool) ------------------------
+    {"delivery.connection_cache_time_limit", "2s", K::Duration, "How long an idle outbound SMTP connection is kept for the next message to the same next hop, shared by all workers (0 = off: QUIT after each message; Postfix smtp_connection_cache_time_limit)"},
+    {"delivery.connection_reuse_time_limit", "300s", K::Duration, "A connection older than this (since it was opened) is not used for another message (Postfix smtp_connection_reuse_time_limit)"},
     // --- MTA-STS (RFC 8461) -------------------------------------------------------------
     {"delivery.mta_sts", "on", K::Bool, "Apply the MTA-STS policies of recipient domains to MX delivery (enforce: only the policy's MX hosts, verified TLS, else deferred)"},
     {"delivery.mta_sts.fetch_timeout", "10s", K::Duration, "Whole HTTPS fetch of one policy (connect, TLS, request, body)"},

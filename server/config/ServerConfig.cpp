@@ -409,6 +409,9 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         d.dataTimeout = r.duration("delivery.data_timeout");
         d.dataBlockTimeout = r.duration("delivery.data_block_timeout");
         d.dataDoneTimeout = r.duration("delivery.data_done_timeout");
+        d.connectionCacheTimeLimit = r.duration("delivery.connection_cache_time_limit");
+        d.connectionReuseTimeLimit = r.duration("delivery.connection_reuse_time_limit");
+        if (d.connectionReuseTimeLimit <= Millis(0)) r.error("delivery.connection_reuse_time_limit: must be more than 0");
         // MTA-STS (RFC 8461).
         d.mtaSts.enabled = r.boolean("delivery.mta_sts");
         d.mtaSts.fetchTimeout = r.duration("delivery.mta_sts.fetch_timeout");

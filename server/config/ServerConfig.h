@@ -205,6 +205,8 @@ struct DeliveryConfig {
     Millis dataTimeout{};
     Millis dataBlockTimeout{};
     Millis dataDoneTimeout{};
+    Millis connectionCacheTimeLimit{};             // 0 = no pool (QUIT after each message)
+    Millis connectionReuseTimeLimit{};
     MtaStsConfig mtaSts;
 
     bool operator==(const DeliveryConfig&) const = default;

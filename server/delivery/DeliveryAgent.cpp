@@ -72,22 +72,47 @@ const char* policyName(TlsPolicy p) { return tlsPolicyName(p); }
 
 SmtpClient* ConnectionCache::find(const std::string& key) {
     SmtpClient* c = nullptr;
+    bool old = false;
     {
         std::lock_guard lock(mutex_);
         auto it = clients_.find(key);
-        if (it == clients_.end()) return nullptr;
-        c = it->second.get();
+        if (it != clients_.end()) {
+            c = it->second.client.get();
+            old = tooOld(it->second);
+        }
     }
-    if (c->usable() && c->reset()) return c;
-    drop(key);
+    if (c) {
+        if (!old && c->usable() && c->reset()) return c;
+        drop(key);  // QUIT (if still possible) and close
+    }
+    if (!pool_) return nullptr;
+    // An idle connection another worker (or this one) left in the shared pool.
+    Clock::time_point opened;
+    while (std::unique_ptr<SmtpClient> pooled = pool_->take(key, opened)) {
+        // Owned by this cache before any I/O, so a shutdown (abortAll) reaches it.
+        c = put(key, std::move(pooled));
+        {
+            std::lock_guard lock(mutex_);
+            clients_[key].opened = opened;
+        }
+        if (c->reset()) {
+            if (Poco::Logger& log = logger(); log.debug())
+                log.debug(core::EventLine("delivery.connection_reuse").add("relay", c->relay()).str());
+            return c;
+        }
+        drop(key);  // closed by the server meanwhile, or RSET refused: try the next one, else a new one
+    }
     return nullptr;
 }
 
 SmtpClient* ConnectionCache::put(const std::string& key, std::unique_ptr<SmtpClient> client) {
+    std::unique_ptr<SmtpClient> replaced;
     std::lock_guard lock(mutex_);
     auto& slot = clients_[key];
-    slot = std::move(client);
-    return slot.get();
+    replaced = std::move(slot.client);
+    slot.client = std::move(client);
+    slot.opened = Clock::now();
+    return slot.client.get();
 }
 
 void ConnectionCache::drop(const std::string& key) {
@@ -96,24 +121,39 @@ void ConnectionCache::drop(const std::string& key) {
         std::lock_guard lock(mutex_);
         auto it = clients_.find(key);
         if (it == clients_.end()) return;
-        gone = std::move(it->second);
+        gone = std::move(it->second.client);
         clients_.erase(it);
     }
     gone->quit();
 }
 
 void ConnectionCache::closeAll() {
-    std::map<std::string, std::unique_ptr<SmtpClient>> all;
+    std::map<std::string, Entry> all;
     {
         std::lock_guard lock(mutex_);
         all.swap(clients_);
     }
-    for (auto& [k, c] : all) c->quit();
+    for (auto& [k, e] : all) e.client->quit();
+}
+
+bool ConnectionCache::parkAll() {
+    if (!pool_) {
+        closeAll();
+        return false;
+    }
+    std::map<std::string, Entry> all;
+    {
+        std::lock_guard lock(mutex_);
+        all.swap(clients_);
+    }
+    bool tell = false;
+    for (auto& [k, e] : all) tell = pool_->park(k, std::move(e.client), e.opened) || tell;
+    return tell;
 }
 
 void ConnectionCache::abortAll() {
     std::lock_guard lock(mutex_);
-    for (auto& [k, c] : clients_) c->abort();
+    for (auto& [k, e] : clients_) e.client->abort();
 }
 
 // --- DeliveryAgent -----------------------------------------------------------------------

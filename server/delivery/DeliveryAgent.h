@@ -6,12 +6,14 @@
 #include "config/ServerConfig.h"
 #include "core/AccountSecurity.h"
 #include "delivery/BounceSender.h"
+#include "delivery/ConnectionPool.h"
 #include "delivery/MxResolver.h"
 #include "core/EventCounters.h"
 #include "mtasts/MtaSts.h"
 #include "delivery/SmtpClient.h"
 #include "queue/OutboundQueue.h"
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -21,21 +23,38 @@
 
 namespace postern::delivery {
 
-// The open connections of one worker, keyed by "ip:port/policy/auth", reused for the next
-// message to the same place (RSET in between). abortAll() may be called from another
-// thread (shutdown); everything else belongs to the owning worker.
+// The open connections of one worker, keyed by "ip:port/host/route/policy", reused for the
+// next message to the same place (RSET in between). With a shared ConnectionPool, find()
+// also takes an idle connection parked there by any worker, and parkAll() hands this
+// worker's connections back to it instead of closing them. A connection past the pool's
+// reuse limit is never used again. abortAll() may be called from another thread
+// (shutdown); everything else belongs to the owning worker.
 class ConnectionCache {
 public:
-    // A usable connection for `key` (after a successful RSET), or nullptr.
+    explicit ConnectionCache(ConnectionPool* pool = nullptr) : pool_(pool) {}
+
+    // A usable connection for `key` (after a successful RSET), or nullptr (then the caller
+    // opens a new one: a stale cached or pooled connection is not a delivery failure).
     SmtpClient* find(const std::string& key);
     SmtpClient* put(const std::string& key, std::unique_ptr<SmtpClient> client);
     void drop(const std::string& key);
     void closeAll();  // QUIT and close
+    // Every connection to the pool (those it does not keep are closed). True when the
+    // pool's sweeper must be told (ConnectionPool::park). Without a pool: closeAll().
+    bool parkAll();
     void abortAll();  // shutdown(2) every socket now: blocked reads/writes return at once
 
 private:
+    using Clock = std::chrono::steady_clock;
+    struct Entry {
+        std::unique_ptr<SmtpClient> client;
+        Clock::time_point opened;
+    };
+    bool tooOld(const Entry& e) const { return pool_ && Clock::now() >= e.opened + pool_->reuseLimit(); }
+
+    ConnectionPool* pool_;
     std::mutex mutex_;
-    std::map<std::string, std::unique_ptr<SmtpClient>> clients_;
+    std::map<std::string, Entry> clients_;
 };
 
 // Thread-safe: every worker calls deliver() with its own ConnectionCache. Shares the queue,

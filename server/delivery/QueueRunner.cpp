@@ -28,7 +28,10 @@ std::vector<std::string> domainsOf(const queue::QueueEnvelope& e) {
 }  // namespace
 
 QueueRunner::QueueRunner(const config::DeliveryConfig& config, queue::OutboundQueue& queue, DeliveryAgent& agent)
-    : config_(config), queue_(queue), agent_(agent) {}
+    : config_(config),
+      queue_(queue),
+      agent_(agent),
+      pool_(config.connectionCacheTimeLimit, config.connectionReuseTimeLimit) {}
 
 QueueRunner::~QueueRunner() { stop(); }
 
@@ -39,13 +42,14 @@ void QueueRunner::start() {
         started_ = true;
     }
     rescan();
-    for (int i = 0; i < config_.maxWorkers; ++i) caches_.push_back(std::make_unique<ConnectionCache>());
+    for (int i = 0; i < config_.maxWorkers; ++i) caches_.push_back(std::make_unique<ConnectionCache>(&pool_));
     for (int i = 0; i < config_.maxWorkers; ++i)
         threads_.emplace_back([this, i] { workerLoop(static_cast<std::size_t>(i)); });
     threads_.emplace_back([this] { scannerLoop(); });
     logger().information(core::EventLine("delivery.start")
                              .add("workers", config_.maxWorkers)
                              .add("per_domain", config_.maxPerDomain)
+                             .add("connection_cache", config_.connectionCacheTimeLimit.count(), "ms")
                              .add("scheduled", scheduledCount())
                              .str());
 }
@@ -57,13 +61,17 @@ void QueueRunner::stop() {
         stopping_ = true;
     }
     wake_.notify_all();
+    scannerWake_.notify_all();
     // Connections in progress are cut: their recipients stay in the queue (temporary
     // failure), which is safe; waiting for a 10-minute data timeout at shutdown is not.
+    // Idle pooled ones too (the pool takes no more from now on).
+    pool_.abortAll();
     for (auto& c : caches_) c->abortAll();
     for (auto& t : threads_)
         if (t.joinable()) t.join();
     threads_.clear();
     for (auto& c : caches_) c->closeAll();
+    pool_.closeAll();
     logger().information(core::EventLine("delivery.stop").str());
 }
 
@@ -119,13 +127,30 @@ void QueueRunner::rescan() {
     wake_.notify_all();
 }
 
+void QueueRunner::kickScanner() {
+    {
+        std::lock_guard lock(mutex_);
+        poolKick_ = true;
+    }
+    scannerWake_.notify_one();
+}
+
 void QueueRunner::scannerLoop() {
+    using Steady = std::chrono::steady_clock;
+    auto nextScan = Steady::now() + config_.scanInterval;
     while (true) {
+        // Idle pooled connections past their limit: QUIT (outside mutex_). A park() after
+        // this sweep sets poolKick_, so the wait below cannot miss it.
+        std::optional<Steady::time_point> expiry = pool_.sweep();
         {
             std::unique_lock lock(mutex_);
-            wake_.wait_for(lock, config_.scanInterval, [this] { return stopping_; });
+            Steady::time_point until = expiry ? std::min(nextScan, *expiry) : nextScan;
+            scannerWake_.wait_until(lock, until, [this] { return stopping_ || poolKick_; });
+            poolKick_ = false;
             if (stopping_) return;
         }
+        if (Steady::now() < nextScan) continue;
+        nextScan = Steady::now() + config_.scanInterval;
         try {
             rescan();
         } catch (const std::exception& e) {
@@ -167,6 +192,11 @@ bool QueueRunner::take(std::string& id) {
             byDue_.erase(it);
             pending_.erase(id);
             acquire(id, taken);
+            // Several messages became runnable at once (a rescan, a burst): one more worker
+            // takes the next, and so on, rather than all of them waking for each message.
+            bool more = anyRunnable(now);
+            lock.unlock();
+            if (more) wake_.notify_one();
             return true;
         }
         // Nothing runnable now: sleep until the next due time, a new message, a finished
@@ -194,7 +224,6 @@ bool QueueRunner::finishAndTakeSame(const std::string& id, const std::optional<q
     auto it = running_.find(id);
     std::vector<std::string> domains = it != running_.end() ? it->second.domains : std::vector<std::string>{};
     finish(id, after);
-    wake_.notify_all();
     if (stopping_) return false;
     auto now = std::chrono::system_clock::now();
     for (auto d = byDue_.begin(); d != byDue_.end() && d->first <= now; ++d) {
@@ -205,7 +234,21 @@ bool QueueRunner::finishAndTakeSame(const std::string& id, const std::optional<q
         byDue_.erase(d);
         pending_.erase(next);
         acquire(next, taken);
+        // This worker goes on with the same domains (their slots stay taken), so it will not
+        // look at the schedule in take(): if it rescheduled `id`, the sleeping workers' wait
+        // deadline may be later than its new due time, or other work is runnable now: wake one.
+        if (pending_.count(id) || anyRunnable(now)) wake_.notify_one();
         return true;
+    }
+    // Nothing to go on with: this worker calls take() next, which sees the slots just freed,
+    // the rescheduled message and anything else runnable (and chains further wake-ups).
+    return false;
+}
+
+bool QueueRunner::anyRunnable(Time now) const {
+    for (auto it = byDue_.begin(); it != byDue_.end() && it->first <= now; ++it) {
+        const Item& item = pending_.at(it->second);
+        if (runnable(item) && !held(item)) return true;
     }
     return false;
 }
@@ -227,7 +270,9 @@ void QueueRunner::workerLoop(std::size_t index) {
             if (!finishAndTakeSame(id, after, next)) break;
             id = next;
         }
-        connections.closeAll();
+        // Idle in the shared pool for the next message to the same next hop (any worker),
+        // or QUIT when the pool is off.
+        if (connections.parkAll()) kickScanner();
     }
 }
 

@@ -5,6 +5,7 @@
 
 #include "config/ServerConfig.h"
 #include "core/AccountSecurity.h"
+#include "delivery/ConnectionPool.h"
 #include "delivery/DeliveryAgent.h"
 #include "queue/OutboundQueue.h"
 
@@ -27,7 +28,16 @@ namespace postern::delivery {
 //    delivery.max_per_domain, delivers it (DeliveryAgent), and puts it back at its new
 //    next-attempt time (or forgets it when it left the queue). While another due message
 //    for the same domains is waiting it keeps its connections open and takes that one
-//    next (RSET between messages), else it closes them (QUIT).
+//    next (RSET between messages), else it parks them idle in the ConnectionPool shared by
+//    all workers (delivery.connection_cache_time_limit; 0: QUIT at once), where the next
+//    worker delivering to the same next hop takes them (RSET).
+//  * Wake-ups: workers sleep on wake_, the scanner on its own scannerWake_ (so a
+//    notify_one for new mail always reaches a worker). A worker that takes a message and
+//    sees another one runnable wakes one more worker (chain); a finishing worker goes on
+//    with take() itself, so it wakes nobody unless it keeps going with the same domains
+//    while it rescheduled a message. rescan() and stop() wake every worker.
+//  * The scanner also closes pooled connections past their time limit: it sleeps until the
+//    next scan or the pool's next expiry, whichever is first.
 //  * Every delivery.scan_interval the scanner re-reads envelope/: the files are the
 //    truth, so posternctl flush (next-attempt 0), hold, release and delete take effect
 //    within one interval. Held messages are not scheduled.
@@ -79,6 +89,8 @@ private:
     // domains if there is one (connection reuse).
     bool finishAndTakeSame(const std::string& id, const std::optional<queue::QueueEnvelope>& after, std::string& next);
     void finish(const std::string& id, const std::optional<queue::QueueEnvelope>& after);  // lock held
+    bool anyRunnable(Time now) const;                       // lock held: a due, runnable, not held message
+    void kickScanner();                                     // the pool has something to expire
 
     const config::DeliveryConfig& config_;
     queue::OutboundQueue& queue_;
@@ -86,7 +98,9 @@ private:
     const core::AccountHold* hold_ = nullptr;
 
     mutable std::mutex mutex_;
-    std::condition_variable wake_;
+    std::condition_variable wake_;         // workers only
+    std::condition_variable scannerWake_;  // the scanner only: stop, pool to sweep
+    bool poolKick_ = false;                // guarded by mutex_
     bool stopping_ = false;
     bool started_ = false;
     std::map<std::string, Item> pending_;          // id -> scheduled item
@@ -95,6 +109,7 @@ private:
     std::map<std::string, int> perDomain_;         // domain -> messages in progress
 
     std::vector<std::thread> threads_;
+    ConnectionPool pool_;                                   // idle connections of all workers
     std::vector<std::unique_ptr<ConnectionCache>> caches_;  // one per worker (abort on stop)
 };
 
