@@ -482,6 +482,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     if (::stat(message.path.c_str(), &st) == 0) message.size = static_cast<std::uint64_t>(st.st_size);
 
     std::vector<Outcome> outcomes(envelope.recipients.size());
+    bool removed = false;  // the last delivered recipient took the message out of the queue
     if (!readable) {
         for (auto& o : outcomes) {
             o.kind = Outcome::Kind::Temp;
@@ -517,6 +518,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                                        e.recipients.end());
                     return true;
                 });
+                if (after && after->recipients.empty()) removed = true;
                 if (!after && ::access(queue_.envelopePath(id).c_str(), F_OK) == 0)
                     logger().error(core::EventLine::inSession(id, "delivery.record_fail")
                                        .text("note", "delivered recipients may be retried")
@@ -654,6 +656,11 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                            .text("note", "the message is delivered; its success report is lost")
                            .str());
 
+    // Every recipient delivered: the message left the queue with the last record above.
+    if (removed) {
+        logger().information(core::EventLine::inSession(id, "queue.done").str());
+        return std::nullopt;
+    }
     // One durable update: bounced recipients out, retry time and error in.
     auto after = queue_.modifyEnvelope(id, [&](queue::QueueEnvelope& e) {
         e.recipients.erase(std::remove_if(e.recipients.begin(), e.recipients.end(),
