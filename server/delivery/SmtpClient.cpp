@@ -69,6 +69,7 @@ void SmtpClient::close() {
         }
     }
     socket_ = Poco::Net::StreamSocket();
+    forgetTimeouts();
     usable_ = false;
     tls_ = false;
     buffer_.clear();
@@ -79,9 +80,27 @@ SmtpReply SmtpClient::broken(const std::string& what) {
     return SmtpReply::local(what);
 }
 
+// setsockopt(2) only when the value changes: it was two calls per command and reply, 30 % of
+// posternd's setsockopt calls under S2 (a relayed message's outbound session).
+void SmtpClient::receiveTimeout(Millis timeout) {
+    if (timeout == receiveTimeout_) return;
+    receiveTimeout_ = Millis{-1};  // if the call throws
+    socket_.setReceiveTimeout(span(timeout));
+    receiveTimeout_ = timeout;
+}
+
+void SmtpClient::sendTimeout(Millis timeout) {
+    if (timeout == sendTimeout_) return;
+    sendTimeout_ = Millis{-1};
+    socket_.setSendTimeout(span(timeout));
+    sendTimeout_ = timeout;
+}
+
+void SmtpClient::forgetTimeouts() { receiveTimeout_ = sendTimeout_ = Millis{-1}; }
+
 bool SmtpClient::readLine(std::string& line, Millis timeout) {
     try {
-        socket_.setReceiveTimeout(span(timeout));
+        receiveTimeout(timeout);
         while (true) {
             auto nl = buffer_.find("\r\n");
             if (nl != std::string::npos) {
@@ -118,7 +137,7 @@ SmtpReply SmtpClient::readReply(Millis timeout) {
 
 bool SmtpClient::sendAll(const std::string& data, Millis timeout) {
     try {
-        socket_.setSendTimeout(span(timeout));
+        sendTimeout(timeout);
         std::size_t done = 0;
         while (done < data.size()) {
             int n = socket_.sendBytes(data.data() + done, static_cast<int>(data.size() - done));
@@ -194,6 +213,7 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
     relay_ = hostName + "[" + address.host().toString() + "]:" + std::to_string(address.port());
     try {
         socket_ = Poco::Net::StreamSocket(address.family());
+        forgetTimeouts();
         socket_.connect(address, span(settings_.connectTimeout));
         socket_.setNoDelay(true);
         std::lock_guard lock(fdMutex_);
@@ -247,11 +267,12 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                 if (!ctx) return broken("no TLS client context for " + relay_);
                 DaneCapture capture;  // the chain of this handshake (same thread)
                 try {
-                    socket_.setReceiveTimeout(span(settings_.mailTimeout));
-                    socket_.setSendTimeout(span(settings_.mailTimeout));
+                    receiveTimeout(settings_.mailTimeout);
+                    sendTimeout(settings_.mailTimeout);
                     // SNI: the TLSA base domain under DANE, else the MX host name (RFC 7672 8.1).
                     const std::string& sni = daneCheckWanted && !dane->names.empty() ? dane->names.front() : hostName;
                     socket_ = Poco::Net::SecureStreamSocket::attach(socket_, sni, ctx);
+                    forgetTimeouts();  // a new socket object: set them again before use
                     tls_ = true;
                     tlsVerified_ = policy == TlsPolicy::Verify;
                 } catch (const Poco::Exception& e) {

@@ -140,6 +140,10 @@ private:
     SmtpReply command(const std::string& line, Millis timeout);
     SmtpReply readReply(Millis timeout);
     bool readLine(std::string& line, Millis timeout);
+    // SO_RCVTIMEO / SO_SNDTIMEO of socket_, set only when they change (-1: unknown).
+    void receiveTimeout(Millis timeout);
+    void sendTimeout(Millis timeout);
+    void forgetTimeouts();
     bool sendAll(const std::string& data, Millis timeout);
     bool sendMessage(const MessageData& message);
     // RFC 3030: the transaction with BDAT chunks instead of DATA.
@@ -154,6 +158,8 @@ private:
 
     ClientSettings settings_;
     Poco::Net::StreamSocket socket_;
+    Millis receiveTimeout_{-1};
+    Millis sendTimeout_{-1};
     std::mutex fdMutex_;  // guards fd_ between abort() and close()
     int fd_ = -1;
     bool aborted_ = false;  // guarded by fdMutex_
