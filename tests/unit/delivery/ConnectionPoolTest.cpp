@@ -4,6 +4,8 @@
 #include "delivery/ConnectionPool.h"
 #include "delivery/DeliveryAgent.h"
 
+#include "PeerLines.h"
+
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/StreamSocket.h>
 
@@ -51,21 +53,8 @@ private:
         s.setReceiveTimeout(Poco::Timespan(10, 0));
         send(s, "220 fake ESMTP\r\n");
         std::string buf;
-        char chunk[4096];
-        while (true) {
-            auto nl = buf.find("\r\n");
-            if (nl == std::string::npos) {
-                int n = 0;
-                try {
-                    n = s.receiveBytes(chunk, sizeof chunk);
-                } catch (...) {
-                }
-                if (n <= 0) return;
-                buf.append(chunk, static_cast<std::size_t>(n));
-                continue;
-            }
-            std::string line = buf.substr(0, nl);
-            buf.erase(0, nl + 2);
+        std::string line;
+        while (test::nextLine(s, buf, line)) {
             {
                 std::lock_guard lock(mutex_);
                 commands_.push_back(line.substr(0, line.find(' ')));
@@ -94,13 +83,7 @@ private:
     std::thread thread_;
 };
 
-ClientSettings settings() {
-    ClientSettings s;
-    s.heloName = "mail.example.test";
-    s.connectTimeout = s.greetingTimeout = s.mailTimeout = s.rcptTimeout = s.dataTimeout = s.dataBlockTimeout =
-        s.dataDoneTimeout = Millis(2000);
-    return s;
-}
+using test::settings;
 
 std::unique_ptr<SmtpClient> openTo(OneConnServer& server, const ClientSettings& cs) {
     auto c = std::make_unique<SmtpClient>(cs);

@@ -2,6 +2,8 @@
 // RFC 8689 4.2.1, RFC 6152): what is learned from EHLO and which MAIL parameters go out.
 #include "delivery/SmtpClient.h"
 
+#include "PeerLines.h"
+
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/StreamSocket.h>
 
@@ -34,21 +36,8 @@ private:
         say(s, "220 fake\r\n");
         std::string buf;
         bool data = false;
-        char chunk[4096];
-        while (true) {
-            auto nl = buf.find("\r\n");
-            if (nl == std::string::npos) {
-                int n = 0;
-                try {
-                    n = s.receiveBytes(chunk, sizeof chunk);
-                } catch (...) {
-                }
-                if (n <= 0) return;
-                buf.append(chunk, static_cast<std::size_t>(n));
-                continue;
-            }
-            std::string line = buf.substr(0, nl);
-            buf.erase(0, nl + 2);
+        std::string line;
+        while (test::nextLine(s, buf, line)) {
             if (data) {
                 if (line == ".") {
                     data = false;
@@ -69,13 +58,7 @@ private:
     std::thread thread_;
 };
 
-ClientSettings settings() {
-    ClientSettings s;
-    s.heloName = "mail.example.test";
-    s.connectTimeout = s.greetingTimeout = s.mailTimeout = s.rcptTimeout = s.dataTimeout = s.dataBlockTimeout =
-        s.dataDoneTimeout = Millis(2000);
-    return s;
-}
+using test::settings;
 
 std::string mailLine(const std::string& ehlo, bool smtpUtf8, bool requireTls, bool& offeredUtf8, bool& offeredRt) {
     char name[] = "/tmp/postern-smtpclient-ext-XXXXXX";

@@ -1,6 +1,8 @@
 // SmtpClient against a scripted fake server on loopback (real sockets, no DNS).
 #include "delivery/SmtpClient.h"
 
+#include "PeerLines.h"
+
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/StreamSocket.h>
 
@@ -48,21 +50,8 @@ private:
         send(s, greeting_);
         std::string buf, held;
         bool inData = false;
-        char chunk[4096];
-        while (true) {
-            auto nl = buf.find("\r\n");
-            if (nl == std::string::npos) {
-                int n = 0;
-                try {
-                    n = s.receiveBytes(chunk, sizeof chunk);
-                } catch (...) {
-                }
-                if (n <= 0) return;
-                buf.append(chunk, static_cast<std::size_t>(n));
-                continue;
-            }
-            std::string line = buf.substr(0, nl);
-            buf.erase(0, nl + 2);
+        std::string line;
+        while (test::nextLine(s, buf, line)) {
             if (inData) {
                 if (line != ".") {
                     data += line + "\r\n";
@@ -113,14 +102,7 @@ struct TempMessage {
     MessageData message;
 };
 
-ClientSettings settings() {
-    ClientSettings s;
-    s.heloName = "mail.example.test";
-    s.connectTimeout = Millis(2000);
-    s.greetingTimeout = s.mailTimeout = s.rcptTimeout = s.dataTimeout = s.dataBlockTimeout = s.dataDoneTimeout =
-        Millis(2000);
-    return s;
-}
+using test::settings;
 
 const char* Ehlo = "250-fake.example\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250 8BITMIME\r\n";
 
