@@ -131,10 +131,15 @@ bool readFile(const std::string& path, std::string& out) {
     }
 }
 
-bool writeFileSynced(const std::string& path, const std::string& data) {
+bool writeFileSynced(const std::string& path, const std::string& data, int alsoSync) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return false;
-    bool ok = writeAll(fd, data.data(), data.size()) && ::fsync(fd) == 0;
+    bool ok = writeAll(fd, data.data(), data.size());
+    if (ok && alsoSync >= 0) {
+        ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        ok = ::fsync(alsoSync) == 0;
+    }
+    ok = ok && ::fsync(fd) == 0;
     int saved = errno;
     if (::close(fd) != 0 && ok) {
         ok = false;

@@ -26,7 +26,9 @@ bool copyFileSynced(const std::string& from, const std::string& to);
 // Reads a whole file. false if it cannot be opened or read.
 bool readFile(const std::string& path, std::string& out);
 // Creates `path` (O_EXCL, mode 0600) with `data`, fsynced. Partial file removed on failure.
-bool writeFileSynced(const std::string& path, const std::string& data);
+// `alsoSync` >= 0: that descriptor's file is fsynced first, after this file's write-back was
+// started (on ext4 the first fsync's journal commit then covers both files).
+bool writeFileSynced(const std::string& path, const std::string& data, int alsoSync = -1);
 // "ENOSPC (No space left on device)"-style text for logs.
 std::string errnoText(int err);
 

@@ -118,16 +118,17 @@ std::string OutboundQueue::incomingDirectory() const { return dir_ + "/incoming"
 std::string OutboundQueue::dataPath(const std::string& id) const { return dir_ + "/data/" + id; }
 std::string OutboundQueue::envelopePath(const std::string& id) const { return dir_ + "/envelope/" + id; }
 
-bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, QueueEnvelope& envelope) {
+bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, QueueEnvelope& envelope, bool dataSynced) {
     if (!isValidId(envelope.id)) envelope.id = newId();
     // Place the data under a fresh id; link(2) and O_EXCL fail on a clash, which makes
     // ids unique without a lock.
     bool placed = false;
+    bool linked = false;  // the caller's file itself is in data/ (not a synced copy)
     for (int tries = 0; tries < 8 && !placed; ++tries) {
         if (tries > 0) envelope.id = newId();
         std::string target = dataPath(envelope.id);
         if (::link(source.c_str(), target.c_str()) == 0) {
-            placed = true;
+            placed = linked = true;
         } else if (errno == EXDEV || errno == EPERM) {
             // Different file system (or a file system without hard links): copy + fsync.
             if (copyFileSynced(source, target)) placed = true;
@@ -149,8 +150,21 @@ bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, Queue
     // that fsync commits the link too, and the directory's fsync then finds nothing left to
     // commit: two journal commits per message instead of three. The order that matters is
     // kept: data/ is durable before the envelope has its name.
+    // The caller's data file not yet fsynced: it is, together with the envelope's temp file.
+    int dataFd = -1;
+    bool dataOpenFailed = false;
+    if (linked && !dataSynced) {
+        dataFd = ::open(data.c_str(), O_RDONLY | O_CLOEXEC);
+        dataOpenFailed = dataFd < 0;
+    }
     std::string tmp;
-    if (!writeEnvelopeTemp(envelope, tmp) || !fsyncDirectory(dir_ + "/data") || !publishEnvelope(envelope.id, tmp)) {
+    bool ok = !dataOpenFailed && writeEnvelopeTemp(envelope, tmp, dataFd);
+    if (dataFd >= 0) {
+        const int saved = errno;
+        ::close(dataFd);
+        errno = saved;
+    }
+    if (!ok || !fsyncDirectory(dir_ + "/data") || !publishEnvelope(envelope.id, tmp)) {
         const int saved = errno;
         logger().error(core::EventLine("queue.enqueue_fail")
                            .add("id", envelope.id)
@@ -221,7 +235,7 @@ bool OutboundQueue::writeEnvelope(const QueueEnvelope& envelope) {
     return writeEnvelopeTemp(envelope, tmp) && publishEnvelope(envelope.id, tmp);
 }
 
-bool OutboundQueue::writeEnvelopeTemp(const QueueEnvelope& envelope, std::string& tmp) {
+bool OutboundQueue::writeEnvelopeTemp(const QueueEnvelope& envelope, std::string& tmp, int alsoSync) {
     tmp.clear();
     auto text = formatQueueEnvelope(envelope);
     if (!text) {
@@ -230,7 +244,7 @@ bool OutboundQueue::writeEnvelopeTemp(const QueueEnvelope& envelope, std::string
     }
     std::string path = dir_ + "/envelope/." + envelope.id + ".tmp";
     ::unlink(path.c_str());  // a leftover of an earlier crash for the same id
-    if (!writeFileSynced(path, *text)) return false;
+    if (!writeFileSynced(path, *text, alsoSync)) return false;
     tmp = std::move(path);
     return true;
 }

@@ -68,13 +68,15 @@ public:
     std::string dataPath(const std::string& id) const;
     std::string envelopePath(const std::string& id) const;
 
-    // Places the fsynced file `dataPath` (normally in incomingDirectory()) of `size` bytes
-    // into the queue with `envelope`, durably: link (copy+fsync on EXDEV) into data/,
-    // write the envelope temp file, fsync it, fsync data/, rename, fsync envelope/.
+    // Places the file `dataPath` (normally in incomingDirectory()) of `size` bytes into the
+    // queue with `envelope`, durably: link (copy+fsync on EXDEV) into data/, write the
+    // envelope temp file, fsync it (and the data file first unless `dataSynced`), fsync
+    // data/, rename, fsync envelope/. With the data file's write-back started by the caller
+    // (sync_file_range), ext4 commits both files and the link in one journal commit.
     // envelope.id: used if set and free, else (or on a clash) a new id is chosen and
     // stored back. The caller still owns and removes dataPath.
     // true: queued (durable). false: nothing of it is left in the queue (logged).
-    bool enqueue(const std::string& dataPath, std::uint64_t size, QueueEnvelope& envelope);
+    bool enqueue(const std::string& dataPath, std::uint64_t size, QueueEnvelope& envelope, bool dataSynced = true);
 
     // Removes a queued message (envelope first, so it is never half-queued). true if it
     // was removed or did not exist; false on an I/O error or an invalid id.
@@ -113,7 +115,9 @@ private:
     bool writeEnvelope(const QueueEnvelope& envelope);
     // The envelope in its fsynced temp file (`tmp` set on success), then renamed into place
     // and envelope/ fsynced; publishEnvelope removes `tmp` on failure.
-    bool writeEnvelopeTemp(const QueueEnvelope& envelope, std::string& tmp);
+    // `alsoSync`: a file to fsync right before the temp file (-1: none); write-back of both
+    // is under way first, so on ext4 the first fsync's commit covers the second.
+    bool writeEnvelopeTemp(const QueueEnvelope& envelope, std::string& tmp, int alsoSync = -1);
     bool publishEnvelope(const std::string& id, const std::string& tmp);
     void rescan();
 

@@ -60,9 +60,14 @@ public:
         core::SinkResult result;  // TempFail until every copy is durable
         if (failed_ || fd_ < 0 || committed_) return result;
         if (!flush()) return result;
+        // Only for the queue: its enqueue fsyncs the data together with the envelope's temp
+        // file (one journal commit for both on ext4). Write-back starts now.
+        const bool queueSyncs = envelope_.localMailboxes.empty();
         if (groupCommit_) {
             // Phase 1 of the group commit: the data must be durable before any name of it is.
             if (!shareDataSync()) return result;
+        } else if (queueSyncs) {
+            ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
         } else if (::fsync(fd_) != 0) {
             fail("fsync");
             return result;
@@ -115,7 +120,7 @@ public:
             qe.hold = envelope_.hold;
             qe.smtpUtf8 = envelope_.smtpUtf8;
             qe.requireTls = envelope_.requireTls;
-            if (!queue_.enqueue(tempPath_, size_, qe)) {
+            if (!queue_.enqueue(tempPath_, size_, qe, /*dataSynced=*/!queueSyncs || groupCommit_ != nullptr)) {
                 undo();
                 return result;
             }
