@@ -120,6 +120,10 @@ private:
     ParsedPath finish(std::size_t* consumed) {
         if (pos_ > MaxPath)
             return fail(PathError::PathTooLong, "path longer than 256 octets");
+        // The address is kept, queued and relayed with its domain in A-labels, which can be
+        // longer than the U-labels sent: it must still fit, or it could not be read back.
+        if (!r_.isNull && !r_.isPostmaster && r_.address().size() + 2 > MaxPath)
+            return fail(PathError::PathTooLong, "path longer than 256 octets with its domain in A-labels");
         if (consumed)
             *consumed = pos_;
         else if (!atEnd())

@@ -239,6 +239,26 @@ BOOST_DATA_TEST_CASE(parse_mailbox, bdata::make(mailboxCases), c) {
         BOOST_TEST(p.address() == c.address);
 }
 
+BOOST_AUTO_TEST_CASE(path_too_long_once_its_domain_is_in_a_labels) {
+    // Found by fuzz_smtp_command: 254 octets as sent with U-labels, 261 with the A-labels the
+    // address is kept in; accepted, it could not have been read back from the queue.
+    PathOptions utf8;
+    utf8.allowUtf8 = true;
+    const std::string label(60, 'o');
+    const std::string u = "\xCB\x86";  // U+02C6 in a label: its A-label is longer
+    std::string domain = label + "." + label + "." + label + "." + "oooo" + u + "le." + "oooo" + u + "le";
+    std::string local(std::size_t(254) - 2 - 1 - domain.size(), 'x');
+    std::string sent = "<" + local + "@" + domain + ">";
+    BOOST_REQUIRE_EQUAL(sent.size(), 254u);
+    ParsedPath p = parsePath(sent, PathKind::Forward, utf8);
+    BOOST_TEST(!p.ok);
+    BOOST_TEST(int(p.error) == int(PathError::PathTooLong));
+    // The same domain with a short local part fits either way.
+    ParsedPath shorter = parsePath("<x@" + domain + ">", PathKind::Forward, utf8);
+    BOOST_TEST(shorter.ok);
+    BOOST_TEST(parsePath("<" + shorter.address() + ">", PathKind::Forward, utf8).ok);
+}
+
 BOOST_AUTO_TEST_CASE(dot_string) {
     BOOST_TEST(isDotString("a.b"));
     BOOST_TEST(!isDotString(""));
