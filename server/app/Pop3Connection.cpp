@@ -8,6 +8,7 @@
 #include <Poco/Exception.h>
 
 #include <chrono>
+#include <utility>
 
 namespace postern::app {
 
@@ -40,7 +41,7 @@ void Pop3Connection::run() {
         net::LineChannel ch(socket());
         if (lc.tls == config::TlsMode::Implicit) {
             ch.startTls(services_.tlsContext(), timeout);
-            registry.update(token, ch.socket());
+            registry.update(token, std::as_const(ch).socket());
         }
         pop3::Pop3Ports ports{services_.auth, services_.maildrops, services_.grants, services_.pop3Login};
         pop3::Pop3Session session(settings_, ports, pop3::SessionContext{sid, client, ch.isTls()});
@@ -86,7 +87,7 @@ void Pop3Connection::run() {
             ch.write(out.bytes);
             if (out.action == pop3::Pop3Output::Action::StartTls) {
                 ch.startTls(services_.tlsContext(), timeout);
-                registry.update(token, ch.socket());
+                registry.update(token, std::as_const(ch).socket());
                 session.onTlsStarted();
                 tlsVersionPending = true;
                 log.information(core::EventLine::inSession(sid, "stls").add("ip", client.host()).str());

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 namespace postern::app {
 
@@ -21,7 +22,7 @@ namespace {
 constexpr std::chrono::milliseconds LingerOnRefusal{2000};
 constexpr std::size_t LingerMaxBytes = 1024 * 1024;
 // {tls_version} and {cipher} for the milters ("TLSv1.3", "TLS_AES_128_GCM_SHA256").
-std::pair<std::string, std::string> tlsMacros(Poco::Net::StreamSocket& socket) {
+std::pair<std::string, std::string> tlsMacros(const Poco::Net::StreamSocket& socket) {
     try {
         Poco::Net::SecureStreamSocket secure(socket);
         Poco::Net::Session::Ptr session = secure.currentSession();
@@ -57,7 +58,7 @@ void SmtpConnection::run() {
         net::LineChannel ch(socket());
         if (lc.tls == config::TlsMode::Implicit) {
             ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
-            registry.update(token, ch.socket());
+            registry.update(token, std::as_const(ch).socket());
         }
         smtp::SmtpPorts ports{services_.auth, services_.directory, services_.grants,
                               services_.sink, &services_.limiter,  &services_.events, services_.delegate};
@@ -106,7 +107,7 @@ void SmtpConnection::run() {
                     registry.setIdle(token, false);
                     if (st == net::ReadStatus::Ok) {
                         if (milters && ch.isTls() && !tlsKnown) {
-                            auto info = tlsMacros(ch.socket());
+                            auto info = tlsMacros(std::as_const(ch).socket());
                             session.setMilterInfo(lc.name, info.first, info.second);
                             tlsKnown = true;
                         }
@@ -133,7 +134,7 @@ void SmtpConnection::run() {
             ch.write(out.bytes);
             if (out.action == smtp::SmtpOutput::Action::StartTls) {
                 ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
-                registry.update(token, ch.socket());
+                registry.update(token, std::as_const(ch).socket());
                 session.onTlsStarted();
                 tlsVersionPending = true;
                 log.information(core::EventLine::inSession(sid, "starttls").add("ip", client.host()).str());

@@ -2,6 +2,7 @@
 
 #include "delivery/DanePolicy.h"
 #include "delivery/MessageExtensions.h"
+#include "delivery/MessageSource.h"
 #include "delivery/MtaStsRoute.h"
 #include "core/EventLine.h"
 #include "delivery/RetrySchedule.h"
@@ -472,14 +473,20 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     const std::uint32_t attempt = envelope.attempts + 1;
     MessageData message;
     message.path = queue_.dataPath(id);
-    bool readable = false;
-    message.eightBit = hasEightBit(message.path, readable);
+    // Read once (up to InMemoryLimit); every pass below and the transaction use memory.
+    bool readable = loadMessage(message.path, message.content, message.size);
+    bool tlsNotRequired = false;
+    if (readable && message.content) {
+        const std::string& text = *message.content;
+        message.eightBit = std::any_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) > 127; });
+        tlsNotRequired = !envelope.requireTls && headerSaysTlsNotRequired(text);
+    } else if (readable) {
+        message.eightBit = hasEightBit(message.path, readable);
+        tlsNotRequired = !envelope.requireTls && fileSaysTlsNotRequired(message.path);
+    }
     // A non-ASCII envelope needs SMTPUTF8 even without the flag (a bounce to a UTF-8 sender).
     message.smtpUtf8 = envelope.smtpUtf8 || envelopeNeedsSmtpUtf8(envelope.sender, envelope.recipients);
     message.requireTls = envelope.requireTls;
-    const bool tlsNotRequired = !envelope.requireTls && fileSaysTlsNotRequired(message.path);
-    struct stat st{};
-    if (::stat(message.path.c_str(), &st) == 0) message.size = static_cast<std::uint64_t>(st.st_size);
 
     std::vector<Outcome> outcomes(envelope.recipients.size());
     bool removed = false;  // the last delivered recipient took the message out of the queue

@@ -1,5 +1,6 @@
 #include "delivery/SmtpClient.h"
 
+#include "delivery/MessageSource.h"
 #include "sasl/Base64.h"
 #include "smtpproto/DsnParams.h"
 #include "smtpproto/Xtext.h"
@@ -336,8 +337,8 @@ SmtpReply SmtpClient::authenticate(const Credentials& c) {
 }
 
 bool SmtpClient::sendMessage(const MessageData& message) {
-    int fd = ::open(message.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
+    MessageSource source(message);
+    if (!source.ok()) return false;
     std::string out;
     out.reserve(BlockSize + BlockSize / 8);
     char in[BlockSize];
@@ -345,8 +346,7 @@ bool SmtpClient::sendMessage(const MessageData& message) {
     char last[2] = {0, 0};
     bool ok = true;
     while (ok) {
-        ssize_t n = ::read(fd, in, sizeof in);
-        if (n < 0 && errno == EINTR) continue;
+        ssize_t n = source.read(in, sizeof in);
         if (n < 0) {
             ok = false;
             break;
@@ -364,7 +364,6 @@ bool SmtpClient::sendMessage(const MessageData& message) {
         if (!sendAll(out, settings_.dataBlockTimeout)) ok = false;
         out.clear();
     }
-    ::close(fd);
     if (!ok) return false;
     // The final dot must start a line: add CRLF if the data does not end with one.
     std::string end = (last[0] == '\r' && last[1] == '\n') ? ".\r\n" : "\r\n.\r\n";
@@ -390,7 +389,7 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
     std::string mail = "MAIL FROM:<" + sender + ">";
     if (sizeOffered_) mail += " SIZE=" + std::to_string(message.size);
     // RFC 3030 3: a binary message needs BDAT and BINARYMIME; it cannot be converted.
-    const bool binary = needsBinaryMime(message.path);
+    const bool binary = needsBinaryMime(message);
     if (binary && !(chunking_ && binaryMime_)) {
         SmtpReply refused;
         refused.code = 554;
@@ -475,15 +474,14 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
     return out;
 }
 
-bool SmtpClient::needsBinaryMime(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
+bool SmtpClient::needsBinaryMime(const MessageData& message) {
+    MessageSource source(message);
+    if (!source.ok()) return false;
     char buf[BlockSize];
     char prev = '\0';
     bool binary = false;
     while (!binary) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
+        ssize_t n = source.read(buf, sizeof buf);
         if (n <= 0) break;
         for (ssize_t i = 0; i < n && !binary; ++i) {
             const char c = buf[i];
@@ -491,7 +489,6 @@ bool SmtpClient::needsBinaryMime(const std::string& path) {
             prev = c;
         }
     }
-    ::close(fd);
     return binary || prev == '\r';  // a CR as the very last octet is bare too
 }
 
@@ -542,15 +539,14 @@ SmtpReply SmtpClient::sendChunks(const MessageData& message) {
     // trusted: a chunk says exactly what was read). With PIPELINING the chunks go out
     // without waiting and the replies are read at the end (RFC 3030 4.2); a chunk reply is
     // a few octets, so they cannot fill the socket buffers while we write.
-    int fd = ::open(message.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return broken("cannot read " + message.path + " for " + relay_);
+    MessageSource source(message);
+    if (!source.ok()) return broken("cannot read " + message.path + " for " + relay_);
     std::string block(BlockSize * 16, '\0');
     std::size_t chunks = 0;
     SmtpReply decided;  // the first negative chunk reply
     bool ok = true;
     while (ok) {
-        ssize_t n = ::read(fd, block.data(), block.size());
-        if (n < 0 && errno == EINTR) continue;
+        ssize_t n = source.read(block.data(), block.size());
         if (n < 0) {
             ok = false;
             break;
@@ -573,7 +569,6 @@ SmtpReply SmtpClient::sendChunks(const MessageData& message) {
             }
         }
     }
-    ::close(fd);
     if (!usable_) return SmtpReply::local("lost connection with " + relay_ + " while sending the message");
     if (!ok) return broken("lost connection with " + relay_ + " while sending the message");
     if (decided.code != 0) return decided;

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <mutex>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,9 @@ struct Credentials {
 // A queued message file as stored (CRLF line ends, not dot-stuffed).
 struct MessageData {
     std::string path;
+    // The whole file when the caller loaded it (loadMessage in MessageSource.h): every pass
+    // reads memory; else each reads `path`.
+    std::shared_ptr<const std::string> content;
     std::uint64_t size = 0;
     bool eightBit = false;  // any octet > 127 (BODY=8BITMIME when offered)
     bool smtpUtf8 = false;    // MAIL ... SMTPUTF8 when the server offers it (RFC 6531 3.4)
@@ -75,7 +79,12 @@ class SmtpClient {
 public:
     // True if the file holds octets only a BINARYMIME transfer may carry: NUL, or a CR or
     // LF that is not part of CRLF (RFC 3030 3, RFC 5321 2.3.8). false if unreadable.
-    static bool needsBinaryMime(const std::string& path);
+    static bool needsBinaryMime(const MessageData& message);
+    static bool needsBinaryMime(const std::string& path) {
+        MessageData m;
+        m.path = path;
+        return needsBinaryMime(m);
+    }
 
     explicit SmtpClient(const ClientSettings& settings);
     ~SmtpClient();

@@ -135,7 +135,7 @@ void LineChannel::startTls(Poco::Net::Context::Ptr context, std::chrono::millise
     socket_.setSendTimeout(toTimespan(timeout));
     Poco::Net::SecureStreamSocket secure = Poco::Net::SecureStreamSocket::attach(socket_, context);
     socket_ = secure;
-    receiveTimeout_ = Unknown;  // a new socket object: set it again before the next read
+    receiveTimeout_ = timeout;  // a new socket object, but the option lives on the descriptor
     tls_ = true;
 }
 

@@ -63,6 +63,9 @@ public:
         receiveTimeout_ = Unknown;
         return socket_;
     }
+    // The socket for those that only look at it (addresses, TLS state, the registry's copy
+    // for shutdown): the receive timeout stays known.
+    const Poco::Net::StreamSocket& socket() const { return socket_; }
 
 private:
     ReadStatus readMore(std::chrono::milliseconds timeout);

@@ -40,7 +40,22 @@ OutboundQueue::OutboundQueue(std::string queueDir, QueueLimits limits)
         if (!makeDirectories(p, DirMode))
             throw std::runtime_error("cannot create queue directory " + p + ": " + errnoText(errno));
     }
+    dataDirFd_ = ::open((dir_ + "/data").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    envelopeDirFd_ = ::open((dir_ + "/envelope").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     rescan();
+}
+
+OutboundQueue::~OutboundQueue() {
+    if (dataDirFd_ >= 0) ::close(dataDirFd_);
+    if (envelopeDirFd_ >= 0) ::close(envelopeDirFd_);
+}
+
+bool OutboundQueue::syncDataDirectory() const {
+    return dataDirFd_ >= 0 ? ::fsync(dataDirFd_) == 0 : fsyncDirectory(dir_ + "/data");
+}
+
+bool OutboundQueue::syncEnvelopeDirectory() const {
+    return envelopeDirFd_ >= 0 ? ::fsync(envelopeDirFd_) == 0 : fsyncDirectory(dir_ + "/envelope");
 }
 
 void OutboundQueue::rescan() {
@@ -79,7 +94,7 @@ std::size_t OutboundQueue::recover() {
         }
     }
     if (removed > 0) {
-        fsyncDirectory(dir_ + "/data");
+        syncDataDirectory();
         logger().information(core::EventLine("queue.recover").add("dir", dir_).add("removed", removed).str());
     }
     rescan();
@@ -119,19 +134,49 @@ std::string OutboundQueue::dataPath(const std::string& id) const { return dir_ +
 std::string OutboundQueue::envelopePath(const std::string& id) const { return dir_ + "/envelope/" + id; }
 
 bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, QueueEnvelope& envelope, bool dataSynced) {
+    Source s{source};
+    if (dataSynced) return enqueue(s, size, envelope);
+    // The caller's data file not yet fsynced: it is, together with the envelope's temp file.
+    s.fd = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
+    if (s.fd < 0) {
+        logger().error(core::EventLine("queue.enqueue_fail")
+                           .add("id", envelope.id)
+                           .add("step", "data")
+                           .text("error", errnoText(errno))
+                           .str());
+        return false;
+    }
+    const bool ok = enqueue(s, size, envelope);
+    const int saved = errno;
+    ::close(s.fd);
+    errno = saved;
+    return ok;
+}
+
+bool OutboundQueue::enqueue(Source& source, std::uint64_t size, QueueEnvelope& envelope) {
     if (!isValidId(envelope.id)) envelope.id = newId();
-    // Place the data under a fresh id; link(2) and O_EXCL fail on a clash, which makes
-    // ids unique without a lock.
+    // Place the data under a fresh id; link(2), rename(2) with RENAME_NOREPLACE and O_EXCL
+    // fail on a clash, which makes ids unique without a lock.
     bool placed = false;
-    bool linked = false;  // the caller's file itself is in data/ (not a synced copy)
+    bool sameFile = false;  // the caller's file itself is in data/ (not a synced copy)
+    bool tryMove = source.move;
     for (int tries = 0; tries < 8 && !placed; ++tries) {
         if (tries > 0) envelope.id = newId();
         std::string target = dataPath(envelope.id);
-        if (::link(source.c_str(), target.c_str()) == 0) {
-            placed = linked = true;
+        if (tryMove) {
+            if (::renameat2(AT_FDCWD, source.path.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0) {
+                placed = sameFile = source.moved = true;
+                break;
+            }
+            if (errno == EEXIST) continue;
+            if (errno != EINVAL && errno != ENOSYS) break;  // EXDEV is not expected: incoming/ is ours
+            tryMove = false;  // a file system without RENAME_NOREPLACE: link it
+        }
+        if (::link(source.path.c_str(), target.c_str()) == 0) {
+            placed = sameFile = true;
         } else if (errno == EXDEV || errno == EPERM) {
             // Different file system (or a file system without hard links): copy + fsync.
-            if (copyFileSynced(source, target)) placed = true;
+            if (copyFileSynced(source.path, target)) placed = true;
             else if (errno != EEXIST) break;
         } else if (errno != EEXIST) {
             break;
@@ -150,21 +195,9 @@ bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, Queue
     // that fsync commits the link too, and the directory's fsync then finds nothing left to
     // commit: two journal commits per message instead of three. The order that matters is
     // kept: data/ is durable before the envelope has its name.
-    // The caller's data file not yet fsynced: it is, together with the envelope's temp file.
-    int dataFd = -1;
-    bool dataOpenFailed = false;
-    if (linked && !dataSynced) {
-        dataFd = ::open(data.c_str(), O_RDONLY | O_CLOEXEC);
-        dataOpenFailed = dataFd < 0;
-    }
     std::string tmp;
-    bool ok = !dataOpenFailed && writeEnvelopeTemp(envelope, tmp, dataFd);
-    if (dataFd >= 0) {
-        const int saved = errno;
-        ::close(dataFd);
-        errno = saved;
-    }
-    if (!ok || !fsyncDirectory(dir_ + "/data") || !publishEnvelope(envelope.id, tmp)) {
+    bool ok = writeEnvelopeTemp(envelope, tmp, sameFile ? source.fd : -1);
+    if (!ok || !syncDataDirectory() || !publishEnvelope(envelope.id, tmp)) {
         const int saved = errno;
         logger().error(core::EventLine("queue.enqueue_fail")
                            .add("id", envelope.id)
@@ -243,8 +276,12 @@ bool OutboundQueue::writeEnvelopeTemp(const QueueEnvelope& envelope, std::string
         return false;
     }
     std::string path = dir_ + "/envelope/." + envelope.id + ".tmp";
-    ::unlink(path.c_str());  // a leftover of an earlier crash for the same id
-    if (!writeFileSynced(path, *text, alsoSync)) return false;
+    bool ok = writeFileSynced(path, *text, alsoSync);
+    if (!ok && errno == EEXIST) {  // a leftover of an earlier crash for the same id
+        ::unlink(path.c_str());
+        ok = writeFileSynced(path, *text, alsoSync);
+    }
+    if (!ok) return false;
     tmp = std::move(path);
     return true;
 }
@@ -257,7 +294,7 @@ bool OutboundQueue::publishEnvelope(const std::string& id, const std::string& tm
         errno = saved;
         return false;
     }
-    return fsyncDirectory(dir_ + "/envelope");
+    return syncEnvelopeDirectory();
 }
 
 bool OutboundQueue::remove(const std::string& id, bool syncDirectory) {
@@ -268,7 +305,7 @@ bool OutboundQueue::remove(const std::string& id, bool syncDirectory) {
         if (errno != ENOENT) return false;
         existed = false;
     }
-    if (existed && syncDirectory && !fsyncDirectory(dir_ + "/envelope")) return false;
+    if (existed && syncDirectory && !syncEnvelopeDirectory()) return false;
     if (::unlink(dataPath(id).c_str()) != 0 && errno != ENOENT) {
         logger().warning(core::EventLine("queue.remove_data_fail").add("id", id).text("error", errnoText(errno)).str());
     }

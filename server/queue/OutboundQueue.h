@@ -47,6 +47,9 @@ public:
     // Creates the directories if missing and scans the queue. Throws std::runtime_error
     // if the directories cannot be created or read (fail closed at start-up).
     OutboundQueue(std::string queueDir, QueueLimits limits);
+    ~OutboundQueue();
+    OutboundQueue(const OutboundQueue&) = delete;
+    OutboundQueue& operator=(const OutboundQueue&) = delete;
 
     // Daemon start-up only (no writer may be active): removes leftovers of a crash
     // (incoming/*, data files without an envelope, envelope temp files). Returns the
@@ -77,6 +80,17 @@ public:
     // stored back. The caller still owns and removes dataPath.
     // true: queued (durable). false: nothing of it is left in the queue (logged).
     bool enqueue(const std::string& dataPath, std::uint64_t size, QueueEnvelope& envelope, bool dataSynced = true);
+
+    // The same for a caller that still has its file open and may give it up (a message
+    // only for remote recipients, written to incomingDirectory()):
+    struct Source {
+        std::string path;
+        int fd = -1;             // open on `path`, not yet fsynced: enqueue fsyncs this descriptor
+                                 // instead of opening the file again (the caller closes it)
+        bool move = false;       // rename(2) into data/ instead of link(2): no unlink afterwards
+        bool moved = false;      // out: `path` is gone (in the queue on success, removed on failure)
+    };
+    bool enqueue(Source& source, std::uint64_t size, QueueEnvelope& envelope);
 
     // Removes a queued message (envelope first, so it is never half-queued). true if it
     // was removed or did not exist; false on an I/O error or an invalid id.
@@ -120,6 +134,10 @@ private:
     bool writeEnvelopeTemp(const QueueEnvelope& envelope, std::string& tmp, int alsoSync = -1);
     bool publishEnvelope(const std::string& id, const std::string& tmp);
     void rescan();
+    // fsync(2) of data/ or envelope/ through a descriptor opened once (two open/close pairs
+    // per queued message less).
+    bool syncDataDirectory() const;
+    bool syncEnvelopeDirectory() const;
 
     std::string dir_;
     QueueLimits limits_;
@@ -128,6 +146,8 @@ private:
     std::mutex modifyMutex_;    // serialises modifyEnvelope() within this process
     std::mutex listenerMutex_;  // guards enqueueListener_ (held while it runs)
     std::function<void(const QueueEnvelope&)> enqueueListener_;
+    int dataDirFd_ = -1;      // data/, open for fsync(2) (-1: reopened per call)
+    int envelopeDirFd_ = -1;  // envelope/
 };
 
 }  // namespace postern::queue

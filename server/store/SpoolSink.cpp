@@ -37,7 +37,7 @@ public:
         if (fd_ >= 0) ::close(fd_);
         // Uncommitted (or failed): no trace may remain. After an Ok commit the temp is
         // already gone and this unlink fails harmlessly with ENOENT.
-        if (!committed_) ::unlink(tempPath_.c_str());
+        if (!committed_ && !moved_) ::unlink(tempPath_.c_str());
     }
 
     bool write(const char* data, std::size_t size) override {
@@ -73,12 +73,13 @@ public:
             return result;
         }
         // close(2) can report a deferred write error (NFS): check it before trusting the data.
-        int fd = fd_;
-        fd_ = -1;
-        if (::close(fd) != 0) {
-            fail("close");
-            return result;
-        }
+        // A message only for the queue keeps its descriptor until the queue has fsynced it.
+        auto closeFile = [this] {
+            int fd = fd_;
+            fd_ = -1;
+            return ::close(fd) == 0 || fail("close");
+        };
+        if (!queueSyncs && !closeFile()) return result;
 
         std::vector<std::string> placed;
         auto undo = [&] {
@@ -120,17 +121,28 @@ public:
             qe.hold = envelope_.hold;
             qe.smtpUtf8 = envelope_.smtpUtf8;
             qe.requireTls = envelope_.requireTls;
-            if (!queue_.enqueue(tempPath_, size_, qe, /*dataSynced=*/!queueSyncs || groupCommit_ != nullptr)) {
+            // Only for the queue: its file moves into data/ (no link and unlink) and is fsynced
+            // through this descriptor.
+            queue::OutboundQueue::Source source{tempPath_};
+            source.fd = queueSyncs && !groupCommit_ ? fd_ : -1;
+            source.move = queueSyncs;
+            const bool queued = queue_.enqueue(source, size_, qe);
+            moved_ = source.moved;
+            if (!queued) {
                 undo();
                 return result;
             }
+        }
+        if (fd_ >= 0) {  // its fsync succeeded, which reports what close(2) could
+            ::close(fd_);
+            fd_ = -1;
         }
         committed_ = true;
         // Every copy is durable: now the "delivered" reports (RFC 3461 NOTIFY=SUCCESS),
         // themselves stored through the sink, while the temp file still holds the message.
         if (!placed.empty() && !envelope_.localSuccessDsn.empty() && delivered_ && *delivered_)
             (*delivered_)(envelope_, qe.id, tempPath_);
-        if (::unlink(tempPath_.c_str()) != 0)
+        if (!moved_ && ::unlink(tempPath_.c_str()) != 0)
             logger().warning(core::EventLine::inSession(envelope_.sessionId, "store.temp_unlink_fail")
                                  .add("path", tempPath_)
                                  .text("error", errnoText(errno))
@@ -190,6 +202,7 @@ private:
     std::uint64_t size_ = 0;
     bool failed_ = false;
     bool committed_ = false;
+    bool moved_ = false;  // the temp file itself is the queue's data file now
     const SpoolSink::DeliveredHook* delivered_;
     GroupCommit* groupCommit_;  // nullptr: fsync file and directories per message
 };

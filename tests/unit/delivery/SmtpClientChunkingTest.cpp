@@ -1,6 +1,7 @@
 // SmtpClient's CHUNKING/BINARYMIME path (RFC 3030) against a scripted BDAT-speaking fake
 // server on loopback: chunks carry the file unchanged, BODY=BINARYMIME only for binary
 // content, 5.6.3 when a binary message cannot be sent.
+#include "delivery/MessageSource.h"
 #include "delivery/SmtpClient.h"
 
 #include <Poco/Net/ServerSocket.h>
@@ -195,6 +196,36 @@ BOOST_AUTO_TEST_CASE(needs_binary_mime_detection) {
     BOOST_TEST(SmtpClient::needsBinaryMime(TempMessage("a\nb\r\n").path));
     BOOST_TEST(SmtpClient::needsBinaryMime(TempMessage("ab\r").path));
     BOOST_TEST(!SmtpClient::needsBinaryMime("/nonexistent/postern/file"));
+}
+
+BOOST_AUTO_TEST_CASE(loaded_message_is_sent_from_memory) {
+    // loadMessage reads a small file once; the checks and the chunks then use memory only
+    // (the file is gone before the transaction).
+    const std::string body = std::string("Subject: m\r\n\r\n") + "bare\nLF " + '\0' + "\r\n";
+    TempMessage m(body);
+    BOOST_REQUIRE(loadMessage(m.path, m.message.content, m.message.size));
+    BOOST_REQUIRE(m.message.content);
+    BOOST_TEST(*m.message.content == body);
+    BOOST_TEST(m.message.size == body.size());
+    ::unlink(m.path.c_str());
+    BOOST_TEST(SmtpClient::needsBinaryMime(m.message));
+    BdatServer server(ChunkingEhlo);
+    auto replies = sendVia(server, m);
+    BOOST_TEST(replies[0].code == 250);
+    BOOST_TEST(server.commands[1] == "MAIL FROM:<s@a.test> BODY=BINARYMIME");
+    BOOST_TEST(server.content == body);
+}
+
+BOOST_AUTO_TEST_CASE(large_message_is_streamed_not_loaded) {
+    std::string body(static_cast<std::size_t>(InMemoryLimit) + 10, 'a');
+    TempMessage m(body);
+    std::shared_ptr<const std::string> content;
+    std::uint64_t size = 0;
+    BOOST_REQUIRE(loadMessage(m.path, content, size));
+    BOOST_TEST(!content);
+    BOOST_TEST(size == body.size());
+    std::shared_ptr<const std::string> none;
+    BOOST_TEST(!loadMessage("/nonexistent/postern/file", none, size));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

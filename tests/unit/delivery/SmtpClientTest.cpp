@@ -1,4 +1,5 @@
 // SmtpClient against a scripted fake server on loopback (real sockets, no DNS).
+#include "delivery/MessageSource.h"
 #include "delivery/SmtpClient.h"
 
 #include "PeerLines.h"
@@ -109,33 +110,39 @@ const char* Ehlo = "250-fake.example\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(pipelined_transaction_with_size_8bitmime_and_dot_stuffing) {
-    FakeServer server("220 fake ESMTP\r\n", [](const std::string& l) -> std::string {
-        if (l.rfind("EHLO", 0) == 0) return Ehlo;
-        if (l.rfind("MAIL", 0) == 0) return "250 2.1.0 ok\r\n";
-        if (l == "RCPT TO:<bad@b.test>") return "550 5.1.1 no such user\r\n";
-        if (l.rfind("RCPT", 0) == 0) return "250 2.1.5 ok\r\n";
-        if (l == "DATA") return "354 go\r\n";
-        if (l == ".") return "250 2.0.0 queued as 42\r\n";
-        if (l == "QUIT") return "221 bye\r\n";
-        return "500 what\r\n";
-    }, /*holdUntilData=*/true);
-    TempMessage m("Subject: gr\xc3\xbc\xc3\x9f""e\r\n\r\n.leading dot\r\n..two\r\n.\r\nend\r\n");
-    SmtpClient c(settings());
-    SmtpReply r = c.open(Poco::Net::SocketAddress("127.0.0.1", server.port()), "fake.example", TlsPolicy::None, nullptr);
-    BOOST_TEST_REQUIRE(r.isPositive(), r.text());
-    auto replies = c.send("s@a.test", {"good@b.test", "bad@b.test"}, m.message);
-    BOOST_TEST_REQUIRE(replies.size() == 2u);
-    BOOST_TEST(replies[0].text() == "250 2.0.0 queued as 42");
-    BOOST_TEST(replies[1].text() == "550 5.1.1 no such user");
-    BOOST_TEST(c.relay() == "fake.example[127.0.0.1]:" + std::to_string(server.port()));
-    c.quit();
-    server.join();
-    std::vector<std::string> want = {"EHLO mail.example.test",
-                                     "MAIL FROM:<s@a.test> SIZE=" + std::to_string(m.message.size) + " BODY=8BITMIME",
-                                     "RCPT TO:<good@b.test>", "RCPT TO:<bad@b.test>", "DATA", "QUIT"};
-    BOOST_TEST(server.commands == want, boost::test_tools::per_element());
-    // RFC 5321 4.5.2: leading dots doubled on the wire (the fake server does not unstuff).
-    BOOST_TEST(server.data == "Subject: gr\xc3\xbc\xc3\x9f""e\r\n\r\n..leading dot\r\n...two\r\n..\r\nend\r\n");
+    for (bool loaded : {false, true}) {  // streamed from the file, then from memory
+        FakeServer server("220 fake ESMTP\r\n", [](const std::string& l) -> std::string {
+            if (l.rfind("EHLO", 0) == 0) return Ehlo;
+            if (l.rfind("MAIL", 0) == 0) return "250 2.1.0 ok\r\n";
+            if (l == "RCPT TO:<bad@b.test>") return "550 5.1.1 no such user\r\n";
+            if (l.rfind("RCPT", 0) == 0) return "250 2.1.5 ok\r\n";
+            if (l == "DATA") return "354 go\r\n";
+            if (l == ".") return "250 2.0.0 queued as 42\r\n";
+            if (l == "QUIT") return "221 bye\r\n";
+            return "500 what\r\n";
+        }, /*holdUntilData=*/true);
+        TempMessage m("Subject: gr\xc3\xbc\xc3\x9f""e\r\n\r\n.leading dot\r\n..two\r\n.\r\nend\r\n");
+        if (loaded) {  // as the delivery agent does: read once, the file is not needed again
+            BOOST_REQUIRE(loadMessage(m.path, m.message.content, m.message.size));
+            ::unlink(m.path.c_str());
+        }
+        SmtpClient c(settings());
+        SmtpReply r = c.open(Poco::Net::SocketAddress("127.0.0.1", server.port()), "fake.example", TlsPolicy::None, nullptr);
+        BOOST_TEST_REQUIRE(r.isPositive(), r.text());
+        auto replies = c.send("s@a.test", {"good@b.test", "bad@b.test"}, m.message);
+        BOOST_TEST_REQUIRE(replies.size() == 2u);
+        BOOST_TEST(replies[0].text() == "250 2.0.0 queued as 42");
+        BOOST_TEST(replies[1].text() == "550 5.1.1 no such user");
+        BOOST_TEST(c.relay() == "fake.example[127.0.0.1]:" + std::to_string(server.port()));
+        c.quit();
+        server.join();
+        std::vector<std::string> want = {"EHLO mail.example.test",
+                                         "MAIL FROM:<s@a.test> SIZE=" + std::to_string(m.message.size) + " BODY=8BITMIME",
+                                         "RCPT TO:<good@b.test>", "RCPT TO:<bad@b.test>", "DATA", "QUIT"};
+        BOOST_TEST(server.commands == want, boost::test_tools::per_element());
+        // RFC 5321 4.5.2: leading dots doubled on the wire (the fake server does not unstuff).
+        BOOST_TEST(server.data == "Subject: gr\xc3\xbc\xc3\x9f""e\r\n\r\n..leading dot\r\n...two\r\n..\r\nend\r\n");
+    }
 }
 
 BOOST_AUTO_TEST_CASE(helo_fallback_without_extensions_one_command_at_a_time) {

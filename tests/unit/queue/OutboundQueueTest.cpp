@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 using namespace postern::queue;
 namespace fs = std::filesystem;
@@ -113,6 +115,62 @@ BOOST_AUTO_TEST_CASE(clashing_id_gets_a_new_one) {
     BOOST_TEST(b.id != a.id);
     BOOST_TEST(q.list().size() == 2u);
     BOOST_TEST(q.readEnvelope(a.id)->recipients[0] == "a@example.net");
+}
+
+BOOST_AUTO_TEST_CASE(a_moved_source_becomes_the_data_file_and_is_synced_through_its_descriptor) {
+    TempDir t;
+    OutboundQueue q((t.path / "q").string(), {});
+    std::string body = "Subject: moved\r\n\r\nbody\r\n";
+    std::string path = q.incomingDirectory() + "/m1";
+    {
+        std::ofstream(path, std::ios::binary) << body;
+    }
+    struct stat before{};
+    BOOST_REQUIRE(::stat(path.c_str(), &before) == 0);
+    OutboundQueue::Source source{path};
+    source.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    BOOST_REQUIRE(source.fd >= 0);
+    source.move = true;
+    auto e = envelopeFor({"a@example.net"});
+    BOOST_REQUIRE(q.enqueue(source, body.size(), e));
+    ::close(source.fd);
+    BOOST_TEST(source.moved);
+    BOOST_TEST(!fs::exists(path));  // renamed, not linked: nothing left to unlink
+    BOOST_TEST(countFiles(q.incomingDirectory()) == 0u);
+    BOOST_TEST(slurp(q.dataPath(e.id)) == body);
+    struct stat after{};
+    BOOST_REQUIRE(::stat(q.dataPath(e.id).c_str(), &after) == 0);
+    BOOST_TEST(after.st_ino == before.st_ino);
+    BOOST_TEST(after.st_nlink == 1u);
+    BOOST_TEST(q.readEnvelope(e.id)->recipients == std::vector<std::string>{"a@example.net"});
+
+    // A clash on the id: RENAME_NOREPLACE refuses to replace the queued data, a new id is taken.
+    std::string second = q.incomingDirectory() + "/m2";
+    {
+        std::ofstream(second, std::ios::binary) << "other\r\n";
+    }
+    OutboundQueue::Source s2{second};
+    s2.move = true;
+    auto clash = envelopeFor({"b@example.net"});
+    clash.id = e.id;
+    BOOST_REQUIRE(q.enqueue(s2, 7, clash));
+    BOOST_TEST(clash.id != e.id);
+    BOOST_TEST(slurp(q.dataPath(e.id)) == body);
+    BOOST_TEST(slurp(q.dataPath(clash.id)) == "other\r\n");
+    BOOST_TEST(q.stats().messages == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_stale_envelope_temp_file_of_the_same_id_is_replaced) {
+    TempDir t;
+    OutboundQueue q((t.path / "q").string(), {});
+    auto src = writeSource(t.path, "x\r\n");
+    auto e = envelopeFor({"a@example.net"});
+    e.id = "00000000000000aa";
+    BOOST_REQUIRE(writeFileSynced(q.directory() + "/envelope/." + e.id + ".tmp", "torn"));
+    BOOST_REQUIRE(q.enqueue(src, 3, e));
+    BOOST_TEST(e.id == "00000000000000aa");
+    BOOST_TEST(q.readEnvelope(e.id)->recipients == std::vector<std::string>{"a@example.net"});
+    BOOST_TEST(countFiles(t.path / "q" / "envelope") == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(is_full_by_count_and_by_bytes) {

@@ -107,6 +107,27 @@ BOOST_FIXTURE_TEST_CASE(remote_recipients_go_to_the_queue, Fixture) {
     BOOST_TEST(filesIn(mailDir("alice", "new")).size() == 1u);
 }
 
+BOOST_FIXTURE_TEST_CASE(remote_only_message_file_moves_into_the_queue, Fixture) {
+    core::SinkStatus st;
+    auto w = sink.open(envelope({}, {"x@example.net"}), st);
+    BOOST_REQUIRE(w);
+    auto temp = filesIn(queueDir("incoming"));
+    BOOST_REQUIRE(temp.size() == 1u);
+    struct stat before{};
+    BOOST_REQUIRE(::stat(temp[0].c_str(), &before) == 0);
+    auto r = writeAndCommit(*w, Message);
+    BOOST_REQUIRE((r.status == core::SinkStatus::Ok));
+    w.reset();
+    // The received file itself is the queue's data file (renamed, one link), nothing is left.
+    struct stat after{};
+    BOOST_REQUIRE(::stat(queue.dataPath(r.queueId).c_str(), &after) == 0);
+    BOOST_TEST(after.st_ino == before.st_ino);
+    BOOST_TEST(after.st_nlink == 1u);
+    BOOST_TEST(slurp(queue.dataPath(r.queueId)) == Message);
+    BOOST_TEST(filesIn(queueDir("incoming")).empty());
+    BOOST_TEST(queue.list().size() == 1u);
+}
+
 BOOST_FIXTURE_TEST_CASE(uncommitted_writer_leaves_nothing, Fixture) {
     {
         core::SinkStatus st;
