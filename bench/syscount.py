@@ -46,7 +46,7 @@ def main():
         end = time.monotonic() + 60
         while not os.path.exists(ready) and time.monotonic() < end:
             time.sleep(0.1)
-        before = open(os.path.join(runner.WORK, "posternd.log")).read().count("event=store.accepted")
+        before = open(os.path.join(runner.WORK, "posternd.log")).read().count("event=message.accept ")
         r = subprocess.run(["smtp-source", "-s", str(a.s), "-m", str(a.m), "-l", "10240", "-f", "sender@outside.test",
                             "-t", "bench300@example.test", "-M", "client.smtp-source.test",
                             f"127.0.0.1:{t.ports['mx']}"], capture_output=True, text=True, timeout=600)
@@ -61,7 +61,7 @@ def main():
             p.send_signal(signal.SIGTERM)
         p.wait(60)
         t.close()
-    accepted = open(os.path.join(runner.WORK, "posternd.log")).read().count("event=store.accepted") - before
+    accepted = open(os.path.join(runner.WORK, "posternd.log")).read().count("event=message.accept ") - before
     print(f"smtp-source rc={r.returncode}; accepted {accepted} messages; overrides {a.set_overrides or 'none'}")
     counts = {}
     for line in open(out):

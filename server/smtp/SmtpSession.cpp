@@ -896,7 +896,7 @@ SmtpOutput SmtpSession::commitMessage(std::unique_ptr<DataState> d, std::uint64_
     case core::SinkStatus::Ok: {
         count("smtp_message", settings_.role == Role::Submission ? "submission" : "mx");
         core::EventLine l = line("message.accept");
-        l.add("id", res.queueId).add("rcpts", nrcpt).add("size", size);
+        l.add("id", res.queueId).add("rcpts", nrcpt).add("local", local).add("remote", remote).add("size", size);
         if (grant) l.add("via", "pop_before_smtp");
         logger().information(l.str());
         return reply(replies::queued(res.queueId));

@@ -147,7 +147,10 @@ public:
                                  .add("path", tempPath_)
                                  .text("error", errnoText(errno))
                                  .str());
-        logger().information(core::EventLine::inSession(envelope_.sessionId, "store.accepted")
+        // The operator's line for this event is the session's message.accept (which names
+        // the queue id and the local/remote split); this one is for debugging the store.
+        if (logger().debug())
+            logger().debug(core::EventLine::inSession(envelope_.sessionId, "store.accepted")
                                  .add("id", qe.id)
                                  .add("size", size_)
                                  .add("local", placed.size())

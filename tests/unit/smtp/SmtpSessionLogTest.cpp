@@ -176,6 +176,9 @@ BOOST_AUTO_TEST_CASE(hostile_user_sender_and_helo_cannot_forge_a_key) {
     BOOST_REQUIRE(byEvent.count("message.accept"));
     BOOST_TEST(byEvent["message.accept"].at("id") == "Q1");
     BOOST_TEST(byEvent["message.accept"].at("rcpts") == "1");
+    // The one line of the event says where the copies went (the store logs none of its own).
+    BOOST_TEST(byEvent["message.accept"].count("local") == 1u);
+    BOOST_TEST(byEvent["message.accept"].count("remote") == 1u);
 
     log.setChannel(nullptr);
 }
