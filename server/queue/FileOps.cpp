@@ -120,7 +120,21 @@ bool readFile(const std::string& path, std::string& out) {
     FdGuard guard{fd};
     out.clear();
     struct stat st{};
-    if (::fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<std::size_t>(st.st_size));
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        // A regular file is read as it was at fstat(2): no extra read(2) to find the end (the
+        // queue's envelopes are replaced by rename, never appended to).
+        out.resize(static_cast<std::size_t>(st.st_size));
+        std::size_t got = 0;
+        while (got < out.size()) {
+            ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return false;
+            if (n == 0) break;  // shorter than it was: what is there
+            got += static_cast<std::size_t>(n);
+        }
+        out.resize(got);
+        return true;
+    }
     char buf[65536];
     for (;;) {
         ssize_t n = ::read(fd, buf, sizeof buf);

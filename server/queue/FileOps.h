@@ -23,7 +23,8 @@ bool makeDirectories(const std::string& path, unsigned mode);
 // Copies `from` into a new file `to` (O_EXCL, mode 0600) and fsyncs it. On failure the
 // partial `to` is removed. Used when link(2) fails with EXDEV.
 bool copyFileSynced(const std::string& from, const std::string& to);
-// Reads a whole file. false if it cannot be opened or read.
+// Reads a whole file (a regular file: the size fstat(2) gives, in as few reads as it takes).
+// false if it cannot be opened or read.
 bool readFile(const std::string& path, std::string& out);
 // Creates `path` (O_EXCL, mode 0600) with `data`, fsynced. Partial file removed on failure.
 // `alsoSync` >= 0: that descriptor's file is fsynced first, after this file's write-back was
