@@ -30,6 +30,13 @@ std::uint64_t fileSize(const std::string& path) {
     return ::stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
 }
 
+// One queue.enqueue_fail line; returns false for the caller's return.
+bool enqueueFailed(const std::string& id, const char* step, int error) {
+    logger().error(
+        core::EventLine("queue.enqueue_fail").add("id", id).add("step", step).text("error", errnoText(error)).str());
+    return false;
+}
+
 }  // namespace
 
 OutboundQueue::OutboundQueue(std::string queueDir, QueueLimits limits)
@@ -139,12 +146,7 @@ bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, Queue
     // The caller's data file not yet fsynced: it is, together with the envelope's temp file.
     s.fd = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
     if (s.fd < 0) {
-        logger().error(core::EventLine("queue.enqueue_fail")
-                           .add("id", envelope.id)
-                           .add("step", "data")
-                           .text("error", errnoText(errno))
-                           .str());
-        return false;
+        return enqueueFailed(envelope.id, "data", errno);
     }
     const bool ok = enqueue(s, size, envelope);
     const int saved = errno;
@@ -183,12 +185,7 @@ bool OutboundQueue::enqueue(Source& source, std::uint64_t size, QueueEnvelope& e
         }
     }
     if (!placed) {
-        logger().error(core::EventLine("queue.enqueue_fail")
-                           .add("id", envelope.id)
-                           .add("step", "data")
-                           .text("error", errnoText(errno))
-                           .str());
-        return false;
+        return enqueueFailed(envelope.id, "data", errno);
     }
     std::string data = dataPath(envelope.id);
     // The envelope's temp file is written and fsynced before data/ is: on ext4 (one journal)
@@ -199,11 +196,7 @@ bool OutboundQueue::enqueue(Source& source, std::uint64_t size, QueueEnvelope& e
     bool ok = writeEnvelopeTemp(envelope, tmp, sameFile ? source.fd : -1);
     if (!ok || !syncDataDirectory() || !publishEnvelope(envelope.id, tmp)) {
         const int saved = errno;
-        logger().error(core::EventLine("queue.enqueue_fail")
-                           .add("id", envelope.id)
-                           .add("step", "envelope")
-                           .text("error", errnoText(saved))
-                           .str());
+        enqueueFailed(envelope.id, "envelope", saved);
         // Nothing of it stays (the id is this message's alone: its data link succeeded),
         // also when only the last directory fsync failed after the rename.
         if (!tmp.empty()) ::unlink(tmp.c_str());
