@@ -47,9 +47,10 @@ OutboundQueue::OutboundQueue(std::string queueDir, QueueLimits limits)
         if (!makeDirectories(p, DirMode))
             throw std::runtime_error("cannot create queue directory " + p + ": " + errnoText(errno));
     }
+    rescan();
+    // Last: a constructor that throws would leak them (no destructor runs).
     dataDirFd_ = ::open((dir_ + "/data").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     envelopeDirFd_ = ::open((dir_ + "/envelope").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    rescan();
 }
 
 OutboundQueue::~OutboundQueue() {
@@ -171,8 +172,10 @@ bool OutboundQueue::enqueue(Source& source, std::uint64_t size, QueueEnvelope& e
                 break;
             }
             if (errno == EEXIST) continue;
-            if (errno != EINVAL && errno != ENOSYS) break;  // EXDEV is not expected: incoming/ is ours
-            tryMove = false;  // a file system without RENAME_NOREPLACE: link it
+            // A file system without RENAME_NOREPLACE, or data/ on another one than incoming/
+            // (a mount point): link it, or copy it as below.
+            if (errno != EINVAL && errno != ENOSYS && errno != EXDEV) break;
+            tryMove = false;
         }
         if (::link(source.path.c_str(), target.c_str()) == 0) {
             placed = sameFile = true;

@@ -129,6 +129,7 @@ public:
             const bool queued = queue_.enqueue(source, size_, qe);
             moved_ = source.moved;
             if (!queued) {
+                failed_ = true;  // the writer is spent: a second commit() must not enqueue again
                 undo();
                 return result;
             }

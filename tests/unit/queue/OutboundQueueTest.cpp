@@ -160,6 +160,28 @@ BOOST_AUTO_TEST_CASE(a_moved_source_becomes_the_data_file_and_is_synced_through_
     BOOST_TEST(q.stats().messages == 2u);
 }
 
+BOOST_AUTO_TEST_CASE(a_moved_source_that_cannot_be_queued_leaves_nothing) {
+    TempDir t;
+    OutboundQueue q((t.path / "q").string(), {});
+    std::string path = q.incomingDirectory() + "/m1";
+    {
+        std::ofstream(path, std::ios::binary) << "lost\r\n";
+    }
+    // The envelope step fails after the data was moved: envelope/ is not a directory.
+    fs::remove_all(t.path / "q" / "envelope");
+    {
+        std::ofstream(t.path / "q" / "envelope") << "in the way";
+    }
+    OutboundQueue::Source source{path};
+    source.move = true;
+    auto e = envelopeFor({"a@example.net"});
+    BOOST_TEST(!q.enqueue(source, 6, e));
+    BOOST_TEST(source.moved);  // it had been moved: the caller must not unlink `path` again
+    BOOST_TEST(!fs::exists(path));
+    BOOST_TEST(countFiles(t.path / "q" / "data") == 0u);
+    BOOST_TEST(q.stats().messages == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(a_stale_envelope_temp_file_of_the_same_id_is_replaced) {
     TempDir t;
     OutboundQueue q((t.path / "q").string(), {});
