@@ -141,19 +141,9 @@ std::string OutboundQueue::incomingDirectory() const { return dir_ + "/incoming"
 std::string OutboundQueue::dataPath(const std::string& id) const { return dir_ + "/data/" + id; }
 std::string OutboundQueue::envelopePath(const std::string& id) const { return dir_ + "/envelope/" + id; }
 
-bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, QueueEnvelope& envelope, bool dataSynced) {
+bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, QueueEnvelope& envelope) {
     Source s{source};
-    if (dataSynced) return enqueue(s, size, envelope);
-    // The caller's data file not yet fsynced: it is, together with the envelope's temp file.
-    s.fd = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
-    if (s.fd < 0) {
-        return enqueueFailed(envelope.id, "data", errno);
-    }
-    const bool ok = enqueue(s, size, envelope);
-    const int saved = errno;
-    ::close(s.fd);
-    errno = saved;
-    return ok;
+    return enqueue(s, size, envelope);
 }
 
 bool OutboundQueue::enqueue(Source& source, std::uint64_t size, QueueEnvelope& envelope) {

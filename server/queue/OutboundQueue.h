@@ -71,18 +71,18 @@ public:
     std::string dataPath(const std::string& id) const;
     std::string envelopePath(const std::string& id) const;
 
-    // Places the file `dataPath` (normally in incomingDirectory()) of `size` bytes into the
-    // queue with `envelope`, durably: link (copy+fsync on EXDEV) into data/, write the
-    // envelope temp file, fsync it (and the data file first unless `dataSynced`), fsync
-    // data/, rename, fsync envelope/. With the data file's write-back started by the caller
-    // (sync_file_range), ext4 commits both files and the link in one journal commit.
+    // Places the file `dataPath` (normally in incomingDirectory(), already fsynced) of `size`
+    // bytes into the queue with `envelope`, durably: link (copy+fsync on EXDEV) into data/,
+    // write the envelope temp file, fsync it, fsync data/, rename, fsync envelope/.
     // envelope.id: used if set and free, else (or on a clash) a new id is chosen and
     // stored back. The caller still owns and removes dataPath.
     // true: queued (durable). false: nothing of it is left in the queue (logged).
-    bool enqueue(const std::string& dataPath, std::uint64_t size, QueueEnvelope& envelope, bool dataSynced = true);
+    bool enqueue(const std::string& dataPath, std::uint64_t size, QueueEnvelope& envelope);
 
     // The same for a caller that still has its file open and may give it up (a message
-    // only for remote recipients, written to incomingDirectory()):
+    // only for remote recipients, written to incomingDirectory()). With `fd` the data file
+    // is fsynced right before the envelope's temp file; with its write-back started by the
+    // caller (sync_file_range), ext4 commits both files and the link in one journal commit.
     struct Source {
         std::string path;
         int fd = -1;             // open on `path`, not yet fsynced: enqueue fsyncs this descriptor
