@@ -61,6 +61,13 @@ bool hasControlChars(const std::string& s) {
     return std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
 }
 
+// A login: also no spaces (Dovecot's auth_username_chars has none). A directory may ignore
+// them (LDAP's caseIgnoreIA5Match drops leading ones), so " bob@x.org" would reach bob's
+// entry under a penalty counter of its own.
+bool hasControlOrSpace(const std::string& s) {
+    return std::any_of(s.begin(), s.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7f; });
+}
+
 void pushUnique(std::vector<std::string>& v, const std::string& s) {
     if (std::find(v.begin(), v.end(), s) == v.end()) {
         v.push_back(s);
@@ -179,13 +186,15 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
                 limits.maxAge = std::chrono::seconds(std::max<std::int64_t>(0, decision.appPasswordExpires - now));
             }
             cache_->storePositive(request.service, login, request.password, result.identity, limits);
-        } else if (decision.outcome != Outcome::TempFail && !decision.refused) {
+        } else if (result.status == core::AuthStatus::BadCredentials) {
+            // A failure the backend just gave clears the user's cached successes (the
+            // password may have changed). First, so the negative entry stored next is of the
+            // new generation: stored before, it was stale at once and never answered.
+            cache_->invalidateUser(login);
             // A refusal may depend on the client IP or the time: not remembered.
-            cache_->storeNegative(request.service, login, request.password);
+            if (!decision.refused) cache_->storeNegative(request.service, login, request.password);
         }
     }
-    // A failed login clears the user's cached successes: the password may have changed.
-    if (cache_ && result.status == core::AuthStatus::BadCredentials) cache_->invalidateUser(login);
 
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - start).count();
@@ -228,7 +237,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
                                         core::AuthResult& result, std::optional<RehashDue>& rehash) {
     Decision d;
     // A name no backend could hold: still spend the time of a real check.
-    if (login.empty() || login.size() > MaxLoginLength || hasControlChars(login)) {
+    if (login.empty() || login.size() > MaxLoginLength || hasControlOrSpace(login)) {
         verifyPassword(request.password, dummyHash());
         d.outcome = Outcome::UnknownUser;
         d.detail = "invalid user name";

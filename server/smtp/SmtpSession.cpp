@@ -240,7 +240,6 @@ namespace {
 constexpr unsigned bit(SmtpState s) { return 1u << static_cast<unsigned>(s); }
 constexpr unsigned AnyState = bit(SmtpState::Connected) | bit(SmtpState::Greeted) | bit(SmtpState::Mail) |
                               bit(SmtpState::Rcpt) | bit(SmtpState::Bdat);
-constexpr unsigned AfterHelo = bit(SmtpState::Greeted) | bit(SmtpState::Mail) | bit(SmtpState::Rcpt);
 
 Reply noSequenceError(SmtpState) { return replies::badSequence("Bad sequence of commands"); }
 Reply mailSequence(SmtpState s) { return s == SmtpState::Connected ? replies::needHelo() : replies::nestedMail(); }
@@ -252,9 +251,9 @@ Reply dataSequence(SmtpState s) {
 Reply rcptSequence(SmtpState s) {
     return s == SmtpState::Bdat ? replies::badSequence("RCPT not allowed after BDAT") : replies::needMailFirst();
 }
-Reply needHelo(SmtpState) { return replies::needHelo(); }
-Reply authSequence(SmtpState s) {
-    // RFC 4954 4: AUTH is not permitted during a mail transaction.
+Reply outsideTransaction(SmtpState s) {
+    // RFC 4954 4: AUTH is not permitted during a mail transaction. STARTTLS neither, as in
+    // Postfix: RFC 3207 4.2 would discard the transaction (and the milters' view of it).
     return s == SmtpState::Connected ? replies::needHelo() : replies::badSequence("MAIL transaction in progress");
 }
 
@@ -272,8 +271,8 @@ const SmtpSession::CommandRule* SmtpSession::ruleFor(Verb verb) {
         {Verb::Vrfy, &SmtpSession::handleVrfy, AnyState, noSequenceError, false},
         {Verb::Help, &SmtpSession::handleHelp, AnyState, noSequenceError, false},
         {Verb::Quit, &SmtpSession::handleQuit, AnyState, noSequenceError, false},
-        {Verb::StartTls, &SmtpSession::handleStartTls, AfterHelo, needHelo, false},
-        {Verb::Auth, &SmtpSession::handleAuth, bit(SmtpState::Greeted), authSequence, false},
+        {Verb::StartTls, &SmtpSession::handleStartTls, bit(SmtpState::Greeted), outsideTransaction, false},
+        {Verb::Auth, &SmtpSession::handleAuth, bit(SmtpState::Greeted), outsideTransaction, false},
         // In every state: out of sequence, the chunk's octets are still read (handleBdat).
         {Verb::Bdat, &SmtpSession::handleBdat, AnyState, noSequenceError, false},
     };
@@ -343,7 +342,9 @@ SmtpOutput SmtpSession::greet(std::string_view arg, bool extended) {
     resetTransaction();
     state_ = SmtpState::Greeted;
     extended_ = extended;
-    if (extended) enhancedCodes_ = true;
+    // RFC 2034: enhanced codes only while the current EHLO has offered them (a HELO after
+    // it does not, nor anything before the EHLO that follows STARTTLS).
+    enhancedCodes_ = extended;
     heloName_ = sanitize(arg);
     if (ports_.milter && !milterSessionRefusal_)
         milterSessionRefusal_ = milterReply(ports_.milter->helo(milterFacts()), "helo");
@@ -385,6 +386,7 @@ void SmtpSession::onTlsStarted() {
     tls_ = true;
     state_ = SmtpState::Connected;
     extended_ = false;
+    enhancedCodes_ = false;
     heloName_.clear();
     identity_.reset();
     saslMethod_.clear();
@@ -817,6 +819,7 @@ SmtpOutput SmtpSession::finishData() {
         const auto& st = d->reader.status();
         reason = st.sawBareLineEnding ? "bare_line_ending"
                  : st.sizeExceeded    ? "size"
+                 : st.headerTooLong   ? "header_size"  // the order of DataReader::rejection()
                  : st.lineTooLong     ? "line_length"
                                       : "header_size";
     }

@@ -199,7 +199,7 @@ private:
     // Session state (RFC 5321 4.1.4): reset by STARTTLS, not by RSET.
     SmtpState state_ = SmtpState::Connected;
     bool extended_ = false;       // EHLO vs HELO (for the Received protocol keyword)
-    bool enhancedCodes_ = false;  // ENHANCEDSTATUSCODES advertised once: used from then on
+    bool enhancedCodes_ = false;  // the current EHLO advertised ENHANCEDSTATUSCODES (RFC 2034)
     std::string heloName_;
     std::optional<core::AuthIdentity> identity_;
     std::string saslMethod_;      // mechanism of the successful AUTH (policy service's sasl_method)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The server's authentication cache: a repeated login is answered from the cache (visible
-in the log and in /metrics), a failed login clears the user's cached success, and the
-cache never turns a wrong password into a success."""
+in the log and in /metrics), so is a repeated wrong password, a failed login clears the
+user's cached success, and the cache never turns a wrong password into a success."""
 
 import os
 import sys
@@ -36,6 +36,10 @@ def test_repeat_login_hits_cache_and_failure_clears_it():
         p.log_contains(r"event=auth\.ok svc=smtp ip=127\.0\.0\.1 user=bob@example\.test backend=cache result=ok .*cache=hit")
         check(metric(hport, "postern_auth_cache_hits") >= 1, "cache hits in /metrics")
         check_eq(auth(p, BOB, "wrong-password"), 535, "wrong password never from a cached success")
+        # The same wrong password again (a phone with an old one) is answered from memory
+        # for auth.cache.negative_ttl, without a backend query and a hash check.
+        check_eq(auth(p, BOB, "wrong-password"), 535, "the same wrong password again")
+        p.log_contains(r"event=auth\.fail svc=smtp ip=127\.0\.0\.1 user=bob@example\.test backend=cache ")
         before = p.log_count(r"user=bob@example\.test backend=cache result=ok")
         check_eq(auth(p, BOB, BOB_PW), 235, "login after a failure")
         check_eq(p.log_count(r"user=bob@example\.test backend=cache result=ok"), before,

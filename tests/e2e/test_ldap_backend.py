@@ -261,7 +261,9 @@ def test_concurrent_logins_share_a_small_pool():
 
 
 def test_direct_bind_mode():
-    with L.Slapd(_root_dir(), "a") as a:
+    # ghost: an entry without any mail address (the test's change to the directory).
+    users = dict(L.DEFAULT_USERS, ghost={"password": "ghost-Ldap6"})
+    with L.Slapd(_root_dir(), "a", users=users) as a:
         extra = {
             "auth.backend.ldap.mode": "bind",
             "auth.backend.ldap.dn_template": "uid=%n,ou=people," + L.SUFFIX,
@@ -274,11 +276,19 @@ def test_direct_bind_mode():
         expect_auth(p, ALICE[0], "wrong-password", 535, "5.7.8")
         expect_auth(p, *CARL, 535, "5.7.8")
         # RFC 4514: a local part that tries to splice the DN is escaped, the bind fails.
-        # (Not " alice": RFC 4518 makes leading spaces insignificant when the server compares
-        # uid values, so that is alice herself, with her own password.)
+        # " alice" would be alice herself (RFC 4518 makes leading spaces insignificant when
+        # the server compares uid values), under a penalty counter of its own: Postern refuses
+        # logins with spaces before any backend sees them.
         for n in ["alice,ou=people@ldap.test", "alice+cn=x@ldap.test", "alice\\@ldap.test",
-                  "#alice@ldap.test", "*@ldap.test", "alice,uid=bob@ldap.test"]:
+                  "#alice@ldap.test", "*@ldap.test", "alice,uid=bob@ldap.test", " alice@ldap.test",
+                  "alice @ldap.test"]:
             expect_auth(p, n, ALICE[1], 535, "5.7.8")
+        # An entry without an address, found by "uid=%n" (any domain would find it): the
+        # login cannot name the account (ghost@anything would be ghost, sending as that
+        # address), so the login fails temporarily and the log says why.
+        expect_auth(p, "ghost@ldap.test", "ghost-Ldap6", 454, "4.7.0")
+        wait_for(lambda: "does not match the domain of ghost@ldap.test" in p.log_text(),
+                 what="the log line naming the entry without an address")
         check(pop_login(p, *ALICE).startswith("+OK"), "POP3 with direct bind")
         p.stop()
 

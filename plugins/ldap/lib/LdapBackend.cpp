@@ -135,7 +135,7 @@ LdapResult LdapBackend::checkDisabled(LdapConnection& conn, const LdapEntry& ent
     return {};
 }
 
-api::UserRecord LdapBackend::recordOf(const LdapEntry& entry, const std::string& fallbackUser,
+api::UserRecord LdapBackend::recordOf(const LdapEntry& entry, const std::string& name, const LdapTemplate& matched,
                                       std::string& problem) const {
     api::UserRecord rec;
     for (const auto& attribute : config_.mailAttributes) {
@@ -150,10 +150,17 @@ api::UserRecord LdapBackend::recordOf(const LdapEntry& entry, const std::string&
             rec.user = lower(values->front());
         }
     }
-    if (rec.user.empty()) {
+    if (rec.user.empty() && !rec.senderAddresses.empty()) {
         // The primary address names the account, so a login and a RCPT to any of the
         // user's addresses land in the same mailbox.
-        rec.user = rec.senderAddresses.empty() ? lower(fallbackUser) : rec.senderAddresses.front();
+        rec.user = rec.senderAddresses.front();
+    } else if (rec.user.empty()) {
+        if (!matched.pinsDomain()) {
+            problem = "ldap: entry " + entry.dn + " has no mail address and " + matched.text() +
+                      " does not match the domain of " + name + " (set user_attribute)";
+            return rec;
+        }
+        rec.user = lower(name);
     }
     if (!config_.mailboxAttribute.empty()) {
         if (const auto* values = entry.values(config_.mailboxAttribute); values != nullptr && !values->empty()) {
@@ -278,7 +285,8 @@ api::AuthAnswer LdapBackend::authenticate(const std::string& user, const std::st
             return answer;
         }
         std::string problem;
-        answer.record = recordOf(acc.entry, user, problem);
+        answer.record = recordOf(acc.entry, user,
+                                 config_.mode == LdapMode::Bind ? config_.dnTemplate : config_.userFilter, problem);
         if (!problem.empty()) {
             answer.record = {};
             answer.detail = problem;
@@ -372,7 +380,7 @@ api::LookupAnswer LdapBackend::lookup(const std::string& address) noexcept {
         }
         if (!mailboxes.empty() && !disabled) {
             std::string problem;
-            answer.record = recordOf(mailboxes.front(), address, problem);
+            answer.record = recordOf(mailboxes.front(), address, config_.recipientFilter, problem);
             if (!problem.empty()) {
                 answer.record = {};
                 answer.detail = problem;

@@ -57,7 +57,11 @@ private:
 
     LdapResult useLookupIdentity(LdapConnection& conn) const;
     LdapResult checkDisabled(LdapConnection& conn, const LdapEntry& entry, bool& disabled) const;
-    api::UserRecord recordOf(const LdapEntry& entry, const std::string& fallbackUser, std::string& problem) const;
+    // `name`: the login or address the entry was found by. It names the account only when
+    // the entry has no address of its own and `matched` pins the domain (else bob could
+    // log in as bob@other-domain through "uid=%n" and send as that address): `problem`.
+    api::UserRecord recordOf(const LdapEntry& entry, const std::string& name, const LdapTemplate& matched,
+                             std::string& problem) const;
     bool isDisabledByAttribute(const LdapEntry& entry) const;
 
     const LdapConfig config_;

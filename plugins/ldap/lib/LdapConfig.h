@@ -26,7 +26,8 @@ enum class TlsRequireCert { Demand, Allow, Never };
 //   alias_filter       "" (no alias search), e.g. (&(objectClass=mailAlias)(mail=%u))
 //   alias_attribute    mailForwardingAddress
 //   mail_attributes    mail, mailAlternateAddress   (-> sender addresses)
-//   user_attribute     "" (= the first value of the first mail attribute; else the login)
+//   user_attribute     "" (= the first value of the first mail attribute; else the login,
+//                      if the lookup template pins its domain: LdapTemplate::pinsDomain)
 //   mailbox_attribute  "" (none: the server's default <domain>/<local>)
 //   disabled_filter    "" e.g. (accountStatus=disabled) or AD's
 //                      (userAccountControl:1.2.840.113556.1.4.803:=2)

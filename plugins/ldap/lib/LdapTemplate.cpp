@@ -103,4 +103,14 @@ std::string LdapTemplate::expand(const NameParts& parts) const {
     return out;
 }
 
+bool LdapTemplate::pinsDomain() const {
+    bool full = false, local = false, domain = false;
+    for (const auto& piece : pieces_) {
+        full |= piece.placeholder == 'u';
+        local |= piece.placeholder == 'n';
+        domain |= piece.placeholder == 'd';
+    }
+    return domain || (full && !local);
+}
+
 }  // namespace postern::plugins::ldap

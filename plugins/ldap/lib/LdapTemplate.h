@@ -34,6 +34,10 @@ public:
     std::string expand(const NameParts& parts) const;
 
     bool empty() const { return pieces_.empty(); }
+    // True when whatever the template matches has the name's domain in it: it uses %u or
+    // %d, and %n only beside %d. False for "uid=%n,..." or "(|(mail=%u)(uid=%n))", which
+    // find bob's entry for bob@any-domain.
+    bool pinsDomain() const;
     const std::string& text() const { return text_; }
 
 private:

@@ -3,6 +3,7 @@
 #include "auth/AuthFacade.h"
 
 #include "unit/auth/AuthTestSupport.h"
+#include "auth/AuthCache.h"
 #include "auth/PluginLoader.h"
 
 #include <boost/test/unit_test.hpp>
@@ -212,6 +213,44 @@ BOOST_AUTO_TEST_CASE(aBackendThatVerifiesItselfDecides) {
     BOOST_TEST(ok.identity.mailbox == "bind.test/vera");
     BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "nope")).status) == "BadCredentials");
     BOOST_TEST(name(facade.isLocalDomain("bind.test")) == "Yes");
+}
+
+BOOST_AUTO_TEST_CASE(cachesAWrongPasswordAndForgetsSuccessesOnAFreshFailure) {
+    test::VerifyingBackend bind;
+    AuthFacade facade({{"ldap", &bind, {"bind.test"}}});
+    AuthCache cache({1000, std::chrono::minutes(5), std::chrono::minutes(1)});
+    facade.setCache(&cache);
+    // The same wrong password again is answered from memory (auth.cache.negative_ttl):
+    // the negative entry was once stored under the generation its own failure then retired.
+    BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "old")).status) == "BadCredentials");
+    BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "old")).status) == "BadCredentials");
+    BOOST_TEST(name(facade.authenticate(request("Vera@bind.test", "old")).status) == "BadCredentials");
+    BOOST_TEST(bind.calls == 1);
+    // A success is cached; a failure the backend gives afterwards (another password)
+    // clears it, so the next login with the first password asks the backend again.
+    BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "bindpw")).status) == "Ok");
+    BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "bindpw")).status) == "Ok");
+    BOOST_TEST(bind.calls == 2);
+    BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "other")).status) == "BadCredentials");
+    BOOST_TEST(bind.calls == 3);
+    BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "bindpw")).status) == "Ok");
+    BOOST_TEST(bind.calls == 4);
+    // A negative answer from memory carries no news: the success stays cached.
+    BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "other")).status) == "BadCredentials");
+    BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "bindpw")).status) == "Ok");
+    BOOST_TEST(bind.calls == 4);
+}
+
+BOOST_AUTO_TEST_CASE(refusesLoginsWithSpacesWithoutAskingTheBackend) {
+    // A directory may ignore the spaces (LDAP drops leading ones when it compares mail),
+    // which would give every spelling of one login a penalty counter of its own.
+    test::VerifyingBackend bind;
+    AuthFacade facade({{"ldap", &bind, {"bind.test"}}});
+    for (const char* login : {" vera@bind.test", "vera@bind.test ", "ve ra@bind.test", "vera@bind.test\t"}) {
+        BOOST_TEST(name(facade.authenticate(request(login, "bindpw")).status) == "BadCredentials", login);
+    }
+    BOOST_TEST(bind.calls == 0);
+    BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "bindpw")).status) == "Ok");
 }
 
 BOOST_AUTO_TEST_CASE(knowsItsDomains) {

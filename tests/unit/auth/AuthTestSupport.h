@@ -124,6 +124,7 @@ class VerifyingBackend : public api::Backend {
 public:
     api::AuthAnswer authenticate(const std::string& user, const std::string& password,
                                  const std::string&, const std::string&) noexcept override {
+        ++calls;
         api::AuthAnswer a;
         if (user != "vera@bind.test") {
             a.status = api::Status::UnknownUser;
@@ -143,6 +144,7 @@ public:
         return d == "bind.test" ? api::Status::Ok : api::Status::NotFound;
     }
     api::ProbeAnswer probe() noexcept override { return {api::Status::Ok, ""}; }
+    std::atomic<int> calls{0};  // authenticate() calls
 };
 
 }  // namespace postern::auth::test

@@ -87,6 +87,18 @@ BOOST_AUTO_TEST_CASE(escapedParenthesisInTemplateIsNotCounted) {
     BOOST_TEST(t.expand(NameParts::split("x")) == "(cn=a\\29bx)");
 }
 
+BOOST_AUTO_TEST_CASE(pinsTheDomainOnlyWhenEveryMatchHasIt) {
+    auto filter = [](const char* t) { return LdapTemplate::parse("k", t, LdapTemplate::Kind::Filter).pinsDomain(); };
+    auto dn = [](const char* t) { return LdapTemplate::parse("k", t, LdapTemplate::Kind::Dn).pinsDomain(); };
+    BOOST_TEST(filter("(mail=%u)"));
+    BOOST_TEST(filter("(&(uid=%n)(associatedDomain=%d))"));
+    BOOST_TEST(dn("uid=%n,ou=%d,dc=test"));
+    BOOST_TEST(!filter("(uid=%n)"));
+    BOOST_TEST(!filter("(|(mail=%u)(uid=%n))"));  // bob's entry for bob@any-domain
+    BOOST_TEST(!dn("uid=%n,ou=people,dc=test"));
+    BOOST_TEST(!filter("(objectClass=person)"));
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -183,4 +183,51 @@ BOOST_AUTO_TEST_CASE(hostile_user_sender_and_helo_cannot_forge_a_key) {
     log.setChannel(nullptr);
 }
 
+// The logged reason is the refusal the client got: a header line over both the line and
+// the header limit is refused as a header too large (552), and logged so.
+BOOST_AUTO_TEST_CASE(reject_reason_matches_the_reply) {
+    Poco::AutoPtr<Capture> capture(new Capture);
+    Poco::Logger& log = Poco::Logger::get("postern.smtp");
+    log.setChannel(capture);
+    log.setLevel(Poco::Message::PRIO_DEBUG);
+    Auth auth;
+    Directory dir;
+    Sink sink;
+    SmtpSettings settings;
+    settings.hostname = "mx.example.test";
+    settings.role = Role::Mx;
+    settings.maxMessageSize = 10 * 1024 * 1024;
+    settings.maxRecipients = 100;
+    settings.maxCommandLength = 512;
+    settings.maxLineLength = 1000;
+    settings.maxHeaderSize = 2000;
+    settings.maxErrors = 20;
+    core::ClientAddress client;
+    client.ip = Poco::Net::IPAddress("192.0.2.7");
+    SmtpSession s(settings, SmtpPorts{auth, dir, nullptr, sink}, "sid", client, false);
+    s.greeting();
+    auto cmd = [&](const std::string& line) { return s.onLine(line).bytes; };
+    auto reasonOf = [&](const std::string& header) {
+        capture->lines.clear();
+        BOOST_TEST(cmd("MAIL FROM:<bob@remote.test>").rfind("250 ", 0) == 0u);
+        BOOST_TEST(cmd("RCPT TO:<alice@example.test>").rfind("250 ", 0) == 0u);
+        BOOST_TEST(cmd("DATA").rfind("354 ", 0) == 0u);
+        SmtpOutput out;
+        const std::string body = header + "\r\n\r\nhi\r\n.\r\n";
+        s.onData(body.data(), body.size(), out);
+        std::string reason;
+        for (const auto& line : capture->lines)
+            if (line.find("event=message.reject") != std::string::npos) reason = fieldsOf(line).at("reason");
+        return std::make_pair(out.bytes.substr(0, 9), reason);
+    };
+    BOOST_TEST(cmd("EHLO c").rfind("250", 0) == 0u);
+    auto both = reasonOf("Subject: " + std::string(3000, 'x'));
+    BOOST_TEST(both.first == "552 5.3.4");
+    BOOST_TEST(both.second == "header_size");
+    auto line = reasonOf("Subject: " + std::string(1500, 'x'));
+    BOOST_TEST(line.first == "554 5.6.0");
+    BOOST_TEST(line.second == "line_length");
+    log.setChannel(nullptr);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

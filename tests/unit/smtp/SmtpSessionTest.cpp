@@ -165,8 +165,9 @@ BOOST_AUTO_TEST_CASE(starttls_resets_state) {
     BOOST_TEST(out.bytes == "220 2.0.0 Ready to start TLS\r\n");
     BOOST_TEST((out.action == SmtpOutput::Action::StartTls));
     f.s->onTlsStarted();
-    // RFC 3207 4.2: EHLO must be sent again.
-    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test>") == "503 5.5.1 Error: send HELO/EHLO first\r\n");
+    // RFC 3207 4.2: EHLO must be sent again; until then no enhanced codes (RFC 2034: they
+    // belong to the EHLO that offered them).
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test>") == "503 Error: send HELO/EHLO first\r\n");
     std::string ehlo = f.cmd("EHLO c");
     BOOST_TEST(ehlo.find("STARTTLS") == std::string::npos);
     BOOST_TEST(ehlo.find("AUTH PLAIN LOGIN") != std::string::npos);
@@ -306,6 +307,12 @@ BOOST_AUTO_TEST_CASE(starttls_returns_to_connected) {
     Fixture f;
     f.cmd("EHLO c");
     f.cmd("MAIL FROM:<a@remote.test>");
+    // Not inside a transaction (as Postfix): TLS would discard it behind the milters' back.
+    BOOST_TEST(f.cmd("STARTTLS") == "503 5.5.1 Error: MAIL transaction in progress\r\n");
+    f.cmd("RCPT TO:<alice@example.test>");
+    BOOST_TEST(f.cmd("STARTTLS") == "503 5.5.1 Error: MAIL transaction in progress\r\n");
+    BOOST_TEST((f.s->state() == SmtpState::Rcpt));
+    f.cmd("RSET");
     BOOST_TEST(f.cmd("STARTTLS").find("220") == 0);
     f.s->onTlsStarted();
     BOOST_TEST((f.s->state() == SmtpState::Connected));
@@ -315,6 +322,11 @@ BOOST_AUTO_TEST_CASE(starttls_returns_to_connected) {
 BOOST_AUTO_TEST_CASE(helo_gets_plain_codes) {
     Fixture f;
     BOOST_TEST(f.cmd("HELO c") == "250 mx.example.test\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<a@b.test>") == "503 Error: need MAIL command\r\n");
+    // A HELO after an EHLO replaces its context, ENHANCEDSTATUSCODES with it (RFC 2034).
+    f.cmd("EHLO c");
+    BOOST_TEST(f.cmd("RCPT TO:<a@b.test>") == "503 5.5.1 Error: need MAIL command\r\n");
+    f.cmd("HELO c");
     BOOST_TEST(f.cmd("RCPT TO:<a@b.test>") == "503 Error: need MAIL command\r\n");
 }
 
