@@ -98,36 +98,56 @@ std::string plain(const std::string& authzid, const std::string& user, const std
     return sasl::encodeBase64(authzid + std::string(1, '\0') + user + std::string(1, '\0') + password);
 }
 
-}  // namespace
-
-BOOST_AUTO_TEST_SUITE(smtp_session_log)
-
-BOOST_AUTO_TEST_CASE(hostile_user_sender_and_helo_cannot_forge_a_key) {
-    Poco::AutoPtr<Capture> capture(new Capture);
-    Poco::Logger& log = Poco::Logger::get("postern.smtp");
-    log.setChannel(capture);
-    log.setLevel(Poco::Message::PRIO_DEBUG);
-
-    Auth auth;
-    Directory dir;
-    Sink sink;
+// Every limit explicitly (the struct has no defaults: they live in the key table).
+SmtpSettings settingsFor(Role role) {
     SmtpSettings settings;
     settings.hostname = "mx.example.test";
-    settings.role = Role::Submission;
-    settings.tlsAvailable = true;
-    // Every limit explicitly (the struct has no defaults: they live in the key table).
+    settings.role = role;
     settings.maxMessageSize = 10 * 1024 * 1024;
     settings.maxRecipients = 100;
     settings.maxCommandLength = 512;   // RFC 5321 4.5.3.1.4
     settings.maxLineLength = 1000;     // RFC 5321 4.5.3.1.6
     settings.maxHeaderSize = 1024 * 1024;
     settings.maxErrors = 20;
+    return settings;
+}
+
+// The session's ports and its client (192.0.2.7:4000).
+struct Fakes {
+    Auth auth;
+    Directory dir;
+    Sink sink;
+    core::ClientAddress client = [] {
+        core::ClientAddress c;
+        c.ip = Poco::Net::IPAddress("192.0.2.7");
+        c.port = 4000;
+        return c;
+    }();
+    SmtpPorts ports() { return SmtpPorts{auth, dir, nullptr, sink}; }
+};
+
+// The lines of logger postern.smtp, collected from here on.
+Poco::AutoPtr<Capture> captureSmtpLog() {
+    Poco::AutoPtr<Capture> capture(new Capture);
+    Poco::Logger& log = Poco::Logger::get("postern.smtp");
+    log.setChannel(capture);
+    log.setLevel(Poco::Message::PRIO_DEBUG);
+    return capture;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(smtp_session_log)
+
+BOOST_AUTO_TEST_CASE(hostile_user_sender_and_helo_cannot_forge_a_key) {
+    Poco::AutoPtr<Capture> capture = captureSmtpLog();
+    Poco::Logger& log = Poco::Logger::get("postern.smtp");
+    Fakes fakes;
+    SmtpSettings settings = settingsFor(Role::Submission);
+    settings.tlsAvailable = true;
     settings.addMissingHeaders = true;
     settings.grantOwnSendersOnly = true;
-    core::ClientAddress client;
-    client.ip = Poco::Net::IPAddress("192.0.2.7");
-    client.port = 4000;
-    SmtpSession s(settings, SmtpPorts{auth, dir, nullptr, sink}, "sid", client, true);
+    SmtpSession s(settings, fakes.ports(), "sid", fakes.client, true);
     s.greeting();
     auto cmd = [&](const std::string& line) { return s.onLine(line).bytes; };
 
@@ -186,25 +206,12 @@ BOOST_AUTO_TEST_CASE(hostile_user_sender_and_helo_cannot_forge_a_key) {
 // The logged reason is the refusal the client got: a header line over both the line and
 // the header limit is refused as a header too large (552), and logged so.
 BOOST_AUTO_TEST_CASE(reject_reason_matches_the_reply) {
-    Poco::AutoPtr<Capture> capture(new Capture);
+    Poco::AutoPtr<Capture> capture = captureSmtpLog();
     Poco::Logger& log = Poco::Logger::get("postern.smtp");
-    log.setChannel(capture);
-    log.setLevel(Poco::Message::PRIO_DEBUG);
-    Auth auth;
-    Directory dir;
-    Sink sink;
-    SmtpSettings settings;
-    settings.hostname = "mx.example.test";
-    settings.role = Role::Mx;
-    settings.maxMessageSize = 10 * 1024 * 1024;
-    settings.maxRecipients = 100;
-    settings.maxCommandLength = 512;
-    settings.maxLineLength = 1000;
+    Fakes fakes;
+    SmtpSettings settings = settingsFor(Role::Mx);
     settings.maxHeaderSize = 2000;
-    settings.maxErrors = 20;
-    core::ClientAddress client;
-    client.ip = Poco::Net::IPAddress("192.0.2.7");
-    SmtpSession s(settings, SmtpPorts{auth, dir, nullptr, sink}, "sid", client, false);
+    SmtpSession s(settings, fakes.ports(), "sid", fakes.client, false);
     s.greeting();
     auto cmd = [&](const std::string& line) { return s.onLine(line).bytes; };
     auto reasonOf = [&](const std::string& header) {
