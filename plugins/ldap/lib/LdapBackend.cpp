@@ -284,17 +284,20 @@ api::AuthAnswer LdapBackend::authenticate(const std::string& user, const std::st
             answer.detail = "ldap " + server + ": user bind: " + acc.userBind.describe();
             return answer;
         }
+        // Disabled first: a definite answer, whatever the entry lacks.
+        if (acc.disabled) {
+            answer.status = api::Status::Disabled;
+            answer.detail = "account disabled in LDAP";
+            return answer;
+        }
         std::string problem;
         answer.record = recordOf(acc.entry, user,
                                  config_.mode == LdapMode::Bind ? config_.dnTemplate : config_.userFilter, problem);
         if (!problem.empty()) {
             answer.record = {};
-            answer.detail = problem;
-            return answer;
-        }
-        if (acc.disabled) {
-            answer.status = api::Status::Disabled;
-            answer.detail = "account disabled in LDAP";
+            answer.detail = acc.entryRead ? problem
+                                          : "ldap: cannot read own entry " + acc.entry.dn +
+                                                " to learn its address (grant the user read access to it): " + problem;
             return answer;
         }
         answer.status = api::Status::Ok;

@@ -110,7 +110,10 @@ bool LdapTemplate::pinsDomain() const {
         local |= piece.placeholder == 'n';
         domain |= piece.placeholder == 'd';
     }
-    return domain || (full && !local);
+    if (!local) return full || domain;
+    // %n with %d pins only when every match needs both: no alternative or negation
+    // ("(|(uid=%n)(associatedDomain=%d))" finds bob's entry for bob@any-domain).
+    return domain && text_.find("(|") == std::string::npos && text_.find("(!") == std::string::npos;
 }
 
 }  // namespace postern::plugins::ldap

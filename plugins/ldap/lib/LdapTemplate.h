@@ -35,8 +35,10 @@ public:
 
     bool empty() const { return pieces_.empty(); }
     // True when whatever the template matches has the name's domain in it: it uses %u or
-    // %d, and %n only beside %d. False for "uid=%n,..." or "(|(mail=%u)(uid=%n))", which
-    // find bob's entry for bob@any-domain.
+    // %d and no %n, or %n and %d with no "(|" or "(!" (every match needs both). False for
+    // "uid=%n,...", "(|(mail=%u)(uid=%n))" or "(|(uid=%n)(mail=%n@%d))", which find bob's
+    // entry for bob@any-domain. Conservative: a false "no" only costs a temporary failure
+    // for an entry that has no address of its own.
     bool pinsDomain() const;
     const std::string& text() const { return text_; }
 

@@ -97,6 +97,11 @@ BOOST_AUTO_TEST_CASE(pinsTheDomainOnlyWhenEveryMatchHasIt) {
     BOOST_TEST(!filter("(|(mail=%u)(uid=%n))"));  // bob's entry for bob@any-domain
     BOOST_TEST(!dn("uid=%n,ou=people,dc=test"));
     BOOST_TEST(!filter("(objectClass=person)"));
+    // %n and %d, but an alternative matches on %n alone.
+    BOOST_TEST(!filter("(|(uid=%n)(mail=%n@%d))"));
+    BOOST_TEST(!filter("(|(uid=%n)(associatedDomain=%d))"));
+    BOOST_TEST(!filter("(&(uid=%n)(!(associatedDomain=%d)))"));
+    BOOST_TEST(filter("(&(objectClass=person)(mail=%n@%d))"));
 }
 
 }  // namespace
