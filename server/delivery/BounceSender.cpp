@@ -25,7 +25,8 @@ std::string lower(std::string s) {
 
 BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, const std::string& originalData,
                                         DsnAction action, const std::vector<DsnRecipient>& recipients,
-                                        std::chrono::system_clock::time_point willRetryUntil) {
+                                        std::chrono::system_clock::time_point willRetryUntil,
+                                        const std::string* content) {
     const char* kind = action == DsnAction::Failed    ? "bounce"
                        : action == DsnAction::Delayed ? "delay"
                        : action == DsnAction::Relayed ? "relayed"
@@ -74,7 +75,8 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     }
 
     std::string data;
-    queue::readFile(originalData, data);  // a missing file only loses the attached headers
+    if (content) data = *content;
+    else queue::readFile(originalData, data);  // a missing file only loses the attached headers
     DsnInput in;
     in.action = action;
     in.reportingMta = hostname_;

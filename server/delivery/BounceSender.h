@@ -28,10 +28,12 @@ public:
 
     // `originalData`: path of the original message (its header section is attached, or
     // the whole message for RET=FULL). ENVID and each recipient's ORCPT come from the
-    // original's DSN request (the caller filters the recipients by NOTIFY).
+    // original's DSN request (the caller filters the recipients by NOTIFY). `content`: the
+    // message already read into memory (then the path is not read): a "relayed" report is
+    // sent after the last recipient's record has removed the file.
     virtual Result send(const queue::QueueEnvelope& original, const std::string& originalData, DsnAction action,
                         const std::vector<DsnRecipient>& recipients,
-                        std::chrono::system_clock::time_point willRetryUntil);
+                        std::chrono::system_clock::time_point willRetryUntil, const std::string* content = nullptr);
 
     // SpoolSink's delivered hook: the "delivered" report (RFC 3461 NOTIFY=SUCCESS) for the
     // local recipients of `envelope` that asked for it, stored at `queueId`.

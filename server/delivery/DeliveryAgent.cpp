@@ -657,7 +657,8 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                                        o.remoteHost, o.reply.text(), o.reply.code != 0, {}});
     }
     if (!relayed.empty() &&
-        bounces_.send(envelope, message.path, DsnAction::Relayed, relayed, expiry) == BounceSender::Result::TempFail)
+        bounces_.send(envelope, message.path, DsnAction::Relayed, relayed, expiry, message.content.get()) ==
+            BounceSender::Result::TempFail)
         logger().error(core::EventLine::inSession(id, "dsn.fail")
                            .add("kind", "relayed")
                            .text("note", "the message is delivered; its success report is lost")
@@ -684,7 +685,11 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     if (!after) {
         if (::access(queue_.envelopePath(id).c_str(), F_OK) == 0) {
             logger().error(core::EventLine::inSession(id, "delivery.update_fail").str());
-            return queue_.readEnvelope(id);
+            // The file still has the old retry time (due now): without the new one in
+            // memory the message would run again at once, to every recipient still listed.
+            auto stale = queue_.readEnvelope(id);
+            if (stale) stale->nextAttempt = nextAttemptTime(config_.retrySchedule, attempt, end, expiry);
+            return stale;
         }
         logger().information(core::EventLine::inSession(id, "queue.done").str());
         return std::nullopt;

@@ -14,7 +14,11 @@ std::chrono::milliseconds retryDelay(const std::vector<std::chrono::milliseconds
 SysTime nextAttemptTime(const std::vector<std::chrono::milliseconds>& schedule, std::uint32_t failedAttempts,
                         SysTime now, SysTime expiry) {
     SysTime next = now + retryDelay(schedule, failedAttempts);
-    return std::max(now, std::min(next, expiry));
+    // Past its lifetime the message was just bounced; it is still here only because the
+    // bounce could not be sent (sink or directory unavailable): back off as usual, or it
+    // would be run again at once, over and over.
+    if (expiry <= now) return next;
+    return std::min(next, expiry);
 }
 
 }  // namespace postern::delivery

@@ -205,11 +205,14 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant
     }
     std::optional<pg::QueryResult> replica;
     if (reads_) {
-        // A miss is re-asked on the primary while the replica lags (a grant just written on
-        // another node); a hit due for its last_used stamp is asked there too (a write).
+        // Only a hit is taken from the replica. A miss is asked on the primary: a standby that
+        // has replayed all it received can still lack a grant committed a moment ago on
+        // another node (not yet streamed), and "no grant" is a permanent 554. A hit due for
+        // its last_used stamp is asked there too (a write).
         replica = reads_->readReplica(GrantReplicaLookup, {key}, true);
-        if (replica && replica->ok() && replica->rows.size() == 1 && replica->rows[0].size() == 4 &&
-            replica->rows[0][3].value_or("t") != "f")
+        if (replica && (replica->noRows() || (replica->ok() && replica->rows.size() == 1 &&
+                                              replica->rows[0].size() == 4 &&
+                                              replica->rows[0][3].value_or("t") != "f")))
             replica.reset();
     }
     const bool fromReplica = replica.has_value();

@@ -18,7 +18,7 @@ import pg_support as P  # noqa: E402
 
 # unit executable -> (Boost.Test suites, PostgreSQL cases that must pass, not skip)
 UNIT = {
-    "unit_grants": ("pg_grant_store", 4),
+    "unit_grants": ("pg_grant_store", 5),
     "unit_abuse": ("pg_penalty_store,pg_rate_store,pg_account_security_store", 15),
     "unit_store": ("pg_maildrop_lock", 4),
 }

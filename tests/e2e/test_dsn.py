@@ -258,6 +258,21 @@ def test_relay_failure_never_and_relayed_reports_obey_notify_and_ret():
             check_eq(len(reports(p, ALICE, marker, "Undelivered Mail Returned")), 1, "one failure report")
 
 
+def test_relayed_report_of_a_fully_delivered_message_returns_it():
+    # Every recipient delivered: the message leaves the queue with the last record, before
+    # the "relayed" report is made; the report still returns it (RET=FULL) from memory.
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port) as sink:
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            marker, _ = send(p, ALICE, [("ok@a.test", ["NOTIFY=SUCCESS"])], mail_options=["RET=FULL"])
+            sink.wait_for(marker)
+            relayed = wait_for(lambda: reports(p, ALICE, marker, "Successful Mail Delivery Report"), 20,
+                               what="relayed report")
+            _, _, rcpts, third = parse_report(relayed[0], third="message/rfc822")
+            check_eq([r.get("action") for r in rcpts], ["relayed"], "relayed report")
+            check_eq(third.get_payload()[0]["X-Test-Marker"], marker, "RET=FULL: the message returned")
+
+
 def test_delay_report_only_for_notify_delay():
     port = sink_port((MX1,))
     rcpt = {"slow1@a.test": "451 4.3.0 try later", "slow2@a.test": "451 4.3.0 try later"}

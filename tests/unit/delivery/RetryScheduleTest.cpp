@@ -27,7 +27,9 @@ BOOST_AUTO_TEST_CASE(next_attempt_never_later_than_expiry) {
     SysTime now(std::chrono::seconds(1'000'000));
     BOOST_TEST((nextAttemptTime(Schedule, 1, now, now + 1h) == now + 1min));
     BOOST_TEST((nextAttemptTime(Schedule, 7, now, now + 1h) == now + 1h));      // 4h capped at expiry
-    BOOST_TEST((nextAttemptTime(Schedule, 7, now, now - 1min) == now));         // already expired: now
+    // Already expired (its bounce could not be sent): the schedule, not at once again.
+    BOOST_TEST((nextAttemptTime(Schedule, 7, now, now - 1min) == now + 4h));
+    BOOST_TEST((nextAttemptTime(Schedule, 1, now, now) == now + 1min));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -6,6 +6,7 @@
 #include "grants/PgGrantStore.h"
 
 #include "pg/Connection.h"
+#include "pg/ReadRouter.h"
 
 #include "support/PgTestSupport.h"
 
@@ -13,6 +14,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -92,6 +94,33 @@ BOOST_AUTO_TEST_CASE(upsert_lookup_and_expiry, *boost::unit_test::precondition(W
     BOOST_REQUIRE(swept.has_value());
     BOOST_TEST(*swept == 1u);
     BOOST_TEST(db.one("SELECT string_agg(key, ',') FROM pop_before_smtp_grants") == "192.0.2.7");
+}
+
+BOOST_AUTO_TEST_CASE(a_replica_miss_is_asked_on_the_primary, *boost::unit_test::precondition(WithPg())) {
+    // A standby that has replayed everything it received looks caught up (lag 0), yet may
+    // not have received a grant committed a moment ago on another node. Here the "replica"
+    // is the same server with an empty grants table first on its search_path: not in
+    // recovery, so lag 0, and it never has the grant. "No" would be a permanent 554.
+    Db db;
+    db.sql("TRUNCATE pop_before_smtp_grants");
+    db.sql("DROP SCHEMA IF EXISTS stale_replica CASCADE");
+    db.sql("CREATE SCHEMA stale_replica");
+    db.sql("CREATE TABLE stale_replica.pop_before_smtp_grants (LIKE public.pop_before_smtp_grants INCLUDING ALL)");
+    const std::string replicaInfo =
+        std::string(envOrNull("POSTERN_TEST_PG_CONNINFO")) + " options='-csearch_path=stale_replica,public'";
+    {
+        pg::Pool pool(settings());
+        pg::ReadRouter reads(pool, std::make_unique<pg::Pool>(settingsFor(replicaInfo.c_str())), 1000ms, "test");
+        PgGrantStore store(pool, grantSettings(600s), &reads);
+        BOOST_TEST((store.lookup(addr("192.0.2.9"), nullptr) == core::Answer::No));  // on both
+        BOOST_TEST(store.grant(addr("192.0.2.9"), "bob@example.test"));
+        core::Grant g;
+        const auto answer = store.lookup(addr("192.0.2.9"), &g);
+        BOOST_TEST(static_cast<int>(answer) == static_cast<int>(core::Answer::Yes));
+        BOOST_TEST(g.user == "bob@example.test");
+        BOOST_TEST(reads.counts().replicaReads >= 2u);  // the replica was asked (and missed) each time
+    }
+    db.sql("DROP SCHEMA stale_replica CASCADE");
 }
 
 BOOST_AUTO_TEST_CASE(ipv6_prefix_and_mapped_keys, *boost::unit_test::precondition(WithPg())) {
