@@ -158,8 +158,11 @@ QueryResult Pool::execute(const Statement& statement, const Params& params) {
             break;
         }
         // The server went away under us (restart, failover, idle cut): a fresh connection
-        // gets one more try, so a blip costs the caller nothing.
-        noteDown(r.error);
+        // gets one more try, so a blip costs the caller nothing. Only a fresh connection that
+        // breaks too marks the pool down (one that cannot even connect does so in
+        // ensureConnected): a stale connection after a restart must not turn the callers
+        // that race this retry into "database unavailable" while the server is up.
+        if (attempt == 1) noteDown(r.error);
         slots_[slot].reset();
     }
     release(slot);

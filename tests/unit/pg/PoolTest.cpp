@@ -1,9 +1,24 @@
 // Tests for server/pg without a database: ConnectSettings parsing, the password file rules,
-// and the pool answering Error quickly (not hanging) when nothing listens.
+// and the pool answering Error quickly (not hanging) when nothing listens. With
+// POSTERN_TEST_PG_CONNINFO (tests/e2e/test_cluster_stores.py), pg_pool_live: what a server
+// restart leaves in the pool.
 #include "pg/ConnectSettings.h"
 #include "pg/Pool.h"
 
+#include "support/PgTestSupport.h"
+
+#include <Poco/AutoPtr.h>
+#include <Poco/Channel.h>
+#include <Poco/Logger.h>
+#include <Poco/Message.h>
+
 #include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -78,6 +93,53 @@ BOOST_AUTO_TEST_CASE(unreachable_database_is_a_quick_error) {
     BOOST_TEST(r.sqlState == "08001");
     BOOST_TEST((std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3)));
     BOOST_TEST(pool.openConnections() == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+struct LogLines : Poco::Channel {
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    void log(const Poco::Message& m) override {
+        std::lock_guard lock(mutex);
+        lines.push_back(m.getText());
+    }
+};
+
+BOOST_AUTO_TEST_SUITE(pg_pool_live)
+
+// After a restart every pooled connection is stale. A caller that meets one gets its answer
+// over a fresh connection; a caller doing the same at that moment must not be told "database
+// unavailable" because the first one's stale connection marked the pool down (a cluster node
+// answered 451 to a relay with a valid grant that way, PostgreSQL up).
+BOOST_AUTO_TEST_CASE(stale_connections_after_a_restart_cost_nothing, *boost::unit_test::precondition(testing::WithPg())) {
+    ConnectSettings s = testing::settings(2);
+    s.applicationName = "postern-pool-test";
+    Pool pool(s);
+    // Both slots open: two statements at once.
+    const Statement sleep{"pool_test_sleep", "SELECT pg_sleep(0.3)"};
+    std::thread other([&] { pool.execute(sleep, {}); });
+    pool.execute(sleep, {});
+    other.join();
+    BOOST_REQUIRE(pool.openConnections() == 2u);
+    testing::Db db;
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'postern-pool-test'");
+    for (int i = 0; i < 100 && db.one("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                      "'postern-pool-test'") != "0";
+         ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+
+    Poco::AutoPtr<LogLines> log(new LogLines);
+    Poco::Logger::get("postern.pg").setChannel(log);
+    const Statement one{"pool_test_one", "SELECT 1"};
+    std::atomic<int> answered{0};
+    std::thread a([&] { answered += pool.execute(one, {}).failed() ? 0 : 1; });
+    std::thread b([&] { answered += pool.execute(one, {}).failed() ? 0 : 1; });
+    a.join();
+    b.join();
+    Poco::Logger::get("postern.pg").setChannel(nullptr);
+    BOOST_TEST(answered == 2);
+    for (const auto& line : log->lines) BOOST_TEST(line.find("event=pg.down") == std::string::npos, line);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
