@@ -38,38 +38,70 @@ std::unique_ptr<GroupCommit> GroupCommit::forFileSystemOf(const std::string& dir
     return gc;
 }
 
-GroupCommit::Result GroupCommit::sync() {
+GroupCommit::Result GroupCommit::sync() { return join(nullptr); }
+
+GroupCommit::Result GroupCommit::syncAround(const Step& step) {
+    StepSlot slot;
+    slot.step = &step;
+    return join(&slot);
+}
+
+GroupCommit::Result GroupCommit::resultFor(const Batch& b, const StepSlot* slot) {
+    if (b.stage == Stage::FirstSync) return {b.error, b.seq, Stage::FirstSync};
+    if (slot && slot->error != 0) return {slot->error, b.seq, Stage::Step};
+    return {b.error, b.seq, b.error != 0 ? b.stage : Stage::Done};
+}
+
+GroupCommit::Result GroupCommit::join(StepSlot* slot) {
     std::shared_ptr<Batch> mine;
     {
         std::unique_lock lock(mutex_);
         // Join the batch that has not started yet: its operation starts after this point.
         mine = open_;
         ++stats_.waiters;
+        if (slot) mine->steps.push_back(slot);
         // Nobody is syncing: lead this batch now (no timer, no waiting for company).
-        if (!running_) return lead(lock, mine);
+        if (!running_) return lead(lock, mine, slot);
     }
     for (;;) {
         const int state = std::atomic_ref<int>(mine->state).load(std::memory_order_acquire);
-        if (state == Done) return {mine->error, mine->seq};
+        if (state == Done) return resultFor(*mine, slot);
         if (state == Startable) {
             std::unique_lock lock(mutex_);
-            if (!running_ && mine == open_) return lead(lock, mine);
+            if (!running_ && mine == open_) return lead(lock, mine, slot);
             // Another caller of this batch (or a newcomer) leads it: wait for Done.
         }
         futexWait(&mine->state, state);
     }
 }
 
-GroupCommit::Result GroupCommit::lead(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Batch>& mine) {
+GroupCommit::Result GroupCommit::lead(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Batch>& mine,
+                                      StepSlot* slot) {
     running_ = true;
     mine->seq = nextSeq_++;
-    open_ = std::make_shared<Batch>();  // later callers form the next batch
+    open_ = std::make_shared<Batch>();  // later callers form the next batch; mine->steps is final
     lock.unlock();
-    const int err = op_();
+    int runs = 1;
+    int err = op_();
+    Stage stage = Stage::FirstSync;
+    if (err == 0 && !mine->steps.empty()) {
+        for (StepSlot* s : mine->steps) {
+            try {
+                s->error = (*s->step)();
+            } catch (...) {
+                s->error = EIO;
+            }
+        }
+        // Whatever the steps did (succeeded or undid) is made durable together.
+        err = op_();
+        ++runs;
+        stage = Stage::SecondSync;
+    }
     lock.lock();
     mine->error = err;
+    mine->stage = err != 0 ? stage : Stage::Done;
     running_ = false;
-    ++stats_.syncs;
+    stats_.syncs += static_cast<std::uint64_t>(runs);
     if (err != 0) ++stats_.failures;
     std::shared_ptr<Batch> next = open_;
     std::atomic_ref<int>(next->state).store(Startable, std::memory_order_release);
@@ -77,7 +109,7 @@ GroupCommit::Result GroupCommit::lead(std::unique_lock<std::mutex>& lock, const 
     std::atomic_ref<int>(mine->state).store(Done, std::memory_order_release);
     futexWake(&mine->state, INT_MAX);  // this batch's callers return
     futexWake(&next->state, 1);        // one caller of the next batch leads it
-    return {err, mine->seq};
+    return resultFor(*mine, slot);
 }
 
 GroupCommit::Stats GroupCommit::stats() const {

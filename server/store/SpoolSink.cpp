@@ -63,15 +63,6 @@ public:
         // Only for the queue: its enqueue fsyncs the data together with the envelope's temp
         // file (one journal commit for both on ext4). Write-back starts now.
         const bool queueSyncs = envelope_.localMailboxes.empty();
-        if (groupCommit_) {
-            // Phase 1 of the group commit: the data must be durable before any name of it is.
-            if (!shareDataSync()) return result;
-        } else if (queueSyncs) {
-            ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
-        } else if (::fsync(fd_) != 0) {
-            fail("fsync");
-            return result;
-        }
         // close(2) can report a deferred write error (NFS): check it before trusting the data.
         // A message only for the queue keeps its descriptor until the queue has fsynced it.
         auto closeFile = [this] {
@@ -79,8 +70,6 @@ public:
             fd_ = -1;
             return ::close(fd) == 0 || fail("close");
         };
-        if (!queueSyncs && !closeFile()) return result;
-
         std::vector<std::string> placed;
         auto undo = [&] {
             for (const auto& p : placed) {
@@ -89,19 +78,30 @@ public:
                 queue::fsyncDirectory(p.substr(0, slash));
             }
         };
-        for (const auto& mailbox : envelope_.localMailboxes) {
-            std::string path;
-            if (!store_.deliver(tempPath_, size_, mailbox, path, /*syncDirectory=*/groupCommit_ == nullptr)) {
+        auto placeAll = [&](bool syncDirectory) {
+            for (const auto& mailbox : envelope_.localMailboxes) {
+                std::string path;
+                if (!store_.deliver(tempPath_, size_, mailbox, path, syncDirectory)) return false;
+                placed.push_back(std::move(path));
+            }
+            return true;
+        };
+        if (groupCommit_) {
+            // One wait for both barriers: the data durable before any name of it exists,
+            // the names in new/ durable before the 250 (GroupCommit::syncAround).
+            if (!placeGrouped(closeFile, placeAll)) {
                 undo();
                 return result;
             }
-            placed.push_back(std::move(path));
-        }
-        if (groupCommit_) {
-            // Phase 2: the links into new/ are durable before the 250.
-            if (auto r = groupCommit_->sync(); r.error != 0) {
-                errno = r.error;
-                fail("group_commit_links");
+        } else {
+            if (queueSyncs) {
+                ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+            } else if (::fsync(fd_) != 0) {
+                fail("fsync");
+                return result;
+            }
+            if (!queueSyncs && !closeFile()) return result;
+            if (!placeAll(/*syncDirectory=*/true)) {
                 undo();
                 return result;
             }
@@ -163,20 +163,34 @@ public:
     }
 
 private:
-    // Waits for a shared sync of the file system that started after this file was written,
-    // then collects this file's own write-back error (syncfs reports errors of the whole
-    // file system since its previous call, which another batch may have consumed).
-    bool shareDataSync() {
-        // Start write-back now: the shared sync then mostly waits for I/O already under way.
+    // The grouped path (local mailboxes on the committer's file system): starts this file's
+    // write-back, then waits once for a batch that syncs the file system, runs `place` (this
+    // file's own write-back result, close, the links into new/) and syncs again. syncfs
+    // reports errors of the whole file system since its previous call, which another batch
+    // may have consumed, so the file's own write-back result is collected before any link.
+    template <class Close, class Place>
+    bool placeGrouped(Close& closeFile, Place& placeAll) {
         ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
-        if (auto r = groupCommit_->sync(); r.error != 0) {
+        auto r = groupCommit_->syncAround([&]() -> int {
+            if (::sync_file_range(fd_, 0, 0,
+                                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+                return failWith("writeback");
+            if (!closeFile()) return EIO;
+            if (!placeAll(/*syncDirectory=*/false)) return EIO;
+            return 0;
+        });
+        if (r.error == 0) return true;
+        if (r.stage != GroupCommit::Stage::Step) {  // a step's failure is logged by the step
             errno = r.error;
-            return fail("group_commit");
+            fail(r.stage == GroupCommit::Stage::FirstSync ? "group_commit" : "group_commit_links");
         }
-        if (::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) !=
-            0)
-            return fail("writeback");
-        return true;
+        return false;
+    }
+
+    int failWith(const char* step) {
+        const int e = errno ? errno : EIO;
+        fail(step);
+        return e;
     }
 
     bool flush() {

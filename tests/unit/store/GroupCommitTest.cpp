@@ -9,6 +9,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -153,6 +155,113 @@ BOOST_AUTO_TEST_CASE(a_failed_operation_fails_exactly_its_batch) {
     BOOST_TEST(failedCalls == inFailing);
     BOOST_TEST(gc.stats().failures == 1u);
     BOOST_TEST(runs.load() > Failing);  // later batches ran fresh operations and succeeded
+}
+
+BOOST_AUTO_TEST_CASE(sync_around_runs_the_step_between_two_operations) {
+    std::vector<std::string> events;
+    GroupCommit gc([&] { return events.push_back("op"), 0; });
+    GroupCommit::Step step = [&] { return events.push_back("step"), 0; };
+    auto r = gc.syncAround(step);
+    BOOST_TEST(r.error == 0);
+    BOOST_TEST((r.stage == GroupCommit::Stage::Done));
+    BOOST_TEST((events == std::vector<std::string>{"op", "step", "op"}));
+    BOOST_TEST(gc.stats().syncs == 2u);
+    BOOST_TEST(gc.stats().waiters == 1u);
+    events.clear();
+    BOOST_TEST(gc.sync().error == 0);  // no step: one operation
+    BOOST_TEST((events == std::vector<std::string>{"op"}));
+}
+
+BOOST_AUTO_TEST_CASE(sync_around_steps_of_one_batch_share_both_operations) {
+    // Every caller's step runs after an operation that started after the caller joined,
+    // and an operation runs after every step before any caller returns.
+    std::atomic<std::uint64_t> written{0}, durable{0}, stepped{0}, durableSteps{0};
+    std::atomic<int> ops{0};
+    GroupCommit gc([&] {
+        ++ops;
+        std::uint64_t w = written.load(), s = stepped.load();
+        std::this_thread::sleep_for(std::chrono::microseconds(300));
+        for (auto [mark, seen] : {std::pair{&durable, w}, std::pair{&durableSteps, s}}) {
+            std::uint64_t prev = mark->load();
+            while (prev < seen && !mark->compare_exchange_weak(prev, seen)) {
+            }
+        }
+        return 0;
+    });
+    constexpr int Threads = 16, Rounds = 20;
+    std::atomic<int> violations{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < Threads; ++t)
+        ts.emplace_back([&] {
+            for (int i = 0; i < Rounds; ++i) {
+                const std::uint64_t mine = ++written;
+                std::uint64_t myStep = 0;
+                GroupCommit::Step step = [&] {
+                    if (durable.load() < mine) ++violations;  // the data barrier came first
+                    myStep = ++stepped;
+                    return 0;
+                };
+                auto r = gc.syncAround(step);
+                if (r.error != 0 || myStep == 0 || durableSteps.load() < myStep) ++violations;
+            }
+        });
+    for (auto& t : ts) t.join();
+    BOOST_TEST(violations.load() == 0);
+    auto s = gc.stats();
+    BOOST_TEST(s.waiters == static_cast<std::uint64_t>(Threads * Rounds));
+    BOOST_TEST(s.syncs == static_cast<std::uint64_t>(ops.load()));
+    BOOST_TEST(s.syncs < s.waiters);  // shared: fewer operations than callers, though two per batch
+    BOOST_TEST_MESSAGE("syncs " << s.syncs << " for " << s.waiters << " callers");
+}
+
+BOOST_AUTO_TEST_CASE(sync_around_failures_name_their_stage) {
+    int runs = 0, failOn = 1, steps = 0;
+    GroupCommit gc([&] { return ++runs == failOn ? EIO : 0; });
+    GroupCommit::Step ok = [&] { return ++steps, 0; };
+    auto r = gc.syncAround(ok);  // the first operation fails: the step does not run
+    BOOST_TEST(r.error == EIO);
+    BOOST_TEST((r.stage == GroupCommit::Stage::FirstSync));
+    BOOST_TEST(steps == 0);
+    failOn = 3;  // the next batch: first op (2) succeeds, the second (3) fails after the step
+    r = gc.syncAround(ok);
+    BOOST_TEST(r.error == EIO);
+    BOOST_TEST((r.stage == GroupCommit::Stage::SecondSync));
+    BOOST_TEST(steps == 1);
+    GroupCommit::Step bad = [] { return ENOSPC; };
+    r = gc.syncAround(bad);  // a failed step fails its caller with its own errno
+    BOOST_TEST(r.error == ENOSPC);
+    BOOST_TEST((r.stage == GroupCommit::Stage::Step));
+    GroupCommit::Step throws = []() -> int { throw std::runtime_error("x"); };
+    r = gc.syncAround(throws);
+    BOOST_TEST(r.error == EIO);
+    BOOST_TEST((r.stage == GroupCommit::Stage::Step));
+    BOOST_TEST(gc.stats().failures == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_step_fails_only_its_own_caller) {
+    Gate gate;
+    std::atomic<int> runs{0};
+    GroupCommit gc([&] {
+        if (++runs == 1) gate.wait();  // hold the first batch so the next two join one batch
+        return 0;
+    });
+    std::thread first([&] { gc.sync(); });
+    gate.waitEntered();
+    GroupCommit::Result good, bad;
+    GroupCommit::Step okStep = [] { return 0; };
+    GroupCommit::Step badStep = [] { return EROFS; };
+    std::thread a([&] { good = gc.syncAround(okStep); });
+    std::thread b([&] { bad = gc.syncAround(badStep); });
+    while (gc.stats().waiters < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    gate.release();
+    first.join();
+    a.join();
+    b.join();
+    BOOST_TEST(good.batch == bad.batch);  // one batch served both
+    BOOST_TEST(good.error == 0);
+    BOOST_TEST(bad.error == EROFS);
+    BOOST_TEST((bad.stage == GroupCommit::Stage::Step));
+    BOOST_TEST(runs.load() == 3);  // the held one, then one pair for both steps
 }
 
 BOOST_AUTO_TEST_CASE(for_file_system_of_syncs_a_real_directory) {
