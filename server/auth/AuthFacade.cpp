@@ -57,15 +57,13 @@ std::string domainOf(const std::string& address) {
     return at == std::string::npos ? std::string() : address.substr(at + 1);
 }
 
-bool hasControlChars(const std::string& s) {
-    return std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
-}
-
-// A login: also no spaces (Dovecot's auth_username_chars has none). A directory may ignore
-// them (LDAP's caseIgnoreIA5Match drops leading ones), so " bob@x.org" would reach bob's
-// entry under a penalty counter of its own.
-bool hasControlOrSpace(const std::string& s) {
-    return std::any_of(s.begin(), s.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7f; });
+// Control characters (and DEL); with spaceToo, the space as well. A login allows no spaces
+// (Dovecot's auth_username_chars has none): a directory may ignore them (LDAP's
+// caseIgnoreIA5Match drops leading ones), so " bob@x.org" would reach bob's entry under a
+// penalty counter of its own.
+bool hasControlChars(const std::string& s, bool spaceToo = false) {
+    const unsigned char last = spaceToo ? 0x20 : 0x1f;
+    return std::any_of(s.begin(), s.end(), [last](unsigned char c) { return c <= last || c == 0x7f; });
 }
 
 void pushUnique(std::vector<std::string>& v, const std::string& s) {
@@ -237,7 +235,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
                                         core::AuthResult& result, std::optional<RehashDue>& rehash) {
     Decision d;
     // A name no backend could hold: still spend the time of a real check.
-    if (login.empty() || login.size() > MaxLoginLength || hasControlOrSpace(login)) {
+    if (login.empty() || login.size() > MaxLoginLength || hasControlChars(login, /*spaceToo=*/true)) {
         verifyPassword(request.password, dummyHash());
         d.outcome = Outcome::UnknownUser;
         d.detail = "invalid user name";

@@ -208,8 +208,9 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant
         // Only a hit is taken from the replica. A miss is asked on the primary: a standby that
         // has replayed all it received can still lack a grant committed a moment ago on
         // another node (not yet streamed), and "no grant" is a permanent 554. A hit due for
-        // its last_used stamp is asked there too (a write).
-        replica = reads_->readReplica(GrantReplicaLookup, {key}, true);
+        // its last_used stamp is asked there too (a write). So a miss needs no lag check
+        // (confirmMiss = false): it goes to the primary whatever the lag.
+        replica = reads_->readReplica(GrantReplicaLookup, {key}, false);
         if (replica && (replica->noRows() || (replica->ok() && replica->rows.size() == 1 &&
                                               replica->rows[0].size() == 4 &&
                                               replica->rows[0][3].value_or("t") != "f")))

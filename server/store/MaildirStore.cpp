@@ -15,6 +15,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <optional>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -99,6 +100,20 @@ std::optional<std::uint64_t> sizeFromName(std::string_view base) {
     return v;
 }
 
+bool listNames(const std::string& dir, std::vector<std::string>& names) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return false;
+    names.clear();
+    errno = 0;
+    while (dirent* e = ::readdir(d)) {
+        // Maildir: names starting with '.' are not messages (and include "." and "..").
+        if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+    }
+    bool ok = errno == 0;
+    ::closedir(d);
+    return ok;
+}
+
 // The open, locked maildrop of one POP3 session.
 class MaildirMaildrop : public core::Maildrop {
 public:
@@ -128,14 +143,35 @@ public:
 
     bool expunge(const std::vector<std::size_t>& indexes) override {
         bool ok = true;
+        // Names in cur/ now, read once if a file has moved: another Maildir program (an IMAP
+        // server sharing the Maildir) may have renamed it to change its flags (":2,S").
+        std::optional<std::vector<std::string>> current;
+        auto unlinkOne = [&](const std::string& path) {
+            if (::unlink(path.c_str()) == 0) return true;
+            if (errno != ENOENT)
+                logger().error(
+                    core::EventLine("store.expunge_fail").add("path", path).text("error", errnoText(errno)).str());
+            return false;
+        };
         for (std::size_t i : indexes) {
             if (i >= files_.size()) continue;
             std::string path = maildir_ + "/cur/" + files_[i].name;
-            // Already gone (removed by hand or another tool) is what we wanted anyway.
-            if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-                logger().error(
-                    core::EventLine("store.expunge_fail").add("path", path).text("error", errnoText(errno)).str());
+            if (unlinkOne(path)) continue;
+            if (errno != ENOENT) {
                 ok = false;
+                continue;
+            }
+            if (!current) {
+                current.emplace();
+                if (!listNames(maildir_ + "/cur", *current)) current->clear();
+            }
+            // The same message under other flags; none: removed by hand or another tool,
+            // which is what we wanted anyway.
+            const std::string& base = files_[i].base;
+            for (const auto& n : *current) {
+                if (n.size() > base.size() && n.compare(0, base.size(), base) == 0 && n[base.size()] == ':' &&
+                    !unlinkOne(maildir_ + "/cur/" + n) && errno != ENOENT)
+                    ok = false;
             }
         }
         // The deletion is acknowledged to the client with +OK: make it durable first.
@@ -156,20 +192,6 @@ private:
     std::vector<CurFile> files_;
     std::vector<core::MaildropEntry> entries_;
 };
-
-bool listNames(const std::string& dir, std::vector<std::string>& names) {
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) return false;
-    names.clear();
-    errno = 0;
-    while (dirent* e = ::readdir(d)) {
-        // Maildir: names starting with '.' are not messages (and include "." and "..").
-        if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-    }
-    bool ok = errno == 0;
-    ::closedir(d);
-    return ok;
-}
 
 }  // namespace
 

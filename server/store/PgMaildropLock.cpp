@@ -94,6 +94,7 @@ PgMaildropLock::Acquisition PgMaildropLock::acquire(const std::string& mailbox, 
     pg::QueryResult r = pool_.execute(LeaseAcquire, {mailbox, nodeId, token, std::to_string(lease_.count())});
     if (r.failed()) {
         logger().warning(core::EventLine("lease.fail").add("mailbox", mailbox).text("error", r.error).str());
+        forget(mailbox, token);
         return a;  // TempFail
     }
     if (r.noRows()) {
@@ -211,6 +212,16 @@ bool PgMaildropLock::release(const std::string& token) {
                              .text("error", r.error)
                              .add("note", "lapses_within_lease")
                              .str());
+        return false;
+    }
+    return true;
+}
+
+bool PgMaildropLock::forget(const std::string& mailbox, const std::string& token) {
+    pg::QueryResult r = pool_.execute(LeaseRelease, {mailbox, token});
+    if (r.failed()) {
+        if (logger().debug())
+            logger().debug(core::EventLine("lease.forget_fail").add("mailbox", mailbox).text("error", r.error).str());
         return false;
     }
     return true;

@@ -68,6 +68,12 @@ public:
     // token is unknown.
     bool release(const std::string& token);
 
+    // After a statement that wrote a lease with `token` failed: its commit may still have
+    // happened (a timeout or a lost reply after COMMIT), and such an orphan would answer
+    // "in use" to the user's next login for up to a lease time. Deletes the row if it is
+    // there; best effort (false if PostgreSQL could not be told).
+    bool forget(const std::string& mailbox, const std::string& token);
+
     // One renewal round (what the thread runs every renewInterval). Returns the leases
     // renewed; public for tests.
     std::size_t renewAll();

@@ -20,7 +20,7 @@ import pg_support as P  # noqa: E402
 UNIT = {
     "unit_grants": ("pg_grant_store", 5),
     "unit_abuse": ("pg_penalty_store,pg_rate_store,pg_account_security_store", 15),
-    "unit_store": ("pg_maildrop_lock", 4),
+    "unit_store": ("pg_maildrop_lock", 5),
 }
 # Cases that need a running server and have no outage case (the pool's own outage cases
 # run without a database in unit.pg).

@@ -5,6 +5,8 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+
 #include <thread>
 
 using namespace postern;
@@ -201,6 +203,30 @@ BOOST_AUTO_TEST_CASE(expunge_removes_exactly_the_given_messages) {
     // Already gone is not an error.
     fs::remove(filesIn(t.path / "bob/cur").front());
     BOOST_TEST(md->expunge({0}));
+}
+
+BOOST_AUTO_TEST_CASE(expunge_finds_a_message_another_program_renamed_for_its_flags) {
+    // An IMAP server sharing the Maildir marks a message seen while the POP3 session holds
+    // it: "<base>:2," becomes "<base>:2,S". DELE must still remove it, and only it.
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    deliver(store, t, "bob", "one\r\n");
+    deliver(store, t, "bob", "two\r\n");
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 2u);
+    std::vector<fs::path> files = filesIn(t.path / "bob/cur");
+    BOOST_REQUIRE(files.size() == 2u);
+    std::sort(files.begin(), files.end());
+    // Rename both (flags), then expunge the first message only.
+    std::string first;
+    BOOST_REQUIRE(md->read(0, first));
+    for (const auto& f : files) fs::rename(f, f.string() + "S");
+    BOOST_TEST(md->expunge({0}));
+    files = filesIn(t.path / "bob/cur");
+    BOOST_REQUIRE(files.size() == 1u);
+    BOOST_TEST(slurp(files[0]) != first);
+    BOOST_TEST(files[0].string().back() == 'S');
 }
 
 BOOST_AUTO_TEST_CASE(invalid_location_is_tempfail) {
