@@ -101,17 +101,10 @@ std::optional<std::uint64_t> sizeFromName(std::string_view base) {
 }
 
 bool listNames(const std::string& dir, std::vector<std::string>& names) {
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) return false;
-    names.clear();
-    errno = 0;
-    while (dirent* e = ::readdir(d)) {
-        // Maildir: names starting with '.' are not messages (and include "." and "..").
-        if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-    }
-    bool ok = errno == 0;
-    ::closedir(d);
-    return ok;
+    if (!queue::listDirectory(dir, names)) return false;
+    // Maildir: names starting with '.' are not messages.
+    std::erase_if(names, [](const std::string& n) { return n.empty() || n[0] == '.'; });
+    return true;
 }
 
 // The open, locked maildrop of one POP3 session.
