@@ -545,7 +545,7 @@ void Daemon::drain() {
     done.add("auth_cache_hits", static_cast<Poco::UInt64>(authCache_->hits()))
         .add("auth_cache_misses", static_cast<Poco::UInt64>(authCache_->misses()));
     if (groupCommit_) {
-        // How much the group commit shared: syncs run vs. waits served (two per message).
+        // How much the group commit shared: syncs run (two per batch) vs. waits (one per message).
         auto gc = groupCommit_->stats();
         done.add("group_commit_syncs", static_cast<Poco::UInt64>(gc.syncs))
             .add("group_commit_waits", static_cast<Poco::UInt64>(gc.waiters))

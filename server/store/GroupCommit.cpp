@@ -48,6 +48,8 @@ GroupCommit::Result GroupCommit::syncAround(const Step& step) {
 
 GroupCommit::Result GroupCommit::resultFor(const Batch& b, const StepSlot* slot) {
     if (b.stage == Stage::FirstSync) return {b.error, b.seq, Stage::FirstSync};
+    // A plain sync() needed only the first operation, which succeeded.
+    if (!slot) return {0, b.seq, Stage::Done};
     if (slot && slot->error != 0) return {slot->error, b.seq, Stage::Step};
     return {b.error, b.seq, b.error != 0 ? b.stage : Stage::Done};
 }
@@ -82,7 +84,8 @@ GroupCommit::Result GroupCommit::lead(std::unique_lock<std::mutex>& lock, const 
     open_ = std::make_shared<Batch>();  // later callers form the next batch; mine->steps is final
     lock.unlock();
     int runs = 1;
-    int err = op_();
+    int err = runOp();
+    mine->firstError = err;
     Stage stage = Stage::FirstSync;
     if (err == 0 && !mine->steps.empty()) {
         for (StepSlot* s : mine->steps) {
@@ -93,7 +96,7 @@ GroupCommit::Result GroupCommit::lead(std::unique_lock<std::mutex>& lock, const 
             }
         }
         // Whatever the steps did (succeeded or undid) is made durable together.
-        err = op_();
+        err = runOp();
         ++runs;
         stage = Stage::SecondSync;
     }
@@ -110,6 +113,14 @@ GroupCommit::Result GroupCommit::lead(std::unique_lock<std::mutex>& lock, const 
     futexWake(&mine->state, INT_MAX);  // this batch's callers return
     futexWake(&next->state, 1);        // one caller of the next batch leads it
     return resultFor(*mine, slot);
+}
+
+int GroupCommit::runOp() {
+    try {
+        return op_();
+    } catch (...) {
+        return EIO;
+    }
 }
 
 GroupCommit::Stats GroupCommit::stats() const {

@@ -91,6 +91,7 @@ private:
         // std::atomic_ref and futex(2) (which needs the plain int's address).
         alignas(std::atomic_ref<int>::required_alignment) int state = Waiting;
         int error = 0;                    // written before state becomes Done
+        int firstError = 0;               // the first operation's (what a plain sync() needs)
         Stage stage = Stage::Done;        // which operation failed, with error
         std::uint64_t seq = 0;            // set when its operation starts
         std::vector<StepSlot*> steps;     // callers' steps (joined under the mutex)
@@ -100,6 +101,7 @@ private:
     // Runs the batch `mine` (== open_, no operation running); `lock` is held on entry.
     Result lead(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Batch>& mine, StepSlot* slot);
     static Result resultFor(const Batch& b, const StepSlot* slot);
+    int runOp();  // op_(), an exception counted as EIO (never leaves running_ set)
 
     SyncOp op_;
     mutable std::mutex mutex_;

@@ -139,32 +139,45 @@ public:
         // Names in cur/ now, read once if a file has moved: another Maildir program (an IMAP
         // server sharing the Maildir) may have renamed it to change its flags (":2,S").
         std::optional<std::vector<std::string>> current;
+        // 0 (removed) or the errno of unlink(2), saved before anything is logged.
         auto unlinkOne = [&](const std::string& path) {
-            if (::unlink(path.c_str()) == 0) return true;
-            if (errno != ENOENT)
+            if (::unlink(path.c_str()) == 0) return 0;
+            const int err = errno;
+            if (err != ENOENT)
                 logger().error(
-                    core::EventLine("store.expunge_fail").add("path", path).text("error", errnoText(errno)).str());
-            return false;
+                    core::EventLine("store.expunge_fail").add("path", path).text("error", errnoText(err)).str());
+            return err;
         };
         for (std::size_t i : indexes) {
             if (i >= files_.size()) continue;
-            std::string path = maildir_ + "/cur/" + files_[i].name;
-            if (unlinkOne(path)) continue;
-            if (errno != ENOENT) {
-                ok = false;
+            const int err = unlinkOne(maildir_ + "/cur/" + files_[i].name);
+            if (err == 0) continue;
+            const std::string& base = files_[i].base;
+            if (err != ENOENT || base.empty()) {
+                ok = ok && err == ENOENT;
                 continue;
             }
             if (!current) {
                 current.emplace();
-                if (!listNames(maildir_ + "/cur", *current)) current->clear();
+                if (!listNames(maildir_ + "/cur", *current)) {
+                    const int scanErr = errno;
+                    logger().error(core::EventLine("store.expunge_fail")
+                                       .add("path", maildir_ + "/cur")
+                                       .add("step", "scan")
+                                       .text("error", errnoText(scanErr))
+                                       .str());
+                    current.reset();
+                    ok = false;
+                    continue;
+                }
             }
             // The same message under other flags; none: removed by hand or another tool,
             // which is what we wanted anyway.
-            const std::string& base = files_[i].base;
             for (const auto& n : *current) {
-                if (n.size() > base.size() && n.compare(0, base.size(), base) == 0 && n[base.size()] == ':' &&
-                    !unlinkOne(maildir_ + "/cur/" + n) && errno != ENOENT)
-                    ok = false;
+                if (n.size() > base.size() && n.compare(0, base.size(), base) == 0 && n[base.size()] == ':') {
+                    const int e = unlinkOne(maildir_ + "/cur/" + n);
+                    if (e != 0 && e != ENOENT) ok = false;
+                }
             }
         }
         // The deletion is acknowledged to the client with +OK: make it durable first.

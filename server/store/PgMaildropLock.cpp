@@ -81,6 +81,7 @@ void PgMaildropLock::run() {
         lock.unlock();
         try {
             renewAll();
+            forgetPending();
         } catch (const std::exception& e) {
             logger().error(core::EventLine("lease.renew_fail").text("error", e.what()).str());
         }
@@ -94,7 +95,7 @@ PgMaildropLock::Acquisition PgMaildropLock::acquire(const std::string& mailbox, 
     pg::QueryResult r = pool_.execute(LeaseAcquire, {mailbox, nodeId, token, std::to_string(lease_.count())});
     if (r.failed()) {
         logger().warning(core::EventLine("lease.fail").add("mailbox", mailbox).text("error", r.error).str());
-        forget(mailbox, token);
+        forgetLater(mailbox, token);
         return a;  // TempFail
     }
     if (r.noRows()) {
@@ -217,14 +218,38 @@ bool PgMaildropLock::release(const std::string& token) {
     return true;
 }
 
-bool PgMaildropLock::forget(const std::string& mailbox, const std::string& token) {
-    pg::QueryResult r = pool_.execute(LeaseRelease, {mailbox, token});
-    if (r.failed()) {
-        if (logger().debug())
-            logger().debug(core::EventLine("lease.forget_fail").add("mailbox", mailbox).text("error", r.error).str());
-        return false;
+void PgMaildropLock::forgetLater(const std::string& mailbox, const std::string& token) {
+    std::lock_guard lock(mutex_);
+    orphans_.push_back(Orphan{mailbox, token, std::chrono::steady_clock::now() + lease_});
+}
+
+std::size_t PgMaildropLock::forgetPending() {
+    std::vector<Orphan> work;
+    {
+        std::lock_guard lock(mutex_);
+        work.swap(orphans_);
     }
-    return true;
+    std::size_t deleted = 0;
+    std::vector<Orphan> again;
+    for (auto& o : work) {
+        pg::QueryResult r = pool_.execute(LeaseRelease, {o.mailbox, o.token});
+        if (!r.failed()) {
+            if (r.ok()) {  // a row was deleted (NoRows: there was none)
+                ++deleted;
+                logger().information(core::EventLine("lease.orphan_removed").add("mailbox", o.mailbox).str());
+            }
+        } else if (std::chrono::steady_clock::now() < o.until) {
+            again.push_back(std::move(o));
+        }
+    }
+    std::lock_guard lock(mutex_);
+    orphans_.insert(orphans_.end(), std::make_move_iterator(again.begin()), std::make_move_iterator(again.end()));
+    return deleted;
+}
+
+std::size_t PgMaildropLock::pendingForgets() const {
+    std::lock_guard lock(mutex_);
+    return orphans_.size();
 }
 
 std::size_t PgMaildropLock::heldCount() const {

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace postern::store {
 
@@ -69,10 +70,16 @@ public:
     bool release(const std::string& token);
 
     // After a statement that wrote a lease with `token` failed: its commit may still have
-    // happened (a timeout or a lost reply after COMMIT), and such an orphan would answer
-    // "in use" to the user's next login for up to a lease time. Deletes the row if it is
-    // there; best effort (false if PostgreSQL could not be told).
-    bool forget(const std::string& mailbox, const std::string& token);
+    // happened (a timeout after COMMIT), and such an orphan would answer "in use" to the
+    // user's next logins for up to a lease time. The row (if it is there) is deleted by the
+    // renewal thread, not now: after a timeout the pool refuses calls for a while, and a
+    // login waiting for it would only get slower. Kept until PostgreSQL answers or one lease
+    // time has passed (the row has lapsed by then anyway).
+    void forgetLater(const std::string& mailbox, const std::string& token);
+    // One round of those deletions (what the thread runs after each renewal); returns the
+    // rows deleted. Public for tests.
+    std::size_t forgetPending();
+    std::size_t pendingForgets() const;
 
     // One renewal round (what the thread runs every renewInterval). Returns the leases
     // renewed; public for tests.
@@ -98,6 +105,11 @@ private:
     std::condition_variable wake_;
     bool stopping_ = false;                 // guarded by mutex_
     std::map<std::string, Held> held_;      // token -> lease; guarded by mutex_
+    struct Orphan {
+        std::string mailbox, token;
+        std::chrono::steady_clock::time_point until;
+    };
+    std::vector<Orphan> orphans_;           // forgetLater(); guarded by mutex_
     std::thread thread_;
 };
 

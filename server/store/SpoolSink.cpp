@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <atomic>
+#include <exception>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -78,6 +79,7 @@ public:
                 queue::fsyncDirectory(p.substr(0, slash));
             }
         };
+        placed.reserve(envelope_.localMailboxes.size());  // push_back below cannot throw
         auto placeAll = [&](bool syncDirectory) {
             for (const auto& mailbox : envelope_.localMailboxes) {
                 std::string path;
@@ -172,12 +174,18 @@ private:
     bool placeGrouped(Close& closeFile, Place& placeAll) {
         ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
         auto r = groupCommit_->syncAround([&]() -> int {
-            if (::sync_file_range(fd_, 0, 0,
-                                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0)
-                return failWith("writeback");
-            if (!closeFile()) return EIO;
-            if (!placeAll(/*syncDirectory=*/false)) return EIO;
-            return 0;
+            try {
+                if (::sync_file_range(fd_, 0, 0,
+                                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) !=
+                    0)
+                    return failWith("writeback");
+                if (!closeFile()) return EIO;
+                if (!placeAll(/*syncDirectory=*/false)) return EIO;
+                return 0;
+            } catch (const std::exception&) {
+                errno = ENOMEM;
+                return failWith("place");
+            }
         });
         if (r.error == 0) return true;
         if (r.stage != GroupCommit::Stage::Step) {  // a step's failure is logged by the step

@@ -31,9 +31,10 @@ namespace postern::store {
 //          On any failure everything placed so far is removed (best effort) -> TempFail.
 // Group commit (setGroupCommit, store.group_commit): for local-only messages whose temp
 //          file is on the committer's file system, commit() does not fsync the file and
-//          each new/ itself; it waits for the shared barrier twice instead: (1) the temp
-//          file's data is durable (and its own write-back error state checked), only then
-//          (2) linked into every new/ and the links made durable -- then Ok. A failed barrier
+//          each new/ itself; it waits once for a batch of the shared barrier, which runs
+//          it twice: (1) the temp file's data is durable (and its own write-back error state
+//          checked), only then (2) linked into every new/ and the links made durable -- then
+//          Ok (GroupCommit::syncAround; the links are made on the batch leader's thread). A failed barrier
 //          fails this message (TempFail: 451 4.3.0) with everything placed removed. A crash
 //          before (1) leaves only the temp file (spool, cleared at start); between (1) and (2)
 //          at worst a complete, durable message in new/ that was never acknowledged (the

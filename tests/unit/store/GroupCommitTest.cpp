@@ -44,6 +44,20 @@ struct Gate {
     }
 };
 
+// Holds the first batch (its operation waits at `gate`) while `a` and `b` join the next
+// one, then lets everything run.
+template <class A, class B>
+void inOneBatch(GroupCommit& gc, Gate& gate, A a, B b) {
+    std::thread first([&] { gc.sync(); });
+    gate.waitEntered();
+    std::thread ta(a), tb(b);
+    while (gc.stats().waiters < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    gate.release();
+    first.join();
+    ta.join();
+    tb.join();
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(lone_caller_runs_the_operation_at_once_each_time) {
@@ -245,23 +259,44 @@ BOOST_AUTO_TEST_CASE(a_failed_step_fails_only_its_own_caller) {
         if (++runs == 1) gate.wait();  // hold the first batch so the next two join one batch
         return 0;
     });
-    std::thread first([&] { gc.sync(); });
-    gate.waitEntered();
     GroupCommit::Result good, bad;
     GroupCommit::Step okStep = [] { return 0; };
     GroupCommit::Step badStep = [] { return EROFS; };
-    std::thread a([&] { good = gc.syncAround(okStep); });
-    std::thread b([&] { bad = gc.syncAround(badStep); });
-    while (gc.stats().waiters < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    gate.release();
-    first.join();
-    a.join();
-    b.join();
+    inOneBatch(gc, gate, [&] { good = gc.syncAround(okStep); }, [&] { bad = gc.syncAround(badStep); });
     BOOST_TEST(good.batch == bad.batch);  // one batch served both
     BOOST_TEST(good.error == 0);
     BOOST_TEST(bad.error == EROFS);
     BOOST_TEST((bad.stage == GroupCommit::Stage::Step));
     BOOST_TEST(runs.load() == 3);  // the held one, then one pair for both steps
+}
+
+BOOST_AUTO_TEST_CASE(a_plain_sync_in_a_batch_with_steps_needs_only_the_first_operation) {
+    Gate gate;
+    std::atomic<int> runs{0};
+    GroupCommit gc([&] {
+        const int n = ++runs;
+        if (n == 1) gate.wait();  // hold the first batch so the next two join one batch
+        return n == 3 ? EIO : 0;  // the second operation of that batch fails
+    });
+    GroupCommit::Result plain, around;
+    GroupCommit::Step step = [] { return 0; };
+    inOneBatch(gc, gate, [&] { plain = gc.sync(); }, [&] { around = gc.syncAround(step); });
+    BOOST_TEST(plain.batch == around.batch);
+    BOOST_TEST(plain.error == 0);  // its write was durable after the first operation
+    BOOST_TEST((plain.stage == GroupCommit::Stage::Done));
+    BOOST_TEST(around.error == EIO);
+    BOOST_TEST((around.stage == GroupCommit::Stage::SecondSync));
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_operation_fails_its_batch_and_later_batches_still_run) {
+    int runs = 0;
+    GroupCommit gc([&]() -> int {
+        if (++runs == 1) throw std::runtime_error("x");
+        return 0;
+    });
+    auto r = gc.sync();
+    BOOST_TEST(r.error == EIO);
+    BOOST_TEST(gc.sync().error == 0);  // not stuck "running"
 }
 
 BOOST_AUTO_TEST_CASE(for_file_system_of_syncs_a_real_directory) {

@@ -171,10 +171,10 @@ BOOST_AUTO_TEST_CASE(stopped_database_is_tempfail, *boost::unit_test::preconditi
     BOOST_TEST((lock.acquire("example.test/bob", "node-a").status == Status::TempFail));
 }
 
-BOOST_AUTO_TEST_CASE(forget_removes_a_lease_whose_statement_failed_after_commit,
+BOOST_AUTO_TEST_CASE(forget_later_removes_a_lease_whose_statement_failed_after_commit,
                      *boost::unit_test::precondition(WithPg())) {
     // The lease row a timed-out login statement committed anyway: nobody holds its token,
-    // and without forget() the next login would be "in use" for a whole lease time.
+    // and without forgetLater() the next logins would be "in use" for a whole lease time.
     Db db;
     db.sql("TRUNCATE maildrop_leases");
     pg::Pool pool(settings(2));
@@ -183,9 +183,12 @@ BOOST_AUTO_TEST_CASE(forget_removes_a_lease_whose_statement_failed_after_commit,
     db.sql("INSERT INTO maildrop_leases (mailbox, node_id, token, acquired, expires) VALUES "
            "('example.test/bob', 'node-a', '" + orphan + "', now(), now() + interval '60 seconds')");
     BOOST_TEST((node.acquire("example.test/bob", "node-a").status == Status::InUse));
-    BOOST_TEST(node.forget("example.test/bob", "6f1c2a4e-0000-4000-8000-000000000002"));  // not its token
-    BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "1");
-    BOOST_TEST(node.forget("example.test/bob", orphan));
+    node.forgetLater("example.test/bob", "6f1c2a4e-0000-4000-8000-000000000002");  // not its token
+    node.forgetLater("example.test/bob", orphan);
+    BOOST_TEST(node.pendingForgets() == 2u);
+    BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "1");  // later, not now
+    BOOST_TEST(node.forgetPending() == 1u);  // the renewal thread's round
+    BOOST_TEST(node.pendingForgets() == 0u);  // both answered: nothing kept
     BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "0");
     auto a = node.acquire("example.test/bob", "node-a");
     BOOST_TEST((a.status == Status::Acquired));

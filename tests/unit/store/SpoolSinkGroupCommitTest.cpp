@@ -141,6 +141,21 @@ BOOST_FIXTURE_TEST_CASE(failed_link_sync_removes_every_placed_copy, Fixture) {
     BOOST_TEST(filesIn(mailDir("alice", "tmp")).empty());
 }
 
+BOOST_FIXTURE_TEST_CASE(failed_link_in_the_step_removes_the_links_already_made, Fixture) {
+    // carol's Maildir cannot be made (a file is in the way): the step fails after alice's
+    // link; the message is refused and alice's copy is gone. The next message goes through.
+    fs::create_directories(t.path / "mail");
+    spit(t.path / "mail" / "carol", "not a directory");
+    core::MessageWriterPtr w;
+    auto r = deliver(envelope({"alice", "carol"}), &w);
+    BOOST_TEST((r.status == core::SinkStatus::TempFail));
+    BOOST_TEST(filesIn(mailDir("alice", "new")).empty());
+    BOOST_TEST(gc.stats().syncs == 2u);  // the batch ran both syncs; the step failed in between
+    w.reset();
+    BOOST_TEST((deliver(envelope({"alice"})).status == core::SinkStatus::Ok));
+    BOOST_TEST(filesIn(mailDir("alice", "new")).size() == 1u);
+}
+
 BOOST_FIXTURE_TEST_CASE(remote_recipients_keep_per_message_fsyncs, Fixture) {
     auto r = deliver(envelope({"alice"}, {"x@example.net"}));
     BOOST_TEST((r.status == core::SinkStatus::Ok));
@@ -175,7 +190,7 @@ BOOST_FIXTURE_TEST_CASE(concurrent_sessions_share_syncs_and_all_arrive, Fixture)
                static_cast<std::size_t>(Threads * Each));
     auto s = gc.stats();
     BOOST_TEST(s.waiters == static_cast<std::uint64_t>(Threads * Each));
-    BOOST_TEST(s.syncs <= 2 * s.waiters);
+    BOOST_TEST(s.syncs < 2 * s.waiters);  // shared: fewer than two syncs per message
     BOOST_TEST_MESSAGE("syncs " << s.syncs << " for " << Threads * Each << " messages");
 }
 
