@@ -228,6 +228,7 @@ std::size_t PgMaildropLock::forgetPending() {
     {
         std::lock_guard lock(mutex_);
         work.swap(orphans_);
+        forgetting_ += work.size();  // still pending for pendingForgets() while tried
     }
     std::size_t deleted = 0;
     std::vector<Orphan> again;
@@ -244,12 +245,13 @@ std::size_t PgMaildropLock::forgetPending() {
     }
     std::lock_guard lock(mutex_);
     orphans_.insert(orphans_.end(), std::make_move_iterator(again.begin()), std::make_move_iterator(again.end()));
+    forgetting_ -= work.size();
     return deleted;
 }
 
 std::size_t PgMaildropLock::pendingForgets() const {
     std::lock_guard lock(mutex_);
-    return orphans_.size();
+    return orphans_.size() + forgetting_;
 }
 
 std::size_t PgMaildropLock::heldCount() const {

@@ -110,6 +110,7 @@ private:
         std::chrono::steady_clock::time_point until;
     };
     std::vector<Orphan> orphans_;           // forgetLater(); guarded by mutex_
+    std::size_t forgetting_ = 0;            // taken out of orphans_ by a running round; guarded by mutex_
     std::thread thread_;
 };
 

@@ -169,6 +169,14 @@ BOOST_AUTO_TEST_CASE(stopped_database_is_tempfail, *boost::unit_test::preconditi
     pg::Pool pool(settingsFor(envOrNull("POSTERN_TEST_PG_DOWN_CONNINFO"), 1));
     PgMaildropLock lock(pool, 3s);
     BOOST_TEST((lock.acquire("example.test/bob", "node-a").status == Status::TempFail));
+    // Its token is kept for deletion (the statement may have committed before it failed)
+    // while the database cannot answer, and given up after one lease time.
+    BOOST_TEST(lock.pendingForgets() == 1u);
+    BOOST_TEST(lock.forgetPending() == 0u);
+    BOOST_TEST(lock.pendingForgets() == 1u);
+    std::this_thread::sleep_for(3100ms);
+    lock.forgetPending();
+    BOOST_TEST(lock.pendingForgets() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(forget_later_removes_a_lease_whose_statement_failed_after_commit,
