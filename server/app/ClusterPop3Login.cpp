@@ -85,9 +85,10 @@ core::Pop3LoginOutcome ClusterPop3Login::decide(const core::AuthRequest& request
                              .text("error", r.failed() ? r.error : std::string("unexpected result"))
                              .add("fallback", "separate_statements")
                              .str());
-        // A timeout can come after the COMMIT: a lease written with this token would refuse
-        // the user's next POP3 logins as "in use" until it lapsed.
-        maildrops_.lock().forgetLater(identity.mailbox, token);
+        // A timeout can come after the COMMIT (and a result of the wrong shape did commit):
+        // a lease written with this token would refuse the user's next POP3 logins as
+        // "in use" until it lapsed.
+        maildrops_.lock().forgetLater(identity.mailbox, token, r);
         return fallback(request, identity, grant, out);
     }
     const pg::Row& row = r.rows[0];

@@ -414,8 +414,9 @@ void Daemon::bindListeners() {
 }
 
 void Daemon::startGroupCommit() {
-    // store.group_commit: local deliveries written to the spool share one syncfs(2) of the
-    // mail root's file system per batch instead of two fsyncs each (see store/GroupCommit.h).
+    // store.group_commit: local deliveries written to the spool share the syncfs(2) calls of
+    // the mail root's file system (two per batch) instead of two fsyncs each (see
+    // store/GroupCommit.h).
     if (!settings_.store.groupCommit) return;
     groupCommit_ = store::GroupCommit::forFileSystemOf(mailSpool_->directory());
     if (!groupCommit_) {

@@ -85,7 +85,6 @@ GroupCommit::Result GroupCommit::lead(std::unique_lock<std::mutex>& lock, const 
     lock.unlock();
     int runs = 1;
     int err = runOp();
-    mine->firstError = err;
     Stage stage = Stage::FirstSync;
     if (err == 0 && !mine->steps.empty()) {
         for (StepSlot* s : mine->steps) {

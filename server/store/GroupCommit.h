@@ -28,8 +28,9 @@ namespace postern::store {
 // (to lead it). A shared condition variable would wake every waiter of both batches, each
 // then fighting for the mutex (that was half of posternd's futex calls under S1' c=32).
 //
-// A failed operation fails exactly the callers of its batch (they get its errno); later
-// batches run a fresh operation. Thread-safe; the object must outlive every caller.
+// A failed operation fails exactly the callers of its batch that needed it (they get its
+// errno; a plain sync() needs only the first operation of a batch with steps); later batches
+// run a fresh operation. Thread-safe; the object must outlive every caller.
 //
 // syncAround(step) is for work that must come between two barriers, such as a Maildir
 // delivery: the data must be durable before any name of it exists, and the names before
@@ -68,7 +69,7 @@ public:
     GroupCommit(const GroupCommit&) = delete;
     GroupCommit& operator=(const GroupCommit&) = delete;
 
-    // One syncfs(2) per batch on the file system that holds `directory` (an O_DIRECTORY
+    // The operation is one syncfs(2) of the file system that holds `directory` (an O_DIRECTORY
     // descriptor kept open for the committer's life; syncfs reports write-back errors of the
     // file system since the previous call on it, Linux >= 5.8). nullptr if the directory
     // cannot be opened (errno set).
@@ -91,7 +92,6 @@ private:
         // std::atomic_ref and futex(2) (which needs the plain int's address).
         alignas(std::atomic_ref<int>::required_alignment) int state = Waiting;
         int error = 0;                    // written before state becomes Done
-        int firstError = 0;               // the first operation's (what a plain sync() needs)
         Stage stage = Stage::Done;        // which operation failed, with error
         std::uint64_t seq = 0;            // set when its operation starts
         std::vector<StepSlot*> steps;     // callers' steps (joined under the mutex)

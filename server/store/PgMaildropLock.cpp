@@ -81,9 +81,13 @@ void PgMaildropLock::run() {
         lock.unlock();
         try {
             renewAll();
-            forgetPending();
         } catch (const std::exception& e) {
             logger().error(core::EventLine("lease.renew_fail").text("error", e.what()).str());
+        }
+        try {
+            forgetPending();
+        } catch (const std::exception& e) {
+            logger().error(core::EventLine("lease.forget_fail").text("error", e.what()).str());
         }
         lock.lock();
     }
@@ -95,7 +99,7 @@ PgMaildropLock::Acquisition PgMaildropLock::acquire(const std::string& mailbox, 
     pg::QueryResult r = pool_.execute(LeaseAcquire, {mailbox, nodeId, token, std::to_string(lease_.count())});
     if (r.failed()) {
         logger().warning(core::EventLine("lease.fail").add("mailbox", mailbox).text("error", r.error).str());
-        forgetLater(mailbox, token);
+        forgetLater(mailbox, token, r);
         return a;  // TempFail
     }
     if (r.noRows()) {
@@ -218,7 +222,15 @@ bool PgMaildropLock::release(const std::string& token) {
     return true;
 }
 
-void PgMaildropLock::forgetLater(const std::string& mailbox, const std::string& token) {
+bool PgMaildropLock::mayHaveCommitted(const pg::QueryResult& r) {
+    // It ran (whatever it returned), or it was sent and no answer came: a client deadline or
+    // a connection lost mid-statement (libpq's own errors carry no SQLSTATE). A refusal by
+    // the pool (08000, 08001, 08006) never reached the server; a server error rolled back.
+    return !r.failed() || r.timedOut || r.sqlState.empty();
+}
+
+void PgMaildropLock::forgetLater(const std::string& mailbox, const std::string& token, const pg::QueryResult& failed) {
+    if (!mayHaveCommitted(failed)) return;
     std::lock_guard lock(mutex_);
     orphans_.push_back(Orphan{mailbox, token, std::chrono::steady_clock::now() + lease_});
 }
@@ -227,24 +239,39 @@ std::size_t PgMaildropLock::forgetPending() {
     std::vector<Orphan> work;
     {
         std::lock_guard lock(mutex_);
+        // An entry past its time has lapsed by itself: drop it without asking.
+        const auto now = std::chrono::steady_clock::now();
+        std::erase_if(orphans_, [&](const Orphan& o) { return o.until <= now; });
         work.swap(orphans_);
         forgetting_ += work.size();  // still pending for pendingForgets() while tried
     }
-    std::size_t deleted = 0;
-    std::vector<Orphan> again;
-    for (auto& o : work) {
-        pg::QueryResult r = pool_.execute(LeaseRelease, {o.mailbox, o.token});
-        if (!r.failed()) {
+    std::size_t deleted = 0, done = 0;
+    try {
+        // One call per entry, and the round ends at the first failure (the rest waits for
+        // the next round): a database that cannot answer costs this thread, which must renew
+        // the held leases in time, at most one pool call per round.
+        for (; done < work.size(); ++done) {
+            {
+                std::lock_guard lock(mutex_);
+                if (stopping_) break;
+            }
+            const Orphan& o = work[done];
+            pg::QueryResult r = pool_.execute(LeaseRelease, {o.mailbox, o.token});
+            if (r.failed()) break;
             if (r.ok()) {  // a row was deleted (NoRows: there was none)
                 ++deleted;
                 logger().information(core::EventLine("lease.orphan_removed").add("mailbox", o.mailbox).str());
             }
-        } else if (std::chrono::steady_clock::now() < o.until) {
-            again.push_back(std::move(o));
         }
+    } catch (...) {
+        // Keep the untried rest (below) and let the caller log it.
+        std::lock_guard lock(mutex_);
+        orphans_.insert(orphans_.end(), work.begin() + static_cast<std::ptrdiff_t>(done), work.end());
+        forgetting_ -= work.size();
+        throw;
     }
     std::lock_guard lock(mutex_);
-    orphans_.insert(orphans_.end(), std::make_move_iterator(again.begin()), std::make_move_iterator(again.end()));
+    orphans_.insert(orphans_.end(), work.begin() + static_cast<std::ptrdiff_t>(done), work.end());
     forgetting_ -= work.size();
     return deleted;
 }

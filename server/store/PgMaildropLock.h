@@ -70,14 +70,16 @@ public:
     bool release(const std::string& token);
 
     // After a statement that wrote a lease with `token` failed: its commit may still have
-    // happened (a timeout after COMMIT), and such an orphan would answer "in use" to the
-    // user's next logins for up to a lease time. The row (if it is there) is deleted by the
-    // renewal thread, not now: after a timeout the pool refuses calls for a while, and a
+    // happened (a timeout or a connection lost after COMMIT), and such an orphan would answer
+    // "in use" to the user's next logins for up to a lease time. Unless `failed` shows the
+    // statement never reached the server (or was rolled back), the row is deleted later by
+    // the renewal thread, not now: after a timeout the pool refuses calls for a while, and a
     // login waiting for it would only get slower. Kept until PostgreSQL answers or one lease
     // time has passed (the row has lapsed by then anyway).
-    void forgetLater(const std::string& mailbox, const std::string& token);
-    // One round of those deletions (what the thread runs after each renewal); returns the
-    // rows deleted. Public for tests.
+    void forgetLater(const std::string& mailbox, const std::string& token, const pg::QueryResult& failed);
+    static bool mayHaveCommitted(const pg::QueryResult& r);
+    // One round of those deletions (what the thread runs after each renewal), ending at the
+    // first call PostgreSQL does not answer; returns the rows deleted. Public for tests.
     std::size_t forgetPending();
     std::size_t pendingForgets() const;
 

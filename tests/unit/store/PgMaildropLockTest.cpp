@@ -153,6 +153,8 @@ BOOST_AUTO_TEST_CASE(unreachable_database_is_tempfail) {
     pg::Pool pool(settingsFor("host=127.0.0.1 port=1 dbname=x user=x", 1));
     PgMaildropLock lock(pool, 3s);
     BOOST_TEST((lock.acquire("example.test/bob", "node-a").status == Status::TempFail));
+    // The statement never reached the server (cannot connect): nothing can have committed.
+    BOOST_TEST(lock.pendingForgets() == 0u);
     test::TempDir root;
     MaildirStore local(root.path.string(), "node-a");
     ClusterMaildropService service(local, lock, "node-a");
@@ -165,18 +167,27 @@ BOOST_AUTO_TEST_CASE(unreachable_database_is_tempfail) {
     BOOST_CHECK_THROW(PgMaildropLock(pool, 1s), std::invalid_argument);
 }
 
+BOOST_AUTO_TEST_CASE(forget_later_keeps_a_token_while_the_database_cannot_answer) {
+    // A statement that timed out may have committed: its token is kept while the database
+    // cannot answer, and given up after one lease time.
+    pg::Pool pool(settingsFor("host=127.0.0.1 port=1 dbname=x user=x", 1));
+    PgMaildropLock lock(pool, 3s, 1h);  // no renewal round of its own: the test runs them
+    pg::QueryResult timedOut;
+    timedOut.timedOut = true;
+    lock.forgetLater("example.test/bob", "6f1c2a4e-0000-4000-8000-000000000003", timedOut);
+    lock.forgetLater("example.test/ann", "6f1c2a4e-0000-4000-8000-000000000004", timedOut);
+    BOOST_TEST(lock.pendingForgets() == 2u);
+    BOOST_TEST(lock.forgetPending() == 0u);
+    BOOST_TEST(lock.pendingForgets() == 2u);
+    std::this_thread::sleep_for(3100ms);
+    BOOST_TEST(lock.forgetPending() == 0u);
+    BOOST_TEST(lock.pendingForgets() == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(stopped_database_is_tempfail, *boost::unit_test::precondition(WithPgDown())) {
     pg::Pool pool(settingsFor(envOrNull("POSTERN_TEST_PG_DOWN_CONNINFO"), 1));
     PgMaildropLock lock(pool, 3s);
     BOOST_TEST((lock.acquire("example.test/bob", "node-a").status == Status::TempFail));
-    // Its token is kept for deletion (the statement may have committed before it failed)
-    // while the database cannot answer, and given up after one lease time.
-    BOOST_TEST(lock.pendingForgets() == 1u);
-    BOOST_TEST(lock.forgetPending() == 0u);
-    BOOST_TEST(lock.pendingForgets() == 1u);
-    std::this_thread::sleep_for(3100ms);
-    lock.forgetPending();
-    BOOST_TEST(lock.pendingForgets() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(forget_later_removes_a_lease_whose_statement_failed_after_commit,
@@ -191,8 +202,13 @@ BOOST_AUTO_TEST_CASE(forget_later_removes_a_lease_whose_statement_failed_after_c
     db.sql("INSERT INTO maildrop_leases (mailbox, node_id, token, acquired, expires) VALUES "
            "('example.test/bob', 'node-a', '" + orphan + "', now(), now() + interval '60 seconds')");
     BOOST_TEST((node.acquire("example.test/bob", "node-a").status == Status::InUse));
-    node.forgetLater("example.test/bob", "6f1c2a4e-0000-4000-8000-000000000002");  // not its token
-    node.forgetLater("example.test/bob", orphan);
+    pg::QueryResult timedOut;  // what the login statement got: no answer in time
+    timedOut.timedOut = true;
+    node.forgetLater("example.test/bob", "6f1c2a4e-0000-4000-8000-000000000002", timedOut);  // not its token
+    node.forgetLater("example.test/bob", orphan, timedOut);
+    // Refused by the pool or answered with an error by the server: nothing to forget.
+    node.forgetLater("example.test/bob", orphan, pg::QueryResult::failure("no free database connection", "08000"));
+    node.forgetLater("example.test/bob", orphan, pg::QueryResult::failure("deadlock detected", "40P01"));
     BOOST_TEST(node.pendingForgets() == 2u);
     BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "1");  // later, not now
     BOOST_TEST(node.forgetPending() == 1u);  // the renewal thread's round
