@@ -50,7 +50,7 @@ GroupCommit::Result GroupCommit::resultFor(const Batch& b, const StepSlot* slot)
     if (b.stage == Stage::FirstSync) return {b.error, b.seq, Stage::FirstSync};
     // A plain sync() needed only the first operation, which succeeded.
     if (!slot) return {0, b.seq, Stage::Done};
-    if (slot && slot->error != 0) return {slot->error, b.seq, Stage::Step};
+    if (slot->error != 0) return {slot->error, b.seq, Stage::Step};
     return {b.error, b.seq, b.error != 0 ? b.stage : Stage::Done};
 }
 

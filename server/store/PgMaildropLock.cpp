@@ -246,6 +246,12 @@ std::size_t PgMaildropLock::forgetPending() {
         forgetting_ += work.size();  // still pending for pendingForgets() while tried
     }
     std::size_t deleted = 0, done = 0;
+    // The untried rest waits for the next round.
+    auto putBack = [&] {
+        std::lock_guard lock(mutex_);
+        orphans_.insert(orphans_.end(), work.begin() + static_cast<std::ptrdiff_t>(done), work.end());
+        forgetting_ -= work.size();
+    };
     try {
         // One call per entry, and the round ends at the first failure (the rest waits for
         // the next round): a database that cannot answer costs this thread, which must renew
@@ -264,15 +270,10 @@ std::size_t PgMaildropLock::forgetPending() {
             }
         }
     } catch (...) {
-        // Keep the untried rest (below) and let the caller log it.
-        std::lock_guard lock(mutex_);
-        orphans_.insert(orphans_.end(), work.begin() + static_cast<std::ptrdiff_t>(done), work.end());
-        forgetting_ -= work.size();
+        putBack();  // and let the caller log it
         throw;
     }
-    std::lock_guard lock(mutex_);
-    orphans_.insert(orphans_.end(), work.begin() + static_cast<std::ptrdiff_t>(done), work.end());
-    forgetting_ -= work.size();
+    putBack();
     return deleted;
 }
 
