@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <sys/stat.h>
 #include <vector>
 
@@ -17,9 +18,11 @@ namespace fs = std::filesystem;
 
 struct TempDir {
     fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "postern-store-XXXXXX").string();
-        path = ::mkdtemp(tmpl.data());
+    explicit TempDir(const fs::path& base = fs::temp_directory_path()) {
+        std::string tmpl = (base / "postern-store-XXXXXX").string();
+        const char* made = ::mkdtemp(tmpl.data());
+        if (!made) throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
+        path = made;
     }
     ~TempDir() {
         std::error_code ec;
