@@ -414,10 +414,9 @@ void Daemon::bindListeners() {
 }
 
 void Daemon::startGroupCommit() {
-    // store.group_commit: messages written to the spool (and to the queue, when it is on the
-    // same file system) share the syncfs(2) calls of the mail root's file system (two per
-    // batch) instead of fsyncs of their own files and directories (see store/GroupCommit.h,
-    // store/SpoolSink.h).
+    // store.group_commit: local deliveries written to the spool share the syncfs(2) calls of
+    // the mail root's file system (two per batch) instead of two fsyncs each (see
+    // store/GroupCommit.h).
     if (!settings_.store.groupCommit) return;
     groupCommit_ = store::GroupCommit::forFileSystemOf(mailSpool_->directory());
     if (!groupCommit_) {

@@ -33,7 +33,7 @@ const std::vector<KeyDef> Keys = {
     // --- mail store -----------------------------------------------------------------
     {"store.tmp_cleanup_age", "36h", K::Duration, "Files in a Maildir tmp/ older than this are removed when the mailbox is opened (0 = never)"},
     // --- mail store: group commit ---------------------------------------------------
-    {"store.group_commit", "true", K::Bool, "Concurrent deliveries share the syncfs calls of the mail root's file system (two per batch: data, then the names in new/ and in the queue's envelope/ when server.queue_dir is on that file system) instead of fsyncing their own files and directories (false = per message)"},
+    {"store.group_commit", "true", K::Bool, "Concurrent local deliveries share the syncfs calls of the mail root's file system (two per batch: data, then the links into new/) instead of fsyncing each file and new/ (false = per message)"},
     // --- TLS ----------------------------------------------------------------------
     {"tls.cert_file", "", K::Path, "PEM certificate chain; empty = no TLS (STARTTLS/STLS not offered, implicit listeners refused)"},
     {"tls.key_file", "", K::Path, "PEM private key for tls.cert_file"},

@@ -30,11 +30,10 @@ std::uint64_t fileSize(const std::string& path) {
     return ::stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
 }
 
-// One queue.enqueue_fail line; returns false for the caller's return, errno = error.
+// One queue.enqueue_fail line; returns false for the caller's return.
 bool enqueueFailed(const std::string& id, const char* step, int error) {
     logger().error(
         core::EventLine("queue.enqueue_fail").add("id", id).add("step", step).text("error", errnoText(error)).str());
-    errno = error;
     return false;
 }
 
@@ -73,7 +72,7 @@ void OutboundQueue::rescan() {
         throw std::runtime_error("cannot read queue directory " + dir_ + "/envelope: " + errnoText(errno));
     QueueStats s;
     for (const auto& n : names) {
-        if (!isValidId(n) || isInFlight(n)) continue;  // finish() counts a staged one
+        if (!isValidId(n)) continue;
         ++s.messages;
         s.bytes += fileSize(dataPath(n));
     }
@@ -81,9 +80,6 @@ void OutboundQueue::rescan() {
     stats_ = s;
 }
 
-// Only at start-up, before any session: a message staged by a running daemon (data in data/
-// and its envelope still a temp file, waiting for the group commit) looks like a crash's
-// leftover.
 std::size_t OutboundQueue::recover() {
     std::size_t removed = 0;
     std::vector<std::string> names;
@@ -150,44 +146,40 @@ bool OutboundQueue::enqueue(const std::string& source, std::uint64_t size, Queue
     return enqueue(s, size, envelope);
 }
 
-bool OutboundQueue::placeData(Source& source, QueueEnvelope& envelope, bool& sameFile) {
+bool OutboundQueue::enqueue(Source& source, std::uint64_t size, QueueEnvelope& envelope) {
     if (!isValidId(envelope.id)) envelope.id = newId();
-    // link(2), rename(2) with RENAME_NOREPLACE and O_EXCL fail on a clash, which makes ids
-    // unique without a lock.
-    sameFile = false;
+    // Place the data under a fresh id; link(2), rename(2) with RENAME_NOREPLACE and O_EXCL
+    // fail on a clash, which makes ids unique without a lock.
+    bool placed = false;
+    bool sameFile = false;  // the caller's file itself is in data/ (not a synced copy)
     bool tryMove = source.move;
-    for (int tries = 0; tries < 8; ++tries) {
+    for (int tries = 0; tries < 8 && !placed; ++tries) {
         if (tries > 0) envelope.id = newId();
         std::string target = dataPath(envelope.id);
         if (tryMove) {
             if (::renameat2(AT_FDCWD, source.path.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0) {
-                sameFile = source.moved = true;
-                return true;
+                placed = sameFile = source.moved = true;
+                break;
             }
             if (errno == EEXIST) continue;
             // A file system without RENAME_NOREPLACE, or data/ on another one than incoming/
             // (a mount point): link it, or copy it as below.
-            if (errno != EINVAL && errno != ENOSYS && errno != EXDEV) return false;
+            if (errno != EINVAL && errno != ENOSYS && errno != EXDEV) break;
             tryMove = false;
         }
         if (::link(source.path.c_str(), target.c_str()) == 0) {
-            sameFile = true;
-            return true;
-        }
-        if (errno == EXDEV || errno == EPERM) {
+            placed = sameFile = true;
+        } else if (errno == EXDEV || errno == EPERM) {
             // Different file system (or a file system without hard links): copy + fsync.
-            if (copyFileSynced(source.path, target)) return true;
-            if (errno != EEXIST) return false;
+            if (copyFileSynced(source.path, target)) placed = true;
+            else if (errno != EEXIST) break;
         } else if (errno != EEXIST) {
-            return false;
+            break;
         }
     }
-    return false;
-}
-
-bool OutboundQueue::enqueue(Source& source, std::uint64_t size, QueueEnvelope& envelope) {
-    bool sameFile = false;
-    if (!placeData(source, envelope, sameFile)) return enqueueFailed(envelope.id, "data", errno);
+    if (!placed) {
+        return enqueueFailed(envelope.id, "data", errno);
+    }
     std::string data = dataPath(envelope.id);
     // The envelope's temp file is written and fsynced before data/ is: on ext4 (one journal)
     // that fsync commits the link too, and the directory's fsync then finds nothing left to
@@ -206,121 +198,6 @@ bool OutboundQueue::enqueue(Source& source, std::uint64_t size, QueueEnvelope& e
         errno = saved;
         return false;
     }
-    admitted(size, envelope);
-    return true;
-}
-
-OutboundQueue::Staged::~Staged() {
-    // Neither finished nor abandoned (an exception in between): nothing of it may stay.
-    try {
-        if (queue) queue->abandon(*this);
-    } catch (...) {
-    }
-    if (envelopeFd >= 0) ::close(envelopeFd);
-}
-
-bool OutboundQueue::stage(Source& source, std::uint64_t size, QueueEnvelope& envelope, Staged& staged) {
-    bool sameFile = false;
-    if (!placeData(source, envelope, sameFile)) return enqueueFailed(envelope.id, "data", errno);
-    staged.queue = this;
-    staged.id = envelope.id;
-    staged.size = size;
-    {
-        std::lock_guard lock(mutex_);
-        inFlight_.insert(envelope.id);
-    }
-    auto text = formatQueueEnvelope(envelope);
-    std::string path = dir_ + "/envelope/." + envelope.id + ".tmp";
-    int fd = -1;
-    if (text) {
-        fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0 && errno == EEXIST) {  // a leftover of an earlier crash for the same id
-            ::unlink(path.c_str());
-            fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        }
-    } else {
-        errno = EINVAL;
-    }
-    if (fd >= 0) {
-        staged.envelopeFd = fd;
-        staged.envelopeTemp = std::move(path);
-        if (writeAll(fd, text->data(), text->size())) {
-            ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-            return true;
-        }
-    }
-    const int saved = errno;
-    enqueueFailed(envelope.id, "envelope", saved);
-    abandon(staged);
-    errno = saved;
-    return false;
-}
-
-bool OutboundQueue::publish(Staged& staged) {
-    // The barrier before this wrote the temp file back; its own result (an error another
-    // caller's syncfs may have consumed) is collected before the envelope gets its name.
-    const int fd = staged.envelopeFd;
-    staged.envelopeFd = -1;
-    bool ok = fd >= 0 &&
-              ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                                              SYNC_FILE_RANGE_WAIT_AFTER) == 0;
-    int saved = errno;
-    if (fd >= 0 && ::close(fd) != 0 && ok) {
-        ok = false;
-        saved = errno;
-    }
-    if (ok && ::rename(staged.envelopeTemp.c_str(), envelopePath(staged.id).c_str()) != 0) {
-        ok = false;
-        saved = errno;
-    }
-    if (!ok) {
-        enqueueFailed(staged.id, "envelope", saved);
-        errno = saved;
-        return false;
-    }
-    staged.envelopeTemp.clear();
-    staged.published = true;
-    return true;
-}
-
-void OutboundQueue::finish(Staged& staged, const QueueEnvelope& envelope) {
-    {
-        std::lock_guard lock(mutex_);
-        inFlight_.erase(staged.id);
-    }
-    staged.queue = nullptr;  // done: its destructor leaves the message alone
-    admitted(staged.size, envelope);
-}
-
-void OutboundQueue::abandon(Staged& staged) {
-    staged.queue = nullptr;
-    if (staged.envelopeFd >= 0) {
-        ::close(staged.envelopeFd);
-        staged.envelopeFd = -1;
-    }
-    if (!staged.envelopeTemp.empty()) ::unlink(staged.envelopeTemp.c_str());
-    if (staged.published) {
-        // Under the envelope lock: a posternctl change (hold, flush) that read the envelope
-        // in the meantime must not write it back after this removal. The removal is synced:
-        // a rename already on disk must not bring back after a crash a message whose client
-        // was told 451.
-        std::lock_guard guard(modifyMutex_);
-        int fd = lockEnvelopes();
-        ::unlink(envelopePath(staged.id).c_str());
-        syncEnvelopeDirectory();
-        if (fd >= 0) ::close(fd);
-    }
-    if (!staged.id.empty()) {
-        ::unlink(dataPath(staged.id).c_str());  // the id is this message's alone
-        std::lock_guard lock(mutex_);
-        inFlight_.erase(staged.id);
-    }
-    staged.envelopeTemp.clear();
-    staged.published = false;
-    staged.id.clear();
-}
-
-void OutboundQueue::admitted(std::uint64_t size, const QueueEnvelope& envelope) {
     {
         std::lock_guard lock(mutex_);
         ++stats_.messages;
@@ -328,6 +205,7 @@ void OutboundQueue::admitted(std::uint64_t size, const QueueEnvelope& envelope) 
     }
     std::lock_guard listenerLock(listenerMutex_);
     if (enqueueListener_) enqueueListener_(envelope);
+    return true;
 }
 
 void OutboundQueue::setEnqueueListener(std::function<void(const QueueEnvelope&)> listener) {
@@ -348,8 +226,12 @@ std::optional<QueueEnvelope> OutboundQueue::modifyEnvelope(const std::string& id
                                                            const std::function<bool(QueueEnvelope&)>& change) {
     if (!isValidId(id)) return std::nullopt;
     std::lock_guard guard(modifyMutex_);
-    int fd = lockEnvelopes();
+    // flock excludes posternctl (another process); the mutex excludes this process's
+    // threads (flock on one open file description would not).
+    int fd = ::open((dir_ + "/envelope.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return std::nullopt;
+    while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
     std::optional<QueueEnvelope> result;
     auto e = readEnvelope(id);
     if (e && change(*e)) {
@@ -365,21 +247,6 @@ std::optional<QueueEnvelope> OutboundQueue::modifyEnvelope(const std::string& id
     }
     ::close(fd);  // releases the flock
     return result;
-}
-
-int OutboundQueue::lockEnvelopes() const {
-    // flock excludes posternctl (another process); modifyMutex_, held by the caller,
-    // excludes this process's threads (flock on one open file description would not).
-    int fd = ::open((dir_ + "/envelope.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return -1;
-    while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
-    }
-    return fd;
-}
-
-bool OutboundQueue::isInFlight(const std::string& id) const {
-    std::lock_guard lock(mutex_);
-    return inFlight_.contains(id);
 }
 
 bool OutboundQueue::writeEnvelope(const QueueEnvelope& envelope) {
@@ -458,7 +325,7 @@ std::vector<QueueEntry> OutboundQueue::list() const {
         return out;
     }
     for (const auto& n : names) {
-        if (!isValidId(n) || isInFlight(n)) continue;
+        if (!isValidId(n)) continue;
         auto e = readEnvelope(n);
         if (!e) {
             // It may just have been removed by a worker; only complain if it is still there.

@@ -9,7 +9,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 namespace postern::queue {
@@ -93,41 +92,6 @@ public:
     };
     bool enqueue(Source& source, std::uint64_t size, QueueEnvelope& envelope);
 
-    // enqueue() in steps, for a caller that makes the queue durable with barriers shared by
-    // concurrent sessions (store::GroupCommit, a syncfs(2) of the queue's file system) instead
-    // of fsyncs of its own:
-    //   stage()   places the data (as enqueue does) and writes the envelope's temp file, with
-    //             its write-back started and no fsync;
-    //   (barrier: data, data/ and the temp file durable)
-    //   publish() checks the temp file's own write-back result and renames it into
-    //             envelope/ (the caller checks its data file's, through its descriptor);
-    //   (barrier: the envelope's name durable)
-    //   finish()  counts the message and tells the enqueue listener (it may be delivered).
-    // abandon() removes everything a staged message placed, at any step before finish()
-    // (so does destroying a Staged that was neither finished nor abandoned); `source.moved`
-    // tells the caller whether its path is gone. Each step logs its failure
-    // (queue.enqueue_fail) and returns false with errno set. Until finish() or abandon()
-    // the message is "in flight": list() and the counters leave it out even once its
-    // envelope has its name, so no delivery starts before the message is durable and
-    // acknowledged (abandon() then removes it under the envelope lock, synced).
-    struct Staged {
-        OutboundQueue* queue = nullptr;  // set while staged: the destructor abandons it
-        std::string id;
-        std::string envelopeTemp;  // "" once renamed (or never written)
-        int envelopeFd = -1;       // the temp file, open until publish() or abandon()
-        std::uint64_t size = 0;
-        bool published = false;
-
-        Staged() = default;
-        Staged(const Staged&) = delete;
-        Staged& operator=(const Staged&) = delete;
-        ~Staged();
-    };
-    bool stage(Source& source, std::uint64_t size, QueueEnvelope& envelope, Staged& staged);
-    bool publish(Staged& staged);
-    void finish(Staged& staged, const QueueEnvelope& envelope);
-    void abandon(Staged& staged);
-
     // Removes a queued message (envelope first, so it is never half-queued). true if it
     // was removed or did not exist; false on an I/O error or an invalid id.
     // syncDirectory: fsync envelope/ so the removal survives a crash (posternctl queue
@@ -169,16 +133,6 @@ private:
     // is under way first, so on ext4 the first fsync's commit covers the second.
     bool writeEnvelopeTemp(const QueueEnvelope& envelope, std::string& tmp, int alsoSync = -1);
     bool publishEnvelope(const std::string& id, const std::string& tmp);
-    // Puts the caller's file into data/ under envelope.id (a new id on a clash): rename or
-    // link, a synced copy across file systems. `sameFile`: data/ holds the caller's file
-    // itself (its descriptor reaches it). false with errno set (nothing placed).
-    bool placeData(Source& source, QueueEnvelope& envelope, bool& sameFile);
-    // After a message is durably queued: the counters and the enqueue listener.
-    void admitted(std::uint64_t size, const QueueEnvelope& envelope);
-    // Opens <queueDir>/envelope.lock and flocks it (the caller holds modifyMutex_); the
-    // descriptor (close it to unlock), or -1.
-    int lockEnvelopes() const;
-    bool isInFlight(const std::string& id) const;
     void rescan();
     // fsync(2) of data/ or envelope/ through a descriptor opened once (two open/close pairs
     // per queued message less).
@@ -187,9 +141,8 @@ private:
 
     std::string dir_;
     QueueLimits limits_;
-    mutable std::mutex mutex_;  // guards stats_ and inFlight_
+    mutable std::mutex mutex_;  // guards stats_
     QueueStats stats_;
-    std::unordered_set<std::string> inFlight_;  // staged, neither finished nor abandoned
     std::mutex modifyMutex_;    // serialises modifyEnvelope() within this process
     std::mutex listenerMutex_;  // guards enqueueListener_ (held while it runs)
     std::function<void(const QueueEnvelope&)> enqueueListener_;

@@ -61,9 +61,8 @@ public:
         core::SinkResult result;  // TempFail until every copy is durable
         if (failed_ || fd_ < 0 || committed_) return result;
         if (!flush()) return result;
-        // A message only for the queue: the queue makes its data durable (its enqueue fsyncs
-        // the data together with the envelope's temp file, one journal commit for both on
-        // ext4; or the group commit's barrier), and the file moves into data/.
+        // Only for the queue: its enqueue fsyncs the data together with the envelope's temp
+        // file (one journal commit for both on ext4). Write-back starts now.
         const bool queueSyncs = envelope_.localMailboxes.empty();
         // close(2) can report a deferred write error (NFS): check it before trusting the data.
         // A message only for the queue keeps its descriptor until the queue has fsynced it.
@@ -89,31 +88,13 @@ public:
             }
             return true;
         };
-        queue::QueueEnvelope qe = queueEnvelope();
-        const bool remote = !envelope_.remoteRecipients.empty();
-        // Only for the queue: its file moves into data/ (no link and unlink).
-        queue::OutboundQueue::Source source{tempPath_};
-        source.move = queueSyncs;
         if (groupCommit_) {
-            // One wait for both barriers: the data (and the queue's data/ entry and envelope
-            // temp file) durable before any name that publishes it exists, the names in new/
-            // and envelope/ durable before the 250 (GroupCommit::syncAround).
-            queue::OutboundQueue::Staged staged;
-            if (remote) {
-                const bool ok = queue_.stage(source, size_, qe, staged);
-                moved_ = source.moved;
-                if (!ok) {
-                    failed_ = true;
-                    return result;
-                }
-            }
-            if (!placeGrouped(closeFile, placeAll, remote ? &staged : nullptr)) {
-                failed_ = true;
+            // One wait for both barriers: the data durable before any name of it exists,
+            // the names in new/ durable before the 250 (GroupCommit::syncAround).
+            if (!placeGrouped(closeFile, placeAll)) {
                 undo();
-                if (remote) queue_.abandon(staged);
                 return result;
             }
-            if (remote) queue_.finish(staged, qe);
         } else {
             if (queueSyncs) {
                 ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -126,17 +107,33 @@ public:
                 undo();
                 return result;
             }
-            if (remote) {
-                // The queue fsyncs the data through this descriptor, right before the
-                // envelope's temp file.
-                source.fd = queueSyncs ? fd_ : -1;
-                const bool queued = queue_.enqueue(source, size_, qe);
-                moved_ = source.moved;
-                if (!queued) {
-                    failed_ = true;  // the writer is spent: a second commit() must not enqueue again
-                    undo();
-                    return result;
-                }
+        }
+        queue::QueueEnvelope qe;
+        qe.id = queue::OutboundQueue::newId();
+        if (!envelope_.remoteRecipients.empty()) {
+            qe.arrival = std::chrono::system_clock::now();
+            qe.sender = envelope_.sender;
+            qe.recipients = envelope_.remoteRecipients;
+            qe.clientIp = envelope_.client.host();
+            qe.heloName = envelope_.heloName;
+            qe.authUser = envelope_.authUser;
+            qe.sessionId = envelope_.sessionId;
+            qe.dsn = envelope_.dsn;
+            qe.recipientDsn = envelope_.remoteDsn;
+            qe.hold = envelope_.hold;
+            qe.smtpUtf8 = envelope_.smtpUtf8;
+            qe.requireTls = envelope_.requireTls;
+            // Only for the queue: its file moves into data/ (no link and unlink) and is fsynced
+            // through this descriptor.
+            queue::OutboundQueue::Source source{tempPath_};
+            source.fd = queueSyncs && !groupCommit_ ? fd_ : -1;
+            source.move = queueSyncs;
+            const bool queued = queue_.enqueue(source, size_, qe);
+            moved_ = source.moved;
+            if (!queued) {
+                failed_ = true;  // the writer is spent: a second commit() must not enqueue again
+                undo();
+                return result;
             }
         }
         if (fd_ >= 0) {  // its fsync succeeded, which reports what close(2) could
@@ -168,14 +165,13 @@ public:
     }
 
 private:
-    // The grouped path (the temp file, and for remote recipients the queue, on the committer's
-    // file system): starts this file's write-back, then waits once for a batch that syncs the
-    // file system, runs `place` (this file's own write-back result, close, the links into
-    // new/, the rename of the staged envelope into envelope/) and syncs again. syncfs
+    // The grouped path (local mailboxes on the committer's file system): starts this file's
+    // write-back, then waits once for a batch that syncs the file system, runs `place` (this
+    // file's own write-back result, close, the links into new/) and syncs again. syncfs
     // reports errors of the whole file system since its previous call, which another batch
     // may have consumed, so the file's own write-back result is collected before any link.
     template <class Close, class Place>
-    bool placeGrouped(Close& closeFile, Place& placeAll, queue::OutboundQueue::Staged* staged) {
+    bool placeGrouped(Close& closeFile, Place& placeAll) {
         ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
         auto r = groupCommit_->syncAround([&]() -> int {
             try {
@@ -185,7 +181,6 @@ private:
                     return failWith("writeback");
                 if (!closeFile()) return EIO;
                 if (!placeAll(/*syncDirectory=*/false)) return EIO;
-                if (staged && !queue_.publish(*staged)) return errno ? errno : EIO;  // logged
                 return 0;
             } catch (const std::exception&) {
                 errno = ENOMEM;
@@ -195,30 +190,9 @@ private:
         if (r.error == 0) return true;
         if (r.stage != GroupCommit::Stage::Step) {  // a step's failure is logged by the step
             errno = r.error;
-            fail(r.stage == GroupCommit::Stage::FirstSync ? "group_commit" : "group_commit_names");
+            fail(r.stage == GroupCommit::Stage::FirstSync ? "group_commit" : "group_commit_links");
         }
         return false;
-    }
-
-    // The queue's envelope: an id for every message (the "queued as" of local-only ones
-    // too), the rest only when there are remote recipients.
-    queue::QueueEnvelope queueEnvelope() const {
-        queue::QueueEnvelope qe;
-        qe.id = queue::OutboundQueue::newId();
-        if (envelope_.remoteRecipients.empty()) return qe;
-        qe.arrival = std::chrono::system_clock::now();
-        qe.sender = envelope_.sender;
-        qe.recipients = envelope_.remoteRecipients;
-        qe.clientIp = envelope_.client.host();
-        qe.heloName = envelope_.heloName;
-        qe.authUser = envelope_.authUser;
-        qe.sessionId = envelope_.sessionId;
-        qe.dsn = envelope_.dsn;
-        qe.recipientDsn = envelope_.remoteDsn;
-        qe.hold = envelope_.hold;
-        qe.smtpUtf8 = envelope_.smtpUtf8;
-        qe.requireTls = envelope_.requireTls;
-        return qe;
     }
 
     int failWith(const char* step) {
@@ -260,28 +234,6 @@ private:
 };
 
 }  // namespace
-
-void SpoolSink::setGroupCommit(GroupCommit* gc, dev_t device) {
-    groupCommit_ = gc;
-    groupDevice_ = device;
-    // The barrier syncs one file system: the queue shares it only if incoming/, data/ and
-    // envelope/ are all on it (a mount point in between keeps per-message fsyncs).
-    queueGrouped_ = gc != nullptr;
-    if (!gc) return;
-    for (const std::string& dir :
-         {queue_.incomingDirectory(), queue_.directory() + "/data", queue_.directory() + "/envelope"}) {
-        struct stat st{};
-        const bool ok = ::stat(dir.c_str(), &st) == 0;
-        if (ok && st.st_dev == device) continue;
-        queueGrouped_ = false;
-        logger().warning(core::EventLine("store.queue_group_commit_off")
-                             .add("dir", dir)
-                             .text("reason", ok ? "not on the mail root's file system" : errnoText(errno))
-                             .text("note", "mail with remote recipients fsyncs its own files")
-                             .str());
-        break;
-    }
-}
 
 core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::SinkStatus& status) {
     status = core::SinkStatus::TempFail;
@@ -352,11 +304,11 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
         int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0) {
             status = core::SinkStatus::Ok;
-            // Group commit covers messages whose temp file is on the committer's file system,
-            // and whose queue directories are too if they have remote recipients.
+            // Group commit covers local-only messages on the committer's file system (the
+            // queue path keeps its own per-message fsyncs).
             GroupCommit* gc = nullptr;
             struct stat fst{};
-            if (groupCommit_ && (envelope.remoteRecipients.empty() || queueGrouped_) && ::fstat(fd, &fst) == 0 &&
+            if (groupCommit_ && envelope.remoteRecipients.empty() && ::fstat(fd, &fst) == 0 &&
                 fst.st_dev == groupDevice_)
                 gc = groupCommit_;
             return std::make_unique<SpoolWriter>(store_, queue_, envelope, path, fd, &delivered_, gc);

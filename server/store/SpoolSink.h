@@ -29,23 +29,16 @@ namespace postern::store {
 //          envelope by rename, directories fsynced); unlink the temp. Ok with the queue id
 //          (also generated for local-only messages, for the "queued as" reply and logs).
 //          On any failure everything placed so far is removed (best effort) -> TempFail.
-// Group commit (setGroupCommit, store.group_commit): for messages whose temp file (and,
-//          with remote recipients, the queue) is on the committer's file system, commit()
-//          does not fsync the file, each new/ or the queue's files itself. With remote
-//          recipients it first stages the message in the queue (data into data/, the
-//          envelope's temp file written, OutboundQueue::stage). Then it waits once for a
-//          batch of the shared barrier, which runs it twice: (1) the data, data/ entry and
-//          envelope temp file are durable (the files' own write-back error states checked),
-//          only then (2) linked into every new/ and the envelope renamed into envelope/, and
-//          those names made durable -- then Ok (GroupCommit::syncAround; the links and the
-//          rename are made on the batch leader's thread). A failed barrier fails this message
-//          (TempFail: 451 4.3.0) with everything placed removed. A crash before (1) leaves
-//          only the temp file (spool or the queue's incoming/, cleared at start) or a queue
-//          data file and envelope temp file (removed by OutboundQueue::recover at start);
-//          until (2) the queue's delivery does not see the message (OutboundQueue::stage);
-//          between (1) and (2) at worst a complete,
-//          durable message in new/ or the queue that was never acknowledged (the client
-//          retries: a duplicate, as with the per-message fsync path).
+// Group commit (setGroupCommit, store.group_commit): for local-only messages whose temp
+//          file is on the committer's file system, commit() does not fsync the file and
+//          each new/ itself; it waits once for a batch of the shared barrier, which runs
+//          it twice: (1) the temp file's data is durable (and its own write-back error state
+//          checked), only then (2) linked into every new/ and the links made durable -- then
+//          Ok (GroupCommit::syncAround; the links are made on the batch leader's thread). A failed barrier
+//          fails this message (TempFail: 451 4.3.0) with everything placed removed. A crash
+//          before (1) leaves only the temp file (spool, cleared at start); between (1) and (2)
+//          at worst a complete, durable message in new/ that was never acknowledged (the
+//          client retries: a duplicate, as with the per-message fsync path).
 // Destroying a writer without an Ok commit unlinks its temp file.
 // DSN (RFC 3461): the queued envelope keeps RET/ENVID and each remote recipient's
 // NOTIFY/ORCPT. Local recipients that asked for NOTIFY=SUCCESS: once every copy is durable
@@ -62,11 +55,13 @@ public:
 
     // Set once at startup, before the first open() (not synchronised).
     void setDeliveredHook(DeliveredHook hook) { delivered_ = std::move(hook); }
-    // Set once at startup, before the first open(): messages whose temp file is on file
-    // system `device` (and, with remote recipients, whose queue directories are on it too)
-    // share the durability barrier `gc` (which must sync that file system and outlive the
-    // sink). nullptr: every message fsyncs its own file, new/ and queue files.
-    void setGroupCommit(GroupCommit* gc, dev_t device);
+    // Set once at startup, before the first open(): local-only messages whose temp file is
+    // on file system `device` share the durability barrier `gc` (which must sync that file
+    // system and outlive the sink). nullptr: every message fsyncs its own file and new/.
+    void setGroupCommit(GroupCommit* gc, dev_t device) {
+        groupCommit_ = gc;
+        groupDevice_ = device;
+    }
 
 private:
     MaildirStore& store_;
@@ -74,7 +69,6 @@ private:
     DeliveredHook delivered_;
     GroupCommit* groupCommit_ = nullptr;
     dev_t groupDevice_ = 0;
-    bool queueGrouped_ = false;  // the queue's directories are on groupDevice_
 };
 
 }  // namespace postern::store

@@ -3,7 +3,6 @@
 
 #include <boost/test/unit_test.hpp>
 
-#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -22,9 +21,7 @@ struct TempDir {
     fs::path path;
     TempDir() {
         std::string tmpl = (fs::temp_directory_path() / "postern-queue-XXXXXX").string();
-        const char* made = ::mkdtemp(tmpl.data());
-        BOOST_REQUIRE(made != nullptr);
-        path = made;
+        path = ::mkdtemp(tmpl.data());
     }
     ~TempDir() {
         std::error_code ec;
@@ -183,102 +180,6 @@ BOOST_AUTO_TEST_CASE(a_moved_source_that_cannot_be_queued_leaves_nothing) {
     BOOST_TEST(!fs::exists(path));
     BOOST_TEST(countFiles(t.path / "q" / "data") == 0u);
     BOOST_TEST(q.stats().messages == 0u);
-}
-
-BOOST_AUTO_TEST_CASE(a_staged_message_is_in_flight_until_finished) {
-    // stage -> publish -> finish: neither list() nor the counters nor the listener see the
-    // message before finish(), even once its envelope has its name.
-    TempDir t;
-    OutboundQueue q((t.path / "q").string(), {});
-    int announced = 0;
-    q.setEnqueueListener([&](const QueueEnvelope&) { ++announced; });
-    std::string src = (t.path / "q" / "incoming" / "m1").string();
-    BOOST_REQUIRE(writeFileSynced(src, "hello\r\n"));
-    OutboundQueue::Source source{src};
-    source.move = true;
-    auto e = envelopeFor({"x@example.net"});
-    OutboundQueue::Staged staged;
-    BOOST_REQUIRE(q.stage(source, 7, e, staged));
-    BOOST_TEST(source.moved);
-    BOOST_TEST(slurp(q.dataPath(e.id)) == "hello\r\n");
-    BOOST_TEST(fs::exists(t.path / "q" / "envelope" / ("." + e.id + ".tmp")));
-    BOOST_TEST(!fs::exists(q.envelopePath(e.id)));
-    BOOST_REQUIRE(q.publish(staged));
-    BOOST_TEST(fs::exists(q.envelopePath(e.id)));
-    BOOST_TEST(!fs::exists(t.path / "q" / "envelope" / ("." + e.id + ".tmp")));
-    BOOST_TEST(q.list().empty());  // in flight
-    BOOST_REQUIRE(q.refreshStats());
-    BOOST_TEST(q.stats().messages == 0u);
-    BOOST_TEST(announced == 0);
-    q.finish(staged, e);
-    BOOST_TEST(q.list().size() == 1u);
-    BOOST_TEST(q.stats().messages == 1u);
-    BOOST_TEST(q.stats().bytes == 7u);
-    BOOST_TEST(announced == 1);
-    BOOST_REQUIRE(q.refreshStats());
-    BOOST_TEST(q.stats().messages == 1u);
-}
-
-BOOST_AUTO_TEST_CASE(a_failed_publish_or_an_abandoned_stage_leaves_nothing) {
-    TempDir t;
-    OutboundQueue q((t.path / "q").string(), {});
-    auto stageOne = [&](QueueEnvelope& e, OutboundQueue::Staged& staged, bool move) {
-        std::string src = (t.path / "q" / "incoming" / "m").string();
-        fs::remove(src);
-        BOOST_REQUIRE(writeFileSynced(src, "hello\r\n"));
-        OutboundQueue::Source source{src};
-        source.move = move;
-        BOOST_REQUIRE(q.stage(source, 7, e, staged));
-    };
-    auto nothingLeft = [&] {
-        BOOST_TEST(countFiles(t.path / "q" / "data") == 0u);
-        BOOST_TEST(q.list().empty());
-        BOOST_TEST(q.stats().messages == 0u);
-    };
-    {
-        // The rename cannot be made (a directory holds the envelope's name): publish fails.
-        auto e = envelopeFor({"x@example.net"});
-        e.id = "65f1c2a0001f3b9c";
-        fs::create_directory(t.path / "q" / "envelope" / e.id);
-        OutboundQueue::Staged staged;
-        stageOne(e, staged, true);
-        BOOST_TEST(e.id == "65f1c2a0001f3b9c");
-        errno = 0;
-        BOOST_TEST(!q.publish(staged));
-        BOOST_TEST(errno == EISDIR);
-        q.abandon(staged);
-        nothingLeft();
-        fs::remove(t.path / "q" / "envelope" / e.id);
-        BOOST_TEST(countFiles(t.path / "q" / "envelope") == 0u);  // no temp file either
-    }
-    {
-        // Published, then the second barrier failed: abandoned with its name.
-        auto e = envelopeFor({"x@example.net"});
-        OutboundQueue::Staged staged;
-        stageOne(e, staged, false);
-        BOOST_REQUIRE(q.publish(staged));
-        q.abandon(staged);
-        nothingLeft();
-        BOOST_TEST(countFiles(t.path / "q" / "envelope") == 0u);
-        BOOST_TEST(fs::exists(t.path / "q" / "incoming" / "m"));  // linked, not moved: the caller's
-    }
-    {
-        // Neither finished nor abandoned (an exception in between): the destructor abandons it.
-        auto e = envelopeFor({"x@example.net"});
-        {
-            OutboundQueue::Staged staged;
-            stageOne(e, staged, true);
-            BOOST_REQUIRE(q.publish(staged));
-        }
-        nothingLeft();
-        BOOST_TEST(countFiles(t.path / "q" / "envelope") == 0u);
-        // The id is free again.
-        OutboundQueue::Staged staged;
-        stageOne(e, staged, true);
-        BOOST_REQUIRE(q.publish(staged));
-        q.finish(staged, e);
-        BOOST_TEST(q.list().size() == 1u);
-    }
 }
 
 BOOST_AUTO_TEST_CASE(a_stale_envelope_temp_file_of_the_same_id_is_replaced) {

@@ -1,6 +1,6 @@
-// SpoolSink with a GroupCommit: two shared barriers per message (data, then the names in
-// new/ and envelope/) behind one wait; failures fail the message with nothing left in new/
-// or the queue; a queue on another file system keeps its own fsyncs.
+// SpoolSink with a GroupCommit: two shared barriers per local message (data, then links)
+// behind one wait,
+// failures fail the message with nothing left in new/, remote mail keeps its own fsyncs.
 #include "store/SpoolSink.h"
 
 #include "StoreTestSupport.h"
@@ -156,148 +156,12 @@ BOOST_FIXTURE_TEST_CASE(failed_link_in_the_step_removes_the_links_already_made, 
     BOOST_TEST(filesIn(mailDir("alice", "new")).size() == 1u);
 }
 
-BOOST_FIXTURE_TEST_CASE(remote_message_is_queued_behind_one_wait, Fixture) {
-    int announced = 0;
-    queue.setEnqueueListener([&](const queue::QueueEnvelope&) { ++announced; });
-    auto r = deliver(envelope({}, {"x@example.net"}));
-    BOOST_TEST((r.status == core::SinkStatus::Ok));
-    auto listed = queue.list();
-    BOOST_REQUIRE(listed.size() == 1u);
-    BOOST_TEST(listed[0].envelope.id == r.queueId);
-    BOOST_TEST(listed[0].envelope.recipients == std::vector<std::string>{"x@example.net"});
-    BOOST_TEST(slurp(queue.dataPath(r.queueId)) == Message);
-    BOOST_TEST(queue.stats().messages == 1u);
-    BOOST_TEST(announced == 1);
-    BOOST_TEST(gc.stats().syncs == 2u);
-    BOOST_TEST(gc.stats().waiters == 1u);
-    BOOST_TEST(filesIn(t.path / "queue" / "incoming").empty());  // moved, not copied
-    BOOST_TEST(filesIn(t.path / "queue" / "envelope").size() == 1u);  // no temp file left
-}
-
-BOOST_FIXTURE_TEST_CASE(mixed_message_is_linked_and_queued_behind_one_wait, Fixture) {
+BOOST_FIXTURE_TEST_CASE(remote_recipients_keep_per_message_fsyncs, Fixture) {
     auto r = deliver(envelope({"alice"}, {"x@example.net"}));
     BOOST_TEST((r.status == core::SinkStatus::Ok));
     BOOST_TEST(queue.list().size() == 1u);
-    auto files = filesIn(mailDir("alice", "new"));
-    BOOST_REQUIRE(files.size() == 1u);
-    BOOST_TEST(slurp(files[0]) == Message);
-    BOOST_TEST(slurp(queue.dataPath(r.queueId)) == Message);
-    BOOST_TEST(gc.stats().waiters == 1u);
-    BOOST_TEST(filesIn(t.path / "queue" / "incoming").empty());
-}
-
-BOOST_AUTO_TEST_CASE(no_envelope_name_before_the_data_barrier_and_no_delivery_before_the_second) {
-    // Phase 1 must find the data in data/ and only the envelope's temp file (the message is
-    // not queued yet); phase 2 must find the envelope under its name (the barrier makes it
-    // durable), while the queue's list() and listener still leave it out: the delivery
-    // runner hears of it only after phase 2.
-    TempDir t;
-    MaildirStore store{(t.path / "mail").string(), "host"};
-    queue::OutboundQueue queue{(t.path / "queue").string(), {0, 0}};
-    SpoolSink sink{store, queue};
-    struct Seen {
-        std::size_t data, envelopes, announced, listed;
-        bool temp;
-    };
-    std::vector<Seen> seen;
-    std::size_t announced = 0;
-    queue.setEnqueueListener([&](const queue::QueueEnvelope&) { ++announced; });
-    GroupCommit gc{[&] {
-        Seen s{filesIn(t.path / "queue" / "data").size(), 0, announced, queue.list().size(), false};
-        for (const auto& f : filesIn(t.path / "queue" / "envelope")) {
-            if (f.filename().string().front() == '.') s.temp = true;
-            else ++s.envelopes;
-        }
-        seen.push_back(s);
-        return 0;
-    }};
-    struct stat st{};
-    BOOST_REQUIRE(::stat(t.path.c_str(), &st) == 0);
-    sink.setGroupCommit(&gc, st.st_dev);
-    core::Envelope e;
-    e.sessionId = "s1";
-    e.sender = "bob@example.org";
-    e.remoteRecipients = {"x@example.net"};
-    e.client.ip = Poco::Net::IPAddress("192.0.2.7");
-    core::SinkStatus status;
-    auto w = sink.open(e, status);
-    BOOST_REQUIRE(w);
-    BOOST_REQUIRE(w->write(Message.data(), Message.size()));
-    BOOST_TEST((w->commit().status == core::SinkStatus::Ok));
-    BOOST_REQUIRE(seen.size() == 2u);
-    BOOST_TEST(seen[0].data == 1u);
-    BOOST_TEST(seen[0].temp);
-    BOOST_TEST(seen[0].envelopes == 0u);
-    BOOST_TEST(seen[1].envelopes == 1u);
-    BOOST_TEST(!seen[1].temp);
-    BOOST_TEST(seen[1].announced == 0u);
-    BOOST_TEST(seen[1].listed == 0u);  // named, but in flight: no delivery can pick it up yet
-    BOOST_TEST(announced == 1u);
-    BOOST_TEST(queue.list().size() == 1u);
-}
-
-BOOST_FIXTURE_TEST_CASE(failed_barrier_leaves_nothing_of_a_remote_message_in_the_queue, Fixture) {
-    int announced = 0;
-    queue.setEnqueueListener([&](const queue::QueueEnvelope&) { ++announced; });
-    for (bool mixed : {true, false})  // linked into data/ (with a local copy), or moved there
-    for (int failing : {1, 2}) {  // the data barrier, then the one for the envelope's name
-        BOOST_TEST_CONTEXT("operation " << failing << " fails, mixed " << mixed) {
-            runs = 0;
-            failOn = failing;
-            core::MessageWriterPtr w;
-            auto r = deliver(mixed ? envelope({"alice"}, {"x@example.net"}) : envelope({}, {"x@example.net"}), &w);
-            BOOST_TEST((r.status == core::SinkStatus::TempFail));
-            w.reset();
-            BOOST_TEST(queue.list().empty());
-            BOOST_TEST(filesIn(t.path / "queue" / "data").empty());
-            BOOST_TEST(filesIn(t.path / "queue" / "envelope").empty());
-            BOOST_TEST(filesIn(t.path / "queue" / "incoming").empty());
-            BOOST_TEST(filesIn(mailDir("alice", "new")).empty());
-            BOOST_TEST(queue.stats().messages == 0u);
-        }
-    }
-    BOOST_TEST(announced == 0);
-    failOn = 0;
-    BOOST_TEST((deliver(envelope({}, {"x@example.net"})).status == core::SinkStatus::Ok));
-    BOOST_TEST(queue.list().size() == 1u);
-}
-
-BOOST_AUTO_TEST_CASE(queue_on_another_file_system_keeps_per_message_fsyncs) {
-    // The barrier syncs the mail root's file system only: a queue whose data/ and envelope/
-    // are elsewhere (symbolic links into /dev/shm, a tmpfs, where the machine has one apart
-    // from the temp directory's) syncs its own files, though incoming/ is on the barrier's.
-    TempDir t;
-    struct stat a{}, b{};
-    if (::stat("/dev/shm", &a) != 0 || ::stat(t.path.c_str(), &b) != 0 || a.st_dev == b.st_dev ||
-        ::access("/dev/shm", W_OK) != 0) {
-        BOOST_TEST_MESSAGE("no second writable file system at /dev/shm: skipped");
-        return;
-    }
-    TempDir elsewhere{"/dev/shm"};
-    fs::create_directories(t.path / "queue");
-    for (const char* sub : {"data", "envelope"}) {
-        fs::create_directory(elsewhere.path / sub);
-        fs::create_directory_symlink(elsewhere.path / sub, t.path / "queue" / sub);
-    }
-    MaildirStore store{(t.path / "mail").string(), "host"};
-    queue::OutboundQueue queue{(t.path / "queue").string(), {0, 0}};
-    SpoolSink sink{store, queue};
-    GroupCommit gc{[] { return 0; }};
-    sink.setGroupCommit(&gc, b.st_dev);
-    core::Envelope e;
-    e.sessionId = "s1";
-    e.sender = "bob@example.org";
-    e.remoteRecipients = {"x@example.net"};
-    core::SinkStatus status;
-    auto w = sink.open(e, status);
-    BOOST_REQUIRE(w);
-    BOOST_REQUIRE(w->write(Message.data(), Message.size()));
-    auto r = w->commit();
-    BOOST_TEST((r.status == core::SinkStatus::Ok));
-    BOOST_TEST(queue.list().size() == 1u);
-    BOOST_TEST(slurp(queue.dataPath(r.queueId)) == Message);
+    BOOST_TEST(filesIn(mailDir("alice", "new")).size() == 1u);
     BOOST_TEST(gc.stats().waiters == 0u);
-    BOOST_TEST(filesIn(t.path / "queue" / "incoming").empty());
 }
 
 BOOST_FIXTURE_TEST_CASE(other_file_system_than_the_committer_keeps_per_message_fsyncs, Fixture) {
@@ -328,37 +192,6 @@ BOOST_FIXTURE_TEST_CASE(concurrent_sessions_share_syncs_and_all_arrive, Fixture)
     BOOST_TEST(s.waiters == static_cast<std::uint64_t>(Threads * Each));
     BOOST_TEST(s.syncs < 2 * s.waiters);  // shared: fewer than two syncs per message
     BOOST_TEST_MESSAGE("syncs " << s.syncs << " for " << Threads * Each << " messages");
-}
-
-BOOST_FIXTURE_TEST_CASE(concurrent_local_remote_and_mixed_messages_share_syncs, Fixture) {
-    constexpr int Threads = 12, Each = 8;
-    std::atomic<int> ok{0}, announced{0};
-    queue.setEnqueueListener([&](const queue::QueueEnvelope&) { ++announced; });
-    std::vector<std::thread> ts;
-    for (int i = 0; i < Threads; ++i)
-        ts.emplace_back([&, i] {
-            for (int j = 0; j < Each; ++j) {
-                core::SinkStatus st;
-                auto e = i % 3 == 0   ? envelope({"alice"})
-                         : i % 3 == 1 ? envelope({}, {"x@example.net"})
-                                      : envelope({"alice"}, {"y@example.net"});
-                auto w = sink.open(e, st);
-                if (!w || !w->write(Message.data(), Message.size())) continue;
-                if (w->commit().status == core::SinkStatus::Ok) ++ok;
-            }
-        });
-    for (auto& t : ts) t.join();
-    BOOST_TEST(ok.load() == Threads * Each);
-    const std::size_t remote = 2 * Threads / 3 * Each, local = 2 * Threads / 3 * Each;
-    BOOST_TEST(queue.list().size() == remote);
-    BOOST_TEST(queue.stats().messages == remote);
-    BOOST_TEST(announced.load() == static_cast<int>(remote));
-    BOOST_TEST(filesIn(mailDir("alice", "new")).size() == local);
-    BOOST_TEST(filesIn(t.path / "queue" / "incoming").empty());
-    BOOST_TEST(filesIn(t.path / "queue" / "envelope").size() == remote);  // no temp file left
-    auto s = gc.stats();
-    BOOST_TEST(s.waiters == static_cast<std::uint64_t>(Threads * Each));
-    BOOST_TEST(s.syncs < 2 * s.waiters);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -8,7 +8,6 @@
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <system_error>
 #include <sys/stat.h>
 #include <vector>
 
@@ -18,11 +17,9 @@ namespace fs = std::filesystem;
 
 struct TempDir {
     fs::path path;
-    explicit TempDir(const fs::path& base = fs::temp_directory_path()) {
-        std::string tmpl = (base / "postern-store-XXXXXX").string();
-        const char* made = ::mkdtemp(tmpl.data());
-        if (!made) throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
-        path = made;
+    TempDir() {
+        std::string tmpl = (fs::temp_directory_path() / "postern-store-XXXXXX").string();
+        path = ::mkdtemp(tmpl.data());
     }
     ~TempDir() {
         std::error_code ec;
