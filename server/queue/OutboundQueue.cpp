@@ -30,10 +30,11 @@ std::uint64_t fileSize(const std::string& path) {
     return ::stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
 }
 
-// One queue.enqueue_fail line; returns false for the caller's return.
+// One queue.enqueue_fail line; returns false for the caller's return, errno = error.
 bool enqueueFailed(const std::string& id, const char* step, int error) {
     logger().error(
         core::EventLine("queue.enqueue_fail").add("id", id).add("step", step).text("error", errnoText(error)).str());
+    errno = error;  // the caller's errno, whatever logging did to it
     return false;
 }
 

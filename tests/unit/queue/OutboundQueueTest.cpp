@@ -21,7 +21,9 @@ struct TempDir {
     fs::path path;
     TempDir() {
         std::string tmpl = (fs::temp_directory_path() / "postern-queue-XXXXXX").string();
-        path = ::mkdtemp(tmpl.data());
+        const char* made = ::mkdtemp(tmpl.data());
+        BOOST_REQUIRE(made != nullptr);
+        path = made;
     }
     ~TempDir() {
         std::error_code ec;

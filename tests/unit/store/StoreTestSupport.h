@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <sys/stat.h>
 #include <vector>
 
@@ -19,7 +20,9 @@ struct TempDir {
     fs::path path;
     TempDir() {
         std::string tmpl = (fs::temp_directory_path() / "postern-store-XXXXXX").string();
-        path = ::mkdtemp(tmpl.data());
+        const char* made = ::mkdtemp(tmpl.data());
+        if (!made) throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
+        path = made;
     }
     ~TempDir() {
         std::error_code ec;
