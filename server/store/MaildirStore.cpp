@@ -271,9 +271,12 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
                            .str());
         return false;
     };
+    // Made before any link: once a name exists in new/, nothing up to the return may
+    // allocate (a bad_alloc there would leave a link the caller's undo does not know of).
+    const std::string newDir = *maildir + "/new";
     for (int tries = 0; tries < 8; ++tries) {
         std::string name = uniqueName(size);
-        std::string target = *maildir + "/new/" + name;
+        std::string target = newDir + "/" + name;
         bool placed = false;
         bool linked = false;  // same file system as `source`
         if (::link(source.c_str(), target.c_str()) == 0) {
@@ -302,7 +305,7 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
             std::string placed;
             bool ok = deliver(copy, size, mailbox, placed, syncDirectory);
             ::unlink(copy.c_str());
-            if (ok) placedPath = placed;
+            if (ok) placedPath = std::move(placed);  // noexcept: the caller learns of the link
             return ok;
         } else if (errno == EXDEV || errno == EPERM) {
             // The maildir is on another file system than the spool (or there is no spool):
@@ -345,7 +348,7 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
         if (placed) {
             // The 250 depends on the directory entry being on disk, not just the data. With
             // group commit the caller's shared sync of source's file system does that.
-            if ((syncDirectory || !linked) && !fsyncDirectory(*maildir + "/new")) {
+            if ((syncDirectory || !linked) && !fsyncDirectory(newDir)) {
                 int saved = errno;
                 ::unlink(target.c_str());
                 logger().error(core::EventLine("store.deliver_fail")
@@ -355,7 +358,7 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
                                    .str());
                 return false;
             }
-            placedPath = target;
+            placedPath = std::move(target);  // noexcept
             return true;
         }
     }
