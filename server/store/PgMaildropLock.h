@@ -77,7 +77,6 @@ public:
     // login waiting for it would only get slower. Kept until PostgreSQL answers or one lease
     // time has passed (the row has lapsed by then anyway).
     void forgetLater(const std::string& mailbox, const std::string& token, const pg::QueryResult& failed);
-    static bool mayHaveCommitted(const pg::QueryResult& r);
     // One round of those deletions (what the thread runs after each renewal), ending at the
     // first call PostgreSQL does not answer; returns the rows deleted. Public for tests.
     std::size_t forgetPending();
@@ -92,6 +91,8 @@ public:
     std::chrono::milliseconds lease() const { return lease_; }
 
 private:
+    // A failed lease statement that reached the server and was not rolled back (forgetLater).
+    static bool mayHaveCommitted(const pg::QueryResult& r);
     struct Held {
         std::string mailbox;
         bool lost = false;
