@@ -8,10 +8,11 @@ namespace postern::app {
 
 namespace {
 // Shut the read side at the OS level (works for plain and TLS sockets alike): the
-// session's blocking read returns at once and it ends cleanly.
-void wake(Poco::Net::StreamSocket& s) {
+// session's blocking read returns at once and it ends cleanly. `both` also cuts the write
+// side, which is what wakes a thread blocked in send(2).
+void wake(Poco::Net::StreamSocket& s, bool both) {
     poco_socket_t fd = s.impl()->sockfd();
-    if (fd != POCO_INVALID_SOCKET) ::shutdown(fd, SHUT_RD);
+    if (fd != POCO_INVALID_SOCKET) ::shutdown(fd, both ? SHUT_RDWR : SHUT_RD);
 }
 }  // namespace
 
@@ -44,7 +45,7 @@ void ConnectionRegistry::beginShutdown() {
     std::lock_guard lock(mutex_);
     shuttingDown_ = true;
     for (auto& [t, e] : entries_)
-        if (e.idle) wake(e.socket);
+        if (e.idle) wake(e.socket, false);
 }
 
 std::size_t ConnectionRegistry::waitEmpty(std::chrono::milliseconds timeout) {
@@ -56,9 +57,9 @@ std::size_t ConnectionRegistry::waitEmpty(std::chrono::milliseconds timeout) {
     }
 }
 
-void ConnectionRegistry::abortAll() {
+void ConnectionRegistry::abortAll(bool hard) {
     std::lock_guard lock(mutex_);
-    for (auto& [t, e] : entries_) wake(e.socket);
+    for (auto& [t, e] : entries_) wake(e.socket, hard);
 }
 
 std::size_t ConnectionRegistry::size() const {

@@ -30,8 +30,10 @@ public:
     void beginShutdown();
     // Waits until no session is left or the deadline passes; returns the number left.
     std::size_t waitEmpty(std::chrono::milliseconds timeout);
-    // Shuts down the read side of every remaining session (end of grace).
-    void abortAll();
+    // Shuts down the read side of every remaining session (end of grace): a blocking read
+    // returns and the session can still send its goodbye. hard: both sides, for a session
+    // that did not end that way (blocked in a write to a client that does not read).
+    void abortAll(bool hard = false);
     std::size_t size() const;
 
 private:

@@ -526,7 +526,11 @@ void Daemon::drain() {
     if (left > 0) {
         serverLog().warning(core::EventLine("shutdown.abort").add("sessions", left).str());
         registry_.abortAll();
-        registry_.waitEmpty(std::chrono::milliseconds(2000));
+        left = registry_.waitEmpty(std::chrono::milliseconds(2000));
+        if (left > 0) {  // blocked in a write to a client that does not read
+            registry_.abortAll(/*hard=*/true);
+            registry_.waitEmpty(std::chrono::milliseconds(2000));
+        }
     }
     if (delivery_) delivery_->stop();  // cuts transactions in progress; they stay queued
     if (accountSecurity_) accountSecurity_->stop();  // writes what is still recorded

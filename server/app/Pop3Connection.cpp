@@ -38,7 +38,7 @@ void Pop3Connection::run() {
     const auto timeout = listener_.timeouts.pop3Idle;
     std::string& reason = scope.reason;
     try {
-        net::LineChannel ch(socket());
+        net::LineChannel ch(socket(), timeout);
         if (lc.tls == config::TlsMode::Implicit) {
             ch.startTls(services_.tlsContext(), timeout);
             registry.update(token, std::as_const(ch).socket());

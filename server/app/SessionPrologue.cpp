@@ -28,7 +28,7 @@ void sayAndClose(Poco::Net::StreamSocket& socket, Services& services, const List
         auto ctx = services.tlsContext();
         if (ctx.isNull()) return;
         try {
-            net::LineChannel ch(socket);
+            net::LineChannel ch(socket, wait);
             ch.startTls(ctx, wait);
             ch.write(msg);
             ch.closeGracefully(std::chrono::milliseconds(1000), 64 * 1024);

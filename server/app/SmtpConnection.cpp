@@ -55,7 +55,7 @@ void SmtpConnection::run() {
     const SessionTimeouts& timeouts = listener_.timeouts;
     std::string& reason = scope.reason;
     try {
-        net::LineChannel ch(socket());
+        net::LineChannel ch(socket(), timeouts.smtpCommand);
         if (lc.tls == config::TlsMode::Implicit) {
             ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
             registry.update(token, std::as_const(ch).socket());

@@ -102,7 +102,7 @@ const std::vector<KeyDef> Keys = {
     {"smtp.max_command_length", "512", K::Integer, "Longest command line incl. CRLF (RFC 5321 4.5.3.1.4)"},
     {"smtp.max_line_length", "1000", K::Integer, "Longest message line incl. CRLF (RFC 5321 4.5.3.1.6)"},
     {"smtp.max_header_size", "1M", K::Size, "Largest header section of a message"},
-    {"smtp.command_timeout", "5m", K::Duration, "Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes)"},
+    {"smtp.command_timeout", "5m", K::Duration, "Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes); also bounds each write of a reply"},
     {"smtp.data_timeout", "10m", K::Duration, "Wait for the next chunk of message data (RFC 5321 4.5.3.2.5/6)"},
     {"smtp.allow_plaintext_auth", "false", K::Bool, "Offer and accept AUTH without TLS (off: 538 5.7.11 before STARTTLS)"},
     {"smtp.max_errors", "20", K::Integer, "Bad commands per session before 421 and disconnect"},
@@ -114,7 +114,7 @@ const std::vector<KeyDef> Keys = {
     {"smtp.max_transactions_per_session", "1000", K::Integer, "Mail transactions (MAIL commands) per SMTP session, advertised as LIMITS MAILMAX (RFC 9422; 421 4.7.0 and disconnect beyond; 0 = no limit)"},
     // --- POP3 ---------------------------------------------------------------------
     {"pop3.allow_plaintext_auth", "false", K::Bool, "Allow USER/PASS and AUTH without TLS (off: -ERR [AUTH] with a hint to use STLS)"},
-    {"pop3.idle_timeout", "10m", K::Duration, "Inactivity timeout (RFC 1939 3: at least 10 minutes)"},
+    {"pop3.idle_timeout", "10m", K::Duration, "Inactivity timeout (RFC 1939 3: at least 10 minutes); also bounds each write of a reply"},
     {"pop3.max_errors", "10", K::Integer, "Bad commands per session before disconnect"},
     // --- POP-before-SMTP ------------------------------------------------------------
     {"pop_before_smtp.lifetime", "600s", K::Duration, "How long a POP3 login lets the client IP relay (0 = feature off)"},

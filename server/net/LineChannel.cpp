@@ -17,9 +17,11 @@ Poco::Timespan toTimespan(std::chrono::milliseconds ms) {
 }
 }  // namespace
 
-LineChannel::LineChannel(Poco::Net::StreamSocket socket, std::size_t bufferSize)
+LineChannel::LineChannel(Poco::Net::StreamSocket socket, std::chrono::milliseconds sendTimeout,
+                         std::size_t bufferSize)
     : socket_(std::move(socket)), buf_(bufferSize, '\0') {
     socket_.setNoDelay(true);
+    socket_.setSendTimeout(toTimespan(sendTimeout));
 }
 
 void LineChannel::setReceiveTimeout(std::chrono::milliseconds timeout) {

@@ -24,7 +24,13 @@ enum class ReadStatus {
 // Not thread-safe: owned by one connection thread.
 class LineChannel {
 public:
-    explicit LineChannel(Poco::Net::StreamSocket socket, std::size_t bufferSize = 16 * 1024);
+    // sendTimeout: SO_SNDTIMEO for the whole session, TLS or not (a session's command or
+    // idle timeout, as Postfix's smtpd_timeout bounds writes too): a client that stops
+    // reading while we write (a pipelined flood of CAPA/NOOP, a RETR it never reads) ends
+    // the session with an exception from flush() instead of holding its thread, and the
+    // maildrop lock, for ever. startTls() replaces it by its own timeout.
+    LineChannel(Poco::Net::StreamSocket socket, std::chrono::milliseconds sendTimeout,
+                std::size_t bufferSize = 16 * 1024);
 
     // Reads one line ending in LF; `line` gets it without the line end (a CR before
     // the LF is dropped too). maxLength counts the line end.

@@ -450,6 +450,26 @@ class RawConn:
         self.close()
 
 
+def flood_without_reading(port, line, count, source="127.0.0.1"):
+    """A plaintext client that sends `count` copies of `line` and never reads a reply (a small
+    receive buffer, so the server's replies back up at once). Returns the socket, greeting
+    unread; the sending runs in a daemon thread and stops when the server closes."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    data = (line * count).encode()
+
+    def send():
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass
+
+    threading.Thread(target=send, daemon=True).start()
+    return sock
+
+
 # --------------------------------------------------------------------------------------
 # test certificates (once per process)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """POP3: CAPA before/after STLS, no plaintext USER before STLS, [AUTH] on a wrong password,
 UIDL stable across sessions and restarts, TOP, DELE only on QUIT (a dropped session keeps the
-mail), [IN-USE] on a locked maildrop, SASL PLAIN."""
+mail), [IN-USE] on a locked maildrop, SASL PLAIN, a client that stops reading is logged out."""
 
 import os
 import poplib
@@ -9,8 +9,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import (Postern, DEFAULT_USERS, b64, check, check_eq, drop, expect,
-                             make_message, plain_ir, pop_retr, run_tests, split_received, tls_context,
-                             wait_for)
+                             flood_without_reading, make_message, plain_ir, pop_retr, run_tests,
+                             split_received, tls_context, wait_for)
 
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
 
@@ -307,6 +307,23 @@ def test_retr_matches_file_and_list_sizes():
         count, total = pop.stat()
         check_eq((count, total), (2, sum(len(s) for s in stored)), "STAT")
         pop.quit()
+
+
+def test_client_that_stops_reading_is_logged_out():
+    """A client on the plaintext port that pipelines CAPA and never reads a reply: once the
+    socket buffers are full the server's write blocks, and pop3.idle_timeout bounds that
+    write as it bounds reads (RFC 1939 3: the autologout timer). Before, the session's
+    thread waited in send(2) for ever. Changed for the test: pop3.idle_timeout = 3s."""
+    with Postern(overrides={"pop3.idle_timeout": "3s"}) as p:
+        sock = flood_without_reading(p.port("pop3"), "CAPA\r\n", 60000)
+        try:
+            check(wait_for(lambda: p.log_count(r"disconnect .*svc=pop3 .*reason=\"?error") > 0, 30, 0.2,
+                           "the stalled session to end"), "stalled POP3 session ended")
+            # The server still serves everybody else.
+            pop = p.pop3_login(ALICE, ALICE_PW)
+            pop.quit()
+        finally:
+            sock.close()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Start-up and shutdown: ready file once every listener answers, SIGTERM -> exit 0 within
-server.shutdown_grace even with idle, logged-in and stuck sessions; no new connections are
+server.shutdown_grace even with idle, logged-in and stuck sessions (also one blocked writing to
+a client that does not read); no new connections are
 served after SIGTERM; a POP3 session cut by shutdown applies no DELE; restart keeps mail."""
 
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -12,7 +14,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import (LISTENERS, Postern, DEFAULT_USERS, RawConn, check, check_eq,
-                             expect, make_message, plain_ir, run_tests, split_received, wait_for)
+                             expect, flood_without_reading, make_message, plain_ir, run_tests,
+                             split_received, wait_for)
 
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
 SLACK = 3.0     # process exit after the grace period ends (thread joins, log flush)
@@ -157,6 +160,26 @@ def test_message_in_flight_when_sigterm_arrives():
         check_eq(stored, [], "not acknowledged (%s) but stored" % code)
     # Design: running sessions may finish within the grace period.
     check_eq(code, 250, "in-flight message finished within the grace period\n" + c.dump())
+
+
+def test_sigterm_with_a_session_blocked_writing():
+    """A session blocked in send(2) to a client that never reads (pipelined CAPA, socket
+    buffers full; pop3.idle_timeout is the shipped 10 minutes) does not wake when the grace
+    period ends and its read side is shut down; the daemon then shuts down both sides, and
+    the session ends (its disconnect line is logged) before the process exits."""
+    grace = 3.0
+    p = Postern(overrides={"server.shutdown_grace": "3s"})
+    sock = flood_without_reading(p.port("pop3"), "CAPA\r\n", 60000)
+    try:
+        time.sleep(1.0)  # the server fills the buffers and blocks
+        elapsed = p.stop(expect_code=0, timeout=grace + SLACK + 10)
+        check(elapsed <= grace + 2.0 + SLACK, "exit took %.1fs with shutdown_grace=%ss" % (elapsed, grace))
+        log = p.log_text()
+        check("shutdown.abort" in log, "the grace period did not end with shutdown.abort:\n" + p.tail(20))
+        check(re.search(r"disconnect .*svc=pop3 .*reason=", log),
+              "the blocked POP3 session never ended:\n" + p.tail(20))
+    finally:
+        sock.close()
 
 
 if __name__ == "__main__":

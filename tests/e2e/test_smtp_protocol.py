@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """SMTP wire behaviour on raw sockets: STARTTLS/STLS command injection, SMTP smuggling with
-bare LF end-of-data variants, and PIPELINING reply order."""
+bare LF end-of-data variants, PIPELINING reply order, and a client that stops reading."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import (Postern, DEFAULT_USERS, assert_stored_equals, b64, check,
-                             check_eq, expect, make_message, plain_ir, run_tests)
+                             check_eq, expect, flood_without_reading, make_message, plain_ir,
+                             run_tests, wait_for)
 
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
 
@@ -296,6 +297,23 @@ def test_auth_pipelined_with_mail_on_submission():
         c.expect_reply(250)
         c.send("QUIT\r\n")
         c.expect_reply(221)
+
+
+def test_client_that_stops_reading_is_disconnected():
+    """A client on port 25 (plaintext) that pipelines NOOP and never reads a reply: once the
+    socket buffers are full the server's write blocks, and smtp.command_timeout bounds it
+    (as Postfix's smtpd_timeout bounds writes). Before, the session's thread waited in
+    send(2) for ever. Changed for the test: smtp.command_timeout = 3s."""
+    with Postern(overrides={"smtp.command_timeout": "3s"}) as p:
+        sock = flood_without_reading(p.port("mx"), "NOOP\r\n", 400000)
+        try:
+            check(wait_for(lambda: p.log_count(r"disconnect .*svc=smtp .*reason=\"?error") > 0, 30, 0.2,
+                           "the stalled session to end"), "stalled SMTP session ended")
+            s = p.smtp("mx")
+            expect(s.noop(), 250)
+            s.quit()
+        finally:
+            sock.close()
 
 
 if __name__ == "__main__":

@@ -456,7 +456,7 @@ BOOST_DATA_TEST_CASE(socketReaderAcrossFragments, bdata::make(readerCases), c) {
 BOOST_DATA_TEST_CASE(lineChannelReaderKeepsTheRestBuffered, bdata::make(readerCases), c) {
     SocketPair s;
     s.send(c.header + "EHLO x\r\nQUIT\r\n");
-    LineChannel ch(s.server);
+    LineChannel ch(s.server, 2000ms);
     BOOST_TEST_REQUIRE((ch.fill(2000ms) == ReadStatus::Ok));  // the channel may hold it all already
     ProxyReadResult r = ProxyHeaderReader().read(ch, 2000ms);
     BOOST_TEST_REQUIRE((r.status == ProxyReadStatus::Ok), r.error);
@@ -471,7 +471,7 @@ BOOST_AUTO_TEST_CASE(lineChannelReaderWithAPartialBuffer) {
     SocketPair s;
     const std::string h = v2(0x21, 0x11, Inet4Block);
     s.send(h.substr(0, 10));
-    LineChannel ch(s.server);
+    LineChannel ch(s.server, 2000ms);
     BOOST_TEST_REQUIRE((ch.fill(2000ms) == ReadStatus::Ok));
     std::thread writer([&] {
         std::this_thread::sleep_for(20ms);
