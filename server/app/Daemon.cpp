@@ -383,7 +383,14 @@ void Daemon::bindListeners() {
         const config::ListenerConfig& l = ls.listener;
         Poco::Net::SocketAddress sa(l.address, l.port);
         Poco::Net::ServerSocket socket;
-        socket.bind(sa, true, false);  // SO_REUSEADDR, never SO_REUSEPORT: a second daemon must fail
+        // SO_REUSEADDR, never SO_REUSEPORT: a second daemon must fail. An IPv6 address is
+        // bound IPv6-only (as Postfix and Dovecot do): a dual-stack "::" would take the IPv4
+        // side too and collide with the listener on 0.0.0.0 (or an IPv4 address) of the same
+        // port, so that configuration could not start.
+        if (sa.family() == Poco::Net::SocketAddress::IPv6)
+            socket.bind6(sa, true, false, /*ipV6Only=*/true);
+        else
+            socket.bind(sa, true, false);
         socket.listen(1024);
         Poco::Net::TCPServerParams::Ptr params = new Poco::Net::TCPServerParams;
         params->setMaxThreads(l.maxThreads);

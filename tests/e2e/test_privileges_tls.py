@@ -7,6 +7,7 @@ support it; an IPv6 listener on ::1 works."""
 
 import hashlib
 import os
+import re
 import pwd
 import shutil
 import signal
@@ -235,6 +236,37 @@ def test_ipv6_listener():
         found = p.maildir_find(ALICE, marker)
         check_eq(len(found), 1, "delivered over IPv6")
         check(b"[IPv6:::1]" in found[0], "IPv6 client literal in Received")
+
+
+def test_ipv6_wildcard_beside_ipv4_on_the_same_port():
+    """etc/postern-production.properties pairs mx on 0.0.0.0:25 with mx6 on [::]:25. A dual-stack
+    "::" socket would collide with the IPv4 listener of the same port (EADDRINUSE, exit 78), so
+    IPv6 listeners are bound IPv6-only. Changed for the test: two extra listeners on one free
+    port, v4 on 127.0.0.1 and v6 on "::" (clients connect over 127.0.0.1 and ::1 only)."""
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        print("  (no ::1 here)")
+        return
+    p = Postern(start=False)
+    with socket.socket() as t:
+        t.bind(("127.0.0.1", 0))
+        port = t.getsockname()[1]
+    p.extra_config.update({"listeners": "mx, submission, submissions, pop3, pop3s, v4, v6",
+                           "listener.v4.address": "127.0.0.1", "listener.v4.port": str(port),
+                           "listener.v4.protocol": "smtp", "listener.v4.role": "mx",
+                           "listener.v6.address": "::", "listener.v6.port": str(port),
+                           "listener.v6.protocol": "smtp", "listener.v6.role": "mx"})
+    import smtplib
+    with p.start():
+        for host in ("127.0.0.1", "::1"):
+            s = smtplib.SMTP(host, port, timeout=10)
+            expect(s.ehlo("dual.example"), 250, what="EHLO over " + host)
+            s.quit()
+        check(re.search(r"listener=v6 .*ip=::1|ip=::1 .*listener=v6", p.log_text()),
+              "the ::1 client was served by the v6 listener:\n" + p.tail(20))
 
 
 if __name__ == "__main__":
