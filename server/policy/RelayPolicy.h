@@ -49,6 +49,7 @@ struct RcptVerdict {
     std::string grantUser;                  // who holds that grant (for the log)
     std::vector<std::string> grantSenders;  // the grant holder's MAIL FROM addresses
     std::string limit;                      // TransactionPolicy: which outbound limit was hit
+    bool countedMessage = false;            // TransactionPolicy: this call counted the message (grant relay)
     // TransactionPolicy: the policy service's answer (Accept: Continue, Prepend, Hold or
     // Discard for the transaction; refused: the Refuse that decided it).
     core::PolicyDecision delegated;

@@ -84,6 +84,26 @@ RcptVerdict TransactionPolicy::decideRecipient(const smtp::ParsedPath& rcpt, con
         }
         v.delegated = std::move(d);
     }
+    if (req.limiter && v.viaGrant && !req.identity && !req.messageCounted) {
+        // A grant relay has no MAIL-time count (MAIL cannot know the transaction will relay):
+        // its message counts here, once, against the client IP.
+        std::string what;
+        core::LimitAnswer la = req.limiter->addMessage(req.relay.client, nullptr, what);
+        if (la == core::LimitAnswer::TempFail) {
+            v = refused(std::move(v), RcptVerdict::Kind::TempFail, smtp::replies::tempFailure(), "rate_tempfail");
+            v.limit = what;
+            return v;
+        }
+        if (la == core::LimitAnswer::Limited) {
+            v = refused(std::move(v), RcptVerdict::Kind::TempFail,
+                        smtp::Reply(450, smtp::Enhanced::DeliveryNotAuthorized,
+                                    "Message rate limit exceeded, try again later"),
+                        "rate_limit");
+            v.limit = what;
+            return v;
+        }
+        v.countedMessage = true;
+    }
     if (req.limiter && (req.identity || v.viaGrant)) {
         std::string what;
         core::LimitAnswer la = req.limiter->addRecipients(req.relay.client, req.identity, 1, what);

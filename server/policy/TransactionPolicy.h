@@ -42,6 +42,9 @@ struct RecipientRequest {
     core::OutboundLimiter* limiter = nullptr;      // nullptr: no outbound limits
     core::PolicyDelegate* delegate = nullptr;      // nullptr: no policy delegation
     const core::PolicyFacts* facts = nullptr;      // what the delegate is told (with delegate)
+    // The transaction's message was already counted against the client IP for a grant relay
+    // (an earlier RCPT of it: RcptVerdict::countedMessage).
+    bool messageCounted = false;
 };
 
 class TransactionPolicy {
@@ -58,10 +61,13 @@ public:
     // (delegate, only for a recipient our own rules accepted: its OK never overrides a
     // refusal): Refuse -> its reply (4xx TempFail, 5xx Reject), reason "policy" (or
     // "policy_default" when the default action answered for a failed service); PREPEND /
-    // HOLD / DISCARD ride along in RcptVerdict::delegated; then every recipient of an
-    // authenticated session or relayed on a grant is counted against the limits (452 4.7.1,
-    // reason "rate_limit", RcptVerdict::limit says which; store unreachable: 451,
-    // "rate_tempfail"). Anything not accepted carries no mailboxes or forwards.
+    // HOLD / DISCARD ride along in RcptVerdict::delegated; then the first recipient a
+    // transaction relays on a grant counts its message against the client IP's message
+    // limits (an authenticated sender's was counted at MAIL; 450 4.7.1 beyond, reason
+    // "rate_limit"; RcptVerdict::countedMessage is set once it was counted); then every
+    // recipient of an authenticated session or relayed on a grant is counted against the
+    // limits (452 4.7.1, reason "rate_limit", RcptVerdict::limit says which; store
+    // unreachable: 451, "rate_tempfail"). Anything not accepted carries no mailboxes or forwards.
     static RcptVerdict decideRecipient(const smtp::ParsedPath& rcpt, const RecipientRequest& req);
 };
 

@@ -118,6 +118,7 @@ struct SmtpSession::Transaction {
     std::set<std::string> seenMailboxes;
     std::set<std::string> seenRemote;
     bool relayedByGrant = false;
+    bool grantMessageCounted = false;          // a grant relay's message counted against the client IP
     core::MessageDsn dsn;                                    // RET/ENVID of MAIL
     std::map<std::string, core::RecipientDsn> remoteDsn;     // NOTIFY/ORCPT by forward-path
     std::vector<std::pair<std::string, core::RecipientDsn>> localSuccessDsn;
@@ -558,7 +559,9 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
         req.facts = &facts;
     }
     req.relay.roles = settings_.roles;
+    req.messageCounted = txn_->grantMessageCounted;
     policy::RcptVerdict v = policy::TransactionPolicy::decideRecipient(cmd.path, req);
+    if (v.countedMessage) txn_->grantMessageCounted = true;  // also when a later check refused it
     const std::string& to = cmd.path.address();
     if (v.kind != policy::RcptVerdict::Kind::Accept) {
         if (v.reason == "rate_limit" || v.reason == "rate_tempfail") {

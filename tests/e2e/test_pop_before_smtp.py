@@ -135,5 +135,28 @@ def test_grant_expires():
         expect(r, 554, "5.7.1", what="relay after the grant expired")
 
 
+def test_grant_relays_count_against_the_client_ip_message_limit():
+    """A granted address relays without AUTH, so MAIL cannot count its message; the first
+    relayed RCPT of each transaction does, against limits.ip.messages_per_hour (a shared NAT
+    address holding a grant must not send without bound). Changed for the test:
+    limits.ip.messages_per_hour = 2."""
+    with Postern(overrides={"limits.ip.messages_per_hour": "2"}) as p:
+        pop = p.pop3_login(ALICE, ALICE_PW, tls="implicit", source="127.0.0.7")
+        pop.quit()
+        s = p.smtp("mx", source="127.0.0.7")
+        for i in range(2):
+            expect(s.mail(ALICE), 250)
+            expect(s.rcpt(REMOTE), 250, what="relayed message %d" % (i + 1))
+            expect(s.rcpt("other@remote.example"), 250, what="its second recipient (same message)")
+            marker, msg = make_message(to=REMOTE)
+            expect(s.data(msg), 250)
+        expect(s.mail(ALICE), 250)
+        expect(s.rcpt(REMOTE), 450, "4.7.1", what="third relayed message in the hour")
+        expect(s.rcpt("bob@example.test"), 250, what="local mail is not limited")
+        s.rset()
+        s.quit()
+        check(p.log_contains(r"limit\.hit .*limit=ip\.messages_per_hour"), "limit.hit logged")
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -179,6 +179,46 @@ BOOST_AUTO_TEST_CASE(recipient_limits_for_authenticated_and_granted_relays) {
     BOOST_TEST(w.limiter.recipients == 0);
 }
 
+BOOST_AUTO_TEST_CASE(a_grant_relay_counts_its_message_once_against_the_client_ip) {
+    World w;
+    auto rcpt = [&](const std::string& to, bool counted) {
+        smtp::ParsedPath sender = path("<ann@local.example>", smtp::PathKind::Reverse);
+        RecipientRequest req{RecipientContext{false, w.addr, w.dir, &w.grants, "local.example"}, sender, true,
+                             nullptr, &w.limiter};
+        req.messageCounted = counted;
+        return TransactionPolicy::decideRecipient(path(to), req);
+    };
+    auto v = rcpt("<carol@remote.example>", false);
+    BOOST_TEST((v.kind == RcptVerdict::Kind::Accept));
+    BOOST_TEST(v.countedMessage);
+    BOOST_TEST(w.limiter.messages == 1);
+    BOOST_TEST(w.limiter.lastIdentity == nullptr);
+    v = rcpt("<dave@remote.example>", true);  // the same transaction's second recipient
+    BOOST_TEST(!v.countedMessage);
+    BOOST_TEST(w.limiter.messages == 1);
+    BOOST_TEST(w.limiter.recipients == 2);
+    v = rcpt("<bob@local.example>", false);  // local mail is no relay: nothing counted
+    BOOST_TEST(!v.countedMessage);
+    BOOST_TEST(w.limiter.messages == 1);
+    // Over the client IP's message limit: 450 4.7.1, the recipient not counted.
+    w.limiter.answer = core::LimitAnswer::Limited;
+    v = rcpt("<carol@remote.example>", false);
+    BOOST_TEST((v.kind == RcptVerdict::Kind::TempFail));
+    BOOST_TEST(v.reason == "rate_limit");
+    BOOST_TEST(v.reply.format(true) == "450 4.7.1 Message rate limit exceeded, try again later\r\n");
+    BOOST_TEST(v.forwards.empty());
+    BOOST_TEST(w.limiter.recipients == 2);
+    w.limiter.answer = core::LimitAnswer::TempFail;
+    v = rcpt("<carol@remote.example>", false);
+    BOOST_TEST(v.reason == "rate_tempfail");
+    BOOST_TEST(v.reply.code == 451);
+    // An authenticated sender's message was counted at MAIL, never again at RCPT.
+    w.limiter = Limiter{};
+    v = w.rcpt("<carol@remote.example>", "<alice@local.example>", true);
+    BOOST_TEST(!v.countedMessage);
+    BOOST_TEST(w.limiter.messages == 0);
+}
+
 BOOST_AUTO_TEST_CASE(held_account_gets_451_4_7_1_at_mail_before_any_limit_is_counted) {
     struct Held final : core::AccountHold {
         bool isHeld(std::string_view user) const override { return user == "alice@local.example"; }
