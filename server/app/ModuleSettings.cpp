@@ -173,6 +173,7 @@ smtp::SmtpSettings smtpSettings(const config::ServerConfig& cfg, const config::L
     s.maxLineLength = cfg.smtp.maxLineLength;
     s.maxHeaderSize = cfg.smtp.maxHeaderSize;
     s.maxErrors = cfg.smtp.maxErrors;
+    s.maxJunkCommands = static_cast<std::size_t>(cfg.smtp.maxJunkCommands);
     s.addMissingHeaders = cfg.smtp.addMissingHeaders;
     s.grantOwnSendersOnly = cfg.popBeforeSmtp.ownSendersOnly;
     s.roles.postmaster = cfg.smtp.postmasterAddress;

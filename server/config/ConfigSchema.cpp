@@ -106,6 +106,7 @@ const std::vector<KeyDef> Keys = {
     {"smtp.data_timeout", "10m", K::Duration, "Wait for the next chunk of message data (RFC 5321 4.5.3.2.5/6)"},
     {"smtp.allow_plaintext_auth", "false", K::Bool, "Offer and accept AUTH without TLS (off: 538 5.7.11 before STARTTLS)"},
     {"smtp.max_errors", "20", K::Integer, "Bad commands per session before 421 and disconnect"},
+    {"smtp.max_junk_commands", "100", K::Integer, "NOOP, RSET, VRFY, HELP, HELO and EHLO per message before each also counts as an error (Postfix smtpd_junk_command_limit); 0 = no limit"},
     {"smtp.early_talker_wait", "0s", K::Duration, "MX role: wait this long before the greeting; a client that talks first is refused (0 = only data already sent)"},
     {"smtp.add_missing_headers", "true", K::Bool, "Submission: add Date and Message-ID when missing (RFC 6409 8)"},
     // --- postmaster and abuse addresses ---------------------------------------------

@@ -231,6 +231,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.smtp.dataTimeout = r.duration("smtp.data_timeout");
     c.smtp.allowPlaintextAuth = r.boolean("smtp.allow_plaintext_auth");
     c.smtp.maxErrors = static_cast<int>(r.integer("smtp.max_errors"));
+    c.smtp.maxJunkCommands = r.integer("smtp.max_junk_commands");
+    if (c.smtp.maxJunkCommands < 0) r.error("smtp.max_junk_commands: must be 0 (no limit) or more");
     c.smtp.addMissingHeaders = r.boolean("smtp.add_missing_headers");
     if (c.smtp.maxCommandLength < 512) r.error("smtp.max_command_length: RFC 5321 requires at least 512");
     if (c.smtp.maxLineLength < 1000) r.error("smtp.max_line_length: RFC 5321 requires at least 1000");

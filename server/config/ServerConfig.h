@@ -117,6 +117,7 @@ struct SmtpConfig {
     Millis earlyTalkerWait{};
     bool allowPlaintextAuth = false;
     int maxErrors = 0;
+    std::int64_t maxJunkCommands = 0;
     bool addMissingHeaders = false;
     std::string postmasterAddress;       // "" = <domain>/postmaster mailbox
     std::string abuseAddress;            // "" = off

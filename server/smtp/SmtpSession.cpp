@@ -184,18 +184,18 @@ SmtpOutput SmtpSession::reply(const Reply& r, SmtpOutput::Action action) {
     return out;
 }
 
-SmtpOutput SmtpSession::error(const Reply& r) {
+SmtpOutput SmtpSession::error(const Reply& r) { return countError(reply(r)); }
+
+SmtpOutput SmtpSession::countError(SmtpOutput out) {
     // A client that keeps sending bad commands is either broken or probing: cut it off
     // (as Postfix's smtpd_hard_error_limit does).
     if (++errors_ >= settings_.maxErrors) {
-        logger().notice(clientLine(sessionId_, "smtp.too_many_errors", client_).str());
-        SmtpOutput out = reply(r);
+        logger().notice(clientLine(sessionId_, "smtp.too_many_errors", client_).add("junk", junkCommands_).str());
         out.bytes += replies::tooManyErrors().format(enhancedCodes_);
         out.action = SmtpOutput::Action::Close;
         state_ = SmtpState::Closed;
-        return out;
     }
-    return reply(r);
+    return out;
 }
 
 SmtpOutput SmtpSession::greeting() {
@@ -234,6 +234,7 @@ struct SmtpSession::CommandRule {
     unsigned allowed;  // bit set of SmtpState
     Reply (*outOfSequence)(SmtpState);
     bool sequenceFirst;
+    bool junk = false;  // counts towards smtp.max_junk_commands (NOOP, RSET, VRFY, HELP, HELO/EHLO)
 };
 
 namespace {
@@ -262,15 +263,15 @@ Reply outsideTransaction(SmtpState s) {
 
 const SmtpSession::CommandRule* SmtpSession::ruleFor(Verb verb) {
     static const CommandRule Commands[] = {
-        {Verb::Ehlo, &SmtpSession::handleEhlo, AnyState, noSequenceError, false},
-        {Verb::Helo, &SmtpSession::handleHelo, AnyState, noSequenceError, false},
+        {Verb::Ehlo, &SmtpSession::handleEhlo, AnyState, noSequenceError, false, true},
+        {Verb::Helo, &SmtpSession::handleHelo, AnyState, noSequenceError, false, true},
         {Verb::Mail, &SmtpSession::handleMail, bit(SmtpState::Greeted), mailSequence, true},
         {Verb::Rcpt, &SmtpSession::handleRcpt, bit(SmtpState::Mail) | bit(SmtpState::Rcpt), rcptSequence, true},
         {Verb::Data, &SmtpSession::handleData, bit(SmtpState::Rcpt), dataSequence, false},
-        {Verb::Rset, &SmtpSession::handleRset, AnyState, noSequenceError, false},
-        {Verb::Noop, &SmtpSession::handleNoop, AnyState, noSequenceError, false},
-        {Verb::Vrfy, &SmtpSession::handleVrfy, AnyState, noSequenceError, false},
-        {Verb::Help, &SmtpSession::handleHelp, AnyState, noSequenceError, false},
+        {Verb::Rset, &SmtpSession::handleRset, AnyState, noSequenceError, false, true},
+        {Verb::Noop, &SmtpSession::handleNoop, AnyState, noSequenceError, false, true},
+        {Verb::Vrfy, &SmtpSession::handleVrfy, AnyState, noSequenceError, false, true},
+        {Verb::Help, &SmtpSession::handleHelp, AnyState, noSequenceError, false, true},
         {Verb::Quit, &SmtpSession::handleQuit, AnyState, noSequenceError, false},
         {Verb::StartTls, &SmtpSession::handleStartTls, bit(SmtpState::Greeted), outsideTransaction, false},
         {Verb::Auth, &SmtpSession::handleAuth, bit(SmtpState::Greeted), outsideTransaction, false},
@@ -320,7 +321,15 @@ SmtpOutput SmtpSession::onLine(std::string_view line) {
     }
     if (!rule) return error(replies::commandNotImplemented());
     if (!inSequence) return error(rule->outOfSequence(state_));
-    return (this->*rule->handler)(cmd);
+    SmtpOutput out = (this->*rule->handler)(cmd);
+    // Past smtp.max_junk_commands every NOOP, RSET, VRFY, HELP, HELO or EHLO also counts as
+    // an error (Postfix's smtpd_junk_command_limit): a client that only talks (an EHLO flood,
+    // a NOOP every few minutes) is cut off at smtp.max_errors instead of holding its thread
+    // for ever. The count starts again after each accepted message.
+    if (rule->junk && settings_.maxJunkCommands > 0 && ++junkCommands_ > settings_.maxJunkCommands &&
+        state_ != SmtpState::Closed)
+        return countError(std::move(out));
+    return out;
 }
 
 SmtpOutput SmtpSession::handleEhlo(const Command& cmd) { return greet(cmd.argument, true); }
@@ -880,6 +889,7 @@ SmtpOutput SmtpSession::commitMessage(std::unique_ptr<DataState> d, std::uint64_
     const std::string why = discard ? txn_->discardReason : txn_->holdReason;
     const std::size_t local = txn_->localMailboxes.size(), remote = txn_->remoteRecipients.size();
     resetTransaction();
+    if (res.status == core::SinkStatus::Ok) junkCommands_ = 0;  // a client that sends mail is no idle talker
     if (res.status == core::SinkStatus::Ok && discard) {
         logger().notice(line("message.discard")
                             .add("id", res.queueId)

@@ -47,6 +47,7 @@ struct SmtpSettings {
     std::size_t maxLineLength = 0;    // set from smtp.max_line_length
     std::uint64_t maxHeaderSize = 0;  // set from smtp.max_header_size
     int maxErrors = 0;                // set from smtp.max_errors
+    std::size_t maxJunkCommands = 0;  // set from smtp.max_junk_commands (0 = no limit)
     bool addMissingHeaders = false;   // set from smtp.add_missing_headers: submission Date / Message-ID (RFC 6409 8.2, 8.3)
     bool grantOwnSendersOnly = false; // set from pop_before_smtp.own_senders_only: relay on a grant only as its holder
     policy::RoleAddresses roles;      // smtp.postmaster_address / smtp.abuse_address
@@ -142,6 +143,7 @@ private:
 
     SmtpOutput reply(const Reply& r, SmtpOutput::Action action = SmtpOutput::Action::None);
     SmtpOutput error(const Reply& r);  // counts towards maxErrors
+    SmtpOutput countError(SmtpOutput out);  // the same for an answer already made
     // Command handlers, dispatched from one table (SmtpSession.cpp: Commands) that says in
     // which states each verb is allowed and what a client gets out of sequence. Each command
     // line is parsed once, in onLine.
@@ -207,6 +209,7 @@ private:
     std::uint16_t serverPort_ = 0;
     std::unique_ptr<sasl::SaslExchange> sasl_;
     int errors_ = 0;
+    std::size_t junkCommands_ = 0;  // NOOP, RSET, VRFY, HELP, HELO, EHLO since the last accepted message
     unsigned transactions_ = 0;
     std::size_t mailCommands_ = 0;  // MAIL commands accepted (LIMITS MAILMAX; the policy service's instance)
 

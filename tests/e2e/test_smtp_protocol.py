@@ -303,8 +303,9 @@ def test_client_that_stops_reading_is_disconnected():
     """A client on port 25 (plaintext) that pipelines NOOP and never reads a reply: once the
     socket buffers are full the server's write blocks, and smtp.command_timeout bounds it
     (as Postfix's smtpd_timeout bounds writes). Before, the session's thread waited in
-    send(2) for ever. Changed for the test: smtp.command_timeout = 3s."""
-    with Postern(overrides={"smtp.command_timeout": "3s"}) as p:
+    send(2) for ever. Changed for the test: smtp.command_timeout = 3s, smtp.max_junk_commands = 0
+    (with the shipped 100 the NOOPs would end the session before the buffers fill)."""
+    with Postern(overrides={"smtp.command_timeout": "3s", "smtp.max_junk_commands": "0"}) as p:
         sock = flood_without_reading(p.port("mx"), "NOOP\r\n", 400000)
         try:
             check(wait_for(lambda: p.log_count(r"disconnect .*svc=smtp .*reason=\"?error") > 0, 30, 0.2,
@@ -314,6 +315,25 @@ def test_client_that_stops_reading_is_disconnected():
             s.quit()
         finally:
             sock.close()
+
+
+def test_junk_commands_end_the_session():
+    """Shipped defaults: smtp.max_junk_commands = 100, smtp.max_errors = 20. NOOP, RSET, VRFY,
+    HELP, HELO and EHLO past the 100th each count as an error, so the 120th is followed by
+    421 4.7.0 and the close (Postfix: smtpd_junk_command_limit, smtpd_hard_error_limit)."""
+    with Postern() as p:
+        c = p.raw("mx")
+        c.expect_reply(220)
+        verbs = ["EHLO junk.example", "NOOP", "RSET", "VRFY someone", "HELP"]
+        c.send("".join(verbs[i % len(verbs)] + "\r\n" for i in range(130)))
+        for i in range(119):
+            code, _ = c.read_reply()
+            check(code in (250, 252, 214), "reply %d: %d\n%s" % (i + 1, code, c.dump()))
+        code, _ = c.read_reply()
+        check(code in (250, 252, 214), "the 120th command is still answered")
+        c.expect_reply(421, "4.7.0", what="after the 120th junk command")
+        check_eq(c.read_until_eof(5), b"", "nothing after the 421")
+        check(p.log_contains(r"smtp\.too_many_errors .*junk=120"), "logged with the junk count")
 
 
 if __name__ == "__main__":

@@ -89,6 +89,7 @@ SmtpSettings testSettings(Role role) {
     s.maxLineLength = 1000;        // RFC 5321 4.5.3.1.6
     s.maxHeaderSize = 1024 * 1024;
     s.maxErrors = 20;
+    s.maxJunkCommands = 100;
     s.addMissingHeaders = true;
     s.grantOwnSendersOnly = true;
     s.maxTransactions = 0;         // no limit unless a test sets one
@@ -409,6 +410,38 @@ BOOST_AUTO_TEST_CASE(too_many_errors_disconnects) {
     BOOST_TEST(out.bytes.find("421 4.7.0") != std::string::npos);
     BOOST_TEST((out.action == SmtpOutput::Action::Close));
     BOOST_TEST(f.s->isClosed());
+}
+
+BOOST_AUTO_TEST_CASE(junk_commands_past_the_limit_count_as_errors) {
+    Fixture f;
+    f.settings.maxJunkCommands = 4;
+    f.settings.maxErrors = 3;
+    BOOST_TEST(f.cmd("EHLO c").find("250") == 0);  // 1
+    BOOST_TEST(f.cmd("NOOP") == "250 2.0.0 Ok\r\n");    // 2
+    BOOST_TEST(f.cmd("RSET") == "250 2.0.0 Ok\r\n");    // 3
+    BOOST_TEST(f.cmd("VRFY x").find("252") == 0);   // 4: the limit
+    // A message accepted starts the count again.
+    f.cmd("MAIL FROM:<x@remote.test>");
+    f.cmd("RCPT TO:<alice@example.test>");
+    f.cmd("DATA");
+    BOOST_TEST(f.data("Subject: a\r\n\r\nx\r\n.\r\n").find("250 2.0.0") == 0);
+    for (int i = 0; i < 4; ++i) BOOST_TEST(f.cmd("NOOP") == "250 2.0.0 Ok\r\n");
+    // Past it each one is answered and counted as an error: the third error ends the session.
+    BOOST_TEST(f.cmd("HELP").find("214") == 0);
+    BOOST_TEST(f.cmd("EHLO c").find("250") == 0);
+    SmtpOutput out = f.s->onLine("NOOP");
+    BOOST_TEST(out.bytes == "250 2.0.0 Ok\r\n421 4.7.0 Too many errors, closing connection\r\n");
+    BOOST_TEST((out.action == SmtpOutput::Action::Close));
+    BOOST_TEST(f.s->isClosed());
+}
+
+BOOST_AUTO_TEST_CASE(no_junk_limit_when_zero) {
+    Fixture f;
+    f.settings.maxJunkCommands = 0;
+    f.settings.maxErrors = 2;
+    f.cmd("EHLO c");
+    for (int i = 0; i < 500; ++i) BOOST_REQUIRE_EQUAL(f.cmd("NOOP"), "250 2.0.0 Ok\r\n");
+    BOOST_TEST(!f.s->isClosed());
 }
 
 BOOST_AUTO_TEST_CASE(timeout_in_data_delivers_nothing) {
