@@ -171,7 +171,7 @@ const std::vector<KeyDef> Keys = {
     {"account_security.login_log_max_entries", "100", K::Integer, "Login log entries kept per account (posternctl user logins; 0 = no login log)"},
     {"account_security.login_log_max_age", "30d", K::Duration, "Login log entries older than this are deleted"},
     {"account_security.max_tracked_accounts", "100000", K::Integer, "Accounts with a login log at most; past it the least recently active lose their login log first (never a flag or hold)"},
-    {"auth.default_scheme", "ARGON2ID", K::Enum, "Scheme for new password hashes (posternctl, and posternd's rehash on login)", "ARGON2ID|BCRYPT|SHA512-CRYPT"},
+    {"auth.default_scheme", "ARGON2ID", K::Enum, "Scheme for new password hashes (posternctl user add/passwd and app-password add, and posternd's rehash on login)", "ARGON2ID|BCRYPT|SHA512-CRYPT"},
     // --- app passwords -----------------------------------------------------------------
     {"auth.app_password_last_used_interval", "15m", K::Duration, "An app password's last use (time, IP) is written to the backend at most this often, or when the client IP changes (0 = every login)"},
     // --- rehash on login (issue 13.2) ---------------------------------------------------

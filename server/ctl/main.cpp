@@ -254,6 +254,10 @@ int main(int argc, char** argv) {
             printCommandHelp(std::cout, *found);
             return ctl::ExitOk;
         }
+        if (rest[k] == "--version" || rest[k] == "-V") {  // a global option, after the command too
+            std::cout << "posternctl " << POSTERN_BUILD_VERSION << "\n";
+            return ctl::ExitOk;
+        }
     }
     rest.insert(rest.begin(), global.begin(), global.end());
     ctl::CommandContext context{std::move(rest), std::cin, std::cout, std::cerr};

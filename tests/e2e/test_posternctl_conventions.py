@@ -132,6 +132,9 @@ def test_version_of_both_binaries():
     r = subprocess.run([POSTERND, "-c", "/nonexistent", "-v"], capture_output=True, text=True)
     check_eq((r.returncode, r.stdout), (0, d.stdout), "posternd -c FILE -v")
     check_eq(run(["-c", "/nonexistent", "--version"]).stdout, ctl.stdout, "posternctl -c FILE --version")
+    # A global option "before or after the command", as the help says.
+    after = run(["user", "list", "--version"])
+    check_eq((after.returncode, after.stdout), (0, ctl.stdout), "posternctl user list --version")
 
 
 def test_exit_codes():
