@@ -14,6 +14,12 @@ struct MaildropEntry {
     std::uint64_t size;    // octets exactly as RETR sends them (before dot-stuffing)
 };
 
+enum class MessageRead {
+    Ok,
+    Gone,    // removed by another program since the snapshot: retrying cannot help
+    Failed,  // I/O error (or not a regular file): -ERR [SYS/TEMP]
+};
+
 // An open, locked maildrop. The lock is released when the object is destroyed
 // (and by the OS if the process dies). Not thread-safe (one session owns it).
 class Maildrop {
@@ -21,8 +27,9 @@ public:
     virtual ~Maildrop() = default;
     // Snapshot taken at open: messages arriving later are not shown (RFC 1939).
     virtual const std::vector<MaildropEntry>& entries() const = 0;
-    // Whole message bytes as stored. false: the file vanished or I/O error.
-    virtual bool read(std::size_t index, std::string& out) = 0;
+    // Whole message bytes as RETR sends them (every line ending CRLF, RFC 1939 3), before
+    // dot-stuffing.
+    virtual MessageRead read(std::size_t index, std::string& out) = 0;
     // UPDATE state: removes these messages (indexes into entries()). false on failure.
     virtual bool expunge(const std::vector<std::size_t>& indexes) = 0;
 };

@@ -136,10 +136,10 @@ Pop3ParseResult parsePop3Command(std::string_view line) {
         break;
     }
     case Args::Auth:
-        // RFC 5034 4: AUTH mechanism [initial-response].
-        if (args.empty()) return error(Pop3ParseError::MissingArgument);
+        // RFC 5034 4: AUTH mechanism [initial-response]. A bare AUTH (the older discovery
+        // Outlook uses, as Dovecot answers it) has an empty argument: list the mechanisms.
         if (args.size() > 2) return error(Pop3ParseError::TooManyArguments);
-        r.command.argument = args[0];
+        if (!args.empty()) r.command.argument = args[0];
         if (args.size() == 2) r.command.initialResponse = std::string(args[1]);
         break;
     case Args::RestOfLine:

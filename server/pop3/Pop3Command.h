@@ -28,7 +28,7 @@ constexpr std::size_t MaxCommandLine = 253;
 
 struct Pop3Command {
     Pop3Verb verb = Pop3Verb::Noop;
-    std::string argument;                  // USER name, PASS password (rest of line), AUTH mechanism
+    std::string argument;                  // USER name, PASS password (rest of line), AUTH mechanism ("" for a bare AUTH)
     std::optional<std::string> initialResponse;  // AUTH mech <initial-response> (RFC 5034 4)
     std::optional<std::uint32_t> message;  // LIST/UIDL [n], RETR/DELE/TOP n: 1-based
     std::uint32_t lines = 0;               // TOP n <lines>

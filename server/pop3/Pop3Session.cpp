@@ -191,6 +191,9 @@ Pop3Output Pop3Session::handlePass(const Pop3Command& c) {
 }
 
 Pop3Output Pop3Session::handleAuth(const Pop3Command& c) {
+    // A bare AUTH: the mechanisms, one per line (the discovery older Outlook versions do
+    // before RFC 5034's CAPA; Dovecot answers it the same way). Not an error.
+    if (c.argument.empty()) return reply(okLine("") + (plaintextAllowed() ? "PLAIN\r\nLOGIN\r\n" : "") + ".\r\n");
     auto mech = sasl::parseMechanism(c.argument);
     if (!mech) return bad(errLine("Unsupported authentication mechanism"));
     // PLAIN and LOGIN send the password in the clear: same rule as USER/PASS.
@@ -422,11 +425,17 @@ Pop3Output Pop3Session::handleTransaction(Transaction& t, const Pop3Command& c) 
     case Pop3Verb::Top: {
         if (auto e = checkMessage(t, *c.message)) return *e;
         std::string data;
-        if (!t.maildrop->read(*c.message - 1, data)) {
+        const core::MessageRead r = t.maildrop->read(*c.message - 1, data);
+        if (r != core::MessageRead::Ok) {
+            const bool gone = r == core::MessageRead::Gone;
             log(true, core::EventLine::inSession(context_.sessionId, "pop3.read_fail")
                           .add("user", t.identity.user)
                           .add("msg", *c.message)
+                          .add("reason", gone ? "gone" : "io_error")
                           .str());
+            // Removed by another program since the session began: no [SYS/TEMP], a retry
+            // cannot bring it back (RFC 3206 4); Dovecot answers the same way.
+            if (gone) return reply(errLine("Message " + std::to_string(*c.message) + " no longer exists"));
             return reply(errLine("[SYS/TEMP] Unable to read message, try again later"));
         }
         std::string_view body = data;

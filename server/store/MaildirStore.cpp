@@ -89,15 +89,71 @@ void parseTime(CurFile& f) {
     }
 }
 
-std::optional<std::uint64_t> sizeFromName(std::string_view base) {
-    auto p = base.find(",S=");
+std::optional<std::uint64_t> sizeField(std::string_view base, std::string_view field) {
+    auto p = base.find(field);
     if (p == std::string_view::npos) return std::nullopt;
     std::uint64_t v = 0;
-    const char* b = base.data() + p + 3;
+    const char* b = base.data() + p + field.size();
     const char* e = base.data() + base.size();
     auto [q, ec] = std::from_chars(b, e, v);
     if (ec != std::errc() || q == b || (q != e && *q != ',')) return std::nullopt;
     return v;
+}
+
+// The size RETR sends. Dovecot names its files "...,S=<file size>,W=<size with CRLF>" and
+// stores LF line ends: W= is the one POP3 reports. Postern writes CRLF files with S= only.
+std::optional<std::uint64_t> sizeFromName(std::string_view base) {
+    if (auto w = sizeField(base, ",W=")) return w;
+    return sizeField(base, ",S=");
+}
+
+// Other Maildir writers (Dovecot, procmail, maildrop) store LF line ends; POP3 sends every
+// line with CRLF (RFC 1939 3). Postern's own files are CRLF already and stay untouched.
+void crlfLineEnds(std::string& text) {
+    std::size_t bare = 0;
+    for (std::size_t i = 0; i < text.size(); ++i)
+        if (text[i] == '\n' && (i == 0 || text[i - 1] != '\r')) ++bare;
+    if (bare == 0) return;
+    std::string out;
+    out.reserve(text.size() + bare);
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '\n' && (i == 0 || text[i - 1] != '\r')) out += '\r';
+        out += text[i];
+    }
+    text = std::move(out);
+}
+
+// A message file of a Maildir: a regular file, opened without following a symlink and
+// without blocking on a FIFO (another program may write into a Maildir; all mailboxes share
+// one uid). false with errno set (ENOENT: it is not there).
+bool readMessageFile(const std::string& path, std::string& out) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return false;
+    struct stat st{};
+    const bool statted = ::fstat(fd, &st) == 0;
+    if (!statted || !S_ISREG(st.st_mode)) {
+        const int err = statted ? EINVAL : errno;
+        ::close(fd);
+        errno = err;
+        return false;
+    }
+    out.resize(static_cast<std::size_t>(st.st_size));
+    std::size_t got = 0;
+    while (got < out.size()) {
+        ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const int err = errno;
+            ::close(fd);
+            errno = err;
+            return false;
+        }
+        if (n == 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    out.resize(got);
+    ::close(fd);
+    return true;
 }
 
 bool listNames(const std::string& dir, std::vector<std::string>& names) {
@@ -124,14 +180,34 @@ public:
 
     const std::vector<core::MaildropEntry>& entries() const override { return entries_; }
 
-    bool read(std::size_t index, std::string& out) override {
-        if (index >= files_.size()) return false;
-        std::string path = maildir_ + "/cur/" + files_[index].name;
-        if (!queue::readFile(path, out)) {
-            logger().error(core::EventLine("store.read_fail").add("path", path).text("error", errnoText(errno)).str());
-            return false;
+    core::MessageRead read(std::size_t index, std::string& out) override {
+        if (index >= files_.size()) return core::MessageRead::Failed;
+        CurFile& f = files_[index];
+        std::string path = maildir_ + "/cur/" + f.name;
+        int err = readMessageFile(path, out) ? 0 : errno;
+        if (err == ENOENT && !f.base.empty()) {
+            // Renamed by another Maildir program for its flags (":2,S"), as expunge() knows.
+            std::vector<std::string> names;
+            if (!listNames(maildir_ + "/cur", names)) {
+                err = errno;
+                path = maildir_ + "/cur";
+            }
+            for (auto& n : names) {
+                if (n.size() > f.base.size() && n.compare(0, f.base.size(), f.base) == 0 && n[f.base.size()] == ':') {
+                    path = maildir_ + "/cur/" + n;
+                    err = readMessageFile(path, out) ? 0 : errno;
+                    if (err == 0) f.name = std::move(n);
+                    break;
+                }
+            }
         }
-        return true;
+        if (err != 0) {
+            if (err == ENOENT) return core::MessageRead::Gone;
+            logger().error(core::EventLine("store.read_fail").add("path", path).text("error", errnoText(err)).str());
+            return core::MessageRead::Failed;
+        }
+        crlfLineEnds(out);
+        return core::MessageRead::Ok;
     }
 
     bool expunge(const std::vector<std::size_t>& indexes) override {
@@ -462,7 +538,9 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
         parseTime(f);
         auto size = sizeFromName(f.base);
         if (!size) {
-            // Written by another delivery agent without S=: one stat for this file only.
+            // Written by another delivery agent without S= or W=: one stat for this file only.
+            // Its size is the file's; with LF line ends RETR sends a little more (read()
+            // makes them CRLF), which clients tolerate: they read to the final ".".
             struct stat st{};
             if (::stat((curDir + "/" + f.name).c_str(), &st) != 0) {
                 if (errno == ENOENT) continue;

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """POP3: CAPA before/after STLS, no plaintext USER before STLS, [AUTH] on a wrong password,
 UIDL stable across sessions and restarts, TOP, DELE only on QUIT (a dropped session keeps the
-mail), [IN-USE] on a locked maildrop, SASL PLAIN, a client that stops reading is logged out."""
+mail), [IN-USE] on a locked maildrop, SASL PLAIN, a client that stops reading is logged out, a
+Maildir migrated from Dovecot (LF line ends, W= sizes), a bare AUTH."""
 
 import os
 import poplib
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from postern_harness import (Postern, DEFAULT_USERS, b64, check, check_eq, drop, expect,
+from postern_harness import (Postern, DEFAULT_USERS, RawConn, b64, check, check_eq, drop, expect,
                              flood_without_reading, make_message, plain_ir, pop_retr, run_tests,
                              split_received, tls_context, wait_for)
 
@@ -324,6 +325,40 @@ def test_client_that_stops_reading_is_logged_out():
             pop.quit()
         finally:
             sock.close()
+
+
+def test_mailbox_migrated_from_dovecot():
+    """A Maildir an ISP brings over from Dovecot: LF line ends, names with S= (the file) and
+    W= (the size with CRLF). POP3 sends every line with CRLF, LIST reports W=, TOP 1 0 is the
+    header only; a file an IMAP server renamed for its flags during the session is still
+    read; a bare AUTH (Outlook's mechanism discovery) lists the mechanisms."""
+    with Postern() as p:
+        _deliver(p, 1)  # creates the Maildir
+        cur = os.path.join(p.maildir(ALICE), "cur")
+        lf = b"From: a@remote.example\nSubject: migrated\n\nline1\n.dot line\n"
+        name = "1600000000.M1P1.oldhost,S=%d,W=%d:2," % (len(lf), len(lf) + lf.count(b"\n"))
+        with open(os.path.join(cur, name), "wb") as f:
+            f.write(lf)
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        check_eq(pop.stat()[0], 2, "STAT")
+        sizes = dict(l.split() for l in pop.list()[1])
+        check_eq(int(sizes[b"1"]), len(lf) + lf.count(b"\n"), "LIST size of the migrated message (W=)")
+        # An IMAP server marks it \Seen while this session is open.
+        os.rename(os.path.join(cur, name), os.path.join(cur, name + "S"))
+        resp, lines, octets = pop.retr(1)
+        check_eq(lines, [b"From: a@remote.example", b"Subject: migrated", b"", b"line1", b".dot line"],
+                 "RETR of the LF file")
+        check_eq(octets, len(lf) + lf.count(b"\n"), "octets received (as LIST said)")
+        _, top, _ = pop.top(1, 0)
+        check_eq(top, [b"From: a@remote.example", b"Subject: migrated", b""], "TOP 1 0: the header only")
+        pop.quit()
+        c = RawConn(p.port("pop3s"), tls=True)
+        check(c.read_pop().startswith("+OK"), "greeting")
+        c.send("AUTH\r\n")
+        check_eq(c.read_pop(), "+OK", "bare AUTH")
+        check_eq(c.read_pop_multi(), [b"PLAIN", b"LOGIN"], "the mechanisms")
+        c.send("QUIT\r\n")
+        c.close()
 
 
 if __name__ == "__main__":

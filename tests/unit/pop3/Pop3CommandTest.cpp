@@ -86,7 +86,7 @@ const Case cases[] = {
     {"AUTH PLAIN AGJvYgBzZWNyZXQ=", E::None, V::Auth, "PLAIN", std::nullopt, 0, "AGJvYgBzZWNyZXQ="},
     {"AUTH PLAIN =", E::None, V::Auth, "PLAIN", std::nullopt, 0, "="},
     {"auth login", E::None, V::Auth, "login"},
-    {"AUTH", E::MissingArgument},
+    {"AUTH", E::None, V::Auth, ""},  // a bare AUTH: the mechanism list (Outlook's discovery)
     {"AUTH PLAIN a b", E::TooManyArguments},
     // RFC 2449 4: 255 octets including CRLF
     {"PASS " + std::string(248, 'x'), E::None, V::Pass, std::string(248, 'x')},

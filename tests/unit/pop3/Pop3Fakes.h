@@ -42,7 +42,7 @@ public:
     FakeMaildrop(FakeMaildrops& owner, std::string mailbox);
     ~FakeMaildrop() override;
     const std::vector<core::MaildropEntry>& entries() const override { return entries_; }
-    bool read(std::size_t index, std::string& out) override;
+    core::MessageRead read(std::size_t index, std::string& out) override;
     bool expunge(const std::vector<std::size_t>& indexes) override;
 
 private:
@@ -73,6 +73,7 @@ public:
     bool tempFail = false;
     bool expungeFails = false;
     bool readFails = false;
+    bool readGone = false;
 };
 
 inline FakeMaildrop::FakeMaildrop(FakeMaildrops& owner, std::string mailbox)
@@ -80,10 +81,11 @@ inline FakeMaildrop::FakeMaildrop(FakeMaildrops& owner, std::string mailbox)
     for (const auto& m : owner_.boxes[mailbox_]) entries_.push_back({m.uidl, m.bytes.size()});
 }
 inline FakeMaildrop::~FakeMaildrop() { owner_.locked.erase(mailbox_); }
-inline bool FakeMaildrop::read(std::size_t index, std::string& out) {
-    if (owner_.readFails || index >= entries_.size()) return false;
+inline core::MessageRead FakeMaildrop::read(std::size_t index, std::string& out) {
+    if (owner_.readFails || index >= entries_.size()) return core::MessageRead::Failed;
+    if (owner_.readGone) return core::MessageRead::Gone;
     out = owner_.boxes[mailbox_][index].bytes;
-    return true;
+    return core::MessageRead::Ok;
 }
 inline bool FakeMaildrop::expunge(const std::vector<std::size_t>& indexes) {
     ++owner_.expungeCalls;

@@ -327,6 +327,52 @@ BOOST_AUTO_TEST_CASE(read_failure_is_sys_temp) {
     )");
 }
 
+BOOST_AUTO_TEST_CASE(a_message_gone_since_the_snapshot_is_not_sys_temp) {
+    maildrops.readGone = true;
+    auto s = session(true);
+    run(*s, R"(
+        S: +OK pop.example.org Postern POP3 server ready
+        C: USER bob
+        S: +OK Send PASS
+        C: PASS secret
+        S: +OK Logged in, 2 messages (94 octets)
+        C: RETR 2
+        S: -ERR Message 2 no longer exists
+        C: TOP 1 0
+        S: -ERR Message 1 no longer exists
+    )");
+}
+
+BOOST_AUTO_TEST_CASE(bare_auth_lists_the_mechanisms_and_is_no_error) {
+    settings.tlsAvailable = true;
+    settings.maxBadCommands = 1;
+    auto s = session();
+    run(*s, R"(
+        S: +OK pop.example.org Postern POP3 server ready
+        C: AUTH
+        S: +OK
+        S: .
+        C: AUTH
+        S: +OK
+        S: .
+    )");
+    BOOST_TEST(!s->isClosed());
+    settings.maxBadCommands = 10;
+    auto t = session(/*tls=*/true);
+    run(*t, R"(
+        S: +OK pop.example.org Postern POP3 server ready
+        C: AUTH
+        S: +OK
+        S: PLAIN
+        S: LOGIN
+        S: .
+        C: AUTH PLAIN AGJvYgBzZWNyZXQ=
+        S: +OK Logged in, 2 messages (94 octets)
+        C: AUTH
+        S: -ERR Command not valid in this state
+    )");
+}
+
 BOOST_AUTO_TEST_CASE(wrong_password_tempfail_in_use_and_maildrop_failure) {
     auto s = session(true);
     maildrops.locked.insert("alice");

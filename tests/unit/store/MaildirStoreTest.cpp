@@ -5,6 +5,8 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 
 #include <thread>
@@ -114,11 +116,11 @@ BOOST_AUTO_TEST_CASE(open_moves_new_to_cur_lists_in_delivery_order_and_reads_byt
     BOOST_TEST(e[0].size == m1.size());
     BOOST_TEST(e[1].size == m2.size());
     std::string out;
-    BOOST_REQUIRE(md->read(0, out));
+    BOOST_REQUIRE((md->read(0, out) == core::MessageRead::Ok));
     BOOST_TEST(out == m1);
-    BOOST_REQUIRE(md->read(1, out));
+    BOOST_REQUIRE((md->read(1, out) == core::MessageRead::Ok));
     BOOST_TEST(out == m2);
-    BOOST_TEST(!md->read(2, out));
+    BOOST_TEST((md->read(2, out) == core::MessageRead::Failed));
 }
 
 BOOST_AUTO_TEST_CASE(foreign_names_without_size_are_stat_ed) {
@@ -132,6 +134,66 @@ BOOST_AUTO_TEST_CASE(foreign_names_without_size_are_stat_ed) {
     BOOST_REQUIRE(md->entries().size() == 1u);
     BOOST_TEST(md->entries()[0].uidl == "1000.12345_1.otherhost");
     BOOST_TEST(md->entries()[0].size == 5u);
+}
+
+BOOST_AUTO_TEST_CASE(foreign_lf_files_are_sent_with_crlf_and_listed_by_their_w_size) {
+    // Dovecot's names carry S= (the file, LF line ends) and W= (the size with CRLF).
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "bob").string()));
+    const std::string lf = "Subject: x\n\nline1\n.dot\n";
+    spit(t.path / "bob/cur/1700000000.M1P1.dovecot,S=23,W=27:2,S", lf);
+    spit(t.path / "bob/cur/1700000001.M1P1.procmail:2,", "a\r\nb\n");  // mixed: only the bare LF changes
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 2u);
+    BOOST_TEST(md->entries()[0].size == 27u);
+    std::string out;
+    BOOST_REQUIRE((md->read(0, out) == core::MessageRead::Ok));
+    BOOST_TEST(out == "Subject: x\r\n\r\nline1\r\n.dot\r\n");
+    BOOST_TEST(out.size() == md->entries()[0].size);
+    BOOST_REQUIRE((md->read(1, out) == core::MessageRead::Ok));
+    BOOST_TEST(out == "a\r\nb\r\n");
+}
+
+BOOST_AUTO_TEST_CASE(read_finds_a_message_renamed_for_its_flags_and_says_gone_when_removed) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    deliver(store, t, "bob", "one\r\n");
+    deliver(store, t, "bob", "two\r\n");
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    std::vector<fs::path> files;
+    for (auto& e : fs::directory_iterator(t.path / "bob/cur")) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    BOOST_REQUIRE(files.size() == 2u);
+    // An IMAP server sharing the Maildir marks the first one \Seen: ":2," -> ":2,S".
+    fs::rename(files[0], files[0].string() + "S");
+    std::string out;
+    BOOST_REQUIRE((md->read(0, out) == core::MessageRead::Ok));
+    BOOST_TEST(out == "one\r\n");
+    // Removed by another program: gone, not an I/O error.
+    fs::remove(files[1]);
+    BOOST_TEST((md->read(1, out) == core::MessageRead::Gone));
+    // The renamed one is still expunged under its new name.
+    BOOST_TEST(md->expunge({0}));
+    BOOST_TEST(fs::is_empty(t.path / "bob/cur"));
+}
+
+BOOST_AUTO_TEST_CASE(read_refuses_symlinks_and_fifos) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "bob").string()));
+    BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "alice").string()));
+    spit(t.path / "alice/cur/1.M1P1Q1.h,S=7:2,", "secret\n");
+    fs::create_symlink(t.path / "alice/cur/1.M1P1Q1.h,S=7:2,", t.path / "bob/cur/2.M1P1Q1.h,S=7:2,");
+    BOOST_REQUIRE(::mkfifo((t.path / "bob/cur/3.M1P1Q1.h,S=1:2,").c_str(), 0600) == 0);
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 2u);
+    std::string out;
+    BOOST_TEST((md->read(0, out) == core::MessageRead::Failed));  // another mailbox's file
+    BOOST_TEST((md->read(1, out) == core::MessageRead::Failed));  // would block for ever
 }
 
 BOOST_AUTO_TEST_CASE(lock_is_exclusive_between_opens_in_one_process_and_released_on_destroy) {
@@ -197,7 +259,7 @@ BOOST_AUTO_TEST_CASE(expunge_removes_exactly_the_given_messages) {
     BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
     BOOST_REQUIRE(md->entries().size() == 1u);
     std::string out;
-    BOOST_REQUIRE(md->read(0, out));
+    BOOST_REQUIRE((md->read(0, out) == core::MessageRead::Ok));
     BOOST_TEST(out == "two\r\n");
     BOOST_TEST(filesIn(t.path / "bob/cur").size() == 1u);
     // Already gone is not an error.
@@ -220,7 +282,7 @@ BOOST_AUTO_TEST_CASE(expunge_finds_a_message_another_program_renamed_for_its_fla
     std::sort(files.begin(), files.end());
     // Rename both (flags), then expunge the first message only.
     std::string first;
-    BOOST_REQUIRE(md->read(0, first));
+    BOOST_REQUIRE((md->read(0, first) == core::MessageRead::Ok));
     for (const auto& f : files) fs::rename(f, f.string() + "S");
     BOOST_TEST(md->expunge({0}));
     files = filesIn(t.path / "bob/cur");
