@@ -111,8 +111,8 @@ std::optional<std::uint64_t> sizeFromName(std::string_view base) {
 // line with CRLF (RFC 1939 3). Postern's own files are CRLF already and stay untouched.
 void crlfLineEnds(std::string& text) {
     std::size_t bare = 0;
-    for (std::size_t i = 0; i < text.size(); ++i)
-        if (text[i] == '\n' && (i == 0 || text[i - 1] != '\r')) ++bare;
+    for (std::size_t i = text.find('\n'); i != std::string::npos; i = text.find('\n', i + 1))
+        if (i == 0 || text[i - 1] != '\r') ++bare;
     if (bare == 0) return;
     std::string out;
     out.reserve(text.size() + bare);
