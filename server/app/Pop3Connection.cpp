@@ -86,11 +86,13 @@ void Pop3Connection::run() {
             pop3::Pop3Output out = session.onLine(line);
             ch.write(out.bytes);
             if (out.action == pop3::Pop3Output::Action::StartTls) {
-                ch.startTls(services_.tlsContext(), timeout);
+                const std::size_t dropped = ch.startTls(services_.tlsContext(), timeout);
                 registry.update(token, std::as_const(ch).socket());
                 session.onTlsStarted();
                 tlsVersionPending = true;
-                log.information(core::EventLine::inSession(sid, "stls").add("ip", client.host()).str());
+                core::EventLine started = core::EventLine::inSession(sid, "stls").add("ip", client.host());
+                if (dropped > 0) started.add("plaintext_dropped", dropped);  // CVE-2011-0411 class
+                log.information(started.str());
             } else if (out.action == pop3::Pop3Output::Action::Close) {
                 break;
             }

@@ -133,11 +133,14 @@ void SmtpConnection::run() {
             }
             ch.write(out.bytes);
             if (out.action == smtp::SmtpOutput::Action::StartTls) {
-                ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
+                const std::size_t dropped = ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
                 registry.update(token, std::as_const(ch).socket());
                 session.onTlsStarted();
                 tlsVersionPending = true;
-                log.information(core::EventLine::inSession(sid, "starttls").add("ip", client.host()).str());
+                core::EventLine started = core::EventLine::inSession(sid, "starttls").add("ip", client.host());
+                // Plaintext pipelined behind STARTTLS was thrown away (CVE-2011-0411): say so.
+                if (dropped > 0) started.add("plaintext_dropped", dropped);
+                log.information(started.str());
             } else if (out.action == smtp::SmtpOutput::Action::Close) {
                 break;
             }

@@ -128,8 +128,9 @@ void LineChannel::flush() {
     out_.clear();
 }
 
-void LineChannel::startTls(Poco::Net::Context::Ptr context, std::chrono::milliseconds timeout) {
+std::size_t LineChannel::startTls(Poco::Net::Context::Ptr context, std::chrono::milliseconds timeout) {
     flush();
+    const std::size_t dropped = end_ - start_;
     // CVE-2011-0411: at this point there must not be any pending plaintext; whatever the
     // client pipelined after STARTTLS/STLS is thrown away, never read as TLS-protected.
     start_ = end_ = 0;
@@ -139,6 +140,7 @@ void LineChannel::startTls(Poco::Net::Context::Ptr context, std::chrono::millise
     socket_ = secure;
     receiveTimeout_ = timeout;  // a new socket object, but the option lives on the descriptor
     tls_ = true;
+    return dropped;
 }
 
 std::string LineChannel::tlsVersion() {

@@ -58,7 +58,8 @@ public:
     // Switches to TLS in server mode. Any plaintext bytes the client sent after the
     // command are discarded first (CVE-2011-0411: they must not be read as if they had
     // come over TLS). Throws Poco::Exception if the handshake fails.
-    void startTls(Poco::Net::Context::Ptr context, std::chrono::milliseconds timeout);
+    // Returns how many such plaintext bytes were thrown away (for the log: an injection try).
+    std::size_t startTls(Poco::Net::Context::Ptr context, std::chrono::milliseconds timeout);
     bool isTls() const { return tls_; }
     // The negotiated protocol ("TLSv1.3", "TLSv1.2"); "" without TLS; "yes" if unknown.
     std::string tlsVersion();

@@ -1,6 +1,7 @@
 #include "smtp/SmtpSession.h"
 
 #include "core/EventLine.h"
+#include "core/Utf8.h"
 
 #include "policy/RelayPolicy.h"
 #include "policy/TransactionPolicy.h"
@@ -356,6 +357,11 @@ SmtpOutput SmtpSession::greet(std::string_view arg, bool extended) {
     // it does not, nor anything before the EHLO that follows STARTTLS).
     enhancedCodes_ = extended;
     heloName_ = sanitize(arg);
+    // 8-bit only as valid UTF-8 (a U-label, RFC 6531); other bytes become '?' as Postfix
+    // prints them, so the Received header and the log stay well-formed.
+    if (!core::isValidUtf8(heloName_))
+        for (char& c : heloName_)
+            if (static_cast<unsigned char>(c) >= 0x80) c = '?';
     if (ports_.milter && !milterSessionRefusal_)
         milterSessionRefusal_ = milterReply(ports_.milter->helo(milterFacts()), "helo");
     if (!extended) return reply(replies::helo(settings_.hostname));
@@ -406,15 +412,24 @@ void SmtpSession::onTlsStarted() {
     chunk_.reset();
 }
 
+// AUTH refused before any password was checked (those are auth.ok / auth.fail lines).
+SmtpOutput SmtpSession::authRefused(std::string_view reason, const Reply& r) {
+    logger().notice(clientLine(sessionId_, "auth.reject", client_).add("reason", reason).text("reply", replyText(r)).str());
+    count("smtp_reject", "auth_" + std::string(reason));
+    return error(r);
+}
+
 SmtpOutput SmtpSession::handleAuth(const Command& cmd) {
-    if (!extended_) return error(replies::needHelo());
+    // AUTH is an ESMTP extension (RFC 4954 3): after HELO it was never offered.
+    if (!extended_) return authRefused("no_ehlo", replies::badSequence("send EHLO first"));
     if (!authAllowed()) {
         // RFC 3207 / RFC 5248: 538 5.7.11 Encryption required for requested authentication mechanism.
-        return error(Reply(538, Enhanced::EncryptionRequired, "Encryption required for requested authentication mechanism"));
+        return authRefused("encryption_required", Reply(538, Enhanced::EncryptionRequired,
+                                                        "Encryption required for requested authentication mechanism"));
     }
     if (identity_) return error(replies::authAlreadyDone());
     auto mech = sasl::parseMechanism(cmd.authMechanism);
-    if (!mech) return error(replies::authMechanismUnknown());
+    if (!mech) return authRefused("unknown_mechanism", replies::authMechanismUnknown());
     sasl_ = std::make_unique<sasl::SaslExchange>(*mech);
     saslMethod_ = cmd.authMechanism;
     for (char& c : saslMethod_) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -433,11 +448,11 @@ SmtpOutput SmtpSession::finishAuth(const sasl::Step& step) {
         // the challenge is empty (PLAIN without an initial response).
         if (step.challenge.empty()) return SmtpOutput{"334 \r\n", SmtpOutput::Action::None};
         return reply(replies::authChallenge(step.challenge));
-    case StepKind::Cancelled: sasl_.reset(); return error(replies::authCancelled());
+    case StepKind::Cancelled: sasl_.reset(); return authRefused("cancelled", replies::authCancelled());
     case StepKind::BadBase64:
     case StepKind::Malformed:
         sasl_.reset();
-        return error(Reply(501, Enhanced::SyntaxError, "Cannot decode AUTH response"));
+        return authRefused("malformed", Reply(501, Enhanced::SyntaxError, "Cannot decode AUTH response"));
     case StepKind::BadAuthzid:
         logger().notice(core::EventLine::inSession(sessionId_, "auth.fail")
                             .add("svc", "smtp")
@@ -482,12 +497,23 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
         return reply(Reply(421, Enhanced::OtherSecurity, "Too many transactions in this session, closing"),
                      SmtpOutput::Action::Close);
     }
+    const core::AuthIdentity* who = identity_ ? &*identity_ : nullptr;
+    // One mail.reject line per refused MAIL, with the reason (the operator's view).
+    auto mailReject = [&](std::string_view reason, const Reply& r) {
+        logger().notice(transactionLine(sessionId_, "mail.reject", client_, cmd.path.address(), who ? who->user : "")
+                            .add("reason", reason)
+                            .text("reply", replyText(r))
+                            .str());
+        count("smtp_reject", std::string(reason));
+    };
     // RFC 1870 6: a declared size over the limit is refused before any data is sent.
-    if (cmd.size && *cmd.size > settings_.maxMessageSize) return reply(replies::messageTooBig());
+    if (cmd.size && *cmd.size > settings_.maxMessageSize) {
+        mailReject("size", replies::messageTooBig());
+        return reply(replies::messageTooBig());
+    }
 
     // Sender rules and the outbound message limit (a stolen password must not turn into a
     // spam run), decided in one call.
-    const core::AuthIdentity* who = identity_ ? &*identity_ : nullptr;
     policy::SenderVerdict sv = policy::TransactionPolicy::decideSender(
         cmd.path, policy::SenderRequest{settings_.role == Role::Submission, who, client_, ports_.limiter, ports_.hold});
     if (!sv.accepted) {
@@ -500,9 +526,7 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
             return reply(sv.reply);
         }
         if (sv.reason == "sender") {
-            logger().notice(transactionLine(sessionId_, "mail.reject", client_, cmd.path.address(), who ? who->user : "")
-                                .text("reply", replyText(sv.reply))
-                                .str());
+            mailReject("sender", sv.reply);
             return error(sv.reply);
         }
         logger().warning(clientLine(sessionId_, "limit.hit", client_)
@@ -513,8 +537,14 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
         count("smtp_reject", "rate_limit");
         return reply(sv.reply);
     }
-    if (auto refusal = mailExtensionRefusal(cmd)) return error(*refusal);
-    if (milterSessionRefusal_) return reply(*milterSessionRefusal_);
+    if (auto refusal = mailExtensionRefusal(cmd)) {
+        mailReject("parameter", *refusal);
+        return error(*refusal);
+    }
+    if (milterSessionRefusal_) {
+        mailReject("milter", *milterSessionRefusal_);
+        return reply(*milterSessionRefusal_);
+    }
     txn_ = std::make_unique<Transaction>();
     txn_->sender = cmd.path;
     txn_->dsn = cmd.dsn;
@@ -527,7 +557,7 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
         core::MilterVerdict mv = ports_.milter->mail(milterFacts());
         if (auto r = milterReply(mv, "mail")) {
             txn_.reset();
-            count("smtp_reject", "milter");
+            mailReject("milter", *r);
             return reply(*r);
         }
         if (mv.kind == core::MilterVerdict::Kind::Discard) txn_->discard = true, txn_->discardReason = "milter";
@@ -538,8 +568,25 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
 
 SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     // RFC 5321 4.5.3.1.8: 452 4.5.3 past the limit (the client sends the rest later).
-    if (txn_->accepted >= settings_.maxRecipients) return reply(replies::tooManyRecipients());
-    if (auto refusal = rcptExtensionRefusal(cmd)) return error(*refusal);
+    auto rcptReject = [&](std::string_view reason, const Reply& r) {
+        // The field order of every rcpt.reject line: ip, from, to, user, reason, reply.
+        logger().notice(clientLine(sessionId_, "rcpt.reject", client_)
+                            .address("from", txn_->sender.address())
+                            .address("to", cmd.path.address())
+                            .add("user", identity_ ? identity_->user : "")
+                            .add("reason", reason)
+                            .text("reply", replyText(r))
+                            .str());
+        count("smtp_reject", std::string(reason));
+    };
+    if (txn_->accepted >= settings_.maxRecipients) {
+        rcptReject("too_many_recipients", replies::tooManyRecipients());
+        return reply(replies::tooManyRecipients());
+    }
+    if (auto refusal = rcptExtensionRefusal(cmd)) {
+        rcptReject("parameter", *refusal);
+        return error(*refusal);
+    }
 
     // Relay rules, the grant's own-senders rule and the outbound recipient limit, in one call.
     const core::AuthIdentity* who = identity_ ? &*identity_ : nullptr;
@@ -677,6 +724,12 @@ std::optional<Reply> SmtpSession::openMessage() {
         core::MilterVerdict mv = ports_.milter->data(milterFacts());
         if (auto r = milterReply(mv, "data")) {
             count("smtp_reject", "milter");
+            logger().notice(transactionLine(sessionId_, "message.reject", client_, txn_->sender.address(),
+                                            identity_ ? identity_->user : "")
+                                .add("reason", "milter")
+                                .add("stage", "data")
+                                .text("reply", replyText(*r))
+                                .str());
             resetTransaction();
             return r;
         }

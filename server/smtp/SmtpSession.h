@@ -144,6 +144,7 @@ private:
     SmtpOutput reply(const Reply& r, SmtpOutput::Action action = SmtpOutput::Action::None);
     SmtpOutput error(const Reply& r);  // counts towards maxErrors
     SmtpOutput countError(SmtpOutput out);  // the same for an answer already made
+    SmtpOutput authRefused(std::string_view reason, const Reply& r);  // logged, then error()
     // Command handlers, dispatched from one table (SmtpSession.cpp: Commands) that says in
     // which states each verb is allowed and what a client gets out of sequence. Each command
     // line is parsed once, in onLine.

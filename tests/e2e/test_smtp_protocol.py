@@ -41,6 +41,7 @@ def _starttls_injection(p, listener):
     c.send("QUIT\r\n")
     c.expect_reply(221)
     c.close()
+    check(p.log_contains(r"event=starttls .*plaintext_dropped=6"), "%s: the dropped RSET is logged" % listener)
 
 
 def test_starttls_injection_mx():
@@ -85,6 +86,7 @@ def test_stls_injection_pop3():
               "processed: %r\n%s" % (r, c.dump()))
         check_eq(c.pending(0.3), b"", "extra data inside TLS")
         c.close()
+        check(p.log_contains(r"event=stls .*plaintext_dropped=\d+"), "the dropped plaintext is logged")
 
 
 # ---- SMTP smuggling
@@ -334,6 +336,58 @@ def test_junk_commands_end_the_session():
         c.expect_reply(421, "4.7.0", what="after the 120th junk command")
         check_eq(c.read_until_eof(5), b"", "nothing after the 421")
         check(p.log_contains(r"smtp\.too_many_errors .*junk=120"), "logged with the junk count")
+
+
+def test_every_refusal_is_logged_with_its_reason():
+    """One log line per refused command, with reason= (the brief: "reject with reason"): MAIL
+    over SIZE, RCPT past smtp.max_recipients, a non-ASCII address without SMTPUTF8, AUTH after
+    HELO, a cancelled AUTH. An 8-bit HELO that is not UTF-8 reaches the Received header as '?'.
+    Changed for the test: smtp.max_recipients = 2."""
+    with Postern(overrides={"smtp.max_recipients": "2"}) as p:
+        c = p.raw("mx")
+        c.expect_reply(220)
+        c.send("EHLO caf\xe9.example\r\n".encode("latin-1"))
+        c.expect_reply(250)
+        c.send("MAIL FROM:<x@remote.example> SIZE=999999999999\r\n")
+        c.expect_reply(552, "5.3.4")
+        c.send("MAIL FROM:<x@remote.example>\r\n")
+        c.expect_reply(250)
+        c.send("RCPT TO:<alice@example.test>\r\n")
+        c.expect_reply(250)
+        c.send("RCPT TO:<j\xc3\xb6rg@example.test>\r\n".encode("latin-1"))
+        c.expect_reply(553, "5.6.7", what="non-ASCII RCPT without SMTPUTF8")
+        c.send("RCPT TO:<bob@example.test>\r\n")
+        c.expect_reply(250)
+        c.send("RCPT TO:<dave@example.test>\r\n")
+        c.expect_reply(452, "4.5.3")
+        c.send("DATA\r\n")
+        c.expect_reply(354)
+        marker, msg = make_message(sender="x@remote.example", to=ALICE)
+        c.send(msg + b".\r\n")
+        c.expect_reply(250)
+        c.send("QUIT\r\n")
+        c.close()
+        stored = p.maildir_find(ALICE, marker)
+        check_eq(len(stored), 1, "stored")
+        check(b"from caf?.example" in stored[0], "8-bit HELO as '?' in Received: %r" % stored[0][:300])
+        a = p.raw("submissions", tls=True)
+        a.expect_reply(220)
+        a.send("HELO old.example\r\n")
+        a.expect_reply(250)
+        a.send("AUTH PLAIN %s\r\n" % plain_ir(ALICE, ALICE_PW))
+        a.expect_reply(503)
+        a.send("EHLO new.example\r\n")
+        a.expect_reply(250)
+        a.send("AUTH PLAIN\r\n")
+        a.expect_reply(334)
+        a.send("*\r\n")
+        a.expect_reply(501)
+        a.send("QUIT\r\n")
+        a.close()
+        for pattern in (r"event=mail\.reject .*reason=size", r"event=rcpt\.reject .*reason=too_many_recipients",
+                        r"event=rcpt\.reject .*reason=parameter",
+                        r"event=auth\.reject .*reason=no_ehlo", r"event=auth\.reject .*reason=cancelled"):
+            check(p.log_contains(pattern), "logged: " + pattern)
 
 
 if __name__ == "__main__":
