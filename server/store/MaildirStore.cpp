@@ -557,8 +557,14 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
         if (a.seconds != b.seconds) return a.seconds < b.seconds;
         if (a.micros != b.micros) return a.micros < b.micros;
         if (a.counter != b.counter) return a.counter < b.counter;
-        return a.base < b.base;
+        if (a.base != b.base) return a.base < b.base;
+        return a.name < b.name;
     });
+    // Two files of one base name (a restored backup beside the live copy, a tool that copied
+    // instead of renaming): RFC 1939 7 wants unique ids, so each later one is named by its
+    // whole file name (which has a ':', so it never equals a base name's id).
+    for (std::size_t i = 1; i < files.size(); ++i)
+        if (files[i].base == files[i - 1].base) files[i].entry.uidl = uidlFor(files[i].name);
     out = std::make_unique<MaildirMaildrop>(*maildir, fd, std::move(files));
     return core::MaildropStatus::Ok;
 }

@@ -180,6 +180,22 @@ BOOST_AUTO_TEST_CASE(read_finds_a_message_renamed_for_its_flags_and_says_gone_wh
     BOOST_TEST(fs::is_empty(t.path / "bob/cur"));
 }
 
+BOOST_AUTO_TEST_CASE(two_files_of_one_base_name_get_distinct_uidls) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "bob").string()));
+    spit(t.path / "bob/cur/1.M1P1Q1.h,S=5:2,", "old\r\n");
+    spit(t.path / "bob/cur/1.M1P1Q1.h,S=5:2,S", "new\r\n");
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 2u);
+    BOOST_TEST(md->entries()[0].uidl == "1.M1P1Q1.h,S=5");
+    BOOST_TEST(md->entries()[1].uidl == "1.M1P1Q1.h,S=5:2,S");
+    std::string out;
+    BOOST_REQUIRE((md->read(1, out) == core::MessageRead::Ok));
+    BOOST_TEST(out == "new\r\n");
+}
+
 BOOST_AUTO_TEST_CASE(read_refuses_symlinks_and_fifos) {
     TempDir t;
     MaildirStore store(t.path.string(), "host");
