@@ -84,42 +84,29 @@ RcptVerdict TransactionPolicy::decideRecipient(const smtp::ParsedPath& rcpt, con
         }
         v.delegated = std::move(d);
     }
+    // A limiter's answer: Allow keeps `v`; TempFail (store unreachable: 451) and Limited
+    // (`code` 4.7.1 `text`) refuse the recipient, naming the limit.
+    auto overLimit = [&v](core::LimitAnswer la, std::string what, int code, const char* text) {
+        if (la == core::LimitAnswer::Allow) return false;
+        const bool temp = la == core::LimitAnswer::TempFail;
+        v = refused(std::move(v), RcptVerdict::Kind::TempFail,
+                    temp ? smtp::replies::tempFailure() : smtp::Reply(code, smtp::Enhanced::DeliveryNotAuthorized, text),
+                    temp ? "rate_tempfail" : "rate_limit");
+        v.limit = std::move(what);
+        return true;
+    };
     if (req.limiter && v.viaGrant && !req.identity && !req.messageCounted) {
         // A grant relay has no MAIL-time count (MAIL cannot know the transaction will relay):
         // its message counts here, once, against the client IP.
         std::string what;
         core::LimitAnswer la = req.limiter->addMessage(req.relay.client, nullptr, what);
-        if (la == core::LimitAnswer::TempFail) {
-            v = refused(std::move(v), RcptVerdict::Kind::TempFail, smtp::replies::tempFailure(), "rate_tempfail");
-            v.limit = what;
-            return v;
-        }
-        if (la == core::LimitAnswer::Limited) {
-            v = refused(std::move(v), RcptVerdict::Kind::TempFail,
-                        smtp::Reply(450, smtp::Enhanced::DeliveryNotAuthorized,
-                                    "Message rate limit exceeded, try again later"),
-                        "rate_limit");
-            v.limit = what;
-            return v;
-        }
+        if (overLimit(la, what, 450, "Message rate limit exceeded, try again later")) return v;
         v.countedMessage = true;
     }
     if (req.limiter && (req.identity || v.viaGrant)) {
         std::string what;
         core::LimitAnswer la = req.limiter->addRecipients(req.relay.client, req.identity, 1, what);
-        if (la == core::LimitAnswer::TempFail) {
-            v = refused(std::move(v), RcptVerdict::Kind::TempFail, smtp::replies::tempFailure(), "rate_tempfail");
-            v.limit = what;
-            return v;
-        }
-        if (la == core::LimitAnswer::Limited) {
-            v = refused(std::move(v), RcptVerdict::Kind::TempFail,
-                        smtp::Reply(452, smtp::Enhanced::DeliveryNotAuthorized,
-                                    "Recipient rate limit exceeded, try again later"),
-                        "rate_limit");
-            v.limit = what;
-            return v;
-        }
+        if (overLimit(la, what, 452, "Recipient rate limit exceeded, try again later")) return v;
     }
     return v;
 }

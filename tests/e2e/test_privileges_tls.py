@@ -209,13 +209,19 @@ def test_ecdsa_chain_beside_rsa():
     check("is not an ECDSA certificate" in q.log_text(), "names the problem:\n" + q.tail())
 
 
-def test_ipv6_listener():
+def _have_ipv6_loopback():
     try:
         probe = socket.socket(socket.AF_INET6)
         probe.bind(("::1", 0))
         probe.close()
+        return True
     except OSError:
         print("  (no ::1 here)")
+        return False
+
+
+def test_ipv6_listener():
+    if not _have_ipv6_loopback():
         return
     p = Postern(start=False)
     with socket.socket(socket.AF_INET6) as t:
@@ -243,12 +249,7 @@ def test_ipv6_wildcard_beside_ipv4_on_the_same_port():
     "::" socket would collide with the IPv4 listener of the same port (EADDRINUSE, exit 78), so
     IPv6 listeners are bound IPv6-only. Changed for the test: two extra listeners on one free
     port, v4 on 127.0.0.1 and v6 on "::" (clients connect over 127.0.0.1 and ::1 only)."""
-    try:
-        probe = socket.socket(socket.AF_INET6)
-        probe.bind(("::1", 0))
-        probe.close()
-    except OSError:
-        print("  (no ::1 here)")
+    if not _have_ipv6_loopback():
         return
     p = Postern(start=False)
     with socket.socket() as t:
