@@ -383,14 +383,19 @@ void Daemon::bindListeners() {
         const config::ListenerConfig& l = ls.listener;
         Poco::Net::SocketAddress sa(l.address, l.port);
         Poco::Net::ServerSocket socket;
-        // SO_REUSEADDR, never SO_REUSEPORT: a second daemon must fail. An IPv6 address is
-        // bound IPv6-only (as Postfix and Dovecot do): a dual-stack "::" would take the IPv4
-        // side too and collide with the listener on 0.0.0.0 (or an IPv4 address) of the same
-        // port, so that configuration could not start.
-        if (sa.family() == Poco::Net::SocketAddress::IPv6)
-            socket.bind6(sa, true, false, /*ipV6Only=*/true);
-        else
+        // SO_REUSEADDR, never SO_REUSEPORT: a second daemon must fail. An IPv6 listener
+        // beside an IPv4 one on the same port is bound IPv6-only (as Postfix and Dovecot bind
+        // theirs): dual-stack, "::" would take the IPv4 side too and collide with 0.0.0.0 (or
+        // an IPv4 address) of that port, so the pair could not start. Alone on its port it
+        // stays dual-stack: "::" serves IPv4 clients too, as it always did.
+        if (sa.family() == Poco::Net::SocketAddress::IPv6) {
+            const bool ipv4Beside = std::any_of(settings_.listeners.begin(), settings_.listeners.end(), [&](const auto& o) {
+                return o.listener.port == l.port && o.listener.address.find(':') == std::string::npos;
+            });
+            socket.bind6(sa, true, false, /*ipV6Only=*/ipv4Beside);
+        } else {
             socket.bind(sa, true, false);
+        }
         socket.listen(1024);
         Poco::Net::TCPServerParams::Ptr params = new Poco::Net::TCPServerParams;
         params->setMaxThreads(l.maxThreads);

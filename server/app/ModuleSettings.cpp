@@ -174,6 +174,7 @@ smtp::SmtpSettings smtpSettings(const config::ServerConfig& cfg, const config::L
     s.maxHeaderSize = cfg.smtp.maxHeaderSize;
     s.maxErrors = cfg.smtp.maxErrors;
     s.maxJunkCommands = static_cast<std::size_t>(cfg.smtp.maxJunkCommands);
+    s.maxRecipientOvershoot = static_cast<std::size_t>(cfg.smtp.maxRecipientOvershoot);
     s.addMissingHeaders = cfg.smtp.addMissingHeaders;
     s.grantOwnSendersOnly = cfg.popBeforeSmtp.ownSendersOnly;
     s.roles.postmaster = cfg.smtp.postmasterAddress;

@@ -51,7 +51,7 @@ const std::vector<KeyDef> Keys = {
     {"tls.ticket_key_rotation", "12h", K::Duration, "Session ticket keys are replaced this often; the previous key still decrypts for one more period (0 = no tickets)"},
     // --- listeners ----------------------------------------------------------------
     {"listeners", "", K::List, "Names of the listeners to start; each is configured under listener.<name>."},
-    {"listener.*.address", "127.0.0.1", K::String, "IPv4 or IPv6 address to bind (0.0.0.0 or :: for all)"},
+    {"listener.*.address", "127.0.0.1", K::String, "IPv4 or IPv6 address to bind (0.0.0.0 or :: for all; :: beside an IPv4 listener of its port takes IPv6 only)"},
     {"listener.*.port", "0", K::Integer, "TCP port"},
     {"listener.*.protocol", "smtp", K::Enum, "Protocol spoken", "smtp|pop3"},
     {"listener.*.role", "mx", K::Enum, "SMTP role: mx (mail for local domains from anyone) or submission (AUTH required)", "mx|submission"},
@@ -99,6 +99,7 @@ const std::vector<KeyDef> Keys = {
     // --- SMTP ---------------------------------------------------------------------
     {"smtp.max_message_size", "25M", K::Size, "Largest message accepted (SIZE, 552 5.3.4)"},
     {"smtp.max_recipients", "100", K::Integer, "Recipients per transaction (452 4.5.3 beyond)"},
+    {"smtp.max_recipient_overshoot", "1000", K::Integer, "RCPT refused past smtp.max_recipients in one transaction before each also counts as an error (Postfix smtpd_recipient_overshoot_limit)"},
     {"smtp.max_command_length", "512", K::Integer, "Longest command line incl. CRLF (RFC 5321 4.5.3.1.4)"},
     {"smtp.max_line_length", "1000", K::Integer, "Longest message line incl. CRLF (RFC 5321 4.5.3.1.6)"},
     {"smtp.max_header_size", "1M", K::Size, "Largest header section of a message"},

@@ -233,6 +233,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.smtp.maxErrors = static_cast<int>(r.integer("smtp.max_errors"));
     c.smtp.maxJunkCommands = r.integer("smtp.max_junk_commands");
     if (c.smtp.maxJunkCommands < 0) r.error("smtp.max_junk_commands: must be 0 (no limit) or more");
+    c.smtp.maxRecipientOvershoot = r.integer("smtp.max_recipient_overshoot");
+    if (c.smtp.maxRecipientOvershoot < 0) r.error("smtp.max_recipient_overshoot: must be 0 or more");
     c.smtp.addMissingHeaders = r.boolean("smtp.add_missing_headers");
     if (c.smtp.maxCommandLength < 512) r.error("smtp.max_command_length: RFC 5321 requires at least 512");
     if (c.smtp.maxLineLength < 1000) r.error("smtp.max_line_length: RFC 5321 requires at least 1000");

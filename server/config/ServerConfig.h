@@ -118,6 +118,7 @@ struct SmtpConfig {
     bool allowPlaintextAuth = false;
     int maxErrors = 0;
     std::int64_t maxJunkCommands = 0;
+    std::int64_t maxRecipientOvershoot = 0;
     bool addMissingHeaders = false;
     std::string postmasterAddress;       // "" = <domain>/postmaster mailbox
     std::string abuseAddress;            // "" = off

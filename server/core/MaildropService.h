@@ -16,8 +16,9 @@ struct MaildropEntry {
 
 enum class MessageRead {
     Ok,
-    Gone,    // removed by another program since the snapshot: retrying cannot help
-    Failed,  // I/O error (or not a regular file): -ERR [SYS/TEMP]
+    Gone,      // removed by another program since the snapshot: retrying cannot help
+    NotAFile,  // a symlink, FIFO or device in the Maildir: never readable, -ERR [SYS/PERM]
+    Failed,    // I/O error: -ERR [SYS/TEMP]
 };
 
 // An open, locked maildrop. The lock is released when the object is destroyed

@@ -254,7 +254,7 @@ int main(int argc, char** argv) {
             printCommandHelp(std::cout, *found);
             return ctl::ExitOk;
         }
-        if (rest[k] == "--version" || rest[k] == "-V") {  // a global option, after the command too
+        if (rest[k] == "--version") {  // a global option, after the command too (not -V: an option's value may be that)
             std::cout << "posternctl " << POSTERN_BUILD_VERSION << "\n";
             return ctl::ExitOk;
         }

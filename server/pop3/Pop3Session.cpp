@@ -431,11 +431,13 @@ Pop3Output Pop3Session::handleTransaction(Transaction& t, const Pop3Command& c) 
             log(true, core::EventLine::inSession(context_.sessionId, "pop3.read_fail")
                           .add("user", t.identity.user)
                           .add("msg", *c.message)
-                          .add("reason", gone ? "gone" : "io_error")
+                          .add("reason", gone ? "gone" : r == core::MessageRead::NotAFile ? "not_a_file" : "io_error")
                           .str());
             // Removed by another program since the session began: no [SYS/TEMP], a retry
             // cannot bring it back (RFC 3206 4); Dovecot answers the same way.
             if (gone) return reply(errLine("Message " + std::to_string(*c.message) + " no longer exists"));
+            if (r == core::MessageRead::NotAFile)
+                return reply(errLine("[SYS/PERM] Message " + std::to_string(*c.message) + " cannot be read"));
             return reply(errLine("[SYS/TEMP] Unable to read message, try again later"));
         }
         std::string_view body = data;

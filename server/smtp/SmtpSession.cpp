@@ -120,6 +120,7 @@ struct SmtpSession::Transaction {
     std::set<std::string> seenRemote;
     bool relayedByGrant = false;
     bool grantMessageCounted = false;          // a grant relay's message counted against the client IP
+    std::size_t overshoot = 0;                 // RCPT refused past smtp.max_recipients
     core::MessageDsn dsn;                                    // RET/ENVID of MAIL
     std::map<std::string, core::RecipientDsn> remoteDsn;     // NOTIFY/ORCPT by forward-path
     std::vector<std::pair<std::string, core::RecipientDsn>> localSuccessDsn;
@@ -509,7 +510,7 @@ SmtpOutput SmtpSession::handleMail(const Command& cmd) {
     // RFC 1870 6: a declared size over the limit is refused before any data is sent.
     if (cmd.size && *cmd.size > settings_.maxMessageSize) {
         mailReject("size", replies::messageTooBig());
-        return reply(replies::messageTooBig());
+        return error(replies::messageTooBig());  // a 5xx: counts towards smtp.max_errors
     }
 
     // Sender rules and the outbound message limit (a stolen password must not turn into a
@@ -580,7 +581,11 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
         count("smtp_reject", std::string(reason));
     };
     if (txn_->accepted >= settings_.maxRecipients) {
-        rcptReject("too_many_recipients", replies::tooManyRecipients());
+        // Logged once per transaction; past smtp.max_recipient_overshoot more of them each
+        // count as an error (Postfix's smtpd_recipient_overshoot_limit): a client that sends
+        // its whole list and then DATA is normal, one that never stops is not.
+        if (txn_->overshoot++ == 0) rcptReject("too_many_recipients", replies::tooManyRecipients());
+        if (txn_->overshoot > settings_.maxRecipientOvershoot) return error(replies::tooManyRecipients());
         return reply(replies::tooManyRecipients());
     }
     if (auto refusal = rcptExtensionRefusal(cmd)) {

@@ -48,6 +48,7 @@ struct SmtpSettings {
     std::uint64_t maxHeaderSize = 0;  // set from smtp.max_header_size
     int maxErrors = 0;                // set from smtp.max_errors
     std::size_t maxJunkCommands = 0;  // set from smtp.max_junk_commands (0 = no limit)
+    std::size_t maxRecipientOvershoot = 1000;  // set from smtp.max_recipient_overshoot
     bool addMissingHeaders = false;   // set from smtp.add_missing_headers: submission Date / Message-ID (RFC 6409 8.2, 8.3)
     bool grantOwnSendersOnly = false; // set from pop_before_smtp.own_senders_only: relay on a grant only as its holder
     policy::RoleAddresses roles;      // smtp.postmaster_address / smtp.abuse_address

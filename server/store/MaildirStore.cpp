@@ -64,6 +64,8 @@ std::string uidlFor(const std::string& base) {
 struct CurFile {
     std::string name;  // file name in cur/
     std::string base;  // before ':'
+    bool lfStored = false;    // a Dovecot-style name with W=: LF line ends, sent as CRLF
+    bool sharedBase = false;  // another file of this maildrop has the same base name
     std::uint64_t seconds = 0;
     std::uint64_t micros = 0;
     std::uint64_t counter = 0;
@@ -185,8 +187,9 @@ public:
         CurFile& f = files_[index];
         std::string path = maildir_ + "/cur/" + f.name;
         int err = readMessageFile(path, out) ? 0 : errno;
-        if (err == ENOENT && !f.base.empty()) {
+        if (err == ENOENT && !f.base.empty() && !f.sharedBase) {
             // Renamed by another Maildir program for its flags (":2,S"), as expunge() knows.
+            // (Not for a base name two files share: the other one is another message.)
             std::vector<std::string> names;
             if (!listNames(maildir_ + "/cur", names)) {
                 err = errno;
@@ -204,9 +207,12 @@ public:
         if (err != 0) {
             if (err == ENOENT) return core::MessageRead::Gone;
             logger().error(core::EventLine("store.read_fail").add("path", path).text("error", errnoText(err)).str());
-            return core::MessageRead::Failed;
+            // A symlink (ELOOP under O_NOFOLLOW) or a FIFO/device: it will never be readable.
+            return err == ELOOP || err == EINVAL ? core::MessageRead::NotAFile : core::MessageRead::Failed;
         }
-        crlfLineEnds(out);
+        // Only where the name says so (W=): Postern's own files are sent byte for byte, a
+        // BINARYMIME body included, and other writers' sizes would no longer match LIST.
+        if (f.lfStored) crlfLineEnds(out);
         return core::MessageRead::Ok;
     }
 
@@ -229,7 +235,7 @@ public:
             const int err = unlinkOne(maildir_ + "/cur/" + files_[i].name);
             if (err == 0) continue;
             const std::string& base = files_[i].base;
-            if (err != ENOENT || base.empty()) {
+            if (err != ENOENT || base.empty() || files_[i].sharedBase) {
                 ok = ok && err == ENOENT;
                 continue;
             }
@@ -551,6 +557,7 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
         }
         f.entry.uidl = uidlFor(f.base);
         f.entry.size = *size;
+        f.lfStored = sizeField(f.base, ",W=").has_value();
         files.push_back(std::move(f));
     }
     std::sort(files.begin(), files.end(), [](const CurFile& a, const CurFile& b) {
@@ -561,10 +568,28 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
         return a.name < b.name;
     });
     // Two files of one base name (a restored backup beside the live copy, a tool that copied
-    // instead of renaming): RFC 1939 7 wants unique ids, so each later one is named by its
-    // whole file name (which has a ':', so it never equals a base name's id).
-    for (std::size_t i = 1; i < files.size(); ++i)
-        if (files[i].base == files[i - 1].base) files[i].entry.uidl = uidlFor(files[i].name);
+    // instead of renaming): RFC 1939 7 wants unique ids that stay the same across sessions,
+    // also when another program renames a file for its flags. The inode does: the file with
+    // the lowest keeps the base name's id, each other one gets "<base>:<inode>" (a ':' never
+    // appears in a base name, so it equals no other id). One stat per such file, only here.
+    for (std::size_t i = 0; i < files.size();) {
+        std::size_t j = i + 1;
+        while (j < files.size() && files[j].base == files[i].base) ++j;
+        if (j - i > 1) {
+            std::vector<std::pair<ino_t, std::size_t>> inodes;
+            for (std::size_t k = i; k < j; ++k) {
+                files[k].sharedBase = true;
+                struct stat st{};
+                inodes.emplace_back(::lstat((curDir + "/" + files[k].name).c_str(), &st) == 0 ? st.st_ino : 0, k);
+            }
+            std::sort(inodes.begin(), inodes.end());
+            for (std::size_t k = 1; k < inodes.size(); ++k) {
+                CurFile& f = files[inodes[k].second];
+                f.entry.uidl = uidlFor(f.base + ":" + std::to_string(inodes[k].first));
+            }
+        }
+        i = j;
+    }
     out = std::make_unique<MaildirMaildrop>(*maildir, fd, std::move(files));
     return core::MaildropStatus::Ok;
 }

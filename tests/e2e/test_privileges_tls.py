@@ -270,5 +270,26 @@ def test_ipv6_wildcard_beside_ipv4_on_the_same_port():
               "the ::1 client was served by the v6 listener:\n" + p.tail(20))
 
 
+def test_ipv6_wildcard_alone_is_dual_stack():
+    """A "::" listener with no IPv4 listener on its port keeps taking IPv4 clients too (a
+    configuration that relied on it before IPv6 listeners beside IPv4 ones became IPv6-only).
+    Changed for the test: one extra listener on "::" and a free port (clients: 127.0.0.1, ::1)."""
+    if not _have_ipv6_loopback():
+        return
+    p = Postern(start=False)
+    with socket.socket() as t:
+        t.bind(("127.0.0.1", 0))
+        port = t.getsockname()[1]
+    p.extra_config.update({"listeners": "mx, submission, submissions, pop3, pop3s, any",
+                           "listener.any.address": "::", "listener.any.port": str(port),
+                           "listener.any.protocol": "smtp", "listener.any.role": "mx"})
+    import smtplib
+    with p.start():
+        for host in ("127.0.0.1", "::1"):
+            s = smtplib.SMTP(host, port, timeout=10)
+            expect(s.ehlo("dual.example"), 250, what="EHLO over " + host)
+            s.quit()
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -302,13 +302,14 @@ def test_auth_pipelined_with_mail_on_submission():
 
 
 def test_client_that_stops_reading_is_disconnected():
-    """A client on port 25 (plaintext) that pipelines NOOP and never reads a reply: once the
+    """A client on port 25 (plaintext) that pipelines EHLO and never reads a reply: once the
     socket buffers are full the server's write blocks, and smtp.command_timeout bounds it
     (as Postfix's smtpd_timeout bounds writes). Before, the session's thread waited in
     send(2) for ever. Changed for the test: smtp.command_timeout = 3s, smtp.max_junk_commands = 0
-    (with the shipped 100 the NOOPs would end the session before the buffers fill)."""
+    (with the shipped 100 the EHLOs would end the session before the buffers fill). 100,000
+    EHLO replies are about 20 MB: far more than both loopback socket buffers can hold."""
     with Postern(overrides={"smtp.command_timeout": "3s", "smtp.max_junk_commands": "0"}) as p:
-        sock = flood_without_reading(p.port("mx"), "NOOP\r\n", 400000)
+        sock = flood_without_reading(p.port("mx"), "EHLO flood.example\r\n", 100000)
         try:
             check(wait_for(lambda: p.log_count(r"disconnect .*svc=smtp .*reason=\"?error") > 0, 30, 0.2,
                            "the stalled session to end"), "stalled SMTP session ended")

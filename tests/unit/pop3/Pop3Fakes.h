@@ -74,6 +74,7 @@ public:
     bool expungeFails = false;
     bool readFails = false;
     bool readGone = false;
+    bool readNotAFile = false;
 };
 
 inline FakeMaildrop::FakeMaildrop(FakeMaildrops& owner, std::string mailbox)
@@ -84,6 +85,7 @@ inline FakeMaildrop::~FakeMaildrop() { owner_.locked.erase(mailbox_); }
 inline core::MessageRead FakeMaildrop::read(std::size_t index, std::string& out) {
     if (owner_.readFails || index >= entries_.size()) return core::MessageRead::Failed;
     if (owner_.readGone) return core::MessageRead::Gone;
+    if (owner_.readNotAFile) return core::MessageRead::NotAFile;
     out = owner_.boxes[mailbox_][index].bytes;
     return core::MessageRead::Ok;
 }

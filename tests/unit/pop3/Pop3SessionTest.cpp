@@ -343,6 +343,20 @@ BOOST_AUTO_TEST_CASE(a_message_gone_since_the_snapshot_is_not_sys_temp) {
     )");
 }
 
+BOOST_AUTO_TEST_CASE(a_symlink_or_fifo_in_the_maildir_is_sys_perm) {
+    maildrops.readNotAFile = true;
+    auto s = session(true);
+    run(*s, R"(
+        S: +OK pop.example.org Postern POP3 server ready
+        C: USER bob
+        S: +OK Send PASS
+        C: PASS secret
+        S: +OK Logged in, 2 messages (94 octets)
+        C: RETR 1
+        S: -ERR [SYS/PERM] Message 1 cannot be read
+    )");
+}
+
 BOOST_AUTO_TEST_CASE(bare_auth_lists_the_mechanisms_and_is_no_error) {
     settings.tlsAvailable = true;
     settings.maxBadCommands = 1;

@@ -90,6 +90,7 @@ SmtpSettings testSettings(Role role) {
     s.maxHeaderSize = 1024 * 1024;
     s.maxErrors = 20;
     s.maxJunkCommands = 100;
+    s.maxRecipientOvershoot = 1000;
     s.addMissingHeaders = true;
     s.grantOwnSendersOnly = true;
     s.maxTransactions = 0;         // no limit unless a test sets one
@@ -433,6 +434,21 @@ BOOST_AUTO_TEST_CASE(junk_commands_past_the_limit_count_as_errors) {
     BOOST_TEST(out.bytes == "250 2.0.0 Ok\r\n421 4.7.0 Too many errors, closing connection\r\n");
     BOOST_TEST((out.action == SmtpOutput::Action::Close));
     BOOST_TEST(f.s->isClosed());
+}
+
+BOOST_AUTO_TEST_CASE(recipients_past_the_overshoot_limit_count_as_errors) {
+    Fixture f;  // maxRecipients 3
+    f.settings.maxRecipientOvershoot = 2;
+    f.settings.maxErrors = 2;
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<x@remote.test>");
+    for (int i = 0; i < 3; ++i) BOOST_TEST(f.cmd("RCPT TO:<alice@example.test>").find("250") == 0);
+    BOOST_TEST(f.cmd("RCPT TO:<bob@example.test>") == "452 4.5.3 Too many recipients\r\n");  // overshoot 1
+    BOOST_TEST(f.cmd("RCPT TO:<bob@example.test>") == "452 4.5.3 Too many recipients\r\n");  // 2: the limit
+    BOOST_TEST(f.cmd("RCPT TO:<bob@example.test>") == "452 4.5.3 Too many recipients\r\n");  // error 1
+    SmtpOutput out = f.s->onLine("RCPT TO:<bob@example.test>");                               // error 2
+    BOOST_TEST(out.bytes.find("421 4.7.0") != std::string::npos);
+    BOOST_TEST((out.action == SmtpOutput::Action::Close));
 }
 
 BOOST_AUTO_TEST_CASE(no_junk_limit_when_zero) {

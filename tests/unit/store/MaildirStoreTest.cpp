@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <map>
 
 #include <thread>
 
@@ -143,7 +144,7 @@ BOOST_AUTO_TEST_CASE(foreign_lf_files_are_sent_with_crlf_and_listed_by_their_w_s
     BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "bob").string()));
     const std::string lf = "Subject: x\n\nline1\n.dot\n";
     spit(t.path / "bob/cur/1700000000.M1P1.dovecot,S=23,W=27:2,S", lf);
-    spit(t.path / "bob/cur/1700000001.M1P1.procmail:2,", "a\r\nb\n");  // mixed: only the bare LF changes
+    spit(t.path / "bob/cur/1700000001.M1P1.procmail:2,", "a\r\nb\n");  // no W=: sent as stored
     core::MaildropPtr md;
     BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
     BOOST_REQUIRE(md->entries().size() == 2u);
@@ -153,7 +154,7 @@ BOOST_AUTO_TEST_CASE(foreign_lf_files_are_sent_with_crlf_and_listed_by_their_w_s
     BOOST_TEST(out == "Subject: x\r\n\r\nline1\r\n.dot\r\n");
     BOOST_TEST(out.size() == md->entries()[0].size);
     BOOST_REQUIRE((md->read(1, out) == core::MessageRead::Ok));
-    BOOST_TEST(out == "a\r\nb\r\n");
+    BOOST_TEST(out == "a\r\nb\n");  // its size (LIST) is the file's: the bytes must be too
 }
 
 BOOST_AUTO_TEST_CASE(read_finds_a_message_renamed_for_its_flags_and_says_gone_when_removed) {
@@ -184,16 +185,43 @@ BOOST_AUTO_TEST_CASE(two_files_of_one_base_name_get_distinct_uidls) {
     TempDir t;
     MaildirStore store(t.path.string(), "host");
     BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "bob").string()));
-    spit(t.path / "bob/cur/1.M1P1Q1.h,S=5:2,", "old\r\n");
-    spit(t.path / "bob/cur/1.M1P1Q1.h,S=5:2,S", "new\r\n");
+    const fs::path a = t.path / "bob/cur/1.M1P1Q1.h,S=5:2,", b = t.path / "bob/cur/1.M1P1Q1.h,S=5:2,S";
+    spit(a, "old\r\n");
+    spit(b, "new\r\n");
+    struct stat sa{}, sb{};
+    BOOST_REQUIRE(::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0);
+    const bool aKeeps = sa.st_ino < sb.st_ino;
+    const std::string second = "1.M1P1Q1.h,S=5:" + std::to_string(aKeeps ? sb.st_ino : sa.st_ino);
+    std::map<std::string, std::string> uidlToText;
+    {
+        core::MaildropPtr md;
+        BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+        BOOST_REQUIRE(md->entries().size() == 2u);
+        for (std::size_t i = 0; i < 2; ++i) {
+            std::string out;
+            BOOST_REQUIRE((md->read(i, out) == core::MessageRead::Ok));
+            uidlToText[md->entries()[i].uidl] = out;
+        }
+    }
+    BOOST_TEST(uidlToText.size() == 2u);
+    BOOST_TEST(uidlToText["1.M1P1Q1.h,S=5"] == (aKeeps ? "old\r\n" : "new\r\n"));
+    BOOST_TEST(uidlToText[second] == (aKeeps ? "new\r\n" : "old\r\n"));
+    // Another program renames one for its flags: each message keeps its id.
+    fs::rename(a, t.path / "bob/cur/1.M1P1Q1.h,S=5:2,T");
     core::MaildropPtr md;
     BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
-    BOOST_REQUIRE(md->entries().size() == 2u);
-    BOOST_TEST(md->entries()[0].uidl == "1.M1P1Q1.h,S=5");
-    BOOST_TEST(md->entries()[1].uidl == "1.M1P1Q1.h,S=5:2,S");
+    for (std::size_t i = 0; i < 2; ++i) {
+        std::string out;
+        BOOST_REQUIRE((md->read(i, out) == core::MessageRead::Ok));
+        BOOST_TEST(uidlToText[md->entries()[i].uidl] == out);
+    }
+    // One of them removed by another program: the other is not read or expunged in its place.
+    const std::size_t gone = md->entries()[0].uidl == "1.M1P1Q1.h,S=5" ? 0 : 1;
+    fs::remove(aKeeps ? t.path / "bob/cur/1.M1P1Q1.h,S=5:2,T" : b);
     std::string out;
-    BOOST_REQUIRE((md->read(1, out) == core::MessageRead::Ok));
-    BOOST_TEST(out == "new\r\n");
+    BOOST_TEST((md->read(gone, out) == core::MessageRead::Gone));
+    BOOST_TEST(md->expunge({gone}));
+    BOOST_TEST(std::distance(fs::directory_iterator(t.path / "bob/cur"), fs::directory_iterator()) == 1);
 }
 
 BOOST_AUTO_TEST_CASE(read_refuses_symlinks_and_fifos) {
@@ -208,8 +236,8 @@ BOOST_AUTO_TEST_CASE(read_refuses_symlinks_and_fifos) {
     BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
     BOOST_REQUIRE(md->entries().size() == 2u);
     std::string out;
-    BOOST_TEST((md->read(0, out) == core::MessageRead::Failed));  // another mailbox's file
-    BOOST_TEST((md->read(1, out) == core::MessageRead::Failed));  // would block for ever
+    BOOST_TEST((md->read(0, out) == core::MessageRead::NotAFile));  // another mailbox's file
+    BOOST_TEST((md->read(1, out) == core::MessageRead::NotAFile));  // would block for ever
 }
 
 BOOST_AUTO_TEST_CASE(lock_is_exclusive_between_opens_in_one_process_and_released_on_destroy) {
