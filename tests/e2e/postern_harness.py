@@ -451,13 +451,22 @@ class RawConn:
 
 
 def flood_without_reading(port, line, count, source="127.0.0.1"):
-    """A plaintext client that sends `count` copies of `line` and never reads a reply (a small
-    receive buffer, so the server's replies back up at once). Returns the socket, greeting
-    unread; the sending runs in a daemon thread and stops when the server closes."""
+    """A plaintext client that reads the greeting (an early talker is refused on the MX role),
+    then sends `count` copies of `line` and never reads a reply (a small receive buffer, so
+    the server's replies back up at once). Returns the socket; the sending runs in a daemon
+    thread and stops when the server closes."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
     sock.bind((source, 0))
     sock.connect(("127.0.0.1", port))
+    sock.settimeout(IO_TIMEOUT)
+    greeting = b""
+    while not greeting.endswith(b"\r\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            raise TestFailure("no greeting before the flood")
+        greeting += chunk
+    sock.settimeout(None)
     data = (line * count).encode()
 
     def send():
