@@ -1,6 +1,7 @@
 // Fuzz target: POP3 command parser (pop3::parsePop3Command). Invariants: never crashes;
 // over-long lines and lines with NUL, CR or LF are errors; every error has a description;
-// message numbers are 1-based; commands that need a number have one.
+// message numbers are 1-based; commands that need a number have one; USER and PASS have an
+// argument, a bare AUTH no initial response.
 #include "FuzzAssert.h"
 #include "pop3/Pop3Command.h"
 
@@ -24,8 +25,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             FUZZ_CHECK(*c.message >= 1);
         if (c.verb == Pop3Verb::Retr || c.verb == Pop3Verb::Dele || c.verb == Pop3Verb::Top)
             FUZZ_CHECK(c.message.has_value());
-        if (c.verb == Pop3Verb::User || c.verb == Pop3Verb::Pass || c.verb == Pop3Verb::Auth)
+        if (c.verb == Pop3Verb::User || c.verb == Pop3Verb::Pass)
             FUZZ_CHECK(!c.argument.empty());
+        // AUTH names a mechanism, or nothing at all (a bare AUTH: the mechanism list) and
+        // then has no initial response either.
+        if (c.verb == Pop3Verb::Auth && c.argument.empty())
+            FUZZ_CHECK(!c.initialResponse.has_value());
     }
     return 0;
 }
