@@ -28,8 +28,8 @@ public:
     virtual ~Maildrop() = default;
     // Snapshot taken at open: messages arriving later are not shown (RFC 1939).
     virtual const std::vector<MaildropEntry>& entries() const = 0;
-    // Whole message bytes as RETR sends them (every line ending CRLF, RFC 1939 3), before
-    // dot-stuffing.
+    // Whole message bytes as RETR sends them, before dot-stuffing (the store may convert line
+    // ends it knows to be LF, as a Dovecot file's, to CRLF: RFC 1939 3).
     virtual MessageRead read(std::size_t index, std::string& out) = 0;
     // UPDATE state: removes these messages (indexes into entries()). false on failure.
     virtual bool expunge(const std::vector<std::size_t>& indexes) = 0;

@@ -109,8 +109,8 @@ std::optional<std::uint64_t> sizeFromName(std::string_view base) {
     return sizeField(base, ",S=");
 }
 
-// Other Maildir writers (Dovecot, procmail, maildrop) store LF line ends; POP3 sends every
-// line with CRLF (RFC 1939 3). Postern's own files are CRLF already and stay untouched.
+// Dovecot stores LF line ends (its names say so with W=); POP3 sends every line with CRLF
+// (RFC 1939 3). Used only for such files: see MaildirMaildrop::read.
 void crlfLineEnds(std::string& text) {
     std::size_t bare = 0;
     for (std::size_t i = text.find('\n'); i != std::string::npos; i = text.find('\n', i + 1))
@@ -545,8 +545,7 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
         auto size = sizeFromName(f.base);
         if (!size) {
             // Written by another delivery agent without S= or W=: one stat for this file only.
-            // Its size is the file's; with LF line ends RETR sends a little more (read()
-            // makes them CRLF), which clients tolerate: they read to the final ".".
+            // Its size is the file's, and RETR sends the file as it is stored.
             struct stat st{};
             if (::stat((curDir + "/" + f.name).c_str(), &st) != 0) {
                 if (errno == ENOENT) continue;
