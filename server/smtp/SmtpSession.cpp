@@ -221,10 +221,14 @@ SmtpOutput SmtpSession::onShutdown() {
 SmtpOutput SmtpSession::onLineTooLong() {
     // A line past the limit (a flood, or a client that never sends CRLF) ends the session:
     // the rest of it is never read, so nothing after it can be trusted to be a command.
+    // x.5.6 is registered for an AUTH exchange's line (RFC 4954 4); a command line is a
+    // syntax error, x.5.2, as parseCommand answers one over smtp.max_command_length.
+    const bool inAuth = sasl_ != nullptr;
     sasl_.reset();
     data_.reset();
-    logger().notice(clientLine(sessionId_, "smtp.line_too_long", client_).str());
-    return reply(Reply(500, Enhanced::LineTooLong, "Line too long"), SmtpOutput::Action::Close);
+    logger().notice(clientLine(sessionId_, "smtp.line_too_long", client_).add("auth", inAuth ? "yes" : "no").str());
+    return reply(Reply(500, inAuth ? Enhanced::LineTooLong : Enhanced::SyntaxError, "Line too long"),
+                 SmtpOutput::Action::Close);
 }
 
 // One row per verb: the handler, the states in which the verb is in sequence, and what an
@@ -305,8 +309,11 @@ SmtpOutput SmtpSession::onLine(std::string_view line) {
 
     CommandOptions opts;
     opts.maxLineLength = settings_.maxCommandLength;
-    opts.dsn = extended_;  // DSN parameters only after EHLO, where DSN is advertised
-    opts.smtpUtf8 = true;  // SMTPUTF8 is always offered (RFC 6531)
+    // One rule for every ESMTP parameter: taken after HELO as after EHLO, as Postfix does
+    // (RFC 5321 4.1.1.11 leaves it to the server). SIZE, BODY, SMTPUTF8 and REQUIRETLS always
+    // were; DSN's RET/ENVID/NOTIFY/ORCPT got 555 after HELO alone.
+    opts.dsn = true;
+    opts.smtpUtf8 = true;
     const Command cmd = parseCommand(line, opts);  // the only parse of this line
     const CommandRule* rule = ruleFor(cmd.verb);
     const bool inSequence = rule && (rule->allowed & bit(state_)) != 0;

@@ -161,13 +161,20 @@ def test_ehlo_offers_dsn_and_bad_syntax_is_501_5_5_4():
         c.expect_reply(555, "5.5.4", what="a MAIL parameter on RCPT")
         c.send(b"QUIT\r\n")
         c.close()
-        # HELO: no DSN advertised, so no DSN parameter either (RFC 5321 4.1.1.11).
+        # HELO: every ESMTP parameter is taken as after EHLO, as Postfix does (SIZE, BODY and
+        # SMTPUTF8 always were; DSN's got 555), and an unknown one is still 555.
         c = p.raw("mx")
         c.expect_reply(220)
         c.send(b"HELO client.example\r\n")
         c.expect_reply(250)
         c.send(b"MAIL FROM:<x@client.example> RET=FULL\r\n")
-        c.expect_reply(555, what="RET after HELO")
+        c.expect_reply(250, what="RET after HELO")
+        c.send(("RCPT TO:<%s> NOTIFY=NEVER\r\n" % BOB).encode())
+        c.expect_reply(250, what="NOTIFY after HELO")
+        c.send(b"RSET\r\n")
+        c.expect_reply(250)
+        c.send(b"MAIL FROM:<x@client.example> FOO=1\r\n")
+        c.expect_reply(555, what="an unknown parameter after HELO")
         c.close()
 
 

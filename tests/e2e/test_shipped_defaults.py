@@ -185,9 +185,14 @@ def test_ten_mib_line_is_cut_on_smtp():
         p.log_contains(r"event=smtp\.line_too_long ip=127\.0\.0\.1")
         # After the MAIL command too (inside a transaction), and on submission over TLS.
         got, secs, _ = flood(p.port("mx"), "220 ", before=[b"EHLO client.example\r\n", b"MAIL FROM:<a@remote.example>\r\n"])
-        check("500 5.5.6" in got and secs < 8.0, "cut after EHLO (%.1fs): %r" % (secs, got))
+        # A command line is a syntax error (x.5.2); x.5.6 is for an AUTH exchange's line (RFC 4954 4).
+        check("500 5.5.2" in got and secs < 8.0, "cut after EHLO (%.1fs): %r" % (secs, got))
         got, secs, _ = flood(p.port("submissions"), "220 ", wrap_tls=True, before=[b"EHLO client.example\r\n"])
-        check("500 5.5.6" in got and secs < 8.0, "cut on implicit TLS (%.1fs): %r" % (secs, got))
+        check("500 5.5.2" in got and secs < 8.0, "cut on implicit TLS (%.1fs): %r" % (secs, got))
+        got, secs, _ = flood(p.port("submissions"), "220 ", wrap_tls=True,
+                             before=[b"EHLO client.example\r\n", b"AUTH PLAIN\r\n"])
+        check("500 5.5.6" in got and secs < 8.0, "cut inside an AUTH exchange (%.1fs): %r" % (secs, got))
+        p.log_contains(r"event=smtp\.line_too_long ip=127\.0\.0\.1 .*auth=yes")
         # The server is fine: an ordinary client is served.
         s = p.smtp("mx")
         _, msg = make_message(to="bob@example.test")

@@ -332,6 +332,24 @@ BOOST_AUTO_TEST_CASE(helo_gets_plain_codes) {
     BOOST_TEST(f.cmd("RCPT TO:<a@b.test>") == "503 Error: need MAIL command\r\n");
 }
 
+// After HELO every ESMTP parameter is taken as after EHLO (Postfix does the same): DSN's
+// used to get 555 there while SIZE, BODY and SMTPUTF8 were taken.
+BOOST_AUTO_TEST_CASE(esmtp_parameters_after_helo_follow_one_rule) {
+    Fixture f;
+    f.cmd("HELO client.example");
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test> SIZE=100 BODY=8BITMIME SMTPUTF8") == "250 Ok\r\n");
+    f.cmd("RSET");
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test> RET=HDRS ENVID=e1") == "250 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<alice@example.test> NOTIFY=SUCCESS ORCPT=rfc822;alice@example.test") == "250 Ok\r\n");
+    BOOST_TEST(f.cmd("DATA").find("354") == 0);
+    BOOST_TEST(f.data("Subject: hi\r\n\r\nbody\r\n.\r\n").find("250 Ok") == 0);
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
+    BOOST_TEST((f.sink.committed[0].env.dsn.ret == core::DsnRet::Headers));
+    BOOST_TEST(f.sink.committed[0].env.dsn.envid == "e1");
+    // An unknown parameter is still refused, with or without EHLO.
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test> FOO=1").find("555") == 0);
+}
+
 BOOST_AUTO_TEST_CASE(data_delivered_with_received_header) {
     Fixture f;
     f.cmd("EHLO client.example");
