@@ -114,15 +114,13 @@ bool copyFileSynced(const std::string& from, const std::string& to) {
     return ok;
 }
 
-bool readFile(const std::string& path, std::string& out) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    FdGuard guard{fd};
+namespace {
+// Reads an open file to its end. A regular file is read as it was at fstat(2), without an
+// extra read(2) to find the end (the queue's envelopes are replaced by rename, never
+// appended to; Maildir files are never changed in place).
+bool readOpen(int fd, const struct stat& st, std::string& out) {
     out.clear();
-    struct stat st{};
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-        // A regular file is read as it was at fstat(2): no extra read(2) to find the end (the
-        // queue's envelopes are replaced by rename, never appended to).
+    if (S_ISREG(st.st_mode) && st.st_size > 0) {
         out.resize(static_cast<std::size_t>(st.st_size));
         std::size_t got = 0;
         while (got < out.size()) {
@@ -143,6 +141,29 @@ bool readFile(const std::string& path, std::string& out) {
         if (n == 0) return true;
         out.append(buf, static_cast<std::size_t>(n));
     }
+}
+}  // namespace
+
+bool readFile(const std::string& path, std::string& out) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    FdGuard guard{fd};
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) st.st_mode = 0;  // not known: read to the end
+    return readOpen(fd, st, out);
+}
+
+bool readRegularFile(const std::string& path, std::string& out) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return false;
+    FdGuard guard{fd};
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) return false;
+    if (!S_ISREG(st.st_mode)) {
+        errno = EINVAL;
+        return false;
+    }
+    return readOpen(fd, st, out);
 }
 
 bool writeFileSynced(const std::string& path, const std::string& data, int alsoSync) {

@@ -26,6 +26,10 @@ bool copyFileSynced(const std::string& from, const std::string& to);
 // Reads a whole file (a regular file: the size fstat(2) gives, in as few reads as it takes).
 // false if it cannot be opened or read.
 bool readFile(const std::string& path, std::string& out);
+// readFile for a file another program may have put there (a Maildir shared with other
+// writers, all mailboxes under one uid): opened without following a symlink (ELOOP) and
+// without blocking on a FIFO; anything but a regular file is refused (EINVAL).
+bool readRegularFile(const std::string& path, std::string& out);
 // Creates `path` (O_EXCL, mode 0600) with `data`, fsynced. Partial file removed on failure.
 // `alsoSync` >= 0: that descriptor's file is fsynced first, after this file's write-back was
 // started (on ext4 the first fsync's journal commit then covers both files).

@@ -18,6 +18,7 @@
 #include <optional>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 namespace postern::store {
@@ -64,7 +65,7 @@ std::string uidlFor(const std::string& base) {
 struct CurFile {
     std::string name;  // file name in cur/
     std::string base;  // before ':'
-    bool lfStored = false;    // a Dovecot-style name with W=: LF line ends, sent as CRLF
+    bool lfStored = false;    // LF line ends (W= in the name, or bare LFs found): sent as CRLF
     bool sharedBase = false;  // another file of this maildrop has the same base name
     std::uint64_t seconds = 0;
     std::uint64_t micros = 0;
@@ -109,12 +110,19 @@ std::optional<std::uint64_t> sizeFromName(std::string_view base) {
     return sizeField(base, ",S=");
 }
 
-// Dovecot stores LF line ends (its names say so with W=); POP3 sends every line with CRLF
-// (RFC 1939 3). Used only for such files: see MaildirMaildrop::read.
-void crlfLineEnds(std::string& text) {
+// LFs not preceded by CR: each becomes two octets on the wire (RFC 1939 11).
+std::size_t bareLineFeeds(std::string_view text) {
     std::size_t bare = 0;
-    for (std::size_t i = text.find('\n'); i != std::string::npos; i = text.find('\n', i + 1))
+    for (std::size_t i = text.find('\n'); i != std::string_view::npos; i = text.find('\n', i + 1))
         if (i == 0 || text[i - 1] != '\r') ++bare;
+    return bare;
+}
+
+// Dovecot (W= in the name) and the delivery agents that put no size in the name (Postfix's
+// local and virtual, procmail, fetchmail) store LF line ends; POP3 sends every line with
+// CRLF (RFC 1939 3). Used only for such files: see MaildirMaildrop::read.
+void crlfLineEnds(std::string& text) {
+    const std::size_t bare = bareLineFeeds(text);
     if (bare == 0) return;
     std::string out;
     out.reserve(text.size() + bare);
@@ -125,37 +133,34 @@ void crlfLineEnds(std::string& text) {
     text = std::move(out);
 }
 
-// A message file of a Maildir: a regular file, opened without following a symlink and
-// without blocking on a FIFO (another program may write into a Maildir; all mailboxes share
-// one uid). false with errno set (ENOENT: it is not there).
-bool readMessageFile(const std::string& path, std::string& out) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) return false;
-    struct stat st{};
-    const bool statted = ::fstat(fd, &st) == 0;
-    if (!statted || !S_ISREG(st.st_mode)) {
-        const int err = statted ? EINVAL : errno;
-        ::close(fd);
-        errno = err;
-        return false;
-    }
-    out.resize(static_cast<std::size_t>(st.st_size));
-    std::size_t got = 0;
-    while (got < out.size()) {
-        ssize_t n = ::read(fd, out.data() + got, out.size() - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int err = errno;
-            ::close(fd);
-            errno = err;
-            return false;
+// The size POP3 reports for a file whose name gives none (another delivery agent wrote it):
+// the file's size with every bare LF counted as two octets, as RFC 1939 11 describes for a
+// maildrop stored with LF line ends. Finding the bare LFs reads the file, so the result is
+// kept in an extended attribute of the file ("<file size> <size with CRLF>"; Maildir files
+// are never changed in place, and the file size is checked). Where attributes cannot be
+// written (another owner, a file system without user attributes) the file is read at every
+// login, as Dovecot does without its index. nullopt with errno set: not readable (ENOENT:
+// gone; EINVAL or ELOOP: not a regular file).
+constexpr const char* CrlfSizeAttribute = "user.postern.crlf_size";
+
+std::optional<std::uint64_t> foreignCrlfSize(const std::string& path, std::uint64_t fileSize) {
+    char cached[64];
+    const ssize_t n = ::lgetxattr(path.c_str(), CrlfSizeAttribute, cached, sizeof cached);
+    if (n > 0) {
+        std::uint64_t was = 0, crlf = 0;
+        const char* e = cached + n;
+        auto [p, ec] = std::from_chars(cached, e, was);
+        if (ec == std::errc() && p != e && *p == ' ') {
+            auto [q, ec2] = std::from_chars(p + 1, e, crlf);
+            if (ec2 == std::errc() && q == e && was == fileSize && crlf >= was) return crlf;
         }
-        if (n == 0) break;
-        got += static_cast<std::size_t>(n);
     }
-    out.resize(got);
-    ::close(fd);
-    return true;
+    std::string text;
+    if (!queue::readRegularFile(path, text)) return std::nullopt;
+    const std::uint64_t crlf = text.size() + bareLineFeeds(text);
+    const std::string value = std::to_string(text.size()) + " " + std::to_string(crlf);
+    (void)::lsetxattr(path.c_str(), CrlfSizeAttribute, value.data(), value.size(), 0);
+    return crlf;
 }
 
 bool listNames(const std::string& dir, std::vector<std::string>& names) {
@@ -186,7 +191,7 @@ public:
         if (index >= files_.size()) return core::MessageRead::Failed;
         CurFile& f = files_[index];
         std::string path = maildir_ + "/cur/" + f.name;
-        int err = readMessageFile(path, out) ? 0 : errno;
+        int err = queue::readRegularFile(path, out) ? 0 : errno;
         if (err == ENOENT && !f.base.empty() && !f.sharedBase) {
             // Renamed by another Maildir program for its flags (":2,S"), as expunge() knows.
             // (Not for a base name two files share: the other one is another message.)
@@ -198,7 +203,7 @@ public:
             for (auto& n : names) {
                 if (n.size() > f.base.size() && n.compare(0, f.base.size(), f.base) == 0 && n[f.base.size()] == ':') {
                     path = maildir_ + "/cur/" + n;
-                    err = readMessageFile(path, out) ? 0 : errno;
+                    err = queue::readRegularFile(path, out) ? 0 : errno;
                     if (err == 0) f.name = std::move(n);
                     break;
                 }
@@ -210,8 +215,9 @@ public:
             // A symlink (ELOOP under O_NOFOLLOW) or a FIFO/device: it will never be readable.
             return err == ELOOP || err == EINVAL ? core::MessageRead::NotAFile : core::MessageRead::Failed;
         }
-        // Only where the name says so (W=): Postern's own files are sent byte for byte, a
-        // BINARYMIME body included, and other writers' sizes would no longer match LIST.
+        // Only where the name says so (W=) or where the file was found to have bare LFs when
+        // it was listed: Postern's own files (S= only) are sent byte for byte, a BINARYMIME
+        // body included.
         if (f.lfStored) crlfLineEnds(out);
         return core::MessageRead::Ok;
     }
@@ -543,20 +549,26 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
         f.name = std::move(n);
         parseTime(f);
         auto size = sizeFromName(f.base);
+        f.lfStored = sizeField(f.base, ",W=").has_value();
         if (!size) {
-            // Written by another delivery agent without S= or W=: one stat for this file only.
-            // Its size is the file's, and RETR sends the file as it is stored.
+            // Written by another delivery agent without S= or W= (Postfix's virtual, procmail):
+            // LF line ends, most likely. Listed with its size in CRLF and sent with CRLF.
+            const std::string path = curDir + "/" + f.name;
             struct stat st{};
-            if (::stat((curDir + "/" + f.name).c_str(), &st) != 0) {
+            if (::lstat(path.c_str(), &st) != 0) {
                 if (errno == ENOENT) continue;
-                return fail("stat", curDir + "/" + f.name);
+                return fail("stat", path);
             }
-            if (!S_ISREG(st.st_mode)) continue;
-            size = static_cast<std::uint64_t>(st.st_size);
+            if (!S_ISREG(st.st_mode)) continue;  // a symlink, a FIFO: never a message
+            size = foreignCrlfSize(path, static_cast<std::uint64_t>(st.st_size));
+            if (!size) {
+                if (errno == ENOENT || errno == EINVAL || errno == ELOOP) continue;
+                return fail("read", path);
+            }
+            f.lfStored = *size != static_cast<std::uint64_t>(st.st_size);
         }
         f.entry.uidl = uidlFor(f.base);
         f.entry.size = *size;
-        f.lfStored = sizeField(f.base, ",W=").has_value();
         files.push_back(std::move(f));
     }
     std::sort(files.begin(), files.end(), [](const CurFile& a, const CurFile& b) {

@@ -2,7 +2,8 @@
 """POP3: CAPA before/after STLS, no plaintext USER before STLS, [AUTH] on a wrong password,
 UIDL stable across sessions and restarts, TOP, DELE only on QUIT (a dropped session keeps the
 mail), [IN-USE] on a locked maildrop, SASL PLAIN, a client that stops reading is logged out, a
-Maildir migrated from Dovecot (LF line ends, W= sizes), a bare AUTH."""
+Maildir migrated from Dovecot (LF line ends, W= sizes) or written by Postfix's virtual(8) (LF
+line ends, no size in the name), a bare AUTH."""
 
 import os
 import poplib
@@ -360,6 +361,42 @@ def test_mailbox_migrated_from_dovecot():
         c.send("QUIT\r\n")
         c.close()
 
+
+
+def test_mailbox_written_by_postfix_virtual():
+    """Postfix's virtual(8) (and local(8), procmail, fetchmail) names its Maildir files
+    without a size and stores LF line ends. LIST counts each bare LF as two octets (RFC 1939
+    11), RETR sends CRLF lines of exactly that many octets, TOP 1 0 is the header only, and a
+    line "." is stuffed. The size is kept in the file's user.postern.crlf_size attribute, so a
+    second login lists the same without reading the file again."""
+    with Postern() as p:
+        _deliver(p, 1)  # creates the Maildir
+        new = os.path.join(p.maildir(ALICE), "new")
+        lf = b"From: a@remote.example\nSubject: from virtual\n\nline1\n.\nlast\n"
+        crlf_size = len(lf) + lf.count(b"\n")
+        with open(os.path.join(new, "1600000000.V801I5fM123.oldmx"), "wb") as f:
+            f.write(lf)
+        for login in (1, 2):
+            pop = p.pop3_login(ALICE, ALICE_PW)
+            sizes = dict(l.split() for l in pop.list()[1])
+            check_eq(int(sizes[b"1"]), crlf_size, "LIST size of the LF file (login %d)" % login)
+            resp, lines, octets = pop.retr(1)
+            check_eq(lines, [b"From: a@remote.example", b"Subject: from virtual", b"", b"line1", b".", b"last"],
+                     "RETR of the LF file")
+            check_eq(octets, crlf_size, "octets received (as LIST said)")
+            _, top, _ = pop.top(1, 0)
+            check_eq(top, [b"From: a@remote.example", b"Subject: from virtual", b""], "TOP 1 0: the header only")
+            pop.quit()
+            if login == 1:
+                cur = os.path.join(p.maildir(ALICE), "cur")
+                listed = [n for n in os.listdir(cur) if n.startswith("1600000000.")]
+                check_eq(len(listed), 1, "the file moved to cur/")
+                try:
+                    value = os.getxattr(os.path.join(cur, listed[0]), "user.postern.crlf_size")
+                except OSError as e:  # a file system without user attributes: read every time
+                    print("  no user attributes here (%s): the cache is not checked" % e)
+                else:
+                    check_eq(value, b"%d %d" % (len(lf), crlf_size), "the cached size")
 
 if __name__ == "__main__":
     run_tests(globals())

@@ -6,8 +6,10 @@
 #include <boost/test/unit_test.hpp>
 
 #include <sys/stat.h>
+#include <sys/xattr.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 
 #include <thread>
@@ -144,7 +146,8 @@ BOOST_AUTO_TEST_CASE(foreign_lf_files_are_sent_with_crlf_and_listed_by_their_w_s
     BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "bob").string()));
     const std::string lf = "Subject: x\n\nline1\n.dot\n";
     spit(t.path / "bob/cur/1700000000.M1P1.dovecot,S=23,W=27:2,S", lf);
-    spit(t.path / "bob/cur/1700000001.M1P1.procmail:2,", "a\r\nb\n");  // no W=: sent as stored
+    // Postern's own name (S= only) with a bare LF: a BINARYMIME body, sent byte for byte.
+    spit(t.path / "bob/cur/1700000001.M1P1Q1.host,S=6:2,", "a\r\nb\n");
     core::MaildropPtr md;
     BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
     BOOST_REQUIRE(md->entries().size() == 2u);
@@ -154,7 +157,57 @@ BOOST_AUTO_TEST_CASE(foreign_lf_files_are_sent_with_crlf_and_listed_by_their_w_s
     BOOST_TEST(out == "Subject: x\r\n\r\nline1\r\n.dot\r\n");
     BOOST_TEST(out.size() == md->entries()[0].size);
     BOOST_REQUIRE((md->read(1, out) == core::MessageRead::Ok));
-    BOOST_TEST(out == "a\r\nb\n");  // its size (LIST) is the file's: the bytes must be too
+    BOOST_TEST(out == "a\r\nb\n");
+    BOOST_TEST(md->entries()[1].size == 6u);
+}
+
+// Postfix's virtual(8) and local(8), procmail and fetchmail name their files without a size
+// and store LF line ends: listed with each bare LF counted as two octets (RFC 1939 11), sent
+// with CRLF, so LIST, RETR and TOP agree.
+BOOST_AUTO_TEST_CASE(foreign_lf_files_without_a_size_in_the_name_are_sent_with_crlf) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "bob").string()));
+    const fs::path lfFile = t.path / "bob/new/1700000000.V801I2M3.postfixhost";
+    spit(lfFile, "Subject: x\n\nline1\n.\nend\n");                             // 24 octets, 5 LFs
+    spit(t.path / "bob/cur/1700000001.P9Q1.procmail:2,", "a\r\nb\r\n");       // CRLF already
+    spit(t.path / "bob/cur/1700000002.P9Q2.procmail:2,", "mixed\r\nlf\n");      // one bare LF
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 3u);
+    BOOST_TEST(md->entries()[0].size == 29u);
+    BOOST_TEST(md->entries()[1].size == 6u);
+    BOOST_TEST(md->entries()[2].size == 11u);
+    std::string out;
+    BOOST_REQUIRE((md->read(0, out) == core::MessageRead::Ok));
+    BOOST_TEST(out == "Subject: x\r\n\r\nline1\r\n.\r\nend\r\n");
+    BOOST_TEST(out.size() == md->entries()[0].size);
+    BOOST_REQUIRE((md->read(1, out) == core::MessageRead::Ok));
+    BOOST_TEST(out == "a\r\nb\r\n");
+    BOOST_REQUIRE((md->read(2, out) == core::MessageRead::Ok));
+    BOOST_TEST(out == "mixed\r\nlf\r\n");
+    md.reset();
+
+    // The size is kept in an extended attribute of the file, so the next login need not read
+    // it again (where the file system has user attributes); a stale one (the file size does
+    // not match) is ignored.
+    const fs::path listed = t.path / "bob/cur/1700000000.V801I2M3.postfixhost:2,";
+    char value[64];
+    const ssize_t n = ::getxattr(listed.c_str(), "user.postern.crlf_size", value, sizeof value);
+    if (n < 0) {
+        BOOST_TEST_MESSAGE("no user extended attributes here (" << std::strerror(errno) << "): cache not checked");
+        return;
+    }
+    BOOST_TEST(std::string(value, static_cast<std::size_t>(n)) == "24 29");
+    const std::string planted = "24 30";  // what a later login must believe: the cache is read
+    BOOST_REQUIRE(::setxattr(listed.c_str(), "user.postern.crlf_size", planted.data(), planted.size(), 0) == 0);
+    const std::string stale = "5 99";     // written for another file size: ignored
+    const fs::path other = t.path / "bob/cur/1700000002.P9Q2.procmail:2,";
+    BOOST_REQUIRE(::setxattr(other.c_str(), "user.postern.crlf_size", stale.data(), stale.size(), 0) == 0);
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 3u);
+    BOOST_TEST(md->entries()[0].size == 30u);
+    BOOST_TEST(md->entries()[2].size == 11u);
 }
 
 BOOST_AUTO_TEST_CASE(read_finds_a_message_renamed_for_its_flags_and_says_gone_when_removed) {
