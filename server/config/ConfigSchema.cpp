@@ -101,7 +101,7 @@ const std::vector<KeyDef> Keys = {
     {"smtp.max_recipients", "100", K::Integer, "Recipients per transaction (452 4.5.3 beyond)"},
     {"smtp.max_recipient_overshoot", "1000", K::Integer, "RCPT refused past smtp.max_recipients in one transaction before each also counts as an error (Postfix smtpd_recipient_overshoot_limit)"},
     {"smtp.max_command_length", "512", K::Integer, "Longest command line incl. CRLF (RFC 5321 4.5.3.1.4)"},
-    {"smtp.max_line_length", "1000", K::Integer, "Longest message line incl. CRLF (RFC 5321 4.5.3.1.6)"},
+    {"smtp.max_line_length", "1000", K::Integer, "Longest message line incl. CRLF (RFC 5321 4.5.3.1.6), for DATA and for BDAT without BODY=BINARYMIME (RFC 3030 3)"},
     {"smtp.max_header_size", "1M", K::Size, "Largest header section of a message"},
     {"smtp.command_timeout", "5m", K::Duration, "Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes); also bounds each write of a reply"},
     {"smtp.data_timeout", "10m", K::Duration, "Wait for the next chunk of message data (RFC 5321 4.5.3.2.5/6)"},

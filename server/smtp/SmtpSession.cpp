@@ -5,6 +5,7 @@
 
 #include "policy/RelayPolicy.h"
 #include "policy/TransactionPolicy.h"
+#include "smtpproto/LineCheck.h"
 #include "smtpproto/SmtpCommand.h"
 
 #include <Poco/Logger.h>
@@ -152,6 +153,9 @@ struct SmtpSession::DataState {
     bool writeFailed = false;
     std::uint64_t chunkBytes = 0;  // BDAT: octets of content received so far
     bool chunkTooBig = false;      // BDAT: more than maxMessageSize
+    // BDAT without BODY=BINARYMIME: CRLF lines within smtp.max_line_length (RFC 3030 3), as
+    // DataReader checks for DATA. Unset for DATA and for BINARYMIME.
+    std::optional<LineCheck> lines;
     // Milters: the message is held here (not in the sink) until they have seen it; the
     // sink is opened with `envelope` (as the milters changed it) at the end.
     core::Envelope envelope;
@@ -1021,7 +1025,9 @@ void SmtpSession::resetTransaction() {
 // RFC 3030 2: BDAT <chunk-size> [LAST]. The chunk's octets follow the command line and are
 // read in every case (also when the command is refused), so the session stays in step
 // with a client that pipelined them. The content is stored exactly as sent: no
-// dot-unstuffing, no line-end checks (BINARYMIME), only the Received header in front.
+// dot-unstuffing, only the Received header in front. Unless the message is BODY=BINARYMIME
+// its lines must end in CRLF and fit smtp.max_line_length, as with DATA (RFC 3030 3): the
+// chunk that breaks the rule gets DataReader's 554 5.6.0 and the transaction ends.
 SmtpOutput SmtpSession::handleBdat(const Command& cmd) {
     auto chunk = std::make_unique<ChunkState>();
     chunk->size = chunk->left = cmd.chunkSize;
@@ -1032,6 +1038,8 @@ SmtpOutput SmtpSession::handleBdat(const Command& cmd) {
         if (auto refusal = openMessage()) {
             chunk->refusal = *refusal;
             chunk->returnTo = state_;  // openMessage reset the transaction
+        } else if (!txn_->binaryMime) {
+            data_->lines.emplace(settings_.maxLineLength);
         }
     } else if (state_ != SmtpState::Bdat) {
         chunk->refusal = state_ == SmtpState::Connected ? replies::needHelo() : dataSequence(state_);
@@ -1047,6 +1055,7 @@ std::size_t SmtpSession::onChunk(const char* bytes, std::size_t size, SmtpOutput
     const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(c.left, size));
     if (!c.refusal && data_ && !data_->chunkTooBig) {
         data_->chunkBytes += take;
+        if (data_->lines) data_->lines->feed({bytes, take});
         // The size limit applies while the chunks arrive: nothing past it is written.
         if (data_->chunkBytes > settings_.maxMessageSize) data_->chunkTooBig = true;
         else writeContent(bytes, take);
@@ -1063,19 +1072,30 @@ SmtpOutput SmtpSession::finishChunk() {
         // A temporary failure of the sink (451/452) is no client error.
         return c->refusal->isTransient() ? reply(*c->refusal) : error(*c->refusal);
     }
-    std::string reason = data_->chunkTooBig ? "size" : (c->last && data_->headerTooBig) ? "header_size" : "";
-    if (!reason.empty()) {
-        // 552 5.3.4 and the transaction is over: chunks that follow get 503.
+    if (c->last && data_->lines) data_->lines->finish();
+    std::optional<Reply> refusal;
+    std::string reason;
+    // The order of DataReader::rejection().
+    if (data_->lines && data_->lines->sawBareLineEnding()) {
+        refusal = replies::bareLineEnding(), reason = "bare_line_ending";
+    } else if (data_->chunkTooBig) {
+        refusal = replies::messageTooBig(), reason = "size";
+    } else if (c->last && data_->headerTooBig) {
+        refusal = Reply(552, Enhanced::MessageTooBig, "Message header section too large"), reason = "header_size";
+    } else if (data_->lines && data_->lines->lineTooLong()) {
+        refusal = replies::lineTooLong(), reason = "line_length";
+    }
+    if (refusal) {
+        // The transaction is over: chunks that follow get 503.
         count("smtp_reject", reason);
         logger().notice(transactionLine(sessionId_, "message.reject", client_, txn_->sender.address(),
                                         identity_ ? identity_->user : "")
                             .add("reason", reason)
-                            .text("reply", "552")
+                            .text("reply", std::to_string(refusal->code))
                             .add("proto", "bdat")
                             .str());
-        resetTransaction();
-        return error(reason == "size" ? replies::messageTooBig()
-                                      : Reply(552, Enhanced::MessageTooBig, "Message header section too large"));
+        resetTransaction();  // drops data_: its writer removes the temp file, nothing is delivered
+        return error(*refusal);
     }
     if (!c->last) {
         state_ = SmtpState::Bdat;

@@ -134,13 +134,13 @@ void DataReader::flush() {
 
 std::optional<Reply> DataReader::rejection() const {
     if (status_.sawBareLineEnding)
-        return Reply{554, Enhanced::OtherMedia, "Message contains bare CR or LF"};
+        return replies::bareLineEnding();
     if (status_.sizeExceeded)
         return replies::messageTooBig();
     if (status_.headerTooLong)
         return Reply{552, Enhanced::MessageTooBig, "Message header section too large"};
     if (status_.lineTooLong)
-        return Reply{554, Enhanced::OtherMedia, "Message line too long"};
+        return replies::lineTooLong();
     return std::nullopt;
 }
 

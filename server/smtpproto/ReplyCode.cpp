@@ -107,6 +107,10 @@ Reply tooManyErrors() { return {421, Enhanced::OtherSecurity, "Too many errors, 
 Reply tempFailure() { return {451, Enhanced::OtherSystem, "Temporary failure, try again later"}; }
 Reply queueFull() { return {452, Enhanced::SystemFull, "Insufficient system storage"}; }
 Reply messageTooBig() { return {552, Enhanced::MessageTooBig, "Message size exceeds fixed limit"}; }
+// RFC 5321 2.3.8 and 4.5.3.1.6, after the content: the transaction failed, not a command
+// (so 554, not 500).
+Reply bareLineEnding() { return {554, Enhanced::OtherMedia, "Message contains bare CR or LF"}; }
+Reply lineTooLong() { return {554, Enhanced::OtherMedia, "Message line too long"}; }
 Reply authRequired() { return {530, Enhanced::OtherSecurity, "Authentication required"}; }
 Reply tlsRequired() { return {530, Enhanced::OtherSecurity, "Must issue a STARTTLS command first"}; }
 Reply authInvalid() { return {535, Enhanced::AuthCredentialsInvalid, "Authentication credentials invalid"}; }

@@ -113,6 +113,8 @@ Reply tooManyErrors();                               // 421 4.7.0 Too many error
 Reply tempFailure();                                 // 451 4.3.0 Temporary failure, try again later
 Reply queueFull();                                   // 452 4.3.1 Insufficient system storage
 Reply messageTooBig();                               // 552 5.3.4 Message size exceeds fixed limit
+Reply bareLineEnding();                              // 554 5.6.0 Message contains bare CR or LF
+Reply lineTooLong();                                 // 554 5.6.0 Message line too long
 Reply authRequired();                                // 530 5.7.0 Authentication required
 Reply tlsRequired();                                 // 530 5.7.0 Must issue a STARTTLS command first
 Reply authInvalid();                                 // 535 5.7.8 Authentication credentials invalid

@@ -161,7 +161,8 @@ def test_bdat_zero_last_and_one_big_chunk():
         ehlo_raw(c)
         envelope(c)
         marker = b"bdat-zero-%d" % os.getpid()
-        body = b"Subject: " + marker + b"\r\n\r\n" + b"x" * 200000 + b"\r\n"
+        # 200 KB in lines of 1000 octets (without BINARYMIME lines must fit, RFC 3030 3).
+        body = b"Subject: " + marker + b"\r\n\r\n" + (b"x" * 998 + b"\r\n") * 200
         c.send(b"BDAT %d\r\n" % len(body) + body)
         c.expect_reply(250, "2.0.0")
         c.send("BDAT 0 LAST\r\n")
@@ -195,6 +196,41 @@ def test_bdat_size_limit_applies_while_chunks_arrive():
         c.expect_reply(221)
         check_eq(p.maildir_find("alice@example.test", marker), [], "nothing of the refused message stored")
         check(p.log_contains(r"event=message.reject .*reason=size"), "the refusal is logged")
+
+
+def test_bdat_without_binarymime_is_checked_like_data():
+    """RFC 3030 3: without BODY=BINARYMIME, BDAT content is still CRLF lines of at most 1000
+    octets. The chunk with a bare LF gets the 554 5.6.0 DATA gives, the transaction ends
+    (LAST gets 503), nothing is stored; the same octets with BINARYMIME are stored."""
+    with Postern() as p:  # shipped defaults
+        c = p.raw("mx")
+        ehlo_raw(c)
+        envelope(c)
+        marker = b"bdat-lf-%d" % os.getpid()
+        first = b"Subject: " + marker + b"\r\n\r\nok line\r\n"
+        bad = b"a bare\nLF\r\n"
+        c.send(b"BDAT %d\r\n" % len(first) + first + b"BDAT %d\r\n" % len(bad) + bad +
+               b"BDAT 4 LAST\r\nend\n" + b"NOOP\r\n")
+        c.expect_reply(250, "2.0.0", what="first chunk")
+        c.expect_reply(554, "5.6.0", what="the chunk with a bare LF")
+        c.expect_reply(503, "5.5.1", what="LAST after the refusal")
+        c.expect_reply(250, what="NOOP: every chunk was consumed")
+        # A line of 1001 octets (with its CRLF), split over two chunks.
+        envelope(c)
+        c.send(b"BDAT 500\r\n" + b"x" * 500 + b"BDAT 501 LAST\r\n" + b"x" * 499 + b"\r\n")
+        c.expect_reply(250, "2.0.0", what="first half of the long line")
+        c.expect_reply(554, "5.6.0", what="a line over 1000 octets")
+        # With BINARYMIME the same content is taken.
+        envelope(c, mail_params=" BODY=BINARYMIME")
+        body = first + bad
+        c.send(b"BDAT %d LAST\r\n" % len(body) + body)
+        c.expect_reply(250, "2.0.0", what="BINARYMIME")
+        c.send("QUIT\r\n")
+        c.expect_reply(221)
+        stored = p.maildir_find("alice@example.test", marker)
+        check_eq(len(stored), 1, "only the BINARYMIME copy is stored")
+        check(p.log_contains(r"event=message.reject .*reason=bare_line_ending .*proto=bdat"), "bare LF logged")
+        check(p.log_contains(r"event=message.reject .*reason=line_length .*proto=bdat"), "long line logged")
 
 
 def test_data_after_bdat_and_binarymime_with_data_refused():

@@ -4,13 +4,18 @@
 // CRLF "." CRLF (or "." CRLF first); an accepted message's content has only CRLF line ends
 // and, dot-stuffed again, reads back to the same content ending at the same place
 // (no SMTP smuggling: CVE-2023-51764/51765/51766).
+// The same bytes also go through smtp::LineCheck (BDAT content without BINARYMIME), whole
+// and in the same splits, against a plain byte-by-byte reference; content DataReader
+// accepted passes LineCheck.
 #include "FuzzAssert.h"
 #include "smtpproto/DataReader.h"
+#include "smtpproto/LineCheck.h"
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 using namespace postern::smtp;
@@ -84,6 +89,47 @@ std::string stuff(std::string_view content) {
     return out;
 }
 
+const std::vector<std::size_t> kWhole;
+const std::vector<std::size_t> kOneByte{1};
+
+struct LineResult {
+    bool bare = false;
+    bool tooLong = false;
+};
+
+LineResult lineCheck(std::string_view input, const std::vector<std::size_t>& splits, std::size_t maxLine) {
+    LineCheck check(maxLine);
+    std::size_t pos = 0, k = 0;
+    while (pos < input.size()) {
+        std::size_t chunk = splits.empty() ? input.size() - pos : splits[k++ % splits.size()];
+        if (chunk > input.size() - pos)
+            chunk = input.size() - pos;
+        check.feed(input.substr(pos, chunk));
+        pos += chunk;
+    }
+    check.finish();
+    FUZZ_CHECK(check.rejection().has_value() == (check.sawBareLineEnding() || check.lineTooLong()));
+    return {check.sawBareLineEnding(), check.lineTooLong()};
+}
+
+// One octet at a time: CR only before LF, LF only after CR; a line is counted up to and
+// including its LF.
+LineResult lineReference(std::string_view s, std::size_t maxLine) {
+    LineResult r;
+    std::size_t line = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '\r' && (i + 1 == s.size() || s[i + 1] != '\n'))
+            r.bare = true;
+        if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))
+            r.bare = true;
+        if (++line > maxLine)
+            r.tooLong = true;
+        if (s[i] == '\n')
+            line = 0;
+    }
+    return r;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -133,8 +179,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!whole.status.sawBareLineEnding && !whole.rejected)
         FUZZ_CHECK(whole.status.bytes == whole.content.size());
 
+    const LineResult ref = lineReference(input, limits.maxLineLength);
+    for (const std::vector<std::size_t>* sp : {&std::as_const(splits), &kOneByte, &kWhole}) {
+        const LineResult got = lineCheck(input, *sp, limits.maxLineLength);
+        FUZZ_CHECK(got.bare == ref.bare);
+        FUZZ_CHECK(got.tooLong == ref.tooLong);
+    }
+
     if (whole.done && !whole.rejected) {
         const std::string& c = whole.content;
+        const LineResult accepted = lineCheck(c, splits, limits.maxLineLength);
+        FUZZ_CHECK(!accepted.bare && !accepted.tooLong);
         // Only CRLF line ends, and a complete last line.
         for (std::size_t i = 0; i < c.size(); ++i) {
             if (c[i] == '\r')

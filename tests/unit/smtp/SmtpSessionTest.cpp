@@ -543,7 +543,7 @@ BOOST_AUTO_TEST_CASE(mailmax_is_enforced) {
 
 BOOST_AUTO_TEST_CASE(bdat_chunks_stored_byte_exact) {
     Fixture f;
-    envelope(f);
+    envelope(f, " BODY=BINARYMIME");
     const std::string part1 = std::string("Subject: bin\r\n\r\n.dot\n") + '\0' + "bare\rCR";
     const std::string part2("\r\n.\r\nend\r\n");
     std::string rest;
@@ -599,6 +599,40 @@ BOOST_AUTO_TEST_CASE(binarymime_only_with_bdat) {
     BOOST_TEST(bdat(f, "BDAT 4 LAST", std::string("a\0\n\r", 4)) == "250 2.0.0 Ok: queued as Q1\r\n");
     BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
     BOOST_TEST(f.sink.committed[0].data == kReceived + std::string("a\0\n\r", 4));
+}
+
+// RFC 3030 3: without BODY=BINARYMIME the content is still CRLF lines of at most
+// smtp.max_line_length octets, as DATA demands: the chunk that breaks it gets DataReader's
+// 554 5.6.0 and ends the transaction (later chunks get 503), nothing is stored.
+BOOST_AUTO_TEST_CASE(bdat_without_binarymime_needs_crlf_lines) {
+    Fixture f;
+    f.settings.maxMessageSize = 100000;  // the line limit, not the size limit, is under test
+    envelope(f, " BODY=8BITMIME");
+    // CRLF split across two chunks is a line end.
+    BOOST_TEST(bdat(f, "BDAT 8", "Subj: x\r") == "250 2.0.0 8 octets received\r\n");
+    BOOST_TEST(bdat(f, "BDAT 3", "\n\r\n") == "250 2.0.0 3 octets received\r\n");
+    std::string rest;
+    BOOST_TEST(bdat(f, "BDAT 4", "a\nb\n" "NOOP\r\n", &rest) == "554 5.6.0 Message contains bare CR or LF\r\n");
+    BOOST_TEST(rest == "NOOP\r\n");
+    BOOST_TEST((f.s->state() == SmtpState::Greeted));
+    BOOST_TEST(bdat(f, "BDAT 3 LAST", "c\r\n") == "503 5.5.1 Error: need MAIL command\r\n");
+
+    // A CR the last chunk ends with has no LF.
+    envelope(f);
+    BOOST_TEST(bdat(f, "BDAT 3 LAST", "ab\r") == "554 5.6.0 Message contains bare CR or LF\r\n");
+
+    // A line over smtp.max_line_length (1000 with its CRLF), spread over two chunks.
+    envelope(f);
+    BOOST_TEST(bdat(f, "BDAT 600", std::string(600, 'a')) == "250 2.0.0 600 octets received\r\n");
+    BOOST_TEST(bdat(f, "BDAT 401 LAST", std::string(399, 'a') + "\r\n") == "554 5.6.0 Message line too long\r\n");
+    envelope(f);
+    BOOST_TEST(bdat(f, "BDAT 600", std::string(600, 'a')) == "250 2.0.0 600 octets received\r\n");
+    BOOST_TEST(bdat(f, "BDAT 400 LAST", std::string(398, 'a') + "\r\n") == "250 2.0.0 Ok: queued as Q1\r\n");
+
+    // A message that does not end in CRLF is not refused for it (as DATA cannot tell).
+    envelope(f);
+    BOOST_TEST(bdat(f, "BDAT 9 LAST", "a: b\r\n\r\nc") == "250 2.0.0 Ok: queued as Q2\r\n");
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 2u);
 }
 
 BOOST_AUTO_TEST_CASE(bdat_size_limit_while_chunks_arrive) {
