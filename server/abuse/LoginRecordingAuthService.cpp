@@ -1,5 +1,7 @@
 #include "abuse/LoginRecordingAuthService.h"
 
+#include "core/Utf8.h"
+
 namespace postern::abuse {
 
 namespace {
@@ -21,9 +23,11 @@ core::AuthResult LoginRecordingAuthService::authenticate(const core::AuthRequest
     // The caller decides after its own penalty check whether this success was blocked.
     if (result.status == core::AuthStatus::Ok && request.penaltyCheckedByCaller) return result;
     // A success is logged under the canonical login (what release, the queue and the
-    // detection use); a failure under the name given (there is no other).
+    // detection use); a failure under the name given, lower-cased as logins are compared
+    // (ASCII only), so "Bob@Example.test" guessing lands in bob@example.test's log.
     record(request,
-           result.status == core::AuthStatus::Ok && !result.identity.user.empty() ? result.identity.user : request.user,
+           result.status == core::AuthStatus::Ok && !result.identity.user.empty() ? result.identity.user
+                                                                                  : core::asciiLower(request.user),
            result.status, result.status == core::AuthStatus::Ok);
     return result;
 }

@@ -44,6 +44,7 @@ void Pop3Connection::run() {
             registry.update(token, std::as_const(ch).socket());
         }
         pop3::Pop3Ports ports{services_.auth, services_.maildrops, services_.grants, services_.pop3Login};
+        ports.hold = services_.hold;
         pop3::Pop3Session session(settings_, ports, pop3::SessionContext{sid, client, ch.isTls()});
         ch.write(session.greeting().bytes);
         bool tlsVersionPending = ch.isTls();  // login log: read at the first command over TLS

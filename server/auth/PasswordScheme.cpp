@@ -388,12 +388,25 @@ std::string_view toString(VerifyResult result) {
     return "malformed hash";
 }
 
+namespace {
+bool isDesCrypt(std::string_view v) {
+    return v.size() == 13 && std::all_of(v.begin(), v.end(), [](char c) {
+               return c == '.' || c == '/' || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+           });
+}
+}  // namespace
+
 VerifyResult verifyPassword(std::string_view password, std::string_view stored) noexcept {
     try {
         if (stored.empty()) {
             return VerifyResult::Malformed;
         }
-        if (stored[0] == '$') {
+        // Without a {SCHEME}: Dovecot's passwd-file reads the value as CRYPT. Taken as such
+        // when it is one: "$id$..." (modular crypt), a shadow(5) locked entry ("!", "*",
+        // "!$6$..."; never a match, an ordinary failed login) or a traditional DES crypt (13
+        // characters of [./0-9A-Za-z]). Anything else (a plaintext password stored by
+        // mistake) stays a configuration error, never a "wrong password".
+        if (stored[0] == '$' || stored[0] == '!' || stored[0] == '*' || isDesCrypt(stored)) {
             return verifyCrypt(password, stored);
         }
         if (stored[0] != '{') {

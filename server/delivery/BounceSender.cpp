@@ -41,6 +41,9 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     core::Envelope env;
     env.sessionId = original.id;
     env.sender = "";
+    // RFC 8689 5: a report about REQUIRETLS mail carries its header section (or all of it,
+    // RET=FULL) and must be protected as the message was: it is relayed with REQUIRETLS too.
+    env.requireTls = original.requireTls;
     env.client.ip = Poco::Net::IPAddress("127.0.0.1");
     env.heloName = hostname_;
     auto at = original.sender.rfind('@');

@@ -179,13 +179,17 @@ namespace {
 // DANE-authenticated session satisfies REQUIRETLS, RFC 8689 4.2.1; each host without DANE
 // is raised to 'verify' in deliverRoute); "TLS-Required: No" (only without the
 // REQUIRETLS parameter, which takes precedence) lowers 'encrypt'/'verify' to 'may': TLS is
-// still tried, but the message may go in clear (section 5).
+// still tried, but the message may go in clear (section 5). Never on a route that logs in
+// with the smarthost's password (delivery.relayhost_auth_file): the sender may waive the
+// recipient's TLS policy, not the operator's protection of that secret, which under 'may'
+// would go to whatever certificate a man in the middle shows.
 template <typename RouteT>
 void applyTlsRequirements(RouteT& route, bool requireTls, bool tlsNotRequired) {
     if (requireTls) {
         route.requireTls = true;
         if (route.policy != TlsPolicy::Dane && route.policy != TlsPolicy::DaneOnly) route.policy = TlsPolicy::Verify;
-    } else if (tlsNotRequired && (route.policy == TlsPolicy::Encrypt || route.policy == TlsPolicy::Verify)) {
+    } else if (tlsNotRequired && !route.credentials &&
+               (route.policy == TlsPolicy::Encrypt || route.policy == TlsPolicy::Verify)) {
         route.policy = TlsPolicy::May;
     }
     if (!requireTls && tlsNotRequired) route.mtaSts = false;  // RFC 8689 5: MTA-STS is ignored too

@@ -71,6 +71,15 @@ RcptVerdict TransactionPolicy::decideRecipient(const smtp::ParsedPath& rcpt, con
                                        "Relay access denied: sender is not the POP-before-SMTP user of this address"),
                            "grant_sender_mismatch");
     }
+    // A grant relays for its POP3 user: that user's hold and limits apply, as for AUTH (a
+    // stolen password held at MAIL must not go on sending through POP-before-SMTP).
+    core::AuthIdentity grantIdentity;
+    if (v.viaGrant && !req.identity && !v.grantUser.empty()) grantIdentity.user = v.grantUser;
+    const core::AuthIdentity* sender = req.identity ? req.identity : grantIdentity.user.empty() ? nullptr : &grantIdentity;
+    if (!req.identity && sender) {
+        if (auto held = AccountHoldPolicy::check(sender, req.hold))
+            return refused(std::move(v), RcptVerdict::Kind::TempFail, *held, "account_held");
+    }
     if (req.delegate && req.facts) {
         core::PolicyDecision d = req.delegate->check(*req.facts);
         if (d.kind == core::PolicyDecision::Kind::Refuse) {
@@ -97,15 +106,15 @@ RcptVerdict TransactionPolicy::decideRecipient(const smtp::ParsedPath& rcpt, con
     };
     if (req.limiter && v.viaGrant && !req.identity && !req.messageCounted) {
         // A grant relay has no MAIL-time count (MAIL cannot know the transaction will relay):
-        // its message counts here, once, against the client IP.
+        // its message counts here, once, against the client IP and the grant's user.
         std::string what;
-        core::LimitAnswer la = req.limiter->addMessage(req.relay.client, nullptr, what);
+        core::LimitAnswer la = req.limiter->addMessage(req.relay.client, sender, what);
         if (overLimit(la, what, 450, "Message rate limit exceeded, try again later")) return v;
         v.countedMessage = true;
     }
     if (req.limiter && (req.identity || v.viaGrant)) {
         std::string what;
-        core::LimitAnswer la = req.limiter->addRecipients(req.relay.client, req.identity, 1, what);
+        core::LimitAnswer la = req.limiter->addRecipients(req.relay.client, sender, 1, what);
         if (overLimit(la, what, 452, "Recipient rate limit exceeded, try again later")) return v;
     }
     return v;

@@ -45,6 +45,8 @@ struct RecipientRequest {
     // The transaction's message was already counted against the client IP for a grant relay
     // (an earlier RCPT of it: RcptVerdict::countedMessage).
     bool messageCounted = false;
+    // Compromised-account holds (nullptr: detection off); asked for the user of a grant.
+    const core::AccountHold* hold = nullptr;
 };
 
 class TransactionPolicy {
@@ -57,16 +59,18 @@ public:
     // RCPT: RelayPolicy::decide; then, for a recipient relayed on a grant with
     // grantOwnSendersOnly, the MAIL FROM must be the grant user's own address (else 554 5.7.1,
     // reason "grant_sender_mismatch": behind carrier-grade NAT one POP3 login must not let
-    // every subscriber on that address relay as anyone); then the policy service is asked
+    // every subscriber on that address relay as anyone); then a grant whose user is held as
+    // compromised relays nothing (451 4.7.1, reason "account_held", as MAIL of an
+    // authenticated session); then the policy service is asked
     // (delegate, only for a recipient our own rules accepted: its OK never overrides a
     // refusal): Refuse -> its reply (4xx TempFail, 5xx Reject), reason "policy" (or
     // "policy_default" when the default action answered for a failed service); PREPEND /
     // HOLD / DISCARD ride along in RcptVerdict::delegated; then the first recipient a
-    // transaction relays on a grant counts its message against the client IP's message
-    // limits (an authenticated sender's was counted at MAIL; 450 4.7.1 beyond, reason
+    // transaction relays on a grant counts its message against the client IP's and the grant
+    // user's message limits (an authenticated sender's was counted at MAIL; 450 4.7.1 beyond, reason
     // "rate_limit"; RcptVerdict::countedMessage is set once it was counted); then every
     // recipient of an authenticated session or relayed on a grant is counted against the
-    // limits (452 4.7.1, reason "rate_limit", RcptVerdict::limit says which; store
+    // limits of the client IP and of the user (the grant's user for a grant relay) (452 4.7.1, reason "rate_limit", RcptVerdict::limit says which; store
     // unreachable: 451, "rate_tempfail"). Anything not accepted carries no mailboxes or forwards.
     static RcptVerdict decideRecipient(const smtp::ParsedPath& rcpt, const RecipientRequest& req);
 };

@@ -218,6 +218,15 @@ Pop3Output Pop3Session::handleSaslLine(std::string_view line) {
     return handleSaslStep(std::move(exchange), step);
 }
 
+// A SASL exchange that ended before any password was checked (SMTP logs the same line).
+void Pop3Session::authRejected(std::string_view reason) const {
+    log(true, core::EventLine::inSession(context_.sessionId, "auth.reject")
+                  .add("svc", "pop3")
+                  .add("ip", context_.client.host())
+                  .add("reason", reason)
+                  .str());
+}
+
 Pop3Output Pop3Session::handleSaslStep(sasl::SaslExchange exchange, const sasl::Step& step) {
     switch (step.kind) {
     case sasl::StepKind::Challenge:
@@ -230,12 +239,22 @@ Pop3Output Pop3Session::handleSaslStep(sasl::SaslExchange exchange, const sasl::
     }
     case sasl::StepKind::Cancelled:
         // RFC 5034 4: a "*" response cancels; the server MUST reply -ERR.
+        authRejected("cancelled");
         return reply(errLine("Authentication cancelled"));
     case sasl::StepKind::BadBase64:
+        authRejected("malformed");
         return bad(errLine("Invalid base64 data"));
     case sasl::StepKind::Malformed:
+        authRejected("malformed");
         return bad(errLine("Invalid SASL response"));
     case sasl::StepKind::BadAuthzid:
+        // As SMTP logs it: no password was checked (no oracle), but the attempt is recorded.
+        log(true, core::EventLine::inSession(context_.sessionId, "auth.fail")
+                      .add("svc", "pop3")
+                      .add("ip", context_.client.host())
+                      .add("user", exchange.credentials().user)
+                      .add("result", "authzid_mismatch")
+                      .str());
         return bad(errLine("[AUTH] Authentication failed"));
     }
     return bad(errLine("Authentication failed"));
@@ -263,7 +282,11 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
         break;
     }
 
-    const bool wantGrant = ports_.grants && settings_.grantLifetime.count() > 0;
+    // POP-before-SMTP for this login, unless the account is held as compromised: its mail can
+    // still be read, but it must not relay (as MAIL gets 451 4.7.1 after AUTH).
+    const bool grantsOn = ports_.grants && settings_.grantLifetime.count() > 0;
+    const bool held = grantsOn && ports_.hold && ports_.hold->isHeld(result.identity.user);
+    const bool wantGrant = grantsOn && !held;
     core::MaildropPtr maildrop;
     core::MaildropStatus opened = core::MaildropStatus::TempFail;
     bool grantFailed = false;
@@ -319,6 +342,12 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
 
     // POP-before-SMTP: a successful login lets this address relay for a while. Failing to
     // record it does not fail the login (the user can still read mail).
+    if (held)
+        log(true, core::EventLine::inSession(context_.sessionId, "pop3.grant_refused")
+                      .add("user", who)
+                      .add("ip", context_.client.host())
+                      .add("reason", "account_held")
+                      .str());
     if (wantGrant) {
         bool granted = !grantFailed;
         if (!ports_.login) {

@@ -2,6 +2,7 @@
 // (CAPA, response codes), RFC 2595 (STLS), RFC 5034 (AUTH), RFC 3206 ([AUTH], [SYS/TEMP]).
 #pragma once
 
+#include "core/AccountSecurity.h"
 #include "core/AuthService.h"
 #include "core/ClientAddress.h"
 #include "core/GrantStore.h"
@@ -40,6 +41,9 @@ struct Pop3Ports {
     // Cluster: penalty check, maildrop lease and grant of a verified login in one step
     // (then `maildrops` and `grants` are not asked by the session); nullptr = separately.
     core::Pop3Login* login = nullptr;
+    // Compromised-account holds (nullptr: detection off): a held account still reads its
+    // mail but gets no POP-before-SMTP grant.
+    const core::AccountHold* hold = nullptr;
 };
 
 struct SessionContext {
@@ -119,6 +123,7 @@ private:
     Pop3Output bad(std::string reply);  // counts a protocol error; may close the session
     Pop3Output close(std::string reply);
     void log(bool warning, const std::string& text) const;
+    void authRejected(std::string_view reason) const;
 
     Pop3Settings settings_;
     Pop3Ports ports_;

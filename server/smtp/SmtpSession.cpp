@@ -609,6 +609,7 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     policy::RecipientRequest req{
         policy::RecipientContext{identity_.has_value(), client_, ports_.directory, ports_.grants, settings_.hostname},
         txn_->sender, settings_.grantOwnSendersOnly, who, ports_.limiter};
+    req.hold = ports_.hold;
     core::PolicyFacts facts;
     if (ports_.delegate) {
         facts.sessionId = sessionId_;

@@ -217,6 +217,7 @@ class Sink:
         self.tls = tls
         self.require_tls = require_tls
         self.messages = []
+        self.auth_attempts = []  # logins the client tried (with auth), accepted or not
         self.data_seen = []
         self.stalled = []
         self.lock = threading.Lock()
@@ -237,6 +238,8 @@ class Sink:
             kwargs["require_starttls"] = self.require_tls
         if self.auth:
             def authenticator(server, session, envelope, mechanism, auth_data):
+                with self.lock:
+                    self.auth_attempts.append(getattr(auth_data, "login", b"").decode("utf-8", "replace"))
                 ok = (isinstance(auth_data, LoginPassword) and
                       self.auth.get(auth_data.login.decode()) == auth_data.password.decode())
                 return AuthResult(success=ok, auth_data=auth_data.login.decode() if ok else None)

@@ -13,7 +13,8 @@ protocol, mechanism, TLS version, result).
 Single node (no PostgreSQL): the same detection, kept in <queue_dir>/account-security.state:
 a restart (and a SIGKILL between flushes) keeps holding the account and its login log,
 `posternctl user logins` reads the file, `posternctl user release` goes through the request
-file posternd picks up; a damaged file is kept aside. Cluster: a POP3 login refused by the
+file posternd picks up; a damaged file is kept aside. A held account relays nothing on a
+POP-before-SMTP grant, and its POP3 logins make no grant. Cluster: a POP3 login refused by the
 penalty (checked in the login statement after the password) is logged as `blocked`.
 
 Username spraying (single node): a few hundred failed SMTP AUTH and POP3 logins with random
@@ -349,6 +350,51 @@ def test_single_node_hold_survives_restart_and_kill():
             check_eq(code, 250, "MAIL FROM after release and restart (%s)" % text)
             marker2 = submit(p, "127.0.0.2")
             sink.wait_for(marker2, timeout=30)
+
+
+def relay_rcpt_reply(node, source, sender=ALICE, to=REMOTE):
+    """(code, text) of RCPT TO a remote address on the MX port without AUTH from `source`:
+    only a POP-before-SMTP grant of that address can relay."""
+    s = node.smtp("mx", source=source)
+    try:
+        s.ehlo("client.example")
+        code, _ = s.docmd("MAIL", "FROM:<%s>" % sender)
+        check_eq(code, 250, "MAIL FROM on the MX port")
+        code, text = s.docmd("RCPT", "TO:<%s>" % to)
+        return code, text.decode("utf-8", "replace")
+    finally:
+        try:
+            s.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+
+
+def test_single_node_held_account_cannot_relay_on_a_pop_before_smtp_grant():
+    """A stolen password held at SMTP MAIL must not relay through POP-before-SMTP instead
+    (pop_before_smtp.lifetime is on in the shipped configuration): a grant made before the
+    hold stops relaying (451 4.7.1), and a POP3 login of the held account still reads its
+    mail but makes no grant (pop3.grant_refused reason=account_held)."""
+    o = detection_overrides(sink_port(), max_ips="2")
+    with Postern(overrides=o) as p:
+        pop_login(p, "127.0.0.2")  # grant for 127.0.0.2
+        code, text = relay_rcpt_reply(p, "127.0.0.2")
+        check_eq(code, 250, "relay on alice's grant before the hold (%s)" % text)
+        for src in ("127.0.0.3", "127.0.0.4"):  # 3 distinct IPs > max_ips = 2: flagged
+            s = p.submission(ALICE, ALICE_PW, source=src)
+            s.quit()
+        wait_for(lambda: mail_from_reply(p, "127.0.0.3")[0] == 451, 15, what="alice held (451 at MAIL)")
+        code, text = relay_rcpt_reply(p, "127.0.0.2")
+        check_eq(code, 451, "relay on the grant of a held account (%s)" % text)
+        check(text.startswith("4.7.1"), "enhanced status: %r" % text)
+        p.log_contains(r"event=rcpt\.reject .*reason=account_held")
+        # Local mail from that address is no relay: still accepted.
+        code, text = relay_rcpt_reply(p, "127.0.0.2", to=BOB)
+        check_eq(code, 250, "local recipient from the granted address (%s)" % text)
+        # A new POP3 login of the held account: mail is readable, no grant is made.
+        pop_login(p, "127.0.0.5")
+        p.log_contains(r"event=pop3\.grant_refused user=alice@example\.test ip=127\.0\.0\.5 reason=account_held")
+        code, text = relay_rcpt_reply(p, "127.0.0.5")
+        check_eq(code, 554, "no grant for the held account's new address (%s)" % text)
 
 
 def test_single_node_corrupt_state_file_is_kept_aside():

@@ -337,6 +337,30 @@ def test_smarthost_with_auth_over_tls():
                 check("relay-Secret9" not in p.log_text(), "password in the log")
 
 
+def test_tls_required_no_does_not_weaken_the_smarthost_login():
+    """RFC 8689 5's "TLS-Required: No" waives the recipient's TLS policy, not the operator's
+    relayhost_tls = verify that protects the smarthost password: a smarthost whose
+    certificate cannot be verified never sees AUTH, header or not."""
+    port = sink_port(("127.0.0.1",))
+    with Sink("127.0.0.1", port, tls=True, auth={"relayuser": "relay-Secret9"}) as smarthost:
+        with DnsServer(DNS_MX, DNS_HOSTS) as dns:
+            o = delivery_overrides(dns, 1)
+            o["delivery.relayhost"] = "127.0.0.1:%d" % port
+            # The test certificate is self-signed and no delivery.tls_ca_file names it.
+            o["delivery.relayhost_tls"] = "verify"
+            with Postern(overrides=o, start=False) as p:
+                auth_file = os.path.join(p.dir, "relay.auth")
+                with open(auth_file, "w") as f:
+                    f.write("relayuser:relay-Secret9\n")
+                os.chmod(auth_file, 0o600)
+                p.overrides["delivery.relayhost_auth_file"] = auth_file
+                p.start()
+                marker, _ = submit(p, "x@nowhere.example", extra_headers=("TLS-Required: No",))
+                p.log_contains(r"event=delivery\.defer to=<x@nowhere\.example> .*TLS handshake", timeout=20)
+                check_eq(smarthost.auth_attempts, [], "AUTH sent over an unverified session")
+                check_eq(smarthost.find(marker), [], "delivered")
+
+
 def test_verify_policy_checks_the_certificate_name():
     port = sink_port(("127.0.0.1", MX1))
     with DnsServer(DNS_MX, dict(DNS_HOSTS, localhost="127.0.0.1")) as dns, \

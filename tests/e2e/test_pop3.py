@@ -5,6 +5,7 @@ mail), [IN-USE] on a locked maildrop, SASL PLAIN, a client that stops reading is
 Maildir migrated from Dovecot (LF line ends, W= sizes) or written by Postfix's virtual(8) (LF
 line ends, no size in the name), a bare AUTH."""
 
+import base64
 import os
 import poplib
 import sys
@@ -358,6 +359,16 @@ def test_mailbox_migrated_from_dovecot():
         c.send("AUTH\r\n")
         check_eq(c.read_pop(), "+OK", "bare AUTH")
         check_eq(c.read_pop_multi(), [b"PLAIN", b"LOGIN"], "the mechanisms")
+        # A cancelled SASL exchange and an authzid that is not the user are logged, as SMTP does.
+        c.send("AUTH PLAIN\r\n")
+        check(c.read_pop().startswith("+"), "PLAIN challenge")
+        c.send("*\r\n")
+        check(c.read_pop().startswith("-ERR"), "cancelled")
+        p.log_contains(r"event=auth\.reject svc=pop3 ip=127\.0\.0\.1 reason=cancelled")
+        token = base64.b64encode(b"bob@example.test\0" + ALICE.encode() + b"\0" + ALICE_PW.encode()).decode()
+        c.send("AUTH PLAIN %s\r\n" % token)
+        check(c.read_pop().startswith("-ERR [AUTH]"), "authzid of another user")
+        p.log_contains(r"event=auth\.fail svc=pop3 ip=127\.0\.0\.1 user=alice@example\.test result=authzid_mismatch")
         c.send("QUIT\r\n")
         c.close()
 

@@ -104,6 +104,14 @@ const std::vector<Row> Rows{
     {"{PLAIN}", "", VerifyResult::Match},
     {"{PLAIN.B64}UzNjcmV0IHBhc3Mh", Password, VerifyResult::Match},
     {"{PLAIN.HEX}533363726574207061737321", Password, VerifyResult::Match},
+    // No {SCHEME}: CRYPT, as Dovecot's passwd-file reads it. A shadow(5) locked entry is an
+    // ordinary failed login (not a permanent temporary failure).
+    {"!", Password, VerifyResult::Mismatch},
+    {"*", Password, VerifyResult::Mismatch},
+    {"!$6$saltsalt$e4q5XyxWasPm1crbD4ussuC5VJMqWPurrlVV8ozR0WNqtOMgWFyq9QKIv6N86cWB62W2plZ3Rh1UQ9lhRUW4B1", Password,
+     VerifyResult::Mismatch},
+    {"abPAmMzNR85PQ", Password, VerifyResult::Match},  // traditional DES crypt (crypt(3), salt "ab")
+    {"abPAmMzNR85PQ", "S3cret pass", VerifyResult::Mismatch},
     // Not a hash at all, or a scheme we do not know: configuration errors, never "wrong password"
     {"", Password, VerifyResult::Malformed},
     {"S3cret pass!", Password, VerifyResult::Malformed},

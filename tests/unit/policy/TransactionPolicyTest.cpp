@@ -46,10 +46,12 @@ class Limiter : public core::OutboundLimiter {
 public:
     core::LimitAnswer answer = core::LimitAnswer::Allow;
     int messages = 0, recipients = 0;
-    const core::AuthIdentity* lastIdentity = nullptr;
+    const core::AuthIdentity* lastIdentity = nullptr;  // valid only for the caller's own identity
+    std::string lastUser;                              // the user counted against ("" = none)
     core::LimitAnswer addMessage(const core::ClientAddress&, const core::AuthIdentity* id, std::string& what) override {
         ++messages;
         lastIdentity = id;
+        lastUser = id ? id->user : "";
         if (answer != core::LimitAnswer::Allow) what = "user_messages_per_hour";
         return answer;
     }
@@ -57,6 +59,7 @@ public:
                                     std::string& what) override {
         recipients += static_cast<int>(n);
         lastIdentity = id;
+        lastUser = id ? id->user : "";
         if (answer != core::LimitAnswer::Allow) what = "ip_recipients_per_hour";
         return answer;
     }
@@ -141,8 +144,8 @@ BOOST_AUTO_TEST_CASE(grant_belongs_to_its_user) {
     auto v = w.rcpt("<carol@remote.example>", "<ann@local.example>", false);
     BOOST_TEST((v.kind == RcptVerdict::Kind::Accept));
     BOOST_TEST(v.viaGrant);
-    BOOST_TEST(w.limiter.recipients == 1);  // grant relaying counts against the client IP
-    BOOST_TEST(w.limiter.lastIdentity == nullptr);
+    BOOST_TEST(w.limiter.recipients == 1);  // grant relaying counts against the client IP and the grant's user
+    BOOST_TEST(w.limiter.lastUser == "ann@local.example");
     v = w.rcpt("<carol@remote.example>", "<SALES@local.example>", false);  // the user's other address
     BOOST_TEST((v.kind == RcptVerdict::Kind::Accept));
     v = w.rcpt("<carol@remote.example>", "<mallory@local.example>", false);
@@ -192,7 +195,7 @@ BOOST_AUTO_TEST_CASE(a_grant_relay_counts_its_message_once_against_the_client_ip
     BOOST_TEST((v.kind == RcptVerdict::Kind::Accept));
     BOOST_TEST(v.countedMessage);
     BOOST_TEST(w.limiter.messages == 1);
-    BOOST_TEST(w.limiter.lastIdentity == nullptr);
+    BOOST_TEST(w.limiter.lastUser == "ann@local.example");  // and against the grant's user
     v = rcpt("<dave@remote.example>", true);  // the same transaction's second recipient
     BOOST_TEST(!v.countedMessage);
     BOOST_TEST(w.limiter.messages == 1);
@@ -217,6 +220,29 @@ BOOST_AUTO_TEST_CASE(a_grant_relay_counts_its_message_once_against_the_client_ip
     v = w.rcpt("<carol@remote.example>", "<alice@local.example>", true);
     BOOST_TEST(!v.countedMessage);
     BOOST_TEST(w.limiter.messages == 0);
+}
+
+// A grant relays for its POP3 user: a user held as compromised relays nothing through a
+// grant either (451 4.7.1, as MAIL after AUTH), before anything is counted.
+BOOST_AUTO_TEST_CASE(a_held_users_grant_relays_nothing) {
+    struct Held final : core::AccountHold {
+        bool isHeld(std::string_view user) const override { return user == "ann@local.example"; }
+    } held;
+    World w;
+    smtp::ParsedPath sender = path("<ann@local.example>", smtp::PathKind::Reverse);
+    RecipientRequest req{RecipientContext{false, w.addr, w.dir, &w.grants, "local.example"}, sender, true, nullptr,
+                         &w.limiter};
+    req.hold = &held;
+    auto v = TransactionPolicy::decideRecipient(path("<carol@remote.example>"), req);
+    BOOST_TEST((v.kind == RcptVerdict::Kind::TempFail));
+    BOOST_TEST(v.reason == "account_held");
+    BOOST_TEST(v.reply.format(true) == "451 4.7.1 Account held after unusual activity, contact your administrator\r\n");
+    BOOST_TEST(v.forwards.empty());
+    BOOST_TEST(w.limiter.messages == 0);
+    BOOST_TEST(w.limiter.recipients == 0);
+    // Local mail from the same client is no relay: not refused.
+    v = TransactionPolicy::decideRecipient(path("<bob@local.example>"), req);
+    BOOST_TEST((v.kind == RcptVerdict::Kind::Accept));
 }
 
 BOOST_AUTO_TEST_CASE(held_account_gets_451_4_7_1_at_mail_before_any_limit_is_counted) {

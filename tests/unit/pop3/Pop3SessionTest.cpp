@@ -648,6 +648,31 @@ public:
 };
 }  // namespace
 
+// An account held as compromised still reads its mail, but gets no POP-before-SMTP grant
+// (a stolen password held at SMTP MAIL must not relay through POP3 instead); through the
+// cluster's one-step port the grant is not asked for.
+BOOST_AUTO_TEST_CASE(held_account_logs_in_without_a_grant) {
+    struct Held final : core::AccountHold {
+        bool isHeld(std::string_view user) const override { return user == "bob"; }
+    } held;
+    Pop3Ports ports{auth, maildrops, &grants};
+    ports.hold = &held;
+    Pop3Session s(settings, ports, context(true));
+    s.onLine("USER bob");
+    BOOST_TEST(s.onLine("PASS secret").bytes == "+OK Logged in, 2 messages (94 octets)\r\n");
+    BOOST_TEST(grants.grants.empty());
+    settings.allowPlaintextAuth = true;
+    FakeLogin login;
+    login.maildrops.boxes["bob"] = {{"uid-one", Message1}};
+    Pop3Ports cluster{auth, maildrops, &grants, &login};
+    cluster.hold = &held;
+    Pop3Session c(settings, cluster, context(true));
+    c.onLine("USER bob");
+    BOOST_TEST(c.onLine("PASS secret").bytes.starts_with("+OK Logged in"));
+    BOOST_REQUIRE(login.calls.size() == 1u);
+    BOOST_TEST(!login.calls[0].grant);
+}
+
 BOOST_AUTO_TEST_CASE(login_port_takes_lease_and_grant_in_one_step) {
     settings.allowPlaintextAuth = true;
     FakeLogin login;
