@@ -250,7 +250,8 @@ void Daemon::buildStorage() {
     sink_ = std::make_unique<store::SpoolSink>(*mailStore_, *queue_);
     // DSN "delivered" reports (RFC 3461 NOTIFY=SUCCESS) for local recipients, through the
     // sink once the message is stored (also with delivery.enabled=false).
-    successReports_ = std::make_unique<delivery::BounceSender>(*sink_, *facade_, settings_.process.hostname);
+    successReports_ = std::make_unique<delivery::BounceSender>(
+        *sink_, *facade_, settings_.process.hostname, static_cast<std::size_t>(settings_.delivery.bounceSizeLimit));
     sink_->setDeliveredHook([this](const core::Envelope& e, const std::string& id, const std::string& path) {
         successReports_->sendDelivered(e, id, path);
     });

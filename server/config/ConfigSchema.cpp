@@ -186,6 +186,7 @@ const std::vector<KeyDef> Keys = {
     {"delivery.retry_schedule", "1m, 5m, 15m, 30m, 1h, 2h, 4h", K::List, "Wait after the 1st, 2nd, ... temporary failure; the last repeats"},
     {"delivery.max_lifetime", "5d", K::Duration, "Give up (bounce, Status 4.4.7) on recipients still failing temporarily after this long in the queue"},
     {"delivery.delay_warning", "0", K::Duration, "Send one 'delayed' DSN to the sender after this long in the queue (0 = never)"},
+    {"delivery.bounce_size_limit", "50000", K::Size, "Largest original a delivery report returns whole for RET=FULL; a larger one gets its header section only (Postfix bounce_size_limit)"},
     {"delivery.scan_interval", "30s", K::Duration, "How often the queue directory is rescanned (picks up posternctl flush/hold/release/delete)"},
     {"delivery.dns_server", "", K::String, "Resolver for MX/A/AAAA lookups as ip:port (empty = /etc/resolv.conf)"},
     {"delivery.dns_timeout", "5s", K::Duration, "Wait per DNS query try (two tries per server)"},

@@ -392,6 +392,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         if (d.retrySchedule.empty()) r.error("delivery.retry_schedule: at least one duration");
         d.maxLifetime = r.duration("delivery.max_lifetime");
         d.delayWarning = r.duration("delivery.delay_warning");
+        d.bounceSizeLimit = r.size("delivery.bounce_size_limit");
         d.scanInterval = r.duration("delivery.scan_interval");
         if (d.scanInterval.count() < 100) r.error("delivery.scan_interval: must be at least 100ms");
         d.dnsServer = r.str("delivery.dns_server");

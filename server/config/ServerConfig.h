@@ -189,6 +189,7 @@ struct DeliveryConfig {
     std::vector<Millis> retrySchedule;             // never empty after load()
     Millis maxLifetime{};
     Millis delayWarning{};                         // 0 = off
+    std::uint64_t bounceSizeLimit = 0;             // RET=FULL returns a message up to this size
     Millis scanInterval{};
     std::string dnsServer;                         // "ip:port"; empty = /etc/resolv.conf
     Millis dnsTimeout{};

@@ -77,9 +77,19 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     }
     }
 
+    // Only what the report can carry is read: the header section (at most 64 KiB) and, for
+    // RET=FULL, a message of at most returnLimit_ octets; never a 25 MB original whole.
+    constexpr std::size_t HeaderCap = 64 * 1024;
+    const bool full = original.dsn.ret == core::DsnRet::Full;
+    const std::size_t want = full ? std::max(HeaderCap, returnLimit_) : HeaderCap;
     std::string data;
-    if (content) data = *content;
-    else queue::readFile(originalData, data);  // a missing file only loses the attached headers
+    bool truncated = false;
+    if (content) {
+        truncated = content->size() > want;
+        data = content->substr(0, want);
+    } else {
+        queue::readFileHead(originalData, want, data, truncated);  // a missing file only loses the attached headers
+    }
     DsnInput in;
     in.action = action;
     in.reportingMta = hostname_;
@@ -96,7 +106,17 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     in.envelopeId = original.dsn.envid;
     in.originalHeaders = headerSection(data);
     // RFC 3461 4.3: RET=FULL returns the whole message; HDRS and no RET the header section.
-    if (original.dsn.ret == core::DsnRet::Full && !data.empty()) in.originalMessage = data;
+    // A message over delivery.bounce_size_limit: its header section only, so the report
+    // fits the sender's server (a report too big for it is lost: its own failure is never
+    // reported, RFC 5321 4.5.5).
+    const bool fits = !truncated && data.size() <= returnLimit_;
+    if (full && !data.empty() && fits) in.originalMessage = data;
+    if (full && !fits)
+        logger().information(core::EventLine::inSession(original.id, "dsn.headers_only")
+                                 .add("kind", kind)
+                                 .add("reason", "bounce_size_limit")
+                                 .add("limit", returnLimit_)
+                                 .str());
     const std::string& attached = in.originalMessage.empty() ? in.originalHeaders : in.originalMessage;
     thread_local std::mt19937_64 rng{std::random_device{}()};
     do {

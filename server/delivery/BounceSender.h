@@ -15,8 +15,12 @@ namespace postern::delivery {
 // Thread-safe (the sink and directory are). Both references outlive this object.
 class BounceSender {
 public:
-    BounceSender(core::MessageSink& sink, core::UserDirectory& directory, std::string hostname)
-        : sink_(sink), directory_(directory), hostname_(std::move(hostname)) {}
+    // returnLimit: the largest original a report returns whole for RET=FULL
+    // (delivery.bounce_size_limit, as Postfix's bounce_size_limit); a larger one is reported
+    // with its header section only (RFC 3461 4.3 lets the MTA return less than asked).
+    BounceSender(core::MessageSink& sink, core::UserDirectory& directory, std::string hostname,
+                 std::size_t returnLimit = 50000)
+        : sink_(sink), directory_(directory), hostname_(std::move(hostname)), returnLimit_(returnLimit) {}
     virtual ~BounceSender() = default;
 
     enum class Result {
@@ -43,6 +47,7 @@ private:
     core::MessageSink& sink_;
     core::UserDirectory& directory_;
     std::string hostname_;
+    std::size_t returnLimit_;
 };
 
 }  // namespace postern::delivery

@@ -44,7 +44,7 @@ DeliveryService::DeliveryService(const config::DeliveryConfig& config, std::stri
                                  queue::OutboundQueue& queue, core::MessageSink& sink, core::UserDirectory& directory)
     : queue_(queue) {
     resolver_ = std::make_unique<MxResolver>(ResolverSettings{config.dnsServer, config.dnsTimeout, usesDane(config)});
-    bounces_ = std::make_unique<BounceSender>(sink, directory, hostname);
+    bounces_ = std::make_unique<BounceSender>(sink, directory, hostname, static_cast<std::size_t>(config.bounceSizeLimit));
     ClientSettings cs;
     cs.heloName = hostname;
     cs.connectTimeout = config.connectTimeout;

@@ -153,6 +153,26 @@ bool readFile(const std::string& path, std::string& out) {
     return readOpen(fd, st, out);
 }
 
+bool readFileHead(const std::string& path, std::size_t limit, std::string& out, bool& truncated) {
+    out.clear();
+    truncated = false;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    FdGuard guard{fd};
+    out.resize(limit + 1);  // one octet more tells whether there is more
+    std::size_t got = 0;
+    while (got < out.size()) {
+        ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        if (n == 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    truncated = got > limit;
+    out.resize(truncated ? limit : got);
+    return true;
+}
+
 bool readRegularFile(const std::string& path, std::string& out) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return false;

@@ -26,6 +26,9 @@ bool copyFileSynced(const std::string& from, const std::string& to);
 // Reads a whole file (a regular file: the size fstat(2) gives, in as few reads as it takes).
 // false if it cannot be opened or read.
 bool readFile(const std::string& path, std::string& out);
+// The first `limit` octets of a file (all of it if it is shorter); `truncated` says whether
+// there was more. false if it cannot be opened or read.
+bool readFileHead(const std::string& path, std::size_t limit, std::string& out, bool& truncated);
 // readFile for a file another program may have put there (a Maildir shared with other
 // writers, all mailboxes under one uid): opened without following a symlink (ELOOP) and
 // without blocking on a FIFO; anything but a regular file is refused (EINVAL).

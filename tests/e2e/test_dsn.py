@@ -280,6 +280,25 @@ def test_relayed_report_of_a_fully_delivered_message_returns_it():
             check_eq(third.get_payload()[0]["X-Test-Marker"], marker, "RET=FULL: the message returned")
 
 
+def test_ret_full_of_a_message_over_bounce_size_limit_returns_its_headers():
+    # Shipped delivery.bounce_size_limit (50000, Postfix's): a 60 KB message asked back with
+    # RET=FULL is returned as its header section only, so the report fits the sender's
+    # server; a small one is still returned whole (the tests above).
+    port = sink_port((MX1,))
+    rcpt = {"bad@a.test": "550 5.1.1 <bad@a.test>: no such user"}
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port, rcpt=rcpt):
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            body = ("x" * 76 + "\r\n") * 800  # about 62 KB
+            marker, _ = send(p, ALICE, ["bad@a.test"], mail_options=["RET=FULL"], body=body)
+            failed = wait_for(lambda: reports(p, ALICE, marker, "Undelivered Mail Returned"), 20,
+                              what="failure report")
+            _, _, rcpts, third = parse_report(failed[0], third="text/rfc822-headers")
+            check_eq(rcpts[0].get("status"), "5.1.1", "Status")
+            check("X-Test-Marker: %s" % marker in third.get_payload(), "the header section is returned")
+            check(len(failed[0]) < 20000, "the report is small: %d octets" % len(failed[0]))
+            p.log_contains(r"event=dsn\.headers_only kind=bounce reason=bounce_size_limit limit=50000")
+
+
 def test_delay_report_only_for_notify_delay():
     port = sink_port((MX1,))
     rcpt = {"slow1@a.test": "451 4.3.0 try later", "slow2@a.test": "451 4.3.0 try later"}

@@ -111,7 +111,7 @@ const std::vector<Row> Rows{
     {"!$6$saltsalt$e4q5XyxWasPm1crbD4ussuC5VJMqWPurrlVV8ozR0WNqtOMgWFyq9QKIv6N86cWB62W2plZ3Rh1UQ9lhRUW4B1", Password,
      VerifyResult::Mismatch},
     {"abPAmMzNR85PQ", Password, VerifyResult::Match},  // traditional DES crypt (crypt(3), salt "ab")
-    {"abPAmMzNR85PQ", "S3cret pass", VerifyResult::Mismatch},
+    {"abPAmMzNR85PQ", "wrong pw", VerifyResult::Mismatch},  // (DES reads 8 characters only)
     // Not a hash at all, or a scheme we do not know: configuration errors, never "wrong password"
     {"", Password, VerifyResult::Malformed},
     {"S3cret pass!", Password, VerifyResult::Malformed},
