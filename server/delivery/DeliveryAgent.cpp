@@ -468,11 +468,57 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     if (stsTlsFailed) counters_->count("mta_sts_defer", "no_verified_tls");
 }
 
+void DeliveryAgent::rememberUnrecorded(const std::string& id, const std::set<std::string>& done, std::uint32_t attempts,
+                                       std::chrono::system_clock::time_point notBefore) {
+    std::lock_guard lock(unrecordedMutex_);
+    Unrecorded& u = unrecorded_[id];
+    u.done.insert(done.begin(), done.end());
+    u.attempts = std::max(u.attempts, attempts);
+    u.notBefore = std::max(u.notBefore, notBefore);
+    unrecordedCount_ = unrecorded_.size();
+}
+
+std::optional<queue::QueueEnvelope> DeliveryAgent::applyUnrecorded(const std::string& id,
+                                                                   queue::QueueEnvelope& envelope) {
+    if (unrecordedCount_ == 0) return std::nullopt;
+    Unrecorded u;
+    {
+        std::lock_guard lock(unrecordedMutex_);
+        auto it = unrecorded_.find(id);
+        if (it == unrecorded_.end()) return std::nullopt;
+        u = it->second;
+    }
+    auto apply = [&u](queue::QueueEnvelope& e) {
+        e.recipients.erase(std::remove_if(e.recipients.begin(), e.recipients.end(),
+                                          [&](const std::string& r) { return u.done.count(r) > 0; }),
+                           e.recipients.end());
+        e.attempts = std::max(e.attempts, u.attempts);
+        e.nextAttempt = std::max(e.nextAttempt, u.notBefore);
+        return true;
+    };
+    apply(envelope);
+    // Written now if the file system lets us (an empty recipient list removes the message).
+    auto after = queue_.modifyEnvelope(id, apply);
+    if (after || ::access(queue_.envelopePath(id).c_str(), F_OK) != 0) {
+        std::lock_guard lock(unrecordedMutex_);
+        unrecorded_.erase(id);
+        unrecordedCount_ = unrecorded_.size();
+        logger().notice(core::EventLine::inSession(id, "delivery.recorded").add("recipients", u.done.size()).str());
+    }
+    if (envelope.recipients.empty() || std::chrono::system_clock::now() < envelope.nextAttempt) return envelope;
+    return std::nullopt;
+}
+
 std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id, ConnectionCache& connections) {
     std::optional<queue::QueueEnvelope> current = queue_.readEnvelope(id);
     if (!current) return std::nullopt;
     queue::QueueEnvelope envelope = *current;
     if (envelope.hold) return envelope;
+    // An earlier attempt whose outcome could not be written: never the same recipient twice.
+    if (auto waiting = applyUnrecorded(id, envelope)) {
+        if (waiting->recipients.empty()) return std::nullopt;  // nothing left to send
+        return waiting;                                        // not due yet
+    }
 
     const std::uint32_t attempt = envelope.attempts + 1;
     MessageData message;
@@ -530,10 +576,14 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                     return true;
                 });
                 if (after && after->recipients.empty()) removed = true;
-                if (!after && ::access(queue_.envelopePath(id).c_str(), F_OK) == 0)
+                if (!after && ::access(queue_.envelopePath(id).c_str(), F_OK) == 0) {
+                    const int err = errno;
                     logger().error(core::EventLine::inSession(id, "delivery.record_fail")
-                                       .text("note", "delivered recipients may be retried")
+                                       .text("error", queue::errnoText(err))
+                                       .text("note", "kept in memory: not sent to them again by this process")
                                        .str());
+                    rememberUnrecorded(id, done, 0, {});
+                }
             }
             for (auto i : indexes) {
                 const Outcome& o = outcomes[i];
@@ -673,13 +723,18 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         logger().information(core::EventLine::inSession(id, "queue.done").str());
         return std::nullopt;
     }
-    // One durable update: bounced recipients out, retry time and error in.
+    // One durable update: bounced recipients out (and delivered ones, in case their record
+    // above failed), retry time and error in.
+    std::set<std::string> finished = bounced;
+    for (std::size_t i = 0; i < outcomes.size(); ++i)
+        if (outcomes[i].kind == Outcome::Kind::Delivered) finished.insert(envelope.recipients[i]);
+    const auto nextAttempt = nextAttemptTime(config_.retrySchedule, attempt, end, expiry);
     auto after = queue_.modifyEnvelope(id, [&](queue::QueueEnvelope& e) {
         e.recipients.erase(std::remove_if(e.recipients.begin(), e.recipients.end(),
-                                          [&](const std::string& r) { return bounced.count(r) > 0; }),
+                                          [&](const std::string& r) { return finished.count(r) > 0; }),
                            e.recipients.end());
         e.attempts = attempt;
-        e.nextAttempt = nextAttemptTime(config_.retrySchedule, attempt, end, expiry);
+        e.nextAttempt = nextAttempt;
         e.lastError = lastError.substr(0, 500);
         for (auto& ch : e.lastError)
             if (ch == '\r' || ch == '\n' || ch == '\0') ch = ' ';
@@ -688,11 +743,23 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     });
     if (!after) {
         if (::access(queue_.envelopePath(id).c_str(), F_OK) == 0) {
-            logger().error(core::EventLine::inSession(id, "delivery.update_fail").str());
-            // The file still has the old retry time (due now): without the new one in
-            // memory the message would run again at once, to every recipient still listed.
+            const int err = errno;
+            logger().error(core::EventLine::inSession(id, "delivery.update_fail")
+                               .text("error", queue::errnoText(err))
+                               .str());
+            // The file still lists the finished recipients and the old retry time (due now):
+            // both are kept in memory, so neither the next attempt nor a rescan sends to them
+            // again or runs the message before its time (a warning already sent is not
+            // remembered: at most one more).
+            rememberUnrecorded(id, finished, attempt, nextAttempt);
             auto stale = queue_.readEnvelope(id);
-            if (stale) stale->nextAttempt = nextAttemptTime(config_.retrySchedule, attempt, end, expiry);
+            if (stale) {
+                stale->recipients.erase(std::remove_if(stale->recipients.begin(), stale->recipients.end(),
+                                                       [&](const std::string& r) { return finished.count(r) > 0; }),
+                                        stale->recipients.end());
+                stale->nextAttempt = nextAttempt;
+                if (stale->recipients.empty()) return std::nullopt;
+            }
             return stale;
         }
         logger().information(core::EventLine::inSession(id, "queue.done").str());

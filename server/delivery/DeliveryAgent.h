@@ -13,12 +13,14 @@
 #include "delivery/SmtpClient.h"
 #include "queue/OutboundQueue.h"
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace postern::delivery {
@@ -95,6 +97,22 @@ private:
                       const std::vector<std::size_t>& indexes, std::vector<Outcome>& outcomes,
                       ConnectionCache& connections);
 
+    // What an attempt could not write into a message's envelope (ENOSPC, EIO): recipients
+    // delivered or bounced, the attempt count and the retry time. The next attempt of this
+    // process leaves those recipients out and keeps that retry time (a rescan reads the
+    // file's older one), and writes them once it can. Lost at a restart: then at most the
+    // one duplicate of the unavoidable RFC 1047 window follows.
+    struct Unrecorded {
+        std::set<std::string> done;
+        std::uint32_t attempts = 0;
+        std::chrono::system_clock::time_point notBefore{};
+    };
+    void rememberUnrecorded(const std::string& id, const std::set<std::string>& done, std::uint32_t attempts,
+                            std::chrono::system_clock::time_point notBefore);
+    // Applies (and tries to write) what is remembered for `id` to `envelope`. A value: the
+    // message is not due yet, or nothing is left of it (empty recipients): return that.
+    std::optional<queue::QueueEnvelope> applyUnrecorded(const std::string& id, queue::QueueEnvelope& envelope);
+
     const config::DeliveryConfig& config_;
     std::string hostname_;
     queue::OutboundQueue& queue_;
@@ -106,6 +124,9 @@ private:
     TlsOutcomeSink tlsOutcomes_;
     mtasts::Engine* mtaSts_ = nullptr;
     core::EventCounters* counters_ = &core::NullEventCounters::instance();
+    std::mutex unrecordedMutex_;
+    std::map<std::string, Unrecorded> unrecorded_;
+    std::atomic<std::size_t> unrecordedCount_{0};  // unrecorded_.size(), read without the lock
 };
 
 }  // namespace postern::delivery

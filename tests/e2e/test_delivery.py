@@ -361,6 +361,47 @@ def test_tls_required_no_does_not_weaken_the_smarthost_login():
                 check_eq(smarthost.find(marker), [], "delivered")
 
 
+def test_a_delivered_recipient_gets_one_copy_when_the_envelope_cannot_be_written():
+    """The queue cannot rewrite a message's envelope (disk full, an I/O error; here a
+    directory stands where its temporary file goes, which stops root too). A recipient
+    delivered in an attempt whose record failed gets no second copy from the retries and
+    rescans that follow (retry_schedule and scan_interval are 1s here), the other recipient
+    is still retried, and the record is written once the queue can take it."""
+    port = sink_port((MX1, NOMX))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns:
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            marker, _ = submit(p, ["ok@a.test", "later@nomx.test"])  # no sink up yet: both deferred
+            env_dir = os.path.join(p.queue_dir, "envelope")
+
+            def envelope():
+                names = [n for n in os.listdir(env_dir) if not n.startswith(".") and not n.endswith(".lock")]
+                return names[0] if len(names) == 1 else None
+            qid = wait_for(envelope, 10, what="the queued envelope")
+            p.log_contains(r"event=delivery\.defer to=<ok@a\.test>", timeout=20)
+            blocker = os.path.join(env_dir, "." + qid + ".tmp")
+            os.mkdir(blocker)
+            try:
+                with Sink(MX1, port) as ok, Sink(NOMX, port, rcpt={"*": "451 4.3.0 try later"}):
+                    ok.wait_for(marker)
+                    p.log_contains(r"event=delivery\.(record|update)_fail", timeout=10)
+                    attempts = p.log_count(r"event=delivery\.defer to=<later@nomx\.test>")
+                    time.sleep(5)  # about five retries and rescans
+                    check(p.log_count(r"event=delivery\.defer to=<later@nomx\.test>") > attempts,
+                          "the other recipient is still retried")
+                    check_eq(len(ok.find(marker)), 1, "copies delivered to ok@a.test")
+                    os.rmdir(blocker)
+                    blocker = None
+                    p.log_contains(r"event=delivery\.recorded .*recipients=1", timeout=10)
+                    text = open(os.path.join(env_dir, qid)).read()
+                    check("recipient ok@a.test" not in text and "recipient later@nomx.test" in text,
+                          "the envelope lists only the recipient still to do: %r" % text)
+                    time.sleep(2)
+                    check_eq(len(ok.find(marker)), 1, "copies delivered to ok@a.test after the record")
+            finally:
+                if blocker:
+                    os.rmdir(blocker)
+
+
 def test_verify_policy_checks_the_certificate_name():
     port = sink_port(("127.0.0.1", MX1))
     with DnsServer(DNS_MX, dict(DNS_HOSTS, localhost="127.0.0.1")) as dns, \
