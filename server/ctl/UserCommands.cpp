@@ -137,7 +137,11 @@ int runUserEnable(CommandContext& c) {
 
 int runUserDelete(CommandContext& c) {
     return simple(c, UserDeleteCommand,
-                  [](UserStore& s, const std::string& a, CommandContext&) { s.remove(a); }, "deleted");
+                  [](UserStore& s, const std::string& a, CommandContext& c) {
+                      s.remove(a);
+                      revokeGrants(s, a, c);  // a deleted account relays no more, as a disabled one
+                  },
+                  "deleted");
 }
 
 int runUserList(CommandContext& c) {

@@ -120,7 +120,7 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     const std::string& attached = in.originalMessage.empty() ? in.originalHeaders : in.originalMessage;
     thread_local std::mt19937_64 rng{std::random_device{}()};
     do {
-        in.boundary = original.id + "/" + std::to_string(rng()) + "/" + hostname_;
+        in.boundary = dsnBoundary(original.id, rng(), hostname_);
     } while (attached.find(in.boundary) != std::string::npos);
     std::string dsn = formatDsn(in);
 

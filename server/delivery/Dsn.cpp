@@ -126,6 +126,12 @@ const char* idSuffix(DsnAction a) {
 
 }  // namespace
 
+std::string dsnBoundary(const std::string& queueId, std::uint64_t random, const std::string& hostname) {
+    std::string b = queueId + "/" + std::to_string(random) + "/" + hostname;
+    if (b.size() > 70) b.resize(70);
+    return b;
+}
+
 std::string headerSection(const std::string& message, std::size_t maxBytes) {
     std::size_t end = message.find("\r\n\r\n");
     std::string h = end == std::string::npos ? message : message.substr(0, end + 2);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,10 @@ struct DsnInput {
 // delivery-status field is ASCII; control characters in remote replies are replaced;
 // an ENVID or ORCPT that is not printable ASCII is shown as xtext.
 std::string formatDsn(const DsnInput& input);
+
+// A MIME boundary for a report: "<queue id>/<random>/<host name>", cut to the 70 characters
+// RFC 2046 5.1.1 allows (a long host name would make it longer).
+std::string dsnBoundary(const std::string& queueId, std::uint64_t random, const std::string& hostname);
 
 // The header section (up to and including the empty line's preceding CRLF) of a
 // message, at most maxBytes (cut at a line end).

@@ -4,7 +4,7 @@ migrate`, 002_cluster included): runs the PostgreSQL cases of the C++ unit tests
 (PgGrantStore, PgPenaltyStore, PgRateStore, PgMaildropLock, ClusterMaildropService), which
 skip without POSTERN_TEST_PG_CONNINFO, against it; then the same stores with PostgreSQL
 stopped (TempFail, never yes or no); and `posternctl grant list|add|revoke|flush` plus the
-grant revocation of `user disable` / `user passwd`."""
+grant revocation of `user disable` / `user passwd` / `user delete`."""
 
 import os
 import re
@@ -180,6 +180,11 @@ def test_user_disable_and_passwd_revoke_grants():
     check_eq(grants(), [], "dora's grant was revoked")
     # nothing to revoke: the usual single line
     check_eq(ok(ctl("user", "disable", "carl@cluster.test"), "user disable").strip(), "disabled carl@cluster.test")
+    # A deleted account's grants go too.
+    ok(ctl("grant", "add", "192.0.2.34", "dora@cluster.test"), "grant")
+    out = ok(ctl("user", "delete", "dora@cluster.test"), "user delete")
+    check("deleted dora@cluster.test" in out and "revoked 1 POP-before-SMTP grant(s)" in out, out)
+    check_eq(grants(), [], "the deleted account's grant was revoked")
 
 
 if __name__ == "__main__":

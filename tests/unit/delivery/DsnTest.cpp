@@ -71,6 +71,15 @@ BOOST_AUTO_TEST_CASE(bounce_is_multipart_report_with_the_rfc3464_fields) {
         if (m[i] == '\n') BOOST_TEST_REQUIRE((i > 0 && m[i - 1] == '\r'));
 }
 
+// RFC 2046 5.1.1: a boundary is at most 70 characters, also with a long host name.
+BOOST_AUTO_TEST_CASE(boundary_fits_rfc2046_with_a_long_host_name) {
+    BOOST_TEST(dsnBoundary("6b1561e70001d816", 42, "mx.example") == "6b1561e70001d816/42/mx.example");
+    const std::string longHost = "mail-submission-frontend-01.customers.region-eu-west.isp.example.net";
+    const std::string b = dsnBoundary("6b1561e70001d816", 18446744073709551615ull, longHost);
+    BOOST_TEST(b.size() == 70u);
+    BOOST_TEST(b.starts_with("6b1561e70001d816/18446744073709551615/mail-submission"));
+}
+
 BOOST_AUTO_TEST_CASE(delay_warning_says_delayed_and_until_when) {
     DsnInput in = sample();
     in.action = DsnAction::Delayed;
