@@ -319,13 +319,24 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
             return;
         }
     }
+    // The recipients still to do in this attempt: all of them at first; after a session,
+    // those it failed temporarily (a 4xx, a lost connection), which the next address or MX
+    // host gets in the same attempt (RFC 5321 5.1; Postfix falls back the same way).
+    std::vector<std::size_t> pending = indexes;
     std::vector<std::string> recipients;
     OutboundDsn dsn;
     dsn.message = envelope.dsn;
-    for (auto i : indexes) {
-        recipients.push_back(envelope.recipients[i]);
-        dsn.recipients.push_back(envelope.dsnFor(envelope.recipients[i]));
-    }
+    auto setPending = [&](std::vector<std::size_t> next) {
+        pending = std::move(next);
+        recipients.clear();
+        dsn.recipients.clear();
+        for (auto i : pending) {
+            recipients.push_back(envelope.recipients[i]);
+            dsn.recipients.push_back(envelope.dsnFor(envelope.recipients[i]));
+        }
+    };
+    setPending(pending);
+    bool sessionTried = false;  // a session gave `pending` their (temporary) outcomes
 
     SmtpReply lastFailure = SmtpReply::local("no address to try");
     std::string lastRelay = "none";
@@ -420,8 +431,9 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                 continue;  // another MX host may offer it
             }
             std::vector<SmtpReply> replies = client->send(envelope.sender, recipients, message, &dsn);
-            for (std::size_t k = 0; k < indexes.size(); ++k) {
-                Outcome& o = outcomes[indexes[k]];
+            std::vector<std::size_t> soft;
+            for (std::size_t k = 0; k < pending.size(); ++k) {
+                Outcome& o = outcomes[pending[k]];
                 o.reply = replies[k];
                 o.status = replies[k].status();
                 o.relay = client->relay();
@@ -431,15 +443,28 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                 o.dsnPassedOn = client->dsnOffered();
                 o.kind = replies[k].isPositive() ? Outcome::Kind::Delivered
                        : replies[k].isPermanent() ? Outcome::Kind::Perm : Outcome::Kind::Temp;
+                if (o.kind == Outcome::Kind::Temp) soft.push_back(pending[k]);
             }
             if (!client->usable()) connections.drop(key);
-            return;
+            if (soft.empty()) return;
+            logger().information(core::EventLine::inSession(envelope.id, "delivery.next_host")
+                                     .add("relay", client->relay())
+                                     .add("recipients", soft.size())
+                                     .text("reply", outcomes[soft.front()].reply.text())
+                                     .str());
+            sessionTried = true;
+            lastFailure = outcomes[soft.front()].reply;
+            lastRelay = client->relay();
+            setPending(std::move(soft));
         }
     }
+    // The recipients a session failed temporarily keep that session's answer when no other
+    // host did better.
+    if (sessionTried) return;
     // Every host that answered lacked what the message requires: a permanent failure
     // (RFC 8689 5.7.30, RFC 6531 3.4 5.6.7). A host that could not be reached keeps it temporary.
     if (!requirementStatus.empty() && !otherFailure) {
-        for (auto i : indexes) {
+        for (auto i : pending) {
             outcomes[i].kind = Outcome::Kind::Perm;
             outcomes[i].reply = lastFailure;
             outcomes[i].status = requirementStatus;
@@ -451,7 +476,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     }
     // No host took the connection: everything is a temporary failure (including a TLS
     // policy that could not be met: never fall back to clear text under encrypt/verify).
-    for (auto i : indexes) {
+    for (auto i : pending) {
         outcomes[i].kind = Outcome::Kind::Temp;
         outcomes[i].reply = lastFailure;
         outcomes[i].status = lastFailure.code >= 400 ? "4" + lastFailure.status().substr(1)
