@@ -672,14 +672,6 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                                  .add("reason", "notify")
                                  .add("recipients", failed.size() - toReport.size())
                                  .str());
-    // Compromised-account detection counts, per submitting account, the recipients a remote
-    // server refused with a 5xx and the bounces generated (abuse/AccountSecurity).
-    if (report_ && !envelope.authUser.empty()) {
-        std::size_t refused = 0;
-        for (const auto& o : outcomes)
-            if (o.kind == Outcome::Kind::Perm && o.reply.code >= 500) ++refused;
-        report_->remoteRejected(envelope.authUser, refused);
-    }
     if (!toReport.empty()) {
         BounceSender::Result r = bounces_.send(envelope, message.path, DsnAction::Failed, toReport, expiry);
         if (report_ && !envelope.authUser.empty() && r == BounceSender::Result::Sent)
@@ -688,12 +680,26 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
             // Nobody was told yet: keep the recipients and try again later.
             logger().warning(
                 core::EventLine::inSession(id, "dsn.defer").add("reason", "sink_or_directory_unavailable").str());
-            for (const auto& d : toReport) {
-                delayed.push_back(d);
+            for (auto d : toReport) {
                 bounced.erase(d.address);
+                // A delay report says 4.x.x (RFC 3464 2.3.4): the final answer is still to come.
+                if (!d.status.empty() && d.status[0] == '5') d.status[0] = '4';
+                delayed.push_back(std::move(d));
             }
             if (lastError.empty()) lastError = toReport.front().diagnostic;
         }
+    }
+    // Compromised-account detection counts, per submitting account, the recipients a remote
+    // server refused with a 5xx and the bounces generated (abuse/AccountSecurity). Only
+    // refusals that are final now: one whose report could not be made yet is retried, and
+    // counting it at every retry would flag an innocent account during an outage.
+    if (report_ && !envelope.authUser.empty()) {
+        std::size_t refused = 0;
+        for (std::size_t i = 0; i < outcomes.size(); ++i)
+            if (outcomes[i].kind == Outcome::Kind::Perm && outcomes[i].reply.code >= 500 &&
+                bounced.count(envelope.recipients[i]) > 0)
+                ++refused;
+        report_->remoteRejected(envelope.authUser, refused);
     }
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
         const Outcome& o = outcomes[i];
