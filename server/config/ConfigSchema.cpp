@@ -183,6 +183,7 @@ const std::vector<KeyDef> Keys = {
     {"delivery.enabled", "true", K::Bool, "Deliver queued mail to other servers (false: mail waits in the queue, nothing is sent)"},
     {"delivery.max_workers", "16", K::Integer, "Delivery threads (concurrent outbound transactions, all destinations)"},
     {"delivery.max_per_domain", "4", K::Integer, "Concurrent deliveries to one recipient domain"},
+    {"delivery.mx_session_limit", "2", K::Integer, "Sessions that carry the message per route and attempt: recipients one fails temporarily go to the next address or MX host until this many tried (Postfix smtp_mx_session_limit)"},
     {"delivery.retry_schedule", "1m, 5m, 15m, 30m, 1h, 2h, 4h", K::List, "Wait after the 1st, 2nd, ... temporary failure; the last repeats"},
     {"delivery.max_lifetime", "5d", K::Duration, "Give up (bounce, Status 4.4.7) on recipients still failing temporarily after this long in the queue"},
     {"delivery.delay_warning", "0", K::Duration, "Send one 'delayed' DSN to the sender after this long in the queue (0 = never)"},

@@ -186,6 +186,7 @@ struct DeliveryConfig {
     bool enabled = false;
     int maxWorkers = 0;
     int maxPerDomain = 0;
+    int mxSessionLimit = 0;                        // sessions (transactions) per route and attempt
     std::vector<Millis> retrySchedule;             // never empty after load()
     Millis maxLifetime{};
     Millis delayWarning{};                         // 0 = off

@@ -16,8 +16,10 @@ enum class LimitAnswer {
     TempFail,  // shared counter store unreachable: 451 4.3.0
 };
 
-// Thread-safe. `identity` is null for unauthenticated (grant-based) relaying: only the
-// client IP's limits apply then. `what` receives which limit was hit, for the log.
+// Thread-safe. `identity`: the authenticated user, or for a POP-before-SMTP grant relay
+// the grant's user (its name only: the limits.user.* values apply, not the user's own
+// attributes); null: only the client IP's limits apply. `what` receives which limit was
+// hit, for the log.
 class OutboundLimiter {
 public:
     virtual ~OutboundLimiter() = default;

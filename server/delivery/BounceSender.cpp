@@ -147,6 +147,7 @@ BounceSender::Result BounceSender::sendDelivered(const core::Envelope& envelope,
     original.sender = envelope.sender;
     original.sessionId = envelope.sessionId;
     original.dsn = envelope.dsn;
+    original.requireTls = envelope.requireTls;  // RFC 8689 5, as for every report (send())
     std::vector<DsnRecipient> recipients;
     for (const auto& [address, d] : envelope.localSuccessDsn) {
         original.recipients.push_back(address);

@@ -337,6 +337,8 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     };
     setPending(pending);
     bool sessionTried = false;  // a session gave `pending` their (temporary) outcomes
+    int sessions = 0;           // transactions sent in this attempt (delivery.mx_session_limit)
+    std::string fallbackFrom;   // logged when the next address is tried after a session's 4xx
 
     SmtpReply lastFailure = SmtpReply::local("no address to try");
     std::string lastRelay = "none";
@@ -374,6 +376,15 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
         const DaneTarget* dane = hostTls.dane ? &*hostTls.dane : nullptr;
         for (const auto& ip : host.addresses) {
             if (tried++ >= MaxAddressesPerAttempt) break;
+            if (!fallbackFrom.empty()) {
+                logger().information(core::EventLine::inSession(envelope.id, "delivery.next_host")
+                                         .add("after", fallbackFrom)
+                                         .add("host", host.name)
+                                         .add("recipients", pending.size())
+                                         .text("reply", lastFailure.text())
+                                         .str());
+                fallbackFrom.clear();
+            }
             Poco::Net::SocketAddress address(ip, route.port);
             std::string key = address.toString() + "/" + host.name + "/" + route.key() + "/" + hostTls.label;
             SmtpClient* client = connections.find(key);
@@ -446,15 +457,11 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                 if (o.kind == Outcome::Kind::Temp) soft.push_back(pending[k]);
             }
             if (!client->usable()) connections.drop(key);
-            if (soft.empty()) return;
-            logger().information(core::EventLine::inSession(envelope.id, "delivery.next_host")
-                                     .add("relay", client->relay())
-                                     .add("recipients", soft.size())
-                                     .text("reply", outcomes[soft.front()].reply.text())
-                                     .str());
+            if (soft.empty() || ++sessions >= config_.mxSessionLimit) return;
             sessionTried = true;
             lastFailure = outcomes[soft.front()].reply;
             lastRelay = client->relay();
+            fallbackFrom = client->relay();
             setPending(std::move(soft));
         }
     }
@@ -494,17 +501,26 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
 }
 
 void DeliveryAgent::rememberUnrecorded(const std::string& id, const std::set<std::string>& done, std::uint32_t attempts,
-                                       std::chrono::system_clock::time_point notBefore) {
+                                       std::chrono::system_clock::time_point notBefore, bool warned) {
     std::lock_guard lock(unrecordedMutex_);
     Unrecorded& u = unrecorded_[id];
     u.done.insert(done.begin(), done.end());
     u.attempts = std::max(u.attempts, attempts);
     u.notBefore = std::max(u.notBefore, notBefore);
+    u.warned = u.warned || warned;
+    unrecordedCount_ = unrecorded_.size();
+}
+
+void DeliveryAgent::forgetUnrecorded(const std::string& id) {
+    if (unrecordedCount_ == 0) return;
+    std::lock_guard lock(unrecordedMutex_);
+    unrecorded_.erase(id);
     unrecordedCount_ = unrecorded_.size();
 }
 
 std::optional<queue::QueueEnvelope> DeliveryAgent::applyUnrecorded(const std::string& id,
-                                                                   queue::QueueEnvelope& envelope) {
+                                                                   queue::QueueEnvelope& envelope,
+                                                                   std::set<std::string>& carried) {
     if (unrecordedCount_ == 0) return std::nullopt;
     Unrecorded u;
     {
@@ -519,28 +535,34 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::applyUnrecorded(const std::st
                            e.recipients.end());
         e.attempts = std::max(e.attempts, u.attempts);
         e.nextAttempt = std::max(e.nextAttempt, u.notBefore);
+        e.warned = e.warned || u.warned;
         return true;
     };
     apply(envelope);
     // Written now if the file system lets us (an empty recipient list removes the message).
     auto after = queue_.modifyEnvelope(id, apply);
+    if (!after) carried = u.done;  // still in the file: the attempt's final write drops them
     if (after || ::access(queue_.envelopePath(id).c_str(), F_OK) != 0) {
         std::lock_guard lock(unrecordedMutex_);
         unrecorded_.erase(id);
         unrecordedCount_ = unrecorded_.size();
-        logger().notice(core::EventLine::inSession(id, "delivery.recorded").add("recipients", u.done.size()).str());
     }
+    if (after) logger().notice(core::EventLine::inSession(id, "delivery.recorded").add("recipients", u.done.size()).str());
     if (envelope.recipients.empty() || std::chrono::system_clock::now() < envelope.nextAttempt) return envelope;
     return std::nullopt;
 }
 
 std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id, ConnectionCache& connections) {
     std::optional<queue::QueueEnvelope> current = queue_.readEnvelope(id);
-    if (!current) return std::nullopt;
+    if (!current) {
+        forgetUnrecorded(id);  // deleted meanwhile (posternctl queue delete)
+        return std::nullopt;
+    }
     queue::QueueEnvelope envelope = *current;
     if (envelope.hold) return envelope;
     // An earlier attempt whose outcome could not be written: never the same recipient twice.
-    if (auto waiting = applyUnrecorded(id, envelope)) {
+    std::set<std::string> carried;
+    if (auto waiting = applyUnrecorded(id, envelope, carried)) {
         if (waiting->recipients.empty()) return std::nullopt;  // nothing left to send
         return waiting;                                        // not due yet
     }
@@ -607,7 +629,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                                        .text("error", queue::errnoText(err))
                                        .text("note", "kept in memory: not sent to them again by this process")
                                        .str());
-                    rememberUnrecorded(id, done, 0, {});
+                    rememberUnrecorded(id, done, 0, {}, false);
                 }
             }
             for (auto i : indexes) {
@@ -751,12 +773,14 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
 
     // Every recipient delivered: the message left the queue with the last record above.
     if (removed) {
+        forgetUnrecorded(id);
         logger().information(core::EventLine::inSession(id, "queue.done").str());
         return std::nullopt;
     }
     // One durable update: bounced recipients out (and delivered ones, in case their record
     // above failed), retry time and error in.
     std::set<std::string> finished = bounced;
+    finished.insert(carried.begin(), carried.end());
     for (std::size_t i = 0; i < outcomes.size(); ++i)
         if (outcomes[i].kind == Outcome::Kind::Delivered) finished.insert(envelope.recipients[i]);
     const auto nextAttempt = nextAttemptTime(config_.retrySchedule, attempt, end, expiry);
@@ -782,20 +806,23 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
             // both are kept in memory, so neither the next attempt nor a rescan sends to them
             // again or runs the message before its time (a warning already sent is not
             // remembered: at most one more).
-            rememberUnrecorded(id, finished, attempt, nextAttempt);
+            rememberUnrecorded(id, finished, attempt, nextAttempt, warnNow || envelope.warned);
             auto stale = queue_.readEnvelope(id);
             if (stale) {
                 stale->recipients.erase(std::remove_if(stale->recipients.begin(), stale->recipients.end(),
                                                        [&](const std::string& r) { return finished.count(r) > 0; }),
                                         stale->recipients.end());
                 stale->nextAttempt = nextAttempt;
+                stale->warned = stale->warned || warnNow;
                 if (stale->recipients.empty()) return std::nullopt;
             }
             return stale;
         }
+        forgetUnrecorded(id);
         logger().information(core::EventLine::inSession(id, "queue.done").str());
         return std::nullopt;
     }
+    forgetUnrecorded(id);  // the file now says all of it
     if (after->recipients.empty()) {
         logger().information(core::EventLine::inSession(id, "queue.done").str());
         return std::nullopt;

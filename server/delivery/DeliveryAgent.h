@@ -68,7 +68,8 @@ public:
                   std::optional<Credentials> relayCredentials);
 
     // Attempts every recipient still in the envelope of `id` now. Returns the envelope as
-    // left in the queue (nullopt: the message is gone: all done, or deleted meanwhile).
+    // left in the queue, or as this process knows it when the queue could not be rewritten
+    // (see Unrecorded); nullopt: nothing is left to do (all done, or deleted meanwhile).
     std::optional<queue::QueueEnvelope> deliver(const std::string& id, ConnectionCache& connections);
 
     // Where remote 5xx refusals and bounces are reported per submitting account (null: not
@@ -106,12 +107,17 @@ private:
         std::set<std::string> done;
         std::uint32_t attempts = 0;
         std::chrono::system_clock::time_point notBefore{};
+        bool warned = false;  // the delay report was sent
     };
     void rememberUnrecorded(const std::string& id, const std::set<std::string>& done, std::uint32_t attempts,
-                            std::chrono::system_clock::time_point notBefore);
-    // Applies (and tries to write) what is remembered for `id` to `envelope`. A value: the
-    // message is not due yet, or nothing is left of it (empty recipients): return that.
-    std::optional<queue::QueueEnvelope> applyUnrecorded(const std::string& id, queue::QueueEnvelope& envelope);
+                            std::chrono::system_clock::time_point notBefore, bool warned);
+    // The envelope now says everything (a later write succeeded, or the message is gone).
+    void forgetUnrecorded(const std::string& id);
+    // Applies (and tries to write) what is remembered for `id` to `envelope`; `carried`
+    // gets the recipients it left out, for the attempt's final write. A value: the message
+    // is not due yet, or nothing is left of it (empty recipients): return that.
+    std::optional<queue::QueueEnvelope> applyUnrecorded(const std::string& id, queue::QueueEnvelope& envelope,
+                                                        std::set<std::string>& carried);
 
     const config::DeliveryConfig& config_;
     std::string hostname_;

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -159,17 +160,20 @@ bool readFileHead(const std::string& path, std::size_t limit, std::string& out, 
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     FdGuard guard{fd};
-    out.resize(limit + 1);  // one octet more tells whether there is more
-    std::size_t got = 0;
-    while (got < out.size()) {
-        ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+    // Grown as the file is read (one octet past `limit` tells whether there is more), so a
+    // large limit costs memory only for a file that large.
+    char buf[65536];
+    for (;;) {
+        const std::size_t room = limit + 1 - out.size();
+        if (room == 0) break;
+        ssize_t n = ::read(fd, buf, std::min(sizeof buf, room));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return false;
         if (n == 0) break;
-        got += static_cast<std::size_t>(n);
+        out.append(buf, static_cast<std::size_t>(n));
     }
-    truncated = got > limit;
-    out.resize(truncated ? limit : got);
+    truncated = out.size() > limit;
+    if (truncated) out.resize(limit);
     return true;
 }
 

@@ -320,7 +320,8 @@ Reply Command::errorReply() const {
     case CommandError::None:
         return replies::ok();
     case CommandError::LineTooLong:
-        return {500, Enhanced::SyntaxError, "Line too long"};
+        // RFC 4954 6: x.5.6 for an AUTH line (its initial response) that is too long.
+        return {500, verb == Verb::Auth ? Enhanced::LineTooLong : Enhanced::SyntaxError, "Line too long"};
     case CommandError::BadCharacter:
         return {500, Enhanced::SyntaxError, "Syntax error: invalid character"};
     case CommandError::UnknownCommand:

@@ -29,7 +29,7 @@ enum class BodyType {
 // Why a line was refused; Command::errorReply() is the reply to send.
 enum class CommandError {
     None,
-    LineTooLong,         // 500 5.5.2 Line too long (RFC 5321 4.5.3.1.4)
+    LineTooLong,         // 500 5.5.2 Line too long (RFC 5321 4.5.3.1.4; AUTH: 5.5.6, RFC 4954 6)
     BadCharacter,        // 500 5.5.2 Syntax error: NUL, CR, LF or other control octet in the line
     UnknownCommand,      // 500 5.5.1 Command unrecognized
     Syntax,              // 501 5.5.2 Syntax error (MAIL without "FROM:", junk after the path, ...)

@@ -562,8 +562,12 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
             if (!S_ISREG(st.st_mode)) continue;  // a symlink, a FIFO: never a message
             size = foreignCrlfSize(path, static_cast<std::uint64_t>(st.st_size));
             if (!size) {
-                if (errno == ENOENT || errno == EINVAL || errno == ELOOP) continue;
-                return fail("read", path);
+                const int err = errno;
+                if (err == ENOENT || err == EINVAL || err == ELOOP) continue;
+                // One unreadable file must not lock the user out of the whole mailbox:
+                // listed with its file size; RETR of it answers for itself.
+                logger().warning(core::EventLine("store.size_fail").add("path", path).text("error", errnoText(err)).str());
+                size = static_cast<std::uint64_t>(st.st_size);
             }
             f.lfStored = *size != static_cast<std::uint64_t>(st.st_size);
         }

@@ -140,7 +140,8 @@ def test_mx_preference_and_fallback_to_next_mx():
 def test_temporary_failure_in_a_session_falls_back_to_the_next_mx():
     """RFC 5321 5.1, as Postfix: the preferred MX answers the end of data with 451, or one
     recipient's RCPT with 450: those recipients go to the next MX host in the same attempt
-    (attempt=1), recipients it took or refused for good are not sent again."""
+    (attempt=1), recipients it took or refused for good are not sent again. At most
+    delivery.mx_session_limit (2) sessions carry the message per attempt."""
     port = sink_port((MX2, MX3))
     with DnsServer(DNS_MX, DNS_HOSTS) as dns, \
             Sink(MX2, port, data_reply="451 4.3.0 queue busy, try later") as best, \
@@ -149,8 +150,8 @@ def test_temporary_failure_in_a_session_falls_back_to_the_next_mx():
             marker, msg = submit(p, "u1@pref.test")
             got = backup.wait_for(marker)[0]
             assert_stored_equals(got.content, msg, "message at the next MX")
-            p.log_contains(r"event=delivery\.next_host .*relay=mx\.pref\.test\[127\.0\.0\.11\]:\d+ recipients=1 "
-                           r"reply=\"?451 4\.3\.0")
+            p.log_contains(r"event=delivery\.next_host after=mx\.pref\.test\[127\.0\.0\.11\]:\d+ "
+                           r"host=backup\.pref\.test recipients=1 reply=\"?451 4\.3\.0")
             p.log_contains(r"event=delivery\.ok to=<u1@pref\.test> relay=backup\.pref\.test\[127\.0\.0\.12\]:\d+ .* attempt=1 ")
             check_eq(best.count(), 0, "accepted at the preferred MX")
     rcpt = {"greylisted@pref.test": "450 4.2.0 greylisted", "gone@pref.test": "550 5.1.1 no such user"}

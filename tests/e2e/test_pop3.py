@@ -378,8 +378,9 @@ def test_mailbox_written_by_postfix_virtual():
     """Postfix's virtual(8) (and local(8), procmail, fetchmail) names its Maildir files
     without a size and stores LF line ends. LIST counts each bare LF as two octets (RFC 1939
     11), RETR sends CRLF lines of exactly that many octets, TOP 1 0 is the header only, and a
-    line "." is stuffed. The size is kept in the file's user.postern.crlf_size attribute, so a
-    second login lists the same without reading the file again."""
+    line "." is stuffed. The size is kept in the file's user.postern.crlf_size attribute
+    (written at the first login; that a later login reads it instead of the file is shown
+    by the MaildirStore unit test); a second login lists and sends the same."""
     with Postern() as p:
         _deliver(p, 1)  # creates the Maildir
         new = os.path.join(p.maildir(ALICE), "new")

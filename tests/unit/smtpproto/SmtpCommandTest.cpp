@@ -127,7 +127,7 @@ const CmdCase cmdCases[] = {
     {"MAIL FROM:<a@b.example> AUTH=" + std::string(1117, 'x'), Verb::Mail, Ok, 250, "2.0.0"},
     {"MAIL FROM:<a@b.example> AUTH=" + std::string(1118, 'x'), Verb::Mail, CommandError::LineTooLong, 500, "5.5.2"},
     {"AUTH PLAIN " + std::string(12275, 'A'), Verb::Auth, Ok, 250, "2.0.0"},
-    {"AUTH PLAIN " + std::string(12276, 'A'), Verb::Auth, CommandError::LineTooLong, 500, "5.5.2"},
+    {"AUTH PLAIN " + std::string(12276, 'A'), Verb::Auth, CommandError::LineTooLong, 500, "5.5.6"},  // RFC 4954 6
     {std::string(20000, 'x'), Verb::Unknown, CommandError::LineTooLong, 500, "5.5.2"},
     // BDAT (RFC 3030 2): chunk-size [SP LAST]
     {"BDAT 0", Verb::Bdat, Ok, 250, "2.0.0"},
