@@ -404,8 +404,9 @@ VerifyResult verifyPassword(std::string_view password, std::string_view stored) 
         // Without a {SCHEME}: Dovecot's passwd-file reads the value as CRYPT. Taken as such
         // when it is one: "$id$..." (modular crypt), a shadow(5) locked entry ("!", "*",
         // "!$6$..."; never a match, an ordinary failed login) or a traditional DES crypt (13
-        // characters of [./0-9A-Za-z]). Anything else (a plaintext password stored by
-        // mistake) stays a configuration error, never a "wrong password".
+        // characters of [./0-9A-Za-z]; a plaintext password stored by mistake that happens to
+        // look like one is a wrong password here, as in Dovecot). Anything else (other
+        // plaintext stored by mistake) stays a configuration error, never a "wrong password".
         if (stored[0] == '$' || stored[0] == '!' || stored[0] == '*' || isDesCrypt(stored)) {
             return verifyCrypt(password, stored);
         }

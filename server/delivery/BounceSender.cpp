@@ -80,7 +80,8 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     // Only what the report can carry is read: the header section (at most 64 KiB) and, for
     // RET=FULL, a message of at most returnLimit_ octets; never a 25 MB original whole.
     constexpr std::size_t HeaderCap = 64 * 1024;
-    const bool full = original.dsn.ret == core::DsnRet::Full;
+    // RFC 8689 5: a report about REQUIRETLS mail behaves as if RET=HDRS was given.
+    const bool full = original.dsn.ret == core::DsnRet::Full && !original.requireTls;
     const std::size_t want = full ? std::max(HeaderCap, returnLimit_) : HeaderCap;
     std::string data;
     bool truncated = false;

@@ -380,9 +380,10 @@ def test_requiretls_only_over_tls_and_kept():
 
 def test_report_about_requiretls_mail_is_relayed_with_requiretls():
     """RFC 8689 5: a non-delivery report about a REQUIRETLS message carries its header section
-    and is sent with REQUIRETLS too. A remote sender's REQUIRETLS message to a local alias
-    that forwards to a.test, whose MX does not offer REQUIRETLS, bounces 5.7.30; the report
-    to the sender (b.test, no server up) waits in the queue marked requiretls."""
+    and is sent with REQUIRETLS too, as if RET=HDRS was given. A remote sender's REQUIRETLS
+    message (RET=FULL) to a local alias that forwards to a.test, whose MX does not offer
+    REQUIRETLS, bounces 5.7.30; the report to the sender (b.test, no server up) waits in the
+    queue marked requiretls, with the header section only."""
     port = sink_port((MX1,))
     with DnsServer(DNS_MX, DNS_HOSTS) as dns, Peer(MX1, port, tls=True) as peer:
         aliases = {"fwd@example.test": ["x@a.test"]}  # the test's alias: a forward to a.test
@@ -392,7 +393,7 @@ def test_report_about_requiretls_mail_is_relayed_with_requiretls():
             marker = new_marker("rt-report")
             s = p.smtp("mx", starttls=True)
             s.sendmail("someone@b.test", ["fwd@example.test"], utf8_message(marker, "someone@b.test", "fwd@example.test"),
-                       mail_options=["SMTPUTF8", "REQUIRETLS"])
+                       mail_options=["SMTPUTF8", "REQUIRETLS", "RET=FULL"])
             s.quit()
             p.log_contains(r"event=dsn\.sent .*kind=bounce", timeout=30)
             check_eq(peer.find(marker), [], "sent to a peer without REQUIRETLS")
@@ -403,10 +404,14 @@ def test_report_about_requiretls_mail_is_relayed_with_requiretls():
                     if "/envelope/" in f and not os.path.basename(f).startswith("."):
                         text = open(f, encoding="utf-8").read()
                         if "\nsender \n" in text and "\nrecipient someone@b.test\n" in text:
-                            out.append(text)
+                            out.append((f, text))
                 return out
             envs = wait_for(report_envelopes, 10, what="the report queued for someone@b.test")
-            check("\nrequiretls 1\n" in envs[0], "the report is marked REQUIRETLS: %r" % envs[0])
+            path, text = envs[0]
+            check("\nrequiretls 1\n" in text, "the report is marked REQUIRETLS: %r" % text)
+            report = open(os.path.join(p.queue_dir, "data", os.path.basename(path)), "rb").read()
+            check(b"Content-Type: text/rfc822-headers" in report and b"message/rfc822" not in report,
+                  "RET=FULL answered with the header section only")
 
 
 def test_requiretls_relayed_only_to_verified_peer_offering_it():
