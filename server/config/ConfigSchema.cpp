@@ -214,6 +214,7 @@ const std::vector<KeyDef> Keys = {
     {"delivery.mta_sts.fetch_timeout", "10s", K::Duration, "Whole HTTPS fetch of one policy (connect, TLS, request, body)"},
     {"delivery.mta_sts.max_policy_size", "64K", K::Size, "Largest policy body accepted (larger = failed fetch)"},
     {"delivery.mta_sts.ca_file", "", K::Path, "CA bundle for the policy servers' certificates (empty = the system's default CA store)"},
+    {"delivery.mta_sts.refresh_interval", "1d", K::Duration, "A cached policy whose TXT id has not changed is fetched again after this long, before it expires (RFC 8461 10.2; a failed refresh keeps it; 0 = only when the id changes)"},
     {"delivery.mta_sts.fetch_retry", "5m", K::Duration, "After a failed fetch, the same policy id is not fetched again for this long (meanwhile: the cached policy, or none)"},
     {"delivery.mta_sts.https_port", "443", K::Integer, "TCP port of the policy servers (tests use an unprivileged port)"},
     {"delivery.mta_sts.cache_file", "", K::Path, "Fetched policies, kept until max_age ends across restarts (empty = mta-sts.cache in server.queue_dir)"},

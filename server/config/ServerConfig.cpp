@@ -431,6 +431,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         if (stsPort <= 0 || stsPort > 65535) r.error("delivery.mta_sts.https_port: must be 1..65535");
         d.mtaSts.httpsPort = static_cast<std::uint16_t>(stsPort);
         d.mtaSts.fetchRetry = r.duration("delivery.mta_sts.fetch_retry");
+        d.mtaSts.refreshInterval = r.duration("delivery.mta_sts.refresh_interval");
         d.mtaSts.cacheFile = r.str("delivery.mta_sts.cache_file");
         if (d.mtaSts.cacheFile.empty()) d.mtaSts.cacheFile = c.queueDir + "/mta-sts.cache";
         // Per-domain maps: delivery.transport.<domain>, delivery.tls_policy.<domain>.

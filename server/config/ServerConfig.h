@@ -179,6 +179,7 @@ struct MtaStsConfig {
     std::uint16_t httpsPort = 0;
     std::string cacheFile;  // "" = <server.queue_dir>/mta-sts.cache
     Millis fetchRetry{};
+    Millis refreshInterval{};
     bool operator==(const MtaStsConfig&) const = default;
 };
 

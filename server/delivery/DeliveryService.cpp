@@ -69,6 +69,7 @@ DeliveryService::DeliveryService(const config::DeliveryConfig& config, std::stri
         ms.dnsTimeout = config.dnsTimeout;
         ms.cacheFile = config.mtaSts.cacheFile;
         ms.fetchRetry = std::chrono::duration_cast<std::chrono::seconds>(config.mtaSts.fetchRetry);
+        ms.refreshInterval = std::chrono::duration_cast<std::chrono::seconds>(config.mtaSts.refreshInterval);
         MxResolver* resolver = resolver_.get();
         mtaSts_ = std::make_unique<mtasts::Engine>(
             ms, [resolver](const std::string& host, std::string& error) {

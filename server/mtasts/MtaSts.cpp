@@ -43,9 +43,16 @@ Lookup Engine::policyFor(const std::string& domain, const std::string& sessionId
     };
     // No (usable) record, or the DNS cannot answer now: an unexpired cached policy stays.
     if (!id) return useCached();
-    if (cached && cached->id == *id) return useCached();
+    // The same id: the cached policy, unless it is due for a refresh (RFC 8461 10.2: a policy
+    // fetched again ahead of its expiry cannot lapse while an attacker blocks the fetch).
+    auto due = [&](const CachedPolicy& c) {
+        return settings_.refreshInterval.count() > 0 && now >= c.fetched + settings_.refreshInterval.count();
+    };
+    const bool refreshing = cached && cached->id == *id;
+    if (refreshing && !due(*cached)) return useCached();
     // Another cluster node may have fetched this id already (shared store): no fetch then.
-    if (auto shared = cache_.fromShared(domain); shared && shared->id == *id && shared->expires > now) {
+    if (auto shared = cache_.fromShared(domain);
+        shared && shared->id == *id && shared->expires > now && !(refreshing && due(*shared))) {
         std::string error;
         if (!cache_.put(*shared, &error, false))
             logger().error(core::EventLine::inSession(sessionId, "mta_sts.cache_write_fail").text("error", error).str());

@@ -27,6 +27,7 @@ struct Settings {
     std::chrono::milliseconds dnsTimeout{};  // delivery.dns_timeout
     std::string cacheFile;                   // "" = memory only
     std::chrono::seconds fetchRetry{};       // delivery.mta_sts.fetch_retry: after a failed fetch
+    std::chrono::seconds refreshInterval{};  // delivery.mta_sts.refresh_interval (0 = only at a new id)
 };
 
 struct Lookup {

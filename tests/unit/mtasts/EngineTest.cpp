@@ -20,6 +20,7 @@ struct Fixture {
     bool fetchOk = true;
     int fetches = 0;
     std::int64_t now = 1000;
+    std::chrono::seconds refresh{0};  // delivery.mta_sts.refresh_interval (0: only at a new id)
     std::string dir;
 
     Fixture() {
@@ -34,6 +35,7 @@ struct Fixture {
         s.fetch.maxSize = 65536;
         s.cacheFile = dir + "/cache";
         s.fetchRetry = std::chrono::seconds(300);
+        s.refreshInterval = refresh;
         auto e = std::make_unique<Engine>(s, [](const std::string&, std::string& error) {
             error = "unused";
             return std::vector<Poco::Net::IPAddress>{};
@@ -106,6 +108,29 @@ BOOST_FIXTURE_TEST_CASE(failed_fetch_keeps_cached_until_expiry, Fixture) {
     BOOST_TEST(e->policyFor("a.test", "q").policy.has_value());
     now += 60;                         // past max_age (100 s after the fetch)
     BOOST_TEST(!e->policyFor("a.test", "q").policy.has_value());
+}
+
+// RFC 8461 10.2: a policy whose id does not change is fetched again after refresh_interval,
+// ahead of its expiry; a failed refresh keeps the cached policy until it expires.
+BOOST_FIXTURE_TEST_CASE(same_id_is_refreshed_ahead_of_expiry, Fixture) {
+    refresh = std::chrono::seconds(30);
+    auto e = engine();
+    BOOST_REQUIRE(e->policyFor("a.test", "q").policy);  // fetched at 1000, max_age 100
+    now += 20;
+    BOOST_TEST(std::string(e->policyFor("a.test", "q").source) == "cache");
+    BOOST_TEST(fetches == 1);
+    now += 11;  // 1031: due
+    Lookup l = e->policyFor("a.test", "q");
+    BOOST_TEST(std::string(l.source) == "fetch");
+    BOOST_TEST(fetches == 2);  // now cached until 1131
+    now += 31;  // 1062: due again, and the policy server is blocked
+    fetchOk = false;
+    l = e->policyFor("a.test", "q");
+    BOOST_REQUIRE(l.policy);  // the cached policy stands
+    BOOST_TEST((l.policy->mode == Mode::Enforce));
+    BOOST_TEST(fetches == 3);
+    now += 80;  // 1142: past the refreshed policy's expiry
+    BOOST_TEST(!e->policyFor("a.test", "q").policy);
 }
 
 BOOST_FIXTURE_TEST_CASE(failed_fetch_not_retried_before_fetch_retry, Fixture) {
