@@ -80,6 +80,13 @@ def submit(node, source, user=ALICE, password=ALICE_PW, to=REMOTE):
     return marker
 
 
+def quit_quietly(s):
+    try:
+        s.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+
+
 def mail_from_reply(node, source, user=ALICE, password=ALICE_PW):
     """(code, text) of MAIL FROM in an authenticated submission session from `source`."""
     s = node.submission(user, password, source=source)
@@ -87,10 +94,7 @@ def mail_from_reply(node, source, user=ALICE, password=ALICE_PW):
         code, text = s.docmd("MAIL", "FROM:<%s>" % user)
         return code, text.decode("utf-8", "replace")
     finally:
-        try:
-            s.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
+        quit_quietly(s)
 
 
 def pop_login(node, source, user=ALICE, password=ALICE_PW):
@@ -363,10 +367,7 @@ def relay_rcpt_reply(node, source, sender=ALICE, to=REMOTE):
         code, text = s.docmd("RCPT", "TO:<%s>" % to)
         return code, text.decode("utf-8", "replace")
     finally:
-        try:
-            s.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
+        quit_quietly(s)
 
 
 def test_single_node_held_account_cannot_relay_on_a_pop_before_smtp_grant():

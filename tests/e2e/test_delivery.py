@@ -335,6 +335,17 @@ def test_delay_warning_is_sent_once():
             check_eq(sink.count(), 0, "accepted")
 
 
+def relay_auth_file(p, mode):
+    """The smarthost password file (the Sink's relayuser) with `mode`, named in the test's
+    delivery.relayhost_auth_file; the server is started by the caller."""
+    auth_file = os.path.join(p.dir, "relay.auth")
+    with open(auth_file, "w") as f:
+        f.write("relayuser:relay-Secret9\n")
+    os.chmod(auth_file, mode)
+    p.overrides["delivery.relayhost_auth_file"] = auth_file
+    return auth_file
+
+
 def test_smarthost_with_auth_over_tls():
     port = sink_port(("127.0.0.1",))
     with Sink("127.0.0.1", port, tls=True, auth={"relayuser": "relay-Secret9"}) as smarthost:
@@ -343,11 +354,7 @@ def test_smarthost_with_auth_over_tls():
             o["delivery.relayhost"] = "127.0.0.1:%d" % port
             o["delivery.relayhost_tls"] = "encrypt"
             with Postern(overrides=o, start=False) as p:
-                auth_file = os.path.join(p.dir, "relay.auth")
-                with open(auth_file, "w") as f:
-                    f.write("relayuser:relay-Secret9\n")
-                os.chmod(auth_file, 0o644)
-                p.overrides["delivery.relayhost_auth_file"] = auth_file
+                auth_file = relay_auth_file(p, 0o644)
                 try:
                     p.start()
                 except Exception:
@@ -377,11 +384,7 @@ def test_tls_required_no_does_not_weaken_the_smarthost_login():
             # The test certificate is self-signed and no delivery.tls_ca_file names it.
             o["delivery.relayhost_tls"] = "verify"
             with Postern(overrides=o, start=False) as p:
-                auth_file = os.path.join(p.dir, "relay.auth")
-                with open(auth_file, "w") as f:
-                    f.write("relayuser:relay-Secret9\n")
-                os.chmod(auth_file, 0o600)
-                p.overrides["delivery.relayhost_auth_file"] = auth_file
+                relay_auth_file(p, 0o600)
                 p.start()
                 marker, _ = submit(p, "x@nowhere.example", extra_headers=("TLS-Required: No",))
                 p.log_contains(r"event=delivery\.defer to=<x@nowhere\.example> .*TLS handshake", timeout=20)
