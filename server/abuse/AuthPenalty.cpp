@@ -2,6 +2,10 @@
 #include "abuse/AuthPenalty.h"
 
 #include "abuse/MemoryPenaltyStore.h"
+#include "core/Utf8.h"
+
+#include <Poco/DigestEngine.h>
+#include <Poco/SHA2Engine.h>
 
 #include <algorithm>
 #include <cctype>
@@ -30,11 +34,19 @@ std::string AuthPenalty::ipKey(const core::ClientAddress& client) const {
 }
 
 std::string AuthPenalty::accountKey(std::string_view account) {
-    std::string key = "user:";
-    key.reserve(key.size() + account.size());
+    std::string lowered;
+    lowered.reserve(account.size());
     for (char c : account)
-        key += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return key;
+        lowered += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    // A name that is not UTF-8 or longer than any address (a client can send either) cannot
+    // be a PostgreSQL text key, and must not make the shared store look down: its SHA-256
+    // (a different prefix: never equal to a real name's key).
+    if (!core::isValidUtf8(lowered) || lowered.size() > MaxAccountKeyName) {
+        Poco::SHA2Engine sha(Poco::SHA2Engine::SHA_256);
+        sha.update(lowered);
+        return "user#" + Poco::DigestEngine::digestToHex(sha.digest());
+    }
+    return "user:" + lowered;
 }
 
 std::chrono::milliseconds AuthPenalty::delayFor(std::uint32_t failures) const {

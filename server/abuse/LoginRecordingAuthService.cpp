@@ -34,7 +34,9 @@ core::AuthResult LoginRecordingAuthService::authenticate(const core::AuthRequest
 
 void LoginRecordingAuthService::record(const core::AuthRequest& request, const std::string& user,
                                        core::AuthStatus status, bool verified) {
-    if (user.empty()) return;
+    // A name that is not UTF-8, or longer than any address, is no account (and in a cluster
+    // PostgreSQL would refuse the whole batch it is written in, stopping the detection).
+    if (user.empty() || user.size() > 320 || !core::isValidUtf8(user)) return;
     LoginEvent e;
     e.at = clock_();
     e.user = user;

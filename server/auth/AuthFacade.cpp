@@ -4,6 +4,7 @@
 
 #include "core/Idna.h"
 #include "core/LogValue.h"
+#include "core/Utf8.h"
 #include "core/EventLine.h"
 
 #include "auth/PasswordScheme.h"
@@ -234,8 +235,11 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
 AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const std::string& login,
                                         core::AuthResult& result, std::optional<RehashDue>& rehash) {
     Decision d;
-    // A name no backend could hold: still spend the time of a real check.
-    if (login.empty() || login.size() > MaxLoginLength || hasControlChars(login, /*spaceToo=*/true)) {
+    // A name no backend could hold (not UTF-8 either: PostgreSQL's text, LDAP's strings and
+    // SMTPUTF8 addresses are UTF-8; asking a backend would turn it into a query error and a
+    // temporary failure): still spend the time of a real check.
+    if (login.empty() || login.size() > MaxLoginLength || hasControlChars(login, /*spaceToo=*/true) ||
+        !core::isValidUtf8(login)) {
         verifyPassword(request.password, dummyHash());
         d.outcome = Outcome::UnknownUser;
         d.detail = "invalid user name";

@@ -185,6 +185,9 @@ SmtpSession::~SmtpSession() = default;
 SmtpOutput SmtpSession::reply(const Reply& r, SmtpOutput::Action action) {
     SmtpOutput out;
     out.bytes = r.format(enhancedCodes_);
+    // RFC 5321 3.8: after 421 the server closes the channel, whoever chose the reply (a
+    // milter or the policy service too, as Postfix does).
+    if (r.code == 421) action = SmtpOutput::Action::Close;
     out.action = action;
     if (action == SmtpOutput::Action::Close) state_ = SmtpState::Closed;
     return out;
@@ -659,7 +662,9 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
         if (v.kind == policy::RcptVerdict::Kind::TempFail) return reply(v.reply);
         return error(v.reply);
     }
-    if (ports_.milter) {
+    // After a milter's DISCARD the message gets no more milter events (as Postfix): a
+    // libmilter milter no longer expects RCPT for it and would never answer.
+    if (ports_.milter && !txn_->discard) {
         core::MilterFacts mf = milterFacts();
         mf.recipient = to;
         core::MilterVerdict mv = ports_.milter->rcpt(mf);
@@ -675,8 +680,8 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
             return reply(*r);
         }
         if (mv.kind == core::MilterVerdict::Kind::Discard) txn_->discard = true, txn_->discardReason = "milter";
-        txn_->rcptTargets.push_back({to, {v.mailboxes, v.forwards}});
     }
+    if (ports_.milter) txn_->rcptTargets.push_back({to, {v.mailboxes, v.forwards}});
     for (auto& m : v.mailboxes)
         if (txn_->seenMailboxes.insert(m).second) txn_->localMailboxes.push_back(m);
     for (auto& f : v.forwards)

@@ -133,6 +133,20 @@ BOOST_AUTO_TEST_CASE(account_blocked_from_any_address) {
     BOOST_TEST(p.check(addr("203.0.113.5"), "").isAllowed());
 }
 
+// A name that is not UTF-8, or too long for any address, still has its own counter, under
+// a key PostgreSQL's text can hold (before, the shared store refused it as an outage).
+BOOST_AUTO_TEST_CASE(account_keys_are_text_for_any_name) {
+    BOOST_TEST(AuthPenalty::accountKey("Bob@Example.test") == "user:bob@example.test");
+    const std::string bad = AuthPenalty::accountKey("caf\xe9@example.test");
+    BOOST_TEST(bad.starts_with("user#"));
+    BOOST_TEST(bad.size() == 5u + 64u);
+    BOOST_TEST(bad == AuthPenalty::accountKey("CAF\xe9@example.test"));  // lower-cased first
+    BOOST_TEST(bad != AuthPenalty::accountKey("caf\xe8@example.test"));
+    const std::string longName(400, 'a');
+    BOOST_TEST(AuthPenalty::accountKey(longName).starts_with("user#"));
+    BOOST_TEST(AuthPenalty::accountKey(std::string(320, 'a')).starts_with("user:"));
+}
+
 BOOST_AUTO_TEST_CASE(success_clears_account_not_ip) {
     Fixture f;
     AuthPenalty p = f.make();

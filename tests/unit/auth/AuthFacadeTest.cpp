@@ -147,6 +147,7 @@ BOOST_AUTO_TEST_CASE(wrongPasswordUnknownUserAndDisabledAreAllBadCredentials) {
              {"nobody@example.test", "alicepw", "unknown_user"},
              {"nobody", "x", "unknown_user"},
              {"", "x", "unknown_user"},
+             {"caf\xe9@example.test", "x", "unknown_user"},  // not UTF-8: no backend is asked
              {"carol@example.test", "carolpw", "disabled"},
              {"dave@example.test", "davepw", "disabled"},
          }) {

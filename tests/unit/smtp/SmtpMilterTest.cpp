@@ -9,6 +9,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <functional>
+#include <algorithm>
 #include <map>
 
 using namespace postern;
@@ -185,6 +186,43 @@ BOOST_AUTO_TEST_CASE(refusals_at_the_end_are_the_data_reply_and_store_nothing) {
     x.start();
     BOOST_TEST(x.send().find("250 2.0.0") == 0);
     BOOST_TEST(x.sink.opened == 0);
+}
+
+// After a milter's DISCARD (here at MAIL) the message gets no more milter events, as in
+// Postfix: a libmilter milter is back in its HELO state and would never answer a RCPT.
+BOOST_AUTO_TEST_CASE(discard_at_mail_ends_the_milter_events_of_the_message) {
+    Fixture f;
+    f.milter.verdicts["mail"] = verdict(Kind::Discard);
+    f.start();
+    f.cmd("EHLO c");
+    BOOST_TEST(f.cmd("MAIL FROM:<x@remote.test>") == "250 2.1.0 Ok\r\n");
+    BOOST_TEST(f.cmd("RCPT TO:<alice@example.test>") == "250 2.1.5 Ok\r\n");
+    BOOST_TEST(f.cmd("DATA").find("354") == 0);
+    BOOST_TEST(f.data("Subject: x\r\n\r\nbody\r\n.\r\n").find("250 2.0.0") == 0);
+    BOOST_TEST(f.sink.opened == 0);
+    const std::vector<std::string> after(std::find(f.milter.steps.begin(), f.milter.steps.end(), "mail") + 1,
+                                         f.milter.steps.end());
+    BOOST_TEST(std::none_of(after.begin(), after.end(), [](const std::string& s) {
+        return s.rfind("rcpt:", 0) == 0 || s == "data" || s == "eom";
+    }));
+    // The next transaction is the milters' again.
+    f.milter.verdicts.erase("mail");
+    f.cmd("MAIL FROM:<x@remote.test>");
+    f.cmd("RCPT TO:<alice@example.test>");
+    BOOST_TEST(f.milter.steps.back() == "rcpt:alice@example.test");
+}
+
+// A milter's 421 ends the session (RFC 5321 3.8; Postfix hangs up too).
+BOOST_AUTO_TEST_CASE(a_milter_421_closes_the_session) {
+    Fixture f;
+    f.milter.verdicts["rcpt:alice@example.test"] = verdict(Kind::TempFail, "421 4.7.0 too busy, closing");
+    f.start();
+    f.cmd("EHLO c");
+    f.cmd("MAIL FROM:<x@remote.test>");
+    SmtpOutput out = f.s->onLine("RCPT TO:<alice@example.test>");
+    BOOST_TEST(out.bytes == "421 4.7.0 too busy, closing\r\n");
+    BOOST_TEST((out.action == SmtpOutput::Action::Close));
+    BOOST_TEST(f.s->isClosed());
 }
 
 BOOST_AUTO_TEST_CASE(envelope_and_content_actions_reach_the_sink) {
