@@ -23,8 +23,9 @@ bool fieldName(std::string_view line, std::size_t& colon) {
     return true;
 }
 
-// " value" for a value a milter gave (folded lines get CRLF).
-std::string storedValue(std::string_view v) { return " " + toCrlf(v); }
+// The stored value for one a milter gave (folded lines get CRLF): " value", or as given
+// when HDR_LEADSPC was negotiated (the milter gives its own leading space).
+std::string storedValue(std::string_view v, bool leadSpace) { return (leadSpace ? "" : " ") + toCrlf(v); }
 
 }  // namespace
 
@@ -89,20 +90,23 @@ std::string joinMessage(const MessageParts& m) {
 }
 
 std::string_view valueForMilter(std::string_view v) {
-    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    // Exactly one space after the colon is left out, as Sendmail and Postfix do (SMFIP_HDR_LEADSPC
+    // is not offered): a milter that rebuilds "Name: value" (OpenDKIM, rspamd) then sees the
+    // field as stored, tabs and further spaces included, which simple canonicalisation needs.
+    if (!v.empty() && v.front() == ' ') v.remove_prefix(1);
     return v;
 }
 
-void applyModification(const Reply& r, MessageParts& m, core::MilterMessage& env, bool& bodyStarted) {
+void applyModification(const Reply& r, MessageParts& m, core::MilterMessage& env, bool& bodyStarted, bool leadSpace) {
     using K = Reply::Kind;
     switch (r.kind) {
     case K::AddHeader:
-        m.headers.emplace_back(r.name, storedValue(r.text));
+        m.headers.emplace_back(r.name, storedValue(r.text, leadSpace));
         m.changed = true;
         break;
     case K::InsHeader: {
         auto at = std::min<std::size_t>(r.index, m.headers.size());
-        m.headers.insert(m.headers.begin() + static_cast<std::ptrdiff_t>(at), {r.name, storedValue(r.text)});
+        m.headers.insert(m.headers.begin() + static_cast<std::ptrdiff_t>(at), {r.name, storedValue(r.text, leadSpace)});
         m.changed = true;
         break;
     }
@@ -113,11 +117,11 @@ void applyModification(const Reply& r, MessageParts& m, core::MilterMessage& env
         auto it = std::find_if(m.headers.begin(), m.headers.end(),
                                [&](const auto& h) { return equalNoCase(h.first, r.name) && ++seen == want; });
         if (it == m.headers.end()) {
-            if (!r.text.empty()) m.headers.emplace_back(r.name, storedValue(r.text));
+            if (!r.text.empty()) m.headers.emplace_back(r.name, storedValue(r.text, leadSpace));
         } else if (r.text.empty()) {
             m.headers.erase(it);
         } else {
-            it->second = storedValue(r.text);
+            it->second = storedValue(r.text, leadSpace);
         }
         m.changed = true;
         break;

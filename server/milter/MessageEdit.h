@@ -23,12 +23,14 @@ struct MessageParts {
 MessageParts splitMessage(std::string_view raw);
 // The message again: unchanged fields byte for byte.
 std::string joinMessage(const MessageParts& m);
-// The header value as libmilter passes it: leading blanks removed.
+// The header value as Sendmail and Postfix pass it to a milter without HDR_LEADSPC: one
+// leading space removed.
 std::string_view valueForMilter(std::string_view rawValue);
 // Applies one modification reply (AddHeader ... Quarantine); `bodyStarted` tells
 // ReplBody whether this is the first chunk (the body is replaced, then appended to;
 // the caller makes its line ends CRLF with toCrlf once every chunk is in).
-void applyModification(const Reply& r, MessageParts& m, core::MilterMessage& envelope, bool& bodyStarted);
+void applyModification(const Reply& r, MessageParts& m, core::MilterMessage& envelope, bool& bodyStarted,
+                       bool leadSpace = false);
 // Bare LF (or CR) line ends -> CRLF.
 std::string toCrlf(std::string_view s);
 

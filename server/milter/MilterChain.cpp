@@ -187,12 +187,15 @@ void MilterConnection::open(const core::MilterFacts&) {
         throw Failure("connect: " + e.displayText());
     }
     socket_->setNoDelay(true);
-    send(optNeg(settings_.protocolVersion, act::All, proto::Offered), settings_.commandTimeout);
+    // HDR_LEADSPC (header values exactly as stored, and edits given the same way) exists
+    // from protocol 6 on; an older milter is not offered a flag it does not know.
+    const std::uint32_t offered = settings_.protocolVersion >= 6 ? proto::Offered : proto::Offered & ~proto::HdrLeadSpc;
+    send(optNeg(settings_.protocolVersion, act::All, offered), settings_.commandTimeout);
     Reply r = readReply(settings_.commandTimeout);
     if (r.kind != Reply::Kind::OptNeg) throw Failure("protocol: no option negotiation reply");
     if (r.version < 2) throw Failure("protocol: milter version " + std::to_string(r.version));
     actions_ = r.actions & act::All;
-    protocol_ = r.protocol & proto::Offered;  // steps we cannot skip are sent anyway
+    protocol_ = r.protocol & offered;  // steps we cannot skip are sent anyway
 }
 
 core::MilterVerdict MilterConnection::fail(const core::MilterFacts& f, std::string_view stage,
@@ -361,7 +364,10 @@ core::MilterVerdict MilterConnection::message(const core::MilterFacts& f, Messag
         const auto t = settings_.contentTimeout;
         if (!(protocol_ & proto::NoHdrs)) {
             for (const auto& [name, value] : m.headers) {
-                Reply r = exchange({}, header(name, valueForMilter(value)), !(protocol_ & proto::NrHdr), t);
+                // HDR_LEADSPC: the value as stored (its leading space included); else the way
+                // Sendmail and Postfix pass it (one leading space left out).
+                const std::string_view sent = (protocol_ & proto::HdrLeadSpc) ? std::string_view(value) : valueForMilter(value);
+                Reply r = exchange({}, header(name, sent), !(protocol_ & proto::NrHdr), t);
                 auto v = verdict(f, r, "header", false);
                 if (v.kind != Kind::Continue || offForMessage_) return v;
             }
@@ -393,7 +399,7 @@ core::MilterVerdict MilterConnection::message(const core::MilterFacts& f, Messag
             const std::uint32_t need = r.neededAction();
             if (need == 0) throw Failure(std::string("protocol: unexpected '") + kindName(r.kind) + "' at eom");
             if (!(actions_ & need)) throw Failure(std::string("protocol: '") + kindName(r.kind) + "' not negotiated");
-            applyModification(r, m, env, bodyStarted);
+            applyModification(r, m, env, bodyStarted, (protocol_ & proto::HdrLeadSpc) != 0);
             count("milter_action", kindName(r.kind));
             core::EventLine l = core::EventLine::inSession(f.sessionId, "milter.action");
             l.add("milter", endpoint_.spec).add("action", kindName(r.kind)).add("stage", "eom");

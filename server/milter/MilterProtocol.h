@@ -37,9 +37,11 @@ constexpr std::uint32_t NoConnect = 0x1, NoHelo = 0x2, NoMail = 0x4, NoRcpt = 0x
                         RcptRej = 0x800, NrConn = 0x1000, NrHelo = 0x2000, NrMail = 0x4000, NrRcpt = 0x8000,
                         NrData = 0x10000, NrUnkn = 0x20000, NrEoh = 0x40000, NrBody = 0x80000,
                         HdrLeadSpc = 0x100000;
-// What this client can do: every NO*/NR_* step, SKIP. Not RCPT_REJ, HDR_LEADSPC, MDS_*.
+// What this client can do: every NO*/NR_* step, SKIP, and (protocol 6) HDR_LEADSPC. Not
+// RCPT_REJ, MDS_*.
 constexpr std::uint32_t Offered = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 |
-                                  0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x80000;
+                                  0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x80000 |
+                                  HdrLeadSpc;
 }  // namespace proto
 
 using Macros = std::vector<std::pair<std::string, std::string>>;

@@ -307,8 +307,9 @@ class OpenDkim(_MilterDaemon):
     verifies, with the public key served from a KeyTable-free test file (TrustAnchor-free
     `TestPublicKeys`)."""
 
-    def __init__(self, domain, selector="test", mode="s", keydir=None):
+    def __init__(self, domain, selector="test", mode="s", keydir=None, canonicalization="relaxed/simple"):
         self.domain, self.selector, self.mode = domain, selector, mode
+        self.canonicalization = canonicalization
         self.dir = tempfile.mkdtemp(prefix="opendkim-")
         os.chmod(self.dir, 0o755)
         self.port = free_port()
@@ -334,7 +335,7 @@ class OpenDkim(_MilterDaemon):
             "Mode %s" % self.mode,
             "Syslog no",
             "LogWhy yes",
-            "Canonicalization relaxed/simple",
+            "Canonicalization %s" % self.canonicalization,
             "On-NoSignature accept",
             "On-BadSignature accept",
             "On-KeyNotFound accept",

@@ -141,6 +141,11 @@ BOOST_AUTO_TEST_CASE(split_and_join_keep_the_message) {
     BOOST_TEST(p.headers.size() == 3u);
     BOOST_TEST(p.headers[0].second == " from x\r\n\tby y");
     BOOST_TEST(valueForMilter(p.headers[1].second) == "hi");
+    // One space is left out, no more (Sendmail, Postfix): "Name: value" rebuilt by the milter
+    // is the stored field.
+    BOOST_TEST(valueForMilter("\tHello") == "\tHello");
+    BOOST_TEST(valueForMilter("  Hello") == " Hello");
+    BOOST_TEST(valueForMilter("Hello") == "Hello");
     BOOST_TEST(p.body == "body\r\n");
     BOOST_TEST(joinMessage(p) == raw);
     // No empty line: all header; a line that is no field starts the body.
@@ -179,6 +184,19 @@ BOOST_AUTO_TEST_CASE(modifications_apply_like_postfix) {
     BOOST_TEST(env.senderChanged);
     BOOST_TEST(env.quarantine);
     BOOST_TEST(env.quarantineReason == "held for review");
+}
+
+// SMFIP_HDR_LEADSPC negotiated: a milter's header values are stored as it gives them, its
+// own leading space (or tab) included, so a field it signs with simple canonicalisation is
+// stored byte for byte.
+BOOST_AUTO_TEST_CASE(modifications_with_hdr_leadspc_keep_the_milters_leading_blank) {
+    MessageParts p = splitMessage("Subject: one\r\n\r\nbody\r\n");
+    postern::core::MilterMessage env;
+    bool started = false;
+    applyModification(parse("hX-Tab\0\tv\0"s), p, env, started, /*leadSpace=*/true);
+    applyModification(parse("hX-Space\0 w\0"s), p, env, started, true);
+    applyModification(parse("m" + be32(1) + "Subject\0 two\0"s), p, env, started, true);
+    BOOST_TEST(joinMessage(p) == "Subject: two\r\nX-Tab:\tv\r\nX-Space: w\r\n\r\nbody\r\n");
 }
 
 BOOST_AUTO_TEST_CASE(endpoints_parse) {
