@@ -388,9 +388,27 @@ core::MilterVerdict MilterConnection::message(const core::MilterFacts& f, Messag
         }
         send(macros(cmd::BodyEob, {{"i", f.queueId}}) + packet(cmd::BodyEob), t);
         bool bodyStarted = false;
+        // The message before this milter's first edit: a milter that fails before its verdict
+        // (a timeout, a closed socket, a bad packet) leaves the message as it was, never half
+        // edited (a body replaced by its first chunks only): its default action means "as if
+        // it were not there".
+        std::optional<std::pair<MessageParts, core::MilterMessage>> before;
+        struct Restore {
+            std::optional<std::pair<MessageParts, core::MilterMessage>>& before;
+            MessageParts& m;
+            core::MilterMessage& env;
+            bool done = false;
+            ~Restore() {
+                if (!done && before) {
+                    m = std::move(before->first);
+                    env = std::move(before->second);
+                }
+            }
+        } restore{before, m, env};
         while (true) {
             Reply r = readReply(t);
             if (r.isVerdict()) {
+                restore.done = true;
                 inMessage_ = false;
                 if (bodyStarted) m.body = toCrlf(m.body);
                 return verdict(f, r, "eom", false);
@@ -399,6 +417,7 @@ core::MilterVerdict MilterConnection::message(const core::MilterFacts& f, Messag
             const std::uint32_t need = r.neededAction();
             if (need == 0) throw Failure(std::string("protocol: unexpected '") + kindName(r.kind) + "' at eom");
             if (!(actions_ & need)) throw Failure(std::string("protocol: '") + kindName(r.kind) + "' not negotiated");
+            if (!before) before.emplace(m, env);
             applyModification(r, m, env, bodyStarted, (protocol_ & proto::HdrLeadSpc) != 0);
             count("milter_action", kindName(r.kind));
             core::EventLine l = core::EventLine::inSession(f.sessionId, "milter.action");

@@ -233,6 +233,31 @@ def test_silent_milter_gets_tempfail_within_the_timeout():
               "milter failure in /metrics:\n" + "\n".join(l for l in body.splitlines() if "milter" in l))
 
 
+def test_a_milter_that_fails_mid_edit_leaves_the_message_as_it_was():
+    """milter.default_action = accept means "as if the milter were not there": a milter that
+    replaces the body and adds a header at the end of message, then never gives its verdict,
+    must not leave half of its edits (a body cut to its first chunk, with bare LFs)."""
+    def decide(cmd, data, conn):
+        if cmd == "E":
+            return [ms.add_header("X-Half", "edit"), ms.replace_body(b"X\nY")]  # and no verdict
+        return [ms.CONTINUE]
+    with ms.ScriptedMilter(decide=decide) as m, \
+            Postern(overrides=milter_overrides(m.spec, content_timeout="2s",
+                                               **{"milter.default_action": "accept"})) as p:
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        marker, msg = make_message(sender="someone@remote.example", to=ALICE)
+        code, text = s.data(msg)
+        check_eq(code, 250, "accepted as if the milter were not there: %r" % text)
+        s.quit()
+        stored = p.maildir_find(ALICE, marker)
+        check_eq(len(stored), 1, "stored")
+        check(b"X-Half" not in stored[0] and b"\r\n\r\nX\nY" not in stored[0], "no half edit: %r" % stored[0][-200:])
+        check(stored[0].endswith(msg.split(b"\r\n\r\n", 1)[1]), "the body as sent")
+        p.log_contains(r"event=milter\.fail .*stage=eom reason=\"timeout\" action=accept")
+
+
 def test_milter_down_default_action():
     down = "inet:127.0.0.1:%d" % free_port()  # nothing listens there
     with Postern(overrides=milter_overrides(down)) as p:
