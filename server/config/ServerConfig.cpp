@@ -275,6 +275,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.cluster.replicaMaxLag = r.duration("cluster.replica_max_lag");
     if (c.cluster.poolSize < 1 || c.cluster.poolSize > 1000) r.error("cluster.pool_size: must be 1..1000");
     if (c.cluster.connectTimeout <= Millis(0)) r.error("cluster.connect_timeout: must be more than 0 (an outage must fail fast)");
+    if (c.cluster.statementTimeout <= Millis(0))
+        r.error("cluster.statement_timeout: must be more than 0 (a frozen database must not hang sessions)");
     if (c.cluster.lockLease < Millis(3000)) r.error("cluster.lock_lease: at least 3s");
     if (c.cluster.sweepInterval < Millis(1000)) r.error("cluster.sweep_interval: at least 1s");
     if (c.cluster.grantRetryQueue < 0) r.error("cluster.grant_retry_queue: must not be negative");

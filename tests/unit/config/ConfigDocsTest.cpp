@@ -102,6 +102,8 @@ BOOST_AUTO_TEST_CASE(component_limits_are_checked_at_load) {
         {"pop_before_smtp.lifetime", "1500ms", "pop_before_smtp.lifetime: must be 0 (off) or a whole number of seconds"},
         {"cluster.pool_size", "0", "cluster.pool_size: must be 1..1000"},
         {"cluster.connect_timeout", "0s", "cluster.connect_timeout: must be more than 0"},
+        {"cluster.statement_timeout", "0s", "cluster.statement_timeout: must be more than 0"},
+        {"delivery.mx_session_limit", "0", "delivery.mx_session_limit: must be at least 1"},
     };
     for (const auto& b : bad) {
         BOOST_TEST_CONTEXT(b) {
