@@ -90,9 +90,9 @@ std::string joinMessage(const MessageParts& m) {
 }
 
 std::string_view valueForMilter(std::string_view v) {
-    // Exactly one space after the colon is left out, as Sendmail and Postfix do (SMFIP_HDR_LEADSPC
-    // is not offered): a milter that rebuilds "Name: value" (OpenDKIM, rspamd) then sees the
-    // field as stored, tabs and further spaces included, which simple canonicalisation needs.
+    // Exactly one space after the colon is left out, as Sendmail and Postfix do for a milter
+    // that did not ask for SMFIP_HDR_LEADSPC: one that rebuilds "Name: value" (rspamd) then
+    // sees the field as stored, tabs and further spaces included.
     if (!v.empty() && v.front() == ' ') v.remove_prefix(1);
     return v;
 }
