@@ -2,6 +2,7 @@
 #include "abuse/AuthPenalty.h"
 
 #include "abuse/MemoryPenaltyStore.h"
+#include "core/AuthService.h"
 #include "core/Utf8.h"
 
 #include <Poco/DigestEngine.h>
@@ -41,7 +42,7 @@ std::string AuthPenalty::accountKey(std::string_view account) {
     // A name that is not UTF-8 or longer than any address (a client can send either) cannot
     // be a PostgreSQL text key, and must not make the shared store look down: its SHA-256
     // (a different prefix: never equal to a real name's key).
-    if (!core::isValidUtf8(lowered) || lowered.size() > MaxAccountKeyName) {
+    if (!core::isValidUtf8(lowered) || lowered.size() > core::MaxLoginLength) {
         Poco::SHA2Engine sha(Poco::SHA2Engine::SHA_256);
         sha.update(lowered);
         return "user#" + Poco::DigestEngine::digestToHex(sha.digest());

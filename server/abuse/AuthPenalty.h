@@ -85,8 +85,7 @@ public:
 
     bool isExempt(const core::ClientAddress& client) const { return allow_.contains(client.ip); }
     // Store keys: "ip:192.0.2.7", "ip:2001:db8:1:2::/64", "user:bob@example.test"; a name
-    // that is not UTF-8 or longer than MaxAccountKeyName: "user#<SHA-256 hex>".
-    static constexpr std::size_t MaxAccountKeyName = 320;
+    // that is not UTF-8 or longer than core::MaxLoginLength: "user#<SHA-256 hex>".
     std::string ipKey(const core::ClientAddress& client) const;
     static std::string accountKey(std::string_view account);
 

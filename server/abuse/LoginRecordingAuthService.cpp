@@ -36,7 +36,7 @@ void LoginRecordingAuthService::record(const core::AuthRequest& request, const s
                                        core::AuthStatus status, bool verified) {
     // A name that is not UTF-8, or longer than any address, is no account (and in a cluster
     // PostgreSQL would refuse the whole batch it is written in, stopping the detection).
-    if (user.empty() || user.size() > 320 || !core::isValidUtf8(user)) return;
+    if (user.empty() || user.size() > core::MaxLoginLength || !core::isValidUtf8(user)) return;
     LoginEvent e;
     e.at = clock_();
     e.user = user;

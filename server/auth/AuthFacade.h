@@ -47,7 +47,7 @@ struct BackendBinding {
 class AuthFacade final : public core::AuthService, public core::UserDirectory {
 public:
     static constexpr int MaxAliasDepth = 8;
-    static constexpr std::size_t MaxLoginLength = 320;  // RFC 5321 4.5.3.1: 64 + '@' + 255
+    static constexpr std::size_t MaxLoginLength = core::MaxLoginLength;
 
     // Domains are lower-cased here. Makes dummyHash() now, so the first unknown user does not
     // pay for it (throws std::runtime_error if that fails: start-up only).

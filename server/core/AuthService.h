@@ -4,6 +4,7 @@
 #include "core/ClientAddress.h"
 
 #include <map>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ struct AuthIdentity {
     std::string mailbox;                       // mailbox location (relative to mail root)
     std::map<std::string, std::string> attributes;  // backend extras (e.g. per-user rate limits)
 };
+
+// The longest login name (an address: RFC 5321 4.5.3.1, 64 + '@' + 255) any backend can hold.
+inline constexpr std::size_t MaxLoginLength = 320;
 
 struct AuthRequest {
     std::string user;
