@@ -12,6 +12,7 @@
 #include <cctype>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 namespace postern::abuse {
 
@@ -24,6 +25,8 @@ AuthPenalty::AuthPenalty(const AuthPenaltySettings& settings, PenaltyStorePtr st
         throw std::invalid_argument("auth.penalty.window must be positive");
     if (settings_.baseDelay < std::chrono::milliseconds::zero() || settings_.maxDelay < settings_.baseDelay)
         throw std::invalid_argument("auth.penalty delays must satisfy 0 <= base_delay <= max_delay");
+    if (settings_.parallelWait <= std::chrono::milliseconds::zero())
+        throw std::invalid_argument("auth.penalty.parallel_wait must be positive");
     if (settings_.ipv6Prefix > 128)
         throw std::invalid_argument("auth.penalty.ipv6_prefix must be 0..128");
     if (!store_)
@@ -77,6 +80,7 @@ PenaltyVerdict AuthPenalty::check(const core::ClientAddress& client, std::string
 PenaltyVerdict AuthPenalty::verdictFor(const PenaltyCount& ip, const PenaltyCount& acct, core::TimePoint now) const {
     PenaltyVerdict v;
     v.accountFailures = acct.failures;
+    v.ipFailures = ip.failures;
     auto remaining = [now](const PenaltyCount& c) {
         return std::chrono::duration_cast<std::chrono::milliseconds>(c.expires - now);
     };
@@ -120,6 +124,108 @@ bool AuthPenalty::recordSuccess(const core::ClientAddress& client, std::string_v
     if (verdict.kind == PenaltyVerdict::Kind::Allow && verdict.accountFailures == 0)
         return true;
     return recordSuccess(client, account);
+}
+
+AuthPenalty::Reservation::Reservation(Reservation&& o) noexcept { *this = std::move(o); }
+
+AuthPenalty::Reservation& AuthPenalty::Reservation::operator=(Reservation&& o) noexcept {
+    if (this != &o) {
+        release();
+        owner_ = std::exchange(o.owner_, nullptr);
+        ipKey_ = std::move(o.ipKey_);
+        accountKey_ = std::move(o.accountKey_);
+        othersIp = o.othersIp;
+        othersAccount = o.othersAccount;
+        ipGen_ = o.ipGen_;
+        accountGen_ = o.accountGen_;
+    }
+    return *this;
+}
+
+void AuthPenalty::Reservation::release() {
+    AuthPenalty* owner = std::exchange(owner_, nullptr);
+    if (!owner)
+        return;
+    {
+        std::lock_guard lock(owner->inFlightMutex_);
+        owner->give(ipKey_);
+        if (!accountKey_.empty())
+            owner->give(accountKey_);
+    }
+    owner->inFlightEnded_.notify_all();
+}
+
+std::uint32_t AuthPenalty::take(const std::string& key, std::uint64_t& gen) {
+    InFlight& f = inFlight_[key];
+    if (f.count == 0)
+        f.gen = ++nextGen_;
+    gen = f.gen;
+    return f.count++;
+}
+
+void AuthPenalty::give(const std::string& key) {
+    auto it = inFlight_.find(key);
+    if (it == inFlight_.end())
+        return;
+    if (--it->second.count == 0)
+        inFlight_.erase(it);
+    else
+        it->second.gen = ++nextGen_;
+}
+
+bool AuthPenalty::changed(const std::string& key, std::uint64_t gen) const {
+    auto it = inFlight_.find(key);
+    return it == inFlight_.end() || it->second.gen != gen;
+}
+
+AuthPenalty::Reservation AuthPenalty::reserve(const core::ClientAddress& client, std::string_view account) {
+    Reservation r;
+    if (isExempt(client))
+        return r;
+    r.ipKey_ = ipKey(client);
+    if (!account.empty())
+        r.accountKey_ = accountKey(account);
+    std::lock_guard lock(inFlightMutex_);
+    r.othersIp = take(r.ipKey_, r.ipGen_);
+    if (!r.accountKey_.empty())
+        r.othersAccount = take(r.accountKey_, r.accountGen_);
+    r.owner_ = this;
+    return r;
+}
+
+bool AuthPenalty::admits(const PenaltyVerdict& v, const Reservation& r) const {
+    if (!v.isAllowed())
+        return false;
+    auto room = [](std::uint32_t failures, std::uint32_t others, std::uint32_t limit) {
+        return limit == 0 || std::uint64_t{failures} + others < limit;
+    };
+    return room(v.ipFailures, r.othersIp, settings_.maxFailuresIp) &&
+           room(v.accountFailures, r.othersAccount, settings_.maxFailuresAccount);
+}
+
+bool AuthPenalty::awaitRelease(Reservation& r, std::chrono::steady_clock::time_point deadline) {
+    if (!r.owner_)
+        return true;
+    const std::string ip = r.ipKey_;
+    const std::string account = r.accountKey_;
+    r.release();
+    std::unique_lock lock(inFlightMutex_);
+    // Wait on the keys with other logins in progress now (after our own release): the end
+    // of any of them changes its generation (or removes it). None left: check again now.
+    std::vector<std::pair<std::string, std::uint64_t>> watched;
+    for (const std::string* key : {&ip, &account}) {
+        auto it = key->empty() ? inFlight_.end() : inFlight_.find(*key);
+        if (it != inFlight_.end())
+            watched.emplace_back(*key, it->second.gen);
+    }
+    if (watched.empty())
+        return true;
+    return inFlightEnded_.wait_until(lock, deadline, [&] {
+        for (const auto& [key, gen] : watched)
+            if (changed(key, gen))
+                return true;
+        return false;
+    });
 }
 
 }  // namespace postern::abuse

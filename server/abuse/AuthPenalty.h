@@ -9,9 +9,12 @@
 #include "core/ClientAddress.h"
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace postern::abuse {
 
@@ -25,6 +28,7 @@ struct AuthPenaltySettings {
     std::chrono::milliseconds maxDelay{};    // set from auth.penalty.max_delay
     std::string allowNetworks;               // set from auth.penalty.allow_networks: CIDR list, "" = none
     unsigned ipv6Prefix = 0;                 // set from auth.penalty.ipv6_prefix: IPv6 clients keyed by /N
+    std::chrono::milliseconds parallelWait{};  // set from auth.penalty.parallel_wait
 
     bool operator==(const AuthPenaltySettings&) const = default;
 };
@@ -42,8 +46,10 @@ struct PenaltyVerdict {
     // Blocked: what blocks ("ip" or "account") and how long until it lifts, for the log.
     std::string blockedBy;
     std::chrono::milliseconds retryAfter{0};
-    // The account's live failures when checked (0 = nothing to clear after a success).
+    // The account's live failures when checked (0 = nothing to clear after a success), and
+    // the address's.
     std::uint32_t accountFailures = 0;
+    std::uint32_t ipFailures = 0;
 
     bool isAllowed() const { return kind == Kind::Allow; }
     bool isBlocked() const { return kind == Kind::Blocked; }
@@ -63,9 +69,37 @@ struct PenaltyVerdict {
 // Thread-safe (the store is); owns the store. Blocking only as far as the store is.
 class AuthPenalty {
 public:
+    // A login of one address and account being verified on this node: taken before the
+    // password is checked, given back once a failure is counted (or on success). A failure
+    // is counted only after its verification, so without this N parallel guesses would all
+    // be verified before the first one counts. `othersIp`/`othersAccount`: the logins of
+    // the same address/account already in progress when this one was taken; admits()
+    // counts them as failures. Movable, not copyable; releases itself when destroyed.
+    class Reservation {
+    public:
+        Reservation() = default;
+        Reservation(Reservation&& o) noexcept;
+        Reservation& operator=(Reservation&& o) noexcept;
+        Reservation(const Reservation&) = delete;
+        Reservation& operator=(const Reservation&) = delete;
+        ~Reservation() { release(); }
+        void release();
+        bool contended() const { return othersIp > 0 || othersAccount > 0; }
+
+        std::uint32_t othersIp = 0;
+        std::uint32_t othersAccount = 0;
+
+    private:
+        friend class AuthPenalty;
+        AuthPenalty* owner_ = nullptr;
+        std::string ipKey_;
+        std::string accountKey_;  // "" = none
+        std::uint64_t ipGen_ = 0, accountGen_ = 0;
+    };
+
     // store: nullptr = a MemoryPenaltyStore; clock: default system_clock::now.
-    // Throws std::invalid_argument on bad settings (window <= 0, negative delays, maxDelay <
-    // baseDelay, ipv6Prefix > 128, a bad allow_networks entry).
+    // Throws std::invalid_argument on bad settings (window <= 0, parallelWait <= 0, negative
+    // delays, maxDelay < baseDelay, ipv6Prefix > 128, a bad allow_networks entry).
     explicit AuthPenalty(const AuthPenaltySettings& settings, PenaltyStorePtr store = nullptr, core::Clock clock = {});
 
     // Before verifying a login. `account` as the client sent it ("" if not known yet: only
@@ -84,6 +118,18 @@ public:
     bool recordSuccess(const core::ClientAddress& client, std::string_view account, const PenaltyVerdict& verdict);
 
     bool isExempt(const core::ClientAddress& client) const { return allow_.contains(client.ip); }
+
+    // Takes a place among the logins of this address and account in progress on this node
+    // (an exempt client: an empty reservation).
+    Reservation reserve(const core::ClientAddress& client, std::string_view account);
+    // Whether an Allow verdict read AFTER `r` was taken leaves room for one more guess when
+    // every other login in progress counts as a failure: failures + others < the limit.
+    // (Each earlier guess is then either counted in the store or among the others, so at
+    // most max_failures guesses of one address/account are verified on this node.)
+    bool admits(const PenaltyVerdict& v, const Reservation& r) const;
+    // Gives `r` back and waits until another login of its address or account ends, or
+    // `deadline`; false on the deadline. The caller then reserves and checks again.
+    bool awaitRelease(Reservation& r, std::chrono::steady_clock::time_point deadline);
     // Store keys: "ip:192.0.2.7", "ip:2001:db8:1:2::/64", "user:bob@example.test"; a name
     // that is not UTF-8 or longer than core::MaxLoginLength: "user#<SHA-256 hex>".
     std::string ipKey(const core::ClientAddress& client) const;
@@ -107,10 +153,24 @@ public:
 
 private:
 
+    // The logins in progress per key, and a generation that changes when one ends (an
+    // absent key has none in progress).
+    struct InFlight {
+        std::uint32_t count = 0;
+        std::uint64_t gen = 0;
+    };
+    std::uint32_t take(const std::string& key, std::uint64_t& gen);  // inFlightMutex_ held
+    void give(const std::string& key);                               // inFlightMutex_ held
+    bool changed(const std::string& key, std::uint64_t gen) const;   // inFlightMutex_ held
+
     AuthPenaltySettings settings_;
     core::NetworkList allow_;
     PenaltyStorePtr store_;
     core::Clock clock_;
+    std::mutex inFlightMutex_;
+    std::condition_variable inFlightEnded_;
+    std::unordered_map<std::string, InFlight> inFlight_;
+    std::uint64_t nextGen_ = 0;
 };
 
 }  // namespace postern::abuse

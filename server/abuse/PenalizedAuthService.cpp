@@ -19,47 +19,67 @@ PenalizedAuthService::PenalizedAuthService(core::AuthService& inner, AuthPenalty
 }
 
 core::AuthResult PenalizedAuthService::authenticate(const core::AuthRequest& request) {
-    if (request.penaltyCheckedByCaller)
-        return authenticateChecked(request);
-    core::AuthResult result;  // TempFail
-    PenaltyVerdict v = penalty_.check(request.client, request.user);
-    if (v.kind == PenaltyVerdict::Kind::TempFail) {
-        logStoreTempFail(request);
+    // Every verification holds a place among the logins of its address and account in
+    // progress on this node, and a guess is verified only while the counted failures plus
+    // the others in progress stay below the limit; otherwise it waits for one of them to end
+    // and checks again. So parallel guesses cannot exceed max_failures_* on one node.
+    const auto deadline = std::chrono::steady_clock::now() + penalty_.settings().parallelWait;
+    for (;;) {
+        AuthPenalty::Reservation slot = penalty_.reserve(request.client, request.user);
+        // A caller that checks the penalty itself (with a success, in one statement) is
+        // checked first only when other logins of the address or account are in progress:
+        // alone, every earlier guess is already counted when the caller reads the counters.
+        const bool checkFirst = !request.penaltyCheckedByCaller || slot.contended();
+        PenaltyVerdict v;
+        if (checkFirst) {
+            v = penalty_.check(request.client, request.user);
+            if (v.kind == PenaltyVerdict::Kind::TempFail) {
+                logStoreTempFail(request);
+                return core::AuthResult{};
+            }
+            if (v.isBlocked())
+                return blocked(request, v, slot);
+            if (!penalty_.admits(v, slot)) {
+                if (penalty_.awaitRelease(slot, deadline))
+                    continue;
+                logger().warning(core::EventLine::inSession(request.sessionId, "auth.fail")
+                                     .add("svc", request.service)
+                                     .add("ip", request.client.host())
+                                     .add("user", request.user)
+                                     .add("backend", "penalty")
+                                     .add("result", "tempfail")
+                                     .text("detail", "other logins of this address or account still in progress")
+                                     .str());
+                return core::AuthResult{};
+            }
+        }
+        core::AuthResult result = inner_.authenticate(request);
+        if (result.status == core::AuthStatus::BadCredentials) {
+            if (!checkFirst) {
+                // Checked now, before the answer: blocked -> the same refusal (after the
+                // same longest delay) a correct password gets from the caller, not counted.
+                v = penalty_.check(request.client, request.user);
+                if (v.kind == PenaltyVerdict::Kind::TempFail) {
+                    logStoreTempFail(request);
+                    return core::AuthResult{};
+                }
+                if (v.isBlocked())
+                    return blocked(request, v, slot);
+            }
+            recordFailure(request, v, slot);
+        } else if (result.status == core::AuthStatus::Ok && !request.penaltyCheckedByCaller) {
+            penalty_.recordSuccess(request.client, request.user, v);
+        }
         return result;
     }
-    if (v.kind == PenaltyVerdict::Kind::Blocked) {
-        refuseBlocked(request, v);
-        result.status = core::AuthStatus::Blocked;
-        return result;
-    }
-    result = inner_.authenticate(request);
-    if (result.status == core::AuthStatus::BadCredentials) {
-        recordFailure(request, v);
-    } else if (result.status == core::AuthStatus::Ok) {
-        penalty_.recordSuccess(request.client, request.user, v);
-    }
-    return result;
 }
 
-core::AuthResult PenalizedAuthService::authenticateChecked(const core::AuthRequest& request) {
-    // Verify first; the caller checks the penalty of a success. A failure is checked here,
-    // before the answer: blocked -> the same refusal (after the same longest delay) a
-    // correct password gets from the caller, and not counted (as before).
-    core::AuthResult result = inner_.authenticate(request);
-    if (result.status != core::AuthStatus::BadCredentials)
-        return result;
-    PenaltyVerdict v = penalty_.check(request.client, request.user);
-    if (v.kind == PenaltyVerdict::Kind::TempFail) {
-        logStoreTempFail(request);
-        return core::AuthResult{};
-    }
-    if (v.kind == PenaltyVerdict::Kind::Blocked) {
-        refuseBlocked(request, v);
-        core::AuthResult blocked;
-        blocked.status = core::AuthStatus::Blocked;
-        return blocked;
-    }
-    recordFailure(request, v);
+core::AuthResult PenalizedAuthService::blocked(const core::AuthRequest& request, const PenaltyVerdict& v,
+                                               AuthPenalty::Reservation& slot) {
+    slot.release();  // not while waiting out the delay
+    refuseBlocked(request, v);
+    core::AuthResult result;
+    result.status = core::AuthStatus::Blocked;
     return result;
 }
 
@@ -87,11 +107,13 @@ void PenalizedAuthService::refuseBlocked(const core::AuthRequest& request, const
                          .str());
 }
 
-void PenalizedAuthService::recordFailure(const core::AuthRequest& request, const PenaltyVerdict& v) {
+void PenalizedAuthService::recordFailure(const core::AuthRequest& request, const PenaltyVerdict& v,
+                                         AuthPenalty::Reservation& slot) {
     if (!penalty_.recordFailure(request.client, request.user))
         logger().error(core::EventLine::inSession(request.sessionId, "penalty.store_fail")
                            .add("ip", request.client.host())
                            .str());
+    slot.release();  // counted: the next guess may go on while this one waits
     // Tarpit: only failures wait (as Dovecot's auth_failure_delay), growing with the
     // earlier failures of this IP or account. A correct password is never slowed down,
     // so a bot guessing one account cannot make its owner's logins slow; the reply code

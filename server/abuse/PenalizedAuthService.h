@@ -16,7 +16,11 @@ namespace postern::abuse {
 // service is not asked: no oracle); penalty store TempFail -> TempFail; otherwise asks the
 // inner service; BadCredentials is recorded and answered after the verdict's delay (an
 // outage is no guess and is not delayed; a success is never delayed). A request with
-// penaltyCheckedByCaller is verified first and checked only when it failed (see AuthRequest).
+// penaltyCheckedByCaller is verified first and checked only when it failed (see AuthRequest),
+// unless other logins of its address or account are in progress on this node.
+// Parallel logins: a guess is verified only while the address's and the account's counted
+// failures plus their other logins in progress stay below max_failures_*; otherwise it waits
+// (up to auth.penalty.parallel_wait, then TempFail) for one to end and checks again.
 class PenalizedAuthService final : public core::AuthService {
 public:
     using Sleeper = std::function<void(std::chrono::milliseconds)>;
@@ -29,9 +33,10 @@ public:
     void refuseBlocked(const core::AuthRequest& request, const PenaltyVerdict& v);
 
 private:
-    core::AuthResult authenticateChecked(const core::AuthRequest& request);
+    core::AuthResult blocked(const core::AuthRequest& request, const PenaltyVerdict& v,
+                             AuthPenalty::Reservation& slot);
     void logStoreTempFail(const core::AuthRequest& request);
-    void recordFailure(const core::AuthRequest& request, const PenaltyVerdict& v);
+    void recordFailure(const core::AuthRequest& request, const PenaltyVerdict& v, AuthPenalty::Reservation& slot);
 
     core::AuthService& inner_;
     AuthPenalty& penalty_;

@@ -89,6 +89,7 @@ abuse::AuthPenaltySettings penaltySettings(const config::ServerConfig& cfg) {
     s.maxDelay = cfg.penalty.maxDelay;
     s.allowNetworks = cfg.penalty.allowNetworks;
     s.ipv6Prefix = static_cast<unsigned>(cfg.penalty.ipv6Prefix);
+    s.parallelWait = cfg.penalty.parallelWait;
     return s;
 }
 

@@ -142,6 +142,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.penalty.maxDelay = r.duration("auth.penalty.max_delay");
     c.penalty.allowNetworks = r.networks("auth.penalty.allow_networks");
     c.penalty.ipv6Prefix = r.ipv6Prefix("auth.penalty.ipv6_prefix");
+    c.penalty.parallelWait = r.duration("auth.penalty.parallel_wait");
+    if (c.penalty.parallelWait <= Millis(0)) r.error("auth.penalty.parallel_wait: must be more than 0");
     if (c.penalty.window <= Millis(0)) r.error("auth.penalty.window: must be more than 0");
     if (c.penalty.maxDelay < c.penalty.baseDelay) r.error("auth.penalty.max_delay: must be at least auth.penalty.base_delay");
     auto rates = [&](const std::string& who, RateLimitValues& v) {

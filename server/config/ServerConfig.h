@@ -60,6 +60,7 @@ struct PenaltyConfig {
     Millis maxDelay{};
     std::string allowNetworks;
     int ipv6Prefix = 0;
+    Millis parallelWait{};
 };
 
 // Compromised-account detection and the login log (account_security.*).

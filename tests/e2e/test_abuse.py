@@ -101,6 +101,47 @@ def test_pop3_failures_count_too():
         check_eq(code, 454, "POP3 failures block SMTP AUTH from the same IP (%s)" % text)
 
 
+def test_parallel_guesses_stay_within_the_account_limit():
+    """Review finding: the penalty was read before the password check and the failure counted
+    after it, so guesses sent at once on many connections were all verified against the
+    limit. Shipped penalty settings (max_failures_account = 20, tarpit 1 s .. 8 s); 30 POP3S
+    sessions from one IP send a wrong PASS for one account at the same moment: at most 20
+    get a verdict ([AUTH]), the rest are refused as blocked."""
+    import threading
+    n = 30
+    with Postern() as p:
+        sessions = []
+        for _ in range(n):
+            pop = p.pop3_ssl(source="127.0.0.6")
+            pop.user(BOB)
+            sessions.append(pop)
+        start = threading.Barrier(n)
+        answers = [None] * n
+
+        def guess(i):
+            start.wait()
+            try:
+                answers[i] = sessions[i].pass_("guess-%d" % i).decode(errors="replace")
+            except Exception as e:  # poplib raises error_proto on -ERR
+                answers[i] = str(e)
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        verdicts = [a for a in answers if a and "[AUTH]" in a]
+        refused = [a for a in answers if a and "Too many failed logins" in a]
+        check(not any(a and a.startswith("+OK") for a in answers), "a wrong password was accepted: %r" % answers)
+        check_eq(len(verdicts), 20, "guesses answered with a verdict (%r)" % answers)
+        check_eq(len(refused), n - 20, "the rest refused as blocked (%r)" % answers)
+        for pop in sessions:
+            try:
+                pop.close()
+            except OSError:
+                pass
+
+
 def test_allow_listed_network_is_exempt():
     with Postern(overrides=dict(PENALTY, **{"auth.penalty.allow_networks": "127.0.0.5/32"})) as p:
         for i in range(7):

@@ -43,6 +43,7 @@ inline AuthPenaltySettings penaltyTestSettings() {
     s.baseDelay = std::chrono::seconds(1);
     s.maxDelay = std::chrono::seconds(8);
     s.ipv6Prefix = 64;
+    s.parallelWait = std::chrono::seconds(10);
     return s;
 }
 

@@ -4,6 +4,11 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 using namespace postern;
@@ -46,6 +51,7 @@ struct Fixture {
         settings.baseDelay = 1s;
         settings.maxDelay = 8s;
         settings.ipv6Prefix = 64;
+        settings.parallelWait = 10s;
         penalty = std::make_unique<AuthPenalty>(settings);
         svc = std::make_unique<PenalizedAuthService>(inner, *penalty,
                                                      [this](std::chrono::milliseconds d) { sleeps.push_back(d); });
@@ -103,6 +109,110 @@ BOOST_AUTO_TEST_CASE(caller_checked_success_is_not_checked_here_failures_are) {
     BOOST_TEST(f.sleeps.back().count() == 8000);
     BOOST_TEST(f.penalty->store().get("ip:192.0.2.1", std::chrono::system_clock::now())->failures == 3u);
     BOOST_TEST((f.svc->authenticate(checked("192.0.2.1", "right")).status == core::AuthStatus::Ok));
+}
+
+namespace {
+// A backend that takes a while to say no (a slow hash, an LDAP bind), counting how many
+// verifications overlap.
+struct SlowAuth : core::AuthService {
+    std::atomic<int> calls{0}, running{0}, maxRunning{0};
+    std::chrono::milliseconds took{100};
+    core::AuthResult authenticate(const core::AuthRequest& r) override {
+        ++calls;
+        int now = ++running;
+        for (int m = maxRunning.load(); now > m && !maxRunning.compare_exchange_weak(m, now);) {}
+        std::this_thread::sleep_for(took);
+        --running;
+        core::AuthResult res;
+        res.status = r.password == "right" ? core::AuthStatus::Ok : core::AuthStatus::BadCredentials;
+        return res;
+    }
+};
+
+// `n` logins at once; counts the answers.
+std::map<core::AuthStatus, int> parallel(PenalizedAuthService& svc, int n, const std::function<core::AuthRequest(int)>& make) {
+    std::mutex m;
+    std::map<core::AuthStatus, int> answers;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n; ++i)
+        threads.emplace_back([&, i] {
+            auto status = svc.authenticate(make(i)).status;
+            std::lock_guard lock(m);
+            ++answers[status];
+        });
+    for (auto& t : threads) t.join();
+    return answers;
+}
+}  // namespace
+
+// Review finding: the penalty was checked, then the password verified, then the failure
+// counted, so 20 guesses at once were all verified against a limit of 3.
+BOOST_AUTO_TEST_CASE(parallel_guesses_for_one_account_stay_within_the_limit) {
+    SlowAuth inner;
+    AuthPenaltySettings s = Fixture().settings;
+    s.maxFailuresIp = 0;
+    s.maxFailuresAccount = 3;
+    AuthPenalty penalty(s);
+    PenalizedAuthService svc(inner, penalty, [](std::chrono::milliseconds) {});
+    for (bool checkedByCaller : {false, true}) {
+        inner.calls = 0;
+        const std::string user = checkedByCaller ? "carol@example.test" : "bob@example.test";
+        auto answers = parallel(svc, 20, [&](int i) {
+            auto r = req("192.0.2." + std::to_string(10 + i), "bad");
+            r.user = user;
+            r.penaltyCheckedByCaller = checkedByCaller;
+            return r;
+        });
+        // A caller that checks the penalty itself has a login verified first when no other
+        // is in progress (its answer is then checked): what is bounded is the answers.
+        if (!checkedByCaller)
+            BOOST_TEST(inner.calls.load() == 3);
+        BOOST_TEST(answers[core::AuthStatus::BadCredentials] == 3);
+        BOOST_TEST(answers[core::AuthStatus::Blocked] == 17);
+        BOOST_TEST(penalty.store().get(AuthPenalty::accountKey(user), std::chrono::system_clock::now())->failures == 3u);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(parallel_guesses_from_one_address_stay_within_the_limit) {
+    SlowAuth inner;
+    Fixture f;  // 3 failures per address
+    PenalizedAuthService svc(inner, *f.penalty, [](std::chrono::milliseconds) {});
+    auto answers = parallel(svc, 12, [](int i) {
+        auto r = req("192.0.2.9", "bad");
+        r.user = "u" + std::to_string(i) + "@example.test";
+        return r;
+    });
+    BOOST_TEST(inner.calls.load() == 3);
+    BOOST_TEST(answers[core::AuthStatus::BadCredentials] == 3);
+    BOOST_TEST(answers[core::AuthStatus::Blocked] == 9);
+}
+
+// Far from the limit, parallel logins are verified side by side (no queue per account).
+BOOST_AUTO_TEST_CASE(parallel_logins_below_the_limit_are_not_serialised) {
+    SlowAuth inner;
+    AuthPenaltySettings s = Fixture().settings;
+    s.maxFailuresIp = 100;
+    s.maxFailuresAccount = 20;
+    AuthPenalty penalty(s);
+    PenalizedAuthService svc(inner, penalty, [](std::chrono::milliseconds) {});
+    auto answers = parallel(svc, 8, [](int) { return req("192.0.2.7", "right"); });
+    BOOST_TEST(answers[core::AuthStatus::Ok] == 8);
+    BOOST_TEST(inner.maxRunning.load() > 1);
+}
+
+// A login that waits too long for the others gets a temporary failure, not a verdict.
+BOOST_AUTO_TEST_CASE(waiting_for_parallel_logins_is_bounded) {
+    SlowAuth inner;
+    inner.took = std::chrono::milliseconds(600);
+    AuthPenaltySettings s = Fixture().settings;
+    s.maxFailuresIp = 1;
+    s.parallelWait = std::chrono::milliseconds(100);
+    AuthPenalty penalty(s);
+    PenalizedAuthService svc(inner, penalty, [](std::chrono::milliseconds) {});
+    auto answers = parallel(svc, 2, [](int) { return req("192.0.2.8", "right"); });
+    BOOST_TEST(answers[core::AuthStatus::Ok] == 1);
+    BOOST_TEST(answers[core::AuthStatus::TempFail] == 1);
+    BOOST_TEST(inner.calls.load() == 1);
 }
 
 BOOST_AUTO_TEST_CASE(backend_outage_is_not_a_guess) {
