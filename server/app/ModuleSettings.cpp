@@ -146,6 +146,7 @@ HealthSettings healthSettings(const config::ServerConfig& cfg) {
     s.enabled = cfg.healthPort != 0;
     s.options.address = cfg.healthAddress;
     s.options.port = cfg.healthPort;
+    s.options.requestTimeout = cfg.healthRequestTimeout;
     s.options.readyTimeout = cfg.healthReadyTimeout;  // the readiness check runs on a probe thread, bounded by this
     return s;
 }

@@ -95,6 +95,7 @@ const std::vector<KeyDef> Keys = {
     // --- health and metrics --------------------------------------------------------------
     {"health.address", "127.0.0.1", K::String, "Address of the HTTP endpoint for /healthz, /readyz and /metrics"},
     {"health.port", "0", K::Integer, "Port of the HTTP endpoint (0 = off)"},
+    {"health.request_timeout", "1s", K::Duration, "Longest a client of the health endpoint may take to send its whole request head; then the connection is cut (slow clients cannot hold its two threads)"},
     {"health.ready_timeout", "2s", K::Duration, "Longest /readyz waits for the readiness check before answering 503 (probe timed out)"},
     // --- SMTP ---------------------------------------------------------------------
     {"smtp.max_message_size", "25M", K::Size, "Largest message accepted (SIZE, 552 5.3.4)"},

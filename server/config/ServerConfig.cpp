@@ -128,6 +128,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         c.healthPort = static_cast<std::uint16_t>(hp);
     }
     c.healthReadyTimeout = r.duration("health.ready_timeout");
+    c.healthRequestTimeout = r.duration("health.request_timeout");
+    if (c.healthRequestTimeout.count() <= 0) r.error("health.request_timeout: must be more than 0");
     if (c.healthReadyTimeout.count() <= 0) r.error("health.ready_timeout: must be more than 0");
     c.connections.maxTotal = static_cast<int>(r.integer("connections.max_total"));
     c.connections.maxPerIp = static_cast<int>(r.integer("connections.max_per_ip"));

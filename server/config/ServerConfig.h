@@ -266,6 +266,7 @@ struct ServerConfig {
     std::string healthAddress;
     std::uint16_t healthPort = 0;
     Millis healthReadyTimeout{};
+    Millis healthRequestTimeout{};
     ConnectionLimitsConfig connections;
     PenaltyConfig penalty;
     LimitsConfig limits;

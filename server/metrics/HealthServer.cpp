@@ -3,17 +3,22 @@
 #include <Poco/Exception.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
-#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerConnection.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/TCPServer.h>
+#include <Poco/Net/TCPServerConnectionFactory.h>
 #include <Poco/ThreadPool.h>
 #include <Poco/URI.h>
+#include <Poco/Util/Timer.h>
+#include <Poco/Util/TimerTask.h>
 
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 namespace postern::metrics {
@@ -151,12 +156,45 @@ private:
     HealthServer::Probe& probe_;
 };
 
+// The request-head deadline of one connection: the timer cuts the socket unless the head
+// was read first. Shared by the connection's thread and the timer's.
+class HeadDeadline final : public Poco::Util::TimerTask {
+public:
+    explicit HeadDeadline(const Poco::Net::StreamSocket& socket) : socket_(socket) {}
+    void run() override { end(true); }
+    // The head was read (or the connection ended): nothing to cut any more.
+    void met() {
+        end(false);
+        cancel();
+    }
+
+private:
+    void end(bool cut) {
+        std::lock_guard lock(mutex_);
+        if (over_) return;
+        over_ = true;
+        if (!cut) return;
+        try {
+            socket_.shutdown();  // the blocked read returns; the connection ends unanswered
+        } catch (const Poco::Exception&) {
+        }
+    }
+    std::mutex mutex_;
+    bool over_ = false;
+    Poco::Net::StreamSocket socket_;  // a reference to the connection's: its fd stays valid
+};
+
+// The deadline of the connection this thread serves (set by DeadlineConnection::run).
+thread_local HeadDeadline* currentDeadline = nullptr;
+
 class HealthHandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
 public:
     HealthHandlerFactory(const Registry& registry, std::shared_ptr<HealthServer::Probe> probe)
         : registry_(registry), probe_(std::move(probe)) {}
 
+    // Called once the request head was read.
     Poco::Net::HTTPRequestHandler* createRequestHandler(const Poco::Net::HTTPServerRequest&) override {
+        if (currentDeadline) currentDeadline->met();
         return new HealthHandler(registry_, *probe_);
     }
 
@@ -165,9 +203,60 @@ private:
     std::shared_ptr<HealthServer::Probe> probe_;  // shared: the factory lives as long as the server
 };
 
+// POCO's HTTP connection (the request parser) under a deadline for the request head: POCO's
+// own timeout is per read, so a client sending a byte every few seconds held a thread for
+// hours, and two such clients starved the probes.
+class DeadlineConnection final : public Poco::Net::TCPServerConnection {
+public:
+    DeadlineConnection(const Poco::Net::StreamSocket& socket, Poco::Net::HTTPServerParams::Ptr params,
+                       Poco::Net::HTTPRequestHandlerFactory::Ptr factory, Poco::Util::Timer& timer,
+                       std::chrono::milliseconds budget)
+        : TCPServerConnection(socket), params_(std::move(params)), factory_(std::move(factory)), timer_(timer),
+          budget_(budget) {}
+
+    void run() override {
+        Poco::AutoPtr<HeadDeadline> deadline(new HeadDeadline(socket()));
+        timer_.schedule(deadline, Poco::Timestamp() + static_cast<Poco::Timestamp::TimeDiff>(budget_.count()) * 1000);
+        currentDeadline = deadline.get();
+        struct Reset {
+            HeadDeadline& d;
+            ~Reset() {
+                currentDeadline = nullptr;
+                d.met();
+            }
+        } reset{*deadline};
+        Poco::Net::HTTPServerConnection http(socket(), params_, factory_);
+        http.run();
+    }
+
+private:
+    Poco::Net::HTTPServerParams::Ptr params_;
+    Poco::Net::HTTPRequestHandlerFactory::Ptr factory_;
+    Poco::Util::Timer& timer_;
+    std::chrono::milliseconds budget_;
+};
+
+class DeadlineConnectionFactory final : public Poco::Net::TCPServerConnectionFactory {
+public:
+    DeadlineConnectionFactory(Poco::Net::HTTPServerParams::Ptr params, Poco::Net::HTTPRequestHandlerFactory::Ptr factory,
+                              Poco::Util::Timer& timer, std::chrono::milliseconds budget)
+        : params_(std::move(params)), factory_(std::move(factory)), timer_(timer), budget_(budget) {}
+    Poco::Net::TCPServerConnection* createConnection(const Poco::Net::StreamSocket& socket) override {
+        return new DeadlineConnection(socket, params_, factory_, timer_, budget_);
+    }
+
+private:
+    Poco::Net::HTTPServerParams::Ptr params_;
+    Poco::Net::HTTPRequestHandlerFactory::Ptr factory_;
+    Poco::Util::Timer& timer_;
+    std::chrono::milliseconds budget_;
+};
+
 }  // namespace
 
 HealthServer::HealthServer(const Registry& registry, ReadinessCheck readiness, const HealthServerOptions& options) {
+    if (options.requestTimeout.count() <= 0 || options.readyTimeout.count() <= 0)
+        throw std::invalid_argument("health: request_timeout and ready_timeout must be more than 0");
     Poco::Net::ServerSocket socket;
     // SO_REUSEADDR for quick restarts, but not SO_REUSEPORT (what bind(addr, true) also sets
     // in POCO 1.11): a second process on the same port must fail here, not share it.
@@ -186,7 +275,11 @@ HealthServer::HealthServer(const Registry& registry, ReadinessCheck readiness, c
     // shared default pool is never used (DESIGN: Threads).
     pool_ = std::make_unique<Poco::ThreadPool>("health", 1, options.maxThreads + 1, 60);
     probe_ = std::make_shared<Probe>(std::move(readiness), options.readyTimeout);
-    server_ = std::make_unique<Poco::Net::HTTPServer>(new HealthHandlerFactory(registry, probe_), *pool_, socket, params);
+    timer_ = std::make_unique<Poco::Util::Timer>();
+    const auto budget = options.requestTimeout;
+    server_ = std::make_unique<Poco::Net::TCPServer>(
+        new DeadlineConnectionFactory(params, new HealthHandlerFactory(registry, probe_), *timer_, budget), *pool_,
+        socket, params);
 }
 
 HealthServer::~HealthServer() {
@@ -205,8 +298,9 @@ void HealthServer::start() {
 void HealthServer::stop() {
     if (stopped_) return;
     stopped_ = true;
-    if (started_) server_->stopAll(true);
+    if (started_) server_->stop();
     pool_->joinAll();
+    timer_->cancel(true);
     probe_->stop();  // after the requests: none waits on it any more
 }
 

@@ -16,7 +16,10 @@
 namespace Poco {
 class ThreadPool;
 namespace Net {
-class HTTPServer;
+class TCPServer;
+}
+namespace Util {
+class Timer;
 }
 }  // namespace Poco
 
@@ -27,7 +30,10 @@ struct HealthServerOptions {
     std::uint16_t port = 0;              // 0: an ephemeral port (tests); see address()
     int maxThreads = 2;                  // its own pool, never POCO's default one
     int maxQueued = 16;                  // beyond: POCO closes the connection (scrapers retry)
-    std::chrono::milliseconds timeout{5000};  // per request, read and write
+    std::chrono::milliseconds timeout{5000};  // per read and per write of the socket
+    // Longest a client may take to send its whole request head (health.request_timeout):
+    // then the connection is cut, so slow clients cannot hold the few threads (slowloris).
+    std::chrono::milliseconds requestTimeout{};  // set from health.request_timeout
     // Longest a /readyz request waits for the readiness check (health.ready_timeout); past
     // it the answer is 503 "not ready: probe timed out" and the check finishes in the
     // background. Keep it below the balancer's own probe timeout.
@@ -52,6 +58,8 @@ struct Readiness {
 //                 one probe thread, and concurrent requests share one run.
 //   GET /metrics  200, Content-Type "text/plain; version=0.0.4; charset=utf-8"
 //   other paths 404; methods other than GET/HEAD 405.
+// A client has options.requestTimeout to send its request line and headers (probes send them
+// at once), else the connection is cut unanswered.
 // The registry and the check must outlive the server; the check runs on the probe thread,
 // one run at a time, and should itself be bounded (stop() waits for a run in progress).
 // start()/stop() from one thread.
@@ -59,15 +67,16 @@ class HealthServer {
 public:
     using ReadinessCheck = std::function<Readiness()>;
 
-    // Binds the listener at once (throws Poco::Net::NetException if it cannot); serving
-    // starts with start().
+    // Binds the listener at once (throws Poco::Net::NetException if it cannot;
+    // std::invalid_argument for a timeout <= 0); serving starts with start().
     HealthServer(const Registry& registry, ReadinessCheck readiness, const HealthServerOptions& options);
     ~HealthServer();  // stop()
     HealthServer(const HealthServer&) = delete;
     HealthServer& operator=(const HealthServer&) = delete;
 
     void start();
-    // Stops accepting, aborts requests in progress and joins the pool. Idempotent.
+    // Stops accepting and joins the pool: a request in progress ends within requestTimeout
+    // (its head) plus readyTimeout (/readyz). Idempotent.
     void stop();
     // The bound address (the real port when options.port was 0).
     Poco::Net::SocketAddress address() const { return address_; }
@@ -77,7 +86,8 @@ public:
 private:
     std::shared_ptr<Probe> probe_;
     std::unique_ptr<Poco::ThreadPool> pool_;
-    std::unique_ptr<Poco::Net::HTTPServer> server_;
+    std::unique_ptr<Poco::Util::Timer> timer_;  // cuts connections past requestTimeout
+    std::unique_ptr<Poco::Net::TCPServer> server_;
     Poco::Net::SocketAddress address_;
     bool started_ = false;
     bool stopped_ = false;

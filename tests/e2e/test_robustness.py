@@ -354,5 +354,51 @@ def test_random_drops_then_normal_service():
         check(p.running(), "posternd died\n" + p.tail())
 
 
+def test_slow_clients_cannot_starve_the_health_endpoint():
+    """Review finding: the health endpoint has two threads and POCO's timeout is per read,
+    so clients sending a byte every few seconds held both for hours and the balancer's
+    probes went unanswered. Shipped config (health.request_timeout = 1s); only the health
+    port is the test's. Three slow clients keep reconnecting while curl probes /healthz."""
+    import subprocess
+    with Postern() as p:
+        stop = threading.Event()
+        cut = []
+
+        def slow():
+            head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200
+            while not stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    with socket.create_connection(("127.0.0.1", p.health_port), timeout=5) as s:
+                        for k in range(10 ** 6):
+                            if stop.is_set():
+                                return
+                            s.sendall(head[k % len(head):k % len(head) + 1])
+                            time.sleep(0.2)
+                except OSError:
+                    pass
+                if not stop.is_set():
+                    cut.append(time.monotonic() - t0)
+
+        threads = [threading.Thread(target=slow) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)
+            for i in range(5):
+                r = subprocess.run(["curl", "-sS", "--max-time", "3", "-o", "/dev/null", "-w", "%{http_code}",
+                                    "http://127.0.0.1:%d/healthz" % p.health_port],
+                                   capture_output=True, text=True)
+                check_eq(r.stdout, "200", "probe %d answered while slow clients hold connections (%s)"
+                         % (i + 1, r.stderr.strip()))
+                time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+        check(len(cut) >= 3, "slow clients were cut off: %r" % cut)
+        check(max(cut) < 3, "each within about health.request_timeout: %r" % cut)
+
+
 if __name__ == "__main__":
     run_tests(globals())

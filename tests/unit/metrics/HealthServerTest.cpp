@@ -6,6 +6,7 @@
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/NetException.h>
+#include <Poco/Net/StreamSocket.h>
 #include <Poco/StreamCopier.h>
 
 #include <boost/test/unit_test.hpp>
@@ -15,6 +16,8 @@
 #include <condition_variable>
 #include <mutex>
 #include <sstream>
+#include <thread>
+#include <vector>
 #include <string>
 
 using namespace postern::metrics;
@@ -51,6 +54,7 @@ HealthServerOptions testOptions() {
     o.address = "127.0.0.1";
     o.port = 0;
     o.readyTimeout = std::chrono::milliseconds(2000);
+    o.requestTimeout = std::chrono::milliseconds(1000);
     return o;
 }
 
@@ -183,6 +187,55 @@ BOOST_AUTO_TEST_CASE(aHangingCheckIsAnsweredWithinReadyTimeout) {
     BOOST_TEST(a.status == 200);
     BOOST_TEST(runs <= 2);  // run 1 may still have been finishing
     hanging.stop();
+}
+
+// Review finding: POCO's timeout is per read, so two clients sending a byte every few seconds
+// held both threads for hours and the probes went unanswered. Each connection now has
+// requestTimeout (here 1 s) for its whole request head.
+BOOST_AUTO_TEST_CASE(slowClientsCannotStarveTheProbes) {
+    Fixture f;
+    HealthServer& server = f.server;
+    std::atomic<bool> stop{false};
+    std::atomic<int> cut{0};
+    std::vector<std::thread> slow;
+    for (int i = 0; i < 3; ++i)  // more than the 2 threads
+        slow.emplace_back([&] {
+            const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+            while (!stop) {
+                try {
+                    Poco::Net::StreamSocket s(server.address());
+                    const auto t0 = std::chrono::steady_clock::now();
+                    for (std::size_t k = 0; !stop; ++k) {
+                        s.sendBytes(&head[k % head.size()], 1);  // throws once cut
+                        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                        if (s.poll(Poco::Timespan(0), Poco::Net::Socket::SELECT_READ)) {
+                            char c;
+                            if (s.receiveBytes(&c, 1) <= 0) break;  // cut: closed unanswered
+                        }
+                    }
+                    if (!stop) {
+                        ++cut;
+                        BOOST_TEST((std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(2500)));
+                    }
+                } catch (const Poco::Exception&) {
+                    if (!stop) ++cut;
+                }
+            }
+        });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    for (int i = 0; i < 6; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        try {
+            BOOST_TEST(request(server.address(), "/healthz").status == 200);
+        } catch (const Poco::Exception& e) {
+            BOOST_ERROR("probe " << i << " unanswered: " << e.displayText());
+        }
+        BOOST_TEST((std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(2500)));
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    stop = true;
+    for (auto& t : slow) t.join();
+    BOOST_TEST(cut.load() >= 3);
 }
 
 BOOST_AUTO_TEST_CASE(refusesAnAddressInUse) {
