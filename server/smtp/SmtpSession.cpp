@@ -1161,7 +1161,14 @@ std::optional<Reply> SmtpSession::milterReply(const core::MilterVerdict& v, std:
                 if (first) r.enh = static_cast<Enhanced>(b * 100 + c);
                 l = used < (int)l.size() ? l.substr(used + 1) : std::string();
             }
-            r.lines.push_back(l);
+            // libmilter milters double every '%' (Sendmail uses the text as a format
+            // string): "%%" is one '%', a lone '%' is dropped, as Postfix does.
+            std::string text;
+            for (std::size_t i = 0; i < l.size(); ++i) {
+                if (l[i] != '%') text += l[i];
+                else if (i + 1 < l.size() && l[i + 1] == '%') text += l[i++];
+            }
+            r.lines.push_back(std::move(text));
             first = false;
             if (end == std::string::npos) break;
             pos = end + 2;

@@ -36,6 +36,7 @@ std::string Reply::format(bool enhancedCodes) const {
     std::string out;
     const std::size_t n = lines.empty() ? 1 : lines.size();
     for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t lineStart = out.size();
         out += codeText;
         out += (i + 1 < n) ? '-' : ' ';
         if (!enhText.empty()) {
@@ -45,7 +46,15 @@ std::string Reply::format(bool enhancedCodes) const {
         if (!lines.empty()) {
             // RFC 5321 4.2: textstring is HT, SP and printable characters; a CR or LF in a
             // text (e.g. an echoed client argument) must never end the reply line early.
-            for (char ch : lines[i])
+            // RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF; a longer
+            // text (a milter's or a policy server's) is cut, never inside a UTF-8 character.
+            std::size_t room = MaxReplyLine - 2 - (out.size() - lineStart);
+            std::string_view text = lines[i];
+            if (text.size() > room) {
+                while (room > 0 && (static_cast<unsigned char>(text[room]) & 0xC0) == 0x80) --room;
+                text = text.substr(0, room);
+            }
+            for (char ch : text)
                 out += (ch == '\r' || ch == '\n') ? ' ' : ch;
         }
         // An empty text: RFC 5321 4.2 allows "code [SP textstring]"; no trailing SP.

@@ -54,6 +54,9 @@ enum class Enhanced {
 // "2.1.5" for (250, DestinationValid); "" for Enhanced::None or a code outside 2xx/4xx/5xx.
 std::string formatEnhanced(int code, Enhanced enh);
 
+// RFC 5321 4.5.3.1.5: the longest reply line, with its CRLF.
+inline constexpr std::size_t MaxReplyLine = 512;
+
 // One SMTP reply, possibly multi-line. Value type; format() renders it for the wire.
 struct Reply {
     int code = 451;                     // fail closed: a default Reply is a temporary failure
@@ -73,7 +76,8 @@ struct Reply {
 
     // Wire form: every line "code-" except the last "code "; each line gets the enhanced
     // code when enhancedCodes is true (RFC 2034 4: each line of a multi-line reply).
-    // CR and LF inside texts are replaced by spaces so a text can never inject a line.
+    // CR and LF inside texts are replaced by spaces so a text can never inject a line; a
+    // line longer than MaxReplyLine is cut there (at a UTF-8 character boundary).
     // E.g. {250, None, {"mx.example", "PIPELINING", "SIZE 10240000"}}.format(true) ==
     //   "250-mx.example\r\n250-PIPELINING\r\n250 SIZE 10240000\r\n"
     std::string format(bool enhancedCodes) const;

@@ -68,6 +68,27 @@ BOOST_AUTO_TEST_CASE(enhanced_class_follows_code) {
     BOOST_TEST(formatEnhanced(250, Enhanced::None) == "");
 }
 
+// Review finding: a policy server's or milter's text of thousands of octets went out as one
+// reply line (RFC 5321 4.5.3.1.5: at most 512 with CRLF).
+BOOST_AUTO_TEST_CASE(longTextsAreCutToTheLineLimit) {
+    const std::string out = Reply(550, Enhanced::DeliveryNotAuthorized, {std::string(2000, 'a'), "short"}).format(true);
+    const auto first = out.substr(0, out.find("\r\n") + 2);
+    BOOST_TEST(first.size() == MaxReplyLine);
+    BOOST_TEST(first.substr(0, 10) == "550-5.7.1 ");
+    BOOST_TEST(out.substr(first.size()) == "550 5.7.1 short\r\n");
+    // Never inside a UTF-8 character: "é" is 2 octets; 500 of them do not fit.
+    std::string accents;
+    for (int i = 0; i < 500; ++i) accents += "\xc3\xa9";
+    const std::string cut = Reply(451, Enhanced::None, accents).format(true);
+    BOOST_TEST(cut.size() <= MaxReplyLine);
+    BOOST_TEST(cut.size() >= MaxReplyLine - 1);
+    BOOST_TEST(cut.substr(cut.size() - 4) == "\xc3\xa9\r\n");
+    // Exactly 512 is kept whole.
+    const std::string exact = Reply(250, Enhanced::None, std::string(MaxReplyLine - 6, 'b')).format(false);
+    BOOST_TEST(exact.size() == MaxReplyLine);
+    BOOST_TEST(exact.substr(exact.size() - 3) == "b\r\n");
+}
+
 BOOST_AUTO_TEST_CASE(classification) {
     BOOST_TEST(replies::ok().isPositive());
     BOOST_TEST(replies::startMailInput().isPositive());
