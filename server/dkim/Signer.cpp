@@ -97,9 +97,9 @@ std::string signParts(const MessageParts& parts, const std::string& bh, const Si
     // counted from the bottom; a name with no field left contributes nothing.
     std::string data;
     std::vector<bool> used(parts.headers.size(), false);
-    std::string h;
+    std::vector<std::string_view> signedNames;
     for (const auto& name : names) {
-        h += (h.empty() ? "" : ":") + name;
+        signedNames.push_back(name);
         for (std::size_t i = parts.headers.size(); i-- > 0;) {
             if (used[i] || lowerCase(parts.headers[i].name) != name) continue;
             used[i] = true;
@@ -109,8 +109,24 @@ std::string signParts(const MessageParts& parts, const std::string& bh, const Si
     }
     std::string field = "DKIM-Signature: v=1; a=" + std::string(signatureAlgorithm(key.algorithm)) +
                         "; c=relaxed/relaxed; d=" + key.domain + "; s=" + key.selector +
-                        ";\r\n\tt=" + std::to_string(static_cast<long long>(timestamp)) + "; h=" + h +
-                        ";\r\n\tbh=" + bh + ";\r\n\tb=";
+                        ";\r\n\tt=" + std::to_string(static_cast<long long>(timestamp)) + "; h=";
+    // h= folded after a ':' (FWS is allowed there, RFC 6376 3.5) to keep lines under 78
+    // octets: every occurrence of a field adds its name, so hundreds of Cc: fields would
+    // otherwise make one line past RFC 5322's 998.
+    std::size_t lineLen = field.size() - field.rfind('\n') - 1;
+    for (std::size_t i = 0; i < signedNames.size(); ++i) {
+        if (i > 0) {
+            field += ':';
+            ++lineLen;
+            if (lineLen + signedNames[i].size() + 1 > 78) {
+                field += "\r\n\t";
+                lineLen = 1;
+            }
+        }
+        field += signedNames[i];
+        lineLen += signedNames[i].size();
+    }
+    field += ";\r\n\tbh=" + bh + ";\r\n\tb=";
     // The signature field itself, with an empty b=, without its final CRLF (RFC 6376 3.7).
     std::string self = canonicalHeader(field, Canon::Relaxed);
     self.resize(self.size() - 2);

@@ -171,6 +171,29 @@ BOOST_AUTO_TEST_CASE(rsa_signature_verifies_and_breaks_on_change) {
     BOOST_TEST(!verify(added, publicFromRecord(k).get()));
 }
 
+// Review finding: h= was one line, so 400 Cc: fields made the field's line longer than
+// RFC 5322's 998 octets (and Postern's own MX refused it). It is folded after ':' now.
+BOOST_AUTO_TEST_CASE(long_header_list_is_folded_and_verifies) {
+    SigningKey k = rfc8463Key();
+    std::string msg = "From: a@football.example.com\r\nTo: b@example.net\r\n";
+    for (int i = 0; i < 400; ++i) msg += "Cc: c" + std::to_string(i) + "@example.net\r\n";
+    msg += "Subject: many\r\n\r\nbody\r\n";
+    const std::string sig = signMessage(msg, k, 1700000000);
+    std::size_t longest = 0, lines = 0;
+    for (std::size_t pos = 0; pos < sig.size(); ++lines) {
+        const std::size_t end = sig.find("\r\n", pos);
+        longest = std::max(longest, end - pos);
+        pos = end + 2;
+    }
+    BOOST_TEST(longest < 100u);  // the first line (v= a= c= d= s=) is the longest
+    BOOST_TEST(lines > 18u);     // 400 names of "cc:" need 16 lines of h=
+    BOOST_TEST(sig.find(":\r\n\tcc:") != std::string::npos);
+    BOOST_TEST(verify(sig + msg, publicFromRecord(k).get()));
+    std::string changed = sig + msg;
+    changed.replace(changed.find("c399@"), 4, "c999");
+    BOOST_TEST(!verify(changed, publicFromRecord(k).get()));
+}
+
 BOOST_AUTO_TEST_CASE(header_list_oversigns) {
     MessageParts p = splitMessage("From: a@x.example\r\nReceived: x\r\nTo: b\r\nTo: c\r\nX-Other: y\r\n\r\n");
     std::vector<std::string> h = headerList(p.headers);
