@@ -122,6 +122,7 @@ private:
     core::MilterVerdict failed_;   // State::Failed: answered to every later step
     bool offForMessage_ = false;   // accepted this message: nothing more until the next MAIL
     bool inMessage_ = false;       // MAIL sent, no end of message yet (abort needed)
+    bool lostAtAbort_ = false;     // the socket broke sending ABORT: the next step fails
     std::uint32_t actions_ = 0, protocol_ = 0;
 };
 
@@ -265,6 +266,10 @@ template <typename Step>
 core::MilterVerdict MilterConnection::guarded(const core::MilterFacts& f, std::string_view stage, Step step) {
     if (state_ == State::Failed) return failed_;
     if (state_ == State::Off) return {};
+    if (lostAtAbort_) {
+        lostAtAbort_ = false;
+        return fail(f, stage, "connection lost while aborting the previous message");
+    }
     try {
         if (!socket_) open(f);
         return step();
@@ -445,7 +450,11 @@ void MilterConnection::abort() {
     try {
         send(packet(cmd::Abort), settings_.commandTimeout);  // no reply (libmilter)
     } catch (...) {
-        socket_.reset();  // opened again at the next step
+        // Not opened again: a new connection would start at MAIL without CONNECT/HELO (the
+        // milter would judge mail from an unknown client). The next step fails the milter
+        // (its default action), as Postfix does.
+        socket_.reset();
+        lostAtAbort_ = true;
     }
 }
 

@@ -108,11 +108,12 @@ class Conn:
 
 
 class ScriptedMilter:
-    def __init__(self, decide=None, protocol=0, actions=ALL_ACTIONS, hang_on=None):
+    def __init__(self, decide=None, protocol=0, actions=ALL_ACTIONS, hang_on=None, reset_after=None):
         self.decide = decide or (lambda cmd, data, conn: [CONTINUE])
         self.protocol = protocol
         self.actions = actions
         self.hang_on = hang_on
+        self.reset_after = reset_after  # a command: after answering it, reset the connection (RST)
         self.conns = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -159,6 +160,10 @@ class ScriptedMilter:
                     try:
                         sock.sendall(b"".join(outer.decide(cmd, data, conn)))
                     except OSError:
+                        return
+                    if outer.reset_after and cmd == outer.reset_after:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        sock.close()
                         return
 
         class Server(socketserver.ThreadingTCPServer):

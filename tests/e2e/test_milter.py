@@ -280,6 +280,25 @@ def test_milter_down_default_action():
         check(p.maildir_find(ALICE, marker), "stored")
 
 
+def test_a_milter_lost_at_abort_is_failed_not_reopened_without_connect():
+    """Review finding: when the connection broke while ABORT was sent (RSET), the next MAIL
+    opened a new one and went straight to MAIL: the milter never got CONNECT/HELO (no
+    client address). Now the milter fails for the session (shipped default_action =
+    tempfail), as Postfix does. The scripted milter resets its connection after RCPT."""
+    with ms.ScriptedMilter(reset_after="R") as m, Postern(overrides=milter_overrides(m.spec)) as p:
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        time.sleep(0.3)  # the RST is back before RSET sends ABORT
+        expect(s.docmd("RSET"), 250)
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 451, "4.7.1",
+               what="the lost milter's default action")
+        s.quit()
+        p.log_contains(r"event=milter\.fail .*stage=mail .*reason=.*abort.* action=tempfail")
+        seen = [c.cmds() for c in m.conns]
+        check(not any(c.startswith("OM") for c in seen), "a connection began at MAIL: %r" % seen)
+
+
 def test_per_listener_milters_override():
     def decide(cmd, data, conn):
         return [ms.REJECT] if cmd == "M" else [ms.CONTINUE]
