@@ -77,7 +77,7 @@ const std::vector<KeyDef> Keys = {
     // --- policy delegation (Postfix check_policy_service) ---------------------------------
     {"policy.service", "", K::String, "Policy server asked about every accepted recipient: inet:host:port or unix:/path (empty = off)"},
     {"policy.roles", "mx,submission", K::List, "Listener roles whose recipients are checked (mx, submission)"},
-    {"policy.timeout", "10s", K::Duration, "Longest wait for one answer, connect and retries included; past it the default action applies"},
+    {"policy.timeout", "10s", K::Duration, "Longest wait for one answer, host name lookup, connect and retries included; past it the default action applies"},
     {"policy.default_action", "451 4.3.5 Server configuration problem", K::String, "Action when the policy server is down, times out or answers nonsense (Postfix smtpd_policy_service_default_action)"},
     {"policy.max_idle", "300s", K::Duration, "An unused pooled connection is closed after this long"},
     {"policy.max_ttl", "1000s", K::Duration, "A connection is not reused past this age"},
@@ -87,7 +87,7 @@ const std::vector<KeyDef> Keys = {
     // --- milters (Sendmail milter protocol 6, as Postfix's smtpd_milters) -------------------
     {"milter.smtpd_milters", "", K::List, "Milters asked about every SMTP session, in order: inet:host:port or unix:/path (empty = none)"},
     {"listener.*.milters", "", K::List, "This listener's milters instead of milter.smtpd_milters (set, even empty, = override; 'none' = no milters)"},
-    {"milter.connect_timeout", "30s", K::Duration, "Connecting to a milter and option negotiation (Postfix milter_connect_timeout)"},
+    {"milter.connect_timeout", "30s", K::Duration, "Connecting to a milter (host name lookup included) and option negotiation (Postfix milter_connect_timeout)"},
     {"milter.command_timeout", "30s", K::Duration, "Answer to one SMTP-stage command: connect, HELO, MAIL, RCPT, DATA (milter_command_timeout)"},
     {"milter.content_timeout", "300s", K::Duration, "Answer to one header, body chunk or end of message (milter_content_timeout)"},
     {"milter.default_action", "tempfail", K::Enum, "What a milter that fails, times out or speaks nonsense means: tempfail (451 4.7.1), accept (skip it), reject (550 5.7.1)", "tempfail|accept|reject"},

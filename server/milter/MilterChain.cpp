@@ -1,6 +1,7 @@
 #include "milter/MilterChain.h"
 
 #include "core/EventLine.h"
+#include "net/HostResolver.h"
 #include "milter/MessageEdit.h"
 
 #include <Poco/Logger.h>
@@ -173,13 +174,22 @@ Reply MilterConnection::exchange(const std::string& macroPacket, const std::stri
 }
 
 void MilterConnection::open(const core::MilterFacts&) {
-    Poco::Net::SocketAddress addr = endpoint_.kind == MilterEndpoint::Kind::Unix
-                                        ? Poco::Net::SocketAddress(Poco::Net::SocketAddress::UNIX_LOCAL, endpoint_.path)
-                                        : Poco::Net::SocketAddress(endpoint_.host, endpoint_.port);
+    // connect_timeout covers the host name's lookup too (getaddrinfo has no timeout).
+    const auto deadline = Clock::now() + settings_.connectTimeout;
+    Poco::Net::SocketAddress addr;
+    if (endpoint_.kind == MilterEndpoint::Kind::Unix) {
+        addr = Poco::Net::SocketAddress(Poco::Net::SocketAddress::UNIX_LOCAL, endpoint_.path);
+    } else {
+        std::string error;
+        auto found = net::HostResolver::forHost(endpoint_.host, endpoint_.port).resolve(deadline, error);
+        if (!found) throw Failure("connect: " + error);
+        addr = *found;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
+    if (left.count() <= 0) throw Failure("connect: timeout");
     socket_ = std::make_unique<Poco::Net::StreamSocket>();
     try {
-        socket_->connect(addr, Poco::Timespan(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                  settings_.connectTimeout).count()));
+        socket_->connect(addr, Poco::Timespan(left.count()));
     } catch (const Poco::TimeoutException&) {
         socket_.reset();
         throw Failure("connect: timeout");

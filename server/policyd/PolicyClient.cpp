@@ -1,5 +1,6 @@
 #include "policyd/PolicyClient.h"
 
+#include "net/HostResolver.h"
 #include "policyd/PolicyProtocol.h"
 
 #include <Poco/Exception.h>
@@ -160,9 +161,24 @@ std::unique_ptr<PolicyClient::Connection> PolicyClient::connect(Clock::time_poin
     auto c = std::make_unique<Connection>();
     try {
         const PolicyEndpoint& e = settings_.endpoint;
-        Poco::Net::SocketAddress addr = e.kind == PolicyEndpoint::Kind::Unix
-                                            ? Poco::Net::SocketAddress(Poco::Net::SocketAddress::UNIX_LOCAL, e.path)
-                                            : Poco::Net::SocketAddress(e.host, e.port);
+        Poco::Net::SocketAddress addr;
+        if (e.kind == PolicyEndpoint::Kind::Unix) {
+            addr = Poco::Net::SocketAddress(Poco::Net::SocketAddress::UNIX_LOCAL, e.path);
+        } else {
+            // The host name's lookup within the same deadline (getaddrinfo has none).
+            auto found = net::HostResolver::forHost(e.host, e.port).resolve(deadline, error);
+            if (!found) {
+                timedOut = Clock::now() >= deadline;
+                error = "connect: " + error;
+                return nullptr;
+            }
+            addr = *found;
+            if (!remaining(deadline, left)) {
+                timedOut = true;
+                error = "timeout";
+                return nullptr;
+            }
+        }
         c->socket.connect(addr, left);
         if (e.kind == PolicyEndpoint::Kind::Inet) c->socket.setNoDelay(true);
     } catch (const Poco::TimeoutException&) {
