@@ -103,6 +103,12 @@ PenaltyVerdict AuthPenalty::verdictFor(const PenaltyCount& ip, const PenaltyCoun
     return v;
 }
 
+bool AuthPenalty::hasLocalCounts(const core::ClientAddress& client, std::string_view account) {
+    if (isExempt(client))
+        return false;
+    return store_->holdsLocalCounts(ipKey(client), account.empty() ? std::string() : accountKey(account), clock_());
+}
+
 bool AuthPenalty::recordFailure(const core::ClientAddress& client, std::string_view account) {
     if (isExempt(client))
         return true;

@@ -118,6 +118,10 @@ public:
     bool recordSuccess(const core::ClientAddress& client, std::string_view account, const PenaltyVerdict& verdict);
 
     bool isExempt(const core::ClientAddress& client) const { return allow_.contains(client.ip); }
+    // Whether this node counted failures of the address or account that the shared store's
+    // own statements do not see (during an outage): a caller that checks the penalty in
+    // its own statement must then check() here too.
+    bool hasLocalCounts(const core::ClientAddress& client, std::string_view account);
 
     // Takes a place among the logins of this address and account in progress on this node
     // (an exempt client: an empty reservation).

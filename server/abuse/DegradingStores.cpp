@@ -60,6 +60,16 @@ std::optional<std::pair<PenaltyCount, PenaltyCount>> DegradingPenaltyStore::getP
     return r;
 }
 
+bool DegradingPenaltyStore::holdsLocalCounts(const std::string& first, const std::string& second,
+                                             core::TimePoint now) {
+    auto held = [&](const std::string& key) {
+        if (key.empty()) return false;
+        auto l = local_.get(key, now);
+        return l && l->failures > 0;
+    };
+    return held(first) || held(second);
+}
+
 bool DegradingPenaltyStore::reset(const std::string& key) {
     local_.reset(key);
     return primary_.reset(key);

@@ -21,6 +21,7 @@ public:
     std::optional<PenaltyCount> increment(const std::string& key, core::TimePoint now, std::chrono::milliseconds window) override;
     std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) override;
     bool reset(const std::string& key) override;
+    bool holdsLocalCounts(const std::string& first, const std::string& second, core::TimePoint now) override;
     std::optional<std::pair<PenaltyCount, PenaltyCount>> getPair(const std::string& first, const std::string& second,
                                                                  core::TimePoint now) override;
 

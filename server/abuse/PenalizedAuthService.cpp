@@ -29,7 +29,10 @@ core::AuthResult PenalizedAuthService::authenticate(const core::AuthRequest& req
         // A caller that checks the penalty itself (with a success, in one statement) is
         // checked first only when other logins of the address or account are in progress:
         // alone, every earlier guess is already counted when the caller reads the counters.
-        const bool checkFirst = !request.penaltyCheckedByCaller || slot.contended();
+        // Also when this node counted failures during a database outage, which the caller's
+        // statement does not see (a block must answer alike whatever the password).
+        const bool checkFirst = !request.penaltyCheckedByCaller || slot.contended() ||
+                                penalty_.hasLocalCounts(request.client, request.user);
         PenaltyVerdict v;
         if (checkFirst) {
             v = penalty_.check(request.client, request.user);

@@ -54,6 +54,11 @@ public:
         }
         return std::make_pair(*a, b);
     }
+    // Whether this node holds counts of `first` or `second` that a shared store's own
+    // statements do not see (failures counted locally during an outage). Default: none.
+    virtual bool holdsLocalCounts(const std::string& /*first*/, const std::string& /*second*/, core::TimePoint /*now*/) {
+        return false;
+    }
 };
 using PenaltyStorePtr = std::unique_ptr<PenaltyStore>;
 

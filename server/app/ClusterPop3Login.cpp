@@ -118,6 +118,9 @@ core::Pop3LoginOutcome ClusterPop3Login::decide(const core::AuthRequest& request
         return outcome;  // TempFail
     }
     maildrops_.lock().adopt(token, identity.mailbox);
+    // The statement cleared the shared account counter; one this node kept during an
+    // outage is cleared too (else the owner's next typo here could block them).
+    if (penalty_.hasLocalCounts(request.client, request.user)) penalty_.recordSuccess(request.client, request.user);
     if (withGrant) {
         Poco::Logger::get("postern.grants")
             .information(core::EventLine("grant.add")

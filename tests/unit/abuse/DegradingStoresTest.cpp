@@ -2,6 +2,9 @@
 // cannot answer, and using the primary again when it can.
 #include "abuse/DegradingStores.h"
 
+#include "abuse/PenalizedAuthService.h"
+#include "AbuseTestSupport.h"
+
 #include <boost/test/unit_test.hpp>
 
 using namespace postern::abuse;
@@ -38,6 +41,40 @@ const postern::core::TimePoint T0 = postern::core::TimePoint(1700000000s);
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(degrading_stores)
+
+// Review finding (cluster): a POP3 login whose penalty the caller checks in its own
+// statement saw only the shared rows, so after an outage a right password logged in where
+// a wrong one was refused as blocked (an oracle). Local counts now make it check here first.
+BOOST_AUTO_TEST_CASE(local_counts_after_an_outage_block_a_caller_checked_login) {
+    FlakyPenaltyStore primary;
+    AuthPenaltySettings s = test::penaltyTestSettings();  // 10 failures per address
+    AuthPenalty penalty(s, std::make_unique<DegradingPenaltyStore>(primary));
+    struct Right : postern::core::AuthService {
+        postern::core::AuthResult authenticate(const postern::core::AuthRequest& r) override {
+            postern::core::AuthResult res;
+            res.status = r.password == "right" ? postern::core::AuthStatus::Ok : postern::core::AuthStatus::BadCredentials;
+            return res;
+        }
+    } inner;
+    PenalizedAuthService svc(inner, penalty, [](std::chrono::milliseconds) {});
+    postern::core::AuthRequest r;
+    r.user = "bob@example.test";
+    r.service = "pop3";
+    r.client.ip = Poco::Net::IPAddress("192.0.2.44");
+    r.penaltyCheckedByCaller = true;
+    BOOST_TEST(!penalty.hasLocalCounts(r.client, r.user));
+    primary.down = true;
+    r.password = "wrong";
+    for (int i = 0; i < 10; ++i)
+        BOOST_TEST((svc.authenticate(r).status == postern::core::AuthStatus::BadCredentials));
+    primary.down = false;  // back, with no shared rows for this address
+    BOOST_TEST(penalty.hasLocalCounts(r.client, r.user));
+    BOOST_TEST((svc.authenticate(r).status == postern::core::AuthStatus::Blocked));
+    r.password = "right";
+    BOOST_TEST((svc.authenticate(r).status == postern::core::AuthStatus::Blocked));
+    r.client.ip = Poco::Net::IPAddress("192.0.2.45");
+    BOOST_TEST(!penalty.hasLocalCounts(r.client, "carol@example.test"));
+}
 
 BOOST_AUTO_TEST_CASE(penalty_counts_locally_during_an_outage) {
     FlakyPenaltyStore primary;
