@@ -85,11 +85,13 @@ const char* tlsName(const config::ListenerConfig& l) {
 
 }  // namespace
 
-// Deletes expired shared rows (grants, penalty and rate counters) in small batches.
+// Deletes expired shared rows (grants, penalty and rate counters, lapsed maildrop leases)
+// in small batches.
 struct Daemon::ClusterSweeper {
     grants::PgGrantStore* grants;
     abuse::PgPenaltyStore* penalties;
     abuse::PgRateStore* rates;
+    store::PgMaildropLock* leases;
     Telemetry* telemetry;
     void onTimer(Poco::Util::TimerTask&) {
         auto now = std::chrono::system_clock::now();
@@ -97,6 +99,7 @@ struct Daemon::ClusterSweeper {
             if (auto n = grants->sweep()) telemetry->grantsExpired(*n);
         if (penalties) penalties->sweep(now);
         if (rates) rates->sweep(now);
+        if (leases) leases->sweep();
     }
 };
 
@@ -372,7 +375,7 @@ void Daemon::startSweepers() {
     if (clusterPool_) {
         // Every node sweeps; the statements skip rows another node is deleting.
         clusterSweeper_ = std::make_unique<ClusterSweeper>(
-            ClusterSweeper{pgGrants_.get(), pgPenalty_.get(), pgRates_.get(), &telemetry_});
+            ClusterSweeper{pgGrants_.get(), pgPenalty_.get(), pgRates_.get(), maildropLock_.get(), &telemetry_});
         const long every = static_cast<long>(settings_.cluster.sweepInterval.count());
         timer_->scheduleAtFixedRate(
             new Poco::Util::TimerTaskAdapter<ClusterSweeper>(*clusterSweeper_, &ClusterSweeper::onTimer), every, every);

@@ -40,6 +40,13 @@ const pg::Statement LeaseRenew{
 const pg::Statement LeaseRelease{"postern_lease_release",
                                  "DELETE FROM maildrop_leases WHERE mailbox = $1 AND token = $2::uuid"};
 
+// SKIP LOCKED: a row a login is taking over right now is left to it.
+const pg::Statement LeaseSweep{
+    "postern_lease_sweep",
+    "DELETE FROM maildrop_leases WHERE ctid = ANY (ARRAY("
+    "   SELECT ctid FROM maildrop_leases WHERE expires < now() LIMIT $1::integer FOR UPDATE SKIP LOCKED))"
+    " AND expires < now()"};
+
 std::string textArray(const std::vector<std::string>& items) {
     std::string out = "{";
     for (std::size_t i = 0; i < items.size(); ++i) {
@@ -289,6 +296,20 @@ std::size_t PgMaildropLock::heldCount() const {
         if (!h.lost)
             ++n;
     return n;
+}
+
+std::optional<std::size_t> PgMaildropLock::sweep(std::size_t batch) {
+    std::size_t removed = 0;
+    for (int round = 0; round < 100; ++round) {
+        pg::QueryResult r = pool_.execute(LeaseSweep, {std::to_string(batch)});
+        if (r.failed()) {
+            logger().warning(core::EventLine("lease.sweep_fail").text("error", r.error).str());
+            return std::nullopt;
+        }
+        removed += r.affectedRows;
+        if (r.affectedRows < batch) break;
+    }
+    return removed;
 }
 
 }  // namespace postern::store

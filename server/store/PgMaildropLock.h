@@ -7,6 +7,7 @@
 #include "pg/Pool.h"
 
 #include <chrono>
+#include <optional>
 #include <condition_variable>
 #include <cstddef>
 #include <map>
@@ -85,6 +86,10 @@ public:
     // One renewal round (what the thread runs every renewInterval). Returns the leases
     // renewed; public for tests.
     std::size_t renewAll();
+
+    // Deletes lapsed leases of every node (a crashed node's, an orphan nobody holds) in
+    // batches of `batch`; what the cluster sweep runs. nullopt if PostgreSQL failed.
+    std::optional<std::size_t> sweep(std::size_t batch = 1000);
 
     // Leases this object holds and still believes valid (tests, metrics).
     std::size_t heldCount() const;
