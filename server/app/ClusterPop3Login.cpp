@@ -67,7 +67,7 @@ core::Pop3LoginOutcome ClusterPop3Login::decide(const core::AuthRequest& request
         std::to_string(abuse::toPgMicros(penalty_.now())),
         std::to_string(ps.maxFailuresIp),
         std::to_string(ps.maxFailuresAccount),
-        identity.mailbox,
+        store::PgMaildropLock::leaseKey(identity.mailbox),
         maildrops_.nodeId(),
         token,
         std::to_string(maildrops_.lock().lease().count()),

@@ -100,7 +100,13 @@ void PgMaildropLock::run() {
     }
 }
 
-PgMaildropLock::Acquisition PgMaildropLock::acquire(const std::string& mailbox, const std::string& nodeId) {
+std::string PgMaildropLock::leaseKey(std::string_view mailbox) {
+    if (!mailbox.empty() && mailbox.back() == '/') mailbox.remove_suffix(1);
+    return std::string(mailbox);
+}
+
+PgMaildropLock::Acquisition PgMaildropLock::acquire(const std::string& spelled, const std::string& nodeId) {
+    const std::string mailbox = leaseKey(spelled);
     Acquisition a;
     const std::string token = Poco::UUIDGenerator::defaultGenerator().createRandom().toString();
     pg::QueryResult r = pool_.execute(LeaseAcquire, {mailbox, nodeId, token, std::to_string(lease_.count())});
@@ -125,7 +131,7 @@ PgMaildropLock::Acquisition PgMaildropLock::acquire(const std::string& mailbox, 
 
 void PgMaildropLock::adopt(const std::string& token, const std::string& mailbox) {
     std::lock_guard lock(mutex_);
-    held_[token] = Held{mailbox, false};
+    held_[token] = Held{leaseKey(mailbox), false};
 }
 
 void PgMaildropLock::markLost(const std::string& token, const char* why) {
@@ -239,7 +245,7 @@ bool PgMaildropLock::mayHaveCommitted(const pg::QueryResult& r) {
 void PgMaildropLock::forgetLater(const std::string& mailbox, const std::string& token, const pg::QueryResult& failed) {
     if (!mayHaveCommitted(failed)) return;
     std::lock_guard lock(mutex_);
-    orphans_.push_back(Orphan{mailbox, token, std::chrono::steady_clock::now() + lease_});
+    orphans_.push_back(Orphan{leaseKey(mailbox), token, std::chrono::steady_clock::now() + lease_});
 }
 
 std::size_t PgMaildropLock::forgetPending() {

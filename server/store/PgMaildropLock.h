@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <optional>
+#include <string_view>
 #include <condition_variable>
 #include <cstddef>
 #include <map>
@@ -55,7 +56,11 @@ public:
     // Takes the lease of `mailbox` for `nodeId` (kept in the row for operators). The token
     // is random (a UUID) and chosen before the statement, so the pool's retry after a lost
     // reply finds its own row instead of answering InUse.
+    // `mailbox` as the backend spells it; the lease is taken on leaseKey(mailbox).
     Acquisition acquire(const std::string& mailbox, const std::string& nodeId);
+    // The row key of a mailbox: "d/alice/" and "d/alice" name one maildir
+    // (MaildirStore::maildirPath), so they must be one lease across nodes.
+    static std::string leaseKey(std::string_view mailbox);
 
     // Holds (renews, verifies, releases) a lease the caller wrote itself with `token` in
     // another statement (app/ClusterPop3Login: the login's one statement takes it).

@@ -83,6 +83,21 @@ BOOST_AUTO_TEST_CASE(crashed_node_lease_lapses, *boost::unit_test::precondition(
     BOOST_TEST((waited < 5000ms), "and not much longer");
 }
 
+// Review finding: "d/bob/" and "d/bob" name one maildir but were two leases, so two nodes
+// could both open it.
+BOOST_AUTO_TEST_CASE(one_lease_per_maildir_however_spelled, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE maildrop_leases");
+    pg::Pool poolA(settings(2)), poolB(settings(2));
+    PgMaildropLock nodeA(poolA, 60s), nodeB(poolB, 60s);
+    auto a = nodeA.acquire("example.test/bob/", "node-a");
+    BOOST_REQUIRE((a.status == Status::Acquired));
+    BOOST_TEST((nodeB.acquire("example.test/bob", "node-b").status == Status::InUse));
+    BOOST_TEST(db.one("SELECT mailbox FROM maildrop_leases") == "example.test/bob");
+    BOOST_TEST(PgMaildropLock::leaseKey("example.test/bob/") == "example.test/bob");
+    BOOST_TEST(nodeA.release(a.token));
+}
+
 // Review finding: nothing deleted lapsed leases (a crashed node's, orphans), though the
 // schema says every row expires and is swept.
 BOOST_AUTO_TEST_CASE(sweep_deletes_lapsed_leases_only, *boost::unit_test::precondition(WithPg())) {
