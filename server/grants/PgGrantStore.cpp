@@ -184,8 +184,17 @@ DurableGrantStore::WriteResult PgGrantStore::writeThrough(const std::string& key
     pg::QueryResult r = pool_.execute(GrantWriteThrough, {key, grant.user, std::to_string(toMicros(created)),
                                                           std::to_string(toMicros(grant.expires)),
                                                           joinSenders(grant.senders)});
-    if (r.failed())
+    if (r.failed()) {
+        // One line per failed pass (the write-behind pass stops here and retries after its
+        // backoff), with the reason: a persistent error (a revoked privilege, a CHECK) would
+        // otherwise keep grants node-local for ever without a word.
+        logger().warning(core::EventLine("grant.write_through_fail")
+                             .add("ip", key)
+                             .add("user", grant.user)
+                             .text("error", r.error)
+                             .str());
         return WriteResult::Failed;
+    }
     if (r.rows.empty()) {
         forget(key);  // the stored grant is another one: ask PostgreSQL next time
         return WriteResult::Superseded;

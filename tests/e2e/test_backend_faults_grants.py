@@ -175,6 +175,9 @@ def test_grant_made_during_outage_is_honoured_then_written_through():
             check_eq(metric_value(body, "postern_grants_total", {"event": "queued"}), 1.0, "queued counter")
             check_eq(metric_value(body, "postern_grants_total", {"event": "written_through"}), None,
                      "nothing written through yet")
+            # A failed write-through pass says why (review finding: it was silent).
+            wait_for(lambda: a.log_count(r"event=grant\.write_through_fail ip=127\.0\.0\.5 user=%s error=\S"
+                                         % re.escape(ALICE)) > 0, timeout=20, what="grant.write_through_fail line")
         finally:
             s.start()
         t_up = time.monotonic()
