@@ -171,13 +171,17 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
         cbn.push_back(std::to_string(c.bounces));
     }
     const std::string nowUs = std::to_string(toPgMicros(now));
-    pg::QueryResult w = pool_.execute(FlushWrite, {pgTextArray(la), pgTextArray(lt), pgTextArray(lip), pgTextArray(lp),
-                                                   pgTextArray(lm), pgTextArray(ltl), pgTextArray(lr), pgTextArray(ia),
-                                                   pgTextArray(iip), nowUs, pgTextArray(ca), pgTextArray(crj),
-                                                   pgTextArray(cbn), pgTextArray(lk)});
+    // Not idempotent (login rows are added, counts summed): never the pool's retry. A
+    // statement that may have committed before its answer was lost counts as written (the
+    // batch is not sent again: a count too low errs away from holding an innocent account).
+    const pg::Params params{pgTextArray(la), pgTextArray(lt), pgTextArray(lip), pgTextArray(lp),
+                            pgTextArray(lm), pgTextArray(ltl), pgTextArray(lr), pgTextArray(ia),
+                            pgTextArray(iip), nowUs, pgTextArray(ca), pgTextArray(crj),
+                            pgTextArray(cbn), pgTextArray(lk)};
+    pg::QueryResult w = pool_.withConnection([&](pg::Connection& c) { return c.execPrepared(FlushWrite, params); });
     if (w.failed()) {
-        logStoreFailure(FailEvent, "flush", w);
-        return false;
+        logStoreFailure(FailEvent, w.mayHaveCommitted() ? "flush_outcome_unknown" : "flush", w);
+        return w.mayHaveCommitted();
     }
     // Evaluated (and their login log trimmed): the accounts written, not every name tried.
     std::set<std::string> touched;

@@ -137,7 +137,9 @@ QueryResult Pool::execute(const Statement& statement, const Params& params) {
         return QueryResult::failure("no free database connection within connect_timeout", "08000");
     }
     QueryResult r;
+    bool lost = false;  // an attempt was sent and its connection went away unanswered
     for (int attempt = 0; attempt < 2; ++attempt) {
+        if (attempt > 0 && r.mayHaveCommitted()) lost = true;  // the first attempt's outcome
         std::string error;
         if (!ensureConnected(slot, error)) {
             r = QueryResult::failure("cannot connect: " + error, "08001");
@@ -165,6 +167,7 @@ QueryResult Pool::execute(const Statement& statement, const Params& params) {
         if (attempt == 1) noteDown(r.error);
         slots_[slot].reset();
     }
+    if (r.failed() && lost) r.earlierAttemptLost = true;
     release(slot);
     endProbe(probe);
     return r;

@@ -29,6 +29,8 @@ struct QueryResult {
     std::string error;             // Error: one line for the log (never contains parameters)
     bool timedOut = false;         // Error: no answer within the client-side deadline (sqlState
                                    // 57014); the connection was closed, the statement not retried
+    bool earlierAttemptLost = false;  // Error: the pool's first attempt was sent and its
+                                      // connection lost before an answer (it may have run)
 
     bool ok() const { return status == QueryStatus::Ok; }
     bool noRows() const { return status == QueryStatus::NoRows; }
@@ -41,6 +43,12 @@ struct QueryResult {
     // The statement was cancelled: by the server's statement_timeout, or by Postern's own
     // client-side deadline when the server did not answer at all (timedOut).
     bool isTimeout() const { return sqlState == "57014"; }
+
+    // Whether the statement may have run (and committed): it did, or some attempt was sent
+    // and no answer came (a client deadline, a connection lost mid-statement: libpq's own
+    // errors carry no SQLSTATE). A refusal by the pool (08000, 08001, 08006) never reached
+    // the server, and a server error rolled back.
+    bool mayHaveCommitted() const { return !failed() || timedOut || sqlState.empty() || earlierAttemptLost; }
 
     // An Error made without a server answer (connect failure, pool timeout, bad use).
     static QueryResult failure(std::string message, std::string state = {}) {

@@ -235,15 +235,8 @@ bool PgMaildropLock::release(const std::string& token) {
     return true;
 }
 
-bool PgMaildropLock::mayHaveCommitted(const pg::QueryResult& r) {
-    // It ran (whatever it returned), or it was sent and no answer came: a client deadline or
-    // a connection lost mid-statement (libpq's own errors carry no SQLSTATE). A refusal by
-    // the pool (08000, 08001, 08006) never reached the server; a server error rolled back.
-    return !r.failed() || r.timedOut || r.sqlState.empty();
-}
-
 void PgMaildropLock::forgetLater(const std::string& mailbox, const std::string& token, const pg::QueryResult& failed) {
-    if (!mayHaveCommitted(failed)) return;
+    if (!failed.mayHaveCommitted()) return;
     std::lock_guard lock(mutex_);
     orphans_.push_back(Orphan{leaseKey(mailbox), token, std::chrono::steady_clock::now() + lease_});
 }

@@ -101,8 +101,6 @@ public:
     std::chrono::milliseconds lease() const { return lease_; }
 
 private:
-    // A failed lease statement that reached the server and was not rolled back (forgetLater).
-    static bool mayHaveCommitted(const pg::QueryResult& r);
     struct Held {
         std::string mailbox;
         bool lost = false;

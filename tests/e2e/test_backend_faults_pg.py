@@ -232,9 +232,9 @@ def test_cpp_deadline_tests_against_postgres():
     out = r.stdout + r.stderr
     check(r.returncode == 0, "unit_pg --run_test=pg_deadline exited %d\n%s" % (r.returncode, out[-6000:]))
     m = re.search(r"(\d+) test cases? out of (\d+) passed", out)
-    # All seven ran and passed (none skipped for want of a database; the "skipped" count of
+    # All eight ran and passed (none skipped for want of a database; the "skipped" count of
     # the report is the other suites, filtered out).
-    check(m and int(m.group(1)) == 7, "pg_deadline cases:\n" + out[-3000:])
+    check(m and int(m.group(1)) == 8, "pg_deadline cases:\n" + out[-3000:])
 
 
 def test_frozen_auth_database_gives_temporary_failures_and_recovers():

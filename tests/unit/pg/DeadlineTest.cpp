@@ -80,15 +80,33 @@ public:
             ::close(a);
             ::close(b);
         }
-        ::close(listen_);
+        if (listen_ >= 0) ::close(listen_);
     }
     int port() const { return port_; }
     void freeze() { frozen_ = true; }
     void thaw() { frozen_ = false; }
+    // Drops every connection (no answer to what is in flight) and refuses new ones: a node
+    // losing the server mid-statement, the server then restarting.
+    void cutAndRefuse() {
+        cut_ = true;
+        while (cut_) std::this_thread::sleep_for(5ms);
+    }
 
 private:
     void loop() {
         while (!stop_) {
+            if (cut_) {
+                for (auto& [a, b] : pairs_) {
+                    ::close(a);
+                    ::close(b);
+                }
+                pairs_.clear();
+                ::close(listen_);
+                listen_ = -1;
+                cut_ = false;
+                frozen_ = true;  // nothing to serve any more
+                continue;
+            }
             if (frozen_) {
                 std::this_thread::sleep_for(20ms);
                 continue;
@@ -147,6 +165,7 @@ private:
     int listen_ = -1;
     int port_ = 0;
     std::atomic<bool> frozen_{false};
+    std::atomic<bool> cut_{false};
     std::atomic<bool> stop_{false};
     std::vector<std::pair<int, int>> pairs_;  // (client, server), touched by the thread only
     std::thread thread_;
@@ -354,6 +373,32 @@ BOOST_AUTO_TEST_CASE(pool_discards_a_timed_out_connection_and_recovers, *boost::
     BOOST_TEST(secondsSince(t0) < 5.0);
     BOOST_REQUIRE_MESSAGE(r.ok(), r.error);
     BOOST_TEST(r.rows[0][0].value_or("") == "back");
+}
+
+// Review finding (cluster): the pool retries a statement whose connection broke; when the
+// retry could not even connect, its 08001 replaced the first attempt's result, and a caller
+// asking "may this have committed?" (the maildrop lease, the login statement) was told no,
+// leaving an orphan lease that answered [IN-USE] until it lapsed.
+BOOST_AUTO_TEST_CASE(a_lost_first_attempt_is_reported_after_a_failed_retry, *boost::unit_test::precondition(testing::WithPg())) {
+    auto [host, port] = pgHostPort();
+    FreezableProxy proxy(host, port);
+    ConnectSettings s = viaProxy(proxy, 1);
+    s.statementTimeout = 5s;
+    Pool pool(s);
+    QueryResult r = pool.execute(Probe, {std::string("warm")});
+    BOOST_REQUIRE_MESSAGE(r.ok(), r.error);
+    const Statement slow{"postern_test_slow", "SELECT pg_sleep(1)"};
+    auto call = std::async(std::launch::async, [&] { return pool.execute(slow, {}); });
+    std::this_thread::sleep_for(300ms);  // sent, not answered
+    proxy.cutAndRefuse();
+    r = call.get();
+    BOOST_TEST(r.failed());
+    BOOST_TEST(r.sqlState == "08001");  // the retry could not connect
+    BOOST_TEST(r.earlierAttemptLost);
+    BOOST_TEST(r.mayHaveCommitted());
+    // A refusal alone never reached the server.
+    QueryResult refused = QueryResult::failure("cannot connect", "08001");
+    BOOST_TEST(!refused.mayHaveCommitted());
 }
 
 BOOST_AUTO_TEST_CASE(transaction_on_a_frozen_server_is_not_retried, *boost::unit_test::precondition(testing::WithPg())) {
