@@ -105,7 +105,10 @@ struct Daemon::ClusterSweeper {
 
 Daemon::Daemon(DaemonSettings settings) : settings_(std::move(settings)) {}
 
-Daemon::~Daemon() = default;
+Daemon::~Daemon() {
+    // The held-grant store goes before the pool: nothing may call into it afterwards.
+    if (clusterPool_) clusterPool_->setUpListener({});
+}
 
 void Daemon::refuseRootWithoutUser() const {
     // Fail before binding anything if we would end up serving as root.
@@ -225,6 +228,9 @@ void Daemon::buildGrants() {
         // through when it is back: an outage must not turn into a 5xx relay refusal.
         heldGrants_ = std::make_unique<grants::WriteBehindGrantStore>(*pgGrants_, g.writeBehind, telemetry_);
         heldGrants_->start();
+        // Held grants go out as soon as any call finds PostgreSQL back, not after the rest
+        // of their backoff (meanwhile other nodes would refuse the relay).
+        clusterPool_->setUpListener([held = heldGrants_.get()] { held->databaseUp(); });
         grantStore_ = heldGrants_.get();
     } else {
         memoryGrants_ = std::make_unique<grants::MemoryGrantStore>(g.lifetime, g.ipv6Prefix);

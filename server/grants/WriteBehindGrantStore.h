@@ -76,6 +76,10 @@ public:
     void start();
     void stop();
 
+    // The durable store's database answers again (pg::Pool's up listener): the next pass
+    // runs without waiting out the rest of its backoff. Cheap; any thread.
+    void databaseUp() { kick(); }
+
     // Grants held for a later write (the postern_grants_queued gauge).
     std::size_t queued() const;
 

@@ -108,7 +108,18 @@ QueryResult unavailable() {
 void Pool::noteUp(const Connection& c) {
     if (down_.exchange(false)) {
         logger().notice(core::EventLine("pg.up").add("server", c.peer()).str());
+        std::function<void()> listener;
+        {
+            std::lock_guard lock(listenerMutex_);
+            listener = upListener_;
+        }
+        if (listener) listener();
     }
+}
+
+void Pool::setUpListener(std::function<void()> listener) {
+    std::lock_guard lock(listenerMutex_);
+    upListener_ = std::move(listener);
 }
 
 bool Pool::ensureConnected(std::size_t slot, std::string& error) {

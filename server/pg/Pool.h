@@ -57,6 +57,10 @@ public:
     // dropped.
     QueryResult withConnection(const std::function<QueryResult(Connection&)>& fn);
 
+    // Called (on the calling thread, after the statement) each time a call reaches the
+    // database after it was down. Must not block. Thread-safe.
+    void setUpListener(std::function<void()> listener);
+
     std::size_t size() const { return slots_.size(); }
     // Connections currently open (for tests and metrics).
     std::size_t openConnections() const;
@@ -79,6 +83,8 @@ private:
     std::vector<ConnectionPtr> slots_;  // a slot is touched only by the thread that holds it
     std::vector<std::size_t> free_;     // guarded by mutex_
     std::atomic<bool> down_{false};
+    std::mutex listenerMutex_;
+    std::function<void()> upListener_;  // under listenerMutex_
     Clock::time_point retryAt_{};  // guarded by mutex_: while down, no try before this
     bool probing_ = false;         // guarded by mutex_: a caller is trying the database now
 };

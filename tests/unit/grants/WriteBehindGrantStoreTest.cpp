@@ -324,6 +324,30 @@ BOOST_AUTO_TEST_CASE(retry_thread_writes_through_when_the_store_is_back) {
     store.stop();
 }
 
+// Review finding (cluster): only this node's own grant or lookup woke the retry thread, so
+// after a long outage other nodes refused the relay (5xx) for up to the whole backoff. The
+// pool's up listener calls databaseUp(): the pass runs at once.
+BOOST_AUTO_TEST_CASE(database_up_cuts_the_backoff_short) {
+    WriteBehindSettings s = limit(10);
+    s.retryFirst = 20ms;
+    s.retryMax = 30s;
+    WriteBehindGrantStore store(durable, s, counts, clock.fn());
+    store.start();
+    durable.down = true;
+    BOOST_TEST(store.grant(addr("192.0.2.8"), "bob@example.test"));
+    // Attempts at about 20, 60, 140, 300 and 620 ms; the next one waits 640 ms more.
+    BOOST_TEST(eventually([&] { return durable.writeAttempts >= 5; }, 5000ms));
+    const int attempts = durable.writeAttempts;
+    durable.down = false;
+    std::this_thread::sleep_for(100ms);
+    BOOST_TEST(durable.writeAttempts == attempts);  // the backoff has not run out...
+    const auto t0 = std::chrono::steady_clock::now();
+    store.databaseUp();  // ...but the database is back
+    BOOST_TEST(eventually([&] { return store.queued() == 0u; }, 2000ms));
+    BOOST_TEST((std::chrono::steady_clock::now() - t0 < 300ms));
+    store.stop();
+}
+
 BOOST_AUTO_TEST_CASE(held_grants_at_shutdown_are_counted_as_dropped) {
     {
         WriteBehindGrantStore store(durable, limit(10), counts, clock.fn());

@@ -329,8 +329,11 @@ BOOST_AUTO_TEST_CASE(pool_discards_a_timed_out_connection_and_recovers, *boost::
     auto [host, port] = pgHostPort();
     FreezableProxy proxy(host, port);
     Pool pool(viaProxy(proxy, 2));
+    std::atomic<int> ups{0};
+    pool.setUpListener([&] { ++ups; });
     QueryResult r = pool.execute(Probe, {std::string("warm")});
     BOOST_REQUIRE_MESSAGE(r.ok(), r.error);
+    BOOST_TEST(ups == 0);  // never down yet
     // Two open connections, then freeze under them.
     auto a = std::async(std::launch::async, [&] { return pool.withConnection([](Connection& c) { return c.exec("SELECT pg_sleep(0.3)"); }); });
     auto b = std::async(std::launch::async, [&] { return pool.withConnection([](Connection& c) { return c.exec("SELECT pg_sleep(0.3)"); }); });
@@ -373,6 +376,7 @@ BOOST_AUTO_TEST_CASE(pool_discards_a_timed_out_connection_and_recovers, *boost::
     BOOST_TEST(secondsSince(t0) < 5.0);
     BOOST_REQUIRE_MESSAGE(r.ok(), r.error);
     BOOST_TEST(r.rows[0][0].value_or("") == "back");
+    BOOST_TEST(ups == 1);  // the up listener heard the recovery once (held grants go out)
 }
 
 // Review finding (cluster): the pool retries a statement whose connection broke; when the
