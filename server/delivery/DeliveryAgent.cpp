@@ -586,9 +586,23 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     message.requireTls = envelope.requireTls;
 
     std::vector<Outcome> outcomes(envelope.recipients.size());
+    // Recipients that failed for good at an earlier attempt whose report could not be made:
+    // never sent the message again (RFC 5321 4.2.1), only their report is retried.
+    std::vector<bool> owed(envelope.recipients.size(), false);
+    for (std::size_t i = 0; i < envelope.recipients.size(); ++i) {
+        auto it = envelope.owedReports.find(envelope.recipients[i]);
+        if (it == envelope.owedReports.end()) continue;
+        owed[i] = true;
+        Outcome& o = outcomes[i];  // its report is made from envelope.owedReports below
+        o.kind = Outcome::Kind::Perm;
+        o.status = it->second.status;
+        o.reply.code = it->second.replyCode;
+    }
     bool removed = false;  // the last delivered recipient took the message out of the queue
     if (!readable) {
-        for (auto& o : outcomes) {
+        for (std::size_t i = 0; i < outcomes.size(); ++i) {
+            if (owed[i]) continue;
+            Outcome& o = outcomes[i];
             o.kind = Outcome::Kind::Temp;
             o.reply = SmtpReply::local("queue file " + message.path + " cannot be read");
             o.status = "4.3.0";
@@ -599,6 +613,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         std::map<std::string, std::pair<Route, std::vector<std::size_t>>> groups;
         std::vector<std::string> order;
         for (std::size_t i = 0; i < envelope.recipients.size(); ++i) {
+            if (owed[i]) continue;
             Route r = routeFor(domainOf(envelope.recipients[i]));
             applyTlsRequirements(r, envelope.requireTls, tlsNotRequired);
             // A smarthost takes every domain in one transaction; MX routes are per domain.
@@ -660,6 +675,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     const long delay = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(end - envelope.arrival).count());
 
     // Permanent failures, and temporary ones past the lifetime, are bounced.
+    std::map<std::string, queue::OwedReport> owedNow;  // failed for good, report still to be made
     std::vector<DsnRecipient> failed;
     std::set<std::string> bounced;
     std::string lastError;
@@ -667,6 +683,13 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
         Outcome& o = outcomes[i];
         if (o.kind == Outcome::Kind::Delivered || o.kind == Outcome::Kind::Pending) continue;
+        if (owed[i]) {  // the report as it was due at the earlier attempt
+            const queue::OwedReport& r = envelope.owedReports.at(envelope.recipients[i]);
+            failed.push_back(DsnRecipient{envelope.recipients[i], r.status, r.remoteHost, r.diagnostic,
+                                          r.replyCode != 0, {}});
+            bounced.insert(envelope.recipients[i]);
+            continue;
+        }
         DsnRecipient d{envelope.recipients[i], o.status, o.remoteHost, o.reply.text(), o.reply.code != 0, {}};
         if (o.kind == Outcome::Kind::Temp && expired) {
             d.status = "4.4.7";
@@ -699,14 +722,17 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         if (report_ && !envelope.authUser.empty() && r == BounceSender::Result::Sent)
             report_->bounced(envelope.authUser, 1);
         if (r == BounceSender::Result::TempFail) {
-            // Nobody was told yet: keep the recipients and try again later.
+            // Nobody was told yet: the report is owed. These recipients stay in the queue
+            // marked as failed, and only their report is tried again (RFC 5321 4.2.1: a
+            // request refused with 5yz is not repeated; Postfix does the same).
             logger().warning(
                 core::EventLine::inSession(id, "dsn.defer").add("reason", "sink_or_directory_unavailable").str());
-            for (auto d : toReport) {
+            for (const auto& d : toReport) {
                 bounced.erase(d.address);
-                // A delay report says 4.x.x (RFC 3464 2.3.4): the final answer is still to come.
-                if (!d.status.empty() && d.status[0] == '5') d.status[0] = '4';
-                delayed.push_back(std::move(d));
+                int code = 0;
+                for (std::size_t i = 0; i < outcomes.size(); ++i)
+                    if (envelope.recipients[i] == d.address) code = d.diagnosticIsSmtp ? outcomes[i].reply.code : 0;
+                owedNow[d.address] = queue::OwedReport{d.status, code, d.remoteMta, d.diagnostic};
             }
             if (lastError.empty()) lastError = toReport.front().diagnostic;
         }
@@ -726,8 +752,12 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
         const Outcome& o = outcomes[i];
         if (o.kind == Outcome::Kind::Delivered || o.kind == Outcome::Kind::Pending) continue;
+        // A report owed since an earlier attempt: its recipient's line was written then.
+        if (owed[i]) continue;
         bool bounce = bounced.count(envelope.recipients[i]) > 0;
-        core::EventLine line = core::EventLine::inSession(id, (bounce ? "delivery.bounce" : "delivery.defer"));
+        const bool reportOwed = owedNow.count(envelope.recipients[i]) > 0;
+        core::EventLine line =
+            core::EventLine::inSession(id, (bounce || reportOwed ? "delivery.bounce" : "delivery.defer"));
         line.address("to", envelope.recipients[i]).add("relay", o.relay).add("tls", (o.tls ? "yes" : "no"));
         if (tlsOutcomes_) tlsOutcomes_(o.tlsPolicy.empty() ? "none" : o.tlsPolicy, "fail", o.daneFailure);
         line.add("status", (bounce && expired && o.kind == Outcome::Kind::Temp ? "4.4.7" : o.status))
@@ -738,6 +768,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         line.add("tls_policy", o.tlsPolicy.empty() ? "none" : o.tlsPolicy);
         if (!o.daneFailure.empty()) line.add("dane_fail", o.daneFailure);
         if (!o.mtaSts.empty()) line.text("mta_sts", o.mtaSts);  // why MTA-STS deferred it
+        if (reportOwed) line.add("dsn", "owed");
         logger().information(line.str());
     }
 
@@ -788,6 +819,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         e.recipients.erase(std::remove_if(e.recipients.begin(), e.recipients.end(),
                                           [&](const std::string& r) { return finished.count(r) > 0; }),
                            e.recipients.end());
+        for (const auto& [address, report] : owedNow) e.owedReports[address] = report;
         e.attempts = attempt;
         e.nextAttempt = nextAttempt;
         e.lastError = lastError.substr(0, 500);

@@ -3,6 +3,7 @@
 #include "smtpproto/DsnParams.h"
 #include "smtpproto/Xtext.h"
 
+#include <algorithm>
 #include <charconv>
 
 namespace postern::queue {
@@ -67,6 +68,29 @@ bool parseRecipientDsn(std::string_view value, std::size_t& index, core::Recipie
 
 }  // namespace
 
+namespace {
+// "<n> <status> <code> <host> <diagnostic>": exactly five fields, the last two xtext (never
+// a space inside), each possibly empty.
+bool parseOwedReport(std::string_view value, std::size_t& index, OwedReport& o) {
+    std::vector<std::string_view> f;
+    for (int k = 0; k < 4; ++k) {
+        auto s = value.find(' ');
+        if (s == std::string_view::npos) return false;
+        f.push_back(value.substr(0, s));
+        value.remove_prefix(s + 1);
+    }
+    f.push_back(value);
+    auto host = smtp::decodeXtext(f[3]);
+    auto diagnostic = smtp::decodeXtext(f[4]);
+    if (!parseNumber(f[0], index) || f[1].empty() || !parseNumber(f[2], o.replyCode) || !host || !diagnostic)
+        return false;
+    o.status = f[1];
+    o.remoteHost = *host;
+    o.diagnostic = *diagnostic;
+    return true;
+}
+}  // namespace
+
 std::optional<std::string> formatQueueEnvelope(const QueueEnvelope& e) {
     std::string out;
     bool ok = true;
@@ -97,6 +121,17 @@ std::optional<std::string> formatQueueEnvelope(const QueueEnvelope& e) {
     }
     if (e.smtpUtf8) field("smtputf8", "1");
     if (e.requireTls) field("requiretls", "1");
+    for (std::size_t i = 0; i < e.recipients.size(); ++i) {
+        auto it = e.owedReports.find(e.recipients[i]);
+        if (it == e.owedReports.end()) continue;
+        const OwedReport& o = it->second;
+        const bool statusOk = !o.status.empty() && std::all_of(o.status.begin(), o.status.end(), [](char c) {
+            return (c >= '0' && c <= '9') || c == '.';
+        });
+        if (!statusOk || o.replyCode < 0 || o.replyCode > 999) ok = false;
+        field("failed", std::to_string(i) + " " + o.status + " " + std::to_string(o.replyCode) + " " +
+                            smtp::encodeXtext(o.remoteHost) + " " + smtp::encodeXtext(o.diagnostic));
+    }
     if (!ok || e.id.empty() || e.recipients.empty()) return std::nullopt;
     return out;
 }
@@ -104,6 +139,7 @@ std::optional<std::string> formatQueueEnvelope(const QueueEnvelope& e) {
 std::optional<QueueEnvelope> parseQueueEnvelope(std::string_view text) {
     QueueEnvelope e;
     std::vector<std::pair<std::size_t, core::RecipientDsn>> rcptDsn;
+    std::vector<std::pair<std::size_t, OwedReport>> owed;
     bool sawMagic = false, sawId = false, sawArrival = false, sawSender = false;
     bool first = true;
     while (!text.empty()) {
@@ -171,12 +207,20 @@ std::optional<QueueEnvelope> parseQueueEnvelope(std::string_view text) {
             e.smtpUtf8 = value == "1";
         } else if (key == "requiretls") {
             e.requireTls = value == "1";
+        } else if (key == "failed") {
+            // An owed report that cannot be read is dropped (the recipient is tried again),
+            // never the message.
+            std::size_t index = 0;
+            OwedReport o;
+            if (parseOwedReport(value, index, o)) owed.emplace_back(index, std::move(o));
         }
         // Unknown keywords: ignored, so a newer writer can add fields.
     }
     if (!sawMagic || !sawId || !sawArrival || !sawSender || e.recipients.empty()) return std::nullopt;
     for (auto& [index, d] : rcptDsn)
         if (index < e.recipients.size() && !d.empty()) e.recipientDsn[e.recipients[index]] = std::move(d);
+    for (auto& [index, o] : owed)
+        if (index < e.recipients.size()) e.owedReports[e.recipients[index]] = std::move(o);
     return e;
 }
 

@@ -40,6 +40,12 @@ namespace postern::queue {
 //                                         line of this file); each attribute optional
 //   smtputf8 1                            optional: MAIL had SMTPUTF8 (RFC 6531)
 //   requiretls 1                          optional: MAIL had REQUIRETLS (RFC 8689)
+//   failed 0 5.1.1 550 mx.example.net User+20unknown
+//                                         optional, per recipient: recipient <n> failed for
+//                                         good (enhanced status, reply code or 0 for a local
+//                                         reason, remote host and diagnostic as xtext, each
+//                                         possibly empty); only its failure report is still
+//                                         owed (it could not be queued), never the message
 //
 // The DSN lines are separate optional keywords, so a version-1 reader without them still
 // reads the file (it delivers without the DSN requests) and the version stays 1. A
@@ -50,6 +56,16 @@ namespace postern::queue {
 // magic line, a different version, a missing id/arrival/sender or no recipient.
 // A delivery worker updates attempts/next-attempt/last-error by writing a new envelope
 // and renaming it over the old one (OutboundQueue::updateEnvelope), never in place.
+// A recipient that failed for good whose failure report could not be made yet.
+struct OwedReport {
+    std::string status;      // enhanced status, e.g. "5.1.1"
+    int replyCode = 0;       // the remote reply's code; 0: a local reason
+    std::string remoteHost;  // may be empty
+    std::string diagnostic;  // the reply text or the local reason
+
+    bool operator==(const OwedReport&) const = default;
+};
+
 struct QueueEnvelope {
     std::string id;
     std::chrono::system_clock::time_point arrival;
@@ -75,6 +91,10 @@ struct QueueEnvelope {
     }
     bool smtpUtf8 = false;    // MAIL ... SMTPUTF8; written only when set
     bool requireTls = false;  // MAIL ... REQUIRETLS; written only when set
+    // Recipients that failed for good, by address, whose failure report is still owed: the
+    // delivery agent retries only the report for them (RFC 5321 4.2.1: a 5yz request is not
+    // repeated). Entries for addresses not in `recipients` are ignored (not written).
+    std::map<std::string, OwedReport> owedReports;
 };
 
 constexpr int QueueEnvelopeVersion = 1;

@@ -8,6 +8,7 @@ import email
 import email.policy
 import os
 import re
+import shutil
 import smtplib
 import subprocess
 import sys
@@ -241,6 +242,49 @@ def test_permanent_failure_bounces_dsn_read_over_pop3():
                            r"tls=no status=5\.1\.1 reply=\"550 5\.1\.1 <bad@a\.test>: no such user\" attempt=1 ")
             p.log_contains(r"event=delivery\.ok to=<good@a\.test>")
             wait_queue_empty(p)
+
+
+def test_a_refused_recipient_is_not_sent_again_while_its_bounce_is_owed():
+    """Review finding: when the bounce could not be made (here the sender's own Maildir cannot
+    take it: a file stands where its tmp/ goes, which stops root too), the refused recipient
+    stayed in the queue and was sent the message again at every retry (RFC 5321 4.2.1: a
+    5yz request is not repeated). Now only the report is retried, and it says 5.1.1.
+    retry_schedule and scan_interval are 1s here (delivery_overrides)."""
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, \
+            Sink(MX1, port, rcpt={"bad@a.test": "550 5.1.1 <bad@a.test>: no such user"}) as sink:
+        asked = []
+        reply_of = sink.rcpt_reply
+        sink.rcpt_reply = lambda address: (asked.append(address), reply_of(address))[1]
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            tmp = os.path.join(p.maildir(ALICE), "tmp")
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            open(tmp, "w").close()
+            try:
+                marker, _ = submit(p, ["good@a.test", "bad@a.test"])
+                sink.wait_for(marker)
+                p.log_contains(r"event=dsn\.defer ", timeout=20)
+                p.log_contains(r"event=delivery\.bounce to=<bad@a\.test> .*status=5\.1\.1 .* dsn=owed")
+                time.sleep(5)  # about five retries
+                check_eq(asked.count("bad@a.test"), 1, "RCPT TO:<bad@a.test> sent (%r)" % asked)
+                check(p.log_count(r"event=dsn\.defer ") >= 3, "the report is retried")
+                env = [f for f in p.queue_files() if "/envelope/" in f and not os.path.basename(f).startswith(".")
+                       and not f.endswith(".lock")]
+                check_eq(len(env), 1, "the message is still queued for its report")
+                check("\nfailed 0 5.1.1 550 " in open(env[0]).read(), "the owed report is on disk")
+            finally:
+                os.remove(tmp)
+                os.mkdir(tmp)
+            raw = dsn_from_maildir(p, ALICE, marker)
+            m, per_msg, rcpts, headers = parse_dsn(raw)
+            check_eq([r["final-recipient"] for r in rcpts], ["rfc822; bad@a.test"], "reported recipient")
+            check_eq(rcpts[0]["status"], "5.1.1", "Status")
+            check_eq(rcpts[0]["action"], "failed", "Action")
+            check_eq(rcpts[0]["diagnostic-code"], "smtp; 550 5.1.1 <bad@a.test>: no such user", "Diagnostic-Code")
+            wait_queue_empty(p)
+            check_eq(asked.count("bad@a.test"), 1, "RCPT TO:<bad@a.test> sent in all")
+            check_eq(len(sink.find(marker)), 1, "good@a.test got one copy")
 
 
 def test_bounce_to_remote_sender_is_queued_from_null_sender_and_never_bounced_again():
