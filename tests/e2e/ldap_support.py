@@ -115,7 +115,7 @@ def make_cert(directory):
 class Slapd:
     """One slapd on 127.0.0.1:<free port>. Use as a context manager or call stop()."""
 
-    def __init__(self, root, name="slapd", users=None, aliases=None, tls=None, start=True):
+    def __init__(self, root, name="slapd", users=None, aliases=None, tls=None, start=True, acls=()):
         self.dir = tempfile.mkdtemp(prefix=name + "-", dir=root)
         self.name = name
         self.tls = tls
@@ -155,7 +155,8 @@ class Slapd:
             "index mail,uid,mailAlternateAddress eq",
             # Passwords: only usable to bind. Everything else: the service account and
             # the entry itself may read; anonymous may only bind. So a search that works
-            # proves Postern bound as the service first.
+            # proves Postern bound as the service first. A test's own rules come first.
+            *acls,
             "access to attrs=userPassword by self write by anonymous auth by * none",
             'access to * by dn.exact="%s" read by self read by anonymous auth by * none'
             % SERVICE_DN,

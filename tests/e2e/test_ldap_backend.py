@@ -293,6 +293,23 @@ def test_direct_bind_mode():
         p.stop()
 
 
+def test_direct_bind_reads_the_disabled_flag_as_the_service():
+    """Review finding: in bind mode the disabled flag was read with the user's own rights; a
+    directory that hides it from its owner (here an ACL: only the service account reads
+    accountStatus) made it look absent, and a disabled account logged in. With a service
+    account (bind_dn, as the shipped LDAP example has) the flag is read as the service."""
+    acl = 'access to attrs=accountStatus by dn.exact="%s" read by * none' % L.SERVICE_DN
+    with L.Slapd(_root_dir(), "h", acls=(acl,)) as a:
+        p = postern_for([a.uri], {
+            "auth.backend.ldap.mode": "bind",
+            "auth.backend.ldap.dn_template": "uid=%n,ou=people," + L.SUFFIX,
+        })
+        expect_auth(p, *CARL, 535, "5.7.8")   # accountStatus: disabled, hidden from carl
+        expect_auth(p, *ALICE, 235, "2.7.0")
+        check(pop_login(p, *ALICE).startswith("+OK"), "POP3 with direct bind")
+        p.stop()
+
+
 def test_tls_ldaps_and_starttls_verify_certificates():
     root = _root_dir()
     with L.Slapd(root, "s", tls="ldaps") as s, L.Slapd(root, "t", tls="starttls") as t:

@@ -246,6 +246,30 @@ api::AuthAnswer LdapBackend::authenticate(const std::string& user, const std::st
                                "cannot read own entry to check the disabled flag: " + r.describe()};
                 return {};
             }
+            // The disabled flag as the service account sees it: a directory may hide it from
+            // its owner (an unreadable flag looks absent, and the account would log in).
+            // Without a service account the user's own rights are all there is.
+            if (!config_.bindDn.empty() && (!config_.disabledFilter.empty() || !config_.disabledAttribute.empty())) {
+                if (r = useLookupIdentity(conn); !r.ok()) {
+                    return r;
+                }
+                if (!config_.disabledAttribute.empty()) {
+                    std::vector<LdapEntry> flag;
+                    r = conn.search(acc.entry.dn, LDAP_SCOPE_BASE, "(objectClass=*)", {config_.disabledAttribute}, 1,
+                                    flag);
+                    if (r.isServerFailure()) {
+                        return r;
+                    }
+                    if (!r.ok() || flag.size() != 1) {
+                        acc.failure = {r.ok() ? LDAP_NO_SUCH_OBJECT : r.code,
+                                       "the service account cannot read the entry to check the disabled flag: " +
+                                           r.describe()};
+                        return {};
+                    }
+                    std::erase_if(acc.entry.attributes, [&](const auto& a) { return lower(a.first) == lower(config_.disabledAttribute); });
+                    for (auto& [name, values] : flag.front().attributes) acc.entry.attributes[name] = std::move(values);
+                }
+            }
             if (r = checkDisabled(conn, acc.entry, acc.disabled); !r.ok()) {
                 return r;
             }
