@@ -3,7 +3,10 @@
 
 #include "CtlSupport.h"
 #include "PgAdmin.h"
+#include "core/Duration.h"
 #include "pg/Migrator.h"
+
+#include <chrono>
 
 #include <ostream>
 
@@ -11,8 +14,20 @@ namespace postern::ctl {
 
 int runDbMigrate(CommandContext& c) {
     return guarded(c, "db migrate", [&] {
-        Options o = parseOptions(c.args, {"--schema-dir"}, {});
+        Options o = parseOptions(c.args, {"--schema-dir", "--timeout", "--lock-timeout"}, {});
         expectPositional(o, 0, 0, DbMigrateCommand);
+        // A migration may build an index over a big table: the runtime statement_timeout
+        // (seconds) would roll it back. Waiting for a lock is bounded separately, so an ALTER
+        // never queues the live traffic behind it for long.
+        std::chrono::milliseconds timeout{}, lockTimeout{};
+        try {
+            timeout = core::parseDuration(o.value("--timeout", "10m"));
+            lockTimeout = core::parseDuration(o.value("--lock-timeout", "10s"));
+        } catch (const std::exception& e) {
+            throw CtlError(ExitUsage, std::string("--timeout / --lock-timeout: ") + e.what());
+        }
+        if (timeout.count() <= 0 || lockTimeout.count() <= 0)
+            throw CtlError(ExitUsage, "--timeout and --lock-timeout must be more than 0");
         const std::string dir = o.value("--schema-dir", layout().schemaDir);
         std::vector<pg::Migration> migrations;
         try {
@@ -40,8 +55,8 @@ int runDbMigrate(CommandContext& c) {
             if (targets.empty()) targets.push_back(chooseBackend(cfg, o, {"postgres"}));  // throws the usual error
         }
         for (const auto& backend : targets) {
-            pg::ConnectionPtr conn = openAdminConnection(backend);
-            pg::Migrator migrator(*conn);
+            pg::ConnectionPtr conn = openAdminConnection(backend, timeout);
+            pg::Migrator migrator(*conn, lockTimeout);
             int applied = 0;
             try {
                 applied = migrator.migrate(migrations, c.out);

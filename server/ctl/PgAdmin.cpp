@@ -24,7 +24,8 @@ std::uint64_t toU64(const pg::Value& v) {
 
 }  // namespace
 
-pg::ConnectionPtr openAdminConnection(const config::BackendConfig& backend) {
+pg::ConnectionPtr openAdminConnection(const config::BackendConfig& backend,
+                                      std::optional<std::chrono::milliseconds> statementTimeout) {
     pg::ConnectSettings settings;
     try {
         settings = pg::ConnectSettings::fromParams(backend.params);
@@ -32,6 +33,7 @@ pg::ConnectionPtr openAdminConnection(const config::BackendConfig& backend) {
         throw CtlError(ExitConfig, "backend '" + backend.name + "': " + e.what());
     }
     settings.applicationName = "posternctl";
+    if (statementTimeout) settings.statementTimeout = *statementTimeout;
     std::string error;
     pg::ConnectionPtr c = pg::Connection::open(settings, error);
     if (!c) {

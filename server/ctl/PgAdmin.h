@@ -6,7 +6,9 @@
 #include "config/ServerConfig.h"
 #include "pg/Connection.h"
 
+#include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +55,8 @@ private:
 };
 
 // Opens a connection for `db migrate` the same way. Throws CtlError.
-pg::ConnectionPtr openAdminConnection(const config::BackendConfig& backend);
+// statementTimeout: instead of the backend's statement_timeout (db migrate's --timeout).
+pg::ConnectionPtr openAdminConnection(const config::BackendConfig& backend,
+                                      std::optional<std::chrono::milliseconds> statementTimeout = std::nullopt);
 
 }  // namespace postern::ctl

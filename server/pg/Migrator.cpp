@@ -99,20 +99,35 @@ void Migrator::run(const std::string& sql, const std::string& what) {
     }
 }
 
+void Migrator::lock(const std::string& what) {
+    // Serialises concurrent migrators; released by COMMIT/ROLLBACK.
+    run(std::string("SELECT pg_advisory_xact_lock(x'") + MigrationLockKey + "'::bigint)", what);
+    // A number, not client text.
+    if (lockTimeout_.count() > 0) run("SET LOCAL lock_timeout = " + std::to_string(lockTimeout_.count()), what);
+}
+
 int Migrator::migrate(const std::vector<Migration>& migrations, std::ostream& out) {
-    run("CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version integer PRIMARY KEY,"
-        " name text NOT NULL,"
-        " sha256 text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())",
-        "create schema_migrations");
+    // Under the lock too: two first runs at once would collide creating the table's type.
+    run("BEGIN", "create schema_migrations");
+    try {
+        lock("create schema_migrations");
+        run("CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY,"
+            " name text NOT NULL,"
+            " sha256 text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())",
+            "create schema_migrations");
+        run("COMMIT", "create schema_migrations");
+    } catch (...) {
+        connection_.exec("ROLLBACK");
+        throw;
+    }
     int applied = 0;
     for (const auto& m : migrations) {
         const std::string what = label(m);
         run("BEGIN", what);
         try {
-            // Serialises concurrent migrators; released by COMMIT/ROLLBACK.
-            run(std::string("SELECT pg_advisory_xact_lock(x'") + MigrationLockKey + "'::bigint)", what);
+            lock(what);
             QueryResult seen = connection_.execParams(
                 "SELECT sha256, applied_at::text FROM schema_migrations WHERE version = $1",
                 {std::to_string(m.version)});

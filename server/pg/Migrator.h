@@ -4,6 +4,7 @@
 
 #include "pg/Connection.h"
 
+#include <chrono>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -22,13 +23,16 @@ struct Migration {
 // advisory lock, so two posternctl processes cannot apply the same file twice.
 class Migrator {
 public:
-    explicit Migrator(Connection& connection) : connection_(connection) {}
+    // lockTimeout: the longest one migration waits for a lock (SET LOCAL lock_timeout); 0 =
+    // the server's setting.
+    explicit Migrator(Connection& connection, std::chrono::milliseconds lockTimeout = {})
+        : connection_(connection), lockTimeout_(lockTimeout) {}
 
     // The files of dir named NNN_name.sql, sorted by version. Throws std::runtime_error on an
     // unreadable dir or file, a duplicate version, or another *.sql file with a bad name.
     static std::vector<Migration> scan(const std::string& dir);
 
-    // Creates schema_migrations if needed, then applies each migration whose version is not
+    // Creates schema_migrations if needed (under the same lock), then applies each migration whose version is not
     // recorded: BEGIN; lock; re-check; the file; INSERT the record; COMMIT. Prints one line
     // per migration to out ("applied 001_initial", "skip 001_initial (applied ...)").
     // A recorded migration whose file changed since is reported as a warning, not re-run.
@@ -39,7 +43,10 @@ public:
 private:
     void run(const std::string& sql, const std::string& what);
 
+    void lock(const std::string& what);
+
     Connection& connection_;
+    std::chrono::milliseconds lockTimeout_;
 };
 
 }  // namespace postern::pg

@@ -9,8 +9,10 @@ for the domain, alias and grant lists."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -245,6 +247,44 @@ def test_json_queue_list_and_show():
         check_eq(json.loads(run(["queue", "show", e["id"], "--json", "-c", cfg]).stdout)["hold"], True, "held")
         r = run(["queue", "show", "0" * len(e["id"]), "--json", "-c", cfg])
         check(r.returncode in (64, 67) and r.stdout == "", "unknown id: %d %r" % (r.returncode, r.stdout))
+
+
+def test_db_migrate_outlasts_the_statement_timeout_and_bounds_lock_waits():
+    """Review finding: db migrate ran each file under the backend's runtime statement_timeout
+    (3s here), so a migration that builds an index over a big table was rolled back and
+    reported as "database down". Now --timeout (10m) bounds a file and --lock-timeout (10s)
+    the wait for a table lock, so an ALTER never holds live traffic behind it for long."""
+    pg = P.PgServer()
+    holder = None
+    try:
+        cfg = pg.ctl_config
+        schema = os.path.join(pg.dir, "schema")
+        shutil.copytree(os.path.join(SOURCE_DIR, "schema", "postgres"), schema)
+        with open(os.path.join(schema, "900_slow.sql"), "w") as f:
+            f.write("SELECT pg_sleep(4);\nCREATE TABLE slow_done (x integer);\n")
+        r = run(["db", "migrate", "--schema-dir", schema, "-c", cfg])
+        check_eq(r.returncode, 0, "a 4-s migration under a 3-s statement_timeout: " + r.stdout + r.stderr)
+        check("applied 900_slow" in r.stdout, r.stdout)
+        # Another session holds the table: the ALTER gives up after --lock-timeout.
+        with open(os.path.join(schema, "901_lock.sql"), "w") as f:
+            f.write("ALTER TABLE slow_done ADD COLUMN y integer;\n")
+        holder = subprocess.Popen(P._as_server_user() + [
+            "psql", "-X", "-q", "-h", pg.sockdir, "-p", str(pg.port), "-U", P.SUPERUSER, "-d", P.DATABASE,
+            "-c", "BEGIN; LOCK TABLE slow_done IN ACCESS SHARE MODE; SELECT pg_sleep(60);"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+        wait_for(lambda: pg.sql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                                " WHERE c.relname = 'slow_done'") == ["1"], 20, what="the lock held")
+        t0 = time.monotonic()
+        r = run(["db", "migrate", "--schema-dir", schema, "--lock-timeout", "1s", "-c", cfg])
+        check_eq(r.returncode, 70, "a migration that cannot get its lock: " + r.stdout + r.stderr)
+        check("lock timeout" in r.stderr, r.stderr)
+        check(time.monotonic() - t0 < 10, "given up after about --lock-timeout")
+        check_eq(run(["db", "migrate", "--timeout", "0s", "-c", cfg]).returncode, 64, "--timeout 0s")
+    finally:
+        if holder:
+            holder.kill()
+            holder.wait()
+        pg.destroy()
 
 
 def test_json_domain_alias_grant_lists():
