@@ -319,6 +319,17 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
             return;
         }
     }
+    // RFC 8689 4.2.1: REQUIRETLS mail goes only to an MX whose name is authenticated: by a
+    // DNSSEC-validated MX answer (queries carry the DO bit when some policy is dane), or by
+    // an MTA-STS policy in enforce mode (the hosts were filtered to those it names). A next
+    // hop the operator configured (transport, relayhost) needs neither.
+    if (route.requireTls && route.mx && !where.mxSecure && !sts.enforce()) {
+        setAll(Outcome::Kind::Perm,
+               SmtpReply::local("REQUIRETLS: the MX of " + route.target +
+                                " is not authenticated (no DNSSEC-validated answer, no MTA-STS policy in enforce mode)"),
+               "5.7.30");
+        return;
+    }
     // The recipients still to do in this attempt: all of them at first; after a session,
     // those it failed temporarily (a 4xx, a lost connection), which the next address or MX
     // host gets in the same attempt (RFC 5321 5.1; Postfix falls back the same way).

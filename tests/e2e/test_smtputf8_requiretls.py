@@ -103,15 +103,16 @@ class _PeerHandler(_Handler):
 class Peer(Sink):
     """delivery_support.Sink with aiosmtpd's SMTPUTF8 switch and an optional REQUIRETLS offer."""
 
-    def __init__(self, address, port, smtputf8=False, requiretls=False, tls=False):
+    def __init__(self, address, port, smtputf8=False, requiretls=False, tls=False, cert=None):
         super().__init__(address, port, tls=tls)
         self.smtputf8 = smtputf8
         self.requiretls = requiretls
+        self.peer_cert = cert  # (cert, key) files; None: the harness's test certificate
 
     def start(self):
         kwargs = {"enable_SMTPUTF8": self.smtputf8}
         if self.tls:
-            cert, key = make_test_cert(_root_dir())
+            cert, key = self.peer_cert or make_test_cert(_root_dir())
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(cert, key)
             kwargs["tls_context"] = ctx
@@ -387,7 +388,11 @@ def test_report_about_requiretls_mail_is_relayed_with_requiretls():
     port = sink_port((MX1,))
     with DnsServer(DNS_MX, DNS_HOSTS) as dns, Peer(MX1, port, tls=True) as peer:
         aliases = {"fwd@example.test": ["x@a.test"]}  # the test's alias: a forward to a.test
-        with Postern(users=USERS, aliases=aliases, overrides=delivery_overrides(dns, port), start=False) as p:
+        o = delivery_overrides(dns, port)
+        # b.test through a configured next hop where nothing listens: the report waits in the
+        # queue (by MX it would bounce at once: REQUIRETLS needs an authenticated MX name).
+        o["delivery.transport.b.test"] = "%s:%d" % (MX2, port)
+        with Postern(users=USERS, aliases=aliases, overrides=o, start=False) as p:
             delivery_ca(p)
             p.start()
             marker = new_marker("rt-report")
@@ -455,6 +460,50 @@ def test_requiretls_relayed_only_to_verified_peer_offering_it():
             check("REQUIRETLS" in r4[0].get("diagnostic-code", ""), "diagnostic: %r" % r4[0])
             check_eq(good.find(m4), [], "sent to a peer without REQUIRETLS")
             p.log_contains(r"event=delivery\.bounce to=<x@good\.test> .*status=5\.7\.30")
+
+
+def test_requiretls_goes_only_to_an_authenticated_mx():
+    """Review finding (RFC 8689 4.2.1): REQUIRETLS mail went to whatever host the MX answer
+    named, so a forged MX with a valid certificate that offered REQUIRETLS got it. The MX
+    name must be authenticated: by a DNSSEC-validated answer or an MTA-STS policy in enforce
+    mode. Here the DNS is not signed; sts.test publishes MTA-STS (the test CA signs the policy
+    server's and the MX's certificates): enforce delivers with REQUIRETLS, testing bounces
+    5.7.30 and sends nothing."""
+    import tempfile
+    from mta_sts_support import PolicyServer, TestCa, free_port_on, policy_text
+    web_ip, mx_ip = "127.0.0.32", "127.0.0.33"
+    tmp = tempfile.mkdtemp(prefix="postern-e2e-rtsts-", dir=_root_dir())
+    ca = TestCa(os.path.join(tmp, "ca"))
+    port = free_port_on([mx_ip, web_ip])
+    for mode, txt_id in (("enforce", "1"), ("testing", "2")):
+        dns = DnsServer(mx={"sts.test": [(10, "mx1.sts.test")]},
+                        hosts={"mx1.sts.test": mx_ip, "mta-sts.sts.test": web_ip},
+                        txt={"_mta-sts.sts.test": ["v=STSv1; id=%s" % txt_id]})
+        with dns, Peer(mx_ip, port, tls=True, requiretls=True, cert=ca.issue("mx1.sts.test")) as peer, \
+                PolicyServer(web_ip, port, ca.issue("mta-sts.sts.test"),
+                             policy=policy_text(mode, ["mx1.sts.test"])):
+            o = delivery_overrides(dns, port)
+            o.update({
+                "delivery.mta_sts.ca_file": ca.pem,        # the policy server's cert is from the test CA
+                "delivery.mta_sts.https_port": str(port),  # no root for port 443 in tests
+                "delivery.tls_ca_file": ca.pem,            # the MX certificate too
+            })
+            with Postern(users=USERS, overrides=o) as p:
+                marker = new_marker("rt-sts-" + mode)
+                relay(p, ALICE, ALICE_PW, ["x@sts.test"], utf8_message(marker, ALICE, "x@sts.test"),
+                      options=("REQUIRETLS",))
+                if mode == "enforce":
+                    got = peer.wait_for(marker)[0]
+                    check(got.tls and "REQUIRETLS" in got.mail_options, "REQUIRETLS over verified TLS")
+                else:
+                    _, _, r = parse_dsn(bounce_for(p, ALICE, marker))
+                    check_eq(r[0]["status"], "5.7.30", "MX not authenticated")
+                    check("not authenticated" in r[0].get("diagnostic-code", ""), "diagnostic: %r" % r[0])
+                    check_eq(peer.find(marker), [], "sent to an MX whose name nobody vouched for")
+                    # Without REQUIRETLS the same MX is fine (MTA-STS testing: delivered).
+                    m2 = new_marker("rt-sts-plain")
+                    relay(p, ALICE, ALICE_PW, ["x@sts.test"], utf8_message(m2, ALICE, "x@sts.test"), options=())
+                    peer.wait_for(m2)
 
 
 def test_requiretls_to_peer_without_tls_bounces():
