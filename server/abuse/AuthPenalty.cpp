@@ -144,6 +144,7 @@ AuthPenalty::Reservation& AuthPenalty::Reservation::operator=(Reservation&& o) n
         othersAccount = o.othersAccount;
         ipGen_ = o.ipGen_;
         accountGen_ = o.accountGen_;
+        verifying_ = o.verifying_;
     }
     return *this;
 }
@@ -152,13 +153,15 @@ void AuthPenalty::Reservation::release() {
     AuthPenalty* owner = std::exchange(owner_, nullptr);
     if (!owner)
         return;
+    bool wake = false;
     {
         std::lock_guard lock(owner->inFlightMutex_);
-        owner->give(ipKey_);
+        wake = owner->give(ipKey_, verifying_);
         if (!accountKey_.empty())
-            owner->give(accountKey_);
+            wake = owner->give(accountKey_, verifying_) || wake;
     }
-    owner->inFlightEnded_.notify_all();
+    if (wake)
+        owner->inFlightEnded_.notify_all();
 }
 
 std::uint32_t AuthPenalty::take(const std::string& key, std::uint64_t& gen) {
@@ -169,14 +172,22 @@ std::uint32_t AuthPenalty::take(const std::string& key, std::uint64_t& gen) {
     return f.count++;
 }
 
-void AuthPenalty::give(const std::string& key) {
+bool AuthPenalty::give(const std::string& key, bool verified) {
     auto it = inFlight_.find(key);
     if (it == inFlight_.end())
-        return;
-    if (--it->second.count == 0)
-        inFlight_.erase(it);
-    else
-        it->second.gen = ++nextGen_;
+        return false;
+    if (--it->second.count == 0) {
+        inFlight_.erase(it);  // nothing in progress any more: a change for every waiter
+        return true;
+    }
+    // Only the end of a verification can change what a waiter is waiting for (the failures
+    // counted, the verifications in progress). A login that gave its place back unverified
+    // (a waiter going back to wait, a blocked one) wakes nobody: waiters that woke each
+    // other that way would spin against the store for the whole wait.
+    if (!verified)
+        return false;
+    it->second.gen = ++nextGen_;
+    return true;
 }
 
 bool AuthPenalty::changed(const std::string& key, std::uint64_t gen) const {

@@ -83,8 +83,12 @@ public:
         Reservation(const Reservation&) = delete;
         Reservation& operator=(const Reservation&) = delete;
         ~Reservation() { release(); }
+        // Gives the place back; wakes the waiters when this login was verifying (or was the
+        // last one in progress).
         void release();
         bool contended() const { return othersIp > 0 || othersAccount > 0; }
+        // The password is being checked now (its end may change what waiters wait for).
+        void markVerifying() { verifying_ = true; }
 
         std::uint32_t othersIp = 0;
         std::uint32_t othersAccount = 0;
@@ -95,6 +99,7 @@ public:
         std::string ipKey_;
         std::string accountKey_;  // "" = none
         std::uint64_t ipGen_ = 0, accountGen_ = 0;
+        bool verifying_ = false;
     };
 
     // store: nullptr = a MemoryPenaltyStore; clock: default system_clock::now.
@@ -164,7 +169,8 @@ private:
         std::uint64_t gen = 0;
     };
     std::uint32_t take(const std::string& key, std::uint64_t& gen);  // inFlightMutex_ held
-    void give(const std::string& key);                               // inFlightMutex_ held
+    // Returns whether waiters must look again. inFlightMutex_ held.
+    bool give(const std::string& key, bool verified);
     bool changed(const std::string& key, std::uint64_t gen) const;   // inFlightMutex_ held
 
     AuthPenaltySettings settings_;

@@ -56,6 +56,7 @@ core::AuthResult PenalizedAuthService::authenticate(const core::AuthRequest& req
                 return core::AuthResult{};
             }
         }
+        slot.markVerifying();
         core::AuthResult result = inner_.authenticate(request);
         if (result.status == core::AuthStatus::BadCredentials) {
             if (!checkFirst) {

@@ -178,10 +178,22 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
                             pgTextArray(lm), pgTextArray(ltl), pgTextArray(lr), pgTextArray(ia),
                             pgTextArray(iip), nowUs, pgTextArray(ca), pgTextArray(crj),
                             pgTextArray(cbn), pgTextArray(lk)};
-    pg::QueryResult w = pool_.withConnection([&](pg::Connection& c) { return c.execPrepared(FlushWrite, params); });
+    // A pooled connection the server closed while idle fails at its first statement with no
+    // answer, which looks the same as a lost COMMIT: a cheap statement first tells the two
+    // apart (once per flush, not per login).
+    bool connectionDead = false;
+    pg::QueryResult w = pool_.withConnection([&](pg::Connection& c) {
+        pg::QueryResult alive = c.exec("SELECT 1");
+        if (alive.failed()) {
+            connectionDead = true;
+            return alive;
+        }
+        return c.execPrepared(FlushWrite, params);
+    });
     if (w.failed()) {
-        logStoreFailure(FailEvent, w.mayHaveCommitted() ? "flush_outcome_unknown" : "flush", w);
-        return w.mayHaveCommitted();
+        const bool maybeWritten = !connectionDead && w.mayHaveCommitted();
+        logStoreFailure(FailEvent, maybeWritten ? "flush_outcome_unknown" : "flush", w);
+        return maybeWritten;
     }
     // Evaluated (and their login log trimmed): the accounts written, not every name tried.
     std::set<std::string> touched;

@@ -134,7 +134,7 @@ const std::vector<KeyDef> Keys = {
     {"cluster.grant_retry_queue", "10000", K::Integer, "Grants a node holds (and honours) while the shared PostgreSQL cannot store them, written through when it is back (0 = none: such a grant is lost)"},
     {"cluster.grant_retry_backoff_max", "30s", K::Duration, "Longest wait between attempts to write held grants through (from 1s, doubling; at once when PostgreSQL answers again)"},
     {"cluster.lock_lease", "60s", K::Duration, "POP3 maildrop lease; a crashed node's mailboxes are free again after at most this long"},
-    {"cluster.sweep_interval", "60s", K::Duration, "How often expired grants and counters are deleted (safe on every node at once)"},
+    {"cluster.sweep_interval", "60s", K::Duration, "How often expired grants and counters, and leases lapsed for over a lock_lease, are deleted (safe on every node at once)"},
     // --- cluster: read replicas ------------------------------------------------------
     {"cluster.read_conninfo", "", K::String, "libpq conninfo of streaming replicas for grant lookups (e.g. target_session_attrs=prefer-standby; empty = every read on cluster.conninfo)"},
     {"cluster.replica_max_lag", "1s", K::Duration, "Replay lag a replica may have and still answer; a grant it does not have is re-asked on the primary while it lags more"},

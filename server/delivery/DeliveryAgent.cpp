@@ -512,10 +512,12 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
 }
 
 void DeliveryAgent::rememberUnrecorded(const std::string& id, const std::set<std::string>& done, std::uint32_t attempts,
-                                       std::chrono::system_clock::time_point notBefore, bool warned) {
+                                       std::chrono::system_clock::time_point notBefore, bool warned,
+                                       const std::map<std::string, queue::OwedReport>& owed) {
     std::lock_guard lock(unrecordedMutex_);
     Unrecorded& u = unrecorded_[id];
     u.done.insert(done.begin(), done.end());
+    for (const auto& [address, report] : owed) u.owed[address] = report;
     u.attempts = std::max(u.attempts, attempts);
     u.notBefore = std::max(u.notBefore, notBefore);
     u.warned = u.warned || warned;
@@ -547,6 +549,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::applyUnrecorded(const std::st
         e.attempts = std::max(e.attempts, u.attempts);
         e.nextAttempt = std::max(e.nextAttempt, u.notBefore);
         e.warned = e.warned || u.warned;
+        for (const auto& [address, report] : u.owed) e.owedReports[address] = report;
         return true;
     };
     apply(envelope);
@@ -849,7 +852,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
             // both are kept in memory, so neither the next attempt nor a rescan sends to them
             // again or runs the message before its time (a warning already sent is not
             // remembered: at most one more).
-            rememberUnrecorded(id, finished, attempt, nextAttempt, warnNow || envelope.warned);
+            rememberUnrecorded(id, finished, attempt, nextAttempt, warnNow || envelope.warned, owedNow);
             auto stale = queue_.readEnvelope(id);
             if (stale) {
                 stale->recipients.erase(std::remove_if(stale->recipients.begin(), stale->recipients.end(),
@@ -857,6 +860,7 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                                         stale->recipients.end());
                 stale->nextAttempt = nextAttempt;
                 stale->warned = stale->warned || warnNow;
+                for (const auto& [address, report] : owedNow) stale->owedReports[address] = report;
                 if (stale->recipients.empty()) return std::nullopt;
             }
             return stale;

@@ -108,9 +108,11 @@ private:
         std::uint32_t attempts = 0;
         std::chrono::system_clock::time_point notBefore{};
         bool warned = false;  // the delay report was sent
+        std::map<std::string, queue::OwedReport> owed;  // failed for good, report still owed
     };
     void rememberUnrecorded(const std::string& id, const std::set<std::string>& done, std::uint32_t attempts,
-                            std::chrono::system_clock::time_point notBefore, bool warned);
+                            std::chrono::system_clock::time_point notBefore, bool warned,
+                            const std::map<std::string, queue::OwedReport>& owed = {});
     // The envelope now says everything (a later write succeeded, or the message is gone).
     void forgetUnrecorded(const std::string& id);
     // Applies (and tries to write) what is remembered for `id` to `envelope`; `carried`

@@ -18,6 +18,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdexcept>
 #include <thread>
 
@@ -156,36 +159,80 @@ private:
     HealthServer::Probe& probe_;
 };
 
-// The request-head deadline of one connection: the timer cuts the socket unless the head
-// was read first. Shared by the connection's thread and the timer's.
-class HeadDeadline final : public Poco::Util::TimerTask {
+// Cuts one connection (shutdown of its socket) when a deadline passes first. It reaches the
+// socket through its own dup() of the descriptor: whatever POCO has closed meanwhile, what is
+// shut down is this connection, never a reused descriptor number. Shared by the
+// connection's thread and the timer's.
+class Cutter {
 public:
-    explicit HeadDeadline(const Poco::Net::StreamSocket& socket) : socket_(socket) {}
-    void run() override { end(true); }
-    // The head was read (or the connection ended): nothing to cut any more.
-    void met() {
-        end(false);
-        cancel();
+    explicit Cutter(int fd) : fd_(::dup(fd)) {}
+    ~Cutter() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    Cutter(const Cutter&) = delete;
+    Cutter& operator=(const Cutter&) = delete;
+
+    // A new deadline replaces the one before: returns its number.
+    std::uint64_t arm() {
+        std::lock_guard lock(mutex_);
+        return ++armed_;
+    }
+    // Deadline `n` passed: cut, unless a later one replaced it or the connection ended.
+    void cut(std::uint64_t n) {
+        std::lock_guard lock(mutex_);
+        if (over_ || n != armed_ || fd_ < 0) return;
+        over_ = true;
+        ::shutdown(fd_, SHUT_RDWR);  // the blocked read or write returns; the connection ends
+    }
+    void end() {
+        std::lock_guard lock(mutex_);
+        over_ = true;
     }
 
 private:
-    void end(bool cut) {
-        std::lock_guard lock(mutex_);
-        if (over_) return;
-        over_ = true;
-        if (!cut) return;
-        try {
-            socket_.shutdown();  // the blocked read returns; the connection ends unanswered
-        } catch (const Poco::Exception&) {
-        }
-    }
     std::mutex mutex_;
+    int fd_;
+    std::uint64_t armed_ = 0;
     bool over_ = false;
-    Poco::Net::StreamSocket socket_;  // a reference to the connection's: its fd stays valid
+};
+
+class CutTask final : public Poco::Util::TimerTask {
+public:
+    CutTask(std::shared_ptr<Cutter> cutter, std::uint64_t n) : cutter_(std::move(cutter)), n_(n) {}
+    void run() override { cutter_->cut(n_); }
+
+private:
+    std::shared_ptr<Cutter> cutter_;
+    std::uint64_t n_;
+};
+
+// The deadlines of one connection: first for its request head (requestTimeout), then, once
+// the head is read, for the answer (readyTimeout, what /readyz may wait, plus requestTimeout
+// to write it), so neither a slow sender nor a slow reader holds one of the few threads.
+class ConnectionDeadline {
+public:
+    ConnectionDeadline(Poco::Util::Timer& timer, int fd, std::chrono::milliseconds answerBudget)
+        : timer_(timer), cutter_(std::make_shared<Cutter>(fd)), answerBudget_(answerBudget) {}
+    ~ConnectionDeadline() {
+        cutter_->end();
+        if (task_) task_->cancel();
+    }
+    void start(std::chrono::milliseconds budget) {
+        if (task_) task_->cancel();
+        task_ = new CutTask(cutter_, cutter_->arm());
+        timer_.schedule(task_, Poco::Timestamp() + static_cast<Poco::Timestamp::TimeDiff>(budget.count()) * 1000);
+    }
+    void headRead() { start(answerBudget_); }
+
+private:
+    Poco::Util::Timer& timer_;
+    std::shared_ptr<Cutter> cutter_;
+    std::chrono::milliseconds answerBudget_;
+    Poco::Util::TimerTask::Ptr task_;
 };
 
 // The deadline of the connection this thread serves (set by DeadlineConnection::run).
-thread_local HeadDeadline* currentDeadline = nullptr;
+thread_local ConnectionDeadline* currentDeadline = nullptr;
 
 class HealthHandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
 public:
@@ -194,7 +241,7 @@ public:
 
     // Called once the request head was read.
     Poco::Net::HTTPRequestHandler* createRequestHandler(const Poco::Net::HTTPServerRequest&) override {
-        if (currentDeadline) currentDeadline->met();
+        if (currentDeadline) currentDeadline->headRead();
         return new HealthHandler(registry_, *probe_);
     }
 
@@ -210,21 +257,17 @@ class DeadlineConnection final : public Poco::Net::TCPServerConnection {
 public:
     DeadlineConnection(const Poco::Net::StreamSocket& socket, Poco::Net::HTTPServerParams::Ptr params,
                        Poco::Net::HTTPRequestHandlerFactory::Ptr factory, Poco::Util::Timer& timer,
-                       std::chrono::milliseconds budget)
+                       std::chrono::milliseconds budget, std::chrono::milliseconds readyBudget)
         : TCPServerConnection(socket), params_(std::move(params)), factory_(std::move(factory)), timer_(timer),
-          budget_(budget) {}
+          budget_(budget), readyBudget_(readyBudget) {}
 
     void run() override {
-        Poco::AutoPtr<HeadDeadline> deadline(new HeadDeadline(socket()));
-        timer_.schedule(deadline, Poco::Timestamp() + static_cast<Poco::Timestamp::TimeDiff>(budget_.count()) * 1000);
-        currentDeadline = deadline.get();
+        ConnectionDeadline deadline(timer_, socket().impl()->sockfd(), readyBudget_ + budget_);
+        deadline.start(budget_);
+        currentDeadline = &deadline;
         struct Reset {
-            HeadDeadline& d;
-            ~Reset() {
-                currentDeadline = nullptr;
-                d.met();
-            }
-        } reset{*deadline};
+            ~Reset() { currentDeadline = nullptr; }
+        } reset;
         Poco::Net::HTTPServerConnection http(socket(), params_, factory_);
         http.run();
     }
@@ -234,15 +277,18 @@ private:
     Poco::Net::HTTPRequestHandlerFactory::Ptr factory_;
     Poco::Util::Timer& timer_;
     std::chrono::milliseconds budget_;
+    std::chrono::milliseconds readyBudget_;
 };
 
 class DeadlineConnectionFactory final : public Poco::Net::TCPServerConnectionFactory {
 public:
     DeadlineConnectionFactory(Poco::Net::HTTPServerParams::Ptr params, Poco::Net::HTTPRequestHandlerFactory::Ptr factory,
-                              Poco::Util::Timer& timer, std::chrono::milliseconds budget)
-        : params_(std::move(params)), factory_(std::move(factory)), timer_(timer), budget_(budget) {}
+                              Poco::Util::Timer& timer, std::chrono::milliseconds budget,
+                              std::chrono::milliseconds readyBudget)
+        : params_(std::move(params)), factory_(std::move(factory)), timer_(timer), budget_(budget),
+          readyBudget_(readyBudget) {}
     Poco::Net::TCPServerConnection* createConnection(const Poco::Net::StreamSocket& socket) override {
-        return new DeadlineConnection(socket, params_, factory_, timer_, budget_);
+        return new DeadlineConnection(socket, params_, factory_, timer_, budget_, readyBudget_);
     }
 
 private:
@@ -250,6 +296,7 @@ private:
     Poco::Net::HTTPRequestHandlerFactory::Ptr factory_;
     Poco::Util::Timer& timer_;
     std::chrono::milliseconds budget_;
+    std::chrono::milliseconds readyBudget_;
 };
 
 }  // namespace
@@ -278,7 +325,9 @@ HealthServer::HealthServer(const Registry& registry, ReadinessCheck readiness, c
     timer_ = std::make_unique<Poco::Util::Timer>();
     const auto budget = options.requestTimeout;
     server_ = std::make_unique<Poco::Net::TCPServer>(
-        new DeadlineConnectionFactory(params, new HealthHandlerFactory(registry, probe_), *timer_, budget), *pool_,
+        new DeadlineConnectionFactory(params, new HealthHandlerFactory(registry, probe_), *timer_, budget,
+                                      options.readyTimeout),
+        *pool_,
         socket, params);
 }
 

@@ -59,7 +59,8 @@ struct Readiness {
 //   GET /metrics  200, Content-Type "text/plain; version=0.0.4; charset=utf-8"
 //   other paths 404; methods other than GET/HEAD 405.
 // A client has options.requestTimeout to send its request line and headers (probes send them
-// at once), else the connection is cut unanswered.
+// at once), else the connection is cut unanswered; then readyTimeout + requestTimeout to
+// take the answer (a client that does not read it is cut too).
 // The registry and the check must outlive the server; the check runs on the probe thread,
 // one run at a time, and should itself be bounded (stop() waits for a run in progress).
 // start()/stop() from one thread.

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -43,25 +44,32 @@ std::optional<Poco::Net::SocketAddress> HostResolver::resolve(Clock::time_point 
     const std::uint64_t want = state_->finished + 1;
     if (!state_->running) {
         state_->running = true;
-        std::thread([state = state_, host = host_, port = port_] {
-            std::optional<Poco::Net::SocketAddress> address;
-            std::string error;
-            try {
-                address = Poco::Net::SocketAddress(host, port);  // getaddrinfo: may take long
-            } catch (const Poco::Exception& e) {
-                error = e.displayText();
-            } catch (const std::exception& e) {
-                error = e.what();
-            }
-            {
-                std::lock_guard l(state->mutex);
-                state->address = std::move(address);
-                state->error = std::move(error);
-                state->running = false;
-                ++state->finished;
-            }
-            state->done.notify_all();
-        }).detach();
+        try {
+            std::thread([state = state_, host = host_, port = port_] {
+                std::optional<Poco::Net::SocketAddress> address;
+                std::string error;
+                try {
+                    address = Poco::Net::SocketAddress(host, port);  // getaddrinfo: may take long
+                } catch (const Poco::Exception& e) {
+                    error = e.displayText();
+                } catch (const std::exception& e) {
+                    error = e.what();
+                }
+                {
+                    std::lock_guard l(state->mutex);
+                    state->address = std::move(address);
+                    state->error = std::move(error);
+                    state->running = false;
+                    ++state->finished;
+                }
+                state->done.notify_all();
+            }).detach();
+        } catch (const std::system_error& e) {
+            // No thread (resource limits): no lookup runs, and none may look as if it did.
+            state_->running = false;
+            error = "lookup of " + host_ + ": cannot start a thread: " + e.what();
+            return std::nullopt;
+        }
     }
     if (!state_->done.wait_until(lock, deadline, [&] { return state_->finished >= want; })) {
         error = "lookup of " + host_ + " timed out";

@@ -40,12 +40,15 @@ const pg::Statement LeaseRenew{
 const pg::Statement LeaseRelease{"postern_lease_release",
                                  "DELETE FROM maildrop_leases WHERE mailbox = $1 AND token = $2::uuid"};
 
-// SKIP LOCKED: a row a login is taking over right now is left to it.
+// SKIP LOCKED: a row a login is taking over right now is left to it. Only rows lapsed for
+// a whole lease more ($2 ms): a renewal finds its own lapsed row still there and keeps it
+// (after a database outage longer than the lease, the sessions holding leases renew them).
 const pg::Statement LeaseSweep{
     "postern_lease_sweep",
     "DELETE FROM maildrop_leases WHERE ctid = ANY (ARRAY("
-    "   SELECT ctid FROM maildrop_leases WHERE expires < now() LIMIT $1::integer FOR UPDATE SKIP LOCKED))"
-    " AND expires < now()"};
+    "   SELECT ctid FROM maildrop_leases WHERE expires < now() - $2::bigint * interval '1 millisecond'"
+    "   LIMIT $1::integer FOR UPDATE SKIP LOCKED))"
+    " AND expires < now() - $2::bigint * interval '1 millisecond'"};
 
 std::string textArray(const std::vector<std::string>& items) {
     std::string out = "{";
@@ -300,7 +303,7 @@ std::size_t PgMaildropLock::heldCount() const {
 std::optional<std::size_t> PgMaildropLock::sweep(std::size_t batch) {
     std::size_t removed = 0;
     for (int round = 0; round < 100; ++round) {
-        pg::QueryResult r = pool_.execute(LeaseSweep, {std::to_string(batch)});
+        pg::QueryResult r = pool_.execute(LeaseSweep, {std::to_string(batch), std::to_string(lease_.count())});
         if (r.failed()) {
             logger().warning(core::EventLine("lease.sweep_fail").text("error", r.error).str());
             return std::nullopt;

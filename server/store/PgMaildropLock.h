@@ -92,8 +92,9 @@ public:
     // renewed; public for tests.
     std::size_t renewAll();
 
-    // Deletes lapsed leases of every node (a crashed node's, an orphan nobody holds) in
-    // batches of `batch`; what the cluster sweep runs. nullopt if PostgreSQL failed.
+    // Deletes leases of every node lapsed for more than one lease time (a crashed node's, an
+    // orphan nobody holds) in batches of `batch`; what the cluster sweep runs. nullopt if
+    // PostgreSQL failed.
     std::optional<std::size_t> sweep(std::size_t batch = 1000);
 
     // Leases this object holds and still believes valid (tests, metrics).
