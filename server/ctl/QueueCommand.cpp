@@ -83,6 +83,17 @@ Poco::JSON::Object::Ptr envelopeJson(const queue::QueueEnvelope& v) {
     j->set("next_attempt", isoTime(v.nextAttempt));
     j->set("hold", v.hold);
     j->set("last_error", v.lastError.empty() ? Poco::Dynamic::Var() : Poco::Dynamic::Var(v.lastError));
+    // Recipients that failed for good whose failure report is still owed (never sent again).
+    Poco::JSON::Array::Ptr owed = new Poco::JSON::Array;
+    for (const auto& r : v.recipients)
+        if (auto it = v.owedReports.find(r); it != v.owedReports.end()) {
+            auto o = jsonObject();
+            o->set("recipient", r);
+            o->set("status", it->second.status);
+            o->set("diagnostic", it->second.diagnostic);
+            owed->add(o);
+        }
+    j->set("report_owed", owed);
     return j;
 }
 
@@ -107,7 +118,9 @@ int runQueueList(CommandContext& c) {
             const auto& v = e.envelope;
             c.out << v.id << " " << isoTime(v.arrival) << " size=" << e.size << " attempts=" << v.attempts
                   << " next=" << isoTime(v.nextAttempt) << (v.hold ? " hold" : "") << " from=<" << v.sender << "> to=";
-            for (std::size_t i = 0; i < v.recipients.size(); ++i) c.out << (i ? "," : "") << "<" << v.recipients[i] << ">";
+            for (std::size_t i = 0; i < v.recipients.size(); ++i)
+                c.out << (i ? "," : "") << "<" << v.recipients[i] << ">"
+                      << (v.owedReports.count(v.recipients[i]) ? "(failed, report owed)" : "");
             c.out << "\n";
             if (!v.lastError.empty()) c.out << "    last-error: " << v.lastError << "\n";
         }
@@ -138,7 +151,12 @@ int runQueueShow(CommandContext& c) {
             return ExitOk;
         }
         c.out << "id: " << v->id << "\narrival: " << isoTime(v->arrival) << "\nsender: <" << v->sender << ">\n";
-        for (const auto& r : v->recipients) c.out << "recipient: <" << r << ">\n";
+        for (const auto& r : v->recipients) {
+            c.out << "recipient: <" << r << ">";
+            if (auto it = v->owedReports.find(r); it != v->owedReports.end())
+                c.out << " failed " << it->second.status << ", report owed: " << it->second.diagnostic;
+            c.out << "\n";
+        }
         c.out << "client: " << v->clientIp << "\nhelo: " << v->heloName << "\nauth: " << v->authUser
               << "\nsession: " << v->sessionId << "\nattempts: " << v->attempts << "\nnext-attempt: "
               << isoTime(v->nextAttempt) << "\nhold: " << (v->hold ? "yes" : "no") << "\nlast-error: " << v->lastError

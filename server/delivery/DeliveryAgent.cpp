@@ -178,7 +178,7 @@ namespace {
 // RFC 8689: REQUIRETLS raises any route to 'verify', except dane/dane-only, which stay (a
 // DANE-authenticated session satisfies REQUIRETLS, RFC 8689 4.2.1; each host without DANE
 // is raised to 'verify' in deliverRoute); "TLS-Required: No" (only without the
-// REQUIRETLS parameter, which takes precedence) lowers 'encrypt'/'verify' to 'may': TLS is
+// REQUIRETLS parameter, which takes precedence) lowers 'encrypt'/'verify'/'dane'/'dane-only' to 'may': TLS is
 // still tried, but the message may go in clear (section 5). Never on a route that logs in
 // with the smarthost's password (delivery.relayhost_auth_file): the sender may waive the
 // recipient's TLS policy, not the operator's protection of that secret, which under 'may'
@@ -188,9 +188,9 @@ void applyTlsRequirements(RouteT& route, bool requireTls, bool tlsNotRequired) {
     if (requireTls) {
         route.requireTls = true;
         if (route.policy != TlsPolicy::Dane && route.policy != TlsPolicy::DaneOnly) route.policy = TlsPolicy::Verify;
-    } else if (tlsNotRequired && !route.credentials &&
-               (route.policy == TlsPolicy::Encrypt || route.policy == TlsPolicy::Verify)) {
-        route.policy = TlsPolicy::May;
+    } else if (tlsNotRequired && !route.credentials && route.policy != TlsPolicy::May &&
+               route.policy != TlsPolicy::None) {
+        route.policy = TlsPolicy::May;  // encrypt, verify, dane, dane-only: the recipient's DANE too
     }
     if (!requireTls && tlsNotRequired) route.mtaSts = false;  // RFC 8689 5: MTA-STS is ignored too
 }
@@ -595,6 +595,17 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         message.eightBit = hasEightBit(message.path, readable);
         tlsNotRequired = !envelope.requireTls && fileSaysTlsNotRequired(message.path);
     }
+    // A "relayed" report is made after the last recipient's record removed the file: for a
+    // message not held in memory, what the report can carry is read now (the header section,
+    // or for RET=FULL up to bounce_size_limit; one octet more tells it the message is longer).
+    std::string reportHead;
+    if (readable && !message.content &&
+        std::any_of(envelope.recipients.begin(), envelope.recipients.end(),
+                    [&](const std::string& r) { return envelope.dsnFor(r).wantsSuccess(); })) {
+        bool cut = false;
+        const std::size_t headLimit = std::max<std::size_t>(64 * 1024, static_cast<std::size_t>(config_.bounceSizeLimit)) + 1;
+        queue::readFileHead(message.path, headLimit, reportHead, cut);
+    }
     // A non-ASCII envelope needs SMTPUTF8 even without the flag (a bounce to a UTF-8 sender).
     message.smtpUtf8 = envelope.smtpUtf8 || envelopeNeedsSmtpUtf8(envelope.sender, envelope.recipients);
     message.requireTls = envelope.requireTls;
@@ -809,7 +820,8 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
                                        o.remoteHost, o.reply.text(), o.reply.code != 0, {}});
     }
     if (!relayed.empty() &&
-        bounces_.send(envelope, message.path, DsnAction::Relayed, relayed, expiry, message.content.get()) ==
+        bounces_.send(envelope, message.path, DsnAction::Relayed, relayed, expiry,
+                      message.content ? message.content.get() : &reportHead) ==
             BounceSender::Result::TempFail)
         logger().error(core::EventLine::inSession(id, "dsn.fail")
                            .add("kind", "relayed")

@@ -20,8 +20,8 @@ ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["pas
 MX1, MX2 = "127.0.0.20", "127.0.0.21"
 
 
-def submit(p, to, mail_options=()):
-    marker, msg = make_message(sender=ALICE, to=to)
+def submit(p, to, mail_options=(), extra_headers=()):
+    marker, msg = make_message(sender=ALICE, to=to, extra_headers=extra_headers)
     s = p.submission(ALICE, ALICE_PW)  # STARTTLS + AUTH
     try:
         s.sendmail(ALICE, [to], msg, mail_options=list(mail_options))
@@ -112,6 +112,12 @@ def test_dane_mismatch_only_mx_is_deferred_never_clear():
                       "/metrics counts the DANE failures")
                 check(p.metric("postern_delivery_tls_total", {"policy": "dane", "result": "fail"}) >= 2,
                       "/metrics counts the failed DANE deliveries")
+                # RFC 8689: "TLS-Required: No" asks that the recipient's TLS policy, DANE as
+                # well as MTA-STS, be ignored (review finding: DANE was kept). Delivered, over
+                # TLS all the same.
+                marker = submit(p, "other@d.dane.test", extra_headers=("TLS-Required: No",))
+                check(sink.wait_for(marker)[0].tls, "over TLS all the same")
+                p.log_contains(r"event=delivery\.ok to=<other@d\.dane\.test> .*tls=yes .*tls_policy=may", timeout=20)
     finally:
         certs.close()
 

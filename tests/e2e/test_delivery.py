@@ -6,6 +6,7 @@ kill -9 during delivery (exactly once afterwards), and posternctl queue commands
 
 import email
 import email.policy
+import json
 import os
 import re
 import shutil
@@ -273,6 +274,10 @@ def test_a_refused_recipient_is_not_sent_again_while_its_bounce_is_owed():
                        and not f.endswith(".lock")]
                 check_eq(len(env), 1, "the message is still queued for its report")
                 check("\nfailed 0 5.1.1 550 " in open(env[0]).read(), "the owed report is on disk")
+                listed = json.loads(ctl(p, "list", "--json").stdout)
+                check_eq([(o["recipient"], o["status"]) for o in listed[0]["report_owed"]], [("bad@a.test", "5.1.1")],
+                         "posternctl queue list --json names the owed report")
+                check("<bad@a.test>(failed, report owed)" in ctl(p, "list").stdout, "and queue list says so")
             finally:
                 os.remove(tmp)
                 os.mkdir(tmp)

@@ -278,6 +278,15 @@ def test_relayed_report_of_a_fully_delivered_message_returns_it():
             _, _, rcpts, third = parse_report(relayed[0], third="message/rfc822")
             check_eq([r.get("action") for r in rcpts], ["relayed"], "relayed report")
             check_eq(third.get_payload()[0]["X-Test-Marker"], marker, "RET=FULL: the message returned")
+            # A message over 1 MiB is not held in memory; the file is gone when the report is
+            # made (review finding: its header section was empty). The head is read first.
+            big, _ = send(p, ALICE, [("ok@a.test", ["NOTIFY=SUCCESS"])], body=("y" * 76 + "\r\n") * 16000)
+            sink.wait_for(big)
+            relayed = wait_for(lambda: reports(p, ALICE, big, "Successful Mail Delivery Report"), 20,
+                               what="relayed report of a 1.2 MB message")
+            _, _, rcpts, third = parse_report(relayed[0], third="text/rfc822-headers")
+            check_eq([r.get("action") for r in rcpts], ["relayed"], "relayed report")
+            check("X-Test-Marker: %s" % big in third.get_payload(), "its header section: %r" % third.get_payload()[:200])
 
 
 def test_ret_full_of_a_message_over_bounce_size_limit_returns_its_headers():
