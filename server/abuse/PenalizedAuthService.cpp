@@ -45,14 +45,8 @@ core::AuthResult PenalizedAuthService::authenticate(const core::AuthRequest& req
             if (!penalty_.admits(v, slot)) {
                 if (penalty_.awaitRelease(slot, deadline))
                     continue;
-                logger().warning(core::EventLine::inSession(request.sessionId, "auth.fail")
-                                     .add("svc", request.service)
-                                     .add("ip", request.client.host())
-                                     .add("user", request.user)
-                                     .add("backend", "penalty")
-                                     .add("result", "tempfail")
-                                     .text("detail", "other logins of this address or account still in progress")
-                                     .str());
+                logTempFail(request, "other logins of this address or account still in progress",
+                            Poco::Message::PRIO_WARNING);
                 return core::AuthResult{};
             }
         }
@@ -88,14 +82,21 @@ core::AuthResult PenalizedAuthService::blocked(const core::AuthRequest& request,
 }
 
 void PenalizedAuthService::logStoreTempFail(const core::AuthRequest& request) {
-    logger().error(core::EventLine::inSession(request.sessionId, "auth.fail")
-                       .add("svc", request.service)
-                       .add("ip", request.client.host())
-                       .add("user", request.user)
-                       .add("backend", "penalty")
-                       .add("result", "tempfail")
-                       .text("detail", "penalty store unavailable")
-                       .str());
+    logTempFail(request, "penalty store unavailable", Poco::Message::PRIO_ERROR);
+}
+
+void PenalizedAuthService::logTempFail(const core::AuthRequest& request, std::string_view detail,
+                                       Poco::Message::Priority priority) {
+    logger().log(Poco::Message("postern.auth",
+                               core::EventLine::inSession(request.sessionId, "auth.fail")
+                                   .add("svc", request.service)
+                                   .add("ip", request.client.host())
+                                   .add("user", request.user)
+                                   .add("backend", "penalty")
+                                   .add("result", "tempfail")
+                                   .text("detail", detail)
+                                   .str(),
+                               priority));
 }
 
 void PenalizedAuthService::refuseBlocked(const core::AuthRequest& request, const PenaltyVerdict& v) {

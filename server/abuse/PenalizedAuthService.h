@@ -6,7 +6,10 @@
 #include "abuse/AuthPenalty.h"
 #include "core/AuthService.h"
 
+#include <Poco/Message.h>
+
 #include <chrono>
+#include <string_view>
 #include <functional>
 
 namespace postern::abuse {
@@ -36,6 +39,7 @@ private:
     core::AuthResult blocked(const core::AuthRequest& request, const PenaltyVerdict& v,
                              AuthPenalty::Reservation& slot);
     void logStoreTempFail(const core::AuthRequest& request);
+    void logTempFail(const core::AuthRequest& request, std::string_view detail, Poco::Message::Priority priority);
     void recordFailure(const core::AuthRequest& request, const PenaltyVerdict& v, AuthPenalty::Reservation& slot);
 
     core::AuthService& inner_;
