@@ -223,20 +223,20 @@ bool AuthPenalty::admits(const PenaltyVerdict& v, const Reservation& r) const {
 bool AuthPenalty::awaitRelease(Reservation& r, std::chrono::steady_clock::time_point deadline) {
     if (!r.owner_)
         return true;
-    const std::string ip = r.ipKey_;
-    const std::string account = r.accountKey_;
-    r.release();
-    std::unique_lock lock(inFlightMutex_);
-    // Wait on the keys with other logins in progress now (after our own release): the end
-    // of any of them changes its generation (or removes it). None left: check again now.
+    // The keys that had other logins in progress when the place was taken (what held this
+    // one back), watched from the generations seen then: a verification that ended since
+    // (while this login read the store) is not missed. A key this login had to itself is
+    // not watched: its own release removes it, which would wake it at once, again and again.
     std::vector<std::pair<std::string, std::uint64_t>> watched;
-    for (const std::string* key : {&ip, &account}) {
-        auto it = key->empty() ? inFlight_.end() : inFlight_.find(*key);
-        if (it != inFlight_.end())
-            watched.emplace_back(*key, it->second.gen);
-    }
+    if (r.othersIp > 0)
+        watched.emplace_back(r.ipKey_, r.ipGen_);
+    if (r.othersAccount > 0 && !r.accountKey_.empty())
+        watched.emplace_back(r.accountKey_, r.accountGen_);
+    r.release();
     if (watched.empty())
         return true;
+    std::unique_lock lock(inFlightMutex_);
+    // Nothing in progress any more on a key, or a verification of it ended: check again now.
     return inFlightEnded_.wait_until(lock, deadline, [&] {
         for (const auto& [key, gen] : watched)
             if (changed(key, gen))

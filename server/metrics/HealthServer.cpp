@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <stdexcept>
@@ -165,10 +166,8 @@ private:
 // connection's thread and the timer's.
 class Cutter {
 public:
-    explicit Cutter(int fd) : fd_(::dup(fd)) {}
-    ~Cutter() {
-        if (fd_ >= 0) ::close(fd_);
-    }
+    explicit Cutter(int fd) : fd_(::fcntl(fd, F_DUPFD_CLOEXEC, 0)) {}
+    ~Cutter() { end(); }
     Cutter(const Cutter&) = delete;
     Cutter& operator=(const Cutter&) = delete;
 
@@ -184,9 +183,13 @@ public:
         over_ = true;
         ::shutdown(fd_, SHUT_RDWR);  // the blocked read or write returns; the connection ends
     }
+    // The connection ended: the dup is closed now (a cancelled timer task keeps this object
+    // until its time, which must not keep the socket open).
     void end() {
         std::lock_guard lock(mutex_);
         over_ = true;
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
     }
 
 private:

@@ -76,8 +76,8 @@ public:
     HealthServer& operator=(const HealthServer&) = delete;
 
     void start();
-    // Stops accepting and joins the pool: a request in progress ends within requestTimeout
-    // (its head) plus readyTimeout (/readyz). Idempotent.
+    // Stops accepting and joins the pool: a connection in progress ends within requestTimeout
+    // (its head) plus readyTimeout and requestTimeout again (its answer). Idempotent.
     void stop();
     // The bound address (the real port when options.port was 0).
     Poco::Net::SocketAddress address() const { return address_; }

@@ -6,7 +6,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
-#include <system_error>
+#include <exception>
 #include <thread>
 #include <utility>
 
@@ -64,8 +64,8 @@ std::optional<Poco::Net::SocketAddress> HostResolver::resolve(Clock::time_point 
                 }
                 state->done.notify_all();
             }).detach();
-        } catch (const std::system_error& e) {
-            // No thread (resource limits): no lookup runs, and none may look as if it did.
+        } catch (const std::exception& e) {
+            // No thread (resource limits, memory): no lookup runs, and none may look as if it did.
             state_->running = false;
             error = "lookup of " + host_ + ": cannot start a thread: " + e.what();
             return std::nullopt;

@@ -41,8 +41,8 @@ const pg::Statement LeaseRelease{"postern_lease_release",
                                  "DELETE FROM maildrop_leases WHERE mailbox = $1 AND token = $2::uuid"};
 
 // SKIP LOCKED: a row a login is taking over right now is left to it. Only rows lapsed for
-// a whole lease more ($2 ms): a renewal finds its own lapsed row still there and keeps it
-// (after a database outage longer than the lease, the sessions holding leases renew them).
+// a whole lease more ($2 ms, this node's cluster.lock_lease: nodes share one value): a
+// session that renews within that time after a database outage finds its row and keeps it.
 const pg::Statement LeaseSweep{
     "postern_lease_sweep",
     "DELETE FROM maildrop_leases WHERE ctid = ANY (ARRAY("
