@@ -21,6 +21,9 @@ constexpr const char* FailEvent = "account_security.store_fail";
 // index lookups, in this same statement), so sprayed user names leave no rows.
 // Answers (account, login rows written) per account written. Data-modifying CTEs all run
 // to completion whether or not the SELECT reads them.
+// Before a flush: tells a pooled connection the server closed from a lost COMMIT.
+const pg::Statement AliveProbe{"postern_account_security_alive", "SELECT 1"};
+
 const pg::Statement FlushWrite{
     "postern_account_security_flush",
     "WITH l AS (INSERT INTO account_logins (account, at, ip, protocol, mechanism, tls, result)"
@@ -183,7 +186,7 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
     // apart (once per flush, not per login).
     bool connectionDead = false;
     pg::QueryResult w = pool_.withConnection([&](pg::Connection& c) {
-        pg::QueryResult alive = c.exec("SELECT 1");
+        pg::QueryResult alive = c.execPrepared(AliveProbe, {});
         if (alive.failed()) {
             connectionDead = true;
             return alive;
