@@ -35,13 +35,7 @@ core::AuthResult PenalizedAuthService::authenticate(const core::AuthRequest& req
                                 penalty_.hasLocalCounts(request.client, request.user);
         PenaltyVerdict v;
         if (checkFirst) {
-            v = penalty_.check(request.client, request.user);
-            if (v.kind == PenaltyVerdict::Kind::TempFail) {
-                logStoreTempFail(request);
-                return core::AuthResult{};
-            }
-            if (v.isBlocked())
-                return blocked(request, v, slot);
+            if (auto refused = check(request, v, slot)) return *refused;
             if (!penalty_.admits(v, slot)) {
                 if (penalty_.awaitRelease(slot, deadline))
                     continue;
@@ -56,13 +50,7 @@ core::AuthResult PenalizedAuthService::authenticate(const core::AuthRequest& req
             if (!checkFirst) {
                 // Checked now, before the answer: blocked -> the same refusal (after the
                 // same longest delay) a correct password gets from the caller, not counted.
-                v = penalty_.check(request.client, request.user);
-                if (v.kind == PenaltyVerdict::Kind::TempFail) {
-                    logStoreTempFail(request);
-                    return core::AuthResult{};
-                }
-                if (v.isBlocked())
-                    return blocked(request, v, slot);
+                if (auto refused = check(request, v, slot)) return *refused;
             }
             recordFailure(request, v, slot);
         } else if (result.status == core::AuthStatus::Ok && !request.penaltyCheckedByCaller) {
@@ -72,6 +60,17 @@ core::AuthResult PenalizedAuthService::authenticate(const core::AuthRequest& req
     }
 }
 
+std::optional<core::AuthResult> PenalizedAuthService::check(const core::AuthRequest& request, PenaltyVerdict& v,
+                                                            AuthPenalty::Reservation& slot) {
+    v = penalty_.check(request.client, request.user);
+    if (v.kind == PenaltyVerdict::Kind::TempFail) {
+        logTempFail(request, "penalty store unavailable", Poco::Message::PRIO_ERROR);
+        return core::AuthResult{};
+    }
+    if (v.isBlocked()) return blocked(request, v, slot);
+    return std::nullopt;
+}
+
 core::AuthResult PenalizedAuthService::blocked(const core::AuthRequest& request, const PenaltyVerdict& v,
                                                AuthPenalty::Reservation& slot) {
     slot.release();  // not while waiting out the delay
@@ -79,10 +78,6 @@ core::AuthResult PenalizedAuthService::blocked(const core::AuthRequest& request,
     core::AuthResult result;
     result.status = core::AuthStatus::Blocked;
     return result;
-}
-
-void PenalizedAuthService::logStoreTempFail(const core::AuthRequest& request) {
-    logTempFail(request, "penalty store unavailable", Poco::Message::PRIO_ERROR);
 }
 
 void PenalizedAuthService::logTempFail(const core::AuthRequest& request, std::string_view detail,

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <string_view>
 #include <functional>
+#include <optional>
 
 namespace postern::abuse {
 
@@ -36,9 +37,12 @@ public:
     void refuseBlocked(const core::AuthRequest& request, const PenaltyVerdict& v);
 
 private:
+    // Reads the penalty into v; an answer when its store is down (TempFail) or the login is
+    // blocked, nothing when the verification may go on.
+    std::optional<core::AuthResult> check(const core::AuthRequest& request, PenaltyVerdict& v,
+                                          AuthPenalty::Reservation& slot);
     core::AuthResult blocked(const core::AuthRequest& request, const PenaltyVerdict& v,
                              AuthPenalty::Reservation& slot);
-    void logStoreTempFail(const core::AuthRequest& request);
     void logTempFail(const core::AuthRequest& request, std::string_view detail, Poco::Message::Priority priority);
     void recordFailure(const core::AuthRequest& request, const PenaltyVerdict& v, AuthPenalty::Reservation& slot);
 

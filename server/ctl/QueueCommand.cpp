@@ -1,11 +1,13 @@
 #include "QueueCommand.h"
 
 #include "CtlSupport.h"
+#include "core/LogValue.h"
 #include "queue/FileOps.h"
 #include "queue/OutboundQueue.h"
 
 #include <ctime>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <set>
 #include <ostream>
@@ -97,6 +99,14 @@ Poco::JSON::Object::Ptr envelopeJson(const queue::QueueEnvelope& v) {
     return j;
 }
 
+// A stored value as the operator's terminal shows it: the envelope keeps clients' and remote
+// servers' text as it came (HELO names, addresses, a remote reply's diagnostic), and a
+// control character in it must not reach the terminal (an ESC sequence could rewrite the
+// screen). Controls, invalid UTF-8, '"' and '\' are shown as \xHH, as in the log.
+std::string shown(std::string_view value) {
+    return core::logQuotedText(value, std::numeric_limits<std::size_t>::max());
+}
+
 }  // namespace
 
 int runQueueList(CommandContext& c) {
@@ -117,12 +127,12 @@ int runQueueList(CommandContext& c) {
         for (const auto& e : entries) {
             const auto& v = e.envelope;
             c.out << v.id << " " << isoTime(v.arrival) << " size=" << e.size << " attempts=" << v.attempts
-                  << " next=" << isoTime(v.nextAttempt) << (v.hold ? " hold" : "") << " from=<" << v.sender << "> to=";
+                  << " next=" << isoTime(v.nextAttempt) << (v.hold ? " hold" : "") << " from=<" << shown(v.sender) << "> to=";
             for (std::size_t i = 0; i < v.recipients.size(); ++i)
-                c.out << (i ? "," : "") << "<" << v.recipients[i] << ">"
+                c.out << (i ? "," : "") << "<" << shown(v.recipients[i]) << ">"
                       << (v.owedReports.count(v.recipients[i]) ? "(failed, report owed)" : "");
             c.out << "\n";
-            if (!v.lastError.empty()) c.out << "    last-error: " << v.lastError << "\n";
+            if (!v.lastError.empty()) c.out << "    last-error: " << shown(v.lastError) << "\n";
         }
         c.out << entries.size() << (entries.size() == 1 ? " message\n" : " messages\n");
         return ExitOk;
@@ -150,16 +160,16 @@ int runQueueShow(CommandContext& c) {
             writeJson(c.out, j);
             return ExitOk;
         }
-        c.out << "id: " << v->id << "\narrival: " << isoTime(v->arrival) << "\nsender: <" << v->sender << ">\n";
+        c.out << "id: " << v->id << "\narrival: " << isoTime(v->arrival) << "\nsender: <" << shown(v->sender) << ">\n";
         for (const auto& r : v->recipients) {
-            c.out << "recipient: <" << r << ">";
+            c.out << "recipient: <" << shown(r) << ">";
             if (auto it = v->owedReports.find(r); it != v->owedReports.end())
-                c.out << " failed " << it->second.status << ", report owed: " << it->second.diagnostic;
+                c.out << " failed " << it->second.status << ", report owed: " << shown(it->second.diagnostic);
             c.out << "\n";
         }
-        c.out << "client: " << v->clientIp << "\nhelo: " << v->heloName << "\nauth: " << v->authUser
-              << "\nsession: " << v->sessionId << "\nattempts: " << v->attempts << "\nnext-attempt: "
-              << isoTime(v->nextAttempt) << "\nhold: " << (v->hold ? "yes" : "no") << "\nlast-error: " << v->lastError
+        c.out << "client: " << shown(v->clientIp) << "\nhelo: " << shown(v->heloName) << "\nauth: " << shown(v->authUser)
+              << "\nsession: " << shown(v->sessionId) << "\nattempts: " << v->attempts << "\nnext-attempt: "
+              << isoTime(v->nextAttempt) << "\nhold: " << (v->hold ? "yes" : "no") << "\nlast-error: " << shown(v->lastError)
               << "\n";
         std::string data;
         if (queue::readFile(a.queue->dataPath(id), data)) {

@@ -253,53 +253,50 @@ private:
     std::shared_ptr<HealthServer::Probe> probe_;  // shared: the factory lives as long as the server
 };
 
+// What every health connection is served with: the request parser's parameters, the handler
+// factory, and the deadlines (health.request_timeout for the head, ready_timeout more for
+// the answer).
+struct DeadlineSettings {
+    Poco::Net::HTTPServerParams::Ptr params;
+    Poco::Net::HTTPRequestHandlerFactory::Ptr factory;
+    Poco::Util::Timer& timer;
+    std::chrono::milliseconds budget;
+    std::chrono::milliseconds readyBudget;
+};
+
 // POCO's HTTP connection (the request parser) under a deadline for the request head: POCO's
 // own timeout is per read, so a client sending a byte every few seconds held a thread for
 // hours, and two such clients starved the probes.
 class DeadlineConnection final : public Poco::Net::TCPServerConnection {
 public:
-    DeadlineConnection(const Poco::Net::StreamSocket& socket, Poco::Net::HTTPServerParams::Ptr params,
-                       Poco::Net::HTTPRequestHandlerFactory::Ptr factory, Poco::Util::Timer& timer,
-                       std::chrono::milliseconds budget, std::chrono::milliseconds readyBudget)
-        : TCPServerConnection(socket), params_(std::move(params)), factory_(std::move(factory)), timer_(timer),
-          budget_(budget), readyBudget_(readyBudget) {}
+    DeadlineConnection(const Poco::Net::StreamSocket& socket, const DeadlineSettings& settings)
+        : TCPServerConnection(socket), settings_(settings) {}
 
     void run() override {
-        ConnectionDeadline deadline(timer_, socket().impl()->sockfd(), readyBudget_ + budget_);
-        deadline.start(budget_);
+        ConnectionDeadline deadline(settings_.timer, socket().impl()->sockfd(),
+                                    settings_.readyBudget + settings_.budget);
+        deadline.start(settings_.budget);
         currentDeadline = &deadline;
         struct Reset {
             ~Reset() { currentDeadline = nullptr; }
         } reset;
-        Poco::Net::HTTPServerConnection http(socket(), params_, factory_);
+        Poco::Net::HTTPServerConnection http(socket(), settings_.params, settings_.factory);
         http.run();
     }
 
 private:
-    Poco::Net::HTTPServerParams::Ptr params_;
-    Poco::Net::HTTPRequestHandlerFactory::Ptr factory_;
-    Poco::Util::Timer& timer_;
-    std::chrono::milliseconds budget_;
-    std::chrono::milliseconds readyBudget_;
+    const DeadlineSettings settings_;
 };
 
 class DeadlineConnectionFactory final : public Poco::Net::TCPServerConnectionFactory {
 public:
-    DeadlineConnectionFactory(Poco::Net::HTTPServerParams::Ptr params, Poco::Net::HTTPRequestHandlerFactory::Ptr factory,
-                              Poco::Util::Timer& timer, std::chrono::milliseconds budget,
-                              std::chrono::milliseconds readyBudget)
-        : params_(std::move(params)), factory_(std::move(factory)), timer_(timer), budget_(budget),
-          readyBudget_(readyBudget) {}
+    explicit DeadlineConnectionFactory(DeadlineSettings settings) : settings_(std::move(settings)) {}
     Poco::Net::TCPServerConnection* createConnection(const Poco::Net::StreamSocket& socket) override {
-        return new DeadlineConnection(socket, params_, factory_, timer_, budget_, readyBudget_);
+        return new DeadlineConnection(socket, settings_);
     }
 
 private:
-    Poco::Net::HTTPServerParams::Ptr params_;
-    Poco::Net::HTTPRequestHandlerFactory::Ptr factory_;
-    Poco::Util::Timer& timer_;
-    std::chrono::milliseconds budget_;
-    std::chrono::milliseconds readyBudget_;
+    const DeadlineSettings settings_;
 };
 
 }  // namespace
@@ -328,8 +325,8 @@ HealthServer::HealthServer(const Registry& registry, ReadinessCheck readiness, c
     timer_ = std::make_unique<Poco::Util::Timer>();
     const auto budget = options.requestTimeout;
     server_ = std::make_unique<Poco::Net::TCPServer>(
-        new DeadlineConnectionFactory(params, new HealthHandlerFactory(registry, probe_), *timer_, budget,
-                                      options.readyTimeout),
+        new DeadlineConnectionFactory(DeadlineSettings{params, new HealthHandlerFactory(registry, probe_), *timer_,
+                                                       budget, options.readyTimeout}),
         *pool_,
         socket, params);
 }

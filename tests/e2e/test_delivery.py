@@ -590,11 +590,13 @@ def test_sigkill_under_relay_load_delivers_every_acknowledged_message():
 
 
 def test_posternctl_queue_list_show_hold_release_delete_flush():
+    """The remote refusal carries an ESC sequence (clear screen): posternctl shows it as
+    \\x1b, not to the operator's terminal (review finding: it was printed as stored)."""
     port = sink_port((MX1,))
     accept = threading.Event()
 
     def data_reply(content):
-        return "250 2.0.0 Ok" if accept.is_set() else "451 4.3.0 not now"
+        return "250 2.0.0 Ok" if accept.is_set() else "451 4.3.0 not now \x1b[2J"
 
     with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port, data_reply=data_reply) as sink:
         o = delivery_overrides(dns, port)
@@ -608,12 +610,13 @@ def test_posternctl_queue_list_show_hold_release_delete_flush():
             out = ctl(p, "list").stdout
             check("3 messages" in out, out)
             check(re.search(r"attempts=1 next=\S+ from=<alice@example\.test> to=<held@a\.test>", out), out)
-            check("last-error: 451 4.3.0 not now" in out, out)
+            check("last-error: 451 4.3.0 not now \\x1b[2J" in out and "\x1b" not in out, out)
             id1, id3 = queue_id_for(p, "held@a.test"), queue_id_for(p, "deleted@a.test")
             check_eq(ctl(p, "hold", id1).stdout.strip(), id1 + ": held", "hold")
             show = ctl(p, "show", id1).stdout
             check("hold: yes" in show and "recipient: <held@a.test>" in show and
                   "X-Test-Marker: " + m1 in show, show)
+            check("last-error: 451 4.3.0 not now \\x1b[2J" in show and "\x1b" not in show, show)
             check_eq(ctl(p, "delete", id3).stdout.strip(), id3 + ": deleted", "delete")
             check_eq(ctl(p, "show", id3, check_rc=False).returncode, 67, "show of a deleted message")
             accept.set()
