@@ -69,6 +69,7 @@ inline postern_status writeStatus(WriteStatus s) {
     case WriteStatus::IoError: return POSTERN_IO_ERROR;
     case WriteStatus::ConfigError: return POSTERN_CONFIG_ERROR;
     case WriteStatus::Failed: return POSTERN_FAILED;
+    case WriteStatus::Changed: return POSTERN_CHANGED;
     }
     return POSTERN_FAILED;
 }
@@ -237,6 +238,11 @@ struct Table {
                                       const postern_sink* sink) noexcept {
         return guardedWrite(sink, [&] { return backendOf(b)->setPassword(str(user), str(hash)); });
     }
+    static postern_status replacePassword(postern_backend* b, postern_str user, postern_str oldHash,
+                                          postern_str newHash, const postern_sink* sink) noexcept {
+        return guardedWrite(sink,
+                            [&] { return backendOf(b)->replacePassword(str(user), str(oldHash), str(newHash)); });
+    }
     static postern_status checkNewUser(postern_backend* b, postern_str address, const postern_sink* sink) noexcept {
         return guardedWrite(sink, [&] { return backendOf(b)->checkNewUser(str(address)); });
     }
@@ -346,7 +352,9 @@ struct Table {
                                             &listUsers, &showUser,
                                             // ABI 4: app passwords
                                             &addAppPassword, &listAppPasswords, &revokeAppPassword,
-                                            &setRequireAppPassword, &touchAppPassword};
+                                            &setRequireAppPassword, &touchAppPassword,
+                                            // ABI 5
+                                            &replacePassword};
         return &t;
     }
 };

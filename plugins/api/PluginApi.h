@@ -85,6 +85,7 @@ enum class WriteStatus : std::uint8_t {
     IoError,        // a file could not be read or written
     ConfigError,    // the store is not set up for this (e.g. schema missing)
     Failed,         // anything else
+    Changed,        // replacePassword: the stored hash is not the one to replace (nothing written)
 };
 
 struct WriteAnswer {
@@ -178,6 +179,14 @@ public:
     // scheme). May be called concurrently with the reads.
     virtual WriteAnswer setPassword(const std::string& user, const std::string& newHash) noexcept {
         (void)user, (void)newHash;
+        return unsupported();
+    }
+    // Rehash on login's write: replaces the stored hash with newHash only if it is still
+    // oldHash (as authenticate reported it), atomically; Changed if another hash is stored.
+    // Unsupported (the default): the host checks again and calls setPassword.
+    virtual WriteAnswer replacePassword(const std::string& user, const std::string& oldHash,
+                                        const std::string& newHash) noexcept {
+        (void)user, (void)oldHash, (void)newHash;
         return unsupported();
     }
     // User administration (posternctl, one call at a time).

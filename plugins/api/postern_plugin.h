@@ -15,7 +15,7 @@
  * needs a matching free; a plugin cannot leak a result object and the host cannot free one
  * with the wrong allocator. Sink callbacks never unwind into the plugin (the host catches).
  *
- * Threads: authenticate, lookup, has_domain, probe and set_password are called concurrently
+ * Threads: authenticate, lookup, has_domain, probe, set_password and replace_password are called concurrently
  * from many threads; the user administration calls (posternctl) one at a time. */
 #ifndef POSTERN_PLUGIN_H
 #define POSTERN_PLUGIN_H
@@ -27,10 +27,12 @@
 extern "C" {
 #endif
 
-/* 4: app passwords (fields appended to postern_auth_answer, postern_sink, postern_plugin_table);
+/* 5: replace_password appended to postern_plugin_table (the rehash's compare-and-set);
+ *    POSTERN_CHANGED.
+ * 4: app passwords (fields appended to postern_auth_answer, postern_sink, postern_plugin_table);
  *    stored_scheme appended to postern_auth_answer (rehash on login).
  * 3: the C boundary (postern_plugin_table); write entry points. (1, 2: C++ classes.) */
-#define POSTERN_PLUGIN_ABI_VERSION 4u
+#define POSTERN_PLUGIN_ABI_VERSION 5u
 
 /* The two symbols every plugin exports. */
 #define POSTERN_PLUGIN_ABI_SYMBOL "postern_plugin_abi_version"
@@ -63,6 +65,7 @@ typedef int32_t postern_status;
 #define POSTERN_IO_ERROR 10       /* a file could not be read or written */
 #define POSTERN_CONFIG_ERROR 11   /* the store is not set up for this (schema missing) */
 #define POSTERN_FAILED 12         /* any other error (message says what) */
+#define POSTERN_CHANGED 13        /* replace_password: the stored hash is not the one to replace */
 
 /* Opaque: what create() returned; only the same plugin's functions look inside. */
 typedef struct postern_backend postern_backend;
@@ -241,6 +244,15 @@ typedef struct postern_plugin_table {
     postern_status (*touch_app_password)(postern_backend* backend, postern_str user, postern_str id,
                                          postern_str client_ip, const postern_sink* sink);
     /* end ABI 4 app passwords */
+
+    /* ABI 5: rehash on login's write (posternd, concurrently with the reads). Replaces the
+     * stored hash with new_hash only if it is still old_hash (as authenticate reported it in
+     * record.password_hash), in one atomic step: a password changed since the login
+     * (posternctl user passwd, the ISP's own tools) is never overwritten with a hash of the old
+     * one. OK; CHANGED (another hash is stored; nothing written); UNKNOWN_USER; UNSUPPORTED
+     * (the host then checks again and calls set_password); NULL = UNSUPPORTED. */
+    postern_status (*replace_password)(postern_backend* backend, postern_str user, postern_str old_hash,
+                                       postern_str new_hash, const postern_sink* sink);
 } postern_plugin_table;
 
 /* Exported by the plugin (visibility default, C linkage):

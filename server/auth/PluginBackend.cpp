@@ -183,6 +183,7 @@ api::WriteStatus PluginBackend::writeStatus(postern_status s) {
     case POSTERN_TEMPFAIL: return api::WriteStatus::TempFail;
     case POSTERN_IO_ERROR: return api::WriteStatus::IoError;
     case POSTERN_CONFIG_ERROR: return api::WriteStatus::ConfigError;
+    case POSTERN_CHANGED: return api::WriteStatus::Changed;
     default: return api::WriteStatus::Failed;
     }
 }
@@ -280,6 +281,11 @@ api::ProbeAnswer PluginBackend::probe() noexcept {
 
 api::WriteAnswer PluginBackend::setPassword(const std::string& user, const std::string& newHash) noexcept {
     POSTERN_WRITE_CALL(set_password, view(user), view(newHash))
+}
+
+api::WriteAnswer PluginBackend::replacePassword(const std::string& user, const std::string& oldHash,
+                                                const std::string& newHash) noexcept {
+    POSTERN_WRITE_CALL(replace_password, view(user), view(oldHash), view(newHash))
 }
 
 api::WriteAnswer PluginBackend::checkNewUser(const std::string& address) noexcept {

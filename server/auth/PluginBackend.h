@@ -33,6 +33,8 @@ public:
     plugins::api::ProbeAnswer probe() noexcept override;
 
     plugins::api::WriteAnswer setPassword(const std::string& user, const std::string& newHash) noexcept override;
+    plugins::api::WriteAnswer replacePassword(const std::string& user, const std::string& oldHash,
+                                              const std::string& newHash) noexcept override;
     plugins::api::WriteAnswer checkNewUser(const std::string& address) noexcept override;
     plugins::api::WriteAnswer addUser(const plugins::api::NewUser& user) noexcept override;
     plugins::api::WriteAnswer setEnabled(const std::string& user, bool enabled) noexcept override;

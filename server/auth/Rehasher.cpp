@@ -41,6 +41,7 @@ const char* writeStatusName(api::WriteStatus s) {
     case api::WriteStatus::IoError: return "io_error";
     case api::WriteStatus::ConfigError: return "config_error";
     case api::WriteStatus::Failed: return "failed";
+    case api::WriteStatus::Changed: return "changed";
     }
     return "failed";
 }
@@ -134,32 +135,55 @@ void Rehasher::run() {
     idle_.notify_all();
 }
 
-void Rehasher::process(Job& job) {
-    const std::string to(schemeName(settings_.target));
-    // (1) Still the hash the login was checked against? A changed password is not ours to
-    // touch, and a rehash done meanwhile needs no second write.
+bool Rehasher::stillTheSameHash(const Job& job) {
     const api::AuthAnswer now = job.backend->authenticate(job.user, job.password, "rehash", "");
     const bool same = now.status == api::Status::Ok && now.appPasswordId.empty() && now.verified == job.verifiedByBackend &&
                       (job.verifiedByBackend ? canonicalSchemeName(now.storedScheme) == job.fromScheme
                                              : now.record.passwordHash == job.oldHash);
-    if (!same) {
-        counters_.count("auth_rehash", "skipped");
-        logger().debug(core::EventLine("auth.rehash_skipped")
-                           .add("user", job.user)
-                           .add("backend", job.backendName)
-                           .add("reason", now.status == api::Status::TempFail ? "backend_tempfail" : "hash_changed")
-                           .str());
-        return;
-    }
+    if (!same) skipped(job, now.status == api::Status::TempFail ? "backend_tempfail" : "hash_changed");
+    return same;
+}
+
+void Rehasher::skipped(const Job& job, std::string_view reason) {
+    counters_.count("auth_rehash", "skipped");
+    logger().debug(core::EventLine("auth.rehash_skipped")
+                       .add("user", job.user)
+                       .add("backend", job.backendName)
+                       .add("reason", reason)
+                       .str());
+}
+
+void Rehasher::process(Job& job) {
+    const std::string to(schemeName(settings_.target));
+    // (1) Still the hash the login was checked against? A changed password is not ours to
+    // touch, and a rehash done meanwhile needs no second write (nor the cost of a new hash).
+    if (!stillTheSameHash(job)) return;
     // (2) The new hash, checked before it replaces a working one.
     std::string hash = makePasswordHash(settings_.target, job.password);
     if (verifyPassword(job.password, hash) != VerifyResult::Match) {
+        wipe(hash);
         failed(job, "failed", "the new " + to + " hash does not verify");
         return;
     }
-    // (3) One write through the plugin.
-    const api::WriteAnswer w = job.backend->setPassword(job.user, hash);
+    // (3) One write through the plugin: a compare-and-set against the hash the login was
+    // checked against, so a password changed while (2) ran (an Argon2id hash takes tens of
+    // milliseconds) is not overwritten. A backend that cannot compare (a plugin without
+    // replace_password, a backend that verified the password itself) is asked once more,
+    // right before its plain write.
+    api::WriteAnswer w{api::WriteStatus::Unsupported, ""};
+    if (!job.verifiedByBackend) w = job.backend->replacePassword(job.user, job.oldHash, hash);
+    if (w.status == api::WriteStatus::Unsupported) {
+        if (!stillTheSameHash(job)) {
+            wipe(hash);
+            return;
+        }
+        w = job.backend->setPassword(job.user, hash);
+    }
     wipe(hash);
+    if (w.status == api::WriteStatus::Changed) {
+        skipped(job, "hash_changed");
+        return;
+    }
     if (w.status != api::WriteStatus::Ok) {
         failed(job, writeStatusName(w.status), w.detail);
         return;

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -33,8 +34,11 @@ struct RehashSettings {
 // accepts the password and reports the same old scheme): a password changed meanwhile
 // (posternctl user passwd) is never overwritten with the old one, and a second login that
 // queued the same rehash finds the new hash and stops there; (2) make the new hash and check that it verifies;
-// (3) setPassword. One log line per rehash on "postern.auth": event=auth.rehash user=...
-// backend=... from=MD5-CRYPT to=ARGON2ID; a failed write logs event=auth.rehash_failed at
+// (3) the write: replacePassword, a compare-and-set against the hash the login was checked
+// against (Changed = a password changed meanwhile: skipped); a backend without it (or one
+// that verified the password itself) is asked again as in (1), then setPassword. One log
+// line per rehash on "postern.auth": event=auth.rehash user=... backend=... from=MD5-CRYPT
+// to=ARGON2ID; a failed write logs event=auth.rehash_failed at
 // warning level once per backend and kind of failure (until a rehash there succeeds again),
 // later ones at debug level; the old hash stays, the login succeeded anyway. Counters:
 // count("auth_rehash", "ok" | "failed" | "skipped" | "dropped").
@@ -71,6 +75,10 @@ public:
 private:
     void run();
     void process(Job& job);
+    // Asks the backend again: true if it still holds the hash the login was checked against;
+    // otherwise counts and logs the job as skipped.
+    bool stillTheSameHash(const Job& job);
+    void skipped(const Job& job, std::string_view reason);
     void failed(const Job& job, const std::string& status, const std::string& detail);
 
     const RehashSettings settings_;

@@ -56,6 +56,7 @@ void UserStore::fail(const api::WriteAnswer& a, const std::string& address) cons
         throw CtlError(ExitConfig, a.detail);
     case api::WriteStatus::Ok:
     case api::WriteStatus::Failed:
+    case api::WriteStatus::Changed:  // only replacePassword answers it (posternd's rehash)
         break;
     }
     throw CtlError(ExitSoftware, "backend '" + backend_.name + "': " + a.detail);

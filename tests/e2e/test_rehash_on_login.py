@@ -276,6 +276,44 @@ def test_postgres_old_schemes_become_argon2id_and_still_log_in():
     p.stop()
 
 
+def test_postgres_password_changed_during_the_rehash_is_kept():
+    """The rehash's write is a compare-and-set (replace_password_query): a password changed
+    after the login, while the new hash is made, is kept, not overwritten with a hash of the
+    old password. The change is an UPDATE in an open transaction (the ISP's own tool); it
+    commits once the rehash's write waits for that row (pg_stat_activity). A plain UPDATE by
+    address (set_password_query, as before) then overwrote the new password."""
+    pg = pg_setup()
+    user = "race@pg.test"
+    pg.sql("INSERT INTO users (address, domain, password) VALUES ('%s', 'pg.test', '%s')" % (user, OLD_HASHES["md5"]))
+    p = pg_postern(pg)
+    psql = subprocess.Popen(P._as_server_user() + ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                                                   "-h", pg.sockdir, "-p", str(pg.port), "-U", P.SUPERUSER,
+                                                   "-d", P.DATABASE],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        psql.stdin.write("BEGIN; UPDATE users SET password = '{PLAIN}changed-by-the-isp' WHERE address = '%s';"
+                         " SELECT 'held';\n" % user)
+        psql.stdin.flush()
+        check_eq(psql.stdout.readline().strip(), "held", "the row held by the open transaction")
+        login_ok(p, user, PASSWORD, "pop3")  # checked against the committed MD5-CRYPT hash
+        wait_for(lambda: pg.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                " AND query LIKE 'UPDATE users SET password%'") == ["1"],
+                 REHASH_TIMEOUT, what="the rehash's write waiting for the row")
+        psql.stdin.write("COMMIT;\n")
+        psql.stdin.close()
+        check_eq(psql.wait(timeout=30), 0, "psql")
+    finally:
+        if psql.poll() is None:
+            psql.kill()
+    wait_for(lambda: p.metric("postern_events_total", {"event": "auth_rehash", "label": "skipped"}) == 1,
+             REHASH_TIMEOUT, what="the rehash skipped")
+    check_eq(pg_hash(pg, user), "{PLAIN}changed-by-the-isp", "the stored hash after the rehash")
+    check_eq(p.log_count(r"event=auth\.rehash user=%s " % re.escape(user)), 0, "rehash lines")
+    login_ok(p, user, "changed-by-the-isp", "smtp")
+    login_fails(p, user, PASSWORD)
+    p.stop()
+
+
 # ------------------------------------------------------------------------------------------
 # LDAP
 

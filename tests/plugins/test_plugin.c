@@ -115,7 +115,8 @@ static postern_status set_password(postern_backend* b, postern_str user, postern
 static const postern_plugin_table table = {
     TEST_TABLE_ABI, (uint32_t)(TEST_TABLE_SIZE), "ctest", "0.1", create, destroy, authenticate, lookup,
     has_domain, probe, set_password, NULL, NULL, NULL, NULL, NULL, NULL,
-    /* ABI 4: app passwords (none) */ NULL, NULL, NULL, NULL, NULL};
+    /* ABI 4: app passwords (none) */ NULL, NULL, NULL, NULL, NULL,
+    /* ABI 5: no replace_password (the host falls back to set_password) */ NULL};
 
 __attribute__((visibility("default"))) const uint32_t postern_plugin_abi_version = TEST_DATA_ABI;
 

@@ -392,6 +392,17 @@ api::WriteAnswer PasswdFileBackend::setPassword(const std::string& user, const s
     });
 }
 
+api::WriteAnswer PasswdFileBackend::replacePassword(const std::string& user, const std::string& oldHash,
+                                                    const std::string& newHash) noexcept {
+    return edit([&] {
+        api::WriteAnswer a = editor_.replacePassword(toLower(user), oldHash, newHash);
+        if (a.status == api::WriteStatus::Ok) {
+            reloadAfterWrite();
+        }
+        return a;
+    });
+}
+
 api::WriteAnswer PasswdFileBackend::checkNewUser(const std::string& address) noexcept {
     return edit([&] { return editor_.checkNewUser(toLower(address)); });
 }

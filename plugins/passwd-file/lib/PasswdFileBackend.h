@@ -62,6 +62,8 @@ public:
     // mutex. A successful write reloads the snapshot at once (the daemon's rehash on login:
     // the next login reads the new hash, not the old one until the next stat check).
     api::WriteAnswer setPassword(const std::string& user, const std::string& newHash) noexcept override;
+    api::WriteAnswer replacePassword(const std::string& user, const std::string& oldHash,
+                                     const std::string& newHash) noexcept override;
     api::WriteAnswer checkNewUser(const std::string& address) noexcept override;
     api::WriteAnswer addUser(const api::NewUser& user) noexcept override;
     api::WriteAnswer setEnabled(const std::string& user, bool enabled) noexcept override;

@@ -307,6 +307,21 @@ WriteAnswer PasswdFileEditor::setPassword(const std::string& address, const std:
     });
 }
 
+WriteAnswer PasswdFileEditor::replacePassword(const std::string& address, const std::string& oldHash,
+                                             const std::string& hash) {
+    if (hash.find_first_of(":\n\r") != std::string::npos) {
+        return {WriteStatus::Invalid, "a hash must not contain ':' or a line break"};
+    }
+    // Compared and written under the file's lock, as every edit: atomic against posternctl.
+    return modifyFields(address, 2, [&](std::vector<std::string>& f) -> WriteAnswer {
+        if (f[1] != oldHash) {
+            return {WriteStatus::Changed, "the stored hash of " + address + " changed"};
+        }
+        f[1] = hash;
+        return {WriteStatus::Ok, ""};
+    });
+}
+
 WriteAnswer PasswdFileEditor::setEnabled(const std::string& address, bool enabled) {
     return modifyExtra(address, [&](std::string& extra) -> WriteAnswer {
         // enable clears both ways an account is switched off here.

@@ -27,6 +27,8 @@ public:
     // --quota has no place in a passwd-file: Unsupported.
     api::WriteAnswer addUser(const api::NewUser& user);
     api::WriteAnswer setPassword(const std::string& address, const std::string& hash);
+    // setPassword only while the stored hash is oldHash (Changed otherwise, nothing written).
+    api::WriteAnswer replacePassword(const std::string& address, const std::string& oldHash, const std::string& hash);
     // enable clears disabled= and nologin=; disable sets disabled=yes.
     api::WriteAnswer setEnabled(const std::string& address, bool enabled);
     api::WriteAnswer removeUser(const std::string& address);

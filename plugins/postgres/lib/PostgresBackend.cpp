@@ -538,6 +538,20 @@ api::WriteAnswer PostgresBackend::setPassword(const std::string& user, const std
     });
 }
 
+api::WriteAnswer PostgresBackend::replacePassword(const std::string& user, const std::string& oldHash,
+                                                  const std::string& newHash) noexcept {
+    if (config_.replacePasswordQuery.empty()) {
+        return {api::WriteStatus::Unsupported, "replace_password_query is empty"};
+    }
+    return write([&](const Runner& run) -> api::WriteAnswer {
+        const std::string key = normaliseKey(user);
+        if (key.empty() || run("user " + key, config_.replacePasswordQuery, {key, newHash, oldHash}).noRows()) {
+            return {api::WriteStatus::Changed, "the stored hash of " + user + " changed (or the user is gone)"};
+        }
+        return okAnswer();
+    });
+}
+
 api::WriteAnswer PostgresBackend::checkNewUser(const std::string& address) noexcept {
     return write([&](const Runner& run) -> api::WriteAnswer {
         const std::string key = normaliseKey(address);

@@ -58,6 +58,8 @@ public:
     // foreign key -> UnknownDomain; check or data error -> Invalid; missing table ->
     // ConfigError; no row affected by an UPDATE/DELETE -> UnknownUser.
     api::WriteAnswer setPassword(const std::string& user, const std::string& newHash) noexcept override;
+    api::WriteAnswer replacePassword(const std::string& user, const std::string& oldHash,
+                                     const std::string& newHash) noexcept override;
     api::WriteAnswer checkNewUser(const std::string& address) noexcept override;
     api::WriteAnswer addUser(const api::NewUser& user) noexcept override;
     api::WriteAnswer setEnabled(const std::string& user, bool enabled) noexcept override;

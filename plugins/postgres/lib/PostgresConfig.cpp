@@ -21,7 +21,7 @@ std::string trim(const std::string& s) {
 
 const char* const QueryKeys[] = {"password_query",     "user_query",         "alias_query",
                                  "domain_query",       "senders_query",      "add_user_query",
-                                 "add_sender_query",   "set_password_query", "set_enabled_query",
+                                 "add_sender_query",   "set_password_query", "replace_password_query", "set_enabled_query",
                                  "delete_user_query",  "domain_exists_query", "list_users_query",
                                  "show_user_query",    "user_aliases_query",
                                  // app passwords
@@ -87,6 +87,11 @@ PostgresConfig PostgresConfig::fromMap(const std::map<std::string, std::string>&
     c.addUserQuery = query("add_user_query", DefaultAddUserQuery, false, "$3");
     c.addSenderQuery = query("add_sender_query", DefaultAddSenderQuery, true, "$2");
     c.setPasswordQuery = query("set_password_query", DefaultSetPasswordQuery, false, "$2");
+    c.replacePasswordQuery = query("replace_password_query", DefaultReplacePasswordQuery, true, "$2");
+    // A compare-and-set that ignores the hash it replaces would overwrite a changed password.
+    if (!c.replacePasswordQuery.empty() && c.replacePasswordQuery.find("$3") == std::string::npos) {
+        throw std::invalid_argument("config key 'replace_password_query' must use $3 (the hash it replaces)");
+    }
     c.setEnabledQuery = query("set_enabled_query", DefaultSetEnabledQuery, false, "$2");
     c.deleteUserQuery = query("delete_user_query", DefaultDeleteUserQuery, false);
     c.domainExistsQuery = query("domain_exists_query", DefaultDomainExistsQuery, true);

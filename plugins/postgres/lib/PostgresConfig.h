@@ -47,6 +47,11 @@ namespace postern::plugins::postgres {
 //   add_sender_query     $1 address, $2 an extra MAIL FROM address ("" = --sender refused).
 //                        Runs in add_user's transaction.
 //   set_password_query   $1 address, $2 {SCHEME}hash. No row affected = no such user.
+//   replace_password_query  posternd's rehash on login: $1 address, $2 the new {SCHEME}hash,
+//                        $3 the hash it replaces, as password_query returned it; must write
+//                        only while that hash is still stored. No row affected = the hash
+//                        changed (or the user is gone): nothing is written. "" = no
+//                        compare-and-set (posternd checks again and uses set_password_query).
 //   set_enabled_query    $1 address, $2 enabled (true/false). No row affected = no such user.
 //   delete_user_query    $1 address. No row affected = no such user.
 //   domain_exists_query  $1 domain. Any row = user add may add to it ("" = not checked).
@@ -79,6 +84,7 @@ struct PostgresConfig {
     std::string addUserQuery;
     std::string addSenderQuery;
     std::string setPasswordQuery;
+    std::string replacePasswordQuery;
     std::string setEnabledQuery;
     std::string deleteUserQuery;
     std::string domainExistsQuery;
@@ -133,6 +139,8 @@ inline constexpr const char* DefaultAddUserQuery =
 inline constexpr const char* DefaultAddSenderQuery =
     "INSERT INTO user_senders (user_id, address) SELECT id, $2 FROM users WHERE address = $1";
 inline constexpr const char* DefaultSetPasswordQuery = "UPDATE users SET password = $2 WHERE address = $1";
+inline constexpr const char* DefaultReplacePasswordQuery =
+    "UPDATE users SET password = $2 WHERE address = $1 AND password = $3";
 inline constexpr const char* DefaultSetEnabledQuery = "UPDATE users SET enabled = $2 WHERE address = $1";
 inline constexpr const char* DefaultDeleteUserQuery = "DELETE FROM users WHERE address = $1";
 inline constexpr const char* DefaultDomainExistsQuery = "SELECT 1 FROM domains WHERE name = $1";

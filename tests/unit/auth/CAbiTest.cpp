@@ -114,6 +114,17 @@ BOOST_AUTO_TEST_CASE(passwdFileWritesCrossTheBoundary) {
 
     BOOST_TEST((h->setPassword("alice@example.test", "{PLAIN}new").status == api::WriteStatus::Ok));
     BOOST_TEST((h->authenticate("alice@example.test", "", "smtp", "").record.passwordHash == "{PLAIN}new"));
+    // ABI 5: the rehash's compare-and-set writes only over the hash it names.
+    auto changed = h->replacePassword("alice@example.test", "{PLAIN}old", "{PLAIN}rehashed");
+    BOOST_TEST((changed.status == api::WriteStatus::Changed));
+    BOOST_TEST(changed.detail == "the stored hash of alice@example.test changed");
+    BOOST_TEST((h->authenticate("alice@example.test", "", "smtp", "").record.passwordHash == "{PLAIN}new"));
+    BOOST_TEST((h->replacePassword("alice@example.test", "{PLAIN}new", "{PLAIN}rehashed").status ==
+                api::WriteStatus::Ok));
+    BOOST_TEST((h->authenticate("alice@example.test", "", "smtp", "").record.passwordHash == "{PLAIN}rehashed"));
+    BOOST_TEST((h->replacePassword("ghost@example.test", "{PLAIN}new", "{PLAIN}x").status ==
+                api::WriteStatus::UnknownUser));
+    BOOST_TEST((h->setPassword("alice@example.test", "{PLAIN}new").status == api::WriteStatus::Ok));
     BOOST_TEST((h->setEnabled("bob@example.test", false).status == api::WriteStatus::Ok));
     BOOST_TEST((h->authenticate("bob@example.test", "", "smtp", "").status == api::Status::Disabled));
 
@@ -165,6 +176,9 @@ BOOST_AUTO_TEST_CASE(aPluginWrittenInCLoadsAndAnswers) {
     BOOST_TEST((w.status == api::WriteStatus::Unsupported));
     BOOST_TEST(w.detail == "ctest is read-only");
     BOOST_TEST((h->removeUser("c@example.test").status == api::WriteStatus::Unsupported));
+    // A table without replace_password (NULL): Unsupported, so the rehash falls back.
+    BOOST_TEST((h->replacePassword("c@example.test", "{PLAIN}c-pw", "{PLAIN}x").status ==
+                api::WriteStatus::Unsupported));
     // create()'s error buffer.
     std::string error = errorOf([&] { loader.load("ctest", "c2", {{"k", "v"}}); });
     BOOST_TEST(error == "auth backend c2 (plugin ctest): ctest: takes no config keys");

@@ -84,6 +84,7 @@ public:
         a.record.user = user;
         a.record.passwordHash = hash_;
         if (appPassword) a.appPasswordId = "apppwid1";
+        if (++authentications == changeAfterAuthentication) hash_ = changeTo;
         return a;
     }
     api::LookupAnswer lookup(const std::string&) noexcept override { return {}; }
@@ -98,6 +99,16 @@ public:
         hash_ = newHash;
         return {api::WriteStatus::Ok, ""};
     }
+    // Only with compareAndSet (else the default: Unsupported, as a plugin without it).
+    api::WriteAnswer replacePassword(const std::string& user, const std::string& oldHash,
+                                     const std::string& newHash) noexcept override {
+        if (!compareAndSet) return api::Backend::replacePassword(user, oldHash, newHash);
+        std::lock_guard lock(mutex_);
+        ++replaces;
+        if (hash_ != oldHash) return {api::WriteStatus::Changed, "changed"};
+        hash_ = newHash;
+        return {api::WriteStatus::Ok, ""};
+    }
     std::string hash() {
         std::lock_guard lock(mutex_);
         return hash_;
@@ -107,6 +118,13 @@ public:
         hash_ = std::move(h);
     }
     int writes = 0;
+    int replaces = 0;
+    int authentications = 0;
+    bool compareAndSet = false;
+    // The stored hash changes right after this authentication (1 = the rehash's first check):
+    // a password changed while the rehash makes its new hash.
+    int changeAfterAuthentication = 0;
+    std::string changeTo;
     bool appPassword = false;
     api::WriteStatus failWith = api::WriteStatus::Ok;
 
@@ -421,6 +439,45 @@ BOOST_AUTO_TEST_CASE(aPasswordChangedBeforeTheWriteIsNotOverwritten) {
     BOOST_TEST(mem.hash() == "{PLAIN}new password");
     BOOST_TEST(countContaining(log->lines(), "event=auth.rehash_skipped user=mem@example.test backend=mem "
                                              "reason=hash_changed") == 1);
+}
+
+// The rehash used to check the stored hash, then make the new one (an Argon2id hash takes
+// tens of milliseconds), then write it: a password changed in between was overwritten with
+// a hash of the old password. Now the write is a compare-and-set, or, for a backend without
+// one, preceded by a second check.
+BOOST_AUTO_TEST_CASE(aPasswordChangedWhileTheNewHashIsMadeIsNotOverwritten) {
+    for (const bool cas : {true, false}) {
+        BOOST_TEST_CONTEXT("compare-and-set " << cas) {
+            auto log = test::captureLog("postern.auth");
+            MemoryBackend mem(Md5Crypt);
+            mem.compareAndSet = cas;
+            mem.changeAfterAuthentication = 1;
+            mem.changeTo = "{PLAIN}new password";
+            Rehasher rehasher(settings());
+            rehasher.submit({"mem", &mem, "mem@example.test", Password, Md5Crypt, "MD5-CRYPT", false});
+            BOOST_REQUIRE(rehasher.waitIdle(30s));
+            BOOST_TEST(mem.hash() == "{PLAIN}new password");
+            BOOST_TEST(mem.writes == 0);
+            BOOST_TEST(mem.replaces == (cas ? 1 : 0));
+            BOOST_TEST(mem.authentications == (cas ? 1 : 2));
+            BOOST_TEST(countContaining(log->lines(), "event=auth.rehash_skipped user=mem@example.test backend=mem "
+                                                     "reason=hash_changed") == 1);
+            BOOST_TEST(countContaining(log->lines(), "event=auth.rehash ") == 0);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(aCompareAndSetBackendIsRehashedInOneWrite) {
+    MemoryBackend mem(Md5Crypt);
+    mem.compareAndSet = true;
+    Rehasher rehasher(settings());
+    rehasher.submit({"mem", &mem, "mem@example.test", Password, Md5Crypt, "MD5-CRYPT", false});
+    BOOST_REQUIRE(rehasher.waitIdle(30s));
+    BOOST_TEST(storedSchemeOf(mem.hash()) == "ARGON2ID");
+    BOOST_TEST((verifyPassword(Password, mem.hash()) == VerifyResult::Match));
+    BOOST_TEST(mem.replaces == 1);
+    BOOST_TEST(mem.writes == 0);
+    BOOST_TEST(mem.authentications == 1);
 }
 
 BOOST_AUTO_TEST_CASE(aCacheHitDoesNotRehashAndTheCacheStaysRight) {

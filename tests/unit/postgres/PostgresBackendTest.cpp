@@ -242,7 +242,28 @@ const ConfigRow ConfigRows[] = {
     {"missing password file", {{"conninfo", "x"}, {"password_file", "/nonexistent/pw"}}, "password_file"},
     {"read replica", {{"conninfo", "x"}, {"read_conninfo", "host=r target_session_attrs=prefer-standby"}, {"replica_max_lag", "250ms"}}, ""},
     {"bad replica lag", {{"conninfo", "x"}, {"replica_max_lag", "soon"}}, "replica_max_lag"},
+    {"replace without $3", {{"conninfo", "x"}, {"replace_password_query", "UPDATE users SET password = $2 WHERE address = $1"}}, "$3"},
+    {"no replace query", {{"conninfo", "x"}, {"replace_password_query", ""}}, ""},
 };
+
+BOOST_AUTO_TEST_CASE(replace_password_is_a_compare_and_set) {
+    Fake fake;
+    PostgresBackend backend(config(), fake.executor());
+    // No row: the stored hash is another one (or the user is gone); nothing is written.
+    auto changed = backend.replacePassword("Ann@Example.test", "{MD5-CRYPT}old", "{ARGON2ID}new");
+    BOOST_TEST((changed.status == api::WriteStatus::Changed));
+    BOOST_REQUIRE_EQUAL(fake.calls.size(), 1u);
+    BOOST_TEST((fake.calls[0].second == pg::Params{"ann@example.test", "{ARGON2ID}new", "{MD5-CRYPT}old"}));
+    fake.answers["postern_write"] = rows({{"1"}});
+    BOOST_TEST((backend.replacePassword("ann@example.test", "{MD5-CRYPT}old", "{ARGON2ID}new").status ==
+                api::WriteStatus::Ok));
+    // Without the query the host falls back (Unsupported), and nothing runs.
+    PostgresBackend plain(PostgresConfig::fromMap({{"conninfo", "dbname=x"}, {"replace_password_query", ""}}),
+                          fake.executor());
+    BOOST_TEST((plain.replacePassword("ann@example.test", "{MD5-CRYPT}old", "{ARGON2ID}new").status ==
+                api::WriteStatus::Unsupported));
+    BOOST_TEST(fake.calls.size() == 2u);
+}
 
 BOOST_DATA_TEST_CASE(config_keys, boost::unit_test::data::make(ConfigRows), row) {
     std::string error;
