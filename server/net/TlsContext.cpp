@@ -9,12 +9,14 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <optional>
 
@@ -77,6 +79,9 @@ private:
     bool rotateIfDue() {
         auto now = std::chrono::steady_clock::now();
         std::chrono::seconds period(rotation_.load());
+        // Rotation is lazy (at the first handshake after a period), so the outgoing key can
+        // sit in the ring past two periods after an idle time: dropped here, not used.
+        if (previous_ && now - previous_->created >= 2 * period) wipe(previous_);
         if (current_ && now - current_->created < period) return true;
         TicketKey fresh{};
         if (RAND_priv_bytes(fresh.name, sizeof fresh.name) != 1 || RAND_priv_bytes(fresh.aes, sizeof fresh.aes) != 1 ||
@@ -148,6 +153,30 @@ int ticketKeyCallback(SSL*, unsigned char* keyName, unsigned char* iv, EVP_CIPHE
     return rc;
 }
 
+// The first certificate in certFile and the key in keyFile must be one pair, checked before
+// the context loads them: POCO loads the key first, and OpenSSL 3 then silently drops a key
+// that does not match the certificate loaded after it (ssl_set_cert), leaving a context that
+// starts (or reloads) "ok" and fails every handshake. Postfix checks each pair likewise.
+void checkPair(const std::string& certFile, const std::string& keyFile, const std::string& certKey,
+               const std::string& keyKey) {
+    using Bio = std::unique_ptr<BIO, decltype(&BIO_free)>;
+    Bio certBio(BIO_new_file(certFile.c_str(), "r"), BIO_free);
+    std::unique_ptr<X509, decltype(&X509_free)> cert(
+        certBio ? PEM_read_bio_X509(certBio.get(), nullptr, nullptr, nullptr) : nullptr, X509_free);
+    if (!cert) throw Poco::InvalidArgumentException(certKey + ": no certificate in '" + certFile + "'", opensslError());
+    // No passphrase prompt on the terminal: an encrypted key is refused.
+    pem_password_cb* noPassphrase = [](char*, int, int, void*) { return -1; };
+    Bio keyBio(BIO_new_file(keyFile.c_str(), "r"), BIO_free);
+    std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+        keyBio ? PEM_read_bio_PrivateKey(keyBio.get(), nullptr, noPassphrase, nullptr) : nullptr, EVP_PKEY_free);
+    if (!key) throw Poco::InvalidArgumentException(keyKey + ": no (unencrypted) private key in '" + keyFile + "'",
+                                                   opensslError());
+    if (X509_check_private_key(cert.get(), key.get()) != 1)
+        throw Poco::InvalidArgumentException(keyKey + " '" + keyFile + "' is not the key of " + certKey + " '" +
+                                                 certFile + "'",
+                                             opensslError());
+}
+
 // Loads the second (ECDSA) chain into its own slot of the context. Refuses a chain whose
 // key is not EC (it would replace the RSA chain instead of standing beside it) and a key
 // that does not match the certificate.
@@ -167,6 +196,8 @@ void addEcdsaChain(SSL_CTX* ssl, const std::string& certFile, const std::string&
 }  // namespace
 
 Poco::Net::Context::Ptr makeServerContext(const TlsSettings& s) {
+    checkPair(s.certFile, s.keyFile, "tls.cert_file", "tls.key_file");
+    if (!s.ecdsaCertFile.empty()) checkPair(s.ecdsaCertFile, s.ecdsaKeyFile, "tls.ecdsa_cert_file", "tls.ecdsa_key_file");
     Poco::Net::Context::Params params;
     params.privateKeyFile = s.keyFile;
     params.certificateFile = s.certFile;
@@ -183,6 +214,11 @@ Poco::Net::Context::Ptr makeServerContext(const TlsSettings& s) {
                                                       : Poco::Net::Context::PROTO_TLSV1_2);
     ctx->preferServerCiphers();
     std::string suites = s.ciphersuites.empty() ? DefaultCipherSuites : s.ciphersuites;
+    // POCO ignores a cipher list with no usable name, which leaves OpenSSL's DEFAULT (static
+    // RSA key exchange, CBC suites): set it here so a typo is refused.
+    if (SSL_CTX_set_cipher_list(ssl, params.cipherList.c_str()) != 1)
+        throw Poco::InvalidArgumentException("tls.ciphers: no usable TLS 1.2 cipher in '" + params.cipherList + "'",
+                                             opensslError());
     if (SSL_CTX_set_ciphersuites(ssl, suites.c_str()) != 1)
         throw Poco::InvalidArgumentException("tls.ciphersuites: no usable TLS 1.3 suite in '" + suites + "'",
                                              opensslError());

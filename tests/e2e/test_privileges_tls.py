@@ -159,6 +159,41 @@ def test_sighup_reloads_certificate_without_dropping_sessions():
         p.proc.send_signal(signal.SIGHUP)
         p.log_contains(r"event=tls\.reload result=fail")
         check_eq(served_cert_digest(p.port("submissions")), file_digest(cert2), "still the good certificate")
+        # So is a certificate with another certificate's key (a renewal that replaced one file
+        # of the two). Review finding: OpenSSL dropped the key silently, the reload said ok,
+        # and every handshake failed from then on.
+        cert3, key3 = new_cert(p.dir, "third")
+        shutil.copy(cert3, cert1)
+        shutil.copy(key2, key1)
+        p.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: p.log_count(r"event=tls\.reload result=fail") == 2, 10, what="the second refused reload")
+        check(p.log_count(r"event=tls\.reload result=fail .*is not the key of tls\.cert_file") == 1, p.tail())
+        check_eq(served_cert_digest(p.port("submissions")), file_digest(cert2), "still the good certificate")
+        s = p.submission(ALICE, ALICE_PW)  # and STARTTLS still works
+        s.quit()
+
+
+def test_mismatched_key_or_bad_cipher_list_refused_at_start():
+    """Start-up refuses what would leave every handshake failing or weaker than configured:
+    tls.key_file of another certificate (also an RSA key named as tls.ecdsa_key_file) and a
+    tls.ciphers list with no usable name (OpenSSL's DEFAULT was used instead)."""
+    cases = []
+    p = Postern(start=False)
+    other_cert, other_key = new_cert(p.dir, "other")
+    cases.append(({"tls.key_file": other_key}, "is not the key of tls.cert_file"))
+    ec_cert, _ = new_cert(p.dir, "ecdsa")
+    cases.append(({"tls.ecdsa_cert_file": ec_cert, "tls.ecdsa_key_file": p.key},
+                  "is not the key of tls.ecdsa_cert_file"))
+    cases.append(({"tls.ciphers": "TLS_AES_128_GCM_SHA256"}, "tls.ciphers: no usable TLS 1.2 cipher"))
+    for overrides, message in cases:
+        q = Postern(start=False)
+        q.overrides.update(overrides)
+        try:
+            q.start()
+            raise AssertionError("started with %r" % overrides)
+        except TestFailure:
+            pass
+        check(message in q.log_text(), "%r names the problem:\n%s" % (overrides, q.tail()))
 
 
 def test_ecdsa_chain_beside_rsa():
