@@ -197,7 +197,8 @@ void MilterConnection::open(const core::MilterFacts&) {
         socket_.reset();
         throw Failure("connect: " + e.displayText());
     }
-    socket_->setNoDelay(true);
+    // TCP only: on a unix socket TCP_NODELAY is EOPNOTSUPP (every unix: milter failed here).
+    if (endpoint_.kind != MilterEndpoint::Kind::Unix) socket_->setNoDelay(true);
     // HDR_LEADSPC (header values exactly as stored, and edits given the same way) exists
     // from protocol 6 on; an older milter is not offered a flag it does not know.
     const std::uint32_t offered = settings_.protocolVersion >= 6 ? proto::Offered : proto::Offered & ~proto::HdrLeadSpc;

@@ -108,7 +108,8 @@ class Conn:
 
 
 class ScriptedMilter:
-    def __init__(self, decide=None, protocol=0, actions=ALL_ACTIONS, hang_on=None, reset_after=None):
+    def __init__(self, decide=None, protocol=0, actions=ALL_ACTIONS, hang_on=None, reset_after=None,
+                 unix_path=None):
         self.decide = decide or (lambda cmd, data, conn: [CONTINUE])
         self.protocol = protocol
         self.actions = actions
@@ -162,7 +163,8 @@ class ScriptedMilter:
                     except OSError:
                         return
                     if outer.reset_after and cmd == outer.reset_after:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        if sock.family != socket.AF_UNIX:
+                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                         sock.close()
                         return
 
@@ -170,9 +172,18 @@ class ScriptedMilter:
             daemon_threads = True
             allow_reuse_address = True
 
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.spec = "inet:127.0.0.1:%d" % self.port
+        class UnixServer(socketserver.ThreadingUnixStreamServer):
+            daemon_threads = True
+
+        if unix_path:  # unix_path: a unix socket instead of TCP on loopback
+            self.server = UnixServer(unix_path, Handler)
+            os.chmod(unix_path, 0o666)
+            self.port = None
+            self.spec = "unix:" + unix_path
+        else:
+            self.server = Server(("127.0.0.1", 0), Handler)
+            self.port = self.server.server_address[1]
+            self.spec = "inet:127.0.0.1:%d" % self.port
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):

@@ -285,8 +285,23 @@ def test_a_milter_lost_at_abort_is_failed_not_reopened_without_connect():
     """Review finding: when the connection broke while ABORT was sent (RSET), the next MAIL
     opened a new one and went straight to MAIL: the milter never got CONNECT/HELO (no
     client address). Now the milter fails for the session (shipped default_action =
-    tempfail), as Postfix does. The scripted milter resets its connection after RCPT."""
-    with ms.ScriptedMilter(reset_after="R") as m, Postern(overrides=milter_overrides(m.spec)) as p:
+    tempfail), as Postfix does. The scripted milter resets its connection after RCPT: over
+    TCP, and over a unix socket (unix: milters failed at every connection: TCP_NODELAY was
+    set on the unix socket, EOPNOTSUPP)."""
+    for unix in (False, True):
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "postern-milter-%d.sock" % os.getpid()) if unix else None
+        if path and os.path.exists(path):
+            os.remove(path)
+        try:
+            _milter_lost_at_abort(unix_path=path)
+        finally:
+            if path and os.path.exists(path):
+                os.remove(path)
+
+
+def _milter_lost_at_abort(unix_path):
+    with ms.ScriptedMilter(reset_after="R", unix_path=unix_path) as m, \
+            Postern(overrides=milter_overrides(m.spec)) as p:
         s = p.smtp("mx")
         expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
         expect(s.rcpt(ALICE), 250)

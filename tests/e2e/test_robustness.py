@@ -287,6 +287,11 @@ def test_random_drops_then_normal_service():
             counts[fn.__name__] = counts.get(fn.__name__, 0) + 1
         print("  scenarios: %s" % counts)
         check(p.running(), "posternd died during the storm\n" + p.tail())
+        # A write to a peer that went away is an error for its session, never the end of the
+        # daemon: SIGPIPE (13) is ignored (OpenSSL writes with write(2), no MSG_NOSIGNAL).
+        with open("/proc/%d/status" % p.proc.pid) as f:
+            ignored = int(re.search(r"^SigIgn:\s*([0-9a-f]+)", f.read(), re.M).group(1), 16)
+        check(ignored & (1 << (13 - 1)), "SIGPIPE is not ignored: SigIgn=%x" % ignored)
         check(not unexpected, "unexpected client-side results:\n" + "\n".join(unexpected[:30]))
 
         # Normal service afterwards.
