@@ -24,8 +24,13 @@ ConnectionRegistry::Token ConnectionRegistry::add(const Poco::Net::StreamSocket&
 }
 
 void ConnectionRegistry::remove(Token token) {
-    std::lock_guard lock(mutex_);
-    entries_.erase(token);
+    decltype(entries_)::node_type gone;
+    {
+        std::lock_guard lock(mutex_);
+        gone = entries_.extract(token);
+    }
+    // Destroyed here, unlocked: the entry may hold the last reference to a TLS socket, whose
+    // close sends close_notify (a blocking write) and must not hold up every other session.
 }
 
 void ConnectionRegistry::update(Token token, const Poco::Net::StreamSocket& socket) {

@@ -42,8 +42,11 @@ bool OverloadFilter::accept(const Poco::Net::StreamSocket& socket) {
     }
     Poco::Net::TCPServer* server = server_.load();
     if (!server) return true;
-    if (server->currentThreads() < server->maxThreads() || server->queuedConnections() < listener_.maxQueued)
-        return true;
+    // Refused exactly when POCO's dispatcher would drop it without a word: its queue is full
+    // (it queues whenever no thread is idle). Only this acceptor thread enqueues, so the queue
+    // cannot grow between this check and the enqueue. (TCPServer::maxThreads() is the pool's
+    // capacity, one more than the listener's max_threads: comparing threads never refused.)
+    if (server->queuedConnections() < listener_.maxQueued) return true;
     try {
         sessionLogger().warning(core::EventLine("overload")
                                     .add("listener", listener_.name)

@@ -45,7 +45,9 @@ void Pop3Connection::run() {
         }
         pop3::Pop3Ports ports{services_.auth, services_.maildrops, services_.grants, services_.pop3Login};
         ports.hold = services_.hold;
-        pop3::Pop3Session session(settings_, ports, pop3::SessionContext{sid, client, ch.isTls()});
+        // A balancer that terminated TLS counts as TLS when listener.*.proxy_tls_counts says
+        // so (PROXY v2 SSL TLV), as on the SMTP listeners.
+        pop3::Pop3Session session(settings_, ports, pop3::SessionContext{sid, client, ch.isTls() || scope.balancerTls()});
         ch.write(session.greeting().bytes);
         bool tlsVersionPending = ch.isTls();  // login log: read at the first command over TLS
         std::string line;

@@ -64,7 +64,7 @@ const std::vector<KeyDef> Keys = {
     {"listener.*.connection_rate_per_ip", "0", K::Integer, "New sessions per client IP and minute on this listener (0 = connections.rate_per_ip)"},
     {"listener.*.proxy_protocol", "false", K::Bool, "Expect a HAProxy PROXY v1/v2 header from the trusted balancers in proxy_trusted"},
     {"listener.*.proxy_trusted", "", K::List, "Balancer networks allowed to send a PROXY header (required with proxy_protocol; empty trusts nobody)"},
-    {"listener.*.proxy_tls_counts", "false", K::Bool, "A v2 header saying the balancer terminated TLS counts as TLS for the AUTH-only-after-TLS rule"},
+    {"listener.*.proxy_tls_counts", "false", K::Bool, "A v2 header saying the balancer terminated TLS counts as TLS for the AUTH-only-after-TLS rule (SMTP AUTH, POP3 logins)"},
     // --- connection limits (abuse) -----------------------------------------------------
     {"connections.max_total", "10000", K::Integer, "Concurrent sessions over all listeners (421 4.7.0 beyond)"},
     {"connections.max_per_ip", "50", K::Integer, "Concurrent sessions per client IP and listener (421 4.7.0 beyond; 0 = no limit)"},

@@ -3,6 +3,7 @@
 #include "config/ConfigSchema.h"
 #include "core/Duration.h"
 #include "core/Network.h"
+#include "core/Text.h"
 
 #include <Poco/Environment.h>
 #include <Poco/Util/AbstractConfiguration.h>
@@ -46,6 +47,9 @@ public:
             errors_.push_back(key + ": " + err);
             bad_.insert(key);
         }
+        // A choice is validated without its surrounding blanks, so it is used so too (a -D
+        // value keeps them: "verify " must not become the fallback of a comparison).
+        if (def->kind == ValueKind::Enum) return std::string(core::trimBlanks(v));
         return v;
     }
     std::string str(const std::string& key) { return raw(key, key); }
@@ -76,6 +80,12 @@ public:
             error(key + ": " + e.what());
         }
         return v;
+    }
+    // A timeout: 0 would reach SO_RCVTIMEO/SO_SNDTIMEO as "no timeout at all".
+    Millis timeout(const std::string& key, const std::string& pattern = "") {
+        Millis d = duration(key, pattern);
+        if (d < Millis(1000)) error(key + ": must be at least 1s");
+        return d;
     }
     // An IPv6 prefix length for address keys (0..128).
     int ipv6Prefix(const std::string& key) {
@@ -219,6 +229,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
             r.error(p + "proxy_trusted: proxy_protocol is on but no balancer network is trusted (an empty list trusts nobody)");
         if (l.stackSize != 0 && l.stackSize < 64 * 1024) r.error(p + "stack_size: at least 64K");
         if (l.maxThreads < 1) r.error(p + "max_threads: must be at least 1");
+        if (l.maxQueued < 1) r.error(p + "max_queued: must be at least 1 (0 would drop every connection)");
         if (l.tls != TlsMode::None && !c.tls.enabled())
             r.error(p + "tls: '" + tls + "' needs tls.cert_file and tls.key_file");
         c.listeners.push_back(l);
@@ -230,9 +241,9 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.smtp.maxCommandLength = static_cast<std::size_t>(r.integer("smtp.max_command_length"));
     c.smtp.maxLineLength = static_cast<std::size_t>(r.integer("smtp.max_line_length"));
     c.smtp.maxHeaderSize = r.size("smtp.max_header_size");
-    c.smtp.commandTimeout = r.duration("smtp.command_timeout");
+    c.smtp.commandTimeout = r.timeout("smtp.command_timeout");
     c.smtp.earlyTalkerWait = r.duration("smtp.early_talker_wait");
-    c.smtp.dataTimeout = r.duration("smtp.data_timeout");
+    c.smtp.dataTimeout = r.timeout("smtp.data_timeout");
     c.smtp.allowPlaintextAuth = r.boolean("smtp.allow_plaintext_auth");
     c.smtp.maxErrors = static_cast<int>(r.integer("smtp.max_errors"));
     c.smtp.maxJunkCommands = r.integer("smtp.max_junk_commands");
@@ -255,7 +266,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     }
 
     c.pop3.allowPlaintextAuth = r.boolean("pop3.allow_plaintext_auth");
-    c.pop3.idleTimeout = r.duration("pop3.idle_timeout");
+    c.pop3.idleTimeout = r.timeout("pop3.idle_timeout");
     c.pop3.maxErrors = static_cast<int>(r.integer("pop3.max_errors"));
 
     c.popBeforeSmtp.lifetime = r.duration("pop_before_smtp.lifetime");
@@ -415,13 +426,13 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         d.relayhostAuthFile = r.str("delivery.relayhost_auth_file");
         d.tlsPolicy = policy(r.str("delivery.tls_policy"));
         d.tlsCaFile = r.str("delivery.tls_ca_file");
-        d.connectTimeout = r.duration("delivery.connect_timeout");
-        d.greetingTimeout = r.duration("delivery.greeting_timeout");
-        d.mailTimeout = r.duration("delivery.mail_timeout");
-        d.rcptTimeout = r.duration("delivery.rcpt_timeout");
-        d.dataTimeout = r.duration("delivery.data_timeout");
-        d.dataBlockTimeout = r.duration("delivery.data_block_timeout");
-        d.dataDoneTimeout = r.duration("delivery.data_done_timeout");
+        d.connectTimeout = r.timeout("delivery.connect_timeout");
+        d.greetingTimeout = r.timeout("delivery.greeting_timeout");
+        d.mailTimeout = r.timeout("delivery.mail_timeout");
+        d.rcptTimeout = r.timeout("delivery.rcpt_timeout");
+        d.dataTimeout = r.timeout("delivery.data_timeout");
+        d.dataBlockTimeout = r.timeout("delivery.data_block_timeout");
+        d.dataDoneTimeout = r.timeout("delivery.data_done_timeout");
         d.connectionCacheTimeLimit = r.duration("delivery.connection_cache_time_limit");
         d.connectionReuseTimeLimit = r.duration("delivery.connection_reuse_time_limit");
         if (d.connectionReuseTimeLimit <= Millis(0)) r.error("delivery.connection_reuse_time_limit: must be more than 0");

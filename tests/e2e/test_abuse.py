@@ -204,6 +204,26 @@ def test_per_ip_connection_limit_and_others_served():
             c.close()
 
 
+def test_full_listener_says_421_not_a_silent_close():
+    """listener.mx.max_threads = 1 and max_queued = 1 (test change, to fill the listener with
+    two clients). Review finding: the overload check compared the threads with the pool's
+    capacity (one more than max_threads), so it never refused; POCO then closed the third
+    connection without a word and nothing was logged."""
+    with Postern(overrides={"listener.mx.max_threads": "1", "listener.mx.max_queued": "1"}) as p:
+        first = p.raw("mx")
+        first.expect_reply(220)
+        queued = p.raw("mx")  # waits for the one thread
+        time.sleep(0.5)
+        third = p.raw("mx")
+        third.expect_reply(421, "4.3.2", what="a connection beyond threads + queue")
+        third.close()
+        p.log_contains(r"event=overload listener=mx ip=127\.0\.0\.1 threads=1 queued=1")
+        first.cmd("QUIT")
+        first.close()
+        queued.expect_reply(220, what="the queued client, once the thread is free")
+        queued.close()
+
+
 def _greets(p, source):
     c = p.raw("mx", source=source)
     try:

@@ -262,5 +262,34 @@ def test_ssl_tlv_counts_as_tls_only_with_proxy_tls_counts():
         check_eq((code, text.split()[0]), (538, "5.7.11"), "SSL TLV without proxy_tls_counts: %s" % text)
 
 
+
+def _pop3_login_over_proxied_plain(p, header):
+    c = proxied_raw(p.port("pop3"), header)
+    greeting = c.read_line()
+    c.send("USER %s\r\n" % ALICE)
+    user = c.read_line()
+    c.send("PASS %s\r\n" % ALICE_PW)
+    pw = c.read_line()
+    c.send("QUIT\r\n")
+    c.close()
+    return greeting, user, pw
+
+
+def test_ssl_tlv_counts_as_tls_for_pop3_too():
+    """listener.pop3.proxy_tls_counts = true (test change). Review finding: the POP3 listeners
+    ignored the key, so behind a balancer that terminates TLS for 995 every POP3 login got
+    "-ERR [AUTH] Plaintext authentication disallowed"."""
+    with node(extra={"listener.pop3.proxy_tls_counts": "true"}, name="poptls") as p:
+        greeting, user, pw = _pop3_login_over_proxied_plain(p, proxy_v2(src="192.0.2.90", dport=995, tlvs=ssl_tlv()))
+        check(greeting.startswith(b"+OK") and user.startswith(b"+OK"), "USER with the SSL TLV: %r %r" % (greeting, user))
+        check(pw.startswith(b"+OK"), "POP3 login with the SSL TLV: %r" % pw)
+        # Without the TLV it is a plaintext session: no login.
+        _, user, _ = _pop3_login_over_proxied_plain(p, proxy_v2(src="192.0.2.91"))
+        check(user.startswith(b"-ERR [AUTH]"), "USER without the TLV: %r" % user)
+    with node(name="nopoptls") as p:
+        _, user, _ = _pop3_login_over_proxied_plain(p, proxy_v2(src="192.0.2.92", dport=995, tlvs=ssl_tlv()))
+        check(user.startswith(b"-ERR [AUTH]"), "SSL TLV without proxy_tls_counts: %r" % user)
+
+
 if __name__ == "__main__":
     run_tests(globals())

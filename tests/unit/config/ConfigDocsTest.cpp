@@ -104,6 +104,13 @@ BOOST_AUTO_TEST_CASE(component_limits_are_checked_at_load) {
         {"cluster.connect_timeout", "0s", "cluster.connect_timeout: must be more than 0"},
         {"cluster.statement_timeout", "0s", "cluster.statement_timeout: must be more than 0"},
         {"delivery.mx_session_limit", "0", "delivery.mx_session_limit: must be at least 1"},
+        // 0 reached the sockets as "no timeout"; 0 queued made POCO drop every connection.
+        {"smtp.command_timeout", "0", "smtp.command_timeout: must be at least 1s"},
+        {"smtp.data_timeout", "500ms", "smtp.data_timeout: must be at least 1s"},
+        {"pop3.idle_timeout", "0s", "pop3.idle_timeout: must be at least 1s"},
+        {"delivery.connect_timeout", "0", "delivery.connect_timeout: must be at least 1s"},
+        {"delivery.data_done_timeout", "0", "delivery.data_done_timeout: must be at least 1s"},
+        {"listener.mx.max_queued", "0", "listener.mx.max_queued: must be at least 1"},
     };
     for (const auto& b : bad) {
         BOOST_TEST_CONTEXT(b) {
@@ -128,6 +135,14 @@ BOOST_AUTO_TEST_CASE(component_limits_are_checked_at_load) {
     BOOST_CHECK_NO_THROW(ServerConfig::load(*conf));
     conf->setString("pop_before_smtp.lifetime", "2000ms");
     BOOST_TEST(ServerConfig::load(*conf).popBeforeSmtp.lifetime.count() == 2000);
+    // A choice with blanks around it (a -D value keeps them) is the choice, not a fallback.
+    conf->setString("delivery.tls_policy", "verify ");
+    conf->setString("listener.pop3.protocol", " pop3");
+    const ServerConfig c = ServerConfig::load(*conf);
+    BOOST_TEST((c.delivery.tlsPolicy == TlsPolicy::Verify));
+    bool pop3 = false;
+    for (const auto& l : c.listeners) pop3 = pop3 || (l.name == "pop3" && l.protocol == Protocol::Pop3);
+    BOOST_TEST(pop3);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
