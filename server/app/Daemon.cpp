@@ -256,6 +256,10 @@ void Daemon::buildStorage() {
     queue_ = std::make_unique<queue::OutboundQueue>(settings_.queue.dir, settings_.queue.limits);
     if (auto removed = queue_->recover())
         serverLog().notice(core::EventLine("queue.recover").add("removed", removed).str());
+    // Made as root when started as root: the server user must own them to write after the drop.
+    const auto& p = settings_.process;
+    const std::string& q = settings_.queue.dir;
+    app::handOverDirectories({s.mailRoot, q, q + "/incoming", q + "/data", q + "/envelope"}, p.user, p.group);
     sink_ = std::make_unique<store::SpoolSink>(*mailStore_, *queue_);
     // DSN "delivered" reports (RFC 3461 NOTIFY=SUCCESS) for local recipients, through the
     // sink once the message is stored (also with delivery.enabled=false).

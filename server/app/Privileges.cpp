@@ -21,14 +21,15 @@ void checkSecretFile(const std::string& path, const std::string& what) {
         throw std::runtime_error(what + " " + path + " is readable by every user; fix with: chmod o-rwx " + path);
 }
 
-void dropPrivileges(const std::string& user, const std::string& group, bool allowRoot) {
-    if (user.empty()) {
-        if (::geteuid() == 0 && !allowRoot)
-            throw std::runtime_error(
-                "refusing to serve clients as root: set server.user (and server.group) to an unprivileged "
-                "account, or server.allow_root = true to accept the risk");
-        return;
-    }
+namespace {
+
+struct Account {
+    uid_t uid;
+    gid_t gid;
+};
+
+// server.user and server.group (default: the user's primary group) as numbers.
+Account serverAccount(const std::string& user, const std::string& group) {
     std::vector<char> buf(16384);
     struct passwd pw {};
     struct passwd* pwp = nullptr;
@@ -44,6 +45,32 @@ void dropPrivileges(const std::string& user, const std::string& group, bool allo
             throw std::runtime_error("server.group: no such group '" + group + "'");
         gid = gr.gr_gid;
     }
+    return {uid, gid};
+}
+
+}  // namespace
+
+void handOverDirectories(const std::vector<std::string>& dirs, const std::string& user, const std::string& group) {
+    if (::geteuid() != 0 || user.empty()) return;
+    const Account a = serverAccount(user, group);
+    if (a.uid == 0) return;
+    for (const auto& d : dirs) {
+        struct stat st {};
+        if (d.empty() || ::lstat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0) continue;
+        if (::lchown(d.c_str(), a.uid, a.gid) != 0)
+            throw std::runtime_error("cannot give " + d + " to server.user " + user + ": " + std::strerror(errno));
+    }
+}
+
+void dropPrivileges(const std::string& user, const std::string& group, bool allowRoot) {
+    if (user.empty()) {
+        if (::geteuid() == 0 && !allowRoot)
+            throw std::runtime_error(
+                "refusing to serve clients as root: set server.user (and server.group) to an unprivileged "
+                "account, or server.allow_root = true to accept the risk");
+        return;
+    }
+    const auto [uid, gid] = serverAccount(user, group);
     if (::geteuid() != 0) {
         if (::geteuid() == uid) return;  // already that user
         throw std::runtime_error("server.user = " + user + ", but posternd is not started as root and cannot switch");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace postern::app {
 
@@ -17,5 +18,10 @@ void checkSecretFile(const std::string& path, const std::string& what);
 // With an empty user: refuses to continue as root unless allowRoot is true.
 // Throws std::runtime_error on any failure.
 void dropPrivileges(const std::string& user, const std::string& group, bool allowRoot);
+
+// Started as root with a server.user: each of `dirs` that root owns (made just now, or by an
+// operator's mkdir) is given to that user and group, so the daemon can still write into it
+// after the drop. Other owners and missing paths are left alone. Throws on a failed chown.
+void handOverDirectories(const std::vector<std::string>& dirs, const std::string& user, const std::string& group);
 
 }  // namespace postern::app

@@ -5,7 +5,11 @@
 #include "queue/FileOps.h"
 #include "queue/OutboundQueue.h"
 
+#include <cerrno>
+#include <cstring>
 #include <ctime>
+#include <grp.h>
+#include <unistd.h>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -40,6 +44,14 @@ QueueAccess openQueue(CommandContext& c, const std::set<std::string>& flags = {}
     struct stat st{};
     if (::stat((dir + "/envelope").c_str(), &st) != 0)
         throw CtlError(ExitIoError, "no queue at " + dir + " (server.queue_dir)");
+    // Run as root (sudo): act as the queue's owner, as Postfix's postsuper acts as the mail
+    // owner. A rewritten envelope or a new envelope.lock owned by root (0600) was unreadable
+    // to posternd serving as server.user: the message was never sent nor bounced.
+    if (::geteuid() == 0 && st.st_uid != 0) {
+        if (::setgroups(0, nullptr) != 0 || ::setgid(st.st_gid) != 0 || ::setuid(st.st_uid) != 0)
+            throw CtlError(ExitNoPerm, "cannot act as the owner of " + dir + "/envelope (uid " +
+                                           std::to_string(st.st_uid) + "): " + std::strerror(errno));
+    }
     try {
         // Limits do not matter here: posternctl never enqueues.
         a.queue = std::make_unique<queue::OutboundQueue>(dir, queue::QueueLimits{});
@@ -203,8 +215,18 @@ int runQueueDelete(CommandContext& c) {
     return guarded(c, "queue delete", [&] {
         QueueAccess a = openQueue(c);
         std::string id = idArgument(a, QueueDeleteCommand);
-        if (!a.queue->readEnvelope(id)) throw CtlError(ExitNoUser, "no queued message " + id);
-        if (!a.queue->remove(id)) throw CtlError(ExitIoError, "cannot remove " + id);
+        // Under the envelope lock, as posternd's own changes: a delete between its read and
+        // its rewrite of the envelope brought the message back without its data (and later
+        // a bounce this command promises not to send).
+        auto gone = a.queue->modifyEnvelope(id, [](queue::QueueEnvelope& e) {
+            e.recipients.clear();
+            e.owedReports.clear();
+            return true;
+        });
+        if (!gone) {
+            if (!a.queue->readEnvelope(id)) throw CtlError(ExitNoUser, "no queued message " + id);
+            throw CtlError(ExitIoError, "cannot remove " + id);
+        }
         c.out << id << ": deleted\n";
         return ExitOk;
     });

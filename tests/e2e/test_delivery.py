@@ -8,6 +8,7 @@ import email
 import email.policy
 import json
 import os
+import pwd
 import re
 import shutil
 import smtplib
@@ -632,6 +633,52 @@ def test_posternctl_queue_list_show_hold_release_delete_flush():
             wait_queue_empty(p)
             check("0 messages" in ctl(p, "list").stdout, "queue after everything")
             check_eq(sink.find(m3), [], "deleted message was delivered")
+
+
+def test_posternctl_queue_as_root_keeps_the_queue_the_server_users():
+    """server.user = nobody and server.allow_root = false (test change: posternd serves as an
+    unprivileged user, as packaged; the queue and mail root are nobody's). Review finding:
+    `sudo posternctl queue hold|release|flush` rewrote envelopes (and made envelope.lock) as
+    root:root 0600, which posternd could not read: the message was never sent nor bounced."""
+    if os.geteuid() != 0:
+        print("  (not root: cannot switch users)")
+        return
+    nobody = pwd.getpwnam("nobody")
+    port = sink_port((MX1,))
+    accept = threading.Event()
+
+    def data_reply(content):
+        return "250 2.0.0 Ok" if accept.is_set() else "451 4.3.0 not now"
+
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port, data_reply=data_reply) as sink:
+        o = delivery_overrides(dns, port)
+        o["delivery.retry_schedule"] = "1h"
+        o.update({"server.allow_root": "false", "server.user": "nobody"})
+        p = Postern(overrides=o, start=False)
+        d = p.dir
+        while d != "/":
+            os.chmod(d, os.stat(d).st_mode | 0o711)
+            d = os.path.dirname(d)
+        os.chmod(p.dir, 0o777)
+        for sub in (p.mail_root, p.queue_dir):
+            os.makedirs(sub, exist_ok=True)
+            os.chown(sub, nobody.pw_uid, nobody.pw_gid)
+        os.chmod(p.passwd_path, 0o644)
+        os.chmod(p.aliases_path, 0o644)
+        with p.start():
+            marker, _ = submit(p, "held@a.test")
+            p.log_contains(r"event=delivery\.defer to=<held@a\.test> .* attempt=1 ")
+            qid = queue_id_for(p, "held@a.test")
+            check_eq(ctl(p, "hold", qid).stdout.strip(), qid + ": held", "hold as root")
+            check_eq(ctl(p, "release", qid).stdout.strip(), qid + ": released", "release as root")
+            accept.set()
+            check("1 message due now" in ctl(p, "flush").stdout, "flush as root")
+            owners = {f: os.stat(f).st_uid for f in p.queue_files() if "/envelope/" in f or
+                      f.endswith("envelope.lock")}
+            check(owners and all(uid == nobody.pw_uid for uid in owners.values()),
+                  "queue files the commands wrote belong to the server user: %r" % owners)
+            sink.wait_for(marker, timeout=30)
+            wait_queue_empty(p)
 
 
 if __name__ == "__main__":
