@@ -73,6 +73,24 @@ int simple(CommandContext& c, const Command& command,
     });
 }
 
+// A mailbox as the server accepts it (MaildirStore::maildirPath) and as a passwd-file field
+// can hold: a blank, ':' or line break would start another field or another account there
+// (a provisioning panel passing a customer's path could add a user or a senders= right).
+bool validMailbox(const std::string& m) {
+    if (m.empty() || m.front() == '/') return false;
+    for (char c : m)
+        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == ':') return false;
+    std::size_t start = 0;
+    while (start <= m.size()) {
+        auto end = m.find('/', start);
+        if (end == std::string::npos) end = m.size();
+        const std::string_view part(m.data() + start, end - start);
+        if (part.empty() ? end != m.size() : (part == "." || part == "..")) return false;
+        start = end + 1;
+    }
+    return true;
+}
+
 }  // namespace
 
 int runUserAdd(CommandContext& c) {
@@ -83,8 +101,10 @@ int runUserAdd(CommandContext& c) {
         u.address = checkAddress(o.positional[0]);
         u.enabled = !o.has("--disabled");
         u.mailbox = o.value("--mailbox");
-        if (!u.mailbox.empty() && (u.mailbox[0] == '/' || u.mailbox.find("..") != std::string::npos)) {
-            throw CtlError(ExitDataError, "--mailbox must be a path relative to server.mail_root without '..'");
+        if (!u.mailbox.empty() && !validMailbox(u.mailbox)) {
+            throw CtlError(ExitDataError,
+                           "--mailbox must be a path relative to server.mail_root: no leading '/', no empty, '.' or "
+                           "'..' part, no blank, ':' or control character");
         }
         if (!o.value("--quota").empty()) {
             try {

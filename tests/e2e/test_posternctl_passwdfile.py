@@ -105,6 +105,14 @@ def test_error_exits():
             (["user", "delete", "ghost@example.test"], None, 67, "no such user"),
             (["user", "show", "ghost@example.test"], None, 67, "no such user"),
             (["domain", "list"], None, 78, "no postgres backend"),
+            # Review finding: a line break or blank in --mailbox added an account or a
+            # senders= right to the passwd-file.
+            (["user", "add", "fresh@example.test", "--mailbox",
+              "x\nroot@example.test:{PLAIN}mine::::::"], "x-Pw-1", 65, "--mailbox must be"),
+            (["user", "add", "fresh@example.test", "--mailbox", "x senders=ceo@example.test"], "x-Pw-1", 65,
+             "--mailbox must be"),
+            (["user", "add", "fresh@example.test", "--mailbox", "a//b"], "x-Pw-1", 65, "--mailbox must be"),
+            (["user", "add", "fresh@example.test", "--mailbox", "a/./b"], "x-Pw-1", 65, "--mailbox must be"),
         ]:
             r = ctl(p, *args, password=pw)
             check(r.returncode == code and what in r.stderr,

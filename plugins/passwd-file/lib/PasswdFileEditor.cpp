@@ -274,6 +274,13 @@ WriteAnswer PasswdFileEditor::addUser(const api::NewUser& u) {
     }
     std::string extra;
     if (!u.mailbox.empty()) {
+        // One token of the extra field: a blank, ':' or line break would make another field
+        // (senders=...) or another account.
+        for (char c : u.mailbox) {
+            if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == ':') {
+                return {WriteStatus::Invalid, "a mailbox must not contain blanks, ':' or control characters"};
+            }
+        }
         extra = setExtra(extra, "mailbox", u.mailbox, true);
     }
     if (!u.senders.empty()) {

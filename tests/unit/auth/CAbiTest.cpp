@@ -96,8 +96,13 @@ BOOST_AUTO_TEST_CASE(passwdFileWritesCrossTheBoundary) {
     api::NewUser bob;
     bob.address = "bob@example.test";
     bob.passwordHash = "{PLAIN}bob-pw";
-    bob.mailbox = "example.test/b";
     bob.senders = {"b@example.test"};
+    // A mailbox that would make another field or line of the file is refused.
+    for (const char* bad : {"b senders=ceo@example.test", "b\nroot@example.test:{PLAIN}x", "b:c"}) {
+        bob.mailbox = bad;
+        BOOST_TEST((h->addUser(bob).status == api::WriteStatus::Invalid), bad);
+    }
+    bob.mailbox = "example.test/b";
     BOOST_TEST((h->addUser(bob).status == api::WriteStatus::Ok));
     bob.quotaBytes = 5;
     auto quota = h->addUser(bob);
