@@ -30,6 +30,7 @@
 #include "milter/MilterChain.h"
 #include "pg/ReadRouter.h"
 #include "policyd/PolicyDelegation.h"
+#include "queue/FileOps.h"
 #include "queue/OutboundQueue.h"
 #include "store/ClusterMaildropService.h"
 #include "store/GroupCommit.h"
@@ -53,12 +54,34 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 namespace postern::app {
 
 namespace {
+
+// An exclusive flock on <dir>/posternd.lock, held for the process's life (the descriptor is
+// closed by ~Daemon). Read-only, 0644: a file left by a root start does not stop a start as
+// server.user. Throws when another process holds it.
+int lockQueueDirectory(const std::string& dir) {
+    if (!queue::makeDirectories(dir, 0750))
+        throw std::runtime_error("cannot create server.queue_dir " + dir + ": " + std::strerror(errno));
+    const std::string path = dir + "/posternd.lock";
+    int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        ::close(fd);
+        if (e == EWOULDBLOCK)
+            throw std::runtime_error("server.queue_dir " + dir + " is in use by another posternd (" + path +
+                                     " is locked); stop it first");
+        throw std::runtime_error("cannot lock " + path + ": " + std::strerror(e));
+    }
+    return fd;
+}
 
 Poco::Logger& serverLog() { return Poco::Logger::get("postern.server"); }
 
@@ -108,6 +131,7 @@ Daemon::Daemon(DaemonSettings settings) : settings_(std::move(settings)) {}
 Daemon::~Daemon() {
     // The held-grant store goes before the pool: nothing may call into it afterwards.
     if (clusterPool_) clusterPool_->setUpListener({});
+    if (queueLockFd_ >= 0) ::close(queueLockFd_);
 }
 
 void Daemon::refuseRootWithoutUser() const {
@@ -253,6 +277,10 @@ void Daemon::buildStorage() {
             std::make_unique<store::ClusterMaildropService>(*mailStore_, *maildropLock_, settings_.cluster.nodeId);
         maildrops_ = clusterMaildrops_.get();
     }
+    // One daemon per queue, before its recovery: a second posternd started on the same
+    // configuration (a debug run beside the service) deleted the running one's message data
+    // in flight as crash leftovers, then failed to bind. Postfix has master.lock for this.
+    queueLockFd_ = lockQueueDirectory(settings_.queue.dir);
     queue_ = std::make_unique<queue::OutboundQueue>(settings_.queue.dir, settings_.queue.limits);
     if (auto removed = queue_->recover())
         serverLog().notice(core::EventLine("queue.recover").add("removed", removed).str());

@@ -161,6 +161,7 @@ private:
     std::unique_ptr<store::PgMaildropLock> maildropLock_;
     std::unique_ptr<store::ClusterMaildropService> clusterMaildrops_;
     core::MaildropService* maildrops_ = nullptr;  // mailStore_ or clusterMaildrops_
+    int queueLockFd_ = -1;  // flock on <server.queue_dir>/posternd.lock: one daemon per queue
     std::unique_ptr<queue::OutboundQueue> queue_;
     std::unique_ptr<store::SpoolSink> sink_;
     std::unique_ptr<dkim::KeyStore> dkimKeys_;       // null: DKIM signing not configured

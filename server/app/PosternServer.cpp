@@ -104,13 +104,18 @@ int PosternServer::main(const std::vector<std::string>&) {
         std::cout << "posternd " << POSTERN_VERSION << std::endl;
         return EXIT_OK;
     }
+    std::string error;
     try {
         return serve();
     } catch (const Poco::Exception& e) {
-        serverLog().fatal(core::EventLine("startup.fail").text("error", e.displayText()).str());
+        error = e.displayText();
     } catch (const std::exception& e) {
-        serverLog().fatal(core::EventLine("startup.fail").text("error", e.what()).str());
+        error = e.what();
     }
+    serverLog().fatal(core::EventLine("startup.fail").text("error", error).str());
+    // --check is run by hand (and by the unit's ExecStartPre): its answer belongs on the
+    // terminal too, whatever logging.* sends the log to (syslog when packaged).
+    if (checkOnly_) std::cerr << "posternd: " << error << std::endl;
     return EXIT_CONFIG;
 }
 

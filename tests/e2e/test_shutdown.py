@@ -9,15 +9,17 @@ import re
 import signal
 import smtplib
 import socket
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from postern_harness import (LISTENERS, Postern, DEFAULT_USERS, RawConn, check, check_eq,
+from postern_harness import (BUILD_DIR, LISTENERS, Postern, DEFAULT_USERS, RawConn, check, check_eq,
                              expect, flood_without_reading, make_message, plain_ir, run_tests,
-                             split_received, wait_for)
+                             split_received, wait_for, TestFailure)
 
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
+POSTERND = os.path.join(BUILD_DIR, "bin", "posternd")
 SLACK = 3.0     # process exit after the grace period ends (thread joins, log flush)
 
 
@@ -44,6 +46,40 @@ def test_unknown_config_key_rejected():
         print("  exit %s: %s" % (p.start_failure, p.log_text().strip().splitlines()[-1:]))
         return
     raise AssertionError("posternd started with an unknown key")
+
+
+def test_check_names_the_error_on_the_terminal_whatever_the_log_channel():
+    """The log goes to a file here (test change: logging.* -D keys, as the packaged
+    configuration sends it to syslog) and only the terminal is read. Review finding: then
+    `posternd --check` showed nothing and exited 78."""
+    p = Postern(start=False)
+    p._write_config()
+    log = os.path.join(p.dir, "check.log")
+    r = subprocess.run([POSTERND, "--check", "--config", p.config_path, "-D", "smtp.no_such_key=1",
+                        "-D", "logging.loggers.root.channel=file", "-D", "logging.channels.file.class=FileChannel",
+                        "-D", "logging.channels.file.path=" + log],
+                       capture_output=True, text=True, timeout=60, cwd=p.dir)
+    check_eq(r.returncode, 78, "exit status of --check with an unknown key")
+    check("smtp.no_such_key" in r.stderr, "the error on the terminal: %r" % r.stderr)
+    check("smtp.no_such_key" in open(log).read(), "and in the log")
+
+
+def test_second_daemon_on_the_same_queue_refused_before_touching_it():
+    """A second posternd with the same server.queue_dir (test change: its own ports) stops
+    before its queue recovery. Review finding: it deleted the running daemon's message data
+    in flight as crash leftovers, and only then failed to bind the same ports."""
+    with Postern() as p:
+        q = Postern(start=False, name="second")
+        q.overrides["server.queue_dir"] = p.queue_dir
+        try:
+            q.start()
+            raise AssertionError("a second posternd started on the same queue")
+        except TestFailure:
+            pass
+        check("is in use by another posternd" in q.log_text(), q.tail())
+        s = p.smtp("mx")  # the first one carries on
+        expect(s.noop(), 250)
+        s.quit()
 
 
 def test_sigterm_idle_server_exits_0_quickly():
