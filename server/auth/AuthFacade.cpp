@@ -6,6 +6,7 @@
 #include "core/LogValue.h"
 #include "core/Utf8.h"
 #include "core/EventLine.h"
+#include "core/MailboxLocation.h"
 
 #include "auth/PasswordScheme.h"
 #include "auth/RehashPolicy.h"
@@ -321,6 +322,9 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
             id.senderAddresses.push_back(core::normalizeAddressDomain(id.user));
         }
         id.mailbox = answer.record.mailbox.empty() ? defaultMailbox(id.user) : answer.record.mailbox;
+        // The same mailbox as at RCPT ("d/alice/" is "d/alice"); a bad one stays as given and
+        // the store refuses it.
+        if (auto location = core::normalizeMailboxLocation(id.mailbox)) id.mailbox = std::move(*location);
         id.attributes = answer.record.extra;  // e.g. per-user rate limits
         if (rehasher_ && binding.rehashOnLogin) {
             if (auto from = rehashFrom(RehashCandidate{true, &answer}, rehasher_->target())) {
@@ -491,8 +495,23 @@ core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansio
     bool deliverable = false;
     if (r.answer.isMailbox) {
         const std::string user = lower(r.answer.record.user.empty() ? r.address : r.answer.record.user);
-        pushUnique(x.mailboxes,
-                   r.answer.record.mailbox.empty() ? defaultMailbox(user) : r.answer.record.mailbox);
+        const std::string& given = r.answer.record.mailbox.empty() ? defaultMailbox(user) : r.answer.record.mailbox;
+        // A location the store would refuse (an absolute path, "..") defers this recipient
+        // here, at RCPT: found only at the end of DATA it deferred the whole message for
+        // every recipient. "d/alice/" and "d/alice" are one mailbox (one copy).
+        const auto location = core::normalizeMailboxLocation(given);
+        if (!location) {
+            logger().error(core::EventLine("rcpt.bad_mailbox")
+                               .add("rcpt", x.top)
+                               .add("address", address)
+                               .add("backend", r.backend)
+                               .text("mailbox", given)
+                               .text("detail", "not a path relative to server.mail_root (no leading '/', no "
+                                               "empty, '.' or '..' part, no control character)")
+                               .str());
+            return core::Answer::TempFail;
+        }
+        pushUnique(x.mailboxes, *location);
         deliverable = true;
     }
     const std::string aliasDomain = domainOf(address);

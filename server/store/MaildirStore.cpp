@@ -1,5 +1,7 @@
 #include "store/MaildirStore.h"
 
+#include "core/MailboxLocation.h"
+
 #include "core/EventLine.h"
 #include "queue/FileOps.h"
 
@@ -301,24 +303,12 @@ MaildirStore::MaildirStore(std::string mailRoot, std::string hostname) : mailRoo
 std::optional<std::string> MaildirStore::maildirPath(const std::string& mailbox) const {
     // The location comes from a backend (LDAP attribute, SQL column): never let it name
     // a directory outside the mail root.
-    if (mailbox.empty() || mailbox.front() == '/') return std::nullopt;
-    std::size_t start = 0;
-    while (start <= mailbox.size()) {
-        auto end = mailbox.find('/', start);
-        if (end == std::string::npos) end = mailbox.size();
-        std::string_view part(mailbox.data() + start, end - start);
-        bool last = end == mailbox.size();
-        if (part.empty() ? !last || start == 0 : (part == "." || part == "..")) return std::nullopt;
-        start = end + 1;
-    }
-    for (char c : mailbox)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return std::nullopt;
+    const auto location = core::normalizeMailboxLocation(mailbox);
+    if (!location) return std::nullopt;
     // The server's spool is not a mailbox.
-    std::string_view first(mailbox.data(), std::min(mailbox.find('/'), mailbox.size()));
+    std::string_view first(location->data(), std::min(location->find('/'), location->size()));
     if (first == MailSpool::DirName) return std::nullopt;
-    std::string path = mailRoot_ + "/" + mailbox;
-    if (path.back() == '/') path.pop_back();
-    return path;
+    return mailRoot_ + "/" + *location;
 }
 
 bool MaildirStore::ensureMaildir(const std::string& maildir) {

@@ -391,5 +391,27 @@ def test_every_refusal_is_logged_with_its_reason():
             check(p.log_contains(pattern), "logged: " + pattern)
 
 
+def test_a_bad_mailbox_location_defers_only_its_recipient():
+    """Users added by the test: abs@ with an absolute mailbox= (the usual Postfix/Dovecot
+    value), alice2@ with alice's mailbox spelled with a trailing '/'. Review finding: the
+    location was checked only at the end of DATA, so one such recipient got the whole message
+    451 for every recipient; and the two spellings of one mailbox got two copies."""
+    users = dict(DEFAULT_USERS)
+    users["abs@example.test"] = {"password": "abs-Secret9", "extra": "mailbox=/var/vmail/example.test/abs"}
+    users["alice2@example.test"] = {"password": "alice2-Secret9", "extra": "mailbox=example.test/alice/"}
+    with Postern(users=users) as p:
+        marker, msg = make_message(sender="someone@remote.example", to=ALICE)
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        expect(s.rcpt("abs@example.test"), 451, "4.3.0", what="the recipient with the bad location")
+        expect(s.rcpt("alice2@example.test"), 250)
+        expect(s.data(msg), 250, what="DATA for the other recipients")
+        s.quit()
+        check_eq(len(p.maildir_find(ALICE, marker)), 1, "copies in alice's mailbox (both spellings)")
+        p.log_contains(r"event=rcpt\.bad_mailbox rcpt=abs@example\.test address=abs@example\.test backend=local "
+                       r"mailbox=\"/var/vmail/example\.test/abs\"")
+
+
 if __name__ == "__main__":
     run_tests(globals())
