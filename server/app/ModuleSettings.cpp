@@ -4,6 +4,8 @@
 
 #include <Poco/Process.h>
 
+#include <unistd.h>
+
 namespace postern::app {
 
 namespace {
@@ -132,7 +134,16 @@ GrantSettings grantSettings(const config::ServerConfig& cfg) {
 }
 
 StoreSettings storeSettings(const config::ServerConfig& cfg) {
-    return {cfg.mailRoot, cfg.hostname, duration_cast<seconds>(cfg.storeTmpCleanupAge), cfg.storeGroupCommit};
+    // Maildir names must be unique among every writer of a shared mail root: the nodes of a
+    // cluster share server.hostname (one configuration file), so it is the node's own name:
+    // cluster.node_id, else the machine's host name (a container's is its own).
+    std::string writer = cfg.cluster.nodeId;
+    if (writer.empty()) {
+        char buf[256] = {};
+        if (::gethostname(buf, sizeof buf - 1) == 0) writer = buf;
+    }
+    if (writer.empty()) writer = cfg.hostname;
+    return {cfg.mailRoot, writer, duration_cast<seconds>(cfg.storeTmpCleanupAge), cfg.storeGroupCommit};
 }
 
 QueueSettings queueSettings(const config::ServerConfig& cfg) {

@@ -76,7 +76,8 @@ struct GrantSettings {
 // Mailboxes (server.mail_root, store.*) and the outbound queue (server.queue_dir, queue.*).
 struct StoreSettings {
     std::string mailRoot;
-    std::string hostname;                 // server.hostname, in Maildir file names
+    std::string hostname;                 // this writer's name in Maildir and spool names:
+                                          // cluster.node_id, else the machine's host name
     std::chrono::seconds tmpCleanupAge{};  // store.tmp_cleanup_age
     bool groupCommit = true;               // store.group_commit
     bool operator==(const StoreSettings&) const = default;

@@ -129,7 +129,7 @@ const std::vector<KeyDef> Keys = {
     {"cluster.pool_size", "8", K::Integer, "Connections to the shared PostgreSQL"},
     {"cluster.connect_timeout", "3s", K::Duration, "Connect timeout to the shared PostgreSQL"},
     {"cluster.statement_timeout", "3s", K::Duration, "Statement timeout on the shared PostgreSQL"},
-    {"cluster.node_id", "", K::String, "This node's name in maildrop leases (empty = server.hostname + pid)"},
+    {"cluster.node_id", "", K::String, "This node's name in maildrop leases (empty = server.hostname + pid) and in the Maildir file names it writes (empty = the machine's host name)"},
     {"cluster.grant_cache_ttl", "5s", K::Duration, "How long a node may answer a grant lookup from memory (bounded staleness; 0 = always ask)"},
     {"cluster.grant_retry_queue", "10000", K::Integer, "Grants a node holds (and honours) while the shared PostgreSQL cannot store them, written through when it is back (0 = none: such a grant is lost)"},
     {"cluster.grant_retry_backoff_max", "30s", K::Duration, "Longest wait between attempts to write held grants through (from 1s, doubling; at once when PostgreSQL answers again)"},

@@ -404,9 +404,12 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
                                    .str());
                 return false;
             }
-            if (::rename(tmp.c_str(), target.c_str()) != 0) {
+            // Never over another file: a name can clash with another writer's (other nodes
+            // on a shared mail root, a foreign MDA).
+            if (!queue::renameNoReplace(tmp, target)) {
                 int saved = errno;
                 ::unlink(tmp.c_str());
+                if (saved == EEXIST) continue;  // a new name
                 logger().error(core::EventLine("store.deliver_fail")
                                    .add("path", target)
                                    .add("step", "rename")
@@ -526,8 +529,14 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
     if (!listNames(newDir, names)) return fail("scan", newDir);
     for (const auto& n : names) {
         std::string to = curDir + "/" + n + (n.find(':') == std::string::npos ? ":2," : "");
-        if (::rename((newDir + "/" + n).c_str(), to.c_str()) != 0 && errno != ENOENT)
-            return fail("rename", newDir + "/" + n);
+        if (queue::renameNoReplace(newDir + "/" + n, to) || errno == ENOENT) continue;
+        // A message of that name is in cur/ already (a clash between writers): this one
+        // stays in new/, unserved but never lost, and the operator is told.
+        if (errno == EEXIST) {
+            logger().warning(core::EventLine("store.name_clash").add("path", newDir + "/" + n).str());
+            continue;
+        }
+        return fail("rename", newDir + "/" + n);
     }
 
     if (!listNames(curDir, names)) return fail("scan", curDir);

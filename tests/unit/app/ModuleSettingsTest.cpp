@@ -11,6 +11,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
+
 #include <map>
 #include <string>
 #include <utility>
@@ -189,6 +191,12 @@ BOOST_AUTO_TEST_CASE(values_arrive_converted) {
     BOOST_TEST(s.cluster.connect.password.empty());  // read from the file by the builder, never here
     const auto off = app::daemonSettings(load({{"pop_before_smtp.lifetime", "0"}}));
     BOOST_TEST(!off.grants.enabled);
+    // Maildir names carry the writer's own name, never server.hostname (every node of a
+    // cluster shares it): cluster.node_id, else the machine's host name.
+    BOOST_TEST(app::daemonSettings(load({{"cluster.node_id", "node-7"}})).store.hostname == "node-7");
+    char host[256] = {};
+    BOOST_REQUIRE(::gethostname(host, sizeof host - 1) == 0);
+    BOOST_TEST(app::daemonSettings(load({{"server.hostname", "mail.example.net"}})).store.hostname == host);
 }
 
 // One bad value of each kind: load() refuses it and names the key, once. Nothing later

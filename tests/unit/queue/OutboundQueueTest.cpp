@@ -3,6 +3,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -315,6 +316,21 @@ BOOST_AUTO_TEST_CASE(make_directories_creates_what_is_missing_and_refuses_a_file
     BOOST_TEST(errno == ENOTDIR);
     BOOST_TEST(!makeDirectories((t.path / "file" / "sub").string(), 0700));
     BOOST_TEST(!makeDirectories("", 0700));
+}
+
+BOOST_AUTO_TEST_CASE(rename_no_replace_never_replaces) {
+    TempDir t;
+    const std::string a = (t.path / "a").string(), b = (t.path / "b").string(), c = (t.path / "c").string();
+    BOOST_REQUIRE(writeFileSynced(a, "first"));
+    BOOST_REQUIRE(writeFileSynced(b, "second"));
+    errno = 0;
+    BOOST_TEST(!renameNoReplace(a, b));
+    BOOST_TEST(errno == EEXIST);
+    BOOST_TEST(slurp(b) == "second");
+    BOOST_TEST(slurp(a) == "first");
+    BOOST_TEST(renameNoReplace(a, c));
+    BOOST_TEST(slurp(c) == "first");
+    BOOST_TEST(!fs::exists(a));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -126,6 +126,23 @@ BOOST_AUTO_TEST_CASE(open_moves_new_to_cur_lists_in_delivery_order_and_reads_byt
     BOOST_TEST((md->read(2, out) == core::MessageRead::Failed));
 }
 
+// Review finding: new/ -> cur/ was a plain rename(2), which replaced a message of the same
+// name already in cur/ (two writers of a shared mail root with the same host part). Now the
+// newer one stays in new/ (unserved, logged), and neither is lost.
+BOOST_AUTO_TEST_CASE(a_name_clash_between_new_and_cur_loses_nothing) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));  // makes the Maildir
+    md.reset();
+    spit(t.path / "bob/cur" / "1700000001.M1P1Q2.node,S=21:2,", "Subject: two\r\n\r\ntwo\r\n");
+    spit(t.path / "bob/new" / "1700000001.M1P1Q2.node,S=21", "Subject: dup\r\n\r\ndup\r\n");
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_TEST(slurp(t.path / "bob/cur" / "1700000001.M1P1Q2.node,S=21:2,") == "Subject: two\r\n\r\ntwo\r\n");
+    BOOST_TEST(slurp(t.path / "bob/new" / "1700000001.M1P1Q2.node,S=21") == "Subject: dup\r\n\r\ndup\r\n");
+    BOOST_TEST(md->entries().size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(foreign_names_without_size_are_stat_ed) {
     TempDir t;
     MaildirStore store(t.path.string(), "host");
