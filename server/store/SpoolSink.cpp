@@ -311,7 +311,19 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
             if (groupCommit_ && envelope.remoteRecipients.empty() && ::fstat(fd, &fst) == 0 &&
                 fst.st_dev == groupDevice_)
                 gc = groupCommit_;
-            return std::make_unique<SpoolWriter>(store_, queue_, envelope, path, fd, &delivered_, gc);
+            auto writer = std::make_unique<SpoolWriter>(store_, queue_, envelope, path, fd, &delivered_, gc);
+            // RFC 5321 4.4: final delivery puts the envelope sender in a Return-Path line at
+            // the top (as Postfix's local/virtual and Dovecot's LDA/LMTP do). Only when every
+            // copy of this file is a mailbox's: the queue's copy must not carry one (a relay
+            // SHOULD NOT send it), and the copies of a mixed message share one file.
+            if (envelope.remoteRecipients.empty()) {
+                const std::string line = "Return-Path: <" + envelope.sender + ">\r\n";
+                if (!writer->write(line.data(), line.size())) {
+                    status = core::SinkStatus::TempFail;
+                    return nullptr;  // the writer's destructor removes the temp file
+                }
+            }
+            return writer;
         }
         if (errno != EEXIST) break;
     }

@@ -20,6 +20,7 @@ No fixed sleeps: every wait is "poll a condition until a deadline" (see wait_for
 import base64
 import inspect
 import os
+import pwd
 import re
 import select
 import shutil
@@ -188,9 +189,20 @@ def check_eq(got, want, message=""):
         raise TestFailure("%s\n  expected: %r\n  got:      %r" % (message, want, got))
 
 
+def split_return_path(stored):
+    """(envelope sender, rest) of a message in a Maildir, which begins with the Return-Path
+    line final delivery writes (RFC 5321 4.4); the sender is None if there is none."""
+    m = re.match(rb"Return-Path: <([^>\r\n]*)>\r\n", stored)
+    if not m:
+        return None, stored
+    return m.group(1).decode("utf-8", "replace"), stored[m.end():]
+
+
 def split_received(stored):
     """Split a stored message into (received_header_bytes, rest). The message must begin
-    with a Received: header (possibly folded)."""
+    with a Received: header (possibly folded), after the Return-Path line of a message in a
+    Maildir."""
+    _, stored = split_return_path(stored)
     if not stored.startswith(b"Received:"):
         raise TestFailure("stored message does not start with a Received header: %r"
                           % stored[:200])
@@ -894,10 +906,30 @@ class Postern:
                 out += [os.path.join(dp, f) for f in fn]
         return out
 
+    def prepare_unprivileged(self, user="nobody"):
+        """Before start(), for a test that serves as `user` (it sets server.user itself): every
+        directory up to the test's is searchable, the mail root and the queue are the user's,
+        the users and aliases files readable (the TLS key stays root's: read before the drop).
+        Returns the user's pwd entry."""
+        pw = pwd.getpwnam(user)
+        d = self.dir
+        while d != "/":
+            os.chmod(d, os.stat(d).st_mode | 0o711)
+            d = os.path.dirname(d)
+        os.chmod(self.dir, 0o777)
+        for sub in (self.mail_root, self.queue_dir):
+            os.makedirs(sub, exist_ok=True)
+            os.chown(sub, pw.pw_uid, pw.pw_gid)
+        for f in (self.passwd_path, self.aliases_path):
+            if os.path.exists(f):
+                os.chmod(f, 0o644)
+        return pw
+
     def queue_files(self):
+        """Every file in the queue, but the daemon's own posternd.lock (held while it runs)."""
         out = []
         for dp, dn, fn in os.walk(self.queue_dir):
-            out += [os.path.join(dp, f) for f in fn]
+            out += [os.path.join(dp, f) for f in fn if not (dp == self.queue_dir and f == "posternd.lock")]
         return sorted(out)
 
 

@@ -8,7 +8,6 @@ import email
 import email.policy
 import json
 import os
-import pwd
 import re
 import shutil
 import smtplib
@@ -643,7 +642,6 @@ def test_posternctl_queue_as_root_keeps_the_queue_the_server_users():
     if os.geteuid() != 0:
         print("  (not root: cannot switch users)")
         return
-    nobody = pwd.getpwnam("nobody")
     port = sink_port((MX1,))
     accept = threading.Event()
 
@@ -655,16 +653,7 @@ def test_posternctl_queue_as_root_keeps_the_queue_the_server_users():
         o["delivery.retry_schedule"] = "1h"
         o.update({"server.allow_root": "false", "server.user": "nobody"})
         p = Postern(overrides=o, start=False)
-        d = p.dir
-        while d != "/":
-            os.chmod(d, os.stat(d).st_mode | 0o711)
-            d = os.path.dirname(d)
-        os.chmod(p.dir, 0o777)
-        for sub in (p.mail_root, p.queue_dir):
-            os.makedirs(sub, exist_ok=True)
-            os.chown(sub, nobody.pw_uid, nobody.pw_gid)
-        os.chmod(p.passwd_path, 0o644)
-        os.chmod(p.aliases_path, 0o644)
+        nobody = p.prepare_unprivileged("nobody")
         with p.start():
             marker, _ = submit(p, "held@a.test")
             p.log_contains(r"event=delivery\.defer to=<held@a\.test> .* attempt=1 ")

@@ -21,7 +21,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import (BUILD_DIR, Postern, DEFAULT_USERS, check, check_eq, expect, free_port,
-                             make_message, run_tests, wait_for)
+                             make_message, run_tests, wait_for, split_return_path)
 import milter_support as ms
 
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
@@ -114,7 +114,8 @@ def test_header_envelope_and_body_actions_are_applied_before_storing():
         for who in (BOB, ERIN):
             msgs = p.maildir_messages(who)
             check_eq(len(msgs), 1, "messages for " + who)
-            m0 = msgs[0]
+            sender, m0 = split_return_path(msgs[0])
+            check_eq(sender, "bounces@example.test", "Return-Path: the sender the milter set")
             check(m0.startswith(b"X-First: top\r\n"), "inserted header first:\n%r" % m0[:200])
             check(b"\r\nX-Milter: added\r\n" in m0, "added header")
             check(b"\r\nSubject: rewritten by milter\r\n" in m0, "changed Subject")

@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import (Postern, DEFAULT_USERS, check, check_eq, expect, free_port,
-                             make_message, run_tests, wait_for)
+                             make_message, run_tests, split_return_path, wait_for)
 
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
 BOB = "bob@example.test"
@@ -234,6 +234,8 @@ def test_prepend_is_stored_above_received():
             head = stored.split(b"\r\n\r\n", 1)[0]
             check_eq(head.count(b"X-Policy-Test: checked for someone@remote.example\r\n"), 1,
                      "PREPEND header once in %s's copy (two RCPTs asked for it)" % user)
+            sender, stored = split_return_path(stored)
+            check_eq(sender, "someone@remote.example", "Return-Path of final delivery")
             check(stored.startswith(b"X-Policy-Test: "), "PREPEND above Received: %r" % stored[:200])
             check(b"\r\nReceived: from client.example" in head, "Received still there")
         check_eq(len(ps.seen()), 2, "requests")

@@ -8,7 +8,6 @@ support it; an IPv6 listener on ::1 works."""
 import hashlib
 import os
 import re
-import pwd
 import shutil
 import signal
 import socket
@@ -88,20 +87,10 @@ def test_drops_to_server_user_and_still_serves():
     if not IS_ROOT:
         print("  (not root: cannot switch users)")
         return
-    nobody = pwd.getpwnam("nobody")
     p = Postern(overrides={"server.allow_root": "false", "server.user": "nobody"}, start=False)
     # The unprivileged user must reach its own files: mail root, queue, ready file; the key
     # stays root-only (read before the drop).
-    d = p.dir
-    while d != "/":
-        os.chmod(d, os.stat(d).st_mode | 0o711)
-        d = os.path.dirname(d)
-    os.chmod(p.dir, 0o777)
-    for sub in (p.mail_root, p.queue_dir):
-        os.makedirs(sub, exist_ok=True)
-        os.chown(sub, nobody.pw_uid, nobody.pw_gid)
-    os.chmod(p.passwd_path, 0o644)
-    os.chmod(p.aliases_path, 0o644)
+    nobody = p.prepare_unprivileged("nobody")
     with p.start():
         status = open("/proc/%d/status" % p.proc.pid).read()
         uid_line = [l for l in status.splitlines() if l.startswith("Uid:")][0].split()[1:]

@@ -10,7 +10,6 @@ import base64
 import contextlib
 import hashlib
 import os
-import pwd
 import re
 import subprocess
 import sys
@@ -175,7 +174,6 @@ def test_passwd_file_directory_not_writable_warns_once_and_logins_work():
     if os.geteuid() != 0:
         print("  (not root: cannot switch users)")
         return
-    nobody = pwd.getpwnam("nobody")
     users = {"md5@example.test": {"password": PASSWORD, "scheme": "old", "hash": OLD_HASHES["md5"]},
              "ssha@example.test": {"password": PASSWORD, "scheme": "old", "hash": OLD_HASHES["ssha"]}}
     p = Postern(overrides=SETTINGS, users=users, start=False)
@@ -186,15 +184,7 @@ def test_passwd_file_directory_not_writable_warns_once_and_logins_work():
     passwd = os.path.join(users_dir, "users.passwd")
     os.rename(p.passwd_path, passwd)
     os.chmod(passwd, 0o644)
-    d = p.dir
-    while d != "/":
-        os.chmod(d, os.stat(d).st_mode | 0o711)
-        d = os.path.dirname(d)
-    os.chmod(p.dir, 0o777)
-    for sub in (p.mail_root, p.queue_dir):
-        os.makedirs(sub, exist_ok=True)
-        os.chown(sub, nobody.pw_uid, nobody.pw_gid)
-    os.chmod(p.aliases_path, 0o644)
+    p.prepare_unprivileged("nobody")
     p.overrides.update({
         "server.allow_root": "false",           # serve as nobody, as in production
         "server.user": "nobody",

@@ -408,7 +408,10 @@ def test_a_bad_mailbox_location_defers_only_its_recipient():
         expect(s.rcpt("alice2@example.test"), 250)
         expect(s.data(msg), 250, what="DATA for the other recipients")
         s.quit()
-        check_eq(len(p.maildir_find(ALICE, marker)), 1, "copies in alice's mailbox (both spellings)")
+        stored = p.maildir_find(ALICE, marker)
+        check_eq(len(stored), 1, "copies in alice's mailbox (both spellings)")
+        # RFC 5321 4.4: final delivery writes the envelope sender as Return-Path, on top.
+        check(stored[0].startswith(b"Return-Path: <someone@remote.example>\r\nReceived: "), stored[0][:200])
         p.log_contains(r"event=rcpt\.bad_mailbox rcpt=abs@example\.test address=abs@example\.test backend=local "
                        r"mailbox=\"/var/vmail/example\.test/abs\"")
 

@@ -23,6 +23,8 @@ BOOST_AUTO_TEST_SUITE(mail_spool)
 namespace {
 
 const std::string Message = "From: bob@example.org\r\nSubject: spool\r\n\r\nbody\r\n";
+// A mailbox's copy: the Return-Path line of final delivery (RFC 5321 4.4), then the message.
+const std::string Stored = "Return-Path: <bob@example.org>\r\n" + Message;
 
 core::Envelope envelope(std::vector<std::string> local, std::vector<std::string> remote = {}) {
     core::Envelope e;
@@ -130,7 +132,7 @@ BOOST_AUTO_TEST_CASE(local_delivery_writes_in_the_spool_and_leaves_nothing_behin
         BOOST_TEST(namesIn(spool.directory()) == std::vector<std::string>{"lock"});
     }
     BOOST_REQUIRE(filesIn(alice / "new").size() == 1u);
-    BOOST_TEST(slurp(filesIn(alice / "new")[0]) == Message);
+    BOOST_TEST(slurp(filesIn(alice / "new")[0]) == Stored);
     BOOST_TEST(filesIn(t.path / "mail" / "carol" / "new").size() == 1u);
     {
         // Failed (never committed) delivery: nothing anywhere.
@@ -171,7 +173,7 @@ BOOST_AUTO_TEST_CASE(queue_on_another_file_system_copies_through_the_spool_not_t
         for (const char* mb : {"alice", "carol"}) {
             auto files = filesIn(mailRoot / mb / "new");
             BOOST_REQUIRE(files.size() == 1u);
-            BOOST_TEST(slurp(files[0]) == Message);
+            BOOST_TEST(slurp(files[0]) == Message);  // with a remote recipient: one file, no Return-Path
             BOOST_TEST(filesIn(mailRoot / mb / "tmp").empty());
         }
         BOOST_TEST(namesIn(spool.directory()) == std::vector<std::string>{"lock"});

@@ -38,6 +38,8 @@ struct Fixture {
 };
 
 const std::string Message = "From: bob@example.org\r\nSubject: test\r\n\r\nline one\r\n.dotted\r\n";
+// A mailbox's copy: the Return-Path line of final delivery (RFC 5321 4.4), then the message.
+const std::string Stored = "Return-Path: <bob@example.org>\r\n" + Message;
 
 core::SinkResult writeAndCommit(core::MessageWriter& w, const std::string& data) {
     // In pieces, as a session would.
@@ -57,8 +59,8 @@ BOOST_FIXTURE_TEST_CASE(local_delivery_is_byte_exact_in_new, Fixture) {
     BOOST_TEST(queue::OutboundQueue::isValidId(r.queueId));
     auto files = filesIn(mailDir("example.org/alice", "new"));
     BOOST_REQUIRE(files.size() == 1u);
-    BOOST_TEST(slurp(files[0]) == Message);
-    BOOST_TEST(files[0].filename().string().ends_with(",S=" + std::to_string(Message.size())));
+    BOOST_TEST(slurp(files[0]) == Stored);
+    BOOST_TEST(files[0].filename().string().ends_with(",S=" + std::to_string(Stored.size())));
     BOOST_TEST(modeOf(files[0]) == 0600u);
     BOOST_TEST(filesIn(mailDir("example.org/alice", "tmp")).empty());
     BOOST_TEST(queue.list().empty());
@@ -75,7 +77,7 @@ BOOST_FIXTURE_TEST_CASE(one_copy_linked_into_several_mailboxes, Fixture) {
     for (const char* mb : {"alice", "carol", "dave"}) {
         auto files = filesIn(mailDir(mb, "new"));
         BOOST_REQUIRE(files.size() == 1u);
-        BOOST_TEST(slurp(files[0]) == Message);
+        BOOST_TEST(slurp(files[0]) == Stored);
         struct stat s{};
         ::stat(files[0].c_str(), &s);
         BOOST_TEST(s.st_nlink == 3u);  // the temp is gone, three links remain
@@ -273,7 +275,7 @@ BOOST_AUTO_TEST_CASE(mail_root_on_another_file_system_gets_a_copy) {
         BOOST_TEST((r.status == core::SinkStatus::Ok));
         auto files = filesIn(mailRoot / "alice/new");
         BOOST_REQUIRE(files.size() == 1u);
-        BOOST_TEST(slurp(files[0]) == Message);
+        BOOST_TEST(slurp(files[0]) == Message);  // with a remote recipient: no Return-Path
         BOOST_TEST(modeOf(files[0]) == 0600u);
         BOOST_TEST(filesIn(mailRoot / "alice/tmp").empty());
         BOOST_TEST(slurp(q.dataPath(r.queueId)) == Message);
