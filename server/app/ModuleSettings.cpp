@@ -168,6 +168,7 @@ SessionTimeouts sessionTimeouts(const config::ServerConfig& cfg) {
     t.smtpData = cfg.smtp.dataTimeout;
     t.pop3Idle = cfg.pop3.idleTimeout;
     t.refusal = cfg.connections.refusalTimeout;
+    t.tlsRefusals = cfg.connections.tlsRefusals;
     t.proxyHeader = cfg.proxyTimeout;
     t.proxyDetectWait = cfg.proxyDetectWait;
     t.earlyTalkerWait = cfg.smtp.earlyTalkerWait;

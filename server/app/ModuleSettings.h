@@ -95,12 +95,14 @@ struct HealthSettings {
     bool operator==(const HealthSettings&) const = default;
 };
 
-// The timeouts a connection applies itself (around the protocol sessions).
+// The timeouts (and the refusal limit) a connection applies itself (around the protocol
+// sessions).
 struct SessionTimeouts {
     Millis smtpCommand{};      // smtp.command_timeout (also the implicit-TLS handshake)
     Millis smtpData{};         // smtp.data_timeout
     Millis pop3Idle{};         // pop3.idle_timeout
     Millis refusal{};          // connections.refusal_timeout
+    unsigned tlsRefusals = 0;  // connections.tls_refusals: refusals told over TLS at once, per listener
     Millis proxyHeader{};      // server.proxy_timeout
     Millis proxyDetectWait{};  // server.proxy_detect_wait
     Millis earlyTalkerWait{};  // smtp.early_talker_wait (MX listeners)

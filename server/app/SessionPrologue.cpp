@@ -27,6 +27,17 @@ void sayAndClose(Poco::Net::StreamSocket& socket, Services& services, const List
     if (l.tls == config::TlsMode::Implicit) {
         auto ctx = services.tlsContext();
         if (ctx.isNull()) return;
+        // The handshake's limit is per read: a client dripping its ClientHello holds this
+        // thread for long, and refused clients are not counted by the per-IP gate. So only
+        // connections.tls_refusals of them at once get it; the others are just closed.
+        if (listener.tlsRefusing.fetch_add(1) >= listener.timeouts.tlsRefusals) {
+            listener.tlsRefusing.fetch_sub(1);
+            return;
+        }
+        struct Release {
+            std::atomic<unsigned>& n;
+            ~Release() { n.fetch_sub(1); }
+        } release{listener.tlsRefusing};
         try {
             net::LineChannel ch(socket, wait);
             ch.startTls(ctx, wait);

@@ -13,6 +13,7 @@
 
 #include <Poco/Net/StreamSocket.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
 
@@ -23,6 +24,8 @@ struct ListenerRuntime {
     const config::ListenerConfig& config;
     core::NetworkList trusted;  // balancers allowed to send a PROXY header (proxy_trusted)
     SessionTimeouts timeouts;   // applied by the connection around the protocol session
+    // Refusals being told over TLS now (implicit-TLS listeners; at most timeouts.tlsRefusals).
+    mutable std::atomic<unsigned> tlsRefusing{0};
 };
 
 struct Prologue {

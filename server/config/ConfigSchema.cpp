@@ -71,6 +71,7 @@ const std::vector<KeyDef> Keys = {
     {"connections.rate_per_ip", "0", K::Integer, "New sessions per client IP, listener and minute (421 4.7.0 beyond; 0 = no limit)"},
     {"connections.allow_networks", "", K::List, "Networks exempt from the per-IP connection limits"},
     {"connections.refusal_timeout", "5s", K::Duration, "How long a refused client may take to finish the TLS handshake (implicit-TLS listeners) and read the refusal"},
+    {"connections.tls_refusals", "16", K::Integer, "Refused clients of one implicit-TLS listener told why over TLS at once; more are closed without a handshake (0 = never a handshake for a refusal)"},
     {"connections.ipv6_prefix", "64", K::Integer, "IPv6 clients are counted per prefix of this length"},
     {"server.proxy_timeout", "5s", K::Duration, "Wait for the PROXY header from a trusted balancer"},
     {"server.proxy_detect_wait", "250ms", K::Duration, "PROXY listeners: watch a connection from an untrusted source this long for a stray PROXY header before greeting"},

@@ -146,6 +146,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.connections.ratePerIp = static_cast<int>(r.integer("connections.rate_per_ip"));
     c.connections.allowNetworks = r.networks("connections.allow_networks");
     c.connections.refusalTimeout = r.duration("connections.refusal_timeout");
+    c.connections.tlsRefusals = static_cast<unsigned>(r.integer("connections.tls_refusals"));
+    if (r.integer("connections.tls_refusals") < 0) r.error("connections.tls_refusals: must be 0 or more");
     c.connections.ipv6Prefix = r.ipv6Prefix("connections.ipv6_prefix");
     c.penalty.window = r.duration("auth.penalty.window");
     c.penalty.maxFailuresIp = static_cast<int>(r.integer("auth.penalty.max_failures_ip"));

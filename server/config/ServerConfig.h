@@ -50,6 +50,7 @@ struct ConnectionLimitsConfig {
     std::string allowNetworks;
     int ipv6Prefix = 0;
     Millis refusalTimeout{};  // TLS handshake + reading the refusal, for refused clients
+    unsigned tlsRefusals = 0; // refused clients of an implicit-TLS listener told why at once
 };
 
 struct PenaltyConfig {

@@ -204,6 +204,36 @@ def test_per_ip_connection_limit_and_others_served():
             c.close()
 
 
+def test_refusals_over_tls_are_capped():
+    """connections.max_per_ip = 1 and connections.tls_refusals = 1 (test changes, to reach
+    the cap with two clients). Review finding: a refused client of an implicit-TLS listener
+    was given a TLS handshake limited only per read, and refusals are not counted by the
+    per-IP gate: one address could hold every thread of 465/995 by dripping handshakes."""
+    with Postern(overrides={"connections.max_per_ip": "1", "connections.tls_refusals": "1"}) as p:
+        port = p.port("pop3s")
+        held = p.pop3_ssl(source="127.0.0.21")  # this address's one session
+        dripping = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.21", 0))
+        time.sleep(0.5)  # refused; waits for a ClientHello that does not come: the one refusal
+        t0 = time.monotonic()
+        other = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.21", 0))
+        try:
+            data = other.recv(100)
+        except ConnectionResetError:
+            data = b""
+        other.close()
+        check(data == b"" and time.monotonic() - t0 < 2.0,
+              "a refusal beyond the cap is closed at once, without a handshake (%r after %.1fs)"
+              % (data, time.monotonic() - t0))
+        dripping.close()
+        time.sleep(0.3)
+        # With the refusal over, a refused client is told why over TLS again.
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.21", 0))
+        with tls_context().wrap_socket(raw, server_hostname="localhost") as t:
+            line = t.recv(200)
+        check(line.startswith(b"-ERR"), "the refusal over TLS: %r" % line)
+        held.quit()
+
+
 def test_full_listener_says_421_not_a_silent_close():
     """listener.mx.max_threads = 1 and max_queued = 1 (test change, to fill the listener with
     two clients). Review finding: the overload check compared the threads with the pool's
