@@ -353,7 +353,7 @@ struct Table {
                                             // ABI 4: app passwords
                                             &addAppPassword, &listAppPasswords, &revokeAppPassword,
                                             &setRequireAppPassword, &touchAppPassword,
-                                            // ABI 5
+                                            // optional, appended later
                                             &replacePassword};
         return &t;
     }

@@ -6,8 +6,9 @@
  *
  * Loading: the host reads the data symbol postern_plugin_abi_version before running any plugin
  * code and refuses any other value; it then calls postern_plugin_entry() and refuses a table
- * whose abi_version differs or whose table_size is smaller than the host's
- * sizeof(postern_plugin_table). A later ABI may only append members (a larger table is fine).
+ * whose abi_version differs or whose table_size is smaller than POSTERN_PLUGIN_TABLE_MIN_SIZE
+ * (the members every plugin of this ABI has). Members are only ever appended: a larger table
+ * is fine, and an optional member past a plugin's table_size counts as NULL.
  *
  * Results: the plugin reports through a host-provided postern_sink, called during the
  * operation with pointers into the plugin's own memory that are valid only for that call
@@ -27,12 +28,12 @@
 extern "C" {
 #endif
 
-/* 5: replace_password appended to postern_plugin_table (the rehash's compare-and-set);
- *    POSTERN_CHANGED.
- * 4: app passwords (fields appended to postern_auth_answer, postern_sink, postern_plugin_table);
+/* 4: app passwords (fields appended to postern_auth_answer, postern_sink, postern_plugin_table);
  *    stored_scheme appended to postern_auth_answer (rehash on login).
+ *    Later, optional (the table's size says whether a plugin has it, so ABI 4 plugins built
+ *    before still load): replace_password, the rehash's compare-and-set; POSTERN_CHANGED.
  * 3: the C boundary (postern_plugin_table); write entry points. (1, 2: C++ classes.) */
-#define POSTERN_PLUGIN_ABI_VERSION 5u
+#define POSTERN_PLUGIN_ABI_VERSION 4u
 
 /* The two symbols every plugin exports. */
 #define POSTERN_PLUGIN_ABI_SYMBOL "postern_plugin_abi_version"
@@ -245,7 +246,8 @@ typedef struct postern_plugin_table {
                                          postern_str client_ip, const postern_sink* sink);
     /* end ABI 4 app passwords */
 
-    /* ABI 5: rehash on login's write (posternd, concurrently with the reads). Replaces the
+    /* Optional (past POSTERN_PLUGIN_TABLE_MIN_SIZE): rehash on login's write (posternd,
+     * concurrently with the reads). Replaces the
      * stored hash with new_hash only if it is still old_hash (as authenticate reported it in
      * record.password_hash), in one atomic step: a password changed since the login
      * (posternctl user passwd, the ISP's own tools) is never overwritten with a hash of the old
@@ -254,6 +256,9 @@ typedef struct postern_plugin_table {
     postern_status (*replace_password)(postern_backend* backend, postern_str user, postern_str old_hash,
                                        postern_str new_hash, const postern_sink* sink);
 } postern_plugin_table;
+
+/* The members every ABI 4 plugin has: those before the optional replace_password. */
+#define POSTERN_PLUGIN_TABLE_MIN_SIZE offsetof(postern_plugin_table, replace_password)
 
 /* Exported by the plugin (visibility default, C linkage):
  *   const uint32_t postern_plugin_abi_version;              = POSTERN_PLUGIN_ABI_VERSION

@@ -67,7 +67,7 @@ namespace {
 // closed by ~Daemon). Read-only, 0644: a file left by a root start does not stop a start as
 // server.user. Throws when another process holds it.
 int lockQueueDirectory(const std::string& dir) {
-    if (!queue::makeDirectories(dir, 0750))
+    if (!queue::makeDirectories(dir, 0700))
         throw std::runtime_error("cannot create server.queue_dir " + dir + ": " + std::strerror(errno));
     const std::string path = dir + "/posternd.lock";
     int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -264,6 +264,14 @@ void Daemon::buildGrants() {
 
 void Daemon::buildStorage() {
     const StoreSettings& s = settings_.store;
+    // The directories this start makes (as root, when started as root) go to server.user
+    // below, so it can write into them after the drop. Ones that exist are left as they are:
+    // the operator's /var/mail or an NFS export are not ours to chown.
+    const auto& p = settings_.process;
+    const std::string& q = settings_.queue.dir;
+    std::vector<std::string> made;
+    for (const std::string& d : {s.mailRoot, q, q + "/incoming", q + "/data", q + "/envelope"})
+        if (::access(d.c_str(), F_OK) != 0) made.push_back(d);
     Poco::File(s.mailRoot).createDirectories();
     mailStore_ = std::make_unique<store::MaildirStore>(s.mailRoot, s.hostname);
     mailStore_->setTmpCleanupAge(s.tmpCleanupAge);
@@ -284,10 +292,7 @@ void Daemon::buildStorage() {
     queue_ = std::make_unique<queue::OutboundQueue>(settings_.queue.dir, settings_.queue.limits);
     if (auto removed = queue_->recover())
         serverLog().notice(core::EventLine("queue.recover").add("removed", removed).str());
-    // Made as root when started as root: the server user must own them to write after the drop.
-    const auto& p = settings_.process;
-    const std::string& q = settings_.queue.dir;
-    app::handOverDirectories({s.mailRoot, q, q + "/incoming", q + "/data", q + "/envelope"}, p.user, p.group);
+    app::handOverDirectories(made, p.user, p.group);
     sink_ = std::make_unique<store::SpoolSink>(*mailStore_, *queue_);
     // DSN "delivered" reports (RFC 3461 NOTIFY=SUCCESS) for local recipients, through the
     // sink once the message is stored (also with delivery.enabled=false).

@@ -48,12 +48,15 @@ bool OverloadFilter::accept(const Poco::Net::StreamSocket& socket) {
     // capacity, one more than the listener's max_threads: comparing threads never refused.)
     if (server->queuedConnections() < listener_.maxQueued) return true;
     try {
-        sessionLogger().warning(core::EventLine("overload")
-                                    .add("listener", listener_.name)
-                                    .add("ip", s.peerAddress().host().toString())
-                                    .add("threads", server->currentThreads())
-                                    .add("queued", server->queuedConnections())
-                                    .str());
+        const std::string ip = s.peerAddress().host().toString();
+        if (auto suppressed = overloadLog_.admit(ip))
+            sessionLogger().warning(core::EventLine("overload")
+                                        .add("listener", listener_.name)
+                                        .add("ip", ip)
+                                        .add("threads", server->currentThreads())
+                                        .add("queued", server->queuedConnections())
+                                        .add("suppressed", *suppressed)
+                                        .str());
     } catch (...) {
     }
     refuse(s, "421 4.3.2 Too many connections, try again later\r\n",

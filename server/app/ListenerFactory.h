@@ -47,6 +47,9 @@ private:
     const config::ListenerConfig& listener_;
     ConnectionRegistry& registry_;
     std::atomic<Poco::Net::TCPServer*> server_{nullptr};
+    // One overload line per client address a minute (suppressed=N counts the others): under
+    // overload the log must not add to the load.
+    abuse::LogThrottle overloadLog_{std::chrono::minutes(1)};
 };
 
 }  // namespace postern::app

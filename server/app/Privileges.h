@@ -19,9 +19,9 @@ void checkSecretFile(const std::string& path, const std::string& what);
 // Throws std::runtime_error on any failure.
 void dropPrivileges(const std::string& user, const std::string& group, bool allowRoot);
 
-// Started as root with a server.user: each of `dirs` that root owns (made just now, or by an
-// operator's mkdir) is given to that user and group, so the daemon can still write into it
-// after the drop. Other owners and missing paths are left alone. Throws on a failed chown.
+// Started as root with a server.user: each of `dirs` (the ones this start made) that root
+// owns is given to that user and group, so the daemon can still write into it after the
+// drop. Other owners and missing paths are left alone. Throws on a failed chown.
 void handOverDirectories(const std::vector<std::string>& dirs, const std::string& user, const std::string& group);
 
 }  // namespace postern::app

@@ -285,6 +285,9 @@ api::WriteAnswer PluginBackend::setPassword(const std::string& user, const std::
 
 api::WriteAnswer PluginBackend::replacePassword(const std::string& user, const std::string& oldHash,
                                                 const std::string& newHash) noexcept {
+    // Optional: a plugin built before it has a table that ends before this member.
+    if (table_->table_size < offsetof(postern_plugin_table, replace_password) + sizeof(table_->replace_password))
+        return missing();
     POSTERN_WRITE_CALL(replace_password, view(user), view(oldHash), view(newHash))
 }
 

@@ -126,11 +126,12 @@ PluginLoader::Loaded PluginLoader::open(const std::string& pluginName) {
                                  std::to_string(table->abi_version) + ", posternd speaks ABI " +
                                  std::to_string(hostAbiVersion_));
     }
-    // A table is only ever extended at its end: a smaller one lacks functions this host calls.
-    if (table->table_size < sizeof(postern_plugin_table)) {
+    // A table is only ever extended at its end: a smaller one lacks functions this host calls
+    // (the optional ones past the minimum are read only when the table has them).
+    if (table->table_size < POSTERN_PLUGIN_TABLE_MIN_SIZE) {
         throw std::runtime_error("plugin " + pluginName + " has a function table of " +
                                  std::to_string(table->table_size) + " bytes, posternd needs " +
-                                 std::to_string(sizeof(postern_plugin_table)) + " (ABI " +
+                                 std::to_string(POSTERN_PLUGIN_TABLE_MIN_SIZE) + " (ABI " +
                                  std::to_string(hostAbiVersion_) + ")");
     }
     if (table->create == nullptr || table->destroy == nullptr || table->authenticate == nullptr ||

@@ -14,6 +14,7 @@ std::optional<std::string> normalizeMailboxLocation(std::string_view m) {
         if (end == std::string_view::npos) end = m.size();
         const std::string_view part = m.substr(start, end - start);
         if (part.empty() || part == "." || part == "..") return std::nullopt;
+        if (start == 0 && part == SpoolDirName) return std::nullopt;
         start = end + 1;
     }
     return std::string(m);

@@ -10,8 +10,12 @@
 
 namespace postern::core {
 
+// The server's own spool under the mail root (store::MailSpool): never a mailbox.
+inline constexpr const char* SpoolDirName = ".postern-spool";
+
 // The location with one trailing '/' dropped ("d/alice/" and "d/alice" are one mailbox), or
-// nullopt if it is empty, absolute, has an empty, "." or ".." part, or a control character.
+// nullopt if it is empty, absolute, has an empty, "." or ".." part, or a control character,
+// or is inside the spool.
 std::optional<std::string> normalizeMailboxLocation(std::string_view location);
 
 }  // namespace postern::core

@@ -1,6 +1,8 @@
 // posternctl user ...: accounts in the configured PostgreSQL or passwd-file backend.
 #include "UserCommands.h"
 
+#include "core/MailboxLocation.h"
+
 #include "CtlSupport.h"
 #include "GrantCommands.h"
 #include "PasswordPrompt.h"
@@ -73,21 +75,14 @@ int simple(CommandContext& c, const Command& command,
     });
 }
 
-// A mailbox as the server accepts it (MaildirStore::maildirPath) and as a passwd-file field
-// can hold: a blank, ':' or line break would start another field or another account there
-// (a provisioning panel passing a customer's path could add a user or a senders= right).
+// A mailbox as the server accepts it (core::normalizeMailboxLocation) and as a passwd-file
+// field can hold: a blank or ':' would start another field there, a line break another
+// account (a provisioning panel passing a customer's path could add a user or a senders=
+// right).
 bool validMailbox(const std::string& m) {
-    if (m.empty() || m.front() == '/') return false;
+    if (!core::normalizeMailboxLocation(m)) return false;
     for (char c : m)
-        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == ':') return false;
-    std::size_t start = 0;
-    while (start <= m.size()) {
-        auto end = m.find('/', start);
-        if (end == std::string::npos) end = m.size();
-        const std::string_view part(m.data() + start, end - start);
-        if (part.empty() ? end != m.size() : (part == "." || part == "..")) return false;
-        start = end + 1;
-    }
+        if (c == ' ' || c == ':') return false;
     return true;
 }
 

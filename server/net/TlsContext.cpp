@@ -161,12 +161,14 @@ void checkPair(const std::string& certFile, const std::string& keyFile, const st
                const std::string& keyKey) {
     using Bio = std::unique_ptr<BIO, decltype(&BIO_free)>;
     Bio certBio(BIO_new_file(certFile.c_str(), "r"), BIO_free);
+    if (!certBio) throw Poco::InvalidArgumentException(certKey + ": cannot read '" + certFile + "'", opensslError());
     std::unique_ptr<X509, decltype(&X509_free)> cert(
         certBio ? PEM_read_bio_X509(certBio.get(), nullptr, nullptr, nullptr) : nullptr, X509_free);
     if (!cert) throw Poco::InvalidArgumentException(certKey + ": no certificate in '" + certFile + "'", opensslError());
     // No passphrase prompt on the terminal: an encrypted key is refused.
     pem_password_cb* noPassphrase = [](char*, int, int, void*) { return -1; };
     Bio keyBio(BIO_new_file(keyFile.c_str(), "r"), BIO_free);
+    if (!keyBio) throw Poco::InvalidArgumentException(keyKey + ": cannot read '" + keyFile + "'", opensslError());
     std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
         keyBio ? PEM_read_bio_PrivateKey(keyBio.get(), nullptr, noPassphrase, nullptr) : nullptr, EVP_PKEY_free);
     if (!key) throw Poco::InvalidArgumentException(keyKey + ": no (unencrypted) private key in '" + keyFile + "'",

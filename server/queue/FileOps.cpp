@@ -79,12 +79,44 @@ bool makeDirectories(const std::string& path, unsigned mode) {
     return true;
 }
 
+namespace {
+
+// `to` is the very file `from` names: an earlier link(2) of it succeeded (a crash before the
+// unlink, an NFS LINK answered EEXIST after its retransmission was done).
+bool sameFile(const std::string& from, const std::string& to) {
+    struct stat a{}, b{};
+    return ::lstat(from.c_str(), &a) == 0 && ::lstat(to.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+}  // namespace
+
 bool renameNoReplace(const std::string& from, const std::string& to) {
     if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return true;
-    if (errno != EINVAL && errno != ENOSYS) return false;
-    if (::link(from.c_str(), to.c_str()) != 0) return false;
-    ::unlink(from.c_str());
-    return true;
+    int e = errno;
+    if (e == EINVAL || e == ENOSYS) {  // no RENAME_NOREPLACE here (NFS, some FUSE)
+        if (::link(from.c_str(), to.c_str()) == 0) {
+            ::unlink(from.c_str());
+            return true;
+        }
+        e = errno;
+        if (e == EPERM || e == ENOTSUP || e == EOPNOTSUPP) {
+            // No hard links either: a plain rename after a look (a race with another writer
+            // of the same name is possible only here).
+            struct stat st{};
+            if (::lstat(to.c_str(), &st) == 0) {
+                errno = EEXIST;
+                return false;
+            }
+            return ::rename(from.c_str(), to.c_str()) == 0;
+        }
+    }
+    if (e == EEXIST && sameFile(from, to)) {
+        ::unlink(from.c_str());
+        return true;
+    }
+    errno = e;
+    return false;
 }
 
 bool copyFileSynced(const std::string& from, const std::string& to) {

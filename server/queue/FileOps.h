@@ -23,8 +23,10 @@ bool makeDirectories(const std::string& path, unsigned mode);
 // Copies `from` into a new file `to` (O_EXCL, mode 0600) and fsyncs it. On failure the
 // partial `to` is removed. Used when link(2) fails with EXDEV.
 bool copyFileSynced(const std::string& from, const std::string& to);
-// rename(2) that never replaces: false with errno EEXIST when `to` exists. renameat2 with
-// RENAME_NOREPLACE; on a file system without it (EINVAL, e.g. NFS), link(2) + unlink(2).
+// rename(2) that never replaces: false with errno EEXIST when `to` is another file. renameat2
+// with RENAME_NOREPLACE; on a file system without it (EINVAL, e.g. NFS), link(2) + unlink(2);
+// without hard links either, a plain rename(2) if `to` does not exist. When `to` is already
+// the same file (an earlier link whose unlink did not happen), `from` is removed: done.
 bool renameNoReplace(const std::string& from, const std::string& to);
 // Reads a whole file (a regular file: the size fstat(2) gives, in as few reads as it takes).
 // false if it cannot be opened or read.

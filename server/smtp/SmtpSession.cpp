@@ -31,6 +31,34 @@ bool startsWithNoCase(std::string_view s, std::string_view prefix) {
     return true;
 }
 
+// The header section without Return-Path fields (and their continuation lines): the client's
+// has no meaning (RFC 5321 4.4: the originator SHOULD NOT send one, final delivery writes its
+// own from MAIL FROM) and would stand below ours, forged (Postfix's message_drop_headers).
+// `headers` is returned untouched when it has none.
+void dropReturnPath(std::string& headers) {
+    bool found = false;
+    for (std::size_t pos = 0; pos < headers.size() && !found;) {
+        found = startsWithNoCase(std::string_view(headers).substr(pos), "return-path:");
+        auto nl = headers.find("\r\n", pos);
+        if (nl == std::string::npos) break;
+        pos = nl + 2;
+    }
+    if (!found) return;
+    std::string kept;
+    kept.reserve(headers.size());
+    bool dropping = false;
+    for (std::size_t pos = 0; pos < headers.size();) {
+        auto nl = headers.find("\r\n", pos);
+        const std::size_t next = nl == std::string::npos ? headers.size() : nl + 2;
+        const std::string_view line(headers.data() + pos, next - pos);
+        const bool continuation = !line.empty() && (line[0] == ' ' || line[0] == '\t');
+        if (!continuation) dropping = startsWithNoCase(line, "return-path:");
+        if (!dropping) kept.append(line);
+        pos = next;
+    }
+    headers.swap(kept);
+}
+
 // RFC 5322 3.3 date-time in UTC: "Fri, 27 Nov 2026 21:37:52 +0000".
 std::string rfc5322Date(std::chrono::system_clock::time_point tp) {
     std::time_t t = std::chrono::system_clock::to_time_t(tp);
@@ -864,6 +892,7 @@ void SmtpSession::writeContent(const char* p, std::size_t n) {
     std::string rest = ds.headerBuf.substr(end);
     ds.headerBuf.clear();
     ds.inHeaders = false;
+    dropReturnPath(headers);
     writeData(headers.data(), headers.size());
     std::string extra;
     if (settings_.role == Role::Submission && settings_.addMissingHeaders) {

@@ -4,6 +4,8 @@
 // remove what was left without walking the mailboxes.
 #pragma once
 
+#include "core/MailboxLocation.h"
+
 #include <sys/types.h>
 
 #include <cstddef>
@@ -38,7 +40,7 @@ public:
     // st_dev of the spool (link(2) into a Maildir works only on the same device).
     dev_t device() const { return device_; }
 
-    static constexpr const char* DirName = ".postern-spool";
+    static constexpr const char* DirName = core::SpoolDirName;
 
 private:
     bool createOwn();

@@ -303,11 +303,8 @@ MaildirStore::MaildirStore(std::string mailRoot, std::string hostname) : mailRoo
 std::optional<std::string> MaildirStore::maildirPath(const std::string& mailbox) const {
     // The location comes from a backend (LDAP attribute, SQL column): never let it name
     // a directory outside the mail root.
-    const auto location = core::normalizeMailboxLocation(mailbox);
+    const auto location = core::normalizeMailboxLocation(mailbox);  // nor the spool
     if (!location) return std::nullopt;
-    // The server's spool is not a mailbox.
-    std::string_view first(location->data(), std::min(location->find('/'), location->size()));
-    if (first == MailSpool::DirName) return std::nullopt;
     return mailRoot_ + "/" + *location;
 }
 

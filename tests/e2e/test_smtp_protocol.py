@@ -395,12 +395,16 @@ def test_a_bad_mailbox_location_defers_only_its_recipient():
     """Users added by the test: abs@ with an absolute mailbox= (the usual Postfix/Dovecot
     value), alice2@ with alice's mailbox spelled with a trailing '/'. Review finding: the
     location was checked only at the end of DATA, so one such recipient got the whole message
-    451 for every recipient; and the two spellings of one mailbox got two copies."""
+    451 for every recipient; and the two spellings of one mailbox got two copies. Also: the
+    stored copy starts with our Return-Path, and the client's are dropped."""
     users = dict(DEFAULT_USERS)
     users["abs@example.test"] = {"password": "abs-Secret9", "extra": "mailbox=/var/vmail/example.test/abs"}
     users["alice2@example.test"] = {"password": "alice2-Secret9", "extra": "mailbox=example.test/alice/"}
     with Postern(users=users) as p:
-        marker, msg = make_message(sender="someone@remote.example", to=ALICE)
+        # The client's own Return-Path (forged) is dropped, as Postfix does: one, ours, stays.
+        marker, msg = make_message(sender="someone@remote.example", to=ALICE,
+                                   extra_headers=["Return-Path: <forged@evil.example>", "RETURN-PATH:",
+                                                  " <folded@evil.example>"])
         s = p.smtp("mx")
         expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
         expect(s.rcpt(ALICE), 250)
@@ -412,6 +416,8 @@ def test_a_bad_mailbox_location_defers_only_its_recipient():
         check_eq(len(stored), 1, "copies in alice's mailbox (both spellings)")
         # RFC 5321 4.4: final delivery writes the envelope sender as Return-Path, on top.
         check(stored[0].startswith(b"Return-Path: <someone@remote.example>\r\nReceived: "), stored[0][:200])
+        check(b"evil.example" not in stored[0] and stored[0].lower().count(b"return-path:") == 1,
+              "the client's Return-Path fields are gone: %r" % stored[0][:600])
         p.log_contains(r"event=rcpt\.bad_mailbox rcpt=abs@example\.test address=abs@example\.test backend=local "
                        r"mailbox=\"/var/vmail/example\.test/abs\"")
 

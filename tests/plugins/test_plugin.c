@@ -6,7 +6,8 @@
  *   TEST_TABLE_SIZE table_size inside the table
  * Behaviour: one user c@example.test with {PLAIN}c-pw (the host verifies), domain
  * example.test; lookup of odd@example.test answers status 99 (the host must fail closed);
- * set_password is UNSUPPORTED with a message; the other writes are NULL. */
+ * set_password is UNSUPPORTED with a message; replace_password answers CHANGED; the other
+ * writes are NULL. */
 #include "api/postern_plugin.h"
 
 #include <stdlib.h>
@@ -112,11 +113,23 @@ static postern_status set_password(postern_backend* b, postern_str user, postern
     return POSTERN_UNSUPPORTED;
 }
 
+/* The optional compare-and-set: the stored {PLAIN}c-pw is never the hash named here. A
+ * variant whose table_size ends before this member (noreplace) must never be asked. */
+static postern_status replace_password(postern_backend* b, postern_str user, postern_str old_hash,
+                                       postern_str new_hash, const postern_sink* sink) {
+    (void)b;
+    (void)user;
+    (void)old_hash;
+    (void)new_hash;
+    (void)sink;
+    return POSTERN_CHANGED;
+}
+
 static const postern_plugin_table table = {
     TEST_TABLE_ABI, (uint32_t)(TEST_TABLE_SIZE), "ctest", "0.1", create, destroy, authenticate, lookup,
     has_domain, probe, set_password, NULL, NULL, NULL, NULL, NULL, NULL,
     /* ABI 4: app passwords (none) */ NULL, NULL, NULL, NULL, NULL,
-    /* ABI 5: no replace_password (the host falls back to set_password) */ NULL};
+    /* optional */ replace_password};
 
 __attribute__((visibility("default"))) const uint32_t postern_plugin_abi_version = TEST_DATA_ABI;
 

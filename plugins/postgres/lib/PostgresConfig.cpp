@@ -87,7 +87,13 @@ PostgresConfig PostgresConfig::fromMap(const std::map<std::string, std::string>&
     c.addUserQuery = query("add_user_query", DefaultAddUserQuery, false, "$3");
     c.addSenderQuery = query("add_sender_query", DefaultAddSenderQuery, true, "$2");
     c.setPasswordQuery = query("set_password_query", DefaultSetPasswordQuery, false, "$2");
-    c.replacePasswordQuery = query("replace_password_query", DefaultReplacePasswordQuery, true, "$2");
+    // The stock compare-and-set fits the stock schema only: with the operator's own
+    // password_query or set_password_query (another table, a hash stored without its
+    // {SCHEME}) it would never match, and rehash on login would stop. Then "" unless given:
+    // posternd reads the hash again right before set_password_query, as before.
+    const bool stockSchema = c.passwordQuery == DefaultPasswordQuery && c.setPasswordQuery == DefaultSetPasswordQuery;
+    c.replacePasswordQuery =
+        query("replace_password_query", stockSchema ? DefaultReplacePasswordQuery : "", true, "$2");
     // A compare-and-set that ignores the hash it replaces would overwrite a changed password.
     if (!c.replacePasswordQuery.empty() && c.replacePasswordQuery.find("$3") == std::string::npos) {
         throw std::invalid_argument("config key 'replace_password_query' must use $3 (the hash it replaces)");

@@ -52,6 +52,8 @@ namespace postern::plugins::postgres {
 //                        only while that hash is still stored. No row affected = the hash
 //                        changed (or the user is gone): nothing is written. "" = no
 //                        compare-and-set (posternd checks again and uses set_password_query).
+//                        Default: the stock UPDATE when password_query and set_password_query
+//                        are the stock ones, else "".
 //   set_enabled_query    $1 address, $2 enabled (true/false). No row affected = no such user.
 //   delete_user_query    $1 address. No row affected = no such user.
 //   domain_exists_query  $1 domain. Any row = user add may add to it ("" = not checked).

@@ -19,7 +19,7 @@ BOOST_AUTO_TEST_CASE(relativePathsAreKeptOneTrailingSlashDropped) {
 
 BOOST_AUTO_TEST_CASE(whatCouldLeaveTheMailRootIsRefused) {
     for (const char* bad : {"", "/", "/var/vmail/a", "a//b", "a/../b", "..", "a/..", "./a", "a/.", "a//",
-                            "a\nb", "a\tb", "a\x7f", "a/b\r"}) {
+                            "a\nb", "a\tb", "a\x7f", "a/b\r", ".postern-spool", ".postern-spool/x"}) {
         BOOST_TEST(!normalizeMailboxLocation(bad).has_value(), std::string("'") + bad + "'");
     }
 }

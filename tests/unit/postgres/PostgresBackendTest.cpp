@@ -263,6 +263,14 @@ BOOST_AUTO_TEST_CASE(replace_password_is_a_compare_and_set) {
     BOOST_TEST((plain.replacePassword("ann@example.test", "{MD5-CRYPT}old", "{ARGON2ID}new").status ==
                 api::WriteStatus::Unsupported));
     BOOST_TEST(fake.calls.size() == 2u);
+    // The stock compare-and-set only with the stock password and set-password queries.
+    BOOST_TEST(config().replacePasswordQuery == DefaultReplacePasswordQuery);
+    BOOST_TEST(PostgresConfig::fromMap({{"conninfo", "dbname=x"},
+                                        {"password_query", "SELECT username, '{SHA512-CRYPT}' || password FROM mailbox WHERE username = $1"}})
+                   .replacePasswordQuery.empty());
+    BOOST_TEST(PostgresConfig::fromMap({{"conninfo", "dbname=x"},
+                                        {"set_password_query", "UPDATE mailbox SET password = $2 WHERE username = $1"}})
+                   .replacePasswordQuery.empty());
 }
 
 BOOST_DATA_TEST_CASE(config_keys, boost::unit_test::data::make(ConfigRows), row) {
