@@ -7,8 +7,10 @@
 namespace postern::app {
 
 namespace {
-// Shut the read side at the OS level (works for plain and TLS sockets alike): the
-// session's blocking read returns at once and it ends cleanly. `both` also cuts the write
+// Shut the read side at the OS level: the session's blocking read returns at once and it
+// ends cleanly. A TLS session then reads an EOF without close_notify, which the server
+// context takes as an orderly end (SSL_OP_IGNORE_UNEXPECTED_EOF), so its 421 / -ERR still
+// goes out. `both` also cuts the write
 // side, which is what wakes a thread blocked in send(2).
 void wake(Poco::Net::StreamSocket& s, bool both) {
     poco_socket_t fd = s.impl()->sockfd();

@@ -580,7 +580,14 @@ void Daemon::drain() {
     // (the acceptor thread may still take a connection before stop() returns), and idle
     // sessions say goodbye.
     registry_.beginShutdown();                    // /readyz turns 503 from here
-    for (auto& l : listeners_) l.server->stop();  // stop accepting
+    for (auto& l : listeners_) {
+        l.server->stop();  // stop accepting (joins the acceptor thread)
+        // And close the listening socket: clients the kernel would still take into the
+        // backlog, where nobody answers them for the whole grace period, are refused instead
+        // and try the next MX or the balancer's next node at once (as Postfix's master does).
+        Poco::Net::ServerSocket listening = l.server->socket();
+        listening.close();
+    }
     std::size_t left = registry_.waitEmpty(grace);
     if (left > 0) {
         serverLog().warning(core::EventLine("shutdown.abort").add("sessions", left).str());

@@ -231,7 +231,13 @@ Poco::Net::Context::Ptr makeServerContext(const TlsSettings& s) {
         throw Poco::InvalidArgumentException("tls.groups: unknown group in '" + groups + "'", opensslError());
     // No TLS compression (CRIME) and no renegotiation at all: mail clients never need it,
     // and a client-initiated one costs the server a full handshake per request.
-    SSL_CTX_set_options(ssl, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    // A peer's EOF without close_notify reads as an orderly end of input (OpenSSL 1.1.1's
+    // behaviour) instead of a fatal error that also forbids our last write. SMTP and POP3
+    // frame their own data (the "." line), so a cut-off message is still never taken; and
+    // the drain at shutdown wakes idle sessions by shutting the socket's read side, after
+    // which a TLS client must still get its 421 / -ERR, not an alert.
+    SSL_CTX_set_options(ssl, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
     // Read ahead: one read(2) takes in every record that has arrived instead of two per
     // record (5-byte header, then body). Safe because
     // sessions wait for input in SSL_read itself (blocking sockets with SO_RCVTIMEO), never

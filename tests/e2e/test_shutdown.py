@@ -120,27 +120,65 @@ def test_sigterm_with_open_sessions_exit_0_within_grace():
 
 
 def test_sigterm_refuses_new_connections():
+    """During the grace period a new client is refused at once: the listening sockets are
+    closed, so the kernel no longer completes handshakes that nobody would answer (an MX
+    client then tries the next MX, a balancer the next node). Review finding: the sockets
+    stayed open, and a client that connected waited for its greeting until the process
+    exited."""
     p = Postern(overrides={"server.shutdown_grace": "5s"})
     keep = p.pop3_login(ALICE, ALICE_PW)     # keeps the server in its grace period
     proc = p.proc
     proc.send_signal(signal.SIGTERM)
     p.log_contains(r"event=shutdown\.begin", timeout=5)
-    refused = False
-    try:
-        c = RawConn(p.port("mx"), timeout=3)
+    time.sleep(0.5)   # stop() has joined the acceptors
+    for name in ("mx", "submissions", "pop3s"):
+        t0 = time.monotonic()
         try:
-            line = c.read_line()
-            refused = line.startswith(b"421")
-            check(refused, "a new SMTP connection during shutdown got %r" % line)
-        except (EOFError, OSError):
-            refused = True
-        c.close()
-    except OSError:
-        refused = True
-    check(refused, "new connection served during shutdown")
+            c = socket.create_connection(("127.0.0.1", p.port(name)), timeout=3)
+        except ConnectionRefusedError:
+            continue
+        try:
+            c.settimeout(3)
+            data = c.recv(100)   # at most a 421 / -ERR, then the close
+            check(data == b"" or data.startswith(b"421") or data.startswith(b"-ERR"),
+                  "%s: a new connection during shutdown got %r" % (name, data))
+        except socket.timeout:
+            raise AssertionError("%s: a new connection during shutdown was accepted and left "
+                                 "unanswered for %.1fs" % (name, time.monotonic() - t0))
+        except ConnectionResetError:
+            pass
+        finally:
+            c.close()
+    check(proc.poll() is None, "the server is still in its grace period (a POP3 session is open)")
     rc = proc.wait(5 + SLACK + 5)
     p.proc = None
     check_eq(rc, 0, "exit code")
+
+
+def test_sigterm_tells_idle_tls_sessions():
+    """Idle sessions in TLS (465 after AUTH, 995 after login) get 421 4.3.2 / -ERR [SYS/TEMP]
+    at SIGTERM, like plain ones. Review finding: the drain's read-side shutdown reached OpenSSL
+    as an EOF without close_notify, a fatal error: the client got a TLS alert and no reply."""
+    p = Postern(overrides={"server.shutdown_grace": "5s"})
+    smtp = RawConn(p.port("submissions"), tls=True)
+    smtp.expect_reply(220)
+    smtp.send("EHLO idle.example\r\nAUTH PLAIN %s\r\n" % plain_ir(ALICE, ALICE_PW))
+    smtp.expect_reply(250)
+    smtp.expect_reply(235)
+    pop = RawConn(p.port("pop3s"), tls=True)
+    check(pop.read_line().startswith(b"+OK"), "POP3S greeting")
+    pop.send("USER %s\r\nPASS %s\r\n" % (ALICE, ALICE_PW))
+    check(pop.read_line().startswith(b"+OK"), "USER")
+    check(pop.read_line().startswith(b"+OK"), "PASS")
+    time.sleep(0.3)   # both sessions are waiting for their next command
+    p.stop(expect_code=0, timeout=5 + SLACK + 10)
+    code, lines = smtp.read_reply()
+    check_eq(code, 421, "SMTP over TLS at shutdown: %r" % lines)
+    check(lines[0].startswith("4.3.2"), "enhanced status: %r" % lines)
+    line = pop.read_line()
+    check(line.startswith(b"-ERR [SYS/TEMP]"), "POP3S at shutdown: %r" % line)
+    smtp.close()
+    pop.close()
 
 
 def test_pop3_dele_not_applied_when_shutdown_cuts_session():
