@@ -41,16 +41,22 @@ std::string newHash(CommandContext& c, const config::ServerConfig& cfg) {
 }
 
 // A disabled account or a changed password must not keep relaying on an earlier POP3
-// login: delete the user's POP-before-SMTP grants from the shared table (PostgreSQL
-// backends, once schema 002 is applied). Nodes may still honour a cached grant for
-// cluster.grant_cache_ttl. Prints a line only when something was revoked.
-void revokeGrants(UserStore& store, const std::string& address, CommandContext& c) {
-    if (store.backend().plugin != "postgres") {
+// login: delete the user's POP-before-SMTP grants where the nodes keep them, the shared
+// table in cluster.conninfo's database (whatever backend holds the accounts; once schema
+// 002 is applied). Nodes may still honour a cached grant for cluster.grant_cache_ttl. A
+// single node keeps its grants in memory, out of this command's reach: a note says so.
+void revokeGrants(const config::ServerConfig& cfg, const std::string& address, CommandContext& c) {
+    if (cfg.popBeforeSmtp.lifetime.count() <= 0) {
+        return;  // POP-before-SMTP is off: there are no grants
+    }
+    if (!cfg.cluster.enabled()) {
+        c.err << "note: without cluster.conninfo, POP-before-SMTP grants live in posternd's memory; those of "
+              << address << " end within pop_before_smtp.lifetime, or at once when posternd restarts\n";
         return;
     }
     std::optional<std::size_t> n;
     try {
-        pg::ConnectionPtr connection = openAdminConnection(store.backend());
+        pg::ConnectionPtr connection = openAdminConnection(clusterDatabase(cfg, Options{}));
         n = revokeUserGrants(*connection, address);
     } catch (const CtlError& e) {
         throw CtlError(e.code(), "the account was changed, but revoking its POP-before-SMTP grants failed: " +
@@ -62,14 +68,14 @@ void revokeGrants(UserStore& store, const std::string& address, CommandContext& 
 }
 
 int simple(CommandContext& c, const Command& command,
-           void (*action)(UserStore&, const std::string&, CommandContext&), const char* done) {
+           void (*action)(UserSession&, const std::string&, CommandContext&), const char* done) {
     const std::string name(command.name);
     return guarded(c, name.c_str(), [&] {
         Options o = parseOptions(c.args, {}, {});
         expectPositional(o, 1, 1, command);
         const std::string address = checkAddress(o.positional[0]);
         UserSession s = openUserSession(o);
-        action(*s.store, address, c);
+        action(s, address, c);
         c.out << done << " " << address << "\n";
         return static_cast<int>(ExitOk);
     });
@@ -131,30 +137,30 @@ int runUserPasswd(CommandContext& c) {
         s.store->requireUser(address);
         s.store->setPassword(address, newHash(c, s.config));
         c.out << "password changed for " << address << "\n";
-        revokeGrants(*s.store, address, c);
+        revokeGrants(s.config, address, c);
         return static_cast<int>(ExitOk);
     });
 }
 
 int runUserDisable(CommandContext& c) {
     return simple(c, UserDisableCommand,
-                  [](UserStore& s, const std::string& a, CommandContext& c) {
-                      s.setEnabled(a, false);
-                      revokeGrants(s, a, c);
+                  [](UserSession& s, const std::string& a, CommandContext& c) {
+                      s.store->setEnabled(a, false);
+                      revokeGrants(s.config, a, c);
                   },
                   "disabled");
 }
 
 int runUserEnable(CommandContext& c) {
     return simple(c, UserEnableCommand,
-                  [](UserStore& s, const std::string& a, CommandContext&) { s.setEnabled(a, true); }, "enabled");
+                  [](UserSession& s, const std::string& a, CommandContext&) { s.store->setEnabled(a, true); }, "enabled");
 }
 
 int runUserDelete(CommandContext& c) {
     return simple(c, UserDeleteCommand,
-                  [](UserStore& s, const std::string& a, CommandContext& c) {
-                      s.remove(a);
-                      revokeGrants(s, a, c);  // a deleted account relays no more, as a disabled one
+                  [](UserSession& s, const std::string& a, CommandContext& c) {
+                      s.store->remove(a);
+                      revokeGrants(s.config, a, c);  // a deleted account relays no more, as a disabled one
                   },
                   "deleted");
 }

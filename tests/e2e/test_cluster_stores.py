@@ -4,7 +4,8 @@ migrate`, 002_cluster included): runs the PostgreSQL cases of the C++ unit tests
 (PgGrantStore, PgPenaltyStore, PgRateStore, PgMaildropLock, ClusterMaildropService), which
 skip without POSTERN_TEST_PG_CONNINFO, against it; then the same stores with PostgreSQL
 stopped (TempFail, never yes or no); and `posternctl grant list|add|revoke|flush` plus the
-grant revocation of `user disable` / `user passwd` / `user delete`."""
+grant revocation of `user disable` / `user passwd` / `user delete` (in cluster.conninfo's
+database, apart from the accounts')."""
 
 import os
 import re
@@ -68,8 +69,26 @@ def ok(r, what):
     return r.stdout
 
 
-def grants():
-    return pg().sql("SELECT key || ' ' || user_name FROM pop_before_smtp_grants ORDER BY key")
+def grants(db=P.DATABASE):
+    return pg().sql("SELECT key || ' ' || user_name FROM pop_before_smtp_grants ORDER BY key", db=db)
+
+
+_split = []
+
+
+def split_config():
+    """The accounts in one database and the cluster state in another (test change:
+    cluster.conninfo names the database postern_cluster, made and migrated here)."""
+    if not _split:
+        s = pg()
+        s.sql("CREATE DATABASE postern_cluster OWNER %s" % P.APP_USER, db="postgres")
+        cfg = P.write_config(os.path.join(s.dir, "posternctl-split.properties"), dict(s.backend_config(), **{
+            "auth.backends": "pg", "listeners": "mx", "listener.mx.port": "2525",
+            "cluster.conninfo": s.conninfo().replace("dbname=" + P.DATABASE, "dbname=postern_cluster"),
+            "cluster.password_file": s.password_file}))
+        ok(ctl("db", "migrate", config=cfg), "db migrate (both databases)")
+        _split.append(cfg)
+    return _split[0]
 
 
 # ---------------------------------------------------------------------------------------
@@ -163,28 +182,47 @@ def test_posternctl_grant_commands():
 
 
 def test_user_disable_and_passwd_revoke_grants():
+    """The grants are revoked where the nodes keep them: cluster.conninfo's database, here
+    not the accounts' one. Review finding: the revoke went to the accounts' database, found
+    nothing there, and the disabled user's addresses kept relaying."""
+    split = split_config()
     s = pg()
-    s.sql("TRUNCATE pop_before_smtp_grants")
-    ok(ctl("domain", "add", "cluster.test"), "domain add")
-    ok(ctl("user", "add", "carl@cluster.test", password="carl-Cl-Secret1"), "user add")
-    ok(ctl("user", "add", "dora@cluster.test", password="dora-Cl-Secret2"), "user add")
-    ok(ctl("grant", "add", "192.0.2.31", "carl@cluster.test"), "grant")
-    ok(ctl("grant", "add", "192.0.2.32", "carl@cluster.test"), "grant")
-    ok(ctl("grant", "add", "192.0.2.33", "dora@cluster.test"), "grant")
-    out = ok(ctl("user", "passwd", "carl@cluster.test", password="carl-Cl-Secret3"), "user passwd")
+    s.sql("TRUNCATE pop_before_smtp_grants", db="postern_cluster")
+    ok(ctl("domain", "add", "cluster.test", config=split), "domain add")
+    ok(ctl("user", "add", "carl@cluster.test", config=split, password="carl-Cl-Secret1"), "user add")
+    ok(ctl("user", "add", "dora@cluster.test", config=split, password="dora-Cl-Secret2"), "user add")
+    ok(ctl("grant", "add", "192.0.2.31", "carl@cluster.test", config=split), "grant")
+    ok(ctl("grant", "add", "192.0.2.32", "carl@cluster.test", config=split), "grant")
+    ok(ctl("grant", "add", "192.0.2.33", "dora@cluster.test", config=split), "grant")
+    check_eq(len(grants(db="postern_cluster")), 3, "grants are in the cluster database")
+    out = ok(ctl("user", "passwd", "carl@cluster.test", config=split, password="carl-Cl-Secret3"), "user passwd")
     check("password changed for carl@cluster.test" in out and
           "revoked 2 POP-before-SMTP grant(s) of carl@cluster.test" in out, out)
-    check_eq(grants(), ["192.0.2.33 dora@cluster.test"], "only carl's grants were revoked")
-    out = ok(ctl("user", "disable", "dora@cluster.test"), "user disable")
+    check_eq(grants(db="postern_cluster"), ["192.0.2.33 dora@cluster.test"], "only carl's grants were revoked")
+    out = ok(ctl("user", "disable", "dora@cluster.test", config=split), "user disable")
     check("disabled dora@cluster.test" in out and "revoked 1 POP-before-SMTP grant(s)" in out, out)
-    check_eq(grants(), [], "dora's grant was revoked")
+    check_eq(grants(db="postern_cluster"), [], "dora's grant was revoked")
     # nothing to revoke: the usual single line
-    check_eq(ok(ctl("user", "disable", "carl@cluster.test"), "user disable").strip(), "disabled carl@cluster.test")
+    check_eq(ok(ctl("user", "disable", "carl@cluster.test", config=split), "user disable").strip(),
+             "disabled carl@cluster.test")
     # A deleted account's grants go too.
-    ok(ctl("grant", "add", "192.0.2.34", "dora@cluster.test"), "grant")
-    out = ok(ctl("user", "delete", "dora@cluster.test"), "user delete")
+    ok(ctl("grant", "add", "192.0.2.34", "dora@cluster.test", config=split), "grant")
+    out = ok(ctl("user", "delete", "dora@cluster.test", config=split), "user delete")
     check("deleted dora@cluster.test" in out and "revoked 1 POP-before-SMTP grant(s)" in out, out)
-    check_eq(grants(), [], "the deleted account's grant was revoked")
+    check_eq(grants(db="postern_cluster"), [], "the deleted account's grant was revoked")
+
+
+def test_user_disable_on_a_single_node_says_grants_stay_in_memory():
+    """Without cluster.conninfo the grants are in posternd's memory: posternctl cannot reach
+    them and says so instead of reporting nothing."""
+    ok(ctl("domain", "add", "single.test"), "domain add")
+    ok(ctl("user", "add", "sid@single.test", password="sid-Si-Secret1"), "user add")
+    r = ctl("user", "disable", "sid@single.test")
+    check_eq(r.returncode, 0, "exit status: %s" % r.stderr)
+    check_eq(r.stdout.strip(), "disabled sid@single.test")
+    check("grants live in posternd's memory" in r.stderr and "sid@single.test" in r.stderr, r.stderr)
+    r = ctl("user", "disable", "sid@single.test", "-D", "pop_before_smtp.lifetime=0s")
+    check_eq(r.stderr, "", "no note when POP-before-SMTP is off")
 
 
 if __name__ == "__main__":
