@@ -366,6 +366,7 @@ void Daemon::buildServices() {
     services_ = std::make_unique<Services>(tls_, auth, *facade_, countedGrants_.get(), sessionSink, *maildrops_,
                                            registry_, *gate_, *outboundLimits_, telemetry_, policy_.get());
     if (accountSecurity_ && settings_.accountSecurity.enabled) services_->hold = accountSecurity_.get();
+    services_->usage = mailStore_.get();
     if (clusterMaildrops_) {
         // Penalty check, lease and grant of a POP3 login in one statement (schema 005). The
         // password itself was checked through `auth` (login recording included) before.

@@ -190,6 +190,7 @@ smtp::SmtpSettings smtpSettings(const config::ServerConfig& cfg, const config::L
     s.maxJunkCommands = static_cast<std::size_t>(cfg.smtp.maxJunkCommands);
     s.maxRecipientOvershoot = static_cast<std::size_t>(cfg.smtp.maxRecipientOvershoot);
     s.addMissingHeaders = cfg.smtp.addMissingHeaders;
+    s.quotaFullTempFail = cfg.smtp.quotaFullTempFail;
     s.grantOwnSendersOnly = cfg.popBeforeSmtp.ownSendersOnly;
     s.roles.postmaster = cfg.smtp.postmasterAddress;
     s.roles.abuse = cfg.smtp.abuseAddress;

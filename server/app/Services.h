@@ -9,6 +9,7 @@
 #include "core/AccountSecurity.h"
 #include "core/AuthService.h"
 #include "core/EventCounters.h"
+#include "core/MailboxUsage.h"
 #include "core/OutboundLimiter.h"
 #include "core/MilterPort.h"
 #include "core/PolicyDelegate.h"
@@ -56,6 +57,7 @@ struct Services {
     core::Pop3Login* pop3Login = nullptr;
     core::MilterFactory* milters = nullptr;  // milters (milter.*); null when none is configured
     core::AccountHold* hold = nullptr; // compromised-account holds (account_security.*); null when off
+    const core::MailboxUsage* usage = nullptr;  // what mailboxes hold, for quotas (the Maildir store)
 
     // Logs `line` at warning level the first time `key` is seen (misconfiguration
     // reports such as "balancer sends no PROXY header": loud once, not once per connection).

@@ -63,6 +63,7 @@ void SmtpConnection::run() {
         smtp::SmtpPorts ports{services_.auth, services_.directory, services_.grants,
                               services_.sink, &services_.limiter,  &services_.events, services_.delegate};
         ports.hold = services_.hold;
+        ports.usage = services_.usage;
         // TLS terminated by a trusted balancer (PROXY v2 SSL TLV) counts when configured.
         // Milters of this listener (one connection each for this session), asked from the greeting on.
         std::unique_ptr<core::MilterSession> milters;

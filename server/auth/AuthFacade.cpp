@@ -14,7 +14,9 @@
 #include <Poco/Logger.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <optional>
 #include <map>
 #include <set>
 #include <utility>
@@ -74,6 +76,29 @@ void pushUnique(std::vector<std::string>& v, const std::string& s) {
     }
 }
 
+// The user's quota in bytes from the backend's "quota" attribute (PostgreSQL's user_query
+// 4th column): nullopt for none (absent, empty, 0 or negative, as PostfixAdmin's -1). A value
+// that is not a number is logged and enforces nothing: a limit, not an access rule.
+std::optional<std::uint64_t> quotaOf(const postern::plugins::api::UserRecord& record, const std::string& rcpt,
+                                     const std::string& address, const std::string& backend) {
+    auto it = record.extra.find("quota");
+    if (it == record.extra.end() || it->second.empty()) return std::nullopt;
+    const std::string& text = it->second;
+    long long value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+        logger().error(postern::core::EventLine("rcpt.bad_quota")
+                           .add("rcpt", rcpt)
+                           .add("address", address)
+                           .add("backend", backend)
+                           .text("quota", text)
+                           .str());
+        return std::nullopt;
+    }
+    if (value <= 0) return std::nullopt;
+    return static_cast<std::uint64_t>(value);
+}
+
 }  // namespace
 
 struct AuthFacade::Expansion {
@@ -84,6 +109,7 @@ struct AuthFacade::Expansion {
     std::map<std::string, core::Answer> domains;
     std::vector<std::string> mailboxes;
     std::vector<std::string> forwards;
+    std::map<std::string, std::uint64_t> quotas;  // of the mailboxes with one (the smallest if shared)
     std::string top;
 };
 
@@ -512,6 +538,10 @@ core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansio
             return core::Answer::TempFail;
         }
         pushUnique(x.mailboxes, *location);
+        if (auto quota = quotaOf(r.answer.record, x.top, address, r.backend)) {
+            auto [it, fresh] = x.quotas.emplace(*location, *quota);
+            if (!fresh) it->second = std::min(it->second, *quota);
+        }
         deliverable = true;
     }
     const std::string aliasDomain = domainOf(address);
@@ -560,6 +590,7 @@ core::RecipientLookup AuthFacade::lookupRecipient(const std::string& addressIn) 
     if (answer == core::Answer::Yes) {
         out.mailboxes = std::move(x.mailboxes);
         out.forwards = std::move(x.forwards);
+        out.quotas = std::move(x.quotas);
     }
     return out;
 }

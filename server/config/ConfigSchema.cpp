@@ -112,6 +112,8 @@ const std::vector<KeyDef> Keys = {
     {"smtp.max_junk_commands", "100", K::Integer, "NOOP, RSET, VRFY, HELP, HELO and EHLO per message before each also counts as an error (Postfix smtpd_junk_command_limit); 0 = no limit"},
     {"smtp.early_talker_wait", "0s", K::Duration, "MX role: wait this long before the greeting; a client that talks first is refused (0 = only data already sent)"},
     {"smtp.add_missing_headers", "true", K::Bool, "Submission: add Date and Message-ID when missing (RFC 6409 8)"},
+    {"smtp.quota_full_tempfail", "false", K::Bool,
+     "A recipient whose mailbox is at its quota: 452 4.2.2 (retry) instead of 552 5.2.2"},
     // --- postmaster and abuse addresses ---------------------------------------------
     {"smtp.postmaster_address", "", K::String, "Where postmaster@<local domain> and <Postmaster> go when the user backend has no such account (empty = the domain's own mailbox <domain>/postmaster)"},
     {"smtp.abuse_address", "", K::String, "Where abuse@<local domain> goes when the user backend has no such account (empty = off)"},

@@ -253,6 +253,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.smtp.maxRecipientOvershoot = r.integer("smtp.max_recipient_overshoot");
     if (c.smtp.maxRecipientOvershoot < 0) r.error("smtp.max_recipient_overshoot: must be 0 or more");
     c.smtp.addMissingHeaders = r.boolean("smtp.add_missing_headers");
+    c.smtp.quotaFullTempFail = r.boolean("smtp.quota_full_tempfail");
     if (c.smtp.maxCommandLength < 512) r.error("smtp.max_command_length: RFC 5321 requires at least 512");
     if (c.smtp.maxLineLength < 1000) r.error("smtp.max_line_length: RFC 5321 requires at least 1000");
     // --- postmaster and abuse addresses

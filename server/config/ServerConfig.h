@@ -122,6 +122,7 @@ struct SmtpConfig {
     std::int64_t maxJunkCommands = 0;
     std::int64_t maxRecipientOvershoot = 0;
     bool addMissingHeaders = false;
+    bool quotaFullTempFail = false;
     std::string postmasterAddress;       // "" = <domain>/postmaster mailbox
     std::string abuseAddress;            // "" = off
     std::size_t maxTransactions = 0;     // per session; 0 = no limit

@@ -30,6 +30,7 @@ RcptVerdict lookupLocal(core::UserDirectory& directory, const std::string& addre
         v.isLocal = true;
         v.mailboxes = std::move(found.mailboxes);
         v.forwards = std::move(found.forwards);
+        v.quotas = std::move(found.quotas);
         return v;
     }
     case core::Answer::No: {
@@ -61,6 +62,7 @@ RcptVerdict RelayPolicy::decide(const smtp::ParsedPath& rcpt, const RecipientCon
         RcptVerdict v = lookupLocal(ctx.directory, "postmaster@" + ctx.postmasterDomain);
         if (v.kind == Kind::Reject)
             return RoleAddressPolicy::redirect(RoleKind::Postmaster, ctx.postmasterDomain, ctx.roles, ctx.directory);
+        v.quotas.clear();  // <Postmaster> always takes mail
         return v;
     }
 
@@ -86,6 +88,7 @@ RcptVerdict RelayPolicy::decide(const smtp::ParsedPath& rcpt, const RecipientCon
                 const RoleKind role = RoleAddressPolicy::roleOf(rcpt.localPart, ctx.roles);
                 if (v.kind == Kind::Reject && role != RoleKind::None)
                     return RoleAddressPolicy::redirect(role, rcpt.domain, ctx.roles, ctx.directory);
+                if (role != RoleKind::None) v.quotas.clear();  // and are never refused as full
                 return v;
             }
         case core::Answer::No:

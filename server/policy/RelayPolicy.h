@@ -10,6 +10,8 @@
 #include "smtpproto/ReplyCode.h"
 #include "smtpproto/SmtpAddress.h"
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -42,6 +44,9 @@ struct RcptVerdict {
 
     bool isLocal = false;                  // the recipient domain is one of ours
     std::vector<std::string> mailboxes;    // Accept, local: mailbox locations (aliases expanded)
+    // Accept, local: the quotas of those mailboxes that have one (RecipientLookup::quotas);
+    // none for postmaster and abuse, which must always take mail (RFC 5321 4.5.1).
+    std::map<std::string, std::uint64_t> quotas;
     // Accept: addresses that go to the outbound queue - for a local alias the remote
     // targets from the directory, for a relayed recipient the recipient itself.
     std::vector<std::string> forwards;
@@ -49,6 +54,7 @@ struct RcptVerdict {
     std::string grantUser;                  // who holds that grant (for the log)
     std::vector<std::string> grantSenders;  // the grant holder's MAIL FROM addresses
     std::string limit;                      // TransactionPolicy: which outbound limit was hit
+    std::string quotaMailbox;               // TransactionPolicy: the full mailbox (mailbox_full, over_quota)
     bool countedMessage = false;            // TransactionPolicy: this call counted the message (grant relay)
     // TransactionPolicy: the policy service's answer (Accept: Continue, Prepend, Hold or
     // Discard for the transaction; refused: the Refuse that decided it).

@@ -20,6 +20,7 @@ RcptVerdict refused(RcptVerdict v, RcptVerdict::Kind kind, smtp::Reply reply, co
     v.reason = reason;
     v.mailboxes.clear();
     v.forwards.clear();
+    v.quotas.clear();
     v.delegated = {};  // nothing the policy service asked for applies to a refused recipient
     return v;
 }
@@ -60,6 +61,29 @@ SenderVerdict TransactionPolicy::decideSender(const smtp::ParsedPath& sender, co
 RcptVerdict TransactionPolicy::decideRecipient(const smtp::ParsedPath& rcpt, const RecipientRequest& req) {
     RcptVerdict v = RelayPolicy::decide(rcpt, req.relay);
     if (v.kind != RcptVerdict::Kind::Accept) return v;
+    if (req.usage) {
+        // Quotas, checked here (as Dovecot's lmtp_rcpt_check_quota) so the sender learns it
+        // from its own server: a mailbox at or over its quota, or one the declared SIZE would
+        // take over it, refuses the recipient (an alias with such a mailbox too: never a
+        // silent loss). A message without SIZE that crosses the quota is still delivered,
+        // and the next one is refused (a soft quota, as Maildir++).
+        for (const auto& [location, quota] : v.quotas) {
+            const auto used = req.usage->usedBytes(location);
+            if (!used) continue;  // cannot be told (logged by the store): no refusal on that
+            const bool full = *used >= quota;
+            const bool tooBig = !full && req.declaredSize > quota - *used;
+            if (!full && !tooBig) continue;
+            const bool temp = req.quotaFullTempFail;
+            const int code = temp ? 452 : 552;
+            std::string mailbox = location;  // `location` lives in v.quotas, which refused() clears
+            RcptVerdict out = refused(std::move(v), temp ? RcptVerdict::Kind::TempFail : RcptVerdict::Kind::Reject,
+                                      smtp::Reply(code, smtp::Enhanced::MailboxFull,
+                                                  full ? "Mailbox full" : "Message too big for the mailbox quota"),
+                                      full ? "mailbox_full" : "over_quota");
+            out.quotaMailbox = std::move(mailbox);
+            return out;
+        }
+    }
     if (v.viaGrant && req.grantOwnSendersOnly) {
         const std::string from = req.sender.isNull ? std::string() : lower(req.sender.address());
         const bool own = !from.empty() &&

@@ -6,6 +6,7 @@
 #include "core/AccountSecurity.h"
 #include "core/AuthService.h"
 #include "core/ClientAddress.h"
+#include "core/MailboxUsage.h"
 #include "core/OutboundLimiter.h"
 #include "core/PolicyDelegate.h"
 #include "policy/RelayPolicy.h"
@@ -13,6 +14,7 @@
 #include "smtpproto/ReplyCode.h"
 #include "smtpproto/SmtpAddress.h"
 
+#include <cstdint>
 #include <string>
 
 namespace postern::policy {
@@ -47,6 +49,11 @@ struct RecipientRequest {
     bool messageCounted = false;
     // Compromised-account holds (nullptr: detection off); asked for the user of a grant.
     const core::AccountHold* hold = nullptr;
+    // Mailbox quotas (nullptr: not enforced): what the mailboxes hold, the SIZE the client
+    // declared at MAIL (0: none) and whether a full mailbox is 452 4.2.2 instead of 552 5.2.2.
+    const core::MailboxUsage* usage = nullptr;
+    std::uint64_t declaredSize = 0;
+    bool quotaFullTempFail = false;
 };
 
 class TransactionPolicy {
@@ -56,7 +63,10 @@ public:
     // client's limits.
     static SenderVerdict decideSender(const smtp::ParsedPath& sender, const SenderRequest& req);
 
-    // RCPT: RelayPolicy::decide; then, for a recipient relayed on a grant with
+    // RCPT: RelayPolicy::decide; then (with `usage`) the quotas of the local mailboxes: one at
+    // or over its quota, or one the declared SIZE would take over it, refuses the recipient
+    // with 552 5.2.2 (452 4.2.2 with quotaFullTempFail), reason "mailbox_full" / "over_quota",
+    // RcptVerdict::quotaMailbox naming it; then, for a recipient relayed on a grant with
     // grantOwnSendersOnly, the MAIL FROM must be the grant user's own address (else 554 5.7.1,
     // reason "grant_sender_mismatch": behind carrier-grade NAT one POP3 login must not let
     // every subscriber on that address relay as anyone); then a grant whose user is held as

@@ -664,6 +664,9 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     }
     req.relay.roles = settings_.roles;
     req.messageCounted = txn_->grantMessageCounted;
+    req.usage = ports_.usage;
+    req.declaredSize = txn_->declaredSize;
+    req.quotaFullTempFail = settings_.quotaFullTempFail;
     policy::RcptVerdict v = policy::TransactionPolicy::decideRecipient(cmd.path, req);
     if (v.countedMessage) txn_->grantMessageCounted = true;  // also when a later check refused it
     const std::string& to = cmd.path.address();
@@ -684,6 +687,7 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
             .add("user", who ? who->user : "")
             .add("reason", v.reason);
         if (v.reason == "grant_sender_mismatch") l.add("grant_user", v.grantUser);
+        if (!v.quotaMailbox.empty()) l.add("mailbox", v.quotaMailbox);
         if (v.reason == "policy" || v.reason == "policy_default") l.add("policy_action", v.delegated.action);
         logger().notice(l.text("reply", replyText(v.reply)).str());
         count("smtp_reject", v.reason.empty() ? "recipient" : v.reason);

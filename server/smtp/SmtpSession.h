@@ -7,6 +7,7 @@
 #include "core/AuthService.h"
 #include "core/ClientAddress.h"
 #include "core/GrantStore.h"
+#include "core/MailboxUsage.h"
 #include "core/EventCounters.h"
 #include "core/MessageSink.h"
 #include "core/MilterPort.h"
@@ -51,6 +52,7 @@ struct SmtpSettings {
     std::size_t maxRecipientOvershoot = 1000;  // set from smtp.max_recipient_overshoot
     bool addMissingHeaders = false;   // set from smtp.add_missing_headers: submission Date / Message-ID (RFC 6409 8.2, 8.3)
     bool grantOwnSendersOnly = false; // set from pop_before_smtp.own_senders_only: relay on a grant only as its holder
+    bool quotaFullTempFail = false;   // set from smtp.quota_full_tempfail: a full mailbox is 452 4.2.2, not 552 5.2.2
     policy::RoleAddresses roles;      // smtp.postmaster_address / smtp.abuse_address
     // smtp.max_transactions_per_session: MAIL commands accepted per session, advertised as
     // LIMITS MAILMAX (RFC 9422); 0 = no limit (and no MAILMAX).
@@ -69,6 +71,7 @@ struct SmtpPorts {
     core::PolicyDelegate* delegate = nullptr;  // nullptr: no policy delegation
     core::MilterSession* milter = nullptr;     // nullptr: no milters on this listener
     const core::AccountHold* hold = nullptr;   // nullptr: no compromised-account holds
+    const core::MailboxUsage* usage = nullptr; // nullptr: mailbox quotas not enforced
 };
 
 struct SmtpOutput {

@@ -314,6 +314,36 @@ bool MaildirStore::ensureMaildir(const std::string& maildir) {
     return true;
 }
 
+std::optional<std::uint64_t> MaildirStore::usedBytes(const std::string& mailbox) const {
+    auto maildir = maildirPath(mailbox);
+    if (!maildir) return std::nullopt;  // refused at RCPT already (rcpt.bad_mailbox)
+    std::uint64_t used = 0;
+    for (const char* sub : {"/new", "/cur"}) {
+        const std::string dir = *maildir + sub;
+        std::vector<std::string> names;
+        if (!listNames(dir, names)) {
+            if (errno == ENOENT) continue;  // not made yet: nothing stored
+            logger().error(core::EventLine("store.usage_fail").add("path", dir).text("error", errnoText(errno)).str());
+            return std::nullopt;
+        }
+        for (const auto& n : names) {
+            // The file's own size: S= (Postern, Dovecot), not W= (the size on the wire).
+            if (auto s = sizeField(std::string_view(n).substr(0, n.find(':')), ",S=")) {
+                used += *s;
+                continue;
+            }
+            struct stat st{};
+            if (::lstat((dir + "/" + n).c_str(), &st) != 0) {
+                if (errno == ENOENT) continue;  // fetched and deleted meanwhile
+                logger().error(core::EventLine("store.usage_fail").add("path", dir + "/" + n).text("error", errnoText(errno)).str());
+                return std::nullopt;
+            }
+            if (S_ISREG(st.st_mode)) used += static_cast<std::uint64_t>(st.st_size);
+        }
+    }
+    return used;
+}
+
 std::string MaildirStore::uniqueName(std::uint64_t size) const {
     static std::atomic<std::uint64_t> counter{0};
     auto now = std::chrono::system_clock::now().time_since_epoch();

@@ -2,6 +2,7 @@
 // over them (RFC 1939: exclusive lock, snapshot at open, UIDL, delete in UPDATE only).
 #pragma once
 
+#include "core/MailboxUsage.h"
 #include "core/MaildropService.h"
 #include "store/MailSpool.h"
 
@@ -25,7 +26,7 @@ namespace postern::store {
 // open file description, so it excludes other threads of this process as well as other
 // processes on this host, and the kernel drops it if the process dies. (On shared storage
 // across nodes the cluster lock in PostgreSQL is what excludes other nodes.)
-class MaildirStore : public core::MaildropService {
+class MaildirStore : public core::MaildropService, public core::MailboxUsage {
 public:
     // hostname: for unique names; "" = gethostname().
     explicit MaildirStore(std::string mailRoot, std::string hostname = "");
@@ -39,6 +40,10 @@ public:
     std::optional<std::string> maildirPath(const std::string& mailbox) const;
     // Creates <maildir>/{tmp,new,cur} (and the parents) if missing. false on error (errno).
     static bool ensureMaildir(const std::string& maildir);
+    // Quotas: the bytes of the messages in new/ and cur/ (sizes from the names' S=, else
+    // lstat), 0 for a mailbox not made yet; nullopt on an I/O error (logged). One directory
+    // scan per call: a POP3 mailbox holds what its user has not fetched yet.
+    std::optional<std::uint64_t> usedBytes(const std::string& mailbox) const override;
     // A fresh Maildir base name for a message of `size` bytes (see above).
     std::string uniqueName(std::uint64_t size) const;
 

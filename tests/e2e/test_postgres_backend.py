@@ -211,6 +211,61 @@ def test_aliases_deliver_to_target_mailboxes():
         check(code >= 500, "RCPT to a foreign domain: %s" % code)
 
 
+def test_quota_refuses_a_full_mailbox():
+    """users.quota_bytes is enforced at RCPT (test change: a user quo@pg.test with a quota of
+    30,000 bytes, and an alias to it). Before, posternd read the quota and enforced nothing:
+    the mailbox grew without bound."""
+    s = pg()
+    s.sql("DELETE FROM aliases WHERE address = 'quolist@pg.test'; DELETE FROM users WHERE address = 'quo@pg.test';"
+          "INSERT INTO users (address, domain, password, quota_bytes) VALUES ('quo@pg.test', 'pg.test', "
+          "'{PLAIN}quo-Pg-Secret4', 30000);"
+          "INSERT INTO aliases (address, domain, destination) VALUES ('quolist@pg.test', 'pg.test', 'ann@pg.test'),"
+          " ('quolist@pg.test', 'pg.test', 'quo@pg.test');")
+    body = "".join("line %05d of a message that fills a mailbox up to its quota .......\r\n" % i
+                   for i in range(170))   # about 12 KB
+
+    def send(p, to="quo@pg.test", size=None):
+        c = p.smtp("mx")
+        try:
+            expect(c.docmd("MAIL", "FROM:<someone@remote.example>" + (" SIZE=%d" % size if size else "")), 250)
+            code, msg = c.docmd("RCPT", "TO:<%s>" % to)
+            if code == 250:
+                _, data = make_message(sender="someone@remote.example", to=to, body=body)
+                expect(c.data(data), 250)
+            return code, msg.decode()
+        finally:
+            c.quit()
+
+    with postern() as p:
+        for n in range(3):   # 0, ~12 KB, ~24 KB stored before each: below the quota
+            check_eq(send(p)[0], 250, "message %d to quo" % (n + 1))
+        used = sum(os.path.getsize(f) for f in p.all_mailbox_files() if "/quo/" in f)
+        check(used > 30000, "the third message crossed the quota (soft, as Maildir++): %d bytes" % used)
+        code, msg = send(p)
+        check_eq((code, msg[:5]), (552, "5.2.2"), "RCPT to a full mailbox: %s %s" % (code, msg))
+        check("Mailbox full" in msg, msg)
+        code, msg = send(p, to="quolist@pg.test")
+        check_eq(code, 552, "an alias with a full mailbox among its targets: %s %s" % (code, msg))
+        check_eq(send(p, to=ANN[0])[0], 250, "other mailboxes are not affected")
+        p.log_contains(r"event=rcpt\.reject .*to=<quo@pg\.test> .*reason=mailbox_full .*mailbox=pg\.test/quo")
+        # POP3 fetches and deletes: room again, and the declared SIZE is weighed
+        pop = p.pop3_login("quo@pg.test", "quo-Pg-Secret4")
+        for i in range(pop.stat()[0]):
+            pop.dele(i + 1)
+        pop.quit()
+        code, msg = send(p, size=40000)
+        check_eq((code, msg[:5]), (552, "5.2.2"), "SIZE=40000 with a 30,000-byte quota: %s %s" % (code, msg))
+        check("too big" in msg, msg)
+        p.log_contains(r"reason=over_quota")
+        check_eq(send(p, size=20000)[0], 250, "SIZE=20000 into an empty mailbox")
+    s.sql("UPDATE users SET quota_bytes = 1 WHERE address = 'quo@pg.test'")
+    with postern(overrides={"smtp.quota_full_tempfail": "true"}, name="tempfail") as p:   # test change: the key
+        check_eq(send(p)[0], 250, "an empty mailbox takes one message")
+        code, msg = send(p)
+        check_eq((code, msg[:5]), (452, "4.2.2"), "smtp.quota_full_tempfail = true: %s %s" % (code, msg))
+    s.sql("DELETE FROM aliases WHERE address = 'quolist@pg.test'; DELETE FROM users WHERE address = 'quo@pg.test'")
+
+
 def test_ambiguous_rows_fail_closed():
     dup = "SELECT address, password, enabled FROM users WHERE address = $1 " \
           "UNION ALL SELECT address, password, enabled FROM users WHERE address = $1"

@@ -4,6 +4,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,14 +20,33 @@ namespace {
 
 class Directory : public core::UserDirectory {
 public:
+    std::uint64_t quota = 1000;
     core::Answer isLocalDomain(const std::string& d) override {
         return d == "local.example" ? core::Answer::Yes : core::Answer::No;
     }
     core::RecipientLookup lookupRecipient(const std::string& a) override {
         core::RecipientLookup r;
-        r.answer = a == "bob@local.example" ? core::Answer::Yes : core::Answer::No;
-        if (r.answer == core::Answer::Yes) r.mailboxes = {"local.example/bob"};
+        const bool list = a == "team@local.example";
+        const bool postmaster = a == "postmaster@local.example";
+        r.answer = a == "bob@local.example" || list || postmaster ? core::Answer::Yes : core::Answer::No;
+        if (a == "bob@local.example") r.mailboxes = {"local.example/bob"};
+        if (list) r.mailboxes = {"local.example/carl", "local.example/bob"};
+        if (postmaster) r.mailboxes = {"local.example/pm"};
+        // bob and the postmaster's mailbox have quotas; carl has none
+        for (const auto& m : r.mailboxes)
+            if (m != "local.example/carl") r.quotas[m] = quota;
         return r;
+    }
+};
+
+class Usage : public core::MailboxUsage {
+public:
+    std::map<std::string, std::optional<std::uint64_t>> used;
+    mutable std::vector<std::string> asked;
+    std::optional<std::uint64_t> usedBytes(const std::string& location) const override {
+        asked.push_back(location);
+        auto it = used.find(location);
+        return it == used.end() ? std::optional<std::uint64_t>(0) : it->second;
     }
 };
 
@@ -265,6 +286,62 @@ BOOST_AUTO_TEST_CASE(held_account_gets_451_4_7_1_at_mail_before_any_limit_is_cou
     v = TransactionPolicy::decideSender(path("<alice@local.example>", smtp::PathKind::Reverse),
                                         SenderRequest{false, nullptr, w.addr, &w.limiter, &held});
     BOOST_TEST(v.accepted);
+}
+
+BOOST_AUTO_TEST_CASE(quota_of_local_mailboxes) {
+    World w;
+    Usage usage;
+    auto rcpt = [&](const std::string& to, std::uint64_t size = 0, bool temp = false) {
+        smtp::ParsedPath sender = path("<x@remote.example>", smtp::PathKind::Reverse);
+        RecipientRequest req{RecipientContext{false, w.addr, w.dir, &w.grants, "local.example"}, sender, true,
+                             nullptr, &w.limiter};
+        req.usage = &usage;
+        req.declaredSize = size;
+        req.quotaFullTempFail = temp;
+        return TransactionPolicy::decideRecipient(path(to), req);
+    };
+    // Below the quota: accepted, whatever the size when none was declared.
+    usage.used["local.example/bob"] = 999;
+    auto v = rcpt("<bob@local.example>");
+    BOOST_TEST((v.kind == RcptVerdict::Kind::Accept));
+    BOOST_TEST(v.mailboxes.size() == 1u);
+    // A declared SIZE that would take it over: 552 5.2.2, "over_quota"; one that fits: accepted.
+    v = rcpt("<bob@local.example>", 2);
+    BOOST_TEST((v.kind == RcptVerdict::Kind::Reject));
+    BOOST_TEST(v.reply.format(true) == "552 5.2.2 Message too big for the mailbox quota\r\n");
+    BOOST_TEST(v.reason == "over_quota");
+    BOOST_TEST(v.quotaMailbox == "local.example/bob");
+    BOOST_TEST(v.mailboxes.empty());
+    BOOST_TEST((rcpt("<bob@local.example>", 1).kind == RcptVerdict::Kind::Accept));
+    // At the quota: full, 552 5.2.2 (452 4.2.2 with quota_full_tempfail).
+    usage.used["local.example/bob"] = 1000;
+    v = rcpt("<bob@local.example>");
+    BOOST_TEST(v.reply.format(true) == "552 5.2.2 Mailbox full\r\n");
+    BOOST_TEST(v.reason == "mailbox_full");
+    v = rcpt("<bob@local.example>", 0, true);
+    BOOST_TEST((v.kind == RcptVerdict::Kind::TempFail));
+    BOOST_TEST(v.reply.format(true) == "452 4.2.2 Mailbox full\r\n");
+    // An alias with one full mailbox among its targets is refused (never a silent loss).
+    v = rcpt("<team@local.example>");
+    BOOST_TEST(v.reason == "mailbox_full");
+    // A mailbox without a quota is never asked about.
+    usage.asked.clear();
+    usage.used["local.example/bob"] = 0;
+    BOOST_TEST((rcpt("<team@local.example>").kind == RcptVerdict::Kind::Accept));
+    BOOST_TEST(usage.asked == std::vector<std::string>{"local.example/bob"});
+    // Usage that cannot be told refuses nothing.
+    usage.used["local.example/bob"] = std::nullopt;
+    BOOST_TEST((rcpt("<bob@local.example>", 5000).kind == RcptVerdict::Kind::Accept));
+    // postmaster@ (RFC 5321 4.5.1) is never refused as full, nor is <Postmaster>.
+    usage.used["local.example/pm"] = 5000;
+    BOOST_TEST((rcpt("<postmaster@local.example>").kind == RcptVerdict::Kind::Accept));
+    BOOST_TEST((rcpt("<Postmaster>").kind == RcptVerdict::Kind::Accept));
+    // No usage port: quotas are not enforced.
+    usage.used["local.example/bob"] = 5000;
+    smtp::ParsedPath sender = path("<x@remote.example>", smtp::PathKind::Reverse);
+    RecipientRequest req{RecipientContext{false, w.addr, w.dir, &w.grants, "local.example"}, sender, true, nullptr,
+                         &w.limiter};
+    BOOST_TEST((TransactionPolicy::decideRecipient(path("<bob@local.example>"), req).kind == RcptVerdict::Kind::Accept));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

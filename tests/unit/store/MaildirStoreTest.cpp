@@ -156,6 +156,24 @@ BOOST_AUTO_TEST_CASE(foreign_names_without_size_are_stat_ed) {
     BOOST_TEST(md->entries()[0].size == 5u);
 }
 
+BOOST_AUTO_TEST_CASE(used_bytes_for_quotas) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    // Not made yet: nothing stored. A location outside the root: cannot be told.
+    BOOST_TEST(store.usedBytes("bob").value_or(99) == 0u);
+    BOOST_TEST(!store.usedBytes("../etc").has_value());
+    deliver(store, t, "bob", std::string(1000, 'x'));   // Postern's own name: S=1000
+    // Dovecot's: S= is the file's size (W= the size on the wire); a name without a size:
+    // lstat. Dot files, tmp/ and anything not a regular file do not count.
+    spit(t.path / "bob/cur/1700000000.M1P1.dovecot,S=23,W=27:2,S", std::string(23, 'y'));
+    spit(t.path / "bob/new/1700000002.M1P1.procmail", std::string(50, 'z'));
+    spit(t.path / "bob/cur/.hidden", std::string(70, 'h'));
+    spit(t.path / "bob/tmp/1700000003.M1P1.host,S=5000", std::string(5000, 't'));
+    fs::create_directory(t.path / "bob/cur/1700000004.M1P1.dir");
+    BOOST_TEST(store.usedBytes("bob").value_or(0) == 1000u + 23u + 50u);
+    BOOST_TEST(store.usedBytes("bob/").value_or(0) == 1000u + 23u + 50u);
+}
+
 BOOST_AUTO_TEST_CASE(foreign_lf_files_are_sent_with_crlf_and_listed_by_their_w_size) {
     // Dovecot's names carry S= (the file, LF line ends) and W= (the size with CRLF).
     TempDir t;
