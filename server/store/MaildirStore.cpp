@@ -65,7 +65,8 @@ std::string uidlFor(const std::string& base) {
 }
 
 struct CurFile {
-    std::string name;  // file name in cur/
+    std::string name;  // file name in `dir`
+    const char* dir = "/cur";  // "/new" for a message that could not be moved to cur/ (served from there)
     std::string base;  // before ':'
     bool lfStored = false;    // LF line ends (W= in the name, or bare LFs found): sent as CRLF
     bool sharedBase = false;  // another file of this maildrop has the same base name
@@ -192,9 +193,9 @@ public:
     core::MessageRead read(std::size_t index, std::string& out) override {
         if (index >= files_.size()) return core::MessageRead::Failed;
         CurFile& f = files_[index];
-        std::string path = maildir_ + "/cur/" + f.name;
+        std::string path = maildir_ + f.dir + "/" + f.name;
         int err = queue::readRegularFile(path, out) ? 0 : errno;
-        if (err == ENOENT && !f.base.empty() && !f.sharedBase) {
+        if (err == ENOENT && !f.base.empty() && !f.sharedBase && f.dir == std::string_view("/cur")) {
             // Renamed by another Maildir program for its flags (":2,S"), as expunge() knows.
             // (Not for a base name two files share: the other one is another message.)
             std::vector<std::string> names;
@@ -238,12 +239,15 @@ public:
                     core::EventLine("store.expunge_fail").add("path", path).text("error", errnoText(err)).str());
             return err;
         };
+        bool fromNew = false;
         for (std::size_t i : indexes) {
             if (i >= files_.size()) continue;
-            const int err = unlinkOne(maildir_ + "/cur/" + files_[i].name);
+            const bool inNew = files_[i].dir != std::string_view("/cur");
+            fromNew = fromNew || inNew;
+            const int err = unlinkOne(maildir_ + files_[i].dir + "/" + files_[i].name);
             if (err == 0) continue;
             const std::string& base = files_[i].base;
-            if (err != ENOENT || base.empty() || files_[i].sharedBase) {
+            if (err != ENOENT || base.empty() || files_[i].sharedBase || inNew) {
                 ok = ok && err == ENOENT;
                 continue;
             }
@@ -271,13 +275,16 @@ public:
             }
         }
         // The deletion is acknowledged to the client with +OK: make it durable first.
-        if (!fsyncDirectory(maildir_ + "/cur")) {
-            logger().error(core::EventLine("store.expunge_fail")
-                               .add("path", maildir_ + "/cur")
-                               .add("step", "fsync")
-                               .text("error", errnoText(errno))
-                               .str());
-            ok = false;
+        for (const char* sub : {"/cur", "/new"}) {
+            if (sub == std::string_view("/new") && !fromNew) continue;
+            if (!fsyncDirectory(maildir_ + sub)) {
+                logger().error(core::EventLine("store.expunge_fail")
+                                   .add("path", maildir_ + sub)
+                                   .add("step", "fsync")
+                                   .text("error", errnoText(errno))
+                                   .str());
+                ok = false;
+            }
         }
         return ok;
     }
@@ -554,7 +561,8 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
     std::vector<std::string> names;
     std::string newDir = *maildir + "/new", curDir = *maildir + "/cur";
     if (!listNames(newDir, names)) return fail("scan", newDir);
-    for (const auto& n : names) {
+    std::vector<std::string> stuck;  // could not be moved: served from new/ this time
+    for (auto& n : names) {
         std::string to = curDir + "/" + n + (n.find(':') == std::string::npos ? ":2," : "");
         if (queue::renameNoReplace(newDir + "/" + n, to) || errno == ENOENT) continue;
         // A message of that name is in cur/ already (a clash between writers): this one
@@ -563,14 +571,23 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
             logger().warning(core::EventLine("store.name_clash").add("path", newDir + "/" + n).str());
             continue;
         }
-        return fail("rename", newDir + "/" + n);
+        // Anything else (ENOSPC or EDQUOT when cur/ must grow on a full disk, a foreign name
+        // too long for the ":2," suffix) must not keep the user out of the mailbox: on a full
+        // disk, fetching and deleting is how room is made. Served from new/.
+        logger().warning(
+            core::EventLine("store.rename_fail").add("path", newDir + "/" + n).text("error", errnoText(errno)).str());
+        stuck.push_back(std::move(n));
     }
 
     if (!listNames(curDir, names)) return fail("scan", curDir);
     std::vector<CurFile> files;
-    files.reserve(names.size());
-    for (auto& n : names) {
+    files.reserve(names.size() + stuck.size());
+    const std::size_t inCur = names.size();
+    for (auto& n : stuck) names.push_back(std::move(n));
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        std::string& n = names[i];
         CurFile f;
+        if (i >= inCur) f.dir = "/new";
         f.base = n.substr(0, n.find(':'));
         f.name = std::move(n);
         parseTime(f);
@@ -579,7 +596,7 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
         if (!size) {
             // Written by another delivery agent without S= or W= (Postfix's virtual, procmail):
             // LF line ends, most likely. Listed with its size in CRLF and sent with CRLF.
-            const std::string path = curDir + "/" + f.name;
+            const std::string path = *maildir + f.dir + "/" + f.name;
             struct stat st{};
             if (::lstat(path.c_str(), &st) != 0) {
                 if (errno == ENOENT) continue;
@@ -621,7 +638,7 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
             for (std::size_t k = i; k < j; ++k) {
                 files[k].sharedBase = true;
                 struct stat st{};
-                inodes.emplace_back(::lstat((curDir + "/" + files[k].name).c_str(), &st) == 0 ? st.st_ino : 0, k);
+                inodes.emplace_back(::lstat((*maildir + files[k].dir + "/" + files[k].name).c_str(), &st) == 0 ? st.st_ino : 0, k);
             }
             std::sort(inodes.begin(), inodes.end());
             for (std::size_t k = 1; k < inodes.size(); ++k) {

@@ -410,5 +410,30 @@ def test_mailbox_written_by_postfix_virtual():
                 else:
                     check_eq(value, b"%d %d" % (len(lf), crlf_size), "the cached size")
 
+
+def test_a_message_that_cannot_move_to_cur_does_not_lock_the_user_out():
+    """A file in new/ that cannot be renamed into cur/ for a reason other than a name clash
+    (here a foreign name of 255 octets with no room for ":2,"; on a full disk ENOSPC when cur/
+    must grow) is logged and served from new/: the login works, the message can be fetched
+    and deleted. Review finding: the login answered -ERR [SYS/TEMP], so on a full disk nobody
+    could fetch or delete mail to make room."""
+    with Postern() as p:
+        _deliver(p, 1)  # creates the Maildir
+        new = os.path.join(p.maildir(ALICE), "new")
+        name = "1600000000.M1P1." + "n" * (255 - 16 - 5) + ",S=27"
+        body = b"Subject: long\r\n\r\nlong name\r\n"
+        with open(os.path.join(new, name), "wb") as f:
+            f.write(body)
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        check_eq(pop.stat()[0], 2, "both messages listed")
+        _, lines, _ = pop.retr(1)
+        check_eq(lines, [b"Subject: long", b"", b"long name"], "RETR of the message left in new/")
+        pop.dele(1)
+        pop.quit()
+        p.log_contains(r"event=store\.rename_fail .*error=")
+        check_eq(os.listdir(new), [], "deleted from new/")
+        check_eq(len(os.listdir(os.path.join(p.maildir(ALICE), "cur"))), 1, "the other message stays")
+
+
 if __name__ == "__main__":
     run_tests(globals())
