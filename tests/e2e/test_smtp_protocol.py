@@ -6,7 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from postern_harness import (Postern, DEFAULT_USERS, assert_stored_equals, b64, check,
+from postern_harness import (Postern, DEFAULT_USERS, RawConn, assert_stored_equals, b64, check,
                              check_eq, expect, flood_without_reading, make_message, plain_ir,
                              run_tests, wait_for)
 
@@ -318,6 +318,33 @@ def test_client_that_stops_reading_is_disconnected():
             s.quit()
         finally:
             sock.close()
+
+
+def test_idle_timeout_is_the_same_over_tls():
+    """smtp.command_timeout (test change: 2s) and pop3.idle_timeout (2s) end an idle session
+    after that long over TLS as in plaintext. Review finding: over TLS POCO waited in recv(2)
+    until the socket's timeout and then polled for as long again, so an idle TLS client held
+    its thread twice as long (10 minutes at the shipped 5 for SMTP)."""
+    import time
+    with Postern(overrides={"smtp.command_timeout": "2s", "pop3.idle_timeout": "2s"}) as p:
+        for name, tls in (("mx", False), ("submissions", True), ("pop3s", True)):
+            c = RawConn(p.port(name), tls=tls, timeout=30)
+            if name == "pop3s":
+                check(c.read_line().startswith(b"+OK"), "POP3S greeting")
+            else:
+                c.expect_reply(220)
+                c.send("EHLO idle.example\r\n")
+                c.expect_reply(250)
+            t0 = time.monotonic()
+            try:
+                while True:
+                    c._fill()
+            except (EOFError, OSError):
+                pass
+            idle = time.monotonic() - t0
+            print("  %s: closed after %.1fs idle" % (name, idle))
+            check(1.5 <= idle < 3.0, "%s: an idle session ended after %.1fs with a 2s timeout" % (name, idle))
+            c.close()
 
 
 def test_junk_commands_end_the_session():
