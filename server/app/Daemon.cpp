@@ -43,6 +43,7 @@
 #include <Poco/File.h>
 #include <Poco/FileStream.h>
 #include <Poco/Logger.h>
+#include <Poco/Net/NetException.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/TCPServer.h>
 #include <Poco/Net/TCPServerParams.h>
@@ -76,8 +77,8 @@ int lockQueueDirectory(const std::string& dir) {
         const int e = errno;
         ::close(fd);
         if (e == EWOULDBLOCK)
-            throw std::runtime_error("server.queue_dir " + dir + " is in use by another posternd (" + path +
-                                     " is locked); stop it first");
+            throw TransientStartupError("server.queue_dir " + dir + " is in use by another posternd (" + path +
+                                        " is locked); stop it first");
         throw std::runtime_error("cannot lock " + path + ": " + std::strerror(e));
     }
     return fd;
@@ -436,15 +437,21 @@ void Daemon::bindListeners() {
         // theirs): dual-stack, "::" would take the IPv4 side too and collide with 0.0.0.0 (or
         // an IPv4 address) of that port, so the pair could not start. Alone on its port it
         // stays dual-stack: "::" serves IPv4 clients too, as it always did.
-        if (sa.family() == Poco::Net::SocketAddress::IPv6) {
-            const bool ipv4Beside = std::any_of(settings_.listeners.begin(), settings_.listeners.end(), [&](const auto& o) {
-                return o.listener.port == l.port && o.listener.address.find(':') == std::string::npos;
-            });
-            socket.bind6(sa, true, false, /*ipV6Only=*/ipv4Beside);
-        } else {
-            socket.bind(sa, true, false);
+        try {
+            if (sa.family() == Poco::Net::SocketAddress::IPv6) {
+                const bool ipv4Beside = std::any_of(settings_.listeners.begin(), settings_.listeners.end(), [&](const auto& o) {
+                    return o.listener.port == l.port && o.listener.address.find(':') == std::string::npos;
+                });
+                socket.bind6(sa, true, false, /*ipV6Only=*/ipv4Beside);
+            } else {
+                socket.bind(sa, true, false);
+            }
+            socket.listen(1024);
+        } catch (const Poco::Net::NetException& e) {
+            const std::string what = "listener " + l.name + ": cannot listen on " + sa.toString() + ": " + e.displayText();
+            if (e.code() == EADDRINUSE || e.code() == EADDRNOTAVAIL) throw TransientStartupError(what);
+            throw;
         }
-        socket.listen(1024);
         Poco::Net::TCPServerParams::Ptr params = new Poco::Net::TCPServerParams;
         params->setMaxThreads(l.maxThreads);
         params->setMaxQueued(l.maxQueued);

@@ -16,6 +16,7 @@
 
 #include <csignal>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 namespace Poco {
@@ -87,6 +88,15 @@ class HealthServer;
 namespace postern::app {
 
 class ClusterPop3Login;
+
+// A start-up failure that a later start may not meet: a listening address not configured
+// yet at boot or a port still held by a process on its way out (EADDRNOTAVAIL, EADDRINUSE),
+// the queue directory locked by a posternd still draining. posternd then exits 75
+// (EX_TEMPFAIL), which the systemd units restart, instead of 78 (EX_CONFIG), which they do not.
+class TransientStartupError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
 
 struct RunningListener {
     std::unique_ptr<Poco::ThreadPool> pool;

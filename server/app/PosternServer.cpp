@@ -105,18 +105,22 @@ int PosternServer::main(const std::vector<std::string>&) {
         return EXIT_OK;
     }
     std::string error;
+    bool transient = false;
     try {
         return serve();
+    } catch (const TransientStartupError& e) {
+        error = e.what();
+        transient = true;
     } catch (const Poco::Exception& e) {
         error = e.displayText();
     } catch (const std::exception& e) {
         error = e.what();
     }
-    serverLog().fatal(core::EventLine("startup.fail").text("error", error).str());
+    serverLog().fatal(core::EventLine("startup.fail").add("transient", transient ? "yes" : "no").text("error", error).str());
     // --check is run by hand (and by the unit's ExecStartPre): its answer belongs on the
     // terminal too, whatever logging.* sends the log to (syslog when packaged).
     if (checkOnly_) std::cerr << "posternd: " << error << std::endl;
-    return EXIT_CONFIG;
+    return transient ? EXIT_TEMPFAIL : EXIT_CONFIG;
 }
 
 int PosternServer::serve() {

@@ -452,6 +452,9 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                 lastRelay = client->relay();
                 continue;  // another MX host may offer it
             }
+            // Before the transaction: a session that breaks in it (a timeout) is closed, and a
+            // closed client no longer says it was in TLS.
+            const bool inTls = client->tlsActive();
             std::vector<SmtpReply> replies = client->send(envelope.sender, recipients, message, &dsn);
             std::vector<std::size_t> soft;
             for (std::size_t k = 0; k < pending.size(); ++k) {
@@ -460,7 +463,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                 o.status = replies[k].status();
                 o.relay = client->relay();
                 o.remoteHost = host.name;
-                o.tls = client->tlsActive();
+                o.tls = inTls;
                 o.tlsPolicy = hostTls.label;
                 o.dsnPassedOn = client->dsnOffered();
                 o.kind = replies[k].isPositive() ? Outcome::Kind::Delivered

@@ -1,5 +1,6 @@
 #include "delivery/SmtpClient.h"
 
+#include "core/TlsTimeout.h"
 #include "delivery/MessageSource.h"
 #include "sasl/Base64.h"
 #include "smtpproto/DsnParams.h"
@@ -86,14 +87,14 @@ SmtpReply SmtpClient::broken(const std::string& what) {
 void SmtpClient::receiveTimeout(Millis timeout) {
     if (timeout == receiveTimeout_) return;
     receiveTimeout_ = Millis{-1};  // if the call throws
-    socket_.setReceiveTimeout(span(timeout));
+    socket_.setReceiveTimeout(span(tls_ ? core::tlsSocketTimeout(timeout) : timeout));
     receiveTimeout_ = timeout;
 }
 
 void SmtpClient::sendTimeout(Millis timeout) {
     if (timeout == sendTimeout_) return;
     sendTimeout_ = Millis{-1};
-    socket_.setSendTimeout(span(timeout));
+    socket_.setSendTimeout(span(tls_ ? core::tlsSocketTimeout(timeout) : timeout));
     sendTimeout_ = timeout;
 }
 
@@ -268,8 +269,10 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                 if (!ctx) return broken("no TLS client context for " + relay_);
                 DaneCapture capture;  // the chain of this handshake (same thread)
                 try {
-                    receiveTimeout(settings_.mailTimeout);
-                    sendTimeout(settings_.mailTimeout);
+                    // The handshake runs in attach(), over TLS already (core/TlsTimeout.h).
+                    socket_.setReceiveTimeout(span(core::tlsSocketTimeout(settings_.mailTimeout)));
+                    socket_.setSendTimeout(span(core::tlsSocketTimeout(settings_.mailTimeout)));
+                    forgetTimeouts();
                     // SNI: the TLSA base domain under DANE, else the MX host name (RFC 7672 8.1).
                     const std::string& sni = daneCheckWanted && !dane->names.empty() ? dane->names.front() : hostName;
                     socket_ = Poco::Net::SecureStreamSocket::attach(socket_, sni, ctx);

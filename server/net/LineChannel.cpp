@@ -1,11 +1,12 @@
 #include "net/LineChannel.h"
 
+#include "core/TlsTimeout.h"
+
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SecureStreamSocket.h>
 #include <Poco/Net/Session.h>
 #include <Poco/Timespan.h>
 
-#include <algorithm>
 #include <cstring>
 
 #include <openssl/ssl.h>
@@ -17,14 +18,9 @@ Poco::Timespan toTimespan(std::chrono::milliseconds ms) {
     return Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(ms.count()) * 1000);
 }
 
-// What to put in SO_RCVTIMEO / SO_SNDTIMEO for a wait of `ms`. Over TLS, POCO waits twice:
-// the blocking recv(2)/send(2) inside OpenSSL until the socket's timeout, then, on
-// SSL_ERROR_WANT_READ/WRITE, poll(2) for the socket's timeout again before it throws. Half
-// of it each way keeps an idle TLS client to the configured timeout (it was held twice as
-// long as a plaintext one: 10 instead of 5 minutes at an SMTP prompt).
+// What to put in SO_RCVTIMEO / SO_SNDTIMEO for a wait of `ms` (core/TlsTimeout.h).
 Poco::Timespan socketTimeout(std::chrono::milliseconds ms, bool tls) {
-    if (!tls) return toTimespan(ms);
-    return toTimespan(std::max(std::chrono::milliseconds(1), (ms + std::chrono::milliseconds(1)) / 2));
+    return toTimespan(tls ? core::tlsSocketTimeout(ms) : ms);
 }
 }  // namespace
 

@@ -352,6 +352,27 @@ def test_starttls_is_used_when_offered():
             p.log_contains(r"event=delivery\.ok to=<secret@a\.test> relay=mx1\.a\.test\[127\.0\.0\.10\]:\d+ tls=yes ")
 
 
+def test_a_silent_mx_over_tls_times_out_after_the_configured_timeout():
+    """An MX that takes the message over STARTTLS and never answers the final dot: the
+    delivery gives up after delivery.data_done_timeout (test change: 2s) and defers. Review
+    finding: over TLS POCO waited in recv(2) for the socket's timeout and then polled as long
+    again, so a stalled MX held a delivery worker twice the configured time. The deferral
+    says tls=yes (it said tls=no: the broken session was closed before it was logged)."""
+    import time
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, \
+            Sink(MX1, port, tls=True, require_tls=True, stall=lambda c: True) as sink:
+        with Postern(overrides=delivery_overrides(dns, port, delivery__data_done_timeout="2s",
+                                                  delivery__retry_schedule="1h")) as p:
+            marker, msg = submit(p, "slow@a.test")
+            wait_for(lambda: sink.stalled, 20, what="the message's final dot at the silent MX")
+            t0 = time.monotonic()
+            p.log_contains(r"event=delivery\.defer to=<slow@a\.test> .*tls=yes", timeout=15)
+            waited = time.monotonic() - t0
+            print("  deferred %.1fs after the final dot" % waited)
+            check(1.5 <= waited < 3.5, "a 2s data_done_timeout over TLS gave up after %.1fs" % waited)
+
+
 def test_encrypt_policy_defers_instead_of_sending_in_clear():
     port = sink_port((MX1,))
     with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port) as sink:

@@ -82,6 +82,37 @@ def test_second_daemon_on_the_same_queue_refused_before_touching_it():
         s.quit()
 
 
+def test_a_port_in_use_is_a_transient_start_up_failure():
+    """A port held by another socket (a process on its way out, or an address not up yet at
+    boot) ends the start with 75 (EX_TEMPFAIL), which the systemd units restart, not 78
+    (EX_CONFIG), which they do not: posternd came back only by hand. Test change: the mx
+    listener's port is bound by the test first."""
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    p = Postern(start=False, overrides={"listener.mx.port": str(holder.getsockname()[1])})
+    p._write_config()
+    try:
+        p.start(keep_ports=True)
+        raise AssertionError("posternd started on a port in use")
+    except TestFailure:
+        pass
+    finally:
+        holder.close()
+    check_eq(p.start_failure, 75, "exit status\n" + p.tail(5))
+    p.log_contains(r"event=startup\.fail transient=yes error=.*listener mx: cannot listen on 127\.0\.0\.1:")
+    # A configuration error stays 78 (not restarted).
+    q = Postern(start=False, name="bad")
+    q.overrides = {"smtp.max_recipients": "lots"}
+    try:
+        q.start()
+        raise AssertionError("posternd started with a bad value")
+    except TestFailure:
+        pass
+    check_eq(q.start_failure, 78, "exit status of a configuration error")
+
+
 def test_sigterm_idle_server_exits_0_quickly():
     p = Postern(overrides={"server.shutdown_grace": "10s"})
     elapsed = p.stop(expect_code=0, timeout=10 + SLACK)
