@@ -143,7 +143,8 @@ StoreSettings storeSettings(const config::ServerConfig& cfg) {
         if (::gethostname(buf, sizeof buf - 1) == 0) writer = buf;
     }
     if (writer.empty()) writer = cfg.hostname;
-    return {cfg.mailRoot, writer, duration_cast<seconds>(cfg.storeTmpCleanupAge), cfg.storeGroupCommit};
+    return {cfg.mailRoot, writer, duration_cast<seconds>(cfg.storeTmpCleanupAge), cfg.storeGroupCommit,
+            cfg.storeQuotaCacheSize};
 }
 
 QueueSettings queueSettings(const config::ServerConfig& cfg) {

@@ -80,6 +80,7 @@ struct StoreSettings {
                                           // cluster.node_id, else the machine's host name
     std::chrono::seconds tmpCleanupAge{};  // store.tmp_cleanup_age
     bool groupCommit = true;               // store.group_commit
+    std::size_t quotaCacheSize = 0;        // store.quota_cache_size
     bool operator==(const StoreSettings&) const = default;
 };
 struct QueueSettings {

@@ -32,6 +32,7 @@ const std::vector<KeyDef> Keys = {
     {"queue.max_messages", "100000", K::Integer, "Number of queued messages; beyond it new relay mail gets 452 4.3.1 (0 = no limit)"},
     // --- mail store -----------------------------------------------------------------
     {"store.tmp_cleanup_age", "36h", K::Duration, "Files in a Maildir tmp/ older than this are removed when the mailbox is opened (0 = never)"},
+    {"store.quota_cache_size", "100000", K::Integer, "Mailboxes whose quota usage is remembered between RCPTs (0 = count at every RCPT)"},
     // --- mail store: group commit ---------------------------------------------------
     {"store.group_commit", "true", K::Bool, "Concurrent local deliveries share the syncfs calls of the mail root's file system (two per batch: data, then the links into new/) instead of fsyncing each file and new/ (false = per message)"},
     // --- TLS ----------------------------------------------------------------------

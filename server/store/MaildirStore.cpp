@@ -195,19 +195,25 @@ public:
         CurFile& f = files_[index];
         std::string path = maildir_ + f.dir + "/" + f.name;
         int err = queue::readRegularFile(path, out) ? 0 : errno;
-        if (err == ENOENT && !f.base.empty() && !f.sharedBase && f.dir == std::string_view("/cur")) {
-            // Renamed by another Maildir program for its flags (":2,S"), as expunge() knows.
+        if (err == ENOENT && !f.base.empty() && !f.sharedBase) {
+            // Renamed by another Maildir program for its flags (":2,S"), as expunge() knows,
+            // or moved from new/ to cur/ by one (an IMAP server sharing the Maildir).
             // (Not for a base name two files share: the other one is another message.)
             std::vector<std::string> names;
             if (!listNames(maildir_ + "/cur", names)) {
                 err = errno;
                 path = maildir_ + "/cur";
             }
+            const bool wasNew = f.dir != std::string_view("/cur");
             for (auto& n : names) {
-                if (n.size() > f.base.size() && n.compare(0, f.base.size(), f.base) == 0 && n[f.base.size()] == ':') {
+                if ((wasNew && n == f.base) ||
+                    (n.size() > f.base.size() && n.compare(0, f.base.size(), f.base) == 0 && n[f.base.size()] == ':')) {
                     path = maildir_ + "/cur/" + n;
                     err = queue::readRegularFile(path, out) ? 0 : errno;
-                    if (err == 0) f.name = std::move(n);
+                    if (err == 0) {
+                        f.name = std::move(n);
+                        f.dir = "/cur";
+                    }
                     break;
                 }
             }
@@ -247,7 +253,7 @@ public:
             const int err = unlinkOne(maildir_ + files_[i].dir + "/" + files_[i].name);
             if (err == 0) continue;
             const std::string& base = files_[i].base;
-            if (err != ENOENT || base.empty() || files_[i].sharedBase || inNew) {
+            if (err != ENOENT || base.empty() || files_[i].sharedBase) {
                 ok = ok && err == ENOENT;
                 continue;
             }
@@ -268,7 +274,8 @@ public:
             // The same message under other flags; none: removed by hand or another tool,
             // which is what we wanted anyway.
             for (const auto& n : *current) {
-                if (n.size() > base.size() && n.compare(0, base.size(), base) == 0 && n[base.size()] == ':') {
+                if ((inNew && n == base) ||
+                    (n.size() > base.size() && n.compare(0, base.size(), base) == 0 && n[base.size()] == ':')) {
                     const int e = unlinkOne(maildir_ + "/cur/" + n);
                     if (e != 0 && e != ENOENT) ok = false;
                 }
@@ -321,12 +328,37 @@ bool MaildirStore::ensureMaildir(const std::string& maildir) {
     return true;
 }
 
+namespace {
+// The modification time of `dir`; {0,0} when it does not exist. false on another error.
+bool dirTime(const std::string& dir, timespec& out) {
+    struct stat st{};
+    if (::stat(dir.c_str(), &st) == 0) {
+        out = st.st_mtim;
+        return true;
+    }
+    out = {};
+    return errno == ENOENT;
+}
+
+bool sameTime(const timespec& a, const timespec& b) { return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec; }
+}  // namespace
+
 std::optional<std::uint64_t> MaildirStore::usedBytes(const std::string& mailbox) const {
     auto maildir = maildirPath(mailbox);
     if (!maildir) return std::nullopt;  // refused at RCPT already (rcpt.bad_mailbox)
-    std::uint64_t used = 0;
-    for (const char* sub : {"/new", "/cur"}) {
-        const std::string dir = *maildir + sub;
+    const std::string newDir = *maildir + "/new", curDir = *maildir + "/cur";
+    Usage now;
+    if (!dirTime(newDir, now.newTime) || !dirTime(curDir, now.curTime)) {
+        logger().error(core::EventLine("store.usage_fail").add("path", *maildir).text("error", errnoText(errno)).str());
+        return std::nullopt;
+    }
+    if (usageCacheSize_ > 0) {
+        std::lock_guard lock(usageMutex_);
+        auto it = usage_.find(*maildir);
+        if (it != usage_.end() && sameTime(it->second.newTime, now.newTime) && sameTime(it->second.curTime, now.curTime))
+            return it->second.bytes;
+    }
+    for (const std::string& dir : {newDir, curDir}) {
         std::vector<std::string> names;
         if (!listNames(dir, names)) {
             if (errno == ENOENT) continue;  // not made yet: nothing stored
@@ -335,8 +367,8 @@ std::optional<std::uint64_t> MaildirStore::usedBytes(const std::string& mailbox)
         }
         for (const auto& n : names) {
             // The file's own size: S= (Postern, Dovecot), not W= (the size on the wire).
-            if (auto s = sizeField(std::string_view(n).substr(0, n.find(':')), ",S=")) {
-                used += *s;
+            if (auto size = sizeField(std::string_view(n).substr(0, n.find(':')), ",S=")) {
+                now.bytes += *size;
                 continue;
             }
             struct stat st{};
@@ -345,10 +377,19 @@ std::optional<std::uint64_t> MaildirStore::usedBytes(const std::string& mailbox)
                 logger().error(core::EventLine("store.usage_fail").add("path", dir + "/" + n).text("error", errnoText(errno)).str());
                 return std::nullopt;
             }
-            if (S_ISREG(st.st_mode)) used += static_cast<std::uint64_t>(st.st_size);
+            if (S_ISREG(st.st_mode)) now.bytes += static_cast<std::uint64_t>(st.st_size);
         }
     }
-    return used;
+    // Remembered with the times read before the count: a change during it shows as a newer
+    // time next time. Not when a directory changed within the last second, where a change in
+    // the same clock tick would leave its time as it was.
+    const std::time_t settled = std::time(nullptr) - 1;
+    if (usageCacheSize_ > 0 && now.newTime.tv_sec < settled && now.curTime.tv_sec < settled) {
+        std::lock_guard lock(usageMutex_);
+        if (usage_.size() >= usageCacheSize_) usage_.clear();
+        usage_[*maildir] = now;
+    }
+    return now.bytes;
 }
 
 std::string MaildirStore::uniqueName(std::uint64_t size) const {

@@ -8,8 +8,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <ctime>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 namespace postern::store {
 
@@ -41,9 +44,14 @@ public:
     // Creates <maildir>/{tmp,new,cur} (and the parents) if missing. false on error (errno).
     static bool ensureMaildir(const std::string& maildir);
     // Quotas: the bytes of the messages in new/ and cur/ (sizes from the names' S=, else
-    // lstat), 0 for a mailbox not made yet; nullopt on an I/O error (logged). One directory
-    // scan per call: a POP3 mailbox holds what its user has not fetched yet.
+    // lstat), 0 for a mailbox not made yet; nullopt on an I/O error (logged). The count is
+    // remembered (setUsageCacheSize) and used again while the modification times of new/ and
+    // cur/ are what they were when it was made (and at least a second old: a change within
+    // the same clock tick would not show).
     std::optional<std::uint64_t> usedBytes(const std::string& mailbox) const override;
+    // Setup: how many mailboxes' counts are remembered (store.quota_cache_size; 0 = none).
+    // When full, the cache starts again empty.
+    void setUsageCacheSize(std::size_t n) { usageCacheSize_ = n; }
     // A fresh Maildir base name for a message of `size` bytes (see above).
     std::string uniqueName(std::uint64_t size) const;
 
@@ -78,6 +86,14 @@ private:
     std::string hostname_;
     const MailSpool* spool_ = nullptr;
     std::chrono::seconds tmpCleanupAge_{0};
+
+    struct Usage {
+        timespec newTime{}, curTime{};  // of new/ and cur/ when counted ({0,0}: missing)
+        std::uint64_t bytes = 0;
+    };
+    std::size_t usageCacheSize_ = 0;
+    mutable std::mutex usageMutex_;
+    mutable std::unordered_map<std::string, Usage> usage_;
 };
 
 }  // namespace postern::store

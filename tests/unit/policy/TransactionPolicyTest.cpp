@@ -313,6 +313,12 @@ BOOST_AUTO_TEST_CASE(quota_of_local_mailboxes) {
     BOOST_TEST(v.quotaMailbox == "local.example/bob");
     BOOST_TEST(v.mailboxes.empty());
     BOOST_TEST((rcpt("<bob@local.example>", 1).kind == RcptVerdict::Kind::Accept));
+    // With quota_full_tempfail: 452 while it could fit once room is made; a message larger
+    // than the whole quota never fits, so 552 even then.
+    BOOST_TEST(rcpt("<bob@local.example>", 2, true).reply.format(true) ==
+               "452 4.2.2 Message too big for the mailbox quota\r\n");
+    BOOST_TEST(rcpt("<bob@local.example>", 1001, true).reply.format(true) ==
+               "552 5.2.2 Message too big for the mailbox quota\r\n");
     // At the quota: full, 552 5.2.2 (452 4.2.2 with quota_full_tempfail).
     usage.used["local.example/bob"] = 1000;
     v = rcpt("<bob@local.example>");

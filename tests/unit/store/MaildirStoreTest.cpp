@@ -5,6 +5,7 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
@@ -180,9 +181,22 @@ BOOST_AUTO_TEST_CASE(a_message_that_cannot_move_to_cur_is_served_from_new) {
     BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
     BOOST_REQUIRE(md->entries().size() == 2u);
     BOOST_TEST(md->entries()[0].uidl == uidl);  // the same id in the next session
+    // Another Maildir program (an IMAP server) moves it to cur/ meanwhile: still read and
+    // deleted there.
+    fs::rename(t.path / "bob/new" / longName, t.path / "bob/cur" / longName);
+    BOOST_REQUIRE((md->read(0, out) == core::MessageRead::Ok));
+    BOOST_TEST(out == "0123456789");
     BOOST_TEST(md->expunge({0}));
     md.reset();
     BOOST_TEST(filesIn(t.path / "bob/new").empty());
+    BOOST_TEST(filesIn(t.path / "bob/cur").size() == 1u);
+    // And when it was moved before the first read, the deletion still finds it.
+    spit(t.path / "bob/new" / longName, "0123456789");
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 2u);
+    fs::rename(t.path / "bob/new" / longName, t.path / "bob/cur" / longName);
+    BOOST_TEST(md->expunge({0}));
+    md.reset();
     BOOST_TEST(filesIn(t.path / "bob/cur").size() == 1u);
 }
 
@@ -202,6 +216,39 @@ BOOST_AUTO_TEST_CASE(used_bytes_for_quotas) {
     fs::create_directory(t.path / "bob/cur/1700000004.M1P1.dir");
     BOOST_TEST(store.usedBytes("bob").value_or(0) == 1000u + 23u + 50u);
     BOOST_TEST(store.usedBytes("bob/").value_or(0) == 1000u + 23u + 50u);
+}
+
+BOOST_AUTO_TEST_CASE(used_bytes_are_remembered_while_the_directories_stay_as_they_were) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    store.setUsageCacheSize(10);
+    BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "bob").string()));
+    const auto file = t.path / "bob/new/1700000002.M1P1.procmail";   // no size in the name: lstat
+    spit(file, std::string(50, 'z'));
+    auto settle = [&] {  // both directories last changed a minute ago
+        const timespec old[2] = {{::time(nullptr) - 60, 0}, {::time(nullptr) - 60, 0}};
+        for (const char* d : {"bob/new", "bob/cur"})
+            BOOST_REQUIRE(::utimensat(AT_FDCWD, (t.path / d).c_str(), old, 0) == 0);
+    };
+    settle();
+    BOOST_TEST(store.usedBytes("bob").value_or(0) == 50u);
+    // The file grows in place (no directory changes): the remembered count is used.
+    spit(file, std::string(75, 'z'));
+    settle();
+    BOOST_TEST(store.usedBytes("bob").value_or(0) == 50u);
+    // A message arrives: new/ changed, counted again.
+    deliver(store, t, "bob", std::string(1000, 'x'));
+    BOOST_TEST(store.usedBytes("bob").value_or(0) == 1075u);
+    // A directory changed within the last second is never remembered.
+    spit(file, std::string(80, 'z'));
+    BOOST_TEST(store.usedBytes("bob").value_or(0) == 1080u);
+    // Without a cache every call counts.
+    MaildirStore uncached(t.path.string(), "host");
+    settle();
+    BOOST_TEST(uncached.usedBytes("bob").value_or(0) == 1080u);
+    spit(file, std::string(90, 'z'));
+    settle();
+    BOOST_TEST(uncached.usedBytes("bob").value_or(0) == 1090u);
 }
 
 BOOST_AUTO_TEST_CASE(foreign_lf_files_are_sent_with_crlf_and_listed_by_their_w_size) {
