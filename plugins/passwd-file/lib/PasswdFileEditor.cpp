@@ -57,6 +57,18 @@ WriteAnswer noSuchUser(const std::string& address) { return {WriteStatus::Unknow
 
 PasswdFileEditor::PasswdFileEditor(std::string path) : path_(std::move(path)) {}
 
+namespace {
+// Whether the extra field has `key` (lower-case), whatever blanks separate its tokens.
+bool hasExtraKey(const std::string& extra, const std::string& key) {
+    std::istringstream in(extra);
+    std::string token;
+    while (in >> token) {
+        if (toLower(token.substr(0, token.find('='))) == key) return true;
+    }
+    return false;
+}
+}  // namespace
+
 std::string PasswdFileEditor::setExtra(const std::string& extra, const std::string& key, const std::string& value,
                                        bool present) {
     std::istringstream in(extra);
@@ -370,13 +382,7 @@ WriteAnswer PasswdFileEditor::addAppPassword(const api::NewAppPassword& app) {
     }
     const std::string key = std::string(AppPasswordFieldPrefix) + e.id;
     return modifyExtra(toLower(app.user), [&](std::string& extra) -> WriteAnswer {
-        std::istringstream in(extra);
-        std::string token;
-        while (in >> token) {
-            if (toLower(token.substr(0, token.find('='))) == key) {
-                return {WriteStatus::Exists, "app password " + e.id + " already exists"};
-            }
-        }
+        if (hasExtraKey(extra, key)) return {WriteStatus::Exists, "app password " + e.id + " already exists"};
         extra = setExtra(extra, key, formatAppPasswordField(e), true);
         return {WriteStatus::Ok, ""};
     });
@@ -385,11 +391,11 @@ WriteAnswer PasswdFileEditor::addAppPassword(const api::NewAppPassword& app) {
 WriteAnswer PasswdFileEditor::revokeAppPassword(const std::string& address, const std::string& id) {
     const std::string key = std::string(AppPasswordFieldPrefix) + toLower(id);
     return modifyExtra(address, [&](std::string& extra) -> WriteAnswer {
-        const std::string changed = setExtra(extra, key, "", false);
-        if (changed == extra) {
-            return {WriteStatus::UnknownUser, "no app password " + id + " for " + address};
-        }
-        extra = changed;
+        // Found or not by the tokens themselves: comparing the rewritten field with the old
+        // one took a hand-edited line (two blanks, a tab) for a change, and a mistyped id
+        // was reported revoked while the real app password stayed valid.
+        if (!hasExtraKey(extra, key)) return {WriteStatus::UnknownUser, "no app password " + id + " for " + address};
+        extra = setExtra(extra, key, "", false);
         return {WriteStatus::Ok, ""};
     });
 }

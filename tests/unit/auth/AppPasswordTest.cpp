@@ -225,6 +225,24 @@ BOOST_FIXTURE_TEST_CASE(editorAddsListsRevokesAndKeepsTheRestOfTheLine, PasswdFi
     BOOST_TEST(readAll(tmp.file("passwd")) == "# users\na@x.test:{PLAIN}main::::::mailbox=x/a quota=5\nb@x.test:{PLAIN}other\n");
 }
 
+BOOST_FIXTURE_TEST_CASE(revokeOfAnUnknownIdOnAHandEditedLineIsNotASuccess, PasswdFixture) {
+    // Two blanks and a tab between the extra fields (hand edited, as Dovecot allows): the
+    // rewritten field differed from the old one, so a mistyped id was reported revoked and
+    // the line rewritten, while the real app password stayed valid.
+    BOOST_REQUIRE(admin->addAppPassword(app("smtp")).status == api::WriteStatus::Ok);
+    std::string text = readAll(tmp.file("passwd"));
+    const auto at = text.find(" app_password.");
+    BOOST_REQUIRE(at != std::string::npos);
+    text.replace(at, 1, "  \t");
+    test::writeFile(tmp.file("passwd"), text);
+    BOOST_TEST(static_cast<int>(admin->revokeAppPassword("a@x.test", "zzzzzzzz").status) ==
+               static_cast<int>(api::WriteStatus::UnknownUser));
+    BOOST_TEST(readAll(tmp.file("passwd")) == text);  // untouched
+    BOOST_TEST(static_cast<int>(admin->revokeAppPassword("a@x.test", Id).status) ==
+               static_cast<int>(api::WriteStatus::Ok));
+    BOOST_TEST(readAll(tmp.file("passwd")).find("app_password.") == std::string::npos);
+}
+
 BOOST_FIXTURE_TEST_CASE(pluginAnswersWithTheAppPasswordsHashAndItsRefusal, PasswdFixture) {
     BOOST_REQUIRE(admin->addAppPassword(app("smtp", "192.0.2.0/24")).status == api::WriteStatus::Ok);
     api::AuthAnswer a = daemon->authenticate("a@x.test", Password, "smtp", "192.0.2.7");
