@@ -77,8 +77,9 @@ void pushUnique(std::vector<std::string>& v, const std::string& s) {
 }
 
 // The user's quota in bytes from the backend's "quota" attribute (PostgreSQL's user_query
-// 4th column): nullopt for none (absent, empty, 0 or negative, as PostfixAdmin's -1). A value
-// that is not a number is logged and enforces nothing: a limit, not an access rule.
+// 4th column, a passwd-file line's quota= field): bytes, or K/M/G as in posternctl's --quota.
+// nullopt for none (absent, empty, 0 or negative, as PostfixAdmin's -1). A value that is not
+// a size is logged and enforces nothing: a limit, not an access rule.
 std::optional<std::uint64_t> quotaOf(const postern::plugins::api::UserRecord& record, const std::string& rcpt,
                                      const std::string& address, const std::string& backend) {
     auto it = record.extra.find("quota");
@@ -86,7 +87,17 @@ std::optional<std::uint64_t> quotaOf(const postern::plugins::api::UserRecord& re
     const std::string& text = it->second;
     long long value = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size()) {
+    const char* const last = text.data() + text.size();
+    unsigned shift = 0;
+    if (ec == std::errc() && end + 1 == last) {
+        switch (*end | 0x20) {
+        case 'k': shift = 10, ++end; break;
+        case 'm': shift = 20, ++end; break;
+        case 'g': shift = 30, ++end; break;
+        default: break;
+        }
+    }
+    if (ec != std::errc() || end != last || (value > 0 && (static_cast<unsigned long long>(value) >> (63 - shift)) != 0)) {
         logger().error(postern::core::EventLine("rcpt.bad_quota")
                            .add("rcpt", rcpt)
                            .add("address", address)
@@ -96,7 +107,7 @@ std::optional<std::uint64_t> quotaOf(const postern::plugins::api::UserRecord& re
         return std::nullopt;
     }
     if (value <= 0) return std::nullopt;
-    return static_cast<std::uint64_t>(value);
+    return static_cast<std::uint64_t>(value) << shift;
 }
 
 }  // namespace

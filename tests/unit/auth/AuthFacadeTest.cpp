@@ -346,6 +346,39 @@ BOOST_AUTO_TEST_CASE(isSafeToCallFromManyThreads) {
     BOOST_TEST(wrong.load() == 0);
 }
 
+BOOST_AUTO_TEST_CASE(quotasTravelWithTheirMailboxes) {
+    // quota= on a passwd-file line (bytes or K/M/G, as posternctl --quota); an alias to two
+    // users carries both; none, 0, negative: no quota; a bad value is logged, enforces none.
+    test::writeFile(tmp.file("qpasswd"),
+                    "q1@example.test:{PLAIN}pw::::::quota=2M\n"
+                    "q2@example.test:{PLAIN}pw::::::mailbox=example.test/shared quota=1500\n"
+                    "q3@example.test:{PLAIN}pw::::::mailbox=example.test/shared quota=1000\n"
+                    "q4@example.test:{PLAIN}pw::::::quota=-1\n"
+                    "q5@example.test:{PLAIN}pw::::::quota=lots\n"
+                    "q6@example.test:{PLAIN}pw::::::quota=99999999999G\n");
+    test::writeFile(tmp.file("qaliases"), "qlist@example.test: q1, q2, q4\nshare@example.test: q2, q3\n");
+    BackendHandle q = loader.load("passwd-file", "q", {{"path", tmp.file("qpasswd")}, {"aliases", tmp.file("qaliases")}});
+    AuthFacade facade({{"q", q.get(), {"*"}}});
+    auto one = facade.lookupRecipient("q1@example.test");
+    BOOST_TEST(one.quotas.size() == 1u);
+    BOOST_TEST(one.quotas["example.test/q1"] == 2u * 1024 * 1024);
+    auto list = facade.lookupRecipient("qlist@example.test");
+    BOOST_TEST(list.mailboxes.size() == 3u);
+    BOOST_TEST(list.quotas.size() == 2u);  // q4's -1: none
+    BOOST_TEST(list.quotas["example.test/shared"] == 1500u);
+    // One mailbox, two users with quotas: the smaller one.
+    BOOST_TEST(facade.lookupRecipient("share@example.test").quotas["example.test/shared"] == 1000u);
+    log->clear();
+    for (const char* bad : {"q5@example.test", "q6@example.test"}) {
+        auto r = facade.lookupRecipient(bad);
+        BOOST_TEST(name(r.answer) == "Yes");
+        BOOST_TEST(r.quotas.empty());
+    }
+    auto lines = log->lines();
+    BOOST_REQUIRE(lines.size() == 2u);
+    BOOST_TEST(lines[0].find("event=rcpt.bad_quota rcpt=q5@example.test") != std::string::npos, lines[0]);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace postern::auth
