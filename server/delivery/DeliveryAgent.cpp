@@ -885,6 +885,11 @@ std::optional<queue::QueueEnvelope> DeliveryAgent::deliver(const std::string& id
         return std::nullopt;
     }
     forgetUnrecorded(id);  // the file now says all of it
+    // Recipients delivered in an attempt whose record failed, written now by this update
+    // (the file system came back between this attempt's first write and its last): the same
+    // line as when applyUnrecorded writes them.
+    if (!carried.empty())
+        logger().notice(core::EventLine::inSession(id, "delivery.recorded").add("recipients", carried.size()).str());
     if (after->recipients.empty()) {
         logger().information(core::EventLine::inSession(id, "queue.done").str());
         return std::nullopt;

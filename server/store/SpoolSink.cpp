@@ -57,6 +57,9 @@ public:
         return true;
     }
 
+    // The first `bytes` written are the mailboxes' Return-Path line, not for the queue.
+    void markReturnPath(std::uint64_t bytes) { returnPathBytes_ = bytes; }
+
     core::SinkResult commit() override {
         core::SinkResult result;  // TempFail until every copy is durable
         if (failed_ || fd_ < 0 || committed_) return result;
@@ -128,8 +131,30 @@ public:
             queue::OutboundQueue::Source source{tempPath_};
             source.fd = queueSyncs && !groupCommit_ ? fd_ : -1;
             source.move = queueSyncs;
-            const bool queued = queue_.enqueue(source, size_, qe);
-            moved_ = source.moved;
+            std::uint64_t queuedSize = size_;
+            int copyFd = -1;
+            if (returnPathBytes_ > 0) {
+                // The mailboxes' copies begin with Return-Path, the queue's must not: it gets
+                // the message without that line, in a file of its own (moved into data/ and
+                // fsynced there through copyFd).
+                source.path = tempPath_ + ".queue";
+                copyFd = copyWithout(returnPathBytes_, source.path);
+                if (copyFd < 0) {
+                    failed_ = true;
+                    undo();
+                    return result;
+                }
+                source.fd = copyFd;
+                source.move = true;
+                queuedSize = size_ - returnPathBytes_;
+            }
+            const bool queued = queue_.enqueue(source, queuedSize, qe);
+            if (copyFd >= 0) {
+                ::close(copyFd);
+                if (!source.moved) ::unlink(source.path.c_str());
+            } else {
+                moved_ = source.moved;
+            }
             if (!queued) {
                 failed_ = true;  // the writer is spent: a second commit() must not enqueue again
                 undo();
@@ -195,6 +220,46 @@ private:
         return false;
     }
 
+    // A new file `to` with this message from byte `skip` on, written and not yet synced;
+    // its open descriptor, or -1 (logged, nothing left behind).
+    int copyWithout(std::uint64_t skip, const std::string& to) {
+        int in = ::open(tempPath_.c_str(), O_RDONLY | O_CLOEXEC);
+        if (in < 0) {
+            fail("queue_copy");
+            return -1;
+        }
+        int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (out < 0) {
+            fail("queue_copy");
+            ::close(in);
+            return -1;
+        }
+        off_t from = static_cast<off_t>(skip);
+        std::uint64_t left = size_ - skip;
+        bool ok = true;
+        char buf[65536];
+        while (ok && left > 0) {
+            ssize_t n = ::pread(in, buf, static_cast<std::size_t>(std::min<std::uint64_t>(sizeof buf, left)), from);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                if (n == 0) errno = EIO;  // shorter than written: never queue a cut message
+                ok = false;
+                break;
+            }
+            ok = queue::writeAll(out, buf, static_cast<std::size_t>(n));
+            from += n;
+            left -= static_cast<std::uint64_t>(n);
+        }
+        ::close(in);
+        if (!ok) {
+            fail("queue_copy");
+            ::close(out);
+            ::unlink(to.c_str());
+            return -1;
+        }
+        return out;
+    }
+
     int failWith(const char* step) {
         const int e = errno ? errno : EIO;
         fail(step);
@@ -226,6 +291,7 @@ private:
     int fd_;
     std::string buffer_;
     std::uint64_t size_ = 0;
+    std::uint64_t returnPathBytes_ = 0;  // the Return-Path line on top, for a mixed message
     bool failed_ = false;
     bool committed_ = false;
     bool moved_ = false;  // the temp file itself is the queue's data file now
@@ -313,15 +379,16 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
                 gc = groupCommit_;
             auto writer = std::make_unique<SpoolWriter>(store_, queue_, envelope, path, fd, &delivered_, gc);
             // RFC 5321 4.4: final delivery puts the envelope sender in a Return-Path line at
-            // the top (as Postfix's local/virtual and Dovecot's LDA/LMTP do). Only when every
-            // copy of this file is a mailbox's: the queue's copy must not carry one (a relay
-            // SHOULD NOT send it), and the copies of a mixed message share one file.
-            if (envelope.remoteRecipients.empty()) {
+            // the top (as Postfix's local/virtual and Dovecot's LDA/LMTP do), in every
+            // mailbox's copy. The queue's copy must not carry one (a relay SHOULD NOT send
+            // it): a message also for remote recipients queues a copy without it at commit.
+            if (!envelope.localMailboxes.empty()) {
                 const std::string line = "Return-Path: <" + envelope.sender + ">\r\n";
                 if (!writer->write(line.data(), line.size())) {
                     status = core::SinkStatus::TempFail;
                     return nullptr;  // the writer's destructor removes the temp file
                 }
+                if (!envelope.remoteRecipients.empty()) writer->markReturnPath(line.size());
             }
             return writer;
         }

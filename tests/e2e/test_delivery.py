@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import (BUILD_DIR, DEFAULT_USERS, Postern, assert_stored_equals, check,
-                             check_eq, expect, make_message, pop_find, run_tests, sleep_until,
+                             check_eq, expect, make_message, pop_find, run_tests, sleep_until, split_return_path,
                              wait_for)
 from delivery_support import DnsServer, Sink, delivery_overrides, sink_port
 
@@ -117,6 +117,25 @@ def test_relay_arrives_byte_identical_at_the_mx():
             p.log_contains(r"s=[0-9a-f]{16} event=delivery\.ok to=<friend@a\.test> "
                            r"relay=mx1\.a\.test\[127\.0\.0\.10\]:%d tls=no status=2\.0\.0 "
                            r"reply=\"250 2\.0\.0 Ok: queued\" attempt=1 delay=\d+s" % port)
+            wait_queue_empty(p)
+
+
+def test_a_message_for_local_and_remote_recipients_has_return_path_only_in_the_mailbox():
+    """RFC 5321 4.4: final delivery puts Return-Path on top; a relay must not send one. A
+    message for a local and a remote recipient: bob's copy begins with Return-Path, the copy
+    the remote MX gets does not. Review finding: both copies came from one file, so the
+    mailbox's copy had none."""
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port) as sink:
+        with Postern(overrides=delivery_overrides(dns, port)) as p:
+            marker, msg = submit(p, ["friend@a.test", "bob@example.test"])
+            got = sink.wait_for(marker)[0]
+            check(not got.content.lower().startswith(b"return-path:"), "the relayed copy: %r" % got.content[:100])
+            assert_stored_equals(got.content, msg, "message at the remote MX")
+            stored = wait_for(lambda: p.maildir_find("bob@example.test", marker), 10, what="bob's copy")[0]
+            sender, rest = split_return_path(stored)
+            check_eq(sender, ALICE, "bob's copy begins with Return-Path")
+            check_eq(rest, got.content, "the same message otherwise")
             wait_queue_empty(p)
 
 
