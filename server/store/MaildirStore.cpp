@@ -113,6 +113,24 @@ std::optional<std::uint64_t> sizeFromName(std::string_view base) {
     return sizeField(base, ",S=");
 }
 
+// Postern's own names (MaildirStore::uniqueName): "<sec>.M<usec>P<pid>Q<counter>.<host>,S=..".
+// Its files have CRLF line ends (a BINARYMIME body may hold bare LFs: sent byte for byte).
+// Another writer's S=-only name -- Courier's maildrop and deliverquota ("<sec>.M<usec>P<pid>
+// V<dev>I<ino>.<host>,S=<size>"), where S= is the size of a file with LF line ends -- is
+// not: such a file is checked for bare LFs like one without any size in its name.
+bool isOwnName(std::string_view base) {
+    auto digits = [&base](std::size_t& i) {
+        const std::size_t from = i;
+        while (i < base.size() && base[i] >= '0' && base[i] <= '9') ++i;
+        return i > from;
+    };
+    std::size_t i = 0;
+    if (!digits(i) || i >= base.size() || base[i++] != '.') return false;
+    for (char c : {'M', 'P', 'Q'})
+        if (i >= base.size() || base[i++] != c || !digits(i)) return false;
+    return i < base.size() && base[i] == '.';
+}
+
 // LFs not preceded by CR: each becomes two octets on the wire (RFC 1939 11).
 std::size_t bareLineFeeds(std::string_view text) {
     std::size_t bare = 0;
@@ -634,9 +652,11 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
         parseTime(f);
         auto size = sizeFromName(f.base);
         f.lfStored = sizeField(f.base, ",W=").has_value();
+        if (!f.lfStored && !isOwnName(f.base)) size.reset();  // Courier's S= is not the size in CRLF
         if (!size) {
-            // Written by another delivery agent without S= or W= (Postfix's virtual, procmail):
-            // LF line ends, most likely. Listed with its size in CRLF and sent with CRLF.
+            // Written by another delivery agent without S= or W= (Postfix's virtual, procmail),
+            // or with an S= of a file with LF line ends (Courier): LF line ends, most likely.
+            // Listed with its size in CRLF and sent with CRLF.
             const std::string path = *maildir + f.dir + "/" + f.name;
             struct stat st{};
             if (::lstat(path.c_str(), &st) != 0) {

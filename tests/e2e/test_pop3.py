@@ -411,6 +411,26 @@ def test_mailbox_written_by_postfix_virtual():
                     check_eq(value, b"%d %d" % (len(lf), crlf_size), "the cached size")
 
 
+def test_mailbox_written_by_courier_maildrop():
+    """Courier's maildrop and deliverquota name files "<sec>.M<usec>P<pid>V<dev>I<ino>.<host>,S=
+    <size>" and store LF line ends; S= is the file's size. An ISP moving from Courier keeps
+    its Maildirs: LIST gives the size in CRLF and RETR sends CRLF lines. Review finding: such
+    files were taken for Postern's own (S= only) and sent with bare LFs."""
+    with Postern() as p:
+        _deliver(p, 1)  # creates the Maildir
+        lf = b"From: a@remote.example\nSubject: from courier\n\nline1\nlast\n"
+        name = "1600000000.M302P4711V0000000000000803I00000000000a1b2c.oldmx.example,S=%d" % len(lf)
+        with open(os.path.join(p.maildir(ALICE), "new", name), "wb") as f:
+            f.write(lf)
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        sizes = dict(l.split() for l in pop.list()[1])
+        check_eq(int(sizes[b"1"]), len(lf) + lf.count(b"\n"), "LIST size of the Courier file (CRLF)")
+        resp, lines, octets = pop.retr(1)
+        check_eq(lines, [b"From: a@remote.example", b"Subject: from courier", b"", b"line1", b"last"], "RETR")
+        check_eq(octets, len(lf) + lf.count(b"\n"), "octets received (as LIST said)")
+        pop.quit()
+
+
 def test_a_message_that_cannot_move_to_cur_does_not_lock_the_user_out():
     """A file in new/ that cannot be renamed into cur/ for a reason other than a name clash
     (here a foreign name of 255 octets with no room for ":2,"; on a full disk ENOSPC when cur/

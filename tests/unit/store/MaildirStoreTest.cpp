@@ -251,6 +251,31 @@ BOOST_AUTO_TEST_CASE(used_bytes_are_remembered_while_the_directories_stay_as_the
     BOOST_TEST(uncached.usedBytes("bob").value_or(0) == 1090u);
 }
 
+BOOST_AUTO_TEST_CASE(courier_files_with_s_only_are_sent_with_crlf) {
+    // Courier's maildrop/deliverquota name files "...V<dev>I<ino>.<host>,S=<size>" with the
+    // size of the file, which has LF line ends. Taken for Postern's own CRLF files (S= only),
+    // they were listed with the LF size and sent with bare LFs (RFC 1939 3 wants CRLF).
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "bob").string()));
+    const std::string lf = "Subject: c\n\nline1\n.\n";
+    const std::string name = "1700000000.M123P456V0000000000000801I00000000004a1b2c.courier.example,S=" +
+                             std::to_string(lf.size()) + ":2,S";
+    spit(t.path / "bob/cur" / name, lf);
+    deliver(store, t, "bob", "Subject: ours\r\n\r\nbare\nlf kept\r\n");  // our own: byte for byte
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 2u);
+    BOOST_TEST(md->entries()[0].size == lf.size() + 4);
+    std::string out;
+    BOOST_REQUIRE((md->read(0, out) == core::MessageRead::Ok));
+    BOOST_TEST(out == "Subject: c\r\n\r\nline1\r\n.\r\n");
+    BOOST_REQUIRE((md->read(1, out) == core::MessageRead::Ok));
+    BOOST_TEST(out == "Subject: ours\r\n\r\nbare\nlf kept\r\n");
+    BOOST_TEST(md->entries()[1].size == out.size());
+    BOOST_TEST(store.usedBytes("bob").value_or(0) == lf.size() + out.size());  // quotas count the files
+}
+
 BOOST_AUTO_TEST_CASE(foreign_lf_files_are_sent_with_crlf_and_listed_by_their_w_size) {
     // Dovecot's names carry S= (the file, LF line ends) and W= (the size with CRLF).
     TempDir t;
