@@ -77,7 +77,7 @@ void pushUnique(std::vector<std::string>& v, const std::string& s) {
 }
 
 // The user's quota in bytes from the backend's "quota" attribute (PostgreSQL's user_query
-// 4th column, a passwd-file line's quota= field): bytes, or K/M/G as in posternctl's --quota.
+// 4th column, a passwd-file line's quota= field): bytes, or B/K/M/G as posternctl's --quota.
 // nullopt for none (absent, empty, 0 or negative, as PostfixAdmin's -1). A value that is not
 // a size is logged and enforces nothing: a limit, not an access rule.
 std::optional<std::uint64_t> quotaOf(const postern::plugins::api::UserRecord& record, const std::string& rcpt,
@@ -91,6 +91,7 @@ std::optional<std::uint64_t> quotaOf(const postern::plugins::api::UserRecord& re
     unsigned shift = 0;
     if (ec == std::errc() && end + 1 == last) {
         switch (*end | 0x20) {
+        case 'b': ++end; break;
         case 'k': shift = 10, ++end; break;
         case 'm': shift = 20, ++end; break;
         case 'g': shift = 30, ++end; break;

@@ -6,6 +6,7 @@
 #include "core/Text.h"
 
 #include <Poco/Environment.h>
+#include <Poco/Net/IPAddress.h>
 #include <Poco/Util/AbstractConfiguration.h>
 
 #include <cctype>
@@ -238,6 +239,24 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         c.listeners.push_back(l);
     }
     if (c.listeners.empty()) r.error("listeners: no listener configured");
+    // Two listeners that would take the same port: a configuration error (exit 78), found
+    // here and by --check, not at bind time, where a port in use is taken for a process on
+    // its way out (exit 75, restarted). A wildcard collides with a specific address of its
+    // family; "::" beside IPv4 listeners is bound IPv6-only (Daemon::bindListeners).
+    for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+        for (std::size_t j = i + 1; j < c.listeners.size(); ++j) {
+            const ListenerConfig& a = c.listeners[i];
+            const ListenerConfig& b = c.listeners[j];
+            if (a.port != b.port) continue;
+            Poco::Net::IPAddress ia, ib;
+            const bool parsed = Poco::Net::IPAddress::tryParse(a.address, ia) && Poco::Net::IPAddress::tryParse(b.address, ib);
+            const bool clash = parsed ? ia.family() == ib.family() && (ia == ib || ia.isWildcard() || ib.isWildcard())
+                                      : a.address == b.address;
+            if (clash)
+                r.error("listener." + a.name + " and listener." + b.name + " both listen on port " +
+                        std::to_string(a.port) + " of " + a.address + (a.address == b.address ? "" : " / " + b.address));
+        }
+    }
 
     c.smtp.maxMessageSize = r.size("smtp.max_message_size");
     c.smtp.maxRecipients = static_cast<std::size_t>(r.integer("smtp.max_recipients"));

@@ -7,6 +7,7 @@
 #include "smtpproto/Xtext.h"
 
 #include <Poco/Net/NetException.h>
+#include <Poco/Net/SSLException.h>
 #include <Poco/Net/SecureStreamSocket.h>
 #include <Poco/Timespan.h>
 
@@ -275,7 +276,19 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                     forgetTimeouts();
                     // SNI: the TLSA base domain under DANE, else the MX host name (RFC 7672 8.1).
                     const std::string& sni = daneCheckWanted && !dane->names.empty() ? dane->names.front() : hostName;
-                    socket_ = Poco::Net::SecureStreamSocket::attach(socket_, sni, ctx);
+                    Poco::Net::SecureStreamSocket secure = Poco::Net::SecureStreamSocket::attach(socket_, sni, ctx);
+                    // POCO 1.11's attach() returns quietly when SSL_connect's read times out
+                    // (WANT_READ is not an error there), after checking the name of a
+                    // certificate that has not arrived yet: the handshake would then finish
+                    // inside the first write, and a server that stalled past the timeout
+                    // would never have its name checked. So the handshake is finished here
+                    // (a stall now ends in a timeout) and the name checked after it.
+                    if (secure.completeHandshake() != 1)
+                        throw Poco::Net::SSLException("the TLS handshake did not complete");
+                    if (policy == TlsPolicy::Verify && !secure.havePeerCertificate())
+                        throw Poco::Net::SSLException("no certificate from the server");
+                    secure.verifyPeerCertificate();
+                    socket_ = secure;
                     forgetTimeouts();  // a new socket object: set them again before use
                     tls_ = true;
                     tlsVerified_ = policy == TlsPolicy::Verify;

@@ -74,7 +74,7 @@ RcptVerdict TransactionPolicy::decideRecipient(const smtp::ParsedPath& rcpt, con
             const bool tooBig = !full && req.declaredSize > quota - *used;
             if (!full && !tooBig) continue;
             // A message larger than the whole quota can never fit: never "try again later".
-            const bool temp = req.quotaFullTempFail && !(tooBig && req.declaredSize > quota);
+            const bool temp = req.quotaFullTempFail && req.declaredSize <= quota;
             const int code = temp ? 452 : 552;
             std::string mailbox = location;  // `location` lives in v.quotas, which refused() clears
             RcptVerdict out = refused(std::move(v), temp ? RcptVerdict::Kind::TempFail : RcptVerdict::Kind::Reject,

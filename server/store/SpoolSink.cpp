@@ -64,6 +64,23 @@ public:
         core::SinkResult result;  // TempFail until every copy is durable
         if (failed_ || fd_ < 0 || committed_) return result;
         if (!flush()) return result;
+        // A message also for remote recipients whose mailboxes' copies begin with Return-Path:
+        // the queue's copy, without that line, is written before any mailbox sees the
+        // message, so a failure here (a full disk) leaves no copy a POP3 client may have taken.
+        struct QueueCopy {
+            std::string path;
+            int fd = -1;
+            bool moved = false;
+            ~QueueCopy() {
+                if (fd >= 0) ::close(fd);
+                if (!path.empty() && !moved) ::unlink(path.c_str());
+            }
+        } queueCopy;
+        if (returnPathBytes_ > 0) {
+            queueCopy.fd = copyWithout(returnPathBytes_, tempPath_ + ".queue");
+            if (queueCopy.fd < 0) return result;
+            queueCopy.path = tempPath_ + ".queue";
+        }
         // Only for the queue: its enqueue fsyncs the data together with the envelope's temp
         // file (one journal commit for both on ext4). Write-back starts now.
         const bool queueSyncs = envelope_.localMailboxes.empty();
@@ -132,29 +149,17 @@ public:
             source.fd = queueSyncs && !groupCommit_ ? fd_ : -1;
             source.move = queueSyncs;
             std::uint64_t queuedSize = size_;
-            int copyFd = -1;
-            if (returnPathBytes_ > 0) {
-                // The mailboxes' copies begin with Return-Path, the queue's must not: it gets
-                // the message without that line, in a file of its own (moved into data/ and
-                // fsynced there through copyFd).
-                source.path = tempPath_ + ".queue";
-                copyFd = copyWithout(returnPathBytes_, source.path);
-                if (copyFd < 0) {
-                    failed_ = true;
-                    undo();
-                    return result;
-                }
-                source.fd = copyFd;
+            if (queueCopy.fd >= 0) {
+                // The queue's own copy (without Return-Path): moved into data/ and fsynced
+                // there through its descriptor.
+                source.path = queueCopy.path;
+                source.fd = queueCopy.fd;
                 source.move = true;
                 queuedSize = size_ - returnPathBytes_;
             }
             const bool queued = queue_.enqueue(source, queuedSize, qe);
-            if (copyFd >= 0) {
-                ::close(copyFd);
-                if (!source.moved) ::unlink(source.path.c_str());
-            } else {
-                moved_ = source.moved;
-            }
+            if (queueCopy.fd >= 0) queueCopy.moved = source.moved;
+            else moved_ = source.moved;
             if (!queued) {
                 failed_ = true;  // the writer is spent: a second commit() must not enqueue again
                 undo();

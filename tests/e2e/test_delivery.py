@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import smtplib
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -542,6 +544,107 @@ def test_verify_policy_checks_the_certificate_name():
             p.log_contains(r"event=delivery\.defer to=<mismatch@a\.test> .*TLS handshake .*Unacceptable certificate.* attempt=1 ",
                            timeout=20)
             check_eq(wrong_name.find(marker2), [], "sent to a host whose name does not match")
+
+
+class StallingTlsMx:
+    """An MX on (address, port) that offers STARTTLS and, after its "220 Ready", waits `stall`
+    seconds before its side of the handshake, then takes any message; `cert`/`key` are the
+    harness's (for localhost: a name that is not the MX's)."""
+
+    def __init__(self, address, port, cert, key, stall):
+        self.address, self.port, self.cert, self.key, self.stall = address, port, cert, key, stall
+        self.messages = []
+        self.handshakes = 0
+        self.sock = None
+
+    def __enter__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((self.address, self.port))
+        self.sock.listen(8)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *a):
+        self.sock.close()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cert, self.key)
+        f = None
+        try:
+            conn.sendall(b"220 stalling.example ESMTP\r\n")
+            f = conn.makefile("rb")
+            tls = False
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    conn.sendall(b"250-stalling.example\r\n" + (b"" if tls else b"250-STARTTLS\r\n") +
+                                 b"250 8BITMIME\r\n")
+                elif verb == b"STAR":
+                    conn.sendall(b"220 2.0.0 Ready\r\n")
+                    time.sleep(self.stall)
+                    f.close()
+                    conn = ctx.wrap_socket(conn, server_side=True)
+                    self.handshakes += 1
+                    f = conn.makefile("rb")
+                    tls = True
+                elif verb == b"DATA":
+                    conn.sendall(b"354 go ahead\r\n")
+                    data = b""
+                    while True:
+                        l = f.readline()
+                        if not l or l == b".\r\n":
+                            break
+                        data += l
+                    self.messages.append(data)
+                    conn.sendall(b"250 2.0.0 taken\r\n")
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 ok\r\n")
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+def test_verify_policy_checks_the_name_also_after_a_stalled_handshake():
+    """With tls_policy verify, an MX (or whoever sits in its path) that stalls its side of the
+    TLS handshake past the receive timeout and then shows a certificate for another name
+    gets nothing. Review finding: POCO's attach() returned quietly when SSL_connect's read
+    timed out, after checking the name of a certificate that had not arrived; the handshake
+    then finished inside the first write and the name was never checked. Test changes:
+    delivery.mail_timeout = 2s (the handshake's), the test certificate as the trusted CA, and
+    an MX that waits 2.5s before its handshake (past the 2s the old code waited in one read)."""
+    port = sink_port((MX1,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns:
+        o = delivery_overrides(dns, port, delivery__mail_timeout="2s", delivery__retry_schedule="1h")
+        o["delivery.tls_policy.a.test"] = "verify"
+        with Postern(overrides=o, start=False) as p:
+            p.overrides["delivery.tls_ca_file"] = p.cert
+            with StallingTlsMx(MX1, port, p.cert, p.key, 2.5) as mx:
+                p.start()
+                marker, _ = submit(p, "stalled@a.test")
+                p.log_contains(r"event=delivery\.defer to=<stalled@a\.test> .*Unacceptable certificate", timeout=20)
+                check(mx.handshakes >= 1, "the MX's handshake was reached")
+                check_eq([m for m in mx.messages if marker.encode() in m], [],
+                         "sent to a host whose certificate does not name it")
 
 
 def test_kill9_during_delivery_then_exactly_once():

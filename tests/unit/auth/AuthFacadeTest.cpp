@@ -354,6 +354,7 @@ BOOST_AUTO_TEST_CASE(quotasTravelWithTheirMailboxes) {
                     "q2@example.test:{PLAIN}pw::::::mailbox=example.test/shared quota=1500\n"
                     "q3@example.test:{PLAIN}pw::::::mailbox=example.test/shared quota=1000\n"
                     "q4@example.test:{PLAIN}pw::::::quota=-1\n"
+                    "q7@example.test:{PLAIN}pw::::::quota=100B\n"
                     "q5@example.test:{PLAIN}pw::::::quota=lots\n"
                     "q6@example.test:{PLAIN}pw::::::quota=99999999999G\n");
     test::writeFile(tmp.file("qaliases"), "qlist@example.test: q1, q2, q4\nshare@example.test: q2, q3\n");
@@ -368,6 +369,7 @@ BOOST_AUTO_TEST_CASE(quotasTravelWithTheirMailboxes) {
     BOOST_TEST(list.quotas["example.test/shared"] == 1500u);
     // One mailbox, two users with quotas: the smaller one.
     BOOST_TEST(facade.lookupRecipient("share@example.test").quotas["example.test/shared"] == 1000u);
+    BOOST_TEST(facade.lookupRecipient("q7@example.test").quotas["example.test/q7"] == 100u);
     log->clear();
     for (const char* bad : {"q5@example.test", "q6@example.test"}) {
         auto r = facade.lookupRecipient(bad);

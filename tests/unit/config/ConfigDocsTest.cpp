@@ -111,6 +111,8 @@ BOOST_AUTO_TEST_CASE(component_limits_are_checked_at_load) {
         {"delivery.connect_timeout", "0", "delivery.connect_timeout: must be at least 1s"},
         {"delivery.data_done_timeout", "0", "delivery.data_done_timeout: must be at least 1s"},
         {"listener.mx.max_queued", "0", "listener.mx.max_queued: must be at least 1"},
+        // Two listeners on one port: a configuration error, not a port in use (exit 75).
+        {"listener.submission.port", "2525", "listener.mx and listener.submission both listen on port 2525 of 127.0.0.1"},
     };
     for (const auto& b : bad) {
         BOOST_TEST_CONTEXT(b) {
@@ -135,6 +137,15 @@ BOOST_AUTO_TEST_CASE(component_limits_are_checked_at_load) {
     BOOST_CHECK_NO_THROW(ServerConfig::load(*conf));
     conf->setString("pop_before_smtp.lifetime", "2000ms");
     BOOST_TEST(ServerConfig::load(*conf).popBeforeSmtp.lifetime.count() == 2000);
+    // A wildcard takes its family's port on every address: the same as a clash. "::" beside
+    // IPv4 listeners of its port is bound IPv6-only: no clash.
+    conf->setString("listener.submission.port", "2525");
+    conf->setString("listener.submission.address", "0.0.0.0");
+    BOOST_CHECK_THROW(ServerConfig::load(*conf), std::runtime_error);
+    conf->setString("listener.submission.address", "::");
+    BOOST_CHECK_NO_THROW(ServerConfig::load(*conf));
+    conf->setString("listener.submission.address", "127.0.0.1");
+    conf->setString("listener.submission.port", "2587");
     // A choice with blanks around it (a -D value keeps them) is the choice, not a fallback.
     conf->setString("delivery.tls_policy", "verify ");
     conf->setString("listener.pop3.protocol", " pop3");

@@ -327,6 +327,8 @@ BOOST_AUTO_TEST_CASE(quota_of_local_mailboxes) {
     v = rcpt("<bob@local.example>", 0, true);
     BOOST_TEST((v.kind == RcptVerdict::Kind::TempFail));
     BOOST_TEST(v.reply.format(true) == "452 4.2.2 Mailbox full\r\n");
+    // Full, and a SIZE larger than the whole quota: it never fits, 552 even then.
+    BOOST_TEST(rcpt("<bob@local.example>", 1001, true).reply.format(true) == "552 5.2.2 Mailbox full\r\n");
     // An alias with one full mailbox among its targets is refused (never a silent loss).
     v = rcpt("<team@local.example>");
     BOOST_TEST(v.reason == "mailbox_full");

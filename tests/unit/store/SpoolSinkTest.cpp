@@ -216,7 +216,9 @@ BOOST_FIXTURE_TEST_CASE(large_message_through_the_buffer, Fixture) {
     // The mailbox's copy begins with Return-Path; the queue's copy is the message alone.
     BOOST_TEST(slurp(filesIn(mailDir("alice", "new")).front()) == "Return-Path: <bob@example.org>\r\n" + big);
     BOOST_TEST(slurp(queue.dataPath(r.queueId)) == big);
-    BOOST_TEST(filesIn(mailDir("alice", "tmp")).empty());  // neither the temp file nor the queue's copy is left
+    // Neither the temp file nor the queue's copy is left where they were written.
+    BOOST_TEST(filesIn(queueDir("incoming")).empty());
+    BOOST_TEST(filesIn(mailDir("alice", "tmp")).empty());
 }
 
 BOOST_AUTO_TEST_CASE(write_error_is_sticky_and_commit_fails) {
