@@ -630,15 +630,16 @@ def test_verify_policy_checks_the_name_also_after_a_stalled_handshake():
     gets nothing. Review finding: POCO's attach() returned quietly when SSL_connect's read
     timed out, after checking the name of a certificate that had not arrived; the handshake
     then finished inside the first write and the name was never checked. Test changes:
-    delivery.mail_timeout = 2s (the handshake's), the test certificate as the trusted CA, and
-    an MX that waits 2.5s before its handshake (past the 2s the old code waited in one read)."""
+    delivery.mail_timeout = 4s (the handshake's), the test certificate as the trusted CA, and
+    an MX that waits 4.5s before its handshake: past the 4s the old code waited in one read,
+    1.5s inside the 6s the new one waits at most (2s in attach, 2s read, 2s poll)."""
     port = sink_port((MX1,))
     with DnsServer(DNS_MX, DNS_HOSTS) as dns:
-        o = delivery_overrides(dns, port, delivery__mail_timeout="2s", delivery__retry_schedule="1h")
+        o = delivery_overrides(dns, port, delivery__mail_timeout="4s", delivery__retry_schedule="1h")
         o["delivery.tls_policy.a.test"] = "verify"
         with Postern(overrides=o, start=False) as p:
             p.overrides["delivery.tls_ca_file"] = p.cert
-            with StallingTlsMx(MX1, port, p.cert, p.key, 2.5) as mx:
+            with StallingTlsMx(MX1, port, p.cert, p.key, 4.5) as mx:
                 p.start()
                 marker, _ = submit(p, "stalled@a.test")
                 p.log_contains(r"event=delivery\.defer to=<stalled@a\.test> .*Unacceptable certificate", timeout=20)
