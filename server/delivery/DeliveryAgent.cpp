@@ -470,12 +470,13 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                        : replies[k].isPermanent() ? Outcome::Kind::Perm : Outcome::Kind::Temp;
                 if (o.kind == Outcome::Kind::Temp) soft.push_back(pending[k]);
             }
-            if (!client->usable()) connections.drop(key);
+            const std::string relay = client->relay();
+            if (!client->usable()) connections.drop(key);  // destroys the client
             if (soft.empty() || ++sessions >= config_.mxSessionLimit) return;
             sessionTried = true;
             lastFailure = outcomes[soft.front()].reply;
-            lastRelay = client->relay();
-            fallbackFrom = client->relay();
+            lastRelay = relay;
+            fallbackFrom = relay;
             setPending(std::move(soft));
         }
     }
