@@ -7,6 +7,7 @@
 #include "core/Utf8.h"
 #include "core/EventLine.h"
 #include "core/MailboxLocation.h"
+#include "api/SizeText.h"
 
 #include "auth/PasswordScheme.h"
 #include "auth/RehashPolicy.h"
@@ -14,7 +15,6 @@
 #include <Poco/Logger.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <optional>
 #include <map>
@@ -83,32 +83,18 @@ void pushUnique(std::vector<std::string>& v, const std::string& s) {
 std::optional<std::uint64_t> quotaOf(const postern::plugins::api::UserRecord& record, const std::string& rcpt,
                                      const std::string& address, const std::string& backend) {
     auto it = record.extra.find("quota");
-    if (it == record.extra.end() || it->second.empty()) return std::nullopt;
-    const std::string& text = it->second;
-    long long value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    const char* const last = text.data() + text.size();
-    unsigned shift = 0;
-    if (ec == std::errc() && end + 1 == last) {
-        switch (*end | 0x20) {
-        case 'b': ++end; break;
-        case 'k': shift = 10, ++end; break;
-        case 'm': shift = 20, ++end; break;
-        case 'g': shift = 30, ++end; break;
-        default: break;
-        }
-    }
-    if (ec != std::errc() || end != last || (value > 0 && (static_cast<unsigned long long>(value) >> (63 - shift)) != 0)) {
+    if (it == record.extra.end()) return std::nullopt;
+    bool bad = false;
+    auto quota = postern::plugins::api::quotaBytesOf(it->second, &bad);
+    if (bad) {
         logger().error(postern::core::EventLine("rcpt.bad_quota")
                            .add("rcpt", rcpt)
                            .add("address", address)
                            .add("backend", backend)
-                           .text("quota", text)
+                           .text("quota", it->second)
                            .str());
-        return std::nullopt;
     }
-    if (value <= 0) return std::nullopt;
-    return static_cast<std::uint64_t>(value) << shift;
+    return quota;
 }
 
 }  // namespace

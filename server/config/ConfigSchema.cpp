@@ -3,6 +3,7 @@
 #include "core/Duration.h"
 #include "core/Text.h"
 #include "core/Utf8.h"
+#include "api/SizeText.h"
 
 #include <algorithm>
 #include <cctype>
@@ -271,16 +272,15 @@ const KeyDef* findKey(std::string_view key) {
 }
 
 unsigned long long parseSize(const std::string& text) {
-    auto [n, unit] = splitNumber(text);
-    unsigned long long mult;
-    if (unit.empty() || unit == "b") mult = 1;
-    else if (unit == "k") mult = 1024ULL;
-    else if (unit == "m") mult = 1024ULL * 1024;
-    else if (unit == "g") mult = 1024ULL * 1024 * 1024;
-    else throw std::invalid_argument("bad size unit in '" + text + "' (use K, M or G)");
-    if (n > std::numeric_limits<unsigned long long>::max() / mult)
-        throw std::invalid_argument("size too large: '" + text + "'");
-    return n * mult;
+    plugins::api::SizeError why{};
+    auto n = plugins::api::parseSizeText(text, &why);
+    if (n) return *n;
+    switch (why) {
+    case plugins::api::SizeError::BadUnit:
+        throw std::invalid_argument("bad size unit in '" + text + "' (use K, M or G)");
+    case plugins::api::SizeError::TooLarge: throw std::invalid_argument("size too large: '" + text + "'");
+    default: throw std::invalid_argument("expected a number, got '" + text + "'");
+    }
 }
 
 bool parseBool(const std::string& text) {

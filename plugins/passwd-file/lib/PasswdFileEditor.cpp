@@ -1,6 +1,8 @@
 // Line-preserving, atomic edits of a Dovecot-style passwd-file.
 #include "PasswdFileEditor.h"
 
+#include "api/SizeText.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -259,6 +261,10 @@ api::UserInfo PasswdFileEditor::infoOf(const PasswdUser& u) {
     info.enabled = !u.passwordHash.empty() && !u.disabled && !u.noLogin;
     info.scheme = api::schemeOfHash(u.passwordHash);
     info.mailbox = u.mailbox;
+    // The quota= field the server enforces (AuthFacade): 0 when none or not a size.
+    if (auto q = u.extra.find("quota"); q != u.extra.end()) {
+        info.quotaBytes = api::quotaBytesOf(q->second).value_or(0);
+    }
     if (u.sendersGiven) {
         info.senders = u.senders;
     }

@@ -146,6 +146,22 @@ BOOST_AUTO_TEST_CASE(passwdFileWritesCrossTheBoundary) {
     BOOST_TEST((h->setPassword("alice@example.test", "{PLAIN}a:b").status == api::WriteStatus::Invalid));
 }
 
+BOOST_AUTO_TEST_CASE(passwdFileShowsTheQuotaTheServerEnforces) {
+    TempDir tmp;
+    test::writeFile(tmp.file("passwd"), "carol@quota.test:{PLAIN}pw::::::quota=20M\n"
+                                        "dave@quota.test:{PLAIN}pw::::::quota=-1\n"
+                                        "erin@quota.test:{PLAIN}pw::::::quota=lots\n");
+    PluginLoader loader(test::pluginDir());
+    BackendHandle h = loader.load("passwd-file", "local", {{"path", tmp.file("passwd")}, {"check_interval", "0"}},
+                                  POSTERN_CREATE_ADMIN);
+    // posternctl user show: the quota= field the server enforces, 0 when none or unreadable.
+    for (auto [user, bytes] : {std::pair{"carol", 20ull << 20}, std::pair{"dave", 0ull}, std::pair{"erin", 0ull}}) {
+        api::UserInfo shown;
+        BOOST_TEST((h->showUser(std::string(user) + "@quota.test", shown).status == api::WriteStatus::Ok));
+        BOOST_TEST(shown.quotaBytes == bytes, user);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(adminModeStartsFromAMissingFile) {
     TempDir tmp;
     PluginLoader loader(test::pluginDir());

@@ -77,6 +77,13 @@ BOOST_AUTO_TEST_CASE(units_parse) {
     BOOST_TEST(validateValue(*timeout, "5 parsecs").find("bad duration '5 parsecs'") != std::string::npos);
     BOOST_TEST(parseSize("25M") == 25ull * 1024 * 1024);
     BOOST_CHECK_THROW(parseSize("12Q"), std::invalid_argument);
+    BOOST_TEST(parseSize(" 512 k ") == 512ull * 1024);
+    BOOST_TEST(parseSize("100B") == 100ull);
+    BOOST_TEST(parseSize("17179869183G") == 17179869183ull << 30);
+    BOOST_CHECK_THROW(parseSize("17179869184G"), std::invalid_argument);  // 2^64 bytes
+    BOOST_CHECK_THROW(parseSize("18446744073709551616"), std::invalid_argument);
+    BOOST_CHECK_THROW(parseSize("-1"), std::invalid_argument);
+    BOOST_CHECK_THROW(parseSize("1MB"), std::invalid_argument);
     BOOST_TEST(parseBool("yes"));
 }
 
