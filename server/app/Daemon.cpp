@@ -20,6 +20,7 @@
 #include "auth/Rehasher.h"
 #include "core/EventLine.h"
 #include "delivery/BounceSender.h"
+#include "delivery/DeliveryAgent.h"
 #include "delivery/DeliveryService.h"
 #include "grants/MemoryGrantStore.h"
 #include "grants/PgGrantStore.h"
@@ -38,6 +39,7 @@
 #include "store/MaildirStore.h"
 #include "store/PgMaildropLock.h"
 #include "store/SpoolSink.h"
+#include "dkim/KeyStore.h"
 #include "dkim/SigningSink.h"
 
 #include <Poco/File.h>
@@ -144,6 +146,21 @@ void Daemon::refuseRootWithoutUser() const {
 void Daemon::checkSecretFiles() const {
     checkSecretFile(settings_.tls.keyFile, "tls.key_file");
     if (!settings_.tls.ecdsaKeyFile.empty()) checkSecretFile(settings_.tls.ecdsaKeyFile, "tls.ecdsa_key_file");
+}
+
+void Daemon::checkFiles() {
+    buildTls();
+    auth::PluginLoader loader(settings_.auth.pluginDir);
+    for (const auto& b : settings_.auth.backends) {
+        (void)loader.load(b.plugin, b.name, b.params);  // unloaded again at once
+    }
+    if (!settings_.dkim.keyDir.empty()) (void)dkim::loadKeyDir(settings_.dkim.keyDir);
+    if (settings_.cluster.enabled && !settings_.cluster.passwordFile.empty()) {
+        (void)pg::readPasswordFile(settings_.cluster.passwordFile);
+    }
+    if (settings_.delivery.enabled && !settings_.delivery.relayhostAuthFile.empty()) {
+        (void)delivery::DeliveryAgent::readCredentialsFile(settings_.delivery.relayhostAuthFile);
+    }
 }
 
 void Daemon::buildTls() {

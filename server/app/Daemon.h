@@ -111,6 +111,12 @@ public:
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;
 
+    // posternd --check: reads what start-up reads before it binds (the TLS certificates and
+    // keys, each auth backend's plugin with its keys, the DKIM key directory, the cluster's
+    // password file, the relay host's credentials) and throws on the first that fails, as
+    // start-up would. Nothing is bound, connected to, written or started.
+    void checkFiles();
+
     // Start-up, in this order (each builder needs the ones before it).
     void refuseRootWithoutUser() const;  // before anything is bound or read
     void buildTls();                     // server TLS context (key file checked)

@@ -45,7 +45,7 @@ void PosternServer::defineOptions(Poco::Util::OptionSet& options) {
     options.addOption(Poco::Util::Option("version", "v", "Show the version and exit.").required(false).repeatable(false));
     options.addOption(Poco::Util::Option("config", "c", "Read the configuration from FILE (default: etc/postern.properties).")
                           .required(false).repeatable(false).argument("FILE"));
-    options.addOption(Poco::Util::Option("check", "t", "Validate the configuration and exit (0 = valid).")
+    options.addOption(Poco::Util::Option("check", "t", "Validate the configuration, read the files and load the plugins it names, and exit (0 = valid).")
                           .required(false).repeatable(false));
     options.addOption(Poco::Util::Option("define", "D", "Override a configuration key, e.g. -D smtp.max_recipients=50.")
                           .required(false).repeatable(true).argument("KEY=VALUE"));
@@ -130,6 +130,9 @@ int PosternServer::serve() {
     const config::ServerConfig cfg = config::ServerConfig::load(config());
     if (checkOnly_) {
         policyd::PolicyDelegation::fromConfig(cfg.policy);  // policy.service / default_action (throws); Daemon builds it otherwise
+        Poco::Net::initializeSSL();
+        Daemon(daemonSettings(cfg)).checkFiles();
+        Poco::Net::uninitializeSSL();
         std::cout << "configuration OK: " << cfg.listeners.size() << " listeners, " << cfg.backends.size()
                   << " auth backends" << std::endl;
         return EXIT_OK;

@@ -23,13 +23,14 @@ import signal
 import smtplib
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from postern_harness import (DEFAULT_USERS, POSTERND, SOURCE_DIR, TestFailure, check,  # noqa: E402
-                             check_eq, expect, make_message, plain_ir, run_tests, sleep_until,
+                             check_eq, expect, make_message, make_test_cert, plain_ir, run_tests, sleep_until,
                              split_received, wait_for)
 from cluster_support import (HAPROXY, HAProxy, cluster_pg, http_get, metric_value, new_mail_root,  # noqa: E402
                              pop_answer, routes, sigkill, start_node)
@@ -470,8 +471,20 @@ def test_example_files_are_valid():
     check(cfg.count("send-proxy-v2") >= 5 and "option httpchk" in cfg and "/readyz" in cfg
           and "check port 2080" in cfg, "send-proxy-v2 and /readyz checks in etc/haproxy.cfg")
 
-    r = subprocess.run([POSTERND, "--check", "--config", os.path.join(etc, "postern-cluster.properties")],
+    # --check reads the files the example names (certificate, key, the database password for
+    # the cluster and the plugin) and loads the plugin: temp files and the build's plugins.
+    work = tempfile.mkdtemp(prefix="postern-clustercheck-")
+    cert, key = make_test_cert(work)
+    password = os.path.join(work, "db.password")
+    with open(password, "w") as f:
+        f.write("secret\n")
+    os.chmod(password, 0o600)
+    files = ["-D", "tls.cert_file=" + cert, "-D", "tls.key_file=" + key, "-D", "cluster.password_file=" + password,
+             "-D", "auth.backend.pg.password_file=" + password, # "" = the build tree's plugins
+             "-D", "server.plugin_dir=" + os.environ.get("POSTERN_PLUGIN_DIR", "")]
+    r = subprocess.run([POSTERND, "--check", "--config", os.path.join(etc, "postern-cluster.properties")] + files,
                        capture_output=True, text=True, cwd=SOURCE_DIR)
+    shutil.rmtree(work, ignore_errors=True)
     check(r.returncode == 0, "posternd --check etc/postern-cluster.properties: %d\n%s%s"
           % (r.returncode, r.stdout, r.stderr))
 

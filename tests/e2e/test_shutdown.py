@@ -6,6 +6,7 @@ served after SIGTERM; a POP3 session cut by shutdown applies no DELE; restart ke
 
 import os
 import re
+import shutil
 import signal
 import smtplib
 import socket
@@ -62,6 +63,34 @@ def test_check_names_the_error_on_the_terminal_whatever_the_log_channel():
     check_eq(r.returncode, 78, "exit status of --check with an unknown key")
     check("smtp.no_such_key" in r.stderr, "the error on the terminal: %r" % r.stderr)
     check("smtp.no_such_key" in open(log).read(), "and in the log")
+
+
+def test_check_reads_the_files_and_plugins_start_up_reads():
+    """`posternd --check` on the test configuration (test changes: the files below) fails
+    as start-up would when a file it names is missing, a key is readable by every user or a
+    plugin does not load, and passes otherwise. Before, it checked keys and values only: a
+    reload or restart after a passing check still failed on these."""
+    p = Postern(start=False)
+    p._write_config()
+
+    def run(*defines):
+        args = [POSTERND, "--check", "--config", p.config_path]
+        for d in defines:
+            args += ["-D", d]
+        return subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=p.dir)
+
+    r = run()
+    check(r.returncode == 0 and "configuration OK" in r.stdout, "--check as configured: %d %r" % (r.returncode, r.stderr))
+    world = os.path.join(p.dir, "world-readable-key.pem")
+    shutil.copy(p.key, world)
+    os.chmod(world, 0o644)
+    missing = os.path.join(p.dir, "missing.pem")
+    for define, needle in [("tls.cert_file=" + missing, missing),
+                           ("tls.key_file=" + world, world),
+                           ("auth.backend.local.path=" + os.path.join(p.dir, "missing.passwd"), "missing.passwd"),
+                           ("auth.backend.local.plugin=no-such-plugin", "no-such-plugin")]:
+        r = run(define)
+        check(r.returncode == 78 and needle in r.stderr, "--check -D %s: %d %r" % (define, r.returncode, r.stderr))
 
 
 def test_second_daemon_on_the_same_queue_refused_before_touching_it():

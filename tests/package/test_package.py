@@ -7,7 +7,7 @@ does, into a temporary directory), then checked without installing it on this ma
   conffiles, the maintainer scripts;
 - the contents (dpkg-deb -c): every path where the README and the man pages say, modes;
 - from the tree extracted with dpkg-deb -x: `posternd --check` on the packaged configuration
-  (no -D override: --check reads no file the configuration names), the plugins at the
+  (with temp files for the ones postinst makes; a missing one fails it), the plugins at the
   configuration's server.plugin_dir, the installed posternctl's defaults, and posternd
   started from the extracted tree on the packaged configuration, serving AUTH and POP3 with
   only the overrides a machine without the package's postinst and ports needs (each named);
@@ -185,10 +185,29 @@ def test_packaged_config_is_valid_and_names_the_installed_paths():
     _, root = build_package()
     cfg = packaged_config(root)
     posternd = os.path.join(root, "usr/sbin/posternd")
-    # No -D: --check validates every key and block and opens none of the files they name.
-    r = subprocess.run([posternd, "--check", "--config", cfg], capture_output=True, text=True)
+    # --check validates every key and block and reads the files start-up reads: the ones
+    # postinst makes (certificate, key, user file) are temp files here, and the plugins are
+    # in the extracted tree, not at /usr/lib/<multiarch>/postern.
+    work = tempfile.mkdtemp(prefix="postern-pkgcheck-", dir=_pkg["work"])
+    cert, key = make_test_cert(work)
+    users = os.path.join(work, "users.passwd")
+    with open(users, "w") as f:
+        f.write("dave@example.net:{PLAIN}x::::::\n")
+    files = ["-D", "tls.cert_file=" + cert, "-D", "tls.key_file=" + key,
+             "-D", "auth.backend.customers.path=" + users,
+             "-D", "server.plugin_dir=" + os.path.join(root, PLUGIN_DIR[1:]),
+             # the packaged config logs to syslog; errors are wanted on the terminal here.
+             "-D", "logging.loggers.root.channel=console", "-D", "logging.channels.console.class=ConsoleChannel"]
+    r = subprocess.run([posternd, "--check", "--config", cfg] + files, capture_output=True, text=True)
     check(r.returncode == 0 and "configuration OK: 5 listeners, 1 auth backends" in r.stdout,
           "posternd --check on the packaged config: %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
+    # A certificate or a user file that is not there fails the check, as it would fail the start.
+    for key_name, path in [("tls.cert_file", os.path.join(work, "missing.pem")),
+                           ("auth.backend.customers.path", os.path.join(work, "missing.passwd"))]:
+        r = subprocess.run([posternd, "--check", "--config", cfg] + files + ["-D", "%s=%s" % (key_name, path)],
+                           capture_output=True, text=True)
+        check(r.returncode == 78 and path in r.stderr, "--check with %s missing: %d\n%s%s"
+              % (key_name, r.returncode, r.stdout, r.stderr))
     r = subprocess.run([posternd, "--version"], capture_output=True, text=True)
     check_eq(r.stdout.strip(), "posternd " + field(_pkg["deb"], "Version"), "posternd --version")
     for key, value in [("server.plugin_dir", PLUGIN_DIR), ("server.mail_root", "/var/lib/postern/mail"),
