@@ -25,29 +25,36 @@ bool hasBareLineEnding(std::string_view m) {
 
 }  // namespace
 
-SignOutcome signIfWanted(std::string_view message, bool authorised, const KeyStore& keys, std::time_t now) {
+std::string signingDecision(const std::vector<HeaderField>& headers, std::string_view sender, const KeyStore& keys,
+                            std::string& domain, std::vector<SigningKey>* domainKeys) {
+    FromDomain from = fromDomain(headers);
+    if (!from.problem.empty()) return from.problem;
+    auto ascii = core::domainToAscii(from.domain);
+    if (!ascii) return "bad_from";
+    domain = *ascii;
+    // Only the sender's own domain is signed: SenderPolicy checked the envelope sender
+    // against the login (or the grant's user), the From field nobody checked. Without this a
+    // customer could sign as any other hosted domain (rspamd's allow_hdrfrom_mismatch=false).
+    const auto at = sender.rfind('@');
+    auto senderDomain = at == std::string_view::npos ? std::nullopt : core::domainToAscii(sender.substr(at + 1));
+    if (!senderDomain || *senderDomain != domain) return "from_mismatch";
+    std::vector<SigningKey> found = keys.keysFor(domain);
+    if (found.empty()) return "no_key";
+    if (domainKeys != nullptr) *domainKeys = std::move(found);
+    return "";
+}
+
+SignOutcome signIfWanted(std::string_view message, bool authorised, std::string_view sender, const KeyStore& keys,
+                         std::time_t now) {
     SignOutcome o;
     if (!authorised) {
         o.skipReason = "not_authenticated";
         return o;
     }
     MessageParts parts = splitMessage(message);
-    FromDomain from = fromDomain(parts.headers);
-    if (!from.problem.empty()) {
-        o.skipReason = from.problem;
-        return o;
-    }
-    auto ascii = core::domainToAscii(from.domain);
-    if (!ascii) {
-        o.skipReason = "bad_from";
-        return o;
-    }
-    o.domain = *ascii;
-    std::vector<SigningKey> domainKeys = keys.keysFor(o.domain);
-    if (domainKeys.empty()) {
-        o.skipReason = "no_key";
-        return o;
-    }
+    std::vector<SigningKey> domainKeys;
+    o.skipReason = signingDecision(parts.headers, sender, keys, o.domain, &domainKeys);
+    if (!o.skipReason.empty()) return o;
     if (hasBareLineEnding(message)) {
         o.skipReason = "bare_line_ending";
         return o;
@@ -66,29 +73,39 @@ SignOutcome signIfWanted(std::string_view message, bool authorised, const KeySto
     return o;
 }
 
-// Streams through (nothing to sign) or holds the message until commit.
+// Holds an authorised message until its header ends, then either streams it through (a
+// message that will not be signed: its decision needs no body) or holds it to the end of
+// data, to sign it whole.
 class SigningWriter : public core::MessageWriter {
 public:
-    SigningWriter(core::MessageWriterPtr inner, SigningSink& sink, std::string sessionId, bool authorised)
-        : inner_(std::move(inner)), sink_(sink), sessionId_(std::move(sessionId)), authorised_(authorised) {}
+    SigningWriter(core::MessageWriterPtr inner, SigningSink& sink, const core::Envelope& envelope, bool authorised)
+        : inner_(std::move(inner)),
+          sink_(sink),
+          sessionId_(envelope.sessionId),
+          sender_(envelope.sender),
+          streaming_(!authorised) {
+        if (!authorised) skip_.skipReason = "not_authenticated";
+    }
 
     bool write(const char* data, std::size_t size) override {
-        if (!authorised_) return inner_->write(data, size);
+        if (streaming_) return inner_->write(data, size);
         if (failed_) return false;
+        const std::size_t before = held_.size();
         try {
             held_.append(data, size);
         } catch (const std::bad_alloc&) {
             failed_ = true;
-            held_.clear();
-            held_.shrink_to_fit();
+            std::string().swap(held_);
+            return false;
         }
-        return !failed_;
+        return decided_ || decideAtHeaderEnd(before);
     }
 
     core::SinkResult commit() override {
         if (failed_) return {core::SinkStatus::TempFail, ""};
-        SignOutcome o = signIfWanted(held_, authorised_, sink_.keys_, sink_.clock_());
-        if (authorised_) {
+        SignOutcome o = skip_;
+        if (!streaming_) {
+            o = signIfWanted(held_, true, sender_, sink_.keys_, sink_.clock_());
             // The signatures go first, then the message exactly as received (incl. our Received).
             if (!o.prefix.empty() && !inner_->write(o.prefix.data(), o.prefix.size()))
                 return {core::SinkStatus::TempFail, ""};
@@ -101,11 +118,32 @@ public:
     }
 
 private:
+    // Once the held octets contain the empty line that ends the header, a message that will
+    // not be signed goes to the inner writer and streams from then on.
+    bool decideAtHeaderEnd(std::size_t before) {
+        const std::size_t from = before < 3 ? 0 : before - 3;  // "\r\n\r\n" may straddle two writes
+        const std::size_t end = held_.find("\r\n\r\n", from);
+        if (end == std::string::npos) return true;
+        MessageParts head = splitMessage(std::string_view(held_).substr(0, end + 4));
+        skip_.skipReason = signingDecision(head.headers, sender_, sink_.keys_, skip_.domain, nullptr);
+        if (skip_.skipReason.empty()) {
+            decided_ = true;  // to be signed: held to the end of data (and decided again then)
+            return true;
+        }
+        streaming_ = true;
+        const bool ok = inner_->write(held_.data(), held_.size());
+        std::string().swap(held_);
+        return ok;
+    }
+
     core::MessageWriterPtr inner_;
     SigningSink& sink_;
     std::string sessionId_;
-    bool authorised_;
+    std::string sender_;
+    bool streaming_;
+    bool decided_ = false;
     bool failed_ = false;
+    SignOutcome skip_;  // why it is not signed, once streaming
     std::string held_;
 };
 
@@ -113,7 +151,7 @@ core::MessageWriterPtr SigningSink::open(const core::Envelope& envelope, core::S
     core::MessageWriterPtr inner = inner_.open(envelope, status);
     if (!inner) return inner;
     const bool authorised = !envelope.authUser.empty() || envelope.viaGrant;
-    return std::make_unique<SigningWriter>(std::move(inner), *this, envelope.sessionId, authorised);
+    return std::make_unique<SigningWriter>(std::move(inner), *this, envelope, authorised);
 }
 
 void SigningSink::report(const std::string& sessionId, const SignOutcome& o) {

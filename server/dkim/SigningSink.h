@@ -1,17 +1,19 @@
 // DKIM signing at acceptance: a MessageSink decorator in front of the spool. A message from
-// an authenticated user or a POP-before-SMTP grant holder whose (single) From domain has keys
-// is held in memory until the end of data, signed with every key of that domain (RSA and
-// Ed25519 both when both are configured), and handed to the inner writer with the
-// DKIM-Signature fields in front, before the inner commit makes it durable. Every other
-// message streams through untouched. One log line and one counter per message:
+// an authenticated user or a POP-before-SMTP grant holder whose (single) From domain is the
+// envelope sender's domain and has keys is held in memory until the end of data, signed with
+// every key of that domain (RSA and Ed25519 both when both are configured), and handed to the
+// inner writer with the DKIM-Signature fields in front, before the inner commit makes it
+// durable. Every other message streams through untouched (an authorised one from the end of
+// its header on). One log line and one counter per message:
 //   event=dkim.signed domain=.. selector=.. alg=..     (one per signature)
-//   event=dkim.skip reason=not_authenticated|no_key|no_from|multiple_from|bad_from|
-//                          bare_line_ending|sign_failed
+//   event=dkim.skip reason=not_authenticated|from_mismatch|no_key|no_from|multiple_from|
+//                          bad_from|bare_line_ending|sign_failed
 // counted as postern_events_total{event="dkim",label="signed"|<reason>}.
 #pragma once
 
 #include "core/EventCounters.h"
 #include "core/MessageSink.h"
+#include "dkim/Canonical.h"
 #include "dkim/KeyStore.h"
 
 #include <ctime>
@@ -26,7 +28,14 @@ struct SignOutcome {
     std::string domain;             // the From domain (A-label), when found
     std::vector<SigningKey> used;   // the keys that signed
 };
-SignOutcome signIfWanted(std::string_view message, bool authorised, const KeyStore& keys, std::time_t now);
+// sender: the envelope's reverse-path (checked against the login by SenderPolicy); only a
+// From domain equal to its domain is signed.
+SignOutcome signIfWanted(std::string_view message, bool authorised, std::string_view sender, const KeyStore& keys,
+                         std::time_t now);
+// The decision from the header fields alone: "" = sign (keys in *domainKeys when asked), else
+// the skip reason; *domain is the From domain (A-label) when found.
+std::string signingDecision(const std::vector<HeaderField>& headers, std::string_view sender, const KeyStore& keys,
+                            std::string& domain, std::vector<SigningKey>* domainKeys);
 
 class SigningSink : public core::MessageSink {
 public:

@@ -234,6 +234,17 @@ def test_unauthenticated_and_keyless_mail_not_signed():
             s.quit()
             check(b"DKIM-Signature" not in queued_message(p, marker3), "two-author mail signed")
             p.log_contains(r"event=dkim\.skip reason=multiple_from")
+            # Review finding: a customer of another domain (carol@example.org) who writes a
+            # signed domain in From got example.test's signatures (DMARC pass for a forgery).
+            # Only the envelope sender's own domain is signed.
+            s = p.submission(CAROL, CAROL_PW)
+            marker4, msg4 = make_message(sender=CAROL, to=REMOTE)
+            msg4 = msg4.replace(b"From: <%s>" % CAROL.encode(), b"From: <ceo@example.test>", 1)
+            check(b"From: <ceo@example.test>" in msg4, "the forged From in the test message")
+            s.sendmail(CAROL, [REMOTE], msg4)
+            s.quit()
+            check(b"DKIM-Signature" not in queued_message(p, marker4), "another domain's From signed")
+            p.log_contains(r"event=dkim\.skip reason=from_mismatch domain=example\.test")
             check(p.metric("postern_events_total", {"event": "dkim", "label": "not_authenticated"}) >= 1 and p.metric("postern_events_total", {"event": "dkim", "label": "no_key"}) >= 1 and
                   p.metric("postern_events_total", {"event": "dkim", "label": "multiple_from"}) >= 1, "skip reasons in /metrics")
 

@@ -57,7 +57,7 @@ BOOST_AUTO_TEST_SUITE(dkim_signing_sink)
 BOOST_AUTO_TEST_CASE(authorised_with_keys_gets_both_signatures) {
     KeyStore ks;
     ks.replace(twoKeyMap());
-    SignOutcome o = signIfWanted(Msg, true, ks, 1700000000);
+    SignOutcome o = signIfWanted(Msg, true, "alice@example.com", ks, 1700000000);
     BOOST_TEST(o.skipReason == "");
     BOOST_TEST(o.domain == "example.com");
     BOOST_TEST(o.used.size() == 2u);
@@ -68,11 +68,20 @@ BOOST_AUTO_TEST_CASE(authorised_with_keys_gets_both_signatures) {
 BOOST_AUTO_TEST_CASE(skip_reasons) {
     KeyStore ks;
     ks.replace(twoKeyMap());
-    BOOST_TEST(signIfWanted(Msg, false, ks, 0).skipReason == "not_authenticated");
-    BOOST_TEST(signIfWanted("From: a@other.example\r\n\r\nx\r\n", true, ks, 0).skipReason == "no_key");
-    BOOST_TEST(signIfWanted("Subject: x\r\n\r\nx\r\n", true, ks, 0).skipReason == "no_from");
-    BOOST_TEST(signIfWanted("From: a@example.com, b@example.com\r\n\r\nx\r\n", true, ks, 0).skipReason == "multiple_from");
-    BOOST_TEST(signIfWanted("From: a@example.com\r\n\r\nbare\nlf\r\n", true, ks, 0).skipReason == "bare_line_ending");
+    const std::string a = "a@example.com";
+    BOOST_TEST(signIfWanted(Msg, false, a, ks, 0).skipReason == "not_authenticated");
+    BOOST_TEST(signIfWanted("From: a@other.example\r\n\r\nx\r\n", true, "a@other.example", ks, 0).skipReason == "no_key");
+    BOOST_TEST(signIfWanted("Subject: x\r\n\r\nx\r\n", true, a, ks, 0).skipReason == "no_from");
+    BOOST_TEST(signIfWanted("From: a@example.com, b@example.com\r\n\r\nx\r\n", true, a, ks, 0).skipReason == "multiple_from");
+    BOOST_TEST(signIfWanted("From: a@example.com\r\n\r\nbare\nlf\r\n", true, a, ks, 0).skipReason == "bare_line_ending");
+    // A hosted domain's key signs only its own senders' mail: the From domain must be the
+    // envelope sender's (checked against the login); the null sender signs nothing.
+    for (const char* sender : {"mallory@other.example", "", "x@sub.example.com", "example.com"}) {
+        SignOutcome o = signIfWanted(Msg, true, sender, ks, 0);
+        BOOST_TEST(o.skipReason == "from_mismatch", sender);
+        BOOST_TEST(o.prefix.empty());
+    }
+    BOOST_TEST(signIfWanted(Msg, true, "Bob@Example.COM", ks, 0).skipReason == "");  // domains compare as A-labels
 }
 
 BOOST_AUTO_TEST_CASE(sink_prepends_signatures_before_commit) {
@@ -83,6 +92,7 @@ BOOST_AUTO_TEST_CASE(sink_prepends_signatures_before_commit) {
     SigningSink sink(inner, ks, counters, [] { return std::time_t(1700000000); });
     core::Envelope env;
     env.authUser = "alice@example.com";
+    env.sender = "alice@example.com";
     core::SinkStatus st;
     auto w = sink.open(env, st);
     BOOST_REQUIRE(w);
@@ -121,11 +131,41 @@ BOOST_AUTO_TEST_CASE(grant_holder_is_signed) {
     SigningSink sink(inner, ks, counters);
     core::Envelope env;
     env.viaGrant = true;
+    env.sender = "alice@example.com";
     core::SinkStatus st;
     auto w = sink.open(env, st);
     w->write(Msg.data(), Msg.size());
     w->commit();
     BOOST_TEST(inner.stored.find("a=ed25519-sha256") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(mail_that_will_not_be_signed_streams_from_the_end_of_its_header) {
+    // Review finding: every authenticated message was held whole in memory, signed or not.
+    KeyStore ks;
+    ks.replace(twoKeyMap());
+    for (const char* sender : {"alice@other.example", "alice@example.com"}) {  // from_mismatch; signed
+        MemorySink inner;
+        Counted counters;
+        SigningSink sink(inner, ks, counters, [] { return std::time_t(1700000000); });
+        core::Envelope env;
+        env.authUser = "alice@example.com";
+        env.sender = sender;
+        core::SinkStatus st;
+        auto w = sink.open(env, st);
+        const std::string head = "Received: from x\r\nFrom: <alice@example.com>\r";
+        const std::string rest = "\n\r\nbody\r\n\r\nmore\r\n";  // the empty line straddles two writes
+        BOOST_TEST(w->write(head.data(), head.size()));
+        BOOST_TEST(inner.stored.empty());  // the header has not ended yet
+        BOOST_TEST(w->write(rest.data(), rest.size()));
+        const bool signing = std::string(sender) == "alice@example.com";
+        BOOST_TEST(inner.stored == (signing ? "" : head + rest), sender);
+        BOOST_TEST((w->commit().status == core::SinkStatus::Ok));
+        BOOST_TEST(inner.stored.substr(inner.stored.size() - head.size() - rest.size()) == head + rest);
+        BOOST_TEST((inner.stored.rfind("DKIM-Signature:", 0) == 0) == signing, sender);
+        BOOST_TEST(counters.labels ==
+                       std::vector<std::string>{signing ? "dkim/signed" : "dkim/from_mismatch"},
+                   boost::test_tools::per_element());
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
