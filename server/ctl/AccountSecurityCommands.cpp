@@ -62,8 +62,8 @@ std::vector<pg::Row> localLogins(const config::ServerConfig& cfg, const std::str
     return rows;
 }
 
-pg::ConnectionPtr clusterConnection(const config::ServerConfig& cfg, const Options& o) {
-    return openAdminConnection(clusterDatabase(cfg, o));
+pg::ConnectionPtr clusterConnection(const config::ServerConfig& cfg) {
+    return openAdminConnection(clusterDatabase(cfg, "the shared account holds and login log"));
 }
 
 }  // namespace
@@ -90,7 +90,7 @@ int runUserRelease(CommandContext& c) {
                   << cfg.accountSecurity.flushInterval.count() << "ms\n";
             return static_cast<int>(ExitOk);
         }
-        pg::ConnectionPtr db = clusterConnection(cfg, o);
+        pg::ConnectionPtr db = clusterConnection(cfg);
         // The daemon's release statement: flag and counters in one go, so the next flush of
         // any node does not flag the account again from the same logins.
         pg::QueryResult r = run(*db,
@@ -134,7 +134,7 @@ int runUserLogins(CommandContext& c) {
             // A single node: the state file in the queue directory (up to one flush interval old).
             r.rows = localLogins(cfg, user, limit);
         } else {
-            pg::ConnectionPtr db = clusterConnection(cfg, o);
+            pg::ConnectionPtr db = clusterConnection(cfg);
             r.rows = run(*db,
                          std::string("SELECT to_char(at AT TIME ZONE 'UTC', ") + IsoUtc +
                              "), host(ip), protocol, mechanism, tls, result FROM account_logins"

@@ -107,16 +107,16 @@ config::ServerConfig loadConfig(const Options& options) {
     }
 }
 
-config::BackendConfig clusterDatabase(const config::ServerConfig& cfg, const Options& options) {
-    if (options.backend.empty() && cfg.cluster.enabled()) {
-        config::BackendConfig b;
-        b.name = "cluster";
-        b.plugin = "postgres";
-        b.params["conninfo"] = cfg.cluster.conninfo;
-        if (!cfg.cluster.passwordFile.empty()) b.params["password_file"] = cfg.cluster.passwordFile;
-        return b;
-    }
-    return chooseBackend(cfg, options, {"postgres"});
+config::BackendConfig clusterDatabase(const config::ServerConfig& cfg, const std::string& what) {
+    // Review finding: this fell back to the first postgres auth backend, a database posternd
+    // never reads for this state: "grant revoke" said "no grant" while the IP kept relaying.
+    if (!cfg.cluster.enabled()) throw CtlError(ExitConfig, what + " (cluster.conninfo is not set)");
+    config::BackendConfig b;
+    b.name = "cluster";
+    b.plugin = "postgres";
+    b.params["conninfo"] = cfg.cluster.conninfo;
+    if (!cfg.cluster.passwordFile.empty()) b.params["password_file"] = cfg.cluster.passwordFile;
+    return b;
 }
 
 const config::BackendConfig& chooseBackend(const config::ServerConfig& cfg, const Options& options,

@@ -56,10 +56,11 @@ config::ServerConfig loadConfig(const Options& options);
 
 // The backend instance to administer: --backend NAME if given, else the first whose plugin is
 // one of `plugins`, in that order of preference. Throws CtlError(ExitConfig).
-// The database holding the cluster's shared state (grants, leases, counters): with
-// --backend, that postgres backend; else cluster.conninfo when set (a pseudo-backend named
-// "cluster"); else the first postgres backend. Throws CtlError(ExitConfig) if there is none.
-config::BackendConfig clusterDatabase(const config::ServerConfig& cfg, const Options& options);
+// The database holding the cluster's shared state (grants, leases, counters, DKIM keys):
+// cluster.conninfo's (a pseudo-backend named "cluster"), whatever --backend says. Without
+// cluster.conninfo posternd keeps that state in memory or in files, never in an auth
+// backend's database: CtlError(ExitConfig) naming `what` and where it is instead.
+config::BackendConfig clusterDatabase(const config::ServerConfig& cfg, const std::string& what);
 
 const config::BackendConfig& chooseBackend(const config::ServerConfig& cfg, const Options& options,
                                            const std::vector<std::string>& plugins);

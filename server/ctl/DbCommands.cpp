@@ -44,7 +44,7 @@ int runDbMigrate(CommandContext& c) {
         if (!o.backend.empty()) {
             targets.push_back(chooseBackend(cfg, o, {"postgres"}));
         } else {
-            if (cfg.cluster.enabled()) targets.push_back(clusterDatabase(cfg, o));
+            if (cfg.cluster.enabled()) targets.push_back(clusterDatabase(cfg, "the cluster database"));
             for (const auto& b : cfg.backends) {
                 if (b.plugin != "postgres") continue;
                 auto it = b.params.find("conninfo");

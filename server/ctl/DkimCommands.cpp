@@ -22,6 +22,10 @@ namespace postern::ctl {
 
 namespace {
 
+constexpr const char* DkimDbNeedsCluster =
+    "keys in the database (--db, dkim.keys_in_database) are the cluster's; a single node signs with "
+    "the files in dkim.key_dir";
+
 namespace fs = std::filesystem;
 
 std::string keyDomain(const std::string& text) {
@@ -130,7 +134,7 @@ std::vector<Listed> allKeys(const config::ServerConfig& cfg, const Options& o) {
         }
     }
     if (db) {
-        pg::ConnectionPtr c = openAdminConnection(clusterDatabase(cfg, o));
+        pg::ConnectionPtr c = openAdminConnection(clusterDatabase(cfg, DkimDbNeedsCluster));
         pg::QueryResult r = run(*c, dkim::KeyTableQuery, {}, "list keys");
         try {
             for (const auto& [domain, keys] : dkim::keysFromRows(r))
@@ -163,7 +167,7 @@ int runDkimKeygen(CommandContext& c) {
         const std::string pem = dkim::privateKeyPem(pkey);
         dkim::SigningKey key = dkim::parsePrivateKey(pem, domain, selector);
         if (o.has("--db")) {
-            pg::ConnectionPtr conn = openAdminConnection(clusterDatabase(cfg, o));
+            pg::ConnectionPtr conn = openAdminConnection(clusterDatabase(cfg, DkimDbNeedsCluster));
             pg::QueryResult r = run(*conn,
                                     "INSERT INTO dkim_keys (domain, selector, algorithm, private_key) VALUES ($1, $2, $3, $4)"
                                     " ON CONFLICT (domain, selector) DO NOTHING",

@@ -22,7 +22,10 @@ struct GrantSession {
 
 GrantSession open(const Options& o) {
     GrantSession s{loadConfig(o), nullptr};
-    s.connection = openAdminConnection(clusterDatabase(s.config, o));
+    s.connection = openAdminConnection(
+        clusterDatabase(s.config, "on a single node POP-before-SMTP grants live in posternd's memory, not in a "
+                                  "database: they end within pop_before_smtp.lifetime or at a restart; set "
+                                  "cluster.conninfo to share them between nodes and manage them here"));
     return s;
 }
 

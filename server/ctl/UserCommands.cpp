@@ -56,7 +56,7 @@ void revokeGrants(const config::ServerConfig& cfg, const std::string& address, C
     }
     std::optional<std::size_t> n;
     try {
-        pg::ConnectionPtr connection = openAdminConnection(clusterDatabase(cfg, Options{}));
+        pg::ConnectionPtr connection = openAdminConnection(clusterDatabase(cfg, "the grants"));
         n = revokeUserGrants(*connection, address);
     } catch (const CtlError& e) {
         throw CtlError(e.code(), "the account was changed, but revoking its POP-before-SMTP grants failed: " +

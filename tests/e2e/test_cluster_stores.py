@@ -60,7 +60,12 @@ def run_unit(exe, suites, env_extra):
 
 
 def ctl(*args, config=None, password=None):
-    return P.posternctl(list(args), config or pg().ctl_config,
+    args = list(args)
+    if args[:1] == ["grant"] and config is None:
+        # Test change: grants are cluster state, in cluster.conninfo's database only; here
+        # that is the accounts' database (split_config() separates the two).
+        args += ["-D", "cluster.conninfo=" + conninfo(pg())]
+    return P.posternctl(args, config or pg().ctl_config,
                         input=(password + "\n") if password else "")
 
 
@@ -223,6 +228,13 @@ def test_user_disable_on_a_single_node_says_grants_stay_in_memory():
     check("grants live in posternd's memory" in r.stderr and "sid@single.test" in r.stderr, r.stderr)
     r = ctl("user", "disable", "sid@single.test", "-D", "pop_before_smtp.lifetime=0s")
     check_eq(r.stderr, "", "no note when POP-before-SMTP is off")
+    # Review finding: the grant commands used the accounts' database, which posternd never
+    # reads for grants: "grant revoke" said "no grant" (67) while the IP kept relaying, and
+    # "grant add" reported a grant that did not exist. They now refuse (78) and say why.
+    for args in (["grant", "list"], ["grant", "revoke", "192.0.2.7"], ["grant", "add", "192.0.2.7", "sid@single.test"]):
+        r = P.posternctl(args, pg().ctl_config)
+        check(r.returncode == 78 and "grants live in posternd's memory" in r.stderr
+              and "cluster.conninfo is not set" in r.stderr, "%s: %d %s" % (args, r.returncode, r.stderr))
 
 
 if __name__ == "__main__":
