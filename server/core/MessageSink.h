@@ -22,6 +22,9 @@ struct Envelope {
     std::string heloName;
     std::string authUser;                        // "" if not authenticated
     bool viaGrant = false;                       // a recipient was relayed on a POP-before-SMTP grant
+    // The lower-cased addresses the authenticated user (or the grant's user) owns: DKIM signs
+    // only a From among them.
+    std::vector<std::string> senderOwns;
     // DSN requests (RFC 3461): RET/ENVID; NOTIFY/ORCPT per remote recipient (only those
     // that have any); the local recipients that asked for a success report, as
     // (RCPT address, its NOTIFY/ORCPT): told "delivered" once the message is stored.

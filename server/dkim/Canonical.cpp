@@ -136,12 +136,14 @@ FromDomain fromDomainOfValue(std::string_view value) {
     bool inAngle = false, sawAngle = false;
     int depth = 0;
     bool quoted = false;
+    bool quotedInAngle = false, quotedInPlain = false;
     for (std::size_t i = 0; i < value.size(); ++i) {
         char c = value[i];
         if (quoted) {
             if (c == '\\') ++i;
             else if (c == '"') quoted = false;
             if (inAngle) angle += 'q';  // a quoted local part keeps its '@' out of the way
+            (inAngle ? quotedInAngle : quotedInPlain) = true;
             continue;
         }
         if (depth > 0) {
@@ -154,37 +156,42 @@ FromDomain fromDomainOfValue(std::string_view value) {
         case '"': quoted = true; continue;
         case '(': depth = 1; continue;
         case '<':
-            if (inAngle || sawAngle) return {"", "multiple_from"};
+            if (inAngle || sawAngle) return {"", "multiple_from", ""};
             inAngle = sawAngle = true;
             continue;
         case '>':
-            if (!inAngle) return {"", "bad_from"};
+            if (!inAngle) return {"", "bad_from", ""};
             inAngle = false;
             continue;
         case ',':
         case ';':
-            if (!inAngle) return {"", "multiple_from"};
+            if (!inAngle) return {"", "multiple_from", ""};
             break;
         case ':':
-            if (!inAngle) return {"", "multiple_from"};  // a group
+            if (!inAngle) return {"", "multiple_from", ""};  // a group
             break;
         default: break;
         }
         if (inAngle) angle += c;
         else plain += c;
     }
-    if (quoted || depth > 0 || inAngle) return {"", "bad_from"};
+    if (quoted || depth > 0 || inAngle) return {"", "bad_from", ""};
     std::string addr = sawAngle ? angle : plain;
     if (sawAngle && addr.find(':') != std::string::npos) addr = addr.substr(addr.rfind(':') + 1);  // source route
     std::size_t at = addr.rfind('@');
-    if (at == std::string::npos) return {"", "bad_from"};
+    if (at == std::string::npos) return {"", "bad_from", ""};
     std::string domain;
     for (char c : addr.substr(at + 1))
         if (!isWsp(c) && c != '\r' && c != '\n') domain += lower(c);
     while (!domain.empty() && domain.back() == '.') domain.pop_back();
     if (domain.empty() || domain.front() == '[' || domain.find_first_of("[]\\\"@") != std::string::npos)
-        return {"", "bad_from"};
-    return {domain, ""};
+        return {"", "bad_from", ""};
+    std::string local;
+    if (!(sawAngle ? quotedInAngle : quotedInPlain)) {
+        for (char c : addr.substr(0, at))
+            if (!isWsp(c) && c != '\r' && c != '\n') local += lower(c);
+    }
+    return {domain, "", local};
 }
 
 FromDomain fromDomain(const std::vector<HeaderField>& headers) {
@@ -193,10 +200,10 @@ FromDomain fromDomain(const std::vector<HeaderField>& headers) {
         if (h.name.size() != 4 || lower(h.name[0]) != 'f' || lower(h.name[1]) != 'r' || lower(h.name[2]) != 'o' ||
             lower(h.name[3]) != 'm')
             continue;
-        if (from) return {"", "multiple_from"};
+        if (from) return {"", "multiple_from", ""};
         from = &h;
     }
-    if (!from) return {"", "no_from"};
+    if (!from) return {"", "no_from", ""};
     std::size_t colon = from->raw.find(':');
     return fromDomainOfValue(from->raw.substr(colon + 1));
 }

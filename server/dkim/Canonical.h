@@ -45,6 +45,9 @@ std::string canonicalBodyString(std::string_view body, Canon canon);
 struct FromDomain {
     std::string domain;
     std::string problem;  // empty on success
+    // The local part, lower-cased, blanks removed; empty when it is (or has) a quoted string,
+    // which is never compared (DKIM signs only a From the sender owns: SigningSink).
+    std::string local;
 };
 FromDomain fromDomain(const std::vector<HeaderField>& headers);
 // The same for one field's value (after the colon), for tests and the fuzz target.

@@ -6,6 +6,8 @@
 
 #include <Poco/Logger.h>
 
+#include <algorithm>
+
 namespace postern::dkim {
 
 namespace {
@@ -25,27 +27,28 @@ bool hasBareLineEnding(std::string_view m) {
 
 }  // namespace
 
-std::string signingDecision(const std::vector<HeaderField>& headers, std::string_view sender, const KeyStore& keys,
-                            std::string& domain, std::vector<SigningKey>* domainKeys) {
+std::string signingDecision(const std::vector<HeaderField>& headers, const std::vector<std::string>& owns,
+                            const KeyStore& keys, std::string& domain, std::vector<SigningKey>* domainKeys) {
     FromDomain from = fromDomain(headers);
     if (!from.problem.empty()) return from.problem;
     auto ascii = core::domainToAscii(from.domain);
     if (!ascii) return "bad_from";
     domain = *ascii;
-    // Only the sender's own domain is signed: SenderPolicy checked the envelope sender
-    // against the login (or the grant's user), the From field nobody checked. Without this a
-    // customer could sign as any other hosted domain (rspamd's allow_hdrfrom_mismatch=false).
-    const auto at = sender.rfind('@');
-    auto senderDomain = at == std::string_view::npos ? std::nullopt : core::domainToAscii(sender.substr(at + 1));
-    if (!senderDomain || *senderDomain != domain) return "from_mismatch";
+    // Only a From address the user owns is signed (its login or a sender address of its
+    // account, as for MAIL FROM): nobody else checks the From field. Without this a customer
+    // could sign as another hosted domain, or as support@ of the ISP's own shared domain.
+    auto owned = [&](const std::string& d) {
+        return std::find(owns.begin(), owns.end(), from.local + "@" + d) != owns.end();
+    };
+    if (from.local.empty() || !(owned(domain) || owned(from.domain))) return "from_not_own";
     std::vector<SigningKey> found = keys.keysFor(domain);
     if (found.empty()) return "no_key";
     if (domainKeys != nullptr) *domainKeys = std::move(found);
     return "";
 }
 
-SignOutcome signIfWanted(std::string_view message, bool authorised, std::string_view sender, const KeyStore& keys,
-                         std::time_t now) {
+SignOutcome signIfWanted(std::string_view message, bool authorised, const std::vector<std::string>& owns,
+                         const KeyStore& keys, std::time_t now) {
     SignOutcome o;
     if (!authorised) {
         o.skipReason = "not_authenticated";
@@ -53,7 +56,7 @@ SignOutcome signIfWanted(std::string_view message, bool authorised, std::string_
     }
     MessageParts parts = splitMessage(message);
     std::vector<SigningKey> domainKeys;
-    o.skipReason = signingDecision(parts.headers, sender, keys, o.domain, &domainKeys);
+    o.skipReason = signingDecision(parts.headers, owns, keys, o.domain, &domainKeys);
     if (!o.skipReason.empty()) return o;
     if (hasBareLineEnding(message)) {
         o.skipReason = "bare_line_ending";
@@ -82,7 +85,7 @@ public:
         : inner_(std::move(inner)),
           sink_(sink),
           sessionId_(envelope.sessionId),
-          sender_(envelope.sender),
+          owns_(envelope.senderOwns),
           streaming_(!authorised) {
         if (!authorised) skip_.skipReason = "not_authenticated";
     }
@@ -105,7 +108,7 @@ public:
         if (failed_) return {core::SinkStatus::TempFail, ""};
         SignOutcome o = skip_;
         if (!streaming_) {
-            o = signIfWanted(held_, true, sender_, sink_.keys_, sink_.clock_());
+            o = signIfWanted(held_, true, owns_, sink_.keys_, sink_.clock_());
             // The signatures go first, then the message exactly as received (incl. our Received).
             if (!o.prefix.empty() && !inner_->write(o.prefix.data(), o.prefix.size()))
                 return {core::SinkStatus::TempFail, ""};
@@ -125,7 +128,7 @@ private:
         const std::size_t end = held_.find("\r\n\r\n", from);
         if (end == std::string::npos) return true;
         MessageParts head = splitMessage(std::string_view(held_).substr(0, end + 4));
-        skip_.skipReason = signingDecision(head.headers, sender_, sink_.keys_, skip_.domain, nullptr);
+        skip_.skipReason = signingDecision(head.headers, owns_, sink_.keys_, skip_.domain, nullptr);
         if (skip_.skipReason.empty()) {
             decided_ = true;  // to be signed: held to the end of data (and decided again then)
             return true;
@@ -139,7 +142,7 @@ private:
     core::MessageWriterPtr inner_;
     SigningSink& sink_;
     std::string sessionId_;
-    std::string sender_;
+    std::vector<std::string> owns_;
     bool streaming_;
     bool decided_ = false;
     bool failed_ = false;

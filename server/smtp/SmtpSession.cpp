@@ -148,6 +148,7 @@ struct SmtpSession::Transaction {
     std::set<std::string> seenMailboxes;
     std::set<std::string> seenRemote;
     bool relayedByGrant = false;
+    std::vector<std::string> grantOwns;        // the grant's user and its MAIL FROM addresses (DKIM)
     bool grantMessageCounted = false;          // a grant relay's message counted against the client IP
     std::size_t overshoot = 0;                 // RCPT refused past smtp.max_recipients
     core::MessageDsn dsn;                                    // RET/ENVID of MAIL
@@ -718,7 +719,12 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
         if (txn_->seenMailboxes.insert(m).second) txn_->localMailboxes.push_back(m);
     for (auto& f : v.forwards)
         if (txn_->seenRemote.insert(f).second) txn_->remoteRecipients.push_back(f);
-    if (v.viaGrant) txn_->relayedByGrant = true;
+    if (v.viaGrant && !txn_->relayedByGrant) {
+        txn_->relayedByGrant = true;
+        txn_->grantOwns = v.grantSenders;
+        txn_->grantOwns.push_back(v.grantUser);
+        for (auto& a : txn_->grantOwns) a = core::asciiLower(a);
+    }
     noteRecipientDsn(cmd, v.mailboxes.empty() ? 0 : 1, v.forwards);
     switch (v.delegated.kind) {
     case core::PolicyDecision::Kind::Prepend:
@@ -767,6 +773,12 @@ std::optional<Reply> SmtpSession::openMessage() {
     env.heloName = heloName_;
     env.authUser = identity_ ? identity_->user : "";
     env.viaGrant = txn_->relayedByGrant;
+    if (identity_) {
+        env.senderOwns = identity_->senderAddresses;
+        env.senderOwns.push_back(core::asciiLower(identity_->user));
+    } else if (txn_->relayedByGrant) {
+        env.senderOwns = txn_->grantOwns;
+    }
     env.dsn = txn_->dsn;
     env.remoteDsn = txn_->remoteDsn;
     env.localSuccessDsn = txn_->localSuccessDsn;

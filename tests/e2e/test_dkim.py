@@ -244,7 +244,20 @@ def test_unauthenticated_and_keyless_mail_not_signed():
             s.sendmail(CAROL, [REMOTE], msg4)
             s.quit()
             check(b"DKIM-Signature" not in queued_message(p, marker4), "another domain's From signed")
-            p.log_contains(r"event=dkim\.skip reason=from_mismatch domain=example\.test")
+            p.log_contains(r"event=dkim\.skip reason=from_not_own domain=example\.test")
+            # Nor another customer's address in the user's own (shared) domain.
+            s = p.submission(ALICE, ALICE_PW)
+            marker5, msg5 = make_message(sender=ALICE, to=REMOTE)
+            msg5 = msg5.replace(b"From: <%s>" % ALICE.encode(), b"From: Support <erin@example.test>", 1)
+            s.sendmail(ALICE, [REMOTE], msg5)
+            s.quit()
+            check(b"DKIM-Signature" not in queued_message(p, marker5), "another user's From signed")
+            # A sender address of the account (dave may send as team@) is the user's own.
+            s = p.submission("dave@example.test", "dave-Secret4")
+            marker6, msg6 = make_message(sender="team@example.test", to=REMOTE)
+            s.sendmail("dave@example.test", [REMOTE], msg6)
+            s.quit()
+            check(b"DKIM-Signature" in queued_message(p, marker6), "the account's sender address not signed")
             check(p.metric("postern_events_total", {"event": "dkim", "label": "not_authenticated"}) >= 1 and p.metric("postern_events_total", {"event": "dkim", "label": "no_key"}) >= 1 and
                   p.metric("postern_events_total", {"event": "dkim", "label": "multiple_from"}) >= 1, "skip reasons in /metrics")
 

@@ -17,6 +17,8 @@ KeyMap twoKeyMap() {
     return m;
 }
 
+const std::vector<std::string> Alice{"alice@example.com"};
+
 const std::string Msg = "Received: from x\r\nFrom: Alice <alice@EXAMPLE.com>\r\nSubject: s\r\n\r\nhello\r\n";
 
 struct MemoryWriter : core::MessageWriter {
@@ -57,7 +59,7 @@ BOOST_AUTO_TEST_SUITE(dkim_signing_sink)
 BOOST_AUTO_TEST_CASE(authorised_with_keys_gets_both_signatures) {
     KeyStore ks;
     ks.replace(twoKeyMap());
-    SignOutcome o = signIfWanted(Msg, true, "alice@example.com", ks, 1700000000);
+    SignOutcome o = signIfWanted(Msg, true, Alice, ks, 1700000000);
     BOOST_TEST(o.skipReason == "");
     BOOST_TEST(o.domain == "example.com");
     BOOST_TEST(o.used.size() == 2u);
@@ -68,20 +70,25 @@ BOOST_AUTO_TEST_CASE(authorised_with_keys_gets_both_signatures) {
 BOOST_AUTO_TEST_CASE(skip_reasons) {
     KeyStore ks;
     ks.replace(twoKeyMap());
-    const std::string a = "a@example.com";
-    BOOST_TEST(signIfWanted(Msg, false, a, ks, 0).skipReason == "not_authenticated");
-    BOOST_TEST(signIfWanted("From: a@other.example\r\n\r\nx\r\n", true, "a@other.example", ks, 0).skipReason == "no_key");
+    const std::vector<std::string> a{"a@example.com"};
+    BOOST_TEST(signIfWanted(Msg, false, Alice, ks, 0).skipReason == "not_authenticated");
+    BOOST_TEST(signIfWanted("From: a@other.example\r\n\r\nx\r\n", true, {"a@other.example"}, ks, 0).skipReason == "no_key");
     BOOST_TEST(signIfWanted("Subject: x\r\n\r\nx\r\n", true, a, ks, 0).skipReason == "no_from");
     BOOST_TEST(signIfWanted("From: a@example.com, b@example.com\r\n\r\nx\r\n", true, a, ks, 0).skipReason == "multiple_from");
     BOOST_TEST(signIfWanted("From: a@example.com\r\n\r\nbare\nlf\r\n", true, a, ks, 0).skipReason == "bare_line_ending");
-    // A hosted domain's key signs only its own senders' mail: the From domain must be the
-    // envelope sender's (checked against the login); the null sender signs nothing.
-    for (const char* sender : {"mallory@other.example", "", "x@sub.example.com", "example.com"}) {
-        SignOutcome o = signIfWanted(Msg, true, sender, ks, 0);
-        BOOST_TEST(o.skipReason == "from_mismatch", sender);
+    // A hosted domain's key signs only its owners' mail: the From address must be one the
+    // user owns (login or sender addresses), not just any address of a domain with keys.
+    for (const auto& owns : std::vector<std::vector<std::string>>{
+             {}, {"mallory@other.example"}, {"bob@example.com"}, {"alice@sub.example.com"}, {"example.com"}}) {
+        SignOutcome o = signIfWanted(Msg, true, owns, ks, 0);
+        BOOST_TEST(o.skipReason == "from_not_own", owns.size());
         BOOST_TEST(o.prefix.empty());
     }
-    BOOST_TEST(signIfWanted(Msg, true, "Bob@Example.COM", ks, 0).skipReason == "");  // domains compare as A-labels
+    BOOST_TEST(signIfWanted(Msg, true, {"x@y.test", "alice@example.com"}, ks, 0).skipReason == "");  // Alice@EXAMPLE.com
+    // A quoted local part is never taken for an owned address.
+    BOOST_TEST(signIfWanted("From: \"alice\"@example.com\r\n\r\nx\r\n", true, Alice, ks, 0).skipReason == "from_not_own");
+    BOOST_TEST(signIfWanted("From: \"Alice A.\" <alice@example.com>\r\n\r\nx\r\n", true, Alice, ks, 0).skipReason == "");
+    BOOST_TEST(signIfWanted("From: alice (a comment) @example.com\r\n\r\nx\r\n", true, Alice, ks, 0).skipReason == "");
 }
 
 BOOST_AUTO_TEST_CASE(sink_prepends_signatures_before_commit) {
@@ -92,7 +99,7 @@ BOOST_AUTO_TEST_CASE(sink_prepends_signatures_before_commit) {
     SigningSink sink(inner, ks, counters, [] { return std::time_t(1700000000); });
     core::Envelope env;
     env.authUser = "alice@example.com";
-    env.sender = "alice@example.com";
+    env.senderOwns = Alice;
     core::SinkStatus st;
     auto w = sink.open(env, st);
     BOOST_REQUIRE(w);
@@ -131,7 +138,7 @@ BOOST_AUTO_TEST_CASE(grant_holder_is_signed) {
     SigningSink sink(inner, ks, counters);
     core::Envelope env;
     env.viaGrant = true;
-    env.sender = "alice@example.com";
+    env.senderOwns = Alice;
     core::SinkStatus st;
     auto w = sink.open(env, st);
     w->write(Msg.data(), Msg.size());
@@ -143,13 +150,13 @@ BOOST_AUTO_TEST_CASE(mail_that_will_not_be_signed_streams_from_the_end_of_its_he
     // Review finding: every authenticated message was held whole in memory, signed or not.
     KeyStore ks;
     ks.replace(twoKeyMap());
-    for (const char* sender : {"alice@other.example", "alice@example.com"}) {  // from_mismatch; signed
+    for (const char* sender : {"alice@other.example", "alice@example.com"}) {  // from_not_own; signed
         MemorySink inner;
         Counted counters;
         SigningSink sink(inner, ks, counters, [] { return std::time_t(1700000000); });
         core::Envelope env;
         env.authUser = "alice@example.com";
-        env.sender = sender;
+        env.senderOwns = {sender};
         core::SinkStatus st;
         auto w = sink.open(env, st);
         const std::string head = "Received: from x\r\nFrom: <alice@example.com>\r";
@@ -163,7 +170,7 @@ BOOST_AUTO_TEST_CASE(mail_that_will_not_be_signed_streams_from_the_end_of_its_he
         BOOST_TEST(inner.stored.substr(inner.stored.size() - head.size() - rest.size()) == head + rest);
         BOOST_TEST((inner.stored.rfind("DKIM-Signature:", 0) == 0) == signing, sender);
         BOOST_TEST(counters.labels ==
-                       std::vector<std::string>{signing ? "dkim/signed" : "dkim/from_mismatch"},
+                       std::vector<std::string>{signing ? "dkim/signed" : "dkim/from_not_own"},
                    boost::test_tools::per_element());
     }
 }
