@@ -101,6 +101,11 @@ BOOST_AUTO_TEST_CASE(from_domain_forms) {
     BOOST_TEST(fromDomainOfValue(" \"Bob, the <boss@evil.example>\" <bob@example.org>").domain == "example.org");
     BOOST_TEST(fromDomainOfValue(" bob@example.org (at evil.example, really)").domain == "example.org");
     BOOST_TEST(fromDomainOfValue(" \"odd@name\"@example.net").domain == "example.net");
+    // The local part, for "is this From the user's own": lower-cased; none when quoted.
+    BOOST_TEST(fromDomainOfValue(" Alice <Alice@example.com>").local == "alice");
+    BOOST_TEST(fromDomainOfValue(" \"Bob, the <boss@evil.example>\" <bob@example.org>").local == "bob");
+    BOOST_TEST(fromDomainOfValue(" \"odd@name\"@example.net").local == "");
+    BOOST_TEST(fromDomainOfValue(" <\"ceo\"@example.net>").local == "");
     BOOST_TEST(fromDomainOfValue(" J\xc3\xb6rg <j@b\xc3\xbc" "cher.example>").domain == "b\xc3\xbc" "cher.example");
 }
 
