@@ -79,6 +79,10 @@ inline unsigned parseScopes(std::string_view text) {
     return bits;
 }
 
+// The user attribute (UserRecord::extra) a backend sets to scopesText() of the app password a
+// login matched: the host gives a POP3 login a POP-before-SMTP grant only with "smtp" in it.
+inline constexpr const char* ScopesAttribute = "app_password_scopes";
+
 inline std::string scopesText(unsigned bits) {
     if (bits == ScopeAll) return "smtp,pop3";
     if (bits == ScopeSmtp) return "smtp";

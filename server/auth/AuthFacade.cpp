@@ -7,6 +7,7 @@
 #include "core/Utf8.h"
 #include "core/EventLine.h"
 #include "core/MailboxLocation.h"
+#include "api/AppPassword.h"
 #include "api/SizeText.h"
 
 #include "auth/PasswordScheme.h"
@@ -350,6 +351,14 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         // the store refuses it.
         if (auto location = core::normalizeMailboxLocation(id.mailbox)) id.mailbox = std::move(*location);
         id.attributes = answer.record.extra;  // e.g. per-user rate limits
+        // An app password not valid for SMTP must not send through a POP-before-SMTP grant
+        // either (review finding); a backend that does not say its scopes gives none.
+        id.relayGrant = true;
+        if (!answer.appPasswordId.empty()) {
+            auto scopes = answer.record.extra.find(api::apppw::ScopesAttribute);
+            id.relayGrant = scopes != answer.record.extra.end() &&
+                            (api::apppw::parseScopes(scopes->second) & api::apppw::ScopeSmtp) != 0;
+        }
         if (rehasher_ && binding.rehashOnLogin) {
             if (auto from = rehashFrom(RehashCandidate{true, &answer}, rehasher_->target())) {
                 rehash = RehashDue{binding.backend, answer.record.user.empty() ? login : answer.record.user,

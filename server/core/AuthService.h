@@ -23,6 +23,9 @@ struct AuthIdentity {
     std::vector<std::string> senderAddresses;  // lower-cased addresses MAIL FROM may use
     std::string mailbox;                       // mailbox location (relative to mail root)
     std::map<std::string, std::string> attributes;  // backend extras (e.g. per-user rate limits)
+    // False when the login used an app password without the smtp scope: a POP3 login then
+    // gives no POP-before-SMTP grant (the password could not send by AUTH either).
+    bool relayGrant = true;
 };
 
 // The longest login name (an address: RFC 5321 4.5.3.1, 64 + '@' + 255) any backend can hold.

@@ -286,7 +286,8 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
     // still be read, but it must not relay (as MAIL gets 451 4.7.1 after AUTH).
     const bool grantsOn = ports_.grants && settings_.grantLifetime.count() > 0;
     const bool held = grantsOn && ports_.hold && ports_.hold->isHeld(result.identity.user);
-    const bool wantGrant = grantsOn && !held;
+    const bool scoped = grantsOn && !result.identity.relayGrant;  // an app password without smtp
+    const bool wantGrant = grantsOn && !held && !scoped;
     core::MaildropPtr maildrop;
     core::MaildropStatus opened = core::MaildropStatus::TempFail;
     bool grantFailed = false;
@@ -342,11 +343,11 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
 
     // POP-before-SMTP: a successful login lets this address relay for a while. Failing to
     // record it does not fail the login (the user can still read mail).
-    if (held)
+    if (held || scoped)
         log(true, core::EventLine::inSession(context_.sessionId, "pop3.grant_refused")
                       .add("user", who)
                       .add("ip", context_.client.host())
-                      .add("reason", "account_held")
+                      .add("reason", held ? "account_held" : "app_password_scope")
                       .str());
     if (wantGrant) {
         bool granted = !grantFailed;

@@ -230,6 +230,32 @@ def test_refusals_count_as_failures_for_the_penalty():
         check_eq(code, 454, "blocked after 3 refusals: %r" % text)
 
 
+def test_pop3_only_app_password_gives_no_relay_grant():
+    """Review finding: any POP3 login gave its IP a POP-before-SMTP grant, so a --scope pop3
+    app password (meant to be unable to send) relayed as its user on port 25 for
+    pop_before_smtp.lifetime after each poll, and got DKIM-signed. Now only a credential valid
+    for SMTP (the main password, or an app password with smtp) gives a grant."""
+    with Postern(overrides=BASE) as p:
+        _, pop_only = add_app_password(p.config_path, ALICE[0], "--scope", "pop3")
+        _, both = add_app_password(p.config_path, ALICE[0], "--scope", "all")
+
+        def relay_from(source):
+            s = p.smtp("mx", source=source)
+            try:
+                s.mail(ALICE[0])
+                return s.rcpt("someone@remote.example")[0]
+            finally:
+                s.quit()
+
+        wait_for(lambda: pop_answer(p, ALICE[0], pop_only, source="127.0.0.2").startswith("+OK"),
+                 timeout=10, what="the pop3 app password logs in")
+        check_eq(relay_from("127.0.0.2"), 554, "relay after a login with a pop3-only app password")
+        p.log_contains(r"event=pop3\.grant_refused user=alice@example\.test ip=127\.0\.0\.2 reason=app_password_scope")
+        answer = pop_answer(p, ALICE[0], both, source="127.0.0.3")
+        check(answer.startswith("+OK"), "smtp,pop3 app password: " + answer)
+        check_eq(relay_from("127.0.0.3"), 250, "relay after a login with an smtp,pop3 app password")
+
+
 def pg():
     return P.shared_server("INSERT INTO domains (name) VALUES ('pg.test');"
                            "INSERT INTO users (address, domain, password) VALUES ('%s', 'pg.test', '{PLAIN}%s');"

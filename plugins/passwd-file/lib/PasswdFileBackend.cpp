@@ -256,6 +256,7 @@ api::AuthAnswer PasswdFileBackend::authenticate(const std::string& user, const s
             a.appPasswordId = e.id;
             a.appPasswordExpires = e.expires;
             a.appPasswordIpBound = !e.networks.empty();
+            a.record.extra[api::apppw::ScopesAttribute] = api::apppw::scopesText(e.scopes);
             a.refusal = api::apppw::refusal(e, service, clientIp, static_cast<std::int64_t>(::time(nullptr)));
         } else if (u->requireAppPassword) {
             a.refusal = api::apppw::MainPasswordRefused;

@@ -322,6 +322,7 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
             a.appPasswordLastUsed = row.size() > 11 ? static_cast<std::int64_t>(toU64(row[11])) : 0;
             a.appPasswordLastIp = row.size() > 12 ? row[12].value_or("") : "";
             e.revoked = row.size() > 13 ? static_cast<std::int64_t>(toU64(row[13])) : 0;
+            a.record.extra[api::apppw::ScopesAttribute] = api::apppw::scopesText(e.scopes);
             a.refusal = api::apppw::refusal(e, service, clientIp, static_cast<std::int64_t>(::time(nullptr)));
         } else if (requireApp) {
             a.refusal = api::apppw::MainPasswordRefused;
