@@ -15,6 +15,7 @@
 #include "app/ListenerFactory.h"
 #include "app/Privileges.h"
 #include "auth/AuthCache.h"
+#include "auth/HashGate.h"
 #include "auth/AuthFacade.h"
 #include "auth/PluginLoader.h"
 #include "auth/Rehasher.h"
@@ -193,6 +194,8 @@ void Daemon::buildAuth() {
     authCache_ = std::make_unique<auth::AuthCache>(a.cache);
     if (authCache_->enabled()) facade_->setCache(authCache_.get());
     facade_->setAppPasswordLastUsedInterval(a.appPasswordLastUsedInterval);
+    hashGate_ = std::make_unique<auth::HashGate>(a.maxParallelHashes, a.hashWaitTimeout);
+    facade_->setHashGate(hashGate_.get());
     facade_->setObserver([this](std::string_view svc, std::string_view backend, std::string_view result, double s) {
         telemetry_.authResult(svc, backend, result, s);
     });

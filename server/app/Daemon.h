@@ -32,6 +32,7 @@ class PluginLoader;
 class BackendHandle;
 class AuthFacade;
 class AuthCache;
+class HashGate;
 class Rehasher;
 }  // namespace auth
 namespace pg {
@@ -152,6 +153,7 @@ private:
     Telemetry telemetry_;
     std::unique_ptr<auth::AuthFacade> facade_;
     std::unique_ptr<auth::AuthCache> authCache_;
+    std::unique_ptr<auth::HashGate> hashGate_;  // auth.max_parallel_hashes (used by the facade while serving)
     std::unique_ptr<auth::Rehasher> rehasher_;  // after the facade and handles: stopped first
     std::unique_ptr<pg::Pool> clusterPool_;
     std::unique_ptr<pg::ReadRouter> clusterReads_;  // cluster.read_conninfo (null = none)

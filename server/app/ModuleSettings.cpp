@@ -46,6 +46,8 @@ AuthSettings authSettings(const config::ServerConfig& cfg) {
     s.backends = cfg.backends;
     s.cache = {cfg.authCacheSize, cfg.authCacheTtl, cfg.authCacheNegativeTtl};
     s.appPasswordLastUsedInterval = cfg.appPasswordLastUsedInterval;
+    s.maxParallelHashes = cfg.maxParallelHashes;
+    s.hashWaitTimeout = cfg.hashWaitTimeout;
     // auth.default_scheme is validated at load against the same three names.
     s.rehash.target = auth::parseHashScheme(cfg.defaultScheme).value_or(auth::DefaultHashScheme);
     s.rehash.queueLimit = cfg.rehashQueue;

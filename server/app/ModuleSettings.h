@@ -39,6 +39,8 @@ struct AuthSettings {
     std::vector<config::BackendConfig> backends;
     auth::AuthCacheSettings cache;              // auth.cache.*
     Millis appPasswordLastUsedInterval{};       // auth.app_password_last_used_interval
+    std::size_t maxParallelHashes = 0;          // auth.max_parallel_hashes (0 = no bound)
+    Millis hashWaitTimeout{};                   // auth.hash_wait_timeout
     // Rehash on login: target scheme (auth.default_scheme), queue (auth.rehash_queue), and
     // per backend instance whether it is on (auth.rehash_on_login and
     // auth.backend.<name>.rehash_on_login, auto = the global key, but off for ldap).

@@ -166,6 +166,8 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
         decision = Decision{Outcome::BadPassword, "cache", ""};
     } else try {
         decision = decide(request, login, result, rehash);
+    } catch (const HashesBusy& e) {
+        decision = Decision{Outcome::TempFail, decision.backend, e.what()};
     } catch (const std::exception& e) {
         decision = Decision{Outcome::TempFail, decision.backend, std::string("internal error: ") + e.what()};
     } catch (...) {
@@ -266,7 +268,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
     // temporary failure): still spend the time of a real check.
     if (login.empty() || login.size() > MaxLoginLength || hasControlChars(login, /*spaceToo=*/true) ||
         !core::isValidUtf8(login)) {
-        verifyPassword(request.password, dummyHash());
+        verify(request.password, dummyHash());
         d.outcome = Outcome::UnknownUser;
         d.detail = "invalid user name";
         return d;
@@ -296,7 +298,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
             return {Outcome::TempFail, binding.instance, answer.detail};
         case api::Status::Disabled:
             // Same cost as a real check, so a disabled account is not told apart by time.
-            verifyPassword(request.password, answer.record.passwordHash.empty()
+            verify(request.password, answer.record.passwordHash.empty()
                                                  ? std::string_view(dummyHash())
                                                  : std::string_view(answer.record.passwordHash));
             return {Outcome::Disabled, binding.instance, answer.detail};
@@ -311,7 +313,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         ok.appPasswordExpires = answer.appPasswordExpires;
         ok.appPasswordIpBound = answer.appPasswordIpBound;
         if (!answer.verified) {
-            VerifyResult v = verifyPassword(request.password, answer.record.passwordHash);
+            VerifyResult v = verify(request.password, answer.record.passwordHash);
             if (v == VerifyResult::Mismatch) {
                 Decision bad{Outcome::BadPassword, binding.instance, {}};
                 bad.appPasswordId = answer.appPasswordId;
@@ -368,8 +370,13 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         return ok;
     }
 
-    verifyPassword(request.password, dummyHash());
+    verify(request.password, dummyHash());
     return {Outcome::UnknownUser, "-", {}};
+}
+
+VerifyResult AuthFacade::verify(std::string_view password, std::string_view stored) {
+    HashGate::Slot slot(hashGate_);
+    return verifyPassword(password, stored);
 }
 
 void AuthFacade::touchAppPassword(const BackendBinding& binding, const std::string& login,

@@ -4,6 +4,7 @@
 
 #include "api/PluginApi.h"
 #include "auth/AuthCache.h"
+#include "auth/HashGate.h"
 #include "auth/BackendProbes.h"
 #include "auth/Rehasher.h"
 #include "core/AuthService.h"
@@ -66,6 +67,10 @@ public:
     // rehasher's target (RehashPolicy.h), the password is handed to it. Never for a failed
     // login, a cache hit or an application password. Set before serving.
     void setRehasher(Rehasher* rehasher) { rehasher_ = rehasher; }
+    // Optional bound on verifications at once (not owned; must outlive the facade): every
+    // check of a password against a hash (also the dummy hash of an unknown user) holds a
+    // slot; none in time is a temporary failure. Set before serving.
+    void setHashGate(HashGate* gate) { hashGate_ = gate; }
 
     // Called once per attempt after the log line (metrics). Set before serving.
     using Observer = std::function<void(std::string_view service, std::string_view backend, std::string_view result,
@@ -106,6 +111,9 @@ public:
 private:
     AuthCache* cache_ = nullptr;
     Rehasher* rehasher_ = nullptr;
+    HashGate* hashGate_ = nullptr;
+    // verifyPassword under a HashGate slot (throws HashesBusy).
+    VerifyResult verify(std::string_view password, std::string_view stored);
     Observer observer_;
     std::chrono::milliseconds lastUsedInterval_{std::chrono::minutes(15)};
 

@@ -181,6 +181,8 @@ const std::vector<KeyDef> Keys = {
     {"account_security.max_tracked_accounts", "100000", K::Integer, "Accounts with a login log at most; past it the least recently active lose their login log first (never a flag or hold)"},
     {"auth.default_scheme", "ARGON2ID", K::Enum, "Scheme for new password hashes (posternctl user add/passwd and app-password add, and posternd's rehash on login)", "ARGON2ID|BCRYPT|SHA512-CRYPT"},
     // --- app passwords -----------------------------------------------------------------
+    {"auth.max_parallel_hashes", "16", K::Integer, "Password hash checks running at once (each Argon2id check holds its m=, 19-64 MiB); more wait (0 = no bound)"},
+    {"auth.hash_wait_timeout", "5s", K::Duration, "Longest wait of a login for a free hash check; then a temporary failure (454 4.7.0 / -ERR [SYS/TEMP]), not counted as a failed login"},
     {"auth.app_password_last_used_interval", "15m", K::Duration, "An app password's last use (time, IP) is written to the backend at most this often, or when the client IP changes (0 = every login)"},
     // --- rehash on login (issue 13.2) ---------------------------------------------------
     {"auth.rehash_on_login", "true", K::Bool, "After a successful login with a hash in another scheme than auth.default_scheme, store a new hash in that scheme (backends that can write: passwd-file, postgres)"},

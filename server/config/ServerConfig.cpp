@@ -329,6 +329,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.authCacheTtl = r.duration("auth.cache.ttl");
     c.authCacheNegativeTtl = r.duration("auth.cache.negative_ttl");
     c.appPasswordLastUsedInterval = r.duration("auth.app_password_last_used_interval");
+    c.maxParallelHashes = static_cast<std::size_t>(r.integer("auth.max_parallel_hashes"));
+    c.hashWaitTimeout = r.duration("auth.hash_wait_timeout");
     std::set<std::string> backendNames;
     for (const auto& name : parseList(r.str("auth.backends"))) {
         if (!backendNames.insert(name).second) r.error("auth.backends: '" + name + "' named twice");

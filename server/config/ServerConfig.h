@@ -294,6 +294,8 @@ struct ServerConfig {
     Millis authCacheTtl{};
     Millis authCacheNegativeTtl{};
     Millis appPasswordLastUsedInterval{};  // auth.app_password_last_used_interval
+    std::size_t maxParallelHashes = 0;     // auth.max_parallel_hashes (0 = no bound)
+    Millis hashWaitTimeout{};              // auth.hash_wait_timeout
     DeliveryConfig delivery;
     PolicyServiceConfig policy;
     DkimConfig dkim;

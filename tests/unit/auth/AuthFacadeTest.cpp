@@ -172,6 +172,54 @@ BOOST_AUTO_TEST_CASE(anUnreadableStoredHashIsTempFailNotAWrongPassword) {
     BOOST_TEST(lines[0].find("unsupported") != std::string::npos, lines[0]);
 }
 
+BOOST_AUTO_TEST_CASE(noFreeHashCheckIsTempFailAndTheBoundHolds) {
+    // Review finding: nothing bounded the Argon2id checks at once (unknown users too: the
+    // dummy hash), so a login flood could allocate gigabytes. With every slot taken, a login
+    // waits auth.hash_wait_timeout and is a temporary failure, for a known or unknown user.
+    HashGate gate(1, std::chrono::milliseconds(50));
+    AuthFacade facade({users()});
+    facade.setHashGate(&gate);
+    {
+        HashGate::Slot held(&gate);
+        for (const char* user : {"alice@example.test", "nobody@example.test"}) {
+            log->clear();
+            auto r = facade.authenticate(request(user, "alicepw"));
+            BOOST_TEST(name(r.status) == "TempFail", user);
+            auto lines = log->lines();
+            BOOST_REQUIRE(lines.size() == 1u);
+            BOOST_TEST(lines[0].find("result=tempfail") != std::string::npos, lines[0]);
+            BOOST_TEST(lines[0].find("auth.max_parallel_hashes") != std::string::npos, lines[0]);
+        }
+    }
+    BOOST_TEST(gate.inUse() == 0u);
+    BOOST_TEST(name(facade.authenticate(request("alice@example.test", "alicepw")).status) == "Ok");
+    // Many sessions at once: never more checks than the bound (sampled while they run).
+    HashGate two(2, std::chrono::seconds(30));
+    facade.setHashGate(&two);
+    std::atomic<bool> done{false};
+    std::atomic<std::size_t> most{0};
+    std::thread watch([&] {
+        while (!done) {
+            std::size_t n = two.inUse();
+            if (n > most) most = n;
+        }
+    });
+    std::vector<std::thread> logins;
+    std::atomic<int> ok{0};
+    for (int i = 0; i < 8; ++i)
+        logins.emplace_back([&, i] {
+            if (name(facade.authenticate(request(i % 2 ? "bob@example.test" : "nobody@example.test", "S3cret pass!"))
+                         .status) != "TempFail")
+                ++ok;
+        });
+    for (auto& t : logins) t.join();
+    done = true;
+    watch.join();
+    BOOST_TEST(ok == 8);
+    BOOST_TEST(most <= 2u);
+    BOOST_TEST(two.inUse() == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(aBackendThatCannotAnswerMakesTheResultTempFail) {
     test::TempFailBackend down;
     {
