@@ -14,6 +14,7 @@
 #include <Poco/Util/MapConfiguration.h>
 #include <Poco/Util/Option.h>
 #include <Poco/Util/OptionSet.h>
+#include <Poco/Util/PropertyFileConfiguration.h>
 
 #include <csignal>
 #include <iostream>
@@ -74,7 +75,9 @@ void PosternServer::initialize(Poco::Util::Application& self) {
     if (!helpRequested_ && !versionRequested_) {
         std::string file = configFile_;
         if (file.empty() && Poco::File("etc/postern.properties").exists()) file = "etc/postern.properties";
-        if (!file.empty()) loadConfiguration(file, PRIO_DEFAULT);
+        // Read as .properties whatever its name (as posternctl does): POCO's
+        // loadConfiguration() chooses a parser by the extension and refused "postern.conf".
+        if (!file.empty()) config().add(new Poco::Util::PropertyFileConfiguration(file), PRIO_DEFAULT, false);
         // Command-line overrides win over the file (lower number = consulted first).
         Poco::AutoPtr<Poco::Util::MapConfiguration> overrides = new Poco::Util::MapConfiguration;
         for (const auto& [k, v] : defines_) overrides->setString(k, v);

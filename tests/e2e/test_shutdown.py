@@ -93,6 +93,28 @@ def test_check_reads_the_files_and_plugins_start_up_reads():
         check(r.returncode == 78 and needle in r.stderr, "--check -D %s: %d %r" % (define, r.returncode, r.stderr))
 
 
+def test_unreadable_configuration_is_a_configuration_error():
+    """A missing --config file, bad logging.* keys or an unknown option: 78, said on stderr.
+    Review finding: a file not named *.properties was refused ("Unsupported configuration
+    file type") though posternctl reads it; the test configuration under another name is read
+    now (test change: its copy as postern.conf)."""
+    p = Postern(start=False)
+    p._write_config()
+    conf = os.path.join(p.dir, "postern.conf")
+    shutil.copy(p.config_path, conf)
+    r = subprocess.run([POSTERND, "--check", "--config", conf], capture_output=True, text=True, timeout=60, cwd=p.dir)
+    check(r.returncode == 0 and "configuration OK" in r.stdout, "--config postern.conf: %d %r" % (r.returncode, r.stderr))
+    missing = os.path.join(p.dir, "nowhere.properties")
+    for args, needle in [(["--config", missing], "nowhere.properties"),
+                         (["--config", p.config_path, "-D", "logging.loggers.root.channel=nosuchchannel"],
+                          "nosuchchannel"),
+                         (["--config", p.config_path, "--no-such-option"], "no-such-option")]:
+        for mode in (["--check"], []):
+            r = subprocess.run([POSTERND] + mode + args, capture_output=True, text=True, timeout=60, cwd=p.dir)
+            check(r.returncode == 78 and needle in r.stderr,
+                  "%s: %d %r" % (" ".join(mode + args), r.returncode, r.stderr))
+
+
 def test_second_daemon_on_the_same_queue_refused_before_touching_it():
     """A second posternd with the same server.queue_dir (test change: its own ports) stops
     before its queue recovery. Review finding: it deleted the running daemon's message data
