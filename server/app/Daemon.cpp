@@ -499,6 +499,7 @@ void Daemon::bindListeners() {
                                     .str());
         listeners_.push_back(std::move(rl));
     }
+    bindHealth();
 }
 
 void Daemon::startGroupCommit() {
@@ -539,44 +540,55 @@ void Daemon::startServing() {
         accountSecurity_->start();
     }
     for (auto& l : listeners_) l.server->start();
-    startHealth();
+    if (health_) {
+        health_->start();
+        serverLog().information(core::EventLine("health.up").add("address", health_->address().toString()).str());
+    }
     if (delivery_) delivery_->start();  // scans the queue: resumes after a crash
     writeReadyFile();
     serverLog().information(
         core::EventLine("ready").add("listeners", listeners_.size()).add("hostname", settings_.process.hostname).str());
 }
 
-void Daemon::startHealth() {
+// Bound with the mail listeners, before the privileges are dropped (a port below 1024 works)
+// and before any listener serves: an address not up yet or a port in use is 75 as for them,
+// not 78 after clients were already greeted (review finding). Serving starts in startServing().
+void Daemon::bindHealth() {
     if (!settings_.health.enabled) return;
-    // One series per auth backend: did its readiness probe (a real query) answer?
-    // Shares the probes' short cache with /readyz.
+    // One series per auth backend: did its last readiness probe (a real query, made for
+    // /readyz) answer? Read without probing: a scrape never waits for a frozen backend.
     telemetry_.registry().gaugeFamilyCallback(
-        "postern_backend_up", "1 if the auth backend answered its readiness probe (a real query), else 0",
+        "postern_backend_up", "1 if the auth backend answered its last readiness probe (a real query), else 0",
         {"backend"}, [this] {
             std::vector<metrics::LabeledValue> out;
-            for (const auto& h : facade_->probeBackends()) out.push_back({{h.backend}, h.up ? 1.0 : 0.0});
+            for (const auto& h : facade_->lastProbedBackends()) out.push_back({{h.backend}, h.up ? 1.0 : 0.0});
             return out;
         });
     // Ready: listeners up, not draining, every auth backend can answer a real query
     // (a configured domain list is no proof that the directory behind it answers).
-    health_ = std::make_unique<metrics::HealthServer>(
-        telemetry_.registry(),
-        [this]() -> metrics::Readiness {
-            if (registry_.isShuttingDown()) return {false, "shutting down"};
-            std::string down;
-            for (const auto& h : facade_->probeBackends()) {
-                if (h.up) continue;
-                if (!down.empty()) down += "; ";
-                down += "backend " + h.backend + ": " + h.detail;
-            }
-            if (!down.empty()) return {false, down};
-            if (clusterPool_ && clusterPool_->execute({"postern_ready", "SELECT 1"}, {}).failed())
-                return {false, "the shared PostgreSQL cannot answer"};
-            return {true, ""};
-        },
-        settings_.health.options);
-    health_->start();
-    serverLog().information(core::EventLine("health.up").add("address", health_->address().toString()).str());
+    try {
+        health_ = std::make_unique<metrics::HealthServer>(
+            telemetry_.registry(),
+            [this]() -> metrics::Readiness {
+                if (registry_.isShuttingDown()) return {false, "shutting down"};
+                std::string down;
+                for (const auto& h : facade_->probeBackends()) {
+                    if (h.up) continue;
+                    if (!down.empty()) down += "; ";
+                    down += "backend " + h.backend + ": " + h.detail;
+                }
+                if (!down.empty()) return {false, down};
+                if (clusterPool_ && clusterPool_->execute({"postern_ready", "SELECT 1"}, {}).failed())
+                    return {false, "the shared PostgreSQL cannot answer"};
+                return {true, ""};
+            },
+            settings_.health.options);
+    } catch (const Poco::Net::NetException& e) {
+        const std::string what = "health endpoint: cannot listen on [" + settings_.health.options.address + "]:" +
+                                 std::to_string(settings_.health.options.port) + ": " + e.displayText();
+        if (e.code() == EADDRINUSE || e.code() == EADDRNOTAVAIL) throw TransientStartupError(what);
+        throw Poco::Net::NetException(what);
+    }
 }
 
 void Daemon::writeReadyFile() const {

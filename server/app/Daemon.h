@@ -141,7 +141,7 @@ public:
     const DaemonSettings& settings() const { return settings_; }
 
 private:
-    void startHealth();
+    void bindHealth();
     void buildAccountSecurity();  // compromised-account detection + login log (end of buildAbuse)
     void checkSecretFiles() const;  // TLS keys not readable by every user
     void writeReadyFile() const;

@@ -104,6 +104,8 @@ public:
     // for BackendProbes::DefaultMaxAge, at most one probe per backend at a time)? In chain
     // order. May wait for a probe in progress, at most the backend's own timeout.
     std::vector<BackendHealth> probeBackends() { return probes_.check(); }
+    // The last answers of those probes, without probing (BackendProbes::lastKnown).
+    std::vector<BackendHealth> lastProbedBackends() const { return probes_.lastKnown(); }
 
     // "<domain>/<localpart>", or the name itself if it has no '@'.
     static std::string defaultMailbox(const std::string& user);

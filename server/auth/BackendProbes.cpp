@@ -26,6 +26,11 @@ struct BackendProbes::Slot {
     bool up = false;
     std::string detail;
     std::chrono::steady_clock::time_point at;
+    // A copy of probed/up/detail for lastKnown(), which must not wait for a probe.
+    std::mutex lastMutex;
+    bool lastProbed = false;
+    bool lastUp = false;
+    std::string lastDetail;
 };
 
 BackendProbes::BackendProbes(const std::vector<std::pair<std::string, api::Backend*>>& backends,
@@ -65,8 +70,21 @@ BackendHealth BackendProbes::checkOne(Slot& slot) {
         slot.detail = up ? answer.detail : (answer.detail.empty() ? std::string("cannot answer") : answer.detail);
         // Age counts from the answer, so a slow (timed-out) probe is not repeated at once.
         slot.at = std::chrono::steady_clock::now();
+        std::lock_guard last(slot.lastMutex);
+        slot.lastProbed = true;
+        slot.lastUp = slot.up;
+        slot.lastDetail = slot.detail;
     }
     return {slot.instance, slot.up, slot.detail};
+}
+
+std::vector<BackendHealth> BackendProbes::lastKnown() const {
+    std::vector<BackendHealth> out;
+    for (const auto& s : slots_) {
+        std::lock_guard last(s->lastMutex);
+        if (s->lastProbed) out.push_back({s->instance, s->lastUp, s->lastDetail});
+    }
+    return out;
 }
 
 std::vector<BackendHealth> BackendProbes::check() {

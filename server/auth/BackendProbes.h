@@ -38,6 +38,10 @@ public:
     BackendProbes& operator=(const BackendProbes&) = delete;
 
     std::vector<BackendHealth> check();
+    // The answers of the probes made so far (check()), without probing or waiting for one in
+    // progress: for /metrics, whose scrapes must not hold the endpoint's few threads on a
+    // frozen backend (review finding). A backend not probed yet is left out.
+    std::vector<BackendHealth> lastKnown() const;
 
 private:
     struct Slot;

@@ -153,6 +153,25 @@ def test_a_port_in_use_is_a_transient_start_up_failure():
         holder.close()
     check_eq(p.start_failure, 75, "exit status\n" + p.tail(5))
     p.log_contains(r"event=startup\.fail transient=yes error=.*listener mx: cannot listen on 127\.0\.0\.1:")
+    # Review finding: the health endpoint was bound only after the mail listeners served and
+    # after the privileges were dropped: its port in use was 78 (never restarted), and clients
+    # had been greeted meanwhile. It is bound with the listeners now (test change: the health
+    # port is bound by the test first).
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    h = Postern(start=False, name="health", overrides={"health.port": str(holder.getsockname()[1])})
+    h._write_config()
+    try:
+        h.start(keep_ports=True)
+        raise AssertionError("posternd started with its health port in use")
+    except TestFailure:
+        pass
+    finally:
+        holder.close()
+    check_eq(h.start_failure, 75, "exit status with the health port in use\n" + h.tail(5))
+    h.log_contains(r"event=startup\.fail transient=yes error=.*health endpoint: cannot listen on \[127\.0\.0\.1\]:")
     # A configuration error stays 78 (not restarted).
     q = Postern(start=False, name="bad")
     q.overrides = {"smtp.max_recipients": "lots"}

@@ -99,6 +99,27 @@ BOOST_AUTO_TEST_CASE(concurrentCallersShareOneProbe) {
     BOOST_TEST(b.maxRunning.load() == 1);
 }
 
+BOOST_AUTO_TEST_CASE(lastKnownNeverProbesNorWaitsForAProbe) {
+    // /metrics reads this: a scrape must not hold an HTTP thread on a frozen backend.
+    SwitchableBackend b;
+    BackendProbes probes({{"ldap1", &b}}, 0ms);
+    BOOST_TEST(probes.lastKnown().empty());  // not probed yet: left out
+    BOOST_TEST(b.probes.load() == 0);
+    probes.check();
+    b.up = false;
+    b.delay = 2000ms;
+    std::thread slow([&] { probes.check(); });  // a probe of the now frozen backend
+    while (b.running.load() == 0) std::this_thread::sleep_for(1ms);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto h = probes.lastKnown();
+    BOOST_TEST((std::chrono::steady_clock::now() - t0 < 500ms));
+    BOOST_REQUIRE(h.size() == 1u);
+    BOOST_TEST(h[0].up);  // the answer before the probe in progress
+    slow.join();
+    BOOST_TEST(!probes.lastKnown()[0].up);
+    BOOST_TEST(b.probes.load() == 2);
+}
+
 BOOST_AUTO_TEST_CASE(logsOneLineWhenABackendGoesDownAndWhenItIsBack) {
     auto log = test::captureLog("postern.auth");
     SwitchableBackend b;
