@@ -99,6 +99,18 @@ private:
     Telemetry& telemetry_;
 };
 
+// With delivery off nothing else rescans the queue, so changes posternctl makes from another
+// process (queue delete) would leave the size accounting, and with it 452 4.3.1 and the
+// queue gauges, stale until a restart (review finding).
+class QueueRescan : public Poco::Util::TimerTask {
+public:
+    explicit QueueRescan(queue::OutboundQueue& queue) : queue_(queue) {}
+    void run() override { queue_.refreshStats(); }
+
+private:
+    queue::OutboundQueue& queue_;
+};
+
 const char* protocolName(const config::ListenerConfig& l) {
     return l.protocol == config::Protocol::Pop3 ? "pop3" : "smtp";
 }
@@ -445,6 +457,10 @@ void Daemon::startSweepers() {
         const long every = static_cast<long>(settings_.cluster.sweepInterval.count());
         timer_->scheduleAtFixedRate(
             new Poco::Util::TimerTaskAdapter<ClusterSweeper>(*clusterSweeper_, &ClusterSweeper::onTimer), every, every);
+    }
+    if (queue_ && !delivery_) {  // the delivery runner rescans every delivery.scan_interval itself
+        const long every = static_cast<long>(settings_.delivery.scanInterval.count());
+        timer_->scheduleAtFixedRate(new QueueRescan(*queue_), every, every);
     }
 }
 

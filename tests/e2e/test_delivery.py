@@ -778,6 +778,26 @@ def test_posternctl_queue_list_show_hold_release_delete_flush():
             check_eq(sink.find(m3), [], "deleted message was delivered")
 
 
+def test_queue_delete_frees_a_full_queue_with_delivery_off():
+    """Review finding: with delivery.enabled = false (mail waits; posternctl still works) only
+    the delivery runner rescanned the queue, so after `posternctl queue delete` posternd kept
+    answering 452 4.3.1 until a restart. Test changes: the harness's delivery.enabled = false,
+    queue.max_messages = 1, delivery.scan_interval = 1s."""
+    with Postern(overrides={"queue.max_messages": "1", "delivery.scan_interval": "1s"}) as p:
+        def relay(to):
+            """The reply to DATA (the queue's limit is checked there): 250 if sent."""
+            try:
+                submit(p, to)
+                return 250
+            except smtplib.SMTPDataError as e:
+                return e.smtp_code
+
+        check_eq(relay("first@a.test"), 250, "the first message")
+        check_eq(relay("second@a.test"), 452, "DATA with the queue full")
+        check_eq(ctl(p, "delete", queue_id_for(p, "first@a.test")).returncode, 0, "queue delete")
+        wait_for(lambda: relay("third@a.test") == 250, timeout=10, interval=0.5, what="accepted after the delete")
+
+
 def test_posternctl_queue_as_root_keeps_the_queue_the_server_users():
     """server.user = nobody and server.allow_root = false (test change: posternd serves as an
     unprivileged user, as packaged; the queue and mail root are nobody's). Review finding:
