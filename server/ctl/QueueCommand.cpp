@@ -218,11 +218,14 @@ int runQueueDelete(CommandContext& c) {
         // Under the envelope lock, as posternd's own changes: a delete between its read and
         // its rewrite of the envelope brought the message back without its data (and later
         // a bounce this command promises not to send).
-        auto gone = a.queue->modifyEnvelope(id, [](queue::QueueEnvelope& e) {
-            e.recipients.clear();
-            e.owedReports.clear();
-            return true;
-        });
+        auto gone = a.queue->modifyEnvelope(
+            id,
+            [](queue::QueueEnvelope& e) {
+                e.recipients.clear();
+                e.owedReports.clear();
+                return true;
+            },
+            /*syncRemoval=*/true);
         if (!gone) {
             if (!a.queue->readEnvelope(id)) throw CtlError(ExitNoUser, "no queued message " + id);
             throw CtlError(ExitIoError, "cannot remove " + id);

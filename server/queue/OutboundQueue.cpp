@@ -224,7 +224,8 @@ bool OutboundQueue::refreshStats() {
 }
 
 std::optional<QueueEnvelope> OutboundQueue::modifyEnvelope(const std::string& id,
-                                                           const std::function<bool(QueueEnvelope&)>& change) {
+                                                           const std::function<bool(QueueEnvelope&)>& change,
+                                                           bool syncRemoval) {
     if (!isValidId(id)) return std::nullopt;
     std::lock_guard guard(modifyMutex_);
     // flock excludes posternctl (another process); the mutex excludes this process's
@@ -237,11 +238,11 @@ std::optional<QueueEnvelope> OutboundQueue::modifyEnvelope(const std::string& id
     auto e = readEnvelope(id);
     if (e && change(*e)) {
         if (e->recipients.empty()) {
-            // Done with: a crash before envelope/ reaches the disk may bring the message
+            // Delivered: a crash before envelope/ reaches the disk may bring the message
             // back and deliver it again (Postfix does not sync its removals either); an
             // fsync here would only trade a duplicate after a power loss for a journal
-            // commit per delivered message.
-            if (remove(id, /*syncDirectory=*/false)) result = *e;
+            // commit per delivered message. A deletion by the operator is synced.
+            if (remove(id, syncRemoval)) result = *e;
         } else if (writeEnvelope(*e)) {
             result = *e;
         }

@@ -107,10 +107,13 @@ public:
     // process plus flock(2) on <queueDir>/envelope.lock, shared with posternctl), so the
     // daemon and posternctl never lose each other's changes. `change` edits the envelope
     // and returns true to write it (false: leave it). An envelope left without recipients
-    // removes the message (remove() without the directory fsync: nothing is left to deliver). Returns the envelope as written (nullopt: not queued, change
-    // declined, or I/O error).
+    // removes the message: remove() with the directory fsync when syncRemoval (posternctl
+    // queue delete: a deleted message must not come back after a crash and be delivered),
+    // without it after a delivery (nothing is left to deliver; at worst a duplicate).
+    // Returns the envelope as written (nullopt: not queued, change declined, or I/O error).
     std::optional<QueueEnvelope> modifyEnvelope(const std::string& id,
-                                                const std::function<bool(QueueEnvelope&)>& change);
+                                                const std::function<bool(QueueEnvelope&)>& change,
+                                                bool syncRemoval = false);
 
     // Called after every successful enqueue() with the new envelope (from the enqueuing
     // thread, under a lock: must be quick and must not call back into the queue). The

@@ -253,6 +253,30 @@ BOOST_AUTO_TEST_CASE(remove_and_update) {
     BOOST_TEST(!q.remove("../incoming/x"));  // ids are validated
 }
 
+BOOST_AUTO_TEST_CASE(an_envelope_emptied_by_modify_removes_the_message_synced_or_not) {
+    // posternctl queue delete empties the envelope with syncRemoval (the envelope
+    // directory is fsynced after the unlink); a delivery does so without.
+    TempDir t;
+    OutboundQueue q((t.path / "q").string(), {});
+    for (bool sync : {true, false}) {
+        auto src = writeSource(t.path, "data\r\n");
+        auto e = envelopeFor({"a@example.net"});
+        BOOST_REQUIRE(q.enqueue(src, 6, e));
+        auto gone = q.modifyEnvelope(
+            e.id,
+            [](QueueEnvelope& x) {
+                x.recipients.clear();
+                return true;
+            },
+            sync);
+        BOOST_REQUIRE(gone);
+        BOOST_TEST(gone->recipients.empty());
+        BOOST_TEST(!fs::exists(q.envelopePath(e.id)));
+        BOOST_TEST(!fs::exists(q.dataPath(e.id)));
+        BOOST_TEST(q.stats().messages == 0u);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(list_is_oldest_first) {
     TempDir t;
     OutboundQueue q((t.path / "q").string(), {});
