@@ -37,6 +37,7 @@ void OverloadFilter::refuse(Poco::Net::StreamSocket& s, const char* smtpText, co
 bool OverloadFilter::accept(const Poco::Net::StreamSocket& socket) {
     Poco::Net::StreamSocket s(socket);
     if (registry_.isShuttingDown()) {
+        telemetry_.connectionRefused(listener_.name, "shutting_down");
         refuse(s, "421 4.3.2 Server shutting down, try again later\r\n", "-ERR [SYS/TEMP] Server shutting down\r\n");
         return false;
     }
@@ -59,6 +60,7 @@ bool OverloadFilter::accept(const Poco::Net::StreamSocket& socket) {
                                         .str());
     } catch (...) {
     }
+    telemetry_.connectionRefused(listener_.name, "overload");
     refuse(s, "421 4.3.2 Too many connections, try again later\r\n",
            "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
     return false;

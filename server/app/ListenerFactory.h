@@ -36,8 +36,10 @@ private:
 // without a word; we answer 421 (SMTP) or -ERR [SYS/TEMP] (POP3) and close.
 class OverloadFilter : public Poco::Net::TCPServerConnectionFilter {
 public:
-    OverloadFilter(const config::ListenerConfig& listener, ConnectionRegistry& registry)
-        : listener_(listener), registry_(registry) {}
+    // Refusals are counted in postern_connections_refused_total{reason="overload" or
+    // "shutting_down"}: the capacity alert of a node (review finding: they were only logged).
+    OverloadFilter(const config::ListenerConfig& listener, ConnectionRegistry& registry, Telemetry& telemetry)
+        : listener_(listener), registry_(registry), telemetry_(telemetry) {}
     void attach(Poco::Net::TCPServer* server) { server_ = server; }
     bool accept(const Poco::Net::StreamSocket& socket) override;
 
@@ -46,6 +48,7 @@ private:
 
     const config::ListenerConfig& listener_;
     ConnectionRegistry& registry_;
+    Telemetry& telemetry_;
     std::atomic<Poco::Net::TCPServer*> server_{nullptr};
     // One overload line per client address a minute (suppressed=N counts the others): under
     // overload the log must not add to the load.

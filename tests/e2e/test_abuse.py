@@ -248,6 +248,9 @@ def test_full_listener_says_421_not_a_silent_close():
         third.expect_reply(421, "4.3.2", what="a connection beyond threads + queue")
         third.close()
         p.log_contains(r"event=overload listener=mx ip=127\.0\.0\.1 threads=1 queued=1")
+        # And counted (review finding: only logged, so an alert on refusals stayed silent).
+        check_eq(p.metric("postern_connections_refused_total", {"listener": "mx", "reason": "overload"}), 1.0,
+                 "overload refusals in /metrics")
         first.cmd("QUIT")
         first.close()
         queued.expect_reply(220, what="the queued client, once the thread is free")
