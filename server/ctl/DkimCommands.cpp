@@ -78,14 +78,17 @@ void writeKeyFile(const config::ServerConfig& cfg, const std::string& domain, co
         if (::chown(cfg.dkim.keyDir.c_str(), 0, gid) != 0 || ::chown(dir.c_str(), 0, gid) != 0)
             throw CtlError(ExitIoError, "cannot chown " + dir.string() + ": " + std::strerror(errno));
     }
-    int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            throw CtlError(ExitCantCreate, file.string() + " exists (choose another --selector; keys are never overwritten)");
-        throw CtlError(ExitIoError, "cannot create " + file.string() + ": " + std::strerror(errno));
-    }
-    bool ok = true;
-    if (gid != static_cast<gid_t>(-1)) ok = ::fchown(fd, 0, gid) == 0 && ::fchmod(fd, 0640) == 0;
+    if (fs::exists(file, ec))
+        throw CtlError(ExitCantCreate, file.string() + " exists (choose another --selector; keys are never overwritten)");
+    // Written whole to a temp name (not *.key: posternd never reads it), then linked to its
+    // name, which refuses an existing key; a crash or a SIGHUP midway never meets a partial
+    // key under the name posternd loads (review finding: an empty key file failed the next
+    // start).
+    std::string tmp = (dir / ("." + selector + ".key.XXXXXX")).string();
+    int fd = ::mkstemp(tmp.data());
+    if (fd < 0) throw CtlError(ExitIoError, "cannot create a file in " + dir.string() + ": " + std::strerror(errno));
+    bool ok = ::fchmod(fd, 0600) == 0;
+    if (ok && gid != static_cast<gid_t>(-1)) ok = ::fchown(fd, 0, gid) == 0 && ::fchmod(fd, 0640) == 0;
     std::size_t done = 0;
     while (ok && done < pem.size()) {
         ssize_t n = ::write(fd, pem.data() + done, pem.size() - done);
@@ -94,11 +97,21 @@ void writeKeyFile(const config::ServerConfig& cfg, const std::string& domain, co
         else done += static_cast<std::size_t>(n);
     }
     ok = ok && ::fsync(fd) == 0;
-    const int err = errno;
+    int err = errno;
     ::close(fd);
+    if (ok && ::link(tmp.c_str(), file.c_str()) != 0) {
+        ok = false;
+        err = errno;
+    }
+    ::unlink(tmp.c_str());
     if (!ok) {
-        ::unlink(file.c_str());
+        if (err == EEXIST)
+            throw CtlError(ExitCantCreate, file.string() + " exists (choose another --selector; keys are never overwritten)");
         throw CtlError(ExitIoError, "cannot write " + file.string() + ": " + std::strerror(err));
+    }
+    if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
     }
     out << "wrote " << file.string() << "\n";
 }

@@ -37,6 +37,9 @@ KeyMap loadKeyDir(const std::string& dir) {
         std::vector<fs::path> files;
         for (const auto& f : fs::directory_iterator(d, ec))
             if (f.path().extension() == ".key") files.push_back(f.path());
+        // A domain directory the server cannot read fails like a bad key, never drops the
+        // domain in silence (review finding: its mail went out unsigned, reason=no_key).
+        if (ec) throw KeyError("DKIM key directory " + d.string() + ": " + ec.message());
         std::sort(files.begin(), files.end());
         for (const auto& f : files) {
             const std::string selector = f.stem().string();

@@ -110,6 +110,14 @@ def server_with_keys(workdir, algorithms=(("rsa", "r1"), ("ed25519", "e1"))):
     for alg, sel in algorithms:
         mode = os.stat(os.path.join(keydir, "example.test", sel + ".key")).st_mode & 0o777
         check(mode & 0o007 == 0, "key file %s is world-accessible: %o" % (sel, mode))
+    # Never overwritten, and written through a temp file that does not stay behind.
+    sel = algorithms[0][1]
+    before = open(os.path.join(keydir, "example.test", sel + ".key")).read()
+    again = ctl(p, "dkim", "keygen", "example.test", "--selector", sel)
+    check(again.returncode == 73 and "exists" in again.stderr, "keygen over a key: %d %s" % (again.returncode, again.stderr))
+    check_eq(open(os.path.join(keydir, "example.test", sel + ".key")).read(), before, "the key kept")
+    check_eq(sorted(os.listdir(os.path.join(keydir, "example.test"))), sorted(s + ".key" for _, s in algorithms),
+             "the domain's key directory")
     # The running server reads the new keys on SIGHUP.
     p.proc.send_signal(signal.SIGHUP)
     p.log_contains(r"event=dkim\.reload result=ok keys=%d" % len(algorithms), timeout=15)
