@@ -2,6 +2,7 @@
 #include "DirectoryCommands.h"
 
 #include "CtlSupport.h"
+#include "GrantCommands.h"
 #include "PgAdmin.h"
 
 #include <ostream>
@@ -100,6 +101,9 @@ int runDomainDelete(CommandContext& c) {
         PgAdmin pg = openPg(o);
         pg.removeDomain(domain, o.has("--force"));
         c.out << "deleted domain " << domain << "\n";
+        // With --force its users went too: none of them relays on an earlier POP3 login
+        // (review finding), as after 'user delete'.
+        if (o.has("--force")) revokeGrantsOf(loadConfig(o), GrantOwner::Domain, domain, c);
         return static_cast<int>(ExitOk);
     });
 }

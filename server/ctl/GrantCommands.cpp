@@ -62,13 +62,41 @@ std::string keyOf(const std::string& text, const config::ServerConfig& cfg) {
 
 }  // namespace
 
-std::optional<std::size_t> revokeUserGrants(pg::Connection& c, const std::string& user) {
+std::optional<std::size_t> revokeUserGrants(pg::Connection& c, GrantOwner owner, const std::string& who) {
     pg::QueryResult exists = run(c, "SELECT to_regclass('pop_before_smtp_grants') IS NOT NULL", {}, "grants table");
     if (exists.rows.empty() || exists.rows[0].empty() || exists.rows[0][0].value_or("f") != "t") {
         return std::nullopt;
     }
-    pg::QueryResult r = run(c, "DELETE FROM pop_before_smtp_grants WHERE user_name = $1", {user}, "revoke grants");
+    // A domain's users by suffix, not LIKE: '_' in a domain would be a wildcard.
+    pg::QueryResult r = run(c,
+                            owner == GrantOwner::User
+                                ? "DELETE FROM pop_before_smtp_grants WHERE user_name = $1"
+                                : "DELETE FROM pop_before_smtp_grants WHERE right(user_name, length($1) + 1) = '@' || $1",
+                            {who}, "revoke grants");
     return r.affectedRows;
+}
+
+void revokeGrantsOf(const config::ServerConfig& cfg, GrantOwner owner, const std::string& who, CommandContext& c) {
+    if (cfg.popBeforeSmtp.lifetime.count() <= 0) {
+        return;  // POP-before-SMTP is off: there are no grants
+    }
+    const std::string whose = owner == GrantOwner::User ? who : "the users of " + who;
+    if (!cfg.cluster.enabled()) {
+        c.err << "note: without cluster.conninfo, POP-before-SMTP grants live in posternd's memory; those of "
+              << whose << " end within pop_before_smtp.lifetime, or at once when posternd restarts\n";
+        return;
+    }
+    std::optional<std::size_t> n;
+    try {
+        pg::ConnectionPtr connection = openAdminConnection(clusterDatabase(cfg, "the grants"));
+        n = revokeUserGrants(*connection, owner, who);
+    } catch (const CtlError& e) {
+        throw CtlError(e.code(), std::string(owner == GrantOwner::User ? "the account" : "the domain") +
+                                     " was changed, but revoking its POP-before-SMTP grants failed: " + e.what());
+    }
+    if (n && *n > 0) {
+        c.out << "revoked " << *n << " POP-before-SMTP grant(s) of " << whose << "\n";
+    }
 }
 
 int runGrantList(CommandContext& c) {

@@ -4,6 +4,7 @@
 
 #include "Command.h"
 #include "UserCommands.h"
+#include "config/ServerConfig.h"
 #include "pg/Connection.h"
 
 #include <cstddef>
@@ -12,8 +13,8 @@
 
 namespace postern::ctl {
 
-// The grants live in the database of the postgres backend (--backend NAME, default the
-// first postgres backend). IP arguments are keyed as the daemon keys a login from them
+// The grants live in cluster.conninfo's database (without it posternd keeps them in memory
+// and these commands exit 78 saying so). IP arguments are keyed as the daemon keys a login from them
 // (IPv4 exact, IPv6 masked to pop_before_smtp.ipv6_prefix; see grants/GrantKey.h); revoke
 // also takes a key as list shows it ("2001:db8:1:2::/64"). Nodes may keep answering from
 // their cache for cluster.grant_cache_ttl after a revoke or flush.
@@ -35,9 +36,16 @@ inline constexpr Command GrantRevokeCommand{"grant revoke", "IP|KEY " POSTERN_CT
 inline constexpr Command GrantFlushCommand{"grant flush", "[--expired] " POSTERN_CTL_COMMON,
                                            "delete every grant (--expired: only expired ones)", &runGrantFlush};
 
-// Deletes every grant of `user` (user disable / passwd). nullopt if the grants table does
-// not exist (schema 002 not applied: nothing to revoke). Throws CtlError(ExitTempFail) if
-// the database fails.
-std::optional<std::size_t> revokeUserGrants(pg::Connection& connection, const std::string& user);
+// Deletes every grant of `user` (user disable / passwd) or of every user of a domain (domain
+// delete --force). nullopt if the grants table does not exist (schema 002 not applied:
+// nothing to revoke). Throws CtlError(ExitTempFail) if the database fails.
+enum class GrantOwner { User, Domain };
+std::optional<std::size_t> revokeUserGrants(pg::Connection& connection, GrantOwner owner, const std::string& who);
+
+// A disabled account, a changed password or a deleted account (or domain) must not keep
+// relaying on an earlier POP3 login: deletes the grants where the nodes keep them, the shared
+// table in cluster.conninfo's database, and says how many. A single node keeps its grants in
+// memory, out of reach: a note on c.err says so. Nothing when POP-before-SMTP is off.
+void revokeGrantsOf(const config::ServerConfig& cfg, GrantOwner owner, const std::string& who, CommandContext& c);
 
 }  // namespace postern::ctl

@@ -40,33 +40,6 @@ std::string newHash(CommandContext& c, const config::ServerConfig& cfg) {
     return hash;
 }
 
-// A disabled account or a changed password must not keep relaying on an earlier POP3
-// login: delete the user's POP-before-SMTP grants where the nodes keep them, the shared
-// table in cluster.conninfo's database (whatever backend holds the accounts; once schema
-// 002 is applied). Nodes may still honour a cached grant for cluster.grant_cache_ttl. A
-// single node keeps its grants in memory, out of this command's reach: a note says so.
-void revokeGrants(const config::ServerConfig& cfg, const std::string& address, CommandContext& c) {
-    if (cfg.popBeforeSmtp.lifetime.count() <= 0) {
-        return;  // POP-before-SMTP is off: there are no grants
-    }
-    if (!cfg.cluster.enabled()) {
-        c.err << "note: without cluster.conninfo, POP-before-SMTP grants live in posternd's memory; those of "
-              << address << " end within pop_before_smtp.lifetime, or at once when posternd restarts\n";
-        return;
-    }
-    std::optional<std::size_t> n;
-    try {
-        pg::ConnectionPtr connection = openAdminConnection(clusterDatabase(cfg, "the grants"));
-        n = revokeUserGrants(*connection, address);
-    } catch (const CtlError& e) {
-        throw CtlError(e.code(), "the account was changed, but revoking its POP-before-SMTP grants failed: " +
-                                     std::string(e.what()));
-    }
-    if (n && *n > 0) {
-        c.out << "revoked " << *n << " POP-before-SMTP grant(s) of " << address << "\n";
-    }
-}
-
 int simple(CommandContext& c, const Command& command,
            void (*action)(UserSession&, const std::string&, CommandContext&), const char* done) {
     const std::string name(command.name);
@@ -137,7 +110,7 @@ int runUserPasswd(CommandContext& c) {
         s.store->requireUser(address);
         s.store->setPassword(address, newHash(c, s.config));
         c.out << "password changed for " << address << "\n";
-        revokeGrants(s.config, address, c);
+        revokeGrantsOf(s.config, GrantOwner::User, address, c);
         return static_cast<int>(ExitOk);
     });
 }
@@ -146,7 +119,7 @@ int runUserDisable(CommandContext& c) {
     return simple(c, UserDisableCommand,
                   [](UserSession& s, const std::string& a, CommandContext& c) {
                       s.store->setEnabled(a, false);
-                      revokeGrants(s.config, a, c);
+                      revokeGrantsOf(s.config, GrantOwner::User, a, c);
                   },
                   "disabled");
 }
@@ -160,7 +133,7 @@ int runUserDelete(CommandContext& c) {
     return simple(c, UserDeleteCommand,
                   [](UserSession& s, const std::string& a, CommandContext& c) {
                       s.store->remove(a);
-                      revokeGrants(s.config, a, c);  // a deleted account relays no more, as a disabled one
+                      revokeGrantsOf(s.config, GrantOwner::User, a, c);  // a deleted account relays no more, as a disabled one
                   },
                   "deleted");
 }

@@ -215,6 +215,16 @@ def test_user_disable_and_passwd_revoke_grants():
     out = ok(ctl("user", "delete", "dora@cluster.test", config=split), "user delete")
     check("deleted dora@cluster.test" in out and "revoked 1 POP-before-SMTP grant(s)" in out, out)
     check_eq(grants(db="postern_cluster"), [], "the deleted account's grant was revoked")
+    # And those of a domain deleted with its users (review finding: they kept relaying); a
+    # grant of a user of another domain whose name ends the same way stays.
+    ok(ctl("domain", "add", "xcluster.test", config=split), "domain add")
+    ok(ctl("user", "add", "eve@xcluster.test", config=split, password="eve-Cl-Secret4"), "user add")
+    ok(ctl("grant", "add", "192.0.2.35", "carl@cluster.test", config=split), "grant")
+    ok(ctl("grant", "add", "192.0.2.36", "eve@xcluster.test", config=split), "grant")
+    out = ok(ctl("domain", "delete", "cluster.test", "--force", config=split), "domain delete --force")
+    check("deleted domain cluster.test" in out and
+          "revoked 1 POP-before-SMTP grant(s) of the users of cluster.test" in out, out)
+    check_eq(grants(db="postern_cluster"), ["192.0.2.36 eve@xcluster.test"], "the deleted domain's grants")
 
 
 def test_user_disable_on_a_single_node_says_grants_stay_in_memory():
