@@ -91,8 +91,10 @@ int runAppPasswordAdd(CommandContext& c) {
             } catch (const std::exception& ex) {
                 throw CtlError(ExitDataError, std::string("--expires: ") + ex.what());
             }
-            if (d.count() <= 0) {
-                throw CtlError(ExitDataError, "--expires must be a positive duration (90d, 12h) or never");
+            // At least a second (500ms made a password expired when printed), at most ten years
+            // (created + a huge duration overflowed).
+            if (d < std::chrono::seconds(1) || d > std::chrono::hours(24 * 3660)) {
+                throw CtlError(ExitDataError, "--expires must be a duration from 1s to 3660d (90d, 12h) or never");
             }
             app.expires = app.created + std::chrono::duration_cast<std::chrono::seconds>(d).count();
         }

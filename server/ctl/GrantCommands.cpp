@@ -154,8 +154,11 @@ int runGrantAdd(CommandContext& c) {
                 throw CtlError(ExitDataError, std::string("--lifetime: ") + e.what());
             }
         }
-        if (ms < 1000) {
-            throw CtlError(ExitDataError, "--lifetime must be at least 1s");
+        // At most ten years: a longer one is a typo, and (ms + 999) would overflow near the
+        // largest duration parseDuration takes.
+        constexpr long long TenYears = 10LL * 366 * 24 * 3600 * 1000;
+        if (ms < 1000 || ms > TenYears) {
+            throw CtlError(ExitDataError, "--lifetime must be at least 1s and at most 3660d");
         }
         const long long secs = (ms + 999) / 1000;
         // The daemon's upsert: a grant for the key is replaced (user and lifetime).

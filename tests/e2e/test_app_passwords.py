@@ -210,6 +210,10 @@ def test_passwd_file():
         # Bad input: exit codes of posternctl's conventions.
         check_eq(ctl(config, "user", "app-password", "add", ALICE[0]).returncode, 64, "--scope missing")
         check_eq(ctl(config, "user", "app-password", "add", ALICE[0], "--scope", "imap").returncode, 64, "bad scope")
+        # Review finding: 500ms made a password expired when printed; a huge one overflowed.
+        for expires in ("500ms", "9223372036854775807ms"):
+            check_eq(ctl(config, "user", "app-password", "add", ALICE[0], "--scope", "smtp", "--expires",
+                         expires).returncode, 65, "--expires " + expires)
         check_eq(ctl(config, "user", "app-password", "add", ALICE[0], "--scope", "smtp", "--networks",
                      "nonsense").returncode, 65, "bad network")
         check_eq(ctl(config, "user", "app-password", "add", "nobody@example.test", "--scope", "smtp").returncode,

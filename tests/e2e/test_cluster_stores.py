@@ -178,6 +178,8 @@ def test_posternctl_grant_commands():
                        (["grant", "add", "192.0.2.1", "bad user"], 65),
                        (["grant", "add", "192.0.2.1", "bob@example.test", "--lifetime", "soon"], 65),
                        (["grant", "add", "192.0.2.1", "bob@example.test", "--lifetime", "0s"], 65),
+                       # review finding: past ten years the seconds overflowed (signed)
+                       (["grant", "add", "192.0.2.1", "bob@example.test", "--lifetime", "9223372036854775807ms"], 65),
                        (["grant", "revoke", "2001:db8:1:2::1/64"], 65),  # not the canonical key
                        (["grant", "add", "192.0.2.1"], 64)]:
         r = ctl(*args)
