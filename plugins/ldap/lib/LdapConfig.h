@@ -41,7 +41,7 @@ enum class TlsRequireCert { Demand, Allow, Never };
 //   bind_timeout       5s
 //   search_timeout     5s
 //   pool_size          4   (connections per server)
-//   probe_interval     5s  (how often a server marked down is probed)
+//   probe_interval     5s  (how often a server marked down is probed; the first at once)
 //   referrals          no
 //   keepalive_idle     60s (TCP keepalive: idle time before the first probe; whole seconds)
 //   keepalive_interval 10s (between keepalive probes; whole seconds)

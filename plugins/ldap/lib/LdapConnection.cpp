@@ -50,7 +50,9 @@ bool LdapResult::isServerFailure() const {
         case LDAP_SERVER_DOWN:
         case LDAP_CONNECT_ERROR:
         case LDAP_TIMEOUT:
-        case LDAP_TIMELIMIT_EXCEEDED:
+        // Not LDAP_TIMELIMIT_EXCEEDED (nor adminLimitExceeded): that is the answer of a live
+        // server to one slow search (a temporary failure of that request only), and counting
+        // it marked the directory down for every login (review finding).
         case LDAP_BUSY:
         case LDAP_UNAVAILABLE:
             return true;

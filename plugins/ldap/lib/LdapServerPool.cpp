@@ -114,6 +114,14 @@ void LdapServerPool::markDown(Server& server, const LdapResult& why) {
     }
     server.freed.notify_all();
     if (server.up.exchange(false)) {
+        // Probe it at once, not after up to probe_interval: one operation that missed its
+        // deadline (a slow search of a live server) must not fail every login for seconds
+        // (review finding). A server that is really down fails that probe and stays down.
+        {
+            std::lock_guard lock(probeMutex_);
+            probeNow_ = true;
+        }
+        probeWake_.notify_all();
         logger().warning(core::EventLine("ldap.server_down")
                              .add("uri", server.uri)
                              .text("error", why.describe())
@@ -211,7 +219,8 @@ bool LdapServerPool::probe(Server& server) {
 void LdapServerPool::probeLoop() {
     std::unique_lock lock(probeMutex_);
     while (!stopping_) {
-        probeWake_.wait_for(lock, config_.probeInterval, [this] { return stopping_; });
+        probeWake_.wait_for(lock, config_.probeInterval, [this] { return stopping_ || probeNow_; });
+        probeNow_ = false;
         if (stopping_) {
             break;
         }

@@ -85,6 +85,7 @@ private:
     std::mutex probeMutex_;
     std::condition_variable probeWake_;
     bool stopping_ = false;  // guarded by probeMutex_
+    bool probeNow_ = false;  // guarded by probeMutex_: a server was just marked down
     std::thread probeThread_;
 };
 
