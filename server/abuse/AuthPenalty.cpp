@@ -1,6 +1,8 @@
 // Failed-authentication penalty: tarpit delays and blocks per address and per account.
 #include "abuse/AuthPenalty.h"
 
+#include "core/Idna.h"
+
 #include "abuse/MemoryPenaltyStore.h"
 #include "core/AuthService.h"
 #include "core/Utf8.h"
@@ -37,7 +39,10 @@ std::string AuthPenalty::ipKey(const core::ClientAddress& client) const {
     return "ip:" + core::addressKey(client.ip, settings_.ipv6Prefix);
 }
 
-std::string AuthPenalty::accountKey(std::string_view account) {
+std::string AuthPenalty::accountKey(std::string_view typed) {
+    // Both spellings of an IDN domain are one account (the auth facade logs in with the
+    // A-label), so they share one counter.
+    const std::string account = core::normalizeAddressDomain(typed);
     std::string lowered;
     lowered.reserve(account.size());
     for (char c : account)

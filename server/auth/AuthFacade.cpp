@@ -154,7 +154,9 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request) {
 
 core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Explanation& explanation) {
     const auto start = std::chrono::steady_clock::now();
-    const std::string login = lower(request.user);
+    // The domain in its A-label form, as stored and as recipients are looked up: a login
+    // typed with the U-label is the same account (and the same cache entry).
+    const std::string login = lower(core::normalizeAddressDomain(request.user));
     core::AuthResult result;  // TempFail until decide() sets Ok or BadCredentials
     Decision decision;
     std::optional<RehashDue> rehash;  // set by decide() for an Ok login with an old-scheme hash
@@ -284,6 +286,11 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         api::AuthAnswer answer;
         try {
             answer = binding.backend->authenticate(login, request.password, request.service, clientIp);
+            if (answer.status == api::Status::UnknownUser || answer.status == api::Status::NotFound) {
+                // The backend may hold the U-label spelling of the domain (as for lookups).
+                if (const std::string other = unicodeSpelling(login); !other.empty())
+                    answer = binding.backend->authenticate(other, request.password, request.service, clientIp);
+            }
         } catch (const std::exception& e) {
             return {Outcome::TempFail, binding.instance, std::string("backend threw: ") + e.what()};
         } catch (...) {

@@ -75,6 +75,24 @@ def test_wrong_password_535():
               "a password appears in the log")
 
 
+def test_idn_login_with_either_spelling():
+    """A user stored with the A-label domain (as posternctl stores it) logs in with the
+    U-label spelling too, over SMTP AUTH PLAIN (UTF-8, RFC 4616) and POP3 USER/PASS (test
+    change: that user added to the passwd-file). Review finding: the login went to the
+    backend as typed: 535 / -ERR [AUTH] for the right password."""
+    users = dict(DEFAULT_USERS)
+    users["anna@xn--mller-kva.example"] = {"password": "anna-Secret6"}
+    with Postern(users=users) as p:
+        for login in ("anna@m\u00fcller.example", "anna@xn--mller-kva.example"):
+            s = p.smtp("submission", starttls=True)
+            expect(s.docmd("AUTH", "PLAIN " + plain_ir(login, "anna-Secret6")), 235, "2.7.0", what="AUTH as " + login)
+            s.quit()
+            c = p.pop3_ssl()
+            c.user(login)
+            check(c.pass_("anna-Secret6").startswith(b"+OK"), "POP3 as " + login)
+            c.quit()
+
+
 def test_auth_cancel_501():
     with Postern() as p:
         s = p.smtp("mx", starttls=True)

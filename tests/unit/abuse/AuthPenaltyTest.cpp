@@ -137,6 +137,9 @@ BOOST_AUTO_TEST_CASE(account_blocked_from_any_address) {
 // a key PostgreSQL's text can hold (before, the shared store refused it as an outage).
 BOOST_AUTO_TEST_CASE(account_keys_are_text_for_any_name) {
     BOOST_TEST(AuthPenalty::accountKey("Bob@Example.test") == "user:bob@example.test");
+    // Both spellings of an IDN domain: one account, one counter.
+    BOOST_TEST(AuthPenalty::accountKey("anna@M\xc3\xbcller.example") == "user:anna@xn--mller-kva.example");
+    BOOST_TEST(AuthPenalty::accountKey("anna@xn--mller-kva.example") == "user:anna@xn--mller-kva.example");
     const std::string bad = AuthPenalty::accountKey("caf\xe9@example.test");
     BOOST_TEST(bad.starts_with("user#"));
     BOOST_TEST(bad.size() == 5u + 64u);

@@ -52,7 +52,9 @@ struct Fixture {
                         "carol@example.test:{PLAIN}carolpw::::::disabled=yes\n"
                         "dave@example.test:{PLAIN}davepw::::::nologin=y\n"
                         "eve@example.test:{MD4}0123\n"
-                        "frank@example.test:{PLAIN}frankpw\n");
+                        "frank@example.test:{PLAIN}frankpw\n"
+                        "anna@xn--mller-kva.example:{PLAIN}annapw\n"
+                        "otto@b\xc3\xbc" "cher.example:{PLAIN}ottopw\n");
         std::string aliases =
             "postmaster@example.test: alice@example.test\n"
             "team@example.test: alice, Bob@Example.test, friend@remote.test, alice@example.test\n"
@@ -159,6 +161,22 @@ BOOST_AUTO_TEST_CASE(wrongPasswordUnknownUserAndDisabledAreAllBadCredentials) {
         BOOST_REQUIRE(lines.size() == 1u);
         BOOST_TEST(lines[0].find("result=" + c.logResult + " ") != std::string::npos, lines[0]);
     }
+}
+
+BOOST_AUTO_TEST_CASE(aLoginWithEitherSpellingOfAnIdnDomainIsTheSameAccount) {
+    // Review finding: the login went to the backend as typed, so a user stored with the
+    // A-label who typed the U-label (SASL PLAIN is UTF-8) got 535 for the right password.
+    AuthFacade facade({users()});
+    for (const char* login : {"anna@m\xc3\xbcller.example", "anna@xn--mller-kva.example", "Anna@M\xc3\xbcLLER.example"}) {
+        auto r = facade.authenticate(request(login, "annapw"));
+        BOOST_TEST(name(r.status) == "Ok", login);
+        BOOST_TEST(r.identity.user == "anna@xn--mller-kva.example");
+    }
+    // And a backend that holds the U-label is asked with it when the A-label is unknown.
+    for (const char* login : {"otto@xn--bcher-kva.example", "otto@b\xc3\xbc" "cher.example"}) {
+        BOOST_TEST(name(facade.authenticate(request(login, "ottopw")).status) == "Ok", login);
+    }
+    BOOST_TEST(name(facade.authenticate(request("anna@m\xc3\xbcller.example", "wrong")).status) == "BadCredentials");
 }
 
 BOOST_AUTO_TEST_CASE(anUnreadableStoredHashIsTempFailNotAWrongPassword) {
