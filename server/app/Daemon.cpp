@@ -613,6 +613,13 @@ void Daemon::writeReadyFile() const {
     ready << "ready " << Poco::Process::id() << "\n";
 }
 
+void Daemon::clearAuthCache() {
+    if (!authCache_ || !authCache_->enabled()) return;
+    const std::size_t n = authCache_->size();
+    authCache_->clear();
+    serverLog().notice(core::EventLine("auth.cache_cleared").add("entries", n).str());
+}
+
 void Daemon::reloadTls() {
     // A bad pair is refused and the old context stays; sessions already in TLS keep theirs.
     if (!settings_.tlsEnabled) return;
@@ -697,6 +704,7 @@ void runSignalLoop(Daemon& daemon, const sigset_t& signals) {
         if (sig != SIGHUP) return;
         daemon.reloadTls();  // SIGHUP: reload certificate and key without dropping sessions
         daemon.reloadDkim();
+        daemon.clearAuthCache();
     }
 }
 

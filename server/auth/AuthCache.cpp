@@ -43,19 +43,20 @@ AuthCache::Shard& AuthCache::shardFor(const std::string& user) {
 }
 
 AuthCache::Hit AuthCache::find(const std::string& service, const std::string& user, const std::string& password,
-                               core::AuthIdentity& identity, const std::string& clientIp) {
+                               core::AuthIdentity& identity, const std::string& clientIp, std::uint64_t* generation) {
     if (!enabled()) return Hit::Miss;
     Key key = makeKey(service, user, password);
     Shard& s = shardFor(user);
     std::lock_guard lock(s.mutex);
+    auto gen = s.generations.find(user);
+    const std::uint64_t current = gen == s.generations.end() ? 0 : gen->second;
+    if (generation != nullptr) *generation = current;
     auto it = s.index.find(key);
     if (it == s.index.end()) {
         misses_.fetch_add(1, std::memory_order_relaxed);
         return Hit::Miss;
     }
     Entry& e = *it->second;
-    auto gen = s.generations.find(user);
-    std::uint64_t current = gen == s.generations.end() ? 0 : gen->second;
     if (e.expires <= clock_() || e.generation != current) {
         s.lru.erase(it->second);
         s.index.erase(it);
@@ -82,6 +83,7 @@ void AuthCache::store(const std::string& service, const std::string& user, const
     std::lock_guard lock(s.mutex);
     auto gen = s.generations.find(user);
     std::uint64_t current = gen == s.generations.end() ? 0 : gen->second;
+    if (positive && limits.seenGeneration && *limits.seenGeneration != current) return;
     auto ttl = positive ? settings_.positiveTtl : settings_.negativeTtl;
     if (limits.maxAge && *limits.maxAge < ttl) ttl = std::max(std::chrono::milliseconds(0), *limits.maxAge);
     if (auto it = s.index.find(key); it != s.index.end()) {
@@ -123,6 +125,17 @@ void AuthCache::invalidateUser(const std::string& user) {
     Shard& s = shardFor(user);
     std::lock_guard lock(s.mutex);
     ++s.generations[user];
+}
+
+void AuthCache::clear() {
+    for (auto& s : shards_) {
+        std::lock_guard lock(s.mutex);
+        s.index.clear();
+        s.lru.clear();
+        // Generations move on (never back to a value an in-flight login saw): a success
+        // read before the clear is not stored after it.
+        for (auto& [user, g] : s.generations) ++g;
+    }
 }
 
 std::size_t AuthCache::size() const {

@@ -39,19 +39,27 @@ public:
     // Positive: `identity` is filled. Negative: this exact password failed recently.
     // clientIp: a positive entry stored with a bound IP (an app password restricted to
     // networks) is a hit only for that IP.
+    // generation (optional): the user's generation now, to pass to storePositive with the
+    // answer the backend gives after this miss.
     Hit find(const std::string& service, const std::string& user, const std::string& password,
-             core::AuthIdentity& identity, const std::string& clientIp = {});
+             core::AuthIdentity& identity, const std::string& clientIp = {}, std::uint64_t* generation = nullptr);
     // A success that holds only under conditions (an app password): boundIp non-empty = only
     // for that client IP; maxAge = never longer than this (its expiry), even if ttl is longer.
+    // seenGeneration: what find() saw before the backend was asked; if a failure of the user
+    // was seen since (invalidateUser), this success may predate a password change and is not
+    // stored (review finding: it replaced the newer failure for the whole ttl).
     struct Limits {
         std::string boundIp;
         std::optional<std::chrono::milliseconds> maxAge;
+        std::optional<std::uint64_t> seenGeneration;
     };
     void storePositive(const std::string& service, const std::string& user, const std::string& password,
                        const core::AuthIdentity& identity, const Limits& limits = {});
     void storeNegative(const std::string& service, const std::string& user, const std::string& password);
     // A failed login drops every positive entry of that user (the password may have changed).
     void invalidateUser(const std::string& user);
+    // Drops every entry (SIGHUP: the operator's lever after changing passwords in an incident).
+    void clear();
 
     bool enabled() const { return settings_.maxEntries > 0; }
     std::uint64_t hits() const { return hits_.load(std::memory_order_relaxed); }

@@ -161,7 +161,9 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     Decision decision;
     std::optional<RehashDue> rehash;  // set by decide() for an Ok login with an old-scheme hash
     AuthCache::Hit hit = AuthCache::Hit::Miss;
-    if (cache_) hit = cache_->find(request.service, login, request.password, result.identity, request.client.host());
+    std::uint64_t generation = 0;  // the user's, before the backend is asked
+    if (cache_)
+        hit = cache_->find(request.service, login, request.password, result.identity, request.client.host(), &generation);
     if (hit == AuthCache::Hit::Positive) {
         decision = Decision{Outcome::Ok, "cache", ""};
     } else if (hit == AuthCache::Hit::Negative) {
@@ -208,6 +210,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
         // Only definite answers are cached; a TempFail must be asked again next time.
         if (decision.outcome == Outcome::Ok) {
             AuthCache::Limits limits;
+            limits.seenGeneration = generation;
             if (decision.appPasswordIpBound) limits.boundIp = request.client.host();
             if (decision.appPasswordExpires != 0) {
                 const auto now = std::chrono::duration_cast<std::chrono::seconds>(

@@ -4,7 +4,9 @@ in the log and in /metrics), so is a repeated wrong password, a failed login cle
 user's cached success, and the cache never turns a wrong password into a success."""
 
 import os
+import signal
 import sys
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -52,6 +54,25 @@ def test_repeat_login_hits_cache_and_failure_clears_it():
         s.quit()
         check_eq(metric(hport, "postern_queue_messages"), 1.0, "queue size in /metrics")
         check(metric(hport, "postern_queue_oldest_age_seconds") is not None, "queue age gauge in /metrics")
+
+
+def test_sighup_empties_the_cache():
+    """After a password change in an incident the old password is accepted from the cache
+    for up to auth.cache.ttl; SIGHUP (systemctl reload) empties the cache at once (review
+    finding: the operator had no lever). Test changes: bob's password rewritten in the
+    passwd-file, which posternd re-reads by itself, checked every 100ms
+    (auth.backend.local.check_interval)."""
+    with Postern(overrides={"auth.backend.local.check_interval": "100ms"}) as p:
+        check_eq(auth(p, BOB, BOB_PW), 235, "login with the old password")
+        p.users[BOB] = {"password": "bob-New-Secret9"}
+        p._write_users()
+        time.sleep(1.5)  # re-read by then (a failed login now would clear the cache itself)
+        check_eq(auth(p, BOB, BOB_PW), 235, "the old one, from the cache (bounded staleness)")
+        check_eq(auth(p, BOB, "bob-New-Secret9"), 235, "the new password (the file was re-read)")
+        p.proc.send_signal(signal.SIGHUP)
+        p.log_contains(r"event=auth\.cache_cleared entries=\d+", timeout=10)
+        check_eq(auth(p, BOB, BOB_PW), 535, "the old password after SIGHUP")
+        check_eq(auth(p, BOB, "bob-New-Secret9"), 235, "the new one still")
 
 
 if __name__ == "__main__":

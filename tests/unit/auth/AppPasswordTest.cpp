@@ -312,7 +312,7 @@ BOOST_AUTO_TEST_CASE(cacheBoundIpAndMaxAge) {
     AuthCache cache({1000, std::chrono::minutes(5), std::chrono::minutes(1)}, [&] { return now; });
     core::AuthIdentity id;
     id.user = "a@x.test";
-    cache.storePositive("smtp", "a@x.test", "pw", id, {"192.0.2.7", std::chrono::seconds(10)});
+    cache.storePositive("smtp", "a@x.test", "pw", id, {"192.0.2.7", std::chrono::seconds(10), std::nullopt});
     core::AuthIdentity out;
     BOOST_TEST(static_cast<int>(cache.find("smtp", "a@x.test", "pw", out, "192.0.2.8")) ==
                static_cast<int>(AuthCache::Hit::Miss));

@@ -54,6 +54,33 @@ BOOST_AUTO_TEST_CASE(negative_ttl_and_invalidate) {
     BOOST_TEST((cache.find("smtp", "a@x", "pw", out) == AuthCache::Hit::Positive));
 }
 
+BOOST_AUTO_TEST_CASE(a_success_read_before_a_failure_is_not_stored_after_it) {
+    // Review finding: login A read the old password just before an admin's change; login B,
+    // with the old password, failed after it and cleared the user; then A stored its success
+    // as fresh, and the old password was accepted from the cache for the whole ttl.
+    FakeClock c;
+    AuthCache cache({100, std::chrono::seconds(300), std::chrono::seconds(60)}, c.fn());
+    core::AuthIdentity out;
+    std::uint64_t seenByA = 0;
+    BOOST_TEST((cache.find("smtp", "a@x", "old", out, "", &seenByA) == AuthCache::Hit::Miss));
+    cache.invalidateUser("a@x");  // B's failure
+    cache.storeNegative("smtp", "a@x", "old");
+    cache.storePositive("smtp", "a@x", "old", ident("a@x"), {"", std::nullopt, seenByA});  // A's late success
+    BOOST_TEST((cache.find("smtp", "a@x", "old", out) == AuthCache::Hit::Negative));
+    // Nothing in between: stored as usual.
+    std::uint64_t seen = 0;
+    BOOST_TEST((cache.find("smtp", "a@x", "new", out, "", &seen) == AuthCache::Hit::Miss));
+    cache.storePositive("smtp", "a@x", "new", ident("a@x"), {"", std::nullopt, seen});
+    BOOST_TEST((cache.find("smtp", "a@x", "new", out) == AuthCache::Hit::Positive));
+    // SIGHUP empties it, and a success read before that is not stored after it either.
+    BOOST_TEST((cache.find("smtp", "a@x", "other", out, "", &seen) == AuthCache::Hit::Miss));
+    cache.clear();
+    BOOST_TEST(cache.size() == 0u);
+    cache.storePositive("smtp", "a@x", "other", ident("a@x"), {"", std::nullopt, seen});
+    BOOST_TEST((cache.find("smtp", "a@x", "other", out) == AuthCache::Hit::Miss));
+    BOOST_TEST((cache.find("smtp", "a@x", "new", out) == AuthCache::Hit::Miss));
+}
+
 BOOST_AUTO_TEST_CASE(bounded_size_and_disabled) {
     AuthCache cache({64, std::chrono::seconds(300), std::chrono::seconds(60)});
     for (int i = 0; i < 10000; ++i) cache.storePositive("smtp", "u" + std::to_string(i), "pw", ident("u"));
