@@ -22,7 +22,12 @@ namespace {
 constexpr std::chrono::milliseconds LingerOnRefusal{2000};
 constexpr std::size_t LingerMaxBytes = 1024 * 1024;
 // {tls_version} and {cipher} for the milters ("TLSv1.3", "TLS_AES_128_GCM_SHA256").
-std::pair<std::string, std::string> tlsMacros(const Poco::Net::StreamSocket& socket) {
+struct TlsFacts {
+    std::string version, cipher;
+    int bits = 0;
+};
+
+TlsFacts tlsMacros(const Poco::Net::StreamSocket& socket) {
     try {
         Poco::Net::SecureStreamSocket secure(socket);
         Poco::Net::Session::Ptr session = secure.currentSession();
@@ -31,7 +36,7 @@ std::pair<std::string, std::string> tlsMacros(const Poco::Net::StreamSocket& soc
         const int v = SSL_SESSION_get_protocol_version(s);
         std::string version = v == TLS1_3_VERSION ? "TLSv1.3" : v == TLS1_2_VERSION ? "TLSv1.2" : "TLS";
         const SSL_CIPHER* c = SSL_SESSION_get0_cipher(s);
-        return {version, c ? SSL_CIPHER_get_name(c) : ""};
+        return {version, c ? SSL_CIPHER_get_name(c) : "", c ? SSL_CIPHER_get_bits(c, nullptr) : 0};
     } catch (...) {
         return {};
     }
@@ -107,9 +112,9 @@ void SmtpConnection::run() {
                                           timeouts.smtpCommand);
                     registry.setIdle(token, false);
                     if (st == net::ReadStatus::Ok) {
-                        if (milters && ch.isTls() && !tlsKnown) {
+                        if ((milters || services_.delegate) && ch.isTls() && !tlsKnown) {
                             auto info = tlsMacros(std::as_const(ch).socket());
-                            session.setMilterInfo(lc.name, info.first, info.second);
+                            session.setMilterInfo(lc.name, info.version, info.cipher, info.bits);
                             tlsKnown = true;
                         }
                         if (tlsVersionPending) {

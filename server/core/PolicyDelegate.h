@@ -27,6 +27,9 @@ struct PolicyFacts {
     std::string saslUsername;
     std::uint64_t size = 0;      // MAIL FROM SIZE= (0 = not declared)
     bool tls = false;
+    std::string tlsProtocol;     // "TLSv1.3" ("" = no TLS)
+    std::string tlsCipher;       // "TLS_AES_256_GCM_SHA384" ("" = unknown)
+    int tlsCipherBits = 0;
 };
 
 // The policy service's answer, already mapped to what the session does.

@@ -97,9 +97,11 @@ Attributes requestAttributes(const core::PolicyFacts& f) {
     a.emplace_back("ccert_subject", none);
     a.emplace_back("ccert_issuer", none);
     a.emplace_back("ccert_fingerprint", none);
-    a.emplace_back("encryption_protocol", none);
-    a.emplace_back("encryption_cipher", none);
-    a.emplace_back("encryption_keysize", "0");
+    // As Postfix: empty and 0 for a session in clear text (review finding: they were empty
+    // for TLS sessions too, so "reject submission without TLS" rejected everything).
+    a.emplace_back("encryption_protocol", f.tlsProtocol);
+    a.emplace_back("encryption_cipher", f.tlsCipher);
+    a.emplace_back("encryption_keysize", std::to_string(f.tlsCipherBits));
     a.emplace_back("etrn_domain", none);
     a.emplace_back("stress", none);
     a.emplace_back("ccert_pubkey_fingerprint", none);

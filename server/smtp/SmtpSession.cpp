@@ -660,6 +660,13 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
         }
         facts.size = txn_->declaredSize;
         facts.tls = tls_;
+        if (tls_) {
+            // "TLS" when the session is in TLS but the details are unknown (a balancer's
+            // TLS): never empty, which a policy would take for a session in clear text.
+            facts.tlsProtocol = milterTlsVersion_.empty() ? "TLS" : milterTlsVersion_;
+            facts.tlsCipher = milterCipher_;
+            facts.tlsCipherBits = cipherBits_;
+        }
         req.delegate = ports_.delegate;
         req.facts = &facts;
     }

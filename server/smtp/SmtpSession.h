@@ -133,11 +133,13 @@ public:
         serverPort_ = port;
     }
 
-    // Milter macros the session cannot know itself ({daemon_name}, TLS).
-    void setMilterInfo(std::string listener, std::string tlsVersion, std::string cipher) {
+    // Milter macros the session cannot know itself ({daemon_name}, TLS), and the TLS facts
+    // of the policy service (encryption_protocol / _cipher / _keysize).
+    void setMilterInfo(std::string listener, std::string tlsVersion, std::string cipher, int cipherBits = 0) {
         milterListener_ = std::move(listener);
         milterTlsVersion_ = std::move(tlsVersion);
         milterCipher_ = std::move(cipher);
+        cipherBits_ = cipherBits;
     }
 
 private:
@@ -227,6 +229,7 @@ private:
     std::optional<Reply> runMilters(DataState& d, core::Envelope& env, std::string& content);
     std::optional<Reply> milterSessionRefusal_;
     std::string milterListener_, milterTlsVersion_, milterCipher_;
+    int cipherBits_ = 0;
 
     std::unique_ptr<Transaction> txn_;  // from MAIL to end of DATA / RSET
     std::unique_ptr<DataState> data_;   // while receiving message data

@@ -154,6 +154,11 @@ def test_attributes_of_an_authenticated_submission():
             check_eq(a["client_name"], "unknown", "client_name (no reverse lookups)")
             check_eq(a["queue_id"], "", "queue_id (not known at RCPT)")
             check(a["instance"] != "", "instance empty")
+            # Review finding: these were empty on TLS sessions too, so a policy rejecting
+            # submission in clear text rejected everything.
+            check_eq(a["encryption_protocol"], "TLSv1.3", "encryption_protocol (STARTTLS)")
+            check(a["encryption_cipher"].startswith("TLS_"), "encryption_cipher: %r" % a["encryption_cipher"])
+            check(int(a["encryption_keysize"]) >= 128, "encryption_keysize: %r" % a["encryption_keysize"])
         check_eq([a["recipient"] for a in reqs],
                  ["x@remote.example", "y@remote.example", "z@remote.example"], "recipients")
         check_eq(first["size"], "1000", "size from MAIL FROM SIZE=")
@@ -176,6 +181,8 @@ def test_mx_attributes_without_auth():
         check_eq(a["sasl_method"], "", "sasl_method unauthenticated")
         check_eq(a["policy_context"], "mx", "policy_context")
         check_eq(a["server_port"], str(p.port("mx")), "server_port")
+        check_eq((a["encryption_protocol"], a["encryption_cipher"], a["encryption_keysize"]), ("", "", "0"),
+                 "no TLS: empty, as Postfix sends it")
 
 
 def test_refusals_reach_the_client():

@@ -62,8 +62,17 @@ BOOST_AUTO_TEST_CASE(request_has_postfix_attributes) {
     BOOST_TEST(value(a, "sasl_sender") == "");
     BOOST_TEST(value(a, "size") == "1234");
     BOOST_TEST(value(a, "ccert_subject") == "");
-    BOOST_TEST(value(a, "encryption_protocol") == "");
+    BOOST_TEST(value(a, "encryption_protocol") == "");  // sampleFacts: no TLS
     BOOST_TEST(value(a, "encryption_keysize") == "0");
+    core::PolicyFacts tls = sampleFacts();
+    tls.tls = true;
+    tls.tlsProtocol = "TLSv1.3";
+    tls.tlsCipher = "TLS_AES_256_GCM_SHA384";
+    tls.tlsCipherBits = 256;
+    Attributes t = requestAttributes(tls);
+    BOOST_TEST(value(t, "encryption_protocol") == "TLSv1.3");
+    BOOST_TEST(value(t, "encryption_cipher") == "TLS_AES_256_GCM_SHA384");
+    BOOST_TEST(value(t, "encryption_keysize") == "256");
     BOOST_TEST(value(a, "stress") == "");
     BOOST_TEST(value(a, "client_port") == "40000");
     BOOST_TEST(value(a, "policy_context") == "submission");
