@@ -62,7 +62,13 @@ const std::vector<std::string>& defaultSignedHeaders() {
 }
 
 const std::vector<std::string>& defaultOversignedHeaders() {
-    static const std::vector<std::string> names = {"from", "to", "subject", "date", "message-id"};
+    // Every signed name but the List-* fields (a list manager adds those, and re-signs):
+    // a replayed message cannot gain a Reply-To, Cc or a MIME structure (review finding:
+    // only five names were, as rspamd's defaults do for these).
+    static const std::vector<std::string> names = {
+        "from",         "to",           "cc",          "subject",      "date",
+        "message-id",   "reply-to",     "in-reply-to", "references",   "mime-version",
+        "content-type", "content-transfer-encoding", "content-disposition", "content-language", "sender"};
     return names;
 }
 

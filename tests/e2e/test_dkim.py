@@ -153,6 +153,11 @@ def test_authenticated_submission_signed_with_rsa_and_ed25519():
             check(not dkim.DKIM(tampered).verify(idx=0, dnsfunc=dns_of(records)), "tampered message verified")
             added = stored.replace(b"\r\n\r\n", b"\r\nSubject: other\r\n\r\n", 1)
             check(not dkim.DKIM(added).verify(idx=0, dnsfunc=dns_of(records)), "added Subject verified")
+            # Nor a Reply-To or a MIME structure added to a replayed message (review finding:
+            # only five fields were oversigned).
+            for extra in (b"Reply-To: <attacker@evil.example>", b"Content-Type: multipart/mixed; boundary=x"):
+                added = stored.replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n\r\n", 1)
+                check(not dkim.DKIM(added).verify(idx=0, dnsfunc=dns_of(records)), "added %r verified" % extra)
             # 400 Cc: fields: h= names each one, and was one line of over 1,600 octets
             # (review finding); folded, every line stays under 998 and dkimpy verifies.
             s = p.submission(ALICE, ALICE_PW)
