@@ -192,12 +192,15 @@ FetchResult Fetcher::fetch(const std::string& domain) const {
         if (::SSL_connect(ssl) != 1) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return failed("timeout after " + std::to_string(settings_.timeout.count()) + "ms");
-            long v = ::SSL_get_verify_result(ssl);
-            if (v != X509_V_OK)
-                return failed("certificate of " + host + " not valid: " + ::X509_verify_cert_error_string(v));
             if (left().count() <= 0)
                 return failed("timeout after " + std::to_string(settings_.timeout.count()) + "ms");
-            return failed("TLS handshake with " + host + " failed: " + sslError());
+            // The next address may serve the policy (review finding: a broken path to the
+            // first one, say its AAAA, ended the fetch); every one is verified the same way.
+            long v = ::SSL_get_verify_result(ssl);
+            lastError = (v != X509_V_OK ? "certificate of " + host + " not valid: " + ::X509_verify_cert_error_string(v)
+                                        : "TLS handshake with " + host + " failed: " + sslError()) +
+                        " (" + ip.toString() + ")";
+            continue;
         }
         std::string request = "GET /.well-known/mta-sts.txt HTTP/1.0\r\nHost: " + host +
                                "\r\nUser-Agent: postern\r\nAccept: text/plain\r\nConnection: close\r\n\r\n";

@@ -59,8 +59,9 @@ class DnsServer:
             for domain, records in self.mx.items():
                 for pref, host in records:
                     cmd.append("--mx-host=%s,%s,%d" % (domain, host, pref))
-            for name, ip in self.hosts.items():
-                cmd.append("--host-record=%s,%s" % (name, ip))
+            for name, ips in self.hosts.items():  # one address, or a list of them
+                for ip in (ips if isinstance(ips, (list, tuple)) else [ips]):
+                    cmd.append("--host-record=%s,%s" % (name, ip))
             for name, texts in self.txt.items():
                 for text in texts:  # no commas: dnsmasq splits the strings there
                     cmd.append("--txt-record=%s,%s" % (name, text))

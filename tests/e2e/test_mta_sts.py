@@ -24,6 +24,7 @@ from mta_sts_support import PolicyServer, TestCa, free_port_on, policy_text
 ALICE, ALICE_PW = "alice@example.test", DEFAULT_USERS["alice@example.test"]["password"]
 DOMAIN = "sts.test"
 WEB_IP = "127.0.0.30"  # mta-sts.sts.test
+BAD_WEB_IP = "127.0.0.32"  # mta-sts.sts.test too, in test_the_next_address_after_a_bad_handshake
 MX_IP = "127.0.0.31"   # mx1.sts.test
 POSTERNCTL = os.path.join(BUILD_DIR, "bin", "posternctl")
 
@@ -39,20 +40,25 @@ def submit(p, to, extra_headers=()):
 
 
 @contextlib.contextmanager
-def world(policy, mx_cert_name="mx1.sts.test", txt_id="1", web=True, **web_kw):
+def world(policy, mx_cert_name="mx1.sts.test", txt_id="1", web=True, bad_web=False, **web_kw):
     """dnsmasq, a TLS sink for mx1.sts.test, the policy server; yields a dict of them and the
-    overrides that point posternd at them."""
+    overrides that point posternd at them. bad_web: mta-sts.sts.test has a second address,
+    whose server shows a certificate for another name."""
     tmp = tempfile.mkdtemp(prefix="postern-e2e-mtasts-")
     try:
         ca = TestCa(os.path.join(tmp, "ca"))
-        port = free_port_on([MX_IP, WEB_IP])
+        port = free_port_on([MX_IP, WEB_IP, BAD_WEB_IP])
         dns = DnsServer(mx={DOMAIN: [(10, "mx1.sts.test")]},
-                        hosts={"mx1.sts.test": MX_IP, "mta-sts.sts.test": WEB_IP},
+                        hosts={"mx1.sts.test": MX_IP,
+                               "mta-sts.sts.test": [BAD_WEB_IP, WEB_IP] if bad_web else WEB_IP},
                         txt={"_mta-sts.sts.test": ["v=spf1 -all", "v=STSv1; id=%s" % txt_id]})
         with dns, Sink(MX_IP, port, tls=True, cert=ca.issue(mx_cert_name)) as sink:
             server = PolicyServer(WEB_IP, port, ca.issue("mta-sts.sts.test"), policy=policy, **web_kw)
             if web:
                 server.start()
+            bad = PolicyServer(BAD_WEB_IP, port, ca.issue("www.sts.test"), policy=policy)
+            if bad_web:
+                bad.start()
             try:
                 overrides = delivery_overrides(dns, port)
                 overrides.update({
@@ -67,6 +73,8 @@ def world(policy, mx_cert_name="mx1.sts.test", txt_id="1", web=True, **web_kw):
                 yield {"dns": dns, "sink": sink, "web": server, "overrides": overrides, "ca": ca, "tmp": tmp}
             finally:
                 server.stop()
+                if bad_web:
+                    bad.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -242,6 +250,18 @@ def test_policy_server_certificate_must_be_valid():
             w["sink"].wait_for(marker)
             p.log_contains(r"event=mta_sts\.fetch domain=sts\.test id=1 result=fail cached=no "
                            r"error=\"certificate of mta-sts\.sts\.test not valid")
+
+
+def test_the_next_address_after_a_bad_handshake():
+    """mta-sts.sts.test has two addresses; one serves a certificate for another name. The
+    policy comes from the other (review finding: a failed handshake with the first address
+    ended the fetch: no policy at all for such a domain), and enforce holds."""
+    with world(policy_text("enforce", ["mx1.sts.test"]), bad_web=True) as w:
+        with Postern(overrides=w["overrides"]) as p:
+            marker = submit(p, "bob@sts.test")
+            w["sink"].wait_for(marker)
+            p.log_contains(r"event=mta_sts\.fetch domain=sts\.test id=1 result=ok")
+            p.log_contains(r"event=delivery\.ok .*tls_policy=mta-sts")
 
 
 def test_tls_required_no_header_overrides_enforce():
