@@ -14,7 +14,7 @@ Engine::Engine(Settings settings, HostResolver resolve, core::EventCounters* cou
     : settings_(std::move(settings)),
       fetcher_(std::make_unique<Fetcher>(settings_.fetch, std::move(resolve))),
       counters_(counters ? counters : &core::NullEventCounters::instance()),
-      cache_(settings_.cacheFile) {
+      cache_(settings_.cacheFile, [this] { return now_(); }) {  // now_ is set below (and by setClock)
     txt_ = [this](const std::string& name) { return lookupTxt(name, settings_.dnsServer, settings_.dnsTimeout); };
     now_ = [] {
         return static_cast<std::int64_t>(

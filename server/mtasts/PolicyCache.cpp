@@ -2,7 +2,9 @@
 
 #include "queue/FileOps.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <sstream>
 #include <unistd.h>
@@ -45,7 +47,14 @@ std::vector<CachedPolicy> parseCacheFile(const std::string& text) {
     return out;
 }
 
-PolicyCache::PolicyCache(std::string file) : file_(std::move(file)) {
+PolicyCache::PolicyCache(std::string file, Clock now) : file_(std::move(file)), now_(std::move(now)) {
+    if (!now_) {
+        now_ = [] {
+            return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                                 std::chrono::system_clock::now().time_since_epoch())
+                                                 .count());
+        };
+    }
     if (file_.empty()) return;
     std::string text;
     if (!queue::readFile(file_, text)) return;
@@ -59,10 +68,20 @@ std::optional<CachedPolicy> PolicyCache::get(const std::string& domain) {
         if (it != entries_.end()) return it->second;
     }
     if (!shared_) return std::nullopt;
-    auto p = shared_->load(domain);
-    if (p) {
+    const std::int64_t now = now_();
+    {
         std::lock_guard lock(mutex_);
+        auto miss = sharedMisses_.find(domain);
+        if (miss != sharedMisses_.end() && now < miss->second + SharedMissTtl) return std::nullopt;
+    }
+    auto p = shared_->load(domain);
+    std::lock_guard lock(mutex_);
+    if (p) {
         entries_[domain] = *p;
+        sharedMisses_.erase(domain);
+    } else {
+        if (sharedMisses_.size() >= 100000) sharedMisses_.clear();  // bounded; at worst asked again
+        sharedMisses_[domain] = now;
     }
     return p;
 }
@@ -80,15 +99,26 @@ std::optional<CachedPolicy> PolicyCache::fromShared(const std::string& domain) {
 
 bool PolicyCache::put(const CachedPolicy& entry, std::string* error, bool toShared) {
     if (shared_ && toShared) shared_->save(entry);
-    std::lock_guard lock(mutex_);
-    entries_[entry.domain] = entry;
-    return writeLocked(error);
+    std::vector<CachedPolicy> snapshot;
+    std::uint64_t version = 0;
+    {
+        std::lock_guard lock(mutex_);
+        entries_[entry.domain] = entry;
+        sharedMisses_.erase(entry.domain);
+        // Expired policies are of no use (policyFor treats them as never fetched): they
+        // leave memory and the file here, so neither grows with every domain ever seen.
+        const std::int64_t now = now_();
+        std::erase_if(entries_, [now](const auto& kv) { return kv.second.expires <= now; });
+        if (file_.empty()) return true;
+        for (const auto& [d, e] : entries_) snapshot.push_back(e);
+        version = ++version_;
+    }
+    return write(std::move(snapshot), version, error);
 }
 
-bool PolicyCache::writeLocked(std::string* error) {
-    if (file_.empty()) return true;
-    std::vector<CachedPolicy> list;
-    for (const auto& [d, e] : entries_) list.push_back(e);
+bool PolicyCache::write(std::vector<CachedPolicy> list, std::uint64_t version, std::string* error) {
+    std::lock_guard lock(writeMutex_);
+    if (version <= written_) return true;  // a newer snapshot is in the file already
     const std::string tmp = file_ + ".tmp";
     ::unlink(tmp.c_str());
     if (!queue::writeFileSynced(tmp, formatCacheFile(list)) || ::rename(tmp.c_str(), file_.c_str()) != 0 ||
@@ -97,6 +127,7 @@ bool PolicyCache::writeLocked(std::string* error) {
         ::unlink(tmp.c_str());
         return false;
     }
+    written_ = version;
     return true;
 }
 

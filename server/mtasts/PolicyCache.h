@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <functional>
+#include <unordered_map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -39,15 +41,20 @@ public:
 std::string formatCacheFile(const std::vector<CachedPolicy>& entries);
 std::vector<CachedPolicy> parseCacheFile(const std::string& text);
 
-// Thread-safe.
+// Thread-safe. Lookups never wait for the state file being written (a write works on a
+// snapshot, outside the lock lookups take), and the file keeps unexpired entries only.
 class PolicyCache {
 public:
+    using Clock = std::function<std::int64_t()>;  // unix seconds
     // file: the state file ("" = memory only). Reads it now (a missing file is an empty cache).
-    explicit PolicyCache(std::string file);
+    explicit PolicyCache(std::string file, Clock now = {});
 
     void setShared(SharedPolicyStore* shared) { shared_ = shared; }
 
-    // The entry for `domain`, expired or not (the caller decides); nullopt if none.
+    // The entry for `domain`, expired or not (the caller decides); nullopt if none. A domain
+    // the shared store did not have either is not asked there again for SharedMissTtl:
+    // most domains have no policy, and each delivery to them was a database query.
+    static constexpr std::int64_t SharedMissTtl = 300;
     std::optional<CachedPolicy> get(const std::string& domain);
     // Stores and writes the state file; false if the file could not be written (the
     // memory copy is kept all the same). `error` says why.
@@ -59,12 +66,17 @@ public:
     const std::string& file() const { return file_; }
 
 private:
-    bool writeLocked(std::string* error);
+    bool write(std::vector<CachedPolicy> snapshot, std::uint64_t version, std::string* error);
 
     std::string file_;
+    Clock now_;
     SharedPolicyStore* shared_ = nullptr;
-    std::mutex mutex_;
+    std::mutex mutex_;  // entries_, sharedMisses_, version_
     std::map<std::string, CachedPolicy> entries_;
+    std::unordered_map<std::string, std::int64_t> sharedMisses_;  // domain -> when the shared store had none
+    std::uint64_t version_ = 0;    // of entries_, counted by put()
+    std::mutex writeMutex_;        // one file write at a time; never held with mutex_ waited on
+    std::uint64_t written_ = 0;    // the version in the file (under writeMutex_)
 };
 
 }  // namespace postern::mtasts

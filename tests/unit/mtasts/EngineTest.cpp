@@ -181,7 +181,9 @@ namespace {
 struct FakeShared final : SharedPolicyStore {
     std::map<std::string, CachedPolicy> rows;
     int saves = 0;
+    int loads = 0;
     std::optional<CachedPolicy> load(const std::string& d) override {
+        ++loads;
         auto it = rows.find(d);
         return it == rows.end() ? std::nullopt : std::optional<CachedPolicy>(it->second);
     }
@@ -211,6 +213,33 @@ BOOST_FIXTURE_TEST_CASE(shared_store_spares_the_fetch, Fixture) {
     BOOST_REQUIRE(b->policyFor("a.test", "q").policy);
     BOOST_TEST(fetches == 2);
     BOOST_TEST(shared.rows["a.test"].id == "two");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_domain_without_a_policy_is_not_a_query_per_delivery, Fixture) {
+    // Review finding: every delivery to a domain the shared store did not have (most
+    // domains have no MTA-STS) was a query on the cluster's pool.
+    FakeShared shared;
+    txtStatus = TxtStatus::NotFound;
+    auto e = engine();
+    e->cache().setShared(&shared);
+    for (int i = 0; i < 5; ++i) BOOST_TEST(!e->policyFor("a.test", "q").policy);
+    BOOST_TEST(shared.loads == 1);
+    now += PolicyCache::SharedMissTtl;  // then asked again: another node may have fetched one
+    BOOST_TEST(!e->policyFor("a.test", "q").policy);
+    BOOST_TEST(shared.loads == 2);
+    BOOST_TEST(fetches == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(expired_policies_leave_the_state_file, Fixture) {
+    auto e = engine();
+    BOOST_REQUIRE(e->policyFor("a.test", "q").policy);  // max_age 100: expires at 1100
+    e->cache().put(CachedPolicy{"b.test", "x", Policy{}, 1000, 5000});
+    BOOST_TEST(e->cache().all().size() == 2u);
+    now = 2000;
+    e->cache().put(CachedPolicy{"c.test", "y", Policy{}, 2000, 6000});
+    std::vector<std::string> left;
+    for (const auto& c : PolicyCache(dir + "/cache", [this] { return now; }).all()) left.push_back(c.domain);
+    BOOST_TEST(left == (std::vector<std::string>{"b.test", "c.test"}), boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
