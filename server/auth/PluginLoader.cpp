@@ -7,6 +7,8 @@
 #include <Poco/SharedLibrary.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
+#include <cstdlib>
 
 #include <cerrno>
 #include <cstring>
@@ -92,6 +94,24 @@ PluginLoader::Loaded PluginLoader::open(const std::string& pluginName) {
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
         throw std::runtime_error("plugin " + pluginName + ": refusing " + path +
                                  ": it is group- or world-writable (chmod go-w)");
+    }
+    // Nor one another user owns, nor one in a directory others may write (the file could be
+    // replaced there): plugins are loaded before the privileges are dropped (review finding;
+    // sshd's StrictModes does the same for its files).
+    if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+        throw std::runtime_error("plugin " + pluginName + ": refusing " + path + ": owned by uid " +
+                                 std::to_string(st.st_uid) + ", not root or this process's user");
+    }
+    {
+        char* real = ::realpath(path.c_str(), nullptr);
+        std::string dir = real != nullptr ? std::string(real) : path;
+        std::free(real);
+        dir = dir.substr(0, dir.rfind('/') == 0 ? 1 : dir.rfind('/'));
+        struct stat ds {};
+        if (::stat(dir.c_str(), &ds) == 0 && (ds.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (ds.st_mode & S_ISVTX) == 0) {
+            throw std::runtime_error("plugin " + pluginName + ": refusing " + path + ": its directory " + dir +
+                                     " is group- or world-writable (chmod go-w)");
+        }
     }
 
     auto library = std::make_shared<Poco::SharedLibrary>();

@@ -7,6 +7,8 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <ostream>
 
@@ -82,6 +84,25 @@ BOOST_AUTO_TEST_CASE(refusesAGroupWritableCopy) {
     PluginLoader loader(tmp.path());
     std::string error = errorOf([&] { loader.load("passwd-file", "users", {{"path", "/x"}}); });
     BOOST_TEST(error.find("group- or world-writable") != std::string::npos, error);
+}
+
+BOOST_AUTO_TEST_CASE(refusesACopyInAWritableDirectoryOrOwnedByAnotherUser) {
+    {
+        TempDir tmp;
+        copyPlugin(tmp.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::others_read);
+        fs::permissions(tmp.path(), fs::perms::owner_all | fs::perms::group_all);
+        PluginLoader loader(tmp.path());
+        std::string error = errorOf([&] { loader.load("passwd-file", "users", {{"path", "/x"}}); });
+        BOOST_TEST(error.find("its directory") != std::string::npos, error);
+    }
+    if (::geteuid() == 0) {  // only root can give a file away
+        TempDir tmp;
+        copyPlugin(tmp.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::others_read);
+        BOOST_REQUIRE(::chown((fs::path(tmp.path()) / "postern-auth-passwd-file.so").c_str(), 65534, 65534) == 0);
+        PluginLoader loader(tmp.path());
+        std::string error = errorOf([&] { loader.load("passwd-file", "users", {{"path", "/x"}}); });
+        BOOST_TEST(error.find("owned by uid 65534") != std::string::npos, error);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(refusesAWorldWritableCopy) {
