@@ -1,5 +1,7 @@
 #include "auth/AuthCache.h"
 
+#include <algorithm>
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -42,22 +44,25 @@ AuthCache::Shard& AuthCache::shardFor(const std::string& user) {
     return shards_[std::hash<std::string>{}(user) % Shards];
 }
 
+std::uint64_t AuthCache::lastInvalidation(const Shard& s, const std::string& user) {
+    auto g = s.generations.find(user);
+    return std::max(g == s.generations.end() ? s.pruned : g->second, s.cleared);
+}
+
 AuthCache::Hit AuthCache::find(const std::string& service, const std::string& user, const std::string& password,
                                core::AuthIdentity& identity, const std::string& clientIp, std::uint64_t* generation) {
     if (!enabled()) return Hit::Miss;
     Key key = makeKey(service, user, password);
     Shard& s = shardFor(user);
     std::lock_guard lock(s.mutex);
-    auto gen = s.generations.find(user);
-    const std::uint64_t current = gen == s.generations.end() ? 0 : gen->second;
-    if (generation != nullptr) *generation = current;
+    if (generation != nullptr) *generation = s.clock;
     auto it = s.index.find(key);
     if (it == s.index.end()) {
         misses_.fetch_add(1, std::memory_order_relaxed);
         return Hit::Miss;
     }
     Entry& e = *it->second;
-    if (e.expires <= clock_() || e.generation != current) {
+    if (e.expires <= clock_() || e.storedAt < lastInvalidation(s, user)) {
         s.lru.erase(it->second);
         s.index.erase(it);
         misses_.fetch_add(1, std::memory_order_relaxed);
@@ -81,16 +86,16 @@ void AuthCache::store(const std::string& service, const std::string& user, const
     Shard& s = shardFor(user);
     const std::size_t perShard = std::max<std::size_t>(1, settings_.maxEntries / Shards);
     std::lock_guard lock(s.mutex);
-    auto gen = s.generations.find(user);
-    std::uint64_t current = gen == s.generations.end() ? 0 : gen->second;
-    if (positive && limits.seenGeneration && *limits.seenGeneration != current) return;
+    // A success read before the user's last invalidation (a failed login, which may follow a
+    // password change, or a clear) must not be stored after it.
+    if (positive && limits.seenGeneration && lastInvalidation(s, user) > *limits.seenGeneration) return;
     auto ttl = positive ? settings_.positiveTtl : settings_.negativeTtl;
     if (limits.maxAge && *limits.maxAge < ttl) ttl = std::max(std::chrono::milliseconds(0), *limits.maxAge);
     if (auto it = s.index.find(key); it != s.index.end()) {
         s.lru.erase(it->second);
         s.index.erase(it);
     }
-    s.lru.push_front(Entry{key, user, positive, positive ? identity : core::AuthIdentity{}, clock_() + ttl, current,
+    s.lru.push_front(Entry{key, user, positive, positive ? identity : core::AuthIdentity{}, clock_() + ttl, s.clock,
                          limits.boundIp});
     s.index[key] = s.lru.begin();
     while (s.lru.size() > perShard) {
@@ -106,7 +111,12 @@ void AuthCache::store(const std::string& service, const std::string& user, const
                     used = true;
                     break;
                 }
-            g = used ? std::next(g) : s.generations.erase(g);
+            if (used) {
+                ++g;
+            } else {
+                s.pruned = std::max(s.pruned, g->second);
+                g = s.generations.erase(g);
+            }
         }
     }
 }
@@ -124,7 +134,7 @@ void AuthCache::invalidateUser(const std::string& user) {
     if (!enabled()) return;
     Shard& s = shardFor(user);
     std::lock_guard lock(s.mutex);
-    ++s.generations[user];
+    s.generations[user] = ++s.clock;
 }
 
 void AuthCache::clear() {
@@ -132,9 +142,9 @@ void AuthCache::clear() {
         std::lock_guard lock(s.mutex);
         s.index.clear();
         s.lru.clear();
-        // Generations move on (never back to a value an in-flight login saw): a success
-        // read before the clear is not stored after it.
-        for (auto& [user, g] : s.generations) ++g;
+        // Every user counts as invalidated now: a success read before the clear is not
+        // stored after it.
+        s.cleared = ++s.clock;
     }
 }
 

@@ -39,8 +39,8 @@ public:
     // Positive: `identity` is filled. Negative: this exact password failed recently.
     // clientIp: a positive entry stored with a bound IP (an app password restricted to
     // networks) is a hit only for that IP.
-    // generation (optional): the user's generation now, to pass to storePositive with the
-    // answer the backend gives after this miss.
+    // generation (optional): the cache's clock now (a token), to pass to storePositive as
+    // Limits::seenGeneration with the answer the backend gives after this miss.
     Hit find(const std::string& service, const std::string& user, const std::string& password,
              core::AuthIdentity& identity, const std::string& clientIp = {}, std::uint64_t* generation = nullptr);
     // A success that holds only under conditions (an app password): boundIp non-empty = only
@@ -78,17 +78,24 @@ private:
         bool positive;
         core::AuthIdentity identity;
         std::chrono::steady_clock::time_point expires;
-        std::uint64_t generation;  // user's generation when stored; stale after invalidateUser
+        std::uint64_t storedAt;    // the shard's clock when stored; stale once the user is invalidated after
         std::string boundIp;       // "" = any client
     };
     struct Shard {
         std::mutex mutex;
         std::list<Entry> lru;  // front = most recent
         std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index;
+        // A logical clock, advanced by every invalidateUser and clear(); generations holds the
+        // clock of each user's last invalidation. A user whose value was pruned counts as
+        // invalidated at `pruned`, and everyone at `cleared`: never "never invalidated" again.
+        std::uint64_t clock = 0;
+        std::uint64_t pruned = 0;
+        std::uint64_t cleared = 0;
         std::unordered_map<std::string, std::uint64_t> generations;
     };
 
     Key makeKey(const std::string& service, const std::string& user, const std::string& password) const;
+    static std::uint64_t lastInvalidation(const Shard& s, const std::string& user);
     Shard& shardFor(const std::string& user);
     void store(const std::string& service, const std::string& user, const std::string& password, bool positive,
                const core::AuthIdentity& identity, const Limits& limits);

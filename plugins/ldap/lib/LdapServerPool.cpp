@@ -22,11 +22,25 @@ Poco::Logger& logger() {
 
 }  // namespace
 
+// True for ldap://localhost..., ldap://127.x..., ldap://[::1]...: the password stays on the host.
+bool loopbackUri(const std::string& uri) {
+    const std::string rest = uri.substr(uri.find("://") == std::string::npos ? 0 : uri.find("://") + 3);
+    return rest.rfind("localhost", 0) == 0 || rest.rfind("127.", 0) == 0 || rest.rfind("[::1]", 0) == 0;
+}
+
 LdapServerPool::LdapServerPool(const LdapConfig& config) : config_(config) {
     for (const auto& uri : config_.uris) {
         auto s = std::make_unique<Server>();
         s->uri = uri;
         servers_.push_back(std::move(s));
+        // Every login's password crosses the network in a simple bind (review finding: said
+        // nowhere): one line at start-up per such server.
+        if (uri.rfind("ldap://", 0) == 0 && !config_.startTls && !loopbackUri(uri)) {
+            logger().warning(core::EventLine("ldap.cleartext")
+                                 .add("uri", uri)
+                                 .text("note", "passwords are sent unencrypted: use ldaps:// or starttls = yes")
+                                 .str());
+        }
     }
     probeThread_ = std::thread([this] { probeLoop(); });
 }

@@ -79,6 +79,33 @@ BOOST_AUTO_TEST_CASE(a_success_read_before_a_failure_is_not_stored_after_it) {
     cache.storePositive("smtp", "a@x", "other", ident("a@x"), {"", std::nullopt, seen});
     BOOST_TEST((cache.find("smtp", "a@x", "other", out) == AuthCache::Hit::Miss));
     BOOST_TEST((cache.find("smtp", "a@x", "new", out) == AuthCache::Hit::Miss));
+    // Also for a user the cache knew nothing of (review follow-up: no generation entry).
+    BOOST_TEST((cache.find("smtp", "fresh@x", "pw", out, "", &seen) == AuthCache::Hit::Miss));
+    cache.clear();
+    cache.storePositive("smtp", "fresh@x", "pw", ident("fresh@x"), {"", std::nullopt, seen});
+    BOOST_TEST((cache.find("smtp", "fresh@x", "pw", out) == AuthCache::Hit::Miss));
+    BOOST_TEST((cache.find("smtp", "other@x", "pw", out, "", &seen) == AuthCache::Hit::Miss));
+    cache.invalidateUser("other@x");
+    cache.storePositive("smtp", "other@x", "pw", ident("other@x"), {"", std::nullopt, seen});
+    BOOST_TEST((cache.find("smtp", "other@x", "pw", out) == AuthCache::Hit::Miss));
+}
+
+BOOST_AUTO_TEST_CASE(a_pruned_generation_still_refuses_an_older_success) {
+    // One entry per shard (size 32), so the generations are pruned quickly: a user whose
+    // invalidation was pruned still refuses a success read before it.
+    FakeClock c;
+    AuthCache cache({32, std::chrono::seconds(300), std::chrono::seconds(60)}, c.fn());
+    core::AuthIdentity out;
+    std::uint64_t seen = 0;
+    BOOST_TEST((cache.find("smtp", "u@x", "pw", out, "", &seen) == AuthCache::Hit::Miss));
+    cache.invalidateUser("u@x");
+    for (int i = 0; i < 200; ++i) {  // other users' entries and invalidations: prunes u@x's
+        const std::string o = "o" + std::to_string(i) + "@x";
+        cache.invalidateUser(o);
+        cache.storeNegative("smtp", o, "bad");
+    }
+    cache.storePositive("smtp", "u@x", "pw", ident("u@x"), {"", std::nullopt, seen});
+    BOOST_TEST((cache.find("smtp", "u@x", "pw", out) == AuthCache::Hit::Miss));
 }
 
 BOOST_AUTO_TEST_CASE(bounded_size_and_disabled) {
