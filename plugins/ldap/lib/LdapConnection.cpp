@@ -51,8 +51,8 @@ bool LdapResult::isServerFailure() const {
         case LDAP_CONNECT_ERROR:
         case LDAP_TIMEOUT:
         // Not LDAP_TIMELIMIT_EXCEEDED (nor adminLimitExceeded): that is the answer of a live
-        // server to one slow search (a temporary failure of that request only), and counting
-        // it marked the directory down for every login (review finding).
+        // server to one slow search; the pool tries the next server without marking this one
+        // down (counting it marked the directory down for every login: review finding).
         case LDAP_BUSY:
         case LDAP_UNAVAILABLE:
             return true;

@@ -9,6 +9,7 @@
 
 #include <Poco/Logger.h>
 
+#include <algorithm>
 #include <chrono>
 
 namespace postern::plugins::ldap {
@@ -128,14 +129,18 @@ void LdapServerPool::markDown(Server& server, const LdapResult& why) {
     }
     server.freed.notify_all();
     if (server.up.exchange(false)) {
-        // Probe it at once, not after up to probe_interval: one operation that missed its
-        // deadline (a slow search of a live server) must not fail every login for seconds
-        // (review finding). A server that is really down fails that probe and stays down.
-        {
-            std::lock_guard lock(probeMutex_);
-            probeNow_ = true;
+        // The last server up gone: probe at once, not after up to probe_interval, so one
+        // operation that missed its deadline (a slow search of a live server) does not fail
+        // every login for seconds (review finding). With another server up, requests fail
+        // over and the usual interval keeps a slow server from being taken back at once.
+        const bool noneUp = std::none_of(servers_.begin(), servers_.end(), [](const auto& o) { return o->up.load(); });
+        if (noneUp) {
+            {
+                std::lock_guard lock(probeMutex_);
+                probeNow_ = true;
+            }
+            probeWake_.notify_all();
         }
-        probeWake_.notify_all();
         logger().warning(core::EventLine("ldap.server_down")
                              .add("uri", server.uri)
                              .text("error", why.describe())
@@ -191,6 +196,13 @@ LdapResult LdapServerPool::run(const Operation& op, std::string& serverUri) {
                 // the mark and fail over, not open a new connection to the same dead server.
                 markDown(*s, r);
                 release(*s, nullptr);  // missed its deadline or lost: closed, never pooled
+                last = r;
+                break;
+            }
+            if (r.code == LDAP_TIMELIMIT_EXCEEDED || r.code == LDAP_ADMINLIMIT_EXCEEDED) {
+                // A live server too slow for this request: the next one may answer it in
+                // time; this one stays up and keeps its connection.
+                release(*s, std::move(lease.connection));
                 last = r;
                 break;
             }

@@ -1,9 +1,10 @@
 // A live directory that answers one search with timeLimitExceeded (resultCode 3) is not a
 // directory that is down: that request fails temporarily, the next ones still reach it. And a
 // server marked down after a missed deadline is probed again at once, not after
-// probe_interval (review finding: one slow search failed every login for seconds). A minimal
-// LDAPv3 server on loopback: binds succeed, the root DSE search (the probe) succeeds, every
-// other search ends with the result code the test sets; "frozen" answers nothing.
+// probe_interval when it was the only one (review finding: one slow search failed every login
+// for seconds). A minimal LDAPv3 server on loopback: binds succeed, the root DSE search (the
+// probe) succeeds, every other search ends with the result code the test sets; "frozen"
+// answers nothing until it wakes (then it answers what it held, late).
 #include "LdapBackend.h"
 #include "LdapConfig.h"
 
@@ -95,9 +96,15 @@ private:
     }
 
     void serve(int c) {
+        std::vector<Held> held;
         std::string in;
         char buf[4096];
-        while (!stop_) {
+        bool open = true;
+        while (!stop_ && open) {
+            if (!frozen && !held.empty()) {
+                for (const auto& h : held) answer(c, h.id, h.op, h.m, h.k);
+                held.clear();
+            }
             pollfd p{c, POLLIN, 0};
             if (::poll(&p, 1, 50) <= 0) continue;
             ssize_t n = ::recv(c, buf, sizeof buf, 0);
@@ -115,22 +122,41 @@ private:
                 for (std::size_t k = 0; k < idLen; ++k) id = (id << 8) | static_cast<unsigned char>(m[j + k]);
                 std::size_t k = j + idLen;
                 const unsigned char op = static_cast<unsigned char>(m[k++]);
-                if (frozen) continue;  // a directory that has stopped answering
-                if (op == 0x60) {
-                    reply(c, id, 0x61, 0);  // bindResponse: success
-                } else if (op == 0x63) {
-                    std::size_t opLen = 0, b = 0;
-                    berLength(m, k, opLen);
-                    std::size_t baseLen = 0;
-                    const bool rootDse = m[k] == '\x04' && (b = k + 1, berLength(m, b, baseLen)) && baseLen == 0;
-                    if (!rootDse) ++searches;
-                    reply(c, id, 0x65, rootDse ? 0 : searchCode.load());  // searchResDone
-                } else if (op == 0x42) {
-                    break;  // unbind
+                if (frozen) {  // a directory that has stopped answering: answers when it wakes
+                    held.push_back({id, op, m, k});
+                    continue;
+                }
+                if (!answer(c, id, op, m, k)) {
+                    open = false;
+                    break;
                 }
             }
         }
         ::close(c);
+    }
+
+    struct Held {
+        int id;
+        unsigned char op;
+        std::string m;
+        std::size_t k;
+    };
+
+    // Returns false for an unbind (the caller closes).
+    bool answer(int c, int id, unsigned char op, const std::string& m, std::size_t k) {
+        if (op == 0x60) {
+            reply(c, id, 0x61, 0);  // bindResponse: success
+        } else if (op == 0x63) {
+            std::size_t opLen = 0, b = 0;
+            berLength(m, k, opLen);
+            std::size_t baseLen = 0;
+            const bool rootDse = m[k] == '\x04' && (b = k + 1, berLength(m, b, baseLen)) && baseLen == 0;
+            if (!rootDse) ++searches;
+            reply(c, id, 0x65, rootDse ? 0 : searchCode.load());  // searchResDone
+        } else if (op == 0x42) {
+            return false;  // unbind
+        }
+        return true;
     }
 
     int fd_ = -1;
@@ -167,6 +193,19 @@ BOOST_AUTO_TEST_CASE(timeLimitExceededIsAnAnswerNotAnOutage) {
     dir.searchCode = 32;                   // noSuchObject: a definite "no such user"
     BOOST_TEST((backend.authenticate("alice@example.test", "pw", "smtp", "").status != api::Status::Ok));
     BOOST_TEST((backend.probe().status == api::Status::Ok));
+}
+
+BOOST_AUTO_TEST_CASE(aSlowServerSendsTheRequestToTheNextOneAndStaysUp) {
+    FakeDirectory slow, fast;
+    fast.searchCode = 32;  // noSuchObject: an answer (no entry under the base)
+    auto cfg = config(slow.uri() + " " + fast.uri());
+    LdapBackend backend(LdapConfig::fromMap(cfg));
+    for (int i = 1; i <= 2; ++i) {
+        auto a = backend.authenticate("alice@example.test", "pw", "smtp", "");
+        BOOST_TEST(a.detail.find(fast.uri()) != std::string::npos, a.detail);  // the second server's answer
+        BOOST_TEST(slow.searches.load() == i);  // asked first each time: still up
+        BOOST_TEST(fast.searches.load() == i);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(aServerMarkedDownIsProbedAgainAtOnce) {
