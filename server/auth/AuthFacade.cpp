@@ -287,12 +287,15 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         }
         d.backend = binding.instance;
         api::AuthAnswer answer;
+        std::string askedAs = login;  // the spelling the backend answered for (its writes use it)
         try {
             answer = binding.backend->authenticate(login, request.password, request.service, clientIp);
             if (answer.status == api::Status::UnknownUser || answer.status == api::Status::NotFound) {
                 // The backend may hold the U-label spelling of the domain (as for lookups).
-                if (const std::string other = unicodeSpelling(login); !other.empty())
+                if (std::string other = unicodeSpelling(login); !other.empty()) {
                     answer = binding.backend->authenticate(other, request.password, request.service, clientIp);
+                    askedAs = std::move(other);
+                }
             }
         } catch (const std::exception& e) {
             return {Outcome::TempFail, binding.instance, std::string("backend threw: ") + e.what()};
@@ -344,11 +347,11 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
             return refused;
         }
         if (!answer.appPasswordId.empty()) {
-            touchAppPassword(binding, login, clientIp, answer);
+            touchAppPassword(binding, askedAs, clientIp, answer);
         }
 
         core::AuthIdentity& id = result.identity;
-        id.user = lower(answer.record.user.empty() ? login : answer.record.user);
+        id.user = lower(answer.record.user.empty() ? askedAs : answer.record.user);
         id.senderAddresses.clear();
         for (const auto& s : answer.record.senderAddresses) {
             if (!s.empty()) {
@@ -373,7 +376,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         }
         if (rehasher_ && binding.rehashOnLogin) {
             if (auto from = rehashFrom(RehashCandidate{true, &answer}, rehasher_->target())) {
-                rehash = RehashDue{binding.backend, answer.record.user.empty() ? login : answer.record.user,
+                rehash = RehashDue{binding.backend, answer.record.user.empty() ? askedAs : answer.record.user,
                                    answer.record.passwordHash, std::move(*from), answer.verified};
             }
         }

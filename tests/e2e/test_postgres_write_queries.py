@@ -111,6 +111,12 @@ def test_custom_write_queries_are_honoured():
         r = ctl(p, "user", "show", addr)
         check("enabled: yes" in r.stdout and "scheme: ARGON2ID" in r.stdout and "mailbox: wq.test/w" in r.stdout
               and "$argon2" not in r.stdout, "show_user_query: %r %s" % (r.stdout, r.stderr))
+        # The quota as the server enforces it (review finding: -1, PostfixAdmin's "none", was
+        # shown as 18446744073709551615).
+        for stored, shown in (("-1", "0"), ("2048", "2048")):
+            pg().sql("UPDATE wq_accounts SET quota = %s" % stored)
+            r = ctl(p, "user", "show", addr)
+            check("quota: %s\n" % shown in r.stdout, "quota %s shown: %r" % (stored, r.stdout))
 
         check_eq(ctl(p, "user", "delete", addr).returncode, 0, "user delete")
         check_eq(pg().sql("SELECT count(*) FROM wq_accounts"), ["0"], "delete_user_query")

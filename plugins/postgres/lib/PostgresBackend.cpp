@@ -6,6 +6,7 @@
 #include <Poco/Logger.h>
 
 #include "api/AppPassword.h"
+#include "api/SizeText.h"
 
 #include <algorithm>
 #include <ctime>
@@ -193,6 +194,10 @@ std::uint64_t toU64(const pg::Value& v) {
         return 0;
     }
 }
+
+// A quota column as the server enforces it (AuthFacade): bytes or K/M/G; 0 for none
+// (NULL, 0, negative as PostfixAdmin's -1, or not a size). stoull read "-1" as 2^64-1.
+std::uint64_t quotaOfColumn(const pg::Value& v) { return v ? api::quotaBytesOf(*v).value_or(0) : 0; }
 
 api::WriteAnswer okAnswer() { return {api::WriteStatus::Ok, ""}; }
 
@@ -631,7 +636,7 @@ api::WriteAnswer PostgresBackend::listUsers(const std::string& domain, std::vect
             u.address = row.size() > 0 ? row[0].value_or("") : "";
             u.enabled = row.size() > 1 && parseBool(row[1]).value_or(false);
             u.mailbox = row.size() > 2 ? row[2].value_or("") : "";
-            u.quotaBytes = row.size() > 3 ? toU64(row[3]) : 0;
+            u.quotaBytes = row.size() > 3 ? quotaOfColumn(row[3]) : 0;
             out.push_back(std::move(u));
         }
         return okAnswer();
@@ -655,7 +660,7 @@ api::WriteAnswer PostgresBackend::showUser(const std::string& address, api::User
         u.enabled = row.size() > 1 && parseBool(row[1]).value_or(false);
         u.scheme = api::schemeOfHash(col(2));
         u.mailbox = col(3);
-        u.quotaBytes = row.size() > 4 ? toU64(row[4]) : 0;
+        u.quotaBytes = row.size() > 4 ? quotaOfColumn(row[4]) : 0;
         u.created = col(5);
         u.updated = col(6);
         if (!config_.sendersQuery.empty()) {
