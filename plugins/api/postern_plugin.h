@@ -96,7 +96,10 @@ typedef struct postern_auth_answer {
      * fails the login as a wrong password and logs this reason. */
     postern_str refusal;
     /* Non-empty: the password presented is this app password (its id); record.password_hash
-     * is the app password's hash, not the account's. */
+     * is the app password's hash, not the account's. Also set the user attribute
+     * "app_password_scopes" (record.extra) to its scopes, "smtp", "pop3" or "smtp,pop3": a POP3
+     * login with an app password gives a POP-before-SMTP grant only with "smtp" in them (none
+     * when the attribute is missing). */
     postern_str app_password_id;
     int64_t app_password_expires;   /* unix seconds; 0 = never: a cached success ends then */
     int32_t app_password_ip_bound;  /* non-zero: restricted to networks; a cached success holds

@@ -1,5 +1,7 @@
 #include "app/Daemon.h"
 
+#include <openssl/ssl.h>
+
 #include "abuse/AccountSecurity.h"
 #include "abuse/AuthPenalty.h"
 #include "app/ClusterPop3Login.h"
@@ -173,6 +175,21 @@ void Daemon::checkFiles() {
     }
     if (settings_.delivery.enabled && !settings_.delivery.relayhostAuthFile.empty()) {
         (void)delivery::DeliveryAgent::readCredentialsFile(settings_.delivery.relayhostAuthFile);
+    }
+    // The CA bundles delivery loads (delivery.tls_ca_file; MTA-STS's own), as OpenSSL loads them.
+    for (const auto& [key, file] : {std::pair<const char*, std::string>{"delivery.tls_ca_file", settings_.delivery.tlsCaFile},
+                                    {"delivery.mta_sts.ca_file", settings_.delivery.mtaSts.enabled
+                                                                     ? settings_.delivery.mtaSts.caFile
+                                                                     : std::string()}}) {
+        if (!settings_.delivery.enabled || file.empty()) continue;
+        std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+        if (!ctx || SSL_CTX_load_verify_locations(ctx.get(), file.c_str(), nullptr) != 1)
+            throw Poco::IOException(std::string(key) + " " + file + ": cannot load the CA certificates");
+    }
+    // A single node's account-security state file, which start-up loads (a damaged one fails it).
+    const abuse::AccountSecuritySettings& a = settings_.accountSecurity;
+    if ((a.enabled || a.loginLogMaxEntries != 0) && !settings_.cluster.enabled && !a.statePath.empty()) {
+        abuse::MemoryAccountSecurityStore check(a.statePath);
     }
 }
 

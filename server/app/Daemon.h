@@ -134,8 +134,8 @@ public:
     void dropPrivileges() const;         // server.user / server.group
     void startServing();                 // spool, listeners, health endpoint, delivery, ready file
     void startGroupCommit();             // store.group_commit, after the spool started
-    void reloadTls();
-    void clearAuthCache();  // SIGHUP: every login asks its backend again                    // SIGHUP: new certificate/key, old context kept on error
+    void reloadTls();                    // SIGHUP: new certificate/key, old context kept on error
+    void clearAuthCache();               // SIGHUP: every login asks its backend again
     void reloadDkim();                   // SIGHUP: DKIM keys read again, old set kept on error
     void drain();                        // SIGTERM: stop accepting, let sessions finish
 

@@ -94,7 +94,9 @@ void PosternServer::printHelp() {
     help.setHeader(
         "Postern: ISP mail server (SMTP submission/MX with AUTH and POP-before-SMTP, POP3). "
         "Every configuration key, its default and meaning is documented in etc/postern.properties.");
-    help.setFooter("Signals: SIGTERM/SIGINT stop accepting and let sessions finish within server.shutdown_grace.");
+    help.setFooter(
+        "Signals: SIGTERM/SIGINT/SIGQUIT stop accepting and let sessions finish within server.shutdown_grace; "
+        "SIGHUP re-reads the TLS certificates and keys and the DKIM keys, and empties the authentication cache.");
     help.format(std::cout);
 }
 

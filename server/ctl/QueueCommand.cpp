@@ -218,15 +218,22 @@ int runQueueDelete(CommandContext& c) {
         // Under the envelope lock, as posternd's own changes: a delete between its read and
         // its rewrite of the envelope brought the message back without its data (and later
         // a bounce this command promises not to send).
+        bool removing = false;  // the change ran: the envelope existed and is being removed
         auto gone = a.queue->modifyEnvelope(
             id,
-            [](queue::QueueEnvelope& e) {
+            [&removing](queue::QueueEnvelope& e) {
                 e.recipients.clear();
                 e.owedReports.clear();
+                removing = true;
                 return true;
             },
             /*syncRemoval=*/true);
         if (!gone) {
+            const int err = errno;
+            // Removed, but the removal may not be on disk yet (the directory's sync failed).
+            if (removing && !a.queue->readEnvelope(id))
+                throw CtlError(ExitIoError, "removed " + id + ", but syncing the queue directory failed (" +
+                                                std::strerror(err) + "): it may come back after a crash");
             if (!a.queue->readEnvelope(id)) throw CtlError(ExitNoUser, "no queued message " + id);
             throw CtlError(ExitIoError, "cannot remove " + id);
         }

@@ -293,7 +293,10 @@ bool OutboundQueue::remove(const std::string& id, bool syncDirectory) {
         if (errno != ENOENT) return false;
         existed = false;
     }
-    if (existed && syncDirectory && !syncEnvelopeDirectory()) return false;
+    // The data goes whatever the directory sync says: the envelope is gone, so the message
+    // is no longer queued (review finding: a failed sync left its data behind for good).
+    const bool synced = !existed || !syncDirectory || syncEnvelopeDirectory();
+    const int syncErrno = errno;
     if (::unlink(dataPath(id).c_str()) != 0 && errno != ENOENT) {
         logger().warning(core::EventLine("queue.remove_data_fail").add("id", id).text("error", errnoText(errno)).str());
     }
@@ -302,7 +305,8 @@ bool OutboundQueue::remove(const std::string& id, bool syncDirectory) {
         stats_.messages -= std::min<std::uint64_t>(stats_.messages, 1);
         stats_.bytes -= std::min(stats_.bytes, size);
     }
-    return true;
+    errno = syncErrno;
+    return synced;
 }
 
 bool OutboundQueue::updateEnvelope(const QueueEnvelope& envelope) {

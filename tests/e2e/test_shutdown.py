@@ -91,6 +91,11 @@ def test_check_reads_the_files_and_plugins_start_up_reads():
                            ("auth.backend.local.plugin=no-such-plugin", "no-such-plugin")]:
         r = run(define)
         check(r.returncode == 78 and needle in r.stderr, "--check -D %s: %d %r" % (define, r.returncode, r.stderr))
+    # The CA bundle delivery loads (test change: delivery on, as shipped; the harness has it off).
+    r = run("delivery.enabled=true", "delivery.tls_ca_file=" + missing)
+    check(r.returncode == 78 and "delivery.tls_ca_file" in r.stderr, "--check, CA file missing: %d %r" % (r.returncode, r.stderr))
+    r = run("delivery.enabled=true", "delivery.tls_ca_file=" + p.cert)
+    check(r.returncode == 0, "--check, CA file present: %d %r" % (r.returncode, r.stderr))
 
 
 def test_unreadable_configuration_is_a_configuration_error():
