@@ -80,6 +80,21 @@ def test_logins_over_smtp_and_pop3():
         p.stop()
 
 
+def test_a_login_in_another_domain_is_no_such_user():
+    """The shipped filter (|(mail=%u)(uid=%n)) finds alice's entry for alice@<any domain> the
+    backend serves; each spelling counted its own failed logins (review finding). Only the
+    domains of the entry's own addresses name it now: no bind is tried for the others (test
+    change: the backend serves other.test too)."""
+    with L.Slapd(_root_dir(), "a") as a:
+        p = postern_for([a.uri], {"auth.backend.ldap.domains": "ldap.test, other.test"})
+        expect_auth(p, "alice@other.test", ALICE[1], 535, "5.7.8")
+        mark = a.log_mark()
+        expect_auth(p, "alice@other.test", "wrong-guess-1", 535, "5.7.8")
+        check_eq(a.binds_since(mark, "uid=alice"), 0, "binds as alice for alice@other.test")
+        expect_auth(p, *ALICE, 235, "2.7.0")
+        p.stop()
+
+
 def test_empty_password_never_binds():
     with L.Slapd(_root_dir(), "a") as a:
         p = postern_for([a.uri])

@@ -135,6 +135,19 @@ LdapResult LdapBackend::checkDisabled(LdapConnection& conn, const LdapEntry& ent
     return {};
 }
 
+bool LdapBackend::hasAddressInDomain(const LdapEntry& entry, const std::string& domain) const {
+    const std::string want = lower(domain);
+    for (const auto& attribute : config_.mailAttributes) {
+        if (const auto* values = entry.values(attribute)) {
+            for (const auto& v : *values) {
+                const auto at = v.rfind('@');
+                if (at != std::string::npos && lower(v.substr(at + 1)) == want) return true;
+            }
+        }
+    }
+    return false;
+}
+
 api::UserRecord LdapBackend::recordOf(const LdapEntry& entry, const std::string& name, const LdapTemplate& matched,
                                       std::string& problem) const {
     api::UserRecord rec;
@@ -213,6 +226,15 @@ api::AuthAnswer LdapBackend::authenticate(const std::string& user, const std::st
                 }
                 acc.matches = static_cast<int>(entries.size());
                 if (entries.empty()) {
+                    return {};
+                }
+                // A filter that matches the local part alone ("(uid=%n)") finds bob's entry for
+                // bob@<any domain>: each spelling would be an account of its own for the
+                // failed-login limits (review finding). Only the domains of the entry's own
+                // addresses (or none) name it; another is no such user, before any bind.
+                if (!config_.userFilter.pinsDomain() && !parts.domain.empty() &&
+                    !hasAddressInDomain(entries.front(), parts.domain)) {
+                    acc.matches = 0;
                     return {};
                 }
                 acc.entry = std::move(entries.front());
