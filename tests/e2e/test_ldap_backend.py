@@ -285,11 +285,15 @@ def test_direct_bind_mode():
             "auth.backend.ldap.disabled_attribute": "",
             "auth.backend.ldap.disabled_value": "",
             "auth.backend.ldap.disabled_filter": "(accountStatus=disabled)",
+            "auth.backend.ldap.domains": "ldap.test, other.test",
         }
         p = postern_for([a.uri], extra)
         expect_auth(p, *ALICE, 235, "2.7.0")
         expect_auth(p, ALICE[0], "wrong-password", 535, "5.7.8")
         expect_auth(p, *CARL, 535, "5.7.8")
+        # "uid=%n" binds alice for alice@<any domain> the backend serves (test change: it
+        # serves other.test too): only her addresses' domain names her.
+        expect_auth(p, "alice@other.test", ALICE[1], 535, "5.7.8")
         # RFC 4514: a local part that tries to splice the DN is escaped, the bind fails.
         # " alice" would be alice herself (RFC 4518 makes leading spaces insignificant when
         # the server compares uid values), under a penalty counter of its own: Postern refuses

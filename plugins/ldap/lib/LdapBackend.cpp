@@ -137,15 +137,17 @@ LdapResult LdapBackend::checkDisabled(LdapConnection& conn, const LdapEntry& ent
 
 bool LdapBackend::hasAddressInDomain(const LdapEntry& entry, const std::string& domain) const {
     const std::string want = lower(domain);
+    bool any = false;
     for (const auto& attribute : config_.mailAttributes) {
         if (const auto* values = entry.values(attribute)) {
             for (const auto& v : *values) {
+                any = true;
                 const auto at = v.rfind('@');
                 if (at != std::string::npos && lower(v.substr(at + 1)) == want) return true;
             }
         }
     }
-    return false;
+    return !any;  // no address at all: recordOf decides (user_attribute, or a temporary failure)
 }
 
 api::UserRecord LdapBackend::recordOf(const LdapEntry& entry, const std::string& name, const LdapTemplate& matched,
@@ -260,6 +262,14 @@ api::AuthAnswer LdapBackend::authenticate(const std::string& user, const std::st
             if (r.ok() && entries.size() == 1) {
                 acc.entry = std::move(entries.front());
                 acc.entryRead = true;
+                // As in search mode: "uid=%n,..." binds bob for bob@<any domain>; only the
+                // domains of the entry's own addresses name it (the password was right, but
+                // this spelling is not the account).
+                if (!config_.dnTemplate.pinsDomain() && !parts.domain.empty() &&
+                    !hasAddressInDomain(acc.entry, parts.domain)) {
+                    acc.matches = 0;
+                    return {};
+                }
             } else if (r.isServerFailure()) {
                 return r;
             } else if (!config_.disabledFilter.empty() || !config_.disabledAttribute.empty()) {

@@ -60,7 +60,8 @@ private:
     // `name`: the login or address the entry was found by. It names the account only when
     // the entry has no address of its own and `matched` pins the domain (else bob could
     // log in as bob@other-domain through "uid=%n" and send as that address): `problem`.
-    // True if one of the entry's mail attribute values is in `domain` (case-insensitive).
+    // True if one of the entry's mail attribute values is in `domain` (case-insensitive), or
+    // if it has none (then recordOf decides).
     bool hasAddressInDomain(const LdapEntry& entry, const std::string& domain) const;
     api::UserRecord recordOf(const LdapEntry& entry, const std::string& name, const LdapTemplate& matched,
                              std::string& problem) const;
