@@ -99,6 +99,20 @@ def queued_message(p, marker):
     return found[0]
 
 
+def submitted(p, user, password, sender=None, from_header=None):
+    """Submits one message to REMOTE as `user` (MAIL FROM `sender`, default the user), with
+    its From field replaced by `from_header` if given; returns it as queued."""
+    sender = sender or user
+    marker, msg = make_message(sender=sender, to=REMOTE)
+    if from_header is not None:
+        msg = msg.replace(b"From: <%s>" % sender.encode(), from_header, 1)
+        check(from_header in msg, "the From field of the test message")
+    s = p.submission(user, password)
+    s.sendmail(sender, [REMOTE], msg)
+    s.quit()
+    return queued_message(p, marker)
+
+
 def server_with_keys(workdir, algorithms=(("rsa", "r1"), ("ed25519", "e1"))):
     keydir = os.path.join(workdir, "dkim")
     os.makedirs(keydir, mode=0o750)
@@ -233,44 +247,23 @@ def test_unauthenticated_and_keyless_mail_not_signed():
             check(b"DKIM-Signature" not in stored, "unauthenticated MX mail was signed")
             p.log_contains(r"event=dkim\.skip reason=not_authenticated")
             # An authenticated user whose From domain has no key: not signed.
-            s = p.submission(CAROL, CAROL_PW)
-            marker2, msg2 = make_message(sender=CAROL, to=REMOTE)
-            s.sendmail(CAROL, [REMOTE], msg2)
-            s.quit()
-            check(b"DKIM-Signature" not in queued_message(p, marker2), "keyless domain signed")
+            check(b"DKIM-Signature" not in submitted(p, CAROL, CAROL_PW), "keyless domain signed")
             p.log_contains(r"event=dkim\.skip reason=no_key domain=example\.org")
             # Two From addresses: not signed, and said so.
-            s = p.submission(ALICE, ALICE_PW)
-            marker3, msg3 = make_message(sender=ALICE, to=REMOTE)
-            msg3 = msg3.replace(b"From: <%s>" % ALICE.encode(), b"From: <%s>, <x@example.test>" % ALICE.encode(), 1)
-            s.sendmail(ALICE, [REMOTE], msg3)
-            s.quit()
-            check(b"DKIM-Signature" not in queued_message(p, marker3), "two-author mail signed")
+            two = submitted(p, ALICE, ALICE_PW, from_header=b"From: <%s>, <x@example.test>" % ALICE.encode())
+            check(b"DKIM-Signature" not in two, "two-author mail signed")
             p.log_contains(r"event=dkim\.skip reason=multiple_from")
             # Review finding: a customer of another domain (carol@example.org) who writes a
             # signed domain in From got example.test's signatures (DMARC pass for a forgery).
-            # Only the envelope sender's own domain is signed.
-            s = p.submission(CAROL, CAROL_PW)
-            marker4, msg4 = make_message(sender=CAROL, to=REMOTE)
-            msg4 = msg4.replace(b"From: <%s>" % CAROL.encode(), b"From: <ceo@example.test>", 1)
-            check(b"From: <ceo@example.test>" in msg4, "the forged From in the test message")
-            s.sendmail(CAROL, [REMOTE], msg4)
-            s.quit()
-            check(b"DKIM-Signature" not in queued_message(p, marker4), "another domain's From signed")
+            forged = submitted(p, CAROL, CAROL_PW, from_header=b"From: <ceo@example.test>")
+            check(b"DKIM-Signature" not in forged, "another domain's From signed")
             p.log_contains(r"event=dkim\.skip reason=from_not_own domain=example\.test")
             # Nor another customer's address in the user's own (shared) domain.
-            s = p.submission(ALICE, ALICE_PW)
-            marker5, msg5 = make_message(sender=ALICE, to=REMOTE)
-            msg5 = msg5.replace(b"From: <%s>" % ALICE.encode(), b"From: Support <erin@example.test>", 1)
-            s.sendmail(ALICE, [REMOTE], msg5)
-            s.quit()
-            check(b"DKIM-Signature" not in queued_message(p, marker5), "another user's From signed")
+            other = submitted(p, ALICE, ALICE_PW, from_header=b"From: Support <erin@example.test>")
+            check(b"DKIM-Signature" not in other, "another user's From signed")
             # A sender address of the account (dave may send as team@) is the user's own.
-            s = p.submission("dave@example.test", "dave-Secret4")
-            marker6, msg6 = make_message(sender="team@example.test", to=REMOTE)
-            s.sendmail("dave@example.test", [REMOTE], msg6)
-            s.quit()
-            check(b"DKIM-Signature" in queued_message(p, marker6), "the account's sender address not signed")
+            team = submitted(p, "dave@example.test", "dave-Secret4", sender="team@example.test")
+            check(b"DKIM-Signature" in team, "the account's sender address not signed")
             check(p.metric("postern_events_total", {"event": "dkim", "label": "not_authenticated"}) >= 1 and p.metric("postern_events_total", {"event": "dkim", "label": "no_key"}) >= 1 and
                   p.metric("postern_events_total", {"event": "dkim", "label": "multiple_from"}) >= 1, "skip reasons in /metrics")
 

@@ -138,43 +138,38 @@ def test_second_daemon_on_the_same_queue_refused_before_touching_it():
         s.quit()
 
 
+def start_failure_with_port_held(key, name):
+    """Starts a posternd whose `key` port another socket holds first (test change); returns
+    it after its start failed."""
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    p = Postern(start=False, name=name, overrides={key: str(holder.getsockname()[1])})
+    p._write_config()
+    try:
+        p.start(keep_ports=True)
+        raise AssertionError("posternd started with %s in use" % key)
+    except TestFailure:
+        pass
+    finally:
+        holder.close()
+    return p
+
+
 def test_a_port_in_use_is_a_transient_start_up_failure():
     """A port held by another socket (a process on its way out, or an address not up yet at
     boot) ends the start with 75 (EX_TEMPFAIL), which the systemd units restart, not 78
     (EX_CONFIG), which they do not: posternd came back only by hand. Test change: the mx
     listener's port is bound by the test first."""
-    holder = socket.socket()
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    holder.bind(("127.0.0.1", 0))
-    holder.listen(1)
-    p = Postern(start=False, overrides={"listener.mx.port": str(holder.getsockname()[1])})
-    p._write_config()
-    try:
-        p.start(keep_ports=True)
-        raise AssertionError("posternd started on a port in use")
-    except TestFailure:
-        pass
-    finally:
-        holder.close()
+    p = start_failure_with_port_held("listener.mx.port", None)
     check_eq(p.start_failure, 75, "exit status\n" + p.tail(5))
     p.log_contains(r"event=startup\.fail transient=yes error=.*listener mx: cannot listen on 127\.0\.0\.1:")
     # Review finding: the health endpoint was bound only after the mail listeners served and
     # after the privileges were dropped: its port in use was 78 (never restarted), and clients
     # had been greeted meanwhile. It is bound with the listeners now (test change: the health
     # port is bound by the test first).
-    holder = socket.socket()
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    holder.bind(("127.0.0.1", 0))
-    holder.listen(1)
-    h = Postern(start=False, name="health", overrides={"health.port": str(holder.getsockname()[1])})
-    h._write_config()
-    try:
-        h.start(keep_ports=True)
-        raise AssertionError("posternd started with its health port in use")
-    except TestFailure:
-        pass
-    finally:
-        holder.close()
+    h = start_failure_with_port_held("health.port", "health")
     check_eq(h.start_failure, 75, "exit status with the health port in use\n" + h.tail(5))
     h.log_contains(r"event=startup\.fail transient=yes error=.*health endpoint: cannot listen on \[127\.0\.0\.1\]:")
     # A configuration error stays 78 (not restarted).

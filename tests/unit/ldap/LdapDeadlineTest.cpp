@@ -4,6 +4,7 @@
 // (later requests and probes fail at once), and nothing is ever a wrong password.
 #include "LdapBackend.h"
 #include "LdapConfig.h"
+#include "unit/ldap/LoopbackListener.h"
 
 #include <boost/test/unit_test.hpp>
 
@@ -29,31 +30,13 @@ namespace {
 struct SilentListener {
     int fd = -1;
     int port = 0;
-    SilentListener() {
-        fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 64) != 0 ||
-            ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-            throw std::runtime_error("cannot listen");
-        }
-        port = ntohs(a.sin_port);
-    }
+    SilentListener() { fd = postern::test::listenOnLoopback(port); }
     ~SilentListener() { ::close(fd); }
-    std::string uri() const { return "ldap://127.0.0.1:" + std::to_string(port) + "/"; }
+    std::string uri() const { return postern::test::ldapUri(port); }
 };
 
-std::map<std::string, std::string> config(const std::string& uri) {
-    return {{"uris", uri},
-            {"base", "dc=example,dc=test"},
-            {"network_timeout", "300ms"},
-            {"bind_timeout", "300ms"},
-            {"search_timeout", "300ms"},
-            {"pool_size", "2"},
-            {"probe_interval", "60s"}};  // the background probe stays out of the way
-}
+// Deadlines of 300ms; probe_interval 60s: the background probe stays out of the way.
+std::map<std::string, std::string> config(const std::string& uri) { return postern::test::shortDeadlineConfig(uri); }
 
 double secondsSince(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();

@@ -7,6 +7,7 @@
 // answers nothing until it wakes (then it answers what it held, late).
 #include "LdapBackend.h"
 #include "LdapConfig.h"
+#include "unit/ldap/LoopbackListener.h"
 
 #include <boost/test/unit_test.hpp>
 
@@ -53,15 +54,7 @@ public:
     std::atomic<int> searches{0};
 
     FakeDirectory() {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 64) != 0 ||
-            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-            throw std::runtime_error("cannot listen");
-        port_ = ntohs(a.sin_port);
+        fd_ = postern::test::listenOnLoopback(port_);
         acceptor_ = std::thread([this] { acceptLoop(); });
     }
     ~FakeDirectory() {
@@ -72,7 +65,7 @@ public:
         for (auto& t : sessions_) t.join();
         ::close(fd_);
     }
-    std::string uri() const { return "ldap://127.0.0.1:" + std::to_string(port_) + "/"; }
+    std::string uri() const { return postern::test::ldapUri(port_); }
 
 private:
     void acceptLoop() {
@@ -167,15 +160,8 @@ private:
     std::vector<std::thread> sessions_;
 };
 
-std::map<std::string, std::string> config(const std::string& uri) {
-    return {{"uris", uri},
-            {"base", "dc=example,dc=test"},
-            {"network_timeout", "300ms"},
-            {"bind_timeout", "300ms"},
-            {"search_timeout", "300ms"},
-            {"pool_size", "2"},
-            {"probe_interval", "60s"}};  // only a wake-up can bring the server back in time
-}
+// Deadlines of 300ms; probe_interval 60s: only a wake-up can bring the server back in time.
+std::map<std::string, std::string> config(const std::string& uri) { return postern::test::shortDeadlineConfig(uri); }
 
 }  // namespace
 
