@@ -3,7 +3,8 @@
 // no empty line). Invariants: never crashes or throws; every canonical header ends in CRLF;
 // relaxed body canonicalisation is idempotent and leaves no WSP before a CRLF and no empty
 // line at the end; simple body output ends in CRLF; a From domain found is lower-case with no
-// white space; signing with an Ed25519 key always yields one DKIM-Signature field.
+// white space, and so is its local part; signing with an Ed25519 key always yields one
+// DKIM-Signature field.
 #include "FuzzAssert.h"
 #include "dkim/Canonical.h"
 #include "dkim/Key.h"
@@ -51,6 +52,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (from.problem.empty()) {
         FUZZ_CHECK(!from.domain.empty());
         for (char c : from.domain) FUZZ_CHECK(c != ' ' && c != '\t' && c != '\r' && c != '\n' && !(c >= 'A' && c <= 'Z'));
+        // The local part compared with the user's addresses: lower-case, no blanks or '@'
+        // of a quoted part (a quoted local part yields none).
+        for (char c : from.local) FUZZ_CHECK(c != ' ' && c != '\t' && c != '\r' && c != '\n' && !(c >= 'A' && c <= 'Z'));
+    } else {
+        FUZZ_CHECK(from.local.empty() && from.domain.empty());
     }
     std::string sig = signMessage(msg, fixedKey(), 1700000000);
     FUZZ_CHECK(sig.rfind("DKIM-Signature: v=1; a=ed25519-sha256;", 0) == 0);
