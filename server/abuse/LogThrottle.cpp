@@ -1,5 +1,7 @@
 #include "abuse/LogThrottle.h"
 
+#include <iterator>
+
 namespace postern::abuse {
 
 LogThrottle::LogThrottle(std::chrono::seconds interval, std::size_t maxKeys, core::Clock clock)
@@ -26,11 +28,19 @@ std::optional<std::uint64_t> LogThrottle::admit(const std::string& key) {
 }
 
 void LogThrottle::sweep(core::TimePoint now) {
-    for (auto it = entries_.begin(); it != entries_.end();) {
-        if (now - it->second.lastLogged >= interval_)
-            it = entries_.erase(it);
-        else
-            ++it;
+    // Expired entries with nothing suppressed go first; one that still owes its count
+    // (suppressed=N on its next line) goes only when the table stays full without it, or
+    // after ten intervals of silence (review finding: every sweep under a flood reset the
+    // counts, and the lines said suppressed=0).
+    bool stillFull = false;
+    for (int pass = 0; pass < 2; ++pass) {
+        for (auto it = entries_.begin(); it != entries_.end();) {
+            const auto age = now - it->second.lastLogged;
+            const bool drop = age >= interval_ && (it->second.suppressed == 0 || stillFull || age >= 10 * interval_);
+            it = drop ? entries_.erase(it) : std::next(it);
+        }
+        stillFull = entries_.size() >= maxKeys_;
+        if (!stillFull) break;
     }
 }
 

@@ -22,6 +22,7 @@ struct Envelope {
     std::string heloName;
     std::string authUser;                        // "" if not authenticated
     bool viaGrant = false;                       // a recipient was relayed on a POP-before-SMTP grant
+    std::string grantUser;                       // then (not authenticated) the grant's POP3 user
     // The lower-cased addresses the authenticated user (or the grant's user) owns: DKIM signs
     // only a From among them.
     std::vector<std::string> senderOwns;

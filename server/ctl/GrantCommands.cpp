@@ -1,6 +1,8 @@
 // posternctl grant ...: the shared POP-before-SMTP grants in PostgreSQL.
 #include "GrantCommands.h"
 
+#include "core/Utf8.h"
+
 #include "CtlSupport.h"
 #include "PgAdmin.h"
 #include "core/Duration.h"
@@ -139,7 +141,9 @@ int runGrantAdd(CommandContext& c) {
     return guarded(c, "grant add", [&] {
         Options o = parseOptions(c.args, {"--lifetime"}, {});
         expectPositional(o, 2, 2, GrantAddCommand);
-        const std::string& user = o.positional[1];
+        // Lower-cased as the daemon stores a login's grant: the account hold and the sender
+        // check compare lower-case names (review finding: "Bob@X" slipped past the hold).
+        const std::string user = core::asciiLower(o.positional[1]);
         if (user.empty() || user.size() > 320 ||
             std::any_of(user.begin(), user.end(), [](unsigned char ch) { return ch <= 0x20 || ch == 0x7f; })) {
             throw CtlError(ExitDataError, "USER must be 1..320 characters without spaces or control characters");
@@ -167,7 +171,7 @@ int runGrantAdd(CommandContext& c) {
             std::string("INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used)"
                         " VALUES ($1, $2, now(), now() + $3::bigint * interval '1 second', NULL)"
                         " ON CONFLICT (key) DO UPDATE SET user_name = EXCLUDED.user_name, created = EXCLUDED.created,"
-                        " expires = EXCLUDED.expires, last_used = NULL"
+                        " expires = EXCLUDED.expires, last_used = NULL, senders = EXCLUDED.senders"
                         " RETURNING to_char(g.expires AT TIME ZONE 'UTC', ") + IsoUtc + ")",
             {key, user, std::to_string(secs)}, "add grant");
         c.out << "granted " << key << " to " << user << " until "

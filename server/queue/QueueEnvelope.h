@@ -73,7 +73,7 @@ struct QueueEnvelope {
     std::vector<std::string> recipients;
     std::string clientIp;
     std::string heloName;
-    std::string authUser;
+    std::string authUser;  // whose mail: the AUTH user, or a POP-before-SMTP grant's user ("" = none)
     std::string sessionId;
     std::uint32_t attempts = 0;
     std::chrono::system_clock::time_point nextAttempt{};  // epoch = as soon as possible

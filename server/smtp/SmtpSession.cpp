@@ -149,6 +149,7 @@ struct SmtpSession::Transaction {
     std::set<std::string> seenRemote;
     bool relayedByGrant = false;
     std::vector<std::string> grantOwns;        // the grant's user and its MAIL FROM addresses (DKIM)
+    std::string grantUser;                     // the POP3 user of the grant relayed on
     bool grantMessageCounted = false;          // a grant relay's message counted against the client IP
     std::size_t overshoot = 0;                 // RCPT refused past smtp.max_recipients
     core::MessageDsn dsn;                                    // RET/ENVID of MAIL
@@ -680,12 +681,10 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
     const std::string& to = cmd.path.address();
     if (v.kind != policy::RcptVerdict::Kind::Accept) {
         if (v.reason == "rate_limit" || v.reason == "rate_tempfail") {
-            logger().warning(clientLine(sessionId_, "limit.hit", client_)
-                                 .add("user", who ? who->user : "")
-                                 .address("to", to)
-                                 .add("limit", v.limit)
-                                 .add("stage", "rcpt")
-                                 .str());
+            core::EventLine hit = clientLine(sessionId_, "limit.hit", client_);
+            hit.add("user", who ? who->user : "");
+            if (!who && !v.grantUser.empty()) hit.add("grant_user", v.grantUser);  // whose limit it was
+            logger().warning(hit.address("to", to).add("limit", v.limit).add("stage", "rcpt").str());
             count("smtp_reject", "rate_limit");
             return reply(v.reply);
         }
@@ -694,7 +693,7 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
             .address("to", to)
             .add("user", who ? who->user : "")
             .add("reason", v.reason);
-        if (v.reason == "grant_sender_mismatch") l.add("grant_user", v.grantUser);
+        if (!who && !v.grantUser.empty()) l.add("grant_user", v.grantUser);  // a grant relay: whose
         if (!v.quotaMailbox.empty()) l.add("mailbox", v.quotaMailbox);
         if (v.reason == "policy" || v.reason == "policy_default") l.add("policy_action", v.delegated.action);
         logger().notice(l.text("reply", replyText(v.reply)).str());
@@ -730,6 +729,7 @@ SmtpOutput SmtpSession::handleRcpt(const Command& cmd) {
         txn_->relayedByGrant = true;
         txn_->grantOwns = v.grantSenders;
         txn_->grantOwns.push_back(v.grantUser);
+        txn_->grantUser = core::asciiLower(v.grantUser);
         for (auto& a : txn_->grantOwns) a = core::asciiLower(a);
     }
     noteRecipientDsn(cmd, v.mailboxes.empty() ? 0 : 1, v.forwards);
@@ -780,6 +780,7 @@ std::optional<Reply> SmtpSession::openMessage() {
     env.heloName = heloName_;
     env.authUser = identity_ ? identity_->user : "";
     env.viaGrant = txn_->relayedByGrant;
+    env.grantUser = identity_ ? "" : txn_->grantUser;
     if (identity_) {
         env.senderOwns = identity_->senderAddresses;
         env.senderOwns.push_back(core::asciiLower(identity_->user));
@@ -1012,6 +1013,7 @@ SmtpOutput SmtpSession::commitMessage(std::unique_ptr<DataState> d, std::uint64_
     else res = d->writer->commit();
     std::size_t nrcpt = txn_->recipients.size();
     bool grant = txn_->relayedByGrant;
+    const std::string grantUser = txn_->grantUser;  // the transaction is reset before the log line
     const bool discard = txn_->discard, hold = txn_->hold;
     const std::string why = discard ? txn_->discardReason : txn_->holdReason;
     const std::size_t local = txn_->localMailboxes.size(), remote = txn_->remoteRecipients.size();
@@ -1040,7 +1042,7 @@ SmtpOutput SmtpSession::commitMessage(std::unique_ptr<DataState> d, std::uint64_
         count("smtp_message", settings_.role == Role::Submission ? "submission" : "mx");
         core::EventLine l = line("message.accept");
         l.add("id", res.queueId).add("rcpts", nrcpt).add("local", local).add("remote", remote).add("size", size);
-        if (grant) l.add("via", "pop_before_smtp");
+        if (grant) l.add("via", "pop_before_smtp").add("grant_user", grantUser);
         logger().information(l.str());
         return reply(replies::queued(res.queueId));
     }

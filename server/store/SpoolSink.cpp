@@ -136,7 +136,10 @@ public:
             qe.recipients = envelope_.remoteRecipients;
             qe.clientIp = envelope_.client.host();
             qe.heloName = envelope_.heloName;
-            qe.authUser = envelope_.authUser;
+            // Whose mail it is: the AUTH user, or the POP3 user of the grant it was relayed on
+            // (review finding: grant relays were queued as nobody's, so a held account's
+            // queued mail still went out and its remote refusals never counted).
+            qe.authUser = envelope_.authUser.empty() ? envelope_.grantUser : envelope_.authUser;
             qe.sessionId = envelope_.sessionId;
             qe.dsn = envelope_.dsn;
             qe.recipientDsn = envelope_.remoteDsn;

@@ -147,8 +147,12 @@ def test_posternctl_grant_commands():
     check(out.startswith("granted 192.0.2.7 to bob@example.test until "), out)
     # the configured lifetime (pop_before_smtp.lifetime, 600s by default)
     check_eq(s.sql("SELECT round(extract(epoch FROM expires - created)) FROM pop_before_smtp_grants"), ["600"])
-    ok(ctl("grant", "add", "192.0.2.7", "ann@example.test", "--lifetime", "2h"), "grant add (replace)")
+    s.sql("UPDATE pop_before_smtp_grants SET senders = 'bob-alias@example.test' WHERE key = '192.0.2.7'")
+    ok(ctl("grant", "add", "192.0.2.7", "Ann@Example.test", "--lifetime", "2h"), "grant add (replace)")
     check_eq(grants(), ["192.0.2.7 ann@example.test"], "a second grant for the key replaces the first")
+    # Review finding: the replacement kept bob's sender addresses (ann could send as them), and
+    # a mixed-case name slipped past the account hold, which compares lower-case names.
+    check_eq(s.sql("SELECT senders = '' FROM pop_before_smtp_grants WHERE key = '192.0.2.7'"), ["t"], "senders reset")
     check_eq(s.sql("SELECT round(extract(epoch FROM expires - created)) FROM pop_before_smtp_grants"), ["7200"])
     # IPv6 keyed by the configured prefix, as the daemon keys a login from it
     ok(ctl("grant", "add", "2001:db8:1:2::99", "v6@example.test", "-D", "pop_before_smtp.ipv6_prefix=64"), "v6 add")

@@ -42,6 +42,12 @@ def test_grant_from_pop3s_login():
         check(files, "no queue file after granted relay")
         check(any(marker.encode() in open(f, "rb").read() for f in files),
               "queue files lack the message")
+        # Queued as alice's mail (review finding: as nobody's, so an account hold and the
+        # compromise counters never saw grant relays), and logged as hers.
+        envelopes = [open(f).read() for f in files if "/envelope/" in f]
+        check(any("\nauth alice@example.test\n" in e or e.startswith("auth alice@example.test\n") for e in envelopes),
+              "the queued envelope names the grant's user: %r" % envelopes)
+        p.log_contains(r"event=message\.accept .*via=pop_before_smtp grant_user=alice@example\.test")
         n = len(files)
         r, _ = _relay_attempt(p, "127.0.0.3")
         expect(r, 554, "5.7.1", what="relay from 127.0.0.3 (no grant)")

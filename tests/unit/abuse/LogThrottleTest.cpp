@@ -52,6 +52,21 @@ BOOST_AUTO_TEST_CASE(bounded_memory_under_a_flood_of_sources) {
     BOOST_TEST(t.trackedKeys() <= 10u);
 }
 
+BOOST_AUTO_TEST_CASE(a_sweep_keeps_the_counts_still_owed) {
+    // Review finding: once the table was full, every call swept it, and an expired key that
+    // had suppressed events lost its count (its next line said suppressed=0).
+    FakeClock clock;
+    LogThrottle t(60s, 4, clock.fn());
+    BOOST_TEST(t.admit("busy").has_value());
+    for (int i = 0; i < 3; ++i) BOOST_TEST(!t.admit("busy").has_value());
+    for (int i = 0; i < 3; ++i) BOOST_TEST(t.admit("quiet" + std::to_string(i)).has_value());  // full now
+    clock.advance(61s);
+    BOOST_TEST(t.admit("new").has_value());  // sweeps: the quiet ones go, "busy" stays
+    auto again = t.admit("busy");
+    BOOST_REQUIRE(again.has_value());
+    BOOST_TEST(*again == 3u);
+}
+
 BOOST_AUTO_TEST_CASE(one_line_per_interval_under_threads) {
     FakeClock clock;
     LogThrottle t(60s, 100, clock.fn());
