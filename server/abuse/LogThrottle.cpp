@@ -39,7 +39,8 @@ void LogThrottle::sweep(core::TimePoint now) {
             const bool drop = age >= interval_ && (it->second.suppressed == 0 || stillFull || age >= 10 * interval_);
             it = drop ? entries_.erase(it) : std::next(it);
         }
-        stillFull = entries_.size() >= maxKeys_;
+        // Down to 7/8: a table kept just below full would be swept on every call.
+        stillFull = entries_.size() >= maxKeys_ - maxKeys_ / 8;
         if (!stillFull) break;
     }
 }

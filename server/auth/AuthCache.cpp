@@ -44,9 +44,13 @@ AuthCache::Shard& AuthCache::shardFor(const std::string& user) {
     return shards_[std::hash<std::string>{}(user) % Shards];
 }
 
-std::uint64_t AuthCache::lastInvalidation(const Shard& s, const std::string& user) {
+std::uint64_t AuthCache::lastInvalidation(const Shard& s, const std::string& user, bool forStore) {
     auto g = s.generations.find(user);
-    return std::max(g == s.generations.end() ? s.pruned : g->second, s.cleared);
+    // A user's generation is pruned only while it has no entries: an entry found next to no
+    // generation was stored after any pruned one, so `pruned` matters only to a store (a
+    // success read before an invalidation that has since been pruned).
+    const std::uint64_t own = g != s.generations.end() ? g->second : forStore ? s.pruned : 0;
+    return std::max(own, s.cleared);
 }
 
 AuthCache::Hit AuthCache::find(const std::string& service, const std::string& user, const std::string& password,
@@ -62,7 +66,7 @@ AuthCache::Hit AuthCache::find(const std::string& service, const std::string& us
         return Hit::Miss;
     }
     Entry& e = *it->second;
-    if (e.expires <= clock_() || e.storedAt < lastInvalidation(s, user)) {
+    if (e.expires <= clock_() || e.storedAt < lastInvalidation(s, user, false)) {
         s.lru.erase(it->second);
         s.index.erase(it);
         misses_.fetch_add(1, std::memory_order_relaxed);
@@ -88,7 +92,7 @@ void AuthCache::store(const std::string& service, const std::string& user, const
     std::lock_guard lock(s.mutex);
     // A success read before the user's last invalidation (a failed login, which may follow a
     // password change, or a clear) must not be stored after it.
-    if (positive && limits.seenGeneration && lastInvalidation(s, user) > *limits.seenGeneration) return;
+    if (positive && limits.seenGeneration && lastInvalidation(s, user, true) > *limits.seenGeneration) return;
     auto ttl = positive ? settings_.positiveTtl : settings_.negativeTtl;
     if (limits.maxAge && *limits.maxAge < ttl) ttl = std::max(std::chrono::milliseconds(0), *limits.maxAge);
     if (auto it = s.index.find(key); it != s.index.end()) {

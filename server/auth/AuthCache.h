@@ -95,7 +95,7 @@ private:
     };
 
     Key makeKey(const std::string& service, const std::string& user, const std::string& password) const;
-    static std::uint64_t lastInvalidation(const Shard& s, const std::string& user);
+    static std::uint64_t lastInvalidation(const Shard& s, const std::string& user, bool forStore);
     Shard& shardFor(const std::string& user);
     void store(const std::string& service, const std::string& user, const std::string& password, bool positive,
                const core::AuthIdentity& identity, const Limits& limits);

@@ -1,6 +1,7 @@
 // posternctl grant ...: the shared POP-before-SMTP grants in PostgreSQL.
 #include "GrantCommands.h"
 
+#include "core/Idna.h"
 #include "core/Utf8.h"
 
 #include "CtlSupport.h"
@@ -143,7 +144,7 @@ int runGrantAdd(CommandContext& c) {
         expectPositional(o, 2, 2, GrantAddCommand);
         // Lower-cased as the daemon stores a login's grant: the account hold and the sender
         // check compare lower-case names (review finding: "Bob@X" slipped past the hold).
-        const std::string user = core::asciiLower(o.positional[1]);
+        const std::string user = core::asciiLower(core::normalizeAddressDomain(o.positional[1]));
         if (user.empty() || user.size() > 320 ||
             std::any_of(user.begin(), user.end(), [](unsigned char ch) { return ch <= 0x20 || ch == 0x7f; })) {
             throw CtlError(ExitDataError, "USER must be 1..320 characters without spaces or control characters");

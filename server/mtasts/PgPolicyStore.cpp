@@ -24,10 +24,12 @@ const pg::Statement SaveStatement{
 
 }  // namespace
 
-std::optional<CachedPolicy> PgPolicyStore::load(const std::string& domain) {
+std::optional<CachedPolicy> PgPolicyStore::load(const std::string& domain, bool* failed) {
+    if (failed != nullptr) *failed = false;
     pg::QueryResult r = pool_.execute(LoadStatement, {domain});
     if (r.failed()) {
         logger().warning(core::EventLine("mta_sts.db_fail").add("op", "load").text("error", r.error).str());
+        if (failed != nullptr) *failed = true;
         return std::nullopt;
     }
     if (r.rows.empty() || r.rows[0].size() < 6) return std::nullopt;

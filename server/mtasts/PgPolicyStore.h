@@ -12,7 +12,7 @@ namespace postern::mtasts {
 class PgPolicyStore final : public SharedPolicyStore {
 public:
     explicit PgPolicyStore(pg::Pool& pool) : pool_(pool) {}
-    std::optional<CachedPolicy> load(const std::string& domain) override;
+    std::optional<CachedPolicy> load(const std::string& domain, bool* failed = nullptr) override;
     void save(const CachedPolicy& p) override;
 
 private:

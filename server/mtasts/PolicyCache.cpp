@@ -74,12 +74,17 @@ std::optional<CachedPolicy> PolicyCache::get(const std::string& domain) {
         auto miss = sharedMisses_.find(domain);
         if (miss != sharedMisses_.end() && now < miss->second + SharedMissTtl) return std::nullopt;
     }
-    auto p = shared_->load(domain);
+    bool failed = false;
+    auto p = shared_->load(domain, &failed);
     std::lock_guard lock(mutex_);
     if (p) {
-        entries_[domain] = *p;
+        // Never over a newer policy another thread fetched meanwhile.
+        auto [it, fresh] = entries_.try_emplace(domain, *p);
+        if (!fresh && it->second.fetched < p->fetched) it->second = *p;
         sharedMisses_.erase(domain);
-    } else {
+        return it->second;
+    }
+    if (!failed) {  // a database that cannot answer is asked again next time
         if (sharedMisses_.size() >= 100000) sharedMisses_.clear();  // bounded; at worst asked again
         sharedMisses_[domain] = now;
     }

@@ -28,11 +28,12 @@ struct CachedPolicy {
 };
 
 // Optional second level shared by cluster nodes. Implementations must be thread-safe and
-// must not throw (a failing store is logged by the implementation and treated as a miss).
+// must not throw (a failing store is logged by the implementation and treated as a miss,
+// with *failed set so that the miss is not remembered).
 class SharedPolicyStore {
 public:
     virtual ~SharedPolicyStore() = default;
-    virtual std::optional<CachedPolicy> load(const std::string& domain) = 0;
+    virtual std::optional<CachedPolicy> load(const std::string& domain, bool* failed = nullptr) = 0;
     virtual void save(const CachedPolicy& p) = 0;
 };
 
@@ -54,7 +55,7 @@ public:
     // The entry for `domain`, expired or not (the caller decides); nullopt if none. A domain
     // the shared store did not have either is not asked there again for SharedMissTtl:
     // most domains have no policy, and each delivery to them was a database query.
-    static constexpr std::int64_t SharedMissTtl = 300;
+    static constexpr std::int64_t SharedMissTtl = 60;
     std::optional<CachedPolicy> get(const std::string& domain);
     // Stores and writes the state file; false if the file could not be written (the
     // memory copy is kept all the same). `error` says why.

@@ -95,6 +95,25 @@ def test_a_login_in_another_domain_is_no_such_user():
         p.stop()
 
 
+def test_a_login_the_filter_compares_whole_is_found_in_any_domain():
+    """AD's (|(userPrincipalName=%u)(sAMAccountName=%n)): a UPN in another domain than the
+    mail addresses still logs in (review follow-up: the domain check refused it). Here the
+    UPN's part is played by mailAlternateAddress (test changes: that filter, mail_attributes
+    = mail only, a user jdoe whose alternate address is in corp.other.test, which the backend
+    serves too)."""
+    users = dict(L.DEFAULT_USERS, jdoe={"password": "jdoe-Ldap7", "mail": ["jdoe@ldap.test"],
+                                        "alt": ["jdoe@corp.other.test"]})
+    with L.Slapd(_root_dir(), "a", users=users) as a:
+        p = postern_for([a.uri], {
+            "auth.backend.ldap.user_filter": "(&(objectClass=inetOrgPerson)(|(mailAlternateAddress=%u)(uid=%n)))",
+            "auth.backend.ldap.mail_attributes": "mail",
+            "auth.backend.ldap.domains": "ldap.test, corp.other.test, third.test"})
+        expect_auth(p, "jdoe@corp.other.test", "jdoe-Ldap7", 235, "2.7.0")
+        expect_auth(p, "jdoe@ldap.test", "jdoe-Ldap7", 235, "2.7.0")
+        expect_auth(p, "jdoe@third.test", "jdoe-Ldap7", 535, "5.7.8")
+        p.stop()
+
+
 def test_empty_password_never_binds():
     with L.Slapd(_root_dir(), "a") as a:
         p = postern_for([a.uri])

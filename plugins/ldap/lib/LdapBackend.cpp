@@ -74,6 +74,21 @@ LdapBackend::LdapBackend(LdapConfig config) : config_(std::move(config)) {
     for (const auto& a : config_.mailAttributes) {
         pushUnique(entryAttributes_, a);
     }
+    // The attributes user_filter compares with the whole login ("(userPrincipalName=%u)"):
+    // their values name the entry in any domain (hasAddressInDomain).
+    const std::string& f = config_.userFilter.text();
+    for (std::size_t i = f.find("=%u"); i != std::string::npos; i = f.find("=%u", i + 3)) {
+        std::size_t end = i;
+        if (end > 0 && (f[end - 1] == '~' || f[end - 1] == '<' || f[end - 1] == '>')) --end;
+        std::size_t start = end;
+        while (start > 0 && (std::isalnum(static_cast<unsigned char>(f[start - 1])) || f[start - 1] == '-' ||
+                             f[start - 1] == ';' || f[start - 1] == '.'))
+            --start;
+        if (start < end) {
+            pushUnique(loginAttributes_, f.substr(start, end - start));
+            pushUnique(entryAttributes_, f.substr(start, end - start));
+        }
+    }
     pushUnique(entryAttributes_, config_.userAttribute);
     pushUnique(entryAttributes_, config_.mailboxAttribute);
     pushUnique(entryAttributes_, config_.disabledAttribute);
@@ -135,7 +150,16 @@ LdapResult LdapBackend::checkDisabled(LdapConnection& conn, const LdapEntry& ent
     return {};
 }
 
-bool LdapBackend::hasAddressInDomain(const LdapEntry& entry, const std::string& domain) const {
+bool LdapBackend::hasAddressInDomain(const LdapEntry& entry, const std::string& login,
+                                     const std::string& domain) const {
+    // Named by the whole login in an attribute the filter compares with it (a UPN in another
+    // domain than the mail addresses: review finding), or by an address in its domain.
+    for (const auto& attribute : loginAttributes_) {
+        if (const auto* values = entry.values(attribute)) {
+            for (const auto& v : *values)
+                if (lower(v) == lower(login)) return true;
+        }
+    }
     const std::string want = lower(domain);
     bool any = false;
     for (const auto& attribute : config_.mailAttributes) {
@@ -235,7 +259,7 @@ api::AuthAnswer LdapBackend::authenticate(const std::string& user, const std::st
                 // failed-login limits (review finding). Only the domains of the entry's own
                 // addresses (or none) name it; another is no such user, before any bind.
                 if (!config_.userFilter.pinsDomain() && !parts.domain.empty() &&
-                    !hasAddressInDomain(entries.front(), parts.domain)) {
+                    !hasAddressInDomain(entries.front(), parts.full, parts.domain)) {
                     acc.matches = 0;
                     return {};
                 }
@@ -266,7 +290,7 @@ api::AuthAnswer LdapBackend::authenticate(const std::string& user, const std::st
                 // domains of the entry's own addresses name it (the password was right, but
                 // this spelling is not the account).
                 if (!config_.dnTemplate.pinsDomain() && !parts.domain.empty() &&
-                    !hasAddressInDomain(acc.entry, parts.domain)) {
+                    !hasAddressInDomain(acc.entry, parts.full, parts.domain)) {
                     acc.matches = 0;
                     return {};
                 }

@@ -60,15 +60,17 @@ private:
     // `name`: the login or address the entry was found by. It names the account only when
     // the entry has no address of its own and `matched` pins the domain (else bob could
     // log in as bob@other-domain through "uid=%n" and send as that address): `problem`.
-    // True if one of the entry's mail attribute values is in `domain` (case-insensitive), or
-    // if it has none (then recordOf decides).
-    bool hasAddressInDomain(const LdapEntry& entry, const std::string& domain) const;
+    // True if a value of an attribute user_filter compares with %u is the login, if one of
+    // the entry's mail attribute values is in `domain` (case-insensitive), or if it has no
+    // mail values (then recordOf decides).
+    bool hasAddressInDomain(const LdapEntry& entry, const std::string& login, const std::string& domain) const;
     api::UserRecord recordOf(const LdapEntry& entry, const std::string& name, const LdapTemplate& matched,
                              std::string& problem) const;
     bool isDisabledByAttribute(const LdapEntry& entry) const;
 
     const LdapConfig config_;
     std::vector<std::string> entryAttributes_;  // attributes read from a user's entry
+    std::vector<std::string> loginAttributes_;  // compared with %u in user_filter
     std::unique_ptr<LdapServerPool> pool_;
 };
 

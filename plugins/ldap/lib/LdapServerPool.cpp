@@ -6,10 +6,12 @@
 #include "core/EventLine.h"
 
 #include <ldap.h>
+#include <arpa/inet.h>
 
 #include <Poco/Logger.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 
 namespace postern::plugins::ldap {
@@ -23,10 +25,25 @@ Poco::Logger& logger() {
 
 }  // namespace
 
-// True for ldap://localhost..., ldap://127.x..., ldap://[::1]...: the password stays on the host.
+std::string lowerAscii(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// An ldap:// URI (any case) whose host is localhost, an address in 127/8 or [::1]: the
+// password stays on the host.
+bool plainLdapUri(const std::string& uri) { return lowerAscii(uri.substr(0, 7)) == "ldap://"; }
 bool loopbackUri(const std::string& uri) {
-    const std::string rest = uri.substr(uri.find("://") == std::string::npos ? 0 : uri.find("://") + 3);
-    return rest.rfind("localhost", 0) == 0 || rest.rfind("127.", 0) == 0 || rest.rfind("[::1]", 0) == 0;
+    const std::string rest = lowerAscii(uri.substr(std::min<std::size_t>(uri.size(), 7)));
+    std::string host;
+    if (!rest.empty() && rest.front() == '[') {
+        host = rest.substr(0, rest.find(']') == std::string::npos ? rest.size() : rest.find(']') + 1);
+        return host == "[::1]";
+    }
+    host = rest.substr(0, rest.find_first_of(":/"));
+    if (host == "localhost") return true;
+    in_addr a{};
+    return ::inet_pton(AF_INET, host.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
 }
 
 LdapServerPool::LdapServerPool(const LdapConfig& config) : config_(config) {
@@ -36,7 +53,7 @@ LdapServerPool::LdapServerPool(const LdapConfig& config) : config_(config) {
         servers_.push_back(std::move(s));
         // Every login's password crosses the network in a simple bind (review finding: said
         // nowhere): one line at start-up per such server.
-        if (uri.rfind("ldap://", 0) == 0 && !config_.startTls && !loopbackUri(uri)) {
+        if (plainLdapUri(uri) && !config_.startTls && !loopbackUri(uri)) {
             logger().warning(core::EventLine("ldap.cleartext")
                                  .add("uri", uri)
                                  .text("note", "passwords are sent unencrypted: use ldaps:// or starttls = yes")

@@ -108,6 +108,24 @@ BOOST_AUTO_TEST_CASE(a_pruned_generation_still_refuses_an_older_success) {
     BOOST_TEST((cache.find("smtp", "u@x", "pw", out) == AuthCache::Hit::Miss));
 }
 
+BOOST_AUTO_TEST_CASE(pruning_keeps_the_entries_of_users_never_invalidated) {
+    // Review follow-up: a user without a generation of its own was compared with the pruned
+    // clock, so every prune threw away the valid entries of users that never failed a login.
+    FakeClock c;
+    AuthCache cache({3200, std::chrono::seconds(300), std::chrono::seconds(60)}, c.fn());
+    core::AuthIdentity out;
+    cache.storePositive("smtp", "keep@x", "pw", ident("keep@x"));
+    // 100 entries and 200 generations per shard: 10,000 others' failures evict their
+    // entries and prune their generations; keep@x's entry stays recent.
+    for (int i = 0; i < 10000; ++i) {
+        const std::string o = "o" + std::to_string(i) + "@x";
+        cache.invalidateUser(o);
+        cache.storeNegative("smtp", o, "bad");
+        if (i % 20 == 0) BOOST_REQUIRE((cache.find("smtp", "keep@x", "pw", out) == AuthCache::Hit::Positive));
+    }
+    BOOST_TEST((cache.find("smtp", "keep@x", "pw", out) == AuthCache::Hit::Positive));
+}
+
 BOOST_AUTO_TEST_CASE(bounded_size_and_disabled) {
     AuthCache cache({64, std::chrono::seconds(300), std::chrono::seconds(60)});
     for (int i = 0; i < 10000; ++i) cache.storePositive("smtp", "u" + std::to_string(i), "pw", ident("u"));

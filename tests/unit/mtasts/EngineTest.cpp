@@ -182,7 +182,8 @@ struct FakeShared final : SharedPolicyStore {
     std::map<std::string, CachedPolicy> rows;
     int saves = 0;
     int loads = 0;
-    std::optional<CachedPolicy> load(const std::string& d) override {
+    std::optional<CachedPolicy> load(const std::string& d, bool* failed) override {
+        if (failed) *failed = false;
         ++loads;
         auto it = rows.find(d);
         return it == rows.end() ? std::nullopt : std::optional<CachedPolicy>(it->second);
