@@ -308,9 +308,12 @@ def test_json_domain_alias_grant_lists():
         check_eq(sorted((a["alias"], a["destination"]) for a in json.loads(r.stdout)),
                  [("sales@pg.test", "ann@pg.test"), ("sales@pg.test", "bo@remote.example")], "alias list --json")
 
-        r = run(["grant", "add", "192.0.2.7", "ann@pg.test", "-c", cfg])
+        # Test change: grants are cluster state (cluster.conninfo's database only); the
+        # accounts' database plays that part here.
+        cluster = ["-D", "cluster.conninfo=" + pg.conninfo() + " password=" + P.APP_PASSWORD]
+        r = run(["grant", "add", "192.0.2.7", "ann@pg.test", "-c", cfg] + cluster)
         check_eq(r.returncode, 0, "grant add: " + r.stderr)
-        r = run(["grant", "list", "--json", "-c", cfg])
+        r = run(["grant", "list", "--json", "-c", cfg] + cluster)
         check_eq(r.returncode, 0, "grant list --json: " + r.stderr)
         grants = json.loads(r.stdout)
         check_eq(len(grants), 1, "one grant")
