@@ -33,14 +33,6 @@ Poco::Logger& logger() {
     return l;
 }
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-        return static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
-    });
-    return out;
-}
-
 // Domains are compared in one form, A-labels lower-case (core/Idna.h); the address's local
 // part is only ASCII-lower-cased (UTF-8 octets untouched).
 std::string asciiDomain(const std::string& domain) {
@@ -116,7 +108,7 @@ AuthFacade::AuthFacade(std::vector<BackendBinding> chain)
     : chain_([&chain] {
           for (auto& b : chain) {
               for (auto& d : b.domains) {
-                  d = d == "*" ? d : asciiDomain(lower(d));
+                  d = d == "*" ? d : asciiDomain(core::asciiLower(d));
               }
           }
           return std::move(chain);
@@ -156,7 +148,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     const auto start = std::chrono::steady_clock::now();
     // The domain in its A-label form, as stored and as recipients are looked up: a login
     // typed with the U-label is the same account (and the same cache entry).
-    const std::string login = lower(core::normalizeAddressDomain(request.user));
+    const std::string login = core::asciiLower(core::normalizeAddressDomain(request.user));
     core::AuthResult result;  // TempFail until decide() sets Ok or BadCredentials
     Decision decision;
     std::optional<RehashDue> rehash;  // set by decide() for an Ok login with an old-scheme hash
@@ -351,11 +343,11 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         }
 
         core::AuthIdentity& id = result.identity;
-        id.user = lower(answer.record.user.empty() ? askedAs : answer.record.user);
+        id.user = core::asciiLower(answer.record.user.empty() ? askedAs : answer.record.user);
         id.senderAddresses.clear();
         for (const auto& s : answer.record.senderAddresses) {
             if (!s.empty()) {
-                pushUnique(id.senderAddresses, core::normalizeAddressDomain(lower(s)));
+                pushUnique(id.senderAddresses, core::normalizeAddressDomain(core::asciiLower(s)));
             }
         }
         if (id.senderAddresses.empty()) {
@@ -419,7 +411,7 @@ void AuthFacade::touchAppPassword(const BackendBinding& binding, const std::stri
 }
 
 core::Answer AuthFacade::isLocalDomain(const std::string& domainIn) {
-    std::string domain = lower(domainIn);
+    std::string domain = core::asciiLower(domainIn);
     while (!domain.empty() && domain.back() == '.') {
         domain.pop_back();
     }
@@ -547,7 +539,7 @@ core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansio
     x.domains.emplace(domainOf(address), core::Answer::Yes);
     bool deliverable = false;
     if (r.answer.isMailbox) {
-        const std::string user = lower(r.answer.record.user.empty() ? r.address : r.answer.record.user);
+        const std::string user = core::asciiLower(r.answer.record.user.empty() ? r.address : r.answer.record.user);
         const std::string& given = r.answer.record.mailbox.empty() ? defaultMailbox(user) : r.answer.record.mailbox;
         // A location the store would refuse (an absolute path, "..") defers this recipient
         // here, at RCPT: found only at the end of DATA it deferred the whole message for
@@ -573,7 +565,7 @@ core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansio
     }
     const std::string aliasDomain = domainOf(address);
     for (const auto& rawDest : r.answer.aliasDestinations) {
-        std::string dest = lower(rawDest);
+        std::string dest = core::asciiLower(rawDest);
         dest.erase(0, dest.find_first_not_of(" \t"));
         dest.erase(dest.find_last_not_of(" \t") + 1);
         if (dest.empty()) {
@@ -599,7 +591,7 @@ core::Answer AuthFacade::resolve(const std::string& address, int depth, Expansio
 
 core::RecipientLookup AuthFacade::lookupRecipient(const std::string& addressIn) {
     core::RecipientLookup out;  // TempFail until resolved
-    const std::string address = core::normalizeAddressDomain(lower(addressIn));
+    const std::string address = core::normalizeAddressDomain(core::asciiLower(addressIn));
     if (address.empty() || address.size() > MaxLoginLength || hasControlChars(address)) {
         out.answer = core::Answer::No;
         return out;

@@ -1,5 +1,6 @@
 // Shared plumbing of posternctl's configuration-driven commands.
 #include "CtlSupport.h"
+#include "core/Utf8.h"
 
 #include <Poco/AutoPtr.h>
 #include <Poco/Exception.h>
@@ -153,13 +154,6 @@ const config::BackendConfig& chooseBackend(const config::ServerConfig& cfg, cons
 
 namespace {
 
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
-        return static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
-    });
-    return s;
-}
-
 bool isAtext(unsigned char c) {
     static const std::string specials = "!#$%&'*+/=?^_`{|}~-";
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || specials.find(static_cast<char>(c)) != std::string::npos;
@@ -194,7 +188,7 @@ std::string domainOf(const std::string& address) {
 }
 
 std::string checkDomain(const std::string& domainIn) {
-    std::string d = lower(domainIn);
+    std::string d = core::asciiLower(domainIn);
     if (!isLdhDomain(d)) {
         throw CtlError(ExitDataError, "malformed domain '" + domainIn + "' (letters, digits, '-' and dots)");
     }
@@ -202,7 +196,7 @@ std::string checkDomain(const std::string& domainIn) {
 }
 
 std::string checkAddress(const std::string& addressIn, const std::string& what) {
-    std::string a = lower(addressIn);
+    std::string a = core::asciiLower(addressIn);
     auto at = a.find('@');
     if (at == std::string::npos || at == 0 || a.find('@', at + 1) != std::string::npos) {
         throw CtlError(ExitDataError, "malformed " + what + " '" + addressIn + "' (expected local@domain)");

@@ -2,6 +2,7 @@
 
 #include "core/EventLine.h"
 #include "queue/FileOps.h"
+#include "core/Utf8.h"
 
 #include <Poco/Logger.h>
 #include <Poco/Net/IPAddress.h>
@@ -15,11 +16,6 @@ namespace postern::delivery {
 namespace {
 
 Poco::Logger& logger() { return Poco::Logger::get("postern.delivery"); }
-
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-    return s;
-}
 
 }  // namespace
 
@@ -55,7 +51,7 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
                              .str());
         return Result::Dropped;
     }
-    std::string domain = lower(original.sender.substr(at + 1));
+    std::string domain = core::asciiLower(original.sender.substr(at + 1));
     std::string address = original.sender.substr(0, at + 1) + domain;
     switch (directory_.isLocalDomain(domain)) {
     case core::Answer::TempFail: return Result::TempFail;

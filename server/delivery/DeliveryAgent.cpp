@@ -7,6 +7,7 @@
 #include "core/EventLine.h"
 #include "delivery/RetrySchedule.h"
 #include "queue/FileOps.h"
+#include "core/Utf8.h"
 
 #include <Poco/Logger.h>
 #include <Poco/Net/SocketAddress.h>
@@ -28,14 +29,9 @@ Poco::Logger& logger() { return Poco::Logger::get("postern.delivery"); }
 
 constexpr std::size_t MaxAddressesPerAttempt = 10;  // hosts x addresses tried per route and attempt
 
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-    return s;
-}
-
 std::string domainOf(const std::string& address) {
     auto at = address.rfind('@');
-    return at == std::string::npos ? std::string() : lower(address.substr(at + 1));
+    return at == std::string::npos ? std::string() : core::asciiLower(address.substr(at + 1));
 }
 
 bool hasEightBit(const std::string& path, bool& readable) {

@@ -1,4 +1,5 @@
 #include "dkim/Signer.h"
+#include "core/Utf8.h"
 
 #include <openssl/evp.h>
 
@@ -15,13 +16,6 @@ std::string base64(const unsigned char* data, std::size_t size) {
     std::string out(4 * ((size + 2) / 3) + 1, '\0');
     int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(size));
     out.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
-    return out;
-}
-
-std::string lowerCase(std::string_view s) {
-    std::string out(s);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
     return out;
 }
 
@@ -78,7 +72,7 @@ std::vector<std::string> headerList(const std::vector<HeaderField>& headers) {
     for (const auto& name : defaultSignedHeaders()) {
         std::size_t n = 0;
         for (const auto& h : headers)
-            if (lowerCase(h.name) == name) ++n;
+            if (core::asciiLower(h.name) == name) ++n;
         if (std::find(over.begin(), over.end(), name) != over.end()) ++n;
         for (std::size_t i = 0; i < n; ++i) out.push_back(name);
     }
@@ -107,7 +101,7 @@ std::string signParts(const MessageParts& parts, const std::string& bh, const Si
     for (const auto& name : names) {
         signedNames.push_back(name);
         for (std::size_t i = parts.headers.size(); i-- > 0;) {
-            if (used[i] || lowerCase(parts.headers[i].name) != name) continue;
+            if (used[i] || core::asciiLower(parts.headers[i].name) != name) continue;
             used[i] = true;
             data += canonicalHeader(parts.headers[i].raw, Canon::Relaxed);
             break;

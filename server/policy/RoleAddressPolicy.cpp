@@ -2,6 +2,7 @@
 #include "policy/RoleAddressPolicy.h"
 
 #include "policy/RelayPolicy.h"
+#include "core/Utf8.h"
 
 #include <utility>
 
@@ -17,12 +18,6 @@ bool equalsNoCase(const std::string& a, const char* b) {
         if (c != b[i]) return false;
     }
     return i == a.size() && !b[i];
-}
-
-std::string lower(std::string s) {
-    for (char& c : s)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return s;
 }
 
 RcptVerdict make(RcptVerdict::Kind kind, smtp::Reply reply, const char* reason) {
@@ -46,13 +41,13 @@ RcptVerdict RoleAddressPolicy::redirect(RoleKind role, const std::string& domain
                                         core::UserDirectory& directory) {
     using Kind = RcptVerdict::Kind;
     const char* reason = role == RoleKind::Abuse ? "abuse" : "postmaster";
-    const std::string target = lower(role == RoleKind::Abuse ? roles.abuse : roles.postmaster);
+    const std::string target = core::asciiLower(role == RoleKind::Abuse ? roles.abuse : roles.postmaster);
     if (role == RoleKind::None || (role == RoleKind::Abuse && target.empty()))
         return make(Kind::Reject, smtp::replies::userUnknown(), "unknown_user");
     if (target.empty()) {
         if (domain.empty()) return make(Kind::Reject, smtp::replies::userUnknown(), "no_postmaster");
         RcptVerdict v = make(Kind::Accept, smtp::replies::recipientOk(), reason);
-        v.mailboxes.push_back(lower(domain) + "/postmaster");
+        v.mailboxes.push_back(core::asciiLower(domain) + "/postmaster");
         return v;
     }
     const auto at = target.rfind('@');

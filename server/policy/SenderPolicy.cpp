@@ -1,19 +1,13 @@
 // Sender policy: submission needs AUTH (RFC 6409 4.3); an authenticated client may only use
 // the MAIL FROM addresses its identity owns (RFC 6409 6.1, sender-login check).
 #include "policy/SenderPolicy.h"
+#include "core/Utf8.h"
 
 #include <string>
 
 namespace postern::policy {
 
 namespace {
-
-std::string lowered(std::string s) {
-    for (char& c : s)
-        if (c >= 'A' && c <= 'Z')
-            c = static_cast<char>(c - 'A' + 'a');
-    return s;
-}
 
 smtp::Reply senderRejected(const std::string& why) {
     return {553, smtp::Enhanced::DeliveryNotAuthorized, "Sender address rejected: " + why};
@@ -39,9 +33,9 @@ std::optional<smtp::Reply> SenderPolicy::check(const smtp::ParsedPath& sender, c
     if (sender.isNull)
         return senderRejected("null sender not allowed");
 
-    const std::string address = lowered(sender.address());
+    const std::string address = core::asciiLower(sender.address());
     for (const std::string& owned : ctx.identity->senderAddresses)
-        if (lowered(owned) == address)
+        if (core::asciiLower(owned) == address)
             return std::nullopt;
     return senderRejected("not owned by user " + ctx.identity->user);
 }

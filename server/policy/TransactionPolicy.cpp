@@ -1,6 +1,7 @@
 #include "policy/TransactionPolicy.h"
 
 #include "policy/AccountHoldPolicy.h"
+#include "core/Utf8.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,11 +9,6 @@
 namespace postern::policy {
 
 namespace {
-
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return s;
-}
 
 RcptVerdict refused(RcptVerdict v, RcptVerdict::Kind kind, smtp::Reply reply, const char* reason) {
     v.kind = kind;
@@ -86,7 +82,7 @@ RcptVerdict TransactionPolicy::decideRecipient(const smtp::ParsedPath& rcpt, con
         }
     }
     if (v.viaGrant && req.grantOwnSendersOnly) {
-        const std::string from = req.sender.isNull ? std::string() : lower(req.sender.address());
+        const std::string from = req.sender.isNull ? std::string() : core::asciiLower(req.sender.address());
         const bool own = !from.empty() &&
                          (from == v.grantUser ||
                           std::find(v.grantSenders.begin(), v.grantSenders.end(), from) != v.grantSenders.end());

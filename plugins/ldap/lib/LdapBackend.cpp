@@ -1,6 +1,7 @@
 // LDAP auth backend: search-then-bind or direct bind, attributes, recipient/alias/domain
 // lookups over the fail-over pool.
 #include "LdapBackend.h"
+#include "core/Utf8.h"
 
 #include <ldap.h>
 
@@ -20,12 +21,6 @@ std::string thrownDetail() {
     } catch (...) {
         return "ldap: unexpected error";
     }
-}
-
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(),  // ASCII only: UTF-8 octets (RFC 6531) never change
-                   [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); });
-    return s;
 }
 
 void pushUnique(std::vector<std::string>& v, const std::string& s) {
@@ -128,8 +123,8 @@ bool LdapBackend::isDisabledByAttribute(const LdapEntry& entry) const {
         return false;
     }
     if (const auto* values = entry.values(config_.disabledAttribute)) {
-        const std::string want = lower(config_.disabledValue);
-        return std::any_of(values->begin(), values->end(), [&](const std::string& v) { return lower(v) == want; });
+        const std::string want = core::asciiLower(config_.disabledValue);
+        return std::any_of(values->begin(), values->end(), [&](const std::string& v) { return core::asciiLower(v) == want; });
     }
     return false;
 }
@@ -157,17 +152,17 @@ bool LdapBackend::hasAddressInDomain(const LdapEntry& entry, const std::string& 
     for (const auto& attribute : loginAttributes_) {
         if (const auto* values = entry.values(attribute)) {
             for (const auto& v : *values)
-                if (lower(v) == lower(login)) return true;
+                if (core::asciiLower(v) == core::asciiLower(login)) return true;
         }
     }
-    const std::string want = lower(domain);
+    const std::string want = core::asciiLower(domain);
     bool any = false;
     for (const auto& attribute : config_.mailAttributes) {
         if (const auto* values = entry.values(attribute)) {
             for (const auto& v : *values) {
                 any = true;
                 const auto at = v.rfind('@');
-                if (at != std::string::npos && lower(v.substr(at + 1)) == want) return true;
+                if (at != std::string::npos && core::asciiLower(v.substr(at + 1)) == want) return true;
             }
         }
     }
@@ -180,13 +175,13 @@ api::UserRecord LdapBackend::recordOf(const LdapEntry& entry, const std::string&
     for (const auto& attribute : config_.mailAttributes) {
         if (const auto* values = entry.values(attribute)) {
             for (const auto& v : *values) {
-                pushUnique(rec.senderAddresses, lower(v));
+                pushUnique(rec.senderAddresses, core::asciiLower(v));
             }
         }
     }
     if (!config_.userAttribute.empty()) {
         if (const auto* values = entry.values(config_.userAttribute); values != nullptr && !values->empty()) {
-            rec.user = lower(values->front());
+            rec.user = core::asciiLower(values->front());
         }
     }
     if (rec.user.empty() && !rec.senderAddresses.empty()) {
@@ -199,7 +194,7 @@ api::UserRecord LdapBackend::recordOf(const LdapEntry& entry, const std::string&
                       " does not match the domain of " + name + " (set user_attribute)";
             return rec;
         }
-        rec.user = lower(name);
+        rec.user = core::asciiLower(name);
     }
     if (!config_.mailboxAttribute.empty()) {
         if (const auto* values = entry.values(config_.mailboxAttribute); values != nullptr && !values->empty()) {
@@ -322,7 +317,7 @@ api::AuthAnswer LdapBackend::authenticate(const std::string& user, const std::st
                                            r.describe()};
                         return {};
                     }
-                    std::erase_if(acc.entry.attributes, [&](const auto& a) { return lower(a.first) == lower(config_.disabledAttribute); });
+                    std::erase_if(acc.entry.attributes, [&](const auto& a) { return core::asciiLower(a.first) == core::asciiLower(config_.disabledAttribute); });
                     for (auto& [name, values] : flag.front().attributes) acc.entry.attributes[name] = std::move(values);
                 }
             }
@@ -397,7 +392,7 @@ api::LookupAnswer LdapBackend::lookup(const std::string& address) noexcept {
             answer.status = api::Status::NotFound;
             return answer;
         }
-        const NameParts parts = NameParts::split(lower(address));
+        const NameParts parts = NameParts::split(core::asciiLower(address));
         std::vector<LdapEntry> mailboxes;
         bool ambiguous = false;
         bool disabled = false;
@@ -435,7 +430,7 @@ api::LookupAnswer LdapBackend::lookup(const std::string& address) noexcept {
                 for (const auto& a : aliases) {
                     if (const auto* values = a.values(config_.aliasAttribute)) {
                         for (const auto& v : *values) {
-                            pushUnique(destinations, lower(v));
+                            pushUnique(destinations, core::asciiLower(v));
                         }
                     }
                 }
@@ -482,7 +477,7 @@ api::LookupAnswer LdapBackend::lookup(const std::string& address) noexcept {
 
 api::Status LdapBackend::hasDomain(const std::string& domainIn) noexcept {
     try {
-        std::string domain = lower(domainIn);
+        std::string domain = core::asciiLower(domainIn);
         while (!domain.empty() && domain.back() == '.') {
             domain.pop_back();
         }

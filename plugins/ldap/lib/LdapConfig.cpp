@@ -2,6 +2,7 @@
 #include "LdapConfig.h"
 
 #include "core/Duration.h"
+#include "core/Utf8.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -27,14 +28,8 @@ std::string trim(const std::string& s) {
     return s.substr(b, e - b + 1);
 }
 
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(),
-                   [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); });
-    return s;
-}
-
 bool parseBool(const std::string& key, const std::string& v) {
-    const std::string l = lower(v);
+    const std::string l = core::asciiLower(v);
     if (l == "yes" || l == "true" || l == "on" || l == "1") {
         return true;
     }
@@ -179,7 +174,7 @@ LdapConfig LdapConfig::fromMap(const std::map<std::string, std::string>& raw) {
     }
     c.startTls = parseBool("starttls", get("starttls", "no"));
     for (const auto& u : c.uris) {
-        const std::string l = lower(u);
+        const std::string l = core::asciiLower(u);
         const bool isLdaps = l.rfind("ldaps://", 0) == 0;
         if (l.rfind("ldap://", 0) != 0 && !isLdaps) {
             throw std::invalid_argument("uris: '" + u + "' is not an ldap:// or ldaps:// URI");
@@ -189,7 +184,7 @@ LdapConfig LdapConfig::fromMap(const std::map<std::string, std::string>& raw) {
         }
     }
 
-    const std::string mode = lower(get("mode", "search"));
+    const std::string mode = core::asciiLower(get("mode", "search"));
     if (mode == "search") {
         c.mode = LdapMode::Search;
     } else if (mode == "bind") {
@@ -253,7 +248,7 @@ LdapConfig LdapConfig::fromMap(const std::map<std::string, std::string>& raw) {
         c.disabledValue = get("disabled_value");
     }
     for (auto d : splitList(get("local_domains"))) {
-        d = lower(d);
+        d = core::asciiLower(d);
         while (!d.empty() && d.back() == '.') {
             d.pop_back();
         }
@@ -269,7 +264,7 @@ LdapConfig LdapConfig::fromMap(const std::map<std::string, std::string>& raw) {
     if (!c.caFile.empty() && ::access(c.caFile.c_str(), R_OK) != 0) {
         throw std::invalid_argument("ca_file: cannot read '" + c.caFile + "': " + std::strerror(errno));
     }
-    const std::string req = lower(get("tls_require_cert", "demand"));
+    const std::string req = core::asciiLower(get("tls_require_cert", "demand"));
     if (req == "demand") {
         c.tlsRequireCert = TlsRequireCert::Demand;
     } else if (req == "allow") {

@@ -1,5 +1,6 @@
 // One connection to one LDAP server over libldap: connect, StartTLS, bind, search.
 #include "LdapConnection.h"
+#include "core/Utf8.h"
 
 #include <ldap.h>
 
@@ -32,16 +33,10 @@ LdapResult resultOf(LDAP* ld, int code, const std::string& what) {
     return r;
 }
 
-std::string lowerAscii(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(),  // ASCII only: UTF-8 octets (RFC 6531) never change
-                   [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); });
-    return s;
-}
-
 }  // namespace
 
 const std::vector<std::string>* LdapEntry::values(const std::string& attribute) const {
-    auto it = attributes.find(lowerAscii(attribute));
+    auto it = attributes.find(core::asciiLower(attribute));
     return it == attributes.end() ? nullptr : &it->second;
 }
 
@@ -212,7 +207,7 @@ LdapResult LdapConnection::search(const std::string& base, int scope, const std:
             }
             BerElement* ber = nullptr;
             for (char* a = ldap_first_attribute(ld_, e, &ber); a != nullptr; a = ldap_next_attribute(ld_, e, ber)) {
-                auto& values = entry.attributes[lowerAscii(a)];
+                auto& values = entry.attributes[core::asciiLower(a)];
                 if (berval** vals = ldap_get_values_len(ld_, e, a); vals != nullptr) {
                     for (int i = 0; vals[i] != nullptr; ++i) {
                         values.emplace_back(vals[i]->bv_val, vals[i]->bv_len);

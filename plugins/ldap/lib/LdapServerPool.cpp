@@ -4,6 +4,7 @@
 
 #include "SigpipeGuard.h"
 #include "core/EventLine.h"
+#include "core/Utf8.h"
 
 #include <ldap.h>
 #include <arpa/inet.h>
@@ -25,16 +26,11 @@ Poco::Logger& logger() {
 
 }  // namespace
 
-std::string lowerAscii(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
 // An ldap:// URI (any case) whose host is localhost, an address in 127/8 or [::1]: the
 // password stays on the host.
-bool plainLdapUri(const std::string& uri) { return lowerAscii(uri.substr(0, 7)) == "ldap://"; }
+bool plainLdapUri(const std::string& uri) { return core::asciiLower(uri.substr(0, 7)) == "ldap://"; }
 bool loopbackUri(const std::string& uri) {
-    const std::string rest = lowerAscii(uri.substr(std::min<std::size_t>(uri.size(), 7)));
+    const std::string rest = core::asciiLower(uri.substr(std::min<std::size_t>(uri.size(), 7)));
     std::string host;
     if (!rest.empty() && rest.front() == '[') {
         host = rest.substr(0, rest.find(']') == std::string::npos ? rest.size() : rest.find(']') + 1);

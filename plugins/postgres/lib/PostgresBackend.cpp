@@ -7,6 +7,7 @@
 
 #include "api/AppPassword.h"
 #include "api/SizeText.h"
+#include "core/Utf8.h"
 
 #include <algorithm>
 #include <ctime>
@@ -16,13 +17,6 @@ namespace postern::plugins::postgres {
 namespace {
 
 constexpr std::size_t MaxAddressLength = 320;  // RFC 5321 4.5.3.1: 64 + '@' + 255
-
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
-        return static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
-    });
-    return s;
-}
 
 std::string trim(const std::string& s) {
     auto b = s.find_first_not_of(" \t\r\n");
@@ -86,7 +80,7 @@ void appendList(const pg::Value& value, std::vector<std::string>& out) {
     const std::string& s = *value;
     while (pos <= s.size()) {
         auto comma = s.find(',', pos);
-        std::string item = lower(trim(s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos)));
+        std::string item = core::asciiLower(trim(s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos)));
         if (!item.empty() && std::find(out.begin(), out.end(), item) == out.end()) {
             out.push_back(item);
         }
@@ -111,7 +105,7 @@ void appendListOrArray(const pg::Value& value, std::vector<std::string>& out) {
     bool inQuotes = false;
     auto flush = [&] {
         if (!(quoted == false && item == "NULL")) {
-            std::string v = lower(trim(item));
+            std::string v = core::asciiLower(trim(item));
             if (!v.empty() && std::find(out.begin(), out.end(), v) == out.end()) {
                 out.push_back(v);
             }
@@ -246,14 +240,14 @@ std::string PostgresBackend::normaliseKey(const std::string& name) {
         std::any_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
         return {};
     }
-    return lower(name);
+    return core::asciiLower(name);
 }
 
 std::optional<bool> PostgresBackend::parseBool(const pg::Value& value) {
     if (!value) {
         return std::nullopt;
     }
-    const std::string v = lower(trim(*value));
+    const std::string v = core::asciiLower(trim(*value));
     if (v == "t" || v == "true" || v == "1" || v == "yes" || v == "y" || v == "on") {
         return true;
     }
@@ -300,7 +294,7 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
             a.detail = "password_query returned a NULL user or a non-boolean enabled";
             return a;
         }
-        a.record.user = lower(*row[0]);
+        a.record.user = core::asciiLower(*row[0]);
         a.record.passwordHash = row[1].value_or("");
         if (row.size() > 3 && row[3]) {
             a.record.mailbox = trim(*row[3]);
@@ -401,7 +395,7 @@ api::LookupAnswer PostgresBackend::lookup(const std::string& address) noexcept {
             }
             if (*enabled) {
                 a.isMailbox = true;
-                a.record.user = lower(*row[0]);
+                a.record.user = core::asciiLower(*row[0]);
                 if (row.size() > 2 && row[2]) {
                     a.record.mailbox = trim(*row[2]);
                 }
@@ -629,7 +623,7 @@ api::WriteAnswer PostgresBackend::removeUser(const std::string& user) noexcept {
 
 api::WriteAnswer PostgresBackend::listUsers(const std::string& domain, std::vector<api::UserInfo>& out) noexcept {
     return write([&](const Runner& run) {
-        pg::QueryResult r = run("users", config_.listUsersQuery, {lower(domain)});
+        pg::QueryResult r = run("users", config_.listUsersQuery, {core::asciiLower(domain)});
         out.clear();
         for (const auto& row : r.rows) {
             api::UserInfo u;
