@@ -190,6 +190,7 @@ smtp::SmtpSettings smtpSettings(const config::ServerConfig& cfg, const config::L
     s.maxLineLength = cfg.smtp.maxLineLength;
     s.maxHeaderSize = cfg.smtp.maxHeaderSize;
     s.maxErrors = cfg.smtp.maxErrors;
+    s.maxHops = cfg.smtp.maxHops;
     s.maxJunkCommands = static_cast<std::size_t>(cfg.smtp.maxJunkCommands);
     s.maxRecipientOvershoot = static_cast<std::size_t>(cfg.smtp.maxRecipientOvershoot);
     s.addMissingHeaders = cfg.smtp.addMissingHeaders;

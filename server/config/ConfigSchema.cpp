@@ -107,6 +107,7 @@ const std::vector<KeyDef> Keys = {
     {"smtp.max_command_length", "512", K::Integer, "Longest command line incl. CRLF (RFC 5321 4.5.3.1.4)"},
     {"smtp.max_line_length", "1000", K::Integer, "Longest message line incl. CRLF (RFC 5321 4.5.3.1.6), for DATA and for BDAT without BODY=BINARYMIME (RFC 3030 3)"},
     {"smtp.max_header_size", "1M", K::Size, "Largest header section of a message"},
+    {"smtp.max_hops", "50", K::Integer, "Received header fields that make a message a mail loop: refused with 554 5.4.6 (RFC 5321 6.3; Postfix hopcount_limit)"},
     {"smtp.command_timeout", "5m", K::Duration, "Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes); also bounds each write of a reply"},
     {"smtp.data_timeout", "10m", K::Duration, "Wait for the next chunk of message data (RFC 5321 4.5.3.2.5/6)"},
     {"smtp.allow_plaintext_auth", "false", K::Bool, "Offer and accept AUTH without TLS (off: 538 5.7.11 before STARTTLS)"},

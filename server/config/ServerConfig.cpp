@@ -9,6 +9,7 @@
 #include <Poco/Net/IPAddress.h>
 #include <Poco/Util/AbstractConfiguration.h>
 
+#include <algorithm>
 #include <cctype>
 #include <functional>
 #include <set>
@@ -259,10 +260,14 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     }
 
     c.smtp.maxMessageSize = r.size("smtp.max_message_size");
-    c.smtp.maxRecipients = static_cast<std::size_t>(r.integer("smtp.max_recipients"));
+    const std::int64_t maxRecipients = r.integer("smtp.max_recipients");
+    c.smtp.maxRecipients = maxRecipients < 1 ? 0 : static_cast<std::size_t>(maxRecipients);
     c.smtp.maxCommandLength = static_cast<std::size_t>(r.integer("smtp.max_command_length"));
     c.smtp.maxLineLength = static_cast<std::size_t>(r.integer("smtp.max_line_length"));
     c.smtp.maxHeaderSize = r.size("smtp.max_header_size");
+    const std::int64_t maxHops = r.integer("smtp.max_hops");
+    if (maxHops < 1) r.error("smtp.max_hops: must be at least 1");
+    c.smtp.maxHops = static_cast<std::size_t>(std::max<std::int64_t>(maxHops, 1));
     c.smtp.commandTimeout = r.timeout("smtp.command_timeout");
     c.smtp.earlyTalkerWait = r.duration("smtp.early_talker_wait");
     c.smtp.dataTimeout = r.timeout("smtp.data_timeout");
@@ -276,6 +281,13 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.smtp.quotaFullTempFail = r.boolean("smtp.quota_full_tempfail");
     if (c.smtp.maxCommandLength < 512) r.error("smtp.max_command_length: RFC 5321 requires at least 512");
     if (c.smtp.maxLineLength < 1000) r.error("smtp.max_line_length: RFC 5321 requires at least 1000");
+    // Postfix reads 0 as "no limit" for some of these; here a 0 would refuse every message
+    // (and advertise SIZE 0, which RFC 1870 reads as "no limit"), every recipient, or end a
+    // session at its first error.
+    if (c.smtp.maxMessageSize == 0) r.error("smtp.max_message_size: must be more than 0 (there is no unlimited size)");
+    if (c.smtp.maxRecipients == 0) r.error("smtp.max_recipients: must be at least 1");
+    if (c.smtp.maxErrors < 1) r.error("smtp.max_errors: must be at least 1");
+    if (c.smtp.maxHeaderSize == 0) r.error("smtp.max_header_size: must be more than 0");
     // --- postmaster and abuse addresses
     c.smtp.postmasterAddress = r.str("smtp.postmaster_address");
     c.smtp.abuseAddress = r.str("smtp.abuse_address");

@@ -114,6 +114,7 @@ struct SmtpConfig {
     std::size_t maxCommandLength = 0;
     std::size_t maxLineLength = 0;
     std::uint64_t maxHeaderSize = 0;
+    std::size_t maxHops = 0;
     Millis commandTimeout{};
     Millis dataTimeout{};
     Millis earlyTalkerWait{};

@@ -59,6 +59,19 @@ void dropReturnPath(std::string& headers) {
     headers.swap(kept);
 }
 
+// Received fields at the start of a line of the header section: the hops the message has
+// made (RFC 5321 6.3: a loop shows as a growing count; Postfix's hopcount_limit).
+std::size_t receivedCount(std::string_view headers) {
+    std::size_t n = 0;
+    for (std::size_t pos = 0; pos < headers.size();) {
+        if (startsWithNoCase(headers.substr(pos), "received:")) ++n;
+        auto nl = headers.find("\r\n", pos);
+        if (nl == std::string_view::npos) break;
+        pos = nl + 2;
+    }
+    return n;
+}
+
 // RFC 5322 3.3 date-time in UTC: "Fri, 27 Nov 2026 21:37:52 +0000".
 std::string rfc5322Date(std::chrono::system_clock::time_point tp) {
     std::time_t t = std::chrono::system_clock::to_time_t(tp);
@@ -183,6 +196,8 @@ struct SmtpSession::DataState {
     bool writeFailed = false;
     std::uint64_t chunkBytes = 0;  // BDAT: octets of content received so far
     bool chunkTooBig = false;      // BDAT: more than maxMessageSize
+    char lastTwo[2] = {0, 0};      // BDAT: the last two octets of content (a missing final CRLF)
+    std::size_t hops = 0;          // Received fields in the client's header section
     // BDAT without BODY=BINARYMIME: CRLF lines within smtp.max_line_length (RFC 3030 3), as
     // DataReader checks for DATA. Unset for DATA and for BINARYMIME.
     std::optional<LineCheck> lines;
@@ -837,10 +852,10 @@ std::optional<Reply> SmtpSession::openMessage() {
     // writes them), each once.
     for (const auto& h : txn_->prepend) {
         std::string line = sanitize(h, 998) + "\r\n";
-        writeData(line.data(), line.size());
+        writeData(*data_, line.data(), line.size());
     }
     std::string received = receivedHeader();
-    writeData(received.data(), received.size());
+    writeData(*data_, received.data(), received.size());
     ++transactions_;
     return std::nullopt;
 }
@@ -884,15 +899,15 @@ std::string SmtpSession::receivedHeader() const {
     return h;
 }
 
-void SmtpSession::writeData(const char* p, std::size_t n) {
-    if (!data_ || data_->writeFailed) return;
-    if (!data_->writer->write(p, n)) data_->writeFailed = true;
+void SmtpSession::writeData(DataState& ds, const char* p, std::size_t n) {
+    if (ds.writeFailed) return;
+    if (!ds.writer->write(p, n)) ds.writeFailed = true;
 }
 
 void SmtpSession::writeContent(const char* p, std::size_t n) {
     DataState& ds = *data_;
     if (!ds.inHeaders) {
-        writeData(p, n);
+        writeData(ds, p, n);
         return;
     }
     // Only the new octets (and the 3 before them) can complete the empty line: a client
@@ -907,17 +922,22 @@ void SmtpSession::writeContent(const char* p, std::size_t n) {
         if (ds.headerBuf.size() > settings_.maxHeaderSize) {
             ds.headerTooBig = true;
             ds.inHeaders = false;
-            writeData(ds.headerBuf.data(), ds.headerBuf.size());
+            writeData(ds, ds.headerBuf.data(), ds.headerBuf.size());
             ds.headerBuf.clear();
         }
         return;
     }
+    finishHeaders(ds, end);
+}
+
+void SmtpSession::finishHeaders(DataState& ds, std::size_t end) {
     std::string headers = ds.headerBuf.substr(0, end);
     std::string rest = ds.headerBuf.substr(end);
     ds.headerBuf.clear();
     ds.inHeaders = false;
+    ds.hops = receivedCount(headers);
     dropReturnPath(headers);
-    writeData(headers.data(), headers.size());
+    writeData(ds, headers.data(), headers.size());
     std::string extra;
     if (settings_.role == Role::Submission && settings_.addMissingHeaders) {
         bool hasDate = false, hasId = false;
@@ -934,8 +954,8 @@ void SmtpSession::writeContent(const char* p, std::size_t n) {
         if (!hasDate) extra += "Date: " + rfc5322Date(now_()) + "\r\n";
         if (!hasId) extra += "Message-ID: <" + randomHex(12) + "." + sessionId_ + "@" + settings_.hostname + ">\r\n";
     }
-    writeData(extra.data(), extra.size());
-    writeData(rest.data(), rest.size());
+    writeData(ds, extra.data(), extra.size());
+    writeData(ds, rest.data(), rest.size());
 }
 
 std::size_t SmtpSession::onData(const char* bytes, std::size_t size, SmtpOutput& out) {
@@ -979,13 +999,22 @@ SmtpOutput SmtpSession::finishData() {
 }
 
 SmtpOutput SmtpSession::commitMessage(std::unique_ptr<DataState> d, std::uint64_t size) {
-    if (d->inHeaders && !d->headerBuf.empty() && !d->writeFailed) {
-        // A message that is all header (no empty line): write what we held.
-        if (!d->writer->write(d->headerBuf.data(), d->headerBuf.size())) d->writeFailed = true;
-    }
+    // A message that is all header (no empty line, RFC 5322 3.5: the body is optional) gets
+    // the same header processing as any other (Return-Path dropped, Date / Message-ID added).
+    if (d->inHeaders && !d->headerBuf.empty()) finishHeaders(*d, d->headerBuf.size());
     // Taken before the transaction is reset below.
     const std::string sender = txn_->sender.address(), user = identity_ ? identity_->user : "";
     auto line = [&](std::string_view event) { return transactionLine(sessionId_, event, client_, sender, user); };
+    if (d->hops >= settings_.maxHops) {
+        // A mail loop (two servers forwarding to each other, a transport back to this node):
+        // refused before anything is stored, so no copy goes round once more.
+        count("smtp_reject", "hops");
+        const std::string hops = std::to_string(d->hops);
+        logger().notice(line("message.reject").add("reason", "hops").add("hops", hops).text("reply", "554").str());
+        d.reset();  // nothing was delivered: the writer removes its temp file
+        resetTransaction();
+        return error(Reply(554, Enhanced::RoutingLoop, "Too many hops (" + hops + " Received fields): mail loop?"));
+    }
     core::SinkResult res;
     if (d->buffer && !d->writeFailed) {
         // Milters see the message before it is stored; a refusal is the answer to DATA.
@@ -1018,7 +1047,13 @@ SmtpOutput SmtpSession::commitMessage(std::unique_ptr<DataState> d, std::uint64_
     const std::string why = discard ? txn_->discardReason : txn_->holdReason;
     const std::size_t local = txn_->localMailboxes.size(), remote = txn_->remoteRecipients.size();
     resetTransaction();
-    if (res.status == core::SinkStatus::Ok) junkCommands_ = 0;  // a client that sends mail is no idle talker
+    if (res.status == core::SinkStatus::Ok) {
+        // A client that gets mail accepted is neither idle nor probing: earlier refusals are
+        // forgiven (as Postfix's smtpd does after each message), so a list server with a stale
+        // address in each of many messages is not cut off by smtp.max_errors.
+        junkCommands_ = 0;
+        errors_ = 0;
+    }
     if (res.status == core::SinkStatus::Ok && discard) {
         logger().notice(line("message.discard")
                             .add("id", res.queueId)
@@ -1119,6 +1154,13 @@ std::size_t SmtpSession::onChunk(const char* bytes, std::size_t size, SmtpOutput
         // The size limit applies while the chunks arrive: nothing past it is written.
         if (data_->chunkBytes > settings_.maxMessageSize) data_->chunkTooBig = true;
         else writeContent(bytes, take);
+        if (take >= 2) {
+            data_->lastTwo[0] = bytes[take - 2];
+            data_->lastTwo[1] = bytes[take - 1];
+        } else if (take == 1) {
+            data_->lastTwo[0] = data_->lastTwo[1];
+            data_->lastTwo[1] = bytes[0];
+        }
     }
     c.left -= take;
     if (c.left == 0) out = finishChunk();
@@ -1161,7 +1203,14 @@ SmtpOutput SmtpSession::finishChunk() {
         state_ = SmtpState::Bdat;
         return reply(Reply(250, Enhanced::Other, std::to_string(c->size) + " octets received"));
     }
-    const std::uint64_t size = data_->chunkBytes;
+    std::uint64_t size = data_->chunkBytes;
+    if (data_->lines && size > 0 && !(data_->lastTwo[0] == '\r' && data_->lastTwo[1] == '\n')) {
+        // Text content (not BINARYMIME, whose octets are kept exactly) that ends inside a line
+        // is stored with a final CRLF, as DATA's always is (and as Postfix stores it):
+        // otherwise a POP3 client is told N octets and sent N + 2 (RFC 1939 11).
+        writeContent("\r\n", 2);
+        size += 2;
+    }
     return commitMessage(std::move(data_), size);
 }
 

@@ -48,6 +48,7 @@ struct SmtpSettings {
     std::size_t maxLineLength = 0;    // set from smtp.max_line_length
     std::uint64_t maxHeaderSize = 0;  // set from smtp.max_header_size
     int maxErrors = 0;                // set from smtp.max_errors
+    std::size_t maxHops = 50;         // set from smtp.max_hops: Received fields that refuse a message (554 5.4.6)
     std::size_t maxJunkCommands = 0;  // set from smtp.max_junk_commands (0 = no limit)
     std::size_t maxRecipientOvershoot = 1000;  // set from smtp.max_recipient_overshoot
     bool addMissingHeaders = false;   // set from smtp.add_missing_headers: submission Date / Message-ID (RFC 6409 8.2, 8.3)
@@ -186,7 +187,11 @@ private:
     std::vector<std::string> ehloKeywords() const;
     void resetTransaction();
     void noteRecipientDsn(const Command& cmd, std::size_t localMailboxes, const std::vector<std::string>& forwards);
-    void writeData(const char* p, std::size_t n);
+    void writeData(DataState& ds, const char* p, std::size_t n);
+    // Ends the held header section at `end` (its empty line, or all of it for a message
+    // without body): Return-Path dropped, hops counted, Date / Message-ID added on
+    // submission, then the rest written.
+    void finishHeaders(DataState& ds, std::size_t end);
     std::string receivedHeader() const;
     // SMTPUTF8 / REQUIRETLS checks of MAIL and RCPT (nullopt: go on).
     std::optional<Reply> mailExtensionRefusal(const Command& cmd) const;

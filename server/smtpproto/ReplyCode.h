@@ -33,6 +33,7 @@ enum class Enhanced {
     SystemMisconfigured = 305,      // x.3.5 system incorrectly configured
     OtherNetwork = 400,             // x.4.0 other or undefined network or routing status
     BadConnection = 402,            // x.4.2 bad connection (timeouts, dropped sessions)
+    RoutingLoop = 406,              // x.4.6 routing loop detected (too many Received fields)
     OtherProtocol = 500,            // x.5.0 other or undefined protocol status
     InvalidCommand = 501,           // x.5.1 invalid command
     SyntaxError = 502,              // x.5.2 syntax error

@@ -174,6 +174,48 @@ def test_bdat_zero_last_and_one_big_chunk():
         assert_stored_equals(stored[0], body)
 
 
+def test_bdat_content_without_final_crlf_is_stored_with_one():
+    """RFC 3030 lets the last chunk end inside a line. The stored message ends in CRLF (as
+    DATA's always does, and as Postfix stores it), so that POP3's LIST and RETR's "+OK n
+    octets" count exactly what RETR sends (RFC 1939 11). Before, LIST said n and RETR sent
+    n + 2 octets."""
+    with Postern() as p:
+        c = p.raw("mx")
+        ehlo_raw(c)
+        envelope(c)
+        marker = b"bdat-nocrlf-%d" % os.getpid()
+        body = b"Subject: " + marker + b"\r\n\r\nfirst line\r\nthe last line has no line end"
+        c.send(b"BDAT 7\r\n" + body[:7] + b"BDAT %d LAST\r\n" % (len(body) - 7) + body[7:])
+        c.expect_reply(250, "2.0.0", what="first chunk")
+        c.expect_reply(250, "2.0.0", what="LAST chunk")
+        c.send("QUIT\r\n")
+        c.expect_reply(221)
+        stored = p.maildir_find("alice@example.test", marker)
+        check_eq(len(stored), 1)
+        assert_stored_equals(stored[0], body + b"\r\n", "stored with a final CRLF")
+        pop = poplib.POP3("127.0.0.1", p.port("pop3"), timeout=IO_TIMEOUT)
+        try:
+            pop.stls(context=__import__("postern_harness").tls_context())
+            pop.user(ALICE[0])
+            pop.pass_(ALICE[1])
+            count, _ = pop.stat()
+            for n in range(1, count + 1):
+                resp, lines, octets = pop.retr(n)
+                if not any(marker in ln for ln in lines):
+                    continue
+                listed = int(pop.list(n).split()[2])
+                said = int(resp.split()[1])
+                # poplib's octet count: each line with its CRLF (stuffed dots included).
+                sent = sum(len(ln) + 2 for ln in lines)
+                check_eq(listed, said, "LIST and RETR's +OK agree")
+                check_eq(sent, said, "RETR sends the octets it announced")
+                break
+            else:
+                raise TestFailure("the message is not in the POP3 maildrop")
+        finally:
+            pop.quit()
+
+
 def test_bdat_size_limit_applies_while_chunks_arrive():
     # smtp.max_message_size 1K: a small limit the chunks below cross in the second chunk.
     with Postern(overrides={"smtp.max_message_size": "1K"}) as p:

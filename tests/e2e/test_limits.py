@@ -124,5 +124,72 @@ def test_max_errors_421():
         check_eq(c.read_until_eof(5), b"", "connection closed after 421")
 
 
+def test_errors_are_forgiven_after_each_accepted_message():
+    """Shipped smtp.max_errors (20). A list server that sends many messages over one
+    connection, each with one unknown recipient (550 5.1.1, an error), is not cut off: like
+    Postfix's smtpd, an accepted message forgives the earlier errors. Before, the 20th refused
+    recipient of the session ended it with 421 4.7.0."""
+    with Postern() as p:
+        c = p.raw("mx")
+        c.expect_reply(220)
+        c.send("EHLO lists.example\r\n")
+        c.expect_reply(250)
+        for i in range(25):
+            c.send("MAIL FROM:<list-bounces@lists.example>\r\n")
+            c.expect_reply(250, "2.1.0", what="MAIL %d" % i)
+            c.send("RCPT TO:<gone%d@example.test>\r\n" % i)
+            c.expect_reply(550, "5.1.1", what="unknown recipient %d" % i)
+            c.send("RCPT TO:<%s>\r\n" % ALICE)
+            c.expect_reply(250, "2.1.5", what="RCPT %d" % i)
+            c.send("DATA\r\n")
+            c.expect_reply(354)
+            c.send("Subject: list mail %d\r\n\r\nbody\r\n.\r\n" % i)
+            c.expect_reply(250, what="message %d accepted (the session is still open)" % i)
+        c.send("QUIT\r\n")
+        c.expect_reply(221)
+        check_eq(len(p.maildir_messages(ALICE)), 25, "messages delivered")
+        # Errors without accepted mail still end the session (a dictionary attack).
+        c = p.raw("mx")
+        c.expect_reply(220)
+        c.send("EHLO prober.example\r\nMAIL FROM:<x@prober.example>\r\n")
+        c.expect_reply(250)
+        c.expect_reply(250)
+        code = 0
+        for i in range(20):
+            c.send("RCPT TO:<guess%d@example.test>\r\n" % i)
+            code, _ = c.read_reply()
+            if code == 421:
+                break
+            check_eq(code, 550, "guess %d" % i)
+            if i == 19:
+                code, _ = c.read_reply()
+        check_eq(code, 421, "the 20th error ends a session without accepted mail")
+
+
+def test_mail_loop_is_refused_by_hop_count():
+    """Shipped smtp.max_hops (50): a message that arrives with 50 Received fields is a loop
+    (RFC 5321 6.3) and gets 554 5.4.6 after DATA, with nothing stored; 49 are accepted.
+    Before, nothing counted hops and a loop between two servers went on until a size limit."""
+    with Postern() as p:
+        def send(hops, marker):
+            s = p.smtp("mx")
+            received = "".join("Received: from hop%d.example by hop%d.example; Mon, 7 Dec 2026 05:00:00 +0000\r\n"
+                               % (i, i + 1) for i in range(hops))
+            msg = (received + "From: loop@remote.example\r\nSubject: %s\r\n\r\nbody\r\n" % marker).encode()
+            expect(s.mail("loop@remote.example"), 250)
+            expect(s.rcpt(ALICE), 250)
+            code, text = s.data(msg)
+            s.quit()
+            return code, text
+        code, text = send(50, "loop-50")
+        check_eq(code, 554, "50 hops: %r" % text)
+        check(text.startswith(b"5.4.6"), "enhanced code 5.4.6: %r" % text)
+        check_eq(p.maildir_find(ALICE, "loop-50"), [], "nothing stored")
+        check(p.log_contains(r"event=message.reject .*reason=hops hops=50"), "the refusal is logged")
+        code, text = send(49, "loop-49")
+        check_eq(code, 250, "49 hops: %r" % text)
+        check_eq(len(p.maildir_find(ALICE, "loop-49")), 1, "stored")
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -125,6 +125,29 @@ def test_missing_date_and_message_id_added():
         check_eq(rest.split(b"\r\n\r\n", 1)[1], msg.split(b"\r\n\r\n", 1)[1], "body")
 
 
+def test_header_only_message_gets_date_message_id_and_loses_return_path():
+    """A message that is only a header section (no empty line, no body: RFC 5322 3.5 allows
+    it; `printf 'Subject: x\\n' | msmtp` sends one) gets the same header processing as any
+    other: the client's Return-Path is dropped, Date and Message-ID are added on submission.
+    Before, it was stored exactly as sent."""
+    with Postern() as p:
+        marker = "header-only-%d" % os.getpid()
+        msg = ("Return-Path: <forged@elsewhere.example>\r\nFrom: alice@example.test\r\n"
+               "Subject: %s\r\n" % marker).encode()
+        s = p.submission("alice@example.test", PW["alice@example.test"])
+        expect(s.mail("alice@example.test"), 250)
+        expect(s.rcpt("alice@example.test"), 250)
+        expect(s.data(msg), 250)
+        s.quit()
+        stored = p.maildir_find("alice@example.test", marker)
+        check_eq(len(stored), 1, "delivered")
+        _, rest = split_received(stored[0])
+        check(b"forged@elsewhere.example" not in rest, "the client's Return-Path was dropped: %r" % rest)
+        check_eq(len(header_values(rest, "Date")), 1, "Date added (stored: %r)" % rest)
+        check_eq(len(header_values(rest, "Message-ID")), 1, "Message-ID added (stored: %r)" % rest)
+        check(("Subject: %s\r\n" % marker).encode() in rest, "the Subject is kept: %r" % rest)
+
+
 def test_mx_received_protocols():
     """Plain MX: ESMTP; MX after STARTTLS without AUTH: ESMTPS (RFC 3848)."""
     with Postern() as p:
