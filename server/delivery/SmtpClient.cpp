@@ -21,6 +21,9 @@ namespace postern::delivery {
 
 namespace {
 
+// A 3xx where a completion (2xx) was due (RFC 5321 4.2.1): not a success.
+bool intermediate(const SmtpReply& r) { return r.code >= 300 && r.code < 400; }
+
 constexpr std::size_t MaxReplyLine = 4096;   // longer is a broken server, not a reply
 constexpr std::size_t MaxReplyLines = 100;
 constexpr std::size_t BlockSize = 64 * 1024;
@@ -81,6 +84,10 @@ void SmtpClient::close() {
 SmtpReply SmtpClient::broken(const std::string& what) {
     close();
     return SmtpReply::local(what);
+}
+
+SmtpReply SmtpClient::outOfStep(const char* what, const SmtpReply& r) {
+    return broken("protocol error: " + relay_ + " answered " + what + " with " + std::to_string(r.code));
 }
 
 // setsockopt(2) only when the value changes: it was two calls per command and reply, 30 % of
@@ -455,6 +462,14 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
         if (!any) return rcptReplies;
         dataReply = command("DATA", settings_.dataTimeout);
     }
+    // RFC 5321 4.3.2: MAIL and RCPT succeed with 2xx only, DATA goes on with 354 only. Any
+    // other positive reply (a 250 to DATA from a server out of step with the pipelined
+    // group, a 354 to RCPT) would count as delivered a message never sent: the session is
+    // dropped and every recipient retried later, as Postfix does.
+    const bool outOfSequence = intermediate(mailReply) || std::any_of(rcptReplies.begin(), rcptReplies.end(), intermediate) ||
+                           (dataReply.isPositive() && dataReply.code != 354);
+    if (usable_ && outOfSequence)
+        return all(broken("protocol error: " + relay_ + " answered MAIL, RCPT or DATA out of sequence"));
     if (!usable_) {
         // The connection broke somewhere in the group: nobody got the message.
         SmtpReply lost = SmtpReply::local("lost connection with " + relay_ + " during the transaction");
@@ -484,6 +499,7 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
             finalReply = broken("lost connection with " + relay_ + " while sending the message");
         } else {
             finalReply = readReply(settings_.dataDoneTimeout);
+            if (intermediate(finalReply)) finalReply = outOfStep("the end of data", finalReply);
         }
     }
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = rcptReplies[i].isPositive() ? finalReply : rcptReplies[i];
@@ -543,6 +559,8 @@ std::vector<SmtpReply> SmtpClient::sendChunked(const std::string& mail, const st
             if (!usable_) return all(rcptReplies.back());
         }
     }
+    if (intermediate(mailReply) || std::any_of(rcptReplies.begin(), rcptReplies.end(), intermediate))
+        return all(broken("protocol error: " + relay_ + " answered MAIL or RCPT out of sequence"));
     bool any = std::any_of(rcptReplies.begin(), rcptReplies.end(), [](const SmtpReply& r) { return r.isPositive(); });
     if (!any) return rcptReplies;
     SmtpReply finalReply = sendChunks(message);
@@ -579,6 +597,7 @@ SmtpReply SmtpClient::sendChunks(const MessageData& message) {
             SmtpReply r = readReply(settings_.dataBlockTimeout);
             --chunks;
             if (!usable_) break;
+            if (intermediate(r)) return outOfStep("BDAT", r);
             if (!r.isPositive()) {
                 decided = r;
                 break;  // the server ended the transaction: no more chunks
@@ -593,10 +612,12 @@ SmtpReply SmtpClient::sendChunks(const MessageData& message) {
     for (std::size_t i = 0; i < chunks; ++i) {
         SmtpReply r = readReply(settings_.dataBlockTimeout);
         if (!usable_) return r;
+        if (intermediate(r)) return outOfStep("BDAT", r);
         if (!r.isPositive() && decided.code == 0) decided = r;
     }
     SmtpReply last = readReply(settings_.dataDoneTimeout);
     if (decided.code != 0 && usable_) return decided;
+    if (intermediate(last)) return outOfStep("BDAT LAST", last);
     return last;
 }
 

@@ -164,6 +164,8 @@ private:
     SmtpReply sendChunks(const MessageData& message);
     void close();
     SmtpReply broken(const std::string& what);
+    // broken() for a reply that does not fit the command (a 3xx where a 2xx was due).
+    SmtpReply outOfStep(const char* what, const SmtpReply& r);
 
     ClientSettings settings_;
     Poco::Net::StreamSocket socket_;

@@ -213,6 +213,49 @@ BOOST_AUTO_TEST_CASE(connection_lost_after_the_dot_is_temporary_for_everyone) {
     server.join();
 }
 
+// RFC 5321 4.3.2: DATA goes on with 354 only, MAIL/RCPT and the end of data succeed with 2xx
+// only. A server out of step (a 250 to DATA: the body was never sent; a 354 where a 2xx was
+// due) is a protocol error: every recipient is retried later, none counts as delivered.
+BOOST_AUTO_TEST_CASE(replies_out_of_sequence_are_temporary_never_delivered) {
+    struct Case {
+        const char* name;
+        bool pipelining;
+        std::string rcpt, data, dot;
+    };
+    const Case cases[] = {
+        {"250 to DATA, pipelined", true, "250 ok\r\n", "250 2.0.0 ok\r\n", "250 ok\r\n"},
+        {"250 to DATA, one at a time", false, "250 ok\r\n", "250 2.0.0 ok\r\n", "250 ok\r\n"},
+        {"354 to RCPT", false, "354 go\r\n", "354 go\r\n", "250 ok\r\n"},
+        {"354 to the dot", true, "250 ok\r\n", "354 go\r\n", "354 more\r\n"},
+    };
+    for (const auto& k : cases) {
+        BOOST_TEST_CONTEXT(k.name) {
+            FakeServer server("220 fake\r\n", [&k](const std::string& l) -> std::string {
+                if (l.rfind("EHLO", 0) == 0) return k.pipelining ? "250-fake\r\n250 PIPELINING\r\n" : "250 fake\r\n";
+                if (l.rfind("MAIL", 0) == 0) return "250 ok\r\n";
+                if (l.rfind("RCPT", 0) == 0) return k.rcpt;
+                if (l == "DATA") return k.data;
+                if (l == ".") return k.dot;
+                if (l == "QUIT") return "221 bye\r\n";
+                return "500 what\r\n";
+            });
+            TempMessage m("Subject: x\r\n\r\nbody\r\n");
+            SmtpClient c(settings());
+            BOOST_TEST_REQUIRE(
+                c.open(Poco::Net::SocketAddress("127.0.0.1", server.port()), "fake", TlsPolicy::None, nullptr).isPositive());
+            auto replies = c.send("s@a.test", {"r1@b.test", "r2@b.test"}, m.message);
+            BOOST_TEST_REQUIRE(replies.size() == 2u);
+            for (const auto& r : replies) {
+                BOOST_TEST(!r.isPositive(), r.text());
+                BOOST_TEST(r.isTemporary(), r.text());
+                BOOST_TEST(r.text().find("protocol error") != std::string::npos, r.text());
+            }
+            BOOST_TEST(!c.usable());
+            server.join();
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(encrypt_policy_refuses_a_server_without_starttls) {
     FakeServer server("220 fake\r\n", [](const std::string& l) -> std::string {
         if (l.rfind("EHLO", 0) == 0) return "250-fake\r\n250 PIPELINING\r\n";
