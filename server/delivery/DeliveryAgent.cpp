@@ -105,6 +105,7 @@ SmtpClient* ConnectionCache::find(const std::string& key) {
 SmtpClient* ConnectionCache::put(const std::string& key, std::unique_ptr<SmtpClient> client) {
     std::unique_ptr<SmtpClient> replaced;
     std::lock_guard lock(mutex_);
+    if (aborted_) client->abort();  // shutdown: it never connects
     auto& slot = clients_[key];
     replaced = std::move(slot.client);
     slot.client = std::move(client);
@@ -150,6 +151,7 @@ bool ConnectionCache::parkAll() {
 
 void ConnectionCache::abortAll() {
     std::lock_guard lock(mutex_);
+    aborted_ = true;
     for (auto& [k, e] : clients_) e.client->abort();
 }
 

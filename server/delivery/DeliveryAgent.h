@@ -44,7 +44,10 @@ public:
     // Every connection to the pool (those it does not keep are closed). True when the
     // pool's sweeper must be told (ConnectionPool::park). Without a pool: closeAll().
     bool parkAll();
-    void abortAll();  // shutdown(2) every socket now: blocked reads/writes return at once
+    // shutdown(2) every socket now: blocked reads/writes return at once. For good: a client
+    // put() afterwards never connects, so a worker whose session was cut does not go on to
+    // the next MX address or route group while the daemon stops.
+    void abortAll();
 
 private:
     using Clock = std::chrono::steady_clock;
@@ -57,6 +60,7 @@ private:
     ConnectionPool* pool_;
     std::mutex mutex_;
     std::map<std::string, Entry> clients_;
+    bool aborted_ = false;  // guarded by mutex_
 };
 
 // Thread-safe: every worker calls deliver() with its own ConnectionCache. Shares the queue,

@@ -221,6 +221,10 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
     tlsVerified_ = false;
     hostName_ = hostName;
     relay_ = hostName + "[" + address.host().toString() + "]:" + std::to_string(address.port());
+    {
+        std::lock_guard lock(fdMutex_);
+        if (aborted_) return SmtpReply::local("delivery is stopping: no new connection to " + relay_);
+    }
     try {
         socket_ = Poco::Net::StreamSocket(address.family());
         forgetTimeouts();

@@ -172,6 +172,26 @@ BOOST_AUTO_TEST_CASE(shutdown_closes_idle_and_refuses_more) {
     BOOST_TEST(b.saw("QUIT"));
 }
 
+// Shutdown: a worker whose session abortAll() cut must not go on to the next MX address. A
+// client put into an aborted cache never connects (before, each new SmtpClient started
+// un-aborted, and the worker could wait out connect and data timeouts past the stop timeout).
+BOOST_AUTO_TEST_CASE(aborted_cache_never_connects_again) {
+    Poco::Net::ServerSocket listener(Poco::Net::SocketAddress("127.0.0.1", 0));
+    ConnectionCache cache;
+    cache.abortAll();
+    SmtpClient* c = cache.put("k", std::make_unique<SmtpClient>(settings()));
+    SmtpReply r = c->open(Poco::Net::SocketAddress("127.0.0.1", listener.address().port()), "fake.example",
+                          TlsPolicy::None, nullptr);
+    BOOST_TEST(!r.isPositive());
+    BOOST_TEST(r.isTemporary());
+    BOOST_TEST(r.text().find("stopping") != std::string::npos, r.text());
+    BOOST_TEST(!c->usable());
+    // Nothing reached the listener: no connection was made.
+    BOOST_TEST(!listener.poll(Poco::Timespan(0, 100'000), Poco::Net::Socket::SELECT_READ));
+    BOOST_TEST(cache.find("k") == nullptr);
+    cache.closeAll();
+}
+
 BOOST_AUTO_TEST_CASE(cache_takes_pooled_connection_with_rset) {
     OneConnServer server;
     ClientSettings cs = settings();
