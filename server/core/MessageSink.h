@@ -35,6 +35,9 @@ struct Envelope {
     bool hold = false;                           // the queued copy waits on hold (policy HOLD)
     bool smtpUtf8 = false;                       // MAIL ... SMTPUTF8 (RFC 6531)
     bool requireTls = false;                     // MAIL ... REQUIRETLS (RFC 8689)
+    // A failure report (bounce) made by this server: queued even when the queue is full,
+    // since the message it reports on leaves the queue with it (never set from SMTP).
+    bool failureReport = false;
 };
 
 enum class SinkStatus {

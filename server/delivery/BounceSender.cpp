@@ -42,6 +42,9 @@ BounceSender::Result BounceSender::send(const queue::QueueEnvelope& original, co
     env.requireTls = original.requireTls;
     env.client.ip = Poco::Net::IPAddress("127.0.0.1");
     env.heloName = hostname_;
+    // A failure report takes the place of the message it reports on: a full queue admits it,
+    // or the message could never leave (every retry would fail to queue its bounce).
+    env.failureReport = action == DsnAction::Failed;
     auto at = original.sender.rfind('@');
     if (at == std::string::npos || at + 1 == original.sender.size()) {
         logger().warning(core::EventLine::inSession(original.id, "dsn.drop")

@@ -316,7 +316,7 @@ core::MessageWriterPtr SpoolSink::open(const core::Envelope& envelope, core::Sin
             core::EventLine::inSession(envelope.sessionId, "store.open_fail").add("error", "no_recipients").str());
         return nullptr;
     }
-    if (!envelope.remoteRecipients.empty() && queue_.isFull()) {
+    if (!envelope.remoteRecipients.empty() && !envelope.failureReport && queue_.isFull()) {
         status = core::SinkStatus::QueueFull;
         logger().warning(core::EventLine::inSession(envelope.sessionId, "store.queue_full").str());
         return nullptr;

@@ -18,7 +18,8 @@ namespace postern::store {
 // by the caller and outliving the sink and every writer it opened. Thread-safe (state is
 // in the file system and in the thread-safe store/queue); each writer belongs to one session.
 //
-// open():  QueueFull if the envelope has remote recipients and queue.isFull();
+// open():  QueueFull if the envelope has remote recipients and queue.isFull() (a failure
+//          report is admitted: it replaces the message it reports on);
 //          TempFail if there is no recipient, a mailbox location is invalid or the temp
 //          file cannot be created; else a writer on a new temp file (mode 0600) in the
 //          queue's incoming/ (remote recipients), else in the store's MailSpool (Maildir

@@ -341,6 +341,28 @@ def test_bounce_to_remote_sender_is_queued_from_null_sender_and_never_bounced_ag
             check_eq(target.count(), 0, "nothing accepted at the refusing MX")
 
 
+def test_a_full_queue_still_takes_the_bounce_that_empties_it():
+    """Review finding: a bounce to a remote sender had to pass the queue's admission limit.
+    With the queue full of messages that fail, no bounce could be queued, so no failed
+    message could leave and the node answered 452 4.3.1 to all relay mail until an operator
+    deleted messages. A failure report takes its message's place, so it is admitted. Test
+    change: queue.max_messages = 1 (the failing message alone fills the queue)."""
+    port = sink_port((MX1, NOMX))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, \
+            Sink(MX1, port, rcpt={"*": "550 5.1.1 no such user"}), \
+            Sink(NOMX, port) as sender_mx:
+        o = delivery_overrides(dns, port)
+        o["queue.max_messages"] = "1"
+        with Postern(overrides=o, aliases={"fwd@example.test": ["gone@a.test"]}) as p:
+            marker, msg = make_message(sender="writer@nomx.test", to="fwd@example.test")
+            s = p.smtp("mx")
+            s.sendmail("writer@nomx.test", ["fwd@example.test"], msg)
+            s.quit()
+            dsn = sender_mx.wait_for(marker, timeout=30)[0]
+            check(dsn.mail_from in ("", "<>"), "DSN envelope sender is <>: %r" % dsn.mail_from)
+            wait_queue_empty(p)
+
+
 def test_lifetime_expiry_bounces_with_4_4_7():
     port = sink_port((MX1,))
     with DnsServer(DNS_MX, DNS_HOSTS) as dns, \

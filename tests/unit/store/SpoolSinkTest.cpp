@@ -166,6 +166,15 @@ BOOST_FIXTURE_TEST_CASE(queue_full_refuses_remote_but_not_local, Fixture) {
     auto local = sink.open(envelope({"alice"}, {}), st);
     BOOST_TEST(local);
     BOOST_TEST((st == core::SinkStatus::Ok));
+
+    // A bounce to a remote sender replaces the message it reports on: admitted, or a full
+    // queue of failed messages could never empty itself.
+    core::Envelope bounce = envelope({}, {"sender@example.net"});
+    bounce.sender = "";
+    bounce.failureReport = true;
+    auto report = sink.open(bounce, st);
+    BOOST_REQUIRE(report);
+    BOOST_TEST((writeAndCommit(*report, Message).status == core::SinkStatus::Ok));
 }
 
 BOOST_FIXTURE_TEST_CASE(failure_in_second_mailbox_undoes_the_first, Fixture) {
