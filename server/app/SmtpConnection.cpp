@@ -27,6 +27,14 @@ struct TlsFacts {
     int bits = 0;
 };
 
+// The last reply in `bytes` is 221 (the answer to QUIT).
+bool lastReplyIs221(const std::string& bytes) {
+    if (bytes.size() < 5) return false;
+    const std::size_t start = bytes.rfind("\r\n", bytes.size() - 3);
+    const std::size_t at = start == std::string::npos ? 0 : start + 2;
+    return bytes.compare(at, 3, "221") == 0;
+}
+
 TlsFacts tlsMacros(const Poco::Net::StreamSocket& socket) {
     try {
         Poco::Net::SecureStreamSocket secure(socket);
@@ -59,6 +67,7 @@ void SmtpConnection::run() {
     const auto token = scope.token();
     const SessionTimeouts& timeouts = listener_.timeouts;
     std::string& reason = scope.reason;
+    bool refused = false;  // the session ended on a refusal of ours, not on 221 to QUIT
     try {
         net::LineChannel ch(socket(), timeouts.smtpCommand);
         if (lc.tls == config::TlsMode::Implicit) {
@@ -148,11 +157,16 @@ void SmtpConnection::run() {
                 if (dropped > 0) started.add("plaintext_dropped", dropped);
                 log.information(started.str());
             } else if (out.action == smtp::SmtpOutput::Action::Close) {
+                refused = !lastReplyIs221(out.bytes);
                 break;
             }
         }
-        if (reason == "line too long")
-            ch.closeGracefully(LingerOnRefusal, LingerMaxBytes);  // the client may still be sending
+        // A refusal that ends the session (421 too many errors or transactions, 554 from a
+        // milter...) may come while the client is still sending: closing with its input unread
+        // would send an RST that can destroy the reply before the client reads it. A QUIT, a
+        // timeout (the client sends nothing) and a shutdown (no waiting) close at once.
+        if (reason == "line too long" || (refused && reason != "timeout" && reason != "shutdown"))
+            ch.closeGracefully(LingerOnRefusal, LingerMaxBytes);
         else
             ch.flush();
     } catch (const Poco::Exception& e) {

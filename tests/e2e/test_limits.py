@@ -3,6 +3,7 @@
 552 5.3.4), smtp.max_recipients (452 4.5.3), over-long command and text lines."""
 
 import os
+import time
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -122,6 +123,42 @@ def test_max_errors_421():
         check(code == 421 and lines[0].split()[:1] == ["4.7.0"],
               "after the 3rd bad command (max_errors=3) expected 421 4.7.0\n" + c.dump())
         check_eq(c.read_until_eof(5), b"", "connection closed after 421")
+
+
+def test_421_reaches_a_client_that_is_still_sending():
+    """smtp.max_errors = 3 and smtp.max_junk_commands = 0 (test changes). A client pipelines
+    many NOOPs, three bad commands and more input, and reads the replies slowly: when the
+    session ends with 421 4.7.0, replies are still queued for it and its input is unread.
+    Closing then sends an RST that throws the queued replies and the 421 away; posternd now
+    reads and drops the rest of the input for a moment first, so the client gets the 421."""
+    import socket as socketlib
+    import threading
+    with Postern(overrides={"smtp.max_errors": "3", "smtp.max_junk_commands": "0"}) as p:
+        s = socketlib.create_connection(("127.0.0.1", p.port("mx")), timeout=20)
+        flood = (b"EHLO flood.example\r\n" + b"NOOP\r\n" * 200000 + b"BOGUS\r\n" * 3 +
+                 b"MORE INPUT THAT IS NEVER READ\r\n" * 2000)
+
+        def send():
+            try:
+                s.sendall(flood)
+            except OSError:
+                pass  # the server closed before the whole flood was sent
+
+        threading.Thread(target=send, daemon=True).start()
+        got = bytearray()
+        reset = False
+        try:
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+                time.sleep(0.0005)  # a slow reader: the server's replies queue up
+        except (ConnectionResetError, socketlib.timeout):
+            reset = True
+        s.close()
+        check(b"421 4.7.0" in got[-300:], "the 421 arrived (reset=%s, %d bytes read, last: %r)"
+              % (reset, len(got), bytes(got[-120:])))
 
 
 def test_errors_are_forgiven_after_each_accepted_message():
