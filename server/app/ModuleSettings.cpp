@@ -170,6 +170,7 @@ SessionTimeouts sessionTimeouts(const config::ServerConfig& cfg) {
     t.smtpCommand = cfg.smtp.commandTimeout;
     t.smtpData = cfg.smtp.dataTimeout;
     t.pop3Idle = cfg.pop3.idleTimeout;
+    t.pop3DeadClient = cfg.pop3.deadClientTimeout;
     t.refusal = cfg.connections.refusalTimeout;
     t.tlsRefusals = cfg.connections.tlsRefusals;
     t.proxyHeader = cfg.proxyTimeout;

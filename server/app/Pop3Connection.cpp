@@ -3,6 +3,7 @@
 #include "app/SessionLog.h"
 #include "core/ClientAddress.h"
 #include "core/EventLine.h"
+#include "net/DeadPeer.h"
 #include "net/LineChannel.h"
 
 #include <Poco/Exception.h>
@@ -38,6 +39,9 @@ void Pop3Connection::run() {
     const auto timeout = listener_.timeouts.pop3Idle;
     std::string& reason = scope.reason;
     try {
+        // A client gone without a close (Wi-Fi lost mid-session) would hold its maildrop
+        // lock until pop3.idle_timeout: every reconnect in between got [IN-USE].
+        net::noticeDeadPeerAfter(socket(), listener_.timeouts.pop3DeadClient);
         net::LineChannel ch(socket(), timeout);
         if (lc.tls == config::TlsMode::Implicit) {
             ch.startTls(services_.tlsContext(), timeout);

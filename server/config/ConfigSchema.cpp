@@ -124,6 +124,7 @@ const std::vector<KeyDef> Keys = {
     // --- POP3 ---------------------------------------------------------------------
     {"pop3.allow_plaintext_auth", "false", K::Bool, "Allow USER/PASS and AUTH without TLS (off: -ERR [AUTH] with a hint to use STLS)"},
     {"pop3.idle_timeout", "10m", K::Duration, "Inactivity timeout (RFC 1939 3: at least 10 minutes); also bounds each write of a reply"},
+    {"pop3.dead_client_timeout", "2m", K::Duration, "A client whose connection died without a close is noticed after about this long (TCP keepalive and TCP_USER_TIMEOUT) and its maildrop lock released; 0 = only pop3.idle_timeout"},
     {"pop3.max_errors", "10", K::Integer, "Bad commands per session before disconnect"},
     // --- POP-before-SMTP ------------------------------------------------------------
     {"pop_before_smtp.lifetime", "600s", K::Duration, "How long a POP3 login lets the client IP relay (0 = feature off)"},

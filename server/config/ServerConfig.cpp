@@ -302,6 +302,9 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
 
     c.pop3.allowPlaintextAuth = r.boolean("pop3.allow_plaintext_auth");
     c.pop3.idleTimeout = r.timeout("pop3.idle_timeout");
+    c.pop3.deadClientTimeout = r.duration("pop3.dead_client_timeout");
+    if (c.pop3.deadClientTimeout.count() != 0 && c.pop3.deadClientTimeout < std::chrono::seconds(2))
+        r.error("pop3.dead_client_timeout: must be 0 (off) or at least 2s");
     c.pop3.maxErrors = static_cast<int>(r.integer("pop3.max_errors"));
 
     c.popBeforeSmtp.lifetime = r.duration("pop_before_smtp.lifetime");

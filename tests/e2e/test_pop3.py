@@ -295,6 +295,50 @@ def test_locked_maildrop_in_use():
         p.pop3_login(ALICE, ALICE_PW).quit()
 
 
+def test_a_client_gone_without_a_close_releases_its_maildrop():
+    """Review finding: a client whose connection died without a close (a phone that lost its
+    Wi-Fi mid-session) held the maildrop lock until pop3.idle_timeout (10 minutes), and every
+    reconnect got -ERR [IN-USE]. Now TCP keepalive and TCP_USER_TIMEOUT notice it after
+    pop3.dead_client_timeout. The loss is real: the test runs in a network namespace of its
+    own (unshare, as root) and takes the loopback interface down under the open session.
+    Test change: pop3.dead_client_timeout = 4s (shipped 2m)."""
+    import ctypes
+    import subprocess
+    import time
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            if ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0:  # CLONE_NEWNET
+                print("  (cannot unshare the network namespace, errno %d: skipped)" % ctypes.get_errno())
+                code = 0
+            else:
+                subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+                with Postern(overrides={"pop3.dead_client_timeout": "4s"}) as p:
+                    _deliver(p, 1)
+                    gone = p.pop3_login(ALICE, ALICE_PW)
+                    check_eq(gone.stat()[0], 1, "STAT in the first session")
+                    before = p.log_count("event=disconnect svc=pop3")
+                    subprocess.run(["ip", "link", "set", "lo", "down"], check=True)
+                    t0 = time.monotonic()
+                    wait_for(lambda: p.log_count("event=disconnect svc=pop3") > before, timeout=30,
+                             what="the dead session's end")
+                    print("  session of the vanished client ended after %.1fs" % (time.monotonic() - t0))
+                    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+                    again = p.pop3_login(ALICE, ALICE_PW)
+                    check_eq(again.stat()[0], 1, "STAT after reconnecting (no [IN-USE])")
+                    again.quit()
+                    drop(gone)
+                code = 0
+        except BaseException as e:  # noqa: BLE001
+            print("  child: %r" % (e,))
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    check_eq(os.waitstatus_to_exitcode(status), 0, "the test in its own network namespace")
+
+
 def test_retr_matches_file_and_list_sizes():
     with Postern() as p:
         sent = _deliver(p, 2)
