@@ -79,17 +79,11 @@ bool makeDirectories(const std::string& path, unsigned mode) {
     return true;
 }
 
-namespace {
-
-// `to` is the very file `from` names: an earlier link(2) of it succeeded (a crash before the
-// unlink, an NFS LINK answered EEXIST after its retransmission was done).
 bool sameFile(const std::string& from, const std::string& to) {
     struct stat a{}, b{};
     return ::lstat(from.c_str(), &a) == 0 && ::lstat(to.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
            a.st_ino == b.st_ino;
 }
-
-}  // namespace
 
 bool renameNoReplace(const std::string& from, const std::string& to) {
     if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return true;

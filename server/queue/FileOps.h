@@ -28,6 +28,10 @@ bool copyFileSynced(const std::string& from, const std::string& to);
 // without hard links either, a plain rename(2) if `to` does not exist. When `to` is already
 // the same file (an earlier link whose unlink did not happen), `from` is removed: done.
 bool renameNoReplace(const std::string& from, const std::string& to);
+// `to` is the very file `from` names (same device and inode): an earlier link(2) of it
+// succeeded (a crash before the unlink, an NFS LINK answered EEXIST after its
+// retransmission was done). No allocation.
+bool sameFile(const std::string& from, const std::string& to);
 // Reads a whole file (a regular file: the size fstat(2) gives, in as few reads as it takes).
 // false if it cannot be opened or read.
 bool readFile(const std::string& path, std::string& out);

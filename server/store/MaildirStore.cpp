@@ -176,10 +176,39 @@ std::optional<std::uint64_t> foreignCrlfSize(const std::string& path, std::uint6
             if (ec2 == std::errc() && q == e && was == fileSize && crlf >= was) return crlf;
         }
     }
-    std::string text;
-    if (!queue::readRegularFile(path, text)) return std::nullopt;
-    const std::uint64_t crlf = text.size() + bareLineFeeds(text);
-    const std::string value = std::to_string(text.size()) + " " + std::to_string(crlf);
+    // Counted in blocks: a large foreign file (a backup dropped into cur/) is never held in
+    // memory whole just to be listed.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return std::nullopt;
+    struct stat st{};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        const int err = S_ISREG(st.st_mode) ? errno : EINVAL;
+        ::close(fd);
+        errno = err;
+        return std::nullopt;
+    }
+    std::uint64_t bytes = 0, bare = 0;
+    char prev = '\0';
+    char block[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd, block, sizeof block);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const int err = errno;
+            ::close(fd);
+            errno = err;
+            return std::nullopt;
+        }
+        if (n == 0) break;
+        for (ssize_t i = 0; i < n; ++i) {
+            if (block[i] == '\n' && prev != '\r') ++bare;
+            prev = block[i];
+        }
+        bytes += static_cast<std::uint64_t>(n);
+    }
+    ::close(fd);
+    const std::uint64_t crlf = bytes + bare;
+    const std::string value = std::to_string(bytes) + " " + std::to_string(crlf);
     (void)::lsetxattr(path.c_str(), CrlfSizeAttribute, value.data(), value.size(), 0);
     return crlf;
 }
@@ -453,6 +482,11 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
         if (::link(source.c_str(), target.c_str()) == 0) {
             placed = true;
             linked = true;
+        } else if (errno == EEXIST && queue::sameFile(source, target)) {
+            // Our own link, answered EEXIST (an NFS LINK retransmitted after it was done):
+            // placed, not a name clash (linking again would deliver the message twice).
+            placed = true;
+            linked = true;
         } else if (errno == EEXIST) {
             continue;
         } else if (errno == ENOENT && !ensured) {
@@ -603,9 +637,16 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
                            .str());
         return core::MaildropStatus::TempFail;
     }
+    // From here the lock is held: released on every way out until the maildrop owns it (also
+    // when something below throws, or the mailbox would answer [IN-USE] until a restart).
+    struct LockHolder {
+        int fd;
+        ~LockHolder() {
+            if (fd >= 0) ::close(fd);
+        }
+    } lock{fd};
     auto fail = [&](const std::string& step, const std::string& path) {
         int err = errno;
-        ::close(fd);
         logger().error(
             core::EventLine("store.open_fail").add("path", path).add("step", step).text("error", errnoText(err)).str());
         return core::MaildropStatus::TempFail;
@@ -710,6 +751,7 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
         i = j;
     }
     out = std::make_unique<MaildirMaildrop>(*maildir, fd, std::move(files));
+    lock.fd = -1;  // the maildrop's now
     return core::MaildropStatus::Ok;
 }
 

@@ -298,6 +298,25 @@ BOOST_AUTO_TEST_CASE(foreign_lf_files_are_sent_with_crlf_and_listed_by_their_w_s
     BOOST_TEST(md->entries()[1].size == 6u);
 }
 
+// The CRLF size of a foreign file is counted in 64 KiB blocks (a large file is never loaded
+// whole to be listed): a CRLF split across two blocks is one line end, not a bare LF.
+BOOST_AUTO_TEST_CASE(foreign_size_counted_across_block_boundaries) {
+    TempDir t;
+    MaildirStore store(t.path.string(), "host");
+    BOOST_REQUIRE(MaildirStore::ensureMaildir((t.path / "bob").string()));
+    std::string text = "Subject: big\n\n" + std::string(65536 - 15, 'a') + "\r\n";  // the CR ends block 1
+    BOOST_REQUIRE(text[65535] == '\r');
+    text += std::string(70000, 'b') + "\nend\n";  // two bare LFs
+    spit(t.path / "bob/cur/1700000003.P9Q3.procmail:2,", text);
+    core::MaildropPtr md;
+    BOOST_REQUIRE((store.open("bob", md) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(md->entries().size() == 1u);
+    BOOST_TEST(md->entries()[0].size == text.size() + 4);  // the header's two LFs and the body's two
+    std::string out;
+    BOOST_REQUIRE((md->read(0, out) == core::MessageRead::Ok));
+    BOOST_TEST(out.size() == md->entries()[0].size);
+}
+
 // Postfix's virtual(8) and local(8), procmail and fetchmail name their files without a size
 // and store LF line ends: listed with each bare LF counted as two octets (RFC 1939 11), sent
 // with CRLF, so LIST, RETR and TOP agree.
