@@ -54,7 +54,7 @@ Step SaslExchange::respond(std::string_view line) {
         return {StepKind::Challenge, LoginPasswordChallenge};
     }
     creds_.password = *decoded;
-    if (creds_.user.empty() || creds_.password.find('\0') != std::string::npos ||
+    if (creds_.user.empty() || creds_.password.empty() || creds_.password.find('\0') != std::string::npos ||
         creds_.user.find('\0') != std::string::npos)
         return {StepKind::Malformed, ""};
     return {StepKind::Done, ""};

@@ -1058,7 +1058,7 @@ SmtpOutput SmtpSession::commitMessage(std::unique_ptr<DataState> d, std::uint64_
         logger().notice(line("message.discard")
                             .add("id", res.queueId)
                             .add("rcpts", nrcpt)
-                            .add("size", d->reader.status().bytes)
+                            .add("size", size)  // DATA's or BDAT's octets (the reader never sees BDAT)
                             .add("reason", why)
                             .str());
         return reply(replies::queued(res.queueId));

@@ -261,6 +261,16 @@ def test_discard_accepts_and_stores_nothing():
         p.log_contains(r"event=message\.discard .*reason=spam\\x20run")
         check_eq(p.maildir_find(BOB, marker), [], "discarded message stored")
         check_eq([f for f in p.queue_files() if "/envelope/" in f], [], "discarded message queued")
+        # The same over BDAT: the discard line gives the message's size (it said size=0).
+        s = p.submission(ALICE, ALICE_PW)
+        expect(s.docmd("MAIL", "FROM:<%s>" % ALICE), 250)
+        expect(s.rcpt(BOB), 250)
+        marker, msg = make_message(sender=ALICE, to=BOB)
+        s.send(b"BDAT %d LAST\r\n" % len(msg) + msg)
+        expect(s.getreply(), 250, what="BDAT LAST, discarded")
+        s.quit()
+        p.log_contains(r"event=message\.discard .*size=%d reason=spam" % len(msg))
+        check_eq(p.maildir_find(BOB, marker), [], "discarded BDAT message stored")
 
 
 def test_hold_keeps_the_queued_copy_on_hold():

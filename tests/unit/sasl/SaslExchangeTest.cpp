@@ -82,6 +82,16 @@ BOOST_AUTO_TEST_CASE(login_two_steps) {
     BOOST_TEST(ex.credentials().password == "pw");
 }
 
+// An empty password is malformed for LOGIN as for PLAIN (before, LOGIN passed it on to the
+// backends, which each had to refuse it).
+BOOST_AUTO_TEST_CASE(login_empty_password_is_malformed) {
+    SaslExchange ex(Mechanism::Login);
+    ex.start(std::string_view(encodeBase64("alice")));
+    BOOST_TEST((ex.respond("").kind == StepKind::Malformed));
+    SaslExchange plain(Mechanism::Plain);
+    BOOST_TEST((plain.start(std::string_view(encodeBase64(std::string("\0alice\0", 7)))).kind == StepKind::Malformed));
+}
+
 BOOST_AUTO_TEST_CASE(login_initial_response_and_cancel) {
     SaslExchange ex(Mechanism::Login);
     auto s = ex.start(std::string_view(encodeBase64("alice")));
