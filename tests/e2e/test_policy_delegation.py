@@ -266,6 +266,7 @@ def test_discard_accepts_and_stores_nothing():
         expect(s.docmd("MAIL", "FROM:<%s>" % ALICE), 250)
         expect(s.rcpt(BOB), 250)
         marker, msg = make_message(sender=ALICE, to=BOB)
+        msg += b"a line more: a size no other message of this test has\r\n"
         s.send(b"BDAT %d LAST\r\n" % len(msg) + msg)
         expect(s.getreply(), 250, what="BDAT LAST, discarded")
         s.quit()
