@@ -326,6 +326,7 @@ void Daemon::buildStorage() {
     mailStore_ = std::make_unique<store::MaildirStore>(s.mailRoot, s.hostname);
     mailStore_->setTmpCleanupAge(s.tmpCleanupAge);
     mailStore_->setUsageCacheSize(s.quotaCacheSize);
+    mailStore_->setDovecotUidlist(s.dovecotUidlist);
     mailSpool_ = std::make_unique<store::MailSpool>(s.mailRoot, s.hostname);  // started after the privilege drop
     // In a cluster two nodes must never open one mailbox: a lease row in PostgreSQL in
     // front of the local flock; a crashed node's leases lapse after cluster.lock_lease.

@@ -146,7 +146,7 @@ StoreSettings storeSettings(const config::ServerConfig& cfg) {
     }
     if (writer.empty()) writer = cfg.hostname;
     return {cfg.mailRoot, writer, duration_cast<seconds>(cfg.storeTmpCleanupAge), cfg.storeGroupCommit,
-            cfg.storeQuotaCacheSize};
+            cfg.storeQuotaCacheSize, cfg.storeDovecotUidlist};
 }
 
 QueueSettings queueSettings(const config::ServerConfig& cfg) {

@@ -83,6 +83,7 @@ struct StoreSettings {
     std::chrono::seconds tmpCleanupAge{};  // store.tmp_cleanup_age
     bool groupCommit = true;               // store.group_commit
     std::size_t quotaCacheSize = 0;        // store.quota_cache_size
+    bool dovecotUidlist = false;           // store.dovecot_uidlist
     bool operator==(const StoreSettings&) const = default;
 };
 struct QueueSettings {

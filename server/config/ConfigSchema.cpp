@@ -34,6 +34,7 @@ const std::vector<KeyDef> Keys = {
     // --- mail store -----------------------------------------------------------------
     {"store.tmp_cleanup_age", "36h", K::Duration, "Files in a Maildir tmp/ older than this are removed when the mailbox is opened (0 = never)"},
     {"store.quota_cache_size", "100000", K::Integer, "Mailboxes whose quota usage is remembered between RCPTs (0 = count at every RCPT)"},
+    {"store.dovecot_uidlist", "false", K::Bool, "Mailboxes migrated from Dovecot: a message listed in the mailbox's dovecot-uidlist keeps its Dovecot POP3 UIDL (the record's P field, else Dovecot's default %08Xu%08Xv), so clients that leave mail on the server do not fetch it all again"},
     // --- mail store: group commit ---------------------------------------------------
     {"store.group_commit", "true", K::Bool, "Concurrent local deliveries share the syncfs calls of the mail root's file system (two per batch: data, then the links into new/) instead of fsyncing each file and new/ (false = per message)"},
     // --- TLS ----------------------------------------------------------------------

@@ -180,6 +180,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.queueMaxMessages = static_cast<std::uint64_t>(r.integer("queue.max_messages"));
     c.storeTmpCleanupAge = r.duration("store.tmp_cleanup_age");
     c.storeQuotaCacheSize = static_cast<std::size_t>(r.integer("store.quota_cache_size"));
+    c.storeDovecotUidlist = r.boolean("store.dovecot_uidlist");
     c.storeGroupCommit = r.boolean("store.group_commit");
 
     c.tls.certFile = r.str("tls.cert_file");

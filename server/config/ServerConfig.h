@@ -281,6 +281,7 @@ struct ServerConfig {
     std::uint64_t queueMaxMessages = 0;
     Millis storeTmpCleanupAge{};  // store.tmp_cleanup_age
     std::size_t storeQuotaCacheSize = 0;  // store.quota_cache_size
+    bool storeDovecotUidlist = false;     // store.dovecot_uidlist
     bool storeGroupCommit = true;  // store.group_commit
     TlsConfig tls;
     std::vector<ListenerConfig> listeners;

@@ -1,4 +1,5 @@
 #include "store/MaildirStore.h"
+#include "store/DovecotUidlist.h"
 
 #include "core/MailboxLocation.h"
 
@@ -680,6 +681,16 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
     }
 
     if (!listNames(curDir, names)) return fail("scan", curDir);
+    // A mailbox migrated from Dovecot keeps the UIDLs its clients know (store.dovecot_uidlist).
+    std::unordered_map<std::string, std::string> migrated;
+    if (dovecotUidlist_) {
+        std::string text;
+        const std::string uidlist = *maildir + "/dovecot-uidlist";
+        if (queue::readRegularFile(uidlist, text)) migrated = dovecotUidls(text);
+        else if (errno != ENOENT)
+            logger().warning(
+                core::EventLine("store.uidlist_fail").add("path", uidlist).text("error", errnoText(errno)).str());
+    }
     std::vector<CurFile> files;
     files.reserve(names.size() + stuck.size());
     const std::size_t inCur = names.size();
@@ -716,7 +727,8 @@ core::MaildropStatus MaildirStore::open(const std::string& mailbox, core::Maildr
             }
             f.lfStored = *size != static_cast<std::uint64_t>(st.st_size);
         }
-        f.entry.uidl = uidlFor(f.base);
+        auto dovecot = migrated.find(f.base);
+        f.entry.uidl = dovecot != migrated.end() ? dovecot->second : uidlFor(f.base);
         f.entry.size = *size;
         files.push_back(std::move(f));
     }

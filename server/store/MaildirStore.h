@@ -52,6 +52,9 @@ public:
     // Setup: how many mailboxes' counts are remembered (store.quota_cache_size; 0 = none).
     // When full, the cache starts again empty.
     void setUsageCacheSize(std::size_t n) { usageCacheSize_ = n; }
+    // Setup: UIDLs from <maildir>/dovecot-uidlist for the messages it lists
+    // (store.dovecot_uidlist; see etc/postern.properties).
+    void setDovecotUidlist(bool on) { dovecotUidlist_ = on; }
     // A fresh Maildir base name for a message of `size` bytes (see above).
     std::string uniqueName(std::uint64_t size) const;
 
@@ -92,6 +95,7 @@ private:
         std::uint64_t bytes = 0;
     };
     std::size_t usageCacheSize_ = 0;
+    bool dovecotUidlist_ = false;
     mutable std::mutex usageMutex_;
     mutable std::unordered_map<std::string, Usage> usage_;
 };

@@ -418,6 +418,42 @@ def test_mailbox_migrated_from_dovecot():
 
 
 
+def test_mailbox_migrated_from_dovecot_keeps_its_uidls():
+    """Review finding: a mailbox moved from Dovecot got new UIDLs (Postern's are file names,
+    Dovecot's its pop3_uidl_format, default %08Xu%08Xv), so every client that leaves mail on
+    the server fetched the whole mailbox again on the day of the move. With
+    store.dovecot_uidlist = true (test change) a message listed in dovecot-uidlist keeps
+    Dovecot's UIDL (its P field when there is one); one delivered later gets Postern's."""
+    with Postern(overrides={"store.dovecot_uidlist": "true"}) as p:
+        _deliver(p, 1)  # creates the Maildir; Postern's own UIDL
+        maildir = p.maildir(ALICE)
+        cur = os.path.join(maildir, "cur")
+        lf = b"From: a@remote.example\nSubject: migrated\n\nbody\n"
+        w = len(lf) + lf.count(b"\n")
+        names = ["1500000000.M1P1.dovecothost,S=%d,W=%d:2,S" % (len(lf), w),
+                 "1500000001.M2P2.dovecothost,S=%d,W=%d:2," % (len(lf), w)]
+        for n in names:
+            with open(os.path.join(cur, n), "wb") as f:
+                f.write(lf)
+        with open(os.path.join(maildir, "dovecot-uidlist"), "w") as f:
+            f.write("3 V1500000000 N3 G0123456789abcdef0123456789abcdef\n"
+                    "1 :%s\n" % names[0].split(":")[0] +     # listed under its older name
+                    "2 W%d Pkept-from-the-server-before :%s\n" % (w, names[1]))
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        uidls = [l.split()[1].decode() for l in pop.uidl()[1]]
+        pop.quit()
+        check_eq(len(uidls), 3, "UIDL lines")
+        check_eq(uidls[0], "%08x%08x" % (1, 1500000000), "Dovecot's default format for UID 1")
+        check_eq(uidls[1], "kept-from-the-server-before", "the record's P field")
+        own = [os.path.basename(f).split(":")[0] for f in p.maildir_files(ALICE)
+               if os.path.basename(f) not in names]
+        check_eq([uidls[2]], own, "the message Postern delivered keeps Postern's UIDL (its base name)")
+        # The same UIDLs at the next login (RFC 1939 7: they must not change).
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        check_eq([l.split()[1].decode() for l in pop.uidl()[1]], uidls, "UIDLs at the next login")
+        pop.quit()
+
+
 def test_mailbox_written_by_postfix_virtual():
     """Postfix's virtual(8) (and local(8), procmail, fetchmail) names its Maildir files
     without a size and stores LF line ends. LIST counts each bare LF as two octets (RFC 1939
