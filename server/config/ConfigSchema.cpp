@@ -112,7 +112,7 @@ const std::vector<KeyDef> Keys = {
     {"smtp.command_timeout", "5m", K::Duration, "Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes); also bounds each write of a reply"},
     {"smtp.data_timeout", "10m", K::Duration, "Wait for the next chunk of message data (RFC 5321 4.5.3.2.5/6)"},
     {"smtp.allow_plaintext_auth", "false", K::Bool, "Offer and accept AUTH without TLS (off: 538 5.7.11 before STARTTLS)"},
-    {"smtp.max_errors", "20", K::Integer, "Bad commands per session before 421 and disconnect"},
+    {"smtp.max_errors", "20", K::Integer, "Bad commands and refusals per session before 421 and disconnect (counted again from zero after each accepted message)"},
     {"smtp.max_junk_commands", "100", K::Integer, "NOOP, RSET, VRFY, HELP, HELO and EHLO per message before each also counts as an error (Postfix smtpd_junk_command_limit); 0 = no limit"},
     {"smtp.early_talker_wait", "0s", K::Duration, "MX role: wait this long before the greeting; a client that talks first is refused (0 = only data already sent)"},
     {"smtp.add_missing_headers", "true", K::Bool, "Submission: add Date and Message-ID when missing (RFC 6409 8)"},
@@ -125,7 +125,7 @@ const std::vector<KeyDef> Keys = {
     // --- POP3 ---------------------------------------------------------------------
     {"pop3.allow_plaintext_auth", "false", K::Bool, "Allow USER/PASS and AUTH without TLS (off: -ERR [AUTH] with a hint to use STLS)"},
     {"pop3.idle_timeout", "10m", K::Duration, "Inactivity timeout (RFC 1939 3: at least 10 minutes); also bounds each write of a reply"},
-    {"pop3.dead_client_timeout", "2m", K::Duration, "A client whose connection died without a close is noticed after about this long (TCP keepalive and TCP_USER_TIMEOUT) and its maildrop lock released; 0 = only pop3.idle_timeout"},
+    {"pop3.dead_client_timeout", "2m", K::Duration, "A client whose connection died without a close is noticed after about this long (TCP keepalive; TCP_USER_TIMEOUT, which also ends a client that stopped reading for this long) and its maildrop lock released; 0 = only pop3.idle_timeout"},
     {"pop3.max_errors", "10", K::Integer, "Bad commands per session before disconnect"},
     // --- POP-before-SMTP ------------------------------------------------------------
     {"pop_before_smtp.lifetime", "600s", K::Duration, "How long a POP3 login lets the client IP relay (0 = feature off)"},

@@ -86,6 +86,17 @@ SmtpReply SmtpClient::broken(const std::string& what) {
     return SmtpReply::local(what);
 }
 
+// The connection broke during MAIL/RCPT: a recipient the server refused keeps its refusal
+// (a 550 is not retried for days), every other one (accepted or not asked) is a temporary
+// "lost connection".
+std::vector<SmtpReply>& SmtpClient::lostInTransaction(std::vector<SmtpReply>& out,
+                                                      const std::vector<SmtpReply>& rcptReplies) const {
+    const SmtpReply lost = SmtpReply::local("lost connection with " + relay_ + " during the transaction");
+    for (std::size_t i = 0; i < out.size(); ++i)
+        out[i] = i < rcptReplies.size() && rcptReplies[i].code != 0 && !rcptReplies[i].isPositive() ? rcptReplies[i] : lost;
+    return out;
+}
+
 SmtpReply SmtpClient::outOfStep(const char* what, const SmtpReply& r) {
     return broken("protocol error: " + relay_ + " answered " + what + " with " + std::to_string(r.code));
 }
@@ -460,9 +471,8 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
             rcptReplies.push_back(command(rcptLine(i), settings_.rcptTimeout));
             if (!usable_) break;
         }
-        rcptReplies.resize(recipients.size(), rcptReplies.empty() ? mailReply : rcptReplies.back());
+        if (!usable_) return lostInTransaction(out, rcptReplies);
         bool any = std::any_of(rcptReplies.begin(), rcptReplies.end(), [](const SmtpReply& r) { return r.isPositive(); });
-        if (!usable_) return all(rcptReplies.back());
         if (!any) return rcptReplies;
         dataReply = command("DATA", settings_.dataTimeout);
     }
@@ -560,7 +570,7 @@ std::vector<SmtpReply> SmtpClient::sendChunked(const std::string& mail, const st
         if (!mailReply.isPositive()) return all(mailReply);
         for (std::size_t i = 0; i < recipients.size(); ++i) {
             rcptReplies.push_back(command(rcptLine(i), settings_.rcptTimeout));
-            if (!usable_) return all(rcptReplies.back());
+            if (!usable_) return lostInTransaction(out, rcptReplies);
         }
     }
     if (intermediate(mailReply) || std::any_of(rcptReplies.begin(), rcptReplies.end(), intermediate))

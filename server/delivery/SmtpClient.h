@@ -166,6 +166,7 @@ private:
     SmtpReply broken(const std::string& what);
     // broken() for a reply that does not fit the command (a 3xx where a 2xx was due).
     SmtpReply outOfStep(const char* what, const SmtpReply& r);
+    std::vector<SmtpReply>& lostInTransaction(std::vector<SmtpReply>& out, const std::vector<SmtpReply>& rcptReplies) const;
 
     ClientSettings settings_;
     Poco::Net::StreamSocket socket_;

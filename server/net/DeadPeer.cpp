@@ -24,6 +24,8 @@ void noticeDeadPeerAfter(Poco::Net::StreamSocket& socket, std::chrono::milliseco
     ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
 #endif
 #ifdef TCP_USER_TIMEOUT
+    // Keepalive probes only go out while nothing is in flight: a client that vanished just
+    // after a reply (unacknowledged) would be retransmitted to for about 15 minutes.
     const unsigned int userTimeout = static_cast<unsigned int>(std::min<long long>(after.count(), 0x7fffffff));
     ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &userTimeout, sizeof userTimeout);
 #endif

@@ -953,6 +953,9 @@ void SmtpSession::finishHeaders(DataState& ds, std::size_t end) {
         // RFC 6409 8.2 / 8.3: the MSA may add a missing Date and Message-ID.
         if (!hasDate) extra += "Date: " + rfc5322Date(now_()) + "\r\n";
         if (!hasId) extra += "Message-ID: <" + randomHex(12) + "." + sessionId_ + "@" + settings_.hostname + ">\r\n";
+        // A header-only BINARYMIME message may end without a line end: the added fields
+        // must not join its last line.
+        if (!extra.empty() && !headers.empty() && !headers.ends_with("\r\n")) extra.insert(0, "\r\n");
     }
     writeData(ds, extra.data(), extra.size());
     writeData(ds, rest.data(), rest.size());

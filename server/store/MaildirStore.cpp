@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include <vector>
 
 namespace postern::store {
 
@@ -190,9 +191,10 @@ std::optional<std::uint64_t> foreignCrlfSize(const std::string& path, std::uint6
     }
     std::uint64_t bytes = 0, bare = 0;
     char prev = '\0';
-    char block[65536];
+    // On the heap: POP3 session threads may have small stacks (listener.*.stack_size).
+    std::vector<char> block(65536);
     for (;;) {
-        const ssize_t n = ::read(fd, block, sizeof block);
+        const ssize_t n = ::read(fd, block.data(), block.size());
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             const int err = errno;
@@ -480,17 +482,19 @@ bool MaildirStore::deliver(const std::string& source, std::uint64_t size, const 
         std::string target = newDir + "/" + name;
         bool placed = false;
         bool linked = false;  // same file system as `source`
-        if (::link(source.c_str(), target.c_str()) == 0) {
+        const bool linkedNow = ::link(source.c_str(), target.c_str()) == 0;
+        const int linkError = errno;
+        if (linkedNow) {
             placed = true;
             linked = true;
-        } else if (errno == EEXIST && queue::sameFile(source, target)) {
+        } else if (linkError == EEXIST && queue::sameFile(source, target)) {
             // Our own link, answered EEXIST (an NFS LINK retransmitted after it was done):
             // placed, not a name clash (linking again would deliver the message twice).
             placed = true;
             linked = true;
-        } else if (errno == EEXIST) {
+        } else if (linkError == EEXIST) {
             continue;
-        } else if (errno == ENOENT && !ensured) {
+        } else if ((errno = linkError) == ENOENT && !ensured) {
             if (!makeMissingMaildir()) return false;
             continue;
         } else if ((errno == EXDEV || errno == EPERM) && spool_ && !spool_->directory().empty() &&

@@ -134,7 +134,14 @@ def test_421_reaches_a_client_that_is_still_sending():
     import socket as socketlib
     import threading
     with Postern(overrides={"smtp.max_errors": "3", "smtp.max_junk_commands": "0"}) as p:
-        s = socketlib.create_connection(("127.0.0.1", p.port("mx")), timeout=20)
+        s = socketlib.socket(socketlib.AF_INET, socketlib.SOCK_STREAM)
+        s.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 4096)  # replies back up at once
+        s.settimeout(20)
+        s.connect(("127.0.0.1", p.port("mx")))
+        greeting = b""
+        while not greeting.endswith(b"\r\n"):  # talking before the greeting is refused
+            greeting += s.recv(1)
+        check(greeting.startswith(b"220 "), "greeting: %r" % greeting)
         flood = (b"EHLO flood.example\r\n" + b"NOOP\r\n" * 200000 + b"BOGUS\r\n" * 3 +
                  b"MORE INPUT THAT IS NEVER READ\r\n" * 2000)
 

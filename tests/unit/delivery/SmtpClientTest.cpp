@@ -256,6 +256,32 @@ BOOST_AUTO_TEST_CASE(replies_out_of_sequence_are_temporary_never_delivered) {
     }
 }
 
+// One command at a time, the connection drops at the second RCPT: the first recipient's 550
+// stays a 550 (before, every recipient got "lost connection" and the refused one was retried
+// for days against the same answer); the other one is a temporary failure. DATA and BDAT.
+BOOST_AUTO_TEST_CASE(refusal_before_a_lost_connection_is_kept) {
+    for (bool chunking : {false, true}) {
+        BOOST_TEST_CONTEXT("chunking " << chunking) {
+            FakeServer server("220 fake\r\n", [chunking](const std::string& l) -> std::string {
+                if (l.rfind("EHLO", 0) == 0) return chunking ? "250-fake\r\n250 CHUNKING\r\n" : "250 fake\r\n";
+                if (l.rfind("MAIL", 0) == 0) return "250 ok\r\n";
+                if (l == "RCPT TO:<gone@b.test>") return "550 5.1.1 no such user\r\n";
+                if (l.rfind("RCPT", 0) == 0) return "<close>";
+                return "500 what\r\n";
+            });
+            TempMessage m("Subject: x\r\n\r\nbody\r\n");
+            SmtpClient c(settings());
+            BOOST_TEST_REQUIRE(
+                c.open(Poco::Net::SocketAddress("127.0.0.1", server.port()), "fake", TlsPolicy::None, nullptr).isPositive());
+            auto replies = c.send("s@a.test", {"gone@b.test", "other@b.test"}, m.message);
+            BOOST_TEST_REQUIRE(replies.size() == 2u);
+            BOOST_TEST(replies[0].text() == "550 5.1.1 no such user");
+            BOOST_TEST(replies[1].isTemporary(), replies[1].text());
+            server.join();
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(encrypt_policy_refuses_a_server_without_starttls) {
     FakeServer server("220 fake\r\n", [](const std::string& l) -> std::string {
         if (l.rfind("EHLO", 0) == 0) return "250-fake\r\n250 PIPELINING\r\n";

@@ -673,6 +673,21 @@ BOOST_AUTO_TEST_CASE(bdat_one_octet_chunks_on_submission_get_date_and_message_id
     BOOST_TEST(d.ends_with(">\r\n\r\nbody\r\n"));
 }
 
+// A header-only BINARYMIME message without a final line end (kept exactly otherwise): the
+// added Date and Message-ID start on a line of their own, never joined to its last line.
+BOOST_AUTO_TEST_CASE(header_only_binarymime_without_line_end_keeps_its_last_field) {
+    Fixture f(Role::Submission, /*tls=*/true);
+    f.cmd("EHLO c");
+    f.login();
+    f.cmd("MAIL FROM:<alice@example.test> BODY=BINARYMIME");
+    f.cmd("RCPT TO:<bob@example.test>");
+    BOOST_TEST(bdat(f, "BDAT 22 LAST", "From: a@x\r\nSubject: hi") == "250 2.0.0 Ok: queued as Q1\r\n");
+    BOOST_REQUIRE_EQUAL(f.sink.committed.size(), 1u);
+    const std::string& d = f.sink.committed[0].data;
+    BOOST_TEST(d.find("From: a@x\r\nSubject: hi\r\nDate: Fri, 27 Nov 2026 21:45:30 +0000\r\nMessage-ID: <") !=
+               std::string::npos, d);
+}
+
 BOOST_AUTO_TEST_CASE(timeout_between_chunks_delivers_nothing) {
     Fixture f;
     envelope(f);
