@@ -99,17 +99,22 @@ def test_sender_from_senders_field():
         check_eq(len(p.maildir_find("alice@example.test", marker)), 1, "delivered")
 
 
+def _submitted_to_alice(p, marker, msg):
+    """Alice submits msg to herself; the stored copy after the Received header."""
+    s = p.submission("alice@example.test", PW["alice@example.test"])
+    expect(s.mail("alice@example.test"), 250)
+    expect(s.rcpt("alice@example.test"), 250)
+    expect(s.data(msg), 250)
+    s.quit()
+    stored = p.maildir_find("alice@example.test", marker)
+    check_eq(len(stored), 1, "delivered")
+    return split_received(stored[0])[1]
+
+
 def test_missing_date_and_message_id_added():
     with Postern() as p:
         marker, msg = make_message(date=False, message_id=False)
-        s = p.submission("alice@example.test", PW["alice@example.test"])
-        expect(s.mail("alice@example.test"), 250)
-        expect(s.rcpt("alice@example.test"), 250)
-        expect(s.data(msg), 250)
-        s.quit()
-        stored = p.maildir_find("alice@example.test", marker)
-        check_eq(len(stored), 1, "delivered")
-        _, rest = split_received(stored[0])
+        rest = _submitted_to_alice(p, marker, msg)
         dates = header_values(rest, "Date")
         mids = header_values(rest, "Message-ID")
         check_eq(len(dates), 1, "Date headers after submission (stored: %r)" % rest[:600])
@@ -134,14 +139,7 @@ def test_header_only_message_gets_date_message_id_and_loses_return_path():
         marker = "header-only-%d" % os.getpid()
         msg = ("Return-Path: <forged@elsewhere.example>\r\nFrom: alice@example.test\r\n"
                "Subject: %s\r\n" % marker).encode()
-        s = p.submission("alice@example.test", PW["alice@example.test"])
-        expect(s.mail("alice@example.test"), 250)
-        expect(s.rcpt("alice@example.test"), 250)
-        expect(s.data(msg), 250)
-        s.quit()
-        stored = p.maildir_find("alice@example.test", marker)
-        check_eq(len(stored), 1, "delivered")
-        _, rest = split_received(stored[0])
+        rest = _submitted_to_alice(p, marker, msg)
         check(b"forged@elsewhere.example" not in rest, "the client's Return-Path was dropped: %r" % rest)
         check_eq(len(header_values(rest, "Date")), 1, "Date added (stored: %r)" % rest)
         check_eq(len(header_values(rest, "Message-ID")), 1, "Message-ID added (stored: %r)" % rest)

@@ -2,31 +2,21 @@
 // override (set = override, "none" = no milters), bad values refused at load naming the key.
 #include "config/ServerConfig.h"
 
-#include <Poco/AutoPtr.h>
-#include <Poco/Util/PropertyFileConfiguration.h>
+#include "unit/config/ShippedConfig.h"
 
 #include <boost/test/unit_test.hpp>
 
 using namespace postern::config;
 
 namespace {
-Poco::AutoPtr<Poco::Util::PropertyFileConfiguration> shipped() {
-    return new Poco::Util::PropertyFileConfiguration(std::string(POSTERN_SOURCE_DIR) + "/etc/postern.properties");
-}
-std::string loadError(Poco::Util::AbstractConfiguration& c) {
-    try {
-        ServerConfig::load(c);
-    } catch (const std::runtime_error& e) {
-        return e.what();
-    }
-    return "";
-}
+using postern::test::configLoadError;
+using postern::test::shippedConfig;
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(milter_config)
 
 BOOST_AUTO_TEST_CASE(defaults_and_overrides) {
-    auto conf = shipped();
+    auto conf = shippedConfig();
     ServerConfig c = ServerConfig::load(*conf);
     BOOST_TEST(c.milter.milters.empty());
     BOOST_TEST(c.milter.perListener.empty());
@@ -54,9 +44,9 @@ BOOST_AUTO_TEST_CASE(bad_values_name_the_key) {
         {"milter.command_timeout", "0s"},
     };
     for (const auto& [key, value] : bad) {
-        auto conf = shipped();
+        auto conf = shippedConfig();
         conf->setString(key, value);
-        std::string e = loadError(*conf);
+        std::string e = configLoadError(*conf);
         BOOST_TEST_INFO(key << " = " << value << ": " << e);
         BOOST_TEST(e.find(key) != std::string::npos);
     }
