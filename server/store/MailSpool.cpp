@@ -28,6 +28,12 @@ constexpr const char* LockName = "lock";
 // A directory without a lock file is a process between mkdir and creating the lock (a
 // moment), or one that died right there: removed once it is this old.
 constexpr auto LocklessGrace = std::chrono::minutes(10);
+// Another node's directory (another writer name) is removed only once it is this old: where
+// the mail root's file system keeps flock(2) per host (NFS mounted nolock or with
+// local_lock=flock), its free lock proves nothing, and removing a live node's directory made
+// every local delivery on that node fail until its restart. A node gone for good (or a
+// container that changed its host name) leaves only unacknowledged partial files.
+constexpr auto ForeignGrace = std::chrono::hours(24 * 7);
 
 std::string safeName(const std::string& s) {
     std::string out;
@@ -149,6 +155,8 @@ std::size_t MailSpool::removeDead() {
         return 0;
     }
     auto ownName = dir_.substr(dir_.rfind('/') + 1);
+    const std::string ownWriter = hostname_ + "-";
+    std::size_t foreignKept = 0;
     for (const auto& n : names) {
         if (n == ownName) continue;
         std::string path = root_ + "/" + n;
@@ -158,9 +166,13 @@ std::size_t MailSpool::removeDead() {
             if (::unlink(path.c_str()) == 0) ++removed;
             continue;
         }
+        const auto age = std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(st.st_mtime);
+        if (n.rfind(ownWriter, 0) != 0 && age <= ForeignGrace) {
+            ++foreignKept;
+            continue;
+        }
         int fd = ::open((path + "/" + LockName).c_str(), O_RDWR | O_CLOEXEC);
         if (fd < 0) {
-            auto age = std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(st.st_mtime);
             if (errno == ENOENT && age > LocklessGrace) {
                 removed += removeTree(path);
                 ++dirs;
@@ -178,6 +190,7 @@ std::size_t MailSpool::removeDead() {
                             .add("dir", root_)
                             .add("directories", dirs)
                             .add("removed", removed)
+                            .add("other_nodes_kept", foreignKept)
                             .str());
     return removed;
 }

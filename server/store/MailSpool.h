@@ -18,10 +18,12 @@ namespace postern::store {
 // dies; on NFS the lock is the client's emulation over NLM/NFSv4 locks, so nodes sharing a
 // mail root each keep their own directory). Files 0600, directories 0700.
 //
-// start() creates and locks this process's directory, then removes every other directory
-// whose lock nobody holds (a crashed or stopped posternd's) with the files in it: they were
-// never acknowledged (250 is sent only after the message is linked into new/, and a linked
-// message no longer needs its spool name). The destructor removes the own directory.
+// start() creates and locks this process's directory, then removes every other directory of
+// this writer name whose lock nobody holds (a crashed or stopped posternd's) with the files in
+// it: they were never acknowledged (250 is sent only after the message is linked into new/,
+// and a linked message no longer needs its spool name). Another node's directories are left
+// to that node (where flock is per host, a free lock does not mean a dead process) unless
+// they are a week old. The destructor removes the own directory.
 //
 // Thread-safe after start() (only paths are read).
 class MailSpool {

@@ -111,6 +111,28 @@ BOOST_AUTO_TEST_CASE(start_removes_dead_processes_directories_but_not_live_ones)
     BOOST_TEST(second.directory() != live.directory());
 }
 
+// Review finding: where the shared mail root keeps flock(2) per host (NFS nolock,
+// local_lock=flock), another node's live directory has a free lock here. Removing it made
+// every local delivery on that node fail until its restart. Another writer's directories
+// are now left alone unless they are a week old; this writer's dead ones go at once.
+BOOST_AUTO_TEST_CASE(other_nodes_directories_are_kept_unless_a_week_old) {
+    TempDir t;
+    fs::path root = t.path / "mail" / ".postern-spool";
+    for (const char* d : {"nodeb-10-5-0", "nodeb-11-5-0", "nodea-12-5-0"}) {
+        fs::create_directories(root / d);
+        spit(root / d / "lock", "");  // nobody holds it (as seen from here)
+        spit(root / d / "1.part", "in progress");
+    }
+    setAge(root / "nodeb-11-5-0", 8 * 24 * 3600);  // a node gone for good
+    MailSpool spool((t.path / "mail").string(), "nodea");
+    std::size_t removed = 0;
+    BOOST_REQUIRE(spool.start(removed));
+    BOOST_TEST(fs::exists(root / "nodeb-10-5-0" / "1.part"));  // another node's: kept
+    BOOST_TEST(!fs::exists(root / "nodeb-11-5-0"));             // a week old: removed
+    BOOST_TEST(!fs::exists(root / "nodea-12-5-0"));             // this writer's dead one
+    BOOST_TEST(removed == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(local_delivery_writes_in_the_spool_and_leaves_nothing_behind) {
     TempDir t;
     MaildirStore store((t.path / "mail").string(), "host");
