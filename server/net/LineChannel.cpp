@@ -7,6 +7,7 @@
 #include <Poco/Net/Session.h>
 #include <Poco/Timespan.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <openssl/ssl.h>
@@ -121,17 +122,29 @@ void LineChannel::closeGracefully(std::chrono::milliseconds linger, std::size_t 
 }
 
 void LineChannel::write(std::string_view bytes) {
+    if (bytes.size() >= FlushAt) {
+        // A large reply (a RETR of a big message) goes out from the caller's buffer: no copy
+        // of it is made here, and no buffer of its size stays with the session afterwards.
+        flush();
+        sendAll(bytes);
+        return;
+    }
     out_.append(bytes);
-    if (out_.size() >= 64 * 1024) flush();
+    if (out_.size() >= FlushAt) flush();
 }
 
-void LineChannel::flush() {
+void LineChannel::sendAll(std::string_view bytes) {
     std::size_t off = 0;
-    while (off < out_.size()) {
-        int n = socket_.sendBytes(out_.data() + off, static_cast<int>(out_.size() - off));
+    while (off < bytes.size()) {
+        const std::size_t chunk = std::min<std::size_t>(bytes.size() - off, 1 << 30);
+        int n = socket_.sendBytes(bytes.data() + off, static_cast<int>(chunk));
         if (n <= 0) throw Poco::Net::ConnectionResetException("send failed");
         off += static_cast<std::size_t>(n);
     }
+}
+
+void LineChannel::flush() {
+    sendAll(out_);
     out_.clear();
 }
 

@@ -42,7 +42,8 @@ public:
     std::size_t available() const { return end_ - start_; }
     void consume(std::size_t n) { start_ += n; }
 
-    // Queues bytes; they go out at flush() or when the buffer grows large.
+    // Queues bytes; they go out at flush() or when the buffer grows large. A write of
+    // FlushAt or more (a RETR) goes out at once, after what was queued, from `bytes` itself.
     void write(std::string_view bytes);
     // Sends everything queued. Throws Poco::Exception on a broken connection.
     void flush();
@@ -80,6 +81,9 @@ private:
     // message in S1'.
     void setReceiveTimeout(std::chrono::milliseconds timeout);
 
+    void sendAll(std::string_view bytes);  // throws ConnectionResetException when the send fails
+
+    static constexpr std::size_t FlushAt = 64 * 1024;  // replies are buffered up to this much
     static constexpr std::chrono::milliseconds Unknown{-1};
     std::chrono::milliseconds receiveTimeout_ = Unknown;  // as last set on socket_
 
