@@ -1,8 +1,9 @@
 // Dovecot's dovecot-uidlist (the IMAP UID of each file of a Maildir), read for the POP3
 // UIDLs of a mailbox migrated from Dovecot (store.dovecot_uidlist). Format 3 (Dovecot 1.1
 // and later): a header "3 V<uidvalidity> N<next uid> G<guid> ..." (fields in any order), then
-// one record per message: "<uid> [<key><value> ...] :<file name>". Format 1 (Courier's
-// courierimapuiddb): "1 <uidvalidity> <next uid>", records "<uid> <file name>". The file name
+// one record per message: "<uid> [<key><value> ...] :<file name>". Format 1 (Dovecot 1.0,
+// the layout of Courier's courierimapuiddb): "1 <uidvalidity> <next uid>", records
+// "<uid> <file name>". The file name
 // is the last one Dovecot saw; a message is matched by its base name (before ':'), which
 // flag changes do not touch.
 #pragma once

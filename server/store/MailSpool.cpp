@@ -28,7 +28,8 @@ constexpr const char* LockName = "lock";
 // A directory without a lock file is a process between mkdir and creating the lock (a
 // moment), or one that died right there: removed once it is this old.
 constexpr auto LocklessGrace = std::chrono::minutes(10);
-// Another node's directory (another writer name) is removed only once it is this old: where
+// Another node's directory (another writer name) is removed only once it has not changed for
+// this long (each local delivery through it changes it): where
 // the mail root's file system keeps flock(2) per host (NFS mounted nolock or with
 // local_lock=flock), its free lock proves nothing, and removing a live node's directory made
 // every local delivery on that node fail until its restart. A node gone for good (or a

@@ -23,7 +23,7 @@ namespace postern::store {
 // it: they were never acknowledged (250 is sent only after the message is linked into new/,
 // and a linked message no longer needs its spool name). Another node's directories are left
 // to that node (where flock is per host, a free lock does not mean a dead process) unless
-// they are a week old. The destructor removes the own directory.
+// unchanged for a week (a spool directory changes with each local delivery through it). The destructor removes the own directory.
 //
 // Thread-safe after start() (only paths are read).
 class MailSpool {

@@ -300,7 +300,8 @@ def test_a_client_gone_without_a_close_releases_its_maildrop():
     Wi-Fi mid-session) held the maildrop lock until pop3.idle_timeout (10 minutes), and every
     reconnect got -ERR [IN-USE]. Now TCP keepalive and TCP_USER_TIMEOUT notice it after
     pop3.dead_client_timeout. The loss is real: the test runs in a network namespace of its
-    own (unshare, as root) and takes the loopback interface down under the open session.
+    own (unshare, as root) and makes every destination unreachable (a routing rule ahead of
+    the local table) under the open session.
     Test change: pop3.dead_client_timeout = 4s (shipped 2m)."""
     import ctypes
     import subprocess
