@@ -162,10 +162,12 @@ void SmtpConnection::run() {
             }
         }
         // A refusal that ends the session (421 too many errors or transactions, 554 from a
-        // milter...) may come while the client is still sending: closing with its input unread
-        // would send an RST that can destroy the reply before the client reads it. A QUIT, a
-        // timeout (the client sends nothing) and a shutdown (no waiting) close at once.
-        if (reason == "line too long" || (refused && reason != "timeout" && reason != "shutdown"))
+        // milter...) while the client is still sending: closing with its input unread would
+        // send an RST that can destroy the reply before the client reads it. A client that is
+        // not sending (nothing waiting to be read: a blocked AUTH, say) is not waited for,
+        // nor are a QUIT, a timeout or a shutdown: their threads are free at once.
+        if (reason == "line too long" ||
+            (refused && reason != "timeout" && reason != "shutdown" && ch.inputWaiting()))
             ch.closeGracefully(LingerOnRefusal, LingerMaxBytes);
         else
             ch.flush();

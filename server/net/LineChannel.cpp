@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include <openssl/ssl.h>
+#include <sys/ioctl.h>
 
 namespace postern::net {
 
@@ -119,6 +120,13 @@ void LineChannel::closeGracefully(std::chrono::milliseconds linger, std::size_t 
         // timeout, reset or gone: nothing more to do
     }
     start_ = end_ = 0;
+}
+
+bool LineChannel::inputWaiting() const {
+    if (hasPendingInput()) return true;
+    int queued = 0;
+    const int fd = socket_.impl()->sockfd();
+    return fd >= 0 && ::ioctl(fd, FIONREAD, &queued) == 0 && queued > 0;
 }
 
 void LineChannel::write(std::string_view bytes) {

@@ -55,6 +55,9 @@ public:
     void closeGracefully(std::chrono::milliseconds linger, std::size_t maxBytes);
     // True when the client has already sent more input (pipelining): replies can wait.
     bool hasPendingInput() const { return available() > 0; }
+    // Input buffered here or already in the kernel's receive queue: the client is still
+    // sending (closing now would send an RST; see closeGracefully).
+    bool inputWaiting() const;
 
     // Switches to TLS in server mode. Any plaintext bytes the client sent after the
     // command are discarded first (CVE-2011-0411: they must not be read as if they had
