@@ -21,6 +21,16 @@ constexpr std::size_t MaxPop3Line = 8192;
 // the client can read the -ERR before the connection closes (LineChannel::closeGracefully).
 constexpr std::chrono::milliseconds LingerOnRefusal{2000};
 constexpr std::size_t LingerMaxBytes = 1024 * 1024;
+// RETR/TOP: the message part by part, each written as it is read.
+bool sendBody(pop3::Pop3Body& body, net::LineChannel& ch) {
+    std::string part;
+    for (;;) {
+        const pop3::Pop3Body::Status st = body.next(part);
+        if (st == pop3::Pop3Body::Status::Failed) return false;
+        ch.write(part);
+        if (st == pop3::Pop3Body::Status::Done) return true;
+    }
+}
 }  // namespace
 
 Pop3Connection::Pop3Connection(const Poco::Net::StreamSocket& socket, Services& services,
@@ -92,6 +102,12 @@ void Pop3Connection::run() {
             }
             pop3::Pop3Output out = session.onLine(line);
             ch.write(out.bytes);
+            if (out.body && !sendBody(*out.body, ch)) {
+                // "+OK" and part of the message are out: only a close tells the client that
+                // the rest will not come. Nothing is deleted (no UPDATE state).
+                reason = "message read failed";
+                break;
+            }
             if (out.action == pop3::Pop3Output::Action::StartTls) {
                 const std::size_t dropped = ch.startTls(services_.tlsContext(), timeout);
                 registry.update(token, std::as_const(ch).socket());

@@ -15,43 +15,7 @@ Poco::Logger& logger() { return Poco::Logger::get("postern.pop3"); }
 
 std::string okLine(std::string_view text) { return text.empty() ? "+OK\r\n" : "+OK " + std::string(text) + "\r\n"; }
 std::string errLine(std::string_view text) { return "-ERR " + std::string(text) + "\r\n"; }
-Pop3Output reply(std::string bytes) { return {std::move(bytes), Pop3Output::Action::None}; }
-
-// RFC 1939 3: multi-line responses are byte-stuffed: a line starting with "." gets another
-// "." in front, and the response ends with ".\r\n". A line start is counted after any LF
-// (not only CRLF) so a bare LF in a stored message cannot fake the terminator for a
-// client that splits on LF.
-void appendStuffed(std::string& out, std::string_view data) {
-    out.reserve(out.size() + data.size() + data.size() / 64 + 8);
-    bool lineStart = true;
-    for (char c : data) {
-        if (lineStart && c == '.') out += '.';
-        out += c;
-        lineStart = c == '\n';
-    }
-    // Messages are stored with CRLF; one that lacks a final CRLF still needs one before
-    // the terminator, or the "." would join its last line.
-    if (!data.empty() && !data.ends_with("\r\n")) out += "\r\n";
-    out += ".\r\n";
-}
-
-// RFC 1939 7 (TOP): the header, the blank line after it, then `lines` lines of the body.
-std::string_view topOf(std::string_view message, std::uint32_t lines) {
-    std::size_t bodyStart;
-    if (message.starts_with("\r\n")) {
-        bodyStart = 2;
-    } else {
-        auto p = message.find("\r\n\r\n");
-        if (p == std::string_view::npos) return message;  // all header, no body
-        bodyStart = p + 4;
-    }
-    std::size_t end = bodyStart;
-    for (std::uint32_t i = 0; i < lines && end < message.size(); ++i) {
-        auto nl = message.find('\n', end);
-        end = nl == std::string_view::npos ? message.size() : nl + 1;
-    }
-    return message.substr(0, end);
-}
+Pop3Output reply(std::string bytes) { return {std::move(bytes), Pop3Output::Action::None, nullptr}; }
 
 const char* stateNameOf(std::size_t index) {
     switch (index) {
@@ -95,7 +59,7 @@ Pop3Output Pop3Session::greeting() {
 Pop3Output Pop3Session::close(std::string bytes) {
     closed_ = true;
     if (!std::holds_alternative<Update>(state_)) transition(Update{});
-    return {std::move(bytes), Pop3Output::Action::Close};
+    return {std::move(bytes), Pop3Output::Action::Close, nullptr};
 }
 
 Pop3Output Pop3Session::bad(std::string bytes) {
@@ -116,7 +80,7 @@ Pop3Output Pop3Session::onLine(std::string_view line) {
         // After STLS nothing may be read until the handshake (the connection should not
         // call us); treat it as a broken connection rather than answer in plaintext.
         closed_ = true;
-        return {"", Pop3Output::Action::Close};
+        return {"", Pop3Output::Action::Close, nullptr};
     }
     if (auto* a = std::get_if<Authorization>(&state_); a && a->sasl) return handleSaslLine(line);
 
@@ -159,7 +123,7 @@ Pop3Output Pop3Session::handleStls() {
     if (tls_) return bad(errLine("Command not permitted when TLS active"));
     if (!settings_.tlsAvailable) return bad(errLine("STLS not available"));
     awaitingTls_ = true;
-    return {okLine("Begin TLS negotiation"), Pop3Output::Action::StartTls};
+    return {okLine("Begin TLS negotiation"), Pop3Output::Action::StartTls, nullptr};
 }
 
 void Pop3Session::onTlsStarted() {
@@ -434,7 +398,7 @@ Pop3Output Pop3Session::handleTransaction(Transaction& t, const Pop3Command& c) 
         bool list = c.verb == Pop3Verb::List;
         auto value = [&](std::size_t i) { return list ? std::to_string(entries[i].size) : entries[i].uidl; };
         if (c.message) {
-            if (auto e = checkMessage(t, *c.message)) return *e;
+            if (auto e = checkMessage(t, *c.message)) return std::move(*e);
             return reply(okLine(std::to_string(*c.message) + " " + value(*c.message - 1)));
         }
         std::string out;
@@ -453,9 +417,10 @@ Pop3Output Pop3Session::handleTransaction(Transaction& t, const Pop3Command& c) 
     }
     case Pop3Verb::Retr:
     case Pop3Verb::Top: {
-        if (auto e = checkMessage(t, *c.message)) return *e;
-        std::string data;
-        const core::MessageRead r = t.maildrop->read(*c.message - 1, data);
+        if (auto e = checkMessage(t, *c.message)) return std::move(*e);
+        const std::size_t index = *c.message - 1;
+        core::MessageStreamPtr stream;
+        const core::MessageRead r = t.maildrop->openMessage(index, stream);
         if (r != core::MessageRead::Ok) {
             const bool gone = r == core::MessageRead::Gone;
             log(true, core::EventLine::inSession(context_.sessionId, "pop3.read_fail")
@@ -470,19 +435,17 @@ Pop3Output Pop3Session::handleTransaction(Transaction& t, const Pop3Command& c) 
                 return reply(errLine("[SYS/PERM] Message " + std::to_string(*c.message) + " cannot be read"));
             return reply(errLine("[SYS/TEMP] Unable to read message, try again later"));
         }
-        std::string_view body = data;
-        std::string out;
-        if (c.verb == Pop3Verb::Retr) {
-            out = okLine(std::to_string(data.size()) + " octets");
-        } else {
-            body = topOf(body, c.lines);
-            out = okLine("Top of message follows");
-        }
-        appendStuffed(out, body);
-        return reply(std::move(out));
+        // The size LIST gave (Maildir files are never changed in place).
+        Pop3Output out = reply(c.verb == Pop3Verb::Retr
+                                   ? okLine(std::to_string(t.maildrop->entries()[index].size) + " octets")
+                                   : okLine("Top of message follows"));
+        std::optional<std::uint32_t> top;
+        if (c.verb == Pop3Verb::Top) top = c.lines;
+        out.body = std::make_unique<Pop3Body>(std::move(stream), top);
+        return out;
     }
     case Pop3Verb::Dele: {
-        if (auto e = checkMessage(t, *c.message)) return *e;
+        if (auto e = checkMessage(t, *c.message)) return std::move(*e);
         // Only marked here; removed in UPDATE after QUIT (RFC 1939 6).
         t.deleted[*c.message - 1] = true;
         return reply(okLine("Message " + std::to_string(*c.message) + " deleted"));

@@ -8,11 +8,13 @@
 #include "core/GrantStore.h"
 #include "core/MaildropService.h"
 #include "core/Pop3Login.h"
+#include "pop3/Pop3Body.h"
 #include "pop3/Pop3Command.h"
 #include "sasl/SaslExchange.h"
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -61,6 +63,9 @@ struct Pop3Output {
                    // line (plaintext injection, cf. CVE-2011-0411).
         Close,     // send `bytes`, then close the connection
     } action = Action::None;
+    // RETR and TOP: after `bytes` (the +OK line), every part of the message, until Done.
+    // Failed: the connection must close.
+    std::unique_ptr<Pop3Body> body;
 };
 
 // One POP3 session: lines in, replies and actions out. No sockets, no files: storage is

@@ -212,17 +212,39 @@ bool readFileHead(const std::string& path, std::size_t limit, std::string& out, 
     return true;
 }
 
+namespace {
+// openRegularFile, with the fstat(2) result for readOpen.
+int openRegular(const std::string& path, struct stat& st) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return -1;
+    const int err = ::fstat(fd, &st) != 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+    if (err == 0) return fd;
+    ::close(fd);
+    errno = err;
+    return -1;
+}
+}  // namespace
+
 bool readRegularFile(const std::string& path, std::string& out) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st{};
+    const int fd = openRegular(path, st);
     if (fd < 0) return false;
     FdGuard guard{fd};
-    struct stat st{};
-    if (::fstat(fd, &st) != 0) return false;
-    if (!S_ISREG(st.st_mode)) {
-        errno = EINVAL;
-        return false;
-    }
     return readOpen(fd, st, out);
+}
+
+int openRegularFile(const std::string& path, std::uint64_t* size) {
+    struct stat st{};
+    const int fd = openRegular(path, st);
+    if (fd >= 0 && size) *size = static_cast<std::uint64_t>(st.st_size);
+    return fd;
+}
+
+ssize_t readSome(int fd, char* buf, std::size_t size) {
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, size);
+        if (n >= 0 || errno != EINTR) return n;
+    }
 }
 
 bool writeFileSynced(const std::string& path, const std::string& data, int alsoSync) {

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 namespace postern::queue {
@@ -42,6 +43,11 @@ bool readFileHead(const std::string& path, std::size_t limit, std::string& out, 
 // writers, all mailboxes under one uid): opened without following a symlink (ELOOP) and
 // without blocking on a FIFO; anything but a regular file is refused (EINVAL).
 bool readRegularFile(const std::string& path, std::string& out);
+// The descriptor readRegularFile reads from, for a caller that reads in blocks (readSome):
+// -1 with errno as above. The caller closes it. `size`, when given, gets the file's size.
+int openRegularFile(const std::string& path, std::uint64_t* size = nullptr);
+// read(2) retrying EINTR: the octets read, 0 at the end of the file, -1 with errno.
+ssize_t readSome(int fd, char* buf, std::size_t size);
 // Creates `path` (O_EXCL, mode 0600) with `data`, fsynced. Partial file removed on failure.
 // `alsoSync` >= 0: that descriptor's file is fsynced first, after this file's write-back was
 // started (on ext4 the first fsync's journal commit then covers both files).

@@ -25,7 +25,9 @@ public:
     ClusterMaildrop& operator=(const ClusterMaildrop&) = delete;
 
     const std::vector<core::MaildropEntry>& entries() const override { return inner_->entries(); }
-    core::MessageRead read(std::size_t index, std::string& out) override { return inner_->read(index, out); }
+    core::MessageRead openMessage(std::size_t index, core::MessageStreamPtr& out) override {
+        return inner_->openMessage(index, out);
+    }
 
     bool expunge(const std::vector<std::size_t>& indexes) override {
         // Deleting is irreversible: only while the lease is provably ours (renewed just now).

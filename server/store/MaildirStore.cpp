@@ -133,28 +133,39 @@ bool isOwnName(std::string_view base) {
     return i < base.size() && base[i] == '.';
 }
 
-// LFs not preceded by CR: each becomes two octets on the wire (RFC 1939 11).
-std::size_t bareLineFeeds(std::string_view text) {
-    std::size_t bare = 0;
-    for (std::size_t i = text.find('\n'); i != std::string_view::npos; i = text.find('\n', i + 1))
-        if (i == 0 || text[i - 1] != '\r') ++bare;
-    return bare;
-}
+// Block size of a message read for RETR, and of a foreign file's count of bare LFs. On the
+// heap: POP3 session threads may have small stacks (listener.*.stack_size).
+constexpr std::size_t ReadBlock = 65536;
 
-// Dovecot (W= in the name) and the delivery agents that put no size in the name (Postfix's
-// local and virtual, procmail, fetchmail) store LF line ends; POP3 sends every line with
-// CRLF (RFC 1939 3). Used only for such files: see MaildirMaildrop::read.
-void crlfLineEnds(std::string& text) {
-    const std::size_t bare = bareLineFeeds(text);
-    if (bare == 0) return;
-    std::string out;
-    out.reserve(text.size() + bare);
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (text[i] == '\n' && (i == 0 || text[i - 1] != '\r')) out += '\r';
-        out += text[i];
+// LFs not preceded by CR, counted or converted to CRLF block by block: each is two octets on
+// the wire (RFC 1939 11). `prev` carries the last octet of one block to the next.
+struct BareLineFeeds {
+    char prev = '\0';
+    std::uint64_t count(std::string_view block) {
+        std::uint64_t bare = 0;
+        for (char c : block) {
+            if (c == '\n' && prev != '\r') ++bare;
+            prev = c;
+        }
+        return bare;
     }
-    text = std::move(out);
-}
+    // Dovecot (W= in the name) and the delivery agents that put no size in the name
+    // (Postfix's local and virtual, procmail, fetchmail) store LF line ends; POP3 sends every
+    // line with CRLF (RFC 1939 3).
+    void toCrlf(std::string& block) {
+        char last = prev;
+        const std::uint64_t bare = count(block);
+        if (bare == 0) return;
+        std::string out;
+        out.reserve(block.size() + bare);
+        for (char c : block) {
+            if (c == '\n' && last != '\r') out += '\r';
+            out += c;
+            last = c;
+        }
+        block = std::move(out);
+    }
+};
 
 // The size POP3 reports for a file whose name gives none (another delivery agent wrote it):
 // the file's size with every bare LF counted as two octets, as RFC 1939 11 describes for a
@@ -180,22 +191,13 @@ std::optional<std::uint64_t> foreignCrlfSize(const std::string& path, std::uint6
     }
     // Counted in blocks: a large foreign file (a backup dropped into cur/) is never held in
     // memory whole just to be listed.
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    const int fd = queue::openRegularFile(path);
     if (fd < 0) return std::nullopt;
-    struct stat st{};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        const int err = S_ISREG(st.st_mode) ? errno : EINVAL;
-        ::close(fd);
-        errno = err;
-        return std::nullopt;
-    }
     std::uint64_t bytes = 0, bare = 0;
-    char prev = '\0';
-    // On the heap: POP3 session threads may have small stacks (listener.*.stack_size).
-    std::vector<char> block(65536);
+    BareLineFeeds lf;
+    std::vector<char> block(ReadBlock);
     for (;;) {
-        const ssize_t n = ::read(fd, block.data(), block.size());
-        if (n < 0 && errno == EINTR) continue;
+        const ssize_t n = queue::readSome(fd, block.data(), block.size());
         if (n < 0) {
             const int err = errno;
             ::close(fd);
@@ -203,10 +205,7 @@ std::optional<std::uint64_t> foreignCrlfSize(const std::string& path, std::uint6
             return std::nullopt;
         }
         if (n == 0) break;
-        for (ssize_t i = 0; i < n; ++i) {
-            if (block[i] == '\n' && prev != '\r') ++bare;
-            prev = block[i];
-        }
+        bare += lf.count(std::string_view(block.data(), static_cast<std::size_t>(n)));
         bytes += static_cast<std::uint64_t>(n);
     }
     ::close(fd);
@@ -222,6 +221,41 @@ bool listNames(const std::string& dir, std::vector<std::string>& names) {
     std::erase_if(names, [](const std::string& n) { return n.empty() || n[0] == '.'; });
     return true;
 }
+
+// One message file of an open maildrop, read in blocks.
+class FileStream : public core::MessageStream {
+public:
+    FileStream(int fd, std::string path, bool lfStored) : fd_(fd), path_(std::move(path)), lfStored_(lfStored) {}
+    ~FileStream() override {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    FileStream(const FileStream&) = delete;
+    FileStream& operator=(const FileStream&) = delete;
+
+    bool next(std::string& out) override {
+        out.resize(ReadBlock);
+        const ssize_t n = fd_ < 0 ? 0 : queue::readSome(fd_, out.data(), out.size());
+        if (n < 0) {
+            const int err = errno;
+            out.clear();
+            logger().error(core::EventLine("store.read_fail").add("path", path_).text("error", errnoText(err)).str());
+            ::close(fd_);
+            fd_ = -1;
+            failed_ = true;
+            return false;
+        }
+        out.resize(static_cast<std::size_t>(n));
+        if (lfStored_) lf_.toCrlf(out);
+        return !failed_;
+    }
+
+private:
+    int fd_;
+    std::string path_;
+    bool lfStored_;
+    bool failed_ = false;
+    BareLineFeeds lf_;
+};
 
 // The open, locked maildrop of one POP3 session.
 class MaildirMaildrop : public core::Maildrop {
@@ -240,11 +274,12 @@ public:
 
     const std::vector<core::MaildropEntry>& entries() const override { return entries_; }
 
-    core::MessageRead read(std::size_t index, std::string& out) override {
+    core::MessageRead openMessage(std::size_t index, core::MessageStreamPtr& out) override {
         if (index >= files_.size()) return core::MessageRead::Failed;
         CurFile& f = files_[index];
         std::string path = maildir_ + f.dir + "/" + f.name;
-        int err = queue::readRegularFile(path, out) ? 0 : errno;
+        int fd = queue::openRegularFile(path);
+        int err = fd >= 0 ? 0 : errno;
         if (err == ENOENT && !f.base.empty() && !f.sharedBase) {
             // Renamed by another Maildir program for its flags (":2,S"), as expunge() knows,
             // or moved from new/ to cur/ by one (an IMAP server sharing the Maildir).
@@ -259,7 +294,8 @@ public:
                 if ((wasNew && n == f.base) ||
                     (n.size() > f.base.size() && n.compare(0, f.base.size(), f.base) == 0 && n[f.base.size()] == ':')) {
                     path = maildir_ + "/cur/" + n;
-                    err = queue::readRegularFile(path, out) ? 0 : errno;
+                    fd = queue::openRegularFile(path);
+                    err = fd >= 0 ? 0 : errno;
                     if (err == 0) {
                         f.name = std::move(n);
                         f.dir = "/cur";
@@ -274,10 +310,10 @@ public:
             // A symlink (ELOOP under O_NOFOLLOW) or a FIFO/device: it will never be readable.
             return err == ELOOP || err == EINVAL ? core::MessageRead::NotAFile : core::MessageRead::Failed;
         }
-        // Only where the name says so (W=) or where the file was found to have bare LFs when
-        // it was listed: Postern's own files (S= only) are sent byte for byte, a BINARYMIME
-        // body included.
-        if (f.lfStored) crlfLineEnds(out);
+        // Line ends converted only where the name says so (W=) or where the file was found to
+        // have bare LFs when it was listed: Postern's own files (S= only) are sent byte for
+        // byte, a BINARYMIME body included.
+        out = std::make_unique<FileStream>(fd, std::move(path), f.lfStored);
         return core::MessageRead::Ok;
     }
 

@@ -3,7 +3,8 @@
 UIDL stable across sessions and restarts, TOP, DELE only on QUIT (a dropped session keeps the
 mail), [IN-USE] on a locked maildrop, SASL PLAIN, a client that stops reading is logged out, a
 Maildir migrated from Dovecot (LF line ends, W= sizes) or written by Postfix's virtual(8) (LF
-line ends, no size in the name), a bare AUTH."""
+line ends, no size in the name), a bare AUTH, a large message sent without being held in
+memory."""
 
 import base64
 import os
@@ -361,6 +362,50 @@ def test_retr_matches_file_and_list_sizes():
         check_eq(sorted(sizes.values()), sorted(len(s) for s in stored), "LIST sizes")
         count, total = pop.stat()
         check_eq((count, total), (2, sum(len(s) for s in stored)), "STAT")
+        pop.quit()
+
+
+def _peak_rss(pid):
+    """posternd's peak resident memory so far (VmHWM), in bytes."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM for pid %d" % pid)
+
+
+def test_a_large_message_is_sent_without_being_held_in_memory():
+    """RETR of a 24 MiB message arrives byte for byte, and posternd's peak resident memory
+    (VmHWM) grows by far less than the message: it is read, dot-stuffed and sent in blocks.
+    Before, RETR read the whole message into memory and built a dot-stuffed copy of it (two
+    copies, three for a file with LF line ends), so a few hundred phones fetching a 25 MB
+    attachment at once could take tens of gigabytes. The message is a foreign file with LF
+    line ends (converted as it is sent) whose every line starts with "." (stuffed). TOP 1 1
+    of it reads only as far as it sends. No configuration change."""
+    with Postern() as p:
+        _deliver(p, 1)  # creates the Maildir
+        line = b".line " + b"x" * 58 + b"\n"  # 65 octets, 66 on the wire with CRLF
+        count = 24 * 1024 * 1024 // len(line)
+        lf = b"From: a@remote.example\nSubject: big\n\n" + line * count
+        crlf_size = len(lf) + lf.count(b"\n")
+        with open(os.path.join(p.maildir(ALICE), "new", "1600000000.V801I5fM124.oldmx"), "wb") as f:
+            f.write(lf)
+        pop = p.pop3_login(ALICE, ALICE_PW)
+        sizes = {int(l.split()[0]): int(l.split()[1]) for l in pop.list()[1]}
+        big = [n for n, size in sizes.items() if size == crlf_size]
+        check_eq(len(big), 1, "the large message listed with its CRLF size")
+        before = _peak_rss(p.proc.pid)
+        resp, lines, octets = pop.retr(big[0])
+        grown = _peak_rss(p.proc.pid) - before
+        check(resp.startswith(b"+OK %d octets" % crlf_size), "RETR's +OK gives the listed size: %r" % resp)
+        check_eq(octets, crlf_size, "octets received")
+        check(lines[:3] == [b"From: a@remote.example", b"Subject: big", b""] and
+              lines[3:] == [line[:-1]] * count, "RETR sent the message line for line")
+        print("  peak resident memory grew by %.1f MiB for a %.1f MiB message" %
+              (grown / 1048576.0, crlf_size / 1048576.0))
+        check(grown < 8 * 1024 * 1024, "peak memory grew by %d octets (at most 8 MiB)" % grown)
+        _, top, _ = pop.top(big[0], 1)
+        check_eq(top, [b"From: a@remote.example", b"Subject: big", b"", line[:-1]], "TOP 1 1")
         pop.quit()
 
 

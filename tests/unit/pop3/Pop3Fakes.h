@@ -5,7 +5,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -37,12 +39,34 @@ public:
 
 class FakeMaildrops;
 
+// A message in blocks of `block` octets; with `failAfter`, a read error after that many.
+class StringStream : public core::MessageStream {
+public:
+    StringStream(std::string bytes, std::size_t block, std::optional<std::size_t> failAfter = std::nullopt)
+        : bytes_(std::move(bytes)), block_(block), failAfter_(failAfter) {}
+    bool next(std::string& out) override {
+        if (failAfter_ && blocks_ == *failAfter_) return false;
+        ++blocks_;
+        out = bytes_.substr(std::min(pos_, bytes_.size()), block_);
+        pos_ += out.size();
+        return true;
+    }
+    std::size_t blocksRead() const { return blocks_; }
+
+private:
+    std::string bytes_;
+    std::size_t block_;
+    std::optional<std::size_t> failAfter_;
+    std::size_t pos_ = 0;
+    std::size_t blocks_ = 0;
+};
+
 class FakeMaildrop : public core::Maildrop {
 public:
     FakeMaildrop(FakeMaildrops& owner, std::string mailbox);
     ~FakeMaildrop() override;
     const std::vector<core::MaildropEntry>& entries() const override { return entries_; }
-    core::MessageRead read(std::size_t index, std::string& out) override;
+    core::MessageRead openMessage(std::size_t index, core::MessageStreamPtr& out) override;
     bool expunge(const std::vector<std::size_t>& indexes) override;
 
 private:
@@ -75,6 +99,8 @@ public:
     bool readFails = false;
     bool readGone = false;
     bool readNotAFile = false;
+    std::size_t readBlock = 7;                 // octets per block of a message read
+    std::optional<std::size_t> readFailAfter;  // blocks read before a read error
 };
 
 inline FakeMaildrop::FakeMaildrop(FakeMaildrops& owner, std::string mailbox)
@@ -82,11 +108,11 @@ inline FakeMaildrop::FakeMaildrop(FakeMaildrops& owner, std::string mailbox)
     for (const auto& m : owner_.boxes[mailbox_]) entries_.push_back({m.uidl, m.bytes.size()});
 }
 inline FakeMaildrop::~FakeMaildrop() { owner_.locked.erase(mailbox_); }
-inline core::MessageRead FakeMaildrop::read(std::size_t index, std::string& out) {
+inline core::MessageRead FakeMaildrop::openMessage(std::size_t index, core::MessageStreamPtr& out) {
     if (owner_.readFails || index >= entries_.size()) return core::MessageRead::Failed;
     if (owner_.readGone) return core::MessageRead::Gone;
     if (owner_.readNotAFile) return core::MessageRead::NotAFile;
-    out = owner_.boxes[mailbox_][index].bytes;
+    out = std::make_unique<StringStream>(owner_.boxes[mailbox_][index].bytes, owner_.readBlock, owner_.readFailAfter);
     return core::MessageRead::Ok;
 }
 inline bool FakeMaildrop::expunge(const std::vector<std::size_t>& indexes) {
@@ -139,6 +165,19 @@ struct Pop3Fixture {
                                              context(tls));
     }
 
+    // What the connection sends for `out`: its bytes, then its body (RETR, TOP) part by
+    // part; "<read failed>" where the body fails.
+    static std::string sent(Pop3Output& out) {
+        std::string all = out.bytes;
+        if (!out.body) return all;
+        for (std::string part;;) {
+            const Pop3Body::Status st = out.body->next(part);
+            if (st == Pop3Body::Status::Failed) return all + "<read failed>";
+            all += part;
+            if (st == Pop3Body::Status::Done) return all;
+        }
+    }
+
     // Golden transcript: "S: ..." lines before the first "C:" are the greeting; each
     // "C: line" is fed to onLine() and the "S: ..." lines after it must be exactly its
     // output (each followed by CRLF). Blank lines are ignored. Outputs are kept in
@@ -164,7 +203,7 @@ struct Pop3Fixture {
         }
         for (auto& [client, expected] : steps) {
             Pop3Output out = client ? s.onLine(*client) : s.greeting();
-            BOOST_TEST(out.bytes == expected, "after C: " << client.value_or("(connect)"));
+            BOOST_TEST(sent(out) == expected, "after C: " << client.value_or("(connect)"));
             outputs.push_back(std::move(out));
         }
     }

@@ -315,6 +315,13 @@ BOOST_AUTO_TEST_CASE(foreign_size_counted_across_block_boundaries) {
     std::string out;
     BOOST_REQUIRE((md->read(0, out) == core::MessageRead::Ok));
     BOOST_TEST(out.size() == md->entries()[0].size);
+    // Read in blocks too: the CR that ends the first block gets no second CR.
+    std::string crlf;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '\n' && (i == 0 || text[i - 1] != '\r')) crlf += '\r';
+        crlf += text[i];
+    }
+    BOOST_TEST(out == crlf);
 }
 
 // Postfix's virtual(8) and local(8), procmail and fetchmail name their files without a size
