@@ -426,7 +426,12 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                     lastDaneFailure = fresh->daneFailure();
                     lastWasDane = dane && !fresh->daneFailure().empty();
                     if (sts.enforce() && fresh->tlsRequirementFailed()) stsTlsFailed = true;
-                    if (route.requireTls && fresh->tlsRequirementFailed()) {
+                    if (fresh->loopsBack()) {
+                        // Like a host that cannot take the message: the next MX host may;
+                        // when none can, the message bounces (RFC 3463 5.4.6).
+                        requirementStatus = "5.4.6";
+                        lastFailure = SmtpReply::local("mail for " + route.target + " loops back to myself");
+                    } else if (route.requireTls && fresh->tlsRequirementFailed()) {
                         requirementStatus = "5.7.30";
                         lastFailure = SmtpReply::local("REQUIRETLS: no verified TLS with " + fresh->relay() + ": " + r.text());
                     } else {

@@ -1,6 +1,7 @@
 #include "delivery/SmtpClient.h"
 
 #include "core/TlsTimeout.h"
+#include "core/Utf8.h"
 #include "delivery/MessageSource.h"
 #include "sasl/Base64.h"
 #include "smtpproto/DsnParams.h"
@@ -230,6 +231,7 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
     tlsHandshakeFailed_ = false;
     tlsRequirementFailed_ = false;
     tlsVerified_ = false;
+    loopsBack_ = false;
     hostName_ = hostName;
     relay_ = hostName + "[" + address.host().toString() + "]:" + std::to_string(address.port());
     {
@@ -257,6 +259,17 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
     if (!r.isPositive()) {
         quit();
         return r;
+    }
+    // RFC 5321 4.1.1.1: the reply to EHLO/HELO starts with the server's name. Ours means a
+    // mail loop (an MX or transport pointing back here); found before TLS or credentials are
+    // spent on it, as Postfix does ("mail for ... loops back to myself").
+    if (!settings_.heloName.empty() && !r.lines.empty()) {
+        const std::string_view first = r.lines[0];
+        if (core::asciiLower(first.substr(0, first.find(' '))) == core::asciiLower(settings_.heloName)) {
+            loopsBack_ = true;
+            quit();
+            return SmtpReply::local(relay_ + " replied to EHLO with my own hostname " + settings_.heloName);
+        }
     }
     bool required = policy == TlsPolicy::Encrypt || policy == TlsPolicy::Verify || policy == TlsPolicy::Dane ||
                     policy == TlsPolicy::DaneOnly;

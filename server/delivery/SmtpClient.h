@@ -132,6 +132,10 @@ public:
     // open() failed because TLS was required (encrypt/verify) and could not be had: STARTTLS
     // not offered or refused, handshake or certificate check failed.
     bool tlsRequirementFailed() const { return tlsRequirementFailed_; }
+    // open() failed because the server named itself as this node does (settings' heloName)
+    // in its EHLO/HELO reply: mail sent there comes back (this node, or a node of its cluster,
+    // which shares server.hostname).
+    bool loopsBack() const { return loopsBack_; }
     // The session is TLS with the certificate verified (policy verify: chain + host name).
     bool tlsVerified() const { return tls_ && tlsVerified_; }
     // DANE: why the last open() failed its TLSA check ("" = it did not), and what matched.
@@ -183,6 +187,7 @@ private:
     bool tlsHandshakeFailed_ = false;
     bool tlsRequirementFailed_ = false;
     bool tlsVerified_ = false;
+    bool loopsBack_ = false;
     std::string daneFailure_;
     std::string daneMatched_;
     // EHLO extensions (RFC 5321 4.1.1.1), reset on every EHLO.

@@ -384,6 +384,32 @@ def test_lifetime_expiry_bounces_with_4_4_7():
             check_eq(sink.count(), 0, "accepted messages")
 
 
+def test_a_route_back_to_this_node_bounces_at_once_as_a_loop():
+    """A next hop that is this node itself is a mail loop. Here webmail on the node reads
+    alice's mail over POP3 from 127.0.0.1, so that address holds her POP-before-SMTP grant,
+    and delivery.transport.loop.test points at the node's own MX listener. Before, the node
+    relayed the message to itself again and again, each pass through the queue, until
+    smtp.max_hops (50) refused it. Postern now knows its own name in the next hop's EHLO
+    reply and bounces at once with 5.4.6 "mail for 127.0.0.1 loops back to myself" (the next
+    hop, as Postfix says it), without a MAIL to itself. Changed for the test: delivery.transport.loop.test
+    (the node's own MX port, known after a first start)."""
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns:
+        with Postern(overrides=delivery_overrides(dns, 1)) as p:
+            o = dict(p.overrides)
+            o["delivery.transport.loop.test"] = "127.0.0.1:%d" % p.port("mx")
+            p.restart(o)
+            pop = p.pop3_login(ALICE, ALICE_PW)  # the grant for 127.0.0.1
+            pop.quit()
+            marker, _ = submit(p, "someone@loop.test")
+            dsn = dsn_from_maildir(p, ALICE, marker)
+            _, _, rcpts, _ = parse_dsn(dsn)
+            check_eq(rcpts[0]["status"], "5.4.6", "Status")
+            check("loops back to myself" in rcpts[0].get("diagnostic-code", ""), "Diagnostic-Code: %r" % rcpts[0])
+            wait_queue_empty(p)
+            check_eq(p.log_count(r"event=message\.accept\b"), 1, "accepted: the submission only")
+            p.log_contains(r"event=delivery\.connect_fail .*replied to EHLO with my own hostname mail\.example\.test")
+
+
 def test_starttls_is_used_when_offered():
     port = sink_port((MX1,))
     with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX1, port, tls=True) as sink:
@@ -618,8 +644,11 @@ class StallingTlsMx:
                     conn.sendall(b"220 2.0.0 Ready\r\n")
                     time.sleep(self.stall)
                     f.close()
-                    conn = ctx.wrap_socket(conn, server_side=True)
+                    # Counted when begun: a client that refuses the certificate inside the
+                    # handshake (its name check in OpenSSL's verify callback, which the timing
+                    # decides) makes the server's side fail, and that is a reached handshake too.
                     self.handshakes += 1
+                    conn = ctx.wrap_socket(conn, server_side=True)
                     f = conn.makefile("rb")
                     tls = True
                 elif verb == b"DATA":

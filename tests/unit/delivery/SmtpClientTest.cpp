@@ -176,6 +176,42 @@ BOOST_AUTO_TEST_CASE(helo_fallback_without_extensions_one_command_at_a_time) {
     BOOST_TEST(server.data == "Subject: x\r\n\r\nno final newline\r\nSubject: x\r\n\r\nno final newline\r\n");
 }
 
+// A server that names itself as we do in its EHLO reply (in any case) is this node or one of
+// its cluster: a mail loop. Nothing more is said to it (no STARTTLS, no AUTH, no MAIL).
+// Postern's own name in the greeting is not enough (a proxy may greet for a host).
+BOOST_AUTO_TEST_CASE(a_server_that_replies_to_ehlo_with_our_own_name_is_a_loop) {
+    for (bool helo : {false, true}) {
+        FakeServer server("220 mail.example.test ESMTP\r\n", [helo](const std::string& l) -> std::string {
+            if (l.rfind("EHLO", 0) == 0)
+                return helo ? "502 5.5.1 no\r\n" : "250-MAIL.Example.TEST hello\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n";
+            if (l.rfind("HELO", 0) == 0) return "250 mail.example.test\r\n";
+            if (l == "QUIT") return "221 bye\r\n";
+            return "500 what\r\n";
+        });
+        SmtpClient c(settings());
+        const Credentials creds{"user", "secret"};
+        SmtpReply r = c.open(Poco::Net::SocketAddress("127.0.0.1", server.port()), "mx.b.test", TlsPolicy::May, &creds);
+        BOOST_TEST(!r.isPositive());
+        BOOST_TEST(c.loopsBack());
+        BOOST_TEST(r.text().find("replied to EHLO with my own hostname mail.example.test") != std::string::npos, r.text());
+        server.join();
+        std::vector<std::string> want = {"EHLO mail.example.test"};
+        if (helo) want.push_back("HELO mail.example.test");
+        want.push_back("QUIT");
+        BOOST_TEST(server.commands == want, boost::test_tools::per_element());
+    }
+    // Our name in the greeting only, or as a longer name's prefix: not a loop.
+    FakeServer server("220 mail.example.test ESMTP\r\n", [](const std::string& l) -> std::string {
+        if (l.rfind("EHLO", 0) == 0) return "250 mail.example.test.other hi\r\n";
+        if (l == "QUIT") return "221 bye\r\n";
+        return "500 what\r\n";
+    });
+    SmtpClient c(settings());
+    BOOST_TEST(c.open(Poco::Net::SocketAddress("127.0.0.1", server.port()), "mx.b.test", TlsPolicy::None, nullptr).isPositive());
+    BOOST_TEST(!c.loopsBack());
+    c.quit();
+}
+
 BOOST_AUTO_TEST_CASE(message_over_the_announced_size_is_not_sent) {
     FakeServer server("220 fake\r\n", [](const std::string& l) -> std::string {
         if (l.rfind("EHLO", 0) == 0) return "250-fake\r\n250 SIZE 10\r\n";
