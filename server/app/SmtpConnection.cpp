@@ -27,14 +27,6 @@ struct TlsFacts {
     int bits = 0;
 };
 
-// The last reply in `bytes` is 221 (the answer to QUIT).
-bool lastReplyIs221(const std::string& bytes) {
-    if (bytes.size() < 5) return false;
-    const std::size_t start = bytes.rfind("\r\n", bytes.size() - 3);
-    const std::size_t at = start == std::string::npos ? 0 : start + 2;
-    return bytes.compare(at, 3, "221") == 0;
-}
-
 TlsFacts tlsMacros(const Poco::Net::StreamSocket& socket) {
     try {
         Poco::Net::SecureStreamSocket secure(socket);
@@ -157,7 +149,7 @@ void SmtpConnection::run() {
                 if (dropped > 0) started.add("plaintext_dropped", dropped);
                 log.information(started.str());
             } else if (out.action == smtp::SmtpOutput::Action::Close) {
-                refused = !lastReplyIs221(out.bytes);
+                refused = !session.closedByQuit();
                 break;
             }
         }

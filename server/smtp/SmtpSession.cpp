@@ -31,45 +31,48 @@ bool startsWithNoCase(std::string_view s, std::string_view prefix) {
     return true;
 }
 
+// What finishHeaders needs to know of a header section, from one pass over its line starts.
+struct HeaderFacts {
+    // Received fields: the hops the message has made (RFC 5321 6.3: a loop shows as a growing
+    // count; Postfix's hopcount_limit).
+    std::size_t received = 0;
+    bool returnPath = false;
+    bool date = false;
+    bool messageId = false;
+};
+
+HeaderFacts headerFacts(std::string_view headers) {
+    HeaderFacts f;
+    for (std::size_t pos = 0; pos < headers.size();) {
+        const std::string_view l = headers.substr(pos);
+        if (startsWithNoCase(l, "received:")) ++f.received;
+        else if (startsWithNoCase(l, "return-path:")) f.returnPath = true;
+        else if (startsWithNoCase(l, "date:")) f.date = true;
+        else if (startsWithNoCase(l, "message-id:")) f.messageId = true;
+        auto nl = headers.find("\r\n", pos);
+        if (nl == std::string_view::npos) break;
+        pos = nl + 2;
+    }
+    return f;
+}
+
 // The header section without Return-Path fields (and their continuation lines): the client's
 // has no meaning (RFC 5321 4.4: the originator SHOULD NOT send one, final delivery writes its
 // own from MAIL FROM) and would stand below ours, forged (Postfix's message_drop_headers).
-// `headers` is returned untouched when it has none.
-void dropReturnPath(std::string& headers) {
-    bool found = false;
-    for (std::size_t pos = 0; pos < headers.size() && !found;) {
-        found = startsWithNoCase(std::string_view(headers).substr(pos), "return-path:");
-        auto nl = headers.find("\r\n", pos);
-        if (nl == std::string::npos) break;
-        pos = nl + 2;
-    }
-    if (!found) return;
+std::string withoutReturnPath(std::string_view headers) {
     std::string kept;
     kept.reserve(headers.size());
     bool dropping = false;
     for (std::size_t pos = 0; pos < headers.size();) {
         auto nl = headers.find("\r\n", pos);
         const std::size_t next = nl == std::string::npos ? headers.size() : nl + 2;
-        const std::string_view line(headers.data() + pos, next - pos);
+        const std::string_view line = headers.substr(pos, next - pos);
         const bool continuation = !line.empty() && (line[0] == ' ' || line[0] == '\t');
         if (!continuation) dropping = startsWithNoCase(line, "return-path:");
         if (!dropping) kept.append(line);
         pos = next;
     }
-    headers.swap(kept);
-}
-
-// Received fields at the start of a line of the header section: the hops the message has
-// made (RFC 5321 6.3: a loop shows as a growing count; Postfix's hopcount_limit).
-std::size_t receivedCount(std::string_view headers) {
-    std::size_t n = 0;
-    for (std::size_t pos = 0; pos < headers.size();) {
-        if (startsWithNoCase(headers.substr(pos), "received:")) ++n;
-        auto nl = headers.find("\r\n", pos);
-        if (nl == std::string_view::npos) break;
-        pos = nl + 2;
-    }
-    return n;
+    return kept;
 }
 
 // RFC 5322 3.3 date-time in UTC: "Fri, 27 Nov 2026 21:37:52 +0000".
@@ -405,6 +408,7 @@ SmtpOutput SmtpSession::handleNoop(const Command&) { return reply(replies::ok())
 SmtpOutput SmtpSession::handleVrfy(const Command&) { return reply(replies::cannotVerify()); }
 SmtpOutput SmtpSession::handleHelp(const Command&) { return reply(replies::help()); }
 SmtpOutput SmtpSession::handleQuit(const Command&) {
+    closedByQuit_ = true;
     return reply(replies::closing(settings_.hostname), SmtpOutput::Action::Close);
 }
 
@@ -935,24 +939,15 @@ void SmtpSession::finishHeaders(DataState& ds, std::size_t end) {
     std::string rest = ds.headerBuf.substr(end);
     ds.headerBuf.clear();
     ds.inHeaders = false;
-    ds.hops = receivedCount(headers);
-    dropReturnPath(headers);
+    const HeaderFacts facts = headerFacts(headers);
+    ds.hops = facts.received;
+    if (facts.returnPath) headers = withoutReturnPath(headers);
     writeData(ds, headers.data(), headers.size());
     std::string extra;
     if (settings_.role == Role::Submission && settings_.addMissingHeaders) {
-        bool hasDate = false, hasId = false;
-        std::size_t pos = 0;
-        while (pos < headers.size()) {
-            std::string_view l(headers.data() + pos, headers.size() - pos);
-            if (startsWithNoCase(l, "date:")) hasDate = true;
-            if (startsWithNoCase(l, "message-id:")) hasId = true;
-            auto nl = headers.find("\r\n", pos);
-            if (nl == std::string::npos) break;
-            pos = nl + 2;
-        }
         // RFC 6409 8.2 / 8.3: the MSA may add a missing Date and Message-ID.
-        if (!hasDate) extra += "Date: " + rfc5322Date(now_()) + "\r\n";
-        if (!hasId) extra += "Message-ID: <" + randomHex(12) + "." + sessionId_ + "@" + settings_.hostname + ">\r\n";
+        if (!facts.date) extra += "Date: " + rfc5322Date(now_()) + "\r\n";
+        if (!facts.messageId) extra += "Message-ID: <" + randomHex(12) + "." + sessionId_ + "@" + settings_.hostname + ">\r\n";
         // A header-only BINARYMIME message may end without a line end: the added fields
         // must not join its last line.
         if (!extra.empty() && !headers.empty() && !headers.ends_with("\r\n")) extra.insert(0, "\r\n");

@@ -123,6 +123,8 @@ public:
     SmtpOutput onTimeout();
     SmtpOutput onShutdown();
     bool isClosed() const { return state_ == SmtpState::Closed; }
+    // Closed by the client's QUIT (221), not by a refusal of ours (421, a milter's 554...).
+    bool closedByQuit() const { return closedByQuit_; }
     SmtpState state() const { return state_; }
     bool isTls() const { return tls_; }
     // The TLS version for the login log (after the handshake; default "yes").
@@ -221,6 +223,7 @@ private:
     std::uint16_t serverPort_ = 0;
     std::unique_ptr<sasl::SaslExchange> sasl_;
     int errors_ = 0;
+    bool closedByQuit_ = false;
     std::size_t junkCommands_ = 0;  // NOOP, RSET, VRFY, HELP, HELO, EHLO since the last accepted message
     unsigned transactions_ = 0;
     std::size_t mailCommands_ = 0;  // MAIL commands accepted (LIMITS MAILMAX; the policy service's instance)

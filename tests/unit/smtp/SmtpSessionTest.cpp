@@ -267,9 +267,11 @@ BOOST_AUTO_TEST_CASE(sequence_errors) {
     BOOST_TEST(f.cmd("VRFY alice") == "252 2.0.0 Cannot VRFY user, but will accept message\r\n");
     BOOST_TEST(f.cmd("NOOP") == "250 2.0.0 Ok\r\n");
     BOOST_TEST(f.cmd("FOO").find("500 5.5.1") == 0);
+    BOOST_TEST(!f.s->closedByQuit());
     SmtpOutput q = f.s->onLine("QUIT");
     BOOST_TEST(q.bytes == "221 2.0.0 mx.example.test closing connection\r\n");
     BOOST_TEST((q.action == SmtpOutput::Action::Close));
+    BOOST_TEST(f.s->closedByQuit());
 }
 
 BOOST_AUTO_TEST_CASE(explicit_state_follows_the_command_sequence) {
@@ -429,6 +431,7 @@ BOOST_AUTO_TEST_CASE(too_many_errors_disconnects) {
     BOOST_TEST(out.bytes.find("421 4.7.0") != std::string::npos);
     BOOST_TEST((out.action == SmtpOutput::Action::Close));
     BOOST_TEST(f.s->isClosed());
+    BOOST_TEST(!f.s->closedByQuit());  // a refusal: the connection lingers for unread input
 }
 
 BOOST_AUTO_TEST_CASE(junk_commands_past_the_limit_count_as_errors) {
