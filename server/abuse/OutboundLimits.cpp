@@ -7,8 +7,8 @@ namespace postern::abuse {
 std::optional<RateLimits> limitsFromAttributes(const core::AuthIdentity& identity, const RateLimits& defaults) {
     RateLimits l = defaults;
     bool any = false;
-    auto read = [&](const char* name, std::uint32_t& field) {
-        auto it = identity.attributes.find(name);
+    auto read = [&](std::string_view name, std::uint32_t& field) {
+        auto it = identity.attributes.find(std::string(name));
         if (it == identity.attributes.end()) return;
         std::uint32_t v = 0;
         const std::string& s = it->second;
@@ -18,10 +18,11 @@ std::optional<RateLimits> limitsFromAttributes(const core::AuthIdentity& identit
             any = true;
         }
     };
-    read("messages_per_hour", l.messagesPerHour);
-    read("recipients_per_hour", l.recipientsPerHour);
-    read("messages_per_day", l.messagesPerDay);
-    read("recipients_per_day", l.recipientsPerDay);
+    static_assert(core::LimitAttributes.size() == 4);
+    read(core::LimitAttributes[0], l.messagesPerHour);
+    read(core::LimitAttributes[1], l.recipientsPerHour);
+    read(core::LimitAttributes[2], l.messagesPerDay);
+    read(core::LimitAttributes[3], l.recipientsPerDay);
     if (!any) return std::nullopt;
     return l;
 }

@@ -3,6 +3,7 @@
 
 #include "abuse/PgTime.h"
 #include "core/EventLine.h"
+#include "core/OutboundLimiter.h"
 #include "grants/SenderList.h"
 
 #include <Poco/Logger.h>
@@ -17,7 +18,7 @@ Poco::Logger& logger() { return Poco::Logger::get("postern.pop3"); }
 const pg::Statement Pop3LoginStatement{
     "postern_pop3_login",
     "SELECT outcome, ip_failures, ip_expires_us, user_failures, user_expires_us FROM postern_pop3_login("
-    "$1, $2, $3::bigint, $4::integer, $5::integer, $6, $7, $8::uuid, $9::bigint, $10, $11, $12::bigint, $13)"};
+    "$1, $2, $3::bigint, $4::integer, $5::integer, $6, $7, $8::uuid, $9::bigint, $10, $11, $12::bigint, $13, $14)"};
 
 abuse::PenaltyCount countOf(const pg::Value& failures, const pg::Value& expiresUs) {
     abuse::PenaltyCount c;
@@ -75,6 +76,7 @@ core::Pop3LoginOutcome ClusterPop3Login::decide(const core::AuthRequest& request
         identity.user,
         std::to_string(withGrant ? pgGrants_->lifetime().count() : 0),
         grants::joinSenders(identity.senderAddresses),
+        grants::joinLimits(core::limitAttributes(identity)),
     };
     // Retried once by the pool after a dropped connection: harmless (the lease statement
     // finds its own token, the grant upsert and the counter delete are idempotent).
@@ -170,7 +172,8 @@ core::Pop3LoginOutcome ClusterPop3Login::fallback(const core::AuthRequest& reque
     if (grant && grants_) {
         bool granted = false;
         try {
-            granted = grants_->grant(request.client, identity.user, identity.senderAddresses);
+            granted = grants_->grant(request.client,
+                                     core::Grant{identity.user, identity.senderAddresses, {}, core::limitAttributes(identity)});
         } catch (const std::exception&) {
             granted = false;
         }

@@ -11,9 +11,8 @@ class CountingGrantStore final : public core::GrantStore {
 public:
     CountingGrantStore(core::GrantStore& inner, Telemetry& telemetry) : inner_(inner), telemetry_(telemetry) {}
     using core::GrantStore::grant;
-    bool grant(const core::ClientAddress& client, const std::string& user,
-               const std::vector<std::string>& senders) override {
-        bool ok = inner_.grant(client, user, senders);
+    bool grant(const core::ClientAddress& client, const core::Grant& grant) override {
+        bool ok = inner_.grant(client, grant);
         telemetry_.count("grant", ok ? "created" : "failed");
         return ok;
     }

@@ -5,6 +5,7 @@
 #include "core/UserDirectory.h"
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,9 @@ struct Grant {
     std::string user;
     std::vector<std::string> senders;  // MAIL FROM addresses of that user (lower-cased)
     std::chrono::system_clock::time_point expires;
+    // The user's own outbound limits (core::limitAttributes of the login): a grant relay
+    // counts against them as the user's AUTH relay would. Empty: the limits.user.* defaults.
+    std::map<std::string, std::string> limits;
 };
 
 // Thread-safe. Implementations: memory (one node), PostgreSQL (cluster), the latter behind
@@ -25,8 +29,11 @@ public:
     // Record that `user` (who may send as `senders`) logged in over POP3 from `client`;
     // lifetime from config. True once the grant is in effect (stored, or held by this node
     // until it can be stored); false if it is lost (logged by the caller).
-    virtual bool grant(const ClientAddress& client, const std::string& user,
-                       const std::vector<std::string>& senders) = 0;
+    // `grant.expires` is not read: the store sets it.
+    virtual bool grant(const ClientAddress& client, const Grant& grant) = 0;
+    bool grant(const ClientAddress& client, const std::string& user, const std::vector<std::string>& senders) {
+        return grant(client, Grant{user, senders, {}, {}});
+    }
     // A grant whose only sender address is the login itself.
     bool grant(const ClientAddress& client, const std::string& user) { return grant(client, user, {user}); }
     // Yes (with the grant), No (there is none: 554 5.7.1), or TempFail (the store cannot

@@ -5,10 +5,29 @@
 #include "core/AuthService.h"
 #include "core/ClientAddress.h"
 
+#include <array>
 #include <cstdint>
+#include <map>
 #include <string>
+#include <string_view>
 
 namespace postern::core {
+
+// The backend attributes that set a user's own outbound limits (a passwd-file extra field,
+// a PostgreSQL column or an LDAP attribute mapped to the name); a missing one keeps the
+// limits.user.* default.
+inline constexpr std::array<std::string_view, 4> LimitAttributes = {"messages_per_hour", "recipients_per_hour",
+                                                                     "messages_per_day", "recipients_per_day"};
+
+// The limit attributes among `identity`'s: what a POP-before-SMTP grant carries so that its
+// relays count against the user's own limits.
+inline std::map<std::string, std::string> limitAttributes(const AuthIdentity& identity) {
+    std::map<std::string, std::string> out;
+    for (std::string_view name : LimitAttributes)
+        if (auto it = identity.attributes.find(std::string(name)); it != identity.attributes.end())
+            out.emplace(it->first, it->second);
+    return out;
+}
 
 enum class LimitAnswer {
     Allow,
@@ -17,8 +36,8 @@ enum class LimitAnswer {
 };
 
 // Thread-safe. `identity`: the authenticated user, or for a POP-before-SMTP grant relay
-// the grant's user (its name only: the limits.user.* values apply, not the user's own
-// attributes); null: only the client IP's limits apply. `what` receives which limit was
+// the grant's user (its name and the limit attributes the grant carries); null: only the
+// client IP's limits apply. `what` receives which limit was
 // hit, for the log.
 class OutboundLimiter {
 public:

@@ -77,13 +77,12 @@ MemoryGrantStore::Shard& MemoryGrantStore::shardFor(const std::string& k) {
     return shards_[std::hash<std::string>{}(k) % ShardCount];
 }
 
-bool MemoryGrantStore::grant(const core::ClientAddress& client, const std::string& user,
-                             const std::vector<std::string>& senders) {
+bool MemoryGrantStore::grant(const core::ClientAddress& client, const core::Grant& grant) {
     const std::string k = key(client);
     Entry e;
-    e.grant.user = user;
-    e.grant.senders = senders;
+    e.grant = grant;
     e.grant.expires = clock_() + lifetime_;
+    const std::string& user = grant.user;
     e.ipText = keyText(client);
     const std::string ipText = e.ipText;
     {

@@ -33,8 +33,7 @@ public:
     // Records or renews the grant (expires = now + lifetime). Logs event=grant.add.
     // Always true (memory cannot fail short of bad_alloc).
     using core::GrantStore::grant;
-    bool grant(const core::ClientAddress& client, const std::string& user,
-               const std::vector<std::string>& senders) override;
+    bool grant(const core::ClientAddress& client, const core::Grant& grant) override;
     // Yes and *out (if out != nullptr) while a grant for the key exists and has not expired
     // (expires > now); No otherwise. Never TempFail.
     core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override;

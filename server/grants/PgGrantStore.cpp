@@ -19,10 +19,10 @@ Poco::Logger& logger() { return Poco::Logger::get("postern.grants"); }
 // Expiry travels as microseconds since the epoch: exact both ways, no time-zone text.
 const pg::Statement GrantUpsert{
     "postern_grant_upsert",
-    "INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used, senders)"
-    " VALUES ($1, $2, now(), now() + $3::bigint * interval '1 second', NULL, $4)"
+    "INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used, senders, limits)"
+    " VALUES ($1, $2, now(), now() + $3::bigint * interval '1 second', NULL, $4, $5)"
     " ON CONFLICT (key) DO UPDATE SET user_name = EXCLUDED.user_name, created = EXCLUDED.created,"
-    " senders = EXCLUDED.senders,"
+    " senders = EXCLUDED.senders, limits = EXCLUDED.limits,"
     " expires = EXCLUDED.expires, last_used = NULL"
     " RETURNING (extract(epoch FROM g.expires) * 1000000)::bigint"};
 
@@ -31,11 +31,11 @@ const pg::Statement GrantUpsert{
 // node) wins: then no row is returned.
 const pg::Statement GrantWriteThrough{
     "postern_grant_write_through",
-    "INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used, senders)"
+    "INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used, senders, limits)"
     " VALUES ($1, $2, 'epoch'::timestamptz + $3::bigint * interval '1 microsecond',"
-    "         'epoch'::timestamptz + $4::bigint * interval '1 microsecond', NULL, $5)"
+    "         'epoch'::timestamptz + $4::bigint * interval '1 microsecond', NULL, $5, $6)"
     " ON CONFLICT (key) DO UPDATE SET user_name = EXCLUDED.user_name, created = EXCLUDED.created,"
-    " senders = EXCLUDED.senders, expires = EXCLUDED.expires, last_used = NULL"
+    " senders = EXCLUDED.senders, limits = EXCLUDED.limits, expires = EXCLUDED.expires, last_used = NULL"
     " WHERE g.expires < EXCLUDED.expires"
     " RETURNING 1"};
 
@@ -44,19 +44,19 @@ const pg::Statement GrantWriteThrough{
 // does not turn every lookup into a write.
 const pg::Statement GrantLookup{
     "postern_grant_lookup",
-    "WITH live AS (SELECT key, user_name, expires, last_used, senders FROM pop_before_smtp_grants"
+    "WITH live AS (SELECT key, user_name, expires, last_used, senders, limits FROM pop_before_smtp_grants"
     "              WHERE key = $1 AND expires > now()),"
     " used AS (UPDATE pop_before_smtp_grants g SET last_used = now() FROM live"
     "          WHERE g.key = live.key AND (live.last_used IS NULL OR live.last_used < now() - interval '60 seconds')"
     "          RETURNING 1)"
-    " SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders FROM live"};
+    " SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders, limits FROM live"};
 
 // The read-only lookup a streaming replica can run (no last_used stamp, which is a write):
 // the live row and whether its stamp is due (then the primary is asked with GrantLookup).
 const pg::Statement GrantReplicaLookup{
     "postern_grant_replica_lookup",
     "SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders,"
-    " (last_used IS NULL OR last_used < now() - interval '60 seconds')"
+    " limits, (last_used IS NULL OR last_used < now() - interval '60 seconds')"
     " FROM pop_before_smtp_grants WHERE key = $1 AND expires > now()"};
 
 // Rows are picked and locked with SKIP LOCKED: a row another node's sweep (or a renewing
@@ -153,11 +153,12 @@ void PgGrantStore::clearCache() {
     }
 }
 
-bool PgGrantStore::grant(const core::ClientAddress& client, const std::string& user,
-                         const std::vector<std::string>& senders) {
+bool PgGrantStore::grant(const core::ClientAddress& client, const core::Grant& grant) {
     const std::string key = keyText(client);
+    const std::string& user = grant.user;
     // Idempotent, so the pool's one retry after a dropped connection is harmless.
-    pg::QueryResult r = pool_.execute(GrantUpsert, {key, user, std::to_string(settings_.lifetime.count()), joinSenders(senders)});
+    pg::QueryResult r = pool_.execute(GrantUpsert, {key, user, std::to_string(settings_.lifetime.count()),
+                                                    joinSenders(grant.senders), joinLimits(grant.limits)});
     if (!r.ok() || r.rows.empty() || r.rows[0].empty()) {
         forget(key);
         logger().error(core::EventLine("grant.fail")
@@ -167,7 +168,9 @@ bool PgGrantStore::grant(const core::ClientAddress& client, const std::string& u
                            .str());
         return false;
     }
-    remember(key, core::Grant{user, senders, fromMicros(r.rows[0][0])});
+    core::Grant stored = grant;
+    stored.expires = fromMicros(r.rows[0][0]);
+    remember(key, stored);
     logger().information(core::EventLine("grant.add")
                              .add("ip", key)
                              .add("user", user)
@@ -183,7 +186,7 @@ DurableGrantStore::WriteResult PgGrantStore::writeThrough(const std::string& key
     // harmless.
     pg::QueryResult r = pool_.execute(GrantWriteThrough, {key, grant.user, std::to_string(toMicros(created)),
                                                           std::to_string(toMicros(grant.expires)),
-                                                          joinSenders(grant.senders)});
+                                                          joinSenders(grant.senders), joinLimits(grant.limits)});
     if (r.failed()) {
         // One line per failed pass (the write-behind pass stops here and retries after its
         // backoff), with the reason: a persistent error (a revoked privilege, a CHECK) would
@@ -221,8 +224,8 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant
         // (confirmMiss = false): it goes to the primary whatever the lag.
         replica = reads_->readReplica(GrantReplicaLookup, {key}, false);
         if (replica && (replica->noRows() || (replica->ok() && replica->rows.size() == 1 &&
-                                              replica->rows[0].size() == 4 &&
-                                              replica->rows[0][3].value_or("t") != "f")))
+                                              replica->rows[0].size() == 5 &&
+                                              replica->rows[0][4].value_or("t") != "f")))
             replica.reset();
     }
     const bool fromReplica = replica.has_value();
@@ -236,7 +239,7 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant
     if (r.noRows())
         return core::Answer::No;
     // key is the primary key: more than one row cannot happen; if it did, it is ambiguous.
-    if (r.rows.size() != 1 || r.rows[0].size() < 3 || !r.rows[0][0]) {
+    if (r.rows.size() != 1 || r.rows[0].size() < 4 || !r.rows[0][0]) {
         logger().error(
             core::EventLine("grant.lookup_fail").add("ip", key).text("error", "unexpected result shape").str());
         return core::Answer::TempFail;
@@ -244,6 +247,7 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant
     g.user = *r.rows[0][0];
     g.expires = fromMicros(r.rows[0][1]);
     g.senders = r.rows[0][2] ? splitSenders(*r.rows[0][2]) : std::vector<std::string>{g.user};
+    g.limits = r.rows[0][3] ? splitLimits(*r.rows[0][3]) : std::map<std::string, std::string>{};
     remember(key, g);
     if (out)
         *out = g;

@@ -54,8 +54,7 @@ public:
     // Upsert: a newer login from the same key replaces the user and restarts the lifetime.
     // false (logged) if PostgreSQL failed.
     using core::GrantStore::grant;
-    bool grant(const core::ClientAddress& client, const std::string& user,
-               const std::vector<std::string>& senders) override;
+    bool grant(const core::ClientAddress& client, const core::Grant& grant) override;
     // See the class comment. A Yes from PostgreSQL also stamps last_used (at most once a
     // minute per grant, in the same statement).
     core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override;

@@ -24,4 +24,25 @@ std::vector<std::string> splitSenders(const std::string& text) {
     return out;
 }
 
+std::string joinLimits(const std::map<std::string, std::string>& limits) {
+    std::string out;
+    for (const auto& [name, value] : limits) {
+        if (name.empty() || name.find_first_of("=\n") != std::string::npos || value.find('\n') != std::string::npos)
+            continue;
+        if (!out.empty()) out += '\n';
+        out += name + "=" + value;
+    }
+    return out;
+}
+
+std::map<std::string, std::string> splitLimits(const std::string& text) {
+    std::map<std::string, std::string> out;
+    for (const std::string& line : splitSenders(text)) {
+        const auto eq = line.find('=');
+        if (eq == std::string::npos || eq == 0) continue;
+        out.emplace(line.substr(0, eq), line.substr(eq + 1));
+    }
+    return out;
+}
+
 }  // namespace postern::grants

@@ -3,6 +3,7 @@
 // one address per line (an address never contains a line break).
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -13,5 +14,13 @@ std::string joinSenders(const std::vector<std::string>& senders);
 
 // The inverse of joinSenders: empty lines are skipped.
 std::vector<std::string> splitSenders(const std::string& text);
+
+// A grant's limit attributes as PostgreSQL stores them (pop_before_smtp_grants.limits, and
+// the limits argument of postern_pop3_login): "name=value", one per line. A pair whose name
+// is empty or holds '=' or a line break, or whose value holds a line break, is left out.
+std::string joinLimits(const std::map<std::string, std::string>& limits);
+
+// The inverse of joinLimits: lines without '=' are skipped.
+std::map<std::string, std::string> splitLimits(const std::string& text);
 
 }  // namespace postern::grants

@@ -51,11 +51,10 @@ WriteBehindGrantStore::~WriteBehindGrantStore() {
     }
 }
 
-bool WriteBehindGrantStore::grant(const core::ClientAddress& client, const std::string& user,
-                                  const std::vector<std::string>& senders) {
+bool WriteBehindGrantStore::grant(const core::ClientAddress& client, const core::Grant& grant) {
     const std::string key = durable_.keyText(client);
     const auto now = clock_();
-    if (durable_.grant(client, user, senders)) {
+    if (durable_.grant(client, grant)) {
         if (size_.load() > 0) {
             {
                 // The newer login is stored: a queued older grant for the key is obsolete.
@@ -71,7 +70,8 @@ bool WriteBehindGrantStore::grant(const core::ClientAddress& client, const std::
         return false;
 
     Pending p;
-    p.grant = core::Grant{user, senders, now + durable_.lifetime()};
+    p.grant = grant;
+    p.grant.expires = now + durable_.lifetime();
     p.created = now;
     std::size_t queuedNow = 0;
     std::size_t expired = 0;
@@ -97,7 +97,7 @@ bool WriteBehindGrantStore::grant(const core::ClientAddress& client, const std::
         counters_.count("grant", "dropped_full");
         logger().error(core::EventLine("grant.dropped")
                            .add("ip", key)
-                           .add("user", user)
+                           .add("user", grant.user)
                            .add("reason", "queue_full")
                            .add("queued", queuedNow)
                            .add("limit", settings_.queueLimit)
@@ -107,7 +107,7 @@ bool WriteBehindGrantStore::grant(const core::ClientAddress& client, const std::
     counters_.count("grant", "queued");
     logger().warning(core::EventLine("grant.queued")
                          .add("ip", key)
-                         .add("user", user)
+                         .add("user", grant.user)
                          .add("expires", isoUtc(p.grant.expires))
                          .add("queued", queuedNow)
                          .add("state", "pending_write_through")

@@ -60,8 +60,7 @@ public:
     ~WriteBehindGrantStore() override;
 
     using core::GrantStore::grant;
-    bool grant(const core::ClientAddress& client, const std::string& user,
-               const std::vector<std::string>& senders) override;
+    bool grant(const core::ClientAddress& client, const core::Grant& grant) override;
     core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override;
 
     struct FlushResult {

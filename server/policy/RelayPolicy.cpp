@@ -113,6 +113,7 @@ RcptVerdict RelayPolicy::decide(const smtp::ParsedPath& rcpt, const RecipientCon
             v.viaGrant = true;
             v.grantUser = grant.user;
             v.grantSenders = grant.senders;
+            v.grantLimits = grant.limits;
             return v;
         }
         case core::Answer::TempFail:

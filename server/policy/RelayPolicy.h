@@ -53,6 +53,7 @@ struct RcptVerdict {
     bool viaGrant = false;                 // relayed because of a POP-before-SMTP grant
     std::string grantUser;                  // who holds that grant (for the log)
     std::vector<std::string> grantSenders;  // the grant holder's MAIL FROM addresses
+    std::map<std::string, std::string> grantLimits;  // the grant holder's own outbound limits
     std::string limit;                      // TransactionPolicy: which outbound limit was hit
     std::string quotaMailbox;               // TransactionPolicy: the full mailbox (mailbox_full, over_quota)
     bool countedMessage = false;            // TransactionPolicy: this call counted the message (grant relay)

@@ -92,10 +92,14 @@ RcptVerdict TransactionPolicy::decideRecipient(const smtp::ParsedPath& rcpt, con
                                        "Relay access denied: sender is not the POP-before-SMTP user of this address"),
                            "grant_sender_mismatch");
     }
-    // A grant relays for its POP3 user: that user's hold and limits apply, as for AUTH (a
-    // stolen password held at MAIL must not go on sending through POP-before-SMTP).
+    // A grant relays for its POP3 user: that user's hold and limits (the user's own, as the
+    // grant carries them) apply, as for AUTH (a stolen password held at MAIL must not go on
+    // sending through POP-before-SMTP, nor an account whose limits were lowered past them).
     core::AuthIdentity grantIdentity;
-    if (v.viaGrant && !req.identity && !v.grantUser.empty()) grantIdentity.user = v.grantUser;
+    if (v.viaGrant && !req.identity && !v.grantUser.empty()) {
+        grantIdentity.user = v.grantUser;
+        grantIdentity.attributes = v.grantLimits;
+    }
     const core::AuthIdentity* sender = req.identity ? req.identity : grantIdentity.user.empty() ? nullptr : &grantIdentity;
     if (!req.identity && sender) {
         if (auto held = AccountHoldPolicy::check(sender, req.hold))

@@ -1,6 +1,7 @@
 #include "pop3/Pop3Session.h"
 
 #include "core/EventLine.h"
+#include "core/OutboundLimiter.h"
 
 #include <Poco/Logger.h>
 
@@ -292,7 +293,8 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
     for (const auto& e : maildrop->entries()) total += e.size;
     std::size_t count = maildrop->entries().size();
     std::string who = result.identity.user;
-    std::vector<std::string> senders = result.identity.senderAddresses;
+    // The grant relays as this user: with the user's addresses and own outbound limits.
+    core::Grant grant{who, result.identity.senderAddresses, {}, core::limitAttributes(result.identity)};
     Transaction t{std::move(result.identity), std::move(maildrop), std::vector<bool>(count, false)};
     transition(std::move(t));
 
@@ -317,7 +319,7 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
         bool granted = !grantFailed;
         if (!ports_.login) {
             try {
-                granted = ports_.grants->grant(context_.client, who, senders);
+                granted = ports_.grants->grant(context_.client, grant);
             } catch (const std::exception&) {
                 granted = false;
             }

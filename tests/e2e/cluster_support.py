@@ -81,12 +81,12 @@ def node_config(pg, node_id, health_port, extra=None):
     return c
 
 
-def start_node(pg, node_id, mail_root, extra=None, overrides=None):
+def start_node(pg, node_id, mail_root, extra=None, overrides=None, users=None):
     """A posternd in cluster mode on free ports with mail_root shared with the other nodes.
-    Its health port is `node.health_port`."""
+    Its health port is `node.health_port`. `users`: its passwd-file (the harness's by default)."""
     health = free_port()
     p = Postern(config=node_config(pg, node_id, health, extra), overrides=overrides, start=False,
-                name=node_id)
+                name=node_id, users=users)
     p.mail_root = mail_root            # written into server.mail_root by the harness
     p.health_port = health
     p.node_id = node_id

@@ -47,11 +47,11 @@ def pg():
 class Cluster:
     """Two nodes (a, b) on one PostgreSQL and one mail root, and HAProxy in front."""
 
-    def __init__(self, extra=None, overrides=None, balancer=True):
+    def __init__(self, extra=None, overrides=None, balancer=True, users=None):
         self.pg = pg()
         self.mail_root = new_mail_root()
-        self.a = start_node(self.pg, "node-a", self.mail_root, extra=extra, overrides=overrides)
-        self.b = start_node(self.pg, "node-b", self.mail_root, extra=extra, overrides=overrides)
+        self.a = start_node(self.pg, "node-a", self.mail_root, extra=extra, overrides=overrides, users=users)
+        self.b = start_node(self.pg, "node-b", self.mail_root, extra=extra, overrides=overrides, users=users)
         self.lb = None
         if balancer:
             self.lb = HAProxy(routes(self.a, self.b))
@@ -188,6 +188,31 @@ def test_pop_before_smtp_across_nodes_and_expiry():
             expect(r, 554, "5.7.1", what="relay via %s after the grant expired" % route)
         r = relay_attempt(lambda: c.b.smtp("mx", source="127.0.0.2"))
         expect(r, 554, "5.7.1", what="relay on B directly after the grant expired")
+
+
+def test_a_grant_carries_its_users_own_limits_to_the_other_node():
+    """A grant relays as its POP3 user with that user's own outbound limits, on every node:
+    the limits travel with the grant in the shared table (pop_before_smtp_grants.limits,
+    schema/postgres/008_grant_limits.sql, written by postern_pop3_login). erin's passwd-file
+    line (the same on both nodes) lowers her limit to one message an hour; after her POP3
+    login on node A, her first relay on node B goes and the second gets 450 4.7.1 (the rate
+    counters are shared too). Changed for the test: erin's passwd-file line has
+    messages_per_hour=1."""
+    users = dict(DEFAULT_USERS)
+    users[ERIN] = dict(users[ERIN], extra="messages_per_hour=1")
+    with Cluster(users=users, balancer=False) as c:
+        pop = c.a.pop3_login(ERIN, ERIN_PW, tls="implicit", source="127.0.0.5")
+        pop.quit()
+        check_eq(c.pg.sql("SELECT user_name || ' ' || limits FROM pop_before_smtp_grants WHERE key = '127.0.0.5'"),
+                 [ERIN + " messages_per_hour=1"], "the grant's row carries her limits")
+        s = c.b.smtp("mx", source="127.0.0.5")
+        marker, data = make_message(sender=ERIN, to=REMOTE)
+        expect(send_via(s, ERIN, REMOTE, data), 250, what="her first relayed message, on node B")
+        m, r = relay_rcpt(s, sender=ERIN)
+        expect(m, 250, what="MAIL")
+        expect(r, 450, "4.7.1", what="her second relayed message in the hour, on node B")
+        quit_quietly(s)
+        c.b.log_contains(r"limit\.hit .*limit=user\.messages_per_hour")
 
 
 def test_real_client_address_in_received_and_logs():

@@ -164,5 +164,36 @@ def test_grant_relays_count_against_the_client_ip_message_limit():
         check(p.log_contains(r"limit\.hit .*limit=ip\.messages_per_hour"), "limit.hit logged")
 
 
+def test_grant_relays_count_against_the_users_own_limits():
+    """A grant relays as its POP3 user, so that user's own outbound limits apply, as they do
+    to the user's AUTH relay. erin's passwd-file line lowers hers to one message an hour (an
+    account under watch; the shipped limits.user.messages_per_hour is 200). After her POP3
+    login from 127.0.0.8, the first relayed message goes and the second gets 450 4.7.1,
+    counted against her. Before, a grant relay counted against the limits.user.* defaults,
+    so the lowered limit held only over AUTH. Changed for the test: erin's passwd-file line
+    has messages_per_hour=1."""
+    users = dict(DEFAULT_USERS)
+    erin = "erin@example.test"
+    users[erin] = dict(users[erin], extra="messages_per_hour=1")
+    with Postern(users=users) as p:
+        pop = p.pop3_login(erin, users[erin]["password"], tls="implicit", source="127.0.0.8")
+        pop.quit()
+        s = p.smtp("mx", source="127.0.0.8")
+        expect(s.mail(erin), 250)
+        expect(s.rcpt(REMOTE), 250, what="her first relayed message in the hour")
+        marker, msg = make_message(sender=erin, to=REMOTE)
+        expect(s.data(msg), 250)
+        expect(s.mail(erin), 250)
+        expect(s.rcpt(REMOTE), 450, "4.7.1", what="her second relayed message in the hour")
+        s.rset()
+        s.quit()
+        p.log_contains(r"limit\.hit .*limit=user\.messages_per_hour")
+        # Her AUTH relay counts against the same limit (one counter per user).
+        sub = p.submission(erin, users[erin]["password"])
+        code, _ = sub.mail(erin)
+        check_eq(code, 450, "MAIL after AUTH: her hour's message is spent")
+        sub.quit()
+
+
 if __name__ == "__main__":
     run_tests(globals())

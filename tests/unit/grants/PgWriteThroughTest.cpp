@@ -68,9 +68,7 @@ public:
     Switch(PgGrantStore& down, PgGrantStore& up) : down_(down), up_(up) {}
     std::atomic<bool> isUp{false};
     using core::GrantStore::grant;
-    bool grant(const core::ClientAddress& c, const std::string& u, const std::vector<std::string>& s) override {
-        return cur().grant(c, u, s);
-    }
+    bool grant(const core::ClientAddress& c, const core::Grant& g) override { return cur().grant(c, g); }
     core::Answer lookup(const core::ClientAddress& c, core::Grant* out) override { return cur().lookup(c, out); }
     std::string keyText(const core::ClientAddress& c) const override { return up_.keyText(c); }
     std::chrono::seconds lifetime() const override { return up_.lifetime(); }
@@ -97,7 +95,8 @@ BOOST_AUTO_TEST_CASE(write_through_keeps_the_login_times_and_never_shortens, *bo
     // A login 200 s ago, held since: written with its own times (microseconds exact).
     const TimePoint created = TimePoint(std::chrono::duration_cast<TimePoint::duration>(
         std::chrono::microseconds(micros(std::chrono::system_clock::now() - 200s))));
-    const core::Grant held{"bob@example.test", {"bob@example.test", "b@example.test"}, created + 600s};
+    const core::Grant held{"bob@example.test", {"bob@example.test", "b@example.test"}, created + 600s,
+                           {{"messages_per_hour", "5"}, {"recipients_per_day", "40"}}};
     BOOST_TEST((store.writeThrough("192.0.2.7", held, created) == DurableGrantStore::WriteResult::Written));
     BOOST_TEST(times(db, "192.0.2.7") ==
                std::to_string(micros(created)) + " " + std::to_string(micros(created + 600s)) + " bob@example.test");
@@ -105,6 +104,7 @@ BOOST_AUTO_TEST_CASE(write_through_keeps_the_login_times_and_never_shortens, *bo
     BOOST_TEST((store.lookup(ip("192.0.2.7"), &g) == core::Answer::Yes));
     BOOST_TEST((g.expires == created + 600s));
     BOOST_TEST(g.senders.size() == 2u);
+    BOOST_TEST((g.limits == held.limits));  // the user's own limits travel with the grant
 
     // Writing it again is harmless (the pool may retry a statement): same row.
     BOOST_TEST((store.writeThrough("192.0.2.7", held, created) == DurableGrantStore::WriteResult::Superseded));
@@ -114,7 +114,7 @@ BOOST_AUTO_TEST_CASE(write_through_keeps_the_login_times_and_never_shortens, *bo
     // A newer login stored since wins over an older held grant.
     BOOST_TEST(store.grant(ip("192.0.2.8"), "new@example.test"));
     const std::string newer = times(db, "192.0.2.8");
-    const core::Grant older{"old@example.test", {"old@example.test"}, created + 600s};
+    const core::Grant older{"old@example.test", {"old@example.test"}, created + 600s, {}};
     BOOST_TEST((store.writeThrough("192.0.2.8", older, created) == DurableGrantStore::WriteResult::Superseded));
     BOOST_TEST(times(db, "192.0.2.8") == newer);
     BOOST_TEST((store.lookup(ip("192.0.2.8"), &g) == core::Answer::Yes));
@@ -161,7 +161,7 @@ BOOST_AUTO_TEST_CASE(write_through_to_an_unreachable_database_fails) {
     // Runs everywhere: nothing listens on port 1.
     pg::Pool pool(settingsFor("host=127.0.0.1 port=1 dbname=x user=x", 1));
     PgGrantStore store(pool, noCache());
-    const core::Grant g{"bob@example.test", {"bob@example.test"}, std::chrono::system_clock::now() + 600s};
+    const core::Grant g{"bob@example.test", {"bob@example.test"}, std::chrono::system_clock::now() + 600s, {}};
     BOOST_TEST((store.writeThrough("192.0.2.7", g, std::chrono::system_clock::now()) ==
                 DurableGrantStore::WriteResult::Failed));
 }

@@ -54,12 +54,13 @@ public:
     std::atomic<int> writeAttempts{0};
 
     using core::GrantStore::grant;
-    bool grant(const core::ClientAddress& client, const std::string& user,
-               const std::vector<std::string>& senders) override {
+    bool grant(const core::ClientAddress& client, const core::Grant& grant) override {
         if (down) return false;
         std::lock_guard l(m_);
         const TimePoint now = clock_.fn()();
-        rows_[keyText(client)] = Row{core::Grant{user, senders, now + lifetime()}, now};
+        core::Grant stored = grant;
+        stored.expires = now + lifetime();
+        rows_[keyText(client)] = Row{stored, now};
         return true;
     }
     core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override {

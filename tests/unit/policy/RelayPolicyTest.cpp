@@ -64,7 +64,8 @@ class FakeGrants : public core::GrantStore {
 public:
     core::Answer answer = core::Answer::No;
     int lookups = 0;
-    bool grant(const core::ClientAddress&, const std::string&, const std::vector<std::string>&) override { return true; }
+    using core::GrantStore::grant;
+    bool grant(const core::ClientAddress&, const core::Grant&) override { return true; }
     core::Answer lookup(const core::ClientAddress&, core::Grant* out) override {
         ++lookups;
         if (answer == core::Answer::Yes && out)

@@ -53,7 +53,8 @@ public:
 class Grants : public core::GrantStore {
 public:
     core::Answer answer = core::Answer::Yes;
-    bool grant(const core::ClientAddress&, const std::string&, const std::vector<std::string>&) override { return true; }
+    using core::GrantStore::grant;
+    bool grant(const core::ClientAddress&, const core::Grant&) override { return true; }
     core::Answer lookup(const core::ClientAddress&, core::Grant* out) override {
         if (answer == core::Answer::Yes && out) {
             out->user = "ann@local.example";

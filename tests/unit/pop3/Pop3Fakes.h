@@ -126,12 +126,14 @@ inline bool FakeMaildrop::expunge(const std::vector<std::size_t>& indexes) {
 class FakeGrants : public core::GrantStore {
 public:
     using core::GrantStore::grant;
-    bool grant(const core::ClientAddress& client, const std::string& user, const std::vector<std::string>&) override {
-        grants.emplace_back(client.host(), user);
+    bool grant(const core::ClientAddress& client, const core::Grant& grant) override {
+        grants.emplace_back(client.host(), grant.user);
+        made.push_back(grant);
         return result;
     }
     core::Answer lookup(const core::ClientAddress&, core::Grant*) override { return core::Answer::No; }
     std::vector<std::pair<std::string, std::string>> grants;  // (ip, user)
+    std::vector<core::Grant> made;
     bool result = true;
 };
 

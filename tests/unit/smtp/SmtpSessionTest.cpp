@@ -56,7 +56,8 @@ struct FakeDirectory : core::UserDirectory {
 
 struct FakeGrants : core::GrantStore {
     std::set<std::string> ips;
-    bool grant(const core::ClientAddress& c, const std::string&, const std::vector<std::string>&) override {
+    using core::GrantStore::grant;
+    bool grant(const core::ClientAddress& c, const core::Grant&) override {
         ips.insert(c.host());
         return true;
     }
