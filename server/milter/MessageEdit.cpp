@@ -13,12 +13,17 @@ bool equalNoCase(std::string_view a, std::string_view b) {
            });
 }
 
+// A header field line: ftext (RFC 5322 2.2), then blanks the obsolete syntax allows
+// before the colon (RFC 5322 4.5 obs-optional, which a receiver must accept; Postfix's
+// is_header() too), then ':'.
 bool fieldName(std::string_view line, std::size_t& colon) {
     colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) return false;
-    for (std::size_t i = 0; i < colon; ++i) {
+    if (colon == std::string_view::npos) return false;
+    const std::size_t end = headerName(line.substr(0, colon)).size();
+    if (end == 0) return false;
+    for (std::size_t i = 0; i < end; ++i) {
         unsigned char c = static_cast<unsigned char>(line[i]);
-        if (c <= 32 || c >= 127) return false;  // RFC 5322 2.2 ftext
+        if (c <= 32 || c >= 127) return false;
     }
     return true;
 }
@@ -28,6 +33,11 @@ bool fieldName(std::string_view line, std::size_t& colon) {
 std::string storedValue(std::string_view v, bool leadSpace) { return (leadSpace ? "" : " ") + toCrlf(v); }
 
 }  // namespace
+
+std::string_view headerName(std::string_view stored) {
+    while (!stored.empty() && (stored.back() == ' ' || stored.back() == '\t')) stored.remove_suffix(1);
+    return stored;
+}
 
 std::string toCrlf(std::string_view s) {
     std::string out;
@@ -115,7 +125,7 @@ void applyModification(const Reply& r, MessageParts& m, core::MilterMessage& env
         // it; a missing one is added (Sendmail's and Postfix's behaviour).
         std::uint32_t want = r.index == 0 ? 1 : r.index, seen = 0;
         auto it = std::find_if(m.headers.begin(), m.headers.end(),
-                               [&](const auto& h) { return equalNoCase(h.first, r.name) && ++seen == want; });
+                               [&](const auto& h) { return equalNoCase(headerName(h.first), r.name) && ++seen == want; });
         if (it == m.headers.end()) {
             if (!r.text.empty()) m.headers.emplace_back(r.name, storedValue(r.text, leadSpace));
         } else if (r.text.empty()) {
@@ -146,6 +156,10 @@ void applyModification(const Reply& r, MessageParts& m, core::MilterMessage& env
         break;
     case K::ReplBody:
         if (!bodyStarted) m.body.clear();
+        // The new body follows an empty line, also where the message had none (a header-only
+        // message): Postfix's cleanup writes one first as well. Without it the body would
+        // join the header section.
+        m.hasSeparator = true;
         bodyStarted = true;
         m.body += r.text;  // line ends are made CRLF once the body is complete (a CRLF may span chunks)
         m.changed = true;

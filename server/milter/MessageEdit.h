@@ -12,7 +12,8 @@
 namespace postern::milter {
 
 struct MessageParts {
-    std::vector<std::pair<std::string, std::string>> headers;  // name, value (after ':', folding CRLF kept)
+    // name as stored (blanks before the colon included), value (after ':', folding CRLF kept)
+    std::vector<std::pair<std::string, std::string>> headers;
     std::string body;                                          // CRLF lines
     bool hasSeparator = false;                                 // an empty line ends the header
     bool changed = false;
@@ -21,6 +22,9 @@ struct MessageParts {
 // Splits a message (CRLF lines) into header fields and body. A line in the header
 // section that is neither a field nor a continuation starts the body.
 MessageParts splitMessage(std::string_view raw);
+// The field name of a stored one: without the blanks the obsolete syntax allows before the
+// colon ("X-Old :" is field X-Old: RFC 5322 4.5), as milters are sent it and matched.
+std::string_view headerName(std::string_view stored);
 // The message again: unchanged fields byte for byte.
 std::string joinMessage(const MessageParts& m);
 // The header value as Sendmail and Postfix pass it to a milter without HDR_LEADSPC: one

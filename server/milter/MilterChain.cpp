@@ -199,9 +199,9 @@ void MilterConnection::open(const core::MilterFacts&) {
     }
     // TCP only: on a unix socket TCP_NODELAY is EOPNOTSUPP (every unix: milter failed here).
     if (endpoint_.kind != MilterEndpoint::Kind::Unix) socket_->setNoDelay(true);
-    // HDR_LEADSPC (header values exactly as stored, and edits given the same way) exists
-    // from protocol 6 on; an older milter is not offered a flag it does not know.
-    const std::uint32_t offered = settings_.protocolVersion >= 6 ? proto::Offered : proto::Offered & ~proto::HdrLeadSpc;
+    // An older milter is offered only the steps its version has (HDR_LEADSPC, header values
+    // exactly as stored, from protocol 6 on).
+    const std::uint32_t offered = proto::offeredFor(settings_.protocolVersion);
     send(optNeg(settings_.protocolVersion, act::All, offered), settings_.commandTimeout);
     Reply r = readReply(settings_.commandTimeout);
     if (r.kind != Reply::Kind::OptNeg) throw Failure("protocol: no option negotiation reply");
@@ -363,7 +363,8 @@ core::MilterVerdict MilterConnection::rcpt(const core::MilterFacts& f) {
 core::MilterVerdict MilterConnection::data(const core::MilterFacts& f) {
     if (offForMessage_) return {};
     return guarded(f, "data", [&] {
-        if (protocol_ & proto::NoData) return core::MilterVerdict{};
+        // Before protocol 4 there is no DATA step: never sent (libmilter would disconnect).
+        if (!proto::hasDataStep(settings_.protocolVersion) || (protocol_ & proto::NoData)) return core::MilterVerdict{};
         Reply r = exchange(macros(cmd::Data, {{"i", f.queueId}}), packet(cmd::Data), !(protocol_ & proto::NrData),
                            settings_.commandTimeout);
         return verdict(f, r, "data", false);
@@ -383,7 +384,7 @@ core::MilterVerdict MilterConnection::message(const core::MilterFacts& f, Messag
                 // HDR_LEADSPC: the value as stored (its leading space included); else the way
                 // Sendmail and Postfix pass it (one leading space left out).
                 const std::string_view sent = (protocol_ & proto::HdrLeadSpc) ? std::string_view(value) : valueForMilter(value);
-                Reply r = exchange({}, header(name, sent), !(protocol_ & proto::NrHdr), t);
+                Reply r = exchange({}, header(headerName(name), sent), !(protocol_ & proto::NrHdr), t);
                 auto v = verdict(f, r, "header", false);
                 if (v.kind != Kind::Continue || offForMessage_) return v;
             }

@@ -42,6 +42,17 @@ constexpr std::uint32_t NoConnect = 0x1, NoHelo = 0x2, NoMail = 0x4, NoRcpt = 0x
 constexpr std::uint32_t Offered = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 |
                                   0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x80000 |
                                   HdrLeadSpc;
+// The steps each protocol version has (Postfix's milter8.c masks): a milter speaking an
+// older version is neither offered nor sent a step it does not know, since libmilter may
+// close the connection on an unknown command (SMFIC_DATA from version 4; SKIP, the NR_*
+// replies and HDR_LEADSPC from version 6).
+constexpr std::uint32_t V2Steps = NoConnect | NoHelo | NoMail | NoRcpt | NoBody | NoHdrs | NoEoh;
+constexpr std::uint32_t V3Steps = V2Steps | NoUnknown;
+constexpr std::uint32_t V4Steps = V3Steps | NoData;
+constexpr std::uint32_t offeredFor(std::uint32_t version) {
+    return version >= 6 ? Offered : Offered & (version >= 4 ? V4Steps : version == 3 ? V3Steps : V2Steps);
+}
+constexpr bool hasDataStep(std::uint32_t version) { return version >= 4; }
 }  // namespace proto
 
 using Macros = std::vector<std::pair<std::string, std::string>>;

@@ -14,6 +14,7 @@ that is down) getting milter.default_action. posternd is the real daemon; client
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -70,6 +71,52 @@ def test_macros_and_steps_reach_the_milter():
         names = [h[0] for h in c.headers()]
         check("X-Test-Marker" in names and "Received" in names, "headers: %r" % names)
         check(marker.encode() in c.body(), "body sent to the milter")
+        check(p.maildir_find(BOB, marker), "message stored")
+
+
+def test_a_blank_before_a_field_colon_hides_nothing_from_the_milter():
+    """A field written "X-Anything : 1" (a blank before the colon: RFC 5322 4.5's obsolete
+    syntax, which receivers must accept) is a header field. Before, the milter client took
+    it for the start of the body, so From, Subject and the MIME fields after it reached
+    milters as body text: any sender could hide them from rspamd or OpenDMARC while mail
+    readers (and Postern's own DKIM code) saw them as fields. The milter now gets every field
+    as a header, the bare name "X-Anything" included, and only the body as body; the message
+    is stored as sent. No configuration change beyond the milter."""
+    with ms.ScriptedMilter() as m, Postern(overrides=milter_overrides(m.spec)) as p:
+        msg = (b"X-Anything : 1\r\nFrom: <someone@remote.example>\r\nSubject: hidden?\r\n"
+               b"MIME-Version: 1.0\r\n\r\nthe body\r\n")
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(BOB), 250)
+        expect(s.data(msg), 250)
+        s.quit()
+        c = m.last()
+        names = [h[0] for h in c.headers()]
+        for want in ("X-Anything", "From", "Subject", "MIME-Version"):
+            check(want in names, "%s sent as a header: %r" % (want, names))
+        check_eq(c.body(), b"the body\r\n", "the body as the milter saw it")
+        stored = wait_for(lambda: p.maildir_messages(BOB), 10, what="stored message")[0]
+        check(b"\r\nX-Anything : 1\r\nFrom: <someone@remote.example>\r\n" in stored, "stored as sent")
+
+
+def test_protocol_2_milter_is_offered_and_sent_only_its_steps():
+    """milter.protocol = 2 exists for old milters (libmilter before 8.14, old pymilter),
+    which close the connection on a command their version lacks. Before, SMFIC_DATA
+    (protocol 4 on) was still sent at DATA, so such a milter failed every message and
+    milter.default_action (tempfail) refused it. Now the negotiation offers only version-2
+    steps and no DATA step is sent (Postfix's milter8.c masks). Changed for the test:
+    milter.protocol = 2."""
+    with ms.ScriptedMilter() as m, Postern(overrides=milter_overrides(m.spec, **{"milter.protocol": "2"})) as p:
+        s = p.submission(ALICE, ALICE_PW)
+        marker, msg = make_message(sender=ALICE, to=BOB)
+        s.sendmail(ALICE, [BOB], msg)
+        s.quit()
+        c = m.last()
+        check("T" not in c.cmds(), "no SMFIC_DATA to a version-2 milter: " + c.cmds())
+        opt = [d for cmd, d in c.commands if cmd == "O"][0]
+        version, actions, protocol = struct.unpack(">III", opt[:12])
+        check_eq(version, 2, "the version offered")
+        check_eq(protocol & ~0x7F, 0, "only version-2 steps offered (mask %#x)" % protocol)
         check(p.maildir_find(BOB, marker), "message stored")
 
 

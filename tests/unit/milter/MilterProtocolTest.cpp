@@ -156,6 +156,62 @@ BOOST_AUTO_TEST_CASE(split_and_join_keep_the_message) {
     BOOST_TEST(joinMessage(odd) == "Subject: x\r\nnot a header\r\nmore\r\n");
 }
 
+// RFC 5322 4.5 (obs-optional): blanks may stand between a field name and its colon, and a
+// receiver must accept that. Such a field is a field (Postfix's is_header()), not the start
+// of the body: otherwise every field after it (From, MIME) reached milters as body, hidden
+// from rspamd or OpenDMARC while mail readers saw them. The milter gets the bare name; the
+// stored line is kept byte for byte; edits find the field by its bare name.
+BOOST_AUTO_TEST_CASE(a_blank_before_the_colon_is_still_a_field) {
+    const std::string raw = "Received: x\r\nX-Old \t: 1\r\nFrom: <a@example.org>\r\n\r\nbody\r\n";
+    MessageParts p = splitMessage(raw);
+    BOOST_TEST_REQUIRE(p.headers.size() == 3u);
+    BOOST_TEST(headerName(p.headers[1].first) == "X-Old");
+    BOOST_TEST(p.headers[2].first == "From");
+    BOOST_TEST(p.body == "body\r\n");
+    BOOST_TEST(joinMessage(p) == raw);
+    postern::core::MilterMessage env;
+    bool started = false;
+    Reply chg;
+    chg.kind = Reply::Kind::ChgHeader;
+    chg.index = 1;
+    chg.name = "x-old";
+    chg.text = "2";
+    applyModification(chg, p, env, started);
+    BOOST_TEST(joinMessage(p) == "Received: x\r\nX-Old \t: 2\r\nFrom: <a@example.org>\r\n\r\nbody\r\n");
+    // Blanks only, or a blank inside the name: not a field.
+    BOOST_TEST(splitMessage("Subject: x\r\n : y\r\n").headers.size() == 1u);
+    BOOST_TEST(splitMessage("Subject: x\r\nX Old: y\r\n").headers.size() == 1u);
+}
+
+// A replaced body follows an empty line also where the message had none (a header-only
+// message): without it the new body joined the header section (Postfix's cleanup writes the
+// empty line first too).
+BOOST_AUTO_TEST_CASE(a_replaced_body_of_a_header_only_message_gets_its_empty_line) {
+    MessageParts p = splitMessage("Subject: probe\r\n");
+    BOOST_TEST(!p.hasSeparator);
+    postern::core::MilterMessage env;
+    bool started = false;
+    Reply body;
+    body.kind = Reply::Kind::ReplBody;
+    body.text = "Note: scanned\r\n";
+    applyModification(body, p, env, started);
+    BOOST_TEST(joinMessage(p) == "Subject: probe\r\n\r\nNote: scanned\r\n");
+}
+
+// Each protocol version is offered only the steps it has (Postfix's milter8.c masks).
+BOOST_AUTO_TEST_CASE(older_protocol_versions_are_offered_only_their_steps) {
+    using namespace postern::milter::proto;
+    BOOST_TEST(offeredFor(6) == Offered);
+    BOOST_TEST((offeredFor(2) & (NoData | NoUnknown | Skip | NrHdr | NrRcpt | HdrLeadSpc)) == 0u);
+    BOOST_TEST((offeredFor(2) & NoEoh) != 0u);
+    BOOST_TEST((offeredFor(3) & NoUnknown) != 0u);
+    BOOST_TEST((offeredFor(3) & NoData) == 0u);
+    BOOST_TEST((offeredFor(4) & NoData) != 0u);
+    BOOST_TEST((offeredFor(5) & (Skip | NrHdr | HdrLeadSpc)) == 0u);
+    BOOST_TEST(!hasDataStep(3));
+    BOOST_TEST(hasDataStep(4));
+}
+
 BOOST_AUTO_TEST_CASE(modifications_apply_like_postfix) {
     MessageParts p = splitMessage("Subject: one\r\nX-A: 1\r\nX-A: 2\r\n\r\nold\r\n");
     postern::core::MilterMessage env;
