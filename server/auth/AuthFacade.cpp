@@ -367,7 +367,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
                             (api::apppw::parseScopes(scopes->second) & api::apppw::ScopeSmtp) != 0;
         }
         if (rehasher_ && binding.rehashOnLogin) {
-            if (auto from = rehashFrom(RehashCandidate{true, &answer}, rehasher_->target())) {
+            if (auto from = rehashFrom(RehashCandidate{true, &answer, request.password.size()}, rehasher_->target())) {
                 rehash = RehashDue{binding.backend, answer.record.user.empty() ? askedAs : answer.record.user,
                                    answer.record.passwordHash, std::move(*from), answer.verified};
             }

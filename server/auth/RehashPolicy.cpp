@@ -98,6 +98,9 @@ std::optional<std::string> rehashFrom(const RehashCandidate& c, HashScheme targe
     if (from.empty() || from == "?" || from == canonicalSchemeName(schemeName(target))) {
         return std::nullopt;
     }
+    if ((from == "CRYPT" && c.passwordLength > 8) || (from == "BLF-CRYPT" && c.passwordLength > 72)) {
+        return std::nullopt;
+    }
     return from;
 }
 
