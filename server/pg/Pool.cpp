@@ -149,34 +149,43 @@ QueryResult Pool::execute(const Statement& statement, const Params& params) {
     }
     QueryResult r;
     bool lost = false;  // an attempt was sent and its connection went away unanswered
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        if (attempt > 0 && r.mayHaveCommitted()) lost = true;  // the first attempt's outcome
-        std::string error;
-        if (!ensureConnected(slot, error)) {
-            r = QueryResult::failure("cannot connect: " + error, "08001");
-            break;
-        }
-        r = slots_[slot]->execPrepared(statement, params);
-        if (r.timedOut) {
-            // The server did not answer within the deadline: the connection is closed and
-            // the statement is not retried (a second try would double the caller's wait).
-            noteDown(r.error);
-            slots_[slot].reset();
-            break;
-        }
-        if (!slots_[slot]->isBroken(r)) {
-            if (!r.failed()) {
-                noteUp(*slots_[slot]);
+    try {
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            if (attempt > 0 && r.mayHaveCommitted()) lost = true;  // the first attempt's outcome
+            std::string error;
+            if (!ensureConnected(slot, error)) {
+                r = QueryResult::failure("cannot connect: " + error, "08001");
+                break;
             }
-            break;
+            r = slots_[slot]->execPrepared(statement, params);
+            if (r.timedOut) {
+                // The server did not answer within the deadline: the connection is closed and
+                // the statement is not retried (a second try would double the caller's wait).
+                noteDown(r.error);
+                slots_[slot].reset();
+                break;
+            }
+            if (!slots_[slot]->isBroken(r)) {
+                if (!r.failed()) {
+                    noteUp(*slots_[slot]);
+                }
+                break;
+            }
+            // The server went away under us (restart, failover, idle cut): a fresh connection
+            // gets one more try, so a blip costs the caller nothing. Only a fresh connection that
+            // breaks too marks the pool down (one that cannot even connect does so in
+            // ensureConnected): a stale connection after a restart must not turn the callers
+            // that race this retry into "database unavailable" while the server is up.
+            if (attempt == 1) noteDown(r.error);
+            slots_[slot].reset();
         }
-        // The server went away under us (restart, failover, idle cut): a fresh connection
-        // gets one more try, so a blip costs the caller nothing. Only a fresh connection that
-        // breaks too marks the pool down (one that cannot even connect does so in
-        // ensureConnected): a stale connection after a restart must not turn the callers
-        // that race this retry into "database unavailable" while the server is up.
-        if (attempt == 1) noteDown(r.error);
+    } catch (...) {
+        // bad_alloc building a large result, say: the slot must not stay taken (after
+        // pool_size of these every statement would fail "no free database connection").
         slots_[slot].reset();
+        release(slot);
+        endProbe(probe);
+        throw;
     }
     if (r.failed() && lost) r.earlierAttemptLost = true;
     release(slot);

@@ -137,7 +137,8 @@ LdapResult LdapBackend::checkDisabled(LdapConnection& conn, const LdapEntry& ent
         return {};
     }
     std::vector<LdapEntry> found;
-    LdapResult r = conn.search(entry.dn, LDAP_SCOPE_BASE, config_.disabledFilter.text(), {}, 1, found);
+    // Expanded only for its "%%" (it has no placeholders: LdapConfig refuses them).
+    LdapResult r = conn.search(entry.dn, LDAP_SCOPE_BASE, config_.disabledFilter.expand({}), {}, 1, found);
     if (!r.ok()) {
         return r;
     }

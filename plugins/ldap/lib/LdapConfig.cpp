@@ -239,6 +239,11 @@ LdapConfig LdapConfig::fromMap(const std::map<std::string, std::string>& raw) {
     }
     if (!get("disabled_filter").empty()) {
         c.disabledFilter = LdapTemplate::parse("disabled_filter", get("disabled_filter"), Kind::Filter);
+        // Applied to the user's own entry (scope base): a placeholder would be sent as it is,
+        // match nothing, and let every disabled account log in.
+        if (c.disabledFilter.hasPlaceholders())
+            throw std::invalid_argument(
+                "disabled_filter is matched against the user's own entry: it takes no %u, %n or %d");
     }
     if (get("disabled_attribute").empty() != get("disabled_value").empty()) {
         throw std::invalid_argument("disabled_attribute and disabled_value must be set together");

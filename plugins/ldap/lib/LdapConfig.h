@@ -62,7 +62,7 @@ struct LdapConfig {
     std::vector<std::string> mailAttributes{"mail", "mailAlternateAddress"};
     std::string userAttribute;
     std::string mailboxAttribute;
-    LdapTemplate disabledFilter;  // no placeholders are expanded (it is applied to one entry)
+    LdapTemplate disabledFilter;  // has no placeholders (refused: it is applied to one entry)
     std::string disabledAttribute;
     std::string disabledValue;
     std::vector<std::string> localDomains;

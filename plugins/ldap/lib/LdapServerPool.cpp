@@ -196,7 +196,16 @@ LdapResult LdapServerPool::run(const Operation& op, std::string& serverUri) {
                 markDown(*s, failure);
                 break;
             }
-            LdapResult r = op(*lease.connection);
+            LdapResult r;
+            try {
+                r = op(*lease.connection);
+            } catch (...) {
+                // bad_alloc copying a large result, say: the connection is in an unknown
+                // state, and its slot must not stay counted (after pool_size of these every
+                // request would wait for a slot that never comes).
+                release(*s, nullptr);
+                throw;
+            }
             if (r.isServerFailure()) {
                 if (lease.reused && !fresh && r.code == LDAP_SERVER_DOWN) {
                     // A pooled connection the server closed (restart, idle timeout): try a

@@ -34,6 +34,12 @@ public:
     std::string expand(const NameParts& parts) const;
 
     bool empty() const { return pieces_.empty(); }
+    // Any %u, %n or %d in it.
+    bool hasPlaceholders() const {
+        for (const auto& p : pieces_)
+            if (p.placeholder != 0) return true;
+        return false;
+    }
     // True when whatever the template matches has the name's domain in it: it uses %u or
     // %d and no %n, or %n and %d with no "(|" or "(!" (every match needs both). False for
     // "uid=%n,...", "(|(mail=%u)(uid=%n))" or "(|(uid=%n)(mail=%n@%d))", which find bob's

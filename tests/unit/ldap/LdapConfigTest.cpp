@@ -127,6 +127,10 @@ const BadRow BadRows[] = {
     {{{"bind_password_file", "/nonexistent"}}, "bind_dn is not"},
     {{{"bind_dn", "cn=x"}, {"bind_password_file", "/nonexistent/secret"}}, "cannot open"},
     {{{"disabled_attribute", "accountStatus"}}, "set together"},
+    // Matched against the user's own entry: a placeholder would go out as it is, match
+    // nothing, and let a disabled account log in.
+    {{{"disabled_filter", "(&(mail=%u)(accountStatus=disabled))"}}, "takes no %u, %n or %d"},
+    {{{"disabled_filter", "(uid=%n)"}}, "takes no %u, %n or %d"},
     {{{"mail_attributes", "mail, (bad)"}}, "invalid attribute name"},
     {{{"starttls", "maybe"}}, "starttls"},
     {{{"tls_require_cert", "hard"}}, "tls_require_cert"},

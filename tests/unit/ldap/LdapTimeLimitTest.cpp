@@ -7,6 +7,7 @@
 // answers nothing until it wakes (then it answers what it held, late).
 #include "LdapBackend.h"
 #include "LdapConfig.h"
+#include "LdapServerPool.h"
 #include "unit/ldap/LoopbackListener.h"
 
 #include <boost/test/unit_test.hpp>
@@ -192,6 +193,21 @@ BOOST_AUTO_TEST_CASE(aSlowServerSendsTheRequestToTheNextOneAndStaysUp) {
         BOOST_TEST(slow.searches.load() == i);  // asked first each time: still up
         BOOST_TEST(fast.searches.load() == i);
     }
+}
+
+// An operation that throws (bad_alloc copying a large result) frees its connection's slot:
+// before, each such throw kept a slot counted, and after pool_size of them every request
+// waited for a slot that never came ("all connections busy") until a restart.
+BOOST_AUTO_TEST_CASE(anOperationThatThrowsFreesItsSlot) {
+    FakeDirectory dir;
+    const LdapConfig cfg = LdapConfig::fromMap(config(dir.uri()));
+    LdapServerPool pool(cfg);
+    std::string uri;
+    for (int i = 0; i < cfg.poolSize + 2; ++i)
+        BOOST_CHECK_THROW(pool.run([](LdapConnection&) -> LdapResult { throw std::bad_alloc(); }, uri), std::bad_alloc);
+    const LdapResult r = pool.run([](LdapConnection&) { return LdapResult{}; }, uri);
+    BOOST_TEST(r.ok(), r.text);
+    BOOST_TEST(pool.isUp(0));
 }
 
 BOOST_AUTO_TEST_CASE(aServerMarkedDownIsProbedAgainAtOnce) {
