@@ -200,26 +200,30 @@ ActionResult interpretAction(std::string_view raw) {
 
     if (equalsNoCase(word, "OK") || equalsNoCase(word, "DUNNO") || equalsNoCase(word, "DEFER_IF_REJECT"))
         return known({});
-    if (equalsNoCase(word, "REJECT"))
-        return known(refuse(550, 701, rest.empty() ? std::string("Access denied") : cleanText(rest)));
-    if (equalsNoCase(word, "DEFER") || equalsNoCase(word, "DEFER_IF_PERMIT"))
-        return known(refuse(450, 701, rest.empty() ? std::string("Service temporarily unavailable") : cleanText(rest)));
-    if (word.size() == 3 && (word[0] == '4' || word[0] == '5') && isDigit(word[1]) && isDigit(word[2])) {
-        int code = (word[0] - '0') * 100 + (word[1] - '0') * 10 + (word[2] - '0');
-        if (code == 421) code = 450;
-        if (code == 521) code = 550;
-        int cls = 0, subject = 0, detail = 0;
-        std::string_view text = rest;
+    // The refusal's text may start with an enhanced status code ("REJECT 5.7.23 SPF fail",
+    // "550 5.7.1 ..."): it replaces the x.7.1 default, as Postfix's dsn_split does for access
+    // maps and policy answers, instead of standing in the text after another code.
+    auto refusal = [&](int code, std::string_view text, const char* empty) {
         int enhanced = 701;  // x.7.1, as Postfix uses for access-map refusals
+        int cls = 0, subject = 0, detail = 0;
         std::string_view after;
-        if (leadingEnhanced(rest, cls, subject, detail, after)) {
+        if (leadingEnhanced(text, cls, subject, detail, after)) {
             text = after;
             // RFC 3463: the class must match the reply code; Postfix corrects it, so does
             // Postern (the enum stores no class). Details past 99 cannot be represented:
             // x.7.1 then.
             if (detail < 100) enhanced = subject * 100 + detail;
         }
-        return known(refuse(code, enhanced, text.empty() ? std::string("Access denied") : cleanText(text)));
+        return known(refuse(code, enhanced, text.empty() ? std::string(empty) : cleanText(text)));
+    };
+    if (equalsNoCase(word, "REJECT")) return refusal(550, rest, "Access denied");
+    if (equalsNoCase(word, "DEFER") || equalsNoCase(word, "DEFER_IF_PERMIT"))
+        return refusal(450, rest, "Service temporarily unavailable");
+    if (word.size() == 3 && (word[0] == '4' || word[0] == '5') && isDigit(word[1]) && isDigit(word[2])) {
+        int code = (word[0] - '0') * 100 + (word[1] - '0') * 10 + (word[2] - '0');
+        if (code == 421) code = 450;
+        if (code == 521) code = 550;
+        return refusal(code, rest, "Access denied");
     }
     if (equalsNoCase(word, "PREPEND")) {
         if (!isHeaderLine(rest)) {

@@ -195,6 +195,10 @@ def test_refusals_reach_the_client():
         "nonsense": "BLAH something",
         "filter": "FILTER smtp:[127.0.0.1]:10025",
         "ok": "OK",
+        # A leading enhanced code is the refusal's own (postfwd, policyd-spf answer so);
+        # before, the client read "550 5.7.1 5.7.23 SPF fail".
+        "spf": "REJECT 5.7.23 SPF fail",
+        "grey": "DEFER_IF_PERMIT 4.2.0 Greylisted",
     }
     with PolicyServer(by_sender(table)) as ps, Postern(overrides=policy_overrides(ps.service)) as p:
         s = p.smtp("mx")
@@ -219,6 +223,10 @@ def test_refusals_reach_the_client():
         check(b"Server configuration problem" in r[1], "default text: %r" % (r[1],))
         expect(rcpt_as("filter"), 250, what="FILTER is unsupported: DUNNO")
         expect(rcpt_as("ok"), 250, what="OK")
+        r = expect(rcpt_as("spf"), 550, "5.7.23", what="REJECT with an enhanced code")
+        check_eq(r[1], b"5.7.23 SPF fail", "REJECT's text after its own code")
+        r = expect(rcpt_as("grey"), 450, "4.2.0", what="DEFER_IF_PERMIT with an enhanced code")
+        check_eq(r[1], b"4.2.0 Greylisted", "DEFER's text after its own code")
         s.quit()
         p.log_contains(r"event=policy\.unsupported .*action=FILTER\\x20")
         p.log_contains(r"event=policy\.bad_action .*action=BLAH\\x20something ")

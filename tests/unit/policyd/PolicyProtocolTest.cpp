@@ -161,6 +161,20 @@ BOOST_AUTO_TEST_CASE(reject_and_defer) {
     BOOST_TEST(r.decision.code == 450);
     BOOST_TEST(r.decision.text == "Greylisted");
     BOOST_TEST(interpretAction("DEFER").decision.text == "Service temporarily unavailable");
+    // A leading enhanced code is the refusal's own (postfwd, policyd-spf, postgrey answer
+    // so), not text after x.7.1 ("550 5.7.1 5.7.23 ..." before); its class follows the reply.
+    r = interpretAction("REJECT 5.7.23 SPF fail");
+    BOOST_TEST(r.decision.code == 550);
+    BOOST_TEST(r.decision.enhanced == 723);
+    BOOST_TEST(r.decision.text == "SPF fail");
+    r = interpretAction("DEFER_IF_PERMIT 4.2.0 Greylisted");
+    BOOST_TEST(r.decision.code == 450);
+    BOOST_TEST(r.decision.enhanced == 200);
+    BOOST_TEST(r.decision.text == "Greylisted");
+    r = interpretAction("DEFER 5.7.1 wrong class");
+    BOOST_TEST(r.decision.code == 450);
+    BOOST_TEST(r.decision.enhanced == 701);
+    BOOST_TEST(r.decision.text == "wrong class");
 }
 
 BOOST_AUTO_TEST_CASE(numeric_replies) {
