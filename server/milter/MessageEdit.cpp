@@ -147,7 +147,16 @@ void applyModification(const Reply& r, MessageParts& m, core::MilterMessage& env
         env.recipients.erase(std::remove_if(env.recipients.begin(), env.recipients.end(),
                                           [&](const std::string& a) { return equalNoCase(a, r.text); }),
                            env.recipients.end());
-        if (env.recipients.size() != before) env.deletedRecipients.push_back(r.text);
+        if (env.recipients.size() == before) break;
+        // A recipient a milter added earlier in the chain is simply not added: "deleted"
+        // means one of the envelope's own, and the session adds what is in addedRecipients
+        // (edits count in the order they came, as in Postfix's cleanup).
+        auto added = std::find_if(env.addedRecipients.begin(), env.addedRecipients.end(),
+                                  [&](const std::string& a) { return equalNoCase(a, r.text); });
+        if (added != env.addedRecipients.end())
+            env.addedRecipients.erase(added);
+        else
+            env.deletedRecipients.push_back(r.text);
         break;
     }
     case K::ChgFrom:

@@ -270,6 +270,21 @@ core::MilterVerdict MilterConnection::verdict(const core::MilterFacts& f, const 
     if (stage == "rcpt") l.address("to", f.recipient);
     if (!v.reply.empty()) l.text("reply", v.reply);
     logger().notice(l.str());
+    if (session && socket_) {
+        // A verdict at connect or HELO is the milter's last word for the session: QUIT and
+        // close now (Postfix's milter8 does), or a client the milter refused would hold a
+        // milter connection, and its libmilter thread, until it left. A refusal answers
+        // every later step the same way (never a Continue from a closed milter).
+        if (state_ != State::Off) {
+            state_ = State::Failed;
+            failed_ = v;
+        }
+        try {
+            send(packet(cmd::Quit), settings_.commandTimeout);
+        } catch (...) {
+        }
+        socket_.reset();
+    }
     return v;
 }
 

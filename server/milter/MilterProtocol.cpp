@@ -114,7 +114,9 @@ std::uint32_t Reply::neededAction() const {
     case Kind::AddHeader: return act::AddHdrs;
     case Kind::InsHeader: return act::AddHdrs;
     case Kind::ChgHeader: return act::ChgHdrs;
-    case Kind::AddRcpt: return args.empty() ? act::AddRcpt : act::AddRcptPar;
+    // The command decides, not whether it has arguments: libmilter lets a milter that asked
+    // for ADDRCPT_PAR only call smfi_addrcpt_par(ctx, rcpt, NULL).
+    case Kind::AddRcpt: return withParams ? act::AddRcptPar : act::AddRcpt;
     case Kind::DelRcpt: return act::DelRcpt;
     case Kind::ChgFrom: return act::ChgFrom;
     case Kind::ReplBody: return act::ChgBody;
@@ -243,6 +245,7 @@ std::optional<Reply> parseReply(std::string_view p, std::string& error) {
             r.args = std::string(s[1]);
         }
         r.kind = c == '-' ? Reply::Kind::DelRcpt : c == 'e' ? Reply::Kind::ChgFrom : Reply::Kind::AddRcpt;
+        r.withParams = c == '2';
         return r;
     }
     case 'b':

@@ -98,6 +98,7 @@ struct Reply {
     std::string name;
     std::string text;
     std::string args;
+    bool withParams = false;  // '2' (SMFIR_ADDRCPT_PAR), arguments or not
     std::uint32_t index = 0;
     std::uint32_t version = 0, actions = 0, protocol = 0;
     // The action flag a modification needs (0 for verdicts).

@@ -231,6 +231,30 @@ def test_reject_tempfail_and_discard_verdicts():
         p.log_contains(r"event=message\.discard .*reason=milter")
 
 
+def test_a_verdict_at_connect_closes_the_milter_connection_at_once():
+    """A milter's verdict at connect (an RBL milter's reject, an accept) is its last word for
+    the session: the connection gets QUIT and is closed then, as Postfix's milter8 does.
+    Before, it stayed open until the SMTP client left, so a flood of slow clients the
+    milter had refused held as many milter connections (libmilter threads). A refused
+    client's MAIL still gets the milter's refusal. No configuration change beyond the
+    milter."""
+    def decide(cmd, data, conn):
+        if cmd == "C":
+            return [ms.REJECT if b"127.0.0.3" in data else ms.ACCEPT]
+        return [ms.CONTINUE]
+    with ms.ScriptedMilter(decide) as m, Postern(overrides=milter_overrides(m.spec)) as p:
+        for source, verdict in (("127.0.0.3", "reject"), ("127.0.0.4", "accept")):
+            s = p.smtp("mx", source=source)  # the session stays open while the milter is checked
+            c = wait_for(lambda: [c for c in m.conns if "C" in c.cmds() and
+                                  any(source.encode() in d for cmd, d in c.commands if cmd == "C")], 10,
+                         what="the milter's connection for " + source)[0]
+            wait_for(lambda: "Q" in c.cmds(), 10, what="QUIT to the milter after its %s at connect" % verdict)
+            code, _ = s.docmd("MAIL", "FROM:<someone@remote.example>")
+            check_eq(code, 550 if verdict == "reject" else 250, "MAIL after the milter's %s" % verdict)
+            s.quit()
+            check_eq(c.cmds(), "OCQ", "the milter's steps for " + source)
+
+
 def test_quarantine_holds_the_queued_copy():
     def decide(cmd, data, conn):
         return [ms.quarantine("looks odd"), ms.CONTINUE] if cmd == "E" else [ms.CONTINUE]

@@ -101,6 +101,9 @@ BOOST_AUTO_TEST_CASE(modifications_parse) {
     BOOST_TEST((p.kind == Reply::Kind::AddRcpt));
     BOOST_TEST(p.args == "NOTIFY=NEVER");
     BOOST_TEST(p.neededAction() == act::AddRcptPar);
+    // smfi_addrcpt_par(ctx, rcpt, NULL): '2' without arguments still needs ADDRCPT_PAR only.
+    BOOST_TEST(parse("2<x@example.org>\0"s).neededAction() == act::AddRcptPar);
+    BOOST_TEST(parse("+<x@example.org>\0"s).neededAction() == act::AddRcpt);
     BOOST_TEST((parse("-<x@example.org>\0"s).kind == Reply::Kind::DelRcpt));
     BOOST_TEST(parse("e<>\0"s).text == "");
     BOOST_TEST(parse("qspam\0"s).text == "spam");
@@ -196,6 +199,32 @@ BOOST_AUTO_TEST_CASE(a_replaced_body_of_a_header_only_message_gets_its_empty_lin
     body.text = "Note: scanned\r\n";
     applyModification(body, p, env, started);
     BOOST_TEST(joinMessage(p) == "Subject: probe\r\n\r\nNote: scanned\r\n");
+}
+
+// A recipient one milter adds and a later one deletes is not delivered: edits count in the
+// order they come (Postfix's cleanup). Before, deletes were applied first and adds after.
+BOOST_AUTO_TEST_CASE(a_recipient_added_then_deleted_is_gone) {
+    MessageParts p = splitMessage("Subject: x\r\n\r\nbody\r\n");
+    postern::core::MilterMessage env;
+    env.recipients = {"a@example.org"};
+    bool started = false;
+    Reply add, del;
+    add.kind = Reply::Kind::AddRcpt;
+    add.text = "archive@example.net";
+    del.kind = Reply::Kind::DelRcpt;
+    del.text = "Archive@example.net";
+    applyModification(add, p, env, started);
+    applyModification(del, p, env, started);
+    BOOST_TEST(env.addedRecipients.empty());
+    BOOST_TEST(env.deletedRecipients.empty());
+    BOOST_TEST(env.recipients == std::vector<std::string>{"a@example.org"}, boost::test_tools::per_element());
+    // An envelope recipient deleted and added again stays: deleted, then added.
+    del.text = "a@example.org";
+    add.text = "a@example.org";
+    applyModification(del, p, env, started);
+    applyModification(add, p, env, started);
+    BOOST_TEST(env.deletedRecipients == std::vector<std::string>{"a@example.org"}, boost::test_tools::per_element());
+    BOOST_TEST(env.addedRecipients == std::vector<std::string>{"a@example.org"}, boost::test_tools::per_element());
 }
 
 // Each protocol version is offered only the steps it has (Postfix's milter8.c masks).
