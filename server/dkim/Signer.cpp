@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <memory>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
 
 namespace postern::dkim {
 
@@ -95,17 +98,21 @@ std::string signParts(const MessageParts& parts, const std::string& bh, const Si
     const std::vector<std::string> names = headerList(parts.headers);
     // RFC 6376 5.4.2: the n-th occurrence of a name in h= is the n-th field of that name
     // counted from the bottom; a name with no field left contributes nothing.
+    // Each name's fields, bottom first, found in one pass over the header: a rescan per h=
+    // entry was quadratic, and a submitted header of 100,000 short fields cost tens of
+    // seconds of CPU per key.
+    std::unordered_map<std::string, std::vector<std::size_t>> fieldsOf;
+    for (std::size_t i = parts.headers.size(); i-- > 0;) fieldsOf[core::asciiLower(parts.headers[i].name)].push_back(i);
+    std::unordered_map<std::string_view, std::size_t> usedOf;  // fields of the name signed so far
     std::string data;
-    std::vector<bool> used(parts.headers.size(), false);
     std::vector<std::string_view> signedNames;
     for (const auto& name : names) {
         signedNames.push_back(name);
-        for (std::size_t i = parts.headers.size(); i-- > 0;) {
-            if (used[i] || core::asciiLower(parts.headers[i].name) != name) continue;
-            used[i] = true;
-            data += canonicalHeader(parts.headers[i].raw, Canon::Relaxed);
-            break;
-        }
+        auto it = fieldsOf.find(name);
+        if (it == fieldsOf.end()) continue;
+        std::size_t& used = usedOf[name];
+        if (used == it->second.size()) continue;
+        data += canonicalHeader(parts.headers[it->second[used++]].raw, Canon::Relaxed);
     }
     std::string field = "DKIM-Signature: v=1; a=" + std::string(signatureAlgorithm(key.algorithm)) +
                         "; c=relaxed/relaxed; d=" + key.domain + "; s=" + key.selector +
