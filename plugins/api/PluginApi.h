@@ -157,7 +157,10 @@ public:
     virtual ~Backend() = default;
 
     // Returns the stored {SCHEME}hash for the host to verify (verified = false), or
-    // verifies the password itself (verified = true, e.g. LDAP bind).
+    // verifies the password itself (verified = true, e.g. LDAP bind). service: "smtp",
+    // "pop3"; for rehash on login "rehash_check" (its first check) and "rehash" (the check
+    // right before a write without compare-and-set: a backend with read replicas must answer
+    // that one from its primary).
     virtual AuthAnswer authenticate(const std::string& user, const std::string& password,
                                     const std::string& service, const std::string& clientIp) noexcept = 0;
 

@@ -135,8 +135,9 @@ void Rehasher::run() {
     idle_.notify_all();
 }
 
-bool Rehasher::stillTheSameHash(const Job& job) {
-    const api::AuthAnswer now = job.backend->authenticate(job.user, job.password, "rehash", "");
+bool Rehasher::stillTheSameHash(const Job& job, bool beforeWrite) {
+    const api::AuthAnswer now =
+        job.backend->authenticate(job.user, job.password, beforeWrite ? "rehash" : "rehash_check", "");
     const bool same = now.status == api::Status::Ok && now.appPasswordId.empty() && now.verified == job.verifiedByBackend &&
                       (job.verifiedByBackend ? canonicalSchemeName(now.storedScheme) == job.fromScheme
                                              : now.record.passwordHash == job.oldHash);
@@ -157,7 +158,7 @@ void Rehasher::process(Job& job) {
     const std::string to(schemeName(settings_.target));
     // (1) Still the hash the login was checked against? A changed password is not ours to
     // touch, and a rehash done meanwhile needs no second write (nor the cost of a new hash).
-    if (!stillTheSameHash(job)) return;
+    if (!stillTheSameHash(job, false)) return;
     // (2) The new hash, checked before it replaces a working one.
     std::string hash = makePasswordHash(settings_.target, job.password);
     if (verifyPassword(job.password, hash) != VerifyResult::Match) {
@@ -173,7 +174,7 @@ void Rehasher::process(Job& job) {
     api::WriteAnswer w{api::WriteStatus::Unsupported, ""};
     if (!job.verifiedByBackend) w = job.backend->replacePassword(job.user, job.oldHash, hash);
     if (w.status == api::WriteStatus::Unsupported) {
-        if (!stillTheSameHash(job)) {
+        if (!stillTheSameHash(job, true)) {
             wipe(hash);
             return;
         }

@@ -77,7 +77,11 @@ private:
     void process(Job& job);
     // Asks the backend again: true if it still holds the hash the login was checked against;
     // otherwise counts and logs the job as skipped.
-    bool stillTheSameHash(const Job& job);
+    // beforeWrite: the last check before a plain write (no compare-and-set), asked as service
+    // "rehash" so that a backend with read replicas answers it from its primary; the first
+    // check ("rehash_check") may be answered by a replica (a write still follows a CAS or
+    // that last check).
+    bool stillTheSameHash(const Job& job, bool beforeWrite);
     void skipped(const Job& job, std::string_view reason);
     void failed(const Job& job, const std::string& status, const std::string& detail);
 

@@ -168,6 +168,46 @@ def test_paused_standby_fresh_grant_and_new_user_from_the_primary():
     primary.sql("DELETE FROM users WHERE address = 'new@rr.test'")
 
 
+def test_rehash_never_puts_back_a_password_changed_on_the_primary():
+    """Rehash on login with the operator's own password_query (no compare-and-set: the hash
+    is read again right before the plain set_password_query) and a read replica. The user
+    changes the password on the primary while the standby, within replica_max_lag, still
+    shows the old hash; a client with the old password logs in there (the documented
+    staleness). Before, the rehasher's read-again came from the same standby, so it wrote a
+    hash of the old password to the primary: the change was undone for good. That read now
+    goes to the primary, which shows the change: no write. Changed for the test: a custom
+    password_query, replica_max_lag = 60s (the paused standby is trusted), rehash on."""
+    primary, standby = servers()
+    user, old_pw, new_pw = "rex@rr.test", "Rex-Old-Secret1", "Rex-New-Secret2"
+    old_hash = "{PLAIN}" + old_pw  # an old scheme: the login queues a rehash
+    new_hash = "{PLAIN}" + new_pw
+    primary.sql("DELETE FROM users WHERE address = %s; INSERT INTO users (address, domain, password) "
+                "VALUES (%s, 'rr.test', %s)" % (q(user), q(user), q(old_hash)))
+    standby.wait_replayed(primary)
+    cfg = {"auth.backends": "local, pg", "auth.backend.local.domains": "example.test, example.org"}
+    cfg.update(primary.backend_config(domains="rr.test", extra={
+        "auth.backend.pg.read_conninfo": standby.conninfo(),
+        "auth.backend.pg.replica_max_lag": "60s",
+        # The operator's own schema (here: the same table, a shorter query): no CAS.
+        "auth.backend.pg.password_query": "SELECT u.address, u.password, u.enabled AND d.enabled, u.mailbox "
+                                          "FROM users u JOIN domains d ON d.name = u.domain WHERE u.address = $1",
+        "auth.backend.pg.rehash_on_login": "true",
+    }))
+    with Postern(config=cfg, overrides={"auth.cache.size": "0", "auth.rehash_on_login": "true"}, name="rr") as p:
+        standby.sql("SELECT pg_wal_replay_pause()", db="postgres")
+        try:
+            primary.sql("UPDATE users SET password = %s WHERE address = %s" % (q(new_hash), q(user)))
+            check(pop_login(p, user, old_pw).startswith("+OK"), "the old password on the stale standby")
+            wait_for(lambda: p.metric("postern_events_total", {"event": "auth_rehash", "label": "skipped"}) >= 1,
+                     30, what="the rehash skipped (the primary shows the change)")
+            check_eq(primary.sql("SELECT password FROM users WHERE address = %s" % q(user)), [new_hash],
+                     "the primary's hash after the login with the old password")
+        finally:
+            standby.sql("SELECT pg_wal_replay_resume()", db="postgres")
+        standby.wait_replayed(primary)
+        check(pop_login(p, user, new_pw).startswith("+OK"), "the new password works")
+
+
 def test_stopped_standby_logins_and_grants_via_the_primary():
     primary, standby = servers()
     with node(primary, standby) as p:

@@ -270,7 +270,12 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
         // $2: the id of the app password the password would be ("" = not in that format).
         pg::Params params{key, api::apppw::idOf(password).value_or("")};
         params.resize(std::min(params.size(), std::max<std::size_t>(1, highestParam(config_.passwordQuery))));
-        pg::QueryResult r = read(passwordStatement_, params, true);
+        // Rehash on login checks the hash is still the one the login matched, right before
+        // its write (without a compare-and-set, custom queries): a replica up to
+        // replica_max_lag behind would show the hash a password change just replaced, and
+        // the write would put the old password back for good. The primary answers it.
+        pg::QueryResult r = service == "rehash" ? execute_(passwordStatement_, params)
+                                                : read(passwordStatement_, params, true);
         if (r.failed()) {
             a.detail = "password_query: " + describe(r);
             return a;
