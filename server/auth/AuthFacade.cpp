@@ -263,8 +263,11 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
     // A name no backend could hold (not UTF-8 either: PostgreSQL's text, LDAP's strings and
     // SMTPUTF8 addresses are UTF-8; asking a backend would turn it into a query error and a
     // temporary failure): still spend the time of a real check.
+    // Nor an address with an empty local part or domain: a directory that finds "bob" by
+    // %n finds "bob@" too, and each spelling would have a failed-login counter of its own.
+    const std::size_t at = login.find('@');
     if (login.empty() || login.size() > MaxLoginLength || hasControlChars(login, /*spaceToo=*/true) ||
-        !core::isValidUtf8(login)) {
+        !core::isValidUtf8(login) || (at != std::string::npos && (at == 0 || at + 1 == login.size()))) {
         verify(request.password, dummyHash());
         d.outcome = Outcome::UnknownUser;
         d.detail = "invalid user name";
