@@ -207,7 +207,8 @@ void Daemon::buildAuth() {
     for (const auto& b : a.backends) {
         handles_.push_back(loader_->load(b.plugin, b.name, b.params));
         const bool rehash = a.rehashBackends.count(b.name) != 0 && a.rehashBackends.at(b.name);
-        chain.push_back({b.name, handles_.back().get(), b.domains, rehash});
+        // The ldap plugin checks passwords itself (a bind).
+        chain.push_back({b.name, handles_.back().get(), b.domains, rehash, b.plugin == "ldap"});
         serverLog().information(core::EventLine("backend.loaded")
                                     .add("name", b.name)
                                     .add("plugin", handles_.back().pluginName())
@@ -216,6 +217,7 @@ void Daemon::buildAuth() {
                                     .str());
     }
     facade_ = std::make_unique<auth::AuthFacade>(chain);
+    facade_->setDummyScheme(a.rehash.target);  // auth.default_scheme
     if (std::any_of(chain.begin(), chain.end(), [](const auth::BackendBinding& b) { return b.rehashOnLogin; })) {
         rehasher_ = std::make_unique<auth::Rehasher>(a.rehash, telemetry_);
         facade_->setRehasher(rehasher_.get());

@@ -123,6 +123,8 @@ AuthFacade::AuthFacade(std::vector<BackendBinding> chain)
     dummyHash();
 }
 
+void AuthFacade::setDummyScheme(HashScheme scheme) { dummy_ = makeDummyHash(scheme); }
+
 std::string AuthFacade::defaultMailbox(const std::string& user) {
     auto at = user.rfind('@');
     if (at == std::string::npos) {
@@ -268,7 +270,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
     const std::size_t at = login.find('@');
     if (login.empty() || login.size() > MaxLoginLength || hasControlChars(login, /*spaceToo=*/true) ||
         !core::isValidUtf8(login) || (at != std::string::npos && (at == 0 || at + 1 == login.size()))) {
-        verify(request.password, dummyHash());
+        verify(request.password, dummy());
         d.outcome = Outcome::UnknownUser;
         d.detail = "invalid user name";
         return d;
@@ -276,10 +278,12 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
     const std::string domain = asciiDomain(domainOf(login));  // binding domains are A-labels
     const std::string clientIp = request.client.host();
 
+    bool onlyVerifying = true;  // every backend asked checks passwords itself
     for (const auto& binding : chain_) {
         if (!isAuthoritative(binding, domain)) {
             continue;
         }
+        onlyVerifying = onlyVerifying && binding.verifiesPasswords;
         d.backend = binding.instance;
         api::AuthAnswer answer;
         std::string askedAs = login;  // the spelling the backend answered for (its writes use it)
@@ -305,9 +309,11 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         case api::Status::TempFail:
             return {Outcome::TempFail, binding.instance, answer.detail};
         case api::Status::Disabled:
-            // Same cost as a real check, so a disabled account is not told apart by time.
-            verify(request.password, answer.record.passwordHash.empty()
-                                                 ? std::string_view(dummyHash())
+            // Same cost as a real check, so a disabled account is not told apart by time
+            // (none where real checks cost no local hash: the backend's own).
+            if (!binding.verifiesPasswords)
+                verify(request.password, answer.record.passwordHash.empty()
+                                                 ? std::string_view(dummy())
                                                  : std::string_view(answer.record.passwordHash));
             return {Outcome::Disabled, binding.instance, answer.detail};
         case api::Status::BadCredentials:
@@ -378,7 +384,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         return ok;
     }
 
-    verify(request.password, dummyHash());
+    if (!onlyVerifying) verify(request.password, dummy());
     return {Outcome::UnknownUser, "-", {}};
 }
 

@@ -28,6 +28,10 @@ struct BackendBinding {
     plugins::api::Backend* backend = nullptr;
     std::vector<std::string> domains;         // domains it is authoritative for; "*" = any
     bool rehashOnLogin = false;               // replace an old-scheme hash after a login (Rehasher)
+    // The backend checks passwords itself (ldap: a bind), so a real login costs no local hash:
+    // an unknown or disabled user of it gets none either (its time and its need of a
+    // HashGate slot would tell which accounts exist).
+    bool verifiesPasswords = false;
 };
 
 // Implements both ports over the chain. Backends are asked in order, and only those
@@ -39,7 +43,9 @@ struct BackendBinding {
 // A found user: verified by the backend -> its status decides; otherwise the stored hash is
 // checked with verifyPassword (Unsupported/Malformed hash -> TempFail, it is a config error).
 // Disabled -> BadCredentials. No backend knows the user -> the password is still verified
-// against dummyHash() so the time does not reveal which users exist -> BadCredentials.
+// against a dummy hash (setDummyScheme) so the time does not reveal which users exist ->
+// BadCredentials; not where every backend asked checks passwords itself (verifiesPasswords:
+// its real logins cost no local hash either).
 // One log line per attempt on "postern.auth"; never the password.
 //
 // Thread-safe and lock-free on the session paths: the chain is immutable after construction,
@@ -71,6 +77,10 @@ public:
     // check of a password against a hash (also the dummy hash of an unknown user) holds a
     // slot; none in time is a temporary failure. Set before serving.
     void setHashGate(HashGate* gate) { hashGate_ = gate; }
+    // The scheme of the dummy hash an unknown user's password is checked against
+    // (auth.default_scheme: the one most stored hashes are in once rehashed), so that it
+    // costs what a real user's check costs. Default: Argon2id. Set before serving.
+    void setDummyScheme(HashScheme scheme);
 
     // Called once per attempt after the log line (metrics). Set before serving.
     using Observer = std::function<void(std::string_view service, std::string_view backend, std::string_view result,
@@ -114,8 +124,10 @@ private:
     AuthCache* cache_ = nullptr;
     Rehasher* rehasher_ = nullptr;
     HashGate* hashGate_ = nullptr;
+    std::string dummy_;  // setDummyScheme's; empty: dummyHash()
     // verifyPassword under a HashGate slot (throws HashesBusy).
     VerifyResult verify(std::string_view password, std::string_view stored);
+    const std::string& dummy() const { return dummy_.empty() ? dummyHash() : dummy_; }
     Observer observer_;
     std::chrono::milliseconds lastUsedInterval_{std::chrono::minutes(15)};
 

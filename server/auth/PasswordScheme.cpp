@@ -454,13 +454,17 @@ std::string makePasswordHash(HashScheme scheme, std::string_view password) {
     throw std::runtime_error("unknown password scheme");
 }
 
+std::string makeDummyHash(HashScheme scheme) {
+    Bytes secret = randomBytes(32);
+    std::string password = encodeBase64(secret.data(), secret.size());
+    OPENSSL_cleanse(secret.data(), secret.size());
+    std::string hash = makePasswordHash(scheme, password);
+    OPENSSL_cleanse(password.data(), password.size());
+    return hash;
+}
+
 const std::string& dummyHash() {
-    static const std::string hash = [] {
-        Bytes secret = randomBytes(32);
-        std::string password = encodeBase64(secret.data(), secret.size());
-        OPENSSL_cleanse(secret.data(), secret.size());
-        return makePasswordHash(DefaultHashScheme, password);
-    }();
+    static const std::string hash = makeDummyHash(DefaultHashScheme);
     return hash;
 }
 

@@ -41,8 +41,10 @@ VerifyResult verifyPassword(std::string_view password, std::string_view storedWi
 // Throws std::runtime_error if the library or the random source fails. Thread-safe.
 std::string makePasswordHash(HashScheme scheme, std::string_view password);
 
-// A default-scheme hash of a random password, made once on first use. The facade verifies
-// against it for unknown users so the answer time does not tell which users exist.
+// A hash in `scheme` of a random password nobody knows. The facade verifies an unknown
+// user's password against one so the answer time does not tell which users exist.
+std::string makeDummyHash(HashScheme scheme);
+// makeDummyHash(DefaultHashScheme), made once on first use.
 const std::string& dummyHash();
 
 }  // namespace postern::auth

@@ -270,6 +270,38 @@ BOOST_AUTO_TEST_CASE(aBackendThatCannotAnswerMakesTheResultTempFail) {
     }
 }
 
+// A backend that checks passwords itself (LDAP: a bind) costs a real login no local hash, so
+// its unknown and disabled users get none either: the dummy hash took 25 ms more than a
+// real login there, and needing a HashGate slot when none was free answered 454 for an
+// unknown name and 535 for a real one (an existence oracle). Now both need no slot.
+BOOST_AUTO_TEST_CASE(aVerifyingBackendsUnknownUsersCostNoLocalHash) {
+    test::VerifyingBackend bind;
+    BackendBinding ldap{"ldap", &bind, {"bind.test"}};
+    ldap.verifiesPasswords = true;
+    AuthFacade facade({ldap});
+    HashGate gate(1, std::chrono::milliseconds(50));
+    facade.setHashGate(&gate);
+    HashGate::Slot held(&gate);  // no slot free
+    for (const char* user : {"nobody@bind.test", "vera@bind.test"})
+        BOOST_TEST(name(facade.authenticate(request(user, "wrong")).status) == "BadCredentials", user);
+    BOOST_TEST(name(facade.authenticate(request("vera@bind.test", "bindpw")).status) == "Ok");
+    // Where a hash backend is asked too, an unknown user still pays the dummy check (here:
+    // no slot, TempFail): its real users do.
+    AuthFacade mixed({ldap, users()});
+    mixed.setHashGate(&gate);
+    BOOST_TEST(name(mixed.authenticate(request("nobody@bind.test", "wrong")).status) == "TempFail");
+}
+
+// The dummy hash is in auth.default_scheme: an unknown user costs what a real user whose
+// hash is in that scheme costs.
+BOOST_AUTO_TEST_CASE(theDummyHashIsInTheConfiguredScheme) {
+    AuthFacade facade({users()});
+    facade.setDummyScheme(HashScheme::Sha512Crypt);
+    BOOST_TEST(name(facade.authenticate(request("nobody@example.test", "x")).status) == "BadCredentials");
+    BOOST_TEST(makeDummyHash(HashScheme::Sha512Crypt).rfind("{SHA512-CRYPT}$6$", 0) == 0u);
+    BOOST_TEST(makeDummyHash(HashScheme::Sha512Crypt) != makeDummyHash(HashScheme::Sha512Crypt));
+}
+
 BOOST_AUTO_TEST_CASE(aBackendThatVerifiesItselfDecides) {
     test::VerifyingBackend bind;
     AuthFacade facade({{"ldap", &bind, {"bind.test"}}, users()});
