@@ -361,6 +361,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     std::string lastDaneFailure;
     bool lastWasDane = false;    // the last failure is DANE's: deferred with 4.7.5
     bool stsTlsFailed = false;  // MTA-STS enforce: a host failed the verified-TLS requirement
+    bool lastWasLoop = false;   // the last failure: a less preferred MX host that is this node
     for (const auto& host : where.hosts) {
         if (tried >= MaxAddressesPerAttempt) break;
         HostTls hostTls = hostPolicies.at(host.name);
@@ -400,6 +401,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
             if (!client) {
                 // In the cache before connecting, so a shutdown can abort it mid-way.
                 SmtpClient* fresh = connections.put(key, std::make_unique<SmtpClient>(clientSettings_));
+                fresh->setLoopCheck(route.mx);
                 // MTA-STS testing: try what enforce would require; on failure log it and go on as usual.
                 const bool probe = sts.testing() && hostTls.policy != TlsPolicy::Verify;
                 SmtpReply r = fresh->open(address, host.name, probe ? TlsPolicy::Verify : hostTls.policy,
@@ -427,11 +429,29 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                     lastWasDane = dane && !fresh->daneFailure().empty();
                     if (sts.enforce() && fresh->tlsRequirementFailed()) stsTlsFailed = true;
                     if (fresh->loopsBack()) {
-                        // Like a host that cannot take the message: the next MX host may;
-                        // when none can, the message bounces (RFC 3463 5.4.6).
-                        requirementStatus = "5.4.6";
+                        // The best MX is this node: the domain's mail comes here and cannot
+                        // be delivered here, a permanent 5.4.6 at once (Postfix: "mail for
+                        // X loops back to myself"). A less preferred MX that is: that host
+                        // is skipped (4.4.6 if no other takes the message).
                         lastFailure = SmtpReply::local("mail for " + route.target + " loops back to myself");
-                    } else if (route.requireTls && fresh->tlsRequirementFailed()) {
+                        lastRelay = fresh->relay();
+                        connections.drop(key);
+                        if (&host == &where.hosts.front()) {
+                            for (auto i : pending) {
+                                outcomes[i].kind = Outcome::Kind::Perm;
+                                outcomes[i].reply = lastFailure;
+                                outcomes[i].status = "5.4.6";
+                                outcomes[i].relay = lastRelay;
+                                outcomes[i].tlsPolicy = lastTlsPolicy;
+                            }
+                            return;
+                        }
+                        lastWasLoop = true;
+                        otherFailure = true;
+                        continue;
+                    }
+                    lastWasLoop = false;
+                    if (route.requireTls && fresh->tlsRequirementFailed()) {
                         requirementStatus = "5.7.30";
                         lastFailure = SmtpReply::local("REQUIRETLS: no verified TLS with " + fresh->relay() + ": " + r.text());
                     } else {
@@ -506,6 +526,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
         outcomes[i].reply = lastFailure;
         outcomes[i].status = lastFailure.code >= 400 ? "4" + lastFailure.status().substr(1)
                            : lastWasDane                ? "4.7.5"  // RFC 7672: cryptographic failure
+                           : lastWasLoop                ? "4.4.6"
                                                         : "4.4.1";
         outcomes[i].relay = lastRelay;
         outcomes[i].tlsPolicy = lastTlsPolicy;

@@ -263,7 +263,7 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
     // RFC 5321 4.1.1.1: the reply to EHLO/HELO starts with the server's name. Ours means a
     // mail loop (an MX or transport pointing back here); found before TLS or credentials are
     // spent on it, as Postfix does ("mail for ... loops back to myself").
-    if (!settings_.heloName.empty() && !r.lines.empty()) {
+    if (loopCheck_ && !settings_.heloName.empty() && !r.lines.empty()) {
         const std::string_view first = r.lines[0];
         if (core::asciiLower(first.substr(0, first.find(' '))) == core::asciiLower(settings_.heloName)) {
             loopsBack_ = true;

@@ -132,10 +132,15 @@ public:
     // open() failed because TLS was required (encrypt/verify) and could not be had: STARTTLS
     // not offered or refused, handshake or certificate check failed.
     bool tlsRequirementFailed() const { return tlsRequirementFailed_; }
-    // open() failed because the server named itself as this node does (settings' heloName)
-    // in its EHLO/HELO reply: mail sent there comes back (this node, or a node of its cluster,
-    // which shares server.hostname).
+    // With the check on (setLoopCheck), open() failed because the server named itself as
+    // this node does (settings' heloName) in its EHLO/HELO reply: mail sent there comes back
+    // (this node, or a node of its cluster, which shares server.hostname).
     bool loopsBack() const { return loopsBack_; }
+    // Whether open() checks the EHLO name for a loop: for MX delivery only. A relayhost or
+    // transport is the operator's choice, and an MTA beside posternd on the same machine
+    // (a content filter, a smarthost) may well carry the machine's name (Postfix checks only
+    // the SMTP port 25 for the same reason). Off by default.
+    void setLoopCheck(bool on) { loopCheck_ = on; }
     // The session is TLS with the certificate verified (policy verify: chain + host name).
     bool tlsVerified() const { return tls_ && tlsVerified_; }
     // DANE: why the last open() failed its TLSA check ("" = it did not), and what matched.
@@ -188,6 +193,7 @@ private:
     bool tlsRequirementFailed_ = false;
     bool tlsVerified_ = false;
     bool loopsBack_ = false;
+    bool loopCheck_ = false;
     std::string daneFailure_;
     std::string daneMatched_;
     // EHLO extensions (RFC 5321 4.1.1.1), reset on every EHLO.

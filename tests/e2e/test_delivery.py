@@ -384,30 +384,40 @@ def test_lifetime_expiry_bounces_with_4_4_7():
             check_eq(sink.count(), 0, "accepted messages")
 
 
-def test_a_route_back_to_this_node_bounces_at_once_as_a_loop():
-    """A next hop that is this node itself is a mail loop. Here webmail on the node reads
-    alice's mail over POP3 from 127.0.0.1, so that address holds her POP-before-SMTP grant,
-    and delivery.transport.loop.test points at the node's own MX listener. Before, the node
-    relayed the message to itself again and again, each pass through the queue, until
-    smtp.max_hops (50) refused it. Postern now knows its own name in the next hop's EHLO
-    reply and bounces at once with 5.4.6 "mail for 127.0.0.1 loops back to myself" (the next
-    hop, as Postfix says it), without a MAIL to itself. Changed for the test: delivery.transport.loop.test
-    (the node's own MX port, known after a first start)."""
-    with DnsServer(DNS_MX, DNS_HOSTS) as dns:
+def test_an_mx_that_is_this_node_bounces_at_once_as_a_loop():
+    """A domain whose best MX is this node, but which the node does not host (a customer
+    moved its domain away and left the MX record), is a mail loop. Here webmail on the node
+    reads alice's mail over POP3 from 127.0.0.1, so that address holds her POP-before-SMTP
+    grant, and loop.test's MX resolves to the node's own MX listener. Before, the node
+    relayed the message to itself again and again, a pass through the queue each time,
+    until smtp.max_hops (50) refused it. Now delivery knows its own name in the MX's EHLO
+    reply and bounces at once with 5.4.6 "mail for loop.test loops back to myself", without
+    a MAIL to itself, as Postfix does. A less preferred MX that is this node is only skipped
+    (backup.loop2.test: the message goes to the other MX). Changed for the test:
+    delivery.smtp_port = the node's own MX port (known after a first start)."""
+    zone = dict(DNS_MX, **{"loop.test": [(10, "mx.loop.test")],
+                           "loop2.test": [(10, "mx1.a.test"), (20, "backup.loop2.test")]})
+    hosts = dict(DNS_HOSTS, **{"mx.loop.test": "127.0.0.1", "backup.loop2.test": "127.0.0.1"})
+    with DnsServer(zone, hosts) as dns:
         with Postern(overrides=delivery_overrides(dns, 1)) as p:
-            o = dict(p.overrides)
-            o["delivery.transport.loop.test"] = "127.0.0.1:%d" % p.port("mx")
-            p.restart(o)
+            port = p.port("mx")
+            p.restart(delivery_overrides(dns, port))
             pop = p.pop3_login(ALICE, ALICE_PW)  # the grant for 127.0.0.1
             pop.quit()
             marker, _ = submit(p, "someone@loop.test")
             dsn = dsn_from_maildir(p, ALICE, marker)
             _, _, rcpts, _ = parse_dsn(dsn)
             check_eq(rcpts[0]["status"], "5.4.6", "Status")
-            check("loops back to myself" in rcpts[0].get("diagnostic-code", ""), "Diagnostic-Code: %r" % rcpts[0])
+            check("mail for loop.test loops back to myself" in rcpts[0].get("diagnostic-code", ""),
+                  "Diagnostic-Code: %r" % rcpts[0])
             wait_queue_empty(p)
             check_eq(p.log_count(r"event=message\.accept\b"), 1, "accepted: the submission only")
             p.log_contains(r"event=delivery\.connect_fail .*replied to EHLO with my own hostname mail\.example\.test")
+            # Only a less preferred MX is this node: the preferred one (nothing listens on
+            # mx1.a.test at this port) fails, the backup is skipped: deferred, not bounced.
+            marker2, _ = submit(p, "someone@loop2.test")
+            p.log_contains(r"event=delivery\.defer to=<someone@loop2\.test> .*status=4\.4\.6", timeout=20)
+            check_eq(p.maildir_find(ALICE, marker2), [], "no bounce for a loop at a backup MX")
 
 
 def test_starttls_is_used_when_offered():
