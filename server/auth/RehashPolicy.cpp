@@ -98,7 +98,8 @@ std::optional<std::string> rehashFrom(const RehashCandidate& c, HashScheme targe
     if (from.empty() || from == "?" || from == canonicalSchemeName(schemeName(target))) {
         return std::nullopt;
     }
-    if ((from == "CRYPT" && c.passwordLength > 8) || (from == "BLF-CRYPT" && c.passwordLength > 72)) {
+    // A password as long as the prefix read (8, 72) may itself be the prefix of the real one.
+    if ((from == "CRYPT" && c.passwordLength >= 8) || (from == "BLF-CRYPT" && c.passwordLength >= 72)) {
         return std::nullopt;
     }
     return from;

@@ -33,10 +33,11 @@ struct RehashCandidate {
 // The scheme the login's stored hash is in (canonical name) if it should be replaced by a
 // new hash in `target`; nullopt if not: the login failed, an application password matched,
 // the scheme is unknown (a backend that verified itself and did not say), it is the target
-// already, or the scheme reads only a prefix of the password and this one is longer:
-// traditional DES crypt ("CRYPT": 8 octets) and bcrypt ("BLF-CRYPT": 72). Every password
-// sharing that prefix matches there; a new hash of the one typed would lock out the owner's
-// real password (an old laptop's "Sunshine2011" where the password is "Sunshine2010").
+// already, or the scheme reads only a prefix of the password and this one is not shorter
+// than it: traditional DES crypt ("CRYPT": 8 octets) and bcrypt ("BLF-CRYPT": 72). Every
+// password sharing that prefix matches there (the prefix itself too); a new hash of the one
+// typed would lock out the owner's real password (an old laptop's "Sunshine2011", or
+// "Sunshine", where the password is "Sunshine2010").
 std::optional<std::string> rehashFrom(const RehashCandidate& candidate, HashScheme target);
 
 }  // namespace postern::auth

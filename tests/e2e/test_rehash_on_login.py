@@ -162,26 +162,29 @@ def test_passwd_file_des_crypt_is_not_rehashed_from_a_longer_password():
     hash of "Sunshine2010" (an old laptop with a mistyped password that always worked). A
     rehash on that login stored a new hash of "Sunshine2011": the owner's real password
     stopped working on every other client, whose failures then blocked the account. A
-    longer password than DES reads (bcrypt: 72 octets) now never rehashes; an 8-character
-    one, all of which DES checked, still does. Changed for the test: two users with the
-    same DES hash (users), and SETTINGS."""
+    password as long as DES reads (8 characters; bcrypt: 72 octets) or longer now never
+    rehashes ("Sunshine" matches too and may be a prefix); a shorter one, all of which DES
+    checked, still does. Changed for the test: two users with DES hashes (users), and
+    SETTINGS."""
     des = "{CRYPT}abJhAb938FFjw"  # crypt(3) DES of "Sunshine2010" with salt "ab"
+    short = "{CRYPT}abeEMpGl/JNzA"  # crypt(3) DES of "Sunshin" with salt "ab"
     p = Postern(overrides=SETTINGS, users={"des@example.test": {"password": "Sunshine2010", "scheme": "old",
                                                                 "hash": des},
-                                           "short@example.test": {"password": "Sunshine", "scheme": "old",
-                                                                  "hash": des}})
+                                           "short@example.test": {"password": "Sunshin", "scheme": "old",
+                                                                  "hash": short}})
     login_ok(p, "des@example.test", "Sunshine2011", "pop3")  # DES: the first 8 characters match
+    login_ok(p, "des@example.test", "Sunshine", "pop3")
     login_ok(p, "des@example.test", "Sunshine2010", "smtp")
     # The rehash queue is worked in order: once the later login's rehash is done, any of the
     # earlier ones would be too.
-    login_ok(p, "short@example.test", "Sunshine", "pop3")
+    login_ok(p, "short@example.test", "Sunshin", "pop3")
     wait_for(lambda: file_hash(p, "short@example.test").startswith(ARGON2ID_PREFIX), REHASH_TIMEOUT,
-             what="the rehash of the 8-character password")
+             what="the rehash of the 7-character password")
     check_eq(file_hash(p, "des@example.test"), des, "the DES hash after logins with longer passwords")
     check_eq(p.log_count(r"event=auth\.rehash user=des@example\.test "), 0, "rehash lines for des@")
     for pw in ("Sunshine2010", "Sunshine2011"):
         login_ok(p, "des@example.test", pw, "smtp")
-    login_ok(p, "short@example.test", "Sunshine", "smtp")
+    login_ok(p, "short@example.test", "Sunshin", "smtp")
     p.stop()
 
 

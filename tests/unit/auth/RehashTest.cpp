@@ -223,18 +223,19 @@ BOOST_AUTO_TEST_CASE(theTargetSchemeIsNotRehashed) {
     BOOST_TEST(rehashFrom({true, &a}, HashScheme::Argon2id).value_or("") == "SHA512-CRYPT");
 }
 
-// DES crypt reads 8 octets of the password, bcrypt 72: a longer password that matched may
-// not be the owner's (every password with that prefix matches), so it is never made the
-// new hash. One that the scheme read whole still is.
+// DES crypt reads 8 octets of the password, bcrypt 72: a password that long or longer that
+// matched may not be the owner's (every password with that prefix matches, the prefix
+// itself too), so it is never made the new hash. A shorter one, read whole, still is.
 BOOST_AUTO_TEST_CASE(aTruncatingSchemeIsRehashedOnlyFromAPasswordItReadWhole) {
     api::AuthAnswer a;
     a.status = api::Status::Ok;
     a.record.passwordHash = "{CRYPT}abJhAb938FFjw";
-    BOOST_TEST(rehashFrom({true, &a, 8}, HashScheme::Argon2id).value_or("") == "CRYPT");
+    BOOST_TEST(rehashFrom({true, &a, 7}, HashScheme::Argon2id).value_or("") == "CRYPT");
+    BOOST_TEST(!rehashFrom({true, &a, 8}, HashScheme::Argon2id).has_value());  // maybe a prefix itself
     BOOST_TEST(!rehashFrom({true, &a, 9}, HashScheme::Argon2id).has_value());
     a.record.passwordHash = "{BLF-CRYPT}$2y$05$PKnc";
-    BOOST_TEST(rehashFrom({true, &a, 72}, HashScheme::Argon2id).value_or("") == "BLF-CRYPT");
-    BOOST_TEST(!rehashFrom({true, &a, 73}, HashScheme::Argon2id).has_value());
+    BOOST_TEST(rehashFrom({true, &a, 71}, HashScheme::Argon2id).value_or("") == "BLF-CRYPT");
+    BOOST_TEST(!rehashFrom({true, &a, 72}, HashScheme::Argon2id).has_value());
     a.record.passwordHash = Md5Crypt;  // reads every octet
     BOOST_TEST(rehashFrom({true, &a, 200}, HashScheme::Argon2id).value_or("") == "MD5-CRYPT");
 }
