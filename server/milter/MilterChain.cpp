@@ -10,6 +10,7 @@
 #include <Poco/Net/StreamSocket.h>
 #include <Poco/Timespan.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace postern::milter {
@@ -120,6 +121,7 @@ private:
     std::unique_ptr<Poco::Net::StreamSocket> socket_;
     PacketReader reader_;
     State state_ = State::Live;
+    std::uint32_t version_ = 6;  // the protocol version in use: min(offered, the milter's)
     core::MilterVerdict failed_;   // State::Failed: answered to every later step
     bool offForMessage_ = false;   // accepted this message: nothing more until the next MAIL
     bool inMessage_ = false;       // MAIL sent, no end of message yet (abort needed)
@@ -207,7 +209,10 @@ void MilterConnection::open(const core::MilterFacts&) {
     if (r.kind != Reply::Kind::OptNeg) throw Failure("protocol: no option negotiation reply");
     if (r.version < 2) throw Failure("protocol: milter version " + std::to_string(r.version));
     actions_ = r.actions & act::All;
-    protocol_ = r.protocol & offered;  // steps we cannot skip are sent anyway
+    // The older of the two versions decides which steps exist (Postfix masks by both): a
+    // version-2 milter answering a version-6 offer gets no DATA step either.
+    version_ = std::min(settings_.protocolVersion, r.version);
+    protocol_ = r.protocol & proto::offeredFor(version_);  // steps we cannot skip are sent anyway
 }
 
 core::MilterVerdict MilterConnection::fail(const core::MilterFacts& f, std::string_view stage,
@@ -274,7 +279,13 @@ core::MilterVerdict MilterConnection::verdict(const core::MilterFacts& f, const 
         // A verdict at connect or HELO is the milter's last word for the session: QUIT and
         // close now (Postfix's milter8 does), or a client the milter refused would hold a
         // milter connection, and its libmilter thread, until it left. A refusal answers
-        // every later step the same way (never a Continue from a closed milter).
+        // every later step the same way (never a Continue from a closed milter). A DISCARD
+        // there has no message to discard: ignored, as Postfix does (else every message of
+        // the session would be accepted and dropped).
+        if (v.kind == Kind::Discard) {
+            v.kind = Kind::Continue;
+            state_ = State::Off;
+        }
         if (state_ != State::Off) {
             state_ = State::Failed;
             failed_ = v;
@@ -379,7 +390,7 @@ core::MilterVerdict MilterConnection::data(const core::MilterFacts& f) {
     if (offForMessage_) return {};
     return guarded(f, "data", [&] {
         // Before protocol 4 there is no DATA step: never sent (libmilter would disconnect).
-        if (!proto::hasDataStep(settings_.protocolVersion) || (protocol_ & proto::NoData)) return core::MilterVerdict{};
+        if (!proto::hasDataStep(version_) || (protocol_ & proto::NoData)) return core::MilterVerdict{};
         Reply r = exchange(macros(cmd::Data, {{"i", f.queueId}}), packet(cmd::Data), !(protocol_ & proto::NrData),
                            settings_.commandTimeout);
         return verdict(f, r, "data", false);

@@ -109,9 +109,10 @@ class Conn:
 
 class ScriptedMilter:
     def __init__(self, decide=None, protocol=0, actions=ALL_ACTIONS, hang_on=None, reset_after=None,
-                 unix_path=None):
+                 unix_path=None, version=6):
         self.decide = decide or (lambda cmd, data, conn: [CONTINUE])
         self.protocol = protocol
+        self.version = version  # the protocol version it answers the negotiation with
         self.actions = actions
         self.hang_on = hang_on
         self.reset_after = reset_after  # a command: after answering it, reset the connection (RST)
@@ -147,7 +148,7 @@ class ScriptedMilter:
                     with outer.lock:
                         conn.commands.append((cmd, data))
                     if cmd == "O":
-                        sock.sendall(packet("O", struct.pack(">III", 6, outer.actions, outer.protocol)))
+                        sock.sendall(packet("O", struct.pack(">III", outer.version, outer.actions, outer.protocol)))
                         continue
                     if cmd in "AKQ":
                         if cmd == "Q":

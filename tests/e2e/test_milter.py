@@ -120,6 +120,35 @@ def test_protocol_2_milter_is_offered_and_sent_only_its_steps():
         check(p.maildir_find(BOB, marker), "message stored")
 
 
+def test_a_milter_answering_an_older_version_is_sent_only_its_steps():
+    """A version-2 milter (old libmilter) answers the shipped version-6 offer with 2: the
+    older version decides which steps exist, as in Postfix, so it gets no SMFIC_DATA (it
+    would close the connection on it). Before, only milter.protocol counted. No
+    configuration change beyond the milter."""
+    with ms.ScriptedMilter(version=2) as m, Postern(overrides=milter_overrides(m.spec)) as p:
+        s = p.submission(ALICE, ALICE_PW)
+        marker, msg = make_message(sender=ALICE, to=BOB)
+        s.sendmail(ALICE, [BOB], msg)
+        s.quit()
+        check("T" not in m.last().cmds(), "no SMFIC_DATA to a milter answering version 2: " + m.last().cmds())
+        check(p.maildir_find(BOB, marker), "message stored")
+
+
+def test_a_discard_at_connect_discards_nothing():
+    """SMFIR_DISCARD at connect has no message to discard: ignored, as Postfix does, and the
+    session's mail is delivered. (Found in review of this session's change, which kept a
+    session-level verdict as the milter's answer to every later step: every message would
+    have been accepted and dropped.) No configuration change beyond the milter."""
+    def decide(cmd, data, conn):
+        return [ms.DISCARD if cmd == "C" else ms.CONTINUE]
+    with ms.ScriptedMilter(decide) as m, Postern(overrides=milter_overrides(m.spec)) as p:
+        s = p.smtp("mx")
+        marker, msg = make_message(sender="someone@remote.example", to=ALICE)
+        s.sendmail("someone@remote.example", [ALICE], msg)
+        s.quit()
+        check(p.maildir_find(ALICE, marker), "the message is stored, not discarded")
+
+
 def test_negotiation_skips_steps_the_milter_does_not_want():
     # SMFIP_NOCONNECT | NOHELO | NOBODY | NR_HDR: no connect, HELO or body steps; headers
     # are sent without waiting for a reply.
