@@ -31,6 +31,15 @@ bool startsWithNoCase(std::string_view s, std::string_view prefix) {
     return true;
 }
 
+// A field line of that name (lower case, without the colon): blanks may stand between the
+// name and the colon (RFC 5322 4.5 obs-optional; Postfix's is_header() accepts them too).
+bool isField(std::string_view line, std::string_view name) {
+    if (!startsWithNoCase(line, name)) return false;
+    std::size_t i = name.size();
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    return i < line.size() && line[i] == ':';
+}
+
 // What finishHeaders needs to know of a header section, from one pass over its line starts.
 struct HeaderFacts {
     // Received fields: the hops the message has made (RFC 5321 6.3: a loop shows as a growing
@@ -45,10 +54,10 @@ HeaderFacts headerFacts(std::string_view headers) {
     HeaderFacts f;
     for (std::size_t pos = 0; pos < headers.size();) {
         const std::string_view l = headers.substr(pos);
-        if (startsWithNoCase(l, "received:")) ++f.received;
-        else if (startsWithNoCase(l, "return-path:")) f.returnPath = true;
-        else if (startsWithNoCase(l, "date:")) f.date = true;
-        else if (startsWithNoCase(l, "message-id:")) f.messageId = true;
+        if (isField(l, "received")) ++f.received;
+        else if (isField(l, "return-path")) f.returnPath = true;
+        else if (isField(l, "date")) f.date = true;
+        else if (isField(l, "message-id")) f.messageId = true;
         auto nl = headers.find("\r\n", pos);
         if (nl == std::string_view::npos) break;
         pos = nl + 2;
@@ -68,7 +77,7 @@ std::string withoutReturnPath(std::string_view headers) {
         const std::size_t next = nl == std::string::npos ? headers.size() : nl + 2;
         const std::string_view line = headers.substr(pos, next - pos);
         const bool continuation = !line.empty() && (line[0] == ' ' || line[0] == '\t');
-        if (!continuation) dropping = startsWithNoCase(line, "return-path:");
+        if (!continuation) dropping = isField(line, "return-path");
         if (!dropping) kept.append(line);
         pos = next;
     }

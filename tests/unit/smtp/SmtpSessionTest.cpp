@@ -388,6 +388,26 @@ BOOST_AUTO_TEST_CASE(submission_adds_date_and_message_id) {
     BOOST_TEST(d.find("@mx.example.test>\r\n\r\nbody\r\n") != std::string::npos);
 }
 
+// Blanks before the colon (RFC 5322 4.5 obsolete syntax) still name the field: a client's
+// "Date :" and "Message-ID :" are not doubled by ours, its "Return-Path :" is dropped, and
+// "Received :" counts as a hop.
+BOOST_AUTO_TEST_CASE(fields_with_blanks_before_the_colon_are_recognised) {
+    Fixture f(Role::Submission, true);
+    f.cmd("EHLO c");
+    f.login();
+    f.cmd("MAIL FROM:<alice@example.test>");
+    f.cmd("RCPT TO:<bob@example.test>");
+    f.cmd("DATA");
+    const std::string header = "Date : Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID\t: <a@b>\r\n";
+    BOOST_TEST(f.data("Return-Path : <forged@x.test>\r\n" + header + "Subject: hi\r\n\r\nbody\r\n.\r\n")
+                   .find("250 2.0.0") == 0);
+    const std::string& d = f.sink.committed.at(0).data;
+    BOOST_TEST(d.find("forged") == std::string::npos);
+    BOOST_TEST(d.find(header + "Subject: hi\r\n\r\nbody") != std::string::npos, d);
+    BOOST_TEST(d.find("Date: ") == std::string::npos);  // not added
+    BOOST_TEST(d.find("Message-ID: ") == std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(bare_lf_smuggling_rejected_whole) {
     Fixture f;
     f.cmd("EHLO c");
