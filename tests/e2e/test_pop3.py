@@ -374,6 +374,12 @@ def _peak_rss(pid):
     raise AssertionError("no VmHWM for pid %d" % pid)
 
 
+def _asan(pid):
+    """posternd runs with AddressSanitizer (the sanitize.e2e build)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def test_a_large_message_is_sent_without_being_held_in_memory():
     """RETR of a 24 MiB message arrives byte for byte, and posternd's peak resident memory
     (VmHWM) grows by far less than the message: it is read, dot-stuffed and sent in blocks.
@@ -403,7 +409,13 @@ def test_a_large_message_is_sent_without_being_held_in_memory():
               lines[3:] == [line[:-1]] * count, "RETR sent the message line for line")
         print("  peak resident memory grew by %.1f MiB for a %.1f MiB message" %
               (grown / 1048576.0, crlf_size / 1048576.0))
-        check(grown < 8 * 1024 * 1024, "peak memory grew by %d octets (at most 8 MiB)" % grown)
+        if _asan(p.proc.pid):
+            # AddressSanitizer's allocator keeps freed blocks in quarantine (256 MiB), so
+            # resident memory grows with every block read: the bound is checked by the
+            # normal build's run of this test.
+            print("  (AddressSanitizer build: the memory bound is not checked)")
+        else:
+            check(grown < 8 * 1024 * 1024, "peak memory grew by %d octets (at most 8 MiB)" % grown)
         _, top, _ = pop.top(big[0], 1)
         check_eq(top, [b"From: a@remote.example", b"Subject: big", b"", line[:-1]], "TOP 1 1")
         pop.quit()
