@@ -40,23 +40,26 @@ public:
 class FakeMaildrops;
 
 // A message in blocks of `block` octets; with `failAfter`, a read error after that many.
+// `reads` (optional, outliving the stream, which its reader may destroy): blocks read.
 class StringStream : public core::MessageStream {
 public:
-    StringStream(std::string bytes, std::size_t block, std::optional<std::size_t> failAfter = std::nullopt)
-        : bytes_(std::move(bytes)), block_(block), failAfter_(failAfter) {}
+    StringStream(std::string bytes, std::size_t block, std::optional<std::size_t> failAfter = std::nullopt,
+                 std::size_t* reads = nullptr)
+        : bytes_(std::move(bytes)), block_(block), failAfter_(failAfter), reads_(reads) {}
     bool next(std::string& out) override {
         if (failAfter_ && blocks_ == *failAfter_) return false;
         ++blocks_;
+        if (reads_) ++*reads_;
         out = bytes_.substr(std::min(pos_, bytes_.size()), block_);
         pos_ += out.size();
         return true;
     }
-    std::size_t blocksRead() const { return blocks_; }
 
 private:
     std::string bytes_;
     std::size_t block_;
     std::optional<std::size_t> failAfter_;
+    std::size_t* reads_;
     std::size_t pos_ = 0;
     std::size_t blocks_ = 0;
 };
