@@ -172,8 +172,7 @@ core::Pop3LoginOutcome ClusterPop3Login::fallback(const core::AuthRequest& reque
     if (grant && grants_) {
         bool granted = false;
         try {
-            granted = grants_->grant(request.client,
-                                     core::Grant{identity.user, identity.senderAddresses, {}, core::limitAttributes(identity)});
+            granted = grants_->grant(request.client, core::grantFor(identity));
         } catch (const std::exception&) {
             granted = false;
         }

@@ -4,6 +4,7 @@
 
 #include "core/AuthService.h"
 #include "core/ClientAddress.h"
+#include "core/GrantStore.h"
 
 #include <array>
 #include <cstdint>
@@ -27,6 +28,12 @@ inline std::map<std::string, std::string> limitAttributes(const AuthIdentity& id
         if (auto it = identity.attributes.find(std::string(name)); it != identity.attributes.end())
             out.emplace(it->first, it->second);
     return out;
+}
+
+// The POP-before-SMTP grant a login of `identity` earns: it relays as that user, with the
+// user's sender addresses and own outbound limits (`expires` is set by the store).
+inline Grant grantFor(const AuthIdentity& identity) {
+    return Grant{identity.user, identity.senderAddresses, {}, limitAttributes(identity)};
 }
 
 enum class LimitAnswer {

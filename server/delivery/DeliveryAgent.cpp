@@ -362,6 +362,17 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     bool lastWasDane = false;    // the last failure is DANE's: deferred with 4.7.5
     bool stsTlsFailed = false;  // MTA-STS enforce: a host failed the verified-TLS requirement
     bool lastWasLoop = false;   // the last failure: a less preferred MX host that is this node
+    // Every pending recipient fails with the last failure (kind and status given).
+    auto failPending = [&](Outcome::Kind kind, const std::string& status) {
+        for (auto i : pending) {
+            outcomes[i].kind = kind;
+            outcomes[i].reply = lastFailure;
+            outcomes[i].status = status;
+            outcomes[i].relay = lastRelay;
+            outcomes[i].tlsPolicy = lastTlsPolicy;
+            outcomes[i].daneFailure = lastDaneFailure;
+        }
+    };
     for (const auto& host : where.hosts) {
         if (tried >= MaxAddressesPerAttempt) break;
         HostTls hostTls = hostPolicies.at(host.name);
@@ -437,13 +448,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                         lastRelay = fresh->relay();
                         connections.drop(key);
                         if (&host == &where.hosts.front()) {
-                            for (auto i : pending) {
-                                outcomes[i].kind = Outcome::Kind::Perm;
-                                outcomes[i].reply = lastFailure;
-                                outcomes[i].status = "5.4.6";
-                                outcomes[i].relay = lastRelay;
-                                outcomes[i].tlsPolicy = lastTlsPolicy;
-                            }
+                            failPending(Outcome::Kind::Perm, "5.4.6");
                             return;
                         }
                         lastWasLoop = true;
@@ -509,34 +514,20 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     // Every host that answered lacked what the message requires: a permanent failure
     // (RFC 8689 5.7.30, RFC 6531 3.4 5.6.7). A host that could not be reached keeps it temporary.
     if (!requirementStatus.empty() && !otherFailure) {
-        for (auto i : pending) {
-            outcomes[i].kind = Outcome::Kind::Perm;
-            outcomes[i].reply = lastFailure;
-            outcomes[i].status = requirementStatus;
-            outcomes[i].relay = lastRelay;
-            outcomes[i].tlsPolicy = lastTlsPolicy;
-            outcomes[i].daneFailure = lastDaneFailure;
-        }
+        failPending(Outcome::Kind::Perm, requirementStatus);
         return;
     }
     // No host took the connection: everything is a temporary failure (including a TLS
     // policy that could not be met: never fall back to clear text under encrypt/verify).
-    for (auto i : pending) {
-        outcomes[i].kind = Outcome::Kind::Temp;
-        outcomes[i].reply = lastFailure;
-        outcomes[i].status = lastFailure.code >= 400 ? "4" + lastFailure.status().substr(1)
-                           : lastWasDane                ? "4.7.5"  // RFC 7672: cryptographic failure
-                           : lastWasLoop                ? "4.4.6"
-                                                        : "4.4.1";
-        outcomes[i].relay = lastRelay;
-        outcomes[i].tlsPolicy = lastTlsPolicy;
-        outcomes[i].daneFailure = lastDaneFailure;
-        if (stsTlsFailed) {
-            outcomes[i].mtaSts = "no verified TLS";
-            outcomes[i].status = "4.7.5";
-        }
+    failPending(Outcome::Kind::Temp, stsTlsFailed                 ? "4.7.5"
+                                     : lastFailure.code >= 400 ? "4" + lastFailure.status().substr(1)
+                                     : lastWasDane             ? "4.7.5"  // RFC 7672: cryptographic failure
+                                     : lastWasLoop             ? "4.4.6"
+                                                               : "4.4.1");
+    if (stsTlsFailed) {
+        for (auto i : pending) outcomes[i].mtaSts = "no verified TLS";
+        counters_->count("mta_sts_defer", "no_verified_tls");
     }
-    if (stsTlsFailed) counters_->count("mta_sts_defer", "no_verified_tls");
 }
 
 void DeliveryAgent::rememberUnrecorded(const std::string& id, const std::set<std::string>& done, std::uint32_t attempts,

@@ -9,7 +9,7 @@ constexpr std::uint32_t CrlfCrlf = ('\r' << 24) | ('\n' << 16) | ('\r' << 8) | '
 }
 
 Pop3Body::Pop3Body(core::MessageStreamPtr stream, std::optional<std::uint32_t> topLines)
-    : stream_(std::move(stream)), linesLeft_(topLines), top_(topLines.has_value()) {}
+    : stream_(std::move(stream)), linesLeft_(topLines) {}
 
 // RFC 1939 3: a line starting with "." gets another "." in front. A line start is counted
 // after any LF (not only CRLF) so a bare LF in a stored message cannot fake the terminator
@@ -20,7 +20,7 @@ Pop3Body::Pop3Body(core::MessageStreamPtr stream, std::optional<std::uint32_t> t
 void Pop3Body::stuff(std::string_view block, std::string& out) {
     out.reserve(out.size() + block.size() + block.size() / 64 + 8);
     for (char c : block) {
-        if (top_ && inBody_ && *linesLeft_ == 0) {
+        if (top() && inBody_ && *linesLeft_ == 0) {
             ended_ = true;
             return;
         }
@@ -30,7 +30,7 @@ void Pop3Body::stuff(std::string_view block, std::string& out) {
         last_[0] = last_[1];
         last_[1] = c;
         any_ = true;
-        if (!top_) continue;
+        if (!top()) continue;
         if (inBody_) {
             if (c == '\n') --*linesLeft_;
         } else {
@@ -39,7 +39,7 @@ void Pop3Body::stuff(std::string_view block, std::string& out) {
         }
     }
     // TOP n with the body's n-th line ending this block: no need to read on.
-    if (top_ && inBody_ && *linesLeft_ == 0) ended_ = true;
+    if (top() && inBody_ && *linesLeft_ == 0) ended_ = true;
 }
 
 Pop3Body::Status Pop3Body::next(std::string& out) {

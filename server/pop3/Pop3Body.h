@@ -28,10 +28,10 @@ public:
 
 private:
     void stuff(std::string_view block, std::string& out);
+    bool top() const { return linesLeft_.has_value(); }  // TOP, not RETR
 
     core::MessageStreamPtr stream_;
     std::optional<std::uint32_t> linesLeft_;  // TOP, once in the body: lines still to send
-    bool top_;
     bool inBody_ = false;
     bool ended_ = false;     // TOP has all it needs, or the stream ended
     bool lineStart_ = true;  // the next octet starts a line

@@ -293,8 +293,7 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
     for (const auto& e : maildrop->entries()) total += e.size;
     std::size_t count = maildrop->entries().size();
     std::string who = result.identity.user;
-    // The grant relays as this user: with the user's addresses and own outbound limits.
-    core::Grant grant{who, result.identity.senderAddresses, {}, core::limitAttributes(result.identity)};
+    core::Grant grant = core::grantFor(result.identity);
     Transaction t{std::move(result.identity), std::move(maildrop), std::vector<bool>(count, false)};
     transition(std::move(t));
 

@@ -233,27 +233,27 @@ public:
     FileStream& operator=(const FileStream&) = delete;
 
     bool next(std::string& out) override {
+        out.clear();
+        if (fd_ < 0) return false;  // a read failed before
         out.resize(ReadBlock);
-        const ssize_t n = fd_ < 0 ? 0 : queue::readSome(fd_, out.data(), out.size());
+        const ssize_t n = queue::readSome(fd_, out.data(), out.size());
         if (n < 0) {
             const int err = errno;
             out.clear();
             logger().error(core::EventLine("store.read_fail").add("path", path_).text("error", errnoText(err)).str());
             ::close(fd_);
             fd_ = -1;
-            failed_ = true;
             return false;
         }
         out.resize(static_cast<std::size_t>(n));
         if (lfStored_) lf_.toCrlf(out);
-        return !failed_;
+        return true;
     }
 
 private:
-    int fd_;
+    int fd_;  // -1 once a read failed
     std::string path_;
     bool lfStored_;
-    bool failed_ = false;
     BareLineFeeds lf_;
 };
 

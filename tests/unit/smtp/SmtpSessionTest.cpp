@@ -129,6 +129,14 @@ struct Fixture {
         std::string ir = sasl::encodeBase64(std::string("\0alice@example.test\0secret", 26));
         BOOST_REQUIRE_EQUAL(cmd("AUTH PLAIN " + ir), "235 2.7.0 Authentication successful\r\n");
     }
+    // A submission as alice to bob, up to the start of the message (`data` comes next).
+    void submitUntilData() {
+        cmd("EHLO c");
+        login();
+        BOOST_REQUIRE_EQUAL(cmd("MAIL FROM:<alice@example.test>"), "250 2.1.0 Ok\r\n");
+        BOOST_REQUIRE_EQUAL(cmd("RCPT TO:<bob@example.test>"), "250 2.1.5 Ok\r\n");
+        BOOST_REQUIRE_EQUAL(cmd("DATA").substr(0, 4), "354 ");
+    }
 };
 
 }  // namespace
@@ -376,11 +384,7 @@ BOOST_AUTO_TEST_CASE(data_delivered_with_received_header) {
 
 BOOST_AUTO_TEST_CASE(submission_adds_date_and_message_id) {
     Fixture f(Role::Submission, true);
-    f.cmd("EHLO c");
-    f.login();
-    f.cmd("MAIL FROM:<alice@example.test>");
-    f.cmd("RCPT TO:<bob@example.test>");
-    f.cmd("DATA");
+    f.submitUntilData();
     BOOST_TEST(f.data("Subject: hi\r\n\r\nbody\r\n.\r\n").find("250 2.0.0") == 0);
     const std::string& d = f.sink.committed.at(0).data;
     BOOST_TEST(d.find("with ESMTPSA id") != std::string::npos);
@@ -393,11 +397,7 @@ BOOST_AUTO_TEST_CASE(submission_adds_date_and_message_id) {
 // "Received :" counts as a hop.
 BOOST_AUTO_TEST_CASE(fields_with_blanks_before_the_colon_are_recognised) {
     Fixture f(Role::Submission, true);
-    f.cmd("EHLO c");
-    f.login();
-    f.cmd("MAIL FROM:<alice@example.test>");
-    f.cmd("RCPT TO:<bob@example.test>");
-    f.cmd("DATA");
+    f.submitUntilData();
     const std::string header = "Date : Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID\t: <a@b>\r\n";
     BOOST_TEST(f.data("Return-Path : <forged@x.test>\r\n" + header + "Subject: hi\r\n\r\nbody\r\n.\r\n")
                    .find("250 2.0.0") == 0);
