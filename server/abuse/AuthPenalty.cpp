@@ -59,7 +59,9 @@ std::string AuthPenalty::accountKey(std::string_view typed) {
 }
 
 std::chrono::milliseconds AuthPenalty::delayFor(std::uint32_t failures) const {
-    if (failures == 0)
+    // No tarpit (base_delay = 0), or nothing to delay: no doubling loop over a counter that
+    // may be in the millions.
+    if (failures == 0 || settings_.baseDelay.count() == 0)
         return std::chrono::milliseconds::zero();
     // base * 2^(f-1), computed without overflow: stop doubling once past the cap.
     auto delay = settings_.baseDelay;
@@ -70,11 +72,22 @@ std::chrono::milliseconds AuthPenalty::delayFor(std::uint32_t failures) const {
 
 PenaltyVerdict AuthPenalty::check(const core::ClientAddress& client, std::string_view account) {
     PenaltyVerdict v;  // TempFail until both counters were read
+    const core::TimePoint now = clock_();
     if (isExempt(client)) {
-        v.kind = PenaltyVerdict::Kind::Allow;
+        // No address counter and no tarpit; the account's own block still holds (else an
+        // allow-listed webmail would be an unlimited guessing proxy for every account).
+        if (account.empty()) {
+            v.kind = PenaltyVerdict::Kind::Allow;
+            return v;
+        }
+        auto acct = store_->get(accountKey(account), now);
+        if (!acct)
+            return v;
+        v = verdictFor(PenaltyCount{}, *acct, now);
+        if (v.isAllowed())
+            v.delay = std::chrono::milliseconds::zero();
         return v;
     }
-    const core::TimePoint now = clock_();
     // Both counters in one read (one statement for a shared store).
     auto counts = store_->getPair(ipKey(client), account.empty() ? std::string() : accountKey(account), now);
     if (!counts)
@@ -109,23 +122,22 @@ PenaltyVerdict AuthPenalty::verdictFor(const PenaltyCount& ip, const PenaltyCoun
 }
 
 bool AuthPenalty::hasLocalCounts(const core::ClientAddress& client, std::string_view account) {
+    const std::string acct = account.empty() ? std::string() : accountKey(account);
     if (isExempt(client))
-        return false;
-    return store_->holdsLocalCounts(ipKey(client), account.empty() ? std::string() : accountKey(account), clock_());
+        return !acct.empty() && store_->holdsLocalCounts(acct, std::string(), clock_());
+    return store_->holdsLocalCounts(ipKey(client), acct, clock_());
 }
 
 bool AuthPenalty::recordFailure(const core::ClientAddress& client, std::string_view account) {
-    if (isExempt(client))
-        return true;
     const core::TimePoint now = clock_();
-    bool ok = store_->increment(ipKey(client), now, settings_.window).has_value();
+    bool ok = isExempt(client) || store_->increment(ipKey(client), now, settings_.window).has_value();
     if (!account.empty())
         ok = store_->increment(accountKey(account), now, settings_.window).has_value() && ok;
     return ok;
 }
 
-bool AuthPenalty::recordSuccess(const core::ClientAddress& client, std::string_view account) {
-    if (isExempt(client) || account.empty())
+bool AuthPenalty::recordSuccess(const core::ClientAddress& /*client*/, std::string_view account) {
+    if (account.empty())
         return true;
     return store_->reset(accountKey(account));
 }
@@ -161,7 +173,8 @@ void AuthPenalty::Reservation::release() {
     bool wake = false;
     {
         std::lock_guard lock(owner->inFlightMutex_);
-        wake = owner->give(ipKey_, verifying_);
+        if (!ipKey_.empty())
+            wake = owner->give(ipKey_, verifying_);
         if (!accountKey_.empty())
             wake = owner->give(accountKey_, verifying_) || wake;
     }
@@ -202,13 +215,16 @@ bool AuthPenalty::changed(const std::string& key, std::uint64_t gen) const {
 
 AuthPenalty::Reservation AuthPenalty::reserve(const core::ClientAddress& client, std::string_view account) {
     Reservation r;
-    if (isExempt(client))
+    const bool exempt = isExempt(client);
+    if (exempt && account.empty())
         return r;
-    r.ipKey_ = ipKey(client);
+    if (!exempt)
+        r.ipKey_ = ipKey(client);
     if (!account.empty())
         r.accountKey_ = accountKey(account);
     std::lock_guard lock(inFlightMutex_);
-    r.othersIp = take(r.ipKey_, r.ipGen_);
+    if (!r.ipKey_.empty())
+        r.othersIp = take(r.ipKey_, r.ipGen_);
     if (!r.accountKey_.empty())
         r.othersAccount = take(r.accountKey_, r.accountGen_);
     r.owner_ = this;

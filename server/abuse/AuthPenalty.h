@@ -36,9 +36,9 @@ struct AuthPenaltySettings {
 struct PenaltyVerdict {
     enum class Kind {
         Allow,     // wait `delay`, then verify the credentials
-        Blocked,   // wait `delay`, then answer exactly as for a wrong password (SMTP 535 5.7.8,
-                   // POP3 -ERR [AUTH]) without verifying: a correct password must not be
-                   // told apart, or the block becomes a password oracle
+        Blocked,   // wait `delay`, then answer without verifying (SMTP 454 4.7.0, POP3
+                   // -ERR [SYS/TEMP] and close), the same for any password: a correct one
+                   // must not be told apart, or the block becomes a password oracle
         TempFail,  // the store could not answer: SMTP 454 4.7.0, POP3 -ERR [SYS/TEMP]
     };
     Kind kind = Kind::TempFail;  // fail closed
@@ -63,8 +63,10 @@ struct PenaltyVerdict {
 // else min(baseDelay * 2^(f-1), maxDelay): 1 s, 2 s, 4 s, 8 s, 8 s, ... by default.
 // Blocked: the address has >= maxFailuresIp failures or the account >= maxFailuresAccount
 // (so the 11th attempt within the window is refused with the defaults); delay is then
-// maxDelay. Clients in allowNetworks are exempt from everything (no delay, no block, no
-// counting), also for the account counter.
+// maxDelay. Clients in allowNetworks have no address counter and no delay; the account
+// counter still counts their failures and blocks the account (an allow-listed webmail must
+// not become an unlimited password-guessing proxy; Dovecot's trusted networks likewise keep
+// per-account policy).
 //
 // Thread-safe (the store is); owns the store. Blocking only as far as the store is.
 class AuthPenalty {

@@ -64,7 +64,7 @@ core::Pop3LoginOutcome ClusterPop3Login::decide(const core::AuthRequest& request
     const std::string grantKey = withGrant ? pgGrants_->keyText(request.client) : std::string();
     pg::Params params{
         exempt ? pg::Value() : pg::Value(penalty_.ipKey(request.client)),
-        exempt || request.user.empty() ? pg::Value() : pg::Value(abuse::AuthPenalty::accountKey(request.user)),
+        request.user.empty() ? pg::Value() : pg::Value(abuse::AuthPenalty::accountKey(request.user)),
         std::to_string(abuse::toPgMicros(penalty_.now())),
         std::to_string(ps.maxFailuresIp),
         std::to_string(ps.maxFailuresAccount),

@@ -158,7 +158,7 @@ const std::vector<KeyDef> Keys = {
     {"auth.penalty.max_failures_account", "20", K::Integer, "Failures for one account before further logins are refused (0 = never)"},
     {"auth.penalty.base_delay", "1s", K::Duration, "Delay before answering after the first failure; doubles per failure (0 = no tarpit)"},
     {"auth.penalty.max_delay", "8s", K::Duration, "Longest tarpit delay"},
-    {"auth.penalty.allow_networks", "", K::List, "Networks exempt from the failed-login penalty"},
+    {"auth.penalty.allow_networks", "", K::List, "Networks exempt from the per-IP failed-login counter and the tarpit; their failures still count against the account (and block it)"},
     {"auth.penalty.ipv6_prefix", "64", K::Integer, "IPv6 clients are counted per prefix of this length"},
     {"auth.penalty.parallel_wait", "10s", K::Duration, "Longest wait of a login for the other logins of its IP or account in progress when together they could pass a max_failures limit; then a temporary failure"},
     {"limits.user.messages_per_hour", "200", K::Integer, "Messages an authenticated user (or the user of a POP-before-SMTP grant) may send per hour (450 4.7.1 beyond; 0 = no limit)"},

@@ -142,14 +142,31 @@ def test_parallel_guesses_stay_within_the_account_limit():
                 pass
 
 
-def test_allow_listed_network_is_exempt():
-    with Postern(overrides=dict(PENALTY, **{"auth.penalty.allow_networks": "127.0.0.5/32"})) as p:
+def test_allow_listed_network_is_exempt_but_accounts_are_not():
+    # Changed: auth.penalty.allow_networks = 127.0.0.5/32 (a webmail host), and
+    # max_failures_account = 8 (above max_failures_ip = 5, so the address limit would bite first).
+    overrides = dict(PENALTY, **{"auth.penalty.allow_networks": "127.0.0.5/32",
+                                 "auth.penalty.max_failures_account": "8"})
+    with Postern(overrides=overrides) as p:
+        # Past the per-address limit (7 > 5), below the account limit: never blocked or delayed.
         for i in range(7):
             code, text, took = timed_auth(p, "127.0.0.5", ALICE, "bad-%d" % i)
             check_eq(code, 535, "allow-listed IP never blocked (%s)" % text)
             check(took < 0.15, "allow-listed IP not delayed: %.2f" % took)
         code, _, _ = timed_auth(p, "127.0.0.5", ALICE, ALICE_PW)
         check_eq(code, 235, "allow-listed IP logs in")
+        # But its failures count against the account: guessing one account through the
+        # webmail blocks that account, from the webmail and from everywhere else.
+        for i in range(8):
+            code, text, _ = timed_auth(p, "127.0.0.5", BOB, "bad-bob-%d" % i)
+            check_eq(code, 535, "guess %d for bob through the webmail (%s)" % (i, text))
+        code, text, _ = timed_auth(p, "127.0.0.5", BOB, BOB_PW)
+        check_eq(code, 454, "bob blocked at the webmail after 8 guesses (%s)" % text)
+        code, text, _ = timed_auth(p, "127.0.0.6", BOB, BOB_PW)
+        check_eq(code, 454, "bob blocked from elsewhere too (%s)" % text)
+        check(p.log_contains("event=auth.blocked") and p.log_contains("by=account"), "the block is logged")
+        code, _, _ = timed_auth(p, "127.0.0.5", ALICE, ALICE_PW)
+        check_eq(code, 235, "other accounts still log in through the webmail")
 
 
 def test_hourly_recipient_limit_per_user():

@@ -486,6 +486,28 @@ def test_failed_login_penalty_shared_between_nodes():
         c.b.log_contains(r"event=auth\.blocked svc=\w+ ip=127\.0\.0\.4")
 
 
+def test_allow_listed_webmail_failures_block_the_account_on_every_node():
+    # Changed: auth.penalty.allow_networks = 127.0.0.6/32 (a webmail host), max_failures_account
+    # = 3, no tarpit; the auth cache off so every login reaches the backend.
+    extra = {"auth.penalty.allow_networks": "127.0.0.6/32", "auth.penalty.max_failures_account": "3",
+             "auth.penalty.window": "60s", "auth.penalty.base_delay": "0s", "auth.penalty.max_delay": "100ms",
+             "auth.cache.size": "0"}
+    with Cluster(extra=extra) as c:
+        for i in range(3):  # guesses through the webmail, POP3 on A (one statement per login)
+            a = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_a", "127.0.0.6"), ALICE, "wrong-%d" % i)
+            check(a.startswith("-ERR [AUTH]"), "guess %d through the webmail: %s" % (i, a))
+        rows = c.pg.sql("SELECT key || '=' || failures FROM auth_penalties ORDER BY key")
+        check_eq(rows, ["user:" + ALICE + "=3"], "the account counts, the webmail's address does not")
+        a = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_b", "127.0.0.6"), ALICE, ALICE_PW)
+        check(a.startswith("-ERR [SYS/TEMP]"), "the account is blocked at the webmail on B: %s" % a)
+        s = c.lb.smtp("submission_b", "127.0.0.5", starttls=True)
+        code, text = s.docmd("AUTH", "PLAIN " + plain_ir(ALICE, ALICE_PW))
+        quit_quietly(s)
+        check(code == 454 and b"4.7.0" in text, "and from any other client: %s %s" % (code, text))
+        a = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_a", "127.0.0.6"), BOB, BOB_PW)
+        check(a.startswith("+OK"), "other accounts log in through the webmail: %s" % a)
+
+
 def test_example_files_are_valid():
     etc = os.path.join(SOURCE_DIR, "etc")
     r = subprocess.run([HAPROXY, "-c", "-f", os.path.join(etc, "haproxy.cfg")], capture_output=True, text=True)

@@ -251,14 +251,74 @@ BOOST_DATA_TEST_CASE(allow_list_is_exempt, bdata::make(exemptCases), c) {
     BOOST_TEST(p.isExempt(ip) == c.exempt);
     for (int i = 0; i < 5; ++i)
         p.recordFailure(ip, "bob@example.test");
-    PenaltyVerdict v = p.check(ip, "bob@example.test");
+    // The address is never blocked or delayed when exempt (a login without an account).
+    PenaltyVerdict v = p.check(ip, "");
+    BOOST_TEST(v.isAllowed() == c.exempt);
     if (c.exempt) {
-        BOOST_TEST(v.isAllowed());
         BOOST_TEST(v.delay.count() == 0);
-        BOOST_TEST(p.store().get(AuthPenalty::accountKey("bob@example.test"), f.clock.now())->failures == 0u);
-    } else {
-        BOOST_TEST(v.isBlocked());
+        BOOST_TEST(p.store().get(p.ipKey(ip), f.clock.now())->failures == 0u);
     }
+    // The account counter counts every failure either way, and blocks the account.
+    BOOST_TEST(p.store().get(AuthPenalty::accountKey("bob@example.test"), f.clock.now())->failures == 5u);
+    v = p.check(ip, "bob@example.test");
+    BOOST_TEST(v.isBlocked());
+    BOOST_TEST(v.blockedBy == (c.exempt ? "account" : "ip"));
+}
+
+// An allow-listed host (a webmail) is not an unlimited guessing proxy: its failures count
+// against the account, which is then blocked from everywhere, and a success from it clears
+// the account counter as any other does. Below the block it is not delayed.
+BOOST_AUTO_TEST_CASE(allow_listed_failures_count_against_the_account) {
+    Fixture f;
+    f.settings.allowNetworks = "192.0.2.0/24";
+    f.settings.maxFailuresIp = 2;
+    f.settings.maxFailuresAccount = 3;
+    AuthPenalty p = f.make();
+    const auto webmail = addr("192.0.2.10");
+    for (int i = 0; i < 2; ++i)
+        BOOST_TEST(p.recordFailure(webmail, "bob@example.test"));
+    PenaltyVerdict v = p.check(webmail, "bob@example.test");
+    BOOST_TEST(v.isAllowed());
+    BOOST_TEST(v.delay.count() == 0);
+    BOOST_TEST(p.check(addr("198.51.100.1"), "bob@example.test").delay.count() == 2000);
+    BOOST_TEST(p.recordSuccess(webmail, "bob@example.test"));
+    BOOST_TEST(p.check(addr("198.51.100.1"), "bob@example.test").delay.count() == 0);
+    for (int i = 0; i < 3; ++i)
+        p.recordFailure(webmail, "bob@example.test");
+    BOOST_TEST(p.check(webmail, "bob@example.test").isBlocked());
+    BOOST_TEST(p.check(addr("198.51.100.1"), "bob@example.test").isBlocked());
+    BOOST_TEST(p.check(webmail, "alice@example.test").isAllowed());
+    // Parallel guesses through it are held back on the account alone.
+    auto r1 = p.reserve(webmail, "carol@example.test");
+    auto r2 = p.reserve(webmail, "carol@example.test");
+    BOOST_TEST(r1.othersAccount == 0u);
+    BOOST_TEST(r2.othersAccount == 1u);
+    BOOST_TEST(r2.othersIp == 0u);
+}
+
+// A store that reports a counter at its saturation point.
+class SaturatedStore : public PenaltyStore {
+public:
+    std::optional<PenaltyCount> increment(const std::string&, postern::core::TimePoint now, std::chrono::milliseconds) override {
+        return get("", now);
+    }
+    std::optional<PenaltyCount> get(const std::string&, postern::core::TimePoint now) override {
+        return PenaltyCount{UINT32_MAX, now + std::chrono::minutes(15)};
+    }
+    bool reset(const std::string&) override { return true; }
+};
+
+// No tarpit (base_delay = 0) and no block: a saturated counter gives no delay, without a
+// doubling loop over the count (4 billion rounds per login before).
+BOOST_AUTO_TEST_CASE(no_tarpit_with_a_saturated_counter) {
+    Fixture f;
+    f.settings.baseDelay = 0ms;
+    f.settings.maxFailuresIp = 0;
+    f.settings.maxFailuresAccount = 0;
+    AuthPenalty p(f.settings, std::make_unique<SaturatedStore>(), f.clock.fn());
+    PenaltyVerdict v = p.check(addr("192.0.2.7"), "bob@example.test");
+    BOOST_TEST(v.isAllowed());
+    BOOST_TEST(v.delay.count() == 0);
 }
 
 BOOST_AUTO_TEST_CASE(ipv6_keyed_by_prefix) {
