@@ -11,7 +11,6 @@
 #include <Poco/SHA2Engine.h>
 
 #include <algorithm>
-#include <cctype>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -42,11 +41,7 @@ std::string AuthPenalty::ipKey(const core::ClientAddress& client) const {
 std::string AuthPenalty::accountKey(std::string_view typed) {
     // Both spellings of an IDN domain are one account (the auth facade logs in with the
     // A-label), so they share one counter.
-    const std::string account = core::normalizeAddressDomain(typed);
-    std::string lowered;
-    lowered.reserve(account.size());
-    for (char c : account)
-        lowered += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string lowered = core::canonicalLogin(typed);
     // A name that is not UTF-8 or longer than any address (a client can send either) cannot
     // be a PostgreSQL text key, and must not make the shared store look down: its SHA-256
     // (a different prefix: never equal to a real name's key).

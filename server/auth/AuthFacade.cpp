@@ -150,7 +150,7 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     const auto start = std::chrono::steady_clock::now();
     // The domain in its A-label form, as stored and as recipients are looked up: a login
     // typed with the U-label is the same account (and the same cache entry).
-    const std::string login = core::asciiLower(core::normalizeAddressDomain(request.user));
+    const std::string login = core::canonicalLogin(request.user);
     core::AuthResult result;  // TempFail until decide() sets Ok or BadCredentials
     Decision decision;
     std::optional<RehashDue> rehash;  // set by decide() for an Ok login with an old-scheme hash

@@ -94,4 +94,6 @@ std::string normalizeAddressDomain(std::string_view address) {
     return std::string(address.substr(0, at + 1)) + *domain;
 }
 
+std::string canonicalLogin(std::string_view login) { return asciiLower(normalizeAddressDomain(login)); }
+
 }  // namespace postern::core

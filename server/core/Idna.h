@@ -31,4 +31,8 @@ bool hasALabel(std::string_view domain);
 // (the caller's comparison then simply fails to match).
 std::string normalizeAddressDomain(std::string_view address);
 
+// The account a login name denotes, as the auth facade looks it up: the domain as above,
+// then ASCII lower-cased ("Bob@Bücher.example" and "bob@xn--bcher-kva.example" are one).
+std::string canonicalLogin(std::string_view login);
+
 }  // namespace postern::core

@@ -204,8 +204,9 @@ Pop3Output Pop3Session::handleSaslStep(sasl::SaslExchange exchange, const sasl::
     }
     case sasl::StepKind::Cancelled:
         // RFC 5034 4: a "*" response cancels; the server MUST reply -ERR.
+        // Counted as a bad command, as in SMTP: AUTH and "*" cannot loop forever.
         authRejected("cancelled");
-        return reply(errLine("Authentication cancelled"));
+        return bad(errLine("Authentication cancelled"));
     case sasl::StepKind::BadBase64:
         authRejected("malformed");
         return bad(errLine("Invalid base64 data"));

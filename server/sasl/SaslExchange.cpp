@@ -2,6 +2,8 @@
 
 #include "sasl/Base64.h"
 
+#include "core/Idna.h"
+
 #include <algorithm>
 #include <cctype>
 
@@ -75,8 +77,11 @@ Step SaslExchange::decodePlain(std::string_view b64) {
     creds_.password = m.substr(second + 1);
     if (creds_.user.empty() || creds_.password.empty()) return {StepKind::Malformed, ""};
     // We do not support acting as another user: the authorization identity must be
-    // empty or the authentication identity itself.
-    if (!authzid.empty() && authzid != creds_.user) return {StepKind::BadAuthzid, ""};
+    // empty or the authentication identity itself, in any spelling of it the login accepts
+    // (case, U-label domain; some clients send the account's address as typed elsewhere),
+    // as Dovecot compares them after its username normalisation.
+    if (!authzid.empty() && authzid != creds_.user && core::canonicalLogin(authzid) != core::canonicalLogin(creds_.user))
+        return {StepKind::BadAuthzid, ""};
     return {StepKind::Done, ""};
 }
 

@@ -581,6 +581,28 @@ BOOST_AUTO_TEST_CASE(too_many_bad_commands_close) {
     BOOST_TEST(s->isClosed());
 }
 
+// AUTH cancelled with "*" is a bad command (as in SMTP): it cannot loop forever.
+BOOST_AUTO_TEST_CASE(cancelled_auth_counts_as_a_bad_command) {
+    settings.maxBadCommands = 3;
+    auto s = session(true);
+    run(*s, R"(
+        S: +OK pop.example.org Postern POP3 server ready
+        C: AUTH PLAIN
+        S: + 
+        C: *
+        S: -ERR Authentication cancelled
+        C: AUTH LOGIN
+        S: + VXNlcm5hbWU6
+        C: *
+        S: -ERR Authentication cancelled
+        C: AUTH PLAIN
+        S: + 
+        C: *
+        S: -ERR too many errors
+    )");
+    BOOST_TEST((outputs.back().action == Action::Close));
+}
+
 BOOST_AUTO_TEST_CASE(too_many_errors_in_transaction_deletes_nothing) {
     settings.maxBadCommands = 2;
     auto s = session(true);

@@ -1,6 +1,7 @@
 #include "sasl/Base64.h"
 #include "sasl/SaslExchange.h"
 
+#include <algorithm>
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -55,6 +56,27 @@ BOOST_AUTO_TEST_CASE(plain_authzid_must_match) {
     SaslExchange ex(Mechanism::Plain);
     auto s = ex.start(std::string_view(encodeBase64(std::string("admin\0bob\0pw", 12))));
     BOOST_TEST((s.kind == StepKind::BadAuthzid));
+}
+
+// The same account in another spelling (case, U-label domain) is no other user (as Dovecot
+// normalises the authzid like the login before comparing).
+BOOST_AUTO_TEST_CASE(plain_authzid_in_another_spelling_of_the_login) {
+    auto plain = [](std::string m) {  // '|' stands for the NUL separator
+        std::replace(m.begin(), m.end(), '|', '\0');
+        return encodeBase64(m);
+    };
+    for (const char* m : {"Bob@Example.NET|bob@example.net|pw", "bob@example.net|BOB@EXAMPLE.net|pw",
+                          "bob@b\xC3\xBC" "cher.example|bob@xn--bcher-kva.example|pw"}) {
+        SaslExchange ex(Mechanism::Plain);
+        BOOST_TEST((ex.start(std::string_view(plain(m))).kind == StepKind::Done), m);
+    }
+    // Another user, another domain, a non-ASCII local part in another case (logins compare
+    // local parts byte for byte beyond ASCII).
+    for (const char* m : {"alice@example.net|bob@example.net|pw", "bob@example.org|bob@example.net|pw",
+                          "b\xC3\xB6" "b@example.net|B\xC3\x96" "b@example.net|pw"}) {
+        SaslExchange ex(Mechanism::Plain);
+        BOOST_TEST((ex.start(std::string_view(plain(m))).kind == StepKind::BadAuthzid), m);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(plain_malformed_and_cancel) {
