@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <thread>
+#include <utility>
 
 namespace postern::app {
 
@@ -41,11 +42,55 @@ void ConnectionRegistry::update(Token token, const Poco::Net::StreamSocket& sock
     if (it != entries_.end()) it->second.socket = socket;
 }
 
-bool ConnectionRegistry::setIdle(Token token, bool idle) {
+ConnectionRegistry::~ConnectionRegistry() {
+    {
+        std::lock_guard lock(watchMutex_);
+        watchStop_ = true;
+    }
+    watchWake_.notify_all();
+    if (watcher_.joinable()) watcher_.join();
+}
+
+bool ConnectionRegistry::beginWait(Token token, TimePoint deadline) {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(token);
-    if (it != entries_.end()) it->second.idle = idle;
+    if (it != entries_.end()) {
+        it->second.idle = true;
+        it->second.deadline = deadline;
+        it->second.cut = false;
+    }
     return !shuttingDown_.load();
+}
+
+bool ConnectionRegistry::endWait(Token token) {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(token);
+    if (it == entries_.end()) return false;
+    it->second.idle = false;
+    it->second.deadline = TimePoint{};
+    return std::exchange(it->second.cut, false);
+}
+
+std::size_t ConnectionRegistry::cutOverdue(TimePoint now) {
+    std::size_t n = 0;
+    std::lock_guard lock(mutex_);
+    for (auto& [t, e] : entries_) {
+        if (!e.idle || e.cut || e.deadline == TimePoint{} || now < e.deadline) continue;
+        // The read in progress returns (EOF): the session answers as to a timeout and ends.
+        wake(e.socket, false);
+        e.cut = true;
+        ++n;
+    }
+    return n;
+}
+
+void ConnectionRegistry::startDeadlines(std::chrono::milliseconds period) {
+    if (watcher_.joinable()) return;
+    watcher_ = std::thread([this, period] {
+        std::unique_lock lock(watchMutex_);
+        while (!watchWake_.wait_for(lock, period, [this] { return watchStop_; }))
+            cutOverdue(std::chrono::steady_clock::now());
+    });
 }
 
 void ConnectionRegistry::beginShutdown() {

@@ -1,13 +1,18 @@
 // Tracks live sessions of all listeners for the graceful drain: on shutdown, sessions
 // idle at a command prompt are woken (read side shut down) so they say 421 and go;
-// busy ones get the configured grace time.
+// busy ones get the configured grace time. It also holds each waiting session to a
+// deadline for its whole next command (Postfix's smtpd_per_record_deadline): a socket
+// timeout counts per read, and a client trickling one byte (or one byte of a TLS record or
+// handshake) just inside it would hold the session's thread for ever.
 #pragma once
 
 #include <Poco/Net/StreamSocket.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 namespace postern::app {
@@ -16,12 +21,26 @@ namespace postern::app {
 class ConnectionRegistry {
 public:
     using Token = std::uint64_t;
+    using TimePoint = std::chrono::steady_clock::time_point;
+
+    ConnectionRegistry() = default;
+    ConnectionRegistry(const ConnectionRegistry&) = delete;
+    ConnectionRegistry& operator=(const ConnectionRegistry&) = delete;
+    ~ConnectionRegistry();
 
     Token add(const Poco::Net::StreamSocket& socket);
     void remove(Token token);
-    // A session tells when it blocks waiting for the client's next command. Returns
-    // false if shutdown has begun (the session should say goodbye instead of waiting).
-    bool setIdle(Token token, bool idle);
+    // A session is about to block for the client's next command: it is idle (woken at
+    // shutdown), and the whole command must have arrived by `deadline` (TimePoint{}: none),
+    // else its read side is shut (cutOverdue). Returns false if shutdown has begun (the
+    // session should say goodbye instead of waiting).
+    bool beginWait(Token token, TimePoint deadline);
+    // The wait ended. True when its deadline cut it: the session answers as to a timeout.
+    bool endWait(Token token);
+    // Shuts the read side of every waiting session past its deadline; how many. Called
+    // every `period` by the thread startDeadlines() starts (and by tests).
+    std::size_t cutOverdue(TimePoint now);
+    void startDeadlines(std::chrono::milliseconds period);
     // The socket changed (TLS attached): keep the one that shutdown must act on.
     void update(Token token, const Poco::Net::StreamSocket& socket);
 
@@ -40,11 +59,18 @@ private:
     struct Entry {
         Poco::Net::StreamSocket socket;
         bool idle = false;
+        TimePoint deadline{};  // of the wait in progress; {}: none
+        bool cut = false;      // that wait was cut at its deadline
     };
     mutable std::mutex mutex_;
     std::unordered_map<Token, Entry> entries_;
     Token next_ = 1;
     std::atomic<bool> shuttingDown_{false};
+
+    std::mutex watchMutex_;
+    std::condition_variable watchWake_;
+    bool watchStop_ = false;
+    std::thread watcher_;
 };
 
 }  // namespace postern::app

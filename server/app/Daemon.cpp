@@ -575,6 +575,8 @@ void Daemon::startServing() {
         accountSecurity_->flushNow();  // the flagged set before delivery starts: held mail stays held
         accountSecurity_->start();
     }
+    // Whole-command deadlines of waiting sessions, checked every second.
+    registry_.startDeadlines(std::chrono::seconds(1));
     for (auto& l : listeners_) l.server->start();
     if (health_) {
         health_->start();

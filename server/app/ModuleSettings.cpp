@@ -171,6 +171,7 @@ SessionTimeouts sessionTimeouts(const config::ServerConfig& cfg) {
     t.smtpData = cfg.smtp.dataTimeout;
     t.pop3Idle = cfg.pop3.idleTimeout;
     t.pop3DeadClient = cfg.pop3.deadClientTimeout;
+    t.pop3Login = cfg.pop3.loginTimeout;
     t.refusal = cfg.connections.refusalTimeout;
     t.tlsRefusals = cfg.connections.tlsRefusals;
     t.proxyHeader = cfg.proxyTimeout;

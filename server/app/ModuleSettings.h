@@ -106,6 +106,7 @@ struct SessionTimeouts {
     Millis smtpData{};         // smtp.data_timeout
     Millis pop3Idle{};         // pop3.idle_timeout
     Millis pop3DeadClient{};   // pop3.dead_client_timeout (0 = off)
+    Millis pop3Login{};        // pop3.login_timeout (0 = off)
     Millis refusal{};          // connections.refusal_timeout
     unsigned tlsRefusals = 0;  // connections.tls_refusals: refusals told over TLS at once, per listener
     Millis proxyHeader{};      // server.proxy_timeout

@@ -8,6 +8,7 @@
 
 #include <Poco/Exception.h>
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -65,15 +66,39 @@ void Pop3Connection::run() {
         ch.write(session.greeting().bytes);
         bool tlsVersionPending = ch.isTls();  // login log: read at the first command over TLS
         std::string line;
+        // pop3.login_timeout: from the connection on, however busy the client keeps it.
+        using SteadyClock = std::chrono::steady_clock;
+        const auto loginTimeout = listener_.timeouts.pop3Login;
+        const SteadyClock::time_point loginBy = SteadyClock::now() + loginTimeout;
+        auto loginLate = [&] { return loginTimeout.count() > 0 && !session.loggedIn() && SteadyClock::now() >= loginBy; };
+        auto endLate = [&] {
+            ch.write("-ERR Disconnected: no login in time\r\n");
+            reason = "login timeout";
+        };
         while (!session.isClosed()) {
-            bool mayWait = ch.hasPendingInput() || registry.setIdle(token, true);
+            if (loginLate()) {
+                endLate();
+                break;
+            }
+            // Only a whole buffered command is read without waiting; any wait for the client
+            // has pop3.idle_timeout for the whole command (a line or a TLS record trickled in
+            // a byte at a time included), and no more than the login deadline before login.
+            SteadyClock::time_point deadline = SteadyClock::now() + timeout;
+            if (loginTimeout.count() > 0 && !session.loggedIn()) deadline = std::min(deadline, loginBy);
+            bool mayWait = ch.hasBufferedLine() || registry.beginWait(token, deadline);
             if (!mayWait) {
                 ch.write("-ERR [SYS/TEMP] Server shutting down\r\n");
                 reason = "shutdown";
                 break;
             }
             auto st = ch.readLine(line, MaxPop3Line, timeout);
-            registry.setIdle(token, false);
+            if (registry.endWait(token)) {  // cut at its deadline
+                if (loginLate()) {
+                    endLate();
+                    break;
+                }
+                st = net::ReadStatus::Timeout;
+            }
             if (st == net::ReadStatus::TooLong) {
                 // The rest of the line is never read: answer, then end the session.
                 ch.write("-ERR Line too long\r\n");

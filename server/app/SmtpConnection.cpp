@@ -102,7 +102,11 @@ void SmtpConnection::run() {
                     ch.consume(used);
                 }
             } else {
-                bool mayWait = ch.hasPendingInput() || registry.setIdle(token, true);
+                // Only a whole buffered command is read without waiting; any wait for the
+                // client (a part of a line buffered, a TLS record or handshake under way) has
+                // smtp.command_timeout for the whole command, not per read.
+                bool mayWait = ch.hasBufferedLine() ||
+                               registry.beginWait(token, std::chrono::steady_clock::now() + timeouts.smtpCommand);
                 if (!mayWait) {
                     out = session.onShutdown();
                     reason = "shutdown";
@@ -111,7 +115,7 @@ void SmtpConnection::run() {
                     // 512-octet limit (smtp.max_command_length) to every other command.
                     auto st = ch.readLine(line, std::max<std::size_t>(settings_.maxCommandLength, 12290),
                                           timeouts.smtpCommand);
-                    registry.setIdle(token, false);
+                    if (registry.endWait(token)) st = net::ReadStatus::Timeout;  // cut at its deadline
                     if (st == net::ReadStatus::Ok) {
                         if ((milters || services_.delegate) && ch.isTls() && !tlsKnown) {
                             auto info = tlsMacros(std::as_const(ch).socket());

@@ -125,6 +125,7 @@ const std::vector<KeyDef> Keys = {
     // --- POP3 ---------------------------------------------------------------------
     {"pop3.allow_plaintext_auth", "false", K::Bool, "Allow USER/PASS and AUTH without TLS (off: -ERR [AUTH] with a hint to use STLS)"},
     {"pop3.idle_timeout", "10m", K::Duration, "Inactivity timeout (RFC 1939 3: at least 10 minutes); also bounds each write of a reply"},
+    {"pop3.login_timeout", "3m", K::Duration, "A client must have logged in this long after connecting, however active it is (Dovecot: 3 minutes); 0 = only pop3.idle_timeout"},
     {"pop3.dead_client_timeout", "2m", K::Duration, "A client whose connection died without a close is noticed after about this long (TCP keepalive; TCP_USER_TIMEOUT, which also ends a client that stopped reading for this long) and its maildrop lock released; 0 = only pop3.idle_timeout"},
     {"pop3.max_errors", "10", K::Integer, "Bad commands per session before disconnect"},
     // --- POP-before-SMTP ------------------------------------------------------------

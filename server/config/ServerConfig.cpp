@@ -303,6 +303,9 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
 
     c.pop3.allowPlaintextAuth = r.boolean("pop3.allow_plaintext_auth");
     c.pop3.idleTimeout = r.timeout("pop3.idle_timeout");
+    c.pop3.loginTimeout = r.duration("pop3.login_timeout");
+    if (c.pop3.loginTimeout.count() != 0 && c.pop3.loginTimeout < std::chrono::seconds(1))
+        r.error("pop3.login_timeout: must be 0 (off) or at least 1s");
     c.pop3.deadClientTimeout = r.duration("pop3.dead_client_timeout");
     if (c.pop3.deadClientTimeout.count() != 0 && c.pop3.deadClientTimeout < std::chrono::seconds(2))
         r.error("pop3.dead_client_timeout: must be 0 (off) or at least 2s");

@@ -132,6 +132,7 @@ struct SmtpConfig {
 struct Pop3Config {
     bool allowPlaintextAuth = false;
     Millis idleTimeout{};
+    Millis loginTimeout{};       // 0 = off
     Millis deadClientTimeout{};  // 0 = off
     int maxErrors = 0;
 };

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -55,6 +56,8 @@ public:
     void closeGracefully(std::chrono::milliseconds linger, std::size_t maxBytes);
     // True when the client has already sent more input (pipelining): replies can wait.
     bool hasPendingInput() const { return available() > 0; }
+    // A whole line is buffered: readLine() returns it without reading.
+    bool hasBufferedLine() const { return available() > 0 && std::memchr(data(), '\n', available()) != nullptr; }
     // Input buffered here or already in the kernel's receive queue: the client is still
     // sending (closing now would send an RST; see closeGracefully).
     bool inputWaiting() const;

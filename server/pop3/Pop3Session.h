@@ -91,6 +91,8 @@ public:
     // The connection dropped without QUIT: nothing is deleted, the lock is released.
     void onDisconnect();
     bool isClosed() const { return closed_; }
+    // Logged in: past the AUTHORIZATION state.
+    bool loggedIn() const { return !std::holds_alternative<Authorization>(state_); }
 
     // "authorization" | "transaction" | "update" (for tests and debug logs).
     std::string_view stateName() const;

@@ -405,5 +405,115 @@ def test_slow_clients_cannot_starve_the_health_endpoint():
         check(max(cut) < 3, "each within about health.request_timeout: %r" % cut)
 
 
+def trickle(port, prefix, payload, limit=12.0, tls_greeting=False):
+    """Connects, sends `prefix` at once, then `payload` one byte every 0.4 s until the server
+    closes the connection. Returns (seconds from the first trickled byte, what the server sent)."""
+    import select
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    got = b""
+    try:
+        if not tls_greeting:
+            got += s.recv(4096)  # the greeting
+        s.sendall(prefix)
+        t0 = time.monotonic()
+        for i in range(10 ** 6):
+            if time.monotonic() - t0 > limit:
+                return None, got
+            try:
+                s.sendall(payload[i % len(payload):i % len(payload) + 1])
+            except OSError:
+                return time.monotonic() - t0, got
+            ready, _, _ = select.select([s], [], [], 0.4)
+            if ready:
+                try:
+                    chunk = s.recv(4096)
+                except OSError:
+                    return time.monotonic() - t0, got
+                if not chunk:
+                    return time.monotonic() - t0, got
+                got += chunk
+    finally:
+        s.close()
+
+
+def test_trickling_clients_are_cut_at_the_command_deadline():
+    """Review finding: the command timeouts counted per read, so a client sending a byte a
+    little more often than that held a session thread for ever: a command line, or a TLS
+    handshake, trickled in. Now the whole command has the timeout (Postfix's
+    smtpd_per_record_deadline). Changed: smtp.command_timeout = 3s, pop3.idle_timeout = 3s."""
+    with Postern(overrides={"smtp.command_timeout": "3s", "pop3.idle_timeout": "3s"}) as p:
+        results = {}
+
+        def run(name, *args, **kw):
+            results[name] = trickle(*args, **kw)
+
+        cases = [
+            ("mx line", (p.port("mx"), b"", b"NOOP " + b"x" * 400)),
+            ("pop3 line", (p.port("pop3"), b"", b"CAPA" + b"x" * 200)),
+            ("submissions handshake", (p.port("submissions"), b"", CLIENT_HELLO), {"tls_greeting": True}),
+            ("pop3s handshake", (p.port("pop3s"), b"", CLIENT_HELLO), {"tls_greeting": True}),
+            ("mx after a whole command", (p.port("mx"), b"EHLO client.example\r\nNO", b"OP " + b"y" * 400)),
+        ]
+        threads = [threading.Thread(target=run, args=(c[0],) + c[1], kwargs=(c[2] if len(c) > 2 else {}))
+                   for c in cases]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        for name, _ in [(c[0], None) for c in cases]:
+            took, got = results[name]
+            check(took is not None, "%s: still connected after 12 s of trickling (server sent %r)" % (name, got[-200:]))
+            check(took < 8, "%s: cut after %.1f s, about the 3-s deadline" % (name, took))
+        check(b"421 " in results["mx line"][1] and b"Timeout" in results["mx line"][1], "the SMTP client is told: %r" % (results,))
+        check(b"-ERR" in results["pop3 line"][1].split(b"\r\n", 1)[1], "the POP3 client is told: %r"
+              % results["pop3 line"][1])
+        # A client that takes its time between whole commands is not affected.
+        c = RawConn(p.port("mx"), timeout=10)
+        expect(c.read_reply(), 220)
+        for _ in range(3):
+            time.sleep(1.5)
+            c.send("NOOP\r\n")
+            expect(c.read_reply(), 250)
+        c.send("QUIT\r\n")
+
+
+def test_pop3_client_must_log_in_in_time():
+    """Review finding: before login a POP3 client could keep its session (and thread) for ever
+    with a CAPA every few minutes. Now pop3.login_timeout (Dovecot: 3 minutes) bounds the time
+    to log in. Changed: pop3.login_timeout = 3s."""
+    with Postern(overrides={"pop3.login_timeout": "3s"}) as p:
+        busy = RawConn(p.port("pop3"), timeout=10)
+        check(busy.read_line().startswith(b"+OK"), "greeting")
+        t0 = time.monotonic()
+        last = b""
+        try:
+            for _ in range(20):
+                busy.send("CAPA\r\n")
+                last = busy.read_line()
+                while last.startswith(b"+OK") or (last and last != b"." and not last.startswith(b"-ERR")):
+                    last = busy.read_line()
+                if last.startswith(b"-ERR"):
+                    break
+                time.sleep(0.5)
+        except (EOFError, OSError):
+            pass
+        took = time.monotonic() - t0
+        check(last.startswith(b"-ERR Disconnected: no login in time"), "told why: %r" % last)
+        check(took < 8, "cut after %.1f s, about pop3.login_timeout" % took)
+        check(p.log_contains(r"event=disconnect svc=pop3 .*reason=\"login timeout\""),
+              "the disconnect is logged with its reason")
+        # Logged in within the time: the deadline no longer applies.
+        c = RawConn(p.port("pop3s"), tls=True, timeout=10)
+        check(c.read_line().startswith(b"+OK"), "greeting")
+        c.send("USER %s\r\n" % ALICE)
+        check(c.read_line().startswith(b"+OK"), "USER")
+        c.send("PASS %s\r\n" % PW[ALICE])
+        check(c.read_line().startswith(b"+OK"), "PASS")
+        time.sleep(4)
+        c.send("STAT\r\n")
+        check(c.read_line().startswith(b"+OK"), "STAT after the login deadline")
+        c.send("QUIT\r\n")
+
+
 if __name__ == "__main__":
     run_tests(globals())

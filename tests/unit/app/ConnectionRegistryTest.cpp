@@ -44,7 +44,7 @@ BOOST_AUTO_TEST_CASE(shutdown_wakes_idle_sessions_and_refuses_new_waits) {
     ConnectionRegistry r;
     Pair p;
     auto t = r.add(p.server);
-    BOOST_TEST(r.setIdle(t, true));
+    BOOST_TEST(r.beginWait(t, ConnectionRegistry::TimePoint{}));
     std::thread reader([&] {
         // Blocks until shutdown shuts the read side: then receive returns 0 (EOF).
         char c;
@@ -60,7 +60,7 @@ BOOST_AUTO_TEST_CASE(shutdown_wakes_idle_sessions_and_refuses_new_waits) {
     BOOST_TEST(r.waitEmpty(1s) == 0u);
     Pair q;
     auto t2 = r.add(q.server);
-    BOOST_TEST(!r.setIdle(t2, true));  // after shutdown a session must say goodbye instead
+    BOOST_TEST(!r.beginWait(t2, ConnectionRegistry::TimePoint{}));  // after shutdown a session must say goodbye instead
     r.remove(t2);
 }
 
@@ -71,6 +71,48 @@ BOOST_AUTO_TEST_CASE(wait_empty_returns_what_is_left_at_the_deadline) {
     auto t0 = std::chrono::steady_clock::now();
     BOOST_TEST(r.waitEmpty(100ms) == 1u);
     BOOST_TEST((std::chrono::steady_clock::now() - t0 >= 90ms));
+    r.remove(t);
+}
+
+// A waiting session past its deadline has its read side shut (its blocked read returns
+// EOF) and learns it from endWait; one without a deadline, or not waiting, is left alone.
+BOOST_AUTO_TEST_CASE(deadline_cuts_only_an_overdue_wait) {
+    ConnectionRegistry r;
+    Pair a, b, c;
+    auto ta = r.add(a.server);
+    auto tb = r.add(b.server);
+    auto tc = r.add(c.server);
+    const auto now = std::chrono::steady_clock::now();
+    BOOST_TEST(r.beginWait(ta, now + 10s));
+    BOOST_TEST(r.beginWait(tb, ConnectionRegistry::TimePoint{}));
+    BOOST_TEST(r.cutOverdue(now) == 0u);
+    BOOST_TEST(r.cutOverdue(now + 11s) == 1u);
+    BOOST_TEST(r.cutOverdue(now + 12s) == 0u);  // once
+    char ch;
+    a.server.setReceiveTimeout(Poco::Timespan(10, 0));
+    BOOST_TEST(a.server.receiveBytes(&ch, 1) == 0);  // EOF at once
+    BOOST_TEST(r.endWait(ta));
+    BOOST_TEST(!r.endWait(tb));
+    // A wait that ended in time is not cut later.
+    BOOST_TEST(r.beginWait(tc, now + 1s));
+    BOOST_TEST(!r.endWait(tc));
+    BOOST_TEST(r.cutOverdue(now + 20s) == 0u);
+    r.remove(ta);
+    r.remove(tb);
+    r.remove(tc);
+}
+
+// The thread startDeadlines() starts cuts a wait whose deadline passed.
+BOOST_AUTO_TEST_CASE(deadline_thread_wakes_a_blocked_read) {
+    ConnectionRegistry r;
+    r.startDeadlines(20ms);
+    Pair p;
+    auto t = r.add(p.server);
+    BOOST_TEST(r.beginWait(t, std::chrono::steady_clock::now() + 50ms));
+    char ch;
+    p.server.setReceiveTimeout(Poco::Timespan(30, 0));
+    BOOST_TEST(p.server.receiveBytes(&ch, 1) == 0);  // woken long before the socket timeout
+    BOOST_TEST(r.endWait(t));
     r.remove(t);
 }
 
