@@ -294,9 +294,12 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
         return;
     }
     // RFC 7672: the policy in force per host (TLSA lookups under dane/dane-only only), first:
-    // where DANE applies to a host of the domain, MTA-STS is not applied (RFC 8461 2).
+    // where DANE applies to a host, MTA-STS is not applied to that host (RFC 8461 2). The
+    // other hosts of the domain still get the domain's MTA-STS policy: one host with TLSA
+    // records (or a TLSA lookup an attacker made fail) must not drop its enforce mode for
+    // the rest, which would then get opportunistic TLS.
     std::map<std::string, HostTls> hostPolicies;
-    bool daneApplies = false;
+    std::set<std::string> daneHosts;  // the hosts DANE governs
     for (const auto& host : where.hosts) {
         HostTls t = hostTlsPolicy(resolver_, route.policy, where, host, route.port);
         // REQUIRETLS: a host DANE does not authenticate needs a PKIX-verified certificate.
@@ -304,12 +307,13 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
             t.policy = TlsPolicy::Verify;
             t.label = tlsPolicyName(TlsPolicy::Verify);
         }
-        daneApplies = daneApplies || daneGoverns(t);
+        if (daneGoverns(t)) daneHosts.insert(host.name);
         hostPolicies.emplace(host.name, std::move(t));
     }
-    // RFC 8461: the recipient domain's MTA-STS policy, for MX routes only.
-    if (!daneApplies && route.mx && route.mtaSts && mtaSts_) {
-        sts = applyMtaSts(*mtaSts_, route.target, where.hosts, envelope.id, *counters_);
+    // RFC 8461: the recipient domain's MTA-STS policy, for MX routes only, unless DANE
+    // governs every host.
+    if (daneHosts.size() < hostPolicies.size() && route.mx && route.mtaSts && mtaSts_) {
+        sts = applyMtaSts(*mtaSts_, route.target, where.hosts, envelope.id, *counters_, daneHosts);
         if (!sts.deferReason.empty()) {
             setAll(Outcome::Kind::Temp, SmtpReply::local("MTA-STS: " + sts.deferReason), "4.4.4");
             for (auto i : indexes) outcomes[i].mtaSts = "no matching MX";
@@ -376,7 +380,8 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
     for (const auto& host : where.hosts) {
         if (tried >= MaxAddressesPerAttempt) break;
         HostTls hostTls = hostPolicies.at(host.name);
-        if (sts.enforce()) {  // only hosts the policy lists are left; each with verified TLS
+        const bool stsHost = !daneGoverns(hostTls);  // MTA-STS (if any) applies to this host
+        if (sts.enforce() && stsHost) {  // a host the policy lists, with verified TLS
             hostTls.policy = TlsPolicy::Verify;
             hostTls.label = "mta-sts";
         }
@@ -414,7 +419,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                 SmtpClient* fresh = connections.put(key, std::make_unique<SmtpClient>(clientSettings_));
                 fresh->setLoopCheck(route.mx);
                 // MTA-STS testing: try what enforce would require; on failure log it and go on as usual.
-                const bool probe = sts.testing() && hostTls.policy != TlsPolicy::Verify;
+                const bool probe = sts.testing() && stsHost && hostTls.policy != TlsPolicy::Verify;
                 SmtpReply r = fresh->open(address, host.name, probe ? TlsPolicy::Verify : hostTls.policy,
                                           route.credentials, true, dane);
                 if (probe && !r.isPositive() && fresh->tlsRequirementFailed()) {
@@ -438,7 +443,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
                     lastRelay = fresh->relay();
                     lastDaneFailure = fresh->daneFailure();
                     lastWasDane = dane && !fresh->daneFailure().empty();
-                    if (sts.enforce() && fresh->tlsRequirementFailed()) stsTlsFailed = true;
+                    if (sts.enforce() && stsHost && fresh->tlsRequirementFailed()) stsTlsFailed = true;
                     if (fresh->loopsBack()) {
                         // The best MX is this node: the domain's mail comes here and cannot
                         // be delivered here, a permanent 5.4.6 at once (Postfix: "mail for

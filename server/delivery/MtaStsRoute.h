@@ -7,6 +7,7 @@
 #include "delivery/MxResolver.h"
 #include "mtasts/MtaSts.h"
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,10 @@ struct StsVerdict {
     bool testing() const { return mode == mtasts::Mode::Testing; }
 };
 
-// Looks up the policy of `domain` and filters `hosts` in place (enforce). `id`: queue id for logs.
+// Looks up the policy of `domain` and filters `hosts` in place (enforce). `id`: queue id for
+// logs. `daneHosts`: hosts DANE governs (RFC 8461 2), kept and not checked against the policy.
 StsVerdict applyMtaSts(mtasts::Engine& engine, const std::string& domain, std::vector<MxHost>& hosts,
-                       const std::string& id, core::EventCounters& counters);
+                       const std::string& id, core::EventCounters& counters,
+                       const std::set<std::string>& daneHosts = {});
 
 }  // namespace postern::delivery

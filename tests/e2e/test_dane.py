@@ -257,6 +257,55 @@ def test_bogus_tlsa_is_deferred():
         certs.close()
 
 
+def test_a_dane_host_does_not_switch_off_mta_sts_for_the_other_hosts():
+    """Review finding: one MX host under DANE (here its TLSA lookup made to fail, as an
+    attacker on the path can) turned MTA-STS off for the whole domain, so the other MX host
+    got opportunistic TLS with any certificate. Now DANE governs its own host only; the other
+    keeps the domain's enforce policy: a certificate no CA vouches for defers the message
+    (4.7.5), one for its name from a trusted CA gets it. Changed beyond dane_overrides: an
+    MTA-STS policy server (test CA) and delivery.mta_sts.* pointing at it."""
+    import tempfile
+    import shutil
+    from mta_sts_support import PolicyServer, TestCa, policy_text
+    web_ip = "127.0.0.22"
+    certs = Certs()
+    tmp = tempfile.mkdtemp(prefix="postern-e2e-dane-sts-")
+    try:
+        ca = TestCa(os.path.join(tmp, "ca"))
+        cert1, key1 = certs.self_signed("mx1", "mx1.dane.test")
+        rogue, rogue_key = certs.self_signed("mx2-rogue", "mx2.dane.test")  # not from the CA
+        port = sink_port((MX1, MX2, web_ip))
+        z = zone(port, [(10, "mx1", MX1), (20, "mx2", MX2)], [("mx1", tlsa_rdata(cert1, 3, 1, 1))])
+        z += ['_mta-sts.d TXT "v=STSv1; id=1"', "mta-sts.d A %s" % web_ip]
+        tlsa_name = "_%d._tcp.mx1.dane.test" % port
+        web = PolicyServer(web_ip, port, ca.issue("mta-sts.d.dane.test"),
+                           policy=policy_text("enforce", ["*.dane.test"]))
+        web.start()
+        o = {"delivery.mta_sts": "on", "delivery.mta_sts.ca_file": ca.pem,
+             "delivery.mta_sts.https_port": str(port), "delivery.tls_ca_file": ca.pem}
+        try:
+            with SignedDns({"dane.test": z}, bogus={tlsa_name}) as dns:
+                check_eq(dns.query(tlsa_name, 52)[0], 2, "the resolver answers SERVFAIL for the bogus TLSA")
+                with CertSink(MX1, port, cert1, key1) as sink1, CertSink(MX2, port, rogue, rogue_key) as sink2:
+                    with Postern(overrides=dict(dane_overrides(dns, port), **o)) as p:
+                        submit(p, "friend@d.dane.test")
+                        p.log_contains(r"event=delivery\.defer to=<friend@d\.dane\.test> .*status=4\.7\.5 .*"
+                                       r"tls_policy=mta-sts mta_sts=\"no verified TLS\"", timeout=20)
+                        check_eq(sink1.data_seen + sink2.data_seen, [], "nothing sent to either MX host")
+                good, good_key = ca.issue("mx2.dane.test")
+                with CertSink(MX2, port, good, good_key) as sink2:
+                    with Postern(overrides=dict(dane_overrides(dns, port), **o)) as p:
+                        marker = submit(p, "friend@d.dane.test")
+                        check(sink2.wait_for(marker)[0].tls, "delivered to mx2 over verified TLS")
+                        p.log_contains(r"event=delivery\.ok to=<friend@d\.dane\.test> relay=mx2\.dane\.test.* "
+                                       r"tls_policy=mta-sts")
+        finally:
+            web.stop()
+    finally:
+        certs.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_requiretls_is_satisfied_by_dane():
     """RFC 8689 4.2.1: a certificate authenticated by DANE (here self-signed, so not PKIX
     valid) satisfies REQUIRETLS; REQUIRETLS is passed on."""
