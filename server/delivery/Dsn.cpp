@@ -172,75 +172,83 @@ std::string formatDsn(const DsnInput& in) {
     m += "Content-Transfer-Encoding: 8bit" + crlf;
     m += crlf;
     m += "This is a MIME-encapsulated message." + crlf + crlf;
+    // A part whose text has 8-bit octets says so (RFC 2045 6.1: a part without the field is
+    // 7bit; the multipart's own field does not cover its parts), as Postfix does.
+    auto addPart = [&](const std::string& fields, std::string_view body) {
+        m += "--" + in.boundary + crlf + fields;
+        if (!core::isAscii(body)) m += "Content-Transfer-Encoding: 8bit" + crlf;
+        m += crlf;
+        m += body;
+    };
 
     // Part 1: for people.
-    m += "--" + in.boundary + crlf;
-    m += "Content-Description: Notification" + crlf;
-    m += std::string("Content-Type: text/plain; charset=") + (global ? "utf-8" : "us-ascii") + crlf + crlf;
-    m += "This is the mail system at host " + in.reportingMta + "." + crlf + crlf;
+    std::string text = "This is the mail system at host " + in.reportingMta + "." + crlf + crlf;
     if (failed) {
-        m += "I'm sorry to have to inform you that your message could not" + crlf;
-        m += "be delivered to one or more recipients. It's attached below." + crlf + crlf;
+        text += "I'm sorry to have to inform you that your message could not" + crlf;
+        text += "be delivered to one or more recipients. It's attached below." + crlf + crlf;
     } else if (in.action == DsnAction::Delivered) {
-        m += "Your message was successfully delivered to the destination(s)" + crlf;
-        m += "listed below, as you asked for with NOTIFY=SUCCESS." + crlf + crlf;
+        text += "Your message was successfully delivered to the destination(s)" + crlf;
+        text += "listed below, as you asked for with NOTIFY=SUCCESS." + crlf + crlf;
     } else if (in.action == DsnAction::Relayed) {
-        m += "Your message was successfully relayed to the destination(s) listed" + crlf;
-        m += "below. The next system does not offer delivery status notifications," + crlf;
-        m += "so you may not hear of the final delivery." + crlf + crlf;
+        text += "Your message was successfully relayed to the destination(s) listed" + crlf;
+        text += "below. The next system does not offer delivery status notifications," + crlf;
+        text += "so you may not hear of the final delivery." + crlf + crlf;
     } else {
-        m += "####################################################################" + crlf;
-        m += "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #" + crlf;
-        m += "####################################################################" + crlf + crlf;
-        m += "Your message could not be delivered yet; it is still being retried." + crlf + crlf;
+        text += "####################################################################" + crlf;
+        text += "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #" + crlf;
+        text += "####################################################################" + crlf + crlf;
+        text += "Your message could not be delivered yet; it is still being retried." + crlf + crlf;
     }
     for (const auto& r : in.recipients) {
         std::string line = "<" + reportAddress(r.address, global) + ">: " + clean(r.diagnostic);
         if (line.size() > kMaxLine) line.resize(kMaxLine);
-        m += line + crlf;
+        text += line + crlf;
     }
-    m += crlf;
+    text += crlf;
+    addPart("Content-Description: Notification" + crlf + std::string("Content-Type: text/plain; charset=") +
+                (global ? "utf-8" : "us-ascii") + crlf,
+            text);
 
     // Part 2: for programs (RFC 3464 2.2 per-message, 2.3 per-recipient fields).
-    m += "--" + in.boundary + crlf;
-    m += "Content-Description: Delivery report" + crlf;
-    m += std::string("Content-Type: message/") + (global ? "global-" : "") + "delivery-status" + crlf + crlf;
-    if (!in.envelopeId.empty()) m += "Original-Envelope-Id: " + reportValue(in.envelopeId, 200) + crlf;
-    m += "Reporting-MTA: dns; " + in.reportingMta + crlf;
-    m += "X-Postern-Queue-ID: " + in.queueId + crlf;
-    m += "Arrival-Date: " + core::rfc5322Date(in.arrival) + crlf;
+    std::string status;
+    if (!in.envelopeId.empty()) status += "Original-Envelope-Id: " + reportValue(in.envelopeId, 200) + crlf;
+    status += "Reporting-MTA: dns; " + in.reportingMta + crlf;
+    status += "X-Postern-Queue-ID: " + in.queueId + crlf;
+    status += "Arrival-Date: " + core::rfc5322Date(in.arrival) + crlf;
     for (const auto& r : in.recipients) {
-        m += crlf;
-        if (!r.originalRecipient.empty()) m += "Original-Recipient: " + originalRecipient(r.originalRecipient, global) + crlf;
-        m += "Final-Recipient: " + typedAddress(r.address, global) + crlf;
-        m += std::string("Action: ") + actionName(in.action) + crlf;
-        m += "Status: " + clean(r.status, 16) + crlf;
-        if (!r.remoteMta.empty()) m += "Remote-MTA: dns; " + clean(r.remoteMta, 255) + crlf;
+        status += crlf;
+        if (!r.originalRecipient.empty()) status += "Original-Recipient: " + originalRecipient(r.originalRecipient, global) + crlf;
+        status += "Final-Recipient: " + typedAddress(r.address, global) + crlf;
+        status += std::string("Action: ") + actionName(in.action) + crlf;
+        status += "Status: " + clean(r.status, 16) + crlf;
+        if (!r.remoteMta.empty()) status += "Remote-MTA: dns; " + clean(r.remoteMta, 255) + crlf;
         if (!r.diagnostic.empty())
-            m += std::string("Diagnostic-Code: ") + (r.diagnosticIsSmtp ? "smtp; " : "X-Postern; ") +
+            status += std::string("Diagnostic-Code: ") + (r.diagnosticIsSmtp ? "smtp; " : "X-Postern; ") +
                  clean(r.diagnostic) + crlf;
-        m += "Last-Attempt-Date: " + core::rfc5322Date(in.now) + crlf;
-        if (in.action == DsnAction::Delayed) m += "Will-Retry-Until: " + core::rfc5322Date(in.willRetryUntil) + crlf;
+        status += "Last-Attempt-Date: " + core::rfc5322Date(in.now) + crlf;
+        if (in.action == DsnAction::Delayed) status += "Will-Retry-Until: " + core::rfc5322Date(in.willRetryUntil) + crlf;
     }
-    m += crlf;
+    status += crlf;
+    addPart("Content-Description: Delivery report" + crlf + std::string("Content-Type: message/") +
+                (global ? "global-" : "") + "delivery-status" + crlf,
+            status);
 
     // Part 3: the original header (RFC 6522 / RFC 3462 text/rfc822-headers), or the whole
     // message for RET=FULL (RFC 3461 4.3, RFC 3464 2: message/rfc822).
     const char* what = failed ? "Undelivered Message" : success ? "Message" : "Delayed Message";
-    m += "--" + in.boundary + crlf;
     // RET=FULL of a message that is not CRLF lines of at most 998 octets (stored
     // byte-exact from BDAT/BINARYMIME) cannot go into this 8bit report: its header
     // section is returned instead (RFC 3461 4.3 lets the MTA return less than asked).
     if (!in.originalMessage.empty() && wellFormedLines(in.originalMessage)) {
-        m += std::string("Content-Description: ") + what + crlf;
-        m += std::string("Content-Type: message/") + (global ? "global" : "rfc822") + crlf + crlf;
-        m += in.originalMessage;
-        if (in.originalMessage.size() < 2 || in.originalMessage.compare(in.originalMessage.size() - 2, 2, crlf) != 0)
-            m += crlf;
+        const std::string& original = in.originalMessage;
+        addPart(std::string("Content-Description: ") + what + crlf + "Content-Type: message/" +
+                    (global ? "global" : "rfc822") + crlf,
+                original);
+        if (original.size() < 2 || original.compare(original.size() - 2, 2, crlf) != 0) m += crlf;
     } else {
-        m += std::string("Content-Description: ") + what + " Headers" + crlf;
-        m += std::string("Content-Type: ") + (global ? "message/global-headers" : "text/rfc822-headers") + crlf + crlf;
-        m += asCrlfLines(in.originalHeaders);
+        addPart(std::string("Content-Description: ") + what + " Headers" + crlf + "Content-Type: " +
+                    (global ? "message/global-headers" : "text/rfc822-headers") + crlf,
+                asCrlfLines(in.originalHeaders));
     }
     m += crlf + "--" + in.boundary + "--" + crlf;
     return m;

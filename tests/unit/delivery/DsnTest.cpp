@@ -260,4 +260,35 @@ BOOST_AUTO_TEST_CASE(utf8_addresses_make_a_global_report) {
     BOOST_TEST(formatDsn(sample()).find("Final-Recipient: rfc822; bad@a.test\r\n") != std::string::npos);
 }
 
+// RFC 2045 6.1: a part without Content-Transfer-Encoding is 7bit, whatever the multipart
+// says; a part carrying 8-bit octets is declared 8bit (as Postfix does), an ASCII one is not.
+BOOST_AUTO_TEST_CASE(parts_with_8bit_octets_say_8bit) {
+    auto fieldsOf = [](const std::string& m, const std::string& type) {
+        const auto at = m.find("Content-Type: " + type + "\r\n");
+        BOOST_REQUIRE(at != std::string::npos);
+        return m.substr(at, m.find("\r\n\r\n", at) - at);
+    };
+    // An ASCII report of a message with UTF-8 content, returned whole (RET=FULL).
+    DsnInput full = sample();
+    full.originalMessage = "Subject: caf\xC3\xA9\r\n\r\nna\xC3\xAFve\r\n";
+    std::string m = formatDsn(full);
+    BOOST_TEST(fieldsOf(m, "message/rfc822").find("Content-Transfer-Encoding: 8bit") != std::string::npos, m);
+    BOOST_TEST(fieldsOf(m, "message/delivery-status").find("Content-Transfer-Encoding") == std::string::npos);
+    BOOST_TEST(fieldsOf(m, "text/plain; charset=us-ascii").find("Content-Transfer-Encoding") == std::string::npos);
+    // Its header section only.
+    DsnInput headers = sample();
+    headers.originalHeaders = "Subject: caf\xC3\xA9\r\n";
+    m = formatDsn(headers);
+    BOOST_TEST(fieldsOf(m, "text/rfc822-headers").find("Content-Transfer-Encoding: 8bit") != std::string::npos, m);
+    BOOST_TEST(fieldsOf(formatDsn(sample()), "text/rfc822-headers").find("Content-Transfer-Encoding") == std::string::npos);
+    // A global report: UTF-8 addresses in the text and the delivery-status parts.
+    DsnInput global = sample();
+    global.recipients.resize(1);
+    global.recipients[0].address = "\xC3\xBCser@a.test";
+    m = formatDsn(global);
+    BOOST_TEST(fieldsOf(m, "text/plain; charset=utf-8").find("Content-Transfer-Encoding: 8bit") != std::string::npos, m);
+    BOOST_TEST(fieldsOf(m, "message/global-delivery-status").find("Content-Transfer-Encoding: 8bit") != std::string::npos);
+    BOOST_TEST(fieldsOf(m, "message/global-headers").find("Content-Transfer-Encoding") == std::string::npos);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
