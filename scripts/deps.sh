@@ -4,7 +4,7 @@
 # POSTERN_TARGETS (optional): build only these targets (scripts/run: "programs").
 
 POSTERN_PACKAGES=(build-essential cmake ccache pkg-config libpoco-dev libssl-dev libpq-dev libldap-dev
-  libboost-test-dev libargon2-dev libcrypt-dev libidn2-dev openssl python3 swaks libnet-ssleay-perl curl)
+  libboost-test-dev libargon2-dev libcrypt-dev libidn2-dev libunistring-dev openssl python3 swaks libnet-ssleay-perl curl)
 # swaks needs libnet-ssleay-perl for --tls / --tlsc (a recommends, not a dependency, and
 # installs here run without recommends).
 

@@ -4,6 +4,7 @@
 #include "core/Idna.h"
 
 #include "abuse/MemoryPenaltyStore.h"
+#include "abuse/NameFold.h"
 #include "core/AuthService.h"
 #include "core/Utf8.h"
 
@@ -40,17 +41,19 @@ std::string AuthPenalty::ipKey(const core::ClientAddress& client) const {
 
 std::string AuthPenalty::accountKey(std::string_view typed) {
     // Both spellings of an IDN domain are one account (the auth facade logs in with the
-    // A-label), so they share one counter.
-    const std::string lowered = core::canonicalLogin(typed);
+    // A-label), and so is every spelling a directory may take for the same name (case,
+    // width, compatibility forms: "ａlice", "𝐚lice", "JÖRG" / "jörg"): else each would be a
+    // fresh budget of guesses against one LDAP or Active Directory account.
+    const std::string folded = foldName(core::canonicalLogin(typed));
     // A name that is not UTF-8 or longer than any address (a client can send either) cannot
     // be a PostgreSQL text key, and must not make the shared store look down: its SHA-256
     // (a different prefix: never equal to a real name's key).
-    if (!core::isValidUtf8(lowered) || lowered.size() > core::MaxLoginLength) {
+    if (!core::isValidUtf8(folded) || folded.size() > core::MaxLoginLength) {
         Poco::SHA2Engine sha(Poco::SHA2Engine::SHA_256);
-        sha.update(lowered);
+        sha.update(folded);
         return "user#" + Poco::DigestEngine::digestToHex(sha.digest());
     }
-    return "user:" + lowered;
+    return "user:" + folded;
 }
 
 std::chrono::milliseconds AuthPenalty::delayFor(std::uint32_t failures) const {

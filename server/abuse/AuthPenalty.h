@@ -55,8 +55,9 @@ struct PenaltyVerdict {
     bool isBlocked() const { return kind == Kind::Blocked; }
 };
 
-// Counters per client address (IPv4 exact, IPv6 by `ipv6Prefix`) and per account (compared
-// lower-cased, so "Bob@X" and "bob@x" share one counter). A failure counts until `window`
+// Counters per client address (IPv4 exact, IPv6 by `ipv6Prefix`) and per account (accountKey:
+// the domain's A-label and the name folded, so "Bob@X", "bob@x" and a fullwidth "ｂob@x" share
+// one counter). A failure counts until `window`
 // after the most recent failure of that counter.
 //
 // delay: with f = the larger of the address's and the account's failures, 0 when f == 0,

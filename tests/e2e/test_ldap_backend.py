@@ -95,6 +95,25 @@ def test_a_login_in_another_domain_is_no_such_user():
         p.stop()
 
 
+def test_unicode_spellings_of_a_name_share_its_failed_login_counter():
+    """Review finding: slapd compares uid (caseIgnoreMatch) after case and compatibility
+    folding, so the shipped filter's uid=%n finds alice's entry for U+FF41-alice or
+    U+1D41A-alice too; each spelling had its own failed-login counter, a fresh budget of
+    guesses against one account. Now they share it (test changes: max_failures_account = 3,
+    no tarpit)."""
+    spellings = ["alice@ldap.test", "\uff41lice@ldap.test", "\U0001d41alice@ldap.test"]
+    with L.Slapd(_root_dir(), "a") as a:
+        p = postern_for([a.uri], overrides={"auth.penalty.max_failures_account": "3",
+                                            "auth.penalty.base_delay": "0s"})
+        mark = a.log_mark()
+        for i, user in enumerate(spellings):
+            expect_auth(p, user, "wrong-guess-%d" % i, 535, "5.7.8")
+        check_eq(a.binds_since(mark, "uid=alice,"), 3, "slapd found alice's entry for every spelling")
+        expect_auth(p, *ALICE, 454, "4.7.0")  # blocked: three failures on one account
+        expect_auth(p, *BOB, 235, "2.7.0")
+        p.stop()
+
+
 def test_a_login_the_filter_compares_whole_is_found_in_any_domain():
     """AD's (|(userPrincipalName=%u)(sAMAccountName=%n)): a UPN in another domain than the
     mail addresses still logs in (review follow-up: the domain check refused it). Here the

@@ -150,6 +150,26 @@ BOOST_AUTO_TEST_CASE(account_keys_are_text_for_any_name) {
     BOOST_TEST(AuthPenalty::accountKey(std::string(320, 'a')).starts_with("user:"));
 }
 
+// Spellings an LDAP directory (caseIgnoreMatch: case and compatibility folding) or Active
+// Directory take for one name share one counter; different names do not.
+BOOST_AUTO_TEST_CASE(account_keys_fold_unicode_spellings) {
+    const std::string alice = AuthPenalty::accountKey("alice@example.test");
+    BOOST_TEST(alice == "user:alice@example.test");
+    for (const char* spelling : {"\xEF\xBD\x81lice@example.test",      // U+FF41 fullwidth a
+                                 "\xF0\x9D\x90\x9Alice@example.test",  // U+1D41A mathematical bold a
+                                 "\xC2\xAAlice@example.test",            // U+00AA feminine ordinal
+                                 "ALICE@EXAMPLE.TEST", "\xEF\xBC\xA1LICE@example.test"})  // U+FF21 fullwidth A
+        BOOST_TEST(AuthPenalty::accountKey(spelling) == alice, spelling);
+    // Kelvin sign, non-ASCII case and composed vs decomposed forms.
+    BOOST_TEST(AuthPenalty::accountKey("\xE2\x84\xAAlaus@example.test") == AuthPenalty::accountKey("klaus@example.test"));
+    const std::string jorg = AuthPenalty::accountKey("j\xC3\xB6rg@example.test");
+    BOOST_TEST(jorg == "user:j\xC3\xB6rg@example.test");
+    BOOST_TEST(AuthPenalty::accountKey("J\xC3\x96RG@example.test") == jorg);
+    BOOST_TEST(AuthPenalty::accountKey("jo\xCC\x88rg@example.test") == jorg);  // o + combining diaeresis
+    BOOST_TEST(AuthPenalty::accountKey("jorg@example.test") != jorg);
+    BOOST_TEST(AuthPenalty::accountKey("bob@example.test") != alice);
+}
+
 BOOST_AUTO_TEST_CASE(success_clears_account_not_ip) {
     Fixture f;
     AuthPenalty p = f.make();

@@ -1,0 +1,17 @@
+// Loose name folding for counters keyed on what a client typed: the spellings a directory
+// may take for one name (LDAP caseIgnoreMatch folds case and compatibility forms, RFC 4518;
+// Active Directory ignores case and width) are one key, so a guesser cannot get a fresh
+// failure budget per spelling ("ａlice", "𝐚lice", "ALICE").
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace postern::abuse {
+
+// Unicode compatibility caseless form of `utf8`: NFKC(toCasefold(NFKD(s))) (Unicode 3.13,
+// D146), through libunistring. ASCII is lower-cased; `utf8` itself (unchanged) if it is
+// not well-formed UTF-8 or cannot be folded.
+std::string foldName(std::string_view utf8);
+
+}  // namespace postern::abuse
