@@ -130,6 +130,7 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
                 return p;
             }
             p.client = core::ClientAddress::fromSocket(r.header.source);
+            p.server = core::ClientAddress::fromSocket(r.header.destination);
             p.balancerTls = l.proxyTlsCounts && r.header.ssl && r.header.ssl->isTls();
         } else if (looksLikeProxyHeader(peekEarly(
                        socket, l.tls == config::TlsMode::Implicit ? listener.timeouts.proxyHeader
@@ -213,6 +214,11 @@ SessionScope::SessionScope(Poco::Net::StreamSocket& socket, Services& services, 
                                     .add("port", prologue_.client.port)
                                     .str());
     if (prologue_.proceed) token_ = services_.registry.add(socket);
+}
+
+core::ClientAddress SessionScope::serverAddress(const Poco::Net::StreamSocket& socket) const {
+    if (prologue_.server) return *prologue_.server;
+    return core::ClientAddress::fromSocket(socket.address());  // one getsockname(2)
 }
 
 SessionScope::~SessionScope() {

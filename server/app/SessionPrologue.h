@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <string>
 
 namespace postern::app {
@@ -31,6 +32,9 @@ struct ListenerRuntime {
 struct Prologue {
     bool proceed = false;         // false: the connection was answered/closed; stop here
     core::ClientAddress client;   // from the socket or the PROXY header
+    // The address the client connected to, from the PROXY header (the balancer's public
+    // address); none: the socket's own end.
+    std::optional<core::ClientAddress> server;
     bool balancerTls = false;     // v2 header says the balancer terminated TLS (and that counts)
     abuse::Admission admission;   // holds the per-IP slot for the session's lifetime
     std::string reason;           // why not proceeding (for the disconnect log line)
@@ -55,6 +59,9 @@ public:
     const std::string& id() const { return id_; }
     const core::ClientAddress& client() const { return prologue_.client; }
     bool balancerTls() const { return prologue_.balancerTls; }
+    // The address and port the client connected to: from the PROXY header behind a
+    // balancer (as Postfix's smtpd_peer_from_haproxy), else the socket's local end.
+    core::ClientAddress serverAddress(const Poco::Net::StreamSocket& socket) const;
     ConnectionRegistry::Token token() const { return token_; }
 
     std::string reason = "quit";  // why the session ended, for the disconnect line

@@ -79,8 +79,8 @@ void SmtpConnection::run() {
         smtp::SmtpSession session(settings_, ports, sid, client, ch.isTls() || scope.balancerTls());
         session.setMilterInfo(lc.name, "", "");
         bool tlsKnown = false;  // {tls_version}/{cipher} taken once the handshake is done (first read)
-        const Poco::Net::SocketAddress local = socket().address();  // one getsockname(2)
-        session.setServerAddress(local.host().toString(), local.port());
+        const core::ClientAddress local = scope.serverAddress(socket());
+        session.setServerAddress(local.host(), local.port);
         // The TLS version (login log) is read once the handshake is surely done: at the
         // first command read over TLS.
         bool tlsVersionPending = ch.isTls();

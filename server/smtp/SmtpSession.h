@@ -130,7 +130,8 @@ public:
     // The TLS version for the login log (after the handshake; default "yes").
     void setTlsVersion(std::string version) { tlsVersion_ = std::move(version); }
     const std::string& sessionId() const { return sessionId_; }
-    // The local end of the connection (the policy service's server_address / server_port).
+    // The address the client connected to (the policy service's server_address /
+    // server_port, the milters' {daemon_addr}): from the PROXY header behind a balancer.
     void setServerAddress(std::string host, std::uint16_t port) {
         serverHost_ = std::move(host);
         serverPort_ = port;

@@ -245,6 +245,28 @@ def _auth_over_proxied_plain(p, header):
     return ehlo, code, " ".join(lines)
 
 
+def test_policy_service_gets_the_address_the_client_connected_to():
+    """Review finding: behind the balancer the policy service (and milters' {daemon_addr})
+    got the node's own end of the balancer's connection as server_address/server_port. Now
+    the PROXY header's destination, as Postfix's smtpd_peer_from_haproxy does (test change:
+    policy.service = a policy server of the test)."""
+    from test_policy_delegation import PolicyServer
+    with PolicyServer() as ps, node(overrides={"policy.service": ps.service}, name="dst") as p:
+        c = proxied_raw(p.port("mx"), proxy_v2(src="192.0.2.90", dst="203.0.113.25", dport=25))
+        c.expect_reply(220)
+        c.send("EHLO client.example\r\nMAIL FROM:<someone@remote.example>\r\nRCPT TO:<%s>\r\n" % BOB)
+        c.expect_reply(250)
+        c.expect_reply(250)
+        c.expect_reply(250)
+        c.send("QUIT\r\n")
+        c.expect_reply(221)
+        c.close()
+        attrs = [a for _, a in ps.seen()]
+        check_eq(len(attrs), 1, "policy requests")
+        check_eq((attrs[0]["client_address"], attrs[0]["server_address"], attrs[0]["server_port"]),
+                 ("192.0.2.90", "203.0.113.25", "25"), "client and server address from the header")
+
+
 def test_ssl_tlv_counts_as_tls_only_with_proxy_tls_counts():
     with node(extra={"listener.submission.proxy_tls_counts": "true"}, name="tlscounts") as p:
         ehlo, code, text = _auth_over_proxied_plain(p, proxy_v2(src="192.0.2.80", dport=587, tlvs=ssl_tlv()))
