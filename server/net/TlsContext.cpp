@@ -180,15 +180,23 @@ void checkPair(const std::string& certFile, const std::string& keyFile, const st
 }
 
 // Loads the second (ECDSA) chain into its own slot of the context. Refuses a chain whose
-// key is not EC (it would replace the RSA chain instead of standing beside it) and a key
-// that does not match the certificate.
+// key is not EC (it would replace the RSA chain instead of standing beside it), a first
+// chain (tls.cert_file) that is ECDSA itself (the second would replace it, and no RSA chain
+// would be left), and a key that does not match the certificate.
 void addEcdsaChain(SSL_CTX* ssl, const std::string& certFile, const std::string& keyFile) {
+    X509* first = SSL_CTX_get0_certificate(ssl);  // tls.cert_file's leaf, loaded by POCO
+    EVP_PKEY* firstKey = first ? X509_get0_pubkey(first) : nullptr;
+    const bool firstIsEc = firstKey && EVP_PKEY_get_base_id(firstKey) == EVP_PKEY_EC;
     if (SSL_CTX_use_certificate_chain_file(ssl, certFile.c_str()) != 1)
         throw Poco::InvalidArgumentException("tls.ecdsa_cert_file: cannot load '" + certFile + "'", opensslError());
     X509* leaf = SSL_CTX_get0_certificate(ssl);  // the chain just loaded is the current one
     EVP_PKEY* pub = leaf ? X509_get0_pubkey(leaf) : nullptr;
     if (!pub || EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC)
         throw Poco::InvalidArgumentException("tls.ecdsa_cert_file: '" + certFile + "' is not an ECDSA certificate");
+    if (firstIsEc)
+        throw Poco::InvalidArgumentException(
+            "tls.ecdsa_cert_file: tls.cert_file is an ECDSA certificate already (the second would replace it); "
+            "set tls.cert_file to the RSA chain, or leave tls.ecdsa_cert_file empty");
     if (SSL_CTX_use_PrivateKey_file(ssl, keyFile.c_str(), SSL_FILETYPE_PEM) != 1)
         throw Poco::InvalidArgumentException("tls.ecdsa_key_file: cannot load '" + keyFile + "'", opensslError());
     if (SSL_CTX_check_private_key(ssl) != 1)

@@ -232,6 +232,20 @@ def test_ecdsa_chain_beside_rsa():
         pass
     check("is not an ECDSA certificate" in q.log_text(), "names the problem:\n" + q.tail())
 
+    # Review finding: an ECDSA tls.cert_file and a second ECDSA chain: the second replaced
+    # the first silently (no RSA chain left, tls.cert_file unused). Refused.
+    q = Postern(start=False)
+    e1_cert, e1_key = new_cert(q.dir, "ec1")
+    e2_cert, e2_key = new_cert(q.dir, "ec2")
+    q.overrides.update({"tls.cert_file": e1_cert, "tls.key_file": e1_key,
+                        "tls.ecdsa_cert_file": e2_cert, "tls.ecdsa_key_file": e2_key})
+    try:
+        q.start()
+        raise AssertionError("two ECDSA chains were accepted")
+    except TestFailure:
+        pass
+    check("tls.cert_file is an ECDSA certificate already" in q.log_text(), "names the problem:\n" + q.tail())
+
 
 def _have_ipv6_loopback():
     try:
