@@ -4,6 +4,10 @@
 
 #include <Poco/Logger.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
 namespace postern::abuse {
 
 namespace {
@@ -22,26 +26,38 @@ void transition(std::atomic<bool>& degraded, bool down, const char* what) {
 }
 }  // namespace
 
+PenaltyCount DegradingPenaltyStore::degradedCount(const std::string& key, core::TimePoint now) {
+    PenaltyCount c = *local_.get(key, now);  // the memory store never fails
+    const PenaltyCount k = *known_.get(key, now);
+    const std::uint64_t sum = std::uint64_t{c.failures} + k.failures;
+    c.failures = static_cast<std::uint32_t>(std::min<std::uint64_t>(sum, std::numeric_limits<std::uint32_t>::max()));
+    c.expires = std::max(c.expires, k.expires);
+    return c;
+}
+
 std::optional<PenaltyCount> DegradingPenaltyStore::increment(const std::string& key, core::TimePoint now,
                                                              std::chrono::milliseconds window) {
     if (auto r = primary_.increment(key, now, window)) {
         transition(degraded_, false, "penalty");
+        learn(key, *r, now);
         return r;
     }
     transition(degraded_, true, "penalty");
-    return local_.increment(key, now, window);
+    local_.increment(key, now, window);
+    return degradedCount(key, now);
 }
 
 std::optional<PenaltyCount> DegradingPenaltyStore::get(const std::string& key, core::TimePoint now) {
     auto r = primary_.get(key, now);
     if (r) {
         transition(degraded_, false, "penalty");
+        learn(key, *r, now);
         // Failures counted here during an outage still count after it.
         if (auto l = local_.get(key, now); l && l->failures > r->failures) return l;
         return r;
     }
     transition(degraded_, true, "penalty");
-    return local_.get(key, now);
+    return degradedCount(key, now);
 }
 
 std::optional<std::pair<PenaltyCount, PenaltyCount>> DegradingPenaltyStore::getPair(const std::string& first,
@@ -50,9 +66,11 @@ std::optional<std::pair<PenaltyCount, PenaltyCount>> DegradingPenaltyStore::getP
     auto r = primary_.getPair(first, second, now);
     if (!r) {
         transition(degraded_, true, "penalty");
-        return local_.getPair(first, second, now);
+        return std::make_pair(degradedCount(first, now), second.empty() ? PenaltyCount{} : degradedCount(second, now));
     }
     transition(degraded_, false, "penalty");
+    learn(first, r->first, now);
+    if (!second.empty()) learn(second, r->second, now);
     // Failures counted here during an outage still count after it.
     if (auto l = local_.get(first, now); l && l->failures > r->first.failures) r->first = *l;
     if (!second.empty())
@@ -72,6 +90,7 @@ bool DegradingPenaltyStore::holdsLocalCounts(const std::string& first, const std
 
 bool DegradingPenaltyStore::reset(const std::string& key) {
     local_.reset(key);
+    known_.reset(key);
     return primary_.reset(key);
 }
 

@@ -1,7 +1,10 @@
 // Shared counter stores that keep working when the shared PostgreSQL does not: while it
 // cannot answer, this node counts in memory (logged once per outage), so an outage of the
 // cluster database neither stops every login and submission nor switches the abuse
-// controls off. Counts made during the outage stay local to the node.
+// controls off. Counts made during the outage stay local to the node. The penalty store
+// also remembers the shared counts it last read or wrote: one failed statement (a full
+// pool, a slow lock, which an attacker may provoke) must not lift a block or hand out a
+// fresh budget of guesses.
 #pragma once
 
 #include "abuse/MemoryPenaltyStore.h"
@@ -26,11 +29,14 @@ public:
                                                                  core::TimePoint now) override;
 
 private:
-    void noteDown();
-    void noteUp();
+    // While degraded: what this node counted during the outage on top of the shared count
+    // it last knew (failures added, the later expiry).
+    PenaltyCount degradedCount(const std::string& key, core::TimePoint now);
+    void learn(const std::string& key, const PenaltyCount& shared, core::TimePoint now) { known_.remember(key, shared, now); }
 
     PenaltyStore& primary_;
-    MemoryPenaltyStore local_;
+    MemoryPenaltyStore local_;  // counted here while the primary could not answer
+    MemoryPenaltyStore known_;  // the shared counts last read or written (with failures)
     std::atomic<bool> degraded_{false};
 };
 

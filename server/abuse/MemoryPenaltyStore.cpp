@@ -1,6 +1,7 @@
 // Failed-authentication counters in memory: sharded map, expiry `window` after the last failure.
 #include "abuse/MemoryPenaltyStore.h"
 
+#include <algorithm>
 #include <functional>
 #include <limits>
 
@@ -40,6 +41,20 @@ std::optional<PenaltyCount> MemoryPenaltyStore::get(const std::string& key, core
         return PenaltyCount{};
     }
     return it->second;
+}
+
+void MemoryPenaltyStore::remember(const std::string& key, const PenaltyCount& count, core::TimePoint now) {
+    if (count.failures == 0 || count.expires <= now)
+        return;
+    Shard& shard = shardFor(key);
+    std::lock_guard lock(shard.mutex);
+    if (++shard.increments % 256 == 0)
+        sweepShard(shard, now);
+    PenaltyCount& c = shard.counters[key];
+    if (c.expires <= now)
+        c = PenaltyCount{};
+    c.failures = std::max(c.failures, count.failures);
+    c.expires = std::max(c.expires, count.expires);
 }
 
 bool MemoryPenaltyStore::reset(const std::string& key) {

@@ -81,13 +81,38 @@ BOOST_AUTO_TEST_CASE(penalty_counts_locally_during_an_outage) {
     DegradingPenaltyStore store(primary);
     BOOST_TEST(store.increment("ip:a", T0, 15min)->failures == 1u);
     primary.down = true;
-    BOOST_TEST(store.increment("ip:a", T0, 15min)->failures == 1u);  // local count starts anew
+    // Counted locally, on top of the shared count this node knew.
     BOOST_TEST(store.increment("ip:a", T0, 15min)->failures == 2u);
-    BOOST_TEST(store.get("ip:a", T0)->failures == 2u);
+    BOOST_TEST(store.increment("ip:a", T0, 15min)->failures == 3u);
+    BOOST_TEST(store.get("ip:a", T0)->failures == 3u);
     primary.down = false;
     // Back: the larger of the shared and the local count is used, so outage failures count.
     BOOST_TEST(store.get("ip:a", T0)->failures == 2u);
     BOOST_TEST(store.increment("ip:a", T0, 15min)->failures == 2u);  // shared count goes on
+}
+
+// Review finding: a failed statement (a full pool, a slow lock: an attacker can provoke
+// them) answered from this node's outage counts alone, so a block lifted and every node gave
+// a fresh budget of guesses. The shared counts this node last saw still count.
+BOOST_AUTO_TEST_CASE(shared_counts_seen_still_count_when_a_statement_fails) {
+    FlakyPenaltyStore primary;
+    DegradingPenaltyStore store(primary);
+    for (int i = 0; i < 5; ++i) store.increment("user:a", T0, 15min);
+    primary.inner.increment("ip:b", T0, 15min);  // counted by another node
+    primary.inner.increment("ip:b", T0, 15min);
+    BOOST_TEST(store.getPair("ip:b", "user:a", T0)->first.failures == 2u);  // read: now known
+    primary.down = true;
+    BOOST_TEST(store.get("user:a", T0 + 1s)->failures == 5u);
+    auto pair = store.getPair("ip:b", "user:a", T0 + 1s);
+    BOOST_TEST(pair->first.failures == 2u);
+    BOOST_TEST(pair->second.failures == 5u);
+    BOOST_TEST(store.increment("user:a", T0 + 2s, 15min)->failures == 6u);  // on top of the shared 5
+    BOOST_TEST(store.get("user:a", T0 + 3s)->failures == 6u);
+    BOOST_TEST(store.get("user:zz", T0 + 3s)->failures == 0u);
+    // Known counts expire with their window, and a success here forgets them.
+    BOOST_TEST(store.get("ip:b", T0 + 16min)->failures == 0u);
+    store.reset("user:a");
+    BOOST_TEST(store.get("user:a", T0 + 4s)->failures == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(rates_limited_locally_during_an_outage) {
