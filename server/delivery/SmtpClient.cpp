@@ -10,7 +10,10 @@
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SSLException.h>
 #include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/X509Certificate.h>
 #include <Poco/Timespan.h>
+
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cctype>
@@ -323,6 +326,15 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                     if (policy == TlsPolicy::Verify && !secure.havePeerCertificate())
                         throw Poco::Net::SSLException("no certificate from the server");
                     secure.verifyPeerCertificate();
+                    // POCO's name check takes a partial wildcard ("mx*.example.net"), which
+                    // RFC 6125 6.4.3 and MTA-STS (RFC 8461 3.4: only a whole left-most label)
+                    // do not: the certificate must name the host with at most "*." in front.
+                    if (policy == TlsPolicy::Verify) {
+                        const Poco::Net::X509Certificate peer = secure.peerCertificate();
+                        if (X509_check_host(const_cast<X509*>(peer.certificate()), hostName.data(), hostName.size(),
+                                            X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) != 1)
+                            throw Poco::Net::SSLException("the certificate is not valid for " + hostName);
+                    }
                     socket_ = secure;
                     forgetTimeouts();  // a new socket object: set them again before use
                     tls_ = true;

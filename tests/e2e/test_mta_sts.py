@@ -131,6 +131,22 @@ def test_enforce_certificate_not_valid_for_mx_is_deferred_never_clear_text():
                   "deferral counted")
 
 
+def test_enforce_certificate_names_partial_wildcards_refused_whole_label_wildcards_taken():
+    """Review finding: the verified-TLS name check took a partial wildcard (mx*.sts.test),
+    which RFC 6125 6.4.3 and RFC 8461 3.4 do not; a whole left-most label (*.sts.test) stays
+    valid."""
+    with world(policy_text("enforce", ["mx1.sts.test"]), mx_cert_name="mx*.sts.test") as w:
+        with Postern(overrides=w["overrides"]) as p:
+            submit(p, "bob@sts.test")
+            p.log_contains(r"event=delivery\.defer to=<bob@sts\.test> .*status=4\.7\.5 .*"
+                           r"tls_policy=mta-sts mta_sts=\"no verified TLS\"", 20)
+            check_eq(len(w["sink"].data_seen), 0, "messages sent to a partial-wildcard certificate")
+    with world(policy_text("enforce", ["mx1.sts.test"]), mx_cert_name="*.sts.test") as w:
+        with Postern(overrides=w["overrides"]) as p:
+            marker = submit(p, "bob@sts.test")
+            check(w["sink"].wait_for(marker)[0].tls, "delivered to a *.sts.test certificate over TLS")
+
+
 def test_testing_mode_delivers_and_logs_what_enforce_would_refuse():
     with world(policy_text("testing", ["mail.elsewhere.test"]), mx_cert_name="wrong.example") as w:
         with Postern(overrides=w["overrides"]) as p:
