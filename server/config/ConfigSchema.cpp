@@ -51,7 +51,7 @@ const std::vector<KeyDef> Keys = {
     {"tls.groups", "X25519:P-256:P-384", K::String, "Key exchange groups (ECDHE curves), in order of preference"},
     {"tls.session_lifetime", "5m", K::Duration, "How long a TLS session can be resumed (session cache entries and tickets)"},
     {"tls.session_cache_size", "20480", K::Integer, "Sessions kept for resumption by session ID (0 = no cache)"},
-    {"tls.ticket_key_rotation", "12h", K::Duration, "Session ticket keys are replaced this often; the previous key still decrypts for one more period (0 = no tickets)"},
+    {"tls.ticket_key_rotation", "12h", K::Duration, "Session ticket keys are replaced this often (at most 24h); the previous key still decrypts for one more period (0 = no tickets)"},
     // --- listeners ----------------------------------------------------------------
     {"listeners", "", K::List, "Names of the listeners to start; each is configured under listener.<name>."},
     {"listener.*.address", "127.0.0.1", K::String, "IPv4 or IPv6 address to bind (0.0.0.0 or :: for all; :: beside an IPv4 listener of its port takes IPv6 only)"},

@@ -200,6 +200,10 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     // rotation periods after it was made but is used for new tickets only during the first.
     if (c.tls.ticketKeyRotation.count() != 0 && c.tls.ticketKeyRotation < c.tls.sessionLifetime)
         r.error("tls.ticket_key_rotation must be 0 or at least tls.session_lifetime");
+    // A ticket key decrypts every session made under it for two periods: forward secrecy
+    // as for the session lifetime (a stolen key must not open weeks of recorded sessions).
+    if (c.tls.ticketKeyRotation > std::chrono::hours(24))
+        r.error("tls.ticket_key_rotation must be at most 24h (forward secrecy: a key decrypts the sessions of two periods)");
     if (c.tls.certFile.empty() != c.tls.keyFile.empty())
         r.error("tls.cert_file and tls.key_file must be set together");
     if (c.tls.ecdsaCertFile.empty() != c.tls.ecdsaKeyFile.empty())

@@ -271,8 +271,10 @@ Poco::Net::Context::Ptr makeServerContext(const TlsSettings& s) {
         // reconnects one connection at a time, and every resumption brings it a new ticket.
         SSL_CTX_set_num_tickets(ssl, 1);
     } else {
-        // TLS 1.2: no tickets; TLS 1.3: OpenSSL then issues stateful tickets (cache entries).
+        // TLS 1.2: no tickets; TLS 1.3: OpenSSL then issues stateful tickets (cache entries),
+        // and none at all without a cache to find them in.
         SSL_CTX_set_options(ssl, SSL_OP_NO_TICKET);
+        if (s.sessionCacheSize == 0) SSL_CTX_set_num_tickets(ssl, 0);
     }
     return ctx;
 }

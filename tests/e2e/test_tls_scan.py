@@ -63,15 +63,18 @@ def rsa_cert(d):
     return cert, key
 
 
-def tls_server(d):
+def tls_server(d, **extra):
     cert, key = rsa_cert(d)
-    return Postern(overrides={
-        # The scan's certificate (see rsa_cert); every tls.* setting stays the shipped default.
+    overrides = {
+        # The scan's certificate (see rsa_cert); every tls.* setting stays the shipped default
+        # unless a test names it in `extra`.
         "tls.cert_file": cert, "tls.key_file": key,
         # testssl opens a few hundred connections from 127.0.0.1 one after another: no rate
         # limit may refuse them (the shipped default is none; stated here so it stays so).
         "connections.rate_per_ip": "0",
-    }, name="tlsscan")
+    }
+    overrides.update({k.replace("__", "."): v for k, v in extra.items()})
+    return Postern(overrides=overrides, name="tlsscan")
 
 
 # --------------------------------------------------------------------------------------
@@ -254,6 +257,24 @@ def test_session_resumption():
             t = tls_connect(p, "pop3s", ctx, session=session)
             check(not t.session_reused, "a ticket from before a restart must not resume")
             t.close()
+
+
+def test_no_tickets_without_a_cache_or_ticket_keys():
+    """Review finding: with tls.session_cache_size = 0 and tls.ticket_key_rotation = 0 (the
+    test's changes: resumption off), OpenSSL still sent TLS 1.3 clients stateful tickets
+    that could never resume. None are sent now, and nothing resumes."""
+    with tempfile.TemporaryDirectory() as d:
+        with tls_server(d, tls__session_cache_size="0", tls__ticket_key_rotation="0") as p:
+            for listener in ("pop3s", "submission"):
+                ctx = client_context()
+                t = tls_connect(p, listener, ctx)
+                session = t.session
+                check(session is None or not session.has_ticket, "%s: no ticket" % listener)
+                quit_session(t, listener)
+                if session is not None:
+                    t = tls_connect(p, listener, ctx, session=session)
+                    check(not t.session_reused, "%s: nothing to resume" % listener)
+                    quit_session(t, listener)
 
 
 # --------------------------------------------------------------------------------------

@@ -39,4 +39,27 @@ BOOST_AUTO_TEST_CASE(values_that_refuse_all_mail_name_the_key) {
     }
 }
 
+// Session timing keys bounded at load (review): a ticket key living for weeks undoes the
+// 24-hour bound on resumable secrets; a login deadline below a second cannot be met.
+BOOST_AUTO_TEST_CASE(tls_ticket_rotation_and_pop3_login_timeout_bounds) {
+    const std::pair<const char*, const char*> bad[] = {
+        {"tls.ticket_key_rotation", "25h"}, {"tls.ticket_key_rotation", "30d"}, {"pop3.login_timeout", "500ms"},
+    };
+    for (const auto& [key, value] : bad) {
+        auto conf = shippedConfig();
+        conf->setString(key, value);
+        std::string e = configLoadError(*conf);
+        BOOST_TEST_INFO(key << " = " << value << ": " << e);
+        BOOST_TEST(e.find(key) != std::string::npos);
+    }
+    auto conf = shippedConfig();
+    ServerConfig c = ServerConfig::load(*conf);
+    BOOST_TEST(c.pop3.loginTimeout.count() == 180000);
+    BOOST_TEST(c.tls.ticketKeyRotation.count() == std::chrono::milliseconds(std::chrono::hours(12)).count());
+    conf->setString("tls.ticket_key_rotation", "24h");
+    conf->setString("pop3.login_timeout", "0");
+    c = ServerConfig::load(*conf);
+    BOOST_TEST(c.pop3.loginTimeout.count() == 0);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
