@@ -23,13 +23,4 @@ std::string Services::nextSessionId() {
     return buf;
 }
 
-void Services::logOnce(const std::string& key, const std::string& line) {
-    {
-        std::lock_guard lock(onceMutex_);
-        if (logged_.size() > 10000) return;  // bounded: a flood of sources is not a config error
-        if (!logged_.insert(key).second) return;
-    }
-    Poco::Logger::get("postern.session").warning(line);
-}
-
 }  // namespace postern::app

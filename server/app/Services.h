@@ -24,7 +24,6 @@
 
 #include <atomic>
 #include <mutex>
-#include <set>
 #include <string>
 
 namespace postern::app {
@@ -59,9 +58,12 @@ struct Services {
     core::AccountHold* hold = nullptr; // compromised-account holds (account_security.*); null when off
     const core::MailboxUsage* usage = nullptr;  // what mailboxes hold, for quotas (the Maildir store)
 
-    // Logs `line` at warning level the first time `key` is seen (misconfiguration
-    // reports such as "balancer sends no PROXY header": loud once, not once per connection).
-    void logOnce(const std::string& key, const std::string& line);
+    // Misconfiguration reports ("balancer sends no PROXY header", "PROXY header from an
+    // untrusted source"): logged at warning level once per source address and 10 minutes, with the
+    // number of repeats not logged (suppressed=N), not once per connection. Separate
+    // throttles, so a flood of untrusted sources cannot crowd out a balancer's report.
+    abuse::LogThrottle proxyInvalidLog{std::chrono::minutes(10), 1024};
+    abuse::LogThrottle proxyUntrustedLog{std::chrono::minutes(10)};
 
     // Refused connections are logged once per listener, reason and client per minute.
     abuse::LogThrottle refusalLog{std::chrono::minutes(1)};
@@ -82,8 +84,6 @@ struct Services {
     bool hasTls() const { return !tlsContext().isNull(); }
 
 private:
-    std::mutex onceMutex_;
-    std::set<std::string> logged_;
     mutable std::mutex tlsMutex_;
     Poco::Net::Context::Ptr tls_;
     std::atomic<std::uint64_t> counter_{0};

@@ -111,15 +111,16 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
             net::ProxyHeaderReader reader;
             net::ProxyReadResult r = reader.read(socket, listener.timeouts.proxyHeader);
             if (r.status != net::ProxyReadStatus::Ok) {
-                services.logOnce(
-                    "proxy-missing:" + peer.host(),
-                    core::EventLine("proxy.invalid")
-                        .add("listener", l.name)
+                if (auto suppressed = services.proxyInvalidLog.admit(peer.host())) {
+                    core::EventLine line("proxy.invalid");
+                    line.add("listener", l.name)
                         .add("balancer", peer.host())
                         .text("error",
                               r.status == net::ProxyReadStatus::Timeout ? std::string("no header in time") : r.error)
-                        .text("fix", "enable send-proxy-v2 (or send-proxy) for this server on the balancer")
-                        .str());
+                        .text("fix", "enable send-proxy-v2 (or send-proxy) for this server on the balancer");
+                    if (*suppressed > 0) line.add("suppressed", *suppressed);
+                    log.warning(line.str());
+                }
                 p.reason = "proxy header invalid";
                 return p;
             }
@@ -138,13 +139,14 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
             // A balancer we do not trust (or a spoofing client): a header here must never be
             // believed, and a misconfigured balancer must be loud. Wait a little: on plain
             // listeners the server speaks first, so a direct client sends nothing meanwhile.
-            services.logOnce(
-                "proxy-untrusted:" + peer.host(),
-                core::EventLine("proxy.untrusted")
-                    .add("listener", l.name)
+            if (auto suppressed = services.proxyUntrustedLog.admit(peer.host())) {
+                core::EventLine line("proxy.untrusted");
+                line.add("listener", l.name)
                     .add("source", peer.host())
-                    .text("fix", "if this is your balancer, add it to listener." + l.name + ".proxy_trusted")
-                    .str());
+                    .text("fix", "if this is your balancer, add it to listener." + l.name + ".proxy_trusted");
+                if (*suppressed > 0) line.add("suppressed", *suppressed);
+                log.warning(line.str());
+            }
             p.reason = "proxy header from untrusted source";
             return p;
         }
