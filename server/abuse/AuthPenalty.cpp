@@ -128,9 +128,12 @@ bool AuthPenalty::hasLocalCounts(const core::ClientAddress& client, std::string_
 
 bool AuthPenalty::recordFailure(const core::ClientAddress& client, std::string_view account) {
     const core::TimePoint now = clock_();
-    bool ok = isExempt(client) || store_->increment(ipKey(client), now, settings_.window).has_value();
+    // A counter at its block threshold holds while failures go on (PenaltyStore.h).
+    bool ok = isExempt(client) ||
+              store_->increment(ipKey(client), now, settings_.window, settings_.maxFailuresIp).has_value();
     if (!account.empty())
-        ok = store_->increment(accountKey(account), now, settings_.window).has_value() && ok;
+        ok = store_->increment(accountKey(account), now, settings_.window, settings_.maxFailuresAccount).has_value() &&
+             ok;
     return ok;
 }
 

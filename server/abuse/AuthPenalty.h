@@ -57,8 +57,8 @@ struct PenaltyVerdict {
 
 // Counters per client address (IPv4 exact, IPv6 by `ipv6Prefix`) and per account (accountKey:
 // the domain's A-label and the name folded, so "Bob@X", "bob@x" and a fullwidth "ｂob@x" share
-// one counter). A failure counts until `window`
-// after the most recent failure of that counter.
+// one counter). Failures count within `window` of a counter's first one; once a counter
+// reaches its block limit, until `window` after its most recent failure (PenaltyStore.h).
 //
 // delay: with f = the larger of the address's and the account's failures, 0 when f == 0,
 // else min(baseDelay * 2^(f-1), maxDelay): 1 s, 2 s, 4 s, 8 s, 8 s, ... by default.

@@ -36,14 +36,16 @@ PenaltyCount DegradingPenaltyStore::degradedCount(const std::string& key, core::
 }
 
 std::optional<PenaltyCount> DegradingPenaltyStore::increment(const std::string& key, core::TimePoint now,
-                                                             std::chrono::milliseconds window) {
-    if (auto r = primary_.increment(key, now, window)) {
+                                                             std::chrono::milliseconds window, std::uint32_t holdAt) {
+    if (auto r = primary_.increment(key, now, window, holdAt)) {
         transition(degraded_, false, "penalty");
         learn(key, *r, now);
         return r;
     }
     transition(degraded_, true, "penalty");
-    local_.increment(key, now, window);
+    // The hold counts the shared failures this node knew too.
+    const std::uint32_t known = known_.get(key, now)->failures;
+    local_.increment(key, now, window, holdAt == 0 ? 0 : holdAt > known ? holdAt - known : 1);
     return degradedCount(key, now);
 }
 

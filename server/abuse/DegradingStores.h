@@ -21,7 +21,9 @@ namespace postern::abuse {
 class DegradingPenaltyStore final : public PenaltyStore {
 public:
     explicit DegradingPenaltyStore(PenaltyStore& primary) : primary_(primary) {}
-    std::optional<PenaltyCount> increment(const std::string& key, core::TimePoint now, std::chrono::milliseconds window) override;
+    using PenaltyStore::increment;
+    std::optional<PenaltyCount> increment(const std::string& key, core::TimePoint now, std::chrono::milliseconds window,
+                                          std::uint32_t holdAt) override;
     std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) override;
     bool reset(const std::string& key) override;
     bool holdsLocalCounts(const std::string& first, const std::string& second, core::TimePoint now) override;

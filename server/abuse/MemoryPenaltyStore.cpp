@@ -16,17 +16,20 @@ std::size_t MemoryPenaltyStore::sweepShard(Shard& shard, core::TimePoint now) {
 }
 
 std::optional<PenaltyCount> MemoryPenaltyStore::increment(const std::string& key, core::TimePoint now,
-                                                          std::chrono::milliseconds window) {
+                                                          std::chrono::milliseconds window, std::uint32_t holdAt) {
     Shard& shard = shardFor(key);
     std::lock_guard lock(shard.mutex);
     if (++shard.increments % 256 == 0)
         sweepShard(shard, now);
     PenaltyCount& c = shard.counters[key];
-    if (c.failures == 0 || c.expires <= now)
+    if (c.failures == 0 || c.expires <= now) {
         c.failures = 0;
+        c.expires = now + window;
+    }
     if (c.failures < std::numeric_limits<std::uint32_t>::max())
         ++c.failures;
-    c.expires = now + window;
+    if (holdAt > 0 && c.failures >= holdAt)
+        c.expires = now + window;
     return c;
 }
 

@@ -15,8 +15,9 @@ namespace postern::abuse {
 // within one window). Never fails.
 class MemoryPenaltyStore : public PenaltyStore {
 public:
+    using PenaltyStore::increment;
     std::optional<PenaltyCount> increment(const std::string& key, core::TimePoint now,
-                                          std::chrono::milliseconds window) override;
+                                          std::chrono::milliseconds window, std::uint32_t holdAt) override;
     std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) override;
     bool reset(const std::string& key) override;
     // Raises `key`'s counter to `count` (the larger failures, the later expiry); a count

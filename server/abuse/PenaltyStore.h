@@ -19,19 +19,27 @@ struct PenaltyCount {
     core::TimePoint expires{};  // meaningless when failures == 0
 };
 
-// A counter is forgotten `window` after its most recent increment (every failure pushes
-// the expiry out), so a client that keeps failing stays counted and, once blocked, stays
-// blocked until it has been quiet for a whole window.
+// A counter counts the failures within `window` of its first one, then starts again: a
+// source failing now and then (a stale device polling with an old password) does not add
+// up for ever. From `holdAt` failures on (the block threshold) every failure pushes the
+// expiry to `window` after it, so a client that keeps failing, once blocked, stays blocked
+// until it has been quiet for a whole window.
 //
 // Thread-safe. Every call can fail (a shared store may be unreachable): nullopt / false
 // mean "try later", never "no failures" - the caller answers with a temporary error.
 class PenaltyStore {
 public:
     virtual ~PenaltyStore() = default;
-    // Adds one failure to `key` at `now` (starting from 0 if the counter expired) and sets
-    // its expiry to now + window. Returns the new count, or nullopt if the store failed.
+    // Adds one failure to `key` at `now`: an expired counter starts again at 1 with expiry
+    // now + window; a live one counts on and keeps its expiry, unless the new count is at
+    // least `holdAt` (0: never), which moves it to now + window. Returns the new count, or
+    // nullopt if the store failed.
     virtual std::optional<PenaltyCount> increment(const std::string& key, core::TimePoint now,
-                                                  std::chrono::milliseconds window) = 0;
+                                                  std::chrono::milliseconds window, std::uint32_t holdAt) = 0;
+    // The same with no block threshold.
+    std::optional<PenaltyCount> increment(const std::string& key, core::TimePoint now, std::chrono::milliseconds window) {
+        return increment(key, now, window, 0);
+    }
     // The counter at `now` ({0, {}} if absent or expired), or nullopt if the store failed.
     virtual std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) = 0;
     // Forgets `key`. false if the store failed.

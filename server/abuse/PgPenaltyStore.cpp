@@ -10,17 +10,21 @@ namespace {
 
 constexpr const char* FailEvent = "penalty.store_fail";
 
-// $2 = now, $3 = window, both in microseconds. An expired counter starts again at 1; a live
-// one counts on (saturating at integer's maximum) and its expiry moves to now + window.
-// The row lock taken by ON CONFLICT DO UPDATE makes concurrent increments queue up.
+// $2 = now, $3 = window, both in microseconds; $4 = holdAt (0: none). An expired counter
+// starts again at 1 with expiry now + window; a live one counts on (saturating at
+// integer's maximum) and keeps its expiry, unless the new count reaches $4, which moves it
+// to now + window (PenaltyStore.h). The row lock taken by ON CONFLICT DO UPDATE makes
+// concurrent increments queue up; the SET expressions read the row as it was.
 const pg::Statement PenaltyIncrement{
-    "postern_penalty_increment",
+    "postern_penalty_increment_hold",
     "INSERT INTO auth_penalties AS p (key, failures, expires)"
     " VALUES ($1, 1, 'epoch'::timestamptz + ($2::bigint + $3::bigint) * interval '1 microsecond')"
     " ON CONFLICT (key) DO UPDATE SET"
     "  failures = CASE WHEN p.expires <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond' THEN 1"
     "                  WHEN p.failures >= 2147483647 THEN p.failures ELSE p.failures + 1 END,"
-    "  expires = EXCLUDED.expires"
+    "  expires = CASE WHEN p.expires <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond' THEN EXCLUDED.expires"
+    "                 WHEN $4::integer > 0 AND p.failures + 1 >= $4::integer THEN EXCLUDED.expires"
+    "                 ELSE p.expires END"
     " RETURNING p.failures, (extract(epoch FROM p.expires) * 1000000)::bigint"};
 
 const pg::Statement PenaltyGet{
@@ -61,9 +65,10 @@ std::optional<PenaltyCount> toCount(const pg::QueryResult& r) {
 PgPenaltyStore::PgPenaltyStore(pg::Pool& pool) : pool_(pool) {}
 
 std::optional<PenaltyCount> PgPenaltyStore::increment(const std::string& key, core::TimePoint now,
-                                                      std::chrono::milliseconds window) {
+                                                      std::chrono::milliseconds window, std::uint32_t holdAt) {
     const auto windowUs = std::chrono::duration_cast<std::chrono::microseconds>(window).count();
-    pg::QueryResult r = pool_.execute(PenaltyIncrement, {key, std::to_string(toPgMicros(now)), std::to_string(windowUs)});
+    pg::QueryResult r = pool_.execute(PenaltyIncrement, {key, std::to_string(toPgMicros(now)), std::to_string(windowUs),
+                                                         std::to_string(holdAt)});
     auto c = r.ok() ? toCount(r) : std::nullopt;
     if (!c)
         logStoreFailure(FailEvent, "increment", r);

@@ -25,8 +25,9 @@ class PgPenaltyStore : public PenaltyStore {
 public:
     explicit PgPenaltyStore(pg::Pool& pool);
 
+    using PenaltyStore::increment;
     std::optional<PenaltyCount> increment(const std::string& key, core::TimePoint now,
-                                          std::chrono::milliseconds window) override;
+                                          std::chrono::milliseconds window, std::uint32_t holdAt) override;
     std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) override;
     bool reset(const std::string& key) override;
     // One SELECT for both keys.

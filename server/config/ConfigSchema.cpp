@@ -154,7 +154,7 @@ const std::vector<KeyDef> Keys = {
     {"auth.cache.size", "100000", K::Integer, "Entries in the authentication cache (0 = no cache)"},
     {"auth.cache.ttl", "300s", K::Duration, "How long a successful login is answered from the cache (bounded staleness of password/disable changes)"},
     {"auth.cache.negative_ttl", "60s", K::Duration, "How long the same failed user+password is answered from the cache (also after it became the right one: bounded staleness of a password change)"},
-    {"auth.penalty.window", "15m", K::Duration, "Failed logins are counted over this window; a block lasts until a whole window passes without failures"},
+    {"auth.penalty.window", "15m", K::Duration, "Failed logins are counted within this window from the first one; a block lasts until a whole window passes without failures"},
     {"auth.penalty.max_failures_ip", "100", K::Integer, "Failures from one client IP before further logins are refused (454 4.7.0 / -ERR [SYS/TEMP]; 0 = never)"},
     {"auth.penalty.max_failures_account", "20", K::Integer, "Failures for one account before further logins are refused (0 = never)"},
     {"auth.penalty.base_delay", "1s", K::Duration, "Delay before answering after the first failure; doubles per failure (0 = no tarpit)"},

@@ -33,7 +33,8 @@ struct Fixture {
 // A store that is down: every call fails.
 class BrokenStore : public PenaltyStore {
 public:
-    std::optional<PenaltyCount> increment(const std::string&, postern::core::TimePoint, std::chrono::milliseconds) override {
+    std::optional<PenaltyCount> increment(const std::string&, postern::core::TimePoint, std::chrono::milliseconds,
+                                          std::uint32_t) override {
         return std::nullopt;
     }
     std::optional<PenaltyCount> get(const std::string&, postern::core::TimePoint) override { return std::nullopt; }
@@ -120,6 +121,35 @@ BOOST_AUTO_TEST_CASE(failures_keep_a_blocked_counter_alive) {
     BOOST_TEST(p.check(ip, "").isAllowed());
 }
 
+// Review finding: a counter never aged while failures kept coming, so a source failing now
+// and then (a stale phone polling every 10 minutes with an old password) added up to a
+// block of its address, or its account, for every device behind it. Failures now count
+// within the window of the first one; a counter at its block threshold still holds.
+BOOST_AUTO_TEST_CASE(a_slow_failing_source_is_never_blocked) {
+    Fixture f;
+    f.settings.maxFailuresIp = 3;
+    f.settings.maxFailuresAccount = 3;
+    AuthPenalty p = f.make();
+    const auto ip = addr("192.0.2.7");
+    for (int i = 0; i < 120; ++i) {  // 20 hours
+        BOOST_TEST(p.recordFailure(ip, "bob@example.test"));
+        BOOST_TEST_REQUIRE(p.check(ip, "bob@example.test").isAllowed(), "failure " << i);
+        f.clock.advance(10min);
+    }
+    // Three within one window: blocked, and further failures keep it so.
+    const auto fast = addr("192.0.2.8");
+    for (int i = 0; i < 3; ++i) {
+        p.recordFailure(fast, "");
+        f.clock.advance(6min);
+    }
+    BOOST_TEST(p.check(fast, "").isBlocked());  // 18 min after the first, 6 after the third
+    p.recordFailure(fast, "");                  // another node's, before it saw the block
+    f.clock.advance(14min);
+    BOOST_TEST(p.check(fast, "").isBlocked());
+    f.clock.advance(1min);
+    BOOST_TEST(p.check(fast, "").isAllowed());
+}
+
 BOOST_AUTO_TEST_CASE(account_blocked_from_any_address) {
     Fixture f;
     AuthPenalty p = f.make();
@@ -194,9 +224,9 @@ class CountingStore : public PenaltyStore {
 public:
     MemoryPenaltyStore inner;
     int gets = 0, pairs = 0, resets = 0;
-    std::optional<PenaltyCount> increment(const std::string& k, postern::core::TimePoint now,
-                                          std::chrono::milliseconds w) override {
-        return inner.increment(k, now, w);
+    std::optional<PenaltyCount> increment(const std::string& k, postern::core::TimePoint now, std::chrono::milliseconds w,
+                                          std::uint32_t hold) override {
+        return inner.increment(k, now, w, hold);
     }
     std::optional<PenaltyCount> get(const std::string& k, postern::core::TimePoint now) override {
         ++gets;
@@ -319,7 +349,8 @@ BOOST_AUTO_TEST_CASE(allow_listed_failures_count_against_the_account) {
 // A store that reports a counter at its saturation point.
 class SaturatedStore : public PenaltyStore {
 public:
-    std::optional<PenaltyCount> increment(const std::string&, postern::core::TimePoint now, std::chrono::milliseconds) override {
+    std::optional<PenaltyCount> increment(const std::string&, postern::core::TimePoint now, std::chrono::milliseconds,
+                                          std::uint32_t) override {
         return get("", now);
     }
     std::optional<PenaltyCount> get(const std::string&, postern::core::TimePoint now) override {

@@ -15,9 +15,10 @@ namespace {
 struct FlakyPenaltyStore : PenaltyStore {
     MemoryPenaltyStore inner;
     bool down = false;
-    std::optional<PenaltyCount> increment(const std::string& k, postern::core::TimePoint now, std::chrono::milliseconds w) override {
+    std::optional<PenaltyCount> increment(const std::string& k, postern::core::TimePoint now, std::chrono::milliseconds w,
+                                          std::uint32_t hold) override {
         if (down) return std::nullopt;
-        return inner.increment(k, now, w);
+        return inner.increment(k, now, w, hold);
     }
     std::optional<PenaltyCount> get(const std::string& k, postern::core::TimePoint now) override {
         if (down) return std::nullopt;

@@ -180,8 +180,9 @@ namespace {
 struct CountingStore : PenaltyStore {
     MemoryPenaltyStore inner;
     std::atomic<int> reads{0};
-    std::optional<PenaltyCount> increment(const std::string& k, core::TimePoint now, std::chrono::milliseconds w) override {
-        return inner.increment(k, now, w);
+    std::optional<PenaltyCount> increment(const std::string& k, core::TimePoint now, std::chrono::milliseconds w,
+                                          std::uint32_t hold) override {
+        return inner.increment(k, now, w, hold);
     }
     std::optional<PenaltyCount> get(const std::string& k, core::TimePoint now) override {
         ++reads;

@@ -45,7 +45,7 @@ BOOST_AUTO_TEST_CASE(counters_are_shared_between_nodes, *boost::unit_test::preco
     c = nodeB.increment("ip:192.0.2.7", T0 + 1s, window);
     BOOST_REQUIRE(c.has_value());
     BOOST_TEST(c->failures == 2u);  // node B counts on from node A's failure
-    BOOST_TEST((c->expires == T0 + 1s + window));
+    BOOST_TEST((c->expires == T0 + window));  // within the window of the first failure
     c = nodeA.get("ip:192.0.2.7", T0 + 2s);
     BOOST_REQUIRE(c.has_value());
     BOOST_TEST(c->failures == 2u);
@@ -55,8 +55,9 @@ BOOST_AUTO_TEST_CASE(counters_are_shared_between_nodes, *boost::unit_test::preco
     BOOST_REQUIRE(c.has_value());
     BOOST_TEST(c->failures == 0u);
 
-    // Window: each failure pushes the expiry; once it passes, the count starts again at 1.
-    const postern::core::TimePoint expiry = T0 + 1s + window;
+    // Window: counted from the first failure (no block threshold here); once it passes, the
+    // count starts again at 1.
+    const postern::core::TimePoint expiry = T0 + window;
     c = nodeA.get("ip:192.0.2.7", expiry - 1ms);
     BOOST_TEST(c->failures == 2u);
     c = nodeB.get("ip:192.0.2.7", expiry);
@@ -105,15 +106,21 @@ BOOST_AUTO_TEST_CASE(same_answers_as_the_memory_store, *boost::unit_test::precon
     PgPenaltyStore pgStore(pool);
     MemoryPenaltyStore memStore;
     const std::vector<std::pair<std::string, std::chrono::seconds>> steps{
-        {"a", 0s}, {"a", 10s}, {"b", 20s}, {"a", 69s}, {"a", 130s}, {"b", 200s}, {"a", 300s}, {"a", 301s}};
-    for (const auto& [key, at] : steps) {
-        auto p = pgStore.increment(key, T0 + at, 60s);
-        auto m = memStore.increment(key, T0 + at, 60s);
-        BOOST_REQUIRE(p.has_value());
-        BOOST_TEST(p->failures == m->failures, key << " at " << at.count() << "s");
-        BOOST_TEST((p->expires == m->expires));
-        for (const char* k : {"a", "b"}) {
-            BOOST_TEST(pgStore.get(k, T0 + at + 30s)->failures == memStore.get(k, T0 + at + 30s)->failures);
+        {"a", 0s},   {"a", 10s},  {"b", 20s},  {"a", 30s},  {"a", 50s},  {"a", 69s},  {"a", 130s},
+        {"b", 200s}, {"a", 300s}, {"a", 301s}, {"a", 340s}, {"a", 355s}, {"a", 390s}, {"a", 420s}};
+    // With no block threshold, and with thresholds the counter reaches (then it holds).
+    for (std::uint32_t hold : {0u, 2u, 3u}) {
+        const std::string prefix = std::to_string(hold) + ":";
+        for (const auto& [name, at] : steps) {
+            const std::string key = prefix + name;
+            auto p = pgStore.increment(key, T0 + at, 60s, hold);
+            auto m = memStore.increment(key, T0 + at, 60s, hold);
+            BOOST_REQUIRE(p.has_value());
+            BOOST_TEST(p->failures == m->failures, key << " at " << at.count() << "s");
+            BOOST_TEST((p->expires == m->expires), key << " at " << at.count() << "s");
+            for (const char* k : {"a", "b"}) {  // read at the same moment (the memory store drops what expired)
+                BOOST_TEST(pgStore.get(prefix + k, T0 + at)->failures == memStore.get(prefix + k, T0 + at)->failures);
+            }
         }
     }
 }
