@@ -267,9 +267,12 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
     // temporary failure): still spend the time of a real check.
     // Nor an address with an empty local part or domain: a directory that finds "bob" by
     // %n finds "bob@" too, and each spelling would have a failed-login counter of its own.
+    // Nor a name with a character LDAP matching drops or reads as a space (a soft hyphen,
+    // a no-break space: "alice<U+00A0>" finds alice's entry) for the same reason.
     const std::size_t at = login.find('@');
     if (login.empty() || login.size() > MaxLoginLength || hasControlChars(login, /*spaceToo=*/true) ||
-        !core::isValidUtf8(login) || (at != std::string::npos && (at == 0 || at + 1 == login.size()))) {
+        !core::isValidUtf8(login) || core::hasInsignificantCharacters(login) ||
+        (at != std::string::npos && (at == 0 || at + 1 == login.size()))) {
         verify(request.password, dummy());
         d.outcome = Outcome::UnknownUser;
         d.detail = "invalid user name";

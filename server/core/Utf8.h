@@ -24,4 +24,12 @@ bool isAscii(std::string_view s);
 // A-Z -> a-z, every other octet (UTF-8 included) unchanged.
 std::string asciiLower(std::string_view s);
 
+// True if well-formed UTF-8 `s` holds a character that directory string matching drops or
+// reads as a space (RFC 4518 2.2: controls, format characters such as U+00AD SOFT HYPHEN
+// and U+200B ZERO WIDTH SPACE, variation selectors, U+FFFC, and every space or line/
+// paragraph separator such as U+00A0 and U+3000), ASCII space and controls included. An
+// LDAP directory finds "alice" for "al<U+00AD>ice" or "alice<U+00A0>": no login name holds
+// one. False for ill-formed input (checked apart).
+bool hasInsignificantCharacters(std::string_view s);
+
 }  // namespace postern::core

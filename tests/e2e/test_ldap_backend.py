@@ -109,6 +109,12 @@ def test_unicode_spellings_of_a_name_share_its_failed_login_counter():
         for i, user in enumerate(spellings):
             expect_auth(p, user, "wrong-guess-%d" % i, 535, "5.7.8")
         check_eq(a.binds_since(mark, "uid=alice,"), 3, "slapd found alice's entry for every spelling")
+        # Spellings with characters LDAP matching drops or reads as a space are no login at
+        # all (they would find alice's entry too): refused before the directory is asked.
+        mark = a.log_mark()
+        for user in ["alice\u00a0@ldap.test", "al\u00adice@ldap.test", "\u3000alice@ldap.test"]:
+            expect_auth(p, user, ALICE[1], 535, "5.7.8")
+        check_eq(a.binds_since(mark, "uid=alice,"), 0, "binds as alice for the spellings with invisible characters")
         expect_auth(p, *ALICE, 454, "4.7.0")  # blocked: three failures on one account
         expect_auth(p, *BOB, 235, "2.7.0")
         p.stop()

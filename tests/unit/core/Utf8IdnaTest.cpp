@@ -91,4 +91,21 @@ BOOST_AUTO_TEST_CASE(bad_labels_are_refused) {
     BOOST_TEST(!domainToUnicode("xn--zz.example").has_value());
 }
 
+// RFC 4518 2.2: what LDAP string matching drops or reads as a space; a login holding one
+// would find another name's entry under a counter of its own.
+BOOST_AUTO_TEST_CASE(insignificant_characters_of_directory_matching) {
+    for (const char* bad : {"alice ", " alice", "al\tice", "alice\xC2\xA0",      // U+00A0 no-break space
+                            "\xE3\x80\x80" "alice",                            // U+3000 ideographic space
+                            "al\xC2\xAD" "ice",                                 // U+00AD soft hyphen
+                            "al\xE2\x80\x8B" "ice",                            // U+200B zero width space
+                            "alice\xEF\xB8\x8F",                               // U+FE0F variation selector
+                            "al\xCD\x8F" "ice",                                 // U+034F combining grapheme joiner
+                            "alice\xE2\x80\xA8", "alice\xC2\x85", "a\x7F"})
+        BOOST_TEST(hasInsignificantCharacters(bad), bad);
+    for (const char* good : {"alice@example.test", "j\xC3\xB6rg@example.test", "jo\xCC\x88rg",  // o + U+0308
+                             "\xE7\x94\xB0\xE4\xB8\xAD@example.test", "first.last+tag@x.test",
+                             "caf\xE9"})  // ill-formed: not this check's business
+        BOOST_TEST(!hasInsignificantCharacters(good), good);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
