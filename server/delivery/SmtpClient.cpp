@@ -329,11 +329,17 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                     // POCO's name check takes a partial wildcard ("mx*.example.net"), which
                     // RFC 6125 6.4.3 and MTA-STS (RFC 8461 3.4: only a whole left-most label)
                     // do not: the certificate must name the host with at most "*." in front.
+                    // A next hop given as an address ([192.0.2.10]) is matched against the
+                    // certificate's IP addresses, as POCO's check did.
                     if (policy == TlsPolicy::Verify) {
                         const Poco::Net::X509Certificate peer = secure.peerCertificate();
-                        if (X509_check_host(const_cast<X509*>(peer.certificate()), hostName.data(), hostName.size(),
-                                            X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) != 1)
-                            throw Poco::Net::SSLException("the certificate is not valid for " + hostName);
+                        X509* cert = const_cast<X509*>(peer.certificate());
+                        Poco::Net::IPAddress literal;
+                        const bool ok = Poco::Net::IPAddress::tryParse(hostName, literal)
+                                            ? X509_check_ip_asc(cert, hostName.c_str(), 0) == 1
+                                            : X509_check_host(cert, hostName.data(), hostName.size(),
+                                                              X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) == 1;
+                        if (!ok) throw Poco::Net::SSLException("the certificate is not valid for " + hostName);
                     }
                     socket_ = secure;
                     forgetTimeouts();  // a new socket object: set them again before use

@@ -40,14 +40,17 @@ class TestCa:
         if r.returncode != 0:
             raise TestFailure("%s failed: %s" % (" ".join(cmd), r.stderr.decode("utf-8", "replace")))
 
-    def issue(self, name):
+    def issue(self, name, ip=False):
+        """ip=True: `name` is an IP address, in the certificate's subjectAltName only (an IP
+        entry; the subject's CN is no address)."""
         self.serial += 1
-        base = os.path.join(self.dir, "%s-%d" % (name, self.serial))
+        base = os.path.join(self.dir, "%s-%d" % (name.replace(":", "_"), self.serial))
         key, csr, cert, ext = base + ".key", base + ".csr", base + ".pem", base + ".ext"
         with open(ext, "w") as f:
-            f.write("subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n" % name)
+            f.write("subjectAltName=%s:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+                    % ("IP" if ip else "DNS", name))
         self._run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                   "-subj", "/CN=%s" % name, "-keyout", key, "-out", csr])
+                   "-subj", "/CN=%s" % ("address-certificate" if ip else name), "-keyout", key, "-out", csr])
         self._run(["openssl", "x509", "-req", "-in", csr, "-CA", self.pem, "-CAkey", self.key,
                    "-set_serial", str(self.serial), "-days", "2", "-extfile", ext, "-out", cert])
         os.chmod(key, 0o600)

@@ -541,6 +541,36 @@ def test_tls_required_no_does_not_weaken_the_smarthost_login():
                 check_eq(smarthost.find(marker), [], "delivered")
 
 
+def test_verified_tls_to_a_smarthost_given_as_an_address():
+    """Review finding (of today's stricter name check): a relayhost given as an address with
+    relayhost_tls = verify is matched against the certificate's IP addresses; a certificate
+    for that address from a trusted CA gets the mail, one for another address does not.
+    Changed: delivery.relayhost = [127.0.0.1]:port, relayhost_tls = verify, tls_ca_file."""
+    import tempfile
+    import shutil
+    from mta_sts_support import TestCa
+    tmp = tempfile.mkdtemp(prefix="postern-e2e-ipcert-")
+    try:
+        ca = TestCa(os.path.join(tmp, "ca"))
+        for cert_ip, delivered in (("127.0.0.1", True), ("127.0.0.9", False)):
+            port = sink_port(("127.0.0.1",))
+            with Sink("127.0.0.1", port, tls=True, cert=ca.issue(cert_ip, ip=True)) as smarthost:
+                with DnsServer(DNS_MX, DNS_HOSTS) as dns:
+                    o = delivery_overrides(dns, 1)
+                    o.update({"delivery.relayhost": "[127.0.0.1]:%d" % port, "delivery.relayhost_tls": "verify",
+                              "delivery.tls_ca_file": ca.pem})
+                    with Postern(overrides=o) as p:
+                        marker, _ = submit(p, "x@nowhere.example")
+                        if delivered:
+                            check(smarthost.wait_for(marker)[0].tls, "delivered over verified TLS")
+                        else:
+                            p.log_contains(r"event=delivery\.defer to=<x@nowhere\.example> .*TLS handshake .*tls_policy=verify",
+                                           timeout=20)
+                            check_eq(smarthost.find(marker), [], "delivered to a certificate for another address")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_a_delivered_recipient_gets_one_copy_when_the_envelope_cannot_be_written():
     """The queue cannot rewrite a message's envelope (disk full, an I/O error; here a
     directory stands where its temporary file goes, which stops root too). A recipient
