@@ -82,8 +82,7 @@ PenaltyVerdict AuthPenalty::check(const core::ClientAddress& client, std::string
         if (!acct)
             return v;
         v = verdictFor(PenaltyCount{}, *acct, now);
-        if (v.isAllowed())
-            v.delay = std::chrono::milliseconds::zero();
+        v.delay = std::chrono::milliseconds::zero();  // no tarpit, blocked or not
         return v;
     }
     // Both counters in one read (one statement for a shared store).

@@ -34,11 +34,11 @@ private:
     // While degraded: what this node counted during the outage on top of the shared count
     // it last knew (failures added, the later expiry).
     PenaltyCount degradedCount(const std::string& key, core::TimePoint now);
-    void learn(const std::string& key, const PenaltyCount& shared, core::TimePoint now) { known_.remember(key, shared, now); }
+    void learn(const std::string& key, const PenaltyCount& shared, core::TimePoint now) { known_.set(key, shared, now); }
 
     PenaltyStore& primary_;
     MemoryPenaltyStore local_;  // counted here while the primary could not answer
-    MemoryPenaltyStore known_;  // the shared counts last read or written (with failures)
+    MemoryPenaltyStore known_;  // the shared counts last read or written (a count of 0: none)
     std::atomic<bool> degraded_{false};
 };
 

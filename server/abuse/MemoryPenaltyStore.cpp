@@ -46,18 +46,16 @@ std::optional<PenaltyCount> MemoryPenaltyStore::get(const std::string& key, core
     return it->second;
 }
 
-void MemoryPenaltyStore::remember(const std::string& key, const PenaltyCount& count, core::TimePoint now) {
-    if (count.failures == 0 || count.expires <= now)
-        return;
+void MemoryPenaltyStore::set(const std::string& key, const PenaltyCount& count, core::TimePoint now) {
     Shard& shard = shardFor(key);
     std::lock_guard lock(shard.mutex);
+    if (count.failures == 0 || count.expires <= now) {
+        shard.counters.erase(key);
+        return;
+    }
     if (++shard.increments % 256 == 0)
         sweepShard(shard, now);
-    PenaltyCount& c = shard.counters[key];
-    if (c.expires <= now)
-        c = PenaltyCount{};
-    c.failures = std::max(c.failures, count.failures);
-    c.expires = std::max(c.expires, count.expires);
+    shard.counters[key] = count;
 }
 
 bool MemoryPenaltyStore::reset(const std::string& key) {

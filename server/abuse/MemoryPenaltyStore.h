@@ -20,9 +20,9 @@ public:
                                           std::chrono::milliseconds window, std::uint32_t holdAt) override;
     std::optional<PenaltyCount> get(const std::string& key, core::TimePoint now) override;
     bool reset(const std::string& key) override;
-    // Raises `key`'s counter to `count` (the larger failures, the later expiry); a count
-    // without failures or already expired at `now` changes nothing.
-    void remember(const std::string& key, const PenaltyCount& count, core::TimePoint now);
+    // Sets `key`'s counter to `count`; a count without failures or already expired at `now`
+    // removes it.
+    void set(const std::string& key, const PenaltyCount& count, core::TimePoint now);
 
     // Removes every counter expired at `now`; returns how many.
     std::size_t sweep(core::TimePoint now);

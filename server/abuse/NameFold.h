@@ -9,9 +9,10 @@
 
 namespace postern::abuse {
 
-// Unicode compatibility caseless form of `utf8`: NFKC(toCasefold(NFKD(s))) (Unicode 3.13,
-// D146), through libunistring. ASCII is lower-cased; `utf8` itself (unchanged) if it is
-// not well-formed UTF-8 or cannot be folded.
+// A compatibility caseless form of `utf8`: NFKC(toCasefold(NFKD(s))), through libunistring
+// (close to Unicode 3.13's compatibility caseless matching, D146, and at least as loose as
+// LDAP's caseIgnoreMatch). ASCII is lower-cased; `utf8` itself (unchanged) if it is not
+// well-formed UTF-8 or cannot be folded.
 std::string foldName(std::string_view utf8);
 
 }  // namespace postern::abuse

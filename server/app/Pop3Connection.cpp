@@ -91,7 +91,14 @@ void Pop3Connection::run() {
                 reason = "shutdown";
                 break;
             }
-            auto st = ch.readLine(line, MaxPop3Line, timeout);
+            net::ReadStatus st = net::ReadStatus::Closed;
+            try {
+                st = ch.readLine(line, MaxPop3Line, timeout);
+            } catch (const Poco::Exception&) {
+                // A TLS handshake cut at its deadline fails in here: a timeout.
+                if (registry.endWait(token)) reason = loginLate() ? "login timeout" : "timeout";
+                throw;
+            }
             if (registry.endWait(token)) {  // cut at its deadline
                 if (loginLate()) {
                     endLate();
@@ -148,9 +155,10 @@ void Pop3Connection::run() {
         ch.flush();
         if (!session.isClosed()) session.onDisconnect();  // no UPDATE state: nothing deleted
     } catch (const Poco::Exception& e) {
-        reason = "error: " + e.displayText();
+        // A timeout's goodbye may fail too (a TLS handshake cut at its deadline).
+        if (reason != "timeout" && reason != "login timeout") reason = "error: " + e.displayText();
     } catch (const std::exception& e) {
-        reason = std::string("error: ") + e.what();
+        if (reason != "timeout" && reason != "login timeout") reason = std::string("error: ") + e.what();
     }
 }
 

@@ -113,8 +113,15 @@ void SmtpConnection::run() {
                 } else {
                     // RFC 4954 4: an AUTH line may be 12288 octets; the command parser applies the
                     // 512-octet limit (smtp.max_command_length) to every other command.
-                    auto st = ch.readLine(line, std::max<std::size_t>(settings_.maxCommandLength, 12290),
-                                          timeouts.smtpCommand);
+                    net::ReadStatus st = net::ReadStatus::Closed;
+                    try {
+                        st = ch.readLine(line, std::max<std::size_t>(settings_.maxCommandLength, 12290),
+                                         timeouts.smtpCommand);
+                    } catch (const Poco::Exception&) {
+                        // A TLS handshake cut at its deadline fails in here: a timeout.
+                        if (registry.endWait(token)) reason = "timeout";
+                        throw;
+                    }
                     if (registry.endWait(token)) st = net::ReadStatus::Timeout;  // cut at its deadline
                     if (st == net::ReadStatus::Ok) {
                         if ((milters || services_.delegate) && ch.isTls() && !tlsKnown) {
@@ -168,9 +175,9 @@ void SmtpConnection::run() {
         else
             ch.flush();
     } catch (const Poco::Exception& e) {
-        reason = "error: " + e.displayText();
+        if (reason != "timeout") reason = "error: " + e.displayText();  // a timeout's goodbye may fail too
     } catch (const std::exception& e) {
-        reason = std::string("error: ") + e.what();
+        if (reason != "timeout") reason = std::string("error: ") + e.what();
     }
 }
 

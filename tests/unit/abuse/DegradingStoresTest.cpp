@@ -110,6 +110,11 @@ BOOST_AUTO_TEST_CASE(shared_counts_seen_still_count_when_a_statement_fails) {
     BOOST_TEST(store.increment("user:a", T0 + 2s, 15min)->failures == 6u);  // on top of the shared 5
     BOOST_TEST(store.get("user:a", T0 + 3s)->failures == 6u);
     BOOST_TEST(store.get("user:zz", T0 + 3s)->failures == 0u);
+    primary.down = false;
+    primary.inner.reset("ip:b");  // cleared elsewhere (a success on another node)
+    BOOST_TEST(store.get("ip:b", T0 + 5s)->failures == 0u);  // learnt
+    primary.down = true;
+    BOOST_TEST(store.get("ip:b", T0 + 6s)->failures == 0u);
     // Known counts expire with their window, and a success here forgets them.
     BOOST_TEST(store.get("ip:b", T0 + 16min)->failures == 0u);
     store.reset("user:a");
