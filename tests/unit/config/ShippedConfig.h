@@ -25,4 +25,11 @@ inline std::string configLoadError(Poco::Util::AbstractConfiguration& c) {
     return "";
 }
 
+// The error of the shipped configuration with `key` set to `value` ("" when it loads).
+inline std::string loadErrorWith(const std::string& key, const std::string& value) {
+    auto conf = shippedConfig();
+    conf->setString(key, value);
+    return configLoadError(*conf);
+}
+
 }  // namespace postern::test
