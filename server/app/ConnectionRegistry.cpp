@@ -51,11 +51,12 @@ ConnectionRegistry::~ConnectionRegistry() {
     if (watcher_.joinable()) watcher_.join();
 }
 
-bool ConnectionRegistry::beginWait(Token token, TimePoint deadline) {
+bool ConnectionRegistry::beginWait(Token token, TimePoint deadline, bool idle) {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(token);
     if (it != entries_.end()) {
-        it->second.idle = true;
+        it->second.idle = idle;
+        it->second.waiting = true;
         it->second.deadline = deadline;
         it->second.cut = false;
     }
@@ -67,6 +68,7 @@ bool ConnectionRegistry::endWait(Token token) {
     auto it = entries_.find(token);
     if (it == entries_.end()) return false;
     it->second.idle = false;
+    it->second.waiting = false;
     it->second.deadline = TimePoint{};
     return std::exchange(it->second.cut, false);
 }
@@ -75,7 +77,7 @@ std::size_t ConnectionRegistry::cutOverdue(TimePoint now) {
     std::size_t n = 0;
     std::lock_guard lock(mutex_);
     for (auto& [t, e] : entries_) {
-        if (!e.idle || e.cut || e.deadline == TimePoint{} || now < e.deadline) continue;
+        if (!e.waiting || e.cut || e.deadline == TimePoint{} || now < e.deadline) continue;
         // The read in progress returns (EOF): the session answers as to a timeout and ends.
         wake(e.socket, false);
         e.cut = true;

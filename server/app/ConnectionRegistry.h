@@ -30,11 +30,12 @@ public:
 
     Token add(const Poco::Net::StreamSocket& socket);
     void remove(Token token);
-    // A session is about to block for the client's next command: it is idle (woken at
-    // shutdown), and the whole command must have arrived by `deadline` (TimePoint{}: none),
-    // else its read side is shut (cutOverdue). Returns false if shutdown has begun (the
-    // session should say goodbye instead of waiting).
-    bool beginWait(Token token, TimePoint deadline);
+    // A session is about to block for the client: the whole command (or message data) must
+    // have arrived by `deadline` (TimePoint{}: none), else its read side is shut
+    // (cutOverdue). `idle`: it waits for its next command (woken at shutdown); message data
+    // is not idle (the drain gives it its grace time). Returns false if shutdown has begun
+    // (an idle session should say goodbye instead of waiting).
+    bool beginWait(Token token, TimePoint deadline, bool idle = true);
     // The wait ended. True when its deadline cut it: the session answers as to a timeout.
     bool endWait(Token token);
     // Shuts the read side of every waiting session past its deadline; how many. Called
@@ -58,7 +59,8 @@ public:
 private:
     struct Entry {
         Poco::Net::StreamSocket socket;
-        bool idle = false;
+        bool idle = false;     // waiting for its next command
+        bool waiting = false;  // a wait is in progress (beginWait .. endWait)
         TimePoint deadline{};  // of the wait in progress; {}: none
         bool cut = false;      // that wait was cut at its deadline
     };

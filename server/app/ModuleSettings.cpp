@@ -169,6 +169,7 @@ SessionTimeouts sessionTimeouts(const config::ServerConfig& cfg) {
     SessionTimeouts t;
     t.smtpCommand = cfg.smtp.commandTimeout;
     t.smtpData = cfg.smtp.dataTimeout;
+    t.smtpMinDataRate = cfg.smtp.minDataRate;
     t.pop3Idle = cfg.pop3.idleTimeout;
     t.pop3DeadClient = cfg.pop3.deadClientTimeout;
     t.pop3Login = cfg.pop3.loginTimeout;

@@ -104,6 +104,7 @@ struct HealthSettings {
 struct SessionTimeouts {
     Millis smtpCommand{};      // smtp.command_timeout (also the implicit-TLS handshake)
     Millis smtpData{};         // smtp.data_timeout
+    std::uint64_t smtpMinDataRate = 0;  // smtp.min_data_rate (octets/s; 0 = off)
     Millis pop3Idle{};         // pop3.idle_timeout
     Millis pop3DeadClient{};   // pop3.dead_client_timeout (0 = off)
     Millis pop3Login{};        // pop3.login_timeout (0 = off)

@@ -86,10 +86,28 @@ void SmtpConnection::run() {
         bool tlsVersionPending = ch.isTls();
         ch.write(session.greeting().bytes);
         std::string line;
+        // smtp.min_data_rate: the deadline of the message data in progress (DATA, or one BDAT
+        // chunk) is data_timeout after its start, plus a second per min_data_rate octets.
+        using SteadyClock = std::chrono::steady_clock;
+        bool dataPhase = false;
+        SteadyClock::time_point dataStart;
+        std::uint64_t dataOctets = 0;
         while (!session.isClosed()) {
             smtp::SmtpOutput out;
             if (session.inData()) {
+                if (!dataPhase) {
+                    dataPhase = true;
+                    dataStart = SteadyClock::now();
+                    dataOctets = 0;
+                }
+                const bool deadline = timeouts.smtpMinDataRate > 0 && ch.available() == 0;
+                if (deadline)
+                    registry.beginWait(token,
+                                       dataStart + timeouts.smtpData +
+                                           std::chrono::seconds(dataOctets / timeouts.smtpMinDataRate),
+                                       /*idle=*/false);
                 auto st = ch.fill(timeouts.smtpData);
+                if (deadline && registry.endWait(token)) st = net::ReadStatus::Timeout;  // cut at its deadline
                 if (st == net::ReadStatus::Timeout) {
                     out = session.onTimeout();
                     reason = "timeout";
@@ -100,8 +118,10 @@ void SmtpConnection::run() {
                 } else {
                     std::size_t used = session.onData(ch.data(), ch.available(), out);
                     ch.consume(used);
+                    dataOctets += used;
                 }
             } else {
+                dataPhase = false;
                 // Only a whole buffered command is read without waiting; any wait for the
                 // client (a part of a line buffered, a TLS record or handshake under way) has
                 // smtp.command_timeout for the whole command, not per read.

@@ -111,6 +111,7 @@ const std::vector<KeyDef> Keys = {
     {"smtp.max_hops", "50", K::Integer, "Received header fields that make a message a mail loop: refused with 554 5.4.6 (RFC 5321 6.3; Postfix hopcount_limit)"},
     {"smtp.command_timeout", "5m", K::Duration, "Wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes); also bounds each write of a reply"},
     {"smtp.data_timeout", "10m", K::Duration, "Wait for the next chunk of message data (RFC 5321 4.5.3.2.5/6)"},
+    {"smtp.min_data_rate", "500", K::Integer, "Message data (DATA, each BDAT chunk) must arrive within smtp.data_timeout plus one second per this many octets received (Postfix's smtpd_min_data_rate); 0 = smtp.data_timeout per read only"},
     {"smtp.allow_plaintext_auth", "false", K::Bool, "Offer and accept AUTH without TLS (off: 538 5.7.11 before STARTTLS)"},
     {"smtp.max_errors", "20", K::Integer, "Bad commands and refusals per session before 421 and disconnect (counted again from zero after each accepted message)"},
     {"smtp.max_junk_commands", "100", K::Integer, "NOOP, RSET, VRFY, HELP, HELO and EHLO per message before each also counts as an error (Postfix smtpd_junk_command_limit); 0 = no limit"},

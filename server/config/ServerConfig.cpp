@@ -276,6 +276,9 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.smtp.commandTimeout = r.timeout("smtp.command_timeout");
     c.smtp.earlyTalkerWait = r.duration("smtp.early_talker_wait");
     c.smtp.dataTimeout = r.timeout("smtp.data_timeout");
+    const std::int64_t minDataRate = r.integer("smtp.min_data_rate");
+    if (minDataRate < 0) r.error("smtp.min_data_rate: must be 0 (off) or more");
+    c.smtp.minDataRate = static_cast<std::uint64_t>(std::max<std::int64_t>(minDataRate, 0));
     c.smtp.allowPlaintextAuth = r.boolean("smtp.allow_plaintext_auth");
     c.smtp.maxErrors = static_cast<int>(r.integer("smtp.max_errors"));
     c.smtp.maxJunkCommands = r.integer("smtp.max_junk_commands");

@@ -117,6 +117,7 @@ struct SmtpConfig {
     std::size_t maxHops = 0;
     Millis commandTimeout{};
     Millis dataTimeout{};
+    std::uint64_t minDataRate = 0;  // octets per second; 0 = off
     Millis earlyTalkerWait{};
     bool allowPlaintextAuth = false;
     int maxErrors = 0;

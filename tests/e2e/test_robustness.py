@@ -480,6 +480,26 @@ def test_trickling_clients_are_cut_at_the_command_deadline():
         c.send("QUIT\r\n")
 
 
+def test_message_data_must_keep_a_minimum_rate():
+    """Message data trickled in a byte at a time held a session thread for ever (data_timeout
+    counted per read). Now it must arrive within smtp.data_timeout plus a second per
+    smtp.min_data_rate octets (Postfix's smtpd_min_data_rate; shipped 500). Changed:
+    smtp.data_timeout = 3s. A message sent at a normal pace is unaffected."""
+    with Postern(overrides={"smtp.data_timeout": "3s"}) as p:
+        head = b"EHLO client.example\r\nMAIL FROM:<someone@remote.example>\r\nRCPT TO:<%s>\r\nDATA\r\n" % BOB.encode()
+        took, got = trickle(p.port("mx"), head, b"Subject: slow\r\n\r\n" + b"x" * 400 + b"\r\n")
+        check(took is not None, "still connected after 12 s of trickled message data: %r" % got[-200:])
+        check(took < 8, "cut after %.1f s, about the 3-s data deadline" % took)
+        check(b"421 4.4.2" in got, "the client is told: %r" % got[-200:])
+        check_eq(p.log_count(r"reason=\"timeout\""), 1, "logged as a timeout")
+        # A whole message at once.
+        s = p.smtp("mx")
+        marker, data = make_message(sender="someone@remote.example", to=BOB)
+        s.sendmail("someone@remote.example", [BOB], data)
+        s.quit()
+        wait_for(lambda: p.maildir_find(BOB, marker), 10, what="the message sent at a normal pace")
+
+
 def test_pop3_client_must_log_in_in_time():
     """Review finding: before login a POP3 client could keep its session (and thread) for ever
     with a CAPA every few minutes. Now pop3.login_timeout (Dovecot: 3 minutes) bounds the time

@@ -102,6 +102,25 @@ BOOST_AUTO_TEST_CASE(deadline_cuts_only_an_overdue_wait) {
     r.remove(tc);
 }
 
+// A wait for message data (not idle) is cut at its deadline but not woken by a shutdown:
+// the drain gives a message in progress its grace time.
+BOOST_AUTO_TEST_CASE(a_data_wait_is_cut_at_its_deadline_not_at_shutdown) {
+    ConnectionRegistry r;
+    Pair p;
+    auto t = r.add(p.server);
+    const auto now = std::chrono::steady_clock::now();
+    BOOST_TEST(r.beginWait(t, now + 10s, /*idle=*/false));
+    r.beginShutdown();
+    p.server.setReceiveTimeout(Poco::Timespan(0, 200000));
+    char ch;
+    BOOST_CHECK_THROW(p.server.receiveBytes(&ch, 1), Poco::TimeoutException);  // not woken
+    BOOST_TEST(r.cutOverdue(now + 11s) == 1u);
+    p.server.setReceiveTimeout(Poco::Timespan(10, 0));
+    BOOST_TEST(p.server.receiveBytes(&ch, 1) == 0);
+    BOOST_TEST(r.endWait(t));
+    r.remove(t);
+}
+
 // The thread startDeadlines() starts cuts a wait whose deadline passed.
 BOOST_AUTO_TEST_CASE(deadline_thread_wakes_a_blocked_read) {
     ConnectionRegistry r;
