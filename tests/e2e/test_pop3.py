@@ -382,7 +382,7 @@ def _asan(pid):
 
 def test_a_large_message_is_sent_without_being_held_in_memory():
     """RETR of a 24 MiB message arrives byte for byte, and posternd's peak resident memory
-    (VmHWM) grows by far less than the message: it is read, dot-stuffed and sent in blocks.
+    (VmHWM) grows by less than the message: it is read, dot-stuffed and sent in blocks.
     Before, RETR read the whole message into memory and built a dot-stuffed copy of it (two
     copies, three for a file with LF line ends), so a few hundred phones fetching a 25 MB
     attachment at once could take tens of gigabytes. The message is a foreign file with LF
@@ -415,7 +415,11 @@ def test_a_large_message_is_sent_without_being_held_in_memory():
             # normal build's run of this test.
             print("  (AddressSanitizer build: the memory bound is not checked)")
         else:
-            check(grown < 8 * 1024 * 1024, "peak memory grew by %d octets (at most 8 MiB)" % grown)
+            # Less than the message itself: the old code held two or three copies of it
+            # (48.8 MiB here). The streamed RETR usually grows by a few MiB; the allocator's
+            # arenas sometimes add about 10 MiB (seen in CI under load), so no tighter bound.
+            check(grown < crlf_size, "peak memory grew by %d octets (less than the %d-octet message)"
+                  % (grown, crlf_size))
         _, top, _ = pop.top(big[0], 1)
         check_eq(top, [b"From: a@remote.example", b"Subject: big", b"", line[:-1]], "TOP 1 1")
         pop.quit()
