@@ -63,7 +63,8 @@ struct PenaltyVerdict {
 // delay: with f = the larger of the address's and the account's failures, 0 when f == 0,
 // else min(baseDelay * 2^(f-1), maxDelay): 1 s, 2 s, 4 s, 8 s, 8 s, ... by default.
 // Blocked: the address has >= maxFailuresIp failures or the account >= maxFailuresAccount
-// (so the 11th attempt within the window is refused with the defaults); delay is then
+// (so the 21st attempt for an account, or the 101st from an address, within the window is
+// refused with the defaults); delay is then
 // maxDelay. Clients in allowNetworks have no address counter and no delay; the account
 // counter still counts their failures and blocks the account (an allow-listed webmail must
 // not become an unlimited password-guessing proxy; Dovecot's trusted networks likewise keep

@@ -43,10 +43,14 @@ std::optional<PenaltyCount> DegradingPenaltyStore::increment(const std::string& 
         return r;
     }
     transition(degraded_, true, "penalty");
-    // The hold counts the shared failures this node knew too.
-    const std::uint32_t known = known_.get(key, now)->failures;
-    local_.increment(key, now, window, holdAt == 0 ? 0 : holdAt > known ? holdAt - known : 1);
-    return degradedCount(key, now);
+    // The shared count this node knew goes into the local counter (failures and expiry),
+    // so a block it completes holds a window after this failure, not only until the known
+    // count would have expired.
+    if (const PenaltyCount k = *known_.get(key, now); k.failures > 0) {
+        local_.set(key, degradedCount(key, now), now);
+        known_.reset(key);
+    }
+    return local_.increment(key, now, window, holdAt);
 }
 
 std::optional<PenaltyCount> DegradingPenaltyStore::get(const std::string& key, core::TimePoint now) {

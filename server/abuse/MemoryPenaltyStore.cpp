@@ -1,4 +1,5 @@
-// Failed-authentication counters in memory: sharded map, expiry `window` after the last failure.
+// Failed-authentication counters in memory: sharded map, expiry `window` after the first failure
+// (after the last one from the block threshold on; PenaltyStore.h).
 #include "abuse/MemoryPenaltyStore.h"
 
 #include <algorithm>

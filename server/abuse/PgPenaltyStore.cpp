@@ -23,7 +23,7 @@ const pg::Statement PenaltyIncrement{
     "  failures = CASE WHEN p.expires <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond' THEN 1"
     "                  WHEN p.failures >= 2147483647 THEN p.failures ELSE p.failures + 1 END,"
     "  expires = CASE WHEN p.expires <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond' THEN EXCLUDED.expires"
-    "                 WHEN $4::integer > 0 AND p.failures + 1 >= $4::integer THEN EXCLUDED.expires"
+    "                 WHEN $4::integer > 0 AND LEAST(p.failures, 2147483646) + 1 >= $4::integer THEN EXCLUDED.expires"
     "                 ELSE p.expires END"
     " RETURNING p.failures, (extract(epoch FROM p.expires) * 1000000)::bigint"};
 

@@ -336,7 +336,8 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                         X509* cert = const_cast<X509*>(peer.certificate());
                         Poco::Net::IPAddress literal;
                         const bool ok = Poco::Net::IPAddress::tryParse(hostName, literal)
-                                            ? X509_check_ip_asc(cert, hostName.c_str(), 0) == 1
+                                            ? X509_check_ip(cert, static_cast<const unsigned char*>(literal.addr()),
+                                                            static_cast<std::size_t>(literal.length()), 0) == 1
                                             : X509_check_host(cert, hostName.data(), hostName.size(),
                                                               X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) == 1;
                         if (!ok) throw Poco::Net::SSLException("the certificate is not valid for " + hostName);

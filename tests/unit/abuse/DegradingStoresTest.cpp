@@ -87,8 +87,9 @@ BOOST_AUTO_TEST_CASE(penalty_counts_locally_during_an_outage) {
     BOOST_TEST(store.increment("ip:a", T0, 15min)->failures == 3u);
     BOOST_TEST(store.get("ip:a", T0)->failures == 3u);
     primary.down = false;
-    // Back: the larger of the shared and the local count is used, so outage failures count.
-    BOOST_TEST(store.get("ip:a", T0)->failures == 2u);
+    // Back: the larger of the shared and the local count (which took in the shared count
+    // known when the outage began) is used, so outage failures count.
+    BOOST_TEST(store.get("ip:a", T0)->failures == 3u);
     BOOST_TEST(store.increment("ip:a", T0, 15min)->failures == 2u);  // shared count goes on
 }
 
@@ -119,6 +120,20 @@ BOOST_AUTO_TEST_CASE(shared_counts_seen_still_count_when_a_statement_fails) {
     BOOST_TEST(store.get("ip:b", T0 + 16min)->failures == 0u);
     store.reset("user:a");
     BOOST_TEST(store.get("user:a", T0 + 4s)->failures == 0u);
+}
+
+// Review finding: a block completed while degraded lifted when the known shared count
+// expired, not a window after the failure that completed it.
+BOOST_AUTO_TEST_CASE(a_block_completed_while_degraded_holds_a_window) {
+    FlakyPenaltyStore primary;
+    DegradingPenaltyStore store(primary);
+    for (int i = 0; i < 19; ++i) store.increment("user:a", T0, 15min, 20);
+    primary.down = true;
+    auto c = store.increment("user:a", T0 + 14min, 15min, 20);  // the 20th: blocked
+    BOOST_TEST(c->failures == 20u);
+    BOOST_TEST((c->expires == T0 + 29min));
+    BOOST_TEST(store.get("user:a", T0 + 16min)->failures == 20u);  // after the known count's expiry
+    BOOST_TEST(store.get("user:a", T0 + 29min)->failures == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(rates_limited_locally_during_an_outage) {
