@@ -129,11 +129,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto p3 = m.find(delim, p2 + 1);
     FUZZ_CHECK(p1 != std::string::npos && p2 != std::string::npos && p3 != std::string::npos);
     const std::string report = m.substr(p2 + delim.size(), p3 - p2 - delim.size());
-    FUZZ_CHECK(report.find(global ? "Content-Type: message/global-delivery-status\r\n\r\n"
-                                  : "Content-Type: message/delivery-status\r\n\r\n") != std::string::npos);
+    const std::string type = global ? "Content-Type: message/global-delivery-status\r\n"
+                                    : "Content-Type: message/delivery-status\r\n";
+    const auto typeAt = report.find(type);
+    FUZZ_CHECK(typeAt != std::string::npos);
     for (unsigned char c : report) FUZZ_CHECK(c != 0 && (global || c < 0x80));
     FUZZ_CHECK(postern::core::isValidUtf8(report));
     const auto fields = report.substr(report.find("\r\n\r\n") + 4);
+    // The part says 8bit exactly when its text has 8-bit octets (RFC 2045 6.1).
+    const std::string cte = "Content-Transfer-Encoding: 8bit\r\n";
+    const bool declared8bit = report.compare(typeAt + type.size(), cte.size(), cte) == 0;
+    FUZZ_CHECK(declared8bit == !postern::core::isAscii(fields));
+    FUZZ_CHECK(report.compare(typeAt + type.size() + (declared8bit ? cte.size() : 0), 2, "\r\n") == 0);
     FUZZ_CHECK(countLines(fields, "Reporting-MTA: dns; ") == 1);
     FUZZ_CHECK(countLines(fields, "Arrival-Date: ") == 1);
     FUZZ_CHECK(countLines(fields, "Original-Envelope-Id: ") == (in.envelopeId.empty() ? 0u : 1u));
