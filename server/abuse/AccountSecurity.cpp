@@ -90,6 +90,22 @@ void AccountSecurity::bounced(const std::string& user, std::size_t bounces) {
     pending_.counts[user].bounces += bounces;
 }
 
+std::optional<bool> AccountSecurity::knownAddress(const std::string& user, const std::string& ip,
+                                                  unsigned ipv6Prefix) {
+    const auto key = knownAddressKey(ip, ipv6Prefix);
+    if (!key) return false;
+    auto same = [&](const std::string& other) { return knownAddressKey(other, ipv6Prefix) == key; };
+    {
+        std::lock_guard lock(pendingMutex_);
+        if (auto it = pending_.loginIps.find(user); it != pending_.loginIps.end())
+            for (const std::string& seen : it->second)
+                if (same(seen)) return true;
+        for (const LoginEvent& e : pending_.logins)
+            if (e.result == "ok" && e.user == user && same(e.ip)) return true;
+    }
+    return store_.knownAddress(user, ip, ipv6Prefix);
+}
+
 bool AccountSecurity::isHeld(std::string_view user) const {
     if (!settings_.enabled || user.empty()) return false;
     std::shared_lock lock(heldMutex_);

@@ -71,6 +71,11 @@ public:
     void remoteRejected(const std::string& user, std::size_t recipients) override;
     void bounced(const std::string& user, std::size_t bounces) override;
 
+    // Whether `user` logged in successfully from `ip` (IPv6: its /ipv6Prefix): recorded here
+    // and not yet flushed, or remembered by the store (AccountSecurityStore::knownAddress).
+    // nullopt if the store cannot answer. May run a statement: ask only when it matters.
+    std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix);
+
     bool isHeld(std::string_view user) const override;
     std::size_t heldCount() const;
 

@@ -37,6 +37,12 @@ std::size_t ActivityBatch::absorb(ActivityBatch&& older, std::size_t maxLogins) 
     return dropped;
 }
 
+std::optional<std::string> knownAddressKey(const std::string& ip, unsigned ipv6Prefix) {
+    auto parsed = core::parseAddress(ip);
+    if (!parsed) return std::nullopt;
+    return core::addressKey(*parsed, ipv6Prefix);
+}
+
 std::optional<std::string> networkOf(const std::string& ip) {
     auto parsed = core::parseAddress(ip);
     if (!parsed) return std::nullopt;
@@ -292,6 +298,21 @@ std::vector<LoginRecord> MemoryAccountSecurityStore::logins(const std::string& u
         out.push_back(*r);
     }
     return out;
+}
+
+std::optional<bool> MemoryAccountSecurityStore::knownAddress(const std::string& user, const std::string& ip,
+                                                             unsigned ipv6Prefix) {
+    const auto key = knownAddressKey(ip, ipv6Prefix);
+    if (!key) return false;
+    auto same = [&](const std::string& other) { return knownAddressKey(other, ipv6Prefix) == key; };
+    std::lock_guard lock(mutex_);
+    auto it = accounts_.find(user);
+    if (it == accounts_.end()) return false;
+    for (const auto& [seen, at] : it->second.ips)
+        if (same(seen)) return true;
+    for (const LoginRecord& r : it->second.logins)
+        if (r.result == "ok" && same(r.ip)) return true;
+    return false;
 }
 
 AccountTotals MemoryAccountSecurityStore::totals(const std::string& user, core::TimePoint now,

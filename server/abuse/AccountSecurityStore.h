@@ -114,6 +114,11 @@ struct AccountSecurityState {
 // "2001:db8:1::/48"); nullopt if `ip` is no address.
 std::optional<std::string> networkOf(const std::string& ip);
 
+// The key `ip` is known under for knownAddress(): the address (IPv4, IPv4-mapped unmapped)
+// or its IPv6 /ipv6Prefix network, as core::addressKey spells it; nullopt if `ip` is no
+// address.
+std::optional<std::string> knownAddressKey(const std::string& ip, unsigned ipv6Prefix);
+
 // The thresholds an account's totals pass, worst first (value/threshold), empty if none.
 struct AccountTotals {
     std::uint64_t ips = 0, networks = 0, remoteRejected = 0, bounces = 0;
@@ -143,6 +148,12 @@ public:
     virtual bool prune(core::TimePoint now, const AccountSecuritySettings& settings) = 0;
     // What this store dropped so far (AccountStoreCounters).
     virtual AccountStoreCounters counters() const { return {}; }
+    // Whether `user` logged in successfully from `ip` (an IPv6 address: from anywhere in
+    // its /ipv6Prefix) as far as this store remembers: an IP counted for detection (within
+    // account_security.window) or an "ok" entry of the login log (within its age and count
+    // bounds). nullopt if the store cannot answer. The failed-login penalty asks this
+    // (auth.penalty.known_address_failures) only for an account that is blocked.
+    virtual std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix) = 0;
     // Makes what the calls above changed durable where the store is not already (the
     // single node's state file); called at the end of every flush cycle. False on failure
     // (the state stays in memory and is written at the next cycle).
@@ -170,6 +181,7 @@ public:
     bool prune(core::TimePoint now, const AccountSecuritySettings& settings) override;
     bool persist() override;
     AccountStoreCounters counters() const override;
+    std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix) override;
 
     // The login log of `user`, newest first (at most `limit`; 0 = all).
     std::vector<LoginRecord> logins(const std::string& user, std::size_t limit) const;

@@ -39,6 +39,11 @@ std::string AuthPenalty::ipKey(const core::ClientAddress& client) const {
     return "ip:" + core::addressKey(client.ip, settings_.ipv6Prefix);
 }
 
+std::string AuthPenalty::knownKey(const core::ClientAddress& client, std::string_view account) const {
+    // At most 6 + 325 + 1 + 46 octets: within the shared table's 400.
+    return "known:" + accountKey(account) + "|" + ipKey(client);
+}
+
 std::string AuthPenalty::accountKey(std::string_view typed) {
     // Both spellings of an IDN domain are one account (the auth facade logs in with the
     // A-label), and so is every spelling a directory may take for the same name (case,
@@ -89,7 +94,34 @@ PenaltyVerdict AuthPenalty::check(const core::ClientAddress& client, std::string
     auto counts = store_->getPair(ipKey(client), account.empty() ? std::string() : accountKey(account), now);
     if (!counts)
         return v;
-    return verdictFor(counts->first, counts->second, now);
+    v = verdictFor(counts->first, counts->second, now);
+    if (v.isBlocked() && !account.empty())
+        exemptKnownAddress(client, account, v, now);
+    return v;
+}
+
+bool AuthPenalty::mayExemptKnownAddress(const PenaltyVerdict& v, const core::ClientAddress& client) const {
+    const bool ipBlocked = settings_.maxFailuresIp > 0 && v.ipFailures >= settings_.maxFailuresIp;
+    return v.isBlocked() && !ipBlocked && settings_.knownAddressFailures > 0 && known_ && !isExempt(client);
+}
+
+void AuthPenalty::exemptKnownAddress(const core::ClientAddress& client, std::string_view account, PenaltyVerdict& v,
+                                     core::TimePoint now) {
+    if (!mayExemptKnownAddress(v, client))
+        return;
+    // The account's successful logins are logged under its canonical login.
+    const std::optional<bool> known = known_(core::canonicalLogin(account), client.host(), settings_.ipv6Prefix);
+    if (!known || !*known)
+        return;  // unknown, or cannot tell: the block holds
+    const auto own = store_->get(knownKey(client, account), now);
+    if (!own || own->failures >= settings_.knownAddressFailures)
+        return;
+    v.kind = PenaltyVerdict::Kind::Allow;
+    v.viaKnownAddress = true;
+    v.knownFailures = own->failures;
+    v.blockedBy.clear();
+    v.retryAfter = std::chrono::milliseconds::zero();
+    v.delay = delayFor(std::max(v.ipFailures, own->failures));
 }
 
 PenaltyVerdict AuthPenalty::verdictFor(const PenaltyCount& ip, const PenaltyCount& acct, core::TimePoint now) const {
@@ -136,6 +168,16 @@ bool AuthPenalty::recordFailure(const core::ClientAddress& client, std::string_v
     return ok;
 }
 
+bool AuthPenalty::recordFailure(const core::ClientAddress& client, std::string_view account,
+                                const PenaltyVerdict& verdict) {
+    bool ok = recordFailure(client, account);
+    if (verdict.viaKnownAddress && !account.empty())
+        ok = store_->increment(knownKey(client, account), clock_(), settings_.window, settings_.knownAddressFailures)
+                 .has_value() &&
+             ok;
+    return ok;
+}
+
 bool AuthPenalty::recordSuccess(const core::ClientAddress& /*client*/, std::string_view account) {
     if (account.empty())
         return true;
@@ -145,6 +187,9 @@ bool AuthPenalty::recordSuccess(const core::ClientAddress& /*client*/, std::stri
 bool AuthPenalty::recordSuccess(const core::ClientAddress& client, std::string_view account,
                                 const PenaltyVerdict& verdict) {
     if (verdict.kind == PenaltyVerdict::Kind::Allow && verdict.accountFailures == 0)
+        return true;
+    // Let through a block on the account: the block stays for everyone else.
+    if (verdict.viaKnownAddress)
         return true;
     return recordSuccess(client, account);
 }
@@ -237,8 +282,11 @@ bool AuthPenalty::admits(const PenaltyVerdict& v, const Reservation& r) const {
     auto room = [](std::uint32_t failures, std::uint32_t others, std::uint32_t limit) {
         return limit == 0 || std::uint64_t{failures} + others < limit;
     };
-    return room(v.ipFailures, r.othersIp, settings_.maxFailuresIp) &&
-           room(v.accountFailures, r.othersAccount, settings_.maxFailuresAccount);
+    // A known address past the account's block: its own counter for the account instead.
+    const bool account = v.viaKnownAddress
+                             ? room(v.knownFailures, r.othersAccount, settings_.knownAddressFailures)
+                             : room(v.accountFailures, r.othersAccount, settings_.maxFailuresAccount);
+    return room(v.ipFailures, r.othersIp, settings_.maxFailuresIp) && account;
 }
 
 bool AuthPenalty::awaitRelease(Reservation& r, std::chrono::steady_clock::time_point deadline) {

@@ -11,6 +11,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -29,6 +31,9 @@ struct AuthPenaltySettings {
     std::string allowNetworks;               // set from auth.penalty.allow_networks: CIDR list, "" = none
     unsigned ipv6Prefix = 0;                 // set from auth.penalty.ipv6_prefix: IPv6 clients keyed by /N
     std::chrono::milliseconds parallelWait{};  // set from auth.penalty.parallel_wait
+    // set from auth.penalty.known_address_failures: failures an address the account is known
+    // from may make while the account is blocked (0 = such addresses are blocked too)
+    std::uint32_t knownAddressFailures = 0;
 
     bool operator==(const AuthPenaltySettings&) const = default;
 };
@@ -50,6 +55,11 @@ struct PenaltyVerdict {
     // the address's.
     std::uint32_t accountFailures = 0;
     std::uint32_t ipFailures = 0;
+    // Allow although the account is blocked: the client's address is one the account logged
+    // in from (AuthPenalty's known-address rule). knownFailures: that address's failures for
+    // this account, counted apart (the "known:" key).
+    bool viaKnownAddress = false;
+    std::uint32_t knownFailures = 0;
 
     bool isAllowed() const { return kind == Kind::Allow; }
     bool isBlocked() const { return kind == Kind::Blocked; }
@@ -70,9 +80,26 @@ struct PenaltyVerdict {
 // not become an unlimited password-guessing proxy; Dovecot's trusted networks likewise keep
 // per-account policy).
 //
+// Known addresses (auth.penalty.known_address_failures > 0 and a KnownAddresses check set):
+// an account blocked by failures from elsewhere stays open to the addresses it logged in
+// from successfully (account_security's detection IPs and login log; IPv6 by ipv6Prefix), so
+// a bot that knows a customer's address cannot lock the customer's own devices out by
+// guessing (as "smart lockout" keeps familiar and unfamiliar locations apart). Such an
+// address gets its own counter for the account ("known:<account key>|<address key>"): past
+// knownAddressFailures failures in the window it is blocked like any other. Its successes
+// do not clear the account's counter (the block holds for everyone else). The address's own
+// block (max_failures_ip) and the tarpit still apply; allow-listed networks (one address,
+// many people) get no exemption. The check runs only for a blocked account: one store
+// question (and one counter read) per refused-or-exempted attempt, none otherwise.
+//
 // Thread-safe (the store is); owns the store. Blocking only as far as the store is.
 class AuthPenalty {
 public:
+    // (canonical login, client address text, ipv6Prefix) -> whether the account logged in
+    // from there; nullopt = cannot tell (the account stays blocked).
+    using KnownAddresses =
+        std::function<std::optional<bool>(const std::string& user, const std::string& ip, unsigned ipv6Prefix)>;
+
     // A login of one address and account being verified on this node: taken before the
     // password is checked, given back once a failure is counted (or on success). A failure
     // is counted only after its verification, so without this N parallel guesses would all
@@ -110,6 +137,8 @@ public:
     // Throws std::invalid_argument on bad settings (window <= 0, parallelWait <= 0, negative
     // delays, maxDelay < baseDelay, ipv6Prefix > 128, a bad allow_networks entry).
     explicit AuthPenalty(const AuthPenaltySettings& settings, PenaltyStorePtr store = nullptr, core::Clock clock = {});
+    // Before the first login; without it no address is known.
+    void setKnownAddresses(KnownAddresses known) { known_ = std::move(known); }
 
     // Before verifying a login. `account` as the client sent it ("" if not known yet: only
     // the address is checked).
@@ -117,6 +146,9 @@ public:
     // After the backend said BadCredentials (not after TempFail: an outage is not the
     // client's fault; not after Blocked: nothing was verified). false: the store failed.
     bool recordFailure(const core::ClientAddress& client, std::string_view account);
+    // The same after check() gave `verdict`: a failure let through as a known address also
+    // counts on that address's own counter for the account.
+    bool recordFailure(const core::ClientAddress& client, std::string_view account, const PenaltyVerdict& verdict);
     // After a successful login: clears the account's counter; the address keeps its
     // failures (one good login must not launder a brute force over many accounts).
     // false: the store failed.
@@ -147,6 +179,8 @@ public:
     // that is not UTF-8 or longer than core::MaxLoginLength: "user#<SHA-256 hex>".
     std::string ipKey(const core::ClientAddress& client) const;
     static std::string accountKey(std::string_view account);
+    // "known:<accountKey>|<ipKey>": a known address's failures for one account.
+    std::string knownKey(const core::ClientAddress& client, std::string_view account) const;
 
     const AuthPenaltySettings& settings() const { return settings_; }
     PenaltyStore& store() { return *store_; }
@@ -155,6 +189,10 @@ private:
     std::chrono::milliseconds delayFor(std::uint32_t failures) const;
     // The verdict for the counters of the address and the account (check()'s rules).
     PenaltyVerdict verdictFor(const PenaltyCount& ip, const PenaltyCount& account, core::TimePoint now) const;
+    // A verdict blocked by the account alone, for a client the account is known from and
+    // whose own counter for it has room: Allow (viaKnownAddress). Else `v` unchanged.
+    void exemptKnownAddress(const core::ClientAddress& client, std::string_view account, PenaltyVerdict& v,
+                            core::TimePoint now);
 
 public:
     // The verdict for counters read elsewhere (ClusterPop3Login reads them in its own
@@ -162,6 +200,9 @@ public:
     PenaltyVerdict verdictFromCounts(const PenaltyCount& ip, const PenaltyCount& account) const {
         return verdictFor(ip, account, clock_());
     }
+    // Whether `v` (from verdictFromCounts) is blocked by the account alone while the client
+    // is a known address with room: the caller then goes the way of check() (which allows).
+    bool mayExemptKnownAddress(const PenaltyVerdict& v, const core::ClientAddress& client) const;
     core::TimePoint now() const { return clock_(); }
 
 private:
@@ -181,6 +222,7 @@ private:
     core::NetworkList allow_;
     PenaltyStorePtr store_;
     core::Clock clock_;
+    KnownAddresses known_;
     std::mutex inFlightMutex_;
     std::condition_variable inFlightEnded_;
     std::unordered_map<std::string, InFlight> inFlight_;

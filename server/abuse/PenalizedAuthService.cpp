@@ -55,6 +55,7 @@ core::AuthResult PenalizedAuthService::authenticate(const core::AuthRequest& req
             recordFailure(request, v, slot);
         } else if (result.status == core::AuthStatus::Ok && !request.penaltyCheckedByCaller) {
             penalty_.recordSuccess(request.client, request.user, v);
+            if (v.viaKnownAddress) noteKnownAddress(request, v);
         }
         return result;
     }
@@ -107,9 +108,19 @@ void PenalizedAuthService::refuseBlocked(const core::AuthRequest& request, const
                          .str());
 }
 
+void PenalizedAuthService::noteKnownAddress(const core::AuthRequest& request, const PenaltyVerdict& v) {
+    // The account is blocked by failures from elsewhere; its owner's device got through.
+    logger().notice(core::EventLine::inSession(request.sessionId, "auth.known_address")
+                        .add("svc", request.service)
+                        .add("ip", request.client.host())
+                        .add("user", request.user)
+                        .add("account_failures", v.accountFailures)
+                        .str());
+}
+
 void PenalizedAuthService::recordFailure(const core::AuthRequest& request, const PenaltyVerdict& v,
                                          AuthPenalty::Reservation& slot) {
-    if (!penalty_.recordFailure(request.client, request.user))
+    if (!penalty_.recordFailure(request.client, request.user, v))
         logger().error(core::EventLine::inSession(request.sessionId, "penalty.store_fail")
                            .add("ip", request.client.host())
                            .str());

@@ -35,6 +35,8 @@ public:
     // Refuses a blocked attempt as authenticate() does (the longest delay, the auth.blocked
     // line); for a caller that found the block itself (request.penaltyCheckedByCaller).
     void refuseBlocked(const core::AuthRequest& request, const PenaltyVerdict& v);
+    // Logs a login let through an account block from a known address (event=auth.known_address).
+    void noteKnownAddress(const core::AuthRequest& request, const PenaltyVerdict& v);
 
 private:
     // Reads the penalty into v; an answer when its store is down (TempFail) or the login is

@@ -82,6 +82,13 @@ const pg::Statement Release{
     " c AS (DELETE FROM account_security_counts WHERE account = $1 RETURNING 1)"
     " SELECT (SELECT count(*) FROM f)"};
 
+// $1 the account, $2 the address or IPv6 network (knownAddressKey): a successful login from
+// there in the detection IPs or the login log (both read through their account index).
+const pg::Statement Known{
+    "postern_account_security_known",
+    "SELECT EXISTS (SELECT 1 FROM account_security_ips WHERE account = $1 AND ip <<= $2::inet)"
+    "    OR EXISTS (SELECT 1 FROM account_logins WHERE account = $1 AND result = 'ok' AND ip <<= $2::inet)"};
+
 // $1 window start (us), $2 login log start (us), $3 account_security.max_tracked_accounts:
 // the login log rows of the accounts past that many, least recently active (newest entry)
 // first. Small batches, skipping locked rows (every node prunes); the last column counts the
@@ -255,6 +262,18 @@ bool PgAccountSecurityStore::prune(core::TimePoint now, const AccountSecuritySet
     }
     if (!r.rows.empty() && r.rows[0].size() >= 4) evicted_ += toU64(r.rows[0][3]);
     return true;
+}
+
+std::optional<bool> PgAccountSecurityStore::knownAddress(const std::string& user, const std::string& ip,
+                                                         unsigned ipv6Prefix) {
+    const auto key = knownAddressKey(ip, ipv6Prefix);
+    if (!key) return false;
+    pg::QueryResult r = pool_.execute(Known, {user, *key});
+    if (r.failed() || r.rows.size() != 1 || r.rows[0].empty() || !r.rows[0][0]) {
+        logStoreFailure(FailEvent, "known_address", r);
+        return std::nullopt;
+    }
+    return *r.rows[0][0] == "t";
 }
 
 AccountStoreCounters PgAccountSecurityStore::counters() const {

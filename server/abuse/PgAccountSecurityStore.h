@@ -26,6 +26,7 @@ public:
     bool release(const std::string& user) override;
     bool prune(core::TimePoint now, const AccountSecuritySettings& settings) override;
     AccountStoreCounters counters() const override;
+    std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix) override;
 
 private:
     pg::Pool& pool_;

@@ -102,6 +102,10 @@ core::Pop3LoginOutcome ClusterPop3Login::decide(const core::AuthRequest& request
             v.delay = ps.maxDelay;
             v.blockedBy = "ip";
         }
+        // Blocked by the account alone: an address the account is known from may still get in
+        // (AuthPenalty's known-address rule), which the separate steps decide.
+        if (penalty_.mayExemptKnownAddress(v, request.client))
+            return fallback(request, identity, grant, out);
         guarded_.refuseBlocked(request, v);
         outcome.status = core::Pop3LoginOutcome::Status::Blocked;
         return outcome;
@@ -159,6 +163,7 @@ core::Pop3LoginOutcome ClusterPop3Login::fallback(const core::AuthRequest& reque
         return outcome;
     }
     penalty_.recordSuccess(request.client, request.user, v);
+    if (v.viaKnownAddress) guarded_.noteKnownAddress(request, v);
     switch (maildrops_.open(identity.mailbox, out)) {
     case core::MaildropStatus::Ok:
         break;

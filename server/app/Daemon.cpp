@@ -291,6 +291,11 @@ void Daemon::buildAccountSecurity() {
         events->labels({"account_security", label}).inc(n);
     });
     recordedAuth_ = std::make_unique<abuse::LoginRecordingAuthService>(*guardedAuth_, *accountSecurity_);
+    // An account blocked by guesses from elsewhere stays open to the addresses it logged in from.
+    penalty_->setKnownAddresses([security = accountSecurity_.get()](const std::string& user, const std::string& ip,
+                                                                    unsigned prefix) {
+        return security->knownAddress(user, ip, prefix);
+    });
     telemetry_.registry().gaugeCallback("postern_accounts_held", "Accounts whose outbound mail is held (this node's view)",
                                         [this] { return static_cast<double>(accountSecurity_->heldCount()); });
 }

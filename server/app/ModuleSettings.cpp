@@ -94,6 +94,7 @@ abuse::AuthPenaltySettings penaltySettings(const config::ServerConfig& cfg) {
     s.allowNetworks = cfg.penalty.allowNetworks;
     s.ipv6Prefix = static_cast<unsigned>(cfg.penalty.ipv6Prefix);
     s.parallelWait = cfg.penalty.parallelWait;
+    s.knownAddressFailures = u32(cfg.penalty.knownAddressFailures);
     return s;
 }
 

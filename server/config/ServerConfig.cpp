@@ -160,6 +160,9 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.penalty.ipv6Prefix = r.ipv6Prefix("auth.penalty.ipv6_prefix");
     c.penalty.parallelWait = r.duration("auth.penalty.parallel_wait");
     if (c.penalty.parallelWait <= Millis(0)) r.error("auth.penalty.parallel_wait: must be more than 0");
+    c.penalty.knownAddressFailures = static_cast<int>(r.integer("auth.penalty.known_address_failures"));
+    if (r.integer("auth.penalty.known_address_failures") < 0)
+        r.error("auth.penalty.known_address_failures: must be 0 or more");
     if (c.penalty.window <= Millis(0)) r.error("auth.penalty.window: must be more than 0");
     if (c.penalty.maxDelay < c.penalty.baseDelay) r.error("auth.penalty.max_delay: must be at least auth.penalty.base_delay");
     auto rates = [&](const std::string& who, RateLimitValues& v) {

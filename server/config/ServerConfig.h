@@ -62,6 +62,7 @@ struct PenaltyConfig {
     std::string allowNetworks;
     int ipv6Prefix = 0;
     Millis parallelWait{};
+    int knownAddressFailures = 0;
 };
 
 // Compromised-account detection and the login log (account_security.*).

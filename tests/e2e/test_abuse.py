@@ -169,6 +169,53 @@ def test_allow_listed_network_is_exempt_but_accounts_are_not():
         check_eq(code, 235, "other accounts still log in through the webmail")
 
 
+def _pop3_login(p, source, user, password):
+    """POP3S USER/PASS; returns the server's answer to PASS ("+OK ..." or the -ERR text)."""
+    pop = p.pop3_ssl(source=source)
+    pop.user(user)
+    try:
+        answer = pop.pass_(password).decode(errors="replace")
+    except Exception as e:  # poplib.error_proto
+        return str(e)
+    pop.quit()
+    return answer
+
+
+def test_known_address_gets_through_an_account_block():
+    """Anyone who knows alice's address can block her account with a few wrong guesses; her
+    own devices (addresses she logged in from) must still get in, and their own failures
+    are bounded apart (auth.penalty.known_address_failures)."""
+    # Changed: max_failures_account = 4 (a quick block; max_failures_ip = 5 stays above the
+    # one guess each attacker address makes), known_address_failures = 2.
+    overrides = dict(PENALTY, **{"auth.penalty.max_failures_account": "4",
+                                 "auth.penalty.known_address_failures": "2"})
+    with Postern(overrides=overrides) as p:
+        home, elsewhere = "127.0.0.21", "127.0.0.35"
+        code, text, _ = timed_auth(p, home, ALICE, ALICE_PW)
+        check_eq(code, 235, "alice logs in from home (%s)" % text)
+        for i in range(4):  # a botnet: one guess per address
+            code, text, _ = timed_auth(p, "127.0.0.%d" % (31 + i), ALICE, "guess-%d" % i)
+            check_eq(code, 535, "guess %d (%s)" % (i, text))
+        code, text, _ = timed_auth(p, elsewhere, ALICE, ALICE_PW)
+        check_eq(code, 454, "alice's account is blocked from a new address (%s)" % text)
+        code, text, _ = timed_auth(p, home, ALICE, ALICE_PW)
+        check_eq(code, 235, "alice still gets in from home (%s)" % text)
+        check(p.log_contains("event=auth.known_address svc=smtp ip=%s user=%s" % (home, ALICE)),
+              "the exemption is logged")
+        check(_pop3_login(p, home, ALICE, ALICE_PW).startswith("+OK"), "POP3 from home too")
+        code, text, _ = timed_auth(p, elsewhere, ALICE, ALICE_PW)
+        check_eq(code, 454, "her logins do not lift the block for others (%s)" % text)
+        # Guessing from her home address: two failures of its own, then blocked there too.
+        for i in range(2):
+            code, text, _ = timed_auth(p, home, ALICE, "home-guess-%d" % i)
+            check_eq(code, 535, "wrong password from home %d (%s)" % (i, text))
+        code, text, _ = timed_auth(p, home, ALICE, ALICE_PW)
+        check_eq(code, 454, "home blocked for alice after its own failures (%s)" % text)
+        check("[SYS/TEMP]" in _pop3_login(p, home, ALICE, ALICE_PW), "and over POP3")
+        code, text, _ = timed_auth(p, home, BOB, BOB_PW)
+        check_eq(code, 235, "bob from the same address is not affected (%s)" % text)
+
+
 def test_hourly_recipient_limit_per_user():
     with Postern(overrides={"limits.user.recipients_per_hour": "3"}) as p:
         s = p.submission(ALICE, ALICE_PW)

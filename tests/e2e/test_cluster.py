@@ -508,6 +508,49 @@ def test_allow_listed_webmail_failures_block_the_account_on_every_node():
         check(a.startswith("+OK"), "other accounts log in through the webmail: %s" % a)
 
 
+def test_known_address_gets_through_an_account_block_on_every_node():
+    # Changed: max_failures_account = 3, auth.penalty.known_address_failures = 2, no tarpit,
+    # the auth cache off (every login reaches the backend); account_security.flush_interval =
+    # 1s so node A's record of alice's login reaches the shared tables quickly.
+    extra = {"auth.penalty.max_failures_account": "3", "auth.penalty.known_address_failures": "2",
+             "auth.penalty.window": "60s", "auth.penalty.base_delay": "0s", "auth.penalty.max_delay": "100ms",
+             "auth.cache.size": "0", "account_security.flush_interval": "1s"}
+    home, elsewhere = "127.0.0.21", "127.0.0.35"
+    with Cluster(extra=extra) as c:
+        def pop(route, source, password):
+            return pop_login_answer(lambda: c.lb.pop3_ssl(route, source), ALICE, password)
+
+        def smtp_auth(route, source, password):
+            s = c.lb.smtp(route, source, starttls=True)
+            code, text = s.docmd("AUTH", "PLAIN " + plain_ir(ALICE, password))
+            quit_quietly(s)
+            return code, text.decode(errors="replace")
+
+        check(pop("pop3s_a", home, ALICE_PW).startswith("+OK"), "alice logs in from home on A")
+        wait_for(lambda: c.pg.sql("SELECT count(*) FROM account_logins WHERE account = '%s'"
+                                  " AND result = 'ok' AND ip = '%s'" % (ALICE, home)) != ["0"], 15, what="node A's flush")
+        for i, route in enumerate(("pop3s_a", "pop3s_b", "pop3s_a")):  # guesses from three addresses
+            a = pop(route, "127.0.0.%d" % (31 + i), "guess-%d" % i)
+            check(a.startswith("-ERR [AUTH]"), "guess %d: %s" % (i, a))
+        a = pop("pop3s_b", elsewhere, ALICE_PW)
+        check(a.startswith("-ERR [SYS/TEMP]"), "the account is blocked for a new address on B: %s" % a)
+        # Node B never saw alice log in: it learns her home address from the shared tables.
+        a = pop("pop3s_b", home, ALICE_PW)
+        check(a.startswith("+OK"), "alice gets in from home on B (one-statement login refused, then exempted): %s" % a)
+        c.b.log_contains(r"event=auth\.known_address svc=pop3 ip=127\.0\.0\.21")
+        check_eq(smtp_auth("submission_b", home, ALICE_PW)[0], 235, "SMTP AUTH from home on B")
+        check_eq(c.pg.sql("SELECT failures FROM auth_penalties WHERE key = 'user:%s'" % ALICE), ["3"],
+                 "her logins leave the account's counter (the block for others)")
+        check_eq(smtp_auth("submission_a", elsewhere, ALICE_PW)[0], 454, "still blocked elsewhere")
+        # Her home address's own failures, over both nodes, then blocked there too.
+        check(pop("pop3s_a", home, "home-guess").startswith("-ERR [AUTH]"), "a wrong password from home on A")
+        check_eq(smtp_auth("submission_b", home, "home-guess-2")[0], 535, "and one on B")
+        check_eq(c.pg.sql("SELECT failures FROM auth_penalties WHERE key = 'known:user:%s|ip:%s'" % (ALICE, home)), ["2"], "home's own counter for alice")
+        a = pop("pop3s_a", home, ALICE_PW)
+        check(a.startswith("-ERR [SYS/TEMP]"), "home blocked for alice after its own failures: %s" % a)
+        check_eq(smtp_auth("submission_b", home, ALICE_PW)[0], 454, "on B too")
+
+
 def test_example_files_are_valid():
     etc = os.path.join(SOURCE_DIR, "etc")
     r = subprocess.run([HAPROXY, "-c", "-f", os.path.join(etc, "haproxy.cfg")], capture_output=True, text=True)

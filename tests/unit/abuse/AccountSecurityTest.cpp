@@ -73,6 +73,10 @@ public:
     }
     bool release(const std::string& u) override { return !down && inner.release(u); }
     bool prune(core::TimePoint now, const AccountSecuritySettings& s) override { return !down && inner.prune(now, s); }
+    std::optional<bool> knownAddress(const std::string& u, const std::string& ip, unsigned prefix) override {
+        if (down) return std::nullopt;
+        return inner.knownAddress(u, ip, prefix);
+    }
 };
 
 }  // namespace
@@ -276,6 +280,46 @@ BOOST_AUTO_TEST_CASE(a_failing_store_keeps_the_batch_and_the_held_set) {
     BOOST_TEST(security.flushNow());  // the kept batch is written now
     BOOST_TEST(security.isHeld("bob"));
     BOOST_TEST(store.inner.logins("bob", 0).size() == 2u);
+}
+
+// The addresses an account is known from (auth.penalty.known_address_failures): successful
+// logins only, before and after the flush, IPv6 by prefix; the login log keeps them past
+// the detection window.
+BOOST_AUTO_TEST_CASE(known_addresses_are_those_with_a_successful_login) {
+    FlakyStore store;
+    AccountSecuritySettings s = quiet();
+    s.window = std::chrono::hours(1);
+    ManualClock clock;
+    AccountSecurity security(s, store, {}, clock.fn());
+    security.recordLogin(login("ann", "192.0.2.1"));
+    security.recordLogin(login("ann", "192.0.2.66", "fail"));
+    security.recordLogin(login("ann", "2001:db8:1:2::7"));
+    // Recorded, not yet flushed.
+    BOOST_TEST(security.knownAddress("ann", "192.0.2.1", 64).value());
+    BOOST_TEST(!security.knownAddress("bob", "192.0.2.1", 64).value());
+    BOOST_TEST(security.flushNow());
+    BOOST_TEST(security.knownAddress("ann", "192.0.2.1", 64).value());
+    BOOST_TEST(!security.knownAddress("ann", "192.0.2.66", 64).value());  // a failure is no login
+    BOOST_TEST(!security.knownAddress("ann", "192.0.2.2", 64).value());   // IPv4: the address itself
+    BOOST_TEST(security.knownAddress("ann", "2001:db8:1:2::99", 64).value());
+    BOOST_TEST(!security.knownAddress("ann", "2001:db8:1:3::7", 64).value());
+    BOOST_TEST(!security.knownAddress("ann", "2001:db8:1:2::99", 128).value());
+    BOOST_TEST(!security.knownAddress("ann", "not an address", 64).value());
+    // Past the detection window the login log still knows it (30 days by default).
+    store.inner.prune(T0 + std::chrono::hours(2), s);
+    BOOST_TEST(store.inner.snapshot().accounts.at("ann").ips.empty());
+    BOOST_TEST(security.knownAddress("ann", "192.0.2.1", 64).value());
+    s.loginLogMaxEntries = 0;  // without a login log: the detection IPs only
+    MemoryAccountSecurityStore bare;
+    std::vector<AccountFlag> flagged;
+    ActivityBatch b;
+    b.loginIps["ann"] = {"192.0.2.1"};
+    BOOST_REQUIRE(bare.flush(b, T0, s, flagged));
+    BOOST_TEST(bare.knownAddress("ann", "192.0.2.1", 64).value());
+    bare.prune(T0 + std::chrono::hours(2), s);
+    BOOST_TEST(!bare.knownAddress("ann", "192.0.2.1", 64).value());
+    store.down = true;  // the store cannot tell
+    BOOST_TEST(!security.knownAddress("ann", "192.0.2.1", 64).has_value());
 }
 
 BOOST_AUTO_TEST_CASE(standalone_release_request_file_is_applied_and_removed) {

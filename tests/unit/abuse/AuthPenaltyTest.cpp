@@ -471,4 +471,110 @@ BOOST_AUTO_TEST_CASE(concurrent_block_holds_for_everyone) {
     BOOST_TEST(p.check(addr("192.0.2.66"), "").isBlocked());
 }
 
+// An account blocked by guesses from elsewhere: an address it logged in from still gets in
+// (with its own small budget of failures), every other address stays blocked.
+BOOST_AUTO_TEST_CASE(known_address_passes_an_account_block) {
+    Fixture f;
+    f.settings.knownAddressFailures = 2;
+    AuthPenalty p = f.make();
+    std::vector<std::string> asked;
+    p.setKnownAddresses([&](const std::string& user, const std::string& ip, unsigned prefix) -> std::optional<bool> {
+        asked.push_back(user + " " + ip + " /" + std::to_string(prefix));
+        return user == "bob@example.test" && (ip == "192.0.2.50" || ip.starts_with("2001:db8:1:2:"));
+    });
+    const auto home = addr("192.0.2.50");
+    BOOST_TEST(p.check(home, "bob@example.test").isAllowed());
+    BOOST_TEST(asked.empty());  // not blocked: nothing to ask
+    for (int i = 0; i < 20; ++i)
+        p.recordFailure(addr("198.51.100." + std::to_string(i + 1)), "bob@example.test");
+    BOOST_TEST(p.check(addr("203.0.113.5"), "bob@example.test").isBlocked());
+    PenaltyVerdict v = p.check(home, "Bob@Example.test");
+    BOOST_TEST(v.isAllowed());
+    BOOST_TEST(v.viaKnownAddress);
+    BOOST_TEST(v.delay.count() == 0);  // the address itself failed nothing
+    BOOST_TEST(asked.back() == "bob@example.test 192.0.2.50 /64");  // the canonical login
+    // Its success does not lift the block for the others.
+    BOOST_TEST(p.recordSuccess(home, "bob@example.test", v));
+    BOOST_TEST(p.check(addr("203.0.113.5"), "bob@example.test").isBlocked());
+    // An IPv6 client: the check gets its address and the prefix to match it by.
+    BOOST_TEST(p.check(addr("2001:db8:1:2::99"), "bob@example.test").viaKnownAddress);
+    // Its failures count apart: past known_address_failures it is blocked too.
+    for (int i = 0; i < 2; ++i) {
+        PenaltyVerdict before = p.check(home, "bob@example.test");
+        BOOST_TEST(before.viaKnownAddress);
+        BOOST_TEST(before.knownFailures == static_cast<std::uint32_t>(i));
+        BOOST_TEST(before.delay.count() == (i == 0 ? 0 : 1000));  // tarpit on its own failures
+        BOOST_TEST(p.recordFailure(home, "bob@example.test", before));
+    }
+    PenaltyVerdict after = p.check(home, "bob@example.test");
+    BOOST_TEST(after.isBlocked());
+    BOOST_TEST(after.blockedBy == "account");
+    // Another account of the same address is not affected.
+    BOOST_TEST(p.check(home, "alice@example.test").isAllowed());
+    // The known counter lapses with the window; the account's block held by fresh guesses.
+    f.clock.advance(10min);
+    p.recordFailure(addr("198.51.100.77"), "bob@example.test");
+    f.clock.advance(6min);
+    BOOST_TEST(p.check(addr("203.0.113.5"), "bob@example.test").isBlocked());
+    BOOST_TEST(p.check(home, "bob@example.test").viaKnownAddress);
+}
+
+BOOST_AUTO_TEST_CASE(known_address_rule_fails_closed_and_has_limits) {
+    Fixture f;
+    f.settings.knownAddressFailures = 5;
+    f.settings.allowNetworks = "192.0.2.0/24";
+    std::optional<bool> answer;  // what the known-address check says
+    int asks = 0;
+    auto block = [](AuthPenalty& p) {
+        for (int i = 0; i < 20; ++i)
+            p.recordFailure(addr("198.51.100." + std::to_string(i + 1)), "bob@example.test");
+    };
+    {
+        AuthPenalty p = f.make();
+        p.setKnownAddresses([&](const std::string&, const std::string&, unsigned) { ++asks; return answer; });
+        block(p);
+        answer = std::nullopt;  // the store cannot tell: blocked
+        BOOST_TEST(p.check(addr("203.0.113.9"), "bob@example.test").isBlocked());
+        answer = false;
+        BOOST_TEST(p.check(addr("203.0.113.9"), "bob@example.test").isBlocked());
+        answer = true;
+        BOOST_TEST(p.check(addr("203.0.113.9"), "bob@example.test").isAllowed());
+        // An allow-listed network (many people behind one address) gets no exemption.
+        asks = 0;
+        BOOST_TEST(p.check(addr("192.0.2.10"), "bob@example.test").isBlocked());
+        BOOST_TEST(asks == 0);
+        // Nor an address blocked itself (max_failures_ip = 10).
+        for (int i = 0; i < 10; ++i)
+            p.recordFailure(addr("203.0.113.9"), "other" + std::to_string(i) + "@example.test");
+        const PenaltyVerdict v = p.check(addr("203.0.113.9"), "bob@example.test");
+        BOOST_TEST(v.isBlocked());
+        BOOST_TEST(asks == 0);
+    }
+    {
+        f.settings.knownAddressFailures = 0;  // off: never asked
+        AuthPenalty p = f.make();
+        p.setKnownAddresses([&](const std::string&, const std::string&, unsigned) { ++asks; return answer; });
+        block(p);
+        BOOST_TEST(p.check(addr("203.0.113.9"), "bob@example.test").isBlocked());
+        BOOST_TEST(asks == 0);
+    }
+}
+
+// Parallel logins of a known address: held back on its own counter, not the account's.
+BOOST_AUTO_TEST_CASE(known_address_admits_on_its_own_counter) {
+    Fixture f;
+    f.settings.knownAddressFailures = 2;
+    AuthPenalty p = f.make();
+    p.setKnownAddresses([](const std::string&, const std::string&, unsigned) { return std::optional<bool>(true); });
+    for (int i = 0; i < 20; ++i)
+        p.recordFailure(addr("198.51.100." + std::to_string(i + 1)), "bob@example.test");
+    auto r1 = p.reserve(addr("192.0.2.50"), "bob@example.test");
+    PenaltyVerdict v1 = p.check(addr("192.0.2.50"), "bob@example.test");
+    BOOST_TEST(p.admits(v1, r1));
+    auto r2 = p.reserve(addr("192.0.2.50"), "bob@example.test");
+    BOOST_TEST(p.admits(p.check(addr("192.0.2.50"), "bob@example.test"), r2));  // 0 + 1 < 2
+    auto r3 = p.reserve(addr("192.0.2.50"), "bob@example.test");
+    BOOST_TEST(!p.admits(p.check(addr("192.0.2.50"), "bob@example.test"), r3));  // 0 + 2
+}
+
 BOOST_AUTO_TEST_SUITE_END()

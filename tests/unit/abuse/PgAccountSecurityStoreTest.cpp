@@ -2,7 +2,8 @@
 // tests/e2e/test_cluster_stores.py runs it): two "nodes" adding up one account's IPs, the
 // flag inserted once, /24 and /48 grouping in SQL, many nodes flushing at once, release, the
 // login log trimmed to its count bound, failures for untracked (sprayed) names writing no
-// rows, and the prune capping the accounts with a login log (max_tracked_accounts).
+// rows, the prune capping the accounts with a login log (max_tracked_accounts), and the
+// addresses an account is known from.
 #include "abuse/PgAccountSecurityStore.h"
 
 #include "support/PgTestSupport.h"
@@ -186,6 +187,31 @@ BOOST_AUTO_TEST_CASE(login_log_is_trimmed_per_account_and_by_age, *boost::unit_t
     BOOST_REQUIRE(store.prune(T0 + 1h + 2500ms, s));  // an hour old: eve's .3 (T0+2s) and fay's go
     BOOST_TEST(db.one("SELECT count(*) FROM account_logins WHERE account = 'eve'") == "2");
     BOOST_TEST(db.one("SELECT count(*) FROM account_logins WHERE account = 'fay'") == "0");
+}
+
+// The addresses an account is known from (the failed-login penalty's exemption), as the
+// memory store answers: detection IPs and "ok" login log entries, IPv6 by prefix.
+BOOST_AUTO_TEST_CASE(known_addresses_in_sql, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    clean(db);
+    pg::Pool pool(settings(2));
+    PgAccountSecurityStore store(pool);
+    AccountSecuritySettings s = thresholds(0);
+    ActivityBatch b = ips("gil", {"198.51.100.7"});
+    b.logins.push_back({T0, "gil", "192.0.2.1", "pop3", "USER", "", "ok", true});
+    b.logins.push_back({T0, "gil", "192.0.2.66", "pop3", "USER", "", "fail", false});
+    b.logins.push_back({T0, "gil", "2001:db8:1:2::7", "smtp", "PLAIN", "TLSv1.3", "ok", true});
+    std::vector<AccountFlag> flagged;
+    BOOST_REQUIRE(store.flush(b, T0, s, flagged));
+    BOOST_TEST(store.knownAddress("gil", "198.51.100.7", 64).value());  // a detection IP
+    BOOST_TEST(store.knownAddress("gil", "192.0.2.1", 64).value());     // the login log
+    BOOST_TEST(!store.knownAddress("gil", "192.0.2.66", 64).value());   // a failure
+    BOOST_TEST(!store.knownAddress("gil", "192.0.2.2", 64).value());
+    BOOST_TEST(store.knownAddress("gil", "2001:db8:1:2::99", 64).value());
+    BOOST_TEST(!store.knownAddress("gil", "2001:db8:1:3::7", 64).value());
+    BOOST_TEST(!store.knownAddress("gil", "2001:db8:1:2::99", 128).value());
+    BOOST_TEST(!store.knownAddress("hal", "192.0.2.1", 64).value());
+    BOOST_TEST(!store.knownAddress("gil", "not an address", 64).value());
 }
 
 BOOST_AUTO_TEST_CASE(sprayed_names_write_no_rows_and_tracked_accounts_keep_their_failures,
