@@ -37,6 +37,26 @@ std::size_t ActivityBatch::absorb(ActivityBatch&& older, std::size_t maxLogins) 
     return dropped;
 }
 
+namespace {
+// Keeps the newest `max` successful logins and the newest `max` other attempts of one
+// account's log (oldest first; order kept): failures, however many, never push its
+// successes (the addresses it is known from) out. Returns how many entries went.
+std::size_t trimLoginLog(std::vector<LoginRecord>& log, std::size_t max) {
+    std::size_t ok = 0, other = 0;
+    for (const LoginRecord& r : log) (r.result == "ok" ? ok : other) += 1;
+    if (ok <= max && other <= max) return 0;
+    std::size_t dropOk = ok > max ? ok - max : 0, dropOther = other > max ? other - max : 0;
+    const std::size_t before = log.size();
+    std::erase_if(log, [&](const LoginRecord& r) {
+        std::size_t& drop = r.result == "ok" ? dropOk : dropOther;
+        if (drop == 0) return false;
+        --drop;
+        return true;
+    });
+    return before - log.size();
+}
+}  // namespace
+
 std::optional<std::string> knownAddressKey(const std::string& ip, unsigned ipv6Prefix) {
     auto parsed = core::parseAddress(ip);
     if (!parsed) return std::nullopt;
@@ -181,8 +201,7 @@ bool MemoryAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoi
             }
             auto& log = accounts_[e.user].logins;
             log.push_back({e.at, e.ip, e.protocol, e.mechanism, e.tls, e.result});
-            if (log.size() > settings.loginLogMaxEntries)
-                log.erase(log.begin(), log.begin() + static_cast<std::ptrdiff_t>(log.size() - settings.loginLogMaxEntries));
+            trimLoginLog(log, settings.loginLogMaxEntries);
         }
     }
     for (const auto& [user, ips] : batch.loginIps) {
@@ -234,11 +253,7 @@ bool MemoryAccountSecurityStore::prune(core::TimePoint now, const AccountSecurit
         erased += std::erase_if(a.counts, [&](const auto& c) { return c.first <= since; });
         erased += std::erase_if(a.logins, [&](const LoginRecord& r) { return r.at <= logSince; });
         // A log loaded from a file written under a larger login_log_max_entries.
-        if (a.logins.size() > settings.loginLogMaxEntries) {
-            erased += a.logins.size() - settings.loginLogMaxEntries;
-            a.logins.erase(a.logins.begin(),
-                           a.logins.begin() + static_cast<std::ptrdiff_t>(a.logins.size() - settings.loginLogMaxEntries));
-        }
+        erased += trimLoginLog(a.logins, settings.loginLogMaxEntries);
         if (erased) dirty_ = true;
         if (a.ips.empty() && a.counts.empty() && a.logins.empty())
             it = accounts_.erase(it);

@@ -45,13 +45,14 @@ const pg::Statement FlushWrite{
 
 // $1 accounts, $2 now (us), $3 window (us), $4..$7 max ips, networks, remote_rejected,
 // bounces (0 = off), $8 login log entries kept per account, $9 node id, $10 evaluate?
-// Trims the login log of these accounts to its count bound and flags, once, each account
+// Trims the login log of these accounts to its count bound (that many successful logins and
+// that many other attempts: failures never push successes out) and flags, once, each account
 // past a threshold (the worst reason); returns only the flags this statement inserted.
 const pg::Statement FlushEvaluate{
     "postern_account_security_evaluate",
     "WITH since AS (SELECT 'epoch'::timestamptz + ($2::bigint - $3::bigint) * interval '1 microsecond' AS t),"
     " trimmed AS (DELETE FROM account_logins WHERE id IN ("
-    "   SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY account ORDER BY at DESC, id DESC) AS n"
+    "   SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY account, result = 'ok' ORDER BY at DESC, id DESC) AS n"
     "                   FROM account_logins WHERE account = ANY ($1::text[])) AS ranked WHERE n > $8::bigint)"
     "   RETURNING 1),"
     " ips AS (SELECT account, count(*) AS ips,"

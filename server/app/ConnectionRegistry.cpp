@@ -51,12 +51,13 @@ ConnectionRegistry::~ConnectionRegistry() {
     if (watcher_.joinable()) watcher_.join();
 }
 
-bool ConnectionRegistry::beginWait(Token token, TimePoint deadline, bool idle) {
+bool ConnectionRegistry::beginWait(Token token, TimePoint deadline, bool idle, bool write) {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(token);
     if (it != entries_.end()) {
         it->second.idle = idle;
         it->second.waiting = true;
+        it->second.writing = write;
         it->second.deadline = deadline;
         it->second.cut = false;
     }
@@ -69,29 +70,41 @@ bool ConnectionRegistry::endWait(Token token) {
     if (it == entries_.end()) return false;
     it->second.idle = false;
     it->second.waiting = false;
+    it->second.writing = false;
     it->second.deadline = TimePoint{};
     return std::exchange(it->second.cut, false);
 }
 
-std::size_t ConnectionRegistry::cutOverdue(TimePoint now) {
+std::size_t ConnectionRegistry::cutOverdue(TimePoint now, std::chrono::milliseconds goodbye) {
     std::size_t n = 0;
     std::lock_guard lock(mutex_);
     for (auto& [t, e] : entries_) {
-        if (!e.waiting || e.cut || e.deadline == TimePoint{} || now < e.deadline) continue;
-        // The read in progress returns (EOF): the session answers as to a timeout and ends.
-        wake(e.socket, false);
-        e.cut = true;
-        ++n;
+        if (e.hardCut) continue;
+        if (e.waiting && !e.cut && e.deadline != TimePoint{} && now >= e.deadline) {
+            // A read in progress returns (EOF): the session answers as to a timeout and ends.
+            // A write in progress fails: nothing more can reach a client that does not read.
+            wake(e.socket, e.writing);
+            e.hardCut = e.writing;
+            e.cut = true;
+            if (e.cutAt == TimePoint{}) e.cutAt = now;
+            ++n;
+        } else if (e.cutAt != TimePoint{} && now >= e.cutAt + goodbye) {
+            // Cut a while ago and still there: its goodbye (or a reply it was sending when the
+            // read side was cut) is blocked on a client that does not read.
+            wake(e.socket, true);
+            e.hardCut = true;
+            ++n;
+        }
     }
     return n;
 }
 
-void ConnectionRegistry::startDeadlines(std::chrono::milliseconds period) {
+void ConnectionRegistry::startDeadlines(std::chrono::milliseconds period, std::chrono::milliseconds goodbye) {
     if (watcher_.joinable()) return;
-    watcher_ = std::thread([this, period] {
+    watcher_ = std::thread([this, period, goodbye] {
         std::unique_lock lock(watchMutex_);
         while (!watchWake_.wait_for(lock, period, [this] { return watchStop_; }))
-            cutOverdue(std::chrono::steady_clock::now());
+            cutOverdue(std::chrono::steady_clock::now(), goodbye);
     });
 }
 

@@ -3,7 +3,11 @@
 // busy ones get the configured grace time. It also holds each waiting session to a
 // deadline for its whole next command (Postfix's smtpd_per_record_deadline): a socket
 // timeout counts per read, and a client trickling one byte (or one byte of a TLS record or
-// handshake) just inside it would hold the session's thread for ever.
+// handshake) just inside it would hold the session's thread for ever. Writes are held to a
+// deadline too (a client that reads one byte just inside the socket's send timeout would hold
+// the thread as well): a write past its deadline is cut outright (both directions), and so
+// is a session still open `goodbye` after a read cut (its last reply is blocked on a client
+// that does not read).
 #pragma once
 
 #include <Poco/Net/StreamSocket.h>
@@ -14,6 +18,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 namespace postern::app {
 
@@ -35,13 +40,18 @@ public:
     // (cutOverdue). `idle`: it waits for its next command (woken at shutdown); message data
     // is not idle (the drain gives it its grace time). Returns false if shutdown has begun
     // (an idle session should say goodbye instead of waiting).
-    bool beginWait(Token token, TimePoint deadline, bool idle = true);
+    // write: the session is about to block SENDING to the client (deadline required): past
+    // it both directions are shut, which is what wakes a thread blocked in send(2).
+    bool beginWait(Token token, TimePoint deadline, bool idle = true, bool write = false);
     // The wait ended. True when its deadline cut it: the session answers as to a timeout.
     bool endWait(Token token);
-    // Shuts the read side of every waiting session past its deadline; how many. Called
-    // every `period` by the thread startDeadlines() starts (and by tests).
-    std::size_t cutOverdue(TimePoint now);
-    void startDeadlines(std::chrono::milliseconds period);
+    // Shuts the read side of every waiting session past its deadline (both sides for a
+    // write), and both sides of every session cut at least `goodbye` ago that is still
+    // there; how many were cut. Called every `period` by the thread startDeadlines() starts
+    // (and by tests).
+    std::size_t cutOverdue(TimePoint now, std::chrono::milliseconds goodbye);
+    // goodbye: connections.refusal_timeout (how long a cut session may take to say why).
+    void startDeadlines(std::chrono::milliseconds period, std::chrono::milliseconds goodbye);
     // The socket changed (TLS attached): keep the one that shutdown must act on.
     void update(Token token, const Poco::Net::StreamSocket& socket);
 
@@ -56,6 +66,26 @@ public:
     void abortAll(bool hard = false);
     std::size_t size() const;
 
+    // A write of the session held to `deadline` for as long as this lives (beginWait with
+    // write = true; endWait when it goes, also when the write throws).
+    class WriteDeadline {
+    public:
+        WriteDeadline(ConnectionRegistry& registry, Token token, TimePoint deadline)
+            : registry_(registry), token_(token) {
+            registry_.beginWait(token_, deadline, /*idle=*/false, /*write=*/true);
+        }
+        ~WriteDeadline() { finish(); }
+        // Ends the wait now (once); true if the deadline cut it.
+        bool finish() { return !std::exchange(done_, true) && registry_.endWait(token_); }
+        WriteDeadline(const WriteDeadline&) = delete;
+        WriteDeadline& operator=(const WriteDeadline&) = delete;
+
+    private:
+        ConnectionRegistry& registry_;
+        Token token_;
+        bool done_ = false;
+    };
+
 private:
     struct Entry {
         Poco::Net::StreamSocket socket;
@@ -63,6 +93,9 @@ private:
         bool waiting = false;  // a wait is in progress (beginWait .. endWait)
         TimePoint deadline{};  // of the wait in progress; {}: none
         bool cut = false;      // that wait was cut at its deadline
+        bool writing = false;  // the wait in progress is a write
+        TimePoint cutAt{};     // when a wait of the session was first cut; {}: never
+        bool hardCut = false;  // both directions shut
     };
     mutable std::mutex mutex_;
     std::unordered_map<Token, Entry> entries_;

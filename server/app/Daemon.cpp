@@ -580,8 +580,12 @@ void Daemon::startServing() {
         accountSecurity_->flushNow();  // the flagged set before delivery starts: held mail stays held
         accountSecurity_->start();
     }
-    // Whole-command deadlines of waiting sessions, checked every second.
-    registry_.startDeadlines(std::chrono::seconds(1));
+    // Whole-command (and write) deadlines of sessions, checked every second; a session cut
+    // at one has connections.refusal_timeout (one global key, copied into every listener's
+    // timeouts) to say why before it is closed outright.
+    const std::chrono::milliseconds goodbye =
+        settings_.listeners.empty() ? std::chrono::milliseconds{} : settings_.listeners.front().timeouts.refusal;  // none: no session
+    registry_.startDeadlines(std::chrono::seconds(1), goodbye);
     for (auto& l : listeners_) l.server->start();
     if (health_) {
         health_->start();

@@ -1,5 +1,6 @@
 #include "app/Pop3Connection.h"
 
+#include "app/GuardedWrites.h"
 #include "app/SessionLog.h"
 #include "core/ClientAddress.h"
 #include "core/EventLine.h"
@@ -23,7 +24,7 @@ constexpr std::size_t MaxPop3Line = 8192;
 constexpr std::chrono::milliseconds LingerOnRefusal{2000};
 constexpr std::size_t LingerMaxBytes = 1024 * 1024;
 // RETR/TOP: the message part by part, each written as it is read.
-bool sendBody(pop3::Pop3Body& body, net::LineChannel& ch) {
+bool sendBody(pop3::Pop3Body& body, GuardedWrites& ch) {
     std::string part;
     for (;;) {
         const pop3::Pop3Body::Status st = body.next(part);
@@ -54,6 +55,8 @@ void Pop3Connection::run() {
         // lock until pop3.idle_timeout: every reconnect in between got [IN-USE].
         net::noticeDeadPeerAfter(socket(), listener_.timeouts.pop3DeadClient);
         net::LineChannel ch(socket(), timeout);
+        // Each reply, and each block of a message, that goes out has pop3.idle_timeout.
+        GuardedWrites writes(ch, registry, token, timeout);
         if (lc.tls == config::TlsMode::Implicit) {
             ch.startTls(services_.tlsContext(), timeout);
             registry.update(token, std::as_const(ch).socket());
@@ -63,7 +66,7 @@ void Pop3Connection::run() {
         // A balancer that terminated TLS counts as TLS when listener.*.proxy_tls_counts says
         // so (PROXY v2 SSL TLV), as on the SMTP listeners.
         pop3::Pop3Session session(settings_, ports, pop3::SessionContext{sid, client, ch.isTls() || scope.balancerTls()});
-        ch.write(session.greeting().bytes);
+        writes.write(session.greeting().bytes);
         bool tlsVersionPending = ch.isTls();  // login log: read at the first command over TLS
         std::string line;
         // pop3.login_timeout: from the connection on, however busy the client keeps it.
@@ -72,7 +75,7 @@ void Pop3Connection::run() {
         const SteadyClock::time_point loginBy = SteadyClock::now() + loginTimeout;
         auto loginLate = [&] { return loginTimeout.count() > 0 && !session.loggedIn() && SteadyClock::now() >= loginBy; };
         auto endLate = [&] {
-            ch.write("-ERR Disconnected: no login in time\r\n");
+            writes.write("-ERR Disconnected: no login in time\r\n");
             reason = "login timeout";
         };
         while (!session.isClosed()) {
@@ -87,7 +90,7 @@ void Pop3Connection::run() {
             if (loginTimeout.count() > 0 && !session.loggedIn()) deadline = std::min(deadline, loginBy);
             bool mayWait = ch.hasBufferedLine() || registry.beginWait(token, deadline);
             if (!mayWait) {
-                ch.write("-ERR [SYS/TEMP] Server shutting down\r\n");
+                writes.write("-ERR [SYS/TEMP] Server shutting down\r\n");
                 reason = "shutdown";
                 break;
             }
@@ -108,20 +111,20 @@ void Pop3Connection::run() {
             }
             if (st == net::ReadStatus::TooLong) {
                 // The rest of the line is never read: answer, then end the session.
-                ch.write("-ERR Line too long\r\n");
+                writes.write("-ERR Line too long\r\n");
                 log.notice(core::EventLine::inSession(sid, "pop3.line_too_long").add("ip", client.host()).str());
                 reason = "line too long";
-                ch.closeGracefully(LingerOnRefusal, LingerMaxBytes);
+                writes.closeGracefully(LingerOnRefusal, LingerMaxBytes);
                 break;
             }
             if (st == net::ReadStatus::Timeout) {
-                ch.write("-ERR Autologout; idle for too long\r\n");
+                writes.write("-ERR Autologout; idle for too long\r\n");
                 reason = "timeout";
                 break;
             }
             if (st != net::ReadStatus::Ok) {
                 if (registry.isShuttingDown()) {
-                    ch.write("-ERR [SYS/TEMP] Server shutting down\r\n");
+                    writes.write("-ERR [SYS/TEMP] Server shutting down\r\n");
                     reason = "shutdown";
                 } else {
                     reason = "dropped";
@@ -133,8 +136,8 @@ void Pop3Connection::run() {
                 tlsVersionPending = false;
             }
             pop3::Pop3Output out = session.onLine(line);
-            ch.write(out.bytes);
-            if (out.body && !sendBody(*out.body, ch)) {
+            writes.write(out.bytes);
+            if (out.body && !sendBody(*out.body, writes)) {
                 // "+OK" and part of the message are out: only a close tells the client that
                 // the rest will not come. Nothing is deleted (no UPDATE state).
                 reason = "message read failed";
@@ -152,8 +155,11 @@ void Pop3Connection::run() {
                 break;
             }
         }
-        ch.flush();
+        writes.flush();
         if (!session.isClosed()) session.onDisconnect();  // no UPDATE state: nothing deleted
+    } catch (const Poco::TimeoutException&) {
+        // A client that did not read a reply or a message block in time (GuardedWrites).
+        if (reason != "login timeout") reason = "timeout";
     } catch (const Poco::Exception& e) {
         // A timeout's goodbye may fail too (a TLS handshake cut at its deadline).
         if (reason != "timeout" && reason != "login timeout") reason = "error: " + e.displayText();

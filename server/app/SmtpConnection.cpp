@@ -1,5 +1,6 @@
 #include "app/SmtpConnection.h"
 
+#include "app/GuardedWrites.h"
 #include "app/SessionLog.h"
 #include "core/ClientAddress.h"
 #include "core/EventLine.h"
@@ -62,6 +63,7 @@ void SmtpConnection::run() {
     bool refused = false;  // the session ended on a refusal of ours, not on 221 to QUIT
     try {
         net::LineChannel ch(socket(), timeouts.smtpCommand);
+        GuardedWrites writes(ch, registry, token, timeouts.smtpCommand);
         if (lc.tls == config::TlsMode::Implicit) {
             ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
             registry.update(token, std::as_const(ch).socket());
@@ -84,7 +86,7 @@ void SmtpConnection::run() {
         // The TLS version (login log) is read once the handshake is surely done: at the
         // first command read over TLS.
         bool tlsVersionPending = ch.isTls();
-        ch.write(session.greeting().bytes);
+        writes.write(session.greeting().bytes);
         std::string line;
         // smtp.min_data_rate: the deadline of the message data in progress (DATA, or one BDAT
         // chunk) is data_timeout after its start, plus a second per min_data_rate octets.
@@ -169,7 +171,7 @@ void SmtpConnection::run() {
                     }
                 }
             }
-            ch.write(out.bytes);
+            writes.write(out.bytes);
             if (out.action == smtp::SmtpOutput::Action::StartTls) {
                 const std::size_t dropped = ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
                 registry.update(token, std::as_const(ch).socket());
@@ -191,9 +193,11 @@ void SmtpConnection::run() {
         // nor are a QUIT, a timeout or a shutdown: their threads are free at once.
         if (reason == "line too long" ||
             (refused && reason != "timeout" && reason != "shutdown" && ch.inputWaiting()))
-            ch.closeGracefully(LingerOnRefusal, LingerMaxBytes);
+            writes.closeGracefully(LingerOnRefusal, LingerMaxBytes);
         else
-            ch.flush();
+            writes.flush();
+    } catch (const Poco::TimeoutException&) {
+        reason = "timeout";  // a client that did not read our replies in time (GuardedWrites)
     } catch (const Poco::Exception& e) {
         if (reason != "timeout") reason = "error: " + e.displayText();  // a timeout's goodbye may fail too
     } catch (const std::exception& e) {

@@ -48,6 +48,10 @@ public:
     void write(std::string_view bytes);
     // Sends everything queued. Throws Poco::Exception on a broken connection.
     void flush();
+    // Whether write() of `n` more octets sends (rather than only queues).
+    bool sendsNow(std::size_t n) const { return n >= FlushAt || out_.size() + n >= FlushAt; }
+    // Whether flush() has anything to send.
+    bool hasOutput() const { return !out_.empty(); }
     // Ends the session so that the client can read our last reply even while it is still
     // sending: flush, half-close (FIN after the reply), then read and discard what arrives
     // for at most `linger` or `maxBytes`, whichever comes first. Closing a socket with

@@ -538,5 +538,72 @@ def test_pop3_client_must_log_in_in_time():
         c.send("QUIT\r\n")
 
 
+def test_a_client_that_reads_too_slowly_is_cut_at_the_write_deadline():
+    """Review finding: the socket's send timeout counts per send(2), so a POP3 client reading
+    a big message a few KB a second (never letting one send wait the timeout) held its
+    session, its thread and the maildrop lock as long as it liked. Now every block written
+    must be taken within pop3.idle_timeout. Changed: pop3.idle_timeout = 3s."""
+    with Postern(overrides={"pop3.idle_timeout": "3s"}) as p:
+        s = p.smtp("mx")
+        marker, data = make_message(sender="someone@remote.example", to=BOB,
+                                    body=("x" * 76 + "\r\n") * 40000)  # about 3 MB
+        s.sendmail("someone@remote.example", [BOB], data)
+        s.quit()
+        wait_for(lambda: p.maildir_find(BOB, marker), 10, what="the big message")
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, set before connect
+        raw.settimeout(10)
+        raw.connect(("127.0.0.1", p.port("pop3s")))
+        c = tls_context().wrap_socket(raw, server_hostname="localhost")
+        buf = b""
+
+        def line():
+            nonlocal buf
+            while b"\r\n" not in buf:
+                buf += c.recv(4096)
+            first, buf = buf.split(b"\r\n", 1)
+            return first
+
+        check(line().startswith(b"+OK"), "greeting")
+        c.sendall(b"USER %s\r\n" % BOB.encode())
+        check(line().startswith(b"+OK"), "USER")
+        c.sendall(b"PASS %s\r\n" % PW[BOB].encode())
+        check(line().startswith(b"+OK"), "PASS")
+        c.sendall(b"RETR 1\r\n")
+        t0 = time.monotonic()
+        stop = threading.Event()
+        got = [len(buf)]
+
+        def read_slowly():  # about 4 KB a second: each send(2) of the server makes progress
+            while not stop.wait(1.0):
+                try:
+                    chunk = c.recv(4096)
+                except (OSError, ssl.SSLError, ValueError):
+                    return
+                if not chunk:
+                    return
+                got[0] += len(chunk)
+
+        reader = threading.Thread(target=read_slowly)
+        reader.start()
+        try:
+            # What matters is the server's side: the session ends (what the client still
+            # reads afterwards is what the kernel had already queued for it).
+            p.log_contains(r"event=disconnect svc=pop3 ip=127\.0\.0\.1 reason=\"timeout\"", timeout=12)
+            took = time.monotonic() - t0
+            check(took < 10, "the session ended %.1f s after RETR, about pop3.idle_timeout" % took)
+            check(got[0] < 1000000, "while the client had read %d octets of 3 MB" % got[0])
+            # The maildrop lock went with the session: bob reads his mail now, at a normal pace.
+            pop = p.pop3_ssl()
+            pop.user(BOB)
+            pop.pass_(PW[BOB])
+            check(marker.encode() in b"\r\n".join(pop.retr(1)[1]), "the message is still there, whole")
+            pop.quit()
+        finally:
+            stop.set()
+            reader.join(10)
+            c.close()
+
+
 if __name__ == "__main__":
     run_tests(globals())

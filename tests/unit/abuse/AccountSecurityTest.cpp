@@ -242,22 +242,45 @@ BOOST_AUTO_TEST_CASE(login_log_is_bounded_by_count_and_age) {
     s.loginLogMaxEntries = 5;
     s.loginLogMaxAge = 1h;
     AccountSecurity security(s, store, {}, clock.fn());
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < 14; ++i) {
         LoginEvent e = login("ann", "192.0.2." + std::to_string(i + 1), i % 2 ? "fail" : "ok");
         e.at = T0 + std::chrono::seconds(i);
         security.recordLogin(e);
     }
     security.flushNow();
     auto log = store.logins("ann", 0);
-    BOOST_REQUIRE(log.size() == 5u);
-    BOOST_TEST(log.front().ip == "192.0.2.8");  // newest first
-    BOOST_TEST(log.back().ip == "192.0.2.4");
+    BOOST_REQUIRE(log.size() == 10u);  // the newest 5 successes and the newest 5 failures
+    BOOST_TEST(log.front().ip == "192.0.2.14");  // newest first
+    BOOST_TEST(log.back().ip == "192.0.2.5");
     BOOST_TEST(log.front().tls == "TLSv1.3");
     BOOST_TEST(log.front().mechanism == "PLAIN");
     BOOST_TEST(store.logins("ann", 2).size() == 2u);
     clock.advance(2h);
     security.flushNow();  // prunes (at most once a minute)
     BOOST_TEST(store.logins("ann", 0).empty());
+}
+
+// A flood of failed attempts for an account (a bot guessing its password) does not push its
+// successful logins out of the log: they are what its owner's known addresses come from.
+BOOST_AUTO_TEST_CASE(failures_never_push_successes_out_of_the_login_log) {
+    ManualClock clock;
+    MemoryAccountSecurityStore store;
+    AccountSecuritySettings s = quiet();
+    s.loginLogMaxEntries = 5;
+    AccountSecurity security(s, store, {}, clock.fn());
+    security.recordLogin(login("ann", "192.0.2.1"));
+    security.flushNow();
+    for (int i = 0; i < 50; ++i) {
+        LoginEvent e = login("ann", "198.51.100." + std::to_string(i + 1), i % 3 ? "fail" : "blocked");
+        e.at = T0 + std::chrono::seconds(i + 1);
+        security.recordLogin(e);
+    }
+    security.flushNow();
+    auto log = store.logins("ann", 0);
+    BOOST_REQUIRE(log.size() == 6u);
+    BOOST_TEST(log.back().ip == "192.0.2.1");
+    BOOST_TEST(log.front().ip == "198.51.100.50");
+    BOOST_TEST(security.knownAddress("ann", "192.0.2.1", 64).value());
 }
 
 BOOST_AUTO_TEST_CASE(a_failing_store_keeps_the_batch_and_the_held_set) {

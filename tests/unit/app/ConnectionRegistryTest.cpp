@@ -85,9 +85,9 @@ BOOST_AUTO_TEST_CASE(deadline_cuts_only_an_overdue_wait) {
     const auto now = std::chrono::steady_clock::now();
     BOOST_TEST(r.beginWait(ta, now + 10s));
     BOOST_TEST(r.beginWait(tb, ConnectionRegistry::TimePoint{}));
-    BOOST_TEST(r.cutOverdue(now) == 0u);
-    BOOST_TEST(r.cutOverdue(now + 11s) == 1u);
-    BOOST_TEST(r.cutOverdue(now + 12s) == 0u);  // once
+    BOOST_TEST(r.cutOverdue(now, 1h) == 0u);
+    BOOST_TEST(r.cutOverdue(now + 11s, 1h) == 1u);
+    BOOST_TEST(r.cutOverdue(now + 12s, 1h) == 0u);  // once
     char ch;
     a.server.setReceiveTimeout(Poco::Timespan(10, 0));
     BOOST_TEST(a.server.receiveBytes(&ch, 1) == 0);  // EOF at once
@@ -96,7 +96,7 @@ BOOST_AUTO_TEST_CASE(deadline_cuts_only_an_overdue_wait) {
     // A wait that ended in time is not cut later.
     BOOST_TEST(r.beginWait(tc, now + 1s));
     BOOST_TEST(!r.endWait(tc));
-    BOOST_TEST(r.cutOverdue(now + 20s) == 0u);
+    BOOST_TEST(r.cutOverdue(now + 20s, 1h) == 0u);
     r.remove(ta);
     r.remove(tb);
     r.remove(tc);
@@ -114,7 +114,7 @@ BOOST_AUTO_TEST_CASE(a_data_wait_is_cut_at_its_deadline_not_at_shutdown) {
     p.server.setReceiveTimeout(Poco::Timespan(0, 200000));
     char ch;
     BOOST_CHECK_THROW(p.server.receiveBytes(&ch, 1), Poco::TimeoutException);  // not woken
-    BOOST_TEST(r.cutOverdue(now + 11s) == 1u);
+    BOOST_TEST(r.cutOverdue(now + 11s, 1h) == 1u);
     p.server.setReceiveTimeout(Poco::Timespan(10, 0));
     BOOST_TEST(p.server.receiveBytes(&ch, 1) == 0);
     BOOST_TEST(r.endWait(t));
@@ -124,7 +124,7 @@ BOOST_AUTO_TEST_CASE(a_data_wait_is_cut_at_its_deadline_not_at_shutdown) {
 // The thread startDeadlines() starts cuts a wait whose deadline passed.
 BOOST_AUTO_TEST_CASE(deadline_thread_wakes_a_blocked_read) {
     ConnectionRegistry r;
-    r.startDeadlines(20ms);
+    r.startDeadlines(20ms, 1h);
     Pair p;
     auto t = r.add(p.server);
     BOOST_TEST(r.beginWait(t, std::chrono::steady_clock::now() + 50ms));
@@ -132,6 +132,60 @@ BOOST_AUTO_TEST_CASE(deadline_thread_wakes_a_blocked_read) {
     p.server.setReceiveTimeout(Poco::Timespan(30, 0));
     BOOST_TEST(p.server.receiveBytes(&ch, 1) == 0);  // woken long before the socket timeout
     BOOST_TEST(r.endWait(t));
+    r.remove(t);
+}
+
+namespace {
+// Sends until the send fails (true) or `limit` passes (false): the peer never reads.
+bool sendUntilFailure(Poco::Net::StreamSocket& s, std::chrono::seconds limit) {
+    s.setSendTimeout(Poco::Timespan(static_cast<long>(limit.count()), 0));
+    const std::string block(64 * 1024, 'x');
+    const auto until = std::chrono::steady_clock::now() + limit;
+    try {
+        while (std::chrono::steady_clock::now() < until)
+            if (s.sendBytes(block.data(), static_cast<int>(block.size())) <= 0) return true;
+    } catch (const Poco::Exception&) {
+        return true;  // EPIPE / reset: cut
+    }
+    return false;
+}
+}  // namespace
+
+// A client that does not read: a write past its deadline is cut in both directions (a
+// read-side shutdown would not wake a thread blocked in send).
+BOOST_AUTO_TEST_CASE(an_overdue_write_is_cut_both_ways) {
+    ConnectionRegistry r;
+    r.startDeadlines(20ms, 1h);
+    Pair p;
+    auto t = r.add(p.server);
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+        ConnectionRegistry::WriteDeadline guard(r, t, t0 + 200ms);
+        BOOST_TEST(sendUntilFailure(p.server, 20s));
+    }
+    BOOST_TEST((std::chrono::steady_clock::now() - t0 < 5s));
+    BOOST_TEST(r.cutOverdue(std::chrono::steady_clock::now() + 2h, 1ms) == 0u);  // cut once only
+    r.remove(t);
+}
+
+// A session whose read was cut and that then blocks sending its goodbye to a client that
+// does not read: shut both ways `goodbye` after the cut.
+BOOST_AUTO_TEST_CASE(a_cut_session_stuck_in_its_goodbye_is_closed_after_the_goodbye_time) {
+    ConnectionRegistry r;
+    Pair p;
+    auto t = r.add(p.server);
+    const auto now = std::chrono::steady_clock::now();
+    BOOST_TEST(r.beginWait(t, now + 10s));
+    BOOST_TEST(r.cutOverdue(now + 11s, 5s) == 1u);
+    BOOST_TEST(r.endWait(t));
+    BOOST_TEST(r.cutOverdue(now + 15s, 5s) == 0u);  // within its goodbye time
+    std::thread watchdog([&] {
+        std::this_thread::sleep_for(200ms);
+        BOOST_TEST(r.cutOverdue(now + 16s, 5s) == 1u);
+    });
+    BOOST_TEST(sendUntilFailure(p.server, 20s));
+    watchdog.join();
+    BOOST_TEST(r.cutOverdue(now + 60s, 5s) == 0u);
     r.remove(t);
 }
 
