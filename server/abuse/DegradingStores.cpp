@@ -100,14 +100,50 @@ bool DegradingPenaltyStore::reset(const std::string& key) {
     return primary_.reset(key);
 }
 
+namespace {
+// How long a shared count reported by the primary is used to start local counting from.
+constexpr std::chrono::hours KnownRateAge{1};
+}  // namespace
+
 RateStoreResult DegradingRateStore::tryAdd(const std::vector<RateRequest>& requests, core::TimePoint now) {
     RateStoreResult r = primary_.tryAdd(requests, now);
     if (r.kind != RateStoreResult::Kind::TempFail) {
         transition(degraded_, false, "rate");
+        if (r.kind == RateStoreResult::Kind::Added) learn(requests, r, now);
         return r;
     }
     transition(degraded_, true, "rate");
+    // Count on from the shared counts this node last saw, not from zero.
+    for (const RateRequest& q : requests)
+        if (auto k = known(q.key, now)) local_.raise(q.key, *k, now);
     return local_.tryAdd(requests, now);
+}
+
+void DegradingRateStore::learn(const std::vector<RateRequest>& requests, const RateStoreResult& r,
+                               core::TimePoint now) {
+    if (r.counts.size() != requests.size()) return;  // the primary does not report counts
+    std::lock_guard lock(knownMutex_);
+    // A key named twice: its later entry includes the earlier amount.
+    for (std::size_t i = 0; i < requests.size(); ++i)
+        known_[requests[i].key] = Known{RateCounts{r.counts[i].first, r.counts[i].second}, now};
+    if (++learned_ % 1024 == 0)
+        std::erase_if(known_, [now](const auto& kv) { return now - kv.second.at >= KnownRateAge; });
+}
+
+std::optional<RateCounts> DegradingRateStore::known(const std::string& key, core::TimePoint now) {
+    std::lock_guard lock(knownMutex_);
+    auto it = known_.find(key);
+    if (it == known_.end()) return std::nullopt;
+    if (now - it->second.at >= KnownRateAge) {
+        known_.erase(it);
+        return std::nullopt;
+    }
+    return it->second.counts;
+}
+
+std::size_t DegradingRateStore::knownSize() const {
+    std::lock_guard lock(knownMutex_);
+    return known_.size();
 }
 
 std::optional<RateCounts> DegradingRateStore::get(const std::string& key, core::TimePoint now) {

@@ -4,7 +4,8 @@
 // controls off. Counts made during the outage stay local to the node. The penalty store
 // also remembers the shared counts it last read or wrote: one failed statement (a full
 // pool, a slow lock, which an attacker may provoke) must not lift a block or hand out a
-// fresh budget of guesses.
+// fresh budget of guesses; the rate store likewise counts on from the shared counts it last
+// saw (an outage must not hand a spammer a fresh hour of outbound limits on every node).
 #pragma once
 
 #include "abuse/MemoryPenaltyStore.h"
@@ -13,7 +14,11 @@
 #include "abuse/RateStore.h"
 
 #include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <unordered_map>
 
 namespace postern::abuse {
 
@@ -42,16 +47,32 @@ private:
     std::atomic<bool> degraded_{false};
 };
 
+// While the primary cannot answer, a key's local counts start from the shared counts the
+// primary last reported for it (RateStoreResult::counts, schema 009), if they are less than
+// an hour old; kept as they were (not aged within that hour: errs toward limiting).
 class DegradingRateStore final : public RateStore {
 public:
     explicit DegradingRateStore(RateStore& primary) : primary_(primary) {}
     RateStoreResult tryAdd(const std::vector<RateRequest>& requests, core::TimePoint now) override;
     std::optional<RateCounts> get(const std::string& key, core::TimePoint now) override;
 
+    // Keys whose shared counts this node remembers (for tests).
+    std::size_t knownSize() const;
+
 private:
+    struct Known {
+        RateCounts counts;
+        core::TimePoint at;
+    };
+    void learn(const std::vector<RateRequest>& requests, const RateStoreResult& r, core::TimePoint now);
+    std::optional<RateCounts> known(const std::string& key, core::TimePoint now);
+
     RateStore& primary_;
     MemoryRateStore local_;
     std::atomic<bool> degraded_{false};
+    mutable std::mutex knownMutex_;
+    std::unordered_map<std::string, Known> known_;  // the shared counts last reported, per key
+    std::uint32_t learned_ = 0;                      // learn() calls (every 1024th prunes)
 };
 
 }  // namespace postern::abuse

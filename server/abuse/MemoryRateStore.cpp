@@ -2,6 +2,7 @@
 #include "abuse/MemoryRateStore.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 
 namespace postern::abuse {
@@ -81,6 +82,19 @@ std::optional<RateCounts> MemoryRateStore::get(const std::string& key, core::Tim
     if (it == shard.counters.end())
         return RateCounts{};
     return RateCounts{it->second.hour.total(now), it->second.day.total(now)};
+}
+
+void MemoryRateStore::raise(const std::string& key, RateCounts atLeast, core::TimePoint now) {
+    Shard& shard = shards_[shardIndex(key)];
+    std::lock_guard lock(shard.mutex);
+    Counter& c = shard.counters[key];
+    auto lift = [now](SlidingWindow& w, std::uint64_t target) {
+        const std::uint64_t have = w.total(now);
+        if (target > have)
+            w.add(now, static_cast<std::uint32_t>(std::min<std::uint64_t>(target - have, UINT32_MAX)));
+    };
+    lift(c.hour, atLeast.lastHour);
+    lift(c.day, atLeast.lastDay);
 }
 
 std::size_t MemoryRateStore::sweep(core::TimePoint now) {

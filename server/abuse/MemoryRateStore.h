@@ -19,6 +19,10 @@ public:
     RateStoreResult tryAdd(const std::vector<RateRequest>& requests, core::TimePoint now) override;
     std::optional<RateCounts> get(const std::string& key, core::TimePoint now) override;
 
+    // Raises `key`'s counts at `now` to at least `atLeast` (the deficit goes into the newest
+    // bucket of each window): counting on from counts known elsewhere.
+    void raise(const std::string& key, RateCounts atLeast, core::TimePoint now);
+
     // Drops every counter that is empty at `now`; returns how many.
     std::size_t sweep(core::TimePoint now);
     std::size_t size() const;

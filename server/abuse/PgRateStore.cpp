@@ -66,10 +66,31 @@ std::string bigintArray(const std::vector<std::uint64_t>& items) {
 // The whole check-and-add in one statement (schema/postgres/005_round_trips.sql): per-key
 // transaction advisory locks in hash order, the sums, the comparison, the add. Run inside
 // BEGIN/COMMIT so a connection lost before COMMIT provably added nothing (and may be retried).
+// SELECT *: outcome, idx, win, and since schema 009 each key's counts after the add (hours,
+// days); a database still at schema 005 answers the first three, and counts stay unknown.
 const pg::Statement RateTake{
     "postern_rate_take",
-    "SELECT outcome, idx, win FROM postern_rate_take($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],"
+    "SELECT * FROM postern_rate_take($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],"
     " $5::bigint, $6::bigint, $7::bigint)"};
+
+// A bigint[] in PostgreSQL's text form ("{1,2,3}"); nullopt if it is not one.
+std::optional<std::vector<std::uint64_t>> parseBigintArray(const std::string& text) {
+    if (text.size() < 2 || text.front() != '{' || text.back() != '}') return std::nullopt;
+    std::vector<std::uint64_t> out;
+    std::size_t pos = 1;
+    while (pos < text.size() - 1) {
+        const std::size_t end = std::min(text.find(',', pos), text.size() - 1);
+        const std::string item = text.substr(pos, end - pos);
+        if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+        try {
+            out.push_back(std::stoull(item));
+        } catch (const std::exception&) {
+            return std::nullopt;
+        }
+        pos = end + 1;
+    }
+    return out;
+}
 
 const pg::Statement RateSums{
     "postern_rate_sums",
@@ -142,10 +163,11 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, co
                                           std::to_string(cut.dayStart)});
             if (r.failed())
                 return fail(r, "take");
-            if (r.rows.size() != 1 || r.rows[0].size() != 3 || !r.rows[0][0]) {
+            if (r.rows.size() != 1 || (r.rows[0].size() != 3 && r.rows[0].size() != 5) || !r.rows[0][0]) {
                 pg::QueryResult bad = pg::QueryResult::failure("unexpected result shape", "XX000");
                 return fail(bad, "take");
             }
+            const pg::Row take = r.rows[0];  // r is reused for the COMMIT
             if (*r.rows[0][0] == "limited") {
                 c.exec("ROLLBACK");
                 std::size_t index = 0;
@@ -174,6 +196,12 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, co
                 return r;
             }
             result.kind = RateStoreResult::Kind::Added;
+            if (take.size() == 5 && take[3] && take[4]) {
+                auto hours = parseBigintArray(*take[3]);
+                auto days = parseBigintArray(*take[4]);
+                if (hours && days && hours->size() == requests.size() && days->size() == requests.size())
+                    for (std::size_t i = 0; i < requests.size(); ++i) result.counts.emplace_back((*hours)[i], (*days)[i]);
+            }
             return r;
         });
         if (result.kind != RateStoreResult::Kind::TempFail)

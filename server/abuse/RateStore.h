@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace postern::abuse {
@@ -33,6 +34,9 @@ struct RateStoreResult {
     Kind kind = Kind::TempFail;  // fail closed
     std::size_t index = 0;
     RateWindow window = RateWindow::Hour;
+    // Added, where the store says (PostgreSQL, schema 009): each request's key's counts with
+    // this add included, in request order; else empty.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> counts;  // (last hour, last day)
 };
 
 struct RateCounts {

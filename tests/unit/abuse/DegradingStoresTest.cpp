@@ -29,9 +29,16 @@ struct FlakyPenaltyStore : PenaltyStore {
 struct FlakyRateStore : RateStore {
     MemoryRateStore inner;
     bool down = false;
+    bool reportCounts = false;  // as PostgreSQL does since schema 009
     RateStoreResult tryAdd(const std::vector<RateRequest>& r, postern::core::TimePoint now) override {
         if (down) return {};
-        return inner.tryAdd(r, now);
+        RateStoreResult result = inner.tryAdd(r, now);
+        if (reportCounts && result.kind == RateStoreResult::Kind::Added)
+            for (const auto& q : r) {
+                const RateCounts c = *inner.get(q.key, now);
+                result.counts.emplace_back(c.lastHour, c.lastDay);
+            }
+        return result;
     }
     std::optional<RateCounts> get(const std::string& k, postern::core::TimePoint now) override {
         if (down) return std::nullopt;
@@ -146,6 +153,53 @@ BOOST_AUTO_TEST_CASE(rates_limited_locally_during_an_outage) {
     BOOST_TEST((store.tryAdd(one, T0).kind == RateStoreResult::Kind::Limited));  // limits still hold
     primary.down = false;
     BOOST_TEST((store.tryAdd(one, T0).kind == RateStoreResult::Kind::Added));  // the shared store again
+}
+
+// Review finding: during an outage (or one failed statement: a full pool) each node counted
+// outbound mail from zero, a fresh hour of limits for a spammer on every node. Now it counts
+// on from the shared counts the primary last reported for the key.
+BOOST_AUTO_TEST_CASE(rates_count_on_from_the_shared_counts_last_seen) {
+    FlakyRateStore primary;
+    primary.reportCounts = true;
+    DegradingRateStore store(primary);
+    const std::vector<RateRequest> msg{{"msg:user:a", 1, 10, 12}, {"msg:ip:192.0.2.7", 1, 0, 0}};
+    for (int i = 0; i < 8; ++i)
+        BOOST_TEST((store.tryAdd(msg, T0 + std::chrono::seconds(i)).kind == RateStoreResult::Kind::Added));
+    BOOST_TEST(store.knownSize() == 2u);
+    primary.down = true;
+    const auto t = T0 + 5min;
+    BOOST_TEST((store.tryAdd(msg, t).kind == RateStoreResult::Kind::Added));  // 9
+    BOOST_TEST((store.tryAdd(msg, t).kind == RateStoreResult::Kind::Added));  // 10
+    RateStoreResult r = store.tryAdd(msg, t);
+    BOOST_TEST((r.kind == RateStoreResult::Kind::Limited));  // the hour's 10, across the outage
+    BOOST_TEST(r.index == 0u);
+    // Known counts older than an hour no longer count; the node's own (the two above)
+    // lapse with their own hour. The day limit (12) still counts the local ones.
+    const auto later = T0 + 2h;
+    BOOST_TEST((store.tryAdd(msg, later).kind == RateStoreResult::Kind::Added));
+    // A key the primary never reported counts from zero, as before.
+    const std::vector<RateRequest> other{{"msg:user:b", 1, 1, 0}};
+    BOOST_TEST((store.tryAdd(other, t).kind == RateStoreResult::Kind::Added));
+    BOOST_TEST((store.tryAdd(other, t).kind == RateStoreResult::Kind::Limited));
+}
+
+// A primary that does not report counts (a database before schema 009): nothing is learnt.
+BOOST_AUTO_TEST_CASE(rates_without_reported_counts_learn_nothing) {
+    FlakyRateStore primary;
+    DegradingRateStore store(primary);
+    BOOST_TEST((store.tryAdd({{"msg:user:a", 1, 10, 0}}, T0).kind == RateStoreResult::Kind::Added));
+    BOOST_TEST(store.knownSize() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(memory_rate_store_raise_lifts_to_at_least) {
+    MemoryRateStore m;
+    m.tryAdd({{"k", 3, 0, 0}}, T0);
+    m.raise("k", RateCounts{2, 7}, T0);  // the hour already has more; the day gets 4 more
+    BOOST_TEST(m.get("k", T0)->lastHour == 3u);
+    BOOST_TEST(m.get("k", T0)->lastDay == 7u);
+    m.raise("k", RateCounts{5, 5}, T0);
+    BOOST_TEST(m.get("k", T0)->lastHour == 5u);
+    BOOST_TEST(m.get("k", T0)->lastDay == 7u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -81,6 +81,18 @@ BOOST_AUTO_TEST_CASE(same_windows_as_the_memory_store, *boost::unit_test::precon
         BOOST_TEST((p.kind == q.kind), "at minute " << m.count());
         BOOST_TEST(p.index == q.index);
         BOOST_TEST((p.window == q.window));
+        // An add reports each key's counts with it included (schema 009): the memory
+        // store's counts now.
+        if (p.kind == RateStoreResult::Kind::Added) {
+            BOOST_REQUIRE(p.counts.size() == 2u);
+            for (std::size_t i = 0; i < 2; ++i) {
+                auto mc = memStore.get(req[i].key, now);
+                BOOST_TEST(p.counts[i].first == mc->lastHour, req[i].key << " reported hour at minute " << m.count());
+                BOOST_TEST(p.counts[i].second == mc->lastDay, req[i].key << " reported day at minute " << m.count());
+            }
+        } else {
+            BOOST_TEST(p.counts.empty());
+        }
         for (const char* k : {"u", "i"}) {
             auto pc = pgStore.get(k, now + 1min);
             auto mc = memStore.get(k, now + 1min);
