@@ -102,8 +102,13 @@ std::optional<bool> AccountSecurity::knownAddress(const std::string& user, const
                 if (same(seen)) return true;
         for (const LoginEvent& e : pending_.logins)
             if (e.result == "ok" && e.user == user && same(e.ip)) return true;
+        // The batch being written now is in neither place until its write ends.
+        if (auto it = flushingKnown_.find(user); it != flushingKnown_.end())
+            for (const std::string& seen : it->second)
+                if (same(seen)) return true;
     }
-    return store_.knownAddress(user, ip, ipv6Prefix);
+    const core::TimePoint now = clock_();
+    return store_.knownAddress(user, ip, ipv6Prefix, now - settings_.window, now - settings_.loginLogMaxAge);
 }
 
 bool AccountSecurity::isHeld(std::string_view user) const {
@@ -146,6 +151,12 @@ bool AccountSecurity::flushNow() {
     {
         std::lock_guard lock(pendingMutex_);
         std::swap(batch, pending_);
+        // Its successful logins stay visible to knownAddress() while it is written.
+        flushingKnown_.clear();
+        for (const auto& [user, ips] : batch.loginIps)
+            for (const std::string& ip : ips) flushingKnown_[user].push_back(ip);
+        for (const LoginEvent& e : batch.logins)
+            if (e.result == "ok") flushingKnown_[e.user].push_back(e.ip);
     }
     const core::TimePoint now = clock_();
     bool ok = true;
@@ -162,12 +173,18 @@ bool AccountSecurity::flushNow() {
                                      .str());
                 if (onFlag_) onFlag_(f);
             }
+            std::lock_guard lock(pendingMutex_);
+            flushingKnown_.clear();  // in the store now
         } else {
             ok = false;
             std::lock_guard lock(pendingMutex_);
             std::size_t lost = pending_.absorb(std::move(batch), settings_.maxPending);
             if (lost) dropped_.fetch_add(lost);
+            flushingKnown_.clear();  // back among the pending
         }
+    } else {
+        std::lock_guard lock(pendingMutex_);
+        flushingKnown_.clear();
     }
     const std::vector<std::string> released = applyReleaseRequests();
     if (now - lastPrune_ >= std::chrono::minutes(1)) {

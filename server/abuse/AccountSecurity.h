@@ -36,6 +36,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -107,8 +108,10 @@ private:
     AccountStoreCounters reported_;  // what onCount_ was told so far (flush thread)
     core::Clock clock_;
 
-    std::mutex pendingMutex_;  // guards pending_ (recorders and the swap)
+    std::mutex pendingMutex_;  // guards pending_ and flushingKnown_ (recorders and the swap)
     ActivityBatch pending_;
+    // The successful logins (user -> IPs) of the batch a flush is writing: known addresses.
+    std::unordered_map<std::string, std::vector<std::string>> flushingKnown_;
     std::atomic<std::uint64_t> dropped_{0};
 
     std::mutex flushMutex_;  // one flush at a time

@@ -316,7 +316,8 @@ std::vector<LoginRecord> MemoryAccountSecurityStore::logins(const std::string& u
 }
 
 std::optional<bool> MemoryAccountSecurityStore::knownAddress(const std::string& user, const std::string& ip,
-                                                             unsigned ipv6Prefix) {
+                                                             unsigned ipv6Prefix, core::TimePoint ipsSince,
+                                                             core::TimePoint logSince) {
     const auto key = knownAddressKey(ip, ipv6Prefix);
     if (!key) return false;
     auto same = [&](const std::string& other) { return knownAddressKey(other, ipv6Prefix) == key; };
@@ -324,9 +325,9 @@ std::optional<bool> MemoryAccountSecurityStore::knownAddress(const std::string& 
     auto it = accounts_.find(user);
     if (it == accounts_.end()) return false;
     for (const auto& [seen, at] : it->second.ips)
-        if (same(seen)) return true;
+        if (at > ipsSince && same(seen)) return true;
     for (const LoginRecord& r : it->second.logins)
-        if (r.result == "ok" && same(r.ip)) return true;
+        if (r.result == "ok" && r.at > logSince && same(r.ip)) return true;
     return false;
 }
 

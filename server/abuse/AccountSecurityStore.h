@@ -149,11 +149,12 @@ public:
     // What this store dropped so far (AccountStoreCounters).
     virtual AccountStoreCounters counters() const { return {}; }
     // Whether `user` logged in successfully from `ip` (an IPv6 address: from anywhere in
-    // its /ipv6Prefix) as far as this store remembers: an IP counted for detection (within
-    // account_security.window) or an "ok" entry of the login log (within its age and count
-    // bounds). nullopt if the store cannot answer. The failed-login penalty asks this
-    // (auth.penalty.known_address_failures) only for an account that is blocked.
-    virtual std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix) = 0;
+    // its /ipv6Prefix) as far as this store remembers: an IP counted for detection and seen
+    // after `ipsSince` (account_security.window), or an "ok" entry of the login log after
+    // `logSince` (login_log_max_age). nullopt if the store cannot answer. The failed-login
+    // penalty asks this (auth.penalty.known_address_failures) only for a blocked account.
+    virtual std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix,
+                                             core::TimePoint ipsSince, core::TimePoint logSince) = 0;
     // Makes what the calls above changed durable where the store is not already (the
     // single node's state file); called at the end of every flush cycle. False on failure
     // (the state stays in memory and is written at the next cycle).
@@ -181,7 +182,8 @@ public:
     bool prune(core::TimePoint now, const AccountSecuritySettings& settings) override;
     bool persist() override;
     AccountStoreCounters counters() const override;
-    std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix) override;
+    std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix,
+                                     core::TimePoint ipsSince, core::TimePoint logSince) override;
 
     // The login log of `user`, newest first (at most `limit`; 0 = all).
     std::vector<LoginRecord> logins(const std::string& user, std::size_t limit) const;

@@ -44,6 +44,10 @@ std::string AuthPenalty::knownKey(const core::ClientAddress& client, std::string
     return "known:" + accountKey(account) + "|" + ipKey(client);
 }
 
+std::string AuthPenalty::knownAllKey(std::string_view account) {
+    return "known:" + accountKey(account);
+}
+
 std::string AuthPenalty::accountKey(std::string_view typed) {
     // Both spellings of an IDN domain are one account (the auth facade logs in with the
     // A-label), and so is every spelling a directory may take for the same name (case,
@@ -102,7 +106,15 @@ PenaltyVerdict AuthPenalty::check(const core::ClientAddress& client, std::string
 
 bool AuthPenalty::mayExemptKnownAddress(const PenaltyVerdict& v, const core::ClientAddress& client) const {
     const bool ipBlocked = settings_.maxFailuresIp > 0 && v.ipFailures >= settings_.maxFailuresIp;
-    return v.isBlocked() && !ipBlocked && settings_.knownAddressFailures > 0 && known_ && !isExempt(client);
+    // Blocked by the account's own counter (not a verdict forced by a caller).
+    const bool accountBlocked =
+        settings_.maxFailuresAccount > 0 && v.accountFailures >= settings_.maxFailuresAccount;
+    return v.isBlocked() && accountBlocked && !ipBlocked && settings_.knownAddressFailures > 0 && known_ &&
+           !isExempt(client);
+}
+
+void AuthPenalty::exemptKnownAddress(const core::ClientAddress& client, std::string_view account, PenaltyVerdict& v) {
+    exemptKnownAddress(client, account, v, clock_());
 }
 
 void AuthPenalty::exemptKnownAddress(const core::ClientAddress& client, std::string_view account, PenaltyVerdict& v,
@@ -113,15 +125,17 @@ void AuthPenalty::exemptKnownAddress(const core::ClientAddress& client, std::str
     const std::optional<bool> known = known_(core::canonicalLogin(account), client.host(), settings_.ipv6Prefix);
     if (!known || !*known)
         return;  // unknown, or cannot tell: the block holds
-    const auto own = store_->get(knownKey(client, account), now);
-    if (!own || own->failures >= settings_.knownAddressFailures)
+    // This address's failures for the account, and all known addresses' together (one read).
+    const auto own = store_->getPair(knownKey(client, account), knownAllKey(account), now);
+    if (!own || own->first.failures >= settings_.knownAddressFailures ||
+        own->second.failures >= settings_.maxFailuresAccount)
         return;
     v.kind = PenaltyVerdict::Kind::Allow;
     v.viaKnownAddress = true;
-    v.knownFailures = own->failures;
+    v.knownFailures = own->first.failures;
     v.blockedBy.clear();
     v.retryAfter = std::chrono::milliseconds::zero();
-    v.delay = delayFor(std::max(v.ipFailures, own->failures));
+    v.delay = delayFor(std::max(v.ipFailures, own->first.failures));
 }
 
 PenaltyVerdict AuthPenalty::verdictFor(const PenaltyCount& ip, const PenaltyCount& acct, core::TimePoint now) const {
@@ -171,10 +185,14 @@ bool AuthPenalty::recordFailure(const core::ClientAddress& client, std::string_v
 bool AuthPenalty::recordFailure(const core::ClientAddress& client, std::string_view account,
                                 const PenaltyVerdict& verdict) {
     bool ok = recordFailure(client, account);
-    if (verdict.viaKnownAddress && !account.empty())
-        ok = store_->increment(knownKey(client, account), clock_(), settings_.window, settings_.knownAddressFailures)
+    if (verdict.viaKnownAddress && !account.empty()) {
+        const core::TimePoint now = clock_();
+        ok = store_->increment(knownKey(client, account), now, settings_.window, settings_.knownAddressFailures)
                  .has_value() &&
              ok;
+        ok = store_->increment(knownAllKey(account), now, settings_.window, settings_.maxFailuresAccount).has_value() &&
+             ok;
+    }
     return ok;
 }
 
@@ -282,10 +300,14 @@ bool AuthPenalty::admits(const PenaltyVerdict& v, const Reservation& r) const {
     auto room = [](std::uint32_t failures, std::uint32_t others, std::uint32_t limit) {
         return limit == 0 || std::uint64_t{failures} + others < limit;
     };
-    // A known address past the account's block: its own counter for the account instead.
-    const bool account = v.viaKnownAddress
-                             ? room(v.knownFailures, r.othersAccount, settings_.knownAddressFailures)
-                             : room(v.accountFailures, r.othersAccount, settings_.maxFailuresAccount);
+    // A known address past the account's block: its own counter for the account instead,
+    // against the logins in progress of the account FROM THIS ADDRESS (at most the fewer of
+    // the address's and the account's): blocked guesses from elsewhere must not hold the
+    // owner back (they give their places back unverified and would wake nobody).
+    const bool account =
+        v.viaKnownAddress
+            ? room(v.knownFailures, std::min(r.othersIp, r.othersAccount), settings_.knownAddressFailures)
+            : room(v.accountFailures, r.othersAccount, settings_.maxFailuresAccount);
     return room(v.ipFailures, r.othersIp, settings_.maxFailuresIp) && account;
 }
 

@@ -86,7 +86,13 @@ struct PenaltyVerdict {
 // a bot that knows a customer's address cannot lock the customer's own devices out by
 // guessing (as "smart lockout" keeps familiar and unfamiliar locations apart). Such an
 // address gets its own counter for the account ("known:<account key>|<address key>"): past
-// knownAddressFailures failures in the window it is blocked like any other. Its successes
+// knownAddressFailures failures in the window it is blocked like any other, and all known
+// addresses of the account together stop at max_failures_account ("known:<account key>"):
+// an attacker behind the same carrier NAT or VPN exits as the owner does not get five
+// guesses per shared address. The name the client logs in with is matched against the
+// name the directory returned for the account's successes (the login log's); where they
+// differ (a directory that answers a login by uid with a mail address) no address is
+// known and the block holds for all. Its successes
 // do not clear the account's counter (the block holds for everyone else). The address's own
 // block (max_failures_ip) and the tarpit still apply; allow-listed networks (one address,
 // many people) get no exemption. The check runs only for a blocked account: one store
@@ -179,8 +185,11 @@ public:
     // that is not UTF-8 or longer than core::MaxLoginLength: "user#<SHA-256 hex>".
     std::string ipKey(const core::ClientAddress& client) const;
     static std::string accountKey(std::string_view account);
-    // "known:<accountKey>|<ipKey>": a known address's failures for one account.
+    // "known:<accountKey>|<ipKey>": a known address's failures for one account;
+    // "known:<accountKey>": all its known addresses' failures together (capped at
+    // max_failures_account: many shared addresses the owner used are no unlimited budget).
     std::string knownKey(const core::ClientAddress& client, std::string_view account) const;
+    static std::string knownAllKey(std::string_view account);
 
     const AuthPenaltySettings& settings() const { return settings_; }
     PenaltyStore& store() { return *store_; }
@@ -200,9 +209,15 @@ public:
     PenaltyVerdict verdictFromCounts(const PenaltyCount& ip, const PenaltyCount& account) const {
         return verdictFor(ip, account, clock_());
     }
-    // Whether `v` (from verdictFromCounts) is blocked by the account alone while the client
-    // is a known address with room: the caller then goes the way of check() (which allows).
+    // Whether `v` is blocked by the account's counter alone (not the address's, not a
+    // verdict forced by the caller) while known addresses may pass: exemptKnownAddress()
+    // then asks whether the client is one.
     bool mayExemptKnownAddress(const PenaltyVerdict& v, const core::ClientAddress& client) const;
+    // check()'s known-address rule on a verdict read elsewhere (ClusterPop3Login's statement):
+    // Allow with viaKnownAddress, or `v` unchanged. The same store questions check() asks
+    // after its counter read (the known-address check, then the address's own counters), so
+    // a right and a wrong password cost the same round trips.
+    void exemptKnownAddress(const core::ClientAddress& client, std::string_view account, PenaltyVerdict& v);
     core::TimePoint now() const { return clock_(); }
 
 private:

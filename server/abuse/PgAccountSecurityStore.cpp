@@ -83,12 +83,15 @@ const pg::Statement Release{
     " c AS (DELETE FROM account_security_counts WHERE account = $1 RETURNING 1)"
     " SELECT (SELECT count(*) FROM f)"};
 
-// $1 the account, $2 the address or IPv6 network (knownAddressKey): a successful login from
-// there in the detection IPs or the login log (both read through their account index).
+// $1 the account, $2 the address or IPv6 network (knownAddressKey), $3 / $4 the oldest
+// detection IP / login log entry that counts (us): a successful login from there in the
+// detection IPs or the login log (both read through their account index).
 const pg::Statement Known{
     "postern_account_security_known",
-    "SELECT EXISTS (SELECT 1 FROM account_security_ips WHERE account = $1 AND ip <<= $2::inet)"
-    "    OR EXISTS (SELECT 1 FROM account_logins WHERE account = $1 AND result = 'ok' AND ip <<= $2::inet)"};
+    "SELECT EXISTS (SELECT 1 FROM account_security_ips WHERE account = $1 AND ip <<= $2::inet"
+    "               AND last_seen > 'epoch'::timestamptz + $3::bigint * interval '1 microsecond')"
+    "    OR EXISTS (SELECT 1 FROM account_logins WHERE account = $1 AND result = 'ok' AND ip <<= $2::inet"
+    "               AND at > 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')"};
 
 // $1 window start (us), $2 login log start (us), $3 account_security.max_tracked_accounts:
 // the login log rows of the accounts past that many, least recently active (newest entry)
@@ -266,10 +269,12 @@ bool PgAccountSecurityStore::prune(core::TimePoint now, const AccountSecuritySet
 }
 
 std::optional<bool> PgAccountSecurityStore::knownAddress(const std::string& user, const std::string& ip,
-                                                         unsigned ipv6Prefix) {
+                                                         unsigned ipv6Prefix, core::TimePoint ipsSince,
+                                                         core::TimePoint logSince) {
     const auto key = knownAddressKey(ip, ipv6Prefix);
     if (!key) return false;
-    pg::QueryResult r = pool_.execute(Known, {user, *key});
+    pg::QueryResult r = pool_.execute(Known, {user, *key, std::to_string(toPgMicros(ipsSince)),
+                                              std::to_string(toPgMicros(logSince))});
     if (r.failed() || r.rows.size() != 1 || r.rows[0].empty() || !r.rows[0][0]) {
         logStoreFailure(FailEvent, "known_address", r);
         return std::nullopt;

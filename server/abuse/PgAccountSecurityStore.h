@@ -26,7 +26,8 @@ public:
     bool release(const std::string& user) override;
     bool prune(core::TimePoint now, const AccountSecuritySettings& settings) override;
     AccountStoreCounters counters() const override;
-    std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix) override;
+    std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix,
+                                     core::TimePoint ipsSince, core::TimePoint logSince) override;
 
 private:
     pg::Pool& pool_;

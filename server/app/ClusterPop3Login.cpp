@@ -103,8 +103,12 @@ core::Pop3LoginOutcome ClusterPop3Login::decide(const core::AuthRequest& request
             v.blockedBy = "ip";
         }
         // Blocked by the account alone: an address the account is known from may still get in
-        // (AuthPenalty's known-address rule), which the separate steps decide.
-        if (penalty_.mayExemptKnownAddress(v, request.client))
+        // (AuthPenalty's known-address rule). Asked here with the statement's counts, as a
+        // wrong password's check() asks after its counter read (the same round trips: no
+        // timing oracle); a known address then goes the separate steps.
+        abuse::PenaltyVerdict exempted = v;
+        penalty_.exemptKnownAddress(request.client, request.user, exempted);
+        if (exempted.isAllowed())
             return fallback(request, identity, grant, out);
         guarded_.refuseBlocked(request, v);
         outcome.status = core::Pop3LoginOutcome::Status::Blocked;

@@ -18,8 +18,8 @@ namespace postern::app {
 // Outcomes (core::Pop3Login):
 //  - the statement answers 'blocked': the refusal PenalizedAuthService gives a blocked login
 //    (the longest delay, event=auth.blocked), Blocked; nothing written. Blocked by the
-//    account alone while known addresses may pass (AuthPenalty): the separate steps below,
-//    whose penalty check lets a known address in
+//    account alone and the client is a known address with room (AuthPenalty): the separate
+//    steps below, whose penalty check lets it in
 //  - 'in_use': InUse (the account's counter was cleared: the password was right)
 //  - 'ok': the lease (adopted by the PgMaildropLock, which renews and releases it) and the
 //    grant are in place; the local maildrop is opened (failure releases the lease)

@@ -1,9 +1,11 @@
 // A session's writes held to a deadline: the socket's send timeout counts per send(2), so a
 // client that reads one byte just inside it would hold the session's thread (and a POP3
-// maildrop lock) for ever. Every write that goes out to the socket now (not one only
-// queued behind the next read, whose flush the command deadline already covers) must be
-// done within `timeout` of its start, else the connection registry's watchdog shuts the
-// socket both ways and the write fails with Poco::TimeoutException (logged as a timeout).
+// maildrop lock) for ever. Every write that goes out to the socket now must be done within
+// `timeout` of its start, else the connection registry's watchdog shuts the socket both
+// ways and the write fails with Poco::TimeoutException (logged as a timeout). Replies only
+// queued go out in the LineChannel's next read, under that read's deadline (a read cut
+// while its flush is blocked is shut both ways connections.refusal_timeout later), or in a
+// flush() here: before STARTTLS/STLS, and before message data without smtp.min_data_rate.
 #pragma once
 
 #include "app/ConnectionRegistry.h"

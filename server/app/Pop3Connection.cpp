@@ -144,6 +144,7 @@ void Pop3Connection::run() {
                 break;
             }
             if (out.action == pop3::Pop3Output::Action::StartTls) {
+                writes.flush();  // the +OK and what was queued before it, under the deadline
                 const std::size_t dropped = ch.startTls(services_.tlsContext(), timeout);
                 registry.update(token, std::as_const(ch).socket());
                 session.onTlsStarted();

@@ -103,6 +103,9 @@ void SmtpConnection::run() {
                     dataOctets = 0;
                 }
                 const bool deadline = timeouts.smtpMinDataRate > 0 && ch.available() == 0;
+                // Without a data deadline the replies queued so far (the 354) go out here, under
+                // the write deadline, not in the read below.
+                if (!deadline && ch.available() == 0) writes.flush();
                 if (deadline)
                     registry.beginWait(token,
                                        dataStart + timeouts.smtpData +
@@ -173,6 +176,7 @@ void SmtpConnection::run() {
             }
             writes.write(out.bytes);
             if (out.action == smtp::SmtpOutput::Action::StartTls) {
+                writes.flush();  // the 220 and what was queued before it, under the deadline
                 const std::size_t dropped = ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
                 registry.update(token, std::as_const(ch).socket());
                 session.onTlsStarted();

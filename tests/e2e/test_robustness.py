@@ -546,7 +546,8 @@ def test_a_client_that_reads_too_slowly_is_cut_at_the_write_deadline():
     with Postern(overrides={"pop3.idle_timeout": "3s"}) as p:
         s = p.smtp("mx")
         marker, data = make_message(sender="someone@remote.example", to=BOB,
-                                    body=("x" * 76 + "\r\n") * 40000)  # about 3 MB
+                                    body=("x" * 76 + "\r\n") * 110000)  # about 8.6 MB: more than
+        # the loopback socket buffers hold (a few MB), so the old code's send blocks for good
         s.sendmail("someone@remote.example", [BOB], data)
         s.quit()
         wait_for(lambda: p.maildir_find(BOB, marker), 10, what="the big message")
@@ -592,7 +593,6 @@ def test_a_client_that_reads_too_slowly_is_cut_at_the_write_deadline():
             p.log_contains(r"event=disconnect svc=pop3 ip=127\.0\.0\.1 reason=\"timeout\"", timeout=12)
             took = time.monotonic() - t0
             check(took < 10, "the session ended %.1f s after RETR, about pop3.idle_timeout" % took)
-            check(got[0] < 1000000, "while the client had read %d octets of 3 MB" % got[0])
             # The maildrop lock went with the session: bob reads his mail now, at a normal pace.
             pop = p.pop3_ssl()
             pop.user(BOB)

@@ -204,15 +204,24 @@ BOOST_AUTO_TEST_CASE(known_addresses_in_sql, *boost::unit_test::precondition(Wit
     b.logins.push_back({T0, "gil", "2001:db8:1:2::7", "smtp", "PLAIN", "TLSv1.3", "ok", true});
     std::vector<AccountFlag> flagged;
     BOOST_REQUIRE(store.flush(b, T0, s, flagged));
-    BOOST_TEST(store.knownAddress("gil", "198.51.100.7", 64).value());  // a detection IP
-    BOOST_TEST(store.knownAddress("gil", "192.0.2.1", 64).value());     // the login log
-    BOOST_TEST(!store.knownAddress("gil", "192.0.2.66", 64).value());   // a failure
-    BOOST_TEST(!store.knownAddress("gil", "192.0.2.2", 64).value());
-    BOOST_TEST(store.knownAddress("gil", "2001:db8:1:2::99", 64).value());
-    BOOST_TEST(!store.knownAddress("gil", "2001:db8:1:3::7", 64).value());
-    BOOST_TEST(!store.knownAddress("gil", "2001:db8:1:2::99", 128).value());
-    BOOST_TEST(!store.knownAddress("hal", "192.0.2.1", 64).value());
-    BOOST_TEST(!store.knownAddress("gil", "not an address", 64).value());
+    auto known = [&](const std::string& user, const std::string& ip, unsigned prefix,
+                     core::TimePoint ipsSince = T0 - 1h, core::TimePoint logSince = T0 - 1h) {
+        return store.knownAddress(user, ip, prefix, ipsSince, logSince).value();
+    };
+    BOOST_TEST(known("gil", "198.51.100.7", 64));  // a detection IP
+    BOOST_TEST(known("gil", "192.0.2.1", 64));     // the login log
+    BOOST_TEST(!known("gil", "192.0.2.66", 64));   // a failure
+    BOOST_TEST(!known("gil", "192.0.2.2", 64));
+    BOOST_TEST(known("gil", "2001:db8:1:2::99", 64));
+    BOOST_TEST(!known("gil", "2001:db8:1:3::7", 64));
+    BOOST_TEST(!known("gil", "2001:db8:1:2::99", 128));
+    BOOST_TEST(!known("hal", "192.0.2.1", 64));
+    BOOST_TEST(!known("gil", "not an address", 64));
+    // Each source within its own age bound only.
+    BOOST_TEST(!known("gil", "198.51.100.7", 64, T0, T0 - 1h));
+    BOOST_TEST(known("gil", "192.0.2.1", 64, T0, T0 - 1h));
+    BOOST_TEST(!known("gil", "192.0.2.1", 64, T0 - 1h, T0));
+    BOOST_TEST(known("gil", "198.51.100.7", 64, T0 - 1h, T0));
 }
 
 BOOST_AUTO_TEST_CASE(sprayed_names_write_no_rows_and_tracked_accounts_keep_their_failures,
