@@ -416,6 +416,41 @@ def test_postgres_restart_tempfails_then_recovers_without_node_restart():
         check_eq(len(c.a.exit_codes) + len(c.b.exit_codes), 0, "no node was restarted")
 
 
+def test_outbound_limit_counts_on_across_a_database_outage():
+    """Review finding: while PostgreSQL could not answer (or one statement failed: a full
+    pool), each node counted outbound mail from zero, a fresh hour of limits for a spammer.
+    Now the node counts on from the shared counts it last saw (schema 009). Changed:
+    limits.user.messages_per_hour = 3, the auth cache off."""
+    with Cluster(extra={"limits.user.messages_per_hour": "3", "auth.cache.size": "0"}, balancer=False) as c:
+        def submit(n):
+            s = c.a.smtp("submission", source="127.0.0.2", starttls=True)
+            try:
+                expect(s.docmd("AUTH", "PLAIN " + plain_ir(ALICE, ALICE_PW)), 235, what="AUTH")
+                code, msg = s.docmd("MAIL", "FROM:<%s>" % ALICE)
+                if code != 250:
+                    return code, msg.decode(errors="replace")
+                expect(s.docmd("RCPT", "TO:<%s>" % REMOTE), 250, what="RCPT")
+                _, data = make_message(sender=ALICE, to=REMOTE, subject="limit %d" % n)
+                code, msg = s.docmd("DATA")
+                expect((code, msg), 354, what="DATA")
+                s.send(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+                code, msg = s.getreply()
+                return code, msg.decode(errors="replace")
+            finally:
+                quit_quietly(s)
+
+        for n in range(2):
+            check_eq(submit(n)[0], 250, "message %d before the outage" % (n + 1))
+        c.pg.stop()
+        try:
+            check_eq(submit(2)[0], 250, "the third message of the hour, during the outage")
+            code, text = submit(3)
+            check(code == 450 and "4.7.1" in text, "the fourth is over the hourly limit: %s %s" % (code, text))
+            c.a.log_contains(r"event=store\.degraded store=rate")
+        finally:
+            c.pg.start()
+
+
 def test_readyz_503_while_draining():
     with Cluster(overrides={"server.shutdown_grace": "5s"}) as c:
         # A session in the middle of DATA keeps node A draining.
