@@ -40,8 +40,8 @@ std::string AuthPenalty::ipKey(const core::ClientAddress& client) const {
 }
 
 std::string AuthPenalty::knownKey(const core::ClientAddress& client, std::string_view account) const {
-    // At most 6 + 325 + 1 + 46 octets: within the shared table's 400.
-    return "known:" + accountKey(account) + "|" + ipKey(client);
+    // At most 6 + 46 + 1 + 325 octets: within the shared table's 400.
+    return "known:" + ipKey(client) + "|" + accountKey(account);
 }
 
 std::string AuthPenalty::knownAllKey(std::string_view account) {
@@ -133,6 +133,7 @@ void AuthPenalty::exemptKnownAddress(const core::ClientAddress& client, std::str
     v.kind = PenaltyVerdict::Kind::Allow;
     v.viaKnownAddress = true;
     v.knownFailures = own->first.failures;
+    v.knownAllFailures = own->second.failures;
     v.blockedBy.clear();
     v.retryAfter = std::chrono::milliseconds::zero();
     v.delay = delayFor(std::max(v.ipFailures, own->first.failures));
@@ -304,9 +305,13 @@ bool AuthPenalty::admits(const PenaltyVerdict& v, const Reservation& r) const {
     // against the logins in progress of the account FROM THIS ADDRESS (at most the fewer of
     // the address's and the account's): blocked guesses from elsewhere must not hold the
     // owner back (they give their places back unverified and would wake nobody).
+    // All known addresses together: against every login of the account in progress, so a
+    // burst from many known addresses at once stays within max_failures_account. (Blocked
+    // guesses are in progress only while their counters are read: they cannot fill it.)
     const bool account =
         v.viaKnownAddress
-            ? room(v.knownFailures, std::min(r.othersIp, r.othersAccount), settings_.knownAddressFailures)
+            ? room(v.knownFailures, std::min(r.othersIp, r.othersAccount), settings_.knownAddressFailures) &&
+                  room(v.knownAllFailures, r.othersAccount, settings_.maxFailuresAccount)
             : room(v.accountFailures, r.othersAccount, settings_.maxFailuresAccount);
     return room(v.ipFailures, r.othersIp, settings_.maxFailuresIp) && account;
 }

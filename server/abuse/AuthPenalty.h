@@ -60,6 +60,7 @@ struct PenaltyVerdict {
     // this account, counted apart (the "known:" key).
     bool viaKnownAddress = false;
     std::uint32_t knownFailures = 0;
+    std::uint32_t knownAllFailures = 0;  // all known addresses' failures for the account
 
     bool isAllowed() const { return kind == Kind::Allow; }
     bool isBlocked() const { return kind == Kind::Blocked; }
@@ -185,9 +186,10 @@ public:
     // that is not UTF-8 or longer than core::MaxLoginLength: "user#<SHA-256 hex>".
     std::string ipKey(const core::ClientAddress& client) const;
     static std::string accountKey(std::string_view account);
-    // "known:<accountKey>|<ipKey>": a known address's failures for one account;
+    // "known:<ipKey>|<accountKey>": a known address's failures for one account;
     // "known:<accountKey>": all its known addresses' failures together (capped at
     // max_failures_account: many shared addresses the owner used are no unlimited budget).
+    // (An ipKey starts "ip:", an accountKey "user": the two kinds never meet.)
     std::string knownKey(const core::ClientAddress& client, std::string_view account) const;
     static std::string knownAllKey(std::string_view account);
 

@@ -66,12 +66,13 @@ std::string bigintArray(const std::vector<std::uint64_t>& items) {
 // The whole check-and-add in one statement (schema/postgres/005_round_trips.sql): per-key
 // transaction advisory locks in hash order, the sums, the comparison, the add. Run inside
 // BEGIN/COMMIT so a connection lost before COMMIT provably added nothing (and may be retried).
-// SELECT *: outcome, idx, win, and since schema 009 each key's counts after the add (hours,
-// days); a database still at schema 005 answers the first three, and counts stay unknown.
+// outcome, idx, win, and each key's counts after the add (hours, days: schema 009, which
+// `posternctl db migrate` applies before the nodes are upgraded; explicit columns, so a
+// statement prepared on one schema never changes its result type under a later one).
 const pg::Statement RateTake{
     "postern_rate_take",
-    "SELECT * FROM postern_rate_take($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],"
-    " $5::bigint, $6::bigint, $7::bigint)"};
+    "SELECT outcome, idx, win, hours, days FROM postern_rate_take($1::text[], $2::bigint[], $3::bigint[],"
+    " $4::bigint[], $5::bigint, $6::bigint, $7::bigint)"};
 
 // A bigint[] in PostgreSQL's text form ("{1,2,3}"); nullopt if it is not one.
 std::optional<std::vector<std::uint64_t>> parseBigintArray(const std::string& text) {
@@ -163,7 +164,7 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, co
                                           std::to_string(cut.dayStart)});
             if (r.failed())
                 return fail(r, "take");
-            if (r.rows.size() != 1 || (r.rows[0].size() != 3 && r.rows[0].size() != 5) || !r.rows[0][0]) {
+            if (r.rows.size() != 1 || r.rows[0].size() != 5 || !r.rows[0][0]) {
                 pg::QueryResult bad = pg::QueryResult::failure("unexpected result shape", "XX000");
                 return fail(bad, "take");
             }
@@ -196,7 +197,7 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, co
                 return r;
             }
             result.kind = RateStoreResult::Kind::Added;
-            if (take.size() == 5 && take[3] && take[4]) {
+            if (take[3] && take[4]) {
                 auto hours = parseBigintArray(*take[3]);
                 auto days = parseBigintArray(*take[4]);
                 if (hours && days && hours->size() == requests.size() && days->size() == requests.size())

@@ -420,8 +420,8 @@ def test_outbound_limit_counts_on_across_a_database_outage():
     """Review finding: while PostgreSQL could not answer (or one statement failed: a full
     pool), each node counted outbound mail from zero, a fresh hour of limits for a spammer.
     Now the node counts on from the shared counts it last saw (schema 009). Changed:
-    limits.user.messages_per_hour = 3, the auth cache off."""
-    with Cluster(extra={"limits.user.messages_per_hour": "3", "auth.cache.size": "0"}, balancer=False) as c:
+    limits.user.messages_per_hour = 3."""
+    with Cluster(extra={"limits.user.messages_per_hour": "3"}, balancer=False) as c:
         def submit(n):
             s = c.a.smtp("submission", source="127.0.0.2", starttls=True)
             try:
@@ -580,7 +580,7 @@ def test_known_address_gets_through_an_account_block_on_every_node():
         # Her home address's own failures, over both nodes, then blocked there too.
         check(pop("pop3s_a", home, "home-guess").startswith("-ERR [AUTH]"), "a wrong password from home on A")
         check_eq(smtp_auth("submission_b", home, "home-guess-2")[0], 535, "and one on B")
-        check_eq(c.pg.sql("SELECT failures FROM auth_penalties WHERE key = 'known:user:%s|ip:%s'" % (ALICE, home)), ["2"], "home's own counter for alice")
+        check_eq(c.pg.sql("SELECT failures FROM auth_penalties WHERE key = 'known:ip:%s|user:%s'" % (home, ALICE)), ["2"], "home's own counter for alice")
         a = pop("pop3s_a", home, ALICE_PW)
         check(a.startswith("-ERR [SYS/TEMP]"), "home blocked for alice after its own failures: %s" % a)
         check_eq(smtp_auth("submission_b", home, ALICE_PW)[0], 454, "on B too")

@@ -612,4 +612,24 @@ BOOST_AUTO_TEST_CASE(known_addresses_together_stop_at_the_account_limit) {
     BOOST_TEST(!v.viaKnownAddress);
 }
 
+// Second review finding: a burst of guesses from many known addresses at once passed the
+// cap, each address having room for its own. Logins in progress count against it too.
+BOOST_AUTO_TEST_CASE(a_burst_from_many_known_addresses_stays_within_the_account_limit) {
+    Fixture f;
+    f.settings.knownAddressFailures = 2;
+    f.settings.maxFailuresAccount = 6;
+    AuthPenalty p = f.make();
+    p.setKnownAddresses([](const std::string&, const std::string&, unsigned) { return std::optional<bool>(true); });
+    for (int i = 0; i < 6; ++i)
+        p.recordFailure(addr("198.51.100." + std::to_string(i + 1)), "bob@example.test");
+    std::vector<AuthPenalty::Reservation> burst;
+    int admitted = 0;
+    for (int a = 0; a < 10; ++a) {
+        const auto exit = addr("203.0.113." + std::to_string(a + 1));
+        burst.push_back(p.reserve(exit, "bob@example.test"));
+        if (p.admits(p.check(exit, "bob@example.test"), burst.back())) ++admitted;
+    }
+    BOOST_TEST(admitted == 6);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
