@@ -16,8 +16,9 @@ public:
         telemetry_.count("grant", ok ? "created" : "failed");
         return ok;
     }
-    core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override {
-        core::Answer a = inner_.lookup(client, out);
+    using core::GrantStore::lookup;
+    core::Answer lookup(const core::ClientAddress& client, const std::string& sender, core::Grant* out) override {
+        core::Answer a = inner_.lookup(client, sender, out);
         if (a == core::Answer::Yes) telemetry_.count("grant", "used");
         else if (a == core::Answer::TempFail) telemetry_.count("grant", "tempfail");
         return a;

@@ -1,4 +1,4 @@
-// Port: POP-before-SMTP grants (IP -> may relay until expiry).
+// Port: POP-before-SMTP grants ((IP, user) -> may relay until expiry).
 #pragma once
 
 #include "core/ClientAddress.h"
@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace postern::core {
@@ -38,7 +39,22 @@ public:
     bool grant(const ClientAddress& client, const std::string& user) { return grant(client, user, {user}); }
     // Yes (with the grant), No (there is none: 554 5.7.1), or TempFail (the store cannot
     // tell: 451 4.3.0, never relay, never a 5xx).
-    virtual Answer lookup(const ClientAddress& client, Grant* out) = 0;
+    //
+    // Grants are kept per (address, user): subscribers behind one NAT address each hold
+    // their own, and a newer login of one does not take the address from the others. The
+    // answer is the grant `sender` (a MAIL FROM, any case; empty for none) belongs to
+    // (grantBelongsTo), else the one that expires last.
+    virtual Answer lookup(const ClientAddress& client, const std::string& sender, Grant* out) = 0;
+    // lookup(client, "", out): the grant that expires last.
+    Answer lookup(const ClientAddress& client, Grant* out) { return lookup(client, std::string(), out); }
 };
+
+// Whether `sender` (a MAIL FROM, any case) is an address of the grant's user: the login
+// itself or one of its senders.
+bool grantBelongsTo(const Grant& grant, std::string_view sender);
+
+// The grant lookup() answers with among `grants` (all live, one address): the one `sender`
+// belongs to, else the one that expires last; nullptr if `grants` is empty.
+const Grant* pickGrant(const std::vector<Grant>& grants, std::string_view sender);
 
 }  // namespace postern::core

@@ -10,6 +10,7 @@
 #include "core/Network.h"
 
 #include <algorithm>
+#include <vector>
 #include <ostream>
 
 namespace postern::ctl {
@@ -112,7 +113,7 @@ int runGrantList(CommandContext& c) {
             std::string("SELECT key, user_name, to_char(expires AT TIME ZONE 'UTC', ") + IsoUtc +
                 "), COALESCE(to_char(last_used AT TIME ZONE 'UTC', " + IsoUtc + "), '-'),"
                 " CASE WHEN expires > now() THEN 'live' ELSE 'expired' END"
-                " FROM pop_before_smtp_grants WHERE $1::boolean OR expires > now() ORDER BY key",
+                " FROM pop_before_smtp_grants WHERE $1::boolean OR expires > now() ORDER BY key, user_name",
             {o.has("--all") ? "true" : "false"}, "list grants");
         if (o.has("--json")) {
             static const char* const names[] = {"key", "user", "expires", "last_used", "state"};
@@ -166,12 +167,13 @@ int runGrantAdd(CommandContext& c) {
             throw CtlError(ExitDataError, "--lifetime must be at least 1s and at most 3660d");
         }
         const long long secs = (ms + 999) / 1000;
-        // The daemon's upsert: a grant for the key is replaced (user and lifetime).
+        // The daemon's upsert: the user's grant for the key is replaced (lifetime); other
+        // users' grants for the key (a shared NAT address) stay.
         pg::QueryResult r = run(
             *s.connection,
             std::string("INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used)"
                         " VALUES ($1, $2, now(), now() + $3::bigint * interval '1 second', NULL)"
-                        " ON CONFLICT (key) DO UPDATE SET user_name = EXCLUDED.user_name, created = EXCLUDED.created,"
+                        " ON CONFLICT (key, user_name) DO UPDATE SET created = EXCLUDED.created,"
                         " expires = EXCLUDED.expires, last_used = NULL, senders = EXCLUDED.senders"
                         " RETURNING to_char(g.expires AT TIME ZONE 'UTC', ") + IsoUtc + ")",
             {key, user, std::to_string(secs)}, "add grant");
@@ -187,12 +189,19 @@ int runGrantRevoke(CommandContext& c) {
         expectPositional(o, 1, 1, GrantRevokeCommand);
         GrantSession s = open(o);
         const std::string key = keyOf(o.positional[0], s.config);
-        pg::QueryResult r = run(*s.connection, "DELETE FROM pop_before_smtp_grants WHERE key = $1 RETURNING user_name",
+        // Every user's grant for the address (several subscribers may share it).
+        pg::QueryResult r = run(*s.connection,
+                                "DELETE FROM pop_before_smtp_grants WHERE key = $1 RETURNING user_name",
                                 {key}, "revoke grant");
         if (r.rows.empty()) {
             throw CtlError(ExitNoUser, "no grant for " + key);
         }
-        c.out << "revoked " << key << " (user " << r.rows[0][0].value_or("?") << ")\n";
+        std::vector<std::string> names;
+        for (const auto& row : r.rows) names.push_back(row[0].value_or("?"));
+        std::sort(names.begin(), names.end());
+        std::string users;
+        for (const auto& name : names) users += (users.empty() ? "" : ", ") + name;
+        c.out << "revoked " << key << " (user" << (r.rows.size() > 1 ? "s " : " ") << users << ")\n";
         return static_cast<int>(ExitOk);
     });
 }

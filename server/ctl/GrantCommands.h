@@ -30,9 +30,10 @@ inline constexpr Command GrantListCommand{
     "list POP-before-SMTP grants: key, user, expires, last used, live|expired (--all: expired too)", &runGrantList};
 inline constexpr Command GrantAddCommand{
     "grant add", "IP USER [--lifetime 600s] " POSTERN_CTL_COMMON,
-    "let IP relay as USER for the lifetime (default pop_before_smtp.lifetime), as a POP3 login would", &runGrantAdd};
+    "let IP relay as USER for the lifetime (default pop_before_smtp.lifetime), as a POP3 login would;"
+    " other users' grants for IP stay", &runGrantAdd};
 inline constexpr Command GrantRevokeCommand{"grant revoke", "IP|KEY " POSTERN_CTL_COMMON,
-                                            "delete the grant covering IP (or the key as listed)", &runGrantRevoke};
+                                            "delete the grants covering IP, every user's (or the key as listed)", &runGrantRevoke};
 inline constexpr Command GrantFlushCommand{"grant flush", "[--expired] " POSTERN_CTL_COMMON,
                                            "delete every grant (--expired: only expired ones)", &runGrantFlush};
 

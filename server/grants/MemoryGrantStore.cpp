@@ -1,5 +1,5 @@
 // POP-before-SMTP grants in memory: sharded map keyed by client address (IPv6 by prefix),
-// lazy expiry plus sweep(). Logs to postern.grants.
+// one grant per user of an address, lazy expiry plus sweep(). Logs to postern.grants.
 #include "grants/MemoryGrantStore.h"
 
 #include "core/EventLine.h"
@@ -8,7 +8,9 @@
 #include <Poco/Logger.h>
 #include <Poco/Net/IPAddress.h>
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -88,15 +90,23 @@ bool MemoryGrantStore::grant(const core::ClientAddress& client, const core::Gran
     {
         Shard& shard = shardFor(k);
         std::lock_guard<std::mutex> lock(shard.mutex);
-        // A newer login from the same address replaces the older grant (renews it).
-        shard.grants.insert_or_assign(k, std::move(e));
+        // A newer login of the same user from the address renews its grant; other users'
+        // grants for the address (a NAT address shared by subscribers) stay.
+        std::vector<Entry>& held = shard.grants[k];
+        // Users compare exactly, as PostgreSQL's (key, user_name) primary key does.
+        auto same = std::find_if(held.begin(), held.end(), [&](const Entry& x) { return x.grant.user == user; });
+        if (same != held.end())
+            *same = std::move(e);
+        else
+            held.push_back(std::move(e));
     }
     logger().information(
         core::EventLine("grant.add").add("ip", ipText).add("user", user).add("ttl", lifetime_.count(), "s").str());
     return true;
 }
 
-core::Answer MemoryGrantStore::lookup(const core::ClientAddress& client, core::Grant* out) {
+core::Answer MemoryGrantStore::lookup(const core::ClientAddress& client, const std::string& sender,
+                                      core::Grant* out) {
     const std::string k = key(client);
     const auto now = clock_();
     Shard& shard = shardFor(k);
@@ -104,13 +114,26 @@ core::Answer MemoryGrantStore::lookup(const core::ClientAddress& client, core::G
     auto it = shard.grants.find(k);
     if (it == shard.grants.end())
         return core::Answer::No;
-    if (it->second.grant.expires <= now) {
-        // Forgotten lazily; sweep() logs expiries of grants nobody asked about again.
+    // Expired grants are forgotten lazily; sweep() logs expiries of grants nobody asked about.
+    std::vector<Entry>& held = it->second;
+    held.erase(std::remove_if(held.begin(), held.end(), [now](const Entry& e) { return e.grant.expires <= now; }),
+               held.end());
+    if (held.empty()) {
         shard.grants.erase(it);
         return core::Answer::No;
     }
+    const Entry* chosen = nullptr;
+    for (const Entry& e : held) {
+        if (core::grantBelongsTo(e.grant, sender)) {
+            chosen = &e;
+            break;
+        }
+        if (!chosen || e.grant.expires > chosen->grant.expires) chosen = &e;
+    }
+    if (!chosen)
+        return core::Answer::No;
     if (out)
-        *out = it->second.grant;
+        *out = chosen->grant;
     return core::Answer::Yes;
 }
 
@@ -122,12 +145,15 @@ std::size_t MemoryGrantStore::sweep() {
         {
             std::lock_guard<std::mutex> lock(shard.mutex);
             for (auto it = shard.grants.begin(); it != shard.grants.end();) {
-                if (it->second.grant.expires <= now) {
-                    expired.push_back(std::move(it->second));
+                std::vector<Entry>& held = it->second;
+                auto live = std::stable_partition(held.begin(), held.end(),
+                                                  [now](const Entry& e) { return e.grant.expires > now; });
+                std::move(live, held.end(), std::back_inserter(expired));
+                held.erase(live, held.end());
+                if (held.empty())
                     it = shard.grants.erase(it);
-                } else {
+                else
                     ++it;
-                }
             }
         }
         // Log outside the lock: a slow log channel must not stall lookups.
@@ -142,7 +168,7 @@ std::size_t MemoryGrantStore::size() const {
     std::size_t n = 0;
     for (const Shard& shard : shards_) {
         std::lock_guard<std::mutex> lock(shard.mutex);
-        n += shard.grants.size();
+        for (const auto& [k, held] : shard.grants) n += held.size();
     }
     return n;
 }

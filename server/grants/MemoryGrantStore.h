@@ -1,5 +1,6 @@
 // POP-before-SMTP grants kept in memory (one node): after a POP3 login from an address,
-// that address may relay through SMTP until the grant expires.
+// that address may relay through SMTP until the grant expires. One grant per (address,
+// user): subscribers behind one NAT address each keep their own.
 #pragma once
 
 #include "core/Clock.h"
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace postern::grants {
 
@@ -30,17 +32,20 @@ public:
     // on a bad lifetime or prefix (fail at start-up, not at the first login).
     explicit MemoryGrantStore(std::chrono::seconds lifetime, unsigned ipv6PrefixLength, Clock clock = {});
 
-    // Records or renews the grant (expires = now + lifetime). Logs event=grant.add.
+    // Records or renews the user's grant for the address (expires = now + lifetime); other
+    // users' grants for it stay. Logs event=grant.add.
     // Always true (memory cannot fail short of bad_alloc).
     using core::GrantStore::grant;
     bool grant(const core::ClientAddress& client, const core::Grant& grant) override;
     // Yes and *out (if out != nullptr) while a grant for the key exists and has not expired
-    // (expires > now); No otherwise. Never TempFail.
-    core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override;
+    // (expires > now): the one `sender` belongs to, else the one expiring last (core::pickGrant);
+    // No otherwise. Never TempFail.
+    using core::GrantStore::lookup;
+    core::Answer lookup(const core::ClientAddress& client, const std::string& sender, core::Grant* out) override;
 
     // Removes every expired grant; logs event=grant.expire for each. Returns how many.
     std::size_t sweep();
-    // Number of grants held (expired ones not yet swept included).
+    // Number of grants held, one per (address, user) (expired ones not yet swept included).
     std::size_t size() const;
 
     // The key text used in logs: "192.0.2.7", "2001:db8::1" or "2001:db8:1:2::/64".
@@ -53,7 +58,7 @@ private:
     };
     struct Shard {
         mutable std::mutex mutex;
-        std::unordered_map<std::string, Entry> grants;
+        std::unordered_map<std::string, std::vector<Entry>> grants;  // key -> one per user
     };
     static constexpr std::size_t ShardCount = 16;
 

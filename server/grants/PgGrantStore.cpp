@@ -1,5 +1,6 @@
-// POP-before-SMTP grants in PostgreSQL: upsert on login, lookup by key with expiry, batched
-// concurrent sweep, revoke per user, and a short positive cache per node.
+// POP-before-SMTP grants in PostgreSQL: one row per (address, user), upsert on login, lookup
+// by key with expiry, batched concurrent sweep, revoke per user, and a short positive cache
+// per node.
 #include "grants/PgGrantStore.h"
 
 #include "core/EventLine.h"
@@ -8,6 +9,7 @@
 
 #include <Poco/Logger.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace postern::grants {
@@ -21,38 +23,47 @@ const pg::Statement GrantUpsert{
     "postern_grant_upsert",
     "INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used, senders, limits)"
     " VALUES ($1, $2, now(), now() + $3::bigint * interval '1 second', NULL, $4, $5)"
-    " ON CONFLICT (key) DO UPDATE SET user_name = EXCLUDED.user_name, created = EXCLUDED.created,"
+    " ON CONFLICT (key, user_name) DO UPDATE SET created = EXCLUDED.created,"
     " senders = EXCLUDED.senders, limits = EXCLUDED.limits,"
     " expires = EXCLUDED.expires, last_used = NULL"
     " RETURNING (extract(epoch FROM g.expires) * 1000000)::bigint"};
 
 // A grant made while PostgreSQL was down, written later with the times of the login (the
 // expiry is never extended). A row that expires later (a newer login, maybe on another
-// node) wins: then no row is returned.
+// node) wins: then no row is returned. Other users' grants for the address are not touched.
 const pg::Statement GrantWriteThrough{
     "postern_grant_write_through",
     "INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used, senders, limits)"
     " VALUES ($1, $2, 'epoch'::timestamptz + $3::bigint * interval '1 microsecond',"
     "         'epoch'::timestamptz + $4::bigint * interval '1 microsecond', NULL, $5, $6)"
-    " ON CONFLICT (key) DO UPDATE SET user_name = EXCLUDED.user_name, created = EXCLUDED.created,"
+    " ON CONFLICT (key, user_name) DO UPDATE SET created = EXCLUDED.created,"
     " senders = EXCLUDED.senders, limits = EXCLUDED.limits, expires = EXCLUDED.expires, last_used = NULL"
     " WHERE g.expires < EXCLUDED.expires"
     " RETURNING 1"};
 
-// One round trip: the live row, and (in a data-modifying CTE, which runs whether or not it
-// is read) last_used stamped when it is older than a minute, so a busy relaying client
-// does not turn every lookup into a write.
+// One round trip: the live rows of the address (one per user: at most a handful, the users
+// who polled from it within the grant lifetime), and (in a data-modifying CTE, which runs
+// whether or not it is read) last_used stamped on the row relayed on when it is older than a
+// minute, so a busy relaying client does not turn every lookup into a write. The row relayed
+// on is core::pickGrant's choice for the MAIL FROM ($2, '' for none), made here too for the
+// stamp: the sender's own user's row, else the one that expires last.
 const pg::Statement GrantLookup{
     "postern_grant_lookup",
     "WITH live AS (SELECT key, user_name, expires, last_used, senders, limits FROM pop_before_smtp_grants"
     "              WHERE key = $1 AND expires > now()),"
-    " used AS (UPDATE pop_before_smtp_grants g SET last_used = now() FROM live"
-    "          WHERE g.key = live.key AND (live.last_used IS NULL OR live.last_used < now() - interval '60 seconds')"
+    " pick AS (SELECT key, user_name, last_used FROM live"
+    "          ORDER BY ($2 <> '' AND (lower(user_name) = lower($2)"
+    "                    OR lower($2) = ANY (string_to_array(lower(senders), E'\\n')))) DESC, expires DESC"
+    "          LIMIT 1),"
+    " used AS (UPDATE pop_before_smtp_grants g SET last_used = now() FROM pick"
+    "          WHERE g.key = pick.key AND g.user_name = pick.user_name"
+    "            AND (pick.last_used IS NULL OR pick.last_used < now() - interval '60 seconds')"
     "          RETURNING 1)"
     " SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders, limits FROM live"};
 
 // The read-only lookup a streaming replica can run (no last_used stamp, which is a write):
-// the live row and whether its stamp is due (then the primary is asked with GrantLookup).
+// the live rows and whether each one's stamp is due (when it is for the row relayed on, the
+// primary is asked with GrantLookup).
 const pg::Statement GrantReplicaLookup{
     "postern_grant_replica_lookup",
     "SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders,"
@@ -110,7 +121,7 @@ PgGrantStore::Shard& PgGrantStore::shardFor(const std::string& key) {
     return cache_[std::hash<std::string>{}(key) % ShardCount];
 }
 
-bool PgGrantStore::cachedLookup(const std::string& key, core::Grant* out) {
+bool PgGrantStore::cachedLookup(const std::string& key, const std::string& sender, core::Grant* out) {
     if (settings_.cacheTtl.count() == 0)
         return false;
     Shard& shard = shardFor(key);
@@ -118,18 +129,26 @@ bool PgGrantStore::cachedLookup(const std::string& key, core::Grant* out) {
     auto it = shard.entries.find(key);
     if (it == shard.entries.end())
         return false;
-    // Both bounds: no older than cache_ttl, and never past the grant's own expiry.
-    if (std::chrono::steady_clock::now() - it->second.fetched >= settings_.cacheTtl ||
-        it->second.grant.expires <= std::chrono::system_clock::now()) {
+    // No older than cache_ttl.
+    if (std::chrono::steady_clock::now() - it->second.fetched >= settings_.cacheTtl) {
         shard.entries.erase(it);
         return false;
     }
-    if (out)
-        *out = it->second.grant;
-    return true;
+    // Only a live grant of the sender's own user answers from here (never past its own
+    // expiry). Anything else is asked of PostgreSQL: a grant another user of the address
+    // got a moment ago on another node is then seen at once.
+    const auto now = std::chrono::system_clock::now();
+    for (const core::Grant& g : it->second.grants) {
+        if (g.expires > now && core::grantBelongsTo(g, sender)) {
+            if (out)
+                *out = g;
+            return true;
+        }
+    }
+    return false;
 }
 
-void PgGrantStore::remember(const std::string& key, const core::Grant& grant) {
+void PgGrantStore::remember(const std::string& key, std::vector<core::Grant> grants) {
     if (settings_.cacheTtl.count() == 0)
         return;
     Shard& shard = shardFor(key);
@@ -137,7 +156,30 @@ void PgGrantStore::remember(const std::string& key, const core::Grant& grant) {
     std::lock_guard lock(shard.mutex);
     if (shard.entries.size() >= perShard && shard.entries.count(key) == 0)
         shard.entries.clear();  // entries live seconds: dropping them all costs a few queries
-    shard.entries.insert_or_assign(key, Cached{grant, std::chrono::steady_clock::now()});
+    shard.entries.insert_or_assign(key, Cached{std::move(grants), std::chrono::steady_clock::now()});
+}
+
+void PgGrantStore::rememberOne(const std::string& key, const core::Grant& grant) {
+    if (settings_.cacheTtl.count() == 0)
+        return;
+    {
+        Shard& shard = shardFor(key);
+        std::lock_guard lock(shard.mutex);
+        auto it = shard.entries.find(key);
+        if (it != shard.entries.end()) {
+            // The user's row was just written: it replaces that user's cached grant; the
+            // others of the address and the entry's age stay as they were.
+            auto& held = it->second.grants;
+            auto same = std::find_if(held.begin(), held.end(),
+                                     [&](const core::Grant& g) { return g.user == grant.user; });
+            if (same != held.end())
+                *same = grant;
+            else
+                held.push_back(grant);
+            return;
+        }
+    }
+    remember(key, {grant});
 }
 
 void PgGrantStore::forget(const std::string& key) {
@@ -170,7 +212,7 @@ bool PgGrantStore::grant(const core::ClientAddress& client, const core::Grant& g
     }
     core::Grant stored = grant;
     stored.expires = fromMicros(r.rows[0][0]);
-    remember(key, stored);
+    rememberOne(key, stored);
     logger().information(core::EventLine("grant.add")
                              .add("ip", key)
                              .add("user", user)
@@ -202,56 +244,78 @@ DurableGrantStore::WriteResult PgGrantStore::writeThrough(const std::string& key
         forget(key);  // the stored grant is another one: ask PostgreSQL next time
         return WriteResult::Superseded;
     }
-    remember(key, grant);
+    rememberOne(key, grant);
     return WriteResult::Written;
 }
 
-core::Answer PgGrantStore::lookup(const core::ClientAddress& client, core::Grant* out) {
+core::Answer PgGrantStore::lookup(const core::ClientAddress& client, const std::string& sender, core::Grant* out) {
     const std::string key = keyText(client);
     core::Grant g;
-    if (cachedLookup(key, &g)) {
+    if (cachedLookup(key, sender, &g)) {
         if (out)
             *out = g;
         logger().information(core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", "cache").str());
         return core::Answer::Yes;
     }
-    std::optional<pg::QueryResult> replica;
+    // The live rows of a result (4 or 5 columns); false on an unexpected shape.
+    auto parse = [](const pg::QueryResult& r, std::vector<core::Grant>& live, std::vector<bool>* due) {
+        for (const auto& row : r.rows) {
+            if (row.size() < 4 || !row[0]) return false;
+            core::Grant one;
+            one.user = *row[0];
+            one.expires = fromMicros(row[1]);
+            one.senders = row[2] ? splitSenders(*row[2]) : std::vector<std::string>{one.user};
+            one.limits = row[3] ? splitLimits(*row[3]) : std::map<std::string, std::string>{};
+            live.push_back(std::move(one));
+            if (due) due->push_back(row.size() < 5 || row[4].value_or("t") != "f");
+        }
+        return true;
+    };
+    std::vector<core::Grant> live;
+    const char* src = "db";
     if (reads_) {
         // Only a hit is taken from the replica. A miss is asked on the primary: a standby that
         // has replayed all it received can still lack a grant committed a moment ago on
-        // another node (not yet streamed), and "no grant" is a permanent 554. A hit due for
-        // its last_used stamp is asked there too (a write). So a miss needs no lag check
-        // (confirmMiss = false): it goes to the primary whatever the lag.
-        replica = reads_->readReplica(GrantReplicaLookup, {key}, false);
-        if (replica && (replica->noRows() || (replica->ok() && replica->rows.size() == 1 &&
-                                              replica->rows[0].size() == 5 &&
-                                              replica->rows[0][4].value_or("t") != "f")))
-            replica.reset();
+        // another node (not yet streamed), and "no grant" is a permanent 554. A hit whose row
+        // is due for its last_used stamp is asked there too (a write). So a miss needs no lag
+        // check (confirmMiss = false): it goes to the primary whatever the lag.
+        std::optional<pg::QueryResult> replica = reads_->readReplica(GrantReplicaLookup, {key}, false);
+        if (replica && replica->failed()) {
+            logger().warning(core::EventLine("grant.lookup_fail").add("ip", key).text("error", replica->error).str());
+            return core::Answer::TempFail;
+        }
+        std::vector<bool> due;
+        if (replica && replica->ok() && parse(*replica, live, &due) && !live.empty()) {
+            const core::Grant* picked = core::pickGrant(live, sender);
+            if (due[static_cast<std::size_t>(picked - live.data())])
+                live.clear();  // stamp due: the primary
+            else
+                src = "replica";
+        } else {
+            live.clear();
+        }
     }
-    const bool fromReplica = replica.has_value();
-    pg::QueryResult r = replica ? std::move(*replica) : pool_.execute(GrantLookup, {key});
-    if (r.failed()) {
-        // Fail closed both ways: not "no grant" (that would be a permanent relay refusal)
-        // and never "yes".
-        logger().warning(core::EventLine("grant.lookup_fail").add("ip", key).text("error", r.error).str());
-        return core::Answer::TempFail;
+    if (live.empty()) {
+        pg::QueryResult r = pool_.execute(GrantLookup, {key, sender});
+        if (r.failed()) {
+            // Fail closed both ways: not "no grant" (that would be a permanent relay refusal)
+            // and never "yes".
+            logger().warning(core::EventLine("grant.lookup_fail").add("ip", key).text("error", r.error).str());
+            return core::Answer::TempFail;
+        }
+        if (r.noRows())
+            return core::Answer::No;
+        if (!parse(r, live, nullptr) || live.empty()) {
+            logger().error(
+                core::EventLine("grant.lookup_fail").add("ip", key).text("error", "unexpected result shape").str());
+            return core::Answer::TempFail;
+        }
     }
-    if (r.noRows())
-        return core::Answer::No;
-    // key is the primary key: more than one row cannot happen; if it did, it is ambiguous.
-    if (r.rows.size() != 1 || r.rows[0].size() < 4 || !r.rows[0][0]) {
-        logger().error(
-            core::EventLine("grant.lookup_fail").add("ip", key).text("error", "unexpected result shape").str());
-        return core::Answer::TempFail;
-    }
-    g.user = *r.rows[0][0];
-    g.expires = fromMicros(r.rows[0][1]);
-    g.senders = r.rows[0][2] ? splitSenders(*r.rows[0][2]) : std::vector<std::string>{g.user};
-    g.limits = r.rows[0][3] ? splitLimits(*r.rows[0][3]) : std::map<std::string, std::string>{};
-    remember(key, g);
+    g = *core::pickGrant(live, sender);
+    remember(key, std::move(live));
     if (out)
         *out = g;
-    logger().information(core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", fromReplica ? "replica" : "db").str());
+    logger().information(core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", src).str());
     return core::Answer::Yes;
 }
 

@@ -1,5 +1,6 @@
 // POP-before-SMTP grants shared by every node of a cluster through PostgreSQL
-// (table pop_before_smtp_grants, schema/postgres/002_cluster.sql).
+// (table pop_before_smtp_grants, schema/postgres/002_cluster.sql; one row per (address,
+// user) since 010_grants_per_user.sql).
 #pragma once
 
 #include "grants/DurableGrantStore.h"
@@ -13,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace postern::grants {
 
@@ -25,7 +27,8 @@ struct PgGrantSettings {
     // without asking PostgreSQL (0 = always ask). This is the bounded staleness of the
     // cluster: a grant revoked (posternctl grant revoke / user disable) on another node, or
     // flushed, may still be honoured here for up to cache_ttl; never past its own expiry.
-    // Only Yes answers are cached: a fresh grant made on another node is seen at once.
+    // Only Yes answers are cached, and only a grant of the MAIL FROM's own user answers from
+    // the cache: a fresh grant made on another node is seen at once.
     std::chrono::milliseconds cacheTtl{};
     // Upper bound on cached grants (spread over 16 shards); a full shard is emptied.
     std::size_t cacheSize = 16384;
@@ -35,10 +38,11 @@ struct PgGrantSettings {
     bool operator==(const PgGrantSettings&) const = default;
 };
 
-// Outcomes (core::GrantStore): grant() true once the row is written; lookup() Yes with the
-// grant while a row for the client's key has expires > now() (the database's clock, the one
-// clock every node shares), No when there is none, TempFail when PostgreSQL cannot answer
-// (never Yes, never No: the SMTP side answers 451 4.3.0).
+// Outcomes (core::GrantStore): grant() true once the row is written; lookup() Yes with a
+// grant (core::pickGrant among the address's live rows) while a row for the client's key has
+// expires > now() (the database's clock, the one clock every node shares), No when there is
+// none, TempFail when PostgreSQL cannot answer (never Yes, never No: the SMTP side answers
+// 451 4.3.0).
 //
 // Thread-safe: the pool hands each call its own connection; the positive cache is sharded
 // with a mutex per shard (no global lock on the lookup path). The pool must outlive this.
@@ -51,13 +55,15 @@ public:
     // hit whose last_used is due for its once-a-minute stamp go to the primary (pool).
     PgGrantStore(pg::Pool& pool, PgGrantSettings settings, pg::ReadRouter* reads = nullptr);
 
-    // Upsert: a newer login from the same key replaces the user and restarts the lifetime.
+    // Upsert per (key, user): a newer login of the same user from the key restarts its
+    // lifetime; other users' grants for the key stay.
     // false (logged) if PostgreSQL failed.
     using core::GrantStore::grant;
     bool grant(const core::ClientAddress& client, const core::Grant& grant) override;
     // See the class comment. A Yes from PostgreSQL also stamps last_used (at most once a
     // minute per grant, in the same statement).
-    core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override;
+    using core::GrantStore::lookup;
+    core::Answer lookup(const core::ClientAddress& client, const std::string& sender, core::Grant* out) override;
 
     // Deletes expired rows in batches of settings.sweepBatch (DELETE of rows picked with
     // FOR UPDATE SKIP LOCKED, so every node may sweep at the same time without waiting on
@@ -76,14 +82,14 @@ public:
     std::string keyText(const core::ClientAddress& client) const override;
     std::chrono::seconds lifetime() const override { return settings_.lifetime; }
     // Upsert with the given created/expires (a grant queued while PostgreSQL was down, see
-    // WriteBehindGrantStore); a row expiring later is left alone (Superseded). Failed is
+    // WriteBehindGrantStore); the user's row expiring later is left alone (Superseded). Failed is
     // not logged here (the caller retries; one line per event).
     WriteResult writeThrough(const std::string& key, const core::Grant& grant,
                              std::chrono::system_clock::time_point created) override;
 
 private:
     struct Cached {
-        core::Grant grant;
+        std::vector<core::Grant> grants;  // the address's live rows when fetched (or written since)
         std::chrono::steady_clock::time_point fetched;
     };
     struct Shard {
@@ -93,8 +99,9 @@ private:
     static constexpr std::size_t ShardCount = 16;
 
     Shard& shardFor(const std::string& key);
-    bool cachedLookup(const std::string& key, core::Grant* out);
-    void remember(const std::string& key, const core::Grant& grant);
+    bool cachedLookup(const std::string& key, const std::string& sender, core::Grant* out);
+    void remember(const std::string& key, std::vector<core::Grant> grants);
+    void rememberOne(const std::string& key, const core::Grant& grant);
     void forget(const std::string& key);
 
     pg::Pool& pool_;

@@ -29,14 +29,15 @@ WriteBehindGrantStore::WriteBehindGrantStore(DurableGrantStore& durable, WriteBe
 
 WriteBehindGrantStore::~WriteBehindGrantStore() {
     stop();
-    std::unordered_map<std::string, Pending> left;
+    std::map<Slot, Pending> left;
     {
         std::lock_guard lock(mutex_);
         left.swap(pending_);
         size_ = 0;
     }
     const auto now = clock_();
-    for (const auto& [key, p] : left) {
+    for (const auto& [slot, p] : left) {
+        const std::string& key = slot.first;
         if (p.grant.expires <= now) {
             counters_.count("grant", "dropped_expired");
             continue;
@@ -57,9 +58,9 @@ bool WriteBehindGrantStore::grant(const core::ClientAddress& client, const core:
     if (durable_.grant(client, grant)) {
         if (size_.load() > 0) {
             {
-                // The newer login is stored: a queued older grant for the key is obsolete.
+                // The newer login is stored: a queued older grant of the user is obsolete.
                 std::lock_guard lock(mutex_);
-                if (pending_.erase(key))
+                if (pending_.erase(Slot{key, grant.user}))
                     size_ = pending_.size();
             }
             kick();  // the store answers again: write the rest of the queue now
@@ -79,13 +80,14 @@ bool WriteBehindGrantStore::grant(const core::ClientAddress& client, const core:
     {
         std::lock_guard lock(mutex_);
         p.seq = ++nextSeq_;
-        if (pending_.count(key) == 0 && pending_.size() >= settings_.queueLimit) {
+        const Slot slot{key, grant.user};
+        if (pending_.count(slot) == 0 && pending_.size() >= settings_.queueLimit) {
             expired = dropExpiredLocked(now);
             full = pending_.size() >= settings_.queueLimit;
         }
         if (!full) {
-            // A newer login from the same key replaces the queued grant (one entry per key).
-            pending_.insert_or_assign(key, p);
+            // A newer login of the user from the key replaces its queued grant.
+            pending_.insert_or_assign(slot, p);
             wake_.notify_all();
         }
         size_ = pending_.size();
@@ -115,43 +117,64 @@ bool WriteBehindGrantStore::grant(const core::ClientAddress& client, const core:
     return true;
 }
 
-bool WriteBehindGrantStore::takeIfLive(const std::string& key, core::Grant* out) {
-    bool expired = false;
+std::vector<core::Grant> WriteBehindGrantStore::liveFor(const std::string& key) {
+    std::vector<core::Grant> live;
+    std::size_t expired = 0;
     {
         std::lock_guard lock(mutex_);
-        auto it = pending_.find(key);
-        if (it == pending_.end())
-            return false;
-        if (it->second.grant.expires > clock_()) {
-            if (out)
-                *out = it->second.grant;
-            return true;
+        const auto now = clock_();
+        for (auto it = pending_.lower_bound(Slot{key, std::string()}); it != pending_.end() && it->first.first == key;) {
+            if (it->second.grant.expires > now) {
+                live.push_back(it->second.grant);
+                ++it;
+            } else {
+                it = pending_.erase(it);
+                ++expired;
+            }
         }
-        pending_.erase(it);
         size_ = pending_.size();
-        expired = true;
     }
-    if (expired)
+    for (std::size_t i = 0; i < expired; ++i)
         counters_.count("grant", "dropped_expired");
-    return false;
+    return live;
 }
 
-core::Answer WriteBehindGrantStore::lookup(const core::ClientAddress& client, core::Grant* out) {
+core::Answer WriteBehindGrantStore::lookup(const core::ClientAddress& client, const std::string& sender,
+                                           core::Grant* out) {
+    std::vector<core::Grant> queued;
+    const std::string key = durable_.keyText(client);
     if (size_.load() > 0) {
-        const std::string key = durable_.keyText(client);
-        core::Grant g;
-        if (takeIfLive(key, &g)) {
+        queued = liveFor(key);
+        for (const core::Grant& g : queued) {
+            if (!core::grantBelongsTo(g, sender)) continue;
             logger().information(
                 core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", "pending").str());
             if (out)
-                *out = std::move(g);
+                *out = g;
             return core::Answer::Yes;
         }
     }
-    const core::Answer a = durable_.lookup(client, out);
+    core::Grant stored;
+    const core::Answer a = durable_.lookup(client, sender, &stored);
     if (a != core::Answer::TempFail && size_.load() > 0)
         kick();
-    return a;
+    if (a == core::Answer::TempFail || queued.empty() ||
+        (a == core::Answer::Yes && core::grantBelongsTo(stored, sender))) {
+        if (a == core::Answer::Yes && out)
+            *out = std::move(stored);
+        return a;
+    }
+    // Neither answer is the sender's own: the one that expires last, as the store would pick.
+    const std::size_t fromQueue = queued.size();
+    if (a == core::Answer::Yes)
+        queued.push_back(std::move(stored));
+    const core::Grant* g = core::pickGrant(queued, sender);
+    if (g < queued.data() + fromQueue)  // the store's answer was logged by the store
+        logger().information(
+            core::EventLine("grant.use").add("ip", key).add("user", g->user).add("src", "pending").str());
+    if (out)
+        *out = *g;
+    return core::Answer::Yes;
 }
 
 std::size_t WriteBehindGrantStore::dropExpiredLocked(std::chrono::system_clock::time_point now) {
@@ -170,7 +193,7 @@ std::size_t WriteBehindGrantStore::dropExpiredLocked(std::chrono::system_clock::
 
 WriteBehindGrantStore::FlushResult WriteBehindGrantStore::flush() {
     FlushResult result;
-    std::vector<std::pair<std::string, Pending>> batch;
+    std::vector<std::pair<Slot, Pending>> batch;
     {
         std::lock_guard lock(mutex_);
         batch.assign(pending_.begin(), pending_.end());
@@ -179,16 +202,17 @@ WriteBehindGrantStore::FlushResult WriteBehindGrantStore::flush() {
     std::sort(batch.begin(), batch.end(),
               [](const auto& a, const auto& b) { return a.second.grant.expires < b.second.grant.expires; });
     // Removes the entry unless a newer login replaced it meanwhile (that one is written next).
-    auto settle = [this](const std::string& key, std::uint64_t seq) {
+    auto settle = [this](const Slot& slot, std::uint64_t seq) {
         std::lock_guard lock(mutex_);
-        auto it = pending_.find(key);
+        auto it = pending_.find(slot);
         if (it != pending_.end() && it->second.seq == seq)
             pending_.erase(it);
         size_ = pending_.size();
     };
-    for (const auto& [key, p] : batch) {
+    for (const auto& [slot, p] : batch) {
+        const std::string& key = slot.first;
         if (p.grant.expires <= clock_()) {
-            settle(key, p.seq);
+            settle(slot, p.seq);
             ++result.expired;
             counters_.count("grant", "dropped_expired");
             continue;
@@ -198,7 +222,7 @@ WriteBehindGrantStore::FlushResult WriteBehindGrantStore::flush() {
             result.failed = true;
             break;
         }
-        settle(key, p.seq);
+        settle(slot, p.seq);
         ++result.written;
         counters_.count("grant", "written_through");
         const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - p.created);

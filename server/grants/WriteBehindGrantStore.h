@@ -16,7 +16,9 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
+#include <map>
+#include <utility>
+#include <vector>
 
 namespace postern::grants {
 
@@ -38,9 +40,12 @@ struct WriteBehindSettings {
 //            now + lifetime, fixed now) is queued on this node: logged event=grant.queued,
 //            true (the login's address may relay through this node at once). A queue full
 //            of live grants: event=grant.dropped reason=queue_full, false (as before).
-//            A grant written directly replaces a queued one for the same key.
-//  lookup(): a queued live grant for the key answers Yes (even while the store is down);
-//            otherwise the durable store answers (Yes, No, or TempFail when it cannot tell).
+//            A grant written directly replaces a queued one for the same key and user.
+//  lookup(): a queued live grant for the key that the MAIL FROM belongs to answers Yes (even
+//            while the store is down); otherwise the durable store is asked, and the
+//            address's queued grants count with what it answers (core::pickGrant). If it
+//            cannot tell, TempFail (a queued grant of another user of the address cannot say
+//            whether this sender's own grant is stored).
 //  flush():  writes queued grants through with their original expiry (never extended; a
 //            later grant already stored wins). event=grant.written_through per grant; a
 //            grant that expired while queued is dropped without a log line (counted).
@@ -61,7 +66,8 @@ public:
 
     using core::GrantStore::grant;
     bool grant(const core::ClientAddress& client, const core::Grant& grant) override;
-    core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override;
+    using core::GrantStore::lookup;
+    core::Answer lookup(const core::ClientAddress& client, const std::string& sender, core::Grant* out) override;
 
     struct FlushResult {
         std::size_t written = 0;   // written through (or superseded by a later stored grant)
@@ -89,7 +95,8 @@ private:
         std::uint64_t seq = 0;  // which login queued it (a newer one may replace it mid-write)
     };
 
-    bool takeIfLive(const std::string& key, core::Grant* out);
+    using Slot = std::pair<std::string, std::string>;  // (key, user)
+    std::vector<core::Grant> liveFor(const std::string& key);
     std::size_t dropExpiredLocked(std::chrono::system_clock::time_point now);
     void kick();
     void run();
@@ -101,7 +108,7 @@ private:
 
     mutable std::mutex mutex_;
     std::condition_variable wake_;
-    std::unordered_map<std::string, Pending> pending_;
+    std::map<Slot, Pending> pending_;  // ordered: the grants of one key are adjacent
     std::atomic<std::size_t> size_{0};  // pending_.size(), read without the lock on the lookup path
     std::uint64_t nextSeq_ = 0;
     bool kicked_ = false;

@@ -50,7 +50,7 @@ bool RelayPolicy::isRoutingLocalPart(const std::string& localPart) {
     return localPart.find_first_of("%!@") != std::string::npos;
 }
 
-RcptVerdict RelayPolicy::decide(const smtp::ParsedPath& rcpt, const RecipientContext& ctx) {
+RcptVerdict RelayPolicy::decide(const smtp::ParsedPath& rcpt, const RecipientContext& ctx, const std::string& sender) {
     if (!rcpt.ok || rcpt.isNull)
         return make(Kind::Reject, smtp::Reply(501, smtp::Enhanced::BadDestinationSyntax, "Bad recipient address syntax"),
                     "bad_syntax");
@@ -106,7 +106,7 @@ RcptVerdict RelayPolicy::decide(const smtp::ParsedPath& rcpt, const RecipientCon
     // never costs a grant lookup (which may be a PostgreSQL round trip).
     if (ctx.grants) {
         core::Grant grant;
-        switch (ctx.grants->lookup(ctx.client, &grant)) {
+        switch (ctx.grants->lookup(ctx.client, sender, &grant)) {
         case core::Answer::Yes: {
             RcptVerdict v = make(Kind::Accept, smtp::replies::recipientOk(), "relay_grant");
             v.forwards.push_back(rcpt.address());

@@ -76,11 +76,14 @@ public:
     //       lookupRecipient: Yes -> Accept (mailboxes, forwards), No -> postmaster (any case)
     //       and, when configured, abuse: RoleAddressPolicy::redirect (RFC 5321 4.5.1, RFC
     //       2142: always accepted); anything else 550 5.1.1 User unknown; TempFail -> 451 4.3.0.
-    //  4. remote: authenticated -> Accept; else grants && grants->lookup(client):
+    //  4. remote: authenticated -> Accept; else grants && grants->lookup(client, sender):
     //       Yes -> Accept (viaGrant), TempFail -> 451 4.3.0, No -> 554 5.7.1 Relay access
     //       denied. The grant store is only asked here, never for local recipients.
+    //       `sender` (the MAIL FROM, "" for <>) picks among several users' grants for the
+    //       address (subscribers behind one NAT address): the one it belongs to.
     // `rcpt` must be ok (a parse failure is the command parser's reply); if not: 501 5.1.3.
-    static RcptVerdict decide(const smtp::ParsedPath& rcpt, const RecipientContext& ctx);
+    static RcptVerdict decide(const smtp::ParsedPath& rcpt, const RecipientContext& ctx,
+                              const std::string& sender = std::string());
 
     // True if `localPart` routes somewhere else by an old convention (RFC 5321 3.6.1
     // source routing's heirs: '%' hack, UUCP bang paths, embedded '@').

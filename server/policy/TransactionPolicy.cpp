@@ -55,7 +55,7 @@ SenderVerdict TransactionPolicy::decideSender(const smtp::ParsedPath& sender, co
 }
 
 RcptVerdict TransactionPolicy::decideRecipient(const smtp::ParsedPath& rcpt, const RecipientRequest& req) {
-    RcptVerdict v = RelayPolicy::decide(rcpt, req.relay);
+    RcptVerdict v = RelayPolicy::decide(rcpt, req.relay, req.sender.isNull ? std::string() : req.sender.address());
     if (v.kind != RcptVerdict::Kind::Accept) return v;
     if (req.usage) {
         // Quotas, checked here (as Dovecot's lmtp_rcpt_check_quota) so the sender learns it

@@ -190,6 +190,32 @@ def test_pop_before_smtp_across_nodes_and_expiry():
         expect(r, 554, "5.7.1", what="relay on B directly after the grant expired")
 
 
+def test_subscribers_behind_one_nat_address_each_relay_on_every_node():
+    """Subscribers sharing one public address (a carrier-grade NAT) each keep their own
+    grant in the shared table (schema/postgres/010_grants_per_user.sql): before, each POP3
+    login replaced the address's row, so only the last one to poll could relay, on any node.
+    alice polls on node A, erin on node B, from the same address; each relays as herself on
+    both nodes (each node's grant cache has only what it saw: a miss for a MAIL FROM asks
+    PostgreSQL), and bob, who did not poll, still cannot."""
+    with Cluster(balancer=False) as c:
+        c.a.pop3_login(ALICE, ALICE_PW, tls="implicit", source="127.0.0.6").quit()
+        expect(relay_attempt(lambda: c.b.smtp("mx", source="127.0.0.6"), sender=ALICE), 250, "2.1.5",
+               what="alice on node B")  # node B now has alice's grant cached
+        c.b.pop3_login(ERIN, ERIN_PW, tls="implicit", source="127.0.0.6").quit()
+        check_eq(c.pg.sql("SELECT key || ' ' || user_name FROM pop_before_smtp_grants ORDER BY user_name"),
+                 ["127.0.0.6 " + ALICE, "127.0.0.6 " + ERIN], "one row per user of the address")
+        for node in (c.a, c.b):
+            for who in (ALICE, ERIN):
+                s = node.smtp("mx", source="127.0.0.6")
+                marker, data = make_message(sender=who, to=REMOTE)
+                expect(send_via(s, who, REMOTE, data), 250, what="%s relays on node %s" % (who, node.node_id))
+                quit_quietly(s)
+                node.log_contains(r"event=message\.accept .*via=pop_before_smtp grant_user=%s"
+                                  % who.replace(".", r"\."))
+            r = relay_attempt(lambda: node.smtp("mx", source="127.0.0.6"), sender=BOB)
+            expect(r, 554, "5.7.1", what="bob (no POP3 login) on node %s" % node.node_id)
+
+
 def test_a_grant_carries_its_users_own_limits_to_the_other_node():
     """A grant relays as its POP3 user with that user's own outbound limits, on every node:
     the limits travel with the grant in the shared table (pop_before_smtp_grants.limits,

@@ -81,6 +81,30 @@ def test_grant_belongs_to_the_user_who_earned_it():
         s.quit()
 
 
+def test_subscribers_sharing_an_address_each_relay_as_themselves():
+    """Several subscribers behind one NAT address each keep their own grant: before, each
+    POP3 login replaced the address's grant, so only the last one to poll could relay (the
+    others' MAIL FROM got 554 while the option below is on, as shipped)."""
+    dave, dave_pw = "dave@example.test", DEFAULT_USERS["dave@example.test"]["password"]
+    bob = "bob@example.test"
+    with Postern() as p:
+        p.pop3_login(dave, dave_pw, tls="implicit", source="127.0.0.8").quit()
+        p.pop3_login(ALICE, ALICE_PW, tls="implicit", source="127.0.0.8").quit()
+        for sender, holder in ((dave, dave), ("team@example.test", dave), (ALICE, ALICE)):
+            s = p.smtp("mx", source="127.0.0.8")
+            expect(s.mail(sender), 250)
+            expect(s.rcpt(REMOTE), 250, "2.1.5", what="%s relays on %s's grant" % (sender, holder))
+            marker, msg = make_message(sender=sender, to=REMOTE)
+            expect(s.data(msg), 250, what="DATA as %s" % sender)
+            s.quit()
+            p.log_contains(r"event=message\.accept .*via=pop_before_smtp grant_user=%s" % holder.replace(".", r"\."))
+        # A subscriber of the address who did not log in still cannot ride on the others'.
+        s = p.smtp("mx", source="127.0.0.8")
+        expect(s.mail(bob), 250)
+        expect(s.rcpt(REMOTE), 554, "5.7.1", what="bob (no POP3 login) on the others' grants")
+        s.quit()
+
+
 def test_grant_does_not_replace_auth_on_submission():
     with Postern() as p:
         p.pop3_login(ALICE, ALICE_PW, tls="implicit", source="127.0.0.7").quit()

@@ -92,17 +92,48 @@ BOOST_AUTO_TEST_CASE(expiry_with_fake_clock) {
     BOOST_TEST(store.size() == 0u);  // forgotten lazily
 }
 
-BOOST_AUTO_TEST_CASE(renewal_replaces_grant) {
+BOOST_AUTO_TEST_CASE(renewal_replaces_the_users_grant) {
     FakeClock clock;
     MemoryGrantStore store(600s, 128, clock.fn());
     store.grant(addr("192.0.2.7"), "bob");
     clock.now += 500s;
-    store.grant(addr("192.0.2.7"), "alice");
+    store.grant(addr("192.0.2.7"), "bob");
     clock.now += 500s;
     core::Grant g;
-    BOOST_TEST((store.lookup(addr("192.0.2.7"), &g) == core::Answer::Yes));
-    BOOST_TEST(g.user == "alice");
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "bob", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "bob");
+    BOOST_TEST((g.expires == clock.now + 100s));
     BOOST_TEST(store.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(users_sharing_an_address_each_keep_their_grant) {
+    // Subscribers behind one NAT address: a newer login of one does not take the address
+    // from the others; a relay goes on the grant its MAIL FROM belongs to.
+    FakeClock clock;
+    MemoryGrantStore store(600s, 128, clock.fn());
+    store.grant(addr("192.0.2.7"), "bob@example.test", {"bob@example.test", "Sales@Example.Test"});
+    clock.now += 100s;
+    store.grant(addr("192.0.2.7"), "alice@example.test");
+    BOOST_TEST(store.size() == 2u);
+    core::Grant g;
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "bob@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "bob@example.test");
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "sales@EXAMPLE.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "bob@example.test");  // one of bob's senders, any case
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "Alice@Example.Test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "alice@example.test");
+    // Nobody's sender (or <>): the grant that expires last.
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "eve@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "alice@example.test");
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "alice@example.test");
+    // bob's grant expires first; alice's stays.
+    clock.now += 500s;
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "bob@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "alice@example.test");
+    BOOST_TEST(store.size() == 1u);  // bob's forgotten lazily
+    clock.now += 100s;
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "alice@example.test", &g) == core::Answer::No));
 }
 
 BOOST_AUTO_TEST_CASE(sweep_removes_only_expired) {

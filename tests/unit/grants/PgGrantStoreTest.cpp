@@ -76,12 +76,24 @@ BOOST_AUTO_TEST_CASE(upsert_lookup_and_expiry, *boost::unit_test::precondition(W
     BOOST_TEST(db.one("SELECT user_name || ' ' || (last_used IS NOT NULL) FROM pop_before_smtp_grants WHERE key = '192.0.2.7'") ==
                "bob@example.test true");
 
-    // A newer login from the same address replaces the grant (one row, new user, no last_used).
-    BOOST_TEST(store.grant(addr("192.0.2.7"), "alice@example.test"));
+    // A newer login of the same user renews its row (no last_used).
+    BOOST_TEST(store.grant(addr("192.0.2.7"), "bob@example.test"));
+    BOOST_TEST(db.one("SELECT count(*) || ' ' || bool_and(last_used IS NULL) FROM pop_before_smtp_grants") == "1 true");
+    // Another user from the same address (a shared NAT address) gets a row of its own; each
+    // MAIL FROM is answered with its own user's grant, nobody's with the one expiring last.
+    BOOST_TEST(store.grant(addr("192.0.2.7"), "alice@example.test", {"alice@example.test", "ali@example.test"}));
+    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants") == "2");
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "bob@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "bob@example.test");
+    // Only the row relayed on gets its last_used stamp.
+    BOOST_TEST(db.one("SELECT string_agg(user_name || '=' || (last_used IS NOT NULL), ',' ORDER BY user_name)"
+                      " FROM pop_before_smtp_grants") == "alice@example.test=false,bob@example.test=true");
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "ALI@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "alice@example.test");
     BOOST_TEST((store.lookup(addr("192.0.2.7"), &g) == core::Answer::Yes));
     BOOST_TEST(g.user == "alice@example.test");
-    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants") == "1");
     BOOST_TEST((store.lookup(addr("192.0.2.8"), nullptr) == core::Answer::No));
+    db.sql("DELETE FROM pop_before_smtp_grants WHERE user_name = 'alice@example.test'");
 
     // Expiry on the database's clock: a 1 s grant answers No once it lapsed.
     PgGrantStore shortLived(pool, grantSettings(1s));
@@ -94,6 +106,30 @@ BOOST_AUTO_TEST_CASE(upsert_lookup_and_expiry, *boost::unit_test::precondition(W
     BOOST_REQUIRE(swept.has_value());
     BOOST_TEST(*swept == 1u);
     BOOST_TEST(db.one("SELECT string_agg(key, ',') FROM pop_before_smtp_grants") == "192.0.2.7");
+}
+
+BOOST_AUTO_TEST_CASE(the_cache_answers_only_for_the_senders_own_grant, *boost::unit_test::precondition(WithPg())) {
+    // Two nodes sharing the table, each with its own cache. Node B has bob's grant for the
+    // address cached; a grant alice gets there on node A a moment later must be seen on
+    // node B at once for alice's MAIL FROM (not answered with bob's cached grant: a 554).
+    Db db;
+    db.sql("TRUNCATE pop_before_smtp_grants");
+    pg::Pool pool(settings());
+    PgGrantStore nodeA(pool, grantSettings(600s, 128, 60s));
+    PgGrantStore nodeB(pool, grantSettings(600s, 128, 60s));
+    BOOST_TEST(nodeA.grant(addr("192.0.2.30"), "bob@example.test"));
+    core::Grant g;
+    BOOST_TEST((nodeB.lookup(addr("192.0.2.30"), "bob@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(nodeA.grant(addr("192.0.2.30"), "alice@example.test"));
+    BOOST_TEST((nodeB.lookup(addr("192.0.2.30"), "alice@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "alice@example.test");
+    // bob's is answered from node B's cache (the row is gone, the cache has not lapsed).
+    db.sql("DELETE FROM pop_before_smtp_grants WHERE user_name = 'bob@example.test'");
+    BOOST_TEST((nodeB.lookup(addr("192.0.2.30"), "bob@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "bob@example.test");
+    // A MAIL FROM of nobody's is asked of PostgreSQL: alice's, the one left.
+    BOOST_TEST((nodeB.lookup(addr("192.0.2.30"), "eve@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "alice@example.test");
 }
 
 BOOST_AUTO_TEST_CASE(a_replica_miss_is_asked_on_the_primary, *boost::unit_test::precondition(WithPg())) {
@@ -121,6 +157,34 @@ BOOST_AUTO_TEST_CASE(a_replica_miss_is_asked_on_the_primary, *boost::unit_test::
         BOOST_TEST(reads.counts().replicaReads >= 2u);  // the replica was asked (and missed) each time
     }
     db.sql("DROP SCHEMA stale_replica CASCADE");
+}
+
+BOOST_AUTO_TEST_CASE(a_replica_hit_is_taken_unless_the_row_relayed_on_is_due_for_its_stamp,
+                     *boost::unit_test::precondition(WithPg())) {
+    // The "replica" (the same server, its own grants table first on the search_path) has two
+    // users' grants for one address; the primary has none, so an answer from the primary is
+    // No. bob's row was stamped a moment ago, alice's never: bob's relay is answered by the
+    // replica; alice's needs the stamp (a write), so the primary is asked.
+    Db db;
+    db.sql("TRUNCATE pop_before_smtp_grants");
+    db.sql("DROP SCHEMA IF EXISTS nat_replica CASCADE");
+    db.sql("CREATE SCHEMA nat_replica");
+    db.sql("CREATE TABLE nat_replica.pop_before_smtp_grants (LIKE public.pop_before_smtp_grants INCLUDING ALL)");
+    db.sql("INSERT INTO nat_replica.pop_before_smtp_grants (key, user_name, created, expires, last_used) VALUES"
+           " ('192.0.2.40', 'bob@example.test', now(), now() + interval '10 minutes', now()),"
+           " ('192.0.2.40', 'alice@example.test', now(), now() + interval '20 minutes', NULL)");
+    const std::string replicaInfo =
+        std::string(envOrNull("POSTERN_TEST_PG_CONNINFO")) + " options='-csearch_path=nat_replica,public'";
+    {
+        pg::Pool pool(settings());
+        pg::ReadRouter reads(pool, std::make_unique<pg::Pool>(settingsFor(replicaInfo.c_str())), 1000ms, "test");
+        PgGrantStore store(pool, grantSettings(600s), &reads);
+        core::Grant g;
+        BOOST_TEST((store.lookup(addr("192.0.2.40"), "bob@example.test", &g) == core::Answer::Yes));
+        BOOST_TEST(g.user == "bob@example.test");
+        BOOST_TEST((store.lookup(addr("192.0.2.40"), "alice@example.test", &g) == core::Answer::No));
+    }
+    db.sql("DROP SCHEMA nat_replica CASCADE");
 }
 
 BOOST_AUTO_TEST_CASE(ipv6_prefix_and_mapped_keys, *boost::unit_test::precondition(WithPg())) {
@@ -175,8 +239,8 @@ BOOST_AUTO_TEST_CASE(concurrent_grants_lookups_and_sweeps, *boost::unit_test::pr
                 if (!store.grant(addr(ip), user))
                     ++failures;
                 core::Grant g;
-                // Another thread may have replaced the user, but a grant for the key exists.
-                if (store.lookup(addr(ip), &g) != core::Answer::Yes || g.user.empty())
+                // Each thread's user has its own grant for the key (four per address).
+                if (store.lookup(addr(ip), user, &g) != core::Answer::Yes || g.user != user)
                     ++failures;
             }
         });
@@ -185,7 +249,7 @@ BOOST_AUTO_TEST_CASE(concurrent_grants_lookups_and_sweeps, *boost::unit_test::pr
         th.join();
     BOOST_TEST(failures.load() == 0);
     BOOST_TEST(swept.load() == 5000u);
-    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants") == "25");
+    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants") == "100");
     BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants WHERE expires <= now()") == "0");
 }
 
@@ -200,7 +264,8 @@ BOOST_AUTO_TEST_CASE(revoke_user_and_bounded_cache, *boost::unit_test::precondit
 
     // A caching node keeps answering Yes for at most cache_ttl after another node revokes.
     PgGrantStore caching(pool, grantSettings(600s, 128, 400ms));
-    BOOST_TEST((caching.lookup(addr("192.0.2.1"), nullptr) == core::Answer::Yes));
+    const std::string bob = "bob@example.test";  // the cache answers only for the grant's own user
+    BOOST_TEST((caching.lookup(addr("192.0.2.1"), bob, nullptr) == core::Answer::Yes));
     auto n = node.revokeUser("bob@example.test");
     BOOST_REQUIRE(n.has_value());
     BOOST_TEST(*n == 2u);
@@ -208,12 +273,12 @@ BOOST_AUTO_TEST_CASE(revoke_user_and_bounded_cache, *boost::unit_test::precondit
     BOOST_TEST((node.lookup(addr("192.0.2.2"), nullptr) == core::Answer::No));
     BOOST_TEST((node.lookup(addr("192.0.2.3"), nullptr) == core::Answer::Yes));
     const auto revokedAt = std::chrono::steady_clock::now();
-    BOOST_TEST((caching.lookup(addr("192.0.2.1"), nullptr) == core::Answer::Yes));  // stale, within the bound
-    BOOST_TEST(eventually([&] { return caching.lookup(addr("192.0.2.1"), nullptr) == core::Answer::No; }, 2000ms));
+    BOOST_TEST((caching.lookup(addr("192.0.2.1"), bob, nullptr) == core::Answer::Yes));  // stale, within the bound
+    BOOST_TEST(eventually([&] { return caching.lookup(addr("192.0.2.1"), bob, nullptr) == core::Answer::No; }, 2000ms));
     BOOST_TEST((std::chrono::steady_clock::now() - revokedAt < 1000ms));
     // No negative caching: a grant made elsewhere is seen at once.
     BOOST_TEST(node.grant(addr("192.0.2.1"), "bob@example.test"));
-    BOOST_TEST((caching.lookup(addr("192.0.2.1"), nullptr) == core::Answer::Yes));
+    BOOST_TEST((caching.lookup(addr("192.0.2.1"), bob, nullptr) == core::Answer::Yes));
 }
 
 BOOST_AUTO_TEST_CASE(unreachable_database_is_tempfail) {

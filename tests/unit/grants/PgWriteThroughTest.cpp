@@ -69,7 +69,10 @@ public:
     std::atomic<bool> isUp{false};
     using core::GrantStore::grant;
     bool grant(const core::ClientAddress& c, const core::Grant& g) override { return cur().grant(c, g); }
-    core::Answer lookup(const core::ClientAddress& c, core::Grant* out) override { return cur().lookup(c, out); }
+    using core::GrantStore::lookup;
+    core::Answer lookup(const core::ClientAddress& c, const std::string& sender, core::Grant* out) override {
+        return cur().lookup(c, sender, out);
+    }
     std::string keyText(const core::ClientAddress& c) const override { return up_.keyText(c); }
     std::chrono::seconds lifetime() const override { return up_.lifetime(); }
     WriteResult writeThrough(const std::string& k, const core::Grant& g, TimePoint created) override {
@@ -111,14 +114,22 @@ BOOST_AUTO_TEST_CASE(write_through_keeps_the_login_times_and_never_shortens, *bo
     BOOST_TEST(times(db, "192.0.2.7") ==
                std::to_string(micros(created)) + " " + std::to_string(micros(created + 600s)) + " bob@example.test");
 
-    // A newer login stored since wins over an older held grant.
+    // A newer login of the user stored since wins over its older held grant.
     BOOST_TEST(store.grant(ip("192.0.2.8"), "new@example.test"));
     const std::string newer = times(db, "192.0.2.8");
-    const core::Grant older{"old@example.test", {"old@example.test"}, created + 600s, {}};
+    const core::Grant older{"new@example.test", {"new@example.test"}, created + 600s, {}};
     BOOST_TEST((store.writeThrough("192.0.2.8", older, created) == DurableGrantStore::WriteResult::Superseded));
     BOOST_TEST(times(db, "192.0.2.8") == newer);
     BOOST_TEST((store.lookup(ip("192.0.2.8"), &g) == core::Answer::Yes));
     BOOST_TEST(g.user == "new@example.test");
+
+    // Another user's held grant for the address is written beside it (a shared NAT address).
+    const core::Grant other{"old@example.test", {"old@example.test"}, created + 600s, {}};
+    BOOST_TEST((store.writeThrough("192.0.2.8", other, created) == DurableGrantStore::WriteResult::Written));
+    BOOST_TEST(db.one("SELECT string_agg(user_name, ',' ORDER BY user_name) FROM pop_before_smtp_grants"
+                      " WHERE key = '192.0.2.8'") == "new@example.test,old@example.test");
+    BOOST_TEST((store.lookup(ip("192.0.2.8"), "old@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "old@example.test");
 }
 
 BOOST_AUTO_TEST_CASE(write_behind_over_postgres_through_an_outage, *boost::unit_test::precondition(WithPg())) {
@@ -135,8 +146,8 @@ BOOST_AUTO_TEST_CASE(write_behind_over_postgres_through_an_outage, *boost::unit_
     BOOST_TEST(store.grant(ip("192.0.2.9"), "bob@example.test"));  // held
     const auto after = std::chrono::system_clock::now();
     BOOST_TEST(store.queued() == 1u);
-    BOOST_TEST((store.lookup(ip("192.0.2.9"), nullptr) == core::Answer::Yes));
-    BOOST_TEST((store.lookup(ip("192.0.2.10"), nullptr) == core::Answer::TempFail));
+    BOOST_TEST((store.lookup(ip("192.0.2.9"), "bob@example.test", nullptr) == core::Answer::Yes));
+    BOOST_TEST((store.lookup(ip("192.0.2.10"), "bob@example.test", nullptr) == core::Answer::TempFail));
     BOOST_TEST(store.flush().failed);
     BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants") == "0");
 

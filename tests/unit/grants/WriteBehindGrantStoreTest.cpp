@@ -63,7 +63,8 @@ public:
         rows_[keyText(client)] = Row{stored, now};
         return true;
     }
-    core::Answer lookup(const core::ClientAddress& client, core::Grant* out) override {
+    using core::GrantStore::lookup;
+    core::Answer lookup(const core::ClientAddress& client, const std::string&, core::Grant* out) override {
         if (down) return core::Answer::TempFail;
         std::lock_guard l(m_);
         auto it = rows_.find(keyText(client));
@@ -162,10 +163,13 @@ BOOST_AUTO_TEST_CASE(store_down_grant_is_held_and_honoured_here_at_once) {
     BOOST_TEST(store.queued() == 1u);
     BOOST_TEST(counts["grant.queued"] == 1);
     core::Grant g;
-    BOOST_TEST((store.lookup(addr("192.0.2.7"), &g) == core::Answer::Yes));
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "B@example.test", &g) == core::Answer::Yes));
     BOOST_TEST(g.user == "bob@example.test");
     BOOST_TEST(g.senders.size() == 2u);
     BOOST_TEST((g.expires == clock.now + 600s));
+    // A MAIL FROM that is not bob's: another user of the address may hold a stored grant the
+    // store cannot tell about now (never "yes" on bob's grant, which would be a 554).
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "carl@example.test", nullptr) == core::Answer::TempFail));
     // Another address: the store cannot tell, and neither can we (never "no").
     BOOST_TEST((store.lookup(addr("192.0.2.8"), nullptr) == core::Answer::TempFail));
     // Nothing reached the durable store yet.
@@ -207,14 +211,17 @@ BOOST_AUTO_TEST_CASE(queue_is_bounded_and_a_full_queue_refuses_the_new_grant) {
     BOOST_TEST(store.queued() == 2u);
     BOOST_TEST(counts["grant.dropped_full"] == 1);
     BOOST_TEST((store.lookup(addr("192.0.2.3"), nullptr) == core::Answer::TempFail));
-    // A newer login from a queued key replaces its entry: no growth, not refused.
+    // A newer login of a queued user replaces its entry: no growth, not refused.
     clock.advance(10s);
-    BOOST_TEST(store.grant(addr("192.0.2.2"), "b2@example.test"));
+    BOOST_TEST(store.grant(addr("192.0.2.2"), "b@example.test"));
     BOOST_TEST(store.queued() == 2u);
     core::Grant g;
-    BOOST_TEST((store.lookup(addr("192.0.2.2"), &g) == core::Answer::Yes));
-    BOOST_TEST(g.user == "b2@example.test");
+    BOOST_TEST((store.lookup(addr("192.0.2.2"), "b@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "b@example.test");
     BOOST_TEST((g.expires == clock.now + 600s));
+    // Another user of a queued address is another entry: refused while the queue is full.
+    BOOST_TEST(!store.grant(addr("192.0.2.2"), "b2@example.test"));
+    BOOST_TEST(counts["grant.dropped_full"] == 2);
     // Expired entries make room before a grant is refused.
     clock.advance(595s);  // the 192.0.2.1 grant expires, 192.0.2.2 (renewed) does not
     BOOST_TEST(store.grant(addr("192.0.2.3"), "c@example.test"));
@@ -252,9 +259,9 @@ BOOST_AUTO_TEST_CASE(expired_held_grant_is_not_honoured) {
     durable.down = true;
     BOOST_TEST(store.grant(addr("192.0.2.7"), "bob@example.test"));
     clock.advance(599s);
-    BOOST_TEST((store.lookup(addr("192.0.2.7"), nullptr) == core::Answer::Yes));
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "bob@example.test", nullptr) == core::Answer::Yes));
     clock.advance(1s);
-    BOOST_TEST((store.lookup(addr("192.0.2.7"), nullptr) == core::Answer::TempFail));  // the store's answer
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "bob@example.test", nullptr) == core::Answer::TempFail));  // the store's
     BOOST_TEST(store.queued() == 0u);
     BOOST_TEST(counts["grant.dropped_expired"] == 1);
 }
@@ -276,18 +283,46 @@ BOOST_AUTO_TEST_CASE(a_later_stored_grant_is_never_shortened) {
     BOOST_TEST((row->grant.expires == clock.now + 600s));
 }
 
-BOOST_AUTO_TEST_CASE(a_direct_write_replaces_the_held_grant_of_that_key) {
+BOOST_AUTO_TEST_CASE(a_direct_write_replaces_the_held_grant_of_that_key_and_user) {
     WriteBehindGrantStore store(durable, limit(10), counts, clock.fn());
     durable.down = true;
     BOOST_TEST(store.grant(addr("192.0.2.7"), "old@example.test"));
     BOOST_TEST(store.grant(addr("192.0.2.8"), "other@example.test"));
     durable.down = false;
     clock.advance(5s);
-    BOOST_TEST(store.grant(addr("192.0.2.7"), "new@example.test"));
+    BOOST_TEST(store.grant(addr("192.0.2.7"), "old@example.test"));
     BOOST_TEST(store.queued() == 1u);  // only 192.0.2.8 is still held
     core::Grant g;
-    BOOST_TEST((store.lookup(addr("192.0.2.7"), &g) == core::Answer::Yes));
-    BOOST_TEST(g.user == "new@example.test");
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "old@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "old@example.test");
+    BOOST_TEST((g.expires == clock.now + 600s));
+}
+
+BOOST_AUTO_TEST_CASE(users_sharing_an_address_each_relay_on_their_own_grant) {
+    // Subscribers behind one NAT address: ann's grant is held here (the store was down),
+    // bob's was stored since. Each MAIL FROM gets its own user's grant, wherever it is.
+    WriteBehindGrantStore store(durable, limit(10), counts, clock.fn());
+    durable.down = true;
+    BOOST_TEST(store.grant(addr("192.0.2.7"), "ann@example.test"));
+    clock.advance(5s);
+    durable.down = false;
+    BOOST_TEST(durable.grant(addr("192.0.2.7"), "bob@example.test"));  // another node
+    BOOST_TEST(store.queued() == 1u);
+    core::Grant g;
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "ann@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "ann@example.test");
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "bob@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "bob@example.test");
+    // Nobody's sender: the grant that expires last, the stored or the held one.
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "bob@example.test");
+    clock.advance(1s);
+    durable.down = true;
+    BOOST_TEST(store.grant(addr("192.0.2.7"), "carl@example.test"));  // held, expires last
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "ann@example.test", &g) == core::Answer::Yes));
+    BOOST_TEST(g.user == "ann@example.test");
+    // bob's grant is stored, which the store cannot confirm now: not carl's grant instead.
+    BOOST_TEST((store.lookup(addr("192.0.2.7"), "bob@example.test", &g) == core::Answer::TempFail));
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_write_stops_the_pass_and_keeps_the_rest) {
@@ -299,7 +334,7 @@ BOOST_AUTO_TEST_CASE(a_failed_write_stops_the_pass_and_keeps_the_rest) {
     BOOST_TEST(durable.writeAttempts == 1);  // one slow attempt per pass, not one per grant
     BOOST_TEST(store.queued() == 3u);
     for (int i = 1; i <= 3; ++i)
-        BOOST_TEST((store.lookup(addr("192.0.2." + std::to_string(i)), nullptr) == core::Answer::Yes));
+        BOOST_TEST((store.lookup(addr("192.0.2." + std::to_string(i)), "u@example.test", nullptr) == core::Answer::Yes));
 }
 
 BOOST_AUTO_TEST_CASE(retry_thread_writes_through_when_the_store_is_back) {
@@ -373,7 +408,7 @@ BOOST_AUTO_TEST_CASE(concurrent_grants_and_lookups_while_down) {
             for (int i = 0; i < 50; ++i) {
                 const auto a = addr("10.0." + std::to_string(t) + "." + std::to_string(i));
                 store.grant(a, "u@example.test");
-                if (store.lookup(a, nullptr) == core::Answer::Yes) ++yes;
+                if (store.lookup(a, "u@example.test", nullptr) == core::Answer::Yes) ++yes;
             }
         });
     for (auto& th : threads) th.join();

@@ -66,8 +66,11 @@ public:
     int lookups = 0;
     using core::GrantStore::grant;
     bool grant(const core::ClientAddress&, const core::Grant&) override { return true; }
-    core::Answer lookup(const core::ClientAddress&, core::Grant* out) override {
+    std::string sender;  // what the last lookup was asked for
+    using core::GrantStore::lookup;
+    core::Answer lookup(const core::ClientAddress&, const std::string& from, core::Grant* out) override {
         ++lookups;
+        sender = from;
         if (answer == core::Answer::Yes && out)
             out->user = "granted-user";
         return answer;
@@ -225,6 +228,21 @@ BOOST_DATA_TEST_CASE(pop_before_smtp_grant, bdata::make(grantCases), c) {
     } else {
         BOOST_TEST(v.forwards.empty());
     }
+}
+
+BOOST_AUTO_TEST_CASE(the_grant_store_is_asked_for_the_mail_from) {
+    // Several users may hold grants for one (NAT) address: the store picks by MAIL FROM.
+    FakeDirectory dir;
+    FakeGrants grants;
+    grants.answer = core::Answer::Yes;
+    smtp::ParsedPath p = smtp::parsePath("<carol@remote.example>", smtp::PathKind::Forward);
+    core::ClientAddress c = client();
+    RecipientContext ctx{false, c, dir, &grants, "local.example"};
+    RcptVerdict v = RelayPolicy::decide(p, ctx, "Ann@Local.Example");
+    BOOST_TEST((v.kind == Kind::Accept));
+    BOOST_TEST(grants.sender == "Ann@Local.Example");
+    v = RelayPolicy::decide(p, ctx);  // <>
+    BOOST_TEST(grants.sender.empty());
 }
 
 BOOST_AUTO_TEST_CASE(postmaster) {

@@ -55,7 +55,8 @@ public:
     core::Answer answer = core::Answer::Yes;
     using core::GrantStore::grant;
     bool grant(const core::ClientAddress&, const core::Grant&) override { return true; }
-    core::Answer lookup(const core::ClientAddress&, core::Grant* out) override {
+    using core::GrantStore::lookup;
+    core::Answer lookup(const core::ClientAddress&, const std::string&, core::Grant* out) override {
         if (answer == core::Answer::Yes && out) {
             out->user = "ann@local.example";
             out->senders = {"ann@local.example", "sales@local.example"};

@@ -134,7 +134,10 @@ public:
         made.push_back(grant);
         return result;
     }
-    core::Answer lookup(const core::ClientAddress&, core::Grant*) override { return core::Answer::No; }
+    using core::GrantStore::lookup;
+    core::Answer lookup(const core::ClientAddress&, const std::string&, core::Grant*) override {
+        return core::Answer::No;
+    }
     std::vector<std::pair<std::string, std::string>> grants;  // (ip, user)
     std::vector<core::Grant> made;
     bool result = true;

@@ -61,7 +61,8 @@ struct FakeGrants : core::GrantStore {
         ips.insert(c.host());
         return true;
     }
-    core::Answer lookup(const core::ClientAddress& c, core::Grant* g) override {
+    using core::GrantStore::lookup;
+    core::Answer lookup(const core::ClientAddress& c, const std::string&, core::Grant* g) override {
         if (!ips.count(c.host())) return core::Answer::No;
         if (g) {
             g->user = "alice@example.test";
