@@ -4,6 +4,7 @@
 
 #include "core/EventLine.h"
 #include "core/Network.h"
+#include "core/Utf8.h"
 
 #include <Poco/Logger.h>
 #include <Poco/Net/IPAddress.h>
@@ -86,6 +87,8 @@ bool MemoryGrantStore::grant(const core::ClientAddress& client, const core::Gran
     e.grant.expires = clock_() + lifetime_;
     const std::string& user = grant.user;
     e.ipText = keyText(client);
+    e.owned.push_back(core::asciiLower(grant.user));
+    for (const auto& s : grant.senders) e.owned.push_back(core::asciiLower(s));
     const std::string ipText = e.ipText;
     {
         Shard& shard = shardFor(k);
@@ -108,6 +111,8 @@ bool MemoryGrantStore::grant(const core::ClientAddress& client, const core::Gran
 core::Answer MemoryGrantStore::lookup(const core::ClientAddress& client, const std::string& sender,
                                       core::Grant* out) {
     const std::string k = key(client);
+    // core::pickGrant's rule, on the lower-cased forms kept with each grant.
+    const std::string from = core::asciiLower(sender);
     const auto now = clock_();
     Shard& shard = shardFor(k);
     std::lock_guard<std::mutex> lock(shard.mutex);
@@ -124,7 +129,7 @@ core::Answer MemoryGrantStore::lookup(const core::ClientAddress& client, const s
     }
     const Entry* chosen = nullptr;
     for (const Entry& e : held) {
-        if (core::grantBelongsTo(e.grant, sender)) {
+        if (!from.empty() && std::find(e.owned.begin(), e.owned.end(), from) != e.owned.end()) {
             chosen = &e;
             break;
         }

@@ -54,7 +54,8 @@ public:
 private:
     struct Entry {
         core::Grant grant;
-        std::string ipText;  // for the expiry log line
+        std::string ipText;               // for the expiry log line
+        std::vector<std::string> owned;   // the user and its senders, lower-cased (lookups by MAIL FROM)
     };
     struct Shard {
         mutable std::mutex mutex;

@@ -41,34 +41,37 @@ const pg::Statement GrantWriteThrough{
     " WHERE g.expires < EXCLUDED.expires"
     " RETURNING 1"};
 
-// One round trip: the live rows of the address (one per user: at most a handful, the users
-// who polled from it within the grant lifetime), and (in a data-modifying CTE, which runs
-// whether or not it is read) last_used stamped on the row relayed on when it is older than a
-// minute, so a busy relaying client does not turn every lookup into a write. The row relayed
-// on is core::pickGrant's choice for the MAIL FROM ($2, '' for none), made here too for the
-// stamp: the sender's own user's row, else the one that expires last.
+// Which of an address's live rows a relay goes on, for the MAIL FROM $2 ('' for none): the
+// sender's own user's row (its login or one of its senders, case-insensitively), else the one
+// that expires last (core::pickGrant's rule). Only that row travels: a carrier-grade NAT
+// address may carry many users' grants.
+#define POSTERN_GRANT_PICK_ORDER                                                                  \
+    " ORDER BY ($2 <> '' AND (lower(user_name) = lower($2)"                                       \
+    "           OR lower($2) = ANY (string_to_array(lower(senders), E'\\n')))) DESC, expires DESC" \
+    " LIMIT 1"
+
+// One round trip: the row relayed on, and (in a data-modifying CTE, which runs whether or not
+// it is read) its last_used stamped when it is older than a minute, so a busy relaying client
+// does not turn every lookup into a write.
 const pg::Statement GrantLookup{
     "postern_grant_lookup",
-    "WITH live AS (SELECT key, user_name, expires, last_used, senders, limits FROM pop_before_smtp_grants"
-    "              WHERE key = $1 AND expires > now()),"
-    " pick AS (SELECT key, user_name, last_used FROM live"
-    "          ORDER BY ($2 <> '' AND (lower(user_name) = lower($2)"
-    "                    OR lower($2) = ANY (string_to_array(lower(senders), E'\\n')))) DESC, expires DESC"
-    "          LIMIT 1),"
+    "WITH pick AS (SELECT key, user_name, expires, last_used, senders, limits FROM pop_before_smtp_grants"
+    "              WHERE key = $1 AND expires > now()" POSTERN_GRANT_PICK_ORDER "),"
     " used AS (UPDATE pop_before_smtp_grants g SET last_used = now() FROM pick"
     "          WHERE g.key = pick.key AND g.user_name = pick.user_name"
     "            AND (pick.last_used IS NULL OR pick.last_used < now() - interval '60 seconds')"
     "          RETURNING 1)"
-    " SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders, limits FROM live"};
+    " SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders, limits FROM pick"};
 
 // The read-only lookup a streaming replica can run (no last_used stamp, which is a write):
-// the live rows and whether each one's stamp is due (when it is for the row relayed on, the
-// primary is asked with GrantLookup).
+// the row relayed on and whether its stamp is due (then the primary is asked with GrantLookup).
 const pg::Statement GrantReplicaLookup{
     "postern_grant_replica_lookup",
     "SELECT user_name, (extract(epoch FROM expires) * 1000000)::bigint, senders,"
     " limits, (last_used IS NULL OR last_used < now() - interval '60 seconds')"
-    " FROM pop_before_smtp_grants WHERE key = $1 AND expires > now()"};
+    " FROM pop_before_smtp_grants WHERE key = $1 AND expires > now()" POSTERN_GRANT_PICK_ORDER};
+
+#undef POSTERN_GRANT_PICK_ORDER
 
 // Rows are picked and locked with SKIP LOCKED: a row another node's sweep (or a renewing
 // upsert) holds is left to it, so concurrent sweeps neither wait nor collide. ctid = ANY
@@ -148,38 +151,32 @@ bool PgGrantStore::cachedLookup(const std::string& key, const std::string& sende
     return false;
 }
 
-void PgGrantStore::remember(const std::string& key, std::vector<core::Grant> grants) {
+void PgGrantStore::remember(const std::string& key, const core::Grant& grant) {
     if (settings_.cacheTtl.count() == 0)
         return;
     Shard& shard = shardFor(key);
     const std::size_t perShard = settings_.cacheSize / ShardCount + 1;
     std::lock_guard lock(shard.mutex);
-    if (shard.entries.size() >= perShard && shard.entries.count(key) == 0)
-        shard.entries.clear();  // entries live seconds: dropping them all costs a few queries
-    shard.entries.insert_or_assign(key, Cached{std::move(grants), std::chrono::steady_clock::now()});
-}
-
-void PgGrantStore::rememberOne(const std::string& key, const core::Grant& grant) {
-    if (settings_.cacheTtl.count() == 0)
-        return;
-    {
-        Shard& shard = shardFor(key);
-        std::lock_guard lock(shard.mutex);
-        auto it = shard.entries.find(key);
-        if (it != shard.entries.end()) {
-            // The user's row was just written: it replaces that user's cached grant; the
-            // others of the address and the entry's age stay as they were.
-            auto& held = it->second.grants;
-            auto same = std::find_if(held.begin(), held.end(),
-                                     [&](const core::Grant& g) { return g.user == grant.user; });
-            if (same != held.end())
-                *same = grant;
-            else
-                held.push_back(grant);
-            return;
+    auto it = shard.entries.find(key);
+    if (it != shard.entries.end()) {
+        // The user's grant replaces its cached one; the others of the address and the
+        // entry's age stay as they were.
+        auto& held = it->second.grants;
+        auto same = std::find_if(held.begin(), held.end(), [&](const core::Grant& g) { return g.user == grant.user; });
+        if (same != held.end()) {
+            *same = grant;
+        } else {
+            if (held.size() >= MaxCachedPerKey)  // a busy NAT address: forget the one expiring first
+                held.erase(std::min_element(held.begin(), held.end(), [](const core::Grant& a, const core::Grant& b) {
+                    return a.expires < b.expires;
+                }));
+            held.push_back(grant);
         }
+        return;
     }
-    remember(key, {grant});
+    if (shard.entries.size() >= perShard)
+        shard.entries.clear();  // entries live seconds: dropping them all costs a few queries
+    shard.entries.emplace(key, Cached{{grant}, std::chrono::steady_clock::now()});
 }
 
 void PgGrantStore::forget(const std::string& key) {
@@ -212,7 +209,7 @@ bool PgGrantStore::grant(const core::ClientAddress& client, const core::Grant& g
     }
     core::Grant stored = grant;
     stored.expires = fromMicros(r.rows[0][0]);
-    rememberOne(key, stored);
+    remember(key, stored);
     logger().information(core::EventLine("grant.add")
                              .add("ip", key)
                              .add("user", user)
@@ -244,7 +241,7 @@ DurableGrantStore::WriteResult PgGrantStore::writeThrough(const std::string& key
         forget(key);  // the stored grant is another one: ask PostgreSQL next time
         return WriteResult::Superseded;
     }
-    rememberOne(key, grant);
+    remember(key, grant);
     return WriteResult::Written;
 }
 
@@ -257,45 +254,37 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, const std::
         logger().information(core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", "cache").str());
         return core::Answer::Yes;
     }
-    // The live rows of a result (4 or 5 columns); false on an unexpected shape.
-    auto parse = [](const pg::QueryResult& r, std::vector<core::Grant>& live, std::vector<bool>* due) {
-        for (const auto& row : r.rows) {
-            if (row.size() < 4 || !row[0]) return false;
-            core::Grant one;
-            one.user = *row[0];
-            one.expires = fromMicros(row[1]);
-            one.senders = row[2] ? splitSenders(*row[2]) : std::vector<std::string>{one.user};
-            one.limits = row[3] ? splitLimits(*row[3]) : std::map<std::string, std::string>{};
-            live.push_back(std::move(one));
-            if (due) due->push_back(row.size() < 5 || row[4].value_or("t") != "f");
-        }
+    // The one row of a hit (4 columns, 5 with the replica's "stamp due"); false on another shape.
+    auto parse = [](const pg::QueryResult& r, core::Grant& one, bool* due) {
+        if (r.rows.size() != 1 || r.rows[0].size() < (due ? 5u : 4u) || !r.rows[0][0]) return false;
+        const auto& row = r.rows[0];
+        one.user = *row[0];
+        one.expires = fromMicros(row[1]);
+        one.senders = row[2] ? splitSenders(*row[2]) : std::vector<std::string>{one.user};
+        one.limits = row[3] ? splitLimits(*row[3]) : std::map<std::string, std::string>{};
+        if (due) *due = row[4].value_or("t") != "f";
         return true;
     };
-    std::vector<core::Grant> live;
     const char* src = "db";
+    bool found = false;
     if (reads_) {
         // Only a hit is taken from the replica. A miss is asked on the primary: a standby that
         // has replayed all it received can still lack a grant committed a moment ago on
-        // another node (not yet streamed), and "no grant" is a permanent 554. A hit whose row
-        // is due for its last_used stamp is asked there too (a write). So a miss needs no lag
-        // check (confirmMiss = false): it goes to the primary whatever the lag.
-        std::optional<pg::QueryResult> replica = reads_->readReplica(GrantReplicaLookup, {key}, false);
+        // another node (not yet streamed), and "no grant" is a permanent 554. A hit due for
+        // its last_used stamp is asked there too (a write). So a miss needs no lag check
+        // (confirmMiss = false): it goes to the primary whatever the lag.
+        std::optional<pg::QueryResult> replica = reads_->readReplica(GrantReplicaLookup, {key, sender}, false);
         if (replica && replica->failed()) {
             logger().warning(core::EventLine("grant.lookup_fail").add("ip", key).text("error", replica->error).str());
             return core::Answer::TempFail;
         }
-        std::vector<bool> due;
-        if (replica && replica->ok() && parse(*replica, live, &due) && !live.empty()) {
-            const core::Grant* picked = core::pickGrant(live, sender);
-            if (due[static_cast<std::size_t>(picked - live.data())])
-                live.clear();  // stamp due: the primary
-            else
-                src = "replica";
-        } else {
-            live.clear();
+        bool due = true;
+        if (replica && replica->ok() && parse(*replica, g, &due) && !due) {
+            found = true;
+            src = "replica";
         }
     }
-    if (live.empty()) {
+    if (!found) {
         pg::QueryResult r = pool_.execute(GrantLookup, {key, sender});
         if (r.failed()) {
             // Fail closed both ways: not "no grant" (that would be a permanent relay refusal)
@@ -305,14 +294,13 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, const std::
         }
         if (r.noRows())
             return core::Answer::No;
-        if (!parse(r, live, nullptr) || live.empty()) {
+        if (!parse(r, g, nullptr)) {
             logger().error(
                 core::EventLine("grant.lookup_fail").add("ip", key).text("error", "unexpected result shape").str());
             return core::Answer::TempFail;
         }
     }
-    g = *core::pickGrant(live, sender);
-    remember(key, std::move(live));
+    remember(key, g);
     if (out)
         *out = g;
     logger().information(core::EventLine("grant.use").add("ip", key).add("user", g.user).add("src", src).str());

@@ -89,7 +89,7 @@ public:
 
 private:
     struct Cached {
-        std::vector<core::Grant> grants;  // the address's live rows when fetched (or written since)
+        std::vector<core::Grant> grants;  // grants of the address seen since `fetched` (one per user)
         std::chrono::steady_clock::time_point fetched;
     };
     struct Shard {
@@ -97,11 +97,12 @@ private:
         std::unordered_map<std::string, Cached> entries;
     };
     static constexpr std::size_t ShardCount = 16;
+    static constexpr std::size_t MaxCachedPerKey = 32;  // users' grants cached for one address
 
     Shard& shardFor(const std::string& key);
     bool cachedLookup(const std::string& key, const std::string& sender, core::Grant* out);
-    void remember(const std::string& key, std::vector<core::Grant> grants);
-    void rememberOne(const std::string& key, const core::Grant& grant);
+    // Adds (or replaces) the user's grant in the key's cached set.
+    void remember(const std::string& key, const core::Grant& grant);
     void forget(const std::string& key);
 
     pg::Pool& pool_;
