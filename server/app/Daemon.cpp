@@ -426,6 +426,8 @@ void Daemon::buildServices() {
                                            registry_, *gate_, *outboundLimits_, telemetry_, policy_.get());
     if (accountSecurity_ && settings_.accountSecurity.enabled) services_->hold = accountSecurity_.get();
     services_->usage = mailStore_.get();
+    services_->grantBalancers = core::NetworkList::parse(settings_.grants.balancerNetworks);
+    services_->grantExcluded = core::NetworkList::parse(settings_.grants.excludeNetworks);
     if (clusterMaildrops_) {
         // Penalty check, lease and grant of a POP3 login in one statement (schema 005). The
         // password itself was checked through `auth` (login recording included) before.

@@ -133,6 +133,9 @@ GrantSettings grantSettings(const config::ServerConfig& cfg) {
     s.pg.cacheTtl = cfg.cluster.grantCacheTtl;
     s.writeBehind.queueLimit = static_cast<std::size_t>(cfg.cluster.grantRetryQueue);
     s.writeBehind.retryMax = cfg.cluster.grantRetryBackoffMax;
+    s.excludeNetworks = p.excludeNetworks;
+    for (const auto& l : cfg.listeners)
+        if (!l.proxyTrusted.empty()) s.balancerNetworks += (s.balancerNetworks.empty() ? "" : ", ") + l.proxyTrusted;
     return s;
 }
 

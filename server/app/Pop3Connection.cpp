@@ -65,7 +65,9 @@ void Pop3Connection::run() {
         ports.hold = services_.hold;
         // A balancer that terminated TLS counts as TLS when listener.*.proxy_tls_counts says
         // so (PROXY v2 SSL TLV), as on the SMTP listeners.
-        pop3::Pop3Session session(settings_, ports, pop3::SessionContext{sid, client, ch.isTls() || scope.balancerTls()});
+        pop3::Pop3Session session(settings_, ports,
+                                  pop3::SessionContext{sid, client, ch.isTls() || scope.balancerTls(),
+                                                       services_.grantRefusal(client)});
         writes.write(session.greeting().bytes);
         bool tlsVersionPending = ch.isTls();  // login log: read at the first command over TLS
         std::string line;

@@ -16,6 +16,7 @@
 #include "core/GrantStore.h"
 #include "core/MaildropService.h"
 #include "core/MessageSink.h"
+#include "core/Network.h"
 #include "core/UserDirectory.h"
 
 #include <Poco/Net/Context.h>
@@ -57,6 +58,17 @@ struct Services {
     core::MilterFactory* milters = nullptr;  // milters (milter.*); null when none is configured
     core::AccountHold* hold = nullptr; // compromised-account holds (account_security.*); null when off
     const core::MailboxUsage* usage = nullptr;  // what mailboxes hold, for quotas (the Maildir store)
+    // Addresses that never earn or relay on a POP-before-SMTP grant (GrantSettings).
+    core::NetworkList grantBalancers;  // every listener's proxy_trusted
+    core::NetworkList grantExcluded;   // pop_before_smtp.exclude_networks
+
+    // Why `client` may not earn or relay on a grant ("balancer_address", "excluded_network"),
+    // or nullptr when it may.
+    const char* grantRefusal(const core::ClientAddress& client) const {
+        if (grantBalancers.contains(client.ip)) return "balancer_address";
+        if (grantExcluded.contains(client.ip)) return "excluded_network";
+        return nullptr;
+    }
 
     // Misconfiguration reports ("balancer sends no PROXY header", "PROXY header from an
     // untrusted source"): logged at warning level once per source address and 10 minutes, with the

@@ -68,8 +68,15 @@ void SmtpConnection::run() {
             ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
             registry.update(token, std::as_const(ch).socket());
         }
-        smtp::SmtpPorts ports{services_.auth, services_.directory, services_.grants,
-                              services_.sink, &services_.limiter,  &services_.events, services_.delegate};
+        // A balancer's own address or an excluded network never relays on a grant (one made
+        // before the address was excluded, or by posternctl grant add).
+        smtp::SmtpPorts ports{services_.auth,
+                              services_.directory,
+                              services_.grantRefusal(client) ? nullptr : services_.grants,
+                              services_.sink,
+                              &services_.limiter,
+                              &services_.events,
+                              services_.delegate};
         ports.hold = services_.hold;
         ports.usage = services_.usage;
         // TLS terminated by a trusted balancer (PROXY v2 SSL TLV) counts when configured.

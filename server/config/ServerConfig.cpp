@@ -327,6 +327,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         r.error("pop_before_smtp.lifetime: must be 0 (off) or a whole number of seconds, e.g. 600s");
     c.popBeforeSmtp.ipv6Prefix = static_cast<int>(r.integer("pop_before_smtp.ipv6_prefix"));
     c.popBeforeSmtp.ownSendersOnly = r.boolean("pop_before_smtp.own_senders_only");
+    c.popBeforeSmtp.excludeNetworks = r.networks("pop_before_smtp.exclude_networks");
     c.cluster.conninfo = r.str("cluster.conninfo");
     c.cluster.passwordFile = r.str("cluster.password_file");
     c.cluster.poolSize = static_cast<int>(r.integer("cluster.pool_size"));

@@ -143,6 +143,7 @@ struct PopBeforeSmtpConfig {
     Millis lifetime{};
     int ipv6Prefix = 0;
     bool ownSendersOnly = false;
+    std::string excludeNetworks;  // network list text (validated at load)
 };
 
 struct ClusterConfig {

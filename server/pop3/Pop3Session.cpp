@@ -253,7 +253,8 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
     const bool grantsOn = ports_.grants && settings_.grantLifetime.count() > 0;
     const bool held = grantsOn && ports_.hold && ports_.hold->isHeld(result.identity.user);
     const bool scoped = grantsOn && !result.identity.relayGrant;  // an app password without smtp
-    const bool wantGrant = grantsOn && !held && !scoped;
+    const bool excluded = grantsOn && context_.noGrant != nullptr;
+    const bool wantGrant = grantsOn && !held && !scoped && !excluded;
     core::MaildropPtr maildrop;
     core::MaildropStatus opened = core::MaildropStatus::TempFail;
     bool grantFailed = false;
@@ -309,11 +310,11 @@ Pop3Output Pop3Session::login(const std::string& user, const std::string& passwo
 
     // POP-before-SMTP: a successful login lets this address relay for a while. Failing to
     // record it does not fail the login (the user can still read mail).
-    if (held || scoped)
+    if (held || scoped || excluded)
         log(true, core::EventLine::inSession(context_.sessionId, "pop3.grant_refused")
                       .add("user", who)
                       .add("ip", context_.client.host())
-                      .add("reason", held ? "account_held" : "app_password_scope")
+                      .add("reason", held ? "account_held" : scoped ? "app_password_scope" : context_.noGrant)
                       .str());
     if (wantGrant) {
         bool granted = !grantFailed;

@@ -52,6 +52,9 @@ struct SessionContext {
     std::string sessionId;
     core::ClientAddress client;
     bool tls = false;  // implicit TLS (port 995) or not
+    // Why this client address never earns a POP-before-SMTP grant (a balancer's own address,
+    // pop_before_smtp.exclude_networks: logged as the reason), or nullptr when it may.
+    const char* noGrant = nullptr;
 };
 
 struct Pop3Output {

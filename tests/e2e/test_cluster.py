@@ -216,6 +216,20 @@ def test_subscribers_behind_one_nat_address_each_relay_on_every_node():
             expect(r, 554, "5.7.1", what="bob (no POP3 login) on node %s" % node.node_id)
 
 
+def test_an_excluded_address_never_relays_on_a_stored_grant():
+    """A grant stored for an address before it was excluded (or by posternctl grant add) is
+    not honoured for it: pop_before_smtp.exclude_networks (a webmail host) never relays on a
+    grant. Changed: pop_before_smtp.exclude_networks = 127.0.0.12."""
+    with Cluster(balancer=False, overrides={"pop_before_smtp.exclude_networks": "127.0.0.12"}) as c:
+        for ip in ("127.0.0.12", "127.0.0.13"):
+            c.pg.sql("INSERT INTO pop_before_smtp_grants (key, user_name, expires, senders)"
+                     " VALUES ('%s', '%s', now() + interval '10 minutes', '%s')" % (ip, ALICE, ALICE))
+        r = relay_attempt(lambda: c.a.smtp("mx", source="127.0.0.12"))
+        expect(r, 554, "5.7.1", what="relay from the excluded address on its stored grant")
+        r = relay_attempt(lambda: c.a.smtp("mx", source="127.0.0.13"))
+        expect(r, 250, "2.1.5", what="relay from another address on its stored grant")
+
+
 def test_a_grant_carries_its_users_own_limits_to_the_other_node():
     """A grant relays as its POP3 user with that user's own outbound limits, on every node:
     the limits travel with the grant in the shared table (pop_before_smtp_grants.limits,

@@ -105,6 +105,25 @@ def test_subscribers_sharing_an_address_each_relay_as_themselves():
         s.quit()
 
 
+def test_excluded_networks_and_balancers_earn_no_grant():
+    """A webmail host polling POP3 for its users (pop_before_smtp.exclude_networks), or a
+    balancer's own address (a listener's proxy_trusted: a login seen from it is any of its
+    clients'), must not open the relay to everyone there. Changed: exclude_networks =
+    127.0.0.9; listener.mx.proxy_trusted = 127.0.0.10 (a balancer, without PROXY headers)."""
+    with Postern(overrides={"pop_before_smtp.exclude_networks": "127.0.0.9",
+                            "listener.mx.proxy_trusted": "127.0.0.10"}) as p:
+        for source, reason in (("127.0.0.9", "excluded_network"), ("127.0.0.10", "balancer_address")):
+            p.pop3_login(ALICE, ALICE_PW, tls="implicit", source=source).quit()
+            p.log_contains(r"event=pop3\.grant_refused user=%s ip=%s reason=%s"
+                           % (ALICE.replace(".", r"\."), source.replace(".", r"\."), reason))
+            r, _ = _relay_attempt(p, source, data=False)
+            expect(r, 554, "5.7.1", what="relay from %s after a POP3 login (%s)" % (source, reason))
+        # Any other address: the login earns its grant (so the checks above can fail).
+        p.pop3_login(ALICE, ALICE_PW, tls="implicit", source="127.0.0.11").quit()
+        r, _ = _relay_attempt(p, "127.0.0.11", data=False)
+        expect(r, 250, "2.1.5", what="relay from 127.0.0.11 after a POP3 login")
+
+
 def test_grant_does_not_replace_auth_on_submission():
     with Postern() as p:
         p.pop3_login(ALICE, ALICE_PW, tls="implicit", source="127.0.0.7").quit()

@@ -695,6 +695,24 @@ BOOST_AUTO_TEST_CASE(held_account_logs_in_without_a_grant) {
     BOOST_TEST(!login.calls[0].grant);
 }
 
+BOOST_AUTO_TEST_CASE(an_excluded_address_logs_in_without_a_grant) {
+    // A balancer's own address or pop_before_smtp.exclude_networks (the connection says why).
+    SessionContext ctx = context(true);
+    ctx.noGrant = "excluded_network";
+    Pop3Session s(settings, Pop3Ports{auth, maildrops, &grants}, ctx);
+    s.onLine("USER bob");
+    BOOST_TEST(s.onLine("PASS secret").bytes == "+OK Logged in, 2 messages (94 octets)\r\n");
+    BOOST_TEST(grants.grants.empty());
+    settings.allowPlaintextAuth = true;
+    FakeLogin login;
+    login.maildrops.boxes["bob"] = {{"uid-one", Message1}};
+    Pop3Session c(settings, Pop3Ports{auth, maildrops, &grants, &login}, ctx);
+    c.onLine("USER bob");
+    BOOST_TEST(c.onLine("PASS secret").bytes.starts_with("+OK Logged in"));
+    BOOST_REQUIRE(login.calls.size() == 1u);
+    BOOST_TEST(!login.calls[0].grant);  // the one-statement login is asked for no grant
+}
+
 BOOST_AUTO_TEST_CASE(login_port_takes_lease_and_grant_in_one_step) {
     settings.allowPlaintextAuth = true;
     FakeLogin login;
