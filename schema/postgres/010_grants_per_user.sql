@@ -62,3 +62,16 @@ BEGIN
     outcome := 'ok';
 END;
 $$;
+
+-- A revocation (posternctl grant revoke|flush, user disable|passwd|delete, domain delete)
+-- also leaves a row here, so that a grant a node held through an outage of this database
+-- (written back later with the time of its login) is not written back after the revocation:
+-- before, it came back to life for the rest of its lifetime. key '' = every address;
+-- user_name '' = every user, '@example.com' = every user of that domain. The nodes' grant
+-- sweep deletes rows older than a grant lifetime (no held grant can be that old).
+CREATE TABLE pop_before_smtp_revocations (
+    key         text        NOT NULL CONSTRAINT pop_before_smtp_revocations_key_valid CHECK (length(key) <= 64),
+    user_name   text        NOT NULL CONSTRAINT pop_before_smtp_revocations_user_valid CHECK (length(user_name) <= 320),
+    revoked     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (key, user_name)
+);

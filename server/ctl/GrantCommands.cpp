@@ -64,6 +64,19 @@ std::string keyOf(const std::string& text, const config::ServerConfig& cfg) {
     return *key;
 }
 
+// Records a revocation (schema 010) before the grants are deleted, so a grant a node held
+// through an outage and writes back later does not come back to life: key "" = every
+// address, user "" = every user, "@domain" = the users of a domain. Without the table (a
+// schema before 010) there is nothing to record it in.
+void recordRevocation(pg::Connection& c, const std::string& key, const std::string& user) {
+    pg::QueryResult exists = run(c, "SELECT to_regclass('pop_before_smtp_revocations') IS NOT NULL", {}, "revocations table");
+    if (exists.rows.empty() || exists.rows[0].empty() || exists.rows[0][0].value_or("f") != "t") return;
+    run(c,
+        "INSERT INTO pop_before_smtp_revocations (key, user_name) VALUES ($1, $2)"
+        " ON CONFLICT (key, user_name) DO UPDATE SET revoked = now()",
+        {key, user}, "record the revocation");
+}
+
 }  // namespace
 
 std::optional<std::size_t> revokeUserGrants(pg::Connection& c, GrantOwner owner, const std::string& who) {
@@ -71,6 +84,7 @@ std::optional<std::size_t> revokeUserGrants(pg::Connection& c, GrantOwner owner,
     if (exists.rows.empty() || exists.rows[0].empty() || exists.rows[0][0].value_or("f") != "t") {
         return std::nullopt;
     }
+    recordRevocation(c, "", owner == GrantOwner::User ? who : "@" + who);
     // A domain's users by suffix, not LIKE: '_' in a domain would be a wildcard.
     pg::QueryResult r = run(c,
                             owner == GrantOwner::User
@@ -190,6 +204,7 @@ int runGrantRevoke(CommandContext& c) {
         GrantSession s = open(o);
         const std::string key = keyOf(o.positional[0], s.config);
         // Every user's grant for the address (several subscribers may share it).
+        recordRevocation(*s.connection, key, "");
         pg::QueryResult r = run(*s.connection,
                                 "DELETE FROM pop_before_smtp_grants WHERE key = $1 RETURNING user_name",
                                 {key}, "revoke grant");
@@ -211,6 +226,7 @@ int runGrantFlush(CommandContext& c) {
         Options o = parseOptions(c.args, {}, {"--expired"});
         expectPositional(o, 0, 0, GrantFlushCommand);
         GrantSession s = open(o);
+        if (!o.has("--expired")) recordRevocation(*s.connection, "", "");
         pg::QueryResult r = run(*s.connection,
                                 "DELETE FROM pop_before_smtp_grants WHERE NOT $1::boolean OR expires <= now()",
                                 {o.has("--expired") ? "true" : "false"}, "flush grants");

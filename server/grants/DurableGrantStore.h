@@ -15,6 +15,7 @@ public:
     enum class WriteResult {
         Written,     // stored with the given times
         Superseded,  // a grant expiring later is already stored for the key: left as it is
+        Revoked,     // revoked after the login (posternctl, an account disabled): not written
         Failed,      // the store could not be reached (logged by the implementation)
     };
 
@@ -24,7 +25,8 @@ public:
     virtual std::chrono::seconds lifetime() const = 0;
     // Stores `grant` for `key` with its own expiry (never extended) and `created` (the
     // login's time). Never shortens a grant already stored that expires later (a newer
-    // login, maybe on another node): that one wins (Superseded).
+    // login, maybe on another node): that one wins (Superseded). Never stores a grant revoked
+    // after `created` (Revoked).
     virtual WriteResult writeThrough(const std::string& key, const core::Grant& grant,
                                      std::chrono::system_clock::time_point created) = 0;
 };

@@ -30,16 +30,23 @@ const pg::Statement GrantUpsert{
 
 // A grant made while PostgreSQL was down, written later with the times of the login (the
 // expiry is never extended). A row that expires later (a newer login, maybe on another
-// node) wins: then no row is returned. Other users' grants for the address are not touched.
+// node) wins. A revocation since the login (pop_before_smtp_revocations: of the address, the
+// user, the user's domain, or everything) keeps it out. Other users' grants for the address
+// are not touched. One row: (revoked, written).
 const pg::Statement GrantWriteThrough{
     "postern_grant_write_through",
-    "INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used, senders, limits)"
-    " VALUES ($1, $2, 'epoch'::timestamptz + $3::bigint * interval '1 microsecond',"
-    "         'epoch'::timestamptz + $4::bigint * interval '1 microsecond', NULL, $5, $6)"
-    " ON CONFLICT (key, user_name) DO UPDATE SET created = EXCLUDED.created,"
-    " senders = EXCLUDED.senders, limits = EXCLUDED.limits, expires = EXCLUDED.expires, last_used = NULL"
-    " WHERE g.expires < EXCLUDED.expires"
-    " RETURNING 1"};
+    "WITH revoked AS (SELECT 1 FROM pop_before_smtp_revocations r"
+    "                 WHERE r.key IN ($1, '') AND r.user_name IN ($2, '', '@' || split_part($2, '@', 2))"
+    "                   AND r.revoked >= 'epoch'::timestamptz + $3::bigint * interval '1 microsecond' LIMIT 1),"
+    " written AS (INSERT INTO pop_before_smtp_grants AS g (key, user_name, created, expires, last_used, senders, limits)"
+    "   SELECT $1, $2, 'epoch'::timestamptz + $3::bigint * interval '1 microsecond',"
+    "          'epoch'::timestamptz + $4::bigint * interval '1 microsecond', NULL, $5, $6"
+    "   WHERE NOT EXISTS (SELECT 1 FROM revoked)"
+    "   ON CONFLICT (key, user_name) DO UPDATE SET created = EXCLUDED.created,"
+    "   senders = EXCLUDED.senders, limits = EXCLUDED.limits, expires = EXCLUDED.expires, last_used = NULL"
+    "   WHERE g.expires < EXCLUDED.expires"
+    "   RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM revoked), EXISTS (SELECT 1 FROM written)"};
 
 // Which of an address's live rows a relay goes on, for the MAIL FROM $2 ('' for none): the
 // sender's own user's row (its login or one of its senders, case-insensitively), else the one
@@ -84,8 +91,17 @@ const pg::Statement GrantSweep{
     "   ORDER BY expires LIMIT $1::integer FOR UPDATE SKIP LOCKED))"
     " AND expires <= now() RETURNING key, user_name"};
 
-const pg::Statement GrantRevokeUser{"postern_grant_revoke_user",
-                                    "DELETE FROM pop_before_smtp_grants WHERE user_name = $1 RETURNING key"};
+// The revocation is recorded first (a held grant of the user's is then never written back).
+const pg::Statement GrantRevokeUser{
+    "postern_grant_revoke_user",
+    "WITH r AS (INSERT INTO pop_before_smtp_revocations (key, user_name) VALUES ('', $1)"
+    "           ON CONFLICT (key, user_name) DO UPDATE SET revoked = now())"
+    " DELETE FROM pop_before_smtp_grants WHERE user_name = $1 RETURNING key"};
+
+// Revocations older than a grant lifetime: no grant held through an outage is that old.
+const pg::Statement RevocationSweep{
+    "postern_grant_revocation_sweep",
+    "DELETE FROM pop_before_smtp_revocations WHERE revoked < now() - $1::bigint * interval '1 second'"};
 
 long long toMicros(std::chrono::system_clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
@@ -237,7 +253,17 @@ DurableGrantStore::WriteResult PgGrantStore::writeThrough(const std::string& key
                              .str());
         return WriteResult::Failed;
     }
-    if (r.rows.empty()) {
+    if (r.rows.size() != 1 || r.rows[0].size() != 2) {
+        logger().warning(core::EventLine("grant.write_through_fail")
+                             .add("ip", key)
+                             .add("user", grant.user)
+                             .text("error", "unexpected result shape")
+                             .str());
+        return WriteResult::Failed;
+    }
+    if (r.rows[0][0].value_or("f") == "t")
+        return WriteResult::Revoked;
+    if (r.rows[0][1].value_or("f") != "t") {
         forget(key);  // the stored grant is another one: ask PostgreSQL next time
         return WriteResult::Superseded;
     }
@@ -329,6 +355,10 @@ std::optional<std::size_t> PgGrantStore::sweep() {
         if (r.rows.size() < settings_.sweepBatch)
             break;
     }
+    // Twice the lifetime: the nodes' clocks (a held grant's login time) may differ a little.
+    pg::QueryResult old = pool_.execute(RevocationSweep, {std::to_string(2 * settings_.lifetime.count())});
+    if (old.failed())
+        logger().warning(core::EventLine("grant.sweep_fail").text("error", old.error).str());
     return removed;
 }
 

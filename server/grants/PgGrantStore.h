@@ -67,12 +67,15 @@ public:
 
     // Deletes expired rows in batches of settings.sweepBatch (DELETE of rows picked with
     // FOR UPDATE SKIP LOCKED, so every node may sweep at the same time without waiting on
-    // or deleting twice what another node deletes). Logs event=grant.expire per row.
+    // or deleting twice what another node deletes), and revocations older than twice the
+    // lifetime. Logs event=grant.expire per row.
     // Returns the rows this call deleted, or nullopt if PostgreSQL failed.
     std::optional<std::size_t> sweep();
 
-    // Deletes every grant of `user` (posternctl on disable / password change). Returns how
-    // many, or nullopt on failure. Other nodes may honour a cached one for cache_ttl more.
+    // Deletes every grant of `user` (posternctl on disable / password change) and records the
+    // revocation (a grant of the user's held through an outage is then not written back).
+    // Returns how many, or nullopt on failure. Other nodes may honour a cached one for
+    // cache_ttl more.
     std::optional<std::size_t> revokeUser(const std::string& user);
 
     // Forgets this node's cached answers (tests; after an administrative flush).
@@ -82,7 +85,8 @@ public:
     std::string keyText(const core::ClientAddress& client) const override;
     std::chrono::seconds lifetime() const override { return settings_.lifetime; }
     // Upsert with the given created/expires (a grant queued while PostgreSQL was down, see
-    // WriteBehindGrantStore); the user's row expiring later is left alone (Superseded). Failed is
+    // WriteBehindGrantStore); the user's row expiring later is left alone (Superseded); a
+    // revocation recorded since `created` keeps it out (Revoked). Failed is
     // not logged here (the caller retries; one line per event).
     WriteResult writeThrough(const std::string& key, const core::Grant& grant,
                              std::chrono::system_clock::time_point created) override;

@@ -223,9 +223,22 @@ WriteBehindGrantStore::FlushResult WriteBehindGrantStore::flush() {
             break;
         }
         settle(slot, p.seq);
+        const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - p.created);
+        if (r == DurableGrantStore::WriteResult::Revoked) {
+            // Revoked since the login (an account disabled, posternctl grant revoke): it
+            // must not come back to life.
+            ++result.revoked;
+            counters_.count("grant", "dropped_revoked");
+            logger().notice(core::EventLine("grant.dropped")
+                                .add("ip", key)
+                                .add("user", p.grant.user)
+                                .add("delay", late.count() / 1000, "s")
+                                .add("reason", "revoked")
+                                .str());
+            continue;
+        }
         ++result.written;
         counters_.count("grant", "written_through");
-        const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - p.created);
         logger().notice(core::EventLine("grant.written_through")
                             .add("ip", key)
                             .add("user", p.grant.user)

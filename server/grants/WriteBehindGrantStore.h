@@ -48,11 +48,14 @@ struct WriteBehindSettings {
 //            whether this sender's own grant is stored).
 //  flush():  writes queued grants through with their original expiry (never extended; a
 //            later grant already stored wins). event=grant.written_through per grant; a
-//            grant that expired while queued is dropped without a log line (counted).
+//            grant that expired while queued is dropped without a log line (counted); one
+//            revoked since its login (posternctl, an account disabled) is dropped, not
+//            written: event=grant.dropped reason=revoked. Until then this node honours it
+//            (at most grant_retry_backoff_max after the database answers again).
 //            Called by the retry thread (start()) with backoff, and at once when the
 //            durable store answers again.
 // Counters (core::EventCounters, event "grant"): queued, written_through, dropped_full,
-// dropped_expired, dropped_shutdown. Thread-safe. Logs on "postern.grants".
+// dropped_expired, dropped_revoked, dropped_shutdown. Thread-safe. Logs on "postern.grants".
 class WriteBehindGrantStore final : public core::GrantStore {
 public:
     using Clock = core::Clock;
@@ -72,6 +75,7 @@ public:
     struct FlushResult {
         std::size_t written = 0;   // written through (or superseded by a later stored grant)
         std::size_t expired = 0;   // dropped: expired while queued
+        std::size_t revoked = 0;   // dropped: revoked since the login (not written)
         bool failed = false;       // the store could not be reached; the rest stays queued
     };
     // One pass over the queue (stops at the first failed write).

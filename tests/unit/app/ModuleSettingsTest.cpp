@@ -107,7 +107,8 @@ Values alternative(const KeyDef& def, const std::string& key) {
         break;
     }
     case ValueKind::List:
-        if (key.find("allow_networks") != std::string::npos || key.find("proxy_trusted") != std::string::npos)
+        if (key.find("allow_networks") != std::string::npos || key.find("proxy_trusted") != std::string::npos ||
+            key.find("exclude_networks") != std::string::npos)
             return {{key, "192.0.2.0/24"}};
         break;
     case ValueKind::Path: return {{key, "/nonexistent/other/" + key}};

@@ -61,7 +61,7 @@ BOOST_AUTO_TEST_SUITE(pg_grant_store)
 
 BOOST_AUTO_TEST_CASE(upsert_lookup_and_expiry, *boost::unit_test::precondition(WithPg())) {
     Db db;
-    db.sql("TRUNCATE pop_before_smtp_grants");
+    db.sql("TRUNCATE pop_before_smtp_grants, pop_before_smtp_revocations");
     pg::Pool pool(settings());
     PgGrantStore store(pool, grantSettings(600s));
 
@@ -113,7 +113,7 @@ BOOST_AUTO_TEST_CASE(the_cache_answers_only_for_the_senders_own_grant, *boost::u
     // address cached; a grant alice gets there on node A a moment later must be seen on
     // node B at once for alice's MAIL FROM (not answered with bob's cached grant: a 554).
     Db db;
-    db.sql("TRUNCATE pop_before_smtp_grants");
+    db.sql("TRUNCATE pop_before_smtp_grants, pop_before_smtp_revocations");
     pg::Pool pool(settings());
     PgGrantStore nodeA(pool, grantSettings(600s, 128, 60s));
     PgGrantStore nodeB(pool, grantSettings(600s, 128, 60s));
@@ -138,7 +138,7 @@ BOOST_AUTO_TEST_CASE(a_replica_miss_is_asked_on_the_primary, *boost::unit_test::
     // is the same server with an empty grants table first on its search_path: not in
     // recovery, so lag 0, and it never has the grant. "No" would be a permanent 554.
     Db db;
-    db.sql("TRUNCATE pop_before_smtp_grants");
+    db.sql("TRUNCATE pop_before_smtp_grants, pop_before_smtp_revocations");
     db.sql("DROP SCHEMA IF EXISTS stale_replica CASCADE");
     db.sql("CREATE SCHEMA stale_replica");
     db.sql("CREATE TABLE stale_replica.pop_before_smtp_grants (LIKE public.pop_before_smtp_grants INCLUDING ALL)");
@@ -166,7 +166,7 @@ BOOST_AUTO_TEST_CASE(a_replica_hit_is_taken_unless_the_row_relayed_on_is_due_for
     // No. bob's row was stamped a moment ago, alice's never: bob's relay is answered by the
     // replica; alice's needs the stamp (a write), so the primary is asked.
     Db db;
-    db.sql("TRUNCATE pop_before_smtp_grants");
+    db.sql("TRUNCATE pop_before_smtp_grants, pop_before_smtp_revocations");
     db.sql("DROP SCHEMA IF EXISTS nat_replica CASCADE");
     db.sql("CREATE SCHEMA nat_replica");
     db.sql("CREATE TABLE nat_replica.pop_before_smtp_grants (LIKE public.pop_before_smtp_grants INCLUDING ALL)");
@@ -189,7 +189,7 @@ BOOST_AUTO_TEST_CASE(a_replica_hit_is_taken_unless_the_row_relayed_on_is_due_for
 
 BOOST_AUTO_TEST_CASE(ipv6_prefix_and_mapped_keys, *boost::unit_test::precondition(WithPg())) {
     Db db;
-    db.sql("TRUNCATE pop_before_smtp_grants");
+    db.sql("TRUNCATE pop_before_smtp_grants, pop_before_smtp_revocations");
     pg::Pool pool(settings());
     PgGrantStore store(pool, grantSettings(600s, 64));
 
@@ -211,7 +211,7 @@ BOOST_AUTO_TEST_CASE(ipv6_prefix_and_mapped_keys, *boost::unit_test::preconditio
 
 BOOST_AUTO_TEST_CASE(concurrent_grants_lookups_and_sweeps, *boost::unit_test::precondition(WithPg())) {
     Db db;
-    db.sql("TRUNCATE pop_before_smtp_grants");
+    db.sql("TRUNCATE pop_before_smtp_grants, pop_before_smtp_revocations");
     // 5000 expired rows, then 4 threads on 2 "nodes" (own pools) grant, look up and sweep
     // at once: nothing fails, and the sweeps together delete each expired row exactly once.
     db.sql("INSERT INTO pop_before_smtp_grants (key, user_name, created, expires)"
@@ -255,7 +255,7 @@ BOOST_AUTO_TEST_CASE(concurrent_grants_lookups_and_sweeps, *boost::unit_test::pr
 
 BOOST_AUTO_TEST_CASE(revoke_user_and_bounded_cache, *boost::unit_test::precondition(WithPg())) {
     Db db;
-    db.sql("TRUNCATE pop_before_smtp_grants");
+    db.sql("TRUNCATE pop_before_smtp_grants, pop_before_smtp_revocations");
     pg::Pool pool(settings());
     PgGrantStore node(pool, grantSettings(600s));
     BOOST_TEST(node.grant(addr("192.0.2.1"), "bob@example.test"));

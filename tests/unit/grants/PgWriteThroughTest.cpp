@@ -91,7 +91,7 @@ BOOST_AUTO_TEST_SUITE(pg_grant_store)
 
 BOOST_AUTO_TEST_CASE(write_through_keeps_the_login_times_and_never_shortens, *boost::unit_test::precondition(WithPg())) {
     Db db;
-    db.sql("TRUNCATE pop_before_smtp_grants");
+    db.sql("TRUNCATE pop_before_smtp_grants, pop_before_smtp_revocations");
     pg::Pool pool(settings());
     PgGrantStore store(pool, noCache());
 
@@ -134,7 +134,7 @@ BOOST_AUTO_TEST_CASE(write_through_keeps_the_login_times_and_never_shortens, *bo
 
 BOOST_AUTO_TEST_CASE(write_behind_over_postgres_through_an_outage, *boost::unit_test::precondition(WithPg())) {
     Db db;
-    db.sql("TRUNCATE pop_before_smtp_grants");
+    db.sql("TRUNCATE pop_before_smtp_grants, pop_before_smtp_revocations");
     pg::Pool downPool(settingsFor("host=127.0.0.1 port=1 dbname=x user=x", 1));
     pg::Pool upPool(settings());
     PgGrantStore down(downPool, noCache());
@@ -166,6 +166,60 @@ BOOST_AUTO_TEST_CASE(write_behind_over_postgres_through_an_outage, *boost::unit_
     core::Grant g;
     BOOST_TEST((other.lookup(ip("192.0.2.9"), &g) == core::Answer::Yes));
     BOOST_TEST(g.user == "bob@example.test");
+}
+
+BOOST_AUTO_TEST_CASE(a_grant_revoked_after_its_login_is_not_written_back, *boost::unit_test::precondition(WithPg())) {
+    // A grant held through an outage must not come back to life after an administrator
+    // revoked it (rows as posternctl writes them: user "", "@domain" or the login; key "").
+    Db db;
+    db.sql("TRUNCATE pop_before_smtp_grants, pop_before_smtp_revocations");
+    pg::Pool pool(settings());
+    PgGrantStore store(pool, noCache());
+    const TimePoint created = TimePoint(std::chrono::duration_cast<TimePoint::duration>(
+        std::chrono::microseconds(micros(std::chrono::system_clock::now() - 100s))));
+    auto held = [&](const std::string& user) {
+        return core::Grant{user, {user}, created + 600s, {}};
+    };
+    using R = DurableGrantStore::WriteResult;
+    db.sql("INSERT INTO pop_before_smtp_revocations (key, user_name) VALUES ('', 'bob@example.test'),"
+           " ('', '@held.example'), ('192.0.2.50', '')");
+    BOOST_TEST((store.writeThrough("192.0.2.7", held("bob@example.test"), created) == R::Revoked));  // the user
+    BOOST_TEST((store.writeThrough("192.0.2.7", held("ann@held.example"), created) == R::Revoked));  // the domain
+    BOOST_TEST((store.writeThrough("192.0.2.50", held("ann@example.test"), created) == R::Revoked));  // the address
+    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants") == "0");
+    // Others are written; so is a login after the revocation.
+    BOOST_TEST((store.writeThrough("192.0.2.7", held("ann@example.test"), created) == R::Written));
+    BOOST_TEST((store.writeThrough("192.0.2.7", held("ann@unheld.example"), created) == R::Written));
+    db.sql("UPDATE pop_before_smtp_revocations SET revoked = now() - interval '200 seconds'");
+    BOOST_TEST((store.writeThrough("192.0.2.7", held("bob@example.test"), created) == R::Written));
+    // Everything ("grant flush"), and revokeUser records the user's revocation too.
+    db.sql("INSERT INTO pop_before_smtp_revocations (key, user_name) VALUES ('', '')");
+    BOOST_TEST((store.writeThrough("192.0.2.8", held("carl@example.test"), created) == R::Revoked));
+    db.sql("DELETE FROM pop_before_smtp_revocations");
+    auto n = store.revokeUser("ann@example.test");
+    BOOST_REQUIRE(n.has_value());
+    BOOST_TEST(*n == 1u);
+    BOOST_TEST((store.writeThrough("192.0.2.9", held("ann@example.test"), created) == R::Revoked));
+    // The sweep forgets revocations older than twice the lifetime (600 s here).
+    db.sql("UPDATE pop_before_smtp_revocations SET revoked = now() - interval '1201 seconds'");
+    db.sql("INSERT INTO pop_before_smtp_revocations (key, user_name) VALUES ('', 'dan@example.test')");
+    BOOST_TEST(store.sweep().has_value());
+    BOOST_TEST(db.one("SELECT string_agg(user_name, ',') FROM pop_before_smtp_revocations") == "dan@example.test");
+
+    // Through the write-behind layer: the held grant is dropped, not written.
+    pg::Pool downPool(settingsFor("host=127.0.0.1 port=1 dbname=x user=x", 1));
+    PgGrantStore down(downPool, noCache());
+    Switch db2(down, store);
+    WriteBehindGrantStore outage(db2, writeBehindSettings());
+    BOOST_TEST(outage.grant(ip("192.0.2.60"), "dan@example.test"));  // held (down), login before...
+    db.sql("UPDATE pop_before_smtp_revocations SET revoked = now()");  // ...the revocation
+    db2.isUp = true;
+    auto r = outage.flush();
+    BOOST_TEST(!r.failed);
+    BOOST_TEST(r.revoked == 1u);
+    BOOST_TEST(r.written == 0u);
+    BOOST_TEST(outage.queued() == 0u);
+    BOOST_TEST(db.one("SELECT count(*) FROM pop_before_smtp_grants WHERE key = '192.0.2.60'") == "0");
 }
 
 BOOST_AUTO_TEST_CASE(write_through_to_an_unreachable_database_fails) {
