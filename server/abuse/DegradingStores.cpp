@@ -126,7 +126,7 @@ void DegradingRateStore::learn(const std::vector<RateRequest>& requests, const R
     // A key named twice: its later entry includes the earlier amount.
     for (std::size_t i = 0; i < requests.size(); ++i)
         if (requests[i].perHour > 0 || requests[i].perDay > 0)  // a key without a limit needs none
-            known_[requests[i].key] = Known{RateCounts{r.counts[i].first, r.counts[i].second}, now};
+            known_[requests[i].key] = Known{r.counts[i], now};
     if (++learned_ % 1024 == 0)
         std::erase_if(known_, [now](const auto& kv) { return now - kv.second.at >= KnownRateAge; });
 }

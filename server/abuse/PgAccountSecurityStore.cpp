@@ -3,6 +3,7 @@
 #include "abuse/PgStoreSupport.h"
 #include "abuse/PgTime.h"
 #include "core/Network.h"
+#include "pg/Arrays.h"
 
 #include <algorithm>
 #include <set>
@@ -133,20 +134,6 @@ std::uint64_t toU64(const pg::Value& v) {
 
 }  // namespace
 
-std::string pgTextArray(const std::vector<std::string>& values) {
-    std::string out = "{";
-    for (std::size_t i = 0; i < values.size(); ++i) {
-        if (i) out += ',';
-        out += '"';
-        for (char ch : values[i]) {
-            if (ch == '"' || ch == '\\') out += '\\';
-            out += ch;
-        }
-        out += '"';
-    }
-    out += '}';
-    return out;
-}
 
 bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint now,
                                    const AccountSecuritySettings& settings, std::vector<AccountFlag>& newlyFlagged) {
@@ -188,10 +175,10 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
     // Not idempotent (login rows are added, counts summed): never the pool's retry. A
     // statement that may have committed before its answer was lost counts as written (the
     // batch is not sent again: a count too low errs away from holding an innocent account).
-    const pg::Params params{pgTextArray(la), pgTextArray(lt), pgTextArray(lip), pgTextArray(lp),
-                            pgTextArray(lm), pgTextArray(ltl), pgTextArray(lr), pgTextArray(ia),
-                            pgTextArray(iip), nowUs, pgTextArray(ca), pgTextArray(crj),
-                            pgTextArray(cbn), pgTextArray(lk)};
+    const pg::Params params{pg::textArray(la), pg::textArray(lt), pg::textArray(lip), pg::textArray(lp),
+                            pg::textArray(lm), pg::textArray(ltl), pg::textArray(lr), pg::textArray(ia),
+                            pg::textArray(iip), nowUs, pg::textArray(ca), pg::textArray(crj),
+                            pg::textArray(cbn), pg::textArray(lk)};
     // A pooled connection the server closed while idle fails at its first statement with no
     // answer, which looks the same as a lost COMMIT: a cheap statement first tells the two
     // apart (once per flush, not per login).
@@ -224,7 +211,7 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
     const auto windowUs = std::chrono::duration_cast<std::chrono::microseconds>(settings.window).count();
     pg::QueryResult e = pool_.execute(
         FlushEvaluate,
-        {pgTextArray(std::vector<std::string>(touched.begin(), touched.end())), nowUs, std::to_string(windowUs),
+        {pg::textArray(std::vector<std::string>(touched.begin(), touched.end())), nowUs, std::to_string(windowUs),
          std::to_string(settings.maxIps), std::to_string(settings.maxNetworks),
          std::to_string(settings.maxRemoteRejected), std::to_string(settings.maxBounces),
          std::to_string(settings.loginLogMaxEntries), settings.nodeId, settings.enabled ? "true" : "false"});

@@ -35,7 +35,4 @@ private:
     std::atomic<std::uint64_t> evicted_{0};
 };
 
-// A PostgreSQL array literal ('{"a","b\"c"}') of `values`, for $n::text[] parameters.
-std::string pgTextArray(const std::vector<std::string>& values);
-
 }  // namespace postern::abuse

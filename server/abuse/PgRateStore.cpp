@@ -4,6 +4,7 @@
 
 #include "abuse/PgStoreSupport.h"
 #include "abuse/PgTime.h"
+#include "pg/Arrays.h"
 
 #include <algorithm>
 #include <map>
@@ -40,29 +41,6 @@ Cutoffs cutoffs(core::TimePoint now) {
     return {b * BucketUs, (b - HourBuckets) * BucketUs, (h - DayBuckets) * HourUs};
 }
 
-// A text[] literal: every element double-quoted, '\' and '"' escaped (bound as a parameter,
-// so this is array syntax, not SQL quoting).
-std::string textArray(const std::vector<std::string>& items) {
-    std::string out = "{";
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        out += i ? ",\"" : "\"";
-        for (char c : items[i]) {
-            if (c == '\\' || c == '"')
-                out += '\\';
-            out += c;
-        }
-        out += '"';
-    }
-    return out + "}";
-}
-
-std::string bigintArray(const std::vector<std::uint64_t>& items) {
-    std::string out = "{";
-    for (std::size_t i = 0; i < items.size(); ++i)
-        out += (i ? "," : "") + std::to_string(items[i]);
-    return out + "}";
-}
-
 // The whole check-and-add in one statement (schema/postgres/005_round_trips.sql): per-key
 // transaction advisory locks in hash order, the sums, the comparison, the add. Run inside
 // BEGIN/COMMIT so a connection lost before COMMIT provably added nothing (and may be retried).
@@ -73,25 +51,6 @@ const pg::Statement RateTake{
     "postern_rate_take",
     "SELECT outcome, idx, win, hours, days FROM postern_rate_take($1::text[], $2::bigint[], $3::bigint[],"
     " $4::bigint[], $5::bigint, $6::bigint, $7::bigint)"};
-
-// A bigint[] in PostgreSQL's text form ("{1,2,3}"); nullopt if it is not one.
-std::optional<std::vector<std::uint64_t>> parseBigintArray(const std::string& text) {
-    if (text.size() < 2 || text.front() != '{' || text.back() != '}') return std::nullopt;
-    std::vector<std::uint64_t> out;
-    std::size_t pos = 1;
-    while (pos < text.size() - 1) {
-        const std::size_t end = std::min(text.find(',', pos), text.size() - 1);
-        const std::string item = text.substr(pos, end - pos);
-        if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-        try {
-            out.push_back(std::stoull(item));
-        } catch (const std::exception&) {
-            return std::nullopt;
-        }
-        pos = end + 1;
-    }
-    return out;
-}
 
 const pg::Statement RateSums{
     "postern_rate_sums",
@@ -140,7 +99,7 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, co
         perHour.push_back(r.perHour);
         perDay.push_back(r.perDay);
     }
-    const std::string keyArray = textArray(keys);
+    const std::string keyArray = pg::textArray(keys);
 
     for (int attempt = 0; attempt < 2; ++attempt) {
         bool retry = false;
@@ -159,7 +118,7 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, co
             pg::QueryResult r = c.exec("BEGIN");
             if (r.failed())
                 return fail(r, "begin");
-            r = c.execPrepared(RateTake, {keyArray, bigintArray(amounts), bigintArray(perHour), bigintArray(perDay),
+            r = c.execPrepared(RateTake, {keyArray, pg::bigintArray(amounts), pg::bigintArray(perHour), pg::bigintArray(perDay),
                                           std::to_string(cut.bucket), std::to_string(cut.hourStart),
                                           std::to_string(cut.dayStart)});
             if (r.failed())
@@ -198,10 +157,10 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, co
             }
             result.kind = RateStoreResult::Kind::Added;
             if (take[3] && take[4]) {
-                auto hours = parseBigintArray(*take[3]);
-                auto days = parseBigintArray(*take[4]);
+                auto hours = pg::parseBigintArray(*take[3]);
+                auto days = pg::parseBigintArray(*take[4]);
                 if (hours && days && hours->size() == requests.size() && days->size() == requests.size())
-                    for (std::size_t i = 0; i < requests.size(); ++i) result.counts.emplace_back((*hours)[i], (*days)[i]);
+                    for (std::size_t i = 0; i < requests.size(); ++i) result.counts.push_back(RateCounts{(*hours)[i], (*days)[i]});
             }
             return r;
         });
@@ -219,7 +178,7 @@ RateStoreResult PgRateStore::tryAdd(const std::vector<RateRequest>& requests, co
 
 std::optional<RateCounts> PgRateStore::get(const std::string& key, core::TimePoint now) {
     const Cutoffs cut = cutoffs(now);
-    pg::QueryResult r = pool_.execute(RateSums, {textArray({key}), std::to_string(cut.hourStart),
+    pg::QueryResult r = pool_.execute(RateSums, {pg::textArray({key}), std::to_string(cut.hourStart),
                                                  std::to_string(cut.dayStart)});
     std::map<std::string, RateCounts> sums;
     if (r.failed() || !parseSums(r, sums)) {

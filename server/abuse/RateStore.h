@@ -25,6 +25,11 @@ struct RateRequest {
 
 enum class RateWindow { Hour, Day };
 
+struct RateCounts {
+    std::uint64_t lastHour = 0;
+    std::uint64_t lastDay = 0;
+};
+
 struct RateStoreResult {
     enum class Kind {
         Added,     // every request fitted; all amounts were added
@@ -36,12 +41,7 @@ struct RateStoreResult {
     RateWindow window = RateWindow::Hour;
     // Added, where the store says (PostgreSQL, schema 009): each request's key's counts with
     // this add included, in request order; else empty.
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> counts;  // (last hour, last day)
-};
-
-struct RateCounts {
-    std::uint64_t lastHour = 0;
-    std::uint64_t lastDay = 0;
+    std::vector<RateCounts> counts;
 };
 
 // Windows: "the last hour" and "the last day" are sliding windows kept in buckets (12 of

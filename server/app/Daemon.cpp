@@ -583,11 +583,8 @@ void Daemon::startServing() {
         accountSecurity_->start();
     }
     // Whole-command (and write) deadlines of sessions, checked every second; a session cut
-    // at one has connections.refusal_timeout (one global key, copied into every listener's
-    // timeouts) to say why before it is closed outright.
-    const std::chrono::milliseconds goodbye =
-        settings_.listeners.empty() ? std::chrono::milliseconds{} : settings_.listeners.front().timeouts.refusal;  // none: no session
-    registry_.startDeadlines(std::chrono::seconds(1), goodbye);
+    // at one has connections.refusal_timeout to say why before it is closed outright.
+    registry_.startDeadlines(std::chrono::seconds(1), settings_.sessionGoodbye);
     for (auto& l : listeners_) l.server->start();
     if (health_) {
         health_->start();

@@ -274,6 +274,7 @@ DaemonSettings daemonSettings(const config::ServerConfig& cfg) {
     s.limits = rateLimiterSettings(cfg);
     s.gate = gateSettings(cfg);
     s.grants = grantSettings(cfg);
+    s.sessionGoodbye = cfg.connections.refusalTimeout;
     s.store = storeSettings(cfg);
     s.queue = queueSettings(cfg);
     s.delivery = deliverySettings(cfg);

@@ -177,6 +177,9 @@ struct DaemonSettings {
     config::DeliveryConfig delivery;
     HealthSettings health;
     std::vector<ListenerSettings> listeners;
+    // connections.refusal_timeout: also how long a session cut at a deadline has to say why
+    // before it is shut both ways (ConnectionRegistry::startDeadlines).
+    Millis sessionGoodbye{};
     ProcessSettings process;
     config::DkimConfig dkim;              // dkim.*: signing keys (Daemon::buildDkim)
     abuse::AccountSecuritySettings accountSecurity;  // account_security.*

@@ -2,6 +2,7 @@
 #include "store/PgMaildropLock.h"
 
 #include "core/EventLine.h"
+#include "pg/Arrays.h"
 
 #include <Poco/Logger.h>
 #include <Poco/UUIDGenerator.h>
@@ -49,20 +50,6 @@ const pg::Statement LeaseSweep{
     "   SELECT ctid FROM maildrop_leases WHERE expires < now() - $2::bigint * interval '1 millisecond'"
     "   LIMIT $1::integer FOR UPDATE SKIP LOCKED))"
     " AND expires < now() - $2::bigint * interval '1 millisecond'"};
-
-std::string textArray(const std::vector<std::string>& items) {
-    std::string out = "{";
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        out += i ? ",\"" : "\"";
-        for (char c : items[i]) {
-            if (c == '\\' || c == '"')
-                out += '\\';
-            out += c;
-        }
-        out += '"';
-    }
-    return out + "}";
-}
 
 }  // namespace
 
@@ -166,7 +153,7 @@ std::size_t PgMaildropLock::renewAll() {
             tokens.push_back(live[i].first);
             mailboxes.push_back(live[i].second);
         }
-        pg::QueryResult r = pool_.execute(LeaseRenew, {textArray(mailboxes), textArray(tokens), std::to_string(lease_.count())});
+        pg::QueryResult r = pool_.execute(LeaseRenew, {pg::textArray(mailboxes), pg::textArray(tokens), std::to_string(lease_.count())});
         if (r.failed()) {
             // Not known to be lost: the row keeps its expiry; the next round tries again.
             logger().warning(
@@ -204,7 +191,7 @@ core::Answer PgMaildropLock::verify(const std::string& token) {
             return core::Answer::No;
         mailbox = it->second.mailbox;
     }
-    pg::QueryResult r = pool_.execute(LeaseRenew, {textArray({mailbox}), textArray({token}), std::to_string(lease_.count())});
+    pg::QueryResult r = pool_.execute(LeaseRenew, {pg::textArray({mailbox}), pg::textArray({token}), std::to_string(lease_.count())});
     if (r.failed()) {
         logger().warning(core::EventLine("lease.verify_fail").add("mailbox", mailbox).text("error", r.error).str());
         return core::Answer::TempFail;

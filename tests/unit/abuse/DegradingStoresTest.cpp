@@ -36,7 +36,7 @@ struct FlakyRateStore : RateStore {
         if (reportCounts && result.kind == RateStoreResult::Kind::Added)
             for (const auto& q : r) {
                 const RateCounts c = *inner.get(q.key, now);
-                result.counts.emplace_back(c.lastHour, c.lastDay);
+                result.counts.push_back(c);
             }
         return result;
     }

@@ -5,6 +5,7 @@
 // rows, the prune capping the accounts with a login log (max_tracked_accounts), and the
 // addresses an account is known from.
 #include "abuse/PgAccountSecurityStore.h"
+#include "pg/Arrays.h"
 
 #include "support/PgTestSupport.h"
 
@@ -49,9 +50,16 @@ void clean(Db& db) {
 BOOST_AUTO_TEST_SUITE(pg_account_security_store)
 
 BOOST_AUTO_TEST_CASE(text_arrays_escape_quotes_and_backslashes) {
-    BOOST_TEST(pgTextArray({}) == "{}");
-    BOOST_TEST(pgTextArray({"a", "b c"}) == "{\"a\",\"b c\"}");
-    BOOST_TEST(pgTextArray({"x\"y", "p\\q", ""}) == "{\"x\\\"y\",\"p\\\\q\",\"\"}");
+    BOOST_TEST(pg::textArray({}) == "{}");
+    BOOST_TEST(pg::textArray({"a", "b c"}) == "{\"a\",\"b c\"}");
+    BOOST_TEST(pg::textArray({"x\"y", "p\\q", ""}) == "{\"x\\\"y\",\"p\\\\q\",\"\"}");
+    // And the bigint[] forms (postern_rate_take's counts).
+    BOOST_TEST(pg::bigintArray({}) == "{}");
+    BOOST_TEST(pg::bigintArray({1, 20, 300}) == "{1,20,300}");
+    BOOST_TEST((pg::parseBigintArray("{1,20,300}") == std::vector<std::uint64_t>{1, 20, 300}));
+    BOOST_TEST((pg::parseBigintArray("{}") == std::vector<std::uint64_t>{}));
+    for (const char* bad : {"", "{", "1,2", "{1,,2}", "{1,-2}", "{NULL}", "{99999999999999999999999}"})
+        BOOST_TEST(!pg::parseBigintArray(bad).has_value(), bad);
 }
 
 BOOST_AUTO_TEST_CASE(two_nodes_add_up_and_flag_once, *boost::unit_test::precondition(WithPg())) {

@@ -87,8 +87,8 @@ BOOST_AUTO_TEST_CASE(same_windows_as_the_memory_store, *boost::unit_test::precon
             BOOST_REQUIRE(p.counts.size() == 2u);
             for (std::size_t i = 0; i < 2; ++i) {
                 auto mc = memStore.get(req[i].key, now);
-                BOOST_TEST(p.counts[i].first == mc->lastHour, req[i].key << " reported hour at minute " << m.count());
-                BOOST_TEST(p.counts[i].second == mc->lastDay, req[i].key << " reported day at minute " << m.count());
+                BOOST_TEST(p.counts[i].lastHour == mc->lastHour, req[i].key << " reported hour at minute " << m.count());
+                BOOST_TEST(p.counts[i].lastDay == mc->lastDay, req[i].key << " reported day at minute " << m.count());
             }
         } else {
             BOOST_TEST(p.counts.empty());
