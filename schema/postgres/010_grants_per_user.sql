@@ -68,7 +68,8 @@ $$;
 -- (written back later with the time of its login) is not written back after the revocation:
 -- before, it came back to life for the rest of its lifetime. key '' = every address;
 -- user_name '' = every user, '@example.com' = every user of that domain. The nodes' grant
--- sweep deletes rows older than a grant lifetime (no held grant can be that old).
+-- sweep deletes rows older than twice a grant lifetime, at least a day (no held grant can be
+-- that old).
 CREATE TABLE pop_before_smtp_revocations (
     key         text        NOT NULL CONSTRAINT pop_before_smtp_revocations_key_valid CHECK (length(key) <= 64),
     user_name   text        NOT NULL CONSTRAINT pop_before_smtp_revocations_user_valid CHECK (length(user_name) <= 320),

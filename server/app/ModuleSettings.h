@@ -74,7 +74,8 @@ struct GrantSettings {
     grants::WriteBehindSettings writeBehind;
     // Addresses that never earn or relay on a grant: pop_before_smtp.exclude_networks (a
     // webmail server polling POP3 for its users would open the relay to everyone on it), and
-    // every listener's proxy_trusted (a balancer's own address is shared by all its clients).
+    // every listener's proxy_trusted for connections without a PROXY header (a balancer's own
+    // address is shared by all its clients).
     std::string excludeNetworks;
     std::string balancerNetworks;
     bool operator==(const GrantSettings&) const = default;

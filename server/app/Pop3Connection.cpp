@@ -67,7 +67,7 @@ void Pop3Connection::run() {
         // so (PROXY v2 SSL TLV), as on the SMTP listeners.
         pop3::Pop3Session session(settings_, ports,
                                   pop3::SessionContext{sid, client, ch.isTls() || scope.balancerTls(),
-                                                       services_.grantRefusal(client)});
+                                                       services_.grantRefusal(client, scope.viaProxyHeader())});
         writes.write(session.greeting().bytes);
         bool tlsVersionPending = ch.isTls();  // login log: read at the first command over TLS
         std::string line;

@@ -63,9 +63,11 @@ struct Services {
     core::NetworkList grantExcluded;   // pop_before_smtp.exclude_networks
 
     // Why `client` may not earn or relay on a grant ("balancer_address", "excluded_network"),
-    // or nullptr when it may.
-    const char* grantRefusal(const core::ClientAddress& client) const {
-        if (grantBalancers.contains(client.ip)) return "balancer_address";
+    // or nullptr when it may. A balancer's address counts only for a connection it made
+    // without a PROXY header (`viaProxyHeader` false): the socket's peer is the balancer, not
+    // a client; a client address a header gave may lie in a balancer network (a VPN range).
+    const char* grantRefusal(const core::ClientAddress& client, bool viaProxyHeader) const {
+        if (!viaProxyHeader && grantBalancers.contains(client.ip)) return "balancer_address";
         if (grantExcluded.contains(client.ip)) return "excluded_network";
         return nullptr;
     }

@@ -59,6 +59,8 @@ public:
     const std::string& id() const { return id_; }
     const core::ClientAddress& client() const { return prologue_.client; }
     bool balancerTls() const { return prologue_.balancerTls; }
+    // The client address came from a trusted balancer's PROXY header (not the socket).
+    bool viaProxyHeader() const { return prologue_.server.has_value(); }
     // The address and port the client connected to: from the PROXY header behind a
     // balancer (as Postfix's smtpd_peer_from_haproxy), else the socket's local end.
     core::ClientAddress serverAddress(const Poco::Net::StreamSocket& socket) const;

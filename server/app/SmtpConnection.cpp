@@ -72,7 +72,7 @@ void SmtpConnection::run() {
         // before the address was excluded, or by posternctl grant add).
         smtp::SmtpPorts ports{services_.auth,
                               services_.directory,
-                              services_.grantRefusal(client) ? nullptr : services_.grants,
+                              services_.grantRefusal(client, scope.viaProxyHeader()) ? nullptr : services_.grants,
                               services_.sink,
                               &services_.limiter,
                               &services_.events,

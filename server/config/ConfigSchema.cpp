@@ -133,7 +133,7 @@ const std::vector<KeyDef> Keys = {
     {"pop_before_smtp.lifetime", "600s", K::Duration, "How long a POP3 login lets the client IP relay (0 = feature off)"},
     {"pop_before_smtp.own_senders_only", "true", K::Bool, "Relay on a grant only with a MAIL FROM of the user who earned it (subscribers sharing one NAT address cannot ride on each other's grants)"},
     {"pop_before_smtp.ipv6_prefix", "128", K::Integer, "IPv6 grants cover this prefix length (128 = exact address)"},
-    {"pop_before_smtp.exclude_networks", "", K::List, "Client networks that never earn or relay on a grant (a webmail or other server polling POP3 for many users); the balancers named in listener.*.proxy_trusted never do either"},
+    {"pop_before_smtp.exclude_networks", "", K::List, "Client networks that never earn or relay on a grant (a webmail or other server polling POP3 for many users); nor does a connection without a PROXY header from a balancer named in listener.*.proxy_trusted"},
     // --- cluster (shared state in PostgreSQL) ----------------------------------------------
     {"cluster.conninfo", "", K::String, "libpq conninfo of the shared PostgreSQL (empty = single node: grants, locks and counters in memory)"},
     {"cluster.password_file", "", K::Path, "File holding the PostgreSQL password (must not be group/world-readable)"},

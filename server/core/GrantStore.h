@@ -38,7 +38,7 @@ public:
     // A grant whose only sender address is the login itself.
     bool grant(const ClientAddress& client, const std::string& user) { return grant(client, user, {user}); }
     // Yes (with the grant), No (there is none: 554 5.7.1), or TempFail (the store cannot
-    // tell: 451 4.3.0, never relay, never a 5xx).
+    // tell: 451 4.7.1, never relay, never a 5xx).
     //
     // Grants are kept per (address, user): subscribers behind one NAT address each hold
     // their own, and a newer login of one does not take the address from the others. The

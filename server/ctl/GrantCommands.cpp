@@ -209,7 +209,9 @@ int runGrantRevoke(CommandContext& c) {
                                 "DELETE FROM pop_before_smtp_grants WHERE key = $1 RETURNING user_name",
                                 {key}, "revoke grant");
         if (r.rows.empty()) {
-            throw CtlError(ExitNoUser, "no grant for " + key);
+            throw CtlError(ExitNoUser, "no grant for " + key +
+                                           " (the revocation is recorded: a grant a node holds for it through a"
+                                           " database outage will not be written back)");
         }
         std::vector<std::string> names;
         for (const auto& row : r.rows) names.push_back(row[0].value_or("?"));

@@ -50,11 +50,13 @@ const pg::Statement GrantWriteThrough{
 
 // Which of an address's live rows a relay goes on, for the MAIL FROM $2 ('' for none): the
 // sender's own user's row (its login or one of its senders, case-insensitively), else the one
-// that expires last (core::pickGrant's rule). Only that row travels: a carrier-grade NAT
-// address may carry many users' grants.
+// that expires last (core::pickGrant's rule; COLLATE "C": lower() folds ASCII only, as the
+// C++ side does). Only that row travels: a carrier-grade NAT address may carry many users'
+// grants.
 #define POSTERN_GRANT_PICK_ORDER                                                                  \
-    " ORDER BY ($2 <> '' AND (lower(user_name) = lower($2)"                                       \
-    "           OR lower($2) = ANY (string_to_array(lower(senders), E'\\n')))) DESC, expires DESC" \
+    " ORDER BY ($2::text <> '' AND (lower(user_name COLLATE \"C\") = lower($2::text COLLATE \"C\")"      \
+    "           OR lower($2::text COLLATE \"C\") = ANY (string_to_array(lower(senders COLLATE \"C\"), E'\\n'))))" \
+    "          DESC, expires DESC"                                                                   \
     " LIMIT 1"
 
 // One round trip: the row relayed on, and (in a data-modifying CTE, which runs whether or not
@@ -98,7 +100,8 @@ const pg::Statement GrantRevokeUser{
     "           ON CONFLICT (key, user_name) DO UPDATE SET revoked = now())"
     " DELETE FROM pop_before_smtp_grants WHERE user_name = $1 RETURNING key"};
 
-// Revocations older than a grant lifetime: no grant held through an outage is that old.
+// Revocations older than $1 seconds (twice the lifetime, at least a day: nodes may run with
+// different lifetimes): no grant held through an outage is that old.
 const pg::Statement RevocationSweep{
     "postern_grant_revocation_sweep",
     "DELETE FROM pop_before_smtp_revocations WHERE revoked < now() - $1::bigint * interval '1 second'"};
@@ -304,8 +307,11 @@ core::Answer PgGrantStore::lookup(const core::ClientAddress& client, const std::
             logger().warning(core::EventLine("grant.lookup_fail").add("ip", key).text("error", replica->error).str());
             return core::Answer::TempFail;
         }
+        // Only the sender's own user's grant is taken from there: another user's could be the
+        // replica's answer while the sender's own login, a moment ago, has not streamed yet
+        // (own_senders_only would then refuse the sender for good).
         bool due = true;
-        if (replica && replica->ok() && parse(*replica, g, &due) && !due) {
+        if (replica && replica->ok() && parse(*replica, g, &due) && !due && core::grantBelongsTo(g, sender)) {
             found = true;
             src = "replica";
         }
@@ -355,8 +361,10 @@ std::optional<std::size_t> PgGrantStore::sweep() {
         if (r.rows.size() < settings_.sweepBatch)
             break;
     }
-    // Twice the lifetime: the nodes' clocks (a held grant's login time) may differ a little.
-    pg::QueryResult old = pool_.execute(RevocationSweep, {std::to_string(2 * settings_.lifetime.count())});
+    // Twice the lifetime and at least a day: the nodes' clocks (a held grant's login time)
+    // may differ a little, and their lifetimes during a configuration change.
+    const long long keep = std::max<long long>(2LL * settings_.lifetime.count(), 24LL * 3600);
+    pg::QueryResult old = pool_.execute(RevocationSweep, {std::to_string(keep)});
     if (old.failed())
         logger().warning(core::EventLine("grant.sweep_fail").text("error", old.error).str());
     return removed;

@@ -42,7 +42,7 @@ struct PgGrantSettings {
 // grant (core::pickGrant among the address's live rows) while a row for the client's key has
 // expires > now() (the database's clock, the one clock every node shares), No when there is
 // none, TempFail when PostgreSQL cannot answer (never Yes, never No: the SMTP side answers
-// 451 4.3.0).
+// 451 4.7.1).
 //
 // Thread-safe: the pool hands each call its own connection; the positive cache is sharded
 // with a mutex per shard (no global lock on the lookup path). The pool must outlive this.
@@ -68,7 +68,7 @@ public:
     // Deletes expired rows in batches of settings.sweepBatch (DELETE of rows picked with
     // FOR UPDATE SKIP LOCKED, so every node may sweep at the same time without waiting on
     // or deleting twice what another node deletes), and revocations older than twice the
-    // lifetime. Logs event=grant.expire per row.
+    // lifetime (at least a day). Logs event=grant.expire per row.
     // Returns the rows this call deleted, or nullopt if PostgreSQL failed.
     std::optional<std::size_t> sweep();
 

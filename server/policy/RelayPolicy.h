@@ -77,7 +77,7 @@ public:
     //       and, when configured, abuse: RoleAddressPolicy::redirect (RFC 5321 4.5.1, RFC
     //       2142: always accepted); anything else 550 5.1.1 User unknown; TempFail -> 451 4.3.0.
     //  4. remote: authenticated -> Accept; else grants && grants->lookup(client, sender):
-    //       Yes -> Accept (viaGrant), TempFail -> 451 4.3.0, No -> 554 5.7.1 Relay access
+    //       Yes -> Accept (viaGrant), TempFail -> 451 4.7.1, No -> 554 5.7.1 Relay access
     //       denied. The grant store is only asked here, never for local recipients.
     //       `sender` (the MAIL FROM, "" for <>) picks among several users' grants for the
     //       address (subscribers behind one NAT address): the one it belongs to.

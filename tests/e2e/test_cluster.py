@@ -216,6 +216,19 @@ def test_subscribers_behind_one_nat_address_each_relay_on_every_node():
             expect(r, 554, "5.7.1", what="bob (no POP3 login) on node %s" % node.node_id)
 
 
+def test_a_client_inside_the_balancer_network_earns_its_grant_through_the_balancer():
+    """Only a connection a balancer makes without a PROXY header is the balancer's own: a
+    client whose address (from the header) lies in proxy_trusted (a VPN or office range shared
+    with the balancers) earns and uses grants as any other. Here the client and HAProxy are
+    both 127.0.0.1, every listener's proxy_trusted."""
+    with Cluster() as c:
+        answer = pop_login_answer(lambda: c.lb.pop3_ssl("pop3s_a", "127.0.0.1"), ALICE, ALICE_PW)
+        check(answer.startswith("+OK"), "POP3 login via the balancer: %s" % answer)
+        check_eq(c.a.log_count(r"event=pop3\.grant_refused"), 0, "no grant refused:\n" + c.a.tail())
+        r = relay_attempt(lambda: c.lb.smtp("mx_b", "127.0.0.1"))
+        expect(r, 250, "2.1.5", what="relay via the balancer from inside its network")
+
+
 def test_an_excluded_address_never_relays_on_a_stored_grant():
     """A grant stored for an address before it was excluded (or by posternctl grant add) is
     not honoured for it: pop_before_smtp.exclude_networks (a webmail host) never relays on a

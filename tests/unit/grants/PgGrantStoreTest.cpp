@@ -183,6 +183,15 @@ BOOST_AUTO_TEST_CASE(a_replica_hit_is_taken_unless_the_row_relayed_on_is_due_for
         BOOST_TEST((store.lookup(addr("192.0.2.40"), "bob@example.test", &g) == core::Answer::Yes));
         BOOST_TEST(g.user == "bob@example.test");
         BOOST_TEST((store.lookup(addr("192.0.2.40"), "alice@example.test", &g) == core::Answer::No));
+        // Nobody's sender: the replica's pick (alice's, expiring last) is not the sender's own;
+        // the sender's own grant may be on the primary only: asked there.
+        BOOST_TEST((store.lookup(addr("192.0.2.40"), "eve@example.test", &g) == core::Answer::No));
+        // carol logged in a moment ago; her row is on the primary, not yet on the replica
+        // (which answers with bob's, not due): the primary answers, with hers.
+        db.sql("INSERT INTO public.pop_before_smtp_grants (key, user_name, created, expires, senders) VALUES"
+               " ('192.0.2.40', 'carol@example.test', now(), now() + interval '5 minutes', 'carol@example.test')");
+        BOOST_TEST((store.lookup(addr("192.0.2.40"), "Carol@Example.Test", &g) == core::Answer::Yes));
+        BOOST_TEST(g.user == "carol@example.test");
     }
     db.sql("DROP SCHEMA nat_replica CASCADE");
 }

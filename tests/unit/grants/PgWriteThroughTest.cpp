@@ -200,11 +200,15 @@ BOOST_AUTO_TEST_CASE(a_grant_revoked_after_its_login_is_not_written_back, *boost
     BOOST_REQUIRE(n.has_value());
     BOOST_TEST(*n == 1u);
     BOOST_TEST((store.writeThrough("192.0.2.9", held("ann@example.test"), created) == R::Revoked));
-    // The sweep forgets revocations older than twice the lifetime (600 s here).
-    db.sql("UPDATE pop_before_smtp_revocations SET revoked = now() - interval '1201 seconds'");
+    // The sweep forgets revocations older than twice the lifetime, at least a day (here a day).
+    db.sql("UPDATE pop_before_smtp_revocations SET revoked = now() - interval '1 day 1 second'");
+    db.sql("INSERT INTO pop_before_smtp_revocations (key, user_name, revoked)"
+           " VALUES ('', 'eve@example.test', now() - interval '23 hours')");
     db.sql("INSERT INTO pop_before_smtp_revocations (key, user_name) VALUES ('', 'dan@example.test')");
     BOOST_TEST(store.sweep().has_value());
-    BOOST_TEST(db.one("SELECT string_agg(user_name, ',') FROM pop_before_smtp_revocations") == "dan@example.test");
+    BOOST_TEST(db.one("SELECT string_agg(user_name, ',' ORDER BY user_name) FROM pop_before_smtp_revocations") ==
+               "dan@example.test,eve@example.test");
+    db.sql("DELETE FROM pop_before_smtp_revocations WHERE user_name = 'eve@example.test'");
 
     // Through the write-behind layer: the held grant is dropped, not written.
     pg::Pool downPool(settingsFor("host=127.0.0.1 port=1 dbname=x user=x", 1));
