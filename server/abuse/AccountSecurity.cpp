@@ -70,6 +70,8 @@ void AccountSecurity::recordLogin(LoginEvent e) {
     if (!ok && settings_.loginLogMaxEntries == 0) return;
     std::lock_guard lock(pendingMutex_);
     if (ok && settings_.enabled) pending_.loginIps[e.user].insert(e.ip);
+    // The name the client gave, when the account has another: the penalty asks under it.
+    if (ok && !e.login.empty() && e.login != e.user) pending_.loginNameIps[e.login].insert(e.ip);
     if (settings_.loginLogMaxEntries == 0) return;
     if (pending_.logins.size() >= settings_.maxPending) {
         dropped_.fetch_add(1);
@@ -97,9 +99,10 @@ std::optional<bool> AccountSecurity::knownAddress(const std::string& user, const
     auto same = [&](const std::string& other) { return knownAddressKey(other, ipv6Prefix) == key; };
     {
         std::lock_guard lock(pendingMutex_);
-        if (auto it = pending_.loginIps.find(user); it != pending_.loginIps.end())
-            for (const std::string& seen : it->second)
-                if (same(seen)) return true;
+        for (const auto* ips : {&pending_.loginIps, &pending_.loginNameIps})
+            if (auto it = ips->find(user); it != ips->end())
+                for (const std::string& seen : it->second)
+                    if (same(seen)) return true;
         for (const LoginEvent& e : pending_.logins)
             if (e.result == "ok" && e.user == user && same(e.ip)) return true;
         // The batch being written now is in neither place until its write ends.
@@ -155,6 +158,8 @@ bool AccountSecurity::flushNow() {
         flushingKnown_.clear();
         for (const auto& [user, ips] : batch.loginIps)
             for (const std::string& ip : ips) flushingKnown_[user].push_back(ip);
+        for (const auto& [name, ips] : batch.loginNameIps)
+            for (const std::string& ip : ips) flushingKnown_[name].push_back(ip);
         for (const LoginEvent& e : batch.logins)
             if (e.result == "ok") flushingKnown_[e.user].push_back(e.ip);
     }

@@ -21,6 +21,7 @@ std::vector<std::string> ActivityBatch::accounts() const {
 
 std::size_t ActivityBatch::absorb(ActivityBatch&& older, std::size_t maxLogins) {
     for (auto& [user, ips] : older.loginIps) loginIps[user].insert(ips.begin(), ips.end());
+    for (auto& [name, ips] : older.loginNameIps) loginNameIps[name].insert(ips.begin(), ips.end());
     for (const auto& [user, c] : older.counts) {
         auto& mine = counts[user];
         mine.remoteRejected += c.remoteRejected;
@@ -212,6 +213,11 @@ bool MemoryAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoi
         }
     }
     for (const auto& [user, c] : batch.counts) accounts_[user].counts.push_back({now, c});
+    for (const auto& [name, ips] : batch.loginNameIps)
+        for (const auto& ip : ips) {
+            auto& last = loginNames_[name][ip];
+            last = std::max(last, now);
+        }
     evictLocked(settings);
     if (!settings.enabled) return true;
     for (const auto& user : batch.accounts()) {
@@ -261,6 +267,10 @@ bool MemoryAccountSecurityStore::prune(core::TimePoint now, const AccountSecurit
             ++it;
     }
     evictLocked(settings);  // a state file written under a larger max_tracked_accounts
+    for (auto it = loginNames_.begin(); it != loginNames_.end();) {
+        std::erase_if(it->second, [&](const auto& kv) { return kv.second <= logSince; });
+        it = it->second.empty() ? loginNames_.erase(it) : std::next(it);
+    }
     return true;
 }
 
@@ -322,6 +332,9 @@ std::optional<bool> MemoryAccountSecurityStore::knownAddress(const std::string& 
     if (!key) return false;
     auto same = [&](const std::string& other) { return knownAddressKey(other, ipv6Prefix) == key; };
     std::lock_guard lock(mutex_);
+    if (auto n = loginNames_.find(user); n != loginNames_.end())
+        for (const auto& [seen, at] : n->second)
+            if (at > logSince && same(seen)) return true;
     auto it = accounts_.find(user);
     if (it == accounts_.end()) return false;
     for (const auto& [seen, at] : it->second.ips)

@@ -1,5 +1,6 @@
 #include "abuse/LoginRecordingAuthService.h"
 
+#include "core/Idna.h"
 #include "core/Utf8.h"
 
 namespace postern::abuse {
@@ -46,6 +47,13 @@ void LoginRecordingAuthService::record(const core::AuthRequest& request, const s
     e.tls = request.tls;
     e.result = resultName(status);
     e.verified = verified;
+    if (verified) {
+        // Under the name the client gave the penalty counts and asks which addresses it is
+        // known from: a directory may answer "jdoe" with "john.doe@example.com".
+        std::string login = core::canonicalLogin(request.user);
+        if (login != user && !login.empty() && login.size() <= core::MaxLoginLength && core::isValidUtf8(login))
+            e.login = std::move(login);
+    }
     security_.recordLogin(std::move(e));
 }
 

@@ -17,7 +17,9 @@ constexpr const char* FailEvent = "account_security.store_fail";
 
 // $1..$7: the login log (account, at in us, ip, protocol, mechanism, tls, result), $14
 // (known): the name has a success or a verified entry in this batch; $8, $9: (account, ip)
-// of successful logins; $10: now in us; $11..$13: (account, rejected, bounces). An entry
+// of successful logins; $10: now in us; $11..$13: (account, rejected, bounces); $15, $16:
+// (login name, ip) of successful logins typed as a name that is not the account's (schema
+// 011: the known-address check asks under the name given). An entry
 // that is not known is written only for a tracked name (one with a login log or a flag:
 // index lookups, in this same statement), so sprayed user names leave no rows.
 // Answers (account, login rows written) per account written. Data-modifying CTEs all run
@@ -41,7 +43,11 @@ const pg::Statement FlushWrite{
     "   SELECT a, date_trunc('minute', 'epoch'::timestamptz + $10::bigint * interval '1 microsecond'), rj, bn"
     "   FROM unnest($11::text[], $12::bigint[], $13::bigint[]) AS x(a, rj, bn)"
     "   ON CONFLICT (account, bucket) DO UPDATE SET rejected = s.rejected + EXCLUDED.rejected,"
-    "      bounces = s.bounces + EXCLUDED.bounces RETURNING 1)"
+    "      bounces = s.bounces + EXCLUDED.bounces RETURNING 1),"
+    " n AS (INSERT INTO account_login_names AS s (login, ip, last_seen)"
+    "   SELECT nm, ip::inet, 'epoch'::timestamptz + $10::bigint * interval '1 microsecond'"
+    "   FROM unnest($15::text[], $16::text[]) AS x(nm, ip)"
+    "   ON CONFLICT (login, ip) DO UPDATE SET last_seen = greatest(s.last_seen, EXCLUDED.last_seen) RETURNING 1)"
     " SELECT account, count(*) FROM l GROUP BY account"};
 
 // $1 accounts, $2 now (us), $3 window (us), $4..$7 max ips, networks, remote_rejected,
@@ -84,15 +90,18 @@ const pg::Statement Release{
     " c AS (DELETE FROM account_security_counts WHERE account = $1 RETURNING 1)"
     " SELECT (SELECT count(*) FROM f)"};
 
-// $1 the account, $2 the address or IPv6 network (knownAddressKey), $3 / $4 the oldest
-// detection IP / login log entry that counts (us): a successful login from there in the
-// detection IPs or the login log (both read through their account index).
+// $1 the account (the name the client gave), $2 the address or IPv6 network
+// (knownAddressKey), $3 / $4 the oldest detection IP / login log entry that counts (us): a
+// successful login from there in the detection IPs or the login log (both read through their
+// account index), or of that login name for an account of another name (schema 011).
 const pg::Statement Known{
     "postern_account_security_known",
     "SELECT EXISTS (SELECT 1 FROM account_security_ips WHERE account = $1 AND ip <<= $2::inet"
     "               AND last_seen > 'epoch'::timestamptz + $3::bigint * interval '1 microsecond')"
     "    OR EXISTS (SELECT 1 FROM account_logins WHERE account = $1 AND result = 'ok' AND ip <<= $2::inet"
-    "               AND at > 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')"};
+    "               AND at > 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')"
+    "    OR EXISTS (SELECT 1 FROM account_login_names WHERE login = $1 AND ip <<= $2::inet"
+    "               AND last_seen > 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')"};
 
 // $1 window start (us), $2 login log start (us), $3 account_security.max_tracked_accounts:
 // the login log rows of the accounts past that many, least recently active (newest entry)
@@ -108,6 +117,9 @@ const pg::Statement Prune{
     "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1),"
     " l AS (DELETE FROM account_logins WHERE ctid = ANY (ARRAY("
     "   SELECT ctid FROM account_logins WHERE at <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'"
+    "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1),"
+    " n AS (DELETE FROM account_login_names WHERE ctid = ANY (ARRAY("
+    "   SELECT ctid FROM account_login_names WHERE last_seen <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'"
     "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1),"
     " e AS (DELETE FROM account_logins WHERE ctid = ANY (ARRAY("
     "   SELECT ctid FROM account_logins WHERE account IN ("
@@ -164,6 +176,16 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
                 iip.push_back(*t);
             }
     }
+    std::vector<std::string> na, nip;  // login names of accounts of another name (schema 011)
+    for (const auto& [name, ips] : batch.loginNameIps) {
+        if (name.empty() || name.size() > 320) continue;
+        std::set<std::string> seen;
+        for (const auto& ip : ips)
+            if (auto t = inetText(ip); t && seen.insert(*t).second) {
+                na.push_back(name);
+                nip.push_back(*t);
+            }
+    }
     std::vector<std::string> ca, crj, cbn;
     for (const auto& [user, c] : batch.counts) {
         if (user.empty() || user.size() > 320) continue;
@@ -178,7 +200,7 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
     const pg::Params params{pg::textArray(la), pg::textArray(lt), pg::textArray(lip), pg::textArray(lp),
                             pg::textArray(lm), pg::textArray(ltl), pg::textArray(lr), pg::textArray(ia),
                             pg::textArray(iip), nowUs, pg::textArray(ca), pg::textArray(crj),
-                            pg::textArray(cbn), pg::textArray(lk)};
+                            pg::textArray(cbn), pg::textArray(lk), pg::textArray(na), pg::textArray(nip)};
     // A pooled connection the server closed while idle fails at its first statement with no
     // answer, which looks the same as a lost COMMIT: a cheap statement first tells the two
     // apart (once per flush, not per login).

@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from postern_harness import (Postern, TestFailure, _root_dir, check, check_eq, expect,  # noqa: E402
+from postern_harness import (Postern, TestFailure, _root_dir, check, check_eq, expect, plain_ir,  # noqa: E402
                              make_message, pop_find, run_tests, wait_for)
 import ldap_support as L  # noqa: E402
 from backend_support import pop_login, rcpt, smtp_auth  # noqa: E402
@@ -136,6 +136,47 @@ def test_a_login_the_filter_compares_whole_is_found_in_any_domain():
         expect_auth(p, "jdoe@corp.other.test", "jdoe-Ldap7", 235, "2.7.0")
         expect_auth(p, "jdoe@ldap.test", "jdoe-Ldap7", 235, "2.7.0")
         expect_auth(p, "jdoe@third.test", "jdoe-Ldap7", 535, "5.7.8")
+        p.stop()
+
+
+def _auth_from(p, source, user, password):
+    """(code, text) of AUTH PLAIN on submission after STARTTLS, from `source`."""
+    s = p.smtp("submission", source=source, starttls=True)
+    try:
+        code, msg = s.docmd("AUTH", "PLAIN " + plain_ir(user, password))
+        return code, msg.decode("utf-8", "replace")
+    finally:
+        try:
+            s.quit()
+        except Exception:  # noqa: BLE001 -- the server may have closed after a failure
+            pass
+
+
+def test_a_login_name_other_than_the_account_keeps_its_known_addresses():
+    """The directory answers jdoe's UPN (jdoe@corp.other.test) with the account
+    jdoe@ldap.test. The failed-login penalty counts a block under the name given, and the
+    addresses it logged in from get through the block (auth.penalty.known_address_failures):
+    before, only the account's own name's logins were known, so such users had no exemption
+    at all. Test changes: the UPN filter of the test above; max_failures_account = 3, no
+    tarpit, known_address_failures = 2."""
+    users = dict(L.DEFAULT_USERS, jdoe={"password": "jdoe-Ldap7", "mail": ["jdoe@ldap.test"],
+                                        "alt": ["jdoe@corp.other.test"]})
+    upn, pw = "jdoe@corp.other.test", "jdoe-Ldap7"
+    with L.Slapd(_root_dir(), "a", users=users) as a:
+        p = postern_for([a.uri], {
+            "auth.backend.ldap.user_filter": "(&(objectClass=inetOrgPerson)(|(mailAlternateAddress=%u)(uid=%n)))",
+            "auth.backend.ldap.mail_attributes": "mail",
+            "auth.backend.ldap.domains": "ldap.test, corp.other.test"},
+            overrides={"auth.penalty.max_failures_account": "3", "auth.penalty.base_delay": "0s",
+                       "auth.penalty.known_address_failures": "2"})
+        home = "127.0.0.21"
+        expect(_auth_from(p, home, upn, pw), 235, "2.7.0", what="jdoe from home")
+        for i in range(3):  # one guess each from three addresses: the name is blocked
+            expect(_auth_from(p, "127.0.0.%d" % (31 + i), upn, "guess-%d" % i), 535, "5.7.8", what="guess %d" % i)
+        expect(_auth_from(p, "127.0.0.40", upn, pw), 454, "4.7.0", what="jdoe from a new address (blocked)")
+        expect(_auth_from(p, home, upn, pw), 235, "2.7.0", what="jdoe from home, through the block")
+        p.log_contains(r"event=auth\.known_address svc=smtp ip=%s user=%s" % (home.replace(".", r"\."),
+                                                                              upn.replace(".", r"\.")))
         p.stop()
 
 

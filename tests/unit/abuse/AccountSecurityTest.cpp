@@ -351,6 +351,40 @@ BOOST_AUTO_TEST_CASE(known_addresses_are_those_with_a_successful_login) {
     BOOST_TEST(!security.knownAddress("ann", "192.0.2.1", 64).has_value());
 }
 
+// A directory may answer the uid "jdoe" with the account john.doe@example.test: the penalty
+// counts and asks under the name given, so the addresses that name logged in from are known
+// under it too (before the flush, while it is written, after it, up to login_log_max_age).
+BOOST_AUTO_TEST_CASE(a_login_name_other_than_the_account_is_known_under_that_name) {
+    FlakyStore store;
+    AccountSecuritySettings s = quiet();
+    ManualClock clock;
+    AccountSecurity security(s, store, {}, clock.fn());
+    LoginEvent e = login("john.doe@example.test", "192.0.2.5");
+    e.login = "jdoe";
+    security.recordLogin(e);
+    LoginEvent failed = login("john.doe@example.test", "192.0.2.6", "fail");
+    failed.login = "jdoe";
+    security.recordLogin(failed);
+    BOOST_TEST(security.knownAddress("jdoe", "192.0.2.5", 64).value());
+    BOOST_TEST(security.flushNow());
+    BOOST_TEST(security.knownAddress("jdoe", "192.0.2.5", 64).value());
+    BOOST_TEST(security.knownAddress("john.doe@example.test", "192.0.2.5", 64).value());
+    BOOST_TEST(!security.knownAddress("jdoe", "192.0.2.6", 64).value());  // a failure is no login
+    BOOST_TEST(!security.knownAddress("jdoe", "192.0.2.7", 64).value());
+    BOOST_TEST(!security.knownAddress("jd", "192.0.2.5", 64).value());
+    clock.now = T0 + std::chrono::hours(24 * 31);  // past login_log_max_age (30 days)
+    BOOST_TEST(!security.knownAddress("jdoe", "192.0.2.5", 64).value());
+    // The store forgets it at the prune.
+    MemoryAccountSecurityStore bare;
+    std::vector<AccountFlag> flagged;
+    ActivityBatch b;
+    b.loginNameIps["jdoe"] = {"192.0.2.5"};
+    BOOST_REQUIRE(bare.flush(b, T0, s, flagged));
+    BOOST_TEST(bare.knownAddress("jdoe", "192.0.2.5", 64, T0, T0 - std::chrono::hours(1)).value());
+    BOOST_REQUIRE(bare.prune(T0 + s.loginLogMaxAge + std::chrono::seconds(1), s));
+    BOOST_TEST(!bare.knownAddress("jdoe", "192.0.2.5", 64, T0 - std::chrono::hours(1), T0 - std::chrono::hours(1)).value());
+}
+
 // Review finding: while a batch was being written it was neither pending nor stored, so a
 // device that had just logged in was not known for that moment.
 BOOST_AUTO_TEST_CASE(a_batch_being_written_still_knows_its_logins) {

@@ -42,7 +42,7 @@ ActivityBatch ips(const std::string& user, std::vector<std::string> list) {
 }
 
 void clean(Db& db) {
-    db.sql("TRUNCATE account_security_ips, account_security_counts, account_flags, account_logins");
+    db.sql("TRUNCATE account_security_ips, account_security_counts, account_flags, account_logins, account_login_names");
 }
 
 }  // namespace
@@ -230,6 +230,18 @@ BOOST_AUTO_TEST_CASE(known_addresses_in_sql, *boost::unit_test::precondition(Wit
     BOOST_TEST(known("gil", "192.0.2.1", 64, T0, T0 - 1h));
     BOOST_TEST(!known("gil", "192.0.2.1", 64, T0 - 1h, T0));
     BOOST_TEST(known("gil", "198.51.100.7", 64, T0 - 1h, T0));
+    // A login name other than its account's (a uid the directory answers with an address):
+    // known under that name (schema 011), within the login log's age, until pruned.
+    ActivityBatch n;
+    n.loginNameIps["gil.uid"] = {"203.0.113.9", "2001:db8:5::1"};
+    BOOST_REQUIRE(store.flush(n, T0, s, flagged));
+    BOOST_TEST(known("gil.uid", "203.0.113.9", 64));
+    BOOST_TEST(known("gil.uid", "2001:db8:5::2", 64));
+    BOOST_TEST(!known("gil.uid", "203.0.113.10", 64));
+    BOOST_TEST(!known("gil", "203.0.113.9", 64));
+    BOOST_TEST(!known("gil.uid", "203.0.113.9", 64, T0 - 1h, T0));
+    BOOST_REQUIRE(store.prune(T0 + s.loginLogMaxAge + 1s, s));
+    BOOST_TEST(db.one("SELECT count(*) FROM account_login_names") == "0");
 }
 
 BOOST_AUTO_TEST_CASE(sprayed_names_write_no_rows_and_tracked_accounts_keep_their_failures,
