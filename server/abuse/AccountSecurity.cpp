@@ -1,5 +1,6 @@
 #include "abuse/AccountSecurity.h"
 
+#include "abuse/NameFold.h"
 #include "core/EventLine.h"
 
 #include <Poco/DirectoryIterator.h>
@@ -70,9 +71,10 @@ void AccountSecurity::recordLogin(LoginEvent e) {
     if (!ok && settings_.loginLogMaxEntries == 0) return;
     std::lock_guard lock(pendingMutex_);
     if (ok && settings_.enabled) pending_.loginIps[e.user].insert(e.ip);
-    // The name the client gave, when the account has another: the penalty asks under it.
-    if (ok && !e.login.empty() && e.login != e.user) pending_.loginNameIps[e.login].insert(e.ip);
     if (settings_.loginLogMaxEntries == 0) return;
+    // The name the client gave, when the account has another: the penalty asks under it.
+    // Kept as long as the login log (whose successes are the other known addresses).
+    if (ok && !e.login.empty() && e.login != e.user) pending_.loginNameIps[e.login].insert(e.ip);
     if (pending_.logins.size() >= settings_.maxPending) {
         dropped_.fetch_add(1);
         return;
@@ -97,18 +99,20 @@ std::optional<bool> AccountSecurity::knownAddress(const std::string& user, const
     const auto key = knownAddressKey(ip, ipv6Prefix);
     if (!key) return false;
     auto same = [&](const std::string& other) { return knownAddressKey(other, ipv6Prefix) == key; };
+    const std::string folded = foldName(user);  // login names other than the account's are kept folded
     {
         std::lock_guard lock(pendingMutex_);
-        for (const auto* ips : {&pending_.loginIps, &pending_.loginNameIps})
-            if (auto it = ips->find(user); it != ips->end())
+        for (const auto& [ips, name] : {std::pair{&pending_.loginIps, &user}, std::pair{&pending_.loginNameIps, &folded}})
+            if (auto it = ips->find(*name); it != ips->end())
                 for (const std::string& seen : it->second)
                     if (same(seen)) return true;
         for (const LoginEvent& e : pending_.logins)
             if (e.result == "ok" && e.user == user && same(e.ip)) return true;
         // The batch being written now is in neither place until its write ends.
-        if (auto it = flushingKnown_.find(user); it != flushingKnown_.end())
-            for (const std::string& seen : it->second)
-                if (same(seen)) return true;
+        for (const std::string* name : {&user, &folded})
+            if (auto it = flushingKnown_.find(*name); it != flushingKnown_.end())
+                for (const std::string& seen : it->second)
+                    if (same(seen)) return true;
     }
     const core::TimePoint now = clock_();
     return store_.knownAddress(user, ip, ipv6Prefix, now - settings_.window, now - settings_.loginLogMaxAge);

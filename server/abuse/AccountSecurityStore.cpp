@@ -1,6 +1,7 @@
 #include "abuse/AccountSecurityStore.h"
 
 #include "abuse/AccountSecurityStateFile.h"
+#include "abuse/NameFold.h"
 #include "core/EventLine.h"
 #include "core/Network.h"
 
@@ -213,11 +214,16 @@ bool MemoryAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoi
         }
     }
     for (const auto& [user, c] : batch.counts) accounts_[user].counts.push_back({now, c});
-    for (const auto& [name, ips] : batch.loginNameIps)
+    for (const auto& [name, ips] : batch.loginNameIps) {
+        auto& known = loginNames_[name];
         for (const auto& ip : ips) {
-            auto& last = loginNames_[name][ip];
+            auto& last = known[ip];
             last = std::max(last, now);
         }
+        while (known.size() > MaxLoginNameIps)  // the least recent go
+            known.erase(std::min_element(known.begin(), known.end(),
+                                         [](const auto& a, const auto& b) { return a.second < b.second; }));
+    }
     evictLocked(settings);
     if (!settings.enabled) return true;
     for (const auto& user : batch.accounts()) {
@@ -331,8 +337,9 @@ std::optional<bool> MemoryAccountSecurityStore::knownAddress(const std::string& 
     const auto key = knownAddressKey(ip, ipv6Prefix);
     if (!key) return false;
     auto same = [&](const std::string& other) { return knownAddressKey(other, ipv6Prefix) == key; };
+    const std::string folded = foldName(user);
     std::lock_guard lock(mutex_);
-    if (auto n = loginNames_.find(user); n != loginNames_.end())
+    if (auto n = loginNames_.find(folded); n != loginNames_.end())
         for (const auto& [seen, at] : n->second)
             if (at > logSince && same(seen)) return true;
     auto it = accounts_.find(user);

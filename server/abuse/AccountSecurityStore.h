@@ -51,9 +51,9 @@ struct LoginEvent {
     // or one the caller's penalty check refused ("blocked"). Such an entry makes its name
     // tracked; an unverified failure is kept only for a name already tracked.
     bool verified = false;
-    // The name the client gave (core::canonicalLogin) when it is not `user` (a directory
-    // that answers a uid login with the mail address): the failed-login penalty counts and
-    // asks knownAddress() under that name.
+    // The name the client gave, folded as the failed-login penalty folds it
+    // (foldName(core::canonicalLogin)), when it is not `user` (a directory that answers a uid
+    // login with the mail address): the penalty counts and asks knownAddress() under it.
     std::string login = {};
 };
 
@@ -62,6 +62,9 @@ struct LoginRecord {
     std::string ip, protocol, mechanism, tls, result;
     bool operator==(const LoginRecord&) const = default;
 };
+
+// Addresses kept per login name of another account's name (ActivityBatch::loginNameIps).
+inline constexpr std::size_t MaxLoginNameIps = 32;
 
 struct AccountCounts {
     std::uint64_t remoteRejected = 0;
@@ -74,8 +77,9 @@ struct ActivityBatch {
     std::vector<LoginEvent> logins;                             // the login log (all results)
     std::map<std::string, std::set<std::string>> loginIps;      // user -> IPs with a successful login
     std::map<std::string, AccountCounts> counts;                // user -> delivery outcomes
-    // A login name that is not its account's name (LoginEvent::login) -> IPs it logged in
-    // from successfully: the addresses that name is known from (knownAddress).
+    // A login name that is not its account's name (LoginEvent::login, folded) -> IPs it
+    // logged in from successfully: the addresses that name is known from (knownAddress).
+    // Recorded only while the login log is kept (account_security.login_log_max_entries).
     std::map<std::string, std::set<std::string>> loginNameIps;
     bool empty() const { return logins.empty() && loginIps.empty() && counts.empty() && loginNameIps.empty(); }
     // The accounts this batch touches for detection (loginIps and counts).
@@ -158,9 +162,9 @@ public:
     // Whether `user` logged in successfully from `ip` (an IPv6 address: from anywhere in
     // its /ipv6Prefix) as far as this store remembers: an IP counted for detection and seen
     // after `ipsSince` (account_security.window), or an "ok" entry of the login log after
-    // `logSince` (login_log_max_age), or a successful login typed as `user` for another
-    // account name (ActivityBatch::loginNameIps) after `logSince`. nullopt if the store
-    // cannot answer. The failed-login penalty asks this (auth.penalty.known_address_failures)
+    // `logSince` (login_log_max_age), or a successful login typed as `user` (compared folded:
+    // foldName) for another account name (ActivityBatch::loginNameIps) after `logSince`.
+    // nullopt if the store cannot answer. The failed-login penalty asks this (auth.penalty.known_address_failures)
     // only for a blocked account, under the name the client gave.
     virtual std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix,
                                              core::TimePoint ipsSince, core::TimePoint logSince) = 0;
@@ -217,9 +221,11 @@ private:
     bool dirty_ = false;           // changed since the last write of the state file
     bool writeFailing_ = false;    // the last write failed (logged once per streak)
     AccountStoreCounters counters_;
-    // loginNameIps of the batches flushed: login name -> ip -> last success. In memory only
-    // (not in the state file): after a restart such a name's address is known again from
-    // its next successful login. Pruned with the login log (login_log_max_age).
+    // loginNameIps of the batches flushed: login name -> ip -> last success, at most
+    // MaxLoginNameIps (the most recent) per name. In memory only (not in the state file):
+    // after a restart such a name's addresses are not known until its next successful login
+    // from each (a block still in force then refuses that login). Pruned with the login log
+    // (login_log_max_age).
     std::map<std::string, std::map<std::string, core::TimePoint>> loginNames_;
 };
 

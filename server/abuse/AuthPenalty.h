@@ -90,10 +90,10 @@ struct PenaltyVerdict {
 // knownAddressFailures failures in the window it is blocked like any other, and all known
 // addresses of the account together stop at max_failures_account ("known:<account key>"):
 // an attacker behind the same carrier NAT or VPN exits as the owner does not get five
-// guesses per shared address. The name the client logs in with is matched against the
-// name the directory returned for the account's successes (the login log's); where they
-// differ (a directory that answers a login by uid with a mail address) no address is
-// known and the block holds for all. Its successes
+// guesses per shared address. Known goes by the name the client logs in with: the
+// account's successes (login log, detection IPs) under the name the directory returned, and
+// a login name the directory answers with another name (a uid answered with a mail
+// address) by the addresses that name logged in from (ActivityBatch::loginNameIps). Its successes
 // do not clear the account's counter (the block holds for everyone else). The address's own
 // block (max_failures_ip) and the tarpit still apply; allow-listed networks (one address,
 // many people) get no exemption. The check runs only for a blocked account: one store

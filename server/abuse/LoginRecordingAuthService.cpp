@@ -1,5 +1,6 @@
 #include "abuse/LoginRecordingAuthService.h"
 
+#include "abuse/NameFold.h"
 #include "core/Idna.h"
 #include "core/Utf8.h"
 
@@ -49,8 +50,9 @@ void LoginRecordingAuthService::record(const core::AuthRequest& request, const s
     e.verified = verified;
     if (verified) {
         // Under the name the client gave the penalty counts and asks which addresses it is
-        // known from: a directory may answer "jdoe" with "john.doe@example.com".
-        std::string login = core::canonicalLogin(request.user);
+        // known from: a directory may answer "jdoe" with "john.doe@example.com". Folded as
+        // the penalty folds it ("ｊdoe", "JDOE" are one name: one entry, not one per spelling).
+        std::string login = foldName(core::canonicalLogin(request.user));
         if (login != user && !login.empty() && login.size() <= core::MaxLoginLength && core::isValidUtf8(login))
             e.login = std::move(login);
     }

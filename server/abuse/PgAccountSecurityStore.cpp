@@ -1,5 +1,6 @@
 #include "abuse/PgAccountSecurityStore.h"
 
+#include "abuse/NameFold.h"
 #include "abuse/PgStoreSupport.h"
 #include "abuse/PgTime.h"
 #include "core/Network.h"
@@ -51,7 +52,9 @@ const pg::Statement FlushWrite{
     " SELECT account, count(*) FROM l GROUP BY account"};
 
 // $1 accounts, $2 now (us), $3 window (us), $4..$7 max ips, networks, remote_rejected,
-// bounces (0 = off), $8 login log entries kept per account, $9 node id, $10 evaluate?
+// bounces (0 = off), $8 login log entries kept per account, $9 node id, $10 evaluate?,
+// $11 login names of other accounts' names written (their addresses are trimmed to $12, the
+// most recent).
 // Trims the login log of these accounts to its count bound (that many successful logins and
 // that many other attempts: failures never push successes out) and flags, once, each account
 // past a threshold (the worst reason); returns only the flags this statement inserted.
@@ -61,6 +64,10 @@ const pg::Statement FlushEvaluate{
     " trimmed AS (DELETE FROM account_logins WHERE id IN ("
     "   SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY account, result = 'ok' ORDER BY at DESC, id DESC) AS n"
     "                   FROM account_logins WHERE account = ANY ($1::text[])) AS ranked WHERE n > $8::bigint)"
+    "   RETURNING 1),"
+    " names AS (DELETE FROM account_login_names WHERE ctid IN ("
+    "   SELECT ctid FROM (SELECT ctid, row_number() OVER (PARTITION BY login ORDER BY last_seen DESC) AS n"
+    "                     FROM account_login_names WHERE login = ANY ($11::text[])) AS ranked WHERE n > $12::bigint)"
     "   RETURNING 1),"
     " ips AS (SELECT account, count(*) AS ips,"
     "   count(DISTINCT network(set_masklen(ip, CASE WHEN family(ip) = 4 THEN 24 ELSE 48 END))) AS nets"
@@ -93,14 +100,15 @@ const pg::Statement Release{
 // $1 the account (the name the client gave), $2 the address or IPv6 network
 // (knownAddressKey), $3 / $4 the oldest detection IP / login log entry that counts (us): a
 // successful login from there in the detection IPs or the login log (both read through their
-// account index), or of that login name for an account of another name (schema 011).
+// account index), or of that login name ($5: folded, abuse/NameFold.h) for an account of
+// another name (schema 011).
 const pg::Statement Known{
     "postern_account_security_known",
     "SELECT EXISTS (SELECT 1 FROM account_security_ips WHERE account = $1 AND ip <<= $2::inet"
     "               AND last_seen > 'epoch'::timestamptz + $3::bigint * interval '1 microsecond')"
     "    OR EXISTS (SELECT 1 FROM account_logins WHERE account = $1 AND result = 'ok' AND ip <<= $2::inet"
     "               AND at > 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')"
-    "    OR EXISTS (SELECT 1 FROM account_login_names WHERE login = $1 AND ip <<= $2::inet"
+    "    OR EXISTS (SELECT 1 FROM account_login_names WHERE login = $5 AND ip <<= $2::inet"
     "               AND last_seen > 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')"};
 
 // $1 window start (us), $2 login log start (us), $3 account_security.max_tracked_accounts:
@@ -177,8 +185,10 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
             }
     }
     std::vector<std::string> na, nip;  // login names of accounts of another name (schema 011)
+    std::set<std::string> names;
     for (const auto& [name, ips] : batch.loginNameIps) {
         if (name.empty() || name.size() > 320) continue;
+        names.insert(name);
         std::set<std::string> seen;
         for (const auto& ip : ips)
             if (auto t = inetText(ip); t && seen.insert(*t).second) {
@@ -229,14 +239,15 @@ bool PgAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoint n
     if (written < la.size()) untracked_ += la.size() - written;
     touched.insert(ia.begin(), ia.end());
     touched.insert(ca.begin(), ca.end());
-    if (touched.empty()) return true;
+    if (touched.empty() && names.empty()) return true;
     const auto windowUs = std::chrono::duration_cast<std::chrono::microseconds>(settings.window).count();
     pg::QueryResult e = pool_.execute(
         FlushEvaluate,
         {pg::textArray(std::vector<std::string>(touched.begin(), touched.end())), nowUs, std::to_string(windowUs),
          std::to_string(settings.maxIps), std::to_string(settings.maxNetworks),
          std::to_string(settings.maxRemoteRejected), std::to_string(settings.maxBounces),
-         std::to_string(settings.loginLogMaxEntries), settings.nodeId, settings.enabled ? "true" : "false"});
+         std::to_string(settings.loginLogMaxEntries), settings.nodeId, settings.enabled ? "true" : "false",
+         pg::textArray(std::vector<std::string>(names.begin(), names.end())), std::to_string(MaxLoginNameIps)});
     if (e.failed()) {
         // The batch is written; the next flush touching these accounts evaluates them again.
         logStoreFailure(FailEvent, "evaluate", e);
@@ -283,7 +294,7 @@ std::optional<bool> PgAccountSecurityStore::knownAddress(const std::string& user
     const auto key = knownAddressKey(ip, ipv6Prefix);
     if (!key) return false;
     pg::QueryResult r = pool_.execute(Known, {user, *key, std::to_string(toPgMicros(ipsSince)),
-                                              std::to_string(toPgMicros(logSince))});
+                                              std::to_string(toPgMicros(logSince)), foldName(user)});
     if (r.failed() || r.rows.size() != 1 || r.rows[0].empty() || !r.rows[0][0]) {
         logStoreFailure(FailEvent, "known_address", r);
         return std::nullopt;

@@ -5,6 +5,7 @@
 #include "abuse/AccountSecurity.h"
 #include "abuse/AuthPenalty.h"
 #include "app/ClusterPop3Login.h"
+#include "app/ClusterSchema.h"
 #include "abuse/ConnectionGate.h"
 #include "abuse/DegradingStores.h"
 #include "abuse/LoginRecordingAuthService.h"
@@ -68,6 +69,9 @@
 namespace postern::app {
 
 namespace {
+
+const pg::Statement ClusterSchemaVersion{"postern_schema_version",
+                                         "SELECT coalesce(max(version), 0) FROM schema_migrations"};
 
 // An exclusive flock on <dir>/posternd.lock, held for the process's life (the descriptor is
 // closed by ~Daemon). Read-only, 0644: a file left by a root start does not stop a start as
@@ -238,6 +242,25 @@ void Daemon::buildCluster() {
     pg::ConnectSettings cs = c.connect;
     if (!c.passwordFile.empty()) cs.password = pg::readPasswordFile(c.passwordFile);  // read now, still privileged
     clusterPool_ = std::make_unique<pg::Pool>(cs);
+    // Refused (exit 78) when the database says its schema is older than this release needs;
+    // one that cannot be asked now (down at boot) does not stop the start.
+    const pg::QueryResult v = clusterPool_->execute(ClusterSchemaVersion, {});
+    long have = -1;
+    if (v.failed() && v.sqlState == "42P01") {
+        have = 0;  // no schema_migrations: never migrated
+    } else if (v.failed()) {
+        serverLog().warning(core::EventLine("cluster.schema_unknown").text("error", v.error).str());
+    } else if (!v.rows.empty() && !v.rows[0].empty() && v.rows[0][0]) {
+        try {
+            have = std::stol(*v.rows[0][0]);
+        } catch (const std::exception&) {
+            have = -1;
+        }
+    }
+    if (have >= 0 && have < RequiredClusterSchema)
+        throw std::runtime_error("the cluster database's schema is at version " + std::to_string(have) +
+                                 "; this release needs " + std::to_string(RequiredClusterSchema) +
+                                 ": run 'posternctl db migrate' first");
     if (!c.readConninfo.empty()) {
         // Grant lookups on streaming replicas: same password, pool size and timeouts.
         pg::ConnectSettings rs = cs;

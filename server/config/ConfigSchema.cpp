@@ -163,7 +163,7 @@ const std::vector<KeyDef> Keys = {
     {"auth.penalty.max_delay", "8s", K::Duration, "Longest tarpit delay"},
     {"auth.penalty.allow_networks", "", K::List, "Networks exempt from the per-IP failed-login counter and the tarpit; their failures still count against the account (and block it)"},
     {"auth.penalty.ipv6_prefix", "64", K::Integer, "IPv6 clients are counted per prefix of this length"},
-    {"auth.penalty.known_address_failures", "5", K::Integer, "While an account is blocked, an address it logged in from successfully (account_security's IPs and login log, under the name the directory returns) may still log in, until it has this many failures for the account in the window, and all such addresses together max_failures_account (0 = the block holds for every address)"},
+    {"auth.penalty.known_address_failures", "5", K::Integer, "While an account is blocked, an address it logged in from successfully (account_security's IPs and login log, under the name the client logs in with) may still log in, until it has this many failures for the account in the window, and all such addresses together max_failures_account (0 = the block holds for every address)"},
     {"auth.penalty.parallel_wait", "10s", K::Duration, "Longest wait of a login for the other logins of its IP or account in progress when together they could pass a max_failures limit; then a temporary failure"},
     {"limits.user.messages_per_hour", "200", K::Integer, "Messages an authenticated user (or the user of a POP-before-SMTP grant) may send per hour (450 4.7.1 beyond; 0 = no limit)"},
     {"limits.user.recipients_per_hour", "1000", K::Integer, "Recipients per user and hour (452 4.7.1 beyond; 0 = no limit)"},

@@ -67,14 +67,15 @@ std::string keyOf(const std::string& text, const config::ServerConfig& cfg) {
 // Records a revocation (schema 010) before the grants are deleted, so a grant a node held
 // through an outage and writes back later does not come back to life: key "" = every
 // address, user "" = every user, "@domain" = the users of a domain. Without the table (a
-// schema before 010) there is nothing to record it in.
-void recordRevocation(pg::Connection& c, const std::string& key, const std::string& user) {
+// schema before 010) there is nothing to record it in: false.
+bool recordRevocation(pg::Connection& c, const std::string& key, const std::string& user) {
     pg::QueryResult exists = run(c, "SELECT to_regclass('pop_before_smtp_revocations') IS NOT NULL", {}, "revocations table");
-    if (exists.rows.empty() || exists.rows[0].empty() || exists.rows[0][0].value_or("f") != "t") return;
+    if (exists.rows.empty() || exists.rows[0].empty() || exists.rows[0][0].value_or("f") != "t") return false;
     run(c,
         "INSERT INTO pop_before_smtp_revocations (key, user_name) VALUES ($1, $2)"
         " ON CONFLICT (key, user_name) DO UPDATE SET revoked = now()",
         {key, user}, "record the revocation");
+    return true;
 }
 
 }  // namespace
@@ -204,14 +205,15 @@ int runGrantRevoke(CommandContext& c) {
         GrantSession s = open(o);
         const std::string key = keyOf(o.positional[0], s.config);
         // Every user's grant for the address (several subscribers may share it).
-        recordRevocation(*s.connection, key, "");
+        const bool recorded = recordRevocation(*s.connection, key, "");
         pg::QueryResult r = run(*s.connection,
                                 "DELETE FROM pop_before_smtp_grants WHERE key = $1 RETURNING user_name",
                                 {key}, "revoke grant");
         if (r.rows.empty()) {
             throw CtlError(ExitNoUser, "no grant for " + key +
-                                           " (the revocation is recorded: a grant a node holds for it through a"
-                                           " database outage will not be written back)");
+                                           (recorded ? " (the revocation is recorded: a grant a node holds for it"
+                                                       " through a database outage will not be written back)"
+                                                     : ""));
         }
         std::vector<std::string> names;
         for (const auto& row : r.rows) names.push_back(row[0].value_or("?"));

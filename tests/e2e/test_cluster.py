@@ -229,6 +229,29 @@ def test_a_client_inside_the_balancer_network_earns_its_grant_through_the_balanc
         expect(r, 250, "2.1.5", what="relay via the balancer from inside its network")
 
 
+def test_a_node_refuses_to_start_on_an_older_schema():
+    """A node of this release on a cluster database not yet migrated to its schema would fail
+    whole statements for good (the account-security flush, the known-address check and grant
+    writes name tables and keys of migrations 010 and 011): it refuses to start (exit 78),
+    naming the fix. Test change: the newest migration's row is taken out of schema_migrations
+    (and put back)."""
+    s = pg()
+    newest = s.sql("SELECT max(version) FROM schema_migrations")[0]
+    row = s.sql("SELECT name || '|' || sha256 FROM schema_migrations WHERE version = %s" % newest)[0]
+    s.sql("DELETE FROM schema_migrations WHERE version = %s" % newest)
+    try:
+        try:
+            node = start_node(s, "node-old", new_mail_root())
+            node.stop()
+            raise AssertionError("a node started on schema %d" % (int(newest) - 1))
+        except TestFailure as e:
+            check("exited with 78" in str(e), "exit status: %s" % str(e)[:500])
+            check("run 'posternctl db migrate' first" in str(e), "the log names the fix: %s" % str(e)[-1500:])
+    finally:
+        name, sha = row.split("|", 1)
+        s.sql("INSERT INTO schema_migrations (version, name, sha256) VALUES (%s, '%s', '%s')" % (newest, name, sha))
+
+
 def test_an_excluded_address_never_relays_on_a_stored_grant():
     """A grant stored for an address before it was excluded (or by posternctl grant add) is
     not honoured for it: pop_before_smtp.exclude_networks (a webmail host) never relays on a

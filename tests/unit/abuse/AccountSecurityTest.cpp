@@ -372,6 +372,7 @@ BOOST_AUTO_TEST_CASE(a_login_name_other_than_the_account_is_known_under_that_nam
     BOOST_TEST(!security.knownAddress("jdoe", "192.0.2.6", 64).value());  // a failure is no login
     BOOST_TEST(!security.knownAddress("jdoe", "192.0.2.7", 64).value());
     BOOST_TEST(!security.knownAddress("jd", "192.0.2.5", 64).value());
+    BOOST_TEST(security.knownAddress("\xef\xbd\x8a" "doe", "192.0.2.5", 64).value());  // U+FF4A: one name, folded
     clock.now = T0 + std::chrono::hours(24 * 31);  // past login_log_max_age (30 days)
     BOOST_TEST(!security.knownAddress("jdoe", "192.0.2.5", 64).value());
     // The store forgets it at the prune.
@@ -383,6 +384,23 @@ BOOST_AUTO_TEST_CASE(a_login_name_other_than_the_account_is_known_under_that_nam
     BOOST_TEST(bare.knownAddress("jdoe", "192.0.2.5", 64, T0, T0 - std::chrono::hours(1)).value());
     BOOST_REQUIRE(bare.prune(T0 + s.loginLogMaxAge + std::chrono::seconds(1), s));
     BOOST_TEST(!bare.knownAddress("jdoe", "192.0.2.5", 64, T0 - std::chrono::hours(1), T0 - std::chrono::hours(1)).value());
+    // At most MaxLoginNameIps addresses per name: the most recent.
+    for (int i = 0; i < 40; ++i) {
+        ActivityBatch one;
+        one.loginNameIps["jdoe"] = {"198.51.100." + std::to_string(i)};
+        BOOST_REQUIRE(bare.flush(one, T0 + std::chrono::seconds(i), s, flagged));
+    }
+    const auto since = T0 - std::chrono::hours(1);
+    BOOST_TEST(!bare.knownAddress("jdoe", "198.51.100.7", 64, since, since).value());
+    BOOST_TEST(bare.knownAddress("jdoe", "198.51.100.8", 64, since, since).value());
+    BOOST_TEST(bare.knownAddress("jdoe", "198.51.100.39", 64, since, since).value());
+    // Without a login log nothing is recorded for such names (as for the account's own log).
+    AccountSecuritySettings nolog = s;
+    nolog.loginLogMaxEntries = 0;
+    FlakyStore other;
+    AccountSecurity plain(nolog, other, {}, clock.fn());
+    plain.recordLogin(e);
+    BOOST_TEST(!plain.knownAddress("jdoe", "192.0.2.5", 64).value());
 }
 
 // Review finding: while a batch was being written it was neither pending nor stored, so a

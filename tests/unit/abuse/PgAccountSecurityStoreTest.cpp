@@ -240,7 +240,17 @@ BOOST_AUTO_TEST_CASE(known_addresses_in_sql, *boost::unit_test::precondition(Wit
     BOOST_TEST(!known("gil.uid", "203.0.113.10", 64));
     BOOST_TEST(!known("gil", "203.0.113.9", 64));
     BOOST_TEST(!known("gil.uid", "203.0.113.9", 64, T0 - 1h, T0));
-    BOOST_REQUIRE(store.prune(T0 + s.loginLogMaxAge + 1s, s));
+    BOOST_TEST(known("GIL.UID", "203.0.113.9", 64));  // folded as the penalty folds it
+    // At most MaxLoginNameIps addresses per name, the most recent (trimmed at the evaluation).
+    for (int i = 0; i < 40; ++i) {
+        ActivityBatch one;
+        one.loginNameIps["gil.uid"] = {"198.51.100." + std::to_string(i)};
+        BOOST_REQUIRE(store.flush(one, T0 + std::chrono::seconds(i + 1), s, flagged));
+    }
+    BOOST_TEST(db.one("SELECT count(*) FROM account_login_names WHERE login = 'gil.uid'") == "32");
+    BOOST_TEST(!known("gil.uid", "198.51.100.7", 64));
+    BOOST_TEST(known("gil.uid", "198.51.100.39", 64));
+    BOOST_REQUIRE(store.prune(T0 + s.loginLogMaxAge + 1h, s));
     BOOST_TEST(db.one("SELECT count(*) FROM account_login_names") == "0");
 }
 
