@@ -488,6 +488,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         d.dataTimeout = r.timeout("delivery.data_timeout");
         d.dataBlockTimeout = r.timeout("delivery.data_block_timeout");
         d.dataDoneTimeout = r.timeout("delivery.data_done_timeout");
+        d.mimeOutputConversion = r.boolean("delivery.mime_output_conversion");
         d.connectionCacheTimeLimit = r.duration("delivery.connection_cache_time_limit");
         d.connectionReuseTimeLimit = r.duration("delivery.connection_reuse_time_limit");
         if (d.connectionReuseTimeLimit <= Millis(0)) r.error("delivery.connection_reuse_time_limit: must be more than 0");

@@ -219,6 +219,7 @@ struct DeliveryConfig {
     Millis dataTimeout{};
     Millis dataBlockTimeout{};
     Millis dataDoneTimeout{};
+    bool mimeOutputConversion = true;              // 8bit parts as quoted-printable without 8BITMIME
     Millis connectionCacheTimeLimit{};             // 0 = no pool (QUIT after each message)
     Millis connectionReuseTimeLimit{};
     MtaStsConfig mtaSts;

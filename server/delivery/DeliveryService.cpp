@@ -54,6 +54,7 @@ DeliveryService::DeliveryService(const config::DeliveryConfig& config, std::stri
     cs.dataTimeout = config.dataTimeout;
     cs.dataBlockTimeout = config.dataBlockTimeout;
     cs.dataDoneTimeout = config.dataDoneTimeout;
+    cs.mimeOutputConversion = config.mimeOutputConversion;
     cs.tlsOpportunistic = clientContext(false, "");
     cs.tlsVerify = clientContext(true, config.tlsCaFile);
     cs.tlsDane = makeDaneContext();

@@ -3,6 +3,7 @@
 #include "core/TlsTimeout.h"
 #include "core/Utf8.h"
 #include "delivery/MessageSource.h"
+#include "delivery/MimeDowngrade.h"
 #include "sasl/Base64.h"
 #include "smtpproto/DsnParams.h"
 #include "smtpproto/Xtext.h"
@@ -54,6 +55,46 @@ std::string dsnRcptParams(const core::RecipientDsn& d) {
     if (!d.orcptType.empty()) out += " ORCPT=" + d.orcptType + ";" + smtp::encodeXtext(d.orcpt);
     return out;
 }
+
+// The octets that go out for a message, block by block: the stored file's, or their 7-bit
+// form (MimeDowngrade) for a next hop without 8BITMIME.
+class OutboundBlocks {
+public:
+    OutboundBlocks(const MessageData& message, bool sevenBit, std::size_t blockSize)
+        : source_(message), blockSize_(blockSize) {
+        if (sevenBit) downgrade_.emplace();
+    }
+    bool ok() const { return source_.ok(); }
+    // The next block into `out`: empty at the end; false on a read error.
+    bool next(std::string& out) {
+        if (!downgrade_) {
+            out.resize(blockSize_);
+            const ssize_t n = source_.read(out.data(), out.size());
+            out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+            return n >= 0;
+        }
+        out.clear();
+        in_.resize(blockSize_);
+        while (out.empty() && !finished_) {
+            const ssize_t n = source_.read(in_.data(), in_.size());
+            if (n < 0) return false;
+            if (n == 0) {
+                downgrade_->finish(out);
+                finished_ = true;
+            } else {
+                downgrade_->feed(std::string_view(in_.data(), static_cast<std::size_t>(n)), out);
+            }
+        }
+        return true;
+    }
+
+private:
+    MessageSource source_;
+    std::size_t blockSize_;
+    std::optional<MimeDowngrade> downgrade_;
+    std::string in_;
+    bool finished_ = false;
+};
 
 }  // namespace
 
@@ -406,24 +447,22 @@ SmtpReply SmtpClient::authenticate(const Credentials& c) {
     return SmtpReply::local(relay_ + " offers no AUTH mechanism we support (PLAIN, LOGIN)");
 }
 
-bool SmtpClient::sendMessage(const MessageData& message) {
-    MessageSource source(message);
+bool SmtpClient::sendMessage(const MessageData& message, bool sevenBit) {
+    OutboundBlocks source(message, sevenBit, BlockSize);
     if (!source.ok()) return false;
     std::string out;
     out.reserve(BlockSize + BlockSize / 8);
-    char in[BlockSize];
+    std::string in;
     bool atLineStart = true;
     char last[2] = {0, 0};
     bool ok = true;
     while (ok) {
-        ssize_t n = source.read(in, sizeof in);
-        if (n < 0) {
+        if (!source.next(in)) {
             ok = false;
             break;
         }
-        if (n == 0) break;
-        for (ssize_t i = 0; i < n; ++i) {
-            char c = in[i];
+        if (in.empty()) break;
+        for (char c : in) {
             // RFC 5321 4.5.2: a line starting with "." gets one more ".".
             if (atLineStart && c == '.') out += '.';
             out += c;
@@ -456,10 +495,16 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
                             std::to_string(sizeLimit_) + " announced by " + relay_);
         return all(big);
     }
-    std::string mail = "MAIL FROM:<" + sender + ">";
-    if (sizeOffered_) mail += " SIZE=" + std::to_string(message.size);
     // RFC 3030 3: a binary message needs BDAT and BINARYMIME; it cannot be converted.
     const bool binary = needsBinaryMime(message);
+    // RFC 6152 3: 8-bit data only to a server that offers 8BITMIME (or SMTPUTF8, RFC 6531
+    // 3.1, as Postfix takes it); to others its 8bit MIME parts go as quoted-printable.
+    const bool eightBitOffered = eightBitMime_ || smtpUtf8_;
+    const bool sevenBit = message.eightBit && !binary && !eightBitOffered && settings_.mimeOutputConversion;
+    std::string mail = "MAIL FROM:<" + sender + ">";
+    // The converted size is known only as it is sent (RFC 1870 allows leaving SIZE out; so
+    // does Postfix when it converts).
+    if (sizeOffered_ && !sevenBit) mail += " SIZE=" + std::to_string(message.size);
     if (binary && !(chunking_ && binaryMime_)) {
         SmtpReply refused;
         refused.code = 554;
@@ -468,9 +513,7 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
         return all(refused);
     }
     if (binary) mail += " BODY=BINARYMIME";
-    // RFC 6152: declare 8-bit content when the server knows the extension. Without it
-    // the message goes as is (as most MTAs do) rather than being converted.
-    else if (message.eightBit && eightBitMime_) mail += " BODY=8BITMIME";
+    else if (message.eightBit && eightBitOffered) mail += " BODY=8BITMIME";
     const bool passDsn = dsn && dsn_;
     if (passDsn) mail += dsnMailParams(dsn->message);
     auto rcptLine = [&](std::size_t i) {
@@ -482,7 +525,7 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
     // message that needs it where it is not offered). RFC 8689 4.2.1: REQUIRETLS likewise.
     if (message.smtpUtf8 && smtpUtf8_) mail += " SMTPUTF8";
     if (message.requireTls && requireTls_) mail += " REQUIRETLS";
-    if (chunking_) return sendChunked(mail, recipients, message, rcptLine);
+    if (chunking_) return sendChunked(mail, recipients, message, sevenBit, rcptLine);
 
     SmtpReply mailReply, dataReply;
     std::vector<SmtpReply> rcptReplies;
@@ -541,7 +584,7 @@ std::vector<SmtpReply> SmtpClient::send(const std::string& sender, const std::ve
     }
     SmtpReply finalReply = dataReply;
     if (dataReply.code == 354) {
-        if (!sendMessage(message)) {
+        if (!sendMessage(message, sevenBit)) {
             finalReply = broken("lost connection with " + relay_ + " while sending the message");
         } else {
             finalReply = readReply(settings_.dataDoneTimeout);
@@ -571,7 +614,7 @@ bool SmtpClient::needsBinaryMime(const MessageData& message) {
 }
 
 std::vector<SmtpReply> SmtpClient::sendChunked(const std::string& mail, const std::vector<std::string>& recipients,
-                                               const MessageData& message,
+                                               const MessageData& message, bool sevenBit,
                                                const std::function<std::string(std::size_t)>& rcptLine) {
     std::vector<SmtpReply> out(recipients.size());
     auto all = [&](const SmtpReply& r) {
@@ -609,31 +652,30 @@ std::vector<SmtpReply> SmtpClient::sendChunked(const std::string& mail, const st
         return all(broken("protocol error: " + relay_ + " answered MAIL or RCPT out of sequence"));
     bool any = std::any_of(rcptReplies.begin(), rcptReplies.end(), [](const SmtpReply& r) { return r.isPositive(); });
     if (!any) return rcptReplies;
-    SmtpReply finalReply = sendChunks(message);
+    SmtpReply finalReply = sendChunks(message, sevenBit);
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = rcptReplies[i].isPositive() ? finalReply : rcptReplies[i];
     return out;
 }
 
-SmtpReply SmtpClient::sendChunks(const MessageData& message) {
+SmtpReply SmtpClient::sendChunks(const MessageData& message, bool sevenBit) {
     // One chunk per read block, "BDAT 0 LAST" at the end (the size of the file is not
     // trusted: a chunk says exactly what was read). With PIPELINING the chunks go out
     // without waiting and the replies are read at the end (RFC 3030 4.2); a chunk reply is
     // a few octets, so they cannot fill the socket buffers while we write.
-    MessageSource source(message);
+    OutboundBlocks source(message, sevenBit, BlockSize * 16);
     if (!source.ok()) return broken("cannot read " + message.path + " for " + relay_);
-    std::string block(BlockSize * 16, '\0');
+    std::string block;
     std::size_t chunks = 0;
     SmtpReply decided;  // the first negative chunk reply
     bool ok = true;
     while (ok) {
-        ssize_t n = source.read(block.data(), block.size());
-        if (n < 0) {
+        if (!source.next(block)) {
             ok = false;
             break;
         }
-        if (n == 0) break;
-        std::string out = "BDAT " + std::to_string(n) + "\r\n";
-        out.append(block.data(), static_cast<std::size_t>(n));
+        if (block.empty()) break;
+        std::string out = "BDAT " + std::to_string(block.size()) + "\r\n";
+        out += block;
         if (!sendAll(out, settings_.dataBlockTimeout)) {
             ok = false;
             break;

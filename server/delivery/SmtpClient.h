@@ -15,9 +15,10 @@
 
 #include <chrono>
 #include <cstdint>
-#include <mutex>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,9 @@ struct ClientSettings {
     Millis dataTimeout{};       // delivery.data_timeout: 4.5.3.2.4 (354)
     Millis dataBlockTimeout{};  // delivery.data_block_timeout: 4.5.3.2.5 (each block sent)
     Millis dataDoneTimeout{};   // delivery.data_done_timeout: 4.5.3.2.6 (reply to the final dot)
+    // delivery.mime_output_conversion: 8-bit MIME parts to a next hop without 8BITMIME go as
+    // quoted-printable (MimeDowngrade); false: as they are.
+    bool mimeOutputConversion = true;
     Poco::Net::Context::Ptr tlsOpportunistic;  // may / encrypt: no certificate check
     Poco::Net::Context::Ptr tlsVerify;         // verify: chain + host name (may be null)
     Poco::Net::Context::Ptr tlsDane;           // dane: makeDaneContext(), chain checked by TLSA
@@ -113,7 +117,10 @@ public:
     // CHUNKING offered: the message goes unchanged in BDAT chunks (no dot-stuffing), with
     // BODY=BINARYMIME when it is binary (NUL, bare CR or LF) and the server offers it. A
     // binary message to a server without CHUNKING and BINARYMIME is not sent: every
-    // recipient gets a local 554 5.6.3 (RFC 3030 3: it cannot be converted).
+    // recipient gets a local 554 5.6.3 (RFC 3030 3: it cannot be converted). 8-bit content
+    // goes with BODY=8BITMIME to a server that offers 8BITMIME or SMTPUTF8; to another its
+    // 8bit MIME parts go as quoted-printable (MimeDowngrade, unless
+    // settings.mimeOutputConversion is off), without SIZE.
     std::vector<SmtpReply> send(const std::string& sender, const std::vector<std::string>& recipients,
                                 const MessageData& message, const OutboundDsn* dsn = nullptr);
 
@@ -163,14 +170,15 @@ private:
     void sendTimeout(Millis timeout);
     void forgetTimeouts();
     bool sendAll(const std::string& data, Millis timeout);
-    bool sendMessage(const MessageData& message);
+    // `sevenBit`: the message's 8bit MIME parts as quoted-printable (MimeDowngrade).
+    bool sendMessage(const MessageData& message, bool sevenBit);
     // RFC 3030: the transaction with BDAT chunks instead of DATA.
     std::vector<SmtpReply> sendChunked(const std::string& mail, const std::vector<std::string>& recipients,
-                                       const MessageData& message,
+                                       const MessageData& message, bool sevenBit,
                                        const std::function<std::string(std::size_t)>& rcptLine);
     // The message file as BDAT chunks; the reply that decides the message (the first
     // negative chunk reply, else the one to LAST).
-    SmtpReply sendChunks(const MessageData& message);
+    SmtpReply sendChunks(const MessageData& message, bool sevenBit);
     void close();
     SmtpReply broken(const std::string& what);
     // broken() for a reply that does not fit the command (a 3xx where a 2xx was due).

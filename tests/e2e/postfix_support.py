@@ -70,11 +70,14 @@ class HeldMessage:
 
 
 class PostfixPeer:
-    def __init__(self, smtputf8=True, domain="remote.test", users=None):
+    def __init__(self, smtputf8=True, domain="remote.test", users=None, discard_ehlo=()):
         # Its own temporary directory, traversable by the postfix user (the harness's is 0700).
         self.dir = tempfile.mkdtemp(prefix="postern-postfix-")
         os.chmod(self.dir, 0o755)
         self.smtputf8 = smtputf8
+        # EHLO keywords its smtpd does not announce (smtpd_discard_ehlo_keywords), e.g.
+        # ("8bitmime",) for a next hop without 8BITMIME.
+        self.discard_ehlo = list(discard_ehlo)
         self.domain = domain
         self.users = list(users or [])  # empty: hold mode
         self.mail = os.path.join(self.dir, "mail")
@@ -143,6 +146,7 @@ class PostfixPeer:
             "smtpd_end_of_data_restrictions = check_client_access static:HOLD",
         ]) + [
             "smtputf8_enable = " + ("yes" if self.smtputf8 else "no"),
+            "smtpd_discard_ehlo_keywords = " + ", ".join(self.discard_ehlo),
             "smtpd_tls_security_level = none",
             "",
         ])

@@ -323,6 +323,86 @@ def test_relay_to_postfix_with_smtputf8():
             check("Gr\u00fc\u00dfe aus K\u00f6ln" in held.text, "UTF-8 Subject unchanged at Postfix")
 
 
+def mime_8bit_message(marker):
+    """A multipart message (as a mail program sends it) with two parts declared 8bit, one
+    base64 part, and ASCII header fields."""
+    return ("Date: Fri, 27 Nov 2026 12:00:00 +0000\r\n"
+            "Message-ID: <%s@client.example>\r\n"
+            "From: <alice@example.test>\r\n"
+            "To: <friend@remote.test>\r\n"
+            "Subject: %s\r\n"
+            "MIME-Version: 1.0\r\n"
+            "Content-Type: multipart/alternative; boundary=\"=_b %s\"\r\n"
+            "Content-Transfer-Encoding: 8bit\r\n"
+            "\r\n"
+            "--=_b %s\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 8bit\r\n"
+            "\r\n"
+            "K\u00e4se, \u00e9t\u00e9 = 100 %%, \u65e5\u672c\u8a9e \r\n"
+            ".leading dot and a long line: %s\r\n"
+            "--=_b %s\r\n"
+            "Content-Type: text/html; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: binary\r\n"
+            "\r\n"
+            "<p>K\u00e4se</p>\r\n"
+            "--=_b %s\r\n"
+            "Content-Type: application/octet-stream\r\n"
+            "Content-Transfer-Encoding: base64\r\n"
+            "\r\n"
+            "AAECAwQ=\r\n"
+            "--=_b %s--\r\n" % (marker, marker, marker, marker, "\u00fc" * 400, marker, marker, marker)).encode("utf-8")
+
+
+def test_8bit_parts_go_as_quoted_printable_to_postfix_without_8bitmime():
+    """RFC 6152 3: a real Postfix that does not announce 8BITMIME (smtpd_discard_ehlo_keywords,
+    and smtputf8_enable = no, since SMTPUTF8 implies 8BITMIME) gets no 8-bit octet: the 8bit
+    and binary parts arrive as quoted-printable and decode to what was sent, the multipart is
+    relabelled 7bit, the base64 part is unchanged. With delivery.mime_output_conversion =
+    false the same message arrives with its 8-bit octets (what Postern did before)."""
+    if not postfix_support.available():
+        raise AssertionError("needs root and the postfix package (scripts/test installs it)")
+    import smtplib
+    with postfix_support.PostfixPeer(users=["friend"], smtputf8=False, discard_ehlo=("8bitmime",)) as pf:
+        with smtplib.SMTP("127.0.0.1", pf.port, timeout=10) as probe:
+            probe.ehlo("probe.test")
+            check(not probe.has_extn("8bitmime") and not probe.has_extn("smtputf8"),
+                  "the peer announces neither 8BITMIME nor SMTPUTF8: %r" % probe.esmtp_features)
+        o = {"delivery.enabled": "true",  # test change: outbound delivery on
+             "delivery.transport.remote.test": "127.0.0.1:%d" % pf.port,  # test change: the Postfix peer
+             "delivery.tls_policy.remote.test": "none",  # test change: the peer offers no STARTTLS
+             "delivery.scan_interval": "1s"}  # test change: no 30-s wait for the queue scan
+        sent = {}
+        for convert in ("true", "false"):
+            o["delivery.mime_output_conversion"] = convert  # test change: on (shipped) and off
+            with Postern(overrides=o) as p:
+                marker = new_marker("mime" + convert)
+                msg = mime_8bit_message(marker)
+                sent[convert] = (marker, msg)
+                relay(p, ALICE, ALICE_PW, ["friend@remote.test"], msg, options=("BODY=8BITMIME",))
+                wait_for(lambda: any(marker.encode() in m for m in pf.messages("friend")), 60,
+                         what="the message in the Postfix peer's Maildir")
+                p.log_contains(r"event=delivery\.ok to=<friend@remote\.test>", timeout=20)
+        got = {c: next(m for m in pf.messages("friend") if sent[c][0].encode() in m) for c in sent}
+        original = email.message_from_bytes(sent["true"][1], policy=email.policy.default)
+        want = [part.get_payload(decode=True) for part in original.iter_parts()]
+        # Converted: 7-bit throughout, each part decodes to what was sent.
+        conv = got["true"]
+        check(all(b < 128 for b in conv), "8-bit octets reached a hop without 8BITMIME:\n%r" % conv[-1500:])
+        check(all(len(line) <= 998 for line in conv.split(b"\n")), "line lengths")
+        m = email.message_from_bytes(conv, policy=email.policy.default)
+        check_eq(m["Content-Transfer-Encoding"], "7bit", "the multipart relabelled")
+        parts = list(m.iter_parts())
+        check_eq([p_["Content-Transfer-Encoding"] for p_ in parts], ["quoted-printable", "quoted-printable", "base64"],
+                 "each part's encoding")
+        check_eq([p_.get_payload(decode=True).replace(b"\r\n", b"\n") for p_ in parts],
+                 [w.replace(b"\r\n", b"\n") for w in want], "the parts decode to what was sent")
+        check(b"=C3=A4" in conv and b"=3D 100 %" in conv, "quoted-printable as RFC 2045 6.7 says")
+        # Not converted (delivery.mime_output_conversion = false): the 8-bit octets as they were.
+        raw_body = sent["false"][1].split(b"\r\n\r\n", 1)[1].replace(b"\r\n", b"\n")
+        check(got["false"].endswith(raw_body), "unconverted message relayed unchanged")
+
+
 def test_relay_to_peer_without_smtputf8_bounces_5_6_7_only_when_needed():
     port = sink_port((MX1,))
     with DnsServer(DNS_MX, DNS_HOSTS) as dns, Peer(MX1, port, smtputf8=False) as peer:

@@ -2,6 +2,7 @@
 // server on loopback: chunks carry the file unchanged, BODY=BINARYMIME only for binary
 // content, 5.6.3 when a binary message cannot be sent.
 #include "delivery/MessageSource.h"
+#include "delivery/MimeDowngrade.h"
 #include "delivery/SmtpClient.h"
 
 #include <Poco/Net/ServerSocket.h>
@@ -9,6 +10,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 #include <unistd.h>
@@ -177,6 +179,38 @@ BOOST_AUTO_TEST_CASE(binary_message_without_binarymime_is_563) {
         }
         for (const auto& c : server.commands) BOOST_TEST(c.rfind("MAIL", 0) != 0);  // nothing sent
     }
+}
+
+BOOST_AUTO_TEST_CASE(eight_bit_parts_go_as_quoted_printable_to_a_hop_without_8bitmime) {
+    // RFC 6152 3: no 8-bit octet reaches a server that does not offer 8BITMIME; a part
+    // declared 8bit is converted (MimeDowngrade), SIZE is left out. Over 1 MiB: the file is
+    // read in blocks, and a chunk ends wherever the conversion has output.
+    std::string body = "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                       "Content-Transfer-Encoding: 8bit\r\nSubject: x\r\n\r\n";
+    std::string text;
+    while (text.size() < 1'500'000) text += "gr\xc3\xbc\xc3\x9f""e = line\r\n";
+    body += text;
+    TempMessage m(body);
+    BdatServer server("250-fake\r\n250-PIPELINING\r\n250-SIZE 10000000\r\n250 CHUNKING\r\n");
+    auto replies = sendVia(server, m);
+    BOOST_TEST(replies.at(0).code == 250);
+    BOOST_TEST(server.commands[1] == "MAIL FROM:<s@a.test>");
+    BOOST_TEST(std::none_of(server.content.begin(), server.content.end(), [](char c) { return c & 0x80; }));
+    BOOST_TEST(server.content == MimeDowngrade::convert(body));
+    BOOST_TEST(server.content.find("\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ngr=C3=BC=C3=9Fe =3D line\r\n") !=
+               std::string::npos);
+
+    // Conversion off (delivery.mime_output_conversion = false): as it is, with SIZE.
+    BdatServer asIs("250-fake\r\n250-PIPELINING\r\n250-SIZE 10000000\r\n250 CHUNKING\r\n");
+    ClientSettings off = settings();
+    off.mimeOutputConversion = false;
+    SmtpClient c(off);
+    BOOST_REQUIRE(c.open(Poco::Net::SocketAddress("127.0.0.1", asIs.port()), "fake", TlsPolicy::None, nullptr).isPositive());
+    BOOST_TEST(c.send("s@a.test", {"r@b.test"}, m.message).at(0).code == 250);
+    c.quit();
+    asIs.join();
+    BOOST_TEST(asIs.commands[1] == "MAIL FROM:<s@a.test> SIZE=" + std::to_string(body.size()));
+    BOOST_TEST(asIs.content == body);
 }
 
 BOOST_AUTO_TEST_CASE(refused_chunk_decides_the_message) {

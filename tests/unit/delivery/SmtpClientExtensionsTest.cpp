@@ -9,7 +9,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <fstream>
+#include <memory>
 #include <thread>
 #include <unistd.h>
 
@@ -28,6 +30,7 @@ public:
     }
     std::uint16_t port() const { return socket_.address().port(); }
     std::vector<std::string> commands;
+    std::string data;  // what came after DATA, dot-stuffing removed, without the final dot
 
 private:
     void run() {
@@ -42,6 +45,8 @@ private:
                 if (line == ".") {
                     data = false;
                     say(s, "250 2.0.0 queued\r\n");
+                } else {
+                    this->data += (line.rfind(".", 0) == 0 ? line.substr(1) : line) + "\r\n";
                 }
                 continue;
             }
@@ -107,6 +112,40 @@ BOOST_AUTO_TEST_CASE(nothing_is_sent_that_was_not_offered_or_asked_for) {
     BOOST_TEST(!rt);
     BOOST_TEST(mailLine("250-fake\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 REQUIRETLS\r\n", false, false, u, rt) ==
                "MAIL FROM:<j\xc3\xb6rg@a.test> BODY=8BITMIME");
+}
+
+BOOST_AUTO_TEST_CASE(eight_bit_mime_parts_are_converted_for_a_hop_without_8bitmime) {
+    // RFC 6152 3, as Postfix: the 8bit part goes as quoted-printable, the multipart is
+    // relabelled 7bit, SIZE is left out (the converted size is not known beforehand); dot
+    // stuffing applies to the converted lines. The message is held in memory this time.
+    const std::string body = "Content-Type: multipart/mixed; boundary=b\r\n"
+                             "Content-Transfer-Encoding: 8bit\r\n\r\n"
+                             "--b\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+                             ".gr\xc3\xbc\xc3\x9f""e\r\n--b--\r\n";
+    for (const std::string ehlo : {"250-fake\r\n250-SIZE 1000000\r\n250 PIPELINING\r\n",  // convert
+                                   "250-fake\r\n250-SIZE 1000000\r\n250 SMTPUTF8\r\n"}) {  // 8BITMIME implied
+        const bool convert = ehlo.find("SMTPUTF8") == std::string::npos;
+        MessageData m;
+        m.content = std::make_shared<const std::string>(body);
+        m.size = body.size();
+        m.eightBit = true;
+        OneShotServer server(ehlo);
+        SmtpClient c(settings());
+        BOOST_REQUIRE(c.open(Poco::Net::SocketAddress("127.0.0.1", server.port()), "fake", TlsPolicy::None, nullptr).isPositive());
+        BOOST_TEST(c.send("s@a.test", {"r@b.test"}, m).at(0).isPositive());
+        c.quit();
+        server.join();
+        const std::string mail = convert ? "MAIL FROM:<s@a.test>" : "MAIL FROM:<s@a.test> SIZE=" + std::to_string(body.size()) + " BODY=8BITMIME";
+        BOOST_TEST(std::count(server.commands.begin(), server.commands.end(), mail) == 1);
+        if (convert) {
+            BOOST_TEST(server.data == "Content-Type: multipart/mixed; boundary=b\r\n"
+                                      "Content-Transfer-Encoding: 7bit\r\n\r\n"
+                                      "--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+                                      ".gr=C3=BC=C3=9Fe\r\n--b--\r\n");
+        } else {
+            BOOST_TEST(server.data == body);
+        }
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
