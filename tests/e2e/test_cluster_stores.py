@@ -26,7 +26,7 @@ UNIT = {
 # Cases that need a running server and have no outage case (the pool's own outage cases
 # run without a database in unit.pg).
 UNIT_LIVE_ONLY = {
-    "unit_pg": ("pg_pool_live", 1),
+    "unit_pg": ("pg_pool_live", 2),
 }
 
 _pg = []

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -140,6 +141,38 @@ BOOST_AUTO_TEST_CASE(stale_connections_after_a_restart_cost_nothing, *boost::uni
     Poco::Logger::get("postern.pg").setChannel(nullptr);
     BOOST_TEST(answered == 2);
     for (const auto& line : log->lines) BOOST_TEST(line.find("event=pg.down") == std::string::npos, line);
+}
+
+// A caller's function that throws inside withConnection (bad_alloc building a result, say)
+// must not keep its slot (after pool_size of them every call would wait connect_timeout and
+// fail "no free database connection"), nor give back a connection left inside a transaction.
+BOOST_AUTO_TEST_CASE(a_throw_inside_the_pool_gives_the_slot_back, *boost::unit_test::precondition(testing::WithPg())) {
+    ConnectSettings s = testing::settings(1);
+    s.applicationName = "postern-pool-throw";
+    Pool pool(s);
+    for (int i = 0; i < 3; ++i) {
+        BOOST_CHECK_THROW(pool.withConnection([](Connection& c) -> QueryResult {
+            BOOST_REQUIRE(!c.exec("BEGIN").failed());
+            BOOST_REQUIRE(!c.exec("CREATE TEMP TABLE pool_throw (x int)").failed());
+            throw std::bad_alloc();
+        }),
+                          std::bad_alloc);
+    }
+    const auto started = std::chrono::steady_clock::now();
+    const Statement one{"pool_throw_one", "SELECT 1"};
+    QueryResult r = pool.execute(one, {});
+    BOOST_TEST(!r.failed(), r.error);
+    const bool waited = std::chrono::steady_clock::now() - started >= s.connectTimeout;
+    BOOST_TEST(!waited);  // no wait for a slot
+    // The connection it threw on was closed, not reused: no session is left in a transaction,
+    // and the temporary table of the aborted transaction is not visible to the next caller.
+    testing::Db db;
+    BOOST_TEST(db.one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'postern-pool-throw' "
+                      "AND state LIKE 'idle in transaction%'") == "0");
+    QueryResult seen = pool.withConnection([](Connection& c) { return c.exec("SELECT to_regclass('pool_throw') IS NULL"); });
+    BOOST_TEST_REQUIRE(!seen.failed(), seen.error);
+    BOOST_TEST(seen.rows.at(0).at(0).value_or("") == "t");
+    BOOST_TEST(pool.openConnections() <= 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
