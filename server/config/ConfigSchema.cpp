@@ -222,7 +222,7 @@ const std::vector<KeyDef> Keys = {
     {"delivery.data_timeout", "2m", K::Duration, "Wait for the 354 reply to DATA (RFC 5321 4.5.3.2.4)"},
     {"delivery.data_block_timeout", "3m", K::Duration, "Sending one block of message data (RFC 5321 4.5.3.2.5)"},
     {"delivery.data_done_timeout", "10m", K::Duration, "Wait for the reply to the final dot (RFC 5321 4.5.3.2.6)"},
-    {"delivery.mime_output_conversion", "true", K::Bool, "To a next hop that does not offer 8BITMIME, send MIME parts declared 8bit or binary as quoted-printable (RFC 6152 3; Postfix: disable_mime_output_conversion = no). false: send them as they are"},
+    {"delivery.mime_output_conversion", "true", K::Bool, "To a next hop that does not offer 8BITMIME, send MIME parts declared 8bit or binary as quoted-printable (RFC 6152 3; Postfix: disable_mime_output_conversion = no); DKIM- or ARC-signed messages go unchanged. false: send them as they are"},
     // --- outbound connection cache (server/delivery/ConnectionPool) ------------------------
     {"delivery.connection_cache_time_limit", "2s", K::Duration, "How long an idle outbound SMTP connection is kept for the next message to the same next hop, shared by all workers (0 = off: QUIT after each message; Postfix smtp_connection_cache_time_limit)"},
     {"delivery.connection_reuse_time_limit", "300s", K::Duration, "A connection older than this (since it was opened) is not used for another message (Postfix smtp_connection_reuse_time_limit)"},

@@ -139,7 +139,8 @@ void MimeDowngrade::finish(std::string& out) {
 }
 
 void MimeDowngrade::line(std::string_view text, std::string_view end, bool lineStart, std::string& out) {
-    if (inHeaders_) headerLine(text, end, lineStart, out);
+    if (passThrough_) out.append(text).append(end);
+    else if (inHeaders_) headerLine(text, end, lineStart, out);
     else bodyLine(text, end, lineStart, out);
 }
 
@@ -195,6 +196,8 @@ void MimeDowngrade::flushField(std::string& out) {
     const std::size_t name = fieldName(field_);
     const std::string_view fieldNameText(field_.data(), name);
     const std::string_view value = std::string_view(field_).substr(field_.find(':') + 1);
+    if (primary_ && (sameNoCase(fieldNameText, "DKIM-Signature") || sameNoCase(fieldNameText, "ARC-Message-Signature")))
+        signed_ = true;
     if (sameNoCase(fieldNameText, "Content-Transfer-Encoding")) {
         // RFC 2045 6.1; an encoding it does not know leaves the domain as it was (Postfix).
         ValueParser p(value);
@@ -266,6 +269,14 @@ bool MimeDowngrade::endHeaders(bool garbage, std::string& out) {
     // A multipart without a boundary, or nested too deep, cannot be looked into: it goes on
     // as it is (with its 8bit label, as today).
     const bool opaque = kind == Kind::Multipart && (boundary_.empty() || levels_.size() >= MaxDepth);
+    if (signed_) {
+        // A signed message goes as it is: converted, its signature would no longer verify
+        // (and DMARC would fail at the destination).
+        releaseHeld(false, out);
+        passThrough_ = true;
+        inHeaders_ = encoding_ = false;
+        return false;
+    }
     const bool convert = eightBit_ && !opaque && !unconvertible_;
     releaseHeld(convert, out);
     if (convert) {

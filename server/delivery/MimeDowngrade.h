@@ -24,7 +24,11 @@ namespace postern::delivery {
 //   charset to encode it with; RFC 6532 mail needs SMTPUTF8), parts declared 7bit or with no
 //   Content-Transfer-Encoding at all (8-bit octets there are undeclared: nothing says which
 //   charset), quoted-printable and base64 parts. A message with nothing to convert comes out
-//   unchanged (a DKIM signature over it stays valid).
+//   unchanged.
+// - A message whose own header has a DKIM-Signature (RFC 6376) or ARC-Message-Signature
+//   (RFC 8617) goes as it is: converted, the signature would fail, and with it DMARC at the
+//   destination; servers without 8BITMIME (qmail, say) take 8-bit text in practice. (Postfix
+//   converts; its users who sign turn disable_mime_output_conversion on.)
 // The input is a stored message (CRLF line ends; the caller does not convert a message that
 // needs BINARYMIME). Memory is bounded whatever the input: a header field is looked at up
 // to MaxFieldLength octets (longer ones go as they are), the fields of a header block after
@@ -106,6 +110,8 @@ private:
     std::string qpLine_;      // its current output line (soft breaks keep it under 76)
     std::vector<Level> levels_;
     bool converted_ = false;
+    bool signed_ = false;       // the message's own header has a DKIM or ARC signature
+    bool passThrough_ = false;  // ... so the rest goes as it is
 };
 
 }  // namespace postern::delivery

@@ -113,11 +113,11 @@ def submitted(p, user, password, sender=None, from_header=None):
     return queued_message(p, marker)
 
 
-def server_with_keys(workdir, algorithms=(("rsa", "r1"), ("ed25519", "e1"))):
+def server_with_keys(workdir, algorithms=(("rsa", "r1"), ("ed25519", "e1")), overrides=None):
     keydir = os.path.join(workdir, "dkim")
     os.makedirs(keydir, mode=0o750)
     # The key directory (explicitly: shipped default is none) and the health port for /metrics.
-    p = Postern(config={"dkim.key_dir": keydir})
+    p = Postern(config={"dkim.key_dir": keydir}, overrides=overrides)
     records = {}
     for alg, sel in algorithms:
         records.update(keygen(p, "example.test", sel, alg))
@@ -187,6 +187,44 @@ def test_authenticated_submission_signed_with_rsa_and_ed25519():
             p.log_contains(r"event=dkim\.signed domain=example\.test selector=r1 alg=rsa-sha256")
             p.log_contains(r"event=dkim\.signed domain=example\.test selector=e1 alg=ed25519-sha256")
             check(p.metric("postern_events_total", {"event": "dkim", "label": "signed"}) >= 1, "signed counter in /metrics")
+
+
+def test_signed_8bit_mail_to_a_hop_without_8bitmime_goes_unchanged():
+    """Postern's own signatures over a message with an 8bit MIME part, relayed to a real
+    Postfix that announces neither 8BITMIME nor SMTPUTF8: the message is not converted to
+    quoted-printable (delivery.mime_output_conversion makes an exception for signed mail),
+    so both signatures verify on what the peer stored. Converted, they would fail."""
+    import postfix_support
+    if not postfix_support.available():
+        raise AssertionError("needs root and Debian's postfix (scripts/test installs it)")
+    with postfix_support.PostfixPeer(users=["friend"], domain="remote.example", smtputf8=False,
+                                     discard_ehlo=("8bitmime",)) as pf, \
+            tempfile.TemporaryDirectory(dir=_root_dir()) as work:
+        o = {"delivery.enabled": "true",  # test change: outbound delivery on
+             "delivery.transport.remote.example": "127.0.0.1:%d" % pf.port,  # test change: the Postfix peer
+             "delivery.tls_policy.remote.example": "none",  # test change: the peer offers no STARTTLS
+             "delivery.scan_interval": "1s"}  # test change: no 30-s wait for the queue scan
+        p, records = server_with_keys(work, overrides=o)
+        with p:
+            marker = "signed8-%d" % os.getpid()
+            msg = ("Date: Fri, 27 Nov 2026 12:00:00 +0000\r\n"
+                   "Message-ID: <%s@client.example>\r\n"
+                   "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n"
+                   "MIME-Version: 1.0\r\n"
+                   "Content-Type: text/plain; charset=utf-8\r\n"
+                   "Content-Transfer-Encoding: 8bit\r\n"
+                   "\r\n"
+                   "K\u00e4se, \u00e9t\u00e9 = 100 %%\r\n" % (marker, ALICE, REMOTE, marker)).encode("utf-8")
+            s = p.submission(ALICE, ALICE_PW)
+            s.sendmail(ALICE, [REMOTE], msg, mail_options=["BODY=8BITMIME"])
+            s.quit()
+            got = wait_for(lambda: next((m for m in pf.messages("friend") if marker.encode() in m), None), 60,
+                           what="the message in the Postfix peer's Maildir")
+            check("K\u00e4se".encode("utf-8") in got and b"quoted-printable" not in got, "sent unconverted:\n%r" % got)
+            # Postfix stores LF line ends (and adds its own fields on top).
+            stored = got.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            check_eq(sorted(verify_all(stored, records)), ["ed25519-sha256", "rsa-sha256"],
+                     "signatures verified at the peer")
 
 
 def test_bdat_submission_signed():

@@ -187,6 +187,24 @@ BOOST_AUTO_TEST_CASE(nothing_to_convert_leaves_the_message_octet_for_octet) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(a_signed_message_goes_as_it_is) {
+    // Converted, the DKIM (or ARC) signature would fail; only the message's own header
+    // counts (a signed message enclosed in a part does not stop its parts' conversion).
+    for (const std::string field : {"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s; bh=x; b=y\r\n",
+                                    "arc-message-signature: i=1; a=rsa-sha256; d=example.org; s=s; b=y\r\n"}) {
+        const std::string in = field + "Content-Type: multipart/mixed; boundary=b\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+                                       "--b\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa9\r\n--b--\r\n";
+        bool converted = true;
+        BOOST_TEST(MimeDowngrade::convert(in, &converted) == in);
+        BOOST_TEST(!converted);
+    }
+    const std::string enclosed = "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+                                 "DKIM-Signature: v=1; d=example.org\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa9\r\n";
+    BOOST_TEST(MimeDowngrade::convert(enclosed) ==
+               "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+               "DKIM-Signature: v=1; d=example.org\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9\r\n");
+}
+
 BOOST_AUTO_TEST_CASE(a_header_block_without_its_blank_line) {
     // A line that is not a field ends the block; the label goes before it, and the primary
     // block gets its blank line (as Postfix does).
