@@ -180,9 +180,10 @@ void MimeDowngrade::headerLine(std::string_view text, std::string_view end, bool
         return;
     }
     // Not a header field: the header block ends here without its blank line. The line is
-    // body text (Postfix adds the blank line after the primary header block it changed).
+    // body text. A converted entity gets the blank line (Postfix adds it to the primary
+    // block only), since encoding may make the line look like a field ("Gr=C3=BCe: hi").
     const bool changed = endHeaders(true, out);
-    if (changed && primary_) out += "\r\n";
+    if (changed) out += "\r\n";
     bodyLine(text, end, true, out);
 }
 
@@ -202,15 +203,16 @@ void MimeDowngrade::flushField(std::string& out) {
         // RFC 2045 6.1; an encoding it does not know leaves the domain as it was (Postfix).
         ValueParser p(value);
         const std::string_view mechanism = p.token();
-        if (sameNoCase(mechanism, "8bit") || sameNoCase(mechanism, "binary")) {
+        if (sameNoCase(mechanism, "8bit") || sameNoCase(mechanism, "binary"))
             eightBit_ = true;
-            emitField(std::move(field_), true, out);  // replaced at the end of the block if converted
-            field_.clear();
-            return;
-        }
-        if (sameNoCase(mechanism, "7bit") || sameNoCase(mechanism, "quoted-printable") ||
-            sameNoCase(mechanism, "base64"))
+        else if (sameNoCase(mechanism, "7bit") || sameNoCase(mechanism, "quoted-printable") ||
+                 sameNoCase(mechanism, "base64"))
             eightBit_ = false;
+        // Every such field is replaced by the one label at the end of the block if the entity
+        // is converted (two labels, "base64" and "8bit", would leave "base64" on QP text).
+        emitField(std::move(field_), true, out);
+        field_.clear();
+        return;
     } else if (sameNoCase(fieldNameText, "Content-Type")) {
         // RFC 2045 5.1: type "/" subtype *(";" parameter); the last such field counts.
         ValueParser p(value);
@@ -243,13 +245,13 @@ void MimeDowngrade::flushField(std::string& out) {
     field_.clear();
 }
 
-void MimeDowngrade::emitField(std::string text, bool eightBitLabel, std::string& out) {
-    if (unconvertible_ || (held_.empty() && !eightBitLabel)) {
+void MimeDowngrade::emitField(std::string text, bool encodingLabel, std::string& out) {
+    if (unconvertible_ || (held_.empty() && !encodingLabel)) {
         out += text;
         return;
     }
-    heldSize_ += text.size();
-    held_.push_back({std::move(text), eightBitLabel});
+    heldSize_ += text.size() + sizeof(HeldField);
+    held_.push_back({std::move(text), encodingLabel});
     if (heldSize_ > MaxHeld) {
         releaseHeld(false, out);
         unconvertible_ = true;
@@ -258,7 +260,7 @@ void MimeDowngrade::emitField(std::string text, bool eightBitLabel, std::string&
 
 void MimeDowngrade::releaseHeld(bool dropLabels, std::string& out) {
     for (const auto& f : held_)
-        if (!(dropLabels && f.eightBitLabel)) out += f.text;
+        if (!(dropLabels && f.encodingLabel)) out += f.text;
     held_.clear();
     heldSize_ = 0;
 }
@@ -266,9 +268,11 @@ void MimeDowngrade::releaseHeld(bool dropLabels, std::string& out) {
 bool MimeDowngrade::endHeaders(bool garbage, std::string& out) {
     Kind kind = sawType_ ? type_ : (digestDefault_ ? Kind::Message : Kind::Leaf);
     if (kind == Kind::Message && global_ && eightBit_) kind = Kind::Leaf;
-    // A multipart without a boundary, or nested too deep, cannot be looked into: it goes on
-    // as it is (with its 8bit label, as today).
-    const bool opaque = kind == Kind::Multipart && (boundary_.empty() || levels_.size() >= MaxDepth);
+    // What cannot be looked into goes on as it is, with its 8bit label: a multipart without a
+    // boundary or nested too deep, an enclosed message whose header block ends in a line
+    // that is not a field (relabelled 7bit, its 8-bit octets would go under a false label).
+    const bool opaque = (kind == Kind::Multipart && (boundary_.empty() || levels_.size() >= MaxDepth)) ||
+                        (kind == Kind::Message && garbage);
     if (signed_) {
         // A signed message goes as it is: converted, its signature would no longer verify
         // (and DMARC would fail at the destination).
@@ -346,13 +350,17 @@ void MimeDowngrade::encode(std::string_view text, bool hardEnd, std::string& out
     // RFC 2045 6.7: rules 1-2 (8-bit octets, "=" and controls but TAB as =XX), rule 5 (at
     // most 76 characters: a soft break "=" once a line passes 72).
     for (char ch : text) {
+        bool lineStart = false;
         if (qpLine_.size() > 72) {
             out += qpLine_;
             out += "=\r\n";
             qpLine_.clear();
+            lineStart = true;
         }
         const auto c = static_cast<unsigned char>(ch);
-        if ((c < 32 && c != '\t') || c == '=' || c > 126) {
+        // RFC 2046 5.1.1: a line that a soft break starts must not begin a boundary
+        // delimiter ("--b1" at column 74 would add a part the sender never sent).
+        if ((c < 32 && c != '\t') || c == '=' || c > 126 || (lineStart && c == '-')) {
             qpLine_ += '=';
             qpLine_ += Hex[c >> 4];
             qpLine_ += Hex[c & 0xf];

@@ -29,11 +29,17 @@ namespace postern::delivery {
 //   (RFC 8617) goes as it is: converted, the signature would fail, and with it DMARC at the
 //   destination; servers without 8BITMIME (qmail, say) take 8-bit text in practice. (Postfix
 //   converts; its users who sign turn disable_mime_output_conversion on.)
+// - What cannot be followed goes as it is, 8-bit octets and 8bit label included (as before
+//   this conversion existed; Postfix bounces the too-deep case): a multipart without a
+//   boundary or nested deeper than MaxDepth, an enclosed message whose header block ends in a
+//   line that is not a field, a header block whose fields from its Content-Transfer-Encoding
+//   on exceed MaxHeld octets. Undeclared 8-bit text inside a multipart or enclosed message
+//   that was relabelled 7bit stays too (as in Postfix).
 // The input is a stored message (CRLF line ends; the caller does not convert a message that
 // needs BINARYMIME). Memory is bounded whatever the input: a header field is looked at up
-// to MaxFieldLength octets (longer ones go as they are), the fields of a header block after
-// an 8bit label up to MaxHeld octets (a larger block: its part goes as it is), lines in
-// pieces of MaxPiece, at most MaxDepth nested multiparts (deeper ones go as they are).
+// to MaxFieldLength octets (longer ones go as they are), the fields of a header block from
+// a Content-Transfer-Encoding field on up to MaxHeld octets, lines in pieces of MaxPiece, at
+// most MaxDepth nested multiparts.
 //
 // Feed the message in pieces as they come (any split gives the same output), then call
 // finish(). One per message; not thread-safe. Never throws but std::bad_alloc.
@@ -69,7 +75,7 @@ private:
     void bodyLine(std::string_view text, std::string_view end, bool lineStart, std::string& out);
     // The gathered header field goes out (or is withheld); what it says is noted.
     void flushField(std::string& out);
-    void emitField(std::string text, bool eightBitLabel, std::string& out);
+    void emitField(std::string text, bool encodingLabel, std::string& out);
     void releaseHeld(bool dropLabels, std::string& out);
     // The header block ends (`garbage`: at a line that is not a header field); true if the
     // entity is converted.
@@ -88,12 +94,12 @@ private:
     std::string field_;       // the header field being gathered: its lines as they came
     bool fieldOpen_ = false;  // field_ holds a field (more lines may fold into it)
     bool fieldTooLong_ = false;  // its start went out as it was (over MaxFieldLength)
-    // From a "Content-Transfer-Encoding: 8bit" field on, the block's fields are held until
-    // the block ends (at most MaxHeld octets): converted, they go without that field and
-    // with the new one at the end; else as they came.
+    // From a Content-Transfer-Encoding field on, the block's fields are held until the block
+    // ends (at most MaxHeld octets, counting each field's bookkeeping): converted, they go
+    // without such fields and with the new one at the end; else as they came.
     struct HeldField {
         std::string text;
-        bool eightBitLabel = false;
+        bool encodingLabel = false;  // a Content-Transfer-Encoding field
     };
     std::vector<HeldField> held_;
     std::size_t heldSize_ = 0;

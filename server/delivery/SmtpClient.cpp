@@ -658,8 +658,8 @@ std::vector<SmtpReply> SmtpClient::sendChunked(const std::string& mail, const st
 }
 
 SmtpReply SmtpClient::sendChunks(const MessageData& message, bool sevenBit) {
-    // One chunk per read block, "BDAT 0 LAST" at the end (the size of the file is not
-    // trusted: a chunk says exactly what was read). With PIPELINING the chunks go out
+    // One chunk per block read (or converted), "BDAT 0 LAST" at the end (the size of the file
+    // is not trusted: a chunk says exactly what it carries). With PIPELINING the chunks go out
     // without waiting and the replies are read at the end (RFC 3030 4.2); a chunk reply is
     // a few octets, so they cannot fill the socket buffers while we write.
     OutboundBlocks source(message, sevenBit, BlockSize * 16);

@@ -114,13 +114,14 @@ public:
     // final dot, or code 0 when the connection broke). A message over the server's SIZE
     // limit is not sent: every recipient gets a local 552 5.3.4.
     // `dsn`: DSN parameters, added to MAIL/RCPT when the server offers DSN (dsnOffered()).
-    // CHUNKING offered: the message goes unchanged in BDAT chunks (no dot-stuffing), with
+    // CHUNKING offered: the message goes in BDAT chunks (no dot-stuffing), with
     // BODY=BINARYMIME when it is binary (NUL, bare CR or LF) and the server offers it. A
     // binary message to a server without CHUNKING and BINARYMIME is not sent: every
     // recipient gets a local 554 5.6.3 (RFC 3030 3: it cannot be converted). 8-bit content
     // goes with BODY=8BITMIME to a server that offers 8BITMIME or SMTPUTF8; to another its
     // 8bit MIME parts go as quoted-printable (MimeDowngrade, unless
-    // settings.mimeOutputConversion is off), without SIZE.
+    // settings.mimeOutputConversion is off), without SIZE; the SIZE check above uses the
+    // stored size (quoted-printable is larger: the hop may still refuse it at the end).
     std::vector<SmtpReply> send(const std::string& sender, const std::vector<std::string>& recipients,
                                 const MessageData& message, const OutboundDsn* dsn = nullptr);
 

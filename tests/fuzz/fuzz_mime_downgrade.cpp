@@ -1,8 +1,8 @@
 // Fuzz target: MimeDowngrade (delivery/MimeDowngrade.h), the MIME structure of a queued
 // message that anyone may have sent, read when it goes to a next hop without 8BITMIME.
-// Input: one octet for the piece size (1..256), then the message. Invariants: never
-// crashes; any split gives the output of the whole at once; nothing converted = the input
-// unchanged; a converted body line is at most 76 octets of 7-bit text.
+// Input: one octet for the piece size (1..256), then the message (tests/CMakeLists.txt lets
+// it grow past MaxPiece). Invariants: never crashes; any split gives the output of the whole
+// at once; nothing converted = the input unchanged; the output grows by a bounded factor.
 #include "FuzzAssert.h"
 #include "delivery/MimeDowngrade.h"
 

@@ -6,6 +6,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -205,6 +206,44 @@ BOOST_AUTO_TEST_CASE(a_signed_message_goes_as_it_is) {
                "DKIM-Signature: v=1; d=example.org\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9\r\n");
 }
 
+BOOST_AUTO_TEST_CASE(a_soft_break_never_starts_a_boundary_delimiter) {
+    // RFC 2046 5.1.1: "--b1" at column 74 of an 8bit line would start a line after the soft
+    // break and add a part (here an "attachment") the sender never sent.
+    const std::string evil = std::string(73, 'a') + "--b1";
+    const std::string in = "Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+                           "--b1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa9\r\n" +
+                           evil + "\r\nContent-Type: application/x-evil\r\n\r\npayload\r\n--b1--\r\n";
+    const std::string out = MimeDowngrade::convert(in);
+    const auto ls = lines(out);
+    BOOST_TEST(std::count(ls.begin(), ls.end(), "--b1") == 1);
+    BOOST_TEST(std::count(ls.begin(), ls.end(), "--b1--") == 1);
+    BOOST_TEST(out.find("=\r\n=2D-b1\r\n") != std::string::npos);
+    BOOST_TEST(decodeQp(partBody(out, "quoted-printable")) ==
+               "\xc3\xa9\r\n" + evil + "\r\nContent-Type: application/x-evil\r\n\r\npayload\r\n");
+}
+
+BOOST_AUTO_TEST_CASE(a_part_header_without_its_blank_line_gets_one_when_converted) {
+    // Encoded, "Grüße: hello" would read as a field ("Gr=C3=BC=C3=9Fe: hello").
+    const std::string out = MimeDowngrade::convert("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                                                   "Content-Transfer-Encoding: 8bit\r\nGr\xc3\xbc\xc3\x9f" "e: hello\r\n--b--\r\n");
+    BOOST_TEST(out == "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                      "Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe: hello\r\n--b--\r\n");
+}
+
+BOOST_AUTO_TEST_CASE(labels_stay_true) {
+    // Every Content-Transfer-Encoding field of a converted block is replaced by the one label.
+    BOOST_TEST(MimeDowngrade::convert("Content-Transfer-Encoding: base64\r\nX: y\r\nContent-Transfer-Encoding: 8bit\r\n"
+                                      "\r\n\xc3\xa9\r\n") ==
+               "X: y\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9\r\n");
+    // An enclosed message whose header block ends in a line that is not a field is not looked
+    // into: it keeps its 8bit label (relabelled 7bit it would carry 8-bit octets).
+    const std::string garbage = "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n"
+                                "\xc3\xa9 no header\r\nmore \xc3\xa9\r\n";
+    bool converted = true;
+    BOOST_TEST(MimeDowngrade::convert(garbage, &converted) == garbage);
+    BOOST_TEST(!converted);
+}
+
 BOOST_AUTO_TEST_CASE(a_header_block_without_its_blank_line) {
     // A line that is not a field ends the block; the label goes before it, and the primary
     // block gets its blank line (as Postfix does).
@@ -240,6 +279,14 @@ BOOST_AUTO_TEST_CASE(memory_stays_bounded_for_hostile_input) {
     const std::string out = MimeDowngrade::convert(in);
     BOOST_TEST(out.starts_with(longField));
     BOOST_TEST(out.ends_with("quoted-printable\r\n\r\n=C3=A9\r\n"));
+
+    // Fields after the Content-Transfer-Encoding field beyond MaxHeld: the part goes as it is.
+    std::string many = "Content-Transfer-Encoding: 8bit\r\n";
+    while (many.size() < MimeDowngrade::MaxHeld) many += "a:\r\n";
+    many += "\r\n\xc3\xa9\r\n";
+    bool manyConverted = true;
+    BOOST_TEST(MimeDowngrade::convert(many, &manyConverted) == many);
+    BOOST_TEST(!manyConverted);
 
     std::string deep;
     for (std::size_t i = 0; i <= MimeDowngrade::MaxDepth; ++i)
