@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -193,6 +194,24 @@ void PasswdFileBackend::reloadIfChanged() {
     if (failedStamps_ && *failedStamps_ == seen) {
         return;  // already failed on exactly these files and logged it
     }
+    // A file rewritten in place (`script > users.passwd`: truncated, then written) must not
+    // be taken half-way: an empty or cut list would answer its users 550 "User unknown" and
+    // 535 until the next check. One that is empty or does not end with a line end looks
+    // half-written: it is loaded only when a later check (a quarter of check_interval, at
+    // most 250 ms) finds it unchanged.
+    const bool passwdChanged = !passwdStamp || *passwdStamp != old->passwdStamp;
+    const bool aliasesChanged = !aliasesStamp || *aliasesStamp != old->aliasesStamp;
+    if ((passwdChanged && looksUnfinished(config_.path)) ||
+        (aliasesChanged && !config_.aliasesPath.empty() && looksUnfinished(config_.aliasesPath))) {
+        if (!changingStamps_ || *changingStamps_ != seen) {
+            changingStamps_ = seen;
+            const auto confirmMs =
+                std::min<std::int64_t>(250, std::max<std::int64_t>(1, config_.checkInterval.count() / 4));
+            nextCheckMs_.store(now + confirmMs, std::memory_order_relaxed);
+            return;
+        }
+    }
+    changingStamps_.reset();
     try {
         auto fresh = load();
         {
@@ -332,6 +351,17 @@ std::string PasswdFileBackend::unreadable(const std::string& path) const {
     }
     ::close(fd);
     return problem;
+}
+
+bool PasswdFileBackend::looksUnfinished(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;  // gone or unreadable: load() says so
+    struct stat st {};
+    char last = '\n';
+    bool unfinished = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                      (st.st_size == 0 || (::pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n'));
+    ::close(fd);
+    return unfinished;
 }
 
 api::ProbeAnswer PasswdFileBackend::probe() noexcept {

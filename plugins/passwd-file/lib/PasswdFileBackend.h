@@ -36,7 +36,9 @@ struct PasswdFileConfig {
 
 // Serves authenticate/lookup/hasDomain from an immutable snapshot. The files are stat'ed at
 // most once per checkInterval (by whichever thread comes first); when inode, size or mtime
-// change they are parsed into a new snapshot that is swapped in under a shared_mutex. A file
+// change they are parsed into a new snapshot that is swapped in under a shared_mutex (a file
+// that is empty or lacks its last line end is taken only if it looks the same at a second
+// look, checkInterval / 4 (at most 250 ms) later: it may be caught inside a rewrite). A file
 // that cannot be read or parsed later keeps the last good snapshot and logs once per change.
 // Thread-safe. No method throws: any failure answers TempFail.
 class PasswdFileBackend final : public api::Backend {
@@ -106,6 +108,8 @@ private:
     std::shared_ptr<const Snapshot> load() const;
     std::string readFile(const std::string& path, FileStamp& stamp) const;
     std::optional<FileStamp> statFile(const std::string& path) const;
+    // Empty, or not ending with a line end: maybe caught inside a rewrite.
+    static bool looksUnfinished(const std::string& path);
     api::UserRecord recordOf(const PasswdUser& user) const;
 
     const PasswdFileConfig config_;
@@ -114,6 +118,9 @@ private:
     std::atomic<std::int64_t> nextCheckMs_{0};
     std::mutex reloadMutex_;                      // one reloader at a time
     std::optional<std::pair<FileStamp, FileStamp>> failedStamps_;  // guarded by reloadMutex_
+    // A half-written-looking change seen at the last check, applied when the next one sees the
+    // same (reloadMutex_).
+    std::optional<std::pair<FileStamp, FileStamp>> changingStamps_;
     std::mutex editMutex_;
     PasswdFileEditor editor_;
 };

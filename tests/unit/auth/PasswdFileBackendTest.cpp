@@ -158,6 +158,33 @@ BOOST_AUTO_TEST_CASE(reloadsWhenTheFilesChangeAndKeepsTheLastGoodCopy) {
     BOOST_TEST((b->lookup("zed@example.test").status == api::Status::NotFound));
 }
 
+BOOST_AUTO_TEST_CASE(aFileCaughtInsideARewriteIsNotTakenHalfWay) {
+    // `script > users.passwd` truncates, then writes: a check in between must not answer every
+    // user "unknown" (550 for their mail, 535 for their logins).
+    TempDir tmp;
+    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nzed@example.test:{PLAIN}z\n");
+    PluginLoader loader(test::pluginDir());
+    auto b = loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}, {"check_interval", "40ms"}});
+    auto after = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+    test::writeFile(tmp.file("passwd"), "");  // truncated
+    after(50);
+    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
+    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nze");  // half-way
+    after(50);
+    BOOST_TEST((b->lookup("alice@example.test").status == api::Status::Ok));
+    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
+    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nyves@example.test:{PLAIN}y\n");  // done
+    after(50);
+    BOOST_TEST((b->lookup("yves@example.test").status == api::Status::Ok));  // at once: it ends with a line end
+    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::NotFound));
+    // A file that stays empty (every user removed) is taken at the second look.
+    test::writeFile(tmp.file("passwd"), "");
+    after(50);
+    BOOST_TEST((b->lookup("yves@example.test").status == api::Status::Ok));
+    after(50);
+    BOOST_TEST((b->lookup("yves@example.test").status == api::Status::NotFound));
+}
+
 BOOST_AUTO_TEST_CASE(defaultIntervalPicksUpAChangeWithinAFewSeconds) {
     TempDir tmp;
     test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\n");
