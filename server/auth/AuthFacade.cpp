@@ -90,6 +90,23 @@ std::optional<std::uint64_t> quotaOf(const postern::plugins::api::UserRecord& re
     return quota;
 }
 
+// Dovecot's allow_nets extra field: networks (address or address/prefix) separated by
+// commas or spaces. True if clientIp is inside one of them; an empty list, an item that does
+// not parse ("local": a UNIX socket) and an unknown client address match nothing, as in
+// Dovecot (fail closed).
+bool allowedFrom(std::string_view nets, const std::string& clientIp) {
+    namespace apppw = postern::plugins::api::apppw;
+    unsigned char ip[16];
+    if (!apppw::parseAddress(clientIp, ip)) return false;
+    std::string list(nets);
+    std::replace(list.begin(), list.end(), ' ', ',');
+    for (const auto& item : apppw::splitList(list)) {
+        auto net = apppw::Network::parse(item);
+        if (net && net->contains(ip)) return true;
+    }
+    return false;
+}
+
 }  // namespace
 
 struct AuthFacade::Expansion {
@@ -350,6 +367,20 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
             refused.refused = true;
             return refused;
         }
+        // Dovecot's allow_nets (a migrated passwd-file keeps it in the line's extra fields):
+        // the account logs in only from those networks; lost, a restriction would fail open.
+        bool ipBound = false;
+        if (auto nets = answer.record.extra.find("allow_nets"); nets != answer.record.extra.end()) {
+            if (!allowedFrom(nets->second, clientIp)) {
+                Decision refused{Outcome::BadPassword, binding.instance,
+                                 "allow_nets: " + clientIp + " is not in " + nets->second};
+                refused.appPasswordId = answer.appPasswordId;
+                refused.refused = true;
+                return refused;
+            }
+            ipBound = true;
+        }
+        ok.appPasswordIpBound = ok.appPasswordIpBound || ipBound;  // cached for this address only
         if (!answer.appPasswordId.empty()) {
             touchAppPassword(binding, askedAs, clientIp, answer);
         }

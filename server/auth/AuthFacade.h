@@ -151,7 +151,8 @@ private:
         // App passwords: the id of the one used (log, cache limits), or a refusal.
         std::string appPasswordId;
         std::int64_t appPasswordExpires = 0;
-        bool appPasswordIpBound = false;
+        bool appPasswordIpBound = false;  // the success holds for this client address only
+                                          // (app password networks, allow_nets)
         bool refused = false;
     };
     // After a login with an app password: record its use if that changes materially.

@@ -340,6 +340,37 @@ BOOST_AUTO_TEST_CASE(cachesAWrongPasswordAndForgetsSuccessesOnAFreshFailure) {
     BOOST_TEST(bind.calls == 4);
 }
 
+BOOST_AUTO_TEST_CASE(dovecotsAllowNetsRestrictsWhereAnAccountLogsIn) {
+    // A passwd-file migrated from Dovecot keeps its allow_nets (a comma-separated list); lost, the
+    // restriction would fail open. A success is cached for its client address only.
+    test::TempDir dir;
+    test::writeFile(dir.file("passwd"), "ines@example.test:{PLAIN}inespw::::::allow_nets=10.0.0.0/8,192.0.2.0/28,local\n"
+                                        "olga@example.test:{PLAIN}olgapw::::::allow_nets=\n");
+    PluginLoader loader{test::pluginDir()};
+    auto handle = loader.load("passwd-file", "nets", {{"path", dir.file("passwd")}});
+    AuthFacade facade({{"nets", handle.get(), {"*"}}});
+    AuthCache cache({1000, std::chrono::minutes(5), std::chrono::minutes(1)});
+    facade.setCache(&cache);
+    auto from = [&](const std::string& user, const std::string& password, const char* ip) {
+        core::AuthRequest r = request(user, password);
+        r.client.ip = Poco::Net::IPAddress(ip);
+        return name(facade.authenticate(r).status);
+    };
+    BOOST_TEST(from("ines@example.test", "inespw", "192.0.2.7") == "Ok");
+    BOOST_TEST(from("ines@example.test", "inespw", "192.0.2.7") == "Ok");  // cached
+    BOOST_TEST(from("ines@example.test", "inespw", "10.20.30.40") == "Ok");
+    log->clear();
+    BOOST_TEST(from("ines@example.test", "inespw", "192.0.2.77") == "BadCredentials");  // not from the cache
+    BOOST_TEST(from("ines@example.test", "inespw", "2001:db8::1") == "BadCredentials");
+    const auto lines = log->lines();
+    BOOST_REQUIRE(!lines.empty());
+    BOOST_TEST(lines[0].find("result=bad_password") != std::string::npos, lines[0]);
+    BOOST_TEST(lines[0].find("allow_nets: 192.0.2.77 is not in 10.0.0.0/8,192.0.2.0/28,local") != std::string::npos, lines[0]);
+    // An empty list allows nothing (as in Dovecot); the wrong password stays wrong.
+    BOOST_TEST(from("olga@example.test", "olgapw", "192.0.2.7") == "BadCredentials");
+    BOOST_TEST(from("ines@example.test", "wrong", "10.1.1.1") == "BadCredentials");
+}
+
 BOOST_AUTO_TEST_CASE(refusesLoginsWithSpacesWithoutAskingTheBackend) {
     // A directory may ignore the spaces (LDAP drops leading ones when it compares mail),
     // which would give every spelling of one login a penalty counter of its own.
