@@ -120,6 +120,7 @@ std::optional<bool> AccountSecurity::knownAddress(const std::string& user, const
 
 bool AccountSecurity::isHeld(std::string_view user) const {
     if (!settings_.enabled || user.empty()) return false;
+    if (!heldKnown_.load()) return true;  // not read yet (the database was down at start)
     std::shared_lock lock(heldMutex_);
     return held_.find(user) != held_.end();
 }
@@ -229,7 +230,14 @@ bool AccountSecurity::flushNow() {
             StringSet fresh(list->begin(), list->end());
             std::unique_lock lock(heldMutex_);
             held_.swap(fresh);
+            if (!heldKnown_.exchange(true))
+                logger().information(core::EventLine("account_security.held_known").add("held", held_.size()).str());
         } else {
+            if (!heldKnown_.load() && !unknownLogged_.exchange(true))
+                logger().warning(core::EventLine("account_security.held_unknown")
+                                     .text("detail", "flagged accounts cannot be read: authenticated submissions get "
+                                                     "451 4.3.0 and their queued mail waits until they can")
+                                     .str());
             ok = false;  // the last known set stays: a database outage does not release anyone
         }
     }

@@ -78,6 +78,7 @@ public:
     std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix);
 
     bool isHeld(std::string_view user) const override;
+    bool holdsKnown() const override { return !settings_.enabled || heldKnown_.load(); }
     std::size_t heldCount() const;
 
     // One flush cycle now (the thread's body; for tests): writes the batch, evaluates,
@@ -119,6 +120,8 @@ private:
 
     mutable std::shared_mutex heldMutex_;
     StringSet held_;
+    std::atomic<bool> heldKnown_{false};  // held_ was read from the store at least once
+    std::atomic<bool> unknownLogged_{false};
 
     std::mutex threadMutex_;
     std::condition_variable wake_;

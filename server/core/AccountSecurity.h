@@ -14,8 +14,12 @@ class AccountHold {
 public:
     virtual ~AccountHold() = default;
     // True while `user` (the canonical login, as in the queue envelope's "auth" line) is
-    // flagged as compromised: new submissions get 451 4.7.1, queued mail waits.
+    // flagged as compromised: new submissions get 451 4.7.1, queued mail waits. Also true for
+    // everyone while the flagged set is not known yet (fail closed: a node that starts while
+    // the shared database cannot answer must not send held accounts' mail).
     virtual bool isHeld(std::string_view user) const = 0;
+    // False while the flagged set is not known yet (isHeld is then true for everyone).
+    virtual bool holdsKnown() const { return true; }
 };
 
 // Thread-safe, cheap (recorded in memory, written in the background).

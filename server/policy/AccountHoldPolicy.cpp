@@ -4,6 +4,10 @@ namespace postern::policy {
 
 std::optional<smtp::Reply> AccountHoldPolicy::check(const core::AuthIdentity* identity, const core::AccountHold* hold) {
     if (!identity || !hold || !hold->isHeld(identity->user)) return std::nullopt;
+    // The flagged accounts could not be read yet (the database was down at start): whether
+    // this one is held is not known. RFC 3463 X.3.0: a temporary system problem.
+    if (!hold->holdsKnown())
+        return smtp::Reply(451, smtp::Enhanced::OtherSystem, "Account status cannot be checked now, try again later");
     // RFC 3463 X.7.1: delivery not authorized; 451: try again later (after the release).
     return smtp::Reply(451, smtp::Enhanced::DeliveryNotAuthorized,
                        "Account held after unusual activity, contact your administrator");

@@ -310,6 +310,35 @@ BOOST_AUTO_TEST_CASE(a_failing_store_keeps_the_batch_and_the_held_set) {
     BOOST_TEST(store.inner.logins("bob", 0).size() == 2u);
 }
 
+// A node that starts while the shared database cannot answer does not know who is held: it
+// must not send held accounts' queued mail nor take their submissions (review finding: the
+// empty set released everyone until the first successful read).
+BOOST_AUTO_TEST_CASE(until_the_flagged_set_is_read_everyone_counts_as_held) {
+    FlakyStore store;
+    store.down = true;
+    ManualClock clock;
+    AccountSecurity security(quiet(), store, {}, clock.fn());
+    BOOST_TEST(!security.holdsKnown());
+    BOOST_TEST(security.isHeld("ann"));
+    BOOST_TEST(!security.flushNow());
+    BOOST_TEST(!security.holdsKnown());
+    BOOST_TEST(security.isHeld("ann"));
+    store.down = false;
+    BOOST_TEST(security.flushNow());
+    BOOST_TEST(security.holdsKnown());
+    BOOST_TEST(!security.isHeld("ann"));
+    store.down = true;  // a later outage keeps the last known set
+    BOOST_TEST(!security.flushNow());
+    BOOST_TEST(security.holdsKnown());
+    BOOST_TEST(!security.isHeld("ann"));
+    // Detection off: nobody is held, known or not.
+    AccountSecuritySettings off = quiet();
+    off.enabled = false;
+    AccountSecurity disabled(off, store, {}, clock.fn());
+    BOOST_TEST(disabled.holdsKnown());
+    BOOST_TEST(!disabled.isHeld("ann"));
+}
+
 // The addresses an account is known from (auth.penalty.known_address_failures): successful
 // logins only, before and after the flush, IPv6 by prefix; the login log keeps them past
 // the detection window.

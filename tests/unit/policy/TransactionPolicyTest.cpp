@@ -290,6 +290,22 @@ BOOST_AUTO_TEST_CASE(held_account_gets_451_4_7_1_at_mail_before_any_limit_is_cou
     BOOST_TEST(v.accepted);
 }
 
+BOOST_AUTO_TEST_CASE(unknown_holds_get_451_4_3_0_for_submissions_only) {
+    // The flagged set is not read yet (the database was down at start): try again later.
+    struct Unknown final : core::AccountHold {
+        bool isHeld(std::string_view) const override { return true; }
+        bool holdsKnown() const override { return false; }
+    } unknown;
+    World w;
+    auto v = TransactionPolicy::decideSender(path("<alice@local.example>", smtp::PathKind::Reverse),
+                                             SenderRequest{true, &w.alice, w.addr, &w.limiter, &unknown});
+    BOOST_TEST(!v.accepted);
+    BOOST_TEST(v.reply.format(true) == "451 4.3.0 Account status cannot be checked now, try again later\r\n");
+    v = TransactionPolicy::decideSender(path("<alice@local.example>", smtp::PathKind::Reverse),
+                                        SenderRequest{false, nullptr, w.addr, &w.limiter, &unknown});
+    BOOST_TEST(v.accepted);  // MX mail from outside is not affected
+}
+
 BOOST_AUTO_TEST_CASE(quota_of_local_mailboxes) {
     World w;
     Usage usage;
