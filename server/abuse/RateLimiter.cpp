@@ -60,14 +60,16 @@ RateVerdict RateLimiter::tryAdd(const core::ClientAddress& client, std::string_v
     };
     std::vector<RateRequest> requests;
     std::vector<const char*> scopes;
-    if (!user.empty()) {
-        requests.push_back(request(userKey(counter, user), userLimits.value_or(settings_.user)));
-        scopes.push_back("user");
-    }
-    if (!isExempt(client)) {
-        requests.push_back(request(ipKey(counter, client), settings_.ip));
-        scopes.push_back("ip");
-    }
+    // A counter without a limit is not kept: limits.ip.* are off by default, and counting
+    // them anyway put every sender behind one CGNAT address on one lock and one row.
+    auto add = [&](std::string key, const RateLimits& l, const char* scope) {
+        RateRequest r = request(std::move(key), l);
+        if (r.perHour == 0 && r.perDay == 0) return;
+        requests.push_back(std::move(r));
+        scopes.push_back(scope);
+    };
+    if (!user.empty()) add(userKey(counter, user), userLimits.value_or(settings_.user), "user");
+    if (!isExempt(client)) add(ipKey(counter, client), settings_.ip, "ip");
     if (requests.empty()) {
         v.kind = RateVerdict::Kind::Allow;
         return v;

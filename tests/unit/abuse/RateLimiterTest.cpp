@@ -224,6 +224,32 @@ BOOST_AUTO_TEST_CASE(store_failure_is_tempfail) {
     BOOST_TEST(!RateVerdict{}.isAllowed());
 }
 
+// A counter without a limit is never asked for (the shipped limits.ip.* are 0: in a cluster
+// every sender behind one CGNAT address waited on one lock and one row for nothing).
+BOOST_AUTO_TEST_CASE(counters_without_a_limit_are_not_kept) {
+    struct Recording : RateStore {
+        std::vector<std::string> keys;
+        RateStoreResult tryAdd(const std::vector<RateRequest>& rs, postern::core::TimePoint) override {
+            for (const auto& r : rs) keys.push_back(r.key);
+            RateStoreResult ok;
+            ok.kind = RateStoreResult::Kind::Added;
+            return ok;
+        }
+        std::optional<RateCounts> get(const std::string&, postern::core::TimePoint) override { return std::nullopt; }
+    };
+    FakeClock clock;
+    RateLimiterSettings s = rateTestSettings();
+    s.ip = RateLimits{};  // all 0, as shipped
+    auto store = std::make_unique<Recording>();
+    Recording* seen = store.get();
+    RateLimiter r(s, std::move(store), clock.fn());
+    BOOST_TEST(r.tryAddMessage(addr("192.0.2.7"), "bob").isAllowed());
+    BOOST_TEST(r.tryAddRecipients(addr("192.0.2.7"), "", 3).isAllowed());  // nothing to count at all
+    BOOST_TEST(r.tryAddMessage(addr("192.0.2.7"), "bob", RateLimits{}).isAllowed());  // an unlimited user
+    BOOST_TEST(seen->keys.size() == 1u);
+    BOOST_TEST(seen->keys.at(0).find("ip") == std::string::npos, seen->keys.at(0));
+}
+
 BOOST_AUTO_TEST_CASE(store_same_key_twice_adds_up) {
     FakeClock clock;
     MemoryRateStore store;
