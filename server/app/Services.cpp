@@ -19,7 +19,9 @@ std::string Services::nextSessionId() {
     }();
     std::uint64_t n = counter_.fetch_add(1, std::memory_order_relaxed);
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%06x%06llx", prefix & 0xffffff, static_cast<unsigned long long>(n & 0xffffffULL));
+    // The counter in full: cut to 24 bits it repeated within a process after 16.7M sessions
+    // (a day or two on a busy node), and s=... is how a session's lines are found.
+    std::snprintf(buf, sizeof buf, "%06x%06llx", prefix & 0xffffff, static_cast<unsigned long long>(n));
     return buf;
 }
 
