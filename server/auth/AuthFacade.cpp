@@ -107,6 +107,15 @@ bool allowedFrom(std::string_view nets, const std::string& clientIp) {
     return false;
 }
 
+// The same IP address however it is written: PostgreSQL's host() and POCO compress another
+// run of zeros in some IPv6 addresses ("2001:0:0:1::1" / "2001::1:0:0:0:1").
+bool sameAddress(const std::string& a, const std::string& b) {
+    if (a == b) return true;
+    unsigned char x[16], y[16];
+    namespace apppw = postern::plugins::api::apppw;
+    return apppw::parseAddress(a, x) && apppw::parseAddress(b, y) && std::equal(x, x + 16, y);
+}
+
 }  // namespace
 
 struct AuthFacade::Expansion {
@@ -433,7 +442,7 @@ void AuthFacade::touchAppPassword(const BackendBinding& binding, const std::stri
                          std::chrono::system_clock::now().time_since_epoch());
     const auto last = std::chrono::milliseconds(std::chrono::seconds(answer.appPasswordLastUsed));
     // Only a material change is a write: a new IP, or the recorded use older than the interval.
-    if (answer.appPasswordLastUsed != 0 && answer.appPasswordLastIp == clientIp && now - last < lastUsedInterval_) {
+    if (answer.appPasswordLastUsed != 0 && sameAddress(answer.appPasswordLastIp, clientIp) && now - last < lastUsedInterval_) {
         return;
     }
     api::WriteAnswer w;

@@ -14,8 +14,8 @@
 
 namespace postern::core {
 
-// The backend attributes that set a user's own outbound limits (a passwd-file extra field,
-// a PostgreSQL column or an LDAP attribute mapped to the name); a missing one keeps the
+// The backend attributes that set a user's own outbound limits (today passwd-file extra
+// fields: the PostgreSQL and LDAP plugins return no such attributes); a missing one keeps the
 // limits.user.* default.
 inline constexpr std::array<std::string_view, 4> LimitAttributes = {"messages_per_hour", "recipients_per_hour",
                                                                      "messages_per_day", "recipients_per_day"};

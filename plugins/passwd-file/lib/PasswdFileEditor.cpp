@@ -117,6 +117,9 @@ bool PasswdFileEditor::read(std::vector<std::string>& lines, std::string& error)
     std::istringstream in(text);
     std::string line;
     while (std::getline(in, line)) {
+        // A CRLF file: the CR is not part of the last field, as for the parser (a two-field
+        // line's hash never matched the one it was read with, and rehashing repeated forever).
+        if (!line.empty() && line.back() == '\r') line.pop_back();
         lines.push_back(line);
     }
     return true;

@@ -17,6 +17,7 @@ namespace {
 
 using core::Answer;
 using core::AuthStatus;
+namespace api = plugins::api;
 
 const std::string BobHash =  // openssl passwd -6 -salt saltsalt 'S3cret pass!'
     "{SHA512-CRYPT}$6$saltsalt$e4q5XyxWasPm1crbD4ussuC5VJMqWPurrlVV8ozR0WNqtOMgWFyq9QKIv6N86cWB62W2plZ3Rh1UQ9lhRUW4B1";
@@ -369,6 +370,40 @@ BOOST_AUTO_TEST_CASE(dovecotsAllowNetsRestrictsWhereAnAccountLogsIn) {
     // An empty list allows nothing (as in Dovecot); the wrong password stays wrong.
     BOOST_TEST(from("olga@example.test", "olgapw", "192.0.2.7") == "BadCredentials");
     BOOST_TEST(from("ines@example.test", "wrong", "10.1.1.1") == "BadCredentials");
+}
+
+BOOST_AUTO_TEST_CASE(anAppPasswordsLastUseIsWrittenOnlyWhenItChanges) {
+    // PostgreSQL's host() and POCO write some IPv6 addresses differently: the same address
+    // must not cost an UPDATE at every login.
+    struct AppBackend : test::VerifyingBackend {
+        api::AuthAnswer authenticate(const std::string&, const std::string&, const std::string&,
+                                     const std::string&) noexcept override {
+            api::AuthAnswer a;
+            a.status = api::Status::Ok;
+            a.verified = true;
+            a.record.user = "vera@bind.test";
+            a.appPasswordId = "ap1";
+            a.appPasswordLastUsed = std::chrono::duration_cast<std::chrono::seconds>(
+                                        std::chrono::system_clock::now().time_since_epoch()).count();
+            a.appPasswordLastIp = "2001:0:0:1::1";  // as PostgreSQL prints it
+            return a;
+        }
+        api::WriteAnswer touchAppPassword(const std::string&, const std::string&, const std::string&) noexcept override {
+            ++touches;
+            return {api::WriteStatus::Ok, ""};
+        }
+        std::atomic<int> touches{0};
+    } app;
+    AuthFacade facade({{"app", &app, {"bind.test"}}});
+    auto from = [&](const char* ip) {
+        core::AuthRequest r = request("vera@bind.test", "any");
+        r.client.ip = Poco::Net::IPAddress(ip);
+        return name(facade.authenticate(r).status);
+    };
+    BOOST_TEST(from("2001:0:0:1:0:0:0:1") == "Ok");  // POCO: 2001::1:0:0:0:1
+    BOOST_TEST(app.touches == 0);
+    BOOST_TEST(from("2001:db8::7") == "Ok");
+    BOOST_TEST(app.touches == 1);
 }
 
 BOOST_AUTO_TEST_CASE(refusesLoginsWithSpacesWithoutAskingTheBackend) {

@@ -146,6 +146,19 @@ BOOST_AUTO_TEST_CASE(passwdFileWritesCrossTheBoundary) {
     BOOST_TEST((h->setPassword("alice@example.test", "{PLAIN}a:b").status == api::WriteStatus::Invalid));
 }
 
+BOOST_AUTO_TEST_CASE(passwdFileWithCrlfLineEndsTakesTheRehash) {
+    // A two-field line of a CRLF file: its CR was part of the hash the compare-and-set
+    // compared, so the rehash never matched ("changed") and was redone at every login.
+    TempDir tmp;
+    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}old\r\nbob@example.test:{PLAIN}b::::::quota=1G\r\n");
+    PluginLoader loader(test::pluginDir());
+    BackendHandle h = loader.load("passwd-file", "local", {{"path", tmp.file("passwd")}, {"check_interval", "0"}});
+    BOOST_TEST((h->authenticate("alice@example.test", "", "smtp", "").record.passwordHash == "{PLAIN}old"));
+    BOOST_TEST((h->replacePassword("alice@example.test", "{PLAIN}old", "{PLAIN}rehashed").status == api::WriteStatus::Ok));
+    BOOST_TEST((h->authenticate("alice@example.test", "", "smtp", "").record.passwordHash == "{PLAIN}rehashed"));
+    BOOST_TEST((h->authenticate("bob@example.test", "", "smtp", "").record.passwordHash == "{PLAIN}b"));
+}
+
 BOOST_AUTO_TEST_CASE(passwdFileShowsTheQuotaTheServerEnforces) {
     TempDir tmp;
     test::writeFile(tmp.file("passwd"), "carol@quota.test:{PLAIN}pw::::::quota=20M\n"
