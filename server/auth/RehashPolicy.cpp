@@ -67,6 +67,14 @@ std::string storedSchemeOf(std::string_view stored) {
     if (stored[0] == '$') {
         return cryptMethodOf(stored);
     }
+    // An unprefixed traditional DES crypt (13 characters of [./0-9A-Za-z]), which
+    // verifyPassword reads as CRYPT, as Dovecot does: CRYPT too, so it is upgraded (review
+    // finding: it was never rehashed).
+    if (stored.size() == 13 && std::all_of(stored.begin(), stored.end(), [](char c) {
+            return c == '.' || c == '/' || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+        })) {
+        return "CRYPT";
+    }
     if (stored[0] != '{') {
         return "";
     }

@@ -7,6 +7,8 @@
 
 #include <Poco/Environment.h>
 #include <Poco/Net/IPAddress.h>
+
+#include <arpa/inet.h>
 #include <Poco/Util/AbstractConfiguration.h>
 
 #include <algorithm>
@@ -20,6 +22,13 @@
 namespace postern::config {
 
 namespace {
+
+// An IPv4 or IPv6 address in text (inet_pton: POCO 1.11's tryParse refuses "::").
+bool isIpLiteral(const std::string& text) {
+    unsigned char buf[16];
+    return ::inet_pton(AF_INET, text.c_str(), buf) == 1 || ::inet_pton(AF_INET6, text.c_str(), buf) == 1;
+}
+
 
 // Collects every leaf key below `root` ("" = top level).
 void collectKeys(const Poco::Util::AbstractConfiguration& conf, const std::string& root,
@@ -134,6 +143,10 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.proxyTimeout = r.duration("server.proxy_timeout");
     c.proxyDetectWait = r.duration("server.proxy_detect_wait");
     c.healthAddress = r.str("health.address");
+    // An IP address, checked here: a host name was resolved only when binding, so --check
+    // passed it and a boot before DNS was up failed with 78, which systemd does not retry.
+    if (!isIpLiteral(c.healthAddress))
+        r.error("health.address: '" + c.healthAddress + "' is not an IPv4 or IPv6 address");
     {
         auto hp = r.integer("health.port");
         if (hp < 0 || hp > 65535) r.error("health.port: must be 0..65535");
@@ -222,6 +235,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         std::string p = "listener." + name + ".";
         auto pat = [](const char* leaf) { return std::string("listener.*.") + leaf; };
         l.address = r.raw(p + "address", pat("address"));
+        if (!isIpLiteral(l.address))
+            r.error(p + "address: '" + l.address + "' is not an IPv4 or IPv6 address");
         auto port = r.integer(p + "port", pat("port"));
         if (port <= 0 || port > 65535) r.error(p + "port: must be 1..65535");
         l.port = static_cast<std::uint16_t>(port);

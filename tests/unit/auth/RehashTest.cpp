@@ -178,6 +178,7 @@ BOOST_AUTO_TEST_CASE(everyOldSchemeIsNamedOneWay) {
         {"$2b$05$PKnc", "BLF-CRYPT"},
         {"{CRYPT}$y$j9T$rX/s3RmQ", "YESCRYPT"},
         {"{CRYPT}abPAmMzNR85PQ", "CRYPT"},
+        {"abPAmMzNR85PQ", "CRYPT"},  // unprefixed DES, read as CRYPT as in Dovecot
         {Argon2id, "ARGON2ID"},
         {"$argon2id$v=19$m=4096,t=2,p=1$c29t$Rqi", "ARGON2ID"},
         {"{Argon2id}$argon2id$v=19$m=4096", "ARGON2ID"},

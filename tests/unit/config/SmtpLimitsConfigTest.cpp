@@ -56,4 +56,19 @@ BOOST_AUTO_TEST_CASE(tls_ticket_rotation_and_pop3_login_timeout_bounds) {
     BOOST_TEST(c.pop3.loginTimeout.count() == 0);
 }
 
+// Bind addresses are IP literals, checked at load (a host name was resolved only at bind:
+// --check passed it, and a boot before DNS failed with 78, never retried by systemd).
+BOOST_AUTO_TEST_CASE(bind_addresses_are_ip_literals) {
+    for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+             {"listener.mx.address", "127.0.0.300"}, {"listener.pop3.address", "mail.example.net"},
+             {"health.address", "no-such-host.invalid"}}) {
+        const std::string e = loadErrorWith(key.c_str(), value.c_str());
+        BOOST_TEST(e.find(key + ": '" + value + "' is not an IPv4 or IPv6 address") != std::string::npos, e);
+    }
+    auto conf = shippedConfig();
+    conf->setString("listener.mx.address", "::");
+    conf->setString("health.address", "0.0.0.0");
+    BOOST_CHECK_NO_THROW(ServerConfig::load(*conf));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
