@@ -256,6 +256,24 @@ def test_per_ip_connection_limit_and_others_served():
         extra = p.raw("mx", source="127.0.0.6")
         extra.expect_reply(421, "4.7.0", what="4th concurrent connection from one IP")
         extra.close()
+        # A refused client that keeps trickling bytes is cut within about a second (the
+        # lingering close read for up to 16 s, one session thread each: review finding).
+        import socket as _socket
+        import time as _time
+        s = _socket.create_connection(("127.0.0.1", p.ports["mx"]), source_address=("127.0.0.6", 0), timeout=10)
+        check(s.recv(200).startswith(b"421"), "refused")
+        started = _time.monotonic()
+        try:
+            # A byte every 0.9 s; once the server has closed, a send meets a reset.
+            while _time.monotonic() - started < 20:
+                s.sendall(b"x")
+                _time.sleep(0.9)
+        except OSError:
+            pass  # reset: the server closed
+        finally:
+            s.close()
+        took = _time.monotonic() - started
+        check(took < 5, "a trickling refused client was held %.1f s" % took)
         # Another IP is served normally meanwhile.
         other = p.smtp("mx", source="127.0.0.7")
         expect(other.noop(), 250)
