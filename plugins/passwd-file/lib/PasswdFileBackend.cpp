@@ -192,7 +192,14 @@ void PasswdFileBackend::reloadIfChanged() {
         return;
     }
     if (failedStamps_ && *failedStamps_ == seen) {
-        return;  // already failed on exactly these files and logged it
+        // Already failed on exactly these files. Said again every ten minutes: meanwhile no
+        // change to the file (a disabled or removed account) takes effect (review finding).
+        if (now - failedLoggedMs_ >= 10 * 60 * 1000) {
+            failedLoggedMs_ = now;
+            logger().error("passwd-file " + config_.path + ": still not loaded, changes to it do not take effect " +
+                           "until it is fixed: " + failedError_);
+        }
+        return;
     }
     // A file rewritten in place (`script > users.passwd`: truncated, then written) must not
     // be taken half-way: an empty or cut list would answer its users 550 "User unknown" and
@@ -224,6 +231,8 @@ void PasswdFileBackend::reloadIfChanged() {
                              std::to_string(fresh->file.aliasCount()) + " aliases");
     } catch (const std::exception& e) {
         failedStamps_ = seen;
+        failedError_ = e.what();
+        failedLoggedMs_ = now;
         logger().error("passwd-file " + config_.path + ": reload failed, keeping the last good copy: " +
                        e.what());
     }

@@ -39,7 +39,8 @@ struct PasswdFileConfig {
 // change they are parsed into a new snapshot that is swapped in under a shared_mutex (a file
 // that is empty or lacks its last line end is taken only if it looks the same at a second
 // look, checkInterval / 4 (at most 250 ms) later: it may be caught inside a rewrite). A file
-// that cannot be read or parsed later keeps the last good snapshot and logs once per change.
+// that cannot be read or parsed later keeps the last good snapshot and logs once per change,
+// and again every ten minutes while it stays so.
 // Thread-safe. No method throws: any failure answers TempFail.
 class PasswdFileBackend final : public api::Backend {
 public:
@@ -118,6 +119,8 @@ private:
     std::atomic<std::int64_t> nextCheckMs_{0};
     std::mutex reloadMutex_;                      // one reloader at a time
     std::optional<std::pair<FileStamp, FileStamp>> failedStamps_;  // guarded by reloadMutex_
+    std::string failedError_;          // why (reloadMutex_)
+    std::int64_t failedLoggedMs_ = 0;  // when that was last logged (reloadMutex_)
     // A half-written-looking change seen at the last check, applied when the next one sees the
     // same (reloadMutex_).
     std::optional<std::pair<FileStamp, FileStamp>> changingStamps_;
