@@ -198,7 +198,10 @@ bool AccountSecurity::flushNow() {
     }
     const std::vector<std::string> released = applyReleaseRequests();
     if (now - lastPrune_ >= std::chrono::minutes(1)) {
-        if (store_.prune(now, settings_)) lastPrune_ = now;
+        // A failed prune is tried again a minute later, not at every flush (a slow one at
+        // every flush of every node was a steady load on the primary; it logs its failure).
+        store_.prune(now, settings_);
+        lastPrune_ = now;
     }
     // A single node's state file: written before the release requests are deleted, so a
     // crash in between applies a request again rather than forgetting it.

@@ -111,10 +111,8 @@ const pg::Statement Known{
     "    OR EXISTS (SELECT 1 FROM account_login_names WHERE login = $5 AND ip <<= $2::inet"
     "               AND last_seen > 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')"};
 
-// $1 window start (us), $2 login log start (us), $3 account_security.max_tracked_accounts:
-// the login log rows of the accounts past that many, least recently active (newest entry)
-// first. Small batches, skipping locked rows (every node prunes); the last column counts the
-// accounts whose rows this round deleted past the cap.
+// $1 window start (us), $2 login log start (us): rows past their age. Small batches, skipping
+// locked rows (every node prunes).
 const pg::Statement Prune{
     "postern_account_security_prune",
     "WITH i AS (DELETE FROM account_security_ips WHERE ctid = ANY (ARRAY("
@@ -128,13 +126,23 @@ const pg::Statement Prune{
     "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1),"
     " n AS (DELETE FROM account_login_names WHERE ctid = ANY (ARRAY("
     "   SELECT ctid FROM account_login_names WHERE last_seen <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'"
-    "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1),"
-    " e AS (DELETE FROM account_logins WHERE ctid = ANY (ARRAY("
+    "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1)"
+    " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM c), (SELECT count(*) FROM l), (SELECT count(*) FROM n)"};
+
+// $1 account_security.max_tracked_accounts: the login log rows of the accounts past that
+// many, least recently active (newest entry) first; returns the accounts whose rows it
+// deleted. It reads the whole login log (one aggregate over every row): its own statement,
+// run at most every EvictInterval, so a slow one (it can meet statement_timeout on tens of
+// millions of rows) never holds up the age deletions above (review finding).
+const pg::Statement Evict{
+    "postern_account_security_evict",
+    "WITH e AS (DELETE FROM account_logins WHERE ctid = ANY (ARRAY("
     "   SELECT ctid FROM account_logins WHERE account IN ("
-    "     SELECT account FROM account_logins GROUP BY account ORDER BY max(at) DESC, account OFFSET $3::bigint)"
+    "     SELECT account FROM account_logins GROUP BY account ORDER BY max(at) DESC, account OFFSET $1::bigint)"
     "   LIMIT 50000 FOR UPDATE SKIP LOCKED)) RETURNING account)"
-    " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM c), (SELECT count(*) FROM l),"
-    "        (SELECT count(DISTINCT account) FROM e)"};
+    " SELECT count(DISTINCT account) FROM e"};
+
+constexpr std::chrono::minutes EvictInterval{10};
 
 // inet accepts what ClientAddress::host() writes; a scoped address ("fe80::1%eth0") loses
 // its zone, anything else unparsable is left out (it would fail the whole batch).
@@ -278,13 +286,20 @@ bool PgAccountSecurityStore::release(const std::string& user) {
 
 bool PgAccountSecurityStore::prune(core::TimePoint now, const AccountSecuritySettings& settings) {
     pg::QueryResult r = pool_.execute(Prune, {std::to_string(toPgMicros(now - settings.window)),
-                                              std::to_string(toPgMicros(now - settings.loginLogMaxAge)),
-                                              std::to_string(std::max<std::size_t>(settings.maxTrackedAccounts, 1))});
+                                              std::to_string(toPgMicros(now - settings.loginLogMaxAge))});
     if (r.failed()) {
         logStoreFailure(FailEvent, "prune", r);
         return false;
     }
-    if (!r.rows.empty() && r.rows[0].size() >= 4) evicted_ += toU64(r.rows[0][3]);
+    // The cap on accounts: rarely, and tried again only after the interval, failed or not.
+    if (lastEvict_ != core::TimePoint{} && now - lastEvict_ < EvictInterval) return true;
+    lastEvict_ = now;
+    pg::QueryResult e = pool_.execute(Evict, {std::to_string(std::max<std::size_t>(settings.maxTrackedAccounts, 1))});
+    if (e.failed()) {
+        logStoreFailure(FailEvent, "evict", e);
+        return false;
+    }
+    if (!e.rows.empty() && !e.rows[0].empty()) evicted_ += toU64(e.rows[0][0]);
     return true;
 }
 

@@ -4,7 +4,8 @@
 // one statement evaluating the thresholds of the accounts in the batch (inserting flags,
 // trimming those accounts' login log to its count bound), one reading the flagged set.
 // Failed attempts are written only for tracked names (decided inside the write statement);
-// the prune also caps the number of accounts with a login log (max_tracked_accounts).
+// the prune also caps the number of accounts with a login log (max_tracked_accounts; a
+// statement of its own, at most every ten minutes).
 // Nothing runs per login or per delivery.
 #pragma once
 
@@ -33,6 +34,7 @@ private:
     pg::Pool& pool_;
     std::atomic<std::uint64_t> untracked_{0};
     std::atomic<std::uint64_t> evicted_{0};
+    core::TimePoint lastEvict_{};  // the flush thread's (prune is called from it only)
 };
 
 }  // namespace postern::abuse

@@ -301,6 +301,18 @@ BOOST_AUTO_TEST_CASE(prune_caps_the_accounts_with_a_login_log, *boost::unit_test
     BOOST_TEST(store.counters().evictedLogs == 20u);
     BOOST_REQUIRE(store.prune(T0 + 1h, s));  // nothing more past the cap
     BOOST_TEST(store.counters().evictedLogs == 20u);
+    // The cap (a whole-table aggregate) runs at most every ten minutes; the age deletions
+    // run at every prune.
+    ActivityBatch more;
+    for (int i = 30; i < 35; ++i)
+        more.logins.push_back({T0 + 1h + std::chrono::seconds(i), "acct" + std::to_string(i), "192.0.2.1", "smtp",
+                               "PLAIN", "", "ok", true});
+    BOOST_REQUIRE(store.flush(more, T0 + 1h + 1min, s, f));
+    BOOST_REQUIRE(store.prune(T0 + 1h + 2min, s));
+    BOOST_TEST(db.one("SELECT count(DISTINCT account) FROM account_logins") == "15");
+    BOOST_REQUIRE(store.prune(T0 + 1h + 11min, s));
+    BOOST_TEST(db.one("SELECT count(DISTINCT account) FROM account_logins") == "10");
+    BOOST_TEST(store.counters().evictedLogs == 25u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
