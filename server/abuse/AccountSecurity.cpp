@@ -47,7 +47,8 @@ void AccountSecurity::stop() {
     }
     wake_.notify_all();
     if (thread_.joinable()) thread_.join();
-    flushNow();  // what was recorded since the last cycle (best effort)
+    finalFlush_ = true;  // the state file now, whatever its write interval says
+    flushNow();          // what was recorded since the last cycle (best effort)
 }
 
 void AccountSecurity::loop() {
@@ -205,7 +206,7 @@ bool AccountSecurity::flushNow() {
     }
     // A single node's state file: written before the release requests are deleted, so a
     // crash in between applies a request again rather than forgetting it.
-    if (store_.persist()) {
+    if (finalFlush_ ? store_.persistFinal() : store_.persist()) {
         for (const auto& path : released) {
             try {
                 Poco::File(path).remove();

@@ -116,6 +116,7 @@ private:
     std::atomic<std::uint64_t> dropped_{0};
 
     std::mutex flushMutex_;  // one flush at a time
+    bool finalFlush_ = false;  // stop()'s flush (after the thread has ended)
     core::TimePoint lastPrune_{};
 
     mutable std::shared_mutex heldMutex_;

@@ -93,7 +93,8 @@ std::vector<AccountFlag> exceeded(const std::string& user, const AccountTotals& 
     return out;
 }
 
-MemoryAccountSecurityStore::MemoryAccountSecurityStore(std::string statePath) : statePath_(std::move(statePath)) {
+MemoryAccountSecurityStore::MemoryAccountSecurityStore(std::string statePath)
+    : statePath_(std::move(statePath)), flagsPath_(statePath_.empty() ? std::string() : statePath_ + ".flags") {
     if (statePath_.empty()) return;
     Poco::Logger& log = Poco::Logger::get("postern.abuse");
     StateFileLoad loaded = loadAccountSecurityState(statePath_);  // throws when unreadable
@@ -122,29 +123,70 @@ MemoryAccountSecurityStore::MemoryAccountSecurityStore(std::string statePath) : 
                       .add("path", statePath_)
                       .text("error", loaded.error)
                       .text("moved_to", moved)
-                      .text("detail", "starting with no held accounts: check posternctl queue list and the "
-                                      "account.flagged lines of the log")
+                      .text("detail", "its counters and login log are lost; the held accounts come from the "
+                                      "flags file if there is one, else none is held: check posternctl queue "
+                                      "list and the account.flagged lines of the log")
                       .str());
         dirty_ = true;  // write a valid file at the first flush
         break;
     }
     }
+    // The flags file is written at every change of the flags, the state file at most every
+    // write interval: where both exist, the flags file has the newer flags (a release the
+    // state file does not know yet). Without it (an older release wrote none): the state's.
+    StateFileLoad flags = loadAccountSecurityState(flagsPath_);
+    if (flags.status == StateFileLoad::Status::Loaded) {
+        if (flags_ != flags.state.flags || loaded.status == StateFileLoad::Status::Corrupt)
+            log.notice(core::EventLine("account_security.flags_loaded")
+                           .add("path", flagsPath_)
+                           .add("held", static_cast<Poco::UInt64>(flags.state.flags.size()))
+                           .str());
+        flags_ = std::move(flags.state.flags);
+    } else if (flags.status == StateFileLoad::Status::Corrupt) {
+        log.error(core::EventLine("account_security.flags_corrupt")
+                      .add("path", flagsPath_)
+                      .text("error", flags.error)
+                      .text("detail", "using the flags of the state file")
+                      .str());
+    }
+    flagsDirty_ = true;  // (re)written at the first flush
 }
 
-bool MemoryAccountSecurityStore::persist() {
+bool MemoryAccountSecurityStore::persist() { return persistNow(false); }
+
+bool MemoryAccountSecurityStore::persistFinal() { return persistNow(true); }
+
+bool MemoryAccountSecurityStore::persistNow(bool all) {
     if (statePath_.empty()) return true;
+    std::string flagsText;
     std::string text;
+    bool wroteFlags = false;
     {
         std::lock_guard lock(mutex_);
-        if (!dirty_) return true;
-        text = formatAccountSecurityState(state_);
-        dirty_ = false;
+        const auto now = std::chrono::steady_clock::now();
+        if (flagsDirty_) {
+            AccountSecurityState flagsOnly;
+            flagsOnly.flags = flags_;
+            flagsText = formatAccountSecurityState(flagsOnly);
+            flagsDirty_ = false;
+            wroteFlags = true;
+        }
+        if (dirty_ && (all || writeInterval_.count() == 0 || lastWrite_ == std::chrono::steady_clock::time_point{} ||
+                       now - lastWrite_ >= writeInterval_)) {
+            text = formatAccountSecurityState(state_);
+            dirty_ = false;
+            lastWrite_ = now;
+        }
     }
+    if (!wroteFlags && text.empty()) return true;
     try {
-        writeFileAtomically(statePath_, text);
+        // The flags first: they decide what stays held; the state file after them.
+        if (wroteFlags) writeFileAtomically(flagsPath_, flagsText);
+        if (!text.empty()) writeFileAtomically(statePath_, text);
     } catch (const std::exception& e) {
         std::lock_guard lock(mutex_);
-        dirty_ = true;
+        if (wroteFlags) flagsDirty_ = true;
+        if (!text.empty()) dirty_ = true;
         if (!writeFailing_)
             Poco::Logger::get("postern.abuse")
                 .error(core::EventLine("account_security.state_write_fail")
@@ -231,6 +273,7 @@ bool MemoryAccountSecurityStore::flush(const ActivityBatch& batch, core::TimePoi
         auto over = exceeded(user, totalsLocked(accounts_[user], now, settings.window), settings);
         if (over.empty()) continue;
         flags_.emplace(user, over.front());
+        flagsDirty_ = true;
         newlyFlagged.push_back(over.front());
     }
     return true;
@@ -245,7 +288,7 @@ std::optional<std::vector<std::string>> MemoryAccountSecurityStore::flagged() {
 
 bool MemoryAccountSecurityStore::release(const std::string& user) {
     std::lock_guard lock(mutex_);
-    if (flags_.erase(user)) dirty_ = true;
+    if (flags_.erase(user)) dirty_ = flagsDirty_ = true;
     auto it = accounts_.find(user);
     if (it != accounts_.end()) {
         if (!it->second.ips.empty() || !it->second.counts.empty()) dirty_ = true;

@@ -21,6 +21,7 @@ namespace postern::abuse {
 struct AccountSecuritySettings {
     bool enabled = true;                                    // account_security.enabled
     std::chrono::milliseconds flushInterval{5000};          // account_security.flush_interval
+    std::chrono::milliseconds stateWriteInterval{60000};    // account_security.state_write_interval
     std::chrono::milliseconds window{std::chrono::hours(1)};  // account_security.window
     std::uint32_t maxIps = 20;             // account_security.max_ips (distinct IPs with a login; 0 = off)
     std::uint32_t maxNetworks = 10;        // account_security.max_networks (/24 and /48; 0 = off)
@@ -172,12 +173,18 @@ public:
     // single node's state file); called at the end of every flush cycle. False on failure
     // (the state stays in memory and is written at the next cycle).
     virtual bool persist() { return true; }
+    // persist() at a stop: everything now, whatever a write interval says.
+    virtual bool persistFinal() { return persist(); }
 };
 
 // One node: the same rules in memory. Thread-safe (one mutex; only the flush thread and
 // tests call it). With a state path, the state is loaded at construction and persist()
-// rewrites the file (atomically) when something changed since the last write, so flags,
-// counters and the login log survive a restart; a crash loses at most one flush interval.
+// rewrites the file (atomically) when something changed, at most once per write interval
+// (account_security.state_write_interval: the login log of 100,000 accounts is hundreds of
+// MB), so counters and the login log survive a restart; a crash loses at most one interval.
+// The flags are also kept in a small file of their own, `<statePath>.flags`, written at the
+// flush that changes them: holds survive a crash at once, and a state file that is damaged
+// (or past its size cap) loses the login log, not the holds.
 class MemoryAccountSecurityStore final : public AccountSecurityStore {
 public:
     MemoryAccountSecurityStore() = default;
@@ -194,6 +201,10 @@ public:
     bool release(const std::string& user) override;
     bool prune(core::TimePoint now, const AccountSecuritySettings& settings) override;
     bool persist() override;
+    bool persistFinal() override;
+    // How often at most the whole state file is rewritten (0 = at every persist()). The
+    // flags file is written whenever the flags change; persistFinal() writes both now.
+    void setWriteInterval(std::chrono::milliseconds interval) { writeInterval_ = interval; }
     AccountStoreCounters counters() const override;
     std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix,
                                      core::TimePoint ipsSince, core::TimePoint logSince) override;
@@ -217,8 +228,13 @@ private:
     AccountSecurityState state_;
     std::map<std::string, Account>& accounts_ = state_.accounts;
     std::map<std::string, AccountFlag>& flags_ = state_.flags;
+    bool persistNow(bool all);
     const std::string statePath_;  // "" = memory only
+    const std::string flagsPath_;  // <statePath_>.flags, or ""
     bool dirty_ = false;           // changed since the last write of the state file
+    bool flagsDirty_ = false;      // the flags changed since the last write of the flags file
+    std::chrono::milliseconds writeInterval_{0};
+    std::chrono::steady_clock::time_point lastWrite_{};  // of the state file
     bool writeFailing_ = false;    // the last write failed (logged once per streak)
     AccountStoreCounters counters_;
     // loginNameIps of the batches flushed: login name -> ip -> last success, at most

@@ -300,8 +300,11 @@ void Daemon::buildAccountSecurity() {
     // every node); a single node keeps them in memory. Either way nothing is written per login.
     if (clusterPool_)
         accountStore_ = std::make_unique<abuse::PgAccountSecurityStore>(*clusterPool_);
-    else
-        accountStore_ = std::make_unique<abuse::MemoryAccountSecurityStore>(a.statePath);  // loads the state file
+    else {
+        auto memory = std::make_unique<abuse::MemoryAccountSecurityStore>(a.statePath);  // loads the state file
+        memory->setWriteInterval(a.stateWriteInterval);
+        accountStore_ = std::move(memory);
+    }
     auto* flagged = &telemetry_.registry().counterFamily(
         "postern_accounts_flagged_total", "Accounts this node flagged as compromised (outbound mail held), by reason",
         {"reason"});

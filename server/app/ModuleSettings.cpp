@@ -247,6 +247,7 @@ abuse::AccountSecuritySettings accountSecuritySettings(const config::ServerConfi
     const auto& a = cfg.accountSecurity;
     s.enabled = a.enabled;
     s.flushInterval = a.flushInterval;
+    s.stateWriteInterval = a.stateWriteInterval;
     s.window = a.window;
     s.maxIps = u32(a.maxIps);
     s.maxNetworks = u32(a.maxNetworks);

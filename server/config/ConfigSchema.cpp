@@ -178,6 +178,7 @@ const std::vector<KeyDef> Keys = {
     // --- compromised-account detection and login log (server/abuse AccountSecurity) ------
     {"account_security.enabled", "true", K::Bool, "Hold an account's outbound mail (queued, not sent; MAIL gets 451 4.7.1) when its activity passes a threshold below, until posternctl user release"},
     {"account_security.flush_interval", "5s", K::Duration, "Events are recorded in memory and written (cluster: one multi-row statement) this often; also the detection latency"},
+    {"account_security.state_write_interval", "1m", K::Duration, "A single node rewrites its state file (counters and the login log of every account) at most this often; flags and holds go to a small file of their own at once (0 = at every flush)"},
     {"account_security.window", "1h", K::Duration, "The thresholds count over this sliding window"},
     {"account_security.max_ips", "20", K::Integer, "Distinct client IPs with a successful login per account and window before it is held (0 = off)"},
     {"account_security.max_networks", "10", K::Integer, "Distinct networks (IPv4 /24, IPv6 /48) among those IPs before the account is held (0 = off)"},

@@ -545,6 +545,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         AccountSecurityConfig& a = c.accountSecurity;
         a.enabled = r.boolean("account_security.enabled");
         a.flushInterval = r.duration("account_security.flush_interval");
+        a.stateWriteInterval = r.duration("account_security.state_write_interval");
         a.window = r.duration("account_security.window");
         a.maxIps = r.integer("account_security.max_ips");
         a.maxNetworks = r.integer("account_security.max_networks");

@@ -69,6 +69,7 @@ struct PenaltyConfig {
 struct AccountSecurityConfig {
     bool enabled = false;
     Millis flushInterval{};
+    Millis stateWriteInterval{};
     Millis window{};
     long long maxIps = 0;
     long long maxNetworks = 0;

@@ -36,7 +36,8 @@ pg::QueryResult run(pg::Connection& c, const std::string& sql, const pg::Params&
     throw CtlError(ExitSoftware, what + ": " + r.error + " (SQLSTATE " + r.sqlState + ")");
 }
 
-// A single node's login log, from the state file posternd writes at every flush (newest first).
+// A single node's login log, from the state file posternd writes (at most every
+// account_security.state_write_interval; newest first).
 std::vector<pg::Row> localLogins(const config::ServerConfig& cfg, const std::string& user, long long limit) {
     const std::string path = cfg.queueDir + "/" + abuse::AccountSecurityStateName;
     abuse::StateFileLoad loaded;

@@ -54,6 +54,9 @@ def detection_overrides(sink_port_number, max_ips="3"):
     return {
         # Fast detection for the test: events are written (and the flag read back) this often.
         "account_security.flush_interval": FLUSH,
+        # A single node's state file (login log) at every flush, so the test reads it at once
+        # (shipped: at most every minute; the flags file is written at once anyway).
+        "account_security.state_write_interval": "0",
         # 4 distinct client IPs with a successful login flag the account (shipped: 20).
         "account_security.max_ips": max_ips,
         # Every 127.0.0.x is one /24: the network count must not interfere (shipped: 10).
@@ -534,8 +537,10 @@ def _spray_pop3(p, source, names, results):
 
 def test_single_node_username_spraying_leaves_no_per_name_state():
     with Postern(overrides={
-            # Writes the state file quickly for the test (shipped: 5s).
+            # Writes the state file quickly for the test (shipped: 5s, and the state file at
+            # most every minute).
             "account_security.flush_interval": FLUSH,
+            "account_security.state_write_interval": "0",
             # The shipped tarpit (1s doubling to 8s per failing IP) would make a few hundred
             # failures take minutes; 10 ms keeps it on but short.
             "auth.penalty.base_delay": "10ms",
@@ -617,8 +622,10 @@ def state_logins(node, user):
 
 def test_single_node_max_tracked_accounts_drops_the_least_recent_log():
     with Postern(overrides={
-            # Writes the state file quickly for the test (shipped: 5s).
+            # Writes the state file quickly for the test (shipped: 5s, and the state file at
+            # most every minute).
             "account_security.flush_interval": FLUSH,
+            "account_security.state_write_interval": "0",
             # One account keeps a login log (shipped: 100000): bob's login evicts alice's log.
             "account_security.max_tracked_accounts": "1"}) as p:
         p.submission(ALICE, ALICE_PW, source="127.0.0.2").quit()

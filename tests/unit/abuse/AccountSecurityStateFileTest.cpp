@@ -181,6 +181,62 @@ BOOST_AUTO_TEST_CASE(flags_counters_and_log_survive_a_restart) {
     BOOST_TEST(store.logins("ann@example.test", 0).size() == 3u);  // the log stays
 }
 
+// The state file of many accounts is large: it is rewritten at most once per write interval,
+// while the flags go at once to their own small file, which also keeps the holds when the
+// state file is damaged (it was renamed aside and every hold was lost: review finding).
+BOOST_AUTO_TEST_CASE(flags_are_written_at_once_and_the_state_at_its_interval) {
+    TempDir d;
+    const std::string path = d.file(AccountSecurityStateName);
+    AccountSecuritySettings s = quiet();
+    s.maxIps = 1;
+    s.statePath = path;
+    {
+        MemoryAccountSecurityStore store(path);
+        store.setWriteInterval(1h);
+        AccountSecurity security(s, store, {}, [] { return T0; });
+        security.recordLogin({T0, "bob@example.test", "192.0.2.1", "smtp", "PLAIN", "", "ok"});
+        BOOST_TEST(security.flushNow());  // the first write
+        BOOST_TEST(parseAccountSecurityState(slurp(path)).accounts.count("bob@example.test") == 1u);
+        security.recordLogin({T0, "ann@example.test", "192.0.2.1", "smtp", "PLAIN", "", "ok"});
+        security.recordLogin({T0, "ann@example.test", "192.0.2.2", "smtp", "PLAIN", "", "ok"});
+        BOOST_TEST(security.flushNow());
+        BOOST_TEST(security.isHeld("ann@example.test"));
+        // Within the interval: the state file is as before, the flag is in the flags file.
+        BOOST_TEST(parseAccountSecurityState(slurp(path)).accounts.count("ann@example.test") == 0u);
+        BOOST_TEST(parseAccountSecurityState(slurp(path + ".flags")).flags.count("ann@example.test") == 1u);
+    }
+    {
+        // A crash here: the restart holds ann (from the flags file); a damaged state file
+        // loses the login log, not the hold.
+        MemoryAccountSecurityStore restarted(path);
+        BOOST_TEST(restarted.flagged()->size() == 1u);
+        spit(path, "postern-account-security 1\ngarbage\n");
+        MemoryAccountSecurityStore damaged(path);
+        BOOST_TEST((*damaged.flagged() == std::vector<std::string>{"ann@example.test"}));
+        BOOST_TEST(Poco::File(path + ".corrupt").exists());
+        // A release is in the flags file at once: a state file that still names the flag
+        // does not bring it back.
+        AccountSecurity security(s, damaged, {}, [] { return T0 + 1s; });
+        BOOST_TEST(damaged.release("ann@example.test"));
+        BOOST_TEST(damaged.persist());
+        AccountSecurityState stale;
+        stale.flags["ann@example.test"] = AccountFlag{"ann@example.test", "ips", 2, 1};
+        writeFileAtomically(path, formatAccountSecurityState(stale));
+        MemoryAccountSecurityStore again(path);
+        BOOST_TEST(again.flagged()->empty());
+    }
+    {
+        // A stop writes the state file whatever the interval says.
+        MemoryAccountSecurityStore store(path);
+        store.setWriteInterval(1h);
+        AccountSecurity security(s, store, {}, [] { return T0 + 2s; });
+        security.start();
+        security.recordLogin({T0 + 2s, "cy@example.test", "192.0.2.1", "smtp", "PLAIN", "", "ok"});
+        security.stop();
+        BOOST_TEST(parseAccountSecurityState(slurp(path)).accounts.count("cy@example.test") == 1u);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(a_loaded_file_is_pruned_to_the_current_bounds) {
     TempDir d;
     const std::string path = d.file(AccountSecurityStateName);
