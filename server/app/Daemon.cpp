@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 
 #include "abuse/AccountSecurity.h"
+#include "abuse/AccountSecurityStateFile.h"
 #include "abuse/AuthPenalty.h"
 #include "app/ClusterPop3Login.h"
 #include "app/ClusterSchema.h"
@@ -62,6 +63,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <iostream>
 #include <pthread.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -190,10 +192,18 @@ void Daemon::checkFiles() {
         if (!ctx || SSL_CTX_load_verify_locations(ctx.get(), file.c_str(), nullptr) != 1)
             throw Poco::IOException(std::string(key) + " " + file + ": cannot load the CA certificates");
     }
-    // A single node's account-security state file, which start-up loads (a damaged one fails it).
+    // A single node's account-security state and flags files, which start-up loads: read and
+    // parsed only (--check writes nothing; review finding: it renamed a damaged file aside,
+    // and the real start then had nothing to report). An unreadable file fails the check as
+    // it fails the start; a damaged one is said here and set aside by the start.
     const abuse::AccountSecuritySettings& a = settings_.accountSecurity;
     if ((a.enabled || a.loginLogMaxEntries != 0) && !settings_.cluster.enabled && !a.statePath.empty()) {
-        abuse::MemoryAccountSecurityStore check(a.statePath);
+        for (const std::string& path : {a.statePath, a.statePath + ".flags"}) {
+            const abuse::StateFileLoad loaded = abuse::loadAccountSecurityState(path);  // throws when unreadable
+            if (loaded.status == abuse::StateFileLoad::Status::Corrupt)
+                std::cerr << "posternd: warning: " << path << " is damaged (" << loaded.error
+                          << "): the start will set it aside (.corrupt)\n";
+        }
     }
 }
 
