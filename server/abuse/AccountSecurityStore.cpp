@@ -9,6 +9,7 @@
 #include <Poco/Logger.h>
 
 #include <algorithm>
+#include <sys/stat.h>
 #include <cstdio>
 
 namespace postern::abuse {
@@ -131,22 +132,38 @@ MemoryAccountSecurityStore::MemoryAccountSecurityStore(std::string statePath)
         break;
     }
     }
-    // The flags file is written at every change of the flags, the state file at most every
-    // write interval: where both exist, the flags file has the newer flags (a release the
-    // state file does not know yet). Without it (an older release wrote none): the state's.
+    // The flags file is written at every change of the flags (before the state file, when
+    // both are), the state file at most every write interval: the newer of the two has the
+    // current flags (a flag or release the state file does not know yet; a state file written
+    // by an older release, which writes no flags file, after this one's).
     StateFileLoad flags = loadAccountSecurityState(flagsPath_);
     if (flags.status == StateFileLoad::Status::Loaded) {
-        if (flags_ != flags.state.flags || loaded.status == StateFileLoad::Status::Corrupt)
-            log.notice(core::EventLine("account_security.flags_loaded")
-                           .add("path", flagsPath_)
-                           .add("held", static_cast<Poco::UInt64>(flags.state.flags.size()))
-                           .str());
-        flags_ = std::move(flags.state.flags);
+        struct stat fs {}, ss {};
+        const bool stateNewer = loaded.status == StateFileLoad::Status::Loaded && ::stat(flagsPath_.c_str(), &fs) == 0 &&
+                                ::stat(statePath_.c_str(), &ss) == 0 &&
+                                (ss.st_mtim.tv_sec > fs.st_mtim.tv_sec ||
+                                 (ss.st_mtim.tv_sec == fs.st_mtim.tv_sec && ss.st_mtim.tv_nsec > fs.st_mtim.tv_nsec));
+        if (!stateNewer) {
+            if (flags_ != flags.state.flags || loaded.status == StateFileLoad::Status::Corrupt)
+                log.notice(core::EventLine("account_security.flags_loaded")
+                               .add("path", flagsPath_)
+                               .add("held", static_cast<Poco::UInt64>(flags.state.flags.size()))
+                               .str());
+            flags_ = std::move(flags.state.flags);
+        }
     } else if (flags.status == StateFileLoad::Status::Corrupt) {
+        const std::string aside = flagsPath_ + ".corrupt";
+        std::string moved = aside;
+        try {
+            Poco::File(flagsPath_).renameTo(aside);
+        } catch (const std::exception& e) {
+            moved = std::string("failed: ") + e.what();
+        }
         log.error(core::EventLine("account_security.flags_corrupt")
                       .add("path", flagsPath_)
                       .text("error", flags.error)
-                      .text("detail", "using the flags of the state file")
+                      .text("moved_to", moved)
+                      .text("detail", "using the flags of the state file (up to state_write_interval old)")
                       .str());
     }
     flagsDirty_ = true;  // (re)written at the first flush
@@ -171,11 +188,14 @@ bool MemoryAccountSecurityStore::persistNow(bool all) {
             flagsDirty_ = false;
             wroteFlags = true;
         }
-        if (dirty_ && (all || writeInterval_.count() == 0 || lastWrite_ == std::chrono::steady_clock::time_point{} ||
-                       now - lastWrite_ >= writeInterval_)) {
+        // A failed write is retried at the next cycle (lastWrite_ moves only on success); a
+        // release is written at once: the state file's old IPs and counters would flag the
+        // account again at its next login after a crash.
+        if (dirty_ && (all || forceState_ || retryState_ || writeInterval_.count() == 0 ||
+                       lastWrite_ == std::chrono::steady_clock::time_point{} || now - lastWrite_ >= writeInterval_)) {
             text = formatAccountSecurityState(state_);
             dirty_ = false;
-            lastWrite_ = now;
+            forceState_ = false;
         }
     }
     if (!wroteFlags && text.empty()) return true;
@@ -186,7 +206,7 @@ bool MemoryAccountSecurityStore::persistNow(bool all) {
     } catch (const std::exception& e) {
         std::lock_guard lock(mutex_);
         if (wroteFlags) flagsDirty_ = true;
-        if (!text.empty()) dirty_ = true;
+        if (!text.empty()) dirty_ = retryState_ = true;
         if (!writeFailing_)
             Poco::Logger::get("postern.abuse")
                 .error(core::EventLine("account_security.state_write_fail")
@@ -197,10 +217,15 @@ bool MemoryAccountSecurityStore::persistNow(bool all) {
         return false;
     }
     std::lock_guard lock(mutex_);
-    if (writeFailing_)
+    if (!text.empty()) {
+        lastWrite_ = std::chrono::steady_clock::now();
+        retryState_ = false;
+    }
+    // Recovered once nothing is left unwritten (a flags file alone says nothing of the state).
+    if (writeFailing_ && !retryState_ && !flagsDirty_)
         Poco::Logger::get("postern.abuse")
             .notice(core::EventLine("account_security.state_write_ok").add("path", statePath_).str());
-    writeFailing_ = false;
+    if (!retryState_) writeFailing_ = false;
     return true;
 }
 
@@ -288,7 +313,7 @@ std::optional<std::vector<std::string>> MemoryAccountSecurityStore::flagged() {
 
 bool MemoryAccountSecurityStore::release(const std::string& user) {
     std::lock_guard lock(mutex_);
-    if (flags_.erase(user)) dirty_ = flagsDirty_ = true;
+    if (flags_.erase(user)) dirty_ = flagsDirty_ = forceState_ = true;
     auto it = accounts_.find(user);
     if (it != accounts_.end()) {
         if (!it->second.ips.empty() || !it->second.counts.empty()) dirty_ = true;

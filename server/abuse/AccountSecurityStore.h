@@ -170,8 +170,8 @@ public:
     virtual std::optional<bool> knownAddress(const std::string& user, const std::string& ip, unsigned ipv6Prefix,
                                              core::TimePoint ipsSince, core::TimePoint logSince) = 0;
     // Makes what the calls above changed durable where the store is not already (the
-    // single node's state file); called at the end of every flush cycle. False on failure
-    // (the state stays in memory and is written at the next cycle).
+    // single node's flags and state files); called at the end of every flush cycle. False on
+    // failure (the state stays in memory and is written at the next cycle).
     virtual bool persist() { return true; }
     // persist() at a stop: everything now, whatever a write interval says.
     virtual bool persistFinal() { return persist(); }
@@ -233,6 +233,8 @@ private:
     const std::string flagsPath_;  // <statePath_>.flags, or ""
     bool dirty_ = false;           // changed since the last write of the state file
     bool flagsDirty_ = false;      // the flags changed since the last write of the flags file
+    bool forceState_ = false;      // a release: the state file at the next persist, interval or not
+    bool retryState_ = false;      // the last state file write failed: again at the next persist
     std::chrono::milliseconds writeInterval_{0};
     std::chrono::steady_clock::time_point lastWrite_{};  // of the state file
     bool writeFailing_ = false;    // the last write failed (logged once per streak)

@@ -130,8 +130,8 @@ const pg::Statement Prune{
     " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM c), (SELECT count(*) FROM l), (SELECT count(*) FROM n)"};
 
 // $1 account_security.max_tracked_accounts: the login log rows of the accounts past that
-// many, least recently active (newest entry) first; returns the accounts whose rows it
-// deleted. It reads the whole login log (one aggregate over every row): its own statement,
+// many, least recently active (newest entry) first (up to 500,000 rows a run, ten times the
+// per-minute batch it replaces); returns the accounts whose rows it deleted. It reads the whole login log (one aggregate over every row): its own statement,
 // run at most every EvictInterval, so a slow one (it can meet statement_timeout on tens of
 // millions of rows) never holds up the age deletions above (review finding).
 const pg::Statement Evict{
@@ -139,7 +139,7 @@ const pg::Statement Evict{
     "WITH e AS (DELETE FROM account_logins WHERE ctid = ANY (ARRAY("
     "   SELECT ctid FROM account_logins WHERE account IN ("
     "     SELECT account FROM account_logins GROUP BY account ORDER BY max(at) DESC, account OFFSET $1::bigint)"
-    "   LIMIT 50000 FOR UPDATE SKIP LOCKED)) RETURNING account)"
+    "   LIMIT 500000 FOR UPDATE SKIP LOCKED)) RETURNING account)"
     " SELECT count(DISTINCT account) FROM e"};
 
 constexpr std::chrono::minutes EvictInterval{10};
@@ -291,8 +291,13 @@ bool PgAccountSecurityStore::prune(core::TimePoint now, const AccountSecuritySet
         logStoreFailure(FailEvent, "prune", r);
         return false;
     }
-    // The cap on accounts: rarely, and tried again only after the interval, failed or not.
-    if (lastEvict_ != core::TimePoint{} && now - lastEvict_ < EvictInterval) return true;
+    // The cap on accounts: rarely (not at the start-up flush, which runs before the listeners
+    // open), and tried again only after the interval, failed or not.
+    if (lastEvict_ == core::TimePoint{}) {
+        lastEvict_ = now;
+        return true;
+    }
+    if (now - lastEvict_ < EvictInterval) return true;
     lastEvict_ = now;
     pg::QueryResult e = pool_.execute(Evict, {std::to_string(std::max<std::size_t>(settings.maxTrackedAccounts, 1))});
     if (e.failed()) {

@@ -202,7 +202,7 @@ void Daemon::checkFiles() {
             const abuse::StateFileLoad loaded = abuse::loadAccountSecurityState(path);  // throws when unreadable
             if (loaded.status == abuse::StateFileLoad::Status::Corrupt)
                 std::cerr << "posternd: warning: " << path << " is damaged (" << loaded.error
-                          << "): the start will set it aside (.corrupt)\n";
+                          << "): the start will set it aside as " << path << ".corrupt\n";
         }
     }
 }

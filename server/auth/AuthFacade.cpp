@@ -378,15 +378,22 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         }
         // Dovecot's allow_nets (a migrated passwd-file keeps it in the line's extra fields):
         // the account logs in only from those networks; lost, a restriction would fail open.
+        // allow_real_nets is the same check against the real client address, which is the one
+        // Postern has (a PROXY header's); both must pass when both are there. Dovecot's `fail`
+        // field fails the login outright.
         bool ipBound = false;
-        if (auto nets = answer.record.extra.find("allow_nets"); nets != answer.record.extra.end()) {
-            if (!allowedFrom(nets->second, clientIp)) {
-                Decision refused{Outcome::BadPassword, binding.instance,
-                                 "allow_nets: " + clientIp + " is not in " + nets->second};
-                refused.appPasswordId = answer.appPasswordId;
-                refused.refused = true;
-                return refused;
-            }
+        auto refuse = [&](std::string why) {
+            Decision refused{Outcome::BadPassword, binding.instance, std::move(why)};
+            refused.appPasswordId = answer.appPasswordId;
+            refused.refused = true;
+            return refused;
+        };
+        if (answer.record.extra.count("fail")) return refuse("the account's fail field is set");
+        for (const char* field : {"allow_nets", "allow_real_nets"}) {
+            auto nets = answer.record.extra.find(field);
+            if (nets == answer.record.extra.end()) continue;
+            if (!allowedFrom(nets->second, clientIp))
+                return refuse(std::string(field) + ": " + clientIp + " is not in " + nets->second);
             ipBound = true;
         }
         ok.appPasswordIpBound = ok.appPasswordIpBound || ipBound;  // cached for this address only

@@ -23,10 +23,14 @@ namespace postern::config {
 
 namespace {
 
-// An IPv4 or IPv6 address in text (inet_pton: POCO 1.11's tryParse refuses "::").
-bool isIpLiteral(const std::string& text) {
+// An address to bind: an IPv4 or IPv6 address in text (inet_pton: POCO 1.11's tryParse
+// refuses "::"; an IPv6 one may carry its zone, "fe80::1%eth0"), or "localhost" (from
+// /etc/hosts, no DNS needed; configs written before this check used it).
+bool isBindAddress(const std::string& text) {
+    if (text == "localhost") return true;
     unsigned char buf[16];
-    return ::inet_pton(AF_INET, text.c_str(), buf) == 1 || ::inet_pton(AF_INET6, text.c_str(), buf) == 1;
+    const std::string v6 = text.substr(0, text.find('%'));
+    return ::inet_pton(AF_INET, text.c_str(), buf) == 1 || ::inet_pton(AF_INET6, v6.c_str(), buf) == 1;
 }
 
 
@@ -143,14 +147,14 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.proxyTimeout = r.duration("server.proxy_timeout");
     c.proxyDetectWait = r.duration("server.proxy_detect_wait");
     c.healthAddress = r.str("health.address");
-    // An IP address, checked here: a host name was resolved only when binding, so --check
-    // passed it and a boot before DNS was up failed with 78, which systemd does not retry.
-    if (!isIpLiteral(c.healthAddress))
-        r.error("health.address: '" + c.healthAddress + "' is not an IPv4 or IPv6 address");
     {
         auto hp = r.integer("health.port");
         if (hp < 0 || hp > 65535) r.error("health.port: must be 0..65535");
         c.healthPort = static_cast<std::uint16_t>(hp);
+        // An IP address, checked here: a host name was resolved only when binding, so --check
+        // passed it and a boot before DNS was up failed with 78, which systemd does not retry.
+        if (c.healthPort != 0 && !isBindAddress(c.healthAddress))
+            r.error("health.address: '" + c.healthAddress + "' is not an IPv4 or IPv6 address");
     }
     c.healthReadyTimeout = r.duration("health.ready_timeout");
     c.healthRequestTimeout = r.duration("health.request_timeout");
@@ -235,7 +239,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         std::string p = "listener." + name + ".";
         auto pat = [](const char* leaf) { return std::string("listener.*.") + leaf; };
         l.address = r.raw(p + "address", pat("address"));
-        if (!isIpLiteral(l.address))
+        if (!isBindAddress(l.address))
             r.error(p + "address: '" + l.address + "' is not an IPv4 or IPv6 address");
         auto port = r.integer(p + "port", pat("port"));
         if (port <= 0 || port > 65535) r.error(p + "port: must be 1..65535");

@@ -373,6 +373,30 @@ def relay_rcpt_reply(node, source, sender=ALICE, to=REMOTE):
         quit_quietly(s)
 
 
+def test_single_node_flag_survives_a_kill_before_the_state_file_is_rewritten():
+    """The shipped account_security.state_write_interval (1 min): the state file is written at
+    the first flush, then not again within the minute; a flag set meanwhile is in the flags
+    file at once, so a SIGKILL right after it and a restart still hold the account."""
+    o = detection_overrides(sink_port(), max_ips="2")
+    del o["account_security.state_write_interval"]  # the shipped interval, for this test
+    with Postern(overrides=o) as p:
+        pop_login(p, "127.0.0.2")
+        state = os.path.join(p.queue_dir, "account-security.state")
+        wait_for(lambda: os.path.exists(state) and any(" 127.0.0.2 pop3 " in l for l in read_state(p)), 10,
+                 what="the first state write")
+        for src in ("127.0.0.3", "127.0.0.4"):
+            pop_login(p, src)
+        wait_for(lambda: mail_from_reply(p, "127.0.0.2")[0] == 451, 15, what="alice held (451 at MAIL)")
+        flags = os.path.join(p.queue_dir, "account-security.state.flags")
+        wait_for(lambda: "flag alice@example.test ips 3 2" in open(flags).read(), 10, what="the flag in the flags file")
+        check(not any(l.startswith("flag ") for l in read_state(p)), "the state file is not rewritten within the minute")
+        p.kill()
+        p.start(keep_ports=True)
+        p.log_contains(r"event=account_security\.flags_loaded .*held=1", timeout=5)
+        code, text = mail_from_reply(p, "127.0.0.2")
+        check_eq(code, 451, "held after the kill (%s)" % text)
+
+
 def test_single_node_held_account_cannot_relay_on_a_pop_before_smtp_grant():
     """A stolen password held at SMTP MAIL must not relay through POP-before-SMTP instead
     (pop_before_smtp.lifetime is on in the shipped configuration): a grant made before the

@@ -201,15 +201,19 @@ void PasswdFileBackend::reloadIfChanged() {
         }
         return;
     }
-    // A file rewritten in place (`script > users.passwd`: truncated, then written) must not
-    // be taken half-way: an empty or cut list would answer its users 550 "User unknown" and
-    // 535 until the next check. One that is empty or does not end with a line end looks
-    // half-written: it is loaded only when a later check (a quarter of check_interval, at
-    // most 250 ms) finds it unchanged.
-    const bool passwdChanged = !passwdStamp || *passwdStamp != old->passwdStamp;
-    const bool aliasesChanged = !aliasesStamp || *aliasesStamp != old->aliasesStamp;
-    if ((passwdChanged && looksUnfinished(config_.path)) ||
-        (aliasesChanged && !config_.aliasesPath.empty() && looksUnfinished(config_.aliasesPath))) {
+    // A file rewritten in place (`script > users.passwd`: truncated, then written, in whole
+    // lines or not) must not be taken half-way: a cut list would answer its users 550 "User
+    // unknown" and 535 until the next check. A file changed in place (the same inode), or
+    // empty, or not ending with a line end, is loaded only when a later check (a quarter of
+    // check_interval, at most 250 ms) finds it unchanged. A file replaced by a rename (a new
+    // inode, as posternctl and most editors write) is complete: taken at once (an inode
+    // number that two renames in a row happened to reuse only costs the second look).
+    auto provisional = [&](const std::optional<FileStamp>& now, const FileStamp& before, const std::string& path) {
+        if (now && *now == before) return false;  // unchanged
+        return (now && now->device == before.device && now->inode == before.inode) || looksUnfinished(path);
+    };
+    if (provisional(passwdStamp, old->passwdStamp, config_.path) ||
+        (!config_.aliasesPath.empty() && provisional(aliasesStamp, old->aliasesStamp, config_.aliasesPath))) {
         if (!changingStamps_ || *changingStamps_ != seen) {
             changingStamps_ = seen;
             const auto confirmMs =

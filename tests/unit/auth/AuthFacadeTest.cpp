@@ -346,7 +346,9 @@ BOOST_AUTO_TEST_CASE(dovecotsAllowNetsRestrictsWhereAnAccountLogsIn) {
     // restriction would fail open. A success is cached for its client address only.
     test::TempDir dir;
     test::writeFile(dir.file("passwd"), "ines@example.test:{PLAIN}inespw::::::allow_nets=10.0.0.0/8,192.0.2.0/28,local\n"
-                                        "olga@example.test:{PLAIN}olgapw::::::allow_nets=\n");
+                                        "olga@example.test:{PLAIN}olgapw::::::allow_nets=\n"
+                                        "rita@example.test:{PLAIN}ritapw::::::allow_nets=10.0.0.0/8 allow_real_nets=10.1.0.0/16\n"
+                                        "fay@example.test:{PLAIN}faypw::::::fail=y\n");
     PluginLoader loader{test::pluginDir()};
     auto handle = loader.load("passwd-file", "nets", {{"path", dir.file("passwd")}});
     AuthFacade facade({{"nets", handle.get(), {"*"}}});
@@ -370,6 +372,10 @@ BOOST_AUTO_TEST_CASE(dovecotsAllowNetsRestrictsWhereAnAccountLogsIn) {
     // An empty list allows nothing (as in Dovecot); the wrong password stays wrong.
     BOOST_TEST(from("olga@example.test", "olgapw", "192.0.2.7") == "BadCredentials");
     BOOST_TEST(from("ines@example.test", "wrong", "10.1.1.1") == "BadCredentials");
+    // allow_real_nets too (both must pass); Dovecot's fail field refuses.
+    BOOST_TEST(from("rita@example.test", "ritapw", "10.1.2.3") == "Ok");
+    BOOST_TEST(from("rita@example.test", "ritapw", "10.2.2.3") == "BadCredentials");
+    BOOST_TEST(from("fay@example.test", "faypw", "10.1.2.3") == "BadCredentials");
 }
 
 BOOST_AUTO_TEST_CASE(anAppPasswordsLastUseIsWrittenOnlyWhenItChanges) {

@@ -129,8 +129,11 @@ BOOST_AUTO_TEST_CASE(reloadsWhenTheFilesChangeAndKeepsTheLastGoodCopy) {
     test::replaceFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nzed@example.test:{PLAIN}z\n");
     BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
 
-    // Rewritten in place (same inode, other size).
+    // Rewritten in place (same inode, other size): taken at a second look that finds it the
+    // same (here at the next call a millisecond later: check_interval 0).
     test::writeFile(tmp.file("passwd"), "zed@example.test:{PLAIN}z\n");
+    BOOST_TEST((b->lookup("alice@example.test").status == api::Status::Ok));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
     BOOST_TEST((b->lookup("alice@example.test").status == api::Status::NotFound));
 
     // The aliases file counts too, and brings its domain.
@@ -173,16 +176,26 @@ BOOST_AUTO_TEST_CASE(aFileCaughtInsideARewriteIsNotTakenHalfWay) {
     after(50);
     BOOST_TEST((b->lookup("alice@example.test").status == api::Status::Ok));
     BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
+    // Whole lines written one by one (a shell loop of echo): each step ends with a line end.
+    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\n");
+    after(50);
+    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
     test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nyves@example.test:{PLAIN}y\n");  // done
     after(50);
-    BOOST_TEST((b->lookup("yves@example.test").status == api::Status::Ok));  // at once: it ends with a line end
+    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));  // a first look: not yet
+    after(50);
+    BOOST_TEST((b->lookup("yves@example.test").status == api::Status::Ok));  // the same at the second
     BOOST_TEST((b->lookup("zed@example.test").status == api::Status::NotFound));
+    // Replaced by a rename (a new inode): complete, taken at once.
+    test::replaceFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nzoe@example.test:{PLAIN}z\n");
+    after(50);
+    BOOST_TEST((b->lookup("zoe@example.test").status == api::Status::Ok));
     // A file that stays empty (every user removed) is taken at the second look.
     test::writeFile(tmp.file("passwd"), "");
     after(50);
-    BOOST_TEST((b->lookup("yves@example.test").status == api::Status::Ok));
+    BOOST_TEST((b->lookup("zoe@example.test").status == api::Status::Ok));
     after(50);
-    BOOST_TEST((b->lookup("yves@example.test").status == api::Status::NotFound));
+    BOOST_TEST((b->lookup("zoe@example.test").status == api::Status::NotFound));
 }
 
 BOOST_AUTO_TEST_CASE(defaultIntervalPicksUpAChangeWithinAFewSeconds) {

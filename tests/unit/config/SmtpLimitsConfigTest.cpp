@@ -69,6 +69,11 @@ BOOST_AUTO_TEST_CASE(bind_addresses_are_ip_literals) {
     conf->setString("listener.mx.address", "::");
     conf->setString("health.address", "0.0.0.0");
     BOOST_CHECK_NO_THROW(ServerConfig::load(*conf));
+    conf->setString("listener.mx.address", "localhost");     // /etc/hosts, as before the check
+    conf->setString("listener.pop3.address", "fe80::1%lo");  // an IPv6 zone
+    conf->setString("health.port", "0");                     // off: its address is not used
+    conf->setString("health.address", "not-used.invalid");
+    BOOST_CHECK_NO_THROW(ServerConfig::load(*conf));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
