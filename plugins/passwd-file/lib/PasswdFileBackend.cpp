@@ -204,20 +204,23 @@ void PasswdFileBackend::reloadIfChanged() {
     // A file rewritten in place (`script > users.passwd`: truncated, then written, in whole
     // lines or not) must not be taken half-way: a cut list would answer its users 550 "User
     // unknown" and 535 until the next check. A file changed in place (the same inode), or
-    // empty, or not ending with a line end, is loaded only when a later check (a quarter of
-    // check_interval, at most 250 ms) finds it unchanged. A file replaced by a rename (a new
-    // inode, as posternctl and most editors write) is complete: taken at once (an inode
-    // number that two renames in a row happened to reuse only costs the second look).
-    auto provisional = [&](const std::optional<FileStamp>& now, const FileStamp& before, const std::string& path) {
-        if (now && *now == before) return false;  // unchanged
-        return (now && now->device == before.device && now->inode == before.inode) || looksUnfinished(path);
+    // empty, or not ending with a line end, and modified less than a quarter of
+    // check_interval (at most 250 ms) ago, is loaded only when a later check finds it
+    // unchanged. A file replaced by a rename (a new inode, as posternctl and most editors
+    // write) is complete: taken at once (an inode number that two renames in a row happened to
+    // reuse only costs the wait).
+    const auto confirmMs = std::min<std::int64_t>(250, std::max<std::int64_t>(1, config_.checkInterval.count() / 4));
+    const std::int64_t wallNs = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch()).count();
+    auto provisional = [&](const std::optional<FileStamp>& stamp, const FileStamp& before, const std::string& path) {
+        if (stamp && *stamp == before) return false;  // unchanged
+        if (stamp && wallNs - stamp->mtimeNs >= confirmMs * 1000000) return false;  // settled
+        return (stamp && stamp->device == before.device && stamp->inode == before.inode) || looksUnfinished(path);
     };
     if (provisional(passwdStamp, old->passwdStamp, config_.path) ||
         (!config_.aliasesPath.empty() && provisional(aliasesStamp, old->aliasesStamp, config_.aliasesPath))) {
         if (!changingStamps_ || *changingStamps_ != seen) {
             changingStamps_ = seen;
-            const auto confirmMs =
-                std::min<std::int64_t>(250, std::max<std::int64_t>(1, config_.checkInterval.count() / 4));
             nextCheckMs_.store(now + confirmMs, std::memory_order_relaxed);
             return;
         }

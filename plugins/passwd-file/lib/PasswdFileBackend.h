@@ -37,9 +37,9 @@ struct PasswdFileConfig {
 // Serves authenticate/lookup/hasDomain from an immutable snapshot. The files are stat'ed at
 // most once per checkInterval (by whichever thread comes first); when inode, size or mtime
 // change they are parsed into a new snapshot that is swapped in under a shared_mutex (a file
-// changed in place (the same inode), empty or lacking its last line end is taken only if it
-// looks the same at a second look, checkInterval / 4 (at most 250 ms) later: it may be caught
-// inside a rewrite; a file renamed over the old one is taken at once). A file
+// changed in place (the same inode), empty or lacking its last line end is taken only once it
+// has not changed for checkInterval / 4 (at most 250 ms): it may be caught inside a rewrite;
+// a file renamed over the old one is taken at once). A file
 // that cannot be read or parsed later keeps the last good snapshot and logs once per change,
 // and again every ten minutes while it stays so.
 // Thread-safe. No method throws: any failure answers TempFail.

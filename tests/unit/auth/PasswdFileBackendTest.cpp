@@ -162,40 +162,34 @@ BOOST_AUTO_TEST_CASE(reloadsWhenTheFilesChangeAndKeepsTheLastGoodCopy) {
 }
 
 BOOST_AUTO_TEST_CASE(aFileCaughtInsideARewriteIsNotTakenHalfWay) {
-    // `script > users.passwd` truncates, then writes: a check in between must not answer every
-    // user "unknown" (550 for their mail, 535 for their logins).
+    // `script > users.passwd` truncates, then writes (whole lines or not): a check in between
+    // must not answer every user "unknown" (550 for their mail, 535 for their logins). A file
+    // changed in place is taken once it has not changed for check_interval / 4 (100 ms here).
     TempDir tmp;
     test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nzed@example.test:{PLAIN}z\n");
     PluginLoader loader(test::pluginDir());
-    auto b = loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}, {"check_interval", "40ms"}});
+    auto b = loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}, {"check_interval", "400ms"}});
     auto after = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+    auto status = [&](const char* user) { return b->lookup(user).status; };
     test::writeFile(tmp.file("passwd"), "");  // truncated
-    after(50);
-    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
-    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nze");  // half-way
-    after(50);
-    BOOST_TEST((b->lookup("alice@example.test").status == api::Status::Ok));
-    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
-    // Whole lines written one by one (a shell loop of echo): each step ends with a line end.
-    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\n");
-    after(50);
-    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
+    BOOST_TEST((status("zed@example.test") == api::Status::Ok));
+    test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\n");  // one whole line so far
+    BOOST_TEST((status("zed@example.test") == api::Status::Ok));
     test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nyves@example.test:{PLAIN}y\n");  // done
-    after(50);
-    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));  // a first look: not yet
-    after(50);
-    BOOST_TEST((b->lookup("yves@example.test").status == api::Status::Ok));  // the same at the second
-    BOOST_TEST((b->lookup("zed@example.test").status == api::Status::NotFound));
-    // Replaced by a rename (a new inode): complete, taken at once.
+    BOOST_TEST((status("zed@example.test") == api::Status::Ok));
+    after(500);  // settled, and the next check is due
+    BOOST_TEST((status("yves@example.test") == api::Status::Ok));
+    BOOST_TEST((status("zed@example.test") == api::Status::NotFound));
+    // Replaced by a rename (a new inode): complete, taken at the next check however new.
+    after(450);
     test::replaceFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nzoe@example.test:{PLAIN}z\n");
-    after(50);
-    BOOST_TEST((b->lookup("zoe@example.test").status == api::Status::Ok));
-    // A file that stays empty (every user removed) is taken at the second look.
+    BOOST_TEST((status("zoe@example.test") == api::Status::Ok));
+    // A file that stays empty (every user removed) is taken once it has settled.
+    after(450);
     test::writeFile(tmp.file("passwd"), "");
-    after(50);
-    BOOST_TEST((b->lookup("zoe@example.test").status == api::Status::Ok));
-    after(50);
-    BOOST_TEST((b->lookup("zoe@example.test").status == api::Status::NotFound));
+    BOOST_TEST((status("zoe@example.test") == api::Status::Ok));
+    after(500);
+    BOOST_TEST((status("zoe@example.test") == api::Status::NotFound));
 }
 
 BOOST_AUTO_TEST_CASE(defaultIntervalPicksUpAChangeWithinAFewSeconds) {
