@@ -87,7 +87,6 @@ private:
 
     std::string pending_;     // the current line so far (at most MaxPiece)
     bool pieceOpen_ = false;  // pending_ continues a line already partly handled
-    bool crPending_ = false;  // the last piece handed on ended with CR (its LF may follow)
 
     bool inHeaders_ = true;   // in a header block (primary, a part's, an enclosed message's)
     bool primary_ = true;     // that block is the message's own
