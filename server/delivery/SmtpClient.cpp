@@ -67,23 +67,25 @@ public:
     bool ok() const { return source_.ok(); }
     // The next block into `out`: empty at the end; false on a read error.
     bool next(std::string& out) {
-        if (!downgrade_) {
-            out.resize(blockSize_);
-            const ssize_t n = source_.read(out.data(), out.size());
-            out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
-            return n >= 0;
-        }
+        // Not zero-filled (a block is up to 1 MiB; a 10 KiB message must not pay for it).
+        if (!in_) in_.reset(new char[blockSize_]);
         out.clear();
-        in_.resize(blockSize_);
-        while (out.empty() && !finished_) {
-            const ssize_t n = source_.read(in_.data(), in_.size());
+        while (!finished_) {
+            const ssize_t n = source_.read(in_.get(), blockSize_);
             if (n < 0) return false;
+            const std::string_view got(in_.get(), static_cast<std::size_t>(n));
+            if (!downgrade_) {
+                out.assign(got);
+                finished_ = n == 0;
+                return true;
+            }
             if (n == 0) {
                 downgrade_->finish(out);
                 finished_ = true;
             } else {
-                downgrade_->feed(std::string_view(in_.data(), static_cast<std::size_t>(n)), out);
+                downgrade_->feed(got, out);
             }
+            if (!out.empty()) break;
         }
         return true;
     }
@@ -92,7 +94,7 @@ private:
     MessageSource source_;
     std::size_t blockSize_;
     std::optional<MimeDowngrade> downgrade_;
-    std::string in_;
+    std::unique_ptr<char[]> in_;
     bool finished_ = false;
 };
 
