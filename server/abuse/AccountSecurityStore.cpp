@@ -166,7 +166,9 @@ MemoryAccountSecurityStore::MemoryAccountSecurityStore(std::string statePath)
                       .text("detail", "using the flags of the state file (up to state_write_interval old)")
                       .str());
     }
-    flagsDirty_ = true;  // (re)written at the first flush
+    // (Re)written at the first flush when there is something to say: no file appears in the
+    // queue directory of a node that never flagged anyone.
+    flagsDirty_ = !flags_.empty() || flags.status != StateFileLoad::Status::Missing;
 }
 
 bool MemoryAccountSecurityStore::persist() { return persistNow(false); }

@@ -164,11 +164,11 @@ BOOST_AUTO_TEST_CASE(reloadsWhenTheFilesChangeAndKeepsTheLastGoodCopy) {
 BOOST_AUTO_TEST_CASE(aFileCaughtInsideARewriteIsNotTakenHalfWay) {
     // `script > users.passwd` truncates, then writes (whole lines or not): a check in between
     // must not answer every user "unknown" (550 for their mail, 535 for their logins). A file
-    // changed in place is taken once it has not changed for check_interval / 4 (100 ms here).
+    // changed in place is taken once it has not changed for check_interval / 4 (50 ms here).
     TempDir tmp;
     test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nzed@example.test:{PLAIN}z\n");
     PluginLoader loader(test::pluginDir());
-    auto b = loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}, {"check_interval", "400ms"}});
+    auto b = loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}, {"check_interval", "200ms"}});
     auto after = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
     auto status = [&](const char* user) { return b->lookup(user).status; };
     test::writeFile(tmp.file("passwd"), "");  // truncated
@@ -177,18 +177,18 @@ BOOST_AUTO_TEST_CASE(aFileCaughtInsideARewriteIsNotTakenHalfWay) {
     BOOST_TEST((status("zed@example.test") == api::Status::Ok));
     test::writeFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nyves@example.test:{PLAIN}y\n");  // done
     BOOST_TEST((status("zed@example.test") == api::Status::Ok));
-    after(500);  // settled, and the next check is due
+    after(250);  // settled, and the next check is due
     BOOST_TEST((status("yves@example.test") == api::Status::Ok));
     BOOST_TEST((status("zed@example.test") == api::Status::NotFound));
     // Replaced by a rename (a new inode): complete, taken at the next check however new.
-    after(450);
+    after(230);
     test::replaceFile(tmp.file("passwd"), "alice@example.test:{PLAIN}a\nzoe@example.test:{PLAIN}z\n");
     BOOST_TEST((status("zoe@example.test") == api::Status::Ok));
     // A file that stays empty (every user removed) is taken once it has settled.
-    after(450);
+    after(230);
     test::writeFile(tmp.file("passwd"), "");
     BOOST_TEST((status("zoe@example.test") == api::Status::Ok));
-    after(500);
+    after(250);
     BOOST_TEST((status("zoe@example.test") == api::Status::NotFound));
 }
 
