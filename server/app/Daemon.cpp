@@ -652,7 +652,8 @@ void Daemon::bindHealth() {
         health_ = std::make_unique<metrics::HealthServer>(
             telemetry_.registry(),
             [this]() -> metrics::Readiness {
-                if (registry_.isShuttingDown()) return {false, "shutting down"};
+                lastReadyProbe_.store(std::chrono::steady_clock::now().time_since_epoch().count() | 1);
+                if (draining_.load() || registry_.isShuttingDown()) return {false, "shutting down"};
                 std::string down;
                 for (const auto& h : facade_->probeBackends()) {
                     if (h.up) continue;
@@ -700,7 +701,47 @@ void Daemon::reloadTls() {
     }
 }
 
-void Daemon::drain() {
+// server.drain_delay. Closing the listeners at once leaves a balancer that has not yet seen
+// /readyz fail (HAProxy: up to fall x inter) sending new clients to a closed port: they get
+// silence. So first /readyz turns 503 while every listener keeps serving as before; only
+// after the delay do they close. Only when a balancer is polling (a readiness check within
+// the last delay): a node without one (a test, a single MX) stops at once. A second
+// SIGTERM/SIGINT/SIGQUIT ends the delay early; SIGHUP keeps its meaning.
+void Daemon::announceDrain(const sigset_t& signals) {
+    const auto delay = settings_.process.drainDelay;
+    if (!health_ || delay.count() <= 0) return;
+    draining_.store(true);
+    using Clock = std::chrono::steady_clock;
+    const std::int64_t last = lastReadyProbe_.load();
+    const auto sinceProbe = Clock::now().time_since_epoch() - Clock::duration(last);
+    if (last == 0 || sinceProbe > delay) return;
+    serverLog().information(
+        core::EventLine("shutdown.announce").add("delay_ms", static_cast<long>(delay.count())).str());
+    const auto until = Clock::now() + delay;
+    for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - Clock::now());
+        if (left.count() <= 0) return;
+        timespec ts{};
+        ts.tv_sec = static_cast<time_t>(left.count() / 1000000000);
+        ts.tv_nsec = static_cast<long>(left.count() % 1000000000);
+        const int sig = sigtimedwait(&signals, nullptr, &ts);
+        if (sig < 0) {
+            if (errno == EINTR) continue;
+            return;  // EAGAIN: the delay is over
+        }
+        if (sig == SIGHUP) {
+            reloadTls();
+            reloadDkim();
+            clearAuthCache();
+            continue;
+        }
+        serverLog().information(core::EventLine("shutdown.announce_cut").add("signal", sig).str());
+        return;
+    }
+}
+
+bool Daemon::drain(const sigset_t& signals) {
+    announceDrain(signals);
     const auto grace = settings_.process.shutdownGrace;
     serverLog().information(core::EventLine("shutdown.begin")
                                 .add("sessions", registry_.size())
@@ -725,8 +766,19 @@ void Daemon::drain() {
         left = registry_.waitEmpty(std::chrono::milliseconds(2000));
         if (left > 0) {  // blocked in a write to a client that does not read
             registry_.abortAll(/*hard=*/true);
-            registry_.waitEmpty(std::chrono::milliseconds(2000));
+            left = registry_.waitEmpty(std::chrono::milliseconds(2000));
         }
+    }
+    if (left > 0) {
+        // Not blocked on its client (a milter or a backend that does not answer, a hung
+        // mail root): such a session would run against the objects destroyed below. Keep
+        // what must survive (the account-security state; queued mail is on disk already)
+        // and let the caller end the process without destructors.
+        serverLog().error(core::EventLine("shutdown.stuck").add("sessions", left).str());
+        if (accountSecurity_) accountSecurity_->stop();
+        if (!settings_.process.readyFile.empty()) std::remove(settings_.process.readyFile.c_str());
+        serverLog().information(core::EventLine("shutdown.done").add("stuck_sessions", left).str());
+        return false;
     }
     if (delivery_) delivery_->stop();  // cuts transactions in progress; they stay queued
     if (accountSecurity_) accountSecurity_->stop();  // writes what is still recorded
@@ -753,6 +805,7 @@ void Daemon::drain() {
             .add("group_commit_failures", static_cast<Poco::UInt64>(gc.failures));
     }
     serverLog().information(done.str());
+    return true;
 }
 
 sigset_t blockDaemonSignals() {

@@ -14,7 +14,9 @@
 #include <Poco/Net/Context.h>
 #include <Poco/Util/Timer.h>
 
+#include <atomic>
 #include <csignal>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -137,7 +139,10 @@ public:
     void reloadTls();                    // SIGHUP: new certificate/key, old context kept on error
     void clearAuthCache();               // SIGHUP: every login asks its backend again
     void reloadDkim();                   // SIGHUP: DKIM keys read again, old set kept on error
-    void drain();                        // SIGTERM: stop accepting, let sessions finish
+    // SIGTERM: tell the balancer (server.drain_delay; the signals end that early), stop
+    // accepting, let sessions finish. False when sessions were still running after the last
+    // abort: the caller must then end the process without running destructors under them.
+    bool drain(const sigset_t& signals);
 
     const DaemonSettings& settings() const { return settings_; }
 
@@ -146,6 +151,12 @@ private:
     void buildAccountSecurity();  // compromised-account detection + login log (end of buildAbuse)
     void checkSecretFiles() const;  // TLS keys not readable by every user
     void writeReadyFile() const;
+    void announceDrain(const sigset_t& signals);  // server.drain_delay: /readyz 503, still serving
+
+    // /readyz is 503 from the start of the drain-delay; the listeners still serve then.
+    std::atomic<bool> draining_{false};
+    // When the readiness check last ran (steady clock, ns; 0 = never): is a balancer polling?
+    std::atomic<std::int64_t> lastReadyProbe_{0};
 
     const DaemonSettings settings_;
     Poco::Net::Context::Ptr tls_;

@@ -224,7 +224,7 @@ ListenerSettings listenerSettings(const config::ServerConfig& cfg, const config:
 }
 
 ProcessSettings processSettings(const config::ServerConfig& cfg) {
-    return {cfg.hostname, cfg.user, cfg.group, cfg.allowRoot, cfg.shutdownGrace, cfg.readyFile};
+    return {cfg.hostname, cfg.user, cfg.group, cfg.allowRoot, cfg.shutdownGrace, cfg.drainDelay, cfg.readyFile};
 }
 
 milter::MilterSettings milterSettings(const config::ServerConfig& cfg) {

@@ -139,6 +139,7 @@ struct ProcessSettings {
     std::string group;       // server.group
     bool allowRoot = false;  // server.allow_root
     Millis shutdownGrace{};  // server.shutdown_grace
+    Millis drainDelay{};     // server.drain_delay
     std::string readyFile;   // server.ready_file
     bool operator==(const ProcessSettings&) const = default;
 };

@@ -17,6 +17,8 @@
 #include <Poco/Util/PropertyFileConfiguration.h>
 
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 namespace postern::app {
@@ -95,7 +97,8 @@ void PosternServer::printHelp() {
         "Postern: ISP mail server (SMTP submission/MX with AUTH and POP-before-SMTP, POP3). "
         "Every configuration key, its default and meaning is documented in etc/postern.properties.");
     help.setFooter(
-        "Signals: SIGTERM/SIGINT/SIGQUIT stop accepting and let sessions finish within server.shutdown_grace; "
+        "Signals: SIGTERM/SIGINT/SIGQUIT turn /readyz to 503 (serving on for server.drain_delay while a balancer polls it), "
+        "then stop accepting and let sessions finish within server.shutdown_grace; "
         "SIGHUP re-reads the TLS certificates and keys and the DKIM keys, and empties the authentication cache.");
     help.format(std::cout);
 }
@@ -161,7 +164,12 @@ int PosternServer::serve() {
     daemon.dropPrivileges();  // ports bound, secrets read; before the first client is served
     daemon.startServing();
     runSignalLoop(daemon, signals);
-    daemon.drain();
+    if (!daemon.drain(signals)) {
+        // Sessions still run inside the daemon's objects: no destructor, no dlclose under them.
+        // (POCO's file and console channels have written every line already.)
+        std::fflush(nullptr);
+        std::_Exit(EXIT_OK);
+    }
     Poco::Net::uninitializeSSL();
     return EXIT_OK;
 }

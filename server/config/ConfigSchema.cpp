@@ -23,6 +23,7 @@ const std::vector<KeyDef> Keys = {
     {"server.mail_root", "var/mail", K::Path, "Root of the Maildir mailboxes (relative paths are taken from the working directory)"},
     {"server.queue_dir", "var/queue", K::Path, "Durable outbound queue directory (one per node)"},
     {"server.plugin_dir", "", K::Path, "Directory of postern-auth-*.so plugins (empty = the build tree's plugins/)"},
+    {"server.drain_delay", "8s", K::Duration, "On SIGTERM/SIGINT while a balancer polls /readyz: answer it 503 and keep serving new clients this long before the listeners close (0 = close at once)"},
     {"server.shutdown_grace", "30s", K::Duration, "On SIGTERM/SIGINT: how long running sessions may take to finish"},
     {"server.user", "", K::String, "Unprivileged user to switch to after binding ports and reading secrets (empty = stay as started)"},
     {"server.group", "", K::String, "Group to switch to (empty = the user's primary group)"},

@@ -143,6 +143,7 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
     c.queueDir = r.str("server.queue_dir");
     c.pluginDir = r.str("server.plugin_dir");
     c.shutdownGrace = r.duration("server.shutdown_grace");
+    c.drainDelay = r.duration("server.drain_delay");
     c.readyFile = r.str("server.ready_file");
     c.proxyTimeout = r.duration("server.proxy_timeout");
     c.proxyDetectWait = r.duration("server.proxy_detect_wait");

@@ -270,6 +270,7 @@ struct ServerConfig {
     std::string queueDir;
     std::string pluginDir;
     Millis shutdownGrace{};
+    Millis drainDelay{};
     std::string readyFile;
     Millis proxyTimeout{};
     Millis proxyDetectWait{};

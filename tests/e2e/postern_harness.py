@@ -732,9 +732,11 @@ class Postern:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, expect_code=0, timeout=STOP_TIMEOUT):
+    def stop(self, expect_code=0, timeout=STOP_TIMEOUT, cut_drain_delay=True):
         """SIGTERM; assert the process exits with expect_code within timeout. Returns
-        the elapsed seconds."""
+        the elapsed seconds. A node whose /readyz was being polled (a balancer, a test)
+        keeps serving for server.drain_delay after SIGTERM (shutdown.announce): unless
+        cut_drain_delay is False, a second SIGTERM ends that wait, as an operator may."""
         if self.proc is None:
             return 0.0
         proc = self.proc
@@ -745,6 +747,12 @@ class Postern:
                               % (proc.returncode, self.tail()))
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
+        if cut_drain_delay:
+            try:
+                proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                if "event=shutdown.announce " in self.log_text():
+                    proc.send_signal(signal.SIGTERM)
         try:
             rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:

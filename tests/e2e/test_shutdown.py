@@ -357,5 +357,40 @@ def test_sigterm_with_a_session_blocked_writing():
         sock.close()
 
 
+def test_a_session_stuck_in_a_milter_does_not_hold_the_exit():
+    """A session waiting on a milter that never answers (milter.content_timeout is the shipped
+    300s) is not on its client socket: shutting that down does not wake it. The process then
+    logs shutdown.stuck and exits 0 at once, without destroying the objects the session still
+    uses (review finding: the daemon's destructors and the plugins' dlclose ran under it).
+    Test changes: milter.smtpd_milters (a scripted milter that hangs at end of message) and
+    server.shutdown_grace 1s."""
+    import threading
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import milter_support as ms
+    with ms.ScriptedMilter(hang_on="E") as m:
+        p = Postern(overrides={"milter.smtpd_milters": m.spec, "server.shutdown_grace": "1s"})
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.rcpt(ALICE), 250)
+        marker, msg = make_message(sender="someone@remote.example", to=ALICE)
+        answers = []
+
+        def send():
+            try:
+                answers.append(s.data(msg))
+            except Exception as e:  # noqa: BLE001 - the session is cut
+                answers.append(e)
+
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        wait_for(lambda: any(c.commands and c.commands[-1][0] == "E" for c in m.conns), timeout=10,
+                 what="the milter holding the end of message")
+        elapsed = p.stop(expect_code=0, timeout=1 + 4 + SLACK + 10)
+        check(elapsed <= 1 + 4 + SLACK, "exit took %.1fs with shutdown_grace=1s" % elapsed)
+        p.log_contains(r"event=shutdown\.stuck sessions=1")
+        p.log_contains(r"event=shutdown\.done stuck_sessions=1")
+        check_eq(p.maildir_find(ALICE, marker), [], "stored without the milter's verdict")
+
+
 if __name__ == "__main__":
     run_tests(globals())
