@@ -565,7 +565,7 @@ void Daemon::bindListeners() {
                                                      static_cast<int>(l.stackSize));
         auto* factory = new ConnectionFactory(*services_, ls);
         rl.server = std::make_unique<Poco::Net::TCPServer>(factory, *rl.pool, socket, params);
-        Poco::AutoPtr<OverloadFilter> filter = new OverloadFilter(l, registry_, telemetry_);
+        Poco::AutoPtr<OverloadFilter> filter = new OverloadFilter(factory->runtime(), *services_, registry_, telemetry_);
         filter->attach(rl.server.get());
         rl.server->setConnectionFilter(filter);
         serverLog().information(core::EventLine("listener.up")

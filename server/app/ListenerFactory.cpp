@@ -5,7 +5,10 @@
 #include "app/SmtpConnection.h"
 #include "core/EventLine.h"
 
+#include <Poco/Exception.h>
 #include <Poco/Net/StreamSocket.h>
+#include <Poco/Runnable.h>
+#include <Poco/ThreadPool.h>
 
 namespace postern::app {
 
@@ -22,9 +25,59 @@ Poco::Net::TCPServerConnection* ConnectionFactory::createConnection(const Poco::
     return new SmtpConnection(socket, services_, runtime_, smtp_);
 }
 
+namespace {
+
+// One implicit-TLS refusal on a thread of the filter's pool: the handshake, the answer, the
+// close. Registered with the drain registry while it runs, so a stop waits for it and its
+// abort cuts it (a handshake in progress then fails at once).
+class TlsRefusal : public Poco::Runnable {
+public:
+    TlsRefusal(const Poco::Net::StreamSocket& s, Services& services, const ListenerRuntime& runtime,
+               ConnectionRegistry& registry, const char* smtp, const char* pop)
+        : socket_(s), services_(services), runtime_(runtime), registry_(registry), smtp_(smtp), pop_(pop),
+          token_(registry.add(s)) {}
+    ~TlsRefusal() override { registry_.remove(token_); }
+    void run() override {
+        std::unique_ptr<TlsRefusal> self(this);  // the pool does not own its targets
+        refuseConnection(socket_, services_, runtime_, smtp_, pop_);
+    }
+
+private:
+    Poco::Net::StreamSocket socket_;
+    Services& services_;
+    const ListenerRuntime& runtime_;
+    ConnectionRegistry& registry_;
+    const char* smtp_;
+    const char* pop_;
+    ConnectionRegistry::Token token_;
+};
+
+}  // namespace
+
+OverloadFilter::OverloadFilter(const ListenerRuntime& runtime, Services& services, ConnectionRegistry& registry,
+                               Telemetry& telemetry)
+    : runtime_(runtime), listener_(runtime.config), services_(services), registry_(registry), telemetry_(telemetry) {
+    const unsigned n = runtime.timeouts.tlsRefusals;
+    if (listener_.tls == config::TlsMode::Implicit && n > 0)
+        tlsRefusers_ = std::make_unique<Poco::ThreadPool>("refuse-" + listener_.name, 1, static_cast<int>(n), 60,
+                                                          static_cast<int>(listener_.stackSize));
+}
+
+// The pool is left to the process exit, as the listeners' own pools are (see Daemon::drain).
+OverloadFilter::~OverloadFilter() { (void)tlsRefusers_.release(); }
+
 void OverloadFilter::refuse(Poco::Net::StreamSocket& s, const char* smtpText, const char* popText) {
-    // Implicit-TLS listeners cannot say anything before the handshake: just close.
-    if (listener_.tls == config::TlsMode::Implicit) return;
+    if (listener_.tls == config::TlsMode::Implicit) {
+        // Nothing can be said before the handshake, and the acceptor must not do it.
+        if (!tlsRefusers_) return;
+        auto* job = new TlsRefusal(s, services_, runtime_, registry_, smtpText, popText);
+        try {
+            tlsRefusers_->start(*job);
+        } catch (const Poco::NoThreadAvailableException&) {
+            delete job;  // every refusal thread busy: just close
+        }
+        return;
+    }
     try {
         s.setSendTimeout(Poco::Timespan(1, 0));
         std::string msg = listener_.protocol == config::Protocol::Pop3 ? popText : smtpText;

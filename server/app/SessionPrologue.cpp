@@ -14,13 +14,8 @@
 
 namespace postern::app {
 
-namespace {
-
-// Tells a refused client why, in a way it can read, then closes. On implicit-TLS listeners
-// the handshake is completed first (bounded by connections.refusal_timeout): a TLS client
-// would otherwise see only an EOF and report "connection lost" instead of the reason.
-void sayAndClose(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
-                 const char* smtp, const char* pop) {
+void refuseConnection(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
+                      const char* smtp, const char* pop) {
     const config::ListenerConfig& l = listener.config;
     const std::string msg = l.protocol == config::Protocol::Pop3 ? pop : smtp;
     if (msg.empty()) return;
@@ -69,6 +64,8 @@ void sayAndClose(Poco::Net::StreamSocket& socket, Services& services, const List
         // the client is gone; nothing to tell it
     }
 }
+
+namespace {
 
 // Bytes the client has already sent (without waiting beyond `wait`), peeked, not consumed.
 std::string peekEarly(Poco::Net::StreamSocket& socket, std::chrono::milliseconds wait) {
@@ -173,7 +170,7 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
                             .str());
         services.telemetry.connectionRefused(l.name, why);
         const bool global = refusal == abuse::Refusal::TooManySessions;
-        sayAndClose(socket, services, listener,
+        refuseConnection(socket, services, listener,
                     global ? "421 4.7.0 Server busy, too many connections, try again later\r\n"
                     : refusal == abuse::Refusal::RateFromIp
                         ? "421 4.7.0 Too many new connections from your address, try again later\r\n"
@@ -198,7 +195,7 @@ Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const 
                             .add("reason", "early_talker")
                             .str());
             services.telemetry.connectionRefused(l.name, "early_talker");
-            sayAndClose(socket, services, listener, "554 5.5.1 Protocol error: data sent before the greeting\r\n", "");
+            refuseConnection(socket, services, listener, "554 5.5.1 Protocol error: data sent before the greeting\r\n", "");
             p.reason = "early talker";
             return p;
         }

@@ -40,6 +40,14 @@ struct Prologue {
     std::string reason;           // why not proceeding (for the disconnect log line)
 };
 
+// Tells a refused client why (`smtp` or `pop`, by the listener's protocol), in a way it can
+// read, then closes. On implicit-TLS listeners the handshake is completed first (bounded by
+// connections.refusal_timeout per read, and only connections.tls_refusals at once; beyond
+// that the connection is just closed): a TLS client would otherwise see only an EOF and
+// report "connection lost" instead of the reason. Blocks; never throws.
+void refuseConnection(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
+                      const char* smtp, const char* pop);
+
 // Never throws for client behaviour; returns proceed=false with a reason instead.
 Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
                      const std::string& sessionId);

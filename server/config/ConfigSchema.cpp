@@ -61,7 +61,7 @@ const std::vector<KeyDef> Keys = {
     {"listener.*.role", "mx", K::Enum, "SMTP role: mx (mail for local domains from anyone) or submission (AUTH required)", "mx|submission"},
     {"listener.*.tls", "none", K::Enum, "TLS mode: none, starttls (STARTTLS/STLS offered) or implicit (TLS from the first byte)", "none|starttls|implicit"},
     {"listener.*.max_threads", "256", K::Integer, "Session threads of this listener's own pool (concurrent sessions)"},
-    {"listener.*.max_queued", "64", K::Integer, "Accepted connections waiting for a thread; beyond threads+queue new clients get 421 / -ERR [SYS/TEMP]"},
+    {"listener.*.max_queued", "64", K::Integer, "Accepted connections waiting for a thread; beyond threads+queue new clients get 421 / -ERR [SYS/TEMP] (over TLS on implicit-TLS listeners, connections.tls_refusals at once)"},
     {"listener.*.idle_time", "60s", K::Duration, "How long an idle pool thread is kept"},
     {"listener.*.stack_size", "256K", K::Size, "Stack size of this listener's session threads (idle sessions cost mostly stack)"},
     {"listener.*.max_connections_per_ip", "0", K::Integer, "Concurrent sessions per client IP on this listener (0 = connections.max_per_ip)"},

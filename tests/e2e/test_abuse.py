@@ -339,6 +339,32 @@ def test_full_listener_says_421_not_a_silent_close():
         queued.close()
 
 
+def test_full_implicit_tls_listener_answers_over_tls_not_a_silent_close():
+    """listener.pop3s and listener.submissions: max_threads = 1 and max_queued = 1 (test
+    change, to fill each with two clients). Review finding: on 465 and 995 an overload was a
+    TCP close after the ClientHello ("connection lost" in the mail program), though the docs
+    promise -ERR [SYS/TEMP] / 421. Now a refusal thread completes the handshake and says it."""
+    with Postern(overrides={"listener.pop3s.max_threads": "1", "listener.pop3s.max_queued": "1",
+                            "listener.submissions.max_threads": "1",
+                            "listener.submissions.max_queued": "1"}) as p:
+        for name, want in (("pop3s", b"-ERR [SYS/TEMP] Too many connections"),
+                           ("submissions", b"421 4.3.2 Too many connections")):
+            first = p.raw(name)  # handshake done: holds the listener's one thread
+            first.read_line()
+            queued = socket.create_connection(("127.0.0.1", p.port(name)), timeout=10)  # waits for it
+            time.sleep(0.5)
+            third = p.raw(name)  # the handshake is made by the refusal thread
+            line = third.read_line()
+            check(line.startswith(want), "%s beyond threads + queue, over TLS: %r" % (name, line))
+            third.close()
+            p.log_contains(r"event=overload listener=%s ip=127\.0\.0\.1 threads=1 queued=1" % name)
+            check_eq(p.metric("postern_connections_refused_total", {"listener": name, "reason": "overload"}), 1.0,
+                     "%s overload refusals in /metrics" % name)
+            first.close()
+            queued.close()
+            time.sleep(0.3)
+
+
 def _greets(p, source):
     c = p.raw("mx", source=source)
     try:
