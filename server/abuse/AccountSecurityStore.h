@@ -32,7 +32,7 @@ struct AccountSecuritySettings {
     // account_security.max_tracked_accounts: accounts with a login log at most; past it the
     // least recently active accounts' login logs go first (never a flag or a hold).
     std::size_t maxTrackedAccounts = 100000;
-    std::size_t maxPending = 100000;       // login entries kept in memory while the store is down
+    std::size_t maxPending = 100000;       // account_security.max_pending: login entries kept while the store is down
     std::string releaseDir;                // standalone: posternctl user release drops a file here
     std::string statePath;                 // standalone: the state file (AccountSecurityStateFile.h)
     std::string nodeId;                    // written with a flag (which node flagged)

@@ -334,6 +334,10 @@ void Daemon::buildAccountSecurity() {
     });
     telemetry_.registry().gaugeCallback("postern_accounts_held", "Accounts whose outbound mail is held (this node's view)",
                                         [this] { return static_cast<double>(accountSecurity_->heldCount()); });
+    telemetry_.registry().gaugeCallback(
+        "postern_login_log_entries_dropped",
+        "Login log entries dropped since start because the store could not take them within account_security.max_pending",
+        [this] { return static_cast<double>(accountSecurity_->droppedLogins()); });
 }
 
 void Daemon::buildGrants() {
@@ -546,7 +550,7 @@ void Daemon::bindListeners() {
             } else {
                 socket.bind(sa, true, false);
             }
-            socket.listen(1024);
+            socket.listen(l.backlog);
         } catch (const Poco::Net::NetException& e) {
             const std::string what = "listener " + l.name + ": cannot listen on " + sa.toString() + ": " + e.displayText();
             if (e.code() == EADDRINUSE || e.code() == EADDRNOTAVAIL) throw TransientStartupError(what);

@@ -256,6 +256,7 @@ abuse::AccountSecuritySettings accountSecuritySettings(const config::ServerConfi
     s.loginLogMaxEntries = u32(a.loginLogMaxEntries);
     s.loginLogMaxAge = a.loginLogMaxAge;
     s.maxTrackedAccounts = static_cast<std::size_t>(a.maxTrackedAccounts);
+    s.maxPending = static_cast<std::size_t>(a.maxPending);
     // A single node: posternctl user release drops a request file here (AccountSecurity
     // picks it up at its next flush). In a cluster the release goes through PostgreSQL.
     if (!cfg.cluster.enabled()) s.releaseDir = cfg.queueDir + "/account-release";

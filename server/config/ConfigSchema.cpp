@@ -63,6 +63,7 @@ const std::vector<KeyDef> Keys = {
     {"listener.*.max_threads", "256", K::Integer, "Session threads of this listener's own pool (concurrent sessions)"},
     {"listener.*.max_queued", "64", K::Integer, "Accepted connections waiting for a thread; beyond threads+queue new clients get 421 / -ERR [SYS/TEMP] (over TLS on implicit-TLS listeners, connections.tls_refusals at once)"},
     {"listener.*.idle_time", "60s", K::Duration, "How long an idle pool thread is kept"},
+    {"listener.*.backlog", "1024", K::Integer, "Listen backlog: connections the kernel completes before posternd takes them (capped by net.core.somaxconn); beyond it new connections' SYNs are dropped"},
     {"listener.*.stack_size", "256K", K::Size, "Stack size of this listener's session threads (idle sessions cost mostly stack)"},
     {"listener.*.max_connections_per_ip", "0", K::Integer, "Concurrent sessions per client IP on this listener (0 = connections.max_per_ip)"},
     {"listener.*.connection_rate_per_ip", "0", K::Integer, "New sessions per client IP and minute on this listener (0 = connections.rate_per_ip)"},
@@ -187,6 +188,7 @@ const std::vector<KeyDef> Keys = {
     {"account_security.max_bounces", "30", K::Integer, "Bounces generated for the account's mail per window before it is held (0 = off)"},
     {"account_security.login_log_max_entries", "100", K::Integer, "Login log entries kept per account: this many successful logins and this many other attempts (posternctl user logins; 0 = no login log)"},
     {"account_security.login_log_max_age", "30d", K::Duration, "Login log entries older than this are deleted"},
+    {"account_security.max_pending", "100000", K::Integer, "Login log entries kept in memory while the store (state file or shared PostgreSQL) cannot take them; past it more are dropped (metric postern_login_log_entries_dropped)"},
     {"account_security.max_tracked_accounts", "100000", K::Integer, "Accounts with a login log at most; past it the least recently active lose their login log first (never a flag or hold)"},
     {"auth.default_scheme", "ARGON2ID", K::Enum, "Scheme for new password hashes (posternctl user add/passwd and app-password add, and posternd's rehash on login)", "ARGON2ID|BCRYPT|SHA512-CRYPT"},
     // --- app passwords -----------------------------------------------------------------

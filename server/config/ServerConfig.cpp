@@ -252,6 +252,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         l.maxThreads = static_cast<int>(r.integer(p + "max_threads", pat("max_threads")));
         l.maxQueued = static_cast<int>(r.integer(p + "max_queued", pat("max_queued")));
         l.idleTime = r.duration(p + "idle_time", pat("idle_time"));
+        l.backlog = static_cast<int>(r.integer(p + "backlog", pat("backlog")));
+        if (l.backlog < 1 || l.backlog > 65535) r.error(p + "backlog: must be 1..65535");
         l.stackSize = static_cast<std::size_t>(r.sizeAt(p + "stack_size", pat("stack_size")));
         l.maxConnectionsPerIp = static_cast<int>(r.integer(p + "max_connections_per_ip", pat("max_connections_per_ip")));
         l.connectionRatePerIp = static_cast<int>(r.integer(p + "connection_rate_per_ip", pat("connection_rate_per_ip")));
@@ -559,6 +561,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         a.loginLogMaxEntries = r.integer("account_security.login_log_max_entries");
         a.loginLogMaxAge = r.duration("account_security.login_log_max_age");
         a.maxTrackedAccounts = r.integer("account_security.max_tracked_accounts");
+        a.maxPending = r.integer("account_security.max_pending");
+        if (a.maxPending < 1 || a.maxPending > 100000000) r.error("account_security.max_pending: must be 1..100000000");
         if (a.maxTrackedAccounts < 1 || a.maxTrackedAccounts > 1000000000)
             r.error("account_security.max_tracked_accounts: must be 1..1000000000");
         if (a.flushInterval < Millis(100) || a.flushInterval > Millis(3600000))

@@ -33,6 +33,7 @@ struct ListenerConfig {
     int maxThreads = 0;
     int maxQueued = 0;
     Millis idleTime{};
+    int backlog = 0;
     std::size_t stackSize = 0;
     int maxConnectionsPerIp = 0;   // 0 = connections.max_per_ip
     int connectionRatePerIp = 0;   // 0 = connections.rate_per_ip
@@ -78,6 +79,7 @@ struct AccountSecurityConfig {
     long long loginLogMaxEntries = 0;
     Millis loginLogMaxAge{};
     long long maxTrackedAccounts = 0;
+    long long maxPending = 0;
     bool operator==(const AccountSecurityConfig&) const = default;
 };
 

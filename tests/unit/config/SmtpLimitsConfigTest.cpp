@@ -76,4 +76,29 @@ BOOST_AUTO_TEST_CASE(bind_addresses_are_ip_literals) {
     BOOST_CHECK_NO_THROW(ServerConfig::load(*conf));
 }
 
+// Limits that were constants (review finding: the listen backlog, the login entries kept
+// through a store outage) are keys with their defaults; out-of-range values name the key.
+BOOST_AUTO_TEST_CASE(listen_backlog_drain_delay_and_pending_logins_are_keys) {
+    auto conf = shippedConfig();
+    ServerConfig c = ServerConfig::load(*conf);
+    for (const auto& l : c.listeners) BOOST_TEST(l.backlog == 1024);
+    BOOST_TEST(c.accountSecurity.maxPending == 100000);
+    BOOST_TEST(c.drainDelay.count() == 8000);
+    conf->setString("listener.mx.backlog", "4096");
+    conf->setString("account_security.max_pending", "5");
+    conf->setString("server.drain_delay", "0");
+    c = ServerConfig::load(*conf);
+    BOOST_TEST(c.listeners.front().name == "mx");
+    BOOST_TEST(c.listeners.front().backlog == 4096);
+    BOOST_TEST(c.accountSecurity.maxPending == 5);
+    BOOST_TEST(c.drainDelay.count() == 0);
+    const std::pair<const char*, const char*> bad[] = {
+        {"listener.mx.backlog", "0"}, {"listener.pop3.backlog", "70000"}, {"account_security.max_pending", "0"},
+    };
+    for (const auto& [key, value] : bad) {
+        const std::string e = loadErrorWith(key, value);
+        BOOST_TEST(e.find(key) != std::string::npos, key << " = " << value << ": " << e);
+    }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
