@@ -35,7 +35,12 @@ const pg::Statement FlushWrite{
     "   FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
     "               $14::boolean[]) AS x(a, t, ip, p, m, tl, r, k)"
     "   WHERE k OR EXISTS (SELECT 1 FROM account_logins AS o WHERE o.account = x.a)"
-    "      OR EXISTS (SELECT 1 FROM account_flags AS f WHERE f.account = x.a) RETURNING account),"
+    "      OR EXISTS (SELECT 1 FROM account_flags AS f WHERE f.account = x.a) RETURNING account, at),"
+    // Each written account's newest entry (schema 012), in account order (two nodes'
+    // flushes lock the same rows in the same order).
+    " act AS (INSERT INTO account_login_activity AS s (account, last_at)"
+    "   SELECT account, max(at) FROM l GROUP BY account ORDER BY account"
+    "   ON CONFLICT (account) DO UPDATE SET last_at = greatest(s.last_at, EXCLUDED.last_at) RETURNING 1),"
     " i AS (INSERT INTO account_security_ips AS s (account, ip, last_seen)"
     "   SELECT a, ip::inet, 'epoch'::timestamptz + $10::bigint * interval '1 microsecond'"
     "   FROM unnest($8::text[], $9::text[]) AS x(a, ip)"
@@ -126,20 +131,28 @@ const pg::Statement Prune{
     "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1),"
     " n AS (DELETE FROM account_login_names WHERE ctid = ANY (ARRAY("
     "   SELECT ctid FROM account_login_names WHERE last_seen <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'"
+    "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1),"
+    // An account whose newest entry is past the age has no login log left (schema 012).
+    " a AS (DELETE FROM account_login_activity WHERE ctid = ANY (ARRAY("
+    "   SELECT ctid FROM account_login_activity WHERE last_at <= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'"
     "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1)"
     " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM c), (SELECT count(*) FROM l), (SELECT count(*) FROM n)"};
 
-// $1 account_security.max_tracked_accounts: the login log rows of the accounts past that
-// many, least recently active (newest entry) first (up to 500,000 rows a run, ten times the
-// per-minute batch it replaces); returns the accounts whose rows it deleted. It reads the whole login log (one aggregate over every row): its own statement,
-// run at most every EvictInterval, so a slow one (it can meet statement_timeout on tens of
-// millions of rows) never holds up the age deletions above (review finding).
+// $1 account_security.max_tracked_accounts: the login logs of the accounts past that many,
+// least recently active (newest entry) first, up to EvictAccounts accounts a run, each
+// account's whole log; returns the accounts whose rows it deleted. The order comes from
+// account_login_activity (schema 012; one row per account, read along its last_at index):
+// before, an aggregate over the whole login log met statement_timeout at an ISP's tens of
+// millions of rows, and the cap was never applied (review finding). Its own statement, run
+// at most every EvictInterval, so it never holds up the age deletions above. A flush that
+// writes one of these accounts at the same moment waits for the activity row and then
+// inserts it again with its new entries.
 const pg::Statement Evict{
     "postern_account_security_evict",
-    "WITH e AS (DELETE FROM account_logins WHERE ctid = ANY (ARRAY("
-    "   SELECT ctid FROM account_logins WHERE account IN ("
-    "     SELECT account FROM account_logins GROUP BY account ORDER BY max(at) DESC, account OFFSET $1::bigint)"
-    "   LIMIT 500000 FOR UPDATE SKIP LOCKED)) RETURNING account)"
+    "WITH v AS (SELECT account FROM account_login_activity ORDER BY last_at DESC, account OFFSET $1::bigint"
+    "   LIMIT 20000),"
+    " a AS (DELETE FROM account_login_activity WHERE account IN (SELECT account FROM v) RETURNING 1),"
+    " e AS (DELETE FROM account_logins WHERE account IN (SELECT account FROM v) RETURNING account)"
     " SELECT count(DISTINCT account) FROM e"};
 
 constexpr std::chrono::minutes EvictInterval{10};

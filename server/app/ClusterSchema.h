@@ -8,6 +8,6 @@ namespace postern::app {
 // schema_migrations says less: started before `posternctl db migrate`, a node's statements on
 // the new tables (the account-security flush, the known-address check, grant writes) would
 // fail for good.
-inline constexpr long RequiredClusterSchema = 11;
+inline constexpr long RequiredClusterSchema = 12;
 
 }  // namespace postern::app

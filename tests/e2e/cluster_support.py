@@ -98,7 +98,7 @@ def truncate_cluster_tables(pg):
     # The account security tables too: a login an earlier test made from an address makes it
     # one the account is known from (auth.penalty.known_address_failures).
     pg.sql("TRUNCATE pop_before_smtp_grants, pop_before_smtp_revocations, auth_penalties, rate_counters, maildrop_leases,"
-           " account_security_ips, account_security_counts, account_flags, account_logins, account_login_names")
+           " account_security_ips, account_security_counts, account_flags, account_logins, account_login_names, account_login_activity")
 
 
 def sigkill(node):

@@ -123,7 +123,7 @@ def one(pg, sql):
 
 
 def truncate(pg):
-    pg.sql("TRUNCATE account_security_ips, account_security_counts, account_flags, account_logins")
+    pg.sql("TRUNCATE account_security_ips, account_security_counts, account_flags, account_logins, account_login_activity")
 
 
 def test_cluster_flag_hold_release_and_login_log():

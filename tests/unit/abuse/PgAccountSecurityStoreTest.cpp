@@ -42,7 +42,7 @@ ActivityBatch ips(const std::string& user, std::vector<std::string> list) {
 }
 
 void clean(Db& db) {
-    db.sql("TRUNCATE account_security_ips, account_security_counts, account_flags, account_logins, account_login_names");
+    db.sql("TRUNCATE account_security_ips, account_security_counts, account_flags, account_logins, account_login_names, account_login_activity");
 }
 
 }  // namespace
@@ -291,6 +291,10 @@ BOOST_AUTO_TEST_CASE(prune_caps_the_accounts_with_a_login_log, *boost::unit_test
                                 "PLAIN", "", "ok", true});
     std::vector<AccountFlag> f;
     BOOST_REQUIRE(store.flush(b, T0 + 1h, s, f));
+    // One activity row per account, its newest entry (schema 012: what the cap reads).
+    BOOST_TEST(db.one("SELECT count(*) FROM account_login_activity") == "30");
+    BOOST_TEST(db.one("SELECT count(*) FROM account_login_activity AS a WHERE a.last_at ="
+                      " (SELECT max(at) FROM account_logins AS l WHERE l.account = a.account)") == "30");
     db.sql("INSERT INTO account_flags (account, reason, value, threshold) VALUES ('acct0', 'ips', 9, 1)");
     s.maxTrackedAccounts = 10;
     BOOST_REQUIRE(store.prune(T0 + 50min, s));  // the first prune (at start-up) does not cap
@@ -300,6 +304,8 @@ BOOST_AUTO_TEST_CASE(prune_caps_the_accounts_with_a_login_log, *boost::unit_test
     BOOST_TEST(db.one("SELECT min(account) FROM account_logins") == "acct20");  // the 10 most recently active
     BOOST_TEST(db.one("SELECT count(*) FROM account_logins") == "30");          // whole logs kept
     BOOST_TEST(db.one("SELECT count(*) FROM account_flags WHERE account = 'acct0'") == "1");  // flags never go
+    BOOST_TEST(db.one("SELECT string_agg(account, ',' ORDER BY account) FROM account_login_activity") ==
+               db.one("SELECT string_agg(DISTINCT account, ',' ORDER BY account) FROM account_logins"));
     BOOST_TEST(store.counters().evictedLogs == 20u);
     BOOST_REQUIRE(store.prune(T0 + 1h + 10min, s));  // nothing more past the cap
     BOOST_TEST(store.counters().evictedLogs == 20u);
@@ -314,7 +320,17 @@ BOOST_AUTO_TEST_CASE(prune_caps_the_accounts_with_a_login_log, *boost::unit_test
     BOOST_TEST(db.one("SELECT count(DISTINCT account) FROM account_logins") == "15");
     BOOST_REQUIRE(store.prune(T0 + 1h + 21min, s));
     BOOST_TEST(db.one("SELECT count(DISTINCT account) FROM account_logins") == "10");
+    BOOST_TEST(db.one("SELECT count(*) FROM account_login_activity") == "10");
     BOOST_TEST(store.counters().evictedLogs == 25u);
+    // An account that logs in again after its log was evicted is tracked again.
+    ActivityBatch again;
+    again.logins.push_back({T0 + 1h + 25min, "acct1", "192.0.2.1", "smtp", "PLAIN", "", "ok", true});
+    BOOST_REQUIRE(store.flush(again, T0 + 1h + 25min, s, f));
+    BOOST_TEST(db.one("SELECT count(*) FROM account_login_activity WHERE account = 'acct1'") == "1");
+    // Past login_log_max_age the activity rows go with the login log.
+    BOOST_REQUIRE(store.prune(T0 + 1h + 25min + s.loginLogMaxAge + 1min, s));
+    BOOST_TEST(db.one("SELECT count(*) FROM account_logins") == "0");
+    BOOST_TEST(db.one("SELECT count(*) FROM account_login_activity") == "0");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
