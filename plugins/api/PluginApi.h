@@ -38,6 +38,11 @@ struct UserRecord {
     std::map<std::string, std::string> extra;   // backend-specific attributes (quota, limits)
 };
 
+// record.extra key a backend sets ("1") when the stored hash it returns was read from a
+// replica that may lag behind a password change: the host then does not cache a mismatch
+// as a wrong password (the next try, on a caught-up replica, must not be refused by it).
+inline constexpr const char* ReplicaReadAttribute = "postern.replica_read";
+
 struct AuthAnswer {
     Status status = Status::TempFail;  // fail closed: only an explicit path sets Ok
     bool verified = false;             // true: the backend checked the password (e.g. LDAP bind)

@@ -360,6 +360,13 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
             if (v == VerifyResult::Mismatch) {
                 Decision bad{Outcome::BadPassword, binding.instance, {}};
                 bad.appPasswordId = answer.appPasswordId;
+                // A replica's hash may be the one a password change just replaced: a wrong
+                // password, but not remembered as one (review finding: the new password was
+                // refused from the negative cache for its whole TTL).
+                if (answer.record.extra.count(api::ReplicaReadAttribute)) {
+                    bad.refused = true;
+                    bad.detail = "password mismatch on a hash read from a replica";
+                }
                 return bad;
             }
             if (v != VerifyResult::Match) {

@@ -153,6 +153,8 @@ private:
         std::int64_t appPasswordExpires = 0;
         bool appPasswordIpBound = false;  // the success holds for this client address only
                                           // (app password networks, allow_nets)
+        // Not to be remembered by the negative cache: the answer depends on the client IP or
+        // the time (a refusal), or on a replica that may lag behind a password change.
         bool refused = false;
     };
     // After a login with an app password: record its use if that changes materially.

@@ -209,6 +209,10 @@ QueryResult ReadRouter::read(const Statement& statement, const Params& params, b
     if (auto r = readReplica(statement, params, confirmMiss, isMiss)) {
         return std::move(*r);
     }
+    return readPrimary(statement, params);
+}
+
+QueryResult ReadRouter::readPrimary(const Statement& statement, const Params& params) {
     ++primaryReads_;
     return primary_.execute(statement, params);
 }

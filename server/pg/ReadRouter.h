@@ -56,6 +56,8 @@ public:
 
     // readReplica(), else the same statement on the primary.
     QueryResult read(const Statement& statement, const Params& params, bool confirmMiss, MissTest isMiss = nullptr);
+    // The primary's answer, counted as read() counts its fallbacks (after readReplica()).
+    QueryResult readPrimary(const Statement& statement, const Params& params);
 
     struct Counts {
         std::uint64_t replicaReads = 0;   // answers taken from the replica

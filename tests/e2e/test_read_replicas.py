@@ -208,6 +208,36 @@ def test_rehash_never_puts_back_a_password_changed_on_the_primary():
         check(pop_login(p, user, new_pw).startswith("+OK"), "the new password works")
 
 
+def test_a_new_password_refused_by_a_stale_standby_is_not_remembered_as_wrong():
+    """The user changes the password on the primary and logs in with the new one at once,
+    while the standby (within replica_max_lag) still shows the old hash: that login fails
+    (the documented staleness). Review finding: the mismatch was stored in the negative
+    auth cache, so the new password stayed refused for auth.cache.negative_ttl after the
+    standby caught up. Changed for the test: replica_max_lag = 60s (the paused standby is
+    trusted); the auth cache is the shipped one (on)."""
+    primary, standby = servers()
+    user, old_pw, new_pw = "sal@rr.test", "Sal-Old-Secret1", "Sal-New-Secret2"
+    primary.sql("DELETE FROM users WHERE address = %s; INSERT INTO users (address, domain, password) "
+                "VALUES (%s, 'rr.test', %s)" % (q(user), q(user), q("{PLAIN}" + old_pw)))
+    standby.wait_replayed(primary)
+    cfg = {"auth.backends": "local, pg", "auth.backend.local.domains": "example.test, example.org"}
+    cfg.update(primary.backend_config(domains="rr.test", extra={
+        "auth.backend.pg.read_conninfo": standby.conninfo(),
+        "auth.backend.pg.replica_max_lag": "60s",
+    }))
+    with Postern(config=cfg, name="rr") as p:
+        standby.sql("SELECT pg_wal_replay_pause()", db="postgres")
+        try:
+            primary.sql("UPDATE users SET password = %s WHERE address = %s" % (q("{PLAIN}" + new_pw), q(user)))
+            check(pop_login(p, user, new_pw).startswith("-ERR"), "the new password on the stale standby")
+        finally:
+            standby.sql("SELECT pg_wal_replay_resume()", db="postgres")
+        standby.wait_replayed(primary)
+        answer = pop_login(p, user, new_pw)
+        check(answer.startswith("+OK"), "the new password once the standby caught up: %r" % answer)
+        p.log_contains(r"event=auth\.fail .*user=sal@rr\.test .*result=bad_password")
+
+
 def test_stopped_standby_logins_and_grants_via_the_primary():
     primary, standby = servers()
     with node(primary, standby) as p:

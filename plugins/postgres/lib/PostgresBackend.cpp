@@ -228,9 +228,13 @@ PostgresBackend::PostgresBackend(PostgresConfig config, Executor executor)
 }
 
 pg::QueryResult PostgresBackend::read(const pg::Statement& statement, const pg::Params& params, bool confirmMiss,
-                                      pg::ReadRouter::MissTest isMiss) {
+                                      pg::ReadRouter::MissTest isMiss, bool* fromReplica) {
     if (reads_) {
-        return reads_->read(statement, params, confirmMiss, isMiss);
+        if (auto r = reads_->readReplica(statement, params, confirmMiss, isMiss)) {
+            if (fromReplica) *fromReplica = true;
+            return std::move(*r);
+        }
+        return reads_->readPrimary(statement, params);
     }
     return execute_(statement, params);
 }
@@ -274,8 +278,9 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
         // its write (without a compare-and-set, custom queries): a replica up to
         // replica_max_lag behind would show the hash a password change just replaced, and
         // the write would put the old password back for good. The primary answers it.
+        bool fromReplica = false;
         pg::QueryResult r = service == "rehash" ? execute_(passwordStatement_, params)
-                                                : read(passwordStatement_, params, true);
+                                                : read(passwordStatement_, params, true, nullptr, &fromReplica);
         if (r.failed()) {
             a.detail = "password_query: " + describe(r);
             return a;
@@ -301,6 +306,9 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
         }
         a.record.user = core::asciiLower(*row[0]);
         a.record.passwordHash = row[1].value_or("");
+        // A replica within replica_max_lag may still show the hash a password change just
+        // replaced: the host then does not remember a mismatch as a wrong password.
+        if (fromReplica) a.record.extra[api::ReplicaReadAttribute] = "1";
         if (row.size() > 3 && row[3]) {
             a.record.mailbox = trim(*row[3]);
         }

@@ -89,8 +89,9 @@ private:
 
     // A lookup: on the replica (read_conninfo) when it may answer, else on conninfo.
     // confirmMiss: no row from a lagging replica is re-asked on conninfo (pg::ReadRouter).
+    // fromReplica (optional): set when the replica answered.
     pg::QueryResult read(const pg::Statement& statement, const pg::Params& params, bool confirmMiss,
-                         pg::ReadRouter::MissTest isMiss = nullptr);
+                         pg::ReadRouter::MissTest isMiss = nullptr, bool* fromReplica = nullptr);
 
     // Tri-state boolean column: "t"/"true"/"1"/"yes"/"on" and the opposites; else nullopt.
     static std::optional<bool> parseBool(const pg::Value& value);
