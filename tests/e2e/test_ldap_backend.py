@@ -139,6 +139,24 @@ def test_a_login_the_filter_compares_whole_is_found_in_any_domain():
         p.stop()
 
 
+def test_two_values_of_the_attribute_naming_the_account_fail_closed():
+    """user_attribute names the account: an entry with two values of it could be either
+    account (LDAP does not order values), so its logins and mail fail temporarily and the
+    log says why; one value works. Test changes: user_attribute = mail, a user twomail with
+    two mail values."""
+    users = dict(L.DEFAULT_USERS, twomail={"password": "two-Ldap8", "mail": ["twomail@ldap.test", "tm@ldap.test"]})
+    with L.Slapd(_root_dir(), "a", users=users) as a:
+        p = postern_for([a.uri], {"auth.backend.ldap.user_attribute": "mail"})
+        expect_auth(p, "bob@ldap.test", "bob-Ldap2", 235, "2.7.0")
+        expect_auth(p, "twomail@ldap.test", "two-Ldap8", 454, "4.7.0")
+        p.log_contains(r"has 2 values of mail \(it must name one account and one mailbox\)")
+        s = p.smtp("mx")
+        expect(s.docmd("MAIL", "FROM:<someone@remote.example>"), 250)
+        expect(s.docmd("RCPT", "TO:<tm@ldap.test>"), 451, what="RCPT to the ambiguous entry")
+        s.quit()
+        p.stop()
+
+
 def _auth_from(p, source, user, password):
     """(code, text) of AUTH PLAIN on submission after STARTTLS, from `source`."""
     s = p.smtp("submission", source=source, starttls=True)

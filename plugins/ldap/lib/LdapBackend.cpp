@@ -180,11 +180,22 @@ api::UserRecord LdapBackend::recordOf(const LdapEntry& entry, const std::string&
             }
         }
     }
-    if (!config_.userAttribute.empty()) {
-        if (const auto* values = entry.values(config_.userAttribute); values != nullptr && !values->empty()) {
-            rec.user = core::asciiLower(values->front());
+    // user_attribute and mailbox_attribute name one account and one mailbox: with two values
+    // LDAP does not say which comes first (a server may sort them, or return them in another
+    // order after a change), so the account or its mailbox could move between logins. Like two
+    // entries for one login, that is the directory's ambiguity to fix: a temporary failure.
+    auto single = [&](const std::string& attribute) -> const std::string* {
+        const auto* values = attribute.empty() ? nullptr : entry.values(attribute);
+        if (values == nullptr || values->empty()) return nullptr;
+        if (values->size() > 1) {
+            problem = "ldap: entry " + entry.dn + " has " + std::to_string(values->size()) + " values of " +
+                      attribute + " (it must name one account and one mailbox)";
+            return nullptr;
         }
-    }
+        return &values->front();
+    };
+    if (const std::string* value = single(config_.userAttribute)) rec.user = core::asciiLower(*value);
+    if (!problem.empty()) return rec;
     if (rec.user.empty() && !rec.senderAddresses.empty()) {
         // The primary address names the account, so a login and a RCPT to any of the
         // user's addresses land in the same mailbox.
@@ -197,13 +208,11 @@ api::UserRecord LdapBackend::recordOf(const LdapEntry& entry, const std::string&
         }
         rec.user = core::asciiLower(name);
     }
-    if (!config_.mailboxAttribute.empty()) {
-        if (const auto* values = entry.values(config_.mailboxAttribute); values != nullptr && !values->empty()) {
-            if (isSafeMailbox(values->front())) {
-                rec.mailbox = values->front();
-            } else {
-                problem = "unsafe " + config_.mailboxAttribute + " value in " + entry.dn;
-            }
+    if (const std::string* value = single(config_.mailboxAttribute)) {
+        if (isSafeMailbox(*value)) {
+            rec.mailbox = *value;
+        } else {
+            problem = "unsafe " + config_.mailboxAttribute + " value in " + entry.dn;
         }
     }
     rec.extra["dn"] = entry.dn;
