@@ -308,6 +308,14 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
     const std::string clientIp = request.client.host();
 
     bool onlyVerifying = true;  // every backend asked checks passwords itself
+    // A backend of the chain that could be asked for this login checks a local hash: then a
+    // verifying backend's (LDAP's) failures pay a dummy check too, so that a wrong password
+    // for a directory user costs what an unknown name costs (the dummy check of the hash
+    // backend), and needs a hash slot as it does (review finding: 535 for a real directory
+    // user, 454 for an unknown name when auth.max_parallel_hashes was saturated).
+    const bool hashingAsked = std::any_of(chain_.begin(), chain_.end(), [&](const BackendBinding& b) {
+        return !b.verifiesPasswords && isAuthoritative(b, domain);
+    });
     for (const auto& binding : chain_) {
         if (!isAuthoritative(binding, domain)) {
             continue;
@@ -340,12 +348,13 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         case api::Status::Disabled:
             // Same cost as a real check, so a disabled account is not told apart by time
             // (none where real checks cost no local hash: the backend's own).
-            if (!binding.verifiesPasswords)
+            if (!binding.verifiesPasswords || hashingAsked)
                 verify(request.password, answer.record.passwordHash.empty()
                                                  ? std::string_view(dummy())
                                                  : std::string_view(answer.record.passwordHash));
             return {Outcome::Disabled, binding.instance, answer.detail};
         case api::Status::BadCredentials:
+            if (binding.verifiesPasswords && hashingAsked) verify(request.password, dummy());
             return {Outcome::BadPassword, binding.instance, answer.detail};
         case api::Status::Ok:
             break;

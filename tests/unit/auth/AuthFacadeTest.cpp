@@ -291,6 +291,10 @@ BOOST_AUTO_TEST_CASE(aVerifyingBackendsUnknownUsersCostNoLocalHash) {
     AuthFacade mixed({ldap, users()});
     mixed.setHashGate(&gate);
     BOOST_TEST(name(mixed.authenticate(request("nobody@bind.test", "wrong")).status) == "TempFail");
+    // And then so does the directory's real user with a wrong password (review finding: 535
+    // for vera, 454 for an unknown name: an existence oracle); a right one needs no slot.
+    BOOST_TEST(name(mixed.authenticate(request("vera@bind.test", "wrong")).status) == "TempFail");
+    BOOST_TEST(name(mixed.authenticate(request("vera@bind.test", "bindpw")).status) == "Ok");
 }
 
 // The dummy hash is in auth.default_scheme: an unknown user costs what a real user whose
