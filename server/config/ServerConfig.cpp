@@ -12,8 +12,10 @@
 #include <Poco/Util/AbstractConfiguration.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <functional>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -26,12 +28,34 @@ namespace {
 // An address to bind: an IPv4 or IPv6 address in text (inet_pton: POCO 1.11's tryParse
 // refuses "::"; an IPv6 one may carry its zone, "fe80::1%eth0"), or "localhost" (from
 // /etc/hosts, no DNS needed; configs written before this check used it).
-bool isBindAddress(const std::string& text) {
-    if (text == "localhost") return true;
-    unsigned char buf[16];
-    const std::string v6 = text.substr(0, text.find('%'));
-    return ::inet_pton(AF_INET, text.c_str(), buf) == 1 || ::inet_pton(AF_INET6, v6.c_str(), buf) == 1;
+struct BindAddress {
+    int family = 0;
+    std::array<unsigned char, 16> bytes{};
+    std::string zone;  // an IPv6 link-local address's interface ("fe80::1%eth0")
+    bool wildcard() const {
+        return std::all_of(bytes.begin(), bytes.end(), [](unsigned char b) { return b == 0; });
+    }
+    bool operator==(const BindAddress&) const = default;
+};
+
+std::optional<BindAddress> parseBindAddress(const std::string& text) {
+    BindAddress a;
+    const std::string v4 = text == "localhost" ? "127.0.0.1" : text;
+    if (::inet_pton(AF_INET, v4.c_str(), a.bytes.data()) == 1) {
+        a.family = AF_INET;
+        return a;
+    }
+    const auto percent = text.find('%');
+    const std::string v6 = text.substr(0, percent);
+    if (::inet_pton(AF_INET6, v6.c_str(), a.bytes.data()) == 1) {
+        a.family = AF_INET6;
+        if (percent != std::string::npos) a.zone = text.substr(percent + 1);
+        return a;
+    }
+    return std::nullopt;
 }
+
+bool isBindAddress(const std::string& text) { return parseBindAddress(text).has_value(); }
 
 
 // Collects every leaf key below `root` ("" = top level).
@@ -279,10 +303,12 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
             const ListenerConfig& a = c.listeners[i];
             const ListenerConfig& b = c.listeners[j];
             if (a.port != b.port) continue;
-            Poco::Net::IPAddress ia, ib;
-            const bool parsed = Poco::Net::IPAddress::tryParse(a.address, ia) && Poco::Net::IPAddress::tryParse(b.address, ib);
-            const bool clash = parsed ? ia.family() == ib.family() && (ia == ib || ia.isWildcard() || ib.isWildcard())
-                                      : a.address == b.address;
+            // Parsed as bind() takes them (both are valid bind addresses by now): "::" and
+            // "localhost" too, which POCO 1.11's tryParse refuses or does not resolve.
+            const auto ia = parseBindAddress(a.address);
+            const auto ib = parseBindAddress(b.address);
+            const bool clash = ia && ib ? ia->family == ib->family && (*ia == *ib || ia->wildcard() || ib->wildcard())
+                                        : a.address == b.address;
             if (clash)
                 r.error("listener." + a.name + " and listener." + b.name + " both listen on port " +
                         std::to_string(a.port) + " of " + a.address + (a.address == b.address ? "" : " / " + b.address));
