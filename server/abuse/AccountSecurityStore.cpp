@@ -94,6 +94,21 @@ std::vector<AccountFlag> exceeded(const std::string& user, const AccountTotals& 
     return out;
 }
 
+namespace {
+
+// A damaged file renamed to <path>.corrupt for the operator; what the log line says of it.
+std::string setAside(const std::string& path) {
+    const std::string aside = path + ".corrupt";
+    try {
+        Poco::File(path).renameTo(aside);
+        return aside;
+    } catch (const std::exception& e) {
+        return std::string("failed: ") + e.what();
+    }
+}
+
+}  // namespace
+
 MemoryAccountSecurityStore::MemoryAccountSecurityStore(std::string statePath)
     : statePath_(std::move(statePath)), flagsPath_(statePath_.empty() ? std::string() : statePath_ + ".flags") {
     if (statePath_.empty()) return;
@@ -113,13 +128,7 @@ MemoryAccountSecurityStore::MemoryAccountSecurityStore(std::string statePath)
     case StateFileLoad::Status::Corrupt: {
         // Kept aside for the operator; starting empty means the accounts it held are no
         // longer held, which the error line says in so many words.
-        const std::string aside = statePath_ + ".corrupt";
-        std::string moved = aside;
-        try {
-            Poco::File(statePath_).renameTo(aside);
-        } catch (const std::exception& e) {
-            moved = std::string("failed: ") + e.what();
-        }
+        const std::string moved = setAside(statePath_);
         log.error(core::EventLine("account_security.state_corrupt")
                       .add("path", statePath_)
                       .text("error", loaded.error)
@@ -152,13 +161,7 @@ MemoryAccountSecurityStore::MemoryAccountSecurityStore(std::string statePath)
             flags_ = std::move(flags.state.flags);
         }
     } else if (flags.status == StateFileLoad::Status::Corrupt) {
-        const std::string aside = flagsPath_ + ".corrupt";
-        std::string moved = aside;
-        try {
-            Poco::File(flagsPath_).renameTo(aside);
-        } catch (const std::exception& e) {
-            moved = std::string("failed: ") + e.what();
-        }
+        const std::string moved = setAside(flagsPath_);
         log.error(core::EventLine("account_security.flags_corrupt")
                       .add("path", flagsPath_)
                       .text("error", flags.error)
