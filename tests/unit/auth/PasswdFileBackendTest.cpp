@@ -13,6 +13,10 @@
 #include <ostream>
 #include <thread>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+
 namespace postern::auth {
 namespace {
 
@@ -130,8 +134,17 @@ BOOST_AUTO_TEST_CASE(reloadsWhenTheFilesChangeAndKeepsTheLastGoodCopy) {
     BOOST_TEST((b->lookup("zed@example.test").status == api::Status::Ok));
 
     // Rewritten in place (same inode, other size): taken at a second look that finds it the
-    // same (here at the next call a millisecond later: check_interval 0).
+    // same (here at the next call: check_interval 0). A file counts as being written while
+    // its mtime is within a quarter of check_interval (here 1 ms) of now: its mtime is set
+    // ahead so that a slow machine (ASan) cannot see it settled already at the first look.
     test::writeFile(tmp.file("passwd"), "zed@example.test:{PLAIN}z\n");
+    {
+        timespec ahead[2];
+        ::clock_gettime(CLOCK_REALTIME, &ahead[0]);
+        ahead[0].tv_sec += 60;
+        ahead[1] = ahead[0];
+        BOOST_REQUIRE(::utimensat(AT_FDCWD, tmp.file("passwd").c_str(), ahead, 0) == 0);
+    }
     BOOST_TEST((b->lookup("alice@example.test").status == api::Status::Ok));
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     BOOST_TEST((b->lookup("alice@example.test").status == api::Status::NotFound));
