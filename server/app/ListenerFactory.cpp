@@ -5,7 +5,6 @@
 #include "app/SmtpConnection.h"
 #include "core/EventLine.h"
 
-#include <Poco/Exception.h>
 #include <Poco/Net/StreamSocket.h>
 #include <Poco/Runnable.h>
 #include <Poco/ThreadPool.h>
@@ -27,9 +26,11 @@ Poco::Net::TCPServerConnection* ConnectionFactory::createConnection(const Poco::
 
 namespace {
 
-// One implicit-TLS refusal on a thread of the filter's pool: the handshake, the answer, the
-// close. Registered with the drain registry while it runs, so a stop waits for it and its
-// abort cuts it (a handshake in progress then fails at once).
+// One implicit-TLS refusal on a thread of the filter's pool: the PROXY header of a trusted
+// balancer (behind HAProxy every connection starts with one), the handshake, the answer, the
+// close. Registered with the drain registry while it runs, as an idle wait bounded by
+// connections.refusal_timeout as a whole: a stop wakes it at once (a handshake in progress
+// then fails), and a client that drips its handshake cannot hold the thread past that.
 class TlsRefusal : public Poco::Runnable {
 public:
     TlsRefusal(const Poco::Net::StreamSocket& s, Services& services, const ListenerRuntime& runtime,
@@ -39,6 +40,19 @@ public:
     ~TlsRefusal() override { registry_.remove(token_); }
     void run() override {
         std::unique_ptr<TlsRefusal> self(this);  // the pool does not own its targets
+        const auto bound = runtime_.timeouts.refusal + (runtime_.config.proxyProtocol ? runtime_.timeouts.proxyHeader
+                                                                                       : std::chrono::milliseconds(0));
+        if (!registry_.beginWait(token_, std::chrono::steady_clock::now() + bound, /*idle=*/true)) return;  // stopping
+        try {
+            if (runtime_.config.proxyProtocol &&
+                runtime_.trusted.contains(core::ClientAddress::fromSocket(socket_.peerAddress()).ip)) {
+                // Consumes the header only; the ClientHello stays for the handshake.
+                const net::ProxyReadResult r = net::ProxyHeaderReader().read(socket_, runtime_.timeouts.proxyHeader);
+                if (r.status != net::ProxyReadStatus::Ok || r.header.local) return;
+            }
+        } catch (...) {
+            return;  // the client went away
+        }
         refuseConnection(socket_, services_, runtime_, smtp_, pop_);
     }
 
@@ -73,8 +87,8 @@ void OverloadFilter::refuse(Poco::Net::StreamSocket& s, const char* smtpText, co
         auto* job = new TlsRefusal(s, services_, runtime_, registry_, smtpText, popText);
         try {
             tlsRefusers_->start(*job);
-        } catch (const Poco::NoThreadAvailableException&) {
-            delete job;  // every refusal thread busy: just close
+        } catch (...) {
+            delete job;  // every refusal thread busy (or none could be made): just close
         }
         return;
     }

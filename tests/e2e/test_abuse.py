@@ -360,6 +360,27 @@ def test_full_implicit_tls_listener_answers_over_tls_not_a_silent_close():
             p.log_contains(r"event=overload listener=%s ip=127\.0\.0\.1 threads=1 queued=1" % name)
             check_eq(p.metric("postern_connections_refused_total", {"listener": name, "reason": "overload"}), 1.0,
                      "%s overload refusals in /metrics" % name)
+            if name == "pop3s":
+                # A refused client that drips its handshake (a byte a second, each read within
+                # connections.refusal_timeout, 5 s shipped) is cut when that time is up as a
+                # whole, not held per byte (review finding).
+                drip = socket.create_connection(("127.0.0.1", p.port(name)), timeout=10)
+                t0, closed = time.monotonic(), None
+                hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40
+                for i in range(len(hello)):
+                    try:
+                        drip.sendall(hello[i:i + 1])
+                        drip.settimeout(1.0)
+                        if drip.recv(100) == b"":
+                            closed = time.monotonic() - t0
+                            break
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        closed = time.monotonic() - t0
+                        break
+                drip.close()
+                check(closed is not None and closed < 5 + 3, "a dripping refused client was cut after %s s" % closed)
             first.close()
             queued.close()
             time.sleep(0.3)

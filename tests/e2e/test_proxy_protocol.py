@@ -233,6 +233,26 @@ def test_v1_and_v2_before_implicit_tls():
         check_eq(warnings(p), [], "no warnings")
 
 
+def test_full_implicit_tls_listener_behind_the_balancer_answers_over_tls():
+    """Behind a balancer every connection starts with a PROXY header, before the ClientHello.
+    Review finding: the refusal of a full 995/465 (threads and queue taken) began its
+    handshake on that header, failed, and closed silently. Test changes: listener.pop3s
+    max_threads = 1 and max_queued = 1, to fill it with two clients."""
+    with node(overrides={"listener.pop3s.max_threads": "1", "listener.pop3s.max_queued": "1"}) as p:
+        port = p.port("pop3s")
+        first = proxied_raw(port, proxy_v2(src="192.0.2.81", dport=995), tls=True)
+        check(first.read_pop().startswith("+OK"), "the first client holds the one thread")
+        queued = connect(port)  # waits for it
+        time.sleep(0.5)
+        third = proxied_raw(port, proxy_v2(src="192.0.2.83", dport=995), tls=True)
+        line = third.read_pop()
+        check(line.startswith("-ERR [SYS/TEMP] Too many connections"), "the refusal over TLS: %r" % line)
+        third.close()
+        p.log_contains(r"event=overload listener=pop3s ")
+        first.close()
+        queued.close()
+
+
 def _auth_over_proxied_plain(p, header):
     c = proxied_raw(p.port("submission"), header)
     c.expect_reply(220)
