@@ -38,9 +38,11 @@ struct UserRecord {
     std::map<std::string, std::string> extra;   // backend-specific attributes (quota, limits)
 };
 
-// record.extra key a backend sets ("1") when the stored hash it returns was read from a
-// replica that may lag behind a password change: the host then does not cache a mismatch
-// as a wrong password (the next try, on a caught-up replica, must not be refused by it).
+// record.extra key a backend sets when the stored hash (or the disabled flag) it returns was
+// read from a replica that may lag behind a change; its value is that lag bound in
+// milliseconds. The host then keeps a mismatch in its negative cache no longer than that (the
+// next try on a caught-up replica must not be refused by it). Hosts ignore a passwd-file's
+// fields of this name (PasswdFile drops "postern."-prefixed extra fields).
 inline constexpr const char* ReplicaReadAttribute = "postern.replica_read";
 
 struct AuthAnswer {

@@ -130,8 +130,11 @@ void AuthCache::storePositive(const std::string& service, const std::string& use
     store(service, user, password, true, identity, limits);
 }
 
-void AuthCache::storeNegative(const std::string& service, const std::string& user, const std::string& password) {
-    store(service, user, password, false, {}, {});
+void AuthCache::storeNegative(const std::string& service, const std::string& user, const std::string& password,
+                              std::optional<std::chrono::milliseconds> maxAge) {
+    Limits limits;
+    limits.maxAge = maxAge;
+    store(service, user, password, false, {}, limits);
 }
 
 void AuthCache::invalidateUser(const std::string& user) {

@@ -55,7 +55,9 @@ public:
     };
     void storePositive(const std::string& service, const std::string& user, const std::string& password,
                        const core::AuthIdentity& identity, const Limits& limits = {});
-    void storeNegative(const std::string& service, const std::string& user, const std::string& password);
+    // maxAge: never longer than this (a refusal read from a replica that may lag behind).
+    void storeNegative(const std::string& service, const std::string& user, const std::string& password,
+                       std::optional<std::chrono::milliseconds> maxAge = std::nullopt);
     // A failed login drops every positive entry of that user (the password may have changed).
     void invalidateUser(const std::string& user);
     // Drops every entry (SIGHUP: the operator's lever after changing passwords in an incident).

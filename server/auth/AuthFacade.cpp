@@ -16,6 +16,7 @@
 #include <Poco/Logger.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <optional>
 #include <map>
@@ -27,6 +28,17 @@ namespace postern::auth {
 namespace api = plugins::api;
 
 namespace {
+
+// An answer read from a replica (api::ReplicaReadAttribute, its value the replica's lag bound
+// in milliseconds): how long a failure based on it may be remembered; none otherwise.
+std::optional<std::chrono::milliseconds> replicaLagBound(const api::AuthAnswer& answer) {
+    auto it = answer.record.extra.find(api::ReplicaReadAttribute);
+    if (it == answer.record.extra.end()) return std::nullopt;
+    long long ms = 0;
+    const auto* end = it->second.data() + it->second.size();
+    if (std::from_chars(it->second.data(), end, ms).ptr != end || ms < 0) ms = 0;  // unreadable: not at all
+    return std::chrono::milliseconds(ms);
+}
 
 Poco::Logger& logger() {
     static Poco::Logger& l = Poco::Logger::get("postern.auth");
@@ -244,7 +256,8 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
             // new generation: stored before, it was stale at once and never answered.
             cache_->invalidateUser(login);
             // A refusal may depend on the client IP or the time: not remembered.
-            if (!decision.refused) cache_->storeNegative(request.service, login, request.password);
+            if (!decision.refused)
+                cache_->storeNegative(request.service, login, request.password, decision.negativeMaxAge);
         }
     }
 
@@ -352,7 +365,11 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
                 verify(request.password, answer.record.passwordHash.empty()
                                                  ? std::string_view(dummy())
                                                  : std::string_view(answer.record.passwordHash));
-            return {Outcome::Disabled, binding.instance, answer.detail};
+            {
+                Decision disabled{Outcome::Disabled, binding.instance, answer.detail};
+                disabled.negativeMaxAge = replicaLagBound(answer);  // enabled a moment ago?
+                return disabled;
+            }
         case api::Status::BadCredentials:
             if (binding.verifiesPasswords && hashingAsked) verify(request.password, dummy());
             return {Outcome::BadPassword, binding.instance, answer.detail};
@@ -370,12 +387,9 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
                 Decision bad{Outcome::BadPassword, binding.instance, {}};
                 bad.appPasswordId = answer.appPasswordId;
                 // A replica's hash may be the one a password change just replaced: a wrong
-                // password, but not remembered as one (review finding: the new password was
-                // refused from the negative cache for its whole TTL).
-                if (answer.record.extra.count(api::ReplicaReadAttribute)) {
-                    bad.refused = true;
-                    bad.detail = "password mismatch on a hash read from a replica";
-                }
+                // password, remembered no longer than the replica may lag (review finding:
+                // the new password was refused from the negative cache for its whole TTL).
+                bad.negativeMaxAge = replicaLagBound(answer);
                 return bad;
             }
             if (v != VerifyResult::Match) {

@@ -154,8 +154,11 @@ private:
         bool appPasswordIpBound = false;  // the success holds for this client address only
                                           // (app password networks, allow_nets)
         // Not to be remembered by the negative cache: the answer depends on the client IP or
-        // the time (a refusal), or on a replica that may lag behind a password change.
+        // the time (a refusal).
         bool refused = false;
+        // A failure read from a replica that may lag behind a password change (or an account
+        // enabled again) by up to this much: remembered no longer than that.
+        std::optional<std::chrono::milliseconds> negativeMaxAge;
     };
     // After a login with an app password: record its use if that changes materially.
     void touchAppPassword(const BackendBinding& binding, const std::string& login, const std::string& clientIp,

@@ -9,6 +9,7 @@ are started by the test; pg_stat_statements on each tells who ran what."""
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from postern_harness import Postern, check, check_eq, expect, run_tests, wait_for  # noqa: E402
@@ -213,8 +214,9 @@ def test_a_new_password_refused_by_a_stale_standby_is_not_remembered_as_wrong():
     while the standby (within replica_max_lag) still shows the old hash: that login fails
     (the documented staleness). Review finding: the mismatch was stored in the negative
     auth cache, so the new password stayed refused for auth.cache.negative_ttl after the
-    standby caught up. Changed for the test: replica_max_lag = 60s (the paused standby is
-    trusted); the auth cache is the shipped one (on)."""
+    standby caught up; now for at most replica_max_lag. Changed for the test:
+    replica_max_lag = 3s (the standby paused just after a commit is trusted that long); the
+    auth cache is the shipped one (on)."""
     primary, standby = servers()
     user, old_pw, new_pw = "sal@rr.test", "Sal-Old-Secret1", "Sal-New-Secret2"
     primary.sql("DELETE FROM users WHERE address = %s; INSERT INTO users (address, domain, password) "
@@ -223,16 +225,20 @@ def test_a_new_password_refused_by_a_stale_standby_is_not_remembered_as_wrong():
     cfg = {"auth.backends": "local, pg", "auth.backend.local.domains": "example.test, example.org"}
     cfg.update(primary.backend_config(domains="rr.test", extra={
         "auth.backend.pg.read_conninfo": standby.conninfo(),
-        "auth.backend.pg.replica_max_lag": "60s",
+        "auth.backend.pg.replica_max_lag": "3s",
     }))
     with Postern(config=cfg, name="rr") as p:
+        primary.sql("INSERT INTO rr_tick VALUES (now())")  # the standby's last replayed commit: now
+        standby.wait_replayed(primary)
         standby.sql("SELECT pg_wal_replay_pause()", db="postgres")
         try:
             primary.sql("UPDATE users SET password = %s WHERE address = %s" % (q("{PLAIN}" + new_pw), q(user)))
             check(pop_login(p, user, new_pw).startswith("-ERR"), "the new password on the stale standby")
+            failed_at = time.monotonic()
         finally:
             standby.sql("SELECT pg_wal_replay_resume()", db="postgres")
         standby.wait_replayed(primary)
+        time.sleep(max(0.0, failed_at + 3.5 - time.monotonic()))  # the failure's bound (replica_max_lag)
         answer = pop_login(p, user, new_pw)
         check(answer.startswith("+OK"), "the new password once the standby caught up: %r" % answer)
         p.log_contains(r"event=auth\.fail .*user=sal@rr\.test .*result=bad_password")

@@ -117,7 +117,10 @@ void parseExtraFields(const std::string& text, PasswdUser& u, const std::string&
             } catch (const std::exception& e) {
                 fail(name, lineNo, e.what());
             }
-        } else {
+        } else if (key.rfind("postern.", 0) != 0) {
+            // "postern."-prefixed names are what backends tell the host (api::
+            // ReplicaReadAttribute): never taken from a line, which anyone who can edit
+            // the file could otherwise use to switch off the negative cache for a user.
             u.extra[key] = value;
         }
     }

@@ -307,8 +307,8 @@ api::AuthAnswer PostgresBackend::authenticate(const std::string& user, const std
         a.record.user = core::asciiLower(*row[0]);
         a.record.passwordHash = row[1].value_or("");
         // A replica within replica_max_lag may still show the hash a password change just
-        // replaced: the host then does not remember a mismatch as a wrong password.
-        if (fromReplica) a.record.extra[api::ReplicaReadAttribute] = "1";
+        // replaced: the host then remembers a mismatch no longer than that bound.
+        if (fromReplica) a.record.extra[api::ReplicaReadAttribute] = std::to_string(config_.replicaMaxLag.count());
         if (row.size() > 3 && row[3]) {
             a.record.mailbox = trim(*row[3]);
         }

@@ -54,6 +54,24 @@ BOOST_AUTO_TEST_CASE(negative_ttl_and_invalidate) {
     BOOST_TEST((cache.find("smtp", "a@x", "pw", out) == AuthCache::Hit::Positive));
 }
 
+// A failure read from a replica is kept no longer than the replica may lag behind the change
+// that would make it a success (review finding: the new password stayed refused for the whole
+// negative TTL after the replica caught up).
+BOOST_AUTO_TEST_CASE(a_negative_entry_keeps_no_longer_than_its_bound) {
+    FakeClock c;
+    AuthCache cache({100, std::chrono::seconds(300), std::chrono::seconds(60)}, c.fn());
+    core::AuthIdentity out;
+    cache.storeNegative("smtp", "a@x", "new", std::chrono::milliseconds(1000));
+    cache.storeNegative("smtp", "a@x", "zero", std::chrono::milliseconds(0));
+    BOOST_TEST((cache.find("smtp", "a@x", "new", out) == AuthCache::Hit::Negative));
+    BOOST_TEST((cache.find("smtp", "a@x", "zero", out) == AuthCache::Hit::Miss));
+    c.now += std::chrono::milliseconds(1001);
+    BOOST_TEST((cache.find("smtp", "a@x", "new", out) == AuthCache::Hit::Miss));
+    cache.storeNegative("smtp", "a@x", "long", std::chrono::hours(1));  // never beyond negative_ttl
+    c.now += std::chrono::seconds(61);
+    BOOST_TEST((cache.find("smtp", "a@x", "long", out) == AuthCache::Hit::Miss));
+}
+
 BOOST_AUTO_TEST_CASE(a_success_read_before_a_failure_is_not_stored_after_it) {
     // Review finding: login A read the old password just before an admin's change; login B,
     // with the old password, failed after it and cleared the user; then A stored its success

@@ -345,6 +345,23 @@ BOOST_AUTO_TEST_CASE(cachesAWrongPasswordAndForgetsSuccessesOnAFreshFailure) {
     BOOST_TEST(bind.calls == 4);
 }
 
+// "postern."-prefixed names are what backends tell the host: a passwd-file line cannot set
+// them (review finding: postern.replica_read=0 on a line switched off the negative cache for
+// that user, so every guess cost a full hash check).
+BOOST_AUTO_TEST_CASE(aPasswdFileLineCannotSpeakForTheBackend) {
+    test::TempDir dir;
+    test::writeFile(dir.file("passwd"), "mara@example.test:{PLAIN}marapw::::::postern.replica_read=0\n");
+    PluginLoader loader{test::pluginDir()};
+    auto handle = loader.load("passwd-file", "users", {{"path", dir.file("passwd")}});
+    AuthFacade facade({{"users", handle.get(), {"*"}}});
+    AuthCache cache({1000, std::chrono::minutes(5), std::chrono::minutes(1)});
+    facade.setCache(&cache);
+    BOOST_TEST(name(facade.authenticate(request("mara@example.test", "guess")).status) == "BadCredentials");
+    const auto hits = cache.hits();
+    BOOST_TEST(name(facade.authenticate(request("mara@example.test", "guess")).status) == "BadCredentials");
+    BOOST_TEST(cache.hits() == hits + 1);  // the failure was remembered
+}
+
 BOOST_AUTO_TEST_CASE(dovecotsAllowNetsRestrictsWhereAnAccountLogsIn) {
     // A passwd-file migrated from Dovecot keeps its allow_nets (a comma-separated list); lost, the
     // restriction would fail open. A success is cached for its client address only.
