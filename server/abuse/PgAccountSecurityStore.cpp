@@ -138,22 +138,31 @@ const pg::Statement Prune{
     "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1)"
     " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM c), (SELECT count(*) FROM l), (SELECT count(*) FROM n)"};
 
-// $1 account_security.max_tracked_accounts: the login logs of the accounts past that many,
-// least recently active (newest entry) first, up to EvictAccounts accounts a run, each
-// account's whole log; returns the accounts whose rows it deleted. The order comes from
+// $1 account_security.max_tracked_accounts, $2 at most this many accounts: the login logs of
+// the accounts past the cap, least recently active (newest entry) first, each account's whole
+// log; returns (accounts taken, accounts whose rows it deleted). The order comes from
 // account_login_activity (schema 012; one row per account, read along its last_at index):
 // before, an aggregate over the whole login log met statement_timeout at an ISP's tens of
-// millions of rows, and the cap was never applied (review finding). Its own statement, run
-// at most every EvictInterval, so it never holds up the age deletions above. A flush that
-// writes one of these accounts at the same moment waits for the activity row and then
-// inserts it again with its new entries.
+// millions of rows, and the cap was never applied (review finding). Its own statements, run
+// at most every EvictInterval, in batches (EvictBatch accounts, at most 200 log rows each),
+// so it never holds up the age deletions above.
+// The activity rows are locked first, in account order (the flush's order), skipping those a
+// flush is writing, and only while they are still as old as when they were picked: a flush
+// that wrote one of these accounts meanwhile keeps it, and one that comes after waits for the
+// lock and then inserts its activity row again beside its new entries. Only the logs of the
+// accounts whose activity row this statement deleted go.
 const pg::Statement Evict{
     "postern_account_security_evict",
-    "WITH v AS (SELECT account FROM account_login_activity ORDER BY last_at DESC, account OFFSET $1::bigint"
-    "   LIMIT 20000),"
-    " a AS (DELETE FROM account_login_activity WHERE account IN (SELECT account FROM v) RETURNING 1),"
-    " e AS (DELETE FROM account_logins WHERE account IN (SELECT account FROM v) RETURNING account)"
-    " SELECT count(DISTINCT account) FROM e"};
+    "WITH c AS (SELECT account, last_at FROM account_login_activity ORDER BY last_at DESC, account"
+    "   OFFSET $1::bigint LIMIT $2::bigint),"
+    " v AS (SELECT s.account FROM account_login_activity AS s JOIN c ON c.account = s.account"
+    "   WHERE s.last_at <= c.last_at ORDER BY s.account FOR UPDATE OF s SKIP LOCKED),"
+    " a AS (DELETE FROM account_login_activity WHERE account IN (SELECT account FROM v) RETURNING account),"
+    " e AS (DELETE FROM account_logins WHERE account IN (SELECT account FROM a) RETURNING account)"
+    " SELECT (SELECT count(*) FROM c), (SELECT count(DISTINCT account) FROM e)"};
+
+constexpr long long EvictBatch = 2000;
+constexpr int EvictBatchesPerRun = 10;  // 20,000 accounts every EvictInterval at most
 
 constexpr std::chrono::minutes EvictInterval{10};
 
@@ -312,12 +321,16 @@ bool PgAccountSecurityStore::prune(core::TimePoint now, const AccountSecuritySet
     }
     if (now - lastEvict_ < EvictInterval) return true;
     lastEvict_ = now;
-    pg::QueryResult e = pool_.execute(Evict, {std::to_string(std::max<std::size_t>(settings.maxTrackedAccounts, 1))});
-    if (e.failed()) {
-        logStoreFailure(FailEvent, "evict", e);
-        return false;
+    const std::string cap = std::to_string(std::max<std::size_t>(settings.maxTrackedAccounts, 1));
+    for (int batch = 0; batch < EvictBatchesPerRun; ++batch) {
+        pg::QueryResult e = pool_.execute(Evict, {cap, std::to_string(EvictBatch)});
+        if (e.failed() || e.rows.empty() || e.rows[0].size() < 2) {
+            logStoreFailure(FailEvent, "evict", e);
+            return false;
+        }
+        evicted_ += toU64(e.rows[0][1]);
+        if (static_cast<long long>(toU64(e.rows[0][0])) < EvictBatch) break;  // nothing more past the cap
     }
-    if (!e.rows.empty() && !e.rows[0].empty()) evicted_ += toU64(e.rows[0][0]);
     return true;
 }
 
