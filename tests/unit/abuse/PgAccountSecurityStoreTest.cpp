@@ -333,4 +333,26 @@ BOOST_AUTO_TEST_CASE(prune_caps_the_accounts_with_a_login_log, *boost::unit_test
     BOOST_TEST(db.one("SELECT count(*) FROM account_login_activity") == "0");
 }
 
+// Past the cap by more than one batch (2,000 accounts): the run goes on batch after batch.
+BOOST_AUTO_TEST_CASE(the_cap_evicts_in_batches, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    clean(db);
+    pg::Pool pool(settings(2));
+    PgAccountSecurityStore store(pool);
+    AccountSecuritySettings s = thresholds(0);
+    ActivityBatch b;
+    for (int i = 0; i < 4100; ++i)
+        b.logins.push_back({T0 + std::chrono::milliseconds(i), "many" + std::to_string(i), "192.0.2.1", "smtp", "PLAIN",
+                            "", "ok", true});
+    std::vector<AccountFlag> f;
+    BOOST_REQUIRE(store.flush(b, T0 + 1h, s, f));
+    s.maxTrackedAccounts = 10;
+    BOOST_REQUIRE(store.prune(T0 + 1h, s));  // the first prune does not cap
+    BOOST_REQUIRE(store.prune(T0 + 1h + 10min, s));
+    BOOST_TEST(db.one("SELECT count(DISTINCT account) FROM account_logins") == "10");
+    BOOST_TEST(db.one("SELECT count(*) FROM account_login_activity") == "10");
+    BOOST_TEST(db.one("SELECT min(account) FROM account_logins") == "many4090");  // the 10 most recently active
+    BOOST_TEST(store.counters().evictedLogs == 4090u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
