@@ -754,7 +754,7 @@ bool Daemon::drain(const sigset_t& signals) {
     // Mark the drain first: from now on the acceptor answers new clients 421 / -ERR at once
     // (the acceptor thread may still take a connection before stop() returns), and idle
     // sessions say goodbye.
-    registry_.beginShutdown();                    // /readyz turns 503 from here
+    registry_.beginShutdown();  // /readyz is 503 from here (or from the drain delay on)
     for (auto& l : listeners_) {
         l.server->stop();  // stop accepting (joins the acceptor thread)
         // And close the listening socket: clients the kernel would still take into the
@@ -779,6 +779,7 @@ bool Daemon::drain(const sigset_t& signals) {
         // what must survive (the account-security state; queued mail is on disk already)
         // and let the caller end the process without destructors.
         serverLog().error(core::EventLine("shutdown.stuck").add("sessions", left).str());
+        if (delivery_) delivery_->stop();  // cuts its transactions cleanly; they stay queued
         if (accountSecurity_) accountSecurity_->stop();
         if (!settings_.process.readyFile.empty()) std::remove(settings_.process.readyFile.c_str());
         serverLog().information(core::EventLine("shutdown.done").add("stuck_sessions", left).str());

@@ -65,6 +65,8 @@ void PosternServer::handleOption(const std::string& name, const std::string& val
         checkOnly_ = true;
     } else if (name == "config") {
         configFile_ = value;
+    } else if (name == "pidfile") {
+        pidFile_ = value;
     } else if (name == "define") {
         auto eq = value.find('=');
         if (eq == std::string::npos || eq == 0)
@@ -166,7 +168,9 @@ int PosternServer::serve() {
     runSignalLoop(daemon, signals);
     if (!daemon.drain(signals)) {
         // Sessions still run inside the daemon's objects: no destructor, no dlclose under them.
-        // (POCO's file and console channels have written every line already.)
+        // (POCO's console, file and syslog channels have written every line already; an
+        // AsyncChannel in logging.* would lose its last lines here.)
+        if (!pidFile_.empty()) std::remove(pidFile_.c_str());
         std::fflush(nullptr);
         std::_Exit(EXIT_OK);
     }

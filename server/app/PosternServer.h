@@ -25,6 +25,7 @@ private:
     bool versionRequested_ = false;
     bool checkOnly_ = false;
     std::string configFile_;
+    std::string pidFile_;  // --pidfile (POCO removes it in a static destructor, which _Exit skips)
     std::vector<std::pair<std::string, std::string>> defines_;
 };
 

@@ -511,10 +511,12 @@ def test_systemd_unit_is_hardened():
     for key in ("server.mail_root", "server.queue_dir"):
         v = config_value(cfg, key)
         check(v.startswith("/var/lib/postern") or v.startswith("/var/spool/postern"), "%s in ReadWritePaths" % key)
-    # TimeoutStopSec above server.shutdown_grace.
+    # TimeoutStopSec above server.drain_delay + server.shutdown_grace + 4 s (+ the last write).
     grace = int(config_value(cfg, "server.shutdown_grace").rstrip("s"))
+    delay = int((config_value(cfg, "server.drain_delay") or "8s").rstrip("s"))
     stop = int(re.search(r"TimeoutStopSec=(\d+)s", unit).group(1))
-    check(stop > grace, "TimeoutStopSec %d > shutdown_grace %d" % (stop, grace))
+    check(stop >= delay + grace + 4 + 10, "TimeoutStopSec %d vs drain_delay %d + shutdown_grace %d + 4 + 10"
+          % (stop, delay, grace))
     check(shutil.which("systemd-analyze"), "systemd-analyze missing (scripts/test installs systemd)")
     r = subprocess.run(["systemd-analyze", "verify", unit_path], capture_output=True, text=True)
     bad = [line for line in (r.stdout + r.stderr).splitlines()
