@@ -209,18 +209,32 @@ PasswdFile PasswdFile::parse(const std::string& passwdText, const std::string& p
         if (!isValidAddress(u.user)) {
             fail(passwdName, lineNo, "invalid user name");
         }
-        u.passwordHash = fields[1];
-        u.senders.push_back(u.user);
-        if (fields.size() == 8) {
-            parseExtraFields(fields[7], u, passwdName, lineNo);
-        }
-        std::string key = u.user;
-        if (!f.users_.emplace(key, std::move(u)).second) {
-            fail(passwdName, lineNo, "duplicate user " + key);
-        }
+        const std::string key = u.user;
         if (auto d = domainOf(key); !d.empty()) {
             f.domains_.insert(d);
         }
+        auto brokenUser = [&](const std::string& why) {
+            f.broken_.emplace(key, why);  // the first problem of the user is kept
+            f.users_.erase(key);
+        };
+        if (f.broken_.count(key)) {
+            continue;  // already broken (a third line of a duplicate user, ...)
+        }
+        u.passwordHash = fields[1];
+        u.senders.push_back(u.user);
+        if (fields.size() == 8) {
+            try {
+                parseExtraFields(fields[7], u, passwdName, lineNo);
+            } catch (const PasswdFileError& e) {
+                brokenUser(e.what());
+                continue;
+            }
+        }
+        if (f.users_.count(key)) {
+            brokenUser(passwdName + ":" + std::to_string(lineNo) + ": duplicate user " + key);
+            continue;
+        }
+        f.users_.emplace(key, std::move(u));
     }
 
     std::istringstream ain(aliasesText);
@@ -260,6 +274,29 @@ PasswdFile PasswdFile::parse(const std::string& passwdText, const std::string& p
         f.domains_.insert(toLower(trim(d)));
     }
     return f;
+}
+
+const std::string* PasswdFile::findBroken(const std::string& address) const {
+    auto it = broken_.find(address);
+    return it == broken_.end() ? nullptr : &it->second;
+}
+
+void PasswdFile::requireNoBrokenUsers() const {
+    if (!broken_.empty()) throw PasswdFileError(broken_.begin()->second);
+}
+
+std::string PasswdFile::describeBroken(std::size_t max) const {
+    std::string out;
+    std::size_t n = 0;
+    for (const auto& [user, why] : broken_) {
+        if (n++ == max) {
+            out += "; ...";
+            break;
+        }
+        if (!out.empty()) out += "; ";
+        out += user + " (" + why + ")";
+    }
+    return out;
 }
 
 const PasswdUser* PasswdFile::findUser(const std::string& address) const {

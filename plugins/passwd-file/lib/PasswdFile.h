@@ -46,14 +46,28 @@ public:
 // Immutable once built; shared by reader threads through shared_ptr<const PasswdFile>.
 class PasswdFile {
 public:
-    // Parses the texts; name arguments are for error messages only. Duplicate users or
-    // aliases are errors (ambiguity is a failure). Throws PasswdFileError.
+    // Parses the texts; name arguments are for error messages only. Throws PasswdFileError
+    // for a line that names no valid user (a user it would cut from the file: refusing the
+    // whole file keeps the last good copy) and for any error in the aliases file. A line of
+    // a valid user with a bad field, or a user on two lines (ambiguity), does not stop the
+    // rest of the file: that user is "broken" (findBroken: a temporary failure for its
+    // logins and mail until the file is fixed; review finding: one bad line froze every
+    // other change, a disabled or removed account kept logging in).
     static PasswdFile parse(const std::string& passwdText, const std::string& passwdName,
                             const std::string& aliasesText, const std::string& aliasesName,
                             const std::vector<std::string>& extraDomains);
 
     // Keys are lower-cased addresses.
     const PasswdUser* findUser(const std::string& address) const;
+    // Why a user's line(s) could not be taken ("users.passwd:12: duplicate user ..."); null
+    // when it was taken or is not in the file.
+    const std::string* findBroken(const std::string& address) const;
+    std::size_t brokenCount() const { return broken_.size(); }
+    // Throws PasswdFileError for the first broken user, if any (posternctl writes only a file
+    // that loads whole).
+    void requireNoBrokenUsers() const;
+    // "a@x (users.passwd:3: ...); b@y (...)", the first `max` of them.
+    std::string describeBroken(std::size_t max) const;
     const std::vector<std::string>* findAlias(const std::string& address) const;
     bool hasDomain(const std::string& domain) const { return domains_.count(domain) != 0; }
 
@@ -69,6 +83,7 @@ public:
 
 private:
     std::map<std::string, PasswdUser> users_;
+    std::map<std::string, std::string> broken_;  // user -> why (the first problem found)
     std::map<std::string, std::vector<std::string>> aliases_;
     std::set<std::string> domains_;
 };

@@ -101,6 +101,16 @@ PasswdFileBackend::PasswdFileBackend(PasswdFileConfig config, bool admin)
     logger().information("passwd-file " + config_.path + ": " +
                          std::to_string(snapshot_->file.userCount()) + " users, " +
                          std::to_string(snapshot_->file.aliasCount()) + " aliases");
+    logBroken(*snapshot_);
+}
+
+// Users whose lines were not taken: said at every load (their logins and mail get temporary
+// failures until the file is fixed).
+void PasswdFileBackend::logBroken(const Snapshot& snapshot) const {
+    if (snapshot.file.brokenCount() == 0) return;
+    logger().error("passwd-file " + config_.path + ": " + std::to_string(snapshot.file.brokenCount()) +
+                   " users not loaded (their logins and mail fail temporarily until the file is fixed): " +
+                   snapshot.file.describeBroken(5));
 }
 
 std::optional<PasswdFileBackend::FileStamp> PasswdFileBackend::statFile(const std::string& path) const {
@@ -236,6 +246,7 @@ void PasswdFileBackend::reloadIfChanged() {
         logger().information("passwd-file " + config_.path + " reloaded: " +
                              std::to_string(fresh->file.userCount()) + " users, " +
                              std::to_string(fresh->file.aliasCount()) + " aliases");
+        logBroken(*fresh);
     } catch (const std::exception& e) {
         failedStamps_ = seen;
         failedError_ = e.what();
@@ -272,6 +283,10 @@ api::AuthAnswer PasswdFileBackend::authenticate(const std::string& user, const s
         auto snap = current();
         const PasswdUser* u = snap->file.findUser(toLower(user));
         if (u == nullptr) {
+            if (const std::string* why = snap->file.findBroken(toLower(user))) {
+                a.detail = "the user's line was not loaded: " + *why;  // TempFail
+                return a;
+            }
             a.status = api::Status::UnknownUser;
             return a;
         }
@@ -314,6 +329,12 @@ api::LookupAnswer PasswdFileBackend::lookup(const std::string& address) noexcept
         const std::string key = toLower(address);
         const PasswdUser* u = snap->file.findUser(key);
         const std::vector<std::string>* alias = snap->file.findAlias(key);
+        if (u == nullptr) {
+            if (const std::string* why = snap->file.findBroken(key)) {
+                a.detail = "the user's line was not loaded: " + *why;  // TempFail
+                return a;
+            }
+        }
         if (u != nullptr && u->disabled && alias == nullptr) {
             a.status = api::Status::Disabled;
             a.detail = "disabled=yes";

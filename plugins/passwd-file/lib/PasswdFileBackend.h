@@ -108,6 +108,7 @@ private:
     void reloadIfChanged();
     void reloadAfterWrite() noexcept;
     std::shared_ptr<const Snapshot> load() const;
+    void logBroken(const Snapshot& snapshot) const;
     std::string readFile(const std::string& path, FileStamp& stamp) const;
     std::optional<FileStamp> statFile(const std::string& path) const;
     // Empty, or not ending with a line end: maybe caught inside a rewrite.

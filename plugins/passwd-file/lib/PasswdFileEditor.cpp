@@ -202,7 +202,7 @@ WriteAnswer PasswdFileEditor::modify(Edit edit) {
         text += l + "\n";
     }
     try {
-        (void)PasswdFile::parse(text, path_, "", "", {});
+        PasswdFile::parse(text, path_, "", "", {}).requireNoBrokenUsers();
     } catch (const std::exception& e) {
         return {WriteStatus::Invalid, std::string("refusing the edit, the result would not load: ") + e.what()};
     }
@@ -251,6 +251,7 @@ bool PasswdFileEditor::parsed(PasswdFile& file, WriteAnswer& answer) const {
     }
     try {
         file = PasswdFile::parse(text, path_, "", "", {});
+        file.requireNoBrokenUsers();
     } catch (const std::exception& e) {
         answer = {WriteStatus::Invalid, e.what()};
         return false;

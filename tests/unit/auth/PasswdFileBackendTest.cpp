@@ -53,9 +53,10 @@ const std::vector<FormatRow> FormatRows{
     {"a@x.test:{PLAIN}p:::::\n", "", ""},
     {"a@x.test\n", "", "passwd:1: expected user:password"},
     {"a@x.test:{PLAIN}p\n:nouser\n", "", "passwd:2: invalid user name"},
-    {"a@x.test:{PLAIN}p\nA@X.test:{PLAIN}q\n", "", "passwd:2: duplicate user a@x.test"},
-    {"a@x.test:{PLAIN}p:::::: =x\n", "", "passwd:1: empty extra field name"},
-    {"a@x.test:{PLAIN}p::::::mailbox=\n", "", "passwd:1: mailbox= needs a value"},
+    // A valid user's bad line loads the rest (that user is broken: see below).
+    {"a@x.test:{PLAIN}p\nA@X.test:{PLAIN}q\n", "", ""},
+    {"a@x.test:{PLAIN}p:::::: =x\n", "", ""},
+    {"a@x.test:{PLAIN}p::::::mailbox=\n", "", ""},
     {"", "list@x.test: a@x.test, b@y.test\n", ""},
     {"", "list@x.test a@x.test\n", "aliases:1: expected alias: destination"},
     {"", "list@x.test:\n", "aliases:1: alias list@x.test has no destination"},
@@ -75,6 +76,41 @@ BOOST_DATA_TEST_CASE(parsesTheFileFormat, boost::unit_test::data::make(FormatRow
     } else {
         BOOST_TEST(error.find(row.expectedError) != std::string::npos, error);
     }
+}
+
+// A line of a valid user with a bad field, or a user on two lines: the rest of the file is
+// taken, that user fails temporarily (neither a wrong password nor "no such user"), and the
+// load says which users and why. Review finding: one such line kept the whole last good copy,
+// so a disabled or removed account elsewhere kept logging in.
+BOOST_AUTO_TEST_CASE(aBadLineBreaksItsUserOnlyAndSaysSo) {
+    TempDir tmp;
+    test::writeFile(tmp.file("passwd"), "ann@x.test:{PLAIN}a\nbob@x.test:{PLAIN}b\n");
+    auto log = test::captureLog("postern.auth.passwd-file");
+    PluginLoader loader(test::pluginDir());
+    auto b = loader.load("passwd-file", "users", {{"path", tmp.file("passwd")}, {"check_interval", "0"}});
+    BOOST_TEST((b->authenticate("bob@x.test", "b", "smtp", "").status == api::Status::Ok));
+    test::replaceFile(tmp.file("passwd"), "ann@x.test:{PLAIN}a::::::mailbox=\n"
+                                          "bob@x.test:{PLAIN}b::::::disabled=yes\n"
+                                          "cy@x.test:{PLAIN}c\nCY@x.test:{PLAIN}d\ncy@x.test:{PLAIN}e\n");
+    BOOST_TEST((b->authenticate("bob@x.test", "b", "smtp", "").status == api::Status::Disabled));  // taken
+    const auto ann = b->authenticate("ann@x.test", "a", "smtp", "");
+    BOOST_TEST((ann.status == api::Status::TempFail));
+    BOOST_TEST(ann.detail.find("passwd:1: mailbox= needs a value") != std::string::npos, ann.detail);
+    BOOST_TEST((b->lookup("ann@x.test").status == api::Status::TempFail));
+    BOOST_TEST((b->authenticate("cy@x.test", "c", "smtp", "").status == api::Status::TempFail));
+    BOOST_TEST(b->lookup("cy@x.test").detail.find("passwd:4: duplicate user cy@x.test") != std::string::npos);
+    BOOST_TEST((b->hasDomain("x.test") == api::Status::Ok));
+    auto logged = [&](const std::string& what) {
+        for (const auto& l : log->lines())
+            if (l.find(what) != std::string::npos) return true;
+        return false;
+    };
+    BOOST_TEST(logged("2 users not loaded"));
+    // A line that names no valid user still keeps the whole last good copy (it would cut
+    // that user out as if removed).
+    test::replaceFile(tmp.file("passwd"), "bob@x.test:{PLAIN}b\n:nouser\n");
+    BOOST_TEST((b->authenticate("bob@x.test", "b", "smtp", "").status == api::Status::Disabled));
+    BOOST_TEST(logged("reload failed, keeping the last good copy"));
 }
 
 BOOST_AUTO_TEST_CASE(returnsTheStoredHashAndExtraFields) {
