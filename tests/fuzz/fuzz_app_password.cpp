@@ -4,7 +4,9 @@
 // a passwd-file app_password field; the second line as a client address. Invariants: never
 // crashes; a refusal of a field is std::invalid_argument; a parsed field formats back to text
 // that parses to the same entry; refusal() of an entry without networks, scope all and no
-// expiry is "" for smtp and pop3 from any address.
+// expiry is "" for smtp and pop3 from any address. The whole input is also parsed as a
+// passwd-file and as an aliases file (PasswdFile::parse): it either throws PasswdFileError or
+// gives users and broken users that never overlap, each found under its own key.
 #include "FuzzAssert.h"
 #include "PasswdFile.h"
 #include "api/AppPassword.h"
@@ -51,5 +53,29 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     open.networks = "0.0.0.0/0,::/0";
     unsigned char ip[16];
     if (ap::parseAddress(second, ip)) FUZZ_CHECK(ap::refusal(open, "smtp", second, 1).empty());
+
+    for (const bool asAliases : {false, true}) {
+        try {
+            const pf::PasswdFile file = asAliases ? pf::PasswdFile::parse("", "passwd", text, "aliases", {})
+                                                  : pf::PasswdFile::parse(text, "passwd", "", "aliases", {});
+            std::size_t users = 0;
+            file.forEachUser([&](const pf::PasswdUser& u) {
+                ++users;
+                FUZZ_CHECK(file.findUser(u.user) == &u);
+                FUZZ_CHECK(file.findBroken(u.user) == nullptr);
+            });
+            FUZZ_CHECK(users == file.userCount());
+            if (file.brokenCount() > 0) {
+                bool threw = false;
+                try {
+                    file.requireNoBrokenUsers();
+                } catch (const pf::PasswdFileError&) {
+                    threw = true;
+                }
+                FUZZ_CHECK(threw);
+            }
+        } catch (const pf::PasswdFileError&) {
+        }
+    }
     return 0;
 }
