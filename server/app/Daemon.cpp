@@ -778,8 +778,10 @@ bool Daemon::drain(const sigset_t& signals) {
         // mail root): such a session would run against the objects destroyed below. Keep
         // what must survive (the account-security state; queued mail is on disk already)
         // and let the caller end the process without destructors.
+        // The delivery runner is not stopped: its stop joins workers that may hang on the same
+        // thing; queued mail is on disk and is sent again after the restart (a message a
+        // next hop had just taken may then arrive twice, as after a crash).
         serverLog().error(core::EventLine("shutdown.stuck").add("sessions", left).str());
-        if (delivery_) delivery_->stop();  // cuts its transactions cleanly; they stay queued
         if (accountSecurity_) accountSecurity_->stop();
         if (!settings_.process.readyFile.empty()) std::remove(settings_.process.readyFile.c_str());
         serverLog().information(core::EventLine("shutdown.done").add("stuck_sessions", left).str());

@@ -95,6 +95,7 @@ void AuthCache::store(const std::string& service, const std::string& user, const
     if (positive && limits.seenGeneration && lastInvalidation(s, user, true) > *limits.seenGeneration) return;
     auto ttl = positive ? settings_.positiveTtl : settings_.negativeTtl;
     if (limits.maxAge && *limits.maxAge < ttl) ttl = std::max(std::chrono::milliseconds(0), *limits.maxAge);
+    if (ttl.count() <= 0) return;  // expired at once: it would only push a live entry out
     if (auto it = s.index.find(key); it != s.index.end()) {
         s.lru.erase(it->second);
         s.index.erase(it);

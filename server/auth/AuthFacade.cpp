@@ -324,8 +324,12 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
     // A backend of the chain that could be asked for this login checks a local hash: then a
     // verifying backend's (LDAP's) failures pay a dummy check too, so that a wrong password
     // for a directory user costs what an unknown name costs (the dummy check of the hash
-    // backend), and needs a hash slot as it does (review finding: 535 for a real directory
-    // user, 454 for an unknown name when auth.max_parallel_hashes was saturated).
+    // backend), and the hash slot is taken before the directory is asked, as a hash backend
+    // takes it before it compares: with auth.max_parallel_hashes saturated, a directory user
+    // gets 454 whether the password is right or wrong, as an unknown name does (review
+    // findings: 535 for a real directory user, 454 for an unknown name, an existence oracle;
+    // then, with the slot taken only for the failure's dummy check, a wrong password got 454,
+    // which the failed-login penalty does not count, and a right one 235: unlimited guessing).
     const bool hashingAsked = std::any_of(chain_.begin(), chain_.end(), [&](const BackendBinding& b) {
         return !b.verifiesPasswords && isAuthoritative(b, domain);
     });
@@ -337,6 +341,8 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         d.backend = binding.instance;
         api::AuthAnswer answer;
         std::string askedAs = login;  // the spelling the backend answered for (its writes use it)
+        std::optional<HashGate::Slot> slot;  // held for a verifying backend in a mixed chain
+        if (binding.verifiesPasswords && hashingAsked) slot.emplace(hashGate_);  // HashesBusy: TempFail
         try {
             answer = binding.backend->authenticate(login, request.password, request.service, clientIp);
             if (answer.status == api::Status::UnknownUser || answer.status == api::Status::NotFound) {
@@ -361,7 +367,9 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         case api::Status::Disabled:
             // Same cost as a real check, so a disabled account is not told apart by time
             // (none where real checks cost no local hash: the backend's own).
-            if (!binding.verifiesPasswords || hashingAsked)
+            if (slot)
+                (void)verifyPassword(request.password, dummy());  // its slot is held already
+            else if (!binding.verifiesPasswords)
                 verify(request.password, answer.record.passwordHash.empty()
                                                  ? std::string_view(dummy())
                                                  : std::string_view(answer.record.passwordHash));
@@ -371,11 +379,12 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
                 return disabled;
             }
         case api::Status::BadCredentials:
-            if (binding.verifiesPasswords && hashingAsked) verify(request.password, dummy());
+            if (slot) (void)verifyPassword(request.password, dummy());  // its slot is held already
             return {Outcome::BadPassword, binding.instance, answer.detail};
         case api::Status::Ok:
             break;
         }
+        slot.reset();
 
         Decision ok{Outcome::Ok, binding.instance, {}};
         ok.appPasswordId = answer.appPasswordId;

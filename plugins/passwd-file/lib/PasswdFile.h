@@ -37,7 +37,8 @@ api::apppw::Entry parseAppPasswordField(const std::string& id, const std::string
 std::string formatAppPasswordField(const api::apppw::Entry& e);  // the value part
 inline constexpr const char* AppPasswordFieldPrefix = "app_password.";
 
-// A syntax error, with file and line number; the whole file is refused (fail closed).
+// A syntax error, with file and line number. A passwd-file or aliases file that cannot be taken whole (parse() throws it, and the backend
+// keeps its last good copy); inside parse() also what marks one user broken.
 class PasswdFileError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;

@@ -291,10 +291,29 @@ BOOST_AUTO_TEST_CASE(aVerifyingBackendsUnknownUsersCostNoLocalHash) {
     AuthFacade mixed({ldap, users()});
     mixed.setHashGate(&gate);
     BOOST_TEST(name(mixed.authenticate(request("nobody@bind.test", "wrong")).status) == "TempFail");
-    // And then so does the directory's real user with a wrong password (review finding: 535
-    // for vera, 454 for an unknown name: an existence oracle); a right one needs no slot.
+    // And then so does the directory's real user, before the directory is asked, whether
+    // the password is right or wrong (review findings: 535 for vera, 454 for an unknown name,
+    // an existence oracle; then a wrong password 454, which the penalty does not count, and
+    // the right one 235: unlimited guessing while the slots were kept busy).
+    const int binds = bind.calls;
     BOOST_TEST(name(mixed.authenticate(request("vera@bind.test", "wrong")).status) == "TempFail");
+    BOOST_TEST(name(mixed.authenticate(request("vera@bind.test", "bindpw")).status) == "TempFail");
+    BOOST_TEST(bind.calls == binds);
+}
+
+// With a slot free, the mixed chain answers the directory's user as before: its slot is
+// taken once, for the bind and the failure's dummy check (a second one would wait for
+// itself with auth.max_parallel_hashes = 1).
+BOOST_AUTO_TEST_CASE(aMixedChainTakesOneSlotForADirectoryLogin) {
+    test::VerifyingBackend bind;
+    BackendBinding ldap{"ldap", &bind, {"bind.test"}};
+    ldap.verifiesPasswords = true;
+    AuthFacade mixed({ldap, users()});
+    HashGate gate(1, std::chrono::milliseconds(50));
+    mixed.setHashGate(&gate);
+    BOOST_TEST(name(mixed.authenticate(request("vera@bind.test", "wrong")).status) == "BadCredentials");
     BOOST_TEST(name(mixed.authenticate(request("vera@bind.test", "bindpw")).status) == "Ok");
+    BOOST_TEST(name(mixed.authenticate(request("nobody@bind.test", "x")).status) == "BadCredentials");
 }
 
 // The dummy hash is in auth.default_scheme: an unknown user costs what a real user whose
