@@ -9,6 +9,6 @@ CREATE TABLE account_login_activity (
     account     text        PRIMARY KEY CONSTRAINT account_login_activity_account_valid CHECK (length(account) BETWEEN 1 AND 320),
     last_at     timestamptz NOT NULL
 );
-CREATE INDEX account_login_activity_last_at_idx ON account_login_activity (last_at DESC, account);  -- the cap, prune
+CREATE INDEX account_login_activity_last_at_idx ON account_login_activity (last_at, account);  -- the cap, prune
 INSERT INTO account_login_activity (account, last_at)
     SELECT account, max(at) FROM account_logins GROUP BY account;

@@ -138,31 +138,43 @@ const pg::Statement Prune{
     "   LIMIT 5000 FOR UPDATE SKIP LOCKED)) RETURNING 1)"
     " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM c), (SELECT count(*) FROM l), (SELECT count(*) FROM n)"};
 
-// $1 account_security.max_tracked_accounts, $2 at most this many accounts: the login logs of
-// the accounts past the cap, least recently active (newest entry) first, each account's whole
-// log; returns (accounts taken, accounts whose rows it deleted). The order comes from
-// account_login_activity (schema 012; one row per account, read along its last_at index):
-// before, an aggregate over the whole login log met statement_timeout at an ISP's tens of
-// millions of rows, and the cap was never applied (review finding). Its own statements, run
-// at most every EvictInterval, in batches (EvictBatch accounts, at most 200 log rows each),
-// so it never holds up the age deletions above.
-// The activity rows are locked first, in account order (the flush's order), skipping those a
-// flush is writing, and only while they are still as old as when they were picked: a flush
-// that wrote one of these accounts meanwhile keeps it, and one that comes after waits for the
-// lock and then inserts its activity row again beside its new entries. Only the logs of the
-// accounts whose activity row this statement deleted go.
+// The account cap (account_security.max_tracked_accounts): past it the least recently active
+// accounts lose their login log, oldest first, each account's whole log. Read from
+// account_login_activity (schema 012; one row per account, along its (last_at, account)
+// index): before, an aggregate over the whole login log met statement_timeout at an ISP's
+// tens of millions of rows, and the cap was never applied (review finding). Its own
+// statements, run at most every EvictInterval, so they never hold up the age deletions above:
+// EvictCutoff finds the first account past the cap once ($1 the cap; its last_at in us and
+// its name), then Evict takes the accounts at or below it in batches ($1, $2 the cutoff, $3
+// the batch) and returns (accounts picked, accounts whose activity row it deleted, accounts
+// whose log rows it deleted).
+// Evict locks the activity rows first, in account order (the flush's order), skipping rows a
+// flush is writing and, by their row version (ctid), rows a flush updated since they were
+// picked: a flush that wrote one of these accounts keeps it, and one that comes later waits
+// for the lock, then inserts its activity row again beside its new entries. Only the logs of
+// the accounts whose activity row it deleted go.
+const pg::Statement EvictCutoff{
+    "postern_account_security_evict_cutoff",
+    "SELECT (extract(epoch FROM last_at) * 1000000)::bigint, account FROM account_login_activity"
+    " ORDER BY last_at DESC, account DESC OFFSET $1::bigint LIMIT 1"};
+
 const pg::Statement Evict{
     "postern_account_security_evict",
-    "WITH c AS (SELECT account, last_at FROM account_login_activity ORDER BY last_at DESC, account"
-    "   OFFSET $1::bigint LIMIT $2::bigint),"
-    " v AS (SELECT s.account FROM account_login_activity AS s JOIN c ON c.account = s.account"
-    "   WHERE s.last_at <= c.last_at ORDER BY s.account FOR UPDATE OF s SKIP LOCKED),"
+    "WITH c AS (SELECT ctid AS row FROM account_login_activity"
+    "   WHERE (last_at, account) <= ('epoch'::timestamptz + $1::bigint * interval '1 microsecond', $2::text)"
+    "   ORDER BY last_at, account LIMIT $3::bigint),"
+    " v AS (SELECT s.account FROM account_login_activity AS s JOIN c ON s.ctid = c.row"
+    "   ORDER BY s.account FOR UPDATE OF s SKIP LOCKED),"
     " a AS (DELETE FROM account_login_activity WHERE account IN (SELECT account FROM v) RETURNING account),"
     " e AS (DELETE FROM account_logins WHERE account IN (SELECT account FROM a) RETURNING account)"
-    " SELECT (SELECT count(*) FROM c), (SELECT count(DISTINCT account) FROM e)"};
+    " SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM a), (SELECT count(DISTINCT account) FROM e)"};
 
-constexpr long long EvictBatch = 2000;
-constexpr int EvictBatchesPerRun = 10;  // 20,000 accounts every EvictInterval at most
+// An Evict statement deletes at most about EvictRowBudget login rows (an account keeps up to
+// login_log_max_entries successes and as many other attempts), at most EvictBatchesPerRun
+// statements a run.
+constexpr long long EvictRowBudget = 200000;
+constexpr long long EvictMaxBatch = 2000;
+constexpr int EvictBatchesPerRun = 10;
 
 constexpr std::chrono::minutes EvictInterval{10};
 
@@ -321,15 +333,25 @@ bool PgAccountSecurityStore::prune(core::TimePoint now, const AccountSecuritySet
     }
     if (now - lastEvict_ < EvictInterval) return true;
     lastEvict_ = now;
-    const std::string cap = std::to_string(std::max<std::size_t>(settings.maxTrackedAccounts, 1));
-    for (int batch = 0; batch < EvictBatchesPerRun; ++batch) {
-        pg::QueryResult e = pool_.execute(Evict, {cap, std::to_string(EvictBatch)});
-        if (e.failed() || e.rows.empty() || e.rows[0].size() < 2) {
+    pg::QueryResult cut =
+        pool_.execute(EvictCutoff, {std::to_string(std::max<std::size_t>(settings.maxTrackedAccounts, 1))});
+    if (cut.failed()) {
+        logStoreFailure(FailEvent, "evict", cut);
+        return false;
+    }
+    if (cut.rows.empty() || cut.rows[0].size() < 2 || !cut.rows[0][0] || !cut.rows[0][1]) return true;  // within the cap
+    const long long perAccount = 2 * std::max<long long>(1, settings.loginLogMaxEntries);
+    const long long batch = std::clamp<long long>(EvictRowBudget / perAccount, 1, EvictMaxBatch);
+    for (int n = 0; n < EvictBatchesPerRun; ++n) {
+        pg::QueryResult e = pool_.execute(Evict, {*cut.rows[0][0], *cut.rows[0][1], std::to_string(batch)});
+        if (e.failed() || e.rows.empty() || e.rows[0].size() < 3) {
             logStoreFailure(FailEvent, "evict", e);
             return false;
         }
-        evicted_ += toU64(e.rows[0][1]);
-        if (static_cast<long long>(toU64(e.rows[0][0])) < EvictBatch) break;  // nothing more past the cap
+        evicted_ += toU64(e.rows[0][2]);
+        // Done when fewer than a batch were left, or when every one picked was being
+        // written (taken at the next run).
+        if (static_cast<long long>(toU64(e.rows[0][0])) < batch || toU64(e.rows[0][1]) == 0) break;
     }
     return true;
 }
