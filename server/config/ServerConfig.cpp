@@ -48,6 +48,16 @@ std::optional<BindAddress> parseBindAddress(const std::string& text) {
     const auto percent = text.find('%');
     const std::string v6 = text.substr(0, percent);
     if (::inet_pton(AF_INET6, v6.c_str(), a.bytes.data()) == 1) {
+        static constexpr unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (std::equal(mapped, mapped + 12, a.bytes.begin())) {
+            // ::ffff:a.b.c.d takes the IPv4 address's port: the same as a.b.c.d for a clash
+            // (and beside an IPv4 listener it cannot be bound IPv6-only at all).
+            std::array<unsigned char, 16> v4{};
+            std::copy(a.bytes.begin() + 12, a.bytes.end(), v4.begin());
+            a.bytes = v4;
+            a.family = AF_INET;
+            return a;
+        }
         a.family = AF_INET6;
         if (percent != std::string::npos) a.zone = text.substr(percent + 1);
         return a;

@@ -158,6 +158,8 @@ BOOST_AUTO_TEST_CASE(component_limits_are_checked_at_load) {
     conf->setString("listener.mx.address", "localhost");
     conf->setString("listener.submission.address", "127.0.0.1");
     BOOST_CHECK_THROW(ServerConfig::load(*conf), std::runtime_error);
+    conf->setString("listener.mx.address", "::ffff:127.0.0.1");  // an IPv4-mapped address is its IPv4 one
+    BOOST_CHECK_THROW(ServerConfig::load(*conf), std::runtime_error);
     conf->setString("listener.mx.address", "127.0.0.1");
     conf->setString("listener.submission.port", "2587");
     // A choice with blanks around it (a -D value keeps them) is the choice, not a fallback.
