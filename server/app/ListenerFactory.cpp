@@ -28,20 +28,25 @@ namespace {
 
 // One implicit-TLS refusal on a thread of the filter's pool: the PROXY header of a trusted
 // balancer (behind HAProxy every connection starts with one), the handshake, the answer, the
-// close. Registered with the drain registry while it runs, as an idle wait bounded by
-// connections.refusal_timeout as a whole: a stop wakes it at once (a handshake in progress
-// then fails), and a client that drips its handshake cannot hold the thread past that.
+// close. Registered with the drain registry while it runs, as an idle wait with a deadline of
+// connections.refusal_timeout (+ server.proxy_timeout behind a balancer) + 1 s for all of it:
+// a stop wakes it at once (a handshake in progress then fails), and a client that drips its
+// handshake is cut at the deadline (its read side; both sides refusal_timeout later), not
+// held per byte. Once shutting down, a refusal here is a plain close (the listeners close
+// at once then anyway).
 class TlsRefusal : public Poco::Runnable {
 public:
     TlsRefusal(const Poco::Net::StreamSocket& s, Services& services, const ListenerRuntime& runtime,
                ConnectionRegistry& registry, const char* smtp, const char* pop)
         : socket_(s), services_(services), runtime_(runtime), registry_(registry), smtp_(smtp), pop_(pop),
           token_(registry.add(s)) {}
-    ~TlsRefusal() override { registry_.remove(token_); }
+    ~TlsRefusal() override { unregister(); }
     void run() override {
         std::unique_ptr<TlsRefusal> self(this);  // the pool does not own its targets
-        const auto bound = runtime_.timeouts.refusal + (runtime_.config.proxyProtocol ? runtime_.timeouts.proxyHeader
-                                                                                       : std::chrono::milliseconds(0));
+        // Past the socket's own per-read timeout (refusal_timeout), so a silent client ends
+        // by that first.
+        const auto bound = runtime_.timeouts.refusal + std::chrono::seconds(1) +
+                           (runtime_.config.proxyProtocol ? runtime_.timeouts.proxyHeader : std::chrono::milliseconds(0));
         if (!registry_.beginWait(token_, std::chrono::steady_clock::now() + bound, /*idle=*/true)) return;  // stopping
         try {
             if (runtime_.config.proxyProtocol &&
@@ -53,10 +58,15 @@ public:
         } catch (...) {
             return;  // the client went away
         }
-        refuseConnection(socket_, services_, runtime_, smtp_, pop_);
+        refuseConnection(socket_, services_, runtime_, smtp_, pop_, [this] { unregister(); });
     }
 
 private:
+    void unregister() {
+        if (registered_) registry_.remove(token_);
+        registered_ = false;
+    }
+
     Poco::Net::StreamSocket socket_;
     Services& services_;
     const ListenerRuntime& runtime_;
@@ -64,6 +74,7 @@ private:
     const char* smtp_;
     const char* pop_;
     ConnectionRegistry::Token token_;
+    bool registered_ = true;
 };
 
 }  // namespace

@@ -15,7 +15,7 @@
 namespace postern::app {
 
 void refuseConnection(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
-                      const char* smtp, const char* pop) {
+                      const char* smtp, const char* pop, const std::function<void()>& beforeClose) {
     const config::ListenerConfig& l = listener.config;
     const std::string msg = l.protocol == config::Protocol::Pop3 ? pop : smtp;
     if (msg.empty()) return;
@@ -34,14 +34,16 @@ void refuseConnection(Poco::Net::StreamSocket& socket, Services& services, const
             std::atomic<unsigned>& n;
             ~Release() { n.fetch_sub(1); }
         } release{listener.tlsRefusing};
+        std::optional<net::LineChannel> ch;
         try {
-            net::LineChannel ch(socket, wait);
-            ch.startTls(ctx, wait);
-            ch.write(msg);
-            ch.closeGracefully(std::chrono::milliseconds(1000), 64 * 1024);
+            ch.emplace(socket, wait);
+            ch->startTls(ctx, wait);
+            ch->write(msg);
+            ch->closeGracefully(std::chrono::milliseconds(1000), 64 * 1024);
         } catch (...) {
             // handshake failed or timed out: nothing more we can say
         }
+        if (beforeClose) beforeClose();  // the TLS socket closes the descriptor with the channel
         return;
     }
     try {
