@@ -149,8 +149,9 @@ const pg::Statement Prune{
 // the batch) and returns (accounts picked, accounts whose activity row it deleted, accounts
 // whose log rows it deleted).
 // Evict locks the activity rows first, in account order (the flush's order), skipping rows a
-// flush is writing and, by their row version (ctid), rows a flush updated since they were
-// picked: a flush that wrote one of these accounts keeps it, and one that comes later waits
+// flush is writing and, by their row version (ctid) and last_at (an ordinary condition, which
+// every PostgreSQL rechecks on the updated row; a TID scan's own recheck is recent), rows a
+// flush updated since they were picked: a flush that wrote one of these accounts keeps it, and one that comes later waits
 // for the lock, then inserts its activity row again beside its new entries. Only the logs of
 // the accounts whose activity row it deleted go.
 const pg::Statement EvictCutoff{
@@ -160,11 +161,11 @@ const pg::Statement EvictCutoff{
 
 const pg::Statement Evict{
     "postern_account_security_evict",
-    "WITH c AS (SELECT ctid AS row FROM account_login_activity"
+    "WITH c AS (SELECT ctid AS row, last_at FROM account_login_activity"
     "   WHERE (last_at, account) <= ('epoch'::timestamptz + $1::bigint * interval '1 microsecond', $2::text)"
     "   ORDER BY last_at, account LIMIT $3::bigint),"
     " v AS (SELECT s.account FROM account_login_activity AS s JOIN c ON s.ctid = c.row"
-    "   ORDER BY s.account FOR UPDATE OF s SKIP LOCKED),"
+    "   WHERE s.last_at = c.last_at ORDER BY s.account FOR UPDATE OF s SKIP LOCKED),"
     " a AS (DELETE FROM account_login_activity WHERE account IN (SELECT account FROM v) RETURNING account),"
     " e AS (DELETE FROM account_logins WHERE account IN (SELECT account FROM a) RETURNING account)"
     " SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM a), (SELECT count(DISTINCT account) FROM e)"};

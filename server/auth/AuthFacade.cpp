@@ -197,7 +197,16 @@ core::AuthResult AuthFacade::authenticate(const core::AuthRequest& request, Expl
     if (cache_)
         hit = cache_->find(request.service, login, request.password, result.identity, request.client.host(), &generation);
     if (hit == AuthCache::Hit::Positive) {
-        decision = Decision{Outcome::Ok, "cache", ""};
+        // A success from memory still passes the hash gate (without hashing): while guesses
+        // get 454 from a saturated gate (which the penalty does not count), the right one must
+        // not get 235 from the cache (review finding: unlimited guessing against a user who
+        // logged in lately).
+        try {
+            HashGate::Slot pass(hashGate_);
+            decision = Decision{Outcome::Ok, "cache", ""};
+        } catch (const HashesBusy& e) {
+            decision = Decision{Outcome::TempFail, "cache", e.what()};
+        }
     } else if (hit == AuthCache::Hit::Negative) {
         decision = Decision{Outcome::BadPassword, "cache", ""};
     } else try {
@@ -322,14 +331,14 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
 
     bool onlyVerifying = true;  // every backend asked checks passwords itself
     // A backend of the chain that could be asked for this login checks a local hash: then a
-    // verifying backend's (LDAP's) failures pay a dummy check too, so that a wrong password
-    // for a directory user costs what an unknown name costs (the dummy check of the hash
-    // backend), and the hash slot is taken before the directory is asked, as a hash backend
-    // takes it before it compares: with auth.max_parallel_hashes saturated, a directory user
-    // gets 454 whether the password is right or wrong, as an unknown name does (review
-    // findings: 535 for a real directory user, 454 for an unknown name, an existence oracle;
-    // then, with the slot taken only for the failure's dummy check, a wrong password got 454,
-    // which the failed-login penalty does not count, and a right one 235: unlimited guessing).
+    // verifying backend's (LDAP's) answer passes the hash gate too, once, as every other
+    // outcome does (a hash user's check, an unknown name's dummy check): a failure pays the
+    // dummy check under it, a success just passes. With auth.max_parallel_hashes saturated a
+    // directory user then gets 454 whether the password is right or wrong, as an unknown name
+    // does (review findings: 535 for a directory user and 454 for an unknown name, an
+    // existence oracle; then a wrong password 454, which the failed-login penalty does not
+    // count, and the right one 235: unlimited guessing). The slot is taken after the directory
+    // has answered, never held across its network waits.
     const bool hashingAsked = std::any_of(chain_.begin(), chain_.end(), [&](const BackendBinding& b) {
         return !b.verifiesPasswords && isAuthoritative(b, domain);
     });
@@ -341,8 +350,7 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         d.backend = binding.instance;
         api::AuthAnswer answer;
         std::string askedAs = login;  // the spelling the backend answered for (its writes use it)
-        std::optional<HashGate::Slot> slot;  // held for a verifying backend in a mixed chain
-        if (binding.verifiesPasswords && hashingAsked) slot.emplace(hashGate_);  // HashesBusy: TempFail
+        std::optional<HashGate::Slot> slot;  // a verifying backend's pass of the gate in a mixed chain
         try {
             answer = binding.backend->authenticate(login, request.password, request.service, clientIp);
             if (answer.status == api::Status::UnknownUser || answer.status == api::Status::NotFound) {
@@ -357,6 +365,10 @@ AuthFacade::Decision AuthFacade::decide(const core::AuthRequest& request, const 
         } catch (...) {
             return {Outcome::TempFail, binding.instance, "backend threw"};
         }
+        if (binding.verifiesPasswords && hashingAsked &&
+            (answer.status == api::Status::Ok || answer.status == api::Status::BadCredentials ||
+             answer.status == api::Status::Disabled))
+            slot.emplace(hashGate_);  // HashesBusy: TempFail (uncounted, as for every login then)
 
         switch (answer.status) {
         case api::Status::UnknownUser:

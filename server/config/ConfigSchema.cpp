@@ -55,7 +55,7 @@ const std::vector<KeyDef> Keys = {
     {"tls.ticket_key_rotation", "12h", K::Duration, "Session ticket keys are replaced this often (at most 24h); the previous key still decrypts for one more period (0 = no tickets)"},
     // --- listeners ----------------------------------------------------------------
     {"listeners", "", K::List, "Names of the listeners to start; each is configured under listener.<name>."},
-    {"listener.*.address", "127.0.0.1", K::String, "IPv4 or IPv6 address to bind (0.0.0.0 or :: for all; :: beside an IPv4 listener of its port takes IPv6 only; localhost is 127.0.0.1; no other host name)"},
+    {"listener.*.address", "127.0.0.1", K::String, "IPv4 or IPv6 address to bind (0.0.0.0 or :: for all; :: beside an IPv4 listener of its port takes IPv6 only; localhost is 127.0.0.1; no other host name; not ::ffff:a.b.c.d, write a.b.c.d)"},
     {"listener.*.port", "0", K::Integer, "TCP port"},
     {"listener.*.protocol", "smtp", K::Enum, "Protocol spoken", "smtp|pop3"},
     {"listener.*.role", "mx", K::Enum, "SMTP role: mx (mail for local domains from anyone) or submission (AUTH required)", "mx|submission"},

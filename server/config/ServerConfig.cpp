@@ -30,6 +30,7 @@ namespace {
 // /etc/hosts, no DNS needed; configs written before this check used it).
 struct BindAddress {
     int family = 0;
+    bool mapped = false;  // written ::ffff:a.b.c.d (held as a.b.c.d)
     std::array<unsigned char, 16> bytes{};
     std::string zone;  // an IPv6 link-local address's interface ("fe80::1%eth0")
     bool wildcard() const {
@@ -56,6 +57,7 @@ std::optional<BindAddress> parseBindAddress(const std::string& text) {
             std::copy(a.bytes.begin() + 12, a.bytes.end(), v4.begin());
             a.bytes = v4;
             a.family = AF_INET;
+            a.mapped = true;
             return a;
         }
         a.family = AF_INET6;
@@ -65,7 +67,13 @@ std::optional<BindAddress> parseBindAddress(const std::string& text) {
     return std::nullopt;
 }
 
-bool isBindAddress(const std::string& text) { return parseBindAddress(text).has_value(); }
+// An IPv4-mapped address (::ffff:a.b.c.d) is refused: bound as IPv6 it takes the IPv4 port
+// of a.b.c.d, and beside an IPv4 listener of its port (bound IPv6-only then) it cannot be
+// bound at all; write a.b.c.d.
+bool isBindAddress(const std::string& text) {
+    const auto a = parseBindAddress(text);
+    return a && !a->mapped;
+}
 
 
 // Collects every leaf key below `root` ("" = top level).
@@ -189,7 +197,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         // An IP address, checked here: a host name was resolved only when binding, so --check
         // passed it and a boot before DNS was up failed with 78, which systemd does not retry.
         if (c.healthPort != 0 && !isBindAddress(c.healthAddress))
-            r.error("health.address: '" + c.healthAddress + "' is not an IPv4 or IPv6 address");
+            r.error("health.address: '" + c.healthAddress +
+                    "' is not an IPv4 or IPv6 address (an IPv4-mapped one: write its IPv4 address)");
     }
     c.healthReadyTimeout = r.duration("health.ready_timeout");
     c.healthRequestTimeout = r.duration("health.request_timeout");
@@ -275,7 +284,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         auto pat = [](const char* leaf) { return std::string("listener.*.") + leaf; };
         l.address = r.raw(p + "address", pat("address"));
         if (!isBindAddress(l.address))
-            r.error(p + "address: '" + l.address + "' is not an IPv4 or IPv6 address");
+            r.error(p + "address: '" + l.address +
+                    "' is not an IPv4 or IPv6 address (an IPv4-mapped one: write its IPv4 address)");
         auto port = r.integer(p + "port", pat("port"));
         if (port <= 0 || port > 65535) r.error(p + "port: must be 1..65535");
         l.port = static_cast<std::uint16_t>(port);

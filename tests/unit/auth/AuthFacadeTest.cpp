@@ -291,14 +291,31 @@ BOOST_AUTO_TEST_CASE(aVerifyingBackendsUnknownUsersCostNoLocalHash) {
     AuthFacade mixed({ldap, users()});
     mixed.setHashGate(&gate);
     BOOST_TEST(name(mixed.authenticate(request("nobody@bind.test", "wrong")).status) == "TempFail");
-    // And then so does the directory's real user, before the directory is asked, whether
-    // the password is right or wrong (review findings: 535 for vera, 454 for an unknown name,
-    // an existence oracle; then a wrong password 454, which the penalty does not count, and
-    // the right one 235: unlimited guessing while the slots were kept busy).
-    const int binds = bind.calls;
+    // And then so does the directory's real user, whether the password is right or wrong
+    // (review findings: 535 for vera, 454 for an unknown name, an existence oracle; then a
+    // wrong password 454, which the penalty does not count, and the right one 235: unlimited
+    // guessing while the slots were kept busy).
     BOOST_TEST(name(mixed.authenticate(request("vera@bind.test", "wrong")).status) == "TempFail");
     BOOST_TEST(name(mixed.authenticate(request("vera@bind.test", "bindpw")).status) == "TempFail");
-    BOOST_TEST(bind.calls == binds);
+}
+
+// A success from the auth cache passes the hash gate too (no hash): with the gate saturated,
+// the right password must not get 235 from memory while guesses get 454.
+BOOST_AUTO_TEST_CASE(aCachedSuccessPassesTheHashGate) {
+    AuthFacade facade({users()});
+    AuthCache cache({1000, std::chrono::minutes(5), std::chrono::minutes(1)});
+    facade.setCache(&cache);
+    HashGate gate(1, std::chrono::milliseconds(50));
+    facade.setHashGate(&gate);
+    BOOST_TEST(name(facade.authenticate(request("alice@example.test", "alicepw")).status) == "Ok");
+    const auto hits = cache.hits();
+    {
+        HashGate::Slot held(&gate);  // no slot free
+        BOOST_TEST(name(facade.authenticate(request("alice@example.test", "alicepw")).status) == "TempFail");
+        BOOST_TEST(name(facade.authenticate(request("alice@example.test", "guess")).status) == "TempFail");
+    }
+    BOOST_TEST(name(facade.authenticate(request("alice@example.test", "alicepw")).status) == "Ok");
+    BOOST_TEST(cache.hits() > hits);
 }
 
 // With a slot free, the mixed chain answers the directory's user as before: its slot is

@@ -158,7 +158,11 @@ BOOST_AUTO_TEST_CASE(component_limits_are_checked_at_load) {
     conf->setString("listener.mx.address", "localhost");
     conf->setString("listener.submission.address", "127.0.0.1");
     BOOST_CHECK_THROW(ServerConfig::load(*conf), std::runtime_error);
-    conf->setString("listener.mx.address", "::ffff:127.0.0.1");  // an IPv4-mapped address is its IPv4 one
+    // An IPv4-mapped address is refused: beside "::" or an IPv4 listener of its port it
+    // cannot be bound (review finding: it passed the check and failed at bind).
+    conf->setString("listener.mx.address", "::ffff:127.0.0.1");
+    BOOST_CHECK_THROW(ServerConfig::load(*conf), std::runtime_error);
+    conf->setString("listener.submission.address", "::");
     BOOST_CHECK_THROW(ServerConfig::load(*conf), std::runtime_error);
     conf->setString("listener.mx.address", "127.0.0.1");
     conf->setString("listener.submission.port", "2587");
