@@ -724,6 +724,12 @@ class Postern:
             self.proc = None
             if re.search(r"(?i)address already in use|EADDRINUSE", self.log_text()) and attempt < 3 \
                     and not keep_ports:
+                # A health port the test chose (a cluster node's) that something else took
+                # meanwhile is picked again too; the mail ports are picked again by
+                # _write_config.
+                if "health endpoint: cannot listen on [127.0.0.1]:%d:" % self.health_port in self.log_text() \
+                        and "health.port" in self.extra_config and "health.port" not in self.overrides:
+                    self.extra_config["health.port"] = str(free_ports(1)[0])
                 continue
             self.start_failure = rc
             raise TestFailure("posternd exited with %s before it was ready\n%s" % (rc, self.tail()))
