@@ -151,9 +151,9 @@ const pg::Statement Prune{
 // Evict locks the activity rows first, in account order (the flush's order), skipping rows a
 // flush is writing and, by their row version (ctid) and last_at (an ordinary condition, which
 // every PostgreSQL rechecks on the updated row; a TID scan's own recheck is recent), rows a
-// flush updated since they were picked: a flush that wrote one of these accounts keeps it, and one that comes later waits
-// for the lock, then inserts its activity row again beside its new entries. Only the logs of
-// the accounts whose activity row it deleted go.
+// flush updated since they were picked: a flush that wrote one of these accounts keeps it,
+// and one that comes later waits for the lock, then inserts its activity row again beside its
+// new entries. Only the logs of the accounts whose activity row it deleted go.
 const pg::Statement EvictCutoff{
     "postern_account_security_evict_cutoff",
     "SELECT (extract(epoch FROM last_at) * 1000000)::bigint, account FROM account_login_activity"

@@ -1,7 +1,11 @@
 #include "app/ConnectionRegistry.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -13,33 +17,26 @@ namespace {
 // context takes as an orderly end (SSL_OP_IGNORE_UNEXPECTED_EOF), so its 421 / -ERR still
 // goes out. `both` also cuts the write
 // side, which is what wakes a thread blocked in send(2).
-void wake(Poco::Net::StreamSocket& s, bool both) {
-    poco_socket_t fd = s.impl()->sockfd();
-    if (fd != POCO_INVALID_SOCKET) ::shutdown(fd, both ? SHUT_RDWR : SHUT_RD);
-}
+void wake(int fd, bool both) { ::shutdown(fd, both ? SHUT_RDWR : SHUT_RD); }
 }  // namespace
 
 ConnectionRegistry::Token ConnectionRegistry::add(const Poco::Net::StreamSocket& socket) {
+    const int fd = ::fcntl(socket.impl()->sockfd(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "drain registry: duplicating a descriptor");
     std::lock_guard lock(mutex_);
     Token t = next_++;
-    entries_.emplace(t, Entry{socket, false});
+    entries_.emplace(t, Entry{.fd = fd});
     return t;
 }
 
 void ConnectionRegistry::remove(Token token) {
-    decltype(entries_)::node_type gone;
+    int fd = -1;
     {
         std::lock_guard lock(mutex_);
-        gone = entries_.extract(token);
+        auto gone = entries_.extract(token);
+        if (gone) fd = gone.mapped().fd;
     }
-    // Destroyed here, unlocked: the entry may hold the last reference to a TLS socket, whose
-    // close sends close_notify (a blocking write) and must not hold up every other session.
-}
-
-void ConnectionRegistry::update(Token token, const Poco::Net::StreamSocket& socket) {
-    std::lock_guard lock(mutex_);
-    auto it = entries_.find(token);
-    if (it != entries_.end()) it->second.socket = socket;
+    if (fd >= 0) ::close(fd);
 }
 
 ConnectionRegistry::~ConnectionRegistry() {
@@ -49,6 +46,7 @@ ConnectionRegistry::~ConnectionRegistry() {
     }
     watchWake_.notify_all();
     if (watcher_.joinable()) watcher_.join();
+    for (auto& [t, e] : entries_) ::close(e.fd);
 }
 
 bool ConnectionRegistry::beginWait(Token token, TimePoint deadline, bool idle, bool write) {
@@ -83,7 +81,7 @@ std::size_t ConnectionRegistry::cutOverdue(TimePoint now, std::chrono::milliseco
         if (e.waiting && !e.cut && e.deadline != TimePoint{} && now >= e.deadline) {
             // A read in progress returns (EOF): the session answers as to a timeout and ends.
             // A write in progress fails: nothing more can reach a client that does not read.
-            wake(e.socket, e.writing);
+            wake(e.fd, e.writing);
             e.hardCut = e.writing;
             e.cut = true;
             if (e.cutAt == TimePoint{}) e.cutAt = now;
@@ -91,7 +89,7 @@ std::size_t ConnectionRegistry::cutOverdue(TimePoint now, std::chrono::milliseco
         } else if (e.cutAt != TimePoint{} && now >= e.cutAt + goodbye) {
             // Cut a while ago and still there: its goodbye (or a reply it was sending when the
             // read side was cut) is blocked on a client that does not read.
-            wake(e.socket, true);
+            wake(e.fd, true);
             e.hardCut = true;
             ++n;
         }
@@ -112,7 +110,7 @@ void ConnectionRegistry::beginShutdown() {
     std::lock_guard lock(mutex_);
     shuttingDown_ = true;
     for (auto& [t, e] : entries_)
-        if (e.idle) wake(e.socket, false);
+        if (e.idle) wake(e.fd, false);
 }
 
 std::size_t ConnectionRegistry::waitEmpty(std::chrono::milliseconds timeout) {
@@ -126,7 +124,7 @@ std::size_t ConnectionRegistry::waitEmpty(std::chrono::milliseconds timeout) {
 
 void ConnectionRegistry::abortAll(bool hard) {
     std::lock_guard lock(mutex_);
-    for (auto& [t, e] : entries_) wake(e.socket, hard);
+    for (auto& [t, e] : entries_) wake(e.fd, hard);
 }
 
 std::size_t ConnectionRegistry::size() const {

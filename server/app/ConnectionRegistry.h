@@ -8,6 +8,12 @@
 // the thread as well): a write past its deadline is cut outright (both directions), and so
 // is a session still open `goodbye` after a read cut (its last reply is blocked on a client
 // that does not read).
+//
+// Each entry holds its own duplicate of the session's descriptor: shutdown(2) on it acts on
+// the session's socket (plain or, after STARTTLS, under TLS: the same socket), and its number
+// cannot be reused by another connection while the entry lives, even after the session's
+// channel has closed its own descriptor. Acting on the session's descriptor number instead
+// raced with that close: a number reused by a new connection got shut.
 #pragma once
 
 #include <Poco/Net/StreamSocket.h>
@@ -33,7 +39,10 @@ public:
     ConnectionRegistry& operator=(const ConnectionRegistry&) = delete;
     ~ConnectionRegistry();
 
+    // Throws std::system_error when the descriptor cannot be duplicated (out of descriptors).
     Token add(const Poco::Net::StreamSocket& socket);
+    // Closes the entry's duplicate: the connection's FIN goes out once the session's own
+    // descriptor is closed too.
     void remove(Token token);
     // A session is about to block for the client: the whole command (or message data) must
     // have arrived by `deadline` (TimePoint{}: none), else its read side is shut
@@ -52,9 +61,6 @@ public:
     std::size_t cutOverdue(TimePoint now, std::chrono::milliseconds goodbye);
     // goodbye: connections.refusal_timeout (how long a cut session may take to say why).
     void startDeadlines(std::chrono::milliseconds period, std::chrono::milliseconds goodbye);
-    // The socket changed (TLS attached): keep the one that shutdown must act on.
-    void update(Token token, const Poco::Net::StreamSocket& socket);
-
     bool isShuttingDown() const { return shuttingDown_.load(); }
     // Marks shutdown and wakes every idle session.
     void beginShutdown();
@@ -88,7 +94,7 @@ public:
 
 private:
     struct Entry {
-        Poco::Net::StreamSocket socket;
+        int fd = -1;           // the registry's own duplicate of the session's descriptor
         bool idle = false;     // waiting for its next command
         bool waiting = false;  // a wait is in progress (beginWait .. endWait)
         TimePoint deadline{};  // of the wait in progress; {}: none

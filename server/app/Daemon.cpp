@@ -66,6 +66,7 @@
 #include <iostream>
 #include <pthread.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace postern::app {
@@ -544,7 +545,7 @@ void Daemon::bindListeners() {
         try {
             if (sa.family() == Poco::Net::SocketAddress::IPv6) {
                 const bool ipv4Beside = std::any_of(settings_.listeners.begin(), settings_.listeners.end(), [&](const auto& o) {
-                    return o.listener.port == l.port && o.listener.address.find(':') == std::string::npos;
+                    return o.listener.port == l.port && config::bindFamily(o.listener.address) == AF_INET;
                 });
                 socket.bind6(sa, true, false, /*ipV6Only=*/ipv4Beside);
             } else {

@@ -9,6 +9,8 @@
 #include <Poco/Runnable.h>
 #include <Poco/ThreadPool.h>
 
+#include <memory>
+
 namespace postern::app {
 
 ConnectionFactory::ConnectionFactory(Services& services, const ListenerSettings& settings)
@@ -40,7 +42,7 @@ public:
                ConnectionRegistry& registry, const char* smtp, const char* pop)
         : socket_(s), services_(services), runtime_(runtime), registry_(registry), smtp_(smtp), pop_(pop),
           token_(registry.add(s)) {}
-    ~TlsRefusal() override { unregister(); }
+    ~TlsRefusal() override { registry_.remove(token_); }
     void run() override {
         std::unique_ptr<TlsRefusal> self(this);  // the pool does not own its targets
         // Past the socket's own per-read timeout (refusal_timeout), so a silent client ends
@@ -58,15 +60,10 @@ public:
         } catch (...) {
             return;  // the client went away
         }
-        refuseConnection(socket_, services_, runtime_, smtp_, pop_, [this] { unregister(); });
+        refuseConnection(socket_, services_, runtime_, smtp_, pop_);
     }
 
 private:
-    void unregister() {
-        if (registered_) registry_.remove(token_);
-        registered_ = false;
-    }
-
     Poco::Net::StreamSocket socket_;
     Services& services_;
     const ListenerRuntime& runtime_;
@@ -74,7 +71,6 @@ private:
     const char* smtp_;
     const char* pop_;
     ConnectionRegistry::Token token_;
-    bool registered_ = true;
 };
 
 }  // namespace
@@ -95,11 +91,13 @@ void OverloadFilter::refuse(Poco::Net::StreamSocket& s, const char* smtpText, co
     if (listener_.tls == config::TlsMode::Implicit) {
         // Nothing can be said before the handshake, and the acceptor must not do it.
         if (!tlsRefusers_) return;
-        auto* job = new TlsRefusal(s, services_, runtime_, registry_, smtpText, popText);
+        std::unique_ptr<TlsRefusal> job;
         try {
+            job = std::make_unique<TlsRefusal>(s, services_, runtime_, registry_, smtpText, popText);
             tlsRefusers_->start(*job);
+            (void)job.release();  // the job deletes itself when it has run
         } catch (...) {
-            delete job;  // every refusal thread busy (or none could be made): just close
+            // every refusal thread busy (or none could be made, or no descriptor left): just close
         }
         return;
     }

@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <utility>
 
 namespace postern::app {
 
@@ -57,10 +56,7 @@ void Pop3Connection::run() {
         net::LineChannel ch(socket(), timeout);
         // Each reply, and each block of a message, that goes out has pop3.idle_timeout.
         GuardedWrites writes(ch, registry, token, timeout);
-        if (lc.tls == config::TlsMode::Implicit) {
-            ch.startTls(services_.tlsContext(), timeout);
-            registry.update(token, std::as_const(ch).socket());
-        }
+        if (lc.tls == config::TlsMode::Implicit) ch.startTls(services_.tlsContext(), timeout);
         pop3::Pop3Ports ports{services_.auth, services_.maildrops, services_.grants, services_.pop3Login};
         ports.hold = services_.hold;
         // A balancer that terminated TLS counts as TLS when listener.*.proxy_tls_counts says
@@ -148,7 +144,6 @@ void Pop3Connection::run() {
             if (out.action == pop3::Pop3Output::Action::StartTls) {
                 writes.flush();  // the +OK and what was queued before it, under the deadline
                 const std::size_t dropped = ch.startTls(services_.tlsContext(), timeout);
-                registry.update(token, std::as_const(ch).socket());
                 session.onTlsStarted();
                 tlsVersionPending = true;
                 core::EventLine started = core::EventLine::inSession(sid, "stls").add("ip", client.host());

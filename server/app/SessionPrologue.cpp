@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <system_error>
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -15,7 +16,7 @@
 namespace postern::app {
 
 void refuseConnection(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
-                      const char* smtp, const char* pop, const std::function<void()>& beforeClose) {
+                      const char* smtp, const char* pop) {
     const config::ListenerConfig& l = listener.config;
     const std::string msg = l.protocol == config::Protocol::Pop3 ? pop : smtp;
     if (msg.empty()) return;
@@ -43,7 +44,6 @@ void refuseConnection(Poco::Net::StreamSocket& socket, Services& services, const
         } catch (...) {
             // handshake failed or timed out: nothing more we can say
         }
-        if (beforeClose) beforeClose();  // the TLS socket closes the descriptor with the channel
         return;
     }
     try {
@@ -221,7 +221,13 @@ SessionScope::SessionScope(Poco::Net::StreamSocket& socket, Services& services, 
                                     .add("ip", prologue_.client.host())
                                     .add("port", prologue_.client.port)
                                     .str());
-    if (prologue_.proceed) token_ = services_.registry.add(socket);
+    if (!prologue_.proceed) return;
+    try {
+        token_ = services_.registry.add(socket);
+    } catch (const std::system_error& e) {
+        prologue_.proceed = false;  // out of descriptors: no deadline could be held, so no session
+        prologue_.reason = e.what();
+    }
 }
 
 core::ClientAddress SessionScope::serverAddress(const Poco::Net::StreamSocket& socket) const {

@@ -15,7 +15,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <functional>
 #include <optional>
 #include <string>
 
@@ -46,10 +45,8 @@ struct Prologue {
 // connections.refusal_timeout per read, and only connections.tls_refusals at once; beyond
 // that the connection is just closed): a TLS client would otherwise see only an EOF and
 // report "connection lost" instead of the reason. Blocks; never throws.
-// beforeClose (implicit TLS only): called before the channel closes the descriptor (e.g. to
-// take it out of the drain registry, which must never act on a closed, reused descriptor).
 void refuseConnection(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,
-                      const char* smtp, const char* pop, const std::function<void()>& beforeClose = {});
+                      const char* smtp, const char* pop);
 
 // Never throws for client behaviour; returns proceed=false with a reason instead.
 Prologue runPrologue(Poco::Net::StreamSocket& socket, Services& services, const ListenerRuntime& listener,

@@ -64,10 +64,7 @@ void SmtpConnection::run() {
     try {
         net::LineChannel ch(socket(), timeouts.smtpCommand);
         GuardedWrites writes(ch, registry, token, timeouts.smtpCommand);
-        if (lc.tls == config::TlsMode::Implicit) {
-            ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
-            registry.update(token, std::as_const(ch).socket());
-        }
+        if (lc.tls == config::TlsMode::Implicit) ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
         // A balancer's own address or an excluded network never relays on a grant (one made
         // before the address was excluded, or by posternctl grant add).
         smtp::SmtpPorts ports{services_.auth,
@@ -185,7 +182,6 @@ void SmtpConnection::run() {
             if (out.action == smtp::SmtpOutput::Action::StartTls) {
                 writes.flush();  // the 220 and what was queued before it, under the deadline
                 const std::size_t dropped = ch.startTls(services_.tlsContext(), timeouts.smtpCommand);
-                registry.update(token, std::as_const(ch).socket());
                 session.onTlsStarted();
                 tlsVersionPending = true;
                 core::EventLine started = core::EventLine::inSession(sid, "starttls").add("ip", client.host());

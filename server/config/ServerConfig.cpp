@@ -30,7 +30,7 @@ namespace {
 // /etc/hosts, no DNS needed; configs written before this check used it).
 struct BindAddress {
     int family = 0;
-    bool mapped = false;  // written ::ffff:a.b.c.d (held as a.b.c.d)
+    bool mapped = false;  // IPv4-mapped (::ffff:a.b.c.d): refused by isBindAddress
     std::array<unsigned char, 16> bytes{};
     std::string zone;  // an IPv6 link-local address's interface ("fe80::1%eth0")
     bool wildcard() const {
@@ -50,17 +50,8 @@ std::optional<BindAddress> parseBindAddress(const std::string& text) {
     const std::string v6 = text.substr(0, percent);
     if (::inet_pton(AF_INET6, v6.c_str(), a.bytes.data()) == 1) {
         static constexpr unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-        if (std::equal(mapped, mapped + 12, a.bytes.begin())) {
-            // ::ffff:a.b.c.d takes the IPv4 address's port: the same as a.b.c.d for a clash
-            // (and beside an IPv4 listener it cannot be bound IPv6-only at all).
-            std::array<unsigned char, 16> v4{};
-            std::copy(a.bytes.begin() + 12, a.bytes.end(), v4.begin());
-            a.bytes = v4;
-            a.family = AF_INET;
-            a.mapped = true;
-            return a;
-        }
         a.family = AF_INET6;
+        a.mapped = std::equal(mapped, mapped + 12, a.bytes.begin());
         if (percent != std::string::npos) a.zone = text.substr(percent + 1);
         return a;
     }
@@ -74,7 +65,6 @@ bool isBindAddress(const std::string& text) {
     const auto a = parseBindAddress(text);
     return a && !a->mapped;
 }
-
 
 // Collects every leaf key below `root` ("" = top level).
 void collectKeys(const Poco::Util::AbstractConfiguration& conf, const std::string& root,
@@ -165,6 +155,11 @@ private:
 };
 
 }  // namespace
+
+int bindFamily(const std::string& address) {
+    const auto a = parseBindAddress(address);
+    return a ? a->family : 0;
+}
 
 bool isForeignKey(const std::string& key) {
     static const char* const foreign[] = {"application", "system", "logging", "config"};

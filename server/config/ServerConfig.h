@@ -322,4 +322,9 @@ struct ServerConfig {
 // Key prefixes that belong to POCO itself and are not ours to validate.
 bool isForeignKey(const std::string& key);
 
+// The address family a listener's address binds as (AF_INET for "localhost" and a.b.c.d,
+// AF_INET6 for an IPv6 address, with or without its zone); 0 if it is none. The one parser
+// behind both the listener clash check and the bind (Daemon::bindListeners).
+int bindFamily(const std::string& address);
+
 }  // namespace postern::config

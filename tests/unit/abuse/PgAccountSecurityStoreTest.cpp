@@ -45,6 +45,16 @@ void clean(Db& db) {
     db.sql("TRUNCATE account_security_ips, account_security_counts, account_flags, account_logins, account_login_names, account_login_activity");
 }
 
+// A clean database, one pool of two connections and a store on it, settings without a
+// detection threshold: what most cases start from.
+struct StoreCase {
+    Db db;
+    bool cleaned = (clean(db), true);
+    pg::Pool pool{settings(2)};
+    PgAccountSecurityStore store{pool};
+    AccountSecuritySettings s = thresholds(0);
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(pg_account_security_store)
@@ -114,12 +124,7 @@ BOOST_AUTO_TEST_CASE(networks_are_ipv4_24_and_ipv6_48_in_sql, *boost::unit_test:
     BOOST_TEST(flagged[0].value == 4u);
 }
 
-BOOST_AUTO_TEST_CASE(remote_rejections_and_bounces_add_up, *boost::unit_test::precondition(WithPg())) {
-    Db db;
-    clean(db);
-    pg::Pool pool(settings(2));
-    PgAccountSecurityStore store(pool);
-    AccountSecuritySettings s = thresholds(0);
+BOOST_FIXTURE_TEST_CASE(remote_rejections_and_bounces_add_up, StoreCase, *boost::unit_test::precondition(WithPg())) {
     s.maxRemoteRejected = 5;
     s.maxBounces = 100;
     std::vector<AccountFlag> flagged;
@@ -172,12 +177,7 @@ BOOST_AUTO_TEST_CASE(many_nodes_flushing_at_once_count_exactly, *boost::unit_tes
     BOOST_TEST(db.one("SELECT count(*) FROM account_logins WHERE account = 'dora'") == "100");  // the default bound
 }
 
-BOOST_AUTO_TEST_CASE(login_log_is_trimmed_per_account_and_by_age, *boost::unit_test::precondition(WithPg())) {
-    Db db;
-    clean(db);
-    pg::Pool pool(settings(2));
-    PgAccountSecurityStore store(pool);
-    AccountSecuritySettings s = thresholds(0);
+BOOST_FIXTURE_TEST_CASE(login_log_is_trimmed_per_account_and_by_age, StoreCase, *boost::unit_test::precondition(WithPg())) {
     s.loginLogMaxEntries = 3;
     s.loginLogMaxAge = 1h;
     ActivityBatch b;
@@ -200,12 +200,7 @@ BOOST_AUTO_TEST_CASE(login_log_is_trimmed_per_account_and_by_age, *boost::unit_t
 
 // The addresses an account is known from (the failed-login penalty's exemption), as the
 // memory store answers: detection IPs and "ok" login log entries, IPv6 by prefix.
-BOOST_AUTO_TEST_CASE(known_addresses_in_sql, *boost::unit_test::precondition(WithPg())) {
-    Db db;
-    clean(db);
-    pg::Pool pool(settings(2));
-    PgAccountSecurityStore store(pool);
-    AccountSecuritySettings s = thresholds(0);
+BOOST_FIXTURE_TEST_CASE(known_addresses_in_sql, StoreCase, *boost::unit_test::precondition(WithPg())) {
     ActivityBatch b = ips("gil", {"198.51.100.7"});
     b.logins.push_back({T0, "gil", "192.0.2.1", "pop3", "USER", "", "ok", true});
     b.logins.push_back({T0, "gil", "192.0.2.66", "pop3", "USER", "", "fail", false});
@@ -278,12 +273,7 @@ BOOST_AUTO_TEST_CASE(sprayed_names_write_no_rows_and_tracked_accounts_keep_their
     BOOST_TEST(store.counters().untrackedLogins == 2001u);  // hal + the spray
 }
 
-BOOST_AUTO_TEST_CASE(prune_caps_the_accounts_with_a_login_log, *boost::unit_test::precondition(WithPg())) {
-    Db db;
-    clean(db);
-    pg::Pool pool(settings(2));
-    PgAccountSecurityStore store(pool);
-    AccountSecuritySettings s = thresholds(0);
+BOOST_FIXTURE_TEST_CASE(prune_caps_the_accounts_with_a_login_log, StoreCase, *boost::unit_test::precondition(WithPg())) {
     ActivityBatch b;
     for (int i = 0; i < 30; ++i)
         for (int k = 0; k < 3; ++k)
@@ -334,12 +324,7 @@ BOOST_AUTO_TEST_CASE(prune_caps_the_accounts_with_a_login_log, *boost::unit_test
 }
 
 // Past the cap by more than one batch (2,000 accounts): the run goes on batch after batch.
-BOOST_AUTO_TEST_CASE(the_cap_evicts_in_batches, *boost::unit_test::precondition(WithPg())) {
-    Db db;
-    clean(db);
-    pg::Pool pool(settings(2));
-    PgAccountSecurityStore store(pool);
-    AccountSecuritySettings s = thresholds(0);
+BOOST_FIXTURE_TEST_CASE(the_cap_evicts_in_batches, StoreCase, *boost::unit_test::precondition(WithPg())) {
     ActivityBatch b;
     for (int i = 0; i < 4100; ++i)
         b.logins.push_back({T0 + std::chrono::milliseconds(i), "many" + std::to_string(i), "192.0.2.1", "smtp", "PLAIN",

@@ -3,8 +3,11 @@
 
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/StreamSocket.h>
+#include <Poco/Net/StreamSocketImpl.h>
 
 #include <boost/test/unit_test.hpp>
+
+#include <unistd.h>
 
 #include <chrono>
 #include <thread>
@@ -187,6 +190,43 @@ BOOST_AUTO_TEST_CASE(a_cut_session_stuck_in_its_goodbye_is_closed_after_the_good
     watchdog.join();
     BOOST_TEST(r.cutOverdue(now + 60s, 5s) == 0u);
     r.remove(t);
+}
+
+// The session's channel closes its descriptor before the session leaves the registry, and
+// the number may go to a new connection at once. The registry acts on its own duplicate:
+// the session's socket is shut, never the one that got the number.
+BOOST_AUTO_TEST_CASE(a_reused_descriptor_number_is_never_shut) {
+    ConnectionRegistry r;
+    Pair a, b;
+    const int number = ::dup(a.server.impl()->sockfd());
+    BOOST_REQUIRE(number >= 0);
+    Poco::Net::StreamSocket session(new Poco::Net::StreamSocketImpl(number));  // closes `number` when it goes
+    auto t = r.add(session);
+    // The session's descriptor closed, and its number given to b's socket (as accept(2)
+    // would give it to the next client).
+    BOOST_REQUIRE(::dup2(b.server.impl()->sockfd(), number) == number);
+    r.abortAll(/*hard=*/true);
+    char c = 0;
+    b.client.sendBytes("x", 1);
+    b.server.setReceiveTimeout(Poco::Timespan(5, 0));
+    BOOST_TEST(b.server.receiveBytes(&c, 1) == 1);  // untouched
+    a.server.close();  // a's socket now open only through the registry's duplicate
+    a.client.setReceiveTimeout(Poco::Timespan(5, 0));
+    BOOST_TEST(a.client.receiveBytes(&c, 1) == 0);  // a's socket was shut (EOF)
+    r.remove(t);
+}
+
+// The registry's duplicate goes with the entry: the client sees the close once the session
+// has closed its own descriptor and left the registry.
+BOOST_AUTO_TEST_CASE(remove_releases_the_duplicate) {
+    ConnectionRegistry r;
+    Pair p;
+    auto t = r.add(p.server);
+    p.server.close();
+    r.remove(t);
+    char c = 0;
+    p.client.setReceiveTimeout(Poco::Timespan(5, 0));
+    BOOST_TEST(p.client.receiveBytes(&c, 1) == 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -6,6 +6,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <sys/socket.h>
+
 using namespace postern::config;
 
 namespace {
@@ -74,6 +76,18 @@ BOOST_AUTO_TEST_CASE(bind_addresses_are_ip_literals) {
     conf->setString("health.port", "0");                     // off: its address is not used
     conf->setString("health.address", "not-used.invalid");
     BOOST_CHECK_NO_THROW(ServerConfig::load(*conf));
+}
+
+// The family a listener binds as, from the same parser as the clash check (the bind used
+// to guess it from a ':' in the text).
+BOOST_AUTO_TEST_CASE(bind_family_is_the_clash_checks_parse) {
+    using postern::config::bindFamily;
+    BOOST_TEST(bindFamily("127.0.0.1") == AF_INET);
+    BOOST_TEST(bindFamily("localhost") == AF_INET);
+    BOOST_TEST(bindFamily("0.0.0.0") == AF_INET);
+    BOOST_TEST(bindFamily("::") == AF_INET6);
+    BOOST_TEST(bindFamily("fe80::1%lo") == AF_INET6);
+    BOOST_TEST(bindFamily("mail.example.net") == 0);
 }
 
 // Limits that were constants (review finding: the listen backlog, the login entries kept
