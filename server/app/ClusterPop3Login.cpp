@@ -127,7 +127,7 @@ core::Pop3LoginOutcome ClusterPop3Login::decide(const core::AuthRequest& request
                            .str());
         return outcome;  // TempFail
     }
-    maildrops_.lock().adopt(token, identity.mailbox);
+    maildrops_.lock().adopt(token, identity.mailbox, maildrops_.nodeId());
     // The statement cleared the shared account counter; one this node kept during an
     // outage is cleared too (else the owner's next typo here could block them).
     if (penalty_.hasLocalCounts(request.client, request.user)) penalty_.recordSuccess(request.client, request.user);

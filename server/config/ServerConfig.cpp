@@ -533,7 +533,15 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         d.scanInterval = r.duration("delivery.scan_interval");
         if (d.scanInterval.count() < 100) r.error("delivery.scan_interval: must be at least 100ms");
         d.dnsServer = r.str("delivery.dns_server");
-        if (!d.dnsServer.empty()) checkHostPort("delivery.dns_server", d.dnsServer);
+        if (!d.dnsServer.empty()) {
+            // The resolver (res_nquery's nsaddr_list) takes an IPv4 server only: an IPv6 one or
+            // a name passed --check and then failed every lookup (4.4.3) until max_lifetime.
+            checkHostPort("delivery.dns_server", d.dnsServer);
+            in_addr ip{};
+            if (::inet_pton(AF_INET, d.dnsServer.substr(0, d.dnsServer.rfind(':')).c_str(), &ip) != 1)
+                r.error("delivery.dns_server: must be an IPv4 address and port (a.b.c.d:53; an IPv6 resolver can be"
+                        " listed in /etc/resolv.conf instead), got '" + d.dnsServer + "'");
+        }
         d.dnsTimeout = r.duration("delivery.dns_timeout");
         auto port = r.integer("delivery.smtp_port");
         if (port <= 0 || port > 65535) r.error("delivery.smtp_port: must be 1..65535");

@@ -83,9 +83,14 @@ std::size_t QueueRunner::scheduledCount() const {
 void QueueRunner::onEnqueued(const queue::QueueEnvelope& envelope) {
     {
         std::lock_guard lock(mutex_);
+        noteChange(envelope.id);
         schedule(envelope);
     }
     wake_.notify_one();
+}
+
+void QueueRunner::noteChange(const std::string& id) {
+    if (scanning_) changedInScan_.insert(id);
 }
 
 void QueueRunner::schedule(const queue::QueueEnvelope& e) {
@@ -105,24 +110,38 @@ void QueueRunner::unschedule(const std::string& id) {
 }
 
 void QueueRunner::rescan() {
-    queue_.refreshStats();
-    std::vector<queue::QueueEntry> entries = queue_.list();
+    {
+        std::lock_guard lock(mutex_);
+        scanning_ = true;
+        changedInScan_.clear();
+    }
+    std::vector<queue::QueueEntry> entries;
+    try {
+        queue_.refreshStats();
+        entries = queue_.list();
+    } catch (...) {
+        std::lock_guard lock(mutex_);
+        scanning_ = false;
+        throw;
+    }
     {
         std::lock_guard lock(mutex_);
         std::set<std::string> present;
         for (const auto& entry : entries) {
             present.insert(entry.envelope.id);
-            schedule(entry.envelope);
+            if (!changedInScan_.count(entry.envelope.id)) schedule(entry.envelope);
         }
         // Deleted behind our back (posternctl queue delete): forget them.
         for (auto it = pending_.begin(); it != pending_.end();) {
-            if (present.count(it->first)) {
+            if (present.count(it->first) || changedInScan_.count(it->first)) {
                 ++it;
                 continue;
             }
             byDue_.erase({it->second.due, it->first});
             it = pending_.erase(it);
         }
+        scanning_ = false;
+        changedInScan_.clear();
     }
     wake_.notify_all();
 }
@@ -215,6 +234,7 @@ bool QueueRunner::take(std::string& id) {
 
 void QueueRunner::finish(const std::string& id, const std::optional<queue::QueueEnvelope>& after) {
     release(id);
+    noteChange(id);
     if (after) schedule(*after);
 }
 
@@ -263,8 +283,19 @@ void QueueRunner::workerLoop(std::size_t index) {
                 after = agent_.deliver(id, connections);
             } catch (const std::exception& e) {
                 logger().error(core::EventLine::inSession(id, "delivery.exception").text("error", e.what()).str());
-                after = queue_.readEnvelope(id);
-                if (after) after->nextAttempt = std::chrono::system_clock::now() + config_.retrySchedule.front();
+                // Back off on disk too (a rescan reads the files: an in-memory back-off was
+                // replaced by the old due time at the next scan, a retry every scan_interval).
+                const auto retry = std::chrono::system_clock::now() + config_.retrySchedule.front();
+                try {
+                    after = queue_.modifyEnvelope(id, [&](queue::QueueEnvelope& e) {
+                        e.nextAttempt = retry;
+                        return true;
+                    });
+                    if (!after) after = queue_.readEnvelope(id);
+                    if (after) after->nextAttempt = retry;
+                } catch (...) {
+                    after.reset();  // the next scan finds it on disk
+                }
             }
             std::string next;
             if (!finishAndTakeSame(id, after, next)) break;

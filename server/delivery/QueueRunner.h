@@ -79,6 +79,7 @@ private:
     void scannerLoop();
     void rescan();
     void schedule(const queue::QueueEnvelope& envelope);  // lock held
+    void noteChange(const std::string& id);                // lock held: for a rescan in progress
     void unschedule(const std::string& id);                // lock held
     bool runnable(const Item& item) const;                 // lock held
     void acquire(const std::string& id, const Item& item); // lock held
@@ -107,6 +108,11 @@ private:
     std::set<std::pair<Time, std::string>> byDue_; // (due, id) of pending_
     std::map<std::string, Item> running_;          // id -> item being delivered
     std::map<std::string, int> perDomain_;         // domain -> messages in progress
+    // A rescan reads envelope/ unlocked; what is queued or rescheduled meanwhile is newer
+    // than what it read and is left as it is (else a stale due time would replace a new
+    // one, or new mail be forgotten until the next scan).
+    bool scanning_ = false;
+    std::set<std::string> changedInScan_;
 
     std::vector<std::thread> threads_;
     ConnectionPool pool_;                                   // idle connections of all workers

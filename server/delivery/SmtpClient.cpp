@@ -306,20 +306,27 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
         quit();
         return r;
     }
-    // RFC 5321 4.1.1.1: the reply to EHLO/HELO starts with the server's name. Ours means a
-    // mail loop (an MX or transport pointing back here); found before TLS or credentials are
-    // spent on it, as Postfix does ("mail for ... loops back to myself").
-    if (loopCheck_ && !settings_.heloName.empty() && !r.lines.empty()) {
-        const std::string_view first = r.lines[0];
-        if (core::asciiLower(first.substr(0, first.find(' '))) == core::asciiLower(settings_.heloName)) {
-            loopsBack_ = true;
-            quit();
-            return SmtpReply::local(relay_ + " replied to EHLO with my own hostname " + settings_.heloName);
-        }
-    }
     bool required = policy == TlsPolicy::Encrypt || policy == TlsPolicy::Verify || policy == TlsPolicy::Dane ||
                     policy == TlsPolicy::DaneOnly;
     const bool daneCheckWanted = dane && (policy == TlsPolicy::Dane || policy == TlsPolicy::DaneOnly);
+    // RFC 5321 4.1.1.1: the reply to EHLO/HELO starts with the server's name. Ours means a
+    // mail loop (an MX or transport pointing back here), a permanent failure (5.4.6); found
+    // before TLS or credentials are spent on it, as Postfix does ("mail for ... loops back
+    // to myself"). Not where the policy authenticates the server (verify, DANE): there a
+    // permanent failure must rest on what came over the authenticated channel, not on a
+    // plaintext reply anyone on the path can rewrite (RFC 7672 2.2, RFC 8461 5: such routes
+    // defer, never bounce, what an attacker can cause), so it is checked after TLS.
+    const bool authenticates = policy == TlsPolicy::Verify || daneCheckWanted;
+    auto loopsBack = [&](const SmtpReply& reply) {
+        if (!loopCheck_ || settings_.heloName.empty() || reply.lines.empty()) return false;
+        const std::string_view first = reply.lines[0];
+        if (core::asciiLower(first.substr(0, first.find(' '))) != core::asciiLower(settings_.heloName)) return false;
+        loopsBack_ = true;
+        quit();
+        return true;
+    };
+    const std::string loopText = relay_ + " replied to EHLO with my own hostname " + settings_.heloName;
+    if (!authenticates && loopsBack(r)) return SmtpReply::local(loopText);
     if (policy != TlsPolicy::None && tryTls) {
         if (!startTls_ || !extended_) {
             if (required) {
@@ -414,6 +421,7 @@ SmtpReply SmtpClient::open(const Poco::Net::SocketAddress& address, const std::s
                     quit();
                     return r;
                 }
+                if (authenticates && loopsBack(r)) return SmtpReply::local(loopText);
             }
         }
     }

@@ -2,6 +2,8 @@
 // POP-before-SMTP grant holders. Fails closed: every "cannot tell" is 451, never accept.
 #include "policy/RelayPolicy.h"
 
+#include "core/Utf8.h"
+
 #include <utility>
 
 namespace postern::policy {
@@ -55,8 +57,13 @@ RcptVerdict RelayPolicy::decide(const smtp::ParsedPath& rcpt, const RecipientCon
         return make(Kind::Reject, smtp::Reply(501, smtp::Enhanced::BadDestinationSyntax, "Bad recipient address syntax"),
                     "bad_syntax");
 
-    // RFC 5321 4.5.1: "<Postmaster>" without a domain must be accepted.
-    if (rcpt.isPostmaster) {
+    // RFC 5321 4.5.1: "<Postmaster>" without a domain must be accepted, and so must
+    // postmaster@ the name this server gives itself (greeting, Received, DSNs): the same
+    // mailbox, also where that name is not a hosted domain (it was refused as a relay).
+    const bool ownPostmaster = !rcpt.isAddressLiteral && !ctx.postmasterDomain.empty() &&
+                               core::asciiLower(rcpt.localPart) == "postmaster" &&
+                               core::asciiLower(rcpt.domain) == core::asciiLower(ctx.postmasterDomain);
+    if (rcpt.isPostmaster || ownPostmaster) {
         if (ctx.postmasterDomain.empty())
             return RoleAddressPolicy::redirect(RoleKind::Postmaster, "", ctx.roles, ctx.directory);
         RcptVerdict v = lookupLocal(ctx.directory, "postmaster@" + ctx.postmasterDomain);

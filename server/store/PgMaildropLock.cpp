@@ -31,12 +31,25 @@ const pg::Statement LeaseAcquire{
     " WHERE l.expires < now() OR l.token = EXCLUDED.token"
     " RETURNING l.token"};
 
-// Renews only rows that still carry our token. No "expires > now()" condition: a lease that
-// expired but that nobody took is still exclusively ours, and renewing it is right.
+// Renews the rows that still carry our token. No "expires > now()" condition: a lease that
+// expired but that nobody took is still exclusively ours, and renewing it is right. For the
+// same reason a lease whose row is gone (a login elsewhere took the lapsed row, then found
+// the maildrop in use by this very session and released it; or the sweep, after an outage)
+// is written again with our token, unless another holder has the mailbox now: such a
+// session still holds its maildrop, and losing the lease refused its deletions at QUIT.
+// The arrays are parallel (mailbox i, token i, node i); returns the tokens held now.
 const pg::Statement LeaseRenew{
     "postern_lease_renew",
-    "UPDATE maildrop_leases SET expires = now() + $3::bigint * interval '1 millisecond'"
-    " WHERE mailbox = ANY ($1::text[]) AND token = ANY ($2::uuid[]) RETURNING token"};
+    "WITH renewed AS ("
+    "  UPDATE maildrop_leases SET expires = now() + $3::bigint * interval '1 millisecond'"
+    "  WHERE mailbox = ANY ($1::text[]) AND token = ANY ($2::uuid[]) RETURNING token),"
+    " reclaimed AS ("
+    "  INSERT INTO maildrop_leases (mailbox, node_id, token, acquired, expires)"
+    "  SELECT u.mailbox, u.node_id, u.token, now(), now() + $3::bigint * interval '1 millisecond'"
+    "  FROM unnest($1::text[], $2::uuid[], $4::text[]) AS u(mailbox, token, node_id)"
+    "  WHERE u.token NOT IN (SELECT token FROM renewed)"
+    "  ON CONFLICT (mailbox) DO NOTHING RETURNING token)"
+    " SELECT token FROM renewed UNION ALL SELECT token FROM reclaimed"};
 
 const pg::Statement LeaseRelease{"postern_lease_release",
                                  "DELETE FROM maildrop_leases WHERE mailbox = $1 AND token = $2::uuid"};
@@ -112,16 +125,16 @@ PgMaildropLock::Acquisition PgMaildropLock::acquire(const std::string& spelled, 
     }
     {
         std::lock_guard lock(mutex_);
-        held_[token] = Held{mailbox, false};
+        held_[token] = Held{mailbox, nodeId, false};
     }
     a.status = Status::Acquired;
     a.token = token;
     return a;
 }
 
-void PgMaildropLock::adopt(const std::string& token, const std::string& mailbox) {
+void PgMaildropLock::adopt(const std::string& token, const std::string& mailbox, const std::string& nodeId) {
     std::lock_guard lock(mutex_);
-    held_[token] = Held{leaseKey(mailbox), false};
+    held_[token] = Held{leaseKey(mailbox), nodeId, false};
 }
 
 void PgMaildropLock::markLost(const std::string& token, const char* why) {
@@ -138,22 +151,27 @@ void PgMaildropLock::markLost(const std::string& token, const char* why) {
 }
 
 std::size_t PgMaildropLock::renewAll() {
-    std::vector<std::pair<std::string, std::string>> live;  // token, mailbox
+    struct Live {
+        std::string token, mailbox, node;
+    };
+    std::vector<Live> live;
     {
         std::lock_guard lock(mutex_);
         for (const auto& [token, h] : held_)
             if (!h.lost)
-                live.emplace_back(token, h.mailbox);
+                live.push_back({token, h.mailbox, h.node});
     }
     std::size_t renewed = 0;
     for (std::size_t start = 0; start < live.size(); start += RenewChunk) {
         const std::size_t end = std::min(live.size(), start + RenewChunk);
-        std::vector<std::string> tokens, mailboxes;
+        std::vector<std::string> tokens, mailboxes, nodes;
         for (std::size_t i = start; i < end; ++i) {
-            tokens.push_back(live[i].first);
-            mailboxes.push_back(live[i].second);
+            tokens.push_back(live[i].token);
+            mailboxes.push_back(live[i].mailbox);
+            nodes.push_back(live[i].node);
         }
-        pg::QueryResult r = pool_.execute(LeaseRenew, {pg::textArray(mailboxes), pg::textArray(tokens), std::to_string(lease_.count())});
+        pg::QueryResult r = pool_.execute(LeaseRenew, {pg::textArray(mailboxes), pg::textArray(tokens),
+                                                       std::to_string(lease_.count()), pg::textArray(nodes)});
         if (r.failed()) {
             // Not known to be lost: the row keeps its expiry; the next round tries again.
             logger().warning(
@@ -176,28 +194,30 @@ std::size_t PgMaildropLock::renewAll() {
                 stillHeld = held_.count(t) != 0;
             }
             if (stillHeld)
-                markLost(t, "renew_found_no_row");
+                markLost(t, "taken_by_another_holder");
         }
     }
     return renewed;
 }
 
 core::Answer PgMaildropLock::verify(const std::string& token) {
-    std::string mailbox;
+    std::string mailbox, node;
     {
         std::lock_guard lock(mutex_);
         auto it = held_.find(token);
         if (it == held_.end() || it->second.lost)
             return core::Answer::No;
         mailbox = it->second.mailbox;
+        node = it->second.node;
     }
-    pg::QueryResult r = pool_.execute(LeaseRenew, {pg::textArray({mailbox}), pg::textArray({token}), std::to_string(lease_.count())});
+    pg::QueryResult r = pool_.execute(LeaseRenew, {pg::textArray({mailbox}), pg::textArray({token}),
+                                                   std::to_string(lease_.count()), pg::textArray({node})});
     if (r.failed()) {
         logger().warning(core::EventLine("lease.verify_fail").add("mailbox", mailbox).text("error", r.error).str());
         return core::Answer::TempFail;
     }
     if (r.noRows()) {
-        markLost(token, "verify_found_no_row");
+        markLost(token, "taken_by_another_holder");
         return core::Answer::No;
     }
     return core::Answer::Yes;

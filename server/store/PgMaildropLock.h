@@ -63,11 +63,13 @@ public:
     static std::string leaseKey(std::string_view mailbox);
 
     // Holds (renews, verifies, releases) a lease the caller wrote itself with `token` in
-    // another statement (app/ClusterPop3Login: the login's one statement takes it).
-    void adopt(const std::string& token, const std::string& mailbox);
+    // another statement (app/ClusterPop3Login: the login's one statement takes it) for
+    // `nodeId`.
+    void adopt(const std::string& token, const std::string& mailbox, const std::string& nodeId);
 
-    // Renews the lease now and says whether it is still ours: Yes (renewed), No (lost, or not
-    // a token of this object), TempFail (PostgreSQL cannot answer).
+    // Renews the lease now and says whether it is still ours: Yes (renewed, or its row was
+    // gone and is written again), No (another holder has the mailbox, or not a token of this
+    // object), TempFail (PostgreSQL cannot answer).
     core::Answer verify(const std::string& token);
 
     // Deletes the lease (only if it still carries this token) and stops renewing it. false if
@@ -104,6 +106,7 @@ public:
 private:
     struct Held {
         std::string mailbox;
+        std::string node;  // written into a row renewal finds gone
         bool lost = false;
     };
 

@@ -78,6 +78,18 @@ BOOST_AUTO_TEST_CASE(bind_addresses_are_ip_literals) {
     BOOST_CHECK_NO_THROW(ServerConfig::load(*conf));
 }
 
+// The delivery resolver takes an IPv4 server only (res_nquery): anything else is refused at
+// load, not found out at the first lookup.
+BOOST_AUTO_TEST_CASE(delivery_dns_server_is_an_ipv4_address_and_port) {
+    for (const char* bad : {"[::1]:53", "localhost:53", "resolver.example.net:53"}) {
+        const std::string e = loadErrorWith("delivery.dns_server", bad);
+        BOOST_TEST(e.find("delivery.dns_server: must be an IPv4 address and port") != std::string::npos, e);
+    }
+    auto conf = shippedConfig();
+    conf->setString("delivery.dns_server", "127.0.0.1:5353");
+    BOOST_TEST(ServerConfig::load(*conf).delivery.dnsServer == "127.0.0.1:5353");
+}
+
 // The family a listener binds as, from the same parser as the clash check (the bind used
 // to guess it from a ':' in the text).
 BOOST_AUTO_TEST_CASE(bind_family_is_the_clash_checks_parse) {

@@ -218,6 +218,28 @@ BOOST_AUTO_TEST_CASE(a_server_that_replies_to_ehlo_with_our_own_name_is_a_loop) 
     }
 }
 
+// Where the policy authenticates the server (verify, DANE), a plaintext EHLO reply with our
+// name (which anyone on the path can write) is no loop: a permanent 5.4.6 there must rest on
+// the reply that came over the authenticated channel. Here STARTTLS is refused, so the
+// attempt fails temporarily (the TLS requirement), not as a loop.
+BOOST_AUTO_TEST_CASE(an_unauthenticated_ehlo_reply_is_no_loop_where_the_policy_authenticates) {
+    FakeServer server("220 mx.b.test ESMTP\r\n", [](const std::string& l) -> std::string {
+        if (l.rfind("EHLO", 0) == 0) return "250-mail.example.test hello\r\n250 STARTTLS\r\n";
+        if (l == "STARTTLS") return "454 4.7.0 not now\r\n";
+        if (l == "QUIT") return "221 bye\r\n";
+        return "500 what\r\n";
+    });
+    SmtpClient c(settings());
+    c.setLoopCheck(true);
+    SmtpReply r = c.open(Poco::Net::SocketAddress("127.0.0.1", server.port()), "mx.b.test", TlsPolicy::Verify, nullptr);
+    BOOST_TEST(!r.isPositive());
+    BOOST_TEST(!c.loopsBack());
+    BOOST_TEST(c.tlsRequirementFailed());
+    server.join();
+    const std::vector<std::string> want = {"EHLO mail.example.test", "STARTTLS", "QUIT"};
+    BOOST_TEST(server.commands == want, boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(message_over_the_announced_size_is_not_sent) {
     FakeServer server("220 fake\r\n", [](const std::string& l) -> std::string {
         if (l.rfind("EHLO", 0) == 0) return "250-fake\r\n250 SIZE 10\r\n";

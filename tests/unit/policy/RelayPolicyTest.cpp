@@ -258,6 +258,13 @@ BOOST_AUTO_TEST_CASE(postmaster) {
     v = decide("<postmaster>", false, dir, nullptr, "nowhere.example");
     BOOST_TEST((v.kind == Kind::Accept));
     BOOST_TEST(v.mailboxes == std::vector<std::string>{"nowhere.example/postmaster"});
+    // postmaster@ the server's own name (not a hosted domain) is that same mailbox, in any
+    // case (it was refused as a relay attempt, 554).
+    v = decide("<PostMaster@Nowhere.Example>", false, dir, nullptr, "nowhere.example");
+    BOOST_TEST((v.kind == Kind::Accept));
+    BOOST_TEST(v.mailboxes == std::vector<std::string>{"nowhere.example/postmaster"});
+    v = decide("<abuse@nowhere.example>", false, dir, nullptr, "nowhere.example");
+    BOOST_TEST((v.kind == Kind::Reject));  // only postmaster: the name is not a hosted domain
 }
 
 namespace {

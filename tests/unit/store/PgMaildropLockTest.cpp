@@ -133,11 +133,40 @@ BOOST_AUTO_TEST_CASE(renewal_keeps_a_lease_and_notices_loss, *boost::unit_test::
     BOOST_TEST((nodeA.verify(a.token) == core::Answer::Yes));
     BOOST_TEST(nodeA.heldCount() == 1u);
 
-    // An operator deletes the row: the next renewal marks the lease lost.
-    db.sql("DELETE FROM maildrop_leases");
+    // Another holder has the row (here written by hand): the next renewal marks the lease lost.
+    db.sql("UPDATE maildrop_leases SET token = gen_random_uuid(), node_id = 'node-c'");
     BOOST_TEST(nodeA.renewAll() == 0u);
     BOOST_TEST(nodeA.heldCount() == 0u);
     BOOST_TEST((nodeA.verify(a.token) == core::Answer::No));
+}
+
+// Review finding: a login on another node took this session's lapsed row (after an outage),
+// found the maildrop in use (this session's flock) and released the lease it had just
+// taken, deleting the row: this session's lease was then lost, and its deletions refused at
+// QUIT. A row that is gone is written again with its holder's token; nobody else has it.
+BOOST_AUTO_TEST_CASE(a_lease_whose_row_is_gone_is_written_again, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE maildrop_leases");
+    pg::Pool poolA(settings(2)), poolB(settings(2));
+    PgMaildropLock nodeA(poolA, 60s, 1h), nodeB(poolB, 60s, 1h);  // renewals run by the test
+    auto a = nodeA.acquire("example.test/bob", "node-a");
+    BOOST_REQUIRE((a.status == Status::Acquired));
+    db.sql("UPDATE maildrop_leases SET acquired = now() - interval '2 minutes', expires = now() - interval '1 second'");
+    auto b = nodeB.acquire("example.test/bob", "node-b");  // the lapsed row is taken over
+    BOOST_REQUIRE((b.status == Status::Acquired));
+    BOOST_TEST(nodeB.release(b.token));  // its maildrop was in use: the row is deleted
+    BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "0");
+    BOOST_TEST((nodeA.verify(a.token) == core::Answer::Yes));
+    BOOST_TEST(db.one("SELECT node_id || ' ' || (token = '" + a.token + "'::uuid) || ' ' || (expires > now())"
+                      " FROM maildrop_leases") == "node-a true true");
+    // The same through the renewal round (the sweep deleted it after a long outage).
+    db.sql("DELETE FROM maildrop_leases");
+    BOOST_TEST(nodeA.renewAll() == 1u);
+    BOOST_TEST(nodeA.heldCount() == 1u);
+    // Meanwhile another node holds it: lost, and nothing is written over its row.
+    db.sql("UPDATE maildrop_leases SET token = gen_random_uuid(), node_id = 'node-b'");
+    BOOST_TEST((nodeA.verify(a.token) == core::Answer::No));
+    BOOST_TEST(db.one("SELECT node_id FROM maildrop_leases") == "node-b");
 }
 
 BOOST_AUTO_TEST_CASE(cluster_maildrop_service, *boost::unit_test::precondition(WithPg())) {
@@ -163,10 +192,19 @@ BOOST_AUTO_TEST_CASE(cluster_maildrop_service, *boost::unit_test::precondition(W
     core::MaildropPtr dropB;
     BOOST_TEST((nodeB.open(mailbox, dropB) == core::MaildropStatus::InUse));
     BOOST_TEST(db.one("SELECT node_id FROM maildrop_leases") == "node-a");
+    // A's row lapses (an outage) and a login on B takes it over, finds the maildrop in use
+    // (A's flock) and lets go of it: A's lease is still A's (review finding: it was lost,
+    // and A's deletions refused at QUIT).
+    db.sql("UPDATE maildrop_leases SET acquired = now() - interval '2 minutes', expires = now() - interval '1 second'");
+    BOOST_TEST((nodeB.open(mailbox, dropB) == core::MaildropStatus::InUse));
+    BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "0");
+    BOOST_TEST(lockA.renewAll() == 1u);
+    BOOST_TEST(db.one("SELECT node_id || ' ' || (expires > now()) FROM maildrop_leases") == "node-a true");
 
-    // Lease lost (an operator, or a lapse during an outage): nothing is deleted.
-    db.sql("DELETE FROM maildrop_leases");
+    // Lease lost (another holder has the row): nothing is deleted.
+    db.sql("UPDATE maildrop_leases SET token = gen_random_uuid(), node_id = 'node-c'");
     BOOST_TEST(!dropA->expunge({0}));
+    db.sql("DELETE FROM maildrop_leases");
     BOOST_TEST(test::filesIn(root.path / mailbox / "cur").size() == 1u);
     dropA.reset();
 
