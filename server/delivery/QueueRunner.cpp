@@ -119,6 +119,7 @@ void QueueRunner::rescan() {
     try {
         queue_.refreshStats();
         entries = queue_.list();
+        if (scanHook_) scanHook_();
     } catch (...) {
         std::lock_guard lock(mutex_);
         scanning_ = false;

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -49,6 +50,10 @@ public:
     ~QueueRunner();
     QueueRunner(const QueueRunner&) = delete;
     QueueRunner& operator=(const QueueRunner&) = delete;
+
+    // For tests: runs in every rescan between reading envelope/ and applying what it read
+    // (what happens meanwhile is newer than what was read). Set before start().
+    void setScanHook(std::function<void()> hook) { scanHook_ = std::move(hook); }
 
     // Messages whose submitter (envelope "auth") is held (compromised-account detection)
     // stay queued and are not taken until the hold is lifted. Set before start().
@@ -113,6 +118,7 @@ private:
     // one, or new mail be forgotten until the next scan).
     bool scanning_ = false;
     std::set<std::string> changedInScan_;
+    std::function<void()> scanHook_;
 
     std::vector<std::thread> threads_;
     ConnectionPool pool_;                                   // idle connections of all workers
