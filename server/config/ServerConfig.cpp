@@ -517,6 +517,8 @@ ServerConfig ServerConfig::load(const Poco::Util::AbstractConfiguration& conf) {
         d.maxPerDomain = static_cast<int>(r.integer("delivery.max_per_domain"));
         d.mxSessionLimit = static_cast<int>(r.integer("delivery.mx_session_limit"));
         if (d.mxSessionLimit < 1) r.error("delivery.mx_session_limit: must be at least 1");
+        d.mxAddressLimit = static_cast<int>(r.integer("delivery.mx_address_limit"));
+        if (d.mxAddressLimit < 1 || d.mxAddressLimit > 1000) r.error("delivery.mx_address_limit: must be 1..1000");
         if (d.maxWorkers < 1) r.error("delivery.max_workers: must be at least 1");
         if (d.maxPerDomain < 1) r.error("delivery.max_per_domain: must be at least 1");
         for (const auto& step : parseList(r.str("delivery.retry_schedule"))) {

@@ -27,7 +27,6 @@ namespace {
 
 Poco::Logger& logger() { return Poco::Logger::get("postern.delivery"); }
 
-constexpr std::size_t MaxAddressesPerAttempt = 10;  // hosts x addresses tried per route and attempt
 
 std::string domainOf(const std::string& address) {
     auto at = address.rfind('@');
@@ -355,7 +354,8 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
 
     SmtpReply lastFailure = SmtpReply::local("no address to try");
     std::string lastRelay = "none";
-    std::size_t tried = 0;
+    std::size_t tried = 0;  // addresses, at most delivery.mx_address_limit
+    const auto addressLimit = static_cast<std::size_t>(config_.mxAddressLimit);
     // A next hop that answered but cannot meet the message's requirements (REQUIRETLS,
     // SMTPUTF8): the next one is tried; when every host failed that way, the message bounces.
     const bool needsUtf8 = envelopeNeedsSmtpUtf8(envelope.sender, recipients);
@@ -378,7 +378,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
         }
     };
     for (const auto& host : where.hosts) {
-        if (tried >= MaxAddressesPerAttempt) break;
+        if (tried >= addressLimit) break;
         HostTls hostTls = hostPolicies.at(host.name);
         const bool stsHost = !daneGoverns(hostTls);  // MTA-STS (if any) applies to this host
         if (sts.enforce() && stsHost) {  // a host the policy lists, with verified TLS
@@ -401,7 +401,7 @@ void DeliveryAgent::deliverRoute(const Route& route, const queue::QueueEnvelope&
         }
         const DaneTarget* dane = hostTls.dane ? &*hostTls.dane : nullptr;
         for (const auto& ip : host.addresses) {
-            if (tried++ >= MaxAddressesPerAttempt) break;
+            if (tried++ >= addressLimit) break;
             if (!fallbackFrom.empty()) {
                 logger().information(core::EventLine::inSession(envelope.id, "delivery.next_host")
                                          .add("after", fallbackFrom)

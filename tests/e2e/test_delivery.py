@@ -160,6 +160,26 @@ def test_mx_preference_and_fallback_to_next_mx():
                            r"relay=alive\.fall\.test\[127\.0\.0\.13\]:\d+ .* attempt=1 ")
 
 
+def test_mx_address_limit_bounds_what_one_attempt_looks_up_and_tries():
+    """delivery.mx_address_limit (Postfix smtp_mx_address_limit): the addresses one attempt
+    tries, all MX hosts together; no further MX host is looked up once that many are known
+    (a domain with hundreds of MX names held a worker for all their lookups). Changed for the
+    test: the limit 1 (shipped 10), and the retry schedule 1h (no second attempt here).
+    fall.test's preferred MX has one address where nothing listens: it is the only one tried,
+    and the message is deferred; the next MX never sees it (with the shipped limit it gets it
+    in the same attempt, test_mx_preference_and_fallback_to_next_mx)."""
+    port = sink_port((MX4,))
+    with DnsServer(DNS_MX, DNS_HOSTS) as dns, Sink(MX4, port) as alive:
+        overrides = delivery_overrides(dns, port, delivery__mx_address_limit="1", delivery__retry_schedule="1h")
+        with Postern(overrides=overrides) as p:
+            submit(p, "someone@fall.test")
+            p.log_contains(r"event=delivery\.connect_fail relay=dead\.fall\.test\[127\.0\.0\.15\]", timeout=15)
+            p.log_contains(r"event=delivery\.defer to=<someone@fall\.test> ", timeout=15)
+            time.sleep(1.0)
+            check_eq(alive.count(), 0, "messages at the next MX")
+            check(not re.search(r"alive\.fall\.test", p.log_text()), "the next MX host was not looked up or tried")
+
+
 def test_temporary_failure_in_a_session_falls_back_to_the_next_mx():
     """RFC 5321 5.1, as Postfix: the preferred MX answers the end of data with 451, or one
     recipient's RCPT with 450: those recipients go to the next MX host in the same attempt

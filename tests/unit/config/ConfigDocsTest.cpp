@@ -111,6 +111,7 @@ BOOST_AUTO_TEST_CASE(component_limits_are_checked_at_load) {
         {"cluster.connect_timeout", "0s", "cluster.connect_timeout: must be more than 0"},
         {"cluster.statement_timeout", "0s", "cluster.statement_timeout: must be more than 0"},
         {"delivery.mx_session_limit", "0", "delivery.mx_session_limit: must be at least 1"},
+        {"delivery.mx_address_limit", "0", "delivery.mx_address_limit: must be 1..1000"},
         // 0 reached the sockets as "no timeout"; 0 queued made POCO drop every connection.
         {"smtp.command_timeout", "0", "smtp.command_timeout: must be at least 1s"},
         {"smtp.data_timeout", "500ms", "smtp.data_timeout: must be at least 1s"},
