@@ -122,7 +122,7 @@ const std::vector<KeyDef> Keys = {
     {"smtp.quota_full_tempfail", "false", K::Bool,
      "A recipient whose mailbox is at its quota: 452 4.2.2 (retry) instead of 552 5.2.2"},
     // --- postmaster and abuse addresses ---------------------------------------------
-    {"smtp.postmaster_address", "", K::String, "Where postmaster@<local domain> and <Postmaster> go when the user backend has no such account (empty = the domain's own mailbox <domain>/postmaster)"},
+    {"smtp.postmaster_address", "", K::String, "Where postmaster@<local domain>, postmaster@<server.hostname> and <Postmaster> go when the user backend has no such account (empty = the domain's own mailbox <domain>/postmaster)"},
     {"smtp.abuse_address", "", K::String, "Where abuse@<local domain> goes when the user backend has no such account (empty = off)"},
     {"smtp.max_transactions_per_session", "1000", K::Integer, "Mail transactions (MAIL commands) per SMTP session, advertised as LIMITS MAILMAX (RFC 9422; 421 4.7.0 and disconnect beyond; 0 = no limit)"},
     // --- POP3 ---------------------------------------------------------------------
@@ -204,7 +204,7 @@ const std::vector<KeyDef> Keys = {
     {"delivery.max_workers", "16", K::Integer, "Delivery threads (concurrent outbound transactions, all destinations)"},
     {"delivery.max_per_domain", "4", K::Integer, "Concurrent deliveries to one recipient domain"},
     {"delivery.mx_session_limit", "2", K::Integer, "Sessions that carry the message per route and attempt: recipients one fails temporarily go to the next address or MX host until this many tried (Postfix smtp_mx_session_limit)"},
-    {"delivery.mx_address_limit", "10", K::Integer, "Addresses tried per route and attempt; the MX lookup stops looking up MX hosts once it has this many (Postfix smtp_mx_address_limit)"},
+    {"delivery.mx_address_limit", "10", K::Integer, "Addresses tried per route and attempt, all MX hosts together (Postfix smtp_mx_address_limit)"},
     {"delivery.retry_schedule", "1m, 5m, 15m, 30m, 1h, 2h, 4h", K::List, "Wait after the 1st, 2nd, ... temporary failure; the last repeats"},
     {"delivery.max_lifetime", "5d", K::Duration, "Give up (bounce, Status 4.4.7) on recipients still failing temporarily after this long in the queue"},
     {"delivery.delay_warning", "0", K::Duration, "Send one 'delayed' DSN to the sender after this long in the queue (0 = never)"},

@@ -200,7 +200,7 @@ struct DeliveryConfig {
     int maxWorkers = 0;
     int maxPerDomain = 0;
     int mxSessionLimit = 0;                        // sessions (transactions) per route and attempt
-    int mxAddressLimit = 0;                        // addresses tried per route and attempt (and looked up)
+    int mxAddressLimit = 0;                        // addresses tried per route and attempt
     std::vector<Millis> retrySchedule;             // never empty after load()
     Millis maxLifetime{};
     Millis delayWarning{};                         // 0 = off

@@ -43,8 +43,7 @@ bool usesDane(const config::DeliveryConfig& c) {
 DeliveryService::DeliveryService(const config::DeliveryConfig& config, std::string hostname,
                                  queue::OutboundQueue& queue, core::MessageSink& sink, core::UserDirectory& directory)
     : queue_(queue) {
-    resolver_ = std::make_unique<MxResolver>(ResolverSettings{config.dnsServer, config.dnsTimeout, usesDane(config),
-                                                              static_cast<std::size_t>(config.mxAddressLimit)});
+    resolver_ = std::make_unique<MxResolver>(ResolverSettings{config.dnsServer, config.dnsTimeout, usesDane(config)});
     bounces_ = std::make_unique<BounceSender>(sink, directory, hostname, static_cast<std::size_t>(config.bounceSizeLimit));
     ClientSettings cs;
     cs.heloName = hostname;

@@ -242,16 +242,11 @@ MxResult MxResolver::resolveMx(const std::string& domainIn) {
     MxResult r;
     r.mxSecure = mxSecure;
     bool temp = false;
-    std::size_t addresses = 0;
     for (const auto& m : records) {
-        if (addresses >= settings_.addressLimit) break;  // an attempt tries no more
         MxHost h{m.host, m.preference, {}};
         LookupStatus s = addressesOf(res, m.host, h.addresses, h.secure, h.expanded);
         if (s == LookupStatus::TempFail) temp = true;
-        if (s == LookupStatus::Ok) {
-            addresses += h.addresses.size();
-            r.hosts.push_back(std::move(h));
-        }
+        if (s == LookupStatus::Ok) r.hosts.push_back(std::move(h));
     }
     if (!r.hosts.empty()) {
         r.status = LookupStatus::Ok;

@@ -60,9 +60,6 @@ struct ResolverSettings {
     // Some TLS policy is dane/dane-only: queries carry the DO bit (RES_USE_DNSSEC) and the
     // resolver's AD bit is trusted (RES_TRUSTAD), as Postfix's smtp_dns_support_level=dnssec.
     bool dnssec = false;
-    // set from delivery.mx_address_limit: resolveMx stops looking up MX hosts once it has
-    // this many addresses (those are all an attempt tries).
-    std::size_t addressLimit = 10;
 };
 
 // RFC 5321 5.1: lowest preference first; hosts of equal preference in random order

@@ -31,23 +31,29 @@ const pg::Statement LeaseAcquire{
     " WHERE l.expires < now() OR l.token = EXCLUDED.token"
     " RETURNING l.token"};
 
-// Renews the rows that still carry our token. No "expires > now()" condition: a lease that
-// expired but that nobody took is still exclusively ours, and renewing it is right. For the
-// same reason a lease whose row is gone (a login elsewhere took the lapsed row, then found
-// the maildrop in use by this very session and released it; or the sweep, after an outage)
-// is written again with our token, unless another holder has the mailbox now: such a
-// session still holds its maildrop, and losing the lease refused its deletions at QUIT.
-// The arrays are parallel (mailbox i, token i, node i); returns the tokens held now.
+// Renews only rows that still carry our token. No "expires > now()" condition: a lease that
+// expired but that nobody took is still exclusively ours, and renewing it is right.
 const pg::Statement LeaseRenew{
     "postern_lease_renew",
+    "UPDATE maildrop_leases SET expires = now() + $3::bigint * interval '1 millisecond'"
+    " WHERE mailbox = ANY ($1::text[]) AND token = ANY ($2::uuid[]) RETURNING token"};
+
+// verify(): renews the row that carries our token or, when there is no row at all, writes
+// it again. For the reason above a lease whose row is gone is still ours if nobody else has
+// the mailbox now: a login elsewhere took the lapsed row, found the maildrop in use by this
+// very session and released it (deleting the row), or the sweep deleted it after an outage.
+// Such a session still holds its maildrop; without this its deletions were refused at QUIT.
+// Only the session's own thread calls it (never racing its own release, which would
+// resurrect a lease nobody holds); the renewal round only renews.
+const pg::Statement LeaseReclaim{
+    "postern_lease_reclaim",
     "WITH renewed AS ("
     "  UPDATE maildrop_leases SET expires = now() + $3::bigint * interval '1 millisecond'"
-    "  WHERE mailbox = ANY ($1::text[]) AND token = ANY ($2::uuid[]) RETURNING token),"
+    "  WHERE mailbox = $1 AND token = $2::uuid RETURNING token),"
     " reclaimed AS ("
     "  INSERT INTO maildrop_leases (mailbox, node_id, token, acquired, expires)"
-    "  SELECT u.mailbox, u.node_id, u.token, now(), now() + $3::bigint * interval '1 millisecond'"
-    "  FROM unnest($1::text[], $2::uuid[], $4::text[]) AS u(mailbox, token, node_id)"
-    "  WHERE u.token NOT IN (SELECT token FROM renewed)"
+    "  SELECT $1, $4, $2::uuid, now(), now() + $3::bigint * interval '1 millisecond'"
+    "  WHERE NOT EXISTS (SELECT 1 FROM renewed)"
     "  ON CONFLICT (mailbox) DO NOTHING RETURNING token)"
     " SELECT token FROM renewed UNION ALL SELECT token FROM reclaimed"};
 
@@ -151,27 +157,22 @@ void PgMaildropLock::markLost(const std::string& token, const char* why) {
 }
 
 std::size_t PgMaildropLock::renewAll() {
-    struct Live {
-        std::string token, mailbox, node;
-    };
-    std::vector<Live> live;
+    std::vector<std::pair<std::string, std::string>> live;  // token, mailbox
     {
         std::lock_guard lock(mutex_);
         for (const auto& [token, h] : held_)
             if (!h.lost)
-                live.push_back({token, h.mailbox, h.node});
+                live.emplace_back(token, h.mailbox);
     }
     std::size_t renewed = 0;
     for (std::size_t start = 0; start < live.size(); start += RenewChunk) {
         const std::size_t end = std::min(live.size(), start + RenewChunk);
-        std::vector<std::string> tokens, mailboxes, nodes;
+        std::vector<std::string> tokens, mailboxes;
         for (std::size_t i = start; i < end; ++i) {
-            tokens.push_back(live[i].token);
-            mailboxes.push_back(live[i].mailbox);
-            nodes.push_back(live[i].node);
+            tokens.push_back(live[i].first);
+            mailboxes.push_back(live[i].second);
         }
-        pg::QueryResult r = pool_.execute(LeaseRenew, {pg::textArray(mailboxes), pg::textArray(tokens),
-                                                       std::to_string(lease_.count()), pg::textArray(nodes)});
+        pg::QueryResult r = pool_.execute(LeaseRenew, {pg::textArray(mailboxes), pg::textArray(tokens), std::to_string(lease_.count())});
         if (r.failed()) {
             // Not known to be lost: the row keeps its expiry; the next round tries again.
             logger().warning(
@@ -193,8 +194,10 @@ std::size_t PgMaildropLock::renewAll() {
                 std::lock_guard lock(mutex_);
                 stillHeld = held_.count(t) != 0;
             }
+            // Not renewed from now on; the session's verify() (at QUIT) takes it back if the
+            // row is gone by then, or answers No if another holder has it.
             if (stillHeld)
-                markLost(t, "taken_by_another_holder");
+                markLost(t, "renew_found_no_row");
         }
     }
     return renewed;
@@ -202,16 +205,17 @@ std::size_t PgMaildropLock::renewAll() {
 
 core::Answer PgMaildropLock::verify(const std::string& token) {
     std::string mailbox, node;
+    bool wasLost = false;
     {
         std::lock_guard lock(mutex_);
         auto it = held_.find(token);
-        if (it == held_.end() || it->second.lost)
+        if (it == held_.end())
             return core::Answer::No;
         mailbox = it->second.mailbox;
         node = it->second.node;
+        wasLost = it->second.lost;
     }
-    pg::QueryResult r = pool_.execute(LeaseRenew, {pg::textArray({mailbox}), pg::textArray({token}),
-                                                   std::to_string(lease_.count()), pg::textArray({node})});
+    pg::QueryResult r = pool_.execute(LeaseReclaim, {mailbox, token, std::to_string(lease_.count()), node});
     if (r.failed()) {
         logger().warning(core::EventLine("lease.verify_fail").add("mailbox", mailbox).text("error", r.error).str());
         return core::Answer::TempFail;
@@ -219,6 +223,14 @@ core::Answer PgMaildropLock::verify(const std::string& token) {
     if (r.noRows()) {
         markLost(token, "taken_by_another_holder");
         return core::Answer::No;
+    }
+    if (wasLost) {
+        {
+            std::lock_guard lock(mutex_);
+            auto it = held_.find(token);
+            if (it != held_.end()) it->second.lost = false;  // renewed by the rounds again
+        }
+        logger().notice(core::EventLine("lease.reclaimed").add("mailbox", mailbox).str());
     }
     return core::Answer::Yes;
 }

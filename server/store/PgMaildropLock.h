@@ -68,8 +68,9 @@ public:
     void adopt(const std::string& token, const std::string& mailbox, const std::string& nodeId);
 
     // Renews the lease now and says whether it is still ours: Yes (renewed, or its row was
-    // gone and is written again), No (another holder has the mailbox, or not a token of this
-    // object), TempFail (PostgreSQL cannot answer).
+    // gone and is written again: also a lease the renewal round found gone), No (another
+    // holder has the mailbox, or not a token of this object), TempFail (PostgreSQL cannot
+    // answer). Called only by the session holding the token (see LeaseReclaim).
     core::Answer verify(const std::string& token);
 
     // Deletes the lease (only if it still carries this token) and stops renewing it. false if

@@ -159,10 +159,17 @@ BOOST_AUTO_TEST_CASE(a_lease_whose_row_is_gone_is_written_again, *boost::unit_te
     BOOST_TEST((nodeA.verify(a.token) == core::Answer::Yes));
     BOOST_TEST(db.one("SELECT node_id || ' ' || (token = '" + a.token + "'::uuid) || ' ' || (expires > now())"
                       " FROM maildrop_leases") == "node-a true true");
-    // The same through the renewal round (the sweep deleted it after a long outage).
+    // The renewal round only renews (review finding: writing rows back there raced the
+    // sessions' own releases, and resurrected leases nobody held): a row it finds gone (the
+    // sweep deleted it after a long outage) is not renewed until the session's verify()
+    // takes it back.
     db.sql("DELETE FROM maildrop_leases");
-    BOOST_TEST(nodeA.renewAll() == 1u);
+    BOOST_TEST(nodeA.renewAll() == 0u);
+    BOOST_TEST(nodeA.heldCount() == 0u);
+    BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "0");
+    BOOST_TEST((nodeA.verify(a.token) == core::Answer::Yes));
     BOOST_TEST(nodeA.heldCount() == 1u);
+    BOOST_TEST(nodeA.renewAll() == 1u);
     // Meanwhile another node holds it: lost, and nothing is written over its row.
     db.sql("UPDATE maildrop_leases SET token = gen_random_uuid(), node_id = 'node-b'");
     BOOST_TEST((nodeA.verify(a.token) == core::Answer::No));
@@ -192,14 +199,6 @@ BOOST_AUTO_TEST_CASE(cluster_maildrop_service, *boost::unit_test::precondition(W
     core::MaildropPtr dropB;
     BOOST_TEST((nodeB.open(mailbox, dropB) == core::MaildropStatus::InUse));
     BOOST_TEST(db.one("SELECT node_id FROM maildrop_leases") == "node-a");
-    // A's row lapses (an outage) and a login on B takes it over, finds the maildrop in use
-    // (A's flock) and lets go of it: A's lease is still A's (review finding: it was lost,
-    // and A's deletions refused at QUIT).
-    db.sql("UPDATE maildrop_leases SET acquired = now() - interval '2 minutes', expires = now() - interval '1 second'");
-    BOOST_TEST((nodeB.open(mailbox, dropB) == core::MaildropStatus::InUse));
-    BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "0");
-    BOOST_TEST(lockA.renewAll() == 1u);
-    BOOST_TEST(db.one("SELECT node_id || ' ' || (expires > now()) FROM maildrop_leases") == "node-a true");
 
     // Lease lost (another holder has the row): nothing is deleted.
     db.sql("UPDATE maildrop_leases SET token = gen_random_uuid(), node_id = 'node-c'");
@@ -220,6 +219,39 @@ BOOST_AUTO_TEST_CASE(cluster_maildrop_service, *boost::unit_test::precondition(W
     // is taken by this node's first session.
     BOOST_TEST((nodeB.open(mailbox, dropA) == core::MaildropStatus::InUse));
     dropB.reset();
+    BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "0");
+}
+
+// Review finding: A's row lapses (an outage) and a login on B takes it over, finds the
+// maildrop in use (A's flock) and lets go of it, deleting the row: A's lease was lost, and
+// its deletions refused at QUIT. A still holds the maildrop, and its QUIT deletes.
+BOOST_AUTO_TEST_CASE(a_failed_takeover_leaves_the_holder_its_deletions, *boost::unit_test::precondition(WithPg())) {
+    Db db;
+    db.sql("TRUNCATE maildrop_leases");
+    test::TempDir root;
+    MaildirStore storeA(root.path.string(), "node-a"), storeB(root.path.string(), "node-b");
+    pg::Pool poolA(settings(2)), poolB(settings(2));
+    PgMaildropLock lockA(poolA, 60s, 1h), lockB(poolB, 60s, 1h);  // renewal rounds run by the test
+    ClusterMaildropService nodeA(storeA, lockA, "node-a"), nodeB(storeB, lockB, "node-b");
+    const std::string mailbox = "example.test/carol";
+    BOOST_REQUIRE(MaildirStore::ensureMaildir((root.path / mailbox).string()));
+    const std::string message = "Subject: x\r\n\r\nbody\r\n";
+    test::spit(root.path / "msg", message);
+    std::string placed;
+    BOOST_REQUIRE(storeA.deliver((root.path / "msg").string(), message.size(), mailbox, placed));
+
+    core::MaildropPtr dropA, dropB;
+    BOOST_REQUIRE((nodeA.open(mailbox, dropA) == core::MaildropStatus::Ok));
+    BOOST_REQUIRE(dropA->entries().size() == 1u);
+    db.sql("UPDATE maildrop_leases SET acquired = now() - interval '2 minutes', expires = now() - interval '1 second'");
+    BOOST_TEST((nodeB.open(mailbox, dropB) == core::MaildropStatus::InUse));
+    BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "0");
+    BOOST_TEST(lockA.renewAll() == 0u);  // meanwhile A's renewal round found no row
+    BOOST_TEST(dropA->expunge({0}));     // A's QUIT
+    BOOST_TEST(test::filesIn(root.path / mailbox / "cur").empty());
+    BOOST_TEST(test::filesIn(root.path / mailbox / "new").empty());
+    BOOST_TEST(db.one("SELECT node_id || ' ' || (expires > now()) FROM maildrop_leases") == "node-a true");
+    dropA.reset();
     BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "0");
 }
 
