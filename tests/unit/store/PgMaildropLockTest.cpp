@@ -39,6 +39,26 @@ bool eventually(F cond, std::chrono::milliseconds limit) {
     return cond();
 }
 
+// Two nodes on one maildir root and one database (renewal rounds run by the tests), and a
+// mailbox holding one message.
+struct TwoNodes {
+    Db db;
+    bool cleaned = (db.sql("TRUNCATE maildrop_leases"), true);
+    test::TempDir root;
+    MaildirStore storeA{root.path.string(), "node-a"}, storeB{root.path.string(), "node-b"};
+    pg::Pool poolA{settings(2)}, poolB{settings(2)};
+    PgMaildropLock lockA{poolA, 60s, 1h}, lockB{poolB, 60s, 1h};
+    ClusterMaildropService nodeA{storeA, lockA, "node-a"}, nodeB{storeB, lockB, "node-b"};
+
+    explicit TwoNodes(const std::string& mailbox) {
+        BOOST_REQUIRE(MaildirStore::ensureMaildir((root.path / mailbox).string()));
+        const std::string message = "Subject: x\r\n\r\nbody\r\n";
+        test::spit(root.path / "msg", message);
+        std::string placed;
+        BOOST_REQUIRE(storeA.deliver((root.path / "msg").string(), message.size(), mailbox, placed));
+    }
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(pg_maildrop_lock)
@@ -177,21 +197,9 @@ BOOST_AUTO_TEST_CASE(a_lease_whose_row_is_gone_is_written_again, *boost::unit_te
 }
 
 BOOST_AUTO_TEST_CASE(cluster_maildrop_service, *boost::unit_test::precondition(WithPg())) {
-    Db db;
-    db.sql("TRUNCATE maildrop_leases");
-    test::TempDir root;
-    MaildirStore storeA(root.path.string(), "node-a"), storeB(root.path.string(), "node-b");
-    pg::Pool poolA(settings(2)), poolB(settings(2));
-    PgMaildropLock lockA(poolA, 60s), lockB(poolB, 60s);
-    ClusterMaildropService nodeA(storeA, lockA, "node-a"), nodeB(storeB, lockB, "node-b");
-
-    // One message in the maildrop.
     const std::string mailbox = "example.test/bob";
-    BOOST_REQUIRE(MaildirStore::ensureMaildir((root.path / mailbox).string()));
-    const std::string message = "Subject: x\r\n\r\nbody\r\n";
-    test::spit(root.path / "msg", message);
-    std::string placed;
-    BOOST_REQUIRE(storeA.deliver((root.path / "msg").string(), message.size(), mailbox, placed));
+    TwoNodes n(mailbox);
+    auto& [db, cleaned, root, storeA, storeB, poolA, poolB, lockA, lockB, nodeA, nodeB] = n;
 
     core::MaildropPtr dropA;
     BOOST_REQUIRE((nodeA.open(mailbox, dropA) == core::MaildropStatus::Ok));
@@ -226,19 +234,9 @@ BOOST_AUTO_TEST_CASE(cluster_maildrop_service, *boost::unit_test::precondition(W
 // maildrop in use (A's flock) and lets go of it, deleting the row: A's lease was lost, and
 // its deletions refused at QUIT. A still holds the maildrop, and its QUIT deletes.
 BOOST_AUTO_TEST_CASE(a_failed_takeover_leaves_the_holder_its_deletions, *boost::unit_test::precondition(WithPg())) {
-    Db db;
-    db.sql("TRUNCATE maildrop_leases");
-    test::TempDir root;
-    MaildirStore storeA(root.path.string(), "node-a"), storeB(root.path.string(), "node-b");
-    pg::Pool poolA(settings(2)), poolB(settings(2));
-    PgMaildropLock lockA(poolA, 60s, 1h), lockB(poolB, 60s, 1h);  // renewal rounds run by the test
-    ClusterMaildropService nodeA(storeA, lockA, "node-a"), nodeB(storeB, lockB, "node-b");
     const std::string mailbox = "example.test/carol";
-    BOOST_REQUIRE(MaildirStore::ensureMaildir((root.path / mailbox).string()));
-    const std::string message = "Subject: x\r\n\r\nbody\r\n";
-    test::spit(root.path / "msg", message);
-    std::string placed;
-    BOOST_REQUIRE(storeA.deliver((root.path / "msg").string(), message.size(), mailbox, placed));
+    TwoNodes n(mailbox);
+    auto& [db, cleaned, root, storeA, storeB, poolA, poolB, lockA, lockB, nodeA, nodeB] = n;
 
     core::MaildropPtr dropA, dropB;
     BOOST_REQUIRE((nodeA.open(mailbox, dropA) == core::MaildropStatus::Ok));
