@@ -17,8 +17,9 @@ namespace postern::store {
 //   2. opens the local maildrop:   anything but Ok releases the lease and is returned as is
 //   3. Ok: the maildrop returned releases the local lock, then the lease, when destroyed.
 // Before expunge() (the UPDATE state's deletions, RFC 1939 6) the lease is verified in
-// PostgreSQL: if it was lost or cannot be checked, nothing is deleted and expunge() fails
-// (the session answers -ERR), since another node may own the maildrop by now.
+// PostgreSQL (PgMaildropLock::verify: a row that is gone is taken back): if another holder
+// has it, or it cannot be checked, nothing is deleted and expunge() fails (the session
+// answers -ERR), since another node may own the maildrop by now.
 //
 // Thread-safe (both parts are). Owns nothing: `local` and `lock` must outlive this service
 // and every maildrop it opened.

@@ -143,34 +143,40 @@ void PgMaildropLock::adopt(const std::string& token, const std::string& mailbox,
     held_[token] = Held{leaseKey(mailbox), nodeId, false};
 }
 
-void PgMaildropLock::markLost(const std::string& token, const char* why) {
+void PgMaildropLock::markLost(const std::string& token, const char* why, std::optional<std::uint64_t> verifiedAt) {
     std::string mailbox;
     {
         std::lock_guard lock(mutex_);
         auto it = held_.find(token);
         if (it == held_.end() || it->second.lost)
             return;
+        if (verifiedAt && it->second.verified != *verifiedAt)
+            return;  // a verify() after the round's statement renewed or took it back
         it->second.lost = true;
         mailbox = it->second.mailbox;
     }
-    logger().error(core::EventLine("lease.lost").add("mailbox", mailbox).add("reason", why).str());
+    logger().warning(core::EventLine("lease.lost").add("mailbox", mailbox).add("reason", why).str());
 }
 
 std::size_t PgMaildropLock::renewAll() {
-    std::vector<std::pair<std::string, std::string>> live;  // token, mailbox
+    struct Live {
+        std::string token, mailbox;
+        std::uint64_t verified;
+    };
+    std::vector<Live> live;
     {
         std::lock_guard lock(mutex_);
         for (const auto& [token, h] : held_)
             if (!h.lost)
-                live.emplace_back(token, h.mailbox);
+                live.push_back({token, h.mailbox, h.verified});
     }
     std::size_t renewed = 0;
     for (std::size_t start = 0; start < live.size(); start += RenewChunk) {
         const std::size_t end = std::min(live.size(), start + RenewChunk);
         std::vector<std::string> tokens, mailboxes;
         for (std::size_t i = start; i < end; ++i) {
-            tokens.push_back(live[i].first);
-            mailboxes.push_back(live[i].second);
+            tokens.push_back(live[i].token);
+            mailboxes.push_back(live[i].mailbox);
         }
         pg::QueryResult r = pool_.execute(LeaseRenew, {pg::textArray(mailboxes), pg::textArray(tokens), std::to_string(lease_.count())});
         if (r.failed()) {
@@ -183,21 +189,16 @@ std::size_t PgMaildropLock::renewAll() {
         for (const auto& row : r.rows)
             if (!row.empty() && row[0])
                 back.insert(*row[0]);
-        for (const auto& t : tokens) {
-            if (back.count(t)) {
+        for (std::size_t i = start; i < end; ++i) {
+            const Live& l = live[i];
+            if (back.count(l.token)) {
                 ++renewed;
                 continue;
             }
-            // Released meanwhile by its session: not lost, just gone from held_.
-            bool stillHeld = false;
-            {
-                std::lock_guard lock(mutex_);
-                stillHeld = held_.count(t) != 0;
-            }
-            // Not renewed from now on; the session's verify() (at QUIT) takes it back if the
-            // row is gone by then, or answers No if another holder has it.
-            if (stillHeld)
-                markLost(t, "renew_found_no_row");
+            // Released meanwhile by its session: gone from held_, and markLost leaves it.
+            // Else not renewed from now on; the session's verify() (at QUIT) takes it back
+            // if the row is gone by then, or answers No if another holder has it.
+            markLost(l.token, "renew_found_no_row", l.verified);
         }
     }
     return renewed;
@@ -218,39 +219,55 @@ core::Answer PgMaildropLock::verify(const std::string& token) {
     pg::QueryResult r = pool_.execute(LeaseReclaim, {mailbox, token, std::to_string(lease_.count()), node});
     if (r.failed()) {
         logger().warning(core::EventLine("lease.verify_fail").add("mailbox", mailbox).text("error", r.error).str());
+        if (r.mayHaveCommitted()) {
+            // Its take-back may still commit: after release(), nobody would hold that row.
+            std::lock_guard lock(mutex_);
+            auto it = held_.find(token);
+            if (it != held_.end()) it->second.reclaimUnsure = true;
+        }
         return core::Answer::TempFail;
     }
     if (r.noRows()) {
         markLost(token, "taken_by_another_holder");
         return core::Answer::No;
     }
-    if (wasLost) {
-        {
-            std::lock_guard lock(mutex_);
-            auto it = held_.find(token);
-            if (it != held_.end()) it->second.lost = false;  // renewed by the rounds again
+    {
+        std::lock_guard lock(mutex_);
+        auto it = held_.find(token);
+        if (it != held_.end()) {
+            ++it->second.verified;
+            it->second.lost = false;  // renewed by the rounds again
         }
-        logger().notice(core::EventLine("lease.reclaimed").add("mailbox", mailbox).str());
     }
+    if (wasLost) logger().notice(core::EventLine("lease.reclaimed").add("mailbox", mailbox).str());
     return core::Answer::Yes;
 }
 
 bool PgMaildropLock::release(const std::string& token) {
     std::string mailbox;
+    bool unsure = false;
     {
         std::lock_guard lock(mutex_);
         auto it = held_.find(token);
         if (it == held_.end())
             return false;
         mailbox = it->second.mailbox;
+        unsure = it->second.reclaimUnsure;
         held_.erase(it);
     }
     pg::QueryResult r = pool_.execute(LeaseRelease, {mailbox, token});
+    if (unsure || r.failed()) {
+        // Deleted again later by the renewal thread (an orphan would answer [IN-USE] to the
+        // user's next logins for up to a lease): a take-back that may commit after this
+        // DELETE, or a DELETE that did not get through.
+        std::lock_guard lock(mutex_);
+        orphans_.push_back(Orphan{mailbox, token, std::chrono::steady_clock::now() + lease_});
+    }
     if (r.failed()) {
         logger().warning(core::EventLine("lease.release_fail")
                              .add("mailbox", mailbox)
                              .text("error", r.error)
-                             .add("note", "lapses_within_lease")
+                             .add("note", "deleted_later")
                              .str());
         return false;
     }

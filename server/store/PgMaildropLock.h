@@ -11,6 +11,7 @@
 #include <string_view>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
@@ -26,8 +27,9 @@ namespace postern::store {
 // time (cluster.lock_lease), and then another node may open the maildrop.
 //
 // A lease found gone at renewal (expired during a long outage and taken by another node, or
-// deleted by an operator) is marked lost and logged (event=lease.lost); holders check with
-// verify() before anything irreversible.
+// deleted) is no longer renewed and logged (event=lease.lost); holders check with verify()
+// before anything irreversible, which renews it, takes back a row that is gone (nobody else
+// has the mailbox: renewed by the rounds again), or answers No when another holder has it.
 //
 // Thread-safe. Owns one renewal thread (started by the constructor, stopped and joined by
 // the destructor). Destroying it while leases are held does not release them: they lapse
@@ -107,12 +109,15 @@ public:
 private:
     struct Held {
         std::string mailbox;
-        std::string node;  // written into a row renewal finds gone
-        bool lost = false;
+        std::string node;  // written into the row verify() takes back
+        bool lost = false;  // not renewed by the rounds (until verify() says Yes)
+        std::uint64_t verified = 0;  // verify() Yes answers: a round's older finding yields
+        bool reclaimUnsure = false;  // a take-back whose commit is unknown: release forgets it later
     };
 
     void run();
-    void markLost(const std::string& token, const char* why);
+    // verifiedAt: the Held::verified a renewal round saw; a verify() since decides instead.
+    void markLost(const std::string& token, const char* why, std::optional<std::uint64_t> verifiedAt = {});
 
     pg::Pool& pool_;
     const std::chrono::milliseconds lease_;

@@ -249,6 +249,8 @@ BOOST_AUTO_TEST_CASE(a_failed_takeover_leaves_the_holder_its_deletions, *boost::
     BOOST_TEST(test::filesIn(root.path / mailbox / "cur").empty());
     BOOST_TEST(test::filesIn(root.path / mailbox / "new").empty());
     BOOST_TEST(db.one("SELECT node_id || ' ' || (expires > now()) FROM maildrop_leases") == "node-a true");
+    BOOST_TEST(lockA.heldCount() == 1u);  // taken back: the rounds renew it again
+    BOOST_TEST(lockA.renewAll() == 1u);
     dropA.reset();
     BOOST_TEST(db.one("SELECT count(*) FROM maildrop_leases") == "0");
 }
