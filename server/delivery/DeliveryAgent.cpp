@@ -27,7 +27,6 @@ namespace {
 
 Poco::Logger& logger() { return Poco::Logger::get("postern.delivery"); }
 
-
 std::string domainOf(const std::string& address) {
     auto at = address.rfind('@');
     return at == std::string::npos ? std::string() : core::asciiLower(address.substr(at + 1));

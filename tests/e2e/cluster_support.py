@@ -198,19 +198,33 @@ class HAProxy:
             out.append("")
         return "\n".join(out) + "\n"
 
-    def start(self):
-        with open(self.cfg_path, "w") as f:
-            f.write(self.config_text())
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([HAPROXY, "-f", self.cfg_path, "-db"], stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL, cwd=self.dir)
-        log.close()
+    def start(self, attempts=4):
+        """Starts haproxy. A frontend port taken between free_ports() and haproxy's bind (by
+        a test running beside this one: CI runs two at a time) is retried on fresh ports, as
+        the harness does for posternd's own ports."""
+        for attempt in range(attempts):
+            with open(self.cfg_path, "w") as f:
+                f.write(self.config_text())  # fresh free ports each time
+            start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen([HAPROXY, "-f", self.cfg_path, "-db"], stdout=log, stderr=log,
+                                         stdin=subprocess.DEVNULL, cwd=self.dir)
+            log.close()
 
-        def up():
-            if self.proc.poll() is not None:
-                raise TestFailure("haproxy exited with %s\n%s" % (self.proc.returncode, self.log_text()))
-            return self.stat_rows(quiet=True)
-        wait_for(up, timeout=15, what="haproxy admin socket")
+            def up():
+                if self.proc.poll() is not None:
+                    raise TestFailure("haproxy exited with %s\n%s" % (self.proc.returncode, self.log_text()))
+                return self.stat_rows(quiet=True)
+            try:
+                wait_for(up, timeout=15, what="haproxy admin socket")
+                return self
+            except TestFailure:
+                with open(self.log_path, "rb") as f:
+                    f.seek(start)
+                    taken = b"Address already in use" in f.read()
+                if not taken or attempt + 1 == attempts:
+                    raise
+                self.proc = None
         return self
 
     def stop(self):
